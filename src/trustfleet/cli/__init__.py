@@ -1,1 +1,3 @@
-"""cli package."""
+"""Command-line entry points, one module per command group."""
+
+__all__: list[str] = []

@@ -1,1 +1,36 @@
-"""keystore package."""
+"""Keys in PKCS#11 tokens (SoftHSM2 by default, any module by path), never on disk in the clear.
+
+Typical use::
+
+    conf = write_softhsm_conf(home / "softhsm2.conf", token_dir=home / "tokens")
+    module = find_module()
+    init_token(module=module, conf=conf, label="service", so_pin=so_pin, user_pin=pin)
+    with open_token(module=module, label="service", pin=pin, conf=conf) as token:
+        key = token.generate_ec_key("device-ca", curve="P-384")
+        certificate = builder.sign(key, hashes.SHA384())
+
+One process may use several SoftHSM2 configurations one after the other (factory provisioning
+of many devices): pass ``conf`` to each call. Switching is refused while sessions on the
+active configuration are open.
+"""
+
+from trustfleet.keystore._eckey import Pkcs11EcPrivateKey
+from trustfleet.keystore._module import DEFAULT_MODULE_CANDIDATES, find_module, write_softhsm_conf
+from trustfleet.keystore._pin import PinSource, generate_pin, write_pin_file
+from trustfleet.keystore._token import TokenSession, init_token, open_key, open_token
+from trustfleet.keystore._uri import Pkcs11Uri
+
+__all__ = [
+    "DEFAULT_MODULE_CANDIDATES",
+    "PinSource",
+    "Pkcs11EcPrivateKey",
+    "Pkcs11Uri",
+    "TokenSession",
+    "find_module",
+    "generate_pin",
+    "init_token",
+    "open_key",
+    "open_token",
+    "write_pin_file",
+    "write_softhsm_conf",
+]

@@ -1,1 +1,62 @@
-"""store package."""
+"""Persistence of TrustFleet: SQLite (embedded default) or PostgreSQL, through SQLAlchemy.
+
+Typical use::
+
+    engine = create_engine(sqlite_url(path))
+    migrate(engine)
+    uow = UnitOfWork(engine)
+    with uow.begin() as tx:
+        device = tx.devices.add(id="d1", model="m", now=now)
+        tx.events.append(type="device.registered", actor="system", subject="device:d1",
+                         details={}, now=now)
+
+Repositories return frozen records (:mod:`trustfleet.store.records`); ORM rows never leave
+this package. Database errors arrive as :class:`~trustfleet.errors.Conflict`,
+:class:`~trustfleet.errors.NotFound` or :class:`~trustfleet.errors.Unavailable`.
+"""
+
+from trustfleet.store._certificates import CertificateRepository
+from trustfleet.store._crls import CrlRepository
+from trustfleet.store._devices import DeviceRepository
+from trustfleet.store._engine import create_engine, migrate, sqlite_url
+from trustfleet.store._events import MAX_EVENT_DETAILS_BYTES, EventRepository
+from trustfleet.store._uow import Transaction, UnitOfWork
+from trustfleet.store._validate import MAX_LIST_LIMIT
+from trustfleet.store.records import (
+    CERTIFICATE_KINDS,
+    CERTIFICATE_STATUSES,
+    DEVICE_STATES,
+    JSON,
+    CertificateKind,
+    CertificateRecord,
+    CertificateStatus,
+    CrlRecord,
+    DeviceRecord,
+    DeviceState,
+    SecurityEventRecord,
+)
+
+__all__ = [
+    "CERTIFICATE_KINDS",
+    "CERTIFICATE_STATUSES",
+    "DEVICE_STATES",
+    "JSON",
+    "MAX_EVENT_DETAILS_BYTES",
+    "MAX_LIST_LIMIT",
+    "CertificateKind",
+    "CertificateRecord",
+    "CertificateRepository",
+    "CertificateStatus",
+    "CrlRecord",
+    "CrlRepository",
+    "DeviceRecord",
+    "DeviceRepository",
+    "DeviceState",
+    "EventRepository",
+    "SecurityEventRecord",
+    "Transaction",
+    "UnitOfWork",
+    "create_engine",
+    "migrate",
+    "sqlite_url",
+]

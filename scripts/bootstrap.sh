@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Install what TrustFleet needs on Debian 12 (as root or with sudo), then the .venv. Safe to rerun.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(softhsm2 opensc mosquitto mosquitto-clients swtpm swtpm-tools tpm2-tools libtss2-dev
+          libengine-pkcs11-openssl postgresql openssl curl python3-venv)
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "bootstrap: installing Debian packages: ${missing[*]}"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# Debian's postgresql package may start a cluster on 5432; we never use it (tests start their own).
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "bootstrap: creating .venv"
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.trustfleet-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  echo "bootstrap: installing the project into .venv"
+  .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+  .venv/bin/python -m pip install -q -e '.[dev]'
+  touch "$stamp"
+fi

@@ -1,0 +1,99 @@
+"""``trustfleet device …``: list, show and revoke devices."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from trustfleet.cli._common import HomeOpt, JsonOpt, console, emit_json, now
+from trustfleet.settings import load_server_settings
+
+__all__ = ["app"]
+
+app = typer.Typer(help="Inspect and revoke devices.", no_args_is_help=True)
+
+
+def _runtime(home: Any) -> Any:
+    from trustfleet.services.runtime import Runtime
+
+    return Runtime.open(load_server_settings(home))
+
+
+def _cert_row(rec: Any) -> dict[str, Any]:
+    return {
+        "kind": rec.kind, "issuer": rec.issuer, "serial": rec.serial, "status": rec.status,
+        "not_before": rec.not_before.isoformat(), "not_after": rec.not_after.isoformat(),
+        "sha256": rec.sha256, "revoked_at": rec.revoked_at.isoformat() if rec.revoked_at else None,
+        "revocation_reason": rec.revocation_reason,
+    }
+
+
+@app.command("list")
+def list_devices(
+    home: HomeOpt,
+    state: Annotated[str | None, typer.Option("--state", help="Only devices in this state.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=100000)] = 1000,
+    json_out: JsonOpt = False,
+) -> None:
+    """List devices."""
+    rt = _runtime(home)
+    try:
+        with rt.uow.begin() as tx:
+            devices = tx.devices.list(limit=limit, offset=0, state=state)
+    finally:
+        rt.close()
+    rows = [{"id": d.id, "model": d.model, "state": d.state, "created_at": d.created_at.isoformat()} for d in devices]
+    if json_out:
+        emit_json({"devices": rows})
+        return
+    table = Table("device", "model", "state", "registered")
+    for r in rows:
+        table.add_row(r["id"], r["model"], r["state"], r["created_at"])
+    console.print(table)
+
+
+@app.command("show")
+def show(home: HomeOpt, device_id: Annotated[str, typer.Argument(help="Device id.")], json_out: JsonOpt = False) -> None:
+    """Show one device and its certificates."""
+    rt = _runtime(home)
+    try:
+        with rt.uow.begin() as tx:
+            device = tx.devices.require(device_id)
+            certs = tx.certificates.list_for_device(device_id)
+    finally:
+        rt.close()
+    doc = {"id": device.id, "model": device.model, "state": device.state,
+           "created_at": device.created_at.isoformat(), "updated_at": device.updated_at.isoformat(),
+           "certificates": [_cert_row(c) for c in certs]}
+    if json_out:
+        emit_json(doc)
+        return
+    console.print(f"[bold]{device.id}[/]  model={device.model}  state={device.state}")
+    table = Table("kind", "issuer", "serial", "status", "not after")
+    for c in doc["certificates"]:
+        table.add_row(c["kind"], c["issuer"], c["serial"], c["status"], c["not_after"])
+    console.print(table)
+
+
+@app.command("revoke")
+def revoke(
+    home: HomeOpt,
+    device_id: Annotated[str, typer.Argument(help="Device id.")],
+    reason: Annotated[str, typer.Option("--reason", help="RFC 5280 reason, e.g. keyCompromise.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Revoke every certificate of a device; CRLs are reissued at once."""
+    from trustfleet.services.revocation import revoke_device
+
+    rt = _runtime(home)
+    try:
+        revoked = revoke_device(rt, device_id, reason=reason, actor="operator:cli", now=now())
+    finally:
+        rt.close()
+    doc = {"device_id": device_id, "reason": reason, "revoked": [_cert_row(r) for r in revoked]}
+    if json_out:
+        emit_json(doc)
+        return
+    console.print(f"[green]✓[/] device [bold]{device_id}[/] revoked ({len(revoked)} certificate(s))")

@@ -1,0 +1,406 @@
+"""Tokens: initialisation, long-lived logged-in sessions, EC key generation and lookup."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+import threading
+from pathlib import Path
+from typing import Any
+
+import pkcs11.exceptions as p11e
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from pkcs11 import Attribute, KeyType, Mechanism, MechanismFlag, ObjectClass, Token
+from pkcs11.types import SignMixin
+from pkcs11.util.ec import encode_ec_public_key, encode_named_curve_parameters
+
+from trustfleet.errors import Config, Conflict, InvalidInput, NotFound, Unavailable
+from trustfleet.keystore._cryptoki import CKU_SO, LABEL_BYTES, CkError
+from trustfleet.keystore._eckey import Pkcs11EcPrivateKey
+from trustfleet.keystore._module import find_module
+from trustfleet.keystore._runtime import MODULE_LOCK, LoadedModule, use_module
+from trustfleet.keystore._translate import translate
+from trustfleet.keystore._uri import Pkcs11Uri
+
+logger = logging.getLogger(__name__)
+
+CURVES: dict[str, tuple[str, type[ec.EllipticCurve]]] = {
+    "P-256": ("secp256r1", ec.SECP256R1),
+    "P-384": ("secp384r1", ec.SECP384R1),
+}
+"""Curves the keystore generates keys on: name → (PKCS#11 named curve, cryptography class)."""
+
+KEY_ID_BYTES = 16
+MAX_KEY_LABEL_CHARS = 128
+# CKR_PIN_INVALID, CKR_PIN_LEN_RANGE: at initialisation these are input errors, not logins.
+_PIN_REJECTED = frozenset({0xA1, 0xA2})
+
+
+def _check_label(label: str, what: str, max_bytes: int) -> None:
+    if not label or len(label.encode("utf-8")) > max_bytes:
+        raise InvalidInput(f"{what} must be 1 to {max_bytes} bytes of UTF-8")
+
+
+def init_token(*, module: Path, conf: Path | None, label: str, so_pin: str, user_pin: str) -> None:
+    """Initialise a free token slot with a label, an SO PIN and a user PIN.
+
+    Args:
+        module: The PKCS#11 module.
+        conf: The SoftHSM2 configuration to make active (None keeps the active one).
+        label: The new token's label (at most 32 bytes of UTF-8).
+        so_pin: The security officer PIN.
+        user_pin: The user PIN.
+
+    Raises:
+        Conflict: A token with this label exists.
+        Unavailable: No slot has an uninitialised token.
+        InvalidInput: The label or a PIN is not acceptable to the token.
+        Config: Another configuration is busy (see ``use_module``).
+    """
+    _check_label(label, "a token label", LABEL_BYTES)
+    if not so_pin or not user_pin:
+        raise InvalidInput("the SO PIN and the user PIN must not be empty")
+    with use_module(module, conf) as loaded:
+        try:
+            _init_token_locked(loaded, label=label, so_pin=so_pin, user_pin=user_pin)
+        except CkError as exc:
+            if exc.rv in _PIN_REJECTED:
+                raise InvalidInput(
+                    f"the token refused a PIN for token '{label}' ({exc.function})",
+                    hint="PINs must be 4 to 255 characters for SoftHSM2",
+                ) from exc
+            raise translate(exc, action="initialising the token", token=label) from exc
+    logger.info("initialised PKCS#11 token %r", label)
+
+
+def _init_token_locked(loaded: LoadedModule, *, label: str, so_pin: str, user_pin: str) -> None:
+    ck = loaded.ck
+    ck.initialize()
+    slots = ck.token_slots()
+    if any(slot.initialized and slot.label == label for slot in slots):
+        raise Conflict(f"a token labelled '{label}' exists already", code="keystore.token.exists")
+    free = next((slot for slot in slots if not slot.initialized), None)
+    if free is None:
+        raise Unavailable(
+            "no slot with an uninitialised token is left",
+            hint="use another configuration or free a slot",
+            code="keystore.token.no_free_slot",
+        )
+    ck.init_token(free.slot_id, so_pin=so_pin, label=label)
+    handle = ck.open_session(free.slot_id)
+    try:
+        ck.login(handle, user_type=CKU_SO, pin=so_pin)
+        try:
+            ck.init_pin(handle, pin=user_pin)
+        finally:
+            ck.logout(handle)
+    finally:
+        ck.close_session(handle)
+
+
+def _find_token(loaded: LoadedModule, label: str) -> Token:
+    try:
+        return loaded.lib.get_token(token_label=label)
+    except p11e.PKCS11Error as exc:
+        raise translate(exc, action="looking up the token", token=label) from exc
+
+
+def open_token(*, module: Path, label: str, pin: str, conf: Path | None) -> TokenSession:
+    """Open a logged-in, read-write session on a token.
+
+    The session can stay open for the life of a process; close it (or use ``with``) when done.
+    While it is open, the module cannot switch to another configuration.
+
+    Args:
+        module: The PKCS#11 module.
+        label: The token label.
+        pin: The user PIN.
+        conf: The SoftHSM2 configuration to make active (None keeps the active one).
+
+    Returns:
+        The open session.
+
+    Raises:
+        NotFound: No token has this label.
+        PermissionDenied: The PIN is wrong.
+        Config: Another configuration is busy.
+    """
+    with use_module(module, conf) as loaded:
+        token = _find_token(loaded, label)
+        try:
+            session = token.open(rw=True)
+        except p11e.PKCS11Error as exc:
+            raise translate(exc, action="opening a session", token=label) from exc
+        handle: int = session.handle  # type: ignore[attr-defined]  # the Cython Session has it
+        try:
+            loaded.login(handle, serial=token.serial, pin=pin, token=label)
+        except BaseException:
+            with contextlib.suppress(p11e.PKCS11Error):
+                session.close()
+            raise
+        opened = TokenSession(loaded=loaded, session=session, label=label, serial=token.serial)
+        loaded.register(opened)
+        return opened
+
+
+class TokenSession:
+    """A logged-in session on one token. Use :func:`open_token` to get one.
+
+    All operations are serialised by a lock, so one session can serve several threads.
+    """
+
+    def __init__(self, *, loaded: LoadedModule, session: Any, label: str, serial: bytes) -> None:
+        self._loaded = loaded
+        self._session = session
+        self._label = label
+        self._serial = serial
+        self._lock = threading.RLock()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<TokenSession token={self._label!r} {state}>"
+
+    def __enter__(self) -> TokenSession:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def label(self) -> str:
+        """The token label."""
+        return self._label
+
+    @property
+    def module(self) -> Path:
+        """The PKCS#11 module path."""
+        return self._loaded.path
+
+    @property
+    def conf(self) -> Path | None:
+        """The SoftHSM2 configuration this session was opened on."""
+        return self._loaded.conf
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    def close(self) -> None:
+        """Log out (if this is the last session on the token) and close. Idempotent."""
+        with MODULE_LOCK, self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                self._loaded.logout(self._session.handle, serial=self._serial, token=self._label)
+                self._session.close()
+            except p11e.PKCS11Error as exc:
+                raise translate(exc, action="closing the session", token=self._label) from exc
+            finally:
+                self._loaded.unregister(self)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise Unavailable(
+                f"the session on token '{self._label}' is closed",
+                hint="open the token again",
+                code="keystore.session.closed",
+            )
+
+    def _sign_digest(self, key: SignMixin, digest: bytes, *, label: str) -> bytes:
+        with self._lock:
+            self._check_open()
+            try:
+                return bytes(key.sign(digest, mechanism=Mechanism.ECDSA))
+            except p11e.PKCS11Error as exc:
+                action = f"signing with key '{label}'"
+                raise translate(exc, action=action, token=self._label) from exc
+
+    def generate_ec_key(
+        self, label: str, *, curve: str = "P-256", key_id: bytes | None = None
+    ) -> Pkcs11EcPrivateKey:
+        """Generate a non-extractable EC signing key pair in the token.
+
+        Args:
+            label: ``CKA_LABEL`` of both objects; must not exist in the token yet.
+            curve: ``"P-256"`` or ``"P-384"``.
+            key_id: ``CKA_ID`` of both objects (default: 16 random bytes).
+
+        Returns:
+            The private key.
+
+        Raises:
+            InvalidInput: Unknown curve or bad label.
+            Conflict: An object with this label or a key with this id exists.
+        """
+        if curve not in CURVES:
+            raise InvalidInput(f"unsupported curve '{curve}'; use one of {', '.join(CURVES)}")
+        _check_label(label, "a key label", MAX_KEY_LABEL_CHARS)
+        key_id = key_id if key_id is not None else secrets.token_bytes(KEY_ID_BYTES)
+        with self._lock:
+            self._check_open()
+            try:
+                self._refuse_existing(label, key_id)
+                params = self._session.create_domain_parameters(
+                    KeyType.EC,
+                    {Attribute.EC_PARAMS: encode_named_curve_parameters(CURVES[curve][0])},
+                    local=True,
+                )
+                public, private = params.generate_keypair(
+                    store=True,
+                    label=label,
+                    id=key_id,
+                    capabilities=MechanismFlag.SIGN | MechanismFlag.VERIFY,
+                    public_template=_PUBLIC_TEMPLATE,
+                    private_template=_PRIVATE_TEMPLATE,
+                )
+            except p11e.PKCS11Error as exc:
+                raise translate(exc, action="generating a key", token=self._label) from exc
+            logger.info("generated %s key %r in token %r", curve, label, self._label)
+            return self._wrap(private, public, label=label, key_id=key_id, owns_session=False)
+
+    def _refuse_existing(self, label: str, key_id: bytes) -> None:
+        for attrs, what in (({Attribute.LABEL: label}, "label"), ({Attribute.ID: key_id}, "id")):
+            if next(iter(self._session.get_objects(attrs)), None) is not None:
+                raise Conflict(
+                    f"an object with this {what} exists in token '{self._label}'"
+                    + (f": '{label}'" if what == "label" else ""),
+                    code="keystore.key.exists",
+                )
+
+    def ec_private_key(
+        self, *, label: str | None = None, key_id: bytes | None = None
+    ) -> Pkcs11EcPrivateKey:
+        """Find an EC private key by label and/or id.
+
+        Raises:
+            InvalidInput: Neither label nor id given.
+            NotFound: No such key, or its public key object is missing.
+            Conflict: More than one key matches.
+        """
+        return self._find_ec_key(label=label, key_id=key_id, owns_session=False)
+
+    def key_from_uri(self, uri: Pkcs11Uri) -> Pkcs11EcPrivateKey:
+        """Find the EC private key a PKCS#11 URI names in this token.
+
+        Raises:
+            InvalidInput: The URI names another token or a non-private object, or no object.
+            NotFound: No such key.
+        """
+        return self._key_from_uri(uri, owns_session=False)
+
+    def _key_from_uri(self, uri: Pkcs11Uri, *, owns_session: bool) -> Pkcs11EcPrivateKey:
+        if uri.token is not None and uri.token != self._label:
+            raise InvalidInput(f"the URI names token '{uri.token}', not '{self._label}'")
+        if uri.type not in (None, "private"):
+            raise InvalidInput(f"the URI names a '{uri.type}' object, not a private key")
+        return self._find_ec_key(label=uri.object, key_id=uri.id, owns_session=owns_session)
+
+    def _find_ec_key(
+        self, *, label: str | None, key_id: bytes | None, owns_session: bool
+    ) -> Pkcs11EcPrivateKey:
+        if label is None and key_id is None:
+            raise InvalidInput("name the key by label or id")
+        what = f"label '{label}'" if label is not None else f"id {key_id!r}"
+        with self._lock:
+            self._check_open()
+            try:
+                private = self._session.get_key(
+                    object_class=ObjectClass.PRIVATE_KEY,
+                    key_type=KeyType.EC,
+                    label=label,
+                    id=key_id,
+                )
+                found_id = bytes(private.id)
+                public = self._session.get_key(
+                    object_class=ObjectClass.PUBLIC_KEY,
+                    key_type=KeyType.EC,
+                    id=found_id if found_id else None,
+                    label=None if found_id else private.label,
+                )
+            except p11e.NoSuchKey as exc:
+                raise NotFound(
+                    f"no EC key pair with {what} in token '{self._label}'",
+                    code="keystore.key.not_found",
+                ) from exc
+            except p11e.PKCS11Error as exc:
+                raise translate(exc, action=f"looking up key {what}", token=self._label) from exc
+            return self._wrap(
+                private, public, label=private.label, key_id=found_id, owns_session=owns_session
+            )
+
+    def _wrap(
+        self, private: Any, public: Any, *, label: str, key_id: bytes, owns_session: bool
+    ) -> Pkcs11EcPrivateKey:
+        try:
+            loaded = serialization.load_der_public_key(encode_ec_public_key(public))
+        except (p11e.PKCS11Error, ValueError) as exc:
+            raise Config(f"cannot read the public key of '{label}' from the token") from exc
+        if not isinstance(loaded, ec.EllipticCurvePublicKey):
+            raise Config(f"key '{label}' is not an EC key")
+        uri = Pkcs11Uri(token=self._label, object=label, id=key_id, type="private")
+        return Pkcs11EcPrivateKey(
+            signer=self,
+            handle=private,
+            public_key=loaded,
+            label=label,
+            key_id=key_id,
+            uri=uri,
+            owns_session=owns_session,
+        )
+
+
+_PRIVATE_TEMPLATE: dict[Attribute, Any] = {
+    Attribute.TOKEN: True,
+    Attribute.PRIVATE: True,
+    Attribute.SENSITIVE: True,
+    Attribute.EXTRACTABLE: False,
+    Attribute.SIGN: True,
+    Attribute.DERIVE: False,
+    Attribute.DECRYPT: False,
+    Attribute.UNWRAP: False,
+}
+_PUBLIC_TEMPLATE: dict[Attribute, Any] = {
+    Attribute.TOKEN: True,
+    Attribute.PRIVATE: False,
+    Attribute.VERIFY: True,
+    Attribute.ENCRYPT: False,
+    Attribute.WRAP: False,
+}
+
+
+def open_key(
+    uri: Pkcs11Uri | str, *, pin: str, module: Path | None = None, conf: Path | None = None
+) -> Pkcs11EcPrivateKey:
+    """Open the EC private key a PKCS#11 URI names, in a session of its own.
+
+    Close the key (``key.close()`` or ``with``) to close that session.
+
+    Args:
+        uri: The key's URI; it must name the token.
+        pin: The token's user PIN.
+        module: The PKCS#11 module (default: the URI's ``module-path``, else a known SoftHSM2).
+        conf: The SoftHSM2 configuration to make active (None keeps the active one).
+
+    Returns:
+        The key, owning its session.
+
+    Raises:
+        InvalidInput: The URI is malformed or names no token.
+        NotFound: No such token or key.
+        PermissionDenied: The PIN is wrong.
+    """
+    parsed = Pkcs11Uri.parse(uri) if isinstance(uri, str) else uri
+    if parsed.token is None:
+        raise InvalidInput("the key URI must name the token ('token=…')")
+    module_path = module if module is not None else find_module(parsed.module_path)
+    session = open_token(module=module_path, label=parsed.token, pin=pin, conf=conf)
+    try:
+        return session._key_from_uri(parsed, owns_session=True)
+    except BaseException:
+        session.close()
+        raise

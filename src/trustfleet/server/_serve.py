@@ -1,0 +1,127 @@
+"""Listening sockets, the event loop, and worker processes for the HTTPS server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from OpenSSL import SSL
+
+from trustfleet.errors import Unavailable
+from trustfleet.server._protocol import AsgiApp, ConnectionLimits, TlsHttpProtocol
+
+__all__ = ["listen_socket", "run_workers", "serve"]
+
+logger = logging.getLogger(__name__)
+
+
+def listen_socket(host: str, port: int, *, reuse_port: bool, backlog: int = 2048) -> socket.socket:
+    """Bind a TCP listening socket.
+
+    Raises:
+        Unavailable: The address is in use or cannot be bound.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise Unavailable(
+            f"cannot listen on {host}:{port}: {exc.strerror}",
+            hint="choose another port with --api-port",
+        ) from exc
+    sock.listen(backlog)
+    sock.setblocking(False)
+    return sock
+
+
+async def serve(
+    *,
+    app: AsgiApp,
+    sock: socket.socket,
+    context: SSL.Context,
+    limits: ConnectionLimits,
+    stop: asyncio.Event,
+) -> None:
+    """Serve HTTPS on ``sock`` until ``stop`` is set."""
+    loop = asyncio.get_running_loop()
+    addr = sock.getsockname()
+    server_addr = (str(addr[0]), int(addr[1]))
+
+    def factory() -> TlsHttpProtocol:
+        return TlsHttpProtocol(context=context, app=app, limits=limits, server_addr=server_addr)
+
+    server = await loop.create_server(factory, sock=sock)
+    try:
+        await stop.wait()
+    finally:
+        server.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(server.wait_closed(), timeout=2.0)
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop where available (much faster TLS I/O), else the standard loop."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        return asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
+
+
+def run_workers(
+    target: Callable[..., Any], *, args: tuple[Any, ...], workers: int, on_ready: Callable[[], None]
+) -> int:
+    """Run ``target(*args)`` in ``workers`` processes; stop them all on SIGTERM/SIGINT.
+
+    A worker that dies is restarted (at most 5 times in a row) so one crash does not take the
+    service down. Returns 0 after a requested stop.
+    """
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=target, args=args, daemon=True) for _ in range(workers)]
+    for proc in procs:
+        proc.start()
+    stopping = False
+
+    def _stop(_signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    old = {s: signal.signal(s, _stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    on_ready()
+    restarts = 0
+    try:
+        while not stopping:
+            for i, proc in enumerate(procs):
+                proc.join(timeout=0.2)
+                if not proc.is_alive() and not stopping:
+                    restarts += 1
+                    if restarts > 5:
+                        logger.error("workers keep dying; giving up")
+                        return 1
+                    logger.warning("worker %s exited with %s; restarting", proc.pid, proc.exitcode)
+                    procs[i] = ctx.Process(target=target, args=args, daemon=True)
+                    procs[i].start()
+    finally:
+        for proc in procs:
+            if proc.is_alive() and proc.pid is not None:
+                os.kill(proc.pid, signal.SIGTERM)
+        for proc in procs:
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.kill()
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    return 0

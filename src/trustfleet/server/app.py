@@ -1,0 +1,120 @@
+"""The ASGI application: EST (RFC 7030), CRLs (RFC 5280) and OCSP (RFC 6960).
+
+Errors become HTTP responses here, once: a :class:`TrustFleetError` maps to its category's
+status with a ``text/plain`` reason (RFC 7030 §4.2.3 says the body of an EST error is
+human-readable text) and the stable code in ``X-TrustFleet-Error``. Anything else is a bug: it
+is logged and answered with a bare 500.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from trustfleet.errors import InvalidInput, TrustFleetError, status_for
+from trustfleet.pki import CONTENT_TYPE_CERTS_ONLY, certs_only
+from trustfleet.services.enrollment import EnrollMode, enroll
+from trustfleet.services.revocation import answer_ocsp, current_crl
+from trustfleet.services.runtime import Runtime
+
+__all__ = ["create_app"]
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+_MAX_OCSP_BYTES = 8192
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def create_app(rt: Runtime, *, clock: Clock = _utcnow) -> Starlette:
+    """Build the application around an opened runtime."""
+    cacerts_body = certs_only([rt.ca_certificate("device"), rt.ca_certificate("root")])
+
+    async def cacerts(_request: Request) -> Response:
+        return _pkcs7(cacerts_body, CONTENT_TYPE_CERTS_ONLY)
+
+    def est_route(mode: EnrollMode) -> Callable[[Request], object]:
+        async def handler(request: Request) -> Response:
+            body = await request.body()
+            cert = enroll(rt, client_cert_pem=_client_cert(request), body=body, mode=mode, now=clock())
+            return _pkcs7(certs_only([cert]), CONTENT_TYPE_CERTS_ONLY)
+
+        return handler
+
+    async def crl(request: Request) -> Response:
+        der = current_crl(rt, request.path_params["ca"], now=clock())
+        return Response(der, media_type="application/pkix-crl", headers={"cache-control": "max-age=60"})
+
+    async def ocsp_post(request: Request) -> Response:
+        body = await request.body()
+        if len(body) > _MAX_OCSP_BYTES:
+            raise InvalidInput("OCSP request too large", code="ocsp.request.too_large")
+        return _ocsp(answer_ocsp(rt, body, now=clock()))
+
+    async def ocsp_get(request: Request) -> Response:
+        encoded = request.path_params["request"]
+        try:
+            body = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise InvalidInput("the OCSP request in the URL is not base64", code="ocsp.request.base64") from exc
+        return _ocsp(answer_ocsp(rt, body, now=clock()))
+
+    async def health(_request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    routes = [
+        Route("/.well-known/est/cacerts", cacerts, methods=["GET"]),
+        Route("/.well-known/est/simpleenroll", _guard(est_route("enroll")), methods=["POST"]),
+        Route("/.well-known/est/simplereenroll", _guard(est_route("reenroll")), methods=["POST"]),
+        Route("/crl/{ca}.crl", _guard(crl), methods=["GET"]),
+        Route("/ocsp", _guard(ocsp_post), methods=["POST"]),
+        Route("/ocsp/{request:path}", _guard(ocsp_get), methods=["GET"]),
+        Route("/healthz", health, methods=["GET"]),
+    ]
+    return Starlette(routes=routes)
+
+
+def _guard(handler: Callable[[Request], object]) -> Callable[[Request], object]:
+    async def wrapped(request: Request) -> Response:
+        try:
+            response: Response = await handler(request)  # type: ignore[misc]  # handlers are async
+        except TrustFleetError as exc:
+            return _problem(exc)
+        return response
+
+    return wrapped
+
+
+def _problem(exc: TrustFleetError) -> Response:
+    status = status_for(exc)
+    if status >= 500:
+        logger.error("service error: %s", exc.message)
+    text = exc.one_line() + "\n"
+    headers = {"x-trustfleet-error": exc.code or exc.category}
+    return PlainTextResponse(text, status_code=status, headers=headers)
+
+
+def _client_cert(request: Request) -> str | None:
+    tls = request.scope.get("extensions", {}).get("tls", {})
+    chain = tls.get("client_cert_chain") or []
+    return str(chain[0]) if chain else None
+
+
+def _pkcs7(body: bytes, media_type: str) -> Response:
+    return Response(body, media_type=media_type, headers={"content-transfer-encoding": "base64"})
+
+
+def _ocsp(der: bytes) -> Response:
+    return Response(der, media_type="application/ocsp-response")
+

@@ -1,0 +1,72 @@
+"""``trustfleet server run``: the HTTPS service in one or more worker processes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+from trustfleet.server._protocol import ConnectionLimits
+from trustfleet.server._serve import listen_socket, new_event_loop, run_workers, serve
+from trustfleet.server._tls import TlsServerConfig, make_server_context
+from trustfleet.server.app import create_app
+from trustfleet.services.runtime import Runtime
+from trustfleet.settings import ServerSettings, load_server_settings
+
+__all__ = ["run_server"]
+
+logger = logging.getLogger(__name__)
+
+
+def run_server(
+    settings: ServerSettings, *, port: int | None = None, workers: int | None = None,
+    on_ready: Callable[[], None] | None = None,
+) -> int:
+    """Serve until SIGTERM/SIGINT. Returns the process exit code."""
+    port = port or settings.api.port
+    workers = workers or settings.api.workers
+    # Bind once here so a busy port is reported before any worker starts.
+    probe = listen_socket(settings.api.host, port, reuse_port=True)
+    try:
+        return run_workers(
+            _worker,
+            args=(str(settings.home), port),
+            workers=workers,
+            on_ready=on_ready or (lambda: None),
+        )
+    finally:
+        probe.close()
+
+
+def _worker(home: str, port: int) -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    settings = load_server_settings(Path(home))
+    rt = Runtime.open(settings)
+    api = settings.api
+    context = make_server_context(
+        TlsServerConfig(
+            cert_chain=settings.path(api.tls_cert),
+            key=settings.path(api.tls_key),
+            client_ca=settings.path("public/ca-bundle.pem"),
+        )
+    )
+    limits = ConnectionLimits(
+        max_header_bytes=api.max_header_bytes,
+        max_body_bytes=api.max_body_bytes,
+        handshake_timeout_s=api.handshake_timeout_s,
+        idle_timeout_s=api.idle_timeout_s,
+    )
+    sock = listen_socket(api.host, port, reuse_port=True)
+    loop = new_event_loop()
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    try:
+        loop.run_until_complete(
+            serve(app=create_app(rt), sock=sock, context=context, limits=limits, stop=stop)
+        )
+    finally:
+        loop.close()
+        rt.close()

@@ -1,0 +1,39 @@
+"""Recording issued certificates in the store."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+
+__all__ = ["fingerprint", "record_certificate", "serial_hex"]
+
+
+def serial_hex(serial: int) -> str:
+    """A serial number as the store keeps it: lowercase hex, no leading zeros."""
+    return format(serial, "x")
+
+
+def fingerprint(cert: x509.Certificate) -> str:
+    """The SHA-256 fingerprint of a certificate, lowercase hex."""
+    return cert.fingerprint(hashes.SHA256()).hex()
+
+
+def record_certificate(
+    tx: Any, cert: x509.Certificate, *, issuer: str, kind: str, device_id: str | None, now: datetime
+) -> None:
+    """Add an issued certificate to the store inside the caller's transaction."""
+    tx.certificates.add(
+        issuer=issuer,
+        serial=serial_hex(cert.serial_number),
+        kind=kind,
+        device_id=device_id,
+        subject=cert.subject.rfc4514_string(),
+        not_before=cert.not_valid_before_utc,
+        not_after=cert.not_valid_after_utc,
+        sha256=fingerprint(cert),
+        der=cert.public_bytes(serialization.Encoding.DER),
+        now=now,
+    )

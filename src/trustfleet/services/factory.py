@@ -1,0 +1,239 @@
+"""Factory provisioning: device identity keys in device tokens, IDevIDs, registration.
+
+A virtual device is a directory ``DEVDIR/<device-id>/``::
+
+    softhsm2.conf          the device's own SoftHSM2 configuration (tokens in tokens/)
+    secrets/token.pin      the device token's user PIN (0600)
+    idevid.pem             the factory identity certificate (IEEE 802.1AR IDevID)
+    ca-bundle.pem          the trust bundle of the fleet service
+    device.toml            what the agent reads
+
+Provisioning runs in two phases because one process can have only one SoftHSM2
+configuration active at a time: first every device key is generated in its own token, then
+the manufacturing CA (in the service's token) signs all IDevIDs.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
+
+from trustfleet.errors import Conflict, InvalidInput
+from trustfleet.keystore import (
+    generate_pin,
+    init_token,
+    open_token,
+    write_pin_file,
+    write_softhsm_conf,
+)
+from trustfleet.pki import (
+    IDEVID,
+    CsrPolicy,
+    check_csr,
+    issue_device_certificate,
+    new_device_id,
+    validate_device_id,
+)
+from trustfleet.services._certs import record_certificate
+from trustfleet.services.runtime import Runtime
+
+__all__ = ["ProvisionedDevice", "provision_devices", "sign_csr"]
+
+DEVICE_TOKEN = "tf-device"
+IDENTITY_KEY = "identity"
+_MAX_CSR_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class ProvisionedDevice:
+    """One device made by the factory."""
+
+    device_id: str
+    model: str
+    directory: Path | None
+    certificate: x509.Certificate
+
+
+def provision_devices(
+    rt: Runtime,
+    *,
+    out_dir: Path,
+    count: int,
+    model: str,
+    now: datetime,
+    on_progress: Callable[[str], None] | None = None,
+) -> list[ProvisionedDevice]:
+    """Create ``count`` virtual devices under ``out_dir`` and register them as manufactured.
+
+    A device whose creation fails leaves no directory and no store row behind.
+    """
+    if not 1 <= count <= 10_000:
+        raise InvalidInput("--count must be between 1 and 10000")
+    _check_model(model)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    keys: list[tuple[str, Path, CertificatePublicKeyTypes]] = []
+    try:
+        for _ in range(count):
+            device_id = new_device_id()
+            directory = out_dir / device_id
+            keys.append((device_id, directory, _make_device_token(rt, directory)))
+            if on_progress:
+                on_progress("key")
+        return [
+            _certify(rt, device_id=d, directory=p, public_key=k, model=model, now=now, on_progress=on_progress)
+            for d, p, k in keys
+        ]
+    except BaseException:
+        for _, directory, _key in keys:
+            if not (directory / "idevid.pem").exists():
+                shutil.rmtree(directory, ignore_errors=True)
+        raise
+
+
+def _make_device_token(rt: Runtime, directory: Path) -> CertificatePublicKeyTypes:
+    directory.mkdir(mode=0o700)
+    try:
+        (directory / "secrets").mkdir(mode=0o700)
+        conf = write_softhsm_conf(directory / "softhsm2.conf", token_dir=directory / "tokens")
+        pin = generate_pin()
+        write_pin_file(directory / "secrets" / "token.pin", pin)
+        so_pin = generate_pin()
+        write_pin_file(directory / "secrets" / "token.so-pin", so_pin)
+        init_token(module=rt.module, conf=conf, label=DEVICE_TOKEN, so_pin=so_pin, user_pin=pin)
+        with open_token(module=rt.module, label=DEVICE_TOKEN, pin=pin, conf=conf) as session:
+            return session.generate_ec_key(IDENTITY_KEY, curve="P-256").public_key()
+    except BaseException:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
+
+
+def _certify(
+    rt: Runtime,
+    *,
+    device_id: str,
+    directory: Path,
+    public_key: CertificatePublicKeyTypes,
+    model: str,
+    now: datetime,
+    on_progress: Callable[[str], None] | None,
+) -> ProvisionedDevice:
+    cert = _issue_idevid(rt, device_id=device_id, public_key=public_key, model=model, now=now)
+    bundle = rt.settings.path("public/ca-bundle.pem").read_bytes()
+    (directory / "ca-bundle.pem").write_bytes(bundle)
+    (directory / "device.toml").write_text(_device_toml(rt, device_id=device_id, model=model), encoding="utf-8")
+    (directory / "idevid.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    _register(rt, cert, device_id=device_id, model=model, source="factory.provision", now=now)
+    if on_progress:
+        on_progress("device")
+    return ProvisionedDevice(device_id=device_id, model=model, directory=directory, certificate=cert)
+
+
+def _issue_idevid(
+    rt: Runtime, *, device_id: str, public_key: CertificatePublicKeyTypes, model: str, now: datetime
+) -> x509.Certificate:
+    return issue_device_certificate(
+        issuer=rt.issuer("manufacturing"),
+        public_key=public_key,
+        device_id=device_id,
+        profile=IDEVID,
+        organization=rt.settings.pki.organization,
+        now=now,
+        validity=timedelta(days=rt.settings.pki.idevid_validity_days),
+        model=model,
+    )
+
+
+def _register(
+    rt: Runtime, cert: x509.Certificate, *, device_id: str, model: str, source: str, now: datetime
+) -> None:
+    with rt.uow.begin() as tx:
+        tx.devices.add(id=device_id, model=model, state="manufactured", now=now)
+        record_certificate(tx, cert, issuer="manufacturing", kind="idevid", device_id=device_id, now=now)
+        tx.events.append(
+            type="device.registered",
+            actor="operator:cli",
+            subject=f"device:{device_id}",
+            details={"model": model, "source": source, "idevid_serial": format(cert.serial_number, "x")},
+            now=now,
+        )
+
+
+def sign_csr(rt: Runtime, *, csr_bytes: bytes, model: str, now: datetime) -> ProvisionedDevice:
+    """Issue an IDevID for a key that lives elsewhere (a device's secure element) and register it.
+
+    The device id is the CSR's CN; it must be well-formed and not yet registered.
+
+    Raises:
+        InvalidInput: The CSR is unreadable, its CN is not a valid device id, or it breaks policy.
+        Conflict: A device with that id exists already.
+    """
+    _check_model(model)
+    if len(csr_bytes) > _MAX_CSR_BYTES:
+        raise InvalidInput("the CSR file is larger than 64 KiB", code="factory.csr.too_large")
+    csr = _load_csr(csr_bytes)
+    cns = csr.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    if len(cns) != 1:
+        raise InvalidInput("the CSR must have exactly one CN: the device id", code="factory.csr.cn")
+    device_id = validate_device_id(str(cns[0].value))
+    check_csr(csr, expected_device_id=device_id, policy=CsrPolicy())
+    with rt.uow.begin() as tx:
+        if tx.devices.get(device_id) is not None:
+            raise Conflict(f"device '{device_id}' is already registered", hint="use a new device id")
+    cert = _issue_idevid(rt, device_id=device_id, public_key=csr.public_key(), model=model, now=now)
+    _register(rt, cert, device_id=device_id, model=model, source="factory.sign-csr", now=now)
+    return ProvisionedDevice(device_id=device_id, model=model, directory=None, certificate=cert)
+
+
+def _load_csr(data: bytes) -> x509.CertificateSigningRequest:
+    try:
+        if b"-----BEGIN" in data:
+            return x509.load_pem_x509_csr(data)
+        return x509.load_der_x509_csr(data)
+    except ValueError as exc:
+        raise InvalidInput(
+            "the file is not a PKCS#10 CSR (PEM or DER)", hint="make one with 'openssl req -new'"
+        ) from exc
+
+
+def _check_model(model: str) -> None:
+    if not model or len(model) > 64 or not all(c.isalnum() or c in "-_." for c in model):
+        raise InvalidInput(
+            f"model '{model[:70]}' is not valid",
+            hint="use 1-64 letters, digits, '-', '_' or '.'",
+        )
+
+
+def _device_toml(rt: Runtime, *, device_id: str, model: str) -> str:
+    base = rt.settings.api.public_url.rstrip("/")
+    module = rt.settings.keystore.module
+    return "\n".join(
+        [
+            "# TrustFleet device configuration, read by 'trustfleet agent run'.",
+            "# Paths are relative to this file's directory.",
+            "",
+            "[device]",
+            f'id = "{device_id}"',
+            f'model = "{model}"',
+            "",
+            "[identity]",
+            "# The identity key never leaves the device token; its PIN file is mode 0600.",
+            f'key = "pkcs11:token={DEVICE_TOKEN};object={IDENTITY_KEY};type=private'
+            '?pin-source=file:secrets/token.pin"',
+            f'module = "{module}"  # PKCS#11 module; empty means SoftHSM2',
+            'softhsm_conf = "softhsm2.conf"',
+            'idevid = "idevid.pem"   # factory identity (IEEE 802.1AR IDevID)',
+            'ldevid = "ldevid.pem"   # operational certificate, written at enrollment',
+            "",
+            "[server]",
+            f'est_url = "{base}/.well-known/est"',
+            'trust_bundle = "ca-bundle.pem"',
+            "",
+        ]
+    )

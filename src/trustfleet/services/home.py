@@ -1,0 +1,260 @@
+"""Creating a server home: tokens, the CA hierarchy, TLS server certificates, store, config.
+
+Layout of a home::
+
+    trustfleet.toml            self-documenting configuration
+    tokens/softhsm2.conf       SoftHSM2 configuration of this home (tokens in tokens/store/)
+    secrets/ (0700)            token PINs and the two TLS server keys, each mode 0600
+    public/                    ca-bundle.pem and each CA certificate: safe to publish
+    tls/                       server certificate chains (API, broker)
+    db/                        the SQLite store (default)
+
+Tokens: ``tf-root`` holds only the root CA key, ``tf-factory`` the manufacturing CA key,
+``tf-service`` the device CA key (and later the online TUF and audit keys).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from trustfleet.errors import Conflict, InvalidInput
+from trustfleet.keystore import (
+    find_module,
+    generate_pin,
+    init_token,
+    open_token,
+    write_pin_file,
+    write_softhsm_conf,
+)
+from trustfleet.pki import (
+    DEVICE_CA,
+    MANUFACTURING_CA,
+    IssuerContext,
+    issue_ca,
+    issue_server_certificate,
+    make_root_ca,
+)
+from trustfleet.services._certs import record_certificate
+from trustfleet.settings import (
+    ApiSettings,
+    CaSettings,
+    PkiSettings,
+    ServerSettings,
+    render_server_toml,
+)
+from trustfleet.store import UnitOfWork, create_engine, migrate
+
+__all__ = ["HomeOptions", "init_server_home"]
+
+_TOKENS = {"root": "tf-root", "manufacturing": "tf-factory", "device": "tf-service"}
+_CA_CURVES = {"root": "P-384", "manufacturing": "P-256", "device": "P-256"}
+_CA_NAMES = {"manufacturing": "Manufacturing CA", "device": "Device CA"}
+
+
+@dataclass(frozen=True)
+class HomeOptions:
+    """What ``trustfleet server init`` was asked for."""
+
+    organization: str = "TrustFleet"
+    api_host: str = "127.0.0.1"
+    api_port: int = 8443
+    dns_names: tuple[str, ...] = ()
+    ip_addresses: tuple[str, ...] = ()
+    store_url: str | None = None
+    module: str | None = None
+
+
+def init_server_home(home: Path, *, options: HomeOptions, now: datetime) -> ServerSettings:
+    """Create a new server home; on any failure nothing of it is left behind.
+
+    Raises:
+        Conflict: ``home`` exists and is not empty.
+        InvalidInput: A name or address is malformed.
+    """
+    if home.exists() and any(home.iterdir()):
+        raise Conflict(
+            f"{home} exists and is not empty; refusing to overwrite a server home",
+            hint="choose a new directory",
+        )
+    ips = _parse_ips(options.ip_addresses)
+    created = not home.exists()
+    home.mkdir(parents=True, exist_ok=True)
+    try:
+        return _build_home(home.resolve(), options=options, ips=ips, now=now)
+    except BaseException:
+        if created:
+            shutil.rmtree(home, ignore_errors=True)
+        else:
+            for child in home.iterdir():
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+        raise
+
+
+def _parse_ips(values: Sequence[str]) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    ips = [ipaddress.ip_address("127.0.0.1")]
+    for value in values:
+        try:
+            ip = ipaddress.ip_address(value)
+        except ValueError as exc:
+            raise InvalidInput(f"'{value}' is not an IP address", hint="e.g. --ip 10.0.0.5") from exc
+        if ip not in ips:
+            ips.append(ip)
+    return ips
+
+
+def _build_home(
+    home: Path,
+    *,
+    options: HomeOptions,
+    ips: list[ipaddress.IPv4Address | ipaddress.IPv6Address],
+    now: datetime,
+) -> ServerSettings:
+    for sub, mode in (("secrets", 0o700), ("tokens", 0o700), ("public", 0o755), ("tls", 0o755), ("db", 0o700)):
+        (home / sub).mkdir(mode=mode)
+        os.chmod(home / sub, mode)
+    module = find_module(options.module)
+    conf = write_softhsm_conf(home / "tokens" / "softhsm2.conf", token_dir=home / "tokens" / "store")
+    settings = _settings(home, options=options, module=options.module or "")
+    issuers = _make_cas(home, settings=settings, module=module, conf=conf, now=now)
+    dns = tuple(dict.fromkeys(("localhost", *options.dns_names)))
+    servers = _make_server_certs(settings=settings, issuer=issuers["device"], dns=dns, ips=ips, now=now)
+    bundle = b"".join(
+        issuers[name].cert.public_bytes(serialization.Encoding.PEM) for name in ("root", "manufacturing", "device")
+    )
+    (home / "public" / "ca-bundle.pem").write_bytes(bundle)
+    engine = create_engine(settings.store_url())
+    try:
+        migrate(engine)
+        _record(UnitOfWork(engine), issuers=issuers, servers=servers, now=now)
+    finally:
+        engine.dispose()
+    (home / "trustfleet.toml").write_text(render_server_toml(settings), encoding="utf-8")
+    return settings
+
+
+def _settings(home: Path, *, options: HomeOptions, module: str) -> ServerSettings:
+    host_for_url = "localhost" if options.api_host in ("127.0.0.1", "localhost", "::1") else options.api_host
+    api = ApiSettings(
+        host=options.api_host,
+        port=options.api_port,
+        public_url=f"https://{host_for_url}:{options.api_port}",
+    )
+    cas = {
+        name: CaSettings(
+            key=f"pkcs11:token={token};object={name}-ca;type=private?pin-source=file:secrets/{token}.pin",
+            cert=f"public/{name}-ca.pem",
+        )
+        for name, token in _TOKENS.items()
+    }
+    raw = {"home": home, "api": api, "pki": PkiSettings(organization=options.organization), "ca": cas}
+    settings = ServerSettings(**raw)  # type: ignore[arg-type]  # pydantic validates the mapping
+    if options.store_url:
+        settings = settings.model_copy(update={"store": settings.store.model_copy(update={"url": options.store_url})})
+    if module:
+        settings = settings.model_copy(
+            update={"keystore": settings.keystore.model_copy(update={"module": module})}
+        )
+    return settings
+
+
+def _make_cas(
+    home: Path, *, settings: ServerSettings, module: Path, conf: Path, now: datetime
+) -> dict[str, IssuerContext]:
+    keys: dict[str, ec.EllipticCurvePrivateKey] = {}
+    for name, token in _TOKENS.items():
+        pin = generate_pin()
+        write_pin_file(home / "secrets" / f"{token}.pin", pin)
+        so_pin = generate_pin()
+        write_pin_file(home / "secrets" / f"{token}.so-pin", so_pin)
+        init_token(module=module, conf=conf, label=token, so_pin=so_pin, user_pin=pin)
+        session = open_token(module=module, label=token, pin=pin, conf=conf)
+        keys[name] = session.generate_ec_key(f"{name}-ca", curve=_CA_CURVES[name])
+    org = settings.pki.organization
+    root_cert = make_root_ca(key=keys["root"], organization=org, now=now)
+    root = IssuerContext(cert=root_cert, key=keys["root"], crl_url=settings.crl_url("root"), ocsp_url=None)
+    issuers = {"root": root}
+    for name, profile in (("manufacturing", MANUFACTURING_CA), ("device", DEVICE_CA)):
+        cert = issue_ca(
+            issuer=root,
+            public_key=keys[name].public_key(),
+            common_name=f"{org} {_CA_NAMES[name]}",
+            organization=org,
+            profile=profile,
+            now=now,
+        )
+        issuers[name] = IssuerContext(
+            cert=cert,
+            key=keys[name],
+            crl_url=settings.crl_url(name),
+            ocsp_url=settings.ocsp_url() if name == "device" else None,
+        )
+    for name, ctx in issuers.items():
+        settings.path(settings.ca[name].cert).write_bytes(ctx.cert.public_bytes(serialization.Encoding.PEM))
+    return issuers
+
+
+def _make_server_certs(
+    *,
+    settings: ServerSettings,
+    issuer: IssuerContext,
+    dns: tuple[str, ...],
+    ips: list[ipaddress.IPv4Address | ipaddress.IPv6Address],
+    now: datetime,
+) -> dict[str, x509.Certificate]:
+    certs: dict[str, x509.Certificate] = {}
+    for name, cert_rel, key_rel in (
+        ("api", settings.api.tls_cert, settings.api.tls_key),
+        ("broker", settings.broker.tls_cert, settings.broker.tls_key),
+    ):
+        key = ec.generate_private_key(ec.SECP256R1())
+        key_pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        _write_private(settings.path(key_rel), key_pem)
+        cert = issue_server_certificate(
+            issuer=issuer,
+            public_key=key.public_key(),
+            common_name=f"trustfleet-{name}",
+            dns_names=list(dns),
+            ip_addresses=ips,
+            now=now,
+            validity=timedelta(days=397),
+        )
+        chain = cert.public_bytes(serialization.Encoding.PEM) + issuer.cert.public_bytes(serialization.Encoding.PEM)
+        settings.path(cert_rel).write_bytes(chain)
+        certs[name] = cert
+    return certs
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+
+
+def _record(
+    uow: UnitOfWork, *, issuers: dict[str, IssuerContext], servers: dict[str, x509.Certificate], now: datetime
+) -> None:
+    parents = {"root": "root", "manufacturing": "root", "device": "root"}
+    with uow.begin() as tx:
+        for name, ctx in issuers.items():
+            record_certificate(tx, ctx.cert, issuer=parents[name], kind="ca", device_id=None, now=now)
+        for cert in servers.values():
+            record_certificate(tx, cert, issuer="device", kind="server", device_id=None, now=now)
+        tx.events.append(
+            type="server.initialized",
+            actor="operator:cli",
+            subject="server",
+            details={"cas": sorted(issuers), "servers": sorted(servers)},
+            now=now,
+        )

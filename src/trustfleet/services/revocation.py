@@ -1,0 +1,115 @@
+"""Revocation: device revocation, CRLs per issuing CA (RFC 5280) and OCSP (RFC 6960)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+
+from trustfleet.errors import Conflict, NotFound
+from trustfleet.pki import CertStatusAnswer, RevokedEntry, build_crl, parse_reason, respond
+from trustfleet.services._certs import serial_hex
+from trustfleet.services.runtime import Runtime
+from trustfleet.store.records import CertificateRecord
+
+__all__ = ["answer_ocsp", "current_crl", "regenerate_crl", "revoke_device"]
+
+logger = logging.getLogger(__name__)
+
+
+def current_crl(rt: Runtime, issuer: str, *, now: datetime) -> bytes:
+    """The DER CRL of an issuing CA, reissued first if it is missing or near its nextUpdate.
+
+    Raises:
+        NotFound: No CA of that name.
+    """
+    if issuer not in rt.settings.ca:
+        raise NotFound(f"no CA named '{issuer}'", hint="one of: " + ", ".join(rt.settings.ca))
+    margin = timedelta(hours=rt.settings.pki.crl_refresh_margin_hours)
+    with rt.uow.begin() as tx:
+        record = tx.crls.get(issuer)
+    if record is not None and now < record.next_update - margin:
+        return record.der
+    with rt.uow.begin() as tx:
+        return regenerate_crl(rt, tx, issuer, now=now)
+
+
+def regenerate_crl(rt: Runtime, tx: Any, issuer: str, *, now: datetime) -> bytes:
+    """Sign and store a new CRL for ``issuer`` inside the caller's transaction."""
+    revoked = [
+        RevokedEntry(
+            serial=int(rec.serial, 16),
+            revoked_at=rec.revoked_at or now,
+            reason=parse_reason(rec.revocation_reason) if rec.revocation_reason else None,
+        )
+        for rec in tx.certificates.list_revoked(issuer)
+    ]
+    number = tx.crls.next_number(issuer)
+    next_update = now + timedelta(hours=rt.settings.pki.crl_validity_hours)
+    crl = build_crl(
+        issuer=rt.issuer(issuer), revoked=revoked, crl_number=number, now=now, next_update=next_update
+    )
+    der = crl.public_bytes(serialization.Encoding.DER)
+    tx.crls.put(issuer=issuer, crl_number=number, this_update=now, next_update=next_update, der=der)
+    return der
+
+
+def revoke_device(
+    rt: Runtime, device_id: str, *, reason: str, actor: str, now: datetime
+) -> list[CertificateRecord]:
+    """Revoke every valid certificate of a device and mark it revoked, in one transaction.
+
+    The CRLs of the affected CAs are reissued in the same transaction, so the store never
+    holds a revoked certificate that its CRL does not list.
+
+    Raises:
+        NotFound: No such device.
+        Conflict: The device is already revoked or decommissioned.
+        InvalidInput: The reason is not an RFC 5280 reason name.
+    """
+    parse_reason(reason)
+    with rt.uow.begin() as tx:
+        device = tx.devices.require(device_id)
+        if device.state in ("revoked", "decommissioned"):
+            raise Conflict(f"device '{device_id}' is already {device.state}")
+        revoked = [
+            tx.certificates.revoke(rec.issuer, rec.serial, reason=reason, now=now)
+            for rec in tx.certificates.list_for_device(device_id)
+            if rec.status == "valid"
+        ]
+        tx.devices.set_state(device_id, "revoked", now=now)
+        for issuer in sorted({rec.issuer for rec in revoked}):
+            regenerate_crl(rt, tx, issuer, now=now)
+        tx.events.append(
+            type="device.revoked",
+            actor=actor,
+            subject=f"device:{device_id}",
+            details={"reason": reason, "serials": [f"{r.issuer}:{r.serial}" for r in revoked]},
+            now=now,
+        )
+    logger.info("revoked device %s (%d certificates)", device_id, len(revoked))
+    return revoked
+
+
+def answer_ocsp(rt: Runtime, request_der: bytes, *, now: datetime) -> bytes:
+    """The DER OCSP response for a request about a device-CA certificate."""
+
+    def lookup(serial: int) -> CertStatusAnswer:
+        with rt.uow.begin() as tx:
+            rec = tx.certificates.get("device", serial_hex(serial))
+        if rec is None:
+            return CertStatusAnswer.unknown()
+        if rec.status == "revoked":
+            reason = parse_reason(rec.revocation_reason) if rec.revocation_reason else None
+            return CertStatusAnswer.revoked(at=rec.revoked_at or now, reason=reason)
+        return CertStatusAnswer.good()
+
+    return respond(
+        request_der,
+        issuer=rt.issuer("device"),
+        lookup=lookup,
+        now=now,
+        validity=timedelta(minutes=rt.settings.pki.ocsp_validity_minutes),
+    )

@@ -1,0 +1,70 @@
+"""One process's handles on a server home: the store and the CA keys in their tokens."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+
+from trustfleet.keystore import PinSource, Pkcs11Uri, find_module, open_key
+from trustfleet.pki import IssuerContext
+from trustfleet.settings import ServerSettings
+from trustfleet.store import UnitOfWork, create_engine
+
+__all__ = ["Runtime"]
+
+
+@dataclass
+class Runtime:
+    """The store and the CAs of one server home, opened once per process.
+
+    CA keys are opened on first use (the root key only for a root CRL or a ceremony), so a
+    process that never signs with a CA never logs in to its token.
+    """
+
+    settings: ServerSettings
+    uow: UnitOfWork
+    _issuers: dict[str, IssuerContext] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def open(cls, settings: ServerSettings) -> Runtime:
+        """Open the store of a home (keys are opened lazily)."""
+        return cls(settings=settings, uow=UnitOfWork(create_engine(settings.store_url())))
+
+    @property
+    def module(self) -> Path:
+        """The PKCS#11 module of this home."""
+        return find_module(self.settings.keystore.module or None)
+
+    @property
+    def softhsm_conf(self) -> Path | None:
+        """The SoftHSM2 configuration of this home, if it has one."""
+        conf = self.settings.keystore.softhsm_conf
+        return self.settings.path(conf) if conf else None
+
+    def ca_certificate(self, name: str) -> x509.Certificate:
+        """The certificate of a CA, from the home's public folder."""
+        path = self.settings.path(self.settings.ca[name].cert)
+        return x509.load_pem_x509_certificate(path.read_bytes())
+
+    def issuer(self, name: str) -> IssuerContext:
+        """The signing context of a CA; its key stays in its token."""
+        with self._lock:
+            if name not in self._issuers:
+                uri = Pkcs11Uri.parse(self.settings.ca[name].key)
+                pin = PinSource.parse(uri.pin_source or "", base_dir=self.settings.home).read()
+                key = open_key(uri, pin=pin, module=self.module, conf=self.softhsm_conf)
+                self._issuers[name] = IssuerContext(
+                    cert=self.ca_certificate(name),
+                    key=key,
+                    crl_url=self.settings.crl_url(name),
+                    ocsp_url=self.settings.ocsp_url() if name == "device" else None,
+                )
+            return self._issuers[name]
+
+    def close(self) -> None:
+        """Release the store's connections."""
+        self.uow.engine.dispose()

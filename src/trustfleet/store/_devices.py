@@ -1,0 +1,131 @@
+"""Repository of devices."""
+
+from __future__ import annotations
+
+import builtins
+from datetime import datetime
+from typing import cast
+
+from sqlalchemy import func, select
+
+from trustfleet.errors import NotFound
+from trustfleet.store import _validate as check
+from trustfleet.store._models import DeviceRow
+from trustfleet.store._session import SessionHandle, insert
+from trustfleet.store.records import DEVICE_STATES, DeviceRecord, DeviceState
+
+__all__ = ["DeviceRepository"]
+
+
+def _record(row: DeviceRow) -> DeviceRecord:
+    return DeviceRecord(
+        id=row.id,
+        model=row.model,
+        state=cast(DeviceState, row.state),  # the CHECK constraint holds it to DEVICE_STATES
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+class DeviceRepository:
+    """Devices, within one transaction. Get it as ``tx.devices``."""
+
+    def __init__(self, handle: SessionHandle) -> None:
+        self._handle = handle
+
+    def add(
+        self, *, id: str, model: str, state: DeviceState = "manufactured", now: datetime
+    ) -> DeviceRecord:
+        """Register a device.
+
+        Args:
+            id: The device identifier (1 to 64 characters).
+            model: The hardware model (1 to 128 characters).
+            state: The initial state.
+            now: The current time (timezone-aware); becomes ``created_at`` and ``updated_at``.
+
+        Returns:
+            The stored device.
+
+        Raises:
+            Conflict: A device with this id exists.
+            InvalidInput: A value is malformed.
+        """
+        now = check.aware(now, name="now")
+        row = DeviceRow(
+            id=check.text(id, name="device id", max_chars=64),
+            model=check.text(model, name="model", max_chars=128),
+            state=check.one_of(state, DEVICE_STATES, name="state"),
+            created_at=now,
+            updated_at=now,
+        )
+        insert(self._handle.session, row, duplicate=f"device {id!r} already exists")
+        return _record(row)
+
+    def get(self, id: str) -> DeviceRecord | None:
+        """The device with this id, or None."""
+        row = self._handle.session.get(DeviceRow, id)
+        return None if row is None else _record(row)
+
+    def require(self, id: str) -> DeviceRecord:
+        """The device with this id.
+
+        Raises:
+            NotFound: There is none.
+        """
+        record = self.get(id)
+        if record is None:
+            raise NotFound(f"device {id!r} not found", code="store.device.not_found")
+        return record
+
+    def list(
+        self, *, limit: int = 100, offset: int = 0, state: DeviceState | None = None
+    ) -> builtins.list[DeviceRecord]:
+        """Devices ordered by id, optionally only those in one state.
+
+        Args:
+            limit: Most devices to return (1 to 1000).
+            offset: Devices to skip.
+            state: Only devices in this state.
+
+        Raises:
+            InvalidInput: The page is out of range.
+        """
+        limit, offset = check.page(limit=limit, offset=offset)
+        query = select(DeviceRow).order_by(DeviceRow.id).limit(limit).offset(offset)
+        if state is not None:
+            query = query.where(DeviceRow.state == state)
+        return [_record(row) for row in self._handle.session.scalars(query)]
+
+    def count(self, *, state: DeviceState | None = None) -> int:
+        """How many devices there are, optionally only in one state."""
+        query = select(func.count()).select_from(DeviceRow)
+        if state is not None:
+            query = query.where(DeviceRow.state == state)
+        return self._handle.session.scalar(query) or 0
+
+    def set_state(self, id: str, state: DeviceState, *, now: datetime) -> DeviceRecord:
+        """Move a device to another state (the services layer decides which moves are allowed).
+
+        Args:
+            id: The device.
+            state: The new state.
+            now: The current time (timezone-aware); becomes ``updated_at``.
+
+        Returns:
+            The updated device.
+
+        Raises:
+            NotFound: There is no such device.
+            InvalidInput: The state is unknown.
+        """
+        check.one_of(state, DEVICE_STATES, name="state")
+        now = check.aware(now, name="now")
+        session = self._handle.session
+        row = session.get(DeviceRow, id, with_for_update=True)
+        if row is None:
+            raise NotFound(f"device {id!r} not found", code="store.device.not_found")
+        row.state = state
+        row.updated_at = now
+        session.flush()
+        return _record(row)

@@ -1,0 +1,116 @@
+"""SQLAlchemy ORM rows. Private: nothing outside :mod:`trustfleet.store` sees these.
+
+The schema itself is owned by the Alembic migrations in ``migrations/versions``; these models
+must describe the same tables (a test compares them with the migrated database).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from trustfleet.store._types import EventId, UTCDateTime
+from trustfleet.store.records import CERTIFICATE_KINDS, CERTIFICATE_STATUSES, DEVICE_STATES
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> str:
+    quoted = ", ".join(f"'{value}'" for value in values)
+    return f"{column} IN ({quoted})"
+
+
+class Base(DeclarativeBase):
+    """Declarative base with a naming convention, so constraint names are stable."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class DeviceRow(Base):
+    """Table ``devices``."""
+
+    __tablename__ = "devices"
+    __table_args__ = (
+        CheckConstraint(_one_of("state", DEVICE_STATES), name="state"),
+        Index(None, "state"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model: Mapped[str] = mapped_column(String(128))
+    state: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class CertificateRow(Base):
+    """Table ``certificates``."""
+
+    __tablename__ = "certificates"
+    __table_args__ = (
+        UniqueConstraint("issuer", "serial"),
+        UniqueConstraint("sha256"),
+        CheckConstraint(_one_of("kind", CERTIFICATE_KINDS), name="kind"),
+        CheckConstraint(_one_of("status", CERTIFICATE_STATUSES), name="status"),
+        Index(None, "device_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    issuer: Mapped[str] = mapped_column(String(64))
+    serial: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    device_id: Mapped[str | None] = mapped_column(String(64), ForeignKey("devices.id"))
+    subject: Mapped[str] = mapped_column(String(1024))
+    not_before: Mapped[datetime] = mapped_column(UTCDateTime())
+    not_after: Mapped[datetime] = mapped_column(UTCDateTime())
+    sha256: Mapped[str] = mapped_column(String(64))
+    der: Mapped[bytes] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(String(16))
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revocation_reason: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class SecurityEventRow(Base):
+    """Table ``security_events`` (append-only; triggers refuse UPDATE and DELETE)."""
+
+    __tablename__ = "security_events"
+    __table_args__ = (Index(None, "type"), Index(None, "subject"))
+
+    id: Mapped[int] = mapped_column(EventId(), primary_key=True, autoincrement=True)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    type: Mapped[str] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String(128))
+    subject: Mapped[str] = mapped_column(String(128))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class CrlRow(Base):
+    """Table ``crls``: the current CRL of each issuer."""
+
+    __tablename__ = "crls"
+
+    issuer: Mapped[str] = mapped_column(String(64), primary_key=True)
+    crl_number: Mapped[int] = mapped_column(BigInteger)
+    this_update: Mapped[datetime] = mapped_column(UTCDateTime())
+    next_update: Mapped[datetime] = mapped_column(UTCDateTime())
+    der: Mapped[bytes] = mapped_column(LargeBinary)

@@ -1,0 +1,86 @@
+"""Unit of work: one database transaction and the repositories that act within it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import sqlalchemy
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.orm import Session
+
+from trustfleet.store._certificates import CertificateRepository
+from trustfleet.store._crls import CrlRepository
+from trustfleet.store._devices import DeviceRepository
+from trustfleet.store._errors import translate
+from trustfleet.store._events import MAX_EVENT_DETAILS_BYTES, EventRepository
+from trustfleet.store._session import SessionHandle
+
+__all__ = ["Transaction", "UnitOfWork"]
+
+
+class Transaction:
+    """The repositories of one open transaction; valid only inside its ``with`` block.
+
+    Attributes:
+        devices: Devices.
+        certificates: Certificates.
+        events: The append-only security event log.
+        crls: Each issuer's current CRL.
+    """
+
+    def __init__(self, handle: SessionHandle, *, max_event_details_bytes: int) -> None:
+        self.devices = DeviceRepository(handle)
+        self.certificates = CertificateRepository(handle)
+        self.events = EventRepository(handle, max_details_bytes=max_event_details_bytes)
+        self.crls = CrlRepository(handle)
+
+
+class UnitOfWork:
+    """Starts transactions on one engine.
+
+    ``with uow.begin() as tx:`` commits when the block ends normally and rolls back when it
+    raises, so nothing is half-written. One transaction belongs to one thread; the
+    ``UnitOfWork`` itself may be shared by threads.
+
+    Args:
+        engine: An engine from :func:`trustfleet.store.create_engine`, already migrated.
+        max_event_details_bytes: Bound on the JSON size of one event's details.
+    """
+
+    def __init__(
+        self,
+        engine: sqlalchemy.Engine,
+        *,
+        max_event_details_bytes: int = MAX_EVENT_DETAILS_BYTES,
+    ) -> None:
+        self._engine = engine
+        self._max_event_details_bytes = max_event_details_bytes
+
+    @contextmanager
+    def begin(self) -> Iterator[Transaction]:
+        """Open a transaction.
+
+        On SQLite it takes the database's write lock at once (``BEGIN IMMEDIATE``), waiting
+        up to the busy timeout for other writers.
+
+        Yields:
+            The transaction's repositories.
+
+        Raises:
+            Conflict: The commit broke a uniqueness or integrity rule.
+            Unavailable: The database cannot be reached or stayed locked.
+        """
+        session = Session(self._engine, expire_on_commit=False)
+        handle = SessionHandle(session)
+        try:
+            with session.begin():
+                yield Transaction(handle, max_event_details_bytes=self._max_event_details_bytes)
+        except sa_exc.SQLAlchemyError as exc:
+            error = translate(exc)
+            if error is None:
+                raise
+            raise error from exc
+        finally:
+            handle.close()
+            session.close()

@@ -1,0 +1,55 @@
+"""Migrations run on SQLite and PostgreSQL, again without effect, and match the models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from trustfleet.store import create_engine, migrate, sqlite_url
+from trustfleet.store._models import Base
+
+TABLES = {"alembic_version", "devices", "certificates", "security_events", "crls"}
+
+
+def test_migrate_creates_schema_and_is_idempotent(db_url: str) -> None:
+    engine = create_engine(db_url)
+    try:
+        migrate(engine)
+        inspector = sqlalchemy.inspect(engine)
+        assert TABLES <= set(inspector.get_table_names())
+        with engine.connect() as conn:
+            first = conn.execute(sqlalchemy.text("SELECT version_num FROM alembic_version")).all()
+        migrate(engine)
+        with engine.connect() as conn:
+            second = conn.execute(sqlalchemy.text("SELECT version_num FROM alembic_version")).all()
+        assert first == second == [("0001",)]
+    finally:
+        engine.dispose()
+
+
+def test_migrated_schema_matches_models(engine: sqlalchemy.Engine) -> None:
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        diff = compare_metadata(context, Base.metadata)
+    assert diff == []
+
+
+def test_sqlite_engine_settings(tmp_path: Path) -> None:
+    engine = create_engine(sqlite_url(tmp_path / "s.db"))
+    try:
+        with engine.connect() as conn:
+            pragma = {
+                name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()
+                for name in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")
+            }
+    finally:
+        engine.dispose()
+    assert pragma == {
+        "journal_mode": "wal",
+        "synchronous": 1,
+        "foreign_keys": 1,
+        "busy_timeout": 10000,
+    }

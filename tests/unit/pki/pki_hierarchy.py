@@ -1,0 +1,70 @@
+"""Builds a whole TrustFleet CA hierarchy with software keys (helper for the pki tests)."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from trustfleet import pki
+
+NOW = datetime(2025, 6, 1, 12, 0, 0, tzinfo=UTC)
+ORG = "Acme IoT"
+DEVICE_ID = "dev-abcdefgh23456723"
+
+
+@dataclass(frozen=True)
+class Hierarchy:
+    """Root, both intermediates and one certificate of every end-entity profile."""
+
+    curve: ec.EllipticCurve
+    root: pki.IssuerContext
+    manufacturing: pki.IssuerContext
+    device_ca: pki.IssuerContext
+    device_key: ec.EllipticCurvePrivateKey
+    idevid: x509.Certificate
+    ldevid: x509.Certificate
+    server: x509.Certificate
+
+
+def build_hierarchy(curve: ec.EllipticCurve) -> Hierarchy:
+    root_key = ec.generate_private_key(curve)
+    root_cert = pki.make_root_ca(key=root_key, organization=ORG, now=NOW)
+    root = pki.IssuerContext(root_cert, root_key, "http://pki.example.com/root.crl", None)
+    manufacturing = _intermediate(root, curve, pki.MANUFACTURING_CA, "mfg")
+    device_ca = _intermediate(root, curve, pki.DEVICE_CA, "dev")
+    device_key = ec.generate_private_key(curve)
+    common = {"public_key": device_key.public_key(), "device_id": DEVICE_ID, "organization": ORG}
+    idevid = pki.issue_device_certificate(
+        issuer=manufacturing, profile=pki.IDEVID, now=NOW, model="sensor-x1", **common
+    )
+    ldevid = pki.issue_device_certificate(issuer=device_ca, profile=pki.LDEVID, now=NOW, **common)
+    server = pki.issue_server_certificate(
+        issuer=device_ca,
+        public_key=ec.generate_private_key(curve).public_key(),
+        common_name="api.example.com",
+        dns_names=["api.example.com", "mqtt.example.com"],
+        ip_addresses=[ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")],
+        now=NOW,
+    )
+    return Hierarchy(curve, root, manufacturing, device_ca, device_key, idevid, ldevid, server)
+
+
+def _intermediate(
+    root: pki.IssuerContext, curve: ec.EllipticCurve, profile: pki.CertificateProfile, tag: str
+) -> pki.IssuerContext:
+    key = ec.generate_private_key(curve)
+    cert = pki.issue_ca(
+        issuer=root,
+        public_key=key.public_key(),
+        common_name=f"Acme {profile.name}",
+        organization=ORG,
+        profile=profile,
+        now=NOW,
+    )
+    return pki.IssuerContext(
+        cert, key, f"http://pki.example.com/{tag}.crl", f"http://pki.example.com/ocsp/{tag}"
+    )
