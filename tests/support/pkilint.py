@@ -19,8 +19,14 @@ from pkilint import loader, pkix
 from pkilint.pkix import certificate, crl, extension, name, ocsp
 from pkilint.validation import ValidationFindingSeverity
 
-__all__ = ["ACCEPTED_FINDINGS", "AcceptedFinding", "all_findings", "lint_certificate", "lint_crl", "lint_ocsp_response"]
-
+__all__ = [
+    "ACCEPTED_FINDINGS",
+    "AcceptedFinding",
+    "all_findings",
+    "lint_certificate",
+    "lint_crl",
+    "lint_ocsp_response",
+]
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,6 @@ import logging
 import sys
 from collections.abc import Sequence
 
-import click
 import typer
 
 from trustfleet.cli import device, factory, server
@@ -31,19 +30,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit code. Errors are one line with a hint, never a traceback."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     command = typer.main.get_command(app)
+    args = list(argv) if argv is not None else sys.argv[1:]
     try:
-        command.main(args=list(argv) if argv is not None else None, prog_name="trustfleet", standalone_mode=False)
+        command.main(args=args, prog_name="trustfleet", standalone_mode=True)
+    except SystemExit as exc:  # click's own usage errors (exit 2) and normal exits
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except TrustFleetError as exc:
-        stderr.print(f"[bold red]error:[/] {exc.one_line()}", highlight=False, markup=True, soft_wrap=True)
+        stderr.print(f"[bold red]error:[/] {exc.one_line()}", highlight=False, soft_wrap=True)
         return exit_code_for(exc)
-    except click.exceptions.Exit as exc:
-        return int(exc.exit_code)
-    except click.ClickException as exc:
-        stderr.print(f"[bold red]error:[/] {exc.format_message()} Hint: see '--help'.", highlight=False, soft_wrap=True)
-        return exc.exit_code
-    except click.exceptions.Abort:
-        stderr.print("aborted")
-        return 130
     except KeyboardInterrupt:
         return 130
     return 0

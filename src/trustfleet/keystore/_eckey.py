@@ -131,9 +131,7 @@ class Pkcs11EcPrivateKey(ec.EllipticCurvePrivateKey):
         s = int.from_bytes(raw[half:], "big")
         return utils.encode_dss_signature(r, s)
 
-    def exchange(
-        self, algorithm: ec.ECDH, peer_public_key: ec.EllipticCurvePublicKey
-    ) -> bytes:
+    def exchange(self, algorithm: ec.ECDH, peer_public_key: ec.EllipticCurvePublicKey) -> bytes:
         """Not supported: the key is generated for signing only."""
         raise InvalidInput(
             f"key '{self._label}' is a signing key in the token; ECDH is not allowed",

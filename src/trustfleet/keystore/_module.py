@@ -25,9 +25,7 @@ SYSTEM_TOKEN_DIRS: tuple[Path, ...] = (
 )
 """System-wide SoftHSM2 token directories, which TrustFleet never uses."""
 
-_MODULE_HINT = (
-    "install SoftHSM2 (apt-get install softhsm2) or give the path of your PKCS#11 module"
-)
+_MODULE_HINT = "install SoftHSM2 (apt-get install softhsm2) or give the path of your PKCS#11 module"
 
 
 def find_module(explicit: str | Path | None = None) -> Path:

@@ -17,8 +17,10 @@ Scheme:
   is restored, so child processes and other code do not inherit it.
 * A switch is refused with :class:`~trustfleet.errors.Config` while any
   :class:`~trustfleet.keystore.TokenSession` on the active configuration is open: finalising
-  would invalidate its session handles. Every call that needs a configuration holds the module
-  lock from the switch until its session is registered, so no other thread can switch under it.
+  would invalidate its session handles. Sessions (and keys holding them) that were dropped
+  without ``close()`` stop counting once garbage collected. Every call that needs a
+  configuration holds the module lock from the switch until its session is registered, so no
+  other thread can switch under it.
 * Login is per token for the whole process. The first session on a token logs in; later
   sessions on the same token prove the same PIN against an HMAC kept in memory (keyed with a
   random per-process key), and the last one to close logs out.
@@ -26,6 +28,7 @@ Scheme:
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import hmac
 import logging
@@ -181,6 +184,8 @@ def _load(module: Path, conf: Path | None) -> LoadedModule:
 
 
 def _switch(loaded: LoadedModule, conf: Path) -> None:
+    if loaded.open_sessions:
+        gc.collect()  # sessions only reachable through reference cycles do not count
     if loaded.open_sessions:
         raise Config(
             f"cannot switch PKCS#11 module '{loaded.path}' to configuration '{conf}': "

@@ -30,8 +30,7 @@ _PIN_ERRORS = (
 # CKR_PIN_INCORRECT, _INVALID, _LEN_RANGE, _EXPIRED, _LOCKED, CKR_USER_NOT_LOGGED_IN
 _PIN_RVS = frozenset({0xA0, 0xA1, 0xA2, 0xA3, 0xA4, 0x101})
 _LOGIN_HINT = (
-    "check that the PIN source holds the user PIN of this token; "
-    "too many wrong PINs lock the token"
+    "check that the PIN source holds the user PIN of this token; too many wrong PINs lock the token"
 )
 # CKR_SLOT_ID_INVALID, CKR_TOKEN_NOT_PRESENT, CKR_TOKEN_NOT_RECOGNIZED
 _NO_TOKEN_RVS = frozenset({0x03, 0xE0, 0xE1})

@@ -119,6 +119,9 @@ def make_root_ca(
     _check_now(now)
     common_name = _check_text(f"{_check_text(organization, 'organization')} Root CA", "root name")
     subject = _name(common_name, organization)
+    lifetime = ROOT_CA.validity if validity is None else validity
+    if lifetime <= timedelta(0):
+        raise InvalidInput("The validity must be positive.", code="pki.validity.invalid")
     public_key = key.public_key()
     not_before = now - BACKDATE
     builder = _base_builder(
@@ -126,7 +129,7 @@ def make_root_ca(
         issuer_name=subject,
         public_key=public_key,
         not_before=not_before,
-        not_after=not_before + (ROOT_CA.validity if validity is None else validity),
+        not_after=not_before + lifetime,
     )
     builder = _add_profile(builder, ROOT_CA)
     return builder.sign(key, _keys.signature_hash(key))
@@ -280,7 +283,9 @@ def _issue(
     validity: timedelta | None,
     san: x509.SubjectAlternativeName | None,
 ) -> x509.Certificate:
-    not_before, not_after = _validity(issuer.cert, now, profile.validity if validity is None else validity)
+    not_before, not_after = _validity(
+        issuer.cert, now, profile.validity if validity is None else validity
+    )
     builder = _base_builder(
         subject=subject,
         issuer_name=issuer.cert.subject,

@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from trustfleet.errors import Conflict, InvalidInput
 from trustfleet.keystore import (
+    TokenSession,
     find_module,
     generate_pin,
     init_token,
@@ -125,7 +126,25 @@ def _build_home(
     module = find_module(options.module)
     conf = write_softhsm_conf(home / "tokens" / "softhsm2.conf", token_dir=home / "tokens" / "store")
     settings = _settings(home, options=options, module=options.module or "")
-    issuers = _make_cas(home, settings=settings, module=module, conf=conf, now=now)
+    sessions: list[TokenSession] = []
+    try:
+        issuers = _make_cas(home, settings=settings, module=module, conf=conf, sessions=sessions, now=now)
+        _finish_home(home, settings=settings, options=options, issuers=issuers, ips=ips, now=now)
+    finally:
+        for session in sessions:
+            session.close()
+    return settings
+
+
+def _finish_home(
+    home: Path,
+    *,
+    settings: ServerSettings,
+    options: HomeOptions,
+    issuers: dict[str, IssuerContext],
+    ips: list[ipaddress.IPv4Address | ipaddress.IPv6Address],
+    now: datetime,
+) -> None:
     dns = tuple(dict.fromkeys(("localhost", *options.dns_names)))
     servers = _make_server_certs(settings=settings, issuer=issuers["device"], dns=dns, ips=ips, now=now)
     bundle = b"".join(
@@ -139,7 +158,6 @@ def _build_home(
     finally:
         engine.dispose()
     (home / "trustfleet.toml").write_text(render_server_toml(settings), encoding="utf-8")
-    return settings
 
 
 def _settings(home: Path, *, options: HomeOptions, module: str) -> ServerSettings:
@@ -168,7 +186,13 @@ def _settings(home: Path, *, options: HomeOptions, module: str) -> ServerSetting
 
 
 def _make_cas(
-    home: Path, *, settings: ServerSettings, module: Path, conf: Path, now: datetime
+    home: Path,
+    *,
+    settings: ServerSettings,
+    module: Path,
+    conf: Path,
+    sessions: list[TokenSession],
+    now: datetime,
 ) -> dict[str, IssuerContext]:
     keys: dict[str, ec.EllipticCurvePrivateKey] = {}
     for name, token in _TOKENS.items():
@@ -178,6 +202,7 @@ def _make_cas(
         write_pin_file(home / "secrets" / f"{token}.so-pin", so_pin)
         init_token(module=module, conf=conf, label=token, so_pin=so_pin, user_pin=pin)
         session = open_token(module=module, label=token, pin=pin, conf=conf)
+        sessions.append(session)
         keys[name] = session.generate_ec_key(f"{name}-ca", curve=_CA_CURVES[name])
     org = settings.pki.organization
     root_cert = make_root_ca(key=keys["root"], organization=org, now=now)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
+from sqlalchemy import Engine
 
 from trustfleet.keystore import PinSource, Pkcs11Uri, find_module, open_key
 from trustfleet.pki import IssuerContext
@@ -25,6 +26,7 @@ class Runtime:
     """
 
     settings: ServerSettings
+    engine: Engine
     uow: UnitOfWork
     _issuers: dict[str, IssuerContext] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -32,7 +34,8 @@ class Runtime:
     @classmethod
     def open(cls, settings: ServerSettings) -> Runtime:
         """Open the store of a home (keys are opened lazily)."""
-        return cls(settings=settings, uow=UnitOfWork(create_engine(settings.store_url())))
+        engine = create_engine(settings.store_url())
+        return cls(settings=settings, engine=engine, uow=UnitOfWork(engine))
 
     @property
     def module(self) -> Path:
@@ -67,4 +70,4 @@ class Runtime:
 
     def close(self) -> None:
         """Release the store's connections."""
-        self.uow.engine.dispose()
+        self.engine.dispose()

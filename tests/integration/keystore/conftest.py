@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from keystore_support import SO_PIN, USER_PIN, MakeHome
 
 from trustfleet.errors import Config
 from trustfleet.keystore import (
@@ -15,11 +16,6 @@ from trustfleet.keystore import (
     open_token,
     write_softhsm_conf,
 )
-
-SO_PIN = "so-PIN-for-tests-0001"
-USER_PIN = "user-PIN-for-tests-0001"
-
-MakeHome = Callable[[str], Path]
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import sqlalchemy
@@ -19,7 +20,7 @@ def test_migrate_creates_schema_and_is_idempotent(db_url: str) -> None:
     try:
         migrate(engine)
         inspector = sqlalchemy.inspect(engine)
-        assert TABLES <= set(inspector.get_table_names())
+        assert set(inspector.get_table_names()) >= TABLES
         with engine.connect() as conn:
             first = conn.execute(sqlalchemy.text("SELECT version_num FROM alembic_version")).all()
         migrate(engine)
@@ -53,3 +54,28 @@ def test_sqlite_engine_settings(tmp_path: Path) -> None:
         "foreign_keys": 1,
         "busy_timeout": 10000,
     }
+
+
+def test_concurrent_migrations_are_safe(db_url: str) -> None:
+    engines = [create_engine(db_url) for _ in range(4)]
+    errors: list[BaseException] = []
+
+    def run(engine: sqlalchemy.Engine) -> None:
+        try:
+            migrate(engine)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(engine,)) for engine in engines]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        assert errors == []
+        with engines[0].connect() as conn:
+            versions = conn.execute(sqlalchemy.text("SELECT version_num FROM alembic_version"))
+            assert versions.all() == [("0001",)]
+    finally:
+        for engine in engines:
+            engine.dispose()

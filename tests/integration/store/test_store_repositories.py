@@ -184,4 +184,4 @@ def test_timestamps_come_back_aware_utc(uow: UnitOfWork) -> None:
 
 def test_naive_datetimes_are_refused(uow: UnitOfWork) -> None:
     with uow.begin() as tx, pytest.raises(InvalidInput, match="timezone-aware"):
-        tx.devices.add(id="naive", model="m", now=datetime(2025, 1, 1))  # noqa: DTZ001
+        tx.devices.add(id="naive", model="m", now=datetime(2025, 1, 1))

@@ -37,11 +37,14 @@ def build_hierarchy(curve: ec.EllipticCurve) -> Hierarchy:
     manufacturing = _intermediate(root, curve, pki.MANUFACTURING_CA, "mfg")
     device_ca = _intermediate(root, curve, pki.DEVICE_CA, "dev")
     device_key = ec.generate_private_key(curve)
-    common = {"public_key": device_key.public_key(), "device_id": DEVICE_ID, "organization": ORG}
     idevid = pki.issue_device_certificate(
-        issuer=manufacturing, profile=pki.IDEVID, now=NOW, model="sensor-x1", **common
-    )
-    ldevid = pki.issue_device_certificate(issuer=device_ca, profile=pki.LDEVID, now=NOW, **common)
+        issuer=manufacturing, public_key=device_key.public_key(), device_id=DEVICE_ID,
+        profile=pki.IDEVID, organization=ORG, now=NOW, model="sensor-x1",
+    )  # fmt: skip
+    ldevid = pki.issue_device_certificate(
+        issuer=device_ca, public_key=device_key.public_key(), device_id=DEVICE_ID,
+        profile=pki.LDEVID, organization=ORG, now=NOW,
+    )  # fmt: skip
     server = pki.issue_server_certificate(
         issuer=device_ca,
         public_key=ec.generate_private_key(curve).public_key(),

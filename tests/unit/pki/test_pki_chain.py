@@ -1,8 +1,10 @@
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from pki_hierarchy import NOW, Hierarchy, build_hierarchy
 
@@ -36,17 +38,36 @@ def other() -> Hierarchy:
     return build_hierarchy(ec.SECP256R1())
 
 
-NEGATIVE = {
-    "wrong-root": lambda h, o: (h.ldevid, [h.device_ca.cert], [o.root.cert], NOW, "client", None),
-    "wrong-intermediate": lambda h, o: (h.ldevid, [o.device_ca.cert], [h.root.cert], NOW, "client", None),
-    "missing-intermediate": lambda h, o: (h.ldevid, [], [h.root.cert], NOW, "client", None),
-    "expired": lambda h, o: (h.ldevid, [h.device_ca.cert], [h.root.cert], NOW + timedelta(days=31), "client", None),
-    "not-yet-valid": lambda h, o: (h.ldevid, [h.device_ca.cert], [h.root.cert], NOW - timedelta(hours=1), "client", None),
-    "server-cert-as-client": lambda h, o: (h.server, [h.device_ca.cert], [h.root.cert], NOW, "client", None),
-    "device-cert-as-server": lambda h, o: (h.ldevid, [h.device_ca.cert], [h.root.cert], NOW, "server", "api.example.com"),
-    "wrong-server-name": lambda h, o: (h.server, [h.device_ca.cert], [h.root.cert], NOW, "server", "evil.example.com"),
-    "intermediate-as-leaf": lambda h, o: (h.device_ca.cert, [], [h.root.cert], NOW, "client", None),
-}  # fmt: skip
+_Case = tuple[
+    x509.Certificate, list[x509.Certificate], list[x509.Certificate], datetime, str, str | None
+]
+
+
+def _case(h: Hierarchy, **changes: object) -> _Case:
+    """The good LDevID client case, with some of its parts changed."""
+    parts: dict[str, object] = {
+        "leaf": h.ldevid, "intermediates": [h.device_ca.cert], "roots": [h.root.cert],
+        "now": NOW, "purpose": "client", "name": None,
+    }  # fmt: skip
+    parts.update(changes)
+    return tuple(parts.values())  # type: ignore[return-value]
+
+
+LATER = NOW + timedelta(days=31)
+EARLIER = NOW - timedelta(hours=1)
+NEGATIVE: dict[str, Callable[[Hierarchy, Hierarchy], _Case]] = {
+    "wrong-root": lambda h, o: _case(h, roots=[o.root.cert]),
+    "wrong-intermediate": lambda h, o: _case(h, intermediates=[o.device_ca.cert]),
+    "missing-intermediate": lambda h, o: _case(h, intermediates=[]),
+    "expired": lambda h, o: _case(h, now=LATER),
+    "not-yet-valid": lambda h, o: _case(h, now=EARLIER),
+    "server-cert-as-client": lambda h, o: _case(h, leaf=h.server),
+    "device-cert-as-server": lambda h, o: _case(h, purpose="server", name="api.example.com"),
+    "wrong-server-name": lambda h, o: _case(
+        h, leaf=h.server, purpose="server", name="evil.example.com"
+    ),
+    "intermediate-as-leaf": lambda h, o: _case(h, leaf=h.device_ca.cert, intermediates=[]),
+}
 
 
 @pytest.mark.parametrize("case", list(NEGATIVE), ids=list(NEGATIVE))
@@ -54,7 +75,7 @@ def test_chain_refusals(hierarchy: Hierarchy, other: Hierarchy, case: str) -> No
     leaf, intermediates, roots, now, purpose, name = NEGATIVE[case](hierarchy, other)
     with pytest.raises(VerificationFailed) as info:
         pki.verify_chain(
-            leaf, intermediates=intermediates, roots=roots, now=now, purpose=purpose,
+            leaf, intermediates=intermediates, roots=roots, now=now, purpose=purpose,  # type: ignore[arg-type]
             server_name=name,
         )  # fmt: skip
     assert info.value.code == "pki.chain.invalid"

@@ -6,8 +6,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from pki_hierarchy import NOW, Hierarchy
-from support.pkilint import lint_crl
 
+from support.pkilint import lint_crl
 from trustfleet import pki
 from trustfleet.errors import InvalidInput
 

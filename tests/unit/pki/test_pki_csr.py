@@ -24,7 +24,10 @@ def _csr(
     uris: list[str] | None = None,
 ) -> x509.CertificateSigningRequest:
     private_key = key or ec.generate_private_key(ec.SECP256R1())
-    attributes = [x509.NameAttribute(oid, value) for oid, value in (names if names is not None else [(CN, DEVICE_ID)])]
+    attributes = [
+        x509.NameAttribute(oid, value)
+        for oid, value in (names if names is not None else [(CN, DEVICE_ID)])
+    ]
     builder = x509.CertificateSigningRequestBuilder().subject_name(x509.Name(attributes))
     if uris is not None:
         general = [x509.UniformResourceIdentifier(u) for u in uris]
@@ -44,9 +47,7 @@ def _other_key_signature() -> x509.CertificateSigningRequest:
     from asn1crypto import csr as asn1_csr
     from asn1crypto import keys as asn1_keys
 
-    request = asn1_csr.CertificationRequest.load(
-        _csr().public_bytes(serialization.Encoding.DER)
-    )
+    request = asn1_csr.CertificationRequest.load(_csr().public_bytes(serialization.Encoding.DER))
     victim = ec.generate_private_key(ec.SECP256R1()).public_key()
     spki = victim.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -76,7 +77,10 @@ BAD_CASES: dict[str, tuple[Callable[[], x509.CertificateSigningRequest], str]] =
         lambda: _csr(uris=["urn:trustfleet:device:dev-someoneelse1"]),
         "est.csr.subject_mismatch",
     ),
-    "san-extra-uri": (lambda: _csr(uris=[URI, "https://evil.example/"]), "est.csr.subject_mismatch"),
+    "san-extra-uri": (
+        lambda: _csr(uris=[URI, "https://evil.example/"]),
+        "est.csr.subject_mismatch",
+    ),
 }
 
 

@@ -9,8 +9,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pki_hierarchy import DEVICE_ID, NOW, ORG, Hierarchy
-from support.pkilint import lint_certificate
 
+from support.pkilint import lint_certificate
 from trustfleet import pki
 from trustfleet.errors import Config, InvalidInput
 
@@ -25,7 +25,9 @@ def _cert(h: Hierarchy, kind: str) -> x509.Certificate:
     return cert
 
 
-def _ext(cert: x509.Certificate, cls: type[x509.ExtensionType]) -> x509.Extension[x509.ExtensionType]:
+def _ext(
+    cert: x509.Certificate, cls: type[x509.ExtensionType]
+) -> x509.Extension[x509.ExtensionType]:
     return cert.extensions.get_extension_for_class(cls)
 
 
@@ -72,7 +74,9 @@ def test_profiles_shape_the_hierarchy(hierarchy: Hierarchy) -> None:
     assert root_bc.critical
     assert root_bc.value == x509.BasicConstraints(ca=True, path_length=1)
     for ca in (hierarchy.manufacturing.cert, hierarchy.device_ca.cert):
-        assert _ext(ca, x509.BasicConstraints).value == x509.BasicConstraints(ca=True, path_length=0)
+        assert _ext(ca, x509.BasicConstraints).value == x509.BasicConstraints(
+            ca=True, path_length=0
+        )
         with pytest.raises(x509.ExtensionNotFound):
             _ext(ca, x509.ExtendedKeyUsage)
     for leaf, usage in [
@@ -80,7 +84,9 @@ def test_profiles_shape_the_hierarchy(hierarchy: Hierarchy) -> None:
         (hierarchy.ldevid, ExtendedKeyUsageOID.CLIENT_AUTH),
         (hierarchy.server, ExtendedKeyUsageOID.SERVER_AUTH),
     ]:
-        assert _ext(leaf, x509.BasicConstraints).value == x509.BasicConstraints(ca=False, path_length=None)
+        assert _ext(leaf, x509.BasicConstraints).value == x509.BasicConstraints(
+            ca=False, path_length=None
+        )
         assert list(_ext(leaf, x509.ExtendedKeyUsage).value) == [usage]  # type: ignore[call-overload]  # EKU is iterable
         key_usage = _ext(leaf, x509.KeyUsage)
         assert key_usage.critical
@@ -93,7 +99,9 @@ def test_device_certificate_subject_and_san(hierarchy: Hierarchy) -> None:
         assert cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value == ORG
         san = _ext(cert, x509.SubjectAlternativeName).value
         assert isinstance(san, x509.SubjectAlternativeName)
-        assert san.get_values_for_type(x509.UniformResourceIdentifier) == [pki.device_uri(DEVICE_ID)]
+        assert san.get_values_for_type(x509.UniformResourceIdentifier) == [
+            pki.device_uri(DEVICE_ID)
+        ]
     idevid_serial = hierarchy.idevid.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)
     assert idevid_serial[0].value == DEVICE_ID
     model = hierarchy.idevid.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
@@ -209,7 +217,9 @@ def test_ca_key_must_be_ec(hierarchy: Hierarchy) -> None:
     ids=["server-profile", "ca-profile", "bad-id", "empty-org", "long-org", "naive-now",
          "issuer-expired", "issuer-not-yet-valid", "zero-validity"],
 )  # fmt: skip
-def test_device_issuance_refusals(hierarchy: Hierarchy, kwargs: dict[str, object], code: str) -> None:
+def test_device_issuance_refusals(
+    hierarchy: Hierarchy, kwargs: dict[str, object], code: str
+) -> None:
     arguments: dict[str, object] = {
         "issuer": hierarchy.device_ca, "public_key": hierarchy.device_key.public_key(),
         "device_id": DEVICE_ID, "profile": pki.LDEVID, "organization": ORG, "now": NOW,
@@ -255,7 +265,11 @@ class _TokenKey(ec.EllipticCurvePrivateKey):
     def __init__(self, inner: ec.EllipticCurvePrivateKey) -> None:
         self._inner = inner
 
-    def sign(self, data: bytes, signature_algorithm: ec.EllipticCurveSignatureAlgorithm) -> bytes:
+    def sign(
+        self,
+        data: bytes | bytearray | memoryview,
+        signature_algorithm: ec.EllipticCurveSignatureAlgorithm,
+    ) -> bytes:
         return self._inner.sign(data, signature_algorithm)
 
     def public_key(self) -> ec.EllipticCurvePublicKey:

@@ -1,11 +1,11 @@
 from __future__ import annotations
 
 import pytest
-from pki_hierarchy import DEVICE_ID, NOW, ORG, Hierarchy
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from pki_hierarchy import DEVICE_ID, NOW, ORG, Hierarchy
 
 from trustfleet import pki
 from trustfleet.errors import InvalidInput, VerificationFailed
@@ -42,9 +42,7 @@ def test_device_id_from_issued_certificates(hierarchy: Hierarchy) -> None:
     assert pki.device_id_from_certificate(hierarchy.ldevid) == DEVICE_ID
 
 
-def _self_signed(
-    names: list[x509.NameAttribute[str]], uris: list[str] | None
-) -> x509.Certificate:
+def _self_signed(names: list[x509.NameAttribute[str]], uris: list[str] | None) -> x509.Certificate:
     key = ec.generate_private_key(ec.SECP256R1())
     builder = (
         x509.CertificateBuilder()
