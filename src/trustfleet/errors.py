@@ -120,7 +120,7 @@ def status_for(error: TrustFleetError) -> int:
     """The HTTP status of an error's category."""
     for cls in type(error).__mro__:
         if cls in HTTP_STATUS:
-            return HTTP_STATUS[cls]  # type: ignore[index]  # mro holds only error classes here
+            return HTTP_STATUS[cls]
     return 500
 
 
@@ -128,5 +128,5 @@ def exit_code_for(error: TrustFleetError) -> int:
     """The CLI exit code of an error's category."""
     for cls in type(error).__mro__:
         if cls in EXIT_CODE:
-            return EXIT_CODE[cls]  # type: ignore[index]  # mro holds only error classes here
+            return EXIT_CODE[cls]
     return 1

@@ -17,7 +17,11 @@ stderr = Console(stderr=True)
 
 HomeOpt = Annotated[
     Path,
-    typer.Option("--home", help="Server home directory (made by 'trustfleet server init').", envvar="TRUSTFLEET_HOME"),
+    typer.Option(
+        "--home",
+        help="Server home directory (made by 'trustfleet server init').",
+        envvar="TRUSTFLEET_HOME",
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")]
 
@@ -29,4 +33,4 @@ def now() -> datetime:
 
 def emit_json(document: Any) -> None:
     """Print a JSON document to stdout (no Rich markup)."""
-    print(json.dumps(document, indent=2, sort_keys=True, default=str))  # noqa: T201
+    print(json.dumps(document, indent=2, sort_keys=True, default=str))

@@ -23,9 +23,14 @@ def _runtime(home: Any) -> Any:
 
 def _cert_row(rec: Any) -> dict[str, Any]:
     return {
-        "kind": rec.kind, "issuer": rec.issuer, "serial": rec.serial, "status": rec.status,
-        "not_before": rec.not_before.isoformat(), "not_after": rec.not_after.isoformat(),
-        "sha256": rec.sha256, "revoked_at": rec.revoked_at.isoformat() if rec.revoked_at else None,
+        "kind": rec.kind,
+        "issuer": rec.issuer,
+        "serial": rec.serial,
+        "status": rec.status,
+        "not_before": rec.not_before.isoformat(),
+        "not_after": rec.not_after.isoformat(),
+        "sha256": rec.sha256,
+        "revoked_at": rec.revoked_at.isoformat() if rec.revoked_at else None,
         "revocation_reason": rec.revocation_reason,
     }
 
@@ -33,7 +38,9 @@ def _cert_row(rec: Any) -> dict[str, Any]:
 @app.command("list")
 def list_devices(
     home: HomeOpt,
-    state: Annotated[str | None, typer.Option("--state", help="Only devices in this state.")] = None,
+    state: Annotated[
+        str | None, typer.Option("--state", help="Only devices in this state.")
+    ] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=100000)] = 1000,
     json_out: JsonOpt = False,
 ) -> None:
@@ -44,7 +51,10 @@ def list_devices(
             devices = tx.devices.list(limit=limit, offset=0, state=state)
     finally:
         rt.close()
-    rows = [{"id": d.id, "model": d.model, "state": d.state, "created_at": d.created_at.isoformat()} for d in devices]
+    rows = [
+        {"id": d.id, "model": d.model, "state": d.state, "created_at": d.created_at.isoformat()}
+        for d in devices
+    ]
     if json_out:
         emit_json({"devices": rows})
         return
@@ -55,7 +65,11 @@ def list_devices(
 
 
 @app.command("show")
-def show(home: HomeOpt, device_id: Annotated[str, typer.Argument(help="Device id.")], json_out: JsonOpt = False) -> None:
+def show(
+    home: HomeOpt,
+    device_id: Annotated[str, typer.Argument(help="Device id.")],
+    json_out: JsonOpt = False,
+) -> None:
     """Show one device and its certificates."""
     rt = _runtime(home)
     try:
@@ -64,9 +78,14 @@ def show(home: HomeOpt, device_id: Annotated[str, typer.Argument(help="Device id
             certs = tx.certificates.list_for_device(device_id)
     finally:
         rt.close()
-    doc = {"id": device.id, "model": device.model, "state": device.state,
-           "created_at": device.created_at.isoformat(), "updated_at": device.updated_at.isoformat(),
-           "certificates": [_cert_row(c) for c in certs]}
+    doc = {
+        "id": device.id,
+        "model": device.model,
+        "state": device.state,
+        "created_at": device.created_at.isoformat(),
+        "updated_at": device.updated_at.isoformat(),
+        "certificates": [_cert_row(c) for c in certs],
+    }
     if json_out:
         emit_json(doc)
         return
@@ -96,4 +115,6 @@ def revoke(
     if json_out:
         emit_json(doc)
         return
-    console.print(f"[green]✓[/] device [bold]{device_id}[/] revoked ({len(revoked)} certificate(s))")
+    console.print(
+        f"[green]✓[/] device [bold]{device_id}[/] revoked ({len(revoked)} certificate(s))"
+    )

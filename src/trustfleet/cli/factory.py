@@ -14,7 +14,9 @@ from trustfleet.settings import load_server_settings
 
 __all__ = ["app"]
 
-app = typer.Typer(help="Provision devices: identity keys in tokens and IDevID certificates.", no_args_is_help=True)
+app = typer.Typer(
+    help="Provision devices: identity keys in tokens and IDevID certificates.", no_args_is_help=True
+)
 
 _MAX_CSR_FILE_BYTES = 64 * 1024
 
@@ -22,7 +24,9 @@ _MAX_CSR_FILE_BYTES = 64 * 1024
 @app.command("provision")
 def provision(
     home: HomeOpt,
-    out: Annotated[Path, typer.Option("--out", help="Directory that receives one folder per device.")],
+    out: Annotated[
+        Path, typer.Option("--out", help="Directory that receives one folder per device.")
+    ],
     count: Annotated[int, typer.Option("--count", min=1, max=10000, help="How many devices.")] = 1,
     model: Annotated[str, typer.Option("--model", help="Hardware model name.")] = "sim-v1",
     json_out: JsonOpt = False,
@@ -34,8 +38,13 @@ def provision(
     rt = Runtime.open(load_server_settings(home))
     try:
         with Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            console=console, disable=json_out, transient=False,
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            disable=json_out,
+            transient=False,
         ) as progress:
             keys = progress.add_task("device keys in tokens", total=count)
             certs = progress.add_task("IDevIDs issued", total=count)
@@ -43,12 +52,18 @@ def provision(
             def step(kind: str) -> None:
                 progress.advance(keys if kind == "key" else certs)
 
-            devices = provision_devices(rt, out_dir=out, count=count, model=model, now=now(), on_progress=step)
+            devices = provision_devices(
+                rt, out_dir=out, count=count, model=model, now=now(), on_progress=step
+            )
     finally:
         rt.close()
     rows = [
-        {"device_id": d.device_id, "model": d.model, "directory": str(d.directory),
-         "idevid_serial": format(d.certificate.serial_number, "x")}
+        {
+            "device_id": d.device_id,
+            "model": d.model,
+            "directory": str(d.directory),
+            "idevid_serial": format(d.certificate.serial_number, "x"),
+        }
         for d in devices
     ]
     if json_out:
@@ -60,8 +75,12 @@ def provision(
 @app.command("sign-csr")
 def sign_csr(
     home: HomeOpt,
-    csr: Annotated[Path, typer.Option("--csr", help="PKCS#10 CSR (PEM or DER) made by the device.")],
-    out: Annotated[Path, typer.Option("--out", help="Where to write the IDevID certificate (PEM).")],
+    csr: Annotated[
+        Path, typer.Option("--csr", help="PKCS#10 CSR (PEM or DER) made by the device.")
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", help="Where to write the IDevID certificate (PEM).")
+    ],
     model: Annotated[str, typer.Option("--model", help="Hardware model name.")] = "sim-v1",
     json_out: JsonOpt = False,
 ) -> None:
@@ -81,10 +100,17 @@ def sign_csr(
         rt.close()
     out.write_bytes(device.certificate.public_bytes(serialization.Encoding.PEM))
     if json_out:
-        emit_json({"device_id": device.device_id, "certificate": str(out),
-                   "serial": format(device.certificate.serial_number, "x")})
+        emit_json(
+            {
+                "device_id": device.device_id,
+                "certificate": str(out),
+                "serial": format(device.certificate.serial_number, "x"),
+            }
+        )
         return
-    console.print(f"[green]✓[/] device [bold]{device.device_id}[/] registered; IDevID written to {out}")
+    console.print(
+        f"[green]✓[/] device [bold]{device.device_id}[/] registered; IDevID written to {out}"
+    )
 
 
 def _read_bounded(path: Path) -> bytes:
@@ -92,7 +118,9 @@ def _read_bounded(path: Path) -> bytes:
         with path.open("rb") as fh:
             data = fh.read(_MAX_CSR_FILE_BYTES + 1)
     except OSError as exc:
-        raise InvalidInput(f"cannot read {path}: {exc.strerror}", hint="check the --csr path") from exc
+        raise InvalidInput(
+            f"cannot read {path}: {exc.strerror}", hint="check the --csr path"
+        ) from exc
     if len(data) > _MAX_CSR_FILE_BYTES:
         raise InvalidInput(f"{path} is larger than 64 KiB; not a CSR", hint="check the --csr path")
     return data

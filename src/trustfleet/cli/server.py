@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from typing import Annotated
 
 import typer
@@ -18,11 +17,24 @@ app = typer.Typer(help="Create and run the fleet service.", no_args_is_help=True
 @app.command("init")
 def init(
     home: HomeOpt,
-    name: Annotated[str, typer.Option("--name", help="Organization named in the certificates.")] = "TrustFleet",
-    api_port: Annotated[int, typer.Option("--api-port", help="HTTPS port written into the config and certificates.")] = 8443,
-    dns: Annotated[list[str] | None, typer.Option("--dns", help="Extra DNS name for the server certificates (repeatable).")] = None,
-    ip: Annotated[list[str] | None, typer.Option("--ip", help="Extra IP address for the server certificates (repeatable).")] = None,
-    store_url: Annotated[str | None, typer.Option("--store-url", help="SQLAlchemy URL (default: SQLite in the home).")] = None,
+    name: Annotated[
+        str, typer.Option("--name", help="Organization named in the certificates.")
+    ] = "TrustFleet",
+    api_port: Annotated[
+        int, typer.Option("--api-port", help="HTTPS port written into the config and certificates.")
+    ] = 8443,
+    dns: Annotated[
+        list[str] | None,
+        typer.Option("--dns", help="Extra DNS name for the server certificates (repeatable)."),
+    ] = None,
+    ip: Annotated[
+        list[str] | None,
+        typer.Option("--ip", help="Extra IP address for the server certificates (repeatable)."),
+    ] = None,
+    store_url: Annotated[
+        str | None,
+        typer.Option("--store-url", help="SQLAlchemy URL (default: SQLite in the home)."),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Create a new server home: tokens, CA hierarchy, TLS certificates, store, config."""
@@ -54,8 +66,12 @@ def init(
 @app.command("run")
 def run(
     home: HomeOpt,
-    api_port: Annotated[int | None, typer.Option("--api-port", help="HTTPS port (default: from the config).")] = None,
-    workers: Annotated[int | None, typer.Option("--workers", min=1, max=64, help="Worker processes.")] = None,
+    api_port: Annotated[
+        int | None, typer.Option("--api-port", help="HTTPS port (default: from the config).")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", min=1, max=64, help="Worker processes.")
+    ] = None,
 ) -> None:
     """Serve EST enrollment, CRLs and OCSP over HTTPS (TLS 1.3 only) until stopped."""
     from trustfleet.server.run import run_server
@@ -68,6 +84,3 @@ def run(
 
     code = run_server(settings, port=port, workers=workers, on_ready=ready)
     raise typer.Exit(code)
-
-
-

@@ -9,10 +9,12 @@ Every input is bounded: header bytes, body bytes, handshake and idle time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any, cast
+from urllib.parse import unquote_to_bytes
 
 import h11
 from OpenSSL import SSL, crypto
@@ -71,7 +73,7 @@ class TlsHttpProtocol(asyncio.Protocol):
 
     # -- asyncio.Protocol --------------------------------------------------------------------
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # noqa: D102
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self._transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
@@ -80,7 +82,7 @@ class TlsHttpProtocol(asyncio.Protocol):
         self._tls.set_accept_state()
         self._arm_timer(self._limits.handshake_timeout_s)
 
-    def data_received(self, data: bytes) -> None:  # noqa: D102
+    def data_received(self, data: bytes) -> None:
         if self._closed or self._tls is None:
             return
         self._tls.bio_write(data)
@@ -88,14 +90,15 @@ class TlsHttpProtocol(asyncio.Protocol):
             return
         self._pump_plaintext()
 
-    def connection_lost(self, exc: Exception | None) -> None:  # noqa: D102
+    def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
         self._cancel_timer()
 
     # -- TLS -----------------------------------------------------------------------------
 
     def _advance_handshake(self) -> bool:
-        assert self._tls is not None
+        if self._tls is None:
+            return False
         try:
             self._tls.do_handshake()
         except SSL.WantReadError:
@@ -115,7 +118,8 @@ class TlsHttpProtocol(asyncio.Protocol):
         return True
 
     def _pump_plaintext(self) -> None:
-        assert self._tls is not None
+        if self._tls is None:
+            return
         while True:
             try:
                 chunk = self._tls.recv(_READ_CHUNK)
@@ -132,7 +136,8 @@ class TlsHttpProtocol(asyncio.Protocol):
         self._process_events()
 
     def _flush(self) -> None:
-        assert self._tls is not None
+        if self._tls is None:
+            return
         while True:
             try:
                 out = self._tls.bio_read(_READ_CHUNK)
@@ -173,7 +178,7 @@ class TlsHttpProtocol(asyncio.Protocol):
         self._busy = True
         self._cancel_timer()
         self._requests += 1
-        length = _content_length(request.headers)
+        length = _content_length(list(request.headers))
         if length is not None and length > self._limits.max_body_bytes:
             self._send_simple(413, b"request body too large")
             self._close()
@@ -200,7 +205,10 @@ class TlsHttpProtocol(asyncio.Protocol):
             nonlocal sent_body
             if message["type"] == "http.response.start":
                 headers = [(bytes(k), bytes(v)) for k, v in message.get("headers", [])]
-                self._write(self._http.send(h11.Response(status_code=message["status"], headers=headers)) or b"")
+                self._write(
+                    self._http.send(h11.Response(status_code=message["status"], headers=headers))
+                    or b""
+                )
             elif message["type"] == "http.response.body":
                 data = message.get("body", b"")
                 if data:
@@ -330,10 +338,8 @@ class TlsHttpProtocol(asyncio.Protocol):
         self._closed = True
         self._cancel_timer()
         if self._tls is not None and self._handshake_done:
-            try:
+            with contextlib.suppress(SSL.Error):
                 self._tls.shutdown()
-            except SSL.Error:
-                pass
             self._flush_quiet()
         if self._transport is not None:
             self._transport.close()
@@ -357,7 +363,6 @@ class TlsHttpProtocol(asyncio.Protocol):
             self._body_waiter.set_result(None)
 
 
-
 def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
     for name, value in headers:
         if name.lower() == b"content-length":
@@ -369,8 +374,6 @@ def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
 
 
 def _unquote(path: bytes) -> str:
-    from urllib.parse import unquote_to_bytes
-
     return unquote_to_bytes(path).decode("utf-8", "replace")
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from OpenSSL import SSL
+import uvloop
 
 from trustfleet.errors import Unavailable
 from trustfleet.server._protocol import AsgiApp, ConnectionLimits, TlsHttpProtocol
@@ -72,11 +73,7 @@ async def serve(
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop where available (much faster TLS I/O), else the standard loop."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        return asyncio.new_event_loop()
+    """A uvloop event loop (its socket I/O is much faster than the standard loop's)."""
     loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
     return loop
 

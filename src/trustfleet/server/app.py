@@ -47,14 +47,18 @@ def create_app(rt: Runtime, *, clock: Clock = _utcnow) -> Starlette:
     def est_route(mode: EnrollMode) -> Callable[[Request], object]:
         async def handler(request: Request) -> Response:
             body = await request.body()
-            cert = enroll(rt, client_cert_pem=_client_cert(request), body=body, mode=mode, now=clock())
+            cert = enroll(
+                rt, client_cert_pem=_client_cert(request), body=body, mode=mode, now=clock()
+            )
             return _pkcs7(certs_only([cert]), CONTENT_TYPE_CERTS_ONLY)
 
         return handler
 
     async def crl(request: Request) -> Response:
         der = current_crl(rt, request.path_params["ca"], now=clock())
-        return Response(der, media_type="application/pkix-crl", headers={"cache-control": "max-age=60"})
+        return Response(
+            der, media_type="application/pkix-crl", headers={"cache-control": "max-age=60"}
+        )
 
     async def ocsp_post(request: Request) -> Response:
         body = await request.body()
@@ -67,7 +71,9 @@ def create_app(rt: Runtime, *, clock: Clock = _utcnow) -> Starlette:
         try:
             body = base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError) as exc:
-            raise InvalidInput("the OCSP request in the URL is not base64", code="ocsp.request.base64") from exc
+            raise InvalidInput(
+                "the OCSP request in the URL is not base64", code="ocsp.request.base64"
+            ) from exc
         return _ocsp(answer_ocsp(rt, body, now=clock()))
 
     async def health(_request: Request) -> Response:
@@ -117,4 +123,3 @@ def _pkcs7(body: bytes, media_type: str) -> Response:
 
 def _ocsp(der: bytes) -> Response:
     return Response(der, media_type="application/ocsp-response")
-

@@ -21,7 +21,10 @@ logger = logging.getLogger(__name__)
 
 
 def run_server(
-    settings: ServerSettings, *, port: int | None = None, workers: int | None = None,
+    settings: ServerSettings,
+    *,
+    port: int | None = None,
+    workers: int | None = None,
     on_ready: Callable[[], None] | None = None,
 ) -> int:
     """Serve until SIGTERM/SIGINT. Returns the process exit code."""
@@ -41,7 +44,9 @@ def run_server(
 
 
 def _worker(home: str, port: int) -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
     settings = load_server_settings(Path(home))
     rt = Runtime.open(settings)
     api = settings.api

@@ -53,8 +53,7 @@ def enroll(
     device_id: str | None = None
     try:
         record = _authenticate(rt, client_cert_pem, mode=mode, now=now)
-        device_id = record.device_id
-        assert device_id is not None
+        device_id = record.device_id or ""
         csr = parse_csr_body(body, max_bytes=rt.settings.api.max_body_bytes)
         check_csr(csr, expected_device_id=device_id, policy=CsrPolicy())
         return _issue(rt, csr, device_id=device_id, mode=mode, now=now)
@@ -97,7 +96,12 @@ def _authenticate(
 
 
 def _issue(
-    rt: Runtime, csr: x509.CertificateSigningRequest, *, device_id: str, mode: EnrollMode, now: datetime
+    rt: Runtime,
+    csr: x509.CertificateSigningRequest,
+    *,
+    device_id: str,
+    mode: EnrollMode,
+    now: datetime,
 ) -> x509.Certificate:
     issuer = rt.issuer("device")
     cert = issue_device_certificate(
@@ -118,7 +122,10 @@ def _issue(
             type="device.enrolled" if mode == "enroll" else "device.reenrolled",
             actor=f"device:{device_id}",
             subject=f"device:{device_id}",
-            details={"serial": format(cert.serial_number, "x"), "not_after": cert.not_valid_after_utc.isoformat()},
+            details={
+                "serial": format(cert.serial_number, "x"),
+                "not_after": cert.not_valid_after_utc.isoformat(),
+            },
             now=now,
         )
     return cert

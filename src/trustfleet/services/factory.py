@@ -46,7 +46,7 @@ from trustfleet.services.runtime import Runtime
 
 __all__ = ["ProvisionedDevice", "provision_devices", "sign_csr"]
 
-DEVICE_TOKEN = "tf-device"
+DEVICE_TOKEN = "tf-device"  # noqa: S105  # a token label, not a password
 IDENTITY_KEY = "identity"
 _MAX_CSR_BYTES = 64 * 1024
 
@@ -87,7 +87,15 @@ def provision_devices(
             if on_progress:
                 on_progress("key")
         return [
-            _certify(rt, device_id=d, directory=p, public_key=k, model=model, now=now, on_progress=on_progress)
+            _certify(
+                rt,
+                device_id=d,
+                directory=p,
+                public_key=k,
+                model=model,
+                now=now,
+                on_progress=on_progress,
+            )
             for d, p, k in keys
         ]
     except BaseException:
@@ -127,12 +135,16 @@ def _certify(
     cert = _issue_idevid(rt, device_id=device_id, public_key=public_key, model=model, now=now)
     bundle = rt.settings.path("public/ca-bundle.pem").read_bytes()
     (directory / "ca-bundle.pem").write_bytes(bundle)
-    (directory / "device.toml").write_text(_device_toml(rt, device_id=device_id, model=model), encoding="utf-8")
+    (directory / "device.toml").write_text(
+        _device_toml(rt, device_id=device_id, model=model), encoding="utf-8"
+    )
     (directory / "idevid.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     _register(rt, cert, device_id=device_id, model=model, source="factory.provision", now=now)
     if on_progress:
         on_progress("device")
-    return ProvisionedDevice(device_id=device_id, model=model, directory=directory, certificate=cert)
+    return ProvisionedDevice(
+        device_id=device_id, model=model, directory=directory, certificate=cert
+    )
 
 
 def _issue_idevid(
@@ -155,12 +167,18 @@ def _register(
 ) -> None:
     with rt.uow.begin() as tx:
         tx.devices.add(id=device_id, model=model, state="manufactured", now=now)
-        record_certificate(tx, cert, issuer="manufacturing", kind="idevid", device_id=device_id, now=now)
+        record_certificate(
+            tx, cert, issuer="manufacturing", kind="idevid", device_id=device_id, now=now
+        )
         tx.events.append(
             type="device.registered",
             actor="operator:cli",
             subject=f"device:{device_id}",
-            details={"model": model, "source": source, "idevid_serial": format(cert.serial_number, "x")},
+            details={
+                "model": model,
+                "source": source,
+                "idevid_serial": format(cert.serial_number, "x"),
+            },
             now=now,
         )
 
@@ -185,7 +203,9 @@ def sign_csr(rt: Runtime, *, csr_bytes: bytes, model: str, now: datetime) -> Pro
     check_csr(csr, expected_device_id=device_id, policy=CsrPolicy())
     with rt.uow.begin() as tx:
         if tx.devices.get(device_id) is not None:
-            raise Conflict(f"device '{device_id}' is already registered", hint="use a new device id")
+            raise Conflict(
+                f"device '{device_id}' is already registered", hint="use a new device id"
+            )
     cert = _issue_idevid(rt, device_id=device_id, public_key=csr.public_key(), model=model, now=now)
     _register(rt, cert, device_id=device_id, model=model, source="factory.sign-csr", now=now)
     return ProvisionedDevice(device_id=device_id, model=model, directory=None, certificate=cert)

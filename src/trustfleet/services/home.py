@@ -107,7 +107,9 @@ def _parse_ips(values: Sequence[str]) -> list[ipaddress.IPv4Address | ipaddress.
         try:
             ip = ipaddress.ip_address(value)
         except ValueError as exc:
-            raise InvalidInput(f"'{value}' is not an IP address", hint="e.g. --ip 10.0.0.5") from exc
+            raise InvalidInput(
+                f"'{value}' is not an IP address", hint="e.g. --ip 10.0.0.5"
+            ) from exc
         if ip not in ips:
             ips.append(ip)
     return ips
@@ -120,15 +122,25 @@ def _build_home(
     ips: list[ipaddress.IPv4Address | ipaddress.IPv6Address],
     now: datetime,
 ) -> ServerSettings:
-    for sub, mode in (("secrets", 0o700), ("tokens", 0o700), ("public", 0o755), ("tls", 0o755), ("db", 0o700)):
+    for sub, mode in (
+        ("secrets", 0o700),
+        ("tokens", 0o700),
+        ("public", 0o755),
+        ("tls", 0o755),
+        ("db", 0o700),
+    ):
         (home / sub).mkdir(mode=mode)
         os.chmod(home / sub, mode)
     module = find_module(options.module)
-    conf = write_softhsm_conf(home / "tokens" / "softhsm2.conf", token_dir=home / "tokens" / "store")
+    conf = write_softhsm_conf(
+        home / "tokens" / "softhsm2.conf", token_dir=home / "tokens" / "store"
+    )
     settings = _settings(home, options=options, module=options.module or "")
     sessions: list[TokenSession] = []
     try:
-        issuers = _make_cas(home, settings=settings, module=module, conf=conf, sessions=sessions, now=now)
+        issuers = _make_cas(
+            home, settings=settings, module=module, conf=conf, sessions=sessions, now=now
+        )
         _finish_home(home, settings=settings, options=options, issuers=issuers, ips=ips, now=now)
     finally:
         for session in sessions:
@@ -146,9 +158,12 @@ def _finish_home(
     now: datetime,
 ) -> None:
     dns = tuple(dict.fromkeys(("localhost", *options.dns_names)))
-    servers = _make_server_certs(settings=settings, issuer=issuers["device"], dns=dns, ips=ips, now=now)
+    servers = _make_server_certs(
+        settings=settings, issuer=issuers["device"], dns=dns, ips=ips, now=now
+    )
     bundle = b"".join(
-        issuers[name].cert.public_bytes(serialization.Encoding.PEM) for name in ("root", "manufacturing", "device")
+        issuers[name].cert.public_bytes(serialization.Encoding.PEM)
+        for name in ("root", "manufacturing", "device")
     )
     (home / "public" / "ca-bundle.pem").write_bytes(bundle)
     engine = create_engine(settings.store_url())
@@ -161,7 +176,9 @@ def _finish_home(
 
 
 def _settings(home: Path, *, options: HomeOptions, module: str) -> ServerSettings:
-    host_for_url = "localhost" if options.api_host in ("127.0.0.1", "localhost", "::1") else options.api_host
+    host_for_url = (
+        "localhost" if options.api_host in ("127.0.0.1", "localhost", "::1") else options.api_host
+    )
     api = ApiSettings(
         host=options.api_host,
         port=options.api_port,
@@ -174,10 +191,17 @@ def _settings(home: Path, *, options: HomeOptions, module: str) -> ServerSetting
         )
         for name, token in _TOKENS.items()
     }
-    raw = {"home": home, "api": api, "pki": PkiSettings(organization=options.organization), "ca": cas}
+    raw = {
+        "home": home,
+        "api": api,
+        "pki": PkiSettings(organization=options.organization),
+        "ca": cas,
+    }
     settings = ServerSettings(**raw)  # type: ignore[arg-type]  # pydantic validates the mapping
     if options.store_url:
-        settings = settings.model_copy(update={"store": settings.store.model_copy(update={"url": options.store_url})})
+        settings = settings.model_copy(
+            update={"store": settings.store.model_copy(update={"url": options.store_url})}
+        )
     if module:
         settings = settings.model_copy(
             update={"keystore": settings.keystore.model_copy(update={"module": module})}
@@ -206,7 +230,9 @@ def _make_cas(
         keys[name] = session.generate_ec_key(f"{name}-ca", curve=_CA_CURVES[name])
     org = settings.pki.organization
     root_cert = make_root_ca(key=keys["root"], organization=org, now=now)
-    root = IssuerContext(cert=root_cert, key=keys["root"], crl_url=settings.crl_url("root"), ocsp_url=None)
+    root = IssuerContext(
+        cert=root_cert, key=keys["root"], crl_url=settings.crl_url("root"), ocsp_url=None
+    )
     issuers = {"root": root}
     for name, profile in (("manufacturing", MANUFACTURING_CA), ("device", DEVICE_CA)):
         cert = issue_ca(
@@ -224,7 +250,9 @@ def _make_cas(
             ocsp_url=settings.ocsp_url() if name == "device" else None,
         )
     for name, ctx in issuers.items():
-        settings.path(settings.ca[name].cert).write_bytes(ctx.cert.public_bytes(serialization.Encoding.PEM))
+        settings.path(settings.ca[name].cert).write_bytes(
+            ctx.cert.public_bytes(serialization.Encoding.PEM)
+        )
     return issuers
 
 
@@ -243,7 +271,9 @@ def _make_server_certs(
     ):
         key = ec.generate_private_key(ec.SECP256R1())
         key_pem = key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
         )
         _write_private(settings.path(key_rel), key_pem)
         cert = issue_server_certificate(
@@ -255,7 +285,9 @@ def _make_server_certs(
             now=now,
             validity=timedelta(days=397),
         )
-        chain = cert.public_bytes(serialization.Encoding.PEM) + issuer.cert.public_bytes(serialization.Encoding.PEM)
+        chain = cert.public_bytes(serialization.Encoding.PEM) + issuer.cert.public_bytes(
+            serialization.Encoding.PEM
+        )
         settings.path(cert_rel).write_bytes(chain)
         certs[name] = cert
     return certs
@@ -268,12 +300,18 @@ def _write_private(path: Path, data: bytes) -> None:
 
 
 def _record(
-    uow: UnitOfWork, *, issuers: dict[str, IssuerContext], servers: dict[str, x509.Certificate], now: datetime
+    uow: UnitOfWork,
+    *,
+    issuers: dict[str, IssuerContext],
+    servers: dict[str, x509.Certificate],
+    now: datetime,
 ) -> None:
     parents = {"root": "root", "manufacturing": "root", "device": "root"}
     with uow.begin() as tx:
         for name, ctx in issuers.items():
-            record_certificate(tx, ctx.cert, issuer=parents[name], kind="ca", device_id=None, now=now)
+            record_certificate(
+                tx, ctx.cert, issuer=parents[name], kind="ca", device_id=None, now=now
+            )
         for cert in servers.values():
             record_certificate(tx, cert, issuer="device", kind="server", device_id=None, now=now)
         tx.events.append(

@@ -49,7 +49,11 @@ def regenerate_crl(rt: Runtime, tx: Any, issuer: str, *, now: datetime) -> bytes
     number = tx.crls.next_number(issuer)
     next_update = now + timedelta(hours=rt.settings.pki.crl_validity_hours)
     crl = build_crl(
-        issuer=rt.issuer(issuer), revoked=revoked, crl_number=number, now=now, next_update=next_update
+        issuer=rt.issuer(issuer),
+        revoked=revoked,
+        crl_number=number,
+        now=now,
+        next_update=next_update,
     )
     der = crl.public_bytes(serialization.Encoding.DER)
     tx.crls.put(issuer=issuer, crl_number=number, this_update=now, next_update=next_update, der=der)
