@@ -12,8 +12,8 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-from OpenSSL import SSL
 import uvloop
+from OpenSSL import SSL
 
 from trustfleet.errors import Unavailable
 from trustfleet.server._protocol import AsgiApp, ConnectionLimits, TlsHttpProtocol
