@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import typer
 
-from trustfleet.cli import device, factory, server
+from trustfleet.cli import agent, device, factory, server
 from trustfleet.cli._common import stderr
 from trustfleet.errors import TrustFleetError, exit_code_for
 
@@ -24,6 +24,7 @@ app = typer.Typer(
 app.add_typer(server.app, name="server")
 app.add_typer(factory.app, name="factory")
 app.add_typer(device.app, name="device")
+app.add_typer(agent.app, name="agent")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -23,8 +23,10 @@ __all__ = ["listen_socket", "run_workers", "serve"]
 logger = logging.getLogger(__name__)
 
 
-def listen_socket(host: str, port: int, *, reuse_port: bool, backlog: int = 2048) -> socket.socket:
-    """Bind a TCP listening socket.
+def listen_socket(
+    host: str, port: int, *, reuse_port: bool, backlog: int = 2048, listen: bool = True
+) -> socket.socket:
+    """Bind a TCP socket and (unless ``listen`` is false) listen on it.
 
     Raises:
         Unavailable: The address is in use or cannot be bound.
@@ -42,7 +44,8 @@ def listen_socket(host: str, port: int, *, reuse_port: bool, backlog: int = 2048
             f"cannot listen on {host}:{port}: {exc.strerror}",
             hint="choose another port with --api-port",
         ) from exc
-    sock.listen(backlog)
+    if listen:
+        sock.listen(backlog)
     sock.setblocking(False)
     return sock
 

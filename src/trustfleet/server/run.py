@@ -30,17 +30,16 @@ def run_server(
     """Serve until SIGTERM/SIGINT. Returns the process exit code."""
     port = port or settings.api.port
     workers = workers or settings.api.workers
-    # Bind once here so a busy port is reported before any worker starts.
-    probe = listen_socket(settings.api.host, port, reuse_port=True)
-    try:
-        return run_workers(
-            _worker,
-            args=(str(settings.home), port),
-            workers=workers,
-            on_ready=on_ready or (lambda: None),
-        )
-    finally:
-        probe.close()
+    # Bind (without listening) so a busy port is reported before any worker starts. A
+    # listening socket here would take its share of SO_REUSEPORT connections and never
+    # accept them.
+    listen_socket(settings.api.host, port, reuse_port=True, listen=False).close()
+    return run_workers(
+        _worker,
+        args=(str(settings.home), port),
+        workers=workers,
+        on_ready=on_ready or (lambda: None),
+    )
 
 
 def _worker(home: str, port: int) -> None:
