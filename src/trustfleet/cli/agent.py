@@ -1,4 +1,4 @@
-"""``trustfleet agent …``: the device agent (enrollment today; the link arrives with Foundation II)."""
+"""``trustfleet agent …``: the device agent (enrollment now; the MQTT link comes next)."""
 
 from __future__ import annotations
 

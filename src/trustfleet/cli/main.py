@@ -10,6 +10,7 @@ import typer
 
 from trustfleet.cli import agent, device, factory, server
 from trustfleet.cli._common import stderr
+from trustfleet.cli.demo import demo
 from trustfleet.errors import TrustFleetError, exit_code_for
 
 __all__ = ["app", "main", "run"]
@@ -25,6 +26,7 @@ app.add_typer(server.app, name="server")
 app.add_typer(factory.app, name="factory")
 app.add_typer(device.app, name="device")
 app.add_typer(agent.app, name="agent")
+app.command("demo")(demo)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
