@@ -94,7 +94,7 @@ def demo(
 
 def _run_stages(fleet: _Fleet, stages: list[Stage], *, count: int, quiet: bool) -> None:
     steps: list[tuple[str, Callable[[_Fleet, Stage], None]]] = [
-        ("init", lambda f, s: _stage_init(f, s)),
+        ("init", _stage_init),
         ("provision", lambda f, s: _stage_provision(f, s, count=count)),
         ("serve", _stage_serve),
         ("enroll", lambda f, s: _stage_enroll(f, s, quiet=quiet)),
@@ -326,7 +326,8 @@ def _report(fleet: _Fleet, stages: list[Stage], *, json_out: bool, keep: bool, o
     console.print(table)
     if keep:
         console.print(
-            f"service: https://localhost:{fleet.port}  home: {fleet.home}  devices: {fleet.devices_dir}"
+            f"service: https://localhost:{fleet.port}  home: {fleet.home}  "
+            f"devices: {fleet.devices_dir}"
         )
         console.print(f"stop it with: kill -TERM -{fleet.server.pid if fleet.server else '?'}")
 

@@ -1,0 +1,60 @@
+"""The import direction of ARCHITECTURE.md §2 holds for every module under src/trustfleet."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[2] / "src" / "trustfleet"
+
+# What each package may import from trustfleet (besides itself and `errors`).
+ALLOWED: dict[str, set[str]] = {
+    "errors": set(),
+    "settings": set(),
+    "keystore": set(),
+    "pki": set(),
+    "store": set(),
+    "services": {"keystore", "pki", "store", "settings"},
+    "server": {"keystore", "pki", "store", "services", "settings"},
+    "agent": {"keystore", "pki"},
+    "cli": {"keystore", "pki", "store", "services", "server", "agent", "settings"},
+}
+
+
+def _package(path: Path) -> str:
+    rel = path.relative_to(SRC)
+    return rel.parts[0].removesuffix(".py") if rel.parts else ""
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "trustfleet" and len(parts) > 1:
+                found.add(parts[1])
+    return found
+
+
+MODULES = sorted(p for p in SRC.rglob("*.py") if p.name != "__init__.py" or p.parent != SRC)
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(SRC)))
+def test_imports_follow_the_layering(path: Path) -> None:
+    package = _package(path)
+    assert package in ALLOWED, f"new top-level package {package}: add it to ALLOWED and ARCHITECTURE"
+    bad = _imports(path) - ALLOWED[package] - {package, "errors"}
+    assert not bad, f"{path.relative_to(SRC)} imports {sorted(bad)} against the layering"
+
+
+def test_agent_never_reaches_the_server_side() -> None:
+    for path in (SRC / "agent").rglob("*.py"):
+        assert not _imports(path) & {"store", "services", "server"}, path
