@@ -3,7 +3,7 @@
 Why not the standard library's ``ssl``: it links the system OpenSSL (3.0 on Debian 12, about
 twice the handshake cost of the OpenSSL bundled with ``cryptography``) and it aborts the
 handshake on any client-certificate problem, so an expired or foreign certificate could never
-get the reasoned HTTP 4xx that RFC 7030 asks for. See docs/adr/0002-tls-server-stack.md.
+get the reasoned HTTP 4xx that RFC 7030 asks for. See docs/adr/0001-tls-server-stack.md.
 """
 
 from __future__ import annotations
