@@ -50,7 +50,9 @@ MODULES = sorted(p for p in SRC.rglob("*.py") if p.name != "__init__.py" or p.pa
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(SRC)))
 def test_imports_follow_the_layering(path: Path) -> None:
     package = _package(path)
-    assert package in ALLOWED, f"new top-level package {package}: add it to ALLOWED and ARCHITECTURE"
+    assert package in ALLOWED, (
+        f"new top-level package {package}: add it to ALLOWED and ARCHITECTURE"
+    )
     bad = _imports(path) - ALLOWED[package] - {package, "errors"}
     assert not bad, f"{path.relative_to(SRC)} imports {sorted(bad)} against the layering"
 

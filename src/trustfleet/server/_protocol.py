@@ -178,6 +178,13 @@ class TlsHttpProtocol(asyncio.Protocol):
         self._busy = True
         self._cancel_timer()
         self._requests += 1
+        header_bytes = len(request.target) + sum(len(k) + len(v) + 4 for k, v in request.headers)
+        if header_bytes > self._limits.max_header_bytes:
+            # h11 bounds only headers that arrive across reads; a whole block in one read
+            # must be measured here.
+            self._send_simple(431, b"request header fields too large")
+            self._close()
+            return
         length = _content_length(list(request.headers))
         if length is not None and length > self._limits.max_body_bytes:
             self._send_simple(413, b"request body too large")

@@ -67,11 +67,6 @@ def make_server_context(config: TlsServerConfig) -> SSL.Context:
         ctx.check_privatekey()
         if config.client_ca is not None:
             ctx.load_verify_locations(str(config.client_ca))
-            ca_names = [
-                crypto.load_certificate(crypto.FILETYPE_PEM, block).get_subject()
-                for block in _pem_blocks(config.client_ca.read_bytes())
-            ]
-            ctx.set_client_ca_list(ca_names)
             ctx.set_verify(SSL.VERIFY_PEER, _accept_any)
     except (SSL.Error, crypto.Error, OSError) as exc:
         raise Config(
@@ -79,8 +74,3 @@ def make_server_context(config: TlsServerConfig) -> SSL.Context:
             hint="check the [tls] paths in trustfleet.toml and the files' permissions",
         ) from exc
     return ctx
-
-
-def _pem_blocks(data: bytes) -> list[bytes]:
-    marker = b"-----END CERTIFICATE-----"
-    return [part + marker for part in data.split(marker) if b"-----BEGIN" in part]
