@@ -160,15 +160,17 @@ def _raw(
     pki: Pki, port: int, payload: bytes, *, with_cert: bool = False, read_s: float = 3.0
 ) -> bytes:
     ctx = _client_ctx(pki, with_cert=with_cert)
-    with socket.create_connection(("127.0.0.1", port), timeout=read_s) as tcp:
-        with ctx.wrap_socket(tcp, server_hostname="localhost") as tls:
-            tls.sendall(payload)
-            chunks = []
-            try:
-                while chunk := tls.recv(65536):
-                    chunks.append(chunk)
-            except (TimeoutError, ssl.SSLError, ConnectionResetError):
-                pass
+    chunks = []
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=read_s) as tcp,
+        ctx.wrap_socket(tcp, server_hostname="localhost") as tls,
+    ):
+        tls.sendall(payload)
+        try:
+            while chunk := tls.recv(65536):
+                chunks.append(chunk)
+        except (TimeoutError, ssl.SSLError, ConnectionResetError):
+            pass
     return b"".join(chunks)
 
 
@@ -225,16 +227,18 @@ def test_bad_requests_get_a_4xx_and_a_closed_connection(
 
 def test_idle_connection_is_closed(pki: Pki, port: int) -> None:
     ctx = _client_ctx(pki, with_cert=False)
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as tcp:
-        with ctx.wrap_socket(tcp, server_hostname="localhost") as tls:
-            started = time.monotonic()
-            tls.sendall(b"GET / HTTP/1.1\r\nhost: a\r\n")  # never finishes its headers
-            try:
-                data = tls.recv(1024)
-            except (ConnectionResetError, ssl.SSLError):
-                data = b""
-            assert data == b""
-            assert time.monotonic() - started < 9  # closed by the server, not our timeout
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as tcp,
+        ctx.wrap_socket(tcp, server_hostname="localhost") as tls,
+    ):
+        started = time.monotonic()
+        tls.sendall(b"GET / HTTP/1.1\r\nhost: a\r\n")  # never finishes its headers
+        try:
+            data = tls.recv(1024)
+        except (ConnectionResetError, ssl.SSLError):
+            data = b""
+        assert data == b""
+        assert time.monotonic() - started < 9  # closed by the server, not our timeout
 
 
 def test_half_open_tls_handshake_is_dropped(port: int) -> None:
