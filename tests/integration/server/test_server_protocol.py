@@ -13,7 +13,6 @@ import socket
 import ssl
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -231,14 +230,13 @@ def test_idle_connection_is_closed(pki: Pki, port: int) -> None:
         socket.create_connection(("127.0.0.1", port), timeout=10) as tcp,
         ctx.wrap_socket(tcp, server_hostname="localhost") as tls,
     ):
-        started = time.monotonic()
         tls.sendall(b"GET / HTTP/1.1\r\nhost: a\r\n")  # never finishes its headers
         try:
             data = tls.recv(1024)
         except (ConnectionResetError, ssl.SSLError):
             data = b""
+        # The server closed it: had it not, recv would raise TimeoutError after 10 s.
         assert data == b""
-        assert time.monotonic() - started < 9  # closed by the server, not our timeout
 
 
 def test_half_open_tls_handshake_is_dropped(port: int) -> None:
