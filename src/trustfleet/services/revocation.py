@@ -14,7 +14,7 @@ from trustfleet.services._certs import serial_hex
 from trustfleet.services.runtime import Runtime
 from trustfleet.store.records import CertificateRecord
 
-__all__ = ["answer_ocsp", "current_crl", "regenerate_crl", "revoke_device"]
+__all__ = ["answer_ocsp", "current_crl", "refresh_crls", "regenerate_crl", "revoke_device"]
 
 logger = logging.getLogger(__name__)
 
@@ -28,12 +28,28 @@ def current_crl(rt: Runtime, issuer: str, *, now: datetime) -> bytes:
     if issuer not in rt.settings.ca:
         raise NotFound(f"no CA named '{issuer}'", hint="one of: " + ", ".join(rt.settings.ca))
     margin = timedelta(hours=rt.settings.pki.crl_refresh_margin_hours)
-    with rt.uow.begin() as tx:
-        record = tx.crls.get(issuer)
-    if record is not None and now < record.next_update - margin:
-        return record.der
-    with rt.uow.begin() as tx:
-        return regenerate_crl(rt, tx, issuer, now=now)
+    for _attempt in range(3):
+        with rt.uow.begin() as tx:
+            record = tx.crls.get(issuer)
+        if record is not None and now < record.next_update - margin:
+            return record.der
+        try:
+            with rt.uow.begin() as tx:
+                return regenerate_crl(rt, tx, issuer, now=now)
+        except Conflict:
+            continue  # another worker reissued it at the same moment: read theirs
+    raise Conflict(f"the CRL of '{issuer}' keeps changing", hint="retry in a moment")
+
+
+def refresh_crls(rt: Runtime, *, now: datetime) -> list[str]:
+    """Reissue every CRL that is missing or within the refresh margin of its nextUpdate.
+
+    Returns:
+        The names of the CAs whose CRL was checked (all of them).
+    """
+    for issuer in rt.settings.ca:
+        current_crl(rt, issuer, now=now)
+    return list(rt.settings.ca)
 
 
 def regenerate_crl(rt: Runtime, tx: Any, issuer: str, *, now: datetime) -> bytes:

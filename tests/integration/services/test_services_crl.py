@@ -1,0 +1,88 @@
+"""CRLs are issued on demand, reissued before nextUpdate and on every revocation (RFC 5280)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from support.pkilint import lint_crl
+from trustfleet.services.factory import sign_csr
+from trustfleet.services.home import HomeOptions, init_server_home
+from trustfleet.services.revocation import current_crl, refresh_crls, revoke_device
+from trustfleet.services.runtime import Runtime
+from trustfleet.settings import load_server_settings
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def rt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
+    home = tmp_path_factory.mktemp("crl") / "home"
+    init_server_home(home, options=HomeOptions(organization="CRL Test"), now=T0)
+    runtime = Runtime.open(load_server_settings(home))
+    yield runtime
+    runtime.close()
+
+
+def _register(rt: Runtime, device_id: str) -> x509.Certificate:
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, device_id)]))
+        .sign(key, hashes.SHA256())
+    )
+    pem = csr.public_bytes(serialization.Encoding.PEM)
+    return sign_csr(rt, csr_bytes=pem, model="crl-test", now=T0).certificate
+
+
+def _number(der: bytes) -> int:
+    crl = x509.load_der_x509_crl(der)
+    return int(crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number)
+
+
+def test_crl_is_reissued_only_near_next_update(rt: Runtime) -> None:
+    first = current_crl(rt, "device", now=T0)
+    assert current_crl(rt, "device", now=T0 + timedelta(hours=1)) == first
+    # 24 h validity, 6 h margin: at +19 h the CRL is due again.
+    later = current_crl(rt, "device", now=T0 + timedelta(hours=19))
+    assert _number(later) == _number(first) + 1
+    assert x509.load_der_x509_crl(later).next_update_utc == T0 + timedelta(hours=43)
+
+
+def test_refresh_covers_every_ca_and_every_crl_lints_clean(rt: Runtime) -> None:
+    assert sorted(refresh_crls(rt, now=T0)) == ["device", "manufacturing", "root"]
+    for issuer in ("root", "manufacturing", "device"):
+        der = current_crl(rt, issuer, now=T0)
+        assert lint_crl(der) == []
+
+
+def test_revocation_reissues_the_crl_at_once(rt: Runtime) -> None:
+    cert = _register(rt, "crl-device-0001")
+    before = current_crl(rt, "manufacturing", now=T0)
+    revoke_device(
+        rt, "crl-device-0001", reason="keyCompromise", actor="test", now=T0 + timedelta(minutes=1)
+    )
+    after = current_crl(rt, "manufacturing", now=T0 + timedelta(minutes=2))
+    assert _number(after) > _number(before)
+    entry = x509.load_der_x509_crl(after).get_revoked_certificate_by_serial_number(
+        cert.serial_number
+    )
+    assert entry is not None
+    reason = entry.extensions.get_extension_for_class(x509.CRLReason).value.reason
+    assert reason is x509.ReasonFlags.key_compromise
+    assert lint_crl(after) == []
+
+
+def test_unknown_ca_is_not_found(rt: Runtime) -> None:
+    from trustfleet.errors import NotFound
+
+    with pytest.raises(NotFound):
+        current_crl(rt, "nope", now=T0)
