@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import random
 import signal
@@ -45,9 +46,7 @@ def _pem_certs(data: bytes) -> list[crypto.X509]:
     ]
 
 
-def client_context(
-    *, chain_pem: bytes, key_pem: bytes, server_ca: Path | None
-) -> SSL.Context:
+def client_context(*, chain_pem: bytes, key_pem: bytes, server_ca: Path | None) -> SSL.Context:
     """A TLS 1.3-only client context presenting ``chain_pem`` (leaf first) as its certificate."""
     ctx = SSL.Context(SSL.TLS_METHOD)
     ctx.set_min_proto_version(SSL.TLS1_3_VERSION)
@@ -173,9 +172,7 @@ class _ClientProtocol(asyncio.Protocol):
             self._transport.abort()
 
 
-async def one_request(
-    ctx: SSL.Context, host: str, port: int, request: bytes
-) -> tuple[int, bytes]:
+async def one_request(ctx: SSL.Context, host: str, port: int, request: bytes) -> tuple[int, bytes]:
     """Connect, handshake, send ``request``, return (status, body) of the response."""
     loop = asyncio.get_running_loop()
     done: asyncio.Future[tuple[int, bytes]] = loop.create_future()
@@ -189,7 +186,9 @@ async def one_request(
         transport.abort() if not done.done() else None
 
 
-def build_request(*, host: str, port: int, method: str, path: str, body: bytes, ctype: str) -> bytes:
+def build_request(
+    *, host: str, port: int, method: str, path: str, body: bytes, ctype: str
+) -> bytes:
     head = (
         f"{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n"
         f"Content-Type: {ctype}\r\nContent-Length: {len(body)}\r\n\r\n"
@@ -208,6 +207,7 @@ class _Stats:
 
 
 async def _worker(
+    *,
     cfg: dict[str, Any],
     contexts: list[SSL.Context],
     requests: list[list[bytes]],
@@ -252,7 +252,9 @@ async def _run_client_async(cfg: dict[str, Any]) -> dict[str, Any]:
     for dev in cfg["devices"]:
         contexts.append(
             client_context(
-                chain_pem=dev["chain_pem"].encode(), key_pem=dev["key_pem"].encode(), server_ca=server_ca
+                chain_pem=dev["chain_pem"].encode(),
+                key_pem=dev["key_pem"].encode(),
+                server_ca=server_ca,
             )
         )
         requests.append(
@@ -273,11 +275,26 @@ async def _run_client_async(cfg: dict[str, Any]) -> dict[str, Any]:
     t_measure = t_start + float(cfg["warmup"])
     t_end = t_measure + float(cfg["duration"])
     await asyncio.sleep(max(0.0, t_start - time.time()))
+    loop = asyncio.get_running_loop()
+    cpu: dict[str, float] = {}
+    loop.call_at(loop.time() + (t_measure - time.time()), _mark_cpu, cpu, "start")
+    loop.call_at(loop.time() + (t_end - time.time()), _mark_cpu, cpu, "end")
     conc = int(cfg["concurrency"])
     base = int(cfg["proc_index"]) * conc
     cfg = {**cfg, "stride": conc * int(cfg["procs"])}
     await asyncio.gather(
-        *(_worker(cfg, contexts, requests, stats, base + k, t_measure, t_end) for k in range(conc))
+        *(
+            _worker(
+                cfg=cfg,
+                contexts=contexts,
+                requests=requests,
+                stats=stats,
+                offset=base + k,
+                t_measure=t_measure,
+                t_end=t_end,
+            )
+            for k in range(conc)
+        )
     )
     return {
         "ok": stats.ok,
@@ -285,7 +302,12 @@ async def _run_client_async(cfg: dict[str, Any]) -> dict[str, Any]:
         "statuses": stats.statuses,
         "error_samples": stats.error_samples,
         "latencies_ms": [round(x, 3) for x in stats.latencies_ms],
+        "cpu_s": cpu.get("end", 0.0) - cpu.get("start", 0.0),
     }
+
+
+def _mark_cpu(cpu: dict[str, float], key: str) -> None:
+    cpu[key] = time.process_time()
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:
@@ -361,21 +383,25 @@ class _BareProtocol(asyncio.Protocol):
             except SSL.Error:
                 self._abort()
                 return
+        if self._request_complete():
+            self._respond()
+
+    def _request_complete(self) -> bool:
         end = self._buf.find(b"\r\n\r\n")
         if end < 0:
-            return
+            return False
         length = 0
         for line in bytes(self._buf[:end]).split(b"\r\n")[1:]:
             name, _, value = line.partition(b":")
             if name.strip().lower() == b"content-length":
                 length = int(value.strip())
-        if len(self._buf) - end - 4 < length:
-            return
+        return len(self._buf) - end - 4 >= length
+
+    def _respond(self) -> None:
+        assert self._tls is not None
         self._tls.send(_OK)
-        try:
+        with contextlib.suppress(SSL.Error):
             self._tls.shutdown()
-        except SSL.Error:
-            pass
         self._flush()
         self._closed = True
         if self._transport is not None:

@@ -109,6 +109,24 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float) -> N
     raise RuntimeError(f"nothing listens on port {port} after {timeout:.0f} s")
 
 
+def group_cpu_seconds(pgids: list[int]) -> float:
+    """CPU time (user + system) so far of every live process in the given process groups."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    wanted = set(pgids)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[2]) in wanted:  # pgrp
+            total += int(fields[11]) + int(fields[12])  # utime + stime
+    return total / tick
+
+
 # -- fixtures --------------------------------------------------------------------------------
 
 
@@ -199,8 +217,9 @@ def run_load(
     concurrency: int,
     warmup: float,
     duration: float,
+    server_pgids: list[int],
 ) -> dict[str, Any]:
-    """Drive ``port`` with ``client_procs`` × ``concurrency`` connections; merge the results."""
+    """Drive ``port`` with ``client_procs`` x ``concurrency`` connections; merge the results."""
     t_start = time.time() + 1.5  # let every client process start and build its contexts
     children = []
     for i in range(client_procs):
@@ -228,8 +247,12 @@ def run_load(
                 stderr=subprocess.PIPE,
             )
         )
+    time.sleep(max(0.0, t_start + warmup - time.time()))
+    cpu0 = group_cpu_seconds(server_pgids)
+    time.sleep(max(0.0, t_start + warmup + duration - time.time()))
+    server_cpu = group_cpu_seconds(server_pgids) - cpu0
     results = []
-    budget = 1.5 + warmup + duration + 60.0
+    budget = warmup + duration + 60.0
     for child in children:
         out, err = child.communicate(timeout=budget)
         procs.stop(child)
@@ -242,6 +265,7 @@ def run_load(
         for k, v in r["statuses"].items():
             statuses[k] = statuses.get(k, 0) + v
     ok = sum(r["ok"] for r in results)
+    client_cpu = sum(r["cpu_s"] for r in results)
     return {
         "ok": ok,
         "errors": sum(r["errors"] for r in results),
@@ -249,6 +273,10 @@ def run_load(
         "p50_ms": percentile(lat, 50),
         "p99_ms": percentile(lat, 99),
         "statuses": statuses,
+        "server_cpu_util": server_cpu / duration,
+        "client_cpu_util": client_cpu / duration,
+        "server_cpu_ms_per_req": 1000 * server_cpu / ok if ok else None,
+        "client_cpu_ms_per_req": 1000 * client_cpu / ok if ok else None,
         "error_samples": [s for r in results for s in r["error_samples"]][:10],
     }
 
@@ -260,7 +288,9 @@ def percentile(sorted_values: list[float], pct: float) -> float | None:
     return sorted_values[k]
 
 
-def bare_baseline(procs: Processes, tmp: Path, fx: Fixture, args: argparse.Namespace) -> dict[str, Any]:
+def bare_baseline(
+    procs: Processes, tmp: Path, fx: Fixture, args: argparse.Namespace
+) -> dict[str, Any]:
     port = free_port()
     workers = []
     try:
@@ -298,13 +328,16 @@ def bare_baseline(procs: Processes, tmp: Path, fx: Fixture, args: argparse.Names
             concurrency=args.concurrency,
             warmup=args.warmup,
             duration=args.duration,
+            server_pgids=[w.pid for w in workers],
         )
     finally:
         for w in workers:
             procs.stop(w)
 
 
-def enroll_load(procs: Processes, tmp: Path, fx: Fixture, args: argparse.Namespace) -> dict[str, Any]:
+def enroll_load(
+    procs: Processes, tmp: Path, fx: Fixture, args: argparse.Namespace
+) -> dict[str, Any]:
     server = procs.start(
         [
             str(TRUSTFLEET),
@@ -336,6 +369,7 @@ def enroll_load(procs: Processes, tmp: Path, fx: Fixture, args: argparse.Namespa
             concurrency=args.concurrency,
             warmup=args.warmup,
             duration=args.duration,
+            server_pgids=[server.pid],
         )
     finally:
         procs.stop(server)
@@ -369,12 +403,14 @@ def print_rich(doc: dict[str, Any]) -> None:
     p = doc["params"]
     console.print(
         f"[bold]EST enrollment benchmark[/] — {p['workers']} server worker(s), "
-        f"{p['clients_procs']}×{p['concurrency']} client connections, "
+        f"{p['clients_procs']}x{p['concurrency']} client connections, "
         f"{p['warmup']:g} s warm-up + {p['duration']:g} s, {p['devices']} devices; "
         f"{doc['machine']['nproc']} cores ({doc['machine']['cpu']})"
     )
     table = Table()
-    for col in ("run", "req/s", "p50 ms", "p99 ms", "ok", "errors", "statuses"):
+    cols = ("run", "req/s", "p50 ms", "p99 ms", "ok", "errors", "statuses")
+    cols += ("server CPU", "client CPU", "srv ms/req", "cli ms/req")
+    for col in cols:
         table.add_column(col, justify="right" if col not in ("run", "statuses") else "left")
     for name, label in (("enroll", "EST simpleenroll"), ("bare", "bare mTLS 1.3 handshake")):
         r = doc.get(name)
@@ -388,6 +424,10 @@ def print_rich(doc: dict[str, Any]) -> None:
             str(r["ok"]),
             str(r["errors"]),
             ", ".join(f"{k}: {v}" for k, v in sorted(r["statuses"].items())),
+            f"{r['server_cpu_util']:.0%}",
+            f"{r['client_cpu_util']:.0%}",
+            _fmt(r["server_cpu_ms_per_req"], 2),
+            _fmt(r["client_cpu_ms_per_req"], 2),
         )
     console.print(table)
     if doc.get("ratio") is not None:
@@ -397,8 +437,8 @@ def print_rich(doc: dict[str, Any]) -> None:
             console.print(f"[red]{name} error:[/] {sample}", markup=True, highlight=False)
 
 
-def _fmt(v: float | None) -> str:
-    return "-" if v is None else f"{v:.1f}"
+def _fmt(v: float | None, digits: int = 1) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
 
 
 # -- main ------------------------------------------------------------------------------------
@@ -407,10 +447,14 @@ def _fmt(v: float | None) -> str:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--duration", type=float, default=10.0, help="measured seconds (default 10)")
-    ap.add_argument("--warmup", type=float, default=2.0, help="seconds before measuring (default 2)")
+    ap.add_argument(
+        "--warmup", type=float, default=2.0, help="seconds before measuring (default 2)"
+    )
     ap.add_argument("--workers", type=int, default=2, help="server worker processes (default 2)")
     ap.add_argument("--clients-procs", type=int, default=2, help="load processes (default 2)")
-    ap.add_argument("--concurrency", type=int, default=16, help="connections per load process")
+    ap.add_argument(
+        "--concurrency", type=int, default=4, help="connections per load process (default 4)"
+    )
     ap.add_argument("--devices", type=int, default=200, help="registered devices (default 200)")
     ap.add_argument("--no-baseline", action="store_true", help="skip the bare-handshake run")
     ap.add_argument(
