@@ -208,21 +208,23 @@ class TlsHttpProtocol(asyncio.Protocol):
                 return {"type": "http.request", "body": body, "more_body": False}
             return {"type": "http.disconnect"}
 
+        pending: list[bytes] = []  # the response head, held back to go out with the body
+
         async def send(message: Message) -> None:
             nonlocal sent_body
             if message["type"] == "http.response.start":
                 headers = [(bytes(k), bytes(v)) for k, v in message.get("headers", [])]
-                self._write(
-                    self._http.send(h11.Response(status_code=message["status"], headers=headers))
-                    or b""
-                )
+                response = h11.Response(status_code=message["status"], headers=headers)
+                pending.append(self._http.send(response) or b"")
             elif message["type"] == "http.response.body":
                 data = message.get("body", b"")
                 if data:
-                    self._write(self._http.send(h11.Data(data=data)) or b"")
+                    pending.append(self._http.send(h11.Data(data=data)) or b"")
                 if not message.get("more_body", False) and not sent_body:
                     sent_body = True
-                    self._write(self._http.send(h11.EndOfMessage()) or b"")
+                    pending.append(self._http.send(h11.EndOfMessage()) or b"")
+                self._write(b"".join(pending))
+                pending.clear()
 
         try:
             await self._app(scope, receive, send)

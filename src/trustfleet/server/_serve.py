@@ -23,8 +23,11 @@ __all__ = ["listen_socket", "run_workers", "serve"]
 logger = logging.getLogger(__name__)
 
 
+_BACKLOG = 2048
+
+
 def listen_socket(
-    host: str, port: int, *, reuse_port: bool, backlog: int = 2048, listen: bool = True
+    host: str, port: int, *, reuse_port: bool, backlog: int = _BACKLOG, listen: bool = True
 ) -> socket.socket:
     """Bind a TCP socket and (unless ``listen`` is false) listen on it.
 
@@ -66,7 +69,7 @@ async def serve(
     def factory() -> TlsHttpProtocol:
         return TlsHttpProtocol(context=context, app=app, limits=limits, server_addr=server_addr)
 
-    server = await loop.create_server(factory, sock=sock)
+    server = await loop.create_server(factory, sock=sock, backlog=_BACKLOG)
     try:
         await stop.wait()
     finally:

@@ -8,10 +8,13 @@ is logged and answered with a bare 500.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import functools
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 from starlette.applications import Starlette
@@ -31,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 _MAX_OCSP_BYTES = 8192
+_ENROLL_THREADS = 2
 
 
 def _utcnow() -> datetime:
@@ -40,6 +44,7 @@ def _utcnow() -> datetime:
 def create_app(rt: Runtime, *, clock: Clock = _utcnow) -> Starlette:
     """Build the application around an opened runtime."""
     cacerts_body = certs_only([rt.ca_certificate("device"), rt.ca_certificate("root")])
+    executor = ThreadPoolExecutor(max_workers=_ENROLL_THREADS, thread_name_prefix="est")
 
     async def cacerts(_request: Request) -> Response:
         return _pkcs7(cacerts_body, CONTENT_TYPE_CERTS_ONLY)
@@ -47,9 +52,11 @@ def create_app(rt: Runtime, *, clock: Clock = _utcnow) -> Starlette:
     def est_route(mode: EnrollMode) -> Callable[[Request], object]:
         async def handler(request: Request) -> Response:
             body = await request.body()
-            cert = enroll(
-                rt, client_cert_pem=_client_cert(request), body=body, mode=mode, now=clock()
+            call = functools.partial(
+                enroll, rt, client_cert_pem=_client_cert(request), body=body, mode=mode, now=clock()
             )
+            # Off the event loop: a wait for the store's write lock must not stall handshakes.
+            cert = await asyncio.get_running_loop().run_in_executor(executor, call)
             return _pkcs7(certs_only([cert]), CONTENT_TYPE_CERTS_ONLY)
 
         return handler

@@ -19,7 +19,7 @@ from trustfleet.errors import PermissionDenied, TrustFleetError
 from trustfleet.pki import LDEVID, CsrPolicy, check_csr, issue_device_certificate, parse_csr_body
 from trustfleet.services._certs import fingerprint, record_certificate
 from trustfleet.services.runtime import Runtime
-from trustfleet.store.records import CertificateRecord
+from trustfleet.store.records import DeviceRecord
 
 __all__ = ["EnrollMode", "enroll"]
 
@@ -52,11 +52,11 @@ def enroll(
     """
     device_id: str | None = None
     try:
-        record = _authenticate(rt, client_cert_pem, mode=mode, now=now)
-        device_id = record.device_id or ""
+        device = _authenticate(rt, client_cert_pem, mode=mode, now=now)
+        device_id = device.id
         csr = parse_csr_body(body, max_bytes=rt.settings.api.max_body_bytes)
         check_csr(csr, expected_device_id=device_id, policy=CsrPolicy())
-        return _issue(rt, csr, device_id=device_id, mode=mode, now=now)
+        return _issue(rt, csr, device=device, mode=mode, now=now)
     except TrustFleetError as exc:
         _record_refusal(rt, exc, device_id=device_id, mode=mode, now=now)
         raise
@@ -64,7 +64,7 @@ def enroll(
 
 def _authenticate(
     rt: Runtime, client_cert_pem: str | None, *, mode: EnrollMode, now: datetime
-) -> CertificateRecord:
+) -> DeviceRecord:
     if not client_cert_pem:
         raise PermissionDenied(
             "a client certificate is required for enrollment",
@@ -72,7 +72,7 @@ def _authenticate(
             code="est.auth.missing",
         )
     cert = x509.load_pem_x509_certificate(client_cert_pem.encode())
-    with rt.uow.begin() as tx:
+    with rt.uow.begin(read_only=True) as tx:
         record = tx.certificates.get_by_sha256(fingerprint(cert))
         device = tx.devices.get(record.device_id) if record and record.device_id else None
     wanted = _REQUIRED_KIND[mode]
@@ -92,17 +92,18 @@ def _authenticate(
         raise PermissionDenied(
             f"device '{device.id}' is {device.state} and may not enroll", code="est.auth.state"
         )
-    return record
+    return device
 
 
 def _issue(
     rt: Runtime,
     csr: x509.CertificateSigningRequest,
     *,
-    device_id: str,
+    device: DeviceRecord,
     mode: EnrollMode,
     now: datetime,
 ) -> x509.Certificate:
+    device_id = device.id
     issuer = rt.issuer("device")
     cert = issue_device_certificate(
         issuer=issuer,
@@ -114,9 +115,13 @@ def _issue(
         validity=timedelta(days=rt.settings.pki.ldevid_validity_days),
     )
     with rt.uow.begin() as tx:
+        current = tx.devices.require(device_id)  # a revocation may have landed since the check
+        if current.state not in _ENROLLABLE_STATES:
+            raise PermissionDenied(
+                f"device '{device_id}' is {current.state}", code="est.auth.state"
+            )
         record_certificate(tx, cert, issuer="device", kind="ldevid", device_id=device_id, now=now)
-        device = tx.devices.require(device_id)
-        if device.state == "manufactured":
+        if current.state == "manufactured":
             tx.devices.set_state(device_id, "enrolled", now=now)
         tx.events.append(
             type="device.enrolled" if mode == "enroll" else "device.reenrolled",

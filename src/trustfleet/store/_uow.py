@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from trustfleet.store._certificates import CertificateRepository
 from trustfleet.store._crls import CrlRepository
 from trustfleet.store._devices import DeviceRepository
+from trustfleet.store._engine import _SQLITE_BEGIN_OPTION
 from trustfleet.store._errors import translate
 from trustfleet.store._events import MAX_EVENT_DETAILS_BYTES, EventRepository
 from trustfleet.store._session import SessionHandle
@@ -55,14 +56,21 @@ class UnitOfWork:
         max_event_details_bytes: int = MAX_EVENT_DETAILS_BYTES,
     ) -> None:
         self._engine = engine
+        # Reads take no write lock on SQLite (BEGIN DEFERRED); other backends ignore the option.
+        self._read_engine = engine.execution_options(**{_SQLITE_BEGIN_OPTION: "DEFERRED"})
         self._max_event_details_bytes = max_event_details_bytes
 
     @contextmanager
-    def begin(self) -> Iterator[Transaction]:
+    def begin(self, *, read_only: bool = False) -> Iterator[Transaction]:
         """Open a transaction.
 
-        On SQLite it takes the database's write lock at once (``BEGIN IMMEDIATE``), waiting
-        up to the busy timeout for other writers.
+        On SQLite a writing transaction takes the database's write lock at once (``BEGIN
+        IMMEDIATE``), waiting up to the busy timeout for other writers; a ``read_only`` one
+        takes no lock and sees a consistent snapshot (WAL). Writing in a read-only transaction
+        fails on SQLite once another writer holds the lock, so use it only for reads.
+
+        Args:
+            read_only: The transaction only reads.
 
         Yields:
             The transaction's repositories.
@@ -71,7 +79,8 @@ class UnitOfWork:
             Conflict: The commit broke a uniqueness or integrity rule.
             Unavailable: The database cannot be reached or stayed locked.
         """
-        session = Session(self._engine, expire_on_commit=False)
+        engine = self._read_engine if read_only else self._engine
+        session = Session(engine, expire_on_commit=False)
         handle = SessionHandle(session)
         try:
             with session.begin():
