@@ -134,9 +134,10 @@ class CertificateRepository:
 
     def get_by_sha256(self, sha256: str) -> CertificateRecord | None:
         """The certificate with this fingerprint (lowercase hex), or None."""
-        query = select(CertificateRow).where(CertificateRow.sha256 == sha256)
-        row = self._handle.session.scalars(query).one_or_none()
-        return None if row is None else _record(row)
+        table = CertificateRow.__table__
+        query = select(table).where(table.c.sha256 == sha256)  # Core: the enrollment hot path
+        row = self._handle.session.connection().execute(query).one_or_none()
+        return None if row is None else _record(row)  # type: ignore[arg-type]  # Row has the same attributes
 
     def list_for_device(self, device_id: str) -> builtins.list[CertificateRecord]:
         """A device's certificates, oldest first."""

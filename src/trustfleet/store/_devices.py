@@ -64,8 +64,10 @@ class DeviceRepository:
 
     def get(self, id: str) -> DeviceRecord | None:
         """The device with this id, or None."""
-        row = self._handle.session.get(DeviceRow, id)
-        return None if row is None else _record(row)
+        table = DeviceRow.__table__
+        query = select(table).where(table.c.id == id)  # Core: the enrollment hot path
+        row = self._handle.session.connection().execute(query).one_or_none()
+        return None if row is None else _record(row)  # type: ignore[arg-type]  # Row has the same attributes
 
     def require(self, id: str) -> DeviceRecord:
         """The device with this id.

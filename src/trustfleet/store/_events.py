@@ -5,8 +5,9 @@ from __future__ import annotations
 import builtins
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Final
+from typing import Final, cast
 
+import sqlalchemy as sa
 from sqlalchemy import func, select
 
 from trustfleet.store import _validate as check
@@ -29,6 +30,9 @@ def _record(row: SecurityEventRow) -> SecurityEventRecord:
         subject=row.subject,
         details=row.details,
     )
+
+
+_MAX_ID = select(func.max(SecurityEventRow.id))
 
 
 class EventRepository:
@@ -83,9 +87,10 @@ class EventRepository:
             # committed in order. Plain reads (ACCESS SHARE) are not blocked.
             session.connection().exec_driver_sql("LOCK TABLE security_events IN EXCLUSIVE MODE")
         # SQLite: BEGIN IMMEDIATE already holds the database's single write lock.
-        row.id = (session.scalar(select(func.max(SecurityEventRow.id))) or 0) + 1
-        session.add(row)
-        session.flush()
+        conn = session.connection()  # Core on the connection: no ORM execution layer
+        row.id = (conn.scalar(_MAX_ID) or 0) + 1
+        table = cast(sa.Table, SecurityEventRow.__table__)
+        conn.execute(table.insert(), {c.key: getattr(row, c.key) for c in table.columns})
         return _record(row)
 
     def list(

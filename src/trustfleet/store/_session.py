@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+from typing import Any, cast
+
+import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import DeclarativeBase, Session
 
@@ -59,9 +63,18 @@ def insert(
         NotFound: A referenced row does not exist.
         InvalidInput: A check constraint failed.
     """
+    table = cast(sa.Table, row.__table__)  # every mapped row class has its Table
+    values = {c.key: getattr(row, c.key) for c in table.columns}
+    auto_pk = [c.key for c in table.primary_key.columns if values.get(c.key) is None]
+    for key in auto_pk:
+        del values[key]
+    conn = session.connection()
+    # A failed statement aborts the whole transaction on PostgreSQL, so it runs in a
+    # savepoint there; SQLite undoes only the failed statement and needs none.
+    nested = conn.begin_nested() if conn.dialect.name != "sqlite" else contextlib.nullcontext()
     try:
-        with session.begin_nested():
-            session.add(row)
+        with nested:  # a Core INSERT: no ORM flush machinery on the enrollment hot path
+            result = cast(sa.CursorResult[Any], conn.execute(table.insert(), values))
     except sa_exc.IntegrityError as exc:
         kind = integrity_kind(exc)
         if kind == "unique":
@@ -71,3 +84,5 @@ def insert(
         if kind == "check":
             raise InvalidInput("a value is outside its allowed set", code="store.check") from exc
         raise
+    for key, value in zip(auto_pk, result.inserted_primary_key or (), strict=False):
+        setattr(row, key, value)
