@@ -9,6 +9,8 @@ recorded as ``enrollment.refused`` security events and nothing else is written.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
 from datetime import datetime, timedelta
 from typing import Literal
@@ -17,7 +19,7 @@ from cryptography import x509
 
 from trustfleet.errors import PermissionDenied, TrustFleetError
 from trustfleet.pki import LDEVID, CsrPolicy, check_csr, issue_device_certificate, parse_csr_body
-from trustfleet.services._certs import fingerprint, record_certificate
+from trustfleet.services._certs import record_certificate
 from trustfleet.services.runtime import Runtime
 from trustfleet.store.records import DeviceRecord
 
@@ -71,9 +73,8 @@ def _authenticate(
             hint="connect with the device's IDevID (or its LDevID to re-enroll)",
             code="est.auth.missing",
         )
-    cert = x509.load_pem_x509_certificate(client_cert_pem.encode())
     with rt.uow.begin(read_only=True) as tx:
-        record = tx.certificates.get_by_sha256(fingerprint(cert))
+        record = tx.certificates.get_by_sha256(_pem_fingerprint(client_cert_pem))
         device = tx.devices.get(record.device_id) if record and record.device_id else None
     wanted = _REQUIRED_KIND[mode]
     if record is None or record.kind != wanted or device is None:
@@ -93,6 +94,12 @@ def _authenticate(
             f"device '{device.id}' is {device.state} and may not enroll", code="est.auth.state"
         )
     return device
+
+
+def _pem_fingerprint(pem: str) -> str:
+    """SHA-256 of the DER inside a PEM certificate (the TLS layer produced the PEM)."""
+    body = "".join(line for line in pem.splitlines() if line and not line.startswith("-----"))
+    return hashlib.sha256(base64.b64decode(body)).hexdigest()
 
 
 def _issue(

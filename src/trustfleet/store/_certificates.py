@@ -6,7 +6,7 @@ import builtins
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
 from trustfleet.errors import Conflict, InvalidInput, NotFound
 from trustfleet.store import _validate as check
@@ -40,6 +40,11 @@ def _record(row: CertificateRow) -> CertificateRecord:
         revocation_reason=row.revocation_reason,
         created_at=row.created_at,
     )
+
+
+_BY_SHA256 = select(CertificateRow.__table__).where(
+    CertificateRow.__table__.c.sha256 == bindparam("sha256")
+)
 
 
 class CertificateRepository:
@@ -134,9 +139,10 @@ class CertificateRepository:
 
     def get_by_sha256(self, sha256: str) -> CertificateRecord | None:
         """The certificate with this fingerprint (lowercase hex), or None."""
-        table = CertificateRow.__table__
-        query = select(table).where(table.c.sha256 == sha256)  # Core: the enrollment hot path
-        row = self._handle.session.connection().execute(query).one_or_none()
+        # A prebuilt Core statement: this lookup authenticates every enrollment.
+        row = (
+            self._handle.session.connection().execute(_BY_SHA256, {"sha256": sha256}).one_or_none()
+        )
         return None if row is None else _record(row)  # type: ignore[arg-type]  # Row has the same attributes
 
     def list_for_device(self, device_id: str) -> builtins.list[CertificateRecord]:

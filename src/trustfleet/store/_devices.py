@@ -6,7 +6,7 @@ import builtins
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
 from trustfleet.errors import NotFound
 from trustfleet.store import _validate as check
@@ -25,6 +25,9 @@ def _record(row: DeviceRow) -> DeviceRecord:
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
+
+
+_BY_ID = select(DeviceRow.__table__).where(DeviceRow.__table__.c.id == bindparam("id"))
 
 
 class DeviceRepository:
@@ -64,9 +67,8 @@ class DeviceRepository:
 
     def get(self, id: str) -> DeviceRecord | None:
         """The device with this id, or None."""
-        table = DeviceRow.__table__
-        query = select(table).where(table.c.id == id)  # Core: the enrollment hot path
-        row = self._handle.session.connection().execute(query).one_or_none()
+        # A prebuilt Core statement: this lookup runs on every enrollment.
+        row = self._handle.session.connection().execute(_BY_ID, {"id": id}).one_or_none()
         return None if row is None else _record(row)  # type: ignore[arg-type]  # Row has the same attributes
 
     def require(self, id: str) -> DeviceRecord:
