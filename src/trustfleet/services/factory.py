@@ -79,6 +79,8 @@ def provision_devices(
     _check_model(model)
     out_dir.mkdir(parents=True, exist_ok=True)
     keys: list[tuple[str, Path, CertificatePublicKeyTypes]] = []
+    made: list[ProvisionedDevice] = []
+    rt.release_keys()  # device tokens live under other SoftHSM2 configurations
     try:
         for _ in range(count):
             device_id = new_device_id()
@@ -86,23 +88,26 @@ def provision_devices(
             keys.append((device_id, directory, _make_device_token(rt, directory)))
             if on_progress:
                 on_progress("key")
-        return [
-            _certify(
-                rt,
-                device_id=d,
-                directory=p,
-                public_key=k,
-                model=model,
-                now=now,
-                on_progress=on_progress,
+        for device_id, directory, public_key in keys:
+            made.append(
+                _certify(
+                    rt,
+                    device_id=device_id,
+                    directory=directory,
+                    public_key=public_key,
+                    model=model,
+                    now=now,
+                    on_progress=on_progress,
+                )
             )
-            for d, p, k in keys
-        ]
     except BaseException:
-        for _, directory, _key in keys:
-            if not (directory / "idevid.pem").exists():
+        # Devices registered so far are complete and stay; every other folder goes.
+        registered = {d.device_id for d in made}
+        for device_id, directory, _key in keys:
+            if device_id not in registered:
                 shutil.rmtree(directory, ignore_errors=True)
         raise
+    return made
 
 
 def _make_device_token(rt: Runtime, directory: Path) -> CertificatePublicKeyTypes:

@@ -68,6 +68,20 @@ class Runtime:
                 )
             return self._issuers[name]
 
+    def release_keys(self) -> None:
+        """Close the CA key sessions; keys are opened again on next use.
+
+        Needed before this process touches another SoftHSM2 configuration (device tokens),
+        because one process has one active configuration (ADR 0002).
+        """
+        with self._lock:
+            issuers, self._issuers = self._issuers, {}
+        for ctx in issuers.values():
+            close = getattr(ctx.key, "close", None)
+            if close is not None:
+                close()
+
     def close(self) -> None:
-        """Release the store's connections."""
+        """Close the key sessions and release the store's connections."""
+        self.release_keys()
         self.engine.dispose()
