@@ -97,9 +97,10 @@ def provision_devices(
                     public_key=public_key,
                     model=model,
                     now=now,
-                    on_progress=on_progress,
                 )
             )
+            if on_progress:
+                on_progress("device")
     except BaseException:
         # Devices registered so far are complete and stay; every other folder goes.
         registered = {d.device_id for d in made}
@@ -135,7 +136,6 @@ def _certify(
     public_key: CertificatePublicKeyTypes,
     model: str,
     now: datetime,
-    on_progress: Callable[[str], None] | None,
 ) -> ProvisionedDevice:
     cert = _issue_idevid(rt, device_id=device_id, public_key=public_key, model=model, now=now)
     bundle = rt.settings.path("public/ca-bundle.pem").read_bytes()
@@ -145,8 +145,6 @@ def _certify(
     )
     (directory / "idevid.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     _register(rt, cert, device_id=device_id, model=model, source="factory.provision", now=now)
-    if on_progress:
-        on_progress("device")
     return ProvisionedDevice(
         device_id=device_id, model=model, directory=directory, certificate=cert
     )
