@@ -1,0 +1,483 @@
+"""A real TrustFleet server for integration and end-to-end tests.
+
+``running_server`` initialises a home with the real CLI (``trustfleet server init``), starts
+``trustfleet server run`` in its own session, waits (bounded) until ``/healthz`` answers, and
+stops it by its process group afterwards, never by name. The yielded :class:`RunningServer`
+runs CLI commands against the home, makes HTTPS requests (optionally with a client
+certificate) and reads the store through the public store API.
+
+Out-of-band certificates (an expired IDevID, one our manufacturing CA issued but never
+registered) are made by :func:`issue_test_identity` in a child process, because one process can
+have only one SoftHSM2 configuration active and the test process may see several homes.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs7
+
+__all__ = [
+    "TRUSTFLEET",
+    "RunningServer",
+    "SoftwareDevice",
+    "StoreSnapshot",
+    "certs_from_pkcs7",
+    "curl",
+    "enroll_software",
+    "free_port",
+    "init_home",
+    "issue_test_identity",
+    "make_csr_der",
+    "make_key",
+    "make_software_device",
+    "new_device_id",
+    "openssl",
+    "run_cli",
+    "running_server",
+]
+
+TRUSTFLEET = Path(sys.executable).parent / "trustfleet"
+"""The console script of the installed package, next to the test interpreter."""
+
+CLI_TIMEOUT_S = 180
+READY_TIMEOUT_S = 60
+STOP_TIMEOUT_S = 30
+REQUEST_TIMEOUT_S = 30
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def run_cli(
+    *args: str | os.PathLike[str],
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``trustfleet ARGS`` and capture its output (never raises on a non-zero exit)."""
+    return subprocess.run(
+        [str(TRUSTFLEET), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_S,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        check=False,
+    )
+
+
+def init_home(
+    home: Path, *, port: int, store_url: str | None = None, name: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``trustfleet server init`` for ``home`` with ``port`` in its URLs (asserts success)."""
+    args: list[str] = ["server", "init", "--home", str(home), "--api-port", str(port), "--json"]
+    if store_url:
+        args += ["--store-url", store_url]
+    if name:
+        args += ["--name", name]
+    result = run_cli(*args)
+    if result.returncode != 0:
+        raise AssertionError(f"server init failed: {result.stderr}")
+    return result
+
+
+@dataclass(frozen=True)
+class StoreSnapshot:
+    """What a request may change: certificate count, device states, refusal events."""
+
+    certificates: int
+    device_states: dict[str, str]
+    last_event_id: int
+
+
+@dataclass
+class RunningServer:
+    """A running ``trustfleet server run`` and its home."""
+
+    home: Path
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+    _runtime: Any = field(default=None, repr=False)
+
+    @property
+    def base_url(self) -> str:
+        return f"https://localhost:{self.port}"
+
+    @property
+    def ca_bundle(self) -> Path:
+        return self.home / "public" / "ca-bundle.pem"
+
+    def cli(self, *args: str | os.PathLike[str]) -> subprocess.CompletedProcess[str]:
+        """Run ``trustfleet ARGS --home HOME``."""
+        return run_cli(*args, "--home", str(self.home))
+
+    def cli_json(self, *args: str | os.PathLike[str]) -> Any:
+        """Run ``trustfleet ARGS --home HOME --json``; the parsed output (fails on error)."""
+        result = self.cli(*args, "--json")
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    def ssl_context(self, *, cert: Path | None = None, key: Path | None = None) -> ssl.SSLContext:
+        """A TLS client context trusting the home's bundle, with an optional client identity."""
+        ctx = ssl.create_default_context(cafile=str(self.ca_bundle))
+        if cert is not None:
+            ctx.load_cert_chain(str(cert), str(key) if key else None)
+        return ctx
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        cert: Path | None = None,
+        key: Path | None = None,
+    ) -> httpx.Response:
+        """One HTTPS request on a fresh connection."""
+        with httpx.Client(
+            verify=self.ssl_context(cert=cert, key=key), timeout=REQUEST_TIMEOUT_S
+        ) as client:
+            return client.request(method, self.base_url + path, content=content, headers=headers)
+
+    def est(
+        self, operation: str, body: bytes, *, cert: Path | None, key: Path | None
+    ) -> httpx.Response:
+        """POST to ``/.well-known/est/<operation>`` with a PKCS#10 content type."""
+        return self.request(
+            "POST",
+            f"/.well-known/est/{operation}",
+            content=body,
+            headers={"content-type": "application/pkcs10"},
+            cert=cert,
+            key=key,
+        )
+
+    @property
+    def runtime(self) -> Any:
+        """The home's runtime in this process (store only; CA keys are never opened here)."""
+        if self._runtime is None:
+            from trustfleet.services.runtime import Runtime
+            from trustfleet.settings import load_server_settings
+
+            self._runtime = Runtime.open(load_server_settings(self.home))
+        return self._runtime
+
+    def snapshot(self) -> StoreSnapshot:
+        """The parts of the store that a refused request must leave alone."""
+        with self.runtime.uow.begin() as tx:
+            devices = tx.devices.list(limit=1000)
+            events = _all_events(tx)
+            return StoreSnapshot(
+                certificates=tx.certificates.count(),
+                device_states={d.id: d.state for d in devices},
+                last_event_id=events[-1].id if events else 0,
+            )
+
+    def events_since(self, snapshot: StoreSnapshot) -> list[Any]:
+        """Security events appended after ``snapshot``."""
+        with self.runtime.uow.begin() as tx:
+            return _all_events(tx, after_id=snapshot.last_event_id)
+
+    def server_pids(self) -> list[int]:
+        """The server's processes (its session), read from /proc."""
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                if os.getsid(int(entry.name)) == self.process.pid:
+                    pids.append(int(entry.name))
+            except (ProcessLookupError, PermissionError):
+                continue
+        return pids
+
+    def close(self) -> None:
+        if self._runtime is not None:
+            self._runtime.close()
+            self._runtime = None
+
+
+def _all_events(tx: Any, *, after_id: int = 0) -> list[Any]:
+    events: list[Any] = []
+    while True:
+        page = tx.events.list(after_id=after_id, limit=1000)
+        events.extend(page)
+        if len(page) < 1000:
+            return events
+        after_id = page[-1].id
+
+
+def _wait_ready(server: RunningServer, deadline_s: float) -> None:
+    """Poll ``/healthz`` over TLS until it answers 200 (bounded by ``deadline_s``)."""
+    ctx = server.ssl_context()
+    deadline = time.monotonic() + deadline_s
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise AssertionError(
+                f"server exited with {server.process.returncode}: {server.log.read_text()}"
+            )
+        try:
+            with (
+                socket.create_connection(("127.0.0.1", server.port), timeout=2) as raw,
+                ctx.wrap_socket(raw, server_hostname="localhost") as tls,
+            ):
+                tls.sendall(
+                    b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+                )
+                if tls.recv(64).startswith(b"HTTP/1.1 200"):
+                    return
+        except OSError as exc:
+            last_error = exc
+        time.sleep(0.1)
+    raise AssertionError(f"server not ready after {deadline_s}s: {last_error}")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        process.wait(timeout=STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=STOP_TIMEOUT_S)
+
+
+@contextmanager
+def running_server(
+    tmp_path: Path, *, store_url: str | None = None, workers: int = 1
+) -> Iterator[RunningServer]:
+    """Init a home under ``tmp_path`` and serve it until the block ends."""
+    port = free_port()
+    home = tmp_path / "home"
+    init_home(home, port=port, store_url=store_url)
+    log = tmp_path / "server.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [
+                str(TRUSTFLEET),
+                "server",
+                "run",
+                "--home",
+                str(home),
+                "--api-port",
+                str(port),
+                "--workers",
+                str(workers),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    server = RunningServer(home=home, port=port, process=process, log=log)
+    try:
+        _wait_ready(server, READY_TIMEOUT_S)
+        yield server
+    finally:
+        server.close()
+        _stop(process)
+
+
+_ISSUE_SCRIPT = r"""
+import json, sys
+from datetime import datetime, timedelta
+from pathlib import Path
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from trustfleet.pki import IDEVID, issue_device_certificate
+from trustfleet.services._certs import record_certificate
+from trustfleet.services.runtime import Runtime
+from trustfleet.settings import load_server_settings
+
+a = json.loads(sys.argv[1])
+rt = Runtime.open(load_server_settings(Path(a["home"])))
+if a["now"] == "ca-start":
+    now = rt.ca_certificate("manufacturing").not_valid_before_utc + timedelta(seconds=1)
+else:
+    now = datetime.fromisoformat(a["now"])
+key = ec.generate_private_key(ec.SECP256R1())
+cert = issue_device_certificate(
+    issuer=rt.issuer("manufacturing"), public_key=key.public_key(), device_id=a["device_id"],
+    profile=IDEVID, organization=rt.settings.pki.organization, now=now,
+    validity=timedelta(seconds=a["validity_s"]), model="test-v1")
+if a["register"]:
+    with rt.uow.begin() as tx:
+        tx.devices.add(id=a["device_id"], model="test-v1", state="manufactured", now=now)
+        record_certificate(tx, cert, issuer="manufacturing", kind="idevid",
+                           device_id=a["device_id"], now=now)
+Path(a["key"]).write_bytes(key.private_bytes(serialization.Encoding.PEM,
+    serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+Path(a["cert"]).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+rt.close()
+"""
+
+
+def issue_test_identity(
+    home: Path,
+    *,
+    device_id: str,
+    out_dir: Path,
+    now: str,
+    validity_s: int,
+    register: bool,
+) -> tuple[Path, Path]:
+    """An IDevID from the home's manufacturing CA with a software key, made out of band.
+
+    Test setup only: ``now`` (ISO 8601, or ``"ca-start"`` for one second after the CA's own
+    start, which init backdates) and a short ``validity_s`` give an already expired
+    certificate; ``register`` adds the device and certificate to the store exactly as
+    ``services/factory.py`` does. Returns ``(cert, key)`` paths.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cert, key = out_dir / f"{device_id}.pem", out_dir / f"{device_id}.key"
+    args = {
+        "home": str(home),
+        "device_id": device_id,
+        "now": now,
+        "validity_s": validity_s,
+        "register": register,
+        "cert": str(cert),
+        "key": str(key),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", _ISSUE_SCRIPT, json.dumps(args)],
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_S,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return cert, key
+
+
+def openssl(
+    *args: str | os.PathLike[str],
+    env: dict[str, str] | None = None,
+    input_bytes: bytes | None = None,
+) -> bytes:
+    """Run the system ``openssl``; its stdout (fails the test with stderr on error)."""
+    result = subprocess.run(
+        ["openssl", *map(str, args)],
+        capture_output=True,
+        input=input_bytes,
+        timeout=CLI_TIMEOUT_S,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+    assert result.returncode == 0, f"openssl {args[0]} failed: {result.stderr.decode()}"
+    return result.stdout
+
+
+def curl(
+    *args: str | os.PathLike[str], env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    """Run the system ``curl`` (bounded); the completed process."""
+    return subprocess.run(
+        ["curl", "-sS", "--max-time", str(REQUEST_TIMEOUT_S), *map(str, args)],
+        capture_output=True,
+        timeout=CLI_TIMEOUT_S,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+def lines(text: str) -> Sequence[str]:
+    """Non-empty lines of ``text``."""
+    return [line for line in text.splitlines() if line.strip()]
+
+
+@dataclass(frozen=True)
+class SoftwareDevice:
+    """A device whose IDevID key is a software key file (``factory sign-csr``)."""
+
+    device_id: str
+    key: Path
+    idevid: Path
+
+
+def new_device_id(prefix: str = "dev") -> str:
+    """A unique, well-formed device id."""
+    return f"{prefix}-{secrets.token_hex(6)}"
+
+
+def make_key(path: Path, *, algorithm: str = "EC", curve: str = "P-256", bits: int = 2048) -> Path:
+    """A software private key made by ``openssl genpkey`` (PEM, mode 0600)."""
+    if algorithm == "EC":
+        openssl(
+            "genpkey", "-algorithm", "EC", "-pkeyopt", f"ec_paramgen_curve:{curve}", "-out", path
+        )
+    else:
+        openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", f"rsa_keygen_bits:{bits}", "-out", path)
+    path.chmod(0o600)
+    return path
+
+
+def make_csr_der(key: Path, *, cn: str) -> bytes:
+    """A PKCS#10 CSR with subject ``CN=cn`` made by ``openssl req``, DER."""
+    return openssl("req", "-new", "-key", key, "-subj", f"/CN={cn}", "-outform", "DER")
+
+
+def make_software_device(
+    server: RunningServer, work: Path, *, prefix: str = "sw"
+) -> SoftwareDevice:
+    """A registered device with a software IDevID key, through ``factory sign-csr``."""
+    device_id = new_device_id(prefix)
+    work.mkdir(parents=True, exist_ok=True)
+    key = make_key(work / f"{device_id}-idevid.key")
+    csr = work / f"{device_id}-idevid.csr"
+    csr.write_bytes(make_csr_der(key, cn=device_id))
+    idevid = work / f"{device_id}-idevid.pem"
+    result = server.cli("factory", "sign-csr", "--csr", csr, "--out", idevid)
+    assert result.returncode == 0, result.stderr
+    return SoftwareDevice(device_id=device_id, key=key, idevid=idevid)
+
+
+def certs_from_pkcs7(body: bytes) -> list[x509.Certificate]:
+    """The certificates of an EST certs-only response (base64 DER PKCS#7)."""
+    return pkcs7.load_der_pkcs7_certificates(base64.b64decode(body))
+
+
+def enroll_software(
+    server: RunningServer,
+    device: SoftwareDevice,
+    work: Path,
+    *,
+    operation: str = "simpleenroll",
+    cert: Path | None = None,
+    key: Path | None = None,
+) -> tuple[Path, Path]:
+    """Enroll (or re-enroll) with a new software key; returns ``(ldevid, key)`` paths."""
+    new_key = make_key(work / f"{device.device_id}-{secrets.token_hex(3)}.key")
+    body = base64.b64encode(make_csr_der(new_key, cn=device.device_id))
+    response = server.est(operation, body, cert=cert or device.idevid, key=key or device.key)
+    assert response.status_code == 200, response.text
+    (issued,) = certs_from_pkcs7(response.content)
+    ldevid = new_key.with_suffix(".pem")
+    ldevid.write_bytes(issued.public_bytes(serialization.Encoding.PEM))
+    return ldevid, new_key
