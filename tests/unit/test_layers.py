@@ -16,10 +16,11 @@ ALLOWED: dict[str, set[str]] = {
     "keystore": set(),
     "pki": set(),
     "store": set(),
+    "broker": {"pki"},
     "services": {"keystore", "pki", "store", "settings"},
-    "server": {"keystore", "pki", "store", "services", "settings"},
+    "server": {"keystore", "pki", "store", "services", "settings", "broker"},
     "agent": {"keystore", "pki"},
-    "cli": {"keystore", "pki", "store", "services", "server", "agent", "settings"},
+    "cli": {"keystore", "pki", "store", "services", "server", "agent", "settings", "broker"},
 }
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -10,7 +12,9 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-__all__ = ["HomeOpt", "JsonOpt", "console", "emit_json", "now", "stderr"]
+from trustfleet.errors import NotFound
+
+__all__ = ["HomeOpt", "JsonOpt", "console", "emit_json", "hint_for_missing", "now", "stderr"]
 
 console = Console()
 stderr = Console(stderr=True)
@@ -29,6 +33,17 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document i
 def now() -> datetime:
     """The current time, UTC."""
     return datetime.now(UTC)
+
+
+@contextmanager
+def hint_for_missing(hint: str) -> Iterator[None]:
+    """Give a NotFound raised inside the block a hint, if it has none."""
+    try:
+        yield
+    except NotFound as exc:
+        if exc.hint is None:
+            exc.hint = hint
+        raise
 
 
 def emit_json(document: Any) -> None:

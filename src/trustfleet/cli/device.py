@@ -7,12 +7,14 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from trustfleet.cli._common import HomeOpt, JsonOpt, console, emit_json, now
+from trustfleet.cli._common import HomeOpt, JsonOpt, console, emit_json, hint_for_missing, now
 from trustfleet.settings import load_server_settings
 
 __all__ = ["app"]
 
 app = typer.Typer(help="Inspect and revoke devices.", no_args_is_help=True)
+
+_LIST_HINT = "see the known devices with 'trustfleet device list --home DIR'"
 
 
 def _runtime(home: Any) -> Any:
@@ -73,7 +75,7 @@ def show(
     """Show one device and its certificates."""
     rt = _runtime(home)
     try:
-        with rt.uow.begin() as tx:
+        with hint_for_missing(_LIST_HINT), rt.uow.begin(read_only=True) as tx:
             device = tx.devices.require(device_id)
             certs = tx.certificates.list_for_device(device_id)
     finally:
@@ -108,7 +110,8 @@ def revoke(
 
     rt = _runtime(home)
     try:
-        revoked = revoke_device(rt, device_id, reason=reason, actor="operator:cli", now=now())
+        with hint_for_missing(_LIST_HINT):
+            revoked = revoke_device(rt, device_id, reason=reason, actor="operator:cli", now=now())
     finally:
         rt.close()
     doc = {"device_id": device_id, "reason": reason, "revoked": [_cert_row(r) for r in revoked]}

@@ -27,7 +27,7 @@ def provision(
     out: Annotated[
         Path, typer.Option("--out", help="Directory that receives one folder per device.")
     ],
-    count: Annotated[int, typer.Option("--count", min=1, max=10000, help="How many devices.")] = 1,
+    count: Annotated[int, typer.Option("--count", help="How many devices (1-10000).")] = 1,
     model: Annotated[str, typer.Option("--model", help="Hardware model name.")] = "sim-v1",
     json_out: JsonOpt = False,
 ) -> None:
@@ -35,6 +35,8 @@ def provision(
     from trustfleet.services.factory import provision_devices
     from trustfleet.services.runtime import Runtime
 
+    if not 1 <= count <= 10_000:
+        raise InvalidInput("--count must be between 1 and 10000", hint="e.g. --count 10")
     rt = Runtime.open(load_server_settings(home))
     try:
         with Progress(

@@ -7,6 +7,10 @@ import sys
 from collections.abc import Sequence
 
 import typer
+from rich.markup import escape
+
+# Typer bundles Click privately; its usage errors are caught here to print one line.
+from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
 from trustfleet.cli import agent, device, factory, server
 from trustfleet.cli._common import stderr
@@ -35,15 +39,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = typer.main.get_command(app)
     args = list(argv) if argv is not None else sys.argv[1:]
     try:
-        command.main(args=args, prog_name="trustfleet", standalone_mode=True)
-    except SystemExit as exc:  # click's own usage errors (exit 2) and normal exits
-        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        result = command.main(args=args, prog_name="trustfleet", standalone_mode=False)
+    except NoArgsIsHelpError as exc:
+        print(exc.ctx.get_help() if exc.ctx else "")
+        return 2
+    except UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx else "trustfleet"
+        message = " ".join(exc.format_message().split()).rstrip(".")
+        _error(f"{message}. Hint: run '{where} --help'.")
+        return 2
+    except ClickException as exc:
+        _error(" ".join(exc.format_message().split()))
+        return exc.exit_code
     except TrustFleetError as exc:
-        stderr.print(f"[bold red]error:[/] {exc.one_line()}", highlight=False, soft_wrap=True)
+        _error(exc.one_line())
         return exit_code_for(exc)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, typer.Abort):
         return 130
-    return 0
+    return result if isinstance(result, int) else 0
+
+
+def _error(line: str) -> None:
+    stderr.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
 
 
 def run() -> None:

@@ -166,5 +166,9 @@ def write_pin_file(path: Path, pin: str) -> Path:
 
 
 def generate_pin() -> str:
-    """A fresh random PIN: 32 URL-safe characters (192 bits) from :mod:`secrets`."""
-    return secrets.token_urlsafe(24)
+    """A fresh random PIN: 28 URL-safe characters (168 bits) from :mod:`secrets`.
+
+    Under 32 characters because libp11 (OpenSSL's pkcs11 engine) reads at most 31 characters
+    from a ``pin-source`` file.
+    """
+    return secrets.token_urlsafe(21)

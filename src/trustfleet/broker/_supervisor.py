@@ -1,0 +1,337 @@
+"""Mosquitto as a supervised child: start, stop, restart with backoff, CRL reload, kicks."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+from types import TracebackType
+
+from cryptography import x509
+
+from trustfleet.broker._config import (
+    ADMIN_USERNAME,
+    BrokerConfig,
+    find_dynsec_plugin,
+    find_mosquitto,
+)
+from trustfleet.broker._control import run_commands
+from trustfleet.broker._files import AdminCredentials, crl_pem, write_all, write_atomic
+from trustfleet.errors import Config, InvalidInput, TrustFleetError, Unavailable
+from trustfleet.pki import DEVICE_ID_PATTERN
+
+__all__ = ["Broker"]
+
+logger = logging.getLogger(__name__)
+
+_LOG_TAIL_BYTES = 4096
+_RELOAD_MARK = b"Reloading config."
+
+
+class Broker:
+    """Mosquitto, configured from a server home and supervised as a child process.
+
+    Args:
+        config: How the broker runs.
+
+    ``start`` writes every file and starts Mosquitto in its own process group; a monitor
+    thread restarts it if it dies (bounded, with backoff); ``stop`` ends it. Usable as a
+    context manager once started.
+    """
+
+    def __init__(self, config: BrokerConfig) -> None:
+        self.config = config
+        self._lock = threading.RLock()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._admin: AdminCredentials | None = None
+        self._stopping = threading.Event()
+        self._monitor: threading.Thread | None = None
+        self._started_at = 0.0
+        self._consecutive = 0
+        self.restarts = 0
+        """How many times the supervisor restarted Mosquitto."""
+        self.failure: TrustFleetError | None = None
+        """Why the supervisor gave up, if it did."""
+
+    @property
+    def pid(self) -> int | None:
+        """Mosquitto's process id while it runs."""
+        with self._lock:
+            proc = self._process
+            return proc.pid if proc is not None and proc.poll() is None else None
+
+    def start(self, *, crl_der: bytes, monitor: bool = True) -> None:
+        """Write the configuration and start Mosquitto; return once its listener accepts.
+
+        Args:
+            crl_der: The device CA's current CRL, DER.
+            monitor: Run a thread that restarts Mosquitto if it dies (else call ``poll``).
+
+        Raises:
+            Config: Mosquitto or its plugin is missing, or a file is missing or unsafe.
+            Unavailable: The port is in use, or Mosquitto did not come up in time.
+            VerificationFailed: The CRL is not the device CA's.
+        """
+        with self._lock:
+            if self._process is not None:
+                raise InvalidInput("The broker is already started.", code="broker.started")
+            binary = find_mosquitto(self.config.mosquitto)
+            plugin = find_dynsec_plugin(self.config.dynsec_plugin)
+            crl = crl_pem(crl_der, issuer=self._device_ca())
+            self._admin = write_all(self.config, plugin=plugin, crl=crl)
+            self._stopping.clear()
+            self.failure = None
+            self._spawn(binary)
+        if monitor:
+            self._monitor = threading.Thread(
+                target=self._watch, name="trustfleet-broker-monitor", daemon=True
+            )
+            self._monitor.start()
+
+    def stop(self) -> None:
+        """Stop Mosquitto: SIGTERM to its process group, SIGKILL after ``stop_timeout_s``."""
+        self._stopping.set()
+        if self._monitor is not None:
+            self._monitor.join(timeout=self.config.stop_timeout_s + 1)
+            self._monitor = None
+        with self._lock:
+            if self._process is not None:
+                _terminate(self._process, timeout_s=self.config.stop_timeout_s)
+                self._process = None
+
+    def poll(self) -> bool:
+        """Restart Mosquitto if it died (bounded restarts with backoff).
+
+        Returns:
+            Whether Mosquitto is running afterwards.
+        """
+        with self._lock:
+            proc = self._process
+            if proc is None or self._stopping.is_set() or self.failure is not None:
+                return self.pid is not None
+            if proc.poll() is None:
+                if time.monotonic() - self._started_at > self.config.stable_after_s:
+                    self._consecutive = 0
+                return True
+            logger.warning("mosquitto exited with %s; restarting", proc.returncode)
+            _terminate(proc, timeout_s=self.config.stop_timeout_s)  # the rest of its group
+            return self._restart()
+
+    def reload_crl(self, crl_der: bytes) -> None:
+        """Install a new device-CA CRL and make Mosquitto load it (SIGHUP), bounded wait.
+
+        New TLS handshakes use the new CRL once this returns; live connections are not
+        re-checked (use :meth:`kick`).
+
+        Args:
+            crl_der: The device CA's CRL, DER.
+
+        Raises:
+            VerificationFailed: The CRL is not the device CA's.
+            Unavailable: Mosquitto is not running or did not confirm the reload in time.
+        """
+        pem = crl_pem(crl_der, issuer=self._device_ca())
+        with self._lock:
+            write_atomic(self.config.paths.crlfile, pem, mode=0o644)
+            pid = self.pid
+            if pid is None:
+                raise Unavailable("The broker is not running.", code="broker.not_running")
+            mark = self.config.paths.log.stat().st_size
+            os.kill(pid, signal.SIGHUP)
+            self._await_log(_RELOAD_MARK, after=mark, timeout_s=self.config.reload_timeout_s)
+
+    def kick(self, username: str) -> None:
+        """Disconnect every live connection authenticated as ``username``.
+
+        Creates, then deletes, a dynamic-security client of that name: deleting a client
+        makes the plugin disconnect every connection with that username, whether it logged
+        in with a password or a certificate. The name is never left behind.
+
+        Args:
+            username: A device id or a configured service identity.
+
+        Raises:
+            InvalidInput: ``username`` is neither.
+            Unavailable: The broker cannot be reached or refused the command.
+        """
+        if (
+            not (
+                DEVICE_ID_PATTERN.fullmatch(username) or username in self.config.service_identities
+            )
+            or username == ADMIN_USERNAME
+        ):
+            raise InvalidInput("Only devices and services can be kicked.", code="broker.kick")
+        if self._admin is None:
+            raise Unavailable("The broker is not running.", code="broker.not_running")
+        responses = run_commands(
+            self.config.paths.admin_socket,
+            [
+                {"command": "createClient", "username": username},
+                {"command": "deleteClient", "username": username},
+            ],
+            username=self._admin.username,
+            password=self._admin.password,
+            timeout_s=self.config.control_timeout_s,
+        )
+        deleted = responses[-1]
+        if deleted.get("error"):
+            raise Unavailable(
+                f"The broker could not kick {username}: {deleted['error']}.",
+                code="broker.kick.failed",
+            )
+        logger.info("kicked %s from the broker", username)
+
+    def __enter__(self) -> Broker:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- internals -------------------------------------------------------------------
+
+    def _device_ca(self) -> x509.Certificate:
+        try:
+            return x509.load_pem_x509_certificate(self.config.paths.device_ca.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise Config(
+                f"Cannot read the device CA certificate {self.config.paths.device_ca}.",
+                code="broker.device_ca",
+            ) from exc
+
+    def _spawn(self, binary: Path) -> None:
+        paths = self.config.paths
+        with paths.log.open("ab") as log:
+            self._process = subprocess.Popen(
+                [str(binary), "-c", str(paths.conf)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
+        self._started_at = time.monotonic()
+        try:
+            self._await_ready(log_offset=0)
+        except TrustFleetError:
+            _terminate(self._process, timeout_s=self.config.stop_timeout_s)
+            self._process = None
+            raise
+        logger.info("mosquitto %s listening on %s", self._process.pid, self.config.port)
+
+    def _await_ready(self, *, log_offset: int) -> None:
+        deadline = time.monotonic() + self.config.start_timeout_s
+        proc = self._process
+        assert proc is not None  # noqa: S101  # set by the caller
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise self._startup_error(proc.returncode)
+            if self.config.paths.admin_socket.exists() and _accepts(
+                self.config.host, self.config.port
+            ):
+                return
+            time.sleep(0.05)
+        raise Unavailable(
+            f"Mosquitto did not listen on port {self.config.port} within "
+            f"{self.config.start_timeout_s} s.",
+            hint=f"See {self.config.paths.log}.",
+            code="broker.start_timeout",
+        )
+
+    def _startup_error(self, returncode: int) -> TrustFleetError:
+        tail = _tail(self.config.paths.log)
+        if "Address already in use" in tail:
+            return Unavailable(
+                f"The broker port {self.config.port} is already in use.",
+                hint="Choose another port or stop what is listening there.",
+                code="broker.port_in_use",
+            )
+        last = tail.strip().splitlines()[-1] if tail.strip() else "no output"
+        return Config(
+            f"Mosquitto exited with status {returncode} at start: {last}",
+            hint=f"See {self.config.paths.log} and {self.config.paths.conf}.",
+            code="broker.start_failed",
+        )
+
+    def _restart(self) -> bool:
+        if self._consecutive >= self.config.max_restarts:
+            self.failure = Unavailable(
+                f"Mosquitto died {self._consecutive} times in a row; not restarting.",
+                hint=f"See {self.config.paths.log}.",
+                code="broker.gave_up",
+            )
+            logger.error("%s", self.failure.one_line())
+            self._process = None
+            return False
+        backoff = min(
+            self.config.restart_backoff_s * (2**self._consecutive), self.config.max_backoff_s
+        )
+        self._consecutive += 1
+        if self._stopping.wait(backoff):
+            return False
+        try:
+            self.config.paths.admin_socket.unlink(missing_ok=True)
+            self._spawn(find_mosquitto(self.config.mosquitto))
+        except TrustFleetError as exc:
+            logger.warning("mosquitto restart failed: %s", exc.one_line())
+            return False
+        self.restarts += 1
+        return True
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(self.config.poll_interval_s):
+            self.poll()
+            if self.failure is not None:
+                return
+
+    def _await_log(self, mark: bytes, *, after: int, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self.config.paths.log.open("rb") as log:
+                log.seek(after)
+                if mark in log.read():
+                    return
+            time.sleep(0.02)
+        raise Unavailable(
+            f"Mosquitto did not confirm the reload within {timeout_s} s.",
+            code="broker.reload_timeout",
+        )
+
+
+def _accepts(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _tail(path: Path) -> str:
+    try:
+        with path.open("rb") as log:
+            log.seek(max(0, path.stat().st_size - _LOG_TAIL_BYTES))
+            return log.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _terminate(proc: subprocess.Popen[bytes], *, timeout_s: float) -> None:
+    """SIGTERM the child's process group, then SIGKILL it after ``timeout_s``."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=timeout_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+    proc.wait(timeout=timeout_s)
