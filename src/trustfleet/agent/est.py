@@ -24,14 +24,16 @@ from awscrt import http as crt_http
 from awscrt import io as crt_io
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.x509.oid import NameOID
 
+from trustfleet.agent._tls import TokenKey, client_tls_context, token_key
 from trustfleet.agent.settings import DeviceSettings
 from trustfleet.errors import InvalidInput, PermissionDenied, TrustFleetError, Unavailable
-from trustfleet.keystore import PinSource, Pkcs11Uri, find_module, open_key
+from trustfleet.keystore import Pkcs11EcPrivateKey, open_key
 from trustfleet.pki import CONTENT_TYPE_CSR, device_uri, parse_certs_only
 
-__all__ = ["EnrollOutcome", "enroll_device"]
+__all__ = ["EnrollOutcome", "enroll_device", "identity_public_key"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,11 +66,8 @@ def enroll_device(settings: DeviceSettings, *, mode: Mode, now: datetime) -> Enr
         InvalidInput: The service refused the CSR.
         Unavailable: The service could not be reached.
     """
-    uri = Pkcs11Uri.parse(settings.identity.key)
-    pin = PinSource.parse(uri.pin_source or "", base_dir=settings.directory).read()
-    module = find_module(settings.identity.module or None)
-    conf = settings.path(settings.identity.softhsm_conf)
-    csr_der = _make_csr(settings, uri=uri, pin=pin, module=module, conf=conf)
+    key = token_key(settings)
+    csr_der = _make_csr(settings, key=key)
     client_cert = settings.path(
         settings.identity.idevid if mode == "enroll" else settings.identity.ldevid
     )
@@ -79,9 +78,7 @@ def enroll_device(settings: DeviceSettings, *, mode: Mode, now: datetime) -> Enr
         path=f"/simple{mode}",
         body=base64.encodebytes(csr_der),
         client_cert=client_cert,
-        tls_key=_TokenKey(
-            module=module, conf=conf, token=uri.token or "", label=uri.object or "", pin=pin
-        ),
+        tls_key=key,
     )
     if status != 200:
         reason = body.decode("utf-8", "replace").strip()[:300]
@@ -96,10 +93,30 @@ def enroll_device(settings: DeviceSettings, *, mode: Mode, now: datetime) -> Enr
     return EnrollOutcome(device_id=settings.device.id, certificate=cert, path=target)
 
 
-def _make_csr(
-    settings: DeviceSettings, *, uri: Pkcs11Uri, pin: str, module: Path, conf: Path
-) -> bytes:
-    key = open_key(uri, pin=pin, module=module, conf=conf)
+def identity_public_key(settings: DeviceSettings) -> PublicKeyTypes:
+    """The public half of the identity key, read from the token (session closed again).
+
+    Call it before any awscrt TLS context of this process logs in to the token.
+
+    Raises:
+        Config: The PIN file is missing or unsafe.
+        NotFound: The token or the key does not exist.
+        PermissionDenied: The PIN is wrong.
+    """
+    key = token_key(settings)
+    private = _open(key)
+    try:
+        return private.public_key()
+    finally:
+        private.close()
+
+
+def _open(key: TokenKey) -> Pkcs11EcPrivateKey:
+    return open_key(key.uri, pin=key.pin, module=key.module, conf=key.conf)
+
+
+def _make_csr(settings: DeviceSettings, *, key: TokenKey) -> bytes:
+    private = _open(key)
     try:
         builder = x509.CertificateSigningRequestBuilder().subject_name(
             x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, settings.device.id)])
@@ -110,32 +127,20 @@ def _make_csr(
             ),
             critical=False,
         )
-        csr = builder.sign(key, hashes.SHA256())
+        csr = builder.sign(private, hashes.SHA256())
     finally:
-        key.close()
+        private.close()
     return csr.public_bytes(serialization.Encoding.DER)
 
 
-@dataclass(frozen=True)
-class _TokenKey:
-    module: Path
-    conf: Path
-    token: str
-    label: str
-    pin: str
-
-    def __repr__(self) -> str:  # never show the PIN
-        return f"_TokenKey(token={self.token!r}, label={self.label!r})"
-
-
 def _post(
-    settings: DeviceSettings, *, path: str, body: bytes, client_cert: Path, tls_key: _TokenKey
+    settings: DeviceSettings, *, path: str, body: bytes, client_cert: Path, tls_key: TokenKey
 ) -> tuple[int, bytes]:
     url = urlsplit(settings.server.est_url)
     host, port = url.hostname or "localhost", url.port or 443
     timeout_s = settings.server.timeout_s
     try:
-        ctx = _tls_context(settings, client_cert=client_cert, key=tls_key)
+        ctx = client_tls_context(settings, client_cert=client_cert, key=tls_key)
         options = ctx.new_connection_options()
         options.set_server_name(host)
         elg = crt_io.EventLoopGroup(1)
@@ -152,29 +157,6 @@ def _post(
         return _exchange(conn, host=host, path=url.path + path, body=body, timeout_s=timeout_s)
     finally:
         conn.close()
-
-
-def _tls_context(
-    settings: DeviceSettings, *, client_cert: Path, key: _TokenKey
-) -> crt_io.ClientTlsContext:
-    # SoftHSM2 reads SOFTHSM2_CONF when awscrt initialises the module (if the keystore has
-    # initialised it already for this device, awscrt reuses that).
-    os.environ["SOFTHSM2_CONF"] = str(key.conf)
-    lib = crt_io.Pkcs11Lib(file=str(key.module))
-    opts = crt_io.TlsContextOptions.create_client_with_mtls_pkcs11(
-        pkcs11_lib=lib,
-        user_pin=key.pin,
-        token_label=key.token,
-        private_key_label=key.label,
-        cert_file_path=str(client_cert),
-    )
-    opts.override_default_trust_store_from_path(
-        None, str(settings.path(settings.server.trust_bundle))
-    )
-    # awscrt (s2n) refuses min_tls_ver=TLSv1_3 on Linux; the PQ_DEFAULT policy negotiates
-    # TLS 1.3, and the service accepts nothing older anyway.
-    opts.cipher_pref = crt_io.TlsCipherPref.PQ_DEFAULT
-    return crt_io.ClientTlsContext(opts)
 
 
 def _exchange(

@@ -6,11 +6,11 @@ import tomllib
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from trustfleet.errors import Config
 
-__all__ = ["DeviceSettings", "load_device_settings"]
+__all__ = ["AgentSection", "DeviceSettings", "MqttSection", "load_device_settings", "require_mqtt"]
 
 DEVICE_FILE = "device.toml"
 
@@ -52,13 +52,55 @@ class ServerSection(_Model):
         return value.rstrip("/")
 
 
+class MqttSection(_Model):
+    """How the agent reaches the broker, and the bounds of its link.
+
+    ``host`` defaults to the host of ``[server] est_url``; ``port`` has no default (the broker's
+    device listener port is a deployment choice).
+    """
+
+    host: str = ""
+    port: int = Field(ge=1, le=65535)
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    telemetry_interval_s: float = Field(default=10.0, ge=0.2, le=86400)
+    heartbeat_interval_s: float = Field(default=30.0, ge=0.2, le=86400)
+    queue_max_messages: int = Field(default=1000, ge=1, le=100_000)
+    max_in_flight: int = Field(default=10, ge=1, le=100)
+    connect_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    ack_timeout_s: int = Field(default=30, ge=1, le=600)
+    backoff_initial_s: float = Field(default=1.0, ge=0.05, le=3600)
+    backoff_max_s: float = Field(default=60.0, ge=0.05, le=86400)
+    max_payload_bytes: int = Field(default=16384, ge=512, le=256 * 1024)
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> MqttSection:
+        if self.backoff_max_s < self.backoff_initial_s:
+            raise ValueError("backoff_max_s must be at least backoff_initial_s")
+        return self
+
+
+class AgentSection(_Model):
+    """How the agent behaves over time."""
+
+    reenroll_at_fraction: float = Field(default=0.6667, gt=0, lt=1)
+    reenroll_retry_s: float = Field(default=60.0, ge=1, le=86400)
+    shutdown_flush_s: float = Field(default=5.0, ge=0, le=300)
+    once_timeout_s: float = Field(default=30.0, gt=0, le=600)
+
+
 class DeviceSettings(_Model):
-    """The whole ``device.toml``, with paths resolved against the device directory."""
+    """The whole ``device.toml``, with paths resolved against the device directory.
+
+    ``mqtt`` is optional so that ``trustfleet agent enroll`` keeps working with files written
+    before the link existed; ``trustfleet agent run`` requires it (:func:`require_mqtt`).
+    """
 
     directory: Path
     device: DeviceSection
     identity: IdentitySection
     server: ServerSection
+    mqtt: MqttSection | None = None
+    agent: AgentSection = AgentSection()
 
     def path(self, relative: str) -> Path:
         """Resolve a path from the file against the device directory."""
@@ -91,3 +133,23 @@ def load_device_settings(directory: Path) -> DeviceSettings:
             f"{path}: setting '{where}': {first['msg']}",
             hint="compare with the device.toml the factory wrote",
         ) from exc
+
+
+def require_mqtt(settings: DeviceSettings) -> MqttSection:
+    """The ``[mqtt]`` section, with ``host`` defaulted to the EST URL's host.
+
+    Raises:
+        Config: The file has no ``[mqtt]`` section.
+    """
+    mqtt = settings.mqtt
+    if mqtt is None:
+        raise Config(
+            f"{settings.directory / DEVICE_FILE} has no [mqtt] section",
+            hint="add '[mqtt]' with 'port = <broker device port>' (host defaults to the "
+            "EST URL's host); see docs/agent.md",
+            code="agent.settings.mqtt_missing",
+        )
+    if mqtt.host:
+        return mqtt
+    host = urlsplit(settings.server.est_url).hostname or ""
+    return mqtt.model_copy(update={"host": host})

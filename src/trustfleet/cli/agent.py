@@ -1,8 +1,13 @@
-"""``trustfleet agent …``: the device agent (enrollment now; the MQTT link comes next)."""
+"""``trustfleet agent …``: the device agent (EST enrollment, the MQTT link)."""
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+import signal
+import threading
 from pathlib import Path
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -45,3 +50,44 @@ def enroll(
     console.print(
         f"[green]✓[/] {outcome.device_id} enrolled; LDevID valid until {doc['not_after']}"
     )
+
+
+@app.command("run")
+def run(
+    device: DeviceOpt,
+    once: Annotated[
+        bool,
+        typer.Option(
+            "--once",
+            help="Enroll if needed, publish one telemetry message and one heartbeat, wait for "
+            "their acknowledgements, answer pending commands, then exit.",
+        ),
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Run the agent: enroll if needed, then keep the MQTT link (SIGTERM/SIGINT stop it)."""
+    from trustfleet.agent.runner import RunSummary, run_agent
+    from trustfleet.agent.settings import load_device_settings
+
+    logging.getLogger("trustfleet.agent").setLevel(logging.INFO)
+    settings = load_device_settings(device)
+    stop = threading.Event()
+    summaries: list[RunSummary] = []
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        run_agent(settings, once=once, stop=stop, now=now, on_summary=summaries.append)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if json_out and summaries:
+        emit_json(dataclasses.asdict(summaries[0]))
+    elif once and summaries:
+        done = summaries[0]
+        console.print(
+            f"[green]✓[/] {done.device_id}: {sum(done.published.values())} message(s) "
+            f"published, {done.acked} acknowledged"
+        )

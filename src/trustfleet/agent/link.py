@@ -1,0 +1,285 @@
+"""The device's MQTT 5 link: awscrt's mqtt5 client over mutual TLS 1.3 with the token key.
+
+One :class:`MqttLink` is one awscrt client bound to one certificate. The agent builds a new
+link after a re-enrollment; the :class:`~trustfleet.agent.outbox.Outbox` outlives it, so no
+queued message is lost. Reconnection is awscrt's: exponential backoff with full jitter between
+``backoff_initial_s`` and ``backoff_max_s`` (``ExponentialBackoffJitterMode.FULL``).
+
+Publishing is driven by the caller (:meth:`MqttLink.pump`): messages are handed to awscrt only
+while connected, at most ``max_in_flight`` at a time, and leave the outbox on their PUBACK.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+from awscrt import io as crt_io
+from awscrt import mqtt5
+
+from trustfleet.agent._tls import TokenKey, client_tls_context
+from trustfleet.agent.outbox import Message, Outbox
+from trustfleet.agent.settings import DeviceSettings, MqttSection
+from trustfleet.errors import Unavailable
+
+__all__ = ["MqttLink", "topic"]
+
+logger = logging.getLogger(__name__)
+
+_GENERATIONS = itertools.count(1)
+_PUBACK_OK = {mqtt5.PubackReasonCode.SUCCESS, mqtt5.PubackReasonCode.NO_MATCHING_SUBSCRIBERS}
+
+
+def topic(device_id: str, leaf: str) -> str:
+    """``tf/v1/d/<device-id>/<leaf>``."""
+    return f"tf/v1/d/{device_id}/{leaf}"
+
+
+class MqttLink:
+    """One MQTT 5 client session for a device with one certificate.
+
+    Args:
+        settings: The device's settings.
+        mqtt: The resolved ``[mqtt]`` section (see ``require_mqtt``).
+        key: The identity key in the token.
+        client_cert: The LDevID (PEM).
+        outbox: Where messages to publish wait.
+        on_command: Called (on an awscrt thread) with the raw payload of each command.
+        on_change: Called (on an awscrt thread) whenever the link's state changes.
+    """
+
+    def __init__(
+        self,
+        settings: DeviceSettings,
+        *,
+        mqtt: MqttSection,
+        key: TokenKey,
+        client_cert: Path,
+        outbox: Outbox,
+        on_command: Callable[[bytes], None],
+        on_change: Callable[[], None],
+    ) -> None:
+        self._device_id = settings.device.id
+        self._mqtt = mqtt
+        self._outbox = outbox
+        self._on_command = on_command
+        self._on_change = on_change
+        self.generation = next(_GENERATIONS)
+        self._lock = threading.Lock()
+        self._connected = False
+        self._stopped = threading.Event()
+        self.connections = 0
+        self.last_error = ""
+        try:
+            tls = client_tls_context(settings, client_cert=client_cert, key=key)
+            self._client = mqtt5.Client(self._options(tls))
+        except Exception as exc:  # awscrt raises AwsCrtError (bad file, module, token, PIN)
+            raise Unavailable(
+                f"cannot set up the MQTT client with the device key: {_reason(exc)}",
+                hint="check [identity] in device.toml and the device token",
+                code="agent.mqtt.setup",
+            ) from exc
+
+    def _options(self, tls: crt_io.ClientTlsContext) -> mqtt5.ClientOptions:
+        m = self._mqtt
+        return mqtt5.ClientOptions(
+            host_name=m.host,
+            port=m.port,
+            tls_ctx=tls,
+            bootstrap=_bootstrap(),
+            socket_options=_socket_options(m),
+            connect_options=mqtt5.ConnectPacket(
+                client_id=self._device_id,
+                keep_alive_interval_sec=m.keepalive_s,
+                maximum_packet_size=m.max_payload_bytes + 1024,
+            ),
+            session_behavior=mqtt5.ClientSessionBehaviorType.CLEAN,
+            offline_queue_behavior=mqtt5.ClientOperationQueueBehaviorType.FAIL_ALL_ON_DISCONNECT,
+            retry_jitter_mode=mqtt5.ExponentialBackoffJitterMode.FULL,
+            min_reconnect_delay_ms=int(m.backoff_initial_s * 1000),
+            max_reconnect_delay_ms=int(m.backoff_max_s * 1000),
+            connack_timeout_ms=int(m.connect_timeout_s * 1000),
+            ack_timeout_sec=m.ack_timeout_s,
+            on_publish_callback_fn=_relay(self, "_on_publish"),
+            on_lifecycle_event_connection_success_fn=_relay(self, "_on_connected"),
+            on_lifecycle_event_connection_failure_fn=_relay(self, "_on_failure"),
+            on_lifecycle_event_disconnection_fn=_relay(self, "_on_disconnected"),
+            on_lifecycle_event_stopped_fn=_relay(self, "_on_stopped"),
+            disable_metrics=True,  # else awscrt appends SDK details to the username
+        )
+
+    @property
+    def connected(self) -> bool:
+        """True between CONNACK and disconnection."""
+        with self._lock:
+            return self._connected
+
+    def start(self) -> None:
+        """Start connecting (and reconnecting) in the background."""
+        logger.info("connecting to mqtts://%s:%d as %s", self._mqtt.host, self._mqtt.port,
+                    self._device_id)  # fmt: skip
+        self._client.start()
+
+    def stop(self, *, timeout_s: float) -> None:
+        """Disconnect and stop reconnecting; wait (bounded) until the client has stopped."""
+        self._client.stop(
+            mqtt5.DisconnectPacket(reason_code=mqtt5.DisconnectReasonCode.NORMAL_DISCONNECTION)
+        )
+        if not self._stopped.wait(timeout_s):
+            logger.warning("the MQTT client did not stop within %.1fs", timeout_s)
+
+    def pump(self) -> int:
+        """Hand queued messages to the client while connected; how many were handed over."""
+        if not self.connected:
+            return 0
+        messages = self._outbox.take(generation=self.generation, limit=self._mqtt.max_in_flight)
+        for message in messages:
+            self._publish(message)
+        return len(messages)
+
+    def _publish(self, message: Message) -> None:
+        packet = mqtt5.PublishPacket(
+            topic=message.topic,
+            payload=message.payload,
+            qos=mqtt5.QoS.AT_LEAST_ONCE,
+            payload_format_indicator=mqtt5.PayloadFormatIndicator.AWS_MQTT5_PFI_UTF8,
+            content_type="application/json",
+        )
+        generation = self.generation
+        try:
+            future = self._client.publish(packet)
+        except Exception as exc:  # awscrt refuses synchronously (e.g. stopped client)
+            logger.warning("publish of seq %d refused: %s", message.seq, _reason(exc))
+            self._outbox.settle(message, generation=generation, delivered=None)
+            return
+        outbox, wake = self._outbox, self._on_change
+        future.add_done_callback(lambda f: _settle(outbox, message, generation, f, wake))
+
+    def _subscribe(self) -> None:
+        packet = mqtt5.SubscribePacket(
+            subscriptions=[
+                mqtt5.Subscription(
+                    topic_filter=topic(self._device_id, "cmd"), qos=mqtt5.QoS.AT_LEAST_ONCE
+                )
+            ]
+        )
+        future = self._client.subscribe(packet)
+        future.add_done_callback(_on_suback)
+
+    def _on_publish(self, data: mqtt5.PublishReceivedData) -> None:
+        packet = data.publish_packet
+        if packet.topic != topic(self._device_id, "cmd"):
+            return
+        payload = packet.payload
+        raw = payload.encode() if isinstance(payload, str) else bytes(payload or b"")
+        self._on_command(raw)
+
+    def _on_connected(self, data: mqtt5.LifecycleConnectSuccessData) -> None:
+        with self._lock:
+            self._connected = True
+            self.connections += 1
+        logger.info("connected to the broker (%s:%d)", self._mqtt.host, self._mqtt.port)
+        self._subscribe()
+        self._on_change()
+
+    def _on_failure(self, data: mqtt5.LifecycleConnectFailureData) -> None:
+        self.last_error = _reason(data.exception) if data.exception else "connection refused"
+        logger.warning("cannot connect to the broker: %s (retrying)", self.last_error)
+        self._on_change()
+
+    def _on_disconnected(self, data: mqtt5.LifecycleDisconnectData) -> None:
+        with self._lock:
+            self._connected = False
+        reason = _reason(data.exception) if data.exception else "closed"
+        logger.info("disconnected from the broker: %s", reason)
+        self._on_change()
+
+    def _on_stopped(self, data: mqtt5.LifecycleStoppedData) -> None:
+        self._stopped.set()
+        self._on_change()
+
+    def wait_connected(self, *, timeout_s: float, poll: Callable[[float], None]) -> None:
+        """Wait until connected, polling with ``poll(seconds)``.
+
+        Raises:
+            Unavailable: Not connected within ``timeout_s``.
+        """
+        deadline = time.monotonic() + timeout_s
+        while not self.connected:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise Unavailable(
+                    f"cannot connect to the broker at {self._mqtt.host}:{self._mqtt.port}: "
+                    f"{self.last_error or 'no answer'}",
+                    hint="is the broker running, and is the device's LDevID valid?",
+                    code="agent.mqtt.connect",
+                )
+            poll(min(left, 0.2))
+
+
+def _relay(link: MqttLink, method: str) -> Callable[[Any], None]:
+    # awscrt's native client keeps its callbacks alive until it has terminated, and it
+    # terminates only once the Python client is released: a strong reference from a callback
+    # to the link (which holds the client) would keep the client, its TLS context and its
+    # logged-in token session alive for ever. Hence a weak reference.
+    ref = weakref.ref(link)
+
+    def call(data: Any) -> None:
+        target = ref()
+        if target is not None:
+            getattr(target, method)(data)
+
+    return call
+
+
+def _settle(
+    outbox: Outbox, message: Message, generation: int, future: Future[Any], wake: Callable[[], None]
+) -> None:
+    exc = future.exception()
+    if exc is not None:
+        logger.debug("no PUBACK for seq %d: %s", message.seq, _reason(exc))
+        outbox.settle(message, generation=generation, delivered=None)
+    else:
+        code = future.result().puback.reason_code
+        ok = code in _PUBACK_OK
+        if not ok:
+            logger.warning("the broker refused seq %d on %s: %s", message.seq, message.topic,
+                           code)  # fmt: skip
+        outbox.settle(message, generation=generation, delivered=ok)
+    wake()
+
+
+def _on_suback(future: Future[Any]) -> None:
+    exc = future.exception()
+    if exc is not None:
+        logger.warning("subscribing to commands failed: %s", _reason(exc))
+        return
+    codes = future.result().reason_codes
+    if any(int(c) >= 0x80 for c in codes):
+        logger.warning("the broker refused the command subscription: %s", codes)
+
+
+def _bootstrap() -> crt_io.ClientBootstrap:
+    # One event-loop thread is plenty for one connection (awscrt's default is one per CPU,
+    # and each thread costs resident memory).
+    elg = crt_io.EventLoopGroup(1)
+    return crt_io.ClientBootstrap(elg, crt_io.DefaultHostResolver(elg))
+
+
+def _socket_options(mqtt: MqttSection) -> crt_io.SocketOptions:
+    options = crt_io.SocketOptions()
+    options.connect_timeout_ms = int(mqtt.connect_timeout_s * 1000)
+    options.keep_alive = True
+    return options
+
+
+def _reason(exc: BaseException) -> str:
+    name = getattr(exc, "name", None)
+    return str(name) if name else (str(exc) or exc.__class__.__name__)
