@@ -6,10 +6,11 @@ call :func:`load_server_settings`.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from trustfleet.errors import Config
 
@@ -49,11 +50,38 @@ class ApiSettings(_Model):
     handshake_timeout_s: float = Field(default=10.0, gt=0)
 
 
+_SERVICE_IDENTITY = r"[A-Za-z0-9._:-]{1,64}"
+_DEVICE_ID = re.compile(r"[a-z0-9-]{8,64}")  # pki.DEVICE_ID_PATTERN; settings imports no pki
+
+
 class BrokerSettings(_Model):
-    """The MQTT broker's TLS files (the broker itself arrives with Foundation II)."""
+    """The MQTT broker (Mosquitto, supervised by ``server run``) and the ingest workers."""
 
     tls_cert: str = "tls/broker-chain.pem"
     tls_key: str = "secrets/broker-tls.key"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8883, ge=1, le=65535)
+    service_identity: str = Field(default="svc.ingest", pattern=_SERVICE_IDENTITY)
+    service_key: str = (
+        "pkcs11:token=tf-service;object=svc-ingest;type=private"
+        "?pin-source=file:secrets/tf-service.pin"
+    )
+    service_cert: str = "tls/svc-ingest.pem"
+    ingest_workers: int = Field(default=1, ge=0, le=64)
+    ingest_batch_max: int = Field(default=100, ge=1, le=1000)
+    ingest_batch_interval_s: float = Field(default=0.2, gt=0, le=60)
+    max_payload_bytes: int = Field(default=16 * 1024, ge=256, le=256 * 1024)
+    telemetry_retention_days: int = Field(default=7, ge=1, le=3650)
+    telemetry_max_rows: int = Field(default=1_000_000, ge=1000, le=10_000_000_000)
+    retention_interval_s: float = Field(default=60.0, gt=0, le=86_400)
+    revocation_poll_s: float = Field(default=0.5, gt=0, le=60)
+
+    @field_validator("service_identity")
+    @classmethod
+    def _not_a_device_id(cls, value: str) -> str:
+        if _DEVICE_ID.fullmatch(value) or value == "tf_broker_admin":
+            raise ValueError("must not look like a device id (use a '.', e.g. 'svc.ingest')")
+        return value
 
 
 class StoreSettings(_Model):
@@ -174,10 +202,7 @@ def render_server_toml(settings: ServerSettings) -> str:
         f"idle_timeout_s = {api.idle_timeout_s}",
         f"handshake_timeout_s = {api.handshake_timeout_s}",
         "",
-        "[broker]",
-        "# TLS files of the MQTT broker (used from Foundation II on).",
-        f'tls_cert = "{settings.broker.tls_cert}"',
-        f'tls_key = "{settings.broker.tls_key}"',
+        *_render_broker(settings.broker),
         "",
         "[store]",
         "# SQLAlchemy URL. SQLite (WAL) by default; for scale-out use",
@@ -202,3 +227,32 @@ def render_server_toml(settings: ServerSettings) -> str:
         ca = settings.ca[name]
         lines += ["", f"[ca.{name}]", f'key = "{ca.key}"', f'cert = "{ca.cert}"']
     return "\n".join(lines) + "\n"
+
+
+def _render_broker(broker: BrokerSettings) -> list[str]:
+    return [
+        "[broker]",
+        "# Mosquitto, started and supervised by 'trustfleet server run': mutual TLS 1.3,",
+        "# username = certificate CN, each device confined to tf/v1/d/<id>/# (docs/mqtt.md).",
+        f'host = "{broker.host}"',
+        f"port = {broker.port}",
+        f'tls_cert = "{broker.tls_cert}"',
+        f'tls_key = "{broker.tls_key}"',
+        "# The fleet service's own MQTT identity: certificate CN (never device-id shaped),",
+        "# its key inside the service token, and its certificate from the device CA.",
+        f'service_identity = "{broker.service_identity}"',
+        f'service_key = "{broker.service_key}"',
+        f'service_cert = "{broker.service_cert}"',
+        "# Ingest processes sharing $share/ingest/tf/v1/d/+/... (0: no ingest).",
+        f"ingest_workers = {broker.ingest_workers}",
+        f"ingest_batch_max = {broker.ingest_batch_max}          # messages per transaction",
+        f"ingest_batch_interval_s = {broker.ingest_batch_interval_s}  # or this long, first",
+        f"max_payload_bytes = {broker.max_payload_bytes}     # larger messages are dropped",
+        "# Bounded telemetry: rows older than the window, then the oldest beyond max_rows,",
+        "# are deleted every retention_interval_s.",
+        f"telemetry_retention_days = {broker.telemetry_retention_days}",
+        f"telemetry_max_rows = {broker.telemetry_max_rows}",
+        f"retention_interval_s = {broker.retention_interval_s}",
+        "# How often server run checks the store for revocations and new CRLs.",
+        f"revocation_poll_s = {broker.revocation_poll_s}",
+    ]

@@ -89,10 +89,19 @@ def run_cli(
 
 
 def init_home(
-    home: Path, *, port: int, store_url: str | None = None, name: str | None = None
+    home: Path,
+    *,
+    port: int,
+    store_url: str | None = None,
+    name: str | None = None,
+    mqtt_port: int | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """``trustfleet server init`` for ``home`` with ``port`` in its URLs (asserts success)."""
+    """``trustfleet server init`` for ``home`` with ``port`` in its URLs (asserts success).
+
+    The broker's port is a free one unless given: tests never assume 8883 is free.
+    """
     args: list[str] = ["server", "init", "--home", str(home), "--api-port", str(port), "--json"]
+    args += ["--mqtt-port", str(mqtt_port or free_port())]
     if store_url:
         args += ["--store-url", store_url]
     if name:

@@ -118,6 +118,11 @@ class BrokerConfig:
         dynsec_plugin: The dynamic-security plugin (found in the multiarch libdir if None).
         run_as: The OS user Mosquitto runs as (see docs/adr/0003-broker.md).
         max_packet_bytes: Largest MQTT packet a client may send.
+        max_queued_messages: QoS 1 messages Mosquitto queues per client beyond those in
+            flight (its default, 1000, drops acknowledged telemetry on the way to a busy
+            ingest connection).
+        max_open_files: File-descriptor limit asked for the broker (one per connection);
+            capped by the hard limit of the process that starts it.
         start_timeout_s: How long ``start`` waits for the listener.
         stop_timeout_s: How long ``stop`` waits after SIGTERM before SIGKILL.
         control_timeout_s: Bound on each step of a dynamic-security exchange.
@@ -137,6 +142,8 @@ class BrokerConfig:
     dynsec_plugin: Path | None = None
     run_as: str = "mosquitto"
     max_packet_bytes: int = 256 * 1024
+    max_queued_messages: int = 100_000
+    max_open_files: int = 65_536
     start_timeout_s: float = 10.0
     stop_timeout_s: float = 5.0
     control_timeout_s: float = 5.0
@@ -298,6 +305,7 @@ def render_mosquitto_conf(config: BrokerConfig, *, plugin: Path) -> str:
             "log_timestamp true",
             "connection_messages true",
             f"max_packet_size {config.max_packet_bytes}",
+            f"max_queued_messages {config.max_queued_messages}",
             f"acl_file {p.acl}",
             f"plugin {plugin}",
             f"plugin_opt_config_file {p.dynsec_state}",

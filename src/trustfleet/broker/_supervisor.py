@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -32,6 +34,14 @@ logger = logging.getLogger(__name__)
 
 _LOG_TAIL_BYTES = 4096
 _RELOAD_MARK = b"Reloading config."
+
+
+def _raise_open_files(wanted: int) -> None:
+    """In the child before exec: as many descriptors as allowed, up to ``wanted``."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if target > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 class Broker:
@@ -218,6 +228,7 @@ class Broker:
                 stdout=log,
                 stderr=log,
                 start_new_session=True,
+                preexec_fn=functools.partial(_raise_open_files, self.config.max_open_files),  # noqa: PLW1509  # only setrlimit, no locks
             )
         self._started_at = time.monotonic()
         try:

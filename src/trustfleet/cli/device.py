@@ -86,6 +86,7 @@ def show(
         "state": device.state,
         "created_at": device.created_at.isoformat(),
         "updated_at": device.updated_at.isoformat(),
+        "last_seen_at": device.last_seen_at.isoformat() if device.last_seen_at else None,
         "certificates": [_cert_row(c) for c in certs],
     }
     if json_out:

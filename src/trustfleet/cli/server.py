@@ -35,6 +35,10 @@ def init(
         str | None,
         typer.Option("--store-url", help="SQLAlchemy URL (default: SQLite in the home)."),
     ] = None,
+    mqtt_port: Annotated[
+        int,
+        typer.Option("--mqtt-port", min=1, max=65535, help="MQTT (TLS) port for the config."),
+    ] = 8883,
     json_out: JsonOpt = False,
 ) -> None:
     """Create a new server home: tokens, CA hierarchy, TLS certificates, store, config."""
@@ -46,12 +50,14 @@ def init(
         dns_names=tuple(dns or ()),
         ip_addresses=tuple(ip or ()),
         store_url=store_url,
+        mqtt_port=mqtt_port,
     )
     with console.status("Creating tokens, CA keys and certificates…", spinner="dots"):
         settings = init_server_home(home, options=options, now=now())
     summary = {
         "home": str(settings.home),
         "public_url": settings.api.public_url,
+        "mqtt_port": settings.broker.port,
         "ca_bundle": str(settings.path("public/ca-bundle.pem")),
         "config": str(settings.home / "trustfleet.toml"),
     }
@@ -70,17 +76,36 @@ def run(
         int | None, typer.Option("--api-port", help="HTTPS port (default: from the config).")
     ] = None,
     workers: Annotated[
-        int | None, typer.Option("--workers", min=1, max=64, help="Worker processes.")
+        int | None, typer.Option("--workers", min=1, max=64, help="HTTPS worker processes.")
+    ] = None,
+    mqtt_port: Annotated[
+        int | None,
+        typer.Option("--mqtt-port", min=1, max=65535, help="MQTT port (default: from the config)."),
     ] = None,
 ) -> None:
-    """Serve EST enrollment, CRLs and OCSP over HTTPS (TLS 1.3 only) until stopped."""
-    from trustfleet.server.run import run_server
+    """Serve HTTPS (EST, CRL, OCSP), the MQTT broker and the ingest workers until stopped."""
+    from trustfleet.server.run import ServiceStatus, run_server
 
     settings = load_server_settings(home)
     port = api_port or settings.api.port
 
-    def ready() -> None:
-        console.print(f"[green]✓[/] serving https://{settings.api.host}:{port} (Ctrl-C to stop)")
+    def ready(status: ServiceStatus) -> None:
+        host = settings.api.host
+        mqtt_host = settings.broker.host
+        if status.broker_running:
+            mqtt = f"mqtts://{mqtt_host}:{status.mqtt_port}"
+            ingest = f"{status.ingest_workers} ingest worker(s)"
+            if status.ingest_workers and not status.ingest_ready:
+                ingest += " (not subscribed yet)"
+        else:
+            mqtt = f"[red]MQTT broker not running[/] ({status.broker_error}; retrying)"
+            ingest = ""
+        console.print(
+            f"[green]✓[/] serving https://{host}:{status.api_port} and {mqtt}"
+            + (f", {ingest}" if ingest else "")
+            + " (Ctrl-C to stop)",
+            soft_wrap=True,
+        )
 
-    code = run_server(settings, port=port, workers=workers, on_ready=ready)
+    code = run_server(settings, port=port, workers=workers, mqtt_port=mqtt_port, on_ready=ready)
     raise typer.Exit(code)

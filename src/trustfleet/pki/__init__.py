@@ -23,6 +23,7 @@ from trustfleet.pki.issue import (
     issue_ca,
     issue_device_certificate,
     issue_server_certificate,
+    issue_service_certificate,
     make_root_ca,
     new_serial,
 )
@@ -75,6 +76,7 @@ __all__ = [
     "issue_ca",
     "issue_device_certificate",
     "issue_server_certificate",
+    "issue_service_certificate",
     "make_root_ca",
     "new_device_id",
     "new_serial",

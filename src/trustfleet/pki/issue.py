@@ -23,11 +23,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
-from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 from trustfleet.errors import Config, InvalidInput
 from trustfleet.pki import _keys
-from trustfleet.pki.names import device_uri, validate_device_id
+from trustfleet.pki.names import DEVICE_ID_PATTERN, device_uri, validate_device_id
 from trustfleet.pki.profiles import ROOT_CA, TLS_SERVER, CertificateProfile, ProfileKind
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "issue_ca",
     "issue_device_certificate",
     "issue_server_certificate",
+    "issue_service_certificate",
     "make_root_ca",
     "new_serial",
 ]
@@ -47,6 +48,27 @@ _MAX_NAME_CHARS = 64  # ub-common-name and ub-organization-name, RFC 5280 append
 _DNS_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _DNS_NAME = re.compile(rf"(?=.{{1,253}}\Z)(?:{_DNS_LABEL}\.)*{_DNS_LABEL}")
 _IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+_SERVICE_NAME = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+_SERVICE_CLIENT = CertificateProfile(
+    name="service-client",
+    kind=ProfileKind.SERVER,
+    validity=timedelta(days=397),
+    key_usage=x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=False,
+        crl_sign=False,
+        encipher_only=False,
+        decipher_only=False,
+    ),
+    extended_key_usages=(ExtendedKeyUsageOID.CLIENT_AUTH,),
+    path_length=None,
+)
+"""A fleet service's client certificate (MQTT ingest): TLS client, never a device id."""
 
 
 @dataclass(frozen=True)
@@ -270,6 +292,48 @@ def issue_server_certificate(
     return _issue(
         issuer=issuer, subject=subject, public_key=public_key, profile=TLS_SERVER, now=now,
         validity=validity, san=x509.SubjectAlternativeName(general_names),
+    )  # fmt: skip
+
+
+def issue_service_certificate(
+    *,
+    issuer: IssuerContext,
+    public_key: CertificatePublicKeyTypes,
+    identity: str,
+    organization: str,
+    now: datetime,
+    validity: timedelta | None = None,
+) -> x509.Certificate:
+    """Issue a fleet service's TLS client certificate (e.g. the MQTT ingest identity).
+
+    The subject is ``CN=<identity>, O=<organization>``; the broker takes the CN as the MQTT
+    username. The identity can never be a device id, so an enrolled device is never a service.
+
+    Args:
+        issuer: The device CA (the broker's trust anchor for clients).
+        public_key: The service's public key (in the service token).
+        identity: The service identity, e.g. ``svc.ingest``.
+        organization: The organization named in the subject.
+        now: The current time.
+        validity: The lifetime; defaults to 397 days.
+
+    Returns:
+        The client certificate.
+
+    Raises:
+        InvalidInput: The identity looks like a device id or is malformed, a name or the key
+            type is refused, or the issuer is not valid at ``now``.
+    """
+    if not _SERVICE_NAME.fullmatch(identity) or DEVICE_ID_PATTERN.fullmatch(identity):
+        raise InvalidInput(
+            f"{identity!r} cannot be a service identity.",
+            hint="Use 1-64 characters of [A-Za-z0-9._:-] with a '.', such as 'svc.ingest'.",
+            code="pki.service_identity.invalid",
+        )
+    _keys.check_subject_key(public_key)
+    return _issue(
+        issuer=issuer, subject=_name(identity, organization), public_key=public_key,
+        profile=_SERVICE_CLIENT, now=now, validity=validity, san=None,
     )  # fmt: skip
 
 

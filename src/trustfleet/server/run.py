@@ -1,4 +1,4 @@
-"""``trustfleet server run``: the HTTPS service in one or more worker processes."""
+"""``trustfleet server run``: HTTPS workers, the MQTT broker and the ingest workers."""
 
 from __future__ import annotations
 
@@ -6,24 +6,54 @@ import asyncio
 import contextlib
 import logging
 import signal
+import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from trustfleet.errors import TrustFleetError
+from trustfleet.server._broker_side import BrokerSide
 from trustfleet.server._protocol import ConnectionLimits
-from trustfleet.server._serve import listen_socket, new_event_loop, run_workers, serve
+from trustfleet.server._serve import listen_socket, new_event_loop, serve
+from trustfleet.server._supervise import ProcessSpec, Supervisor
 from trustfleet.server._tls import TlsServerConfig, make_server_context
 from trustfleet.server.app import create_app
+from trustfleet.server.ingest import ingest_process_main
 from trustfleet.services.revocation import refresh_crls
 from trustfleet.services.runtime import Runtime
 from trustfleet.settings import ServerSettings, load_server_settings
 
-__all__ = ["run_server"]
+__all__ = ["ServiceStatus", "run_server"]
 
 logger = logging.getLogger(__name__)
 
 _CRL_CHECK_INTERVAL_S = 300.0
+_INGEST_READY_TIMEOUT_S = 20.0
+_TICK_S = 0.1
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    """What ``server run`` serves, for its readiness message.
+
+    Attributes:
+        api_port: The HTTPS port.
+        mqtt_port: The MQTT (device) port.
+        broker_running: Whether Mosquitto is up (False: see ``broker_error``; retried).
+        broker_error: Why the broker did not start, if it did not.
+        ingest_workers: How many ingest processes run.
+        ingest_ready: Whether all of them had their subscriptions granted in time.
+    """
+
+    api_port: int
+    mqtt_port: int
+    broker_running: bool
+    broker_error: str | None
+    ingest_workers: int
+    ingest_ready: bool
 
 
 def run_server(
@@ -31,21 +61,88 @@ def run_server(
     *,
     port: int | None = None,
     workers: int | None = None,
-    on_ready: Callable[[], None] | None = None,
+    mqtt_port: int | None = None,
+    on_ready: Callable[[ServiceStatus], None] | None = None,
 ) -> int:
-    """Serve until SIGTERM/SIGINT. Returns the process exit code."""
+    """Serve HTTPS, the MQTT broker and the ingest workers until SIGTERM/SIGINT.
+
+    The parent process supervises everything by pid: the HTTPS workers, Mosquitto (through
+    :class:`~trustfleet.broker.Broker`) and the ingest workers, and it follows revocations in
+    the store to reload the broker's CRL and kick revoked devices.
+
+    Returns:
+        The process exit code.
+    """
     port = port or settings.api.port
     workers = workers or settings.api.workers
+    mqtt_port = mqtt_port or settings.broker.port
     # Bind (without listening) so a busy port is reported before any worker starts. A
     # listening socket here would take its share of SO_REUSEPORT connections and never
     # accept them.
     listen_socket(settings.api.host, port, reuse_port=True, listen=False).close()
-    return run_workers(
-        _worker,
-        args=(str(settings.home), port),
-        workers=workers,
-        on_ready=on_ready or (lambda: None),
-    )
+    stopping = threading.Event()
+    old = {s: signal.signal(s, lambda *_: stopping.set()) for s in (signal.SIGTERM, signal.SIGINT)}
+    rt = Runtime.open(settings)
+    side = BrokerSide(rt, port=mqtt_port)
+    supervisor = Supervisor()
+    try:
+        side.start()
+        ready = _start_children(
+            supervisor, settings, port=port, workers=workers, mqtt_port=mqtt_port
+        )
+        ingest_ready = _await_ingest(ready, stopping=stopping) if side.running else False
+        (on_ready or (lambda _status: None))(
+            ServiceStatus(
+                api_port=port,
+                mqtt_port=mqtt_port,
+                broker_running=side.running,
+                broker_error=side.error.one_line() if side.error else None,
+                ingest_workers=len(ready),
+                ingest_ready=ingest_ready,
+            )
+        )
+        return _supervise(supervisor, side, stopping=stopping)
+    finally:
+        supervisor.stop()
+        side.stop()
+        rt.close()
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def _start_children(
+    supervisor: Supervisor, settings: ServerSettings, *, port: int, workers: int, mqtt_port: int
+) -> list[Any]:
+    home = str(settings.home)
+    ready = []
+    for index in range(settings.broker.ingest_workers):
+        event = supervisor.ctx.Event()
+        ready.append(event)
+        supervisor.start(
+            ProcessSpec(f"ingest#{index}", ingest_process_main, (home, mqtt_port, index, event))
+        )
+    for index in range(workers):
+        supervisor.start(ProcessSpec(f"https#{index}", _worker, (home, port)))
+    return ready
+
+
+def _await_ingest(ready: list[Any], *, stopping: threading.Event) -> bool:
+    deadline = time.monotonic() + _INGEST_READY_TIMEOUT_S
+    for event in ready:
+        while not event.wait(timeout=0.1):
+            if stopping.is_set() or time.monotonic() > deadline:
+                logger.warning("ingest workers not subscribed after %s s", _INGEST_READY_TIMEOUT_S)
+                return False
+    return True
+
+
+def _supervise(supervisor: Supervisor, side: BrokerSide, *, stopping: threading.Event) -> int:
+    while not stopping.wait(_TICK_S):
+        if not supervisor.check():
+            return 1
+        side.tick()
+    logger.info("stopping (children %s, mosquitto %s)", supervisor.pids, side.broker.pid)
+    return 0
 
 
 async def _refresh_crls_forever(rt: Runtime, *, stop: asyncio.Event) -> None:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -235,6 +236,7 @@ def _check_model(model: str) -> None:
 
 def _device_toml(rt: Runtime, *, device_id: str, model: str) -> str:
     base = rt.settings.api.public_url.rstrip("/")
+    mqtt_host = urlsplit(base).hostname or "localhost"
     module = rt.settings.keystore.module
     return "\n".join(
         [
@@ -257,6 +259,27 @@ def _device_toml(rt: Runtime, *, device_id: str, model: str) -> str:
             "[server]",
             f'est_url = "{base}/.well-known/est"',
             'trust_bundle = "ca-bundle.pem"',
+            "",
+            "[mqtt]",
+            "# The broker's device listener: TLS 1.3, this device's LDevID, topics tf/v1/d/<id>/.",
+            f'host = "{mqtt_host}"',
+            f"port = {rt.settings.broker.port}",
+            "keepalive_s = 30",
+            "telemetry_interval_s = 10",
+            "heartbeat_interval_s = 30",
+            "queue_max_messages = 1000   # offline queue; when full the oldest is dropped",
+            "max_in_flight = 10",
+            "connect_timeout_s = 10",
+            "ack_timeout_s = 30",
+            "backoff_initial_s = 1       # reconnect: exponential backoff with full jitter",
+            "backoff_max_s = 60",
+            f"max_payload_bytes = {rt.settings.broker.max_payload_bytes}",
+            "",
+            "[agent]",
+            "reenroll_at_fraction = 0.6667  # re-enroll after 2/3 of the LDevID's lifetime",
+            "reenroll_retry_s = 60",
+            "shutdown_flush_s = 5",
+            "once_timeout_s = 30",
             "",
         ]
     )

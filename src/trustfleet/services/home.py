@@ -6,11 +6,12 @@ Layout of a home::
     tokens/softhsm2.conf       SoftHSM2 configuration of this home (tokens in tokens/store/)
     secrets/ (0700)            token PINs and the two TLS server keys, each mode 0600
     public/                    ca-bundle.pem and each CA certificate: safe to publish
-    tls/                       server certificate chains (API, broker)
+    tls/                       server certificate chains (API, broker), svc-ingest.pem
     db/                        the SQLite store (default)
 
 Tokens: ``tf-root`` holds only the root CA key, ``tf-factory`` the manufacturing CA key,
-``tf-service`` the device CA key (and later the online TUF and audit keys).
+``tf-service`` the device CA key and the MQTT service key ``svc-ingest`` (later also the
+online TUF and audit keys).
 """
 
 from __future__ import annotations
@@ -43,11 +44,13 @@ from trustfleet.pki import (
     IssuerContext,
     issue_ca,
     issue_server_certificate,
+    issue_service_certificate,
     make_root_ca,
 )
 from trustfleet.services._certs import record_certificate
 from trustfleet.settings import (
     ApiSettings,
+    BrokerSettings,
     CaSettings,
     PkiSettings,
     ServerSettings,
@@ -60,6 +63,7 @@ __all__ = ["HomeOptions", "init_server_home"]
 _TOKENS = {"root": "tf-root", "manufacturing": "tf-factory", "device": "tf-service"}
 _CA_CURVES = {"root": "P-384", "manufacturing": "P-256", "device": "P-256"}
 _CA_NAMES = {"manufacturing": "Manufacturing CA", "device": "Device CA"}
+_SERVICE_KEY_LABEL = "svc-ingest"  # the object in [broker] service_key's default URI
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,7 @@ class HomeOptions:
     ip_addresses: tuple[str, ...] = ()
     store_url: str | None = None
     module: str | None = None
+    mqtt_port: int = 8883
 
 
 def init_server_home(home: Path, *, options: HomeOptions, now: datetime) -> ServerSettings:
@@ -141,7 +146,29 @@ def _build_home(
         issuers = _make_cas(
             home, settings=settings, module=module, conf=conf, sessions=sessions, now=now
         )
-        _finish_home(home, settings=settings, options=options, issuers=issuers, ips=ips, now=now)
+        # The service's MQTT key lives in the service token next to the device CA key.
+        service_key = sessions[list(_TOKENS).index("device")].generate_ec_key(
+            _SERVICE_KEY_LABEL, curve="P-256"
+        )
+        service = issue_service_certificate(
+            issuer=issuers["device"],
+            public_key=service_key.public_key(),
+            identity=settings.broker.service_identity,
+            organization=settings.pki.organization,
+            now=now,
+        )
+        settings.path(settings.broker.service_cert).write_bytes(
+            service.public_bytes(serialization.Encoding.PEM)
+        )
+        _finish_home(
+            home,
+            settings=settings,
+            options=options,
+            issuers=issuers,
+            ips=ips,
+            service=service,
+            now=now,
+        )
     finally:
         for session in sessions:
             session.close()
@@ -155,6 +182,7 @@ def _finish_home(
     options: HomeOptions,
     issuers: dict[str, IssuerContext],
     ips: list[ipaddress.IPv4Address | ipaddress.IPv6Address],
+    service: x509.Certificate,
     now: datetime,
 ) -> None:
     dns = tuple(dict.fromkeys(("localhost", *options.dns_names)))
@@ -169,7 +197,9 @@ def _finish_home(
     engine = create_engine(settings.store_url())
     try:
         migrate(engine)
-        _record(UnitOfWork(engine), issuers=issuers, servers=servers, now=now)
+        _record(
+            UnitOfWork(engine), issuers=issuers, servers={**servers, "service": service}, now=now
+        )
     finally:
         engine.dispose()
     (home / "trustfleet.toml").write_text(render_server_toml(settings), encoding="utf-8")
@@ -195,6 +225,7 @@ def _settings(home: Path, *, options: HomeOptions, module: str) -> ServerSetting
         "home": home,
         "api": api,
         "pki": PkiSettings(organization=options.organization),
+        "broker": BrokerSettings(port=options.mqtt_port),
         "ca": cas,
     }
     settings = ServerSettings(**raw)  # type: ignore[arg-type]  # pydantic validates the mapping

@@ -20,6 +20,7 @@ from trustfleet.store._crls import CrlRepository
 from trustfleet.store._devices import DeviceRepository
 from trustfleet.store._engine import create_engine, migrate, sqlite_url
 from trustfleet.store._events import MAX_EVENT_DETAILS_BYTES, EventRepository
+from trustfleet.store._telemetry import NewTelemetry, TelemetryRepository
 from trustfleet.store._uow import Transaction, UnitOfWork
 from trustfleet.store._validate import MAX_LIST_LIMIT
 from trustfleet.store.records import (
@@ -34,6 +35,7 @@ from trustfleet.store.records import (
     DeviceRecord,
     DeviceState,
     SecurityEventRecord,
+    TelemetryRecord,
 )
 
 __all__ = [
@@ -53,7 +55,10 @@ __all__ = [
     "DeviceRepository",
     "DeviceState",
     "EventRepository",
+    "NewTelemetry",
     "SecurityEventRecord",
+    "TelemetryRecord",
+    "TelemetryRepository",
     "Transaction",
     "UnitOfWork",
     "create_engine",

@@ -39,6 +39,10 @@ class CrlRepository:
         row = self._handle.session.get(CrlRow, issuer)
         return None if row is None else _record(row)
 
+    def number(self, issuer: str) -> int | None:
+        """The issuer's current CRL number, or None (cheap: the DER is not read)."""
+        return self._handle.session.scalar(select(CrlRow.crl_number).where(CrlRow.issuer == issuer))
+
     def next_number(self, issuer: str) -> int:
         """The CRL number to put in the issuer's next CRL: one more than the current, or 1.
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import builtins
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import bindparam, func, select
+import sqlalchemy as sa
+from sqlalchemy import bindparam, func, select, update
 
 from trustfleet.errors import NotFound
 from trustfleet.store import _validate as check
@@ -24,6 +26,7 @@ def _record(row: DeviceRow) -> DeviceRecord:
         state=cast(DeviceState, row.state),  # the CHECK constraint holds it to DEVICE_STATES
         created_at=row.created_at,
         updated_at=row.updated_at,
+        last_seen_at=row.last_seen_at,
     )
 
 
@@ -133,3 +136,40 @@ class DeviceRepository:
         row.updated_at = now
         session.flush()
         return _record(row)
+
+    def states(self, ids: Iterable[str]) -> dict[str, DeviceState]:
+        """The state of each listed device that exists (one query; unknown ids are left out).
+
+        Args:
+            ids: Device ids (at most :data:`~trustfleet.store.MAX_LIST_LIMIT` distinct).
+
+        Raises:
+            InvalidInput: Too many ids.
+        """
+        wanted = sorted(set(ids))
+        check.page(limit=max(1, len(wanted)))
+        if not wanted:
+            return {}
+        query = select(DeviceRow.id, DeviceRow.state).where(DeviceRow.id.in_(wanted))
+        rows = self._handle.session.execute(query)
+        return {id_: cast(DeviceState, state) for id_, state in rows}
+
+    def mark_seen(self, seen: Mapping[str, datetime]) -> None:
+        """Move each device's ``last_seen_at`` forward to the given time (never backward).
+
+        Args:
+            seen: Device id to the time it was last heard from (timezone-aware).
+        """
+        if not seen:
+            return
+        table = cast(sa.Table, DeviceRow.__table__)
+        statement = (
+            update(table)
+            .where(table.c.id == bindparam("b_id"))
+            .where((table.c.last_seen_at.is_(None)) | (table.c.last_seen_at < bindparam("b_at")))
+            .values(last_seen_at=bindparam("b_at"))
+        )
+        params = [
+            {"b_id": id_, "b_at": check.aware(at, name="last seen")} for id_, at in seen.items()
+        ]
+        self._handle.session.connection().execute(statement, params)

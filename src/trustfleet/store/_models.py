@@ -60,6 +60,7 @@ class DeviceRow(Base):
     state: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class CertificateRow(Base):
@@ -114,3 +115,17 @@ class CrlRow(Base):
     this_update: Mapped[datetime] = mapped_column(UTCDateTime())
     next_update: Mapped[datetime] = mapped_column(UTCDateTime())
     der: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class TelemetryRow(Base):
+    """Table ``telemetry``: one row per accepted telemetry message (bounded by retention)."""
+
+    __tablename__ = "telemetry"
+    __table_args__ = (Index(None, "received_at"), Index(None, "device_id", "received_at"))
+
+    id: Mapped[int] = mapped_column(EventId(), primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(String(64), ForeignKey("devices.id"))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    device_ts: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    seq: Mapped[int | None] = mapped_column(BigInteger)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON)

@@ -16,6 +16,7 @@ from trustfleet.store._engine import _SQLITE_BEGIN_OPTION
 from trustfleet.store._errors import translate
 from trustfleet.store._events import MAX_EVENT_DETAILS_BYTES, EventRepository
 from trustfleet.store._session import SessionHandle
+from trustfleet.store._telemetry import TelemetryRepository
 
 __all__ = ["Transaction", "UnitOfWork"]
 
@@ -28,6 +29,7 @@ class Transaction:
         certificates: Certificates.
         events: The append-only security event log.
         crls: Each issuer's current CRL.
+        telemetry: Telemetry received over MQTT.
     """
 
     def __init__(self, handle: SessionHandle, *, max_event_details_bytes: int) -> None:
@@ -35,6 +37,7 @@ class Transaction:
         self.certificates = CertificateRepository(handle)
         self.events = EventRepository(handle, max_details_bytes=max_event_details_bytes)
         self.crls = CrlRepository(handle)
+        self.telemetry = TelemetryRepository(handle)
 
 
 class UnitOfWork:

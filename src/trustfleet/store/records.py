@@ -23,6 +23,7 @@ __all__ = [
     "DeviceRecord",
     "DeviceState",
     "SecurityEventRecord",
+    "TelemetryRecord",
 ]
 
 JSON: TypeAlias = "bool | int | float | str | Sequence[JSON] | Mapping[str, JSON] | None"
@@ -52,6 +53,7 @@ class DeviceRecord:
         state: Where the device is in its life.
         created_at: When the device was registered (UTC).
         updated_at: When the record last changed (UTC).
+        last_seen_at: When the service last received an MQTT message from it (UTC), if ever.
     """
 
     id: str
@@ -59,6 +61,7 @@ class DeviceRecord:
     state: DeviceState
     created_at: datetime
     updated_at: datetime
+    last_seen_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -136,3 +139,24 @@ class CrlRecord:
     this_update: datetime
     next_update: datetime
     der: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TelemetryRecord:
+    """One telemetry message as stored.
+
+    Attributes:
+        id: Store-assigned row number.
+        device_id: The device that sent it.
+        received_at: When the service received it (UTC, the service's clock).
+        device_ts: The device's ``ts`` (UTC), if it sent a valid one.
+        seq: The device's per-boot counter, if it sent one.
+        metrics: The ``metrics`` object (name to number).
+    """
+
+    id: int
+    device_id: str
+    received_at: datetime
+    device_ts: datetime | None
+    seq: int | None
+    metrics: Mapping[str, JSON]

@@ -155,12 +155,15 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
 
 
 @pytest.fixture(scope="session")
-def broker(fleet: Fleet) -> Iterator[object]:
+def broker(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     from trustfleet.broker import Broker, BrokerConfig
 
-    config = BrokerConfig.for_home(
-        fleet.server.home, port=free_port(), service_identities=[SERVICE_CN]
-    )
+    # The running server supervises a broker of its own in HOME/broker; the broker under test
+    # gets a copy of what a broker reads, so the two never share files or sockets.
+    home = tmp_path_factory.mktemp("broker-home")
+    for part in ("public", "tls", "secrets"):
+        shutil.copytree(fleet.server.home / part, home / part)
+    config = BrokerConfig.for_home(home, port=free_port(), service_identities=[SERVICE_CN])
     broker = Broker(config)
     broker.start(crl_der=fleet.device_crl())
     try:

@@ -12,7 +12,7 @@ from alembic.migration import MigrationContext
 from trustfleet.store import create_engine, migrate, sqlite_url
 from trustfleet.store._models import Base
 
-TABLES = {"alembic_version", "devices", "certificates", "security_events", "crls"}
+TABLES = {"alembic_version", "devices", "certificates", "security_events", "crls", "telemetry"}
 
 
 def test_migrate_creates_schema_and_is_idempotent(db_url: str) -> None:
@@ -26,7 +26,7 @@ def test_migrate_creates_schema_and_is_idempotent(db_url: str) -> None:
         migrate(engine)
         with engine.connect() as conn:
             second = conn.execute(sqlalchemy.text("SELECT version_num FROM alembic_version")).all()
-        assert first == second == [("0001",)]
+        assert first == second == [("0002",)]
     finally:
         engine.dispose()
 
@@ -75,7 +75,7 @@ def test_concurrent_migrations_are_safe(db_url: str) -> None:
         assert errors == []
         with engines[0].connect() as conn:
             versions = conn.execute(sqlalchemy.text("SELECT version_num FROM alembic_version"))
-            assert versions.all() == [("0001",)]
+            assert versions.all() == [("0002",)]
     finally:
         for engine in engines:
             engine.dispose()

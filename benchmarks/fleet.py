@@ -1,0 +1,816 @@
+"""Fleet scale: simulated devices holding mutual TLS 1.3 MQTT connections to the real broker.
+
+What runs (all on 127.0.0.1, in a temporary directory removed at the end):
+
+1. ``trustfleet server init`` makes a home (CA keys in SoftHSM2). One software P-256 key is
+   shared by every simulated device (the issue allows software keys); each device gets its own
+   LDevID (``pki.issue_device_certificate``, profile LDEVID, CN = ``fleet-NNNNNN``) from the
+   device CA, and the fleet service ``svc.ingest`` a service certificate (software key). An
+   empty device-CA CRL is signed. Issuing is setup and timed separately.
+2. :class:`trustfleet.broker.Broker` starts Mosquitto for that home (mTLS 1.3, CRL, ACL),
+   from this process with RLIMIT_NOFILE raised so that Mosquitto inherits it.
+3. A service process (benchmarks/_mqttload.py, MQTT 5) subscribes to
+   ``$share/ingest/tf/v1/d/+/telemetry`` at QoS 1; ``--procs`` device processes hold the
+   devices (MQTT 3.1.1 by default), at most ``--concurrency`` handshakes in flight each.
+
+Phases: **storm** (connect every device as fast as the generator can: connects/s), **hold**
+(everything connected: broker RSS and fds → memory per connection), **telemetry** (the first
+``--publishers`` devices publish QoS 1 telemetry at ``--rate`` msg/s in total for
+``--duration`` s: msg/s delivered to the service, lost = acked by the broker - received by the
+service, p50/p99 latency from the payload's ``ts``), **restart** (SIGKILL Mosquitto; the
+Broker's supervisor restarts it; devices reconnect with backoff + full jitter: time until all
+are back).
+
+Usage::
+
+    .venv/bin/python benchmarks/fleet.py [--devices N] [--procs P] [--concurrency C]
+        [--rate R] [--duration S] [--publishers M] [--no-restart] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import resource
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+VENV_BIN = Path(sys.executable).parent
+TRUSTFLEET = VENV_BIN / "trustfleet"
+HOST = "127.0.0.1"
+SERVICE_CN = "svc.ingest"
+SHARED_TOPIC = "$share/ingest/tf/v1/d/+/telemetry"
+_MAX_DEVICES = 50_000
+_MAX_PROCS = 16
+_MAX_DURATION_S = 300.0
+_CMD_TIMEOUT_S = 60.0
+
+
+# -- processes -------------------------------------------------------------------------------
+
+
+class Child:
+    """A load process driven by JSON lines on its stdin/stdout, in its own session."""
+
+    def __init__(self, argv: list[str], *, stderr: Path) -> None:
+        with stderr.open("wb") as err:
+            self.proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                start_new_session=True,
+            )
+        self.stderr = stderr
+        self._buf = b""
+
+    def send(self, obj: dict[str, Any]) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(obj).encode() + b"\n")
+        self.proc.stdin.flush()
+
+    def recv(self, timeout: float) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"load process {self.proc.pid} did not answer in {timeout} s")
+            ready, _, _ = select.select([fd], [], [], left)
+            if ready:
+                chunk = os.read(fd, 1 << 20)
+                if not chunk:
+                    tail = self.stderr.read_text(errors="replace")[-2000:]
+                    raise RuntimeError(f"load process {self.proc.pid} exited: {tail}")
+                self._buf += chunk
+        line, _, self._buf = self._buf.partition(b"\n")
+        return json.loads(line)
+
+    def ask(self, obj: dict[str, Any], timeout: float = _CMD_TIMEOUT_S) -> dict[str, Any]:
+        self.send(obj)
+        return self.recv(timeout)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        proc = self.proc
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=timeout)
+        for stream in (proc.stdin, proc.stdout):
+            with contextlib.suppress(OSError):
+                stream.close() if stream is not None else None
+
+
+def ask_all(children: list[Child], obj: Any, timeout: float) -> list[dict[str, Any]]:
+    """Send one command to every child (``obj`` may be a list, one per child); gather answers."""
+    for i, child in enumerate(children):
+        child.send(obj[i] if isinstance(obj, list) else obj)
+    deadline = time.monotonic() + timeout
+    return [c.recv(max(0.1, deadline - time.monotonic())) for c in children]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def raise_nofile(wanted: int) -> int:
+    """Raise this process's RLIMIT_NOFILE (hard too when privileged); children inherit it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= wanted:
+        return soft
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, max(hard, wanted)))
+        return wanted
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def proc_status(pid: int | None) -> dict[str, Any]:
+    """RSS (KiB), open fds and CPU seconds of a process (zeros if it is gone)."""
+    out = {"rss_kib": 0, "fds": 0, "cpu_s": 0.0}
+    if pid is None:
+        return out
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                out["rss_kib"] = int(line.split()[1])
+        out["fds"] = len(os.listdir(f"/proc/{pid}/fd"))
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        fields = stat[stat.rindex(")") + 2 :].split()
+        out["cpu_s"] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
+def proc_limits(pid: int | None) -> str | None:
+    if pid is None:
+        return None
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+            if line.startswith("Max open files"):
+                return " ".join(line.split()[3:5])
+    return None
+
+
+def sockstat() -> dict[str, int]:
+    """Kernel TCP sockets in use and their memory (pages), from /proc/net/sockstat."""
+    out: dict[str, int] = {}
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/net/sockstat").read_text().splitlines():
+            if line.startswith("TCP:"):
+                parts = line.split()[1:]
+                out = {k: int(v) for k, v in zip(parts[::2], parts[1::2], strict=False)}
+    return out
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) jiffies of the whole machine, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return float(sum(fields) - idle), float(sum(fields))
+
+
+def machine_util(before: tuple[float, float]) -> float:
+    """Share of all cores busy since ``before`` (any process: ours, the kernel, others)."""
+    busy, total = machine_busy()
+    return round((busy - before[0]) / max(1.0, total - before[1]), 3)
+
+
+def cpu_of(pids: list[int | None]) -> float:
+    return sum(proc_status(p)["cpu_s"] for p in pids)
+
+
+# -- setup -----------------------------------------------------------------------------------
+
+
+def make_home(tmp: Path) -> Path:
+    home = tmp / "home"
+    subprocess.run(
+        [str(TRUSTFLEET), "server", "init", "--home", str(home), "--api-port", str(free_port())],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    return home
+
+
+def issue_certificates(
+    home: Path, work: Path, *, devices: int, procs: int
+) -> tuple[list[Path], Path, Path, bytes, float]:
+    """Device certificates (one file per load process), the service identity and the CRL.
+
+    Returns (cert files, shared key, service cert files, CRL DER, seconds spent issuing).
+    """
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from trustfleet.pki import LDEVID, build_crl, issue_device_certificate
+    from trustfleet.pki.issue import issue_service_certificate
+    from trustfleet.services.runtime import Runtime
+    from trustfleet.settings import load_server_settings
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    key_path = work / "shared-device.key"
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    key_path.chmod(0o600)
+    pem = serialization.Encoding.PEM
+    rt = Runtime.open(load_server_settings(home))
+    t0 = time.perf_counter()
+    try:
+        issuer = rt.issuer("device")
+        org = rt.settings.pki.organization
+        now = datetime.now(UTC)
+        per_proc: list[list[tuple[str, str]]] = [[] for _ in range(procs)]
+        for n in range(devices):
+            device_id = f"fleet-{n:06d}"
+            cert = issue_device_certificate(
+                issuer=issuer,
+                public_key=key.public_key(),
+                device_id=device_id,
+                profile=LDEVID,
+                organization=org,
+                now=now,
+            )
+            per_proc[n % procs].append((device_id, cert.public_bytes(pem).decode()))
+        service = issue_service_certificate(
+            issuer=issuer, public_key=key.public_key(), identity=SERVICE_CN, organization=org,
+            now=now,
+        )  # fmt: skip
+        crl = build_crl(
+            issuer=issuer, revoked=[], crl_number=1, now=now, next_update=now + timedelta(days=1)
+        )
+        crl_der = crl.public_bytes(serialization.Encoding.DER)
+    finally:
+        rt.close()
+    seconds = time.perf_counter() - t0
+    files = []
+    for i, certs in enumerate(per_proc):
+        path = work / f"devices-{i}.json"
+        path.write_text(json.dumps(certs))
+        files.append(path)
+    service_file = work / "service.json"
+    service_file.write_text(json.dumps([[SERVICE_CN, service.public_bytes(pem).decode()]]))
+    return files, key_path, service_file, crl_der, seconds
+
+
+# -- the run ---------------------------------------------------------------------------------
+
+
+def _load_config(args: argparse.Namespace, **kw: Any) -> dict[str, Any]:
+    return {
+        "host": HOST,
+        "keepalive_s": args.keepalive,
+        "concurrency": args.concurrency,
+        "connect_timeout_s": args.phase_timeout,
+        "connect_attempt_timeout_s": 15.0,
+        "backoff_base_s": args.backoff_base,
+        "backoff_max_s": args.backoff_max,
+        "max_inflight": 10,
+        "drain_timeout_s": 30.0,
+        **kw,
+    }
+
+
+def run(args: argparse.Namespace, tmp: Path, children: list[Child], log: Any) -> dict[str, Any]:
+    from trustfleet.broker import Broker, BrokerConfig
+
+    doc: dict[str, Any] = {
+        "benchmark": "fleet",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "params": {
+            k: getattr(args, k)
+            for k in (
+                "devices",
+                "procs",
+                "concurrency",
+                "rate",
+                "duration",
+                "publishers",
+                "hold",
+                "keepalive",
+                "service_conns",
+                "device_protocol",
+                "server_verify",
+            )
+        },
+    }
+    nofile = raise_nofile(args.devices + 4096)
+    doc["nofile_soft_limit"] = nofile
+    if nofile < args.devices + 256:
+        log(f"warning: RLIMIT_NOFILE is only {nofile}; the broker will run out of fds")
+
+    log(f"creating a server home in {tmp} …")
+    t0 = time.perf_counter()
+    home = make_home(tmp)
+    doc["setup_home_s"] = round(time.perf_counter() - t0, 2)
+    work = tmp / "work"
+    work.mkdir()
+    log(f"issuing {args.devices} device certificates …")
+    files, key, service_file, crl_der, issue_s = issue_certificates(
+        home, work, devices=args.devices, procs=args.procs
+    )
+    doc["setup_issue_s"] = round(issue_s, 2)
+    doc["setup_issue_ms_per_cert"] = round(1000 * issue_s / args.devices, 3)
+
+    config = BrokerConfig.for_home(home, port=free_port(), service_identities=[SERVICE_CN])
+    broker = Broker(config)
+    broker.start(crl_der=crl_der)
+    try:
+        return _phases(
+            args, doc, broker, files=files, key=key, service_file=service_file, home=home,
+            work=work, children=children, log=log,
+        )  # fmt: skip
+    finally:
+        doc["broker_log_drops"] = _count_in_log(config.paths.log, b"dropped")
+        broker.stop()
+
+
+def _phases(
+    args: argparse.Namespace,
+    doc: dict[str, Any],
+    broker: Any,
+    *,
+    files: list[Path],
+    key: Path,
+    service_file: Path,
+    home: Path,
+    work: Path,
+    children: list[Child],
+    log: Any,
+) -> dict[str, Any]:
+    conf = broker.config.paths.conf.read_text()
+    doc["broker_conf_max_connections"] = next(
+        (ln for ln in conf.splitlines() if ln.startswith("max_connections")), "(not set: -1)"
+    )
+    doc["broker_nofile_limit"] = proc_limits(broker.pid)
+    server_ca = str(home / "public" / "root-ca.pem") if args.server_verify else None
+    common = {"port": broker.config.port, "key": str(key), "server_ca": server_ca}
+    nofile = args.devices + 4096
+
+    svc_cfg = work / "service-cfg.json"
+    svc_cfg.write_text(
+        json.dumps(
+            _load_config(
+                args,
+                **common,
+                v5=True,
+                certs=str(service_file),
+                subscribe=SHARED_TOPIC,
+                receive_maximum=args.receive_maximum,
+                nofile=1024,
+                source_ip="127.0.0.2",
+            )
+        )
+    )
+    svc_children = []
+    for i in range(args.service_conns):
+        c = Child(
+            [sys.executable, str(HERE / "_mqttload.py"), "service", str(svc_cfg)],
+            stderr=work / f"service-{i}.err",
+        )
+        children.append(c)
+        svc_children.append(c)
+    dev_children = []
+    for i, path in enumerate(files):
+        cfg = work / f"devices-cfg-{i}.json"
+        cfg.write_text(
+            json.dumps(
+                _load_config(
+                    args,
+                    **common,
+                    v5=args.device_protocol == "5",
+                    certs=str(path),
+                    nofile=nofile,
+                    source_ip=f"127.0.{1 + i // 250}.{3 + i % 250}",
+                )
+            )
+        )
+        c = Child(
+            [sys.executable, str(HERE / "_mqttload.py"), "devices", str(cfg)],
+            stderr=work / f"devices-{i}.err",
+        )
+        children.append(c)
+        dev_children.append(c)
+    for c in children:
+        c.recv(_CMD_TIMEOUT_S)
+    dev_pids = [c.proc.pid for c in dev_children]
+
+    svc = ask_all(svc_children, {"cmd": "connect"}, args.phase_timeout + 10)
+    if any(s["connected"] != 1 for s in svc):
+        raise RuntimeError(f"the service did not connect: {svc}")
+    time.sleep(0.5)
+    idle = proc_status(broker.pid)
+    load_idle_kib = sum(s["rss_kib"] for s in ask_all(dev_children, {"cmd": "status"}, 60))
+    doc["broker_idle"] = idle
+    sock0 = sockstat()
+
+    # 1. storm
+    log(f"storm: connecting {args.devices} devices …")
+    cpu0 = (cpu_of([broker.pid]), cpu_of(dev_pids), time.monotonic())
+    mach0 = machine_busy()
+    storm = ask_all(dev_children, {"cmd": "connect"}, args.phase_timeout + 30)
+    cpu1 = (cpu_of([broker.pid]), cpu_of(dev_pids), time.monotonic())
+    held = sum(s["connected"] for s in storm)
+    t_first = min(s["t_start"] for s in storm)
+    t_last = max(s["last_connack"] for s in storm)
+    wall = max(1e-9, t_last - t_first)
+    doc["storm"] = {
+        "held": held,
+        "wall_s": round(wall, 2),
+        "connects_per_s": round(held / wall, 1),
+        "connect_p50_ms": max(s["p50_ms"] or 0 for s in storm),
+        "connect_p99_ms": max(s["p99_ms"] or 0 for s in storm),
+        "failed_attempts": sum(s["failures"] for s in storm),
+        "broker_cpu_util": round((cpu1[0] - cpu0[0]) / (cpu1[2] - cpu0[2]), 3),
+        "load_cpu_util": round((cpu1[1] - cpu0[1]) / (cpu1[2] - cpu0[2]), 3),
+        "machine_cpu_util": machine_util(mach0),
+        "broker_cpu_ms_per_connect": round(1000 * (cpu1[0] - cpu0[0]) / max(1, held), 3),
+        "load_cpu_ms_per_connect": round(1000 * (cpu1[1] - cpu0[1]) / max(1, held), 3),
+        "error_samples": [e for s in storm for e in s["error_samples"]][:5],
+    }
+    log(f"  held {held} at {doc['storm']['connects_per_s']} connects/s")
+
+    # 2. hold
+    time.sleep(args.hold)
+    hold_cpu0 = (cpu_of([broker.pid]), time.monotonic())
+    time.sleep(2.0)
+    status = ask_all(dev_children, {"cmd": "status"}, _CMD_TIMEOUT_S)
+    bstat = proc_status(broker.pid)
+    sock1 = sockstat()
+    held_now = sum(s["connected"] for s in status)
+    n = max(1, held_now)
+    doc["hold"] = {
+        "held": held_now,
+        "broker_rss_mib": round(bstat["rss_kib"] / 1024, 1),
+        "broker_fds": bstat["fds"],
+        "broker_kib_per_conn": round((bstat["rss_kib"] - idle["rss_kib"]) / n, 2),
+        "load_rss_mib": round(sum(s["rss_kib"] for s in status) / 1024, 1),
+        "load_kib_per_conn": round((sum(s["rss_kib"] for s in status) - load_idle_kib) / n, 2),
+        "kernel_tcp_sockets": sock1.get("inuse", 0),
+        "kernel_tcp_mem_mib": round(sock1.get("mem", 0) * 4096 / 2**20, 1),
+        "kernel_tcp_kib_per_conn": round((sock1.get("mem", 0) - sock0.get("mem", 0)) * 4 / n, 2),
+        "broker_idle_cpu_util": round(
+            (cpu_of([broker.pid]) - hold_cpu0[0]) / (time.monotonic() - hold_cpu0[1]), 3
+        ),
+    }
+    log(f"  broker RSS {doc['hold']['broker_rss_mib']} MiB, {bstat['fds']} fds")
+
+    # 3. telemetry
+    if args.duration > 0:
+        doc["telemetry"] = _telemetry(
+            args, broker, dev_children, svc_children, dev_pids=dev_pids, log=log
+        )
+
+    # 4. restart
+    if not args.no_restart:
+        doc["restart"] = _restart(args, broker, dev_children, svc_children, log)
+
+    final = ask_all(children, {"cmd": "quit"}, _CMD_TIMEOUT_S)
+    doc["errors_total"] = sum(s["errors"] for s in final)
+    doc["error_samples"] = [e for s in final for e in s["error_samples"]][:10]
+    return doc
+
+
+def _telemetry(
+    args: argparse.Namespace,
+    broker: Any,
+    dev_children: list[Child],
+    svc_children: list[Child],
+    *,
+    dev_pids: list[int],
+    log: Any,
+) -> dict[str, Any]:
+    publishers = min(args.publishers or args.devices, args.devices)
+    log(f"telemetry: {publishers} devices at {args.rate:g} msg/s for {args.duration:g} s …")
+    ask_all(svc_children, {"cmd": "reset"}, _CMD_TIMEOUT_S)
+    procs = len(dev_children)
+    cmds = [
+        {
+            "cmd": "publish",
+            "rate": args.rate / procs,
+            "duration": args.duration,
+            "devices": publishers // procs + (1 if i < publishers % procs else 0),
+        }
+        for i in range(procs)
+    ]
+    svc_pids = [c.proc.pid for c in svc_children]
+    c0 = (cpu_of([broker.pid]), cpu_of(dev_pids), cpu_of(svc_pids), time.monotonic())
+    mach0 = machine_busy()
+    pubs = ask_all(dev_children, cmds, args.duration + 60)
+    c1 = (cpu_of([broker.pid]), cpu_of(dev_pids), cpu_of(svc_pids), time.monotonic())
+    mach = machine_util(mach0)
+    acked = sum(p["acked"] for p in pubs)
+    deadline = time.monotonic() + 15.0
+    while True:  # delivery to the service may trail the PUBACKs
+        stats = ask_all(svc_children, {"cmd": "stats"}, _CMD_TIMEOUT_S)
+        unique = sum(s["unique"] for s in stats)
+        if unique >= acked or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    window = max(p["send_window_s"] for p in pubs)
+    elapsed = c1[3] - c0[3]
+    lat50 = max((s["p50_ms"] or 0) for s in stats)
+    lat99 = max((s["p99_ms"] or 0) for s in stats)
+    out = {
+        "publishers": publishers,
+        "target_rate": args.rate,
+        "sent": sum(p["sent"] for p in pubs),
+        "acked": acked,
+        "unacked": sum(p["unacked"] for p in pubs),
+        "skipped_backpressure": sum(p["skipped"] for p in pubs),
+        "received": sum(s["received"] for s in stats),
+        "received_unique": unique,
+        "duplicates": sum(s["dups"] for s in stats),
+        "lost": acked - unique,
+        "delivered_per_s": round(unique / window, 1),
+        "p50_ms": lat50,
+        "p99_ms": lat99,
+        "max_ms": max((s["max_ms"] or 0) for s in stats),
+        "drain_s": round(max(p["drain_s"] for p in pubs), 2),
+        "broker_cpu_util": round((c1[0] - c0[0]) / elapsed, 3),
+        "devices_cpu_util": round((c1[1] - c0[1]) / elapsed, 3),
+        "service_cpu_util": round((c1[2] - c0[2]) / elapsed, 3),
+        "machine_cpu_util": mach,
+        "suback_codes": sorted({c for s in stats for c in s["suback_codes"]}),
+    }
+    log(f"  delivered {out['delivered_per_s']} msg/s, lost {out['lost']}, p99 {lat99} ms")
+    return out
+
+
+def _restart(
+    args: argparse.Namespace,
+    broker: Any,
+    dev_children: list[Child],
+    svc_children: list[Child],
+    log: Any,
+) -> dict[str, Any]:
+    log("restart: SIGKILL to mosquitto; the supervisor restarts it …")
+    old = broker.pid
+    restarts0 = broker.restarts
+    t_kill = time.time()
+    os.kill(old, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (broker.restarts == restarts0 or broker.pid is None):
+        time.sleep(0.02)
+    t_listen = time.time()
+    if broker.pid is None:
+        raise RuntimeError(f"the supervisor did not restart mosquitto: {broker.failure}")
+    cpu0 = (cpu_of([broker.pid]), time.monotonic())
+    mach0 = machine_busy()
+    time.sleep(1.0)  # let every device notice the loss before asking for "all connected"
+    status = ask_all(
+        dev_children, {"cmd": "wait_all", "timeout_s": args.phase_timeout}, args.phase_timeout + 30
+    )
+    cpu1 = (cpu_of([broker.pid]), time.monotonic())
+    svc = ask_all(svc_children, {"cmd": "wait_all", "timeout_s": 30}, 60)
+    back = sum(s["connected"] for s in status)
+    t_full = max(s["t_full"] for s in status)
+    all_back = back == args.devices and t_full > t_kill
+    out = {
+        "back": back,
+        "all_back": all_back,
+        "broker_listening_after_s": round(t_listen - t_kill, 2),
+        "all_back_after_s": round(t_full - t_kill, 2) if all_back else None,
+        "reconnect_rate_per_s": round(back / max(1e-9, t_full - t_listen), 1) if all_back else None,
+        "service_back": all(s["connected"] == 1 for s in svc),
+        "broker_cpu_util": round((cpu1[0] - cpu0[0]) / (cpu1[1] - cpu0[1]), 3),
+        "machine_cpu_util": machine_util(mach0),
+        "failed_attempts": sum(s["failures"] for s in status),
+    }
+    log(f"  all back after {out['all_back_after_s']} s ({back}/{args.devices})")
+    return out
+
+
+def _count_in_log(path: Path, needle: bytes) -> int:
+    with contextlib.suppress(OSError):
+        return path.read_bytes().count(needle)
+    return 0
+
+
+# -- output ----------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    cpu = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    from OpenSSL import SSL
+
+    mosq = ""
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        out = subprocess.run(
+            ["mosquitto", "-h"], capture_output=True, text=True, timeout=5, check=False
+        )
+        mosq = out.stdout.splitlines()[0] if out.stdout else ""
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "mem_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "python": platform.python_version(),
+        "openssl_client": SSL.OpenSSL_version(SSL.OPENSSL_VERSION).decode(),
+        "mosquitto": mosq,
+    }
+
+
+def print_rich(doc: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    p = doc["params"]
+    m = doc["machine"]
+    console.print(
+        f"[bold]Fleet benchmark[/] — {p['devices']} devices in {p['procs']} load processes "
+        f"(≤ {p['concurrency']} handshakes in flight each), {m['nproc']} cores, "
+        f"{m['mosquitto']}; setup: home {doc['setup_home_s']} s, "
+        f"{doc['setup_issue_ms_per_cert']} ms/certificate"
+    )
+    table = Table()
+    table.add_column("phase")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_column("target", justify="right")
+    s = doc["storm"]
+    table.add_row("storm", "connections held", str(s["held"]), "20,000")
+    table.add_row("", "connects/s", f"{s['connects_per_s']:.0f}", "≥ 500")
+    table.add_row("", "connect p50 / p99 ms", f"{s['connect_p50_ms']} / {s['connect_p99_ms']}", "")
+    table.add_row(
+        "",
+        "CPU broker / load / machine",
+        f"{s['broker_cpu_util']:.0%} / {s['load_cpu_util']:.0%} / {s['machine_cpu_util']:.0%}",
+        "",
+    )
+    table.add_row(
+        "",
+        "CPU ms/connect broker / load",
+        f"{s['broker_cpu_ms_per_connect']} / {s['load_cpu_ms_per_connect']}",
+        "",
+    )
+    h = doc["hold"]
+    table.add_row("hold", "broker RSS MiB / fds", f"{h['broker_rss_mib']} / {h['broker_fds']}", "")
+    table.add_row("", "broker KiB/connection", f"{h['broker_kib_per_conn']}", "")
+    table.add_row("", "load KiB/connection", f"{h['load_kib_per_conn']}", "")
+    table.add_row("", "kernel TCP KiB/connection", f"{h['kernel_tcp_kib_per_conn']}", "")
+    t = doc.get("telemetry")
+    if t:
+        table.add_row("telemetry", "delivered msg/s", f"{t['delivered_per_s']:.0f}", "≥ 20,000")
+        table.add_row("", "acked / received / lost", f"{t['acked']} / "
+                      f"{t['received_unique']} / {t['lost']}", "lost = 0")  # fmt: skip
+        table.add_row("", "latency p50 / p99 ms", f"{t['p50_ms']} / {t['p99_ms']}", "")
+        table.add_row("", "skipped (in-flight cap)", str(t["skipped_backpressure"]), "")
+        table.add_row(
+            "",
+            "CPU broker / devices / service / machine",
+            f"{t['broker_cpu_util']:.0%} / {t['devices_cpu_util']:.0%} / "
+            f"{t['service_cpu_util']:.0%} / {t['machine_cpu_util']:.0%}",
+            "",
+        )
+    r = doc.get("restart")
+    if r:
+        table.add_row("restart", "broker listening after s", str(r["broker_listening_after_s"]), "")
+        table.add_row(
+            "", "all back after s", str(r["all_back_after_s"] or f"no ({r['back']})"), "≤ 60"
+        )
+        table.add_row("", "reconnects/s", str(r["reconnect_rate_per_s"]), "")
+    console.print(table)
+    for sample in doc.get("error_samples", []) + doc["storm"].get("error_samples", []):
+        console.print(f"[red]error:[/] {sample}", highlight=False)
+
+
+# -- main ------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--devices", type=int, default=2000, help="simulated devices (default 2000)")
+    ap.add_argument("--procs", type=int, default=2, help="device load processes (default 2)")
+    ap.add_argument(
+        "--concurrency", type=int, default=32, help="handshakes in flight per process (32)"
+    )
+    ap.add_argument("--rate", type=float, default=20000, help="telemetry msg/s in total (20000)")
+    ap.add_argument("--duration", type=float, default=10.0, help="telemetry seconds (10; 0: skip)")
+    ap.add_argument("--publishers", type=int, default=0, help="publishing devices (0: all)")
+    ap.add_argument("--hold", type=float, default=3.0, help="seconds held before sampling (3)")
+    ap.add_argument("--keepalive", type=int, default=60, help="MQTT keepalive seconds (60)")
+    ap.add_argument("--service-conns", type=int, default=1, help="service connections (1)")
+    ap.add_argument(
+        "--receive-maximum",
+        type=int,
+        default=None,
+        help="MQTT 5 Receive Maximum the service announces (default: none, as awscrt)",
+    )
+    ap.add_argument("--device-protocol", choices=("3.1.1", "5"), default="3.1.1")
+    ap.add_argument(
+        "--no-server-verify",
+        dest="server_verify",
+        action="store_false",
+        help="devices do not verify the broker chain (saves load CPU)",
+    )
+    ap.add_argument("--backoff-base", type=float, default=0.5, help="reconnect backoff base s")
+    ap.add_argument("--backoff-max", type=float, default=8.0, help="reconnect backoff cap s")
+    ap.add_argument("--phase-timeout", type=float, default=180.0, help="storm/restart bound s")
+    ap.add_argument("--max-time", type=float, default=1200.0, help="whole-run bound s (1200)")
+    ap.add_argument("--no-restart", action="store_true", help="skip the restart phase")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    ap.add_argument("--json", action="store_true", help="print one JSON document")
+    args = ap.parse_args(argv)
+    if not 1 <= args.devices <= _MAX_DEVICES:
+        ap.error(f"--devices must be between 1 and {_MAX_DEVICES}")
+    if not 1 <= args.procs <= _MAX_PROCS or args.procs > args.devices:
+        ap.error(f"--procs must be between 1 and {_MAX_PROCS} and at most --devices")
+    if not 1 <= args.concurrency <= 1024 or not 1 <= args.service_conns <= 8:
+        ap.error("--concurrency must be within 1..1024 and --service-conns within 1..8")
+    if not 0 <= args.duration <= _MAX_DURATION_S or not 0 <= args.hold <= _MAX_DURATION_S:
+        ap.error(f"--duration and --hold must be within 0..{_MAX_DURATION_S:g} s")
+    if not 0 < args.rate <= 1_000_000 or not 10 <= args.keepalive <= 3600:
+        ap.error("--rate must be within (0, 1e6] and --keepalive within 10..3600")
+    if not 10 <= args.phase_timeout <= 900 or not 60 <= args.max_time <= 7200:
+        ap.error("--phase-timeout must be within 10..900 s and --max-time within 60..7200 s")
+    if args.receive_maximum is not None and not 1 <= args.receive_maximum <= 65535:
+        ap.error("--receive-maximum must be within 1..65535")
+    return args
+
+
+@contextlib.contextmanager
+def interrupts_and_deadline(max_time: float) -> Iterator[None]:
+    """SIGTERM and the overall deadline (SIGALRM) both end the run like Ctrl-C."""
+
+    def handler(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    old_term = signal.signal(signal.SIGTERM, handler)
+    old_alrm = signal.signal(signal.SIGALRM, handler)
+    signal.alarm(int(max_time))
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGTERM, old_term)
+        signal.signal(signal.SIGALRM, old_alrm)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    tmp = Path(tempfile.mkdtemp(prefix="tf-bench-fleet-"))
+    children: list[Child] = []
+    log = (lambda _m: None) if args.json else (lambda m: print(m, file=sys.stderr, flush=True))
+    doc: dict[str, Any] | None = None
+    try:
+        with interrupts_and_deadline(args.max_time):
+            doc = run(args, tmp, children, log)
+    except KeyboardInterrupt:
+        print("interrupted (Ctrl-C, SIGTERM or --max-time); cleaning up", file=sys.stderr)
+        return 130
+    finally:
+        for child in children:
+            with contextlib.suppress(Exception):
+                child.stop()
+        if args.keep:
+            print(f"kept {tmp}", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    if args.json:
+        json.dump(doc, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print_rich(doc)
+    t = doc.get("telemetry") or {}
+    r = doc.get("restart") or {}
+    ok = doc["storm"]["held"] == args.devices and t.get("lost", 0) == 0
+    return 0 if ok and r.get("all_back", True) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""The broker in ``server run``: start it from the home, and make revocations bite.
+
+:class:`BrokerSide` owns the supervised Mosquitto of a server home. Its :meth:`tick` (called
+by the parent's supervision loop) follows the store with a
+:class:`~trustfleet.services.revocation_feed.RevocationFeed`: a new device-CA CRL is
+installed with ``reload_crl`` (new handshakes of a revoked device fail), then every newly
+revoked device is kicked (its live connections end). The revoking process only writes the
+store, so any process on any host may revoke.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Final
+
+from trustfleet.broker import Broker, BrokerConfig
+from trustfleet.errors import TrustFleetError
+from trustfleet.services.revocation import current_crl
+from trustfleet.services.revocation_feed import RevocationFeed
+from trustfleet.services.runtime import Runtime
+
+__all__ = ["BrokerSide"]
+
+logger = logging.getLogger(__name__)
+
+START_RETRY_S: Final = 30.0
+"""How long to wait before trying again to start a broker that could not start."""
+MAX_KICK_ATTEMPTS: Final = 5
+
+
+class BrokerSide:
+    """Mosquitto for one server home, plus the store-to-broker revocation sync.
+
+    Args:
+        rt: The runtime of the parent process (store; device CA key for a due CRL).
+        port: The device listener's port.
+    """
+
+    def __init__(self, rt: Runtime, *, port: int) -> None:
+        settings = rt.settings
+        self.rt = rt
+        self.port = port
+        self.config = BrokerConfig.for_home(
+            settings.home,
+            port=port,
+            host=settings.broker.host,
+            service_identities=(settings.broker.service_identity,),
+            tls_cert=settings.broker.tls_cert,
+            tls_key=settings.broker.tls_key,
+        )
+        self.broker = Broker(self.config)
+        self.feed = RevocationFeed(rt.uow, issuer="device")
+        self.error: TrustFleetError | None = None
+        self._next_start = 0.0
+        self._next_poll = 0.0
+        self._reload_pending = False
+        self._kicks: dict[str, int] = {}
+
+    @property
+    def running(self) -> bool:
+        """Whether Mosquitto runs now."""
+        return self.broker.pid is not None
+
+    def start(self) -> bool:
+        """Start Mosquitto with the current device-CA CRL; False (and logged) if it cannot."""
+        self._next_start = time.monotonic() + START_RETRY_S
+        try:
+            self.feed.prime()  # before reading the CRL: a revocation in between is not lost
+            crl = current_crl(self.rt, "device", now=datetime.now(UTC))
+            self.broker.start(crl_der=crl)
+        except TrustFleetError as exc:
+            self.error = exc
+            logger.error("MQTT broker not started: %s", exc.one_line())
+            return False
+        self.error = None
+        pid, host = self.broker.pid, self.config.host
+        logger.info("MQTT broker (mosquitto %s) on %s:%d", pid, host, self.port)
+        return True
+
+    def tick(self) -> None:
+        """Retry a failed start when due; apply revocation changes every poll interval."""
+        now = time.monotonic()
+        if self.error is not None and self.broker.pid is None:
+            if now >= self._next_start:
+                self.start()
+            return
+        if now < self._next_poll:
+            return
+        self._next_poll = now + self.rt.settings.broker.revocation_poll_s
+        try:
+            changes = self.feed.poll()
+        except TrustFleetError as exc:
+            logger.warning("revocation poll failed: %s", exc.one_line())
+            return
+        if changes.crl_der is not None or self._reload_pending:
+            self._reload(changes.crl_der, changes.crl_number)
+        for device_id in changes.revoked_devices:
+            self._kicks.setdefault(device_id, 0)
+        self._kick_pending()
+
+    def stop(self) -> None:
+        """Stop Mosquitto (its whole process group)."""
+        self.broker.stop()
+
+    def _reload(self, der: bytes | None, number: int | None) -> None:
+        try:
+            if der is None:  # a retry: read the current CRL again
+                with self.rt.uow.begin(read_only=True) as tx:
+                    record = tx.crls.get("device")
+                if record is None:
+                    return
+                der, number = record.der, record.crl_number
+            self.broker.reload_crl(der)
+        except TrustFleetError as exc:
+            self._reload_pending = True
+            logger.warning("broker CRL reload failed (will retry): %s", exc.one_line())
+            return
+        self._reload_pending = False
+        logger.info("broker reloaded the device CA CRL #%s", number)
+
+    def _kick_pending(self) -> None:
+        if self._reload_pending:
+            return  # kick only once new handshakes are refused, or the device comes back
+        for device_id, attempts in list(self._kicks.items()):
+            try:
+                self.broker.kick(device_id)
+            except TrustFleetError as exc:
+                if attempts + 1 >= MAX_KICK_ATTEMPTS:
+                    logger.error("could not kick revoked %s: %s", device_id, exc.one_line())
+                    del self._kicks[device_id]
+                else:
+                    self._kicks[device_id] = attempts + 1
+                continue
+            del self._kicks[device_id]
+            logger.info("revoked device %s kicked from the broker", device_id)

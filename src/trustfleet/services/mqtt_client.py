@@ -1,0 +1,249 @@
+"""The fleet service's MQTT 5 client: awscrt, mutual TLS with the key in the service token.
+
+The private key of the service identity (``[broker] service_key``) never leaves the
+``tf-service`` token: awscrt's TLS context signs through PKCS#11. Run a client in a process
+that does not also log in to that token through python-pkcs11 (a second login from the same
+process conflicts): the ingest workers are their own processes for this reason.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import uuid
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from awscrt import io as crt_io
+from awscrt import mqtt5
+
+from trustfleet.errors import InvalidInput, TrustFleetError, Unavailable
+from trustfleet.keystore import PinSource, Pkcs11Uri, find_module
+from trustfleet.pki import DEVICE_ID_PATTERN
+from trustfleet.settings import ServerSettings
+
+__all__ = ["COMMAND_NAMES", "ServiceMqttIdentity", "new_client", "send_command"]
+
+logger = logging.getLogger(__name__)
+
+COMMAND_NAMES: Final = ("ping", "report")
+MAX_COMMAND_BYTES: Final = 16 * 1024
+CONNECT_TIMEOUT_S: Final = 15.0
+_PUBACK_OK: Final = (
+    mqtt5.PubackReasonCode.SUCCESS,
+    mqtt5.PubackReasonCode.NO_MATCHING_SUBSCRIBERS,
+)
+
+
+@dataclass(frozen=True)
+class ServiceMqttIdentity:
+    """Where the service connects and with which token key. Never logged: it holds the PIN."""
+
+    host: str
+    port: int
+    identity: str
+    module: Path
+    conf: Path | None
+    token: str
+    key_label: str
+    pin: str
+    cert: Path
+    trust: Path
+
+    @classmethod
+    def from_settings(
+        cls, settings: ServerSettings, *, port: int | None = None
+    ) -> ServiceMqttIdentity:
+        """Read the service identity of a home (its PIN from the URI's pin-source).
+
+        Raises:
+            Config: The key URI or its PIN source is wrong.
+        """
+        broker = settings.broker
+        uri = Pkcs11Uri.parse(broker.service_key)
+        pin = PinSource.parse(uri.pin_source or "", base_dir=settings.home).read()
+        conf = settings.keystore.softhsm_conf
+        return cls(
+            host=broker.host,
+            port=port or broker.port,
+            identity=broker.service_identity,
+            module=find_module(settings.keystore.module or None),
+            conf=settings.path(conf) if conf else None,
+            token=uri.token or "",
+            key_label=uri.object or "",
+            pin=pin,
+            cert=settings.path(broker.service_cert),
+            trust=settings.path("public/ca-bundle.pem"),
+        )
+
+    def __repr__(self) -> str:
+        return f"ServiceMqttIdentity({self.identity!r}, {self.host}:{self.port})"
+
+
+def _tls_context(ident: ServiceMqttIdentity) -> crt_io.ClientTlsContext:
+    if ident.conf is not None:
+        # SoftHSM2 reads SOFTHSM2_CONF when awscrt initialises the module.
+        os.environ["SOFTHSM2_CONF"] = str(ident.conf)
+    try:
+        lib = crt_io.Pkcs11Lib(file=str(ident.module))
+        opts = crt_io.TlsContextOptions.create_client_with_mtls_pkcs11(
+            pkcs11_lib=lib,
+            user_pin=ident.pin,
+            token_label=ident.token,
+            private_key_label=ident.key_label,
+            cert_file_path=str(ident.cert),
+        )
+        opts.override_default_trust_store_from_path(None, str(ident.trust))
+        # s2n refuses min_tls_ver=TLSv1_3 on Linux; PQ_DEFAULT negotiates TLS 1.3 and the
+        # broker accepts nothing older.
+        opts.cipher_pref = crt_io.TlsCipherPref.PQ_DEFAULT
+        return crt_io.ClientTlsContext(opts)
+    except Exception as exc:  # awscrt raises its own AwsCrtError
+        raise Unavailable(
+            f"cannot use the service key '{ident.key_label}' in token '{ident.token}'",
+            hint="check [broker] service_key and the token PIN file",
+            code="mqtt.tls_context",
+        ) from exc
+
+
+def new_client(
+    ident: ServiceMqttIdentity,
+    *,
+    client_id: str | None = None,
+    on_publish: Callable[[mqtt5.PublishReceivedData], None] | None = None,
+    on_connected: Callable[[], None] | None = None,
+    on_failure: Callable[[str], None] | None = None,
+) -> mqtt5.Client:
+    """An MQTT 5 client (not started) with the service identity.
+
+    Args:
+        ident: The identity and the broker address.
+        client_id: The MQTT client id (default: identity plus random suffix).
+        on_publish: Called on awscrt's thread for every received PUBLISH.
+        on_connected: Called after every successful CONNACK.
+        on_failure: Called with a short reason after a failed connection attempt.
+
+    Raises:
+        Unavailable: The TLS context cannot be built with the token key.
+    """
+
+    def connected(_data: mqtt5.LifecycleConnectSuccessData) -> None:
+        if on_connected is not None:
+            on_connected()
+
+    def failed(data: mqtt5.LifecycleConnectFailureData) -> None:
+        reason = str(getattr(data, "exception", "") or "connection failed")
+        logger.debug("MQTT connection attempt failed: %s", reason)
+        if on_failure is not None:
+            on_failure(reason)
+
+    options = mqtt5.ClientOptions(
+        host_name=ident.host,
+        port=ident.port,
+        tls_ctx=_tls_context(ident),
+        connect_options=mqtt5.ConnectPacket(
+            client_id=client_id or f"{ident.identity}-{secrets.token_hex(4)}",
+            keep_alive_interval_sec=30,
+            # Without it Mosquitto allows 20 in flight to this one busy connection and drops
+            # what overflows its queue, although the devices already got their PUBACK.
+            receive_maximum=65535,
+        ),
+        session_behavior=mqtt5.ClientSessionBehaviorType.CLEAN,
+        min_reconnect_delay_ms=200,
+        max_reconnect_delay_ms=5000,
+        on_publish_callback_fn=on_publish,
+        on_lifecycle_event_connection_success_fn=connected,
+        on_lifecycle_event_connection_failure_fn=failed,
+    )
+    return mqtt5.Client(options)
+
+
+def command_payload(name: str, args: Mapping[str, Any]) -> tuple[str, bytes]:
+    """A command message (docs/mqtt.md): its id and its JSON payload.
+
+    Raises:
+        InvalidInput: Unknown command, or the payload is not JSON or too large.
+    """
+    if name not in COMMAND_NAMES:
+        raise InvalidInput(f"unknown command '{name}'", hint="one of: " + ", ".join(COMMAND_NAMES))
+    command_id = str(uuid.uuid4())
+    try:
+        payload = json.dumps(
+            {"id": command_id, "name": name, "args": dict(args)}, allow_nan=False
+        ).encode()
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput("command arguments are not JSON", code="mqtt.command") from exc
+    if len(payload) > MAX_COMMAND_BYTES:
+        raise InvalidInput(f"command over {MAX_COMMAND_BYTES} bytes", code="mqtt.command")
+    return command_id, payload
+
+
+def send_command(
+    settings: ServerSettings,
+    device_id: str,
+    name: str,
+    args: Mapping[str, Any],
+    *,
+    port: int | None = None,
+    timeout_s: float = CONNECT_TIMEOUT_S,
+) -> str:
+    """Publish a command on ``tf/v1/d/<device_id>/cmd`` (QoS 1) with a short-lived client.
+
+    The device answers on ``…/cmd/result``, which the ingest workers receive. Call it from a
+    process that has not logged in to the service token through python-pkcs11.
+
+    Args:
+        settings: The server home.
+        device_id: The device.
+        name: ``ping`` or ``report``.
+        args: The command's arguments (a JSON object).
+        port: The broker port (default: from the settings).
+        timeout_s: Bound on connecting and on the broker's PUBACK.
+
+    Returns:
+        The command id.
+
+    Raises:
+        InvalidInput: Bad device id, command or arguments.
+        Unavailable: The broker cannot be reached or did not acknowledge in time.
+    """
+    if not DEVICE_ID_PATTERN.fullmatch(device_id):
+        raise InvalidInput(f"'{device_id}' is not a device id", code="mqtt.device_id")
+    command_id, payload = command_payload(name, args)
+    connected: Future[None] = Future()
+
+    def on_connected() -> None:
+        if not connected.done():
+            connected.set_result(None)
+
+    client = new_client(
+        ServiceMqttIdentity.from_settings(settings, port=port), on_connected=on_connected
+    )
+    client.start()
+    try:
+        connected.result(timeout=timeout_s)
+        publish = mqtt5.PublishPacket(
+            topic=f"tf/v1/d/{device_id}/cmd", payload=payload, qos=mqtt5.QoS.AT_LEAST_ONCE
+        )
+        result = client.publish(publish).result(timeout=timeout_s)
+        puback = getattr(result, "puback", None)
+        code = getattr(puback, "reason_code", mqtt5.PubackReasonCode.SUCCESS)
+        if code not in _PUBACK_OK:
+            raise Unavailable(f"the broker refused the command ({code.name})", code="mqtt.puback")
+    except TrustFleetError:
+        raise
+    except Exception as exc:  # futures' TimeoutError and awscrt's errors
+        raise Unavailable(
+            f"cannot send '{name}' to {device_id}: {type(exc).__name__}",
+            hint="is 'trustfleet server run' running?",
+            code="mqtt.unavailable",
+        ) from exc
+    finally:
+        client.stop()
+    logger.info("sent command %s (%s) to %s", command_id, name, device_id)
+    return command_id

@@ -1,0 +1,129 @@
+"""Repository of telemetry rows: batch inserts, per-device reads, bounded retention."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+import sqlalchemy as sa
+from sqlalchemy import delete, func, select
+
+from trustfleet.errors import InvalidInput
+from trustfleet.store import _validate as check
+from trustfleet.store._models import TelemetryRow
+from trustfleet.store._session import SessionHandle
+from trustfleet.store.records import JSON, TelemetryRecord
+
+__all__ = ["NewTelemetry", "TelemetryRepository"]
+
+MAX_METRICS_BYTES = 16 * 1024
+"""Bound on the JSON size of one row's metrics (the MQTT payload bound)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewTelemetry:
+    """A telemetry row to insert (see :class:`~trustfleet.store.records.TelemetryRecord`)."""
+
+    device_id: str
+    received_at: datetime
+    device_ts: datetime | None
+    seq: int | None
+    metrics: Mapping[str, JSON]
+
+
+def _record(row: Any) -> TelemetryRecord:
+    return TelemetryRecord(
+        id=row.id,
+        device_id=row.device_id,
+        received_at=row.received_at,
+        device_ts=row.device_ts,
+        seq=row.seq,
+        metrics=row.metrics,
+    )
+
+
+class TelemetryRepository:
+    """Telemetry, within one transaction. Get it as ``tx.telemetry``."""
+
+    def __init__(self, handle: SessionHandle) -> None:
+        self._handle = handle
+
+    @property
+    def _table(self) -> sa.Table:
+        return cast(sa.Table, TelemetryRow.__table__)
+
+    def add_many(self, rows: Sequence[NewTelemetry]) -> int:
+        """Insert rows in one statement (executemany). The devices must exist.
+
+        Returns:
+            How many rows were inserted.
+
+        Raises:
+            InvalidInput: A value is malformed or a metrics object is too large.
+        """
+        if not rows:
+            return 0
+        values = [
+            {
+                "device_id": check.text(r.device_id, name="device id", max_chars=64),
+                "received_at": check.aware(r.received_at, name="received_at"),
+                "device_ts": None
+                if r.device_ts is None
+                else check.aware(r.device_ts, name="device_ts"),
+                "seq": r.seq,
+                "metrics": check.json_object(r.metrics, max_bytes=MAX_METRICS_BYTES),
+            }
+            for r in rows
+        ]
+        self._handle.session.connection().execute(self._table.insert(), values)
+        return len(values)
+
+    def list_for_device(
+        self, device_id: str, *, limit: int = 100, after_id: int = 0
+    ) -> builtins.list[TelemetryRecord]:
+        """A device's rows in insertion order, after ``after_id``.
+
+        Raises:
+            InvalidInput: The page is out of range.
+        """
+        limit, _ = check.page(limit=limit)
+        t = self._table
+        query = (
+            select(t)
+            .where(t.c.device_id == device_id, t.c.id > after_id)
+            .order_by(t.c.id)
+            .limit(limit)
+        )
+        return [_record(row) for row in self._handle.session.connection().execute(query)]
+
+    def count(self, *, device_id: str | None = None) -> int:
+        """How many rows there are, optionally of one device."""
+        query = select(func.count()).select_from(self._table)
+        if device_id is not None:
+            query = query.where(self._table.c.device_id == device_id)
+        return self._handle.session.scalar(query) or 0
+
+    def delete_received_before(self, cutoff: datetime) -> int:
+        """Delete every row received before ``cutoff``; how many were deleted."""
+        cutoff = check.aware(cutoff, name="cutoff")
+        result = self._handle.session.connection().execute(
+            delete(self._table).where(self._table.c.received_at < cutoff)
+        )
+        return int(cast(sa.CursorResult[Any], result).rowcount or 0)
+
+    def trim_to(self, max_rows: int) -> int:
+        """Delete the oldest rows (by id) beyond the newest ``max_rows``; how many went."""
+        if max_rows < 0:
+            raise InvalidInput("max_rows must be at least 0", code="store.bad_bound")
+        t = self._table
+        # The id of the newest row that must go: everything at or below it is older.
+        boundary = self._handle.session.scalar(
+            select(t.c.id).order_by(t.c.id.desc()).offset(max_rows).limit(1)
+        )
+        if boundary is None:
+            return 0
+        result = self._handle.session.connection().execute(delete(t).where(t.c.id <= boundary))
+        return int(cast(sa.CursorResult[Any], result).rowcount or 0)
