@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from awscrt import http as crt_http
@@ -30,8 +30,10 @@ from cryptography.x509.oid import NameOID
 from trustfleet.agent._tls import TokenKey, client_tls_context, token_key
 from trustfleet.agent.settings import DeviceSettings
 from trustfleet.errors import InvalidInput, PermissionDenied, TrustFleetError, Unavailable
-from trustfleet.keystore import Pkcs11EcPrivateKey, open_key
 from trustfleet.pki import CONTENT_TYPE_CSR, device_uri, parse_certs_only
+
+if TYPE_CHECKING:
+    from trustfleet.keystore import Pkcs11EcPrivateKey
 
 __all__ = ["EnrollOutcome", "enroll_device", "identity_public_key"]
 
@@ -112,6 +114,10 @@ def identity_public_key(settings: DeviceSettings) -> PublicKeyTypes:
 
 
 def _open(key: TokenKey) -> Pkcs11EcPrivateKey:
+    # Imported here: python-pkcs11 is needed only to sign a CSR, so an enrolled agent never
+    # loads it.
+    from trustfleet.keystore import open_key  # noqa: PLC0415  # lazy on purpose, see above
+
     return open_key(key.uri, pin=key.pin, module=key.module, conf=key.conf)
 
 

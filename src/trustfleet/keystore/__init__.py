@@ -14,11 +14,39 @@ of many devices): pass ``conf`` to each call. Switching is refused while session
 active configuration are open.
 """
 
-from trustfleet.keystore._eckey import Pkcs11EcPrivateKey
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from trustfleet.keystore._module import DEFAULT_MODULE_CANDIDATES, find_module, write_softhsm_conf
 from trustfleet.keystore._pin import PinSource, generate_pin, write_pin_file
-from trustfleet.keystore._token import TokenSession, init_token, open_key, open_token
 from trustfleet.keystore._uri import Pkcs11Uri
+
+if TYPE_CHECKING:
+    from trustfleet.keystore._eckey import Pkcs11EcPrivateKey
+    from trustfleet.keystore._token import TokenSession, init_token, open_key, open_token
+
+# The names that need python-pkcs11 load it on first use (PEP 562): a device agent that is
+# already enrolled parses URIs and PIN sources but never signs through python-pkcs11, and
+# saves the library's memory.
+_LAZY = {
+    "Pkcs11EcPrivateKey": "trustfleet.keystore._eckey",
+    "TokenSession": "trustfleet.keystore._token",
+    "init_token": "trustfleet.keystore._token",
+    "open_key": "trustfleet.keystore._token",
+    "open_token": "trustfleet.keystore._token",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DEFAULT_MODULE_CANDIDATES",
