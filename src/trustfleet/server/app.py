@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 _MAX_OCSP_BYTES = 8192
-_ENROLL_THREADS = 2
+_ENROLL_THREADS = 1
 
 
 def _utcnow() -> datetime:
