@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import random
 import resource
 import socket
@@ -345,8 +346,11 @@ class Fleet:
 
     # connection management
     def connect_bytes(self, client: Client) -> bytes:
+        # Service connections share one certificate; each needs its own client id, or the
+        # broker takes one over with the next (and in-flight messages are lost).
+        client_id = client.name if not self.cfg.get("subscribe") else f"{client.name}-{os.getpid()}"
         return connect_packet(
-            client.name,
+            client_id,
             keepalive=self.keepalive,
             v5=self.v5,
             receive_maximum=self.cfg.get("receive_maximum"),

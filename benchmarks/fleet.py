@@ -728,8 +728,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--receive-maximum",
         type=int,
-        default=None,
-        help="MQTT 5 Receive Maximum the service announces (default: none, as awscrt)",
+        default=65535,
+        help="MQTT 5 Receive Maximum the service announces (default 65535, as the ingest client)",
     )
     ap.add_argument("--device-protocol", choices=("3.1.1", "5"), default="3.1.1")
     ap.add_argument(

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import queue
+import secrets
 import signal
 import threading
 import time
@@ -44,6 +46,14 @@ QUEUE_PUT_TIMEOUT_S: Final = 5.0
 STORE_ATTEMPTS: Final = 3
 STORE_RETRY_S: Final = 0.5
 SUBSCRIBE_TIMEOUT_S: Final = 10.0
+
+
+def ingest_client_id(identity: str) -> str:
+    """A client id no other ingest worker has: equal ids make the broker drop one connection.
+
+    (Regression: ids built from ``id(self)`` were equal in identically spawned workers.)
+    """
+    return f"{identity}-ingest-{os.getpid()}-{secrets.token_hex(4)}"
 
 
 @dataclass
@@ -97,7 +107,7 @@ class IngestWorker:
         """Connect, subscribe (again after every reconnect) and ingest until ``stop``."""
         self._client = new_client(
             self._ident,
-            client_id=f"{self._ident.identity}-ingest-{id(self):x}",
+            client_id=ingest_client_id(self._ident.identity),
             on_publish=self._on_publish,
             on_connected=self._subscribe,
         )
