@@ -161,6 +161,7 @@ def _stage_provision(fleet: _Fleet, stage: Stage, *, count: int) -> None:
         conf = fleet.devices_dir / device_id / "device.toml"
         text = conf.read_text(encoding="utf-8")
         text = text.replace("telemetry_interval_s = 10", "telemetry_interval_s = 1")
+        text = text.replace("connect_timeout_s = 10", "connect_timeout_s = 3")  # loopback
         conf.write_text(text.replace("heartbeat_interval_s = 30", "heartbeat_interval_s = 5"))
     stage.ok = len(made) == count
     stage.details = {"devices": count, "first": fleet.device_ids[0]}
