@@ -11,9 +11,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from agentfleet import Fleet
 from agentkit import Observer, publish
 
-from conftest import Fleet
 from support.server import run_cli
 
 HERE = Path(__file__).resolve().parent

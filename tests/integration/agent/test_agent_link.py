@@ -9,10 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from agentfleet import Fleet
 from agentkit import AgentProcess, Observer, Proxy, publish
 from cryptography import x509
 
-from conftest import Fleet
 from support.server import free_port, run_cli
 
 pytestmark = pytest.mark.integration

@@ -6,9 +6,9 @@ import json
 import re
 
 import pytest
+from agentfleet import Fleet
 from agentkit import Observer
 
-from conftest import Fleet
 from support.server import run_cli
 
 pytestmark = pytest.mark.integration

@@ -6,8 +6,8 @@ import re
 from pathlib import Path
 
 import pytest
+from agentfleet import Fleet
 
-from conftest import Fleet
 from support.server import run_cli
 
 pytestmark = pytest.mark.integration

@@ -13,8 +13,7 @@ import ssl
 from typing import Any
 
 import pytest
-
-from conftest import Fleet, Identity, Mqtt
+from brokerkit_fixtures import Fleet, Identity, Mqtt
 
 
 @pytest.mark.parametrize(

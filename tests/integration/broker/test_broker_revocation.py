@@ -6,7 +6,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from conftest import Fleet, Mqtt
+from brokerkit_fixtures import Fleet, Mqtt
+
 from trustfleet.broker import Broker
 
 DISCONNECT_WAIT_S = 10

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
+from brokerkit_fixtures import SERVICE_CN, Fleet, Mqtt
 
-from conftest import SERVICE_CN, Fleet, Mqtt
 from support.server import free_port
 from trustfleet.broker import Broker, BrokerConfig
 from trustfleet.errors import Config, Unavailable, VerificationFailed

@@ -14,8 +14,7 @@ import sys
 import time
 
 import pytest
-
-from conftest import (
+from ingestkit import (
     CLIENT_TIMEOUT_S,
     WAIT_S,
     Fleet,

@@ -1,0 +1,207 @@
+"""Fixtures for the broker tests: a real server home, real device certificates, Mosquitto.
+
+* ``fleet`` (session): a running ``trustfleet server`` with two enrolled software devices A and
+  B, a fleet-service certificate ``svc.ingest`` from the device CA, a foreign client
+  certificate and an IDevID (manufacturing CA) with its chain.
+* ``broker`` (session): a started :class:`trustfleet.broker.Broker` for that home.
+* ``mqtt``: runs ``mosquitto_sub`` / ``mosquitto_pub`` as independent clients.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from support.identities import issue_software_service_identity
+from support.server import (
+    RunningServer,
+    enroll_software,
+    free_port,
+    make_software_device,
+    openssl,
+    running_server,
+)
+
+SERVICE_CN = "svc.ingest"
+CLIENT_TIMEOUT_S = 20
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A client certificate and its software key (and the name the broker sees)."""
+
+    name: str
+    cert: Path
+    key: Path
+
+
+@dataclass
+class Fleet:
+    server: RunningServer
+    a: Identity
+    b: Identity
+    service: Identity
+    foreign: Identity
+    idevid_chain: Identity
+
+    work: Path
+
+    def new_device(self, prefix: str) -> Identity:
+        """A newly registered and enrolled software device."""
+        device = make_software_device(self.server, self.work, prefix=prefix)
+        ldevid, key = enroll_software(self.server, device, self.work)
+        return Identity(device.device_id, ldevid, key)
+
+    def device_crl(self) -> bytes:
+        response = self.server.request("GET", "/crl/device.crl")
+        assert response.status_code == 200, response.text
+        return response.content
+
+
+def _service_identity(server: RunningServer, work: Path) -> Identity:
+    cert, key = work / "service.pem", work / "service.key"
+    issue_software_service_identity(server.home, cn=SERVICE_CN, cert=cert, key=key)
+    return Identity(SERVICE_CN, cert, key)
+
+
+def _foreign_identity(work: Path) -> Identity:
+    key, cert = work / "foreign.key", work / "foreign.pem"
+    openssl(
+        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-keyout", key, "-out", cert, "-subj", "/CN=foreign-device-01", "-days", "1",
+    )  # fmt: skip
+    return Identity("foreign-device-01", cert, key)
+
+
+@pytest.fixture(scope="session")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    for tool in ("mosquitto", "mosquitto_pub", "mosquitto_sub"):
+        if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
+            pytest.skip(f"{tool} is not installed (apt-get install mosquitto mosquitto-clients)")
+    base = tmp_path_factory.mktemp("bk")
+    work = base / "work"
+    work.mkdir()
+    with running_server(base) as server:
+        identities = []
+        for prefix in ("a", "b"):
+            device = make_software_device(server, work, prefix=prefix)
+            ldevid, key = enroll_software(server, device, work)
+            identities.append(Identity(device.device_id, ldevid, key))
+        idev = make_software_device(server, work, prefix="idev")
+        chain = work / "idevid-chain.pem"
+        chain.write_bytes(
+            idev.idevid.read_bytes() + (server.home / "public/manufacturing-ca.pem").read_bytes()
+        )
+        yield Fleet(
+            server=server,
+            a=identities[0],
+            b=identities[1],
+            service=_service_identity(server, work),
+            foreign=_foreign_identity(work),
+            idevid_chain=Identity(idev.device_id, chain, idev.key),
+            work=work,
+        )
+
+
+@pytest.fixture(scope="session")
+def broker(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    from trustfleet.broker import Broker, BrokerConfig
+
+    # The running server supervises a broker of its own in HOME/broker; the broker under test
+    # gets a copy of what a broker reads, so the two never share files or sockets.
+    home = tmp_path_factory.mktemp("broker-home")
+    for part in ("public", "tls", "secrets"):
+        shutil.copytree(fleet.server.home / part, home / part)
+    config = BrokerConfig.for_home(home, port=free_port(), service_identities=[SERVICE_CN])
+    broker = Broker(config)
+    broker.start(crl_der=fleet.device_crl())
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+class Mqtt:
+    """mosquitto_sub / mosquitto_pub against the broker under test."""
+
+    def __init__(self, fleet: Fleet, port: int) -> None:
+        self.ca = fleet.server.ca_bundle
+        self.port = port
+
+    def _args(self, who: Identity, tls_version: str = "tlsv1.3") -> list[str]:
+        args = ["-h", "localhost", "-p", str(self.port), "--cafile", str(self.ca)]
+        args += ["--tls-version", tls_version, "-i", f"t-{secrets.token_hex(4)}"]
+        if who.cert.name != "none":
+            args += ["--cert", str(who.cert), "--key", str(who.key)]
+        return args
+
+    def pub(
+        self, who: Identity, topic: str, payload: str, **kw: str
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["mosquitto_pub", *self._args(who, **kw), "-q", "1", "-t", topic, "-m", payload],
+            capture_output=True,
+            text=True,
+            timeout=CLIENT_TIMEOUT_S,
+            check=False,
+        )
+
+    def sub(
+        self,
+        who: Identity,
+        topics: list[str],
+        *,
+        count: int,
+        wait_s: int,
+        v5: bool = False,
+        tls_version: str = "tlsv1.3",
+    ) -> Subscriber:
+        # stdbuf: mosquitto_sub's stdout is a pipe, so its stdio would hold the SUBACK line.
+        args = ["stdbuf", "-oL", "mosquitto_sub", *self._args(who, tls_version), "-d", "-v"]
+        args += ["-q", "1"]
+        args += ["-C", str(count), "-W", str(wait_s)] + (["-V", "mqttv5"] if v5 else [])
+        for topic in topics:
+            args += ["-t", topic]
+        proc = subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            start_new_session=True,
+        )  # fmt: skip
+        return Subscriber(proc, client_id=args[args.index("-i") + 1])
+
+
+class Subscriber:
+    """A running mosquitto_sub; ``wait_subscribed`` reads its debug output up to the SUBACK."""
+
+    def __init__(self, proc: subprocess.Popen[str], *, client_id: str) -> None:
+        self.proc = proc
+        self.client_id = client_id
+        self.lines: list[str] = []
+
+    def wait_subscribed(self) -> bool:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+            if "received SUBACK" in line:
+                return True
+        return False
+
+    def finish(self, timeout_s: float = CLIENT_TIMEOUT_S) -> str:
+        out, _ = self.proc.communicate(timeout=timeout_s)
+        self.lines.append(out)
+        return "".join(self.lines)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate(timeout=CLIENT_TIMEOUT_S)
+
+
+@pytest.fixture
+def mqtt(fleet: Fleet, broker: object) -> Mqtt:
+    return Mqtt(fleet, broker.config.port)  # type: ignore[attr-defined]

@@ -1,0 +1,217 @@
+"""Fixtures of the ingest tests: a real ``trustfleet server run`` with its broker and ingest.
+
+* ``fleet`` (module): a server home made by ``trustfleet server init --mqtt-port``, with
+  ``ingest_workers = 2``, served by ``trustfleet server run`` in its own session; enrolled
+  software devices come from :meth:`Fleet.new_device` (EST through the real HTTPS API).
+* ``Fleet.pub`` / ``Fleet.sub``: ``mosquitto_pub`` / ``mosquitto_sub`` (MQTT 5) as
+  independent device clients.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from support.server import (
+    TRUSTFLEET,
+    RunningServer,
+    _stop,
+    _wait_ready,
+    enroll_software,
+    free_port,
+    make_software_device,
+    run_cli,
+)
+
+CLIENT_TIMEOUT_S = 20
+READY_TIMEOUT_S = 90
+WAIT_S = 30.0
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A device's LDevID and software key."""
+
+    device_id: str
+    cert: Path
+    key: Path
+
+
+@dataclass
+class Fleet:
+    server: RunningServer
+    mqtt_port: int
+    work: Path
+    _rt: Any = field(default=None, repr=False)
+
+    def new_device(self, prefix: str = "dev") -> Identity:
+        device = make_software_device(self.server, self.work, prefix=prefix)
+        ldevid, key = enroll_software(self.server, device, self.work)
+        return Identity(device.device_id, ldevid, key)
+
+    def _args(self, who: Identity, client_id: str | None = None) -> list[str]:
+        client_id = client_id or f"{who.device_id}-{secrets.token_hex(3)}"
+        return [
+            "-h", "localhost", "-p", str(self.mqtt_port), "--cafile", str(self.server.ca_bundle),
+            "--tls-version", "tlsv1.3", "--cert", str(who.cert), "--key", str(who.key),
+            "-V", "mqttv5", "-i", client_id,
+        ]  # fmt: skip
+
+    def pub(
+        self, who: Identity, kind: str, payloads: list[str]
+    ) -> subprocess.CompletedProcess[str]:
+        """Publish each payload (QoS 1) on the device's own topic, over one connection.
+
+        One payload goes with ``-m`` (mosquitto_pub then fails on a refused handshake
+        instead of reconnecting, as it does in ``-l`` mode).
+        """
+        topic = f"tf/v1/d/{who.device_id}/{kind}"
+        single = len(payloads) == 1
+        mode = ["-m", payloads[0]] if single else ["-l"]
+        return subprocess.run(
+            ["mosquitto_pub", *self._args(who), "-q", "1", "-t", topic, *mode],
+            input=None if single else "".join(p + "\n" for p in payloads),
+            capture_output=True,
+            text=True,
+            timeout=CLIENT_TIMEOUT_S,
+            check=False,
+        )
+
+    def sub(self, who: Identity, client_id: str) -> subprocess.Popen[str]:
+        """A live mosquitto_sub of the device on its own cmd topic (debug output)."""
+        args = ["stdbuf", "-oL", "mosquitto_sub", *self._args(who, client_id), "-d", "-q", "1"]
+        args += ["-W", "60", "-t", f"tf/v1/d/{who.device_id}/cmd"]
+        return subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            start_new_session=True,
+        )  # fmt: skip
+
+    @property
+    def rt(self) -> Any:
+        if self._rt is None:
+            from trustfleet.services.runtime import Runtime
+            from trustfleet.settings import load_server_settings
+
+            self._rt = Runtime.open(load_server_settings(self.server.home))
+        return self._rt
+
+    def rows(self, device_id: str) -> list[Any]:
+        with self.rt.uow.begin(read_only=True) as tx:
+            return tx.telemetry.list_for_device(device_id, limit=1000)
+
+    def device(self, device_id: str) -> Any:
+        with self.rt.uow.begin(read_only=True) as tx:
+            return tx.devices.require(device_id)
+
+    @property
+    def broker_log(self) -> Path:
+        return self.server.home / "broker" / "mosquitto.log"
+
+    def close(self) -> None:
+        if self._rt is not None:
+            self._rt.close()
+
+
+def telemetry(seq: int, **metrics: float) -> str:
+    return json.dumps({"ts": "2026-01-01T00:00:00+00:00", "seq": seq, "metrics": metrics})
+
+
+def wait_for(check: Callable[[], Any], *, timeout_s: float = WAIT_S, what: str) -> Any:
+    """Poll ``check`` until it returns something truthy (bounded); that value."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+
+
+def process_tree(root: int) -> list[int]:
+    """``root`` and every descendant, from /proc (Mosquitto has its own session)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    tree, frontier = [root], [root]
+    while frontier:
+        children = [pid for pid, ppid in parents.items() if ppid in frontier]
+        tree += children
+        frontier = children
+    return tree
+
+
+def start_server(base: Path, *, ingest_workers: int) -> tuple[RunningServer, int]:
+    """``server init --mqtt-port`` + ``server run --mqtt-port``; waits for HTTPS and ingest."""
+    for tool in ("mosquitto_pub", "mosquitto_sub", "stdbuf"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not installed (apt-get install mosquitto-clients coreutils)")
+    if shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists():
+        pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
+    port, mqtt_port = free_port(), free_port()
+    home = base / "home"
+    init = run_cli(
+        "server", "init", "--home", home, "--api-port", str(port), "--mqtt-port", str(mqtt_port)
+    )
+    assert init.returncode == 0, init.stderr
+    toml = home / "trustfleet.toml"
+    text = re.sub(
+        r"(?m)^ingest_workers = \d+", f"ingest_workers = {ingest_workers}", toml.read_text()
+    )
+    toml.write_text(text)
+    log = base / "server.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [str(TRUSTFLEET), "server", "run", "--home", str(home), "--mqtt-port", str(mqtt_port)],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    server = RunningServer(home=home, port=port, process=process, log=log)
+    try:
+        _wait_ready(server, READY_TIMEOUT_S)
+        line = wait_for(
+            lambda: "serving https://" in log.read_text() and log.read_text(),
+            timeout_s=READY_TIMEOUT_S,
+            what="the readiness line",
+        )
+    except BaseException:
+        _stop(process)
+        raise
+    print(line.strip())
+    assert f":{mqtt_port}" in line and "not subscribed" not in line, line
+    return server, mqtt_port
+
+
+def stop_server(server: RunningServer) -> None:
+    if server.process.poll() is None:
+        os.killpg(server.process.pid, signal.SIGTERM)
+    _stop(server.process)
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    base = tmp_path_factory.mktemp("ingest")
+    server, mqtt_port = start_server(base, ingest_workers=2)
+    work = base / "work"
+    work.mkdir()
+    fleet = Fleet(server=server, mqtt_port=mqtt_port, work=work)
+    try:
+        yield fleet
+    finally:
+        fleet.close()
+        stop_server(server)

@@ -1,0 +1,54 @@
+"""Software-key client identities for tests that act as the fleet service on the broker.
+
+The service's real identity key lives in the service token; tests that drive the broker with
+mosquitto clients need a key file, so they get a second service certificate issued the same way
+(`pki.issue_service_certificate`, device CA, in a child process: one SoftHSM2 configuration per
+process, see ADR 0002).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+__all__ = ["issue_software_service_identity"]
+
+_SCRIPT = r"""
+import json, sys
+from datetime import UTC, datetime
+from pathlib import Path
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from trustfleet.pki import issue_service_certificate
+from trustfleet.services.runtime import Runtime
+from trustfleet.settings import load_server_settings
+
+a = json.loads(sys.argv[1])
+rt = Runtime.open(load_server_settings(Path(a["home"])))
+key = ec.generate_private_key(ec.SECP256R1())
+cert = issue_service_certificate(
+    issuer=rt.issuer("device"), public_key=key.public_key(), identity=a["cn"],
+    organization=rt.settings.pki.organization, now=datetime.now(UTC),
+)
+Path(a["key"]).write_bytes(key.private_bytes(serialization.Encoding.PEM,
+    serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+Path(a["cert"]).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+rt.close()
+"""
+
+
+def issue_software_service_identity(home: Path, *, cn: str, cert: Path, key: Path) -> None:
+    """Write ``cert`` and ``key`` (mode 0600): a service client certificate named ``cn``."""
+    args = {"home": str(home), "cn": cn, "cert": str(cert), "key": str(key)}
+    result = subprocess.run(
+        [sys.executable, "-c", _SCRIPT, json.dumps(args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise AssertionError(f"issuing the service identity failed: {result.stderr[-2000:]}")
+    key.chmod(0o600)
