@@ -17,9 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import metadata
-from typing import Any
-
-from cryptography import x509
+from typing import Any, Literal
 
 from trustfleet.agent._messages import (
     Command,
@@ -29,11 +27,13 @@ from trustfleet.agent._messages import (
     simulated_metrics,
 )
 from trustfleet.agent._tls import token_key
-from trustfleet.agent.est import Mode, enroll_device, identity_public_key
+from trustfleet.agent.certfacts import CertFacts, read_pem_cert_facts
 from trustfleet.agent.link import MqttLink, topic
 from trustfleet.agent.outbox import Message, Outbox
 from trustfleet.agent.settings import DeviceSettings, require_mqtt
-from trustfleet.errors import Conflict, TrustFleetError, Unavailable
+from trustfleet.errors import Conflict, InvalidInput, TrustFleetError, Unavailable
+
+Mode = Literal["enroll", "reenroll"]
 
 __all__ = ["RunSummary", "renewal_due_at", "run_agent"]
 
@@ -63,10 +63,9 @@ class RunSummary:
     rss_kb: int = 0
 
 
-def renewal_due_at(cert: x509.Certificate, *, fraction: float) -> datetime:
+def renewal_due_at(cert: CertFacts, *, fraction: float) -> datetime:
     """When ``fraction`` of the certificate's lifetime has passed."""
-    start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
-    return start + (end - start) * fraction
+    return cert.renewal_due_at(fraction)
 
 
 def run_agent(
@@ -123,7 +122,7 @@ class _Agent:
         self.commands: queue.SimpleQueue[bytes] = queue.SimpleQueue()
         self.wake = threading.Event()
         self.link: MqttLink | None = None
-        self.cert: x509.Certificate | None = None
+        self.cert: CertFacts | None = None
         self.started = time.monotonic()
         self.seq = 0
         self.ticks = 0
@@ -140,9 +139,12 @@ class _Agent:
     def ensure_identity(self) -> None:
         path = self.settings.path(self.settings.identity.ldevid)
         cert = _load_cert(path) if path.is_file() else None
-        public = identity_public_key(self.settings)
+        # The LDevID certifies the same identity key as the IDevID: comparing their public keys
+        # needs neither the token nor `cryptography` (kept out of the agent's steady state).
+        idevid = _load_cert(self.settings.path(self.settings.identity.idevid))
         when = self.now()
-        if cert is None or cert.public_key() != public or cert.not_valid_after_utc <= when:
+        same_key = cert is not None and idevid is not None and cert.spki == idevid.spki
+        if cert is None or not same_key or cert.not_after <= when:
             why = "no LDevID" if cert is None else "LDevID unusable (other key or expired)"
             logger.info("%s: enrolling with the IDevID", why)
             self.cert = self._enroll("enroll")
@@ -152,11 +154,16 @@ class _Agent:
         if self._renewal_due():
             self._renew()
 
-    def _enroll(self, mode: Mode) -> x509.Certificate:
+    def _enroll(self, mode: Mode) -> CertFacts:
+        # Loaded here: enrollment needs `cryptography` and the token library; the steady state
+        # does not, and the agent's resident memory stays lower without them.
+        from trustfleet.agent.est import enroll_device  # noqa: PLC0415
+
         deadline = time.monotonic() + _TOKEN_RELEASE_S
         while True:
             try:
-                return enroll_device(self.settings, mode=mode, now=self.now()).certificate
+                outcome = enroll_device(self.settings, mode=mode, now=self.now())
+                return read_pem_cert_facts(outcome.path.read_bytes())
             except Conflict:
                 # awscrt still holds a logged-in session of the released MQTT client.
                 if time.monotonic() >= deadline:
@@ -174,9 +181,9 @@ class _Agent:
         if self.cert is None:
             return
         self.next_renewal_try = time.monotonic() + self.settings.agent.reenroll_retry_s
-        expired = self.cert.not_valid_after_utc <= self.now()
+        expired = self.cert.not_after <= self.now()
         mode: Mode = "enroll" if expired else "reenroll"
-        logger.info("LDevID %x is due for renewal: %sing", self.cert.serial_number, mode)
+        logger.info("LDevID %x is due for renewal: %sing", self.cert.serial, mode)
         had_link = self.link is not None
         self._drop_link()
         try:
@@ -186,7 +193,7 @@ class _Agent:
                            self.settings.agent.reenroll_retry_s)  # fmt: skip
         else:
             self.result.reenrolled += 1
-            serial = format(self.cert.serial_number, "x")
+            serial = format(self.cert.serial, "x")
             logger.info("re-enrolled; new LDevID serial %s", serial)
             self.emit("events", {"type": "agent.reenrolled", "details": self._cert_details()})
         if had_link:
@@ -288,8 +295,8 @@ class _Agent:
         if self.cert is None:
             return {"serial": "", "not_after": ""}
         return {
-            "serial": format(self.cert.serial_number, "x"),
-            "not_after": self.cert.not_valid_after_utc.isoformat(),
+            "serial": format(self.cert.serial, "x"),
+            "not_after": self.cert.not_after.isoformat(),
         }
 
     def summary(self) -> RunSummary:
@@ -373,9 +380,9 @@ def _next(previous: float, interval: float, current: float) -> float:
     return following if following > current else current + interval
 
 
-def _load_cert(path: Any) -> x509.Certificate | None:
+def _load_cert(path: Any) -> CertFacts | None:
     try:
-        return x509.load_pem_x509_certificate(path.read_bytes())
-    except ValueError:
+        return read_pem_cert_facts(path.read_bytes())
+    except (InvalidInput, OSError):
         logger.warning("%s is not a PEM certificate; enrolling again", path)
         return None
