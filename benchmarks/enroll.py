@@ -43,6 +43,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from _procs import stop_group
+
 HERE = Path(__file__).resolve().parent
 VENV_BIN = Path(sys.executable).parent
 TRUSTFLEET = VENV_BIN / "trustfleet"
@@ -74,19 +76,7 @@ class Processes:
         return proc
 
     def stop(self, proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=timeout)
-        else:
-            # The leader is gone; its group (e.g. server workers) may not be.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
+        stop_group(proc, timeout)
         if proc in self._procs:
             self._procs.remove(proc)
 

@@ -48,6 +48,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from _procs import stop_group
+
 HERE = Path(__file__).resolve().parent
 VENV_BIN = Path(sys.executable).parent
 TRUSTFLEET = VENV_BIN / "trustfleet"
@@ -108,14 +110,7 @@ class Child:
     def stop(self, timeout: float = 10.0) -> None:
         proc = self.proc
         if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=timeout)
+            stop_group(proc, timeout)
         for stream in (proc.stdin, proc.stdout):
             with contextlib.suppress(OSError):
                 stream.close() if stream is not None else None

@@ -19,9 +19,7 @@ import argparse
 import base64
 import http.client
 import json
-import os
 import shutil
-import signal
 import socket
 import ssl
 import statistics
@@ -35,6 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+from _procs import stop_group
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -221,12 +220,8 @@ def run(devices: int) -> dict[str, object]:
         for device in fleet:
             if device.client is not None:
                 device.client.loop_stop()
-        if server is not None and server.poll() is None:
-            os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
+        if server is not None:
+            stop_group(server, timeout=20)
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -7,11 +7,11 @@ call :func:`load_server_settings`.
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from trustfleet.configfile import load_toml_model
 from trustfleet.errors import Config
 
 __all__ = [
@@ -155,27 +155,20 @@ def load_server_settings(home: Path) -> ServerSettings:
         Config: The file is missing, is not TOML, or has a wrong or unknown setting.
     """
     path = home / CONFIG_FILE
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise Config(
-            f"no server home at {home} (missing {CONFIG_FILE})",
-            hint="create one with 'trustfleet server init --home DIR'",
-        ) from exc
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise Config(f"cannot read {path}: {exc}", hint="fix the file's TOML syntax") from exc
-    try:
-        settings = ServerSettings(home=home.resolve(), **raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise Config(
-            f"{path}: setting '{where}': {first['msg']}",
-            hint="see the comments in trustfleet.toml for the allowed values",
-        ) from exc
-    missing = [name for name in CA_NAMES if name not in settings.ca]
-    if missing:
-        raise Config(f"{path}: no [ca.{missing[0]}] section", hint="restore it from a backup")
+    absent = Config(
+        f"no server home at {home} (missing {CONFIG_FILE})",
+        hint="create one with 'trustfleet server init --home DIR'",
+    )
+    settings = load_toml_model(
+        path,
+        ServerSettings,
+        extra={"home": home.resolve()},
+        missing=absent,
+        invalid_hint="see the comments in trustfleet.toml for the allowed values",
+    )
+    lacking = [name for name in CA_NAMES if name not in settings.ca]
+    if lacking:
+        raise Config(f"{path}: no [ca.{lacking[0]}] section", hint="restore it from a backup")
     return settings
 
 

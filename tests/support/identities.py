@@ -11,13 +11,28 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["issue_software_service_identity"]
+__all__ = ["SERVICE_CN", "Identity", "issue_software_service_identity", "service_identity"]
+
+SERVICE_CN = "svc.ingest"
+"""The service identity of a test home (the default of ``[broker] service_identity``)."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A client certificate and its software key (and the name the broker sees)."""
+
+    name: str
+    cert: Path
+    key: Path
+
 
 _SCRIPT = r"""
 import json, sys
 from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -52,3 +67,10 @@ def issue_software_service_identity(home: Path, *, cn: str, cert: Path, key: Pat
     if result.returncode != 0:
         raise AssertionError(f"issuing the service identity failed: {result.stderr[-2000:]}")
     key.chmod(0o600)
+
+
+def service_identity(home: Path, work: Path) -> Identity:
+    """A software-key service identity of ``home``, its files in ``work``."""
+    cert, key = work / "service.pem", work / "service.key"
+    issue_software_service_identity(home, cn=SERVICE_CN, cert=cert, key=key)
+    return Identity(SERVICE_CN, cert, key)

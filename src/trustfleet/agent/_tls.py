@@ -6,14 +6,13 @@ PKCS#11 module to sign, so the key never leaves the token.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from awscrt import io as crt_io
 
 from trustfleet.agent.settings import DeviceSettings
-from trustfleet.keystore import PinSource, Pkcs11Uri, find_module
+from trustfleet.keystore import PinSource, Pkcs11Uri, find_module, token_tls_context
 
 __all__ = ["TokenKey", "client_tls_context", "token_key"]
 
@@ -65,21 +64,12 @@ def client_tls_context(
     Returns:
         The context; it trusts only the device's bundle.
     """
-    # SoftHSM2 reads SOFTHSM2_CONF when awscrt initialises the module (if the keystore has
-    # initialised it already for this device, awscrt reuses that).
-    os.environ["SOFTHSM2_CONF"] = str(key.conf)
-    lib = crt_io.Pkcs11Lib(file=str(key.module))
-    opts = crt_io.TlsContextOptions.create_client_with_mtls_pkcs11(
-        pkcs11_lib=lib,
-        user_pin=key.pin,
-        token_label=key.token,
-        private_key_label=key.label,
-        cert_file_path=str(client_cert),
+    return token_tls_context(
+        module=key.module,
+        conf=key.conf,
+        token=key.token,
+        key_label=key.label,
+        pin=key.pin,
+        cert=client_cert,
+        trust=settings.path(settings.server.trust_bundle),
     )
-    opts.override_default_trust_store_from_path(
-        None, str(settings.path(settings.server.trust_bundle))
-    )
-    # awscrt (s2n) refuses min_tls_ver=TLSv1_3 on Linux; the PQ_DEFAULT policy negotiates
-    # TLS 1.3, and the service and the broker accept nothing older anyway.
-    opts.cipher_pref = crt_io.TlsCipherPref.PQ_DEFAULT
-    return crt_io.ClientTlsContext(opts)

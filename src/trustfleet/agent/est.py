@@ -24,7 +24,6 @@ from awscrt import http as crt_http
 from awscrt import io as crt_io
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.x509.oid import NameOID
 
 from trustfleet.agent._tls import TokenKey, client_tls_context, token_key
@@ -35,7 +34,7 @@ from trustfleet.pki import CONTENT_TYPE_CSR, device_uri, parse_certs_only
 if TYPE_CHECKING:
     from trustfleet.keystore import Pkcs11EcPrivateKey
 
-__all__ = ["EnrollOutcome", "enroll_device", "identity_public_key"]
+__all__ = ["EnrollOutcome", "enroll_device"]
 
 logger = logging.getLogger(__name__)
 
@@ -93,24 +92,6 @@ def enroll_device(settings: DeviceSettings, *, mode: Mode, now: datetime) -> Enr
     _write_atomically(target, cert.public_bytes(serialization.Encoding.PEM))
     logger.info("device %s %sed; LDevID serial %x", settings.device.id, mode, cert.serial_number)
     return EnrollOutcome(device_id=settings.device.id, certificate=cert, path=target)
-
-
-def identity_public_key(settings: DeviceSettings) -> PublicKeyTypes:
-    """The public half of the identity key, read from the token (session closed again).
-
-    Call it before any awscrt TLS context of this process logs in to the token.
-
-    Raises:
-        Config: The PIN file is missing or unsafe.
-        NotFound: The token or the key does not exist.
-        PermissionDenied: The PIN is wrong.
-    """
-    key = token_key(settings)
-    private = _open(key)
-    try:
-        return private.public_key()
-    finally:
-        private.close()
 
 
 def _open(key: TokenKey) -> Pkcs11EcPrivateKey:

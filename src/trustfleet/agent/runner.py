@@ -35,7 +35,7 @@ from trustfleet.errors import Conflict, InvalidInput, TrustFleetError, Unavailab
 
 Mode = Literal["enroll", "reenroll"]
 
-__all__ = ["RunSummary", "renewal_due_at", "run_agent"]
+__all__ = ["RunSummary", "run_agent"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,11 +61,6 @@ class RunSummary:
     ldevid_serial: str = ""
     ldevid_not_after: str = ""
     rss_kb: int = 0
-
-
-def renewal_due_at(cert: CertFacts, *, fraction: float) -> datetime:
-    """When ``fraction`` of the certificate's lifetime has passed."""
-    return cert.renewal_due_at(fraction)
 
 
 def run_agent(
@@ -175,7 +170,7 @@ class _Agent:
         if self.cert is None or time.monotonic() < self.next_renewal_try:
             return False
         fraction = self.settings.agent.reenroll_at_fraction
-        return renewal_due_at(self.cert, fraction=fraction) <= self.now()
+        return self.cert.renewal_due_at(fraction) <= self.now()
 
     def _renew(self) -> None:
         if self.cert is None:

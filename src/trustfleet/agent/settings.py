@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from trustfleet.configfile import load_toml_model
 from trustfleet.errors import Config
 
 __all__ = ["AgentSection", "DeviceSettings", "MqttSection", "load_device_settings", "require_mqtt"]
@@ -114,25 +114,17 @@ def load_device_settings(directory: Path) -> DeviceSettings:
     Raises:
         Config: The file is missing, is not TOML, or has a wrong, unknown or missing setting.
     """
-    path = directory / DEVICE_FILE
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise Config(
-            f"no device at {directory} (missing {DEVICE_FILE})",
-            hint="point --device at a folder made by 'trustfleet factory provision'",
-        ) from exc
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise Config(f"cannot read {path}: {exc}", hint="fix the file's TOML syntax") from exc
-    try:
-        return DeviceSettings(directory=directory.resolve(), **raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise Config(
-            f"{path}: setting '{where}': {first['msg']}",
-            hint="compare with the device.toml the factory wrote",
-        ) from exc
+    missing = Config(
+        f"no device at {directory} (missing {DEVICE_FILE})",
+        hint="point --device at a folder made by 'trustfleet factory provision'",
+    )
+    return load_toml_model(
+        directory / DEVICE_FILE,
+        DeviceSettings,
+        extra={"directory": directory.resolve()},
+        missing=missing,
+        invalid_hint="compare with the device.toml the factory wrote",
+    )
 
 
 def require_mqtt(settings: DeviceSettings) -> MqttSection:

@@ -60,6 +60,7 @@ class _Fleet:
     device_ids: list[str] = field(default_factory=list)
     server: subprocess.Popen[bytes] | None = None
     agents: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    runtime: Any = None  # the demo's one handle on the store and keys (see _runtime)
 
 
 def demo(
@@ -144,18 +145,22 @@ def _stage_init(fleet: _Fleet, stage: Stage) -> None:
     stage.details = {"home": str(fleet.home), "api_port": fleet.port, "mqtt_port": fleet.mqtt_port}
 
 
+def _runtime(fleet: _Fleet) -> Any:
+    """One runtime for the whole demo, opened on first use and closed by :func:`_stop`."""
+    if fleet.runtime is None:
+        from trustfleet.services.runtime import Runtime
+        from trustfleet.settings import load_server_settings
+
+        fleet.runtime = Runtime.open(load_server_settings(fleet.home))
+    return fleet.runtime
+
+
 def _stage_provision(fleet: _Fleet, stage: Stage, *, count: int) -> None:
     from trustfleet.services.factory import provision_devices
-    from trustfleet.services.runtime import Runtime
-    from trustfleet.settings import load_server_settings
 
-    rt = Runtime.open(load_server_settings(fleet.home))
-    try:
-        made = provision_devices(
-            rt, out_dir=fleet.devices_dir, count=count, model="sim-v1", now=now()
-        )
-    finally:
-        rt.close()
+    made = provision_devices(
+        _runtime(fleet), out_dir=fleet.devices_dir, count=count, model="sim-v1", now=now()
+    )
     fleet.device_ids = [d.device_id for d in made]
     for device_id in fleet.device_ids:  # a lively demo: telemetry every second
         conf = fleet.devices_dir / device_id / "device.toml"
@@ -246,18 +251,12 @@ def _stage_reenroll(fleet: _Fleet, stage: Stage) -> None:
 
 def _stage_revoke(fleet: _Fleet, stage: Stage) -> None:
     from trustfleet.services.revocation import revoke_device
-    from trustfleet.services.runtime import Runtime
-    from trustfleet.settings import load_server_settings
 
     victim = fleet.device_ids[0]
     others = [d for d in fleet.device_ids if d != victim]
     cert = _ldevid(fleet, victim)
-    rt = Runtime.open(load_server_settings(fleet.home))
-    try:
-        revoked_at = time.monotonic()
-        revoke_device(rt, victim, reason="keyCompromise", actor="operator:demo", now=now())
-    finally:
-        rt.close()
+    revoked_at = time.monotonic()
+    revoke_device(_runtime(fleet), victim, reason="keyCompromise", actor="operator:demo", now=now())
     cut_off_s = _wait_cut_off(fleet, victim, since=revoked_at)
     after_cut = _telemetry_counts(fleet)
     time.sleep(3.0)  # the others keep publishing; the victim stays silent
@@ -353,27 +352,13 @@ def _agent_once(fleet: _Fleet, device_id: str) -> subprocess.CompletedProcess[by
 
 
 def _device_states(fleet: _Fleet) -> dict[str, str]:
-    from trustfleet.services.runtime import Runtime
-    from trustfleet.settings import load_server_settings
-
-    rt = Runtime.open(load_server_settings(fleet.home))
-    try:
-        with rt.uow.begin(read_only=True) as tx:
-            return {d: tx.devices.require(d).state for d in fleet.device_ids}
-    finally:
-        rt.close()
+    with _runtime(fleet).uow.begin(read_only=True) as tx:
+        return {d: tx.devices.require(d).state for d in fleet.device_ids}
 
 
 def _telemetry_counts(fleet: _Fleet) -> dict[str, int]:
-    from trustfleet.services.runtime import Runtime
-    from trustfleet.settings import load_server_settings
-
-    rt = Runtime.open(load_server_settings(fleet.home))
-    try:
-        with rt.uow.begin(read_only=True) as tx:
-            return {d: tx.telemetry.count(device_id=d) for d in fleet.device_ids}
-    finally:
-        rt.close()
+    with _runtime(fleet).uow.begin(read_only=True) as tx:
+        return {d: tx.telemetry.count(device_id=d) for d in fleet.device_ids}
 
 
 def _ldevid(fleet: _Fleet, device_id: str) -> x509.Certificate:
@@ -427,6 +412,9 @@ def _wait_healthy(fleet: _Fleet) -> None:
 def _stop(fleet: _Fleet) -> None:
     for device_id in list(fleet.agents):
         _stop_agent(fleet, device_id)
+    if fleet.runtime is not None:
+        fleet.runtime.close()
+        fleet.runtime = None
     if fleet.server is None or fleet.server.poll() is not None:
         return
     os.killpg(fleet.server.pid, signal.SIGTERM)

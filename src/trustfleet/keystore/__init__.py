@@ -24,6 +24,7 @@ from trustfleet.keystore._pin import PinSource, generate_pin, write_pin_file
 from trustfleet.keystore._uri import Pkcs11Uri
 
 if TYPE_CHECKING:
+    from trustfleet.keystore._awscrt import token_tls_context
     from trustfleet.keystore._eckey import Pkcs11EcPrivateKey
     from trustfleet.keystore._token import TokenSession, init_token, open_key, open_token
 
@@ -36,6 +37,7 @@ _LAZY = {
     "init_token": "trustfleet.keystore._token",
     "open_key": "trustfleet.keystore._token",
     "open_token": "trustfleet.keystore._token",
+    "token_tls_context": "trustfleet.keystore._awscrt",  # loads awscrt
 }
 
 
@@ -59,6 +61,7 @@ __all__ = [
     "init_token",
     "open_key",
     "open_token",
+    "token_tls_context",
     "write_pin_file",
     "write_softhsm_conf",
 ]

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+
+from trustfleet.store import CertificateKind, Transaction
 
 __all__ = ["fingerprint", "record_certificate", "serial_hex"]
 
@@ -22,7 +23,13 @@ def fingerprint(cert: x509.Certificate) -> str:
 
 
 def record_certificate(
-    tx: Any, cert: x509.Certificate, *, issuer: str, kind: str, device_id: str | None, now: datetime
+    tx: Transaction,
+    cert: x509.Certificate,
+    *,
+    issuer: str,
+    kind: CertificateKind,
+    device_id: str | None,
+    now: datetime,
 ) -> None:
     """Add an issued certificate to the store inside the caller's transaction."""
     tx.certificates.add(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import secrets
 import uuid
 from collections.abc import Callable, Mapping
@@ -23,7 +22,7 @@ from awscrt import io as crt_io
 from awscrt import mqtt5
 
 from trustfleet.errors import InvalidInput, TrustFleetError, Unavailable
-from trustfleet.keystore import PinSource, Pkcs11Uri, find_module
+from trustfleet.keystore import PinSource, Pkcs11Uri, find_module, token_tls_context
 from trustfleet.pki import DEVICE_ID_PATTERN
 from trustfleet.settings import ServerSettings
 
@@ -86,29 +85,15 @@ class ServiceMqttIdentity:
 
 
 def _tls_context(ident: ServiceMqttIdentity) -> crt_io.ClientTlsContext:
-    if ident.conf is not None:
-        # SoftHSM2 reads SOFTHSM2_CONF when awscrt initialises the module.
-        os.environ["SOFTHSM2_CONF"] = str(ident.conf)
-    try:
-        lib = crt_io.Pkcs11Lib(file=str(ident.module))
-        opts = crt_io.TlsContextOptions.create_client_with_mtls_pkcs11(
-            pkcs11_lib=lib,
-            user_pin=ident.pin,
-            token_label=ident.token,
-            private_key_label=ident.key_label,
-            cert_file_path=str(ident.cert),
-        )
-        opts.override_default_trust_store_from_path(None, str(ident.trust))
-        # s2n refuses min_tls_ver=TLSv1_3 on Linux; PQ_DEFAULT negotiates TLS 1.3 and the
-        # broker accepts nothing older.
-        opts.cipher_pref = crt_io.TlsCipherPref.PQ_DEFAULT
-        return crt_io.ClientTlsContext(opts)
-    except Exception as exc:  # awscrt raises its own AwsCrtError
-        raise Unavailable(
-            f"cannot use the service key '{ident.key_label}' in token '{ident.token}'",
-            hint="check [broker] service_key and the token PIN file",
-            code="mqtt.tls_context",
-        ) from exc
+    return token_tls_context(
+        module=ident.module,
+        conf=ident.conf,
+        token=ident.token,
+        key_label=ident.key_label,
+        pin=ident.pin,
+        cert=ident.cert,
+        trust=ident.trust,
+    )
 
 
 def new_client(

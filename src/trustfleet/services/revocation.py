@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
@@ -12,6 +11,7 @@ from trustfleet.errors import Conflict, NotFound
 from trustfleet.pki import CertStatusAnswer, RevokedEntry, build_crl, parse_reason, respond
 from trustfleet.services._certs import serial_hex
 from trustfleet.services.runtime import Runtime
+from trustfleet.store import Transaction
 from trustfleet.store.records import CertificateRecord
 
 __all__ = ["answer_ocsp", "current_crl", "refresh_crls", "regenerate_crl", "revoke_device"]
@@ -52,7 +52,7 @@ def refresh_crls(rt: Runtime, *, now: datetime) -> list[str]:
     return list(rt.settings.ca)
 
 
-def regenerate_crl(rt: Runtime, tx: Any, issuer: str, *, now: datetime) -> bytes:
+def regenerate_crl(rt: Runtime, tx: Transaction, issuer: str, *, now: datetime) -> bytes:
     """Sign and store a new CRL for ``issuer`` inside the caller's transaction."""
     revoked = [
         RevokedEntry(

@@ -20,10 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from support.identities import issue_software_service_identity
+from support.identities import SERVICE_CN, Identity, service_identity
 from support.server import RunningServer, free_port, run_cli, running_server
-
-SERVICE_CN = "svc.ingest"
 
 # A short-lived LDevID for the device's own key, issued and recorded as EST would: the test
 # of renewal needs a certificate that reaches 2/3 of its life within seconds. BACKDATE (5 min)
@@ -58,15 +56,6 @@ path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 print(format(cert.serial_number, "x"))
 rt.close()
 """
-
-
-@dataclass(frozen=True)
-class Identity:
-    """A client certificate and its software key."""
-
-    name: str
-    cert: Path
-    key: Path
 
 
 @dataclass
@@ -122,12 +111,6 @@ class Fleet:
         return result.stdout.strip()
 
 
-def _service_identity(server: RunningServer, work: Path) -> Identity:
-    cert, key = work / "service.pem", work / "service.key"
-    issue_software_service_identity(server.home, cn=SERVICE_CN, cert=cert, key=key)
-    return Identity(SERVICE_CN, cert, key)
-
-
 @pytest.fixture(scope="session")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     for tool in ("mosquitto", "mosquitto_pub", "mosquitto_sub", "softhsm2-util"):
@@ -150,7 +133,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
                 server=server,
                 broker=broker,
                 broker_port=port,
-                service=_service_identity(server, work),
+                service=service_identity(server.home, work),
                 work=work,
             )
         finally:

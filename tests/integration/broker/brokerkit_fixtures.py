@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from support.identities import issue_software_service_identity
+from support.identities import SERVICE_CN, Identity, service_identity
 from support.server import (
     RunningServer,
     enroll_software,
@@ -28,17 +28,7 @@ from support.server import (
     running_server,
 )
 
-SERVICE_CN = "svc.ingest"
 CLIENT_TIMEOUT_S = 20
-
-
-@dataclass(frozen=True)
-class Identity:
-    """A client certificate and its software key (and the name the broker sees)."""
-
-    name: str
-    cert: Path
-    key: Path
 
 
 @dataclass
@@ -62,12 +52,6 @@ class Fleet:
         response = self.server.request("GET", "/crl/device.crl")
         assert response.status_code == 200, response.text
         return response.content
-
-
-def _service_identity(server: RunningServer, work: Path) -> Identity:
-    cert, key = work / "service.pem", work / "service.key"
-    issue_software_service_identity(server.home, cn=SERVICE_CN, cert=cert, key=key)
-    return Identity(SERVICE_CN, cert, key)
 
 
 def _foreign_identity(work: Path) -> Identity:
@@ -102,7 +86,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             server=server,
             a=identities[0],
             b=identities[1],
-            service=_service_identity(server, work),
+            service=service_identity(server.home, work),
             foreign=_foreign_identity(work),
             idevid_chain=Identity(idev.device_id, chain, idev.key),
             work=work,
