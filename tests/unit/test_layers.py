@@ -19,10 +19,14 @@ ALLOWED: dict[str, set[str]] = {
     "pki": set(),
     "store": set(),
     "broker": {"pki"},
-    "services": {"keystore", "pki", "store", "settings"},
-    "server": {"keystore", "pki", "store", "services", "settings", "broker"},
-    "agent": {"keystore", "pki"},
-    "cli": {"keystore", "pki", "store", "services", "server", "agent", "settings", "broker"},
+    "ota": {"keystore", "pki"},
+    "attestation": {"pki"},
+    "services": {"keystore", "pki", "store", "settings", "ota", "attestation", "broker"},
+    "server": {"keystore", "pki", "store", "services", "settings", "broker", "ota", "attestation"},
+    "agent": {"keystore", "pki", "ota", "attestation"},
+    "sim": {"keystore", "pki", "ota", "attestation", "agent", "settings"},
+    "cli": {"keystore", "pki", "store", "services", "server", "agent", "settings", "broker",
+            "ota", "attestation", "sim"},
 }
 
 

@@ -12,7 +12,7 @@ from rich.markup import escape
 # Typer bundles Click privately; its usage errors are caught here to print one line.
 from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
-from trustfleet.cli import agent, device, factory, server
+from trustfleet.cli import agent, attest, campaign, device, factory, ota, release, server, sim
 from trustfleet.cli._common import stderr
 from trustfleet.cli.demo import demo
 from trustfleet.errors import TrustFleetError, exit_code_for
@@ -21,7 +21,7 @@ __all__ = ["app", "main", "run"]
 
 app = typer.Typer(
     name="trustfleet",
-    help="TrustFleet: identity, enrollment and revocation for fleets of IoT devices.",
+    help="TrustFleet: identity, updates, attestation and revocation for fleets of IoT devices.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -30,6 +30,11 @@ app.add_typer(server.app, name="server")
 app.add_typer(factory.app, name="factory")
 app.add_typer(device.app, name="device")
 app.add_typer(agent.app, name="agent")
+app.add_typer(ota.app, name="ota")
+app.add_typer(release.app, name="release")
+app.add_typer(campaign.app, name="campaign")
+app.add_typer(attest.app, name="attest")
+app.add_typer(sim.app, name="sim")
 app.command("demo")(demo)
 
 
