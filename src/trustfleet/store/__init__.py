@@ -20,6 +20,7 @@ from trustfleet.store._crls import CrlRepository
 from trustfleet.store._devices import DeviceRepository
 from trustfleet.store._engine import create_engine, migrate, sqlite_url
 from trustfleet.store._events import MAX_EVENT_DETAILS_BYTES, EventRepository
+from trustfleet.store._releases import ReleaseRepository
 from trustfleet.store._telemetry import NewTelemetry, TelemetryRepository
 from trustfleet.store._uow import Transaction, UnitOfWork
 from trustfleet.store._validate import MAX_LIST_LIMIT
@@ -34,6 +35,7 @@ from trustfleet.store.records import (
     CrlRecord,
     DeviceRecord,
     DeviceState,
+    ReleaseRecord,
     SecurityEventRecord,
     TelemetryRecord,
 )
@@ -56,6 +58,8 @@ __all__ = [
     "DeviceState",
     "EventRepository",
     "NewTelemetry",
+    "ReleaseRecord",
+    "ReleaseRepository",
     "SecurityEventRecord",
     "TelemetryRecord",
     "TelemetryRepository",

@@ -27,6 +27,7 @@ def _record(row: DeviceRow) -> DeviceRecord:
         created_at=row.created_at,
         updated_at=row.updated_at,
         last_seen_at=row.last_seen_at,
+        firmware_version=row.firmware_version,
     )
 
 
@@ -133,6 +134,23 @@ class DeviceRepository:
         if row is None:
             raise NotFound(f"device {id!r} not found", code="store.device.not_found")
         row.state = state
+        row.updated_at = now
+        session.flush()
+        return _record(row)
+
+    def set_firmware_version(self, id: str, version: str, *, now: datetime) -> DeviceRecord:
+        """Record the release a device reports it committed.
+
+        Raises:
+            NotFound: There is no such device.
+            InvalidInput: The version is malformed.
+        """
+        now = check.aware(now, name="now")
+        session = self._handle.session
+        row = session.get(DeviceRow, id, with_for_update=True)
+        if row is None:
+            raise NotFound(f"device {id!r} not found", code="store.device.not_found")
+        row.firmware_version = check.text(version, name="firmware version", max_chars=32)
         row.updated_at = now
         session.flush()
         return _record(row)

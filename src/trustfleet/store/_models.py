@@ -61,6 +61,7 @@ class DeviceRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    firmware_version: Mapped[str | None] = mapped_column(String(32))
 
 
 class CertificateRow(Base):
@@ -129,3 +130,24 @@ class TelemetryRow(Base):
     device_ts: Mapped[datetime | None] = mapped_column(UTCDateTime())
     seq: Mapped[int | None] = mapped_column(BigInteger)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class ReleaseRow(Base):
+    """A published firmware release (one per model and version)."""
+
+    __tablename__ = "releases"
+    __table_args__ = (
+        UniqueConstraint("model", "version"),
+        Index("ix_releases_model_version_key", "model", "version_key"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model: Mapped[str] = mapped_column(String(64))
+    version: Mapped[str] = mapped_column(String(32))
+    version_key: Mapped[str] = mapped_column(String(32))
+    min_version: Mapped[str] = mapped_column(String(32))
+    image_sha256: Mapped[str] = mapped_column(String(64))
+    image_length: Mapped[int] = mapped_column(BigInteger)
+    manifest: Mapped[bytes] = mapped_column(LargeBinary)
+    targets_version: Mapped[int] = mapped_column(Integer)
+    published_at: Mapped[datetime] = mapped_column(UTCDateTime())

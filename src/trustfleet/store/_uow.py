@@ -15,6 +15,7 @@ from trustfleet.store._devices import DeviceRepository
 from trustfleet.store._engine import _SQLITE_BEGIN_OPTION
 from trustfleet.store._errors import translate
 from trustfleet.store._events import MAX_EVENT_DETAILS_BYTES, EventRepository
+from trustfleet.store._releases import ReleaseRepository
 from trustfleet.store._session import SessionHandle
 from trustfleet.store._telemetry import TelemetryRepository
 
@@ -30,6 +31,7 @@ class Transaction:
         events: The append-only security event log.
         crls: Each issuer's current CRL.
         telemetry: Telemetry received over MQTT.
+        releases: Published firmware releases.
     """
 
     def __init__(self, handle: SessionHandle, *, max_event_details_bytes: int) -> None:
@@ -38,6 +40,7 @@ class Transaction:
         self.events = EventRepository(handle, max_details_bytes=max_event_details_bytes)
         self.crls = CrlRepository(handle)
         self.telemetry = TelemetryRepository(handle)
+        self.releases = ReleaseRepository(handle)
 
 
 class UnitOfWork:

@@ -22,6 +22,7 @@ __all__ = [
     "CrlRecord",
     "DeviceRecord",
     "DeviceState",
+    "ReleaseRecord",
     "SecurityEventRecord",
     "TelemetryRecord",
 ]
@@ -54,6 +55,7 @@ class DeviceRecord:
         created_at: When the device was registered (UTC).
         updated_at: When the record last changed (UTC).
         last_seen_at: When the service last received an MQTT message from it (UTC), if ever.
+        firmware_version: The release the device last reported committed, if any.
     """
 
     id: str
@@ -62,6 +64,7 @@ class DeviceRecord:
     created_at: datetime
     updated_at: datetime
     last_seen_at: datetime | None = None
+    firmware_version: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -160,3 +163,30 @@ class TelemetryRecord:
     device_ts: datetime | None
     seq: int | None
     metrics: Mapping[str, JSON]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReleaseRecord:
+    """A published firmware release.
+
+    Attributes:
+        id: Store-assigned row number.
+        model: The hardware model it is for.
+        version: Its version (``MAJOR.MINOR.PATCH``).
+        min_version: The lowest installed version it may be installed over.
+        image_sha256: SHA-256 of the full image (hex).
+        image_length: Length of the full image in bytes.
+        manifest: The canonical manifest bytes (the TUF target ``<model>/<version>/release.json``).
+        targets_version: The TUF targets metadata version that published it.
+        published_at: When it was published (UTC).
+    """
+
+    id: int
+    model: str
+    version: str
+    min_version: str
+    image_sha256: str
+    image_length: int
+    manifest: bytes
+    targets_version: int
+    published_at: datetime

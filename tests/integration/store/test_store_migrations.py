@@ -9,10 +9,14 @@ import sqlalchemy
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
+import trustfleet.store
 from trustfleet.store import create_engine, migrate, sqlite_url
 from trustfleet.store._models import Base
 
-TABLES = {"alembic_version", "devices", "certificates", "security_events", "crls", "telemetry"}
+TABLES = {"alembic_version", "devices", "certificates", "security_events", "crls", "telemetry",
+          "releases"}
+_VERSIONS = Path(trustfleet.store.__file__).parent / "migrations" / "versions"
+HEAD = max(p.name.split("_")[0] for p in _VERSIONS.glob("[0-9][0-9][0-9][0-9]_*.py"))
 
 
 def test_migrate_creates_schema_and_is_idempotent(db_url: str) -> None:
@@ -26,7 +30,7 @@ def test_migrate_creates_schema_and_is_idempotent(db_url: str) -> None:
         migrate(engine)
         with engine.connect() as conn:
             second = conn.execute(sqlalchemy.text("SELECT version_num FROM alembic_version")).all()
-        assert first == second == [("0002",)]
+        assert first == second == [(HEAD,)]
     finally:
         engine.dispose()
 
@@ -75,7 +79,7 @@ def test_concurrent_migrations_are_safe(db_url: str) -> None:
         assert errors == []
         with engines[0].connect() as conn:
             versions = conn.execute(sqlalchemy.text("SELECT version_num FROM alembic_version"))
-            assert versions.all() == [("0002",)]
+            assert versions.all() == [(HEAD,)]
     finally:
         for engine in engines:
             engine.dispose()
