@@ -30,6 +30,8 @@ __all__ = [
     "BrokerPaths",
     "find_dynsec_plugin",
     "find_mosquitto",
+    "quarantine_commands",
+    "release_commands",
     "render_acl",
     "render_dynsec_state",
     "render_mosquitto_conf",
@@ -337,11 +339,63 @@ def render_acl(config: BrokerConfig) -> str:
             f"user {name}",
             f"topic read {DEVICE_TOPIC_ROOT}/+/#",
             f"topic write {DEVICE_TOPIC_ROOT}/+/cmd",
+            f"topic write {DEVICE_TOPIC_ROOT}/+/ota/cmd",
+            f"topic write {DEVICE_TOPIC_ROOT}/+/attest/challenge",
             "",
         ]
     lines += [f"user {ADMIN_USERNAME}", f"topic readwrite {_CONTROL_TOPIC}", ""]
     lines += [f"pattern readwrite {DEVICE_TOPIC_ROOT}/%u/#", ""]
     return "\n".join(lines)
+
+
+QUARANTINE_LEAVES = ("ota", "attest")
+"""What a quarantined device keeps: its ``ota/`` and ``attest/`` topics (an update can heal it)."""
+
+_ALLOW_KINDS = ("publishClientSend", "publishClientReceive", "subscribePattern",
+                "unsubscribePattern")  # fmt: skip
+_DENY_KINDS = ("publishClientSend", "publishClientReceive", "subscribePattern")
+
+
+def _quarantine_role(device_id: str) -> str:
+    return f"tf-quarantine-{device_id}"
+
+
+def quarantine_commands(device_id: str) -> list[dict[str, object]]:
+    """Dynamic-security commands that confine a device to its ``ota/`` and ``attest/`` topics.
+
+    The ACL file's pattern lets every device use ``tf/v1/d/<id>/#``; the plugin is asked
+    first, and for a client it knows an explicit deny ends the check. So the device becomes a
+    plugin client with a role of its own: allow its quarantine leaves (priority 10), deny
+    everything else (priority 0). Its certificate login is unchanged (the CN is the username).
+    """
+    if not DEVICE_ID_PATTERN.fullmatch(device_id):
+        raise Config(f"{device_id[:70]!r} is not a device id", code="broker.quarantine.id")
+    acls: list[dict[str, object]] = [
+        {
+            "acltype": kind,
+            "topic": f"{DEVICE_TOPIC_ROOT}/{device_id}/{leaf}/#",
+            "allow": True,
+            "priority": 10,
+        }
+        for leaf in QUARANTINE_LEAVES
+        for kind in _ALLOW_KINDS
+    ]
+    acls += [{"acltype": kind, "topic": "#", "allow": False, "priority": 0} for kind in _DENY_KINDS]
+    role = _quarantine_role(device_id)
+    return [
+        {"command": "createRole", "rolename": role, "acls": acls},
+        {"command": "createClient", "username": device_id, "roles": [{"rolename": role}]},
+    ]
+
+
+def release_commands(device_id: str) -> list[dict[str, object]]:
+    """Commands that end a quarantine (deleting the client also disconnects the device)."""
+    if not DEVICE_ID_PATTERN.fullmatch(device_id):
+        raise Config(f"{device_id[:70]!r} is not a device id", code="broker.quarantine.id")
+    return [
+        {"command": "deleteClient", "username": device_id},
+        {"command": "deleteRole", "rolename": _quarantine_role(device_id)},
+    ]
 
 
 def render_dynsec_state(password: str) -> str:

@@ -14,6 +14,7 @@ import threading
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from cryptography import x509
 
@@ -22,6 +23,8 @@ from trustfleet.broker._config import (
     BrokerConfig,
     find_dynsec_plugin,
     find_mosquitto,
+    quarantine_commands,
+    release_commands,
 )
 from trustfleet.broker._control import run_commands
 from trustfleet.broker._files import AdminCredentials, crl_pem, write_all, write_atomic
@@ -196,6 +199,55 @@ class Broker:
                 code="broker.kick.failed",
             )
         logger.info("kicked %s from the broker", username)
+
+    def quarantine(self, device_id: str) -> None:
+        """Confine a device to its ``ota/`` and ``attest/`` topics, live connections included.
+
+        Idempotent: a device already confined stays so. The confinement lives in the plugin's
+        state, which is rewritten at every broker start: the owner of the quarantine (the
+        store) re-applies it after a start (see ``quarantined``).
+
+        Raises:
+            Config: ``device_id`` is not a device id.
+            Unavailable: The broker cannot be reached or refused the command.
+        """
+        self._control(quarantine_commands(device_id), tolerate="already exists")
+        logger.info("quarantined %s at the broker", device_id)
+
+    def release(self, device_id: str) -> None:
+        """End a device's confinement (its connection is closed; it reconnects with full rights).
+
+        Raises:
+            Config: ``device_id`` is not a device id.
+            Unavailable: The broker cannot be reached or refused the command.
+        """
+        self._control(release_commands(device_id), tolerate="not found")
+        logger.info("released %s at the broker", device_id)
+
+    def quarantined(self) -> set[str]:
+        """The devices confined now (the plugin's clients of the device-id form)."""
+        responses = self._control([{"command": "listClients", "verbose": False}], tolerate="")
+        names = responses[0].get("data", {}).get("clients", [])
+        return {str(n) for n in names if DEVICE_ID_PATTERN.fullmatch(str(n))}
+
+    def _control(self, commands: list[dict[str, object]], *, tolerate: str) -> list[dict[str, Any]]:
+        if self._admin is None:
+            raise Unavailable("The broker is not running.", code="broker.not_running")
+        responses = run_commands(
+            self.config.paths.admin_socket,
+            [dict(c) for c in commands],
+            username=self._admin.username,
+            password=self._admin.password,
+            timeout_s=self.config.control_timeout_s,
+        )
+        for response in responses:
+            error = str(response.get("error") or "")
+            if error and not (tolerate and tolerate in error.lower()):
+                raise Unavailable(
+                    f"The broker refused {response.get('command')}: {error}.",
+                    code="broker.control.failed",
+                )
+        return responses
 
     def __enter__(self) -> Broker:
         return self
