@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from trustfleet.configfile import load_toml_model
 from trustfleet.errors import Config
@@ -17,9 +17,12 @@ from trustfleet.errors import Config
 __all__ = [
     "CA_NAMES",
     "ApiSettings",
+    "AttestationSettings",
     "BrokerSettings",
     "CaSettings",
+    "CampaignSettings",
     "KeystoreSettings",
+    "OtaSettings",
     "PkiSettings",
     "ServerSettings",
     "StoreSettings",
@@ -84,6 +87,14 @@ class BrokerSettings(_Model):
         return value
 
 
+class CampaignSettings(_Model):
+    """The update campaign engine (ticked by ``server run``)."""
+
+    tick_s: float = Field(default=1.0, gt=0, le=3600)
+    device_timeout_s: int = Field(default=1800, ge=1, le=7 * 24 * 3600)
+    max_notify_per_tick: int = Field(default=500, ge=1, le=100_000)
+
+
 class StoreSettings(_Model):
     """Where the store lives: a SQLAlchemy URL; ``sqlite:///db/…`` is relative to the home."""
 
@@ -115,6 +126,48 @@ class PkiSettings(_Model):
     ocsp_validity_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60)
 
 
+class OtaSettings(_Model):
+    """The TUF update repository and releases (docs/ota.md)."""
+
+    repo_dir: str = "ota/repo"
+    staging_dir: str = "ota/staging"
+    root_threshold: int = Field(default=2, ge=1, le=16)
+    root_keys: int = Field(default=3, ge=1, le=16)
+    root_expiry_days: int = Field(default=365, ge=1, le=3650)
+    targets_expiry_days: int = Field(default=90, ge=1, le=3650)
+    snapshot_expiry_days: int = Field(default=7, ge=1, le=365)
+    timestamp_expiry_hours: int = Field(default=24, ge=1, le=24 * 31)
+    timestamp_refresh_margin_hours: int = Field(default=6, ge=0, le=24 * 30)
+    timestamp_check_s: float = Field(default=60.0, gt=0, le=3600)
+    delta_from_previous: int = Field(default=3, ge=0, le=16)
+    max_image_bytes: int = Field(default=1024**3, ge=1024, le=16 * 1024**3)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> OtaSettings:
+        if self.root_threshold > self.root_keys:
+            raise ValueError("root_threshold must not exceed root_keys")
+        if self.timestamp_refresh_margin_hours >= self.timestamp_expiry_hours:
+            raise ValueError("timestamp_refresh_margin_hours must be below timestamp_expiry_hours")
+        return self
+
+
+class AttestationSettings(_Model):
+    """Remote attestation: challenge schedule, bounds, quarantine policy (docs/attestation.md)."""
+
+    interval_s: float = Field(default=600.0, ge=5, le=7 * 86_400)
+    jitter_fraction: float = Field(default=0.1, ge=0, le=0.5)
+    response_timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    max_missed: int = Field(default=3, ge=1, le=100)
+    nonce_max_age_s: float = Field(default=60.0, gt=0, le=3600)
+    max_evidence_bytes: int = Field(default=64 * 1024, ge=1024, le=1024 * 1024)
+    max_request_bytes: int = Field(default=16 * 1024, ge=1024, le=256 * 1024)
+    enrollment_ttl_s: float = Field(default=300.0, gt=0, le=86_400)
+    auto_release: bool = True
+    tpm_manufacturer_cas: str = "public/tpm-manufacturer-cas.pem"
+    retention_days: int = Field(default=30, ge=1, le=3650)
+    poll_s: float = Field(default=1.0, gt=0, le=60)
+
+
 class ServerSettings(_Model):
     """Everything a server process needs, with paths resolved against ``home``."""
 
@@ -124,6 +177,9 @@ class ServerSettings(_Model):
     store: StoreSettings = StoreSettings()
     keystore: KeystoreSettings = KeystoreSettings()
     pki: PkiSettings = PkiSettings()
+    campaigns: CampaignSettings = CampaignSettings()
+    ota: OtaSettings = OtaSettings()
+    attestation: AttestationSettings = AttestationSettings()
     ca: dict[str, CaSettings]
 
     def path(self, relative: str) -> Path:
@@ -197,6 +253,8 @@ def render_server_toml(settings: ServerSettings) -> str:
         "",
         *_render_broker(settings.broker),
         "",
+        *_render_campaigns(settings.campaigns),
+        "",
         "[store]",
         "# SQLAlchemy URL. SQLite (WAL) by default; for scale-out use",
         '# "postgresql+psycopg://user@host:5432/trustfleet".',
@@ -215,6 +273,10 @@ def render_server_toml(settings: ServerSettings) -> str:
         f"crl_validity_hours = {pki.crl_validity_hours}       # CRL nextUpdate - thisUpdate",
         f"crl_refresh_margin_hours = {pki.crl_refresh_margin_hours}  # reissue this long before",
         f"ocsp_validity_minutes = {pki.ocsp_validity_minutes}",
+        "",
+        *_render_ota(settings.ota),
+        "",
+        *_render_attestation(settings.attestation),
     ]
     for name in CA_NAMES:
         ca = settings.ca[name]
@@ -248,4 +310,63 @@ def _render_broker(broker: BrokerSettings) -> list[str]:
         f"retention_interval_s = {broker.retention_interval_s}",
         "# How often server run checks the store for revocations and new CRLs.",
         f"revocation_poll_s = {broker.revocation_poll_s}",
+    ]
+
+
+def _render_ota(ota: OtaSettings) -> list[str]:
+    return [
+        "[ota]",
+        "# The TUF update repository (docs/ota.md): metadata and hashed targets under repo_dir,",
+        "# staged builds under staging_dir. Root keys live in tokens tf-tuf-root-1..N.",
+        f'repo_dir = "{ota.repo_dir}"',
+        f'staging_dir = "{ota.staging_dir}"',
+        f"root_threshold = {ota.root_threshold}   # root signatures needed (of root_keys)",
+        f"root_keys = {ota.root_keys}",
+        f"root_expiry_days = {ota.root_expiry_days}",
+        f"targets_expiry_days = {ota.targets_expiry_days}",
+        f"snapshot_expiry_days = {ota.snapshot_expiry_days}",
+        f"timestamp_expiry_hours = {ota.timestamp_expiry_hours}",
+        "# server run re-signs the timestamp this long before it expires, checking every",
+        "# timestamp_check_s seconds.",
+        f"timestamp_refresh_margin_hours = {ota.timestamp_refresh_margin_hours}",
+        f"timestamp_check_s = {ota.timestamp_check_s}",
+        "# Deltas computed at publish time, from each of the previous N releases of the model.",
+        f"delta_from_previous = {ota.delta_from_previous}",
+        f"max_image_bytes = {ota.max_image_bytes}   # larger images are refused",
+    ]
+
+
+def _render_campaigns(campaigns: CampaignSettings) -> list[str]:
+    return [
+        "[campaigns]",
+        "# Update campaigns (docs/ota.md): server run steps every running campaign each tick_s.",
+        f"tick_s = {campaigns.tick_s}",
+        "# Default time a notified device has to finish (campaign create --device-timeout).",
+        f"device_timeout_s = {campaigns.device_timeout_s}",
+        "# Most devices sent the update command in one tick (all campaigns together).",
+        f"max_notify_per_tick = {campaigns.max_notify_per_tick}",
+    ]
+
+
+def _render_attestation(att: AttestationSettings) -> list[str]:
+    return [
+        "[attestation]",
+        "# Remote attestation (docs/attestation.md): server run challenges every device with an",
+        "# AK at boot and every interval_s (+/- jitter_fraction), and quarantines a device whose",
+        "# evidence fails or that misses max_missed challenges in a row.",
+        f"interval_s = {att.interval_s}",
+        f"jitter_fraction = {att.jitter_fraction}",
+        f"response_timeout_s = {att.response_timeout_s}  # unanswered past this: missed",
+        f"max_missed = {att.max_missed}",
+        f"nonce_max_age_s = {att.nonce_max_age_s}      # evidence older than this is stale",
+        f"max_evidence_bytes = {att.max_evidence_bytes}",
+        f"max_request_bytes = {att.max_request_bytes}  # AK enrollment request bodies",
+        f"enrollment_ttl_s = {att.enrollment_ttl_s}    # to return the activated secret",
+        "# A quarantined device that runs a published release at least as new as the one it",
+        "# was quarantined on, and then passes attestation, is released automatically.",
+        f"auto_release = {'true' if att.auto_release else 'false'}",
+        "# PEM bundle of the TPM manufacturers' EK CA certificates (root and intermediates).",
+        f'tpm_manufacturer_cas = "{att.tpm_manufacturer_cas}"',
+        f"retention_days = {att.retention_days}  # challenges and verdicts kept this long",
+        f"poll_s = {att.poll_s}  # how often server run's scheduler looks for due work",
     ]

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
+from rich.table import Table
+
+from trustfleet.cli._common import HomeOpt, JsonOpt, console, emit_json, now
+from trustfleet.settings import load_server_settings
 
 __all__ = ["app"]
 
@@ -10,3 +16,99 @@ app = typer.Typer(
     help="The TUF update repository: key ceremonies, rotations, timestamp refresh.",
     no_args_is_help=True,
 )
+
+
+def _runtime(home: Any) -> Any:
+    from trustfleet.services.runtime import Runtime
+
+    return Runtime.open(load_server_settings(home))
+
+
+def _print_status(doc: dict[str, Any], *, title: str | None = None) -> None:
+    if title:
+        console.print(title)
+    console.print(f"repository: {doc['repo_dir']}  targets: {doc['targets']}")
+    table = Table("role", "version", "expires", "threshold", "key ids")
+    for name, role in doc["roles"].items():
+        keyids = ", ".join(k[:16] for k in role["keyids"])
+        table.add_row(name, str(role["version"]), role["expires"], str(role["threshold"]), keyids)
+    console.print(table)
+
+
+@app.command("init")
+def init(home: HomeOpt, json_out: JsonOpt = False) -> None:
+    """Create the OTA tokens, keys and TUF repository (for a home made before OTA)."""
+    from trustfleet.services.ota import init_repository
+
+    doc = init_repository(load_server_settings(home), now=now())
+    if json_out:
+        emit_json(doc)
+        return
+    _print_status(doc, title="[green]✓[/] OTA repository created")
+
+
+@app.command("status")
+def status(home: HomeOpt, json_out: JsonOpt = False) -> None:
+    """Show roles, versions, expiries, key ids and thresholds."""
+    from trustfleet.services.ota import repository_status
+
+    rt = _runtime(home)
+    try:
+        doc = repository_status(rt)
+    finally:
+        rt.close()
+    if json_out:
+        emit_json(doc)
+        return
+    _print_status(doc)
+
+
+@app.command("rotate-root")
+def rotate_root(home: HomeOpt, json_out: JsonOpt = False) -> None:
+    """Root key ceremony: a new key in each root token, a new root signed by old and new keys."""
+    from trustfleet.services.ota import rotate_root as do_rotate
+
+    rt = _runtime(home)
+    try:
+        doc = do_rotate(rt, now=now())
+    finally:
+        rt.close()
+    if json_out:
+        emit_json(doc)
+        return
+    version = doc["roles"]["root"]["version"]
+    _print_status(doc, title=f"[green]✓[/] root rotated: version {version}")
+
+
+@app.command("rotate-online")
+def rotate_online(home: HomeOpt, json_out: JsonOpt = False) -> None:
+    """Replace the snapshot and timestamp keys (needs the root tokens)."""
+    from trustfleet.services.ota import rotate_online_keys
+
+    rt = _runtime(home)
+    try:
+        doc = rotate_online_keys(rt, now=now())
+    finally:
+        rt.close()
+    if json_out:
+        emit_json(doc)
+        return
+    _print_status(doc, title="[green]✓[/] snapshot and timestamp keys rotated")
+
+
+@app.command("refresh-timestamp")
+def refresh_timestamp(home: HomeOpt, json_out: JsonOpt = False) -> None:
+    """Re-sign the timestamp now (``server run`` does it automatically before expiry)."""
+    from trustfleet.services.ota import refresh_timestamp_if_due, repository_status
+
+    rt = _runtime(home)
+    try:
+        refresh_timestamp_if_due(rt, now=now(), force=True)
+        doc = repository_status(rt)
+    finally:
+        rt.close()
+    if json_out:
+        emit_json(doc)
+        return
+    role = doc["roles"]["timestamp"]
+    console.print(f"[green]✓[/] timestamp version {role['version']}, expires {role['expires']}")

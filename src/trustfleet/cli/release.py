@@ -2,8 +2,162 @@
 
 from __future__ import annotations
 
+import base64
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+from rich.progress import Progress
+from rich.table import Table
+
+from trustfleet.cli._common import HomeOpt, JsonOpt, console, emit_json, now
+from trustfleet.errors import NotFound
+from trustfleet.settings import load_server_settings
 
 __all__ = ["app"]
 
 app = typer.Typer(help="Build and publish signed firmware releases.", no_args_is_help=True)
+
+VersionOpt = Annotated[str, typer.Option("--version", help="Release version, MAJOR.MINOR.PATCH.")]
+ModelOpt = Annotated[str, typer.Option("--model", help="Hardware model name.")]
+_LIST_HINT = "see the published releases with 'trustfleet release list --home DIR'"
+
+
+def _runtime(home: Any) -> Any:
+    from trustfleet.services.runtime import Runtime
+
+    return Runtime.open(load_server_settings(home))
+
+
+def _record_doc(rec: Any) -> dict[str, Any]:
+    return {
+        "model": rec.model,
+        "version": rec.version,
+        "min_version": rec.min_version,
+        "image_sha256": rec.image_sha256,
+        "image_length": rec.image_length,
+        "targets_version": rec.targets_version,
+        "published_at": rec.published_at.isoformat(),
+    }
+
+
+@app.command("build")
+def build(
+    home: HomeOpt,
+    version: VersionOpt,
+    image: Annotated[Path, typer.Option("--image", help="The full firmware image file.")],
+    model: ModelOpt = "sim-v1",
+    min_version: Annotated[
+        str | None,
+        typer.Option("--min-version", help="Lowest installed version it may be installed over."),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Sign an image with the boot key and stage it (HOME/ota/staging/<model>/<version>/)."""
+    from trustfleet.ota.manifest import render_manifest
+    from trustfleet.services.ota import build_release
+
+    rt = _runtime(home)
+    try:
+        manifest = build_release(
+            rt, image=image, version=version, model=model, min_version=min_version, now=now()
+        )
+    finally:
+        rt.close()
+    doc = json.loads(render_manifest(manifest))
+    if json_out:
+        emit_json(doc)
+        return
+    console.print(
+        f"[green]✓[/] staged {model} {version} ({manifest.image.length} bytes, "
+        f"sha256 {manifest.image.sha256[:16]}…, min_version {manifest.min_version})"
+    )
+
+
+@app.command("publish")
+def publish(
+    home: HomeOpt, version: VersionOpt, model: ModelOpt = "sim-v1", json_out: JsonOpt = False
+) -> None:
+    """Publish a staged release: deltas, TUF targets, snapshot and timestamp."""
+    from trustfleet.services.ota import publish_release
+
+    rt = _runtime(home)
+    try:
+        with Progress(console=console, transient=True, disable=json_out) as progress:
+            task = progress.add_task("computing deltas", total=None)
+
+            def step(what: str, done: int, total: int) -> None:
+                progress.update(task, description=what, completed=done, total=total or None)
+
+            record = publish_release(rt, model=model, version=version, now=now(), on_progress=step)
+    finally:
+        rt.close()
+    manifest = json.loads(record.manifest)
+    doc = {**_record_doc(record), "deltas": [d["from_version"] for d in manifest["deltas"]]}
+    if json_out:
+        emit_json(doc)
+        return
+    deltas = ", ".join(doc["deltas"]) or "none"
+    console.print(
+        f"[green]✓[/] published {model} {version} (targets version {record.targets_version}; "
+        f"deltas from: {deltas})"
+    )
+
+
+@app.command("list")
+def list_releases(
+    home: HomeOpt,
+    model: Annotated[str | None, typer.Option("--model", help="Only this model.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """List published releases, newest version first."""
+    from trustfleet.store import MAX_LIST_LIMIT
+
+    rt = _runtime(home)
+    try:
+        with rt.uow.begin(read_only=True) as tx:
+            records = tx.releases.list(model=model, limit=MAX_LIST_LIMIT)
+    finally:
+        rt.close()
+    rows = [_record_doc(r) for r in records]
+    if json_out:
+        emit_json({"releases": rows})
+        return
+    table = Table("model", "version", "min version", "bytes", "published")
+    for r in rows:
+        table.add_row(
+            r["model"], r["version"], r["min_version"], str(r["image_length"]), r["published_at"]
+        )
+    console.print(table)
+
+
+@app.command("show")
+def show(
+    home: HomeOpt, version: VersionOpt, model: ModelOpt = "sim-v1", json_out: JsonOpt = False
+) -> None:
+    """Show a published release and its manifest."""
+    from trustfleet.ota.versions import check_model, parse_version
+
+    check_model(model)
+    parse_version(version)
+    rt = _runtime(home)
+    try:
+        with rt.uow.begin(read_only=True) as tx:
+            record = tx.releases.get(model=model, version=version)
+    finally:
+        rt.close()
+    if record is None:
+        raise NotFound(f"no published release {model} {version}", hint=_LIST_HINT)
+    doc = {**_record_doc(record), "manifest": json.loads(record.manifest)}
+    if json_out:
+        emit_json(doc)
+        return
+    man = doc["manifest"]
+    console.print(f"[bold]{model} {version}[/]  min_version={record.min_version}")
+    console.print(f"image: {man['image']['target']}  {man['image']['length']} bytes")
+    console.print(f"sha256: {man['image']['sha256']}")
+    signature = base64.b64decode(man["boot"]["signature"])
+    console.print(f"boot key: {man['boot']['key_sha256']}  signature: {len(signature)} bytes")
+    for d in man["deltas"]:
+        console.print(f"delta from {d['from_version']}: {d['length']} bytes ({d['target']})")

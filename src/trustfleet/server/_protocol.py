@@ -70,6 +70,10 @@ class TlsHttpProtocol(asyncio.Protocol):
         self._requests = 0
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
+        # Back-pressure for streamed responses: the transport pauses us past its high-water
+        # mark; ``send`` then waits (bounded by the idle timeout) before the next chunk.
+        self._writable = asyncio.Event()
+        self._writable.set()
 
     # -- asyncio.Protocol --------------------------------------------------------------------
 
@@ -93,6 +97,23 @@ class TlsHttpProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
         self._cancel_timer()
+        self._writable.set()
+
+    def pause_writing(self) -> None:
+        self._writable.clear()
+
+    def resume_writing(self) -> None:
+        self._writable.set()
+
+    async def _drain(self) -> None:
+        """Wait until the transport takes more data; raise :class:`_PeerGone` if it never will."""
+        if not self._writable.is_set() and not self._closed:
+            try:
+                await asyncio.wait_for(self._writable.wait(), self._limits.idle_timeout_s)
+            except TimeoutError:
+                self._abort()
+        if self._closed:
+            raise _PeerGone
 
     # -- TLS -----------------------------------------------------------------------------
 
@@ -225,9 +246,14 @@ class TlsHttpProtocol(asyncio.Protocol):
                     pending.append(self._http.send(h11.EndOfMessage()) or b"")
                 self._write(b"".join(pending))
                 pending.clear()
+                await self._drain()
 
         try:
             await self._app(scope, receive, send)
+        except _PeerGone:
+            logger.debug("client %s went away during a response", self._client)
+            self._close()
+            return
         except Exception:
             logger.exception("unhandled error in the application")
             if self._http.our_state is h11.SEND_RESPONSE:
@@ -360,6 +386,7 @@ class TlsHttpProtocol(asyncio.Protocol):
         if self._transport is not None:
             self._transport.abort()
         self._wake_body_waiter()
+        self._writable.set()
 
     def _flush_quiet(self) -> None:
         try:
@@ -370,6 +397,10 @@ class TlsHttpProtocol(asyncio.Protocol):
     def _wake_body_waiter(self) -> None:
         if self._body_waiter is not None and not self._body_waiter.done():
             self._body_waiter.set_result(None)
+
+
+class _PeerGone(ConnectionError):
+    """The client closed or stalled (past the idle timeout) while a response was being sent."""
 
 
 def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:

@@ -24,6 +24,12 @@ from starlette.routing import Route
 
 from trustfleet.errors import InvalidInput, TrustFleetError, status_for
 from trustfleet.pki import CONTENT_TYPE_CERTS_ONLY, certs_only
+from trustfleet.server._ota_routes import ota_routes
+from trustfleet.services.attestation import (
+    ak_activate_request,
+    ak_enroll_request,
+    authenticate_device,
+)
 from trustfleet.services.enrollment import EnrollMode, enroll
 from trustfleet.services.revocation import answer_ocsp, current_crl
 from trustfleet.services.runtime import Runtime
@@ -83,6 +89,20 @@ def create_app(rt: Runtime, *, clock: Clock = _utcnow) -> Starlette:
             ) from exc
         return _ocsp(answer_ocsp(rt, body, now=clock()))
 
+    def ak_route(step: Callable[..., bytes]) -> Callable[[Request], object]:
+        async def handler(request: Request) -> Response:
+            body = await _bounded_body(request, rt.settings.attestation.max_request_bytes)
+            client_cert, at = _client_cert(request), clock()
+
+            def call() -> bytes:
+                device = authenticate_device(rt, client_cert, now=at)
+                return step(rt, device=device, body=body, now=at)
+
+            answer = await asyncio.get_running_loop().run_in_executor(executor, call)
+            return Response(answer, media_type="application/json")
+
+        return handler
+
     async def health(_request: Request) -> Response:
         return PlainTextResponse("ok")
 
@@ -93,7 +113,12 @@ def create_app(rt: Runtime, *, clock: Clock = _utcnow) -> Starlette:
         Route("/crl/{ca}.crl", _guard(crl), methods=["GET"]),
         Route("/ocsp", _guard(ocsp_post), methods=["POST"]),
         Route("/ocsp/{request:path}", _guard(ocsp_get), methods=["GET"]),
+        Route("/attest/v1/ak", _guard(ak_route(ak_enroll_request)), methods=["POST"]),
+        Route(
+            "/attest/v1/ak/activate", _guard(ak_route(ak_activate_request)), methods=["POST"]
+        ),
         Route("/healthz", health, methods=["GET"]),
+        *ota_routes(rt, clock=clock, guard=_guard),  # TUF repository, device mTLS (docs/ota.md)
     ]
     return Starlette(routes=routes)
 
@@ -107,6 +132,18 @@ def _guard(handler: Callable[[Request], object]) -> Callable[[Request], object]:
         return response
 
     return wrapped
+
+
+async def _bounded_body(request: Request, max_bytes: int) -> bytes:
+    """The request body, refused (400) once it grows past ``max_bytes``."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > max_bytes:
+            raise InvalidInput(
+                f"the request body is over {max_bytes} bytes", code="attestation.request.size"
+            )
+    return bytes(body)
 
 
 def _problem(exc: TrustFleetError) -> Response:

@@ -14,14 +14,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from trustfleet.errors import TrustFleetError
+from trustfleet.errors import NotFound, TrustFleetError
+from trustfleet.server._attest_side import attest_process_main
 from trustfleet.server._broker_side import BrokerSide
 from trustfleet.server._protocol import ConnectionLimits
 from trustfleet.server._serve import listen_socket, new_event_loop, serve
 from trustfleet.server._supervise import ProcessSpec, Supervisor
 from trustfleet.server._tls import TlsServerConfig, make_server_context
 from trustfleet.server.app import create_app
+from trustfleet.server.campaign_ticker import ticker_process_main
 from trustfleet.server.ingest import ingest_process_main
+from trustfleet.services.ota import refresh_timestamp_if_due
 from trustfleet.services.revocation import refresh_crls
 from trustfleet.services.runtime import Runtime
 from trustfleet.settings import ServerSettings, load_server_settings
@@ -33,6 +36,7 @@ logger = logging.getLogger(__name__)
 _CRL_CHECK_INTERVAL_S = 300.0
 _INGEST_READY_TIMEOUT_S = 20.0
 _TICK_S = 0.1
+_TIMESTAMP_JOIN_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -85,7 +89,11 @@ def run_server(
     rt = Runtime.open(settings)
     side = BrokerSide(rt, port=mqtt_port)
     supervisor = Supervisor()
+    timestamps = threading.Thread(
+        target=_refresh_timestamp_forever, args=(rt, stopping), name="tuf-timestamp", daemon=True
+    )
     try:
+        timestamps.start()
         side.start()
         ready = _start_children(
             supervisor, settings, port=port, workers=workers, mqtt_port=mqtt_port
@@ -103,8 +111,11 @@ def run_server(
         )
         return _supervise(supervisor, side, stopping=stopping)
     finally:
+        stopping.set()
         supervisor.stop()
         side.stop()
+        if timestamps.is_alive():
+            timestamps.join(timeout=_TIMESTAMP_JOIN_S)
         rt.close()
         for sig, handler in old.items():
             signal.signal(sig, handler)
@@ -123,6 +134,9 @@ def _start_children(
         )
     for index in range(workers):
         supervisor.start(ProcessSpec(f"https#{index}", _worker, (home, port)))
+    supervisor.start(ProcessSpec("campaigns#0", ticker_process_main, (home, mqtt_port)))
+    if settings.broker.ingest_workers:  # evidence is verified by the ingest workers
+        supervisor.start(ProcessSpec("attest#0", attest_process_main, (home, mqtt_port)))
     return ready
 
 
@@ -155,6 +169,21 @@ async def _refresh_crls_forever(rt: Runtime, *, stop: asyncio.Event) -> None:
             logger.warning("CRL refresh failed: %s", exc.one_line())
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=interval_s)
+
+
+def _refresh_timestamp_forever(rt: Runtime, stopping: threading.Event) -> None:
+    """Re-sign the TUF timestamp before it expires ([ota] timestamp_check_s); never raises."""
+    while True:
+        try:
+            refresh_timestamp_if_due(rt, now=datetime.now(UTC))
+        except NotFound as exc:
+            logger.debug("no TUF timestamp to refresh: %s", exc.one_line())
+        except TrustFleetError as exc:
+            logger.warning("TUF timestamp refresh failed: %s", exc.one_line())
+        except Exception:
+            logger.exception("TUF timestamp refresh failed")
+        if stopping.wait(rt.settings.ota.timestamp_check_s):
+            return
 
 
 def _worker(home: str, port: int) -> None:

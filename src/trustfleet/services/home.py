@@ -10,8 +10,9 @@ Layout of a home::
     db/                        the SQLite store (default)
 
 Tokens: ``tf-root`` holds only the root CA key, ``tf-factory`` the manufacturing CA key,
-``tf-service`` the device CA key and the MQTT service key ``svc-ingest`` (later also the
-online TUF and audit keys).
+``tf-service`` the device CA key, the MQTT service key ``svc-ingest`` and the online TUF keys
+(``tuf-snapshot``, ``tuf-timestamp``); ``tf-tuf-root-1..3`` one TUF root key each,
+``tf-release`` the TUF targets key and the boot key (docs/ota.md).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from trustfleet.pki import (
     make_root_ca,
 )
 from trustfleet.services._certs import record_certificate
+from trustfleet.services.ota import init_repository
 from trustfleet.settings import (
     ApiSettings,
     BrokerSettings,
@@ -202,6 +204,7 @@ def _finish_home(
         )
     finally:
         engine.dispose()
+    init_repository(settings, now=now)  # OTA tokens and keys, the TUF repository (docs/ota.md)
     (home / "trustfleet.toml").write_text(render_server_toml(settings), encoding="utf-8")
 
 
