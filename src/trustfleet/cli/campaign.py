@@ -2,8 +2,213 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Any
+
 import typer
+from rich.table import Table
+
+from trustfleet.cli._common import HomeOpt, JsonOpt, console, emit_json, now
+from trustfleet.settings import load_server_settings
 
 __all__ = ["app"]
 
 app = typer.Typer(help="Roll a release out to the fleet in waves.", no_args_is_help=True)
+
+_ACTOR = "operator:cli"
+MAX_DEVICES_OPTION_CHARS = 1_000_000
+"""Bound on the ``--devices`` list as typed."""
+
+IdArg = Annotated[str, typer.Argument(help="Campaign id (see 'trustfleet campaign list').")]
+
+
+def _runtime(home: Any) -> Any:
+    from trustfleet.services.runtime import Runtime
+
+    return Runtime.open(load_server_settings(home))
+
+
+def _campaign_doc(c: Any) -> dict[str, Any]:
+    return {
+        "id": c.id,
+        "model": c.model,
+        "version": c.version,
+        "state": c.state,
+        "waves": list(c.waves),
+        "current_wave": c.current_wave,
+        "max_failure_rate": c.max_failure_rate,
+        "device_timeout_s": c.device_timeout_s,
+        "reason": c.reason,
+        "created_at": c.created_at.isoformat(),
+        "updated_at": c.updated_at.isoformat(),
+    }
+
+
+def _device_list(text: str | None) -> list[str] | None:
+    from trustfleet.errors import InvalidInput
+
+    if text is None:
+        return None
+    if len(text) > MAX_DEVICES_OPTION_CHARS:
+        raise InvalidInput("the device list is too long", hint="target a model instead")
+    devices = [d.strip() for d in text.split(",") if d.strip()]
+    if not devices:
+        raise InvalidInput("--devices names no device", hint="give ids separated by commas")
+    return devices
+
+
+@app.command("create")
+def create(
+    home: HomeOpt,
+    release: Annotated[str, typer.Option("--release", help="Release version, e.g. 2.0.0.")],
+    waves: Annotated[
+        str, typer.Option("--waves", help="Cumulative percentages, e.g. 1,10,50,100%.")
+    ],
+    max_failure_rate: Annotated[
+        str, typer.Option("--max-failure-rate", help="Halt above this failure rate, e.g. 5%.")
+    ],
+    model: Annotated[
+        str | None, typer.Option("--model", help="Hardware model (default: from the release).")
+    ] = None,
+    devices: Annotated[
+        str | None,
+        typer.Option("--devices", help="Comma-separated device ids (default: all enrolled)."),
+    ] = None,
+    device_timeout: Annotated[
+        str | None,
+        typer.Option("--device-timeout", help="Time a device has to finish, e.g. 30m."),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Create a campaign; the running server notifies its waves."""
+    from trustfleet.ota.campaign_rules import parse_duration, parse_rate, parse_waves
+    from trustfleet.services.campaigns import create_campaign
+
+    wave_list = parse_waves(waves)
+    rate = parse_rate(max_failure_rate)
+    timeout_s = parse_duration(device_timeout) if device_timeout is not None else None
+    targets = _device_list(devices)
+    rt = _runtime(home)
+    try:
+        campaign = create_campaign(
+            rt, version=release, model=model, devices=targets, waves=wave_list,
+            max_failure_rate=rate, device_timeout_s=timeout_s, actor=_ACTOR, now=now(),
+        )  # fmt: skip
+        status = _status(rt, campaign.id)
+    finally:
+        rt.close()
+    if json_out:
+        emit_json(status)
+        return
+    sizes = ", ".join(str(w["size"]) for w in status["waves"][1:])
+    console.print(
+        f"[green]✓[/] campaign [bold]{campaign.id}[/]: {campaign.model} {campaign.version}, "
+        f"waves of {sizes} device(s), {status['waves'][0]['size']} already up to date "
+        f"({campaign.state})",
+        soft_wrap=True,
+    )
+
+
+def _status(rt: Any, campaign_id: str) -> dict[str, Any]:
+    from trustfleet.services.campaigns import campaign_status
+
+    s = campaign_status(rt, campaign_id)
+    return {
+        **_campaign_doc(s.campaign),
+        "failure_rate": s.failure_rate,
+        "failures": s.failures,
+        "finished": s.finished,
+        "states": dict(s.states),
+        "waves": [
+            {"wave": w.wave, "percent": w.percent, "size": w.size, "states": dict(w.states)}
+            for w in s.waves
+        ],
+        "devices": [
+            {
+                "device_id": d.device_id, "wave": d.wave, "state": d.state, "bytes": d.bytes,
+                "total": d.total, "reason": d.reason, "code": d.code,
+                "notified_at": d.notified_at.isoformat() if d.notified_at else None,
+            }
+            for d in s.devices
+        ],
+    }  # fmt: skip
+
+
+@app.command("status")
+def status(home: HomeOpt, campaign_id: IdArg, json_out: JsonOpt = False) -> None:
+    """Show a campaign: its waves, the devices per state and the failure rate."""
+    rt = _runtime(home)
+    try:
+        doc = _status(rt, campaign_id)
+    finally:
+        rt.close()
+    if json_out:
+        emit_json(doc)
+        return
+    rate = "-" if doc["failure_rate"] is None else f"{doc['failure_rate']:.1%}"
+    console.print(
+        f"[bold]{doc['id']}[/]  {doc['model']} {doc['version']}  state={doc['state']}  "
+        f"wave {doc['current_wave']}/{len(doc['waves']) - 1}  failure rate {rate} "
+        f"(max {doc['max_failure_rate']:.1%})",
+        soft_wrap=True,
+    )
+    if doc["reason"]:
+        console.print(f"  reason: {doc['reason']}")
+    states = sorted({s for w in doc["waves"] for s in w["states"]})
+    table = Table("wave", "up to %", "devices", *states)
+    for w in doc["waves"]:
+        label = "0 (already up to date)" if w["wave"] == 0 else str(w["wave"])
+        counts = [str(w["states"].get(s, "")) for s in states]
+        table.add_row(label, f"{w['percent']:g}", str(w["size"]), *counts)
+    console.print(table)
+
+
+@app.command("list")
+def list_campaigns(home: HomeOpt, json_out: JsonOpt = False) -> None:
+    """List campaigns, newest first."""
+    rt = _runtime(home)
+    try:
+        with rt.uow.begin(read_only=True) as tx:
+            campaigns = tx.campaigns.list(limit=1000)
+    finally:
+        rt.close()
+    docs = [_campaign_doc(c) for c in campaigns]
+    if json_out:
+        emit_json({"campaigns": docs})
+        return
+    table = Table("campaign", "model", "version", "state", "wave", "created")
+    for d in docs:
+        wave = f"{d['current_wave']}/{len(d['waves'])}"
+        table.add_row(d["id"], d["model"], d["version"], d["state"], wave, d["created_at"])
+    console.print(table)
+
+
+def _change(home: Any, campaign_id: str, action: str, json_out: bool) -> None:
+    from trustfleet.services import campaigns
+
+    rt = _runtime(home)
+    try:
+        record = getattr(campaigns, action)(rt, campaign_id, now=now(), actor=_ACTOR)
+    finally:
+        rt.close()
+    if json_out:
+        emit_json(_campaign_doc(record))
+        return
+    console.print(f"[green]✓[/] campaign [bold]{record.id}[/] is {record.state}")
+
+
+@app.command("pause")
+def pause(home: HomeOpt, campaign_id: IdArg, json_out: JsonOpt = False) -> None:
+    """Stop notifying devices (devices already updating go on)."""
+    _change(home, campaign_id, "pause", json_out)
+
+
+@app.command("resume")
+def resume(home: HomeOpt, campaign_id: IdArg, json_out: JsonOpt = False) -> None:
+    """Continue a paused campaign."""
+    _change(home, campaign_id, "resume", json_out)
+
+
+@app.command("abort")
+def abort(home: HomeOpt, campaign_id: IdArg, json_out: JsonOpt = False) -> None:
+    """End a campaign for good (running, paused or halted)."""
+    _change(home, campaign_id, "abort", json_out)

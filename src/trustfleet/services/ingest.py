@@ -18,7 +18,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 
 from trustfleet.errors import InvalidInput
+from trustfleet.ota.status_report import OtaStatus, parse_ota_status
 from trustfleet.pki import DEVICE_ID_PATTERN
+from trustfleet.services._campaign_reports import apply_ota_reports
 from trustfleet.store import NewTelemetry, UnitOfWork
 
 __all__ = [
@@ -37,8 +39,8 @@ logger = logging.getLogger(__name__)
 
 TOPIC_ROOT: Final = "tf/v1/d"
 INGEST_GROUP: Final = "ingest"
-MessageKind = Literal["telemetry", "events", "cmd/result"]
-MESSAGE_KINDS: Final[tuple[MessageKind, ...]] = ("telemetry", "events", "cmd/result")
+MessageKind = Literal["telemetry", "events", "cmd/result", "ota/status"]
+MESSAGE_KINDS: Final[tuple[MessageKind, ...]] = ("telemetry", "events", "cmd/result", "ota/status")
 MAX_METRICS: Final = 256
 """Most metrics in one telemetry message."""
 MAX_METRIC_NAME_CHARS: Final = 64
@@ -59,10 +61,11 @@ class DeviceMessage:
 
     Attributes:
         device_id: From the topic (the broker's ACL ties it to the sender's certificate).
-        kind: ``telemetry``, ``events`` or ``cmd/result``.
+        kind: ``telemetry``, ``events``, ``cmd/result`` or ``ota/status``.
         ts: The device's timestamp (UTC).
         seq: The device's per-boot counter.
         body: The whole JSON object.
+        ota: The checked report, for ``ota/status``.
     """
 
     device_id: str
@@ -70,6 +73,7 @@ class DeviceMessage:
     ts: datetime
     seq: int
     body: Mapping[str, Any]
+    ota: OtaStatus | None = None
 
 
 def parse_message(topic: str, payload: bytes, *, max_bytes: int) -> DeviceMessage:
@@ -109,7 +113,8 @@ def parse_message(topic: str, payload: bytes, *, max_bytes: int) -> DeviceMessag
         isinstance(body.get("id"), str) and isinstance(body.get("ok"), bool)
     ):
         raise InvalidInput("a command result needs 'id' and 'ok'", code="ingest.field")
-    return DeviceMessage(device_id=device_id, kind=kind, ts=ts, seq=seq, body=body)
+    ota = parse_ota_status(body) if kind == "ota/status" else None
+    return DeviceMessage(device_id=device_id, kind=kind, ts=ts, seq=seq, body=body, ota=ota)
 
 
 def _parse_topic(topic: str) -> tuple[str, MessageKind]:
@@ -161,12 +166,14 @@ class BatchOutcome:
         accepted: Messages from devices that may report (every kind).
         refused: Messages dropped because the device is unknown, revoked or not enrolled.
         refused_devices: Those devices' ids.
+        ota_applied: ``ota/status`` reports that moved a campaign row.
     """
 
     telemetry_rows: int = 0
     accepted: int = 0
     refused: int = 0
     refused_devices: tuple[str, ...] = field(default=())
+    ota_applied: int = 0
 
 
 def store_batch(
@@ -175,7 +182,8 @@ def store_batch(
     """Write a batch of valid messages in one transaction.
 
     Messages of devices that are not registered and enrolled (revoked, decommissioned,
-    unknown) are dropped. Telemetry becomes rows; every accepted message moves its device's
+    unknown) are dropped. Telemetry becomes rows; ``ota/status`` reports move their campaign
+    rows (:mod:`trustfleet.services.campaigns`); every accepted message moves its device's
     ``last_seen_at`` to ``now``.
 
     Args:
@@ -207,6 +215,8 @@ def store_batch(
         ]
         written = tx.telemetry.add_many(rows)
         tx.devices.mark_seen(dict.fromkeys((m.device_id for m in accepted), now))
+        reports = [(m.device_id, m.ota) for m in accepted if m.ota is not None]
+        ota = apply_ota_reports(tx, reports, now=now)
     refused = sorted({m.device_id for m in messages} - {m.device_id for m in accepted})
     for m in accepted:
         if m.kind != "telemetry":
@@ -217,6 +227,7 @@ def store_batch(
         accepted=len(accepted),
         refused=len(messages) - len(accepted),
         refused_devices=tuple(refused),
+        ota_applied=ota.applied,
     )
 
 

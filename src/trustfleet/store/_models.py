@@ -12,7 +12,9 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -24,7 +26,15 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from trustfleet.store._types import EventId, UTCDateTime
-from trustfleet.store.records import CERTIFICATE_KINDS, CERTIFICATE_STATUSES, DEVICE_STATES
+from trustfleet.store.records import (
+    CAMPAIGN_DEVICE_STATES,
+    CAMPAIGN_STATES,
+    CERTIFICATE_KINDS,
+    CERTIFICATE_STATUSES,
+    CHALLENGE_OUTCOMES,
+    CHALLENGE_TRIGGERS,
+    DEVICE_STATES,
+)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -62,6 +72,10 @@ class DeviceRow(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     firmware_version: Mapped[str | None] = mapped_column(String(32))
+    quarantined_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    quarantine_reason: Mapped[str | None] = mapped_column(String(256))
+    quarantined_by: Mapped[str | None] = mapped_column(String(128))
+    quarantine_release: Mapped[str | None] = mapped_column(String(32))
 
 
 class CertificateRow(Base):
@@ -151,3 +165,123 @@ class ReleaseRow(Base):
     manifest: Mapped[bytes] = mapped_column(LargeBinary)
     targets_version: Mapped[int] = mapped_column(Integer)
     published_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class CampaignRow(Base):
+    """Table ``campaigns``: one update campaign (waves, threshold, where it is)."""
+
+    __tablename__ = "campaigns"
+    __table_args__ = (
+        CheckConstraint(_one_of("state", CAMPAIGN_STATES), name="state"),
+        Index(None, "state"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    model: Mapped[str] = mapped_column(String(64))
+    version: Mapped[str] = mapped_column(String(32))
+    waves: Mapped[list[float]] = mapped_column(JSON)
+    max_failure_rate: Mapped[float] = mapped_column(Float)
+    device_timeout_s: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16))
+    current_wave: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str | None] = mapped_column(String(512))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class CampaignDeviceRow(Base):
+    """Table ``campaign_devices``: each target device of a campaign and its update state."""
+
+    __tablename__ = "campaign_devices"
+    __table_args__ = (
+        CheckConstraint(_one_of("state", CAMPAIGN_DEVICE_STATES), name="state"),
+        Index(None, "campaign_id", "wave", "state"),
+        Index(None, "device_id"),
+    )
+
+    campaign_id: Mapped[str] = mapped_column(
+        String(40), ForeignKey("campaigns.id"), primary_key=True
+    )
+    device_id: Mapped[str] = mapped_column(String(64), ForeignKey("devices.id"), primary_key=True)
+    wave: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16))
+    bytes: Mapped[int | None] = mapped_column(BigInteger)
+    total: Mapped[int | None] = mapped_column(BigInteger)
+    delta: Mapped[bool | None] = mapped_column(Boolean)
+    reason: Mapped[str | None] = mapped_column(String(256))
+    code: Mapped[str | None] = mapped_column(String(256))
+    notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class AttestationKeyRow(Base):
+    """Table ``attestation_keys``: the AK bound to each device's TPM (credential activation)."""
+
+    __tablename__ = "attestation_keys"
+
+    device_id: Mapped[str] = mapped_column(String(64), ForeignKey("devices.id"), primary_key=True)
+    ak_public: Mapped[bytes] = mapped_column(LargeBinary)
+    ak_public_pem: Mapped[str] = mapped_column(String(1024))
+    ak_name: Mapped[str] = mapped_column(String(160))
+    ek_public: Mapped[bytes] = mapped_column(LargeBinary)
+    ek_certificate: Mapped[bytes] = mapped_column(LargeBinary)
+    activated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class AkEnrollmentRow(Base):
+    """Table ``ak_enrollments``: a MakeCredential challenge waiting for ActivateCredential."""
+
+    __tablename__ = "ak_enrollments"
+    __table_args__ = (Index(None, "device_id"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(64), ForeignKey("devices.id"))
+    secret_sha256: Mapped[str] = mapped_column(String(64))
+    ak_public: Mapped[bytes] = mapped_column(LargeBinary)
+    ak_public_pem: Mapped[str] = mapped_column(String(1024))
+    ak_name: Mapped[str] = mapped_column(String(160))
+    ek_public: Mapped[bytes] = mapped_column(LargeBinary)
+    ek_certificate: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class AttestationChallengeRow(Base):
+    """Table ``attestation_challenges``: nonces sent to devices (single use)."""
+
+    __tablename__ = "attestation_challenges"
+    __table_args__ = (
+        CheckConstraint(_one_of("trigger", CHALLENGE_TRIGGERS), name="trigger"),
+        CheckConstraint(_one_of("outcome", CHALLENGE_OUTCOMES), name="outcome"),
+        Index(None, "device_id", "issued_at"),
+        Index(None, "outcome", "expires_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(64), ForeignKey("devices.id"))
+    nonce: Mapped[bytes] = mapped_column(LargeBinary)
+    pcrs: Mapped[list[int]] = mapped_column(JSON)
+    trigger: Mapped[str] = mapped_column(String(16))
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    outcome: Mapped[str | None] = mapped_column(String(16))
+
+
+class AttestationResultRow(Base):
+    """Table ``attestation_results``: every verdict, with its findings (history)."""
+
+    __tablename__ = "attestation_results"
+    __table_args__ = (Index(None, "device_id", "verified_at"),)
+
+    id: Mapped[int] = mapped_column(EventId(), primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(String(64), ForeignKey("devices.id"))
+    challenge_id: Mapped[str] = mapped_column(String(40))
+    verified_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ok: Mapped[bool] = mapped_column(Boolean)
+    findings: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    release: Mapped[str | None] = mapped_column(String(32))
+    reset_count: Mapped[int | None] = mapped_column(BigInteger)
+    restart_count: Mapped[int | None] = mapped_column(BigInteger)
+    clock: Mapped[int | None] = mapped_column(BigInteger)

@@ -9,6 +9,8 @@ import sqlalchemy
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
+from trustfleet.store._attestation import AttestationRepository
+from trustfleet.store._campaigns import CampaignRepository
 from trustfleet.store._certificates import CertificateRepository
 from trustfleet.store._crls import CrlRepository
 from trustfleet.store._devices import DeviceRepository
@@ -32,6 +34,8 @@ class Transaction:
         crls: Each issuer's current CRL.
         telemetry: Telemetry received over MQTT.
         releases: Published firmware releases.
+        campaigns: Update campaigns and their devices.
+        attestation: AKs, challenges, verdicts and device quarantine.
     """
 
     def __init__(self, handle: SessionHandle, *, max_event_details_bytes: int) -> None:
@@ -41,6 +45,8 @@ class Transaction:
         self.crls = CrlRepository(handle)
         self.telemetry = TelemetryRepository(handle)
         self.releases = ReleaseRepository(handle)
+        self.campaigns = CampaignRepository(handle)
+        self.attestation = AttestationRepository(handle)
 
 
 class UnitOfWork:

@@ -12,16 +12,31 @@ from datetime import datetime
 from typing import Final, Literal, TypeAlias
 
 __all__ = [
+    "CAMPAIGN_DEVICE_STATES",
+    "CAMPAIGN_STATES",
     "CERTIFICATE_KINDS",
     "CERTIFICATE_STATUSES",
+    "CHALLENGE_OUTCOMES",
+    "CHALLENGE_TRIGGERS",
     "DEVICE_STATES",
     "JSON",
+    "AkEnrollmentRecord",
+    "AttestationKeyRecord",
+    "AttestationResultRecord",
+    "CampaignDeviceRecord",
+    "CampaignDeviceState",
+    "CampaignRecord",
+    "CampaignState",
     "CertificateKind",
     "CertificateRecord",
     "CertificateStatus",
+    "ChallengeOutcome",
+    "ChallengeRecord",
+    "ChallengeTrigger",
     "CrlRecord",
     "DeviceRecord",
     "DeviceState",
+    "QuarantineRecord",
     "ReleaseRecord",
     "SecurityEventRecord",
     "TelemetryRecord",
@@ -190,3 +205,215 @@ class ReleaseRecord:
     manifest: bytes
     targets_version: int
     published_at: datetime
+
+
+CampaignState = Literal["running", "paused", "aborted", "halted", "completed"]
+CampaignDeviceState = Literal[
+    "pending", "notified", "checking", "downloading", "installing", "rebooting",
+    "committed", "up_to_date", "failed", "rolled_back", "refused", "timed_out",
+]  # fmt: skip
+CAMPAIGN_STATES: Final[tuple[CampaignState, ...]] = (
+    "running", "paused", "aborted", "halted", "completed",
+)  # fmt: skip
+CAMPAIGN_DEVICE_STATES: Final[tuple[CampaignDeviceState, ...]] = (
+    "pending", "notified", "checking", "downloading", "installing", "rebooting",
+    "committed", "up_to_date", "failed", "rolled_back", "refused", "timed_out",
+)  # fmt: skip
+"""The same values as ``trustfleet.ota.campaign_rules`` (the store imports no domain package)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CampaignRecord:
+    """An update campaign as stored.
+
+    Attributes:
+        id: Random, non-guessable identifier.
+        model: The hardware model it updates.
+        version: The release it rolls out.
+        waves: Cumulative percentages of the devices to update, the last 100.
+        max_failure_rate: Failure rate (fraction) above which the campaign halts.
+        device_timeout_s: How long a notified device has to finish.
+        state: ``running``, ``paused``, ``aborted``, ``halted`` or ``completed``.
+        current_wave: The wave being rolled out (1-based).
+        reason: Why it halted, completed or was aborted, if it was.
+        created_at: When it was created (UTC).
+        updated_at: When it last changed (UTC).
+    """
+
+    id: str
+    model: str
+    version: str
+    waves: tuple[float, ...]
+    max_failure_rate: float
+    device_timeout_s: int
+    state: CampaignState
+    current_wave: int
+    reason: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CampaignDeviceRecord:
+    """One device of a campaign, as stored.
+
+    Attributes:
+        campaign_id: The campaign.
+        device_id: The device.
+        wave: Its wave (1-based; 0: already up to date when the campaign was created).
+        state: Where its update is (the last state it reported, or the service's).
+        bytes: Bytes downloaded, as last reported.
+        total: Bytes to download, as last reported.
+        delta: Whether it downloads a delta, as last reported.
+        reason: Why it failed, as reported (or the service's reason for ``timed_out``).
+        code: The device's error code, if any.
+        notified_at: When the ``update`` command was sent (UTC), if it was.
+        updated_at: When the row last changed (UTC).
+    """
+
+    campaign_id: str
+    device_id: str
+    wave: int
+    state: CampaignDeviceState
+    bytes: int | None
+    total: int | None
+    delta: bool | None
+    reason: str | None
+    code: str | None
+    notified_at: datetime | None
+    updated_at: datetime
+
+
+ChallengeTrigger = Literal["boot", "schedule", "operator"]
+ChallengeOutcome = Literal["passed", "failed", "missed"]
+CHALLENGE_TRIGGERS: Final[tuple[ChallengeTrigger, ...]] = ("boot", "schedule", "operator")
+CHALLENGE_OUTCOMES: Final[tuple[ChallengeOutcome, ...]] = ("passed", "failed", "missed")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AttestationKeyRecord:
+    """A device's attestation key, bound to its TPM by credential activation.
+
+    Attributes:
+        device_id: The device.
+        ak_public: The AK's marshalled ``TPM2B_PUBLIC``.
+        ak_public_pem: The AK public key (SPKI PEM): verifies quote signatures.
+        ak_name: The AK's TPM name, lowercase hex.
+        ek_public: The EK's marshalled ``TPM2B_PUBLIC``.
+        ek_certificate: The EK certificate (DER) that was checked.
+        activated_at: When the device proved the AK lives with the EK (UTC).
+    """
+
+    device_id: str
+    ak_public: bytes
+    ak_public_pem: str
+    ak_name: str
+    ek_public: bytes
+    ek_certificate: bytes
+    activated_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AkEnrollmentRecord:
+    """A pending AK enrollment: the credential was sent, the secret not yet returned.
+
+    Attributes:
+        id: Random enrollment id.
+        device_id: The device.
+        secret_sha256: SHA-256 of the credential secret, hex (the secret is never stored).
+        ak_public: The AK's marshalled ``TPM2B_PUBLIC``.
+        ak_public_pem: The AK public key (SPKI PEM).
+        ak_name: The AK's TPM name, lowercase hex.
+        ek_public: The EK's marshalled ``TPM2B_PUBLIC``.
+        ek_certificate: The EK certificate (DER).
+        created_at: When the credential was made (UTC).
+        expires_at: Until when the secret may be returned (UTC).
+        used_at: When the secret was returned (UTC), if it was.
+    """
+
+    id: str
+    device_id: str
+    secret_sha256: str
+    ak_public: bytes
+    ak_public_pem: str
+    ak_name: str
+    ek_public: bytes
+    ek_certificate: bytes
+    created_at: datetime
+    expires_at: datetime
+    used_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChallengeRecord:
+    """An attestation challenge (nonce) sent to a device.
+
+    Attributes:
+        id: Random challenge id (echoed in the evidence).
+        device_id: The device.
+        nonce: The random bytes the quote must carry.
+        pcrs: The PCRs to quote.
+        trigger: ``boot``, ``schedule`` or ``operator``.
+        issued_at: When it was issued (UTC).
+        expires_at: Past this it counts as missed if unanswered (UTC).
+        used_at: When evidence for it was accepted for verification (UTC), if it was.
+        outcome: ``passed``, ``failed``, ``missed``, or None while open.
+    """
+
+    id: str
+    device_id: str
+    nonce: bytes
+    pcrs: tuple[int, ...]
+    trigger: ChallengeTrigger
+    issued_at: datetime
+    expires_at: datetime
+    used_at: datetime | None
+    outcome: ChallengeOutcome | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AttestationResultRecord:
+    """One stored verdict.
+
+    Attributes:
+        id: Store-assigned row number.
+        device_id: The device.
+        challenge_id: The challenge the evidence answered.
+        verified_at: When it was verified (UTC).
+        ok: Whether it passed.
+        findings: The findings (``code``, ``severity``, ``message``, ``context``).
+        release: The release whose image was measured, if known.
+        reset_count: The quote's resetCount.
+        restart_count: The quote's restartCount.
+        clock: The quote's clock (ms).
+    """
+
+    id: int
+    device_id: str
+    challenge_id: str
+    verified_at: datetime
+    ok: bool
+    findings: tuple[Mapping[str, JSON], ...]
+    release: str | None
+    reset_count: int | None
+    restart_count: int | None
+    clock: int | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QuarantineRecord:
+    """A device's quarantine.
+
+    Attributes:
+        device_id: The device.
+        at: Since when (UTC).
+        reason: Why.
+        by: Who imposed it (``system`` or ``operator:…``).
+        release: The release the device was running when it was quarantined, if known.
+    """
+
+    device_id: str
+    at: datetime
+    reason: str
+    by: str
+    release: str | None

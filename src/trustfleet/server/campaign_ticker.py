@@ -1,0 +1,172 @@
+"""The campaign ticker: one process of ``server run`` that steps the update campaigns.
+
+It holds one long-lived MQTT 5 client with the service identity (awscrt signs with the key in
+the ``tf-service`` token) and never logs in to a token through python-pkcs11, which is why it
+is a process of its own (see :mod:`trustfleet.services.mqtt_client`). Every ``[campaigns]
+tick_s`` it calls :func:`trustfleet.services.campaigns.tick`; the ``update`` commands of one
+campaign step are published together and acknowledged (PUBACK) before the step commits.
+Campaign state is only in the store: a restarted ticker (or another server's) continues.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+import uuid
+from concurrent.futures import Future
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+from awscrt import mqtt5
+
+from trustfleet.errors import InvalidInput, TrustFleetError, Unavailable
+from trustfleet.pki import DEVICE_ID_PATTERN
+from trustfleet.services.campaigns import tick
+from trustfleet.services.mqtt_client import MAX_COMMAND_BYTES, ServiceMqttIdentity, new_client
+from trustfleet.services.runtime import Runtime
+from trustfleet.settings import ServerSettings, load_server_settings
+
+__all__ = ["CampaignTicker", "MqttUpdateSender", "ticker_process_main"]
+
+logger = logging.getLogger(__name__)
+
+PUBACK_TIMEOUT_S: Final = 10.0
+"""Bound on waiting for the broker's acknowledgements of one campaign step."""
+_PUBACK_OK: Final = (
+    mqtt5.PubackReasonCode.SUCCESS,
+    mqtt5.PubackReasonCode.NO_MATCHING_SUBSCRIBERS,
+)
+
+
+class MqttUpdateSender:
+    """Publishes ``update`` commands on one long-lived client; ``flush`` awaits the PUBACKs.
+
+    Args:
+        ident: The service identity and the broker address.
+        timeout_s: Bound on one ``flush``.
+    """
+
+    def __init__(self, ident: ServiceMqttIdentity, *, timeout_s: float = PUBACK_TIMEOUT_S) -> None:
+        self.connected = threading.Event()
+        self._timeout_s = timeout_s
+        self._pending: list[Future[Any]] = []
+        self._client = new_client(
+            ident,
+            client_id=f"{ident.identity}-campaigns-{uuid.uuid4().hex[:8]}",
+            on_connected=self.connected.set,
+            on_failure=lambda _reason: self.connected.clear(),
+        )
+
+    def start(self) -> None:
+        """Start connecting (and reconnecting) in awscrt's threads."""
+        self._client.start()
+
+    def stop(self) -> None:
+        """Disconnect."""
+        self._client.stop()
+
+    def __call__(self, device_id: str, args: dict[str, Any]) -> None:
+        """Publish ``{"id", "name": "update", "args"}`` on ``tf/v1/d/<id>/cmd`` (QoS 1).
+
+        Raises:
+            InvalidInput: Not a device id, or the command is too large.
+            Unavailable: Not connected to the broker.
+        """
+        if not DEVICE_ID_PATTERN.fullmatch(device_id):
+            raise InvalidInput(f"'{device_id[:70]}' is not a device id", code="mqtt.device_id")
+        if not self.connected.is_set():
+            raise Unavailable("not connected to the MQTT broker", code="mqtt.unavailable")
+        payload = json.dumps(
+            {"id": str(uuid.uuid4()), "name": "update", "args": args}, allow_nan=False
+        ).encode()
+        if len(payload) > MAX_COMMAND_BYTES:
+            raise InvalidInput(f"command over {MAX_COMMAND_BYTES} bytes", code="mqtt.command")
+        packet = mqtt5.PublishPacket(
+            topic=f"tf/v1/d/{device_id}/cmd", payload=payload, qos=mqtt5.QoS.AT_LEAST_ONCE
+        )
+        self._pending.append(self._client.publish(packet))
+
+    def flush(self) -> None:
+        """Wait for every publish since the last flush to be acknowledged.
+
+        Raises:
+            Unavailable: One was refused, failed or not acknowledged in time.
+        """
+        pending, self._pending = self._pending, []
+        try:
+            for future in pending:
+                result = future.result(timeout=self._timeout_s)
+                puback = getattr(result, "puback", None)
+                code = getattr(puback, "reason_code", mqtt5.PubackReasonCode.SUCCESS)
+                if code not in _PUBACK_OK:
+                    raise Unavailable(
+                        f"the broker refused an update command ({code.name})", code="mqtt.puback"
+                    )
+        except TrustFleetError:
+            raise
+        except Exception as exc:  # futures' TimeoutError and awscrt's errors
+            raise Unavailable(
+                f"update commands not acknowledged: {type(exc).__name__}", code="mqtt.unavailable"
+            ) from exc
+
+
+class CampaignTicker:
+    """Steps every running campaign each ``[campaigns] tick_s``.
+
+    Args:
+        settings: The server home.
+        rt: The runtime (store only: no key is opened).
+        port: The broker port (default: from the settings).
+    """
+
+    def __init__(self, settings: ServerSettings, *, rt: Runtime, port: int | None = None) -> None:
+        self.settings = settings
+        self.rt = rt
+        self.sender = MqttUpdateSender(ServiceMqttIdentity.from_settings(settings, port=port))
+
+    def run(self, stop: threading.Event) -> None:
+        """Connect, then tick until ``stop`` is set."""
+        self.sender.start()
+        interval_s = self.settings.campaigns.tick_s
+        try:
+            while not stop.wait(interval_s):
+                if not self.sender.connected.is_set():
+                    continue  # nothing could be sent: keep devices pending, decide later
+                try:
+                    result = tick(
+                        self.rt,
+                        now=datetime.now(UTC),
+                        send=self.sender,
+                        flush=self.sender.flush,
+                    )
+                except TrustFleetError as exc:
+                    logger.warning("campaign tick failed: %s", exc.one_line())
+                    continue
+                if result.notified or result.halted or result.completed or result.advanced:
+                    logger.info("campaign tick: %s", result)
+        finally:
+            self.sender.stop()
+
+
+def ticker_process_main(home: str, port: int) -> None:
+    """Entry point of the ticker process (``multiprocessing`` spawn target).
+
+    Args:
+        home: The server home.
+        port: The broker port.
+    """
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
+    settings = load_server_settings(Path(home))
+    rt = Runtime.open(settings)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        CampaignTicker(settings, rt=rt, port=port).run(stop)
+    finally:
+        rt.close()
