@@ -69,7 +69,7 @@ class MqttUpdateSender:
         self._client.stop()
 
     def __call__(self, device_id: str, args: dict[str, Any]) -> None:
-        """Publish ``{"id", "name": "update", "args"}`` on ``tf/v1/d/<id>/cmd`` (QoS 1).
+        """Publish ``{"id", "name": "update", "args"}`` on ``tf/v1/d/<id>/ota/cmd`` (QoS 1).
 
         Raises:
             InvalidInput: Not a device id, or the command is too large.
@@ -85,7 +85,7 @@ class MqttUpdateSender:
         if len(payload) > MAX_COMMAND_BYTES:
             raise InvalidInput(f"command over {MAX_COMMAND_BYTES} bytes", code="mqtt.command")
         packet = mqtt5.PublishPacket(
-            topic=f"tf/v1/d/{device_id}/cmd", payload=payload, qos=mqtt5.QoS.AT_LEAST_ONCE
+            topic=f"tf/v1/d/{device_id}/ota/cmd", payload=payload, qos=mqtt5.QoS.AT_LEAST_ONCE
         )
         self._pending.append(self._client.publish(packet))
 

@@ -6,7 +6,7 @@
   LDevIDs come from the home's device CA (issued in one child process: one SoftHSM2
   configuration per process, ADR 0002) and three releases in the store.
 * :class:`SimDevice`: a paho-mqtt (MQTT 5, TLS 1.3, its LDevID) client that answers the
-  ``update`` command on ``tf/v1/d/<id>/cmd`` by publishing ``ota/status`` reports, as the
+  ``update`` command on ``tf/v1/d/<id>/ota/cmd`` by publishing ``ota/status`` reports, as the
   device updater does. What it answers depends on the release and on the device's wave (read
   from the store when the command arrives): ``ok``, ``fail``, ``silent`` or ``hold`` (wait
   for the release's gate, then ``ok``); the test sets the plan before creating the campaign.
@@ -127,7 +127,7 @@ class SimDevice:
             self._client.disconnect()
 
     def _on_connect(self, client: Any, *_args: Any) -> None:
-        client.subscribe(f"tf/v1/d/{self.device_id}/cmd", qos=1)
+        client.subscribe(f"tf/v1/d/{self.device_id}/ota/cmd", qos=1)
 
     def _on_message(self, _client: Any, _userdata: Any, message: Any) -> None:
         command = json.loads(message.payload)
