@@ -2,10 +2,233 @@
 
 from __future__ import annotations
 
+import time
+from typing import Annotated, Any
+
 import typer
+from rich.table import Table
+
+from trustfleet.cli._common import HomeOpt, JsonOpt, console, emit_json, hint_for_missing, now
+from trustfleet.errors import Unavailable
+from trustfleet.settings import load_server_settings
 
 __all__ = ["app"]
 
 app = typer.Typer(
     help="Remote attestation: challenge devices and read verdicts.", no_args_is_help=True
 )
+
+_LIST_HINT = "see the known devices with 'trustfleet device list --home DIR'"
+_POLL_S = 0.2
+DeviceArg = Annotated[str, typer.Argument(help="Device id.")]
+
+
+def _runtime(home: Any) -> Any:
+    from trustfleet.services.runtime import Runtime
+
+    return Runtime.open(load_server_settings(home))
+
+
+def _result_doc(rec: Any) -> dict[str, Any]:
+    return {
+        "challenge_id": rec.challenge_id,
+        "verified_at": rec.verified_at.isoformat(),
+        "ok": rec.ok,
+        "release": rec.release,
+        "reset_count": rec.reset_count,
+        "restart_count": rec.restart_count,
+        "clock": rec.clock,
+        "findings": [dict(f) for f in rec.findings],
+    }
+
+
+def _quarantine_doc(q: Any) -> dict[str, Any] | None:
+    if q is None:
+        return None
+    return {"since": q.at.isoformat(), "reason": q.reason, "by": q.by, "release": q.release}
+
+
+@app.command("status")
+def status(
+    home: HomeOpt,
+    device_id: DeviceArg,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000, help="Verdicts shown.")] = 10,
+    json_out: JsonOpt = False,
+) -> None:
+    """Show a device's attestation key, its last verdicts with findings, and its quarantine."""
+    rt = _runtime(home)
+    try:
+        with hint_for_missing(_LIST_HINT), rt.uow.begin(read_only=True) as tx:
+            device = tx.devices.require(device_id)
+            key = tx.attestation.get_key(device_id)
+            results = tx.attestation.results(device_id, limit=limit)
+            quarantine = tx.attestation.quarantine(device_id)
+    finally:
+        rt.close()
+    doc = {
+        "device_id": device.id,
+        "model": device.model,
+        "state": device.state,
+        "ak": None
+        if key is None
+        else {"name": key.ak_name, "activated_at": key.activated_at.isoformat()},
+        "quarantine": _quarantine_doc(quarantine),
+        "results": [_result_doc(r) for r in results],
+    }
+    if json_out:
+        emit_json(doc)
+        return
+    _print_status(doc)
+
+
+def _print_status(doc: dict[str, Any]) -> None:
+    ak = doc["ak"]
+    console.print(f"[bold]{doc['device_id']}[/]  model={doc['model']}  state={doc['state']}")
+    console.print(f"AK: {ak['name'] + ' (since ' + ak['activated_at'] + ')' if ak else 'none'}")
+    q = doc["quarantine"]
+    if q:
+        console.print(f"[red]quarantined[/] since {q['since']} by {q['by']}: {q['reason']}")
+    else:
+        console.print("not quarantined")
+    table = Table("verified at", "verdict", "release", "findings")
+    for r in doc["results"]:
+        codes = ", ".join(f"{f['code']} ({f['severity']})" for f in r["findings"]) or "-"
+        verdict = "[green]pass[/]" if r["ok"] else "[red]FAIL[/]"
+        table.add_row(r["verified_at"], verdict, r["release"] or "-", codes)
+    console.print(table)
+
+
+@app.command("run")
+def run(
+    home: HomeOpt,
+    device_id: DeviceArg,
+    wait: Annotated[
+        float, typer.Option("--wait", min=0, max=3600, help="Seconds to wait for the verdict.")
+    ] = 30.0,
+    json_out: JsonOpt = False,
+) -> None:
+    """Challenge a device now and wait for its verdict (exit 1 when it fails)."""
+    from trustfleet.server._attest_side import publish_challenge
+    from trustfleet.services.attestation import challenge_message, issue_challenge
+
+    settings = load_server_settings(home)
+    rt = _runtime(home)
+    try:
+        with hint_for_missing(_LIST_HINT):
+            challenge = issue_challenge(rt, device_id=device_id, now=now(), trigger="operator")
+        _topic, payload = challenge_message(device_id, challenge)
+        publish_challenge(settings, device_id, payload)
+        deadline = time.monotonic() + wait
+        result = None
+        while result is None:
+            with rt.uow.begin(read_only=True) as tx:
+                result = tx.attestation.result_for(challenge.id)
+            if result is None:
+                if time.monotonic() >= deadline:
+                    raise Unavailable(
+                        f"no verdict from {device_id} within {wait:g} s",
+                        hint="is the device online? see 'trustfleet attest status'",
+                        code="attestation.timeout",
+                    )
+                time.sleep(_POLL_S)
+    finally:
+        rt.close()
+    doc = {"device_id": device_id, **_result_doc(result)}
+    if json_out:
+        emit_json(doc)
+    else:
+        verdict = "[green]pass[/]" if result.ok else "[red]FAIL[/]"
+        console.print(f"{device_id}: {verdict} (release {result.release or '-'})")
+        for f in doc["findings"]:
+            console.print(f"  {f['severity']}: {f['code']}: {f['message']}")
+    if not result.ok:
+        raise typer.Exit(code=1)
+
+
+@app.command("quarantine")
+def quarantine(
+    home: HomeOpt,
+    device_id: DeviceArg,
+    reason: Annotated[str, typer.Option("--reason", help="Why (recorded in the event log).")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Quarantine a device: its broker access shrinks to its ota/ and attest/ topics."""
+    from trustfleet.services.attestation import quarantine as impose
+
+    rt = _runtime(home)
+    try:
+        with hint_for_missing(_LIST_HINT):
+            impose(rt, device_id, reason=reason, actor="operator:cli", now=now())
+    finally:
+        rt.close()
+    if json_out:
+        emit_json({"device_id": device_id, "quarantined": True, "reason": reason})
+        return
+    console.print(f"[green]✓[/] device [bold]{device_id}[/] quarantined")
+
+
+@app.command("release")
+def release(home: HomeOpt, device_id: DeviceArg, json_out: JsonOpt = False) -> None:
+    """Lift a device's quarantine."""
+    from trustfleet.services.attestation import release as lift
+
+    rt = _runtime(home)
+    try:
+        with hint_for_missing(_LIST_HINT):
+            lift(rt, device_id, actor="operator:cli", now=now())
+    finally:
+        rt.close()
+    if json_out:
+        emit_json({"device_id": device_id, "quarantined": False})
+        return
+    console.print(f"[green]✓[/] device [bold]{device_id}[/] released")
+
+
+@app.command("list")
+def list_devices(
+    home: HomeOpt,
+    quarantined: Annotated[
+        bool, typer.Option("--quarantined", help="Only quarantined devices.")
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """List devices with an attestation key or in quarantine, with their last verdict."""
+    rt = _runtime(home)
+    try:
+        rows = _list_rows(rt, only_quarantined=quarantined)
+    finally:
+        rt.close()
+    if json_out:
+        emit_json({"devices": rows})
+        return
+    table = Table("device", "AK", "last verdict", "quarantined")
+    for r in rows:
+        last = r["last"]
+        verdict = "-" if last is None else ("pass" if last["ok"] else "FAIL")
+        table.add_row(r["device_id"], "yes" if r["ak"] else "no", verdict, r["quarantine"] or "-")
+    console.print(table)
+
+
+def _list_rows(rt: Any, *, only_quarantined: bool) -> list[dict[str, Any]]:
+    with rt.uow.begin(read_only=True) as tx:
+        quarantines = {q.device_id: q for q in tx.attestation.quarantined()}
+        ids = set(quarantines)
+        if not only_quarantined:
+            ids |= set(tx.attestation.last_challenges())
+            ids |= {d.id for d in tx.devices.list(limit=1000, state="enrolled")}
+        rows = []
+        for device_id in sorted(ids):
+            key = tx.attestation.get_key(device_id)
+            if key is None and device_id not in quarantines:
+                continue
+            last = tx.attestation.results(device_id, limit=1)
+            q = quarantines.get(device_id)
+            rows.append(
+                {
+                    "device_id": device_id,
+                    "ak": key is not None,
+                    "last": _result_doc(last[0]) if last else None,
+                    "quarantine": q.reason if q else None,
+                }
+            )
+    return rows

@@ -28,6 +28,8 @@ logger = logging.getLogger(__name__)
 START_RETRY_S: Final = 30.0
 """How long to wait before trying again to start a broker that could not start."""
 MAX_KICK_ATTEMPTS: Final = 5
+QUARANTINE_RESYNC_S: Final = 30.0
+"""How often the broker's quarantines are compared with the store even when nothing changed."""
 
 
 class BrokerSide:
@@ -57,6 +59,8 @@ class BrokerSide:
         self._next_poll = 0.0
         self._reload_pending = False
         self._kicks: dict[str, int] = {}
+        self._applied: set[str] | None = None  # quarantines the broker holds, as last applied
+        self._next_resync = 0.0
 
     @property
     def running(self) -> bool:
@@ -75,8 +79,10 @@ class BrokerSide:
             logger.error("MQTT broker not started: %s", exc.one_line())
             return False
         self.error = None
+        self._applied = None
         pid, host = self.broker.pid, self.config.host
         logger.info("MQTT broker (mosquitto %s) on %s:%d", pid, host, self.port)
+        self._sync_quarantines()  # the broker's dynamic state starts empty at every start
         return True
 
     def tick(self) -> None:
@@ -99,6 +105,7 @@ class BrokerSide:
         for device_id in changes.revoked_devices:
             self._kicks.setdefault(device_id, 0)
         self._kick_pending()
+        self._sync_quarantines()
 
     def stop(self) -> None:
         """Stop Mosquitto (its whole process group)."""
@@ -119,6 +126,29 @@ class BrokerSide:
             return
         self._reload_pending = False
         logger.info("broker reloaded the device CA CRL #%s", number)
+
+    def _sync_quarantines(self) -> None:
+        """Make the broker's quarantined devices those of the store (its source of truth).
+
+        The broker is asked only when the store's set changed, after a start, and every
+        ``QUARANTINE_RESYNC_S`` (a broker restarted by its supervisor starts empty).
+        """
+        try:
+            with self.rt.uow.begin(read_only=True) as tx:
+                wanted = {q.device_id for q in tx.attestation.quarantined()}
+            due = time.monotonic() >= self._next_resync
+            if wanted == self._applied and not due:
+                return
+            self._applied = None
+            current = self.broker.quarantined()
+            for device_id in sorted(wanted - current):
+                self.broker.quarantine(device_id)
+            for device_id in sorted(current - wanted):
+                self.broker.release(device_id)
+            self._applied = wanted
+            self._next_resync = time.monotonic() + QUARANTINE_RESYNC_S
+        except TrustFleetError as exc:
+            logger.warning("quarantine sync failed (will retry): %s", exc.one_line())
 
     def _kick_pending(self) -> None:
         if self._reload_pending:

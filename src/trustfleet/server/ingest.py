@@ -25,6 +25,11 @@ from typing import Any, Final
 from awscrt import mqtt5
 
 from trustfleet.errors import InvalidInput, TrustFleetError
+from trustfleet.services.attestation import (
+    EVIDENCE_TOPIC_SUFFIX,
+    evidence_device,
+    handle_evidence,
+)
 from trustfleet.services.ingest import (
     DeviceMessage,
     apply_retention,
@@ -70,6 +75,7 @@ class IngestCounters:
     by_code: dict[str, int] = field(default_factory=dict)
 
 
+_EVIDENCE_SUBSCRIPTION: Final = f"$share/ingest/tf/v1/d/+/{EVIDENCE_TOPIC_SUFFIX}"
 _Item = tuple[str, bytes, Any]  # topic, payload, puback control handle (None for QoS 0)
 
 
@@ -150,7 +156,7 @@ class IngestWorker:
             return
         subscriptions = [
             mqtt5.Subscription(topic_filter=topic, qos=mqtt5.QoS.AT_LEAST_ONCE)
-            for topic in ingest_subscriptions()
+            for topic in (*ingest_subscriptions(), _EVIDENCE_SUBSCRIPTION)
         ]
         future = client.subscribe(mqtt5.SubscribePacket(subscriptions=subscriptions))
         future.add_done_callback(self._subscribed)
@@ -197,6 +203,10 @@ class IngestWorker:
 
     def _process(self, batch: list[_Item]) -> None:
         self.counters.received += len(batch)
+        evidence = [item for item in batch if evidence_device(item[0]) is not None]
+        if evidence:
+            self._process_evidence(evidence)
+            batch = [item for item in batch if evidence_device(item[0]) is None]
         messages: list[DeviceMessage] = []
         for topic, payload, _handle in batch:
             try:
@@ -224,6 +234,19 @@ class IngestWorker:
         if outcome.refused_devices:
             logger.info("dropped messages of devices not enrolled: %s", outcome.refused_devices)
         self._ack(batch)
+
+    def _process_evidence(self, items: list[_Item]) -> None:
+        """Verify attestation evidence one message at a time (each is its own transaction)."""
+        for item in items:
+            topic, payload, _handle = item
+            device_id = evidence_device(topic) or ""
+            try:
+                handle_evidence(self, device_id=device_id, payload=payload, now=self._now())
+            except TrustFleetError as exc:
+                code = exc.code or exc.category
+                self.counters.by_code[code] = self.counters.by_code.get(code, 0) + 1
+                logger.info("evidence of %s not verified: %s", device_id, exc.one_line())
+            self._ack([item])
 
     def _retention(self) -> None:
         broker = self.settings.broker

@@ -76,6 +76,7 @@ def _authenticate(
     with rt.uow.begin(read_only=True) as tx:
         record = tx.certificates.get_by_sha256(_pem_fingerprint(client_cert_pem))
         device = tx.devices.get(record.device_id) if record and record.device_id else None
+        quarantined = device is not None and tx.attestation.quarantine(device.id) is not None
     wanted = _REQUIRED_KIND[mode]
     if record is None or record.kind != wanted or device is None:
         raise PermissionDenied(
@@ -92,6 +93,13 @@ def _authenticate(
     if device.state not in _ENROLLABLE_STATES:
         raise PermissionDenied(
             f"device '{device.id}' is {device.state} and may not enroll", code="est.auth.state"
+        )
+    if quarantined:
+        raise PermissionDenied(
+            f"device '{device.id}' is quarantined and may not enroll",
+            hint="an update to a good release and a passing attestation, or the operator, "
+            "lift the quarantine",
+            code="enrollment.quarantined",
         )
     return device
 

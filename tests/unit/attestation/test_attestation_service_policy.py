@@ -45,9 +45,7 @@ def test_never_challenged_is_due_now() -> None:
 
 
 def test_jitter_stays_within_bounds_and_spreads_devices() -> None:
-    dues = [
-        next_due(f"dev-{i:04d}", T0, interval_s=600, jitter_fraction=0.1) for i in range(500)
-    ]
+    dues = [next_due(f"dev-{i:04d}", T0, interval_s=600, jitter_fraction=0.1) for i in range(500)]
     offsets = [(d - T0).total_seconds() for d in dues if d is not None]
     assert min(offsets) >= 540 and max(offsets) <= 660
     assert max(offsets) - min(offsets) > 60  # not all at once
@@ -60,10 +58,25 @@ def test_no_jitter_is_exact() -> None:
 
 
 def _verdict(*, ok: bool, release: str | None) -> Verdict:
-    findings = () if ok else (Finding(code="attestation.quote.signature", severity="error",
-                                      message="bad", context={"digest": b"\x01"}),)  # fmt: skip
-    return Verdict(ok=ok, device_id="d", challenge_id="c", findings=findings,
-                   facts=AttestationFacts(release=release))  # fmt: skip
+    findings = (
+        ()
+        if ok
+        else (
+            Finding(
+                code="attestation.quote.signature",
+                severity="error",
+                message="bad",
+                context={"digest": b"\x01"},
+            ),
+        )
+    )
+    return Verdict(
+        ok=ok,
+        device_id="d",
+        challenge_id="c",
+        findings=findings,
+        facts=AttestationFacts(release=release),
+    )
 
 
 @pytest.mark.parametrize(
@@ -78,8 +91,16 @@ def _verdict(*, ok: bool, release: str | None) -> Verdict:
         ({"quarantine_release": None}, True),
         ({"verdict": _verdict(ok=True, release=None)}, False),
     ],
-    ids=["newer-release", "failed", "policy-off", "operator-imposed", "older-than-quarantine",
-         "same-or-newer", "quarantined-on-unknown-image", "no-measured-release"],  # fmt: skip
+    ids=[
+        "newer-release",
+        "failed",
+        "policy-off",
+        "operator-imposed",
+        "older-than-quarantine",
+        "same-or-newer",
+        "quarantined-on-unknown-image",
+        "no-measured-release",
+    ],
 )
 def test_auto_release_rule(kwargs: dict[str, object], expected: bool) -> None:
     args: dict[str, object] = {
@@ -94,9 +115,14 @@ def test_auto_release_rule(kwargs: dict[str, object], expected: bool) -> None:
 
 def _manifest(model: str, version: str, image: bytes) -> bytes:
     digest = hashlib.sha256(image).hexdigest()
-    return json.dumps({"schema": "trustfleet.release/1", "model": model, "version": version,
-                       "measurements": [{"pcr": 9, "component": "image", "sha256": digest}]}
-                      ).encode()  # fmt: skip
+    return json.dumps(
+        {
+            "schema": "trustfleet.release/1",
+            "model": model,
+            "version": version,
+            "measurements": [{"pcr": 9, "component": "image", "sha256": digest}],
+        }
+    ).encode()
 
 
 def test_reference_set_from_manifests() -> None:
@@ -119,6 +145,12 @@ def test_reference_set_from_manifests() -> None:
 
 def test_findings_json_has_no_bytes() -> None:
     doc = findings_json(_verdict(ok=False, release=None))
-    assert doc == [{"code": "attestation.quote.signature", "severity": "error",
-                    "message": "bad", "context": {"digest": "01"}}]  # fmt: skip
+    assert doc == [
+        {
+            "code": "attestation.quote.signature",
+            "severity": "error",
+            "message": "bad",
+            "context": {"digest": "01"},
+        }
+    ]
     json.dumps(doc)
