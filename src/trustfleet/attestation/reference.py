@@ -19,6 +19,9 @@ __all__ = [
     "COMPONENT_PCR",
     "DEFAULT_PCRS",
     "MODEL_COMPONENTS",
+    "SIM_AGENT_IDENTITY",
+    "SIM_BOOTLOADER_IDENTITY",
+    "SIM_ROM_IDENTITY",
     "ModelReference",
     "ReferenceSet",
     "ReleaseReference",
@@ -34,6 +37,16 @@ DEFAULT_PCRS: Final = (0, 4, 9, 10)
 """The PCRs a challenge asks to be quoted."""
 MODEL_COMPONENTS: Final = ("rom", "bootloader", "agent")
 """The components whose reference values are published per model (``image`` is per release)."""
+
+SIM_ROM_IDENTITY: Final = "trustfleet-sim-rom/{model}/1"
+"""The simulated boot ROM's identity; its SHA-256 is what the ROM extends into PCR 0."""
+SIM_BOOTLOADER_IDENTITY: Final = "trustfleet-sim-boot/{model}/1"
+"""The simulated bootloader's identity; the ROM extends its SHA-256 into PCR 4."""
+SIM_AGENT_IDENTITY: Final = "trustfleet-agent/{version}"
+"""The agent's identity (package version); the image extends its SHA-256 into PCR 10.
+
+One definition for both sides: the device's boot chain measures these, the service publishes
+their digests as the per-model reference values."""
 
 _BAD_MANIFEST: Final = "attestation.reference.invalid"
 

@@ -10,7 +10,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Any
 
 from trustfleet import __version__
 from trustfleet.attestation import (
@@ -21,6 +21,11 @@ from trustfleet.attestation import (
     Verdict,
     measure_identity,
     release_reference_from_manifest,
+)
+from trustfleet.attestation.reference import (
+    SIM_AGENT_IDENTITY,
+    SIM_BOOTLOADER_IDENTITY,
+    SIM_ROM_IDENTITY,
 )
 from trustfleet.errors import InvalidInput
 from trustfleet.ota.versions import parse_version
@@ -39,12 +44,7 @@ __all__ = [
     "verifier_policy",
 ]
 
-SIM_ROM_IDENTITY: Final = "trustfleet-sim-rom/{model}/1"
-"""The simulated boot ROM's identity; its SHA-256 is what the ROM extends into PCR 0."""
-SIM_BOOTLOADER_IDENTITY: Final = "trustfleet-sim-boot/{model}/1"
-"""The simulated bootloader's identity; the ROM extends its SHA-256 into PCR 4."""
-SIM_AGENT_IDENTITY: Final = "trustfleet-agent/{version}"
-"""The agent's identity (package version); the image extends its SHA-256 into PCR 10."""
+
 
 
 def model_reference(
