@@ -1,9 +1,14 @@
-"""Resumable, verified download of one TUF target into ``<sha256>.part`` then ``.verified``.
+"""Resumable, verified download of one TUF target into ``<hash>.part`` then ``.verified``.
 
 The partial file keeps what arrived before a cut; the next attempt asks for the rest with
 ``Range``. Whatever the server does, the partial never grows past the TUF-verified length, and
-the file becomes ``.verified`` only after its length and SHA-256 (and any other hash TUF
-lists) match. A partial whose hash is wrong at the end is deleted.
+the file becomes ``.verified`` only after its length and *every* hash TUF lists match. A
+partial whose hash is wrong at the end is deleted.
+
+Files are named by the strongest listed hash (:data:`NAMING_HASHES`: SHA-256 when listed, as
+the TrustFleet repository always does, else SHA-512, …); the TUF specification allows any
+algorithm in ``hashes``. A listed algorithm this device cannot compute is a refusal, never
+skipped.
 """
 
 from __future__ import annotations
@@ -12,9 +17,11 @@ import contextlib
 import hashlib
 import logging
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tuf.api import exceptions
 
@@ -22,7 +29,7 @@ from trustfleet.agent.updater._tuferrors import translate
 from trustfleet.agent.updater.fetcher import RangedBody, RangeFetcher
 from trustfleet.errors import Unavailable, VerificationFailed
 
-__all__ = ["Expected", "download_resumable"]
+__all__ = ["NAMING_HASHES", "Expected", "download_resumable", "naming_hash", "new_digest"]
 
 logger = logging.getLogger(__name__)
 
@@ -30,14 +37,80 @@ Progress = Callable[[int, int], None]
 _READ_BYTES = 1 << 20
 
 
+NAMING_HASHES: tuple[str, ...] = (
+    "sha256",
+    "sha512",
+    "sha384",
+    "sha3_512",
+    "sha3_384",
+    "sha3_256",
+    "blake2b",
+    "blake2b-256",
+)
+"""Algorithms that may name a download, in order of preference (SHA-256 first)."""
+
+_HEX = re.compile(r"[0-9a-f]{64,128}")
+
+
+def new_digest(algorithm: str) -> Any:  # hashlib has no public digest type
+    """A hashlib object for a TUF hash name (python-tuf's ``blake2b-256`` included).
+
+    Raises:
+        ValueError: hashlib does not know the algorithm.
+    """
+    if algorithm == "blake2b-256":
+        return hashlib.blake2b(digest_size=32)
+    return hashlib.new(algorithm)
+
+
+def naming_hash(hashes: Mapping[str, str]) -> tuple[str, str] | None:
+    """The listed ``(algorithm, hex)`` that names the download, or None if none may.
+
+    The first of :data:`NAMING_HASHES` that is listed with a lowercase hex value of 64 to 128
+    digits (the value becomes part of a file name and a URL, so nothing else is accepted).
+    """
+    for algorithm in NAMING_HASHES:
+        value = hashes.get(algorithm)
+        if value is not None and _HEX.fullmatch(value):
+            return algorithm, value
+    return None
+
+
 @dataclass(frozen=True)
 class Expected:
-    """What TUF says the file is: its length and hashes (hex, by algorithm name)."""
+    """What TUF says the file is: its length and hashes (hex, by algorithm name).
+
+    ``sha256`` is empty when TUF lists no SHA-256; ``other_hashes`` holds every other
+    listed hash. All of them are checked.
+    """
 
     name: str
     length: int
     sha256: str
     other_hashes: Mapping[str, str]
+
+    @property
+    def hashes(self) -> dict[str, str]:
+        """Every listed hash, by algorithm name."""
+        listed = dict(self.other_hashes)
+        if self.sha256:
+            listed["sha256"] = self.sha256
+        return listed
+
+    def file_stem(self) -> str:
+        """The hex digest that names the partial and verified files.
+
+        Raises:
+            VerificationFailed: No listed hash may name a file (``ota.tuf.hash``).
+        """
+        named = naming_hash(self.hashes)
+        if named is None:
+            raise VerificationFailed(
+                f"{self.name}: TUF lists no hash this device accepts ({', '.join(NAMING_HASHES)})",
+                hint="list a sha256 (or sha512) hash for every target",
+                code="ota.tuf.hash",
+            )
+        return named[1]
 
 
 def download_resumable(
@@ -49,7 +122,7 @@ def download_resumable(
     attempts: int,
     progress: Progress | None = None,
 ) -> Path:
-    """Download ``url`` into ``directory/<sha256>.verified`` (or find it there already).
+    """Download ``url`` into ``directory/<hash>.verified`` (or find it there already).
 
     Args:
         fetcher: A fetcher with ``fetch_from``.
@@ -64,17 +137,19 @@ def download_resumable(
 
     Raises:
         VerificationFailed: ``ota.tuf.length`` (the server sent more than the length) or
-            ``ota.tuf.hash``; the partial is deleted in both cases.
+            ``ota.tuf.hash`` (a mismatch, or no hash that may name the file); the partial is
+            deleted in both cases.
         Unavailable: ``ota.tuf.unavailable`` after ``attempts`` cut or failed connections
             (the partial is kept for the next call).
     """
+    stem = expected.file_stem()
     directory.mkdir(parents=True, exist_ok=True)
-    final = directory / f"{expected.sha256}.verified"
+    final = directory / f"{stem}.verified"
     if final.is_file():
         if _matches(final, expected):
             return final
         final.unlink()
-    part = directory / f"{expected.sha256}.part"
+    part = directory / f"{stem}.part"
     last: Unavailable | None = None
     for attempt in range(1, max(1, attempts) + 1):
         try:
@@ -154,19 +229,20 @@ def _write(body: RangedBody, *, part: Path, expected: Expected, progress: Progre
 
 
 def _matches(path: Path, expected: Expected) -> bool:
+    """Whether ``path`` has the length and every hash TUF lists (an unknown one never matches)."""
     if path.stat().st_size != expected.length:
         return False
-    digests = {"sha256": hashlib.sha256()}
-    for algorithm in expected.other_hashes:
-        try:
-            digests[algorithm] = hashlib.new(algorithm)
-        except ValueError:
-            return False  # an algorithm we cannot check is not a match
+    wanted = expected.hashes
+    try:
+        digests = {algorithm: new_digest(algorithm) for algorithm in wanted}
+    except (ValueError, TypeError):
+        return False  # an algorithm we cannot check is not a match
+    if not digests:
+        return False
     with path.open("rb") as source:
         while block := source.read(_READ_BYTES):
             for digest in digests.values():
                 digest.update(block)
-    wanted = {"sha256": expected.sha256, **expected.other_hashes}
     return all(digests[name].hexdigest() == value for name, value in wanted.items())
 
 

@@ -2,15 +2,17 @@
 
 ngclient implements the TUF client workflow (root rotation, timestamp, snapshot, targets, with
 rollback, freeze and mix-and-match checks) and persists a role only after it verified it, so a
-refused refresh leaves the trusted metadata as it was; a root rotation that verified is kept
-(TUF 5.3.8) even if a later step is refused. This module adds:
+refused refresh never writes anything unverified; roles verified earlier in the same refresh
+(root rotations, TUF 5.3.8; a new timestamp whose snapshot is then refused) are kept, as the
+specification and tuf-conformance require. This module adds:
 
 * one translation of tuf/securesystemslib exceptions (``ota.tuf.<what>``, see ``_tuferrors``);
 * named bounds for every metadata file, for targets, and for root rotations;
-* resumable target downloads (``<sha256>.part`` resumed with ``Range``, ``<sha256>.verified``
-  once length and hashes match the verified metadata).
+* resumable target downloads (``<hash>.part`` resumed with ``Range``, ``<hash>.verified``
+  once length and every listed hash match the verified metadata).
 
-Targets are fetched under hash-prefixed names (consistent snapshots, ``docs/ota.md``).
+Targets are fetched under hash-prefixed names (consistent snapshots, ``docs/ota.md``), the
+hash being the strongest one listed (SHA-256 when present, else SHA-512, …; ``_download``).
 Expiry is checked against the system clock (ngclient reads it; it cannot be injected).
 """
 
@@ -33,7 +35,13 @@ from tuf.ngclient.config import EnvelopeType, UpdaterConfig
 from tuf.ngclient.fetcher import FetcherInterface
 from tuf.ngclient.updater import Updater
 
-from trustfleet.agent.updater._download import Expected, download_resumable
+from trustfleet.agent.updater._download import (
+    NAMING_HASHES,
+    Expected,
+    download_resumable,
+    naming_hash,
+    new_digest,
+)
 from trustfleet.agent.updater._http import RangedBody
 from trustfleet.agent.updater._tuferrors import translate
 from trustfleet.agent.updater.fetcher import HttpFetcher, RangeFetcher
@@ -64,7 +72,10 @@ class TufBounds:
 class TargetFile:
     """A target as the verified TUF metadata describes it.
 
-    ``hashes`` holds every hash TUF lists (``sha256`` included); all are checked on download.
+    ``hashes`` holds every hash TUF lists; all are checked on download. ``sha256`` is the
+    listed SHA-256, or ``""`` when the target lists none (the TUF specification allows any
+    algorithm; TrustFleet's own repository always lists SHA-256, and a comparison with a
+    manifest's SHA-256 then fails closed).
     """
 
     path: str
@@ -119,8 +130,8 @@ class TufClient:
         """Update root (rotations), timestamp, snapshot and top-level targets.
 
         Raises:
-            VerificationFailed: ``ota.tuf.<what>`` — the repository's metadata was refused; the
-                trusted metadata is unchanged (apart from verified root rotations).
+            VerificationFailed: ``ota.tuf.<what>`` — the repository's metadata was refused;
+                nothing unverified was written (roles verified before the refusal are kept).
             Unavailable: ``ota.tuf.unavailable`` (repository) or ``ota.tuf.storage`` (disk).
         """
         self._updater = None
@@ -144,7 +155,7 @@ class TufClient:
 
         Raises:
             VerificationFailed: A delegated role was refused, or the target exceeds the bounds
-                or has no SHA-256.
+                or lists no hash this device may use (``ota.tuf.hash``).
             Unavailable: The repository could not be read.
         """
         updater = self._refreshed()
@@ -166,22 +177,25 @@ class TufClient:
         """Download ``target`` (resuming a partial one) and return the verified file.
 
         Returns:
-            ``download_dir/<sha256>.verified``, whose length and hashes match ``target``.
+            ``download_dir/<hash>.verified`` (the strongest listed hash), whose length and
+            every listed hash match ``target``.
 
         Raises:
             VerificationFailed: ``ota.tuf.length`` / ``ota.tuf.hash`` (the partial is deleted).
             Unavailable: ``ota.tuf.unavailable`` (the partial is kept for the next call).
         """
         self._check_bounds(target)
+        hashes = dict(target.hashes) or ({"sha256": target.sha256} if target.sha256 else {})
+        others = {k: v for k, v in hashes.items() if k != "sha256"}
+        expected = Expected(target.path, target.length, hashes.get("sha256", ""), others)
         dirname, sep, basename = target.path.rpartition("/")
-        name = f"{dirname}{sep}{target.sha256}.{basename}"
+        name = f"{dirname}{sep}{expected.file_stem()}.{basename}"
         if not self._consistent_snapshot():
             name = target.path
-        others = {k: v for k, v in target.hashes.items() if k != "sha256"}
         return download_resumable(
             _ranged(self._fetcher),
             url=self._targets_url + name,
-            expected=Expected(target.path, target.length, target.sha256, others),
+            expected=expected,
             directory=self._download_dir,
             attempts=self._bounds.max_download_attempts,
             progress=progress,
@@ -209,17 +223,11 @@ class TufClient:
         return bool(_trusted(self._refreshed()).root.consistent_snapshot)
 
     def _convert(self, info: TufTargetFile) -> TargetFile:
-        sha256 = info.hashes.get("sha256")
-        if sha256 is None:
-            raise VerificationFailed(
-                f"{info.path} has no sha256 hash in the targets metadata",
-                hint="the release tooling lists sha256 for every target",
-                code="ota.tuf.hash",
-            )
+        _check_hashes(info.path, info.hashes)
         target = TargetFile(
             path=info.path,
             length=info.length,
-            sha256=sha256,
+            sha256=info.hashes.get("sha256", ""),
             custom=MappingProxyType(dict(info.custom or {})),
             hashes=MappingProxyType(dict(info.hashes)),
         )
@@ -234,6 +242,26 @@ class TufClient:
                 hint="raise max_target_bytes if the image really is that large",
                 code="ota.tuf.length",
             )
+
+
+def _check_hashes(path: str, hashes: Mapping[str, str]) -> None:
+    """Refuse a target whose hashes cannot all be checked or none of which may name it."""
+    for algorithm in hashes:
+        try:
+            new_digest(algorithm)
+        except (ValueError, TypeError) as exc:
+            raise VerificationFailed(
+                f"{path} lists the hash algorithm {algorithm[:32]!r}, which this device "
+                "cannot check",
+                hint="list sha256 (or sha512) hashes for every target",
+                code="ota.tuf.hash",
+            ) from exc
+    if naming_hash(hashes) is None:
+        raise VerificationFailed(
+            f"{path} lists no hash this device accepts ({', '.join(NAMING_HASHES)})",
+            hint="list sha256 (or sha512) hashes for every target",
+            code="ota.tuf.hash",
+        )
 
 
 def init_trusted_root(
