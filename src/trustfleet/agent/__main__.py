@@ -4,6 +4,12 @@
 On a device this is the entry point to use: it loads only what the agent needs (no Typer, no
 Rich, no server packages), which keeps its resident memory low. ``trustfleet agent run`` does
 the same through the full CLI.
+
+With a boot chain (``fuses.json`` and A/B slots) ``run`` is a boot loop: the bootloader (a
+child process, so ``cryptography`` never stays in the agent) picks and verifies a slot, the
+agent runs, and when the updater asks for a reboot the process re-executes itself and boots
+again. ``boot`` runs the bootloader once; ``update`` runs one update through its reboots to
+its outcome (exit 0 committed or up to date, 10 refused, 11 failed, 12 rolled back).
 """
 
 from __future__ import annotations
@@ -43,6 +49,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--device", type=Path, required=True, help="the device folder")
     run.add_argument("--once", action="store_true", help="one round, then exit")
     run.add_argument("--json", action="store_true", help="print one JSON document")
+    boot = commands.add_parser("boot", help="run the bootloader once (verified boot)")
+    boot.add_argument("--device", type=Path, required=True, help="the device folder")
+    boot.add_argument("--json", action="store_true", help="print one JSON document")
+    update = commands.add_parser("update", help="update once, through the reboot and commit")
+    update.add_argument("--device", type=Path, required=True, help="the device folder")
+    update.add_argument("--version", help="the release to install (default: the newest)")
+    update.add_argument("--json", action="store_true", help="print one JSON document")
     return parser
 
 
@@ -59,18 +72,57 @@ def main(argv: Sequence[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
     try:
-        from trustfleet.agent.runner import RunSummary, run_agent  # noqa: PLC0415  # after argparse
-        from trustfleet.agent.settings import load_device_settings  # noqa: PLC0415
+        if args.command == "boot":
+            return _boot_once(args.device, as_json=args.json)
+        if args.command == "update":
+            from trustfleet.agent._bootloop import update_once  # noqa: PLC0415
 
-        summaries: list[RunSummary] = []
-        settings = load_device_settings(args.device)
-        code = run_agent(settings, once=args.once, stop=stop, now=_now, on_summary=summaries.append)
+            return update_once(args.device, version=args.version, as_json=args.json, stop=stop,
+                               now=_now)  # fmt: skip
+        return _run(args, stop=stop, argv=list(sys.argv[1:] if argv is None else argv))
     except TrustFleetError as exc:
         print(f"error: {exc.one_line()}", file=sys.stderr)
         return exit_code_for(exc)
+
+
+def _run(args: argparse.Namespace, *, stop: threading.Event, argv: list[str]) -> int:
+    from trustfleet.agent._bootloop import boot_in_child, on_trial, reexec  # noqa: PLC0415
+    from trustfleet.agent.runner import RunSummary, run_agent  # noqa: PLC0415  # after argparse
+    from trustfleet.agent.settings import load_device_settings  # noqa: PLC0415
+    from trustfleet.agent.updater.worker import REBOOT_EXIT_CODE  # noqa: PLC0415
+
+    summaries: list[RunSummary] = []
+    settings = load_device_settings(args.device)
+    booted = boot_in_child(settings.directory)
+    try:
+        code = run_agent(settings, once=args.once, stop=stop, now=_now,
+                         on_summary=summaries.append, boot=booted)  # fmt: skip
+    except TrustFleetError as exc:
+        if booted is None or not on_trial(settings.directory):
+            raise
+        print(f"error: {exc.one_line()} (new slot on trial: rebooting)", file=sys.stderr)
+        code = REBOOT_EXIT_CODE
+    if code == REBOOT_EXIT_CODE and not stop.is_set():
+        reexec(argv)
     if args.json and summaries:
         print(json.dumps(dataclasses.asdict(summaries[0]), indent=2, sort_keys=True, default=str))
-    return code
+    return 0 if code == REBOOT_EXIT_CODE else code
+
+
+def _boot_once(device: Path, *, as_json: bool) -> int:
+    from trustfleet.agent._bootloop import boot_in_process  # noqa: PLC0415
+
+    result = boot_in_process(device)
+    if result is None:
+        print(f"error: {device} has no boot chain (fuses.json and slots). Hint: provision the "
+              "device with a published release", file=sys.stderr)  # fmt: skip
+        return 3
+    if as_json:
+        print(json.dumps(result.to_document(), sort_keys=True))
+    else:
+        fell = f" (fell back: {result.reason})" if result.fell_back else ""
+        print(f"booted slot {result.slot}: release {result.version}{fell}")
+    return 0
 
 
 def run() -> None:

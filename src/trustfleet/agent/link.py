@@ -52,6 +52,8 @@ class MqttLink:
         client_cert: The LDevID (PEM).
         outbox: Where messages to publish wait.
         on_command: Called (on an awscrt thread) with the raw payload of each command.
+        on_ota_command: Called likewise for each command on ``ota/cmd`` (campaigns send
+            ``update`` there; docs/ota.md). None: that topic is not subscribed.
         on_change: Called (on an awscrt thread) whenever the link's state changes.
     """
 
@@ -65,11 +67,13 @@ class MqttLink:
         outbox: Outbox,
         on_command: Callable[[bytes], None],
         on_change: Callable[[], None],
+        on_ota_command: Callable[[bytes], None] | None = None,
     ) -> None:
         self._device_id = settings.device.id
         self._mqtt = mqtt
         self._outbox = outbox
         self._on_command = on_command
+        self._on_ota_command = on_ota_command
         self._on_change = on_change
         self.generation = next(_GENERATIONS)
         self._lock = threading.Lock()
@@ -163,11 +167,13 @@ class MqttLink:
         future.add_done_callback(lambda f: _settle(outbox, message, generation, f, wake))
 
     def _subscribe(self) -> None:
+        leaves = ["cmd"] + (["ota/cmd"] if self._on_ota_command is not None else [])
         packet = mqtt5.SubscribePacket(
             subscriptions=[
                 mqtt5.Subscription(
-                    topic_filter=topic(self._device_id, "cmd"), qos=mqtt5.QoS.AT_LEAST_ONCE
+                    topic_filter=topic(self._device_id, leaf), qos=mqtt5.QoS.AT_LEAST_ONCE
                 )
+                for leaf in leaves
             ]
         )
         future = self._client.subscribe(packet)
@@ -175,11 +181,14 @@ class MqttLink:
 
     def _on_publish(self, data: mqtt5.PublishReceivedData) -> None:
         packet = data.publish_packet
-        if packet.topic != topic(self._device_id, "cmd"):
+        handler = self._on_command if packet.topic == topic(self._device_id, "cmd") else None
+        if packet.topic == topic(self._device_id, "ota/cmd"):
+            handler = self._on_ota_command
+        if handler is None:
             return
         payload = packet.payload
         raw = payload.encode() if isinstance(payload, str) else bytes(payload or b"")
-        self._on_command(raw)
+        handler(raw)
 
     def _on_connected(self, data: mqtt5.LifecycleConnectSuccessData) -> None:
         with self._lock:

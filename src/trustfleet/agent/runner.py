@@ -14,10 +14,9 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import metadata
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from trustfleet.agent._messages import (
     Command,
@@ -26,12 +25,18 @@ from trustfleet.agent._messages import (
     render,
     simulated_metrics,
 )
+from trustfleet.agent._runparts import RunSummary, load_cert, next_time
 from trustfleet.agent._tls import token_key
 from trustfleet.agent.certfacts import CertFacts, read_pem_cert_facts
 from trustfleet.agent.link import MqttLink, topic
 from trustfleet.agent.outbox import Message, Outbox
+from trustfleet.agent.platform.bootloader import BootResult
 from trustfleet.agent.settings import DeviceSettings, require_mqtt
-from trustfleet.errors import Conflict, InvalidInput, TrustFleetError, Unavailable
+from trustfleet.agent.updater.worker import REBOOT_EXIT_CODE, OtaWorker, UpdateJob
+from trustfleet.errors import Conflict, TrustFleetError, Unavailable
+
+if TYPE_CHECKING:
+    from trustfleet.agent.updater.engine import UpdateRequest
 
 Mode = Literal["enroll", "reenroll"]
 
@@ -44,25 +49,6 @@ _STOP_CLIENT_S = 5.0
 _TOKEN_RELEASE_S = 10.0  # how long a re-enrollment waits for awscrt to release the token
 
 
-@dataclass
-class RunSummary:
-    """What a run did (``--once --json`` prints it)."""
-
-    device_id: str
-    enrolled: bool = False
-    reenrolled: int = 0
-    published: dict[str, int] = field(default_factory=dict)
-    acked: int = 0
-    rejected: int = 0
-    queue_depth: int = 0
-    queue_dropped: int = 0
-    commands_answered: int = 0
-    reconnects: int = 0
-    ldevid_serial: str = ""
-    ldevid_not_after: str = ""
-    rss_kb: int = 0
-
-
 def run_agent(
     settings: DeviceSettings,
     *,
@@ -70,6 +56,8 @@ def run_agent(
     stop: threading.Event | None,
     now: Callable[[], datetime],
     on_summary: Callable[[RunSummary], None] | None = None,
+    boot: BootResult | None = None,
+    update: UpdateJob | None = None,
 ) -> int:
     """Run the device agent until ``stop`` is set (or one round with ``once``).
 
@@ -81,9 +69,13 @@ def run_agent(
             ``[agent] shutdown_flush_s``).
         now: The clock (timestamps and certificate renewal).
         on_summary: Receives what the run did, at the end.
+        boot: What the bootloader booted (None: a device without a boot chain). The agent
+            then recovers the updater's state (a new slot's health check and commit).
+        update: Recover, run this update (if any) and stop (``trustfleet-agent update``),
+            instead of the schedule.
 
     Returns:
-        0 after a clean run.
+        0 after a clean run; :data:`REBOOT_EXIT_CODE` when the updater asks for a reboot.
 
     Raises:
         Config: The settings are incomplete or the PIN file is unsafe.
@@ -91,9 +83,11 @@ def run_agent(
         Unavailable: The service or the broker could not be reached (``once``), or the
             messages were not acknowledged in time.
     """
-    agent = _Agent(settings, now=now, stop=stop or threading.Event())
+    agent = _Agent(settings, now=now, stop=stop or threading.Event(), boot=boot)
     try:
-        if once:
+        if update is not None:
+            agent.run_update(update.request)
+        elif once:
             agent.run_once()
         else:
             agent.run_forever()
@@ -101,12 +95,17 @@ def run_agent(
         agent.close()
         if on_summary is not None:
             on_summary(agent.summary())
-    return 0
+    return agent.exit_code
 
 
 class _Agent:
     def __init__(
-        self, settings: DeviceSettings, *, now: Callable[[], datetime], stop: threading.Event
+        self,
+        settings: DeviceSettings,
+        *,
+        now: Callable[[], datetime],
+        stop: threading.Event,
+        boot: BootResult | None = None,
     ) -> None:
         self.settings = settings
         self.mqtt = require_mqtt(settings)
@@ -124,6 +123,10 @@ class _Agent:
         self.past_connections = 0
         self.next_renewal_try = 0.0
         self.result = RunSummary(device_id=settings.device.id)
+        self.exit_code = 0
+        self.ota = OtaWorker(settings, boot=boot, now=now, notify=self.wake.set,
+                             link_connected=lambda: self.link is not None and self.link.connected,
+                             identity_ok=self._identity_ok)  # fmt: skip
         try:
             self.version = metadata.version("trustfleet")
         except metadata.PackageNotFoundError:
@@ -133,10 +136,10 @@ class _Agent:
 
     def ensure_identity(self) -> None:
         path = self.settings.path(self.settings.identity.ldevid)
-        cert = _load_cert(path) if path.is_file() else None
+        cert = load_cert(path) if path.is_file() else None
         # The LDevID certifies the same identity key as the IDevID: comparing their public keys
         # needs neither the token nor `cryptography` (kept out of the agent's steady state).
-        idevid = _load_cert(self.settings.path(self.settings.identity.idevid))
+        idevid = load_cert(self.settings.path(self.settings.identity.idevid))
         when = self.now()
         same_key = cert is not None and idevid is not None and cert.spki == idevid.spki
         if cert is None or not same_key or cert.not_after <= when:
@@ -197,6 +200,7 @@ class _Agent:
     # -- link -------------------------------------------------------------------------------
 
     def _start_link(self) -> MqttLink:
+        mqtt_max = self.mqtt.max_payload_bytes
         link = self.link = MqttLink(
             self.settings,
             mqtt=self.mqtt,
@@ -204,6 +208,7 @@ class _Agent:
             client_cert=self.settings.path(self.settings.identity.ldevid),
             outbox=self.outbox,
             on_command=self._on_command,
+            on_ota_command=lambda raw: self.ota.on_ota_command(raw, max_bytes=mqtt_max),
             on_change=self.wake.set,
         )
         link.start()
@@ -268,6 +273,8 @@ class _Agent:
             return {"id": command.id, "ok": True, "result": {"pong": True}}
         if command.name == "report":
             return {"id": command.id, "ok": True, "result": self.report()}
+        if command.name == "update":
+            return self.ota.answer_update(command.id, command.args)
         return {"id": command.id, "ok": False, "result": {},
                 "error": f"unknown command '{command.name[:64]}'"}  # fmt: skip
 
@@ -284,6 +291,8 @@ class _Agent:
             "queue_dropped": summary.queue_dropped,
             "reconnects": summary.reconnects,
             "rss_kb": summary.rss_kb,
+            "firmware_version": summary.firmware_version,
+            "slot": summary.slot,
         }
 
     def _cert_details(self) -> dict[str, str]:
@@ -303,6 +312,11 @@ class _Agent:
         connections = self.past_connections + (self.link.connections if self.link else 0)
         r.reconnects = max(connections - 1, 0)
         r.rss_kb = read_rss_kb()
+        boot, outcome = self.ota.boot, self.ota.outcome
+        r.firmware_version, r.slot = (boot.version, boot.slot) if boot else ("", "")
+        if outcome is not None:
+            r.ota_state, r.ota_version = outcome.state, outcome.version or ""
+            r.ota_reason, r.ota_code = outcome.reason, outcome.code
         return r
 
     # -- runs -------------------------------------------------------------------------------
@@ -341,22 +355,57 @@ class _Agent:
         self.ensure_identity()
         self._start_link()
         self.emit("events", {"type": "agent.started", "details": self._cert_details()})
+        self.ota.start(recover=True, request=None)
         telemetry_s, heartbeat_s = self.mqtt.telemetry_interval_s, self.mqtt.heartbeat_interval_s
         next_telemetry = next_heartbeat = time.monotonic()
         while not self.stop.is_set():
             t = time.monotonic()
             if t >= next_telemetry:
                 self.emit_telemetry()
-                next_telemetry = _next(next_telemetry, telemetry_s, t)
+                next_telemetry = next_time(next_telemetry, telemetry_s, t)
             if t >= next_heartbeat:
                 self.emit_heartbeat()
-                next_heartbeat = _next(next_heartbeat, heartbeat_s, t)
+                next_heartbeat = next_time(next_heartbeat, heartbeat_s, t)
             self.answer_commands()
+            self._emit_ota()
+            if self.ota.reboot.is_set():
+                self.exit_code = REBOOT_EXIT_CODE
+                self._deliver_before_exit()
+                break
             if self._renewal_due():
                 self._renew()
             self._pump()
             self._wait(min(next_telemetry, next_heartbeat) - time.monotonic())
         self._flush()
+
+    def run_update(self, request: UpdateRequest | None) -> None:
+        """Recover after the boot, then run ``request`` (None: recover only), to its end."""
+        self.ensure_identity()
+        self._start_link()
+        if not self.ota.start(recover=True, request=request):
+            return  # no boot chain: nothing to run
+        while not self.ota.finished.is_set() and not self.stop.is_set():
+            self._emit_ota()
+            self._pump()
+            self._wait(_TICK_S)
+        self._emit_ota()
+        if self.ota.reboot.is_set():
+            self.exit_code = REBOOT_EXIT_CODE
+        self._deliver_before_exit()
+
+    def _deliver_before_exit(self) -> None:
+        # Reports must leave before a reboot or the end: wait (bounded) for the link too.
+        try:
+            self._deliver(set(range(1, self.seq + 1)), timeout_s=self.settings.agent.once_timeout_s)
+        except Unavailable as exc:
+            logger.warning("%s", exc.one_line())
+
+    def _emit_ota(self) -> None:
+        for document in self.ota.drain():
+            self.emit("ota/status", document)
+
+    def _identity_ok(self) -> bool:
+        return self.cert is not None and self.cert.not_after > self.now()
 
     def _flush(self) -> None:
         deadline = time.monotonic() + self.settings.agent.shutdown_flush_s
@@ -368,16 +417,3 @@ class _Agent:
         if len(self.outbox):
             logger.warning("stopping with %d message(s) undelivered", len(self.outbox))
         logger.info("agent stopped")
-
-
-def _next(previous: float, interval: float, current: float) -> float:
-    following = previous + interval
-    return following if following > current else current + interval
-
-
-def _load_cert(path: Any) -> CertFacts | None:
-    try:
-        return read_pem_cert_facts(path.read_bytes())
-    except (InvalidInput, OSError):
-        logger.warning("%s is not a PEM certificate; enrolling again", path)
-        return None

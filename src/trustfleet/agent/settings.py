@@ -10,7 +10,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from trustfleet.configfile import load_toml_model
 from trustfleet.errors import Config
 
-__all__ = ["AgentSection", "DeviceSettings", "MqttSection", "load_device_settings", "require_mqtt"]
+__all__ = [
+    "AgentSection",
+    "DeviceSettings",
+    "MqttSection",
+    "OtaSection",
+    "load_device_settings",
+    "ota_urls",
+    "require_mqtt",
+]
 
 DEVICE_FILE = "device.toml"
 
@@ -88,6 +96,34 @@ class AgentSection(_Model):
     once_timeout_s: float = Field(default=30.0, gt=0, le=600)
 
 
+class OtaSection(_Model):
+    """How the updater reaches the TUF repository, and the bounds of an update.
+
+    ``metadata_url`` and ``targets_url`` default to ``/tuf/metadata/`` and ``/tuf/targets/`` on
+    the host and port of ``[server] est_url`` (see :func:`ota_urls`).
+    """
+
+    metadata_url: str = ""
+    targets_url: str = ""
+    health_timeout_s: float = Field(default=30.0, gt=0, le=600)
+    max_manifest_bytes: int = Field(default=64 * 1024, ge=1024, le=1024 * 1024)
+    max_image_bytes: int = Field(default=1 << 30, ge=64 * 1024, le=16 << 30)
+    max_root_bytes: int = Field(default=512 * 1024, ge=4096, le=16 << 20)
+    max_timestamp_bytes: int = Field(default=16 * 1024, ge=1024, le=1 << 20)
+    max_snapshot_bytes: int = Field(default=2 << 20, ge=4096, le=256 << 20)
+    max_targets_bytes: int = Field(default=32 << 20, ge=4096, le=1 << 30)
+    max_download_attempts: int = Field(default=3, ge=1, le=20)
+    progress_reports: int = Field(default=4, ge=1, le=100)
+
+    @field_validator("metadata_url", "targets_url")
+    @classmethod
+    def _https_or_empty(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if value and (parts.scheme != "https" or not parts.hostname):
+            raise ValueError("must be an https:// URL")
+        return value
+
+
 class DeviceSettings(_Model):
     """The whole ``device.toml``, with paths resolved against the device directory.
 
@@ -101,6 +137,7 @@ class DeviceSettings(_Model):
     server: ServerSection
     mqtt: MqttSection | None = None
     agent: AgentSection = AgentSection()
+    ota: OtaSection = OtaSection()
 
     def path(self, relative: str) -> Path:
         """Resolve a path from the file against the device directory."""
@@ -145,3 +182,12 @@ def require_mqtt(settings: DeviceSettings) -> MqttSection:
         return mqtt
     host = urlsplit(settings.server.est_url).hostname or ""
     return mqtt.model_copy(update={"host": host})
+
+
+def ota_urls(settings: DeviceSettings) -> tuple[str, str]:
+    """The TUF metadata and targets base URLs (defaults: on the EST URL's host and port)."""
+    parts = urlsplit(settings.server.est_url)
+    base = f"{parts.scheme}://{parts.netloc}"
+    metadata = settings.ota.metadata_url or f"{base}/tuf/metadata/"
+    targets = settings.ota.targets_url or f"{base}/tuf/targets/"
+    return metadata, targets

@@ -65,9 +65,15 @@ def run(
     ] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Run the agent: enroll if needed, then keep the MQTT link (SIGTERM/SIGINT stop it)."""
+    """Run the agent: enroll if needed, then keep the MQTT link (SIGTERM/SIGINT stop it).
+
+    A device with a boot chain boots first (verified boot); when an update asks for a reboot
+    the process re-executes itself as ``trustfleet-agent run`` and boots again.
+    """
+    from trustfleet.agent._bootloop import boot_in_child, reexec
     from trustfleet.agent.runner import RunSummary, run_agent
     from trustfleet.agent.settings import load_device_settings
+    from trustfleet.agent.updater.worker import REBOOT_EXIT_CODE
 
     logging.getLogger("trustfleet.agent").setLevel(logging.INFO)
     settings = load_device_settings(device)
@@ -79,10 +85,15 @@ def run(
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        run_agent(settings, once=once, stop=stop, now=now, on_summary=summaries.append)
+        booted = boot_in_child(settings.directory)
+        code = run_agent(
+            settings, once=once, stop=stop, now=now, on_summary=summaries.append, boot=booted
+        )
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    if code == REBOOT_EXIT_CODE and not stop.is_set():
+        reexec(["run", "--device", str(device), *(["--once"] if once else [])])
     if json_out and summaries:
         emit_json(dataclasses.asdict(summaries[0]))
     elif once and summaries:
@@ -91,3 +102,24 @@ def run(
             f"[green]✓[/] {done.device_id}: {sum(done.published.values())} message(s) "
             f"published, {done.acked} acknowledged"
         )
+
+
+@app.command("update")
+def update(
+    device: DeviceOpt,
+    version: Annotated[
+        str | None, typer.Option("--version", help="Release to install (default: the newest).")
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Update once: download (TUF), install into the inactive slot, reboot, health check, commit.
+
+    Exits 0 when committed or up to date, 10 refused, 11 failed, 12 rolled back.
+    """
+    from trustfleet.agent._bootloop import update_once
+
+    logging.getLogger("trustfleet.agent").setLevel(logging.INFO)
+    stop = threading.Event()
+    code = update_once(device, version=version, as_json=json_out, stop=stop, now=now)
+    if code:
+        raise typer.Exit(code)

@@ -7,6 +7,9 @@ A virtual device is a directory ``DEVDIR/<device-id>/``::
     idevid.pem             the factory identity certificate (IEEE 802.1AR IDevID)
     ca-bundle.pem          the trust bundle of the fleet service
     device.toml            what the agent reads
+    fuses.json, boot-key.pem, tuf/metadata/root.json, slots/a/, bootenv.json
+                           the boot chain and update trust (docs/ota.md), when the home has
+                           an OTA repository; slot a holds the model's newest release
 
 Provisioning runs in two phases because one process can have only one SoftHSM2
 configuration active at a time: first every device key is generated in its own token, then
@@ -15,6 +18,8 @@ the manufacturing CA (in the service's token) signs all IDevIDs.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,7 +31,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
-from trustfleet.errors import Conflict, InvalidInput
+from trustfleet.errors import Conflict, InvalidInput, NotFound, VerificationFailed
 from trustfleet.keystore import (
     generate_pin,
     init_token,
@@ -43,6 +48,8 @@ from trustfleet.pki import (
     validate_device_id,
 )
 from trustfleet.services._certs import record_certificate
+from trustfleet.services._ota_keys import BOOT_KEY_PEM
+from trustfleet.services.ota import DeviceOtaBundle, device_provisioning
 from trustfleet.services.runtime import Runtime
 
 __all__ = ["ProvisionedDevice", "provision_devices", "sign_csr"]
@@ -78,6 +85,7 @@ def provision_devices(
     if not 1 <= count <= 10_000:
         raise InvalidInput("--count must be between 1 and 10000")
     _check_model(model)
+    ota = _ota_bundle(rt, model=model)
     out_dir.mkdir(parents=True, exist_ok=True)
     keys: list[tuple[str, Path, CertificatePublicKeyTypes]] = []
     made: list[ProvisionedDevice] = []
@@ -98,6 +106,7 @@ def provision_devices(
                     public_key=public_key,
                     model=model,
                     now=now,
+                    ota=ota,
                 )
             )
             if on_progress:
@@ -137,8 +146,11 @@ def _certify(
     public_key: CertificatePublicKeyTypes,
     model: str,
     now: datetime,
+    ota: DeviceOtaBundle | None = None,
 ) -> ProvisionedDevice:
     cert = _issue_idevid(rt, device_id=device_id, public_key=public_key, model=model, now=now)
+    if ota is not None:
+        _write_boot_chain(rt, directory, ota=ota, model=model)
     bundle = rt.settings.path("public/ca-bundle.pem").read_bytes()
     (directory / "ca-bundle.pem").write_bytes(bundle)
     (directory / "device.toml").write_text(
@@ -149,6 +161,47 @@ def _certify(
     return ProvisionedDevice(
         device_id=device_id, model=model, directory=directory, certificate=cert
     )
+
+
+def _ota_bundle(rt: Runtime, *, model: str) -> DeviceOtaBundle | None:
+    """What the device gets for updates; None for a home without an OTA repository."""
+    try:
+        return device_provisioning(rt, model=model)
+    except NotFound:
+        return None
+
+
+def _write_boot_chain(rt: Runtime, directory: Path, *, ota: DeviceOtaBundle, model: str) -> None:
+    """Fuses, boot key, trusted TUF root and (if one is published) the release in slot a.
+
+    The formats are the device's (docs/ota.md, "Device side"); services may not import the
+    agent, so they are written here directly.
+    """
+    fuses = {"model": model, "boot_key_sha256": ota.boot_key_sha256}
+    (directory / "fuses.json").write_text(json.dumps(fuses, sort_keys=True) + "\n")
+    shutil.copyfile(rt.settings.path(BOOT_KEY_PEM), directory / "boot-key.pem")
+    metadata = directory / "tuf" / "metadata"
+    metadata.mkdir(parents=True, exist_ok=True)
+    (metadata / "root.json").write_bytes(ota.root_json)
+    release, image = ota.release, ota.image_path
+    if release is None or image is None:
+        return
+    slot = directory / "slots" / "a"
+    slot.mkdir(parents=True, exist_ok=True)
+    digest, length = hashlib.sha256(), 0
+    with image.open("rb") as src, (slot / "image.bin").open("wb") as out:
+        while chunk := src.read(1 << 20):
+            digest.update(chunk)
+            length += len(chunk)
+            out.write(chunk)
+    if digest.hexdigest() != release.image_sha256 or length != release.image_length:
+        raise VerificationFailed(
+            f"the published image of {model} {release.version} does not match its release",
+            hint="check the OTA repository's targets folder", code="factory.ota.image",
+        )  # fmt: skip
+    (slot / "release.json").write_bytes(release.manifest)
+    env = {"boot_slot": "a", "upgrade_available": 0, "bootcount": 0, "bootlimit": 3}
+    (directory / "bootenv.json").write_text(json.dumps(env, sort_keys=True) + "\n")
 
 
 def _issue_idevid(

@@ -1,0 +1,326 @@
+"""Fixtures for the device-updater tests: a real server with published releases, devices.
+
+``ota_fleet`` (session): a running ``trustfleet server`` (HTTPS with the TUF routes, its
+Mosquitto), releases built from simulated 1 MiB images and published with the real CLI:
+
+* ``sim-v1`` 0.9.0 and 1.0.0, then a provisioned and enrolled *pristine* device (the factory
+  installs 1.0.0 into slot a), then 2.0.0 (deltas from 1.0.0 and 0.9.0), 3.0.0 with
+  ``--min-version 2.0.0``, and 4.0.0 whose boot signature is wrong but which is TUF-valid
+  (published by a holder of the targets key who skipped the boot-signature check);
+* ``other-v1`` 5.0.0 (no ``sim-v1`` release has that version).
+
+``ota_fleet.device()`` copies the pristine device (same identity, its own token copy) so
+every test starts from a device on 1.0.0; tests run one device at a time.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from support.server import RunningServer, free_port, running_server
+
+AGENT = Path(sys.executable).parent / "trustfleet-agent"
+IMAGE_BYTES = 1 << 20
+RUN_TIMEOUT_S = 240
+
+# A TUF-valid release whose boot signature does not verify: the staged manifest gets the
+# signature of another image, and publish_release's boot-signature check is skipped, as an
+# attacker holding the targets key (or a broken pipeline) would publish it.
+_BAD_SIGNATURE_SCRIPT = r"""
+import base64, json, sys
+from datetime import UTC, datetime
+from pathlib import Path
+from trustfleet.services import _ota_release as rel
+from trustfleet.services.runtime import Runtime
+from trustfleet.settings import load_server_settings
+
+a = json.loads(sys.argv[1])
+rt = Runtime.open(load_server_settings(Path(a["home"])))
+staged = Path(a["staged"]) / "release.json"
+doc = json.loads(staged.read_text())
+doc["boot"]["signature"] = a["signature"]
+staged.write_text(json.dumps(doc, sort_keys=True, separators=(",", ":")))
+rel.verify_boot_signature = lambda *args, **kwargs: None
+rel.publish_release(rt, model=a["model"], version=a["version"], now=datetime.now(UTC))
+rt.close()
+"""
+
+
+@dataclass
+class OtaFleet:
+    server: RunningServer
+    work: Path
+    images: dict[str, Path]
+    pristine: Path
+    copies: list[Path] = field(default_factory=list)
+
+    def device(self, *, faults_file: bool = False) -> Path:
+        """A copy of the pristine device (on 1.0.0, enrolled)."""
+        folder = self.work / f"dev-{len(self.copies)}" / self.pristine.name
+        shutil.copytree(self.pristine, folder, symlinks=True)
+        conf = folder / "softhsm2.conf"
+        conf.write_text(conf.read_text().replace(str(self.pristine), str(folder)))
+        if faults_file:
+            (folder / "faults.json").write_text(json.dumps({"health_check": "fail"}))
+        self.copies.append(folder)
+        return folder
+
+    def target_file(self, path: str) -> Path:
+        """A target's file in the server's repository (hashed name)."""
+        folder, _, name = path.rpartition("/")
+        (match,) = (self.server.home / "ota" / "repo" / "targets" / folder).glob(f"*.{name}")
+        return match
+
+
+def agent(
+    *args: str | os.PathLike[str],
+    env: dict[str, str] | None = None,
+    timeout_s: float = RUN_TIMEOUT_S,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``trustfleet-agent ARGS`` (bounded; never raises on a non-zero exit)."""
+    environ = {k: v for k, v in os.environ.items() if k != "TF_OTA_FAULTS"}
+    return subprocess.run(
+        [str(AGENT), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        env={**environ, **(env or {})},
+        check=False,
+    )
+
+
+def update(
+    device: Path,
+    version: str | None = None,
+    *,
+    env: dict[str, str] | None = None,
+) -> tuple[int, dict[str, Any]]:
+    """``trustfleet-agent update --json``: (exit code, outcome document or {})."""
+    args: list[str] = ["update", "--device", str(device), "--json"]
+    if version:
+        args += ["--version", version]
+    proc = agent(*args, env=env)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    doc: dict[str, Any] = json.loads(lines[-1]) if lines else {"stderr": proc.stderr[-2000:]}
+    return proc.returncode, doc
+
+
+def trusted_state(device: Path) -> dict[str, Any]:
+    """What an attack must not change: env, active slot manifest, floor and version."""
+    env = json.loads((device / "bootenv.json").read_text())
+    slot = env["boot_slot"]
+    manifest = (device / "slots" / slot / "release.json").read_bytes()
+    path = device / "ota-state.json"
+    # Before the updater first runs, the floor is the booted release's version.
+    booted = json.loads(manifest)["version"]
+    state = json.loads(path.read_text()) if path.exists() else {}
+    return {
+        "env": env,
+        "active_manifest": manifest,
+        "active_image": (device / "slots" / slot / "image.bin").stat().st_size,
+        "floor": state.get("floor", booted),
+        "installed_version": state.get("installed_version", booted),
+    }
+
+
+def _release(
+    server: RunningServer,
+    image: Path,
+    *,
+    version: str,
+    model: str = "sim-v1",
+    min_version: str | None = None,
+) -> None:
+    args = ["release", "build", "--version", version, "--image", str(image), "--model", model]
+    if min_version:
+        args += ["--min-version", min_version]
+    assert server.cli(*args).returncode == 0
+    result = server.cli("release", "publish", "--version", version, "--model", model)
+    assert result.returncode == 0, result.stderr
+
+
+def _bad_signature_release(server: RunningServer, image: Path, other_manifest: bytes) -> None:
+    version, model = "4.0.0", "sim-v1"
+    assert (
+        server.cli(
+            "release", "build", "--version", version, "--image", str(image), "--model", model
+        ).returncode
+        == 0
+    )
+    signature = json.loads(other_manifest)["boot"]["signature"]
+    args = {
+        "home": str(server.home),
+        "model": model,
+        "version": version,
+        "staged": str(server.home / "ota" / "staging" / model / version),
+        "signature": signature,
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", _BAD_SIGNATURE_SCRIPT, json.dumps(args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert base64.b64decode(signature)
+
+
+def _provision(server: RunningServer, out: Path) -> Path:
+    result = server.cli("factory", "provision", "--out", str(out), "--model", "sim-v1", "--json")
+    assert result.returncode == 0, result.stderr
+    device = Path(json.loads(result.stdout)["devices"][0]["directory"])
+    first = agent("run", "--device", device, "--once", "--json")
+    assert first.returncode == 0, first.stderr
+    return device
+
+
+@pytest.fixture(scope="session")
+def ota_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OtaFleet]:
+    for tool in ("mosquitto", "softhsm2-util"):
+        if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
+            pytest.skip(f"{tool} is not installed (needed for the real broker and tokens)")
+    from trustfleet.sim.image import build_image
+
+    base = tmp_path_factory.mktemp("otadev")
+    work = base / "work"
+    work.mkdir()
+    images: dict[str, Path] = {}
+    for model, version in [("sim-v1", v) for v in ("0.9.0", "1.0.0", "2.0.0", "3.0.0", "4.0.0")] + [
+        ("other-v1", "5.0.0")
+    ]:
+        path = work / f"{model}-{version}.bin"
+        build_image(path, version=version, size_bytes=IMAGE_BYTES, seed=model)
+        images[f"{model}/{version}"] = path
+    with running_server(base) as server:
+        _release(server, images["sim-v1/0.9.0"], version="0.9.0")
+        _release(server, images["sim-v1/1.0.0"], version="1.0.0")
+        pristine = _provision(server, work / f"pristine-{free_port()}")
+        _release(server, images["sim-v1/2.0.0"], version="2.0.0")
+        _release(server, images["sim-v1/3.0.0"], version="3.0.0", min_version="2.0.0")
+        _release(server, images["other-v1/5.0.0"], version="5.0.0", model="other-v1")
+        v1_manifest = (pristine / "slots" / "a" / "release.json").read_bytes()
+        _bad_signature_release(server, images["sim-v1/4.0.0"], v1_manifest)
+        yield OtaFleet(server=server, work=work, images=images, pristine=pristine)
+
+
+class Mqtt:
+    """The fleet service's side of MQTT: ``mosquitto_sub``/``mosquitto_pub`` as ``svc.ingest``.
+
+    An MQTT client that shares no code with the agent.
+    """
+
+    def __init__(self, fleet: OtaFleet, device: Path) -> None:
+        from support.identities import service_identity
+
+        self.device_id = device.name
+        self.port = int(
+            re.search(r"^port = (\d+)", (device / "device.toml").read_text(), re.MULTILINE)[1]
+        )  # type: ignore[index]
+        work = fleet.work / f"svc-{secrets.token_hex(3)}"
+        work.mkdir()
+        self.identity = service_identity(fleet.server.home, work)
+        self.ca = fleet.server.ca_bundle
+        self.out = work / "messages.txt"
+        args = [
+            "mosquitto_sub",
+            *self._common(),
+            "-t",
+            f"tf/v1/d/{self.device_id}/#",
+            "-F",
+            "%t %p",
+            "-i",
+            f"obs-{secrets.token_hex(4)}",
+        ]
+        self._sink = self.out.open("w")
+        self.proc = subprocess.Popen(
+            args, stdout=self._sink, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def _common(self) -> list[str]:
+        return [
+            "-h",
+            "localhost",
+            "-p",
+            str(self.port),
+            "--cafile",
+            str(self.ca),
+            "--cert",
+            str(self.identity.cert),
+            "--key",
+            str(self.identity.key),
+            "--tls-version",
+            "tlsv1.3",
+            "-V",
+            "mqttv5",
+            "-q",
+            "1",
+        ]
+
+    def send(self, payload: dict[str, Any], *, leaf: str = "cmd") -> None:
+        topic = f"tf/v1/d/{self.device_id}/{leaf}"
+        args = ["mosquitto_pub", *self._common(), "-t", topic, "-m", json.dumps(payload)]
+        result = subprocess.run(args, capture_output=True, text=True, timeout=30, check=False)
+        assert result.returncode == 0, result.stderr
+
+    def messages(self, leaf: str) -> list[dict[str, Any]]:
+        found = []
+        for line in self.out.read_text(errors="replace").splitlines():
+            topic, _, payload = line.partition(" ")
+            if topic.endswith("/" + leaf) and payload.startswith("{"):
+                found.append(json.loads(payload))
+        return found
+
+    def wait_for(
+        self, leaf: str, predicate: Callable[[dict[str, Any]], bool], *, timeout_s: float = 90
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for message in self.messages(leaf):
+                if predicate(message):
+                    return message
+            time.sleep(0.2)
+        raise AssertionError(f"no {leaf} message matched; got {self.messages(leaf)}")
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(30)
+        self._sink.close()
+
+
+class RunningAgent:
+    """``trustfleet-agent run --device DIR`` (the boot loop) in its own session."""
+
+    def __init__(self, device: Path) -> None:
+        self.log = device / f"agent-{secrets.token_hex(3)}.log"
+        with self.log.open("wb") as out:
+            environ = {k: v for k, v in os.environ.items() if k != "TF_OTA_FAULTS"}
+            self.proc = subprocess.Popen(
+                [str(AGENT), "run", "--device", str(device)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=environ,
+            )
+
+    def stop(self) -> int:
+        """SIGTERM to its process group; the exit code (bounded wait)."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        return self.proc.wait(60)
