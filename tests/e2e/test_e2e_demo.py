@@ -15,7 +15,8 @@ import pytest
 
 pytestmark = pytest.mark.e2e
 
-STAGES = ["init", "provision", "serve", "enroll", "telemetry", "reenroll", "revoke"]
+STAGES = ["init", "release", "provision", "serve", "enroll", "telemetry", "reenroll",
+          "update", "rollback", "revoke"]  # fmt: skip
 
 
 def test_demo_runs_every_stage_and_cleans_up(tmp_path: Path) -> None:
@@ -35,6 +36,11 @@ def test_demo_runs_every_stage_and_cleans_up(tmp_path: Path) -> None:
     failed = {n: s["details"] for n, s in stages.items() if not s["ok"]}
     assert not failed, failed
     assert proc.returncode == 0
+    update = stages["update"]["details"]
+    assert update["state"] == "completed" and update["committed"] == update["devices"]
+    assert update["by_delta"] >= 1
+    rollback = stages["rollback"]["details"]
+    assert rollback["device_state"] == "rolled_back" and rollback["boot_slot"] == "a"
     revoke = stages["revoke"]["details"]
     assert revoke["ocsp"] == "REVOKED"
     assert revoke["reconnect_refused"] and revoke["victim_silent_after"]

@@ -1,8 +1,9 @@
-"""``trustfleet demo``: a fleet is made, enrolls, re-enrolls, and loses a revoked member.
+"""``trustfleet demo``: a fleet is made, enrolls, updates, attests, and loses a revoked member.
 
 Everything is real: SoftHSM2 tokens for the CAs and for each device, the HTTPS service as a
 child process on a free loopback port, each device enrolling from a process of its own with its
-key in its token (awscrt mTLS), an OCSP and CRL check of the revocation.
+key in its token (awscrt mTLS), TUF-signed releases installed into A/B slots through the boot
+chain, a campaign in waves, and an OCSP and CRL check of the revocation.
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ __all__ = ["demo"]
 _START_TIMEOUT_S = 30.0
 _AGENT_TIMEOUT_S = 60.0
 _CUT_OFF_TIMEOUT_S = 10.0
+_UPDATE_TIMEOUT_S = 180.0
+_IMAGE_BYTES = 8 * 1024 * 1024
+_MODEL = "sim-v1"
+_V1, _V2 = "1.0.0", "1.1.0"
 
 
 @dataclass
@@ -103,11 +108,14 @@ def demo(
 def _run_stages(fleet: _Fleet, stages: list[Stage], *, count: int, quiet: bool) -> None:
     steps: list[tuple[str, Callable[[_Fleet, Stage], None]]] = [
         ("init", _stage_init),
+        ("release", _stage_release),
         ("provision", lambda f, s: _stage_provision(f, s, count=count)),
         ("serve", _stage_serve),
         ("enroll", lambda f, s: _stage_enroll(f, s, quiet=quiet)),
         ("telemetry", _stage_telemetry),
         ("reenroll", _stage_reenroll),
+        ("update", lambda f, s: _stage_update(f, s, quiet=quiet)),
+        ("rollback", _stage_rollback),
         ("revoke", _stage_revoke),
     ]
     for name, step in steps:
@@ -145,6 +153,29 @@ def _stage_init(fleet: _Fleet, stage: Stage) -> None:
     stage.details = {"home": str(fleet.home), "api_port": fleet.port, "mqtt_port": fleet.mqtt_port}
 
 
+def _publish(fleet: _Fleet, version: str) -> dict[str, Any]:
+    """Make a simulator image, build and publish it as a release; what was published."""
+    from trustfleet.services.ota import build_release, publish_release
+    from trustfleet.sim.image import build_image
+
+    image = fleet.workdir / f"image-{version}.bin"
+    info = build_image(image, version=version, size_bytes=_IMAGE_BYTES, seed=_MODEL)
+    rt = _runtime(fleet)
+    build_release(rt, image=image, version=version, model=_MODEL, min_version=None, now=now())
+    record = publish_release(rt, model=_MODEL, version=version, now=now())
+    image.unlink()
+    return {
+        "version": record.version,
+        "image_bytes": info.length,
+        "targets_version": record.targets_version,
+    }
+
+
+def _stage_release(fleet: _Fleet, stage: Stage) -> None:
+    stage.details = _publish(fleet, _V1)
+    stage.ok = True
+
+
 def _runtime(fleet: _Fleet) -> Any:
     """One runtime for the whole demo, opened on first use and closed by :func:`_stop`."""
     if fleet.runtime is None:
@@ -159,7 +190,7 @@ def _stage_provision(fleet: _Fleet, stage: Stage, *, count: int) -> None:
     from trustfleet.services.factory import provision_devices
 
     made = provision_devices(
-        _runtime(fleet), out_dir=fleet.devices_dir, count=count, model="sim-v1", now=now()
+        _runtime(fleet), out_dir=fleet.devices_dir, count=count, model=_MODEL, now=now()
     )
     fleet.device_ids = [d.device_id for d in made]
     for device_id in fleet.device_ids:  # a lively demo: telemetry every second
@@ -246,6 +277,93 @@ def _stage_reenroll(fleet: _Fleet, stage: Stage) -> None:
         "old_serial": format(before, "x"),
         "new_serial": format(after, "x"),
         "telemetry_after_reenroll": flowing,
+    }
+
+
+def _run_campaign(
+    fleet: _Fleet, devices: list[str], *, waves: list[float], max_failure_rate: float
+) -> Any:
+    """Create a campaign for ``devices`` and wait (bounded) until it ends; its last status."""
+    from trustfleet.services.campaigns import campaign_status, create_campaign
+
+    rt = _runtime(fleet)
+    campaign = create_campaign(
+        rt,
+        version=_V2,
+        model=_MODEL,
+        devices=devices,
+        waves=waves,
+        max_failure_rate=max_failure_rate,
+        now=now(),
+        device_timeout_s=int(_UPDATE_TIMEOUT_S),
+        actor="operator:demo",
+    )
+    deadline = time.monotonic() + _UPDATE_TIMEOUT_S
+    status = campaign_status(rt, campaign.id)
+    while status.campaign.state == "running" and time.monotonic() < deadline:
+        time.sleep(0.5)
+        status = campaign_status(rt, campaign.id)
+    return status
+
+
+def _firmware(fleet: _Fleet, device_ids: list[str]) -> dict[str, str | None]:
+    with _runtime(fleet).uow.begin(read_only=True) as tx:
+        return {d: tx.devices.require(d).firmware_version for d in device_ids}
+
+
+def _stage_update(fleet: _Fleet, stage: Stage, *, quiet: bool) -> None:
+    released = _publish(fleet, _V2)
+    faulty = fleet.device_ids[2]
+    wave = [d for d in fleet.device_ids if d != faulty]
+    if not quiet:
+        console.print(f"campaign: {_V1} → {_V2} over {len(wave)} devices in two waves")
+    status = _run_campaign(fleet, wave, waves=[50.0, 100.0], max_failure_rate=0.05)
+    rows = status.devices
+    committed = [r.device_id for r in rows if r.state == "committed"]
+    by_delta = sum(1 for r in rows if r.state == "committed" and r.delta)
+    versions = _firmware(fleet, wave)
+    stage.ok = (
+        status.campaign.state == "completed"
+        and len(committed) == len(wave)
+        and all(v == _V2 for v in versions.values())
+        and by_delta > len(wave) // 2
+    )
+    stage.details = {
+        "release": released,
+        "campaign": status.campaign.id,
+        "state": status.campaign.state,
+        "waves": [{"wave": w.wave, "size": w.size, "states": dict(w.states)} for w in status.waves],
+        "committed": len(committed),
+        "by_delta": by_delta,
+        "devices": len(wave),
+    }
+
+
+def _stage_rollback(fleet: _Fleet, stage: Stage) -> None:
+    device_id = fleet.device_ids[2]
+    fault = fleet.devices_dir / device_id / "faults.json"
+    fault.write_text(json.dumps({"health_check": "fail"}), encoding="utf-8")
+    try:
+        status = _run_campaign(fleet, [device_id], waves=[100.0], max_failure_rate=0.05)
+    finally:
+        fault.unlink(missing_ok=True)
+    row = next((r for r in status.devices if r.device_id == device_id), None)
+    firmware = _firmware(fleet, [device_id])[device_id]
+    env = json.loads((fleet.devices_dir / device_id / "bootenv.json").read_text(encoding="utf-8"))
+    stage.ok = (
+        row is not None
+        and row.state == "rolled_back"
+        and status.campaign.state == "halted"
+        and env.get("boot_slot") == "a"
+        and firmware in (None, _V1)
+    )
+    stage.details = {
+        "device": device_id,
+        "device_state": row.state if row else None,
+        "reason": row.reason if row else None,
+        "campaign_state": status.campaign.state,
+        "boot_slot": env.get("boot_slot"),
+        "firmware_version": firmware or _V1,
     }
 
 
