@@ -51,10 +51,25 @@ def _expected(data: bytes = DATA) -> Expected:
     return Expected("m/1.0.0/image.bin", len(data), hashlib.sha256(data).hexdigest(), {})
 
 
-def _download(fetcher: MemoryFetcher, tmp_path: Path, *, attempts: int = 3) -> Path:
+def _download(
+    fetcher: MemoryFetcher, tmp_path: Path, *, attempts: int = 3, waits: list[float] | None = None
+) -> Path:
+    record = waits if waits is not None else []
     return download_resumable(
-        fetcher, url="u", expected=_expected(), directory=tmp_path, attempts=attempts
-    )
+        fetcher, url="u", expected=_expected(), directory=tmp_path, attempts=attempts,
+        sleep=record.append,
+    )  # fmt: skip
+
+
+def test_waits_grow_between_attempts_with_jitter(tmp_path: Path) -> None:
+    # Regression (benchmarks/campaign.py at 200 devices): retries right after a cut made a
+    # fleet that lost the server together fail together.
+    waits: list[float] = []
+    with pytest.raises(Unavailable):
+        _download(MemoryFetcher(DATA, cut_after=[0] * 6), tmp_path, attempts=6, waits=waits)
+    assert len(waits) == 5
+    nominal = [0.5, 1.0, 2.0, 4.0, 8.0]
+    assert all(0.5 * n <= w <= 1.5 * n for w, n in zip(waits, nominal, strict=True)), waits
 
 
 def test_resumes_where_each_cut_left_off(tmp_path: Path) -> None:
@@ -135,6 +150,6 @@ def test_any_pattern_of_cuts_ends_with_the_exact_bytes(tmp_path: Path, cuts: lis
     directory = tmp_path / hashlib.sha256(repr(cuts).encode()).hexdigest()[:16]
     path = download_resumable(
         MemoryFetcher(DATA, cut_after=list(cuts)), url="u", expected=_expected(),
-        directory=directory, attempts=len(cuts) + 1,
+        directory=directory, attempts=len(cuts) + 1, sleep=lambda _s: None,
     )  # fmt: skip
     assert path.read_bytes() == DATA

@@ -17,7 +17,9 @@ import contextlib
 import hashlib
 import logging
 import os
+import random
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,6 +115,9 @@ class Expected:
         return named[1]
 
 
+_MAX_BACKOFF_S = 8.0
+
+
 def download_resumable(
     fetcher: RangeFetcher,
     *,
@@ -121,6 +126,8 @@ def download_resumable(
     directory: Path,
     attempts: int,
     progress: Progress | None = None,
+    backoff_s: float = 0.5,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> Path:
     """Download ``url`` into ``directory/<hash>.verified`` (or find it there already).
 
@@ -131,6 +138,10 @@ def download_resumable(
         directory: Where ``.part`` and ``.verified`` files live.
         attempts: Connections tried before giving up (each resumes where the last stopped).
         progress: Called with (bytes held, total) after each chunk.
+        backoff_s: Wait before the second attempt; doubles per attempt (at most
+            ``_MAX_BACKOFF_S``), with ±50 % jitter so that a fleet cut off together does not
+            come back together.
+        sleep: How to wait (tests pass a recorder).
 
     Returns:
         The verified file.
@@ -158,6 +169,9 @@ def download_resumable(
         except Unavailable as exc:
             last = exc
             logger.info("download of %s cut (attempt %d): %s", expected.name, attempt, exc.code)
+            if attempt < attempts and backoff_s > 0:
+                delay = min(backoff_s * 2 ** (attempt - 1), _MAX_BACKOFF_S)
+                sleep(delay * random.uniform(0.5, 1.5))  # noqa: S311  # jitter, not a secret
     else:
         assert last is not None  # noqa: S101  # the loop ran at least once
         raise last
