@@ -28,7 +28,7 @@ from awscrt import mqtt5
 from trustfleet.errors import TrustFleetError, Unavailable
 from trustfleet.services._attestation_policy import next_due
 from trustfleet.services.attestation import challenge_message, issue_challenge, sweep_missed
-from trustfleet.services.mqtt_client import ServiceMqttIdentity, new_client
+from trustfleet.services.mqtt_client import ServiceMqttIdentity, new_client, publish_once
 from trustfleet.services.runtime import Runtime
 from trustfleet.settings import ServerSettings, load_server_settings
 from trustfleet.store import ChallengeTrigger
@@ -195,32 +195,17 @@ def publish_challenge(
     Raises:
         Unavailable: The broker cannot be reached or did not acknowledge in time.
     """
-    connected: Future[None] = Future()
-
-    def on_connected() -> None:
-        if not connected.done():
-            connected.set_result(None)
-
-    client = new_client(
-        ServiceMqttIdentity.from_settings(settings, port=port), on_connected=on_connected
-    )
-    client.start()
     try:
-        connected.result(timeout=timeout_s)
-        packet = mqtt5.PublishPacket(
-            topic=f"tf/v1/d/{device_id}/attest/challenge",
-            payload=payload,
-            qos=mqtt5.QoS.AT_LEAST_ONCE,
+        publish_once(
+            settings,
+            f"tf/v1/d/{device_id}/attest/challenge",
+            payload,
+            port=port,
+            timeout_s=timeout_s,
+            what=f"the challenge to {device_id}",
         )
-        client.publish(packet).result(timeout=timeout_s)
-    except Exception as exc:  # futures' TimeoutError and awscrt's errors
-        raise Unavailable(
-            f"cannot send the challenge to {device_id}: {type(exc).__name__}",
-            hint="is 'trustfleet server run' running?",
-            code="attestation.mqtt",
-        ) from exc
-    finally:
-        client.stop()
+    except Unavailable as exc:
+        raise Unavailable(exc.message, hint=exc.hint, code="attestation.mqtt") from exc
 
 
 def attest_process_main(home: str, port: int) -> None:

@@ -26,7 +26,7 @@ from trustfleet.keystore import PinSource, Pkcs11Uri, find_module, token_tls_con
 from trustfleet.pki import DEVICE_ID_PATTERN
 from trustfleet.settings import ServerSettings
 
-__all__ = ["COMMAND_NAMES", "ServiceMqttIdentity", "new_client", "send_command"]
+__all__ = ["COMMAND_NAMES", "ServiceMqttIdentity", "new_client", "publish_once", "send_command"]
 
 logger = logging.getLogger(__name__)
 
@@ -168,6 +168,53 @@ def command_payload(name: str, args: Mapping[str, Any]) -> tuple[str, bytes]:
     return command_id, payload
 
 
+def publish_once(
+    settings: ServerSettings,
+    topic: str,
+    payload: bytes,
+    *,
+    port: int | None = None,
+    timeout_s: float = CONNECT_TIMEOUT_S,
+    what: str = "the message",
+) -> None:
+    """Publish one QoS 1 message with a short-lived service client and wait for its PUBACK.
+
+    Call it from a process that has not logged in to the service token through python-pkcs11.
+
+    Raises:
+        Unavailable: The broker cannot be reached, refused the message, or did not acknowledge
+            in time (code ``mqtt.puback`` or ``mqtt.unavailable``).
+    """
+    connected: Future[None] = Future()
+
+    def on_connected() -> None:
+        if not connected.done():
+            connected.set_result(None)
+
+    client = new_client(
+        ServiceMqttIdentity.from_settings(settings, port=port), on_connected=on_connected
+    )
+    client.start()
+    try:
+        connected.result(timeout=timeout_s)
+        packet = mqtt5.PublishPacket(topic=topic, payload=payload, qos=mqtt5.QoS.AT_LEAST_ONCE)
+        result = client.publish(packet).result(timeout=timeout_s)
+        puback = getattr(result, "puback", None)
+        code = getattr(puback, "reason_code", mqtt5.PubackReasonCode.SUCCESS)
+        if code not in _PUBACK_OK:
+            raise Unavailable(f"the broker refused {what} ({code.name})", code="mqtt.puback")
+    except TrustFleetError:
+        raise
+    except Exception as exc:  # futures' TimeoutError and awscrt's errors
+        raise Unavailable(
+            f"cannot send {what}: {type(exc).__name__}",
+            hint="is 'trustfleet server run' running?",
+            code="mqtt.unavailable",
+        ) from exc
+    finally:
+        client.stop()
+
+
 def send_command(
     settings: ServerSettings,
     device_id: str,
@@ -200,35 +247,13 @@ def send_command(
     if not DEVICE_ID_PATTERN.fullmatch(device_id):
         raise InvalidInput(f"'{device_id}' is not a device id", code="mqtt.device_id")
     command_id, payload = command_payload(name, args)
-    connected: Future[None] = Future()
-
-    def on_connected() -> None:
-        if not connected.done():
-            connected.set_result(None)
-
-    client = new_client(
-        ServiceMqttIdentity.from_settings(settings, port=port), on_connected=on_connected
+    publish_once(
+        settings,
+        f"tf/v1/d/{device_id}/cmd",
+        payload,
+        port=port,
+        timeout_s=timeout_s,
+        what=f"'{name}' to {device_id}",
     )
-    client.start()
-    try:
-        connected.result(timeout=timeout_s)
-        publish = mqtt5.PublishPacket(
-            topic=f"tf/v1/d/{device_id}/cmd", payload=payload, qos=mqtt5.QoS.AT_LEAST_ONCE
-        )
-        result = client.publish(publish).result(timeout=timeout_s)
-        puback = getattr(result, "puback", None)
-        code = getattr(puback, "reason_code", mqtt5.PubackReasonCode.SUCCESS)
-        if code not in _PUBACK_OK:
-            raise Unavailable(f"the broker refused the command ({code.name})", code="mqtt.puback")
-    except TrustFleetError:
-        raise
-    except Exception as exc:  # futures' TimeoutError and awscrt's errors
-        raise Unavailable(
-            f"cannot send '{name}' to {device_id}: {type(exc).__name__}",
-            hint="is 'trustfleet server run' running?",
-            code="mqtt.unavailable",
-        ) from exc
-    finally:
-        client.stop()
     logger.info("sent command %s (%s) to %s", command_id, name, device_id)
     return command_id
