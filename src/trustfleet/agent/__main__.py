@@ -56,6 +56,9 @@ def _parser() -> argparse.ArgumentParser:
     update.add_argument("--device", type=Path, required=True, help="the device folder")
     update.add_argument("--version", help="the release to install (default: the newest)")
     update.add_argument("--json", action="store_true", help="print one JSON document")
+    from trustfleet.agent._tpmhooks import add_commands  # noqa: PLC0415  # attest, ak-enroll
+
+    add_commands(commands)
     return parser
 
 
@@ -74,6 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "boot":
             return _boot_once(args.device, as_json=args.json)
+        if args.command in ("attest", "ak-enroll"):  # child processes of the agent (TPM)
+            from trustfleet.agent._tpmhooks import run_command  # noqa: PLC0415
+
+            return run_command(args, now=_now)
         if args.command == "update":
             from trustfleet.agent._bootloop import update_once  # noqa: PLC0415
 
@@ -87,12 +94,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, *, stop: threading.Event, argv: list[str]) -> int:
     from trustfleet.agent._bootloop import boot_in_child, on_trial, reexec  # noqa: PLC0415
+    from trustfleet.agent._tpmhooks import power_off, power_on  # noqa: PLC0415
     from trustfleet.agent.runner import RunSummary, run_agent  # noqa: PLC0415  # after argparse
     from trustfleet.agent.settings import load_device_settings  # noqa: PLC0415
     from trustfleet.agent.updater.worker import REBOOT_EXIT_CODE  # noqa: PLC0415
 
     summaries: list[RunSummary] = []
     settings = load_device_settings(args.device)
+    power_on(settings.directory)  # a boot resets the TPM (no-op for a device without one)
     booted = boot_in_child(settings.directory)
     try:
         code = run_agent(settings, once=args.once, stop=stop, now=_now,
@@ -104,6 +113,7 @@ def _run(args: argparse.Namespace, *, stop: threading.Event, argv: list[str]) ->
         code = REBOOT_EXIT_CODE
     if code == REBOOT_EXIT_CODE and not stop.is_set():
         reexec(argv)
+    power_off(settings.directory)  # a clean shutdown: TPM2_Shutdown, swtpm stopped
     if args.json and summaries:
         print(json.dumps(dataclasses.asdict(summaries[0]), indent=2, sort_keys=True, default=str))
     return 0 if code == REBOOT_EXIT_CODE else code

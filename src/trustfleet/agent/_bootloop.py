@@ -44,6 +44,12 @@ def boot_in_process(directory: Path) -> BootResult | None:
     layout = DeviceLayout(directory)
     if not layout.has_boot_chain():
         return None
+    from trustfleet.agent._tpmhooks import boot_measured  # noqa: PLC0415
+
+    # With the device's TPM powered on: the measured boot (PCRs 0, 4, 9, 10 and the log).
+    measured = boot_measured(directory, env_store=layout.env_store(), slots=layout.slots())
+    if measured is not None:
+        return measured
     return boot(directory, env_store=layout.env_store(), slots=layout.slots())
 
 
@@ -111,7 +117,10 @@ def update_once(
     request: UpdateRequest | None = UpdateRequest(version=version)
     summaries: list[RunSummary] = []
     boots = 0
+    from trustfleet.agent._tpmhooks import power_off, power_on  # noqa: PLC0415
+
     for boots in range(1, layout.env_store().read().bootlimit + _EXTRA_BOOTS + 1):  # noqa: B007
+        power_on(settings.directory)  # each boot resets the TPM (no-op without one)
         booted = boot_in_process(settings.directory)
         try:
             code = run_agent(
@@ -131,6 +140,7 @@ def update_once(
         request = None  # after the first boot: recovery only (trial, commit, rollback)
         if code != REBOOT_EXIT_CODE or stop.is_set():
             break
+    power_off(settings.directory)
     last = summaries[-1] if summaries else RunSummary(device_id=settings.device.id)
     return _print_outcome(
         {

@@ -54,6 +54,8 @@ class MqttLink:
         on_command: Called (on an awscrt thread) with the raw payload of each command.
         on_ota_command: Called likewise for each command on ``ota/cmd`` (campaigns send
             ``update`` there; docs/ota.md). None: that topic is not subscribed.
+        on_challenge: Called likewise for each attestation challenge on
+            ``attest/challenge`` (docs/attestation.md). None: that topic is not subscribed.
         on_change: Called (on an awscrt thread) whenever the link's state changes.
     """
 
@@ -68,12 +70,14 @@ class MqttLink:
         on_command: Callable[[bytes], None],
         on_change: Callable[[], None],
         on_ota_command: Callable[[bytes], None] | None = None,
+        on_challenge: Callable[[bytes], None] | None = None,
     ) -> None:
         self._device_id = settings.device.id
         self._mqtt = mqtt
         self._outbox = outbox
         self._on_command = on_command
         self._on_ota_command = on_ota_command
+        self._on_challenge = on_challenge
         self._on_change = on_change
         self.generation = next(_GENERATIONS)
         self._lock = threading.Lock()
@@ -168,6 +172,7 @@ class MqttLink:
 
     def _subscribe(self) -> None:
         leaves = ["cmd"] + (["ota/cmd"] if self._on_ota_command is not None else [])
+        leaves += ["attest/challenge"] if self._on_challenge is not None else []
         packet = mqtt5.SubscribePacket(
             subscriptions=[
                 mqtt5.Subscription(
@@ -184,6 +189,8 @@ class MqttLink:
         handler = self._on_command if packet.topic == topic(self._device_id, "cmd") else None
         if packet.topic == topic(self._device_id, "ota/cmd"):
             handler = self._on_ota_command
+        elif packet.topic == topic(self._device_id, "attest/challenge"):
+            handler = self._on_challenge
         if handler is None:
             return
         payload = packet.payload

@@ -27,6 +27,8 @@ from trustfleet.agent._messages import (
 )
 from trustfleet.agent._runparts import RunSummary, load_cert, next_time
 from trustfleet.agent._tls import token_key
+from trustfleet.agent._tpmhooks import ensure_ak_enrolled
+from trustfleet.agent.attester import Attester
 from trustfleet.agent.certfacts import CertFacts, read_pem_cert_facts
 from trustfleet.agent.link import MqttLink, topic
 from trustfleet.agent.outbox import Message, Outbox
@@ -127,6 +129,7 @@ class _Agent:
         self.ota = OtaWorker(settings, boot=boot, now=now, notify=self.wake.set,
                              link_connected=lambda: self.link is not None and self.link.connected,
                              identity_ok=self._identity_ok)  # fmt: skip
+        self.attester = Attester(settings.directory, boot=boot, notify=self.wake.set)
         try:
             self.version = metadata.version("trustfleet")
         except metadata.PackageNotFoundError:
@@ -209,6 +212,7 @@ class _Agent:
             outbox=self.outbox,
             on_command=self._on_command,
             on_ota_command=lambda raw: self.ota.on_ota_command(raw, max_bytes=mqtt_max),
+            on_challenge=self.attester.submit if self.attester.enabled() else None,
             on_change=self.wake.set,
         )
         link.start()
@@ -229,6 +233,7 @@ class _Agent:
 
     def close(self) -> None:
         self._drop_link()
+        self.attester.close()
 
     # -- messages ---------------------------------------------------------------------------
 
@@ -353,6 +358,7 @@ class _Agent:
 
     def run_forever(self) -> None:
         self.ensure_identity()
+        ensure_ak_enrolled(self.settings)  # once, in a child process (TPM devices only)
         self._start_link()
         self.emit("events", {"type": "agent.started", "details": self._cert_details()})
         self.ota.start(recover=True, request=None)
@@ -368,6 +374,7 @@ class _Agent:
                 next_heartbeat = next_time(next_heartbeat, heartbeat_s, t)
             self.answer_commands()
             self._emit_ota()
+            self._emit_evidence()
             if self.ota.reboot.is_set():
                 self.exit_code = REBOOT_EXIT_CODE
                 self._deliver_before_exit()
@@ -403,6 +410,12 @@ class _Agent:
     def _emit_ota(self) -> None:
         for document in self.ota.drain():
             self.emit("ota/status", document)
+
+    def _emit_evidence(self) -> None:
+        for payload in self.attester.drain():  # the raw evidence (docs/attestation.md)
+            self.seq += 1
+            where = topic(self.settings.device.id, "attest/evidence")
+            self.outbox.put(Message(seq=self.seq, topic=where, payload=payload))
 
     def _identity_ok(self) -> bool:
         return self.cert is not None and self.cert.not_after > self.now()

@@ -71,6 +71,7 @@ def run(
     the process re-executes itself as ``trustfleet-agent run`` and boots again.
     """
     from trustfleet.agent._bootloop import boot_in_child, reexec
+    from trustfleet.agent._tpmhooks import power_off, power_on
     from trustfleet.agent.runner import RunSummary, run_agent
     from trustfleet.agent.settings import load_device_settings
     from trustfleet.agent.updater.worker import REBOOT_EXIT_CODE
@@ -85,6 +86,7 @@ def run(
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
+        power_on(settings.directory)  # a boot resets the TPM (no-op for a device without one)
         booted = boot_in_child(settings.directory)
         code = run_agent(
             settings, once=once, stop=stop, now=now, on_summary=summaries.append, boot=booted
@@ -94,6 +96,7 @@ def run(
             signal.signal(sig, handler)
     if code == REBOOT_EXIT_CODE and not stop.is_set():
         reexec(["run", "--device", str(device), *(["--once"] if once else [])])
+    power_off(settings.directory)  # a clean shutdown: TPM2_Shutdown, swtpm stopped
     if json_out and summaries:
         emit_json(dataclasses.asdict(summaries[0]))
     elif once and summaries:

@@ -10,6 +10,8 @@ A virtual device is a directory ``DEVDIR/<device-id>/``::
     fuses.json, boot-key.pem, tuf/metadata/root.json, slots/a/, bootenv.json
                            the boot chain and update trust (docs/ota.md), when the home has
                            an OTA repository; slot a holds the model's newest release
+    tpm/                   with a release in slot a: the device's swtpm, manufactured by the
+                           home's simulated TPM vendor (HOME/tpm-vendor), with its AK
 
 Provisioning runs in two phases because one process can have only one SoftHSM2
 configuration active at a time: first every device key is generated in its own token, then
@@ -48,6 +50,7 @@ from trustfleet.pki import (
     validate_device_id,
 )
 from trustfleet.services._certs import record_certificate
+from trustfleet.services._factory_tpm import manufacture_device_tpm
 from trustfleet.services._ota_keys import BOOT_KEY_PEM
 from trustfleet.services.ota import DeviceOtaBundle, device_provisioning
 from trustfleet.services.runtime import Runtime
@@ -77,10 +80,13 @@ def provision_devices(
     model: str,
     now: datetime,
     on_progress: Callable[[str], None] | None = None,
+    tpm: bool = True,
 ) -> list[ProvisionedDevice]:
     """Create ``count`` virtual devices under ``out_dir`` and register them as manufactured.
 
-    A device whose creation fails leaves no directory and no store row behind.
+    A device whose creation fails leaves no directory and no store row behind. With ``tpm``
+    (the default) a device that gets a release also gets a swtpm with its AK (about 2 s per
+    device); large simulated fleets that do not attest may pass ``tpm=False``.
     """
     if not 1 <= count <= 10_000:
         raise InvalidInput("--count must be between 1 and 10000")
@@ -107,6 +113,7 @@ def provision_devices(
                     model=model,
                     now=now,
                     ota=ota,
+                    tpm=tpm,
                 )
             )
             if on_progress:
@@ -147,10 +154,13 @@ def _certify(
     model: str,
     now: datetime,
     ota: DeviceOtaBundle | None = None,
+    tpm: bool = True,
 ) -> ProvisionedDevice:
     cert = _issue_idevid(rt, device_id=device_id, public_key=public_key, model=model, now=now)
     if ota is not None:
         _write_boot_chain(rt, directory, ota=ota, model=model)
+        if tpm and ota.release is not None:  # a bootable device gets its TPM (attestation.md)
+            manufacture_device_tpm(rt, directory)
     bundle = rt.settings.path("public/ca-bundle.pem").read_bytes()
     (directory / "ca-bundle.pem").write_bytes(bundle)
     (directory / "device.toml").write_text(

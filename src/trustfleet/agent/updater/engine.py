@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from trustfleet.agent._tpmhooks import reseal_for
 from trustfleet.agent.platform.bootenv import BootEnv, other_slot
 from trustfleet.agent.platform.bootloader import (
     BootResult,
@@ -267,6 +268,10 @@ class UpdateEngine:
             )
         self._complete_slot(manifest, data)
         self._move("installed")
+        # Sealed storage: the data key must also open in the new slot's boot (docs/attestation.md).
+        current = self._slots.manifest_bytes(self._boot.slot, max_bytes=MAX_MANIFEST_BYTES)
+        reseal_for(self._layout.directory, model=self._fuses.model,
+                   current_manifest=current or b"", next_manifest=data)  # fmt: skip
         env = self._env.read()
         self._env.write(
             BootEnv(boot_slot=target, upgrade_available=True, bootcount=0, bootlimit=env.bootlimit)
