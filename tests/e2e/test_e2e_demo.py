@@ -16,14 +16,14 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 STAGES = ["init", "release", "provision", "serve", "enroll", "telemetry", "reenroll",
-          "update", "rollback", "revoke"]  # fmt: skip
+          "update", "rollback", "attest", "quarantine", "heal", "revoke"]  # fmt: skip
 
 
 def test_demo_runs_every_stage_and_cleans_up(tmp_path: Path) -> None:
     cli = Path(sys.executable).parent / "trustfleet"
     workdir = tmp_path / "demo"
     proc = subprocess.run(
-        [str(cli), "demo", "--devices", "3", "--workdir", str(workdir), "--json"],
+        [str(cli), "demo", "--devices", "4", "--workdir", str(workdir), "--json"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -41,6 +41,14 @@ def test_demo_runs_every_stage_and_cleans_up(tmp_path: Path) -> None:
     assert update["by_delta"] >= 1
     rollback = stages["rollback"]["details"]
     assert rollback["device_state"] == "rolled_back" and rollback["boot_slot"] == "a"
+    attest = stages["attest"]["details"]
+    assert attest["passed"] == attest["devices"]
+    quarantine = stages["quarantine"]["details"]
+    assert "attestation.measurement.unknown" in quarantine["findings"]
+    assert quarantine["telemetry_blocked"]
+    heal = stages["heal"]["details"]
+    assert heal["update"] == "committed" and heal["attestation"] == "pass"
+    assert heal["quarantine_lifted"] and heal["telemetry_again"]
     revoke = stages["revoke"]["details"]
     assert revoke["ocsp"] == "REVOKED"
     assert revoke["reconnect_refused"] and revoke["victim_silent_after"]

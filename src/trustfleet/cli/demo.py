@@ -42,7 +42,8 @@ _CUT_OFF_TIMEOUT_S = 10.0
 _UPDATE_TIMEOUT_S = 180.0
 _IMAGE_BYTES = 8 * 1024 * 1024
 _MODEL = "sim-v1"
-_V1, _V2 = "1.0.0", "1.1.0"
+_V1, _V2, _V3 = "1.0.0", "1.1.0", "1.2.0"
+_ATTEST_WAIT_S = 60
 
 
 @dataclass
@@ -116,6 +117,9 @@ def _run_stages(fleet: _Fleet, stages: list[Stage], *, count: int, quiet: bool) 
         ("reenroll", _stage_reenroll),
         ("update", lambda f, s: _stage_update(f, s, quiet=quiet)),
         ("rollback", _stage_rollback),
+        ("attest", _stage_attest),
+        ("quarantine", _stage_quarantine),
+        ("heal", _stage_heal),
         ("revoke", _stage_revoke),
     ]
     for name, step in steps:
@@ -281,7 +285,12 @@ def _stage_reenroll(fleet: _Fleet, stage: Stage) -> None:
 
 
 def _run_campaign(
-    fleet: _Fleet, devices: list[str], *, waves: list[float], max_failure_rate: float
+    fleet: _Fleet,
+    devices: list[str],
+    *,
+    waves: list[float],
+    max_failure_rate: float,
+    version: str = _V2,
 ) -> Any:
     """Create a campaign for ``devices`` and wait (bounded) until it ends; its last status."""
     from trustfleet.services.campaigns import campaign_status, create_campaign
@@ -289,7 +298,7 @@ def _run_campaign(
     rt = _runtime(fleet)
     campaign = create_campaign(
         rt,
-        version=_V2,
+        version=version,
         model=_MODEL,
         devices=devices,
         waves=waves,
@@ -364,6 +373,131 @@ def _stage_rollback(fleet: _Fleet, stage: Stage) -> None:
         "campaign_state": status.campaign.state,
         "boot_slot": env.get("boot_slot"),
         "firmware_version": firmware or _V1,
+    }
+
+
+def _attest_run(fleet: _Fleet, device_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """``trustfleet attest run`` for each device, concurrently; each verdict (or its error).
+
+    A child process each: this process signs releases through python-pkcs11, and a challenge
+    is published with the service key through awscrt, which must not share the token login.
+    """
+    procs = {
+        d: subprocess.Popen(
+            [
+                _cli(),
+                "attest",
+                "run",
+                "--home",
+                str(fleet.home),
+                d,
+                "--json",
+                "--wait",
+                str(_ATTEST_WAIT_S),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        for d in device_ids
+    }
+    verdicts: dict[str, dict[str, Any]] = {}
+    for device_id, proc in procs.items():
+        out, err = proc.communicate(timeout=_ATTEST_WAIT_S + 60)
+        try:
+            verdicts[device_id] = json.loads(out)
+        except json.JSONDecodeError:
+            verdicts[device_id] = {"ok": False, "error": err.decode(errors="replace")[-300:]}
+    return verdicts
+
+
+def _quarantine_of(fleet: _Fleet, device_id: str) -> Any:
+    with _runtime(fleet).uow.begin(read_only=True) as tx:
+        return tx.attestation.quarantine(device_id)
+
+
+def _stage_attest(fleet: _Fleet, stage: Stage) -> None:
+    live = [d for d in fleet.device_ids if d in fleet.agents]
+    verdicts = _attest_run(fleet, live)
+    passed = [d for d, v in verdicts.items() if v.get("ok")]
+    stage.ok = len(passed) == len(live)
+    stage.details = {
+        "devices": len(live),
+        "passed": len(passed),
+        "releases": sorted({str(v.get("release")) for v in verdicts.values()}),
+        "failed": {d: v for d, v in verdicts.items() if not v.get("ok")},
+    }
+
+
+def _stage_quarantine(fleet: _Fleet, stage: Stage) -> None:
+    victim = fleet.device_ids[3]
+    folder = fleet.devices_dir / victim
+    slot = json.loads((folder / "bootenv.json").read_text(encoding="utf-8"))["boot_slot"]
+    with (folder / "slots" / slot / "image.bin").open("r+b") as image:  # the attacker's change
+        image.seek(_IMAGE_BYTES // 2)
+        image.write(b"\x90" * 4096)
+    # What a voltage glitch does to a real bootloader: the failed check is skipped.
+    (folder / "faults.json").write_text(json.dumps({"boot": "skip_verify"}), encoding="utf-8")
+    _stop_agent(fleet, victim)
+    tampered_at = time.monotonic()
+    _start_agent(fleet, victim)  # reboot: the boot chain measures the tampered image
+    deadline = tampered_at + _AGENT_TIMEOUT_S
+    while _quarantine_of(fleet, victim) is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    quarantined = _quarantine_of(fleet, victim)
+    seconds = time.monotonic() - tampered_at
+    time.sleep(2.0)  # the broker applies the quarantine; what was in flight lands
+    before = _telemetry_counts(fleet)
+    time.sleep(3.0)
+    after = _telemetry_counts(fleet)
+    with _runtime(fleet).uow.begin(read_only=True) as tx:
+        last = tx.attestation.results(victim, limit=1)
+    codes = sorted({str(f.get("code")) for f in last[0].findings}) if last else []
+    others = [d for d in fleet.device_ids if d in fleet.agents and d != victim]
+    stage.ok = (
+        quarantined is not None
+        and "attestation.measurement.unknown" in codes
+        and after[victim] == before[victim]
+        and all(after[d] > before[d] for d in others)
+    )
+    stage.details = {
+        "device": victim,
+        "tamper_to_quarantine_s": round(seconds, 2),
+        "findings": codes,
+        "reason": quarantined.reason if quarantined else None,
+        "telemetry_blocked": after[victim] == before[victim],
+    }
+
+
+def _stage_heal(fleet: _Fleet, stage: Stage) -> None:
+    victim = fleet.device_ids[3]
+    released = _publish(fleet, _V3)
+    status = _run_campaign(fleet, [victim], waves=[100.0], max_failure_rate=0.05, version=_V3)
+    row = next((r for r in status.devices if r.device_id == victim), None)
+    verdict = _attest_run(fleet, [victim])[victim]
+    deadline = time.monotonic() + _AGENT_TIMEOUT_S
+    while _quarantine_of(fleet, victim) is not None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    released_now = _quarantine_of(fleet, victim) is None
+    rows_before = _telemetry_counts(fleet)[victim]
+    while time.monotonic() < deadline and _telemetry_counts(fleet)[victim] < rows_before + 2:
+        time.sleep(0.5)
+    flowing = _telemetry_counts(fleet)[victim] >= rows_before + 2
+    stage.ok = (
+        row is not None
+        and row.state == "committed"
+        and bool(verdict.get("ok"))
+        and released_now
+        and flowing
+    )
+    stage.details = {
+        "device": victim,
+        "release": released["version"],
+        "update": row.state if row else None,
+        "by_delta": row.delta if row else None,
+        "attestation": "pass" if verdict.get("ok") else verdict,
+        "quarantine_lifted": released_now,
+        "telemetry_again": flowing,
     }
 
 
