@@ -1,7 +1,7 @@
 """`trustfleet demo` end to end: the main job works and reports every stage (issue: Foundation II).
 
 Real everything: SoftHSM2 tokens, the HTTPS service, Mosquitto, ingest, agents with keys in
-their tokens. Three devices keep it short; `make demo` runs ten.
+their tokens. Four devices keep it short (the demo needs four roles); `make demo` runs ten.
 """
 
 from __future__ import annotations

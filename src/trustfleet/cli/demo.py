@@ -71,7 +71,7 @@ class _Fleet:
 
 def demo(
     devices: Annotated[
-        int, typer.Option("--devices", min=2, max=200, help="How many virtual devices.")
+        int, typer.Option("--devices", min=4, max=200, help="How many virtual devices (4 or more).")
     ] = 10,
     workdir: Annotated[
         Path | None,
