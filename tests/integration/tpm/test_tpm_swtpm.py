@@ -80,7 +80,32 @@ def test_manufacturing_needs_a_vendor_ca(tmp_path: Path) -> None:
     assert err.value.code == "tpm.swtpm.no_ca"
 
 
-def test_a_socket_path_too_long_for_af_unix_is_refused(tmp_path: Path) -> None:
+def test_a_long_state_folder_listens_in_a_private_runtime_folder(
+    tmp_path: Path, manufactured: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Regression: `trustfleet demo --workdir <a pytest tmp path>` failed at provisioning
+    # because DEVDIR/tpm/swtpm.sock.ctrl was longer than AF_UNIX allows.
+    runtime = tmp_path / "run"
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    state = clone_state(manufactured, tmp_path / ("d" * 120) / "tpm")
+    instance = SwtpmInstance(state)
+    assert instance.socket_path.parent == runtime
+    assert runtime.stat().st_mode & 0o777 == 0o700
+    assert SwtpmInstance(tmp_path / ("e" * 120) / "tpm").socket_path != instance.socket_path
+    with instance, Tpm(tcti=instance.tcti) as tpm:
+        assert tpm.clock().reset_count >= 0
+    assert not instance.socket_path.exists()
+
+
+@pytest.mark.parametrize("problem", ["too-long", "not-private"])
+def test_an_unusable_runtime_folder_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, problem: str
+) -> None:
+    runtime = tmp_path / ("r" * 100 if problem == "too-long" else "run")
+    if problem == "not-private":
+        runtime.mkdir(mode=0o755)
+        runtime.chmod(0o755)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
     with pytest.raises(Config) as err:
         SwtpmInstance(tmp_path / ("d" * 120))
     assert err.value.code == "tpm.swtpm.path"

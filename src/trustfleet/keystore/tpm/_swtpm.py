@@ -9,6 +9,7 @@ simulated TPM vendor of ``_vendor``.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import signal
@@ -38,6 +39,44 @@ _RESPONSE_HEADER_BYTES = 10
 _SOCKET_NAME = "swtpm.sock"
 _LOG_TAIL_BYTES = 2048
 _CTRL_SUFFIX = ".ctrl"
+
+
+def _fits(path: Path) -> bool:
+    return len(os.fsencode(str(path) + _CTRL_SUFFIX)) <= MAX_UNIX_PATH_BYTES
+
+
+def socket_for(state_dir: Path) -> Path:
+    """Where the swtpm of ``state_dir`` listens: in the folder, or in a short runtime folder.
+
+    A unix socket path holds at most 107 bytes. When the state folder's path is too long,
+    the sockets go to ``$XDG_RUNTIME_DIR`` (or ``/tmp/trustfleet-<uid>``, made 0700 and checked
+    to be ours) under a name derived from the state folder, so each TPM keeps its own.
+
+    Raises:
+        Config: Even the runtime folder's path is too long, or it is not ours and private
+            (code ``tpm.swtpm.path``).
+    """
+    inside = state_dir / _SOCKET_NAME
+    if _fits(inside):
+        return inside
+    runtime = Path(os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/trustfleet-{os.getuid()}")  # noqa: S108  # checked: ours, 0700
+    name = hashlib.sha256(os.fsencode(str(state_dir))).hexdigest()[:24]
+    outside = runtime / f"swtpm-{name}.sock"
+    if not _fits(outside):
+        raise Config(
+            f"the swtpm socket path {outside} is too long for a unix socket",
+            hint="use a shorter device folder or XDG_RUNTIME_DIR",
+            code="tpm.swtpm.path",
+        )
+    runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = runtime.stat()
+    if info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise Config(
+            f"{runtime} is not a private folder of this user",
+            hint="remove it, or set XDG_RUNTIME_DIR to a private folder",
+            code="tpm.swtpm.path",
+        )
+    return outside
 
 
 class SwtpmInstance:
@@ -71,18 +110,12 @@ class SwtpmInstance:
         self._start_timeout_s = start_timeout_s
         self._stop_timeout_s = stop_timeout_s
         self._process: subprocess.Popen[bytes] | None = None
-        socket_path = self.socket_path
-        if len(os.fsencode(str(socket_path) + _CTRL_SUFFIX)) > MAX_UNIX_PATH_BYTES:
-            raise Config(
-                f"the swtpm socket path {socket_path} is too long for a unix socket",
-                hint="use a shorter device folder",
-                code="tpm.swtpm.path",
-            )
+        self._socket_path = socket_for(self.state_dir)
 
     @property
     def socket_path(self) -> Path:
         """The TPM command socket (the control socket is this path plus ``.ctrl``)."""
-        return self.state_dir / _SOCKET_NAME
+        return self._socket_path
 
     @property
     def log_path(self) -> Path:
