@@ -4,7 +4,7 @@ VENV  := .venv
 PY    := $(VENV)/bin/python
 export TF_REQUIRE_POSTGRES ?= 1
 
-.PHONY: deps demo test lint typecheck bench clean conformance
+.PHONY: deps demo test lint typecheck bench clean conformance conformance-dir
 
 deps:
 	@bash scripts/bootstrap.sh
@@ -29,9 +29,10 @@ bench: deps
 
 # tuf-conformance against the device's TUF client (conformance/README.md). The suite's
 # requirements are installed unpinned so its exact pins never downgrade the project's venv.
-conformance:
+conformance-dir:
 	$(if $(TUF_CONFORMANCE_DIR),,$(error TUF_CONFORMANCE_DIR is unset: point it at a checkout of theupdateframework/tuf-conformance))
-	$(if $(shell command -v faketime),,$(error faketime is missing: apt-get install faketime))
+
+conformance: conformance-dir deps
 	$(PY) -c 'import re,sys,tomllib; d=tomllib.load(open(sys.argv[1],"rb"))["project"]["dependencies"]; print("\n".join(re.split("[=<>!~ ]",x)[0] for x in d))' "$(TUF_CONFORMANCE_DIR)/pyproject.toml" > $(VENV)/tuf-conformance-requirements.txt
 	$(VENV)/bin/pip install -q -r $(VENV)/tuf-conformance-requirements.txt
 	cd "$(TUF_CONFORMANCE_DIR)" && $(CURDIR)/$(VENV)/bin/pytest -q -p no:cacheprovider tuf_conformance \
