@@ -1,6 +1,7 @@
 """The supervisor restarts a killed Mosquitto, stops it for good, and explains failures.
 
-Runs after the other broker modules (file order): the last test stops the session broker.
+Each test that stops a broker stops one of its own, so the order of the modules does not matter
+(the suite may run them in any order, on several workers).
 """
 
 from __future__ import annotations
@@ -73,7 +74,11 @@ def test_killed_broker_is_restarted(fleet: Fleet, broker: Broker, mqtt: Mqtt) ->
     assert mqtt.pub(fleet.a, topic, "after-restart").returncode == 0
 
 
-def test_stop_leaves_no_process(broker: Broker) -> None:
+def test_stop_leaves_no_process(fleet: Fleet, tmp_path: Path) -> None:
+    home = _copy_home(fleet, tmp_path / "h")
+    config = BrokerConfig.for_home(home, port=free_port(), service_identities=[SERVICE_CN])
+    broker = Broker(config)
+    broker.start(crl_der=fleet.device_crl())
     pid = broker.pid
     assert pid is not None
     broker.stop()

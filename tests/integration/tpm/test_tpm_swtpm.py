@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -85,7 +87,7 @@ def test_a_long_state_folder_listens_in_a_private_runtime_folder(
 ) -> None:
     # Regression: `trustfleet demo --workdir <a pytest tmp path>` failed at provisioning
     # because DEVDIR/tpm/swtpm.sock.ctrl was longer than AF_UNIX allows.
-    runtime = tmp_path / "run"
+    runtime = Path(tempfile.mkdtemp(prefix="tf-run-")) / "run"  # short, whatever tmp_path is
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
     state = clone_state(manufactured, tmp_path / ("d" * 120) / "tpm")
     instance = SwtpmInstance(state)
@@ -95,6 +97,7 @@ def test_a_long_state_folder_listens_in_a_private_runtime_folder(
     with instance, Tpm(tcti=instance.tcti) as tpm:
         assert tpm.clock().reset_count >= 0
     assert not instance.socket_path.exists()
+    shutil.rmtree(runtime.parent)
 
 
 @pytest.mark.parametrize("problem", ["too-long", "not-private"])
