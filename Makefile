@@ -15,7 +15,7 @@ demo: deps
 test: deps
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/mypy
-	$(VENV)/bin/pytest -q -p no:cacheprovider
+	$(VENV)/bin/pytest -q -p no:cacheprovider -n 2 --dist loadfile
 
 lint: deps
 	$(VENV)/bin/ruff check src tests benchmarks
