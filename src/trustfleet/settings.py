@@ -154,6 +154,7 @@ class OtaSettings(_Model):
 class AttestationSettings(_Model):
     """Remote attestation: challenge schedule, bounds, quarantine policy (docs/attestation.md)."""
 
+    enabled: bool = True
     interval_s: float = Field(default=600.0, ge=5, le=7 * 86_400)
     jitter_fraction: float = Field(default=0.1, ge=0, le=0.5)
     response_timeout_s: float = Field(default=60.0, gt=0, le=3600)
@@ -354,6 +355,7 @@ def _render_attestation(att: AttestationSettings) -> list[str]:
         "# Remote attestation (docs/attestation.md): server run challenges every device with an",
         "# AK at boot and every interval_s (+/- jitter_fraction), and quarantines a device whose",
         "# evidence fails or that misses max_missed challenges in a row.",
+        f"enabled = {'true' if att.enabled else 'false'}  # false: no challenges (no TPMs)",
         f"interval_s = {att.interval_s}",
         f"jitter_fraction = {att.jitter_fraction}",
         f"response_timeout_s = {att.response_timeout_s}  # unanswered past this: missed",

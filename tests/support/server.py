@@ -280,12 +280,20 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 @contextmanager
 def running_server(
-    tmp_path: Path, *, store_url: str | None = None, workers: int = 1
+    tmp_path: Path, *, store_url: str | None = None, workers: int = 1, attestation: bool = True
 ) -> Iterator[RunningServer]:
-    """Init a home under ``tmp_path`` and serve it until the block ends."""
+    """Init a home under ``tmp_path`` and serve it until the block ends.
+
+    ``attestation=False`` turns the challenges off (``[attestation] enabled``): for tests whose
+    devices are copies of one device, which attestation rightly tells apart and quarantines.
+    """
     port = free_port()
     home = tmp_path / "home"
     init_home(home, port=port, store_url=store_url)
+    if not attestation:
+        conf = home / "trustfleet.toml"
+        text = conf.read_text(encoding="utf-8")
+        conf.write_text(text.replace("enabled = true", "enabled = false", 1), encoding="utf-8")
     log = tmp_path / "server.log"
     with log.open("wb") as out:
         process = subprocess.Popen(

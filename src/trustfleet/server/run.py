@@ -135,7 +135,7 @@ def _start_children(
     for index in range(workers):
         supervisor.start(ProcessSpec(f"https#{index}", _worker, (home, port)))
     supervisor.start(ProcessSpec("campaigns#0", ticker_process_main, (home, mqtt_port)))
-    if settings.broker.ingest_workers:  # evidence is verified by the ingest workers
+    if settings.attestation.enabled and settings.broker.ingest_workers:  # ingest verifies
         supervisor.start(ProcessSpec("attest#0", attest_process_main, (home, mqtt_port)))
     return ready
 
