@@ -9,11 +9,12 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "trustfleet"
 
-# What each package may import from trustfleet (besides itself, `errors` and `configfile`,
-# the two edge utilities every package may use).
+# What each package may import from trustfleet (besides itself and `errors`, `configfile` and
+# `fileio`, the edge utilities every package may use).
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "configfile": set(),
+    "fileio": set(),
     "settings": set(),
     "keystore": set(),
     "pki": set(),
@@ -60,7 +61,7 @@ def test_imports_follow_the_layering(path: Path) -> None:
     assert package in ALLOWED, (
         f"new top-level package {package}: add it to ALLOWED and ARCHITECTURE"
     )
-    bad = _imports(path) - ALLOWED[package] - {package, "errors", "configfile"}
+    bad = _imports(path) - ALLOWED[package] - {package, "errors", "configfile", "fileio"}
     assert not bad, f"{path.relative_to(SRC)} imports {sorted(bad)} against the layering"
 
 

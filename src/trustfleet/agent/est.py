@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import io
 import logging
-import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -29,6 +28,7 @@ from cryptography.x509.oid import NameOID
 from trustfleet.agent._tls import TokenKey, client_tls_context, token_key
 from trustfleet.agent.settings import DeviceSettings
 from trustfleet.errors import InvalidInput, PermissionDenied, TrustFleetError, Unavailable
+from trustfleet.fileio import write_atomic
 from trustfleet.pki import CONTENT_TYPE_CSR, device_uri, parse_certs_only
 
 if TYPE_CHECKING:
@@ -89,7 +89,7 @@ def enroll_device(settings: DeviceSettings, *, mode: Mode, now: datetime) -> Enr
         )
     cert = _pick_certificate(parse_certs_only(body), csr_der=csr_der, device_id=settings.device.id)
     target = settings.path(settings.identity.ldevid)
-    _write_atomically(target, cert.public_bytes(serialization.Encoding.PEM))
+    write_atomic(target, cert.public_bytes(serialization.Encoding.PEM))
     logger.info("device %s %sed; LDevID serial %x", settings.device.id, mode, cert.serial_number)
     return EnrollOutcome(device_id=settings.device.id, certificate=cert, path=target)
 
@@ -184,12 +184,6 @@ def _pick_certificate(
         if cert.public_key() == wanted:
             return cert
     raise TrustFleetError(f"the service's answer holds no certificate for {device_id}'s key")
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def _crt_reason(exc: BaseException) -> str:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import tempfile
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from trustfleet import fileio
 from trustfleet.broker._config import (
     ADMIN_USERNAME,
     BrokerConfig,
@@ -41,23 +40,13 @@ class AdminCredentials:
 
 
 def write_atomic(path: Path, data: bytes, *, mode: int = 0o600) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename, with ``mode``.
+    """:func:`trustfleet.fileio.write_atomic` with ``mode``, its failure as a ``Config`` error.
 
     Raises:
         Config: The file cannot be written.
     """
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        try:
-            os.fchmod(fd, mode)
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        fileio.write_atomic(path, data, mode=mode)
     except OSError as exc:
         raise Config(f"Cannot write {path}: {exc.strerror}.", code="broker.write") from exc
 

@@ -19,57 +19,16 @@ import fcntl
 import hashlib
 import os
 import re
-import shutil
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from trustfleet.errors import Conflict, InvalidInput, NotFound
+from trustfleet.fileio import copy_atomic, write_atomic
 
-__all__ = ["RepoFiles", "atomic_copy", "atomic_write", "hash_file"]
+__all__ = ["RepoFiles", "hash_file"]
 
 _ROOT_NAME = re.compile(r"([1-9][0-9]{0,8})\.root\.json")
 _CHUNK = 1024 * 1024
-
-
-def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
-    """Write ``data`` to ``path`` through a temporary file, fsync and rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def atomic_copy(source: Path, dest: Path) -> None:
-    """Copy a file to ``dest`` through a temporary file, fsync and rename."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    try:
-        with source.open("rb") as src, tmp.open("wb") as out:
-            shutil.copyfileobj(src, out, _CHUNK)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(dest.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def hash_file(path: Path, *, max_bytes: int) -> tuple[int, str]:
@@ -176,7 +135,7 @@ class RepoFiles:
                     code="ota.repo.version_exists",
                 )
         for name in ordered:
-            atomic_write(self.metadata_dir / name, files[name])
+            write_atomic(self.metadata_dir / name, files[name])
 
     def target_file(self, target_path: str, sha256: str) -> Path:
         """Where the hashed copy of a target lives: ``targets/<dir>/<sha256>.<name>``."""
@@ -193,7 +152,7 @@ class RepoFiles:
         if dest.is_file():
             return dest
         if isinstance(source, bytes):
-            atomic_write(dest, source)
+            write_atomic(dest, source)
             return dest
-        atomic_copy(source, dest)
+        copy_atomic(source, dest)
         return dest

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from trustfleet.errors import Config, NotFound
+from trustfleet.fileio import write_atomic
 from trustfleet.keystore import (
     PinSource,
     Pkcs11EcPrivateKey,
@@ -31,7 +32,7 @@ from trustfleet.keystore import (
     open_token,
     write_pin_file,
 )
-from trustfleet.ota._repofiles import RepoFiles, atomic_write
+from trustfleet.ota._repofiles import RepoFiles
 from trustfleet.ota.release import boot_key_sha256 as release_boot_key_sha256
 from trustfleet.ota.signer import Pkcs11Signer
 from trustfleet.settings import ServerSettings
@@ -104,7 +105,7 @@ def save_key_map(settings: ServerSettings, keys: dict[str, KeyRef]) -> None:
     """Write the key map (atomically)."""
     doc = {k: {"token": v.token, "label": v.label} for k, v in sorted(keys.items())}
     data = json.dumps(doc, indent=2, sort_keys=True).encode("utf-8") + b"\n"
-    atomic_write(settings.path(KEY_MAP), data)
+    write_atomic(settings.path(KEY_MAP), data)
 
 
 def _token_pin(settings: ServerSettings, token: str) -> str:

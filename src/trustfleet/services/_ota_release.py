@@ -13,7 +13,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from trustfleet.errors import Config, Conflict, NotFound, VerificationFailed
-from trustfleet.ota._repofiles import atomic_copy, atomic_write, hash_file
+from trustfleet.fileio import copy_atomic, write_atomic
+from trustfleet.ota._repofiles import hash_file
 from trustfleet.ota.manifest import (
     DeltaRef,
     ReleaseManifest,
@@ -116,8 +117,8 @@ def build_release(
         )
     finally:
         key.close()
-    atomic_copy(image, staged / "image.bin")
-    atomic_write(staged / "release.json", render_manifest(manifest))
+    copy_atomic(image, staged / "image.bin")
+    write_atomic(staged / "release.json", render_manifest(manifest))
     logger.info("staged release %s %s in %s", model, version, staged)
     return manifest
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from trustfleet.ota._repofiles import RepoFiles, atomic_write
+from trustfleet.fileio import write_atomic
+from trustfleet.ota._repofiles import RepoFiles
 from trustfleet.ota.repository import Expiry, RepoState, metadata_files, read_state
 from trustfleet.services._ota_keys import PUBLIC_ROOT
 from trustfleet.settings import OtaSettings, ServerSettings
@@ -39,4 +40,4 @@ def write_state(
     written = metadata_files(state, roles)
     files.write_metadata(written)
     if "root" in roles:
-        atomic_write(settings.path(PUBLIC_ROOT), state.root.to_bytes())
+        write_atomic(settings.path(PUBLIC_ROOT), state.root.to_bytes())

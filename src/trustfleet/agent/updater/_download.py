@@ -30,6 +30,7 @@ from tuf.api import exceptions
 from trustfleet.agent.updater._tuferrors import translate
 from trustfleet.agent.updater.fetcher import RangedBody, RangeFetcher
 from trustfleet.errors import Unavailable, VerificationFailed
+from trustfleet.fileio import fsync_dir
 
 __all__ = ["NAMING_HASHES", "Expected", "download_resumable", "naming_hash", "new_digest"]
 
@@ -183,7 +184,8 @@ def download_resumable(
             code="ota.tuf.hash",
         )
     os.replace(part, final)
-    _fsync_dir(directory)
+    with contextlib.suppress(OSError):
+        fsync_dir(directory)
     return final
 
 
@@ -258,12 +260,3 @@ def _matches(path: Path, expected: Expected) -> bool:
             for digest in digests.values():
                 digest.update(block)
     return all(digests[name].hexdigest() == value for name, value in wanted.items())
-
-
-def _fsync_dir(directory: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

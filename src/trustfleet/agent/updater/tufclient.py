@@ -19,8 +19,6 @@ Expiry is checked against the system clock (ngclient reads it; it cannot be inje
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +44,7 @@ from trustfleet.agent.updater._http import RangedBody
 from trustfleet.agent.updater._tuferrors import translate
 from trustfleet.agent.updater.fetcher import HttpFetcher, RangeFetcher
 from trustfleet.errors import Config, Conflict, InvalidInput, VerificationFailed
+from trustfleet.fileio import write_atomic
 
 __all__ = ["TargetFile", "TufBounds", "TufClient", "init_trusted_root"]
 
@@ -302,11 +301,7 @@ def init_trusted_root(
             hint="a device's trust anchor changes only through signed root rotations",
             code="ota.tuf.root_exists",
         )
-    with tempfile.NamedTemporaryFile(dir=metadata_dir, delete=False) as tmp:
-        tmp.write(root_bytes)
-        tmp.flush()
-        os.fsync(tmp.fileno())
-    os.replace(tmp.name, target)
+    write_atomic(target, root_bytes)
 
 
 def _trusted(updater: Updater) -> TrustedMetadataSet:
