@@ -15,7 +15,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -32,9 +31,6 @@ logger = logging.getLogger(__name__)
 PID_FILE = "swtpm.pid"
 _MAX_PID_BYTES = 32
 _MAX_CMDLINE_BYTES = 64 * 1024
-# TPM2_Shutdown(TPM_SU_CLEAR): tag TPM_ST_NO_SESSIONS, size 12, TPM_CC_Shutdown, TPM_SU_CLEAR
-_SHUTDOWN_COMMAND = bytes.fromhex("80010000000c000001450000")
-_SHUTDOWN_TIMEOUT_S = 1.0
 _POLL_S = 0.02
 # Runs in the child before swtpm: die with the parent (a power cut), then become swtpm.
 _PDEATHSIG_SHIM = (
@@ -115,11 +111,9 @@ class SwtpmPower:
                 hint="provision the device with 'trustfleet factory provision'",
                 code="tpm.missing",
             )
-        for path in (instance.socket_path, Path(f"{instance.socket_path}.ctrl")):
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+        instance.remove_stale_sockets()
         proc = _spawn(instance)
-        if not _await_socket(proc, instance.socket_path, self._start_timeout_s):
+        if not _await_socket(proc, instance, self._start_timeout_s):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
@@ -144,7 +138,7 @@ class SwtpmPower:
 
     def _stop_pid(self, pid: int) -> None:
         """Stop a swtpm this process did not start (a previous boot's, found by its pid)."""
-        _send_shutdown(SwtpmInstance(self.state_dir).socket_path)
+        SwtpmInstance(self.state_dir).send_shutdown()
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGTERM)  # swtpm runs in its own session: pgid == pid
         if not _wait_gone(pid, self._stop_timeout_s):
@@ -155,15 +149,8 @@ class SwtpmPower:
 
 
 def _spawn(instance: SwtpmInstance) -> subprocess.Popen[bytes]:
-    """Start swtpm (the command of ``SwtpmInstance``) through a shim that sets PDEATHSIG."""
-    path = str(instance.socket_path)
-    command = [
-        "swtpm", "socket", "--tpm2",
-        "--tpmstate", f"dir={instance.state_dir}",
-        "--server", f"type=unixio,path={path}",
-        "--ctrl", f"type=unixio,path={path}.ctrl",
-        "--flags", "not-need-init,startup-clear",
-    ]  # fmt: skip
+    """Start swtpm (``SwtpmInstance.command``) through a shim that sets PDEATHSIG."""
+    command = instance.command()
     if shutil.which(command[0]) is None:
         raise Config("swtpm is not installed", hint="apt install swtpm", code="tpm.swtpm.missing")
     with instance.log_path.open("ab") as log:
@@ -176,29 +163,13 @@ def _spawn(instance: SwtpmInstance) -> subprocess.Popen[bytes]:
         )
 
 
-def _await_socket(proc: subprocess.Popen[bytes], path: Path, timeout_s: float) -> bool:
+def _await_socket(proc: subprocess.Popen[bytes], instance: SwtpmInstance, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and proc.poll() is None:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            try:
-                sock.connect(str(path))
-            except OSError:
-                time.sleep(_POLL_S)
-                continue
-        return True
+        if instance.listening():
+            return True
+        time.sleep(_POLL_S)
     return False
-
-
-def _send_shutdown(path: Path) -> None:
-    """Send TPM2_Shutdown(CLEAR), as an OS does at power-off; best effort."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(_SHUTDOWN_TIMEOUT_S)
-        try:
-            sock.connect(str(path))
-            sock.sendall(_SHUTDOWN_COMMAND)
-            sock.recv(10)
-        except OSError as exc:
-            logger.warning("could not send TPM2_Shutdown to %s: %s", path, exc)
 
 
 def _wait_gone(pid: int, timeout_s: float) -> bool:

@@ -187,7 +187,7 @@ class SwtpmInstance:
                 hint="stop the other swtpm of this device first",
                 code="tpm.swtpm.running",
             )
-        self._remove_stale_sockets()
+        self.remove_stale_sockets()
         self._spawn()
         try:
             self._await_socket()
@@ -207,7 +207,7 @@ class SwtpmInstance:
         if proc is None:
             return
         if proc.poll() is None:
-            _send_shutdown(self.socket_path, timeout_s=SHUTDOWN_TIMEOUT_S)
+            self.send_shutdown()
         _terminate_group(proc, timeout_s=self._stop_timeout_s)
         for path in (self.socket_path, Path(str(self.socket_path) + _CTRL_SUFFIX)):
             with contextlib.suppress(FileNotFoundError):
@@ -225,19 +225,30 @@ class SwtpmInstance:
     ) -> None:
         self.stop()
 
-    def _spawn(self) -> None:
+    def command(self) -> list[str]:
+        """The swtpm command line that serves this state folder on its sockets."""
         path = str(self.socket_path)
-        command = [
+        return [
             self._swtpm, "socket", "--tpm2",
             "--tpmstate", f"dir={self.state_dir}",
             "--server", f"type=unixio,path={path}",
             "--ctrl", f"type=unixio,path={path}{_CTRL_SUFFIX}",
             "--flags", "not-need-init,startup-clear",
         ]  # fmt: skip
+
+    def listening(self) -> bool:
+        """Whether a TPM accepts connections on this folder's command socket."""
+        return _accepts(self.socket_path)
+
+    def send_shutdown(self) -> None:
+        """Send TPM2_Shutdown(CLEAR), as an OS does at power-off; best effort."""
+        _send_shutdown(self.socket_path, timeout_s=SHUTDOWN_TIMEOUT_S)
+
+    def _spawn(self) -> None:
         try:
             with self.log_path.open("ab") as log:
                 self._process = subprocess.Popen(
-                    command,
+                    self.command(),
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
@@ -250,7 +261,7 @@ class SwtpmInstance:
                 code="tpm.swtpm.missing",
             ) from exc
 
-    def _remove_stale_sockets(self) -> None:
+    def remove_stale_sockets(self) -> None:
         """Remove socket files nobody listens on (left by a killed swtpm)."""
         for path in (self.socket_path, Path(str(self.socket_path) + _CTRL_SUFFIX)):
             if path.exists() and not _accepts(path):
