@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import typer
@@ -35,16 +36,29 @@ def _print_status(doc: dict[str, Any], *, title: str | None = None) -> None:
     console.print(table)
 
 
+def _on_runtime(home: Any, action: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
+    """Open the home's runtime, run ``action`` on it, close it."""
+    rt = _runtime(home)
+    try:
+        return action(rt)
+    finally:
+        rt.close()
+
+
+def _report(doc: dict[str, Any], *, json_out: bool, title: str | None = None) -> None:
+    if json_out:
+        emit_json(doc)
+    else:
+        _print_status(doc, title=title)
+
+
 @app.command("init")
 def init(home: HomeOpt, json_out: JsonOpt = False) -> None:
     """Create the OTA tokens, keys and TUF repository (for a home made before OTA)."""
     from trustfleet.services.ota import init_repository
 
     doc = init_repository(load_server_settings(home), now=now())
-    if json_out:
-        emit_json(doc)
-        return
-    _print_status(doc, title="[green]✓[/] OTA repository created")
+    _report(doc, json_out=json_out, title="[green]✓[/] OTA repository created")
 
 
 @app.command("status")
@@ -52,15 +66,7 @@ def status(home: HomeOpt, json_out: JsonOpt = False) -> None:
     """Show roles, versions, expiries, key ids and thresholds."""
     from trustfleet.services.ota import repository_status
 
-    rt = _runtime(home)
-    try:
-        doc = repository_status(rt)
-    finally:
-        rt.close()
-    if json_out:
-        emit_json(doc)
-        return
-    _print_status(doc)
+    _report(_on_runtime(home, repository_status), json_out=json_out)
 
 
 @app.command("rotate-root")
@@ -68,16 +74,9 @@ def rotate_root(home: HomeOpt, json_out: JsonOpt = False) -> None:
     """Root key ceremony: a new key in each root token, a new root signed by old and new keys."""
     from trustfleet.services.ota import rotate_root as do_rotate
 
-    rt = _runtime(home)
-    try:
-        doc = do_rotate(rt, now=now())
-    finally:
-        rt.close()
-    if json_out:
-        emit_json(doc)
-        return
+    doc = _on_runtime(home, lambda rt: do_rotate(rt, now=now()))
     version = doc["roles"]["root"]["version"]
-    _print_status(doc, title=f"[green]✓[/] root rotated: version {version}")
+    _report(doc, json_out=json_out, title=f"[green]✓[/] root rotated: version {version}")
 
 
 @app.command("rotate-online")
@@ -85,15 +84,8 @@ def rotate_online(home: HomeOpt, json_out: JsonOpt = False) -> None:
     """Replace the snapshot and timestamp keys (needs the root tokens)."""
     from trustfleet.services.ota import rotate_online_keys
 
-    rt = _runtime(home)
-    try:
-        doc = rotate_online_keys(rt, now=now())
-    finally:
-        rt.close()
-    if json_out:
-        emit_json(doc)
-        return
-    _print_status(doc, title="[green]✓[/] snapshot and timestamp keys rotated")
+    doc = _on_runtime(home, lambda rt: rotate_online_keys(rt, now=now()))
+    _report(doc, json_out=json_out, title="[green]✓[/] snapshot and timestamp keys rotated")
 
 
 @app.command("refresh-timestamp")
@@ -101,12 +93,11 @@ def refresh_timestamp(home: HomeOpt, json_out: JsonOpt = False) -> None:
     """Re-sign the timestamp now (``server run`` does it automatically before expiry)."""
     from trustfleet.services.ota import refresh_timestamp_if_due, repository_status
 
-    rt = _runtime(home)
-    try:
+    def refresh(rt: Any) -> dict[str, Any]:
         refresh_timestamp_if_due(rt, now=now(), force=True)
-        doc = repository_status(rt)
-    finally:
-        rt.close()
+        return repository_status(rt)
+
+    doc = _on_runtime(home, refresh)
     if json_out:
         emit_json(doc)
         return
