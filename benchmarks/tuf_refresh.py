@@ -96,8 +96,9 @@ def _version(release: int) -> str:
 
 def add_bulk(home: Path, count: int) -> dict[str, Any]:
     """Add ``count`` targets in one new targets/snapshot/timestamp version."""
-    from trustfleet.services._ota_keys import load_key_map, open_signers, repo_files
-    from trustfleet.services._ota_state import expiry_of, load_state, write_state
+    from trustfleet.services._ota_keys import repo_files
+    from trustfleet.services._ota_release import with_targets
+    from trustfleet.services._ota_state import write_state
     from trustfleet.settings import load_server_settings
 
     settings = load_server_settings(home)
@@ -105,23 +106,7 @@ def add_bulk(home: Path, count: int) -> dict[str, Any]:
     targets = synthetic_targets(count)
     started = time.perf_counter()
     with files.locked():
-        state = load_state(files)
-        roles = state.root.signed.roles
-        keyids = [roles[r].keyids[0] for r in ("targets", "snapshot", "timestamp")]
-        with open_signers(settings, keyids, load_key_map(settings)) as signers:
-            from trustfleet.ota.repository import add_targets
-
-            new = add_targets(
-                state,
-                targets=targets,
-                signers={
-                    "targets": [signers[0]],
-                    "snapshot": [signers[1]],
-                    "timestamp": [signers[2]],
-                },
-                expiry=expiry_of(settings.ota),
-                now=datetime.now(UTC),
-            )
+        new = with_targets(settings, files, targets, now=datetime.now(UTC))
         write_state(settings, files, new, ["targets", "snapshot", "timestamp"])
     return {"seconds": time.perf_counter() - started, "targets": len(new.targets.signed.targets)}
 

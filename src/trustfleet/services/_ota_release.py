@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from trustfleet.errors import Config, Conflict, NotFound, VerificationFailed
 from trustfleet.fileio import copy_atomic, write_atomic
-from trustfleet.ota._repofiles import hash_file
+from trustfleet.ota._repofiles import RepoFiles, hash_file
 from trustfleet.ota.manifest import (
     DeltaRef,
     ReleaseManifest,
@@ -24,7 +24,7 @@ from trustfleet.ota.manifest import (
     render_manifest,
 )
 from trustfleet.ota.release import build_manifest, verify_boot_signature
-from trustfleet.ota.repository import TargetFile, add_targets, make_target
+from trustfleet.ota.repository import RepoState, TargetFile, add_targets, make_target
 from trustfleet.ota.versions import check_model, parse_version
 from trustfleet.services._ota_keys import (
     BOOT_KEY_LABEL,
@@ -38,6 +38,7 @@ from trustfleet.services._ota_keys import (
 )
 from trustfleet.services._ota_state import expiry_of, load_state, write_state
 from trustfleet.services.runtime import Runtime
+from trustfleet.settings import ServerSettings
 from trustfleet.store import MAX_LIST_LIMIT, ReleaseRecord
 
 _MakeDelta = Callable[[Path, Path, Path], Any]
@@ -47,7 +48,7 @@ try:  # the delta encoder is built in parallel; publishing without it makes no d
 except ImportError:  # pragma: no cover - only while ota.delta is missing
     _make_delta = None
 
-__all__ = ["build_release", "publish_release", "staged_dir"]
+__all__ = ["build_release", "publish_release", "staged_dir", "with_targets"]
 
 logger = logging.getLogger(__name__)
 
@@ -242,6 +243,26 @@ def publish_release(
     )
 
 
+def with_targets(
+    settings: ServerSettings, files: RepoFiles, targets: list[TargetFile], *, now: datetime
+) -> RepoState:
+    """The repository with ``targets`` added: new targets, snapshot and timestamp, signed.
+
+    The caller holds ``files.locked()`` and writes the result (:func:`write_state`).
+    """
+    state = load_state(files)
+    roles = state.root.signed.roles
+    keyids = [roles[r].keyids[0] for r in ("targets", "snapshot", "timestamp")]
+    with open_signers(settings, keyids, load_key_map(settings)) as signers:
+        return add_targets(
+            state,
+            targets=targets,
+            signers={"targets": [signers[0]], "snapshot": [signers[1]], "timestamp": [signers[2]]},
+            expiry=expiry_of(settings.ota),
+            now=now,
+        )
+
+
 def _commit_release(
     rt: Runtime,
     *,
@@ -252,21 +273,7 @@ def _commit_release(
 ) -> ReleaseRecord:
     settings, files = rt.settings, repo_files(rt.settings)
     with files.locked():
-        state = load_state(files)
-        roles = state.root.signed.roles
-        keyids = [roles[r].keyids[0] for r in ("targets", "snapshot", "timestamp")]
-        with open_signers(settings, keyids, load_key_map(settings)) as signers:
-            new = add_targets(
-                state,
-                targets=targets,
-                signers={
-                    "targets": [signers[0]],
-                    "snapshot": [signers[1]],
-                    "timestamp": [signers[2]],
-                },
-                expiry=expiry_of(settings.ota),
-                now=now,
-            )
+        new = with_targets(settings, files, targets, now=now)
         with rt.uow.begin() as tx:
             record = tx.releases.add(
                 model=manifest.model,
