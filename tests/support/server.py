@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -23,7 +24,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -278,22 +279,39 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait(timeout=STOP_TIMEOUT_S)
 
 
+def override_settings(home: Path, settings: Mapping[str, str]) -> None:
+    """Set ``{"section.key": "toml value"}`` in the home's trustfleet.toml (keys must exist)."""
+    conf = home / "trustfleet.toml"
+    text = conf.read_text(encoding="utf-8")
+    for name, value in settings.items():
+        section, key = name.split(".", 1)
+        block = re.search(rf"(?ms)^\[{re.escape(section)}\]\n.*?(?=^\[|\Z)", text)
+        assert block is not None, f"no [{section}] in {conf}"
+        body, count = re.subn(
+            rf"(?m)^{re.escape(key)} = [^ \n]*", f"{key} = {value}", block.group(0), count=1
+        )
+        assert count == 1, f"no {key} in [{section}] of {conf}"
+        text = text[: block.start()] + body + text[block.end() :]
+    conf.write_text(text, encoding="utf-8")
+
+
 @contextmanager
 def running_server(
-    tmp_path: Path, *, store_url: str | None = None, workers: int = 1, attestation: bool = True
+    tmp_path: Path,
+    *,
+    store_url: str | None = None,
+    workers: int = 1,
+    settings: Mapping[str, str] | None = None,
 ) -> Iterator[RunningServer]:
-    """Init a home under ``tmp_path`` and serve it until the block ends.
+    """Init a home under ``tmp_path`` (with ``settings`` overridden) and serve it.
 
-    ``attestation=False`` turns the challenges off (``[attestation] enabled``): for tests whose
-    devices are copies of one device, which attestation rightly tells apart and quarantines.
+    Example: ``settings={"attestation.enabled": "false"}`` for tests whose devices are copies
+    of one device, which attestation rightly tells apart and quarantines.
     """
     port = free_port()
     home = tmp_path / "home"
     init_home(home, port=port, store_url=store_url)
-    if not attestation:
-        conf = home / "trustfleet.toml"
-        text = conf.read_text(encoding="utf-8")
-        conf.write_text(text.replace("enabled = true", "enabled = false", 1), encoding="utf-8")
+    override_settings(home, settings or {})
     log = tmp_path / "server.log"
     with log.open("wb") as out:
         process = subprocess.Popen(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from support.server import RunningServer, _stop, _wait_ready, free_port, init_home
+from support.server import RunningServer, running_server
 from trustfleet.agent.platform.tpm import DeviceTpm
 
 AGENT = Path(sys.executable).parent / "trustfleet-agent"
@@ -47,29 +46,9 @@ def wait_for(check: Callable[[], Any], *, what: str, timeout_s: float = 60.0) ->
 @contextmanager
 def attest_server(base: Path) -> Iterator[RunningServer]:
     """``server run`` on a home tuned for the tamper table (see the module docstring)."""
-    port = free_port()
-    home = base / "home"
-    init_home(home, port=port)
-    toml = home / "trustfleet.toml"
-    text = toml.read_text()
-    for key, value in (("max_missed", "1"), ("poll_s", "0.2")):
-        text = re.sub(rf"(?m)^{key} = [^ \n]*", f"{key} = {value}", text)
-    toml.write_text(text)
-    log = base / "server.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [str(TRUSTFLEET), "server", "run", "--home", str(home), "--api-port", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    server = RunningServer(home=home, port=port, process=process, log=log)
-    try:
-        _wait_ready(server, READY_TIMEOUT_S)
+    tuned = {"attestation.max_missed": "1", "attestation.poll_s": "0.2"}
+    with running_server(base, settings=tuned) as server:
         yield server
-    finally:
-        server.close()
-        _stop(process)
 
 
 def agent_cli(*args: str | os.PathLike[str]) -> subprocess.CompletedProcess[str]:

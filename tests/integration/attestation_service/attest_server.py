@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import queue
-import re
 import shutil
 import subprocess
 import threading
@@ -26,6 +25,7 @@ from support.server import (
     _stop,
     _wait_ready,
     free_port,
+    override_settings,
     run_cli,
 )
 
@@ -45,9 +45,7 @@ def start_server(base: Path, *, cas_pem: bytes) -> tuple[RunningServer, int]:
     )
     assert init.returncode == 0, init.stderr
     (home / "public" / "tpm-manufacturer-cas.pem").write_bytes(cas_pem)
-    toml = home / "trustfleet.toml"
-    text = re.sub(r"(?m)^poll_s = .*$", "poll_s = 0.2", toml.read_text())
-    toml.write_text(text)
+    override_settings(home, {"attestation.poll_s": "0.2"})
     log = base / "server.log"
     with log.open("wb") as out:
         process = subprocess.Popen(

@@ -207,7 +207,7 @@ def ota_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OtaFleet]:
         path = work / f"{model}-{version}.bin"
         build_image(path, version=version, size_bytes=IMAGE_BYTES, seed=model)
         images[f"{model}/{version}"] = path
-    with running_server(base, attestation=False) as server:
+    with running_server(base, settings={"attestation.enabled": "false"}) as server:
         _release(server, images["sim-v1/0.9.0"], version="0.9.0")
         _release(server, images["sim-v1/1.0.0"], version="1.0.0")
         pristine = _provision(server, work / f"pristine-{free_port()}")
