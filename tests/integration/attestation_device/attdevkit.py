@@ -11,13 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-
+from support import releasekit
+from support.releasekit import NOW
 from trustfleet import __version__
 from trustfleet.agent.platform import BootEnv, DeviceLayout
 from trustfleet.agent.platform.tpm import DeviceTpm
@@ -31,17 +29,8 @@ from trustfleet.attestation import (
     load_ak_public_key,
     measure_identity,
 )
-from trustfleet.ota.manifest import (
-    BootSignature,
-    ImageRef,
-    Measurement,
-    ReleaseManifest,
-    image_target,
-    render_manifest,
-)
 
 MODEL = "attdev-v1"
-NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 TPM_STATE_FILE = "tpm2-00.permall"
 
 
@@ -50,45 +39,11 @@ def image_bytes(version: str, size: int = 32 * 1024) -> bytes:
     return hashlib.sha256(version.encode()).digest() * (size // 32)
 
 
-@dataclass
-class BootKey:
-    """A P-256 boot signing key in memory."""
-
-    key: ec.EllipticCurvePrivateKey = field(
-        default_factory=lambda: ec.generate_private_key(ec.SECP256R1())
-    )
-
-    @property
-    def pem(self) -> bytes:
-        return self.key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-
-    @property
-    def sha256(self) -> str:
-        der = self.key.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        return hashlib.sha256(der).hexdigest()
+class BootKey(releasekit.BootKey):
+    """The kit's boot key: manifests for this kit's model."""
 
     def manifest(self, image: bytes, *, version: str) -> bytes:
-        digest = hashlib.sha256(image).hexdigest()
-        return render_manifest(
-            ReleaseManifest(
-                model=MODEL,
-                version=version,
-                min_version="0.0.1",
-                created_at=NOW,
-                image=ImageRef(
-                    target=image_target(MODEL, version), length=len(image), sha256=digest
-                ),
-                boot=BootSignature(
-                    key_sha256=self.sha256,
-                    signature=self.key.sign(image, ec.ECDSA(hashes.SHA256())),
-                ),
-                measurements=(Measurement(pcr=9, component="image", sha256=digest),),
-            )
-        )
+        return releasekit.manifest_for(self, image, version=version, model=MODEL)
 
 
 def install(directory: Path, slot: str, image: bytes, manifest: bytes) -> None:

@@ -11,31 +11,22 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-
+from support import releasekit
+from support.releasekit import BootKey
 from trustfleet.agent.platform import BootEnv, DeviceLayout
 from trustfleet.agent.updater.tufclient import TargetFile
 from trustfleet.ota.manifest import (
-    BootSignature,
     DeltaRef,
-    ImageRef,
-    Measurement,
-    ReleaseManifest,
     delta_target,
     image_target,
     manifest_target,
-    render_manifest,
 )
 
 MODEL = "unit-v1"
-NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 
 
 def image_bytes(version: str, size: int = 96 * 1024) -> bytes:
@@ -45,54 +36,10 @@ def image_bytes(version: str, size: int = 96 * 1024) -> bytes:
     return patch + base[len(patch) :]
 
 
-@dataclass
-class BootKey:
-    """A P-256 boot key in memory."""
-
-    key: ec.EllipticCurvePrivateKey = field(
-        default_factory=lambda: ec.generate_private_key(ec.SECP256R1())
-    )
-
-    @property
-    def pem(self) -> bytes:
-        return self.key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-
-    @property
-    def sha256(self) -> str:
-        der = self.key.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        return hashlib.sha256(der).hexdigest()
-
-    def sign(self, data: bytes) -> bytes:
-        return self.key.sign(data, ec.ECDSA(hashes.SHA256()))
-
-
-def manifest_for(
-    key: BootKey,
-    image: bytes,
-    *,
-    version: str,
-    model: str = MODEL,
-    min_version: str = "0.0.1",
-    deltas: tuple[DeltaRef, ...] = (),
-    signature: bytes | None = None,
-) -> bytes:
-    digest = hashlib.sha256(image).hexdigest()
-    return render_manifest(
-        ReleaseManifest(
-            model=model,
-            version=version,
-            min_version=min_version,
-            created_at=NOW,
-            image=ImageRef(target=image_target(model, version), length=len(image), sha256=digest),
-            boot=BootSignature(key_sha256=key.sha256, signature=signature or key.sign(image)),
-            deltas=deltas,
-            measurements=(Measurement(pcr=9, component="image", sha256=digest),),
-        )
-    )
+def manifest_for(key: BootKey, image: bytes, *, version: str, **kw: Any) -> bytes:
+    """:func:`support.releasekit.manifest_for` for this kit's model (unless ``model=`` is given)."""
+    kw.setdefault("model", MODEL)
+    return releasekit.manifest_for(key, image, version=version, **kw)
 
 
 def make_device(directory: Path, key: BootKey, image: bytes, manifest: bytes) -> DeviceLayout:

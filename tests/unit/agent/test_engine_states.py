@@ -8,8 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from otakit import NOW, BootKey, LocalRepository, image_bytes, make_device, manifest_for
+from otakit import BootKey, LocalRepository, image_bytes, make_device, manifest_for
 
+from support.releasekit import NOW
 from trustfleet.agent.platform import BootEnv, FaultPlan, boot
 from trustfleet.agent.updater._reports import OtaReport
 from trustfleet.agent.updater.engine import Step, UpdateEngine, UpdateRequest
