@@ -31,24 +31,22 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import math
 import os
 import platform
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import _campaignkit as kit
+from _procs import cpu_model, interrupts_and_deadline
 
 VENV_BIN = Path(sys.executable).parent
 TRUSTFLEET = VENV_BIN / "trustfleet"
@@ -457,12 +455,7 @@ def _count(values: Any) -> dict[str, int]:
 
 
 def machine() -> dict[str, Any]:
-    cpu = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    cpu = cpu_model()
     return {
         "nproc": os.cpu_count(),
         "cpu": cpu,
@@ -614,24 +607,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             f"{kit.mem_available_mib()} MiB are available (--force to try anyway)"
         )
     return args
-
-
-@contextlib.contextmanager
-def interrupts_and_deadline(max_time: float) -> Iterator[None]:
-    """SIGTERM and the hard deadline (SIGALRM) both end the run like Ctrl-C."""
-
-    def handler(_signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt
-
-    old_term = signal.signal(signal.SIGTERM, handler)
-    old_alrm = signal.signal(signal.SIGALRM, handler)
-    signal.alarm(math.ceil(max_time))
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGTERM, old_term)
-        signal.signal(signal.SIGALRM, old_alrm)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,12 +43,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from _procs import stop_group
+from _procs import cpu_model, interrupts_and_deadline, stop_group
 
 HERE = Path(__file__).resolve().parent
 VENV_BIN = Path(sys.executable).parent
@@ -615,12 +614,7 @@ def _count_in_log(path: Path, needle: bytes) -> int:
 
 
 def machine() -> dict[str, Any]:
-    cpu = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    cpu = cpu_model()
     from OpenSSL import SSL
 
     mosq = ""
@@ -756,24 +750,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.receive_maximum is not None and not 1 <= args.receive_maximum <= 65535:
         ap.error("--receive-maximum must be within 1..65535")
     return args
-
-
-@contextlib.contextmanager
-def interrupts_and_deadline(max_time: float) -> Iterator[None]:
-    """SIGTERM and the overall deadline (SIGALRM) both end the run like Ctrl-C."""
-
-    def handler(_signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt
-
-    old_term = signal.signal(signal.SIGTERM, handler)
-    old_alrm = signal.signal(signal.SIGALRM, handler)
-    signal.alarm(int(max_time))
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGTERM, old_term)
-        signal.signal(signal.SIGALRM, old_alrm)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -44,7 +44,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from _procs import stop_group
+from _procs import cpu_model, stop_group
 
 HERE = Path(__file__).resolve()
 TRUSTFLEET = Path(sys.executable).parent / "trustfleet"
@@ -486,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
         doc = {
             "benchmark": "tuf_refresh",
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
-            "machine": {"nproc": os.cpu_count(), "cpu": _cpu()},
+            "machine": {"nproc": os.cpu_count(), "cpu": cpu_model()},
             "params": {"targets": args.targets, "reps": args.reps},
         }
         doc.update(run(args, tmp, log))
@@ -502,14 +502,6 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print_table(doc)
     return 0
-
-
-def _cpu() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return ""
 
 
 if __name__ == "__main__":
