@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
 import json
 import logging
 import subprocess
@@ -25,7 +24,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import urlsplit
 
 from trustfleet.agent.platform._files import read_json, write_json
 from trustfleet.agent.platform.tpm import TPM_FOLDER, DeviceTpm
@@ -181,67 +179,21 @@ def _exchange(settings: DeviceSettings, path: str, body: dict[str, str]) -> dict
 
 def _post_json(settings: DeviceSettings, path: str, body: bytes) -> tuple[int, str, bytes]:
     """POST ``body`` over mutual TLS with the LDevID; (status, error code header, body)."""
-    from awscrt import http as crt_http  # noqa: PLC0415  # only while enrolling
-    from awscrt import io as crt_io  # noqa: PLC0415
-
-    from trustfleet.agent._tls import client_tls_context, token_key  # noqa: PLC0415
+    from trustfleet.agent._https import post  # noqa: PLC0415  # awscrt only while enrolling
+    from trustfleet.agent._tls import token_key  # noqa: PLC0415
 
     cert = settings.path(settings.identity.ldevid)
     if not cert.is_file():
         raise InvalidInput(f"{cert} is missing", hint="enroll the device (EST) first",
                            code="attest.ak.no_ldevid")  # fmt: skip
-    url = urlsplit(settings.server.est_url)
-    host, port, timeout_s = url.hostname or "localhost", url.port or 443, settings.server.timeout_s
-    try:
-        options = client_tls_context(settings, client_cert=cert, key=token_key(settings))
-        tls = options.new_connection_options()
-        tls.set_server_name(host)
-        elg = crt_io.EventLoopGroup(1)
-        bootstrap = crt_io.ClientBootstrap(elg, crt_io.DefaultHostResolver(elg))
-        conn = crt_http.HttpClientConnection.new(
-            host_name=host, port=port, bootstrap=bootstrap, tls_connection_options=tls
-        ).result(timeout_s)
-    except Exception as exc:  # awscrt raises AwsCrtError and futures' errors
-        raise Unavailable(
-            f"cannot connect to {host}:{port} with the device key: {_why(exc)}",
-            hint="is the service running?",
-            code="attest.ak.connect",
-        ) from exc
-    try:
-        return _request(conn, host=host, path=path, body=body, timeout_s=timeout_s)
-    finally:
-        conn.close()
-
-
-def _request(conn: Any, *, host: str, path: str, body: bytes, timeout_s: float
-             ) -> tuple[int, str, bytes]:  # fmt: skip
-    from awscrt import http as crt_http  # noqa: PLC0415
-
-    headers = crt_http.HttpHeaders([("host", host), ("content-type", "application/json"),
-                                    ("content-length", str(len(body)))])  # fmt: skip
-    request = crt_http.HttpRequest(method="POST", path=path, headers=headers,
-                                   body_stream=io.BytesIO(body))  # fmt: skip
-    head: dict[str, Any] = {}
-    chunks = bytearray()
-
-    def on_response(http_stream: Any, status_code: int, headers: Any, **_kw: Any) -> None:
-        head["status"] = status_code
-        head["code"] = next((v for k, v in headers if k.lower() == "x-trustfleet-error"), "")
-
-    def on_body(http_stream: Any, chunk: bytes, **_kw: Any) -> None:
-        if len(chunks) + len(chunk) <= MAX_ANSWER_BYTES:
-            chunks.extend(chunk)
-
-    stream = conn.request(request, on_response, on_body)
-    stream.activate()
-    try:
-        stream.completion_future.result(timeout_s)
-    except Exception as exc:
-        raise Unavailable(f"the request to {path} failed: {_why(exc)}",
-                          code="attest.ak.connect") from exc  # fmt: skip
-    return int(head.get("status", 0)), str(head.get("code", ""))[:80], bytes(chunks)
-
-
-def _why(exc: BaseException) -> str:
-    name = getattr(exc, "name", None)
-    return str(name) if name else (str(exc).split(":", 1)[0] or exc.__class__.__name__)
+    answer = post(
+        settings,
+        path=path,
+        body=body,
+        content_type="application/json",
+        client_cert=cert,
+        key=token_key(settings),
+        max_response_bytes=MAX_ANSWER_BYTES,
+        code="attest.ak.connect",
+    )
+    return answer.status, answer.error_code, answer.body

@@ -11,23 +11,21 @@ is initialised, so the simulator runs each virtual device in a process of its ow
 from __future__ import annotations
 
 import base64
-import io
 import logging
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
-from awscrt import http as crt_http
-from awscrt import io as crt_io
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
-from trustfleet.agent._tls import TokenKey, client_tls_context, token_key
+from trustfleet.agent._https import post
+from trustfleet.agent._tls import TokenKey, token_key
 from trustfleet.agent.settings import DeviceSettings
-from trustfleet.errors import InvalidInput, PermissionDenied, TrustFleetError, Unavailable
+from trustfleet.errors import InvalidInput, PermissionDenied, TrustFleetError
 from trustfleet.fileio import write_atomic
 from trustfleet.pki import CONTENT_TYPE_CSR, device_uri, parse_certs_only
 
@@ -74,13 +72,16 @@ def enroll_device(settings: DeviceSettings, *, mode: Mode, now: datetime) -> Enr
     )
     if not client_cert.is_file():
         raise InvalidInput(f"{client_cert} is missing", hint="enroll before re-enrolling")
-    status, body = _post(
+    answer = post(
         settings,
-        path=f"/simple{mode}",
+        path=urlsplit(settings.server.est_url).path + f"/simple{mode}",
         body=base64.encodebytes(csr_der),
+        content_type=CONTENT_TYPE_CSR,
         client_cert=client_cert,
-        tls_key=key,
+        key=key,
+        max_response_bytes=_MAX_RESPONSE_BYTES,
     )
+    status, body = answer.status, answer.body
     if status != 200:
         reason = body.decode("utf-8", "replace").strip()[:300]
         error = PermissionDenied if status in (401, 403) else InvalidInput
@@ -120,62 +121,6 @@ def _make_csr(settings: DeviceSettings, *, key: TokenKey) -> bytes:
     return csr.public_bytes(serialization.Encoding.DER)
 
 
-def _post(
-    settings: DeviceSettings, *, path: str, body: bytes, client_cert: Path, tls_key: TokenKey
-) -> tuple[int, bytes]:
-    url = urlsplit(settings.server.est_url)
-    host, port = url.hostname or "localhost", url.port or 443
-    timeout_s = settings.server.timeout_s
-    try:
-        ctx = client_tls_context(settings, client_cert=client_cert, key=tls_key)
-        options = ctx.new_connection_options()
-        options.set_server_name(host)
-        elg = crt_io.EventLoopGroup(1)
-        bootstrap = crt_io.ClientBootstrap(elg, crt_io.DefaultHostResolver(elg))
-        conn = crt_http.HttpClientConnection.new(
-            host_name=host, port=port, bootstrap=bootstrap, tls_connection_options=options
-        ).result(timeout_s)
-    except Exception as exc:  # awscrt raises its own AwsCrtError and futures' errors
-        raise Unavailable(
-            f"cannot connect to {host}:{port} with TLS 1.3 and the device key: {_crt_reason(exc)}",
-            hint="is the service running, and is the device's certificate valid?",
-        ) from exc
-    try:
-        return _exchange(conn, host=host, path=url.path + path, body=body, timeout_s=timeout_s)
-    finally:
-        conn.close()
-
-
-def _exchange(
-    conn: Any, *, host: str, path: str, body: bytes, timeout_s: float
-) -> tuple[int, bytes]:
-    headers = crt_http.HttpHeaders(
-        [("host", host), ("content-type", CONTENT_TYPE_CSR), ("content-length", str(len(body)))]
-    )
-    request = crt_http.HttpRequest(
-        method="POST", path=path, headers=headers, body_stream=io.BytesIO(body)
-    )
-    status: dict[str, int] = {}
-    chunks = bytearray()
-
-    def on_response(http_stream: Any, status_code: int, headers: Any, **_kw: Any) -> None:
-        status["code"] = status_code
-
-    def on_body(http_stream: Any, chunk: bytes, **_kw: Any) -> None:
-        if len(chunks) + len(chunk) <= _MAX_RESPONSE_BYTES:
-            chunks.extend(chunk)
-
-    stream = conn.request(request, on_response, on_body)
-    stream.activate()
-    try:
-        stream.completion_future.result(timeout_s)
-    except Exception as exc:
-        raise Unavailable(
-            f"the EST request failed: {_crt_reason(exc)}", hint="retry later"
-        ) from exc
-    return status.get("code", 0), bytes(chunks)
-
-
 def _pick_certificate(
     certs: list[x509.Certificate], *, csr_der: bytes, device_id: str
 ) -> x509.Certificate:
@@ -184,11 +129,3 @@ def _pick_certificate(
         if cert.public_key() == wanted:
             return cert
     raise TrustFleetError(f"the service's answer holds no certificate for {device_id}'s key")
-
-
-def _crt_reason(exc: BaseException) -> str:
-    name = getattr(exc, "name", None)
-    if name:
-        return str(name)
-    text = str(exc)
-    return text.split(":", 1)[0] if text else exc.__class__.__name__
