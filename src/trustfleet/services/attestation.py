@@ -57,6 +57,7 @@ from trustfleet.services._attestation_quarantine import (
 from trustfleet.services.runtime import Runtime
 from trustfleet.settings import ServerSettings
 from trustfleet.store import (
+    MAX_LIST_LIMIT,
     AttestationKeyRecord,
     ChallengeRecord,
     ChallengeTrigger,
@@ -224,7 +225,7 @@ class _Context:
     device: DeviceRecord
     key: AttestationKeyRecord
     last_clock: ClockInfo | None
-    manifests: tuple[bytes, ...]
+    references: ReferenceSet
     quarantined: bool
 
 
@@ -246,7 +247,7 @@ def _load_context(rt: StoreContext, device_id: str, challenge_id: str) -> _Conte
         if key is None:
             raise NotFound(f"device '{device_id}' has no AK", code="attestation.ak.missing")
         last = tx.attestation.last_passed(device_id)
-        releases = tx.releases.list(model=device.model, limit=1000)
+        references = _references(tx, device.model)
         quarantined = tx.attestation.quarantine(device_id) is not None
     clock = None
     if last is not None and None not in (last.clock, last.reset_count, last.restart_count):
@@ -256,8 +257,7 @@ def _load_context(rt: StoreContext, device_id: str, challenge_id: str) -> _Conte
             restart_count=last.restart_count or 0,
             safe=True,
         )
-    manifests = tuple(r.manifest for r in releases)
-    return _Context(challenge, device, key, clock, manifests, quarantined)
+    return _Context(challenge, device, key, clock, references, quarantined)
 
 
 def _ak_qualified_name(key: AttestationKeyRecord) -> bytes | None:
@@ -308,7 +308,7 @@ def handle_evidence(rt: StoreContext, *, device_id: str, payload: bytes, now: da
         payload,
         challenge=_challenge(ctx.challenge),
         device=state,
-        references=_reference_set(ctx.device.model, ctx.manifests),
+        references=ctx.references,
         policy=verifier_policy(settings),
         now=now,
     )
@@ -378,5 +378,23 @@ def _apply_policy(
 def reference_set(rt: Runtime, model: str) -> ReferenceSet:
     """The reference values of a model: its fixed boot stages and its published releases."""
     with rt.uow.begin(read_only=True) as tx:
-        manifests = [r.manifest for r in tx.releases.list(model=model, limit=1000)]
-    return _reference_set(model, manifests)
+        return _references(tx, model)
+
+
+_MAX_CACHED_MODELS = 64
+_REFERENCES: dict[str, tuple[int | None, ReferenceSet]] = {}
+"""Per model: the newest release id it was built from, and the reference set (a cache of
+immutable published data, so every verification does not re-read and re-parse every manifest)."""
+
+
+def _references(tx: Transaction, model: str) -> ReferenceSet:
+    stamp = tx.releases.newest_id(model)
+    cached = _REFERENCES.get(model)
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    manifests = [r.manifest for r in tx.releases.list(model=model, limit=MAX_LIST_LIMIT)]
+    references = _reference_set(model, manifests)
+    if len(_REFERENCES) >= _MAX_CACHED_MODELS:
+        _REFERENCES.clear()
+    _REFERENCES[model] = (stamp, references)
+    return references

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from trustfleet.errors import InvalidInput
 from trustfleet.store import _validate as check
@@ -92,6 +92,14 @@ class ReleaseRepository:
         if model is not None:
             query = query.where(ReleaseRow.model == model)
         return [_record(row) for row in self._handle.session.scalars(query.limit(limit))]
+
+    def newest_id(self, model: str) -> int | None:
+        """The id of the model's most recently published release (cheap: no manifest is read).
+
+        Releases are never changed or removed, so it identifies the set of a model's releases.
+        """
+        query = select(func.max(ReleaseRow.id)).where(ReleaseRow.model == model)
+        return self._handle.session.scalar(query)
 
     def latest(self, model: str) -> ReleaseRecord | None:
         """The release of ``model`` with the highest version, or None."""
