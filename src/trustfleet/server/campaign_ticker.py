@@ -10,7 +10,6 @@ Campaign state is only in the store: a restarted ticker (or another server's) co
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import threading
@@ -25,7 +24,7 @@ from awscrt import mqtt5
 from trustfleet.errors import InvalidInput, TrustFleetError, Unavailable
 from trustfleet.pki import DEVICE_ID_PATTERN
 from trustfleet.services.campaigns import tick
-from trustfleet.services.mqtt_client import MAX_COMMAND_BYTES, ServiceMqttIdentity, new_client
+from trustfleet.services.mqtt_client import ServiceMqttIdentity, command_payload, new_client
 from trustfleet.services.runtime import Runtime
 from trustfleet.settings import ServerSettings, load_server_settings
 
@@ -79,11 +78,7 @@ class MqttUpdateSender:
             raise InvalidInput(f"'{device_id[:70]}' is not a device id", code="mqtt.device_id")
         if not self.connected.is_set():
             raise Unavailable("not connected to the MQTT broker", code="mqtt.unavailable")
-        payload = json.dumps(
-            {"id": str(uuid.uuid4()), "name": "update", "args": args}, allow_nan=False
-        ).encode()
-        if len(payload) > MAX_COMMAND_BYTES:
-            raise InvalidInput(f"command over {MAX_COMMAND_BYTES} bytes", code="mqtt.command")
+        _command_id, payload = command_payload("update", args)
         packet = mqtt5.PublishPacket(
             topic=f"tf/v1/d/{device_id}/ota/cmd", payload=payload, qos=mqtt5.QoS.AT_LEAST_ONCE
         )

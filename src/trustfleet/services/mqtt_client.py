@@ -26,11 +26,18 @@ from trustfleet.keystore import PinSource, Pkcs11Uri, find_module, token_tls_con
 from trustfleet.pki import DEVICE_ID_PATTERN
 from trustfleet.settings import ServerSettings
 
-__all__ = ["COMMAND_NAMES", "ServiceMqttIdentity", "new_client", "publish_once", "send_command"]
+__all__ = [
+    "COMMAND_NAMES",
+    "ServiceMqttIdentity",
+    "command_payload",
+    "new_client",
+    "publish_once",
+    "send_command",
+]
 
 logger = logging.getLogger(__name__)
 
-COMMAND_NAMES: Final = ("ping", "report")
+COMMAND_NAMES: Final = ("ping", "report", "update")
 MAX_COMMAND_BYTES: Final = 16 * 1024
 CONNECT_TIMEOUT_S: Final = 15.0
 _PUBACK_OK: Final = (
@@ -232,7 +239,7 @@ def send_command(
     Args:
         settings: The server home.
         device_id: The device.
-        name: ``ping`` or ``report``.
+        name: ``ping``, ``report`` or ``update`` (docs/mqtt.md).
         args: The command's arguments (a JSON object).
         port: The broker port (default: from the settings).
         timeout_s: Bound on connecting and on the broker's PUBACK.
