@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -36,3 +37,10 @@ def swtpm(tmp_path: Path, manufactured_tpm: Path) -> Iterator[SwtpmInstance]:
     """A running swtpm on a fresh copy of the manufactured TPM."""
     with SwtpmInstance(clone(manufactured_tpm, tmp_path / "tpm")) as instance:
         yield instance
+
+
+@pytest.fixture(scope="session")
+def t0(manufactured_tpm: Path) -> datetime:
+    """The tests' "now": the real time once the TPM exists (its EK certificate is issued at the
+    real time, so a fixed date here would make the suite pass only near the day it was written)."""
+    return datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)

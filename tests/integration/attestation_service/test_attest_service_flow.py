@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -23,14 +23,13 @@ from trustfleet.services.runtime import Runtime
 from trustfleet.settings import AttestationSettings, CaSettings, ServerSettings
 from trustfleet.store import UnitOfWork, create_engine, migrate
 
-T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 IMAGE_1 = b"release one " * 1000
 IMAGE_2 = b"release two " * 1000
 DEVICE = "dev-att-0001"
 
 
 @pytest.fixture
-def rt(db_url: str, tmp_path: Path, vendor_ca: ManufacturerCa) -> Iterator[Runtime]:
+def rt(db_url: str, tmp_path: Path, vendor_ca: ManufacturerCa, t0: datetime) -> Iterator[Runtime]:
     home = tmp_path / "home"
     (home / "public").mkdir(parents=True)
     (home / "public" / "tpm-manufacturer-cas.pem").write_bytes(vendor_bundle(vendor_ca))
@@ -45,16 +44,16 @@ def rt(db_url: str, tmp_path: Path, vendor_ca: ManufacturerCa) -> Iterator[Runti
     migrate(engine)
     runtime = Runtime(settings=settings, engine=engine, uow=UnitOfWork(engine))
     with runtime.uow.begin() as tx:
-        tx.devices.add(id=DEVICE, model="sim-v1", state="enrolled", now=T0)
-        add_release(tx, "1.0.0", IMAGE_1, T0)
-        add_release(tx, "2.0.0", IMAGE_2, T0)
+        tx.devices.add(id=DEVICE, model="sim-v1", state="enrolled", now=t0)
+        add_release(tx, "1.0.0", IMAGE_1, t0)
+        add_release(tx, "2.0.0", IMAGE_2, t0)
     try:
         yield runtime
     finally:
         engine.dispose()
 
 
-def _enroll_ak(rt: Runtime, tpm: Tpm) -> None:
+def _enroll_ak(rt: Runtime, tpm: Tpm, t0: datetime) -> None:
     ak = tpm.create_ak(replace=True)
     blob, secret, enrollment = att.begin_ak_enrollment(
         rt,
@@ -63,11 +62,11 @@ def _enroll_ak(rt: Runtime, tpm: Tpm) -> None:
         ek_certificate=tpm.ek_certificate(),
         ak_public=ak.public,
         ak_name=ak.name,
-        now=T0,
+        now=t0,
     )
     recovered = tpm.activate_credential(blob, secret)
     key = att.finish_ak_enrollment(
-        rt, device_id=DEVICE, enrollment_id=enrollment, secret=recovered, now=T0
+        rt, device_id=DEVICE, enrollment_id=enrollment, secret=recovered, now=t0
     )
     assert key.ak_name == ak.name.hex()
     assert att._ak_qualified_name(key) == ak.qualified_name  # the verifier checks the signer
@@ -98,7 +97,7 @@ def _quarantine(rt: Runtime) -> object:
         return tx.attestation.quarantine(DEVICE)
 
 
-def test_ak_enrollment_refusals(rt: Runtime, swtpm: SwtpmInstance) -> None:
+def test_ak_enrollment_refusals(rt: Runtime, swtpm: SwtpmInstance, t0: datetime) -> None:
     with Tpm(tcti=swtpm.tcti) as tpm:
         ak = tpm.create_ak()
         ek, cert = tpm.ek_public(), tpm.ek_certificate()
@@ -110,7 +109,7 @@ def test_ak_enrollment_refusals(rt: Runtime, swtpm: SwtpmInstance) -> None:
                 ek_certificate=cert,
                 ak_public=ak.public,
                 ak_name=b"\x00\x0b" + bytes(32),
-                now=T0,
+                now=t0,
             )
         assert bad_name.value.code == "attestation.ak.name"
         blob, secret, enrollment = att.begin_ak_enrollment(
@@ -120,35 +119,37 @@ def test_ak_enrollment_refusals(rt: Runtime, swtpm: SwtpmInstance) -> None:
             ek_certificate=cert,
             ak_public=ak.public,
             ak_name=ak.name,
-            now=T0,
+            now=t0,
         )
         with pytest.raises(PermissionDenied) as wrong:
             att.finish_ak_enrollment(
-                rt, device_id=DEVICE, enrollment_id=enrollment, secret=b"guess" * 6, now=T0
+                rt, device_id=DEVICE, enrollment_id=enrollment, secret=b"guess" * 6, now=t0
             )
         assert wrong.value.code == "attestation.ak.activation"
         recovered = tpm.activate_credential(blob, secret)
-        late = T0 + timedelta(hours=1)
+        late = t0 + timedelta(hours=1)
         with pytest.raises(PermissionDenied):
             att.finish_ak_enrollment(
                 rt, device_id=DEVICE, enrollment_id=enrollment, secret=recovered, now=late
             )
         att.finish_ak_enrollment(
-            rt, device_id=DEVICE, enrollment_id=enrollment, secret=recovered, now=T0
+            rt, device_id=DEVICE, enrollment_id=enrollment, secret=recovered, now=t0
         )
         with pytest.raises(PermissionDenied):  # single use
             att.finish_ak_enrollment(
-                rt, device_id=DEVICE, enrollment_id=enrollment, secret=recovered, now=T0
+                rt, device_id=DEVICE, enrollment_id=enrollment, secret=recovered, now=t0
             )
     assert _events(rt).count("attestation.ak.refused") == 4
     assert _events(rt).count("attestation.ak.enrolled") == 1
 
 
-def test_pass_tamper_quarantine_and_auto_release(rt: Runtime, swtpm: SwtpmInstance) -> None:
+def test_pass_tamper_quarantine_and_auto_release(
+    rt: Runtime, swtpm: SwtpmInstance, t0: datetime
+) -> None:
     with Tpm(tcti=swtpm.tcti) as tpm:
-        _enroll_ak(rt, tpm)
+        _enroll_ak(rt, tpm, t0)
         events = boot(tpm, IMAGE_1)
-        verdict = _answer(rt, tpm, events, at=T0)
+        verdict = _answer(rt, tpm, events, at=t0)
         assert verdict.ok, verdict.findings
         assert verdict.facts.release == "1.0.0"
         # the same evidence again: the challenge is spent, nothing more is stored
@@ -158,7 +159,7 @@ def test_pass_tamper_quarantine_and_auto_release(rt: Runtime, swtpm: SwtpmInstan
         assert challenge is not None and challenge.outcome == "passed"
         # a PCR extended outside the log (a tampered image loaded after the measurement)
         tpm.pcr_extend(9, hashlib.sha256(b"rootkit").digest())
-        failed = _answer(rt, tpm, events, at=T0 + timedelta(minutes=10))
+        failed = _answer(rt, tpm, events, at=t0 + timedelta(minutes=10))
     assert not failed.ok
     assert "attestation.eventlog.replay_mismatch" in failed.codes
     quarantine = _quarantine(rt)
@@ -170,7 +171,7 @@ def test_pass_tamper_quarantine_and_auto_release(rt: Runtime, swtpm: SwtpmInstan
     with Tpm(tcti=swtpm.tcti) as tpm:
         events = boot(tpm, IMAGE_2)
         passed = _answer(
-            rt, tpm, events, at=T0 + timedelta(minutes=20), trigger="boot", release="2.0.0"
+            rt, tpm, events, at=t0 + timedelta(minutes=20), trigger="boot", release="2.0.0"
         )
     assert passed.ok, passed.findings
     assert [f.code for f in passed.findings] == ["attestation.reset.unexpected"]  # announced
@@ -178,22 +179,24 @@ def test_pass_tamper_quarantine_and_auto_release(rt: Runtime, swtpm: SwtpmInstan
     assert _events(rt)[-1] == "device.released"
 
 
-def test_unannounced_reboot_fails(rt: Runtime, swtpm: SwtpmInstance) -> None:
+def test_unannounced_reboot_fails(rt: Runtime, swtpm: SwtpmInstance, t0: datetime) -> None:
     with Tpm(tcti=swtpm.tcti) as tpm:
-        _enroll_ak(rt, tpm)
-        assert _answer(rt, tpm, boot(tpm, IMAGE_1), at=T0).ok
+        _enroll_ak(rt, tpm, t0)
+        assert _answer(rt, tpm, boot(tpm, IMAGE_1), at=t0).ok
     swtpm.stop()
     swtpm.start()
     with Tpm(tcti=swtpm.tcti) as tpm:
-        verdict = _answer(rt, tpm, boot(tpm, IMAGE_1), at=T0 + timedelta(minutes=10))
+        verdict = _answer(rt, tpm, boot(tpm, IMAGE_1), at=t0 + timedelta(minutes=10))
     assert verdict.codes == ("attestation.reset.unexpected",) and not verdict.ok
     assert _quarantine(rt) is not None
 
 
-def test_operator_quarantine_is_not_lifted_by_a_pass(rt: Runtime, swtpm: SwtpmInstance) -> None:
-    att.quarantine(rt, DEVICE, reason="suspicious traffic", actor="operator:test", now=T0)
+def test_operator_quarantine_is_not_lifted_by_a_pass(
+    rt: Runtime, swtpm: SwtpmInstance, t0: datetime
+) -> None:
+    att.quarantine(rt, DEVICE, reason="suspicious traffic", actor="operator:test", now=t0)
     with pytest.raises(Conflict):
-        att.quarantine(rt, DEVICE, reason="again", actor="operator:test", now=T0)
+        att.quarantine(rt, DEVICE, reason="again", actor="operator:test", now=t0)
     with Tpm(tcti=swtpm.tcti) as tpm, pytest.raises(PermissionDenied) as refused:
         ak = tpm.create_ak()
         att.begin_ak_enrollment(
@@ -203,31 +206,31 @@ def test_operator_quarantine_is_not_lifted_by_a_pass(rt: Runtime, swtpm: SwtpmIn
             ek_certificate=tpm.ek_certificate(),
             ak_public=ak.public,
             ak_name=ak.name,
-            now=T0,
+            now=t0,
         )
     assert refused.value.code == "attestation.ak.quarantined"
-    att.release(rt, DEVICE, actor="operator:test", now=T0)
+    att.release(rt, DEVICE, actor="operator:test", now=t0)
     with Tpm(tcti=swtpm.tcti) as tpm:
-        _enroll_ak(rt, tpm)
-        att.quarantine(rt, DEVICE, reason="suspicious traffic", actor="operator:test", now=T0)
-        assert _answer(rt, tpm, boot(tpm, IMAGE_2), at=T0, release="2.0.0").ok
+        _enroll_ak(rt, tpm, t0)
+        att.quarantine(rt, DEVICE, reason="suspicious traffic", actor="operator:test", now=t0)
+        assert _answer(rt, tpm, boot(tpm, IMAGE_2), at=t0, release="2.0.0").ok
     assert _quarantine(rt) is not None  # only the operator lifts an operator's quarantine
-    att.release(rt, DEVICE, actor="operator:test", now=T0)
+    att.release(rt, DEVICE, actor="operator:test", now=t0)
     with pytest.raises(Conflict):
-        att.release(rt, DEVICE, actor="operator:test", now=T0)
+        att.release(rt, DEVICE, actor="operator:test", now=t0)
     assert _events(rt).count("device.released") == 2
 
 
-def test_missed_challenges_quarantine(rt: Runtime, swtpm: SwtpmInstance) -> None:
+def test_missed_challenges_quarantine(rt: Runtime, swtpm: SwtpmInstance, t0: datetime) -> None:
     with Tpm(tcti=swtpm.tcti) as tpm:
-        _enroll_ak(rt, tpm)
-    first = att.issue_challenge(rt, device_id=DEVICE, now=T0, trigger="schedule")
-    assert att.sweep_missed(rt, now=T0 + timedelta(seconds=10)) == []  # not yet due
-    assert att.sweep_missed(rt, now=T0 + timedelta(seconds=31)) == []  # one miss of two
-    att.issue_challenge(rt, device_id=DEVICE, now=T0 + timedelta(minutes=10), trigger="schedule")
-    assert att.sweep_missed(rt, now=T0 + timedelta(minutes=11)) == [DEVICE]
+        _enroll_ak(rt, tpm, t0)
+    first = att.issue_challenge(rt, device_id=DEVICE, now=t0, trigger="schedule")
+    assert att.sweep_missed(rt, now=t0 + timedelta(seconds=10)) == []  # not yet due
+    assert att.sweep_missed(rt, now=t0 + timedelta(seconds=31)) == []  # one miss of two
+    att.issue_challenge(rt, device_id=DEVICE, now=t0 + timedelta(minutes=10), trigger="schedule")
+    assert att.sweep_missed(rt, now=t0 + timedelta(minutes=11)) == [DEVICE]
     assert _quarantine(rt) is not None
     assert _events(rt)[-3:] == ["attestation.missed", "attestation.missed", "device.quarantined"]
     with rt.uow.begin(read_only=True) as tx:  # a late answer finds the challenge closed
         assert tx.attestation.get_challenge(first.id).outcome == "missed"  # type: ignore[union-attr]
-        assert not tx.attestation.use_challenge(first.id, now=T0 + timedelta(minutes=12))
+        assert not tx.attestation.use_challenge(first.id, now=t0 + timedelta(minutes=12))
