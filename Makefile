@@ -4,7 +4,7 @@ VENV  := .venv
 PY    := $(VENV)/bin/python
 export TF_REQUIRE_POSTGRES ?= 1
 
-.PHONY: deps demo test lint typecheck bench clean conformance conformance-dir
+.PHONY: deps demo test test-timeshift lint typecheck bench clean conformance conformance-dir
 
 deps:
 	@bash scripts/bootstrap.sh
@@ -16,6 +16,22 @@ test: deps
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -q -p no:cacheprovider -n 2 --dist loadfile
+	$(MAKE) --no-print-directory test-timeshift
+
+# The time-sensitive tests once more with the wall clock a year ahead (tests/timeshift/README.md):
+# every certificate, CRL, TUF expiry, TPM clock and campaign timeout must work on any date.
+TIMESHIFT_S     ?= 31536000
+TIMESHIFT_TESTS ?= tests/unit tests/integration/attestation_service tests/integration/services \
+                   tests/integration/est tests/integration/campaigns tests/integration/ota \
+                   tests/integration/ota_client tests/integration/tpm tests/integration/keystore \
+                   tests/integration/store
+
+$(VENV)/timeshift.so: tests/timeshift/timeshift.c
+	gcc -O2 -shared -fPIC -o $@ $< -ldl
+
+test-timeshift: deps $(VENV)/timeshift.so
+	LD_PRELOAD=$(CURDIR)/$(VENV)/timeshift.so TF_TIMESHIFT_S=$(TIMESHIFT_S) \
+		$(VENV)/bin/pytest -q -p no:cacheprovider -n 2 --dist loadfile $(TIMESHIFT_TESTS)
 
 lint: deps
 	$(VENV)/bin/ruff check src tests benchmarks
