@@ -99,6 +99,11 @@ def test_keep_alive_serves_several_requests(pki: Pki, port: int) -> None:
             b"413",
         ),
         (b"GET / HTTP/1.1\r\n\r\n", b"400"),
+        (
+            b"POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 5\r\n"
+            b"transfer-encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n",
+            b"400",
+        ),
     ],
     ids=[
         "header-too-large",
@@ -106,6 +111,7 @@ def test_keep_alive_serves_several_requests(pki: Pki, port: int) -> None:
         "declared-body-too-large",
         "chunked-body-too-large",
         "no-host",
+        "content-length-with-chunked",  # found: accepted (request smuggling behind a proxy)
     ],
 )
 def test_bad_requests_get_a_4xx_and_a_closed_connection(
@@ -113,6 +119,21 @@ def test_bad_requests_get_a_4xx_and_a_closed_connection(
 ) -> None:
     raw = _raw(pki, port, payload)
     assert raw.split(b" ", 2)[1] == status, raw[:200]
+
+
+def test_head_gets_the_get_headers_and_no_body(pki: Pki, port: int) -> None:
+    """Found: ``HEAD /healthz`` got no answer and logged a traceback (RFC 9110 §9.3.2)."""
+    head = b"HEAD /x HTTP/1.1\r\nhost: a\r\n\r\n"
+    get = b"GET /x HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n"
+    raw = _raw(pki, port, head + get)  # the connection stays usable after the HEAD
+    head_head, _, rest = raw.partition(b"\r\n\r\n")
+    assert head_head.startswith(b"HTTP/1.1 200 ")
+    assert b"content-type: application/json" in head_head.lower()
+    # The length of the body a GET would get (the echo says "HEAD": one more byte than GET).
+    get_head, _, get_body = rest.partition(b"\r\n\r\n")
+    assert f"content-length: {len(get_body) + 1}".encode() in head_head.lower()
+    assert get_head.startswith(b"HTTP/1.1 200 ")  # the next response, no body in between
+    assert json.loads(get_body)["method"] == "GET"
 
 
 def test_unfinished_request_is_answered_408_and_closed(pki: Pki, port: int) -> None:
