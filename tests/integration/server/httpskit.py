@@ -9,7 +9,9 @@ stack: Python's ``ssl`` (system OpenSSL), ``openssl s_client`` and curl.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
+import os
 import socket
 import ssl
 import threading
@@ -28,7 +30,16 @@ from trustfleet.server._limits import ConnectionGate, ConnectionLimits
 from trustfleet.server._serve import listen_socket, new_event_loop, serve
 from trustfleet.server._tls import TlsServerConfig, make_server_context
 
-__all__ = ["Pki", "Served", "client_ctx", "make_pki", "raw_exchange", "serving"]
+__all__ = [
+    "Pki",
+    "Served",
+    "client_ctx",
+    "listening_pids",
+    "make_pki",
+    "raw_exchange",
+    "rss_bytes",
+    "serving",
+]
 
 
 def _cert(
@@ -160,3 +171,30 @@ def raw_exchange(
         except (TimeoutError, ssl.SSLError, ConnectionResetError):
             pass
     return b"".join(chunks)
+
+
+def listening_pids(port: int) -> list[int]:
+    """The processes holding a listening TCP socket on ``port`` (HTTPS workers), from /proc."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table, encoding="ascii") as lines:
+            for line in list(lines)[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(f"socket:[{fields[9]}]")
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if any(os.readlink(fd) in inodes for fd in (entry / "fd").iterdir()):
+                pids.append(int(entry.name))
+    return sorted(pids)
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of ``pid`` (VmRSS)."""
+    for line in Path(f"/proc/{pid}/status").read_text(encoding="ascii").splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
