@@ -9,6 +9,7 @@ limits, not state another process needs.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import time
 from collections import Counter
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 
 from trustfleet.settings import ApiSettings
 
-__all__ = ["ConnectionGate", "ConnectionLimits", "limits_from_settings"]
+__all__ = ["ConnectionGate", "ConnectionLimits", "limits_from_settings", "source_key"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +51,23 @@ class ConnectionLimits:
     max_connections: int = 1024
     max_connections_per_source: int = 64
     write_buffer_bytes: int = 256 * 1024
+
+
+def source_key(address: str) -> str:
+    """What the per-source caps count by: an IPv4 address, or the /64 of an IPv6 one.
+
+    One IPv6 subscriber usually holds a whole /64, so counting single addresses would let one
+    client open a connection from each of 2**64 of them.
+    """
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
 
 
 def limits_from_settings(api: ApiSettings) -> ConnectionLimits:

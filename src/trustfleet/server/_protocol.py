@@ -27,8 +27,9 @@ from typing import Any, Literal, cast
 import h11
 from OpenSSL import SSL, crypto
 
-from trustfleet.server._limits import ConnectionGate, ConnectionLimits
-from trustfleet.server._request import build_scope, content_length, framing_problem, header_bytes
+from trustfleet.server._asgi import PeerGone, Receive, Send
+from trustfleet.server._limits import ConnectionGate, ConnectionLimits, source_key
+from trustfleet.server._request import build_scope, head_problem
 
 __all__ = ["AsgiApp", "ConnectionLimits", "TlsHttpProtocol"]
 
@@ -69,6 +70,7 @@ class TlsHttpProtocol(asyncio.Protocol):
         self._http = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_header_bytes)
         self._peer_pem: list[str] = []
         self._client: tuple[str, int] | None = None
+        self._source = "?"
         self._busy = False
         self._reading = True
         self._requests = 0
@@ -87,6 +89,7 @@ class TlsHttpProtocol(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self._client = (str(peer[0]), int(peer[1])) if peer else None
+        self._source = source_key(self._client[0]) if self._client else "?"
         if self._gate is not None:
             if not self._gate.admit(self._source):
                 self._closed = True
@@ -121,19 +124,15 @@ class TlsHttpProtocol(asyncio.Protocol):
     def resume_writing(self) -> None:
         self._writable.set()
 
-    @property
-    def _source(self) -> str:
-        return self._client[0] if self._client else "?"
-
     async def _drain(self) -> None:
-        """Wait until the transport takes more data; raise :class:`_PeerGone` if it never will."""
+        """Wait until the transport takes more data; raise :class:`PeerGone` if it never will."""
         if not self._writable.is_set() and not self._closed:
             try:
                 await asyncio.wait_for(self._writable.wait(), self._limits.idle_timeout_s)
             except TimeoutError:
                 self._abort()
         if self._closed:
-            raise _PeerGone
+            raise PeerGone
 
     def _pause_reading(self) -> None:
         if self._reading and self._transport is not None and not self._transport.is_closing():
@@ -234,7 +233,7 @@ class TlsHttpProtocol(asyncio.Protocol):
         self._pause_reading()  # read again only for this request's body, or the next request
         self._begin_request_deadline()
         self._requests += 1
-        problem = _head_problem(request, self._limits)
+        problem = head_problem(request, self._limits)
         if problem is not None:
             self._send_simple(problem[0], problem[1])
             self._close()
@@ -252,9 +251,9 @@ class TlsHttpProtocol(asyncio.Protocol):
             request, client=self._client, server=self._server_addr, peer_pem=self._peer_pem
         )
         try:
-            send = _Send(self._http, self._write, self._drain, head=request.method == b"HEAD")
-            await self._app(scope, _Receive(body), send)
-        except _PeerGone:
+            send = Send(self._http, self._write, self._drain, head=request.method == b"HEAD")
+            await self._app(scope, Receive(body), send)
+        except PeerGone:
             logger.debug("client %s went away during a response", self._client)
             self._close()
             return
@@ -391,78 +390,6 @@ class TlsHttpProtocol(asyncio.Protocol):
     def _wake_body_waiter(self) -> None:
         if self._body_waiter is not None and not self._body_waiter.done():
             self._body_waiter.set_result(None)
-
-
-class _Receive:
-    """ASGI ``receive``: the whole (bounded) body once, then ``http.disconnect``."""
-
-    def __init__(self, body: bytes) -> None:
-        self._body: bytes | None = body
-
-    async def __call__(self) -> Message:
-        if self._body is not None:
-            body, self._body = self._body, None
-            return {"type": "http.request", "body": body, "more_body": False}
-        return {"type": "http.disconnect"}
-
-
-class _Send:
-    """ASGI ``send``: the response head goes out with the first body chunk, each chunk waits
-    for the client to take the previous ones, and a HEAD response keeps its headers but sends
-    no body (RFC 9110 §9.3.2)."""
-
-    def __init__(
-        self,
-        http: h11.Connection,
-        write: Callable[[bytes], None],
-        drain: Callable[[], Awaitable[None]],
-        *,
-        head: bool,
-    ) -> None:
-        self._http = http
-        self._write = write
-        self._drain = drain
-        self._head = head
-        self._pending: list[bytes] = []
-        self._ended = False
-
-    async def __call__(self, message: Message) -> None:
-        http = self._http
-        if message["type"] == "http.response.start":
-            headers = [(bytes(k), bytes(v)) for k, v in message.get("headers", [])]
-            self._pending.append(
-                http.send(h11.Response(status_code=message["status"], headers=headers)) or b""
-            )
-        elif message["type"] == "http.response.body" and not self._ended:
-            data = message.get("body", b"")
-            if data and not self._head:
-                self._pending.append(http.send(h11.Data(data=data)) or b"")
-            if not message.get("more_body", False):
-                self._ended = True
-                self._pending.append(http.send(h11.EndOfMessage()) or b"")
-            self._write(b"".join(self._pending))
-            self._pending.clear()
-            await self._drain()
-
-
-class _PeerGone(ConnectionError):
-    """The client closed or stalled (past the idle timeout) while a response was being sent."""
-
-
-def _head_problem(request: h11.Request, limits: ConnectionLimits) -> tuple[int, bytes] | None:
-    """A status and reason if the request head alone is refused."""
-    if header_bytes(request) > limits.max_header_bytes:
-        # h11 bounds only headers that arrive across reads; a whole block in one read is
-        # measured here.
-        return 431, b"request header fields too large"
-    headers = list(request.headers)
-    why = framing_problem(headers)
-    if why is not None:
-        return 400, why.encode()
-    length = content_length(headers)
-    if length is not None and length > limits.max_body_bytes:
-        return 413, b"request body too large"
-    return None
 
 
 def _log_task_error(task: asyncio.Task[None]) -> None:

@@ -8,7 +8,16 @@ from urllib.parse import unquote_to_bytes
 
 import h11
 
-__all__ = ["TLS_1_3", "build_scope", "content_length", "framing_problem", "header_bytes"]
+from trustfleet.server._limits import ConnectionLimits
+
+__all__ = [
+    "TLS_1_3",
+    "build_scope",
+    "content_length",
+    "framing_problem",
+    "head_problem",
+    "header_bytes",
+]
 
 TLS_1_3 = 0x0304
 
@@ -78,3 +87,19 @@ def build_scope(
             }
         },
     }
+
+
+def head_problem(request: h11.Request, limits: ConnectionLimits) -> tuple[int, bytes] | None:
+    """A status and reason if the request head alone is refused."""
+    if header_bytes(request) > limits.max_header_bytes:
+        # h11 bounds only headers that arrive across reads; a whole block in one read is
+        # measured here.
+        return 431, b"request header fields too large"
+    headers = list(request.headers)
+    why = framing_problem(headers)
+    if why is not None:
+        return 400, why.encode()
+    length = content_length(headers)
+    if length is not None and length > limits.max_body_bytes:
+        return 413, b"request body too large"
+    return None

@@ -25,6 +25,7 @@ from starlette.routing import Route
 
 from trustfleet.errors import InvalidInput, TrustFleetError, status_for
 from trustfleet.pki import CONTENT_TYPE_CERTS_ONLY, certs_only
+from trustfleet.server._limits import source_key
 from trustfleet.server._ota_routes import ota_routes
 from trustfleet.services.attestation import (
     ak_activate_request,
@@ -65,6 +66,7 @@ def create_app(rt: Runtime, *, clock: Clock = _utcnow) -> Starlette:
             window_s=api.refusal_window_s, burst=api.refusal_burst, max_keys=api.refusal_max_keys
         )
     )
+    lifespan = _lifespan(rt, refusals, executor=executor, clock=clock)
 
     async def cacerts(_request: Request) -> Response:
         return _pkcs7(cacerts_body, CONTENT_TYPE_CERTS_ONLY)
@@ -79,7 +81,7 @@ def create_app(rt: Runtime, *, clock: Clock = _utcnow) -> Starlette:
                 body=body,
                 mode=mode,
                 now=clock(),
-                refusals=refusals.sink(request.client.host if request.client else None),
+                refusals=refusals.sink(source_key(request.client.host) if request.client else None),
             )
             # Off the event loop: a wait for the store's write lock must not stall handshakes.
             cert = await asyncio.get_running_loop().run_in_executor(executor, call)
@@ -139,15 +141,24 @@ def create_app(rt: Runtime, *, clock: Clock = _utcnow) -> Starlette:
         *ota_routes(rt, clock=clock, guard=_guard),  # TUF repository, device mTLS (docs/ota.md)
     ]
 
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.router.redirect_slashes = False  # a redirect would echo the client's Host header
+    return app
+
+
+def _lifespan(
+    rt: Runtime, refusals: RefusalRecorder, *, executor: ThreadPoolExecutor, clock: Clock
+) -> Callable[[Starlette], contextlib.AbstractAsyncContextManager[None]]:
+    """The app's lifespan: refusal summaries written as windows end, and all at shutdown."""
+    every_s = min(rt.settings.api.refusal_window_s / 4, _FLUSH_EVERY_MAX_S)
+
     async def flush(*, everything: bool) -> None:
         call = functools.partial(refusals.flush, rt, now=clock(), everything=everything)
         await asyncio.get_running_loop().run_in_executor(executor, call)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        task = asyncio.get_running_loop().create_task(
-            _flush_forever(flush, every_s=min(api.refusal_window_s / 4, _FLUSH_EVERY_MAX_S))
-        )
+        task = asyncio.get_running_loop().create_task(_flush_forever(flush, every_s=every_s))
         try:
             yield
         finally:
@@ -157,9 +168,7 @@ def create_app(rt: Runtime, *, clock: Clock = _utcnow) -> Starlette:
             await flush(everything=True)
             executor.shutdown(wait=True)
 
-    app = Starlette(routes=routes, lifespan=lifespan)
-    app.router.redirect_slashes = False  # a redirect would echo the client's Host header
-    return app
+    return lifespan
 
 
 async def _flush_forever(flush: Callable[..., Awaitable[None]], *, every_s: float) -> None:
