@@ -26,6 +26,8 @@ from support.server import (
     make_software_device,
     running_server,
 )
+from trustfleet.services.runtime import Runtime
+from trustfleet.settings import load_server_settings
 
 pytestmark = pytest.mark.integration
 
@@ -247,3 +249,27 @@ def test_unread_target_with_pipelined_requests_keeps_the_worker_small(
         grown = rss_bytes(worker) - before
     assert pushed < 32 << 20, f"the worker took {pushed >> 20} MiB of requests it cannot answer"
     assert grown < 64 << 20, f"the worker grew by {grown >> 20} MiB"
+
+
+def test_open_windows_are_summarised_when_the_server_stops(tmp_path: Path) -> None:
+    """The worker's shutdown (ASGI lifespan) writes the counts of windows still open."""
+    settings = {"api.refusal_window_s": "3600.0", "api.refusal_burst": "2"}
+    with running_server(tmp_path, settings=settings) as srv:
+        before = srv.snapshot().last_event_id
+        with _client(srv, source="127.0.0.6") as client:
+            for _ in range(12):
+                assert client.post("/.well-known/est/simpleenroll", content=b"x").status_code == 403
+        assert len(_refusals_since(srv, before)) == 2
+        home = srv.home
+    rt = Runtime.open(load_server_settings(home))
+    try:
+        with rt.uow.begin(read_only=True) as tx:
+            events = [
+                e
+                for e in tx.events.list(after_id=before, limit=1000)
+                if e.type == "enrollment.refused"
+            ]
+    finally:
+        rt.close()
+    assert [e.details.get("count", 1) for e in events] == [1, 1, 10]
+    assert events[-1].details["aggregated"] is True
