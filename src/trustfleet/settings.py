@@ -51,6 +51,13 @@ class ApiSettings(_Model):
     max_header_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
     idle_timeout_s: float = Field(default=30.0, gt=0)
     handshake_timeout_s: float = Field(default=10.0, gt=0)
+    request_timeout_s: float = Field(default=20.0, gt=0, le=3600)
+    max_connections: int = Field(default=1024, ge=1, le=1_000_000)
+    max_connections_per_source: int = Field(default=64, ge=1, le=1_000_000)
+    write_buffer_bytes: int = Field(default=256 * 1024, ge=16 * 1024, le=64 * 1024 * 1024)
+    refusal_window_s: float = Field(default=60.0, gt=0, le=86_400)
+    refusal_burst: int = Field(default=5, ge=1, le=1000)
+    refusal_max_keys: int = Field(default=1024, ge=1, le=1_000_000)
 
 
 _SERVICE_IDENTITY = r"[A-Za-z0-9._:-]{1,64}"
@@ -249,8 +256,18 @@ def render_server_toml(settings: ServerSettings) -> str:
         f'tls_key = "{api.tls_key}"   # the one key on disk: mode 0600',
         f"max_body_bytes = {api.max_body_bytes}      # larger request bodies get 413",
         f"max_header_bytes = {api.max_header_bytes}",
-        f"idle_timeout_s = {api.idle_timeout_s}",
-        f"handshake_timeout_s = {api.handshake_timeout_s}",
+        f"idle_timeout_s = {api.idle_timeout_s}          # between requests; a stalled reader",
+        f"handshake_timeout_s = {api.handshake_timeout_s}     # the whole TLS handshake",
+        f"request_timeout_s = {api.request_timeout_s}       # a whole request (head and body)",
+        "# Open connections per worker, and per client address per worker; more are closed.",
+        f"max_connections = {api.max_connections}",
+        f"max_connections_per_source = {api.max_connections_per_source}",
+        f"write_buffer_bytes = {api.write_buffer_bytes}  # queued for a client: a response waits",
+        "# Refused enrollments: per client address (or device) and reason, the first",
+        "# refusal_burst in a window are logged one by one, the rest as one event with a count.",
+        f"refusal_window_s = {api.refusal_window_s}",
+        f"refusal_burst = {api.refusal_burst}",
+        f"refusal_max_keys = {api.refusal_max_keys}  # tracked per worker; the rest share one",
         "",
         *_render_broker(settings.broker),
         "",

@@ -26,8 +26,19 @@ ALLOWED: dict[str, set[str]] = {
     "server": {"keystore", "pki", "store", "services", "settings", "broker", "ota", "attestation"},
     "agent": {"keystore", "pki", "ota", "attestation"},
     "sim": {"keystore", "pki", "ota", "attestation", "agent", "settings"},
-    "cli": {"keystore", "pki", "store", "services", "server", "agent", "settings", "broker",
-            "ota", "attestation", "sim"},
+    "cli": {
+        "keystore",
+        "pki",
+        "store",
+        "services",
+        "server",
+        "agent",
+        "settings",
+        "broker",
+        "ota",
+        "attestation",
+        "sim",
+    },
 }
 
 

@@ -120,7 +120,7 @@ class FileStream(Response):
         await send({"type": "http.response.start", "status": self.status_code,
                     "headers": self.raw_headers})  # fmt: skip
         start, end = self._span
-        if end == start:
+        if end == start or scope["method"] == "HEAD":  # HEAD: the GET's headers, no body
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
         loop = asyncio.get_running_loop()

@@ -3,7 +3,17 @@
 One :class:`TlsHttpProtocol` per connection: TLS runs on pyOpenSSL memory BIOs, HTTP is parsed
 by h11, and each request is handed to the ASGI app with the standard ``tls`` extension
 (``scope["extensions"]["tls"]["client_cert_chain"]`` holds the client certificate as PEM).
-Every input is bounded: header bytes, body bytes, handshake and idle time.
+
+Every input is bounded (see :class:`~trustfleet.server._limits.ConnectionLimits`):
+
+* memory: the connection reads from the socket only while it needs bytes (a request head, or
+  the body a request is waiting for). Once a request is complete it stops reading until its
+  response is sent, so a client that pipelines requests without reading the answers is held
+  back by TCP flow control, not by our buffers; responses wait (back-pressure) while more than
+  ``write_buffer_bytes`` are queued for the client;
+* time: a deadline for the TLS handshake, one for the whole request (head and body, never
+  extended by more bytes), an idle timeout between requests and while a response waits;
+* count: connections per worker and per source address (the :class:`ConnectionGate`).
 """
 
 from __future__ import annotations
@@ -12,14 +22,16 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass
-from typing import Any, cast
-from urllib.parse import unquote_to_bytes
+from typing import Any, Literal, cast
 
 import h11
 from OpenSSL import SSL, crypto
 
-__all__ = ["ConnectionLimits", "TlsHttpProtocol"]
+from trustfleet.server._asgi import PeerGone, Receive, Send
+from trustfleet.server._limits import ConnectionGate, ConnectionLimits, source_key
+from trustfleet.server._request import build_scope, head_problem
+
+__all__ = ["AsgiApp", "ConnectionLimits", "TlsHttpProtocol"]
 
 logger = logging.getLogger(__name__)
 
@@ -30,19 +42,8 @@ AsgiApp = Callable[
     Awaitable[None],
 ]
 
-_TLS_1_3 = 0x0304
 _READ_CHUNK = 65536
-
-
-@dataclass(frozen=True)
-class ConnectionLimits:
-    """Bounds on what one connection may send and how long it may take."""
-
-    max_header_bytes: int = 16 * 1024
-    max_body_bytes: int = 1024 * 1024
-    handshake_timeout_s: float = 10.0
-    idle_timeout_s: float = 30.0
-    max_requests_per_connection: int = 1000
+Phase = Literal["handshake", "idle", "request", "app"]
 
 
 class TlsHttpProtocol(asyncio.Protocol):
@@ -55,23 +56,29 @@ class TlsHttpProtocol(asyncio.Protocol):
         app: AsgiApp,
         limits: ConnectionLimits,
         server_addr: tuple[str, int],
+        gate: ConnectionGate | None = None,
     ) -> None:
         self._context = context
         self._app = app
         self._limits = limits
         self._server_addr = server_addr
+        self._gate = gate
+        self._admitted = False
         self._transport: asyncio.Transport | None = None
         self._tls: SSL.Connection | None = None
-        self._handshake_done = False
+        self._phase: Phase = "handshake"
         self._http = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_header_bytes)
         self._peer_pem: list[str] = []
         self._client: tuple[str, int] | None = None
+        self._source = "?"
         self._busy = False
+        self._reading = True
         self._requests = 0
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
-        # Back-pressure for streamed responses: the transport pauses us past its high-water
-        # mark; ``send`` then waits (bounded by the idle timeout) before the next chunk.
+        self._body_waiter: asyncio.Future[None] | None = None
+        # Back-pressure for responses: the transport pauses us past its high-water mark;
+        # ``send`` then waits (bounded by the idle timeout) before the next chunk.
         self._writable = asyncio.Event()
         self._writable.set()
 
@@ -82,15 +89,23 @@ class TlsHttpProtocol(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self._client = (str(peer[0]), int(peer[1])) if peer else None
+        self._source = source_key(self._client[0]) if self._client else "?"
+        if self._gate is not None:
+            if not self._gate.admit(self._source):
+                self._closed = True
+                self._transport.abort()
+                return
+            self._admitted = True
+        self._transport.set_write_buffer_limits(high=self._limits.write_buffer_bytes)
         self._tls = SSL.Connection(self._context, None)
         self._tls.set_accept_state()
-        self._arm_timer(self._limits.handshake_timeout_s)
+        self._arm_timer(self._limits.handshake_timeout_s, self._abort)
 
     def data_received(self, data: bytes) -> None:
         if self._closed or self._tls is None:
             return
         self._tls.bio_write(data)
-        if not self._handshake_done and not self._advance_handshake():
+        if self._phase == "handshake" and not self._advance_handshake():
             return
         self._pump_plaintext()
 
@@ -98,6 +113,10 @@ class TlsHttpProtocol(asyncio.Protocol):
         self._closed = True
         self._cancel_timer()
         self._writable.set()
+        self._wake_body_waiter()
+        if self._admitted and self._gate is not None:
+            self._admitted = False
+            self._gate.release(self._source)
 
     def pause_writing(self) -> None:
         self._writable.clear()
@@ -106,14 +125,24 @@ class TlsHttpProtocol(asyncio.Protocol):
         self._writable.set()
 
     async def _drain(self) -> None:
-        """Wait until the transport takes more data; raise :class:`_PeerGone` if it never will."""
+        """Wait until the transport takes more data; raise :class:`PeerGone` if it never will."""
         if not self._writable.is_set() and not self._closed:
             try:
                 await asyncio.wait_for(self._writable.wait(), self._limits.idle_timeout_s)
             except TimeoutError:
                 self._abort()
         if self._closed:
-            raise _PeerGone
+            raise PeerGone
+
+    def _pause_reading(self) -> None:
+        if self._reading and self._transport is not None and not self._transport.is_closing():
+            self._reading = False
+            self._transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if not self._reading and self._transport is not None and not self._transport.is_closing():
+            self._reading = True
+            self._transport.resume_reading()
 
     # -- TLS -----------------------------------------------------------------------------
 
@@ -130,12 +159,11 @@ class TlsHttpProtocol(asyncio.Protocol):
             self._flush()
             self._abort()
             return False
-        self._handshake_done = True
         peer = self._tls.get_peer_certificate()
         if peer is not None:
             self._peer_pem = [crypto.dump_certificate(crypto.FILETYPE_PEM, peer).decode()]
         self._flush()
-        self._arm_timer(self._limits.idle_timeout_s)
+        self._await_request()
         return True
 
     def _pump_plaintext(self) -> None:
@@ -152,8 +180,16 @@ class TlsHttpProtocol(asyncio.Protocol):
             except SSL.Error:
                 self._abort()
                 return
+            if self._phase == "idle":
+                self._begin_request_deadline()
             self._http.receive_data(chunk)
         self._flush()
+        if self._busy:
+            # A request is reading its body: hand it these bytes, and read more only when it
+            # asks (so at most one read is buffered while it works).
+            self._pause_reading()
+            self._wake_body_waiter()
+            return
         self._process_events()
 
     def _flush(self) -> None:
@@ -179,10 +215,7 @@ class TlsHttpProtocol(asyncio.Protocol):
     # -- HTTP ----------------------------------------------------------------------------
 
     def _process_events(self) -> None:
-        if self._closed:
-            return
-        if self._busy:
-            self._wake_body_waiter()  # a request is reading its body: more data is here
+        if self._closed or self._busy:
             return
         try:
             event = self._http.next_event()
@@ -197,18 +230,12 @@ class TlsHttpProtocol(asyncio.Protocol):
 
     def _start_request(self, request: h11.Request) -> None:
         self._busy = True
-        self._cancel_timer()
+        self._pause_reading()  # read again only for this request's body, or the next request
+        self._begin_request_deadline()
         self._requests += 1
-        header_bytes = len(request.target) + sum(len(k) + len(v) + 4 for k, v in request.headers)
-        if header_bytes > self._limits.max_header_bytes:
-            # h11 bounds only headers that arrive across reads; a whole block in one read
-            # must be measured here.
-            self._send_simple(431, b"request header fields too large")
-            self._close()
-            return
-        length = _content_length(list(request.headers))
-        if length is not None and length > self._limits.max_body_bytes:
-            self._send_simple(413, b"request body too large")
+        problem = head_problem(request, self._limits)
+        if problem is not None:
+            self._send_simple(problem[0], problem[1])
             self._close()
             return
         task = asyncio.get_running_loop().create_task(self._run_app(request))
@@ -218,39 +245,15 @@ class TlsHttpProtocol(asyncio.Protocol):
         body = await self._read_body()
         if body is None:
             return
-        scope = self._scope(request)
-        sent_body = False
-        received = False
-
-        async def receive() -> Message:
-            nonlocal received
-            if not received:
-                received = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return {"type": "http.disconnect"}
-
-        pending: list[bytes] = []  # the response head, held back to go out with the body
-
-        async def send(message: Message) -> None:
-            nonlocal sent_body
-            if message["type"] == "http.response.start":
-                headers = [(bytes(k), bytes(v)) for k, v in message.get("headers", [])]
-                response = h11.Response(status_code=message["status"], headers=headers)
-                pending.append(self._http.send(response) or b"")
-            elif message["type"] == "http.response.body":
-                data = message.get("body", b"")
-                if data:
-                    pending.append(self._http.send(h11.Data(data=data)) or b"")
-                if not message.get("more_body", False) and not sent_body:
-                    sent_body = True
-                    pending.append(self._http.send(h11.EndOfMessage()) or b"")
-                self._write(b"".join(pending))
-                pending.clear()
-                await self._drain()
-
+        self._phase = "app"
+        self._cancel_timer()
+        scope = build_scope(
+            request, client=self._client, server=self._server_addr, peer_pem=self._peer_pem
+        )
         try:
-            await self._app(scope, receive, send)
-        except _PeerGone:
+            send = Send(self._http, self._write, self._drain, head=request.method == b"HEAD")
+            await self._app(scope, Receive(body), send)
+        except PeerGone:
             logger.debug("client %s went away during a response", self._client)
             self._close()
             return
@@ -265,7 +268,6 @@ class TlsHttpProtocol(asyncio.Protocol):
     async def _read_body(self) -> bytes | None:
         parts: list[bytes] = []
         size = 0
-        loop = asyncio.get_running_loop()
         while True:
             try:
                 event = self._http.next_event()
@@ -283,50 +285,22 @@ class TlsHttpProtocol(asyncio.Protocol):
             elif isinstance(event, h11.EndOfMessage):
                 return b"".join(parts)
             elif event is h11.NEED_DATA:
-                waiter = loop.create_future()
-                self._body_waiter = waiter
-                self._arm_timer(self._limits.idle_timeout_s)
-                try:
-                    await waiter
-                finally:
-                    self._body_waiter = None
-                    self._cancel_timer()
-                if self._closed:
+                if not await self._more_body():
                     return None
             else:  # ConnectionClosed or PAUSED: the client went away
                 self._close()
                 return None
 
-    _body_waiter: asyncio.Future[None] | None = None
-
-    def _scope(self, request: h11.Request) -> Scope:
-        target = bytes(request.target)
-        path, _, query = target.partition(b"?")
-        headers = [(bytes(k).lower(), bytes(v)) for k, v in request.headers]
-        return {
-            "type": "http",
-            "asgi": {"version": "3.0", "spec_version": "2.4"},
-            "http_version": bytes(request.http_version).decode(),
-            "method": bytes(request.method).decode(),
-            "scheme": "https",
-            "path": _unquote(path),
-            "raw_path": path,
-            "query_string": query,
-            "root_path": "",
-            "headers": headers,
-            "client": self._client,
-            "server": self._server_addr,
-            "extensions": {
-                "tls": {
-                    "server_cert": None,
-                    "client_cert_chain": list(self._peer_pem),
-                    "client_cert_name": None,
-                    "client_cert_error": None,
-                    "tls_version": _TLS_1_3,
-                    "cipher_suite": None,
-                }
-            },
-        }
+    async def _more_body(self) -> bool:
+        """Read once more for the body; False once the connection is gone (deadline, close)."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._body_waiter = waiter
+        self._resume_reading()
+        try:
+            await waiter
+        finally:
+            self._body_waiter = None
+        return not self._closed
 
     def _finish_cycle(self) -> None:
         self._busy = False
@@ -336,7 +310,8 @@ class TlsHttpProtocol(asyncio.Protocol):
             and self._requests < self._limits.max_requests_per_connection
         ):
             self._http.start_next_cycle()
-            self._arm_timer(self._limits.idle_timeout_s)
+            self._await_request()
+            self._resume_reading()
             self._process_events()
         else:
             self._close()
@@ -356,23 +331,41 @@ class TlsHttpProtocol(asyncio.Protocol):
         except h11.LocalProtocolError:
             return
 
-    # -- lifetime ------------------------------------------------------------------------
+    # -- time ----------------------------------------------------------------------------
 
-    def _arm_timer(self, seconds: float) -> None:
+    def _await_request(self) -> None:
+        """Between requests: the idle timeout runs until the next request's first byte."""
+        self._phase = "idle"
+        self._arm_timer(self._limits.idle_timeout_s, self._abort)
+
+    def _begin_request_deadline(self) -> None:
+        """A request started: it has ``request_timeout_s`` in all, whatever it sends."""
+        if self._phase == "idle":
+            self._phase = "request"
+            self._arm_timer(self._limits.request_timeout_s, self._request_timed_out)
+
+    def _request_timed_out(self) -> None:
+        logger.debug("request deadline passed for %s", self._client)
+        self._send_simple(408, b"request not received in time")
+        self._close()
+
+    def _arm_timer(self, seconds: float, callback: Callable[[], None]) -> None:
         self._cancel_timer()
-        self._timer = asyncio.get_running_loop().call_later(seconds, self._abort)
+        self._timer = asyncio.get_running_loop().call_later(seconds, callback)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
 
+    # -- lifetime ------------------------------------------------------------------------
+
     def _close(self) -> None:
         if self._closed:
             return
         self._closed = True
         self._cancel_timer()
-        if self._tls is not None and self._handshake_done:
+        if self._tls is not None and self._phase != "handshake":
             with contextlib.suppress(SSL.Error):
                 self._tls.shutdown()
             self._flush_quiet()
@@ -397,24 +390,6 @@ class TlsHttpProtocol(asyncio.Protocol):
     def _wake_body_waiter(self) -> None:
         if self._body_waiter is not None and not self._body_waiter.done():
             self._body_waiter.set_result(None)
-
-
-class _PeerGone(ConnectionError):
-    """The client closed or stalled (past the idle timeout) while a response was being sent."""
-
-
-def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
-    for name, value in headers:
-        if name.lower() == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
-
-
-def _unquote(path: bytes) -> str:
-    return unquote_to_bytes(path).decode("utf-8", "replace")
 
 
 def _log_task_error(task: asyncio.Task[None]) -> None:

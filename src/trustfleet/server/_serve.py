@@ -16,6 +16,8 @@ import uvloop
 from OpenSSL import SSL
 
 from trustfleet.errors import Unavailable
+from trustfleet.server._lifespan import Lifespan
+from trustfleet.server._limits import ConnectionGate
 from trustfleet.server._protocol import AsgiApp, ConnectionLimits, TlsHttpProtocol
 
 __all__ = ["listen_socket", "run_workers", "serve"]
@@ -60,22 +62,34 @@ async def serve(
     context: SSL.Context,
     limits: ConnectionLimits,
     stop: asyncio.Event,
+    gate: ConnectionGate | None = None,
 ) -> None:
-    """Serve HTTPS on ``sock`` until ``stop`` is set."""
+    """Serve HTTPS on ``sock`` until ``stop`` is set.
+
+    The application's ASGI lifespan (if it has one) starts before the first connection and
+    stops after the listener closes. ``gate`` caps the connections (one per worker process; a
+    new one from ``limits`` if not given).
+    """
     loop = asyncio.get_running_loop()
     addr = sock.getsockname()
     server_addr = (str(addr[0]), int(addr[1]))
+    shared_gate = gate or ConnectionGate(limits)
 
     def factory() -> TlsHttpProtocol:
-        return TlsHttpProtocol(context=context, app=app, limits=limits, server_addr=server_addr)
+        return TlsHttpProtocol(
+            context=context, app=app, limits=limits, server_addr=server_addr, gate=shared_gate
+        )
 
+    lifespan = Lifespan(app)
+    await lifespan.startup()
     server = await loop.create_server(factory, sock=sock, backlog=_BACKLOG)
     try:
         await stop.wait()
     finally:
         server.close()
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(server.wait_closed(), timeout=2.0)
+        await lifespan.shutdown()
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:

@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
@@ -24,6 +25,7 @@ from starlette.routing import Route
 
 from trustfleet.errors import InvalidInput, TrustFleetError, status_for
 from trustfleet.pki import CONTENT_TYPE_CERTS_ONLY, certs_only
+from trustfleet.server._limits import source_key
 from trustfleet.server._ota_routes import ota_routes
 from trustfleet.services.attestation import (
     ak_activate_request,
@@ -31,6 +33,7 @@ from trustfleet.services.attestation import (
     authenticate_device,
 )
 from trustfleet.services.enrollment import EnrollMode, enroll
+from trustfleet.services.refusals import RefusalPolicy, RefusalRecorder
 from trustfleet.services.revocation import answer_ocsp, current_crl
 from trustfleet.services.runtime import Runtime
 
@@ -41,6 +44,7 @@ logger = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 _MAX_OCSP_BYTES = 8192
 _ENROLL_THREADS = 1
+_FLUSH_EVERY_MAX_S = 5.0  # refusal summaries are written at most this long after their window
 
 
 def _utcnow() -> datetime:
@@ -48,9 +52,21 @@ def _utcnow() -> datetime:
 
 
 def create_app(rt: Runtime, *, clock: Clock = _utcnow) -> Starlette:
-    """Build the application around an opened runtime."""
+    """Build the application around an opened runtime.
+
+    Its ASGI lifespan writes the summaries of aggregated refusals as their windows end, and
+    the rest when the worker stops. There are no redirects: a path with a trailing slash is
+    404, never a ``Location`` built from the client's ``Host`` header.
+    """
     cacerts_body = certs_only([rt.ca_certificate("device"), rt.ca_certificate("root")])
     executor = ThreadPoolExecutor(max_workers=_ENROLL_THREADS, thread_name_prefix="est")
+    api = rt.settings.api
+    refusals = RefusalRecorder(
+        RefusalPolicy(
+            window_s=api.refusal_window_s, burst=api.refusal_burst, max_keys=api.refusal_max_keys
+        )
+    )
+    lifespan = _lifespan(rt, refusals, executor=executor, clock=clock)
 
     async def cacerts(_request: Request) -> Response:
         return _pkcs7(cacerts_body, CONTENT_TYPE_CERTS_ONLY)
@@ -59,7 +75,13 @@ def create_app(rt: Runtime, *, clock: Clock = _utcnow) -> Starlette:
         async def handler(request: Request) -> Response:
             body = await request.body()
             call = functools.partial(
-                enroll, rt, client_cert_pem=_client_cert(request), body=body, mode=mode, now=clock()
+                enroll,
+                rt,
+                client_cert_pem=_client_cert(request),
+                body=body,
+                mode=mode,
+                now=clock(),
+                refusals=refusals.sink(source_key(request.client.host) if request.client else None),
             )
             # Off the event loop: a wait for the store's write lock must not stall handshakes.
             cert = await asyncio.get_running_loop().run_in_executor(executor, call)
@@ -114,13 +136,46 @@ def create_app(rt: Runtime, *, clock: Clock = _utcnow) -> Starlette:
         Route("/ocsp", _guard(ocsp_post), methods=["POST"]),
         Route("/ocsp/{request:path}", _guard(ocsp_get), methods=["GET"]),
         Route("/attest/v1/ak", _guard(ak_route(ak_enroll_request)), methods=["POST"]),
-        Route(
-            "/attest/v1/ak/activate", _guard(ak_route(ak_activate_request)), methods=["POST"]
-        ),
+        Route("/attest/v1/ak/activate", _guard(ak_route(ak_activate_request)), methods=["POST"]),
         Route("/healthz", health, methods=["GET"]),
         *ota_routes(rt, clock=clock, guard=_guard),  # TUF repository, device mTLS (docs/ota.md)
     ]
-    return Starlette(routes=routes)
+
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.router.redirect_slashes = False  # a redirect would echo the client's Host header
+    return app
+
+
+def _lifespan(
+    rt: Runtime, refusals: RefusalRecorder, *, executor: ThreadPoolExecutor, clock: Clock
+) -> Callable[[Starlette], contextlib.AbstractAsyncContextManager[None]]:
+    """The app's lifespan: refusal summaries written as windows end, and all at shutdown."""
+    every_s = min(rt.settings.api.refusal_window_s / 4, _FLUSH_EVERY_MAX_S)
+
+    async def flush(*, everything: bool) -> None:
+        call = functools.partial(refusals.flush, rt, now=clock(), everything=everything)
+        await asyncio.get_running_loop().run_in_executor(executor, call)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        task = asyncio.get_running_loop().create_task(_flush_forever(flush, every_s=every_s))
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await flush(everything=True)
+            executor.shutdown(wait=True)
+
+    return lifespan
+
+
+async def _flush_forever(flush: Callable[..., Awaitable[None]], *, every_s: float) -> None:
+    """Write refusal summaries as their windows end, until cancelled."""
+    while True:
+        await asyncio.sleep(every_s)
+        await flush(everything=False)
 
 
 def _guard(handler: Callable[[Request], object]) -> Callable[[Request], object]:

@@ -17,7 +17,7 @@ from typing import Any
 from trustfleet.errors import NotFound, TrustFleetError
 from trustfleet.server._attest_side import attest_process_main
 from trustfleet.server._broker_side import BrokerSide
-from trustfleet.server._protocol import ConnectionLimits
+from trustfleet.server._limits import limits_from_settings
 from trustfleet.server._serve import listen_socket, new_event_loop, serve
 from trustfleet.server._supervise import ProcessSpec, Supervisor
 from trustfleet.server._tls import TlsServerConfig, make_server_context
@@ -200,12 +200,7 @@ def _worker(home: str, port: int) -> None:
             client_ca=settings.path("public/ca-bundle.pem"),
         )
     )
-    limits = ConnectionLimits(
-        max_header_bytes=api.max_header_bytes,
-        max_body_bytes=api.max_body_bytes,
-        handshake_timeout_s=api.handshake_timeout_s,
-        idle_timeout_s=api.idle_timeout_s,
-    )
+    limits = limits_from_settings(api)
     sock = listen_socket(api.host, port, reuse_port=True)
     loop = new_event_loop()
     stop = asyncio.Event()

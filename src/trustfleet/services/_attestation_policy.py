@@ -45,8 +45,6 @@ __all__ = [
 ]
 
 
-
-
 def model_reference(
     model: str, *, agent_versions: Iterable[str] = (__version__,)
 ) -> ModelReference:

@@ -20,6 +20,7 @@ from cryptography import x509
 from trustfleet.errors import PermissionDenied, TrustFleetError
 from trustfleet.pki import LDEVID, CsrPolicy, check_csr, issue_device_certificate, parse_csr_body
 from trustfleet.services._certs import record_certificate
+from trustfleet.services.refusals import ANONYMOUS, Refusal, RefusalSink, write_refusal
 from trustfleet.services.runtime import Runtime
 from trustfleet.store.records import DeviceRecord
 
@@ -33,7 +34,13 @@ _ENROLLABLE_STATES = frozenset({"manufactured", "enrolled"})
 
 
 def enroll(
-    rt: Runtime, *, client_cert_pem: str | None, body: bytes, mode: EnrollMode, now: datetime
+    rt: Runtime,
+    *,
+    client_cert_pem: str | None,
+    body: bytes,
+    mode: EnrollMode,
+    now: datetime,
+    refusals: RefusalSink = write_refusal,
 ) -> x509.Certificate:
     """Issue an operational certificate (LDevID) for an authenticated device.
 
@@ -43,6 +50,8 @@ def enroll(
         body: The HTTP request body (base64 PKCS#10).
         mode: ``enroll`` (authenticated by the IDevID) or ``reenroll`` (by the current LDevID).
         now: The current time.
+        refusals: Where a refusal is recorded (default: one security event each; the HTTPS
+            app passes its per-source aggregator, ``services/refusals.py``).
 
     Returns:
         The new LDevID.
@@ -60,7 +69,7 @@ def enroll(
         check_csr(csr, expected_device_id=device_id, policy=CsrPolicy())
         return _issue(rt, csr, device=device, mode=mode, now=now)
     except TrustFleetError as exc:
-        _record_refusal(rt, exc, device_id=device_id, mode=mode, now=now)
+        _record_refusal(rt, exc, device_id=device_id, mode=mode, now=now, sink=refusals)
         raise
 
 
@@ -152,17 +161,24 @@ def _issue(
 
 
 def _record_refusal(
-    rt: Runtime, exc: TrustFleetError, *, device_id: str | None, mode: EnrollMode, now: datetime
+    rt: Runtime,
+    exc: TrustFleetError,
+    *,
+    device_id: str | None,
+    mode: EnrollMode,
+    now: datetime,
+    sink: RefusalSink,
 ) -> None:
     logger.info("enrollment refused (%s) for %s: %s", exc.code, device_id or "unknown", exc.message)
-    try:
-        with rt.uow.begin() as tx:
-            tx.events.append(
-                type="enrollment.refused",
-                actor=f"device:{device_id}" if device_id else "anonymous",
-                subject=f"device:{device_id}" if device_id else "unknown",
-                details={"mode": mode, "code": exc.code or exc.category, "reason": exc.message},
-                now=now,
-            )
-    except TrustFleetError:
-        logger.exception("could not record the refused enrollment")
+    code = exc.code or exc.category
+    sink(
+        rt,
+        Refusal(
+            type="enrollment.refused",
+            actor=f"device:{device_id}" if device_id else ANONYMOUS,
+            subject=f"device:{device_id}" if device_id else "unknown",
+            code=code,
+            at=now,
+            details={"mode": mode, "code": code, "reason": exc.message},
+        ),
+    )

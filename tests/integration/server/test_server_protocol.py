@@ -6,100 +6,25 @@ clients are independent: Python's ssl module (system OpenSSL), `openssl s_client
 
 from __future__ import annotations
 
-import asyncio
-import datetime as dt
 import json
 import socket
 import ssl
 import subprocess
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from httpskit import Pki, client_ctx, make_pki, raw_exchange, serving
 
-from trustfleet.server._protocol import ConnectionLimits
-from trustfleet.server._serve import listen_socket, new_event_loop, serve
-from trustfleet.server._tls import TlsServerConfig, make_server_context
+from trustfleet.server._limits import ConnectionLimits
 
 pytestmark = pytest.mark.integration
-
-NOW = dt.datetime.now(dt.UTC)
-
-
-def _cert(
-    name: str,
-    key: ec.EllipticCurvePrivateKey,
-    *,
-    issuer: tuple[x509.Certificate, Any] | None,
-    ca: bool,
-) -> x509.Certificate:
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer[0].subject if issuer else subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW - dt.timedelta(hours=1))
-        .not_valid_after(NOW + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if not ca:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False
-        ).add_extension(
-            x509.ExtendedKeyUsage(
-                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-            ),
-            critical=False,
-        )
-    return builder.sign(issuer[1] if issuer else key, hashes.SHA256())
-
-
-def _pem(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.PEM)
-
-
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-
-
-@dataclass
-class Pki:
-    ca: Path
-    server_chain: Path
-    server_key: Path
-    client_cert: Path
-    client_key: Path
-    client: x509.Certificate
 
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    d = tmp_path_factory.mktemp("pki")
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = _cert("test ca", ca_key, issuer=None, ca=True)
-    srv_key, cli_key = (
-        ec.generate_private_key(ec.SECP256R1()),
-        ec.generate_private_key(ec.SECP256R1()),
-    )
-    srv = _cert("localhost", srv_key, issuer=(ca, ca_key), ca=False)
-    cli = _cert("client-0001", cli_key, issuer=(ca, ca_key), ca=False)
-    (d / "ca.pem").write_bytes(_pem(ca))
-    (d / "srv.pem").write_bytes(_pem(srv) + _pem(ca))
-    (d / "srv.key").write_bytes(_key_pem(srv_key))
-    (d / "cli.pem").write_bytes(_pem(cli))
-    (d / "cli.key").write_bytes(_key_pem(cli_key))
-    return Pki(d / "ca.pem", d / "srv.pem", d / "srv.key", d / "cli.pem", d / "cli.key", cli)
+    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 async def _echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -121,56 +46,22 @@ async def _echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 LIMITS = ConnectionLimits(
-    max_header_bytes=4096, max_body_bytes=8192, handshake_timeout_s=1.0, idle_timeout_s=1.0
+    max_header_bytes=4096,
+    max_body_bytes=8192,
+    handshake_timeout_s=1.0,
+    idle_timeout_s=1.0,
+    request_timeout_s=1.0,
 )
 
 
 @pytest.fixture(scope="module")
 def port(pki: Pki) -> Iterator[int]:
-    context = make_server_context(
-        TlsServerConfig(cert_chain=pki.server_chain, key=pki.server_key, client_ca=pki.ca)
-    )
-    sock = listen_socket("127.0.0.1", 0, reuse_port=False)
-    loop = new_event_loop()
-    stop = asyncio.Event()
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(
-            serve(app=_echo_app, sock=sock, context=context, limits=LIMITS, stop=stop)
-        )
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    yield int(sock.getsockname()[1])
-    loop.call_soon_threadsafe(stop.set)
-    thread.join(timeout=5)
-    loop.close()
+    with serving(pki, app=_echo_app, limits=LIMITS) as served:
+        yield served.port
 
 
-def _client_ctx(pki: Pki, *, with_cert: bool) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(cafile=str(pki.ca))
-    if with_cert:
-        ctx.load_cert_chain(str(pki.client_cert), str(pki.client_key))
-    return ctx
-
-
-def _raw(
-    pki: Pki, port: int, payload: bytes, *, with_cert: bool = False, read_s: float = 3.0
-) -> bytes:
-    ctx = _client_ctx(pki, with_cert=with_cert)
-    chunks = []
-    with (
-        socket.create_connection(("127.0.0.1", port), timeout=read_s) as tcp,
-        ctx.wrap_socket(tcp, server_hostname="localhost") as tls,
-    ):
-        tls.sendall(payload)
-        try:
-            while chunk := tls.recv(65536):
-                chunks.append(chunk)
-        except (TimeoutError, ssl.SSLError, ConnectionResetError):
-            pass
-    return b"".join(chunks)
+_raw = raw_exchange
+_client_ctx = client_ctx
 
 
 def test_peer_certificate_reaches_the_app(pki: Pki, port: int) -> None:
@@ -208,6 +99,11 @@ def test_keep_alive_serves_several_requests(pki: Pki, port: int) -> None:
             b"413",
         ),
         (b"GET / HTTP/1.1\r\n\r\n", b"400"),
+        (
+            b"POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 5\r\n"
+            b"transfer-encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n",
+            b"400",
+        ),
     ],
     ids=[
         "header-too-large",
@@ -215,6 +111,7 @@ def test_keep_alive_serves_several_requests(pki: Pki, port: int) -> None:
         "declared-body-too-large",
         "chunked-body-too-large",
         "no-host",
+        "content-length-with-chunked",  # found: accepted (request smuggling behind a proxy)
     ],
 )
 def test_bad_requests_get_a_4xx_and_a_closed_connection(
@@ -224,18 +121,48 @@ def test_bad_requests_get_a_4xx_and_a_closed_connection(
     assert raw.split(b" ", 2)[1] == status, raw[:200]
 
 
-def test_idle_connection_is_closed(pki: Pki, port: int) -> None:
+def test_head_gets_the_get_headers_and_no_body(pki: Pki, port: int) -> None:
+    """Found: ``HEAD /healthz`` got no answer and logged a traceback (RFC 9110 §9.3.2)."""
+    head = b"HEAD /x HTTP/1.1\r\nhost: a\r\n\r\n"
+    get = b"GET /x HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n"
+    raw = _raw(pki, port, head + get)  # the connection stays usable after the HEAD
+    head_head, _, rest = raw.partition(b"\r\n\r\n")
+    assert head_head.startswith(b"HTTP/1.1 200 ")
+    assert b"content-type: application/json" in head_head.lower()
+    # The length of the body a GET would get (the echo says "HEAD": one more byte than GET).
+    get_head, _, get_body = rest.partition(b"\r\n\r\n")
+    assert f"content-length: {len(get_body) + 1}".encode() in head_head.lower()
+    assert get_head.startswith(b"HTTP/1.1 200 ")  # the next response, no body in between
+    assert json.loads(get_body)["method"] == "GET"
+
+
+def test_unfinished_request_is_answered_408_and_closed(pki: Pki, port: int) -> None:
     ctx = _client_ctx(pki, with_cert=False)
     with (
         socket.create_connection(("127.0.0.1", port), timeout=10) as tcp,
         ctx.wrap_socket(tcp, server_hostname="localhost") as tls,
     ):
         tls.sendall(b"GET / HTTP/1.1\r\nhost: a\r\n")  # never finishes its headers
+        data = b""
         try:
-            data = tls.recv(1024)
+            while chunk := tls.recv(1024):
+                data += chunk
+        except (ConnectionResetError, ssl.SSLError):
+            pass
+        # The server closed it: had it not, recv would raise TimeoutError after 10 s.
+        assert data.startswith(b"HTTP/1.1 408 "), data
+
+
+def test_idle_connection_is_closed(pki: Pki, port: int) -> None:
+    ctx = _client_ctx(pki, with_cert=False)
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as tcp,
+        ctx.wrap_socket(tcp, server_hostname="localhost") as tls,
+    ):
+        try:
+            data = tls.recv(1024)  # sends nothing after the handshake
         except (ConnectionResetError, ssl.SSLError):
             data = b""
-        # The server closed it: had it not, recv would raise TimeoutError after 10 s.
         assert data == b""
 
 

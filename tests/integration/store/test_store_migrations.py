@@ -13,9 +13,21 @@ import trustfleet.store
 from trustfleet.store import create_engine, migrate, sqlite_url
 from trustfleet.store._models import Base
 
-TABLES = {"alembic_version", "devices", "certificates", "security_events", "crls", "telemetry",
-          "releases", "campaigns", "campaign_devices", "attestation_keys",
-          "ak_enrollments", "attestation_challenges", "attestation_results"}
+TABLES = {
+    "alembic_version",
+    "devices",
+    "certificates",
+    "security_events",
+    "crls",
+    "telemetry",
+    "releases",
+    "campaigns",
+    "campaign_devices",
+    "attestation_keys",
+    "ak_enrollments",
+    "attestation_challenges",
+    "attestation_results",
+}
 _VERSIONS = Path(trustfleet.store.__file__).parent / "migrations" / "versions"
 HEAD = max(p.name.split("_")[0] for p in _VERSIONS.glob("[0-9][0-9][0-9][0-9]_*.py"))
 

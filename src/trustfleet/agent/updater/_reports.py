@@ -28,7 +28,6 @@ REPORTED = frozenset(
 """States that are reported (``installed`` and ``trial`` are internal)."""
 
 
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OtaReport:
     """One ``ota/status`` report (``ts`` and ``seq`` are added by the agent)."""

@@ -24,9 +24,7 @@ from trustfleet.errors import TrustFleetError, Unavailable, VerificationFailed
 
 __all__ = ["translate"]
 
-_HINT_ATTACK = (
-    "the repository may be attacked or misconfigured; nothing unverified was kept"
-)
+_HINT_ATTACK = "the repository may be attacked or misconfigured; nothing unverified was kept"
 _HINT_RETRY = "retry later; nothing unverified was kept"
 _LISTED_VERSION_DROPPED = re.compile(r"^Expected \S+\.json version ")
 _ROOT_VERSION = re.compile(r"^Expected root version (\d+) instead got version (\d+)")
