@@ -34,6 +34,17 @@ def text(value: str, *, name: str, max_chars: int) -> str:
     return value
 
 
+BIGINT_MIN: Final = -(2**63)
+BIGINT_MAX: Final = 2**63 - 1
+
+
+def bigint(value: int, *, name: str) -> int:
+    """Return ``value`` if a BIGINT column can hold it."""
+    if isinstance(value, bool) or not BIGINT_MIN <= value <= BIGINT_MAX:
+        raise InvalidInput(f"{name} must fit in 64 bits", code="store.bad_value")
+    return value
+
+
 def one_of(value: str, allowed: tuple[str, ...], *, name: str) -> str:
     """Return ``value`` if it is one of ``allowed``."""
     if value not in allowed:
@@ -94,9 +105,12 @@ def json_object(value: Mapping[str, Any], *, max_bytes: int) -> dict[str, Any]:
     _check_json(value, depth=0)
     try:
         encoded = json.dumps(value, allow_nan=False, ensure_ascii=False)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"details are not JSON: {exc}", code="store.bad_details") from exc
-    if len(encoded.encode()) > max_bytes:
+        size = len(encoded.encode())
+    except (TypeError, ValueError) as exc:  # UnicodeEncodeError: a lone surrogate ("\ud800")
+        raise InvalidInput(
+            f"details are not JSON: {type(exc).__name__}", code="store.bad_details"
+        ) from exc
+    if size > max_bytes:
         raise InvalidInput(
             f"details exceed {max_bytes} bytes of JSON", code="store.details_too_large"
         )
