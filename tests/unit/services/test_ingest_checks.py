@@ -144,3 +144,11 @@ def test_limiter_memory_is_bounded_and_the_rest_is_summed() -> None:
     overflow = summaries[-1]
     assert (overflow.subject, overflow.count) == (OVERFLOW_SUBJECT, 997)
     assert len(overflow.codes) <= 17  # 16 codes + "other"
+
+
+def test_ota_report_text_a_database_cannot_hold_is_refused() -> None:
+    from trustfleet.ota.status_report import parse_ota_status
+
+    with pytest.raises(InvalidInput) as info:
+        parse_ota_status({"state": "failed", "reason": "\ud800"})
+    assert info.value.code == "ingest.field"
