@@ -86,32 +86,30 @@ def load_body(payload: bytes, limits: IngestLimits) -> dict[str, Any]:
         raise InvalidInput(f"payload over {limits.max_bytes} bytes", code="ingest.too_large")
     try:
         body = json.loads(payload.decode("utf-8"), parse_constant=_refuse_constant)
-        # JSON escapes can spell lone surrogates ("\ud800"), which no database can store.
-        json.dumps(body, ensure_ascii=False).encode("utf-8")
+        if b"\\ud" in payload or b"\\uD" in payload:
+            # JSON escapes can spell lone surrogates ("\ud800"), which no database can store
+            # (strict UTF-8 decoding already refused raw ones).
+            json.dumps(body, ensure_ascii=False).encode("utf-8")
     except (UnicodeError, ValueError, RecursionError) as exc:
         raise InvalidInput("payload is not UTF-8 JSON", code="ingest.not_json") from exc
     if not isinstance(body, dict):
         raise InvalidInput("payload is not a JSON object", code="ingest.not_object")
-    if _depth_over(body, limits.max_json_depth):
+    brackets = payload.count(b"{") + payload.count(b"[")  # fast bound on the nesting depth
+    if brackets > limits.max_json_depth and _depth_over(body, limits.max_json_depth):
         raise InvalidInput(
             f"payload nests deeper than {limits.max_json_depth} levels", code="ingest.too_deep"
         )
     return body
 
 
-def _depth_over(body: object, max_depth: int) -> bool:
-    stack: list[tuple[object, int]] = [(body, 1)]
+def _depth_over(body: dict[str, Any], max_depth: int) -> bool:
+    stack: list[tuple[dict[str, Any] | list[Any], int]] = [(body, 1)]
     while stack:  # iterative: a deep payload cannot exhaust the interpreter's stack here
         value, depth = stack.pop()
-        if isinstance(value, dict):
-            children: list[object] = list(value.values())
-        elif isinstance(value, list):
-            children = value
-        else:
-            continue
         if depth > max_depth:
             return True
-        stack.extend((child, depth + 1) for child in children)
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
     return False
 
 

@@ -30,8 +30,6 @@ MAX_METRICS_BYTES = 16 * 1024
 """Bound on the JSON size of one row's metrics (the MQTT payload bound)."""
 MAX_BOOT_CHARS = 32
 """Bound on a boot id (the column's width)."""
-_INSERT_CHUNK = 500
-"""Rows per INSERT statement (7 parameters each: far below SQLite's and PostgreSQL's limits)."""
 
 
 def check_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
@@ -104,16 +102,17 @@ class TelemetryRepository:
             InvalidInput: A value is malformed or a metrics object is too large.
         """
         values = [_values(r) for r in rows]
+        if not values:
+            return 0
         conn = self._handle.session.connection()
         insert = (
             postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
         )  # both spell "INSERT ... ON CONFLICT DO NOTHING" the same way
-        written = 0
-        for start in range(0, len(values), _INSERT_CHUNK):
-            statement = insert(self._table).values(values[start : start + _INSERT_CHUNK])
-            inserted = conn.execute(statement.on_conflict_do_nothing().returning(self._table.c.id))
-            written += len(inserted.all())  # rowcount is -1 here on psycopg
-        return written
+        statement = insert(self._table).on_conflict_do_nothing().returning(self._table.c.id)
+        # executemany with RETURNING: SQLAlchemy batches it into multi-row INSERTs
+        # ("insertmanyvalues"); the ids returned count what was inserted (rowcount is -1 on
+        # psycopg).
+        return len(conn.execute(statement, values).all())
 
     def list_for_device(
         self, device_id: str, *, limit: int = 100, after_id: int = 0
