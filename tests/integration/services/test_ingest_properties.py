@@ -26,13 +26,19 @@ from hypothesis import strategies as st
 
 from support.ingestworker import WorkerKit, telemetry, worker_kit
 from trustfleet.ota.campaign_rules import REPORT_STATES
-from trustfleet.store import AttestationKeyRecord, ChallengeRecord, UnitOfWork
+from trustfleet.store import (
+    AttestationKeyRecord,
+    ChallengeRecord,
+    NewCampaignDevice,
+    UnitOfWork,
+)
 
 pytestmark = pytest.mark.integration
 
 GOOD, BAD = "dev-good0001", "dev-bad00001"
 KINDS = ["telemetry", "events", "cmd/result", "ota/status", "attest/evidence"]
 CHALLENGES = [f"ch-{i:04d}" for i in range(300)]
+CAMPAIGNS = [f"cmp-{i:03d}" for i in range(50)]
 EXAMPLES = {"sqlite": 120, "postgresql": 40}
 """Examples per topic and backend (each is one batch through the worker)."""
 
@@ -137,7 +143,7 @@ KIND_FIELDS: dict[str, dict[str, Any]] = {
     "cmd/result": {"id": st.text(max_size=40), "ok": st.booleans(), "result": json_values},
     "ota/status": {
         "state": st.sampled_from(sorted(REPORT_STATES)),
-        "campaign": st.text(min_size=1, max_size=256),
+        "campaign": st.one_of(st.sampled_from(CAMPAIGNS), st.text(min_size=1, max_size=256)),
         "version": st.sampled_from(["1.0.0", "999999999.0.0", "2.0.0"]),
         "bytes": st.integers(min_value=0, max_value=2**63 - 1),
         "reason": st.text(min_size=1, max_size=256),
@@ -230,6 +236,17 @@ def _seed_attestation(uow: UnitOfWork, now: datetime) -> None:
             )  # fmt: skip
 
 
+def _seed_campaigns(uow: UnitOfWork, now: datetime) -> None:
+    """Running campaigns with the bad device in flight, so reports move real campaign rows."""
+    with uow.begin() as tx:
+        for cid in CAMPAIGNS:
+            tx.campaigns.add(
+                id=cid, model="m", version="2.0.0", waves=[1.0], max_failure_rate=0.5,
+                device_timeout_s=3600, now=now,
+            )  # fmt: skip
+            tx.campaigns.add_devices(cid, [NewCampaignDevice(BAD, 1, "notified")], now=now)
+
+
 def _good_count(kit: WorkerKit) -> int:
     with kit.uow.begin(read_only=True) as tx:
         return tx.telemetry.count(device_id=GOOD)
@@ -242,6 +259,7 @@ def test_generated_payloads_never_end_the_worker_and_neighbours_are_stored(
     backend = "postgresql" if db_url.startswith("postgresql") else "sqlite"
     with worker_kit(tmp_path, db_url) as kit:
         _seed_attestation(kit.uow, datetime.now(UTC))
+        _seed_campaigns(kit.uow, datetime.now(UTC))
         seqs = itertools.count()
 
         @settings(
@@ -262,5 +280,7 @@ def test_generated_payloads_never_end_the_worker_and_neighbours_are_stored(
 
         one_batch()
         counters = kit.worker.counters
-        print(kind, backend, counters)  # shown with -s: which paths the examples reached
+        with kit.uow.begin(read_only=True) as tx:
+            moved = sum(tx.campaigns.device(c, BAD).state != "notified" for c in CAMPAIGNS)  # type: ignore[union-attr]
+        print(kind, backend, counters, f"{moved} campaign rows moved")  # shown with -s
         assert counters.received > 0
