@@ -124,6 +124,26 @@ def test_a_poisoning_device_never_stops_ingest_for_the_others(fleet: Fleet) -> N
     assert "restarting" not in fleet.server.log.read_text()
 
 
+def test_a_message_published_twice_is_stored_once(fleet: Fleet) -> None:
+    """Finding 5: (device, boot, seq) names a message; a QoS 1 redelivery (here: the same
+    payloads published again, over another connection) adds no row, whichever of the two
+    ingest workers gets it. A new boot id starts its own sequence."""
+    dev = fleet.new_device("dup")
+    ts = datetime.now(UTC).isoformat()
+
+    def payloads(boot: str) -> list[str]:
+        return [
+            json.dumps({"ts": ts, "seq": i, "boot": boot, "metrics": {"n": i}}) for i in range(20)
+        ]
+
+    for attempt in ([*payloads("boot-a")], [*payloads("boot-a")], [*payloads("boot-b")[:5]]):
+        assert fleet.pub(dev, "telemetry", attempt).returncode == 0
+    wait_for(lambda: len(fleet.rows(dev.device_id)) >= 25, what="the telemetry rows")
+    time.sleep(1.0)  # a duplicate would arrive about now; then count again
+    rows = sorted((r.boot, r.seq) for r in fleet.rows(dev.device_id))
+    assert rows == [("boot-a", i) for i in range(20)] + [("boot-b", i) for i in range(5)]
+
+
 def test_revocation_from_another_process_cuts_the_device_off(fleet: Fleet) -> None:
     victim, bystander = fleet.new_device("victim"), fleet.new_device("stays")
     client_id = f"{victim.device_id}-live"
