@@ -167,8 +167,10 @@ class IngestWorker:
             self._write_rejections(flush=True)
             c = self.counters
             logger.info(
-                "ingest stopped: %d received, %d rows, %d malformed, %d refused",
-                c.received, c.stored_rows, c.malformed, c.refused,
+                "ingest stopped: %d received, %d rows, %d dropped (%d isolated by the store), "
+                "%d refused, %d ingest.rejected events; by code: %s",
+                c.received, c.stored_rows, c.faults, c.isolated, c.refused, c.rejected_events,
+                c.by_code,
             )  # fmt: skip
 
     # -- MQTT side (awscrt's thread) ------------------------------------------------

@@ -83,11 +83,11 @@ class RejectLimiter:
 
     def due(self, *, now: datetime, flush: bool = False) -> list[RejectSummary]:
         """The summaries whose window has ended (every one with ``flush``); forgets them."""
-        ended = [
-            device
-            for device, w in self._devices.items()
-            if flush or now - w.first_at >= self._window
-        ]
+        ended: list[str] = []
+        for device, w in self._devices.items():  # in the order the windows opened
+            if not flush and now - w.first_at < self._window:
+                break  # every later window opened later still: a turn costs O(due), not O(all)
+            ended.append(device)
         summaries = [self._summary(f"device:{d}", self._devices.pop(d)) for d in ended]
         overflow = self._overflow
         if overflow is not None and (flush or now - overflow.first_at >= self._window):
