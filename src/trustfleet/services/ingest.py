@@ -1,8 +1,10 @@
 """Device messages from MQTT: validation (pure), batched storage, bounded retention.
 
 The contract is docs/mqtt.md. :func:`parse_message` is the verifier: a pure function of the
-topic, the payload bytes and the bounds. :func:`store_batch` writes one batch in one
-transaction; :func:`apply_retention` bounds the telemetry table by age and by row count.
+topic, the payload bytes, the bounds and ``now``, which checks every bound the store will apply
+(so a bad message is refused alone, before it joins a batch). :func:`store_batch` writes one
+batch in one transaction; :func:`store_isolating` splits a batch the store still refuses until
+the culprit is alone; :func:`apply_retention` bounds the telemetry table by age and row count.
 Nothing here keeps per-device state between calls (ARCHITECTURE §4): whether a device may
 still report is read from the store for every batch.
 """
