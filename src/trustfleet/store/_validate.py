@@ -22,7 +22,10 @@ def aware(value: datetime, *, name: str) -> datetime:
     """Return ``value`` in UTC; refuse a naive datetime."""
     if value.tzinfo is None or value.utcoffset() is None:
         raise InvalidInput(f"{name} must be a timezone-aware datetime", code="store.naive_datetime")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:  # e.g. 0001-01-01T00:00:00+01:00
+        raise InvalidInput(f"{name} is out of range in UTC", code="store.bad_value") from exc
 
 
 def text(value: str, *, name: str, max_chars: int) -> str:

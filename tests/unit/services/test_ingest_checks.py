@@ -152,3 +152,14 @@ def test_ota_report_text_a_database_cannot_hold_is_refused() -> None:
     with pytest.raises(InvalidInput) as info:
         parse_ota_status({"state": "failed", "reason": "\ud800"})
     assert info.value.code == "ingest.field"
+
+
+def test_the_store_refuses_a_datetime_out_of_range_in_utc() -> None:
+    from datetime import timezone
+
+    from trustfleet.store._validate import aware
+
+    year_1 = datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1)))
+    with pytest.raises(InvalidInput) as info:
+        aware(year_1, name="device_ts")
+    assert info.value.code == "store.bad_value"
