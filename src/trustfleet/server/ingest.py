@@ -65,6 +65,9 @@ QUEUE_PUT_TIMEOUT_S: Final = 5.0
 STORE_ATTEMPTS: Final = 3
 STORE_RETRY_S: Final = 0.5
 SUBSCRIBE_TIMEOUT_S: Final = 10.0
+CLIENT_ATTEMPTS: Final = 4
+CLIENT_RETRY_S: Final = 0.5
+"""Back-off step between attempts to open the service key for TLS (0.5, 1, 1.5 s)."""
 
 
 def ingest_client_id(identity: str) -> str:
@@ -144,13 +147,7 @@ class IngestWorker:
 
     def run(self, stop: threading.Event) -> None:
         """Connect, subscribe (again after every reconnect) and ingest until ``stop``."""
-        ident = ServiceMqttIdentity.from_settings(self.settings, port=self._port)
-        self._client = new_client(
-            ident,
-            client_id=ingest_client_id(ident.identity),
-            on_publish=self._on_publish,
-            on_connected=self._subscribe,
-        )
+        self._client = self._new_client(stop)
         self._client.start()
         next_retention = time.monotonic()
         try:
@@ -172,6 +169,25 @@ class IngestWorker:
                 c.received, c.stored_rows, c.faults, c.isolated, c.refused, c.rejected_events,
                 c.by_code,
             )  # fmt: skip
+
+    def _new_client(self, stop: threading.Event) -> mqtt5.Client:
+        """The MQTT client; a token that fails transiently (observed under load: SoftHSM2's
+        CKR_GENERAL_ERROR while other processes open the same token) is tried again."""
+        ident = ServiceMqttIdentity.from_settings(self.settings, port=self._port)
+        for attempt in range(1, CLIENT_ATTEMPTS + 1):
+            try:
+                return new_client(
+                    ident,
+                    client_id=ingest_client_id(ident.identity),
+                    on_publish=self._on_publish,
+                    on_connected=self._subscribe,
+                )
+            except Unavailable as exc:
+                if attempt == CLIENT_ATTEMPTS or stop.is_set():
+                    raise
+                logger.warning("ingest client (attempt %d): %s", attempt, exc.one_line())
+                stop.wait(CLIENT_RETRY_S * attempt)
+        raise AssertionError("unreachable")  # the loop returns or raises
 
     # -- MQTT side (awscrt's thread) ------------------------------------------------
 
