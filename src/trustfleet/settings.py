@@ -21,6 +21,7 @@ __all__ = [
     "BrokerSettings",
     "CaSettings",
     "CampaignSettings",
+    "IngestSettings",
     "KeystoreSettings",
     "OtaSettings",
     "PkiSettings",
@@ -176,6 +177,16 @@ class AttestationSettings(_Model):
     poll_s: float = Field(default=1.0, gt=0, le=60)
 
 
+class IngestSettings(_Model):
+    """What the ingest workers accept from devices beyond the payload bound (docs/mqtt.md)."""
+
+    ts_max_past_s: int = Field(default=7 * 86_400, ge=60, le=366 * 86_400)
+    ts_max_future_s: int = Field(default=3600, ge=1, le=7 * 86_400)
+    max_json_depth: int = Field(default=16, ge=2, le=64)
+    rejected_event_window_s: int = Field(default=300, ge=1, le=86_400)
+    rejected_max_devices: int = Field(default=10_000, ge=1, le=1_000_000)
+
+
 class ServerSettings(_Model):
     """Everything a server process needs, with paths resolved against ``home``."""
 
@@ -188,6 +199,7 @@ class ServerSettings(_Model):
     campaigns: CampaignSettings = CampaignSettings()
     ota: OtaSettings = OtaSettings()
     attestation: AttestationSettings = AttestationSettings()
+    ingest: IngestSettings = IngestSettings()
     ca: dict[str, CaSettings]
 
     def path(self, relative: str) -> Path:
@@ -295,6 +307,8 @@ def render_server_toml(settings: ServerSettings) -> str:
         *_render_ota(settings.ota),
         "",
         *_render_attestation(settings.attestation),
+        "",
+        *_render_ingest(settings.ingest),
     ]
     for name in CA_NAMES:
         ca = settings.ca[name]
@@ -388,4 +402,21 @@ def _render_attestation(att: AttestationSettings) -> list[str]:
         f'tpm_manufacturer_cas = "{att.tpm_manufacturer_cas}"',
         f"retention_days = {att.retention_days}  # challenges and verdicts kept this long",
         f"poll_s = {att.poll_s}  # how often server run's scheduler looks for due work",
+    ]
+
+
+def _render_ingest(ingest: IngestSettings) -> list[str]:
+    return [
+        "[ingest]",
+        "# Device messages (docs/mqtt.md): a message whose ts lies more than ts_max_past_s",
+        "# before or ts_max_future_s after the server's clock, or that nests deeper than",
+        "# max_json_depth, is dropped alone (code ingest.ts_range / ingest.too_deep).",
+        f"ts_max_past_s = {ingest.ts_max_past_s}",
+        f"ts_max_future_s = {ingest.ts_max_future_s}",
+        f"max_json_depth = {ingest.max_json_depth}",
+        "# Dropped messages are counted per device; each worker writes at most one",
+        "# ingest.rejected event per device per window (with the count and the codes), and",
+        "# tracks at most rejected_max_devices devices at once (the rest are summed up).",
+        f"rejected_event_window_s = {ingest.rejected_event_window_s}",
+        f"rejected_max_devices = {ingest.rejected_max_devices}",
     ]

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import json
 import math
+import secrets
 import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Command", "parse_command", "read_rss_kb", "render", "simulated_metrics"]
+__all__ = [
+    "Command",
+    "new_boot_id",
+    "parse_command",
+    "read_rss_kb",
+    "render",
+    "simulated_metrics",
+]
 
 _MAX_COMMAND_ID_CHARS = 128
 _COMMAND_NAME_CHARS = 64
@@ -49,14 +57,26 @@ def parse_command(raw: bytes, *, max_bytes: int) -> Command | str:
     return problem or Command(id=str(cid), name=str(name), args=args)
 
 
-def render(document: dict[str, Any], *, seq: int, now: datetime, max_bytes: int) -> bytes:
-    """The UTF-8 JSON payload ``{"ts", "seq", **document}``.
+def new_boot_id() -> str:
+    """A random id for this start of the agent (docs/mqtt.md: ``boot``)."""
+    return secrets.token_hex(8)
+
+
+def render(
+    document: dict[str, Any], *, seq: int, now: datetime, max_bytes: int, boot: str | None = None
+) -> bytes:
+    """The UTF-8 JSON payload ``{"ts", "seq", "boot", **document}``.
+
+    ``(device, boot, seq)`` names a message: the service stores it at most once.
 
     Raises:
         ValueError: The payload would be larger than ``max_bytes``.
     """
     ts = now.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    payload = json.dumps({"ts": ts, "seq": seq, **document}, separators=(",", ":")).encode()
+    head: dict[str, Any] = (
+        {"ts": ts, "seq": seq} if boot is None else {"ts": ts, "seq": seq, "boot": boot}
+    )
+    payload = json.dumps({**head, **document}, separators=(",", ":")).encode()
     if len(payload) > max_bytes:
         raise ValueError(f"payload of {len(payload)} bytes exceeds {max_bytes}")
     return payload

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from trustfleet.agent._messages import (
     Command,
+    new_boot_id,
     parse_command,
     read_rss_kb,
     render,
@@ -121,6 +122,7 @@ class _Agent:
         self.cert: CertFacts | None = None
         self.started = time.monotonic()
         self.seq = 0
+        self.boot_id = new_boot_id()  # with seq, names each message (docs/mqtt.md)
         self.ticks = 0
         self.past_connections = 0
         self.next_renewal_try = 0.0
@@ -240,7 +242,9 @@ class _Agent:
     def emit(self, leaf: str, document: dict[str, Any]) -> int:
         self.seq += 1
         max_bytes = self.mqtt.max_payload_bytes
-        payload = render(document, seq=self.seq, now=self.now(), max_bytes=max_bytes)
+        payload = render(
+            document, seq=self.seq, now=self.now(), max_bytes=max_bytes, boot=self.boot_id
+        )
         device_id = self.settings.device.id
         self.outbox.put(Message(seq=self.seq, topic=topic(device_id, leaf), payload=payload))
         self.result.published[leaf] = self.result.published.get(leaf, 0) + 1

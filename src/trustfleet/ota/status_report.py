@@ -51,7 +51,11 @@ class OtaStatus:
 
 
 def parse_ota_status(body: Mapping[str, Any]) -> OtaStatus:
-    """Check the fields of an ``ota/status`` report (``ts``/``seq`` are checked by ingest).
+    """Check the fields of an ``ota/status`` report.
+
+    ``ts``, ``seq`` and ``boot`` are checked by ingest (``services.ingest.parse_message``:
+    ``ts`` representable and within the configured window of the server's clock, else
+    ``ingest.ts_range``), like every device message's.
 
     Raises:
         InvalidInput: A field is missing, of the wrong type, out of bounds or too long
@@ -77,11 +81,25 @@ def _text(body: Mapping[str, Any], name: str) -> str | None:
     value = body.get(name)
     if value is None:
         return None
-    if not isinstance(value, str) or not 0 < len(value) <= MAX_REPORT_TEXT_CHARS or "\x00" in value:
+    if (
+        not isinstance(value, str)
+        or not 0 < len(value) <= MAX_REPORT_TEXT_CHARS
+        or "\x00" in value
+        or not _storable(value)
+    ):
         raise InvalidInput(
             f"'{name}' must be 1 to {MAX_REPORT_TEXT_CHARS} characters", code="ingest.field"
         )
     return value
+
+
+def _storable(value: str) -> bool:
+    """Whether a database can hold it (a JSON escape can spell a lone surrogate)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _version(body: Mapping[str, Any], name: str) -> str | None:

@@ -4,6 +4,12 @@ Several workers (on one host or many) share ``$share/ingest/tf/v1/d/+/…``: the
 each message to one of them. A worker keeps nothing per device: each batch reads the devices'
 states from the store. QoS 1 messages are acknowledged to the broker only after their batch
 is committed (or after they were judged malformed), so a crash loses no acknowledged message.
+
+No single message can end a worker: :meth:`IngestWorker._guarded` is the one boundary that
+catches what processing one message can raise (:data:`~trustfleet.services.ingest.MESSAGE_FAULTS`),
+drops that message alone, counts it by code and logs identifiers only; a batch the store still
+refuses is split until the culprit is alone (:func:`~trustfleet.services.ingest.store_isolating`).
+Dropped messages are summed per device into rate-limited ``ingest.rejected`` events.
 """
 
 from __future__ import annotations
@@ -18,25 +24,33 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from awscrt import mqtt5
 
-from trustfleet.errors import InvalidInput, TrustFleetError
+from trustfleet.errors import Conflict, TrustFleetError, Unavailable
+from trustfleet.pki import DEVICE_ID_PATTERN
 from trustfleet.services.attestation import (
     EVIDENCE_TOPIC_SUFFIX,
     evidence_device,
     handle_evidence,
 )
 from trustfleet.services.ingest import (
+    MESSAGE_FAULTS,
+    BatchOutcome,
     DeviceMessage,
+    IngestLimits,
+    Rejection,
     apply_retention,
+    fault_code,
     ingest_subscriptions,
     parse_message,
-    store_batch,
+    store_isolating,
 )
+from trustfleet.services.ingest_rejects import RejectLimiter, write_rejections
 from trustfleet.services.mqtt_client import ServiceMqttIdentity, new_client
 from trustfleet.settings import ServerSettings, load_server_settings
 from trustfleet.store import UnitOfWork, create_engine
@@ -51,6 +65,9 @@ QUEUE_PUT_TIMEOUT_S: Final = 5.0
 STORE_ATTEMPTS: Final = 3
 STORE_RETRY_S: Final = 0.5
 SUBSCRIBE_TIMEOUT_S: Final = 10.0
+CLIENT_ATTEMPTS: Final = 4
+CLIENT_RETRY_S: Final = 0.5
+"""Back-off step between attempts to open the service key for TLS (0.5, 1, 1.5 s)."""
 
 
 def ingest_client_id(identity: str) -> str:
@@ -72,11 +89,25 @@ class IngestCounters:
     refused: int = 0
     overflow: int = 0
     failed_batches: int = 0
+    isolated: int = 0
+    """Valid-looking messages the store refused, dropped alone after splitting their batch."""
+    faults: int = 0
+    """Messages whose processing raised (every drop, by code in ``by_code``)."""
+    rejected_events: int = 0
     by_code: dict[str, int] = field(default_factory=dict)
 
 
 _EVIDENCE_SUBSCRIPTION: Final = f"$share/ingest/tf/v1/d/+/{EVIDENCE_TOPIC_SUFFIX}"
 _Item = tuple[str, bytes, Any]  # topic, payload, puback control handle (None for QoS 0)
+_T = TypeVar("_T")
+
+
+def _topic_device(topic: str) -> str:
+    """The device id of ``tf/v1/d/<id>/…``, or "" (identifiers only go to logs and events)."""
+    parts = topic.split("/", 4)
+    if len(parts) > 4 and parts[:3] == ["tf", "v1", "d"] and DEVICE_ID_PATTERN.fullmatch(parts[3]):
+        return parts[3]
+    return ""
 
 
 class IngestWorker:
@@ -106,17 +137,17 @@ class IngestWorker:
         self._now = now
         self._run_retention = run_retention
         self._queue: queue.Queue[_Item] = queue.Queue(maxsize=QUEUE_MAX)
-        self._ident = ServiceMqttIdentity.from_settings(settings, port=port)
+        self._limits = IngestLimits.from_settings(settings)
+        self._rejects = RejectLimiter(
+            window=timedelta(seconds=settings.ingest.rejected_event_window_s),
+            max_devices=settings.ingest.rejected_max_devices,
+        )
+        self._port = port
         self._client: mqtt5.Client | None = None
 
     def run(self, stop: threading.Event) -> None:
         """Connect, subscribe (again after every reconnect) and ingest until ``stop``."""
-        self._client = new_client(
-            self._ident,
-            client_id=ingest_client_id(self._ident.identity),
-            on_publish=self._on_publish,
-            on_connected=self._subscribe,
-        )
+        self._client = self._new_client(stop)
         self._client.start()
         next_retention = time.monotonic()
         try:
@@ -124,16 +155,39 @@ class IngestWorker:
                 batch = self._collect(stop)
                 if batch:
                     self._process(batch)
+                self._write_rejections(flush=False)
                 if self._run_retention and time.monotonic() >= next_retention:
                     self._retention()
                     next_retention = time.monotonic() + self.settings.broker.retention_interval_s
         finally:
             self._client.stop()
+            self._write_rejections(flush=True)
             c = self.counters
             logger.info(
-                "ingest stopped: %d received, %d rows, %d malformed, %d refused",
-                c.received, c.stored_rows, c.malformed, c.refused,
+                "ingest stopped: %d received, %d rows, %d dropped (%d isolated by the store), "
+                "%d refused, %d ingest.rejected events; by code: %s",
+                c.received, c.stored_rows, c.faults, c.isolated, c.refused, c.rejected_events,
+                c.by_code,
             )  # fmt: skip
+
+    def _new_client(self, stop: threading.Event) -> mqtt5.Client:
+        """The MQTT client; a token that fails transiently (observed under load: SoftHSM2's
+        CKR_GENERAL_ERROR while other processes open the same token) is tried again."""
+        ident = ServiceMqttIdentity.from_settings(self.settings, port=self._port)
+        for attempt in range(1, CLIENT_ATTEMPTS + 1):
+            try:
+                return new_client(
+                    ident,
+                    client_id=ingest_client_id(ident.identity),
+                    on_publish=self._on_publish,
+                    on_connected=self._subscribe,
+                )
+            except Unavailable as exc:
+                if attempt == CLIENT_ATTEMPTS or stop.is_set():
+                    raise
+                logger.warning("ingest client (attempt %d): %s", attempt, exc.one_line())
+                stop.wait(CLIENT_RETRY_S * attempt)
+        raise AssertionError("unreachable")  # the loop returns or raises
 
     # -- MQTT side (awscrt's thread) ------------------------------------------------
 
@@ -201,31 +255,63 @@ class IngestWorker:
                 break
         return batch
 
+    def process(self, batch: list[_Item]) -> None:
+        """Process one batch of received messages (the MQTT-free core of the worker)."""
+        self._process(batch)
+
+    def _guarded(self, topic: str, call: Callable[[], _T], *, now: datetime) -> _T | None:
+        """THE boundary between one device message and the worker.
+
+        Runs ``call`` (the processing of the message on ``topic``); if it raises a message
+        fault, the message is dropped alone: counted by code, logged with identifiers only
+        (device, topic kind, code, exception type; never the payload) and summed into the
+        device's ``ingest.rejected`` event. Returns None then.
+        """
+        try:
+            return call()
+        except MESSAGE_FAULTS as exc:
+            self._count_drop(_topic_device(topic), fault_code(exc), now=now, exc=exc)
+            logger.info(
+                "dropped a message of %s on %s: %s (%s)",
+                _topic_device(topic) or "?", topic.rpartition("/")[2], fault_code(exc),
+                type(exc).__name__,
+            )  # fmt: skip
+            return None
+
+    def _count_drop(
+        self, device_id: str, code: str, *, now: datetime, exc: BaseException | None = None
+    ) -> None:
+        c = self.counters
+        c.faults += 1
+        c.by_code[code] = c.by_code.get(code, 0) + 1
+        if code.startswith("ingest.") and code != "ingest.internal":
+            c.malformed += 1
+        # Duplicates and late evidence (Conflict) and store outages are not the device's fault.
+        if not isinstance(exc, Conflict | Unavailable):
+            self._rejects.add(device_id, code, now=now)
+
     def _process(self, batch: list[_Item]) -> None:
+        now = self._now()
         self.counters.received += len(batch)
-        evidence = [item for item in batch if evidence_device(item[0]) is not None]
-        if evidence:
-            self._process_evidence(evidence)
-            batch = [item for item in batch if evidence_device(item[0]) is None]
-        messages: list[DeviceMessage] = []
-        for topic, payload, _handle in batch:
-            try:
-                messages.append(
-                    parse_message(topic, payload, max_bytes=self.settings.broker.max_payload_bytes)
-                )
-            except InvalidInput as exc:
-                self.counters.malformed += 1
-                code = exc.code or "ingest.invalid"
-                self.counters.by_code[code] = self.counters.by_code.get(code, 0) + 1
-                logger.debug("dropped a message on %s: %s", topic, code)
-        for attempt in range(1, STORE_ATTEMPTS + 1):
-            try:
-                outcome = store_batch(self.uow, messages, now=self._now())
-                break
-            except TrustFleetError as exc:
-                logger.warning("ingest batch failed (attempt %d): %s", attempt, exc.one_line())
-                time.sleep(STORE_RETRY_S)
-        else:
+        parsed: list[DeviceMessage] = []
+        to_store: list[_Item] = []
+        dropped: list[_Item] = []
+        for item in batch:
+            topic, payload, _handle = item
+            device_id = evidence_device(topic)
+            if device_id is not None:
+                self._guarded(topic, partial(self._evidence, device_id, payload, now), now=now)
+                self._ack([item])  # each evidence is its own transaction
+                continue
+            message = self._guarded(topic, partial(self._parse, topic, payload, now), now=now)
+            if message is None:
+                dropped.append(item)
+            else:
+                parsed.append(message)
+                to_store.append(item)
+        self._ack(dropped)
+        outcome = self._store(parsed, now=now)
+        if outcome is None:
             self.counters.failed_batches += 1
             return  # not acknowledged: the broker resends them to a worker of the group
         self.counters.stored_rows += outcome.telemetry_rows
@@ -233,20 +319,41 @@ class IngestWorker:
         self.counters.refused += outcome.refused
         if outcome.refused_devices:
             logger.info("dropped messages of devices not enrolled: %s", outcome.refused_devices)
-        self._ack(batch)
+        self._ack(to_store)
 
-    def _process_evidence(self, items: list[_Item]) -> None:
-        """Verify attestation evidence one message at a time (each is its own transaction)."""
-        for item in items:
-            topic, payload, _handle = item
-            device_id = evidence_device(topic) or ""
+    def _parse(self, topic: str, payload: bytes, now: datetime) -> DeviceMessage:
+        return parse_message(topic, payload, now=now, limits=self._limits)
+
+    def _evidence(self, device_id: str, payload: bytes, now: datetime) -> None:
+        handle_evidence(self, device_id=device_id, payload=payload, now=now)
+
+    def _store(self, messages: list[DeviceMessage], *, now: datetime) -> BatchOutcome | None:
+        """Store valid messages, isolating any the store refuses; None if it stayed down."""
+        if not messages:
+            return BatchOutcome()
+        for attempt in range(1, STORE_ATTEMPTS + 1):
             try:
-                handle_evidence(self, device_id=device_id, payload=payload, now=self._now())
-            except TrustFleetError as exc:
-                code = exc.code or exc.category
-                self.counters.by_code[code] = self.counters.by_code.get(code, 0) + 1
-                logger.info("evidence of %s not verified: %s", device_id, exc.one_line())
-            self._ack([item])
+                outcome, rejections = store_isolating(self.uow, messages, now=now)
+            except Unavailable as exc:
+                logger.warning("ingest batch failed (attempt %d): %s", attempt, exc.one_line())
+                time.sleep(STORE_RETRY_S)
+                continue
+            self._isolated(rejections, now=now)
+            return outcome
+        return None
+
+    def _isolated(self, rejections: tuple[Rejection, ...], *, now: datetime) -> None:
+        for rejection in rejections:
+            self.counters.isolated += 1
+            self._count_drop(rejection.device_id, rejection.code, now=now)
+
+    def _write_rejections(self, *, flush: bool) -> None:
+        now = self._now()
+        summaries = self._rejects.due(now=now, flush=flush)
+        window_s = self.settings.ingest.rejected_event_window_s
+        self.counters.rejected_events += write_rejections(
+            self.uow, summaries, now=now, window_s=window_s
+        )
 
     def _retention(self) -> None:
         broker = self.settings.broker

@@ -1,38 +1,60 @@
 """Device messages from MQTT: validation (pure), batched storage, bounded retention.
 
 The contract is docs/mqtt.md. :func:`parse_message` is the verifier: a pure function of the
-topic, the payload bytes and the bounds. :func:`store_batch` writes one batch in one
-transaction; :func:`apply_retention` bounds the telemetry table by age and by row count.
+topic, the payload bytes, the bounds and ``now``, which checks every bound the store will apply
+(so a bad message is refused alone, before it joins a batch). :func:`store_batch` writes one
+batch in one transaction; :func:`store_isolating` splits a batch the store still refuses until
+the culprit is alone; :func:`apply_retention` bounds the telemetry table by age and row count.
 Nothing here keeps per-device state between calls (ARCHITECTURE §4): whether a device may
 still report is read from the store for every batch.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import math
+import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
-from trustfleet.errors import InvalidInput
+from trustfleet.errors import InvalidInput, TrustFleetError, Unavailable
 from trustfleet.ota.status_report import OtaStatus, parse_ota_status
 from trustfleet.pki import DEVICE_ID_PATTERN
 from trustfleet.services._campaign_reports import apply_ota_reports
+from trustfleet.services._ingest_checks import (
+    MAX_METRIC_NAME_CHARS,
+    MAX_METRICS,
+    MAX_SEQ,
+    MAX_TS_CHARS,
+    IngestLimits,
+    check_boot,
+    check_metrics_object,
+    check_seq,
+    load_body,
+    parse_ts,
+)
 from trustfleet.store import NewTelemetry, UnitOfWork
 
 __all__ = [
     "INGEST_GROUP",
+    "MAX_METRICS",
+    "MAX_METRIC_NAME_CHARS",
+    "MAX_SEQ",
+    "MAX_TS_CHARS",
+    "MESSAGE_FAULTS",
     "MESSAGE_KINDS",
     "BatchOutcome",
     "DeviceMessage",
+    "IngestLimits",
+    "Rejection",
     "RetentionOutcome",
     "apply_retention",
+    "fault_code",
     "ingest_subscriptions",
     "parse_message",
     "store_batch",
+    "store_isolating",
 ]
 
 logger = logging.getLogger(__name__)
@@ -41,13 +63,35 @@ TOPIC_ROOT: Final = "tf/v1/d"
 INGEST_GROUP: Final = "ingest"
 MessageKind = Literal["telemetry", "events", "cmd/result", "ota/status"]
 MESSAGE_KINDS: Final[tuple[MessageKind, ...]] = ("telemetry", "events", "cmd/result", "ota/status")
-MAX_METRICS: Final = 256
-"""Most metrics in one telemetry message."""
-MAX_METRIC_NAME_CHARS: Final = 64
-MAX_SEQ: Final = 2**63 - 1
-MAX_TS_CHARS: Final = 40
+DEFAULT_LIMITS: Final = IngestLimits()
 _ACCEPTING_STATES: Final = frozenset({"enrolled"})
 """Only an enrolled device holds a device-CA certificate the broker accepts."""
+
+MESSAGE_FAULTS: Final[tuple[type[BaseException], ...]] = (
+    TrustFleetError,
+    ValueError,  # and UnicodeError, json's JSONDecodeError
+    TypeError,
+    LookupError,
+    ArithmeticError,  # OverflowError (datetime arithmetic), ZeroDivisionError
+    AttributeError,
+    RecursionError,
+    struct.error,  # TPM structures in attestation evidence
+)
+"""What processing one device message can raise: a message's fault, never the process's.
+
+The ingest worker's one boundary (:mod:`trustfleet.server.ingest`) catches exactly these per
+message and drops that message alone; :func:`store_isolating` splits a batch on them. Errors
+of the process itself (``MemoryError``, ``OSError``, ``KeyboardInterrupt``) are not listed:
+they end the worker and its supervisor restarts it. :class:`~trustfleet.errors.Unavailable`
+is a ``TrustFleetError`` but the store's fault: callers test for it first.
+"""
+
+
+def fault_code(exc: BaseException) -> str:
+    """The stable code of a message fault: its own code, else ``ingest.internal``."""
+    if isinstance(exc, TrustFleetError):
+        return exc.code or f"ingest.{exc.category}"
+    return "ingest.internal"
 
 
 def ingest_subscriptions(group: str = INGEST_GROUP) -> tuple[str, ...]:
@@ -66,6 +110,7 @@ class DeviceMessage:
         seq: The device's per-boot counter.
         body: The whole JSON object.
         ota: The checked report, for ``ota/status``.
+        boot: The device's per-boot id, if it sent one.
     """
 
     device_id: str
@@ -74,15 +119,19 @@ class DeviceMessage:
     seq: int
     body: Mapping[str, Any]
     ota: OtaStatus | None = None
+    boot: str | None = None
 
 
-def parse_message(topic: str, payload: bytes, *, max_bytes: int) -> DeviceMessage:
-    """Check one message against the tf/v1 contract.
+def parse_message(
+    topic: str, payload: bytes, *, now: datetime, limits: IngestLimits = DEFAULT_LIMITS
+) -> DeviceMessage:
+    """Check one message against the tf/v1 contract and every bound the store applies.
 
     Args:
         topic: The topic it was published on.
         payload: Its payload.
-        max_bytes: Bound on the payload size.
+        now: The receiving time (timezone-aware): ``ts`` must lie near it.
+        limits: The bounds.
 
     Returns:
         The message.
@@ -90,23 +139,16 @@ def parse_message(topic: str, payload: bytes, *, max_bytes: int) -> DeviceMessag
     Raises:
         InvalidInput: The topic, size, encoding or content breaks the contract; the code
             (``ingest.topic``, ``ingest.too_large``, ``ingest.not_json``, ``ingest.not_object``,
-            ``ingest.field``) says which.
+            ``ingest.too_deep``, ``ingest.field``, ``ingest.ts_range``, ``ingest.range``) says
+            which.
     """
     device_id, kind = _parse_topic(topic)
-    if len(payload) > max_bytes:
-        raise InvalidInput(f"payload over {max_bytes} bytes", code="ingest.too_large")
-    try:
-        body = json.loads(payload.decode("utf-8"), parse_constant=_refuse_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise InvalidInput("payload is not UTF-8 JSON", code="ingest.not_json") from exc
-    if not isinstance(body, dict):
-        raise InvalidInput("payload is not a JSON object", code="ingest.not_object")
-    ts = _parse_ts(body.get("ts"))
-    seq = body.get("seq")
-    if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq <= MAX_SEQ:
-        raise InvalidInput("seq must be a non-negative integer", code="ingest.field")
+    body = load_body(payload, limits)
+    ts = parse_ts(body.get("ts"), now=now, limits=limits)
+    seq = check_seq(body.get("seq"))
+    boot = check_boot(body.get("boot"))
     if kind == "telemetry":
-        _check_metrics(body.get("metrics"))
+        check_metrics_object(body.get("metrics"))
     elif kind == "events" and not isinstance(body.get("type"), str):
         raise InvalidInput("an event needs a string 'type'", code="ingest.field")
     elif kind == "cmd/result" and not (
@@ -114,7 +156,9 @@ def parse_message(topic: str, payload: bytes, *, max_bytes: int) -> DeviceMessag
     ):
         raise InvalidInput("a command result needs 'id' and 'ok'", code="ingest.field")
     ota = parse_ota_status(body) if kind == "ota/status" else None
-    return DeviceMessage(device_id=device_id, kind=kind, ts=ts, seq=seq, body=body, ota=ota)
+    return DeviceMessage(
+        device_id=device_id, kind=kind, ts=ts, seq=seq, body=body, ota=ota, boot=boot
+    )
 
 
 def _parse_topic(topic: str) -> tuple[str, MessageKind]:
@@ -127,42 +171,12 @@ def _parse_topic(topic: str) -> tuple[str, MessageKind]:
     raise InvalidInput("not a device message topic", code="ingest.topic")
 
 
-def _refuse_constant(name: str) -> float:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _parse_ts(value: object) -> datetime:
-    if not isinstance(value, str) or len(value) > MAX_TS_CHARS:
-        raise InvalidInput("ts must be an RFC 3339 string", code="ingest.field")
-    try:
-        ts = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise InvalidInput("ts must be an RFC 3339 string", code="ingest.field") from exc
-    if ts.tzinfo is None or ts.utcoffset() is None:
-        raise InvalidInput("ts must carry a UTC offset", code="ingest.field")
-    return ts.astimezone(UTC)
-
-
-def _check_metrics(value: object) -> None:
-    if not isinstance(value, dict) or len(value) > MAX_METRICS:
-        raise InvalidInput(
-            f"metrics must be an object of at most {MAX_METRICS} entries", code="ingest.field"
-        )
-    for name, number in value.items():
-        if not 1 <= len(name) <= MAX_METRIC_NAME_CHARS:
-            raise InvalidInput("a metric name is empty or too long", code="ingest.field")
-        if isinstance(number, bool) or not isinstance(number, int | float):
-            raise InvalidInput(f"metric {name!r} is not a number", code="ingest.field")
-        if isinstance(number, float) and not math.isfinite(number):
-            raise InvalidInput(f"metric {name!r} is not finite", code="ingest.field")
-
-
 @dataclass(frozen=True, slots=True)
 class BatchOutcome:
     """What one batch did.
 
     Attributes:
-        telemetry_rows: Telemetry rows written.
+        telemetry_rows: Telemetry rows written (a redelivered message is not written again).
         accepted: Messages from devices that may report (every kind).
         refused: Messages dropped because the device is unknown, revoked or not enrolled.
         refused_devices: Those devices' ids.
@@ -174,6 +188,15 @@ class BatchOutcome:
     refused: int = 0
     refused_devices: tuple[str, ...] = field(default=())
     ota_applied: int = 0
+
+    def __add__(self, other: BatchOutcome) -> BatchOutcome:
+        return BatchOutcome(
+            telemetry_rows=self.telemetry_rows + other.telemetry_rows,
+            accepted=self.accepted + other.accepted,
+            refused=self.refused + other.refused,
+            refused_devices=tuple(sorted({*self.refused_devices, *other.refused_devices})),
+            ota_applied=self.ota_applied + other.ota_applied,
+        )
 
 
 def store_batch(
@@ -209,6 +232,7 @@ def store_batch(
                 device_ts=m.ts,
                 seq=m.seq,
                 metrics=m.body["metrics"],
+                boot=m.boot,
             )
             for m in accepted
             if m.kind == "telemetry"
@@ -229,6 +253,54 @@ def store_batch(
         refused_devices=tuple(refused),
         ota_applied=ota.applied,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A message dropped alone: its device, its index in the batch and the error's code."""
+
+    device_id: str
+    index: int
+    code: str
+
+
+def store_isolating(
+    uow: UnitOfWork, messages: Sequence[DeviceMessage], *, now: datetime, _base: int = 0
+) -> tuple[BatchOutcome, tuple[Rejection, ...]]:
+    """Store a batch; if it fails because of its content, split it until the culprit is alone.
+
+    A batch that fails with a message fault (:data:`MESSAGE_FAULTS`, other than the store
+    being unavailable) is stored as two halves, recursively; a single message that still
+    fails is dropped and reported, and every other message is stored (at most
+    ``2 * log2(n)`` extra transactions per bad message).
+
+    Args:
+        uow: The store.
+        messages: Valid messages (from :func:`parse_message`).
+        now: The receiving time.
+
+    Returns:
+        What was stored, and the messages dropped (index into ``messages``, code).
+
+    Raises:
+        Unavailable: The store cannot be reached; halves stored before it are committed
+            (a redelivery of them is deduplicated by (device, boot, seq)).
+    """
+    try:
+        return store_batch(uow, messages, now=now), ()
+    except Unavailable:
+        raise
+    except MESSAGE_FAULTS as exc:
+        if len(messages) == 1:
+            logger.warning(
+                "dropped a message of %s that the store refused: %s (%s)",
+                messages[0].device_id, fault_code(exc), type(exc).__name__,
+            )  # fmt: skip
+            return BatchOutcome(), (Rejection(messages[0].device_id, _base, fault_code(exc)),)
+    middle = len(messages) // 2
+    first, dropped_first = store_isolating(uow, messages[:middle], now=now, _base=_base)
+    second, dropped_second = store_isolating(uow, messages[middle:], now=now, _base=_base + middle)
+    return first + second, dropped_first + dropped_second
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,13 @@ from trustfleet.store._devices import DeviceRepository
 from trustfleet.store._engine import create_engine, migrate, sqlite_url
 from trustfleet.store._events import MAX_EVENT_DETAILS_BYTES, EventRepository
 from trustfleet.store._releases import ReleaseRepository
-from trustfleet.store._telemetry import NewTelemetry, TelemetryRepository
+from trustfleet.store._telemetry import (
+    MAX_BOOT_CHARS,
+    MAX_METRICS_BYTES,
+    NewTelemetry,
+    TelemetryRepository,
+    check_metrics,
+)
 from trustfleet.store._uow import Transaction, UnitOfWork
 from trustfleet.store._validate import MAX_LIST_LIMIT
 from trustfleet.store.records import (
@@ -66,8 +72,10 @@ __all__ = [
     "CHALLENGE_TRIGGERS",
     "DEVICE_STATES",
     "JSON",
+    "MAX_BOOT_CHARS",
     "MAX_EVENT_DETAILS_BYTES",
     "MAX_LIST_LIMIT",
+    "MAX_METRICS_BYTES",
     "AkEnrollmentRecord",
     "AttestationKeyRecord",
     "AttestationRepository",
@@ -100,6 +108,7 @@ __all__ = [
     "TelemetryRepository",
     "Transaction",
     "UnitOfWork",
+    "check_metrics",
     "create_engine",
     "migrate",
     "sqlite_url",

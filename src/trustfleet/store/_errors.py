@@ -7,7 +7,7 @@ from typing import Literal
 
 from sqlalchemy import exc as sa_exc
 
-from trustfleet.errors import Conflict, TrustFleetError, Unavailable
+from trustfleet.errors import Conflict, InvalidInput, TrustFleetError, Unavailable
 
 __all__ = ["IntegrityKind", "integrity_kind", "translate"]
 
@@ -51,7 +51,8 @@ def translate(exc: sa_exc.SQLAlchemyError) -> TrustFleetError | None:
 
     Integrity errors become :class:`~trustfleet.errors.Conflict`; lost connections, locks
     that did not clear in time and pool exhaustion become
-    :class:`~trustfleet.errors.Unavailable`. Anything else (bad SQL, a mapping bug) is a bug
+    :class:`~trustfleet.errors.Unavailable`; a value the database cannot hold becomes
+    :class:`~trustfleet.errors.InvalidInput`. Anything else (bad SQL, a mapping bug) is a bug
     and is left for the caller to re-raise as it is.
 
     Args:
@@ -76,4 +77,11 @@ def translate(exc: sa_exc.SQLAlchemyError) -> TrustFleetError | None:
             "then retry",
             code="store.unavailable",
         )
+    if isinstance(exc, sa_exc.DataError) or (
+        type(exc) is sa_exc.StatementError and isinstance(exc.orig, ValueError | TypeError)
+    ):
+        # A value the database (or a bind processor) cannot hold: out of range, a NUL byte,
+        # an unencodable string. The data is at fault, not the database.
+        logger.info("value refused by the database: %s", type(exc.orig).__name__)
+        return InvalidInput("a value does not fit the database", code="store.bad_value")
     return None

@@ -136,7 +136,13 @@ class TelemetryRow(Base):
     """Table ``telemetry``: one row per accepted telemetry message (bounded by retention)."""
 
     __tablename__ = "telemetry"
-    __table_args__ = (Index(None, "received_at"), Index(None, "device_id", "received_at"))
+    __table_args__ = (
+        Index(None, "received_at"),
+        Index(None, "device_id", "received_at"),
+        # A QoS 1 redelivery is not a second row; rows without a boot id (old agents) are
+        # never equal here (NULLs are distinct), so they are not deduplicated.
+        Index("uq_telemetry_device_id_boot_seq", "device_id", "boot", "seq", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(EventId(), primary_key=True, autoincrement=True)
     device_id: Mapped[str] = mapped_column(String(64), ForeignKey("devices.id"))
@@ -144,6 +150,7 @@ class TelemetryRow(Base):
     device_ts: Mapped[datetime | None] = mapped_column(UTCDateTime())
     seq: Mapped[int | None] = mapped_column(BigInteger)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
+    boot: Mapped[str | None] = mapped_column(String(32))
 
 
 class ReleaseRow(Base):

@@ -10,6 +10,7 @@ from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy import delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from trustfleet.errors import InvalidInput
 from trustfleet.store import _validate as check
@@ -17,10 +18,31 @@ from trustfleet.store._models import TelemetryRow
 from trustfleet.store._session import SessionHandle
 from trustfleet.store.records import JSON, TelemetryRecord
 
-__all__ = ["NewTelemetry", "TelemetryRepository"]
+__all__ = [
+    "MAX_BOOT_CHARS",
+    "MAX_METRICS_BYTES",
+    "NewTelemetry",
+    "TelemetryRepository",
+    "check_metrics",
+]
 
 MAX_METRICS_BYTES = 16 * 1024
 """Bound on the JSON size of one row's metrics (the MQTT payload bound)."""
+MAX_BOOT_CHARS = 32
+"""Bound on a boot id (the column's width)."""
+
+
+def check_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """The metrics exactly as :meth:`TelemetryRepository.add_many` stores them.
+
+    The ingest verifier calls this before a message joins a batch, so a message the store
+    would refuse is refused alone (docs/mqtt.md).
+
+    Raises:
+        InvalidInput: Not a JSON object, not representable, or over :data:`MAX_METRICS_BYTES`
+            once encoded (code ``store.bad_details`` or ``store.details_too_large``).
+    """
+    return check.json_object(metrics, max_bytes=MAX_METRICS_BYTES)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -32,6 +54,20 @@ class NewTelemetry:
     device_ts: datetime | None
     seq: int | None
     metrics: Mapping[str, JSON]
+    boot: str | None = None
+
+
+def _values(r: NewTelemetry) -> dict[str, Any]:
+    return {
+        "device_id": check.text(r.device_id, name="device id", max_chars=64),
+        "received_at": check.aware(r.received_at, name="received_at"),
+        "device_ts": None if r.device_ts is None else check.aware(r.device_ts, name="device_ts"),
+        "seq": None if r.seq is None else check.bigint(r.seq, name="seq"),
+        "metrics": check_metrics(r.metrics),
+        "boot": None
+        if r.boot is None
+        else check.text(r.boot, name="boot", max_chars=MAX_BOOT_CHARS),
+    }
 
 
 def _record(row: Any) -> TelemetryRecord:
@@ -42,6 +78,7 @@ def _record(row: Any) -> TelemetryRecord:
         device_ts=row.device_ts,
         seq=row.seq,
         metrics=row.metrics,
+        boot=row.boot,
     )
 
 
@@ -56,30 +93,26 @@ class TelemetryRepository:
         return cast(sa.Table, TelemetryRow.__table__)
 
     def add_many(self, rows: Sequence[NewTelemetry]) -> int:
-        """Insert rows in one statement (executemany). The devices must exist.
+        """Insert rows; a row whose (device, boot, seq) is already stored is skipped.
 
         Returns:
-            How many rows were inserted.
+            How many rows were inserted (duplicates not counted).
 
         Raises:
             InvalidInput: A value is malformed or a metrics object is too large.
         """
-        if not rows:
+        values = [_values(r) for r in rows]
+        if not values:
             return 0
-        values = [
-            {
-                "device_id": check.text(r.device_id, name="device id", max_chars=64),
-                "received_at": check.aware(r.received_at, name="received_at"),
-                "device_ts": None
-                if r.device_ts is None
-                else check.aware(r.device_ts, name="device_ts"),
-                "seq": r.seq,
-                "metrics": check.json_object(r.metrics, max_bytes=MAX_METRICS_BYTES),
-            }
-            for r in rows
-        ]
-        self._handle.session.connection().execute(self._table.insert(), values)
-        return len(values)
+        conn = self._handle.session.connection()
+        insert = (
+            postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        )  # both spell "INSERT ... ON CONFLICT DO NOTHING" the same way
+        statement = insert(self._table).on_conflict_do_nothing().returning(self._table.c.id)
+        # executemany with RETURNING: SQLAlchemy batches it into multi-row INSERTs
+        # ("insertmanyvalues"); the ids returned count what was inserted (rowcount is -1 on
+        # psycopg).
+        return len(conn.execute(statement, values).all())
 
     def list_for_device(
         self, device_id: str, *, limit: int = 100, after_id: int = 0

@@ -22,7 +22,10 @@ def aware(value: datetime, *, name: str) -> datetime:
     """Return ``value`` in UTC; refuse a naive datetime."""
     if value.tzinfo is None or value.utcoffset() is None:
         raise InvalidInput(f"{name} must be a timezone-aware datetime", code="store.naive_datetime")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:  # e.g. 0001-01-01T00:00:00+01:00
+        raise InvalidInput(f"{name} is out of range in UTC", code="store.bad_value") from exc
 
 
 def text(value: str, *, name: str, max_chars: int) -> str:
@@ -31,6 +34,17 @@ def text(value: str, *, name: str, max_chars: int) -> str:
         raise InvalidInput(
             f"{name} must be 1 to {max_chars} characters without NUL", code="store.bad_text"
         )
+    return value
+
+
+BIGINT_MIN: Final = -(2**63)
+BIGINT_MAX: Final = 2**63 - 1
+
+
+def bigint(value: int, *, name: str) -> int:
+    """Return ``value`` if a BIGINT column can hold it."""
+    if isinstance(value, bool) or not BIGINT_MIN <= value <= BIGINT_MAX:
+        raise InvalidInput(f"{name} must fit in 64 bits", code="store.bad_value")
     return value
 
 
@@ -94,9 +108,12 @@ def json_object(value: Mapping[str, Any], *, max_bytes: int) -> dict[str, Any]:
     _check_json(value, depth=0)
     try:
         encoded = json.dumps(value, allow_nan=False, ensure_ascii=False)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"details are not JSON: {exc}", code="store.bad_details") from exc
-    if len(encoded.encode()) > max_bytes:
+        size = len(encoded.encode())
+    except (TypeError, ValueError) as exc:  # UnicodeEncodeError: a lone surrogate ("\ud800")
+        raise InvalidInput(
+            f"details are not JSON: {type(exc).__name__}", code="store.bad_details"
+        ) from exc
+    if size > max_bytes:
         raise InvalidInput(
             f"details exceed {max_bytes} bytes of JSON", code="store.details_too_large"
         )

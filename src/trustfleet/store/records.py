@@ -170,6 +170,7 @@ class TelemetryRecord:
         device_ts: The device's ``ts`` (UTC), if it sent a valid one.
         seq: The device's per-boot counter, if it sent one.
         metrics: The ``metrics`` object (name to number).
+        boot: The device's per-boot id, if it sent one (``(device_id, boot, seq)`` is unique).
     """
 
     id: int
@@ -178,6 +179,7 @@ class TelemetryRecord:
     device_ts: datetime | None
     seq: int | None
     metrics: Mapping[str, JSON]
+    boot: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

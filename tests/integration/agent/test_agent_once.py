@@ -43,4 +43,6 @@ def test_agent_once_enrolls_and_publishes(fleet: Fleet) -> None:
     assert all(isinstance(v, int | float) for v in telemetry["metrics"].values())
     assert event["type"] == "heartbeat" and isinstance(event["details"], dict)
     assert sorted([telemetry["seq"], event["seq"]]) == [1, 2]
+    # One boot id per start: the service stores (device, boot, seq) at most once.
+    assert re.fullmatch(r"[0-9a-f]{16}", telemetry["boot"]) and event["boot"] == telemetry["boot"]
     assert "PIN" not in result.stderr and "pin" not in result.stderr.lower().replace("pinned", "")

@@ -40,7 +40,7 @@ def _report(rt: Runtime, clock: Clock, device_id: str, campaign: str | None, sta
     """One ``ota/status`` message through the ingest path (parse, then a batch)."""
     body = {"ts": clock.now.isoformat(), "seq": 1, "campaign": campaign, "state": state, **fields}
     message = parse_message(
-        f"tf/v1/d/{device_id}/ota/status", json.dumps(body).encode(), max_bytes=16384
+        f"tf/v1/d/{device_id}/ota/status", json.dumps(body).encode(), now=clock.now
     )
     store_batch(rt.uow, [message], now=clock.now)
 

@@ -19,6 +19,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -125,7 +126,14 @@ class Fleet:
 
 
 def telemetry(seq: int, **metrics: float) -> str:
-    return json.dumps({"ts": "2026-01-01T00:00:00+00:00", "seq": seq, "metrics": metrics})
+    """A valid telemetry payload, stamped with the real current time (the service checks it)."""
+    return json.dumps({"ts": datetime.now(UTC).isoformat(), "seq": seq, "metrics": metrics})
+
+
+def events(fleet: Fleet, type_: str, subject: str) -> list[Any]:
+    """The security events of one type about one subject."""
+    with fleet.rt.uow.begin(read_only=True) as tx:
+        return tx.events.list(limit=1000, type=type_, subject=subject)
 
 
 def wait_for(check: Callable[[], Any], *, timeout_s: float = WAIT_S, what: str) -> Any:
@@ -174,6 +182,8 @@ def start_server(base: Path, *, ingest_workers: int) -> tuple[RunningServer, int
     text = re.sub(
         r"(?m)^ingest_workers = \d+", f"ingest_workers = {ingest_workers}", toml.read_text()
     )
+    # ingest.rejected events after 2 s instead of minutes, so a test can wait for them.
+    text = re.sub(r"(?m)^rejected_event_window_s = \d+", "rejected_event_window_s = 2", text)
     toml.write_text(text)
     log = base / "server.log"
     with log.open("wb") as out:

@@ -12,12 +12,15 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 
 import pytest
 from ingestkit import (
     CLIENT_TIMEOUT_S,
     WAIT_S,
     Fleet,
+    events,
     process_tree,
     start_server,
     stop_server,
@@ -60,15 +63,14 @@ def test_two_ingest_workers_store_every_message_once(fleet: Fleet) -> None:
     print(f"\n{sum(map(len, seqs.values()))} rows from {len(devices)} devices, no duplicate")
 
 
+NOW_TS = datetime.now(UTC).isoformat()  # the service refuses a ts far from its clock
 MALFORMED = {
     "not-json": "this is not json",
     "array": "[1, 2, 3]",
-    "too-big": json.dumps({"ts": "2026-01-01T00:00:00+00:00", "seq": 1, "pad": "x" * 17000}),
-    "no-seq": json.dumps({"ts": "2026-01-01T00:00:00+00:00", "metrics": {"a": 1}}),
-    "metric-not-number": json.dumps(
-        {"ts": "2026-01-01T00:00:00+00:00", "seq": 1, "metrics": {"a": "high"}}
-    ),
-    "nan": '{"ts": "2026-01-01T00:00:00+00:00", "seq": 1, "metrics": {"a": NaN}}',
+    "too-big": json.dumps({"ts": NOW_TS, "seq": 1, "pad": "x" * 17000}),
+    "no-seq": json.dumps({"ts": NOW_TS, "metrics": {"a": 1}}),
+    "metric-not-number": json.dumps({"ts": NOW_TS, "seq": 1, "metrics": {"a": "high"}}),
+    "nan": '{"ts": NOW_TS, "seq": 1, "metrics": {"a": NaN}}',
 }
 
 
@@ -84,6 +86,62 @@ def test_malformed_messages_are_dropped_and_the_workers_keep_going(fleet: Fleet)
     assert [r.seq for r in fleet.rows(dev.device_id)] == [7], rows
     # Workers survived: every ingest process is still the one that started.
     assert "restarting" not in fleet.server.log.read_text()
+
+
+def _e22_payload(seq: int) -> str:
+    """Under 16 KiB as sent; over 16 KiB as the store encodes it ("1e22" -> "1e+22")."""
+    metrics = ",".join(f'"m{i:03d}{"x" * 50}":1e22' for i in range(256))
+    return f'{{"ts":"{datetime.now(UTC).isoformat()}","seq":{seq},"metrics":{{{metrics}}}}}'
+
+
+def test_a_poisoning_device_never_stops_ingest_for_the_others(fleet: Fleet) -> None:
+    """Regression (issue 9 §1, findings 1-2): six year-1 timestamps crashed the worker six
+    times and ended ``server run``; 1e22 metrics failed whole batches, so another device's
+    398 messages were never stored. Now each is dropped alone and summed in an event."""
+    bad, other = fleet.new_device("poison"), fleet.new_device("other")
+    overflow = '{"ts":"0001-01-01T00:00:00+01:00","seq":%d,"metrics":{"a":1}}'
+    poison = [overflow % i for i in range(6)] + [_e22_payload(100 + i) for i in range(6)]
+    assert all(len(p.encode()) <= 16 * 1024 for p in poison)
+    per_other = 200
+    with ThreadPoolExecutor(max_workers=2) as pool:  # both at once: they share batches
+        sent_bad = pool.submit(fleet.pub, bad, "telemetry", poison)
+        sent_other = pool.submit(
+            fleet.pub, other, "telemetry", [telemetry(i, n=i) for i in range(per_other)]
+        )
+        assert sent_bad.result().returncode == 0 and sent_other.result().returncode == 0
+    wait_for(
+        lambda: len(fleet.rows(other.device_id)) >= per_other, what="every message of the other"
+    )
+    assert sorted(r.seq for r in fleet.rows(other.device_id)) == list(range(per_other))
+    counted = wait_for(
+        lambda: (n := sum(e.details["count"] for e in events(
+            fleet, "ingest.rejected", f"device:{bad.device_id}"))) >= len(poison) and n,
+        what="the ingest.rejected events",
+    )  # fmt: skip
+    assert counted == len(poison)
+    assert fleet.rows(bad.device_id) == []
+    assert fleet.server.process.poll() is None
+    assert "restarting" not in fleet.server.log.read_text()
+
+
+def test_a_message_published_twice_is_stored_once(fleet: Fleet) -> None:
+    """Finding 5: (device, boot, seq) names a message; a QoS 1 redelivery (here: the same
+    payloads published again, over another connection) adds no row, whichever of the two
+    ingest workers gets it. A new boot id starts its own sequence."""
+    dev = fleet.new_device("dup")
+    ts = datetime.now(UTC).isoformat()
+
+    def payloads(boot: str) -> list[str]:
+        return [
+            json.dumps({"ts": ts, "seq": i, "boot": boot, "metrics": {"n": i}}) for i in range(20)
+        ]
+
+    for attempt in ([*payloads("boot-a")], [*payloads("boot-a")], [*payloads("boot-b")[:5]]):
+        assert fleet.pub(dev, "telemetry", attempt).returncode == 0
+    wait_for(lambda: len(fleet.rows(dev.device_id)) >= 25, what="the telemetry rows")
+    time.sleep(1.0)  # a duplicate would arrive about now; then count again
+    rows = sorted((r.boot, r.seq) for r in fleet.rows(dev.device_id))
+    assert rows == [("boot-a", i) for i in range(20)] + [("boot-b", i) for i in range(5)]
 
 
 def test_revocation_from_another_process_cuts_the_device_off(fleet: Fleet) -> None:

@@ -51,17 +51,13 @@ BAD = {
 @pytest.mark.parametrize(("topic", "payload"), BAD.values(), ids=BAD.keys())
 def test_messages_breaking_the_contract_are_refused(topic: str, payload: bytes) -> None:
     with pytest.raises(InvalidInput):
-        parse_message(topic, payload, max_bytes=16 * 1024)
+        parse_message(topic, payload, now=T0)
 
 
 def test_batch_stores_enrolled_devices_only_and_marks_them_seen(uow: UnitOfWork) -> None:
-    good = parse_message(TOPIC, json.dumps(GOOD).encode(), max_bytes=16 * 1024)
-    revoked = parse_message(
-        "tf/v1/d/dev-revoked1/telemetry", json.dumps(GOOD).encode(), max_bytes=16 * 1024
-    )
-    unknown = parse_message(
-        "tf/v1/d/dev-unknown1/telemetry", json.dumps(GOOD).encode(), max_bytes=16 * 1024
-    )
+    good = parse_message(TOPIC, json.dumps(GOOD).encode(), now=T0)
+    revoked = parse_message("tf/v1/d/dev-revoked1/telemetry", json.dumps(GOOD).encode(), now=T0)
+    unknown = parse_message("tf/v1/d/dev-unknown1/telemetry", json.dumps(GOOD).encode(), now=T0)
     outcome = store_batch(uow, [good, revoked, unknown], now=T0)
     assert (outcome.telemetry_rows, outcome.refused) == (1, 2)
     assert outcome.refused_devices == ("dev-revoked1", "dev-unknown1")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -141,6 +142,7 @@ def _msg(**fields: Any) -> bytes:
 
 
 TOPIC = "tf/v1/d/dev-000001/ota/status"
+REPORT_NOW = datetime(2026, 11, 22, 12, 0, 5, tzinfo=UTC)  # the reports' ts, 5 s earlier
 BAD_REPORTS = {
     "no-state": _msg(state=None),
     "unknown-state": _msg(state="exploded"),
@@ -160,7 +162,7 @@ BAD_REPORTS = {
 @pytest.mark.parametrize("payload", BAD_REPORTS.values(), ids=BAD_REPORTS.keys())
 def test_bad_ota_reports_are_refused_by_ingest(payload: bytes) -> None:
     with pytest.raises(InvalidInput) as info:
-        parse_message(TOPIC, payload, max_bytes=16384)
+        parse_message(TOPIC, payload, now=REPORT_NOW)
     assert info.value.code == "ingest.field"
 
 
@@ -169,11 +171,11 @@ def test_a_good_ota_report_parses_and_is_subscribed() -> None:
         TOPIC,
         _msg(campaign="cmp-1", version="2.0.0", from_version="1.0.0", bytes=5, total=10,
              delta=True, reason="r" * 256, code="ota.x"),
-        max_bytes=16384,
+        now=REPORT_NOW,
     )  # fmt: skip
     assert message.kind == "ota/status" and message.ota is not None
     assert (message.ota.state, message.ota.bytes, message.ota.delta) == ("downloading", 5, True)
     assert parse_ota_status({"state": "committed"}).campaign is None
     assert "$share/ingest/tf/v1/d/+/ota/status" in ingest_subscriptions()
     with pytest.raises(InvalidInput):
-        parse_message("tf/v1/d/dev-000001/ota/other", _msg(), max_bytes=16384)
+        parse_message("tf/v1/d/dev-000001/ota/other", _msg(), now=REPORT_NOW)
