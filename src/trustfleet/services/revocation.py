@@ -53,17 +53,23 @@ def refresh_crls(rt: Runtime, *, now: datetime) -> list[str]:
 
 
 def regenerate_crl(rt: Runtime, tx: Transaction, issuer: str, *, now: datetime) -> bytes:
-    """Sign and store a new CRL for ``issuer`` inside the caller's transaction."""
+    """Sign and store a new CRL for ``issuer`` inside the caller's transaction.
+
+    Certificates that expired more than one CRL lifetime ago are left out (RFC 5280 §3.3:
+    each has then been listed on a CRL issued after its expiry), so the CRL stays the size of
+    the live revoked certificates although every renewal supersedes one.
+    """
+    validity = timedelta(hours=rt.settings.pki.crl_validity_hours)
     revoked = [
         RevokedEntry(
             serial=int(rec.serial, 16),
             revoked_at=rec.revoked_at or now,
             reason=parse_reason(rec.revocation_reason) if rec.revocation_reason else None,
         )
-        for rec in tx.certificates.list_revoked(issuer)
+        for rec in tx.certificates.list_revoked(issuer, expired_before=now - validity)
     ]
     number = tx.crls.next_number(issuer)
-    next_update = now + timedelta(hours=rt.settings.pki.crl_validity_hours)
+    next_update = now + validity
     crl = build_crl(
         issuer=rt.issuer(issuer),
         revoked=revoked,
