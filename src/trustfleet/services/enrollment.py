@@ -65,10 +65,12 @@ def enroll(
     """
     device_id: str | None = None
     try:
-        device = _authenticate(rt, client_cert_pem, mode=mode, now=now)
-        device_id = device.id
+        found = _lookup(rt, client_cert_pem, now=now)
+        # A certificate this service issued to a device: a refusal is about that device.
+        device_id = found.device.id if found.device is not None else None
+        device = _admit(found, mode=mode, now=now)
         csr = parse_csr_body(body, max_bytes=rt.settings.api.max_body_bytes)
-        check_csr(csr, expected_device_id=device_id, policy=CsrPolicy())
+        check_csr(csr, expected_device_id=device.id, policy=CsrPolicy())
         return _issue(
             rt, csr, device=device, client_cert_pem=client_cert_pem or "", mode=mode, now=now
         )
@@ -143,9 +145,18 @@ def reopen_enrollment(
     return Reopened(device_id, event.id, expires_at, already_open=False)
 
 
-def _authenticate(
-    rt: Runtime, client_cert_pem: str | None, *, mode: EnrollMode, now: datetime
-) -> DeviceRecord:
+@dataclass(frozen=True)
+class _Presented:
+    """What the store knows about the presented client certificate and its device."""
+
+    record: CertificateRecord | None
+    device: DeviceRecord | None
+    certificates: list[CertificateRecord]
+    reopen: ReopenGrant | None
+    quarantined: bool
+
+
+def _lookup(rt: Runtime, client_cert_pem: str | None, *, now: datetime) -> _Presented:
     if not client_cert_pem:
         raise PermissionDenied(
             "a client certificate is required for enrollment",
@@ -156,13 +167,27 @@ def _authenticate(
     with rt.uow.begin(read_only=True) as tx:
         record = tx.certificates.get_by_sha256(sha256)
         device = tx.devices.get(record.device_id) if record and record.device_id else None
-        certs = tx.certificates.list_for_device(device.id) if device else []
-        reopen = _open_reopen(rt, tx, device.id, now=now) if device else None
-        quarantined = device is not None and tx.attestation.quarantine(device.id) is not None
+        if device is None:
+            return _Presented(record, None, [], None, quarantined=False)
+        return _Presented(
+            record,
+            device,
+            tx.certificates.list_for_device(device.id),
+            _open_reopen(rt, tx, device.id, now=now),
+            quarantined=tx.attestation.quarantine(device.id) is not None,
+        )
+
+
+def _admit(found: _Presented, *, mode: EnrollMode, now: datetime) -> DeviceRecord:
     device = check_enrollment(
-        mode=mode, presented=record, device=device, certificates=certs, reopen=reopen, now=now
+        mode=mode,
+        presented=found.record,
+        device=found.device,
+        certificates=found.certificates,
+        reopen=found.reopen,
+        now=now,
     )
-    if quarantined:
+    if found.quarantined:
         raise PermissionDenied(
             f"device '{device.id}' is quarantined and may not enroll",
             hint="an update to a good release and a passing attestation, or the operator, "

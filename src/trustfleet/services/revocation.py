@@ -8,15 +8,33 @@ from datetime import datetime, timedelta
 from cryptography.hazmat.primitives import serialization
 
 from trustfleet.errors import Conflict, NotFound
-from trustfleet.pki import CertStatusAnswer, RevokedEntry, build_crl, parse_reason, respond
+from trustfleet.pki import (
+    CertStatusAnswer,
+    RevokedEntry,
+    build_crl,
+    parse_reason,
+    requested_issuer,
+    respond,
+)
 from trustfleet.services._certs import serial_hex
 from trustfleet.services.runtime import Runtime
 from trustfleet.store import Transaction
 from trustfleet.store.records import CertificateRecord
 
-__all__ = ["answer_ocsp", "current_crl", "refresh_crls", "regenerate_crl", "revoke_device"]
+__all__ = [
+    "OCSP_ISSUERS",
+    "answer_ocsp",
+    "current_crl",
+    "refresh_crls",
+    "regenerate_crl",
+    "revoke_device",
+]
 
 logger = logging.getLogger(__name__)
+
+OCSP_ISSUERS = ("device", "manufacturing")
+"""The CAs whose certificates the OCSP responder answers for: the two that issue device
+certificates (the root certifies only them; its CRL gives their status)."""
 
 
 def current_crl(rt: Runtime, issuer: str, *, now: datetime) -> bytes:
@@ -120,11 +138,18 @@ def revoke_device(
 
 
 def answer_ocsp(rt: Runtime, request_der: bytes, *, now: datetime) -> bytes:
-    """The DER OCSP response for a request about a device-CA certificate."""
+    """The DER OCSP response for a request about a certificate of an issuing CA.
+
+    Each of :data:`OCSP_ISSUERS` answers for its own certificates and signs with its own key
+    (LDevIDs: the device CA; IDevIDs: the manufacturing CA), like its CRL. A request about any
+    other CA's certificate gets ``unauthorized``.
+    """
+    cas = {name: rt.ca_certificate(name) for name in OCSP_ISSUERS if name in rt.settings.ca}
+    issuer = requested_issuer(request_der, cas) or "device"  # device: refuses it, says why
 
     def lookup(serial: int) -> CertStatusAnswer:
-        with rt.uow.begin() as tx:
-            rec = tx.certificates.get("device", serial_hex(serial))
+        with rt.uow.begin(read_only=True) as tx:
+            rec = tx.certificates.get(issuer, serial_hex(serial))
         if rec is None:
             return CertStatusAnswer.unknown()
         if rec.status == "revoked":
@@ -134,8 +159,9 @@ def answer_ocsp(rt: Runtime, request_der: bytes, *, now: datetime) -> bytes:
 
     return respond(
         request_der,
-        issuer=rt.issuer("device"),
+        issuer=rt.issuer(issuer),
         lookup=lookup,
         now=now,
         validity=timedelta(minutes=rt.settings.pki.ocsp_validity_minutes),
+        max_nonce_bytes=rt.settings.pki.ocsp_max_nonce_bytes,
     )
