@@ -16,6 +16,7 @@ from cryptography.x509 import ocsp
 
 from support.server import (
     RunningServer,
+    StoreSnapshot,
     curl,
     enroll_software,
     make_csr_der,
@@ -169,7 +170,7 @@ def test_reopen_allows_one_idevid_enrollment_from_the_cli(
     assert again.status_code == 403
     assert f"{first}: revoked" in _ocsp_status(server, first, work)
     assert f"{second}: good" in _ocsp_status(server, second, work)
-    types = [e.type for e in server.events_since(server.snapshot().__class__(0, {}, 0))]
+    types = [e.type for e in server.events_since(StoreSnapshot(0, {}, 0))]
     assert "device.reopened" in types and "certificate.superseded" in types
 
     manufactured = make_software_device(server, work)
