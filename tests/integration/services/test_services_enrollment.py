@@ -270,3 +270,46 @@ def test_crl_leaves_out_long_expired_certificates(rt: Runtime) -> None:
     crl = _crl_at(rt, long_after)  # listed on a CRL issued after its expiry: may leave
     assert crl.get_revoked_certificate_by_serial_number(first.serial_number) is None
     assert second.serial_number  # still valid, never on a CRL
+
+
+@pytest.mark.parametrize("racers", [2, 4])
+def test_racing_renewals_with_one_certificate_issue_once(
+    tmp_path_factory: pytest.TempPathFactory, db_url: str, racers: int
+) -> None:
+    """Several renewals with the same LDevID at the same moment (one runtime, store connection
+    and token session each, like HTTPS workers): exactly one gets a certificate, on SQLite and
+    on PostgreSQL (row locks)."""
+    import threading
+
+    home = tmp_path_factory.mktemp("race") / "home"
+    init_server_home(
+        home, options=HomeOptions(organization="Race Test", store_url=db_url), now=_now()
+    )
+    settings = load_server_settings(home)
+    runtimes = [Runtime.open(settings) for _ in range(racers)]
+    try:
+        device = _device(runtimes[0])
+        first = _enroll(runtimes[0], device, with_cert=device.idevid)
+        for runtime in runtimes:
+            runtime.issuer("device")  # open every token session before the start line
+        barrier = threading.Barrier(racers)
+        outcomes: list[str] = []
+
+        def renew(runtime: Runtime) -> None:
+            barrier.wait()
+            try:
+                _enroll(runtime, device, with_cert=first)
+                outcomes.append("issued")
+            except PermissionDenied as exc:
+                outcomes.append(exc.code or "")
+
+        threads = [threading.Thread(target=renew, args=(r,)) for r in runtimes]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert sorted(outcomes) == ["est.auth.superseded"] * (racers - 1) + ["issued"]
+        assert len(_valid_ldevids(runtimes[0], device.id)) == 1
+    finally:
+        for runtime in runtimes:
+            runtime.close()
