@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -151,7 +152,7 @@ class _Presented:
 
     record: CertificateRecord | None
     device: DeviceRecord | None
-    certificates: list[CertificateRecord]
+    certificates: tuple[CertificateRecord, ...]
     reopen: ReopenGrant | None
     quarantined: bool
 
@@ -168,11 +169,11 @@ def _lookup(rt: Runtime, client_cert_pem: str | None, *, now: datetime) -> _Pres
         record = tx.certificates.get_by_sha256(sha256)
         device = tx.devices.get(record.device_id) if record and record.device_id else None
         if device is None:
-            return _Presented(record, None, [], None, quarantined=False)
+            return _Presented(record, None, (), None, quarantined=False)
         return _Presented(
             record,
             device,
-            tx.certificates.list_for_device(device.id),
+            tuple(tx.certificates.list_for_device(device.id)),
             _open_reopen(rt, tx, device.id, now=now),
             quarantined=tx.attestation.quarantine(device.id) is not None,
         )
@@ -270,7 +271,7 @@ def _issue(
 def _supersede(
     rt: Runtime,
     tx: Transaction,
-    certs: list[CertificateRecord],
+    certs: Sequence[CertificateRecord],
     *,
     by: x509.Certificate,
     now: datetime,
