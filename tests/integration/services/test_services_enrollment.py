@@ -274,13 +274,14 @@ def test_crl_leaves_out_long_expired_certificates(rt: Runtime) -> None:
 
 @pytest.mark.parametrize("racers", [2, 4])
 def test_racing_renewals_with_one_certificate_issue_once(
-    tmp_path_factory: pytest.TempPathFactory, db_url: str, racers: int
+    rt: Runtime, tmp_path_factory: pytest.TempPathFactory, db_url: str, racers: int
 ) -> None:
     """Several renewals with the same LDevID at the same moment (one runtime, store connection
     and token session each, like HTTPS workers): exactly one gets a certificate, on SQLite and
     on PostgreSQL (row locks)."""
     import threading
 
+    rt.release_keys()  # one SoftHSM2 configuration per process (ADR 0002): the module home's
     home = tmp_path_factory.mktemp("race") / "home"
     init_server_home(
         home, options=HomeOptions(organization="Race Test", store_url=db_url), now=_now()
