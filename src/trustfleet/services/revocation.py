@@ -80,11 +80,13 @@ def regenerate_crl(rt: Runtime, tx: Transaction, issuer: str, *, now: datetime) 
     validity = timedelta(hours=rt.settings.pki.crl_validity_hours)
     revoked = [
         RevokedEntry(
-            serial=int(rec.serial, 16),
-            revoked_at=rec.revoked_at or now,
-            reason=parse_reason(rec.revocation_reason) if rec.revocation_reason else None,
+            serial=int(serial, 16),
+            revoked_at=revoked_at or now,
+            reason=parse_reason(reason) if reason else None,
         )
-        for rec in tx.certificates.list_revoked(issuer, expired_before=now - validity)
+        for serial, revoked_at, reason in tx.certificates.revoked_entries(
+            issuer, expired_before=now - validity
+        )
     ]
     number = tx.crls.next_number(issuer)
     next_update = now + validity

@@ -193,6 +193,26 @@ class CertificateRepository:
             query = query.where(CertificateRow.not_after >= since)
         return [_record(row) for row in self._handle.session.scalars(query)]
 
+    def revoked_entries(
+        self, issuer: str, *, expired_before: datetime | None = None
+    ) -> builtins.list[tuple[str, datetime | None, str | None]]:
+        """``(serial, revoked_at, reason)`` of an issuer's revoked certificates, for its CRL.
+
+        The same rows as :meth:`list_revoked` without the certificates themselves: a CRL is
+        reissued on every renewal, so this read stays three columns wide.
+        """
+        table = CertificateRow.__table__
+        query = (
+            select(table.c.serial, table.c.revoked_at, table.c.revocation_reason)
+            .where(table.c.issuer == issuer, table.c.status == "revoked")
+            .order_by(table.c.id)
+        )
+        if expired_before is not None:
+            since = check.aware(expired_before, name="expired_before")
+            query = query.where(table.c.not_after >= since)
+        rows = self._handle.session.connection().execute(query)
+        return [(serial, revoked_at, reason) for serial, revoked_at, reason in rows]
+
     def count(
         self,
         *,
