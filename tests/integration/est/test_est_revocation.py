@@ -144,6 +144,9 @@ def test_ocsp_answers_for_idevids_signed_by_the_manufacturing_ca(
     """Issue 9 §4: the responder answers for IDevIDs too (good, then revoked), checked by
     ``openssl ocsp`` against the manufacturing CA as the signer."""
     device = make_software_device(server, work)
+    # IDevIDs name the responder in their AIA, as LDevIDs do.
+    uri = openssl("x509", "-in", device.idevid, "-noout", "-ocsp_uri").decode().strip()
+    assert uri.startswith("https://") and uri.endswith("/ocsp"), uri
     assert f"{device.idevid}: good" in _ocsp_status(server, device.idevid, work, ca="manufacturing")
 
     result = server.cli("device", "revoke", device.device_id, "--reason", "keyCompromise")
