@@ -211,7 +211,14 @@ def _open_reopen(
     last = tx.events.last_about(f"device:{device_id}", types=_REOPEN_AND_ISSUANCE)
     if last is None or last.type != "device.reopened":
         return None
+    # The end the operator was told (kept in the event), else the configured window.
     expires_at = last.occurred_at + timedelta(hours=rt.settings.pki.reopen_validity_hours)
+    recorded = last.details.get("expires_at")
+    if isinstance(recorded, str):
+        try:
+            expires_at = min(expires_at, datetime.fromisoformat(recorded))
+        except ValueError:
+            logger.warning("device.reopened event %d has a malformed expires_at", last.id)
     return ReopenGrant(event_id=last.id, expires_at=expires_at) if now < expires_at else None
 
 
