@@ -191,3 +191,32 @@ def test_enroll_revoke_refuse_on_postgresql(tmp_path: Path, postgres_db_url: str
             types = [e.type for e in tx.events.list(limit=1000)]
         assert "device.enrolled" in types
         assert types[-1] == "enrollment.refused"
+
+
+NONCES = {"1-octet": (1, True), "32-octets": (32, True), "empty": (0, False),
+          "33-octets": (33, False), "128-octets": (128, False)}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(NONCES), ids=list(NONCES))
+def test_ocsp_nonce_bounds_over_https(server: RunningServer, work: Path, name: str) -> None:
+    """RFC 8954 at the endpoint: nonces of 1-32 octets echoed, others malformedRequest."""
+    from trustfleet.pki import ocsp_request_for
+
+    length, accepted = NONCES[name]
+    device = make_software_device(server, work)
+    issuer = x509.load_pem_x509_certificate(
+        (server.home / "public" / "manufacturing-ca.pem").read_bytes()
+    )
+    cert = x509.load_pem_x509_certificate(device.idevid.read_bytes())
+    nonce = bytes(range(1, length + 1))
+    body = ocsp_request_for(cert, issuer, nonce=nonce)
+    response = server.request(
+        "POST", "/ocsp", content=body, headers={"content-type": "application/ocsp-request"}
+    )
+    assert response.status_code == 200
+    answer = ocsp.load_der_ocsp_response(response.content)
+    if not accepted:
+        assert answer.response_status is ocsp.OCSPResponseStatus.MALFORMED_REQUEST
+        return
+    assert answer.response_status is ocsp.OCSPResponseStatus.SUCCESSFUL
+    assert answer.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce == nonce
