@@ -4,7 +4,10 @@ What runs (all on 127.0.0.1, in a temporary directory removed at the end):
 
 1. ``trustfleet server init`` makes a home (CA keys in SoftHSM2, SQLite store); ``--devices``
    software-key devices are registered through the Python API (IDevID from the manufacturing
-   CA), and their enrollment CSRs are made in advance.
+   CA), and their enrollment CSRs are made in advance. Each device enrolls once: an enrolled
+   device's IDevID is refused (docs/adr/0008-one-ldevid-per-device.md), so ``--devices`` must
+   cover (warmup + duration) x the rate; once the list wraps around, requests get ``403
+   est.auth.already_enrolled`` and count as errors.
 2. A minimal mTLS 1.3 server (same pyOpenSSL/uvloop stack and TLS context as the real server,
    same worker count; it handshakes, reads the request and answers ``200 ok``) is driven by
    the load generator: bare handshakes/s.
@@ -440,7 +443,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--concurrency", type=int, default=4, help="connections per load process (default 4)"
     )
-    ap.add_argument("--devices", type=int, default=200, help="registered devices (default 200)")
+    ap.add_argument(
+        "--devices", type=int, default=3000, help="registered devices, one enrollment each (3000)"
+    )
     ap.add_argument("--no-baseline", action="store_true", help="skip the bare-handshake run")
     ap.add_argument(
         "--no-server-verify",
@@ -484,7 +489,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"creating a server home in {tmp} …")
             home = make_home(tmp, port=port)
             log(f"registering {args.devices} devices …")
-            devices = register_devices(home, args.devices, csrs_per_device=2)
+            devices = register_devices(home, args.devices, csrs_per_device=1)
             fx = Fixture(home=home, port=port, devices=devices)
             doc: dict[str, Any] = {
                 "benchmark": "enroll",

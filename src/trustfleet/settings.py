@@ -132,6 +132,8 @@ class PkiSettings(_Model):
     crl_validity_hours: int = Field(default=24, ge=1, le=24 * 365)
     crl_refresh_margin_hours: int = Field(default=6, ge=0)
     ocsp_validity_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60)
+    ocsp_max_nonce_bytes: int = Field(default=32, ge=1, le=128)
+    reopen_validity_hours: int = Field(default=24, ge=1, le=24 * 30)
 
 
 class OtaSettings(_Model):
@@ -303,6 +305,8 @@ def render_server_toml(settings: ServerSettings) -> str:
         f"crl_validity_hours = {pki.crl_validity_hours}       # CRL nextUpdate - thisUpdate",
         f"crl_refresh_margin_hours = {pki.crl_refresh_margin_hours}  # reissue this long before",
         f"ocsp_validity_minutes = {pki.ocsp_validity_minutes}",
+        f"ocsp_max_nonce_bytes = {pki.ocsp_max_nonce_bytes}  # longer OCSP nonces: refused",
+        f"reopen_validity_hours = {pki.reopen_validity_hours}  # a 'device reopen' lapses after",
         "",
         *_render_ota(settings.ota),
         "",

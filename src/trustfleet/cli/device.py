@@ -1,4 +1,4 @@
-"""``trustfleet device …``: list, show and revoke devices."""
+"""``trustfleet device …``: list, show, revoke devices and re-open their enrollment."""
 
 from __future__ import annotations
 
@@ -12,7 +12,10 @@ from trustfleet.settings import load_server_settings
 
 __all__ = ["app"]
 
-app = typer.Typer(help="Inspect and revoke devices.", no_args_is_help=True)
+app = typer.Typer(
+    help="Inspect and revoke devices; re-open an enrolled device's enrollment.",
+    no_args_is_help=True,
+)
 
 _LIST_HINT = "see the known devices with 'trustfleet device list --home DIR'"
 
@@ -121,4 +124,42 @@ def revoke(
         return
     console.print(
         f"[green]✓[/] device [bold]{device_id}[/] revoked ({len(revoked)} certificate(s))"
+    )
+
+
+@app.command("reopen")
+def reopen(
+    home: HomeOpt,
+    device_id: Annotated[str, typer.Argument(help="Device id.")],
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="Why (kept in the security log).")
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Allow an enrolled device one more enrollment with its IDevID (e.g. after a reflash).
+
+    The next certificate issued to the device uses the re-open up and supersedes its current
+    LDevID; an unused re-open lapses after [pki] reopen_validity_hours.
+    """
+    from trustfleet.services.enrollment import reopen_enrollment
+
+    rt = _runtime(home)
+    try:
+        with hint_for_missing(_LIST_HINT):
+            done = reopen_enrollment(rt, device_id, actor="operator:cli", reason=reason, now=now())
+    finally:
+        rt.close()
+    doc = {
+        "device_id": done.device_id,
+        "expires_at": done.expires_at.isoformat(),
+        "event_id": done.event_id,
+        "already_open": done.already_open,
+    }
+    if json_out:
+        emit_json(doc)
+        return
+    again = " (it was open already)" if done.already_open else ""
+    console.print(
+        f"[green]✓[/] device [bold]{device_id}[/] may enroll once with its IDevID until "
+        f"{doc['expires_at']}{again}"
     )

@@ -35,7 +35,7 @@ from trustfleet.pki.names import (
     new_device_id,
     validate_device_id,
 )
-from trustfleet.pki.ocsp import CertStatusAnswer, ocsp_request_for, respond
+from trustfleet.pki.ocsp import CertStatusAnswer, ocsp_request_for, requested_issuer, respond
 from trustfleet.pki.profiles import (
     DEVICE_CA,
     IDEVID,
@@ -84,6 +84,7 @@ __all__ = [
     "parse_certs_only",
     "parse_csr_body",
     "parse_reason",
+    "requested_issuer",
     "respond",
     "validate_device_id",
     "verify_chain",

@@ -13,6 +13,9 @@ from trustfleet.errors import InvalidInput
 
 DEFAULT_CURVES: tuple[str, ...] = ("secp256r1", "secp384r1")
 DEFAULT_MIN_RSA_BITS = 3072
+DEFAULT_RSA_EXPONENTS: tuple[int, ...] = (65537,)
+"""The only RSA public exponent accepted: F4 (small exponents such as 3 invite the attacks on
+low-exponent RSA, and the device CA has no reason to accept anything but the universal one)."""
 
 _HASH_FOR_CURVE: dict[str, type[hashes.SHA256] | type[hashes.SHA384]] = {
     "secp256r1": hashes.SHA256,
@@ -40,6 +43,7 @@ def key_problem(
     *,
     curves: Collection[str] = DEFAULT_CURVES,
     min_rsa_bits: int = DEFAULT_MIN_RSA_BITS,
+    rsa_exponents: Collection[int] = DEFAULT_RSA_EXPONENTS,
 ) -> str | None:
     """Why a subject public key is refused, or ``None`` if it is accepted."""
     if isinstance(public_key, ec.EllipticCurvePublicKey):
@@ -47,9 +51,14 @@ def key_problem(
             return None
         return f"the EC curve {public_key.curve.name} is not allowed ({', '.join(curves)} are)"
     if isinstance(public_key, rsa.RSAPublicKey):
-        if public_key.key_size >= min_rsa_bits:
-            return None
-        return f"an RSA key of {public_key.key_size} bits is too short (at least {min_rsa_bits})"
+        bits = public_key.key_size
+        if bits < min_rsa_bits:
+            return f"an RSA key of {bits} bits is too short (at least {min_rsa_bits})"
+        exponent = public_key.public_numbers().e
+        if exponent not in rsa_exponents:
+            allowed = ", ".join(str(e) for e in rsa_exponents)
+            return f"the RSA public exponent {exponent} is not allowed (only {allowed})"
+        return None
     return f"the key type {type(public_key).__name__} is not allowed (use EC or RSA)"
 
 
@@ -69,7 +78,7 @@ def check_ca_key(public_key: CertificatePublicKeyTypes) -> None:
 
 
 def check_subject_key(public_key: CertificatePublicKeyTypes) -> None:
-    """Refuse a subject key other than EC P-256/P-384 or RSA of 3072 bits or more.
+    """Refuse a subject key other than EC P-256/P-384 or RSA (e = 65537) of 3072 bits or more.
 
     Raises:
         InvalidInput: The key is of a refused type or size.

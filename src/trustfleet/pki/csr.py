@@ -4,7 +4,7 @@ Each refusal is an :class:`~trustfleet.errors.InvalidInput` with a stable code:
 
 * ``est.csr.too_large`` — the CSR exceeds the policy's size bound;
 * ``est.csr.signature`` — the self-signature does not verify (no proof of possession);
-* ``est.csr.key_type`` — the key type, curve or size is not allowed;
+* ``est.csr.key_type`` — the key type, curve, size or (RSA) public exponent is not allowed;
 * ``est.csr.malformed`` — the subject or the extensions cannot be parsed;
 * ``est.csr.subject_missing`` — there is no common name;
 * ``est.csr.subject_mismatch`` — the common name (or a SAN URI) does not name the device,
@@ -34,11 +34,13 @@ class CsrPolicy:
     Attributes:
         allowed_curves: Names of the EC curves allowed (cryptography's ``curve.name``).
         min_rsa_bits: The smallest RSA modulus allowed.
+        rsa_exponents: The RSA public exponents allowed (65537 only: docs/standards.md).
         max_bytes: The largest DER-encoded CSR accepted.
     """
 
     allowed_curves: tuple[str, ...] = _keys.DEFAULT_CURVES
     min_rsa_bits: int = _keys.DEFAULT_MIN_RSA_BITS
+    rsa_exponents: tuple[int, ...] = _keys.DEFAULT_RSA_EXPONENTS
     max_bytes: int = 64 * 1024
 
 
@@ -67,7 +69,10 @@ def _check_key(csr: x509.CertificateSigningRequest, policy: CsrPolicy) -> None:
     try:
         public_key = csr.public_key()
         problem = _keys.key_problem(
-            public_key, curves=policy.allowed_curves, min_rsa_bits=policy.min_rsa_bits
+            public_key,
+            curves=policy.allowed_curves,
+            min_rsa_bits=policy.min_rsa_bits,
+            rsa_exponents=policy.rsa_exponents,
         )
     except (UnsupportedAlgorithm, ValueError):
         problem = "its key type is not supported"

@@ -1,14 +1,17 @@
 """An OCSP responder (RFC 6960) as a pure function of the request bytes. No I/O.
 
-The CA signs its own responses (RFC 6960 §4.2.2.2, the CA as responder), identified by key
-hash. Requests are matched against the CA by issuerNameHash and issuerKeyHash, with SHA-1 or
-SHA-256 CertIDs; the response echoes the request's CertID hash algorithm and nonce.
+Each CA signs its own responses (RFC 6960 §4.2.2.2, the CA as responder), identified by key
+hash; :func:`requested_issuer` tells which of several CAs a request is about. Requests are
+matched against the CA by issuerNameHash and issuerKeyHash, with SHA-1 or SHA-256 CertIDs; the
+response echoes the request's CertID hash algorithm and nonce. A nonce must be 1 to
+``max_nonce_bytes`` (32) octets: RFC 8954 §2.1 has the responder refuse any other length with
+``malformedRequest``.
 """
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -22,9 +25,11 @@ from trustfleet.errors import InvalidInput
 from trustfleet.pki import _keys
 from trustfleet.pki.issue import IssuerContext
 
-__all__ = ["CertStatusAnswer", "ocsp_request_for", "respond"]
+__all__ = ["MAX_NONCE_BYTES", "CertStatusAnswer", "ocsp_request_for", "requested_issuer", "respond"]
 
 _CERT_ID_HASHES = (hashes.SHA1, hashes.SHA256)
+MAX_NONCE_BYTES = 32
+"""RFC 8954's largest nonce (RFC 9654 later allows up to 128; the bound is a parameter)."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,7 @@ def respond(
     now: datetime,
     validity: timedelta,
     max_bytes: int = 8192,
+    max_nonce_bytes: int = MAX_NONCE_BYTES,
 ) -> bytes:
     """Answer a DER OCSP request.
 
@@ -85,13 +91,16 @@ def respond(
         now: The thisUpdate time.
         validity: How long the answer stays fresh (nextUpdate = now + validity).
         max_bytes: The largest request accepted.
+        max_nonce_bytes: The longest nonce accepted (RFC 8954: 32).
 
     Returns:
-        A DER OCSPResponse: ``malformedRequest`` for a request that cannot be parsed,
-        ``unauthorized`` for a certificate of another CA, otherwise a signed answer.
+        A DER OCSPResponse: ``malformedRequest`` for a request that cannot be parsed or whose
+        nonce is empty or longer than ``max_nonce_bytes``, ``unauthorized`` for a certificate
+        of another CA, otherwise a signed answer.
     """
     request = _parse(request_der, max_bytes=max_bytes)
-    if request is None:
+    nonce = _nonce(request) if request is not None else None
+    if request is None or (nonce is not None and not 1 <= len(nonce) <= max_nonce_bytes):
         return _unsuccessful(ocsp.OCSPResponseStatus.MALFORMED_REQUEST)
     if not _is_our_issuer(request, issuer.cert):
         return _unsuccessful(ocsp.OCSPResponseStatus.UNAUTHORIZED)
@@ -109,11 +118,23 @@ def respond(
         revocation_reason=_reason(answer.reason),
     )
     builder = builder.responder_id(ocsp.OCSPResponderEncoding.HASH, issuer.cert)
-    nonce = _nonce(request)
     if nonce is not None:
         builder = builder.add_extension(x509.OCSPNonce(nonce), critical=False)
     response = builder.sign(issuer.key, _keys.signature_hash(issuer.key))
     return response.public_bytes(serialization.Encoding.DER)
+
+
+def requested_issuer(
+    request_der: bytes, cas: Mapping[str, x509.Certificate], *, max_bytes: int = 8192
+) -> str | None:
+    """The name of the CA in ``cas`` whose certificate a request asks about, or None.
+
+    None also for a request that cannot be parsed (:func:`respond` then says why).
+    """
+    request = _parse(request_der, max_bytes=max_bytes)
+    if request is None:
+        return None
+    return next((name for name, cert in cas.items() if _is_our_issuer(request, cert)), None)
 
 
 def ocsp_request_for(

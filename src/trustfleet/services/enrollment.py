@@ -1,10 +1,14 @@
-"""EST enrollment (RFC 7030 simpleenroll / simplereenroll) as a use case.
+"""EST enrollment (RFC 7030 simpleenroll / simplereenroll) as a use case, and its re-open.
 
 The TLS layer proves that the client holds the key of the certificate it presents; this module
 decides whether that certificate may enroll: it must be one this service issued (matched by
 SHA-256 fingerprint in the store, which is stronger than a chain check), of the right kind,
-unrevoked, within its validity, and belong to a device in a state that may enroll. Refusals are
-recorded as ``enrollment.refused`` security events and nothing else is written.
+unrevoked, within its validity, and belong to a device in a state that may enroll; an IDevID
+enrolls a device once (again only after an operator's :func:`reopen_enrollment`) and only the
+current LDevID renews (services/_enroll_rules.py). Each issuance supersedes the device's
+previous LDevIDs in the same transaction: revoked with reason ``superseded``, on a reissued
+CRL (so OCSP says so too), with a ``certificate.superseded`` event. Refusals are recorded as
+``enrollment.refused`` security events and nothing else is written.
 """
 
 from __future__ import annotations
@@ -12,25 +16,33 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
 
 from cryptography import x509
 
-from trustfleet.errors import PermissionDenied, TrustFleetError
+from trustfleet.errors import Conflict, InvalidInput, PermissionDenied, TrustFleetError
 from trustfleet.pki import LDEVID, CsrPolicy, check_csr, issue_device_certificate, parse_csr_body
-from trustfleet.services._certs import record_certificate
+from trustfleet.services._certs import record_certificate, serial_hex
+from trustfleet.services._enroll_rules import (
+    SUPERSEDED,
+    EnrollMode,
+    ReopenGrant,
+    check_enrollment,
+)
 from trustfleet.services.refusals import ANONYMOUS, Refusal, RefusalSink, write_refusal
+from trustfleet.services.revocation import regenerate_crl
 from trustfleet.services.runtime import Runtime
-from trustfleet.store.records import DeviceRecord
+from trustfleet.store import Transaction
+from trustfleet.store.records import JSON, CertificateRecord, DeviceRecord
 
-__all__ = ["EnrollMode", "enroll"]
+__all__ = ["EnrollMode", "Reopened", "enroll", "reopen_enrollment"]
 
 logger = logging.getLogger(__name__)
 
-EnrollMode = Literal["enroll", "reenroll"]
-_REQUIRED_KIND = {"enroll": "idevid", "reenroll": "ldevid"}
-_ENROLLABLE_STATES = frozenset({"manufactured", "enrolled"})
+_MAX_REASON_CHARS = 256
+_REOPEN_AND_ISSUANCE = ("device.reopened", "device.enrolled", "device.reenrolled")
 
 
 def enroll(
@@ -63,47 +75,129 @@ def enroll(
     """
     device_id: str | None = None
     try:
-        device = _authenticate(rt, client_cert_pem, mode=mode, now=now)
-        device_id = device.id
+        found = _lookup(rt, client_cert_pem, now=now)
+        # A certificate this service issued to a device: a refusal is about that device.
+        device_id = found.device.id if found.device is not None else None
+        device = _admit(found, mode=mode, now=now)
         csr = parse_csr_body(body, max_bytes=rt.settings.api.max_body_bytes)
-        check_csr(csr, expected_device_id=device_id, policy=CsrPolicy())
-        return _issue(rt, csr, device=device, mode=mode, now=now)
+        check_csr(csr, expected_device_id=device.id, policy=CsrPolicy())
+        return _issue(
+            rt, csr, device=device, client_cert_pem=client_cert_pem or "", mode=mode, now=now
+        )
     except TrustFleetError as exc:
         _record_refusal(rt, exc, device_id=device_id, mode=mode, now=now, sink=refusals)
         raise
 
 
-def _authenticate(
-    rt: Runtime, client_cert_pem: str | None, *, mode: EnrollMode, now: datetime
-) -> DeviceRecord:
+@dataclass(frozen=True)
+class Reopened:
+    """An open re-open of a device's enrollment.
+
+    Attributes:
+        device_id: The device.
+        event_id: The ``device.reopened`` event that opened it.
+        expires_at: When it lapses if no enrollment used it.
+        already_open: It was open before this call (no new event was written).
+    """
+
+    device_id: str
+    event_id: int
+    expires_at: datetime
+    already_open: bool
+
+
+def reopen_enrollment(
+    rt: Runtime, device_id: str, *, actor: str, reason: str | None, now: datetime
+) -> Reopened:
+    """Allow an enrolled device exactly one more enrollment with its IDevID (``simpleenroll``).
+
+    For a device that lost its LDevID (reflashed, token replaced). The re-open is a
+    ``device.reopened`` security event; the next issuance to the device (by either EST
+    operation) uses it up, and it lapses after ``[pki] reopen_validity_hours``. Calling it
+    again while one is open changes nothing.
+
+    Raises:
+        NotFound: No such device.
+        InvalidInput: The reason is over 256 characters.
+        Conflict: The device is not enrolled (a manufactured one may enroll as it is; a
+            revoked or decommissioned one never again).
+    """
+    if reason is not None and len(reason) > _MAX_REASON_CHARS:
+        raise InvalidInput(
+            f"the reason is longer than {_MAX_REASON_CHARS} characters",
+            code="enrollment.reopen.reason",
+        )
+    with rt.uow.begin() as tx:
+        device = tx.devices.require(device_id)
+        if device.state != "enrolled":
+            hint = (
+                "a manufactured device may enroll with its IDevID as it is"
+                if device.state == "manufactured"
+                else "a revoked device stays revoked: provision a new identity"
+            )
+            raise Conflict(
+                f"device '{device_id}' is {device.state}: only an enrolled device is re-opened",
+                hint=hint,
+                code="enrollment.reopen.state",
+            )
+        grant = _open_reopen(rt, tx, device_id, now=now)
+        if grant is not None:
+            return Reopened(device_id, grant.event_id, grant.expires_at, already_open=True)
+        expires_at = now + timedelta(hours=rt.settings.pki.reopen_validity_hours)
+        event = tx.events.append(
+            type="device.reopened",
+            actor=actor,
+            subject=f"device:{device_id}",
+            details={"expires_at": expires_at.isoformat(), "reason": reason or ""},
+            now=now,
+        )
+    logger.info("enrollment of %s re-opened until %s", device_id, expires_at.isoformat())
+    return Reopened(device_id, event.id, expires_at, already_open=False)
+
+
+@dataclass(frozen=True)
+class _Presented:
+    """What the store knows about the presented client certificate and its device."""
+
+    record: CertificateRecord | None
+    device: DeviceRecord | None
+    certificates: tuple[CertificateRecord, ...]
+    reopen: ReopenGrant | None
+    quarantined: bool
+
+
+def _lookup(rt: Runtime, client_cert_pem: str | None, *, now: datetime) -> _Presented:
     if not client_cert_pem:
         raise PermissionDenied(
             "a client certificate is required for enrollment",
             hint="connect with the device's IDevID (or its LDevID to re-enroll)",
             code="est.auth.missing",
         )
+    sha256 = _pem_fingerprint(client_cert_pem)
     with rt.uow.begin(read_only=True) as tx:
-        record = tx.certificates.get_by_sha256(_pem_fingerprint(client_cert_pem))
+        record = tx.certificates.get_by_sha256(sha256)
         device = tx.devices.get(record.device_id) if record and record.device_id else None
-        quarantined = device is not None and tx.attestation.quarantine(device.id) is not None
-    wanted = _REQUIRED_KIND[mode]
-    if record is None or record.kind != wanted or device is None:
-        raise PermissionDenied(
-            f"the client certificate is not a known {wanted.upper()} of this service",
-            hint="use the certificate this service issued to the device",
-            code="est.auth.unknown",
+        if device is None:
+            return _Presented(record, None, (), None, quarantined=False)
+        return _Presented(
+            record,
+            device,
+            tuple(tx.certificates.list_for_device(device.id)),
+            _open_reopen(rt, tx, device.id, now=now),
+            quarantined=tx.attestation.quarantine(device.id) is not None,
         )
-    if record.status != "valid":
-        raise PermissionDenied("the client certificate is revoked", code="est.auth.revoked")
-    if not record.not_before <= now <= record.not_after:
-        raise PermissionDenied(
-            "the client certificate is expired or not yet valid", code="est.auth.expired"
-        )
-    if device.state not in _ENROLLABLE_STATES:
-        raise PermissionDenied(
-            f"device '{device.id}' is {device.state} and may not enroll", code="est.auth.state"
-        )
-    if quarantined:
+
+
+def _admit(found: _Presented, *, mode: EnrollMode, now: datetime) -> DeviceRecord:
+    device = check_enrollment(
+        mode=mode,
+        presented=found.record,
+        device=found.device,
+        certificates=found.certificates,
+        reopen=found.reopen,
+        now=now,
+    )
+    if found.quarantined:
         raise PermissionDenied(
             f"device '{device.id}' is quarantined and may not enroll",
             hint="an update to a good release and a passing attestation, or the operator, "
@@ -119,18 +213,36 @@ def _pem_fingerprint(pem: str) -> str:
     return hashlib.sha256(base64.b64decode(body)).hexdigest()
 
 
+def _open_reopen(
+    rt: Runtime, tx: Transaction, device_id: str, *, now: datetime
+) -> ReopenGrant | None:
+    """The device's re-open if the newest of its re-opens and issuances is an unexpired re-open."""
+    last = tx.events.last_about(f"device:{device_id}", types=_REOPEN_AND_ISSUANCE)
+    if last is None or last.type != "device.reopened":
+        return None
+    # The end the operator was told (kept in the event), else the configured window.
+    expires_at = last.occurred_at + timedelta(hours=rt.settings.pki.reopen_validity_hours)
+    recorded = last.details.get("expires_at")
+    if isinstance(recorded, str):
+        try:
+            expires_at = min(expires_at, datetime.fromisoformat(recorded))
+        except ValueError:
+            logger.warning("device.reopened event %d has a malformed expires_at", last.id)
+    return ReopenGrant(event_id=last.id, expires_at=expires_at) if now < expires_at else None
+
+
 def _issue(
     rt: Runtime,
     csr: x509.CertificateSigningRequest,
     *,
     device: DeviceRecord,
+    client_cert_pem: str,
     mode: EnrollMode,
     now: datetime,
 ) -> x509.Certificate:
     device_id = device.id
-    issuer = rt.issuer("device")
     cert = issue_device_certificate(
-        issuer=issuer,
+        issuer=rt.issuer("device"),
         public_key=csr.public_key(),
         device_id=device_id,
         profile=LDEVID,
@@ -139,25 +251,68 @@ def _issue(
         validity=timedelta(days=rt.settings.pki.ldevid_validity_days),
     )
     with rt.uow.begin() as tx:
-        current = tx.devices.require(device_id)  # a revocation may have landed since the check
-        if current.state not in _ENROLLABLE_STATES:
-            raise PermissionDenied(
-                f"device '{device_id}' is {current.state}", code="est.auth.state"
-            )
+        # The rules again, under the device's row locks: a revocation or another enrollment
+        # of this device may have landed since the first check.
+        certs = tx.certificates.lock_for_device(device_id)
+        reopen = _open_reopen(rt, tx, device_id, now=now)
+        current = check_enrollment(
+            mode=mode,
+            presented=tx.certificates.get_by_sha256(_pem_fingerprint(client_cert_pem)),
+            device=tx.devices.require(device_id),
+            certificates=certs,
+            reopen=reopen,
+            now=now,
+        )
         record_certificate(tx, cert, issuer="device", kind="ldevid", device_id=device_id, now=now)
+        superseded = _supersede(rt, tx, certs, by=cert, now=now)
         if current.state == "manufactured":
             tx.devices.set_state(device_id, "enrolled", now=now)
+        details: dict[str, JSON] = {
+            "serial": serial_hex(cert.serial_number),
+            "not_after": cert.not_valid_after_utc.isoformat(),
+            "superseded": superseded,
+        }
+        if mode == "enroll" and current.state == "enrolled" and reopen is not None:
+            details["reopen_event"] = reopen.event_id
         tx.events.append(
             type="device.enrolled" if mode == "enroll" else "device.reenrolled",
             actor=f"device:{device_id}",
             subject=f"device:{device_id}",
-            details={
-                "serial": format(cert.serial_number, "x"),
-                "not_after": cert.not_valid_after_utc.isoformat(),
-            },
+            details=details,
             now=now,
         )
     return cert
+
+
+def _supersede(
+    rt: Runtime,
+    tx: Transaction,
+    certs: Sequence[CertificateRecord],
+    *,
+    by: x509.Certificate,
+    now: datetime,
+) -> list[JSON]:
+    """Revoke (reason ``superseded``) every other valid LDevID of the device; reissue the CRL.
+
+    Runs in the issuing transaction: the store never holds two valid LDevIDs of one device,
+    and never a superseded one that the device CA's CRL (and so OCSP) does not show.
+    """
+    old = [c for c in certs if c.kind == "ldevid" and c.status == "valid"]
+    if not old:
+        return []
+    for rec in old:
+        tx.certificates.revoke(rec.issuer, rec.serial, reason=SUPERSEDED, now=now)
+    regenerate_crl(rt, tx, "device", now=now)
+    serials: list[JSON] = [rec.serial for rec in old]
+    device_id = old[0].device_id
+    tx.events.append(
+        type="certificate.superseded",
+        actor=f"device:{device_id}",
+        subject=f"device:{device_id}",
+        details={"serials": serials, "by": serial_hex(by.serial_number), "issuer": "device"},
+        now=now,
+    )
+    return serials
 
 
 def _record_refusal(

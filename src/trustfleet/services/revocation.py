@@ -8,15 +8,33 @@ from datetime import datetime, timedelta
 from cryptography.hazmat.primitives import serialization
 
 from trustfleet.errors import Conflict, NotFound
-from trustfleet.pki import CertStatusAnswer, RevokedEntry, build_crl, parse_reason, respond
+from trustfleet.pki import (
+    CertStatusAnswer,
+    RevokedEntry,
+    build_crl,
+    parse_reason,
+    requested_issuer,
+    respond,
+)
 from trustfleet.services._certs import serial_hex
 from trustfleet.services.runtime import Runtime
 from trustfleet.store import Transaction
 from trustfleet.store.records import CertificateRecord
 
-__all__ = ["answer_ocsp", "current_crl", "refresh_crls", "regenerate_crl", "revoke_device"]
+__all__ = [
+    "OCSP_ISSUERS",
+    "answer_ocsp",
+    "current_crl",
+    "refresh_crls",
+    "regenerate_crl",
+    "revoke_device",
+]
 
 logger = logging.getLogger(__name__)
+
+OCSP_ISSUERS = ("device", "manufacturing")
+"""The CAs whose certificates the OCSP responder answers for: the two that issue device
+certificates (the root certifies only them; its CRL gives their status)."""
 
 
 def current_crl(rt: Runtime, issuer: str, *, now: datetime) -> bytes:
@@ -53,17 +71,25 @@ def refresh_crls(rt: Runtime, *, now: datetime) -> list[str]:
 
 
 def regenerate_crl(rt: Runtime, tx: Transaction, issuer: str, *, now: datetime) -> bytes:
-    """Sign and store a new CRL for ``issuer`` inside the caller's transaction."""
+    """Sign and store a new CRL for ``issuer`` inside the caller's transaction.
+
+    Certificates that expired more than one CRL lifetime ago are left out (RFC 5280 §3.3:
+    each has then been listed on a CRL issued after its expiry), so the CRL stays the size of
+    the live revoked certificates although every renewal supersedes one.
+    """
+    validity = timedelta(hours=rt.settings.pki.crl_validity_hours)
     revoked = [
         RevokedEntry(
-            serial=int(rec.serial, 16),
-            revoked_at=rec.revoked_at or now,
-            reason=parse_reason(rec.revocation_reason) if rec.revocation_reason else None,
+            serial=int(serial, 16),
+            revoked_at=revoked_at or now,
+            reason=parse_reason(reason) if reason else None,
         )
-        for rec in tx.certificates.list_revoked(issuer)
+        for serial, revoked_at, reason in tx.certificates.revoked_entries(
+            issuer, expired_before=now - validity
+        )
     ]
     number = tx.crls.next_number(issuer)
-    next_update = now + timedelta(hours=rt.settings.pki.crl_validity_hours)
+    next_update = now + validity
     crl = build_crl(
         issuer=rt.issuer(issuer),
         revoked=revoked,
@@ -114,11 +140,18 @@ def revoke_device(
 
 
 def answer_ocsp(rt: Runtime, request_der: bytes, *, now: datetime) -> bytes:
-    """The DER OCSP response for a request about a device-CA certificate."""
+    """The DER OCSP response for a request about a certificate of an issuing CA.
+
+    Each of :data:`OCSP_ISSUERS` answers for its own certificates and signs with its own key
+    (LDevIDs: the device CA; IDevIDs: the manufacturing CA), like its CRL. A request about any
+    other CA's certificate gets ``unauthorized``.
+    """
+    cas = {name: rt.ca_certificate(name) for name in OCSP_ISSUERS if name in rt.settings.ca}
+    issuer = requested_issuer(request_der, cas) or "device"  # device: refuses it, says why
 
     def lookup(serial: int) -> CertStatusAnswer:
-        with rt.uow.begin() as tx:
-            rec = tx.certificates.get("device", serial_hex(serial))
+        with rt.uow.begin(read_only=True) as tx:
+            rec = tx.certificates.get(issuer, serial_hex(serial))
         if rec is None:
             return CertStatusAnswer.unknown()
         if rec.status == "revoked":
@@ -128,8 +161,9 @@ def answer_ocsp(rt: Runtime, request_der: bytes, *, now: datetime) -> bytes:
 
     return respond(
         request_der,
-        issuer=rt.issuer("device"),
+        issuer=rt.issuer(issuer),
         lookup=lookup,
         now=now,
         validity=timedelta(minutes=rt.settings.pki.ocsp_validity_minutes),
+        max_nonce_bytes=rt.settings.pki.ocsp_max_nonce_bytes,
     )

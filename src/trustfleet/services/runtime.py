@@ -16,6 +16,8 @@ from trustfleet.store import UnitOfWork, create_engine
 
 __all__ = ["Runtime"]
 
+_OCSP_CAS = ("device", "manufacturing")
+
 
 @dataclass
 class Runtime:
@@ -64,7 +66,8 @@ class Runtime:
                     cert=self.ca_certificate(name),
                     key=key,
                     crl_url=self.settings.crl_url(name),
-                    ocsp_url=self.settings.ocsp_url() if name == "device" else None,
+                    # The CAs the OCSP responder answers for (revocation.OCSP_ISSUERS).
+                    ocsp_url=self.settings.ocsp_url() if name in _OCSP_CAS else None,
                 )
             return self._issuers[name]
 

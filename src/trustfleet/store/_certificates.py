@@ -154,14 +154,64 @@ class CertificateRepository:
         )
         return [_record(row) for row in self._handle.session.scalars(query)]
 
-    def list_revoked(self, issuer: str) -> builtins.list[CertificateRecord]:
-        """The revoked certificates of one issuer, in the order they were stored."""
+    def lock_for_device(self, device_id: str) -> builtins.list[CertificateRecord]:
+        """A device's certificates, oldest first, locked until the transaction ends.
+
+        Every issuance for a device takes these row locks first (``SELECT … FOR UPDATE`` on
+        PostgreSQL; SQLite's writing transactions are serialized anyway), so two enrollments
+        of one device, or an enrollment and a revocation, take turns and each sees the
+        other's outcome.
+        """
+        query = (
+            select(CertificateRow)
+            .where(CertificateRow.device_id == device_id)
+            .order_by(CertificateRow.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        return [_record(row) for row in self._handle.session.scalars(query)]
+
+    def list_revoked(
+        self, issuer: str, *, expired_before: datetime | None = None
+    ) -> builtins.list[CertificateRecord]:
+        """The revoked certificates of one issuer, in the order they were stored.
+
+        Args:
+            issuer: Name of the issuing CA.
+            expired_before: Leave out certificates whose validity ended before this time
+                (RFC 5280 §3.3: an entry may leave the CRL once it appeared on a CRL issued
+                after the certificate expired), which keeps a CRL bounded by the live
+                certificates even though every renewal revokes (supersedes) one.
+        """
         query = (
             select(CertificateRow)
             .where(CertificateRow.issuer == issuer, CertificateRow.status == "revoked")
             .order_by(CertificateRow.id)
         )
+        if expired_before is not None:
+            since = check.aware(expired_before, name="expired_before")
+            query = query.where(CertificateRow.not_after >= since)
         return [_record(row) for row in self._handle.session.scalars(query)]
+
+    def revoked_entries(
+        self, issuer: str, *, expired_before: datetime | None = None
+    ) -> builtins.list[tuple[str, datetime | None, str | None]]:
+        """``(serial, revoked_at, reason)`` of an issuer's revoked certificates, for its CRL.
+
+        The same rows as :meth:`list_revoked` without the certificates themselves: a CRL is
+        reissued on every renewal, so this read stays three columns wide.
+        """
+        table = CertificateRow.__table__
+        query = (
+            select(table.c.serial, table.c.revoked_at, table.c.revocation_reason)
+            .where(table.c.issuer == issuer, table.c.status == "revoked")
+            .order_by(table.c.id)
+        )
+        if expired_before is not None:
+            since = check.aware(expired_before, name="expired_before")
+            query = query.where(table.c.not_after >= since)
+        rows = self._handle.session.connection().execute(query)
+        return [(serial, revoked_at, reason) for serial, revoked_at, reason in rows]
 
     def count(
         self,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import Final, cast
 
@@ -124,6 +124,22 @@ class EventRepository:
         if subject is not None:
             query = query.where(SecurityEventRow.subject == subject)
         return [_record(row) for row in self._handle.session.scalars(query)]
+
+    def last_about(self, subject: str, *, types: Collection[str]) -> SecurityEventRecord | None:
+        """The newest event about ``subject`` whose type is one of ``types``, or None.
+
+        Args:
+            subject: What the event is about, e.g. ``"device:<id>"``.
+            types: The event types to consider (at least one).
+        """
+        query = (
+            select(SecurityEventRow)
+            .where(SecurityEventRow.subject == subject, SecurityEventRow.type.in_(list(types)))
+            .order_by(SecurityEventRow.id.desc())
+            .limit(1)
+        )
+        row = self._handle.session.scalars(query).first()
+        return None if row is None else _record(row)
 
     def last_id(self) -> int:
         """The id of the newest event, or 0 when the log is empty (also its length)."""

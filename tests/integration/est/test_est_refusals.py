@@ -29,6 +29,7 @@ from support.server import (
     make_key,
     make_software_device,
     new_device_id,
+    openssl,
 )
 
 pytestmark = pytest.mark.integration
@@ -125,6 +126,28 @@ def _idevid_on_reenroll(server: RunningServer, work: Path) -> Request:
     return Request("simplereenroll", body, device.idevid, device.key, None)
 
 
+def _idevid_of_enrolled_device(server: RunningServer, work: Path) -> Request:
+    device, body = _good(server, work)
+    enroll_software(server, device, work)
+    return Request("simpleenroll", body, device.idevid, device.key, device.device_id)
+
+
+def _superseded_ldevid(server: RunningServer, work: Path) -> Request:
+    device, body = _good(server, work)
+    first, first_key = enroll_software(server, device, work)
+    enroll_software(server, device, work, operation="simplereenroll", cert=first, key=first_key)
+    return Request("simplereenroll", body, first, first_key, device.device_id)
+
+
+def _rsa_exponent_3(server: RunningServer, work: Path) -> Request:
+    device = make_software_device(server, work)
+    key = work / "rsa-e3.key"
+    openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:3072",
+            "-pkeyopt", "rsa_keygen_pubexp:3", "-out", key)  # fmt: skip
+    body = _csr_b64(key, device.device_id)
+    return Request("simpleenroll", body, device.idevid, device.key, device.device_id)
+
+
 def _revoked(server: RunningServer, work: Path) -> Request:
     device, body = _good(server, work)
     result = server.cli("device", "revoke", device.device_id, "--reason", "keyCompromise")
@@ -189,6 +212,11 @@ CASES = {
     "ldevid-on-simpleenroll": Case(_ldevid_on_enroll, 403, "est.auth.unknown"),
     "idevid-on-simplereenroll": Case(_idevid_on_reenroll, 403, "est.auth.unknown"),
     "revoked-device": Case(_revoked, 403, "est.auth.revoked"),
+    # issue 9 §4: one valid LDevID per device; renewal only from the current one.
+    "idevid-of-enrolled-device-not-reopened": Case(_idevid_of_enrolled_device, 403,
+                                                   "est.auth.already_enrolled"),
+    "superseded-ldevid-on-simplereenroll": Case(_superseded_ldevid, 403, "est.auth.superseded"),
+    "csr-rsa3072-exponent-3": Case(_rsa_exponent_3, 400, "est.csr.key_type"),
     "our-ca-but-unregistered": Case(_unregistered, 403, "est.auth.unknown"),
     "expired-idevid": Case(_expired, 403, "est.auth.expired"),
 }  # fmt: skip

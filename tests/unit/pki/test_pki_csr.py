@@ -57,12 +57,34 @@ def _other_key_signature() -> x509.CertificateSigningRequest:
     return x509.load_der_x509_csr(request.dump(force=True))
 
 
+def _rsa_with_exponent(exponent: int) -> x509.CertificateSigningRequest:
+    """A CSR whose RSA-3072 public key has ``exponent`` (signed by another key: the key check
+    comes first, and no private key exists for most exponents)."""
+    from asn1crypto import csr as asn1_csr
+    from asn1crypto import keys as asn1_keys
+
+    modulus = rsa.generate_private_key(65537, 3072).public_key().public_numbers().n
+    request = asn1_csr.CertificationRequest.load(_csr().public_bytes(serialization.Encoding.DER))
+    info = request["certification_request_info"]
+    rsa_key = asn1_keys.RSAPublicKey({"modulus": modulus, "public_exponent": exponent})
+    info["subject_pk_info"] = asn1_keys.PublicKeyInfo(
+        {"algorithm": {"algorithm": "rsa", "parameters": None}, "public_key": rsa_key}
+    )
+    return x509.load_der_x509_csr(request.dump(force=True))
+
+
 BAD_CASES: dict[str, tuple[Callable[[], x509.CertificateSigningRequest], str]] = {
     "tampered-signature": (_tampered, "est.csr.signature"),
     "signature-by-other-key": (_other_key_signature, "est.csr.signature"),
     "p521": (lambda: _csr(ec.generate_private_key(ec.SECP521R1())), "est.csr.key_type"),
     "secp256k1": (lambda: _csr(ec.generate_private_key(ec.SECP256K1())), "est.csr.key_type"),
     "rsa2048": (lambda: _csr(rsa.generate_private_key(65537, 2048)), "est.csr.key_type"),
+    # Finding 9.4 (RSA exponent): only e = 65537 is accepted.
+    "rsa3072-e3": (lambda: _csr(rsa.generate_private_key(3, 3072)), "est.csr.key_type"),
+    "rsa3072-e17": (lambda: _rsa_with_exponent(17), "est.csr.key_type"),
+    "rsa3072-e1": (lambda: _rsa_with_exponent(1), "est.csr.key_type"),
+    "rsa3072-e-even": (lambda: _rsa_with_exponent(65536), "est.csr.key_type"),
+    "rsa3072-e-huge": (lambda: _rsa_with_exponent((1 << 255) + 1), "est.csr.key_type"),
     "ed25519": (lambda: _csr(ed25519.Ed25519PrivateKey.generate()), "est.csr.key_type"),
     "dsa": (lambda: _csr(dsa.generate_private_key(2048)), "est.csr.key_type"),
     "missing-cn": (

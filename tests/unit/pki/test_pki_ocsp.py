@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -106,6 +107,59 @@ def test_nonce_is_echoed(hierarchy: Hierarchy) -> None:
         _respond(hierarchy, pki.ocsp_request_for(hierarchy.ldevid, hierarchy.device_ca.cert))
     )
     assert len(without.extensions) == 0
+
+
+# Finding 9.4 (OCSP nonce, RFC 8954 §2.1): a nonce of 1 to 32 octets is echoed; an empty or
+# longer one is refused with malformedRequest (not echoed, not silently signed).
+NONCE_LENGTHS = {
+    "1-octet": (1, True),
+    "16-octets": (16, True),
+    "32-octets": (32, True),
+    "empty": (0, False),
+    "33-octets": (33, False),
+    "128-octets": (128, False),
+    "1000-octets": (1000, False),
+}
+
+
+@pytest.mark.parametrize("name", list(NONCE_LENGTHS), ids=list(NONCE_LENGTHS))
+def test_nonce_length_bounds(hierarchy: Hierarchy, name: str) -> None:
+    length, accepted = NONCE_LENGTHS[name]
+    nonce = bytes(range(256))[:length] if length <= 256 else b"\x5a" * length
+    request = pki.ocsp_request_for(hierarchy.ldevid, hierarchy.device_ca.cert, nonce=nonce)
+    der = _respond(hierarchy, request)
+    response = ocsp.load_der_ocsp_response(der)
+    assert lint_ocsp_response(der) == []
+    if not accepted:
+        assert response.response_status is ocsp.OCSPResponseStatus.MALFORMED_REQUEST
+        return
+    assert response.response_status is ocsp.OCSPResponseStatus.SUCCESSFUL
+    assert response.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce == nonce
+
+
+def test_requested_issuer_names_the_ca_of_the_certificate(hierarchy: Hierarchy) -> None:
+    cas = {"device": hierarchy.device_ca.cert, "manufacturing": hierarchy.manufacturing.cert}
+    about_ldevid = pki.ocsp_request_for(hierarchy.ldevid, hierarchy.device_ca.cert)
+    about_idevid = pki.ocsp_request_for(hierarchy.idevid, hierarchy.manufacturing.cert)
+    about_ca = pki.ocsp_request_for(hierarchy.device_ca.cert, hierarchy.root.cert)
+    assert pki.requested_issuer(about_ldevid, cas) == "device"
+    assert pki.requested_issuer(about_idevid, cas) == "manufacturing"
+    assert pki.requested_issuer(about_ca, cas) is None
+    assert pki.requested_issuer(b"garbage", cas) is None
+
+
+def test_idevid_answer_is_signed_by_the_manufacturing_ca(hierarchy: Hierarchy) -> None:
+    request = pki.ocsp_request_for(hierarchy.idevid, hierarchy.manufacturing.cert)
+    der = _respond(hierarchy, request, issuer=hierarchy.manufacturing)
+    response = ocsp.load_der_ocsp_response(der)
+    assert response.response_status is ocsp.OCSPResponseStatus.SUCCESSFUL
+    assert response.certificate_status is ocsp.OCSPCertStatus.UNKNOWN  # not in this lookup
+    public = hierarchy.manufacturing.cert.public_key()
+    public.verify(  # type: ignore[call-arg,union-attr]  # an EC CA key
+        response.signature, response.tbs_response_bytes,
+        ec.ECDSA(response.signature_hash_algorithm),  # type: ignore[arg-type]
+    )  # fmt: skip
+    assert lint_ocsp_response(der) == []
 
 
 MALFORMED = {
