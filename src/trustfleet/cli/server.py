@@ -21,7 +21,13 @@ def init(
         str, typer.Option("--name", help="Organization named in the certificates.")
     ] = "TrustFleet",
     api_port: Annotated[
-        int, typer.Option("--api-port", help="HTTPS port written into the config and certificates.")
+        int,
+        typer.Option(
+            "--api-port",
+            min=1,
+            max=65535,
+            help="HTTPS port written into the config and certificates.",
+        ),
     ] = 8443,
     dns: Annotated[
         list[str] | None,
@@ -73,7 +79,8 @@ def init(
 def run(
     home: HomeOpt,
     api_port: Annotated[
-        int | None, typer.Option("--api-port", help="HTTPS port (default: from the config).")
+        int | None,
+        typer.Option("--api-port", min=1, max=65535, help="HTTPS port (default: from the config)."),
     ] = None,
     workers: Annotated[
         int | None, typer.Option("--workers", min=1, max=64, help="HTTPS worker processes.")

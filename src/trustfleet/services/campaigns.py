@@ -164,6 +164,13 @@ def _resolve_model(
         model = next(iter(models), None)
     if model is None:
         models = {r.model for r in tx.releases.list(limit=1000) if r.version == version}
+        if not models:
+            raise NotFound(
+                f"no published release {version}",
+                hint="build and publish it first with 'trustfleet release build' and "
+                "'trustfleet release publish' (see 'trustfleet release list')",
+                code="campaign.release",
+            )
         if len(models) != 1:
             raise InvalidInput(
                 f"{len(models)} models have a release {version}",
