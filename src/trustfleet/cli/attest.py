@@ -8,7 +8,15 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from trustfleet.cli._common import HomeOpt, JsonOpt, console, emit_json, hint_for_missing, now
+from trustfleet.cli._common import (
+    HomeOpt,
+    JsonOpt,
+    console,
+    emit_json,
+    hint_for_missing,
+    interruptible,
+    now,
+)
 from trustfleet.errors import Unavailable
 from trustfleet.settings import load_server_settings
 
@@ -118,19 +126,12 @@ def run(
             challenge = issue_challenge(rt, device_id=device_id, now=now(), trigger="operator")
         _topic, payload = challenge_message(device_id, challenge)
         publish_challenge(settings, device_id, payload)
-        deadline = time.monotonic() + wait
-        result = None
-        while result is None:
-            with rt.uow.begin(read_only=True) as tx:
-                result = tx.attestation.result_for(challenge.id)
-            if result is None:
-                if time.monotonic() >= deadline:
-                    raise Unavailable(
-                        f"no verdict from {device_id} within {wait:g} s",
-                        hint="is the device online? see 'trustfleet attest status'",
-                        code="attestation.timeout",
-                    )
-                time.sleep(_POLL_S)
+        sent = (
+            f"challenge {challenge.id} was sent to {device_id}; its verdict will show in "
+            f"'trustfleet attest status {device_id}'"
+        )
+        with interruptible(lambda: sent):
+            result = _wait_verdict(rt, challenge.id, device_id=device_id, wait_s=wait)
     finally:
         rt.close()
     doc = {"device_id": device_id, **_result_doc(result)}
@@ -143,6 +144,22 @@ def run(
             console.print(f"  {f['severity']}: {f['code']}: {f['message']}")
     if not result.ok:
         raise typer.Exit(code=1)
+
+
+def _wait_verdict(rt: Any, challenge_id: str, *, device_id: str, wait_s: float) -> Any:
+    deadline = time.monotonic() + wait_s
+    while True:
+        with rt.uow.begin(read_only=True) as tx:
+            result = tx.attestation.result_for(challenge_id)
+        if result is not None:
+            return result
+        if time.monotonic() >= deadline:
+            raise Unavailable(
+                f"no verdict from {device_id} within {wait_s:g} s",
+                hint="is the device online? see 'trustfleet attest status'",
+                code="attestation.timeout",
+            )
+        time.sleep(_POLL_S)
 
 
 @app.command("quarantine")
