@@ -124,7 +124,10 @@ def update(
     Exits 0 when committed or up to date, 10 refused, 11 failed, 12 rolled back.
     """
     from trustfleet.agent._bootloop import update_once
+    from trustfleet.ota.versions import parse_version
 
+    if version is not None:
+        parse_version(version)
     logging.getLogger("trustfleet.agent").setLevel(logging.INFO)
     stop = threading.Event()
     code = update_once(device, version=version, as_json=json_out, stop=stop, now=now)

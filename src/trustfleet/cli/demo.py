@@ -32,7 +32,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from trustfleet.cli._common import JsonOpt, console, emit_json, interruptible, now
-from trustfleet.errors import TrustFleetError, Unavailable
+from trustfleet.errors import InvalidInput, TrustFleetError, Unavailable
 
 __all__ = ["demo"]
 
@@ -84,6 +84,8 @@ def demo(
 ) -> None:
     """Run the fleet demo end to end; exit 0 only if every stage is ok."""
     root = workdir or Path(tempfile.mkdtemp(prefix="trustfleet-demo-"))
+    if workdir is not None and workdir.exists() and not workdir.is_dir():
+        raise InvalidInput(f"--workdir {workdir} is a file", hint="give an empty or new directory")
     if workdir is not None and workdir.exists() and any(workdir.iterdir()):
         raise TrustFleetError(f"{workdir} is not empty", hint="give an empty or new --workdir")
     fleet = _Fleet(

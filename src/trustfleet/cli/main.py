@@ -122,7 +122,7 @@ def _os_failure(exc: OSError) -> str:
         IsADirectoryError: "a file was expected; check the path",
         PermissionError: "check the path and its permissions",
         FileExistsError: "choose a new path",
-        FileNotFoundError: "check the path; its parent directory must exist",
+        FileNotFoundError: "check the path: its parent must be a directory you can write in",
     }
     hint = next((h for cls, h in hints.items() if isinstance(exc, cls)), "check the path")
     return f"cannot use{where}: {what}. Hint: {hint}."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -50,6 +51,7 @@ def init(
     """Create a new server home: tokens, CA hierarchy, TLS certificates, store, config."""
     from trustfleet.services.home import HomeOptions, init_server_home
 
+    _check_new_home(home)
     options = HomeOptions(
         organization=name,
         api_port=api_port,
@@ -73,6 +75,22 @@ def init(
     console.print(f"[green]✓[/] server home created at [bold]{settings.home}[/]")
     console.print(f"  trust bundle: {summary['ca_bundle']}")
     console.print(f"  next: trustfleet server run --home {home}")
+
+
+def _check_new_home(home: Path) -> None:
+    """``--home`` for init: a new directory, or an empty one, under an existing directory."""
+    from trustfleet.errors import InvalidInput
+
+    if home.exists() and not home.is_dir():
+        raise InvalidInput(
+            f"--home {home} is a file, not a directory",
+            hint="give a new directory for the server home",
+        )
+    if not home.exists() and not home.absolute().parent.is_dir():
+        raise InvalidInput(
+            f"cannot create --home {home}: {home.absolute().parent} is not a directory",
+            hint="create the parent directory first, or choose another --home",
+        )
 
 
 @app.command("run")
