@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
@@ -17,7 +19,7 @@ from trustfleet.cli._common import (
     interruptible,
     now,
 )
-from trustfleet.errors import Unavailable
+from trustfleet.errors import TrustFleetError, Unavailable
 from trustfleet.settings import load_server_settings
 
 __all__ = ["app"]
@@ -122,7 +124,7 @@ def run(
     settings = load_server_settings(home)
     rt = _runtime(home)
     try:
-        with hint_for_missing(_LIST_HINT):
+        with _attest_hints(), hint_for_missing(_LIST_HINT):
             challenge = issue_challenge(rt, device_id=device_id, now=now(), trigger="operator")
         _topic, payload = challenge_message(device_id, challenge)
         publish_challenge(settings, device_id, payload)
@@ -144,6 +146,23 @@ def run(
             console.print(f"  {f['severity']}: {f['code']}: {f['message']}")
     if not result.ok:
         raise typer.Exit(code=1)
+
+
+@contextmanager
+def _attest_hints() -> Iterator[None]:
+    """Hints for an operator on why a device cannot be challenged (not the wire protocol)."""
+    try:
+        yield
+    except TrustFleetError as exc:
+        if exc.code == "attestation.ak.missing":
+            exc.hint = (
+                "it has no TPM attestation key: devices provisioned before their model had a "
+                "published release get no TPM (docs/attestation.md); provision new ones after "
+                "'trustfleet release publish'"
+            )
+        elif exc.code == "attestation.device.state":
+            exc.hint = "only an enrolled device is challenged: start its agent so it enrolls"
+        raise
 
 
 def _wait_verdict(rt: Any, challenge_id: str, *, device_id: str, wait_s: float) -> Any:
