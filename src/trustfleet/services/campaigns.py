@@ -116,9 +116,7 @@ def create_campaign(
         rows = build_rows(done=done, left_out=left_out, todo=todo, cumulative=cumulative)
         campaign_id = f"cmp-{secrets.token_hex(16)}"
         state: CampaignState = "running" if todo else "completed"
-        reason = None if todo else "every target device is already at this version"
-        if not todo and left_out:
-            reason += f" or was left out ({len(left_out)}; see the campaign's devices)"
+        reason = None if todo else _nothing_to_do(left_out=len(left_out))
         record = tx.campaigns.add(
             id=campaign_id, model=model, version=version, waves=waves,
             max_failure_rate=max_failure_rate, device_timeout_s=timeout_s,
@@ -136,6 +134,13 @@ def create_campaign(
             _event(tx, "campaign.completed", record, actor="system", details={}, now=now)
     logger.info("campaign %s: %s %s to %d devices", campaign_id, model, version, len(todo))
     return record
+
+
+def _nothing_to_do(*, left_out: int) -> str:
+    reason = "every target device is already at this version"
+    if left_out:
+        reason += f" or was left out ({left_out}; see the campaign's devices)"
+    return reason
 
 
 def _event(
