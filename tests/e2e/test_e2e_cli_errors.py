@@ -202,7 +202,8 @@ CASES: dict[str, tuple[str, str, str]] = {
     "demo-workdir-not-empty": ("demo --workdir {root}", "not empty", "empty or new"),
     "demo-too-few-devices": ("demo --devices 2", "--devices", "--help"),
     # the root, and options every command shares
-    "json-with-a-bad-value": ("device list --home {home} --json=maybe", "--json", "--help"),
+    "json-with-a-bad-value":
+        ("device list --home {home} --json=maybe", "neither true nor false", "--json=false"),
     "unknown-command": ("devices list", "devices", "--help"),
 }  # fmt: skip
 

@@ -16,6 +16,8 @@ from typer._click.core import Command  # typer bundles Click privately
 from typer.core import TyperGroup as Group
 from typer.core import TyperOption as Option
 
+from trustfleet.errors import InvalidInput
+
 __all__ = ["normalise_flags", "plain_text", "tidy_help", "walk_commands"]
 
 TRUE_WORDS: Final = frozenset({"true", "yes", "on", "1", "y"})
@@ -72,7 +74,10 @@ def normalise_flags(root: Command, args: Sequence[str]) -> list[str]:
         args: The command line after the program name.
 
     Returns:
-        The arguments Click should parse; unknown values are left for Click to refuse.
+        The arguments Click should parse.
+
+    Raises:
+        InvalidInput: ``--flag=VALUE`` with a value that is neither true nor false.
     """
     flags, command = _bool_flags(root), root
     out: list[str] = []
@@ -96,5 +101,10 @@ def normalise_flags(root: Command, args: Sequence[str]) -> list[str]:
             i += 1
         if eq and value.lower() in FALSE_WORDS:
             continue
-        out.append(name if not eq or value.lower() in TRUE_WORDS else arg)
+        if eq and value.lower() not in TRUE_WORDS:
+            raise InvalidInput(
+                f"{name} is a switch; {value[:40]!r} is neither true nor false",
+                hint=f"write {name} alone, or {name}=true / {name}=false",
+            )
+        out.append(name)
     return out

@@ -64,8 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit code. Errors are one line with a hint, never a traceback."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     command = tidy_help(typer.main.get_command(app))
-    args = normalise_flags(command, list(argv) if argv is not None else sys.argv[1:])
     try:
+        args = normalise_flags(command, list(argv) if argv is not None else sys.argv[1:])
         result = command.main(args=args, prog_name="trustfleet", standalone_mode=False)
     except NoArgsIsHelpError as exc:
         print(exc.ctx.get_help() if exc.ctx else "")
