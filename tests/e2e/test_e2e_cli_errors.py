@@ -374,3 +374,17 @@ def test_ctrl_c_stops_the_demo_and_cleans_up(tmp_path: Path, start: Callable[...
     line = _interrupted_line(*demo.interrupt())
     assert "demo stopped during stage" in line
     assert "the service and agents were stopped" in line
+
+
+def test_ctrl_c_stops_server_init_and_removes_the_partial_home(
+    tmp_path: Path, start: Callable[..., Started]
+) -> None:
+    home = tmp_path / "home"
+    init = start("server", "init", "--home", home, "--api-port", str(free_port()))
+    _wait_for(home.exists, "the home to be started")
+    code, out, err = init.interrupt()
+    if code == 0:
+        pytest.skip("server init finished before Ctrl-C reached it")  # a fast machine
+    line = _interrupted_line(code, out, err)
+    assert "partly made home" in line
+    assert not home.exists() or not any(home.iterdir())

@@ -101,7 +101,10 @@ def _describe(exc: BaseException) -> tuple[str, int]:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or exc.title
         return f"invalid value for {where}: {first['msg']}. Hint: see '--help' for the range.", 2
-    line = "interrupted (Ctrl-C) before the command finished; run it again to complete it."
+    line = (
+        "interrupted (Ctrl-C) before the command finished. Hint: check what it changed (a "
+        "'list' or 'status' command) before running it again."
+    )
     return line, INTERRUPTED_EXIT_CODE
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from trustfleet.cli._common import HomeOpt, JsonOpt, console, emit_json, now
+from trustfleet.cli._common import HomeOpt, JsonOpt, console, emit_json, interruptible, now
 from trustfleet.settings import load_server_settings
 
 __all__ = ["app"]
@@ -60,7 +60,11 @@ def init(
         store_url=store_url,
         mqtt_port=mqtt_port,
     )
-    with console.status("Creating tokens, CA keys and certificates…", spinner="dots"):
+    removed = f"nothing was kept: the partly made home {home} was removed"
+    with (
+        interruptible(lambda: removed),
+        console.status("Creating tokens, CA keys and certificates…", spinner="dots"),
+    ):
         settings = init_server_home(home, options=options, now=now())
     summary = {
         "home": str(settings.home),
