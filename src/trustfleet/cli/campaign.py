@@ -122,7 +122,7 @@ def _status(rt: Any, campaign_id: str) -> dict[str, Any]:
     s = campaign_status(rt, campaign_id)
     wave0 = [d for d in s.devices if d.wave == 0]
     return {
-        "up_to_date": sum(1 for d in wave0 if d.state == "up_to_date"),
+        "up_to_date": s.waves[0].states.get("up_to_date", 0),
         "excluded": [
             {"device_id": d.device_id, "reason": d.reason, "code": d.code}
             for d in wave0
