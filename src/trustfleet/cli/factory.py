@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, BinaryIO
+from typing import Annotated, Any, BinaryIO
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -71,15 +71,7 @@ def provision(
                 )
     finally:
         rt.close()
-    rows = [
-        {
-            "device_id": d.device_id,
-            "model": d.model,
-            "directory": str(d.directory),
-            "idevid_serial": format(d.certificate.serial_number, "x"),
-        }
-        for d in devices
-    ]
+    rows = [_device_row(d) for d in devices]
     if json_out:
         emit_json({"devices": rows})
         return
@@ -131,6 +123,15 @@ def sign_csr(
     console.print(
         f"[green]✓[/] device [bold]{device.device_id}[/] registered; IDevID written to {out}"
     )
+
+
+def _device_row(d: Any) -> dict[str, str]:
+    return {
+        "device_id": d.device_id,
+        "model": d.model,
+        "directory": str(d.directory),
+        "idevid_serial": format(d.certificate.serial_number, "x"),
+    }
 
 
 def _check_out_dir(out: Path) -> None:

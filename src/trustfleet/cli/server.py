@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -66,19 +66,23 @@ def init(
         console.status("Creating tokens, CA keys and certificates…", spinner="dots"),
     ):
         settings = init_server_home(home, options=options, now=now())
-    summary = {
-        "home": str(settings.home),
-        "public_url": settings.api.public_url,
-        "mqtt_port": settings.broker.port,
-        "ca_bundle": str(settings.path("public/ca-bundle.pem")),
-        "config": str(settings.home / "trustfleet.toml"),
-    }
+    summary = _summary(settings)
     if json_out:
         emit_json(summary)
         return
     console.print(f"[green]✓[/] server home created at [bold]{settings.home}[/]")
     console.print(f"  trust bundle: {summary['ca_bundle']}")
     console.print(f"  next: trustfleet server run --home {home}")
+
+
+def _summary(settings: Any) -> dict[str, Any]:
+    return {
+        "home": str(settings.home),
+        "public_url": settings.api.public_url,
+        "mqtt_port": settings.broker.port,
+        "ca_bundle": str(settings.path("public/ca-bundle.pem")),
+        "config": str(settings.home / "trustfleet.toml"),
+    }
 
 
 def _check_new_home(home: Path) -> None:

@@ -123,17 +123,24 @@ def create_campaign(
             state=state, reason=reason, now=now,
         )  # fmt: skip
         tx.campaigns.add_devices(campaign_id, rows, now=now)
-        sizes = [b - a for a, b in zip((0, *cumulative), cumulative, strict=False)]
-        details = {
-            "model": model, "version": version, "waves": list(waves), "wave_sizes": sizes,
-            "max_failure_rate": max_failure_rate, "device_timeout_s": timeout_s,
-            "devices": len(todo), "up_to_date": len(done), "excluded": len(left_out),
-        }  # fmt: skip
+        counts = {"devices": len(todo), "up_to_date": len(done), "excluded": len(left_out)}
+        details = _created_details(record, cumulative=cumulative, counts=counts)
         _event(tx, "campaign.created", record, actor=actor, details=details, now=now)
         if state == "completed":
             _event(tx, "campaign.completed", record, actor="system", details={}, now=now)
     logger.info("campaign %s: %s %s to %d devices", campaign_id, model, version, len(todo))
     return record
+
+
+def _created_details(
+    record: CampaignRecord, *, cumulative: Sequence[int], counts: Mapping[str, int]
+) -> dict[str, Any]:
+    sizes = [b - a for a, b in zip((0, *cumulative), cumulative, strict=False)]
+    return {
+        "model": record.model, "version": record.version, "waves": list(record.waves),
+        "wave_sizes": sizes, "max_failure_rate": record.max_failure_rate,
+        "device_timeout_s": record.device_timeout_s, **counts,
+    }  # fmt: skip
 
 
 def _nothing_to_do(*, left_out: int) -> str:
