@@ -44,7 +44,17 @@ def load_toml_model(
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise missing from exc
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+    except NotADirectoryError as exc:
+        culprit = next((p for p in path.parents if p.is_file()), path.parent)
+        raise Config(
+            f"{culprit} is a file, not a directory",
+            hint="give the directory (--home or --device), not a file",
+        ) from exc
+    except OSError as exc:
+        raise Config(
+            f"cannot read {path}: {exc.strerror}", hint="check the path and its permissions"
+        ) from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise Config(f"cannot read {path}: {exc}", hint="fix the file's TOML syntax") from exc
     try:
         return model(**extra, **raw)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trustfleet.agent.certfacts import CertFacts, read_pem_cert_facts
-from trustfleet.errors import InvalidInput
+from trustfleet.errors import Config, InvalidInput
 
 __all__ = ["RunSummary", "load_cert", "next_time"]
 
@@ -43,6 +43,22 @@ def next_time(previous: float, interval: float, current: float) -> float:
     """The next due time of a schedule (never in the past)."""
     following = previous + interval
     return following if following > current else current + interval
+
+
+def require_cert(path: Any) -> CertFacts:
+    """The certificate at ``path`` (the IDevID: nothing can replace it).
+
+    Raises:
+        Config: It is missing or not a PEM certificate (the file, not the service, is wrong).
+    """
+    try:
+        return read_pem_cert_facts(path.read_bytes())
+    except (InvalidInput, OSError) as exc:
+        raise Config(
+            f"{path} is not a PEM certificate (damaged or replaced)",
+            hint="restore the device folder from its backup, or provision the device again",
+            code="agent.certificate.corrupt",
+        ) from exc
 
 
 def load_cert(path: Any) -> CertFacts | None:

@@ -25,7 +25,7 @@ from cryptography.x509.oid import NameOID
 from trustfleet.agent._https import post
 from trustfleet.agent._tls import TokenKey, token_key
 from trustfleet.agent.settings import DeviceSettings
-from trustfleet.errors import InvalidInput, PermissionDenied, TrustFleetError
+from trustfleet.errors import Config, InvalidInput, PermissionDenied, TrustFleetError
 from trustfleet.fileio import write_atomic
 from trustfleet.pki import CONTENT_TYPE_CSR, device_uri, parse_certs_only
 
@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 Mode = Literal["enroll", "reenroll"]
 _MAX_RESPONSE_BYTES = 256 * 1024
+_MAX_CERT_FILE_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ def enroll_device(settings: DeviceSettings, *, mode: Mode, now: datetime) -> Enr
     )
     if not client_cert.is_file():
         raise InvalidInput(f"{client_cert} is missing", hint="enroll before re-enrolling")
+    _check_certificate_file(client_cert)
     answer = post(
         settings,
         path=urlsplit(settings.server.est_url).path + f"/simple{mode}",
@@ -129,3 +131,15 @@ def _pick_certificate(
         if cert.public_key() == wanted:
             return cert
     raise TrustFleetError(f"the service's answer holds no certificate for {device_id}'s key")
+
+
+def _check_certificate_file(path: Path) -> None:
+    """A readable PEM certificate, or a Config error that names the file (not the service)."""
+    try:
+        x509.load_pem_x509_certificate(path.read_bytes()[:_MAX_CERT_FILE_BYTES])
+    except ValueError as exc:
+        raise Config(
+            f"{path} is not a PEM certificate (damaged or replaced)",
+            hint="restore the device folder from its backup, or provision the device again",
+            code="agent.certificate.corrupt",
+        ) from exc

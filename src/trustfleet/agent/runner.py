@@ -26,7 +26,7 @@ from trustfleet.agent._messages import (
     render,
     simulated_metrics,
 )
-from trustfleet.agent._runparts import RunSummary, load_cert, next_time
+from trustfleet.agent._runparts import RunSummary, load_cert, next_time, require_cert
 from trustfleet.agent._tls import token_key
 from trustfleet.agent._tpmhooks import ensure_ak_enrolled
 from trustfleet.agent.attester import Attester
@@ -144,7 +144,7 @@ class _Agent:
         cert = load_cert(path) if path.is_file() else None
         # The LDevID certifies the same identity key as the IDevID: comparing their public keys
         # needs neither the token nor `cryptography` (kept out of the agent's steady state).
-        idevid = load_cert(self.settings.path(self.settings.identity.idevid))
+        idevid = require_cert(self.settings.path(self.settings.identity.idevid))
         when = self.now()
         same_key = cert is not None and idevid is not None and cert.spki == idevid.spki
         if cert is None or not same_key or cert.not_after <= when:

@@ -1,9 +1,9 @@
-"""What every command group shares: the home option, JSON output, the clock."""
+"""What every command group shares: the home option, JSON output, the clock, interrupts."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,7 +14,21 @@ from rich.console import Console
 
 from trustfleet.errors import NotFound
 
-__all__ = ["HomeOpt", "JsonOpt", "console", "emit_json", "hint_for_missing", "now", "stderr"]
+__all__ = [
+    "INTERRUPTED_EXIT_CODE",
+    "HomeOpt",
+    "Interrupted",
+    "JsonOpt",
+    "console",
+    "emit_json",
+    "hint_for_missing",
+    "interruptible",
+    "now",
+    "stderr",
+]
+
+INTERRUPTED_EXIT_CODE = 130
+"""Exit code of a command stopped by Ctrl-C (SIGINT), as shells report 128 + 2."""
 
 console = Console()
 stderr = Console(stderr=True)
@@ -30,9 +44,26 @@ HomeOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")]
 
 
+class Interrupted(Exception):  # a signal, not an error of the product
+    """Ctrl-C stopped a command; ``done`` says what it had done by then (one sentence)."""
+
+    def __init__(self, done: str) -> None:
+        super().__init__(done)
+        self.done = done
+
+
 def now() -> datetime:
     """The current time, UTC."""
     return datetime.now(UTC)
+
+
+@contextmanager
+def interruptible(done: Callable[[], str]) -> Iterator[None]:
+    """Turn Ctrl-C inside the block into :class:`Interrupted` saying what ``done()`` reports."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise Interrupted(done()) from None
 
 
 @contextmanager

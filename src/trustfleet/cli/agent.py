@@ -8,11 +8,11 @@ import signal
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from trustfleet.cli._common import JsonOpt, console, emit_json, now
+from trustfleet.cli._common import Interrupted, JsonOpt, console, emit_json, now
 
 __all__ = ["app"]
 
@@ -80,8 +80,10 @@ def run(
     settings = load_device_settings(device)
     stop = threading.Event()
     summaries: list[RunSummary] = []
+    received: list[int] = []
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -97,6 +99,8 @@ def run(
     if code == REBOOT_EXIT_CODE and not stop.is_set():
         reexec(["run", "--device", str(device), *(["--once"] if once else [])])
     power_off(settings.directory)  # a clean shutdown: TPM2_Shutdown, swtpm stopped
+    if signal.SIGINT in received:
+        raise Interrupted(_what_was_done(summaries))
     if json_out and summaries:
         emit_json(dataclasses.asdict(summaries[0]))
     elif once and summaries:
@@ -120,9 +124,25 @@ def update(
     Exits 0 when committed or up to date, 10 refused, 11 failed, 12 rolled back.
     """
     from trustfleet.agent._bootloop import update_once
+    from trustfleet.ota.versions import parse_version
 
+    if version is not None:
+        parse_version(version)
     logging.getLogger("trustfleet.agent").setLevel(logging.INFO)
     stop = threading.Event()
     code = update_once(device, version=version, as_json=json_out, stop=stop, now=now)
     if code:
         raise typer.Exit(code)
+
+
+def _what_was_done(summaries: list[Any]) -> str:
+    """One sentence on what an agent stopped by Ctrl-C did (the TPM was shut down cleanly)."""
+    if not summaries:
+        return "the agent stopped before it connected; its TPM was shut down cleanly"
+    done = summaries[0]
+    enrolled = "enrolled, " if done.enrolled else ""
+    return (
+        f"the agent of {done.device_id} stopped cleanly ({enrolled}"
+        f"{sum(done.published.values())} message(s) published, {done.acked} acknowledged, "
+        f"{done.queue_depth} queued for the next run)"
+    )

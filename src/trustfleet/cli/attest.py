@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from trustfleet.cli._common import HomeOpt, JsonOpt, console, emit_json, hint_for_missing, now
-from trustfleet.errors import Unavailable
+from trustfleet.cli._common import (
+    HomeOpt,
+    JsonOpt,
+    console,
+    emit_json,
+    hint_for_missing,
+    interruptible,
+    now,
+)
+from trustfleet.errors import TrustFleetError, Unavailable
 from trustfleet.settings import load_server_settings
 
 __all__ = ["app"]
@@ -114,23 +124,16 @@ def run(
     settings = load_server_settings(home)
     rt = _runtime(home)
     try:
-        with hint_for_missing(_LIST_HINT):
+        with _attest_hints(), hint_for_missing(_LIST_HINT):
             challenge = issue_challenge(rt, device_id=device_id, now=now(), trigger="operator")
         _topic, payload = challenge_message(device_id, challenge)
         publish_challenge(settings, device_id, payload)
-        deadline = time.monotonic() + wait
-        result = None
-        while result is None:
-            with rt.uow.begin(read_only=True) as tx:
-                result = tx.attestation.result_for(challenge.id)
-            if result is None:
-                if time.monotonic() >= deadline:
-                    raise Unavailable(
-                        f"no verdict from {device_id} within {wait:g} s",
-                        hint="is the device online? see 'trustfleet attest status'",
-                        code="attestation.timeout",
-                    )
-                time.sleep(_POLL_S)
+        sent = (
+            f"challenge {challenge.id} was sent to {device_id}; its verdict will show in "
+            f"'trustfleet attest status {device_id}'"
+        )
+        with interruptible(lambda: sent):
+            result = _wait_verdict(rt, challenge.id, device_id=device_id, wait_s=wait)
     finally:
         rt.close()
     doc = {"device_id": device_id, **_result_doc(result)}
@@ -143,6 +146,39 @@ def run(
             console.print(f"  {f['severity']}: {f['code']}: {f['message']}")
     if not result.ok:
         raise typer.Exit(code=1)
+
+
+@contextmanager
+def _attest_hints() -> Iterator[None]:
+    """Hints for an operator on why a device cannot be challenged (not the wire protocol)."""
+    try:
+        yield
+    except TrustFleetError as exc:
+        if exc.code == "attestation.ak.missing":
+            exc.hint = (
+                "it has no TPM attestation key: devices provisioned before their model had a "
+                "published release get no TPM (docs/attestation.md); provision new ones after "
+                "'trustfleet release publish'"
+            )
+        elif exc.code == "attestation.device.state":
+            exc.hint = "only an enrolled device is challenged: start its agent so it enrolls"
+        raise
+
+
+def _wait_verdict(rt: Any, challenge_id: str, *, device_id: str, wait_s: float) -> Any:
+    deadline = time.monotonic() + wait_s
+    while True:
+        with rt.uow.begin(read_only=True) as tx:
+            result = tx.attestation.result_for(challenge_id)
+        if result is not None:
+            return result
+        if time.monotonic() >= deadline:
+            raise Unavailable(
+                f"no verdict from {device_id} within {wait_s:g} s",
+                hint="is the device online? see 'trustfleet attest status'",
+                code="attestation.timeout",
+            )
+        time.sleep(_POLL_S)
 
 
 @app.command("quarantine")

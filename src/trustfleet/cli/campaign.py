@@ -18,7 +18,12 @@ _ACTOR = "operator:cli"
 MAX_DEVICES_OPTION_CHARS = 1_000_000
 """Bound on the ``--devices`` list as typed."""
 
-IdArg = Annotated[str, typer.Argument(help="Campaign id (see 'trustfleet campaign list').")]
+IdArg = Annotated[
+    str,
+    typer.Argument(help="Campaign id, or a unique start of it (see 'trustfleet campaign list')."),
+]
+SHORT_ID_CHARS = 12
+"""``campaign list`` shows ids this long (``cmp-`` and 8 hex digits); any unique start works."""
 
 
 def _runtime(home: Any) -> Any:
@@ -100,19 +105,29 @@ def create(
         emit_json(status)
         return
     sizes = ", ".join(str(w["size"]) for w in status["waves"][1:])
+    left_out = len(status["excluded"])
     console.print(
         f"[green]✓[/] campaign [bold]{campaign.id}[/]: {campaign.model} {campaign.version}, "
-        f"waves of {sizes} device(s), {status['waves'][0]['size']} already up to date "
-        f"({campaign.state})",
+        f"waves of {sizes} device(s), {status['up_to_date']} already up to date, "
+        f"{left_out} left out ({campaign.state})",
         soft_wrap=True,
     )
+    for row in status["excluded"]:
+        console.print(f"  left out {row['device_id']}: {row['reason']}", soft_wrap=True)
 
 
 def _status(rt: Any, campaign_id: str) -> dict[str, Any]:
     from trustfleet.services.campaigns import campaign_status
 
     s = campaign_status(rt, campaign_id)
+    wave0 = [d for d in s.devices if d.wave == 0]
     return {
+        "up_to_date": s.waves[0].states.get("up_to_date", 0),
+        "excluded": [
+            {"device_id": d.device_id, "reason": d.reason, "code": d.code}
+            for d in wave0
+            if d.state != "up_to_date"
+        ],
         **_campaign_doc(s.campaign),
         "failure_rate": s.failure_rate,
         "failures": s.failures,
@@ -153,10 +168,12 @@ def status(home: HomeOpt, campaign_id: IdArg, json_out: JsonOpt = False) -> None
     )
     if doc["reason"]:
         console.print(f"  reason: {doc['reason']}")
+    for row in doc["excluded"]:
+        console.print(f"  left out {row['device_id']}: {row['reason']}", soft_wrap=True)
     states = sorted({s for w in doc["waves"] for s in w["states"]})
     table = Table("wave", "up to %", "devices", *states)
     for w in doc["waves"]:
-        label = "0 (already up to date)" if w["wave"] == 0 else str(w["wave"])
+        label = "0 (up to date / left out)" if w["wave"] == 0 else str(w["wave"])
         counts = [str(w["states"].get(s, "")) for s in states]
         table.add_row(label, f"{w['percent']:g}", str(w["size"]), *counts)
     console.print(table)
@@ -175,11 +192,14 @@ def list_campaigns(home: HomeOpt, json_out: JsonOpt = False) -> None:
     if json_out:
         emit_json({"campaigns": docs})
         return
-    table = Table("campaign", "model", "version", "state", "wave", "created")
+    table = Table("campaign", "model", "version", "state", "wave", "created (UTC)")
     for d in docs:
         wave = f"{d['current_wave']}/{len(d['waves'])}"
-        table.add_row(d["id"], d["model"], d["version"], d["state"], wave, d["created_at"])
+        created = d["created_at"][:16].replace("T", " ")
+        table.add_row(d["id"][:SHORT_ID_CHARS], d["model"], d["version"], d["state"], wave, created)
     console.print(table)
+    if docs:
+        console.print("ids are shortened: any unique start of an id names the campaign")
 
 
 def _change(home: Any, campaign_id: str, action: str, json_out: bool) -> None:
@@ -206,6 +226,12 @@ def pause(home: HomeOpt, campaign_id: IdArg, json_out: JsonOpt = False) -> None:
 def resume(home: HomeOpt, campaign_id: IdArg, json_out: JsonOpt = False) -> None:
     """Continue a paused campaign."""
     _change(home, campaign_id, "resume", json_out)
+
+
+@app.command("retry")
+def retry(home: HomeOpt, campaign_id: IdArg, json_out: JsonOpt = False) -> None:
+    """Give a campaign's failed devices another try, once the cause is fixed (also if halted)."""
+    _change(home, campaign_id, "retry", json_out)
 
 
 @app.command("abort")

@@ -31,8 +31,8 @@ from cryptography.x509 import ocsp
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from trustfleet.cli._common import JsonOpt, console, emit_json, now
-from trustfleet.errors import TrustFleetError, Unavailable
+from trustfleet.cli._common import JsonOpt, console, emit_json, interruptible, now
+from trustfleet.errors import InvalidInput, TrustFleetError, Unavailable
 
 __all__ = ["demo"]
 
@@ -84,6 +84,8 @@ def demo(
 ) -> None:
     """Run the fleet demo end to end; exit 0 only if every stage is ok."""
     root = workdir or Path(tempfile.mkdtemp(prefix="trustfleet-demo-"))
+    if workdir is not None and workdir.exists() and not workdir.is_dir():
+        raise InvalidInput(f"--workdir {workdir} is a file", hint="give an empty or new directory")
     if workdir is not None and workdir.exists() and any(workdir.iterdir()):
         raise TrustFleetError(f"{workdir} is not empty", hint="give an empty or new --workdir")
     fleet = _Fleet(
@@ -95,7 +97,10 @@ def demo(
     )
     stages: list[Stage] = []
     try:
-        _run_stages(fleet, stages, count=devices, quiet=json_out)
+        with interruptible(
+            lambda: _interrupted_note(fleet, stages, keep=keep, temp=workdir is None)
+        ):
+            _run_stages(fleet, stages, count=devices, quiet=json_out)
     finally:
         if not keep:
             _stop(fleet)
@@ -104,6 +109,19 @@ def demo(
     ok = bool(stages) and all(s.ok for s in stages)
     _report(fleet, stages, json_out=json_out, keep=keep, ok=ok)
     raise typer.Exit(0 if ok else 1)
+
+
+def _interrupted_note(fleet: _Fleet, stages: list[Stage], *, keep: bool, temp: bool) -> str:
+    """What a demo stopped by Ctrl-C had done, and what is left of it."""
+    done = [s.name for s in stages if s.ok]
+    where = f"during stage '{stages[-1].name}'" if stages else "before the first stage"
+    if keep:
+        left = f"the service and agents were left running; files in {fleet.workdir}"
+    elif temp:
+        left = "the service and agents were stopped and the temporary files removed"
+    else:
+        left = f"the service and agents were stopped; files left in {fleet.workdir}"
+    return f"demo stopped {where} after {len(done)} stage(s) ({', '.join(done) or 'none'}); {left}"
 
 
 def _run_stages(fleet: _Fleet, stages: list[Stage], *, count: int, quiet: bool) -> None:

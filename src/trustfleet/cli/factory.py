@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, BinaryIO
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from trustfleet.cli._common import HomeOpt, JsonOpt, console, emit_json, now
+from trustfleet.cli._common import HomeOpt, JsonOpt, console, emit_json, interruptible, now
 from trustfleet.errors import InvalidInput
 from trustfleet.settings import load_server_settings
 
@@ -37,7 +38,16 @@ def provision(
 
     if not 1 <= count <= 10_000:
         raise InvalidInput("--count must be between 1 and 10000", hint="e.g. --count 10")
+    _check_out_dir(out)
     rt = Runtime.open(load_server_settings(home))
+    done = {"key": 0, "device": 0}
+
+    def so_far() -> str:
+        return (
+            f"{done['device']} of {count} device(s) were provisioned and registered in {out}; "
+            "unfinished device folders were removed"
+        )
+
     try:
         with Progress(
             TextColumn("{task.description}"),
@@ -52,22 +62,16 @@ def provision(
             certs = progress.add_task("IDevIDs issued", total=count)
 
             def step(kind: str) -> None:
+                done[kind] += 1
                 progress.advance(keys if kind == "key" else certs)
 
-            devices = provision_devices(
-                rt, out_dir=out, count=count, model=model, now=now(), on_progress=step
-            )
+            with interruptible(so_far):
+                devices = provision_devices(
+                    rt, out_dir=out, count=count, model=model, now=now(), on_progress=step
+                )
     finally:
         rt.close()
-    rows = [
-        {
-            "device_id": d.device_id,
-            "model": d.model,
-            "directory": str(d.directory),
-            "idevid_serial": format(d.certificate.serial_number, "x"),
-        }
-        for d in devices
-    ]
+    rows = [_device_row(d) for d in devices]
     if json_out:
         emit_json({"devices": rows})
         return
@@ -93,14 +97,20 @@ def sign_csr(
     from trustfleet.services.runtime import Runtime
 
     data = _read_bounded(csr)
-    if out.exists():
-        raise InvalidInput(f"{out} exists already", hint="choose another --out path")
-    rt = Runtime.open(load_server_settings(home))
+    settings = load_server_settings(home)
+    target = _create_out_file(out)  # before the device is registered: a bad --out changes nothing
     try:
-        device = do_sign(rt, csr_bytes=data, model=model, now=now())
-    finally:
-        rt.close()
-    out.write_bytes(device.certificate.public_bytes(serialization.Encoding.PEM))
+        rt = Runtime.open(settings)
+        try:
+            device = do_sign(rt, csr_bytes=data, model=model, now=now())
+        finally:
+            rt.close()
+    except BaseException:
+        target.close()
+        out.unlink(missing_ok=True)
+        raise
+    with target:
+        target.write(device.certificate.public_bytes(serialization.Encoding.PEM))
     if json_out:
         emit_json(
             {
@@ -113,6 +123,43 @@ def sign_csr(
     console.print(
         f"[green]✓[/] device [bold]{device.device_id}[/] registered; IDevID written to {out}"
     )
+
+
+def _device_row(d: Any) -> dict[str, str]:
+    return {
+        "device_id": d.device_id,
+        "model": d.model,
+        "directory": str(d.directory),
+        "idevid_serial": format(d.certificate.serial_number, "x"),
+    }
+
+
+def _check_out_dir(out: Path) -> None:
+    """``--out`` must be a directory, or a new one (made here) whose parent is a directory."""
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise InvalidInput(
+            f"--out {out} is not a directory", hint="name a new or existing directory for --out"
+        )
+    try:
+        out.mkdir(mode=0o755, exist_ok=True)
+    except OSError as exc:
+        raise InvalidInput(
+            f"cannot create --out {out}: {exc.strerror}",
+            hint="choose a directory you can write, whose parent exists",
+        ) from exc
+
+
+def _create_out_file(out: Path) -> BinaryIO:
+    """Create ``out`` (never an existing file or a symlink), open for writing."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        return os.fdopen(os.open(out, flags, 0o644), "wb")
+    except FileExistsError as exc:
+        raise InvalidInput(f"{out} exists already", hint="choose another --out path") from exc
+    except OSError as exc:
+        raise InvalidInput(
+            f"cannot create {out}: {exc.strerror}", hint="choose another --out path"
+        ) from exc
 
 
 def _read_bounded(path: Path) -> bytes:

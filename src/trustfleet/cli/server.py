@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
-from trustfleet.cli._common import HomeOpt, JsonOpt, console, emit_json, now
+from trustfleet.cli._common import HomeOpt, JsonOpt, console, emit_json, interruptible, now
 from trustfleet.settings import load_server_settings
 
 __all__ = ["app"]
@@ -21,7 +22,13 @@ def init(
         str, typer.Option("--name", help="Organization named in the certificates.")
     ] = "TrustFleet",
     api_port: Annotated[
-        int, typer.Option("--api-port", help="HTTPS port written into the config and certificates.")
+        int,
+        typer.Option(
+            "--api-port",
+            min=1,
+            max=65535,
+            help="HTTPS port written into the config and certificates.",
+        ),
     ] = 8443,
     dns: Annotated[
         list[str] | None,
@@ -44,6 +51,7 @@ def init(
     """Create a new server home: tokens, CA hierarchy, TLS certificates, store, config."""
     from trustfleet.services.home import HomeOptions, init_server_home
 
+    _check_new_home(home)
     options = HomeOptions(
         organization=name,
         api_port=api_port,
@@ -52,15 +60,13 @@ def init(
         store_url=store_url,
         mqtt_port=mqtt_port,
     )
-    with console.status("Creating tokens, CA keys and certificates…", spinner="dots"):
+    removed = f"nothing was kept: the partly made home {home} was removed"
+    with (
+        interruptible(lambda: removed),
+        console.status("Creating tokens, CA keys and certificates…", spinner="dots"),
+    ):
         settings = init_server_home(home, options=options, now=now())
-    summary = {
-        "home": str(settings.home),
-        "public_url": settings.api.public_url,
-        "mqtt_port": settings.broker.port,
-        "ca_bundle": str(settings.path("public/ca-bundle.pem")),
-        "config": str(settings.home / "trustfleet.toml"),
-    }
+    summary = _summary(settings)
     if json_out:
         emit_json(summary)
         return
@@ -69,11 +75,38 @@ def init(
     console.print(f"  next: trustfleet server run --home {home}")
 
 
+def _summary(settings: Any) -> dict[str, Any]:
+    return {
+        "home": str(settings.home),
+        "public_url": settings.api.public_url,
+        "mqtt_port": settings.broker.port,
+        "ca_bundle": str(settings.path("public/ca-bundle.pem")),
+        "config": str(settings.home / "trustfleet.toml"),
+    }
+
+
+def _check_new_home(home: Path) -> None:
+    """``--home`` for init: a new directory, or an empty one, under an existing directory."""
+    from trustfleet.errors import InvalidInput
+
+    if home.exists() and not home.is_dir():
+        raise InvalidInput(
+            f"--home {home} is a file, not a directory",
+            hint="give a new directory for the server home",
+        )
+    if not home.exists() and not home.absolute().parent.is_dir():
+        raise InvalidInput(
+            f"cannot create --home {home}: {home.absolute().parent} is not a directory",
+            hint="create the parent directory first, or choose another --home",
+        )
+
+
 @app.command("run")
 def run(
     home: HomeOpt,
     api_port: Annotated[
-        int | None, typer.Option("--api-port", help="HTTPS port (default: from the config).")
+        int | None,
+        typer.Option("--api-port", min=1, max=65535, help="HTTPS port (default: from the config)."),
     ] = None,
     workers: Annotated[
         int | None, typer.Option("--workers", min=1, max=64, help="HTTPS worker processes.")

@@ -45,7 +45,11 @@ def hash_file(path: Path, *, max_bytes: int) -> tuple[int, str]:
             f"no file at {path}", hint="check the path", code="ota.file.missing"
         ) from exc
     if not path.is_file():
-        raise InvalidInput(f"{path} is not a regular file", code="ota.file.not_regular")
+        raise InvalidInput(
+            f"{path} is not a regular file",
+            hint="name the image file itself, not a directory or device",
+            code="ota.file.not_regular",
+        )
     if size > max_bytes:
         raise InvalidInput(
             f"{path} is {size} bytes, above the limit of {max_bytes}",

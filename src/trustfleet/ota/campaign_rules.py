@@ -26,6 +26,7 @@ from trustfleet.errors import InvalidInput
 __all__ = [
     "CAMPAIGN_STATES",
     "DEVICE_UPDATE_STATES",
+    "EXCLUDING_CODES",
     "FAILURE_STATES",
     "FINISHED_STATES",
     "IN_FLIGHT_STATES",
@@ -35,7 +36,9 @@ __all__ = [
     "CampaignState",
     "DeviceUpdateState",
     "Step",
+    "Target",
     "check_waves",
+    "classify_target",
     "failure_rate",
     "may_move",
     "next_step",
@@ -100,6 +103,9 @@ _RANK: Final[dict[str, int]] = {
     **dict.fromkeys(FINISHED_STATES, 6),
 }
 
+EXCLUDING_CODES: Final = frozenset({"ota.no_boot_chain"})
+"""Refusal codes that say a device cannot take any update (not that this update failed): such
+a device is left out of the campaign (wave 0) instead of counting as a failure."""
 MAX_WAVES: Final = 20
 """Most waves one campaign may have."""
 MIN_DEVICE_TIMEOUT_S: Final = 1
@@ -309,3 +315,58 @@ def _wave_finished(counts: Mapping[tuple[int, str], int], wave: int) -> bool:
     return not any(
         n for (w, state), n in counts.items() if w == wave and state not in FINISHED_STATES
     )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Target:
+    """What a campaign does with one candidate device.
+
+    Attributes:
+        action: ``update`` (a wave), ``up_to_date`` or ``exclude`` (both wave 0, never
+            notified, never counted in the failure rate).
+        reason: Why it is left out (``exclude`` only).
+        code: A stable code for the reason (``exclude`` only).
+    """
+
+    action: Literal["update", "up_to_date", "exclude"]
+    reason: str | None = None
+    code: str | None = None
+
+
+def classify_target(
+    *,
+    firmware: tuple[int, int, int] | None,
+    version: tuple[int, int, int],
+    min_version: tuple[int, int, int],
+    refusal: tuple[str, str | None, str] | None,
+) -> Target:
+    """Decide whether a device takes a release, from what the service knows of it.
+
+    Args:
+        firmware: The version the device last committed (None: unknown).
+        version: The release rolled out.
+        min_version: The lowest version the release may be installed over.
+        refusal: The device's newest refusal with an :data:`EXCLUDING_CODES` code, as
+            ``(campaign_id, reason, code)``, or None.
+
+    Returns:
+        The decision, with the reason for a device left out.
+    """
+    if firmware is not None and firmware >= version:
+        return Target(action="up_to_date")
+    if refusal is not None:
+        campaign_id, reason, code = refusal
+        why = reason or code
+        return Target(
+            action="exclude",
+            reason=f"cannot take updates: {why} (reported in {campaign_id})"[:256],
+            code=f"campaign.excluded.{code.rsplit('.', 1)[-1]}",
+        )
+    if firmware is not None and firmware < min_version:
+        low, need = ".".join(map(str, firmware)), ".".join(map(str, min_version))
+        return Target(
+            action="exclude",
+            reason=f"runs {low}, below the release's min_version {need}",
+            code="campaign.excluded.below_min_version",
+        )
+    return Target(action="update")

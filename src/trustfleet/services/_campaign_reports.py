@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from trustfleet.ota.campaign_rules import FINISHED_STATES, may_move
+from trustfleet.ota.campaign_rules import EXCLUDING_CODES, FINISHED_STATES, may_move
 from trustfleet.ota.status_report import OtaStatus
 from trustfleet.store import CampaignDeviceState, CampaignRecord, Transaction
 
@@ -102,6 +102,11 @@ def _apply_one(
 ) -> str:
     state: CampaignDeviceState = report.state  # type: ignore[assignment]  # REPORT_STATES ⊂ it
     reason, code = report.reason, report.code
+    if state == "refused" and code in EXCLUDING_CODES:
+        # It cannot take any update: left out (wave 0), not a failure of this release.
+        why = f"left out: {reason or code}"
+        tx.campaigns.exclude_device(campaign.id, device_id, reason=why, code=code, now=now)
+        return state
     if report.state == "committed":
         installed = report.version or campaign.version
         firmware[device_id] = installed

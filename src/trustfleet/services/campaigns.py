@@ -15,22 +15,25 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
-from trustfleet.errors import Conflict, InvalidInput, NotFound
+from trustfleet.errors import Conflict, InvalidInput
 from trustfleet.ota.campaign_rules import (
+    FAILURE_STATES,
     IN_FLIGHT_STATES,
     check_waves,
     failure_rate,
-    plan_waves,
 )
 from trustfleet.ota.status_report import OtaStatus
-from trustfleet.ota.versions import check_model, parse_version
+from trustfleet.ota.versions import parse_version
+from trustfleet.services._campaign_ids import require_campaign
 from trustfleet.services._campaign_reports import apply_ota_reports
+from trustfleet.services._campaign_targets import classify, plan, resolve_model
+from trustfleet.services._campaign_targets import rows as build_rows
+from trustfleet.services._campaign_targets import targets as target_devices
 from trustfleet.services._campaign_tick import TickResult, tick
 from trustfleet.store import (
     CampaignDeviceRecord,
     CampaignRecord,
     CampaignState,
-    NewCampaignDevice,
     Transaction,
 )
 
@@ -48,13 +51,12 @@ __all__ = [
     "pause",
     "record_ota_status",
     "resume",
+    "retry",
     "tick",
 ]
 
 logger = logging.getLogger(__name__)
 
-MAX_TARGET_DEVICES: Final = 1_000_000
-"""Most devices one campaign may target."""
 MAX_STATUS_DEVICES: Final = 1000
 """Most device rows :func:`campaign_status` returns."""
 _RANDOM = secrets.SystemRandom()
@@ -104,29 +106,25 @@ def create_campaign(
         raise InvalidInput("the failure rate is a fraction from 0 to 1", code="campaign.rate")
     timeout_s = device_timeout_s or rt.settings.campaigns.device_timeout_s
     with rt.uow.begin() as tx:
-        model = _resolve_model(tx, version=version, model=model, devices=devices)
-        targets = _targets(tx, model=model, devices=devices)
-        current = parse_version(version)
-        done = sorted(d for d, fw in targets.items() if fw and _at_least(fw, current))
-        todo = sorted(set(targets) - set(done))
+        model = resolve_model(tx, version=version, model=model, devices=devices)
+        targets = target_devices(tx, model=model, devices=devices)
+        done, left_out, todo = classify(
+            tx, model=model, version=version, targets=targets, history=devices is None
+        )
         _RANDOM.shuffle(todo)
-        cumulative = _plan(len(todo), waves)
-        rows = _rows(done=done, todo=todo, cumulative=cumulative)
+        cumulative = plan(len(todo), waves)
+        rows = build_rows(done=done, left_out=left_out, todo=todo, cumulative=cumulative)
         campaign_id = f"cmp-{secrets.token_hex(16)}"
         state: CampaignState = "running" if todo else "completed"
-        reason = None if todo else "every target device is already at this version"
+        reason = None if todo else _nothing_to_do(left_out=len(left_out))
         record = tx.campaigns.add(
             id=campaign_id, model=model, version=version, waves=waves,
             max_failure_rate=max_failure_rate, device_timeout_s=timeout_s,
             state=state, reason=reason, now=now,
         )  # fmt: skip
         tx.campaigns.add_devices(campaign_id, rows, now=now)
-        sizes = [b - a for a, b in zip((0, *cumulative), cumulative, strict=False)]
-        details = {
-            "model": model, "version": version, "waves": list(waves), "wave_sizes": sizes,
-            "max_failure_rate": max_failure_rate, "device_timeout_s": timeout_s,
-            "devices": len(todo), "up_to_date": len(done),
-        }  # fmt: skip
+        counts = {"devices": len(todo), "up_to_date": len(done), "excluded": len(left_out)}
+        details = _created_details(record, cumulative=cumulative, counts=counts)
         _event(tx, "campaign.created", record, actor=actor, details=details, now=now)
         if state == "completed":
             _event(tx, "campaign.completed", record, actor="system", details={}, now=now)
@@ -134,77 +132,22 @@ def create_campaign(
     return record
 
 
-def _rows(
-    *, done: Sequence[str], todo: Sequence[str], cumulative: Sequence[int]
-) -> list[NewCampaignDevice]:
-    rows = [NewCampaignDevice(d, 0, "up_to_date") for d in done]
-    start = 0
-    for wave, end in enumerate(cumulative, start=1):
-        rows += [NewCampaignDevice(d, wave) for d in todo[start:end]]
-        start = end
-    return rows
+def _created_details(
+    record: CampaignRecord, *, cumulative: Sequence[int], counts: Mapping[str, int]
+) -> dict[str, Any]:
+    sizes = [b - a for a, b in zip((0, *cumulative), cumulative, strict=False)]
+    return {
+        "model": record.model, "version": record.version, "waves": list(record.waves),
+        "wave_sizes": sizes, "max_failure_rate": record.max_failure_rate,
+        "device_timeout_s": record.device_timeout_s, **counts,
+    }  # fmt: skip
 
 
-def _plan(count: int, waves: Sequence[float]) -> tuple[int, ...]:
-    return plan_waves(count, waves) if count else tuple(0 for _ in waves)
-
-
-def _at_least(firmware: str, target: tuple[int, int, int]) -> bool:
-    try:
-        return parse_version(firmware) >= target
-    except InvalidInput:
-        return False
-
-
-def _resolve_model(
-    tx: Transaction, *, version: str, model: str | None, devices: Sequence[str] | None
-) -> str:
-    if model is None and devices:
-        models = {m for m, _state, _fw in tx.campaigns.target_facts(devices[:1]).values()}
-        model = next(iter(models), None)
-    if model is None:
-        models = {r.model for r in tx.releases.list(limit=1000) if r.version == version}
-        if len(models) != 1:
-            raise InvalidInput(
-                f"{len(models)} models have a release {version}",
-                hint="name the model with --model",
-                code="campaign.model",
-            )
-        model = models.pop()
-    check_model(model)
-    if tx.releases.get(model=model, version=version) is None:
-        raise NotFound(
-            f"no release {version} of model {model}",
-            hint="publish it first with 'trustfleet release publish'",
-            code="campaign.release",
-        )
-    return model
-
-
-def _targets(
-    tx: Transaction, *, model: str, devices: Sequence[str] | None
-) -> dict[str, str | None]:
-    if devices is None:
-        return tx.campaigns.enrolled_devices(model, limit=MAX_TARGET_DEVICES)
-    wanted = list(dict.fromkeys(devices))
-    if not wanted or len(wanted) > MAX_TARGET_DEVICES:
-        raise InvalidInput("list 1 or more devices", code="campaign.devices")
-    facts = tx.campaigns.target_facts(wanted)
-    for device_id in wanted:
-        if device_id not in facts:
-            raise NotFound(
-                f"device {device_id[:64]!r} not found",
-                hint="see the devices with 'trustfleet device list'",
-                code="campaign.device",
-            )
-        their_model, state, _fw = facts[device_id]
-        if their_model != model or state != "enrolled":
-            raise InvalidInput(
-                f"device {device_id} is a {their_model} in state {state}",
-                hint=f"list only enrolled {model} devices",
-                code="campaign.device",
-            )
-    return {d: facts[d][2] for d in wanted}
+def _nothing_to_do(*, left_out: int) -> str:
+    reason = "every target device is already at this version"
+    if left_out:
+        reason += f" or was left out ({left_out}; see the campaign's devices)"
+    return reason
 
 
 def _event(
@@ -267,9 +210,9 @@ def campaign_status(
         NotFound: There is no such campaign.
     """
     with rt.uow.begin(read_only=True) as tx:
-        campaign = _require(tx, campaign_id)
-        counts = tx.campaigns.counts(campaign_id)
-        devices = tx.campaigns.devices(campaign_id, limit=limit)
+        campaign = require_campaign(tx, campaign_id)
+        counts = tx.campaigns.counts(campaign.id)
+        devices = tx.campaigns.devices(campaign.id, limit=limit)
     waves: list[WaveStatus] = []
     for wave, percent in enumerate((0.0, *campaign.waves)):
         states = {s: n for (w, s), n in sorted(counts.items()) if w == wave}
@@ -287,17 +230,6 @@ def campaign_status(
     )  # fmt: skip
 
 
-def _require(tx: Transaction, campaign_id: str) -> CampaignRecord:
-    record = tx.campaigns.get(campaign_id[:64])
-    if record is None:
-        raise NotFound(
-            f"campaign {campaign_id[:64]!r} not found",
-            hint="see the campaigns with 'trustfleet campaign list'",
-            code="campaign.not_found",
-        )
-    return record
-
-
 def _transition(
     rt: Runtime,
     campaign_id: str,
@@ -308,10 +240,10 @@ def _transition(
     actor: str,
     now: datetime,
     hint: str,
-    on_change: Callable[[Transaction, CampaignRecord], None] | None = None,
+    on_change: Callable[[Transaction, CampaignRecord], CampaignRecord | None] | None = None,
 ) -> CampaignRecord:
     with rt.uow.begin() as tx:
-        _require(tx, campaign_id)
+        campaign_id = require_campaign(tx, campaign_id).id
         campaign = tx.campaigns.lock(campaign_id)
         assert campaign is not None  # noqa: S101  # it exists and campaigns are never deleted
         if campaign.state not in allowed:
@@ -320,9 +252,11 @@ def _transition(
             )
         reason = f"{to} by {actor}" if to == "aborted" else None
         record = tx.campaigns.set_state(campaign_id, to, reason=reason, now=now)
+        details: dict[str, Any] = {"from": campaign.state}
         if on_change is not None:
-            on_change(tx, record)
-        _event(tx, event, record, actor=actor, details={"from": campaign.state}, now=now)
+            record = on_change(tx, record) or record
+            details["reason"] = record.reason
+        _event(tx, event, record, actor=actor, details=details, now=now)
     logger.info("campaign %s: %s -> %s", campaign_id, campaign.state, to)
     return record
 
@@ -358,7 +292,42 @@ def resume(
     return _transition(
         rt, campaign_id, allowed=("paused",), to="running", event="campaign.resumed",
         actor=actor, now=now, on_change=restart,
-        hint="only a paused campaign can be resumed; abort a halted one and create a new one",
+        hint="only a paused campaign can be resumed; once the cause of a halt is fixed, "
+        "'trustfleet campaign retry ID' gives its failed devices another try",
+    )  # fmt: skip
+
+
+def retry(
+    rt: Runtime, campaign_id: str, *, now: datetime, actor: str = "operator"
+) -> CampaignRecord:
+    """Give a campaign's failed devices another try (after the cause of the failures is fixed).
+
+    Devices of waves 1.. that failed, rolled back, refused or timed out become pending again,
+    the campaign runs from the lowest wave that has one, and its failure rate starts over
+    for them. Devices left out (wave 0) stay out.
+
+    Raises:
+        NotFound: No such campaign.
+        Conflict: It was aborted, or no device failed.
+    """
+
+    def reset(tx: Transaction, record: CampaignRecord) -> CampaignRecord:
+        count = tx.campaigns.reset_devices(record.id, states=FAILURE_STATES, now=now)
+        wave = tx.campaigns.lowest_wave(record.id, state="pending")
+        if not count or wave is None:
+            raise Conflict(
+                f"campaign {record.id} has no failed device to retry",
+                hint="see 'trustfleet campaign status ID'", code="campaign.retry.none",
+            )  # fmt: skip
+        return tx.campaigns.set_state(
+            record.id, "running", current_wave=min(wave, record.current_wave), now=now,
+            reason=f"{count} failed device(s) retried by {actor}",
+        )  # fmt: skip
+
+    return _transition(
+        rt, campaign_id, allowed=("running", "paused", "halted", "completed"), to="running",
+        event="campaign.retried", actor=actor, now=now, on_change=reset,
+        hint="an aborted campaign has ended; create a new one",
     )  # fmt: skip
 
 

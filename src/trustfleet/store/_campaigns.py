@@ -36,6 +36,8 @@ class NewCampaignDevice:
     device_id: str
     wave: int
     state: CampaignDeviceState = "pending"
+    reason: str | None = None
+    code: str | None = None
 
 
 def _record(row: CampaignRow) -> CampaignRecord:
@@ -136,6 +138,8 @@ class CampaignRepository:
                 "device_id": d.device_id,
                 "wave": d.wave,
                 "state": check.one_of(d.state, CAMPAIGN_DEVICE_STATES, name="state"),
+                "reason": _bounded(d.reason, max_chars=256),
+                "code": _bounded(d.code, max_chars=256),
                 "updated_at": now,
             }
             for d in devices
@@ -353,3 +357,70 @@ class CampaignRepository:
             )
         )
         self._handle.session.connection().execute(statement)
+
+    def exclude_device(
+        self, campaign_id: str, device_id: str, *, reason: str, code: str, now: datetime
+    ) -> None:
+        """Move one device to wave 0 as ``refused``: left out, never counted as a failure."""
+        cd = self._cd
+        statement = (
+            update(cd)
+            .where(cd.c.campaign_id == campaign_id, cd.c.device_id == device_id)
+            .values(
+                wave=0,
+                state="refused",
+                reason=_bounded(reason, max_chars=256),
+                code=_bounded(code, max_chars=256),
+                updated_at=check.aware(now, name="now"),
+            )
+        )
+        self._handle.session.connection().execute(statement)
+
+    def reset_devices(self, campaign_id: str, *, states: Iterable[str], now: datetime) -> int:
+        """Move devices of waves 1.. in ``states`` back to ``pending``. Returns how many."""
+        cd = self._cd
+        statement = (
+            update(cd)
+            .where(cd.c.campaign_id == campaign_id, cd.c.wave >= 1)
+            .where(cd.c.state.in_(sorted(set(states))))
+            .values(
+                state="pending", bytes=None, total=None, delta=None, reason=None, code=None,
+                notified_at=None, updated_at=check.aware(now, name="now"),
+            )
+        )  # fmt: skip
+        return int(self._handle.session.connection().execute(statement).rowcount)
+
+    def lowest_wave(self, campaign_id: str, *, state: str) -> int | None:
+        """The lowest wave 1.. that has a device in ``state``, or None."""
+        cd = self._cd
+        query = select(func.min(cd.c.wave)).where(
+            cd.c.campaign_id == campaign_id, cd.c.wave >= 1, cd.c.state == state
+        )
+        value = self._handle.session.connection().execute(query).scalar()
+        return None if value is None else int(value)
+
+    def last_codes(
+        self, device_ids: Sequence[str], *, codes: Iterable[str]
+    ) -> dict[str, tuple[str, str | None, str]]:
+        """For each listed device, its newest campaign row with one of ``codes``.
+
+        Returns:
+            ``{device_id: (campaign_id, reason, code)}`` for the devices that have one.
+        """
+        cd, wanted = self._cd, sorted(set(codes))
+        found: dict[str, tuple[str, str | None, str, datetime]] = {}
+        for start in range(0, len(device_ids), _INSERT_CHUNK):
+            chunk = list(device_ids[start : start + _INSERT_CHUNK])
+            query = select(
+                cd.c.device_id, cd.c.campaign_id, cd.c.reason, cd.c.code, cd.c.updated_at
+            ).where(cd.c.device_id.in_(chunk), cd.c.code.in_(wanted))
+            for (
+                device_id,
+                campaign_id,
+                reason,
+                code,
+                at,
+            ) in self._handle.session.connection().execute(query):
+                if device_id not in found or at > found[device_id][3]:
+                    found[device_id] = (campaign_id, reason, code, at)
+        return {d: (c, r, k) for d, (c, r, k, _at) in found.items()}

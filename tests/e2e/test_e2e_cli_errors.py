@@ -1,0 +1,390 @@
+"""Every command of the CLI with operators' mistakes: one error line with the right hint.
+
+Issue 9 section 7. The table walks the whole ``trustfleet --help`` tree (a test fails when a
+command has no case): bad ports, missing or wrong files, a file where a directory belongs and
+the reverse, /proc paths, unknown ids. Each case runs the installed ``trustfleet`` as a
+subprocess and asserts a non-zero exit, exactly one non-empty line on stderr (``error: …``
+with the message and ``Hint: …``), no ``Traceback`` anywhere, and the words that make the
+message and the hint right for that case. Interrupts (Ctrl-C) are at the end of the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import typer
+
+from support.server import TRUSTFLEET, RunningServer, free_port, init_home, run_cli
+from trustfleet import __version__
+from trustfleet.cli._argv import walk_commands
+from trustfleet.cli.main import app
+
+pytestmark = pytest.mark.e2e
+
+INTERRUPT_TIMEOUT_S = 120
+
+
+@dataclass(frozen=True)
+class Work:
+    """A home (not served), one provisioned device and paths of every wrong kind."""
+
+    root: Path
+    home: Path
+    device: Path
+    corrupt_device: Path
+
+    @property
+    def afile(self) -> Path:
+        return self.root / "afile"
+
+    @property
+    def adir(self) -> Path:
+        return self.root / "adir"
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory: pytest.TempPathFactory) -> Work:
+    root = tmp_path_factory.mktemp("cli-errors")
+    (root / "afile").write_text("not a directory\n")
+    (root / "adir").mkdir()
+    (root / "bad.csr").write_text("not a csr\n")
+    home = root / "home"
+    init_home(home, port=free_port())
+    made = run_cli("factory", "provision", "--home", home, "--out", root / "devs", "--json")
+    assert made.returncode == 0, made.stderr
+    device = Path(json.loads(made.stdout)["devices"][0]["directory"])
+    corrupt = root / "corrupt" / device.name
+    shutil.copytree(device, corrupt, symlinks=True)
+    (corrupt / "idevid.pem").write_text("-----BEGIN CERTIFICATE-----\ngarbage\n")
+    return Work(root=root, home=home, device=device, corrupt_device=corrupt)
+
+
+# id: (command line with {home} {root} {afile} {adir} {device} {corrupt}, words of the message,
+#      words of the hint)
+CASES: dict[str, tuple[str, str, str]] = {
+    # server
+    "server-init-api-port-70000":
+        ("server init --home {root}/n1 --api-port 70000", "--api-port", "--help"),
+    "server-init-api-port-0": ("server init --home {root}/n2 --api-port 0", "--api-port", "--help"),
+    "server-init-api-port-minus-1":
+        ("server init --home {root}/n3 --api-port -1", "--api-port", "--help"),
+    "server-init-mqtt-port-70000":
+        ("server init --home {root}/n4 --mqtt-port 70000", "--mqtt-port", "--help"),
+    "server-init-home-is-a-file": ("server init --home {afile}", "is a file", "new directory"),
+    "server-init-home-in-proc": ("server init --home /proc/nope", "/proc/nope", "path"),
+    "server-init-home-exists": ("server init --home {home}", "exists", "new directory"),
+    "server-run-api-port-70000":
+        ("server run --home {home} --api-port 70000", "--api-port", "--help"),
+    "server-run-home-is-a-file":
+        ("server run --home {afile}", "is a file, not a directory", "not a file"),
+    "server-run-no-home": ("server run --home {adir}", "no server home", "server init"),
+    # factory
+    "factory-provision-out-is-a-file":
+        ("factory provision --home {home} --out {afile}", "not a directory", "directory for --out"),
+    "factory-provision-out-in-proc":
+        ("factory provision --home {home} --out /proc/nope", "/proc/nope", "parent"),
+    "factory-provision-count-0":
+        ("factory provision --home {home} --out {adir} --count 0", "--count", "--count 10"),
+    "factory-provision-home-is-a-file":
+        ("factory provision --home {afile} --out {adir}", "is a file", "not a file"),
+    "factory-sign-csr-missing-csr":
+        ("factory sign-csr --home {home} --csr {root}/none.csr --out {root}/o.pem",
+         "none.csr", "--csr"),
+    "factory-sign-csr-csr-is-a-dir":
+        ("factory sign-csr --home {home} --csr {adir} --out {root}/o.pem", "directory", "--csr"),
+    "factory-sign-csr-not-a-csr":
+        ("factory sign-csr --home {home} --csr {root}/bad.csr --out {root}/o2.pem",
+         "CSR", "openssl req"),
+    "factory-sign-csr-out-exists":
+        ("factory sign-csr --home {home} --csr {root}/bad.csr --out {afile}",
+         "exists", "another --out"),
+    "factory-sign-csr-out-in-proc":
+        ("factory sign-csr --home {home} --csr {root}/bad.csr --out /proc/nope/o.pem", "/proc/nope",
+         "another --out"),
+    # device
+    "device-list-home-is-a-file": ("device list --home {afile}", "is a file", "not a file"),
+    "device-list-limit-0": ("device list --home {home} --limit 0", "--limit", "--help"),
+    "device-show-unknown-id":
+        ("device show dev-nosuchdevice --home {home}", "not found", "device list"),
+    "device-revoke-unknown-id":
+        ("device revoke dev-nosuchdevice --reason keyCompromise --home {home}", "not found",
+         "device list"),
+    "device-revoke-bad-reason":
+        ("device revoke dev-nosuchdevice --reason because --home {home}",
+         "because", "keyCompromise"),
+    # agent
+    "agent-enroll-corrupt-idevid":
+        ("agent enroll --device {corrupt}", "idevid.pem is not a PEM certificate",
+         "provision the device again"),
+    "agent-enroll-device-is-a-file": ("agent enroll --device {afile}", "is a file", "not a file"),
+    "agent-run-no-device": ("agent run --device /proc/nope", "no device", "factory provision"),
+    "agent-run-corrupt-idevid":
+        ("agent run --device {corrupt} --once", "idevid.pem is not a PEM certificate",
+         "provision the device again"),
+    "agent-update-device-is-a-file": ("agent update --device {afile}", "is a file", "not a file"),
+    "agent-update-bad-version":
+        ("agent update --device {device} --version latest", "latest", "MAJOR.MINOR.PATCH"),
+    # ota
+    "ota-init-exists": ("ota init --home {home}", "exists already", "ota status"),
+    "ota-status-home-is-a-file": ("ota status --home {afile}", "is a file", "not a file"),
+    "ota-rotate-root-home-in-proc":
+        ("ota rotate-root --home /proc/nope", "no server home", "server init"),
+    "ota-rotate-online-no-home":
+        ("ota rotate-online --home {adir}", "no server home", "server init"),
+    "ota-refresh-timestamp-home-is-a-file":
+        ("ota refresh-timestamp --home {afile}", "is a file", "not a file"),
+    # release
+    "release-build-missing-image":
+        ("release build --home {home} --version 1.0.0 --image {root}/none.bin", "none.bin", "path"),
+    "release-build-image-is-a-dir":
+        ("release build --home {home} --version 1.0.0 --image {adir}", "not a regular file",
+         "image file"),
+    "release-build-bad-version":
+        ("release build --home {home} --version v1 --image {afile}", "v1", "MAJOR.MINOR.PATCH"),
+    "release-publish-not-built":
+        ("release publish --home {home} --version 7.7.7", "not built", "release build"),
+    "release-list-home-is-a-file": ("release list --home {afile}", "is a file", "not a file"),
+    "release-show-unknown":
+        ("release show --home {home} --version 7.7.7", "no published release", "release list"),
+    # campaign
+    "campaign-create-unpublished-release":
+        ("campaign create --home {home} --release 7.7.7 --waves 100 --max-failure-rate 5%",
+         "no published release 7.7.7", "release publish"),
+    "campaign-create-bad-waves":
+        ("campaign create --home {home} --release 1.0.0 --waves 50,20 --max-failure-rate 5%",
+         "waves", "ending at 100"),
+    "campaign-create-bad-rate":
+        ("campaign create --home {home} --release 1.0.0 --waves 100 --max-failure-rate lots",
+         "lots", "5%"),
+    "campaign-status-unknown-id":
+        ("campaign status cmp-nope --home {home}", "not found", "campaign list"),
+    "campaign-list-home-is-a-file": ("campaign list --home {afile}", "is a file", "not a file"),
+    "campaign-pause-unknown-id":
+        ("campaign pause cmp-nope --home {home}", "not found", "campaign list"),
+    "campaign-resume-unknown-id":
+        ("campaign resume cmp-nope --home {home}", "not found", "campaign list"),
+    "campaign-retry-unknown-id":
+        ("campaign retry cmp-nope --home {home}", "not found", "campaign list"),
+    "campaign-abort-unknown-id":
+        ("campaign abort cmp-nope --home {home}", "not found", "campaign list"),
+    # attest
+    "attest-status-unknown-id":
+        ("attest status dev-nosuchdevice --home {home}", "not found", "device list"),
+    "attest-run-unknown-id":
+        ("attest run dev-nosuchdevice --home {home}", "not found", "device list"),
+    "attest-run-not-enrolled":
+        ("attest run {device_id} --home {home}", "manufactured", "start its agent"),
+    "attest-run-wait-negative":
+        ("attest run {device_id} --home {home} --wait -1", "--wait", "--help"),
+    "attest-quarantine-unknown-id":
+        ("attest quarantine dev-nosuchdevice --reason x --home {home}", "not found", "device list"),
+    "attest-release-unknown-id":
+        ("attest release dev-nosuchdevice --home {home}", "not found", "device list"),
+    "attest-list-home-is-a-file": ("attest list --home {afile}", "is a file", "not a file"),
+    # sim
+    "sim-image-out-is-a-dir":
+        ("sim image --version 1.0.0 --size 1MiB --out {adir}", "directory", "writable"),
+    "sim-image-out-in-proc":
+        ("sim image --version 1.0.0 --size 1MiB --out /proc/nope/x.bin", "/proc/nope", "writable"),
+    "sim-image-bad-size":
+        ("sim image --version 1.0.0 --size lots --out {root}/x.bin", "lots", "MiB"),
+    # demo
+    "demo-workdir-is-a-file": ("demo --workdir {afile}", "is a file", "empty or new directory"),
+    "demo-workdir-not-empty": ("demo --workdir {root}", "not empty", "empty or new"),
+    "demo-too-few-devices": ("demo --devices 2", "--devices", "--help"),
+    # the root, and options every command shares
+    "json-with-a-bad-value":
+        ("device list --home {home} --json=maybe", "neither true nor false", "--json=false"),
+    "unknown-command": ("devices list", "devices", "--help"),
+}  # fmt: skip
+
+
+def _argv(line: str, w: Work) -> list[str]:
+    paths = {
+        "home": w.home, "root": w.root, "afile": w.afile, "adir": w.adir, "device": w.device,
+        "corrupt": w.corrupt_device, "device_id": w.device.name,
+    }  # fmt: skip
+    return [word.format(**paths) for word in line.split()]
+
+
+def _leaf_commands() -> set[str]:
+    root = typer.main.get_command(app)
+    return {
+        " ".join(path)
+        for path, command in walk_commands(root)
+        if path and not hasattr(command, "commands")
+    }
+
+
+def _command_of(case_id: str) -> str:
+    words = [w for w in CASES[case_id][0].split() if not w.startswith("-")][:2]
+    return " ".join(words) if " ".join(words) in _leaf_commands() else words[0]
+
+
+def test_every_command_has_bad_input_cases() -> None:
+    covered = {_command_of(case_id) for case_id in CASES}
+    missing = _leaf_commands() - covered
+    assert not missing, f"commands without a bad-input case: {sorted(missing)}"
+
+
+def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The one ``error: … Hint: …`` line of a failed command (asserts there is nothing else)."""
+    assert result.returncode != 0, result.stdout
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: "), lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize("case_id", list(CASES), ids=list(CASES))
+def test_bad_input_is_one_line_with_the_right_hint(work: Work, case_id: str) -> None:
+    command, want_message, want_hint = CASES[case_id]
+    line = one_error_line(run_cli(*_argv(command, work)))
+    message, _, hint = line.partition(" Hint: ")
+    assert hint, f"no hint in: {line}"
+    assert want_message in message, line
+    assert want_hint in hint, line
+
+
+OK_SPELLINGS = {
+    "json-true": ["--json", "true"],
+    "json-equals-true": ["--json=true"],
+    "json-yes": ["--json", "yes"],
+    "json-false": ["--json", "false"],
+    "json-equals-0": ["--json=0"],
+}
+
+
+@pytest.mark.parametrize("flag", list(OK_SPELLINGS.values()), ids=list(OK_SPELLINGS))
+def test_json_takes_true_or_false(work: Work, flag: list[str]) -> None:
+    result = run_cli("release", "list", "--home", work.home, *flag)
+    assert result.returncode == 0, result.stderr
+    wants_json = flag[-1].rpartition("=")[2] in {"true", "yes"}
+    assert result.stdout.lstrip().startswith("{") == wants_json, result.stdout
+
+
+def test_version() -> None:
+    result = run_cli("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"trustfleet {__version__}"
+
+
+RST_MARKUP = ("``", ":func:", ":class:", ":mod:", ":meth:", ":data:", ":attr:")
+
+
+def test_help_has_no_rst_markup() -> None:
+    root = typer.main.get_command(app)
+    for path, _command in walk_commands(root):
+        result = run_cli(*path, "--help")
+        assert result.returncode == 0, (path, result.stderr)
+        for markup in RST_MARKUP:
+            assert markup not in result.stdout, (path, markup)
+
+
+# -- interrupts (Ctrl-C is SIGINT to the foreground process group) ----------------------------
+
+
+@dataclass
+class Started:
+    process: subprocess.Popen[str]
+
+    def interrupt(self) -> tuple[int, str, str]:
+        os.killpg(self.process.pid, signal.SIGINT)
+        out, err = self.process.communicate(timeout=INTERRUPT_TIMEOUT_S)
+        return self.process.returncode, out, err
+
+
+@pytest.fixture
+def start() -> Iterator[Callable[..., Started]]:
+    started: list[subprocess.Popen[str]] = []
+
+    def launch(*args: str | os.PathLike[str]) -> Started:
+        process = subprocess.Popen(
+            [str(TRUSTFLEET), *map(str, args)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        started.append(process)
+        return Started(process)
+
+    yield launch
+    for process in started:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=INTERRUPT_TIMEOUT_S)
+
+
+def _wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def _interrupted_line(code: int, out: str, err: str) -> str:
+    assert code == 130, err
+    assert "Traceback" not in out + err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, err
+    assert "interrupted (Ctrl-C)" in lines[0]
+    return lines[0]
+
+
+def test_ctrl_c_stops_agent_run_saying_what_it_did(
+    server: RunningServer, tmp_path: Path, start: Callable[..., Started]
+) -> None:
+    made = server.cli_json("factory", "provision", "--out", tmp_path / "d", "--count", "1")
+    device = Path(made["devices"][0]["directory"])
+    agent = start("agent", "run", "--device", device)
+    _wait_for((device / "ldevid.pem").exists, "the agent to enroll")
+    line = _interrupted_line(*agent.interrupt())
+    assert "stopped cleanly" in line
+    assert "message(s) published" in line
+
+
+def test_ctrl_c_stops_factory_provision_saying_how_many_were_made(
+    server: RunningServer, tmp_path: Path, start: Callable[..., Started]
+) -> None:
+    out = tmp_path / "many"
+    provision = start("factory", "provision", "--home", server.home, "--out", out, "--count", "500")
+    _wait_for(lambda: out.is_dir() and any(out.iterdir()), "the first device folder")
+    line = _interrupted_line(*provision.interrupt())
+    assert "of 500 device(s) were provisioned and registered" in line
+    made = int(line.split("interrupted (Ctrl-C): ")[1].split(" of ")[0])
+    folders = [p for p in out.iterdir() if (p / "idevid.pem").exists()]
+    assert len(folders) == made  # what the line says is what is on disk
+
+
+def test_ctrl_c_stops_the_demo_and_cleans_up(tmp_path: Path, start: Callable[..., Started]) -> None:
+    workdir = tmp_path / "demo"
+    demo = start("demo", "--workdir", workdir, "--devices", "4")
+    _wait_for((workdir / "server" / "trustfleet.toml").exists, "the demo's home")
+    line = _interrupted_line(*demo.interrupt())
+    assert "demo stopped during stage" in line
+    assert "the service and agents were stopped" in line
+
+
+def test_ctrl_c_stops_server_init_and_removes_the_partial_home(
+    tmp_path: Path, start: Callable[..., Started]
+) -> None:
+    home = tmp_path / "home"
+    init = start("server", "init", "--home", home, "--api-port", str(free_port()))
+    _wait_for(home.exists, "the home to be started")
+    code, out, err = init.interrupt()
+    if code == 0:
+        pytest.skip("server init finished before Ctrl-C reached it")  # a fast machine
+    line = _interrupted_line(code, out, err)
+    assert "partly made home" in line
+    assert not home.exists() or not any(home.iterdir())
