@@ -121,6 +121,10 @@ CASES: dict[str, tuple[str, str, str]] = {
     "device-revoke-bad-reason":
         ("device revoke dev-nosuchdevice --reason because --home {home}",
          "because", "keyCompromise"),
+    "device-reopen-unknown-id":
+        ("device reopen dev-nosuchdevice --home {home}", "not found", "device list"),
+    "device-reopen-home-is-a-file":
+        ("device reopen dev-nosuchdevice --home {afile}", "is a file", "not a file"),
     # agent
     "agent-enroll-corrupt-idevid":
         ("agent enroll --device {corrupt}", "idevid.pem is not a PEM certificate",
