@@ -18,16 +18,17 @@ from typing import Any
 
 from cryptography import x509
 
-from trustfleet.broker._config import (
-    ADMIN_USERNAME,
-    BrokerConfig,
-    find_dynsec_plugin,
-    find_mosquitto,
-    quarantine_commands,
-    release_commands,
-)
+from trustfleet.broker._binaries import build_guard, find_dynsec_plugin, find_mosquitto
+from trustfleet.broker._config import ADMIN_USERNAME, BrokerConfig
 from trustfleet.broker._control import run_commands
-from trustfleet.broker._files import AdminCredentials, crl_pem, write_all, write_atomic
+from trustfleet.broker._dynsec import quarantine_commands, release_commands
+from trustfleet.broker._files import (
+    AdminCredentials,
+    broker_owner,
+    crl_pem,
+    write_all,
+    write_atomic,
+)
 from trustfleet.errors import Config, InvalidInput, TrustFleetError, Unavailable
 from trustfleet.pki import DEVICE_ID_PATTERN
 
@@ -63,6 +64,7 @@ class Broker:
         self._lock = threading.RLock()
         self._process: subprocess.Popen[bytes] | None = None
         self._admin: AdminCredentials | None = None
+        self._dir_fd: int | None = None  # HOME/broker, inherited by Mosquitto
         self._stopping = threading.Event()
         self._monitor: threading.Thread | None = None
         self._started_at = 0.0
@@ -95,12 +97,22 @@ class Broker:
             if self._process is not None:
                 raise InvalidInput("The broker is already started.", code="broker.started")
             binary = find_mosquitto(self.config.mosquitto)
-            plugin = find_dynsec_plugin(self.config.dynsec_plugin)
+            dynsec = find_dynsec_plugin(self.config.dynsec_plugin)
             crl = crl_pem(crl_der, issuer=self._device_ca())
-            self._admin = write_all(self.config, plugin=plugin, crl=crl)
+            directory = self.config.paths.directory
+            directory.mkdir(mode=0o700, exist_ok=True)
+            guard = build_guard(directory, timeout_s=self.config.compile_timeout_s)
+            self._open_directory()
+            self._admin = write_all(
+                self.config, view=self._view(), guard=guard, dynsec=dynsec, crl=crl
+            )
             self._stopping.clear()
             self.failure = None
-            self._spawn(binary)
+            try:
+                self._spawn(binary)
+            except TrustFleetError:
+                self._close_directory()
+                raise
         if monitor:
             self._monitor = threading.Thread(
                 target=self._watch, name="trustfleet-broker-monitor", daemon=True
@@ -117,6 +129,7 @@ class Broker:
             if self._process is not None:
                 _terminate(self._process, timeout_s=self.config.stop_timeout_s)
                 self._process = None
+            self._close_directory()
 
     def poll(self) -> bool:
         """Restart Mosquitto if it died (bounded restarts with backoff).
@@ -151,7 +164,8 @@ class Broker:
         """
         pem = crl_pem(crl_der, issuer=self._device_ca())
         with self._lock:
-            write_atomic(self.config.paths.crlfile, pem, mode=0o644)
+            owner = broker_owner(self.config.run_as)
+            write_atomic(self.config.paths.crlfile, pem, mode=0o644, owner=owner)
             pid = self.pid
             if pid is None:
                 raise Unavailable("The broker is not running.", code="broker.not_running")
@@ -271,14 +285,36 @@ class Broker:
                 code="broker.device_ca",
             ) from exc
 
+    def _open_directory(self) -> None:
+        """Keep ``HOME/broker`` open: Mosquitto inherits it and reaches its files through it.
+
+        Mosquitto drops to ``run_as`` right after parsing its configuration, so every file it
+        opens later (certificates, CRL at each reload, ACL, plugins, the admin socket) must be
+        reachable by that user; through ``/proc/self/fd/N`` only the directory's own mode
+        counts, not the home's path above it.
+        """
+        self._close_directory()
+        self._dir_fd = os.open(self.config.paths.directory, os.O_RDONLY | os.O_DIRECTORY)
+
+    def _close_directory(self) -> None:
+        if self._dir_fd is not None:
+            os.close(self._dir_fd)
+            self._dir_fd = None
+
+    def _view(self) -> Path:
+        assert self._dir_fd is not None  # noqa: S101  # opened by start
+        return Path(f"/proc/self/fd/{self._dir_fd}")
+
     def _spawn(self, binary: Path) -> None:
         paths = self.config.paths
+        view = self._view()
         with paths.log.open("ab") as log:
             self._process = subprocess.Popen(
-                [str(binary), "-c", str(paths.conf)],
+                [str(binary), "-c", str(view / paths.conf.name)],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
+                pass_fds=(self._dir_fd,) if self._dir_fd is not None else (),
                 start_new_session=True,
                 preexec_fn=functools.partial(_raise_open_files, self.config.max_open_files),  # noqa: PLW1509  # only setrlimit, no locks
             )

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from support.identities import SERVICE_CN, Identity, service_identity
+from support.identities import SERVICE_CN, Identity, mqtt_client_id, service_identity
 from support.server import (
     RunningServer,
     enroll_software,
@@ -118,9 +118,11 @@ class Mqtt:
         self.ca = fleet.server.ca_bundle
         self.port = port
 
-    def _args(self, who: Identity, tls_version: str = "tlsv1.3") -> list[str]:
+    def _args(
+        self, who: Identity, tls_version: str = "tlsv1.3", client_id: str | None = None
+    ) -> list[str]:
         args = ["-h", "localhost", "-p", str(self.port), "--cafile", str(self.ca)]
-        args += ["--tls-version", tls_version, "-i", f"t-{secrets.token_hex(4)}"]
+        args += ["--tls-version", tls_version, "-i", client_id or mqtt_client_id(who.name)]
         if who.cert.name != "none":
             args += ["--cert", str(who.cert), "--key", str(who.key)]
         return args
