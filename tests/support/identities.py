@@ -21,6 +21,7 @@ __all__ = [
     "Identity",
     "issue_software_service_identity",
     "mqtt_client_id",
+    "mqtt_client_id_for_cert",
     "service_identity",
 ]
 
@@ -38,6 +39,16 @@ def mqtt_client_id(cn: str) -> str:
     so several connections of one service never take each other over).
     """
     return cn if _DEVICE_ID.fullmatch(cn) else f"{cn}-{secrets.token_hex(4)}"
+
+
+def mqtt_client_id_for_cert(cert: Path) -> str:
+    """:func:`mqtt_client_id` for the CN of the (first) certificate in a PEM file."""
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    leaf = x509.load_pem_x509_certificate(cert.read_bytes())
+    cn = leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+    return mqtt_client_id(str(cn))
 
 
 @dataclass(frozen=True)

@@ -88,7 +88,7 @@ def test_malformed_messages_are_dropped_and_the_workers_keep_going(fleet: Fleet)
 
 def test_revocation_from_another_process_cuts_the_device_off(fleet: Fleet) -> None:
     victim, bystander = fleet.new_device("victim"), fleet.new_device("stays")
-    client_id = f"{victim.device_id}-live"
+    client_id = victim.device_id  # a device's only client id (docs/mqtt.md)
     sub = fleet.sub(victim, client_id)
     try:
         assert sub.stdout is not None
