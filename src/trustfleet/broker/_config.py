@@ -6,17 +6,26 @@ Pure: the rendering functions return text; :mod:`trustfleet.broker._files` write
 
 from __future__ import annotations
 
-import ipaddress
-import math
 import os
 import pwd
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from trustfleet.broker._checks import (
+    check_conf_path,
+    check_host,
+    check_limits,
+    check_run_as,
+    check_service_identity,
+)
+from trustfleet.broker._names import (
+    ADMIN_USERNAME,
+    CONTROL_TOPIC_FILTER,
+    DEVICE_TOPIC_ROOT,
+    UNPRIVILEGED_USER,
+)
 from trustfleet.errors import Config
-from trustfleet.pki import DEVICE_ID_PATTERN
 
 __all__ = [
     "ADMIN_USERNAME",
@@ -29,22 +38,8 @@ __all__ = [
     "render_mosquitto_conf",
 ]
 
-DEVICE_TOPIC_ROOT = "tf/v1/d"
-"""Every device owns ``tf/v1/d/<device-id>/#`` and nothing else."""
-
-ADMIN_USERNAME = "tf_broker_admin"
-"""The dynamic-security admin. The ``_`` keeps it outside the device-id alphabet."""
-
-CONTROL_TOPIC_FILTER = "$CONTROL/dynamic-security/#"
-
-UNPRIVILEGED_USER = "mosquitto"
-"""Who Mosquitto runs as when the service runs as root (Debian's package creates the user)."""
-
-_SERVICE_IDENTITY = re.compile(r"[A-Za-z0-9._:-]{1,64}")
-_DEVICE_ALPHABET = re.compile(r"[a-z0-9-]*")
-_UNIX_PATH_MAX_BYTES = 107  # sun_path is 108 bytes with the terminating NUL
 _PACKET_OVERHEAD_BYTES = 8 * 1024  # fixed header, topic (a device's is < 100 bytes), properties
-_MAX_PACKET_BYTES = 256 * 1024 * 1024  # MQTT's own ceiling (remaining length)
+_UNIX_PATH_MAX_BYTES = 107  # sun_path is 108 bytes with the terminating NUL
 
 
 @dataclass(frozen=True)
@@ -184,15 +179,15 @@ class BrokerConfig:
     poll_interval_s: float = 0.2
 
     def __post_init__(self) -> None:
-        _check_host(self.host)
+        check_host(self.host)
         if not 1 <= self.port <= 65535:
             raise Config(f"The broker port {self.port} is out of range.", code="broker.port")
         for name in self.service_identities:
-            _check_service_identity(name)
-        _check_run_as(self.run_as)
-        _check_limits(self)
+            check_service_identity(name)
+        check_run_as(self.run_as)
+        check_limits(self)
         for path in (self.paths.home, self.paths.tls_cert, self.paths.tls_key):
-            _check_conf_path(path)
+            check_conf_path(path)
         if len(str(self.paths.admin_socket).encode()) > _UNIX_PATH_MAX_BYTES:
             raise Config(
                 "The broker's admin socket path is too long for a unix socket.",
@@ -251,75 +246,6 @@ class BrokerConfig:
             service_identities=tuple(service_identities),
             run_as=run_as,
             device_max_payload_bytes=device_max_payload_bytes,
-        )
-
-
-def _check_host(host: str) -> None:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError as exc:
-        raise Config(
-            f"The broker host {host!r} is not an IP address.",
-            hint="Give the address to bind, such as 127.0.0.1.",
-            code="broker.host",
-        ) from exc
-
-
-def _check_service_identity(name: str) -> None:
-    if (
-        not _SERVICE_IDENTITY.fullmatch(name)
-        or DEVICE_ID_PATTERN.fullmatch(name)
-        or _DEVICE_ALPHABET.fullmatch(name)
-    ):
-        raise Config(
-            f"The broker service identity {name!r} is not allowed.",
-            hint="Use 1-64 characters of [A-Za-z0-9._:-] with at least one outside the "
-            "device-id alphabet [a-z0-9-], e.g. with a '.' such as 'svc.ingest'.",
-            code="broker.service_identity",
-        )
-    if name == ADMIN_USERNAME:
-        raise Config("A service identity cannot be the broker admin.", code="broker.identity")
-
-
-def _check_run_as(user: str) -> None:
-    if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", user):
-        raise Config("The broker's run_as user name is malformed.", code="broker.user")
-    if user == "root":
-        raise Config(
-            "The broker must not run as root.",
-            hint=f"Leave run_as unset (the service then uses '{UNPRIVILEGED_USER}' as root).",
-            code="broker.user.root",
-        )
-
-
-def _check_limits(config: BrokerConfig) -> None:
-    bounds: list[tuple[str, float, float, float]] = [
-        ("device_max_payload_bytes", config.device_max_payload_bytes, 256, 256 * 1024 * 1024),
-        ("device_rate_per_s", config.device_rate_per_s, 0.01, 1e5),
-        ("device_burst", config.device_burst, 1, 1e6),
-        ("device_max_inflight", config.device_max_inflight, 1, 65535),
-        ("max_queued_messages", config.max_queued_messages, 1, 1e9),
-        ("packet_limit_bytes", config.packet_limit_bytes, 1024, _MAX_PACKET_BYTES),
-    ]
-    for name, value, low, high in bounds:
-        if not (math.isfinite(value) and low <= value <= high):
-            raise Config(
-                f"The broker's {name} {value} is outside {low:g}..{high:g}.",
-                code="broker.limit",
-            )
-    if config.packet_limit_bytes < config.device_max_payload_bytes + 256:
-        raise Config(
-            "The broker's max_packet_bytes leaves no room for a device's largest message.",
-            code="broker.limit",
-        )
-
-
-def _check_conf_path(path: Path) -> None:
-    if any(c.isspace() for c in str(path)) or "#" in str(path):
-        raise Config(
-            f"The path {path} contains whitespace or '#', which mosquitto.conf cannot hold.",
-            hint="Move the server home to a path without spaces.",
-            code="broker.path",
         )
 
 

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import os
-import resource
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -29,6 +26,7 @@ from trustfleet.broker._files import (
     write_all,
     write_atomic,
 )
+from trustfleet.broker._process import accepts, raise_open_files, tail_of, terminate
 from trustfleet.errors import Config, InvalidInput, TrustFleetError, Unavailable
 from trustfleet.pki import DEVICE_ID_PATTERN
 
@@ -36,16 +34,7 @@ __all__ = ["Broker"]
 
 logger = logging.getLogger(__name__)
 
-_LOG_TAIL_BYTES = 4096
 _RELOAD_MARK = b"Reloading config."
-
-
-def _raise_open_files(wanted: int) -> None:
-    """In the child before exec: as many descriptors as allowed, up to ``wanted``."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-    if target > soft:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 class Broker:
@@ -127,7 +116,7 @@ class Broker:
             self._monitor = None
         with self._lock:
             if self._process is not None:
-                _terminate(self._process, timeout_s=self.config.stop_timeout_s)
+                terminate(self._process, timeout_s=self.config.stop_timeout_s)
                 self._process = None
             self._close_directory()
 
@@ -146,7 +135,7 @@ class Broker:
                     self._consecutive = 0
                 return True
             logger.warning("mosquitto exited with %s; restarting", proc.returncode)
-            _terminate(proc, timeout_s=self.config.stop_timeout_s)  # the rest of its group
+            terminate(proc, timeout_s=self.config.stop_timeout_s)  # the rest of its group
             return self._restart()
 
     def reload_crl(self, crl_der: bytes) -> None:
@@ -316,13 +305,13 @@ class Broker:
                 stderr=log,
                 pass_fds=(self._dir_fd,) if self._dir_fd is not None else (),
                 start_new_session=True,
-                preexec_fn=functools.partial(_raise_open_files, self.config.max_open_files),  # noqa: PLW1509  # only setrlimit, no locks
+                preexec_fn=functools.partial(raise_open_files, self.config.max_open_files),  # noqa: PLW1509  # only setrlimit, no locks
             )
         self._started_at = time.monotonic()
         try:
             self._await_ready(log_offset=0)
         except TrustFleetError:
-            _terminate(self._process, timeout_s=self.config.stop_timeout_s)
+            terminate(self._process, timeout_s=self.config.stop_timeout_s)
             self._process = None
             raise
         logger.info("mosquitto %s listening on %s", self._process.pid, self.config.port)
@@ -334,7 +323,7 @@ class Broker:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise self._startup_error(proc.returncode)
-            if self.config.paths.admin_socket.exists() and _accepts(
+            if self.config.paths.admin_socket.exists() and accepts(
                 self.config.host, self.config.port
             ):
                 return
@@ -347,7 +336,7 @@ class Broker:
         )
 
     def _startup_error(self, returncode: int) -> TrustFleetError:
-        tail = _tail(self.config.paths.log)
+        tail = tail_of(self.config.paths.log)
         if "Address already in use" in tail:
             return Unavailable(
                 f"The broker port {self.config.port} is already in use.",
@@ -404,33 +393,3 @@ class Broker:
             f"Mosquitto did not confirm the reload within {timeout_s} s.",
             code="broker.reload_timeout",
         )
-
-
-def _accepts(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def _tail(path: Path) -> str:
-    try:
-        with path.open("rb") as log:
-            log.seek(max(0, path.stat().st_size - _LOG_TAIL_BYTES))
-            return log.read().decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def _terminate(proc: subprocess.Popen[bytes], *, timeout_s: float) -> None:
-    """SIGTERM the child's process group, then SIGKILL it after ``timeout_s``."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        try:
-            proc.wait(timeout=timeout_s)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-    proc.wait(timeout=timeout_s)
