@@ -1,9 +1,10 @@
 """Writing the broker's files into the server home: atomically, with tight modes and owners.
 
 When the service runs as root, Mosquitto runs as an unprivileged user (``BrokerConfig.run_as``):
-``HOME/broker`` stays root's (0750, the user's group may enter), the files Mosquitto reads
-belong to that user (secrets 0600, public files 0644) and ``HOME/broker/run`` (0700) is the only
-place it can write. Ownership changes never follow symbolic links.
+``HOME/broker`` stays root's (0750, the user's group may enter) and so do the files Mosquitto
+only reads (0644: configuration, ACL, chain, trust, CRL; none is secret); the user owns its key
+copy (0600) and ``HOME/broker/run`` (0700), the only place it can write. Ownership changes never
+follow symbolic links.
 """
 
 from __future__ import annotations
@@ -210,17 +211,20 @@ def write_all(
     admin = load_or_create_admin(p.admin_secret)
     # OpenSSL needs a self-signed anchor: the device CA alone would not verify (no
     # PARTIAL_CHAIN); the manufacturing CA is left out so IDevIDs never chain here.
-    files: list[tuple[Path, bytes, int]] = [
-        (p.cafile, p.device_ca.read_bytes() + p.root_ca.read_bytes(), 0o644),
-        (p.crlfile, crl, 0o644),
-        (p.certfile, p.tls_cert.read_bytes(), 0o644),
-        (p.keyfile, p.tls_key.read_bytes(), 0o600),
-        (p.acl, render_acl(config).encode(), 0o600),
-        (p.dynsec_state, render_dynsec_state(admin.password).encode(), 0o600),
-        (p.conf, render_mosquitto_conf(config, view=view, guard=guard, dynsec=dynsec).encode(),
-         0o600),
-    ]  # fmt: skip
-    for path, data, mode in files:
-        write_atomic(path, data, mode=mode, owner=owner)
+    # Root keeps what Mosquitto only reads (it could otherwise rewrite its own configuration,
+    # which is parsed as root at a restart); the broker's user owns only its key (0600) and
+    # what is in run/.
+    conf = render_mosquitto_conf(config, view=view, guard=guard, dynsec=dynsec)
+    files: list[tuple[Path, bytes, int, Owner | None]] = [
+        (p.cafile, p.device_ca.read_bytes() + p.root_ca.read_bytes(), 0o644, None),
+        (p.crlfile, crl, 0o644, None),
+        (p.certfile, p.tls_cert.read_bytes(), 0o644, None),
+        (p.keyfile, p.tls_key.read_bytes(), 0o600, owner),
+        (p.acl, render_acl(config).encode(), 0o644, None),
+        (p.conf, conf.encode(), 0o644, None),
+        (p.dynsec_state, render_dynsec_state(admin.password).encode(), 0o600, owner),
+    ]
+    for path, data, mode, file_owner in files:
+        write_atomic(path, data, mode=mode, owner=file_owner)
     p.admin_socket.unlink(missing_ok=True)
     return admin

@@ -21,7 +21,6 @@ from trustfleet.broker._control import run_commands
 from trustfleet.broker._dynsec import quarantine_commands, release_commands
 from trustfleet.broker._files import (
     AdminCredentials,
-    broker_owner,
     crl_pem,
     write_all,
     write_atomic,
@@ -153,8 +152,7 @@ class Broker:
         """
         pem = crl_pem(crl_der, issuer=self._device_ca())
         with self._lock:
-            owner = broker_owner(self.config.run_as)
-            write_atomic(self.config.paths.crlfile, pem, mode=0o644, owner=owner)
+            write_atomic(self.config.paths.crlfile, pem, mode=0o644)  # root's, world-readable
             pid = self.pid
             if pid is None:
                 raise Unavailable("The broker is not running.", code="broker.not_running")

@@ -223,6 +223,9 @@ def test_broker_runs_unprivileged(fleet: Fleet, guarded: Any) -> None:
     key = paths.keyfile.stat()
     assert key.st_mode & 0o777 == 0o600 and key.st_uid == int(uids[0])
     assert paths.directory.stat().st_mode & 0o777 == 0o750
+    for read_only in (paths.conf, paths.acl, paths.crlfile, paths.cafile, paths.certfile):
+        info = read_only.stat()  # root's: the broker cannot rewrite what it parses as root
+        assert info.st_uid == 0 and info.st_mode & 0o022 == 0, read_only
     assert paths.run_dir.stat().st_mode & 0o777 == 0o700
     # The server's own broker too.
     server_broker = fleet.server.home / "broker" / "broker.key"
