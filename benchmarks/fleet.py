@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import platform
@@ -336,6 +337,12 @@ def run(args: argparse.Namespace, tmp: Path, children: list[Child], log: Any) ->
     doc["setup_issue_ms_per_cert"] = round(1000 * issue_s / args.devices, 3)
 
     config = BrokerConfig.for_home(home, port=free_port(), service_identities=[SERVICE_CN])
+    # The guard's per-device rate (ADR 0008) must not be what this load test measures.
+    per_device = args.rate / (args.publishers or args.devices)
+    if per_device * 2 > config.device_rate_per_s:
+        config = dataclasses.replace(
+            config, device_rate_per_s=min(1e5, per_device * 2), device_burst=1_000_000
+        )
     broker = Broker(config)
     broker.start(crl_der=crl_der)
     try:

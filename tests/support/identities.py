@@ -9,15 +9,46 @@ process, see ADR 0002).
 from __future__ import annotations
 
 import json
+import re
+import secrets
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["SERVICE_CN", "Identity", "issue_software_service_identity", "service_identity"]
+__all__ = [
+    "SERVICE_CN",
+    "Identity",
+    "issue_software_service_identity",
+    "mqtt_client_id",
+    "mqtt_client_id_for_cert",
+    "service_identity",
+]
 
 SERVICE_CN = "svc.ingest"
 """The service identity of a test home (the default of ``[broker] service_identity``)."""
+
+
+_DEVICE_ID = re.compile(r"[a-z0-9-]{8,64}")  # trustfleet.pki.DEVICE_ID_PATTERN
+
+
+def mqtt_client_id(cn: str) -> str:
+    """The MQTT client id the broker accepts for a certificate CN (docs/mqtt.md).
+
+    A device's client id is its id; a service's is ``<CN>-<suffix>`` (a new suffix per call,
+    so several connections of one service never take each other over).
+    """
+    return cn if _DEVICE_ID.fullmatch(cn) else f"{cn}-{secrets.token_hex(4)}"
+
+
+def mqtt_client_id_for_cert(cert: Path) -> str:
+    """:func:`mqtt_client_id` for the CN of the (first) certificate in a PEM file."""
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    leaf = x509.load_pem_x509_certificate(cert.read_bytes())
+    cn = leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+    return mqtt_client_id(str(cn))
 
 
 @dataclass(frozen=True)

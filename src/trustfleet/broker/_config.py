@@ -1,61 +1,56 @@
 """What the broker is: its settings, its files in the server home, and the rendered texts.
 
-Pure apart from :func:`find_mosquitto` and :func:`find_dynsec_plugin`, which look at the
-filesystem. The rendering functions return text; :mod:`trustfleet.broker._files` writes it.
+Pure: the rendering functions return text; :mod:`trustfleet.broker._files` writes it and
+:mod:`trustfleet.broker._binaries` finds Mosquitto and builds the guard plugin.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import ipaddress
-import json
 import os
 import pwd
-import re
-import secrets
-import shutil
-import sysconfig
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from trustfleet.broker._checks import (
+    check_conf_path,
+    check_host,
+    check_limits,
+    check_run_as,
+    check_service_identity,
+)
+from trustfleet.broker._names import (
+    ADMIN_USERNAME,
+    CONTROL_TOPIC_FILTER,
+    DEVICE_TOPIC_ROOT,
+    UNPRIVILEGED_USER,
+)
 from trustfleet.errors import Config
-from trustfleet.pki import DEVICE_ID_PATTERN
 
 __all__ = [
     "ADMIN_USERNAME",
+    "CONTROL_TOPIC_FILTER",
     "DEVICE_TOPIC_ROOT",
+    "UNPRIVILEGED_USER",
     "BrokerConfig",
     "BrokerPaths",
-    "find_dynsec_plugin",
-    "find_mosquitto",
-    "quarantine_commands",
-    "release_commands",
     "render_acl",
-    "render_dynsec_state",
     "render_mosquitto_conf",
 ]
 
-DEVICE_TOPIC_ROOT = "tf/v1/d"
-"""Every device owns ``tf/v1/d/<device-id>/#`` and nothing else."""
-
-ADMIN_USERNAME = "tf_broker_admin"
-"""The dynamic-security admin. The ``_`` keeps it outside the device-id alphabet."""
-
-_ADMIN_ROLE = "tf-control"
-_CONTROL_TOPIC = "$CONTROL/dynamic-security/#"
-_PBKDF2_ITERATIONS = 1000  # the password is 256 random bits; iterations add little
-_SALT_BYTES = 12  # SALT_LEN in mosquitto 2.0 (src/password_mosq.h)
-_SERVICE_IDENTITY = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+_PACKET_OVERHEAD_BYTES = 8 * 1024  # fixed header, topic (a device's is < 100 bytes), properties
 _UNIX_PATH_MAX_BYTES = 107  # sun_path is 108 bytes with the terminating NUL
-_MOSQUITTO_CANDIDATES = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
-_PLUGIN_NAME = "mosquitto_dynamic_security.so"
 
 
 @dataclass(frozen=True)
 class BrokerPaths:
-    """Where the broker's files live in a server home (all under ``HOME/broker`` but two)."""
+    """Where the broker's files live in a server home (all under ``HOME/broker`` but four).
+
+    ``HOME/broker`` (0750, group of the broker's user) holds what Mosquitto reads, written by
+    the service; ``HOME/broker/run`` (0700, the broker's user) what Mosquitto itself writes:
+    the dynamic-security state and the admin socket. Mosquitto reaches both through a
+    directory descriptor (``/proc/self/fd/N``), never through the home's own path.
+    """
 
     home: Path
     tls_cert: Path
@@ -64,6 +59,10 @@ class BrokerPaths:
     @property
     def directory(self) -> Path:
         return self.home / "broker"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.directory / "run"
 
     @property
     def conf(self) -> Path:
@@ -82,8 +81,18 @@ class BrokerPaths:
         return self.directory / "device-ca.crl.pem"
 
     @property
+    def certfile(self) -> Path:
+        """The broker's chain as Mosquitto reads it (a copy of ``tls_cert``)."""
+        return self.directory / "broker-chain.pem"
+
+    @property
+    def keyfile(self) -> Path:
+        """The broker's key as Mosquitto reads it (a copy of ``tls_key``, never world-readable)."""
+        return self.directory / "broker.key"
+
+    @property
     def dynsec_state(self) -> Path:
-        return self.directory / "dynamic-security.json"
+        return self.run_dir / "dynamic-security.json"
 
     @property
     def log(self) -> Path:
@@ -91,7 +100,7 @@ class BrokerPaths:
 
     @property
     def admin_socket(self) -> Path:
-        return self.directory / "admin.sock"
+        return self.run_dir / "admin.sock"
 
     @property
     def admin_secret(self) -> Path:
@@ -115,11 +124,18 @@ class BrokerConfig:
         host: The IP address the device listener binds to.
         port: The device listener's TCP port.
         service_identities: Certificate CNs of fleet-service clients (read all device
-            topics, write every device's ``cmd``). Never of the device-id form.
+            topics, write every device's ``cmd``). Each has a character outside the
+            device-id alphabet, so no client id ``<identity>-<suffix>`` is a device id.
         mosquitto: The ``mosquitto`` executable (found on PATH or in /usr/sbin if None).
         dynsec_plugin: The dynamic-security plugin (found in the multiarch libdir if None).
-        run_as: The OS user Mosquitto runs as (see docs/adr/0003-broker.md).
-        max_packet_bytes: Largest MQTT packet a client may send.
+        run_as: The OS user Mosquitto runs as; never root (docs/adr/0011-broker-guard.md).
+        device_max_payload_bytes: Largest PUBLISH payload a device may send.
+        device_rate_per_s: Sustained PUBLISH rate of one device (token bucket).
+        device_burst: Messages a device may send at once above its rate.
+        device_max_inflight: QoS 1/2 messages a client may have in flight towards the broker
+            (Mosquitto's ``max_inflight_messages``, announced as its receive maximum).
+        max_packet_bytes: Largest MQTT packet any client may send (None: the device payload
+            plus room for the topic and properties).
         max_queued_messages: QoS 1 messages Mosquitto queues per client beyond those in
             flight (its default, 1000, drops acknowledged telemetry on the way to a busy
             ingest connection).
@@ -129,6 +145,7 @@ class BrokerConfig:
         stop_timeout_s: How long ``stop`` waits after SIGTERM before SIGKILL.
         control_timeout_s: Bound on each step of a dynamic-security exchange.
         reload_timeout_s: How long ``reload_crl`` waits for Mosquitto to confirm the reload.
+        compile_timeout_s: Bound on building the guard plugin with the C compiler.
         max_restarts: Consecutive restarts before the supervisor gives up.
         restart_backoff_s: First restart delay; doubles per consecutive restart.
         max_backoff_s: Ceiling of the restart delay.
@@ -142,14 +159,19 @@ class BrokerConfig:
     service_identities: tuple[str, ...] = ()
     mosquitto: Path | None = None
     dynsec_plugin: Path | None = None
-    run_as: str = "mosquitto"
-    max_packet_bytes: int = 256 * 1024
+    run_as: str = UNPRIVILEGED_USER
+    device_max_payload_bytes: int = 16 * 1024
+    device_rate_per_s: float = 20.0
+    device_burst: int = 100
+    device_max_inflight: int = 20
+    max_packet_bytes: int | None = None
     max_queued_messages: int = 100_000
     max_open_files: int = 65_536
     start_timeout_s: float = 10.0
     stop_timeout_s: float = 5.0
     control_timeout_s: float = 5.0
     reload_timeout_s: float = 5.0
+    compile_timeout_s: float = 60.0
     max_restarts: int = 5
     restart_backoff_s: float = 0.2
     max_backoff_s: float = 10.0
@@ -157,21 +179,28 @@ class BrokerConfig:
     poll_interval_s: float = 0.2
 
     def __post_init__(self) -> None:
-        _check_host(self.host)
+        check_host(self.host)
         if not 1 <= self.port <= 65535:
             raise Config(f"The broker port {self.port} is out of range.", code="broker.port")
         for name in self.service_identities:
-            _check_service_identity(name)
-        if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", self.run_as):
-            raise Config("The broker's run_as user name is malformed.", code="broker.user")
+            check_service_identity(name)
+        check_run_as(self.run_as)
+        check_limits(self)
         for path in (self.paths.home, self.paths.tls_cert, self.paths.tls_key):
-            _check_conf_path(path)
+            check_conf_path(path)
         if len(str(self.paths.admin_socket).encode()) > _UNIX_PATH_MAX_BYTES:
             raise Config(
                 "The broker's admin socket path is too long for a unix socket.",
                 hint="Use a server home with a shorter path.",
                 code="broker.socket_path",
             )
+
+    @property
+    def packet_limit_bytes(self) -> int:
+        """Mosquitto's ``max_packet_size``."""
+        if self.max_packet_bytes is not None:
+            return self.max_packet_bytes
+        return self.device_max_payload_bytes + _PACKET_OVERHEAD_BYTES
 
     @classmethod
     def for_home(
@@ -184,6 +213,7 @@ class BrokerConfig:
         tls_cert: str = "tls/broker-chain.pem",
         tls_key: str = "secrets/broker-tls.key",
         run_as: str | None = None,
+        device_max_payload_bytes: int = 16 * 1024,
     ) -> BrokerConfig:
         """A configuration for a server home made by ``trustfleet server init``.
 
@@ -194,7 +224,9 @@ class BrokerConfig:
             service_identities: Certificate CNs of fleet-service clients.
             tls_cert: The broker chain, relative to the home or absolute.
             tls_key: The broker key, relative to the home or absolute.
-            run_as: The OS user Mosquitto runs as; the current user if None.
+            run_as: The OS user Mosquitto runs as; if None, ``mosquitto`` when the service
+                runs as root, else the service's own user.
+            device_max_payload_bytes: Largest payload a device may publish.
 
         Returns:
             The configuration.
@@ -204,97 +236,37 @@ class BrokerConfig:
         """
         home = home.resolve()
         paths = BrokerPaths(home=home, tls_cert=home / tls_cert, tls_key=home / tls_key)
+        if run_as is None:
+            euid = os.geteuid()
+            run_as = UNPRIVILEGED_USER if euid == 0 else pwd.getpwuid(euid).pw_name
         return cls(
             paths=paths,
             host=host,
             port=port,
             service_identities=tuple(service_identities),
-            run_as=run_as or pwd.getpwuid(os.geteuid()).pw_name,
+            run_as=run_as,
+            device_max_payload_bytes=device_max_payload_bytes,
         )
 
 
-def _check_host(host: str) -> None:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError as exc:
-        raise Config(
-            f"The broker host {host!r} is not an IP address.",
-            hint="Give the address to bind, such as 127.0.0.1.",
-            code="broker.host",
-        ) from exc
+def render_mosquitto_conf(config: BrokerConfig, *, view: Path, guard: Path, dynsec: Path) -> str:
+    """The text of ``mosquitto.conf``: one mTLS listener, one admin unix socket, two plugins.
 
+    Args:
+        config: The broker configuration.
+        view: ``HOME/broker`` as Mosquitto reaches it (``/proc/self/fd/N``).
+        guard: The guard plugin's file name inside ``HOME/broker``.
+        dynsec: The dynamic-security plugin (a system path).
 
-def _check_service_identity(name: str) -> None:
-    if not _SERVICE_IDENTITY.fullmatch(name) or DEVICE_ID_PATTERN.fullmatch(name):
-        raise Config(
-            f"The broker service identity {name!r} is not allowed.",
-            hint="Use 1-64 characters of [A-Za-z0-9._:-] that cannot be a device id, "
-            "e.g. with a '.' such as 'svc.ingest'.",
-            code="broker.service_identity",
-        )
-    if name == ADMIN_USERNAME:
-        raise Config("A service identity cannot be the broker admin.", code="broker.identity")
-
-
-def _check_conf_path(path: Path) -> None:
-    if any(c.isspace() for c in str(path)) or "#" in str(path):
-        raise Config(
-            f"The path {path} contains whitespace or '#', which mosquitto.conf cannot hold.",
-            hint="Move the server home to a path without spaces.",
-            code="broker.path",
-        )
-
-
-def find_mosquitto(configured: Path | None) -> Path:
-    """The ``mosquitto`` executable.
-
-    Raises:
-        Config: It is not installed.
+    The guard comes first: its callbacks run before dynamic security's, and before the ACL
+    file's (registered last by Mosquitto). Every value is checked by :class:`BrokerConfig`.
     """
-    if configured is not None:
-        candidates: list[str] = [str(configured)]
-    else:
-        found = shutil.which("mosquitto")
-        candidates = ([found] if found else []) + list(_MOSQUITTO_CANDIDATES)
-    for candidate in candidates:
-        if Path(candidate).is_file():
-            return Path(candidate)
-    raise Config(
-        "Mosquitto is not installed.",
-        hint="Install it (Debian: apt-get install mosquitto mosquitto-clients).",
-        code="broker.mosquitto_missing",
-    )
-
-
-def find_dynsec_plugin(configured: Path | None) -> Path:
-    """The dynamic-security plugin shared object.
-
-    Raises:
-        Config: It cannot be found.
-    """
-    multiarch = sysconfig.get_config_var("MULTIARCH") or ""
-    candidates = (
-        [configured]
-        if configured is not None
-        else [
-            Path("/usr/lib") / multiarch / _PLUGIN_NAME,
-            Path("/usr/lib") / _PLUGIN_NAME,
-            Path("/usr/local/lib") / _PLUGIN_NAME,
-        ]
-    )
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    raise Config(
-        "The Mosquitto dynamic security plugin was not found.",
-        hint="Install Mosquitto 2.0 or later, which ships mosquitto_dynamic_security.so.",
-        code="broker.plugin_missing",
-    )
-
-
-def render_mosquitto_conf(config: BrokerConfig, *, plugin: Path) -> str:
-    """The text of ``mosquitto.conf``: one mTLS device listener and one admin unix socket."""
     p = config.paths
+    run = view / p.run_dir.name
+
+    def at(path: Path) -> str:
+        return str(view / path.relative_to(p.directory))
+
     return "\n".join(
         [
             "# Written by TrustFleet at every broker start; edits are lost.",
@@ -306,25 +278,32 @@ def render_mosquitto_conf(config: BrokerConfig, *, plugin: Path) -> str:
             *(f"log_type {t}" for t in ("error", "warning", "notice", "information")),
             "log_timestamp true",
             "connection_messages true",
-            f"max_packet_size {config.max_packet_bytes}",
+            "retain_available false",
+            f"max_packet_size {config.packet_limit_bytes}",
+            f"max_inflight_messages {config.device_max_inflight}",
             f"max_queued_messages {config.max_queued_messages}",
-            f"acl_file {p.acl}",
-            f"plugin {plugin}",
-            f"plugin_opt_config_file {p.dynsec_state}",
+            f"acl_file {at(p.acl)}",
+            f"plugin {view / guard.name}",
+            f"plugin_opt_services {' '.join(config.service_identities)}".rstrip(),
+            f"plugin_opt_device_max_payload {config.device_max_payload_bytes}",
+            f"plugin_opt_device_rate_per_s {config.device_rate_per_s!r}",
+            f"plugin_opt_device_burst {config.device_burst}",
+            f"plugin {dynsec}",
+            f"plugin_opt_config_file {run / p.dynsec_state.name}",
             "",
-            "# Devices and fleet services: mutual TLS 1.3, identity = certificate CN.",
+            "# Devices and fleet services: mutual TLS 1.3; the guard plugin ties the MQTT",
+            "# username and client id to the certificate CN.",
             f"listener {config.port} {config.host}",
             "protocol mqtt",
-            f"certfile {p.tls_cert}",
-            f"keyfile {p.tls_key}",
-            f"cafile {p.cafile}",
-            f"crlfile {p.crlfile}",
+            f"certfile {at(p.certfile)}",
+            f"keyfile {at(p.keyfile)}",
+            f"cafile {at(p.cafile)}",
+            f"crlfile {at(p.crlfile)}",
             "tls_version tlsv1.3",
             "require_certificate true",
-            "use_identity_as_username true",
             "",
             "# Administration (dynamic security) only, on a socket in a 0700 directory.",
-            f"listener 0 {p.admin_socket}",
+            f"listener 0 {run / p.admin_socket.name}",
             "protocol mqtt",
             "",
         ]
@@ -332,7 +311,11 @@ def render_mosquitto_conf(config: BrokerConfig, *, plugin: Path) -> str:
 
 
 def render_acl(config: BrokerConfig) -> str:
-    """The text of the ACL file: services, the admin, then one pattern for every device."""
+    """The text of the ACL file: services, the admin, then one pattern for every device.
+
+    The guard plugin has already refused what a device may not do (other namespaces,
+    ``$share``, wildcards above its level, retained, oversize, over the rate).
+    """
     lines = ["# Written by TrustFleet at every broker start; edits are lost."]
     for name in config.service_identities:
         lines += [
@@ -343,96 +326,6 @@ def render_acl(config: BrokerConfig) -> str:
             f"topic write {DEVICE_TOPIC_ROOT}/+/attest/challenge",
             "",
         ]
-    lines += [f"user {ADMIN_USERNAME}", f"topic readwrite {_CONTROL_TOPIC}", ""]
+    lines += [f"user {ADMIN_USERNAME}", f"topic readwrite {CONTROL_TOPIC_FILTER}", ""]
     lines += [f"pattern readwrite {DEVICE_TOPIC_ROOT}/%u/#", ""]
     return "\n".join(lines)
-
-
-QUARANTINE_LEAVES = ("ota", "attest")
-"""What a quarantined device keeps: its ``ota/`` and ``attest/`` topics (an update can heal it)."""
-
-_ALLOW_KINDS = ("publishClientSend", "publishClientReceive", "subscribePattern",
-                "unsubscribePattern")  # fmt: skip
-_DENY_KINDS = ("publishClientSend", "publishClientReceive", "subscribePattern")
-
-
-def _quarantine_role(device_id: str) -> str:
-    return f"tf-quarantine-{device_id}"
-
-
-def quarantine_commands(device_id: str) -> list[dict[str, object]]:
-    """Dynamic-security commands that confine a device to its ``ota/`` and ``attest/`` topics.
-
-    The ACL file's pattern lets every device use ``tf/v1/d/<id>/#``; the plugin is asked
-    first, and for a client it knows an explicit deny ends the check. So the device becomes a
-    plugin client with a role of its own: allow its quarantine leaves (priority 10), deny
-    everything else (priority 0). Its certificate login is unchanged (the CN is the username).
-    """
-    if not DEVICE_ID_PATTERN.fullmatch(device_id):
-        raise Config(f"{device_id[:70]!r} is not a device id", code="broker.quarantine.id")
-    acls: list[dict[str, object]] = [
-        {
-            "acltype": kind,
-            "topic": f"{DEVICE_TOPIC_ROOT}/{device_id}/{leaf}/#",
-            "allow": True,
-            "priority": 10,
-        }
-        for leaf in QUARANTINE_LEAVES
-        for kind in _ALLOW_KINDS
-    ]
-    acls += [{"acltype": kind, "topic": "#", "allow": False, "priority": 0} for kind in _DENY_KINDS]
-    role = _quarantine_role(device_id)
-    return [
-        {"command": "createRole", "rolename": role, "acls": acls},
-        {"command": "createClient", "username": device_id, "roles": [{"rolename": role}]},
-    ]
-
-
-def release_commands(device_id: str) -> list[dict[str, object]]:
-    """Commands that end a quarantine (deleting the client also disconnects the device)."""
-    if not DEVICE_ID_PATTERN.fullmatch(device_id):
-        raise Config(f"{device_id[:70]!r} is not a device id", code="broker.quarantine.id")
-    return [
-        {"command": "deleteClient", "username": device_id},
-        {"command": "deleteRole", "rolename": _quarantine_role(device_id)},
-    ]
-
-
-def render_dynsec_state(password: str) -> str:
-    """The dynamic-security state: only the admin; every default access denied.
-
-    With every default denied, a client the plugin does not know (every device and
-    service) gets ``defer`` from the plugin and the ACL file decides.
-    """
-    salt = secrets.token_bytes(_SALT_BYTES)
-    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, _PBKDF2_ITERATIONS)
-    acls = [
-        {"acltype": kind, "topic": _CONTROL_TOPIC, "allow": True, "priority": 0}
-        for kind in (
-            "publishClientSend",
-            "publishClientReceive",
-            "subscribePattern",
-            "unsubscribePattern",
-        )
-    ]
-    state = {
-        "defaultACLAccess": {
-            "publishClientSend": False,
-            "publishClientReceive": False,
-            "subscribe": False,
-            "unsubscribe": False,
-        },
-        "clients": [
-            {
-                "username": ADMIN_USERNAME,
-                "textName": "TrustFleet broker administration",
-                "password": base64.b64encode(digest).decode(),
-                "salt": base64.b64encode(salt).decode(),
-                "iterations": _PBKDF2_ITERATIONS,
-                "roles": [{"rolename": _ADMIN_ROLE}],
-            }
-        ],
-        "groups": [],
-        "roles": [{"rolename": _ADMIN_ROLE, "acls": acls}],
-    }
-    return json.dumps(state, indent=2) + "\n"

@@ -1,9 +1,19 @@
-"""Writing the broker's files into the server home: atomically, with tight modes."""
+"""Writing the broker's files into the server home: atomically, with tight modes and owners.
+
+When the service runs as root, Mosquitto runs as an unprivileged user (``BrokerConfig.run_as``):
+``HOME/broker`` stays root's (0750, the user's group may enter) and so do the files Mosquitto
+only reads (0644: configuration, ACL, chain, trust, CRL; none is secret); the user owns its key
+copy (0600) and ``HOME/broker/run`` (0700), the only place it can write. Ownership changes never
+follow symbolic links.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import pwd
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
@@ -14,12 +24,20 @@ from trustfleet.broker._config import (
     ADMIN_USERNAME,
     BrokerConfig,
     render_acl,
-    render_dynsec_state,
     render_mosquitto_conf,
 )
+from trustfleet.broker._dynsec import render_dynsec_state
 from trustfleet.errors import Config, InvalidInput, VerificationFailed
 
-__all__ = ["AdminCredentials", "crl_pem", "load_or_create_admin", "write_all", "write_atomic"]
+__all__ = [
+    "AdminCredentials",
+    "Owner",
+    "broker_owner",
+    "crl_pem",
+    "load_or_create_admin",
+    "write_all",
+    "write_atomic",
+]
 
 _MAX_CRL_BYTES = 16 * 1024 * 1024
 _MAX_SECRET_BYTES = 4096
@@ -39,14 +57,46 @@ class AdminCredentials:
         return f"AdminCredentials(username={self.username!r}, password=<hidden>)"
 
 
-def write_atomic(path: Path, data: bytes, *, mode: int = 0o600) -> None:
-    """:func:`trustfleet.fileio.write_atomic` with ``mode``, its failure as a ``Config`` error.
+@dataclass(frozen=True)
+class Owner:
+    """Who Mosquitto runs as: the owner of the files it reads (``uid is None``: keep ours)."""
+
+    uid: int | None
+    gid: int | None
+
+
+def broker_owner(run_as: str) -> Owner:
+    """The owner for Mosquitto's files: ``run_as`` when the service is root, else nobody else.
+
+    Raises:
+        Config: The service is root and ``run_as`` does not exist.
+    """
+    if os.geteuid() != 0:
+        return Owner(uid=None, gid=None)
+    try:
+        entry = pwd.getpwnam(run_as)
+    except KeyError as exc:
+        raise Config(
+            f"The broker's user {run_as!r} does not exist.",
+            hint="Install Debian's mosquitto package (it creates the user) or "
+            f"'adduser --system --group {run_as}'.",
+            code="broker.user.missing",
+        ) from exc
+    if entry.pw_uid == 0:
+        raise Config("The broker must not run as root.", code="broker.user.root")
+    return Owner(uid=entry.pw_uid, gid=entry.pw_gid)
+
+
+def write_atomic(path: Path, data: bytes, *, mode: int = 0o600, owner: Owner | None = None) -> None:
+    """:func:`trustfleet.fileio.write_atomic` with ``mode`` and ``owner``, errors as ``Config``.
 
     Raises:
         Config: The file cannot be written.
     """
     try:
         fileio.write_atomic(path, data, mode=mode)
+        if owner is not None and owner.uid is not None:
+            os.chown(path, owner.uid, owner.gid or -1, follow_symlinks=False)
     except OSError as exc:
         raise Config(f"Cannot write {path}: {exc.strerror}.", code="broker.write") from exc
 
@@ -113,16 +163,38 @@ def load_or_create_admin(path: Path) -> AdminCredentials:
     return AdminCredentials(username, password)
 
 
-def write_all(config: BrokerConfig, *, plugin: Path, crl: bytes) -> AdminCredentials:
+def _prepare_directories(config: BrokerConfig, owner: Owner) -> None:
+    p = config.paths
+    p.directory.mkdir(mode=0o700, exist_ok=True)
+    if owner.uid is None:
+        p.directory.chmod(0o700)
+    else:
+        os.chown(p.directory, 0, owner.gid or 0, follow_symlinks=False)
+        p.directory.chmod(0o750)
+    p.run_dir.mkdir(mode=0o700, exist_ok=True)
+    if p.run_dir.is_symlink() or not p.run_dir.is_dir():
+        raise Config(f"{p.run_dir} is not a directory.", code="broker.run_dir")
+    if owner.uid is not None:
+        os.chown(p.run_dir, owner.uid, owner.gid or -1, follow_symlinks=False)
+    p.run_dir.chmod(0o700)
+    for stale in ("admin.sock", "dynamic-security.json"):  # where they were before run/
+        (p.directory / stale).unlink(missing_ok=True)
+
+
+def write_all(
+    config: BrokerConfig, *, view: Path, guard: Path, dynsec: Path, crl: bytes
+) -> AdminCredentials:
     """Render and write every file Mosquitto reads; return the admin credentials.
 
     Args:
         config: The broker configuration.
-        plugin: The dynamic-security plugin.
+        view: ``HOME/broker`` as Mosquitto reaches it (``/proc/self/fd/N``).
+        guard: The guard plugin (in ``HOME/broker``).
+        dynsec: The dynamic-security plugin.
         crl: The device CA's CRL, PEM (already checked).
 
     Raises:
-        Config: A file cannot be read or written.
+        Config: A file cannot be read or written, or the broker's user does not exist.
     """
     p = config.paths
     for required in (p.tls_cert, p.tls_key, p.device_ca, p.root_ca):
@@ -134,15 +206,25 @@ def write_all(config: BrokerConfig, *, plugin: Path, crl: bytes) -> AdminCredent
             )
     if p.tls_key.stat().st_mode & 0o077:
         raise Config(f"{p.tls_key} is readable by others.", hint=f"chmod 600 {p.tls_key}")
-    p.directory.mkdir(mode=0o700, exist_ok=True)
-    p.directory.chmod(0o700)
+    owner = broker_owner(config.run_as)
+    _prepare_directories(config, owner)
     admin = load_or_create_admin(p.admin_secret)
     # OpenSSL needs a self-signed anchor: the device CA alone would not verify (no
     # PARTIAL_CHAIN); the manufacturing CA is left out so IDevIDs never chain here.
-    write_atomic(p.cafile, p.device_ca.read_bytes() + p.root_ca.read_bytes(), mode=0o644)
-    write_atomic(p.crlfile, crl, mode=0o644)
-    write_atomic(p.acl, render_acl(config).encode(), mode=0o600)
-    write_atomic(p.dynsec_state, render_dynsec_state(admin.password).encode(), mode=0o600)
-    write_atomic(p.conf, render_mosquitto_conf(config, plugin=plugin).encode(), mode=0o600)
+    # Root keeps what Mosquitto only reads (it could otherwise rewrite its own configuration,
+    # which is parsed as root at a restart); the broker's user owns only its key (0600) and
+    # what is in run/.
+    conf = render_mosquitto_conf(config, view=view, guard=guard, dynsec=dynsec)
+    files: list[tuple[Path, bytes, int, Owner | None]] = [
+        (p.cafile, p.device_ca.read_bytes() + p.root_ca.read_bytes(), 0o644, None),
+        (p.crlfile, crl, 0o644, None),
+        (p.certfile, p.tls_cert.read_bytes(), 0o644, None),
+        (p.keyfile, p.tls_key.read_bytes(), 0o600, owner),
+        (p.acl, render_acl(config).encode(), 0o644, None),
+        (p.conf, conf.encode(), 0o644, None),
+        (p.dynsec_state, render_dynsec_state(admin.password).encode(), 0o600, owner),
+    ]
+    for path, data, mode, file_owner in files:
+        write_atomic(path, data, mode=mode, owner=file_owner)
     p.admin_socket.unlink(missing_ok=True)
     return admin

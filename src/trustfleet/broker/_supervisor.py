@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import os
-import resource
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -18,16 +15,17 @@ from typing import Any
 
 from cryptography import x509
 
-from trustfleet.broker._config import (
-    ADMIN_USERNAME,
-    BrokerConfig,
-    find_dynsec_plugin,
-    find_mosquitto,
-    quarantine_commands,
-    release_commands,
-)
+from trustfleet.broker._binaries import build_guard, find_dynsec_plugin, find_mosquitto
+from trustfleet.broker._config import ADMIN_USERNAME, BrokerConfig
 from trustfleet.broker._control import run_commands
-from trustfleet.broker._files import AdminCredentials, crl_pem, write_all, write_atomic
+from trustfleet.broker._dynsec import quarantine_commands, release_commands
+from trustfleet.broker._files import (
+    AdminCredentials,
+    crl_pem,
+    write_all,
+    write_atomic,
+)
+from trustfleet.broker._process import accepts, raise_open_files, tail_of, terminate
 from trustfleet.errors import Config, InvalidInput, TrustFleetError, Unavailable
 from trustfleet.pki import DEVICE_ID_PATTERN
 
@@ -35,16 +33,7 @@ __all__ = ["Broker"]
 
 logger = logging.getLogger(__name__)
 
-_LOG_TAIL_BYTES = 4096
 _RELOAD_MARK = b"Reloading config."
-
-
-def _raise_open_files(wanted: int) -> None:
-    """In the child before exec: as many descriptors as allowed, up to ``wanted``."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-    if target > soft:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 class Broker:
@@ -63,6 +52,7 @@ class Broker:
         self._lock = threading.RLock()
         self._process: subprocess.Popen[bytes] | None = None
         self._admin: AdminCredentials | None = None
+        self._dir_fd: int | None = None  # HOME/broker, inherited by Mosquitto
         self._stopping = threading.Event()
         self._monitor: threading.Thread | None = None
         self._started_at = 0.0
@@ -95,12 +85,22 @@ class Broker:
             if self._process is not None:
                 raise InvalidInput("The broker is already started.", code="broker.started")
             binary = find_mosquitto(self.config.mosquitto)
-            plugin = find_dynsec_plugin(self.config.dynsec_plugin)
+            dynsec = find_dynsec_plugin(self.config.dynsec_plugin)
             crl = crl_pem(crl_der, issuer=self._device_ca())
-            self._admin = write_all(self.config, plugin=plugin, crl=crl)
+            directory = self.config.paths.directory
+            directory.mkdir(mode=0o700, exist_ok=True)
+            guard = build_guard(directory, timeout_s=self.config.compile_timeout_s)
+            self._open_directory()
+            self._admin = write_all(
+                self.config, view=self._view(), guard=guard, dynsec=dynsec, crl=crl
+            )
             self._stopping.clear()
             self.failure = None
-            self._spawn(binary)
+            try:
+                self._spawn(binary)
+            except TrustFleetError:
+                self._close_directory()
+                raise
         if monitor:
             self._monitor = threading.Thread(
                 target=self._watch, name="trustfleet-broker-monitor", daemon=True
@@ -115,8 +115,9 @@ class Broker:
             self._monitor = None
         with self._lock:
             if self._process is not None:
-                _terminate(self._process, timeout_s=self.config.stop_timeout_s)
+                terminate(self._process, timeout_s=self.config.stop_timeout_s)
                 self._process = None
+            self._close_directory()
 
     def poll(self) -> bool:
         """Restart Mosquitto if it died (bounded restarts with backoff).
@@ -133,7 +134,7 @@ class Broker:
                     self._consecutive = 0
                 return True
             logger.warning("mosquitto exited with %s; restarting", proc.returncode)
-            _terminate(proc, timeout_s=self.config.stop_timeout_s)  # the rest of its group
+            terminate(proc, timeout_s=self.config.stop_timeout_s)  # the rest of its group
             return self._restart()
 
     def reload_crl(self, crl_der: bytes) -> None:
@@ -151,7 +152,7 @@ class Broker:
         """
         pem = crl_pem(crl_der, issuer=self._device_ca())
         with self._lock:
-            write_atomic(self.config.paths.crlfile, pem, mode=0o644)
+            write_atomic(self.config.paths.crlfile, pem, mode=0o644)  # root's, world-readable
             pid = self.pid
             if pid is None:
                 raise Unavailable("The broker is not running.", code="broker.not_running")
@@ -271,22 +272,44 @@ class Broker:
                 code="broker.device_ca",
             ) from exc
 
+    def _open_directory(self) -> None:
+        """Keep ``HOME/broker`` open: Mosquitto inherits it and reaches its files through it.
+
+        Mosquitto drops to ``run_as`` right after parsing its configuration, so every file it
+        opens later (certificates, CRL at each reload, ACL, plugins, the admin socket) must be
+        reachable by that user; through ``/proc/self/fd/N`` only the directory's own mode
+        counts, not the home's path above it.
+        """
+        self._close_directory()
+        self._dir_fd = os.open(self.config.paths.directory, os.O_RDONLY | os.O_DIRECTORY)
+
+    def _close_directory(self) -> None:
+        if self._dir_fd is not None:
+            os.close(self._dir_fd)
+            self._dir_fd = None
+
+    def _view(self) -> Path:
+        assert self._dir_fd is not None  # noqa: S101  # opened by start
+        return Path(f"/proc/self/fd/{self._dir_fd}")
+
     def _spawn(self, binary: Path) -> None:
         paths = self.config.paths
+        view = self._view()
         with paths.log.open("ab") as log:
             self._process = subprocess.Popen(
-                [str(binary), "-c", str(paths.conf)],
+                [str(binary), "-c", str(view / paths.conf.name)],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
+                pass_fds=(self._dir_fd,) if self._dir_fd is not None else (),
                 start_new_session=True,
-                preexec_fn=functools.partial(_raise_open_files, self.config.max_open_files),  # noqa: PLW1509  # only setrlimit, no locks
+                preexec_fn=functools.partial(raise_open_files, self.config.max_open_files),  # noqa: PLW1509  # only setrlimit, no locks
             )
         self._started_at = time.monotonic()
         try:
             self._await_ready(log_offset=0)
         except TrustFleetError:
-            _terminate(self._process, timeout_s=self.config.stop_timeout_s)
+            terminate(self._process, timeout_s=self.config.stop_timeout_s)
             self._process = None
             raise
         logger.info("mosquitto %s listening on %s", self._process.pid, self.config.port)
@@ -298,7 +321,7 @@ class Broker:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise self._startup_error(proc.returncode)
-            if self.config.paths.admin_socket.exists() and _accepts(
+            if self.config.paths.admin_socket.exists() and accepts(
                 self.config.host, self.config.port
             ):
                 return
@@ -311,7 +334,7 @@ class Broker:
         )
 
     def _startup_error(self, returncode: int) -> TrustFleetError:
-        tail = _tail(self.config.paths.log)
+        tail = tail_of(self.config.paths.log)
         if "Address already in use" in tail:
             return Unavailable(
                 f"The broker port {self.config.port} is already in use.",
@@ -368,33 +391,3 @@ class Broker:
             f"Mosquitto did not confirm the reload within {timeout_s} s.",
             code="broker.reload_timeout",
         )
-
-
-def _accepts(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def _tail(path: Path) -> str:
-    try:
-        with path.open("rb") as log:
-            log.seek(max(0, path.stat().st_size - _LOG_TAIL_BYTES))
-            return log.read().decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def _terminate(proc: subprocess.Popen[bytes], *, timeout_s: float) -> None:
-    """SIGTERM the child's process group, then SIGKILL it after ``timeout_s``."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        try:
-            proc.wait(timeout=timeout_s)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-    proc.wait(timeout=timeout_s)

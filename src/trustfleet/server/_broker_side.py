@@ -51,6 +51,7 @@ class BrokerSide:
             service_identities=(settings.broker.service_identity,),
             tls_cert=settings.broker.tls_cert,
             tls_key=settings.broker.tls_key,
+            device_max_payload_bytes=settings.broker.max_payload_bytes,
         )
         self.broker = Broker(self.config)
         self.feed = RevocationFeed(rt.uow, issuer="device")

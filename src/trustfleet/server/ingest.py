@@ -73,7 +73,9 @@ CLIENT_RETRY_S: Final = 0.5
 def ingest_client_id(identity: str) -> str:
     """A client id no other ingest worker has: equal ids make the broker drop one connection.
 
-    (Regression: ids built from ``id(self)`` were equal in identically spawned workers.)
+    The broker's guard accepts a service's connection only with ``<identity>-<suffix>``
+    (docs/mqtt.md). (Regression: ids built from ``id(self)`` were equal in identically
+    spawned workers.)
     """
     return f"{identity}-ingest-{os.getpid()}-{secrets.token_hex(4)}"
 

@@ -151,6 +151,9 @@ def new_client(
         on_publish_callback_fn=on_publish,
         on_lifecycle_event_connection_success_fn=connected,
         on_lifecycle_event_connection_failure_fn=failed,
+        # Else awscrt sends a username ("?SDK=...&Version=..."); the broker's guard refuses a
+        # username that is not the certificate CN (docs/adr/0011-broker-guard.md).
+        disable_metrics=True,
     )
     return mqtt5.Client(options)
 

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from support.identities import mqtt_client_id_for_cert
 from support.server import TRUSTFLEET
 
 WAIT_S = 30
@@ -34,7 +35,7 @@ class Observer:
         args = ["stdbuf", "-oL", "mosquitto_sub", "-h", "localhost", "-p", str(port)]
         args += ["--cafile", str(ca), "--cert", str(cert), "--key", str(key)]
         args += ["--tls-version", "tlsv1.3", "-V", "mqttv5", "-q", "1", "-d"]
-        args += ["-i", f"obs-{secrets.token_hex(4)}", "-F", "MSG %t %p"]
+        args += ["-i", mqtt_client_id_for_cert(cert), "-F", "MSG %t %p"]
         for topic in topics:
             args += ["-t", topic]
         self.proc = subprocess.Popen(
@@ -94,6 +95,7 @@ def publish(*, port: int, ca: Path, cert: Path, key: Path, topic: str, payload: 
     """``mosquitto_pub -q 1`` as the given identity (asserts success)."""
     args = ["mosquitto_pub", "-h", "localhost", "-p", str(port), "--cafile", str(ca)]
     args += ["--cert", str(cert), "--key", str(key), "--tls-version", "tlsv1.3"]
+    args += ["-i", mqtt_client_id_for_cert(cert)]
     args += ["-V", "mqttv5", "-q", "1", "-t", topic, "-m", payload]
     result = subprocess.run(args, capture_output=True, text=True, timeout=WAIT_S, check=False)
     assert result.returncode == 0, result.stderr

@@ -37,6 +37,7 @@ def main(device_dir: str, other_id: str) -> int:
             connect_options=mqtt5.ConnectPacket(client_id=me, keep_alive_interval_sec=30),
             on_publish_callback_fn=lambda data: received.append(data.publish_packet.topic),
             on_lifecycle_event_connection_success_fn=lambda _d: connected.set(),
+            disable_metrics=True,  # else awscrt sends a username; the broker wants none or the CN
         )
     )
     client.start()

@@ -13,7 +13,6 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -79,129 +78,119 @@ def wait_for(check: Callable[[], Any], *, timeout_s: float = 30.0, what: str) ->
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
-@dataclass
 class MqttDevice:
-    """A device's MQTT side through mosquitto_pub / mosquitto_sub with its LDevID."""
+    """A device's MQTT side: one paho-mqtt connection with its LDevID (not our client code).
 
-    device_id: str
-    cert: Path
-    key: Path
-    port: int
-    ca_bundle: Path
+    One connection, as on a real device: the broker accepts only the device id as client id, so
+    a second connection would take the first over (docs/mqtt.md). Subscriptions are made again
+    after every reconnect (a release at the broker disconnects the device).
+    """
 
-    def args(self, suffix: str) -> list[str]:
-        return [
-            "-h",
-            "localhost",
-            "-p",
-            str(self.port),
-            "--cafile",
-            str(self.ca_bundle),
-            "--tls-version",
-            "tlsv1.3",
-            "--cert",
-            str(self.cert),
-            "--key",
-            str(self.key),
-            "-V",
-            "mqttv5",
-            "-i",
-            f"{self.device_id}-{suffix}",
-        ]
+    def __init__(self, device_id: str, cert: Path, key: Path, port: int, ca_bundle: Path) -> None:
+        import paho.mqtt.client as mqtt
+
+        self.device_id = device_id
+        self._lock = threading.Lock()
+        self._topics: set[str] = set()
+        self._inbox: dict[str, queue.Queue[str]] = {}
+        self._connected = threading.Event()
+        self._client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=device_id, protocol=mqtt.MQTTv5
+        )
+        self._client.tls_set(ca_certs=str(ca_bundle), certfile=str(cert), keyfile=str(key))
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = lambda *_a: self._connected.clear()
+        self._client.on_message = self._on_message
+        self._client.reconnect_delay_set(min_delay=0.2, max_delay=2)
+        self._client.connect("localhost", port, keepalive=30)
+        self._client.loop_start()
+        assert self._connected.wait(CLIENT_TIMEOUT_S), "the device did not connect"
+
+    def _on_connect(self, client: Any, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
+        if getattr(rc, "is_failure", False):
+            return
+        with self._lock:
+            topics = sorted(self._topics)
+        for topic in topics:
+            client.subscribe(topic, qos=1)
+        self._connected.set()
+
+    def _on_message(self, _c: Any, _u: Any, msg: Any) -> None:
+        with self._lock:
+            box = self._inbox.get(msg.topic)
+        if box is not None:
+            box.put(msg.payload.decode(errors="replace"))
+
+    def topic(self, leaf: str) -> str:
+        return f"tf/v1/d/{self.device_id}/{leaf}"
+
+    def subscribe(self, leaf: str) -> queue.Queue[str]:
+        """Subscribe (QoS 1) to one of the device's topics; its messages arrive in the queue."""
+        topic = self.topic(leaf)
+        box: queue.Queue[str] = queue.Queue()
+        done = threading.Event()
+        with self._lock:
+            self._topics.add(topic)
+            self._inbox[topic] = box
+        previous = self._client.on_subscribe
+        self._client.on_subscribe = lambda *_a: done.set()
+        try:
+            self._client.subscribe(topic, qos=1)
+            assert done.wait(CLIENT_TIMEOUT_S), f"no SUBACK for {topic}"
+        finally:
+            self._client.on_subscribe = previous
+        return box
+
+    def unsubscribe(self, leaf: str) -> None:
+        topic = self.topic(leaf)
+        with self._lock:
+            self._topics.discard(topic)
+            self._inbox.pop(topic, None)
+        self._client.unsubscribe(topic)
 
     def pub(self, leaf: str, payload: str | bytes) -> None:
-        text = payload.decode() if isinstance(payload, bytes) else payload
-        topic = f"tf/v1/d/{self.device_id}/{leaf}"
-        result = subprocess.run(
-            [
-                "mosquitto_pub",
-                *self.args(f"pub-{time.monotonic_ns()}"),
-                "-q",
-                "1",
-                "-t",
-                topic,
-                "-m",
-                text,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=CLIENT_TIMEOUT_S,
-            check=False,
-        )
-        assert result.returncode == 0, result.stderr
+        """Publish QoS 1 on the device's own topic and wait for the PUBACK."""
+        assert self._connected.wait(CLIENT_TIMEOUT_S), "the device is not connected"
+        info = self._client.publish(self.topic(leaf), payload, qos=1)
+        info.wait_for_publish(timeout=CLIENT_TIMEOUT_S)
+        assert info.is_published(), f"no PUBACK for {leaf}"
 
     def first_of(self, leaves: list[str], publish: Callable[[], None]) -> str:
         """Subscribe to ``leaves``, run ``publish``, return the first message that arrives."""
-        topics = [a for leaf in leaves for a in ("-t", f"tf/v1/d/{self.device_id}/{leaf}")]
-        proc = subprocess.Popen(
-            [
-                "stdbuf",
-                "-oL",
-                "mosquitto_sub",
-                *self.args(f"probe-{time.monotonic_ns()}"),
-                "-q",
-                "1",
-                "-C",
-                "1",
-                "-W",
-                "8",
-                "-d",
-                *topics,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        assert proc.stdout is not None
-        lines: list[str] = []
-        for line in proc.stdout:  # wait for the SUBACK before publishing
-            lines.append(line)
-            if "SUBACK" in line:
-                break
-        publish()
-        out, _ = proc.communicate(timeout=CLIENT_TIMEOUT_S)
-        return "".join(lines) + out
+        merged: queue.Queue[str] = queue.Queue()
+        boxes = [self.subscribe(leaf) for leaf in leaves]
+        try:
+            publish()
+            deadline = time.monotonic() + 8
+            while time.monotonic() < deadline:
+                for box in boxes:
+                    try:
+                        merged.put(box.get_nowait())
+                    except queue.Empty:
+                        continue
+                if not merged.empty():
+                    return merged.get()
+                time.sleep(0.02)
+            return ""
+        finally:
+            for leaf in leaves:
+                self.unsubscribe(leaf)
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
 
 
 class ChallengeListener:
-    """The device's live subscription to its challenges (a background mosquitto_sub)."""
+    """The device's live subscription to its challenges (on the device's one connection)."""
 
     def __init__(self, device: MqttDevice) -> None:
-        topic = f"tf/v1/d/{device.device_id}/attest/challenge"
-        self.proc = subprocess.Popen(
-            [
-                "stdbuf",
-                "-oL",
-                "mosquitto_sub",
-                *device.args(f"challenges-{time.monotonic_ns()}"),
-                "-d",
-                "-q",
-                "1",
-                "-t",
-                topic,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        self.messages: queue.Queue[dict[str, Any]] = queue.Queue()
-        self.subscribed = threading.Event()
-        threading.Thread(target=self._read, daemon=True).start()
-        assert self.subscribed.wait(CLIENT_TIMEOUT_S), "the challenge subscription failed"
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            if "SUBACK" in line:
-                self.subscribed.set()
-            elif line.strip().startswith("{"):
-                self.messages.put(json.loads(line))
+        self.device = device
+        self.messages = device.subscribe("attest/challenge")
 
     def next(self, timeout_s: float = 20.0) -> dict[str, Any]:
-        return self.messages.get(timeout=timeout_s)
+        result: dict[str, Any] = json.loads(self.messages.get(timeout=timeout_s))
+        return result
 
     def close(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
+        self.device.unsubscribe("attest/challenge")

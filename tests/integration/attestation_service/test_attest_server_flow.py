@@ -220,6 +220,7 @@ def test_attestation_end_to_end(
         tpm.close()
     finally:
         listener.close()
+        mqtt.close()
 
 
 def test_operator_commands(served: tuple[RunningServer, int], tmp_path: Path) -> None:

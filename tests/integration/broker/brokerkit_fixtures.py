@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import secrets
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from support.identities import SERVICE_CN, Identity, service_identity
+from support.identities import SERVICE_CN, Identity, mqtt_client_id, service_identity
 from support.server import (
     RunningServer,
     enroll_software,
@@ -118,23 +117,43 @@ class Mqtt:
         self.ca = fleet.server.ca_bundle
         self.port = port
 
-    def _args(self, who: Identity, tls_version: str = "tlsv1.3") -> list[str]:
+    def _args(
+        self, who: Identity, tls_version: str = "tlsv1.3", client_id: str | None = None
+    ) -> list[str]:
         args = ["-h", "localhost", "-p", str(self.port), "--cafile", str(self.ca)]
-        args += ["--tls-version", tls_version, "-i", f"t-{secrets.token_hex(4)}"]
+        args += ["--tls-version", tls_version, "-i", client_id or mqtt_client_id(who.name)]
         if who.cert.name != "none":
             args += ["--cert", str(who.cert), "--key", str(who.key)]
         return args
 
     def pub(
-        self, who: Identity, topic: str, payload: str, **kw: str
+        self,
+        who: Identity,
+        topic: str,
+        payload: str,
+        *,
+        extra: tuple[str, ...] = (),
+        stdin: str | None = None,
+        **kw: str,
     ) -> subprocess.CompletedProcess[str]:
+        """One ``mosquitto_pub -q 1``; ``stdin`` with ``extra=("-l",)`` sends one per line."""
+        body = ["-m", payload] if stdin is None else []
         return subprocess.run(
-            ["mosquitto_pub", *self._args(who, **kw), "-q", "1", "-t", topic, "-m", payload],
+            ["mosquitto_pub", *self._args(who, **kw), "-q", "1", "-t", topic, *body, *extra],
+            input=stdin,
             capture_output=True,
             text=True,
-            timeout=CLIENT_TIMEOUT_S,
+            timeout=CLIENT_TIMEOUT_S * 3,
             check=False,
         )
+
+    def pub_stream(self, who: Identity, topic: str) -> subprocess.Popen[str]:
+        """``mosquitto_pub -l``: one connection; each line written to its stdin is a message."""
+        args = ["mosquitto_pub", *self._args(who), "-q", "1", "-t", topic, "-l"]
+        return subprocess.Popen(
+            args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, start_new_session=True,
+        )  # fmt: skip
 
     def sub(
         self,
@@ -145,9 +164,11 @@ class Mqtt:
         wait_s: int,
         v5: bool = False,
         tls_version: str = "tlsv1.3",
+        client_id: str | None = None,
     ) -> Subscriber:
         # stdbuf: mosquitto_sub's stdout is a pipe, so its stdio would hold the SUBACK line.
-        args = ["stdbuf", "-oL", "mosquitto_sub", *self._args(who, tls_version), "-d", "-v"]
+        args = ["stdbuf", "-oL", "mosquitto_sub", *self._args(who, tls_version, client_id)]
+        args += ["-d", "-v"]
         args += ["-q", "1"]
         args += ["-C", str(count), "-W", str(wait_s)] + (["-V", "mqttv5"] if v5 else [])
         for topic in topics:
@@ -171,9 +192,17 @@ class Subscriber:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
             self.lines.append(line)
-            if "received SUBACK" in line:
+            if line.startswith("Subscribed (mid"):
                 return True
         return False
+
+    @property
+    def granted(self) -> list[int]:
+        """The SUBACK's codes (after ``wait_subscribed``): QoS granted, or >= 128 refused."""
+        for line in self.lines:
+            if line.startswith("Subscribed (mid"):
+                return [int(code) for code in line.split("):", 1)[1].split(",")]
+        return []
 
     def finish(self, timeout_s: float = CLIENT_TIMEOUT_S) -> str:
         out, _ = self.proc.communicate(timeout=timeout_s)
@@ -189,3 +218,38 @@ class Subscriber:
 @pytest.fixture
 def mqtt(fleet: Fleet, broker: object) -> Mqtt:
     return Mqtt(fleet, broker.config.port)  # type: ignore[attr-defined]
+
+
+GUARD_RATE_PER_S = 1.0
+GUARD_BURST = 50
+GUARD_MAX_PAYLOAD = 4096
+
+
+@pytest.fixture(scope="module")
+def guarded(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A broker of its own with small device limits (rate, burst, payload) for attack tests."""
+    from trustfleet.broker import Broker, BrokerConfig
+
+    home = tmp_path_factory.mktemp("guard-home")
+    for part in ("public", "tls", "secrets"):
+        shutil.copytree(fleet.server.home / part, home / part)
+    base = BrokerConfig.for_home(home, port=free_port(), service_identities=[SERVICE_CN])
+    config = BrokerConfig(
+        **{
+            **base.__dict__,
+            "device_rate_per_s": GUARD_RATE_PER_S,
+            "device_burst": GUARD_BURST,
+            "device_max_payload_bytes": GUARD_MAX_PAYLOAD,
+        }
+    )
+    broker = Broker(config)
+    broker.start(crl_der=fleet.device_crl())
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def gmqtt(fleet: Fleet, guarded: object) -> Mqtt:
+    return Mqtt(fleet, guarded.config.port)  # type: ignore[attr-defined]

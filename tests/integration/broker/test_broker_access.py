@@ -3,6 +3,8 @@
 Negative cases end with a marker: after the forbidden message has been acknowledged by the
 broker (QoS 1), a message the subscriber may see is published; the subscriber stops at the
 first message, so the forbidden one would have arrived before the marker if it were allowed.
+A device has one connection at a time (its client id is its id), so a device's marker comes
+from the service, on the device's ``cmd``.
 """
 
 from __future__ import annotations
@@ -55,8 +57,9 @@ def test_tls12_refused(fleet: Fleet, mqtt: Mqtt) -> None:
 
 
 def test_own_namespace_round_trip(fleet: Fleet, mqtt: Mqtt) -> None:
+    # One connection per device (its client id is its id): the service is the other end.
     topic = f"tf/v1/d/{fleet.a.name}/telemetry"
-    sub = mqtt.sub(fleet.a, [topic], count=1, wait_s=10)
+    sub = mqtt.sub(fleet.service, [topic], count=1, wait_s=10)
     try:
         assert sub.wait_subscribed(), sub.finish()
         assert mqtt.pub(fleet.a, topic, "own-ok").returncode == 0
@@ -95,8 +98,9 @@ def test_isolation(
     subscriber, filters, publisher, topic, delivered = case
     names: dict[str, Any] = {"a": fleet.a.name, "b": fleet.b.name}
     reader: Identity = getattr(fleet, subscriber)
-    marker_owner = fleet.a if subscriber == "service" else reader
-    marker_topic = f"tf/v1/d/{marker_owner.name}/marker"
+    marker_owner = fleet.a if subscriber == "service" else fleet.service
+    leaf = "marker" if subscriber == "service" else "cmd"
+    marker_topic = f"tf/v1/d/{(fleet.a if subscriber == 'service' else reader).name}/{leaf}"
     payload = f"probe-{secrets.token_hex(4)}"
     sub = mqtt.sub(reader, [f.format(**names) for f in filters] + [marker_topic], count=2, wait_s=8)
     try:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import shutil
 import signal
 import subprocess
@@ -63,7 +62,7 @@ class Fleet:
         return Identity(device.device_id, ldevid, key)
 
     def _args(self, who: Identity, client_id: str | None = None) -> list[str]:
-        client_id = client_id or f"{who.device_id}-{secrets.token_hex(3)}"
+        client_id = client_id or who.device_id  # the broker accepts only the certificate CN
         return [
             "-h", "localhost", "-p", str(self.mqtt_port), "--cafile", str(self.server.ca_bundle),
             "--tls-version", "tlsv1.3", "--cert", str(who.cert), "--key", str(who.key),

@@ -146,7 +146,7 @@ def test_a_message_published_twice_is_stored_once(fleet: Fleet) -> None:
 
 def test_revocation_from_another_process_cuts_the_device_off(fleet: Fleet) -> None:
     victim, bystander = fleet.new_device("victim"), fleet.new_device("stays")
-    client_id = f"{victim.device_id}-live"
+    client_id = victim.device_id  # a device's only client id (docs/mqtt.md)
     sub = fleet.sub(victim, client_id)
     try:
         assert sub.stdout is not None

@@ -32,6 +32,7 @@ from typing import Any
 
 import pytest
 
+from support.identities import mqtt_client_id
 from support.server import RunningServer, free_port, running_server
 
 AGENT = Path(sys.executable).parent / "trustfleet-agent"
@@ -249,7 +250,7 @@ class Mqtt:
             "-F",
             "%t %p",
             "-i",
-            f"obs-{secrets.token_hex(4)}",
+            mqtt_client_id(self.identity.name),
         ]
         self._sink = self.out.open("w")
         self.proc = subprocess.Popen(
@@ -279,6 +280,7 @@ class Mqtt:
     def send(self, payload: dict[str, Any], *, leaf: str = "cmd") -> None:
         topic = f"tf/v1/d/{self.device_id}/{leaf}"
         args = ["mosquitto_pub", *self._common(), "-t", topic, "-m", json.dumps(payload)]
+        args += ["-i", mqtt_client_id(self.identity.name)]
         result = subprocess.run(args, capture_output=True, text=True, timeout=30, check=False)
         assert result.returncode == 0, result.stderr
 
