@@ -10,6 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from trustfleet.cli._common import HomeOpt, JsonOpt, console, emit_json, now
 from trustfleet.errors import InvalidInput
+from trustfleet.fileio import write_new
 from trustfleet.settings import load_server_settings
 
 __all__ = ["app"]
@@ -93,14 +94,21 @@ def sign_csr(
     from trustfleet.services.runtime import Runtime
 
     data = _read_bounded(csr)
-    if out.exists():
+    if out.exists() or out.is_symlink():  # a dangling link too: outputs never follow links
         raise InvalidInput(f"{out} exists already", hint="choose another --out path")
     rt = Runtime.open(load_server_settings(home))
     try:
         device = do_sign(rt, csr_bytes=data, model=model, now=now())
     finally:
         rt.close()
-    out.write_bytes(device.certificate.public_bytes(serialization.Encoding.PEM))
+    try:
+        write_new(out, device.certificate.public_bytes(serialization.Encoding.PEM))
+    except OSError as exc:
+        raise InvalidInput(
+            f"cannot write {out}: {exc.strerror or exc}; device {device.device_id} is registered",
+            hint="choose another --out path and fetch the certificate again",
+            code="factory.out.invalid",
+        ) from exc
     if json_out:
         emit_json(
             {
