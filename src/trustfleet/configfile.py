@@ -69,4 +69,4 @@ def check_loaded_code(module: str, softhsm_conf: Path) -> None:
     if module:
         check_trusted(Path(module).expanduser(), what="the PKCS#11 module", parents=True)
     if softhsm_conf.exists():
-        check_trusted(softhsm_conf, what="the SoftHSM2 configuration")
+        check_trusted(softhsm_conf, what="the SoftHSM2 configuration", parents=True)

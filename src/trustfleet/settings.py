@@ -225,7 +225,7 @@ def load_server_settings(home: Path) -> ServerSettings:
     )
     if home.is_dir() and path.is_file():
         check_trusted(home, what="the server home", parents=True)
-        check_trusted(path, what="the configuration file")
+        check_trusted(path, what="the configuration file", parents=True)
     settings = load_toml_model(
         path,
         ServerSettings,

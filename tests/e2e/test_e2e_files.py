@@ -208,6 +208,16 @@ def _set_module(config: Path, module: Path, *, key: str) -> None:
     config.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
+def _link_config(home: Path, scratch: Path) -> None:
+    """trustfleet.toml becomes a link to a (root-owned, 0644) file in a group-writable folder."""
+    folder = scratch / "shared"
+    folder.mkdir(parents=True)
+    target = folder / "trustfleet.toml"
+    (home / "trustfleet.toml").rename(target)
+    (home / "trustfleet.toml").symlink_to(target)
+    folder.chmod(0o775)
+
+
 Tamper = Callable[[Path, Path], None]
 """Changes a copied home (or device folder) given it and a scratch folder."""
 
@@ -216,6 +226,7 @@ SERVER_CASES: list[tuple[str, Tamper, str]] = [
     ("config_other_writable", lambda h, s: (h / "trustfleet.toml").chmod(0o646), "writable"),
     ("config_foreign_owner",
      lambda h, s: os.chown(h / "trustfleet.toml", NOBODY, NOBODY), "owned by uid"),
+    ("config_symlink_into_writable_folder", _link_config, "writable"),
     ("home_group_writable", lambda h, s: h.chmod(0o775), "writable"),
     ("home_foreign_owner", lambda h, s: os.chown(h, NOBODY, NOBODY), "owned by uid"),
     ("home_parent_other_writable", lambda h, s: h.parent.chmod(0o757), "writable"),

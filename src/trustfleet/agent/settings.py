@@ -165,7 +165,7 @@ def load_device_settings(directory: Path) -> DeviceSettings:
     path = directory / DEVICE_FILE
     if directory.is_dir() and path.is_file():
         check_trusted(directory, what="the device folder", parents=True)
-        check_trusted(path, what="the device configuration")
+        check_trusted(path, what="the device configuration", parents=True)
     settings = load_toml_model(
         path,
         DeviceSettings,
