@@ -399,6 +399,30 @@ def test_provision_out_refused(
         assert list((tmp_path / "elsewhere").iterdir()) == []
 
 
+INIT_HOME_CASES: list[tuple[str, Callable[[Path], Path], str]] = [
+    ("home_existing_file", _existing_file, "not a folder"),
+    ("home_symlink_to_folder", _link_to_folder, "symbolic link"),
+    ("home_dangling_symlink", _dangling_link, "symbolic link"),
+    ("home_proc_nope", lambda tmp: Path("/proc/nope"), "cannot create"),
+]
+
+
+@pytest.mark.parametrize(
+    ("make_home", "needle"),
+    [pytest.param(m, n, id=i) for i, m, n in INIT_HOME_CASES],
+)
+def test_init_home_path_refused(
+    tmp_path: Path, make_home: Callable[[Path], Path], needle: str
+) -> None:
+    """``server init --home`` that is a file, a link or impossible: one line, exit 2."""
+    home = make_home(tmp_path)
+    result = cli("server", "init", "--home", home, "--api-port", str(free_port()))
+    assert_one_line_refusal(result, exit_code=2, needle=needle)
+    assert not (tmp_path / "victim").exists()
+    if (tmp_path / "elsewhere").exists():
+        assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
 def test_sign_csr_out_dangling_symlink(fleet: Fleet, tmp_path: Path) -> None:
     """``factory sign-csr --out`` never writes through a (dangling) link."""
     key = make_key(tmp_path / "idevid.key")

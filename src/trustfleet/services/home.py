@@ -91,16 +91,19 @@ def init_server_home(home: Path, *, options: HomeOptions, now: datetime) -> Serv
 
     Raises:
         Conflict: ``home`` exists and is not empty.
-        InvalidInput: A name or address is malformed.
+        InvalidInput: A name or address is malformed; ``home`` is a link, a file, or cannot
+            be created (code ``home.path.invalid``).
     """
-    if home.exists() and any(home.iterdir()):
-        raise Conflict(
-            f"{home} exists and is not empty; refusing to overwrite a server home",
-            hint="choose a new directory",
-        )
+    _check_new_home(home)
     ips = _parse_ips(options.ip_addresses)
     created = not home.exists()
-    make_dirs(home, mode=DIR_MODE)
+    try:
+        make_dirs(home, mode=DIR_MODE)
+    except OSError as exc:
+        raise InvalidInput(
+            f"cannot create the server home {home}: {exc.strerror or exc}",
+            hint="choose a folder you may create", code="home.path.invalid",
+        ) from exc  # fmt: skip
     os.chmod(home, DIR_MODE)  # an existing empty folder too: the home is checked at each start
     try:
         return _build_home(home.resolve(), options=options, ips=ips, now=now)
@@ -111,6 +114,20 @@ def init_server_home(home: Path, *, options: HomeOptions, now: datetime) -> Serv
             for child in home.iterdir():
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
         raise
+
+
+def _check_new_home(home: Path) -> None:
+    """A new home is a new or empty real folder: never a link (it would be followed)."""
+    if home.is_symlink() or (home.exists() and not home.is_dir()):
+        raise InvalidInput(
+            f"{home} is {'a symbolic link' if home.is_symlink() else 'not a folder'}",
+            hint="give a new folder for the server home", code="home.path.invalid",
+        )  # fmt: skip
+    if home.exists() and any(home.iterdir()):
+        raise Conflict(
+            f"{home} exists and is not empty; refusing to overwrite a server home",
+            hint="choose a new directory",
+        )
 
 
 def _parse_ips(values: Sequence[str]) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
