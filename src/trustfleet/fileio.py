@@ -133,7 +133,8 @@ def write_new(path: Path, data: bytes, *, mode: int = FILE_MODE) -> None:
 
 @contextlib.contextmanager
 def _replacing(path: Path, *, mode: int) -> Iterator[BinaryIO]:
-    make_dirs(path.parent)
+    if not path.parent.is_dir():  # an existing folder (an operator's link too) is used as is
+        make_dirs(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, mode)

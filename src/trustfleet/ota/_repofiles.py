@@ -113,7 +113,8 @@ class RepoFiles:
             os.close(fd)
 
     def _open_lock(self) -> int:
-        make_dirs(self.root, mode=PRIVATE_DIR_MODE)
+        if not self.root.is_dir():  # (an operator may link it to another volume)
+            make_dirs(self.root, mode=PRIVATE_DIR_MODE)
         if self.root.stat().st_mode & 0o077:
             os.chmod(self.root, PRIVATE_DIR_MODE)  # a repository made before the folder was private
         flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
