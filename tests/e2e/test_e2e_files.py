@@ -29,7 +29,11 @@ import pytest
 from support.server import TRUSTFLEET, free_port, make_csr_der, make_key, new_device_id
 
 GUARD_TIMEOUT_S = int(os.environ.get("TF_TEST_GUARD_S", "120"))
-"""A command that has not exited by then is stopped (the old code started the service)."""
+"""A command that has not exited by then is stopped (the old code started the service).
+
+Shorten it with TF_TEST_GUARD_S when checking that these tests fail on an older checkout.
+Only the command's own process group is stopped: services it started in sessions of their own
+(the old code's Mosquitto) must then be stopped by their pid."""
 NOBODY = 65534
 HAVE_SWTPM = all(shutil.which(tool) for tool in ("swtpm", "swtpm_setup"))
 
