@@ -79,9 +79,15 @@ def make_dirs(path: Path, *, mode: int = DIR_MODE) -> Path:
             break
         current = current.parent
     for folder in reversed(missing):
-        with contextlib.suppress(FileExistsError):  # another process made it meanwhile
+        try:
             os.mkdir(folder, mode)
-            os.chmod(folder, mode, follow_symlinks=False)
+        except FileExistsError:  # another process made it meanwhile: its mode stays
+            continue
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            os.fchmod(fd, mode)  # mkdir's mode went through the umask
+        finally:
+            os.close(fd)
     if path.is_symlink() or not path.is_dir():
         raise FileExistsError(f"{path} exists and is not a folder")
     return path
@@ -120,8 +126,8 @@ def write_new(path: Path, data: bytes, *, mode: int = FILE_MODE) -> None:
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     fd = os.open(path, flags, mode)
     try:
-        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as out:
+            os.fchmod(out.fileno(), mode)
             out.write(data)
             out.flush()
             os.fsync(out.fileno())
