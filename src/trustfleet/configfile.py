@@ -2,6 +2,7 @@
 
 Used by the server's ``trustfleet.toml`` and the device's ``device.toml``. Every failure is a
 :class:`~trustfleet.errors.Config` naming the file, and for a wrong setting its dotted path.
+:func:`check_loaded_code` is the check both run on what they load into the process.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from trustfleet.errors import Config
+from trustfleet.fileio import check_trusted
 
-__all__ = ["load_toml_model"]
+__all__ = ["check_loaded_code", "load_toml_model"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -62,3 +64,19 @@ def load_toml_model(
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise Config(f"{path}: setting '{where}': {first['msg']}", hint=invalid_hint) from exc
+
+
+def check_loaded_code(module: str, softhsm_conf: Path) -> None:
+    """Refuse a PKCS#11 module or SoftHSM2 configuration that others could change.
+
+    Used by the server's and the device's settings: ``module`` (when set) and every folder
+    above it, and ``softhsm_conf`` (when it exists). The process, maybe root, loads the module.
+
+    Raises:
+        Config: One of them is writable by group or others or owned by another user (code
+            ``config.path.unsafe``).
+    """
+    if module:
+        check_trusted(Path(module).expanduser(), what="the PKCS#11 module", parents=True)
+    if softhsm_conf.exists():
+        check_trusted(softhsm_conf, what="the SoftHSM2 configuration", parents=True)

@@ -11,8 +11,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from trustfleet.configfile import load_toml_model
+from trustfleet.configfile import check_loaded_code, load_toml_model
 from trustfleet.errors import Config
+from trustfleet.fileio import check_trusted
 
 __all__ = [
     "CA_NAMES",
@@ -149,6 +150,7 @@ class OtaSettings(_Model):
     timestamp_expiry_hours: int = Field(default=24, ge=1, le=24 * 31)
     timestamp_refresh_margin_hours: int = Field(default=6, ge=0, le=24 * 30)
     timestamp_check_s: float = Field(default=60.0, gt=0, le=3600)
+    lock_timeout_s: float = Field(default=30.0, gt=0, le=3600)
     delta_from_previous: int = Field(default=3, ge=0, le=16)
     max_image_bytes: int = Field(default=1024**3, ge=1024, le=16 * 1024**3)
 
@@ -229,14 +231,22 @@ class ServerSettings(_Model):
 def load_server_settings(home: Path) -> ServerSettings:
     """Read and check ``home/trustfleet.toml``.
 
+    The home (and the folders above it), the file, the SoftHSM2 configuration and an explicit
+    ``[keystore] module`` (and the folders above it) must be owned by root or this user and
+    not writable by group or others: a process that may run as root loads that module.
+
     Raises:
-        Config: The file is missing, is not TOML, or has a wrong or unknown setting.
+        Config: The file is missing, is not TOML, or has a wrong or unknown setting; or one of
+            those paths could be changed by someone else (code ``config.path.unsafe``).
     """
     path = home / CONFIG_FILE
     absent = Config(
         f"no server home at {home} (missing {CONFIG_FILE})",
         hint="create one with 'trustfleet server init --home DIR'",
     )
+    if home.is_dir() and path.is_file():
+        check_trusted(home, what="the server home", parents=True)
+        check_trusted(path, what="the configuration file", parents=True)
     settings = load_toml_model(
         path,
         ServerSettings,
@@ -247,6 +257,7 @@ def load_server_settings(home: Path) -> ServerSettings:
     lacking = [name for name in CA_NAMES if name not in settings.ca]
     if lacking:
         raise Config(f"{path}: no [ca.{lacking[0]}] section", hint="restore it from a backup")
+    check_loaded_code(settings.keystore.module, settings.path(settings.keystore.softhsm_conf))
     return settings
 
 
@@ -366,6 +377,9 @@ def _render_ota(ota: OtaSettings) -> list[str]:
         "# timestamp_check_s seconds.",
         f"timestamp_refresh_margin_hours = {ota.timestamp_refresh_margin_hours}",
         f"timestamp_check_s = {ota.timestamp_check_s}",
+        "# Longest wait for the repository's writer lock (then the command fails; server run",
+        "# retries the timestamp refresh at the next check).",
+        f"lock_timeout_s = {ota.lock_timeout_s}",
         "# Deltas computed at publish time, from each of the previous N releases of the model.",
         f"delta_from_previous = {ota.delta_from_previous}",
         f"max_image_bytes = {ota.max_image_bytes}   # larger images are refused",

@@ -7,8 +7,9 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from trustfleet.configfile import load_toml_model
+from trustfleet.configfile import check_loaded_code, load_toml_model
 from trustfleet.errors import Config
+from trustfleet.fileio import check_trusted
 
 __all__ = [
     "AgentSection",
@@ -148,20 +149,33 @@ class DeviceSettings(_Model):
 def load_device_settings(directory: Path) -> DeviceSettings:
     """Read and check ``directory/device.toml``.
 
+    The device folder (and the folders above it), the file, its SoftHSM2 configuration and an
+    explicit ``[identity] module`` (and the folders above it) must be owned by root or this
+    user and not writable by group or others.
+
     Raises:
-        Config: The file is missing, is not TOML, or has a wrong, unknown or missing setting.
+        Config: The file is missing, is not TOML, or has a wrong, unknown or missing setting;
+            or one of those paths could be changed by someone else (code
+            ``config.path.unsafe``).
     """
     missing = Config(
         f"no device at {directory} (missing {DEVICE_FILE})",
         hint="point --device at a folder made by 'trustfleet factory provision'",
     )
-    return load_toml_model(
-        directory / DEVICE_FILE,
+    path = directory / DEVICE_FILE
+    if directory.is_dir() and path.is_file():
+        check_trusted(directory, what="the device folder", parents=True)
+        check_trusted(path, what="the device configuration", parents=True)
+    settings = load_toml_model(
+        path,
         DeviceSettings,
         extra={"directory": directory.resolve()},
         missing=missing,
         invalid_hint="compare with the device.toml the factory wrote",
     )
+    identity = settings.identity
+    check_loaded_code(identity.module, settings.path(identity.softhsm_conf))
+    return settings
 
 
 def require_mqtt(settings: DeviceSettings) -> MqttSection:

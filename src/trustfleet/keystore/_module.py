@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from trustfleet.errors import Config
+from trustfleet.fileio import FILE_MODE, PRIVATE_DIR_MODE, check_trusted, make_dirs, write_atomic
 
 DEFAULT_MODULE_CANDIDATES: tuple[Path, ...] = (
     Path("/usr/lib/softhsm/libsofthsm2.so"),
@@ -34,11 +35,15 @@ def find_module(explicit: str | Path | None = None) -> Path:
     Args:
         explicit: A module path given by the operator; when set, only it is considered.
 
+    The module is code this process (maybe root) will load: it and every folder above it must
+    be owned by root or this user and not writable by group or others.
+
     Returns:
         The absolute path of the module.
 
     Raises:
-        Config: The explicit path is not a file, or no known SoftHSM2 location has one.
+        Config: The explicit path is not a file, or no known SoftHSM2 location has one; or
+            someone else could replace the module (code ``config.path.unsafe``).
     """
     if explicit is not None:
         path = Path(explicit).expanduser()
@@ -48,9 +53,11 @@ def find_module(explicit: str | Path | None = None) -> Path:
                 hint=_MODULE_HINT,
                 code="keystore.module.missing",
             )
+        check_trusted(path, what="the PKCS#11 module", parents=True)
         return path.resolve()
     for candidate in DEFAULT_MODULE_CANDIDATES:
         if candidate.is_file():
+            check_trusted(candidate, what="the PKCS#11 module", parents=True)
             return candidate.resolve()
     raise Config(
         "no PKCS#11 module found in the known SoftHSM2 locations",
@@ -84,18 +91,17 @@ def write_softhsm_conf(conf_path: Path, *, token_dir: Path) -> Path:
     if "\n" in str(token_dir):
         raise Config("token directory path contains a newline")
     try:
-        token_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(token_dir, 0o700)
+        make_dirs(token_dir, mode=PRIVATE_DIR_MODE)
+        os.chmod(token_dir, PRIVATE_DIR_MODE)
         conf_path = conf_path.expanduser().resolve()
-        conf_path.parent.mkdir(parents=True, exist_ok=True)
-        conf_path.write_text(
+        text = (
             "# Written by TrustFleet.\n"
             f"directories.tokendir = {token_dir}\n"
             "objectstore.backend = file\n"
             "log.level = ERROR\n"
-            "slots.removable = false\n",
-            encoding="utf-8",
+            "slots.removable = false\n"
         )
+        write_atomic(conf_path, text.encode("utf-8"), mode=FILE_MODE)
     except OSError as exc:
         raise Config(
             f"cannot write the SoftHSM2 configuration '{conf_path}': {exc.strerror}",

@@ -2,7 +2,9 @@
 
 Layout (docs/ota.md)::
 
-    <repo>/.lock                         writers hold an exclusive fcntl lock on it
+    <repo>/ (0700)                       private: only the service's user may enter it
+    <repo>/.lock (0600)                  writers hold an exclusive flock on it, waiting at
+                                         most ``lock_timeout_s`` (then Unavailable)
     <repo>/metadata/N.root.json          every root version
     <repo>/metadata/V.targets.json, V.snapshot.json
     <repo>/metadata/timestamp.json       the only unversioned file, written last
@@ -15,20 +17,31 @@ either the old or the new file. Metadata of one change is written timestamp last
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import os
 import re
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from trustfleet.errors import Conflict, InvalidInput, NotFound
-from trustfleet.fileio import copy_atomic, write_atomic
+from trustfleet.errors import Conflict, InvalidInput, NotFound, Unavailable
+from trustfleet.fileio import (
+    PRIVATE_DIR_MODE,
+    PRIVATE_FILE_MODE,
+    copy_atomic,
+    make_dirs,
+    write_atomic,
+)
 
-__all__ = ["RepoFiles", "hash_file"]
+__all__ = ["DEFAULT_LOCK_TIMEOUT_S", "RepoFiles", "hash_file"]
 
 _ROOT_NAME = re.compile(r"([1-9][0-9]{0,8})\.root\.json")
 _CHUNK = 1024 * 1024
+DEFAULT_LOCK_TIMEOUT_S = 30.0
+"""How long a writer waits for the repository lock by default (``[ota] lock_timeout_s``)."""
+_LOCK_POLL_S = 0.05
 
 
 def hash_file(path: Path, *, max_bytes: int) -> tuple[int, str]:
@@ -72,10 +85,11 @@ def hash_file(path: Path, *, max_bytes: int) -> tuple[int, str]:
 class RepoFiles:
     """The files of one repository folder."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> None:
         self.root = root
         self.metadata_dir = root / "metadata"
         self.targets_dir = root / "targets"
+        self.lock_timeout_s = lock_timeout_s
 
     def exists(self) -> bool:
         """Whether a repository was created here (a ``1.root.json`` exists)."""
@@ -83,15 +97,53 @@ class RepoFiles:
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        """Hold the writers' exclusive lock (blocks until other writers are done)."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        """Hold the writers' exclusive lock, waiting at most ``lock_timeout_s`` for it.
+
+        The lock file is private (0600, in the repository folder, 0700), so no other local
+        user can take it and stall the timestamp refresh.
+
+        Raises:
+            Unavailable: Another process held the lock for ``lock_timeout_s``
+                (code ``ota.repo.locked``).
+        """
+        fd = self._open_lock()
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
+            self._acquire(fd)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
+
+    def _open_lock(self) -> int:
+        if not self.root.is_dir():  # (an operator may link it to another volume)
+            make_dirs(self.root, mode=PRIVATE_DIR_MODE)
+        if self.root.stat().st_mode & 0o077:
+            os.chmod(self.root, PRIVATE_DIR_MODE)  # a repository made before the folder was private
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(self.root / ".lock", flags, PRIVATE_FILE_MODE)
+        os.fchmod(fd, PRIVATE_FILE_MODE)
+        return fd
+
+    def _acquire(self, fd: int) -> None:
+        deadline = time.monotonic() + self.lock_timeout_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except OSError as exc:
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    raise
+            if time.monotonic() >= deadline:
+                raise Unavailable(
+                    f"the OTA repository {self.root} stayed locked by another writer "
+                    f"for {self.lock_timeout_s:g} s",
+                    hint="retry when the other command has finished; "
+                    "raise [ota] lock_timeout_s if it is a long publish",
+                    code="ota.repo.locked",
+                )
+            time.sleep(_LOCK_POLL_S)
 
     def read_metadata(self, name: str) -> bytes:
         """The bytes of ``metadata/<name>``.

@@ -13,7 +13,9 @@ Version = NewType("Version", tuple[int, int, int])
 """A parsed version; compare them as tuples."""
 
 _VERSION = re.compile(r"(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})")
-_MODEL = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_MODEL = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
+"""A model name is a folder name on the server and in target paths: no '/', no leading '.'
+(so never '.' or '..'), no NUL, no whitespace."""
 
 
 def parse_version(text: str) -> Version:
@@ -43,12 +45,13 @@ def check_model(model: str) -> str:
     """Return ``model`` if it is a valid hardware model name.
 
     Raises:
-        InvalidInput: It is not 1-64 letters, digits, '.', '_' or '-' (code ``ota.model.invalid``).
+        InvalidInput: It is not 1-64 letters, digits, '.', '_' or '-', starting with no '.'
+            (code ``ota.model.invalid``).
     """
     if not isinstance(model, str) or _MODEL.fullmatch(model) is None:
         raise InvalidInput(
             f"model '{str(model)[:70]}' is not valid",
-            hint="use 1-64 letters, digits, '-', '_' or '.'",
+            hint="use 1-64 letters, digits, '-', '_' or '.', not starting with '.'",
             code="ota.model.invalid",
         )
     return model

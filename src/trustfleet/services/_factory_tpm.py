@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Final
 
 from trustfleet.errors import Config
+from trustfleet.fileio import write_atomic
 from trustfleet.keystore.tpm import ManufacturerCa, SwtpmInstance
 from trustfleet.services.runtime import Runtime
 
@@ -62,6 +63,7 @@ def manufacture_device_tpm(rt: Runtime, directory: Path) -> bool:
     state = directory / TPM_FOLDER
     with SwtpmInstance(state, ca=ca) as swtpm, Tpm(tcti=swtpm.tcti) as tpm:
         ak = tpm.create_ak(replace=True)
+    ca.protect()  # swtpm_localca made its keys 0640 and honours the umask: now 0600
     document = {
         "handle": ak.handle,
         "name": ak.name.hex(),
@@ -69,7 +71,7 @@ def manufacture_device_tpm(rt: Runtime, directory: Path) -> bool:
         "public": ak.public.hex(),
         "public_pem": ak.public_pem,
     }
-    (state / "ak.json").write_text(json.dumps(document, sort_keys=True) + "\n")
+    write_atomic(state / "ak.json", (json.dumps(document, sort_keys=True) + "\n").encode())
     publish_vendor_cas(rt, ca)
     return (state / _STATE_FILE).is_file()
 
@@ -90,9 +92,6 @@ def publish_vendor_cas(rt: Runtime, ca: ManufacturerCa) -> None:
     ]  # fmt: skip
     if not missing:
         return
-    bundle.parent.mkdir(parents=True, exist_ok=True)
-    tmp = bundle.with_suffix(bundle.suffix + ".tmp")
-    tmp.write_bytes(current + b"".join(pem if pem.endswith(b"\n") else pem + b"\n"
-                                       for pem in missing))  # fmt: skip
-    tmp.replace(bundle)
+    added = b"".join(pem if pem.endswith(b"\n") else pem + b"\n" for pem in missing)
+    write_atomic(bundle, current + added)
     logger.info("added the TPM vendor's CA certificates to %s", bundle)

@@ -9,6 +9,7 @@ from datetime import datetime
 from cryptography.hazmat.primitives import serialization
 
 from trustfleet.errors import Conflict
+from trustfleet.fileio import write_atomic
 from trustfleet.keystore import Pkcs11EcPrivateKey, TokenSession
 from trustfleet.ota.repository import RepoKeys, RepoState, create_repository
 from trustfleet.ota.signer import Pkcs11Signer, public_key_for
@@ -123,6 +124,4 @@ def _write_boot_key(settings: ServerSettings, boot: Pkcs11EcPrivateKey) -> None:
     pem = boot.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    path = settings.path(BOOT_KEY_PEM)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(pem)
+    write_atomic(settings.path(BOOT_KEY_PEM), pem)

@@ -80,7 +80,9 @@ class KeyRef:
 
 def repo_files(settings: ServerSettings) -> RepoFiles:
     """The repository folder of a home."""
-    return RepoFiles(settings.path(settings.ota.repo_dir))
+    return RepoFiles(
+        settings.path(settings.ota.repo_dir), lock_timeout_s=settings.ota.lock_timeout_s
+    )
 
 
 def load_key_map(settings: ServerSettings) -> dict[str, KeyRef]:

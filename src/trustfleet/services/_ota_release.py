@@ -13,7 +13,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from trustfleet.errors import Config, Conflict, NotFound, VerificationFailed
-from trustfleet.fileio import copy_atomic, write_atomic
+from trustfleet.fileio import (
+    PRIVATE_DIR_MODE,
+    PRIVATE_FILE_MODE,
+    copy_atomic,
+    make_dirs,
+    write_atomic,
+)
 from trustfleet.ota._repofiles import RepoFiles, hash_file
 from trustfleet.ota.manifest import (
     DeltaRef,
@@ -57,10 +63,21 @@ Progress = Callable[[str, int, int], None]
 
 
 def staged_dir(rt: Runtime, *, model: str, version: str) -> Path:
-    """Where ``release build`` stages a release: ``HOME/ota/staging/<model>/<version>/``."""
+    """Where ``release build`` stages a release: ``HOME/ota/staging/<model>/<version>/``.
+
+    Staged firmware is not published yet: the staging folders are 0700, their files 0600.
+    """
     check_model(model)
     parse_version(version)
     return rt.settings.path(rt.settings.ota.staging_dir) / model / version
+
+
+def _private_staging(rt: Runtime, staged: Path) -> None:
+    staging = rt.settings.path(rt.settings.ota.staging_dir)
+    make_dirs(staged, mode=PRIVATE_DIR_MODE)
+    for folder in (staging, staged.parent, staged):  # folders made before they were private
+        if folder.stat().st_mode & 0o077:
+            folder.chmod(PRIVATE_DIR_MODE)
 
 
 def _published(rt: Runtime, model: str) -> list[ReleaseRecord]:
@@ -118,8 +135,9 @@ def build_release(
         )
     finally:
         key.close()
-    copy_atomic(image, staged / "image.bin")
-    write_atomic(staged / "release.json", render_manifest(manifest))
+    _private_staging(rt, staged)
+    copy_atomic(image, staged / "image.bin", mode=PRIVATE_FILE_MODE)
+    write_atomic(staged / "release.json", render_manifest(manifest), mode=PRIVATE_FILE_MODE)
     logger.info("staged release %s %s in %s", model, version, staged)
     return manifest
 
@@ -173,6 +191,7 @@ def _make_deltas(
         old_image = files.target_file(f"{old.model}/{old.version}/image.bin", old.image_sha256)
         out = image.parent / f"from-{old.version}.delta"
         info = make_delta(old_image, image, out)
+        out.chmod(PRIVATE_FILE_MODE)
         target = delta_target(manifest.model, manifest.version, old.version)
         ref = DeltaRef(
             target=target,

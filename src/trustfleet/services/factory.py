@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -34,6 +35,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 from trustfleet.errors import Conflict, InvalidInput, NotFound, VerificationFailed
+from trustfleet.fileio import (
+    DIR_MODE,
+    FILE_MODE,
+    PRIVATE_DIR_MODE,
+    copy_atomic,
+    make_dirs,
+    write_atomic,
+)
 from trustfleet.keystore import (
     generate_pin,
     init_token,
@@ -41,6 +50,7 @@ from trustfleet.keystore import (
     write_pin_file,
     write_softhsm_conf,
 )
+from trustfleet.ota.versions import check_model
 from trustfleet.pki import (
     IDEVID,
     CsrPolicy,
@@ -90,9 +100,9 @@ def provision_devices(
     """
     if not 1 <= count <= 10_000:
         raise InvalidInput("--count must be between 1 and 10000")
-    _check_model(model)
+    check_model(model)
     ota = _ota_bundle(rt, model=model)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    _prepare_out_dir(out_dir)
     keys: list[tuple[str, Path, CertificatePublicKeyTypes]] = []
     made: list[ProvisionedDevice] = []
     rt.release_keys()  # device tokens live under other SoftHSM2 configurations
@@ -128,10 +138,36 @@ def provision_devices(
     return made
 
 
+def _prepare_out_dir(out_dir: Path) -> None:
+    """Create ``--out`` (0755) or accept an existing real folder; never a symbolic link.
+
+    Raises:
+        InvalidInput: It is a link, a file, or cannot be created (code ``factory.out.invalid``).
+    """
+    problem = None
+    if out_dir.is_symlink():
+        problem = "is a symbolic link"
+    elif out_dir.exists() and not out_dir.is_dir():
+        problem = "exists and is not a folder"
+    else:
+        try:
+            make_dirs(out_dir, mode=DIR_MODE)
+        except OSError as exc:
+            problem = f"cannot be created ({exc.strerror or exc})"
+    if problem is not None:
+        raise InvalidInput(
+            f"--out {out_dir} {problem}",
+            hint="give a new or existing folder for the device folders",
+            code="factory.out.invalid",
+        )
+
+
 def _make_device_token(rt: Runtime, directory: Path) -> CertificatePublicKeyTypes:
-    directory.mkdir(mode=0o700)
+    os.mkdir(directory, PRIVATE_DIR_MODE)  # never an existing folder or link: ids are new
+    os.chmod(directory, PRIVATE_DIR_MODE)
     try:
-        (directory / "secrets").mkdir(mode=0o700)
+        os.mkdir(directory / "secrets", PRIVATE_DIR_MODE)
+        os.chmod(directory / "secrets", PRIVATE_DIR_MODE)
         conf = write_softhsm_conf(directory / "softhsm2.conf", token_dir=directory / "tokens")
         pin = generate_pin()
         write_pin_file(directory / "secrets" / "token.pin", pin)
@@ -162,11 +198,10 @@ def _certify(
         if tpm and ota.release is not None:  # a bootable device gets its TPM (attestation.md)
             manufacture_device_tpm(rt, directory)
     bundle = rt.settings.path("public/ca-bundle.pem").read_bytes()
-    (directory / "ca-bundle.pem").write_bytes(bundle)
-    (directory / "device.toml").write_text(
-        _device_toml(rt, device_id=device_id, model=model), encoding="utf-8"
-    )
-    (directory / "idevid.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    write_atomic(directory / "ca-bundle.pem", bundle)
+    toml = _device_toml(rt, device_id=device_id, model=model)
+    write_atomic(directory / "device.toml", toml.encode("utf-8"))
+    write_atomic(directory / "idevid.pem", cert.public_bytes(serialization.Encoding.PEM))
     _register(rt, cert, device_id=device_id, model=model, source="factory.provision", now=now)
     return ProvisionedDevice(
         device_id=device_id, model=model, directory=directory, certificate=cert
@@ -188,18 +223,19 @@ def _write_boot_chain(rt: Runtime, directory: Path, *, ota: DeviceOtaBundle, mod
     agent, so they are written here directly.
     """
     fuses = {"model": model, "boot_key_sha256": ota.boot_key_sha256}
-    (directory / "fuses.json").write_text(json.dumps(fuses, sort_keys=True) + "\n")
-    shutil.copyfile(rt.settings.path(BOOT_KEY_PEM), directory / "boot-key.pem")
-    metadata = directory / "tuf" / "metadata"
-    metadata.mkdir(parents=True, exist_ok=True)
-    (metadata / "root.json").write_bytes(ota.root_json)
+    write_atomic(directory / "fuses.json", _json_line(fuses))
+    copy_atomic(rt.settings.path(BOOT_KEY_PEM), directory / "boot-key.pem")
+    metadata = make_dirs(directory / "tuf" / "metadata", mode=DIR_MODE)
+    write_atomic(metadata / "root.json", ota.root_json)
     release, image = ota.release, ota.image_path
     if release is None or image is None:
         return
-    slot = directory / "slots" / "a"
-    slot.mkdir(parents=True, exist_ok=True)
+    slot = make_dirs(directory / "slots" / "a", mode=DIR_MODE)
     digest, length = hashlib.sha256(), 0
-    with image.open("rb") as src, (slot / "image.bin").open("wb") as out:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(slot / "image.bin", flags, FILE_MODE)
+    os.fchmod(fd, FILE_MODE)
+    with image.open("rb") as src, os.fdopen(fd, "wb") as out:
         while chunk := src.read(1 << 20):
             digest.update(chunk)
             length += len(chunk)
@@ -209,9 +245,13 @@ def _write_boot_chain(rt: Runtime, directory: Path, *, ota: DeviceOtaBundle, mod
             f"the published image of {model} {release.version} does not match its release",
             hint="check the OTA repository's targets folder", code="factory.ota.image",
         )  # fmt: skip
-    (slot / "release.json").write_bytes(release.manifest)
+    write_atomic(slot / "release.json", release.manifest)
     env = {"boot_slot": "a", "upgrade_available": 0, "bootcount": 0, "bootlimit": 3}
-    (directory / "bootenv.json").write_text(json.dumps(env, sort_keys=True) + "\n")
+    write_atomic(directory / "bootenv.json", _json_line(env))
+
+
+def _json_line(document: Mapping[str, object]) -> bytes:
+    return (json.dumps(document, sort_keys=True) + "\n").encode("utf-8")
 
 
 def _issue_idevid(
@@ -259,7 +299,7 @@ def sign_csr(rt: Runtime, *, csr_bytes: bytes, model: str, now: datetime) -> Pro
         InvalidInput: The CSR is unreadable, its CN is not a valid device id, or it breaks policy.
         Conflict: A device with that id exists already.
     """
-    _check_model(model)
+    check_model(model)
     if len(csr_bytes) > _MAX_CSR_BYTES:
         raise InvalidInput("the CSR file is larger than 64 KiB", code="factory.csr.too_large")
     csr = _load_csr(csr_bytes)
@@ -287,14 +327,6 @@ def _load_csr(data: bytes) -> x509.CertificateSigningRequest:
         raise InvalidInput(
             "the file is not a PKCS#10 CSR (PEM or DER)", hint="make one with 'openssl req -new'"
         ) from exc
-
-
-def _check_model(model: str) -> None:
-    if not model or len(model) > 64 or not all(c.isalnum() or c in "-_." for c in model):
-        raise InvalidInput(
-            f"model '{model[:70]}' is not valid",
-            hint="use 1-64 letters, digits, '-', '_' or '.'",
-        )
 
 
 def _device_toml(rt: Runtime, *, device_id: str, model: str) -> str:

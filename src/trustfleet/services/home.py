@@ -7,7 +7,10 @@ Layout of a home::
     secrets/ (0700)            token PINs and the two TLS server keys, each mode 0600
     public/                    ca-bundle.pem and each CA certificate: safe to publish
     tls/                       server certificate chains (API, broker), svc-ingest.pem
-    db/                        the SQLite store (default)
+    db/ (0700)                 the SQLite store (default)
+    ota/                       the OTA repository (ota/repo, 0700 for its lock) and staging (0700)
+
+Every file and folder gets an explicit mode whatever the umask (docs/architecture.md).
 
 Tokens: ``tf-root`` holds only the root CA key, ``tf-factory`` the manufacturing CA key,
 ``tf-service`` the device CA key, the MQTT service key ``svc-ingest`` and the online TUF keys
@@ -30,6 +33,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from trustfleet.errors import Conflict, InvalidInput
+from trustfleet.fileio import DIR_MODE, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, make_dirs, write_atomic
 from trustfleet.keystore import (
     TokenSession,
     find_module,
@@ -87,16 +91,20 @@ def init_server_home(home: Path, *, options: HomeOptions, now: datetime) -> Serv
 
     Raises:
         Conflict: ``home`` exists and is not empty.
-        InvalidInput: A name or address is malformed.
+        InvalidInput: A name or address is malformed; ``home`` is a link, a file, or cannot
+            be created (code ``home.path.invalid``).
     """
-    if home.exists() and any(home.iterdir()):
-        raise Conflict(
-            f"{home} exists and is not empty; refusing to overwrite a server home",
-            hint="choose a new directory",
-        )
+    _check_new_home(home)
     ips = _parse_ips(options.ip_addresses)
     created = not home.exists()
-    home.mkdir(parents=True, exist_ok=True)
+    try:
+        make_dirs(home, mode=DIR_MODE)
+    except OSError as exc:
+        raise InvalidInput(
+            f"cannot create the server home {home}: {exc.strerror or exc}",
+            hint="choose a folder you may create", code="home.path.invalid",
+        ) from exc  # fmt: skip
+    os.chmod(home, DIR_MODE)  # an existing empty folder too: the home is checked at each start
     try:
         return _build_home(home.resolve(), options=options, ips=ips, now=now)
     except BaseException:
@@ -106,6 +114,20 @@ def init_server_home(home: Path, *, options: HomeOptions, now: datetime) -> Serv
             for child in home.iterdir():
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
         raise
+
+
+def _check_new_home(home: Path) -> None:
+    """A new home is a new or empty real folder: never a link (it would be followed)."""
+    if home.is_symlink() or (home.exists() and not home.is_dir()):
+        raise InvalidInput(
+            f"{home} is {'a symbolic link' if home.is_symlink() else 'not a folder'}",
+            hint="give a new folder for the server home", code="home.path.invalid",
+        )  # fmt: skip
+    if home.exists() and any(home.iterdir()):
+        raise Conflict(
+            f"{home} exists and is not empty; refusing to overwrite a server home",
+            hint="choose a new directory",
+        )
 
 
 def _parse_ips(values: Sequence[str]) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
@@ -130,11 +152,12 @@ def _build_home(
     now: datetime,
 ) -> ServerSettings:
     for sub, mode in (
-        ("secrets", 0o700),
-        ("tokens", 0o700),
-        ("public", 0o755),
-        ("tls", 0o755),
-        ("db", 0o700),
+        ("secrets", PRIVATE_DIR_MODE),
+        ("tokens", PRIVATE_DIR_MODE),
+        ("public", DIR_MODE),
+        ("tls", DIR_MODE),
+        ("db", PRIVATE_DIR_MODE),
+        ("ota", DIR_MODE),
     ):
         (home / sub).mkdir(mode=mode)
         os.chmod(home / sub, mode)
@@ -159,8 +182,9 @@ def _build_home(
             organization=settings.pki.organization,
             now=now,
         )
-        settings.path(settings.broker.service_cert).write_bytes(
-            service.public_bytes(serialization.Encoding.PEM)
+        write_atomic(
+            settings.path(settings.broker.service_cert),
+            service.public_bytes(serialization.Encoding.PEM),
         )
         _finish_home(
             home,
@@ -195,7 +219,7 @@ def _finish_home(
         issuers[name].cert.public_bytes(serialization.Encoding.PEM)
         for name in ("root", "manufacturing", "device")
     )
-    (home / "public" / "ca-bundle.pem").write_bytes(bundle)
+    write_atomic(home / "public" / "ca-bundle.pem", bundle)
     engine = create_engine(settings.store_url())
     try:
         migrate(engine)
@@ -205,7 +229,7 @@ def _finish_home(
     finally:
         engine.dispose()
     init_repository(settings, now=now)  # OTA tokens and keys, the TUF repository (docs/ota.md)
-    (home / "trustfleet.toml").write_text(render_server_toml(settings), encoding="utf-8")
+    write_atomic(home / "trustfleet.toml", render_server_toml(settings).encode("utf-8"))
 
 
 def _settings(home: Path, *, options: HomeOptions, module: str) -> ServerSettings:
@@ -284,8 +308,8 @@ def _make_cas(
             ocsp_url=settings.ocsp_url() if name == "device" else None,
         )
     for name, ctx in issuers.items():
-        settings.path(settings.ca[name].cert).write_bytes(
-            ctx.cert.public_bytes(serialization.Encoding.PEM)
+        write_atomic(
+            settings.path(settings.ca[name].cert), ctx.cert.public_bytes(serialization.Encoding.PEM)
         )
     return issuers
 
@@ -322,14 +346,16 @@ def _make_server_certs(
         chain = cert.public_bytes(serialization.Encoding.PEM) + issuer.cert.public_bytes(
             serialization.Encoding.PEM
         )
-        settings.path(cert_rel).write_bytes(chain)
+        write_atomic(settings.path(cert_rel), chain)
         certs[name] = cert
     return certs
 
 
 def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(path, flags, PRIVATE_FILE_MODE)
     with os.fdopen(fd, "wb") as fh:
+        os.fchmod(fh.fileno(), PRIVATE_FILE_MODE)
         fh.write(data)
 
 

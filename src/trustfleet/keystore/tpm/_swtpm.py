@@ -18,6 +18,7 @@ import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import BinaryIO
 
 from trustfleet.errors import Config, Conflict, InvalidInput, Unavailable
 from trustfleet.keystore.tpm._vendor import ManufacturerCa
@@ -38,6 +39,7 @@ _SHUTDOWN_COMMAND = bytes.fromhex("80010000000c000001450000")
 _RESPONSE_HEADER_BYTES = 10
 _SOCKET_NAME = "swtpm.sock"
 _LOG_TAIL_BYTES = 2048
+_SWTPM_UMASK = 0o077
 _CTRL_SUFFIX = ".ctrl"
 
 
@@ -246,13 +248,14 @@ class SwtpmInstance:
 
     def _spawn(self) -> None:
         try:
-            with self.log_path.open("ab") as log:
+            with _open_log(self.log_path) as log:
                 self._process = subprocess.Popen(
                     self.command(),
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
+                    umask=_SWTPM_UMASK,  # its state, lock and sockets: the owner's only
                 )
         except FileNotFoundError as exc:
             raise Config(
@@ -319,6 +322,7 @@ def _run_setup(command: list[str], *, state_dir: Path) -> None:
             timeout=SETUP_TIMEOUT_S,
             check=False,
             start_new_session=True,
+            umask=_SWTPM_UMASK,
         )
     except FileNotFoundError as exc:
         raise Config(
@@ -337,6 +341,14 @@ def _run_setup(command: list[str], *, state_dir: Path) -> None:
             hint="check the manufacturer CA folder and the state folder permissions",
             code="tpm.swtpm.setup",
         )
+
+
+def _open_log(path: Path) -> BinaryIO:
+    """The swtpm log, appended to, mode 0600 whatever the umask, never through a link."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(path, flags, 0o600)
+    os.fchmod(fd, 0o600)
+    return os.fdopen(fd, "ab")
 
 
 def _terminate_group(proc: subprocess.Popen[bytes], *, timeout_s: float) -> None:

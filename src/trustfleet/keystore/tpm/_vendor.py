@@ -9,10 +9,19 @@ system-wide ``/etc/swtpm*`` configuration and ``/var/lib/swtpm-localca`` are nev
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from trustfleet.errors import InvalidInput, NotFound
+from trustfleet.fileio import (
+    FILE_MODE,
+    PRIVATE_DIR_MODE,
+    PRIVATE_FILE_MODE,
+    make_dirs,
+    write_atomic,
+)
 
 __all__ = ["ManufacturerCa"]
 
@@ -22,7 +31,8 @@ class ManufacturerCa:
     """The simulated TPM vendor's CA: configuration and key files in ``folder``.
 
     ``swtpm_localca`` creates a root CA and an issuing CA (key files, mode 0640) in the folder
-    the first time a TPM is manufactured. In production these keys belong to the TPM vendor.
+    the first time a TPM is manufactured; :meth:`protect` makes the folder 0700 and the keys
+    0600. In production these keys belong to the TPM vendor.
 
     Attributes:
         folder: Where the configuration, the CA keys and the CA certificates live.
@@ -61,7 +71,8 @@ class ManufacturerCa:
                 raise InvalidInput("manufacturer CA fields must be one non-empty line")
         if not folder.is_absolute():
             raise InvalidInput("the manufacturer CA folder must be an absolute path")
-        folder.mkdir(parents=True, exist_ok=True)
+        make_dirs(folder, mode=PRIVATE_DIR_MODE)
+        self.protect()
         localca_conf = folder / "swtpm-localca.conf"
         options = folder / "swtpm-localca.options"
         files = {
@@ -85,7 +96,23 @@ class ManufacturerCa:
         }
         for path, text in files.items():
             if not path.exists() or path.read_text(encoding="utf-8") != text:
-                path.write_text(text, encoding="utf-8")
+                write_atomic(path, text.encode("utf-8"), mode=FILE_MODE)
+
+    def protect(self) -> None:
+        """Make the folder 0700, the CA's private keys 0600 and no file writable by others.
+
+        ``swtpm_localca`` writes its files with the process umask (its keys 0640); call this
+        after it ran. Files that are not ours (another owner) are left alone.
+        """
+        if not self.folder.is_dir():
+            return
+        os.chmod(self.folder, PRIVATE_DIR_MODE)
+        for path in self.folder.iterdir():
+            if path.is_symlink() or not path.is_file():
+                continue
+            mode = PRIVATE_FILE_MODE if _is_private_key(path) else FILE_MODE
+            if stat.S_IMODE(path.stat().st_mode) != mode:
+                os.chmod(path, mode)
 
     def certificate_paths(self) -> list[Path]:
         """The vendor CA certificates (root, issuing CA) to trust for EK certificates.
@@ -101,3 +128,11 @@ class ManufacturerCa:
                 code="tpm.ca.missing",
             )
         return paths
+
+
+def _is_private_key(path: Path) -> bool:
+    """Whether a file of the CA folder holds a private key (by name or by its PEM header)."""
+    if "key" in path.name and path.suffix == ".pem":
+        return True
+    with path.open("rb") as fh:
+        return b"PRIVATE KEY" in fh.read(4096)
