@@ -83,6 +83,8 @@ class BrokerSettings(_Model):
     ingest_batch_max: int = Field(default=100, ge=1, le=1000)
     ingest_batch_interval_s: float = Field(default=0.2, gt=0, le=60)
     max_payload_bytes: int = Field(default=16 * 1024, ge=256, le=256 * 1024)
+    device_rate_per_s: float = Field(default=20.0, gt=0, le=100_000)
+    device_burst: int = Field(default=100, ge=1, le=1_000_000)
     telemetry_retention_days: int = Field(default=7, ge=1, le=3650)
     telemetry_max_rows: int = Field(default=1_000_000, ge=1000, le=10_000_000_000)
     retention_interval_s: float = Field(default=60.0, gt=0, le=86_400)
@@ -350,6 +352,10 @@ def _render_broker(broker: BrokerSettings) -> list[str]:
         f"ingest_batch_max = {broker.ingest_batch_max}          # messages per transaction",
         f"ingest_batch_interval_s = {broker.ingest_batch_interval_s}  # or this long, first",
         f"max_payload_bytes = {broker.max_payload_bytes}     # larger messages are dropped",
+        "# The broker's limit on each device's publications: a sustained rate (token bucket)",
+        "# and a burst above it; the rest is refused (MQTT 5: PUBACK 135).",
+        f"device_rate_per_s = {broker.device_rate_per_s}",
+        f"device_burst = {broker.device_burst}",
         "# Bounded telemetry: rows older than the window, then the oldest beyond max_rows,",
         "# are deleted every retention_interval_s.",
         f"telemetry_retention_days = {broker.telemetry_retention_days}",

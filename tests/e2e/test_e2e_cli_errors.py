@@ -79,8 +79,9 @@ CASES: dict[str, tuple[str, str, str]] = {
         ("server init --home {root}/n3 --api-port -1", "--api-port", "--help"),
     "server-init-mqtt-port-70000":
         ("server init --home {root}/n4 --mqtt-port 70000", "--mqtt-port", "--help"),
-    "server-init-home-is-a-file": ("server init --home {afile}", "is a file", "new directory"),
-    "server-init-home-in-proc": ("server init --home /proc/nope", "/proc/nope", "path"),
+    "server-init-home-is-a-file": ("server init --home {afile}", "not a folder", "new folder"),
+    "server-init-home-in-proc":
+        ("server init --home /proc/nope", "/proc/nope", "folder you may create"),
     "server-init-home-exists": ("server init --home {home}", "exists", "new directory"),
     "server-run-api-port-70000":
         ("server run --home {home} --api-port 70000", "--api-port", "--help"),
@@ -89,9 +90,10 @@ CASES: dict[str, tuple[str, str, str]] = {
     "server-run-no-home": ("server run --home {adir}", "no server home", "server init"),
     # factory
     "factory-provision-out-is-a-file":
-        ("factory provision --home {home} --out {afile}", "not a directory", "directory for --out"),
+        ("factory provision --home {home} --out {afile}", "not a folder", "folder for the device"),
     "factory-provision-out-in-proc":
-        ("factory provision --home {home} --out /proc/nope", "/proc/nope", "parent"),
+        ("factory provision --home {home} --out /proc/nope", "cannot be created",
+         "folder for the device"),
     "factory-provision-count-0":
         ("factory provision --home {home} --out {adir} --count 0", "--count", "--count 10"),
     "factory-provision-home-is-a-file":

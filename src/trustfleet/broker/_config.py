@@ -214,6 +214,8 @@ class BrokerConfig:
         tls_key: str = "secrets/broker-tls.key",
         run_as: str | None = None,
         device_max_payload_bytes: int = 16 * 1024,
+        device_rate_per_s: float = 20.0,
+        device_burst: int = 100,
     ) -> BrokerConfig:
         """A configuration for a server home made by ``trustfleet server init``.
 
@@ -227,6 +229,8 @@ class BrokerConfig:
             run_as: The OS user Mosquitto runs as; if None, ``mosquitto`` when the service
                 runs as root, else the service's own user.
             device_max_payload_bytes: Largest payload a device may publish.
+            device_rate_per_s: A device's sustained publish rate.
+            device_burst: Publications a device may send at once above its rate.
 
         Returns:
             The configuration.
@@ -246,6 +250,8 @@ class BrokerConfig:
             service_identities=tuple(service_identities),
             run_as=run_as,
             device_max_payload_bytes=device_max_payload_bytes,
+            device_rate_per_s=device_rate_per_s,
+            device_burst=device_burst,
         )
 
 

@@ -33,12 +33,12 @@ def provision(
     json_out: JsonOpt = False,
 ) -> None:
     """Create virtual devices, each with its own SoftHSM2 token, key and IDevID."""
-    from trustfleet.services.factory import provision_devices
+    from trustfleet.services.factory import prepare_out_dir, provision_devices
     from trustfleet.services.runtime import Runtime
 
     if not 1 <= count <= 10_000:
         raise InvalidInput("--count must be between 1 and 10000", hint="e.g. --count 10")
-    _check_out_dir(out)
+    prepare_out_dir(out)  # before the runtime opens: a bad --out fails at once
     rt = Runtime.open(load_server_settings(home))
     done = {"key": 0, "device": 0}
 
@@ -132,21 +132,6 @@ def _device_row(d: Any) -> dict[str, str]:
         "directory": str(d.directory),
         "idevid_serial": format(d.certificate.serial_number, "x"),
     }
-
-
-def _check_out_dir(out: Path) -> None:
-    """``--out`` must be a directory, or a new one (made here) whose parent is a directory."""
-    if out.is_symlink() or (out.exists() and not out.is_dir()):
-        raise InvalidInput(
-            f"--out {out} is not a directory", hint="name a new or existing directory for --out"
-        )
-    try:
-        out.mkdir(mode=0o755, exist_ok=True)
-    except OSError as exc:
-        raise InvalidInput(
-            f"cannot create --out {out}: {exc.strerror}",
-            hint="choose a directory you can write, whose parent exists",
-        ) from exc
 
 
 def _create_out_file(out: Path) -> BinaryIO:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -51,7 +50,6 @@ def init(
     """Create a new server home: tokens, CA hierarchy, TLS certificates, store, config."""
     from trustfleet.services.home import HomeOptions, init_server_home
 
-    _check_new_home(home)
     options = HomeOptions(
         organization=name,
         api_port=api_port,
@@ -83,22 +81,6 @@ def _summary(settings: Any) -> dict[str, Any]:
         "ca_bundle": str(settings.path("public/ca-bundle.pem")),
         "config": str(settings.home / "trustfleet.toml"),
     }
-
-
-def _check_new_home(home: Path) -> None:
-    """``--home`` for init: a new directory, or an empty one, under an existing directory."""
-    from trustfleet.errors import InvalidInput
-
-    if home.exists() and not home.is_dir():
-        raise InvalidInput(
-            f"--home {home} is a file, not a directory",
-            hint="give a new directory for the server home",
-        )
-    if not home.exists() and not home.absolute().parent.is_dir():
-        raise InvalidInput(
-            f"cannot create --home {home}: {home.absolute().parent} is not a directory",
-            hint="create the parent directory first, or choose another --home",
-        )
 
 
 @app.command("run")

@@ -52,6 +52,8 @@ class BrokerSide:
             tls_cert=settings.broker.tls_cert,
             tls_key=settings.broker.tls_key,
             device_max_payload_bytes=settings.broker.max_payload_bytes,
+            device_rate_per_s=settings.broker.device_rate_per_s,
+            device_burst=settings.broker.device_burst,
         )
         self.broker = Broker(self.config)
         self.feed = RevocationFeed(rt.uow, issuer="device")

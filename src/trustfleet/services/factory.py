@@ -65,7 +65,7 @@ from trustfleet.services._ota_keys import BOOT_KEY_PEM
 from trustfleet.services.ota import DeviceOtaBundle, device_provisioning
 from trustfleet.services.runtime import Runtime
 
-__all__ = ["ProvisionedDevice", "provision_devices", "sign_csr"]
+__all__ = ["ProvisionedDevice", "prepare_out_dir", "provision_devices", "sign_csr"]
 
 DEVICE_TOKEN = "tf-device"  # noqa: S105  # a token label, not a password
 IDENTITY_KEY = "identity"
@@ -102,7 +102,7 @@ def provision_devices(
         raise InvalidInput("--count must be between 1 and 10000")
     check_model(model)
     ota = _ota_bundle(rt, model=model)
-    _prepare_out_dir(out_dir)
+    prepare_out_dir(out_dir)
     keys: list[tuple[str, Path, CertificatePublicKeyTypes]] = []
     made: list[ProvisionedDevice] = []
     rt.release_keys()  # device tokens live under other SoftHSM2 configurations
@@ -138,7 +138,7 @@ def provision_devices(
     return made
 
 
-def _prepare_out_dir(out_dir: Path) -> None:
+def prepare_out_dir(out_dir: Path) -> None:
     """Create ``--out`` (0755) or accept an existing real folder; never a symbolic link.
 
     Raises:

@@ -183,6 +183,8 @@ def start_server(base: Path, *, ingest_workers: int) -> tuple[RunningServer, int
     )
     # ingest.rejected events after 2 s instead of minutes, so a test can wait for them.
     text = re.sub(r"(?m)^rejected_event_window_s = \d+", "rejected_event_window_s = 2", text)
+    # The tests publish hundreds of messages at once: above the broker's default device rate.
+    text = re.sub(r"(?m)^device_burst = \d+", "device_burst = 10000", text)
     toml.write_text(text)
     log = base / "server.log"
     with log.open("wb") as out:
