@@ -12,6 +12,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -30,6 +31,7 @@ from trustfleet.broker._control import run_commands
 from trustfleet.broker._files import AdminCredentials, crl_pem, write_all, write_atomic
 from trustfleet.errors import Config, InvalidInput, TrustFleetError, Unavailable
 from trustfleet.pki import DEVICE_ID_PATTERN
+from trustfleet.processes import die_with_parent_preexec
 
 __all__ = ["Broker"]
 
@@ -37,6 +39,12 @@ logger = logging.getLogger(__name__)
 
 _LOG_TAIL_BYTES = 4096
 _RELOAD_MARK = b"Reloading config."
+
+
+def _child_setup(wanted: int, die_with_parent: Callable[[], None]) -> None:
+    """In the child before exec: die with ``server run`` (even ``kill -9``), raise the fd limit."""
+    die_with_parent()
+    _raise_open_files(wanted)
 
 
 def _raise_open_files(wanted: int) -> None:
@@ -280,7 +288,9 @@ class Broker:
                 stdout=log,
                 stderr=log,
                 start_new_session=True,
-                preexec_fn=functools.partial(_raise_open_files, self.config.max_open_files),  # noqa: PLW1509  # only setrlimit, no locks
+                preexec_fn=functools.partial(  # noqa: PLW1509  # prctl and setrlimit, no locks
+                    _child_setup, self.config.max_open_files, die_with_parent_preexec()
+                ),
             )
         self._started_at = time.monotonic()
         try:
