@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Final
 
+from trustfleet.errors import Config
 from trustfleet.fileio import write_atomic
 from trustfleet.processes import (
     HeldLock,
@@ -40,10 +41,21 @@ _POLL_S: Final = 0.05
 
 
 def run_dir(home: Path) -> Path:
-    """``HOME/run`` (0700): the lock, the children record, the status file."""
+    """``HOME/run`` (0700): the lock, the children record, the status file.
+
+    Raises:
+        Config: The folder cannot be created or made private.
+    """
     path = home / RUN_DIR
-    path.mkdir(mode=0o700, exist_ok=True)
-    os.chmod(path, 0o700)
+    try:
+        path.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(path, 0o700)
+    except OSError as exc:
+        raise Config(
+            f"cannot prepare {path}: {exc.strerror}",
+            hint="check that the home is a folder this user may write",
+            code="server.home.run_dir",
+        ) from exc
     return path
 
 

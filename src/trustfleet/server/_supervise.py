@@ -13,12 +13,14 @@ import logging
 import multiprocessing
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.context import SpawnContext, SpawnProcess
 from typing import Any
 
+from trustfleet.errors import TrustFleetError
 from trustfleet.processes import die_with_parent
 from trustfleet.server._restarts import Crash, KindRestarts, RestartPolicy
 
@@ -74,12 +76,21 @@ class _Child:
 
 
 def _child_main(target: Callable[..., Any], args: tuple[Any, ...], parent_pid: int) -> None:
-    """First code of every child (SIGINT still blocked, inherited from the parent)."""
+    """First code of every child (SIGINT still blocked, inherited from the parent).
+
+    A :class:`TrustFleetError` (a setting that makes the worker fail) is one line on stderr
+    and exit status 1: the supervisor restarts it, and the log is not a wall of tracebacks.
+    """
     os.setpgid(0, 0)
     die_with_parent(parent_pid=parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a pending Ctrl-C is dropped, not raised
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    target(*args)
+    try:
+        target(*args)
+    except TrustFleetError as exc:
+        name = multiprocessing.current_process().name
+        print(f"error: {name} (pid {os.getpid()}): {exc.one_line()}", file=sys.stderr)
+        sys.exit(1)
 
 
 class Supervisor:
