@@ -21,19 +21,18 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import Any, Final
 
-from trustfleet.errors import NotFound, TrustFleetError, Unavailable
+from trustfleet.errors import TrustFleetError, Unavailable
 from trustfleet.processes import HOME_ENV
 from trustfleet.server._attest_side import attest_process_main
 from trustfleet.server._broker_side import BrokerSide
 from trustfleet.server._https_worker import https_worker_main
-from trustfleet.server._leftovers import ChildRecord, hold_home, run_dir, stop_leftovers
-from trustfleet.server._readiness import STATUS_FILE, Component, write_status
+from trustfleet.server._leftovers import hold_home, stop_leftovers
 from trustfleet.server._restarts import Crash, RestartPolicy
+from trustfleet.server._runloop import RunLoop
 from trustfleet.server._supervise import ProcessSpec, Supervisor
 from trustfleet.server.campaign_ticker import ticker_process_main
 from trustfleet.server.ingest import ingest_process_main
 from trustfleet.services.health import record_service_change
-from trustfleet.services.ota import refresh_timestamp_if_due
 from trustfleet.services.runtime import Runtime
 from trustfleet.settings import ServerSettings
 
@@ -42,9 +41,6 @@ __all__ = ["ServiceStatus", "StopReport", "run_server"]
 logger = logging.getLogger(__name__)
 
 _INGEST_READY_TIMEOUT_S: Final = 20.0
-_TICK_S: Final = 0.1
-_TIMESTAMP_JOIN_S: Final = 10.0
-_ADMIN_CONNECT_S: Final = 0.5
 EXIT_INTERRUPTED: Final = 130
 
 
@@ -182,7 +178,7 @@ class _Service:
             stop_timeout_s=sup.stop_timeout_s,
             on_change=lambda kind, change, crash: _record_change(rt, kind, change, crash),
         )
-        loop = _Loop(self.settings, rt, side, supervisor, self._ready)
+        loop = RunLoop(self.settings, rt, side, supervisor, self._ready)
         children, broker_stopped = 0, False
         try:
             status = self._start(rt, side, supervisor, loop, leftovers)
@@ -203,7 +199,7 @@ class _Service:
         rt: Runtime,
         side: BrokerSide,
         supervisor: Supervisor,
-        loop: _Loop,
+        loop: RunLoop,
         leftovers: list[str],
     ) -> ServiceStatus | None:
         """Start the broker and the children; None if a signal came meanwhile."""
@@ -250,110 +246,6 @@ class _Service:
         )
 
 
-class _Loop:
-    """The parent's periodic work: supervision, broker sync, children record, status file."""
-
-    def __init__(
-        self,
-        settings: ServerSettings,
-        rt: Runtime,
-        side: BrokerSide,
-        supervisor: Supervisor,
-        ready: list[Any],
-    ) -> None:
-        self.settings, self.rt, self.side, self.supervisor = settings, rt, side, supervisor
-        self.ready = ready
-        self.record_file = ChildRecord(settings.home)
-        self.status_path = run_dir(settings.home) / STATUS_FILE
-        self._timestamps: threading.Thread | None = None
-
-    def start_timestamps(self, stopping: threading.Event) -> None:
-        self._timestamps = threading.Thread(
-            target=_refresh_timestamp_forever, args=(self.rt, stopping), name="tuf-timestamp",
-            daemon=True,
-        )  # fmt: skip
-        self._timestamps.start()
-
-    def supervise(self, stopping: threading.Event) -> None:
-        next_status = 0.0
-        while not stopping.wait(_TICK_S):
-            self.supervisor.check()
-            self.side.tick()
-            self.record()
-            if time.monotonic() >= next_status:
-                self.write_status()
-                next_status = time.monotonic() + self.settings.supervision.status_interval_s
-        logger.info(
-            "stopping (children %s, mosquitto %s)", self.supervisor.pids, self.side.broker.pid
-        )
-
-    def record(self) -> None:
-        pid = self.side.broker.pid
-        mosquitto = [("mosquitto", pid)] if pid is not None else []
-        try:
-            self.record_file.update(self.supervisor.children() + mosquitto)
-        except OSError as exc:
-            logger.warning("cannot record the children: %s", exc)
-
-    def write_status(self) -> None:
-        try:
-            write_status(self.status_path, self.components(), now=time.time(), pid=os.getpid())
-        except OSError as exc:
-            logger.warning("cannot write %s: %s", self.status_path, exc)
-
-    def components(self) -> list[Component]:
-        """Each component as the parent sees it now."""
-        side = self.side
-        broker_detail = side.error.one_line() if side.error else ""
-        if side.broker.failure is not None:
-            broker_detail = side.broker.failure.one_line()
-        found = [
-            self._store(),
-            Component("broker", side.running, broker_detail),
-            _admin_socket(side),
-        ]
-        if self.ready:
-            subscribed = sum(1 for event in self.ready if event.is_set())
-            found.append(
-                Component(
-                    "ingest.subscribed",
-                    subscribed == len(self.ready) and side.running,
-                    f"{subscribed}/{len(self.ready)} subscribed",
-                )
-            )
-        for kind in self.supervisor.health():
-            detail = f"{kind.alive}/{kind.total} running, {kind.restarts} restart(s)"
-            if kind.crashlooping:
-                detail += ", crash-looping"
-            found.append(Component(f"workers.{kind.kind}", kind.up, detail))
-        return found
-
-    def _store(self) -> Component:
-        try:
-            with self.rt.uow.begin(read_only=True) as tx:
-                tx.events.last_id()
-        except TrustFleetError as exc:
-            return Component("store", False, exc.one_line())
-        return Component("store", True)
-
-    def close(self) -> None:
-        if self._timestamps is not None and self._timestamps.is_alive():
-            self._timestamps.join(timeout=_TIMESTAMP_JOIN_S)
-        self.status_path.unlink(missing_ok=True)
-        self.record_file.clear()
-
-
-def _admin_socket(side: BrokerSide) -> Component:
-    path = side.config.paths.admin_socket
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(_ADMIN_CONNECT_S)
-            sock.connect(str(path))
-    except OSError as exc:
-        return Component("broker.admin", False, f"{path.name}: {exc.strerror or exc}")
-    return Component("broker.admin", True)
-
-
 def _record_change(rt: Runtime, kind: str, change: str, crash: Crash | None) -> None:
     """A kind of worker became crash-looping or recovered: a security event (never raises)."""
     details = {"crashes_in_window": crash.crashes_in_window} if crash is not None else {}
@@ -379,18 +271,3 @@ def _await_ingest(ready: list[Any], *, stopping: threading.Event) -> bool:
                 logger.warning("ingest workers not subscribed after %s s", _INGEST_READY_TIMEOUT_S)
                 return False
     return True
-
-
-def _refresh_timestamp_forever(rt: Runtime, stopping: threading.Event) -> None:
-    """Re-sign the TUF timestamp before it expires ([ota] timestamp_check_s); never raises."""
-    while True:
-        try:
-            refresh_timestamp_if_due(rt, now=datetime.now(UTC))
-        except NotFound as exc:
-            logger.debug("no TUF timestamp to refresh: %s", exc.one_line())
-        except TrustFleetError as exc:
-            logger.warning("TUF timestamp refresh failed: %s", exc.one_line())
-        except Exception:
-            logger.exception("TUF timestamp refresh failed")
-        if stopping.wait(rt.settings.ota.timestamp_check_s):
-            return
