@@ -263,3 +263,18 @@ def test_ctrl_c_during_start_up_exits_130_with_one_line(tmp_path: Path) -> None:
     lines = [line for line in text.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("stopped: interrupted"), text
     assert wait_for(lambda: session_pids(server.proc.pid) == []), session_pids(server.proc.pid)
+
+
+def test_readiness_goes_stale_when_the_supervisor_is_silent(tmp_path: Path) -> None:
+    home = make_home(
+        tmp_path, {"supervision.status_interval_s": "0.2", "supervision.status_stale_s": "2.0"}
+    )
+    with serving(home, log=tmp_path / "server.log") as server:
+        assert wait_for(lambda: _readyz(home)[0] == 200), _readyz(home)
+        os.kill(server.proc.pid, signal.SIGSTOP)  # a stuck parent: nobody restarts anything
+        try:
+            assert wait_for(lambda: _down(home)[:1] == ["supervisor"]), _readyz(home)
+            assert home.get("/healthz").status_code == 200  # the worker itself is alive
+        finally:
+            os.kill(server.proc.pid, signal.SIGCONT)
+        assert wait_for(lambda: _readyz(home)[0] == 200), _readyz(home)
