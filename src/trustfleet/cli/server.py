@@ -83,10 +83,18 @@ def run(
         typer.Option("--mqtt-port", min=1, max=65535, help="MQTT port (default: from the config)."),
     ] = None,
 ) -> None:
-    """Serve HTTPS (EST, CRL, OCSP), the MQTT broker and the ingest workers until stopped."""
-    from trustfleet.server.run import ServiceStatus, StopReport, run_server
+    """Serve HTTPS (EST, CRL, OCSP), the MQTT broker and the ingest workers until stopped.
 
-    settings = load_server_settings(home)
+    One server per home. Ctrl-C exits 130 (SIGTERM 0) after stopping every process it started;
+    ``GET /readyz`` reports each component (docs/operations.md).
+    """
+    try:  # a Ctrl-C before run_server's own handlers: nothing was started yet
+        from trustfleet.server.run import ServiceStatus, StopReport, run_server
+
+        settings = load_server_settings(home)
+    except KeyboardInterrupt:
+        console.print("stopped: interrupted (Ctrl-C) before anything was started")
+        raise typer.Exit(130) from None
     port = api_port or settings.api.port
 
     def ready(status: ServiceStatus) -> None:
