@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 from trustfleet.fileio import write_atomic
 from trustfleet.settings import ServerSettings
@@ -115,9 +115,7 @@ def _not_ready(reason: str) -> Readiness:
     return Readiness(False, (Component("supervisor", up=False, detail=reason),), reason=reason)
 
 
-def readiness_route(
-    settings: ServerSettings, response: Callable[..., Response]
-) -> Callable[[Request], Awaitable[Response]]:
+def readiness_route(settings: ServerSettings) -> Callable[[Request], Awaitable[Response]]:
     """The ``GET /readyz`` handler: 200 when every component is up, else 503 (JSON either way)."""
     path = settings.home / RUN_DIR / STATUS_FILE
     stale_s = settings.supervision.status_stale_s
@@ -125,7 +123,7 @@ def readiness_route(
     async def readyz(_request: Request) -> Response:
         verdict = readiness_from(read_status(path), now=time.time(), stale_s=stale_s)
         headers = {"cache-control": "no-store"}
-        return response(
+        return JSONResponse(
             verdict.to_document(), status_code=200 if verdict.ready else 503, headers=headers
         )
 

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from trustfleet.errors import InvalidInput, TrustFleetError, status_for
@@ -115,9 +115,11 @@ def create_app(rt: Runtime, *, clock: Clock = _utcnow) -> Starlette:
         Route("/ocsp", _guard(ocsp_post), methods=["POST"]),
         Route("/ocsp/{request:path}", _guard(ocsp_get), methods=["GET"]),
         Route("/attest/v1/ak", _guard(ak_route(ak_enroll_request)), methods=["POST"]),
-        Route("/attest/v1/ak/activate", _guard(ak_route(ak_activate_request)), methods=["POST"]),
-        Route("/healthz", health, methods=["GET"]),  # liveness: this worker answers
-        Route("/readyz", readiness_route(rt.settings, JSONResponse), methods=["GET"]),
+        Route(
+            "/attest/v1/ak/activate", _guard(ak_route(ak_activate_request)), methods=["POST"]
+        ),
+        Route("/healthz", health, methods=["GET"]),
+        Route("/readyz", readiness_route(rt.settings), methods=["GET"]),  # docs/operations.md
         *ota_routes(rt, clock=clock, guard=_guard),  # TUF repository, device mTLS (docs/ota.md)
     ]
     return Starlette(routes=routes)
