@@ -104,7 +104,7 @@ def _run(args: argparse.Namespace, *, stop: threading.Event, argv: list[str]) ->
     settings = load_device_settings(args.device)
     lock = hold_device(settings.directory)  # before the TPM: one agent per device folder
     power_on(settings.directory)  # a boot resets the TPM (no-op for a device without one)
-    booted = boot_in_child(settings.directory, lock=lock)
+    booted = boot_in_child(settings.directory)
     try:
         code = run_agent(settings, once=args.once, stop=stop, now=_now,
                          on_summary=summaries.append, boot=booted)  # fmt: skip
@@ -124,14 +124,8 @@ def _run(args: argparse.Namespace, *, stop: threading.Event, argv: list[str]) ->
 
 def _boot_once(device: Path, *, as_json: bool) -> int:
     from trustfleet.agent._bootloop import boot_in_process  # noqa: PLC0415
-    from trustfleet.agent.platform.devfolder import hold_device  # noqa: PLC0415
 
-    lock = hold_device(device) if device.is_dir() else None  # the TPM of a running agent
-    try:
-        result = boot_in_process(device)
-    finally:
-        if lock is not None:
-            lock.release()
+    result = boot_in_process(device)
     if result is None:
         print(f"error: {device} has no boot chain (fuses.json and slots). Hint: provision the "
               "device with a published release", file=sys.stderr)  # fmt: skip

@@ -21,10 +21,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from trustfleet.agent.platform.bootloader import BootResult, boot, boot_result_from
-from trustfleet.agent.platform.devfolder import LOCK_ENV, hold_device
+from trustfleet.agent.platform.devfolder import hold_device
 from trustfleet.agent.platform.layout import DeviceLayout
 from trustfleet.errors import InvalidInput, TrustFleetError, VerificationFailed
-from trustfleet.processes import HeldLock
 
 if TYPE_CHECKING:
     from trustfleet.agent.settings import DeviceSettings
@@ -58,11 +57,8 @@ def boot_in_process(directory: Path) -> BootResult | None:
     return boot(directory, env_store=layout.env_store(), slots=layout.slots())
 
 
-def boot_in_child(directory: Path, *, lock: HeldLock | None = None) -> BootResult | None:
+def boot_in_child(directory: Path) -> BootResult | None:
     """Run the bootloader in a child process; None for a device without a boot chain.
-
-    ``lock`` (the device folder's, held by the caller) is handed to the child, which takes the
-    folder's lock like every process that touches the TPM.
 
     Raises:
         VerificationFailed: The bootloader found no bootable slot (code ``boot.failed``).
@@ -70,12 +66,9 @@ def boot_in_child(directory: Path, *, lock: HeldLock | None = None) -> BootResul
     if not DeviceLayout(directory).has_boot_chain():
         return None
     args = [sys.executable, "-m", "trustfleet.agent", "boot", "--device", str(directory), "--json"]
-    fds = (lock.fd,) if lock is not None else ()
-    env = {**os.environ, **({LOCK_ENV: str(lock.fd)} if lock is not None else {})}
     proc = subprocess.run(
-        args, capture_output=True, text=True, timeout=_BOOT_TIMEOUT_S, check=False,
-        pass_fds=fds, env=env,
-    )  # fmt: skip
+        args, capture_output=True, text=True, timeout=_BOOT_TIMEOUT_S, check=False
+    )
     try:
         if proc.returncode == 0:
             return boot_result_from(json.loads(proc.stdout))

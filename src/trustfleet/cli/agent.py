@@ -89,7 +89,7 @@ def run(
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         power_on(settings.directory)  # a boot resets the TPM (no-op for a device without one)
-        booted = boot_in_child(settings.directory, lock=lock)
+        booted = boot_in_child(settings.directory)
         code = run_agent(
             settings, once=once, stop=stop, now=now, on_summary=summaries.append, boot=booted
         )

@@ -58,9 +58,7 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
 
 
 @pytest.mark.parametrize(
-    "entry",
-    ["run", "update", "boot"],
-    ids=["second_agent_run", "second_agent_update", "standalone_boot_of_a_running_device"],
+    "entry", ["run", "update"], ids=["second_agent_run", "second_agent_update"]
 )
 def test_second_agent_never_touches_the_first_agents_tpm(running: Running, entry: str) -> None:
     device, first = running.device, running.first
