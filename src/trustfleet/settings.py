@@ -28,6 +28,7 @@ __all__ = [
     "PkiSettings",
     "ServerSettings",
     "StoreSettings",
+    "SupervisionSettings",
     "load_server_settings",
     "render_server_toml",
 ]
@@ -193,6 +194,33 @@ class IngestSettings(_Model):
     rejected_max_devices: int = Field(default=10_000, ge=1, le=1_000_000)
 
 
+class SupervisionSettings(_Model):
+    """How ``server run`` restarts its workers and reports readiness (docs/operations.md).
+
+    A worker that dies is restarted after a backoff that doubles per crash in the window; a
+    kind of worker that dies more than ``restart_budget`` times in ``restart_window_s`` is
+    *crash-looping*: the service keeps serving the rest, ``/readyz`` answers 503 naming it, a
+    ``service.degraded`` security event is recorded, and it is retried every
+    ``restart_backoff_max_s`` until one of its processes stays up for a whole window.
+    """
+
+    restart_backoff_s: float = Field(default=0.5, gt=0, le=60)
+    restart_backoff_max_s: float = Field(default=30.0, gt=0, le=3600)
+    restart_budget: int = Field(default=5, ge=1, le=1000)
+    restart_window_s: float = Field(default=60.0, gt=0, le=86_400)
+    status_interval_s: float = Field(default=1.0, gt=0, le=60)
+    status_stale_s: float = Field(default=10.0, gt=0, le=3600)
+    stop_timeout_s: float = Field(default=5.0, gt=0, le=120)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SupervisionSettings:
+        if self.restart_backoff_max_s < self.restart_backoff_s:
+            raise ValueError("restart_backoff_max_s must be at least restart_backoff_s")
+        if self.status_stale_s <= self.status_interval_s:
+            raise ValueError("status_stale_s must be above status_interval_s")
+        return self
+
+
 class ServerSettings(_Model):
     """Everything a server process needs, with paths resolved against ``home``."""
 
@@ -206,6 +234,7 @@ class ServerSettings(_Model):
     ota: OtaSettings = OtaSettings()
     attestation: AttestationSettings = AttestationSettings()
     ingest: IngestSettings = IngestSettings()
+    supervision: SupervisionSettings = SupervisionSettings()
     ca: dict[str, CaSettings]
 
     def path(self, relative: str) -> Path:
@@ -326,6 +355,8 @@ def render_server_toml(settings: ServerSettings) -> str:
         *_render_attestation(settings.attestation),
         "",
         *_render_ingest(settings.ingest),
+        "",
+        *_render_supervision(settings.supervision),
     ]
     for name in CA_NAMES:
         ca = settings.ca[name]
@@ -401,6 +432,25 @@ def _render_campaigns(campaigns: CampaignSettings) -> list[str]:
         f"device_timeout_s = {campaigns.device_timeout_s}",
         "# Most devices sent the update command in one tick (all campaigns together).",
         f"max_notify_per_tick = {campaigns.max_notify_per_tick}",
+    ]
+
+
+def _render_supervision(sup: SupervisionSettings) -> list[str]:
+    return [
+        "[supervision]",
+        "# server run restarts a dead worker after restart_backoff_s, doubling per crash up to",
+        "# restart_backoff_max_s. A kind of worker dying more than restart_budget times in",
+        "# restart_window_s is crash-looping: the rest keeps serving, /readyz answers 503 and a",
+        "# service.degraded event is recorded (docs/operations.md).",
+        f"restart_backoff_s = {sup.restart_backoff_s}",
+        f"restart_backoff_max_s = {sup.restart_backoff_max_s}",
+        f"restart_budget = {sup.restart_budget}",
+        f"restart_window_s = {sup.restart_window_s}",
+        "# The status file behind /readyz: rewritten every status_interval_s; older than",
+        "# status_stale_s means not ready.",
+        f"status_interval_s = {sup.status_interval_s}",
+        f"status_stale_s = {sup.status_stale_s}",
+        f"stop_timeout_s = {sup.stop_timeout_s}  # SIGTERM, then SIGKILL after this long",
     ]
 
 

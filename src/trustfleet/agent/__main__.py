@@ -95,12 +95,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace, *, stop: threading.Event, argv: list[str]) -> int:
     from trustfleet.agent._bootloop import boot_in_child, on_trial, reexec  # noqa: PLC0415
     from trustfleet.agent._tpmhooks import power_off, power_on  # noqa: PLC0415
+    from trustfleet.agent.platform.devfolder import LOCK_ENV, hold_device  # noqa: PLC0415
     from trustfleet.agent.runner import RunSummary, run_agent  # noqa: PLC0415  # after argparse
     from trustfleet.agent.settings import load_device_settings  # noqa: PLC0415
     from trustfleet.agent.updater.worker import REBOOT_EXIT_CODE  # noqa: PLC0415
 
     summaries: list[RunSummary] = []
     settings = load_device_settings(args.device)
+    lock = hold_device(settings.directory)  # before the TPM: one agent per device folder
     power_on(settings.directory)  # a boot resets the TPM (no-op for a device without one)
     booted = boot_in_child(settings.directory)
     try:
@@ -112,6 +114,7 @@ def _run(args: argparse.Namespace, *, stop: threading.Event, argv: list[str]) ->
         print(f"error: {exc.one_line()} (new slot on trial: rebooting)", file=sys.stderr)
         code = REBOOT_EXIT_CODE
     if code == REBOOT_EXIT_CODE and not stop.is_set():
+        lock.keep_across_exec(LOCK_ENV)  # the rebooted agent holds it without a gap
         reexec(argv)
     power_off(settings.directory)  # a clean shutdown: TPM2_Shutdown, swtpm stopped
     if args.json and summaries:

@@ -18,11 +18,15 @@ import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from trustfleet.agent.platform.bootloader import BootResult, boot, boot_result_from
+from trustfleet.agent.platform.devfolder import hold_device
 from trustfleet.agent.platform.layout import DeviceLayout
 from trustfleet.errors import InvalidInput, TrustFleetError, VerificationFailed
+
+if TYPE_CHECKING:
+    from trustfleet.agent.settings import DeviceSettings
 
 __all__ = ["OUTCOME_EXIT", "boot_in_child", "boot_in_process", "on_trial", "reexec", "update_once"]
 
@@ -99,14 +103,36 @@ def update_once(
     stop: threading.Event,
     now: Callable[[], datetime],
 ) -> int:
-    """``trustfleet-agent update``: one update through its reboots; exit code by outcome."""
-    from trustfleet.agent.runner import RunSummary, run_agent  # noqa: PLC0415
+    """``trustfleet-agent update``: one update through its reboots; exit code by outcome.
+
+    Raises:
+        Conflict: Another agent runs on this device folder.
+    """
     from trustfleet.agent.settings import load_device_settings  # noqa: PLC0415
-    from trustfleet.agent.updater.engine import UpdateRequest  # noqa: PLC0415
-    from trustfleet.agent.updater.worker import REBOOT_EXIT_CODE, UpdateJob  # noqa: PLC0415
 
     settings = load_device_settings(device)
     layout = DeviceLayout(settings.directory)
+    lock = hold_device(settings.directory)  # before the TPM: one agent per device folder
+    try:
+        return _update_locked(settings, layout, version=version, as_json=as_json, stop=stop,
+                              now=now)  # fmt: skip
+    finally:
+        lock.release()
+
+
+def _update_locked(
+    settings: DeviceSettings,
+    layout: DeviceLayout,
+    *,
+    version: str | None,
+    as_json: bool,
+    stop: threading.Event,
+    now: Callable[[], datetime],
+) -> int:
+    from trustfleet.agent.runner import RunSummary, run_agent  # noqa: PLC0415
+    from trustfleet.agent.updater.engine import UpdateRequest  # noqa: PLC0415
+    from trustfleet.agent.updater.worker import REBOOT_EXIT_CODE, UpdateJob  # noqa: PLC0415
+
     if not layout.has_boot_chain():
         refused = {
             "outcome": "refused",

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from awscrt import io as crt_io
 
+from trustfleet.agent.platform.devfolder import follow_folder
 from trustfleet.agent.settings import DeviceSettings
 from trustfleet.keystore import PinSource, Pkcs11Uri, find_module, token_tls_context
 
@@ -37,14 +38,17 @@ def token_key(settings: DeviceSettings) -> TokenKey:
 
     Raises:
         InvalidInput: The key URI or its PIN source is malformed.
-        Config: The PIN file is missing, unsafe (group/other access) or empty.
+        Config: The PIN file is missing, unsafe (group/other access) or empty, or the
+            folder's SoftHSM2 configuration cannot follow a moved folder.
     """
     uri = Pkcs11Uri.parse(settings.identity.key)
     pin = PinSource.parse(uri.pin_source or "", base_dir=settings.directory).read()
+    conf = settings.path(settings.identity.softhsm_conf)
+    follow_folder(conf, settings.directory)  # a moved or copied folder uses its own token
     return TokenKey(
         uri=uri,
         module=find_module(settings.identity.module or None),
-        conf=settings.path(settings.identity.softhsm_conf),
+        conf=conf,
         token=uri.token or "",
         label=uri.object or "",
         pin=pin,

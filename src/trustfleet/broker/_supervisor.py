@@ -9,6 +9,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -28,12 +29,19 @@ from trustfleet.broker._files import (
 from trustfleet.broker._process import accepts, raise_open_files, tail_of, terminate
 from trustfleet.errors import Config, InvalidInput, TrustFleetError, Unavailable
 from trustfleet.pki import DEVICE_ID_PATTERN
+from trustfleet.processes import die_with_parent_preexec
 
 __all__ = ["Broker"]
 
 logger = logging.getLogger(__name__)
 
 _RELOAD_MARK = b"Reloading config."
+
+
+def _child_setup(wanted: int, die_with_parent: Callable[[], None]) -> None:
+    """In the child before exec: die with ``server run`` (even ``kill -9``), raise the fd limit."""
+    die_with_parent()
+    raise_open_files(wanted)
 
 
 class Broker:
@@ -303,7 +311,9 @@ class Broker:
                 stderr=log,
                 pass_fds=(self._dir_fd,) if self._dir_fd is not None else (),
                 start_new_session=True,
-                preexec_fn=functools.partial(raise_open_files, self.config.max_open_files),  # noqa: PLW1509  # only setrlimit, no locks
+                preexec_fn=functools.partial(  # noqa: PLW1509  # prctl and setrlimit, no locks
+                    _child_setup, self.config.max_open_files, die_with_parent_preexec()
+                ),
             )
         self._started_at = time.monotonic()
         try:

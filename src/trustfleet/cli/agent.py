@@ -72,12 +72,14 @@ def run(
     """
     from trustfleet.agent._bootloop import boot_in_child, reexec
     from trustfleet.agent._tpmhooks import power_off, power_on
+    from trustfleet.agent.platform.devfolder import LOCK_ENV, hold_device
     from trustfleet.agent.runner import RunSummary, run_agent
     from trustfleet.agent.settings import load_device_settings
     from trustfleet.agent.updater.worker import REBOOT_EXIT_CODE
 
     logging.getLogger("trustfleet.agent").setLevel(logging.INFO)
     settings = load_device_settings(device)
+    lock = hold_device(settings.directory)  # before the TPM: one agent per device folder
     stop = threading.Event()
     summaries: list[RunSummary] = []
     received: list[int] = []
@@ -97,6 +99,7 @@ def run(
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if code == REBOOT_EXIT_CODE and not stop.is_set():
+        lock.keep_across_exec(LOCK_ENV)  # the rebooted agent holds it without a gap
         reexec(["run", "--device", str(device), *(["--once"] if once else [])])
     power_off(settings.directory)  # a clean shutdown: TPM2_Shutdown, swtpm stopped
     if signal.SIGINT in received:

@@ -98,10 +98,18 @@ def run(
         typer.Option("--mqtt-port", min=1, max=65535, help="MQTT port (default: from the config)."),
     ] = None,
 ) -> None:
-    """Serve HTTPS (EST, CRL, OCSP), the MQTT broker and the ingest workers until stopped."""
-    from trustfleet.server.run import ServiceStatus, run_server
+    """Serve HTTPS (EST, CRL, OCSP), the MQTT broker and the ingest workers until stopped.
 
-    settings = load_server_settings(home)
+    One server per home. Ctrl-C exits 130 (SIGTERM 0) after stopping every process it started;
+    ``GET /readyz`` reports each component (docs/operations.md).
+    """
+    try:  # a Ctrl-C before run_server's own handlers: nothing was started yet
+        from trustfleet.server.run import ServiceStatus, StopReport, run_server
+
+        settings = load_server_settings(home)
+    except KeyboardInterrupt:
+        console.print("stopped: interrupted (Ctrl-C) before anything was started")
+        raise typer.Exit(130) from None
     port = api_port or settings.api.port
 
     def ready(status: ServiceStatus) -> None:
@@ -115,6 +123,9 @@ def run(
         else:
             mqtt = f"[red]MQTT broker not running[/] ({status.broker_error}; retrying)"
             ingest = ""
+        if status.leftovers_stopped:
+            left = ", ".join(status.leftovers_stopped)
+            console.print(f"stopped what a killed earlier run left: {left}", soft_wrap=True)
         console.print(
             f"[green]✓[/] serving https://{host}:{status.api_port} and {mqtt}"
             + (f", {ingest}" if ingest else "")
@@ -122,5 +133,17 @@ def run(
             soft_wrap=True,
         )
 
-    code = run_server(settings, port=port, workers=workers, mqtt_port=mqtt_port, on_ready=ready)
+    def stopped(report: StopReport) -> None:
+        if report.signal is None:
+            return
+        what = f"{report.children_stopped} worker process(es)"
+        if report.broker_stopped:
+            what += " and the MQTT broker"
+        why = "interrupted (Ctrl-C)" if report.signal == "SIGINT" else f"{report.signal} received"
+        console.print(f"stopped: {why}; {what} stopped", soft_wrap=True, highlight=False)
+
+    code = run_server(
+        settings, port=port, workers=workers, mqtt_port=mqtt_port, on_ready=ready,
+        on_stopped=stopped,
+    )  # fmt: skip
     raise typer.Exit(code)

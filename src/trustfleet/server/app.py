@@ -27,6 +27,7 @@ from trustfleet.errors import InvalidInput, TrustFleetError, status_for
 from trustfleet.pki import CONTENT_TYPE_CERTS_ONLY, certs_only
 from trustfleet.server._limits import source_key
 from trustfleet.server._ota_routes import ota_routes
+from trustfleet.server._readiness import readiness_route
 from trustfleet.services.attestation import (
     ak_activate_request,
     ak_enroll_request,
@@ -138,6 +139,7 @@ def create_app(rt: Runtime, *, clock: Clock = _utcnow) -> Starlette:
         Route("/attest/v1/ak", _guard(ak_route(ak_enroll_request)), methods=["POST"]),
         Route("/attest/v1/ak/activate", _guard(ak_route(ak_activate_request)), methods=["POST"]),
         Route("/healthz", health, methods=["GET"]),
+        Route("/readyz", readiness_route(rt.settings), methods=["GET"]),  # docs/operations.md
         *ota_routes(rt, clock=clock, guard=_guard),  # TUF repository, device mTLS (docs/ota.md)
     ]
 

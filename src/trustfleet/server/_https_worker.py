@@ -1,0 +1,70 @@
+"""One HTTPS worker process of ``server run``: TLS 1.3, the ASGI app, fresh CRLs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Final
+
+from trustfleet.errors import TrustFleetError
+from trustfleet.server._limits import limits_from_settings
+from trustfleet.server._serve import listen_socket, new_event_loop, serve
+from trustfleet.server._tls import TlsServerConfig, make_server_context
+from trustfleet.server.app import create_app
+from trustfleet.services.revocation import refresh_crls
+from trustfleet.services.runtime import Runtime
+from trustfleet.settings import load_server_settings
+
+__all__ = ["https_worker_main"]
+
+logger = logging.getLogger(__name__)
+
+_CRL_CHECK_INTERVAL_S: Final = 300.0
+
+
+async def _refresh_crls_forever(rt: Runtime, *, stop: asyncio.Event) -> None:
+    """Keep every CRL fresh even when nobody fetches it (RFC 5280 §5: issue before nextUpdate)."""
+    interval_s = _CRL_CHECK_INTERVAL_S
+    while not stop.is_set():
+        try:
+            refresh_crls(rt, now=datetime.now(UTC))
+        except TrustFleetError as exc:
+            logger.warning("CRL refresh failed: %s", exc.one_line())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval_s)
+
+
+def https_worker_main(home: str, port: int) -> None:
+    """Entry point of one HTTPS worker (``multiprocessing`` spawn target)."""
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
+    settings = load_server_settings(Path(home))
+    rt = Runtime.open(settings)
+    api = settings.api
+    context = make_server_context(
+        TlsServerConfig(
+            cert_chain=settings.path(api.tls_cert),
+            key=settings.path(api.tls_key),
+            client_ca=settings.path("public/ca-bundle.pem"),
+        )
+    )
+    limits = limits_from_settings(api)
+    sock = listen_socket(api.host, port, reuse_port=True)
+    loop = new_event_loop()
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    refresher = loop.create_task(_refresh_crls_forever(rt, stop=stop))
+    try:
+        loop.run_until_complete(
+            serve(app=create_app(rt), sock=sock, context=context, limits=limits, stop=stop)
+        )
+    finally:
+        refresher.cancel()
+        loop.close()
+        rt.close()

@@ -1,0 +1,182 @@
+"""The parent's periodic work in ``server run``: supervision, broker sync, records, readiness.
+
+Every tick (:data:`TICK_S`) it lets the supervisor restart dead children, lets the broker side
+apply revocations and quarantines, keeps ``HOME/run/children.json`` current, and every
+``[supervision] status_interval_s`` writes the status file behind ``/readyz``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import stat
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+from trustfleet.errors import NotFound, TrustFleetError
+from trustfleet.server._broker_side import BrokerSide
+from trustfleet.server._leftovers import ChildRecord, run_dir
+from trustfleet.server._readiness import STATUS_FILE, Component, write_status
+from trustfleet.server._supervise import Supervisor
+from trustfleet.services.ota import refresh_timestamp_if_due
+from trustfleet.services.runtime import Runtime
+from trustfleet.settings import ServerSettings
+
+__all__ = ["RunLoop"]
+
+logger = logging.getLogger(__name__)
+
+TICK_S: Final = 0.1
+_TIMESTAMP_JOIN_S: Final = 10.0
+_ADMIN_CONNECT_S: Final = 0.5
+_ADMIN_PROBE_S: Final = 30.0
+
+
+class RunLoop:
+    """The parent's periodic work: supervision, broker sync, children record, status file."""
+
+    def __init__(
+        self,
+        settings: ServerSettings,
+        rt: Runtime,
+        side: BrokerSide,
+        supervisor: Supervisor,
+        ready: list[Any],
+    ) -> None:
+        self.settings, self.rt, self.side, self.supervisor = settings, rt, side, supervisor
+        self.ready = ready
+        self.record_file = ChildRecord(settings.home)
+        self.status_path = run_dir(settings.home) / STATUS_FILE
+        self._admin = _AdminProbe(side.config.paths.admin_socket)
+        self._timestamps: threading.Thread | None = None
+
+    def start_timestamps(self, stopping: threading.Event) -> None:
+        self._timestamps = threading.Thread(
+            target=_refresh_timestamp_forever, args=(self.rt, stopping), name="tuf-timestamp",
+            daemon=True,
+        )  # fmt: skip
+        self._timestamps.start()
+
+    def supervise(self, stopping: threading.Event) -> None:
+        next_status = 0.0
+        while not stopping.wait(TICK_S):
+            self.supervisor.check()
+            self.side.tick()
+            self.record()
+            if time.monotonic() >= next_status:
+                self.write_status()
+                next_status = time.monotonic() + self.settings.supervision.status_interval_s
+        logger.info(
+            "stopping (children %s, mosquitto %s)", self.supervisor.pids, self.side.broker.pid
+        )
+
+    def record(self) -> None:
+        pid = self.side.broker.pid
+        mosquitto = [("mosquitto", pid)] if pid is not None else []
+        try:
+            self.record_file.update(self.supervisor.children() + mosquitto)
+        except OSError as exc:
+            logger.warning("cannot record the children: %s", exc)
+
+    def write_status(self) -> None:
+        try:
+            write_status(self.status_path, self.components(), now=time.time(), pid=os.getpid())
+        except OSError as exc:
+            logger.warning("cannot write %s: %s", self.status_path, exc)
+
+    def components(self) -> list[Component]:
+        """Each component as the parent sees it now."""
+        side = self.side
+        broker_detail = side.error.one_line() if side.error else ""
+        if side.broker.failure is not None:
+            broker_detail = side.broker.failure.one_line()
+        found = [
+            self._store(),
+            Component("broker", side.running, broker_detail),
+            self._admin(),
+        ]
+        if self.ready:
+            subscribed = sum(1 for event in self.ready if event.is_set())
+            found.append(
+                Component(
+                    "ingest.subscribed",
+                    subscribed == len(self.ready) and side.running,
+                    f"{subscribed}/{len(self.ready)} subscribed",
+                )
+            )
+        for kind in self.supervisor.health():
+            detail = f"{kind.alive}/{kind.total} running, {kind.restarts} restart(s)"
+            if kind.crashlooping:
+                detail += ", crash-looping"
+            found.append(Component(f"workers.{kind.kind}", kind.up, detail))
+        return found
+
+    def _store(self) -> Component:
+        try:
+            with self.rt.uow.begin(read_only=True) as tx:
+                tx.events.last_id()
+        except TrustFleetError as exc:
+            return Component("store", False, exc.one_line())
+        return Component("store", True)
+
+    def close(self) -> None:
+        if self._timestamps is not None and self._timestamps.is_alive():
+            self._timestamps.join(timeout=_TIMESTAMP_JOIN_S)
+        self.status_path.unlink(missing_ok=True)
+        self.record_file.clear()
+
+
+class _AdminProbe:
+    """Whether the broker's admin socket accepts, without a connection every status write.
+
+    Each connection is two lines in Mosquitto's log, so the socket file is checked every time
+    (gone, not a socket, or replaced by another broker's) and connected to only when it
+    changed or every ``_ADMIN_PROBE_S``.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._inode: int | None = None
+        self._next = 0.0
+
+    def __call__(self) -> Component:
+        try:
+            st = self.path.stat()
+        except OSError as exc:
+            return self._down(exc)
+        if not stat.S_ISSOCK(st.st_mode):
+            return self._down(None, "not a socket")
+        if st.st_ino == self._inode and time.monotonic() < self._next:
+            return Component("broker.admin", True)
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(_ADMIN_CONNECT_S)
+                sock.connect(str(self.path))
+        except OSError as exc:
+            return self._down(exc)
+        self._inode, self._next = st.st_ino, time.monotonic() + _ADMIN_PROBE_S
+        return Component("broker.admin", True)
+
+    def _down(self, exc: OSError | None, why: str = "") -> Component:
+        self._inode = None
+        reason = why or (exc.strerror if exc is not None and exc.strerror else str(exc))
+        return Component("broker.admin", False, f"{self.path.name}: {reason}")
+
+
+def _refresh_timestamp_forever(rt: Runtime, stopping: threading.Event) -> None:
+    """Re-sign the TUF timestamp before it expires ([ota] timestamp_check_s); never raises."""
+    while True:
+        try:
+            refresh_timestamp_if_due(rt, now=datetime.now(UTC))
+        except NotFound as exc:
+            logger.debug("no TUF timestamp to refresh: %s", exc.one_line())
+        except TrustFleetError as exc:
+            logger.warning("TUF timestamp refresh failed: %s", exc.one_line())
+        except Exception:
+            logger.exception("TUF timestamp refresh failed")
+        if stopping.wait(rt.settings.ota.timestamp_check_s):
+            return

@@ -1,0 +1,73 @@
+"""Two agents on one device folder (issue 9 §5): the second never touches the first's TPM.
+
+Before, the second agent's boot power-cycled the swtpm the first one was using: the first
+then missed its challenges and was quarantined. Now the second is refused with one line
+naming the first's pid, the first's swtpm is the very same process, and attestation passes.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from attdev_fleet import IMAGE_BYTES, MODEL, Agent, agent_cli, attest_run, attest_server, wait_for
+
+from support.server import RunningServer
+from trustfleet.agent.platform.tpm import DeviceTpm, recorded_pid
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class Running:
+    server: RunningServer
+    device: Path
+    first: Agent
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    """A TPM device whose agent runs (boot loop, measured boot, attester)."""
+    for tool in ("mosquitto", "swtpm", "tpm2_pcrextend"):
+        if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
+            pytest.skip(f"{tool} is not installed")
+    from trustfleet.sim.image import build_image
+
+    base = tmp_path_factory.mktemp("one-agent")
+    image = base / "v1.bin"
+    build_image(image, version="1.0.0", size_bytes=IMAGE_BYTES, seed=MODEL)
+    with attest_server(base) as server:
+        for args in (("release", "build", "--version", "1.0.0", "--image", str(image),
+                      "--model", MODEL), ("release", "publish", "--version", "1.0.0",
+                                          "--model", MODEL)):  # fmt: skip
+            assert server.cli(*args).returncode == 0
+        made = server.cli_json("factory", "provision", "--out", base / "devs", "--model", MODEL)
+        device = Path(made["devices"][0]["directory"])
+        assert DeviceTpm(device).present()
+        assert agent_cli("run", "--device", device, "--once").returncode == 0
+        first = Agent(device)
+        first.start()
+        try:
+            wait_for(lambda: "connected to the broker" in first.log(), what="the first agent")
+            yield Running(server=server, device=device, first=first)
+        finally:
+            assert first.stop() == 0, first.log()
+
+
+@pytest.mark.parametrize(
+    "entry", ["run", "update"], ids=["second_agent_run", "second_agent_update"]
+)
+def test_second_agent_never_touches_the_first_agents_tpm(running: Running, entry: str) -> None:
+    device, first = running.device, running.first
+    swtpm = recorded_pid(DeviceTpm(device).state_dir)
+    assert swtpm is not None and first.proc is not None
+    second = agent_cli(entry, "--device", device, *(["--once"] if entry == "run" else []))
+    lines = [line for line in (second.stdout + second.stderr).splitlines() if line]
+    assert second.returncode == 5, second.stdout + second.stderr
+    assert len(lines) == 1 and f"pid {first.proc.pid}" in lines[0], lines
+    assert recorded_pid(DeviceTpm(device).state_dir) == swtpm  # the same TPM, never cycled
+    assert attest_run(running.server, device.name)["ok"]
+    assert first.proc.poll() is None, first.log()

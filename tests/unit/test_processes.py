@@ -1,0 +1,77 @@
+"""``trustfleet.processes``: the exclusive lock file and a pid's identity (real processes)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from trustfleet.errors import Config, Conflict
+from trustfleet.processes import hold_exclusive, identity_of, names_folder
+
+_HOLD = """
+import os, sys, time
+from pathlib import Path
+from trustfleet.processes import hold_exclusive
+lock = hold_exclusive(Path(sys.argv[1]), what="it", hint="h", code="c", env_name="TF_T_LOCK")
+if sys.argv[2] == "exec":
+    lock.keep_across_exec("TF_T_LOCK")
+    os.execv(sys.executable, [sys.executable, "-c", sys.argv[3], sys.argv[1], "hold", ""])
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+
+def _holder(path: Path, mode: str = "hold") -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(path), mode, _HOLD],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def _take(path: Path) -> None:
+    hold_exclusive(path, what="the folder X", hint="stop it", code="x.locked").release()
+
+
+@pytest.mark.parametrize("mode", ["hold", "exec"], ids=["held", "kept_across_exec"])
+def test_second_holder_is_refused_with_the_holder_pid(tmp_path: Path, mode: str) -> None:
+    path = tmp_path / "x.lock"
+    holder = _holder(path, mode)
+    try:
+        with pytest.raises(Conflict) as caught:
+            _take(path)
+        assert caught.value.code == "x.locked"
+        assert f"pid {holder.pid}" in caught.value.one_line()  # exec keeps the pid
+        assert path.stat().st_mode & 0o777 == 0o600
+    finally:
+        holder.communicate("", timeout=30)
+    _take(path)  # the holder's death released it: a lock never goes stale
+
+
+def test_lock_file_never_followed_through_a_symlink(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere"
+    target.write_text("keep")
+    (tmp_path / "x.lock").symlink_to(target)
+    with pytest.raises(Config):
+        _take(tmp_path / "x.lock")
+    assert target.read_text() == "keep"
+
+
+def test_identity_tells_a_reused_pid_apart(tmp_path: Path) -> None:
+    me = identity_of(os.getpid())
+    assert me is not None and me.alive()
+    assert not type(me)(pid=me.pid, start_ticks=me.start_ticks + 1).alive()
+    proc = subprocess.Popen(
+        ["sleep", "30"], env={**os.environ, "TRUSTFLEET_OWNER_DIR": str(tmp_path)}
+    )
+    try:
+        assert names_folder(proc.pid, tmp_path)
+        assert not names_folder(proc.pid, tmp_path / "other")
+    finally:
+        proc.kill()
+        proc.wait()
