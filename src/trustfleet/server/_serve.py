@@ -5,12 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import multiprocessing
-import os
-import signal
 import socket
-from collections.abc import Callable
-from typing import Any
 
 import uvloop
 from OpenSSL import SSL
@@ -20,7 +15,7 @@ from trustfleet.server._lifespan import Lifespan
 from trustfleet.server._limits import ConnectionGate
 from trustfleet.server._protocol import AsgiApp, ConnectionLimits, TlsHttpProtocol
 
-__all__ = ["listen_socket", "run_workers", "serve"]
+__all__ = ["listen_socket", "new_event_loop", "serve"]
 
 logger = logging.getLogger(__name__)
 
@@ -96,49 +91,3 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     """A uvloop event loop (its socket I/O is much faster than the standard loop's)."""
     loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
     return loop
-
-
-def run_workers(
-    target: Callable[..., Any], *, args: tuple[Any, ...], workers: int, on_ready: Callable[[], None]
-) -> int:
-    """Run ``target(*args)`` in ``workers`` processes; stop them all on SIGTERM/SIGINT.
-
-    A worker that dies is restarted (at most 5 times in a row) so one crash does not take the
-    service down. Returns 0 after a requested stop.
-    """
-    ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=target, args=args, daemon=True) for _ in range(workers)]
-    for proc in procs:
-        proc.start()
-    stopping = False
-
-    def _stop(_signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    old = {s: signal.signal(s, _stop) for s in (signal.SIGTERM, signal.SIGINT)}
-    on_ready()
-    restarts = 0
-    try:
-        while not stopping:
-            for i, proc in enumerate(procs):
-                proc.join(timeout=0.2)
-                if not proc.is_alive() and not stopping:
-                    restarts += 1
-                    if restarts > 5:
-                        logger.error("workers keep dying; giving up")
-                        return 1
-                    logger.warning("worker %s exited with %s; restarting", proc.pid, proc.exitcode)
-                    procs[i] = ctx.Process(target=target, args=args, daemon=True)
-                    procs[i].start()
-    finally:
-        for proc in procs:
-            if proc.is_alive() and proc.pid is not None:
-                os.kill(proc.pid, signal.SIGTERM)
-        for proc in procs:
-            proc.join(timeout=5)
-            if proc.is_alive():
-                proc.kill()
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
-    return 0
