@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,10 @@ def test_identity_tells_a_reused_pid_apart(tmp_path: Path) -> None:
         ["sleep", "30"], env={**os.environ, "TRUSTFLEET_OWNER_DIR": str(tmp_path)}
     )
     try:
+        # Popen may return before /proc shows the new image (vfork): wait for it, bounded.
+        deadline = time.monotonic() + 10
+        while not names_folder(proc.pid, tmp_path) and time.monotonic() < deadline:
+            time.sleep(0.02)
         assert names_folder(proc.pid, tmp_path)
         assert not names_folder(proc.pid, tmp_path / "other")
     finally:

@@ -22,6 +22,8 @@ from trustfleet.broker._control import run_commands
 from trustfleet.broker._dynsec import quarantine_commands, release_commands
 from trustfleet.broker._files import (
     AdminCredentials,
+    Owner,
+    broker_owner,
     crl_pem,
     write_all,
     write_atomic,
@@ -38,8 +40,18 @@ logger = logging.getLogger(__name__)
 _RELOAD_MARK = b"Reloading config."
 
 
-def _child_setup(wanted: int, die_with_parent: Callable[[], None]) -> None:
-    """In the child before exec: die with ``server run`` (even ``kill -9``), raise the fd limit."""
+def _child_setup(wanted: int, owner: Owner, die_with_parent: Callable[[], None]) -> None:
+    """In the child before exec: become ``owner``, then die with ``server run``, raise fds.
+
+    Mosquitto started as root drops to its ``user`` by itself, but the kernel clears the
+    parent-death signal at that change of uid (a ``kill -9`` of ``server run`` would leave it
+    serving, with nobody to kick revoked devices). So the child drops first and asks for the
+    signal after: it then survives the exec, and Mosquitto (not root) skips its own drop.
+    """
+    if owner.uid is not None and owner.gid is not None:
+        os.setgroups([])
+        os.setgid(owner.gid)
+        os.setuid(owner.uid)
     die_with_parent()
     raise_open_files(wanted)
 
@@ -300,6 +312,14 @@ class Broker:
         assert self._dir_fd is not None  # noqa: S101  # opened by start
         return Path(f"/proc/self/fd/{self._dir_fd}")
 
+    def _child_owner(self) -> Owner:
+        """Whom Mosquitto starts as: ``run_as`` when we are root (a port below 1024 needs root
+        to bind, so there Mosquitto drops privileges itself and ``children.json`` is what stops
+        it after a ``kill -9``)."""
+        if self.config.port < 1024:
+            return Owner(uid=None, gid=None)
+        return broker_owner(self.config.run_as)
+
     def _spawn(self, binary: Path) -> None:
         paths = self.config.paths
         view = self._view()
@@ -311,8 +331,11 @@ class Broker:
                 stderr=log,
                 pass_fds=(self._dir_fd,) if self._dir_fd is not None else (),
                 start_new_session=True,
-                preexec_fn=functools.partial(  # noqa: PLW1509  # prctl and setrlimit, no locks
-                    _child_setup, self.config.max_open_files, die_with_parent_preexec()
+                preexec_fn=functools.partial(  # noqa: PLW1509  # set*id, prctl, setrlimit: no locks
+                    _child_setup,
+                    self.config.max_open_files,
+                    self._child_owner(),
+                    die_with_parent_preexec(),
                 ),
             )
         self._started_at = time.monotonic()

@@ -21,7 +21,7 @@ import pytest
 
 from support.server import free_port, init_home
 from trustfleet.errors import Unavailable
-from trustfleet.server.run import _refresh_timestamp_forever
+from trustfleet.server._runloop import _refresh_timestamp_forever
 from trustfleet.services.ota import refresh_timestamp_if_due
 from trustfleet.services.runtime import Runtime
 from trustfleet.settings import load_server_settings
@@ -103,7 +103,7 @@ def test_refresh_thread_retries_and_logs(
     thread = threading.Thread(
         target=_refresh_timestamp_forever, args=(runtime, stopping), daemon=True
     )
-    caplog.set_level(logging.WARNING, logger="trustfleet.server.run")
+    caplog.set_level(logging.WARNING, logger="trustfleet.server._runloop")
     try:
         thread.start()
         deadline = time.monotonic() + WAIT_S

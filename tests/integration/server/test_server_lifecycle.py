@@ -76,7 +76,7 @@ def _crashlooping(home: Home, name: str) -> bool:
 
 
 def _admin_socket(home: Home) -> Path:
-    sockets = [p for p in (home.path / "broker").iterdir() if p.is_socket()]
+    sockets = [p for p in (home.path / "broker").rglob("*") if p.is_socket()]
     assert len(sockets) == 1, sockets
     return sockets[0]
 
