@@ -14,6 +14,9 @@ from trustfleet.store import UnitOfWork
 __all__ = ["RevocationChanges", "RevocationFeed"]
 
 _DEVICE_PREFIX = "device:"
+_CUT_EVENTS = ("device.revoked", "certificate.superseded")
+"""Events after which a device's live sessions must end: a revoked device, and a superseded
+LDevID (a session opened with a stolen certificate must not outlive the owner's renewal)."""
 _PAGE = 1000
 
 
@@ -24,7 +27,8 @@ class RevocationChanges:
     Attributes:
         crl_der: The issuer's new CRL (DER) if its number changed, else None.
         crl_number: That CRL's number.
-        revoked_devices: Devices revoked since the previous poll, in log order.
+        revoked_devices: Devices revoked, or whose LDevID was superseded, since the previous
+            poll, in log order: their live sessions are cut once the CRL is reloaded.
     """
 
     crl_der: bytes | None = None
@@ -36,7 +40,8 @@ class RevocationChanges:
 
 
 class RevocationFeed:
-    """Follows one issuer's CRL number and the ``device.revoked`` events in the store.
+    """Follows one issuer's CRL number and the ``device.revoked`` and
+    ``certificate.superseded`` events in the store.
 
     Args:
         uow: The store.
@@ -73,7 +78,7 @@ class RevocationFeed:
             devices: list[str] = []
             after = self._last_event_id
             while after < last:
-                page = tx.events.list(after_id=after, limit=_PAGE, type="device.revoked")
+                page = tx.events.list(after_id=after, limit=_PAGE, type=_CUT_EVENTS)
                 page = [e for e in page if e.id <= last]
                 devices += [
                     e.subject[len(_DEVICE_PREFIX) :]

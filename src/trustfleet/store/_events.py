@@ -98,7 +98,7 @@ class EventRepository:
         *,
         after_id: int = 0,
         limit: int = 100,
-        type: str | None = None,
+        type: str | tuple[str, ...] | None = None,
         subject: str | None = None,
     ) -> builtins.list[SecurityEventRecord]:
         """Events with an id greater than ``after_id``, in log order.
@@ -106,7 +106,7 @@ class EventRepository:
         Args:
             after_id: Return only events after this one (0: from the start).
             limit: Most events to return (1 to 1000).
-            type: Only events of this type.
+            type: Only events of this type (or of these types).
             subject: Only events about this subject.
 
         Raises:
@@ -119,7 +119,9 @@ class EventRepository:
             .order_by(SecurityEventRow.id)
             .limit(limit)
         )
-        if type is not None:
+        if isinstance(type, tuple):
+            query = query.where(SecurityEventRow.type.in_(type))
+        elif type is not None:
             query = query.where(SecurityEventRow.type == type)
         if subject is not None:
             query = query.where(SecurityEventRow.subject == subject)

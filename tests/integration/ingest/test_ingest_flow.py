@@ -20,6 +20,7 @@ from ingestkit import (
     CLIENT_TIMEOUT_S,
     WAIT_S,
     Fleet,
+    Identity,
     events,
     process_tree,
     start_server,
@@ -27,6 +28,8 @@ from ingestkit import (
     telemetry,
     wait_for,
 )
+
+from support.server import SoftwareDevice, enroll_software
 
 pytestmark = pytest.mark.integration
 
@@ -178,6 +181,39 @@ def test_revocation_from_another_process_cuts_the_device_off(fleet: Fleet) -> No
     assert ok.returncode == 0, ok.stderr
     wait_for(lambda: fleet.rows(bystander.device_id), what="the bystander's row")
     assert fleet.rows(victim.device_id) == []
+
+
+def test_a_session_with_a_superseded_ldevid_is_cut(fleet: Fleet) -> None:
+    """Regression (adversarial re-test of issue 9): a renewal superseded an LDevID, but a live
+    session opened with it (a stolen copy) stayed connected. Now the watcher kicks the device
+    once the CRL listing the old certificate is loaded; the old certificate cannot come back
+    and the new one connects."""
+    thief = fleet.new_device("stolen")
+    sub = fleet.sub(thief, thief.device_id)
+    try:
+        assert sub.stdout is not None
+        for line in sub.stdout:
+            if "received SUBACK" in line:
+                break
+        else:
+            pytest.fail("mosquitto_sub never subscribed")
+        offset = fleet.broker_log.stat().st_size
+        device = SoftwareDevice(device_id=thief.device_id, key=thief.key, idevid=thief.cert)
+        new_cert, new_key = enroll_software(  # the owner renews with the same certificate
+            fleet.server, device, fleet.work, operation="simplereenroll",
+            cert=thief.cert, key=thief.key,
+        )  # fmt: skip
+        gone = (f"Client {thief.device_id} disconnected", f"Client {thief.device_id} been disc")
+        wait_for(lambda: _log_has(fleet, offset, gone), what="the superseded session to end")
+    finally:
+        sub.kill()
+        sub.communicate(timeout=CLIENT_TIMEOUT_S)
+    wait_for(
+        lambda: fleet.pub(thief, "telemetry", [telemetry(1, old=1)]).returncode != 0 or None,
+        what="the superseded certificate to be refused",
+    )
+    owner = Identity(thief.device_id, new_cert, new_key)
+    assert fleet.pub(owner, "telemetry", [telemetry(2, new=1)]).returncode == 0
 
 
 def test_sigterm_stops_broker_ingest_and_workers(tmp_path_factory: pytest.TempPathFactory) -> None:
