@@ -4,7 +4,7 @@ A dead child is restarted after a backoff (:mod:`trustfleet.server._restarts`); 
 worker that keeps dying is reported (``health``), retried slowly and never makes the service
 exit. Every child starts with SIGINT blocked, moves to its own process group (a Ctrl-C in the
 terminal reaches the parent only, which stops the children in order) and asks the kernel to
-SIGTERM it when the parent dies, even by ``kill -9`` (:func:`trustfleet.processes.die_with_parent`).
+SIGKILL it when the parent dies, even by ``kill -9`` (:func:`trustfleet.processes.die_with_parent`).
 """
 
 from __future__ import annotations
@@ -82,7 +82,9 @@ def _child_main(target: Callable[..., Any], args: tuple[Any, ...], parent_pid: i
     and exit status 1: the supervisor restarts it, and the log is not a wall of tracebacks.
     """
     os.setpgid(0, 0)
-    die_with_parent(parent_pid=parent_pid)
+    # SIGKILL: with the supervisor gone a graceful stop has no one to report to, and one that
+    # hangs (an MQTT client waiting for a broker that died too) must not keep the process.
+    die_with_parent(parent_pid=parent_pid, sig=signal.SIGKILL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a pending Ctrl-C is dropped, not raised
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     try:

@@ -133,7 +133,9 @@ def test_kill_9_leaves_no_child_and_the_next_start_serves(tmp_path: Path) -> Non
         children = home.children()  # 4 workers + mosquitto
         os.kill(server.proc.pid, signal.SIGKILL)
         server.proc.wait(WAIT_S)
-        assert wait_for(lambda: not [p for p in children.values() if alive(p)]), children
+        assert wait_for(lambda: not [p for p in children.values() if alive(p)]), {
+            name: pid for name, pid in children.items() if alive(pid)
+        }
     finally:
         server.stop()
     with serving(home, log=tmp_path / "again.log"):
