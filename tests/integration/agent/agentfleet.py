@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,41 +19,8 @@ from pathlib import Path
 import pytest
 
 from support.identities import SERVICE_CN, Identity, service_identity
+from support.ldevid import shorten_ldevid
 from support.server import RunningServer, free_port, run_cli, running_server
-
-# A short-lived LDevID for the device's own key, issued and recorded as EST would: the test
-# of renewal needs a certificate that reaches 2/3 of its life within seconds. BACKDATE (5 min)
-# makes every LDevID start in the past, so `now` is chosen to put the renewal point at
-# `due_in_s` from now while the certificate stays valid for a while after it.
-_SHORT_LDEVID_SCRIPT = r"""
-import json, sys
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from trustfleet.pki import BACKDATE, LDEVID, issue_device_certificate
-from trustfleet.services._certs import record_certificate
-from trustfleet.services.runtime import Runtime
-from trustfleet.settings import load_server_settings
-
-a = json.loads(sys.argv[1])
-rt = Runtime.open(load_server_settings(Path(a["home"])))
-path = Path(a["ldevid"])
-old = x509.load_pem_x509_certificate(path.read_bytes())
-real = datetime.now(UTC)
-validity = timedelta(seconds=1)
-lifetime = BACKDATE + validity
-issue_at = real + timedelta(seconds=a["due_in_s"]) + BACKDATE - lifetime * a["fraction"]
-cert = issue_device_certificate(
-    issuer=rt.issuer("device"), public_key=old.public_key(), device_id=a["device_id"],
-    profile=LDEVID, organization=rt.settings.pki.organization, now=issue_at, validity=validity)
-with rt.uow.begin() as tx:
-    record_certificate(tx, cert, issuer="device", kind="ldevid", device_id=a["device_id"],
-                       now=real)
-path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-print(format(cert.serial_number, "x"))
-rt.close()
-"""
 
 
 @dataclass
@@ -96,19 +61,9 @@ class Fleet:
 
     def shorten_ldevid(self, device: Path, *, due_in_s: float, fraction: float) -> str:
         """Replace the device's LDevID by a recorded one whose renewal is due in ``due_in_s``."""
-        args = {
-            "home": str(self.server.home),
-            "ldevid": str(device / "ldevid.pem"),
-            "device_id": device.name,
-            "due_in_s": due_in_s,
-            "fraction": fraction,
-        }
-        result = subprocess.run(
-            [sys.executable, "-c", _SHORT_LDEVID_SCRIPT, json.dumps(args)],
-            capture_output=True, text=True, timeout=120, check=False,
-        )  # fmt: skip
-        assert result.returncode == 0, result.stderr
-        return result.stdout.strip()
+        return shorten_ldevid(
+            self.server.home, device, due_in_s=due_in_s, fraction=fraction, validity_s=1
+        )
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import time
 from pathlib import Path
 
 from awscrt import mqtt5
@@ -63,6 +64,11 @@ def main(device_dir: str, other_id: str) -> int:
     client.publish(own).result(WAIT_S)
     print(json.dumps({"ready": True}), flush=True)
     sys.stdin.readline()
+    # The test's command to our own cmd topic may still be on its way (a loaded machine):
+    # wait for it, bounded, so the report does not race the delivery.
+    deadline = time.monotonic() + WAIT_S
+    while f"tf/v1/d/{me}/cmd" not in received and time.monotonic() < deadline:
+        time.sleep(0.05)
     client.stop()
     print(json.dumps({"received": received}), flush=True)
     return 0
