@@ -152,12 +152,7 @@ def test_revocation_from_another_process_cuts_the_device_off(fleet: Fleet) -> No
     client_id = victim.device_id  # a device's only client id (docs/mqtt.md)
     sub = fleet.sub(victim, client_id)
     try:
-        assert sub.stdout is not None
-        for line in sub.stdout:
-            if "received SUBACK" in line:
-                break
-        else:
-            pytest.fail("mosquitto_sub never subscribed")
+        _await_suback(sub)
         offset = fleet.broker_log.stat().st_size
         start = time.monotonic()
         revoke = fleet.server.cli("device", "revoke", victim.device_id, "--reason", "keyCompromise")
@@ -191,12 +186,7 @@ def test_a_session_with_a_superseded_ldevid_is_cut(fleet: Fleet) -> None:
     thief = fleet.new_device("stolen")
     sub = fleet.sub(thief, thief.device_id)
     try:
-        assert sub.stdout is not None
-        for line in sub.stdout:
-            if "received SUBACK" in line:
-                break
-        else:
-            pytest.fail("mosquitto_sub never subscribed")
+        _await_suback(sub)
         offset = fleet.broker_log.stat().st_size
         device = SoftwareDevice(device_id=thief.device_id, key=thief.key, idevid=thief.cert)
         new_cert, new_key = enroll_software(  # the owner renews with the same certificate
@@ -250,6 +240,15 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def _await_suback(sub: subprocess.Popen[str]) -> None:
+    """Read mosquitto_sub's debug output until its subscription is granted."""
+    assert sub.stdout is not None
+    for line in sub.stdout:
+        if "received SUBACK" in line:
+            return
+    pytest.fail("mosquitto_sub never subscribed")
 
 
 def _log_has(fleet: Fleet, offset: int, needles: tuple[str, ...]) -> bool:
