@@ -68,8 +68,15 @@ class UnitOfWork:
         max_event_details_bytes: int = MAX_EVENT_DETAILS_BYTES,
     ) -> None:
         self._engine = engine
-        # Reads take no write lock on SQLite (BEGIN DEFERRED); other backends ignore the option.
-        self._read_engine = engine.execution_options(**{_SQLITE_BEGIN_OPTION: "DEFERRED"})
+        # Reads take no write lock on SQLite (BEGIN DEFERRED: one WAL snapshot). On PostgreSQL
+        # they run REPEATABLE READ, READ ONLY: every statement of the transaction sees the same
+        # snapshot (under READ COMMITTED a commit between two reads could mix two states).
+        if engine.dialect.name == "postgresql":
+            self._read_engine = engine.execution_options(
+                isolation_level="REPEATABLE READ", postgresql_readonly=True
+            )
+        else:
+            self._read_engine = engine.execution_options(**{_SQLITE_BEGIN_OPTION: "DEFERRED"})
         self._max_event_details_bytes = max_event_details_bytes
 
     @contextmanager
@@ -78,8 +85,9 @@ class UnitOfWork:
 
         On SQLite a writing transaction takes the database's write lock at once (``BEGIN
         IMMEDIATE``), waiting up to the busy timeout for other writers; a ``read_only`` one
-        takes no lock and sees a consistent snapshot (WAL). Writing in a read-only transaction
-        fails on SQLite once another writer holds the lock, so use it only for reads.
+        takes no lock and sees one consistent snapshot (WAL on SQLite; REPEATABLE READ, READ
+        ONLY on PostgreSQL). Use it only for reads: PostgreSQL refuses a write in it, and SQLite
+        fails one once another writer holds the lock.
 
         Args:
             read_only: The transaction only reads.

@@ -80,3 +80,33 @@ def test_threads_share_one_engine(engine: sqlalchemy.Engine, now: datetime) -> N
     with uow.begin() as tx:
         assert tx.devices.count() == 100
         assert [e.id for e in tx.events.list(limit=1000)] == list(range(1, 101))
+
+
+def test_read_only_transaction_sees_one_snapshot(uow: UnitOfWork, now: datetime) -> None:
+    """Two reads in one read-only transaction see the same state even when another
+    transaction commits between them (regression: under PostgreSQL's READ COMMITTED an
+    enrollment check read a certificate as valid and then its newer successor, and refused
+    with the wrong code)."""
+    with uow.begin() as tx:
+        tx.devices.add(id="snap-1", model="m", now=now)
+    with uow.begin(read_only=True) as reader:
+        assert reader.devices.get("snap-2") is None  # the snapshot starts here
+        with uow.begin() as writer:
+            writer.devices.add(id="snap-2", model="m", now=now)
+        assert reader.devices.get("snap-2") is None
+        assert reader.devices.get("snap-1") is not None
+    with uow.begin(read_only=True) as tx:
+        assert tx.devices.get("snap-2") is not None
+
+
+def test_read_only_transaction_refuses_writes_on_postgresql(
+    uow: UnitOfWork, engine: sqlalchemy.Engine, now: datetime
+) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite's read transactions are only as read-only as their lock allows")
+    # A programming error, not an operator's: the database's own error goes up as it is.
+    with (
+        pytest.raises(sqlalchemy.exc.InternalError, match="read-only"),
+        uow.begin(read_only=True) as tx,
+    ):
+        tx.devices.add(id="ro-1", model="m", now=now)
