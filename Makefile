@@ -4,7 +4,8 @@ VENV  := .venv
 PY    := $(VENV)/bin/python
 export TF_REQUIRE_POSTGRES ?= 1
 
-.PHONY: deps demo test test-timeshift lint typecheck bench clean conformance conformance-dir
+.PHONY: deps demo test test-timeshift lint typecheck bench clean conformance conformance-dir \
+        mutation mutation-fast
 
 deps:
 	@bash scripts/bootstrap.sh
@@ -17,6 +18,7 @@ test: deps
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -q -p no:cacheprovider -n 2 --dist loadfile
 	$(MAKE) --no-print-directory test-timeshift
+	$(MAKE) --no-print-directory mutation-fast
 
 # The time-sensitive tests once more with the wall clock a year ahead (tests/timeshift/README.md):
 # every certificate, CRL, TUF expiry, TPM clock and campaign timeout must work on any date.
@@ -32,6 +34,16 @@ $(VENV)/timeshift.so: tests/timeshift/timeshift.c
 test-timeshift: deps $(VENV)/timeshift.so
 	LD_PRELOAD=$(CURDIR)/$(VENV)/timeshift.so TF_TIMESHIFT_S=$(TIMESHIFT_S) \
 		$(VENV)/bin/pytest -q -p no:cacheprovider -n 2 --dist loadfile $(TIMESHIFT_TESTS)
+
+# Mutation testing of the trust cores (docs/mutation.md): every module in
+# tests/mutation/targets.toml must keep a score of at least MUTATION_MIN percent. CI runs the
+# modules marked fast (the attestation verifier and the CSR policy).
+MUTATION_MIN ?= 90
+mutation: deps
+	$(PY) tests/mutation/run.py --min-score $(MUTATION_MIN) --report docs/mutation.md
+
+mutation-fast: deps
+	$(PY) tests/mutation/run.py --fast --min-score $(MUTATION_MIN)
 
 lint: deps
 	$(VENV)/bin/ruff check src tests benchmarks
