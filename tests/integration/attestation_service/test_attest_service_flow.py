@@ -231,6 +231,6 @@ def test_missed_challenges_quarantine(rt: Runtime, swtpm: SwtpmInstance, t0: dat
     assert att.sweep_missed(rt, now=t0 + timedelta(minutes=11)) == [DEVICE]
     assert _quarantine(rt) is not None
     assert _events(rt)[-3:] == ["attestation.missed", "attestation.missed", "device.quarantined"]
-    with rt.uow.begin(read_only=True) as tx:  # a late answer finds the challenge closed
+    with rt.uow.begin() as tx:  # a late answer finds the challenge closed
         assert tx.attestation.get_challenge(first.id).outcome == "missed"  # type: ignore[union-attr]
         assert not tx.attestation.use_challenge(first.id, now=t0 + timedelta(minutes=12))
