@@ -68,25 +68,27 @@ def check_csr(
 def _check_key(csr: x509.CertificateSigningRequest, policy: CsrPolicy) -> None:
     try:
         public_key = csr.public_key()
-        problem = _keys.key_problem(
-            public_key,
-            curves=policy.allowed_curves,
-            min_rsa_bits=policy.min_rsa_bits,
-            rsa_exponents=policy.rsa_exponents,
-        )
-    except (UnsupportedAlgorithm, ValueError):
-        problem = "its key type is not supported"
+    except (UnsupportedAlgorithm, ValueError) as exc:
+        raise _refuse(
+            "est.csr.key_type",
+            "The CSR key is refused: its key type is not supported.",
+            hint="Generate an EC P-256 or P-384 key.",
+        ) from exc
+    problem = _keys.key_problem(
+        public_key,
+        curves=policy.allowed_curves,
+        min_rsa_bits=policy.min_rsa_bits,
+        rsa_exponents=policy.rsa_exponents,
+    )
     if problem is not None:
         raise _refuse(
             "est.csr.key_type",
             f"The CSR key is refused: {problem}.",
             hint="Generate an EC P-256 or P-384 key.",
         )
-    try:
-        valid = csr.is_signature_valid
-    except (UnsupportedAlgorithm, ValueError):
-        valid = False
-    if not valid:
+    # is_signature_valid raises only when the public key cannot be loaded, which was refused
+    # above; an unknown or mismatched signature algorithm makes it False.
+    if not csr.is_signature_valid:
         raise _refuse(
             "est.csr.signature",
             "The CSR signature does not verify, so it does not prove possession of the key.",

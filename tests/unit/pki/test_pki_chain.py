@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pki_hierarchy import NOW, Hierarchy, build_hierarchy
 
 from trustfleet import pki
@@ -85,3 +88,132 @@ def test_chain_refusals(hierarchy: Hierarchy, other: Hierarchy, case: str) -> No
 def test_no_roots(hierarchy: Hierarchy) -> None:
     with pytest.raises(InvalidInput):
         pki.verify_chain(hierarchy.ldevid, intermediates=[], roots=[], now=NOW, purpose="client")
+
+
+def test_no_roots_is_invalid_input_no_roots(hierarchy: Hierarchy) -> None:
+    with pytest.raises(InvalidInput) as info:
+        pki.verify_chain(hierarchy.ldevid, intermediates=[], roots=[], now=NOW, purpose="client")
+    assert info.value.code == "pki.chain.no_roots"
+
+
+def _server_certificate(h: Hierarchy, *, dns_names: list[str]) -> x509.Certificate:
+    return pki.issue_server_certificate(
+        issuer=h.device_ca, public_key=ec.generate_private_key(h.curve).public_key(),
+        common_name="api.example.com", dns_names=dns_names,
+        ip_addresses=[ipaddress.ip_address("127.0.0.1")], now=NOW,
+    )  # fmt: skip
+
+
+def _verify_server(h: Hierarchy, leaf: x509.Certificate) -> None:
+    pki.verify_chain(
+        leaf, intermediates=[h.device_ca.cert], roots=[h.root.cert], now=NOW, purpose="server"
+    )
+
+
+def test_server_without_name_checks_its_only_dns_name(hierarchy: Hierarchy) -> None:
+    _verify_server(hierarchy, _server_certificate(hierarchy, dns_names=["api.example.com"]))
+
+
+def test_server_without_name_or_dns_san_is_chain_invalid(hierarchy: Hierarchy) -> None:
+    leaf = _server_certificate(hierarchy, dns_names=[])  # an IP address SAN only
+    with pytest.raises(VerificationFailed) as info:
+        _verify_server(hierarchy, leaf)
+    assert info.value.code == "pki.chain.invalid"
+
+
+def test_server_without_name_or_san_extension_is_chain_invalid(hierarchy: Hierarchy) -> None:
+    issuer = hierarchy.device_ca
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "api.example.com")]))
+        .issuer_name(issuer.cert.subject)
+        .public_key(ec.generate_private_key(ec.SECP256R1()).public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - timedelta(days=1))
+        .not_valid_after(NOW + timedelta(days=1))
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(issuer.key, hashes.SHA256())
+    )
+    with pytest.raises(x509.ExtensionNotFound):
+        leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    with pytest.raises(VerificationFailed) as info:
+        _verify_server(hierarchy, leaf)
+    assert info.value.code == "pki.chain.invalid"
+
+
+# --- Path length: a chain of plain CAs (no pathLenConstraint) with n intermediates.
+
+
+def _with_key_ids(
+    builder: x509.CertificateBuilder,
+    key: ec.EllipticCurvePrivateKey,
+    issuer_key: ec.EllipticCurvePrivateKey,
+) -> x509.CertificateBuilder:
+    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key())
+    return builder.add_extension(ski, critical=False).add_extension(aki, critical=False)
+
+
+def _cert(
+    name: str, key: ec.EllipticCurvePrivateKey, issuer: tuple[str, ec.EllipticCurvePrivateKey],
+    *, ca: bool,
+) -> x509.Certificate:  # fmt: skip
+    issuer_name, issuer_key = issuer
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer_name)]))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - timedelta(days=1))
+        .not_valid_after(NOW + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=not ca,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=ca,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+    )
+    builder = _with_key_ids(builder, key, issuer_key)
+    if not ca:
+        builder = builder.add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+        ).add_extension(
+            x509.SubjectAlternativeName([x509.UniformResourceIdentifier("urn:example:leaf")]),
+            critical=False,
+        )
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def _chain_with(
+    intermediates: int,
+) -> tuple[x509.Certificate, list[x509.Certificate], x509.Certificate]:
+    """A leaf, ``intermediates`` CA certificates (leaf's issuer first) and the root."""
+    keys = [ec.generate_private_key(ec.SECP256R1()) for _ in range(intermediates + 2)]
+    names = ["root"] + [f"ca-{i}" for i in range(intermediates)] + ["leaf"]
+    certs = [_cert("root", keys[0], ("root", keys[0]), ca=True)]
+    for i in range(1, len(keys)):
+        last = i == len(keys) - 1
+        certs.append(_cert(names[i], keys[i], (names[i - 1], keys[i - 1]), ca=not last))
+    return certs[-1], certs[-2:0:-1], certs[0]
+
+
+def test_path_with_three_intermediates_verifies() -> None:
+    leaf, intermediates, root = _chain_with(3)
+    pki.verify_chain(leaf, intermediates=intermediates, roots=[root], now=NOW, purpose="client")
+
+
+def test_path_with_four_intermediates_is_chain_invalid() -> None:
+    leaf, intermediates, root = _chain_with(4)
+    with pytest.raises(VerificationFailed) as info:
+        pki.verify_chain(leaf, intermediates=intermediates, roots=[root], now=NOW, purpose="client")
+    assert info.value.code == "pki.chain.invalid"

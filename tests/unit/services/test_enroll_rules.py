@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -97,3 +98,42 @@ def test_only_the_newest_valid_ldevid_renews(statuses: list[str], pick: int) -> 
     except PermissionDenied:
         admitted = False
     assert admitted == (presented == current_ldevid(certs))
+
+
+def _renew_with_window(not_before: datetime, not_after: datetime) -> DeviceRecord:
+    """Renew with the current LDevID whose validity window is [not_before, not_after]."""
+    presented = dataclasses.replace(CURRENT, not_before=not_before, not_after=not_after)
+    return check_enrollment(
+        mode="reenroll", presented=presented, device=_device("enrolled"),
+        certificates=(IDEVID, presented), reopen=None, now=NOW,
+    )  # fmt: skip
+
+
+TICK = timedelta(microseconds=1)
+
+
+def test_certificate_valid_from_exactly_now_may_enroll() -> None:
+    assert _renew_with_window(NOW, NOW + timedelta(days=30)).state == "enrolled"
+
+
+def test_certificate_valid_until_exactly_now_may_enroll() -> None:
+    assert _renew_with_window(NOW - timedelta(days=30), NOW).state == "enrolled"
+
+
+@pytest.mark.parametrize(
+    ("not_before", "not_after"),
+    [(NOW + TICK, NOW + timedelta(days=30)), (NOW - timedelta(days=30), NOW - TICK)],
+    ids=["not-yet-valid-by-one-tick", "expired-by-one-tick"],
+)
+def test_certificate_outside_its_window_by_one_tick_is_expired(
+    not_before: datetime, not_after: datetime
+) -> None:
+    with pytest.raises(PermissionDenied) as info:
+        _renew_with_window(not_before, not_after)
+    assert info.value.code == "est.auth.expired"
+
+
+def test_reopen_grant_is_immutable() -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        REOPEN.expires_at = NOW + timedelta(days=365)  # type: ignore[misc]
+    assert REOPEN.expires_at == NOW + timedelta(hours=1)
