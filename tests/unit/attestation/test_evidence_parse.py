@@ -222,14 +222,16 @@ def test_optional_text_of_max_string_chars_parses_and_one_more_is_malformed(key:
     malformed(payload(**{key: 2}))
 
 
-def test_quote_of_exactly_max_quote_bytes_parses() -> None:
-    quote = base64.b64encode(b"q" * 12).decode()
-    assert len(quote) == 16
+def test_quote_of_exactly_max_quote_bytes_parses_and_one_more_is_malformed() -> None:
+    assert parse(payload(quote=base64.b64encode(b"q" * 12).decode())).quote == b"q" * 12
+    malformed(payload(quote=base64.b64encode(b"q" * 13).decode()))
+
+
+def test_quote_bound_is_on_the_decoded_bytes_with_excess_padding() -> None:
+    # Strict base64 still takes a '=' after a full quantum: the bound counts the bytes.
+    quote = base64.b64encode(b"q" * 12).decode() + "="
     assert parse(payload(quote=quote)).quote == b"q" * 12
-
-
-def test_quote_over_the_base64_length_of_max_quote_bytes_is_malformed() -> None:
-    malformed(payload(quote=base64.b64encode(b"q" * 15).decode()))
+    malformed(payload(quote=base64.b64encode(b"q" * 15).decode() + "="))
 
 
 def test_quote_bound_follows_max_quote_bytes() -> None:
@@ -237,9 +239,13 @@ def test_quote_bound_follows_max_quote_bytes() -> None:
     assert parse(payload(quote=quote), max_quote_bytes=15).quote == b"q" * 15
 
 
-def test_signature_of_exactly_max_signature_bytes_parses_and_more_is_malformed() -> None:
+def test_signature_of_exactly_max_signature_bytes_parses_and_one_more_is_malformed() -> None:
     assert parse(payload(signature=base64.b64encode(b"s" * 6).decode())).signature == b"s" * 6
-    malformed(payload(signature=base64.b64encode(b"s" * 9).decode()))
+    malformed(payload(signature=base64.b64encode(b"s" * 7).decode()))
+
+
+def test_empty_quote_parses_as_no_bytes() -> None:
+    assert parse(payload(quote="")).quote == b""
 
 
 @pytest.mark.parametrize(

@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from trustfleet.attestation import (
+    AttestationFacts,
     AttestationPolicy,
     Challenge,
     ClockInfo,
@@ -318,6 +319,7 @@ def test_unparseable_ak_on_record_is_ak_unknown(record: bytes) -> None:
     verdict = verify(dev.evidence(challenge), challenge, dev.state(ak_public_key=record))
     assert not verdict.ok
     assert verdict.codes == (AK_UNKNOWN,)
+    assert verdict.facts == AttestationFacts(claimed_release="2.0.0", slot="a")
 
 
 def test_ak_on_record_as_der_spki_verifies() -> None:
