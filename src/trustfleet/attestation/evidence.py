@@ -148,13 +148,15 @@ _DECODER: Final = json.JSONDecoder(parse_constant=_refuse_constant)
 
 def _b64(body: dict[str, Any], key: str, max_bytes: int) -> bytes:
     value = body.get(key)
-    # base64 of max_bytes is at most 4 * ceil(max_bytes / 3) characters.
-    if not isinstance(value, str) or len(value) > 4 * ((max_bytes + 2) // 3):
-        raise _malformed(f"'{key}' must be base64 of at most {max_bytes} bytes")
+    if not isinstance(value, str):
+        raise _malformed(message=f"'{key}' must be base64 text")
     try:
-        return binascii.a2b_base64(value.encode("ascii"), strict_mode=True)
+        raw = binascii.a2b_base64(value.encode("ascii"), strict_mode=True)
     except (UnicodeEncodeError, binascii.Error) as exc:
-        raise _malformed(f"'{key}' is not valid base64") from exc
+        raise _malformed(message=f"'{key}' is not valid base64") from exc
+    if len(raw) > max_bytes:
+        raise _malformed(message=f"'{key}' must be base64 of at most {max_bytes} bytes")
+    return raw
 
 
 def _optional_text(body: dict[str, Any], key: str, max_chars: int) -> str | None:
@@ -162,7 +164,7 @@ def _optional_text(body: dict[str, Any], key: str, max_chars: int) -> str | None
     if value is None:
         return None
     if not isinstance(value, str) or len(value) > max_chars:
-        raise _malformed(f"'{key}' must be a string of at most {max_chars} characters")
+        raise _malformed(message=f"'{key}' must be a string of at most {max_chars} characters")
     return value
 
 
@@ -193,18 +195,18 @@ def parse_evidence(
             wrong type, bad base64, a bound exceeded (``attestation.evidence.malformed``).
     """
     if len(payload) > max_bytes:
-        raise _malformed(f"the evidence is over {max_bytes} bytes")
+        raise _malformed(message=f"the evidence is over {max_bytes} bytes")
     try:
         body = _DECODER.decode(payload.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise _malformed("the evidence is not UTF-8 JSON") from exc
+        raise _malformed(message="the evidence is not UTF-8 JSON") from exc
     if not isinstance(body, dict):
-        raise _malformed("the evidence is not a JSON object")
+        raise _malformed(message="the evidence is not a JSON object")
     if not body.keys() <= _KEYS:
-        raise _malformed("the evidence has unknown keys")
+        raise _malformed(message="the evidence has unknown keys")
     challenge_id = body.get("id")
     if not isinstance(challenge_id, str) or not 0 < len(challenge_id) <= max_string_chars:
-        raise _malformed("'id' must be a non-empty string")
+        raise _malformed(message="'id' must be a non-empty string")
     return Evidence(
         challenge_id=challenge_id,
         quote=_b64(body, "quote", max_quote_bytes),

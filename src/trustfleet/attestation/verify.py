@@ -240,14 +240,10 @@ def _check_selection(
 ) -> list[int] | None:
     """The quoted SHA-256 PCRs in digest order, or ``None`` when the digest cannot be replayed."""
     banks = quote.pcr_select
-    if len(banks) == 1 and banks[0].hash_alg == TPM_ALG_SHA256:  # what TPM2_Quote gives us
-        order = list(banks[0].pcrs)
-        other_banks: list[int] = []
-    else:
-        order = [pcr for bank in banks for pcr in bank.pcrs]
-        other_banks = sorted(
-            {bank.hash_alg for bank in banks if bank.pcrs and bank.hash_alg != TPM_ALG_SHA256}
-        )
+    order = [pcr for bank in banks for pcr in bank.pcrs]
+    other_banks = sorted(
+        {bank.hash_alg for bank in banks if bank.pcrs and bank.hash_alg != TPM_ALG_SHA256}
+    )
     quoted = frozenset(order) if not other_banks else frozenset()
     if not (quoted.issuperset(challenge.pcrs) and quoted.issuperset(policy.required_pcrs)):
         missing = sorted((set(challenge.pcrs) | set(policy.required_pcrs)) - quoted)
@@ -316,12 +312,16 @@ def _check_measurements(
             version = references.match_image(device.model, entry.digest, device.allowed_releases)
             if version is None:
                 known = references.image_releases(device.model, entry.digest)
-                why = (
-                    f"is release {known[0]}, which this device may not run"
-                    if known
-                    else "is no published release"
+                out.append(
+                    _unknown(
+                        index,
+                        entry,
+                        f"is release {known[0]}, which this device may not run"
+                        if known
+                        else "is no published release",
+                        releases=list(known),
+                    )
                 )
-                out.append(_unknown(index, entry, why, releases=list(known)))
             else:
                 release = version
         elif entry.digest not in model.digests(component):
