@@ -172,10 +172,11 @@ def _parse_selection(data: bytes, pos: int) -> tuple[tuple[PcrSelection, ...], i
         raise _malformed(f"TPML_PCR_SELECTION: {count} banks, over {MAX_PCR_BANKS}")
     banks = []
     for _ in range(count):
-        if pos + 3 > len(data):
-            raise _malformed("TPMS_PCR_SELECTION: truncated")
-        hash_alg, size = _SEL_HEAD.unpack_from(data, pos)
-        pos += 3
+        try:
+            hash_alg, size = _SEL_HEAD.unpack_from(data, pos)
+        except struct.error:
+            raise _malformed("TPMS_PCR_SELECTION: truncated") from None
+        pos += _SEL_HEAD.size
         if not 1 <= size <= MAX_PCR_SELECT_BYTES or pos + size > len(data):
             raise _malformed(f"TPMS_PCR_SELECTION: bad sizeofSelect {size}")
         banks.append(PcrSelection(hash_alg, _selected(data[pos : pos + size])))
@@ -219,9 +220,10 @@ def parse_attest_quote(data: bytes, *, max_bytes: int) -> Attest:
     """
     if len(data) > max_bytes:
         raise _malformed(f"TPMS_ATTEST over {max_bytes} bytes")
-    if len(data) < _HEADER.size:
-        raise _malformed("TPMS_ATTEST: truncated header")
-    magic, st = _HEADER.unpack_from(data, 0)
+    try:
+        magic, st = _HEADER.unpack_from(data, 0)
+    except struct.error:
+        raise _malformed("TPMS_ATTEST: truncated header") from None
     if magic != TPM_GENERATED_VALUE or st != TPM_ST_ATTEST_QUOTE:
         raise InvalidInput(
             f"the attestation structure is not a TPM quote (magic {magic:#010x}, type {st:#06x})",
@@ -230,9 +232,10 @@ def parse_attest_quote(data: bytes, *, max_bytes: int) -> Attest:
         )
     signer, pos = _tpm2b(data, _HEADER.size, MAX_NAME_BYTES, "qualifiedSigner")
     extra, pos = _tpm2b(data, pos, MAX_DATA_BYTES, "extraData")
-    if pos + _CLOCK.size > len(data):
-        raise _malformed("TPMS_ATTEST: truncated clockInfo")
-    clock, resets, restarts, safe, firmware = _CLOCK.unpack_from(data, pos)
+    try:
+        clock, resets, restarts, safe, firmware = _CLOCK.unpack_from(data, pos)
+    except struct.error:
+        raise _malformed("TPMS_ATTEST: truncated clockInfo") from None
     if safe > 1:
         raise _malformed("TPMS_CLOCK_INFO: safe is not YES or NO")
     banks, pos = _parse_selection(data, pos + _CLOCK.size)
@@ -264,9 +267,10 @@ def parse_ecdsa_signature(data: bytes) -> EcdsaSignature:
         InvalidInput: Not an ECDSA signature, truncated, oversized or with trailing bytes
             (``attestation.evidence.malformed``).
     """
-    if len(data) < _SIG_HEAD.size:
-        raise _malformed("TPMT_SIGNATURE: truncated")
-    sig_alg, hash_alg = _SIG_HEAD.unpack_from(data, 0)
+    try:
+        sig_alg, hash_alg = _SIG_HEAD.unpack_from(data, 0)
+    except struct.error:
+        raise _malformed("TPMT_SIGNATURE: truncated") from None
     if sig_alg != TPM_ALG_ECDSA:
         raise _malformed(f"TPMT_SIGNATURE: sigAlg {sig_alg:#06x} is not ECDSA")
     r, pos = _tpm2b(data, _SIG_HEAD.size, MAX_ECC_PARAMETER_BYTES, "signatureR")
