@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -41,7 +41,8 @@ _UNDERSTOOD_CRITICAL = frozenset(
         ExtensionOID.SUBJECT_DIRECTORY_ATTRIBUTES,
     }
 )
-_E = TypeVar("_E", bound=x509.ExtensionType)
+if TYPE_CHECKING:
+    _E = TypeVar("_E", bound=x509.ExtensionType)
 _SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
