@@ -95,16 +95,21 @@ def test_quote_fields_exactly_at_their_bounds_parse() -> None:
 
 
 @pytest.mark.parametrize(
-    "changes",
+    ("changes", "message"),
     [
-        {"qualified_signer": b"\x01" * 67},
-        {"extra_data": b"\x02" * 67},
-        {"pcr_digest": b"\x03" * 65},
+        ({"qualified_signer": b"\x01" * 67}, "qualifiedSigner: size 67 over 66"),
+        ({"extra_data": b"\x02" * 67}, "extraData: size 67 over 66"),
+        ({"pcr_digest": b"\x03" * 65}, "pcrDigest: size 65 over 64"),
     ],
     ids=["signer-67", "extra-data-67", "digest-65"],
 )
-def test_quote_fields_one_past_their_bounds_are_malformed(changes: dict[str, bytes]) -> None:
-    refused(parse_quote, quote(**changes))
+def test_quote_fields_one_past_their_bounds_are_malformed_and_named(
+    changes: dict[str, bytes], message: str
+) -> None:
+    with pytest.raises(InvalidInput) as info:
+        parse_quote(quote(**changes))
+    assert info.value.code == MALFORMED
+    assert str(info.value) == message
 
 
 def test_empty_quote_fields_parse() -> None:
@@ -192,8 +197,13 @@ def test_signature_parameters_at_their_bounds() -> None:
         TPM_ALG_SHA256, 2**256 - 1, 2**256 - 1
     )
     assert parse_ecdsa_signature(head + _b(b"") + _b(b"")) == EcdsaSignature(TPM_ALG_SHA256, 0, 0)
-    refused(parse_ecdsa_signature, head + _b(b"\x01" * 33) + _b(b"\x01"))
-    refused(parse_ecdsa_signature, head + _b(b"\x01") + _b(b"\x01" * 33))
+    for data, message in (
+        (head + _b(b"\x01" * 33) + _b(b"\x01"), "signatureR: size 33 over 32"),
+        (head + _b(b"\x01") + _b(b"\x01" * 33), "signatureS: size 33 over 32"),
+    ):
+        with pytest.raises(InvalidInput) as info:
+            parse_ecdsa_signature(data)
+        assert (info.value.code, str(info.value)) == (MALFORMED, message)
 
 
 @pytest.mark.parametrize("cut", range(4 + 2 * 34))
