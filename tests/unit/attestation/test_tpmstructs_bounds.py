@@ -1,6 +1,7 @@
 """TPM 2.0 structures at their bounds: every size exactly at its limit and one past it.
 
-Deterministic companions of test_attest_tpmstructs.py (whose property tests are random).
+Deterministic companions of test_attest_tpmstructs.py (whose property tests are random); with
+the exact layouts and names, these are the tests that mutation testing runs for the module.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from trustfleet.attestation.tpmstructs import (
     parse_attest_quote,
     parse_ecdsa_signature,
     parse_pcr_selection,
+    qualified_name,
+    tpm_name,
 )
 from trustfleet.errors import InvalidInput
 
@@ -74,6 +77,30 @@ def test_the_bounds_are_those_of_the_tpm_spec() -> None:
 
 
 # --- TPMS_ATTEST ------------------------------------------------------------------------------
+
+
+def test_quote_layout_and_round_trip() -> None:
+    clock = ClockInfo(clock=0x0102030405060708, reset_count=9, restart_count=2, safe=False)
+    raw = quote(clock_info=clock, firmware_version=0x1122334455667788)
+    assert raw == b"".join(
+        [
+            HEADER,
+            b"\x00\x22" + SIGNER,
+            b"\x00\x05nonce",
+            bytes.fromhex("0102030405060708 00000009 00000002 00 1122334455667788"),
+            bytes.fromhex("00000001 000b 03 110600"),
+            b"\x00\x20" + DIGEST,
+        ]
+    )
+    parsed = parse_quote(raw)
+    assert parsed == (SIGNER, b"nonce", clock, 0x1122334455667788, tuple(SEL), DIGEST)
+
+
+def test_names_are_sha256_with_the_algorithm_id() -> None:
+    name = tpm_name(b"public area")
+    assert name == b"\x00\x0b" + hashlib.sha256(b"public area").digest()
+    parent = b"\x40\x00\x00\x0b"
+    assert qualified_name(parent, name) == b"\x00\x0b" + hashlib.sha256(parent + name).digest()
 
 
 def test_quote_length_bound_is_inclusive() -> None:
