@@ -179,6 +179,13 @@ def test_malformed_public_areas_are_refused(data: bytes) -> None:
     invalid(data)
 
 
+@pytest.mark.parametrize("kind", [0x0008, 0x0025, 0x0000])
+def test_a_key_of_another_type_with_an_ecc_body_is_refused(kind: int) -> None:
+    with pytest.raises(InvalidInput) as info:
+        parse_public(tpm2b(u16(kind) + area()[2:]))
+    assert info.value.code == "attestation.tpm.public"
+
+
 def test_only_bytes_are_parsed() -> None:
     invalid(tpm2b(area()).hex())
     invalid(bytearray(tpm2b(area())))
