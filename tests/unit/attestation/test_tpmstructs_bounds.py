@@ -157,6 +157,17 @@ def test_every_truncation_of_a_quote_is_malformed(cut: int) -> None:
     refused(parse_quote, quote()[:cut])
 
 
+def test_a_byte_after_a_quote_or_a_signature_is_trailing() -> None:
+    for parse, data in (
+        (parse_quote, quote()),
+        (parse_ecdsa_signature, build_ecdsa_signature(r=1, s=2)),
+    ):
+        with pytest.raises(InvalidInput) as info:
+            parse(data + b"\x00")  # type: ignore[operator]
+        assert info.value.code == MALFORMED
+        assert str(info.value).endswith(": trailing bytes")
+
+
 def test_clock_safe_is_yes_or_no() -> None:
     assert parse_quote(quote()).clock_info.safe is True  # type: ignore[attr-defined]
     unsafe = CLOCK._replace(safe=False)
