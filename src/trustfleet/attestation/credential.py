@@ -47,7 +47,7 @@ __all__ = [
 MAX_PUBLIC_BYTES = 1024
 """The largest ``TPM2B_PUBLIC`` accepted (an RSA 4096 key's public area is about 600 bytes)."""
 
-ALG_RSA, ALG_SHA1, ALG_AES, ALG_KEYEDHASH = 0x0001, 0x0004, 0x0006, 0x0008
+ALG_RSA, ALG_SHA1, ALG_AES = 0x0001, 0x0004, 0x0006
 ALG_SHA256, ALG_SHA384, ALG_SHA512, ALG_NULL = 0x000B, 0x000C, 0x000D, 0x0010
 ALG_ECDSA, ALG_ECDAA, ALG_ECC, ALG_CFB = 0x0018, 0x001A, 0x0023, 0x0043
 _HASHES: dict[int, type[hashes.HashAlgorithm]] = {
@@ -140,9 +140,10 @@ def parse_public(data: bytes) -> TpmPublic:
         InvalidInput: The bytes are too large, truncated, trailing, or not an RSA/ECC key
             (code ``attestation.tpm.public``).
     """
-    if not isinstance(data, bytes) or not 2 < len(data) <= MAX_PUBLIC_BYTES:
+    if not isinstance(data, bytes) or len(data) > MAX_PUBLIC_BYTES:
         raise InvalidInput(
-            f"a TPM2B_PUBLIC must be 3 to {MAX_PUBLIC_BYTES} bytes", code="attestation.tpm.public"
+            f"a TPM2B_PUBLIC must be bytes, at most {MAX_PUBLIC_BYTES}",
+            code="attestation.tpm.public",
         )
     outer = _Reader(data)
     area = outer.tpm2b()
@@ -256,25 +257,29 @@ def kdfa(
     ``label`` is given without its terminating zero (it is appended here).
     """
     digest = _hash(alg)
+    size = (bits + 7) // 8
     out = b""
     counter = 0
-    while len(out) * 8 < bits:
+    while len(out) < size:
         counter += 1
         data = struct.pack(">I", counter) + label + b"\x00" + context_u + context_v
-        out += hmac.new(key, data + struct.pack(">I", bits), digest.name).digest()
-    return out[: (bits + 7) // 8]
+        out += hmac.new(key, data + struct.pack(">I", bits), digest.name).digest()[
+            : size - len(out)
+        ]
+    return out
 
 
 def _kdfe(alg: int, z: bytes, *, label: bytes, party_u: bytes, party_v: bytes, bits: int) -> bytes:
     """KDFe (Part 1 §11.4.10.3): SP 800-56A concatenation KDF with the name algorithm."""
     name = _hash(alg).name
+    size = (bits + 7) // 8
     out = b""
     counter = 0
-    while len(out) * 8 < bits:
+    while len(out) < size:
         counter += 1
         data = struct.pack(">I", counter) + z + label + b"\x00" + party_u + party_v
-        out += hashlib.new(name, data).digest()
-    return out[: (bits + 7) // 8]
+        out += hashlib.new(name, data).digest()[: size - len(out)]
+    return out
 
 
 def _seed(ek: TpmPublic) -> tuple[bytes, bytes]:
@@ -338,10 +343,12 @@ def make_credential(*, ek_public: bytes, ak_name: bytes, secret: bytes) -> tuple
             f"the credential secret must be 1 to {digest_size} bytes",
             code="attestation.credential.secret",
         )
-    if len(ak_name) < 2 or struct.unpack(">H", ak_name[:2])[0] not in _HASHES:
-        raise InvalidInput("the AK name is not a TPM name", code="attestation.credential.name")
-    if len(ak_name) != 2 + _hash(struct.unpack(">H", ak_name[:2])[0]).digest_size:
-        raise InvalidInput("the AK name has the wrong length", code="attestation.credential.name")
+    name_alg = int.from_bytes(ak_name[:2], "big")
+    if name_alg not in _HASHES or len(ak_name) != 2 + _hash(name_alg).digest_size:
+        raise InvalidInput(
+            "the AK name is not a TPM name (a hash algorithm and a digest of its size)",
+            code="attestation.credential.name",
+        )
     seed, encrypted_seed = _seed(ek)
     sym_key = kdfa(
         ek.name_alg, seed, label=b"STORAGE", context_u=ak_name, context_v=b"", bits=sym_bits

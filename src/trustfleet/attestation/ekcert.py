@@ -4,9 +4,9 @@ An EK certificate follows the TCG EK Credential Profile, not the Web PKI: its su
 empty, its subjectAltName is critical and holds a directoryName of TCG attributes (TPM
 manufacturer, model, version), and its key may be RSA with a decrypt-only key usage.
 ``cryptography``'s X.509 verifier applies the CA/B Forum profile and refuses such
-certificates, so the path is built here: issuer names matched, every signature checked with
-``verify_directly_issued_by``, validity, CA flags, ``keyCertSign`` and path lengths checked, up
-to a self-signed root among the manufacturer CA certificates. Revocation is not checked
+certificates, so the path is built here: issuer names matched and every signature checked
+with ``verify_directly_issued_by``, validity, CA flags, ``keyCertSign`` and path lengths
+checked, up to a self-signed root among the manufacturer CA certificates. Revocation is not checked
 (TPM vendors rarely publish CRLs for EK CAs).
 """
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING, TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -40,10 +41,12 @@ _UNDERSTOOD_CRITICAL = frozenset(
         ExtensionOID.SUBJECT_DIRECTORY_ATTRIBUTES,
     }
 )
+if TYPE_CHECKING:
+    _E = TypeVar("_E", bound=x509.ExtensionType)
 _SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
-def _fail(message: str, code: str, hint: str | None = None) -> VerificationFailed:
+def _fail(code: str, *, message: str, hint: str | None = None) -> VerificationFailed:
     return VerificationFailed(message, hint=hint, code=f"attestation.ek.{code}")
 
 
@@ -77,41 +80,42 @@ def check_ek_certificate(
             hint="add the TPM vendors' EK root and intermediate CA certificates",
             code="attestation.ek.no_cas",
         )
-    if not isinstance(cert_der, bytes) or not 0 < len(cert_der) <= MAX_EK_CERT_BYTES:
-        raise _fail(f"an EK certificate must be 1 to {MAX_EK_CERT_BYTES} bytes", "malformed")
+    if not isinstance(cert_der, bytes) or len(cert_der) > MAX_EK_CERT_BYTES:
+        raise _fail(
+            "malformed",
+            message=f"an EK certificate must be DER of at most {MAX_EK_CERT_BYTES} bytes",
+        )
     try:
         cert = x509.load_der_x509_certificate(cert_der)
         extensions = list(cert.extensions)
         cert_key = cert.public_key()
     except (ValueError, UnsupportedAlgorithm) as exc:
-        raise _fail("the EK certificate is not valid DER X.509", "malformed") from exc
+        raise _fail("malformed", message="the EK certificate is not valid DER X.509") from exc
     expected = public_key(parse_public(ek_public)).public_bytes(*_SPKI)
     if cert_key.public_bytes(*_SPKI) != expected:
         raise _fail(
-            "the EK certificate is for another key than this EK",
             "key_mismatch",
+            message="the EK certificate is for another key than this EK",
             hint="read the certificate that matches the EK type (RSA 0x01c00002, ECC 0x01c0000a)",
         )
     for ext in extensions:
         if ext.critical and ext.oid not in _UNDERSTOOD_CRITICAL:
             raise _fail(
-                f"the EK certificate has an unknown critical extension {ext.oid.dotted_string}",
                 "critical_extension",
+                message="the EK certificate has an unknown critical extension "
+                f"{ext.oid.dotted_string}",
             )
-    _check_validity(cert, now, "the EK certificate")
-    _build_path(cert, manufacturer_cas, now)
-
-
-def _check_validity(cert: x509.Certificate, now: datetime, what: str) -> None:
     if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
         raise _fail(
-            f"{what} ({cert.subject.rfc4514_string() or 'no subject'}) is not valid at "
-            f"{now.isoformat()}",
             "expired",
+            message=f"the EK certificate ({cert.subject.rfc4514_string() or 'no subject'}) is not "
+            f"valid at {now.isoformat()}",
         )
+    _check_path(cert, manufacturer_cas, now)
 
 
 def _issued_by(child: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """Whether ``issuer``'s subject is ``child``'s issuer and its key signed ``child``."""
     try:
         child.verify_directly_issued_by(issuer)
     except (ValueError, TypeError, InvalidSignature):
@@ -119,39 +123,44 @@ def _issued_by(child: x509.Certificate, issuer: x509.Certificate) -> bool:
     return True
 
 
+def _extension(cert: x509.Certificate, kind: type[_E]) -> _E | None:
+    """The value of ``cert``'s extension of type ``kind``, or None when it has none."""
+    try:
+        return cert.extensions.get_extension_for_class(kind).value
+    except x509.ExtensionNotFound:
+        return None
+
+
 def _usable_ca(ca: x509.Certificate, below: int, now: datetime) -> bool:
-    """Whether ``ca`` may issue a path with ``below`` CA certificates under it."""
-    try:
-        constraints = ca.extensions.get_extension_for_class(x509.BasicConstraints).value
-    except x509.ExtensionNotFound:
-        return False
-    if not constraints.ca:
-        return False
-    if constraints.path_length is not None and below > constraints.path_length:
-        return False
-    try:
-        usage = ca.extensions.get_extension_for_class(x509.KeyUsage).value
-    except x509.ExtensionNotFound:
-        usage = None
-    if usage is not None and not usage.key_cert_sign:
-        return False
-    return ca.not_valid_before_utc <= now <= ca.not_valid_after_utc
+    """Whether ``ca`` may issue a path with ``below`` CA certificates under it.
+
+    It must be a CA (basicConstraints), within its path length, allowed to sign certificates
+    when it has a key usage, and valid at ``now``.
+    """
+    constraints = _extension(ca, x509.BasicConstraints)
+    usage = _extension(ca, x509.KeyUsage)
+    return (
+        constraints is not None
+        and constraints.ca
+        and (constraints.path_length is None or below <= constraints.path_length)
+        and (usage is None or usage.key_cert_sign)
+        and ca.not_valid_before_utc <= now <= ca.not_valid_after_utc
+    )
 
 
-def _build_path(
-    leaf: x509.Certificate, cas: Sequence[x509.Certificate], now: datetime
-) -> list[x509.Certificate]:
-    """Depth-first search for a path from ``leaf`` to a self-signed CA in ``cas``."""
+def _check_path(leaf: x509.Certificate, cas: Sequence[x509.Certificate], now: datetime) -> None:
+    """Depth-first search for a path from ``leaf`` to a self-signed CA in ``cas``.
+
+    A path holds at most :data:`MAX_EK_CHAIN_DEPTH` CA certificates, which also ends any cycle
+    of cross-signed CAs.
+    """
 
     def extend(path: list[x509.Certificate]) -> list[x509.Certificate] | None:
-        current = path[-1]
         below = len(path) - 1  # CA certificates already under the next issuer
         for ca in cas:
-            if ca in path or ca.subject != current.issuer or not _usable_ca(ca, below, now):
+            if not _usable_ca(ca, below, now) or not _issued_by(path[-1], ca):
                 continue
-            if not _issued_by(current, ca):
-                continue
-            if ca.subject == ca.issuer and _issued_by(ca, ca):
+            if _issued_by(ca, ca):  # self-signed: a root
                 return [*path, ca]
             if len(path) < MAX_EK_CHAIN_DEPTH:
                 found = extend([*path, ca])
@@ -159,12 +168,10 @@ def _build_path(
                     return found
         return None
 
-    path = extend([leaf])
-    if path is None:
+    if extend([leaf]) is None:
         raise _fail(
-            f"the EK certificate (issuer {leaf.issuer.rfc4514_string()}) does not chain to a "
-            "trusted TPM manufacturer root",
             "chain",
+            message=f"the EK certificate (issuer {leaf.issuer.rfc4514_string()}) does not chain "
+            "to a trusted TPM manufacturer root",
             hint="add the vendor's root and intermediate CA certificates, or refuse this TPM",
         )
-    return path

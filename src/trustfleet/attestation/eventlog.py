@@ -87,32 +87,35 @@ def _entries(values: list[Any], max_chars: int) -> tuple[EventLogEntry, ...]:
                 and len(detail) <= max_chars
             ):
                 try:
-                    digest = bytes.fromhex(hexdigest)
+                    digest = bytes.fromhex(hexdigest)  # skips whitespace: the length is checked
                 except ValueError:
-                    digest = b""
-                if len(digest) == DIGEST_BYTES:
-                    out.append(EventLogEntry(pcr, event_type, digest, component, detail))
-                    continue
+                    pass
+                else:
+                    if len(digest) == DIGEST_BYTES:
+                        out.append(EventLogEntry(pcr, event_type, digest, component, detail))
+                        continue
         raise _why_malformed(raw, index, max_chars)
     return tuple(out)
 
 
 def _why_malformed(raw: object, index: int, max_chars: int) -> InvalidInput:
-    """The error for an entry that failed the checks of :func:`_entry`."""
+    """The error for an entry that failed the checks of :func:`_entries`: its message says why."""
     if not isinstance(raw, dict):
-        return _malformed(index, "not an object")
+        return _malformed(index, message="not an object")
     if not raw.keys() <= _KEYS:
-        return _malformed(index, "unknown keys")
+        return _malformed(index, message="unknown keys")
     if "digest" not in raw:
-        return _malformed(index, "'digest' is required")
+        return _malformed(index, message="'digest' is required")
     pcr = raw.get("pcr")
     if type(pcr) is not int or not 0 <= pcr <= MAX_PCR_INDEX:
-        return _malformed(index, f"'pcr' must be an integer 0-{MAX_PCR_INDEX}")
+        return _malformed(index, message=f"'pcr' must be an integer 0-{MAX_PCR_INDEX}")
     for key in ("type", "component", "detail"):
         value = raw.get(key, "")
         if type(value) is not str or len(value) > max_chars or (key != "detail" and not value):
-            return _malformed(index, f"'{key}' must be a string of 1-{max_chars} characters")
-    return _malformed(index, "'digest' must be 64 hex digits (SHA-256)")
+            return _malformed(
+                index, message=f"'{key}' must be a string of 1-{max_chars} characters"
+            )
+    return _malformed(index, message="'digest' must be 64 hex digits (SHA-256)")
 
 
 def parse_eventlog(

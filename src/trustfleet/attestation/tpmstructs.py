@@ -136,7 +136,7 @@ class EcdsaSignature(NamedTuple):
         return encode_dss_signature(self.r, self.s)
 
 
-def _malformed(message: str) -> InvalidInput:
+def _malformed(*, message: str) -> InvalidInput:
     return InvalidInput(
         message, hint="send the structure exactly as the TPM marshalled it", code=_MALFORMED
     )
@@ -144,40 +144,40 @@ def _malformed(message: str) -> InvalidInput:
 
 def _tpm2b(data: bytes, pos: int, max_bytes: int, what: str) -> tuple[bytes, int]:
     if pos + 2 > len(data):
-        raise _malformed(f"{what}: truncated size")
+        raise _malformed(message=f"{what}: truncated size")
     (size,) = _U16.unpack_from(data, pos)
     pos += 2
     if size > max_bytes:
-        raise _malformed(f"{what}: size {size} over {max_bytes}")
+        raise _malformed(message=f"{what}: size {size} over {max_bytes}")
     end = pos + size
     if end > len(data):
-        raise _malformed(f"{what}: truncated")
+        raise _malformed(message=f"{what}: truncated")
     return data[pos:end], end
 
 
 @functools.lru_cache(maxsize=256)
 def _selected(bitmap: bytes) -> tuple[int, ...]:
     """The PCR indices set in a ``pcrSelect`` bitmap (cached: devices quote the same PCRs)."""
-    return tuple(
-        8 * i + bit for i, byte in enumerate(bitmap) for bit in range(8) if byte >> bit & 1
-    )
+    bits = int.from_bytes(bitmap, "little")  # PCR n is bit n % 8 of byte n // 8
+    return tuple(pcr for pcr in range(bits.bit_length()) if bits >> pcr & 1)
 
 
 def _parse_selection(data: bytes, pos: int) -> tuple[tuple[PcrSelection, ...], int]:
     if pos + 4 > len(data):
-        raise _malformed("TPML_PCR_SELECTION: truncated count")
+        raise _malformed(message="TPML_PCR_SELECTION: truncated count")
     (count,) = _U32.unpack_from(data, pos)
     pos += 4
     if count > MAX_PCR_BANKS:
-        raise _malformed(f"TPML_PCR_SELECTION: {count} banks, over {MAX_PCR_BANKS}")
+        raise _malformed(message=f"TPML_PCR_SELECTION: {count} banks, over {MAX_PCR_BANKS}")
     banks = []
     for _ in range(count):
-        if pos + 3 > len(data):
-            raise _malformed("TPMS_PCR_SELECTION: truncated")
-        hash_alg, size = _SEL_HEAD.unpack_from(data, pos)
-        pos += 3
+        try:
+            hash_alg, size = _SEL_HEAD.unpack_from(data, pos)
+        except struct.error:
+            raise _malformed(message="TPMS_PCR_SELECTION: truncated") from None
+        pos += _SEL_HEAD.size
         if not 1 <= size <= MAX_PCR_SELECT_BYTES or pos + size > len(data):
-            raise _malformed(f"TPMS_PCR_SELECTION: bad sizeofSelect {size}")
+            raise _malformed(message=f"TPMS_PCR_SELECTION: bad sizeofSelect {size}")
         banks.append(PcrSelection(hash_alg, _selected(data[pos : pos + size])))
         pos += size
     return tuple(banks), pos
@@ -197,8 +197,8 @@ def parse_pcr_selection(data: bytes) -> tuple[PcrSelection, ...]:
             (``attestation.evidence.malformed``).
     """
     banks, pos = _parse_selection(data, 0)
-    if pos != len(data):
-        raise _malformed("TPML_PCR_SELECTION: trailing bytes")
+    if pos < len(data):  # each read checked its own end
+        raise _malformed(message="TPML_PCR_SELECTION: trailing bytes")
     return banks
 
 
@@ -218,10 +218,11 @@ def parse_attest_quote(data: bytes, *, max_bytes: int) -> Attest:
             any other defect (too long, truncated, a size over its bound, trailing bytes).
     """
     if len(data) > max_bytes:
-        raise _malformed(f"TPMS_ATTEST over {max_bytes} bytes")
-    if len(data) < _HEADER.size:
-        raise _malformed("TPMS_ATTEST: truncated header")
-    magic, st = _HEADER.unpack_from(data, 0)
+        raise _malformed(message=f"TPMS_ATTEST over {max_bytes} bytes")
+    try:
+        magic, st = _HEADER.unpack_from(data, 0)
+    except struct.error:
+        raise _malformed(message="TPMS_ATTEST: truncated header") from None
     if magic != TPM_GENERATED_VALUE or st != TPM_ST_ATTEST_QUOTE:
         raise InvalidInput(
             f"the attestation structure is not a TPM quote (magic {magic:#010x}, type {st:#06x})",
@@ -230,15 +231,16 @@ def parse_attest_quote(data: bytes, *, max_bytes: int) -> Attest:
         )
     signer, pos = _tpm2b(data, _HEADER.size, MAX_NAME_BYTES, "qualifiedSigner")
     extra, pos = _tpm2b(data, pos, MAX_DATA_BYTES, "extraData")
-    if pos + _CLOCK.size > len(data):
-        raise _malformed("TPMS_ATTEST: truncated clockInfo")
-    clock, resets, restarts, safe, firmware = _CLOCK.unpack_from(data, pos)
+    try:
+        clock, resets, restarts, safe, firmware = _CLOCK.unpack_from(data, pos)
+    except struct.error:
+        raise _malformed(message="TPMS_ATTEST: truncated clockInfo") from None
     if safe > 1:
-        raise _malformed("TPMS_CLOCK_INFO: safe is not YES or NO")
+        raise _malformed(message="TPMS_CLOCK_INFO: safe is not YES or NO")
     banks, pos = _parse_selection(data, pos + _CLOCK.size)
     digest, pos = _tpm2b(data, pos, MAX_DIGEST_BYTES, "pcrDigest")
-    if pos != len(data):
-        raise _malformed("TPMS_ATTEST: trailing bytes")
+    if pos < len(data):  # each read checked its own end
+        raise _malformed(message="TPMS_ATTEST: trailing bytes")
     return Attest(
         qualified_signer=signer,
         extra_data=extra,
@@ -264,15 +266,16 @@ def parse_ecdsa_signature(data: bytes) -> EcdsaSignature:
         InvalidInput: Not an ECDSA signature, truncated, oversized or with trailing bytes
             (``attestation.evidence.malformed``).
     """
-    if len(data) < _SIG_HEAD.size:
-        raise _malformed("TPMT_SIGNATURE: truncated")
-    sig_alg, hash_alg = _SIG_HEAD.unpack_from(data, 0)
+    try:
+        sig_alg, hash_alg = _SIG_HEAD.unpack_from(data, 0)
+    except struct.error:
+        raise _malformed(message="TPMT_SIGNATURE: truncated") from None
     if sig_alg != TPM_ALG_ECDSA:
-        raise _malformed(f"TPMT_SIGNATURE: sigAlg {sig_alg:#06x} is not ECDSA")
+        raise _malformed(message=f"TPMT_SIGNATURE: sigAlg {sig_alg:#06x} is not ECDSA")
     r, pos = _tpm2b(data, _SIG_HEAD.size, MAX_ECC_PARAMETER_BYTES, "signatureR")
     s, pos = _tpm2b(data, pos, MAX_ECC_PARAMETER_BYTES, "signatureS")
-    if pos != len(data):
-        raise _malformed("TPMT_SIGNATURE: trailing bytes")
+    if pos < len(data):  # each read checked its own end
+        raise _malformed(message="TPMT_SIGNATURE: trailing bytes")
     return EcdsaSignature(hash_alg=hash_alg, r=int.from_bytes(r, "big"), s=int.from_bytes(s, "big"))
 
 

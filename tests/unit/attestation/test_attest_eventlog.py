@@ -35,31 +35,98 @@ def test_a_good_entry_parses() -> None:
     assert parse([{k: v for k, v in GOOD.items() if k != "detail"}])[0].detail == ""
 
 
-BAD: list[tuple[str, Any]] = [
-    ("not-a-list", {"pcr": 9}),
-    ("entry-not-object", [1]),
-    ("unknown-key", [{**GOOD, "extra": 1}]),
-    ("pcr-negative", [{**GOOD, "pcr": -1}]),
-    ("pcr-24", [{**GOOD, "pcr": 24}]),
-    ("pcr-bool", [{**GOOD, "pcr": True}]),
-    ("pcr-float", [{**GOOD, "pcr": 9.0}]),
-    ("digest-short", [{**GOOD, "digest": "ab" * 31}]),
-    ("digest-not-hex", [{**GOOD, "digest": "zz" * 32}]),
-    ("digest-with-spaces", [{**GOOD, "digest": "ab " * 21 + "a"}]),
-    ("digest-missing", [{k: v for k, v in GOOD.items() if k != "digest"}]),
-    ("type-empty", [{**GOOD, "type": ""}]),
-    ("component-missing", [{k: v for k, v in GOOD.items() if k != "component"}]),
-    ("detail-too-long", [{**GOOD, "detail": "x" * 257}]),
-    ("detail-not-string", [{**GOOD, "detail": 5}]),
-    ("too-many-entries", [GOOD] * 65),
+_PCR = "event log entry 0: 'pcr' must be an integer 0-23"
+_DIGEST = "event log entry 0: 'digest' must be 64 hex digits (SHA-256)"
+
+
+def _string(key: str) -> str:
+    return f"event log entry 0: '{key}' must be a string of 1-256 characters"
+
+
+def _without(key: str, **changes: object) -> dict[str, object]:
+    return {k: v for k, v in {**GOOD, **changes}.items() if k != key}
+
+
+# (id, log, the exact message): the message names the first rule the entry breaks.
+BAD: list[tuple[str, Any, str]] = [
+    ("not-a-list", {"pcr": 9}, "the event log is not a JSON array"),
+    ("not-a-list-int", 5, "the event log is not a JSON array"),
+    ("not-a-list-empty-dict", {}, "the event log is not a JSON array"),
+    ("entry-not-object", [1], "event log entry 0: not an object"),
+    ("unknown-key", [{**GOOD, "extra": 1}], "event log entry 0: unknown keys"),
+    ("unknown-key-replacing-detail", [_without("detail", x="")], "event log entry 0: unknown keys"),
+    ("digest-missing", [_without("digest")], "event log entry 0: 'digest' is required"),
+    ("pcr-negative", [{**GOOD, "pcr": -1}], _PCR),
+    ("pcr-24", [{**GOOD, "pcr": 24}], _PCR),
+    ("pcr-bool", [{**GOOD, "pcr": True}], _PCR),
+    ("pcr-float", [{**GOOD, "pcr": 9.0}], _PCR),
+    ("pcr-missing", [_without("pcr")], _PCR),
+    ("type-empty", [{**GOOD, "type": ""}], _string("type")),
+    ("type-missing", [_without("type")], _string("type")),
+    ("type-not-string", [{**GOOD, "type": 1}], _string("type")),
+    ("type-too-long", [{**GOOD, "type": "x" * 257}], _string("type")),
+    ("component-empty", [{**GOOD, "component": ""}], _string("component")),
+    ("component-missing", [_without("component")], _string("component")),
+    ("component-too-long", [{**GOOD, "component": "x" * 257}], _string("component")),
+    ("detail-too-long", [{**GOOD, "detail": "x" * 257}], _string("detail")),
+    ("detail-not-string", [{**GOOD, "detail": 5}], _string("detail")),
+    # Entries whose only fault is the digest: every other field is valid at its bound.
+    ("digest-short", [{**GOOD, "digest": "ab" * 31}], _DIGEST),
+    ("digest-long", [{**GOOD, "digest": "ab" * 33}], _DIGEST),
+    ("digest-not-hex", [{**GOOD, "digest": "zz" * 32}], _DIGEST),
+    ("digest-with-spaces", [{**GOOD, "digest": "ab " * 21 + "a"}], _DIGEST),
+    ("digest-whitespace-short", [{**GOOD, "digest": "ab" * 31 + "  "}], _DIGEST),
+    ("digest-not-string", [{**GOOD, "digest": 7}], _DIGEST),
+    ("digest-bad-pcr-0", [{**GOOD, "pcr": 0, "digest": "zz" * 32}], _DIGEST),
+    ("digest-bad-pcr-23", [{**GOOD, "pcr": 23, "digest": "zz" * 32}], _DIGEST),
+    ("digest-bad-detail-empty", [{**GOOD, "detail": "", "digest": "zz" * 32}], _DIGEST),
+    ("digest-bad-no-detail", [_without("detail", digest="zz" * 32)], _DIGEST),
+    (
+        "digest-bad-strings-at-bound",
+        [{**GOOD, "type": "t" * 256, "component": "c" * 256, "detail": "d" * 256, "digest": ""}],
+        _DIGEST,
+    ),
+    (
+        "second-entry",
+        [GOOD, {**GOOD, "type": ""}],
+        "event log entry 1: 'type' must be a string of 1-256 characters",
+    ),
+    ("too-many-entries", [GOOD] * 65, "the event log has 65 entries, over 64"),
 ]
 
 
-@pytest.mark.parametrize("value", [b[1] for b in BAD], ids=[b[0] for b in BAD])
-def test_bad_logs_are_refused(value: object) -> None:
+@pytest.mark.parametrize(("value", "message"), [b[1:] for b in BAD], ids=[b[0] for b in BAD])
+def test_bad_logs_are_refused_with_the_rule_they_break(value: object, message: str) -> None:
     with pytest.raises(InvalidInput) as info:
         parse(value)
     assert info.value.code == "attestation.evidence.malformed"
+    assert str(info.value) == message
+
+
+def test_every_field_at_its_bounds_parses() -> None:
+    low = {"pcr": 0, "type": "t", "digest": "00" * 32, "component": "c", "detail": ""}
+    high = {
+        "pcr": 23,
+        "type": "t" * 256,
+        "digest": "FF" * 32,
+        "component": "c" * 256,
+        "detail": "d" * 256,
+    }
+    assert parse([low, high]) == (
+        EventLogEntry(0, "t", bytes(32), "c", ""),
+        EventLogEntry(23, "t" * 256, b"\xff" * 32, "c" * 256, "d" * 256),
+    )
+
+
+def test_exactly_max_entries_parse() -> None:
+    assert parse([GOOD] * 64) == (parse([GOOD])[0],) * 64
+    assert parse([]) == ()
+
+
+def test_an_entry_made_without_detail_has_empty_detail() -> None:
+    entry = EventLogEntry(9, "EV_IPL", bytes(32), "image")
+    assert entry.detail == ""
+    assert eventlog_to_json([entry])[0]["detail"] == ""
 
 
 def test_extend_is_sha256_of_old_value_and_digest() -> None:
