@@ -161,7 +161,7 @@ def test_root_name_is_at_most_64_characters() -> None:
     error = _refusal(
         lambda: pki.make_root_ca(key=key, organization="o" * 57, now=NOW), "pki.name.invalid"
     )
-    assert "root name" in error.message
+    assert error.message.startswith("The root name must be 1 to 64 printable")
 
 
 def test_root_organization_is_checked() -> None:
@@ -169,7 +169,7 @@ def test_root_organization_is_checked() -> None:
     error = _refusal(
         lambda: pki.make_root_ca(key=key, organization="o" * 65, now=NOW), "pki.name.invalid"
     )
-    assert "organization" in error.message
+    assert error.message.startswith("The organization must be 1 to 64 printable")
 
 
 # --- intermediates -------------------------------------------------------------------------
@@ -219,7 +219,7 @@ def test_intermediate_refusals(h: Hierarchy) -> None:
     edwards = ed25519.Ed25519PrivateKey.generate().public_key()
     _refusal(lambda: issue(public_key=edwards), "pki.key_type")
     error = _refusal(lambda: issue(common_name=""), "pki.name.invalid")
-    assert "common name" in error.message
+    assert error.message.startswith("The common name must be 1 to 64 printable")
 
 
 # --- device certificates -------------------------------------------------------------------
@@ -284,13 +284,17 @@ def test_idevid_subject_carries_the_device_id_as_serial_number(
 def test_device_refusals(h: Hierarchy) -> None:
     _refusal(lambda: _ldevid(h, profile=pki.TLS_SERVER), "pki.profile.wrong")
     _refusal(lambda: _ldevid(h, profile=pki.DEVICE_CA), "pki.profile.wrong")
-    _refusal(lambda: _ldevid(h, device_id="Dev-ABCDEFGH"), "pki.device_id.invalid")
+    # Checked first: an id that x509 itself would refuse, or next to a refused key or model.
+    for bad_id in ("Dev-ABCDEFGH", "", "d" * 65):
+        _refusal(lambda i=bad_id: _ldevid(h, device_id=i), "pki.device_id.invalid")  # type: ignore[misc]
     edwards = ed25519.Ed25519PrivateKey.generate().public_key()
+    _refusal(lambda: _ldevid(h, device_id="x", public_key=edwards), "pki.device_id.invalid")
+    _refusal(lambda: _ldevid(h, device_id="x", model=""), "pki.device_id.invalid")
     _refusal(lambda: _ldevid(h, public_key=edwards), "pki.key_type")
     error = _refusal(lambda: _ldevid(h, model=""), "pki.name.invalid")
-    assert "model" in error.message
+    assert error.message.startswith("The model must be 1 to 64 printable")
     error = _refusal(lambda: _ldevid(h, organization="o" * 65), "pki.name.invalid")
-    assert "organization" in error.message
+    assert error.message.startswith("The organization must be 1 to 64 printable")
 
 
 # --- TLS server and service client certificates --------------------------------------------
@@ -346,7 +350,7 @@ def test_server_refusals(h: Hierarchy) -> None:
     edwards = ed25519.Ed25519PrivateKey.generate().public_key()
     _refusal(lambda: _server(h, public_key=edwards), "pki.key_type")
     error = _refusal(lambda: _server(h, common_name=" api"), "pki.name.invalid")
-    assert "common name" in error.message
+    assert error.message.startswith("The common name must be 1 to 64 printable")
 
 
 def test_service_certificate_has_exact_subject_validity_and_extensions(h: Hierarchy) -> None:
@@ -447,7 +451,7 @@ def test_fractions_of_a_second_are_dropped(h: Hierarchy) -> None:
 )
 def test_organization_refusals(h: Hierarchy, organization: str) -> None:
     error = _refusal(lambda: _ldevid(h, organization=organization), "pki.name.invalid")
-    assert "organization" in error.message
+    assert error.message.startswith("The organization must be 1 to 64 printable")
 
 
 def test_organization_of_64_characters_is_accepted(h: Hierarchy) -> None:
