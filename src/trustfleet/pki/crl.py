@@ -106,8 +106,8 @@ def build_crl(
     builder = (
         x509.CertificateRevocationListBuilder()
         .issuer_name(issuer.cert.subject)
-        .last_update(now.replace(microsecond=0))
-        .next_update(next_update.replace(microsecond=0))
+        .last_update(now)  # encoded in whole seconds
+        .next_update(next_update)
         .add_extension(_keys.authority_key_identifier(issuer.cert), critical=False)
         .add_extension(x509.CRLNumber(crl_number), critical=False)
     )
@@ -125,7 +125,7 @@ def _revoked_certificate(entry: RevokedEntry) -> x509.RevokedCertificate:
     builder = (
         x509.RevokedCertificateBuilder()
         .serial_number(entry.serial)
-        .revocation_date(entry.revoked_at.replace(microsecond=0))
+        .revocation_date(entry.revoked_at)
     )
     if entry.reason is not None and entry.reason is not x509.ReasonFlags.unspecified:
         builder = builder.add_extension(x509.CRLReason(entry.reason), critical=False)

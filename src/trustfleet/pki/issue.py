@@ -47,7 +47,6 @@ BACKDATE = timedelta(minutes=5)
 _MAX_NAME_CHARS = 64  # ub-common-name and ub-organization-name, RFC 5280 appendix A
 _DNS_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _DNS_NAME = re.compile(rf"(?=.{{1,253}}\Z)(?:{_DNS_LABEL}\.)*{_DNS_LABEL}")
-_IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _SERVICE_NAME = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 _SERVICE_CLIENT = CertificateProfile(
@@ -252,7 +251,7 @@ def issue_server_certificate(
     public_key: CertificatePublicKeyTypes,
     common_name: str,
     dns_names: Sequence[str],
-    ip_addresses: Sequence[_IpAddress],
+    ip_addresses: Sequence[ipaddress.IPv4Address | ipaddress.IPv6Address],
     now: datetime,
     validity: timedelta | None = None,
 ) -> x509.Certificate:
@@ -387,8 +386,8 @@ def _base_builder(
         .issuer_name(issuer_name)
         .public_key(public_key)
         .serial_number(new_serial())
-        .not_valid_before(not_before.replace(microsecond=0))
-        .not_valid_after(not_after.replace(microsecond=0))
+        .not_valid_before(not_before)  # encoded in whole seconds (RFC 5280 §4.1.2.5)
+        .not_valid_after(not_after)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
     )
 

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 
 from trustfleet.errors import InvalidInput
@@ -105,16 +105,15 @@ def respond(
     if not _is_our_issuer(request, issuer.cert):
         return _unsuccessful(ocsp.OCSPResponseStatus.UNAUTHORIZED)
     answer = lookup(request.serial_number)
-    this_update = now.replace(microsecond=0)
     builder = ocsp.OCSPResponseBuilder().add_response_by_hash(
         issuer_name_hash=request.issuer_name_hash,
         issuer_key_hash=request.issuer_key_hash,
         serial_number=request.serial_number,
         algorithm=request.hash_algorithm,
         cert_status=answer.status,
-        this_update=this_update,
-        next_update=this_update + validity,
-        revocation_time=answer.revoked_at.replace(microsecond=0) if answer.revoked_at else None,
+        this_update=now,  # the times are encoded in whole seconds
+        next_update=now + validity,
+        revocation_time=answer.revoked_at,
         revocation_reason=_reason(answer.reason),
     )
     builder = builder.responder_id(ocsp.OCSPResponderEncoding.HASH, issuer.cert)
@@ -177,24 +176,19 @@ def _parse(request_der: bytes, *, max_bytes: int) -> ocsp.OCSPRequest | None:
 
 
 def _is_our_issuer(request: ocsp.OCSPRequest, issuer_cert: x509.Certificate) -> bool:
+    public_key = issuer_cert.public_key()
+    if not isinstance(public_key, ec.EllipticCurvePublicKey):
+        return False  # CA keys are EC (see _keys.check_ca_key); nothing else can match
+    # The contents of the subjectPublicKey BIT STRING (RFC 6960 issuerKeyHash input).
+    key_bits = public_key.public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    )
     algorithm = request.hash_algorithm
     name_hash = _digest(algorithm, issuer_cert.subject.public_bytes())
-    key_hash = _digest(algorithm, _public_key_bits(issuer_cert))
+    key_hash = _digest(algorithm, key_bits)
     return hmac.compare_digest(name_hash, request.issuer_name_hash) and hmac.compare_digest(
         key_hash, request.issuer_key_hash
     )
-
-
-def _public_key_bits(cert: x509.Certificate) -> bytes:
-    """The contents of the subjectPublicKey BIT STRING (RFC 6960 issuerKeyHash input)."""
-    public_key = cert.public_key()
-    if isinstance(public_key, ec.EllipticCurvePublicKey):
-        return public_key.public_bytes(
-            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
-        )
-    if isinstance(public_key, rsa.RSAPublicKey):
-        return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.PKCS1)
-    return b""  # CA keys are EC (see _keys.check_ca_key); nothing else can match
 
 
 def _digest(algorithm: hashes.HashAlgorithm, data: bytes) -> bytes:
