@@ -491,7 +491,7 @@ def test_dictionary_of_exactly_the_bound_passes_one_more_is_corrupt(tmp_path: Pa
 
 def test_frame_length_bounds(tmp_path: Path) -> None:
     with _image(tmp_path) as image:
-        empty = _segment(5, [], b"", frame_len=0)
+        empty = _segment(5, [(0, 4)], b"", frame_len=0)
         assert _refused(image, empty, room=5) == fmt.SEGMENT.size
         over = _segment(5, [(0, 4)], b"", frame_len=fmt.MAX_FRAME_BYTES + 1)
         assert _refused(image, over, room=5) == fmt.SEGMENT.size
