@@ -19,7 +19,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Final, Literal
+from typing import Final, Literal, get_args
 
 from trustfleet.errors import InvalidInput
 
@@ -64,27 +64,9 @@ DeviceUpdateState = Literal[
     "timed_out",
 ]
 
-CAMPAIGN_STATES: Final[tuple[CampaignState, ...]] = (
-    "running",
-    "paused",
-    "aborted",
-    "halted",
-    "completed",
-)
-DEVICE_UPDATE_STATES: Final[tuple[DeviceUpdateState, ...]] = (
-    "pending",
-    "notified",
-    "checking",
-    "downloading",
-    "installing",
-    "rebooting",
-    "committed",
-    "up_to_date",
-    "failed",
-    "rolled_back",
-    "refused",
-    "timed_out",
-)
+CAMPAIGN_STATES: Final[tuple[CampaignState, ...]] = get_args(CampaignState)
+DEVICE_UPDATE_STATES: Final[tuple[DeviceUpdateState, ...]] = get_args(DeviceUpdateState)
+"""The states of a device's row, in the order of the Literal (progress first)."""
 REPORT_STATES: Final = frozenset(DEVICE_UPDATE_STATES) - {"pending", "notified", "timed_out"}
 """What a device may report on ``ota/status`` (docs/ota.md)."""
 IN_FLIGHT_STATES: Final = frozenset(
@@ -93,14 +75,7 @@ IN_FLIGHT_STATES: Final = frozenset(
 SUCCESS_STATES: Final = frozenset({"committed", "up_to_date"})
 FAILURE_STATES: Final = frozenset({"failed", "rolled_back", "refused", "timed_out"})
 FINISHED_STATES: Final = SUCCESS_STATES | FAILURE_STATES
-_PROGRESS_ORDER: Final = (
-    "pending",
-    "notified",
-    "checking",
-    "downloading",
-    "installing",
-    "rebooting",
-)
+_PROGRESS_ORDER: Final = tuple(s for s in DEVICE_UPDATE_STATES if s not in FINISHED_STATES)
 """The unfinished states in the order a device goes through them."""
 
 EXCLUDING_CODES: Final = frozenset({"ota.no_boot_chain"})
