@@ -122,10 +122,10 @@ def open_old(old: Path, *, header: Header) -> Iterator[OldImage]:
         os.close(fd)
 
 
-def _read_exact(stream: BinaryIO, size: int, what: str) -> bytes:
+def _read_exact(stream: BinaryIO, size: int, *, message: str) -> bytes:
     data = stream.read(size)
     if len(data) != size:
-        raise corrupt(message=f"the delta is truncated (in {what})")
+        raise corrupt(message=message)
     return data
 
 
@@ -150,10 +150,8 @@ class Decompressor:
             raise corrupt(message="a zstd frame does not declare its segment's size and checksum")
         if params.window_size > MAX_WINDOW_BYTES:
             raise corrupt(message=f"a zstd frame asks for a {params.window_size}-byte window")
-        data = dctx.decompress(frame, max_output_size=size)
-        if len(data) != size:
-            raise corrupt(message="a zstd frame decompressed to the wrong size")
-        return data
+        # libzstd refuses (ZstdError) a frame whose output is not its declared content size
+        return dctx.decompress(frame, max_output_size=size)
 
 
 def copy_segment(
@@ -176,7 +174,7 @@ def _apply_segment(
     image: OldImage, delta: BinaryIO, decompressor: Decompressor, *, room: int
 ) -> bytes:
     new_len, extent_count, frame_len = SEGMENT.unpack(
-        _read_exact(delta, SEGMENT.size, "a segment header")
+        _read_exact(delta, SEGMENT.size, message="the delta is truncated (in a segment header)")
     )
     if not 0 < new_len <= min(room, MAX_SEGMENT_BYTES):
         raise corrupt(message=f"a segment of {new_len} bytes is out of bounds")
@@ -185,12 +183,14 @@ def _apply_segment(
             message=f"a segment's {extent_count} extents or {frame_len}-byte frame "
             "exceed the bounds"
         )
-    raw = _read_exact(delta, extent_count * EXTENT.size, "the extents")
+    raw = _read_exact(
+        delta, extent_count * EXTENT.size, message="the delta is truncated (in the extents)"
+    )
     extents = [EXTENT.unpack_from(raw, i * EXTENT.size) for i in range(extent_count)]
     if sum(length for _, length in extents) > MAX_DICT_BYTES:
         raise corrupt(message="a segment's dictionary is larger than the bound")
     dctx = decompressor.for_dictionary(image.read_extents(extents))  # the buffer dies here
-    frame = _read_exact(delta, frame_len, "a zstd frame")
+    frame = _read_exact(delta, frame_len, message="the delta is truncated (in a zstd frame)")
     if frame_length(frame) != frame_len:
         raise corrupt(message="a zstd frame is followed by garbage")
     try:

@@ -266,6 +266,20 @@ def test_extent_outside_the_old_image_is_corrupt(
         _corrupt(image.read_extents, extents)
 
 
+def test_short_reads_continue_at_the_right_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = os.preadv
+
+    def three_bytes_at_a_time(fd: int, buffers: list[memoryview], offset: int) -> int:
+        return real(fd, [buffers[0][:3]], offset)
+
+    with _image(tmp_path) as image:
+        monkeypatch.setattr(os, "preadv", three_bytes_at_a_time)
+        got = image.read_extents([(100, 10), (7, 4), (3000, 8)])
+    assert got == bytearray(OLD[100:110] + OLD[7:11] + OLD[3000:3008])
+
+
 def test_old_image_that_shrank_is_base_changed(tmp_path: Path) -> None:
     path = tmp_path / "old.bin"
     path.write_bytes(OLD)
@@ -463,6 +477,21 @@ def test_segment_of_exactly_the_bound_passes_one_more_is_corrupt(tmp_path: Path)
         assert _apply(image, blob, room=4 * MIB)[:2] == (2 * MIB, data)
         over = _segment(2 * MIB + 1, [], _frame(data + b"\0"))
         assert _refused(image, over, room=4 * MIB) == fmt.SEGMENT.size
+
+
+def test_one_byte_segment_and_one_byte_frame_pass_the_bounds(tmp_path: Path) -> None:
+    with _image(tmp_path) as image:
+        assert _apply(image, _segment(1, [(0, 1)], _frame(OLD[:1], OLD[:1])), room=1)[1] == OLD[:1]
+        one_byte_frame = _segment(5, [(0, 4)], b"x")  # within the bounds, then not a frame
+        assert _refused(image, one_byte_frame, room=5) == fmt.SEGMENT.size + fmt.EXTENT.size + 1
+
+
+def test_frame_shorter_than_its_declared_size_is_corrupt(tmp_path: Path) -> None:
+    frame = bytearray(_frame(b"abcd"))  # single segment: content size at byte 5, checksum kept
+    assert (frame[4], frame[5]) == (0x24, 4)
+    frame[5] = 5
+    with _image(tmp_path) as image:
+        _refused(image, _segment(5, [], bytes(frame)), room=5)
 
 
 def test_empty_segment_is_corrupt(tmp_path: Path) -> None:
