@@ -129,7 +129,15 @@ def test_possible_segment_counts_pass(count: int, length: int) -> None:
 
 @pytest.mark.parametrize(
     ("count", "length"),
-    [(1, 0), (8, 7), (0, 1), (1, 2 * MIB + 1), (2, 6 * MIB), (2, 4 * MIB + 1)],
+    [
+        (1, 0),
+        (8, 7),
+        (0, 1),
+        (1, 2 * MIB + 1),
+        (2, 6 * MIB),
+        (2, 4 * MIB + 1),
+        (1 << 42, (1 << 63) + 1),  # exact integer ceil: a float would round the +1 away
+    ],
 )
 def test_impossible_segment_counts_are_corrupt(count: int, length: int) -> None:
     _corrupt(_header(segment_count=count, new_length=length).check_segment_count)
