@@ -46,7 +46,7 @@ class OldImage:
 
     def read(self, offset: int, length: int) -> bytes:
         if offset < 0 or length < 0 or offset + length > self.length:
-            raise corrupt(f"an extent [{offset}, +{length}) lies outside the old image")
+            raise corrupt(message=f"an extent [{offset}, +{length}) lies outside the old image")
         data = os.pread(self.fd, length, offset)
         if len(data) != length:
             raise _base_changed()
@@ -55,19 +55,20 @@ class OldImage:
     def read_extents(self, extents: list[tuple[int, int]]) -> bytearray:
         """The extents, concatenated into one buffer (no intermediate copies)."""
         buffer = bytearray(sum(length for _, length in extents))
-        view = memoryview(buffer)
-        at = 0
-        for offset, length in extents:
-            if offset < 0 or offset + length > self.length:
-                raise corrupt(f"an extent [{offset}, +{length}) lies outside the old image")
-            got = 0
-            while got < length:
-                n = os.preadv(self.fd, [view[at + got : at + length]], offset + got)
-                if n <= 0:
-                    raise _base_changed()
-                got += n
-            at += length
-        view.release()
+        with memoryview(buffer) as view:
+            at = 0
+            for offset, length in extents:
+                if offset < 0 or offset + length > self.length:
+                    raise corrupt(
+                        message=f"an extent [{offset}, +{length}) lies outside the old image"
+                    )
+                got = 0
+                while got < length:
+                    n = os.preadv(self.fd, [view[at + got : at + length]], offset + got)
+                    if n <= 0:
+                        raise _base_changed()
+                    got += n
+                at += length
         return buffer
 
     def sha256(self) -> bytes:
@@ -121,10 +122,10 @@ def open_old(old: Path, *, header: Header) -> Iterator[OldImage]:
         os.close(fd)
 
 
-def _read_exact(stream: BinaryIO, size: int, what: str) -> bytes:
+def _read_exact(stream: BinaryIO, size: int, *, message: str) -> bytes:
     data = stream.read(size)
     if len(data) != size:
-        raise corrupt(f"the delta is truncated (in {what})")
+        raise corrupt(message=message)
     return data
 
 
@@ -146,13 +147,11 @@ class Decompressor:
         """The frame's content, which must be exactly ``size`` bytes."""
         params = zstandard.get_frame_parameters(frame)
         if params.content_size != size or params.dict_id != 0 or not params.has_checksum:
-            raise corrupt("a zstd frame does not declare its segment's size and checksum")
+            raise corrupt(message="a zstd frame does not declare its segment's size and checksum")
         if params.window_size > MAX_WINDOW_BYTES:
-            raise corrupt(f"a zstd frame asks for a {params.window_size}-byte window")
-        data = dctx.decompress(frame, max_output_size=size)
-        if len(data) != size:
-            raise corrupt("a zstd frame decompressed to the wrong size")
-        return data
+            raise corrupt(message=f"a zstd frame asks for a {params.window_size}-byte window")
+        # libzstd refuses (ZstdError) a frame whose output is not its declared content size
+        return dctx.decompress(frame, max_output_size=size)
 
 
 def copy_segment(
@@ -175,23 +174,26 @@ def _apply_segment(
     image: OldImage, delta: BinaryIO, decompressor: Decompressor, *, room: int
 ) -> bytes:
     new_len, extent_count, frame_len = SEGMENT.unpack(
-        _read_exact(delta, SEGMENT.size, "a segment header")
+        _read_exact(delta, SEGMENT.size, message="the delta is truncated (in a segment header)")
     )
     if not 0 < new_len <= min(room, MAX_SEGMENT_BYTES):
-        raise corrupt(f"a segment of {new_len} bytes is out of bounds")
+        raise corrupt(message=f"a segment of {new_len} bytes is out of bounds")
     if extent_count > MAX_EXTENTS or not 0 < frame_len <= MAX_FRAME_BYTES:
         raise corrupt(
-            f"a segment's {extent_count} extents or {frame_len}-byte frame exceed the bounds"
+            message=f"a segment's {extent_count} extents or {frame_len}-byte frame "
+            "exceed the bounds"
         )
-    raw = _read_exact(delta, extent_count * EXTENT.size, "the extents")
+    raw = _read_exact(
+        delta, extent_count * EXTENT.size, message="the delta is truncated (in the extents)"
+    )
     extents = [EXTENT.unpack_from(raw, i * EXTENT.size) for i in range(extent_count)]
     if sum(length for _, length in extents) > MAX_DICT_BYTES:
-        raise corrupt("a segment's dictionary is larger than the bound")
+        raise corrupt(message="a segment's dictionary is larger than the bound")
     dctx = decompressor.for_dictionary(image.read_extents(extents))  # the buffer dies here
-    frame = _read_exact(delta, frame_len, "a zstd frame")
+    frame = _read_exact(delta, frame_len, message="the delta is truncated (in a zstd frame)")
     if frame_length(frame) != frame_len:
-        raise corrupt("a zstd frame is followed by garbage")
+        raise corrupt(message="a zstd frame is followed by garbage")
     try:
         return decompressor.decompress(dctx, frame, size=new_len)
     except zstandard.ZstdError as exc:
-        raise corrupt(f"a zstd frame does not decompress: {exc}") from exc
+        raise corrupt(message=f"a zstd frame does not decompress: {exc}") from exc

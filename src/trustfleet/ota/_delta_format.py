@@ -96,12 +96,12 @@ class Header:
                 (code ``ota.delta.corrupt``).
         """
         if len(raw) != HEADER.size:
-            raise corrupt("the delta is shorter than its header")
+            raise corrupt(message="the delta is shorter than its header")
         magic, version, flags, old_len, new_len, old_sha, new_sha, count = HEADER.unpack(raw)
         if magic != MAGIC:
-            raise corrupt("the file is not a TrustFleet delta (bad magic)")
+            raise corrupt(message="the file is not a TrustFleet delta (bad magic)")
         if version != FORMAT_VERSION or flags != 0:
-            raise corrupt(f"unsupported delta format version {version} (flags {flags:#x})")
+            raise corrupt(message=f"unsupported delta format version {version} (flags {flags:#x})")
         return cls(old_len, new_len, old_sha, new_sha, count)
 
     def check_segment_count(self) -> None:
@@ -112,11 +112,11 @@ class Header:
         """
         count, length = self.segment_count, self.new_length
         if count > length or count < -(-length // MAX_SEGMENT_BYTES):
-            raise corrupt(f"{count} segments cannot rebuild {length} bytes")
+            raise corrupt(message=f"{count} segments cannot rebuild {length} bytes")
 
 
 def corrupt(message: str) -> VerificationFailed:
-    """The one error of a malformed, truncated or hostile delta."""
+    """The one error of a malformed, truncated or hostile delta (``message`` is text only)."""
     return VerificationFailed(
         message,
         hint="the delta is damaged or forged; download the full image instead",
@@ -134,17 +134,16 @@ def frame_length(frame: bytes) -> int:
         params = zstandard.get_frame_parameters(frame)
         pos = zstandard.frame_header_size(frame)
     except zstandard.ZstdError as exc:
-        raise corrupt(f"bad zstd frame header: {exc}") from exc
+        raise corrupt(message=f"bad zstd frame header: {exc}") from exc
     while True:
-        if pos + _BLOCK_HEADER > len(frame):
-            raise corrupt("a zstd frame ends inside a block header")
+        # a block header cut short still moves pos past the end: refused below
         value = int.from_bytes(frame[pos : pos + _BLOCK_HEADER], "little")
         last, kind, size = value & 1, (value >> 1) & 3, value >> 3
         if kind == _RESERVED_BLOCK:
-            raise corrupt("a zstd frame has a reserved block type")
+            raise corrupt(message="a zstd frame has a reserved block type")
         pos += _BLOCK_HEADER + (1 if kind == _RLE_BLOCK else size)
         if pos > len(frame):
-            raise corrupt("a zstd frame ends inside a block")
+            raise corrupt(message="a zstd frame ends inside a block")
         if last:
             break
     return pos + (4 if params.has_checksum else 0)

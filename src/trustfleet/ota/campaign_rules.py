@@ -19,7 +19,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Final, Literal
+from typing import Final, Literal, get_args
 
 from trustfleet.errors import InvalidInput
 
@@ -64,27 +64,9 @@ DeviceUpdateState = Literal[
     "timed_out",
 ]
 
-CAMPAIGN_STATES: Final[tuple[CampaignState, ...]] = (
-    "running",
-    "paused",
-    "aborted",
-    "halted",
-    "completed",
-)
-DEVICE_UPDATE_STATES: Final[tuple[DeviceUpdateState, ...]] = (
-    "pending",
-    "notified",
-    "checking",
-    "downloading",
-    "installing",
-    "rebooting",
-    "committed",
-    "up_to_date",
-    "failed",
-    "rolled_back",
-    "refused",
-    "timed_out",
-)
+CAMPAIGN_STATES: Final[tuple[CampaignState, ...]] = get_args(CampaignState)
+DEVICE_UPDATE_STATES: Final[tuple[DeviceUpdateState, ...]] = get_args(DeviceUpdateState)
+"""The states of a device's row, in the order of the Literal (progress first)."""
 REPORT_STATES: Final = frozenset(DEVICE_UPDATE_STATES) - {"pending", "notified", "timed_out"}
 """What a device may report on ``ota/status`` (docs/ota.md)."""
 IN_FLIGHT_STATES: Final = frozenset(
@@ -93,15 +75,8 @@ IN_FLIGHT_STATES: Final = frozenset(
 SUCCESS_STATES: Final = frozenset({"committed", "up_to_date"})
 FAILURE_STATES: Final = frozenset({"failed", "rolled_back", "refused", "timed_out"})
 FINISHED_STATES: Final = SUCCESS_STATES | FAILURE_STATES
-_RANK: Final[dict[str, int]] = {
-    "pending": 0,
-    "notified": 1,
-    "checking": 2,
-    "downloading": 3,
-    "installing": 4,
-    "rebooting": 5,
-    **dict.fromkeys(FINISHED_STATES, 6),
-}
+_PROGRESS_ORDER: Final = tuple(s for s in DEVICE_UPDATE_STATES if s not in FINISHED_STATES)
+"""The unfinished states in the order a device goes through them."""
 
 EXCLUDING_CODES: Final = frozenset({"ota.no_boot_chain"})
 """Refusal codes that say a device cannot take any update (not that this update failed): such
@@ -115,10 +90,6 @@ _DURATION = re.compile(r"([0-9]{1,9})([smhd]?)")
 _UNIT_S: Final = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def _bad(message: str, *, hint: str, code: str) -> InvalidInput:
-    return InvalidInput(message, hint=hint, code=code)
-
-
 def check_waves(waves: Sequence[float]) -> tuple[float, ...]:
     """Return the waves if they are 1 to 20 strictly increasing percentages ending at 100.
 
@@ -128,18 +99,20 @@ def check_waves(waves: Sequence[float]) -> tuple[float, ...]:
     hint = "give cumulative percentages ending at 100, e.g. 1,10,50,100%"
     values = tuple(float(w) for w in waves)
     if not 1 <= len(values) <= MAX_WAVES:
-        raise _bad(f"a campaign has 1 to {MAX_WAVES} waves", hint=hint, code="campaign.waves")
+        raise InvalidInput(
+            f"a campaign has 1 to {MAX_WAVES} waves", hint=hint, code="campaign.waves"
+        )
     previous = 0.0
     for value in values:
-        if not math.isfinite(value) or not previous < value <= 100:
-            raise _bad(
-                "waves must be strictly increasing percentages above 0 and at most 100",
+        if not previous < value:  # NaN fails too
+            raise InvalidInput(
+                "waves must be strictly increasing percentages above 0",
                 hint=hint,
                 code="campaign.waves",
             )
         previous = value
-    if values[-1] != 100:
-        raise _bad("the last wave must be 100%", hint=hint, code="campaign.waves")
+    if values[-1] != 100:  # with the above: every wave is in (0, 100]
+        raise InvalidInput("the last wave must be 100%", hint=hint, code="campaign.waves")
     return values
 
 
@@ -151,12 +124,13 @@ def parse_waves(text: str) -> tuple[float, ...]:
     """
     hint = "give cumulative percentages ending at 100, e.g. --waves 1,10,50,100%"
     if len(text) > _MAX_INPUT_CHARS:
-        raise _bad("the wave list is too long", hint=hint, code="campaign.waves")
+        raise InvalidInput("the wave list is too long", hint=hint, code="campaign.waves")
     try:
         values = [float(part.strip().removesuffix("%")) for part in text.split(",")]
     except ValueError as exc:
-        message = f"'{text}' is not a list of percentages"
-        raise _bad(message, hint=hint, code="campaign.waves") from exc
+        raise InvalidInput(
+            f"'{text}' is not a list of percentages", hint=hint, code="campaign.waves"
+        ) from exc
     return check_waves(values)
 
 
@@ -171,11 +145,13 @@ def parse_rate(text: str) -> float:
     try:
         value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
     except ValueError as exc:
-        raise _bad(f"'{raw}' is not a failure rate", hint=hint, code="campaign.rate") from exc
-    if not math.isfinite(value) or not 0 <= value <= 1:
+        raise InvalidInput(
+            f"'{raw}' is not a failure rate", hint=hint, code="campaign.rate"
+        ) from exc
+    if not 0 <= value <= 1:  # NaN and infinities fail too
         if not raw.endswith("%") and 1 < value <= 100:
             hint = f"a bare number is a fraction from 0 to 1; for percent write {raw}%"
-        raise _bad(f"'{raw}' is not a rate from 0 to 100%", hint=hint, code="campaign.rate")
+        raise InvalidInput(f"'{raw}' is not a rate from 0 to 100%", hint=hint, code="campaign.rate")
     return value
 
 
@@ -188,10 +164,10 @@ def parse_duration(text: str) -> int:
     hint = "use a number with s, m, h or d, e.g. 30m"
     match = _DURATION.fullmatch(text.strip())
     if match is None:
-        raise _bad(f"'{text[:40]}' is not a duration", hint=hint, code="campaign.duration")
+        raise InvalidInput(f"'{text[:40]}' is not a duration", hint=hint, code="campaign.duration")
     seconds = int(match.group(1)) * _UNIT_S[match.group(2)]
     if not MIN_DEVICE_TIMEOUT_S <= seconds <= MAX_DEVICE_TIMEOUT_S:
-        raise _bad("a device timeout is 1 s to 7 days", hint=hint, code="campaign.duration")
+        raise InvalidInput("a device timeout is 1 s to 7 days", hint=hint, code="campaign.duration")
     return seconds
 
 
@@ -211,7 +187,7 @@ def plan_waves(device_count: int, waves: Sequence[float]) -> tuple[int, ...]:
     counts: list[int] = []
     previous = 0
     for percent in check_waves(waves):
-        share = Fraction(percent).limit_denominator(10**6) * device_count / 100
+        share = Fraction(str(percent)) * device_count / 100  # the decimal the user wrote
         target = max(math.ceil(share), previous + 1)
         previous = min(device_count, target)
         counts.append(previous)
@@ -242,7 +218,9 @@ def may_move(current: str, reported: str) -> bool:
         return reported in FINISHED_STATES and reported != "timed_out"
     if current in FINISHED_STATES:
         return False
-    return _RANK[reported] >= _RANK[current]
+    if reported in FINISHED_STATES:
+        return True
+    return _PROGRESS_ORDER.index(reported) >= _PROGRESS_ORDER.index(current)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -26,9 +26,8 @@ def parse_version(text: str) -> Version:
     """
     match = _VERSION.fullmatch(text) if isinstance(text, str) else None
     if match is None:
-        shown = str(text)[:40]
         raise InvalidInput(
-            f"'{shown}' is not a release version",
+            f"'{str(text)[:40]}' is not a release version",
             hint="use MAJOR.MINOR.PATCH with digits only, e.g. 2.1.0",
             code="ota.version.invalid",
         )
