@@ -94,23 +94,21 @@ def load_body(payload: bytes, limits: IngestLimits) -> dict[str, Any]:
         raise InvalidInput("payload is not UTF-8 JSON", code="ingest.not_json") from exc
     if not isinstance(body, dict):
         raise InvalidInput("payload is not a JSON object", code="ingest.not_object")
-    brackets = payload.count(b"{") + payload.count(b"[")  # fast bound on the nesting depth
-    if brackets > limits.max_json_depth and _depth_over(body, limits.max_json_depth):
-        raise InvalidInput(
-            f"payload nests deeper than {limits.max_json_depth} levels", code="ingest.too_deep"
-        )
+    _check_depth(body, limits.max_json_depth)
     return body
 
 
-def _depth_over(body: dict[str, Any], max_depth: int) -> bool:
+def _check_depth(body: dict[str, Any], max_depth: int) -> None:
+    """Refuse ``body`` if it nests deeper than ``max_depth`` (``ingest.too_deep``)."""
     stack: list[tuple[dict[str, Any] | list[Any], int]] = [(body, 1)]
     while stack:  # iterative: a deep payload cannot exhaust the interpreter's stack here
         value, depth = stack.pop()
         if depth > max_depth:
-            return True
+            raise InvalidInput(
+                f"payload nests deeper than {max_depth} levels", code="ingest.too_deep"
+            )
         children = value.values() if isinstance(value, dict) else value
         stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
-    return False
 
 
 def parse_ts(value: object, *, now: datetime, limits: IngestLimits) -> datetime:
