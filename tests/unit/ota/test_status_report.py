@@ -83,13 +83,19 @@ def test_text_of_1_and_of_256_characters_is_accepted(name: str) -> None:
 @pytest.mark.parametrize("name", ["campaign", "reason", "code"])
 @pytest.mark.parametrize(
     "value",
-    ["", "y" * (MAX_REPORT_TEXT_CHARS + 1), "a\x00b", "\ud800", 7, b"bytes", ["x"]],
-    ids=["empty", "257-chars", "nul", "lone-surrogate", "int", "bytes", "list"],
+    ["", "y" * (MAX_REPORT_TEXT_CHARS + 1), "a\x00b", "\ud800", "a\udfff", 7, b"bytes", ["x"]],
+    ids=["empty", "257-chars", "nul", "high-surrogate", "low-surrogate", "int", "bytes", "list"],
 )
 def test_text_that_is_empty_too_long_nul_unstorable_or_not_a_string_is_refused(
     name: str, value: object
 ) -> None:
     _refused(**{name: value})
+
+
+@pytest.mark.parametrize("name", ["campaign", "reason", "code"])
+def test_text_beyond_the_basic_plane_is_accepted(name: str) -> None:
+    text = "\U0001f600 \ud7ff\ue000 \U0010ffff"  # around the surrogate block
+    assert getattr(parse_ota_status({"state": "failed", name: text}), name) == text
 
 
 @pytest.mark.parametrize("name", ["version", "from_version"])
