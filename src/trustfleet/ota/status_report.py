@@ -21,6 +21,8 @@ MAX_REPORT_TEXT_CHARS: Final = 256
 MAX_REPORT_NUMBER: Final = 2**63 - 1
 """Bound on ``bytes`` and ``total``."""
 _VERSION = re.compile(r"(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+"""What no database can store, and UTF-8 cannot encode (a JSON escape can spell it)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -85,21 +87,12 @@ def _text(body: Mapping[str, Any], name: str) -> str | None:
         not isinstance(value, str)
         or not 0 < len(value) <= MAX_REPORT_TEXT_CHARS
         or "\x00" in value
-        or not _storable(value)
+        or _SURROGATE.search(value) is not None
     ):
         raise InvalidInput(
             f"'{name}' must be 1 to {MAX_REPORT_TEXT_CHARS} characters", code="ingest.field"
         )
     return value
-
-
-def _storable(value: str) -> bool:
-    """Whether a database can hold it (a JSON escape can spell a lone surrogate)."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _version(body: Mapping[str, Any], name: str) -> str | None:

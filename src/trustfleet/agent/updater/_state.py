@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from trustfleet.agent.platform._files import read_json, write_json
-from trustfleet.agent.platform.bootenv import Slot
+from trustfleet.agent.platform.bootenv import SLOTS, Slot
 from trustfleet.errors import InvalidInput
 from trustfleet.ota.versions import parse_version
 
@@ -103,5 +103,5 @@ def _parse(doc: dict[str, Any]) -> OtaState | None:
         parse_version(state.installed_version)
     except (TypeError, InvalidInput):  # a missing or wrong field: start fresh
         return None
-    slots_ok = {state.target_slot, state.from_slot} <= {None, "a", "b"}
+    slots_ok = {state.target_slot, state.from_slot}.issubset((None, *SLOTS))
     return state if slots_ok else None

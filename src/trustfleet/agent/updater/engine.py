@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from trustfleet.agent._tpmhooks import reseal_for
-from trustfleet.agent.platform.bootenv import BootEnv, other_slot
+from trustfleet.agent.platform.bootenv import BootEnv, Slot, other_slot
 from trustfleet.agent.platform.bootloader import (
     BootResult,
     fused_boot_key,
@@ -254,7 +254,7 @@ class UpdateEngine:
             from_slot=active,
             delta=delta is not None,
         )
-        if delta is None or not self._try_delta(repo, manifest, delta):
+        if delta is None or not self._try_delta(repo, manifest, delta, target):
             image = matching_target(
                 repo,
                 manifest.image.target,
@@ -266,7 +266,7 @@ class UpdateEngine:
             write_image(
                 self._slots, target, source=source, image=manifest.image, faults=self._faults
             )
-        self._complete_slot(manifest, data)
+        self._complete_slot(manifest, data, target)
         self._move("installed")
         # Sealed storage: the data key must also open in the new slot's boot (docs/attestation.md).
         current = self._slots.manifest_bytes(self._boot.slot, max_bytes=MAX_MANIFEST_BYTES)
@@ -286,14 +286,16 @@ class UpdateEngine:
         active = parse_manifest(data)  # verified by the bootloader at this boot
         return manifest.delta_from(active.version, active.image.sha256)
 
-    def _try_delta(self, repo: Repository, manifest: ReleaseManifest, delta: DeltaRef) -> bool:
+    def _try_delta(
+        self, repo: Repository, manifest: ReleaseManifest, delta: DeltaRef, target: Slot
+    ) -> bool:
         try:
-            target = matching_target(repo, delta.target, length=delta.length, sha256=delta.sha256)
-            source = repo.download(target)
+            found = matching_target(repo, delta.target, length=delta.length, sha256=delta.sha256)
+            source = repo.download(found)
             self._move("installing", delta=True)
             write_delta(
                 self._slots,
-                self._state.target_slot or other_slot(self._boot.slot),
+                target,
                 old_image=self._slots.image_path(self._boot.slot),
                 delta_file=source,
                 image=manifest.image,
@@ -311,8 +313,7 @@ class UpdateEngine:
             return False
         return True
 
-    def _complete_slot(self, manifest: ReleaseManifest, data: bytes) -> None:
-        slot = self._state.target_slot or other_slot(self._boot.slot)
+    def _complete_slot(self, manifest: ReleaseManifest, data: bytes, slot: Slot) -> None:
         self._slots.complete(slot, manifest=data)
         key = fused_boot_key(self._layout.directory, self._fuses)
         verdict = verify_slot(self._slots, slot, fuses=self._fuses, boot_key_pem=key)
