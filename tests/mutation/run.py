@@ -336,15 +336,15 @@ def _select(targets: list[Target], *, fast: bool, names: Sequence[str]) -> list[
 def _markdown(reports: Sequence[ModuleReport], command: str) -> str:
     out = [
         "| module | mutants | text only | equivalent | scored | killed | survived "
-        "| not covered | score |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| not covered | score | time |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in reports:
         out.append(
             f"| {r.path.removeprefix('src/trustfleet/')} | {len(r.outcomes)} "
             f"| {r.count('excluded')} | {r.count('equivalent')} | {r.scored} "
             f"| {r.count('killed', 'timeout')} | {r.count('survived')} "
-            f"| {r.count('not-covered')} | {r.score:.1f} % |"
+            f"| {r.count('not-covered')} | {r.score:.1f} % | {r.elapsed_s:.0f} s |"
         )
     out += ["", f"Made by `{command}`.", ""]
     survivors = [(r, o) for r in reports for o in r.outcomes if o.status in SURVIVING]
@@ -429,7 +429,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         disable=args.json,
     ) as progress:
         for t in chosen:
-            reports.append(mutate_module(t, rules, equivalents, jobs=args.jobs, progress=progress))
+            report = mutate_module(t, rules, equivalents, jobs=args.jobs, progress=progress)
+            reports.append(report)
+            if not console.is_terminal and not args.json:  # a log: one line per module
+                console.print(
+                    f"{t.path}: {report.count('killed', 'timeout')}/{report.scored} killed "
+                    f"({report.score:.1f} %) in {report.elapsed_s:.0f} s",
+                    markup=False,
+                    soft_wrap=True,
+                )
     command = "python tests/mutation/run.py " + " ".join(argv or sys.argv[1:])
     if args.report:
         _write_report(args.report, _markdown(reports, command.strip()))
