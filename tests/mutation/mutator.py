@@ -31,8 +31,8 @@ import hashlib
 import io
 import re
 import tokenize
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 __all__ = ["Mutant", "TextRules", "mutants"]
 
@@ -147,15 +147,8 @@ def mutants(source: str, rules: TextRules | None = None) -> list[Mutant]:
     for m in found:
         n = counts.get(m.key, 0)
         counts[m.key] = n + 1
-        unique.append(_with_key(m, f"{m.key} #{n}"))
+        unique.append(replace(m, key=f"{m.key} #{n}"))
     return unique
-
-
-def _with_key(m: Mutant, key: str) -> Mutant:
-    return Mutant(
-        key, m.line, m.start, m.end, m.original, m.replacement, m.operator, m.scope, m.end_line,
-        m.rule,
-    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -527,8 +520,3 @@ def _is_type_alias(value: ast.expr) -> bool:
     if isinstance(value, ast.Subscript):
         return _name_of(value.value) in {"Literal", "Union", "Optional", "Callable", "Annotated"}
     return False
-
-
-def iter_lines(mutant: Mutant) -> Iterator[int]:
-    """The source lines a mutant touches."""
-    yield from range(mutant.line, mutant.end_line + 1)

@@ -108,6 +108,21 @@ class ModuleReport:
         killed = self.count("killed", "timeout")
         return 100.0 * killed / self.scored if self.scored else 100.0
 
+    def figures(self) -> dict[str, Any]:
+        """The counts every report shows, in the report's column order."""
+        return {
+            "module": self.path,
+            "mutants": len(self.outcomes),
+            "excluded": self.count("excluded"),
+            "equivalent": self.count("equivalent"),
+            "scored": self.scored,
+            "killed": self.count("killed", "timeout"),
+            "survived": self.count("survived"),
+            "not_covered": self.count("not-covered"),
+            "score": round(self.score, 1),
+            "elapsed_s": round(self.elapsed_s, 1),
+        }
+
 
 # --- configuration ---------------------------------------------------------------------------
 
@@ -226,17 +241,23 @@ def _trace_lines(path: str, lines: set[int]) -> None:
     threading.settrace(tracer)
 
 
-def _wait(pid: int, timeout_s: float) -> tuple[int, bool]:
-    """The child's exit code and whether it was stopped for taking too long."""
+def _poll(pid: int, deadline: float) -> str | None:
+    """``exit:N`` once the child ended, ``timeout`` (child killed) past ``deadline``, else None."""
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        return f"exit:{os.waitstatus_to_exitcode(status)}"
+    if time.monotonic() > deadline:
+        _kill(pid)
+        return "timeout"
+    return None
+
+
+def _wait(pid: int, timeout_s: float) -> str:
+    """What :func:`_poll` says once the child ended or ran out of time."""
     deadline = time.monotonic() + timeout_s
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status), False
-        if time.monotonic() > deadline:
-            _kill(pid)
-            return -9, True
+    while (state := _poll(pid, deadline)) is None:
         time.sleep(0.02)
+    return state
 
 
 def _kill(pid: int) -> None:
@@ -251,11 +272,11 @@ def _kill(pid: int) -> None:
 def _baseline(target: Target) -> tuple[float, set[int]]:
     with tempfile.NamedTemporaryFile(suffix=".json") as trace:
         start = time.monotonic()
-        code, _ = _wait(_run_child(target, None, trace_to=trace.name), 900)
+        state = _wait(_run_child(target, None, trace_to=trace.name), 900)
         elapsed = time.monotonic() - start
-        if code != 0:
+        if state != "exit:0":
             raise SystemExit(
-                f"error: the tests of {target.path} fail without any mutant (exit {code}). "
+                f"error: the tests of {target.path} fail without any mutant ({state}). "
                 f"Hint: run pytest {' '.join(target.tests)}"
             )
         lines = set(json.loads(Path(trace.name).read_text() or "[]"))
@@ -303,18 +324,13 @@ def mutate_module(
     while queue or running:
         while queue and len(running) < jobs:
             m, mutated = queue.pop(0)
-            running[_run_child(target, mutated)] = (m, time.monotonic())
+            running[_run_child(target, mutated)] = (m, time.monotonic() + timeout_s)
         finished = []
-        for pid, (m, began) in running.items():
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                code = os.waitstatus_to_exitcode(status)
-                by_key[m.key].status = "survived" if code == 0 else "killed"
-            elif time.monotonic() - began > timeout_s:
-                _kill(pid)
-                by_key[m.key].status = "timeout"
-            else:
+        for pid, (m, deadline) in running.items():
+            state = _poll(pid, deadline)
+            if state is None:
                 continue
+            by_key[m.key].status = {"exit:0": "survived", "timeout": "timeout"}.get(state, "killed")
             finished.append(pid)
             if progress:
                 progress.advance(task)
@@ -340,12 +356,11 @@ def _markdown(reports: Sequence[ModuleReport], command: str) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in reports:
-        out.append(
-            f"| {r.path.removeprefix('src/trustfleet/')} | {len(r.outcomes)} "
-            f"| {r.count('excluded')} | {r.count('equivalent')} | {r.scored} "
-            f"| {r.count('killed', 'timeout')} | {r.count('survived')} "
-            f"| {r.count('not-covered')} | {r.score:.1f} % | {r.elapsed_s:.0f} s |"
-        )
+        f = r.figures()
+        cells = [f["module"].removeprefix("src/trustfleet/")]
+        cells += [str(f[k]) for k in _COUNTS]
+        cells += [f"{f['score']:.1f} %", f"{f['elapsed_s']:.0f} s"]
+        out.append("| " + " | ".join(cells) + " |")
     out += ["", f"Made by `{command}`.", ""]
     survivors = [(r, o) for r in reports for o in r.outcomes if o.status in SURVIVING]
     if survivors:
@@ -356,6 +371,7 @@ def _markdown(reports: Sequence[ModuleReport], command: str) -> str:
 
 
 SURVIVING = ("survived", "not-covered")
+_COUNTS = ("mutants", "excluded", "equivalent", "scored", "killed", "survived", "not_covered")
 _BEGIN, _END = "<!-- mutation report -->", "<!-- end of mutation report -->"
 
 
@@ -372,18 +388,9 @@ def _write_report(path: Path, table: str) -> None:
 def _iter_json(reports: Sequence[ModuleReport]) -> Iterator[dict[str, Any]]:
     for r in reports:
         yield {
-            "module": r.path,
-            "mutants": len(r.outcomes),
-            "excluded": r.count("excluded"),
-            "equivalent": r.count("equivalent"),
+            **r.figures(),
             "invalid": r.count("invalid"),
-            "scored": r.scored,
-            "killed": r.count("killed", "timeout"),
-            "survived": r.count("survived"),
-            "not_covered": r.count("not-covered"),
-            "score": round(r.score, 1),
             "baseline_s": round(r.baseline_s, 2),
-            "elapsed_s": round(r.elapsed_s, 1),
             "survivors": [asdict(o) for o in r.outcomes if o.status in SURVIVING],
         }
 
@@ -447,12 +454,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         table = Table("module", "mutants", "text", "equiv", "scored", "killed", "survived",
                       "uncovered", "score")  # fmt: skip
         for r in reports:
+            f = r.figures()
             table.add_row(
-                r.path.removeprefix("src/trustfleet/"), str(len(r.outcomes)),
-                str(r.count("excluded")), str(r.count("equivalent")), str(r.scored),
-                str(r.count("killed", "timeout")), str(r.count("survived")),
-                str(r.count("not-covered")), f"{r.score:.1f} %",
-            )  # fmt: skip
+                f["module"].removeprefix("src/trustfleet/"),
+                *(str(f[k]) for k in _COUNTS),
+                f"{f['score']:.1f} %",
+            )
         console.print(table)
         for r in reports:
             for o in r.outcomes:
