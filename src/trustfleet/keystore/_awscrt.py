@@ -13,7 +13,8 @@ from pathlib import Path
 
 from awscrt import io as crt_io
 
-from trustfleet.errors import Unavailable
+from trustfleet.errors import TrustFleetError, Unavailable
+from trustfleet.keystore._runtime import conf_lock
 
 __all__ = ["token_tls_context"]
 
@@ -48,23 +49,34 @@ def token_tls_context(
     if conf is not None:
         os.environ["SOFTHSM2_CONF"] = str(conf)
     try:
-        lib = crt_io.Pkcs11Lib(file=str(module))
-        opts = crt_io.TlsContextOptions.create_client_with_mtls_pkcs11(
-            pkcs11_lib=lib,
-            user_pin=pin,
-            token_label=token,
-            private_key_label=key_label,
-            cert_file_path=str(cert),
-        )
-        opts.override_default_trust_store_from_path(None, str(trust))
-        opts.cipher_pref = crt_io.TlsCipherPref.PQ_DEFAULT
-        return crt_io.ClientTlsContext(opts)
+        with conf_lock(conf):  # awscrt logs in to the token (see keystore._runtime)
+            return _build(
+                module=module, token=token, key_label=key_label, pin=pin, cert=cert, trust=trust
+            )
+    except TrustFleetError:
+        raise
     except Exception as exc:  # awscrt raises its own AwsCrtError (and RuntimeError)
         raise Unavailable(
             f"cannot use key '{key_label}' in token '{token}' for TLS: {_reason(exc)}",
             hint="check the key URI, the token PIN file and the certificate",
             code="keystore.tls_context",
         ) from exc
+
+
+def _build(
+    *, module: Path, token: str, key_label: str, pin: str, cert: Path, trust: Path
+) -> crt_io.ClientTlsContext:
+    lib = crt_io.Pkcs11Lib(file=str(module))
+    opts = crt_io.TlsContextOptions.create_client_with_mtls_pkcs11(
+        pkcs11_lib=lib,
+        user_pin=pin,
+        token_label=token,
+        private_key_label=key_label,
+        cert_file_path=str(cert),
+    )
+    opts.override_default_trust_store_from_path(None, str(trust))
+    opts.cipher_pref = crt_io.TlsCipherPref.PQ_DEFAULT
+    return crt_io.ClientTlsContext(opts)
 
 
 def _reason(exc: BaseException) -> str:

@@ -24,10 +24,17 @@ Scheme:
 * Login is per token for the whole process. The first session on a token logs in; later
   sessions on the same token prove the same PIN against an HMAC kept in memory (keyed with a
   random per-process key), and the last one to close logs out.
+* SoftHSM2 rewrites ``token.object`` on every ``C_Login``, and another process that lists the
+  slots or logs in at that moment reads a half-written file (``CKR_GENERAL_ERROR`` or "no such
+  token"). So every process that looks up or logs in to a token of a configuration holds
+  :func:`conf_lock` (an ``flock`` on ``<conf>.lock``, beside the configuration) meanwhile:
+  :func:`use_module` takes it, and so does the awscrt TLS context that logs in by itself.
+  Signing on an open session needs no lock across processes.
 """
 
 from __future__ import annotations
 
+import fcntl
 import gc
 import hashlib
 import hmac
@@ -203,6 +210,63 @@ def _switch(loaded: LoadedModule, conf: Path) -> None:
     logger.debug("PKCS#11 module %s switched to conf %s", loaded.path, conf)
 
 
+class _ConfLock:
+    """One configuration's cross-process lock: re-entrant in a thread, excludes other threads
+    of this process (one ``RLock``) and other processes (``flock`` while the outer hold lasts)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.thread_lock = threading.RLock()
+        self.depth = 0
+        self.fd: int | None = None
+
+
+_CONF_LOCKS: dict[Path, _ConfLock] = {}
+_CONF_LOCKS_GUARD = threading.Lock()
+
+
+@contextmanager
+def conf_lock(conf: Path | None) -> Iterator[None]:
+    """Hold the lock of a SoftHSM2 configuration against every other process using it.
+
+    Args:
+        conf: The configuration (None: nothing to hold, the process environment's is unknown).
+
+    Raises:
+        Config: The lock file cannot be opened.
+    """
+    if conf is None:
+        yield
+        return
+    path = Path(f"{conf.resolve()}.lock")
+    with _CONF_LOCKS_GUARD:
+        lock = _CONF_LOCKS.setdefault(path, _ConfLock(path))
+    with lock.thread_lock:
+        if lock.depth == 0:
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+            except OSError as exc:
+                raise Config(
+                    f"cannot open the token lock '{path}': {exc.strerror}",
+                    hint="the folder of the SoftHSM2 configuration must be writable by this user",
+                    code="keystore.conf.lock",
+                ) from exc
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)  # Python retries it after a signal (PEP 475)
+            except OSError:
+                os.close(fd)
+                raise
+            lock.fd = fd
+        lock.depth += 1
+        try:
+            yield
+        finally:
+            lock.depth -= 1
+            if lock.depth == 0 and lock.fd is not None:
+                os.close(lock.fd)  # closing the descriptor releases the flock
+                lock.fd = None
+
+
 @contextmanager
 def use_module(module: Path, conf: Path | None) -> Iterator[LoadedModule]:
     """Hold the module lock with ``conf`` active (loading or switching as needed).
@@ -213,7 +277,8 @@ def use_module(module: Path, conf: Path | None) -> Iterator[LoadedModule]:
             (or the process environment's, on first load).
 
     Yields:
-        The loaded module; the lock is held until the block ends.
+        The loaded module; the module lock and :func:`conf_lock` of the active
+        configuration are held until the block ends.
 
     Raises:
         Config: Switching is needed but sessions on the other configuration are open.
@@ -226,7 +291,8 @@ def use_module(module: Path, conf: Path | None) -> Iterator[LoadedModule]:
             loaded = _MODULES[module] = _load(module, conf)
         elif conf is not None and conf != loaded.conf:
             _switch(loaded, conf)
-        yield loaded
+        with conf_lock(loaded.conf):
+            yield loaded
 
 
 def active_conf(module: Path) -> Path | None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -148,7 +147,10 @@ def open_token(*, module: Path, label: str, pin: str, conf: Path | None) -> Toke
 class TokenSession:
     """A logged-in session on one token. Use :func:`open_token` to get one.
 
-    All operations are serialised by a lock, so one session can serve several threads.
+    All operations are serialised by one lock for every session of the process
+    (``MODULE_LOCK``): python-pkcs11 initialises the module with ``C_Initialize(NULL)``, which
+    promises it that no two threads call it at once, so SoftHSM2 takes no locks of its own.
+    Two sessions signing in two threads at once crashed it or failed with CKR_GENERAL_ERROR.
     """
 
     def __init__(self, *, loaded: LoadedModule, session: Any, label: str, serial: bytes) -> None:
@@ -156,7 +158,7 @@ class TokenSession:
         self._session = session
         self._label = label
         self._serial = serial
-        self._lock = threading.RLock()
+        self._lock = MODULE_LOCK  # see the class docstring
         self._closed = False
 
     def __repr__(self) -> str:

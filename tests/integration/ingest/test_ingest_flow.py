@@ -88,7 +88,8 @@ def test_malformed_messages_are_dropped_and_the_workers_keep_going(fleet: Fleet)
     time.sleep(0.5)
     assert [r.seq for r in fleet.rows(dev.device_id)] == [7], rows
     # Workers survived: every ingest process is still the one that started.
-    assert "restarting" not in fleet.server.log.read_text()
+    log = fleet.server.log.read_text()
+    assert "restarting" not in log, log
 
 
 def _e22_payload(seq: int) -> str:
@@ -124,7 +125,8 @@ def test_a_poisoning_device_never_stops_ingest_for_the_others(fleet: Fleet) -> N
     assert counted == len(poison)
     assert fleet.rows(bad.device_id) == []
     assert fleet.server.process.poll() is None
-    assert "restarting" not in fleet.server.log.read_text()
+    log = fleet.server.log.read_text()
+    assert "restarting" not in log, log
 
 
 def test_a_message_published_twice_is_stored_once(fleet: Fleet) -> None:

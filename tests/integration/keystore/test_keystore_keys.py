@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, utils
+from keystore_support import USER_PIN
 from pkcs11 import Attribute, ObjectClass
 from pkcs11.exceptions import AttributeSensitive
 
 from trustfleet.errors import Config, Conflict, InvalidInput, NotFound, Unavailable
-from trustfleet.keystore import Pkcs11EcPrivateKey, Pkcs11Uri, TokenSession
+from trustfleet.keystore import Pkcs11EcPrivateKey, Pkcs11Uri, TokenSession, open_token
 
 pytestmark = pytest.mark.integration
 
@@ -143,6 +146,39 @@ def test_concurrent_signing_is_safe(token: TokenSession) -> None:
         signatures = list(pool.map(sign, messages))
     for message, signature in zip(messages, signatures, strict=True):
         key.public_key().verify(signature, message, ec.ECDSA(hashes.SHA256()))
+
+
+def test_concurrent_signing_on_several_sessions_is_safe(
+    token: TokenSession, module: Path, conf: Path
+) -> None:
+    """Regression: python-pkcs11 initialises the module with C_Initialize(NULL), which tells
+    SoftHSM2 that no two threads call it at once (it then takes no locks of its own). Two
+    runtimes of one process (a session each) signing at once got CKR_GENERAL_ERROR; every
+    session of a module now shares one lock."""
+    token.generate_ec_key("shared")
+    sessions = [
+        open_token(module=module, label="server", pin=USER_PIN, conf=conf) for _ in range(6)
+    ]
+    try:
+        keys = [s.ec_private_key(label="shared") for s in sessions]
+        barrier = threading.Barrier(len(keys))
+
+        def sign_many(key: Pkcs11EcPrivateKey) -> list[tuple[bytes, bytes]]:
+            barrier.wait()
+            out = []
+            for i in range(60):
+                message = f"{id(key)} {i}".encode()
+                out.append((message, key.sign(message, ec.ECDSA(hashes.SHA256()))))
+            return out
+
+        with ThreadPoolExecutor(max_workers=len(keys)) as pool:
+            results = list(pool.map(sign_many, keys))
+        public = keys[0].public_key()
+        for message, signature in (pair for signed in results for pair in signed):
+            public.verify(signature, message, ec.ECDSA(hashes.SHA256()))
+    finally:
+        for session in sessions:
+            session.close()
 
 
 def test_copy_returns_same_key_and_closed_session_refuses(token: TokenSession) -> None:

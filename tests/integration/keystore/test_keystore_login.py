@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from keystore_support import SO_PIN, USER_PIN
+from keystore_support import SO_PIN, USER_PIN, self_signed_pem
 
 from trustfleet.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from trustfleet.keystore import (
@@ -124,3 +126,43 @@ def test_open_key_by_uri(module: Path, conf: Path, token: TokenSession) -> None:
         open_key("pkcs11:object=tls", pin=USER_PIN, module=module, conf=conf)
     # open_key closed its own sessions; the fixture's session is still fine.
     key.sign(b"m", ec.ECDSA(hashes.SHA384()))
+
+
+_LOGIN_LOOP = """
+import sys
+from pathlib import Path
+from trustfleet.keystore import open_token
+from trustfleet.keystore._awscrt import token_tls_context
+module, conf, cert = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[4])
+pin, rounds = sys.argv[3], int(sys.argv[5])
+for i in range(rounds):
+    if i % 2:
+        token_tls_context(module=module, conf=conf, token="server", key_label="busy", pin=pin,
+                          cert=cert, trust=cert)
+    else:
+        open_token(module=module, label="server", pin=pin, conf=conf).close()
+"""
+
+
+def test_processes_logging_in_at_once_all_find_the_token(
+    token: TokenSession, module: Path, conf: Path, tmp_path: Path
+) -> None:
+    """Regression: SoftHSM2 rewrites token.object on every login; another process looking the
+    token up at that moment read half a file ("no token", CKR_GENERAL_ERROR), so a worker of
+    ``server run`` failed to start now and then. Lookups and logins (ours and awscrt's) now
+    hold one lock per configuration across processes."""
+    key = token.generate_ec_key("busy")
+    cert = tmp_path / "busy.pem"
+    cert.write_bytes(self_signed_pem(key))
+    token.close()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _LOGIN_LOOP, str(module), str(conf), USER_PIN, str(cert), "80"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    outcomes = [(p.wait(timeout=120), p.communicate()[1]) for p in procs]
+    assert all(code == 0 for code, _err in outcomes), [err[-400:] for _c, err in outcomes]
