@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import ast
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -54,7 +55,8 @@ def _package(path: Path) -> str:
     return rel.parts[0].removesuffix(".py") if rel.parts else ""
 
 
-def _imported_modules(source: str) -> set[str]:
+@cache
+def _imported_modules(source: str) -> frozenset[str]:
     """Dotted names of the modules ``source`` imports (absolute imports only)."""
     tree = ast.parse(source)
     found: set[str] = set()
@@ -69,7 +71,7 @@ def _imported_modules(source: str) -> set[str]:
                 for alias in node.names
                 if _is_module(f"{node.module}.{alias.name}")
             )
-    return found
+    return frozenset(found)
 
 
 def _is_module(dotted: str) -> bool:
