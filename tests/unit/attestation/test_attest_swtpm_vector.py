@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -43,8 +44,7 @@ NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 RECORDING = "tpm/swtpm-ecc"
 
 
-@dataclass(frozen=True)
-class Quote:
+class Quote(NamedTuple):
     """One recorded ``tpm2_quote``: the TPMS_ATTEST and its TPMT_SIGNATURE."""
 
     attest: bytes
