@@ -22,7 +22,7 @@ test: deps
 	$(MAKE) --no-print-directory mutation-fast
 	$(MAKE) --no-print-directory conformance-if-present
 
-# The unit tests alone (tests/unit: pure, no network, no services started).
+# The unit tests alone (tests/unit), two workers.
 unit: deps
 	$(VENV)/bin/pytest -q -p no:cacheprovider -n 2 tests/unit
 
