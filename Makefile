@@ -4,8 +4,8 @@ VENV  := .venv
 PY    := $(VENV)/bin/python
 export TF_REQUIRE_POSTGRES ?= 1
 
-.PHONY: deps demo test test-timeshift lint typecheck bench clean conformance conformance-dir \
-        mutation mutation-fast
+.PHONY: deps demo test unit test-timeshift lint typecheck bench clean conformance conformance-dir \
+        conformance-if-present mutation mutation-fast
 
 deps:
 	@bash scripts/bootstrap.sh
@@ -15,10 +15,16 @@ demo: deps
 
 test: deps
 	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -q -p no:cacheprovider -n 2 --dist loadfile
 	$(MAKE) --no-print-directory test-timeshift
 	$(MAKE) --no-print-directory mutation-fast
+	$(MAKE) --no-print-directory conformance-if-present
+
+# The unit tests alone (tests/unit), two workers.
+unit: deps
+	$(VENV)/bin/pytest -q -p no:cacheprovider -n 2 tests/unit
 
 # The time-sensitive tests once more with the wall clock a year ahead (tests/timeshift/README.md):
 # every certificate, CRL, TUF expiry, TPM clock and campaign timeout must work on any date.
@@ -55,16 +61,25 @@ typecheck: deps
 bench: deps
 	$(PY) benchmarks/enroll.py
 
-# tuf-conformance against the device's TUF client (conformance/README.md). The suite's
-# requirements are installed unpinned so its exact pins never downgrade the project's venv.
+# tuf-conformance against the device's TUF client (conformance/README.md), from a checkout
+# outside the project (never copied into it). What the suite imports (tuf, securesystemslib with
+# cryptography, pytest) is in the project's dependencies and dev extra, and bootstrap installs
+# faketime, so nothing is installed here. PYTHONDONTWRITEBYTECODE keeps the checkout unwritten.
+TUF_CONFORMANCE_DIR ?= $(abspath $(CURDIR)/../shared/vendor/tuf-conformance)
+
 conformance-dir:
-	$(if $(TUF_CONFORMANCE_DIR),,$(error TUF_CONFORMANCE_DIR is unset: point it at a checkout of theupdateframework/tuf-conformance))
+	$(if $(wildcard $(TUF_CONFORMANCE_DIR)/tuf_conformance),,$(error no tuf-conformance checkout at $(TUF_CONFORMANCE_DIR): set TUF_CONFORMANCE_DIR to a checkout of theupdateframework/tuf-conformance))
 
 conformance: conformance-dir deps
-	$(PY) -c 'import re,sys,tomllib; d=tomllib.load(open(sys.argv[1],"rb"))["project"]["dependencies"]; print("\n".join(re.split("[=<>!~ ]",x)[0] for x in d))' "$(TUF_CONFORMANCE_DIR)/pyproject.toml" > $(VENV)/tuf-conformance-requirements.txt
-	$(VENV)/bin/pip install -q -r $(VENV)/tuf-conformance-requirements.txt
-	cd "$(TUF_CONFORMANCE_DIR)" && $(CURDIR)/$(VENV)/bin/pytest -q -p no:cacheprovider tuf_conformance \
-		--entrypoint "$(CURDIR)/$(PY) $(CURDIR)/conformance/trustfleet-tuf-client" $(CONFORMANCE_ARGS)
+	cd "$(TUF_CONFORMANCE_DIR)" && PYTHONDONTWRITEBYTECODE=1 $(abspath $(VENV))/bin/pytest -q \
+		-p no:cacheprovider tuf_conformance \
+		--entrypoint "$(abspath $(PY)) $(CURDIR)/conformance/trustfleet-tuf-client" $(CONFORMANCE_ARGS)
+
+# `make test` runs the suite when the checkout is there (CI has it) and says so when it is not.
+conformance-if-present:
+	@$(if $(wildcard $(TUF_CONFORMANCE_DIR)/tuf_conformance),\
+		$(MAKE) --no-print-directory conformance,\
+		echo "conformance: skipped, no tuf-conformance checkout at $(TUF_CONFORMANCE_DIR)")
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

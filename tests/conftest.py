@@ -4,17 +4,50 @@
   (skipped when PostgreSQL is not installed, unless ``TF_REQUIRE_POSTGRES=1``).
 * ``postgres_db_url``: a fresh, empty database on that server for one test.
 * ``db_url``: each test once on a SQLite file and once on a fresh PostgreSQL database.
+* ``asset``: the path of a recorded test vector under ``tests/vectors/``.
+
+Every test under ``tests/integration`` is marked ``integration`` and every test under
+``tests/e2e`` is marked ``e2e`` by its path (``-m "not integration"`` selects the rest).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from support.postgres import PostgresCluster, PostgresUnavailable, running_cluster
+
+TESTS = Path(__file__).resolve().parent
+VECTORS = TESTS / "vectors"
+MARKERS_BY_FOLDER = {"integration": pytest.mark.integration, "e2e": pytest.mark.e2e}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test by the folder it lives in: ``tests/integration``, ``tests/e2e``."""
+    for item in items:
+        try:
+            folder = item.path.resolve().relative_to(TESTS).parts[0]
+        except ValueError:  # collected from outside tests/
+            continue
+        marker = MARKERS_BY_FOLDER.get(folder)
+        if marker is not None:
+            item.add_marker(marker)
+
+
+@pytest.fixture(scope="session")
+def asset() -> Callable[[str], Path]:
+    """The path of a recorded test vector: ``asset("tpm/quote.bin")`` (tests/vectors/README.md)."""
+
+    def find(name: str) -> Path:
+        path = VECTORS / name
+        if not path.is_file():
+            raise FileNotFoundError(f"no test vector {name} under {VECTORS}")
+        return path
+
+    return find
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,33 @@
-"""The device agent: identity (EST enrollment) and the MQTT link; updater and attester later.
+"""The device agent: identity (EST enrollment), the MQTT link, the updater and the attester.
 
-Entry point: :func:`trustfleet.agent.runner.run_agent` (``trustfleet agent run``).
+Entry point: :func:`trustfleet.agent.runner.run_agent` (``trustfleet agent run``). What other
+packages use from the private modules is exported here, loaded on first use: the agent's steady
+state never imports the boot loop or the TPM hooks (they bring the keystore and PKCS#11).
 """
 
-__all__: list[str] = []
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from trustfleet.agent._bootloop import boot_in_child, reexec, update_once
+    from trustfleet.agent._tpmhooks import power_off, power_on
+
+__all__ = ["boot_in_child", "power_off", "power_on", "reexec", "update_once"]
+
+_EXPORTED_FROM = {
+    "boot_in_child": "_bootloop",
+    "reexec": "_bootloop",
+    "update_once": "_bootloop",
+    "power_off": "_tpmhooks",
+    "power_on": "_tpmhooks",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Load an exported name from its private module on first use (PEP 562)."""
+    module = _EXPORTED_FROM.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)

@@ -70,8 +70,7 @@ def run(
     A device with a boot chain boots first (verified boot); when an update asks for a reboot
     the process re-executes itself as ``trustfleet-agent run`` and boots again.
     """
-    from trustfleet.agent._bootloop import boot_in_child, reexec
-    from trustfleet.agent._tpmhooks import power_off, power_on
+    from trustfleet.agent import boot_in_child, power_off, power_on, reexec
     from trustfleet.agent.platform.devfolder import LOCK_ENV, hold_device
     from trustfleet.agent.runner import RunSummary, run_agent
     from trustfleet.agent.settings import load_device_settings
@@ -126,7 +125,7 @@ def update(
 
     Exits 0 when committed or up to date, 10 refused, 11 failed, 12 rolled back.
     """
-    from trustfleet.agent._bootloop import update_once
+    from trustfleet.agent import update_once
     from trustfleet.ota.versions import parse_version
 
     if version is not None:

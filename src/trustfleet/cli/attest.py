@@ -118,7 +118,7 @@ def run(
     json_out: JsonOpt = False,
 ) -> None:
     """Challenge a device now and wait for its verdict (exit 1 when it fails)."""
-    from trustfleet.server._attest_side import publish_challenge
+    from trustfleet.server import publish_challenge
     from trustfleet.services.attestation import challenge_message, issue_challenge
 
     settings = load_server_settings(home)

@@ -26,7 +26,7 @@ from typing import Any, Final
 from awscrt import mqtt5
 
 from trustfleet.errors import TrustFleetError, Unavailable
-from trustfleet.services._attestation_policy import next_due
+from trustfleet.services import next_due
 from trustfleet.services.attestation import challenge_message, issue_challenge, sweep_missed
 from trustfleet.services.mqtt_client import ServiceMqttIdentity, new_client, publish_once
 from trustfleet.services.runtime import Runtime

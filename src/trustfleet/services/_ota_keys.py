@@ -32,7 +32,7 @@ from trustfleet.keystore import (
     open_token,
     write_pin_file,
 )
-from trustfleet.ota._repofiles import RepoFiles
+from trustfleet.ota import RepoFiles
 from trustfleet.ota.release import boot_key_sha256 as release_boot_key_sha256
 from trustfleet.ota.signer import Pkcs11Signer
 from trustfleet.settings import ServerSettings

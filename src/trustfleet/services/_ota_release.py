@@ -20,7 +20,7 @@ from trustfleet.fileio import (
     make_dirs,
     write_atomic,
 )
-from trustfleet.ota._repofiles import RepoFiles, hash_file
+from trustfleet.ota import RepoFiles, hash_file
 from trustfleet.ota.manifest import (
     DeltaRef,
     ReleaseManifest,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from trustfleet.fileio import write_atomic
-from trustfleet.ota._repofiles import RepoFiles
+from trustfleet.ota import RepoFiles
 from trustfleet.ota.repository import Expiry, RepoState, metadata_files, read_state
 from trustfleet.services._ota_keys import PUBLIC_ROOT
 from trustfleet.settings import OtaSettings, ServerSettings

@@ -9,16 +9,15 @@ implementation without a TPM.
 from __future__ import annotations
 
 import contextlib
-import hmac
 import struct
 from collections.abc import Callable
 
 import pytest
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from soft_activate import software_activate
 from tpm2_pytss.constants import TPM2_ALG, TPMA_OBJECT
 from tpm2_pytss.internal import crypto as pytss_crypto
 from tpm2_pytss.types import (
@@ -40,11 +39,6 @@ from trustfleet.attestation.credential import (
     tpm_name,
 )
 from trustfleet.errors import InvalidInput, VerificationFailed
-
-try:
-    from cryptography.hazmat.decrepit.ciphers.modes import CFB
-except ImportError:  # older cryptography
-    from cryptography.hazmat.primitives.ciphers.modes import CFB
 
 EK_ATTRIBUTES = (
     TPMA_OBJECT.FIXEDTPM
@@ -101,38 +95,6 @@ def software_ak(
         scheme=scheme,
     )
     return bytes(TPM2B_PUBLIC(publicArea=public).marshal())
-
-
-def software_activate(
-    key: PrivateKey, ek_public: bytes, blob: bytes, seed_enc: bytes, name: bytes
-) -> bytes:
-    """TPM2_ActivateCredential in software (tpm2-pytss KDFs, cryptography primitives)."""
-    ek = parse_public(ek_public)
-    digest = {TPM2_ALG.SHA256: hashes.SHA256(), TPM2_ALG.SHA384: hashes.SHA384()}[ek.name_alg]
-    if isinstance(key, rsa.RSAPrivateKey):
-        oaep = padding.OAEP(mgf=padding.MGF1(digest), algorithm=digest, label=b"IDENTITY\x00")
-        seed = key.decrypt(seed_enc, oaep)
-    else:
-        size = struct.unpack(">H", seed_enc[:2])[0]
-        x, y = seed_enc[2 : 2 + size], seed_enc[4 + size :]
-        peer = ec.EllipticCurvePublicNumbers(
-            int.from_bytes(x, "big"), int.from_bytes(y, "big"), key.curve
-        ).public_key()
-        z = key.exchange(ec.ECDH(), peer)
-        ek_x = key.public_key().public_numbers().x.to_bytes(size, "big")
-        seed = pytss_crypto.kdfe(ek.name_alg, z, b"IDENTITY\x00", x, ek_x, digest.digest_size * 8)
-    hmac_size = struct.unpack(">H", blob[:2])[0]
-    integrity, enc_identity = blob[2 : 2 + hmac_size], blob[2 + hmac_size :]
-    hmac_key = pytss_crypto._kdfa(ek.name_alg, seed, b"INTEGRITY", b"", b"", digest.digest_size * 8)
-    expected = hmac.new(hmac_key, enc_identity + name, digest.name).digest()
-    if not hmac.compare_digest(expected, integrity):
-        raise ValueError("integrity check failed")
-    sym_key = pytss_crypto._kdfa(ek.name_alg, seed, b"STORAGE", name, b"", ek.symmetric[1])
-    decryptor = Cipher(algorithms.AES(sym_key), CFB(bytes(16))).decryptor()
-    plain = decryptor.update(enc_identity) + decryptor.finalize()
-    size = struct.unpack(">H", plain[:2])[0]
-    assert size == len(plain) - 2
-    return plain[2:]
 
 
 def _p256() -> PrivateKey:

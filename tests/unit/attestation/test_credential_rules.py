@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import hmac
 import struct
 
 import pytest
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from soft_activate import software_activate
 from tpm2_pytss.internal import crypto as pytss_crypto
 
 from trustfleet.attestation.credential import (
@@ -30,11 +29,6 @@ from trustfleet.attestation.credential import (
     tpm_name,
 )
 from trustfleet.errors import InvalidInput, VerificationFailed
-
-try:
-    from cryptography.hazmat.decrepit.ciphers.modes import CFB
-except ImportError:  # older cryptography
-    from cryptography.hazmat.primitives.ciphers.modes import CFB
 
 RSA, SHA1, AES, SHA256, SHA384, SHA512, NULL = 0x1, 0x4, 0x6, 0xB, 0xC, 0xD, 0x10
 ECDSA, ECDAA, ECC, CFB_MODE, OFB_MODE, KDF1_56A = 0x18, 0x1A, 0x23, 0x43, 0x41, 0x20
@@ -301,46 +295,6 @@ def test_kdfe_known_answers(alg: int, bits: int) -> None:
 # --- MakeCredential ---------------------------------------------------------------------------
 
 
-def activate(
-    key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey,
-    ek_public: bytes,
-    blob: bytes,
-    seed_enc: bytes,
-    name: bytes,
-) -> bytes:
-    """TPM2_ActivateCredential in software (tpm2-pytss KDFs, cryptography primitives)."""
-    ek = parse_public(ek_public)
-    digest = {SHA256: hashes.SHA256(), SHA384: hashes.SHA384(), SHA512: hashes.SHA512()}[
-        ek.name_alg
-    ]
-    if isinstance(key, rsa.RSAPrivateKey):
-        oaep = padding.OAEP(mgf=padding.MGF1(digest), algorithm=digest, label=b"IDENTITY\x00")
-        seed = key.decrypt(seed_enc, oaep)
-    else:
-        size = (key.curve.key_size + 7) // 8
-        assert seed_enc[:2] == u16(size) and seed_enc[2 + size : 4 + size] == u16(size)
-        assert len(seed_enc) == 4 + 2 * size
-        x, y = seed_enc[2 : 2 + size], seed_enc[4 + size :]
-        peer = ec.EllipticCurvePublicNumbers(
-            int.from_bytes(x, "big"), int.from_bytes(y, "big"), key.curve
-        ).public_key()
-        z = key.exchange(ec.ECDH(), peer)
-        ek_x = key.public_key().public_numbers().x.to_bytes(size, "big")
-        seed = pytss_crypto.kdfe(ek.name_alg, z, b"IDENTITY\x00", x, ek_x, digest.digest_size * 8)
-    assert len(seed) == digest.digest_size
-    assert blob[:2] == u16(digest.digest_size)
-    integrity, enc_identity = blob[2 : 2 + digest.digest_size], blob[2 + digest.digest_size :]
-    hmac_key = pytss_crypto._kdfa(ek.name_alg, seed, b"INTEGRITY", b"", b"", digest.digest_size * 8)
-    expected = hmac.new(hmac_key, enc_identity + name, digest.name).digest()
-    if not hmac.compare_digest(expected, integrity):
-        raise ValueError("integrity check failed")
-    sym_key = pytss_crypto._kdfa(ek.name_alg, seed, b"STORAGE", name, b"", ek.symmetric[1])
-    decryptor = Cipher(algorithms.AES(sym_key), CFB(bytes(16))).decryptor()
-    plain = decryptor.update(enc_identity) + decryptor.finalize()
-    assert plain[:2] == u16(len(plain) - 2)
-    return plain[2:]
-
-
 def aes(bits: int) -> bytes:
     return u16(AES) + u16(bits) + u16(CFB_MODE)
 
@@ -368,9 +322,9 @@ def test_make_credential_opens_with_the_ek_for_that_name_only(case: str) -> None
     for secret in (b"\x07", bytes(range(digest_size))):
         blob, seed = make_credential(ek_public=ek, ak_name=AK_NAME, secret=secret)
         assert len(blob) == 2 + digest_size + 2 + len(secret)
-        assert activate(key, ek, blob, seed, AK_NAME) == secret
+        assert software_activate(key, ek, blob, seed, AK_NAME) == secret
         with pytest.raises(ValueError, match="integrity"):
-            activate(key, ek, blob, seed, AK_NAME[:-1] + b"\x00")
+            software_activate(key, ek, blob, seed, AK_NAME[:-1] + b"\x00")
 
 
 @pytest.mark.parametrize("name_alg", [SHA1, SHA384, SHA512])
@@ -378,7 +332,7 @@ def test_ak_names_of_every_supported_hash_are_accepted(name_alg: int) -> None:
     name = u16(name_alg) + bytes(HASHES[name_alg]().digest_size)
     ek = tpm2b(area())
     blob, seed = make_credential(ek_public=ek, ak_name=name, secret=SECRET)
-    assert activate(EC_KEYS[P256], ek, blob, seed, name) == SECRET
+    assert software_activate(EC_KEYS[P256], ek, blob, seed, name) == SECRET
 
 
 def test_an_ek_x_marshalled_without_leading_zeros_is_padded_for_the_kdf() -> None:
@@ -390,7 +344,7 @@ def test_an_ek_x_marshalled_without_leading_zeros_is_padded_for_the_kdf() -> Non
     x = numbers.x.to_bytes(31, "big")
     inner = area(x=x, y=numbers.y.to_bytes(32, "big"))
     blob, seed = make_credential(ek_public=tpm2b(inner), ak_name=AK_NAME, secret=SECRET)
-    assert activate(key, tpm2b(inner), blob, seed, AK_NAME) == SECRET
+    assert software_activate(key, tpm2b(inner), blob, seed, AK_NAME) == SECRET
 
 
 def _refused(error: type[Exception], code: str, **changes: bytes) -> None:
