@@ -7,13 +7,22 @@ call :func:`load_server_settings`.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from trustfleet.configfile import check_loaded_code, load_toml_model
+from trustfleet.configfile import (
+    ConfigModel,
+    check_loaded_code,
+    load_toml_model,
+    merge_changes,
+    render_toml_model,
+    validate_model,
+)
 from trustfleet.errors import Config
-from trustfleet.fileio import check_trusted
+from trustfleet.fileio import check_trusted, write_atomic
 
 __all__ = [
     "CA_NAMES",
@@ -31,14 +40,21 @@ __all__ = [
     "SupervisionSettings",
     "load_server_settings",
     "render_server_toml",
+    "save_server_settings",
+    "update_server_settings",
 ]
 
 CA_NAMES = ("root", "manufacturing", "device")
 CONFIG_FILE = "trustfleet.toml"
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+_Model = ConfigModel
+_HEADER = (
+    "TrustFleet server configuration. Paths are relative to this file's directory.",
+    "PINs are never written here: each key URI names its PIN file (mode 0600) with",
+    "pin-source (RFC 7512); 'env:NAME' instead of a path reads an environment variable.",
+)
+_INVALID_HINT = "see the comments in trustfleet.toml for the allowed values"
 
 
 class ApiSettings(_Model):
@@ -283,13 +299,51 @@ def load_server_settings(home: Path) -> ServerSettings:
         ServerSettings,
         extra={"home": home.resolve()},
         missing=absent,
-        invalid_hint="see the comments in trustfleet.toml for the allowed values",
+        invalid_hint=_INVALID_HINT,
     )
+    _check_cas(path, settings)
+    check_loaded_code(settings.keystore.module, settings.path(settings.keystore.softhsm_conf))
+    return settings
+
+
+def save_server_settings(settings: ServerSettings) -> Path:
+    """Write ``settings`` to ``settings.home/trustfleet.toml`` (atomically) and return its path.
+
+    The file is rendered from the model by tomli-w, with a comment from each field's
+    description; relative paths stay relative to the home.
+    """
+    path = settings.home / CONFIG_FILE
+    text = render_toml_model(settings, header=_HEADER, exclude={"home"})
+    write_atomic(path, text.encode("utf-8"))
+    return path
+
+
+def update_server_settings(home: Path, changes: Mapping[str, Mapping[str, Any]]) -> ServerSettings:
+    """Load ``home/trustfleet.toml``, apply ``{"section": {"key": value}}``, check, save.
+
+    Example: ``update_server_settings(home, {"campaigns": {"tick_s": 0.2}})``; for the CAs,
+    ``{"ca": {"root": {"cert": "public/root-ca.pem"}}}``.
+
+    Raises:
+        Config: The file cannot be loaded; or an unknown section or key, or a wrong value
+            (nothing is written then).
+    """
+    settings = load_server_settings(home)
+    path = home / CONFIG_FILE
+    current = settings.model_dump(exclude={"home"})
+    merged = merge_changes(ServerSettings, current, changes, path=path)
+    updated = validate_model(
+        ServerSettings, {**merged, "home": settings.home}, path=path, hint=_INVALID_HINT
+    )
+    _check_cas(path, updated)
+    save_server_settings(updated)
+    return updated
+
+
+def _check_cas(path: Path, settings: ServerSettings) -> None:
     lacking = [name for name in CA_NAMES if name not in settings.ca]
     if lacking:
         raise Config(f"{path}: no [ca.{lacking[0]}] section", hint="restore it from a backup")
-    check_loaded_code(settings.keystore.module, settings.path(settings.keystore.softhsm_conf))
-    return settings
 
 
 def render_server_toml(settings: ServerSettings) -> str:
