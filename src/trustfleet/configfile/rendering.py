@@ -1,10 +1,11 @@
 """Writing a configuration model as a self-documenting TOML file, and changing one.
 
 The text is rendered from the pydantic model: every value is formatted by tomli-w (never by
-hand), and comments come from the fields' ``description``: one header per section (the
-description of the field that holds the section, else the first paragraph of the section
-model's docstring) and a ``# description`` line before each key. Reading the text back with
-:func:`~trustfleet.configfile.loading.load_toml_model` gives an equal model.
+hand), and comments come from the fields' ``description``: a comment above each section (the
+description of the field that holds the section, else the section model's docstring; once for
+a mapping of sections such as ``[ca.*]``) and a ``# description`` line before each key.
+Reading the text back with :func:`~trustfleet.configfile.loading.load_toml_model` gives an
+equal model.
 """
 
 from __future__ import annotations
@@ -54,10 +55,12 @@ def render_toml_model(
             continue
         value, section = getattr(model, name), _section_model(info.annotation)
         if isinstance(value, BaseModel):
-            tables += ["", *_table((name,), value, data[name], note=info.description)]
+            note = info.description or _docstring(type(value))
+            tables += ["", *_described(note), *_table((name,), value, data[name])]
         elif section is not None and isinstance(value, Mapping):
-            for key, item in value.items():
-                tables += ["", *_table((name, key), item, data[name][key], note=info.description)]
+            tables += ["", *_described(info.description or _docstring(section))]
+            for index, (key, item) in enumerate(value.items()):
+                tables += [""] * bool(index) + _table((name, key), item, data[name][key])
         else:
             lines += [*_described(info.description), *_key_value(name, data[name])]
     return "\n".join([*lines, *tables]) + "\n"
@@ -106,11 +109,8 @@ def _entry(old: Mapping[str, Any] | None, new: Any) -> Any:
     return {**(old or {}), **new} if isinstance(new, Mapping) else new
 
 
-def _table(
-    path: tuple[str, ...], model: BaseModel, data: Mapping[str, Any], *, note: str | None
-) -> list[str]:
+def _table(path: tuple[str, ...], model: BaseModel, data: Mapping[str, Any]) -> list[str]:
     lines = [f"[{'.'.join(_key(part) for part in path)}]"]
-    lines += _described(note or _first_paragraph(type(model)))
     for name, info in type(model).model_fields.items():
         if data[name] is not None:
             lines += [*_described(info.description), *_key_value(name, data[name])]
@@ -143,11 +143,12 @@ def _comment(line: str) -> str:
     return f"# {line}".rstrip()
 
 
-def _first_paragraph(cls: type[BaseModel]) -> str | None:
+def _docstring(cls: type[BaseModel]) -> str | None:
+    """The model's docstring, a line a paragraph, without reST markup."""
     if not cls.__doc__:
         return None
-    doc = inspect.cleandoc(cls.__doc__)
-    return " ".join(doc.split("\n\n")[0].split()).replace("``", "'")
+    paragraphs = inspect.cleandoc(cls.__doc__).split("\n\n")
+    return "\n".join(" ".join(p.split()).replace("``", "'").replace("*", "") for p in paragraphs)
 
 
 def _section_model(annotation: Any) -> type[BaseModel] | None:
