@@ -44,15 +44,15 @@ class DeviceSection(ConfigModel):
 class IdentitySection(ConfigModel):
     """Where the device's identity key and certificates are."""
 
-    key: str = Field(
-        description="The identity key never leaves the device token; its PIN file is mode 0600."
-    )
-    module: str = Field(default="", description="PKCS#11 module; empty means SoftHSM2.")
+    key: str
+    """The identity key never leaves the device token; its PIN file is mode 0600."""
+    module: str = ""
+    """PKCS#11 module; empty means SoftHSM2."""
     softhsm_conf: str = "softhsm2.conf"
-    idevid: str = Field(default="idevid.pem", description="Factory identity (IEEE 802.1AR IDevID).")
-    ldevid: str = Field(
-        default="ldevid.pem", description="Operational certificate, written at enrollment."
-    )
+    idevid: str = "idevid.pem"
+    """Factory identity (IEEE 802.1AR IDevID)."""
+    ldevid: str = "ldevid.pem"
+    """Operational certificate, written at enrollment."""
 
 
 class ServerSection(ConfigModel):
@@ -83,21 +83,13 @@ class MqttSection(ConfigModel):
     keepalive_s: int = Field(default=30, ge=5, le=3600)
     telemetry_interval_s: float = Field(default=10.0, ge=0.2, le=86400)
     heartbeat_interval_s: float = Field(default=30.0, ge=0.2, le=86400)
-    queue_max_messages: int = Field(
-        default=1000,
-        ge=1,
-        le=100_000,
-        description="Offline queue; when full the oldest is dropped.",
-    )
+    queue_max_messages: int = Field(default=1000, ge=1, le=100_000)
+    """Offline queue; when full the oldest is dropped."""
     max_in_flight: int = Field(default=10, ge=1, le=100)
     connect_timeout_s: float = Field(default=10.0, gt=0, le=300)
     ack_timeout_s: int = Field(default=30, ge=1, le=600)
-    backoff_initial_s: float = Field(
-        default=1.0,
-        ge=0.05,
-        le=3600,
-        description="Reconnect: exponential backoff with full jitter, up to backoff_max_s.",
-    )
+    backoff_initial_s: float = Field(default=1.0, ge=0.05, le=3600)
+    """Reconnect: exponential backoff with full jitter, up to backoff_max_s."""
     backoff_max_s: float = Field(default=60.0, ge=0.05, le=86400)
     max_payload_bytes: int = Field(default=16384, ge=512, le=256 * 1024)
 
@@ -111,12 +103,8 @@ class MqttSection(ConfigModel):
 class AgentSection(ConfigModel):
     """How the agent behaves over time."""
 
-    reenroll_at_fraction: float = Field(
-        default=0.6667,
-        gt=0,
-        lt=1,
-        description="Re-enroll after this fraction (2/3) of the LDevID's lifetime.",
-    )
+    reenroll_at_fraction: float = Field(default=0.6667, gt=0, lt=1)
+    """Re-enroll after this fraction (2/3) of the LDevID's lifetime."""
     reenroll_retry_s: float = Field(default=60.0, ge=1, le=86400)
     shutdown_flush_s: float = Field(default=5.0, ge=0, le=300)
     once_timeout_s: float = Field(default=30.0, gt=0, le=600)
@@ -185,10 +173,11 @@ _FILE = ConfigFile(
         "TrustFleet device configuration, read by 'trustfleet agent run'.",
         "Paths are relative to this file's directory.",
     ),
-    folder_what="the device folder",
-    file_what="the device configuration",
-    absent="no device at {folder}",
-    absent_hint="point --device at a folder made by 'trustfleet factory provision'",
+    what=("the device folder", "the device configuration"),
+    absent=(
+        "no device at {folder}",
+        "point --device at a folder made by 'trustfleet factory provision'",
+    ),
     invalid_hint="compare with the device.toml the factory wrote",
     check=_check,
 )

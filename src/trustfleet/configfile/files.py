@@ -37,10 +37,9 @@ class ConfigFile(Generic[M]):
         name: The file's name inside its folder, e.g. ``trustfleet.toml``.
         folder_field: The model's field set to the (resolved) folder, not written in the file.
         header: Comment lines at the top of the written file.
-        folder_what: The folder, for messages (``"the server home"``).
-        file_what: The file, for messages (``"the configuration file"``).
-        absent: The message when the file is missing, with ``{folder}``.
-        absent_hint: The hint when the file is missing.
+        what: The folder and the file, for messages (``"the server home"``, ``"the
+            configuration file"``).
+        absent: The message when the file is missing (with ``{folder}``) and its hint.
         invalid_hint: The hint for a wrong, unknown or missing setting.
         check: Checks beyond the model's, run on every load and before every save of a
             change: ``check(path, settings)`` raises :class:`~trustfleet.errors.Config`.
@@ -50,10 +49,8 @@ class ConfigFile(Generic[M]):
     name: str
     folder_field: str
     header: tuple[str, ...]
-    folder_what: str
-    file_what: str
-    absent: str
-    absent_hint: str
+    what: tuple[str, str]
+    absent: tuple[str, str]
     invalid_hint: str
     check: Callable[[Path, M], None] = _no_check
 
@@ -69,12 +66,11 @@ class ConfigFile(Generic[M]):
                 ``config.path.unsafe``); or ``check`` refuses it.
         """
         path = folder / self.name
-        missing = Config(
-            f"{self.absent.format(folder=folder)} (missing {self.name})", hint=self.absent_hint
-        )
+        absent, hint = self.absent
+        missing = Config(f"{absent.format(folder=folder)} (missing {self.name})", hint=hint)
         if folder.is_dir() and path.is_file():
-            check_trusted(folder, what=self.folder_what, parents=True)
-            check_trusted(path, what=self.file_what, parents=True)
+            check_trusted(folder, what=self.what[0], parents=True)
+            check_trusted(path, what=self.what[1], parents=True)
         settings = load_toml_model(
             path,
             self.model,

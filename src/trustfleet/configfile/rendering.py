@@ -31,9 +31,13 @@ _WIDTH = 100
 
 
 class ConfigModel(BaseModel):
-    """Base of every section of a configuration file: unknown keys are refused, frozen."""
+    """Base of every section of a configuration file: unknown keys are refused, frozen.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    A field's docstring (the string right below it) is its ``description``, and so its comment
+    in the written file.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 def render_toml_model(
@@ -135,8 +139,10 @@ def _described(text: str | None) -> list[str]:
 
 
 def _wrap(text: str) -> Iterator[str]:
-    for paragraph in text.split("\n"):
-        yield from textwrap.wrap(paragraph, _WIDTH - 2) or [""]
+    """Each paragraph refilled to the width; a blank comment line between paragraphs."""
+    for index, paragraph in enumerate(inspect.cleandoc(text).split("\n\n")):
+        plain = " ".join(paragraph.split()).replace("``", "'").replace("*", "")
+        yield from [""] * bool(index) + textwrap.wrap(plain, _WIDTH - 2)
 
 
 def _comment(line: str) -> str:
@@ -144,11 +150,7 @@ def _comment(line: str) -> str:
 
 
 def _docstring(cls: type[BaseModel]) -> str | None:
-    """The model's docstring, a line a paragraph, without reST markup."""
-    if not cls.__doc__:
-        return None
-    paragraphs = inspect.cleandoc(cls.__doc__).split("\n\n")
-    return "\n".join(" ".join(p.split()).replace("``", "'").replace("*", "") for p in paragraphs)
+    return cls.__doc__  # not inherited: a section without one has no comment
 
 
 def _section_model(annotation: Any) -> type[BaseModel] | None:

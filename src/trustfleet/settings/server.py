@@ -10,25 +10,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
-
 from trustfleet.configfile import ConfigFile, ConfigModel, check_loaded_code
 from trustfleet.errors import Config
-from trustfleet.settings.operations import (
-    AttestationSettings,
-    CampaignSettings,
-    IngestSettings,
-    OtaSettings,
-    SupervisionSettings,
-)
-from trustfleet.settings.sections import (
-    ApiSettings,
-    BrokerSettings,
-    CaSettings,
-    KeystoreSettings,
-    PkiSettings,
-    StoreSettings,
-)
+from trustfleet.settings import operations, sections
 
 __all__ = [
     "CA_NAMES",
@@ -47,20 +31,19 @@ class ServerSettings(ConfigModel):
     """Everything a server process needs, with paths resolved against ``home``."""
 
     home: Path
-    api: ApiSettings = ApiSettings()
-    broker: BrokerSettings = BrokerSettings()
-    store: StoreSettings = StoreSettings()
-    keystore: KeystoreSettings = KeystoreSettings()
-    pki: PkiSettings = PkiSettings()
-    campaigns: CampaignSettings = CampaignSettings()
-    ota: OtaSettings = OtaSettings()
-    attestation: AttestationSettings = AttestationSettings()
-    ingest: IngestSettings = IngestSettings()
-    supervision: SupervisionSettings = SupervisionSettings()
-    ca: dict[str, CaSettings] = Field(
-        description="The three CAs (root, manufacturing, device): each key as an RFC 7512 URI "
-        "(with pin-source) and its certificate."
-    )
+    api: sections.ApiSettings = sections.ApiSettings()
+    broker: sections.BrokerSettings = sections.BrokerSettings()
+    store: sections.StoreSettings = sections.StoreSettings()
+    keystore: sections.KeystoreSettings = sections.KeystoreSettings()
+    pki: sections.PkiSettings = sections.PkiSettings()
+    campaigns: operations.CampaignSettings = operations.CampaignSettings()
+    ota: operations.OtaSettings = operations.OtaSettings()
+    attestation: operations.AttestationSettings = operations.AttestationSettings()
+    ingest: operations.IngestSettings = operations.IngestSettings()
+    supervision: operations.SupervisionSettings = operations.SupervisionSettings()
+    ca: dict[str, sections.CaSettings]
+    """The three CAs (root, manufacturing, device): each key as an RFC 7512 URI (with pin-source)
+    and its certificate."""
 
     def path(self, relative: str) -> Path:
         """Resolve a path from the file against the home directory."""
@@ -101,10 +84,8 @@ _FILE = ConfigFile(
         "PINs are never written here: each key URI names its PIN file (mode 0600) with",
         "pin-source (RFC 7512); 'env:NAME' instead of a path reads an environment variable.",
     ),
-    folder_what="the server home",
-    file_what="the configuration file",
-    absent="no server home at {folder}",
-    absent_hint="create one with 'trustfleet server init --home DIR'",
+    what=("the server home", "the configuration file"),
+    absent=("no server home at {folder}", "create one with 'trustfleet server init --home DIR'"),
     invalid_hint="see the comments in trustfleet.toml for the allowed values",
     check=_check,
 )

@@ -14,15 +14,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
+from settingskit import NAMES, device_settings, server_settings
 
 from trustfleet.configfile import render_toml_model
-from trustfleet.configfile.device import (
-    DeviceSettings,
-    load_device_settings,
-    save_device_settings,
-)
+from trustfleet.configfile.device import DeviceSettings, load_device_settings, save_device_settings
 from trustfleet.settings import (
-    CA_NAMES,
     CaSettings,
     PkiSettings,
     ServerSettings,
@@ -32,38 +28,16 @@ from trustfleet.settings import (
 
 HOME = Path("/srv/home")
 DEVICE = Path("/srv/device")
-NAMES = {
-    "quote_backslash_unicode": 'O"Brien \\ Ünïcode',
-    "single_quotes": "it's 'quoted'",
-    "triple_quotes": "a \"\"\" b ''' c",
-    "toml_syntax": "[ca.root] # = { } ,",
-    "emoji": "fleet 🚀 ✓",
-    "trailing_backslash": "ends with \\",
-}
-# Fields whose values a validator shapes (a pattern, https://): generated separately.
+# Fields whose values a validator shapes (a pattern, https://): not generated freely.
 SHAPED = {"service_identity", "est_url", "metadata_url", "targets_url"}
 
 
 def _server(**sections: Any) -> ServerSettings:
-    cas = {
-        name: {"key": f"pkcs11:object={name}", "cert": f"public/{name}.pem"} for name in CA_NAMES
-    }
-    return ServerSettings.model_validate({"home": HOME, "ca": cas, **sections})
+    return server_settings(HOME, **sections)
 
 
 def _device(**sections: Any) -> DeviceSettings:
-    raw = {
-        "directory": DEVICE,
-        "device": {"id": "dev-0001", "model": "m1"},
-        "identity": {"key": "pkcs11:token=tf-device;object=identity"},
-        "server": {"est_url": "https://localhost:8443/.well-known/est"},
-        "mqtt": {"port": 8883},
-    }
-    merged = {
-        name: values if values is None else {**raw.get(name, {}), **values}
-        for name, values in sections.items()
-    }
-    return DeviceSettings.model_validate({**raw, **merged})
+    return device_settings(DEVICE, **sections)
 
 
 def _server_round_trip(model: ServerSettings) -> ServerSettings:
