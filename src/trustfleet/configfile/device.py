@@ -81,13 +81,18 @@ class MqttSection(ConfigModel):
     host: str = ""
     port: int = Field(ge=1, le=65535)
     keepalive_s: int = Field(default=30, ge=5, le=3600)
+    """MQTT keep-alive interval."""
     telemetry_interval_s: float = Field(default=10.0, ge=0.2, le=86400)
+    """How often the agent publishes telemetry, and a heartbeat (heartbeat_interval_s)."""
     heartbeat_interval_s: float = Field(default=30.0, ge=0.2, le=86400)
     queue_max_messages: int = Field(default=1000, ge=1, le=100_000)
     """Offline queue; when full the oldest is dropped."""
     max_in_flight: int = Field(default=10, ge=1, le=100)
+    """Publications sent at once while connected; each leaves the outbox on its PUBACK."""
     connect_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    """Longest wait for a connection (TCP, TLS and CONNACK)."""
     ack_timeout_s: int = Field(default=30, ge=1, le=600)
+    """Longest wait for the broker to acknowledge a publication or subscription."""
     backoff_initial_s: float = Field(default=1.0, ge=0.05, le=3600)
     """Reconnect: exponential backoff with full jitter, up to backoff_max_s."""
     backoff_max_s: float = Field(default=60.0, ge=0.05, le=86400)

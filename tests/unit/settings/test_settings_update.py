@@ -18,18 +18,19 @@ from trustfleet.settings import save_server_settings as save_server
 
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
-    home = tmp_path / "home"
-    home.mkdir(mode=0o755)
-    save_server(server_settings(home.resolve()))
-    return home
+    save_server(server_settings(_folder(tmp_path / "home")))
+    return tmp_path / "home"
 
 
 @pytest.fixture
 def device(tmp_path: Path) -> Path:
-    device = tmp_path / "device"
-    device.mkdir(mode=0o755)
-    save_device(device_settings(device.resolve()))
-    return device
+    save_device(device_settings(_folder(tmp_path / "device")))
+    return tmp_path / "device"
+
+
+def _folder(path: Path) -> Path:
+    path.mkdir(mode=0o755)
+    return path.resolve()
 
 
 def test_save_writes_what_loads_back(home: Path) -> None:
