@@ -51,7 +51,7 @@ def render_toml_model(
         header: Comment lines (without ``#``) at the top of the file.
         exclude: Fields that are not in the file (e.g. the directory it lives in).
     """
-    data = model.model_dump(mode="json", exclude=set(exclude))
+    data = model.model_dump(exclude=set(exclude))  # python values: inf stays inf (TOML has it)
     lines = [_comment(text) for text in header]
     tables: list[str] = []
     for name, info in type(model).model_fields.items():

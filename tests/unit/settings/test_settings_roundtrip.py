@@ -150,3 +150,9 @@ def test_server_string_fields_round_trip(sections: dict[str, Any], ca_name: str)
 def test_device_string_fields_round_trip(sections: dict[str, Any], mqtt_host: str) -> None:
     device = _device(**{**sections, "mqtt": {"port": 1883, "host": mqtt_host}})
     assert _device_round_trip(device) == device
+
+
+def test_an_unbounded_float_round_trips() -> None:
+    """TOML has inf; a JSON-mode dump would have turned it into null and dropped the key."""
+    server = _server(api={"idle_timeout_s": float("inf")})
+    assert _server_round_trip(server) == server
