@@ -266,7 +266,7 @@ def _settings(home: Path, *, options: HomeOptions, module: str) -> ServerSetting
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
         raise InvalidInput(
-            f"{_OPTIONS.get(where, where)}: {first['msg']}",
+            f"{_OPTIONS.get(where, where)}: {first['msg'].removeprefix('Value error, ')}",
             hint="see 'trustfleet server init --help'", code="home.option.invalid",
         ) from exc  # fmt: skip
 
