@@ -42,6 +42,8 @@ class OtaSettings(ConfigModel):
     """Root signatures needed (of root_keys)."""
     root_keys: int = Field(default=3, ge=1, le=16)
     root_expiry_days: int = Field(default=365, ge=1, le=3650)
+    """How long each role's signed metadata is valid: root, targets and snapshot in days, the
+    timestamp in hours."""
     targets_expiry_days: int = Field(default=90, ge=1, le=3650)
     snapshot_expiry_days: int = Field(default=7, ge=1, le=365)
     timestamp_expiry_hours: int = Field(default=24, ge=1, le=24 * 31)
