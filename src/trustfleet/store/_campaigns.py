@@ -14,6 +14,7 @@ from sqlalchemy import func, select, update
 from trustfleet.errors import NotFound
 from trustfleet.store import _validate as check
 from trustfleet.store._models import CampaignDeviceRow, CampaignRow, DeviceRow
+from trustfleet.store._rows import record_of
 from trustfleet.store._session import SessionHandle, insert
 from trustfleet.store.records import (
     CAMPAIGN_DEVICE_STATES,
@@ -41,35 +42,11 @@ class NewCampaignDevice:
 
 
 def _record(row: CampaignRow) -> CampaignRecord:
-    return CampaignRecord(
-        id=row.id,
-        model=row.model,
-        version=row.version,
-        waves=tuple(float(w) for w in row.waves),
-        max_failure_rate=row.max_failure_rate,
-        device_timeout_s=row.device_timeout_s,
-        state=cast(CampaignState, row.state),  # the CHECK constraint holds it to the set
-        current_wave=row.current_wave,
-        reason=row.reason,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
+    return record_of(CampaignRecord, row, waves=tuple(float(w) for w in row.waves))
 
 
 def _device_record(row: Any) -> CampaignDeviceRecord:
-    return CampaignDeviceRecord(
-        campaign_id=row.campaign_id,
-        device_id=row.device_id,
-        wave=row.wave,
-        state=cast(CampaignDeviceState, row.state),  # the CHECK constraint holds it
-        bytes=row.bytes,
-        total=row.total,
-        delta=row.delta,
-        reason=row.reason,
-        code=row.code,
-        notified_at=row.notified_at,
-        updated_at=row.updated_at,
-    )
+    return record_of(CampaignDeviceRecord, row)
 
 
 def _bounded(value: str | None, *, max_chars: int) -> str | None:
