@@ -319,33 +319,50 @@ class CampaignRepository:
         now: datetime,
     ) -> None:
         """Set one device's update state and progress (the services layer keeps the order)."""
-        cd = self._cd
-        statement = (
-            update(cd)
-            .where(cd.c.campaign_id == campaign_id, cd.c.device_id == device_id)
-            .values(
-                state=check.one_of(state, CAMPAIGN_DEVICE_STATES, name="state"),
-                bytes=bytes,
-                total=total,
-                delta=delta,
-                reason=_bounded(reason, max_chars=256),
-                code=_bounded(code, max_chars=256),
-                updated_at=check.aware(now, name="now"),
-            )
+        self._set_device(
+            campaign_id,
+            device_id,
+            values={
+                "state": check.one_of(state, CAMPAIGN_DEVICE_STATES, name="state"),
+                "bytes": bytes,
+                "total": total,
+                "delta": delta,
+            },
+            reason=reason,
+            code=code,
+            now=now,
         )
-        self._handle.session.connection().execute(statement)
 
     def exclude_device(
         self, campaign_id: str, device_id: str, *, reason: str, code: str, now: datetime
     ) -> None:
         """Move one device to wave 0 as ``refused``: left out, never counted as a failure."""
+        self._set_device(
+            campaign_id,
+            device_id,
+            values={"wave": 0, "state": "refused"},
+            reason=reason,
+            code=code,
+            now=now,
+        )
+
+    def _set_device(
+        self,
+        campaign_id: str,
+        device_id: str,
+        *,
+        values: dict[str, Any],
+        reason: str | None,
+        code: str | None,
+        now: datetime,
+    ) -> None:
+        """Update one device's row: ``values``, its reason and code (bounded) and the time."""
         cd = self._cd
         statement = (
             update(cd)
             .where(cd.c.campaign_id == campaign_id, cd.c.device_id == device_id)
             .values(
-                wave=0,
-                state="refused",
+                **values,
                 reason=_bounded(reason, max_chars=256),
                 code=_bounded(code, max_chars=256),
                 updated_at=check.aware(now, name="now"),
