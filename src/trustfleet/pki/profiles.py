@@ -82,66 +82,75 @@ def _key_usage(*, signature: bool, cert_sign: bool) -> x509.KeyUsage:
     )
 
 
+def _ca(
+    name: str, *, kind: ProfileKind, validity: timedelta, path_length: int, signs: bool
+) -> CertificateProfile:
+    """A CA profile: certificate and CRL signing, no EKU; ``signs`` adds digitalSignature."""
+    return CertificateProfile(
+        name=name,
+        kind=kind,
+        validity=validity,
+        key_usage=_key_usage(signature=signs, cert_sign=True),
+        extended_key_usages=(),
+        path_length=path_length,
+    )
+
+
+def _end_entity(
+    name: str, *, kind: ProfileKind, validity: timedelta, purpose: x509.ObjectIdentifier
+) -> CertificateProfile:
+    """An end-entity profile: digitalSignature only, one EKU purpose, no path length."""
+    return CertificateProfile(
+        name=name,
+        kind=kind,
+        validity=validity,
+        key_usage=_key_usage(signature=True, cert_sign=False),
+        extended_key_usages=(purpose,),
+        path_length=None,
+    )
+
+
 _YEAR = timedelta(days=365)
 
-ROOT_CA = CertificateProfile(
-    name="root-ca",
-    kind=ProfileKind.ROOT,
-    validity=20 * _YEAR,
-    key_usage=_key_usage(signature=False, cert_sign=True),
-    extended_key_usages=(),
-    path_length=1,
-)
+ROOT_CA = _ca("root-ca", kind=ProfileKind.ROOT, validity=20 * _YEAR, path_length=1, signs=False)
 """The self-signed root; it signs only CA certificates and CRLs."""
 
-MANUFACTURING_CA = CertificateProfile(
-    name="manufacturing-ca",
+MANUFACTURING_CA = _ca(
+    "manufacturing-ca",
     kind=ProfileKind.INTERMEDIATE,
     validity=10 * _YEAR,
-    # digitalSignature: the CA signs its own OCSP responses (RFC 5280 §4.2.1.3).
-    key_usage=_key_usage(signature=True, cert_sign=True),
-    extended_key_usages=(),
     path_length=0,
+    # digitalSignature: the CA signs its own OCSP responses (RFC 5280 §4.2.1.3).
+    signs=True,
 )
 """The factory CA that issues IDevIDs."""
 
-DEVICE_CA = CertificateProfile(
-    name="device-ca",
-    kind=ProfileKind.INTERMEDIATE,
-    validity=10 * _YEAR,
-    key_usage=_key_usage(signature=True, cert_sign=True),
-    extended_key_usages=(),
-    path_length=0,
+DEVICE_CA = _ca(
+    "device-ca", kind=ProfileKind.INTERMEDIATE, validity=10 * _YEAR, path_length=0, signs=True
 )
 """The online CA that issues LDevIDs through EST and the service's TLS server certificates."""
 
-IDEVID = CertificateProfile(
-    name="idevid",
+IDEVID = _end_entity(
+    "idevid",
     kind=ProfileKind.DEVICE,
     # IEEE 802.1AR: an IDevID lives as long as the device; clamped to the manufacturing CA.
     validity=20 * _YEAR,
-    key_usage=_key_usage(signature=True, cert_sign=False),
-    extended_key_usages=(ExtendedKeyUsageOID.CLIENT_AUTH,),
-    path_length=None,
+    purpose=ExtendedKeyUsageOID.CLIENT_AUTH,
 )
 """The factory identity of a device (IEEE 802.1AR IDevID)."""
 
-LDEVID = CertificateProfile(
-    name="ldevid",
+LDEVID = _end_entity(
+    "ldevid",
     kind=ProfileKind.DEVICE,
     validity=timedelta(days=30),
-    key_usage=_key_usage(signature=True, cert_sign=False),
-    extended_key_usages=(ExtendedKeyUsageOID.CLIENT_AUTH,),
-    path_length=None,
+    purpose=ExtendedKeyUsageOID.CLIENT_AUTH,
 )
 """The operational identity of a device (LDevID), renewed over EST."""
 
-TLS_SERVER = CertificateProfile(
-    name="tls-server",
+TLS_SERVER = _end_entity(
+    "tls-server",
     kind=ProfileKind.SERVER,
     validity=timedelta(days=90),
-    key_usage=_key_usage(signature=True, cert_sign=False),
-    extended_key_usages=(ExtendedKeyUsageOID.SERVER_AUTH,),
-    path_length=None,
+    purpose=ExtendedKeyUsageOID.SERVER_AUTH,
 )
 """A TLS 1.3 server certificate (HTTPS API, MQTT broker); TLS 1.3 needs only digitalSignature."""
