@@ -82,40 +82,36 @@ def _key_usage(*, signature: bool, cert_sign: bool) -> x509.KeyUsage:
     )
 
 
-def _ca(
-    name: str, *, kind: ProfileKind, validity: timedelta, path_length: int, signs: bool
+def _profile(
+    name: str,
+    *,
+    kind: ProfileKind,
+    validity: timedelta,
+    path_length: int | None = None,
+    signs: bool = True,
+    purpose: x509.ObjectIdentifier | None = None,
 ) -> CertificateProfile:
-    """A CA profile: certificate and CRL signing, no EKU; ``signs`` adds digitalSignature."""
+    """A profile: a CA (root or intermediate) certifies and signs CRLs; ``signs`` sets
+    digitalSignature; ``purpose`` is an end entity's one EKU (CAs have none)."""
+    is_ca = kind in (ProfileKind.ROOT, ProfileKind.INTERMEDIATE)
     return CertificateProfile(
         name=name,
         kind=kind,
         validity=validity,
-        key_usage=_key_usage(signature=signs, cert_sign=True),
-        extended_key_usages=(),
+        key_usage=_key_usage(signature=signs, cert_sign=is_ca),
+        extended_key_usages=() if purpose is None else (purpose,),
         path_length=path_length,
-    )
-
-
-def _end_entity(
-    name: str, *, kind: ProfileKind, validity: timedelta, purpose: x509.ObjectIdentifier
-) -> CertificateProfile:
-    """An end-entity profile: digitalSignature only, one EKU purpose, no path length."""
-    return CertificateProfile(
-        name=name,
-        kind=kind,
-        validity=validity,
-        key_usage=_key_usage(signature=True, cert_sign=False),
-        extended_key_usages=(purpose,),
-        path_length=None,
     )
 
 
 _YEAR = timedelta(days=365)
 
-ROOT_CA = _ca("root-ca", kind=ProfileKind.ROOT, validity=20 * _YEAR, path_length=1, signs=False)
+ROOT_CA = _profile(
+    "root-ca", kind=ProfileKind.ROOT, validity=20 * _YEAR, path_length=1, signs=False
+)
 """The self-signed root; it signs only CA certificates and CRLs."""
 
-MANUFACTURING_CA = _ca(
+MANUFACTURING_CA = _profile(
     "manufacturing-ca",
     kind=ProfileKind.INTERMEDIATE,
     validity=10 * _YEAR,
@@ -125,12 +121,12 @@ MANUFACTURING_CA = _ca(
 )
 """The factory CA that issues IDevIDs."""
 
-DEVICE_CA = _ca(
+DEVICE_CA = _profile(
     "device-ca", kind=ProfileKind.INTERMEDIATE, validity=10 * _YEAR, path_length=0, signs=True
 )
 """The online CA that issues LDevIDs through EST and the service's TLS server certificates."""
 
-IDEVID = _end_entity(
+IDEVID = _profile(
     "idevid",
     kind=ProfileKind.DEVICE,
     # IEEE 802.1AR: an IDevID lives as long as the device; clamped to the manufacturing CA.
@@ -139,7 +135,7 @@ IDEVID = _end_entity(
 )
 """The factory identity of a device (IEEE 802.1AR IDevID)."""
 
-LDEVID = _end_entity(
+LDEVID = _profile(
     "ldevid",
     kind=ProfileKind.DEVICE,
     validity=timedelta(days=30),
@@ -147,7 +143,7 @@ LDEVID = _end_entity(
 )
 """The operational identity of a device (LDevID), renewed over EST."""
 
-TLS_SERVER = _end_entity(
+TLS_SERVER = _profile(
     "tls-server",
     kind=ProfileKind.SERVER,
     validity=timedelta(days=90),
