@@ -14,7 +14,7 @@ from pathlib import Path
 from awscrt import io as crt_io
 
 from trustfleet.errors import TrustFleetError, Unavailable
-from trustfleet.keystore._runtime import conf_lock
+from trustfleet.keystore._conflock import conf_lock
 
 __all__ = ["token_tls_context"]
 
