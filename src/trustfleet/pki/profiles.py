@@ -82,71 +82,53 @@ def _key_usage(*, signature: bool, cert_sign: bool) -> x509.KeyUsage:
     )
 
 
-def _profile(
-    name: str,
-    *,
-    kind: ProfileKind,
-    validity: timedelta,
-    path_length: int | None = None,
-    signs: bool = True,
-    purpose: x509.ObjectIdentifier | None = None,
-) -> CertificateProfile:
-    """A profile: a CA (root or intermediate) certifies and signs CRLs; ``signs`` sets
-    digitalSignature; ``purpose`` is an end entity's one EKU (CAs have none)."""
-    is_ca = kind in (ProfileKind.ROOT, ProfileKind.INTERMEDIATE)
+_PATH_LENGTH: dict[ProfileKind, int] = {ProfileKind.ROOT: 1, ProfileKind.INTERMEDIATE: 0}
+"""pathLenConstraint by kind: exactly two tiers of CAs (see the module docstring)."""
+_PURPOSE: dict[ProfileKind, x509.ObjectIdentifier] = {
+    ProfileKind.DEVICE: ExtendedKeyUsageOID.CLIENT_AUTH,
+    ProfileKind.SERVER: ExtendedKeyUsageOID.SERVER_AUTH,
+}
+"""The one EKU purpose of an end entity, by kind (CAs carry no EKU)."""
+
+
+def _profile(name: str, *, kind: ProfileKind, validity: timedelta) -> CertificateProfile:
+    """A profile whose extensions follow from its place in the hierarchy.
+
+    A CA certifies and signs CRLs; every certificate but the root's also has
+    digitalSignature (an intermediate signs its own OCSP responses, RFC 5280 §4.2.1.3; the
+    root signs only CA certificates and CRLs).
+    """
+    purpose = _PURPOSE.get(kind)
     return CertificateProfile(
         name=name,
         kind=kind,
         validity=validity,
-        key_usage=_key_usage(signature=signs, cert_sign=is_ca),
+        key_usage=_key_usage(
+            signature=kind is not ProfileKind.ROOT,
+            cert_sign=kind in (ProfileKind.ROOT, ProfileKind.INTERMEDIATE),
+        ),
         extended_key_usages=() if purpose is None else (purpose,),
-        path_length=path_length,
+        path_length=_PATH_LENGTH.get(kind),
     )
 
 
 _YEAR = timedelta(days=365)
 
-ROOT_CA = _profile(
-    "root-ca", kind=ProfileKind.ROOT, validity=20 * _YEAR, path_length=1, signs=False
-)
+ROOT_CA = _profile("root-ca", kind=ProfileKind.ROOT, validity=20 * _YEAR)
 """The self-signed root; it signs only CA certificates and CRLs."""
 
-MANUFACTURING_CA = _profile(
-    "manufacturing-ca",
-    kind=ProfileKind.INTERMEDIATE,
-    validity=10 * _YEAR,
-    path_length=0,
-    # digitalSignature: the CA signs its own OCSP responses (RFC 5280 §4.2.1.3).
-    signs=True,
-)
+MANUFACTURING_CA = _profile("manufacturing-ca", kind=ProfileKind.INTERMEDIATE, validity=10 * _YEAR)
 """The factory CA that issues IDevIDs."""
 
-DEVICE_CA = _profile(
-    "device-ca", kind=ProfileKind.INTERMEDIATE, validity=10 * _YEAR, path_length=0, signs=True
-)
+DEVICE_CA = _profile("device-ca", kind=ProfileKind.INTERMEDIATE, validity=10 * _YEAR)
 """The online CA that issues LDevIDs through EST and the service's TLS server certificates."""
 
-IDEVID = _profile(
-    "idevid",
-    kind=ProfileKind.DEVICE,
-    # IEEE 802.1AR: an IDevID lives as long as the device; clamped to the manufacturing CA.
-    validity=20 * _YEAR,
-    purpose=ExtendedKeyUsageOID.CLIENT_AUTH,
-)
+# IEEE 802.1AR: an IDevID lives as long as the device; clamped to the manufacturing CA.
+IDEVID = _profile("idevid", kind=ProfileKind.DEVICE, validity=20 * _YEAR)
 """The factory identity of a device (IEEE 802.1AR IDevID)."""
 
-LDEVID = _profile(
-    "ldevid",
-    kind=ProfileKind.DEVICE,
-    validity=timedelta(days=30),
-    purpose=ExtendedKeyUsageOID.CLIENT_AUTH,
-)
+LDEVID = _profile("ldevid", kind=ProfileKind.DEVICE, validity=timedelta(days=30))
 """The operational identity of a device (LDevID), renewed over EST."""
 
-TLS_SERVER = _profile(
-    "tls-server",
-    kind=ProfileKind.SERVER,
-    validity=timedelta(days=90),
-    purpose=ExtendedKeyUsageOID.SERVER_AUTH,
-)
+TLS_SERVER = _profile("tls-server", kind=ProfileKind.SERVER, validity=timedelta(days=90))
 """A TLS 1.3 server certificate (HTTPS API, MQTT broker); TLS 1.3 needs only digitalSignature."""
