@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from types import SimpleNamespace
 
@@ -13,31 +14,24 @@ from trustfleet.store.records import CrlRecord, DeviceRecord
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 
-def _device_row(**changes: object) -> SimpleNamespace:
-    values: dict[str, object] = {
-        "id": "dev-1",
-        "model": "m1",
-        "state": "enrolled",
-        "created_at": NOW,
-        "updated_at": NOW,
-        "last_seen_at": None,
-        "firmware_version": "1.0.0",
-        "quarantined_at": None,  # a column the record does not have: not read
-    }
-    values.update(changes)
-    return SimpleNamespace(**values)
+DEVICE = DeviceRecord(
+    id="dev-1",
+    model="m1",
+    state="enrolled",
+    created_at=NOW,
+    updated_at=NOW,
+    last_seen_at=None,
+    firmware_version="1.0.0",
+)
+
+
+def _device_row() -> SimpleNamespace:
+    # quarantined_at: a column the record does not have, so it is not read.
+    return SimpleNamespace(**dataclasses.asdict(DEVICE), quarantined_at=NOW)
 
 
 def test_every_field_is_read_from_the_attribute_of_its_name() -> None:
-    assert record_of(DeviceRecord, _device_row()) == DeviceRecord(
-        id="dev-1",
-        model="m1",
-        state="enrolled",
-        created_at=NOW,
-        updated_at=NOW,
-        last_seen_at=None,
-        firmware_version="1.0.0",
-    )
+    assert record_of(DeviceRecord, _device_row()) == DEVICE
 
 
 def test_a_converted_value_replaces_the_rows_own() -> None:
