@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from trustfleet.errors import Config
+from trustfleet.processes import open_lock_file
 
 __all__ = ["conf_lock"]
 
@@ -53,14 +53,12 @@ def conf_lock(conf: Path | None) -> Iterator[None]:
         lock = _CONF_LOCKS.setdefault(path, _ConfLock(path))
     with lock.thread_lock:
         if lock.depth == 0:
-            try:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-            except OSError as exc:
-                raise Config(
-                    f"cannot open the token lock '{path}': {exc.strerror}",
-                    hint="the folder of the SoftHSM2 configuration must be writable by this user",
-                    code="keystore.conf.lock",
-                ) from exc
+            fd = open_lock_file(
+                path,
+                what="the token lock",
+                hint="the folder of the SoftHSM2 configuration must be writable by this user",
+                code="keystore.conf.lock",
+            )
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)  # Python retries it after a signal (PEP 475)
             except OSError:
