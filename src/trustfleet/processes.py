@@ -36,6 +36,7 @@ __all__ = [
     "hold_exclusive",
     "identity_of",
     "names_folder",
+    "open_lock_file",
 ]
 
 _PR_SET_PDEATHSIG: Final = 1
@@ -88,14 +89,12 @@ def hold_exclusive(path: Path, *, what: str, hint: str, code: str, env_name: str
     adopted = _adopt(path, env_name) if env_name else None
     if adopted is not None:
         return adopted
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    except OSError as exc:
-        raise Config(
-            f"cannot open the lock file {path}: {exc.strerror}",
-            hint="remove it if it is a symlink or not a regular file",
-            code="lock.open",
-        ) from exc
+    fd = open_lock_file(
+        path,
+        what="the lock file",
+        hint="remove it if it is a symlink or not a regular file",
+        code="lock.open",
+    )
     try:
         os.fchmod(fd, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -108,6 +107,27 @@ def hold_exclusive(path: Path, *, what: str, hint: str, code: str, env_name: str
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return HeldLock(path=path, fd=fd)
+
+
+def open_lock_file(path: Path, *, what: str, hint: str, code: str) -> int:
+    """Open a lock file for reading and writing, created 0600, never through a symlink.
+
+    Args:
+        path: The lock file; its folder must exist.
+        what: What it is, for the error (``"the lock file"``).
+        hint: What to do when it cannot be opened.
+        code: The error code when it cannot be opened.
+
+    Returns:
+        The descriptor (close-on-exec).
+
+    Raises:
+        Config: It cannot be opened (a symlink, not a regular file, no permission).
+    """
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise Config(f"cannot open {what} {path}: {exc.strerror}", hint=hint, code=code) from exc
 
 
 def _adopt(path: Path, env_name: str) -> HeldLock | None:

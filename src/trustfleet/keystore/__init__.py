@@ -16,9 +16,9 @@ active configuration are open.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from trustfleet.keystore._lazy import lazy_attributes
 from trustfleet.keystore._module import DEFAULT_MODULE_CANDIDATES, find_module, write_softhsm_conf
 from trustfleet.keystore._pin import PinSource, generate_pin, write_pin_file
 from trustfleet.keystore._uri import Pkcs11Uri
@@ -41,13 +41,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, globals(), _LAZY)
 
 
 __all__ = [

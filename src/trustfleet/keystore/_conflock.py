@@ -1,9 +1,9 @@
-"""The cross-process lock of a SoftHSM2 configuration (see :mod:`trustfleet.keystore._runtime`).
+"""The cross-process lock of a SoftHSM2 configuration (no python-pkcs11 here).
 
-SoftHSM2 rewrites ``token.object`` on every ``C_Login``; a process that lists the slots or logs in
-meanwhile reads a half-written file. Every process that looks up or logs in to a token of a
-configuration holds this lock. It imports neither python-pkcs11 nor awscrt, so the agent's
-steady state (awscrt only) can use it without loading python-pkcs11.
+SoftHSM2 rewrites ``token.object`` on every ``C_Login``, and reads every token's file in
+``C_Initialize`` and in lookups; see :mod:`trustfleet.keystore._runtime` for who holds the lock.
+This module imports neither python-pkcs11 nor awscrt, so the awscrt TLS context can take the
+lock without loading python-pkcs11 into a device agent.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from trustfleet.errors import Config
+from trustfleet.processes import open_lock_file
 
 __all__ = ["conf_lock"]
 
@@ -53,14 +53,12 @@ def conf_lock(conf: Path | None) -> Iterator[None]:
         lock = _CONF_LOCKS.setdefault(path, _ConfLock(path))
     with lock.thread_lock:
         if lock.depth == 0:
-            try:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-            except OSError as exc:
-                raise Config(
-                    f"cannot open the token lock '{path}': {exc.strerror}",
-                    hint="the folder of the SoftHSM2 configuration must be writable by this user",
-                    code="keystore.conf.lock",
-                ) from exc
+            fd = open_lock_file(
+                path,
+                what="the token lock",
+                hint="the folder of the SoftHSM2 configuration must be writable by this user",
+                code="keystore.conf.lock",
+            )
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)  # Python retries it after a signal (PEP 475)
             except OSError:

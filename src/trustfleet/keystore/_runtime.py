@@ -28,7 +28,8 @@ Scheme:
   slots or logs in at that moment reads a half-written file (``CKR_GENERAL_ERROR`` or "no such
   token"). So every process that looks up or logs in to a token of a configuration holds
   :func:`conf_lock` (an ``flock`` on ``<conf>.lock``, beside the configuration) meanwhile:
-  :func:`use_module` takes it, and so does the awscrt TLS context that logs in by itself.
+  :func:`use_module` takes it (also around ``C_Initialize``, which reads every token), and
+  so does the awscrt TLS context that logs in by itself.
   Signing on an open session needs no lock across processes.
 """
 
@@ -230,10 +231,14 @@ def use_module(module: Path, conf: Path | None) -> Iterator[LoadedModule]:
     conf = conf.resolve() if conf is not None else None
     with MODULE_LOCK:
         loaded = _MODULES.get(module)
+        # C_Initialize reads every token's token.object too, so loading and switching hold
+        # the configuration's lock like a lookup does.
         if loaded is None:
-            loaded = _MODULES[module] = _load(module, conf)
+            with conf_lock(conf):
+                loaded = _MODULES[module] = _load(module, conf)
         elif conf is not None and conf != loaded.conf:
-            _switch(loaded, conf)
+            with conf_lock(conf):
+                _switch(loaded, conf)
         with conf_lock(loaded.conf):
             yield loaded
 

@@ -9,7 +9,7 @@ not go in URIs (they end up in logs, shell history and process listings).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from trustfleet.errors import InvalidInput
@@ -172,13 +172,4 @@ class Pkcs11Uri:
 
     def with_query(self, *, module_path: str | None, pin_source: str | None) -> Pkcs11Uri:
         """A copy with the query attributes replaced."""
-        return Pkcs11Uri(
-            token=self.token,
-            object=self.object,
-            id=self.id,
-            type=self.type,
-            manufacturer=self.manufacturer,
-            serial=self.serial,
-            module_path=module_path,
-            pin_source=pin_source,
-        )
+        return replace(self, module_path=module_path, pin_source=pin_source)

@@ -98,15 +98,22 @@ def build_crl(
     """
     if not 0 <= crl_number <= _MAX_CRL_NUMBER:
         raise InvalidInput("The CRL number must be between 0 and 2^159 - 1.", code="pki.crl.number")
-    if now.tzinfo is None or next_update.tzinfo is None or next_update <= now:
+    # Both times are encoded in whole seconds, so the order is checked on what is encoded:
+    # 12:00:00.2 and 12:00:00.7 would both be written as 12:00:00.
+    if (
+        now.tzinfo is None
+        or next_update.tzinfo is None
+        or _whole_seconds(next_update) <= _whole_seconds(now)
+    ):
         raise InvalidInput(
-            "The CRL times must be timezone-aware and nextUpdate must follow thisUpdate.",
+            "The CRL times must be timezone-aware and nextUpdate must follow thisUpdate "
+            "by at least a second.",
             code="pki.crl.times",
         )
     builder = (
         x509.CertificateRevocationListBuilder()
         .issuer_name(issuer.cert.subject)
-        .last_update(now)  # encoded in whole seconds
+        .last_update(now)
         .next_update(next_update)
         .add_extension(_keys.authority_key_identifier(issuer.cert), critical=False)
         .add_extension(x509.CRLNumber(crl_number), critical=False)
@@ -114,6 +121,10 @@ def build_crl(
     for entry in revoked:
         builder = builder.add_revoked_certificate(_revoked_certificate(entry))
     return builder.sign(issuer.key, _keys.signature_hash(issuer.key))
+
+
+def _whole_seconds(when: datetime) -> datetime:
+    return when.replace(microsecond=0)
 
 
 def _revoked_certificate(entry: RevokedEntry) -> x509.RevokedCertificate:

@@ -82,66 +82,53 @@ def _key_usage(*, signature: bool, cert_sign: bool) -> x509.KeyUsage:
     )
 
 
+_PATH_LENGTH: dict[ProfileKind, int] = {ProfileKind.ROOT: 1, ProfileKind.INTERMEDIATE: 0}
+"""pathLenConstraint by kind: exactly two tiers of CAs (see the module docstring)."""
+_PURPOSE: dict[ProfileKind, x509.ObjectIdentifier] = {
+    ProfileKind.DEVICE: ExtendedKeyUsageOID.CLIENT_AUTH,
+    ProfileKind.SERVER: ExtendedKeyUsageOID.SERVER_AUTH,
+}
+"""The one EKU purpose of an end entity, by kind (CAs carry no EKU)."""
+
+
+def _profile(name: str, *, kind: ProfileKind, validity: timedelta) -> CertificateProfile:
+    """A profile whose extensions follow from its place in the hierarchy.
+
+    A CA certifies and signs CRLs; every certificate but the root's also has
+    digitalSignature (an intermediate signs its own OCSP responses, RFC 5280 §4.2.1.3; the
+    root signs only CA certificates and CRLs).
+    """
+    purpose = _PURPOSE.get(kind)
+    return CertificateProfile(
+        name=name,
+        kind=kind,
+        validity=validity,
+        key_usage=_key_usage(
+            signature=kind is not ProfileKind.ROOT,
+            cert_sign=kind in (ProfileKind.ROOT, ProfileKind.INTERMEDIATE),
+        ),
+        extended_key_usages=() if purpose is None else (purpose,),
+        path_length=_PATH_LENGTH.get(kind),
+    )
+
+
 _YEAR = timedelta(days=365)
 
-ROOT_CA = CertificateProfile(
-    name="root-ca",
-    kind=ProfileKind.ROOT,
-    validity=20 * _YEAR,
-    key_usage=_key_usage(signature=False, cert_sign=True),
-    extended_key_usages=(),
-    path_length=1,
-)
+ROOT_CA = _profile("root-ca", kind=ProfileKind.ROOT, validity=20 * _YEAR)
 """The self-signed root; it signs only CA certificates and CRLs."""
 
-MANUFACTURING_CA = CertificateProfile(
-    name="manufacturing-ca",
-    kind=ProfileKind.INTERMEDIATE,
-    validity=10 * _YEAR,
-    # digitalSignature: the CA signs its own OCSP responses (RFC 5280 §4.2.1.3).
-    key_usage=_key_usage(signature=True, cert_sign=True),
-    extended_key_usages=(),
-    path_length=0,
-)
+MANUFACTURING_CA = _profile("manufacturing-ca", kind=ProfileKind.INTERMEDIATE, validity=10 * _YEAR)
 """The factory CA that issues IDevIDs."""
 
-DEVICE_CA = CertificateProfile(
-    name="device-ca",
-    kind=ProfileKind.INTERMEDIATE,
-    validity=10 * _YEAR,
-    key_usage=_key_usage(signature=True, cert_sign=True),
-    extended_key_usages=(),
-    path_length=0,
-)
+DEVICE_CA = _profile("device-ca", kind=ProfileKind.INTERMEDIATE, validity=10 * _YEAR)
 """The online CA that issues LDevIDs through EST and the service's TLS server certificates."""
 
-IDEVID = CertificateProfile(
-    name="idevid",
-    kind=ProfileKind.DEVICE,
-    # IEEE 802.1AR: an IDevID lives as long as the device; clamped to the manufacturing CA.
-    validity=20 * _YEAR,
-    key_usage=_key_usage(signature=True, cert_sign=False),
-    extended_key_usages=(ExtendedKeyUsageOID.CLIENT_AUTH,),
-    path_length=None,
-)
+# IEEE 802.1AR: an IDevID lives as long as the device; clamped to the manufacturing CA.
+IDEVID = _profile("idevid", kind=ProfileKind.DEVICE, validity=20 * _YEAR)
 """The factory identity of a device (IEEE 802.1AR IDevID)."""
 
-LDEVID = CertificateProfile(
-    name="ldevid",
-    kind=ProfileKind.DEVICE,
-    validity=timedelta(days=30),
-    key_usage=_key_usage(signature=True, cert_sign=False),
-    extended_key_usages=(ExtendedKeyUsageOID.CLIENT_AUTH,),
-    path_length=None,
-)
+LDEVID = _profile("ldevid", kind=ProfileKind.DEVICE, validity=timedelta(days=30))
 """The operational identity of a device (LDevID), renewed over EST."""
 
-TLS_SERVER = CertificateProfile(
-    name="tls-server",
-    kind=ProfileKind.SERVER,
-    validity=timedelta(days=90),
-    key_usage=_key_usage(signature=True, cert_sign=False),
-    extended_key_usages=(ExtendedKeyUsageOID.SERVER_AUTH,),
-    path_length=None,
-)
+TLS_SERVER = _profile("tls-server", kind=ProfileKind.SERVER, validity=timedelta(days=90))
 """A TLS 1.3 server certificate (HTTPS API, MQTT broker); TLS 1.3 needs only digitalSignature."""

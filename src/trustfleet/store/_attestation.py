@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import builtins
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import delete, func, select, update
 
@@ -16,6 +16,7 @@ from trustfleet.store._models import (
     AttestationKeyRow,
     DeviceRow,
 )
+from trustfleet.store._rows import record_of
 from trustfleet.store._session import insert
 from trustfleet.store.records import (
     CHALLENGE_OUTCOMES,
@@ -24,51 +25,31 @@ from trustfleet.store.records import (
     AttestationKeyRecord,
     ChallengeOutcome,
     ChallengeRecord,
-    ChallengeTrigger,
 )
 
 __all__ = ["AttestationRepository"]
 
 
+def _key_bytes(row: Any) -> dict[str, bytes]:
+    """The binary columns an AK and an AK enrollment share, as ``bytes``."""
+    return {
+        "ak_public": bytes(row.ak_public),
+        "ek_public": bytes(row.ek_public),
+        "ek_certificate": bytes(row.ek_certificate),
+    }
+
+
 def _key(row: Any) -> AttestationKeyRecord:
-    return AttestationKeyRecord(
-        device_id=row.device_id,
-        ak_public=bytes(row.ak_public),
-        ak_public_pem=row.ak_public_pem,
-        ak_name=row.ak_name,
-        ek_public=bytes(row.ek_public),
-        ek_certificate=bytes(row.ek_certificate),
-        activated_at=row.activated_at,
-    )
+    return record_of(AttestationKeyRecord, row, **_key_bytes(row))
 
 
 def _enrollment(row: AkEnrollmentRow) -> AkEnrollmentRecord:
-    return AkEnrollmentRecord(
-        id=row.id,
-        device_id=row.device_id,
-        secret_sha256=row.secret_sha256,
-        ak_public=bytes(row.ak_public),
-        ak_public_pem=row.ak_public_pem,
-        ak_name=row.ak_name,
-        ek_public=bytes(row.ek_public),
-        ek_certificate=bytes(row.ek_certificate),
-        created_at=row.created_at,
-        expires_at=row.expires_at,
-        used_at=row.used_at,
-    )
+    return record_of(AkEnrollmentRecord, row, **_key_bytes(row))
 
 
 def _challenge(row: Any) -> ChallengeRecord:
-    return ChallengeRecord(
-        id=row.id,
-        device_id=row.device_id,
-        nonce=bytes(row.nonce),
-        pcrs=tuple(int(p) for p in row.pcrs),
-        trigger=cast(ChallengeTrigger, row.trigger),  # CHECK constraint
-        issued_at=row.issued_at,
-        expires_at=row.expires_at,
-        used_at=row.used_at,
-        outcome=cast(ChallengeOutcome | None, row.outcome),  # CHECK constraint
+    return record_of(
+        ChallengeRecord, row, nonce=bytes(row.nonce), pcrs=tuple(int(p) for p in row.pcrs)
     )
 
 

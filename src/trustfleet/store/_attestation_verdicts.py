@@ -13,6 +13,7 @@ from sqlalchemy import delete, select
 from trustfleet.errors import NotFound
 from trustfleet.store import _validate as check
 from trustfleet.store._models import AttestationResultRow, DeviceRow
+from trustfleet.store._rows import record_of
 from trustfleet.store._session import SessionHandle
 from trustfleet.store.records import JSON, AttestationResultRecord, QuarantineRecord
 
@@ -23,18 +24,7 @@ MAX_FINDINGS_BYTES = 32 * 1024
 
 
 def _result(row: Any) -> AttestationResultRecord:
-    return AttestationResultRecord(
-        id=row.id,
-        device_id=row.device_id,
-        challenge_id=row.challenge_id,
-        verified_at=row.verified_at,
-        ok=bool(row.ok),
-        findings=tuple(row.findings),
-        release=row.release,
-        reset_count=row.reset_count,
-        restart_count=row.restart_count,
-        clock=row.clock,
-    )
+    return record_of(AttestationResultRecord, row, ok=bool(row.ok), findings=tuple(row.findings))
 
 
 class _Values:

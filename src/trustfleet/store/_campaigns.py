@@ -14,6 +14,7 @@ from sqlalchemy import func, select, update
 from trustfleet.errors import NotFound
 from trustfleet.store import _validate as check
 from trustfleet.store._models import CampaignDeviceRow, CampaignRow, DeviceRow
+from trustfleet.store._rows import record_of
 from trustfleet.store._session import SessionHandle, insert
 from trustfleet.store.records import (
     CAMPAIGN_DEVICE_STATES,
@@ -41,35 +42,11 @@ class NewCampaignDevice:
 
 
 def _record(row: CampaignRow) -> CampaignRecord:
-    return CampaignRecord(
-        id=row.id,
-        model=row.model,
-        version=row.version,
-        waves=tuple(float(w) for w in row.waves),
-        max_failure_rate=row.max_failure_rate,
-        device_timeout_s=row.device_timeout_s,
-        state=cast(CampaignState, row.state),  # the CHECK constraint holds it to the set
-        current_wave=row.current_wave,
-        reason=row.reason,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
+    return record_of(CampaignRecord, row, waves=tuple(float(w) for w in row.waves))
 
 
 def _device_record(row: Any) -> CampaignDeviceRecord:
-    return CampaignDeviceRecord(
-        campaign_id=row.campaign_id,
-        device_id=row.device_id,
-        wave=row.wave,
-        state=cast(CampaignDeviceState, row.state),  # the CHECK constraint holds it
-        bytes=row.bytes,
-        total=row.total,
-        delta=row.delta,
-        reason=row.reason,
-        code=row.code,
-        notified_at=row.notified_at,
-        updated_at=row.updated_at,
-    )
+    return record_of(CampaignDeviceRecord, row)
 
 
 def _bounded(value: str | None, *, max_chars: int) -> str | None:
@@ -342,33 +319,50 @@ class CampaignRepository:
         now: datetime,
     ) -> None:
         """Set one device's update state and progress (the services layer keeps the order)."""
-        cd = self._cd
-        statement = (
-            update(cd)
-            .where(cd.c.campaign_id == campaign_id, cd.c.device_id == device_id)
-            .values(
-                state=check.one_of(state, CAMPAIGN_DEVICE_STATES, name="state"),
-                bytes=bytes,
-                total=total,
-                delta=delta,
-                reason=_bounded(reason, max_chars=256),
-                code=_bounded(code, max_chars=256),
-                updated_at=check.aware(now, name="now"),
-            )
+        self._set_device(
+            campaign_id,
+            device_id,
+            values={
+                "state": check.one_of(state, CAMPAIGN_DEVICE_STATES, name="state"),
+                "bytes": bytes,
+                "total": total,
+                "delta": delta,
+            },
+            reason=reason,
+            code=code,
+            now=now,
         )
-        self._handle.session.connection().execute(statement)
 
     def exclude_device(
         self, campaign_id: str, device_id: str, *, reason: str, code: str, now: datetime
     ) -> None:
         """Move one device to wave 0 as ``refused``: left out, never counted as a failure."""
+        self._set_device(
+            campaign_id,
+            device_id,
+            values={"wave": 0, "state": "refused"},
+            reason=reason,
+            code=code,
+            now=now,
+        )
+
+    def _set_device(
+        self,
+        campaign_id: str,
+        device_id: str,
+        *,
+        values: dict[str, Any],
+        reason: str | None,
+        code: str | None,
+        now: datetime,
+    ) -> None:
+        """Update one device's row: ``values``, its reason and code (bounded) and the time."""
         cd = self._cd
         statement = (
             update(cd)
             .where(cd.c.campaign_id == campaign_id, cd.c.device_id == device_id)
             .values(
-                wave=0,
-                state="refused",
+                **values,
                 reason=_bounded(reason, max_chars=256),
                 code=_bounded(code, max_chars=256),
                 updated_at=check.aware(now, name="now"),

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import builtins
 from datetime import datetime
-from typing import cast
 
 from sqlalchemy import bindparam, func, select
 
 from trustfleet.errors import Conflict, InvalidInput, NotFound
 from trustfleet.store import _validate as check
 from trustfleet.store._models import CertificateRow
+from trustfleet.store._rows import record_of
 from trustfleet.store._session import SessionHandle, insert
 from trustfleet.store.records import (
     CERTIFICATE_KINDS,
@@ -24,22 +24,7 @@ __all__ = ["CertificateRepository"]
 
 
 def _record(row: CertificateRow) -> CertificateRecord:
-    return CertificateRecord(
-        id=row.id,
-        issuer=row.issuer,
-        serial=row.serial,
-        kind=cast(CertificateKind, row.kind),  # the CHECK constraint holds it to the kinds
-        device_id=row.device_id,
-        subject=row.subject,
-        not_before=row.not_before,
-        not_after=row.not_after,
-        sha256=row.sha256,
-        der=bytes(row.der),
-        status=cast(CertificateStatus, row.status),  # likewise held by a CHECK constraint
-        revoked_at=row.revoked_at,
-        revocation_reason=row.revocation_reason,
-        created_at=row.created_at,
-    )
+    return record_of(CertificateRecord, row, der=bytes(row.der))
 
 
 _BY_SHA256 = select(CertificateRow.__table__).where(

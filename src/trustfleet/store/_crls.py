@@ -10,6 +10,7 @@ from sqlalchemy import select
 from trustfleet.errors import Conflict, InvalidInput
 from trustfleet.store import _validate as check
 from trustfleet.store._models import CrlRow
+from trustfleet.store._rows import record_of
 from trustfleet.store._session import SessionHandle, insert
 from trustfleet.store.records import CrlRecord
 
@@ -19,13 +20,7 @@ _MAX_CRL_NUMBER: Final = 2**63 - 1  # BIGINT; RFC 5280 allows 20 octets, we issu
 
 
 def _record(row: CrlRow) -> CrlRecord:
-    return CrlRecord(
-        issuer=row.issuer,
-        crl_number=row.crl_number,
-        this_update=row.this_update,
-        next_update=row.next_update,
-        der=bytes(row.der),
-    )
+    return record_of(CrlRecord, row, der=bytes(row.der))
 
 
 class CrlRepository:

@@ -13,6 +13,7 @@ from sqlalchemy import bindparam, func, select, update
 from trustfleet.errors import NotFound
 from trustfleet.store import _validate as check
 from trustfleet.store._models import DeviceRow
+from trustfleet.store._rows import record_of
 from trustfleet.store._session import SessionHandle, insert
 from trustfleet.store.records import DEVICE_STATES, DeviceRecord, DeviceState
 
@@ -20,15 +21,7 @@ __all__ = ["DeviceRepository"]
 
 
 def _record(row: DeviceRow) -> DeviceRecord:
-    return DeviceRecord(
-        id=row.id,
-        model=row.model,
-        state=cast(DeviceState, row.state),  # the CHECK constraint holds it to DEVICE_STATES
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        last_seen_at=row.last_seen_at,
-        firmware_version=row.firmware_version,
-    )
+    return record_of(DeviceRecord, row)
 
 
 _BY_ID = select(DeviceRow.__table__).where(DeviceRow.__table__.c.id == bindparam("id"))

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from trustfleet.store import _validate as check
 from trustfleet.store._models import SecurityEventRow
+from trustfleet.store._rows import record_of
 from trustfleet.store._session import SessionHandle
 from trustfleet.store.records import JSON, SecurityEventRecord
 
@@ -22,14 +23,7 @@ MAX_EVENT_DETAILS_BYTES: Final = 64 * 1024
 
 
 def _record(row: SecurityEventRow) -> SecurityEventRecord:
-    return SecurityEventRecord(
-        id=row.id,
-        occurred_at=row.occurred_at,
-        type=row.type,
-        actor=row.actor,
-        subject=row.subject,
-        details=row.details,
-    )
+    return record_of(SecurityEventRecord, row)
 
 
 _MAX_ID = select(func.max(SecurityEventRow.id))

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from trustfleet.errors import InvalidInput
 from trustfleet.store import _validate as check
 from trustfleet.store._models import ReleaseRow
+from trustfleet.store._rows import record_of
 from trustfleet.store._session import SessionHandle, insert
 from trustfleet.store.records import ReleaseRecord
 
@@ -27,17 +28,7 @@ def version_key(version: str) -> str:
 
 
 def _record(row: ReleaseRow) -> ReleaseRecord:
-    return ReleaseRecord(
-        id=row.id,
-        model=row.model,
-        version=row.version,
-        min_version=row.min_version,
-        image_sha256=row.image_sha256,
-        image_length=row.image_length,
-        manifest=bytes(row.manifest),
-        targets_version=row.targets_version,
-        published_at=row.published_at,
-    )
+    return record_of(ReleaseRecord, row, manifest=bytes(row.manifest))
 
 
 class ReleaseRepository:

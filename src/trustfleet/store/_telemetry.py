@@ -15,6 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from trustfleet.errors import InvalidInput
 from trustfleet.store import _validate as check
 from trustfleet.store._models import TelemetryRow
+from trustfleet.store._rows import record_of
 from trustfleet.store._session import SessionHandle
 from trustfleet.store.records import JSON, TelemetryRecord
 
@@ -71,15 +72,7 @@ def _values(r: NewTelemetry) -> dict[str, Any]:
 
 
 def _record(row: Any) -> TelemetryRecord:
-    return TelemetryRecord(
-        id=row.id,
-        device_id=row.device_id,
-        received_at=row.received_at,
-        device_ts=row.device_ts,
-        seq=row.seq,
-        metrics=row.metrics,
-        boot=row.boot,
-    )
+    return record_of(TelemetryRecord, row)
 
 
 class TelemetryRepository:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from trustfleet.agent.updater._state import (
+    _FIELD_TYPES,
     OUTCOMES,
     STATES,
     OtaState,
@@ -179,6 +180,17 @@ INVALID = {
     "target-slot-c": {"target_slot": "c"},
     "from-slot-c": {"from_slot": "c"},
     "unexpected-argument-shape": {"floor": None, "installed_version": None},
+    # Regression: these were loaded whatever their JSON type, and a list or an object then
+    # reached the status report and the log lines.
+    "campaign-not-text": {"campaign": ["cmp-1"]},
+    "reason-not-text": {"reason": {"why": 1}},
+    "reason-null": {"reason": None},
+    "code-not-text": {"code": 7},
+    "version-not-text": {"version": 2},
+    "from-version-not-text": {"from_version": ["1.3.0"]},
+    "target-slot-not-text": {"target_slot": 1},
+    "delta-not-bool": {"delta": "yes"},
+    "updated-at-not-text": {"updated_at": 0},
 }
 
 
@@ -189,6 +201,15 @@ def test_invalid_values_give_the_fresh_state_with_a_warning(
     with caplog.at_level(logging.WARNING):
         assert _load(tmp_path / "s.json", _doc(**changes)) == FRESH
     assert [r.levelno for r in caplog.records] == [logging.WARNING]
+
+
+def test_every_field_of_the_state_has_a_json_type_check() -> None:
+    assert set(_FIELD_TYPES) == {f.name for f in dataclasses.fields(OtaState)}
+
+
+def test_a_campaign_of_null_and_a_delta_of_false_load(tmp_path: Path) -> None:
+    state = _load(tmp_path / "s.json", _doc(campaign=None, delta=False))
+    assert (state.campaign, state.delta) == (None, False)
 
 
 def test_a_missing_required_field_gives_the_fresh_state(tmp_path: Path) -> None:

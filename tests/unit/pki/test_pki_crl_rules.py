@@ -7,7 +7,7 @@ One P-256 hierarchy per module, so the file is fast enough to run once per mutan
 from __future__ import annotations
 
 import dataclasses
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from cryptography import x509
@@ -98,6 +98,28 @@ def test_next_update_one_second_after_this_update_is_accepted(h: Hierarchy) -> N
 )  # fmt: skip
 def test_crl_times_refused(h: Hierarchy, kwargs: dict[str, object]) -> None:
     _refused(h, "pki.crl.times", **kwargs)
+
+
+# Regression: the order was checked before the fractions were dropped, so a nextUpdate later
+# than thisUpdate within the same second gave a CRL whose nextUpdate equals its thisUpdate.
+@pytest.mark.parametrize(
+    ("now", "next_update"),
+    [
+        (NOW + timedelta(microseconds=200_000), NOW + timedelta(microseconds=700_000)),
+        (NOW, NOW + timedelta(microseconds=999_999)),
+    ],
+    ids=["both-within-one-second", "next-under-a-second-later"],
+)
+def test_next_update_in_the_same_whole_second_is_refused(
+    h: Hierarchy, now: datetime, next_update: datetime
+) -> None:
+    _refused(h, "pki.crl.times", now=now, next_update=next_update)
+
+
+def test_next_update_in_the_next_whole_second_is_accepted(h: Hierarchy) -> None:
+    crl = _crl(h, now=NOW + timedelta(microseconds=999_999), next_update=NOW + timedelta(seconds=1))
+    assert crl.next_update_utc == NOW + timedelta(seconds=1)
+    assert crl.last_update_utc == NOW
 
 
 def test_fractions_of_a_second_are_dropped(h: Hierarchy) -> None:

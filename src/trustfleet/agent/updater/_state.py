@@ -7,7 +7,7 @@ update is committed. (On hardware it belongs in a monotonic counter: TPM NV or a
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -92,16 +92,36 @@ def load_state(path: Path, *, booted_version: str) -> OtaState:
     return state
 
 
+_TEXT = (str,)
+_TEXT_OR_NONE = (str, type(None))
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "state": _TEXT,
+    "floor": _TEXT,
+    "installed_version": _TEXT,
+    "campaign": _TEXT_OR_NONE,
+    "version": _TEXT_OR_NONE,
+    "from_version": _TEXT_OR_NONE,
+    "target_slot": _TEXT_OR_NONE,
+    "from_slot": _TEXT_OR_NONE,
+    "delta": (bool, type(None)),
+    "reason": _TEXT,
+    "code": _TEXT,
+    "updated_at": _TEXT,
+}
+"""The JSON types each field of :class:`OtaState` may hold (a table test keeps it complete)."""
+
+
 def _parse(doc: dict[str, Any]) -> OtaState | None:
-    names = {f.name for f in fields(OtaState)}
     if doc.get("schema") != _SCHEMA or doc.get("state") not in STATES:
         return None
-    values = {k: v for k, v in doc.items() if k in names}
+    values = {k: v for k, v in doc.items() if k in _FIELD_TYPES}
+    if not all(isinstance(v, _FIELD_TYPES[k]) for k, v in values.items()):
+        return None
     try:
         state = OtaState(**values)
         parse_version(state.floor)
         parse_version(state.installed_version)
-    except (TypeError, InvalidInput):  # a missing or wrong field: start fresh
+    except (TypeError, InvalidInput):  # a missing field or a malformed version: start fresh
         return None
     slots_ok = {state.target_slot, state.from_slot}.issubset((None, *SLOTS))
     return state if slots_ok else None

@@ -14,9 +14,9 @@ Typical use::
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from trustfleet.keystore._lazy import lazy_attributes
 from trustfleet.keystore.tpm._policy import expected_pcrs, extend, pcr_policy_digest
 from trustfleet.keystore.tpm._swtpm import SwtpmInstance
 from trustfleet.keystore.tpm._types import DEFAULT_AK_HANDLE, AkInfo, EkType, TpmClock
@@ -28,13 +28,7 @@ if TYPE_CHECKING:
 _LAZY = {"Tpm": "trustfleet.keystore.tpm._tpm"}
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, globals(), _LAZY)
 
 
 __all__ = [

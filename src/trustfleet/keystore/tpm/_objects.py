@@ -55,6 +55,17 @@ MAX_NV_BYTES = 4096
 """The largest NV index (an EK certificate) we read."""
 
 
+_RESTRICTED_KEY = (
+    TPMA_OBJECT.FIXEDTPM
+    | TPMA_OBJECT.FIXEDPARENT
+    | TPMA_OBJECT.SENSITIVEDATAORIGIN
+    | TPMA_OBJECT.USERWITHAUTH
+    | TPMA_OBJECT.NODA
+    | TPMA_OBJECT.RESTRICTED
+)
+"""What the AK and the SRK share: TPM-made, bound to the TPM and parent, noDA, restricted."""
+
+
 def ak_template() -> Any:
     """ECC P-256 restricted signing key, ECDSA/SHA-256 (``tpm2_createak -G ecc256``).
 
@@ -62,19 +73,32 @@ def ak_template() -> Any:
     attack protection guards nothing, and a DA-protected key counts every unclean power loss
     as a failed try (three locks the AK out on swtpm's defaults).
     """
-    attributes = (
-        TPMA_OBJECT.FIXEDTPM
-        | TPMA_OBJECT.FIXEDPARENT
-        | TPMA_OBJECT.SENSITIVEDATAORIGIN
-        | TPMA_OBJECT.USERWITHAUTH
-        | TPMA_OBJECT.NODA
-        | TPMA_OBJECT.RESTRICTED
-        | TPMA_OBJECT.SIGN_ENCRYPT
-    )
     scheme = TPMT_ECC_SCHEME(scheme=TPM2_ALG.ECDSA)
     scheme.details.ecdsa.hashAlg = TPM2_ALG.SHA256
-    parms = TPMS_ECC_PARMS(
+    return _restricted_p256(
+        TPMA_OBJECT.SIGN_ENCRYPT,
         symmetric=TPMT_SYM_DEF_OBJECT(algorithm=TPM2_ALG.NULL),
+        scheme=scheme,
+    )
+
+
+def srk_template() -> Any:
+    """The TCG storage root key: ECC P-256, AES-128-CFB, restricted decrypt, noDA."""
+    return _restricted_p256(
+        TPMA_OBJECT.DECRYPT,
+        symmetric=TPMT_SYM_DEF_OBJECT(
+            algorithm=TPM2_ALG.AES,
+            keyBits=TPMU_SYM_KEY_BITS(aes=128),
+            mode=TPMU_SYM_MODE(aes=TPM2_ALG.CFB),
+        ),
+        scheme=TPMT_ECC_SCHEME(scheme=TPM2_ALG.NULL, details=TPMU_ASYM_SCHEME()),
+    )
+
+
+def _restricted_p256(use: TPMA_OBJECT, *, symmetric: Any, scheme: Any) -> Any:
+    """A restricted ECC P-256 key with a SHA-256 name, for signing or decrypting (``use``)."""
+    parms = TPMS_ECC_PARMS(
+        symmetric=symmetric,
         scheme=scheme,
         curveID=TPM2_ECC.NIST_P256,
         kdf=TPMT_KDF_SCHEME(scheme=TPM2_ALG.NULL),
@@ -83,38 +107,7 @@ def ak_template() -> Any:
         publicArea=TPMT_PUBLIC(
             type=TPM2_ALG.ECC,
             nameAlg=TPM2_ALG.SHA256,
-            objectAttributes=attributes,
-            parameters=TPMU_PUBLIC_PARMS(eccDetail=parms),
-        )
-    )
-
-
-def srk_template() -> Any:
-    """The TCG storage root key: ECC P-256, AES-128-CFB, restricted decrypt, noDA."""
-    attributes = (
-        TPMA_OBJECT.FIXEDTPM
-        | TPMA_OBJECT.FIXEDPARENT
-        | TPMA_OBJECT.SENSITIVEDATAORIGIN
-        | TPMA_OBJECT.USERWITHAUTH
-        | TPMA_OBJECT.NODA
-        | TPMA_OBJECT.RESTRICTED
-        | TPMA_OBJECT.DECRYPT
-    )
-    parms = TPMS_ECC_PARMS(
-        symmetric=TPMT_SYM_DEF_OBJECT(
-            algorithm=TPM2_ALG.AES,
-            keyBits=TPMU_SYM_KEY_BITS(aes=128),
-            mode=TPMU_SYM_MODE(aes=TPM2_ALG.CFB),
-        ),
-        scheme=TPMT_ECC_SCHEME(scheme=TPM2_ALG.NULL, details=TPMU_ASYM_SCHEME()),
-        curveID=TPM2_ECC.NIST_P256,
-        kdf=TPMT_KDF_SCHEME(scheme=TPM2_ALG.NULL),
-    )
-    return TPM2B_PUBLIC(
-        publicArea=TPMT_PUBLIC(
-            type=TPM2_ALG.ECC,
-            nameAlg=TPM2_ALG.SHA256,
-            objectAttributes=attributes,
+            objectAttributes=_RESTRICTED_KEY | use,
             parameters=TPMU_PUBLIC_PARMS(eccDetail=parms),
         )
     )

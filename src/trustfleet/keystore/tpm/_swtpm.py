@@ -17,7 +17,6 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import BinaryIO
 
 from trustfleet.errors import Config, Conflict, InvalidInput, Unavailable
@@ -219,12 +218,7 @@ class SwtpmInstance:
         self.start()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
     def command(self) -> list[str]:
