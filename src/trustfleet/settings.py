@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from trustfleet.configfile import check_loaded_code, load_toml_model
 from trustfleet.errors import Config
 from trustfleet.fileio import check_trusted
+from trustfleet.wire import DEVICE_TOPIC_ROOT, INGEST_GROUP
 
 __all__ = [
     "CA_NAMES",
@@ -368,7 +369,8 @@ def _render_broker(broker: BrokerSettings) -> list[str]:
     return [
         "[broker]",
         "# Mosquitto, started and supervised by 'trustfleet server run': mutual TLS 1.3,",
-        "# username = certificate CN, each device confined to tf/v1/d/<id>/# (docs/mqtt.md).",
+        "# username = certificate CN, each device confined to "
+        f"{DEVICE_TOPIC_ROOT}/<id>/# (docs/mqtt.md).",
         f'host = "{broker.host}"',
         f"port = {broker.port}",
         f'tls_cert = "{broker.tls_cert}"',
@@ -378,7 +380,8 @@ def _render_broker(broker: BrokerSettings) -> list[str]:
         f'service_identity = "{broker.service_identity}"',
         f'service_key = "{broker.service_key}"',
         f'service_cert = "{broker.service_cert}"',
-        "# Ingest processes sharing $share/ingest/tf/v1/d/+/... (0: no ingest).",
+        f"# Ingest processes sharing $share/{INGEST_GROUP}/{DEVICE_TOPIC_ROOT}/+/... "
+        "(0: no ingest).",
         f"ingest_workers = {broker.ingest_workers}",
         f"ingest_batch_max = {broker.ingest_batch_max}          # messages per transaction",
         f"ingest_batch_interval_s = {broker.ingest_batch_interval_s}  # or this long, first",

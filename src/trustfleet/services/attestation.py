@@ -65,6 +65,7 @@ from trustfleet.store import (
     Transaction,
     UnitOfWork,
 )
+from trustfleet.wire import DEVICE_TOPIC_ROOT, device_topic
 
 __all__ = [
     "EVIDENCE_TOPIC_SUFFIX",
@@ -88,7 +89,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 EVIDENCE_TOPIC_SUFFIX: Final = "attest/evidence"
-_TOPIC_ROOT: Final = "tf/v1/d/"
+_TOPIC_ROOT: Final = DEVICE_TOPIC_ROOT + "/"
 _MAX_CHALLENGE_ID_CHARS: Final = 40
 _TPM_RH_ENDORSEMENT: Final = b"\x40\x00\x00\x0b"
 
@@ -189,7 +190,7 @@ def _challenge(record: ChallengeRecord) -> Challenge:
 
 def challenge_message(device_id: str, challenge: Challenge) -> tuple[str, bytes]:
     """The MQTT topic and payload of a challenge (publish with QoS 1)."""
-    return f"{_TOPIC_ROOT}{device_id}/attest/challenge", encode_challenge(challenge)
+    return device_topic(device_id, "attest/challenge"), encode_challenge(challenge)
 
 
 # -- evidence --------------------------------------------------------------------------------

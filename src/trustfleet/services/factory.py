@@ -64,6 +64,7 @@ from trustfleet.services._factory_tpm import manufacture_device_tpm
 from trustfleet.services._ota_keys import BOOT_KEY_PEM
 from trustfleet.services.ota import DeviceOtaBundle, device_provisioning
 from trustfleet.services.runtime import Runtime
+from trustfleet.wire import DEVICE_TOPIC_ROOT
 
 __all__ = ["ProvisionedDevice", "prepare_out_dir", "provision_devices", "sign_csr"]
 
@@ -356,7 +357,8 @@ def _device_toml(rt: Runtime, *, device_id: str, model: str) -> str:
             'trust_bundle = "ca-bundle.pem"',
             "",
             "[mqtt]",
-            "# The broker's device listener: TLS 1.3, this device's LDevID, topics tf/v1/d/<id>/.",
+            "# The broker's device listener: TLS 1.3, this device's LDevID, topics "
+            f"{DEVICE_TOPIC_ROOT}/<id>/.",
             f'host = "{mqtt_host}"',
             f"port = {rt.settings.broker.port}",
             "keepalive_s = 30",

@@ -35,6 +35,7 @@ from trustfleet.services._ingest_checks import (
     parse_ts,
 )
 from trustfleet.store import NewTelemetry, UnitOfWork
+from trustfleet.wire import DEVICE_TOPIC_ROOT
 
 __all__ = [
     "INGEST_GROUP",
@@ -59,7 +60,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-TOPIC_ROOT: Final = "tf/v1/d"
+TOPIC_ROOT: Final = DEVICE_TOPIC_ROOT
 INGEST_GROUP: Final = "ingest"
 MessageKind = Literal["telemetry", "events", "cmd/result", "ota/status"]
 MESSAGE_KINDS: Final[tuple[MessageKind, ...]] = ("telemetry", "events", "cmd/result", "ota/status")
