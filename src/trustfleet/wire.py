@@ -46,6 +46,7 @@ __all__ = [
     "MAX_TS_CHARS",
     "PROTOCOL",
     "SERVICE_TO_DEVICE",
+    "SHARED_SUBSCRIPTIONS",
     "TOPIC_KINDS",
     "Command",
     "TopicKind",
@@ -55,6 +56,7 @@ __all__ = [
     "encode_command",
     "parse_device_topic",
     "shared_filter",
+    "shared_filters",
     "topic_device",
 ]
 
@@ -76,7 +78,7 @@ TopicKind = Literal[
     "attest/challenge",
 ]
 TOPIC_KINDS: Final[tuple[TopicKind, ...]] = get_args(TopicKind)
-"""Every topic below ``tf/v1/d/<id>/``, in the order of docs/mqtt.md's table."""
+"""Every topic below ``tf/v1/d/<id>/``: device -> service first, then service -> device."""
 DEVICE_TO_SERVICE: Final[tuple[TopicKind, ...]] = TOPIC_KINDS[:5]
 SERVICE_TO_DEVICE: Final[tuple[TopicKind, ...]] = TOPIC_KINDS[5:]
 INGEST_KINDS: Final[tuple[TopicKind, ...]] = ("telemetry", "events", "cmd/result", "ota/status")
@@ -85,6 +87,11 @@ INGEST_GROUP: Final = "ingest"
 """The shared-subscription group of the ingest workers."""
 ATTEST_GROUP: Final = "attest"
 """The shared-subscription group of the attestation schedulers (boot announcements)."""
+SHARED_SUBSCRIPTIONS: Final[Mapping[str, tuple[TopicKind, ...]]] = {
+    INGEST_GROUP: (*INGEST_KINDS, "attest/evidence"),
+    ATTEST_GROUP: ("events",),
+}
+"""What each worker group of the service subscribes to, as shared subscriptions."""
 
 # -- limits (docs/mqtt.md "Limits") ---------------------------------------------------------
 
@@ -174,6 +181,11 @@ def device_filter(device_id: str) -> str:
     if device_id != "+" and not DEVICE_ID_PATTERN.fullmatch(device_id):
         raise InvalidInput(f"{device_id[:70]!r} is not a device id", code="mqtt.device_id")
     return f"{DEVICE_TOPIC_ROOT}/{device_id}/#"
+
+
+def shared_filters(group: str) -> tuple[str, ...]:
+    """Every shared subscription of a worker group (:data:`SHARED_SUBSCRIPTIONS`)."""
+    return tuple(shared_filter(group, kind) for kind in SHARED_SUBSCRIPTIONS[group])
 
 
 def shared_filter(group: str, kind: str) -> str:

@@ -33,7 +33,7 @@ from trustfleet.services.mqtt_client import ServiceMqttIdentity, new_client, pub
 from trustfleet.services.runtime import Runtime
 from trustfleet.settings import ServerSettings, load_server_settings
 from trustfleet.store import ChallengeTrigger
-from trustfleet.wire import ATTEST_GROUP, device_topic, shared_filter, topic_device
+from trustfleet.wire import ATTEST_GROUP, device_topic, shared_filters, topic_device
 
 __all__ = ["AttestScheduler", "attest_process_main", "publish_challenge"]
 
@@ -146,9 +146,11 @@ class AttestScheduler:
         client = self._client
         if client is None:
             return
-        topic = shared_filter(ATTEST_GROUP, "events")
         packet = mqtt5.SubscribePacket(
-            subscriptions=[mqtt5.Subscription(topic_filter=topic, qos=mqtt5.QoS.AT_LEAST_ONCE)]
+            subscriptions=[
+                mqtt5.Subscription(topic_filter=topic, qos=mqtt5.QoS.AT_LEAST_ONCE)
+                for topic in shared_filters(ATTEST_GROUP)
+            ]
         )
         client.subscribe(packet).add_done_callback(
             suback_callback(what="the attest subscription", on_granted=self._subscribed)

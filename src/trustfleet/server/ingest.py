@@ -42,7 +42,6 @@ from trustfleet.services.ingest import (
     Rejection,
     apply_retention,
     fault_code,
-    ingest_subscriptions,
     parse_message,
     store_isolating,
 )
@@ -50,7 +49,7 @@ from trustfleet.services.ingest_rejects import RejectLimiter, write_rejections
 from trustfleet.services.mqtt_client import ServiceMqttIdentity, new_client
 from trustfleet.settings import ServerSettings, load_server_settings
 from trustfleet.store import UnitOfWork, create_engine
-from trustfleet.wire import INGEST_GROUP, shared_filter, topic_device
+from trustfleet.wire import INGEST_GROUP, shared_filters, topic_device
 
 __all__ = ["IngestCounters", "IngestWorker", "ingest_process_main"]
 
@@ -96,7 +95,6 @@ class IngestCounters:
     by_code: dict[str, int] = field(default_factory=dict)
 
 
-_EVIDENCE_SUBSCRIPTION: Final = shared_filter(INGEST_GROUP, "attest/evidence")
 _Item = tuple[str, bytes, Any]  # topic, payload, puback control handle (None for QoS 0)
 _T = TypeVar("_T")
 
@@ -206,7 +204,7 @@ class IngestWorker:
             return
         subscriptions = [
             mqtt5.Subscription(topic_filter=topic, qos=mqtt5.QoS.AT_LEAST_ONCE)
-            for topic in (*ingest_subscriptions(), _EVIDENCE_SUBSCRIPTION)
+            for topic in shared_filters(INGEST_GROUP)
         ]
         future = client.subscribe(mqtt5.SubscribePacket(subscriptions=subscriptions))
         future.add_done_callback(
@@ -214,7 +212,7 @@ class IngestWorker:
         )
 
     def _subscribed(self, _codes: list[int]) -> None:
-        logger.info("ingest subscribed to %s", ", ".join(ingest_subscriptions()))
+        logger.info("ingest subscribed to %s", ", ".join(shared_filters(INGEST_GROUP)))
         self.subscribed.set()
 
     def _ack(self, items: list[_Item]) -> None:
