@@ -100,19 +100,29 @@ MAX_PAYLOAD_BYTES: Final = 16 * 1024
 MAX_COMMAND_BYTES: Final = 16 * 1024
 """The largest command payload the service sends."""
 MAX_COMMAND_ID_CHARS: Final = 128
+"""A command's ``id``."""
 MAX_COMMAND_NAME_CHARS: Final = 64
+"""A command's ``name``."""
 MAX_CHALLENGE_BYTES: Final = 1024
 """The bound on a challenge payload (its JSON is about 120 bytes)."""
 MAX_CHALLENGE_ID_CHARS: Final = 128
+"""A challenge's ``id``."""
 MAX_NONCE_BYTES: Final = 64
+"""A challenge's ``nonce``, decoded."""
 MAX_REQUESTED_PCRS: Final = 24
+"""The PCRs a challenge may ask for (``pcrs``)."""
 MAX_EVIDENCE_BYTES: Final = 64 * 1024
 """The bound on an evidence payload (the service's default bound too)."""
 MAX_METRICS: Final = 256
+"""Names in a telemetry message's ``metrics``."""
 MAX_METRIC_NAME_CHARS: Final = 64
+"""One metric name."""
 MAX_SEQ: Final = 2**63 - 1
+"""The largest ``seq`` (a signed 64-bit column)."""
 MAX_TS_CHARS: Final = 40
+"""The longest ``ts`` text."""
 MAX_BOOT_CHARS: Final = 32
+"""The longest ``boot`` id (of ``[A-Za-z0-9_-]``)."""
 
 LIMITS: Final[Mapping[str, int]] = {
     "MAX_PAYLOAD_BYTES": MAX_PAYLOAD_BYTES,

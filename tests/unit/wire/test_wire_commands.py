@@ -87,8 +87,9 @@ def test_deeply_nested_command_is_refused_not_raised() -> None:
 def test_limits_are_the_ones_the_product_applies() -> None:
     from trustfleet.agent import attester
     from trustfleet.agent.settings import MqttSection
+    from trustfleet.attestation import AttestationPolicy
     from trustfleet.services import _ingest_checks
-    from trustfleet.settings import BrokerSettings
+    from trustfleet.settings import AttestationSettings, BrokerSettings
     from trustfleet.store import MAX_BOOT_CHARS
 
     assert BrokerSettings.model_fields["max_payload_bytes"].default == wire.MAX_PAYLOAD_BYTES
@@ -101,6 +102,8 @@ def test_limits_are_the_ones_the_product_applies() -> None:
     assert MAX_BOOT_CHARS == wire.MAX_BOOT_CHARS
     assert attester.MAX_CHALLENGE_BYTES == wire.MAX_CHALLENGE_BYTES
     assert attester.MAX_EVIDENCE_BYTES == wire.MAX_EVIDENCE_BYTES
+    assert AttestationPolicy().max_evidence_bytes == wire.MAX_EVIDENCE_BYTES
+    assert AttestationSettings.model_fields["max_evidence_bytes"].default == wire.MAX_EVIDENCE_BYTES
 
 
 def test_device_id_pattern_is_pki_s() -> None:
