@@ -17,6 +17,7 @@ from concurrent.futures import CancelledError, Future
 from contextlib import contextmanager
 from typing import Any, Final
 
+from awscrt import io as crt_io
 from awscrt import mqtt5
 from awscrt.exceptions import AwsCrtError
 
@@ -29,6 +30,7 @@ __all__ = [
     "check_suback",
     "crt_reason",
     "map_crt_errors",
+    "one_thread_bootstrap",
     "publish_and_wait",
     "suback_callback",
     "subscribe_and_wait",
@@ -81,6 +83,15 @@ def map_crt_errors(
         raise
     except CRT_ERRORS as exc:
         raise Unavailable(f"cannot {action}: {crt_reason(exc)}", hint=hint, code=code) from exc
+
+
+def one_thread_bootstrap() -> crt_io.ClientBootstrap:
+    """A client bootstrap with one event-loop thread (plenty for one connection).
+
+    awscrt's default is a thread per CPU, and each thread costs resident memory on a device.
+    """
+    elg = crt_io.EventLoopGroup(1)
+    return crt_io.ClientBootstrap(elg, crt_io.DefaultHostResolver(elg))
 
 
 def check_puback(result: Any, *, what: str) -> None:

@@ -13,11 +13,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from awscrt import http as crt_http
-from awscrt import io as crt_io
 
 from trustfleet.agent._tls import TokenKey, client_tls_context
 from trustfleet.agent.settings import DeviceSettings
-from trustfleet.crt import map_crt_errors
+from trustfleet.crt import map_crt_errors, one_thread_bootstrap
 
 __all__ = ["Answer", "post"]
 
@@ -58,10 +57,8 @@ def post(
         options = client_tls_context(settings, client_cert=client_cert, key=key)
         tls = options.new_connection_options()
         tls.set_server_name(host)
-        elg = crt_io.EventLoopGroup(1)
-        bootstrap = crt_io.ClientBootstrap(elg, crt_io.DefaultHostResolver(elg))
         conn = crt_http.HttpClientConnection.new(
-            host_name=host, port=port, bootstrap=bootstrap, tls_connection_options=tls
+            host_name=host, port=port, bootstrap=one_thread_bootstrap(), tls_connection_options=tls
         ).result(timeout_s)
     try:
         return _exchange(

@@ -27,7 +27,13 @@ from awscrt import mqtt5
 from trustfleet.agent._tls import TokenKey, client_tls_context
 from trustfleet.agent.outbox import Message, Outbox
 from trustfleet.agent.settings import DeviceSettings, MqttSection
-from trustfleet.crt import PUBACK_OK, crt_reason, map_crt_errors, suback_callback
+from trustfleet.crt import (
+    PUBACK_OK,
+    crt_reason,
+    map_crt_errors,
+    one_thread_bootstrap,
+    suback_callback,
+)
 from trustfleet.errors import Unavailable
 from trustfleet.wire import TopicKind, device_topic
 
@@ -100,7 +106,7 @@ class MqttLink:
             host_name=m.host,
             port=m.port,
             tls_ctx=tls,
-            bootstrap=_bootstrap(),
+            bootstrap=one_thread_bootstrap(),
             socket_options=_socket_options(m),
             connect_options=mqtt5.ConnectPacket(
                 client_id=self._device_id,
@@ -271,13 +277,6 @@ def _settle(
                            code)  # fmt: skip
         outbox.settle(message, generation=generation, delivered=ok)
     wake()
-
-
-def _bootstrap() -> crt_io.ClientBootstrap:
-    # One event-loop thread is plenty for one connection (awscrt's default is one per CPU,
-    # and each thread costs resident memory).
-    elg = crt_io.EventLoopGroup(1)
-    return crt_io.ClientBootstrap(elg, crt_io.DefaultHostResolver(elg))
 
 
 def _socket_options(mqtt: MqttSection) -> crt_io.SocketOptions:
