@@ -64,3 +64,18 @@ def test_guard_plugin_prefix_is_wire_s() -> None:
     max_id = re.search(r"^#define TF_MAX_ID (\d+)", source, flags=re.MULTILINE)
     assert min_id and max_id
     assert wire.DEVICE_ID_PATTERN.pattern.endswith(f"{{{min_id.group(1)},{max_id.group(1)}}}")
+
+
+def test_every_topic_mentioned_in_the_doc_is_one_the_code_builds() -> None:
+    placeholders = r"<id>|<its id>|<device-id>|\+"
+    sample = "dev-00001"
+    for text in set(re.findall(r"`((?:\$share/<group>/)?tf/v1[^`]*)`", DOC)):
+        body = re.sub(r"^\$share/<group>/", "", text)
+        head, _, leaf = re.sub(placeholders, sample, body, count=1).partition(f"/{sample}/")
+        assert head == wire.DEVICE_TOPIC_ROOT, text
+        if leaf in ("", "…", "<kind>"):
+            continue
+        if leaf.endswith("/#"):
+            assert any(kind.startswith(leaf[:-1]) for kind in wire.TOPIC_KINDS), text
+        else:
+            assert wire.parse_device_topic(wire.device_topic(sample, leaf)) == (sample, leaf), text
