@@ -17,6 +17,7 @@ import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Final, Literal, get_args
 
 from trustfleet.errors import InvalidInput
@@ -54,6 +55,7 @@ __all__ = [
     "device_filter",
     "device_topic",
     "encode_command",
+    "encode_device_message",
     "parse_device_topic",
     "shared_filter",
     "shared_filters",
@@ -203,6 +205,35 @@ def shared_filter(group: str, kind: str) -> str:
     if not re.fullmatch(r"[a-z][a-z0-9_-]{0,31}", group) or kind not in TOPIC_KINDS:
         raise InvalidInput(f"no shared subscription for {group!r}/{kind!r}", code="mqtt.topic")
     return f"$share/{group}/{DEVICE_TOPIC_ROOT}/+/{kind}"
+
+
+# -- device messages (device -> service: telemetry, events, cmd/result, ota/status) ----------
+
+
+def encode_device_message(
+    document: Mapping[str, Any],
+    *,
+    seq: int,
+    now: datetime,
+    max_bytes: int,
+    boot: str | None = None,
+) -> bytes:
+    """The UTF-8 JSON payload ``{"ts", "seq", "boot", **document}`` of a device message.
+
+    ``(device, boot, seq)`` names a message: the service stores it at most once. The
+    service's verifier is ``services.ingest.parse_message``.
+
+    Raises:
+        ValueError: The payload would be larger than ``max_bytes``.
+    """
+    ts = now.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    head: dict[str, Any] = (
+        {"ts": ts, "seq": seq} if boot is None else {"ts": ts, "seq": seq, "boot": boot}
+    )
+    payload = json.dumps({**head, **document}, separators=(",", ":")).encode()
+    if len(payload) > max_bytes:
+        raise ValueError(f"payload of {len(payload)} bytes exceeds {max_bytes}")
+    return payload
 
 
 # -- commands (service -> device: cmd, ota/cmd) ---------------------------------------------

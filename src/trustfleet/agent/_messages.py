@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import math
 import secrets
 import zlib
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from trustfleet.wire import Command
 from trustfleet.wire import decode_command as parse_command
+from trustfleet.wire import encode_device_message as render
 
 __all__ = [
     "Command",
@@ -26,26 +24,6 @@ __all__ = [
 def new_boot_id() -> str:
     """A random id for this start of the agent (docs/mqtt.md: ``boot``)."""
     return secrets.token_hex(8)
-
-
-def render(
-    document: dict[str, Any], *, seq: int, now: datetime, max_bytes: int, boot: str | None = None
-) -> bytes:
-    """The UTF-8 JSON payload ``{"ts", "seq", "boot", **document}``.
-
-    ``(device, boot, seq)`` names a message: the service stores it at most once.
-
-    Raises:
-        ValueError: The payload would be larger than ``max_bytes``.
-    """
-    ts = now.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    head: dict[str, Any] = (
-        {"ts": ts, "seq": seq} if boot is None else {"ts": ts, "seq": seq, "boot": boot}
-    )
-    payload = json.dumps({**head, **document}, separators=(",", ":")).encode()
-    if len(payload) > max_bytes:
-        raise ValueError(f"payload of {len(payload)} bytes exceeds {max_bytes}")
-    return payload
 
 
 def simulated_metrics(device_id: str, *, tick: int, uptime_s: float) -> dict[str, float]:
