@@ -13,13 +13,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from awscrt import http as crt_http
-from awscrt import io as crt_io
 
 from trustfleet.agent._tls import TokenKey, client_tls_context
 from trustfleet.agent.settings import DeviceSettings
-from trustfleet.errors import Unavailable
+from trustfleet.crt import map_crt_errors, one_thread_bootstrap
 
-__all__ = ["Answer", "crt_reason", "post"]
+__all__ = ["Answer", "post"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,21 +49,17 @@ def post(
     url = urlsplit(settings.server.est_url)
     host, port = url.hostname or "localhost", url.port or 443
     timeout_s = settings.server.timeout_s
-    try:
+    with map_crt_errors(
+        f"connect to {host}:{port} with TLS 1.3 and the device key",
+        hint="is the service running, and is the device's certificate valid?",
+        code=code,
+    ):
         options = client_tls_context(settings, client_cert=client_cert, key=key)
         tls = options.new_connection_options()
         tls.set_server_name(host)
-        elg = crt_io.EventLoopGroup(1)
-        bootstrap = crt_io.ClientBootstrap(elg, crt_io.DefaultHostResolver(elg))
         conn = crt_http.HttpClientConnection.new(
-            host_name=host, port=port, bootstrap=bootstrap, tls_connection_options=tls
+            host_name=host, port=port, bootstrap=one_thread_bootstrap(), tls_connection_options=tls
         ).result(timeout_s)
-    except Exception as exc:  # awscrt raises its own AwsCrtError and futures' errors
-        raise Unavailable(
-            f"cannot connect to {host}:{port} with TLS 1.3 and the device key: {crt_reason(exc)}",
-            hint="is the service running, and is the device's certificate valid?",
-            code=code,
-        ) from exc
     try:
         return _exchange(
             conn,
@@ -110,19 +105,6 @@ def _exchange(
 
     stream = conn.request(request, on_response, on_body)
     stream.activate()
-    try:
+    with map_crt_errors(f"complete the request to {path}", hint="retry later", code=code):
         stream.completion_future.result(timeout_s)
-    except Exception as exc:
-        raise Unavailable(
-            f"the request to {path} failed: {crt_reason(exc)}", hint="retry later", code=code
-        ) from exc
     return Answer(int(head.get("status", 0)), str(head.get("code", ""))[:80], bytes(chunks))
-
-
-def crt_reason(exc: BaseException) -> str:
-    """A short reason from an awscrt error (its name) or any other exception."""
-    name = getattr(exc, "name", None)
-    if name:
-        return str(name)
-    text = str(exc)
-    return text.split(":", 1)[0] if text else exc.__class__.__name__

@@ -28,6 +28,13 @@ from typing import TYPE_CHECKING, Final
 
 from trustfleet.agent.platform.tpm import MAX_EVENTLOG_ENTRIES, DeviceTpm, quoted_pcrs
 from trustfleet.errors import InvalidInput, TrustFleetError, Unavailable
+from trustfleet.wire import (
+    MAX_CHALLENGE_BYTES,
+    MAX_CHALLENGE_ID_CHARS,
+    MAX_EVIDENCE_BYTES,
+    MAX_NONCE_BYTES,
+    MAX_REQUESTED_PCRS,
+)
 
 if TYPE_CHECKING:
     from trustfleet.agent.platform.bootloader import BootResult
@@ -45,13 +52,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-MAX_CHALLENGE_BYTES: Final = 1024
-"""The bound on a challenge payload (its JSON is about 120 bytes)."""
-MAX_EVIDENCE_BYTES: Final = 64 * 1024
-"""The bound on the evidence a child may hand back (the service's default bound too)."""
-MAX_ID_CHARS: Final = 128
-MAX_NONCE_BYTES: Final = 64
-MAX_REQUESTED_PCRS: Final = 24
+MAX_ID_CHARS: Final = MAX_CHALLENGE_ID_CHARS
 CHILD_TIMEOUT_S: Final = 60.0
 _QUEUE_MAX: Final = 4
 _CLOSE_WAIT_S: Final = 5.0

@@ -27,19 +27,26 @@ from awscrt import mqtt5
 from trustfleet.agent._tls import TokenKey, client_tls_context
 from trustfleet.agent.outbox import Message, Outbox
 from trustfleet.agent.settings import DeviceSettings, MqttSection
+from trustfleet.crt import (
+    PUBACK_OK,
+    crt_reason,
+    map_crt_errors,
+    one_thread_bootstrap,
+    suback_callback,
+)
 from trustfleet.errors import Unavailable
+from trustfleet.wire import TopicKind, device_topic
 
 __all__ = ["MqttLink", "topic"]
 
 logger = logging.getLogger(__name__)
 
 _GENERATIONS = itertools.count(1)
-_PUBACK_OK = {mqtt5.PubackReasonCode.SUCCESS, mqtt5.PubackReasonCode.NO_MATCHING_SUBSCRIBERS}
 
 
 def topic(device_id: str, leaf: str) -> str:
-    """``tf/v1/d/<device-id>/<leaf>``."""
-    return f"tf/v1/d/{device_id}/{leaf}"
+    """The device's topic of kind ``leaf`` (:func:`trustfleet.wire.device_topic`)."""
+    return device_topic(device_id, leaf)
 
 
 class MqttLink:
@@ -85,15 +92,13 @@ class MqttLink:
         self._stopped = threading.Event()
         self.connections = 0
         self.last_error = ""
-        try:
+        with map_crt_errors(
+            "set up the MQTT client with the device key",
+            hint="check [identity] in device.toml and the device token",
+            code="agent.mqtt.setup",
+        ):
             tls = client_tls_context(settings, client_cert=client_cert, key=key)
             self._client = mqtt5.Client(self._options(tls))
-        except Exception as exc:  # awscrt raises AwsCrtError (bad file, module, token, PIN)
-            raise Unavailable(
-                f"cannot set up the MQTT client with the device key: {_reason(exc)}",
-                hint="check [identity] in device.toml and the device token",
-                code="agent.mqtt.setup",
-            ) from exc
 
     def _options(self, tls: crt_io.ClientTlsContext) -> mqtt5.ClientOptions:
         m = self._mqtt
@@ -101,7 +106,7 @@ class MqttLink:
             host_name=m.host,
             port=m.port,
             tls_ctx=tls,
-            bootstrap=_bootstrap(),
+            bootstrap=one_thread_bootstrap(),
             socket_options=_socket_options(m),
             connect_options=mqtt5.ConnectPacket(
                 client_id=self._device_id,
@@ -162,16 +167,18 @@ class MqttLink:
         )
         generation = self.generation
         try:
-            future = self._client.publish(packet)
-        except Exception as exc:  # awscrt refuses synchronously (e.g. stopped client)
-            logger.warning("publish of seq %d refused: %s", message.seq, _reason(exc))
+            with map_crt_errors(f"publish seq {message.seq}"):  # e.g. a stopped client
+                future = self._client.publish(packet)
+        except Unavailable as exc:
+            logger.warning("%s", exc.one_line())
             self._outbox.settle(message, generation=generation, delivered=None)
             return
         outbox, wake = self._outbox, self._on_change
         future.add_done_callback(lambda f: _settle(outbox, message, generation, f, wake))
 
     def _subscribe(self) -> None:
-        leaves = ["cmd"] + (["ota/cmd"] if self._on_ota_command is not None else [])
+        leaves: list[TopicKind] = ["cmd"]
+        leaves += ["ota/cmd"] if self._on_ota_command is not None else []
         leaves += ["attest/challenge"] if self._on_challenge is not None else []
         packet = mqtt5.SubscribePacket(
             subscriptions=[
@@ -182,7 +189,7 @@ class MqttLink:
             ]
         )
         future = self._client.subscribe(packet)
-        future.add_done_callback(_on_suback)
+        future.add_done_callback(suback_callback(what="the command topics"))
 
     def _on_publish(self, data: mqtt5.PublishReceivedData) -> None:
         packet = data.publish_packet
@@ -206,14 +213,14 @@ class MqttLink:
         self._on_change()
 
     def _on_failure(self, data: mqtt5.LifecycleConnectFailureData) -> None:
-        self.last_error = _reason(data.exception) if data.exception else "connection refused"
+        self.last_error = crt_reason(data.exception) if data.exception else "connection refused"
         logger.warning("cannot connect to the broker: %s (retrying)", self.last_error)
         self._on_change()
 
     def _on_disconnected(self, data: mqtt5.LifecycleDisconnectData) -> None:
         with self._lock:
             self._connected = False
-        reason = _reason(data.exception) if data.exception else "closed"
+        reason = crt_reason(data.exception) if data.exception else "closed"
         logger.info("disconnected from the broker: %s", reason)
         self._on_change()
 
@@ -260,11 +267,11 @@ def _settle(
 ) -> None:
     exc = future.exception()
     if exc is not None:
-        logger.debug("no PUBACK for seq %d: %s", message.seq, _reason(exc))
+        logger.debug("no PUBACK for seq %d: %s", message.seq, crt_reason(exc))
         outbox.settle(message, generation=generation, delivered=None)
     else:
         code = future.result().puback.reason_code
-        ok = code in _PUBACK_OK
+        ok = code in PUBACK_OK
         if not ok:
             logger.warning("the broker refused seq %d on %s: %s", message.seq, message.topic,
                            code)  # fmt: skip
@@ -272,30 +279,8 @@ def _settle(
     wake()
 
 
-def _on_suback(future: Future[Any]) -> None:
-    exc = future.exception()
-    if exc is not None:
-        logger.warning("subscribing to commands failed: %s", _reason(exc))
-        return
-    codes = future.result().reason_codes
-    if any(int(c) >= 0x80 for c in codes):
-        logger.warning("the broker refused the command subscription: %s", codes)
-
-
-def _bootstrap() -> crt_io.ClientBootstrap:
-    # One event-loop thread is plenty for one connection (awscrt's default is one per CPU,
-    # and each thread costs resident memory).
-    elg = crt_io.EventLoopGroup(1)
-    return crt_io.ClientBootstrap(elg, crt_io.DefaultHostResolver(elg))
-
-
 def _socket_options(mqtt: MqttSection) -> crt_io.SocketOptions:
     options = crt_io.SocketOptions()
     options.connect_timeout_ms = int(mqtt.connect_timeout_s * 1000)
     options.keep_alive = True
     return options
-
-
-def _reason(exc: BaseException) -> str:
-    name = getattr(exc, "name", None)
-    return str(name) if name else (str(exc) or exc.__class__.__name__)

@@ -1,11 +1,10 @@
-"""Names the broker's modules share (no imports of their own, so any of them may use these)."""
+"""Names the broker's modules share (no broker imports, so any of them may use these)."""
 
 from __future__ import annotations
 
-__all__ = ["ADMIN_USERNAME", "CONTROL_TOPIC_FILTER", "DEVICE_TOPIC_ROOT", "UNPRIVILEGED_USER"]
+from trustfleet.wire import DEVICE_TOPIC_ROOT
 
-DEVICE_TOPIC_ROOT = "tf/v1/d"
-"""Every device owns ``tf/v1/d/<device-id>/#`` and nothing else."""
+__all__ = ["ADMIN_USERNAME", "CONTROL_TOPIC_FILTER", "DEVICE_TOPIC_ROOT", "UNPRIVILEGED_USER"]
 
 ADMIN_USERNAME = "tf_broker_admin"
 """The dynamic-security admin. The ``_`` keeps it outside the device-id alphabet."""

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from awscrt import io as crt_io
 
-from trustfleet.errors import TrustFleetError, Unavailable
+from trustfleet.crt import map_crt_errors
 from trustfleet.keystore._conflock import conf_lock
 
 __all__ = ["token_tls_context"]
@@ -48,19 +48,17 @@ def token_tls_context(
     """
     if conf is not None:
         os.environ["SOFTHSM2_CONF"] = str(conf)
-    try:
-        with conf_lock(conf):  # awscrt logs in to the token (see keystore._runtime)
-            return _build(
-                module=module, token=token, key_label=key_label, pin=pin, cert=cert, trust=trust
-            )
-    except TrustFleetError:
-        raise
-    except Exception as exc:  # awscrt raises its own AwsCrtError (and RuntimeError)
-        raise Unavailable(
-            f"cannot use key '{key_label}' in token '{token}' for TLS: {_reason(exc)}",
+    with (
+        map_crt_errors(
+            f"use key '{key_label}' in token '{token}' for TLS",
             hint="check the key URI, the token PIN file and the certificate",
             code="keystore.tls_context",
-        ) from exc
+        ),
+        conf_lock(conf),  # awscrt logs in to the token (see keystore._runtime)
+    ):
+        return _build(
+            module=module, token=token, key_label=key_label, pin=pin, cert=cert, trust=trust
+        )
 
 
 def _build(
@@ -77,8 +75,3 @@ def _build(
     opts.override_default_trust_store_from_path(None, str(trust))
     opts.cipher_pref = crt_io.TlsCipherPref.PQ_DEFAULT
     return crt_io.ClientTlsContext(opts)
-
-
-def _reason(exc: BaseException) -> str:
-    name = getattr(exc, "name", None)
-    return str(name) if name else (str(exc).split(":", 1)[0] or exc.__class__.__name__)

@@ -1,9 +1,9 @@
 """The attestation scheduler of ``server run``: one process, one long-lived MQTT client.
 
 It challenges every enrolled device that has an AK: when the device announces a boot
-(``agent.started`` on ``tf/v1/d/<id>/events``, received through its own shared subscription
-``$share/attest/…``), every ``[attestation] interval_s`` with jitter, and it sweeps missed
-challenges into the quarantine policy. Evidence comes back through the ingest workers
+(``agent.started`` on the device's ``events`` topic, received through its own shared
+subscription ``$share/attest/…``), every ``[attestation] interval_s`` with jitter, and it
+sweeps missed challenges into the quarantine policy. Evidence comes back through the ingest workers
 (``…/attest/evidence``), which verify it. The process logs in to the service token only
 through awscrt (never python-pkcs11: see ``services/mqtt_client.py``) and keeps nothing that
 another process needs: the schedule is read from the store (the newest challenge per device).
@@ -25,6 +25,7 @@ from typing import Any, Final
 
 from awscrt import mqtt5
 
+from trustfleet.crt import check_puback, map_crt_errors, suback_callback
 from trustfleet.errors import TrustFleetError, Unavailable
 from trustfleet.services import next_due
 from trustfleet.services.attestation import challenge_message, issue_challenge, sweep_missed
@@ -32,12 +33,12 @@ from trustfleet.services.mqtt_client import ServiceMqttIdentity, new_client, pub
 from trustfleet.services.runtime import Runtime
 from trustfleet.settings import ServerSettings, load_server_settings
 from trustfleet.store import ChallengeTrigger
+from trustfleet.wire import ATTEST_GROUP, device_topic, shared_filters, topic_device
 
 __all__ = ["AttestScheduler", "attest_process_main", "publish_challenge"]
 
 logger = logging.getLogger(__name__)
 
-ATTEST_GROUP: Final = "attest"
 MAX_PENDING_BOOTS: Final = 10_000
 """Boot announcements waiting for a challenge; more are dropped (the schedule catches up)."""
 PUBLISH_TIMEOUT_S: Final = 15.0
@@ -133,7 +134,11 @@ class AttestScheduler:
             return
         topic, payload = challenge_message(device_id, challenge)
         packet = mqtt5.PublishPacket(topic=topic, payload=payload, qos=mqtt5.QoS.AT_LEAST_ONCE)
-        client.publish(packet).add_done_callback(lambda f: _log_puback(f, device_id))
+        try:
+            with map_crt_errors(f"publish the challenge to {device_id}"):
+                client.publish(packet).add_done_callback(lambda f: _log_puback(f, device_id))
+        except Unavailable as exc:  # a stopped client: the challenge will count as missed
+            logger.warning("%s", exc.one_line())
 
     # -- awscrt's thread ----------------------------------------------------------------
 
@@ -141,29 +146,24 @@ class AttestScheduler:
         client = self._client
         if client is None:
             return
-        topic = f"$share/{ATTEST_GROUP}/tf/v1/d/+/events"
         packet = mqtt5.SubscribePacket(
-            subscriptions=[mqtt5.Subscription(topic_filter=topic, qos=mqtt5.QoS.AT_LEAST_ONCE)]
+            subscriptions=[
+                mqtt5.Subscription(topic_filter=topic, qos=mqtt5.QoS.AT_LEAST_ONCE)
+                for topic in shared_filters(ATTEST_GROUP)
+            ]
         )
-        client.subscribe(packet).add_done_callback(self._subscribed)
+        client.subscribe(packet).add_done_callback(
+            suback_callback(what="the attest subscription", on_granted=self._subscribed)
+        )
 
-    def _subscribed(self, future: Any) -> None:
-        try:
-            suback = future.result()
-        except Exception as exc:  # awscrt's errors
-            logger.warning("attest subscribe failed: %s", type(exc).__name__)
-            return
-        codes = list(getattr(suback, "reason_codes", []))
-        if all(int(code) <= int(mqtt5.SubackReasonCode.GRANTED_QOS_2) for code in codes):
-            self.subscribed.set()
-        else:
-            logger.error("the broker refused the attest subscription: %s", codes)
+    def _subscribed(self, _codes: list[int]) -> None:
+        self.subscribed.set()
 
     def _on_publish(self, data: mqtt5.PublishReceivedData) -> None:
         packet = data.publish_packet
         payload = bytes(packet.payload or b"")
-        parts = (packet.topic or "").split("/")
-        if len(parts) != 5 or len(payload) > self.rt.settings.broker.max_payload_bytes:
+        device_id = topic_device(packet.topic or "")
+        if device_id is None or len(payload) > self.rt.settings.broker.max_payload_bytes:
             return
         try:
             body = json.loads(payload)
@@ -172,14 +172,16 @@ class AttestScheduler:
         if isinstance(body, dict) and body.get("type") == "agent.started":
             with self._lock:
                 if len(self._boots) < MAX_PENDING_BOOTS:
-                    self._boots.add(parts[3])
+                    self._boots.add(device_id)
 
 
 def _log_puback(future: Future[Any], device_id: str) -> None:
     try:
-        future.result()
-    except Exception as exc:  # awscrt's errors: the challenge will count as missed
-        logger.warning("challenge to %s not published: %s", device_id, type(exc).__name__)
+        with map_crt_errors(f"publish the challenge to {device_id}"):
+            result = future.result()
+        check_puback(result, what=f"the challenge to {device_id}")
+    except Unavailable as exc:  # the challenge will count as missed
+        logger.warning("%s", exc.one_line())
 
 
 def publish_challenge(
@@ -198,7 +200,7 @@ def publish_challenge(
     try:
         publish_once(
             settings,
-            f"tf/v1/d/{device_id}/attest/challenge",
+            device_topic(device_id, "attest/challenge"),
             payload,
             port=port,
             timeout_s=timeout_s,

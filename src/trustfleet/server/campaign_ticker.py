@@ -21,12 +21,13 @@ from typing import Any, Final
 
 from awscrt import mqtt5
 
-from trustfleet.errors import InvalidInput, TrustFleetError, Unavailable
-from trustfleet.pki import DEVICE_ID_PATTERN
+from trustfleet.crt import check_puback, map_crt_errors
+from trustfleet.errors import TrustFleetError, Unavailable
 from trustfleet.services.campaigns import tick
 from trustfleet.services.mqtt_client import ServiceMqttIdentity, command_payload, new_client
 from trustfleet.services.runtime import Runtime
 from trustfleet.settings import ServerSettings, load_server_settings
+from trustfleet.wire import device_topic
 
 __all__ = ["CampaignTicker", "MqttUpdateSender", "ticker_process_main"]
 
@@ -34,10 +35,6 @@ logger = logging.getLogger(__name__)
 
 PUBACK_TIMEOUT_S: Final = 10.0
 """Bound on waiting for the broker's acknowledgements of one campaign step."""
-_PUBACK_OK: Final = (
-    mqtt5.PubackReasonCode.SUCCESS,
-    mqtt5.PubackReasonCode.NO_MATCHING_SUBSCRIBERS,
-)
 
 
 class MqttUpdateSender:
@@ -68,21 +65,19 @@ class MqttUpdateSender:
         self._client.stop()
 
     def __call__(self, device_id: str, args: dict[str, Any]) -> None:
-        """Publish ``{"id", "name": "update", "args"}`` on ``tf/v1/d/<id>/ota/cmd`` (QoS 1).
+        """Publish ``{"id", "name": "update", "args"}`` on the device's ``ota/cmd`` (QoS 1).
 
         Raises:
             InvalidInput: Not a device id, or the command is too large.
             Unavailable: Not connected to the broker.
         """
-        if not DEVICE_ID_PATTERN.fullmatch(device_id):
-            raise InvalidInput(f"'{device_id[:70]}' is not a device id", code="mqtt.device_id")
+        topic = device_topic(device_id, "ota/cmd")  # InvalidInput (mqtt.device_id)
         if not self.connected.is_set():
             raise Unavailable("not connected to the MQTT broker", code="mqtt.unavailable")
         _command_id, payload = command_payload("update", args)
-        packet = mqtt5.PublishPacket(
-            topic=f"tf/v1/d/{device_id}/ota/cmd", payload=payload, qos=mqtt5.QoS.AT_LEAST_ONCE
-        )
-        self._pending.append(self._client.publish(packet))
+        packet = mqtt5.PublishPacket(topic=topic, payload=payload, qos=mqtt5.QoS.AT_LEAST_ONCE)
+        with map_crt_errors("publish an update command"):
+            self._pending.append(self._client.publish(packet))
 
     def flush(self) -> None:
         """Wait for every publish since the last flush to be acknowledged.
@@ -91,21 +86,10 @@ class MqttUpdateSender:
             Unavailable: One was refused, failed or not acknowledged in time.
         """
         pending, self._pending = self._pending, []
-        try:
-            for future in pending:
+        for future in pending:
+            with map_crt_errors("get the update commands acknowledged"):
                 result = future.result(timeout=self._timeout_s)
-                puback = getattr(result, "puback", None)
-                code = getattr(puback, "reason_code", mqtt5.PubackReasonCode.SUCCESS)
-                if code not in _PUBACK_OK:
-                    raise Unavailable(
-                        f"the broker refused an update command ({code.name})", code="mqtt.puback"
-                    )
-        except TrustFleetError:
-            raise
-        except Exception as exc:  # futures' TimeoutError and awscrt's errors
-            raise Unavailable(
-                f"update commands not acknowledged: {type(exc).__name__}", code="mqtt.unavailable"
-            ) from exc
+            check_puback(result, what="an update command")
 
 
 class CampaignTicker:

@@ -1,6 +1,6 @@
 """The MQTT ingest worker: one process, one MQTT 5 client, batched writes to the store.
 
-Several workers (on one host or many) share ``$share/ingest/tf/v1/d/+/…``: the broker hands
+Several workers (on one host or many) share ``$share/ingest/<device topics>``: the broker hands
 each message to one of them. A worker keeps nothing per device: each batch reads the devices'
 states from the store. QoS 1 messages are acknowledged to the broker only after their batch
 is committed (or after they were judged malformed), so a crash loses no acknowledged message.
@@ -31,13 +31,9 @@ from typing import Any, Final, TypeVar
 
 from awscrt import mqtt5
 
+from trustfleet.crt import CRT_ERRORS, suback_callback
 from trustfleet.errors import Conflict, TrustFleetError, Unavailable
-from trustfleet.pki import DEVICE_ID_PATTERN
-from trustfleet.services.attestation import (
-    EVIDENCE_TOPIC_SUFFIX,
-    evidence_device,
-    handle_evidence,
-)
+from trustfleet.services.attestation import evidence_device, handle_evidence
 from trustfleet.services.ingest import (
     MESSAGE_FAULTS,
     BatchOutcome,
@@ -46,7 +42,6 @@ from trustfleet.services.ingest import (
     Rejection,
     apply_retention,
     fault_code,
-    ingest_subscriptions,
     parse_message,
     store_isolating,
 )
@@ -54,6 +49,7 @@ from trustfleet.services.ingest_rejects import RejectLimiter, write_rejections
 from trustfleet.services.mqtt_client import ServiceMqttIdentity, new_client
 from trustfleet.settings import ServerSettings, load_server_settings
 from trustfleet.store import UnitOfWork, create_engine
+from trustfleet.wire import INGEST_GROUP, shared_filters, topic_device
 
 __all__ = ["IngestCounters", "IngestWorker", "ingest_process_main"]
 
@@ -99,17 +95,13 @@ class IngestCounters:
     by_code: dict[str, int] = field(default_factory=dict)
 
 
-_EVIDENCE_SUBSCRIPTION: Final = f"$share/ingest/tf/v1/d/+/{EVIDENCE_TOPIC_SUFFIX}"
 _Item = tuple[str, bytes, Any]  # topic, payload, puback control handle (None for QoS 0)
 _T = TypeVar("_T")
 
 
 def _topic_device(topic: str) -> str:
-    """The device id of ``tf/v1/d/<id>/…``, or "" (identifiers only go to logs and events)."""
-    parts = topic.split("/", 4)
-    if len(parts) > 4 and parts[:3] == ["tf", "v1", "d"] and DEVICE_ID_PATTERN.fullmatch(parts[3]):
-        return parts[3]
-    return ""
+    """The device id of a device topic, or "" (identifiers only go to logs and events)."""
+    return topic_device(topic) or ""
 
 
 class IngestWorker:
@@ -212,29 +204,22 @@ class IngestWorker:
             return
         subscriptions = [
             mqtt5.Subscription(topic_filter=topic, qos=mqtt5.QoS.AT_LEAST_ONCE)
-            for topic in (*ingest_subscriptions(), _EVIDENCE_SUBSCRIPTION)
+            for topic in shared_filters(INGEST_GROUP)
         ]
         future = client.subscribe(mqtt5.SubscribePacket(subscriptions=subscriptions))
-        future.add_done_callback(self._subscribed)
+        future.add_done_callback(
+            suback_callback(what="the ingest subscriptions", on_granted=self._subscribed)
+        )
 
-    def _subscribed(self, future: Any) -> None:
-        try:
-            suback = future.result()
-        except Exception as exc:  # awscrt's errors
-            logger.warning("ingest subscribe failed: %s", type(exc).__name__)
-            return
-        codes = list(getattr(suback, "reason_codes", []))
-        if all(int(code) <= int(mqtt5.SubackReasonCode.GRANTED_QOS_2) for code in codes):
-            logger.info("ingest subscribed to %s", ", ".join(ingest_subscriptions()))
-            self.subscribed.set()
-        else:
-            logger.error("the broker refused the ingest subscriptions: %s", codes)
+    def _subscribed(self, _codes: list[int]) -> None:
+        logger.info("ingest subscribed to %s", ", ".join(shared_filters(INGEST_GROUP)))
+        self.subscribed.set()
 
     def _ack(self, items: list[_Item]) -> None:
         client = self._client
         for _topic, _payload, handle in items:
             if handle is not None and client is not None:
-                with contextlib.suppress(Exception):  # connection gone: the broker resends
+                with contextlib.suppress(*CRT_ERRORS):  # connection gone: the broker resends
                     client.invoke_publish_acknowledgement(handle)
 
     # -- batching (the worker's main thread) ------------------------------------------

@@ -33,7 +33,6 @@ from trustfleet.attestation import (
 from trustfleet.attestation.credential import parse_public, tpm_name
 from trustfleet.attestation.tpmstructs import qualified_name
 from trustfleet.errors import Conflict, InvalidInput, NotFound, PermissionDenied
-from trustfleet.pki import DEVICE_ID_PATTERN
 from trustfleet.services._attestation_ak import (
     ak_activate_request,
     ak_enroll_request,
@@ -65,6 +64,7 @@ from trustfleet.store import (
     Transaction,
     UnitOfWork,
 )
+from trustfleet.wire import device_topic, parse_device_topic
 
 __all__ = [
     "EVIDENCE_TOPIC_SUFFIX",
@@ -88,7 +88,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 EVIDENCE_TOPIC_SUFFIX: Final = "attest/evidence"
-_TOPIC_ROOT: Final = "tf/v1/d/"
 _MAX_CHALLENGE_ID_CHARS: Final = 40
 _TPM_RH_ENDORSEMENT: Final = b"\x40\x00\x00\x0b"
 
@@ -189,18 +188,16 @@ def _challenge(record: ChallengeRecord) -> Challenge:
 
 def challenge_message(device_id: str, challenge: Challenge) -> tuple[str, bytes]:
     """The MQTT topic and payload of a challenge (publish with QoS 1)."""
-    return f"{_TOPIC_ROOT}{device_id}/attest/challenge", encode_challenge(challenge)
+    return device_topic(device_id, "attest/challenge"), encode_challenge(challenge)
 
 
 # -- evidence --------------------------------------------------------------------------------
 
 
 def evidence_device(topic: str) -> str | None:
-    """The device id of an evidence topic ``tf/v1/d/<id>/attest/evidence``, else None."""
-    if not topic.startswith(_TOPIC_ROOT) or not topic.endswith("/" + EVIDENCE_TOPIC_SUFFIX):
-        return None
-    device_id = topic[len(_TOPIC_ROOT) : -len(EVIDENCE_TOPIC_SUFFIX) - 1]
-    return device_id if DEVICE_ID_PATTERN.fullmatch(device_id) else None
+    """The device id of an evidence topic (``…/<id>/attest/evidence``), else None."""
+    parsed = parse_device_topic(topic)
+    return parsed[0] if parsed and parsed[1] == EVIDENCE_TOPIC_SUFFIX else None
 
 
 def _challenge_id(payload: bytes, *, max_bytes: int) -> str:

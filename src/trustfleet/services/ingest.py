@@ -35,6 +35,7 @@ from trustfleet.services._ingest_checks import (
     parse_ts,
 )
 from trustfleet.store import NewTelemetry, UnitOfWork
+from trustfleet.wire import DEVICE_TOPIC_ROOT, INGEST_GROUP, shared_filter
 
 __all__ = [
     "INGEST_GROUP",
@@ -59,8 +60,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-TOPIC_ROOT: Final = "tf/v1/d"
-INGEST_GROUP: Final = "ingest"
+TOPIC_ROOT: Final = DEVICE_TOPIC_ROOT
 MessageKind = Literal["telemetry", "events", "cmd/result", "ota/status"]
 MESSAGE_KINDS: Final[tuple[MessageKind, ...]] = ("telemetry", "events", "cmd/result", "ota/status")
 DEFAULT_LIMITS: Final = IngestLimits()
@@ -96,7 +96,7 @@ def fault_code(exc: BaseException) -> str:
 
 def ingest_subscriptions(group: str = INGEST_GROUP) -> tuple[str, ...]:
     """The MQTT 5 shared subscriptions of the ingest workers, one per message kind."""
-    return tuple(f"$share/{group}/{TOPIC_ROOT}/+/{kind}" for kind in MESSAGE_KINDS)
+    return tuple(shared_filter(group, kind) for kind in MESSAGE_KINDS)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -8,10 +8,8 @@ process conflicts): the ingest workers are their own processes for this reason.
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
-import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -21,10 +19,10 @@ from typing import Any, Final
 from awscrt import io as crt_io
 from awscrt import mqtt5
 
-from trustfleet.errors import InvalidInput, TrustFleetError, Unavailable
+from trustfleet.crt import map_crt_errors, publish_and_wait
 from trustfleet.keystore import PinSource, Pkcs11Uri, find_module, token_tls_context
-from trustfleet.pki import DEVICE_ID_PATTERN
 from trustfleet.settings import ServerSettings
+from trustfleet.wire import COMMAND_NAMES, device_topic, encode_command
 
 __all__ = [
     "COMMAND_NAMES",
@@ -37,13 +35,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-COMMAND_NAMES: Final = ("ping", "report", "update")
-MAX_COMMAND_BYTES: Final = 16 * 1024
 CONNECT_TIMEOUT_S: Final = 15.0
-_PUBACK_OK: Final = (
-    mqtt5.PubackReasonCode.SUCCESS,
-    mqtt5.PubackReasonCode.NO_MATCHING_SUBSCRIBERS,
-)
 
 
 @dataclass(frozen=True)
@@ -164,18 +156,7 @@ def command_payload(name: str, args: Mapping[str, Any]) -> tuple[str, bytes]:
     Raises:
         InvalidInput: Unknown command, or the payload is not JSON or too large.
     """
-    if name not in COMMAND_NAMES:
-        raise InvalidInput(f"unknown command '{name}'", hint="one of: " + ", ".join(COMMAND_NAMES))
-    command_id = str(uuid.uuid4())
-    try:
-        payload = json.dumps(
-            {"id": command_id, "name": name, "args": dict(args)}, allow_nan=False
-        ).encode()
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput("command arguments are not JSON", code="mqtt.command") from exc
-    if len(payload) > MAX_COMMAND_BYTES:
-        raise InvalidInput(f"command over {MAX_COMMAND_BYTES} bytes", code="mqtt.command")
-    return command_id, payload
+    return encode_command(name, args)
 
 
 def publish_once(
@@ -205,22 +186,12 @@ def publish_once(
         ServiceMqttIdentity.from_settings(settings, port=port), on_connected=on_connected
     )
     client.start()
+    hint = "is 'trustfleet server run' running?"
     try:
-        connected.result(timeout=timeout_s)
+        with map_crt_errors(f"send {what}", hint=hint):
+            connected.result(timeout=timeout_s)
         packet = mqtt5.PublishPacket(topic=topic, payload=payload, qos=mqtt5.QoS.AT_LEAST_ONCE)
-        result = client.publish(packet).result(timeout=timeout_s)
-        puback = getattr(result, "puback", None)
-        code = getattr(puback, "reason_code", mqtt5.PubackReasonCode.SUCCESS)
-        if code not in _PUBACK_OK:
-            raise Unavailable(f"the broker refused {what} ({code.name})", code="mqtt.puback")
-    except TrustFleetError:
-        raise
-    except Exception as exc:  # futures' TimeoutError and awscrt's errors
-        raise Unavailable(
-            f"cannot send {what}: {type(exc).__name__}",
-            hint="is 'trustfleet server run' running?",
-            code="mqtt.unavailable",
-        ) from exc
+        publish_and_wait(client, packet, timeout_s=timeout_s, what=what, hint=hint)
     finally:
         client.stop()
 
@@ -254,12 +225,11 @@ def send_command(
         InvalidInput: Bad device id, command or arguments.
         Unavailable: The broker cannot be reached or did not acknowledge in time.
     """
-    if not DEVICE_ID_PATTERN.fullmatch(device_id):
-        raise InvalidInput(f"'{device_id}' is not a device id", code="mqtt.device_id")
+    topic = device_topic(device_id, "cmd")  # InvalidInput (mqtt.device_id) for a bad id
     command_id, payload = command_payload(name, args)
     publish_once(
         settings,
-        f"tf/v1/d/{device_id}/cmd",
+        topic,
         payload,
         port=port,
         timeout_s=timeout_s,

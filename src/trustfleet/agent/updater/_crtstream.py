@@ -23,6 +23,8 @@ from awscrt import io as crt_io
 from tuf.api import exceptions
 
 from trustfleet.agent.updater._http import FetchLimits, body_offset, content_length, range_header
+from trustfleet.crt import crt_reason, map_crt_errors
+from trustfleet.errors import Unavailable
 
 __all__ = ["CrtRequest", "open_body"]
 
@@ -65,11 +67,10 @@ def open_body(request: CrtRequest, limits: FetchLimits) -> tuple[int, Iterator[b
     try:
         stream = _send(conn, request, host=host, exchange=exchange)
         try:
-            status, headers = exchange.head.result(limits.connect_timeout_s)
-        except TimeoutError as exc:
-            raise exceptions.SlowRetrievalError("no response head in time") from exc
-        except Exception as exc:
-            raise exceptions.DownloadError(f"request failed: {_reason(exc)}") from exc
+            with map_crt_errors("receive the response head", code="ota.fetch"):
+                status, headers = exchange.head.result(limits.connect_timeout_s)
+        except Unavailable as exc:
+            raise _download_error(exc, slow="no response head in time") from exc.__cause__
         offset = body_offset(status, headers, start=request.start)
     except BaseException:
         conn.close()
@@ -85,21 +86,26 @@ def _connect(request: CrtRequest, *, host: str, limits: FetchLimits) -> Any:
     socket_options = crt_io.SocketOptions()
     socket_options.connect_timeout_ms = int(limits.connect_timeout_s * 1000)
     try:
-        return crt_http.HttpClientConnection.new(
-            host_name=host,
-            port=port,
-            bootstrap=request.bootstrap,
-            socket_options=socket_options,
-            tls_connection_options=options,
-            manual_window_management=True,
-            initial_window_size=limits.window_bytes,
-        ).result(limits.connect_timeout_s)
-    except TimeoutError as exc:
-        raise exceptions.SlowRetrievalError(f"connecting to {host}:{port} timed out") from exc
-    except Exception as exc:  # awscrt raises AwsCrtError (TLS, refused, unknown CA ...)
-        raise exceptions.DownloadError(
-            f"cannot connect to {host}:{port} with mutual TLS: {_reason(exc)}"
-        ) from exc
+        with map_crt_errors(f"connect to {host}:{port} with mutual TLS", code="ota.fetch"):
+            return crt_http.HttpClientConnection.new(
+                host_name=host,
+                port=port,
+                bootstrap=request.bootstrap,
+                socket_options=socket_options,
+                tls_connection_options=options,
+                manual_window_management=True,
+                initial_window_size=limits.window_bytes,
+            ).result(limits.connect_timeout_s)
+    except Unavailable as exc:
+        slow = f"connecting to {host}:{port} timed out"
+        raise _download_error(exc, slow=slow) from exc.__cause__
+
+
+def _download_error(exc: Unavailable, *, slow: str) -> exceptions.DownloadError:
+    """The tuf error ngclient understands for a translated awscrt error (``slow`` on timeout)."""
+    if isinstance(exc.__cause__, TimeoutError):
+        return exceptions.SlowRetrievalError(slow)
+    return exceptions.DownloadError(exc.message)
 
 
 def _send(conn: Any, request: CrtRequest, *, host: str, exchange: _Exchange) -> Any:
@@ -145,7 +151,7 @@ def _chunks(
             if item is _END:
                 break
             if isinstance(item, BaseException):
-                raise exceptions.DownloadError(f"connection lost: {_reason(item)}") from item
+                raise exceptions.DownloadError(f"connection lost: {crt_reason(item)}") from item
             assert isinstance(item, bytes)  # noqa: S101  # only bytes, _END or errors are queued
             received += len(item)
             if received > limits.max_body_bytes or (expected is not None and received > expected):
@@ -157,11 +163,3 @@ def _chunks(
             raise exceptions.DownloadError(f"body ended after {received} of {expected} bytes")
     finally:
         conn.close()
-
-
-def _reason(exc: BaseException) -> str:
-    name = getattr(exc, "name", None)
-    if name:
-        return str(name)
-    text = str(exc)
-    return text.split(":", 1)[0] if text else exc.__class__.__name__
