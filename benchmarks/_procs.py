@@ -1,35 +1,24 @@
-"""What every benchmark needs: stopping what it started (by process group, never by name),
-a deadline, and the machine it ran on."""
+"""What every benchmark needs besides the harness's processes (`trustfleet.sim.process`):
+a deadline, the machine it ran on, and the tests' support package on the import path.
+
+Benchmarks share their independent clients with the tests (``tests/support``, e.g.
+``support.httpsprobe``); importing this module makes ``support`` importable.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import math
-import os
 import signal
-import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["cpu_model", "interrupts_and_deadline", "stop_group"]
+__all__ = ["cpu_model", "interrupts_and_deadline"]
 
-
-def stop_group(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
-    """SIGTERM the process group led by ``proc`` (started with ``start_new_session``), then
-    SIGKILL it after ``timeout``; if the leader is gone already, kill what remains of its group
-    (e.g. server workers)."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=timeout)
-    else:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
+_TESTS = str(Path(__file__).resolve().parents[1] / "tests")
+if _TESTS not in sys.path:
+    sys.path.append(_TESTS)
 
 
 @contextlib.contextmanager

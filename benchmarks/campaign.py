@@ -48,6 +48,8 @@ from typing import Any
 import _campaignkit as kit
 from _procs import cpu_model, interrupts_and_deadline
 
+from trustfleet.sim.process import ManagedProcess, free_port
+
 VENV_BIN = Path(sys.executable).parent
 TRUSTFLEET = VENV_BIN / "trustfleet"
 AGENT = VENV_BIN / "trustfleet-agent"
@@ -69,9 +71,9 @@ class Run:
         self.tmp, self.args, self.log = tmp, args, log
         self.home = tmp / "home"
         self.devdir = tmp / "devices"
-        self.api_port, self.mqtt_port = kit.free_port(), kit.free_port()
-        self.server: Any = None
-        self.agents: dict[str, Any] = {}
+        self.api_port, self.mqtt_port = free_port(), free_port()
+        self.server: ManagedProcess | None = None
+        self.agents: dict[str, ManagedProcess] = {}
         self.rt: Any = None
         self.deadline: float = time.monotonic() + args.timeout_s
 
@@ -201,7 +203,7 @@ def provision(run: Run) -> tuple[list[str], dict[str, Any]]:
 def start_server(run: Run) -> float:
     log = run.tmp / "server.log"
     t0 = time.perf_counter()
-    run.server = kit.start(
+    run.server = ManagedProcess(
         [
             str(TRUSTFLEET),
             "server",
@@ -212,18 +214,15 @@ def start_server(run: Run) -> float:
             str(run.args.workers),
         ],
         log=log,
-    )
-    limit = time.monotonic() + 120
-    while time.monotonic() < limit:
-        if run.server.poll() is not None:
-            raise RuntimeError(f"the server exited: {kit.tail(log)}")
-        text = log.read_text(errors="replace")
-        if "serving https://" in text and "not subscribed yet" not in text:
-            break
-        time.sleep(0.2)
-    else:
-        raise RuntimeError(f"the server did not become ready: {kit.tail(log)}")
+        ready=lambda: _server_ready(log),
+        name="trustfleet server",
+    ).start(timeout_s=120)
     return round(time.perf_counter() - t0, 2)
+
+
+def _server_ready(log: Path) -> bool:
+    text = log.read_text(errors="replace")
+    return "serving https://" in text and "not subscribed yet" not in text
 
 
 def start_agents(run: Run, ids: list[str]) -> dict[str, Any]:
@@ -237,7 +236,7 @@ def start_agents(run: Run, ids: list[str]) -> dict[str, Any]:
         facts = kit.device_facts(runtime(run), set(ids))
         online = {d for d, (state, seen, _fw) in facts.items() if state == "enrolled" and seen}
         for device_id, proc in run.agents.items():
-            if device_id not in online and proc.poll() is not None and restarts < len(ids):
+            if device_id not in online and not proc.running and restarts < len(ids):
                 restarts += 1  # an agent that gave up (e.g. EST refused under load): again
                 run.agents[device_id] = _agent(run, device_id, env)
         if todo and kit.mem_available_mib() < run.args.min_free_mib:
@@ -263,11 +262,10 @@ def start_agents(run: Run, ids: list[str]) -> dict[str, Any]:
     }
 
 
-def _agent(run: Run, device_id: str, env: dict[str, str]) -> Any:
+def _agent(run: Run, device_id: str, env: dict[str, str]) -> ManagedProcess:
     folder = run.devdir / device_id
-    return kit.start(
-        [str(AGENT), "run", "--device", str(folder)], log=folder / "agent.log", env=env
-    )
+    argv = [str(AGENT), "run", "--device", str(folder)]
+    return ManagedProcess(argv, log=folder / "agent.log", env=env, name=device_id).start()
 
 
 def delta_facts(run: Run) -> dict[str, Any]:
@@ -320,7 +318,7 @@ def campaign(run: Run, ids: list[str]) -> dict[str, Any]:
                 break
             time.sleep(a.poll_s)
         resources = sampler.summary()
-    exited = sum(1 for p in run.agents.values() if p.poll() is not None)
+    exited = sum(1 for p in run.agents.values() if not p.running)
     return summarize(
         record,
         rows,

@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _procs import stop_group
+from trustfleet.sim.process import stop_group
 
 VENV_PY = sys.executable
 TIME = "/usr/bin/time"  # GNU time: peak RSS of one child (%M)
@@ -93,7 +93,7 @@ def run_child(argv: list[str], *, budget_s: float | None = None) -> dict[str, An
         try:
             out, _ = proc.communicate(timeout=budget_s)
         except subprocess.TimeoutExpired:
-            stop_group(proc, timeout=5.0)
+            stop_group(proc, timeout_s=5.0)
             return None
         wall = time.perf_counter() - start
         if proc.returncode != 0:

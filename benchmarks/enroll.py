@@ -35,7 +35,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -46,7 +45,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from _procs import cpu_model, stop_group
+from _procs import cpu_model
+
+from trustfleet.sim.process import free_port, port_open, stop_group, wait_until
 
 HERE = Path(__file__).resolve().parent
 VENV_BIN = Path(sys.executable).parent
@@ -61,12 +62,6 @@ _MAX_DURATION_S = 600.0
 # -- process and port helpers ----------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
 class Processes:
     """Child processes, each in its own session; all are stopped by :meth:`stop_all`."""
 
@@ -79,7 +74,7 @@ class Processes:
         return proc
 
     def stop(self, proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
-        stop_group(proc, timeout)
+        stop_group(proc, timeout_s=timeout)
         if proc in self._procs:
             self._procs.remove(proc)
 
@@ -90,16 +85,12 @@ class Processes:
 
 
 def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def listening() -> bool:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited early with code {proc.returncode}")
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.settimeout(0.5)
-            if s.connect_ex((HOST, port)) == 0:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"nothing listens on port {port} after {timeout:.0f} s")
+        return port_open(port, HOST, timeout_s=0.5)
+
+    wait_until(listening, timeout_s=timeout, what=f"a listener on port {port}")
 
 
 def group_cpu_seconds(pgids: list[int]) -> float:

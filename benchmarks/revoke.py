@@ -20,7 +20,6 @@ import base64
 import http.client
 import json
 import shutil
-import socket
 import ssl
 import statistics
 import subprocess
@@ -33,7 +32,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
-from _procs import stop_group
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -47,9 +45,11 @@ from trustfleet.services.home import HomeOptions, init_server_home
 from trustfleet.services.revocation import revoke_device
 from trustfleet.services.runtime import Runtime
 from trustfleet.settings import load_server_settings
+from trustfleet.sim.process import free_port, port_open, stop_group, wait_until
 
 MAX_DEVICES = 200
 WAIT_S = 15.0
+POLL_S = 0.02  # the latencies are measured when a poll sees the change
 console = Console(stderr=True)
 
 
@@ -59,12 +59,6 @@ class Device:
     folder: Path
     client: mqtt.Client | None = None
     disconnected_at: float | None = None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _pem(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -162,7 +156,7 @@ def _pct(values: list[float], q: float) -> float:
 
 def run(devices: int) -> dict[str, object]:
     work = Path(tempfile.mkdtemp(prefix="tf-bench-revoke-"))
-    api_port, mqtt_port = _free_port(), _free_port()
+    api_port, mqtt_port = free_port(), free_port()
     server: subprocess.Popen[bytes] | None = None
     fleet: list[Device] = []
     try:
@@ -177,7 +171,11 @@ def run(devices: int) -> dict[str, object]:
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
-        _wait_for(lambda: _port_open(api_port) and _port_open(mqtt_port), "the service")
+        wait_until(
+            lambda: port_open(api_port) and port_open(mqtt_port),
+            timeout_s=WAIT_S,
+            what="the service",
+        )
         rt = Runtime.open(load_server_settings(home))
         console.print(f"enrolling {devices} devices over EST and connecting them over MQTT …")
         fleet = [
@@ -193,10 +191,20 @@ def run(devices: int) -> dict[str, object]:
             revoke_device(
                 rt, device.device_id, reason="keyCompromise", actor="bench", now=datetime.now(UTC)
             )
-            _wait_for(lambda d=device: d.disconnected_at is not None, f"{device.device_id} kicked")
+            wait_until(
+                lambda d=device: d.disconnected_at is not None,
+                timeout_s=WAIT_S,
+                what=f"{device.device_id} kicked",
+                poll_s=POLL_S,
+            )
             assert device.disconnected_at is not None
             disconnect_s.append(device.disconnected_at - started)
-            _wait_for(lambda d=device: _refused(d, bundle=bundle, port=mqtt_port), "refusal")
+            wait_until(
+                lambda d=device: _refused(d, bundle=bundle, port=mqtt_port),
+                timeout_s=WAIT_S,
+                what="refusal",
+                poll_s=POLL_S,
+            )
             refused_s.append(time.monotonic() - started)
         rt.close()
         return {
@@ -221,25 +229,8 @@ def run(devices: int) -> dict[str, object]:
             if device.client is not None:
                 device.client.loop_stop()
         if server is not None:
-            stop_group(server, timeout=20)
+            stop_group(server, timeout_s=20)
         shutil.rmtree(work, ignore_errors=True)
-
-
-def _port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-def _wait_for(check: object, what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
-            return
-        time.sleep(0.02)
-    raise RuntimeError(f"timed out waiting for {what}")
 
 
 def main() -> int:

@@ -44,7 +44,9 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from _procs import cpu_model, stop_group
+from _procs import cpu_model
+
+from trustfleet.sim.process import ManagedProcess, free_port, stop_group
 
 HERE = Path(__file__).resolve()
 TRUSTFLEET = Path(sys.executable).parent / "trustfleet"
@@ -54,12 +56,6 @@ LIVE_MODEL = "bench-live"
 LOOKUPS = 200
 _READY_TIMEOUT_S = 60.0
 _CHILD_TIMEOUT_S = 600.0
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
 
 
 # -- the repository (parent) ----------------------------------------------------------------
@@ -305,24 +301,15 @@ def http_repo(repo: Path) -> Any:
         server.server_close()
 
 
-def start_server(home: Path, tmp: Path, *, port: int, mqtt_port: int) -> subprocess.Popen[bytes]:
+def start_server(home: Path, tmp: Path, *, port: int, mqtt_port: int) -> ManagedProcess:
     argv = [str(TRUSTFLEET), "server", "run", "--home", str(home), "--api-port", str(port)]
-    with (tmp / "server.log").open("wb") as log:
-        proc = subprocess.Popen(
-            [*argv, "--mqtt-port", str(mqtt_port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    deadline = time.monotonic() + _READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}; see {tmp / 'server.log'}")
-        if _healthy(home, port):
-            return proc
-        time.sleep(0.2)
-    stop_group(proc)
-    raise RuntimeError(f"server not ready after {_READY_TIMEOUT_S:.0f} s")
+    server = ManagedProcess(
+        [*argv, "--mqtt-port", str(mqtt_port)],
+        log=tmp / "server.log",
+        ready=lambda: _healthy(home, port),
+        name="trustfleet server",
+    )
+    return server.start(timeout_s=_READY_TIMEOUT_S)
 
 
 def _healthy(home: Path, port: int) -> bool:
@@ -414,7 +401,7 @@ def run(args: argparse.Namespace, tmp: Path, log: Any) -> dict[str, Any]:
         for device in devices:
             device.close()
         if server is not None:
-            stop_group(server)
+            server.stop()
         publisher.close()
     newest = max(repo.glob("metadata/*.targets.json"), key=lambda p: int(p.name.split(".")[0]))
     doc["targets_metadata_bytes"] = newest.stat().st_size
