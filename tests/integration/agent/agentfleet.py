@@ -20,7 +20,8 @@ import pytest
 
 from support.identities import SERVICE_CN, Identity, service_identity
 from support.ldevid import shorten_ldevid
-from support.server import RunningServer, free_port, run_cli, running_server
+from support.server import RunningServer, run_cli, running_server
+from trustfleet.sim.process import free_port
 
 
 @dataclass

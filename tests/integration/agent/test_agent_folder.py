@@ -19,7 +19,8 @@ import pytest
 from agentfleet import Fleet
 from agentkit import WAIT_S, AgentProcess
 
-from support.server import free_port, run_cli
+from support.server import run_cli
+from trustfleet.sim.process import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,8 @@ from agentfleet import Fleet
 from agentkit import AgentProcess, Observer, Proxy, publish
 from cryptography import x509
 
-from support.server import free_port, run_cli
+from support.server import run_cli
+from trustfleet.sim.process import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from brokerkit_fixtures import SERVICE_CN, Fleet, Mqtt
 
-from support.server import free_port
 from trustfleet.broker import Broker, BrokerConfig
 from trustfleet.errors import Config, Unavailable, VerificationFailed
+from trustfleet.sim.process import free_port
 
 RESTART_WAIT_S = 15
 

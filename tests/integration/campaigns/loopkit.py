@@ -31,7 +31,8 @@ from typing import Any
 
 import pytest
 
-from support.server import TRUSTFLEET, RunningServer, _stop, _wait_ready, free_port, run_cli
+from support.server import TRUSTFLEET, RunningServer, _stop, _wait_ready, run_cli
+from trustfleet.sim.process import free_port
 
 DEVICES = 10
 MODEL = "sim-v1"

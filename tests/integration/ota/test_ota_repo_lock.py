@@ -19,12 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from support.server import free_port, init_home
+from support.server import init_home
 from trustfleet.errors import Unavailable
 from trustfleet.server._runloop import _refresh_timestamp_forever
 from trustfleet.services.ota import refresh_timestamp_if_due
 from trustfleet.services.runtime import Runtime
 from trustfleet.settings import load_server_settings
+from trustfleet.sim.process import free_port
 
 WAIT_S = 60.0
 """Bound of every wait below (a liveness guard, not a timing assertion)."""

@@ -33,7 +33,8 @@ from typing import Any
 import pytest
 
 from support.identities import mqtt_client_id
-from support.server import RunningServer, free_port, running_server
+from support.server import RunningServer, running_server
+from trustfleet.sim.process import free_port
 
 AGENT = Path(sys.executable).parent / "trustfleet-agent"
 IMAGE_BYTES = 1 << 20
