@@ -25,7 +25,7 @@ def running() -> Iterator[list[AgentProcess | Observer | Proxy]]:
     items: list[AgentProcess | Observer | Proxy] = []
     yield items
     for item in reversed(items):
-        item.kill() if isinstance(item, AgentProcess) else item.close()
+        item.stop() if isinstance(item, AgentProcess) else item.close()
 
 
 def _observe(fleet: Fleet, device: Path, leaves: list[str]) -> Observer:

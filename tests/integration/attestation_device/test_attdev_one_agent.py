@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from attdev_fleet import IMAGE_BYTES, MODEL, Agent, agent_cli, attest_run, attest_server, wait_for
+from attdev_fleet import IMAGE_BYTES, MODEL, Agent, agent_cli, attest_run, attest_server
 
 from support.server import RunningServer
+from support.waiting import wait_for
 from trustfleet.agent.platform.tpm import DeviceTpm, recorded_pid
 
 pytestmark = pytest.mark.integration

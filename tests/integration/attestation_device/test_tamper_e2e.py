@@ -31,10 +31,10 @@ from attdev_fleet import (
     attest_server,
     codes,
     status,
-    wait_for,
 )
 
 from support.server import RunningServer
+from support.waiting import wait_for
 from trustfleet.agent.platform.tpm import DeviceTpm
 
 pytestmark = pytest.mark.integration

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import ssl
 import subprocess
 import sys
@@ -31,14 +30,16 @@ from typing import Any
 
 import pytest
 
-from support.server import TRUSTFLEET, RunningServer, _stop, _wait_ready, run_cli
-from trustfleet.sim.process import free_port
+from support.server import TRUSTFLEET, RunningServer, _wait_ready, run_cli
+from support.waiting import wait_for
+from trustfleet.sim.process import free_port, stop_group
 
 DEVICES = 10
 MODEL = "sim-v1"
 RELEASES = ("2.0.0", "2.1.0", "2.2.0")
 READY_TIMEOUT_S = 90
 WAIT_S = 60.0
+STOP_TIMEOUT_S = 30.0
 """Bound on waiting for something that must happen (the machine may be shared and slow)."""
 HOLD_S = 180.0
 """Bound on a held device's wait for its gate."""
@@ -205,7 +206,7 @@ class CampaignFleet:
             _wait_ready(self.server, READY_TIMEOUT_S)
             wait_for(lambda: "serving https://" in log.read_text(), what="the readiness line")
         except BaseException:
-            _stop(process)
+            stop_group(process, timeout_s=STOP_TIMEOUT_S)
             raise
 
     def wait_ingest(self) -> None:
@@ -224,9 +225,7 @@ class CampaignFleet:
 
     def stop(self) -> None:
         if self.server is not None:
-            if self.server.process.poll() is None:
-                os.killpg(self.server.process.pid, signal.SIGTERM)
-            _stop(self.server.process)
+            stop_group(self.server.process, timeout_s=STOP_TIMEOUT_S)
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return run_cli("campaign", *args, "--home", str(self.home))
@@ -258,17 +257,6 @@ class CampaignFleet:
         if self._rt is not None:
             self._rt.close()
         self.stop()
-
-
-def wait_for(check: Callable[[], Any], *, timeout_s: float = WAIT_S, what: str) -> Any:
-    """Poll ``check`` until it returns something truthy (bounded); that value."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
 @pytest.fixture(scope="module")

@@ -21,10 +21,8 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,11 +30,13 @@ from typing import Any
 
 import pytest
 
+from support.agents import LEAN_AGENT, agent_environ, boot_loop
 from support.identities import mqtt_client_id
 from support.server import RunningServer, running_server
-from trustfleet.sim.process import free_port
+from support.waiting import wait_for
+from trustfleet.sim.process import ManagedProcess, free_port
 
-AGENT = Path(sys.executable).parent / "trustfleet-agent"
+AGENT = LEAN_AGENT
 IMAGE_BYTES = 1 << 20
 RUN_TIMEOUT_S = 240
 
@@ -95,13 +95,12 @@ def agent(
     timeout_s: float = RUN_TIMEOUT_S,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``trustfleet-agent ARGS`` (bounded; never raises on a non-zero exit)."""
-    environ = {k: v for k, v in os.environ.items() if k != "TF_OTA_FAULTS"}
     return subprocess.run(
         [str(AGENT), *map(str, args)],
         capture_output=True,
         text=True,
         timeout=timeout_s,
-        env={**environ, **(env or {})},
+        env={**agent_environ(), **(env or {})},
         check=False,
     )
 
@@ -253,10 +252,7 @@ class Mqtt:
             "-i",
             mqtt_client_id(self.identity.name),
         ]
-        self._sink = self.out.open("w")
-        self.proc = subprocess.Popen(
-            args, stdout=self._sink, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        self.sub = ManagedProcess(args, log=self.out, name="mosquitto_sub").start()
 
     def _common(self) -> list[str]:
         return [
@@ -296,38 +292,24 @@ class Mqtt:
     def wait_for(
         self, leaf: str, predicate: Callable[[dict[str, Any]], bool], *, timeout_s: float = 90
     ) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            for message in self.messages(leaf):
-                if predicate(message):
-                    return message
-            time.sleep(0.2)
-        raise AssertionError(f"no {leaf} message matched; got {self.messages(leaf)}")
+        def first() -> dict[str, Any] | None:
+            return next((m for m in self.messages(leaf) if predicate(m)), None)
+
+        try:
+            return wait_for(first, what=f"a {leaf} message", timeout_s=timeout_s, poll_s=0.2)
+        except AssertionError:
+            raise AssertionError(f"no {leaf} message matched; got {self.messages(leaf)}") from None
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(30)
-        self._sink.close()
+        self.sub.stop(timeout_s=30)
 
 
 class RunningAgent:
-    """``trustfleet-agent run --device DIR`` (the boot loop) in its own session."""
+    """``trustfleet-agent run --device DIR`` (the boot loop) in its own session, started at
+    once; :meth:`stop` SIGTERMs its group (SIGKILL after 60 s) and returns the exit code."""
 
     def __init__(self, device: Path) -> None:
-        self.log = device / f"agent-{secrets.token_hex(3)}.log"
-        with self.log.open("wb") as out:
-            environ = {k: v for k, v in os.environ.items() if k != "TF_OTA_FAULTS"}
-            self.proc = subprocess.Popen(
-                [str(AGENT), "run", "--device", str(device)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                env=environ,
-            )
+        self.process = boot_loop(device, log=device / f"agent-{secrets.token_hex(3)}.log")
 
-    def stop(self) -> int:
-        """SIGTERM to its process group; the exit code (bounded wait)."""
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        return self.proc.wait(60)
+    def stop(self) -> int | None:
+        return self.process.stop(timeout_s=60)

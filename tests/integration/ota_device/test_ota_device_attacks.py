@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 
 import pytest
 from otadevkit import Mqtt, OtaFleet, RunningAgent, agent, trusted_state, update
+
+from support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -104,14 +105,13 @@ def test_an_update_command_on_ota_cmd_reboots_the_running_agent_into_v2(
         states = [m["state"] for m in mqtt.messages("ota/status")]
         assert states[0] == "checking" and "rebooting" in states
         assert states.count("downloading") <= 6
+
         # The agent booted again (re-executed) after the reboot: a second agent.started, which
         # may arrive after the committed report (the new agent sends that first).
-        deadline = time.monotonic() + 60
-        starts: list[dict[str, object]] = []
-        while len(starts) < 2 and time.monotonic() < deadline:
-            starts = [m for m in mqtt.messages("events") if m.get("type") == "agent.started"]
-            time.sleep(0.2)
-        assert len(starts) >= 2
+        def starts() -> list[dict[str, object]]:
+            return [m for m in mqtt.messages("events") if m.get("type") == "agent.started"]
+
+        assert eventually(lambda: len(starts()) >= 2, timeout_s=60, poll_s=0.2), starts()
     finally:
         running.stop()
         mqtt.close()
