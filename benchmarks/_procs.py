@@ -8,13 +8,16 @@ Benchmarks share their independent clients with the tests (``tests/support``, e.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
+import shutil
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
-__all__ = ["cpu_model", "interrupts_and_deadline"]
+__all__ = ["cpu_model", "drop_workdir", "emit", "interrupts_and_deadline", "progress"]
 
 _TESTS = str(Path(__file__).resolve().parents[1] / "tests")
 if _TESTS not in sys.path:
@@ -46,3 +49,27 @@ def cpu_model() -> str:
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return ""
+
+
+def progress(*, quiet: bool) -> Callable[[str], None]:
+    """Where a benchmark's progress lines go: stderr, or nowhere when ``quiet`` (--json)."""
+    if quiet:
+        return lambda _line: None
+    return lambda line: print(line, file=sys.stderr, flush=True)
+
+
+def emit(doc: Any, *, as_json: bool, show: Callable[[Any], None]) -> None:
+    """Print the figures: one JSON document on stdout, or ``show``'s presentation of them."""
+    if as_json:
+        json.dump(doc, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        show(doc)
+
+
+def drop_workdir(tmp: Path, *, keep: bool) -> None:
+    """Delete a run's temporary folder, or say where it was kept (--keep)."""
+    if keep:
+        print(f"kept {tmp}", file=sys.stderr)
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)

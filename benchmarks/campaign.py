@@ -35,7 +35,6 @@ import json
 import os
 import platform
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -46,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import _campaignkit as kit
-from _procs import cpu_model, interrupts_and_deadline
+from _procs import cpu_model, drop_workdir, emit, interrupts_and_deadline, progress
 
 from trustfleet.sim.process import ManagedProcess, free_port
 
@@ -610,7 +609,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="tf-bench-campaign-"))
-    log: Log = (lambda _m: None) if args.json else (lambda m: print(m, file=sys.stderr, flush=True))
+    log: Log = progress(quiet=args.json)
     run = Run(tmp, args, log)
     doc: dict[str, Any] | None = None
     try:
@@ -623,15 +622,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         with interrupts_and_deadline(180):
             run.close()
-        if args.keep:
-            print(f"kept {tmp}", file=sys.stderr)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    if args.json:
-        json.dump(doc, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    else:
-        print_rich(doc)
+        drop_workdir(tmp, keep=args.keep)
+    emit(doc, as_json=args.json, show=print_rich)
     c = doc.get("campaign") or {}
     ok = c.get("state") == "completed" and c.get("states", {}).get("committed") == args.devices
     return 0 if ok else 1

@@ -36,6 +36,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _procs import emit
+
 from trustfleet.sim.process import stop_group
 
 VENV_PY = sys.executable
@@ -353,10 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="tf-bench-delta-") as tmp:
         doc = run(args, Path(tmp))
-    if args.json:
-        print(json.dumps(doc, indent=2))
-    else:
-        print_table(doc)
+    emit(doc, as_json=args.json, show=print_table)
     return 0
 
 

@@ -33,7 +33,6 @@ import contextlib
 import json
 import os
 import platform
-import shutil
 import signal
 import subprocess
 import sys
@@ -45,7 +44,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from _procs import cpu_model
+from _procs import cpu_model, drop_workdir, emit, progress
 
 from trustfleet.sim.process import free_port, port_open, stop_group, wait_until
 
@@ -473,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     procs = Processes()
     tmp = Path(tempfile.mkdtemp(prefix="tf-bench-enroll-"))
-    log = (lambda _m: None) if args.json else (lambda m: print(m, file=sys.stderr, flush=True))
+    log = progress(quiet=args.json)
     try:
         with sigterm_as_interrupt():
             port = free_port()
@@ -512,13 +511,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         procs.stop_all()
-        if not args.keep:
-            shutil.rmtree(tmp, ignore_errors=True)
-    if args.json:
-        json.dump(doc, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    else:
-        print_rich(doc)
+        drop_workdir(tmp, keep=args.keep)
+    emit(doc, as_json=args.json, show=print_rich)
     return 0 if doc["enroll"]["errors"] == 0 and (not bare or bare["errors"] == 0) else 1
 
 

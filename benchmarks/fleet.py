@@ -37,7 +37,6 @@ import os
 import platform
 import resource
 import select
-import shutil
 import signal
 import subprocess
 import sys
@@ -47,7 +46,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from _procs import cpu_model, interrupts_and_deadline
+from _procs import cpu_model, drop_workdir, emit, interrupts_and_deadline, progress
 
 from trustfleet.errors import Unavailable
 from trustfleet.sim.process import free_port, stop_group, wait_until
@@ -765,7 +764,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="tf-bench-fleet-"))
     children: list[Child] = []
-    log = (lambda _m: None) if args.json else (lambda m: print(m, file=sys.stderr, flush=True))
+    log = progress(quiet=args.json)
     doc: dict[str, Any] | None = None
     try:
         with interrupts_and_deadline(args.max_time):
@@ -777,15 +776,8 @@ def main(argv: list[str] | None = None) -> int:
         for child in children:
             with contextlib.suppress(Exception):
                 child.stop()
-        if args.keep:
-            print(f"kept {tmp}", file=sys.stderr)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    if args.json:
-        json.dump(doc, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    else:
-        print_rich(doc)
+        drop_workdir(tmp, keep=args.keep)
+    emit(doc, as_json=args.json, show=print_rich)
     t = doc.get("telemetry") or {}
     r = doc.get("restart") or {}
     ok = doc["storm"]["held"] == args.devices and t.get("lost", 0) == 0

@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import contextlib
 import http.client
-import json
 import shutil
 import ssl
 import statistics
@@ -37,7 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from _procs import interrupts_and_deadline
+from _procs import emit, interrupts_and_deadline
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -320,10 +319,7 @@ def main() -> int:
         parser.error("--slow must be 1..1000 and --flood 1..2000")
     with interrupts_and_deadline(MAX_TIME_S):
         result = run(slow=args.slow, flood_requests=args.flood)
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        _print(result)
+    emit(result, as_json=args.json, show=_print)
     return 0
 
 

@@ -30,7 +30,6 @@ import contextlib
 import functools
 import json
 import os
-import shutil
 import socket
 import ssl
 import statistics
@@ -44,7 +43,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from _procs import cpu_model
+from _procs import cpu_model, drop_workdir, emit, progress
 
 from trustfleet.sim.process import ManagedProcess, free_port, stop_group
 
@@ -468,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= args.targets <= 200_000 or not 1 <= args.reps <= 50:
         ap.error("--targets must be 1..200000 and --reps 1..50")
     tmp = Path(tempfile.mkdtemp(prefix="tf-bench-tuf-"))
-    log = (lambda _m: None) if args.json else (lambda m: print(m, file=sys.stderr, flush=True))
+    log = progress(quiet=args.json)
     try:
         doc = {
             "benchmark": "tuf_refresh",
@@ -481,13 +480,8 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted; cleaning up", file=sys.stderr)
         return 130
     finally:
-        if not args.keep:
-            shutil.rmtree(tmp, ignore_errors=True)
-    if args.json:
-        json.dump(doc, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    else:
-        print_table(doc)
+        drop_workdir(tmp, keep=args.keep)
+    emit(doc, as_json=args.json, show=print_table)
     return 0
 
 
