@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import resource
 import shutil
 import signal
 import sys
@@ -17,7 +18,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["cpu_model", "drop_workdir", "emit", "interrupts_and_deadline", "progress"]
+__all__ = [
+    "cpu_model",
+    "drop_workdir",
+    "emit",
+    "interrupts_and_deadline",
+    "progress",
+    "raise_nofile",
+]
 
 _TESTS = str(Path(__file__).resolve().parents[1] / "tests")
 if _TESTS not in sys.path:
@@ -73,3 +81,17 @@ def drop_workdir(tmp: Path, *, keep: bool) -> None:
         print(f"kept {tmp}", file=sys.stderr)
     else:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def raise_nofile(wanted: int) -> int:
+    """Raise this process's RLIMIT_NOFILE to ``wanted`` (the hard limit too when privileged;
+    children inherit it); the soft limit now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= wanted:
+        return soft
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, max(hard, wanted)))
+        return wanted
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]

@@ -35,7 +35,6 @@ import dataclasses
 import json
 import os
 import platform
-import resource
 import select
 import signal
 import subprocess
@@ -46,7 +45,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from _procs import cpu_model, drop_workdir, emit, interrupts_and_deadline, progress
+from _procs import cpu_model, drop_workdir, emit, interrupts_and_deadline, progress, raise_nofile
 
 from trustfleet.errors import Unavailable
 from trustfleet.sim.process import free_port, stop_group, wait_until
@@ -123,19 +122,6 @@ def ask_all(children: list[Child], obj: Any, timeout: float) -> list[dict[str, A
         child.send(obj[i] if isinstance(obj, list) else obj)
     deadline = time.monotonic() + timeout
     return [c.recv(max(0.1, deadline - time.monotonic())) for c in children]
-
-
-def raise_nofile(wanted: int) -> int:
-    """Raise this process's RLIMIT_NOFILE (hard too when privileged); children inherit it."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft >= wanted:
-        return soft
-    with contextlib.suppress(ValueError, OSError):
-        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, max(hard, wanted)))
-        return wanted
-    with contextlib.suppress(ValueError, OSError):
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def proc_status(pid: int | None) -> dict[str, Any]:
