@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,6 +19,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from support.agents import LEAN_AGENT, agent_environ, boot_loop
 from support.server import RunningServer, running_server
@@ -30,6 +33,33 @@ READY_TIMEOUT_S = 90
 RUN_TIMEOUT_S = 120
 MODEL = "sim-v1"
 IMAGE_BYTES = 256 * 1024
+
+
+def require_tools(*tools: str) -> None:
+    """Skip the test unless every tool is installed."""
+    for tool in tools:
+        if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
+            pytest.skip(f"{tool} is not installed")
+
+
+def enrolled_tpm_device(server: RunningServer, base: Path) -> Path:
+    """Release 1.0.0 of :data:`MODEL` published; one device provisioned (with its TPM) in
+    ``base / "devs"`` and enrolled by ``trustfleet-agent run --once``; its folder."""
+    from trustfleet.sim.image import build_image
+
+    image = base / "v1.bin"
+    build_image(image, version="1.0.0", size_bytes=IMAGE_BYTES, seed=MODEL)
+    for args in (("release", "build", "--version", "1.0.0", "--image", str(image),
+                  "--model", MODEL), ("release", "publish", "--version", "1.0.0",
+                                      "--model", MODEL)):  # fmt: skip
+        result = server.cli(*args)
+        assert result.returncode == 0, result.stderr
+    made = server.cli_json("factory", "provision", "--out", base / "devs", "--model", MODEL)
+    device = Path(made["devices"][0]["directory"])
+    assert DeviceTpm(device).present(), "the factory gave the device no TPM"
+    first = agent_cli("run", "--device", device, "--once", "--json")
+    assert first.returncode == 0, first.stderr
+    return device
 
 
 @contextmanager
