@@ -69,7 +69,9 @@ def main(device_dir: str, other_id: str) -> int:
     # The test's command to our own cmd topic may still be on its way (a loaded machine):
     # wait for it, bounded, so the report does not race the delivery.
     with contextlib.suppress(Unavailable):
-        wait_until(lambda: f"tf/v1/d/{me}/cmd" in received, timeout_s=WAIT_S, what="cmd", poll_s=0.05)
+        wait_until(
+            lambda: f"tf/v1/d/{me}/cmd" in received, timeout_s=WAIT_S, what="cmd", poll_s=0.05
+        )
     client.stop()
     print(json.dumps({"received": received}), flush=True)
     return 0

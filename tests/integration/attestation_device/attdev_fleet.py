@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,8 +18,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from support.agents import LEAN_AGENT, agent_environ, boot_loop
 from support.server import RunningServer, running_server
@@ -33,13 +30,6 @@ READY_TIMEOUT_S = 90
 RUN_TIMEOUT_S = 120
 MODEL = "sim-v1"
 IMAGE_BYTES = 256 * 1024
-
-
-def require_tools(*tools: str) -> None:
-    """Skip the test unless every tool is installed."""
-    for tool in tools:
-        if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
-            pytest.skip(f"{tool} is not installed")
 
 
 def enrolled_tpm_device(server: RunningServer, base: Path) -> Path:

@@ -26,6 +26,7 @@ from support.server import (
     openssl,
     running_server,
 )
+from support.tools import require_tools
 
 CLIENT_TIMEOUT_S = 20
 
@@ -64,9 +65,12 @@ def _foreign_identity(work: Path) -> Identity:
 
 @pytest.fixture(scope="session")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    for tool in ("mosquitto", "mosquitto_pub", "mosquitto_sub"):
-        if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
-            pytest.skip(f"{tool} is not installed (apt-get install mosquitto mosquitto-clients)")
+    require_tools(
+        "mosquitto",
+        "mosquitto_pub",
+        "mosquitto_sub",
+        hint="apt-get install mosquitto mosquitto-clients",
+    )
     base = tmp_path_factory.mktemp("bk")
     work = base / "work"
     work.mkdir()
@@ -92,15 +96,20 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         )
 
 
+def _broker_home(fleet: Fleet, home: Path) -> Path:
+    """A copy in ``home`` of what a broker reads from the server's home: the running server
+    supervises a broker of its own in HOME/broker, and a broker under test never shares files
+    or sockets with it."""
+    for part in ("public", "tls", "secrets"):
+        shutil.copytree(fleet.server.home / part, home / part)
+    return home
+
+
 @pytest.fixture(scope="session")
 def broker(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     from trustfleet.broker import Broker, BrokerConfig
 
-    # The running server supervises a broker of its own in HOME/broker; the broker under test
-    # gets a copy of what a broker reads, so the two never share files or sockets.
-    home = tmp_path_factory.mktemp("broker-home")
-    for part in ("public", "tls", "secrets"):
-        shutil.copytree(fleet.server.home / part, home / part)
+    home = _broker_home(fleet, tmp_path_factory.mktemp("broker-home"))
     config = BrokerConfig.for_home(home, port=free_port(), service_identities=[SERVICE_CN])
     broker = Broker(config)
     broker.start(crl_der=fleet.device_crl())
@@ -230,9 +239,7 @@ def guarded(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     """A broker of its own with small device limits (rate, burst, payload) for attack tests."""
     from trustfleet.broker import Broker, BrokerConfig
 
-    home = tmp_path_factory.mktemp("guard-home")
-    for part in ("public", "tls", "secrets"):
-        shutil.copytree(fleet.server.home / part, home / part)
+    home = _broker_home(fleet, tmp_path_factory.mktemp("guard-home"))
     base = BrokerConfig.for_home(home, port=free_port(), service_identities=[SERVICE_CN])
     config = BrokerConfig(
         **{

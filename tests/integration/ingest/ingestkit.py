@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import json
 import re
-import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from support.server import (
     make_software_device,
     run_cli,
 )
+from support.tools import require_tools
 from trustfleet.sim.process import free_port, stop_group
 
 CLIENT_TIMEOUT_S = 20
@@ -157,11 +157,13 @@ def process_tree(root: int) -> list[int]:
 
 def start_server(base: Path, *, ingest_workers: int) -> tuple[RunningServer, int]:
     """``server init --mqtt-port`` + ``server run --mqtt-port``; waits for HTTPS and ingest."""
-    for tool in ("mosquitto_pub", "mosquitto_sub", "stdbuf"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} is not installed (apt-get install mosquitto-clients coreutils)")
-    if shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists():
-        pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
+    require_tools(
+        "mosquitto_pub",
+        "mosquitto_sub",
+        "stdbuf",
+        hint="apt-get install mosquitto-clients coreutils",
+    )
+    require_tools("mosquitto", hint="apt-get install mosquitto")
     port, mqtt_port = free_port(), free_port()
     home = base / "home"
     init = run_cli(

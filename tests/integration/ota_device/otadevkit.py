@@ -33,6 +33,7 @@ import pytest
 from support.agents import LEAN_AGENT, agent_environ, boot_loop
 from support.identities import mqtt_client_id
 from support.server import RunningServer, running_server
+from support.tools import require_tools
 from support.waiting import wait_for
 from trustfleet.sim.process import ManagedProcess, free_port
 
@@ -193,9 +194,7 @@ def _provision(server: RunningServer, out: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def ota_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OtaFleet]:
-    for tool in ("mosquitto", "softhsm2-util"):
-        if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
-            pytest.skip(f"{tool} is not installed (needed for the real broker and tokens)")
+    require_tools("mosquitto", "softhsm2-util", hint="needed for the real broker and tokens")
     from trustfleet.sim.image import build_image
 
     base = tmp_path_factory.mktemp("otadev")
