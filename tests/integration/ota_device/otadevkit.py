@@ -24,6 +24,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,21 @@ def agent(
         env={**agent_environ(), **(env or {})},
         check=False,
     )
+
+
+def assert_update(
+    device: Path, version: str, *, code: int, outcome: str, firmware: str, slot: str
+) -> dict[str, Any]:
+    """``trustfleet-agent update`` to ``version`` ends with this exit code, outcome, firmware
+    version and active slot; its report."""
+    got, doc = update(device, version)
+    assert (got, doc["outcome"], doc["firmware_version"], doc["slot"]) == (
+        code,
+        outcome,
+        firmware,
+        slot,
+    ), doc
+    return doc
 
 
 def update(
@@ -312,3 +328,17 @@ class RunningAgent:
 
     def stop(self) -> int | None:
         return self.process.stop(timeout_s=60)
+
+
+@contextmanager
+def agent_online(fleet: OtaFleet, device: Path) -> Iterator[Mqtt]:
+    """The device's boot loop running, watched over MQTT from the moment it announced its
+    start; the agent is stopped and the watcher closed when the block ends."""
+    mqtt = Mqtt(fleet, device)
+    running = RunningAgent(device)
+    try:
+        mqtt.wait_for("events", lambda m: m.get("type") == "agent.started")
+        yield mqtt
+    finally:
+        running.stop()
+        mqtt.close()
