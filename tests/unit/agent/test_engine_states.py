@@ -137,16 +137,10 @@ def _refusal_cases(dev: Device) -> dict[str, tuple[UpdateRequest, str, str]]:
     dev.repo.publish(key, image_bytes("4.0.0"), version="4.0.0", signature=key.sign(b"other"))
     dev.repo.publish(BootKey(), image_bytes("5.0.0"), version="5.0.0")
     other = manifest_for(key, image_bytes("6.0.0"), version="6.0.0", model="other-v1")
-    dev.repo.add(
-        "unit-v1/6.0.0/release.json",
-        other,
-        {"kind": "manifest", "model": "unit-v1", "version": "6.0.0"},
-    )
-    dev.repo.add(
-        "unit-v1/7.0.0/release.json",
-        other,
-        {"kind": "manifest", "model": "other-v1", "version": "7.0.0"},
-    )
+    # 6.0.0: listed for this model, its manifest names another; 7.0.0: listed for another.
+    for version, listed_for in (("6.0.0", "unit-v1"), ("7.0.0", "other-v1")):
+        meta = {"kind": "manifest", "model": listed_for, "version": version}
+        dev.repo.add(f"unit-v1/{version}/release.json", other, meta)
     return {
         "below-floor": (UpdateRequest(version="0.9.0"), "refused", "ota.version.below_floor"),
         "min-version-above-installed": (
