@@ -19,7 +19,6 @@ import os
 import re
 import ssl
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,6 +29,7 @@ from typing import Any
 
 import pytest
 
+from support.scripts import run_script
 from support.server import TRUSTFLEET, RunningServer, _wait_ready, run_cli
 from support.waiting import wait_for
 from trustfleet.sim.process import free_port, stop_group
@@ -81,11 +81,7 @@ def issue_devices(home: Path, out: Path, device_ids: list[str]) -> None:
     """Register enrolled devices with LDevIDs (software keys, test only) and the releases."""
     args = {"home": str(home), "out": str(out), "devices": device_ids, "model": MODEL,
             "releases": list(RELEASES)}  # fmt: skip
-    result = subprocess.run(
-        [sys.executable, "-c", _ISSUE, json.dumps(args)],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_script(_ISSUE, args)
 
 
 Policy = Callable[[str, str, str], str]

@@ -22,7 +22,6 @@ import re
 import secrets
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ import pytest
 
 from support.agents import LEAN_AGENT, agent_environ, boot_loop
 from support.identities import mqtt_client_id
+from support.scripts import run_script
 from support.server import RunningServer, running_server
 from support.tools import require_tools
 from support.waiting import wait_for
@@ -188,14 +188,7 @@ def _bad_signature_release(server: RunningServer, image: Path, other_manifest: b
         "staged": str(server.home / "ota" / "staging" / model / version),
         "signature": signature,
     }
-    result = subprocess.run(
-        [sys.executable, "-c", _BAD_SIGNATURE_SCRIPT, json.dumps(args)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
+    run_script(_BAD_SIGNATURE_SCRIPT, args)
     assert base64.b64decode(signature)
 
 
