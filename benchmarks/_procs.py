@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import resource
 import shutil
 import signal
@@ -18,14 +19,20 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from trustfleet.sim.process import ManagedProcess
+
 __all__ = [
+    "TRUSTFLEET",
     "cpu_model",
     "drop_workdir",
     "emit",
     "interrupts_and_deadline",
     "progress",
     "raise_nofile",
+    "serve_home",
 ]
+
+TRUSTFLEET = Path(sys.executable).parent / "trustfleet"
 
 _TESTS = str(Path(__file__).resolve().parents[1] / "tests")
 if _TESTS not in sys.path:
@@ -95,3 +102,22 @@ def raise_nofile(wanted: int) -> int:
     with contextlib.suppress(ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def serve_home(
+    home: Path,
+    *,
+    ready: Callable[[], bool],
+    timeout_s: float,
+    args: tuple[str, ...] = (),
+    log: Path = Path(os.devnull),
+) -> ManagedProcess:
+    """``trustfleet server run --home HOME ARGS`` in its own session, once ``ready`` says it
+    serves (its output to ``log``); stop it with :meth:`ManagedProcess.stop`."""
+    server = ManagedProcess(
+        [TRUSTFLEET, "server", "run", "--home", home, *args],
+        log=log,
+        ready=ready,
+        name="trustfleet server run",
+    )
+    return server.start(timeout_s=timeout_s)

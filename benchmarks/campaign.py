@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import _campaignkit as kit
-from _procs import cpu_model, drop_workdir, emit, interrupts_and_deadline, progress
+from _procs import cpu_model, drop_workdir, emit, interrupts_and_deadline, progress, serve_home
 
 from trustfleet.sim.process import ManagedProcess, free_port
 
@@ -202,20 +202,13 @@ def provision(run: Run) -> tuple[list[str], dict[str, Any]]:
 def start_server(run: Run) -> float:
     log = run.tmp / "server.log"
     t0 = time.perf_counter()
-    run.server = ManagedProcess(
-        [
-            str(TRUSTFLEET),
-            "server",
-            "run",
-            "--home",
-            str(run.home),
-            "--workers",
-            str(run.args.workers),
-        ],
-        log=log,
+    run.server = serve_home(
+        run.home,
         ready=lambda: _server_ready(log),
-        name="trustfleet server",
-    ).start(timeout_s=120)
+        timeout_s=120,
+        args=("--workers", str(run.args.workers)),
+        log=log,
+    )
     return round(time.perf_counter() - t0, 2)
 
 

@@ -28,7 +28,6 @@ import http.client
 import shutil
 import ssl
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,7 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from _procs import emit, interrupts_and_deadline
+from _procs import emit, interrupts_and_deadline, serve_home
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -54,7 +53,7 @@ from trustfleet.services.factory import sign_csr
 from trustfleet.services.home import HomeOptions, init_server_home
 from trustfleet.services.runtime import Runtime
 from trustfleet.settings import load_server_settings
-from trustfleet.sim.process import free_port, stop_group, wait_until
+from trustfleet.sim.process import ManagedProcess, free_port
 
 MAX_TIME_S = 170.0
 WAIT_S = 60.0
@@ -236,7 +235,7 @@ def _idevid(rt: Runtime, work: Path) -> tuple[Path, Path]:
 def run(*, slow: int, flood_requests: int) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="tf-bench-abuse-"))
     api_port, mqtt_port = free_port(), free_port()
-    server: subprocess.Popen[bytes] | None = None
+    server: ManagedProcess | None = None
     try:
         home = work / "home"
         init_server_home(
@@ -247,14 +246,7 @@ def run(*, slow: int, flood_requests: int) -> dict[str, Any]:
         with target.open("wb") as out:
             out.truncate(TARGET_BYTES)
         bundle = home / "public" / "ca-bundle.pem"
-        cli = str(Path(sys.executable).parent / "trustfleet")
-        server = subprocess.Popen(
-            [cli, "server", "run", "--home", str(home)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        wait_until(lambda: listening_pids(api_port), timeout_s=WAIT_S, what="the HTTPS worker")
+        server = serve_home(home, ready=lambda: bool(listening_pids(api_port)), timeout_s=WAIT_S)
         rt = Runtime.open(load_server_settings(home))
         try:
             idevid = _idevid(rt, work)
@@ -266,7 +258,7 @@ def run(*, slow: int, flood_requests: int) -> dict[str, Any]:
             before = _last_event_id(rt)
             statuses = flood(api_port, bundle, flood_requests)
             during = len(_refusals(rt, before))
-            stop_group(server, timeout_s=30)  # the worker writes open windows' summaries
+            server.stop(timeout_s=30)  # the worker writes open windows' summaries
             server = None
             events = _refusals(rt, before)
             result["enrollment_flood"] = _flood_figures(events, during, statuses)
@@ -275,7 +267,7 @@ def run(*, slow: int, flood_requests: int) -> dict[str, Any]:
         return result
     finally:
         if server is not None:
-            stop_group(server, timeout_s=30)
+            server.stop(timeout_s=30)
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -22,7 +22,6 @@ import json
 import shutil
 import ssl
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -32,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+from _procs import serve_home
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -45,7 +45,7 @@ from trustfleet.services.home import HomeOptions, init_server_home
 from trustfleet.services.revocation import revoke_device
 from trustfleet.services.runtime import Runtime
 from trustfleet.settings import load_server_settings
-from trustfleet.sim.process import free_port, port_open, stop_group, wait_until
+from trustfleet.sim.process import ManagedProcess, free_port, port_open, wait_until
 
 MAX_DEVICES = 200
 WAIT_S = 15.0
@@ -157,24 +157,15 @@ def _pct(values: list[float], q: float) -> float:
 def run(devices: int) -> dict[str, object]:
     work = Path(tempfile.mkdtemp(prefix="tf-bench-revoke-"))
     api_port, mqtt_port = free_port(), free_port()
-    server: subprocess.Popen[bytes] | None = None
+    server: ManagedProcess | None = None
     fleet: list[Device] = []
     try:
         home = work / "home"
         now = datetime.now(UTC)
         init_server_home(home, options=HomeOptions(api_port=api_port, mqtt_port=mqtt_port), now=now)
         bundle = home / "public" / "ca-bundle.pem"
-        cli = str(Path(sys.executable).parent / "trustfleet")
-        server = subprocess.Popen(
-            [cli, "server", "run", "--home", str(home)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        wait_until(
-            lambda: port_open(api_port) and port_open(mqtt_port),
-            timeout_s=WAIT_S,
-            what="the service",
+        server = serve_home(
+            home, ready=lambda: port_open(api_port) and port_open(mqtt_port), timeout_s=WAIT_S
         )
         rt = Runtime.open(load_server_settings(home))
         console.print(f"enrolling {devices} devices over EST and connecting them over MQTT …")
@@ -229,7 +220,7 @@ def run(devices: int) -> dict[str, object]:
             if device.client is not None:
                 device.client.loop_stop()
         if server is not None:
-            stop_group(server, timeout_s=20)
+            server.stop(timeout_s=20)
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -43,7 +43,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from _procs import cpu_model, drop_workdir, emit, progress
+from _procs import cpu_model, drop_workdir, emit, progress, serve_home
 
 from trustfleet.sim.process import ManagedProcess, free_port, stop_group
 
@@ -301,14 +301,13 @@ def http_repo(repo: Path) -> Any:
 
 
 def start_server(home: Path, tmp: Path, *, port: int, mqtt_port: int) -> ManagedProcess:
-    argv = [str(TRUSTFLEET), "server", "run", "--home", str(home), "--api-port", str(port)]
-    server = ManagedProcess(
-        [*argv, "--mqtt-port", str(mqtt_port)],
-        log=tmp / "server.log",
+    return serve_home(
+        home,
         ready=lambda: _healthy(home, port),
-        name="trustfleet server",
+        timeout_s=_READY_TIMEOUT_S,
+        args=("--api-port", str(port), "--mqtt-port", str(mqtt_port)),
+        log=tmp / "server.log",
     )
-    return server.start(timeout_s=_READY_TIMEOUT_S)
 
 
 def _healthy(home: Path, port: int) -> bool:
