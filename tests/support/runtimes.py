@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -22,7 +23,7 @@ from trustfleet.services.home import HomeOptions, init_server_home
 from trustfleet.services.runtime import Runtime
 from trustfleet.settings import load_server_settings
 
-__all__ = ["csr", "new_idevid", "opened_home"]
+__all__ = ["csr", "home_runtime", "new_idevid", "opened_home"]
 
 
 @contextmanager
@@ -34,6 +35,15 @@ def opened_home(home: Path, *, organization: str, now: datetime) -> Iterator[Run
         yield runtime
     finally:
         runtime.close()
+
+
+def home_runtime(
+    factory: pytest.TempPathFactory, name: str, *, organization: str, now: datetime
+) -> Iterator[Runtime]:
+    """The body of a module's ``rt`` fixture: a new home under ``factory``'s folder ``name``,
+    opened for the module (``yield from home_runtime(...)``)."""
+    with opened_home(factory.mktemp(name) / "home", organization=organization, now=now) as rt:
+        yield rt
 
 
 def csr(

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from tuf.ngclient import Updater
 
-from support.runtimes import opened_home
+from support.runtimes import home_runtime
 from trustfleet.errors import Conflict, NotFound, VerificationFailed
 from trustfleet.ota.manifest import parse_manifest
 from trustfleet.ota.release import verify_boot_signature
@@ -55,10 +55,7 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def rt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
-    with opened_home(
-        tmp_path_factory.mktemp("ota") / "home", organization="OTA Test", now=_now()
-    ) as rt:
-        yield rt
+    yield from home_runtime(tmp_path_factory, "ota", organization="OTA Test", now=_now())
 
 
 @pytest.fixture(scope="module")

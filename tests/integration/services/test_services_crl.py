@@ -9,7 +9,7 @@ import pytest
 from cryptography import x509
 
 from support.pkilint import lint_crl
-from support.runtimes import new_idevid, opened_home
+from support.runtimes import home_runtime, new_idevid
 from trustfleet.services.revocation import current_crl, refresh_crls, revoke_device
 from trustfleet.services.runtime import Runtime
 
@@ -20,10 +20,7 @@ T0 = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 
 @pytest.fixture(scope="module")
 def rt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
-    with opened_home(
-        tmp_path_factory.mktemp("crl") / "home", organization="CRL Test", now=T0
-    ) as rt:
-        yield rt
+    yield from home_runtime(tmp_path_factory, "crl", organization="CRL Test", now=T0)
 
 
 def _register(rt: Runtime, device_id: str) -> x509.Certificate:

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 
-from support.runtimes import csr, new_idevid, opened_home
+from support.runtimes import csr, home_runtime, new_idevid
 from trustfleet.errors import Conflict, PermissionDenied
 from trustfleet.pki import ocsp_request_for
 from trustfleet.services._certs import record_certificate
@@ -40,10 +40,7 @@ _counter = iter(range(1, 1_000_000))
 
 @pytest.fixture(scope="module")
 def rt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
-    with opened_home(
-        tmp_path_factory.mktemp("enroll") / "home", organization="Enroll Test", now=_now()
-    ) as rt:
-        yield rt
+    yield from home_runtime(tmp_path_factory, "enroll", organization="Enroll Test", now=_now())
 
 
 def _now() -> datetime:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from support.runtimes import opened_home
+from support.runtimes import home_runtime
 from trustfleet.pki import DEVICE_ID_PATTERN
 from trustfleet.services.factory import provision_devices
 from trustfleet.services.runtime import Runtime
@@ -24,10 +24,7 @@ class Interrupted(KeyboardInterrupt):
 
 @pytest.fixture(scope="module")
 def rt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
-    with opened_home(
-        tmp_path_factory.mktemp("factory") / "home", organization="Factory Test", now=NOW
-    ) as rt:
-        yield rt
+    yield from home_runtime(tmp_path_factory, "factory", organization="Factory Test", now=NOW)
 
 
 def test_devices_get_random_ids_and_complete_folders(rt: Runtime, tmp_path: Path) -> None:
