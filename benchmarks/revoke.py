@@ -49,6 +49,7 @@ from trustfleet.sim.process import ManagedProcess, free_port, port_open, wait_un
 
 MAX_DEVICES = 200
 WAIT_S = 15.0
+READY_S = 60.0  # the service start (a bound on a loaded machine, not a figure)
 POLL_S = 0.02  # the latencies are measured when a poll sees the change
 console = Console(stderr=True)
 
@@ -165,7 +166,7 @@ def run(devices: int) -> dict[str, object]:
         init_server_home(home, options=HomeOptions(api_port=api_port, mqtt_port=mqtt_port), now=now)
         bundle = home / "public" / "ca-bundle.pem"
         server = serve_home(
-            home, ready=lambda: port_open(api_port) and port_open(mqtt_port), timeout_s=WAIT_S
+            home, ready=lambda: port_open(api_port) and port_open(mqtt_port), timeout_s=READY_S
         )
         rt = Runtime.open(load_server_settings(home))
         console.print(f"enrolling {devices} devices over EST and connecting them over MQTT …")
