@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from _procs import raise_nofile
-from _tlsbio import CHUNK, flush_bio, handshake_step
+from _tlsbio import CHUNK, flush_bio, handshake_step, pem_certs
 from OpenSSL import SSL, crypto
 
 _IP_BIND_ADDRESS_NO_PORT = 24  # linux/in.h: pick the port at connect(), per 4-tuple
@@ -130,15 +130,6 @@ def _read_frames(buf: bytearray) -> list[tuple[int, bytes]]:
 
 
 # -- TLS -------------------------------------------------------------------------------------
-
-
-def _pem_certs(data: bytes) -> list[crypto.X509]:
-    marker = b"-----END CERTIFICATE-----"
-    return [
-        crypto.load_certificate(crypto.FILETYPE_PEM, part + marker)
-        for part in data.split(marker)
-        if b"-----BEGIN" in part
-    ]
 
 
 def tls_context(*, key_pem: bytes, server_ca: Path | None) -> SSL.Context:
@@ -304,7 +295,7 @@ class Fleet:
             server_ca=Path(cfg["server_ca"]) if cfg.get("server_ca") else None,
         )
         certs = json.loads(Path(cfg["certs"]).read_text())
-        self.clients = [Client(self, name, _pem_certs(pem.encode())[0]) for name, pem in certs]
+        self.clients = [Client(self, name, pem_certs(pem.encode())[0]) for name, pem in certs]
         self.sem = asyncio.Semaphore(int(cfg["concurrency"]))
         self.connected = 0
         self.t_full = 0.0  # when ``connected`` last reached len(clients)

@@ -7,6 +7,7 @@ Benchmarks share their independent clients with the tests (``tests/support``, e.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import math
@@ -27,6 +28,7 @@ __all__ = [
     "drop_workdir",
     "emit",
     "interrupts_and_deadline",
+    "params",
     "progress",
     "raise_nofile",
     "serve_home",
@@ -64,6 +66,11 @@ def cpu_model() -> str:
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return ""
+
+
+def params(args: argparse.Namespace, *names: str) -> dict[str, Any]:
+    """The named options of a run, for its figures' document."""
+    return {name: getattr(args, name) for name in names}
 
 
 def progress(*, quiet: bool) -> Callable[[str], None]:

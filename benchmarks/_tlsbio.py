@@ -1,7 +1,8 @@
 """The TLS memory-BIO pump the load generators share: pyOpenSSL over asyncio transports.
 
 Used by `_mqttload.py` (MQTT devices and service) and `_tlsload.py` (HTTPS clients and the
-bare handshake server): one handshake step and one flush of what TLS wrote.
+bare handshake server): one handshake step, one flush of what TLS wrote, and the
+certificates of a PEM bundle.
 """
 
 from __future__ import annotations
@@ -9,9 +10,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from OpenSSL import SSL
+from OpenSSL import SSL, crypto
 
-__all__ = ["CHUNK", "flush_bio", "handshake_step"]
+__all__ = ["CHUNK", "flush_bio", "handshake_step", "pem_certs"]
 
 CHUNK = 65536
 
@@ -44,3 +45,13 @@ def handshake_step(
         fail(f"TLS handshake failed: {exc}")
         return False
     return True
+
+
+def pem_certs(data: bytes) -> list[crypto.X509]:
+    """The certificates of a PEM bundle, in order."""
+    marker = b"-----END CERTIFICATE-----"
+    return [
+        crypto.load_certificate(crypto.FILETYPE_PEM, part + marker)
+        for part in data.split(marker)
+        if b"-----BEGIN" in part
+    ]

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _tlsbio import CHUNK, flush_bio, handshake_step
+from _tlsbio import CHUNK, flush_bio, handshake_step, pem_certs
 from OpenSSL import SSL, crypto
 
 SSL_MODE_NO_AUTO_CHAIN = 0x8
@@ -37,22 +37,13 @@ _REQUEST_TIMEOUT_S = 30.0
 _MAX_ERROR_SAMPLES = 10
 
 
-def _pem_certs(data: bytes) -> list[crypto.X509]:
-    marker = b"-----END CERTIFICATE-----"
-    return [
-        crypto.load_certificate(crypto.FILETYPE_PEM, part + marker)
-        for part in data.split(marker)
-        if b"-----BEGIN" in part
-    ]
-
-
 def client_context(*, chain_pem: bytes, key_pem: bytes, server_ca: Path | None) -> SSL.Context:
     """A TLS 1.3-only client context presenting ``chain_pem`` (leaf first) as its certificate."""
     ctx = SSL.Context(SSL.TLS_METHOD)
     ctx.set_min_proto_version(SSL.TLS1_3_VERSION)
     ctx.set_options(SSL.OP_NO_TICKET | SSL.OP_NO_COMPRESSION)
     ctx.set_mode(SSL_MODE_NO_AUTO_CHAIN)
-    certs = _pem_certs(chain_pem)
+    certs = pem_certs(chain_pem)
     ctx.use_certificate(certs[0])
     for extra in certs[1:]:
         ctx.add_extra_chain_cert(extra)

@@ -45,7 +45,15 @@ from pathlib import Path
 from typing import Any
 
 import _campaignkit as kit
-from _procs import cpu_model, drop_workdir, emit, interrupts_and_deadline, progress, serve_home
+from _procs import (
+    cpu_model,
+    drop_workdir,
+    emit,
+    interrupts_and_deadline,
+    params,
+    progress,
+    serve_home,
+)
 
 from trustfleet.sim.process import ManagedProcess, free_port
 
@@ -381,20 +389,18 @@ def run_all(run: Run) -> dict[str, Any]:
         "benchmark": "campaign",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
-        "params": {
-            k: getattr(a, k)
-            for k in (
-                "devices",
-                "image_size",
-                "waves",
-                "max_failure_rate",
-                "workers",
-                "ingest_workers",
-                "enroll_batch",
-                "health_timeout_s",
-                "idle_s",
-            )
-        },
+        "params": params(
+            a,
+            "devices",
+            "image_size",
+            "waves",
+            "max_failure_rate",
+            "workers",
+            "ingest_workers",
+            "enroll_batch",
+            "health_timeout_s",
+            "idle_s",
+        ),
         "setup": {},
     }
     setup = doc["setup"]

@@ -45,7 +45,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from _procs import cpu_model, drop_workdir, emit, interrupts_and_deadline, progress, raise_nofile
+from _procs import (
+    cpu_model,
+    drop_workdir,
+    emit,
+    interrupts_and_deadline,
+    params,
+    progress,
+    raise_nofile,
+)
 
 from trustfleet.errors import Unavailable
 from trustfleet.sim.process import free_port, stop_group, wait_until
@@ -282,22 +290,20 @@ def run(args: argparse.Namespace, tmp: Path, children: list[Child], log: Any) ->
         "benchmark": "fleet",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
-        "params": {
-            k: getattr(args, k)
-            for k in (
-                "devices",
-                "procs",
-                "concurrency",
-                "rate",
-                "duration",
-                "publishers",
-                "hold",
-                "keepalive",
-                "service_conns",
-                "device_protocol",
-                "server_verify",
-            )
-        },
+        "params": params(
+            args,
+            "devices",
+            "procs",
+            "concurrency",
+            "rate",
+            "duration",
+            "publishers",
+            "hold",
+            "keepalive",
+            "service_conns",
+            "device_protocol",
+            "server_verify",
+        ),
     }
     nofile = raise_nofile(args.devices + 4096)
     doc["nofile_soft_limit"] = nofile
