@@ -44,9 +44,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from _procs import cpu_model, drop_workdir, emit, progress
+from _procs import cpu_model, drop_workdir, emit, progress, serve_home
 
-from trustfleet.sim.process import free_port, port_open, stop_group, wait_until
+from trustfleet.sim.process import free_port, port_open, stop_group
 
 HERE = Path(__file__).resolve().parent
 VENV_BIN = Path(sys.executable).parent
@@ -81,15 +81,6 @@ class Processes:
         for proc in list(self._procs):
             with contextlib.suppress(Exception):
                 self.stop(proc)
-
-
-def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float) -> None:
-    def listening() -> bool:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited early with code {proc.returncode}")
-        return port_open(port, HOST, timeout_s=0.5)
-
-    wait_until(listening, timeout_s=timeout, what=f"a listener on port {port}")
 
 
 def group_cpu_seconds(pgids: list[int]) -> float:
@@ -298,21 +289,7 @@ def bare_baseline(
             assert w.stdout is not None
             if w.stdout.readline().strip() != b"ready":
                 raise RuntimeError("the bare server did not start")
-        return run_load(
-            procs,
-            tmp,
-            name="bare",
-            port=port,
-            path="/bare",
-            content_type="application/pkcs10",
-            devices=fx.devices,
-            server_ca=None if args.no_server_verify else fx.home / "public" / "root-ca.pem",
-            client_procs=args.clients_procs,
-            concurrency=args.concurrency,
-            warmup=args.warmup,
-            duration=args.duration,
-            server_pgids=[w.pid for w in workers],
-        )
+        return _drive(procs, tmp, fx, args, name="bare", port=port, path="/bare", pgids=workers)
     finally:
         for w in workers:
             procs.stop(w)
@@ -321,41 +298,48 @@ def bare_baseline(
 def enroll_load(
     procs: Processes, tmp: Path, fx: Fixture, args: argparse.Namespace
 ) -> dict[str, Any]:
-    server = procs.start(
-        [
-            str(TRUSTFLEET),
-            "server",
-            "run",
-            "--home",
-            str(fx.home),
-            "--api-port",
-            str(fx.port),
-            "--workers",
-            str(args.workers),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=open(tmp / "server.log", "wb"),  # noqa: SIM115 - closed with the process
+    server = serve_home(
+        fx.home,
+        ready=lambda: port_open(fx.port, HOST, timeout_s=0.5),
+        timeout_s=_READY_TIMEOUT_S,
+        args=("--api-port", str(fx.port), "--workers", str(args.workers)),
+        log=tmp / "server.log",
     )
     try:
-        wait_for_port(fx.port, server, _READY_TIMEOUT_S)
         time.sleep(1.0 + 0.3 * args.workers)  # workers open the store and the CA key lazily
-        return run_load(
-            procs,
-            tmp,
-            name="enroll",
-            port=fx.port,
-            path=EST_PATH,
-            content_type="application/pkcs10",
-            devices=fx.devices,
-            server_ca=None if args.no_server_verify else fx.home / "public" / "root-ca.pem",
-            client_procs=args.clients_procs,
-            concurrency=args.concurrency,
-            warmup=args.warmup,
-            duration=args.duration,
-            server_pgids=[server.pid],
-        )
+        return _drive(procs, tmp, fx, args, name="enroll", port=fx.port, path=EST_PATH,
+                      pgids=[server])  # fmt: skip
     finally:
-        procs.stop(server)
+        server.stop()
+
+
+def _drive(
+    procs: Processes,
+    tmp: Path,
+    fx: Fixture,
+    args: argparse.Namespace,
+    *,
+    name: str,
+    port: int,
+    path: str,
+    pgids: list[Any],
+) -> dict[str, Any]:
+    """The load run against ``port``; ``pgids``: the server's processes (group leaders)."""
+    return run_load(
+        procs,
+        tmp,
+        name=name,
+        port=port,
+        path=path,
+        content_type="application/pkcs10",
+        devices=fx.devices,
+        server_ca=None if args.no_server_verify else fx.home / "public" / "root-ca.pem",
+        client_procs=args.clients_procs,
+        concurrency=args.concurrency,
+        warmup=args.warmup,
+        duration=args.duration,
+        server_pgids=[p.pid for p in pgids],
+    )
 
 
 # -- output ----------------------------------------------------------------------------------
