@@ -45,15 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import _campaignkit as kit
-from _procs import (
-    cpu_model,
-    drop_workdir,
-    emit,
-    interrupts_and_deadline,
-    params,
-    progress,
-    serve_home,
-)
+import _procs as bench
 
 from trustfleet.sim.process import ManagedProcess, free_port
 
@@ -210,7 +202,7 @@ def provision(run: Run) -> tuple[list[str], dict[str, Any]]:
 def start_server(run: Run) -> float:
     log = run.tmp / "server.log"
     t0 = time.perf_counter()
-    run.server = serve_home(
+    run.server = bench.serve_home(
         run.home,
         ready=lambda: _server_ready(log),
         timeout_s=120,
@@ -389,7 +381,7 @@ def run_all(run: Run) -> dict[str, Any]:
         "benchmark": "campaign",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
-        "params": params(
+        "params": bench.params(
             a,
             "devices",
             "image_size",
@@ -451,7 +443,7 @@ def _count(values: Any) -> dict[str, int]:
 
 
 def machine() -> dict[str, Any]:
-    cpu = cpu_model()
+    cpu = bench.cpu_model()
     return {
         "nproc": os.cpu_count(),
         "cpu": cpu,
@@ -608,21 +600,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="tf-bench-campaign-"))
-    log: Log = progress(quiet=args.json)
+    log: Log = bench.progress(quiet=args.json)
     run = Run(tmp, args, log)
     doc: dict[str, Any] | None = None
     try:
         # Phases watch run.left(); the alarm is the backstop for a phase that hangs.
-        with interrupts_and_deadline(args.timeout_s + 120):
+        with bench.interrupts_and_deadline(args.timeout_s + 120):
             doc = run_all(run)
     except KeyboardInterrupt:
         print("interrupted (Ctrl-C, SIGTERM or --timeout-s); cleaning up", file=sys.stderr)
         return 130
     finally:
-        with interrupts_and_deadline(180):
+        with bench.interrupts_and_deadline(180):
             run.close()
-        drop_workdir(tmp, keep=args.keep)
-    emit(doc, as_json=args.json, show=print_rich)
+        bench.drop_workdir(tmp, keep=args.keep)
+    bench.emit(doc, as_json=args.json, show=print_rich)
     c = doc.get("campaign") or {}
     ok = c.get("state") == "completed" and c.get("states", {}).get("committed") == args.devices
     return 0 if ok else 1
