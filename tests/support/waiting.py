@@ -2,7 +2,8 @@
 
 * :func:`wait_for` returns the first truthy value of a check, or fails the test naming what it
   waited for;
-* :func:`eventually` answers whether a check became true, for ``assert eventually(...)``.
+* :func:`eventually` answers whether a check became true, for ``assert eventually(...)``;
+* :func:`logged` is a common check: whether a log file got a line since an offset.
 
 The bounds only stop a test that would hang; no test asserts how long a wait took.
 """
@@ -10,12 +11,13 @@ The bounds only stop a test that would hang; no test asserts how long a wait too
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 from trustfleet.errors import Unavailable
 from trustfleet.sim.process import wait_until
 
-__all__ = ["WAIT_S", "eventually", "wait_for"]
+__all__ = ["WAIT_S", "eventually", "logged", "wait_for"]
 
 T = TypeVar("T")
 
@@ -46,3 +48,11 @@ def eventually(
     except Unavailable:
         return False
     return True
+
+
+def logged(log: Path, *needles: str, after: int = 0) -> bool:
+    """Whether ``log`` holds one of ``needles`` past its first ``after`` bytes."""
+    with log.open("rb") as handle:
+        handle.seek(after)
+        text = handle.read().decode(errors="replace")
+    return any(needle in text for needle in needles)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from brokerkit_fixtures import Fleet, Mqtt
 
-from support.waiting import eventually
+from support.waiting import eventually, logged
 from trustfleet.broker import Broker
 
 DISCONNECT_WAIT_S = 10
@@ -25,18 +25,8 @@ def openssl_verify(cafile: Path, crlfile: Path, cert: Path) -> str:
     return result.stdout + result.stderr
 
 
-def _log_since(log: Path, offset: int) -> str:
-    with log.open("rb") as handle:
-        handle.seek(offset)
-        return handle.read().decode(errors="replace")
-
-
 def _wait_for_log(log: Path, *needles: str, after: int, timeout_s: float) -> bool:
-    return eventually(
-        lambda: any(needle in _log_since(log, after) for needle in needles),
-        timeout_s=timeout_s,
-        poll_s=0.02,
-    )
+    return eventually(lambda: logged(log, *needles, after=after), timeout_s=timeout_s, poll_s=0.02)
 
 
 def test_revoked_device_is_kicked_and_refused(fleet: Fleet, broker: Broker, mqtt: Mqtt) -> None:
