@@ -18,10 +18,10 @@ from attdev_fleet import (
     attest_run,
     attest_server,
     enrolled_tpm_device,
-    require_tools,
 )
 
 from support.server import RunningServer
+from support.tools import require_tools
 from support.waiting import wait_for
 from trustfleet.agent.platform.tpm import DeviceTpm, recorded_pid
 

@@ -31,11 +31,11 @@ from attdev_fleet import (
     attest_server,
     codes,
     enrolled_tpm_device,
-    require_tools,
     status,
 )
 
 from support.server import RunningServer
+from support.tools import require_tools
 from support.waiting import wait_for
 from trustfleet.agent.platform.tpm import DeviceTpm
 
