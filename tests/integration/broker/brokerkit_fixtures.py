@@ -12,8 +12,10 @@ from __future__ import annotations
 import shutil
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -105,18 +107,27 @@ def _broker_home(fleet: Fleet, home: Path) -> Path:
     return home
 
 
-@pytest.fixture(scope="session")
-def broker(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    from trustfleet.broker import Broker, BrokerConfig
+@contextmanager
+def _started(fleet: Fleet, config: Any) -> Iterator[Any]:
+    """A broker of ``config`` serving the fleet's current device CRL; stopped afterwards."""
+    from trustfleet.broker import Broker
 
-    home = _broker_home(fleet, tmp_path_factory.mktemp("broker-home"))
-    config = BrokerConfig.for_home(home, port=free_port(), service_identities=[SERVICE_CN])
     broker = Broker(config)
     broker.start(crl_der=fleet.device_crl())
     try:
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="session")
+def broker(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    from trustfleet.broker import BrokerConfig
+
+    home = _broker_home(fleet, tmp_path_factory.mktemp("broker-home"))
+    config = BrokerConfig.for_home(home, port=free_port(), service_identities=[SERVICE_CN])
+    with _started(fleet, config) as broker:
+        yield broker
 
 
 class Mqtt:
@@ -237,7 +248,7 @@ GUARD_MAX_PAYLOAD = 4096
 @pytest.fixture(scope="module")
 def guarded(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """A broker of its own with small device limits (rate, burst, payload) for attack tests."""
-    from trustfleet.broker import Broker, BrokerConfig
+    from trustfleet.broker import BrokerConfig
 
     home = _broker_home(fleet, tmp_path_factory.mktemp("guard-home"))
     base = BrokerConfig.for_home(home, port=free_port(), service_identities=[SERVICE_CN])
@@ -249,12 +260,8 @@ def guarded(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             "device_max_payload_bytes": GUARD_MAX_PAYLOAD,
         }
     )
-    broker = Broker(config)
-    broker.start(crl_der=fleet.device_crl())
-    try:
+    with _started(fleet, config) as broker:
         yield broker
-    finally:
-        broker.stop()
 
 
 @pytest.fixture
