@@ -1,9 +1,10 @@
-"""Helpers of benchmarks/campaign.py: child processes, /proc sampling, store polling.
+"""Helpers of benchmarks/campaign.py: stopping many children at once, /proc sampling, store
+polling.
 
-Every process is started in its own session and stopped by its process group (never by
-name). The sampler reads /proc once per interval and sums CPU and RSS over the process tree
-of each root it was given (children found through their parent pid, so Mosquitto, which the
-server starts in a session of its own, counts as the server's).
+Every process is a :class:`~trustfleet.sim.process.ManagedProcess` (own session, stopped by its
+process group, never by name). The sampler reads /proc once per interval and sums CPU and RSS
+over the process tree of each root it was given (children found through their parent pid, so
+Mosquitto, which the server starts in a session of its own, counts as the server's).
 """
 
 from __future__ import annotations
@@ -11,24 +12,17 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
-import subprocess
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-HOST = "127.0.0.1"
+from trustfleet.sim.process import ManagedProcess
+
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 _PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
 
 
 def mem_available_mib() -> int:
@@ -42,42 +36,20 @@ def mem_available_mib() -> int:
 # -- processes -------------------------------------------------------------------------------
 
 
-def start(argv: Sequence[str], *, log: Path, env: dict[str, str] | None = None) -> Any:
-    """Start ``argv`` in a new session, output appended to ``log``."""
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            list(argv),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            env=env,
-        )
-
-
-def stop_groups(procs: Iterable[Any], *, timeout_s: float = 20.0) -> int:
-    """SIGTERM every process group at once, wait (bounded), SIGKILL what is left.
+def stop_groups(procs: Iterable[ManagedProcess], *, timeout_s: float = 20.0) -> int:
+    """SIGTERM every process group at once, then stop each (bounded by one shared deadline,
+    SIGKILL after it).
 
     Returns how many groups had to be killed.
     """
     procs = list(procs)
     for proc in procs:
-        if proc.poll() is None:
+        if proc.running:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
-    killed = 0
-    for proc in procs:
-        try:
-            proc.wait(timeout=max(0.05, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            killed += 1
-        # Whatever is left of the group (e.g. a boot child) goes too.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=5)
-    return killed
+    codes = [proc.stop(timeout_s=max(0.05, deadline - time.monotonic())) for proc in procs]
+    return sum(1 for code in codes if code == -signal.SIGKILL)
 
 
 def session_leaders_below(roots: Iterable[int]) -> list[int]:

@@ -36,7 +36,6 @@ import contextlib
 import json
 import os
 import random
-import resource
 import socket
 import struct
 import sys
@@ -45,9 +44,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from _procs import raise_nofile
+from _tlsbio import CHUNK, flush_bio, handshake_step, pem_certs
 from OpenSSL import SSL, crypto
 
-_CHUNK = 65536
 _IP_BIND_ADDRESS_NO_PORT = 24  # linux/in.h: pick the port at connect(), per 4-tuple
 _SSL_MODE_NO_AUTO_CHAIN = 0x8
 _SSL_MODE_RELEASE_BUFFERS = 0x10
@@ -130,15 +130,6 @@ def _read_frames(buf: bytearray) -> list[tuple[int, bytes]]:
 
 
 # -- TLS -------------------------------------------------------------------------------------
-
-
-def _pem_certs(data: bytes) -> list[crypto.X509]:
-    marker = b"-----END CERTIFICATE-----"
-    return [
-        crypto.load_certificate(crypto.FILETYPE_PEM, part + marker)
-        for part in data.split(marker)
-        if b"-----BEGIN" in part
-    ]
 
 
 def tls_context(*, key_pem: bytes, server_ca: Path | None) -> SSL.Context:
@@ -230,7 +221,7 @@ class Conn(asyncio.Protocol):
         buf = self.buf
         while True:
             try:
-                buf += tls.recv(_CHUNK)
+                buf += tls.recv(CHUNK)
             except SSL.WantReadError:
                 break
             except SSL.ZeroReturnError:
@@ -251,14 +242,7 @@ class Conn(asyncio.Protocol):
 
     # sending
     def _handshake(self) -> None:
-        try:
-            self.tls.do_handshake()
-        except SSL.WantReadError:
-            self.flush()
-            return
-        except SSL.Error as exc:
-            self.flush()
-            self._fail(f"TLS handshake failed: {exc}")
+        if not handshake_step(self.tls, flush=self.flush, fail=self._fail):
             return
         self.hs_done = True
         self.send(self.fleet.connect_bytes(self.client))
@@ -273,14 +257,7 @@ class Conn(asyncio.Protocol):
         self.last_tx = time.monotonic()
 
     def flush(self) -> None:
-        tls, transport = self.tls, self.transport
-        while True:
-            try:
-                out = tls.bio_read(_CHUNK)
-            except SSL.WantReadError:
-                return
-            if transport is not None and not transport.is_closing():
-                transport.write(out)
+        flush_bio(self.tls, self.transport)
 
     def close(self, *, graceful: bool) -> None:
         if self.closed or self.transport is None:
@@ -318,7 +295,7 @@ class Fleet:
             server_ca=Path(cfg["server_ca"]) if cfg.get("server_ca") else None,
         )
         certs = json.loads(Path(cfg["certs"]).read_text())
-        self.clients = [Client(self, name, _pem_certs(pem.encode())[0]) for name, pem in certs]
+        self.clients = [Client(self, name, pem_certs(pem.encode())[0]) for name, pem in certs]
         self.sem = asyncio.Semaphore(int(cfg["concurrency"]))
         self.connected = 0
         self.t_full = 0.0  # when ``connected`` last reached len(clients)
@@ -700,19 +677,6 @@ async def _main_async(cfg: dict[str, Any], *, service: bool) -> None:
                 break
     finally:
         pinger.cancel()
-
-
-def raise_nofile(wanted: int) -> int:
-    """Raise RLIMIT_NOFILE to ``wanted`` (the hard limit too, if privileged); return the soft."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft >= wanted:
-        return soft
-    with contextlib.suppress(ValueError, OSError):
-        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, max(hard, wanted)))
-        return wanted
-    with contextlib.suppress(ValueError, OSError):
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,35 +1,44 @@
-"""What every benchmark needs: stopping what it started (by process group, never by name),
-a deadline, and the machine it ran on."""
+"""What every benchmark needs besides the harness's processes (`trustfleet.sim.process`):
+a deadline, the machine it ran on, and the tests' support package on the import path.
+
+Benchmarks share their independent clients with the tests (``tests/support``, e.g.
+``support.httpsprobe``); importing this module makes ``support`` importable.
+"""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import json
 import math
 import os
+import resource
+import shutil
 import signal
-import subprocess
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
-__all__ = ["cpu_model", "interrupts_and_deadline", "stop_group"]
+from trustfleet.sim.process import ManagedProcess
 
+__all__ = [
+    "TRUSTFLEET",
+    "cpu_model",
+    "drop_workdir",
+    "emit",
+    "interrupts_and_deadline",
+    "params",
+    "progress",
+    "raise_nofile",
+    "serve_home",
+]
 
-def stop_group(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
-    """SIGTERM the process group led by ``proc`` (started with ``start_new_session``), then
-    SIGKILL it after ``timeout``; if the leader is gone already, kill what remains of its group
-    (e.g. server workers)."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=timeout)
-    else:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
+TRUSTFLEET = Path(sys.executable).parent / "trustfleet"
+
+_TESTS = str(Path(__file__).resolve().parents[1] / "tests")
+if _TESTS not in sys.path:
+    sys.path.append(_TESTS)
 
 
 @contextlib.contextmanager
@@ -57,3 +66,65 @@ def cpu_model() -> str:
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return ""
+
+
+def params(args: argparse.Namespace, *names: str) -> dict[str, Any]:
+    """The named options of a run, for its figures' document."""
+    return {name: getattr(args, name) for name in names}
+
+
+def progress(*, quiet: bool) -> Callable[[str], None]:
+    """Where a benchmark's progress lines go: stderr, or nowhere when ``quiet`` (--json)."""
+    if quiet:
+        return lambda _line: None
+    return lambda line: print(line, file=sys.stderr, flush=True)
+
+
+def emit(doc: Any, *, as_json: bool, show: Callable[[Any], None]) -> None:
+    """Print the figures: one JSON document on stdout, or ``show``'s presentation of them."""
+    if as_json:
+        json.dump(doc, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        show(doc)
+
+
+def drop_workdir(tmp: Path, *, keep: bool) -> None:
+    """Delete a run's temporary folder, or say where it was kept (--keep)."""
+    if keep:
+        print(f"kept {tmp}", file=sys.stderr)
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def raise_nofile(wanted: int) -> int:
+    """Raise this process's RLIMIT_NOFILE to ``wanted`` (the hard limit too when privileged;
+    children inherit it); the soft limit now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= wanted:
+        return soft
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, max(hard, wanted)))
+        return wanted
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def serve_home(
+    home: Path,
+    *,
+    ready: Callable[[], bool],
+    timeout_s: float,
+    args: tuple[str, ...] = (),
+    log: Path = Path(os.devnull),
+) -> ManagedProcess:
+    """``trustfleet server run --home HOME ARGS`` in its own session, once ``ready`` says it
+    serves (its output to ``log``); stop it with :meth:`ManagedProcess.stop`."""
+    server = ManagedProcess(
+        [TRUSTFLEET, "server", "run", "--home", home, *args],
+        log=log,
+        ready=ready,
+        name="trustfleet server run",
+    )
+    return server.start(timeout_s=timeout_s)

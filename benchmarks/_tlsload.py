@@ -28,22 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from _tlsbio import CHUNK, flush_bio, handshake_step, pem_certs
 from OpenSSL import SSL, crypto
 
 SSL_MODE_NO_AUTO_CHAIN = 0x8
-_CHUNK = 65536
 _CONNECT_TIMEOUT_S = 10.0
 _REQUEST_TIMEOUT_S = 30.0
 _MAX_ERROR_SAMPLES = 10
-
-
-def _pem_certs(data: bytes) -> list[crypto.X509]:
-    marker = b"-----END CERTIFICATE-----"
-    return [
-        crypto.load_certificate(crypto.FILETYPE_PEM, part + marker)
-        for part in data.split(marker)
-        if b"-----BEGIN" in part
-    ]
 
 
 def client_context(*, chain_pem: bytes, key_pem: bytes, server_ca: Path | None) -> SSL.Context:
@@ -52,7 +43,7 @@ def client_context(*, chain_pem: bytes, key_pem: bytes, server_ca: Path | None) 
     ctx.set_min_proto_version(SSL.TLS1_3_VERSION)
     ctx.set_options(SSL.OP_NO_TICKET | SSL.OP_NO_COMPRESSION)
     ctx.set_mode(SSL_MODE_NO_AUTO_CHAIN)
-    certs = _pem_certs(chain_pem)
+    certs = pem_certs(chain_pem)
     ctx.use_certificate(certs[0])
     for extra in certs[1:]:
         ctx.add_extra_chain_cert(extra)
@@ -93,7 +84,7 @@ class _ClientProtocol(asyncio.Protocol):
                 return
         while True:
             try:
-                chunk = self._tls.recv(_CHUNK)
+                chunk = self._tls.recv(CHUNK)
             except SSL.WantReadError:
                 break
             except SSL.ZeroReturnError:
@@ -114,27 +105,14 @@ class _ClientProtocol(asyncio.Protocol):
             self._finish(eof=True)
 
     def _handshake(self) -> None:
-        try:
-            self._tls.do_handshake()
-        except SSL.WantReadError:
-            self._flush()
-            return
-        except SSL.Error as exc:
-            self._flush()
-            self._fail(f"TLS handshake failed: {exc}")
+        if not handshake_step(self._tls, flush=self._flush, fail=self._fail):
             return
         self._handshake_done = True
         self._tls.send(self._request)
         self._flush()
 
     def _flush(self) -> None:
-        while True:
-            try:
-                out = self._tls.bio_read(_CHUNK)
-            except SSL.WantReadError:
-                return
-            if self._transport is not None and not self._transport.is_closing():
-                self._transport.write(out)
+        flush_bio(self._tls, self._transport)
 
     def _finish(self, *, eof: bool) -> None:
         if self._done.done():
@@ -377,7 +355,7 @@ class _BareProtocol(asyncio.Protocol):
             self._flush()
         while True:
             try:
-                self._buf += self._tls.recv(_CHUNK)
+                self._buf += self._tls.recv(CHUNK)
             except SSL.WantReadError:
                 break
             except SSL.Error:
@@ -409,13 +387,7 @@ class _BareProtocol(asyncio.Protocol):
 
     def _flush(self) -> None:
         assert self._tls is not None
-        while True:
-            try:
-                out = self._tls.bio_read(_CHUNK)
-            except SSL.WantReadError:
-                return
-            if self._transport is not None and not self._transport.is_closing():
-                self._transport.write(out)
+        flush_bio(self._tls, self._transport)
 
     def _abort(self) -> None:
         self._closed = True

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import platform
 import sys
@@ -33,7 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from _procs import cpu_model
+from _procs import cpu_model, emit, progress
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -314,7 +313,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    log = (lambda _m: None) if args.json else (lambda m: print(m, file=sys.stderr, flush=True))
+    log = progress(quiet=args.json)
     log(f"building {args.distinct} evidence payloads …")
     wl = build_workload(distinct=args.distinct, events=args.events)
     run(wl, min(args.rounds, 1000))  # warm-up
@@ -327,11 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         "evidence_bytes": wl.evidence_bytes,
         "result": run(wl, args.rounds),
     }
-    if args.json:
-        json.dump(doc, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    else:
-        print_rich(doc)
+    emit(doc, as_json=args.json, show=print_rich)
     return 0 if doc["result"]["failures"] == 0 else 1
 
 

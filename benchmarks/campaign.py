@@ -35,7 +35,6 @@ import json
 import os
 import platform
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -46,7 +45,9 @@ from pathlib import Path
 from typing import Any
 
 import _campaignkit as kit
-from _procs import cpu_model, interrupts_and_deadline
+import _procs as bench
+
+from trustfleet.sim.process import ManagedProcess, free_port
 
 VENV_BIN = Path(sys.executable).parent
 TRUSTFLEET = VENV_BIN / "trustfleet"
@@ -69,9 +70,9 @@ class Run:
         self.tmp, self.args, self.log = tmp, args, log
         self.home = tmp / "home"
         self.devdir = tmp / "devices"
-        self.api_port, self.mqtt_port = kit.free_port(), kit.free_port()
-        self.server: Any = None
-        self.agents: dict[str, Any] = {}
+        self.api_port, self.mqtt_port = free_port(), free_port()
+        self.server: ManagedProcess | None = None
+        self.agents: dict[str, ManagedProcess] = {}
         self.rt: Any = None
         self.deadline: float = time.monotonic() + args.timeout_s
 
@@ -201,29 +202,19 @@ def provision(run: Run) -> tuple[list[str], dict[str, Any]]:
 def start_server(run: Run) -> float:
     log = run.tmp / "server.log"
     t0 = time.perf_counter()
-    run.server = kit.start(
-        [
-            str(TRUSTFLEET),
-            "server",
-            "run",
-            "--home",
-            str(run.home),
-            "--workers",
-            str(run.args.workers),
-        ],
+    run.server = bench.serve_home(
+        run.home,
+        ready=lambda: _server_ready(log),
+        timeout_s=120,
+        args=("--workers", str(run.args.workers)),
         log=log,
     )
-    limit = time.monotonic() + 120
-    while time.monotonic() < limit:
-        if run.server.poll() is not None:
-            raise RuntimeError(f"the server exited: {kit.tail(log)}")
-        text = log.read_text(errors="replace")
-        if "serving https://" in text and "not subscribed yet" not in text:
-            break
-        time.sleep(0.2)
-    else:
-        raise RuntimeError(f"the server did not become ready: {kit.tail(log)}")
     return round(time.perf_counter() - t0, 2)
+
+
+def _server_ready(log: Path) -> bool:
+    text = log.read_text(errors="replace")
+    return "serving https://" in text and "not subscribed yet" not in text
 
 
 def start_agents(run: Run, ids: list[str]) -> dict[str, Any]:
@@ -237,7 +228,7 @@ def start_agents(run: Run, ids: list[str]) -> dict[str, Any]:
         facts = kit.device_facts(runtime(run), set(ids))
         online = {d for d, (state, seen, _fw) in facts.items() if state == "enrolled" and seen}
         for device_id, proc in run.agents.items():
-            if device_id not in online and proc.poll() is not None and restarts < len(ids):
+            if device_id not in online and not proc.running and restarts < len(ids):
                 restarts += 1  # an agent that gave up (e.g. EST refused under load): again
                 run.agents[device_id] = _agent(run, device_id, env)
         if todo and kit.mem_available_mib() < run.args.min_free_mib:
@@ -263,11 +254,10 @@ def start_agents(run: Run, ids: list[str]) -> dict[str, Any]:
     }
 
 
-def _agent(run: Run, device_id: str, env: dict[str, str]) -> Any:
+def _agent(run: Run, device_id: str, env: dict[str, str]) -> ManagedProcess:
     folder = run.devdir / device_id
-    return kit.start(
-        [str(AGENT), "run", "--device", str(folder)], log=folder / "agent.log", env=env
-    )
+    argv = [str(AGENT), "run", "--device", str(folder)]
+    return ManagedProcess(argv, log=folder / "agent.log", env=env, name=device_id).start()
 
 
 def delta_facts(run: Run) -> dict[str, Any]:
@@ -320,7 +310,7 @@ def campaign(run: Run, ids: list[str]) -> dict[str, Any]:
                 break
             time.sleep(a.poll_s)
         resources = sampler.summary()
-    exited = sum(1 for p in run.agents.values() if p.poll() is not None)
+    exited = sum(1 for p in run.agents.values() if not p.running)
     return summarize(
         record,
         rows,
@@ -391,20 +381,18 @@ def run_all(run: Run) -> dict[str, Any]:
         "benchmark": "campaign",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
-        "params": {
-            k: getattr(a, k)
-            for k in (
-                "devices",
-                "image_size",
-                "waves",
-                "max_failure_rate",
-                "workers",
-                "ingest_workers",
-                "enroll_batch",
-                "health_timeout_s",
-                "idle_s",
-            )
-        },
+        "params": bench.params(
+            a,
+            "devices",
+            "image_size",
+            "waves",
+            "max_failure_rate",
+            "workers",
+            "ingest_workers",
+            "enroll_batch",
+            "health_timeout_s",
+            "idle_s",
+        ),
         "setup": {},
     }
     setup = doc["setup"]
@@ -455,7 +443,7 @@ def _count(values: Any) -> dict[str, int]:
 
 
 def machine() -> dict[str, Any]:
-    cpu = cpu_model()
+    cpu = bench.cpu_model()
     return {
         "nproc": os.cpu_count(),
         "cpu": cpu,
@@ -612,28 +600,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="tf-bench-campaign-"))
-    log: Log = (lambda _m: None) if args.json else (lambda m: print(m, file=sys.stderr, flush=True))
+    log: Log = bench.progress(quiet=args.json)
     run = Run(tmp, args, log)
     doc: dict[str, Any] | None = None
     try:
         # Phases watch run.left(); the alarm is the backstop for a phase that hangs.
-        with interrupts_and_deadline(args.timeout_s + 120):
+        with bench.interrupts_and_deadline(args.timeout_s + 120):
             doc = run_all(run)
     except KeyboardInterrupt:
         print("interrupted (Ctrl-C, SIGTERM or --timeout-s); cleaning up", file=sys.stderr)
         return 130
     finally:
-        with interrupts_and_deadline(180):
+        with bench.interrupts_and_deadline(180):
             run.close()
-        if args.keep:
-            print(f"kept {tmp}", file=sys.stderr)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    if args.json:
-        json.dump(doc, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    else:
-        print_rich(doc)
+        bench.drop_workdir(tmp, keep=args.keep)
+    bench.emit(doc, as_json=args.json, show=print_rich)
     c = doc.get("campaign") or {}
     ok = c.get("state") == "completed" and c.get("states", {}).get("committed") == args.devices
     return 0 if ok else 1

@@ -36,7 +36,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _procs import stop_group
+from _procs import emit
+
+from trustfleet.sim.process import stop_group
 
 VENV_PY = sys.executable
 TIME = "/usr/bin/time"  # GNU time: peak RSS of one child (%M)
@@ -93,7 +95,7 @@ def run_child(argv: list[str], *, budget_s: float | None = None) -> dict[str, An
         try:
             out, _ = proc.communicate(timeout=budget_s)
         except subprocess.TimeoutExpired:
-            stop_group(proc, timeout=5.0)
+            stop_group(proc, timeout_s=5.0)
             return None
         wall = time.perf_counter() - start
         if proc.returncode != 0:
@@ -353,10 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="tf-bench-delta-") as tmp:
         doc = run(args, Path(tmp))
-    if args.json:
-        print(json.dumps(doc, indent=2))
-    else:
-        print_table(doc)
+    emit(doc, as_json=args.json, show=print_table)
     return 0
 
 

@@ -33,9 +33,7 @@ import contextlib
 import json
 import os
 import platform
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -46,7 +44,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from _procs import cpu_model, stop_group
+from _procs import cpu_model, drop_workdir, emit, progress, serve_home
+
+from trustfleet.sim.process import free_port, port_open, stop_group
 
 HERE = Path(__file__).resolve().parent
 VENV_BIN = Path(sys.executable).parent
@@ -61,12 +61,6 @@ _MAX_DURATION_S = 600.0
 # -- process and port helpers ----------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
 class Processes:
     """Child processes, each in its own session; all are stopped by :meth:`stop_all`."""
 
@@ -79,7 +73,7 @@ class Processes:
         return proc
 
     def stop(self, proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
-        stop_group(proc, timeout)
+        stop_group(proc, timeout_s=timeout)
         if proc in self._procs:
             self._procs.remove(proc)
 
@@ -87,19 +81,6 @@ class Processes:
         for proc in list(self._procs):
             with contextlib.suppress(Exception):
                 self.stop(proc)
-
-
-def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited early with code {proc.returncode}")
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.settimeout(0.5)
-            if s.connect_ex((HOST, port)) == 0:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"nothing listens on port {port} after {timeout:.0f} s")
 
 
 def group_cpu_seconds(pgids: list[int]) -> float:
@@ -308,21 +289,7 @@ def bare_baseline(
             assert w.stdout is not None
             if w.stdout.readline().strip() != b"ready":
                 raise RuntimeError("the bare server did not start")
-        return run_load(
-            procs,
-            tmp,
-            name="bare",
-            port=port,
-            path="/bare",
-            content_type="application/pkcs10",
-            devices=fx.devices,
-            server_ca=None if args.no_server_verify else fx.home / "public" / "root-ca.pem",
-            client_procs=args.clients_procs,
-            concurrency=args.concurrency,
-            warmup=args.warmup,
-            duration=args.duration,
-            server_pgids=[w.pid for w in workers],
-        )
+        return _drive(procs, tmp, fx, args, name="bare", port=port, path="/bare", pgids=workers)
     finally:
         for w in workers:
             procs.stop(w)
@@ -331,41 +298,48 @@ def bare_baseline(
 def enroll_load(
     procs: Processes, tmp: Path, fx: Fixture, args: argparse.Namespace
 ) -> dict[str, Any]:
-    server = procs.start(
-        [
-            str(TRUSTFLEET),
-            "server",
-            "run",
-            "--home",
-            str(fx.home),
-            "--api-port",
-            str(fx.port),
-            "--workers",
-            str(args.workers),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=open(tmp / "server.log", "wb"),  # noqa: SIM115 - closed with the process
+    server = serve_home(
+        fx.home,
+        ready=lambda: port_open(fx.port, HOST, timeout_s=0.5),
+        timeout_s=_READY_TIMEOUT_S,
+        args=("--api-port", str(fx.port), "--workers", str(args.workers)),
+        log=tmp / "server.log",
     )
     try:
-        wait_for_port(fx.port, server, _READY_TIMEOUT_S)
         time.sleep(1.0 + 0.3 * args.workers)  # workers open the store and the CA key lazily
-        return run_load(
-            procs,
-            tmp,
-            name="enroll",
-            port=fx.port,
-            path=EST_PATH,
-            content_type="application/pkcs10",
-            devices=fx.devices,
-            server_ca=None if args.no_server_verify else fx.home / "public" / "root-ca.pem",
-            client_procs=args.clients_procs,
-            concurrency=args.concurrency,
-            warmup=args.warmup,
-            duration=args.duration,
-            server_pgids=[server.pid],
-        )
+        return _drive(procs, tmp, fx, args, name="enroll", port=fx.port, path=EST_PATH,
+                      pgids=[server])  # fmt: skip
     finally:
-        procs.stop(server)
+        server.stop()
+
+
+def _drive(
+    procs: Processes,
+    tmp: Path,
+    fx: Fixture,
+    args: argparse.Namespace,
+    *,
+    name: str,
+    port: int,
+    path: str,
+    pgids: list[Any],
+) -> dict[str, Any]:
+    """The load run against ``port``; ``pgids``: the server's processes (group leaders)."""
+    return run_load(
+        procs,
+        tmp,
+        name=name,
+        port=port,
+        path=path,
+        content_type="application/pkcs10",
+        devices=fx.devices,
+        server_ca=None if args.no_server_verify else fx.home / "public" / "root-ca.pem",
+        client_procs=args.clients_procs,
+        concurrency=args.concurrency,
+        warmup=args.warmup,
+        duration=args.duration,
+        server_pgids=[p.pid for p in pgids],
+    )
 
 
 # -- output ----------------------------------------------------------------------------------
@@ -482,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     procs = Processes()
     tmp = Path(tempfile.mkdtemp(prefix="tf-bench-enroll-"))
-    log = (lambda _m: None) if args.json else (lambda m: print(m, file=sys.stderr, flush=True))
+    log = progress(quiet=args.json)
     try:
         with sigterm_as_interrupt():
             port = free_port()
@@ -521,13 +495,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         procs.stop_all()
-        if not args.keep:
-            shutil.rmtree(tmp, ignore_errors=True)
-    if args.json:
-        json.dump(doc, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    else:
-        print_rich(doc)
+        drop_workdir(tmp, keep=args.keep)
+    emit(doc, as_json=args.json, show=print_rich)
     return 0 if doc["enroll"]["errors"] == 0 and (not bare or bare["errors"] == 0) else 1
 
 

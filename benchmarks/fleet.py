@@ -35,11 +35,8 @@ import dataclasses
 import json
 import os
 import platform
-import resource
 import select
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -48,7 +45,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from _procs import cpu_model, interrupts_and_deadline, stop_group
+from _procs import (
+    cpu_model,
+    drop_workdir,
+    emit,
+    interrupts_and_deadline,
+    params,
+    progress,
+    raise_nofile,
+)
+
+from trustfleet.errors import Unavailable
+from trustfleet.sim.process import free_port, stop_group, wait_until
 
 HERE = Path(__file__).resolve().parent
 VENV_BIN = Path(sys.executable).parent
@@ -110,7 +118,7 @@ class Child:
     def stop(self, timeout: float = 10.0) -> None:
         proc = self.proc
         if proc.poll() is None:
-            stop_group(proc, timeout)
+            stop_group(proc, timeout_s=timeout)
         for stream in (proc.stdin, proc.stdout):
             with contextlib.suppress(OSError):
                 stream.close() if stream is not None else None
@@ -122,25 +130,6 @@ def ask_all(children: list[Child], obj: Any, timeout: float) -> list[dict[str, A
         child.send(obj[i] if isinstance(obj, list) else obj)
     deadline = time.monotonic() + timeout
     return [c.recv(max(0.1, deadline - time.monotonic())) for c in children]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-def raise_nofile(wanted: int) -> int:
-    """Raise this process's RLIMIT_NOFILE (hard too when privileged); children inherit it."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft >= wanted:
-        return soft
-    with contextlib.suppress(ValueError, OSError):
-        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, max(hard, wanted)))
-        return wanted
-    with contextlib.suppress(ValueError, OSError):
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def proc_status(pid: int | None) -> dict[str, Any]:
@@ -301,22 +290,20 @@ def run(args: argparse.Namespace, tmp: Path, children: list[Child], log: Any) ->
         "benchmark": "fleet",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
-        "params": {
-            k: getattr(args, k)
-            for k in (
-                "devices",
-                "procs",
-                "concurrency",
-                "rate",
-                "duration",
-                "publishers",
-                "hold",
-                "keepalive",
-                "service_conns",
-                "device_protocol",
-                "server_verify",
-            )
-        },
+        "params": params(
+            args,
+            "devices",
+            "procs",
+            "concurrency",
+            "rate",
+            "duration",
+            "publishers",
+            "hold",
+            "keepalive",
+            "service_conns",
+            "device_protocol",
+            "server_verify",
+        ),
     }
     nofile = raise_nofile(args.devices + 4096)
     doc["nofile_soft_limit"] = nofile
@@ -530,13 +517,15 @@ def _telemetry(
     c1 = (cpu_of([broker.pid]), cpu_of(dev_pids), cpu_of(svc_pids), time.monotonic())
     mach = machine_util(mach0)
     acked = sum(p["acked"] for p in pubs)
-    deadline = time.monotonic() + 15.0
-    while True:  # delivery to the service may trail the PUBACKs
-        stats = ask_all(svc_children, {"cmd": "stats"}, _CMD_TIMEOUT_S)
-        unique = sum(s["unique"] for s in stats)
-        if unique >= acked or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
+    stats: list[dict[str, Any]] = []
+
+    def delivered() -> bool:
+        stats[:] = ask_all(svc_children, {"cmd": "stats"}, _CMD_TIMEOUT_S)
+        return sum(s["unique"] for s in stats) >= acked
+
+    with contextlib.suppress(Unavailable):  # delivery to the service may trail the PUBACKs
+        wait_until(delivered, timeout_s=15.0, what="delivery to the service", poll_s=0.2)
+    unique = sum(s["unique"] for s in stats)
     window = max(p["send_window_s"] for p in pubs)
     elapsed = c1[3] - c0[3]
     lat50 = max((s["p50_ms"] or 0) for s in stats)
@@ -579,9 +568,13 @@ def _restart(
     restarts0 = broker.restarts
     t_kill = time.time()
     os.kill(old, signal.SIGKILL)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (broker.restarts == restarts0 or broker.pid is None):
-        time.sleep(0.02)
+    with contextlib.suppress(Unavailable):
+        wait_until(
+            lambda: broker.restarts != restarts0 and broker.pid is not None,
+            timeout_s=60,
+            what="the restarted mosquitto",
+            poll_s=0.02,
+        )
     t_listen = time.time()
     if broker.pid is None:
         raise RuntimeError(f"the supervisor did not restart mosquitto: {broker.failure}")
@@ -763,7 +756,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="tf-bench-fleet-"))
     children: list[Child] = []
-    log = (lambda _m: None) if args.json else (lambda m: print(m, file=sys.stderr, flush=True))
+    log = progress(quiet=args.json)
     doc: dict[str, Any] | None = None
     try:
         with interrupts_and_deadline(args.max_time):
@@ -775,15 +768,8 @@ def main(argv: list[str] | None = None) -> int:
         for child in children:
             with contextlib.suppress(Exception):
                 child.stop()
-        if args.keep:
-            print(f"kept {tmp}", file=sys.stderr)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    if args.json:
-        json.dump(doc, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    else:
-        print_rich(doc)
+        drop_workdir(tmp, keep=args.keep)
+    emit(doc, as_json=args.json, show=print_rich)
     t = doc.get("telemetry") or {}
     r = doc.get("restart") or {}
     ok = doc["storm"]["held"] == args.devices and t.get("lost", 0) == 0

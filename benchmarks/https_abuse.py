@@ -25,32 +25,35 @@ import argparse
 import asyncio
 import contextlib
 import http.client
-import json
-import os
 import shutil
-import socket
 import ssl
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from _procs import interrupts_and_deadline, stop_group
+from _procs import emit, interrupts_and_deadline, serve_home
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from support.httpsprobe import (
+    listening_pids,
+    open_fds,
+    pipeline_unread,
+    rss_bytes,
+    sampling,
+    tls_context,
+)
 from trustfleet.services.factory import sign_csr
 from trustfleet.services.home import HomeOptions, init_server_home
 from trustfleet.services.runtime import Runtime
 from trustfleet.settings import load_server_settings
+from trustfleet.sim.process import ManagedProcess, free_port
 
 MAX_TIME_S = 170.0
 WAIT_S = 60.0
@@ -63,108 +66,23 @@ HOLD_S = 30.0
 MIB = 1 << 20
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_for(check: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"timed out waiting for {what}")
-
-
-def _port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-def _listening_pids(port: int) -> list[int]:
-    """The HTTPS workers: processes holding a listening socket on ``port`` (from /proc)."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(OSError), open(table, encoding="ascii") as lines:
-            for line in list(lines)[1:]:
-                fields = line.split()
-                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                    inodes.add(f"socket:[{fields[9]}]")
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                if any(os.readlink(fd) in inodes for fd in (entry / "fd").iterdir()):
-                    pids.append(int(entry.name))
-    return sorted(pids)
-
-
-def _rss(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text(encoding="ascii").splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
-def _fds(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-@contextlib.contextmanager
-def _sampling(sample: Callable[[], int]) -> Iterator[list[int]]:
-    """Sample ``sample()`` every 50 ms in a thread while the block runs; yields the samples."""
-    samples = [sample()]
-    done = threading.Event()
-
-    def loop() -> None:
-        while not done.wait(0.05):
-            with contextlib.suppress(OSError):
-                samples.append(sample())
-
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
-    try:
-        yield samples
-    finally:
-        done.set()
-        thread.join()
-
-
-def _ctx(bundle: Path, cert: tuple[Path, Path] | None = None) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(cafile=str(bundle))
-    if cert:
-        ctx.load_cert_chain(str(cert[0]), str(cert[1]))
-    return ctx
-
-
 # -- attack 1 ------------------------------------------------------------------------------
 
 
 def pipelining(port: int, bundle: Path, idevid: tuple[Path, Path]) -> dict[str, Any]:
     """Ask for a large target, never read it, keep sending requests."""
-    (worker,) = _listening_pids(port)
-    request = f"GET /tuf/targets/{TARGET} HTTP/1.1\r\nhost: localhost\r\n\r\n".encode()
-    batch = request * (65536 // len(request))
-    pushed = 0
-    before = _rss(worker)
-    started = time.monotonic()
-    tcp = socket.create_connection(("127.0.0.1", port), timeout=2, source_address=("127.0.0.2", 0))
-    with (
-        _sampling(lambda: _rss(worker)) as rss,
-        _ctx(bundle, idevid).wrap_socket(tcp, server_hostname="localhost") as tls,
-    ):
-        try:
-            while pushed < PUSH_MAX_BYTES and time.monotonic() - started < PUSH_MAX_S:
-                tls.sendall(batch)
-                pushed += len(batch)
-        except (TimeoutError, ssl.SSLError, OSError):
-            pass
-        time.sleep(0.2)
+    (worker,) = listening_pids(port)
+    before = rss_bytes(worker)
+    with sampling(lambda: rss_bytes(worker)) as rss:
+        pushed = pipeline_unread(
+            tls_context(bundle, cert=idevid[0], key=idevid[1]),
+            port,
+            path=f"/tuf/targets/{TARGET}",
+            max_bytes=PUSH_MAX_BYTES,
+            max_s=PUSH_MAX_S,
+            source="127.0.0.2",
+            before_close=lambda: time.sleep(0.2),
+        )
     return {
         "worker_rss_before_mib": round(before / MIB, 1),
         "worker_rss_peak_mib": round(max(rss) / MIB, 1),
@@ -208,14 +126,14 @@ async def _slow_one(port: int, ctx: ssl.SSLContext) -> tuple[str, float]:
 
 def slowloris(port: int, bundle: Path, connections: int) -> dict[str, Any]:
     """Many connections, each dripping one byte of a declared body every few seconds."""
-    (worker,) = _listening_pids(port)
-    ctx = _ctx(bundle)
-    fds_before = _fds(worker)
+    (worker,) = listening_pids(port)
+    ctx = tls_context(bundle)
+    fds_before = open_fds(worker)
 
     async def attack() -> list[tuple[str, float]]:
         return await asyncio.gather(*(_slow_one(port, ctx) for _ in range(connections)))
 
-    with _sampling(lambda: _fds(worker)) as fds:
+    with sampling(lambda: open_fds(worker)) as fds:
         outcomes = asyncio.run(attack())
     held = [s for what, s in outcomes if what != "refused"]
     return {
@@ -262,7 +180,7 @@ def flood(port: int, bundle: Path, requests: int) -> list[int]:
             conn = http.client.HTTPSConnection(
                 "localhost",
                 port,
-                context=_ctx(bundle),
+                context=tls_context(bundle),
                 timeout=30,
                 source_address=("127.0.0.4", 0),
             )
@@ -316,8 +234,8 @@ def _idevid(rt: Runtime, work: Path) -> tuple[Path, Path]:
 
 def run(*, slow: int, flood_requests: int) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="tf-bench-abuse-"))
-    api_port, mqtt_port = _free_port(), _free_port()
-    server: subprocess.Popen[bytes] | None = None
+    api_port, mqtt_port = free_port(), free_port()
+    server: ManagedProcess | None = None
     try:
         home = work / "home"
         init_server_home(
@@ -328,14 +246,7 @@ def run(*, slow: int, flood_requests: int) -> dict[str, Any]:
         with target.open("wb") as out:
             out.truncate(TARGET_BYTES)
         bundle = home / "public" / "ca-bundle.pem"
-        cli = str(Path(sys.executable).parent / "trustfleet")
-        server = subprocess.Popen(
-            [cli, "server", "run", "--home", str(home)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        _wait_for(lambda: bool(_listening_pids(api_port)), "the HTTPS worker")
+        server = serve_home(home, ready=lambda: bool(listening_pids(api_port)), timeout_s=WAIT_S)
         rt = Runtime.open(load_server_settings(home))
         try:
             idevid = _idevid(rt, work)
@@ -347,7 +258,7 @@ def run(*, slow: int, flood_requests: int) -> dict[str, Any]:
             before = _last_event_id(rt)
             statuses = flood(api_port, bundle, flood_requests)
             during = len(_refusals(rt, before))
-            stop_group(server, timeout=30)  # the worker writes open windows' summaries
+            server.stop(timeout_s=30)  # the worker writes open windows' summaries
             server = None
             events = _refusals(rt, before)
             result["enrollment_flood"] = _flood_figures(events, during, statuses)
@@ -356,7 +267,7 @@ def run(*, slow: int, flood_requests: int) -> dict[str, Any]:
         return result
     finally:
         if server is not None:
-            stop_group(server, timeout=30)
+            server.stop(timeout_s=30)
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -400,10 +311,7 @@ def main() -> int:
         parser.error("--slow must be 1..1000 and --flood 1..2000")
     with interrupts_and_deadline(MAX_TIME_S):
         result = run(slow=args.slow, flood_requests=args.flood)
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        _print(result)
+    emit(result, as_json=args.json, show=_print)
     return 0
 
 

@@ -20,10 +20,8 @@ import base64
 import http.client
 import json
 import shutil
-import socket
 import ssl
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -33,7 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
-from _procs import stop_group
+from _procs import serve_home
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -47,9 +45,12 @@ from trustfleet.services.home import HomeOptions, init_server_home
 from trustfleet.services.revocation import revoke_device
 from trustfleet.services.runtime import Runtime
 from trustfleet.settings import load_server_settings
+from trustfleet.sim.process import ManagedProcess, free_port, port_open, wait_until
 
 MAX_DEVICES = 200
 WAIT_S = 15.0
+READY_S = 60.0  # the service start (a bound on a loaded machine, not a figure)
+POLL_S = 0.02  # the latencies are measured when a poll sees the change
 console = Console(stderr=True)
 
 
@@ -59,12 +60,6 @@ class Device:
     folder: Path
     client: mqtt.Client | None = None
     disconnected_at: float | None = None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _pem(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -162,22 +157,17 @@ def _pct(values: list[float], q: float) -> float:
 
 def run(devices: int) -> dict[str, object]:
     work = Path(tempfile.mkdtemp(prefix="tf-bench-revoke-"))
-    api_port, mqtt_port = _free_port(), _free_port()
-    server: subprocess.Popen[bytes] | None = None
+    api_port, mqtt_port = free_port(), free_port()
+    server: ManagedProcess | None = None
     fleet: list[Device] = []
     try:
         home = work / "home"
         now = datetime.now(UTC)
         init_server_home(home, options=HomeOptions(api_port=api_port, mqtt_port=mqtt_port), now=now)
         bundle = home / "public" / "ca-bundle.pem"
-        cli = str(Path(sys.executable).parent / "trustfleet")
-        server = subprocess.Popen(
-            [cli, "server", "run", "--home", str(home)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
+        server = serve_home(
+            home, ready=lambda: port_open(api_port) and port_open(mqtt_port), timeout_s=READY_S
         )
-        _wait_for(lambda: _port_open(api_port) and _port_open(mqtt_port), "the service")
         rt = Runtime.open(load_server_settings(home))
         console.print(f"enrolling {devices} devices over EST and connecting them over MQTT …")
         fleet = [
@@ -193,10 +183,20 @@ def run(devices: int) -> dict[str, object]:
             revoke_device(
                 rt, device.device_id, reason="keyCompromise", actor="bench", now=datetime.now(UTC)
             )
-            _wait_for(lambda d=device: d.disconnected_at is not None, f"{device.device_id} kicked")
+            wait_until(
+                lambda d=device: d.disconnected_at is not None,
+                timeout_s=WAIT_S,
+                what=f"{device.device_id} kicked",
+                poll_s=POLL_S,
+            )
             assert device.disconnected_at is not None
             disconnect_s.append(device.disconnected_at - started)
-            _wait_for(lambda d=device: _refused(d, bundle=bundle, port=mqtt_port), "refusal")
+            wait_until(
+                lambda d=device: _refused(d, bundle=bundle, port=mqtt_port),
+                timeout_s=WAIT_S,
+                what="refusal",
+                poll_s=POLL_S,
+            )
             refused_s.append(time.monotonic() - started)
         rt.close()
         return {
@@ -221,25 +221,8 @@ def run(devices: int) -> dict[str, object]:
             if device.client is not None:
                 device.client.loop_stop()
         if server is not None:
-            stop_group(server, timeout=20)
+            server.stop(timeout_s=20)
         shutil.rmtree(work, ignore_errors=True)
-
-
-def _port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-def _wait_for(check: object, what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
-            return
-        time.sleep(0.02)
-    raise RuntimeError(f"timed out waiting for {what}")
 
 
 def main() -> int:

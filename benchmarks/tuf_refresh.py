@@ -30,7 +30,6 @@ import contextlib
 import functools
 import json
 import os
-import shutil
 import socket
 import ssl
 import statistics
@@ -44,7 +43,9 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from _procs import cpu_model, stop_group
+from _procs import cpu_model, drop_workdir, emit, progress, serve_home
+
+from trustfleet.sim.process import ManagedProcess, free_port, stop_group
 
 HERE = Path(__file__).resolve()
 TRUSTFLEET = Path(sys.executable).parent / "trustfleet"
@@ -54,12 +55,6 @@ LIVE_MODEL = "bench-live"
 LOOKUPS = 200
 _READY_TIMEOUT_S = 60.0
 _CHILD_TIMEOUT_S = 600.0
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
 
 
 # -- the repository (parent) ----------------------------------------------------------------
@@ -305,24 +300,14 @@ def http_repo(repo: Path) -> Any:
         server.server_close()
 
 
-def start_server(home: Path, tmp: Path, *, port: int, mqtt_port: int) -> subprocess.Popen[bytes]:
-    argv = [str(TRUSTFLEET), "server", "run", "--home", str(home), "--api-port", str(port)]
-    with (tmp / "server.log").open("wb") as log:
-        proc = subprocess.Popen(
-            [*argv, "--mqtt-port", str(mqtt_port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    deadline = time.monotonic() + _READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}; see {tmp / 'server.log'}")
-        if _healthy(home, port):
-            return proc
-        time.sleep(0.2)
-    stop_group(proc)
-    raise RuntimeError(f"server not ready after {_READY_TIMEOUT_S:.0f} s")
+def start_server(home: Path, tmp: Path, *, port: int, mqtt_port: int) -> ManagedProcess:
+    return serve_home(
+        home,
+        ready=lambda: _healthy(home, port),
+        timeout_s=_READY_TIMEOUT_S,
+        args=("--api-port", str(port), "--mqtt-port", str(mqtt_port)),
+        log=tmp / "server.log",
+    )
 
 
 def _healthy(home: Path, port: int) -> bool:
@@ -414,7 +399,7 @@ def run(args: argparse.Namespace, tmp: Path, log: Any) -> dict[str, Any]:
         for device in devices:
             device.close()
         if server is not None:
-            stop_group(server)
+            server.stop()
         publisher.close()
     newest = max(repo.glob("metadata/*.targets.json"), key=lambda p: int(p.name.split(".")[0]))
     doc["targets_metadata_bytes"] = newest.stat().st_size
@@ -481,7 +466,7 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= args.targets <= 200_000 or not 1 <= args.reps <= 50:
         ap.error("--targets must be 1..200000 and --reps 1..50")
     tmp = Path(tempfile.mkdtemp(prefix="tf-bench-tuf-"))
-    log = (lambda _m: None) if args.json else (lambda m: print(m, file=sys.stderr, flush=True))
+    log = progress(quiet=args.json)
     try:
         doc = {
             "benchmark": "tuf_refresh",
@@ -494,13 +479,8 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted; cleaning up", file=sys.stderr)
         return 130
     finally:
-        if not args.keep:
-            shutil.rmtree(tmp, ignore_errors=True)
-    if args.json:
-        json.dump(doc, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    else:
-        print_table(doc)
+        drop_workdir(tmp, keep=args.keep)
+    emit(doc, as_json=args.json, show=print_table)
     return 0
 
 

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,6 +28,7 @@ from support.cliguard import (
     ok,
     writable_by_others,
 )
+from support.locks import hold_lock
 
 # --- Finding 1 and 5: explicit modes under any umask ------------------------------------------
 
@@ -126,23 +125,7 @@ def test_repo_lock_wait_bounded(open_home: Path) -> None:
     text = config.read_text(encoding="utf-8")
     config.write_text(text.replace("lock_timeout_s = 30.0", "lock_timeout_s = 0.5"), "utf-8")
     lock = open_home / "ota" / "repo" / ".lock"
-    holder = subprocess.Popen(
-        ["flock", "--exclusive", str(lock), "sleep", "600"], start_new_session=True
-    )
-    try:
-        _wait_held(lock)
+    with hold_lock(lock):
         result = cli("ota", "refresh-timestamp", "--home", open_home)
-    finally:
-        os.killpg(holder.pid, signal.SIGKILL)
-        holder.wait()
     assert_one_line_refusal(result, exit_code=8, needle="stayed locked")
     ok("ota", "refresh-timestamp", "--home", open_home)  # free again: it works
-
-
-def _wait_held(lock: Path) -> None:
-    for _ in range(400):
-        probe = subprocess.run(["flock", "--nonblock", str(lock), "true"], check=False)
-        if probe.returncode != 0:
-            return
-        time.sleep(0.05)
-    raise AssertionError("the holder never took the lock")

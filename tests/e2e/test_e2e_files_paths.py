@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from support.cliguard import NOBODY, assert_one_line_refusal, cli, init, ok
-from support.server import free_port, make_csr_der, make_key, new_device_id
+from support.server import make_csr_der, make_key, new_device_id
+from trustfleet.sim.process import free_port
 
 # --- Finding 2: refuse to start on what others could change -----------------------------------
 

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +17,8 @@ from typing import Any
 import pytest
 
 from support.server import TRUSTFLEET, RunningServer, run_cli, running_server
+from support.waiting import wait_for
+from trustfleet.sim.process import ManagedProcess
 
 pytestmark = pytest.mark.e2e
 
@@ -31,29 +30,16 @@ IMAGE_SIZE = "1MiB"
 @pytest.fixture
 def agents(tmp_path: Path) -> Iterator[Callable[[Path], None]]:
     """Start ``trustfleet agent run`` for a device folder; all are stopped (by group) after."""
-    started: list[subprocess.Popen[bytes]] = []
+    started: list[ManagedProcess] = []
 
     def start(device: Path) -> None:
-        log = (tmp_path / f"agent-{device.name}.log").open("wb")
-        started.append(
-            subprocess.Popen(
-                [str(TRUSTFLEET), "agent", "run", "--device", str(device)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        )
+        argv = [TRUSTFLEET, "agent", "run", "--device", device]
+        log = tmp_path / f"agent-{device.name}.log"
+        started.append(ManagedProcess(argv, log=log, name=f"agent {device.name}").start())
 
     yield start
     for process in started:
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=STOP_TIMEOUT_S)
-        except ProcessLookupError:
-            continue
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=STOP_TIMEOUT_S)
+        process.stop(timeout_s=STOP_TIMEOUT_S)
 
 
 def _ok(server: RunningServer, *args: str | os.PathLike[str]) -> Any:
@@ -62,13 +48,7 @@ def _ok(server: RunningServer, *args: str | os.PathLike[str]) -> Any:
 
 
 def _wait(what: str, probe: Callable[[], Any]) -> Any:
-    deadline = time.monotonic() + WAIT_S
-    while True:
-        value = probe()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.5)
+    return wait_for(probe, what=what, timeout_s=WAIT_S, poll_s=0.5)
 
 
 def _states(server: RunningServer) -> dict[str, str]:

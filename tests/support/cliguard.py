@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import stat
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from support.server import TRUSTFLEET, free_port
+from support.server import TRUSTFLEET
+from trustfleet.sim.process import free_port, stop_group
 
 __all__ = [
     "GUARD_TIMEOUT_S",
@@ -70,7 +70,7 @@ def cli(*args: str | os.PathLike[str], umask: int = 0o022) -> Result:
         out, err = proc.communicate(timeout=GUARD_TIMEOUT_S)
         return Result(proc.returncode, out, err, timed_out=False)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        stop_group(proc)  # type: ignore[arg-type]  # a text-mode Popen; stop_group never reads
         out, err = proc.communicate()
         return Result(proc.returncode, out, err, timed_out=True)
 

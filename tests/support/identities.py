@@ -8,13 +8,12 @@ process, see ADR 0002).
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from support.scripts import run_script
 
 __all__ = [
     "SERVICE_CN",
@@ -88,15 +87,7 @@ rt.close()
 def issue_software_service_identity(home: Path, *, cn: str, cert: Path, key: Path) -> None:
     """Write ``cert`` and ``key`` (mode 0600): a service client certificate named ``cn``."""
     args = {"home": str(home), "cn": cn, "cert": str(cert), "key": str(key)}
-    result = subprocess.run(
-        [sys.executable, "-c", _SCRIPT, json.dumps(args)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise AssertionError(f"issuing the service identity failed: {result.stderr[-2000:]}")
+    run_script(_SCRIPT, args)
     key.chmod(0o600)
 
 

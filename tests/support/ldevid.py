@@ -8,10 +8,9 @@ recipe as tests/integration/agent/agentfleet.py.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
+
+from support.scripts import run_script
 
 __all__ = ["shorten_ldevid"]
 
@@ -62,9 +61,4 @@ def shorten_ldevid(
         "fraction": fraction,
         "validity_s": validity_s,
     }
-    result = subprocess.run(
-        [sys.executable, "-c", _SCRIPT, json.dumps(args)],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
+    return run_script(_SCRIPT, args).strip()

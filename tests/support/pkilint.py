@@ -93,10 +93,7 @@ def lint_certificate(der: bytes) -> list[str]:
 def lint_crl(der: bytes) -> list[str]:
     """Lint a DER CRL against RFC 5280 (as a CRL, not an ARL); return WARNING-or-worse."""
     validator = crl.create_pkix_crl_validator_container(
-        [
-            pkix.create_attribute_decoder(name.ATTRIBUTE_TYPE_MAPPINGS),
-            pkix.create_extension_decoder(extension.EXTENSION_MAPPINGS),
-        ],
+        _pkix_decoders(),
         [
             crl.create_issuer_validator_container([]),
             crl.create_validity_validator_container([]),
@@ -110,15 +107,19 @@ def lint_crl(der: bytes) -> list[str]:
 def lint_ocsp_response(der: bytes) -> list[str]:
     """Lint a DER OCSP response against RFC 6960; return the WARNING-or-worse findings."""
     validator = ocsp.create_pkix_ocsp_response_validator_container(
-        [
-            ocsp.create_response_decoder(),
-            pkix.create_attribute_decoder(name.ATTRIBUTE_TYPE_MAPPINGS),
-            pkix.create_extension_decoder(extension.EXTENSION_MAPPINGS),
-        ],
+        [ocsp.create_response_decoder(), *_pkix_decoders()],
         [],
     )
     document = loader.load_der_ocsp_response(der, "ocsp-response")
     return _findings(validator.validate(document.root))
+
+
+def _pkix_decoders() -> list[Any]:
+    """The decoders of names and extensions every RFC 5280 structure needs."""
+    return [
+        pkix.create_attribute_decoder(name.ATTRIBUTE_TYPE_MAPPINGS),
+        pkix.create_extension_decoder(extension.EXTENSION_MAPPINGS),
+    ]
 
 
 def all_findings(results: Iterable[Any]) -> list[str]:

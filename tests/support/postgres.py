@@ -13,10 +13,8 @@ import os
 import pwd
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,6 +22,8 @@ from pathlib import Path
 
 import psycopg
 from psycopg import sql
+
+from trustfleet.sim.process import free_port, wait_until
 
 START_TIMEOUT_S = 60
 STOP_TIMEOUT_S = 60
@@ -59,14 +59,6 @@ def find_bindir() -> Path:
         "PostgreSQL server binaries (initdb, pg_ctl) not found; install postgresql or set "
         "TF_PG_BINDIR"
     )
-
-
-def free_port() -> int:
-    """A loopback TCP port that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -167,16 +159,21 @@ def _start(cluster: PostgresCluster) -> None:
         raise RuntimeError(
             f"pg_ctl start failed ({result.returncode}): {result.stderr}\n{cluster.log_tail()}"
         )
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while True:
-        try:
-            with psycopg.connect(cluster.conninfo(), connect_timeout=2) as conn:
-                conn.execute("SELECT 1")
-            return
-        except psycopg.OperationalError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
+    wait_until(
+        lambda: _accepts(cluster),
+        timeout_s=START_TIMEOUT_S,
+        what=f"PostgreSQL on port {cluster.port}",
+        poll_s=0.1,
+    )
+
+
+def _accepts(cluster: PostgresCluster) -> bool:
+    try:
+        with psycopg.connect(cluster.conninfo(), connect_timeout=2) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.OperationalError:
+        return False
+    return True
 
 
 def _stop(cluster: PostgresCluster) -> None:

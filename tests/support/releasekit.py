@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -19,11 +20,15 @@ from trustfleet.ota.manifest import (
     ImageRef,
     Measurement,
     ReleaseManifest,
+    delta_target,
     image_target,
     render_manifest,
 )
 
+__all__ = ["NOW", "SHA_A", "SHA_B", "SHA_C", "BootKey", "manifest_for", "sample_manifest"]
+
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+SHA_A, SHA_B, SHA_C = "a" * 64, "b" * 64, "c" * 64
 
 
 @dataclass
@@ -75,3 +80,28 @@ def manifest_for(
             measurements=(Measurement(pcr=9, component="image", sha256=digest),),
         )
     )
+
+
+def sample_manifest(**changes: Any) -> ReleaseManifest:
+    """A well-formed manifest (``sim-v1`` 2.0.0, one delta from 1.0.0, made at :data:`NOW`)
+    with the given fields replaced; no key signed it (the digests are ``SHA_A``/``B``/``C``)."""
+    fields: dict[str, Any] = {
+        "model": "sim-v1",
+        "version": "2.0.0",
+        "min_version": "1.0.0",
+        "created_at": NOW,
+        "image": ImageRef(target=image_target("sim-v1", "2.0.0"), length=1 << 20, sha256=SHA_A),
+        "boot": BootSignature(key_sha256=SHA_B, signature=b"\x30" * 70),
+        "deltas": (
+            DeltaRef(
+                target=delta_target("sim-v1", "2.0.0", "1.0.0"),
+                from_version="1.0.0",
+                from_sha256=SHA_C,
+                length=123,
+                sha256=SHA_B,
+            ),
+        ),
+        "measurements": (Measurement(pcr=9, component="image", sha256=SHA_A),),
+    }
+    fields.update(changes)
+    return ReleaseManifest(**fields)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from support.waiting import eventually
 from trustfleet.errors import Config, Conflict
 from trustfleet.processes import hold_exclusive, identity_of, names_folder
 
@@ -72,9 +72,7 @@ def test_identity_tells_a_reused_pid_apart(tmp_path: Path) -> None:
     )
     try:
         # Popen may return before /proc shows the new image (vfork): wait for it, bounded.
-        deadline = time.monotonic() + 10
-        while not names_folder(proc.pid, tmp_path) and time.monotonic() < deadline:
-            time.sleep(0.02)
+        eventually(lambda: names_folder(proc.pid, tmp_path), timeout_s=10, poll_s=0.02)
         assert names_folder(proc.pid, tmp_path)
         assert not names_folder(proc.pid, tmp_path / "other")
     finally:

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,9 @@ import pytest
 
 from support.identities import SERVICE_CN, Identity, service_identity
 from support.ldevid import shorten_ldevid
-from support.server import RunningServer, free_port, run_cli, running_server
+from support.server import RunningServer, run_cli, running_server
+from support.tools import require_tools
+from trustfleet.sim.process import free_port
 
 
 @dataclass
@@ -68,9 +69,10 @@ class Fleet:
 
 @pytest.fixture(scope="session")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    for tool in ("mosquitto", "mosquitto_pub", "mosquitto_sub", "softhsm2-util"):
-        if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
-            pytest.skip(f"{tool} is not installed (needed for real broker/token tests)")
+    require_tools(
+        "mosquitto", "mosquitto_pub", "mosquitto_sub", "softhsm2-util",
+        hint="needed for real broker/token tests",
+    )  # fmt: skip
     from trustfleet.broker import Broker, BrokerConfig
 
     base = tmp_path_factory.mktemp("ag")

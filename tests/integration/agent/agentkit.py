@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import secrets
 import signal
 import socket
@@ -23,6 +22,7 @@ from typing import Any
 
 from support.identities import mqtt_client_id_for_cert
 from support.server import TRUSTFLEET
+from trustfleet.sim.process import ManagedProcess, stop_group
 
 WAIT_S = 30
 """Bound on every wait in these tests (never asserted as a duration)."""
@@ -85,9 +85,7 @@ class Observer:
             return [int(p["seq"]) for _, p in self.messages if "seq" in p]
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(WAIT_S)
+        stop_group(self.proc, timeout_s=WAIT_S)  # type: ignore[arg-type]  # text mode: never read
         self._thread.join(WAIT_S)
 
 
@@ -101,30 +99,24 @@ def publish(*, port: int, ca: Path, cert: Path, key: Path, topic: str, payload: 
     assert result.returncode == 0, result.stderr
 
 
-class AgentProcess:
-    """``trustfleet agent run --device DIR`` in its own session; output to a log file."""
+class AgentProcess(ManagedProcess):
+    """``trustfleet agent run --device DIR`` in its own session, started at once; output to a
+    log file; :meth:`stop` (cleanup) SIGTERMs its group, then SIGKILLs it."""
 
     def __init__(self, device: Path, *extra: str) -> None:
-        self.log = device / f"agent-{secrets.token_hex(3)}.log"
-        with self.log.open("wb") as out:
-            self.proc = subprocess.Popen(
-                [str(TRUSTFLEET), "agent", "run", "--device", str(device), *extra],
-                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
+        argv = [TRUSTFLEET, "agent", "run", "--device", device, *extra]
+        log = device / f"agent-{secrets.token_hex(3)}.log"
+        super().__init__(argv, log=log, name=f"agent {device.name}")
+        self.start()
 
     def text(self) -> str:
-        return self.log.read_text(errors="replace")
+        return self.log_text()
 
     def terminate(self) -> int:
-        """SIGTERM; the exit code (waits, bounded)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+        """SIGTERM to the agent alone; its exit code (waits, bounded)."""
+        self.signal(signal.SIGTERM)
+        assert self.proc is not None
         return self.proc.wait(WAIT_S)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(WAIT_S)
 
 
 class Proxy:

@@ -7,16 +7,18 @@ when subscribed ("ready"), then, after a line on stdin, one JSON document of wha
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import threading
-import time
 from pathlib import Path
 
 from awscrt import mqtt5
 
 from trustfleet.agent._tls import client_tls_context, token_key
 from trustfleet.agent.settings import load_device_settings, require_mqtt
+from trustfleet.errors import Unavailable
+from trustfleet.sim.process import wait_until
 
 WAIT_S = 20.0
 
@@ -66,9 +68,10 @@ def main(device_dir: str, other_id: str) -> int:
     sys.stdin.readline()
     # The test's command to our own cmd topic may still be on its way (a loaded machine):
     # wait for it, bounded, so the report does not race the delivery.
-    deadline = time.monotonic() + WAIT_S
-    while f"tf/v1/d/{me}/cmd" not in received and time.monotonic() < deadline:
-        time.sleep(0.05)
+    with contextlib.suppress(Unavailable):
+        wait_until(
+            lambda: f"tf/v1/d/{me}/cmd" in received, timeout_s=WAIT_S, what="cmd", poll_s=0.05
+        )
     client.stop()
     print(json.dumps({"received": received}), flush=True)
     return 0

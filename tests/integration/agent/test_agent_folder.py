@@ -11,7 +11,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,20 +18,13 @@ import pytest
 from agentfleet import Fleet
 from agentkit import WAIT_S, AgentProcess
 
-from support.server import free_port, run_cli
+from support.server import run_cli
+from support.waiting import eventually
+from trustfleet.sim.process import free_port
 
 pytestmark = pytest.mark.integration
 
 LEAN_AGENT = Path(sys.executable).parent / "trustfleet-agent"
-
-
-def _wait(predicate: Callable[[], bool]) -> bool:
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
 
 
 def _second_cli(device: Path) -> tuple[int, str]:
@@ -57,7 +49,7 @@ def test_second_agent_on_one_device_folder_is_refused(
     device = fleet.device()
     first = AgentProcess(device)
     try:
-        assert _wait((device / "ldevid.pem").exists), first.text()
+        assert eventually((device / "ldevid.pem").exists, timeout_s=WAIT_S), first.text()
         code, text = second(device)
         assert code == 5, text
         lines = [line for line in text.splitlines() if line.strip()]

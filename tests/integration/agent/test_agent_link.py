@@ -13,7 +13,8 @@ from agentfleet import Fleet
 from agentkit import AgentProcess, Observer, Proxy, publish
 from cryptography import x509
 
-from support.server import free_port, run_cli
+from support.server import run_cli
+from trustfleet.sim.process import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +25,7 @@ def running() -> Iterator[list[AgentProcess | Observer | Proxy]]:
     items: list[AgentProcess | Observer | Proxy] = []
     yield items
     for item in reversed(items):
-        item.kill() if isinstance(item, AgentProcess) else item.close()
+        item.stop() if isinstance(item, AgentProcess) else item.close()
 
 
 def _observe(fleet: Fleet, device: Path, leaves: list[str]) -> Observer:

@@ -11,20 +11,20 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from support.agents import LEAN_AGENT, agent_environ, boot_loop
 from support.server import RunningServer, running_server
 from trustfleet.agent.platform.tpm import DeviceTpm
+from trustfleet.sim.process import ManagedProcess
 
-AGENT = Path(sys.executable).parent / "trustfleet-agent"
+AGENT = LEAN_AGENT
 TRUSTFLEET = Path(sys.executable).parent / "trustfleet"
 READY_TIMEOUT_S = 90
 RUN_TIMEOUT_S = 120
@@ -32,15 +32,24 @@ MODEL = "sim-v1"
 IMAGE_BYTES = 256 * 1024
 
 
-def wait_for(check: Callable[[], Any], *, what: str, timeout_s: float = 60.0) -> Any:
-    """Poll ``check`` until it returns something truthy (bounded)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+def enrolled_tpm_device(server: RunningServer, base: Path) -> Path:
+    """Release 1.0.0 of :data:`MODEL` published; one device provisioned (with its TPM) in
+    ``base / "devs"`` and enrolled by ``trustfleet-agent run --once``; its folder."""
+    from trustfleet.sim.image import build_image
+
+    image = base / "v1.bin"
+    build_image(image, version="1.0.0", size_bytes=IMAGE_BYTES, seed=MODEL)
+    for args in (("release", "build", "--version", "1.0.0", "--image", str(image),
+                  "--model", MODEL), ("release", "publish", "--version", "1.0.0",
+                                      "--model", MODEL)):  # fmt: skip
+        result = server.cli(*args)
+        assert result.returncode == 0, result.stderr
+    made = server.cli_json("factory", "provision", "--out", base / "devs", "--model", MODEL)
+    device = Path(made["devices"][0]["directory"])
+    assert DeviceTpm(device).present(), "the factory gave the device no TPM"
+    first = agent_cli("run", "--device", device, "--once", "--json")
+    assert first.returncode == 0, first.stderr
+    return device
 
 
 @contextmanager
@@ -53,9 +62,8 @@ def attest_server(base: Path) -> Iterator[RunningServer]:
 
 def agent_cli(*args: str | os.PathLike[str]) -> subprocess.CompletedProcess[str]:
     """``trustfleet-agent ARGS`` (bounded; never raises on a non-zero exit)."""
-    environ = {k: v for k, v in os.environ.items() if k != "TF_OTA_FAULTS"}
     return subprocess.run([str(AGENT), *map(str, args)], capture_output=True, text=True,
-                          timeout=RUN_TIMEOUT_S, env=environ, check=False)  # fmt: skip
+                          timeout=RUN_TIMEOUT_S, env=agent_environ(), check=False)  # fmt: skip
 
 
 @dataclass
@@ -64,24 +72,19 @@ class Agent:
 
     device: Path
     proc: subprocess.Popen[bytes] | None = None
+    _process: ManagedProcess | None = None
 
     def start(self) -> None:
-        log = self.device / "agent.log"
-        with log.open("ab") as out:
-            environ = {k: v for k, v in os.environ.items() if k != "TF_OTA_FAULTS"}
-            self.proc = subprocess.Popen([str(AGENT), "run", "--device", str(self.device)],
-                                         stdout=out, stderr=subprocess.STDOUT,
-                                         start_new_session=True, env=environ)  # fmt: skip
+        self._process = boot_loop(self.device, log=self.device / "agent.log")
+        self.proc = self._process.proc
 
     def stop(self) -> int | None:
         """SIGTERM to its process group (a clean shutdown powers the TPM off)."""
-        proc, self.proc = self.proc, None
-        if proc is None:
+        process, self._process, self.proc = self._process, None, None
+        if process is None:
             return None
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
         try:
-            return proc.wait(60)
+            return process.stop(timeout_s=60)
         finally:
             DeviceTpm(self.device).power().power_off()  # in case it did not exit cleanly
 

@@ -8,13 +8,13 @@ test.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from attdevkit import TPM_STATE_FILE, BootKey, make_device
 
+from support.tools import require_tools
 from trustfleet.agent.platform import DeviceLayout
 from trustfleet.agent.platform.tpm import DeviceTpm
 from trustfleet.keystore.tpm import ManufacturerCa, SwtpmInstance, Tpm
@@ -22,9 +22,12 @@ from trustfleet.keystore.tpm import ManufacturerCa, SwtpmInstance, Tpm
 
 @pytest.fixture(scope="session", autouse=True)
 def _needs_swtpm() -> None:
-    for tool in ("swtpm", "swtpm_setup", "tpm2_checkquote"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} is not installed (apt-get install swtpm swtpm-tools tpm2-tools)")
+    require_tools(
+        "swtpm",
+        "swtpm_setup",
+        "tpm2_checkquote",
+        hint="apt-get install swtpm swtpm-tools tpm2-tools",
+    )
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from attdevkit import MODEL, image_bytes
 
+from support.waiting import eventually
 from trustfleet.agent.platform import DeviceLayout
 from trustfleet.agent.platform.tpm import DeviceTpm, boot_events, measured_boot, recorded_pid
 from trustfleet.attestation import measure_identity, parse_eventlog, replay
@@ -101,7 +102,6 @@ def test_a_killed_agent_is_a_power_cut(device: DeviceLayout) -> None:
     import signal
     import subprocess
     import sys
-    import time
 
     script = (
         "import sys, time\n"
@@ -121,9 +121,7 @@ def test_a_killed_agent_is_a_power_cut(device: DeviceLayout) -> None:
     finally:
         agent.send_signal(signal.SIGKILL)
         agent.wait(30)
-    deadline = time.monotonic() + 10
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    eventually(lambda: not _alive(pid), timeout_s=10, poll_s=0.05)
     assert not _alive(pid)
     # The next boot powers the TPM on again (the stale pid file is ignored).
     pcrs, _ = _boot(device)

@@ -7,15 +7,22 @@ naming the first's pid, the first's swtpm is the very same process, and attestat
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from attdev_fleet import IMAGE_BYTES, MODEL, Agent, agent_cli, attest_run, attest_server, wait_for
+from attdev_fleet import (
+    Agent,
+    agent_cli,
+    attest_run,
+    attest_server,
+    enrolled_tpm_device,
+)
 
 from support.server import RunningServer
+from support.tools import require_tools
+from support.waiting import wait_for
 from trustfleet.agent.platform.tpm import DeviceTpm, recorded_pid
 
 pytestmark = pytest.mark.integration
@@ -31,23 +38,10 @@ class Running:
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     """A TPM device whose agent runs (boot loop, measured boot, attester)."""
-    for tool in ("mosquitto", "swtpm", "tpm2_pcrextend"):
-        if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
-            pytest.skip(f"{tool} is not installed")
-    from trustfleet.sim.image import build_image
-
+    require_tools("mosquitto", "swtpm", "tpm2_pcrextend")
     base = tmp_path_factory.mktemp("one-agent")
-    image = base / "v1.bin"
-    build_image(image, version="1.0.0", size_bytes=IMAGE_BYTES, seed=MODEL)
     with attest_server(base) as server:
-        for args in (("release", "build", "--version", "1.0.0", "--image", str(image),
-                      "--model", MODEL), ("release", "publish", "--version", "1.0.0",
-                                          "--model", MODEL)):  # fmt: skip
-            assert server.cli(*args).returncode == 0
-        made = server.cli_json("factory", "provision", "--out", base / "devs", "--model", MODEL)
-        device = Path(made["devices"][0]["directory"])
-        assert DeviceTpm(device).present()
-        assert agent_cli("run", "--device", device, "--once").returncode == 0
+        device = enrolled_tpm_device(server, base)
         first = Agent(device)
         first.start()
         try:

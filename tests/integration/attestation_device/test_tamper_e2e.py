@@ -30,11 +30,13 @@ from attdev_fleet import (
     attest_run,
     attest_server,
     codes,
+    enrolled_tpm_device,
     status,
-    wait_for,
 )
 
 from support.server import RunningServer
+from support.tools import require_tools
+from support.waiting import wait_for
 from trustfleet.agent.platform.tpm import DeviceTpm
 
 pytestmark = pytest.mark.integration
@@ -68,25 +70,10 @@ class Fleet:
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    for tool in ("mosquitto", "swtpm", "tpm2_checkquote", "tpm2_pcrextend"):
-        if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
-            pytest.skip(f"{tool} is not installed")
-    from trustfleet.sim.image import build_image
-
+    require_tools("mosquitto", "swtpm", "tpm2_checkquote", "tpm2_pcrextend")
     base = tmp_path_factory.mktemp("attdev-e2e")
-    image = base / "v1.bin"
-    build_image(image, version="1.0.0", size_bytes=IMAGE_BYTES, seed=MODEL)
     with attest_server(base) as server:
-        for args in (("release", "build", "--version", "1.0.0", "--image", str(image),
-                      "--model", MODEL), ("release", "publish", "--version", "1.0.0",
-                                          "--model", MODEL)):  # fmt: skip
-            result = server.cli(*args)
-            assert result.returncode == 0, result.stderr
-        made = server.cli_json("factory", "provision", "--out", base / "devs", "--model", MODEL)
-        device = Path(made["devices"][0]["directory"])
-        assert DeviceTpm(device).present(), "the factory gave the device no TPM"
-        first = agent_cli("run", "--device", device, "--once", "--json")
-        assert first.returncode == 0, first.stderr
+        device = enrolled_tpm_device(server, base)
         agent = Agent(device)
         fleet = Fleet(server=server, device=device, agent=agent, work=base)
         try:

@@ -12,8 +12,10 @@ from __future__ import annotations
 import shutil
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,6 +28,7 @@ from support.server import (
     openssl,
     running_server,
 )
+from support.tools import require_tools
 
 CLIENT_TIMEOUT_S = 20
 
@@ -64,9 +67,12 @@ def _foreign_identity(work: Path) -> Identity:
 
 @pytest.fixture(scope="session")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    for tool in ("mosquitto", "mosquitto_pub", "mosquitto_sub"):
-        if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
-            pytest.skip(f"{tool} is not installed (apt-get install mosquitto mosquitto-clients)")
+    require_tools(
+        "mosquitto",
+        "mosquitto_pub",
+        "mosquitto_sub",
+        hint="apt-get install mosquitto mosquitto-clients",
+    )
     base = tmp_path_factory.mktemp("bk")
     work = base / "work"
     work.mkdir()
@@ -92,22 +98,36 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         )
 
 
-@pytest.fixture(scope="session")
-def broker(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    from trustfleet.broker import Broker, BrokerConfig
-
-    # The running server supervises a broker of its own in HOME/broker; the broker under test
-    # gets a copy of what a broker reads, so the two never share files or sockets.
-    home = tmp_path_factory.mktemp("broker-home")
+def _broker_home(fleet: Fleet, home: Path) -> Path:
+    """A copy in ``home`` of what a broker reads from the server's home: the running server
+    supervises a broker of its own in HOME/broker, and a broker under test never shares files
+    or sockets with it."""
     for part in ("public", "tls", "secrets"):
         shutil.copytree(fleet.server.home / part, home / part)
-    config = BrokerConfig.for_home(home, port=free_port(), service_identities=[SERVICE_CN])
+    return home
+
+
+@contextmanager
+def _started(fleet: Fleet, config: Any) -> Iterator[Any]:
+    """A broker of ``config`` serving the fleet's current device CRL; stopped afterwards."""
+    from trustfleet.broker import Broker
+
     broker = Broker(config)
     broker.start(crl_der=fleet.device_crl())
     try:
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="session")
+def broker(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    from trustfleet.broker import BrokerConfig
+
+    home = _broker_home(fleet, tmp_path_factory.mktemp("broker-home"))
+    config = BrokerConfig.for_home(home, port=free_port(), service_identities=[SERVICE_CN])
+    with _started(fleet, config) as broker:
+        yield broker
 
 
 class Mqtt:
@@ -228,11 +248,9 @@ GUARD_MAX_PAYLOAD = 4096
 @pytest.fixture(scope="module")
 def guarded(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """A broker of its own with small device limits (rate, burst, payload) for attack tests."""
-    from trustfleet.broker import Broker, BrokerConfig
+    from trustfleet.broker import BrokerConfig
 
-    home = tmp_path_factory.mktemp("guard-home")
-    for part in ("public", "tls", "secrets"):
-        shutil.copytree(fleet.server.home / part, home / part)
+    home = _broker_home(fleet, tmp_path_factory.mktemp("guard-home"))
     base = BrokerConfig.for_home(home, port=free_port(), service_identities=[SERVICE_CN])
     config = BrokerConfig(
         **{
@@ -242,12 +260,8 @@ def guarded(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             "device_max_payload_bytes": GUARD_MAX_PAYLOAD,
         }
     )
-    broker = Broker(config)
-    broker.start(crl_der=fleet.device_crl())
-    try:
+    with _started(fleet, config) as broker:
         yield broker
-    finally:
-        broker.stop()
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ from brokerkit_fixtures import (
 )
 
 from support.identities import SERVICE_CN
+from support.waiting import eventually
 
 NOT_AUTHORIZED = 135  # MQTT 5 reason code (SUBACK, PUBACK, CONNACK)
 REFUSED_V311 = 128  # MQTT 3.1.1 SUBACK failure
@@ -276,15 +277,13 @@ def test_victim_telemetry_fully_stored_during_attack(fleet: Fleet) -> None:
 
 def _wait_rows(fleet: Fleet, device_id: str, want: int, timeout_s: float = 30.0) -> int:
     rt = fleet.server.runtime
-    deadline = time.monotonic() + timeout_s
-    count = 0
-    while time.monotonic() < deadline:
+
+    def count() -> int:
         with rt.uow.begin(read_only=True) as tx:
-            count = len(tx.telemetry.list_for_device(device_id, limit=10 * want))
-        if count >= want:
-            break
-        time.sleep(0.2)
-    return count
+            return len(tx.telemetry.list_for_device(device_id, limit=10 * want))
+
+    eventually(lambda: count() >= want, timeout_s=timeout_s, poll_s=0.2)
+    return count()
 
 
 __all__ = ["Identity"]

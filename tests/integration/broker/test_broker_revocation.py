@@ -8,6 +8,7 @@ from pathlib import Path
 
 from brokerkit_fixtures import Fleet, Mqtt
 
+from support.waiting import eventually, logged
 from trustfleet.broker import Broker
 
 DISCONNECT_WAIT_S = 10
@@ -25,15 +26,7 @@ def openssl_verify(cafile: Path, crlfile: Path, cert: Path) -> str:
 
 
 def _wait_for_log(log: Path, *needles: str, after: int, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with log.open("rb") as handle:
-            handle.seek(after)
-            text = handle.read().decode(errors="replace")
-        if any(needle in text for needle in needles):
-            return True
-        time.sleep(0.02)
-    return False
+    return eventually(lambda: logged(log, *needles, after=after), timeout_s=timeout_s, poll_s=0.02)
 
 
 def test_revoked_device_is_kicked_and_refused(fleet: Fleet, broker: Broker, mqtt: Mqtt) -> None:

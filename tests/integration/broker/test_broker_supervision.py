@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 from brokerkit_fixtures import SERVICE_CN, Fleet, Mqtt
 
-from support.server import free_port
+from support.waiting import eventually
 from trustfleet.broker import Broker, BrokerConfig
 from trustfleet.errors import Config, Unavailable, VerificationFailed
+from trustfleet.sim.process import free_port
 
 RESTART_WAIT_S = 15
 
@@ -65,9 +66,7 @@ def test_killed_broker_is_restarted(fleet: Fleet, broker: Broker, mqtt: Mqtt) ->
     assert old is not None
     t0 = time.monotonic()
     os.kill(old, signal.SIGKILL)
-    deadline = t0 + RESTART_WAIT_S
-    while time.monotonic() < deadline and broker.pid in (None, old):
-        time.sleep(0.05)
+    eventually(lambda: broker.pid not in (None, old), timeout_s=RESTART_WAIT_S, poll_s=0.05)
     assert broker.pid not in (None, old)
     print(f"\nrestart after SIGKILL: {time.monotonic() - t0:.3f}s (restarts={broker.restarts})")
     topic = f"tf/v1/d/{fleet.a.name}/telemetry"

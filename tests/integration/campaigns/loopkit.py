@@ -17,10 +17,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import ssl
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -31,13 +29,17 @@ from typing import Any
 
 import pytest
 
-from support.server import TRUSTFLEET, RunningServer, _stop, _wait_ready, free_port, run_cli
+from support.scripts import run_script
+from support.server import TRUSTFLEET, RunningServer, _wait_ready, run_cli
+from support.waiting import wait_for
+from trustfleet.sim.process import free_port, stop_group
 
 DEVICES = 10
 MODEL = "sim-v1"
 RELEASES = ("2.0.0", "2.1.0", "2.2.0")
 READY_TIMEOUT_S = 90
 WAIT_S = 60.0
+STOP_TIMEOUT_S = 30.0
 """Bound on waiting for something that must happen (the machine may be shared and slow)."""
 HOLD_S = 180.0
 """Bound on a held device's wait for its gate."""
@@ -79,11 +81,7 @@ def issue_devices(home: Path, out: Path, device_ids: list[str]) -> None:
     """Register enrolled devices with LDevIDs (software keys, test only) and the releases."""
     args = {"home": str(home), "out": str(out), "devices": device_ids, "model": MODEL,
             "releases": list(RELEASES)}  # fmt: skip
-    result = subprocess.run(
-        [sys.executable, "-c", _ISSUE, json.dumps(args)],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_script(_ISSUE, args)
 
 
 Policy = Callable[[str, str, str], str]
@@ -204,7 +202,7 @@ class CampaignFleet:
             _wait_ready(self.server, READY_TIMEOUT_S)
             wait_for(lambda: "serving https://" in log.read_text(), what="the readiness line")
         except BaseException:
-            _stop(process)
+            stop_group(process, timeout_s=STOP_TIMEOUT_S)
             raise
 
     def wait_ingest(self) -> None:
@@ -223,9 +221,7 @@ class CampaignFleet:
 
     def stop(self) -> None:
         if self.server is not None:
-            if self.server.process.poll() is None:
-                os.killpg(self.server.process.pid, signal.SIGTERM)
-            _stop(self.server.process)
+            stop_group(self.server.process, timeout_s=STOP_TIMEOUT_S)
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return run_cli("campaign", *args, "--home", str(self.home))
@@ -257,17 +253,6 @@ class CampaignFleet:
         if self._rt is not None:
             self._rt.close()
         self.stop()
-
-
-def wait_for(check: Callable[[], Any], *, timeout_s: float = WAIT_S, what: str) -> Any:
-    """Poll ``check`` until it returns something truthy (bounded); that value."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
 @pytest.fixture(scope="module")

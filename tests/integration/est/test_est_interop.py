@@ -163,14 +163,19 @@ def hsm_device(server: RunningServer, work: Path) -> tuple[str, Path, dict[str, 
     return device["device_id"], device_dir, env
 
 
+def _token_csr(device_id: str, env: dict[str, str]) -> bytes:
+    """A DER CSR for ``device_id`` signed inside the device's token (OpenSSL's pkcs11 engine)."""
+    return openssl(
+        "req", "-new", "-engine", "pkcs11", "-keyform", "engine", "-key", DEVICE_KEY_URI,
+        "-subj", f"/CN={device_id}", "-outform", "DER", env=env,
+    )  # fmt: skip
+
+
 def test_pkcs11_key_enroll_with_openssl_engine_and_curl(
     server: RunningServer, work: Path, hsm_device: tuple[str, Path, dict[str, str]]
 ) -> None:
     device_id, device_dir, env = hsm_device
-    csr = openssl(
-        "req", "-new", "-engine", "pkcs11", "-keyform", "engine", "-key", DEVICE_KEY_URI,
-        "-subj", f"/CN={device_id}", "-outform", "DER", env=env,
-    )  # fmt: skip
+    csr = _token_csr(device_id, env)
     body = work / "hsm.b64"
     body.write_bytes(base64.b64encode(csr))
     response = _curl_est(
@@ -201,10 +206,7 @@ def test_pkcs11_key_enroll_with_openssl_s_client(
 ) -> None:
     """The same enrollment with HTTP/1.1 written by hand over ``openssl s_client -engine``."""
     device_id, device_dir, env = hsm_device
-    csr = openssl(
-        "req", "-new", "-engine", "pkcs11", "-keyform", "engine", "-key", DEVICE_KEY_URI,
-        "-subj", f"/CN={device_id}", "-outform", "DER", env=env,
-    )  # fmt: skip
+    csr = _token_csr(device_id, env)
     body = base64.b64encode(csr)
     request = (
         b"POST /.well-known/est/simpleenroll HTTP/1.1\r\n"

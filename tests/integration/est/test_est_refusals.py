@@ -155,31 +155,24 @@ def _revoked(server: RunningServer, work: Path) -> Request:
     return Request("simpleenroll", body, device.idevid, device.key, None)
 
 
-def _unregistered(server: RunningServer, work: Path) -> Request:
-    device_id = new_device_id("ghost")
-    cert, key = issue_test_identity(
-        server.home,
-        device_id=device_id,
-        out_dir=work,
-        now=datetime.now(UTC).isoformat(),
-        validity_s=86400,
-        register=False,
-    )
+def _odd_idevid(
+    server: RunningServer, work: Path, prefix: str, *, now: str, validity_s: int, register: bool
+) -> Request:
+    """An enrollment with an IDevID of the manufacturing CA made outside the factory."""
+    device_id = new_device_id(prefix)
+    cert, key = issue_test_identity(server.home, device_id=device_id, out_dir=work, now=now,
+                                    validity_s=validity_s, register=register)  # fmt: skip
     return Request("simpleenroll", _csr_b64(make_key(work / "new.key"), device_id), cert, key, None)
 
 
+def _unregistered(server: RunningServer, work: Path) -> Request:
+    now = datetime.now(UTC).isoformat()
+    return _odd_idevid(server, work, "ghost", now=now, validity_s=86400, register=False)
+
+
 def _expired(server: RunningServer, work: Path) -> Request:
-    device_id = new_device_id("old")
-    cert, key = issue_test_identity(
-        server.home,
-        device_id=device_id,
-        out_dir=work,
-        now="ca-start",  # the CA's start is backdated at init: this IDevID ended before it
-        validity_s=2,
-        register=True,
-    )
-    body = _csr_b64(make_key(work / "new.key"), device_id)
-    return Request("simpleenroll", body, cert, key, None)
+    # The CA's start is backdated at init: this IDevID ended before it.
+    return _odd_idevid(server, work, "old", now="ca-start", validity_s=2, register=True)
 
 
 def _too_large(server: RunningServer, work: Path) -> Request:

@@ -9,12 +9,10 @@ refused by EST.
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import signal
-import subprocess
 import time
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,19 +20,16 @@ from cryptography import x509
 
 from support.ldevid import shorten_ldevid
 from support.server import TRUSTFLEET, RunningServer, run_cli, running_server
+from support.waiting import eventually
+from trustfleet.sim.process import ManagedProcess
 
 pytestmark = pytest.mark.integration
 
 WAIT_S = 90
 
 
-def _wait(predicate: object, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(0.25)
-    return False
+def _wait(check: Callable[[], object], timeout_s: float) -> bool:
+    return eventually(check, timeout_s=timeout_s, poll_s=0.25)
 
 
 def _fast_device(server: RunningServer, out: Path) -> Path:
@@ -78,12 +73,8 @@ def test_agent_renews_and_keeps_publishing_across_the_crl_reload(tmp_path: Path)
         short = shorten_ldevid(server.home, device, due_in_s=6, fraction=0.6667)
         old_pem = (device / "ldevid.pem").read_bytes()
         log = device / f"agent-{secrets.token_hex(3)}.log"
-        with log.open("wb") as out:
-            agent = subprocess.Popen(
-                [str(TRUSTFLEET), "agent", "run", "--device", str(device)],
-                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
-        try:
+        argv = [TRUSTFLEET, "agent", "run", "--device", device]
+        with ManagedProcess(argv, log=log, name="agent"):
             assert _wait(lambda: _events(server, device.name, "device.reenrolled"), WAIT_S), (
                 log.read_text(errors="replace")
             )
@@ -94,14 +85,6 @@ def test_agent_renews_and_keeps_publishing_across_the_crl_reload(tmp_path: Path)
             assert _wait(lambda: _telemetry(server, device.name) >= after_reload + 3, 30), (
                 log.read_text(errors="replace")
             )
-        finally:
-            if agent.poll() is None:
-                agent.send_signal(signal.SIGTERM)
-                try:
-                    agent.wait(30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(agent.pid, signal.SIGKILL)
-                    agent.wait(30)
         new = x509.load_pem_x509_certificate((device / "ldevid.pem").read_bytes())
         assert format(new.serial_number, "x") != short
         (superseded,) = _events(server, device.name, "certificate.superseded")

@@ -9,14 +9,11 @@
 
 from __future__ import annotations
 
+import functools
 import json
-import os
 import re
-import shutil
-import signal
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,20 +21,25 @@ from typing import Any
 
 import pytest
 
+from support import waiting
 from support.server import (
     TRUSTFLEET,
     RunningServer,
-    _stop,
     _wait_ready,
     enroll_software,
-    free_port,
     make_software_device,
     run_cli,
 )
+from support.tools import require_tools
+from trustfleet.sim.process import free_port, stop_group
 
 CLIENT_TIMEOUT_S = 20
 READY_TIMEOUT_S = 90
 WAIT_S = 30.0
+STOP_TIMEOUT_S = 30.0
+
+wait_for = functools.partial(waiting.wait_for, timeout_s=WAIT_S)
+"""Poll a check until it returns something truthy (bounded by :data:`WAIT_S`); that value."""
 
 
 @dataclass(frozen=True)
@@ -135,17 +137,6 @@ def events(fleet: Fleet, type_: str, subject: str) -> list[Any]:
         return tx.events.list(limit=1000, type=type_, subject=subject)
 
 
-def wait_for(check: Callable[[], Any], *, timeout_s: float = WAIT_S, what: str) -> Any:
-    """Poll ``check`` until it returns something truthy (bounded); that value."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-
-
 def process_tree(root: int) -> list[int]:
     """``root`` and every descendant, from /proc (Mosquitto has its own session)."""
     parents: dict[int, int] = {}
@@ -166,11 +157,13 @@ def process_tree(root: int) -> list[int]:
 
 def start_server(base: Path, *, ingest_workers: int) -> tuple[RunningServer, int]:
     """``server init --mqtt-port`` + ``server run --mqtt-port``; waits for HTTPS and ingest."""
-    for tool in ("mosquitto_pub", "mosquitto_sub", "stdbuf"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} is not installed (apt-get install mosquitto-clients coreutils)")
-    if shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists():
-        pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
+    require_tools(
+        "mosquitto_pub",
+        "mosquitto_sub",
+        "stdbuf",
+        hint="apt-get install mosquitto-clients coreutils",
+    )
+    require_tools("mosquitto", hint="apt-get install mosquitto")
     port, mqtt_port = free_port(), free_port()
     home = base / "home"
     init = run_cli(
@@ -201,7 +194,7 @@ def start_server(base: Path, *, ingest_workers: int) -> tuple[RunningServer, int
             what="the readiness line",
         )
     except BaseException:
-        _stop(process)
+        stop_group(process, timeout_s=STOP_TIMEOUT_S)
         raise
     print(line.strip())
     assert f":{mqtt_port}" in line and "not subscribed" not in line, line
@@ -209,9 +202,7 @@ def start_server(base: Path, *, ingest_workers: int) -> tuple[RunningServer, int
 
 
 def stop_server(server: RunningServer) -> None:
-    if server.process.poll() is None:
-        os.killpg(server.process.pid, signal.SIGTERM)
-    _stop(server.process)
+    stop_group(server.process, timeout_s=STOP_TIMEOUT_S)
 
 
 @pytest.fixture(scope="module")

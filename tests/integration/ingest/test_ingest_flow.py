@@ -30,6 +30,7 @@ from ingestkit import (
 )
 
 from support.server import SoftwareDevice, enroll_software
+from support.waiting import logged
 
 pytestmark = pytest.mark.integration
 
@@ -254,10 +255,7 @@ def _await_suback(sub: subprocess.Popen[str]) -> None:
 
 
 def _log_has(fleet: Fleet, offset: int, needles: tuple[str, ...]) -> bool:
-    with fleet.broker_log.open("rb") as log:
-        log.seek(offset)
-        text = log.read().decode(errors="replace")
-    return any(n in text for n in needles)
+    return logged(fleet.broker_log, *needles, after=offset)
 
 
 _SEND = (

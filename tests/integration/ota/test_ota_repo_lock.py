@@ -9,22 +9,21 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import signal
-import subprocess
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from support.server import free_port, init_home
+from support.locks import hold_lock
+from support.server import init_home
+from support.waiting import eventually
 from trustfleet.errors import Unavailable
 from trustfleet.server._runloop import _refresh_timestamp_forever
 from trustfleet.services.ota import refresh_timestamp_if_due
 from trustfleet.services.runtime import Runtime
 from trustfleet.settings import load_server_settings
+from trustfleet.sim.process import free_port
 
 WAIT_S = 60.0
 """Bound of every wait below (a liveness guard, not a timing assertion)."""
@@ -34,22 +33,6 @@ def _timestamp_version(home: Path) -> int:
     doc = json.loads((home / "ota" / "repo" / "metadata" / "timestamp.json").read_bytes())
     version: int = doc["signed"]["version"]
     return version
-
-
-def _hold(lock: Path) -> subprocess.Popen[bytes]:
-    holder = subprocess.Popen(
-        ["flock", "--exclusive", str(lock), "sleep", "600"], start_new_session=True
-    )
-    deadline = time.monotonic() + WAIT_S
-    while subprocess.run(["flock", "--nonblock", str(lock), "true"], check=False).returncode == 0:
-        assert time.monotonic() < deadline, "the holder never took the lock"
-        time.sleep(0.05)
-    return holder
-
-
-def _release(holder: subprocess.Popen[bytes]) -> None:
-    os.killpg(holder.pid, signal.SIGKILL)
-    holder.wait()
 
 
 @pytest.fixture
@@ -70,7 +53,7 @@ def runtime(tmp_path: Path) -> Runtime:
 def test_lock_wait_bounded_service(runtime: Runtime) -> None:
     """The use case raises Unavailable (ota.repo.locked) instead of waiting forever."""
     home = runtime.settings.home
-    holder = _hold(home / "ota" / "repo" / ".lock")
+    holder = hold_lock(home / "ota" / "repo" / ".lock")
     outcome: list[BaseException | bool] = []
 
     def attempt() -> None:
@@ -84,7 +67,7 @@ def test_lock_wait_bounded_service(runtime: Runtime) -> None:
         worker.start()
         worker.join(WAIT_S)
     finally:
-        _release(holder)
+        holder.stop()
         runtime.close()
     assert not worker.is_alive(), "the refresh waited for the lock without bound"
     (error,) = outcome
@@ -98,7 +81,7 @@ def test_refresh_thread_retries_and_logs(
     """server run's refresh thread logs each locked attempt, retries, then refreshes."""
     home = runtime.settings.home
     before = _timestamp_version(home)
-    holder = _hold(home / "ota" / "repo" / ".lock")
+    holder = hold_lock(home / "ota" / "repo" / ".lock")
     stopping = threading.Event()
     thread = threading.Thread(
         target=_refresh_timestamp_forever, args=(runtime, stopping), daemon=True
@@ -106,19 +89,19 @@ def test_refresh_thread_retries_and_logs(
     caplog.set_level(logging.WARNING, logger="trustfleet.server._runloop")
     try:
         thread.start()
-        deadline = time.monotonic() + WAIT_S
-        while sum("stayed locked" in r.getMessage() for r in caplog.records) < 2:
-            assert time.monotonic() < deadline, "no retried, logged refusal while locked"
-            time.sleep(0.05)
+        assert eventually(
+            lambda: sum("stayed locked" in r.getMessage() for r in caplog.records) >= 2,
+            timeout_s=WAIT_S,
+            poll_s=0.05,
+        ), "no retried, logged refusal while locked"
         assert _timestamp_version(home) == before
-        _release(holder)
-        while _timestamp_version(home) == before:
-            assert time.monotonic() < deadline, "the timestamp was not refreshed once free"
-            time.sleep(0.05)
+        holder.stop()
+        assert eventually(
+            lambda: _timestamp_version(home) != before, timeout_s=WAIT_S, poll_s=0.05
+        ), "the timestamp was not refreshed once free"
     finally:
         stopping.set()
         thread.join(WAIT_S)
-        if holder.poll() is None:
-            _release(holder)
+        holder.stop()
         runtime.close()
     assert not thread.is_alive()

@@ -22,10 +22,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from tuf.ngclient import Updater
 
+from support.runtimes import home_runtime
 from trustfleet.errors import Conflict, NotFound, VerificationFailed
 from trustfleet.ota.manifest import parse_manifest
 from trustfleet.ota.release import verify_boot_signature
-from trustfleet.services.home import HomeOptions, init_server_home
 from trustfleet.services.ota import (
     build_release,
     device_provisioning,
@@ -37,7 +37,6 @@ from trustfleet.services.ota import (
     rotate_root,
 )
 from trustfleet.services.runtime import Runtime
-from trustfleet.settings import load_server_settings
 
 pytestmark = pytest.mark.integration
 
@@ -56,11 +55,7 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def rt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
-    home = tmp_path_factory.mktemp("ota") / "home"
-    init_server_home(home, options=HomeOptions(organization="OTA Test"), now=_now())
-    runtime = Runtime.open(load_server_settings(home))
-    yield runtime
-    runtime.close()
+    yield from home_runtime(tmp_path_factory, "ota", organization="OTA Test", now=_now())
 
 
 @pytest.fixture(scope="module")

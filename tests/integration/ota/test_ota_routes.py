@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from support.identities import issue_software_service_identity
+from support.scripts import run_script
 from support.server import (
     RunningServer,
     curl,
@@ -62,9 +62,7 @@ rt.close()
 def _publish(server: RunningServer, releases: list[tuple[str, Path]]) -> None:
     """Build and publish releases in one child process (one SoftHSM2 configuration each)."""
     args = {"home": str(server.home), "releases": [(m, str(p)) for m, p in releases]}
-    result = subprocess.run([sys.executable, "-c", _PUBLISH, json.dumps(args)],
-                            capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    run_script(_PUBLISH, args, timeout_s=300)
 
 
 @pytest.fixture(scope="module")

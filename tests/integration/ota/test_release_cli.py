@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from support.server import free_port, init_home, run_cli
+from support.server import init_home, run_cli
+from trustfleet.sim.process import free_port
 
 pytestmark = pytest.mark.integration
 

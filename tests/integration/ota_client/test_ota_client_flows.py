@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tuf.api.metadata import Root, Snapshot, Targets, Timestamp
@@ -119,15 +120,22 @@ def test_a_kept_partial_resumes_on_the_next_call(tmp_path: Path) -> None:
         assert state.seen[-1].range == f"bytes={held}-"
 
 
+def _with_partial(client: Any, tmp_path: Path, content: bytes) -> tuple[Any, Path]:
+    """The image's target, and its partial download already holding ``content``."""
+    target = client.target(IMAGE)
+    assert target is not None
+    part = tmp_path / "downloads" / f"{target.sha256}.part"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(content)
+    return target, part
+
+
 def test_a_server_ignoring_range_makes_the_client_start_over(tmp_path: Path) -> None:
     repo = _published()
     with serving(repo) as (url, state):
         client = new_client(url, tmp_path, repo.root_bytes(1))
-        target = client.target(IMAGE)
-        assert target is not None
-        part = tmp_path / "downloads" / f"{target.sha256}.part"
-        part.parent.mkdir(parents=True)
-        part.write_bytes(b"\xff" * 1000)  # a partial the server's 200 must replace
+        # A partial the server's 200 must replace.
+        target, _part = _with_partial(client, tmp_path, b"\xff" * 1000)
         state.behaviour[repo.target_url_path(IMAGE)] = Behaviour(ignore_range=True)
         assert client.download(target).read_bytes() == DATA
         assert (state.seen[-1].range, state.seen[-1].status) == ("bytes=1000-", 200)
@@ -137,11 +145,8 @@ def test_a_corrupt_partial_is_deleted_and_refused(tmp_path: Path) -> None:
     repo = _published()
     with serving(repo) as (url, _state):
         client = new_client(url, tmp_path, repo.root_bytes(1))
-        target = client.target(IMAGE)
-        assert target is not None
-        part = tmp_path / "downloads" / f"{target.sha256}.part"
-        part.parent.mkdir(parents=True)
-        part.write_bytes(b"\x00" * 1000)  # wrong first bytes; the rest resumes correctly
+        # Wrong first bytes; the rest resumes correctly.
+        target, part = _with_partial(client, tmp_path, b"\x00" * 1000)
         with pytest.raises(VerificationFailed) as caught:
             client.download(target)
         assert caught.value.code == "ota.tuf.hash"

@@ -21,21 +21,24 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from support.agents import LEAN_AGENT, agent_environ, boot_loop
 from support.identities import mqtt_client_id
-from support.server import RunningServer, free_port, running_server
+from support.scripts import run_script
+from support.server import RunningServer, running_server
+from support.tools import require_tools
+from support.waiting import wait_for
+from trustfleet.sim.process import ManagedProcess, free_port
 
-AGENT = Path(sys.executable).parent / "trustfleet-agent"
+AGENT = LEAN_AGENT
 IMAGE_BYTES = 1 << 20
 RUN_TIMEOUT_S = 240
 
@@ -94,15 +97,29 @@ def agent(
     timeout_s: float = RUN_TIMEOUT_S,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``trustfleet-agent ARGS`` (bounded; never raises on a non-zero exit)."""
-    environ = {k: v for k, v in os.environ.items() if k != "TF_OTA_FAULTS"}
     return subprocess.run(
         [str(AGENT), *map(str, args)],
         capture_output=True,
         text=True,
         timeout=timeout_s,
-        env={**environ, **(env or {})},
+        env={**agent_environ(), **(env or {})},
         check=False,
     )
+
+
+def assert_update(
+    device: Path, version: str, *, code: int, outcome: str, firmware: str, slot: str
+) -> dict[str, Any]:
+    """``trustfleet-agent update`` to ``version`` ends with this exit code, outcome, firmware
+    version and active slot; its report."""
+    got, doc = update(device, version)
+    assert (got, doc["outcome"], doc["firmware_version"], doc["slot"]) == (
+        code,
+        outcome,
+        firmware,
+        slot,
+    ), doc
+    return doc
 
 
 def update(
@@ -171,14 +188,7 @@ def _bad_signature_release(server: RunningServer, image: Path, other_manifest: b
         "staged": str(server.home / "ota" / "staging" / model / version),
         "signature": signature,
     }
-    result = subprocess.run(
-        [sys.executable, "-c", _BAD_SIGNATURE_SCRIPT, json.dumps(args)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
+    run_script(_BAD_SIGNATURE_SCRIPT, args)
     assert base64.b64decode(signature)
 
 
@@ -193,9 +203,7 @@ def _provision(server: RunningServer, out: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def ota_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OtaFleet]:
-    for tool in ("mosquitto", "softhsm2-util"):
-        if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
-            pytest.skip(f"{tool} is not installed (needed for the real broker and tokens)")
+    require_tools("mosquitto", "softhsm2-util", hint="needed for the real broker and tokens")
     from trustfleet.sim.image import build_image
 
     base = tmp_path_factory.mktemp("otadev")
@@ -252,10 +260,7 @@ class Mqtt:
             "-i",
             mqtt_client_id(self.identity.name),
         ]
-        self._sink = self.out.open("w")
-        self.proc = subprocess.Popen(
-            args, stdout=self._sink, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        self.sub = ManagedProcess(args, log=self.out, name="mosquitto_sub").start()
 
     def _common(self) -> list[str]:
         return [
@@ -295,38 +300,38 @@ class Mqtt:
     def wait_for(
         self, leaf: str, predicate: Callable[[dict[str, Any]], bool], *, timeout_s: float = 90
     ) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            for message in self.messages(leaf):
-                if predicate(message):
-                    return message
-            time.sleep(0.2)
-        raise AssertionError(f"no {leaf} message matched; got {self.messages(leaf)}")
+        def first() -> dict[str, Any] | None:
+            return next((m for m in self.messages(leaf) if predicate(m)), None)
+
+        try:
+            return wait_for(first, what=f"a {leaf} message", timeout_s=timeout_s, poll_s=0.2)
+        except AssertionError:
+            raise AssertionError(f"no {leaf} message matched; got {self.messages(leaf)}") from None
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(30)
-        self._sink.close()
+        self.sub.stop(timeout_s=30)
 
 
 class RunningAgent:
-    """``trustfleet-agent run --device DIR`` (the boot loop) in its own session."""
+    """``trustfleet-agent run --device DIR`` (the boot loop) in its own session, started at
+    once; :meth:`stop` SIGTERMs its group (SIGKILL after 60 s) and returns the exit code."""
 
     def __init__(self, device: Path) -> None:
-        self.log = device / f"agent-{secrets.token_hex(3)}.log"
-        with self.log.open("wb") as out:
-            environ = {k: v for k, v in os.environ.items() if k != "TF_OTA_FAULTS"}
-            self.proc = subprocess.Popen(
-                [str(AGENT), "run", "--device", str(device)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                env=environ,
-            )
+        self.process = boot_loop(device, log=device / f"agent-{secrets.token_hex(3)}.log")
 
-    def stop(self) -> int:
-        """SIGTERM to its process group; the exit code (bounded wait)."""
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        return self.proc.wait(60)
+    def stop(self) -> int | None:
+        return self.process.stop(timeout_s=60)
+
+
+@contextmanager
+def agent_online(fleet: OtaFleet, device: Path) -> Iterator[Mqtt]:
+    """The device's boot loop running, watched over MQTT from the moment it announced its
+    start; the agent is stopped and the watcher closed when the block ends."""
+    mqtt = Mqtt(fleet, device)
+    running = RunningAgent(device)
+    try:
+        mqtt.wait_for("events", lambda m: m.get("type") == "agent.started")
+        yield mqtt
+    finally:
+        running.stop()
+        mqtt.close()

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 
 import pytest
-from otadevkit import Mqtt, OtaFleet, RunningAgent, agent, trusted_state, update
+from otadevkit import OtaFleet, agent, agent_online, trusted_state, update
+
+from support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -56,10 +57,7 @@ def test_a_device_without_a_boot_chain_refuses_updates(ota_fleet: OtaFleet) -> N
 def test_malicious_update_command_arguments_are_ignored(ota_fleet: OtaFleet) -> None:
     device = ota_fleet.device()
     before = trusted_state(device)
-    mqtt = Mqtt(ota_fleet, device)
-    running = RunningAgent(device)
-    try:
-        mqtt.wait_for("events", lambda m: m.get("type") == "agent.started")
+    with agent_online(ota_fleet, device) as mqtt:
         evil = {
             "version": "9.9.9",
             "url": "https://evil.example/image.bin",
@@ -76,9 +74,6 @@ def test_malicious_update_command_arguments_are_ignored(ota_fleet: OtaFleet) -> 
         mqtt.send({"id": "c-report", "name": "report", "args": {}})
         report = mqtt.wait_for("cmd/result", lambda m: m.get("id") == "c-report")
         assert (report["result"]["firmware_version"], report["result"]["slot"]) == ("1.0.0", "a")
-    finally:
-        running.stop()
-        mqtt.close()
     assert trusted_state(device) == before
     assert "evil" not in (device / "ota-state.json").read_text()
     downloads = device / "tuf" / "downloads"
@@ -89,10 +84,7 @@ def test_an_update_command_on_ota_cmd_reboots_the_running_agent_into_v2(
     ota_fleet: OtaFleet,
 ) -> None:
     device = ota_fleet.device()
-    mqtt = Mqtt(ota_fleet, device)
-    running = RunningAgent(device)
-    try:
-        mqtt.wait_for("events", lambda m: m.get("type") == "agent.started")
+    with agent_online(ota_fleet, device) as mqtt:
         update_command = {
             "id": "c-up",
             "name": "update",
@@ -104,17 +96,13 @@ def test_an_update_command_on_ota_cmd_reboots_the_running_agent_into_v2(
         states = [m["state"] for m in mqtt.messages("ota/status")]
         assert states[0] == "checking" and "rebooting" in states
         assert states.count("downloading") <= 6
+
         # The agent booted again (re-executed) after the reboot: a second agent.started, which
         # may arrive after the committed report (the new agent sends that first).
-        deadline = time.monotonic() + 60
-        starts: list[dict[str, object]] = []
-        while len(starts) < 2 and time.monotonic() < deadline:
-            starts = [m for m in mqtt.messages("events") if m.get("type") == "agent.started"]
-            time.sleep(0.2)
-        assert len(starts) >= 2
-    finally:
-        running.stop()
-        mqtt.close()
+        def starts() -> list[dict[str, object]]:
+            return [m for m in mqtt.messages("events") if m.get("type") == "agent.started"]
+
+        assert eventually(lambda: len(starts()) >= 2, timeout_s=60, poll_s=0.2), starts()
     state = json.loads((device / "ota-state.json").read_text())
     assert (state["state"], state["floor"], state["installed_version"]) == (
         "committed",

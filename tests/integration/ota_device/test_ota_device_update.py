@@ -6,7 +6,7 @@ import hashlib
 import json
 
 import pytest
-from otadevkit import OtaFleet, agent, update
+from otadevkit import OtaFleet, agent, assert_update, update
 
 pytestmark = pytest.mark.integration
 
@@ -35,13 +35,7 @@ def test_factory_installs_the_newest_release_into_slot_a(ota_fleet: OtaFleet) ->
 
 def test_update_by_delta_moves_the_device_to_v2(ota_fleet: OtaFleet) -> None:
     device = ota_fleet.device()
-    code, doc = update(device, "2.0.0")
-    assert (code, doc["outcome"], doc["firmware_version"], doc["slot"]) == (
-        0,
-        "committed",
-        "2.0.0",
-        "b",
-    ), doc
+    assert_update(device, "2.0.0", code=0, outcome="committed", firmware="2.0.0", slot="b")
     state = json.loads((device / "ota-state.json").read_text())
     assert (state["delta"], state["floor"], state["installed_version"]) == (True, "2.0.0", "2.0.0")
     assert json.loads((device / "bootenv.json").read_text())["upgrade_available"] == 0
@@ -69,13 +63,7 @@ def test_a_bad_delta_falls_back_to_the_full_image(ota_fleet: OtaFleet, damage: s
 
 def test_a_failed_health_check_rolls_back_to_v1(ota_fleet: OtaFleet) -> None:
     device = ota_fleet.device(faults_file=True)
-    code, doc = update(device, "2.0.0")
-    assert (code, doc["outcome"], doc["firmware_version"], doc["slot"]) == (
-        12,
-        "rolled_back",
-        "1.0.0",
-        "a",
-    ), doc
+    doc = assert_update(device, "2.0.0", code=12, outcome="rolled_back", firmware="1.0.0", slot="a")
     assert "trial boot" in doc["reason"]
     state = json.loads((device / "ota-state.json").read_text())
     assert (state["floor"], state["installed_version"]) == ("1.0.0", "1.0.0")

@@ -11,7 +11,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from otadevkit import OtaFleet, agent, update
+from otadevkit import OtaFleet, agent, assert_update, update
 
 from trustfleet.agent.platform import DeviceLayout, FaultPlan, boot, read_fuses, verify_slot
 from trustfleet.agent.platform.bootloader import fused_boot_key
@@ -56,13 +56,7 @@ def test_a_fault_at_every_state_leaves_a_bootable_device(
         assert doc.get("outcome") in ("failed", "rolled_back"), doc
         assert doc["firmware_version"] == "1.0.0" and doc["slot"] == "a"
     _assert_consistent(device)
-    code, doc = update(device, "2.0.0")
-    assert (code, doc["outcome"], doc["firmware_version"], doc["slot"]) == (
-        0,
-        "committed",
-        "2.0.0",
-        "b",
-    ), doc
+    assert_update(device, "2.0.0", code=0, outcome="committed", firmware="2.0.0", slot="b")
     state = _assert_consistent(device)
     assert (state["floor"], state["installed_version"]) == ("2.0.0", "2.0.0")
 

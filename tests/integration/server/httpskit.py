@@ -3,16 +3,14 @@
 A throwaway PKI (a CA, a server certificate for ``localhost``, one client certificate) and
 :func:`serving`: the real protocol (pyOpenSSL + h11 + uvloop) serving an ASGI app in a thread
 on a free loopback port, stopped when the block ends. Clients are independent of the server
-stack: Python's ``ssl`` (system OpenSSL), ``openssl s_client`` and curl.
+stack: Python's ``ssl`` (system OpenSSL, from :mod:`support.httpsprobe`), ``openssl s_client``
+and curl.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
-import os
-import socket
 import ssl
 import threading
 from collections.abc import Iterator
@@ -26,6 +24,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from support.httpsprobe import raw_exchange as exchange
+from support.httpsprobe import tls_context
 from trustfleet.server._limits import ConnectionGate, ConnectionLimits
 from trustfleet.server._serve import listen_socket, new_event_loop, serve
 from trustfleet.server._tls import TlsServerConfig, make_server_context
@@ -34,10 +34,8 @@ __all__ = [
     "Pki",
     "Served",
     "client_ctx",
-    "listening_pids",
     "make_pki",
     "raw_exchange",
-    "rss_bytes",
     "serving",
 ]
 
@@ -148,53 +146,13 @@ def serving(pki: Pki, *, app: Any, limits: ConnectionLimits) -> Iterator[Served]
 
 def client_ctx(pki: Pki, *, with_cert: bool) -> ssl.SSLContext:
     """A client context trusting the test CA, optionally presenting the client certificate."""
-    ctx = ssl.create_default_context(cafile=str(pki.ca))
     if with_cert:
-        ctx.load_cert_chain(str(pki.client_cert), str(pki.client_key))
-    return ctx
+        return tls_context(pki.ca, cert=pki.client_cert, key=pki.client_key)
+    return tls_context(pki.ca)
 
 
 def raw_exchange(
     pki: Pki, port: int, payload: bytes, *, with_cert: bool = False, read_s: float = 3.0
 ) -> bytes:
     """Send ``payload`` on one TLS connection and read until the server closes it."""
-    ctx = client_ctx(pki, with_cert=with_cert)
-    chunks = []
-    with (
-        socket.create_connection(("127.0.0.1", port), timeout=read_s) as tcp,
-        ctx.wrap_socket(tcp, server_hostname="localhost") as tls,
-    ):
-        tls.sendall(payload)
-        try:
-            while chunk := tls.recv(65536):
-                chunks.append(chunk)
-        except (TimeoutError, ssl.SSLError, ConnectionResetError):
-            pass
-    return b"".join(chunks)
-
-
-def listening_pids(port: int) -> list[int]:
-    """The processes holding a listening TCP socket on ``port`` (HTTPS workers), from /proc."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(OSError), open(table, encoding="ascii") as lines:
-            for line in list(lines)[1:]:
-                fields = line.split()
-                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                    inodes.add(f"socket:[{fields[9]}]")
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            if any(os.readlink(fd) in inodes for fd in (entry / "fd").iterdir()):
-                pids.append(int(entry.name))
-    return sorted(pids)
-
-
-def rss_bytes(pid: int) -> int:
-    """Resident memory of ``pid`` (VmRSS)."""
-    for line in Path(f"/proc/{pid}/status").read_text(encoding="ascii").splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
+    return exchange(client_ctx(pki, with_cert=with_cert), port, payload, read_s=read_s)

@@ -1,19 +1,17 @@
 """Helpers for the ``server run`` lifecycle tests: a home, ``server run`` in its own session.
 
-Every process is stopped by the pid (or process group) this kit started, never by name. Waits
-are bounded by :data:`WAIT_S` and never asserted as durations.
+Every process is a :class:`~trustfleet.sim.process.ManagedProcess`, stopped by the process
+group this kit started, never by name. Waits (:func:`wait_for`, i.e.
+:func:`support.waiting.eventually`) are bounded and never asserted as durations.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import ssl
-import subprocess
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +19,9 @@ from typing import Any
 
 import httpx
 
-from support.server import TRUSTFLEET, free_port, init_home, override_settings
+from support.server import TRUSTFLEET, init_home, override_settings
+from support.waiting import eventually as wait_for
+from trustfleet.sim.process import ManagedProcess, free_port
 
 WAIT_S = 60.0
 
@@ -71,40 +71,27 @@ def make_home(tmp_path: Path, settings: Mapping[str, str] | None = None) -> Home
     return Home(path=home, api_port=api_port, mqtt_port=mqtt_port)
 
 
-class Server:
-    """``trustfleet server run --home HOME`` in a new session; output in a log file."""
+class Server(ManagedProcess):
+    """``trustfleet server run --home HOME`` in a new session, started at once; output in
+    ``log``; :meth:`stop` SIGTERMs its group, then SIGKILLs it after ``WAIT_S / 2``."""
 
     def __init__(self, home: Home, *extra: str, log: Path) -> None:
+        argv = [TRUSTFLEET, "server", "run", "--home", home.path, *extra]
+        super().__init__(argv, log=log, name="trustfleet server run")
         self.home = home
-        self.log = log
-        with log.open("wb") as out:
-            self.proc = subprocess.Popen(
-                [str(TRUSTFLEET), "server", "run", "--home", str(home.path), *extra],
-                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
+        self.start()
 
     def text(self) -> str:
-        return self.log.read_text(errors="replace")
+        return self.log_text()
 
     def wait_serving(self) -> None:
         """Until the ready line is printed (the server is up), bounded."""
-        wait_for(lambda: "serving" in self.text() or self.proc.poll() is not None)
-        assert self.proc.poll() is None, self.text()
+        wait_for(lambda: "serving" in self.text() or not self.running)
+        assert self.running, self.text()
 
-    def stop(self) -> int | None:
+    def stop(self, *, timeout_s: float = WAIT_S / 2) -> int | None:
         """SIGTERM its whole group (pid-based), then SIGKILL; the exit code."""
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            if self.proc.poll() is not None:
-                break
-            try:
-                os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                self.proc.wait(WAIT_S / 2)
-            except subprocess.TimeoutExpired:
-                continue
-        return self.proc.poll()
+        return super().stop(timeout_s=timeout_s)
 
 
 @contextmanager
@@ -115,15 +102,6 @@ def serving(home: Home, *extra: str, log: Path) -> Iterator[Server]:
         yield server
     finally:
         server.stop()
-
-
-def wait_for(predicate: Callable[[], bool], *, timeout_s: float = WAIT_S) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
 
 
 def alive(pid: int) -> bool:

@@ -7,9 +7,7 @@ that a flood's summary event is written while the test waits for it (bounded).
 from __future__ import annotations
 
 import base64
-import socket
-import ssl
-import time
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +15,8 @@ from typing import Any
 
 import httpx
 import pytest
-from httpskit import listening_pids, rss_bytes
 
+from support.httpsprobe import listening_pids, pipeline_unread, raw_exchange, rss_bytes
 from support.server import (
     RunningServer,
     SoftwareDevice,
@@ -26,8 +24,10 @@ from support.server import (
     make_software_device,
     running_server,
 )
+from trustfleet.errors import Unavailable
 from trustfleet.services.runtime import Runtime
 from trustfleet.settings import load_server_settings
+from trustfleet.sim.process import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -102,19 +102,7 @@ def test_head_with_curl(server: RunningServer) -> None:
 
 
 def _raw(server: RunningServer, payload: bytes) -> bytes:
-    ctx = server.ssl_context()
-    data = b""
-    with (
-        socket.create_connection(("127.0.0.1", server.port), timeout=10) as tcp,
-        ctx.wrap_socket(tcp, server_hostname="localhost") as tls,
-    ):
-        tls.sendall(payload)
-        try:
-            while chunk := tls.recv(65536):
-                data += chunk
-        except (TimeoutError, ssl.SSLError, ConnectionResetError):
-            pass
-    return data
+    return raw_exchange(server.ssl_context(), server.port, payload, read_s=10)
 
 
 def test_content_length_with_chunked_is_refused(server: RunningServer) -> None:
@@ -157,12 +145,15 @@ def _refusals_since(server: RunningServer, last_id: int) -> list[Any]:
 
 def _wait_for_summary(server: RunningServer, last_id: int, count: int) -> list[Any]:
     """The refusals written since ``last_id`` once one summary is among them (bounded wait)."""
-    deadline = time.monotonic() + 10 * WINDOW_S + 10
-    while True:
-        events = _refusals_since(server, last_id)
-        if any(e.details.get("aggregated") for e in events) or time.monotonic() > deadline:
-            return events
-        time.sleep(0.2)
+    events: list[Any] = []
+
+    def summarised() -> bool:
+        events[:] = _refusals_since(server, last_id)
+        return any(e.details.get("aggregated") for e in events)
+
+    with contextlib.suppress(Unavailable):  # the assertions then say what is missing
+        wait_until(summarised, timeout_s=10 * WINDOW_S + 10, what="a summary", poll_s=0.2)
+    return events
 
 
 @dataclass(frozen=True)
@@ -232,21 +223,19 @@ def test_unread_target_with_pipelined_requests_keeps_the_worker_small(
     """Found: with an IDevID, one client grew a worker from 112 to 410 MiB in 0.5 s."""
     (worker,) = listening_pids(server.port)
     before = rss_bytes(worker)
-    request = f"GET /tuf/targets/{TARGET} HTTP/1.1\r\nhost: localhost\r\n\r\n".encode()
-    batch = request * (65536 // len(request))
-    pushed = 0
-    ctx = server.ssl_context(cert=device.idevid, key=device.key)
-    with (
-        socket.create_connection(("127.0.0.1", server.port), timeout=2) as tcp,
-        ctx.wrap_socket(tcp, server_hostname="localhost") as tls,
-    ):
-        try:
-            while pushed < 256 << 20:
-                tls.sendall(batch)
-                pushed += len(batch)
-        except (TimeoutError, ssl.SSLError, ConnectionResetError, BrokenPipeError):
-            pass
+    grown = 0
+
+    def measure() -> None:
+        nonlocal grown
         grown = rss_bytes(worker) - before
+
+    pushed = pipeline_unread(
+        server.ssl_context(cert=device.idevid, key=device.key),
+        server.port,
+        path=f"/tuf/targets/{TARGET}",
+        max_bytes=256 << 20,
+        before_close=measure,
+    )
     assert pushed < 32 << 20, f"the worker took {pushed >> 20} MiB of requests it cannot answer"
     assert grown < 64 << 20, f"the worker grew by {grown >> 20} MiB"
 

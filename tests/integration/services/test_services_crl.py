@@ -7,16 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from support.pkilint import lint_crl
-from trustfleet.services.factory import sign_csr
-from trustfleet.services.home import HomeOptions, init_server_home
+from support.runtimes import home_runtime, new_idevid
 from trustfleet.services.revocation import current_crl, refresh_crls, revoke_device
 from trustfleet.services.runtime import Runtime
-from trustfleet.settings import load_server_settings
 
 pytestmark = pytest.mark.integration
 
@@ -25,22 +20,11 @@ T0 = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 
 @pytest.fixture(scope="module")
 def rt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
-    home = tmp_path_factory.mktemp("crl") / "home"
-    init_server_home(home, options=HomeOptions(organization="CRL Test"), now=T0)
-    runtime = Runtime.open(load_server_settings(home))
-    yield runtime
-    runtime.close()
+    yield from home_runtime(tmp_path_factory, "crl", organization="CRL Test", now=T0)
 
 
 def _register(rt: Runtime, device_id: str) -> x509.Certificate:
-    key = ec.generate_private_key(ec.SECP256R1())
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, device_id)]))
-        .sign(key, hashes.SHA256())
-    )
-    pem = csr.public_bytes(serialization.Encoding.PEM)
-    return sign_csr(rt, csr_bytes=pem, model="crl-test", now=T0).certificate
+    return new_idevid(rt, device_id, model="crl-test", now=T0)[1]
 
 
 def _number(der: bytes) -> int:

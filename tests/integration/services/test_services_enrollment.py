@@ -14,16 +14,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
-from cryptography.x509.oid import NameOID
 
+from support.runtimes import csr, home_runtime, new_idevid
 from trustfleet.errors import Conflict, PermissionDenied
 from trustfleet.pki import ocsp_request_for
 from trustfleet.services._certs import record_certificate
 from trustfleet.services.enrollment import enroll, reopen_enrollment
-from trustfleet.services.factory import sign_csr
 from trustfleet.services.home import HomeOptions, init_server_home
 from trustfleet.services.revocation import (
     answer_ocsp,
@@ -41,11 +40,7 @@ _counter = iter(range(1, 1_000_000))
 
 @pytest.fixture(scope="module")
 def rt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
-    home = tmp_path_factory.mktemp("enroll") / "home"
-    init_server_home(home, options=HomeOptions(organization="Enroll Test"), now=_now())
-    runtime = Runtime.open(load_server_settings(home))
-    yield runtime
-    runtime.close()
+    yield from home_runtime(tmp_path_factory, "enroll", organization="Enroll Test", now=_now())
 
 
 def _now() -> datetime:
@@ -57,9 +52,7 @@ def _pem(cert: x509.Certificate) -> str:
 
 
 def _csr_body(key: ec.EllipticCurvePrivateKey, device_id: str) -> bytes:
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, device_id)])
-    csr = x509.CertificateSigningRequestBuilder().subject_name(name).sign(key, hashes.SHA256())
-    return base64.b64encode(csr.public_bytes(serialization.Encoding.DER))
+    return base64.b64encode(csr(key, device_id, encoding=serialization.Encoding.DER))
 
 
 @dataclass
@@ -71,15 +64,8 @@ class Device:
 
 def _device(rt: Runtime) -> Device:
     device_id = f"enr-{next(_counter):06d}-{_now().strftime('%H%M%S')}"
-    key = ec.generate_private_key(ec.SECP256R1())
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, device_id)]))
-        .sign(key, hashes.SHA256())
-    )
-    pem = csr.public_bytes(serialization.Encoding.PEM)
-    made = sign_csr(rt, csr_bytes=pem, model="t", now=_now())
-    return Device(device_id, key, made.certificate)
+    key, idevid = new_idevid(rt, device_id, model="t", now=_now())
+    return Device(device_id, key, idevid)
 
 
 def _enroll(rt: Runtime, device: Device, *, with_cert: x509.Certificate) -> x509.Certificate:

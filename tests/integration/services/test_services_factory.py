@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from support.runtimes import home_runtime
 from trustfleet.pki import DEVICE_ID_PATTERN
 from trustfleet.services.factory import provision_devices
-from trustfleet.services.home import HomeOptions, init_server_home
 from trustfleet.services.runtime import Runtime
-from trustfleet.settings import load_server_settings
 
 pytestmark = pytest.mark.integration
 
@@ -25,11 +24,7 @@ class Interrupted(KeyboardInterrupt):
 
 @pytest.fixture(scope="module")
 def rt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
-    home = tmp_path_factory.mktemp("factory") / "home"
-    init_server_home(home, options=HomeOptions(organization="Factory Test"), now=NOW)
-    runtime = Runtime.open(load_server_settings(home))
-    yield runtime
-    runtime.close()
+    yield from home_runtime(tmp_path_factory, "factory", organization="Factory Test", now=NOW)
 
 
 def test_devices_get_random_ids_and_complete_folders(rt: Runtime, tmp_path: Path) -> None:

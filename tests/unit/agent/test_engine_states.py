@@ -129,7 +129,22 @@ def test_a_failed_health_check_rolls_back(dev: Device) -> None:
     assert dev.run(UpdateRequest()) == "committed"  # the next attempt completes
 
 
-def _refusal_cases(dev: Device) -> dict[str, tuple[UpdateRequest, str, str]]:
+REFUSALS = {
+    # name: (version asked for, outcome, code)
+    "below-floor": ("0.9.0", "refused", "ota.version.below_floor"),
+    "min-version-above-installed": ("3.0.0", "refused", "ota.version.min_version"),
+    "bad-boot-signature": ("4.0.0", "failed", "ota.boot.invalid"),
+    "other-boot-key": ("5.0.0", "refused", "ota.boot.key"),
+    "manifest-for-other-model": ("6.0.0", "failed", "ota.manifest.mismatch"),
+    "target-for-other-model": ("7.0.0", "refused", "ota.model.mismatch"),
+    "unknown-version": ("9.9.9", "refused", "ota.release.unknown"),
+    "not-a-version": ("../../etc", "refused", "ota.version.invalid"),
+    "same-version": ("1.0.0", "up_to_date", "ota.up_to_date"),
+}
+
+
+def _publish_refusal_releases(dev: Device) -> None:
+    """The releases the :data:`REFUSALS` ask for, each wrong in its own way."""
     key = dev.key
     dev.repo.publish(key, V1, version="1.0.0")
     dev.repo.publish(key, image_bytes("0.9.0"), version="0.9.0")
@@ -137,53 +152,17 @@ def _refusal_cases(dev: Device) -> dict[str, tuple[UpdateRequest, str, str]]:
     dev.repo.publish(key, image_bytes("4.0.0"), version="4.0.0", signature=key.sign(b"other"))
     dev.repo.publish(BootKey(), image_bytes("5.0.0"), version="5.0.0")
     other = manifest_for(key, image_bytes("6.0.0"), version="6.0.0", model="other-v1")
-    dev.repo.add(
-        "unit-v1/6.0.0/release.json",
-        other,
-        {"kind": "manifest", "model": "unit-v1", "version": "6.0.0"},
-    )
-    dev.repo.add(
-        "unit-v1/7.0.0/release.json",
-        other,
-        {"kind": "manifest", "model": "other-v1", "version": "7.0.0"},
-    )
-    return {
-        "below-floor": (UpdateRequest(version="0.9.0"), "refused", "ota.version.below_floor"),
-        "min-version-above-installed": (
-            UpdateRequest(version="3.0.0"),
-            "refused",
-            "ota.version.min_version",
-        ),
-        "bad-boot-signature": (UpdateRequest(version="4.0.0"), "failed", "ota.boot.invalid"),
-        "other-boot-key": (UpdateRequest(version="5.0.0"), "refused", "ota.boot.key"),
-        "manifest-for-other-model": (
-            UpdateRequest(version="6.0.0"),
-            "failed",
-            "ota.manifest.mismatch",
-        ),
-        "target-for-other-model": (UpdateRequest(version="7.0.0"), "refused", "ota.model.mismatch"),
-        "unknown-version": (UpdateRequest(version="9.9.9"), "refused", "ota.release.unknown"),
-        "not-a-version": (UpdateRequest(version="../../etc"), "refused", "ota.version.invalid"),
-        "same-version": (UpdateRequest(version="1.0.0"), "up_to_date", "ota.up_to_date"),
-    }
+    # 6.0.0: listed for this model, its manifest names another; 7.0.0: listed for another.
+    for version, listed_for in (("6.0.0", "unit-v1"), ("7.0.0", "other-v1")):
+        meta = {"kind": "manifest", "model": listed_for, "version": version}
+        dev.repo.add(f"unit-v1/{version}/release.json", other, meta)
 
 
-REFUSALS = [
-    "below-floor",
-    "min-version-above-installed",
-    "bad-boot-signature",
-    "other-boot-key",
-    "manifest-for-other-model",
-    "target-for-other-model",
-    "unknown-version",
-    "not-a-version",
-    "same-version",
-]
-
-
-@pytest.mark.parametrize("case", REFUSALS, ids=REFUSALS)
+@pytest.mark.parametrize("case", list(REFUSALS), ids=list(REFUSALS))
 def test_refused_releases_leave_the_device_alone(dev: Device, case: str) -> None:
-    request, outcome, code = _refusal_cases(dev)[case]
+    _publish_refusal_releases(dev)
+    version, outcome, code = REFUSALS[case]
+    request = UpdateRequest(version=version)
     env_before = dev.layout.env_store().read()
     step = dev.engine().update(request)
     assert (step.state.state, step.state.code, step.reboot) == (outcome, code, False)

@@ -30,48 +30,14 @@ def _refused(call: object, *args: object) -> InvalidInput:
 
 def test_state_sets_are_exact() -> None:
     assert rules.CAMPAIGN_STATES == ("running", "paused", "aborted", "halted", "completed")
-    assert rules.DEVICE_UPDATE_STATES == (
-        "pending",
-        "notified",
-        "checking",
-        "downloading",
-        "installing",
-        "rebooting",
-        "committed",
-        "up_to_date",
-        "failed",
-        "rolled_back",
-        "refused",
-        "timed_out",
-    )
-    assert {
-        "checking",
-        "downloading",
-        "installing",
-        "rebooting",
-        "committed",
-        "up_to_date",
-        "failed",
-        "rolled_back",
-        "refused",
-    } == rules.REPORT_STATES
-    assert {
-        "notified",
-        "checking",
-        "downloading",
-        "installing",
-        "rebooting",
-    } == rules.IN_FLIGHT_STATES
-    assert {"committed", "up_to_date"} == rules.SUCCESS_STATES
-    assert {"failed", "rolled_back", "refused", "timed_out"} == rules.FAILURE_STATES
-    assert {
-        "committed",
-        "up_to_date",
-        "failed",
-        "rolled_back",
-        "refused",
-        "timed_out",
-    } == rules.FINISHED_STATES
+    in_flight = ["notified", "checking", "downloading", "installing", "rebooting"]
+    success, failure = ["committed", "up_to_date"], ["failed", "rolled_back", "refused"]
+    assert ("pending", *in_flight, *success, *failure, "timed_out") == rules.DEVICE_UPDATE_STATES
+    assert set(in_flight[1:] + success + failure) == rules.REPORT_STATES
+    assert set(in_flight) == rules.IN_FLIGHT_STATES
+    assert set(success) == rules.SUCCESS_STATES
+    assert {*failure, "timed_out"} == rules.FAILURE_STATES
+    assert {*success, *failure, "timed_out"} == rules.FINISHED_STATES
     assert {"ota.no_boot_chain"} == rules.EXCLUDING_CODES
 
 
@@ -198,21 +164,45 @@ def _step(
     )
 
 
-def test_failure_rate_exactly_at_threshold_does_not_halt() -> None:
-    step = _step({(1, "committed"): 9, (1, "failed"): 1, (2, "downloading"): 5}, wave=2)
-    assert step == rules.Step(action="wait", wave=2, rate=0.1, failures=1, finished=10)
+# Whole steps: (counts by (wave, state), wave, waves, max failure rate) -> the exact step.
+STEPS = {
+    "failure-rate-exactly-at-threshold-does-not-halt": (
+        {(1, "committed"): 9, (1, "failed"): 1, (2, "downloading"): 5}, 2, 3, 0.1,
+        rules.Step(action="wait", wave=2, rate=0.1, failures=1, finished=10),
+    ),
+    "failure-rate-just-above-threshold-halts-with-exact-reason": (
+        {(1, "committed"): 8, (1, "failed"): 1, (1, "timed_out"): 1, (2, "pending"): 5}, 1, 3, 0.1,
+        rules.Step(action="halt", wave=1, rate=0.2, failures=2, finished=10,
+                   reason="failure rate 20.0% (2 of 10 finished devices) exceeds 10.0%"),
+    ),
+    "no-finished-device-never-halts": (
+        {(1, "downloading"): 4}, 1, 3, 0.0,
+        rules.Step(action="wait", wave=1, rate=None, failures=0, finished=0),
+    ),
+    "finished-wave-advances-to-the-next": (
+        {(1, "committed"): 1, (2, "pending"): 4}, 1, 3, 0.1,
+        rules.Step(action="advance", wave=2, rate=0.0, failures=0, finished=1),
+    ),
+    "empty-waves-are-skipped-to-completion": (
+        {(1, "committed"): 3}, 1, 3, 0.1,
+        rules.Step(action="complete", wave=3, rate=0.0, failures=0, finished=3,
+                   reason="all 3 waves finished; 0 of 3 failed"),
+    ),
+    "last-wave-finished-completes": (
+        {(1, "failed"): 1, (3, "committed"): 9}, 3, 3, 0.2,
+        rules.Step(action="complete", wave=3, rate=0.1, failures=1, finished=10,
+                   reason="all 3 waves finished; 1 of 10 failed"),
+    ),
+}  # fmt: skip
 
 
-def test_failure_rate_just_above_threshold_halts_with_exact_reason() -> None:
-    step = _step({(1, "committed"): 8, (1, "failed"): 1, (1, "timed_out"): 1, (2, "pending"): 5})
-    assert step == rules.Step(
-        action="halt",
-        wave=1,
-        rate=0.2,
-        failures=2,
-        finished=10,
-        reason="failure rate 20.0% (2 of 10 finished devices) exceeds 10.0%",
-    )
+@pytest.mark.parametrize(
+    ("counts", "wave", "waves", "rate", "expected"), list(STEPS.values()), ids=list(STEPS)
+)
+def test_next_step_is_exact(
+    counts: dict[tuple[int, str], int], wave: int, waves: int, rate: float, expected: rules.Step
+) -> None:
+    assert _step(counts, wave=wave, waves=waves, rate=rate) == expected
 
 
 def test_failure_rate_just_below_threshold_goes_on() -> None:
@@ -226,11 +216,6 @@ def test_zero_threshold_halts_on_the_first_failure_only() -> None:
     assert (first.action, first.failures, first.finished, first.rate) == ("halt", 1, 1, 1.0)
 
 
-def test_no_finished_device_never_halts() -> None:
-    step = _step({(1, "downloading"): 4}, rate=0.0)
-    assert step == rules.Step(action="wait", wave=1, rate=None, failures=0, finished=0)
-
-
 def test_wave_zero_is_not_counted_but_wave_one_is() -> None:
     step = _step({(0, "up_to_date"): 100, (0, "failed"): 7, (1, "rolled_back"): 1, (1, "x"): 0})
     assert (step.action, step.rate, step.failures, step.finished) == ("halt", 1.0, 1, 1)
@@ -239,11 +224,6 @@ def test_wave_zero_is_not_counted_but_wave_one_is() -> None:
 def test_counts_of_one_state_add_up_over_waves() -> None:
     step = _step({(1, "committed"): 3, (2, "committed"): 4, (2, "failed"): 1}, wave=2, rate=0.5)
     assert (step.failures, step.finished) == (1, 8)
-
-
-def test_finished_wave_advances_to_the_next() -> None:
-    step = _step({(1, "committed"): 1, (2, "pending"): 4})
-    assert step == rules.Step(action="advance", wave=2, rate=0.0, failures=0, finished=1)
 
 
 def test_unfinished_wave_waits() -> None:
@@ -260,30 +240,6 @@ def test_zero_count_in_an_unfinished_state_does_not_hold_a_wave() -> None:
 def test_other_waves_do_not_hold_the_current_one() -> None:
     step = _step({(1, "committed"): 2, (3, "pending"): 1, (2, "pending"): 1})
     assert (step.action, step.wave) == ("advance", 2)
-
-
-def test_empty_waves_are_skipped_to_completion() -> None:
-    step = _step({(1, "committed"): 3})
-    assert step == rules.Step(
-        action="complete",
-        wave=3,
-        rate=0.0,
-        failures=0,
-        finished=3,
-        reason="all 3 waves finished; 0 of 3 failed",
-    )
-
-
-def test_last_wave_finished_completes() -> None:
-    step = _step({(1, "failed"): 1, (3, "committed"): 9}, wave=3, rate=0.2)
-    assert step == rules.Step(
-        action="complete",
-        wave=3,
-        rate=0.1,
-        failures=1,
-        finished=10,
-        reason="all 3 waves finished; 1 of 10 failed",
-    )
 
 
 def test_last_wave_unfinished_waits() -> None:

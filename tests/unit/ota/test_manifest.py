@@ -3,52 +3,24 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from support.releasekit import SHA_A, SHA_B, SHA_C
+from support.releasekit import sample_manifest as _manifest
 from trustfleet.errors import InvalidInput
 from trustfleet.ota.manifest import (
     MAX_MANIFEST_BYTES,
     BootSignature,
-    DeltaRef,
     ImageRef,
-    Measurement,
-    ReleaseManifest,
-    delta_target,
     image_target,
     manifest_target,
     parse_manifest,
     render_manifest,
 )
-
-SHA_A, SHA_B, SHA_C = "a" * 64, "b" * 64, "c" * 64
-
-
-def _manifest(**changes: Any) -> ReleaseManifest:
-    fields: dict[str, Any] = {
-        "model": "sim-v1",
-        "version": "2.0.0",
-        "min_version": "1.0.0",
-        "created_at": datetime(2026, 11, 21, 12, 0, tzinfo=UTC),
-        "image": ImageRef(target=image_target("sim-v1", "2.0.0"), length=1 << 20, sha256=SHA_A),
-        "boot": BootSignature(key_sha256=SHA_B, signature=b"\x30" * 70),
-        "deltas": (
-            DeltaRef(
-                target=delta_target("sim-v1", "2.0.0", "1.0.0"),
-                from_version="1.0.0",
-                from_sha256=SHA_C,
-                length=123,
-                sha256=SHA_B,
-            ),
-        ),
-        "measurements": (Measurement(pcr=9, component="image", sha256=SHA_A),),
-    }
-    fields.update(changes)
-    return ReleaseManifest(**fields)
 
 
 def _doc(**changes: Any) -> dict[str, Any]:

@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from support.releasekit import NOW, SHA_A, SHA_B, SHA_C
+from support.releasekit import sample_manifest as _manifest
 from trustfleet.errors import InvalidInput
 from trustfleet.ota.manifest import (
     MAX_MANIFEST_BYTES,
@@ -31,31 +33,7 @@ from trustfleet.ota.manifest import (
     render_manifest,
 )
 
-SHA_A, SHA_B, SHA_C = "a" * 64, "b" * 64, "c" * 64
-CREATED = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
-
-
-def _manifest(**changes: Any) -> ReleaseManifest:
-    fields: dict[str, Any] = {
-        "model": "sim-v1",
-        "version": "2.0.0",
-        "min_version": "1.0.0",
-        "created_at": CREATED,
-        "image": ImageRef(target="sim-v1/2.0.0/image.bin", length=1 << 20, sha256=SHA_A),
-        "boot": BootSignature(key_sha256=SHA_B, signature=b"\x30" * 70),
-        "deltas": (
-            DeltaRef(
-                target="sim-v1/2.0.0/from-1.0.0.delta",
-                from_version="1.0.0",
-                from_sha256=SHA_C,
-                length=123,
-                sha256=SHA_B,
-            ),
-        ),
-        "measurements": (Measurement(pcr=9, component="image", sha256=SHA_A),),
-    }
-    fields.update(changes)
-    return ReleaseManifest(**fields)
+CREATED = NOW
 
 
 def _doc() -> dict[str, Any]:

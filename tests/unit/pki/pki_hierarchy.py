@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from trustfleet import pki
 
 NOW = datetime(2025, 6, 1, 12, 0, 0, tzinfo=UTC)
+REVOKED_AT = NOW - timedelta(days=1)
 ORG = "Acme IoT"
 DEVICE_ID = "dev-abcdefgh23456723"
 
@@ -71,3 +72,14 @@ def _intermediate(
     return pki.IssuerContext(
         cert, key, f"http://pki.example.com/{tag}.crl", f"http://pki.example.com/ocsp/{tag}"
     )
+
+
+def ocsp_answers(h: Hierarchy) -> dict[int, pki.CertStatusAnswer]:
+    """What the status lookup knows: the LDevID is good, the server certificate was revoked
+    (key compromise) at :data:`REVOKED_AT`; any other serial is unknown."""
+    return {
+        h.ldevid.serial_number: pki.CertStatusAnswer.good(),
+        h.server.serial_number: pki.CertStatusAnswer.revoked(
+            REVOKED_AT, x509.ReasonFlags.key_compromise
+        ),
+    }

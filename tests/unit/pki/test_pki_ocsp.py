@@ -12,28 +12,18 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pki_hierarchy import NOW, Hierarchy
+from pki_hierarchy import NOW, REVOKED_AT, Hierarchy, ocsp_answers
 
 from support.pkilint import lint_ocsp_response
 from trustfleet import pki
 
 VALIDITY = timedelta(hours=4)
-REVOKED_AT = NOW - timedelta(days=1)
-
-
-def _lookup_for(hierarchy: Hierarchy) -> dict[int, pki.CertStatusAnswer]:
-    return {
-        hierarchy.ldevid.serial_number: pki.CertStatusAnswer.good(),
-        hierarchy.server.serial_number: pki.CertStatusAnswer.revoked(
-            REVOKED_AT, x509.ReasonFlags.key_compromise
-        ),
-    }
 
 
 def _respond(
     hierarchy: Hierarchy, request: bytes, issuer: pki.IssuerContext | None = None
 ) -> bytes:
-    answers = _lookup_for(hierarchy)
+    answers = ocsp_answers(hierarchy)
     return pki.respond(
         request,
         issuer=issuer or hierarchy.device_ca,

@@ -18,14 +18,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import NameOID
-from pki_hierarchy import NOW, Hierarchy, build_hierarchy
+from pki_hierarchy import NOW, REVOKED_AT, Hierarchy, build_hierarchy, ocsp_answers
 
 from trustfleet import pki
 from trustfleet.errors import InvalidInput
 from trustfleet.pki.ocsp import MAX_NONCE_BYTES
 
 VALIDITY = timedelta(hours=4)
-REVOKED_AT = NOW - timedelta(days=1)
 GOOD, REVOKED, UNKNOWN = (
     ocsp.OCSPCertStatus.GOOD,
     ocsp.OCSPCertStatus.REVOKED,
@@ -41,15 +40,6 @@ def h() -> Hierarchy:
     return build_hierarchy(ec.SECP256R1())
 
 
-def _answers(h: Hierarchy) -> dict[int, pki.CertStatusAnswer]:
-    return {
-        h.ldevid.serial_number: pki.CertStatusAnswer.good(),
-        h.server.serial_number: pki.CertStatusAnswer.revoked(
-            REVOKED_AT, x509.ReasonFlags.key_compromise
-        ),
-    }
-
-
 def _respond(
     h: Hierarchy,
     request: bytes,
@@ -58,7 +48,7 @@ def _respond(
     lookup: Callable[[int], pki.CertStatusAnswer] | None = None,
     **kwargs: object,
 ) -> ocsp.OCSPResponse:
-    answers = _answers(h)
+    answers = ocsp_answers(h)
     der = pki.respond(
         request,
         issuer=issuer or h.device_ca,
