@@ -190,9 +190,7 @@ class VerdictsAndQuarantine:
         row.updated_at = check.aware(now, name="now")
         self._session.flush()
 
-    def quarantined(
-        self, *, limit: int = 1000, offset: int = 0
-    ) -> builtins.list[QuarantineRecord]:
+    def quarantined(self, *, limit: int = 1000, offset: int = 0) -> builtins.list[QuarantineRecord]:
         """Quarantined devices, ordered by id (``offset``: skipped)."""
         limit, offset = check.page(limit=limit, offset=offset)
         query = (
