@@ -28,16 +28,19 @@ __all__ = [
     "INTERRUPTED_EXIT_CODE",
     "MAX_PAGE_ROWS",
     "CursorOpt",
+    "DeviceArg",
     "HomeOpt",
     "Interrupted",
     "JsonOpt",
     "LimitOpt",
     "command_runtime",
     "console",
+    "device_runtime",
     "emit_json",
     "hint_for_missing",
     "interruptible",
     "now",
+    "present_done",
     "present_page",
     "stderr",
 ]
@@ -70,6 +73,7 @@ CursorOpt = Annotated[
 ACTOR: Final = "operator:cli"
 """Who the security log says acted, for commands of the operator CLI."""
 DEVICE_LIST_HINT: Final = "see the known devices with 'trustfleet device list --home DIR'"
+DeviceArg = Annotated[str, typer.Argument(help="Device id.")]
 
 
 class Interrupted(Exception):  # a signal, not an error of the product
@@ -95,6 +99,21 @@ def command_runtime(home: Path) -> Iterator[Runtime]:
         yield rt
     finally:
         rt.close()
+
+
+@contextmanager
+def device_runtime(home: Path) -> Iterator[Runtime]:
+    """:func:`command_runtime` for a command on one device: "not found" hints at the list."""
+    with command_runtime(home) as rt, hint_for_missing(DEVICE_LIST_HINT):
+        yield rt
+
+
+def present_done(document: Mapping[str, Any], *, json_out: bool, line: str) -> None:
+    """Print what a command did: ``document`` as JSON, or ``✓ line``."""
+    if json_out:
+        emit_json(document)
+    else:
+        console.print(f"[green]✓[/] {line}")
 
 
 def present_page(

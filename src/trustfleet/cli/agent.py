@@ -11,7 +11,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from trustfleet.cli._common import Interrupted, JsonOpt, console, emit_json, now
+from trustfleet.cli._common import (
+    Interrupted,
+    JsonOpt,
+    console,
+    emit_json,
+    now,
+    present_done,
+)
 
 __all__ = ["app"]
 
@@ -74,12 +81,8 @@ def enroll(
         "not_after": cert.not_valid_after_utc.isoformat(),
         "certificate": str(outcome.path),
     }
-    if json_out:
-        emit_json(doc)
-        return
-    console.print(
-        f"[green]✓[/] {outcome.device_id} enrolled; LDevID valid until {doc['not_after']}"
-    )
+    line = f"{outcome.device_id} enrolled; LDevID valid until {doc['not_after']}"
+    present_done(doc, json_out=json_out, line=line)
 
 
 @app.command("run")

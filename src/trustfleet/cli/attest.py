@@ -14,15 +14,18 @@ from trustfleet.cli._common import (
     ACTOR,
     DEVICE_LIST_HINT,
     CursorOpt,
+    DeviceArg,
     HomeOpt,
     JsonOpt,
     LimitOpt,
     command_runtime,
     console,
+    device_runtime,
     emit_json,
     hint_for_missing,
     interruptible,
     now,
+    present_done,
     present_page,
 )
 from trustfleet.errors import TrustFleetError, Unavailable
@@ -34,7 +37,6 @@ app = typer.Typer(
 )
 
 _POLL_S = 0.2
-DeviceArg = Annotated[str, typer.Argument(help="Device id.")]
 
 
 def _result_doc(rec: Any) -> dict[str, Any]:
@@ -66,7 +68,7 @@ def status(
     """Show a device's attestation key, its last verdicts with findings, and its quarantine."""
     from trustfleet.services.queries import attestation_status
 
-    with command_runtime(home) as rt, hint_for_missing(DEVICE_LIST_HINT):
+    with device_runtime(home) as rt:
         found = attestation_status(rt, device_id, limit=limit)
     device, key = found.device, found.key
     doc = {
@@ -182,12 +184,10 @@ def quarantine(
     """Quarantine a device: its broker access shrinks to its ota/ and attest/ topics."""
     from trustfleet.services.attestation import quarantine as impose
 
-    with command_runtime(home) as rt, hint_for_missing(DEVICE_LIST_HINT):
+    with device_runtime(home) as rt:
         impose(rt, device_id, reason=reason, actor=ACTOR, now=now())
-    if json_out:
-        emit_json({"device_id": device_id, "quarantined": True, "reason": reason})
-        return
-    console.print(f"[green]✓[/] device [bold]{device_id}[/] quarantined")
+    doc = {"device_id": device_id, "quarantined": True, "reason": reason}
+    present_done(doc, json_out=json_out, line=f"device [bold]{device_id}[/] quarantined")
 
 
 @app.command("release")
@@ -195,12 +195,10 @@ def release(home: HomeOpt, device_id: DeviceArg, json_out: JsonOpt = False) -> N
     """Lift a device's quarantine."""
     from trustfleet.services.attestation import release as lift
 
-    with command_runtime(home) as rt, hint_for_missing(DEVICE_LIST_HINT):
+    with device_runtime(home) as rt:
         lift(rt, device_id, actor=ACTOR, now=now())
-    if json_out:
-        emit_json({"device_id": device_id, "quarantined": False})
-        return
-    console.print(f"[green]✓[/] device [bold]{device_id}[/] released")
+    doc = {"device_id": device_id, "quarantined": False}
+    present_done(doc, json_out=json_out, line=f"device [bold]{device_id}[/] released")
 
 
 @app.command("list")

@@ -18,6 +18,7 @@ from trustfleet.cli._common import (
     console,
     emit_json,
     now,
+    present_done,
     present_page,
 )
 
@@ -207,10 +208,8 @@ def _change(home: Any, campaign_id: str, action: str, json_out: bool) -> None:
 
     with command_runtime(home) as rt:
         record = getattr(campaigns, action)(rt, campaign_id, now=now(), actor=ACTOR)
-    if json_out:
-        emit_json(_campaign_doc(record))
-        return
-    console.print(f"[green]✓[/] campaign [bold]{record.id}[/] is {record.state}")
+    line = f"campaign [bold]{record.id}[/] is {record.state}"
+    present_done(_campaign_doc(record), json_out=json_out, line=line)
 
 
 @app.command("pause")

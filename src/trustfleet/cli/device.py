@@ -9,16 +9,17 @@ from rich.table import Table
 
 from trustfleet.cli._common import (
     ACTOR,
-    DEVICE_LIST_HINT,
     CursorOpt,
+    DeviceArg,
     HomeOpt,
     JsonOpt,
     LimitOpt,
     command_runtime,
     console,
+    device_runtime,
     emit_json,
-    hint_for_missing,
     now,
+    present_done,
     present_page,
 )
 
@@ -28,8 +29,6 @@ app = typer.Typer(
     help="Inspect and revoke devices; re-open an enrolled device's enrollment.",
     no_args_is_help=True,
 )
-
-DeviceArg = Annotated[str, typer.Argument(help="Device id.")]
 
 
 def _cert_row(rec: Any) -> dict[str, Any]:
@@ -81,7 +80,7 @@ def show(
     """Show one device and its certificates."""
     from trustfleet.services.queries import device_detail
 
-    with command_runtime(home) as rt, hint_for_missing(DEVICE_LIST_HINT):
+    with device_runtime(home) as rt:
         detail = device_detail(rt, device_id)
     device = detail.device
     rows = [_cert_row(c) for c in detail.certificates]
@@ -114,15 +113,11 @@ def revoke(
     """Revoke every certificate of a device; CRLs are reissued at once."""
     from trustfleet.services.revocation import revoke_device
 
-    with command_runtime(home) as rt, hint_for_missing(DEVICE_LIST_HINT):
+    with device_runtime(home) as rt:
         revoked = revoke_device(rt, device_id, reason=reason, actor=ACTOR, now=now())
     doc = {"device_id": device_id, "reason": reason, "revoked": [_cert_row(r) for r in revoked]}
-    if json_out:
-        emit_json(doc)
-        return
-    console.print(
-        f"[green]✓[/] device [bold]{device_id}[/] revoked ({len(revoked)} certificate(s))"
-    )
+    line = f"device [bold]{device_id}[/] revoked ({len(revoked)} certificate(s))"
+    present_done(doc, json_out=json_out, line=line)
 
 
 @app.command("reopen")
@@ -141,7 +136,7 @@ def reopen(
     """
     from trustfleet.services.enrollment import reopen_enrollment
 
-    with command_runtime(home) as rt, hint_for_missing(DEVICE_LIST_HINT):
+    with device_runtime(home) as rt:
         done = reopen_enrollment(rt, device_id, actor=ACTOR, reason=reason, now=now())
     doc = {
         "device_id": done.device_id,
@@ -149,11 +144,6 @@ def reopen(
         "event_id": done.event_id,
         "already_open": done.already_open,
     }
-    if json_out:
-        emit_json(doc)
-        return
     again = " (it was open already)" if done.already_open else ""
-    console.print(
-        f"[green]✓[/] device [bold]{device_id}[/] may enroll once with its IDevID until "
-        f"{doc['expires_at']}{again}"
-    )
+    line = f"device [bold]{device_id}[/] may enroll once with its IDevID until {doc['expires_at']}"
+    present_done(doc, json_out=json_out, line=line + again)

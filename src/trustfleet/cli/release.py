@@ -21,6 +21,7 @@ from trustfleet.cli._common import (
     emit_json,
     hint_for_missing,
     now,
+    present_done,
     present_page,
 )
 
@@ -66,13 +67,11 @@ def build(
             rt, image=image, version=version, model=model, min_version=min_version, now=now()
         )
     doc = json.loads(render_manifest(manifest))
-    if json_out:
-        emit_json(doc)
-        return
-    console.print(
-        f"[green]✓[/] staged {model} {version} ({manifest.image.length} bytes, "
+    line = (
+        f"staged {model} {version} ({manifest.image.length} bytes, "
         f"sha256 {manifest.image.sha256[:16]}…, min_version {manifest.min_version})"
     )
+    present_done(doc, json_out=json_out, line=line)
 
 
 @app.command("publish")
@@ -94,14 +93,12 @@ def publish(
         record = publish_release(rt, model=model, version=version, now=now(), on_progress=step)
     manifest = json.loads(record.manifest)
     doc = {**_record_doc(record), "deltas": [d["from_version"] for d in manifest["deltas"]]}
-    if json_out:
-        emit_json(doc)
-        return
     deltas = ", ".join(doc["deltas"]) or "none"
-    console.print(
-        f"[green]✓[/] published {model} {version} (targets version {record.targets_version}; "
+    line = (
+        f"published {model} {version} (targets version {record.targets_version}; "
         f"deltas from: {deltas})"
     )
+    present_done(doc, json_out=json_out, line=line)
 
 
 @app.command("list")
