@@ -1,4 +1,4 @@
-"""What every command group shares: the home option, the runtime, JSON output, pages, the clock.
+"""What every command group shares: the runtime, JSON output, pages, the clock, interrupts.
 
 A command parses its options, opens the runtime with :func:`command_runtime`, calls one
 service function and presents what it returns (:func:`present_page` for lists).
@@ -11,12 +11,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-import typer
 from rich.console import Console
 from rich.table import Table
 
+from trustfleet.cli._options import HomeOpt, JsonOpt  # the home and --json, shared by all
 from trustfleet.errors import NotFound
 
 if TYPE_CHECKING:
@@ -26,13 +26,9 @@ __all__ = [
     "ACTOR",
     "DEVICE_LIST_HINT",
     "INTERRUPTED_EXIT_CODE",
-    "MAX_PAGE_ROWS",
-    "CursorOpt",
-    "DeviceArg",
     "HomeOpt",
     "Interrupted",
     "JsonOpt",
-    "LimitOpt",
     "command_runtime",
     "console",
     "device_runtime",
@@ -51,29 +47,9 @@ INTERRUPTED_EXIT_CODE = 130
 console = Console()
 stderr = Console(stderr=True)
 
-HomeOpt = Annotated[
-    Path,
-    typer.Option(
-        "--home",
-        help="Server home directory (made by 'trustfleet server init').",
-        envvar="TRUSTFLEET_HOME",
-    ),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")]
-
-MAX_PAGE_ROWS: Final = 1000
-"""Most rows one page of a list shows (the store's largest page)."""
-LimitOpt = Annotated[
-    int, typer.Option("--limit", min=1, max=MAX_PAGE_ROWS, help="Most rows on this page.")
-]
-CursorOpt = Annotated[
-    str | None,
-    typer.Option("--cursor", help="Show the page after a previous one (its next_cursor)."),
-]
 ACTOR: Final = "operator:cli"
 """Who the security log says acted, for commands of the operator CLI."""
 DEVICE_LIST_HINT: Final = "see the known devices with 'trustfleet device list --home DIR'"
-DeviceArg = Annotated[str, typer.Argument(help="Device id.")]
 
 
 class Interrupted(Exception):  # a signal, not an error of the product

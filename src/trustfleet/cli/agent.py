@@ -11,14 +11,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from trustfleet.cli._common import (
-    Interrupted,
-    JsonOpt,
-    console,
-    emit_json,
-    now,
-    present_done,
-)
+from trustfleet.cli._common import Interrupted, console, emit_json, now, present_done
+from trustfleet.cli._options import JsonOpt
 
 __all__ = ["app"]
 

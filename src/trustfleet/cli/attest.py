@@ -13,11 +13,6 @@ from rich.table import Table
 from trustfleet.cli._common import (
     ACTOR,
     DEVICE_LIST_HINT,
-    CursorOpt,
-    DeviceArg,
-    HomeOpt,
-    JsonOpt,
-    LimitOpt,
     command_runtime,
     console,
     device_runtime,
@@ -28,6 +23,7 @@ from trustfleet.cli._common import (
     present_done,
     present_page,
 )
+from trustfleet.cli._options import CursorOpt, DeviceArg, HomeOpt, JsonOpt, LimitOpt
 from trustfleet.errors import TrustFleetError, Unavailable
 
 __all__ = ["app"]

@@ -10,10 +10,6 @@ from rich.table import Table
 
 from trustfleet.cli._common import (
     ACTOR,
-    CursorOpt,
-    HomeOpt,
-    JsonOpt,
-    LimitOpt,
     command_runtime,
     console,
     emit_json,
@@ -21,6 +17,7 @@ from trustfleet.cli._common import (
     present_done,
     present_page,
 )
+from trustfleet.cli._options import CursorOpt, HomeOpt, JsonOpt, LimitOpt
 
 __all__ = ["app"]
 

@@ -9,11 +9,6 @@ from rich.table import Table
 
 from trustfleet.cli._common import (
     ACTOR,
-    CursorOpt,
-    DeviceArg,
-    HomeOpt,
-    JsonOpt,
-    LimitOpt,
     command_runtime,
     console,
     device_runtime,
@@ -22,6 +17,7 @@ from trustfleet.cli._common import (
     present_done,
     present_page,
 )
+from trustfleet.cli._options import CursorOpt, DeviceArg, HomeOpt, JsonOpt, LimitOpt
 
 __all__ = ["app"]
 

@@ -12,10 +12,6 @@ from rich.progress import Progress
 from rich.table import Table
 
 from trustfleet.cli._common import (
-    CursorOpt,
-    HomeOpt,
-    JsonOpt,
-    LimitOpt,
     command_runtime,
     console,
     emit_json,
@@ -24,6 +20,7 @@ from trustfleet.cli._common import (
     present_done,
     present_page,
 )
+from trustfleet.cli._options import CursorOpt, HomeOpt, JsonOpt, LimitOpt
 
 __all__ = ["app"]
 

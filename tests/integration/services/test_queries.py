@@ -25,13 +25,19 @@ def rt(db_url: str) -> Iterator[Any]:
     """A runtime stand-in: the queries use only its unit of work."""
     engine = create_engine(db_url)
     migrate(engine)
-    uow = UnitOfWork(engine)
+    try:
+        yield SimpleNamespace(uow=_seeded(UnitOfWork(engine)))
+    finally:
+        engine.dispose()
+
+
+def _seeded(uow: UnitOfWork) -> UnitOfWork:
+    """Enrolled devices past the store's largest page, the last one quarantined."""
     with uow.begin() as tx:
         for n in range(DEVICES):
             tx.devices.add(id=f"dev-{n:08d}", model="m", state="enrolled", now=T0)
         tx.attestation.set_quarantine(LAST, at=T0, reason="tampered", by="test", release=None)
-    yield SimpleNamespace(uow=uow)
-    engine.dispose()
+    return uow
 
 
 def test_device_pages_cover_every_device_and_say_when_more_exist(rt: Any) -> None:
