@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 
 import typer
@@ -200,34 +200,31 @@ def _list_cells(d: Mapping[str, Any]) -> tuple[str, ...]:
     return (d["id"][:SHORT_ID_CHARS], d["model"], d["version"], d["state"], wave, created)
 
 
-def _change(home: Any, campaign_id: str, action: str, json_out: bool) -> None:
-    from trustfleet.services import campaigns
-
-    with command_runtime(home) as rt:
-        record = getattr(campaigns, action)(rt, campaign_id, now=now(), actor=ACTOR)
-    line = f"campaign [bold]{record.id}[/] is {record.state}"
-    present_done(_campaign_doc(record), json_out=json_out, line=line)
-
-
-@app.command("pause")
-def pause(home: HomeOpt, campaign_id: IdArg, json_out: JsonOpt = False) -> None:
-    """Stop notifying devices (devices already updating go on)."""
-    _change(home, campaign_id, "pause", json_out)
+_CHANGES = {
+    "pause": "Stop notifying devices (devices already updating go on).",
+    "resume": "Continue a paused campaign.",
+    "retry": "Give a campaign's failed devices another try, once the cause is fixed (also if "
+    "halted).",
+    "abort": "End a campaign for good (running, paused or halted).",
+}
+"""The commands that change a campaign's state: the service function of that name, its help."""
 
 
-@app.command("resume")
-def resume(home: HomeOpt, campaign_id: IdArg, json_out: JsonOpt = False) -> None:
-    """Continue a paused campaign."""
-    _change(home, campaign_id, "resume", json_out)
+def _change_command(action: str) -> Callable[..., None]:
+    """The command running ``trustfleet.services.campaigns.<action>`` on one campaign."""
+
+    def change(home: HomeOpt, campaign_id: IdArg, json_out: JsonOpt = False) -> None:
+        from trustfleet.services import campaigns
+
+        with command_runtime(home) as rt:
+            record = getattr(campaigns, action)(rt, campaign_id, now=now(), actor=ACTOR)
+        line = f"campaign [bold]{record.id}[/] is {record.state}"
+        present_done(_campaign_doc(record), json_out=json_out, line=line)
+
+    change.__name__ = change.__qualname__ = action
+    change.__doc__ = _CHANGES[action]
+    return change
 
 
-@app.command("retry")
-def retry(home: HomeOpt, campaign_id: IdArg, json_out: JsonOpt = False) -> None:
-    """Give a campaign's failed devices another try, once the cause is fixed (also if halted)."""
-    _change(home, campaign_id, "retry", json_out)
-
-
-@app.command("abort")
-def abort(home: HomeOpt, campaign_id: IdArg, json_out: JsonOpt = False) -> None:
-    """End a campaign for good (running, paused or halted)."""
-    _change(home, campaign_id, "abort", json_out)
+for _action in _CHANGES:
+    app.command(_action)(_change_command(_action))
