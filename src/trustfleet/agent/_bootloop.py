@@ -139,7 +139,6 @@ def run_boot_loop(
         TrustFleetError: What the agent's run raised (not on a trial boot).
     """
     from trustfleet.agent._tpmhooks import power_off, power_on  # noqa: PLC0415
-    from trustfleet.agent.runner import run_agent  # noqa: PLC0415
     from trustfleet.agent.settings import load_device_settings  # noqa: PLC0415
     from trustfleet.agent.updater.worker import REBOOT_EXIT_CODE  # noqa: PLC0415
 
@@ -148,20 +147,38 @@ def run_boot_loop(
     lock = hold_device(settings.directory)  # before the TPM: one agent per device folder
     power_on(settings.directory)  # a boot resets the TPM (no-op for a device without one)
     booted = boot_in_child(settings.directory, entry=entry)
-    try:
-        code = run_agent(settings, once=once, stop=stop, now=now, on_summary=summaries.append,
-                         boot=booted, faults=entry.faults)  # fmt: skip
-    except TrustFleetError as exc:
-        if booted is None or not on_trial(settings.directory):
-            raise
-        print(f"error: {exc.one_line()} (new slot on trial: rebooting)", file=sys.stderr)
-        code = REBOOT_EXIT_CODE
+    code = _run_on_boot(settings, booted, once=once, stop=stop, now=now, entry=entry,
+                        on_summary=summaries.append)  # fmt: skip
     if code == REBOOT_EXIT_CODE and not stop.is_set():
         lock.keep_across_exec(LOCK_ENV)  # the rebooted agent holds it without a gap
         flags = [*(["--once"] if once else []), *(["--json"] if as_json else [])]
         reexec(entry.argv("run", "--device", str(device), *flags))
     power_off(settings.directory)  # a clean shutdown: TPM2_Shutdown, swtpm stopped
     return LoopOutcome(0 if code == REBOOT_EXIT_CODE else code, next(iter(summaries), None))
+
+
+def _run_on_boot(
+    settings: DeviceSettings,
+    booted: BootResult | None,
+    *,
+    once: bool,
+    stop: threading.Event,
+    now: Callable[[], datetime],
+    entry: AgentEntry,
+    on_summary: Callable[[RunSummary], None],
+) -> int:
+    """Run the agent; a failure on a trial boot asks for a reboot (a failed boot) instead."""
+    from trustfleet.agent.runner import run_agent  # noqa: PLC0415
+    from trustfleet.agent.updater.worker import REBOOT_EXIT_CODE  # noqa: PLC0415
+
+    try:
+        return run_agent(settings, once=once, stop=stop, now=now, on_summary=on_summary,
+                         boot=booted, faults=entry.faults)  # fmt: skip
+    except TrustFleetError as exc:
+        if booted is None or not on_trial(settings.directory):
+            raise
+        print(f"error: {exc.one_line()} (new slot on trial: rebooting)", file=sys.stderr)
+        return REBOOT_EXIT_CODE
 
 
 def boot_in_process(directory: Path, *, faults: Faults = NO_FAULTS) -> BootResult | None:

@@ -235,12 +235,7 @@ def attestation_overview(
             q.device_id: q
             for q in _all(tx, lambda t, n, o: t.attestation.quarantined(limit=n, offset=o))
         }
-        ids = set(quarantines)
-        if not only_quarantined:
-            ids |= set(
-                _all(tx, lambda t, n, o: list(t.attestation.last_challenges(limit=n, offset=o)))
-            )
-            ids |= {d.id for d in _all(tx, _enrolled)}
+        ids = set(quarantines) if only_quarantined else _candidates(tx, set(quarantines))
         rows = []
         for device_id in sorted(ids):
             key = tx.attestation.get_key(device_id)
@@ -262,3 +257,9 @@ def attestation_overview(
 
 def _enrolled(tx: Transaction, limit: int, offset: int) -> list[DeviceRecord]:
     return tx.devices.list(limit=limit, offset=offset, state="enrolled")
+
+
+def _candidates(tx: Transaction, ids: set[str]) -> set[str]:
+    """``ids`` and every device with an AK or enrolled (all pages)."""
+    ids |= set(_all(tx, lambda t, n, o: list(t.attestation.last_challenges(limit=n, offset=o))))
+    return ids | {d.id for d in _all(tx, _enrolled)}
