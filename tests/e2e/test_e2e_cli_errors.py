@@ -96,8 +96,6 @@ CASES: dict[str, tuple[str, str, str]] = {
          "folder for the device"),
     "factory-provision-count-0":
         ("factory provision --home {home} --out {adir} --count 0", "--count", "--count 10"),
-    "factory-provision-home-is-a-file":
-        ("factory provision --home {afile} --out {adir}", "is a file", "not a file"),
     "factory-sign-csr-missing-csr":
         ("factory sign-csr --home {home} --csr {root}/none.csr --out {root}/o.pem",
          "none.csr", "--csr"),
@@ -113,20 +111,10 @@ CASES: dict[str, tuple[str, str, str]] = {
         ("factory sign-csr --home {home} --csr {root}/bad.csr --out /proc/nope/o.pem", "/proc/nope",
          "another --out"),
     # device
-    "device-list-home-is-a-file": ("device list --home {afile}", "is a file", "not a file"),
     "device-list-limit-0": ("device list --home {home} --limit 0", "--limit", "--help"),
-    "device-show-unknown-id":
-        ("device show dev-nosuchdevice --home {home}", "not found", "device list"),
-    "device-revoke-unknown-id":
-        ("device revoke dev-nosuchdevice --reason keyCompromise --home {home}", "not found",
-         "device list"),
     "device-revoke-bad-reason":
         ("device revoke dev-nosuchdevice --reason because --home {home}",
          "because", "keyCompromise"),
-    "device-reopen-unknown-id":
-        ("device reopen dev-nosuchdevice --home {home}", "not found", "device list"),
-    "device-reopen-home-is-a-file":
-        ("device reopen dev-nosuchdevice --home {afile}", "is a file", "not a file"),
     # agent
     "agent-enroll-corrupt-idevid":
         ("agent enroll --device {corrupt}", "idevid.pem is not a PEM certificate",
@@ -141,13 +129,10 @@ CASES: dict[str, tuple[str, str, str]] = {
         ("agent update --device {device} --version latest", "latest", "MAJOR.MINOR.PATCH"),
     # ota
     "ota-init-exists": ("ota init --home {home}", "exists already", "ota status"),
-    "ota-status-home-is-a-file": ("ota status --home {afile}", "is a file", "not a file"),
     "ota-rotate-root-home-in-proc":
         ("ota rotate-root --home /proc/nope", "no server home", "server init"),
     "ota-rotate-online-no-home":
         ("ota rotate-online --home {adir}", "no server home", "server init"),
-    "ota-refresh-timestamp-home-is-a-file":
-        ("ota refresh-timestamp --home {afile}", "is a file", "not a file"),
     # release
     "release-build-missing-image":
         ("release build --home {home} --version 1.0.0 --image {root}/none.bin", "none.bin", "path"),
@@ -158,7 +143,6 @@ CASES: dict[str, tuple[str, str, str]] = {
         ("release build --home {home} --version v1 --image {afile}", "v1", "MAJOR.MINOR.PATCH"),
     "release-publish-not-built":
         ("release publish --home {home} --version 7.7.7", "not built", "release build"),
-    "release-list-home-is-a-file": ("release list --home {afile}", "is a file", "not a file"),
     "release-show-unknown":
         ("release show --home {home} --version 7.7.7", "no published release", "release list"),
     # campaign
@@ -171,31 +155,11 @@ CASES: dict[str, tuple[str, str, str]] = {
     "campaign-create-bad-rate":
         ("campaign create --home {home} --release 1.0.0 --waves 100 --max-failure-rate lots",
          "lots", "5%"),
-    "campaign-status-unknown-id":
-        ("campaign status cmp-nope --home {home}", "not found", "campaign list"),
-    "campaign-list-home-is-a-file": ("campaign list --home {afile}", "is a file", "not a file"),
-    "campaign-pause-unknown-id":
-        ("campaign pause cmp-nope --home {home}", "not found", "campaign list"),
-    "campaign-resume-unknown-id":
-        ("campaign resume cmp-nope --home {home}", "not found", "campaign list"),
-    "campaign-retry-unknown-id":
-        ("campaign retry cmp-nope --home {home}", "not found", "campaign list"),
-    "campaign-abort-unknown-id":
-        ("campaign abort cmp-nope --home {home}", "not found", "campaign list"),
     # attest
-    "attest-status-unknown-id":
-        ("attest status dev-nosuchdevice --home {home}", "not found", "device list"),
-    "attest-run-unknown-id":
-        ("attest run dev-nosuchdevice --home {home}", "not found", "device list"),
     "attest-run-not-enrolled":
         ("attest run {device_id} --home {home}", "manufactured", "start its agent"),
     "attest-run-wait-negative":
         ("attest run {device_id} --home {home} --wait -1", "--wait", "--help"),
-    "attest-quarantine-unknown-id":
-        ("attest quarantine dev-nosuchdevice --reason x --home {home}", "not found", "device list"),
-    "attest-release-unknown-id":
-        ("attest release dev-nosuchdevice --home {home}", "not found", "device list"),
-    "attest-list-home-is-a-file": ("attest list --home {afile}", "is a file", "not a file"),
     # sim
     "sim-image-out-is-a-dir":
         ("sim image --version 1.0.0 --size 1MiB --out {adir}", "directory", "writable"),
@@ -212,6 +176,37 @@ CASES: dict[str, tuple[str, str, str]] = {
         ("device list --home {home} --json=maybe", "neither true nor false", "--json=false"),
     "unknown-command": ("devices list", "devices", "--help"),
 }  # fmt: skip
+
+
+def _same_mistake(
+    commands: tuple[str, ...], *, mistake: str, wrong: str, message: str, hint: str
+) -> dict[str, tuple[str, str, str]]:
+    """One mistake on many commands: ``{command} {wrong}``, with the same message and hint."""
+    return {
+        f"{'-'.join(command.split()[:2])}-{mistake}": (f"{command} {wrong}", message, hint)
+        for command in commands
+    }
+
+
+CASES |= _same_mistake(
+    ("device list", "device reopen dev-nosuchdevice", "ota status", "ota refresh-timestamp",
+     "release list", "campaign list", "attest list", "factory provision --out {adir}"),
+    mistake="home-is-a-file", wrong="--home {afile}", message="is a file", hint="not a file",
+)  # fmt: skip
+CASES |= _same_mistake(
+    tuple(f"campaign {verb} cmp-nope" for verb in ("status", "pause", "resume", "retry", "abort")),
+    mistake="unknown-id",
+    wrong="--home {home}",
+    message="not found",
+    hint="campaign list",
+)
+CASES |= _same_mistake(
+    ("device show dev-nosuchdevice", "device revoke dev-nosuchdevice --reason keyCompromise",
+     "device reopen dev-nosuchdevice", "attest status dev-nosuchdevice",
+     "attest run dev-nosuchdevice", "attest quarantine dev-nosuchdevice --reason x",
+     "attest release dev-nosuchdevice"),
+    mistake="unknown-id", wrong="--home {home}", message="not found", hint="device list",
+)  # fmt: skip
 
 
 def _argv(line: str, w: Work) -> list[str]:

@@ -1,31 +1,26 @@
-"""The device agent's boot loop (``trustfleet-agent run``) as a managed child of a test.
+"""The device agent's boot loop (``run``) as a managed child of a test.
 
-One way to start it for the device-level tests (attestation, OTA): in its own session, its
-output in a log file, without the fault switch the test process may carry, stopped by its
-process group (:class:`~trustfleet.sim.process.ManagedProcess`).
+One way to start it for the device-level tests (attestation, OTA): the simulation's entry point
+(``python -m trustfleet.agent.simulated``: ``trustfleet-agent`` plus the fault seam, which reads
+``faults.json``), in its own session, its output in a log file, stopped by its process group
+(:class:`~trustfleet.sim.process.ManagedProcess`).
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
+from trustfleet.agent import SIMULATED_MODULE
 from trustfleet.sim.process import ManagedProcess
 
-__all__ = ["LEAN_AGENT", "agent_environ", "boot_loop"]
+__all__ = ["SIM_AGENT", "boot_loop"]
 
-LEAN_AGENT = Path(sys.executable).parent / "trustfleet-agent"
-FAULTS_VARIABLE = "TF_OTA_FAULTS"
-
-
-def agent_environ() -> dict[str, str]:
-    """This process's environment without the agent's fault switch."""
-    return {k: v for k, v in os.environ.items() if k != FAULTS_VARIABLE}
+SIM_AGENT: tuple[str, ...] = (sys.executable, "-m", SIMULATED_MODULE)
+"""The argv prefix of the simulated device's agent."""
 
 
 def boot_loop(device: Path, *, log: Path) -> ManagedProcess:
-    """``trustfleet-agent run --device DEVICE``, started; its output appended to ``log``."""
-    argv = [LEAN_AGENT, "run", "--device", device]
-    name = f"agent {device.name}"
-    return ManagedProcess(argv, log=log, env=agent_environ(), name=name).start()
+    """``<simulated agent> run --device DEVICE``, started; its output appended to ``log``."""
+    argv = [*SIM_AGENT, "run", "--device", str(device)]
+    return ManagedProcess(argv, log=log, name=f"agent {device.name}").start()

@@ -11,12 +11,37 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from trustfleet.agent._bootloop import boot_in_child, reexec, update_once
+    from trustfleet.agent._bootloop import (
+        DEVICE_ENTRY,
+        SIMULATED_MODULE,
+        AgentEntry,
+        boot_in_child,
+        reexec,
+        run_boot_loop,
+        stop_on_signals,
+        update_once,
+    )
     from trustfleet.agent._tpmhooks import power_off, power_on
 
-__all__ = ["boot_in_child", "power_off", "power_on", "reexec", "update_once"]
+__all__ = [
+    "DEVICE_ENTRY",
+    "SIMULATED_MODULE",
+    "AgentEntry",
+    "boot_in_child",
+    "power_off",
+    "power_on",
+    "reexec",
+    "run_boot_loop",
+    "stop_on_signals",
+    "update_once",
+]
 
 _EXPORTED_FROM = {
+    "DEVICE_ENTRY": "_bootloop",
+    "SIMULATED_MODULE": "_bootloop",
+    "AgentEntry": "_bootloop",
+    "run_boot_loop": "_bootloop",
+    "stop_on_signals": "_bootloop",
     "boot_in_child": "_bootloop",
     "reexec": "_bootloop",
     "update_once": "_bootloop",

@@ -123,7 +123,7 @@ def _start_agent(fleet: _Fleet, device_id: str) -> None:
     folder = fleet.devices_dir / device_id
     log = (folder / "agent.log").open("ab")
     fleet.agents[device_id] = subprocess.Popen(
-        [_cli() + "-agent", "run", "--device", str(folder)],  # the device's lean entry point
+        [sys.executable, "-m", "trustfleet.agent.simulated", "run", "--device", str(folder)],
         stdout=log,
         stderr=log,
         start_new_session=True,

@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from support.agents import LEAN_AGENT, agent_environ, boot_loop
+from support.agents import SIM_AGENT, boot_loop
 from support.server import RunningServer, running_server
 from trustfleet.agent.platform.tpm import DeviceTpm
 from trustfleet.sim.process import ManagedProcess
 
-AGENT = LEAN_AGENT
+AGENT = SIM_AGENT
 TRUSTFLEET = Path(sys.executable).parent / "trustfleet"
 READY_TIMEOUT_S = 90
 RUN_TIMEOUT_S = 120
@@ -62,8 +62,8 @@ def attest_server(base: Path) -> Iterator[RunningServer]:
 
 def agent_cli(*args: str | os.PathLike[str]) -> subprocess.CompletedProcess[str]:
     """``trustfleet-agent ARGS`` (bounded; never raises on a non-zero exit)."""
-    return subprocess.run([str(AGENT), *map(str, args)], capture_output=True, text=True,
-                          timeout=RUN_TIMEOUT_S, env=agent_environ(), check=False)  # fmt: skip
+    return subprocess.run([*AGENT, *map(str, args)], capture_output=True, text=True,
+                          timeout=RUN_TIMEOUT_S, check=False)  # fmt: skip
 
 
 @dataclass

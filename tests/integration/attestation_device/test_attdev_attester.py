@@ -15,6 +15,7 @@ from attdevkit import NOW, POLICY, challenge, device_state, image_bytes, referen
 
 from trustfleet.agent.attester import answer_challenge, parse_challenge
 from trustfleet.agent.platform import DeviceLayout
+from trustfleet.agent.platform.faults import Faults
 from trustfleet.agent.platform.tpm import DeviceTpm, measured_boot
 from trustfleet.attestation import encode_challenge, parse_evidence, verify_evidence
 from trustfleet.errors import InvalidInput
@@ -27,7 +28,9 @@ def _booted(layout: DeviceLayout) -> tuple[DeviceTpm, Tpm, AkInfo]:
     device = DeviceTpm(layout.directory)
     device.power_on()
     tpm = device.open()
-    measured_boot(layout.directory, tpm=tpm, env_store=layout.env_store(), slots=layout.slots())
+    glitch = Faults.for_simulation(layout.directory).boot_skip_verify  # the test seam
+    measured_boot(layout.directory, tpm=tpm, env_store=layout.env_store(), slots=layout.slots(),
+                  skip_verify=glitch)  # fmt: skip
     return device, tpm, device.ensure_ak(tpm)
 
 

@@ -11,6 +11,7 @@ from attdevkit import MODEL, image_bytes
 
 from support.waiting import eventually
 from trustfleet.agent.platform import DeviceLayout
+from trustfleet.agent.platform.faults import Faults
 from trustfleet.agent.platform.tpm import DeviceTpm, boot_events, measured_boot, recorded_pid
 from trustfleet.attestation import measure_identity, parse_eventlog, replay
 from trustfleet.keystore.tpm import expected_pcrs
@@ -32,7 +33,9 @@ def _boot(layout: DeviceLayout) -> tuple[dict[int, bytes], int]:
     device = DeviceTpm(layout.directory)
     device.power_on()
     with device.open() as tpm:
-        measured_boot(layout.directory, tpm=tpm, env_store=layout.env_store(), slots=layout.slots())
+        glitch = Faults.for_simulation(layout.directory).boot_skip_verify  # the test seam
+        measured_boot(layout.directory, tpm=tpm, env_store=layout.env_store(),
+                      slots=layout.slots(), skip_verify=glitch)  # fmt: skip
         return tpm.pcr_read(BOOT_PCRS), tpm.clock().reset_count
 
 

@@ -9,6 +9,7 @@ import pytest
 from attdevkit import MODEL, BootKey, image_bytes, install
 
 from trustfleet.agent.platform import BootEnv, DeviceLayout
+from trustfleet.agent.platform.faults import Faults
 from trustfleet.agent.platform.tpm import DeviceTpm, measured_boot
 from trustfleet.agent.sealed import SealedStorage, boot_pcr_values, record_boot
 from trustfleet.errors import VerificationFailed
@@ -19,7 +20,9 @@ def _boot(layout: DeviceLayout) -> Tpm:
     device = DeviceTpm(layout.directory)
     device.power_on()
     tpm = device.open()
-    measured_boot(layout.directory, tpm=tpm, env_store=layout.env_store(), slots=layout.slots())
+    glitch = Faults.for_simulation(layout.directory).boot_skip_verify  # the test seam
+    measured_boot(layout.directory, tpm=tpm, env_store=layout.env_store(), slots=layout.slots(),
+                  skip_verify=glitch)  # fmt: skip
     return tpm
 
 

@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from support.agents import LEAN_AGENT, agent_environ, boot_loop
+from support.agents import SIM_AGENT, boot_loop
 from support.identities import mqtt_client_id
 from support.scripts import run_script
 from support.server import RunningServer, running_server
@@ -38,7 +38,7 @@ from support.tools import require_tools
 from support.waiting import wait_for
 from trustfleet.sim.process import ManagedProcess, free_port
 
-AGENT = LEAN_AGENT
+AGENT = SIM_AGENT
 IMAGE_BYTES = 1 << 20
 RUN_TIMEOUT_S = 240
 
@@ -96,13 +96,13 @@ def agent(
     env: dict[str, str] | None = None,
     timeout_s: float = RUN_TIMEOUT_S,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``trustfleet-agent ARGS`` (bounded; never raises on a non-zero exit)."""
+    """Run the simulated ``trustfleet-agent ARGS`` (bounded; never raises on a non-zero exit)."""
     return subprocess.run(
-        [str(AGENT), *map(str, args)],
+        [*AGENT, *map(str, args)],
         capture_output=True,
         text=True,
         timeout=timeout_s,
-        env={**agent_environ(), **(env or {})},
+        env={**os.environ, **(env or {})},
         check=False,
     )
 
@@ -127,11 +127,14 @@ def update(
     version: str | None = None,
     *,
     env: dict[str, str] | None = None,
+    faults: str | None = None,
 ) -> tuple[int, dict[str, Any]]:
-    """``trustfleet-agent update --json``: (exit code, outcome document or {})."""
+    """``trustfleet-agent update --json`` (with ``--faults``): (exit code, outcome or {})."""
     args: list[str] = ["update", "--device", str(device), "--json"]
     if version:
         args += ["--version", version]
+    if faults:
+        args += ["--faults", faults]
     proc = agent(*args, env=env)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     doc: dict[str, Any] = json.loads(lines[-1]) if lines else {"stderr": proc.stderr[-2000:]}
