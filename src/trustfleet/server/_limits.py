@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 
+from trustfleet.configfile.options import options_of
 from trustfleet.settings import ApiSettings
 
 __all__ = ["ConnectionGate", "ConnectionLimits", "limits_from_settings", "source_key"]
@@ -71,17 +72,8 @@ def source_key(address: str) -> str:
 
 
 def limits_from_settings(api: ApiSettings) -> ConnectionLimits:
-    """The connection limits of the ``[api]`` section."""
-    return ConnectionLimits(
-        max_header_bytes=api.max_header_bytes,
-        max_body_bytes=api.max_body_bytes,
-        handshake_timeout_s=api.handshake_timeout_s,
-        idle_timeout_s=api.idle_timeout_s,
-        request_timeout_s=api.request_timeout_s,
-        max_connections=api.max_connections,
-        max_connections_per_source=api.max_connections_per_source,
-        write_buffer_bytes=api.write_buffer_bytes,
-    )
+    """The connection limits of the ``[api]`` section (``max_requests_per_connection`` is fixed)."""
+    return options_of(ConnectionLimits, api)
 
 
 class ConnectionGate:

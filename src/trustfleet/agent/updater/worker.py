@@ -25,6 +25,7 @@ from trustfleet.agent.platform.bootloader import BootResult
 from trustfleet.agent.platform.faults import NO_FAULTS, Faults
 from trustfleet.agent.platform.layout import DeviceLayout
 from trustfleet.agent.settings import DeviceSettings, ota_urls
+from trustfleet.configfile.options import options_of
 from trustfleet.errors import TrustFleetError
 
 if TYPE_CHECKING:
@@ -217,12 +218,6 @@ class OtaWorker:
         from trustfleet.agent.updater.engine import EngineLimits, UpdateEngine  # noqa: PLC0415
 
         assert self.boot is not None  # noqa: S101  # start() checks it
-        ota = self.settings.ota
-        limits = EngineLimits(
-            max_manifest_bytes=ota.max_manifest_bytes,
-            max_image_bytes=ota.max_image_bytes,
-            progress_reports=ota.progress_reports,
-        )
         return UpdateEngine(
             layout=self.layout,
             boot=self.boot,
@@ -230,7 +225,7 @@ class OtaWorker:
             report=self._on_report,
             now=self._now,
             faults=self._faults.plan,
-            limits=limits,
+            limits=options_of(EngineLimits, self.settings.ota),
         )
 
     def _on_report(self, report: OtaReport) -> None:
@@ -243,14 +238,7 @@ class OtaWorker:
 
         ota = self.settings.ota
         metadata_url, targets_url = ota_urls(self.settings)
-        bounds = TufBounds(
-            max_root_bytes=ota.max_root_bytes,
-            max_timestamp_bytes=ota.max_timestamp_bytes,
-            max_snapshot_bytes=ota.max_snapshot_bytes,
-            max_targets_bytes=ota.max_targets_bytes,
-            max_target_bytes=ota.max_image_bytes,
-            max_download_attempts=ota.max_download_attempts,
-        )
+        bounds = options_of(TufBounds, ota, max_target_bytes=ota.max_image_bytes)
         return TufClient(
             metadata_dir=self.layout.tuf_metadata,
             metadata_url=metadata_url,
