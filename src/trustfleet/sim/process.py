@@ -21,7 +21,15 @@ from typing import TypeVar
 
 from trustfleet.errors import Unavailable
 
-__all__ = ["ManagedProcess", "free_port", "port_open", "stop_group", "wait_until"]
+__all__ = [
+    "ManagedProcess",
+    "free_port",
+    "group_alive",
+    "port_open",
+    "stop_group",
+    "stop_pid_group",
+    "wait_until",
+]
 
 T = TypeVar("T")
 
@@ -86,6 +94,39 @@ def stop_group(proc: subprocess.Popen[bytes], *, timeout_s: float = STOP_TIMEOUT
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
     return proc.returncode
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process of the group ``pgid`` still exists."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stop_pid_group(pgid: int, *, timeout_s: float = STOP_TIMEOUT_S) -> bool:
+    """Stop a process group this process did not start (e.g. left by ``demo --keep``).
+
+    SIGTERM to the group led by ``pgid``, then SIGKILL after ``timeout_s``; a group that is
+    gone already is fine. Its processes are not our children: they are reaped by init.
+
+    Returns:
+        Whether the group is gone.
+    """
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while group_alive(pgid) and time.monotonic() < deadline:
+        time.sleep(POLL_S)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout_s
+    while group_alive(pgid) and time.monotonic() < deadline:
+        time.sleep(POLL_S)
+    return not group_alive(pgid)
 
 
 class ManagedProcess:
