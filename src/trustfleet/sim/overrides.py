@@ -127,7 +127,20 @@ def update_server_settings(home: Path, changes: Changes) -> ServerSettings:
         ServerSettings, {**data, "home": current.home}, what=str(home / "trustfleet.toml")
     )
     write_atomic(home / "trustfleet.toml", render_server_toml(updated).encode("utf-8"))
+    _check_written(load_server_settings(home), updated, changes)
     return updated
+
+
+def _check_written(read: ServerSettings, meant: ServerSettings, changes: Changes) -> None:
+    """Every change reads back from the written file (the renderer left none out)."""
+    for section, values in changes.items():
+        for key in values:
+            value = getattr(getattr(meant, section), key)
+            if getattr(getattr(read, section), key) != value:
+                raise InvalidInput(
+                    f"[{section}] {key} did not read back as {value!r} from trustfleet.toml",
+                    code="sim.settings.unwritten",
+                )
 
 
 def update_device_settings(directory: Path, changes: Changes) -> DeviceSettings:
