@@ -34,6 +34,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
+from trustfleet.configfile import validate_model
+from trustfleet.configfile.device import DEVICE_FILE, DeviceSettings, save_device_settings
 from trustfleet.errors import Conflict, InvalidInput, NotFound, VerificationFailed
 from trustfleet.fileio import (
     DIR_MODE,
@@ -199,8 +201,9 @@ def _certify(
             manufacture_device_tpm(rt, directory)
     bundle = rt.settings.path("public/ca-bundle.pem").read_bytes()
     write_atomic(directory / "ca-bundle.pem", bundle)
-    toml = _device_toml(rt, device_id=device_id, model=model)
-    write_atomic(directory / "device.toml", toml.encode("utf-8"))
+    save_device_settings(
+        _device_settings(rt, directory=directory, device_id=device_id, model=model)
+    )
     write_atomic(directory / "idevid.pem", cert.public_bytes(serialization.Encoding.PEM))
     _register(rt, cert, device_id=device_id, model=model, source="factory.provision", now=now)
     return ProvisionedDevice(
@@ -329,52 +332,32 @@ def _load_csr(data: bytes) -> x509.CertificateSigningRequest:
         ) from exc
 
 
-def _device_toml(rt: Runtime, *, device_id: str, model: str) -> str:
+def _device_settings(rt: Runtime, *, directory: Path, device_id: str, model: str) -> DeviceSettings:
+    """What the agent of a device made by this home reads (docs/agent.md).
+
+    Raises:
+        Config: The home's settings make no valid device configuration (e.g. an ``[api]
+            public_url`` that is not https).
+    """
     base = rt.settings.api.public_url.rstrip("/")
-    mqtt_host = urlsplit(base).hostname or "localhost"
-    module = rt.settings.keystore.module
-    return "\n".join(
-        [
-            "# TrustFleet device configuration, read by 'trustfleet agent run'.",
-            "# Paths are relative to this file's directory.",
-            "",
-            "[device]",
-            f'id = "{device_id}"',
-            f'model = "{model}"',
-            "",
-            "[identity]",
-            "# The identity key never leaves the device token; its PIN file is mode 0600.",
-            f'key = "pkcs11:token={DEVICE_TOKEN};object={IDENTITY_KEY};type=private'
-            '?pin-source=file:secrets/token.pin"',
-            f'module = "{module}"  # PKCS#11 module; empty means SoftHSM2',
-            'softhsm_conf = "softhsm2.conf"',
-            'idevid = "idevid.pem"   # factory identity (IEEE 802.1AR IDevID)',
-            'ldevid = "ldevid.pem"   # operational certificate, written at enrollment',
-            "",
-            "[server]",
-            f'est_url = "{base}/.well-known/est"',
-            'trust_bundle = "ca-bundle.pem"',
-            "",
-            "[mqtt]",
-            "# The broker's device listener: TLS 1.3, this device's LDevID, topics tf/v1/d/<id>/.",
-            f'host = "{mqtt_host}"',
-            f"port = {rt.settings.broker.port}",
-            "keepalive_s = 30",
-            "telemetry_interval_s = 10",
-            "heartbeat_interval_s = 30",
-            "queue_max_messages = 1000   # offline queue; when full the oldest is dropped",
-            "max_in_flight = 10",
-            "connect_timeout_s = 10",
-            "ack_timeout_s = 30",
-            "backoff_initial_s = 1       # reconnect: exponential backoff with full jitter",
-            "backoff_max_s = 60",
-            f"max_payload_bytes = {rt.settings.broker.max_payload_bytes}",
-            "",
-            "[agent]",
-            "reenroll_at_fraction = 0.6667  # re-enroll after 2/3 of the LDevID's lifetime",
-            "reenroll_retry_s = 60",
-            "shutdown_flush_s = 5",
-            "once_timeout_s = 30",
-            "",
-        ]
+    key = f"pkcs11:token={DEVICE_TOKEN};object={IDENTITY_KEY};type=private"
+    raw = {
+        "directory": directory,
+        "device": {"id": device_id, "model": model},
+        "identity": {
+            "key": key + "?pin-source=file:secrets/token.pin",
+            "module": rt.settings.keystore.module,
+        },
+        "server": {"est_url": f"{base}/.well-known/est"},
+        "mqtt": {
+            "host": urlsplit(base).hostname or "localhost",
+            "port": rt.settings.broker.port,
+            "max_payload_bytes": rt.settings.broker.max_payload_bytes,
+        },
+    }
+    return validate_model(
+        DeviceSettings,
+        raw,
+        path=directory / DEVICE_FILE,
+        hint="check [api] public_url and [broker] in the home's trustfleet.toml",
     )

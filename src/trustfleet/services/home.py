@@ -27,10 +27,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from pydantic import ValidationError
 
 from trustfleet.errors import Conflict, InvalidInput
 from trustfleet.fileio import DIR_MODE, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, make_dirs, write_atomic
@@ -54,14 +56,7 @@ from trustfleet.pki import (
 )
 from trustfleet.services._certs import record_certificate
 from trustfleet.services.ota import init_repository
-from trustfleet.settings import (
-    ApiSettings,
-    BrokerSettings,
-    CaSettings,
-    PkiSettings,
-    ServerSettings,
-    render_server_toml,
-)
+from trustfleet.settings import ServerSettings, save_server_settings
 from trustfleet.store import UnitOfWork, create_engine, migrate
 
 __all__ = ["HomeOptions", "init_server_home"]
@@ -70,6 +65,12 @@ _TOKENS = {"root": "tf-root", "manufacturing": "tf-factory", "device": "tf-servi
 _CA_CURVES = {"root": "P-384", "manufacturing": "P-256", "device": "P-256"}
 _CA_NAMES = {"manufacturing": "Manufacturing CA", "device": "Device CA"}
 _SERVICE_KEY_LABEL = "svc-ingest"  # the object in [broker] service_key's default URI
+_OPTIONS = {  # the settings `server init` takes from options, for its messages
+    "pki.organization": "--name",
+    "api.port": "--api-port",
+    "broker.port": "--mqtt-port",
+    "store.url": "--store-url",
+}
 
 
 @dataclass(frozen=True)
@@ -229,42 +230,45 @@ def _finish_home(
     finally:
         engine.dispose()
     init_repository(settings, now=now)  # OTA tokens and keys, the TUF repository (docs/ota.md)
-    write_atomic(home / "trustfleet.toml", render_server_toml(settings).encode("utf-8"))
+    save_server_settings(settings)  # rendered from the model by tomli-w
 
 
 def _settings(home: Path, *, options: HomeOptions, module: str) -> ServerSettings:
     host_for_url = (
         "localhost" if options.api_host in ("127.0.0.1", "localhost", "::1") else options.api_host
     )
-    api = ApiSettings(
-        host=options.api_host,
-        port=options.api_port,
-        public_url=f"https://{host_for_url}:{options.api_port}",
-    )
     cas = {
-        name: CaSettings(
-            key=f"pkcs11:token={token};object={name}-ca;type=private?pin-source=file:secrets/{token}.pin",
-            cert=f"public/{name}-ca.pem",
-        )
+        name: {
+            "key": f"pkcs11:token={token};object={name}-ca;type=private"
+            f"?pin-source=file:secrets/{token}.pin",
+            "cert": f"public/{name}-ca.pem",
+        }
         for name, token in _TOKENS.items()
     }
-    raw = {
+    raw: dict[str, Any] = {
         "home": home,
-        "api": api,
-        "pki": PkiSettings(organization=options.organization),
-        "broker": BrokerSettings(port=options.mqtt_port),
+        "api": {
+            "host": options.api_host,
+            "port": options.api_port,
+            "public_url": f"https://{host_for_url}:{options.api_port}",
+        },
+        "pki": {"organization": options.organization},
+        "broker": {"port": options.mqtt_port},
         "ca": cas,
     }
-    settings = ServerSettings(**raw)  # type: ignore[arg-type]  # pydantic validates the mapping
     if options.store_url:
-        settings = settings.model_copy(
-            update={"store": settings.store.model_copy(update={"url": options.store_url})}
-        )
+        raw["store"] = {"url": options.store_url}
     if module:
-        settings = settings.model_copy(
-            update={"keystore": settings.keystore.model_copy(update={"module": module})}
-        )
-    return settings
+        raw["keystore"] = {"module": module}
+    try:
+        return ServerSettings.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise InvalidInput(
+            f"{_OPTIONS.get(where, where)}: {first['msg']}",
+            hint="see 'trustfleet server init --help'", code="home.option.invalid",
+        ) from exc  # fmt: skip
 
 
 def _make_cas(

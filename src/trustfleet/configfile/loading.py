@@ -1,8 +1,8 @@
 """Reading a TOML configuration file into a pydantic model, with one readable error.
 
-Used by the server's ``trustfleet.toml`` and the device's ``device.toml``. Every failure is a
-:class:`~trustfleet.errors.Config` naming the file, and for a wrong setting its dotted path.
-:func:`check_loaded_code` is the check both run on what they load into the process.
+Every failure is a :class:`~trustfleet.errors.Config` naming the file, and for a wrong setting
+its dotted path. :func:`check_loaded_code` is the check the server and the device run on what
+they load into the process.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 from trustfleet.errors import Config
 from trustfleet.fileio import check_trusted
 
-__all__ = ["check_loaded_code", "load_toml_model"]
+__all__ = ["check_loaded_code", "load_toml_model", "validate_model"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -58,12 +58,24 @@ def load_toml_model(
         ) from exc
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise Config(f"cannot read {path}: {exc}", hint="fix the file's TOML syntax") from exc
+    clash = next((key for key in extra if key in raw), None)
+    if clash is not None:  # e.g. 'home': given by where the file is, never by the file
+        raise Config(f"{path}: setting '{clash}': not allowed in the file", hint=invalid_hint)
+    return validate_model(model, {**raw, **extra}, path=path, hint=invalid_hint)
+
+
+def validate_model(model: type[M], data: Mapping[str, Any], *, path: Path, hint: str) -> M:
+    """Validate ``data`` as ``model``; the first wrong setting becomes one readable error.
+
+    Raises:
+        Config: A wrong, unknown or missing setting, named by its dotted path in ``path``.
+    """
     try:
-        return model(**extra, **raw)
+        return model.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise Config(f"{path}: setting '{where}': {first['msg']}", hint=invalid_hint) from exc
+        raise Config(f"{path}: setting '{where}': {first['msg']}", hint=hint) from exc
 
 
 def check_loaded_code(module: str, softhsm_conf: Path) -> None:
