@@ -32,7 +32,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
 
-from trustfleet.sim.overrides import parse_dotted, update_server_settings
+from trustfleet.settings import update_server_settings
+from trustfleet.sim.overrides import parse_dotted
 from trustfleet.sim.process import free_port, stop_group, wait_until
 from trustfleet.sim.server import SimServer, https_status
 

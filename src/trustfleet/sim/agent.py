@@ -16,9 +16,9 @@ from typing import Any
 
 from cryptography import x509
 
-from trustfleet.agent.settings import DeviceSettings
+from trustfleet.configfile.device import DeviceSettings, update_device_settings
 from trustfleet.fileio import write_atomic
-from trustfleet.sim.overrides import Changes, update_device_settings
+from trustfleet.sim.overrides import Changes
 from trustfleet.sim.process import ManagedProcess
 from trustfleet.sim.server import console_script
 

@@ -21,8 +21,8 @@ from types import TracebackType
 from trustfleet.errors import Unavailable
 from trustfleet.services.home import HomeOptions, init_server_home
 from trustfleet.services.runtime import Runtime
-from trustfleet.settings import ServerSettings, load_server_settings
-from trustfleet.sim.overrides import Changes, update_server_settings
+from trustfleet.settings import ServerSettings, load_server_settings, update_server_settings
+from trustfleet.sim.overrides import Changes
 from trustfleet.sim.process import READY_TIMEOUT_S, ManagedProcess, free_port
 
 __all__ = ["CLI_TIMEOUT_S", "SimServer", "console_script", "https_status"]
