@@ -2,8 +2,10 @@
 ``trustfleet-agent``): the device agent without the operator CLI's framework.
 
 On a device this is the entry point to use: it loads only what the agent needs (no Typer, no
-Rich, no server packages), which keeps its resident memory low. ``trustfleet agent run`` does
-the same through the full CLI.
+Rich, no server packages), which keeps its resident memory low. ``trustfleet agent run`` runs
+the same boot loop (:func:`trustfleet.agent._bootloop.run_boot_loop`) through the full CLI.
+This entry point never injects a fault; the simulation's (``python -m
+trustfleet.agent.simulated``) is this one plus ``--faults`` and the device's ``faults.json``.
 
 With a boot chain (``fuses.json`` and A/B slots) ``run`` is a boot loop: the bootloader (a
 child process, so ``cryptography`` never stays in the agent) picks and verifies a slot, the
@@ -18,15 +20,21 @@ import argparse
 import dataclasses
 import json
 import logging
-import signal
 import sys
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 from typing import NoReturn
 
+from trustfleet.agent._bootloop import (
+    DEVICE_ENTRY,
+    SIMULATED_MODULE,
+    AgentEntry,
+    run_boot_loop,
+    stop_on_signals,
+)
+from trustfleet.agent.platform.faults import OPTION, Faults
 from trustfleet.errors import TrustFleetError, exit_code_for
 
 __all__ = ["main", "run"]
@@ -42,90 +50,80 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="trustfleet-agent", description=__doc__.split("\n")[0])
+def _parser(*, simulated: bool) -> argparse.ArgumentParser:
+    prog = f"python -m {SIMULATED_MODULE}" if simulated else "trustfleet-agent"
+    parser = _Parser(prog=prog, description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="enroll if needed, then keep the MQTT link")
-    run.add_argument("--device", type=Path, required=True, help="the device folder")
     run.add_argument("--once", action="store_true", help="one round, then exit")
-    run.add_argument("--json", action="store_true", help="print one JSON document")
     boot = commands.add_parser("boot", help="run the bootloader once (verified boot)")
-    boot.add_argument("--device", type=Path, required=True, help="the device folder")
-    boot.add_argument("--json", action="store_true", help="print one JSON document")
     update = commands.add_parser("update", help="update once, through the reboot and commit")
-    update.add_argument("--device", type=Path, required=True, help="the device folder")
     update.add_argument("--version", help="the release to install (default: the newest)")
-    update.add_argument("--json", action="store_true", help="print one JSON document")
+    for command in (run, boot, update):
+        command.add_argument("--device", type=Path, required=True, help="the device folder")
+        command.add_argument("--json", action="store_true", help="print one JSON document")
+        if simulated:
+            command.add_argument(OPTION, default="", help="updater faults (simulation only)")
     from trustfleet.agent._tpmhooks import add_commands  # noqa: PLC0415  # attest, ak-enroll
 
     add_commands(commands)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the agent; return the exit code (errors are one line with a hint)."""
-    args = _parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, *, simulated: bool = False) -> int:
+    """Run the agent; return the exit code (errors are one line with a hint).
+
+    Args:
+        argv: The arguments (default: the process's).
+        simulated: The simulation's entry point: ``--faults`` and ``faults.json`` are read.
+    """
+    args = _parser(simulated=simulated).parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("trustfleet.agent").setLevel(logging.INFO)
-    stop = threading.Event()
-
-    def on_signal(_signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, on_signal)
-    try:
-        if args.command == "boot":
-            return _boot_once(args.device, as_json=args.json)
-        if args.command in ("attest", "ak-enroll"):  # child processes of the agent (TPM)
-            from trustfleet.agent._tpmhooks import run_command  # noqa: PLC0415
-
-            return run_command(args, now=_now)
-        if args.command == "update":
-            from trustfleet.agent._bootloop import update_once  # noqa: PLC0415
-
-            return update_once(args.device, version=args.version, as_json=args.json, stop=stop,
-                               now=_now)  # fmt: skip
-        return _run(args, stop=stop, argv=list(sys.argv[1:] if argv is None else argv))
-    except TrustFleetError as exc:
-        print(f"error: {exc.one_line()}", file=sys.stderr)
-        return exit_code_for(exc)
+    with stop_on_signals() as stop:
+        try:
+            return _dispatch(args, entry=_entry(args, simulated=simulated), stop=stop.event)
+        except TrustFleetError as exc:
+            print(f"error: {exc.one_line()}", file=sys.stderr)
+            return exit_code_for(exc)
 
 
-def _run(args: argparse.Namespace, *, stop: threading.Event, argv: list[str]) -> int:
-    from trustfleet.agent._bootloop import boot_in_child, on_trial, reexec  # noqa: PLC0415
-    from trustfleet.agent._tpmhooks import power_off, power_on  # noqa: PLC0415
-    from trustfleet.agent.platform.devfolder import LOCK_ENV, hold_device  # noqa: PLC0415
-    from trustfleet.agent.runner import RunSummary, run_agent  # noqa: PLC0415  # after argparse
-    from trustfleet.agent.settings import load_device_settings  # noqa: PLC0415
-    from trustfleet.agent.updater.worker import REBOOT_EXIT_CODE  # noqa: PLC0415
+def _entry(args: argparse.Namespace, *, simulated: bool) -> AgentEntry:
+    """The device's entry point, or the simulation's with its faults (the test seam).
 
-    summaries: list[RunSummary] = []
-    settings = load_device_settings(args.device)
-    lock = hold_device(settings.directory)  # before the TPM: one agent per device folder
-    power_on(settings.directory)  # a boot resets the TPM (no-op for a device without one)
-    booted = boot_in_child(settings.directory)
-    try:
-        code = run_agent(settings, once=args.once, stop=stop, now=_now,
-                         on_summary=summaries.append, boot=booted)  # fmt: skip
-    except TrustFleetError as exc:
-        if booted is None or not on_trial(settings.directory):
-            raise
-        print(f"error: {exc.one_line()} (new slot on trial: rebooting)", file=sys.stderr)
-        code = REBOOT_EXIT_CODE
-    if code == REBOOT_EXIT_CODE and not stop.is_set():
-        lock.keep_across_exec(LOCK_ENV)  # the rebooted agent holds it without a gap
-        reexec(argv)
-    power_off(settings.directory)  # a clean shutdown: TPM2_Shutdown, swtpm stopped
-    if args.json and summaries:
-        print(json.dumps(dataclasses.asdict(summaries[0]), indent=2, sort_keys=True, default=str))
-    return 0 if code == REBOOT_EXIT_CODE else code
+    Raises:
+        Config: ``--faults`` is malformed.
+    """
+    if not simulated or not hasattr(args, "faults"):
+        return DEVICE_ENTRY
+    faults = Faults.for_simulation(args.device, spec=args.faults)
+    return AgentEntry(module=SIMULATED_MODULE, faults=faults)
 
 
-def _boot_once(device: Path, *, as_json: bool) -> int:
+def _dispatch(args: argparse.Namespace, *, entry: AgentEntry, stop: threading.Event) -> int:
+    if args.command == "boot":
+        return _boot_once(args.device, as_json=args.json, faults=entry.faults)
+    if args.command in ("attest", "ak-enroll"):  # child processes of the agent (TPM)
+        from trustfleet.agent._tpmhooks import run_command  # noqa: PLC0415
+
+        return run_command(args, now=_now)
+    if args.command == "update":
+        from trustfleet.agent._bootloop import update_once  # noqa: PLC0415
+
+        return update_once(args.device, version=args.version, as_json=args.json, stop=stop,
+                           now=_now, faults=entry.faults)  # fmt: skip
+    outcome = run_boot_loop(args.device, once=args.once, as_json=args.json, stop=stop,
+                            now=_now, entry=entry)  # fmt: skip
+    if args.json and outcome.summary is not None:
+        doc = dataclasses.asdict(outcome.summary)
+        print(json.dumps(doc, indent=2, sort_keys=True, default=str))
+    return outcome.code
+
+
+def _boot_once(device: Path, *, as_json: bool, faults: Faults) -> int:
     from trustfleet.agent._bootloop import boot_in_process  # noqa: PLC0415
 
-    result = boot_in_process(device)
+    result = boot_in_process(device, faults=faults)
     if result is None:
         print(f"error: {device} has no boot chain (fuses.json and slots). Hint: provision the "
               "device with a published release", file=sys.stderr)  # fmt: skip

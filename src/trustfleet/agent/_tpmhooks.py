@@ -68,7 +68,9 @@ def powered(directory: Path) -> bool:
     return device.present() and recorded_pid(device.state_dir) is not None
 
 
-def boot_measured(directory: Path, *, env_store: BootEnvStore, slots: Slots) -> BootResult | None:
+def boot_measured(
+    directory: Path, *, env_store: BootEnvStore, slots: Slots, skip_verify: bool = False
+) -> BootResult | None:
     """The measured boot when the TPM is on, then the sealed state; None without a TPM.
 
     Raises:
@@ -82,7 +84,9 @@ def boot_measured(directory: Path, *, env_store: BootEnvStore, slots: Slots) -> 
 
     device = DeviceTpm(directory)
     with device.open() as tpm:
-        result = measured_boot(directory, tpm=tpm, env_store=env_store, slots=slots)
+        result = measured_boot(
+            directory, tpm=tpm, env_store=env_store, slots=slots, skip_verify=skip_verify
+        )
         fuses = read_fuses(directory)
         manifest = slots.manifest_bytes(result.slot, max_bytes=_MAX_MANIFEST_BYTES)
         if fuses is not None and manifest is not None:

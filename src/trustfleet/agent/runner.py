@@ -34,6 +34,7 @@ from trustfleet.agent.certfacts import CertFacts, read_pem_cert_facts
 from trustfleet.agent.link import MqttLink, topic
 from trustfleet.agent.outbox import Message, Outbox
 from trustfleet.agent.platform.bootloader import BootResult
+from trustfleet.agent.platform.faults import NO_FAULTS, Faults
 from trustfleet.agent.settings import DeviceSettings, require_mqtt
 from trustfleet.agent.updater.worker import REBOOT_EXIT_CODE, OtaWorker, UpdateJob
 from trustfleet.errors import Conflict, TrustFleetError, Unavailable
@@ -61,6 +62,7 @@ def run_agent(
     on_summary: Callable[[RunSummary], None] | None = None,
     boot: BootResult | None = None,
     update: UpdateJob | None = None,
+    faults: Faults = NO_FAULTS,
 ) -> int:
     """Run the device agent until ``stop`` is set (or one round with ``once``).
 
@@ -76,6 +78,7 @@ def run_agent(
             then recovers the updater's state (a new slot's health check and commit).
         update: Recover, run this update (if any) and stop (``trustfleet-agent update``),
             instead of the schedule.
+        faults: Injected faults (the simulation's test seam; default none).
 
     Returns:
         0 after a clean run; :data:`REBOOT_EXIT_CODE` when the updater asks for a reboot.
@@ -86,7 +89,7 @@ def run_agent(
         Unavailable: The service or the broker could not be reached (``once``), or the
             messages were not acknowledged in time.
     """
-    agent = _Agent(settings, now=now, stop=stop or threading.Event(), boot=boot)
+    agent = _Agent(settings, now=now, stop=stop or threading.Event(), boot=boot, faults=faults)
     try:
         if update is not None:
             agent.run_update(update.request)
@@ -109,6 +112,7 @@ class _Agent:
         now: Callable[[], datetime],
         stop: threading.Event,
         boot: BootResult | None = None,
+        faults: Faults = NO_FAULTS,
     ) -> None:
         self.settings = settings
         self.mqtt = require_mqtt(settings)
@@ -130,7 +134,7 @@ class _Agent:
         self.exit_code = 0
         self.ota = OtaWorker(settings, boot=boot, now=now, notify=self.wake.set,
                              link_connected=lambda: self.link is not None and self.link.connected,
-                             identity_ok=self._identity_ok)  # fmt: skip
+                             identity_ok=self._identity_ok, faults=faults)  # fmt: skip
         self.attester = Attester(settings.directory, boot=boot, notify=self.wake.set)
         try:
             self.version = metadata.version("trustfleet")

@@ -7,8 +7,7 @@ import logging
 import signal
 import threading
 from pathlib import Path
-from types import FrameType
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -16,11 +15,42 @@ from trustfleet.cli._common import Interrupted, JsonOpt, console, emit_json, now
 
 __all__ = ["app"]
 
+if TYPE_CHECKING:
+    from trustfleet.agent._bootloop import AgentEntry
+
 app = typer.Typer(help="Run the device agent.", no_args_is_help=True)
 
 DeviceOpt = Annotated[
     Path, typer.Option("--device", help="Device folder (made by 'trustfleet factory provision').")
 ]
+SimOpt = Annotated[
+    bool,
+    typer.Option(
+        "--sim",
+        help="A simulated device: inject the faults of --faults and of the device folder's "
+        "faults.json (tests and the demo; never on a real device).",
+    ),
+]
+FaultsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--faults",
+        help="With --sim: updater faults, e.g. installing:error or write:kill@4096.",
+    ),
+]
+
+
+def _entry(device: Path, *, sim: bool, faults: str | None) -> AgentEntry:
+    """The device's entry point, or with ``--sim`` the simulation's and its faults."""
+    from trustfleet.agent._bootloop import DEVICE_ENTRY, SIMULATED_MODULE, AgentEntry
+    from trustfleet.agent.platform.faults import Faults
+    from trustfleet.errors import InvalidInput
+
+    if not sim:
+        if faults is not None:
+            raise InvalidInput("--faults needs --sim", hint="add --sim (simulated devices only)")
+        return DEVICE_ENTRY
+    return AgentEntry(module=SIMULATED_MODULE, faults=Faults.for_simulation(device, spec=faults))
 
 
 @app.command("enroll")
@@ -63,55 +93,36 @@ def run(
             "their acknowledgements, answer pending commands, then exit.",
         ),
     ] = False,
+    sim: SimOpt = False,
+    faults: FaultsOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Run the agent: enroll if needed, then keep the MQTT link (SIGTERM/SIGINT stop it).
 
     A device with a boot chain boots first (verified boot); when an update asks for a reboot
-    the process re-executes itself as ``trustfleet-agent run`` and boots again.
+    the process re-executes itself as ``trustfleet-agent run`` and boots again (the same boot
+    loop as ``trustfleet-agent run``).
     """
-    from trustfleet.agent._bootloop import boot_in_child, reexec
-    from trustfleet.agent._tpmhooks import power_off, power_on
-    from trustfleet.agent.platform.devfolder import LOCK_ENV, hold_device
-    from trustfleet.agent.runner import RunSummary, run_agent
-    from trustfleet.agent.settings import load_device_settings
-    from trustfleet.agent.updater.worker import REBOOT_EXIT_CODE
+    from trustfleet.agent._bootloop import run_boot_loop, stop_on_signals
 
     logging.getLogger("trustfleet.agent").setLevel(logging.INFO)
-    settings = load_device_settings(device)
-    lock = hold_device(settings.directory)  # before the TPM: one agent per device folder
-    stop = threading.Event()
-    summaries: list[RunSummary] = []
-    received: list[int] = []
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        received.append(signum)
-        stop.set()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        power_on(settings.directory)  # a boot resets the TPM (no-op for a device without one)
-        booted = boot_in_child(settings.directory)
-        code = run_agent(
-            settings, once=once, stop=stop, now=now, on_summary=summaries.append, boot=booted
+    entry = _entry(device, sim=sim, faults=faults)
+    with stop_on_signals() as stop:
+        outcome = run_boot_loop(
+            device, once=once, as_json=json_out, stop=stop.event, now=now, entry=entry
         )
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    if code == REBOOT_EXIT_CODE and not stop.is_set():
-        lock.keep_across_exec(LOCK_ENV)  # the rebooted agent holds it without a gap
-        reexec(["run", "--device", str(device), *(["--once"] if once else [])])
-    power_off(settings.directory)  # a clean shutdown: TPM2_Shutdown, swtpm stopped
-    if signal.SIGINT in received:
-        raise Interrupted(_what_was_done(summaries))
-    if json_out and summaries:
-        emit_json(dataclasses.asdict(summaries[0]))
-    elif once and summaries:
-        done = summaries[0]
+    done = outcome.summary
+    if signal.SIGINT in stop.received:
+        raise Interrupted(_what_was_done(done))
+    if json_out and done is not None:
+        emit_json(dataclasses.asdict(done))
+    elif once and done is not None:
         console.print(
             f"[green]✓[/] {done.device_id}: {sum(done.published.values())} message(s) "
             f"published, {done.acked} acknowledged"
         )
+    if outcome.code:
+        raise typer.Exit(outcome.code)
 
 
 @app.command("update")
@@ -120,6 +131,8 @@ def update(
     version: Annotated[
         str | None, typer.Option("--version", help="Release to install (default: the newest).")
     ] = None,
+    sim: SimOpt = False,
+    faults: FaultsOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Update once: download (TUF), install into the inactive slot, reboot, health check, commit.
@@ -132,17 +145,19 @@ def update(
     if version is not None:
         parse_version(version)
     logging.getLogger("trustfleet.agent").setLevel(logging.INFO)
+    entry = _entry(device, sim=sim, faults=faults)
     stop = threading.Event()
-    code = update_once(device, version=version, as_json=json_out, stop=stop, now=now)
+    code = update_once(
+        device, version=version, as_json=json_out, stop=stop, now=now, faults=entry.faults
+    )
     if code:
         raise typer.Exit(code)
 
 
-def _what_was_done(summaries: list[Any]) -> str:
+def _what_was_done(done: Any) -> str:
     """One sentence on what an agent stopped by Ctrl-C did (the TPM was shut down cleanly)."""
-    if not summaries:
+    if done is None:
         return "the agent stopped before it connected; its TPM was shut down cleanly"
-    done = summaries[0]
     enrolled = "enrolled, " if done.enrolled else ""
     return (
         f"the agent of {done.device_id} stopped cleanly ({enrolled}"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Annotated, Any
 
@@ -11,16 +11,21 @@ import typer
 from rich.table import Table
 
 from trustfleet.cli._common import (
+    ACTOR,
+    DEVICE_LIST_HINT,
+    CursorOpt,
     HomeOpt,
     JsonOpt,
+    LimitOpt,
+    command_runtime,
     console,
     emit_json,
     hint_for_missing,
     interruptible,
     now,
+    present_page,
 )
 from trustfleet.errors import TrustFleetError, Unavailable
-from trustfleet.settings import load_server_settings
 
 __all__ = ["app"]
 
@@ -28,15 +33,8 @@ app = typer.Typer(
     help="Remote attestation: challenge devices and read verdicts.", no_args_is_help=True
 )
 
-_LIST_HINT = "see the known devices with 'trustfleet device list --home DIR'"
 _POLL_S = 0.2
 DeviceArg = Annotated[str, typer.Argument(help="Device id.")]
-
-
-def _runtime(home: Any) -> Any:
-    from trustfleet.services.runtime import Runtime
-
-    return Runtime.open(load_server_settings(home))
 
 
 def _result_doc(rec: Any) -> dict[str, Any]:
@@ -66,15 +64,11 @@ def status(
     json_out: JsonOpt = False,
 ) -> None:
     """Show a device's attestation key, its last verdicts with findings, and its quarantine."""
-    rt = _runtime(home)
-    try:
-        with hint_for_missing(_LIST_HINT), rt.uow.begin(read_only=True) as tx:
-            device = tx.devices.require(device_id)
-            key = tx.attestation.get_key(device_id)
-            results = tx.attestation.results(device_id, limit=limit)
-            quarantine = tx.attestation.quarantine(device_id)
-    finally:
-        rt.close()
+    from trustfleet.services.queries import attestation_status
+
+    with command_runtime(home) as rt, hint_for_missing(DEVICE_LIST_HINT):
+        found = attestation_status(rt, device_id, limit=limit)
+    device, key = found.device, found.key
     doc = {
         "device_id": device.id,
         "model": device.model,
@@ -82,8 +76,8 @@ def status(
         "ak": None
         if key is None
         else {"name": key.ak_name, "activated_at": key.activated_at.isoformat()},
-        "quarantine": _quarantine_doc(quarantine),
-        "results": [_result_doc(r) for r in results],
+        "quarantine": _quarantine_doc(found.quarantine),
+        "results": [_result_doc(r) for r in found.results],
     }
     if json_out:
         emit_json(doc)
@@ -121,21 +115,17 @@ def run(
     from trustfleet.server._attest_side import publish_challenge
     from trustfleet.services.attestation import challenge_message, issue_challenge
 
-    settings = load_server_settings(home)
-    rt = _runtime(home)
-    try:
-        with _attest_hints(), hint_for_missing(_LIST_HINT):
+    with command_runtime(home) as rt:
+        with _attest_hints(), hint_for_missing(DEVICE_LIST_HINT):
             challenge = issue_challenge(rt, device_id=device_id, now=now(), trigger="operator")
         _topic, payload = challenge_message(device_id, challenge)
-        publish_challenge(settings, device_id, payload)
+        publish_challenge(rt.settings, device_id, payload)
         sent = (
             f"challenge {challenge.id} was sent to {device_id}; its verdict will show in "
             f"'trustfleet attest status {device_id}'"
         )
         with interruptible(lambda: sent):
             result = _wait_verdict(rt, challenge.id, device_id=device_id, wait_s=wait)
-    finally:
-        rt.close()
     doc = {"device_id": device_id, **_result_doc(result)}
     if json_out:
         emit_json(doc)
@@ -166,10 +156,11 @@ def _attest_hints() -> Iterator[None]:
 
 
 def _wait_verdict(rt: Any, challenge_id: str, *, device_id: str, wait_s: float) -> Any:
+    from trustfleet.services.queries import attestation_result
+
     deadline = time.monotonic() + wait_s
     while True:
-        with rt.uow.begin(read_only=True) as tx:
-            result = tx.attestation.result_for(challenge_id)
+        result = attestation_result(rt, challenge_id)
         if result is not None:
             return result
         if time.monotonic() >= deadline:
@@ -191,12 +182,8 @@ def quarantine(
     """Quarantine a device: its broker access shrinks to its ota/ and attest/ topics."""
     from trustfleet.services.attestation import quarantine as impose
 
-    rt = _runtime(home)
-    try:
-        with hint_for_missing(_LIST_HINT):
-            impose(rt, device_id, reason=reason, actor="operator:cli", now=now())
-    finally:
-        rt.close()
+    with command_runtime(home) as rt, hint_for_missing(DEVICE_LIST_HINT):
+        impose(rt, device_id, reason=reason, actor=ACTOR, now=now())
     if json_out:
         emit_json({"device_id": device_id, "quarantined": True, "reason": reason})
         return
@@ -208,12 +195,8 @@ def release(home: HomeOpt, device_id: DeviceArg, json_out: JsonOpt = False) -> N
     """Lift a device's quarantine."""
     from trustfleet.services.attestation import release as lift
 
-    rt = _runtime(home)
-    try:
-        with hint_for_missing(_LIST_HINT):
-            lift(rt, device_id, actor="operator:cli", now=now())
-    finally:
-        rt.close()
+    with command_runtime(home) as rt, hint_for_missing(DEVICE_LIST_HINT):
+        lift(rt, device_id, actor=ACTOR, now=now())
     if json_out:
         emit_json({"device_id": device_id, "quarantined": False})
         return
@@ -226,45 +209,31 @@ def list_devices(
     quarantined: Annotated[
         bool, typer.Option("--quarantined", help="Only quarantined devices.")
     ] = False,
+    limit: LimitOpt = 1000,
+    cursor: CursorOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """List devices with an attestation key or in quarantine, with their last verdict."""
-    rt = _runtime(home)
-    try:
-        rows = _list_rows(rt, only_quarantined=quarantined)
-    finally:
-        rt.close()
-    if json_out:
-        emit_json({"devices": rows})
-        return
-    table = Table("device", "AK", "last verdict", "quarantined")
-    for r in rows:
-        last = r["last"]
-        verdict = "-" if last is None else ("pass" if last["ok"] else "FAIL")
-        table.add_row(r["device_id"], "yes" if r["ak"] else "no", verdict, r["quarantine"] or "-")
-    console.print(table)
+    from trustfleet.services.queries import attestation_overview
+
+    with command_runtime(home) as rt:
+        page = attestation_overview(rt, only_quarantined=quarantined, limit=limit, cursor=cursor)
+    rows = [
+        {
+            "device_id": r.device_id,
+            "ak": r.has_key,
+            "last": None if r.last is None else _result_doc(r.last),
+            "quarantine": r.quarantine.reason if r.quarantine else None,
+        }
+        for r in page.items
+    ]
+    present_page(
+        "devices", rows, next_cursor=page.next_cursor, json_out=json_out,
+        table=Table("device", "AK", "last verdict", "quarantined"), cells=_list_cells,
+    )  # fmt: skip
 
 
-def _list_rows(rt: Any, *, only_quarantined: bool) -> list[dict[str, Any]]:
-    with rt.uow.begin(read_only=True) as tx:
-        quarantines = {q.device_id: q for q in tx.attestation.quarantined()}
-        ids = set(quarantines)
-        if not only_quarantined:
-            ids |= set(tx.attestation.last_challenges())
-            ids |= {d.id for d in tx.devices.list(limit=1000, state="enrolled")}
-        rows = []
-        for device_id in sorted(ids):
-            key = tx.attestation.get_key(device_id)
-            if key is None and device_id not in quarantines:
-                continue
-            last = tx.attestation.results(device_id, limit=1)
-            q = quarantines.get(device_id)
-            rows.append(
-                {
-                    "device_id": device_id,
-                    "ak": key is not None,
-                    "last": _result_doc(last[0]) if last else None,
-                    "quarantine": q.reason if q else None,
-                }
-            )
-    return rows
+def _list_cells(r: Mapping[str, Any]) -> tuple[str, ...]:
+    last = r["last"]
+    verdict = "-" if last is None else ("pass" if last["ok"] else "FAIL")
+    return (r["device_id"], "yes" if r["ak"] else "no", verdict, r["quarantine"] or "-")

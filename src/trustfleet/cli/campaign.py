@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from trustfleet.cli._common import HomeOpt, JsonOpt, console, emit_json, now
-from trustfleet.settings import load_server_settings
+from trustfleet.cli._common import (
+    ACTOR,
+    CursorOpt,
+    HomeOpt,
+    JsonOpt,
+    LimitOpt,
+    command_runtime,
+    console,
+    emit_json,
+    now,
+    present_page,
+)
 
 __all__ = ["app"]
 
 app = typer.Typer(help="Roll a release out to the fleet in waves.", no_args_is_help=True)
 
-_ACTOR = "operator:cli"
 MAX_DEVICES_OPTION_CHARS = 1_000_000
 """Bound on the ``--devices`` list as typed."""
 
@@ -24,12 +34,6 @@ IdArg = Annotated[
 ]
 SHORT_ID_CHARS = 12
 """``campaign list`` shows ids this long (``cmp-`` and 8 hex digits); any unique start works."""
-
-
-def _runtime(home: Any) -> Any:
-    from trustfleet.services.runtime import Runtime
-
-    return Runtime.open(load_server_settings(home))
 
 
 def _campaign_doc(c: Any) -> dict[str, Any]:
@@ -92,15 +96,12 @@ def create(
     rate = parse_rate(max_failure_rate)
     timeout_s = parse_duration(device_timeout) if device_timeout is not None else None
     targets = _device_list(devices)
-    rt = _runtime(home)
-    try:
+    with command_runtime(home) as rt:
         campaign = create_campaign(
             rt, version=release, model=model, devices=targets, waves=wave_list,
-            max_failure_rate=rate, device_timeout_s=timeout_s, actor=_ACTOR, now=now(),
+            max_failure_rate=rate, device_timeout_s=timeout_s, actor=ACTOR, now=now(),
         )  # fmt: skip
         status = _status(rt, campaign.id)
-    finally:
-        rt.close()
     if json_out:
         emit_json(status)
         return
@@ -151,11 +152,8 @@ def _status(rt: Any, campaign_id: str) -> dict[str, Any]:
 @app.command("status")
 def status(home: HomeOpt, campaign_id: IdArg, json_out: JsonOpt = False) -> None:
     """Show a campaign: its waves, the devices per state and the failure rate."""
-    rt = _runtime(home)
-    try:
+    with command_runtime(home) as rt:
         doc = _status(rt, campaign_id)
-    finally:
-        rt.close()
     if json_out:
         emit_json(doc)
         return
@@ -180,36 +178,35 @@ def status(home: HomeOpt, campaign_id: IdArg, json_out: JsonOpt = False) -> None
 
 
 @app.command("list")
-def list_campaigns(home: HomeOpt, json_out: JsonOpt = False) -> None:
-    """List campaigns, newest first."""
-    rt = _runtime(home)
-    try:
-        with rt.uow.begin(read_only=True) as tx:
-            campaigns = tx.campaigns.list(limit=1000)
-    finally:
-        rt.close()
-    docs = [_campaign_doc(c) for c in campaigns]
-    if json_out:
-        emit_json({"campaigns": docs})
-        return
-    table = Table("campaign", "model", "version", "state", "wave", "created (UTC)")
-    for d in docs:
-        wave = f"{d['current_wave']}/{len(d['waves'])}"
-        created = d["created_at"][:16].replace("T", " ")
-        table.add_row(d["id"][:SHORT_ID_CHARS], d["model"], d["version"], d["state"], wave, created)
-    console.print(table)
-    if docs:
+def list_campaigns(
+    home: HomeOpt, limit: LimitOpt = 1000, cursor: CursorOpt = None, json_out: JsonOpt = False
+) -> None:
+    """List campaigns, newest first, one page at a time."""
+    from trustfleet.services.queries import list_campaigns as query
+
+    with command_runtime(home) as rt:
+        page = query(rt, limit=limit, cursor=cursor)
+    docs = [_campaign_doc(c) for c in page.items]
+    present_page(
+        "campaigns", docs, next_cursor=page.next_cursor, json_out=json_out,
+        table=Table("campaign", "model", "version", "state", "wave", "created (UTC)"),
+        cells=_list_cells,
+    )  # fmt: skip
+    if docs and not json_out:
         console.print("ids are shortened: any unique start of an id names the campaign")
+
+
+def _list_cells(d: Mapping[str, Any]) -> tuple[str, ...]:
+    wave = f"{d['current_wave']}/{len(d['waves'])}"
+    created = d["created_at"][:16].replace("T", " ")
+    return (d["id"][:SHORT_ID_CHARS], d["model"], d["version"], d["state"], wave, created)
 
 
 def _change(home: Any, campaign_id: str, action: str, json_out: bool) -> None:
     from trustfleet.services import campaigns
 
-    rt = _runtime(home)
-    try:
-        record = getattr(campaigns, action)(rt, campaign_id, now=now(), actor=_ACTOR)
-    finally:
-        rt.close()
+    with command_runtime(home) as rt:
+        record = getattr(campaigns, action)(rt, campaign_id, now=now(), actor=ACTOR)
     if json_out:
         emit_json(_campaign_doc(record))
         return

@@ -7,8 +7,20 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from trustfleet.cli._common import HomeOpt, JsonOpt, console, emit_json, hint_for_missing, now
-from trustfleet.settings import load_server_settings
+from trustfleet.cli._common import (
+    ACTOR,
+    DEVICE_LIST_HINT,
+    CursorOpt,
+    HomeOpt,
+    JsonOpt,
+    LimitOpt,
+    command_runtime,
+    console,
+    emit_json,
+    hint_for_missing,
+    now,
+    present_page,
+)
 
 __all__ = ["app"]
 
@@ -17,13 +29,7 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-_LIST_HINT = "see the known devices with 'trustfleet device list --home DIR'"
-
-
-def _runtime(home: Any) -> Any:
-    from trustfleet.services.runtime import Runtime
-
-    return Runtime.open(load_server_settings(home))
+DeviceArg = Annotated[str, typer.Argument(help="Device id.")]
 
 
 def _cert_row(rec: Any) -> dict[str, Any]:
@@ -46,58 +52,54 @@ def list_devices(
     state: Annotated[
         str | None, typer.Option("--state", help="Only devices in this state.")
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, max=100000)] = 1000,
+    limit: LimitOpt = 1000,
+    cursor: CursorOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """List devices."""
-    rt = _runtime(home)
-    try:
-        with rt.uow.begin() as tx:
-            devices = tx.devices.list(limit=limit, offset=0, state=state)
-    finally:
-        rt.close()
+    """List devices ordered by id, one page at a time."""
+    from trustfleet.services.queries import list_devices as query
+
+    with command_runtime(home) as rt:
+        page = query(rt, state=state, limit=limit, cursor=cursor)
     rows = [
         {"id": d.id, "model": d.model, "state": d.state, "created_at": d.created_at.isoformat()}
-        for d in devices
+        for d in page.items
     ]
-    if json_out:
-        emit_json({"devices": rows})
-        return
-    table = Table("device", "model", "state", "registered")
-    for r in rows:
-        table.add_row(r["id"], r["model"], r["state"], r["created_at"])
-    console.print(table)
+    present_page(
+        "devices", rows, next_cursor=page.next_cursor, json_out=json_out,
+        table=Table("device", "model", "state", "registered"),
+        cells=lambda r: (r["id"], r["model"], r["state"], r["created_at"]),
+    )  # fmt: skip
 
 
 @app.command("show")
 def show(
     home: HomeOpt,
-    device_id: Annotated[str, typer.Argument(help="Device id.")],
+    device_id: DeviceArg,
     json_out: JsonOpt = False,
 ) -> None:
     """Show one device and its certificates."""
-    rt = _runtime(home)
-    try:
-        with hint_for_missing(_LIST_HINT), rt.uow.begin(read_only=True) as tx:
-            device = tx.devices.require(device_id)
-            certs = tx.certificates.list_for_device(device_id)
-    finally:
-        rt.close()
-    doc = {
+    from trustfleet.services.queries import device_detail
+
+    with command_runtime(home) as rt, hint_for_missing(DEVICE_LIST_HINT):
+        detail = device_detail(rt, device_id)
+    device = detail.device
+    rows = [_cert_row(c) for c in detail.certificates]
+    doc: dict[str, Any] = {
         "id": device.id,
         "model": device.model,
         "state": device.state,
         "created_at": device.created_at.isoformat(),
         "updated_at": device.updated_at.isoformat(),
         "last_seen_at": device.last_seen_at.isoformat() if device.last_seen_at else None,
-        "certificates": [_cert_row(c) for c in certs],
+        "certificates": rows,
     }
     if json_out:
         emit_json(doc)
         return
     console.print(f"[bold]{device.id}[/]  model={device.model}  state={device.state}")
     table = Table("kind", "issuer", "serial", "status", "not after")
-    for c in doc["certificates"]:
+    for c in rows:
         table.add_row(c["kind"], c["issuer"], c["serial"], c["status"], c["not_after"])
     console.print(table)
 
@@ -105,19 +107,15 @@ def show(
 @app.command("revoke")
 def revoke(
     home: HomeOpt,
-    device_id: Annotated[str, typer.Argument(help="Device id.")],
+    device_id: DeviceArg,
     reason: Annotated[str, typer.Option("--reason", help="RFC 5280 reason, e.g. keyCompromise.")],
     json_out: JsonOpt = False,
 ) -> None:
     """Revoke every certificate of a device; CRLs are reissued at once."""
     from trustfleet.services.revocation import revoke_device
 
-    rt = _runtime(home)
-    try:
-        with hint_for_missing(_LIST_HINT):
-            revoked = revoke_device(rt, device_id, reason=reason, actor="operator:cli", now=now())
-    finally:
-        rt.close()
+    with command_runtime(home) as rt, hint_for_missing(DEVICE_LIST_HINT):
+        revoked = revoke_device(rt, device_id, reason=reason, actor=ACTOR, now=now())
     doc = {"device_id": device_id, "reason": reason, "revoked": [_cert_row(r) for r in revoked]}
     if json_out:
         emit_json(doc)
@@ -130,7 +128,7 @@ def revoke(
 @app.command("reopen")
 def reopen(
     home: HomeOpt,
-    device_id: Annotated[str, typer.Argument(help="Device id.")],
+    device_id: DeviceArg,
     reason: Annotated[
         str | None, typer.Option("--reason", help="Why (kept in the security log).")
     ] = None,
@@ -143,12 +141,8 @@ def reopen(
     """
     from trustfleet.services.enrollment import reopen_enrollment
 
-    rt = _runtime(home)
-    try:
-        with hint_for_missing(_LIST_HINT):
-            done = reopen_enrollment(rt, device_id, actor="operator:cli", reason=reason, now=now())
-    finally:
-        rt.close()
+    with command_runtime(home) as rt, hint_for_missing(DEVICE_LIST_HINT):
+        done = reopen_enrollment(rt, device_id, actor=ACTOR, reason=reason, now=now())
     doc = {
         "device_id": done.device_id,
         "expires_at": done.expires_at.isoformat(),

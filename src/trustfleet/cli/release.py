@@ -11,9 +11,18 @@ import typer
 from rich.progress import Progress
 from rich.table import Table
 
-from trustfleet.cli._common import HomeOpt, JsonOpt, console, emit_json, now
-from trustfleet.errors import NotFound
-from trustfleet.settings import load_server_settings
+from trustfleet.cli._common import (
+    CursorOpt,
+    HomeOpt,
+    JsonOpt,
+    LimitOpt,
+    command_runtime,
+    console,
+    emit_json,
+    hint_for_missing,
+    now,
+    present_page,
+)
 
 __all__ = ["app"]
 
@@ -22,12 +31,6 @@ app = typer.Typer(help="Build and publish signed firmware releases.", no_args_is
 VersionOpt = Annotated[str, typer.Option("--version", help="Release version, MAJOR.MINOR.PATCH.")]
 ModelOpt = Annotated[str, typer.Option("--model", help="Hardware model name.")]
 _LIST_HINT = "see the published releases with 'trustfleet release list --home DIR'"
-
-
-def _runtime(home: Any) -> Any:
-    from trustfleet.services.runtime import Runtime
-
-    return Runtime.open(load_server_settings(home))
 
 
 def _record_doc(rec: Any) -> dict[str, Any]:
@@ -58,13 +61,10 @@ def build(
     from trustfleet.ota.manifest import render_manifest
     from trustfleet.services.ota import build_release
 
-    rt = _runtime(home)
-    try:
+    with command_runtime(home) as rt:
         manifest = build_release(
             rt, image=image, version=version, model=model, min_version=min_version, now=now()
         )
-    finally:
-        rt.close()
     doc = json.loads(render_manifest(manifest))
     if json_out:
         emit_json(doc)
@@ -82,17 +82,16 @@ def publish(
     """Publish a staged release: deltas, TUF targets, snapshot and timestamp."""
     from trustfleet.services.ota import publish_release
 
-    rt = _runtime(home)
-    try:
-        with Progress(console=console, transient=True, disable=json_out) as progress:
-            task = progress.add_task("computing deltas", total=None)
+    with (
+        command_runtime(home) as rt,
+        Progress(console=console, transient=True, disable=json_out) as progress,
+    ):
+        task = progress.add_task("computing deltas", total=None)
 
-            def step(what: str, done: int, total: int) -> None:
-                progress.update(task, description=what, completed=done, total=total or None)
+        def step(what: str, done: int, total: int) -> None:
+            progress.update(task, description=what, completed=done, total=total or None)
 
-            record = publish_release(rt, model=model, version=version, now=now(), on_progress=step)
-    finally:
-        rt.close()
+        record = publish_release(rt, model=model, version=version, now=now(), on_progress=step)
     manifest = json.loads(record.manifest)
     doc = {**_record_doc(record), "deltas": [d["from_version"] for d in manifest["deltas"]]}
     if json_out:
@@ -109,27 +108,21 @@ def publish(
 def list_releases(
     home: HomeOpt,
     model: Annotated[str | None, typer.Option("--model", help="Only this model.")] = None,
+    limit: LimitOpt = 1000,
+    cursor: CursorOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """List published releases, newest version first."""
-    from trustfleet.store import MAX_LIST_LIMIT
+    """List published releases, newest version first, one page at a time."""
+    from trustfleet.services.queries import list_releases as query
 
-    rt = _runtime(home)
-    try:
-        with rt.uow.begin(read_only=True) as tx:
-            records = tx.releases.list(model=model, limit=MAX_LIST_LIMIT)
-    finally:
-        rt.close()
-    rows = [_record_doc(r) for r in records]
-    if json_out:
-        emit_json({"releases": rows})
-        return
-    table = Table("model", "version", "min version", "bytes", "published")
-    for r in rows:
-        table.add_row(
-            r["model"], r["version"], r["min_version"], str(r["image_length"]), r["published_at"]
-        )
-    console.print(table)
+    with command_runtime(home) as rt:
+        page = query(rt, model=model, limit=limit, cursor=cursor)
+    present_page(
+        "releases", [_record_doc(r) for r in page.items], next_cursor=page.next_cursor,
+        json_out=json_out, table=Table("model", "version", "min version", "bytes", "published"),
+        cells=lambda r: (r["model"], r["version"], r["min_version"], str(r["image_length"]),
+                         r["published_at"]),
+    )  # fmt: skip
 
 
 @app.command("show")
@@ -141,14 +134,10 @@ def show(
 
     check_model(model)
     parse_version(version)
-    rt = _runtime(home)
-    try:
-        with rt.uow.begin(read_only=True) as tx:
-            record = tx.releases.get(model=model, version=version)
-    finally:
-        rt.close()
-    if record is None:
-        raise NotFound(f"no published release {model} {version}", hint=_LIST_HINT)
+    from trustfleet.services.queries import published_release
+
+    with command_runtime(home) as rt, hint_for_missing(_LIST_HINT):
+        record = published_release(rt, model=model, version=version)
     doc = {**_record_doc(record), "manifest": json.loads(record.manifest)}
     if json_out:
         emit_json(doc)

@@ -190,14 +190,15 @@ class VerdictsAndQuarantine:
         row.updated_at = check.aware(now, name="now")
         self._session.flush()
 
-    def quarantined(self, *, limit: int = 1000) -> builtins.list[QuarantineRecord]:
-        """Quarantined devices, ordered by id."""
-        limit, _ = check.page(limit=limit)
+    def quarantined(self, *, limit: int = 1000, offset: int = 0) -> builtins.list[QuarantineRecord]:
+        """Quarantined devices, ordered by id (``offset``: skipped)."""
+        limit, offset = check.page(limit=limit, offset=offset)
         query = (
             select(DeviceRow)
             .where(DeviceRow.quarantined_at.is_not(None))
             .order_by(DeviceRow.id)
             .limit(limit)
+            .offset(offset)
         )
         return [
             QuarantineRecord(

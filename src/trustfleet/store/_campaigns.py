@@ -202,14 +202,15 @@ class CampaignRepository:
         return None if row is None else _record(row)
 
     def list(
-        self, *, state: CampaignState | None = None, limit: int = 100
+        self, *, state: CampaignState | None = None, limit: int = 100, offset: int = 0
     ) -> builtins.list[CampaignRecord]:
-        """Campaigns, newest first, optionally only those in one state."""
-        limit, _ = check.page(limit=limit)
+        """Campaigns, newest first, optionally only those in one state (``offset``: skipped)."""
+        limit, offset = check.page(limit=limit, offset=offset)
         query = select(CampaignRow).order_by(CampaignRow.created_at.desc(), CampaignRow.id)
         if state is not None:
             query = query.where(CampaignRow.state == state)
-        return [_record(row) for row in self._handle.session.scalars(query.limit(limit))]
+        query = query.limit(limit).offset(offset)
+        return [_record(row) for row in self._handle.session.scalars(query)]
 
     def set_state(
         self,

@@ -85,13 +85,16 @@ class ReleaseRepository:
         row = self._handle.session.scalars(query).one_or_none()
         return None if row is None else _record(row)
 
-    def list(self, *, model: str | None = None, limit: int = 100) -> list[ReleaseRecord]:
-        """Releases, newest version first (of one model, or all)."""
-        limit, _ = check.page(limit=limit)
+    def list(
+        self, *, model: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[ReleaseRecord]:
+        """Releases, newest version first (of one model, or all; ``offset``: skipped)."""
+        limit, offset = check.page(limit=limit, offset=offset)
         query = select(ReleaseRow).order_by(ReleaseRow.model, ReleaseRow.version_key.desc())
         if model is not None:
             query = query.where(ReleaseRow.model == model)
-        return [_record(row) for row in self._handle.session.scalars(query.limit(limit))]
+        query = query.limit(limit).offset(offset)
+        return [_record(row) for row in self._handle.session.scalars(query)]
 
     def newest_id(self, model: str) -> int | None:
         """The id of the model's most recently published release (cheap: no manifest is read).

@@ -24,7 +24,8 @@ from typing import Any
 from support.server import RunningServer, running_server
 from trustfleet.agent.platform.tpm import DeviceTpm
 
-AGENT = Path(sys.executable).parent / "trustfleet-agent"
+# The simulation's agent entry point: trustfleet-agent plus faults.json (a glitched boot).
+AGENT = (sys.executable, "-m", "trustfleet.agent.simulated")
 TRUSTFLEET = Path(sys.executable).parent / "trustfleet"
 READY_TIMEOUT_S = 90
 RUN_TIMEOUT_S = 120
@@ -53,9 +54,8 @@ def attest_server(base: Path) -> Iterator[RunningServer]:
 
 def agent_cli(*args: str | os.PathLike[str]) -> subprocess.CompletedProcess[str]:
     """``trustfleet-agent ARGS`` (bounded; never raises on a non-zero exit)."""
-    environ = {k: v for k, v in os.environ.items() if k != "TF_OTA_FAULTS"}
-    return subprocess.run([str(AGENT), *map(str, args)], capture_output=True, text=True,
-                          timeout=RUN_TIMEOUT_S, env=environ, check=False)  # fmt: skip
+    return subprocess.run([*AGENT, *map(str, args)], capture_output=True, text=True,
+                          timeout=RUN_TIMEOUT_S, check=False)  # fmt: skip
 
 
 @dataclass
@@ -68,10 +68,9 @@ class Agent:
     def start(self) -> None:
         log = self.device / "agent.log"
         with log.open("ab") as out:
-            environ = {k: v for k, v in os.environ.items() if k != "TF_OTA_FAULTS"}
-            self.proc = subprocess.Popen([str(AGENT), "run", "--device", str(self.device)],
+            self.proc = subprocess.Popen([*AGENT, "run", "--device", str(self.device)],
                                          stdout=out, stderr=subprocess.STDOUT,
-                                         start_new_session=True, env=environ)  # fmt: skip
+                                         start_new_session=True)  # fmt: skip
 
     def stop(self) -> int | None:
         """SIGTERM to its process group (a clean shutdown powers the TPM off)."""

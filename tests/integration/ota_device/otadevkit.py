@@ -35,7 +35,8 @@ import pytest
 from support.identities import mqtt_client_id
 from support.server import RunningServer, free_port, running_server
 
-AGENT = Path(sys.executable).parent / "trustfleet-agent"
+# The simulation's agent entry point: trustfleet-agent plus --faults and faults.json.
+AGENT = (sys.executable, "-m", "trustfleet.agent.simulated")
 IMAGE_BYTES = 1 << 20
 RUN_TIMEOUT_S = 240
 
@@ -93,14 +94,13 @@ def agent(
     env: dict[str, str] | None = None,
     timeout_s: float = RUN_TIMEOUT_S,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``trustfleet-agent ARGS`` (bounded; never raises on a non-zero exit)."""
-    environ = {k: v for k, v in os.environ.items() if k != "TF_OTA_FAULTS"}
+    """Run the simulated ``trustfleet-agent ARGS`` (bounded; never raises on a non-zero exit)."""
     return subprocess.run(
-        [str(AGENT), *map(str, args)],
+        [*AGENT, *map(str, args)],
         capture_output=True,
         text=True,
         timeout=timeout_s,
-        env={**environ, **(env or {})},
+        env={**os.environ, **(env or {})},
         check=False,
     )
 
@@ -110,11 +110,14 @@ def update(
     version: str | None = None,
     *,
     env: dict[str, str] | None = None,
+    faults: str | None = None,
 ) -> tuple[int, dict[str, Any]]:
-    """``trustfleet-agent update --json``: (exit code, outcome document or {})."""
+    """``trustfleet-agent update --json`` (with ``--faults``): (exit code, outcome or {})."""
     args: list[str] = ["update", "--device", str(device), "--json"]
     if version:
         args += ["--version", version]
+    if faults:
+        args += ["--faults", faults]
     proc = agent(*args, env=env)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     doc: dict[str, Any] = json.loads(lines[-1]) if lines else {"stderr": proc.stderr[-2000:]}
@@ -316,13 +319,11 @@ class RunningAgent:
     def __init__(self, device: Path) -> None:
         self.log = device / f"agent-{secrets.token_hex(3)}.log"
         with self.log.open("wb") as out:
-            environ = {k: v for k, v in os.environ.items() if k != "TF_OTA_FAULTS"}
             self.proc = subprocess.Popen(
-                [str(AGENT), "run", "--device", str(device)],
+                [*AGENT, "run", "--device", str(device)],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                env=environ,
             )
 
     def stop(self) -> int:

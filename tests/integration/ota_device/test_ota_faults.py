@@ -49,7 +49,7 @@ def test_a_fault_at_every_state_leaves_a_bootable_device(
     ota_fleet: OtaFleet, point: str, action: str
 ) -> None:
     device = ota_fleet.device()
-    code, doc = update(device, "2.0.0", env={"TF_OTA_FAULTS": f"{point}:{action}"})
+    code, doc = update(device, "2.0.0", faults=f"{point}:{action}")
     if action == "kill":
         assert code == -signal.SIGKILL, doc
     else:
@@ -68,14 +68,12 @@ def test_a_fault_at_every_state_leaves_a_bootable_device(
 
 
 def _install_in_child(layout: DeviceLayout, *, manifest: bytes, source: Path, offset: int) -> int:
-    """Fork a process that installs with ``TF_OTA_FAULTS=write:kill@offset``; its wait status."""
+    """Fork a process that installs with the fault ``write:kill@offset``; its wait status."""
     pid = os.fork()
     if pid == 0:  # the child: only file I/O, then it dies (SIGKILL or _exit)
         try:
-            os.environ["TF_OTA_FAULTS"] = f"write:kill@{offset}"
-            install_image_file(
-                layout.slots(), "b", manifest=manifest, source=source, faults=FaultPlan.from_env()
-            )
+            plan = FaultPlan.parse(f"write:kill@{offset}")
+            install_image_file(layout.slots(), "b", manifest=manifest, source=source, faults=plan)
         finally:
             os._exit(70)
     _, status = os.waitpid(pid, 0)
@@ -86,7 +84,7 @@ def test_kills_at_random_offsets_of_the_slot_write_never_brick(ota_fleet: OtaFle
     device = ota_fleet.device()
     layout = DeviceLayout(device)
     # A real, TUF-verified download: fail the update at `installing` (the download is kept).
-    code, doc = update(device, "2.0.0", env={"TF_OTA_FAULTS": "installing:error"})
+    code, doc = update(device, "2.0.0", faults="installing:error")
     assert doc.get("code") == "ota.fault.injected", doc
     manifest = ota_fleet.target_file("sim-v1/2.0.0/release.json").read_bytes()
     image_sha = json.loads(manifest)["image"]["sha256"]

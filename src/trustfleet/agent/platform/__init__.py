@@ -25,17 +25,19 @@ from trustfleet.agent.platform.bootloader import (
     read_fuses,
     verify_slot,
 )
-from trustfleet.agent.platform.faults import FaultPlan, health_fault
+from trustfleet.agent.platform.faults import NO_FAULTS, FaultPlan, Faults
 from trustfleet.agent.platform.layout import DeviceLayout
 from trustfleet.agent.platform.slots import Slots, SlotWriter, sha256_file
 
 __all__ = [
     "DEFAULT_BOOTLIMIT",
+    "NO_FAULTS",
     "BootEnv",
     "BootEnvStore",
     "BootResult",
     "DeviceLayout",
     "FaultPlan",
+    "Faults",
     "FileBootEnv",
     "Fuses",
     "Measurer",
@@ -45,7 +47,6 @@ __all__ = [
     "SlotWriter",
     "Slots",
     "boot",
-    "health_fault",
     "other_slot",
     "read_fuses",
     "sha256_file",

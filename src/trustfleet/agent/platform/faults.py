@@ -1,6 +1,12 @@
-"""Fault injection for tests and the simulation (never set on a real device).
+"""Fault injection for tests and the simulation: the explicit test seam.
 
-``TF_OTA_FAULTS`` lists faults separated by commas, each ``<point>:<action>[@<offset>]``:
+Nothing here reads the environment. A :class:`Faults` object is passed into the updater and
+the bootloader (default :data:`NO_FAULTS`); only the simulation's entry point
+(``python -m trustfleet.agent.simulated``, ``trustfleet agent run --sim``) builds one, from
+its ``--faults`` option and the device folder's ``faults.json``. The device's own entry point
+(``trustfleet-agent``) never does.
+
+``--faults`` lists updater faults separated by commas, each ``<point>:<action>[@<offset>]``:
 
 * ``<point>`` is an updater state (``checking``, ``downloading``, ``installing``,
   ``installed``, ``rebooting``, ``trial``, ``committed``) or ``write`` (the slot write);
@@ -10,8 +16,9 @@
 
 Examples: ``installing:error``, ``downloading:kill``, ``write:kill@123456``.
 
-The simulated health check also reads ``DEVDIR/<id>/faults.json``: ``{"health_check": "fail"}``
-makes every health check of a new slot fail (the demo's rollback device).
+``DEVDIR/<id>/faults.json`` holds the simulated device's own faults: ``{"health_check":
+"fail"}`` makes every health check of a new slot fail (the demo's rollback device);
+``{"boot": "skip_verify"}`` glitches the measured boot's verification away (tamper tests).
 """
 
 from __future__ import annotations
@@ -19,17 +26,17 @@ from __future__ import annotations
 import os
 import re
 import signal
-from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 
 from trustfleet.agent.platform._files import read_json
 from trustfleet.errors import Config, Unavailable
 
-__all__ = ["ENV_VAR", "FAULT_FILE", "POINTS", "Fault", "FaultPlan", "health_fault"]
+__all__ = ["FAULT_FILE", "NO_FAULTS", "OPTION", "POINTS", "Fault", "FaultPlan", "Faults"]
 
-ENV_VAR = "TF_OTA_FAULTS"
+OPTION = "--faults"
+"""The simulation entry point's option that lists updater faults."""
 FAULT_FILE = "faults.json"
 POINTS = frozenset(
     {
@@ -45,6 +52,7 @@ POINTS = frozenset(
 )
 _ITEM = re.compile(r"([a-z_]+):(error|kill)(?:@([0-9]{1,12}))?")
 _MAX_SPEC_CHARS = 1024
+_MAX_FILE_BYTES = 4096
 
 Action = Literal["error", "kill"]
 
@@ -65,16 +73,6 @@ class FaultPlan:
     faults: tuple[Fault, ...] = ()
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> FaultPlan:
-        """The plan in ``TF_OTA_FAULTS`` (empty when unset).
-
-        Raises:
-            Config: The variable is malformed (code ``ota.fault.spec``).
-        """
-        spec = (os.environ if environ is None else environ).get(ENV_VAR, "").strip()
-        return cls.parse(spec) if spec else cls()
-
-    @classmethod
     def parse(cls, spec: str) -> FaultPlan:
         """Parse a fault list (see the module docstring).
 
@@ -86,7 +84,7 @@ class FaultPlan:
             match = _ITEM.fullmatch(item.strip())
             if len(spec) > _MAX_SPEC_CHARS or match is None or match[1] not in POINTS:
                 raise Config(
-                    f"{ENV_VAR}: '{item.strip()[:40]}' is not a fault",
+                    f"{OPTION}: '{item.strip()[:40]}' is not a fault",
                     hint="use <state|write>:<error|kill>[@offset], e.g. write:kill@4096",
                     code="ota.fault.spec",
                 )
@@ -122,13 +120,44 @@ def _act(fault: Fault) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
     where = fault.point if fault.offset is None else f"{fault.point}@{fault.offset}"
     raise Unavailable(
-        f"injected fault at {where}", hint=f"unset {ENV_VAR}", code="ota.fault.injected"
+        f"injected fault at {where}", hint=f"run without {OPTION}", code="ota.fault.injected"
     )
 
 
-def health_fault(directory: Path) -> str | None:
-    """Why the simulated health check must fail (``faults.json``), or None."""
-    doc = read_json(directory / FAULT_FILE, max_bytes=4096)
-    if doc is not None and doc.get("health_check") == "fail":
-        return f"simulated health-check failure ({FAULT_FILE})"
-    return None
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Faults:
+    """The faults a simulated device injects (the default, :data:`NO_FAULTS`: none).
+
+    Attributes:
+        plan: Updater faults (states and the slot write).
+        health_check: Why every health check of a new slot fails, or None.
+        boot_skip_verify: The measured boot skips verifying the slot (a glitch).
+        spec: The ``--faults`` text the plan came from, passed on to the boot child and
+            across reboots ("" for none).
+    """
+
+    plan: FaultPlan = field(default_factory=FaultPlan)
+    health_check: str | None = None
+    boot_skip_verify: bool = False
+    spec: str = ""
+
+    @classmethod
+    def for_simulation(cls, directory: Path, *, spec: str | None = None) -> Faults:
+        """The faults of a simulated device: ``spec`` and ``directory``'s ``faults.json``.
+
+        Raises:
+            Config: ``spec`` is malformed (code ``ota.fault.spec``).
+        """
+        text = (spec or "").strip()
+        doc = read_json(directory / FAULT_FILE, max_bytes=_MAX_FILE_BYTES) or {}
+        failing = doc.get("health_check") == "fail"
+        return cls(
+            plan=FaultPlan.parse(text) if text else FaultPlan(),
+            health_check=f"simulated health-check failure ({FAULT_FILE})" if failing else None,
+            boot_skip_verify=doc.get("boot") == "skip_verify",
+            spec=text,
+        )
+
+
+NO_FAULTS: Final = Faults()
+"""No fault at all: what the device's own entry point always uses."""

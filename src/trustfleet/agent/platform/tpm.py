@@ -16,9 +16,10 @@ PCR   component      measured by, digest
 
 The identity digests are :func:`trustfleet.attestation.reference.measure_identity` of the same
 strings the service publishes as per-model reference values. Fault injection for the tamper
-tests (simulation only): ``DEVDIR/faults.json`` ``{"boot": "skip_verify"}`` makes the
-bootloader run the environment's slot even though its verification fails, as a glitch attack
-on a real bootloader would; the TPM still measures the image that really runs.
+tests (simulation only, through :class:`~trustfleet.agent.platform.faults.Faults`):
+``skip_verify`` makes the bootloader run the environment's slot even though its verification
+fails, as a glitch attack on a real bootloader would; the TPM still measures the image that
+really runs.
 
 tpm2-pytss (≈ 27 MB resident) is imported only by the functions that talk to the TPM; the
 agent's main process only powers the TPM on and off.
@@ -44,7 +45,6 @@ from trustfleet.agent.platform.bootloader import (
     boot,
     read_fuses,
 )
-from trustfleet.agent.platform.faults import FAULT_FILE
 from trustfleet.agent.platform.slots import Slots, sha256_file
 from trustfleet.errors import InvalidInput, VerificationFailed
 
@@ -89,7 +89,6 @@ AGENT_IDENTITY: Final = "trustfleet-agent/{version}"
 """The agent's identity: its package version."""
 _EVENT_TYPES: Final = {"rom": "EV_S_CRTM_VERSION"}  # everything else: EV_IPL
 _STATE_FILE: Final = "tpm2-00.permall"
-_MAX_FAULTS_BYTES: Final = 4096
 _MAX_AK_BYTES: Final = 16 * 1024
 
 
@@ -227,12 +226,6 @@ class TpmMeasurer:
         write_atomic(self._device.eventlog_path, data)
 
 
-def skip_verify_fault(directory: Path) -> bool:
-    """Whether the simulated glitch fault ``{"boot": "skip_verify"}`` is set."""
-    doc = read_json(directory / FAULT_FILE, max_bytes=_MAX_FAULTS_BYTES) or {}
-    return doc.get("boot") == "skip_verify"
-
-
 def measured_boot(
     directory: Path,
     *,
@@ -240,10 +233,12 @@ def measured_boot(
     env_store: BootEnvStore,
     slots: Slots,
     agent_version: str = __version__,
+    skip_verify: bool = False,
 ) -> BootResult:
     """ROM → bootloader → image → agent, each stage measured before it runs.
 
-    The TPM must be powered on (a fresh boot: PCRs at zero, event log empty).
+    The TPM must be powered on (a fresh boot: PCRs at zero, event log empty). ``skip_verify``
+    (simulation only: ``Faults.boot_skip_verify``) glitches the slot's verification away.
 
     Returns:
         What the bootloader booted.
@@ -266,7 +261,7 @@ def measured_boot(
     ):
         identity = template.format(model=fuses.model)
         measurer.extend(pcr, component, _identity(identity), identity)
-    if skip_verify_fault(directory):
+    if skip_verify:
         result = _glitched_boot(env_store=env_store, slots=slots, measurer=measurer)
     else:
         result = boot(directory, env_store=env_store, slots=slots, measurer=measurer)

@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from trustfleet.agent.platform.bootloader import BootResult
-from trustfleet.agent.platform.faults import FaultPlan, health_fault
+from trustfleet.agent.platform.faults import NO_FAULTS, Faults
 from trustfleet.agent.platform.layout import DeviceLayout
 from trustfleet.agent.settings import DeviceSettings, ota_urls
 from trustfleet.errors import TrustFleetError
@@ -75,6 +75,7 @@ class OtaWorker:
         notify: Called when a report is queued or the worker finishes (wakes the agent).
         link_connected: Whether the MQTT link is connected (for the health check).
         identity_ok: Whether the device holds a valid operational certificate.
+        faults: Injected faults (the simulation's test seam; default none).
     """
 
     def __init__(
@@ -86,8 +87,9 @@ class OtaWorker:
         notify: Callable[[], None],
         link_connected: Callable[[], bool],
         identity_ok: Callable[[], bool],
+        faults: Faults = NO_FAULTS,
     ) -> None:
-        self.settings, self.boot = settings, boot
+        self.settings, self.boot, self._faults = settings, boot, faults
         self.layout = DeviceLayout(settings.directory)
         self._now, self._notify = now, notify
         self._link_connected, self._identity_ok = link_connected, identity_ok
@@ -176,9 +178,8 @@ class OtaWorker:
 
     def health(self) -> str | None:
         """The health check of a new slot: None when healthy, else why not."""
-        fault = health_fault(self.layout.directory)
-        if fault is not None:
-            return fault
+        if self._faults.health_check is not None:
+            return self._faults.health_check
         if not self._identity_ok():
             return "no valid operational certificate"
         timeout_s = self.settings.ota.health_timeout_s
@@ -228,7 +229,7 @@ class OtaWorker:
             repository=self._repository,
             report=self._on_report,
             now=self._now,
-            faults=FaultPlan.from_env(),
+            faults=self._faults.plan,
             limits=limits,
         )
 
