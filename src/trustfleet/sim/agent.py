@@ -1,33 +1,36 @@
 """One virtual device of the harness: its folder and its agent process.
 
-:class:`SimAgent` runs the device's lean entry point (``trustfleet-agent run``: the boot loop)
-as a :class:`~trustfleet.sim.process.ManagedProcess`, or one-shot commands (``agent enroll``,
+:class:`SimAgent` runs the simulation's agent entry point (``python -m
+trustfleet.agent.simulated run``: the device's boot loop plus the fault-injection test seam) as
+a :class:`~trustfleet.sim.process.ManagedProcess`, or one-shot commands (``agent enroll``,
 ``agent run --once``) as child processes, and reads what the device holds on disk (its LDevID,
-its boot environment). Simulation-only faults are written to the device folder's fault file.
+its boot environment). Simulated faults go in the device folder's fault file, which only the
+simulated entry point reads.
 """
 
 from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
 
+from trustfleet.agent.platform.faults import FAULT_FILE
 from trustfleet.configfile.device import DeviceSettings, update_device_settings
 from trustfleet.fileio import write_atomic
 from trustfleet.sim.overrides import Changes
 from trustfleet.sim.process import ManagedProcess
 from trustfleet.sim.server import console_script
 
-__all__ = ["AGENT_COMMAND_TIMEOUT_S", "FAULT_FILE", "SimAgent"]
+__all__ = ["AGENT_COMMAND_TIMEOUT_S", "FAULT_FILE", "SIMULATED_ENTRY", "SimAgent"]
 
 AGENT_COMMAND_TIMEOUT_S = 90.0
-FAULT_FILE = "faults.json"
-"""The simulated device's fault switches (``{"health_check": "fail"}``, ``{"boot":
-"skip_verify"}``), read only by the simulated platform."""
+SIMULATED_ENTRY = "trustfleet.agent.simulated"
+"""The agent entry point of simulated devices (``trustfleet-agent`` plus the fault seam)."""
 
 
 class SimAgent:
@@ -56,12 +59,12 @@ class SimAgent:
         return self.process is not None and self.process.running
 
     def start(self) -> SimAgent:
-        """Boot the device: ``trustfleet-agent run`` in its own session (returns at once).
+        """Boot the device: the simulated agent's boot loop in its own session (returns at once).
 
         Readiness is the product's state (enrolled, telemetry stored), which the fleet waits on.
         """
         self.stop()
-        argv: list[str | Path] = [console_script("trustfleet-agent"), "run"]
+        argv: list[str | Path] = [sys.executable, "-m", SIMULATED_ENTRY, "run"]
         argv += ["--device", self.directory]
         self.process = ManagedProcess(argv, log=self.log, name=f"agent {self.device_id}")
         self.process.start()
@@ -109,7 +112,11 @@ class SimAgent:
         return update_device_settings(self.directory, changes)
 
     def set_faults(self, faults: Mapping[str, str]) -> None:
-        """Switch simulated faults on (replacing any); an empty mapping switches them off."""
+        """Switch simulated faults on (replacing any); an empty mapping switches them off.
+
+        ``{"health_check": "fail"}`` fails every health check of a new slot; ``{"boot":
+        "skip_verify"}`` glitches boot verification away (see ``agent.platform.faults``).
+        """
         path = self.directory / FAULT_FILE
         if faults:
             write_atomic(path, json.dumps(dict(faults)).encode("utf-8"))
