@@ -107,6 +107,52 @@ def _ocsp_says(home: Path, ldevid: Path, url: str, work: Path) -> str:
     return text.decode()
 
 
+def _check_fleet(facts: dict[str, Any], devices: Path) -> str:
+    """The store's fleet is what the demo's stages should have left; the revoked device's id."""
+    states = facts["states"]
+    (revoked,) = [d for d, s in states.items() if s == "revoked"]
+    assert sorted(states.values()) == ["enrolled", "enrolled", "enrolled", "revoked"]
+    # The fleet updated (completed), the unhealthy device halted its campaign, the healing
+    # release completed.
+    assert facts["campaigns"] == ["completed", "completed", "halted"]
+    firmware = facts["firmware"]
+    (healed,) = [d for d, v in firmware.items() if v == V3]
+    (rolled_back,) = [d for d, v in firmware.items() if v in (None, V1)]
+    assert sorted(v for d, v in firmware.items() if d not in (healed, rolled_back)) == [V2, V2]
+    # The tampered device was quarantined, then released after it healed; none is now.
+    assert ("device.quarantined", f"device:{healed}") in facts["events"]
+    assert ("device.released", f"device:{healed}") in facts["events"]
+    assert facts["quarantined"] == []
+    assert facts["last_verdicts"][healed] == [True]
+    assert ("device.revoked", f"device:{revoked}") in facts["events"]
+    assert all(n >= 3 for n in facts["telemetry"].values()), facts["telemetry"]
+    boot_env = json.loads((devices / rolled_back / "bootenv.json").read_text(encoding="utf-8"))
+    assert boot_env["boot_slot"] == "a"
+    return str(revoked)
+
+
+def _check_revoked(home: Path, ldevid: Path, work: Path) -> None:
+    """OCSP, the published CRL and the broker's loaded CRL all revoke ``ldevid``."""
+    url = f"https://localhost:{load_server_settings(home).api.port}"
+    bundle = home / "public" / "ca-bundle.pem"
+    assert ": revoked" in _ocsp_says(home, ldevid, url, work)
+    crl = work / "device.crl"
+    got = curl("--cacert", bundle, "-o", crl, f"{url}/crl/device.crl")
+    assert got.returncode == 0, got.stderr
+    serial = openssl("x509", "-in", ldevid, "-noout", "-serial").decode().split("=")[1].strip()
+    listed = openssl("crl", "-inform", "DER", "-in", crl, "-noout", "-text").decode()
+    assert f"Serial Number: {serial}" in listed
+    # The broker refuses it: the CRL Mosquitto loaded revokes it.
+    loaded = home / "broker" / "device-ca.crl.pem"
+    verdict = subprocess.run(
+        ["openssl", "verify", "-crl_check", "-CRLfile", loaded, "-CAfile", bundle, ldevid],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert verdict.returncode != 0 and "revoked" in verdict.stdout + verdict.stderr
+
+
 def test_demo_runs_every_stage_and_leaves_the_fleet_in_its_real_state(tmp_path: Path) -> None:
     workdir = tmp_path / "demo"
     with _kept_demo(workdir) as (proc, doc):
@@ -120,48 +166,7 @@ def test_demo_runs_every_stage_and_leaves_the_fleet_in_its_real_state(tmp_path: 
         assert doc["processes"]["server"] and len(doc["processes"]["agents"]) == 4
 
         home = workdir / "server"
-        facts = _store_facts(home)
-        states = facts["states"]
-        (revoked,) = [d for d, s in states.items() if s == "revoked"]
-        assert sorted(states.values()) == ["enrolled", "enrolled", "enrolled", "revoked"]
-        # The campaigns: the fleet updated (completed), the unhealthy device halted its
-        # campaign, the healing release completed.
-        assert facts["campaigns"] == ["completed", "completed", "halted"]
-        firmware = facts["firmware"]
-        (healed,) = [d for d, v in firmware.items() if v == V3]
-        (rolled_back,) = [d for d, v in firmware.items() if v in (None, V1)]
-        assert sorted(v for d, v in firmware.items() if d not in (healed, rolled_back)) == [V2, V2]
-        # The tampered device was quarantined, then released after it healed; none is now.
-        assert ("device.quarantined", f"device:{healed}") in facts["events"]
-        assert ("device.released", f"device:{healed}") in facts["events"]
-        assert facts["quarantined"] == []
-        assert facts["last_verdicts"][healed] == [True]
-        assert ("device.revoked", f"device:{revoked}") in facts["events"]
-        assert all(n >= 3 for n in facts["telemetry"].values()), facts["telemetry"]
-        boot_env = json.loads((workdir / "devices" / rolled_back / "bootenv.json").read_text())
-        assert boot_env["boot_slot"] == "a"
-
-        # The revoked LDevID, checked by independent clients.
-        ldevid = workdir / "devices" / revoked / "ldevid.pem"
-        url = f"https://localhost:{load_server_settings(home).api.port}"
-        assert ": revoked" in _ocsp_says(home, ldevid, url, tmp_path)
-        crl = tmp_path / "device.crl"
-        got = curl(
-            "--cacert", home / "public" / "ca-bundle.pem", "-o", crl, f"{url}/crl/device.crl"
-        )
-        assert got.returncode == 0, got.stderr
-        serial = openssl("x509", "-in", ldevid, "-noout", "-serial").decode().split("=")[1].strip()
-        listed = openssl("crl", "-inform", "DER", "-in", crl, "-noout", "-text").decode()
-        assert f"Serial Number: {serial}" in listed
-        # The broker refuses it: the CRL Mosquitto loaded revokes it.
-        loaded = home / "broker" / "device-ca.crl.pem"
-        bundle = home / "public" / "ca-bundle.pem"
-        verdict = subprocess.run(
-            ["openssl", "verify", "-crl_check", "-CRLfile", loaded, "-CAfile", bundle, ldevid],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert verdict.returncode != 0 and "revoked" in verdict.stdout + verdict.stderr
+        revoked = _check_fleet(_store_facts(home), workdir / "devices")
+        _check_revoked(home, workdir / "devices" / revoked / "ldevid.pem", tmp_path)
     # Everything the demo left was stopped by its pid.
     assert _leftovers(workdir) == []
