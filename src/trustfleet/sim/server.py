@@ -16,7 +16,6 @@ import urllib.error
 import urllib.request
 from datetime import datetime
 from pathlib import Path
-from types import TracebackType
 
 from trustfleet.errors import Unavailable
 from trustfleet.services.home import HomeOptions, init_server_home
@@ -196,16 +195,3 @@ class SimServer:
             timeout=timeout_s,
             check=False,
         )
-
-    def __enter__(self) -> SimServer:
-        if self.process is None:
-            self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
