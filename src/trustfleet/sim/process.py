@@ -75,7 +75,8 @@ def wait_until(
 
 def stop_group(proc: subprocess.Popen[bytes], *, timeout_s: float = STOP_TIMEOUT_S) -> int | None:
     """SIGTERM the process group led by ``proc`` (started in its own session), then SIGKILL it
-    after ``timeout_s``; if the leader is gone already, kill what remains of its group.
+    after ``timeout_s``; if the leader is gone already, kill what remains of its group. It
+    returns once the group is gone (or a further ``timeout_s`` has passed).
 
     Returns:
         The leader's exit status (None if it could not be reaped).
@@ -93,6 +94,7 @@ def stop_group(proc: subprocess.Popen[bytes], *, timeout_s: float = STOP_TIMEOUT
     # What the leader left in its group (workers) goes too.
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
+    _wait_group_gone(proc.pid, timeout_s=timeout_s)
     return proc.returncode
 
 
@@ -118,15 +120,21 @@ def stop_pid_group(pgid: int, *, timeout_s: float = STOP_TIMEOUT_S) -> bool:
     """
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
-    while group_alive(pgid) and time.monotonic() < deadline:
-        time.sleep(POLL_S)
+    if _wait_group_gone(pgid, timeout_s=timeout_s):
+        return True
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
+    return _wait_group_gone(pgid, timeout_s=timeout_s)
+
+
+def _wait_group_gone(pgid: int, *, timeout_s: float) -> bool:
+    """Wait (bounded) until no process of the group ``pgid`` exists; whether none does."""
     deadline = time.monotonic() + timeout_s
-    while group_alive(pgid) and time.monotonic() < deadline:
+    while group_alive(pgid):
+        if time.monotonic() >= deadline:
+            return False
         time.sleep(POLL_S)
-    return not group_alive(pgid)
+    return True
 
 
 class ManagedProcess:
