@@ -124,15 +124,25 @@ class RunningServer:
     port: int
     process: subprocess.Popen[bytes]
     log: Path
-    _runtime: Any = field(default=None, repr=False)
+    sim: SimServer | None = field(default=None, repr=False)
+    """The harness's server for this home (made here when a kit did not pass one)."""
+
+    def __post_init__(self) -> None:
+        if self.sim is None:
+            self.sim = SimServer(self.home, api_port=self.port, log=self.log)
+
+    @property
+    def _sim(self) -> SimServer:
+        assert self.sim is not None
+        return self.sim
 
     @property
     def base_url(self) -> str:
-        return f"https://localhost:{self.port}"
+        return self._sim.base_url
 
     @property
     def ca_bundle(self) -> Path:
-        return self.home / "public" / "ca-bundle.pem"
+        return self._sim.ca_bundle
 
     def cli(self, *args: str | os.PathLike[str]) -> subprocess.CompletedProcess[str]:
         """Run ``trustfleet ARGS --home HOME``."""
@@ -183,12 +193,7 @@ class RunningServer:
     @property
     def runtime(self) -> Any:
         """The home's runtime in this process (store only; CA keys are never opened here)."""
-        if self._runtime is None:
-            from trustfleet.services.runtime import Runtime
-            from trustfleet.settings import load_server_settings
-
-            self._runtime = Runtime.open(load_server_settings(self.home))
-        return self._runtime
+        return self._sim.runtime
 
     def snapshot(self) -> StoreSnapshot:
         """The parts of the store that a refused request must leave alone."""
@@ -220,9 +225,7 @@ class RunningServer:
         return pids
 
     def close(self) -> None:
-        if self._runtime is not None:
-            self._runtime.close()
-            self._runtime = None
+        self._sim.close_runtime()
 
 
 def _all_events(tx: Any, *, after_id: int = 0) -> list[Any]:
@@ -290,7 +293,7 @@ def running_server(
     try:
         sim.start(timeout_s=READY_TIMEOUT_S)  # ready: /readyz says every component is up
         assert sim.process is not None and sim.process.proc is not None
-        server = RunningServer(home=home, port=port, process=sim.process.proc, log=sim.log)
+        server = RunningServer(home=home, port=port, process=sim.process.proc, log=sim.log, sim=sim)
         yield server
     finally:
         if server is not None:
