@@ -1,62 +1,172 @@
-"""`trustfleet demo` end to end: the main job works and reports every stage (issue: Foundation II).
+"""`trustfleet demo` end to end on the fleet harness; the fleet's REAL state is checked after.
 
 Real everything: SoftHSM2 tokens, the HTTPS service, Mosquitto, ingest, agents with keys in
 their tokens. Four devices keep it short (the demo needs four roles); `make demo` runs ten.
+The demo runs with ``--keep``; the test then reads the store through the home, asks the OCSP
+responder and the CRL with openssl and curl, checks the broker's own CRL file with openssl, and
+stops every process the demo left by its pid.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from support.server import curl, openssl
+from trustfleet.services.runtime import Runtime
+from trustfleet.settings import load_server_settings
+from trustfleet.sim.process import stop_pid_group
 
 pytestmark = pytest.mark.e2e
 
 STAGES = ["init", "release", "provision", "serve", "enroll", "telemetry", "reenroll",
           "update", "rollback", "attest", "quarantine", "heal", "revoke"]  # fmt: skip
+V1, V2, V3 = "1.0.0", "1.1.0", "1.2.0"
 
 
-def test_demo_runs_every_stage_and_cleans_up(tmp_path: Path) -> None:
-    cli = Path(sys.executable).parent / "trustfleet"
-    workdir = tmp_path / "demo"
-    proc = subprocess.run(
-        [str(cli), "demo", "--devices", "4", "--workdir", str(workdir), "--json"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert "Traceback" not in proc.stderr
-    doc = json.loads(proc.stdout)
-    stages = {s["name"]: s for s in doc["stages"]}
-    assert [s["name"] for s in doc["stages"]] == STAGES, proc.stderr[-2000:]
-    failed = {n: s["details"] for n, s in stages.items() if not s["ok"]}
-    assert not failed, failed
-    assert proc.returncode == 0
-    update = stages["update"]["details"]
-    assert update["state"] == "completed" and update["committed"] == update["devices"]
-    assert update["by_delta"] >= 1
-    rollback = stages["rollback"]["details"]
-    assert rollback["device_state"] == "rolled_back" and rollback["boot_slot"] == "a"
-    attest = stages["attest"]["details"]
-    assert attest["passed"] == attest["devices"]
-    quarantine = stages["quarantine"]["details"]
-    assert "attestation.measurement.unknown" in quarantine["findings"]
-    assert quarantine["telemetry_blocked"]
-    heal = stages["heal"]["details"]
-    assert heal["update"] == "committed" and heal["attestation"] == "pass"
-    assert heal["quarantine_lifted"] and heal["telemetry_again"]
-    revoke = stages["revoke"]["details"]
-    assert revoke["ocsp"] == "REVOKED"
-    assert revoke["reconnect_refused"] and revoke["victim_silent_after"]
-    assert revoke["others_keep_publishing"]
-    for stage in doc["stages"]:
-        assert set(stage) == {"name", "ok", "seconds", "details"}
-    # Everything it started is stopped: no process of ours still runs in the workdir.
-    leftovers = subprocess.run(
+def _leftovers(workdir: Path) -> list[int]:
+    """Processes still running with the workdir on their command line (ours only)."""
+    found = subprocess.run(
         ["pgrep", "-f", str(workdir)], capture_output=True, text=True, check=False
     ).stdout.split()
-    assert leftovers == []
+    return [int(p) for p in found if int(p) != os.getpid()]
+
+
+def _stop_all(doc: dict[str, Any] | None, workdir: Path) -> None:
+    """Stop what the kept demo left: its process groups, by the pids it reported."""
+    procs = (doc or {}).get("processes") or {}
+    groups = [procs.get("server"), *(procs.get("agents") or {}).values()]
+    for pid in (p for p in groups if p):
+        stop_pid_group(int(pid))
+    for pid in _leftovers(workdir):  # the report was lost: the groups of what still runs
+        try:
+            stop_pid_group(os.getpgid(pid))
+        except ProcessLookupError:
+            continue
+
+
+@contextmanager
+def _kept_demo(workdir: Path) -> Iterator[tuple[subprocess.CompletedProcess[str], Any]]:
+    cli = Path(sys.executable).parent / "trustfleet"
+    doc: dict[str, Any] | None = None
+    try:
+        proc = subprocess.run(
+            [str(cli), "demo", "--devices", "4", "--workdir", str(workdir), "--keep", "--json"],
+            capture_output=True,
+            text=True,
+            timeout=420,
+            check=False,
+        )
+        doc = json.loads(proc.stdout)
+        yield proc, doc
+    finally:
+        _stop_all(doc, workdir)
+
+
+def _store_facts(home: Path) -> dict[str, Any]:
+    """What the store says about the fleet (read through the home, not the demo's output)."""
+    rt = Runtime.open(load_server_settings(home))
+    try:
+        with rt.uow.begin(read_only=True) as tx:
+            devices = tx.devices.list(limit=100)
+            ids = [d.id for d in devices]
+            return {
+                "states": {d.id: d.state for d in devices},
+                "firmware": {d.id: d.firmware_version for d in devices},
+                "telemetry": {d: tx.telemetry.count(device_id=d) for d in ids},
+                "quarantined": [d for d in ids if tx.attestation.quarantine(d) is not None],
+                "campaigns": sorted(c.state for c in tx.campaigns.list(limit=10)),
+                "events": [(e.type, e.subject) for e in tx.events.list(limit=1000)],
+                "last_verdicts": {
+                    d: [r.ok for r in tx.attestation.results(d, limit=1)] for d in ids
+                },
+            }
+    finally:
+        rt.close()
+
+
+def _ocsp_says(home: Path, ldevid: Path, url: str, work: Path) -> str:
+    """The responder's answer for ``ldevid``: request by openssl, POST by curl, read by openssl."""
+    request, response = work / "ocsp.req", work / "ocsp.der"
+    issuer = home / "public" / "device-ca.pem"
+    openssl("ocsp", "-issuer", issuer, "-cert", ldevid, "-reqout", request, "-no_nonce")
+    sent = curl("--cacert", home / "public" / "ca-bundle.pem", "-H",
+                "content-type: application/ocsp-request", "--data-binary", f"@{request}",
+                "-o", response, f"{url}/ocsp")  # fmt: skip
+    assert sent.returncode == 0, sent.stderr
+    text = openssl("ocsp", "-respin", response, "-issuer", issuer, "-cert", ldevid,
+                   "-CAfile", home / "public" / "ca-bundle.pem")  # fmt: skip
+    return text.decode()
+
+
+def _check_fleet(facts: dict[str, Any], devices: Path) -> str:
+    """The store's fleet is what the demo's stages should have left; the revoked device's id."""
+    states = facts["states"]
+    (revoked,) = [d for d, s in states.items() if s == "revoked"]
+    assert sorted(states.values()) == ["enrolled", "enrolled", "enrolled", "revoked"]
+    # The fleet updated (completed), the unhealthy device halted its campaign, the healing
+    # release completed.
+    assert facts["campaigns"] == ["completed", "completed", "halted"]
+    firmware = facts["firmware"]
+    (healed,) = [d for d, v in firmware.items() if v == V3]
+    (rolled_back,) = [d for d, v in firmware.items() if v in (None, V1)]
+    assert sorted(v for d, v in firmware.items() if d not in (healed, rolled_back)) == [V2, V2]
+    # The tampered device was quarantined, then released after it healed; none is now.
+    assert ("device.quarantined", f"device:{healed}") in facts["events"]
+    assert ("device.released", f"device:{healed}") in facts["events"]
+    assert facts["quarantined"] == []
+    assert facts["last_verdicts"][healed] == [True]
+    assert ("device.revoked", f"device:{revoked}") in facts["events"]
+    assert all(n >= 3 for n in facts["telemetry"].values()), facts["telemetry"]
+    boot_env = json.loads((devices / rolled_back / "bootenv.json").read_text(encoding="utf-8"))
+    assert boot_env["boot_slot"] == "a"
+    return str(revoked)
+
+
+def _check_revoked(home: Path, ldevid: Path, work: Path) -> None:
+    """OCSP, the published CRL and the broker's loaded CRL all revoke ``ldevid``."""
+    url = f"https://localhost:{load_server_settings(home).api.port}"
+    bundle = home / "public" / "ca-bundle.pem"
+    assert ": revoked" in _ocsp_says(home, ldevid, url, work)
+    crl = work / "device.crl"
+    got = curl("--cacert", bundle, "-o", crl, f"{url}/crl/device.crl")
+    assert got.returncode == 0, got.stderr
+    serial = openssl("x509", "-in", ldevid, "-noout", "-serial").decode().split("=")[1].strip()
+    listed = openssl("crl", "-inform", "DER", "-in", crl, "-noout", "-text").decode()
+    assert f"Serial Number: {serial}" in listed
+    # The broker refuses it: the CRL Mosquitto loaded revokes it.
+    loaded = home / "broker" / "device-ca.crl.pem"
+    verdict = subprocess.run(
+        ["openssl", "verify", "-crl_check", "-CRLfile", loaded, "-CAfile", bundle, ldevid],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert verdict.returncode != 0 and "revoked" in verdict.stdout + verdict.stderr
+
+
+def test_demo_runs_every_stage_and_leaves_the_fleet_in_its_real_state(tmp_path: Path) -> None:
+    workdir = tmp_path / "demo"
+    with _kept_demo(workdir) as (proc, doc):
+        assert "Traceback" not in proc.stderr
+        assert [s["name"] for s in doc["stages"]] == STAGES, proc.stderr[-2000:]
+        failed = {s["name"]: s["details"] for s in doc["stages"] if not s["ok"]}
+        assert not failed, failed
+        assert proc.returncode == 0
+        for stage in doc["stages"]:
+            assert set(stage) == {"name", "ok", "seconds", "details"}
+        assert doc["processes"]["server"] and len(doc["processes"]["agents"]) == 4
+
+        home = workdir / "server"
+        revoked = _check_fleet(_store_facts(home), workdir / "devices")
+        _check_revoked(home, workdir / "devices" / revoked / "ldevid.pem", tmp_path)
+    # Everything the demo left was stopped by its pid.
+    assert _leftovers(workdir) == []

@@ -1,8 +1,9 @@
 """A real TrustFleet server for integration and end-to-end tests.
 
-``running_server`` initialises a home with the real CLI (``trustfleet server init``), starts
-``trustfleet server run`` in its own session, waits (bounded) until ``/healthz`` answers, and
-stops it by its process group afterwards, never by name. The yielded :class:`RunningServer`
+``running_server`` initialises a home with the real CLI (``trustfleet server init``) and serves
+it with the fleet harness's :class:`~trustfleet.sim.server.SimServer` (the demo's server too):
+``trustfleet server run`` in its own session, ready when ``/readyz`` answers 200, stopped by its
+process group afterwards, never by name. The yielded :class:`RunningServer`
 runs CLI commands against the home, makes HTTPS requests (optionally with a client
 certificate) and reads the store through the public store API.
 
@@ -16,14 +17,10 @@ from __future__ import annotations
 import base64
 import json
 import os
-import re
 import secrets
-import signal
-import socket
 import ssl
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -34,6 +31,11 @@ import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
+
+from trustfleet.settings import update_server_settings
+from trustfleet.sim.overrides import parse_dotted
+from trustfleet.sim.process import free_port, stop_group, wait_until
+from trustfleet.sim.server import SimServer, https_status
 
 __all__ = [
     "TRUSTFLEET",
@@ -62,14 +64,6 @@ CLI_TIMEOUT_S = 180
 READY_TIMEOUT_S = 60
 STOP_TIMEOUT_S = 30
 REQUEST_TIMEOUT_S = 30
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def run_cli(
@@ -130,15 +124,25 @@ class RunningServer:
     port: int
     process: subprocess.Popen[bytes]
     log: Path
-    _runtime: Any = field(default=None, repr=False)
+    sim: SimServer | None = field(default=None, repr=False)
+    """The harness's server for this home (made here when a kit did not pass one)."""
+
+    def __post_init__(self) -> None:
+        if self.sim is None:
+            self.sim = SimServer(self.home, api_port=self.port, log=self.log)
+
+    @property
+    def _sim(self) -> SimServer:
+        assert self.sim is not None
+        return self.sim
 
     @property
     def base_url(self) -> str:
-        return f"https://localhost:{self.port}"
+        return self._sim.base_url
 
     @property
     def ca_bundle(self) -> Path:
-        return self.home / "public" / "ca-bundle.pem"
+        return self._sim.ca_bundle
 
     def cli(self, *args: str | os.PathLike[str]) -> subprocess.CompletedProcess[str]:
         """Run ``trustfleet ARGS --home HOME``."""
@@ -189,12 +193,7 @@ class RunningServer:
     @property
     def runtime(self) -> Any:
         """The home's runtime in this process (store only; CA keys are never opened here)."""
-        if self._runtime is None:
-            from trustfleet.services.runtime import Runtime
-            from trustfleet.settings import load_server_settings
-
-            self._runtime = Runtime.open(load_server_settings(self.home))
-        return self._runtime
+        return self._sim.runtime
 
     def snapshot(self) -> StoreSnapshot:
         """The parts of the store that a refused request must leave alone."""
@@ -226,9 +225,7 @@ class RunningServer:
         return pids
 
     def close(self) -> None:
-        if self._runtime is not None:
-            self._runtime.close()
-            self._runtime = None
+        self._sim.close_runtime()
 
 
 def _all_events(tx: Any, *, after_id: int = 0) -> list[Any]:
@@ -242,57 +239,32 @@ def _all_events(tx: Any, *, after_id: int = 0) -> list[Any]:
 
 
 def _wait_ready(server: RunningServer, deadline_s: float) -> None:
-    """Poll ``/healthz`` over TLS until it answers 200 (bounded by ``deadline_s``)."""
-    ctx = server.ssl_context()
-    deadline = time.monotonic() + deadline_s
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
+    """Wait (bounded by ``deadline_s``) until ``/healthz`` answers 200 over TLS (liveness)."""
+
+    def live_or_exited() -> bool:
         if server.process.poll() is not None:
-            raise AssertionError(
-                f"server exited with {server.process.returncode}: {server.log.read_text()}"
-            )
-        try:
-            with (
-                socket.create_connection(("127.0.0.1", server.port), timeout=2) as raw,
-                ctx.wrap_socket(raw, server_hostname="localhost") as tls,
-            ):
-                tls.sendall(
-                    b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-                )
-                if tls.recv(64).startswith(b"HTTP/1.1 200"):
-                    return
-        except OSError as exc:
-            last_error = exc
-        time.sleep(0.1)
-    raise AssertionError(f"server not ready after {deadline_s}s: {last_error}")
+            return True
+        return https_status(f"{server.base_url}/healthz", cafile=server.ca_bundle) == 200
+
+    wait_until(live_or_exited, timeout_s=deadline_s, what="the server's /healthz")
+    if server.process.poll() is not None:
+        raise AssertionError(
+            f"server exited with {server.process.returncode}: {server.log.read_text()}"
+        )
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        process.wait(timeout=STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=STOP_TIMEOUT_S)
+    """Stop a server started in its own session: its whole process group, by pid."""
+    stop_group(process, timeout_s=STOP_TIMEOUT_S)
 
 
 def override_settings(home: Path, settings: Mapping[str, str]) -> None:
-    """Set ``{"section.key": "toml value"}`` in the home's trustfleet.toml (keys must exist)."""
-    conf = home / "trustfleet.toml"
-    text = conf.read_text(encoding="utf-8")
-    for name, value in settings.items():
-        section, key = name.split(".", 1)
-        block = re.search(rf"(?ms)^\[{re.escape(section)}\]\n.*?(?=^\[|\Z)", text)
-        assert block is not None, f"no [{section}] in {conf}"
-        body, count = re.subn(
-            rf"(?m)^{re.escape(key)} = [^ \n]*", f"{key} = {value}", block.group(0), count=1
-        )
-        assert count == 1, f"no {key} in [{section}] of {conf}"
-        text = text[: block.start()] + body + text[block.end() :]
-    conf.write_text(text, encoding="utf-8")
+    """Set ``{"section.key": "toml value"}`` in the home's trustfleet.toml, through the models.
+
+    A thin adapter over the harness's typed overrides: each value is parsed as TOML, and an
+    unknown section or key, or a value the settings refuse, fails.
+    """
+    update_server_settings(home, parse_dotted(settings))
 
 
 @contextmanager
@@ -305,38 +277,28 @@ def running_server(
 ) -> Iterator[RunningServer]:
     """Init a home under ``tmp_path`` (with ``settings`` overridden) and serve it.
 
+    The server is the harness's :class:`~trustfleet.sim.server.SimServer`: ready when
+    ``/readyz`` answers 200, stopped by its process group.
+
     Example: ``settings={"attestation.enabled": "false"}`` for tests whose devices are copies
     of one device, which attestation rightly tells apart and quarantines.
     """
     port = free_port()
     home = tmp_path / "home"
     init_home(home, port=port, store_url=store_url)
-    override_settings(home, settings or {})
-    log = tmp_path / "server.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                str(TRUSTFLEET),
-                "server",
-                "run",
-                "--home",
-                str(home),
-                "--api-port",
-                str(port),
-                "--workers",
-                str(workers),
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    server = RunningServer(home=home, port=port, process=process, log=log)
+    if settings:
+        override_settings(home, settings)
+    sim = SimServer(home, api_port=port, log=tmp_path / "server.log", workers=workers)
+    server: RunningServer | None = None
     try:
-        _wait_ready(server, READY_TIMEOUT_S)
+        sim.start(timeout_s=READY_TIMEOUT_S)  # ready: /readyz says every component is up
+        assert sim.process is not None and sim.process.proc is not None
+        server = RunningServer(home=home, port=port, process=sim.process.proc, log=sim.log, sim=sim)
         yield server
     finally:
-        server.close()
-        _stop(process)
+        if server is not None:
+            server.close()
+        sim.stop()
 
 
 _ISSUE_SCRIPT = r"""

@@ -21,7 +21,15 @@ from typing import TypeVar
 
 from trustfleet.errors import Unavailable
 
-__all__ = ["ManagedProcess", "free_port", "port_open", "stop_group", "wait_until"]
+__all__ = [
+    "ManagedProcess",
+    "free_port",
+    "group_alive",
+    "port_open",
+    "stop_group",
+    "stop_pid_group",
+    "wait_until",
+]
 
 T = TypeVar("T")
 
@@ -67,7 +75,8 @@ def wait_until(
 
 def stop_group(proc: subprocess.Popen[bytes], *, timeout_s: float = STOP_TIMEOUT_S) -> int | None:
     """SIGTERM the process group led by ``proc`` (started in its own session), then SIGKILL it
-    after ``timeout_s``; if the leader is gone already, kill what remains of its group.
+    after ``timeout_s``; if the leader is gone already, kill what remains of its group. It
+    returns once the group is gone (or a further ``timeout_s`` has passed).
 
     Returns:
         The leader's exit status (None if it could not be reaped).
@@ -85,7 +94,47 @@ def stop_group(proc: subprocess.Popen[bytes], *, timeout_s: float = STOP_TIMEOUT
     # What the leader left in its group (workers) goes too.
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
+    _wait_group_gone(proc.pid, timeout_s=timeout_s)
     return proc.returncode
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process of the group ``pgid`` still exists."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stop_pid_group(pgid: int, *, timeout_s: float = STOP_TIMEOUT_S) -> bool:
+    """Stop a process group this process did not start (e.g. left by ``demo --keep``).
+
+    SIGTERM to the group led by ``pgid``, then SIGKILL after ``timeout_s``; a group that is
+    gone already is fine. Its processes are not our children: they are reaped by init.
+
+    Returns:
+        Whether the group is gone.
+    """
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGTERM)
+    if _wait_group_gone(pgid, timeout_s=timeout_s):
+        return True
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+    return _wait_group_gone(pgid, timeout_s=timeout_s)
+
+
+def _wait_group_gone(pgid: int, *, timeout_s: float) -> bool:
+    """Wait (bounded) until no process of the group ``pgid`` exists; whether none does."""
+    deadline = time.monotonic() + timeout_s
+    while group_alive(pgid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(POLL_S)
+    return True
 
 
 class ManagedProcess:

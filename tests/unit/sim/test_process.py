@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from trustfleet.errors import Unavailable
-from trustfleet.sim.process import ManagedProcess, free_port, port_open, wait_until
+from trustfleet.sim.process import (
+    ManagedProcess,
+    free_port,
+    group_alive,
+    port_open,
+    stop_pid_group,
+    wait_until,
+)
 
 SERVE = """
 import socket, subprocess, sys, time
@@ -77,3 +85,45 @@ def test_wait_until_returns_the_value_or_names_what_it_waited_for() -> None:
     assert wait_until(lambda: 42, timeout_s=1, what="x") == 42
     with pytest.raises(Unavailable, match="the answer: not reached"):
         wait_until(lambda: None, timeout_s=0.1, what="the answer")
+
+
+LEAVE_A_GROUP = """
+import subprocess, sys
+child = subprocess.Popen(
+    [sys.executable, "-c", "import subprocess, sys, time; "
+     "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']); time.sleep(600)"],
+    start_new_session=True,
+    stdout=subprocess.DEVNULL,
+    stderr=subprocess.DEVNULL,
+)
+print(child.pid, flush=True)
+"""
+
+
+def test_stop_pid_group_stops_a_group_this_process_did_not_start() -> None:
+    # A process that leaves a session of two behind (like `demo --keep`) and exits.
+    out = subprocess.run(
+        [sys.executable, "-c", LEAVE_A_GROUP],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    pgid = int(out.stdout)
+    wait_until(lambda: len(_group_members(pgid)) == 2, timeout_s=30, what="the group of two")
+    assert group_alive(pgid)
+    assert stop_pid_group(pgid, timeout_s=10)
+    assert not group_alive(pgid)
+    assert stop_pid_group(pgid, timeout_s=1)  # gone already: fine
+
+
+def _group_members(pgid: int) -> list[int]:
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.getpgid(int(entry.name)) == pgid:
+                    members.append(int(entry.name))
+            except ProcessLookupError:
+                continue
+    return members

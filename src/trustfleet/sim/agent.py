@@ -1,0 +1,131 @@
+"""One virtual device of the harness: its folder and its agent process.
+
+:class:`SimAgent` runs the simulation's agent entry point (``python -m
+trustfleet.agent.simulated run``: the device's boot loop plus the fault-injection test seam) as
+a :class:`~trustfleet.sim.process.ManagedProcess`, or one-shot commands (``agent enroll``,
+``agent run --once``) as child processes, and reads what the device holds on disk (its LDevID,
+its boot environment). Simulated faults go in the device folder's fault file, which only the
+simulated entry point reads.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+
+from trustfleet.agent.platform.faults import FAULT_FILE
+from trustfleet.configfile.device import DeviceSettings, update_device_settings
+from trustfleet.fileio import write_atomic
+from trustfleet.sim.overrides import Changes
+from trustfleet.sim.process import ManagedProcess
+from trustfleet.sim.server import console_script
+
+__all__ = ["AGENT_COMMAND_TIMEOUT_S", "FAULT_FILE", "SIMULATED_ENTRY", "SimAgent"]
+
+AGENT_COMMAND_TIMEOUT_S = 90.0
+SIMULATED_ENTRY = "trustfleet.agent.simulated"
+"""The agent entry point of simulated devices (``trustfleet-agent`` plus the fault seam)."""
+
+
+class SimAgent:
+    """A device folder made by the factory, and the agent that runs it.
+
+    Args:
+        directory: The device folder (``device.toml``, tokens, slots).
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.device_id = directory.name
+        self.process: ManagedProcess | None = None
+
+    def __repr__(self) -> str:
+        return f"<SimAgent {self.device_id} {self.process!r}>"
+
+    @property
+    def log(self) -> Path:
+        """The agent's log file (in its folder)."""
+        return self.directory / "agent.log"
+
+    @property
+    def running(self) -> bool:
+        """Whether its agent process runs."""
+        return self.process is not None and self.process.running
+
+    def start(self) -> SimAgent:
+        """Boot the device: the simulated agent's boot loop in its own session (returns at once).
+
+        Readiness is the product's state (enrolled, telemetry stored), which the fleet waits on.
+        """
+        self.stop()
+        argv: list[str | Path] = [sys.executable, "-m", SIMULATED_ENTRY, "run"]
+        argv += ["--device", self.directory]
+        self.process = ManagedProcess(argv, log=self.log, name=f"agent {self.device_id}")
+        self.process.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop the agent's process group (SIGTERM, then SIGKILL after a bound)."""
+        if self.process is not None:
+            self.process.stop()
+            self.process = None
+
+    def restart(self) -> SimAgent:
+        """Reboot the device (stop, then start)."""
+        self.stop()
+        return self.start()
+
+    def _command(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(console_script("trustfleet")), "agent", *args, "--device", str(self.directory)],
+            capture_output=True,
+            text=True,
+            timeout=AGENT_COMMAND_TIMEOUT_S,
+            check=False,
+        )
+
+    def enroll(self, *, reenroll: bool = False) -> subprocess.CompletedProcess[str]:
+        """``trustfleet agent enroll`` (``--reenroll`` with the current LDevID)."""
+        return self._command("enroll", "--json", *(["--reenroll"] if reenroll else []))
+
+    def run_once(self) -> subprocess.CompletedProcess[str]:
+        """``trustfleet agent run --once``: connect, publish, disconnect."""
+        return self._command("run", "--once")
+
+    def ldevid(self) -> x509.Certificate:
+        """The device's operational certificate as it is on disk now."""
+        return x509.load_pem_x509_certificate((self.directory / "ldevid.pem").read_bytes())
+
+    def boot_env(self) -> dict[str, Any]:
+        """The device's boot environment (``bootenv.json``: boot slot, trial flags)."""
+        doc: dict[str, Any] = json.loads((self.directory / "bootenv.json").read_text("utf-8"))
+        return doc
+
+    def configure(self, changes: Changes) -> DeviceSettings:
+        """Apply typed changes to ``device.toml`` (validated; unknown keys refused)."""
+        return update_device_settings(self.directory, changes)
+
+    def set_faults(self, faults: Mapping[str, str]) -> None:
+        """Switch simulated faults on (replacing any); an empty mapping switches them off.
+
+        ``{"health_check": "fail"}`` fails every health check of a new slot; ``{"boot":
+        "skip_verify"}`` glitches boot verification away (see ``agent.platform.faults``).
+        """
+        path = self.directory / FAULT_FILE
+        if faults:
+            write_atomic(path, json.dumps(dict(faults)).encode("utf-8"))
+        else:
+            path.unlink(missing_ok=True)
+
+    def tamper_active_image(self, *, offset: int, length: int) -> None:
+        """An attacker's change: overwrite ``length`` bytes of the booted slot's image."""
+        slot = self.boot_env()["boot_slot"]
+        with (self.directory / "slots" / str(slot) / "image.bin").open("r+b") as image:
+            image.seek(offset)
+            image.write(b"\x90" * length)

@@ -1,0 +1,42 @@
+"""Scenarios over a :class:`~trustfleet.sim.fleet.SimFleet`: stages that return results.
+
+Each stage is a callable ``(fleet) -> StageResult``. It waits (bounded) on the product's own
+state (store rows, ``/readyz``, verdicts, OCSP), never on a fixed sleep or a log line, and an
+error of any kind makes it a failed stage with a one-line reason. :data:`DEMO` is the
+``trustfleet demo`` scenario, in order; a stage assumes the ones before it passed.
+"""
+
+from __future__ import annotations
+
+from trustfleet.sim.scenarios._common import DEMO_ROLES
+from trustfleet.sim.scenarios._ota import rollback, update
+from trustfleet.sim.scenarios._result import Observed, Stage, StageResult, one_line, stage
+from trustfleet.sim.scenarios._setup import (
+    enroll,
+    init,
+    provision,
+    reenroll,
+    release,
+    serve,
+    telemetry,
+)
+from trustfleet.sim.scenarios._trust import attest, heal, quarantine, revoke
+
+__all__ = ["DEMO", "DEMO_ROLES", "Observed", "Stage", "StageResult", "one_line", "stage"]
+
+DEMO: tuple[Stage, ...] = (
+    init,
+    release,
+    provision,
+    serve,
+    enroll,
+    telemetry,
+    reenroll,
+    update,
+    rollback,
+    attest,
+    quarantine,
+    heal,
+    revoke,
+)
+"""The demo: a fleet is made, enrolls, updates, attests, and loses a revoked member."""
