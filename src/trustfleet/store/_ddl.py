@@ -1,4 +1,4 @@
-"""Column and constraint builders shared by the hand-written migrations.
+"""Column and constraint builders shared by the hand-written migrations (and the models' CHECKs).
 
 The migrations are history: what these return must never change, or an old revision would
 create a different schema from the one it created when it was written. Add a new builder
