@@ -28,6 +28,17 @@ _TRIGGERS = ("boot", "schedule", "operator")
 _OUTCOMES = ("passed", "failed", "missed")
 
 
+def _ak_binding() -> list[sa.Column[object]]:
+    """The AK and the EK it is bound to: the columns a key and a pending enrollment share."""
+    return [
+        sa.Column("ak_public", sa.LargeBinary(), nullable=False),
+        sa.Column("ak_public_pem", sa.String(1024), nullable=False),
+        sa.Column("ak_name", sa.String(160), nullable=False),
+        sa.Column("ek_public", sa.LargeBinary(), nullable=False),
+        sa.Column("ek_certificate", sa.LargeBinary(), nullable=False),
+    ]
+
+
 def upgrade() -> None:
     """Add the quarantine columns and the four attestation tables."""
     op.add_column("devices", sa.Column("quarantined_at", utc(), nullable=True))
@@ -37,11 +48,7 @@ def upgrade() -> None:
     op.create_table(
         "attestation_keys",
         sa.Column("device_id", sa.String(64), nullable=False),
-        sa.Column("ak_public", sa.LargeBinary(), nullable=False),
-        sa.Column("ak_public_pem", sa.String(1024), nullable=False),
-        sa.Column("ak_name", sa.String(160), nullable=False),
-        sa.Column("ek_public", sa.LargeBinary(), nullable=False),
-        sa.Column("ek_certificate", sa.LargeBinary(), nullable=False),
+        *_ak_binding(),
         sa.Column("activated_at", utc(), nullable=False),
         sa.PrimaryKeyConstraint("device_id", name="pk_attestation_keys"),
         device_fk("attestation_keys"),
@@ -51,11 +58,7 @@ def upgrade() -> None:
         sa.Column("id", sa.String(40), nullable=False),
         sa.Column("device_id", sa.String(64), nullable=False),
         sa.Column("secret_sha256", sa.String(64), nullable=False),
-        sa.Column("ak_public", sa.LargeBinary(), nullable=False),
-        sa.Column("ak_public_pem", sa.String(1024), nullable=False),
-        sa.Column("ak_name", sa.String(160), nullable=False),
-        sa.Column("ek_public", sa.LargeBinary(), nullable=False),
-        sa.Column("ek_certificate", sa.LargeBinary(), nullable=False),
+        *_ak_binding(),
         sa.Column("created_at", utc(), nullable=False),
         sa.Column("expires_at", utc(), nullable=False),
         sa.Column("used_at", utc(), nullable=True),
