@@ -46,7 +46,7 @@ from trustfleet.errors import (
     VerificationFailed,
 )
 from trustfleet.services.runtime import Runtime
-from trustfleet.store import AkEnrollmentRecord, AttestationKeyRecord, DeviceRecord
+from trustfleet.store import AkEnrollmentRecord, AttestationKeyRecord, DeviceRecord, record_of
 
 __all__ = [
     "ak_activate_request",
@@ -211,15 +211,8 @@ def _finish(
             and pending is not None
             and tx.attestation.use_enrollment(pending.id, now=now)
         ):
-            key = AttestationKeyRecord(
-                device_id=device_id,
-                ak_public=pending.ak_public,
-                ak_public_pem=pending.ak_public_pem,
-                ak_name=pending.ak_name,
-                ek_public=pending.ek_public,
-                ek_certificate=pending.ek_certificate,
-                activated_at=now,
-            )
+            # The key is the enrollment's AK and EK, activated now.
+            key = record_of(AttestationKeyRecord, pending, activated_at=now)
             tx.attestation.put_key(key)
             tx.events.append(
                 type="attestation.ak.enrolled",

@@ -24,6 +24,7 @@ from trustfleet.store._devices import DeviceRepository
 from trustfleet.store._engine import create_engine, migrate, sqlite_url
 from trustfleet.store._events import MAX_EVENT_DETAILS_BYTES, EventRepository
 from trustfleet.store._releases import ReleaseRepository
+from trustfleet.store._rows import record_of
 from trustfleet.store._telemetry import (
     MAX_BOOT_CHARS,
     MAX_METRICS_BYTES,
@@ -55,6 +56,7 @@ __all__ = [
     "check_metrics",
     "create_engine",
     "migrate",
+    "record_of",
     "sqlite_url",
 ]
 __all__ += records.__all__  # the record types and their value sets, stated once there
