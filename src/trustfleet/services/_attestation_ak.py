@@ -22,6 +22,8 @@ import hmac
 import json
 import logging
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -44,7 +46,7 @@ from trustfleet.errors import (
     VerificationFailed,
 )
 from trustfleet.services.runtime import Runtime
-from trustfleet.store import AkEnrollmentRecord, AttestationKeyRecord, DeviceRecord
+from trustfleet.store import AkEnrollmentRecord, AttestationKeyRecord, DeviceRecord, record_of
 
 __all__ = [
     "ak_activate_request",
@@ -134,32 +136,37 @@ def begin_ak_enrollment(
         InvalidInput: A TPM structure is malformed.
         Config: The TPM manufacturer CA bundle is missing.
     """
-    try:
-        return _begin(
-            rt,
+    with _refusal_recorded(rt, device_id=device_id, step="enroll", now=now):
+        _device_for(rt, device_id)
+        _check_same_tpm(rt, device_id=device_id, ek_public=ek_public)
+        check_ek_certificate(
+            ek_certificate, ek_public=ek_public, manufacturer_cas=load_manufacturer_cas(rt), now=now
+        )
+        _check_ak_name(ak_public, ak_name)
+        pem = public_key(parse_public(ak_public)).public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        secret = secrets.token_bytes(SECRET_BYTES)
+        blob, encrypted = make_credential(ek_public=ek_public, ak_name=ak_name, secret=secret)
+        record = AkEnrollmentRecord(
+            id=secrets.token_hex(16),
             device_id=device_id,
+            secret_sha256=hashlib.sha256(secret).hexdigest(),
+            ak_public=ak_public,
+            ak_public_pem=pem.decode("ascii"),
+            ak_name=ak_name.hex(),
             ek_public=ek_public,
             ek_certificate=ek_certificate,
-            ak_public=ak_public,
-            ak_name=ak_name,
-            now=now,
+            created_at=now,
+            expires_at=now + timedelta(seconds=rt.settings.attestation.enrollment_ttl_s),
+            used_at=None,
         )
-    except TrustFleetError as exc:
-        _record_refusal(rt, exc, device_id=device_id, step="enroll", now=now)
-        raise
+        with rt.uow.begin() as tx:
+            tx.attestation.add_enrollment(record)
+    return blob, encrypted, record.id
 
 
-def _begin(
-    rt: Runtime,
-    *,
-    device_id: str,
-    ek_public: bytes,
-    ek_certificate: bytes,
-    ak_public: bytes,
-    ak_name: bytes,
-    now: datetime,
-) -> tuple[bytes, bytes, str]:
-    _device_for(rt, device_id)
+def _check_same_tpm(rt: Runtime, *, device_id: str, ek_public: bytes) -> None:
     with rt.uow.begin(read_only=True) as tx:
         current = tx.attestation.get_key(device_id)
     if current is not None and current.ek_public != ek_public:
@@ -168,36 +175,15 @@ def _begin(
             hint="a changed TPM needs the operator: decommission and re-provision the device",
             code="attestation.ek.changed",
         )
-    check_ek_certificate(
-        ek_certificate, ek_public=ek_public, manufacturer_cas=load_manufacturer_cas(rt), now=now
-    )
+
+
+def _check_ak_name(ak_public: bytes, ak_name: bytes) -> None:
     if not ak_name_matches(ak_public, ak_name):
         raise VerificationFailed(
             "the AK name is not the name of the AK public area",
             hint="send the name the TPM returned for this AK",
             code="attestation.ak.name",
         )
-    pem = public_key(parse_public(ak_public)).public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    secret = secrets.token_bytes(SECRET_BYTES)
-    blob, encrypted = make_credential(ek_public=ek_public, ak_name=ak_name, secret=secret)
-    record = AkEnrollmentRecord(
-        id=secrets.token_hex(16),
-        device_id=device_id,
-        secret_sha256=hashlib.sha256(secret).hexdigest(),
-        ak_public=ak_public,
-        ak_public_pem=pem.decode("ascii"),
-        ak_name=ak_name.hex(),
-        ek_public=ek_public,
-        ek_certificate=ek_certificate,
-        created_at=now,
-        expires_at=now + timedelta(seconds=rt.settings.attestation.enrollment_ttl_s),
-        used_at=None,
-    )
-    with rt.uow.begin() as tx:
-        tx.attestation.add_enrollment(record)
-    return blob, encrypted, record.id
 
 
 def finish_ak_enrollment(
@@ -209,11 +195,8 @@ def finish_ak_enrollment(
         PermissionDenied: Unknown, expired, used or another device's enrollment, or the wrong
             secret (one error: ``attestation.ak.activation``; the detail is logged).
     """
-    try:
+    with _refusal_recorded(rt, device_id=device_id, step="activate", now=now):
         return _finish(rt, device_id, enrollment_id, secret, now)
-    except TrustFleetError as exc:
-        _record_refusal(rt, exc, device_id=device_id, step="activate", now=now)
-        raise
 
 
 def _finish(
@@ -228,15 +211,8 @@ def _finish(
             and pending is not None
             and tx.attestation.use_enrollment(pending.id, now=now)
         ):
-            key = AttestationKeyRecord(
-                device_id=device_id,
-                ak_public=pending.ak_public,
-                ak_public_pem=pending.ak_public_pem,
-                ak_name=pending.ak_name,
-                ek_public=pending.ek_public,
-                ek_certificate=pending.ek_certificate,
-                activated_at=now,
-            )
+            # The key is the enrollment's AK and EK, activated now.
+            key = record_of(AttestationKeyRecord, pending, activated_at=now)
             tx.attestation.put_key(key)
             tx.events.append(
                 type="attestation.ak.enrolled",
@@ -267,6 +243,16 @@ def _refusal(
     if not hmac.compare_digest(given, pending.secret_sha256):
         return "wrong secret"
     return None
+
+
+@contextmanager
+def _refusal_recorded(rt: Runtime, *, device_id: str, step: str, now: datetime) -> Iterator[None]:
+    """Record a TrustFleet error raised inside as a refused ``step``, then let it go on."""
+    try:
+        yield
+    except TrustFleetError as exc:
+        _record_refusal(rt, exc, device_id=device_id, step=step, now=now)
+        raise
 
 
 def _record_refusal(

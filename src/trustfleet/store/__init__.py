@@ -15,6 +15,7 @@ this package. Database errors arrive as :class:`~trustfleet.errors.Conflict`,
 :class:`~trustfleet.errors.NotFound` or :class:`~trustfleet.errors.Unavailable`.
 """
 
+from trustfleet.store import records
 from trustfleet.store._attestation import AttestationRepository
 from trustfleet.store._campaigns import CampaignRepository, NewCampaignDevice
 from trustfleet.store._certificates import CertificateRepository
@@ -23,6 +24,7 @@ from trustfleet.store._devices import DeviceRepository
 from trustfleet.store._engine import create_engine, migrate, sqlite_url
 from trustfleet.store._events import MAX_EVENT_DETAILS_BYTES, EventRepository
 from trustfleet.store._releases import ReleaseRepository
+from trustfleet.store._rows import record_of
 from trustfleet.store._telemetry import (
     MAX_BOOT_CHARS,
     MAX_METRICS_BYTES,
@@ -32,84 +34,29 @@ from trustfleet.store._telemetry import (
 )
 from trustfleet.store._uow import Transaction, UnitOfWork
 from trustfleet.store._validate import MAX_LIST_LIMIT
-from trustfleet.store.records import (
-    CAMPAIGN_DEVICE_STATES,
-    CAMPAIGN_STATES,
-    CERTIFICATE_KINDS,
-    CERTIFICATE_STATUSES,
-    CHALLENGE_OUTCOMES,
-    CHALLENGE_TRIGGERS,
-    DEVICE_STATES,
-    JSON,
-    AkEnrollmentRecord,
-    AttestationKeyRecord,
-    AttestationResultRecord,
-    CampaignDeviceRecord,
-    CampaignDeviceState,
-    CampaignRecord,
-    CampaignState,
-    CertificateKind,
-    CertificateRecord,
-    CertificateStatus,
-    ChallengeOutcome,
-    ChallengeRecord,
-    ChallengeTrigger,
-    CrlRecord,
-    DeviceRecord,
-    DeviceState,
-    QuarantineRecord,
-    ReleaseRecord,
-    SecurityEventRecord,
-    TelemetryRecord,
-)
+from trustfleet.store.records import *  # noqa: F403  # every record type is public API
 
 __all__ = [
-    "CAMPAIGN_DEVICE_STATES",
-    "CAMPAIGN_STATES",
-    "CERTIFICATE_KINDS",
-    "CERTIFICATE_STATUSES",
-    "CHALLENGE_OUTCOMES",
-    "CHALLENGE_TRIGGERS",
-    "DEVICE_STATES",
-    "JSON",
     "MAX_BOOT_CHARS",
     "MAX_EVENT_DETAILS_BYTES",
     "MAX_LIST_LIMIT",
     "MAX_METRICS_BYTES",
-    "AkEnrollmentRecord",
-    "AttestationKeyRecord",
     "AttestationRepository",
-    "AttestationResultRecord",
-    "CampaignDeviceRecord",
-    "CampaignDeviceState",
-    "CampaignRecord",
     "CampaignRepository",
-    "CampaignState",
-    "CertificateKind",
-    "CertificateRecord",
     "CertificateRepository",
-    "CertificateStatus",
-    "ChallengeOutcome",
-    "ChallengeRecord",
-    "ChallengeTrigger",
-    "CrlRecord",
     "CrlRepository",
-    "DeviceRecord",
     "DeviceRepository",
-    "DeviceState",
     "EventRepository",
     "NewCampaignDevice",
     "NewTelemetry",
-    "QuarantineRecord",
-    "ReleaseRecord",
     "ReleaseRepository",
-    "SecurityEventRecord",
-    "TelemetryRecord",
     "TelemetryRepository",
     "Transaction",
     "UnitOfWork",
     "check_metrics",
     "create_engine",
     "migrate",
+    "record_of",
     "sqlite_url",
 ]
+__all__ += records.__all__  # the record types and their value sets, stated once there

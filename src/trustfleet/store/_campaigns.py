@@ -161,7 +161,7 @@ class CampaignRepository:
         """
         record = self.get(id)
         if record is None:
-            raise NotFound(f"campaign {id[:40]!r} not found", code="store.campaign.not_found")
+            raise _not_found(id)
         return record
 
     def lock(self, id: str, *, skip_locked: bool = False) -> CampaignRecord | None:
@@ -207,7 +207,7 @@ class CampaignRepository:
         session = self._handle.session
         row = session.get(CampaignRow, id, with_for_update=True)
         if row is None:
-            raise NotFound(f"campaign {id[:40]!r} not found", code="store.campaign.not_found")
+            raise _not_found(id)
         row.state = state
         row.updated_at = check.aware(now, name="now")
         if current_wave is not None:
@@ -419,3 +419,7 @@ class CampaignRepository:
                 if device_id not in found or at > found[device_id][3]:
                     found[device_id] = (campaign_id, reason, code, at)
         return {d: (c, r, k) for d, (c, r, k, _at) in found.items()}
+
+
+def _not_found(id: str) -> NotFound:
+    return NotFound(f"campaign {id[:40]!r} not found", code="store.campaign.not_found")

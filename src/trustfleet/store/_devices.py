@@ -76,7 +76,7 @@ class DeviceRepository:
         """
         record = self.get(id)
         if record is None:
-            raise NotFound(f"device {id!r} not found", code="store.device.not_found")
+            raise _not_found(id)
         return record
 
     def list(
@@ -122,13 +122,10 @@ class DeviceRepository:
         """
         check.one_of(state, DEVICE_STATES, name="state")
         now = check.aware(now, name="now")
-        session = self._handle.session
-        row = session.get(DeviceRow, id, with_for_update=True)
-        if row is None:
-            raise NotFound(f"device {id!r} not found", code="store.device.not_found")
+        row = self._locked(id)
         row.state = state
         row.updated_at = now
-        session.flush()
+        self._handle.session.flush()
         return _record(row)
 
     def set_firmware_version(self, id: str, version: str, *, now: datetime) -> DeviceRecord:
@@ -139,14 +136,17 @@ class DeviceRepository:
             InvalidInput: The version is malformed.
         """
         now = check.aware(now, name="now")
-        session = self._handle.session
-        row = session.get(DeviceRow, id, with_for_update=True)
-        if row is None:
-            raise NotFound(f"device {id!r} not found", code="store.device.not_found")
+        row = self._locked(id)
         row.firmware_version = check.text(version, name="firmware version", max_chars=32)
         row.updated_at = now
-        session.flush()
+        self._handle.session.flush()
         return _record(row)
+
+    def _locked(self, id: str) -> DeviceRow:
+        row = self._handle.session.get(DeviceRow, id, with_for_update=True)
+        if row is None:
+            raise _not_found(id)
+        return row
 
     def states(self, ids: Iterable[str]) -> dict[str, DeviceState]:
         """The state of each listed device that exists (one query; unknown ids are left out).
@@ -184,3 +184,7 @@ class DeviceRepository:
             {"b_id": id_, "b_at": check.aware(at, name="last seen")} for id_, at in seen.items()
         ]
         self._handle.session.connection().execute(statement, params)
+
+
+def _not_found(id: str) -> NotFound:
+    return NotFound(f"device {id!r} not found", code="store.device.not_found")

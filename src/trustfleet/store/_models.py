@@ -25,6 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from trustfleet.store._ddl import one_of
 from trustfleet.store._types import EventId, UTCDateTime
 from trustfleet.store.records import (
     CAMPAIGN_DEVICE_STATES,
@@ -45,9 +46,9 @@ NAMING_CONVENTION = {
 }
 
 
-def _one_of(column: str, values: tuple[str, ...]) -> str:
-    quoted = ", ".join(f"'{value}'" for value in values)
-    return f"{column} IN ({quoted})"
+def _check_one_of(column: str, values: tuple[str, ...]) -> CheckConstraint:
+    """A CHECK that ``column`` holds one of ``values``, named after the column."""
+    return CheckConstraint(one_of(column, values), name=column)
 
 
 class Base(DeclarativeBase):
@@ -61,7 +62,7 @@ class DeviceRow(Base):
 
     __tablename__ = "devices"
     __table_args__ = (
-        CheckConstraint(_one_of("state", DEVICE_STATES), name="state"),
+        _check_one_of("state", DEVICE_STATES),
         Index(None, "state"),
     )
 
@@ -85,8 +86,8 @@ class CertificateRow(Base):
     __table_args__ = (
         UniqueConstraint("issuer", "serial"),
         UniqueConstraint("sha256"),
-        CheckConstraint(_one_of("kind", CERTIFICATE_KINDS), name="kind"),
-        CheckConstraint(_one_of("status", CERTIFICATE_STATUSES), name="status"),
+        _check_one_of("kind", CERTIFICATE_KINDS),
+        _check_one_of("status", CERTIFICATE_STATUSES),
         Index(None, "device_id"),
     )
 
@@ -179,7 +180,7 @@ class CampaignRow(Base):
 
     __tablename__ = "campaigns"
     __table_args__ = (
-        CheckConstraint(_one_of("state", CAMPAIGN_STATES), name="state"),
+        _check_one_of("state", CAMPAIGN_STATES),
         Index(None, "state"),
     )
 
@@ -201,7 +202,7 @@ class CampaignDeviceRow(Base):
 
     __tablename__ = "campaign_devices"
     __table_args__ = (
-        CheckConstraint(_one_of("state", CAMPAIGN_DEVICE_STATES), name="state"),
+        _check_one_of("state", CAMPAIGN_DEVICE_STATES),
         Index(None, "campaign_id", "wave", "state"),
         Index(None, "device_id"),
     )
@@ -259,8 +260,8 @@ class AttestationChallengeRow(Base):
 
     __tablename__ = "attestation_challenges"
     __table_args__ = (
-        CheckConstraint(_one_of("trigger", CHALLENGE_TRIGGERS), name="trigger"),
-        CheckConstraint(_one_of("outcome", CHALLENGE_OUTCOMES), name="outcome"),
+        _check_one_of("trigger", CHALLENGE_TRIGGERS),
+        _check_one_of("outcome", CHALLENGE_OUTCOMES),
         Index(None, "device_id", "issued_at"),
         Index(None, "outcome", "expires_at"),
     )

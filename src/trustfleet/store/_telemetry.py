@@ -17,7 +17,7 @@ from trustfleet.store import _validate as check
 from trustfleet.store._models import TelemetryRow
 from trustfleet.store._rows import record_of
 from trustfleet.store._session import SessionHandle
-from trustfleet.store.records import JSON, TelemetryRecord
+from trustfleet.store.records import TelemetryFields, TelemetryRecord
 
 __all__ = [
     "MAX_BOOT_CHARS",
@@ -47,15 +47,8 @@ def check_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class NewTelemetry:
+class NewTelemetry(TelemetryFields):
     """A telemetry row to insert (see :class:`~trustfleet.store.records.TelemetryRecord`)."""
-
-    device_id: str
-    received_at: datetime
-    device_ts: datetime | None
-    seq: int | None
-    metrics: Mapping[str, JSON]
-    boot: str | None = None
 
 
 def _values(r: NewTelemetry) -> dict[str, Any]:

@@ -39,6 +39,7 @@ __all__ = [
     "QuarantineRecord",
     "ReleaseRecord",
     "SecurityEventRecord",
+    "TelemetryFields",
     "TelemetryRecord",
 ]
 
@@ -160,11 +161,10 @@ class CrlRecord:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class TelemetryRecord:
-    """One telemetry message as stored.
+class TelemetryFields:
+    """The fields of one telemetry message, as the service received it.
 
     Attributes:
-        id: Store-assigned row number.
         device_id: The device that sent it.
         received_at: When the service received it (UTC, the service's clock).
         device_ts: The device's ``ts`` (UTC), if it sent a valid one.
@@ -173,13 +173,23 @@ class TelemetryRecord:
         boot: The device's per-boot id, if it sent one (``(device_id, boot, seq)`` is unique).
     """
 
-    id: int
     device_id: str
     received_at: datetime
     device_ts: datetime | None
     seq: int | None
     metrics: Mapping[str, JSON]
     boot: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TelemetryRecord(TelemetryFields):
+    """One telemetry message as stored: its :class:`TelemetryFields` and its row number.
+
+    Attributes:
+        id: Store-assigned row number.
+    """
+
+    id: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

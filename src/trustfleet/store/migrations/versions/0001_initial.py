@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from trustfleet.store._types import UTCDateTime
+from trustfleet.store._ddl import big_id, device_fk, one_of, utc
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -56,15 +56,6 @@ _POSTGRESQL_TRIGGERS = (
 )
 
 
-def _one_of(column: str, values: tuple[str, ...]) -> str:
-    quoted = ", ".join(f"'{value}'" for value in values)
-    return f"{column} IN ({quoted})"
-
-
-def _utc() -> sa.types.TypeEngine[object]:
-    return UTCDateTime()  # type: ignore[return-value]  # TypeDecorator[datetime] is a TypeEngine
-
-
 def upgrade() -> None:
     """Create the four tables, their indexes, and the append-only triggers."""
     op.create_table(
@@ -72,11 +63,11 @@ def upgrade() -> None:
         sa.Column("id", sa.String(64), nullable=False),
         sa.Column("model", sa.String(128), nullable=False),
         sa.Column("state", sa.String(16), nullable=False),
-        sa.Column("created_at", _utc(), nullable=False),
-        sa.Column("updated_at", _utc(), nullable=False),
+        sa.Column("created_at", utc(), nullable=False),
+        sa.Column("updated_at", utc(), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_devices"),
         sa.CheckConstraint(
-            _one_of("state", ("manufactured", "enrolled", "revoked", "decommissioned")),
+            one_of("state", ("manufactured", "enrolled", "revoked", "decommissioned")),
             name="ck_devices_state",
         ),
     )
@@ -90,36 +81,29 @@ def upgrade() -> None:
         sa.Column("kind", sa.String(16), nullable=False),
         sa.Column("device_id", sa.String(64), nullable=True),
         sa.Column("subject", sa.String(1024), nullable=False),
-        sa.Column("not_before", _utc(), nullable=False),
-        sa.Column("not_after", _utc(), nullable=False),
+        sa.Column("not_before", utc(), nullable=False),
+        sa.Column("not_after", utc(), nullable=False),
         sa.Column("sha256", sa.String(64), nullable=False),
         sa.Column("der", sa.LargeBinary(), nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
-        sa.Column("revoked_at", _utc(), nullable=True),
+        sa.Column("revoked_at", utc(), nullable=True),
         sa.Column("revocation_reason", sa.String(64), nullable=True),
-        sa.Column("created_at", _utc(), nullable=False),
+        sa.Column("created_at", utc(), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_certificates"),
-        sa.ForeignKeyConstraint(
-            ["device_id"], ["devices.id"], name="fk_certificates_device_id_devices"
-        ),
+        device_fk("certificates"),
         sa.UniqueConstraint("issuer", "serial", name="uq_certificates_issuer_serial"),
         sa.UniqueConstraint("sha256", name="uq_certificates_sha256"),
         sa.CheckConstraint(
-            _one_of("kind", ("ca", "server", "idevid", "ldevid")), name="ck_certificates_kind"
+            one_of("kind", ("ca", "server", "idevid", "ldevid")), name="ck_certificates_kind"
         ),
-        sa.CheckConstraint(_one_of("status", ("valid", "revoked")), name="ck_certificates_status"),
+        sa.CheckConstraint(one_of("status", ("valid", "revoked")), name="ck_certificates_status"),
     )
     op.create_index("ix_certificates_device_id", "certificates", ["device_id"])
 
     op.create_table(
         "security_events",
-        sa.Column(
-            "id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            autoincrement=True,
-            nullable=False,
-        ),
-        sa.Column("occurred_at", _utc(), nullable=False),
+        big_id(),
+        sa.Column("occurred_at", utc(), nullable=False),
         sa.Column("type", sa.String(64), nullable=False),
         sa.Column("actor", sa.String(128), nullable=False),
         sa.Column("subject", sa.String(128), nullable=False),
@@ -133,8 +117,8 @@ def upgrade() -> None:
         "crls",
         sa.Column("issuer", sa.String(64), nullable=False),
         sa.Column("crl_number", sa.BigInteger(), nullable=False),
-        sa.Column("this_update", _utc(), nullable=False),
-        sa.Column("next_update", _utc(), nullable=False),
+        sa.Column("this_update", utc(), nullable=False),
+        sa.Column("next_update", utc(), nullable=False),
         sa.Column("der", sa.LargeBinary(), nullable=False),
         sa.PrimaryKeyConstraint("issuer", name="pk_crls"),
     )

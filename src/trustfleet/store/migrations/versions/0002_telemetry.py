@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from trustfleet.store._types import UTCDateTime
+from trustfleet.store._ddl import big_id, device_fk, utc
 
 revision: str = "0002"
 down_revision: str | None = "0001"
@@ -24,30 +24,19 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
-def _utc() -> sa.types.TypeEngine[object]:
-    return UTCDateTime()  # type: ignore[return-value]  # TypeDecorator[datetime] is a TypeEngine
-
-
 def upgrade() -> None:
     """Add ``devices.last_seen_at`` and the ``telemetry`` table."""
-    op.add_column("devices", sa.Column("last_seen_at", _utc(), nullable=True))
+    op.add_column("devices", sa.Column("last_seen_at", utc(), nullable=True))
     op.create_table(
         "telemetry",
-        sa.Column(
-            "id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            autoincrement=True,
-            nullable=False,
-        ),
+        big_id(),
         sa.Column("device_id", sa.String(64), nullable=False),
-        sa.Column("received_at", _utc(), nullable=False),
-        sa.Column("device_ts", _utc(), nullable=True),
+        sa.Column("received_at", utc(), nullable=False),
+        sa.Column("device_ts", utc(), nullable=True),
         sa.Column("seq", sa.BigInteger(), nullable=True),
         sa.Column("metrics", sa.JSON(), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_telemetry"),
-        sa.ForeignKeyConstraint(
-            ["device_id"], ["devices.id"], name="fk_telemetry_device_id_devices"
-        ),
+        device_fk("telemetry"),
     )
     op.create_index("ix_telemetry_received_at", "telemetry", ["received_at"])
     op.create_index("ix_telemetry_device_id_received_at", "telemetry", ["device_id", "received_at"])

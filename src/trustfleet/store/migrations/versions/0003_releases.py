@@ -15,16 +15,12 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from trustfleet.store._types import UTCDateTime
+from trustfleet.store._ddl import utc
 
 revision: str = "0003"
 down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
-
-
-def _utc() -> sa.types.TypeEngine[object]:
-    return UTCDateTime()  # type: ignore[return-value]  # TypeDecorator[datetime] is a TypeEngine
 
 
 def upgrade() -> None:
@@ -41,7 +37,7 @@ def upgrade() -> None:
         sa.Column("image_length", sa.BigInteger(), nullable=False),
         sa.Column("manifest", sa.LargeBinary(), nullable=False),
         sa.Column("targets_version", sa.Integer(), nullable=False),
-        sa.Column("published_at", _utc(), nullable=False),
+        sa.Column("published_at", utc(), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_releases"),
         sa.UniqueConstraint("model", "version", name="uq_releases_model_version"),
     )

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from trustfleet.store._types import UTCDateTime
+from trustfleet.store._ddl import device_fk, one_of, utc
 
 revision: str = "0004"
 down_revision: str | None = "0003"
@@ -28,14 +28,6 @@ _DEVICE_STATES = (
     "pending", "notified", "checking", "downloading", "installing", "rebooting",
     "committed", "up_to_date", "failed", "rolled_back", "refused", "timed_out",
 )  # fmt: skip
-
-
-def _utc() -> sa.types.TypeEngine[object]:
-    return UTCDateTime()  # type: ignore[return-value]  # TypeDecorator[datetime] is a TypeEngine
-
-
-def _one_of(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
 def upgrade() -> None:
@@ -51,10 +43,10 @@ def upgrade() -> None:
         sa.Column("state", sa.String(16), nullable=False),
         sa.Column("current_wave", sa.Integer(), nullable=False),
         sa.Column("reason", sa.String(512), nullable=True),
-        sa.Column("created_at", _utc(), nullable=False),
-        sa.Column("updated_at", _utc(), nullable=False),
+        sa.Column("created_at", utc(), nullable=False),
+        sa.Column("updated_at", utc(), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_campaigns"),
-        sa.CheckConstraint(_one_of("state", _CAMPAIGN_STATES), name="ck_campaigns_state"),
+        sa.CheckConstraint(one_of("state", _CAMPAIGN_STATES), name="ck_campaigns_state"),
     )
     op.create_index("ix_campaigns_state", "campaigns", ["state"])
     op.create_table(
@@ -68,16 +60,14 @@ def upgrade() -> None:
         sa.Column("delta", sa.Boolean(), nullable=True),
         sa.Column("reason", sa.String(256), nullable=True),
         sa.Column("code", sa.String(256), nullable=True),
-        sa.Column("notified_at", _utc(), nullable=True),
-        sa.Column("updated_at", _utc(), nullable=False),
+        sa.Column("notified_at", utc(), nullable=True),
+        sa.Column("updated_at", utc(), nullable=False),
         sa.PrimaryKeyConstraint("campaign_id", "device_id", name="pk_campaign_devices"),
         sa.ForeignKeyConstraint(
             ["campaign_id"], ["campaigns.id"], name="fk_campaign_devices_campaign_id_campaigns"
         ),
-        sa.ForeignKeyConstraint(
-            ["device_id"], ["devices.id"], name="fk_campaign_devices_device_id_devices"
-        ),
-        sa.CheckConstraint(_one_of("state", _DEVICE_STATES), name="ck_campaign_devices_state"),
+        device_fk("campaign_devices"),
+        sa.CheckConstraint(one_of("state", _DEVICE_STATES), name="ck_campaign_devices_state"),
     )
     op.create_index(
         "ix_campaign_devices_campaign_id_wave_state",

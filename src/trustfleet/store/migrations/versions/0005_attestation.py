@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from trustfleet.store._types import UTCDateTime
+from trustfleet.store._ddl import big_id, device_fk, one_of, utc
 
 revision: str = "0005"
 down_revision: str | None = "0004"
@@ -28,53 +28,42 @@ _TRIGGERS = ("boot", "schedule", "operator")
 _OUTCOMES = ("passed", "failed", "missed")
 
 
-def _utc() -> sa.types.TypeEngine[object]:
-    return UTCDateTime()  # type: ignore[return-value]  # TypeDecorator[datetime] is a TypeEngine
-
-
-def _one_of(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
-
-
-def _device_fk(table: str) -> sa.ForeignKeyConstraint:
-    return sa.ForeignKeyConstraint(
-        ["device_id"], ["devices.id"], name=f"fk_{table}_device_id_devices"
-    )
+def _ak_binding() -> list[sa.Column[object]]:
+    """The AK and the EK it is bound to: the columns a key and a pending enrollment share."""
+    return [
+        sa.Column("ak_public", sa.LargeBinary(), nullable=False),
+        sa.Column("ak_public_pem", sa.String(1024), nullable=False),
+        sa.Column("ak_name", sa.String(160), nullable=False),
+        sa.Column("ek_public", sa.LargeBinary(), nullable=False),
+        sa.Column("ek_certificate", sa.LargeBinary(), nullable=False),
+    ]
 
 
 def upgrade() -> None:
     """Add the quarantine columns and the four attestation tables."""
-    op.add_column("devices", sa.Column("quarantined_at", _utc(), nullable=True))
+    op.add_column("devices", sa.Column("quarantined_at", utc(), nullable=True))
     op.add_column("devices", sa.Column("quarantine_reason", sa.String(256), nullable=True))
     op.add_column("devices", sa.Column("quarantined_by", sa.String(128), nullable=True))
     op.add_column("devices", sa.Column("quarantine_release", sa.String(32), nullable=True))
     op.create_table(
         "attestation_keys",
         sa.Column("device_id", sa.String(64), nullable=False),
-        sa.Column("ak_public", sa.LargeBinary(), nullable=False),
-        sa.Column("ak_public_pem", sa.String(1024), nullable=False),
-        sa.Column("ak_name", sa.String(160), nullable=False),
-        sa.Column("ek_public", sa.LargeBinary(), nullable=False),
-        sa.Column("ek_certificate", sa.LargeBinary(), nullable=False),
-        sa.Column("activated_at", _utc(), nullable=False),
+        *_ak_binding(),
+        sa.Column("activated_at", utc(), nullable=False),
         sa.PrimaryKeyConstraint("device_id", name="pk_attestation_keys"),
-        _device_fk("attestation_keys"),
+        device_fk("attestation_keys"),
     )
     op.create_table(
         "ak_enrollments",
         sa.Column("id", sa.String(40), nullable=False),
         sa.Column("device_id", sa.String(64), nullable=False),
         sa.Column("secret_sha256", sa.String(64), nullable=False),
-        sa.Column("ak_public", sa.LargeBinary(), nullable=False),
-        sa.Column("ak_public_pem", sa.String(1024), nullable=False),
-        sa.Column("ak_name", sa.String(160), nullable=False),
-        sa.Column("ek_public", sa.LargeBinary(), nullable=False),
-        sa.Column("ek_certificate", sa.LargeBinary(), nullable=False),
-        sa.Column("created_at", _utc(), nullable=False),
-        sa.Column("expires_at", _utc(), nullable=False),
-        sa.Column("used_at", _utc(), nullable=True),
+        *_ak_binding(),
+        sa.Column("created_at", utc(), nullable=False),
+        sa.Column("expires_at", utc(), nullable=False),
+        sa.Column("used_at", utc(), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_ak_enrollments"),
-        _device_fk("ak_enrollments"),
+        device_fk("ak_enrollments"),
     )
     op.create_index("ix_ak_enrollments_device_id", "ak_enrollments", ["device_id"])
     op.create_table(
@@ -84,14 +73,14 @@ def upgrade() -> None:
         sa.Column("nonce", sa.LargeBinary(), nullable=False),
         sa.Column("pcrs", sa.JSON(), nullable=False),
         sa.Column("trigger", sa.String(16), nullable=False),
-        sa.Column("issued_at", _utc(), nullable=False),
-        sa.Column("expires_at", _utc(), nullable=False),
-        sa.Column("used_at", _utc(), nullable=True),
+        sa.Column("issued_at", utc(), nullable=False),
+        sa.Column("expires_at", utc(), nullable=False),
+        sa.Column("used_at", utc(), nullable=True),
         sa.Column("outcome", sa.String(16), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_attestation_challenges"),
-        _device_fk("attestation_challenges"),
-        sa.CheckConstraint(_one_of("trigger", _TRIGGERS), name="ck_attestation_challenges_trigger"),
-        sa.CheckConstraint(_one_of("outcome", _OUTCOMES), name="ck_attestation_challenges_outcome"),
+        device_fk("attestation_challenges"),
+        sa.CheckConstraint(one_of("trigger", _TRIGGERS), name="ck_attestation_challenges_trigger"),
+        sa.CheckConstraint(one_of("outcome", _OUTCOMES), name="ck_attestation_challenges_outcome"),
     )
     op.create_index(
         "ix_attestation_challenges_device_id_issued_at",
@@ -105,15 +94,10 @@ def upgrade() -> None:
     )
     op.create_table(
         "attestation_results",
-        sa.Column(
-            "id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            autoincrement=True,
-            nullable=False,
-        ),
+        big_id(),
         sa.Column("device_id", sa.String(64), nullable=False),
         sa.Column("challenge_id", sa.String(40), nullable=False),
-        sa.Column("verified_at", _utc(), nullable=False),
+        sa.Column("verified_at", utc(), nullable=False),
         sa.Column("ok", sa.Boolean(), nullable=False),
         sa.Column("findings", sa.JSON(), nullable=False),
         sa.Column("release", sa.String(32), nullable=True),
@@ -121,7 +105,7 @@ def upgrade() -> None:
         sa.Column("restart_count", sa.BigInteger(), nullable=True),
         sa.Column("clock", sa.BigInteger(), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_attestation_results"),
-        _device_fk("attestation_results"),
+        device_fk("attestation_results"),
     )
     op.create_index(
         "ix_attestation_results_device_id_verified_at",
