@@ -1,6 +1,6 @@
 """The cost of ingest's per-message checks, bisection and at-most-once inserts (issue 9 §1).
 
-Runs the real :class:`~trustfleet.server.ingest.IngestWorker` processing on a real store
+Runs the real :class:`~trustfleet.server.ingest_worker.IngestWorker` processing on a real store
 (SQLite in a temporary directory, or ``--db-url``), without a broker, and prints:
 
 * ``parse_message`` per message: a 4-metric telemetry message, and a 16 KiB one of 256
@@ -23,7 +23,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from trustfleet.server.ingest import IngestWorker
+from trustfleet.server.ingest_worker import IngestWorker
 from trustfleet.services.ingest import DeviceMessage, parse_message, store_isolating
 from trustfleet.settings import CA_NAMES, CaSettings, ServerSettings, StoreSettings
 from trustfleet.store import UnitOfWork, create_engine, migrate

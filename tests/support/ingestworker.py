@@ -1,4 +1,4 @@
-"""An :class:`~trustfleet.server.ingest.IngestWorker` on a real store, without a broker.
+"""An :class:`~trustfleet.server.ingest_worker.IngestWorker` on a real store, without a broker.
 
 The worker's processing (parse, the per-message boundary, batches, bisection, evidence,
 ``ingest.rejected`` events) runs exactly as in ``server run``; only the MQTT client is absent
@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from trustfleet.server.ingest import IngestWorker
+from trustfleet.server.ingest_worker import IngestWorker
 from trustfleet.settings import CA_NAMES, CaSettings, IngestSettings, ServerSettings, StoreSettings
 from trustfleet.store import UnitOfWork, create_engine, migrate
 

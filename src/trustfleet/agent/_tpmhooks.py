@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trustfleet.agent.platform.tpm import DeviceTpm, recorded_pid
+from trustfleet.agent.platform.measured_boot import DeviceTpm, recorded_pid
 from trustfleet.errors import TrustFleetError
 
 if TYPE_CHECKING:
@@ -79,7 +79,7 @@ def boot_measured(
     if not powered(directory):
         return None
     from trustfleet.agent.platform.bootloader import read_fuses  # noqa: PLC0415
-    from trustfleet.agent.platform.tpm import measured_boot  # noqa: PLC0415
+    from trustfleet.agent.platform.measured_boot import measured_boot  # noqa: PLC0415
     from trustfleet.agent.sealed import record_boot  # noqa: PLC0415
 
     device = DeviceTpm(directory)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from trustfleet.agent.platform._files import read_json, write_json
-from trustfleet.agent.platform.tpm import TPM_FOLDER, DeviceTpm
+from trustfleet.agent.platform.measured_boot import TPM_FOLDER, DeviceTpm
 from trustfleet.errors import (
     Conflict,
     InvalidInput,

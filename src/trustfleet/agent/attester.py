@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from trustfleet.agent.platform.tpm import MAX_EVENTLOG_ENTRIES, DeviceTpm, quoted_pcrs
+from trustfleet.agent.platform.measured_boot import MAX_EVENTLOG_ENTRIES, DeviceTpm, quoted_pcrs
 from trustfleet.errors import InvalidInput, TrustFleetError, Unavailable
 from trustfleet.wire import (
     MAX_CHALLENGE_BYTES,

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from trustfleet import __version__
 from trustfleet.agent.platform._files import write_atomic
-from trustfleet.agent.platform.tpm import TPM_FOLDER, boot_events
+from trustfleet.agent.platform.measured_boot import TPM_FOLDER, boot_events
 from trustfleet.errors import InvalidInput, VerificationFailed
 from trustfleet.keystore.tpm import expected_pcrs
 

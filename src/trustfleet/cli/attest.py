@@ -186,15 +186,19 @@ def quarantine(
     present_done(doc, json_out=json_out, line=f"device [bold]{device_id}[/] quarantined")
 
 
-@app.command("release")
-def release(home: HomeOpt, device_id: DeviceArg, json_out: JsonOpt = False) -> None:
-    """Lift a device's quarantine."""
-    from trustfleet.services.attestation import release as lift
+@app.command("lift")
+def lift(home: HomeOpt, device_id: DeviceArg, json_out: JsonOpt = False) -> None:
+    """Lift a device's quarantine (its broker access is whole again)."""
+    from trustfleet.services.attestation import lift_quarantine
 
     with device_runtime(home) as rt:
-        lift(rt, device_id, actor=ACTOR, now=now())
+        lift_quarantine(rt, device_id, actor=ACTOR, now=now())
     doc = {"device_id": device_id, "quarantined": False}
-    present_done(doc, json_out=json_out, line=f"device [bold]{device_id}[/] released")
+    present_done(doc, json_out=json_out, line=f"device [bold]{device_id}[/] quarantine lifted")
+
+
+# The name before 0.x: "release" read as a firmware release. Kept, hidden, for scripts.
+app.command("release", hidden=True, deprecated=True)(lift)
 
 
 @app.command("list")

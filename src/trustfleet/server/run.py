@@ -31,7 +31,7 @@ from trustfleet.server._restarts import Crash, RestartPolicy
 from trustfleet.server._runloop import RunLoop
 from trustfleet.server._supervise import ProcessSpec, Supervisor
 from trustfleet.server.campaign_ticker import ticker_process_main
-from trustfleet.server.ingest import ingest_process_main
+from trustfleet.server.ingest_worker import ingest_process_main
 from trustfleet.services.health import record_service_change
 from trustfleet.services.runtime import Runtime
 from trustfleet.settings import ServerSettings

@@ -99,7 +99,7 @@ def _device_for(rt: Runtime, device_id: str) -> DeviceRecord:
     if quarantine is not None:
         raise PermissionDenied(
             f"device '{device_id}' is quarantined and may not bind a new AK",
-            hint="release it first ('trustfleet attest release')",
+            hint="lift it first ('trustfleet attest lift')",
             code="attestation.ak.quarantined",
         )
     return device

@@ -1,4 +1,4 @@
-"""Quarantine: the policy on missed challenges, and the operator's quarantine and release.
+"""Quarantine: the policy on missed challenges, and the operator's quarantine and its lifting.
 
 The store is the quarantine's source of truth (``devices.quarantined_at``); ``server run``'s
 broker side confines the device at the broker within a poll. Every change writes its security
@@ -16,7 +16,7 @@ from trustfleet.services._attestation_policy import consecutive_misses
 from trustfleet.services.runtime import Runtime
 from trustfleet.store import JSON, DeviceRecord, Transaction
 
-__all__ = ["event", "quarantine", "quarantine_in", "release", "sweep_missed"]
+__all__ = ["event", "lift_quarantine", "quarantine", "quarantine_in", "sweep_missed"]
 
 _OUTCOME_WINDOW: Final = 100
 
@@ -101,7 +101,7 @@ def quarantine(rt: Runtime, device_id: str, *, reason: str, actor: str, now: dat
         quarantine_in(tx, device, reason=reason, actor=actor, now=now)
 
 
-def release(rt: Runtime, device_id: str, *, actor: str, now: datetime) -> None:
+def lift_quarantine(rt: Runtime, device_id: str, *, actor: str, now: datetime) -> None:
     """Lift a device's quarantine.
 
     Raises:

@@ -4,9 +4,9 @@ Each simulated device gets a TPM in ``DEVDIR/tpm/`` made by the *simulated TPM v
 (``keystore.tpm.ManufacturerCa``, its CA files in ``HOME/tpm-vendor/``): ``swtpm_setup``
 creates the EKs and certifies them with that CA, then the factory creates the attestation key
 (``Tpm.create_ak``: persistent at 0x81010002) and records its public parts in
-``DEVDIR/tpm/ak.json`` (the format of ``agent.platform.tpm.DeviceTpm.save_ak``; services may not
-import the agent, so it is written here). The vendor's CA certificates are added to the
-service's ``[attestation] tpm_manufacturer_cas`` bundle, which AK enrollment checks EK
+``DEVDIR/tpm/ak.json`` (the format of ``agent.platform.measured_boot.DeviceTpm.save_ak``;
+services may not import the agent, so it is written here). The vendor's CA certificates are
+added to the service's ``[attestation] tpm_manufacturer_cas`` bundle, which AK enrollment checks EK
 certificates against. The vendor CA stands for the TPM manufacturer: it is no TrustFleet key.
 """
 

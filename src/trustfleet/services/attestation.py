@@ -48,9 +48,9 @@ from trustfleet.services._attestation_policy import (
 from trustfleet.services._attestation_policy import reference_set as _reference_set
 from trustfleet.services._attestation_quarantine import (
     event,
+    lift_quarantine,
     quarantine,
     quarantine_in,
-    release,
     sweep_missed,
 )
 from trustfleet.services.runtime import Runtime
@@ -78,10 +78,10 @@ __all__ = [
     "finish_ak_enrollment",
     "handle_evidence",
     "issue_challenge",
+    "lift_quarantine",
     "load_manufacturer_cas",
     "quarantine",
     "reference_set",
-    "release",
     "sweep_missed",
 ]
 

@@ -79,7 +79,7 @@ MESSAGE_FAULTS: Final[tuple[type[BaseException], ...]] = (
 )
 """What processing one device message can raise: a message's fault, never the process's.
 
-The ingest worker's one boundary (:mod:`trustfleet.server.ingest`) catches exactly these per
+The ingest worker's one boundary (:mod:`trustfleet.server.ingest_worker`) catches exactly these per
 message and drops that message alone; :func:`store_isolating` splits a batch on them. Errors
 of the process itself (``MemoryError``, ``OSError``, ``KeyboardInterrupt``) are not listed:
 they end the worker and its supervisor restarts it. :class:`~trustfleet.errors.Unavailable`

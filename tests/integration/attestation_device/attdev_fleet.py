@@ -21,7 +21,7 @@ from typing import Any
 
 from support.agents import SIM_AGENT, boot_loop
 from support.server import RunningServer, running_server
-from trustfleet.agent.platform.tpm import DeviceTpm
+from trustfleet.agent.platform.measured_boot import DeviceTpm
 from trustfleet.sim.process import ManagedProcess
 
 AGENT = SIM_AGENT

@@ -18,7 +18,7 @@ from support import releasekit
 from support.releasekit import NOW
 from trustfleet import __version__
 from trustfleet.agent.platform import BootEnv, DeviceLayout
-from trustfleet.agent.platform.tpm import DeviceTpm
+from trustfleet.agent.platform.measured_boot import DeviceTpm
 from trustfleet.attestation import (
     AttestationPolicy,
     Challenge,

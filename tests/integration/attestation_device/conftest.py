@@ -16,7 +16,7 @@ from attdevkit import TPM_STATE_FILE, BootKey, make_device
 
 from support.tools import require_tools
 from trustfleet.agent.platform import DeviceLayout
-from trustfleet.agent.platform.tpm import DeviceTpm
+from trustfleet.agent.platform.measured_boot import DeviceTpm
 from trustfleet.keystore.tpm import ManufacturerCa, SwtpmInstance, Tpm
 
 

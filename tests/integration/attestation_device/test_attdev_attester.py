@@ -16,7 +16,7 @@ from attdevkit import NOW, POLICY, challenge, device_state, image_bytes, referen
 from trustfleet.agent.attester import answer_challenge, parse_challenge
 from trustfleet.agent.platform import DeviceLayout
 from trustfleet.agent.platform.faults import Faults
-from trustfleet.agent.platform.tpm import DeviceTpm, measured_boot
+from trustfleet.agent.platform.measured_boot import DeviceTpm, measured_boot
 from trustfleet.attestation import encode_challenge, parse_evidence, verify_evidence
 from trustfleet.errors import InvalidInput
 from trustfleet.keystore.tpm import AkInfo, Tpm

@@ -12,7 +12,12 @@ from attdevkit import MODEL, image_bytes
 from support.waiting import eventually
 from trustfleet.agent.platform import DeviceLayout
 from trustfleet.agent.platform.faults import Faults
-from trustfleet.agent.platform.tpm import DeviceTpm, boot_events, measured_boot, recorded_pid
+from trustfleet.agent.platform.measured_boot import (
+    DeviceTpm,
+    boot_events,
+    measured_boot,
+    recorded_pid,
+)
 from trustfleet.attestation import measure_identity, parse_eventlog, replay
 from trustfleet.keystore.tpm import expected_pcrs
 from trustfleet.services._attestation_policy import model_reference
@@ -109,7 +114,7 @@ def test_a_killed_agent_is_a_power_cut(device: DeviceLayout) -> None:
     script = (
         "import sys, time\n"
         "from pathlib import Path\n"
-        "from trustfleet.agent.platform.tpm import DeviceTpm\n"
+        "from trustfleet.agent.platform.measured_boot import DeviceTpm\n"
         "DeviceTpm(Path(sys.argv[1])).power_on()\n"
         "print('on', flush=True)\n"
         "time.sleep(120)\n"

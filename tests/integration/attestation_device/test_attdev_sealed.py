@@ -10,7 +10,7 @@ from attdevkit import MODEL, BootKey, image_bytes, install
 
 from trustfleet.agent.platform import BootEnv, DeviceLayout
 from trustfleet.agent.platform.faults import Faults
-from trustfleet.agent.platform.tpm import DeviceTpm, measured_boot
+from trustfleet.agent.platform.measured_boot import DeviceTpm, measured_boot
 from trustfleet.agent.sealed import SealedStorage, boot_pcr_values, record_boot
 from trustfleet.errors import VerificationFailed
 from trustfleet.keystore.tpm import Tpm

@@ -37,7 +37,7 @@ from attdev_fleet import (
 from support.server import RunningServer
 from support.tools import require_tools
 from support.waiting import wait_for
-from trustfleet.agent.platform.tpm import DeviceTpm
+from trustfleet.agent.platform.measured_boot import DeviceTpm
 
 pytestmark = pytest.mark.integration
 

@@ -238,7 +238,7 @@ def test_operator_commands(served: tuple[RunningServer, int], tmp_path: Path) ->
     assert status["quarantine"]["by"] == "operator:cli" and status["ak"] is None
     listed = server.cli_json("attest", "list", "--quarantined")
     assert device_id in [d["device_id"] for d in listed["devices"]]
-    assert server.cli("attest", "release", device_id).returncode == 0
+    assert server.cli("attest", "lift", device_id).returncode == 0
     with server.runtime.uow.begin(read_only=True) as tx:
         assert tx.attestation.quarantine(device_id) is None
         kinds = [e.type for e in tx.events.list(subject=f"device:{device_id}")]

@@ -209,15 +209,15 @@ def test_operator_quarantine_is_not_lifted_by_a_pass(
             now=t0,
         )
     assert refused.value.code == "attestation.ak.quarantined"
-    att.release(rt, DEVICE, actor="operator:test", now=t0)
+    att.lift_quarantine(rt, DEVICE, actor="operator:test", now=t0)
     with Tpm(tcti=swtpm.tcti) as tpm:
         _enroll_ak(rt, tpm, t0)
         att.quarantine(rt, DEVICE, reason="suspicious traffic", actor="operator:test", now=t0)
         assert _answer(rt, tpm, boot(tpm, IMAGE_2), at=t0, release="2.0.0").ok
     assert _quarantine(rt) is not None  # only the operator lifts an operator's quarantine
-    att.release(rt, DEVICE, actor="operator:test", now=t0)
+    att.lift_quarantine(rt, DEVICE, actor="operator:test", now=t0)
     with pytest.raises(Conflict):
-        att.release(rt, DEVICE, actor="operator:test", now=t0)
+        att.lift_quarantine(rt, DEVICE, actor="operator:test", now=t0)
     assert _events(rt).count("device.released") == 2
 
 

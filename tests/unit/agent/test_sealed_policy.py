@@ -8,7 +8,7 @@ import json
 import pytest
 
 from trustfleet import __version__
-from trustfleet.agent.platform import tpm as device_tpm
+from trustfleet.agent.platform import measured_boot as device_tpm
 from trustfleet.agent.sealed import boot_pcr_values, release_image_sha256
 from trustfleet.attestation import replay
 from trustfleet.attestation.eventlog import EventLogEntry

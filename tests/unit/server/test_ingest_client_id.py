@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 
-from trustfleet.server.ingest import ingest_client_id
+from trustfleet.server.ingest_worker import ingest_client_id
 
 
 def _child_id(queue: multiprocessing.Queue[str]) -> None:
