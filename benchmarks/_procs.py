@@ -16,7 +16,7 @@ import resource
 import shutil
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ __all__ = [
     "cpu_model",
     "drop_workdir",
     "emit",
+    "figures_table",
     "interrupts_and_deadline",
     "params",
     "progress",
@@ -71,6 +72,24 @@ def cpu_model() -> str:
 def params(args: argparse.Namespace, *names: str) -> dict[str, Any]:
     """The named options of a run, for its figures' document."""
     return {name: getattr(args, name) for name in names}
+
+
+def figures_table(
+    columns: Iterable[str], *, left: Collection[str], title: str | None = None
+) -> Any:
+    """A rich ``Table`` with these columns: the ``left`` ones left-aligned, the figures right.
+
+    Args:
+        columns: The column headers, in order.
+        left: The headers of the label columns (left-aligned); every other column is a figure.
+        title: The table's title, if any.
+    """
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col, justify="left" if col in left else "right")
+    return table
 
 
 def progress(*, quiet: bool) -> Callable[[str], None]:

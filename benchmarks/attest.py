@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from _procs import cpu_model, emit, progress
+from _procs import cpu_model, emit, figures_table, progress
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -252,7 +252,6 @@ def machine() -> dict[str, Any]:
 
 def print_rich(doc: dict[str, Any]) -> None:
     from rich.console import Console
-    from rich.table import Table
 
     console = Console()
     p, r, m = doc["params"], doc["result"], doc["machine"]
@@ -262,9 +261,8 @@ def print_rich(doc: dict[str, Any]) -> None:
         f"evidence; {m['nproc']} cores ({m['cpu']}), load {m['loadavg_1m']:.2f}, "
         f"{m['openssl']}"
     )
-    table = Table()
-    for col in ("run", "per s (wall)", "per CPU s", "p50 µs", "p99 µs", "max µs"):
-        table.add_column(col, justify="left" if col == "run" else "right")
+    cols = ("run", "per s (wall)", "per CPU s", "p50 µs", "p99 µs", "max µs")
+    table = figures_table(cols, left=("run",))
     table.add_row(
         "verify_evidence",
         f"{r['verify_per_s']:.0f}",

@@ -455,7 +455,6 @@ def machine() -> dict[str, Any]:
 
 def print_rich(doc: dict[str, Any]) -> None:
     from rich.console import Console
-    from rich.table import Table
 
     console = Console()
     p, m, s = doc["params"], doc["machine"], doc["setup"]
@@ -464,9 +463,7 @@ def print_rich(doc: dict[str, Any]) -> None:
         f"waves {p['waves']}, max failure rate {p['max_failure_rate']}; {m['nproc']} cores, "
         f"{m['mem_gib']} GiB; {p['workers']} HTTPS worker(s), {p['ingest_workers']} ingest"
     )
-    table = Table()
-    for col in ("phase", "figure", "value"):
-        table.add_column(col, justify="right" if col == "value" else "left")
+    table = bench.figures_table(("phase", "figure", "value"), left=("phase", "figure"))
     pv = s.get("provision", {})
     if pv:
         table.add_row("provision", "total s", str(pv["total_s"]))

@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _procs import emit
+from _procs import emit, figures_table
 
 from trustfleet.sim.process import stop_group
 
@@ -266,7 +266,6 @@ def fallback(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 
 def print_table(doc: dict[str, Any]) -> None:
     from rich.console import Console
-    from rich.table import Table
 
     console = Console(width=200)
     p = doc["params"]
@@ -279,8 +278,7 @@ def print_table(doc: dict[str, Any]) -> None:
     if "fallback" in doc:
         sections.append((f"{doc['fallback']['size'] >> 20} MiB", doc["fallback"]["pairs"]))
     for label, pairs in sections:
-        table = Table(title=label)
-        for col in (
+        cols = (
             "pair",
             "ours B",
             "% full",
@@ -291,8 +289,8 @@ def print_table(doc: dict[str, Any]) -> None:
             "apply s",
             "apply RSS MB",
             "zstd -d RSS MB",
-        ):
-            table.add_column(col, justify="left" if col == "pair" else "right")
+        )
+        table = figures_table(cols, left=("pair",), title=label)
         for name, r in pairs.items():
             z = r["zstd"]
             bs = r["bsdiff4"]

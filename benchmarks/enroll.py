@@ -44,7 +44,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from _procs import cpu_model, drop_workdir, emit, progress, serve_home
+from _procs import cpu_model, drop_workdir, emit, figures_table, progress, serve_home
 
 from trustfleet.sim.process import free_port, port_open, stop_group
 
@@ -359,7 +359,6 @@ def machine() -> dict[str, Any]:
 
 def print_rich(doc: dict[str, Any]) -> None:
     from rich.console import Console
-    from rich.table import Table
 
     console = Console()
     p = doc["params"]
@@ -369,11 +368,9 @@ def print_rich(doc: dict[str, Any]) -> None:
         f"{p['warmup']:g} s warm-up + {p['duration']:g} s, {p['devices']} devices; "
         f"{doc['machine']['nproc']} cores ({doc['machine']['cpu']})"
     )
-    table = Table()
     cols = ("run", "req/s", "p50 ms", "p99 ms", "ok", "errors", "statuses")
     cols += ("server CPU", "client CPU", "srv ms/req", "cli ms/req")
-    for col in cols:
-        table.add_column(col, justify="right" if col not in ("run", "statuses") else "left")
+    table = figures_table(cols, left=("run", "statuses"))
     for name, label in (("enroll", "EST simpleenroll"), ("bare", "bare mTLS 1.3 handshake")):
         r = doc.get(name)
         if r is None:

@@ -49,6 +49,7 @@ from _procs import (
     cpu_model,
     drop_workdir,
     emit,
+    figures_table,
     interrupts_and_deadline,
     params,
     progress,
@@ -635,7 +636,6 @@ def machine() -> dict[str, Any]:
 
 def print_rich(doc: dict[str, Any]) -> None:
     from rich.console import Console
-    from rich.table import Table
 
     console = Console()
     p = doc["params"]
@@ -646,11 +646,7 @@ def print_rich(doc: dict[str, Any]) -> None:
         f"{m['mosquitto']}; setup: home {doc['setup_home_s']} s, "
         f"{doc['setup_issue_ms_per_cert']} ms/certificate"
     )
-    table = Table()
-    table.add_column("phase")
-    table.add_column("figure")
-    table.add_column("value", justify="right")
-    table.add_column("target", justify="right")
+    table = figures_table(("phase", "figure", "value", "target"), left=("phase", "figure"))
     s = doc["storm"]
     table.add_row("storm", "connections held", str(s["held"]), "20,000")
     table.add_row("", "connects/s", f"{s['connects_per_s']:.0f}", "≥ 500")

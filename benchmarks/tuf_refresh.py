@@ -43,7 +43,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from _procs import cpu_model, drop_workdir, emit, progress, serve_home
+from _procs import cpu_model, drop_workdir, emit, figures_table, progress, serve_home
 
 from trustfleet.sim.process import ManagedProcess, free_port, stop_group
 
@@ -410,7 +410,6 @@ def run(args: argparse.Namespace, tmp: Path, log: Any) -> dict[str, Any]:
 
 def print_table(doc: dict[str, Any]) -> None:
     from rich.console import Console
-    from rich.table import Table
 
     console = Console()
     p = doc["params"]
@@ -419,9 +418,7 @@ def print_table(doc: dict[str, Any]) -> None:
         f"{doc['targets_metadata_bytes']:,} bytes, {p['reps']} repetitions; "
         f"{doc['machine']['nproc']} cores ({doc['machine']['cpu']})"
     )
-    table = Table()
-    for col in ("transport", "step", "median", "p90", "min"):
-        table.add_column(col, justify="left" if col in ("transport", "step") else "right")
+    table = figures_table(("transport", "step", "median", "p90", "min"), left=("transport", "step"))
     steps = (
         ("cold", "(a) cold refresh", "ms"),
         ("warm_new", "(b) warm, one new release", "ms"),
