@@ -12,8 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from attdevkit import TPM_STATE_FILE, BootKey, make_device
+from attdevkit import BootKey, make_device
 
+from support.swtpm import STATE_FILE
 from support.tools import require_tools
 from trustfleet.agent.platform import DeviceLayout
 from trustfleet.agent.platform.tpm import DeviceTpm
@@ -30,17 +31,11 @@ def _needs_swtpm() -> None:
     )
 
 
-@pytest.fixture(scope="session")
-def vendor_ca(tmp_path_factory: pytest.TempPathFactory) -> ManufacturerCa:
-    """The simulated TPM manufacturer's CA."""
-    return ManufacturerCa(tmp_path_factory.mktemp("attdev-vendor"))
-
-
 def _manufacture(folder: Path, ca: ManufacturerCa) -> Path:
     with SwtpmInstance(folder, ca=ca) as swtpm, Tpm(tcti=swtpm.tcti) as tpm:
         tpm.create_ak()
     for leftover in folder.iterdir():
-        if leftover.name != TPM_STATE_FILE:
+        if leftover.name != STATE_FILE:
             leftover.unlink()
     return folder
 

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from attestkit import clone, manufacture
 
+from support.swtpm import clone_state, manufacture
 from trustfleet.keystore.tpm import ManufacturerCa, SwtpmInstance
 
 
@@ -21,12 +21,6 @@ def _needs_swtpm() -> None:
 
 
 @pytest.fixture(scope="session")
-def vendor_ca(tmp_path_factory: pytest.TempPathFactory) -> ManufacturerCa:
-    """The simulated TPM manufacturer's CA."""
-    return ManufacturerCa(tmp_path_factory.mktemp("att-vendor-ca"))
-
-
-@pytest.fixture(scope="session")
 def manufactured_tpm(tmp_path_factory: pytest.TempPathFactory, vendor_ca: ManufacturerCa) -> Path:
     """One manufactured TPM state (copied per test)."""
     return manufacture(tmp_path_factory.mktemp("att-tpm"), vendor_ca)
@@ -35,7 +29,7 @@ def manufactured_tpm(tmp_path_factory: pytest.TempPathFactory, vendor_ca: Manufa
 @pytest.fixture
 def swtpm(tmp_path: Path, manufactured_tpm: Path) -> Iterator[SwtpmInstance]:
     """A running swtpm on a fresh copy of the manufactured TPM."""
-    with SwtpmInstance(clone(manufactured_tpm, tmp_path / "tpm")) as instance:
+    with SwtpmInstance(clone_state(manufactured_tpm, tmp_path / "tpm")) as instance:
         yield instance
 
 

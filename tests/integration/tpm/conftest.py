@@ -1,9 +1,8 @@
 """Fixtures for TPM tests against a real swtpm, one per test, started from a manufactured copy.
 
-Manufacturing a TPM (``swtpm_setup``: EKs and certificates) takes about a second, so the
-session manufactures two (``manufactured`` and ``other_manufactured``, different EKs) with one
-simulated TPM vendor CA, and each test starts its own swtpm on a copy of one's state. Copies of
-one state are clones of one TPM (same EK); tests that need another TPM use the other.
+The session manufactures two TPMs (``manufactured`` and ``other_manufactured``, different EKs)
+with the root conftest's simulated vendor CA (support/swtpm.py), and each test starts its own
+swtpm on a copy of one's state. Tests that need another TPM use the other.
 """
 
 from __future__ import annotations
@@ -13,8 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tpm_support import STATE_FILE, clone_state
 
+from support.swtpm import clone_state, manufacture
 from trustfleet.keystore.tpm import ManufacturerCa, SwtpmInstance, Tpm
 
 
@@ -26,27 +25,15 @@ def _needs_swtpm() -> None:
 
 
 @pytest.fixture(scope="session")
-def vendor_ca(tmp_path_factory: pytest.TempPathFactory) -> ManufacturerCa:
-    """The simulated TPM manufacturer's CA (files in a session folder)."""
-    return ManufacturerCa(tmp_path_factory.mktemp("vendor-ca"))
-
-
-def _manufacture(folder: Path, ca: ManufacturerCa) -> Path:
-    SwtpmInstance(folder, ca=ca).setup()
-    assert (folder / STATE_FILE).is_file()
-    return folder
-
-
-@pytest.fixture(scope="session")
 def manufactured(tmp_path_factory: pytest.TempPathFactory, vendor_ca: ManufacturerCa) -> Path:
     """The state folder of one manufactured TPM (never started; copy it)."""
-    return _manufacture(tmp_path_factory.mktemp("tpm-a"), vendor_ca)
+    return manufacture(tmp_path_factory.mktemp("tpm-a"), vendor_ca)
 
 
 @pytest.fixture(scope="session")
 def other_manufactured(tmp_path_factory: pytest.TempPathFactory, vendor_ca: ManufacturerCa) -> Path:
     """The state folder of a second TPM of the same vendor (another EK)."""
-    return _manufacture(tmp_path_factory.mktemp("tpm-b"), vendor_ca)
+    return manufacture(tmp_path_factory.mktemp("tpm-b"), vendor_ca)
 
 
 @pytest.fixture

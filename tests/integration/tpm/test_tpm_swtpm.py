@@ -9,8 +9,9 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from tpm_support import clone_state, live_processes_mentioning
+from tpm_support import live_processes_mentioning
 
+from support.swtpm import clone_state
 from trustfleet.errors import Config, Conflict, InvalidInput, NotFound, Unavailable
 from trustfleet.keystore.tpm import ManufacturerCa, SwtpmInstance, Tpm
 
