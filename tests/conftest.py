@@ -5,7 +5,8 @@
 * ``postgres_db_url``: a fresh, empty database on that server for one test.
 * ``db_url``: each test once on a SQLite file and once on a fresh PostgreSQL database.
 * ``asset``: the path of a recorded test vector under ``tests/vectors/``.
-* ``vendor_ca``: the simulated TPM manufacturer's CA of the swtpm suites (support/swtpm.py).
+* ``vendor_ca``, ``manufactured_tpm``, ``other_manufactured_tpm``, ``swtpm``: software TPMs
+  for the suites that run swtpm (the plugin support/swtpm.py).
 
 Every test under ``tests/integration`` is marked ``integration`` and every test under
 ``tests/e2e`` is marked ``e2e`` by its path (``-m "not integration"`` selects the rest).
@@ -16,14 +17,12 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
 
 from support.postgres import PostgresCluster, PostgresUnavailable, running_cluster
 
-if TYPE_CHECKING:
-    from trustfleet.keystore.tpm import ManufacturerCa
+pytest_plugins = ["support.swtpm"]
 
 TESTS = Path(__file__).resolve().parent
 VECTORS = TESTS / "vectors"
@@ -53,14 +52,6 @@ def asset() -> Callable[[str], Path]:
         return path
 
     return find
-
-
-@pytest.fixture(scope="session")
-def vendor_ca(tmp_path_factory: pytest.TempPathFactory) -> ManufacturerCa:
-    """The simulated TPM manufacturer's CA (files in a session folder); swtpm suites only."""
-    from trustfleet.keystore.tpm import ManufacturerCa
-
-    return ManufacturerCa(tmp_path_factory.mktemp("vendor-ca"))
 
 
 @pytest.fixture(scope="session")
