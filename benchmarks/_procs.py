@@ -24,6 +24,8 @@ from trustfleet.sim.process import ManagedProcess
 
 __all__ = [
     "TRUSTFLEET",
+    "benchmark_parser",
+    "cell",
     "cpu_model",
     "drop_workdir",
     "emit",
@@ -67,6 +69,25 @@ def cpu_model() -> str:
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return ""
+
+
+def benchmark_parser(doc: str | None, *, keep: bool = False) -> argparse.ArgumentParser:
+    """A benchmark's argument parser: its docstring's first line, ``--json`` and maybe ``--keep``.
+
+    Args:
+        doc: The benchmark module's docstring.
+        keep: Whether the run has a temporary directory that ``--keep`` keeps.
+    """
+    ap = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
+    if keep:
+        ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    ap.add_argument("--json", action="store_true", help="print one JSON document")
+    return ap
+
+
+def cell(value: float | None, spec: str) -> str:
+    """A figure for a table cell, formatted with ``spec``; ``-`` when there is none."""
+    return "-" if value is None else format(value, spec)
 
 
 def params(args: argparse.Namespace, *names: str) -> dict[str, Any]:

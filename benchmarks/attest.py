@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from _procs import cpu_model, emit, figures_table, progress
+from _procs import benchmark_parser, cell, cpu_model, emit, figures_table, progress
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -214,7 +214,7 @@ def print_rich(doc: dict[str, Any]) -> None:
     table.add_row(
         "verify_evidence",
         f"{r['verify_per_s']:.0f}",
-        _fmt(r["verify_per_cpu_s"]),
+        cell(r["verify_per_cpu_s"], ".0f"),
         f"{r['p50_us']:.1f}",
         f"{r['p99_us']:.1f}",
         f"{r['max_us']:.1f}",
@@ -222,7 +222,7 @@ def print_rich(doc: dict[str, Any]) -> None:
     table.add_row(
         "raw ECDSA P-256 verify",
         f"{r['raw_ecdsa_per_s']:.0f}",
-        _fmt(r["raw_ecdsa_per_cpu_s"]),
+        cell(r["raw_ecdsa_per_cpu_s"], ".0f"),
         "-",
         "-",
         "-",
@@ -235,18 +235,13 @@ def print_rich(doc: dict[str, Any]) -> None:
     )
 
 
-def _fmt(v: float | None) -> str:
-    return "-" if v is None else f"{v:.0f}"
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = benchmark_parser(__doc__)
     ap.add_argument("--rounds", type=int, default=20_000, help="verifications (default 20000)")
     ap.add_argument(
         "--distinct", type=int, default=500, help="distinct evidence payloads (default 500)"
     )
     ap.add_argument("--events", type=int, default=6, help="event-log entries (4-64, default 6)")
-    ap.add_argument("--json", action="store_true", help="print one JSON document")
     args = ap.parse_args(argv)
     if not 1 <= args.rounds <= _MAX_ROUNDS:
         ap.error(f"--rounds must be between 1 and {_MAX_ROUNDS}")

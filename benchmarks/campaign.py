@@ -503,7 +503,8 @@ def _campaign_rows(table: Any, c: dict[str, Any]) -> None:
         table.add_row(
             "",
             f"wave {w['wave']} ({w['percent']:g}%, {w['devices']} devices) s",
-            f"{_fmt(w['seconds'])} (at {_fmt(w['start_s'])} → {_fmt(w['end_s'])})",
+            f"{bench.cell(w['seconds'], 'g')} (at {bench.cell(w['start_s'], 'g')} → "
+            f"{bench.cell(w['end_s'], 'g')})",
         )
     table.add_row("", "states", ", ".join(f"{k}: {v}" for k, v in sorted(c["states"].items())))
     table.add_row(
@@ -537,15 +538,11 @@ def _campaign_rows(table: Any, c: dict[str, Any]) -> None:
     table.add_row("", "agents exited", str(c["agents_exited"]))
 
 
-def _fmt(v: float | None) -> str:
-    return "-" if v is None else f"{v:g}"
-
-
 # -- main --------------------------------------------------------------------------------------
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = bench.benchmark_parser(__doc__, keep=True)
     ap.add_argument("--devices", type=int, default=200, help="agents (default 200)")
     ap.add_argument("--image-size", default="4MiB", help="sim image size (default 4MiB)")
     ap.add_argument("--waves", default="1,10,50,100%", help="campaign waves (1,10,50,100%%)")
@@ -572,8 +569,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=2048,
         help="start no more agents below this MemAvailable (2048)",
     )
-    ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
-    ap.add_argument("--json", action="store_true", help="print one JSON document")
     args = ap.parse_args(argv)
     if not 1 <= args.devices <= _MAX_DEVICES:
         ap.error(f"--devices must be between 1 and {_MAX_DEVICES}")

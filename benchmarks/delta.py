@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _procs import emit, figures_table
+from _procs import benchmark_parser, emit, figures_table
 
 from trustfleet.sim.process import stop_group
 
@@ -322,7 +322,7 @@ def _size(text: str) -> int:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = benchmark_parser(__doc__)
     ap.add_argument("--size", type=_size, default="64MiB", help="image size (default 64MiB)")
     ap.add_argument("--level", type=int, default=19, help="our zstd level (default 19)")
     ap.add_argument("--zstd-levels", default="19,3", help="zstd CLI levels (default 19,3)")
@@ -339,7 +339,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="pair size for bsdiff4/detools if over budget (default 16MiB)",
     )
     ap.add_argument("--detools", action="store_true", help="also measure detools (fallback pair)")
-    ap.add_argument("--json", action="store_true", help="print one JSON document")
     args = ap.parse_args(argv)
     args.zstd_levels = [int(x) for x in args.zstd_levels.split(",") if x]
     if not args.zstd_levels or not all(1 <= lv <= 22 for lv in [args.level, *args.zstd_levels]):

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from _procs import (
+    benchmark_parser,
     cpu_model,
     drop_workdir,
     emit,
@@ -698,7 +699,7 @@ def print_rich(doc: dict[str, Any]) -> None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = benchmark_parser(__doc__, keep=True)
     ap.add_argument("--devices", type=int, default=2000, help="simulated devices (default 2000)")
     ap.add_argument("--procs", type=int, default=2, help="device load processes (default 2)")
     ap.add_argument(
@@ -728,8 +729,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--phase-timeout", type=float, default=180.0, help="storm/restart bound s")
     ap.add_argument("--max-time", type=float, default=1200.0, help="whole-run bound s (1200)")
     ap.add_argument("--no-restart", action="store_true", help="skip the restart phase")
-    ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
-    ap.add_argument("--json", action="store_true", help="print one JSON document")
     args = ap.parse_args(argv)
     if not 1 <= args.devices <= _MAX_DEVICES:
         ap.error(f"--devices must be between 1 and {_MAX_DEVICES}")

@@ -43,7 +43,15 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from _procs import cpu_model, drop_workdir, emit, figures_table, progress, serve_home
+from _procs import (
+    benchmark_parser,
+    cpu_model,
+    drop_workdir,
+    emit,
+    figures_table,
+    progress,
+    serve_home,
+)
 
 from trustfleet.sim.process import ManagedProcess, free_port, stop_group
 
@@ -453,12 +461,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["_client"]:
         return client_main(argv[1])
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = benchmark_parser(__doc__, keep=True)
     ap.add_argument("--targets", type=int, default=10_000, help="targets listed (default 10000)")
     ap.add_argument("--reps", type=int, default=5, help="repetitions per step (default 5)")
     ap.add_argument("--no-mtls", action="store_true", help="skip the HTTPS server run")
-    ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
-    ap.add_argument("--json", action="store_true", help="print one JSON document")
     args = ap.parse_args(argv)
     if not 1 <= args.targets <= 200_000 or not 1 <= args.reps <= 50:
         ap.error("--targets must be 1..200000 and --reps 1..50")
