@@ -34,6 +34,7 @@ __all__ = [
     "params",
     "progress",
     "raise_nofile",
+    "report_console",
     "serve_home",
 ]
 
@@ -127,6 +128,21 @@ def emit(doc: Any, *, as_json: bool, show: Callable[[Any], None]) -> None:
         sys.stdout.write("\n")
     else:
         show(doc)
+
+
+def report_console(title: str, details: str, *, width: int | None = None) -> Any:
+    """A rich ``Console`` on stdout that has printed a report's header: bold title, details.
+
+    Args:
+        title: What ran, e.g. ``"Delta benchmark"``.
+        details: The run's parameters and machine, one sentence.
+        width: The console width; the terminal's when None.
+    """
+    from rich.console import Console
+
+    console = Console(width=width)
+    console.print(f"[bold]{title}[/] — {details}")
+    return console
 
 
 def drop_workdir(tmp: Path, *, keep: bool) -> None:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from _procs import benchmark_parser, cell, cpu_model, emit, figures_table, progress
+from _procs import benchmark_parser, cell, cpu_model, emit, figures_table, progress, report_console
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -199,15 +199,13 @@ def machine() -> dict[str, Any]:
 
 
 def print_rich(doc: dict[str, Any]) -> None:
-    from rich.console import Console
-
-    console = Console()
     p, r, m = doc["params"], doc["result"], doc["machine"]
-    console.print(
-        f"[bold]Attestation verifier benchmark[/] — 1 process, {p['rounds']} rounds over "
+    console = report_console(
+        "Attestation verifier benchmark",
+        f"1 process, {p['rounds']} rounds over "
         f"{p['distinct']} distinct payloads, {p['events']} events, {doc['evidence_bytes']} B "
         f"evidence; {m['nproc']} cores ({m['cpu']}), load {m['loadavg_1m']:.2f}, "
-        f"{m['openssl']}"
+        f"{m['openssl']}",
     )
     cols = ("run", "per s (wall)", "per CPU s", "p50 µs", "p99 µs", "max µs")
     table = figures_table(cols, left=("run",))

@@ -454,14 +454,12 @@ def machine() -> dict[str, Any]:
 
 
 def print_rich(doc: dict[str, Any]) -> None:
-    from rich.console import Console
-
-    console = Console()
     p, m, s = doc["params"], doc["machine"], doc["setup"]
-    console.print(
-        f"[bold]Campaign benchmark[/] — {p['devices']} agents, {p['image_size']} image, "
+    console = bench.report_console(
+        "Campaign benchmark",
+        f"{p['devices']} agents, {p['image_size']} image, "
         f"waves {p['waves']}, max failure rate {p['max_failure_rate']}; {m['nproc']} cores, "
-        f"{m['mem_gib']} GiB; {p['workers']} HTTPS worker(s), {p['ingest_workers']} ingest"
+        f"{m['mem_gib']} GiB; {p['workers']} HTTPS worker(s), {p['ingest_workers']} ingest",
     )
     table = bench.figures_table(("phase", "figure", "value"), left=("phase", "figure"))
     pv = s.get("provision", {})

@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _procs import benchmark_parser, emit, figures_table
+from _procs import benchmark_parser, emit, figures_table, report_console
 
 from trustfleet.sim.process import stop_group
 
@@ -265,14 +265,13 @@ def fallback(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 
 
 def print_table(doc: dict[str, Any]) -> None:
-    from rich.console import Console
-
-    console = Console(width=200)
     p = doc["params"]
-    console.print(
-        f"[bold]Delta benchmark[/] — {p['size'] / (1 << 20):g} MiB simulated images, ours at zstd "
+    console = report_console(
+        "Delta benchmark",
+        f"{p['size'] / (1 << 20):g} MiB simulated images, ours at zstd "
         f"level {p['level']}; {doc['machine']['zstd']}; idle Python with the decoder imported: "
-        f"{doc['python_idle_rss_mb']} MB RSS; image build {doc['image_build_s']} s each"
+        f"{doc['python_idle_rss_mb']} MB RSS; image build {doc['image_build_s']} s each",
+        width=200,
     )
     sections = [(f"{p['size'] >> 20} MiB", doc["pairs"])]
     if "fallback" in doc:

@@ -52,6 +52,7 @@ from _procs import (
     emit,
     figures_table,
     progress,
+    report_console,
     serve_home,
 )
 
@@ -367,15 +368,13 @@ def machine() -> dict[str, Any]:
 
 
 def print_rich(doc: dict[str, Any]) -> None:
-    from rich.console import Console
-
-    console = Console()
     p = doc["params"]
-    console.print(
-        f"[bold]EST enrollment benchmark[/] — {p['workers']} server worker(s), "
+    console = report_console(
+        "EST enrollment benchmark",
+        f"{p['workers']} server worker(s), "
         f"{p['clients_procs']}x{p['concurrency']} client connections, "
         f"{p['warmup']:g} s warm-up + {p['duration']:g} s, {p['devices']} devices; "
-        f"{doc['machine']['nproc']} cores ({doc['machine']['cpu']})"
+        f"{doc['machine']['nproc']} cores ({doc['machine']['cpu']})",
     )
     cols = ("run", "req/s", "p50 ms", "p99 ms", "ok", "errors", "statuses")
     cols += ("server CPU", "client CPU", "srv ms/req", "cli ms/req")

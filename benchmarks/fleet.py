@@ -55,6 +55,7 @@ from _procs import (
     params,
     progress,
     raise_nofile,
+    report_console,
 )
 
 from trustfleet.errors import Unavailable
@@ -636,16 +637,14 @@ def machine() -> dict[str, Any]:
 
 
 def print_rich(doc: dict[str, Any]) -> None:
-    from rich.console import Console
-
-    console = Console()
     p = doc["params"]
     m = doc["machine"]
-    console.print(
-        f"[bold]Fleet benchmark[/] — {p['devices']} devices in {p['procs']} load processes "
+    console = report_console(
+        "Fleet benchmark",
+        f"{p['devices']} devices in {p['procs']} load processes "
         f"(≤ {p['concurrency']} handshakes in flight each), {m['nproc']} cores, "
         f"{m['mosquitto']}; setup: home {doc['setup_home_s']} s, "
-        f"{doc['setup_issue_ms_per_cert']} ms/certificate"
+        f"{doc['setup_issue_ms_per_cert']} ms/certificate",
     )
     table = figures_table(("phase", "figure", "value", "target"), left=("phase", "figure"))
     s = doc["storm"]

@@ -50,6 +50,7 @@ from _procs import (
     emit,
     figures_table,
     progress,
+    report_console,
     serve_home,
 )
 
@@ -417,14 +418,12 @@ def run(args: argparse.Namespace, tmp: Path, log: Any) -> dict[str, Any]:
 
 
 def print_table(doc: dict[str, Any]) -> None:
-    from rich.console import Console
-
-    console = Console()
     p = doc["params"]
-    console.print(
-        f"[bold]TUF refresh benchmark[/] — {doc['targets_listed']} targets, targets metadata "
+    console = report_console(
+        "TUF refresh benchmark",
+        f"{doc['targets_listed']} targets, targets metadata "
         f"{doc['targets_metadata_bytes']:,} bytes, {p['reps']} repetitions; "
-        f"{doc['machine']['nproc']} cores ({doc['machine']['cpu']})"
+        f"{doc['machine']['nproc']} cores ({doc['machine']['cpu']})",
     )
     table = figures_table(("transport", "step", "median", "p90", "min"), left=("transport", "step"))
     steps = (
