@@ -47,6 +47,7 @@ from typing import Any
 import _campaignkit as kit
 import _procs as bench
 
+from trustfleet.configfile.device import update_device_settings
 from trustfleet.sim.process import ManagedProcess, free_port
 
 VENV_BIN = Path(sys.executable).parent
@@ -181,13 +182,15 @@ def provision(run: Run) -> tuple[list[str], dict[str, Any]]:
     keys_end = marks["key"][-1] if marks["key"] else t0
     n = len(made)
     a = run.args
+    idle = {"telemetry_interval_s": a.idle_s, "heartbeat_interval_s": a.idle_s}
     for d in made:  # idle agents: long intervals; a loaded machine needs patience
-        conf = run.devdir / d.device_id / "device.toml"
-        text = conf.read_text(encoding="utf-8")
-        text = text.replace("telemetry_interval_s = 10", f"telemetry_interval_s = {a.idle_s}")
-        text = text.replace("heartbeat_interval_s = 30", f"heartbeat_interval_s = {a.idle_s}")
-        text = text.replace("connect_timeout_s = 10", "connect_timeout_s = 30")
-        conf.write_text(text + f"\n[ota]\nhealth_timeout_s = {a.health_timeout_s}\n")
+        update_device_settings(
+            run.devdir / d.device_id,
+            {
+                "mqtt": {**idle, "connect_timeout_s": 30},
+                "ota": {"health_timeout_s": a.health_timeout_s},
+            },
+        )
     tokens_s = keys_end - t0
     return [d.device_id for d in made], {
         "devices": n,
