@@ -13,10 +13,12 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from trustfleet.keystore.tpm import ManufacturerCa, SwtpmInstance
+if TYPE_CHECKING:  # imported when used: every test session loads this plugin
+    from trustfleet.keystore.tpm import ManufacturerCa, SwtpmInstance
 
 __all__ = [
     "STATE_FILE",
@@ -34,6 +36,8 @@ STATE_FILE = "tpm2-00.permall"
 
 def manufacture(folder: Path, ca: ManufacturerCa) -> Path:
     """Manufacture a TPM in ``folder`` (never started: copy it with :func:`clone_state`)."""
+    from trustfleet.keystore.tpm import SwtpmInstance
+
     SwtpmInstance(folder, ca=ca).setup()
     assert (folder / STATE_FILE).is_file()
     return folder
@@ -49,6 +53,8 @@ def clone_state(manufactured: Path, target: Path) -> Path:
 @pytest.fixture(scope="session")
 def vendor_ca(tmp_path_factory: pytest.TempPathFactory) -> ManufacturerCa:
     """The simulated TPM manufacturer's CA (files in a session folder)."""
+    from trustfleet.keystore.tpm import ManufacturerCa
+
     return ManufacturerCa(tmp_path_factory.mktemp("vendor-ca"))
 
 
@@ -69,5 +75,7 @@ def other_manufactured_tpm(
 @pytest.fixture
 def swtpm(tmp_path: Path, manufactured_tpm: Path) -> Iterator[SwtpmInstance]:
     """A running swtpm on a fresh copy of the manufactured TPM, stopped after the test."""
+    from trustfleet.keystore.tpm import SwtpmInstance
+
     with SwtpmInstance(clone_state(manufactured_tpm, tmp_path / "tpm")) as instance:
         yield instance
