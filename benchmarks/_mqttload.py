@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from _procs import raise_nofile
-from _tlsbio import CHUNK, flush_bio, handshake_step, pem_certs
+from _tlsbio import CHUNK, client_context, flush_bio, handshake_step, pem_certs
 from OpenSSL import SSL, crypto
 
 _IP_BIND_ADDRESS_NO_PORT = 24  # linux/in.h: pick the port at connect(), per 4-tuple
@@ -134,17 +134,11 @@ def _read_frames(buf: bytearray) -> list[tuple[int, bytes]]:
 
 def tls_context(*, key_pem: bytes, server_ca: Path | None) -> SSL.Context:
     """TLS 1.3-only client context with the shared key; each connection sets its own cert."""
-    ctx = SSL.Context(SSL.TLS_METHOD)
-    ctx.set_min_proto_version(SSL.TLS1_3_VERSION)
-    ctx.set_options(SSL.OP_NO_TICKET | SSL.OP_NO_COMPRESSION)
-    ctx.set_mode(_SSL_MODE_NO_AUTO_CHAIN | _SSL_MODE_RELEASE_BUFFERS)
-    ctx.use_privatekey(crypto.load_privatekey(crypto.FILETYPE_PEM, key_pem))
-    if server_ca is not None:
-        ctx.load_verify_locations(str(server_ca))
-        ctx.set_verify(SSL.VERIFY_PEER, lambda *a: bool(a[-1]))
-    else:
-        ctx.set_verify(SSL.VERIFY_NONE, lambda *a: True)
-    return ctx
+    return client_context(
+        key_pem=key_pem,
+        server_ca=server_ca,
+        mode=_SSL_MODE_NO_AUTO_CHAIN | _SSL_MODE_RELEASE_BUFFERS,
+    )
 
 
 # -- one client ------------------------------------------------------------------------------

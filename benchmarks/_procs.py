@@ -16,7 +16,7 @@ import resource
 import shutil
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +24,17 @@ from trustfleet.sim.process import ManagedProcess
 
 __all__ = [
     "TRUSTFLEET",
+    "benchmark_parser",
+    "cell",
     "cpu_model",
     "drop_workdir",
     "emit",
+    "figures_table",
     "interrupts_and_deadline",
     "params",
     "progress",
     "raise_nofile",
+    "report_console",
     "serve_home",
 ]
 
@@ -68,9 +72,46 @@ def cpu_model() -> str:
     return ""
 
 
+def benchmark_parser(doc: str | None, *, keep: bool = False) -> argparse.ArgumentParser:
+    """A benchmark's argument parser: its docstring's first line, ``--json`` and maybe ``--keep``.
+
+    Args:
+        doc: The benchmark module's docstring.
+        keep: Whether the run has a temporary directory that ``--keep`` keeps.
+    """
+    ap = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
+    if keep:
+        ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    ap.add_argument("--json", action="store_true", help="print one JSON document")
+    return ap
+
+
+def cell(value: float | None, spec: str) -> str:
+    """A figure for a table cell, formatted with ``spec``; ``-`` when there is none."""
+    return "-" if value is None else format(value, spec)
+
+
 def params(args: argparse.Namespace, *names: str) -> dict[str, Any]:
     """The named options of a run, for its figures' document."""
     return {name: getattr(args, name) for name in names}
+
+
+def figures_table(
+    columns: Iterable[str], *, left: Collection[str], title: str | None = None
+) -> Any:
+    """A rich ``Table`` with these columns: the ``left`` ones left-aligned, the figures right.
+
+    Args:
+        columns: The column headers, in order.
+        left: The headers of the label columns (left-aligned); every other column is a figure.
+        title: The table's title, if any.
+    """
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col, justify="left" if col in left else "right")
+    return table
 
 
 def progress(*, quiet: bool) -> Callable[[str], None]:
@@ -87,6 +128,21 @@ def emit(doc: Any, *, as_json: bool, show: Callable[[Any], None]) -> None:
         sys.stdout.write("\n")
     else:
         show(doc)
+
+
+def report_console(title: str, details: str, *, width: int | None = None) -> Any:
+    """A rich ``Console`` on stdout that has printed a report's header: bold title, details.
+
+    Args:
+        title: What ran, e.g. ``"Delta benchmark"``.
+        details: The run's parameters and machine, one sentence.
+        width: The console width; the terminal's when None.
+    """
+    from rich.console import Console
+
+    console = Console(width=width)
+    console.print(f"[bold]{title}[/] — {details}")
+    return console
 
 
 def drop_workdir(tmp: Path, *, keep: bool) -> None:

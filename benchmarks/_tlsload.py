@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from _tlsbio import CHUNK, flush_bio, handshake_step, pem_certs
-from OpenSSL import SSL, crypto
+from _tlsbio import client_context as tls_client_context
+from OpenSSL import SSL
 
 SSL_MODE_NO_AUTO_CHAIN = 0x8
 _CONNECT_TIMEOUT_S = 10.0
@@ -39,21 +40,12 @@ _MAX_ERROR_SAMPLES = 10
 
 def client_context(*, chain_pem: bytes, key_pem: bytes, server_ca: Path | None) -> SSL.Context:
     """A TLS 1.3-only client context presenting ``chain_pem`` (leaf first) as its certificate."""
-    ctx = SSL.Context(SSL.TLS_METHOD)
-    ctx.set_min_proto_version(SSL.TLS1_3_VERSION)
-    ctx.set_options(SSL.OP_NO_TICKET | SSL.OP_NO_COMPRESSION)
-    ctx.set_mode(SSL_MODE_NO_AUTO_CHAIN)
+    ctx = tls_client_context(key_pem=key_pem, server_ca=server_ca, mode=SSL_MODE_NO_AUTO_CHAIN)
     certs = pem_certs(chain_pem)
     ctx.use_certificate(certs[0])
     for extra in certs[1:]:
         ctx.add_extra_chain_cert(extra)
-    ctx.use_privatekey(crypto.load_privatekey(crypto.FILETYPE_PEM, key_pem))
     ctx.check_privatekey()
-    if server_ca is not None:
-        ctx.load_verify_locations(str(server_ca))
-        ctx.set_verify(SSL.VERIFY_PEER, lambda *_: bool(_[-1]))
-    else:
-        ctx.set_verify(SSL.VERIFY_NONE, lambda *_: True)
     return ctx
 
 

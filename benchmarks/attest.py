@@ -2,7 +2,8 @@
 
 What runs (one process, nothing on disk or network):
 
-1. A software device (P-256 AK in ``cryptography``, SHA-256 PCRs computed in Python) boots with
+1. The tests' software device (tests/support/softdevice.py: a P-256 AK in ``cryptography``,
+   SHA-256 PCRs computed in Python) boots with
    ``--events`` measurements (ROM, bootloader, image, agent, plus extra ROM/bootloader/agent
    events up to the count) and answers ``--distinct`` challenges: each a fresh nonce, its own
    ``TPMS_ATTEST`` marshalled as TPM2_Quote does, signed, with the event log, as the MQTT
@@ -12,8 +13,8 @@ What runs (one process, nothing on disk or network):
 2. ``verify_evidence`` is called ``--rounds`` times, cycling through those payloads; every
    verdict must be ok. Each call is timed (p50/p99), and the process CPU time is measured.
 3. In the same run, interleaved in blocks with step 2 so both see the same machine load,
-   ``cryptography``'s bare ``EllipticCurvePublicKey.verify`` of the same signature over the
-   same bytes: the floor no verifier using it can beat.
+   ``cryptography``'s bare ``EllipticCurvePublicKey.verify`` of the same AK's signature over
+   one more of those quotes: the floor no verifier using it can beat.
 
 Usage::
 
@@ -32,42 +33,28 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from _procs import cpu_model, emit, progress
+from _procs import benchmark_parser, cell, cpu_model, emit, figures_table, progress, report_console
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from support.softdevice import EPOCH, MODEL, SoftDevice
 from trustfleet.attestation import (
     AttestationPolicy,
     Challenge,
     ClockInfo,
     DeviceAttestationState,
-    EventLogEntry,
     ModelReference,
     ReferenceSet,
     ReleaseReference,
-    encode_evidence,
-    extend,
     make_challenge,
     measure_identity,
     verify_evidence,
 )
-from trustfleet.attestation.eventlog import ZERO_PCR, composite_digest
-from trustfleet.attestation.tpmstructs import (
-    TPM_ALG_SHA256,
-    PcrSelection,
-    build_attest_quote,
-    ecdsa_signature_from_der,
-    qualified_name,
-    tpm_name,
-)
 
-MODEL = "bench-v1"
-PCRS = (0, 4, 9, 10)
 _BLOCK = 500
 _MAX_ROUNDS = 10_000_000
 _TARGET_PER_S = 5000
 _KEYLIME_BEST_PER_S = 2500
-EPOCH = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 
 
 @dataclass
@@ -84,13 +71,12 @@ class Workload:
     evidence_bytes: int
 
 
-def boot_log(events: int) -> tuple[list[EventLogEntry], dict[str, set[bytes]], bytes]:
-    """A measured boot of ``events`` extends; the good digests per component; the image."""
+def boot(device: SoftDevice, events: int) -> tuple[dict[str, set[bytes]], bytes]:
+    """Measure a boot of ``events`` extends into ``device``; good digests per component; image's."""
     image = b"bench image 2.0.0\n" * 4096
     plan = [("rom", 0), ("bootloader", 4), ("image", 9), ("agent", 10)]
     extra = [("rom", 0), ("bootloader", 4), ("agent", 10)]
     plan += [extra[i % 3] for i in range(max(0, events - 4))]
-    log: list[EventLogEntry] = []
     good: dict[str, set[bytes]] = {"rom": set(), "bootloader": set(), "agent": set()}
     for n, (component, pcr) in enumerate(plan):
         if component == "image":
@@ -98,16 +84,8 @@ def boot_log(events: int) -> tuple[list[EventLogEntry], dict[str, set[bytes]], b
         else:
             digest = measure_identity(f"{MODEL}/{component}/{n}")
             good[component].add(digest)
-        log.append(
-            EventLogEntry(
-                pcr=pcr,
-                type="EV_IPL" if pcr else "EV_S_CRTM_VERSION",
-                digest=digest,
-                component=component,
-                detail=f"{component} stage {n} of {MODEL}, slot a, release 2.0.0",
-            )
-        )
-    return log, good, hashlib.sha256(image).digest()
+        device.measure(pcr, component, digest)
+    return good, hashlib.sha256(image).digest()
 
 
 def reference_set(good: dict[str, set[bytes]], image_digest: bytes) -> ReferenceSet:
@@ -130,57 +108,27 @@ def reference_set(good: dict[str, set[bytes]], image_digest: bytes) -> Reference
 
 
 def build_workload(*, distinct: int, events: int) -> Workload:
-    ak = ec.generate_private_key(ec.SECP256R1())
-    numbers = ak.public_key().public_numbers()
-    area = b"\x00\x23\x00\x0b" + numbers.x.to_bytes(32, "big") + numbers.y.to_bytes(32, "big")
-    signer = qualified_name(b"\x40\x00\x00\x0b", tpm_name(area))
-    log, good, image_digest = boot_log(events)
-    pcr_values = dict.fromkeys(PCRS, ZERO_PCR)
-    for entry in log:
-        pcr_values[entry.pcr] = extend(pcr_values[entry.pcr], entry.digest)
-    pcr_digest = composite_digest(pcr_values, PCRS)
-    references = reference_set(good, image_digest)
+    device = SoftDevice(device_id="dev-bench00000001", clock=5_000, reset_count=4)
+    good, image_digest = boot(device, events)
     payloads = []
-    attest = der = b""
-    for n in range(distinct):
+    for _ in range(distinct):
         challenge = make_challenge(now=EPOCH)
-        attest = build_attest_quote(
-            qualified_signer=signer,
-            extra_data=challenge.nonce,
-            clock_info=ClockInfo(
-                clock=10_000 + 1000 * n, reset_count=4, restart_count=0, safe=True
-            ),
-            firmware_version=0x2019_0618_0000_0001,
-            pcr_select=[PcrSelection(TPM_ALG_SHA256, PCRS)],
-            pcr_digest=pcr_digest,
-        )
-        der = ak.sign(attest, ec.ECDSA(hashes.SHA256()))
-        evidence = encode_evidence(
-            challenge_id=challenge.id,
-            quote=attest,
-            signature=ecdsa_signature_from_der(der),
-            eventlog=log,
-            release="2.0.0",
-            slot="a",
-        )
-        payloads.append((evidence, challenge))
-    device = DeviceAttestationState(
-        device_id="dev-bench00000001",
-        model=MODEL,
-        ak_public_key=ak.public_key(),
-        ak_qualified_name=signer,
+        payloads.append((device.evidence(challenge), challenge))
+    attest, _ = device.quote(challenge.nonce)
+    state = device.state(
+        ak_qualified_name=device.ak_qualified_name,
         last_clock=ClockInfo(clock=5_000, reset_count=4, restart_count=0, safe=True),
         allowed_releases=frozenset({"1.19.0", "2.0.0"}),
     )
     return Workload(
         payloads=payloads,
-        device=device,
-        references=references,
+        device=state,
+        references=reference_set(good, image_digest),
         policy=AttestationPolicy(),
         now=EPOCH + timedelta(seconds=2),
-        ak=ak.public_key(),
+        ak=device.ak.public_key(),
         attest=attest,
-        der_signature=der,
+        der_signature=device.ak.sign(attest, ec.ECDSA(hashes.SHA256())),
         evidence_bytes=len(payloads[0][0]),
     )
 
@@ -251,24 +199,20 @@ def machine() -> dict[str, Any]:
 
 
 def print_rich(doc: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console()
     p, r, m = doc["params"], doc["result"], doc["machine"]
-    console.print(
-        f"[bold]Attestation verifier benchmark[/] — 1 process, {p['rounds']} rounds over "
+    console = report_console(
+        "Attestation verifier benchmark",
+        f"1 process, {p['rounds']} rounds over "
         f"{p['distinct']} distinct payloads, {p['events']} events, {doc['evidence_bytes']} B "
         f"evidence; {m['nproc']} cores ({m['cpu']}), load {m['loadavg_1m']:.2f}, "
-        f"{m['openssl']}"
+        f"{m['openssl']}",
     )
-    table = Table()
-    for col in ("run", "per s (wall)", "per CPU s", "p50 µs", "p99 µs", "max µs"):
-        table.add_column(col, justify="left" if col == "run" else "right")
+    cols = ("run", "per s (wall)", "per CPU s", "p50 µs", "p99 µs", "max µs")
+    table = figures_table(cols, left=("run",))
     table.add_row(
         "verify_evidence",
         f"{r['verify_per_s']:.0f}",
-        _fmt(r["verify_per_cpu_s"]),
+        cell(r["verify_per_cpu_s"], ".0f"),
         f"{r['p50_us']:.1f}",
         f"{r['p99_us']:.1f}",
         f"{r['max_us']:.1f}",
@@ -276,7 +220,7 @@ def print_rich(doc: dict[str, Any]) -> None:
     table.add_row(
         "raw ECDSA P-256 verify",
         f"{r['raw_ecdsa_per_s']:.0f}",
-        _fmt(r["raw_ecdsa_per_cpu_s"]),
+        cell(r["raw_ecdsa_per_cpu_s"], ".0f"),
         "-",
         "-",
         "-",
@@ -289,18 +233,13 @@ def print_rich(doc: dict[str, Any]) -> None:
     )
 
 
-def _fmt(v: float | None) -> str:
-    return "-" if v is None else f"{v:.0f}"
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = benchmark_parser(__doc__)
     ap.add_argument("--rounds", type=int, default=20_000, help="verifications (default 20000)")
     ap.add_argument(
         "--distinct", type=int, default=500, help="distinct evidence payloads (default 500)"
     )
     ap.add_argument("--events", type=int, default=6, help="event-log entries (4-64, default 6)")
-    ap.add_argument("--json", action="store_true", help="print one JSON document")
     args = ap.parse_args(argv)
     if not 1 <= args.rounds <= _MAX_ROUNDS:
         ap.error(f"--rounds must be between 1 and {_MAX_ROUNDS}")

@@ -47,6 +47,7 @@ from typing import Any
 import _campaignkit as kit
 import _procs as bench
 
+from trustfleet.configfile.device import update_device_settings
 from trustfleet.sim.process import ManagedProcess, free_port
 
 VENV_BIN = Path(sys.executable).parent
@@ -181,13 +182,15 @@ def provision(run: Run) -> tuple[list[str], dict[str, Any]]:
     keys_end = marks["key"][-1] if marks["key"] else t0
     n = len(made)
     a = run.args
+    idle = {"telemetry_interval_s": a.idle_s, "heartbeat_interval_s": a.idle_s}
     for d in made:  # idle agents: long intervals; a loaded machine needs patience
-        conf = run.devdir / d.device_id / "device.toml"
-        text = conf.read_text(encoding="utf-8")
-        text = text.replace("telemetry_interval_s = 10", f"telemetry_interval_s = {a.idle_s}")
-        text = text.replace("heartbeat_interval_s = 30", f"heartbeat_interval_s = {a.idle_s}")
-        text = text.replace("connect_timeout_s = 10", "connect_timeout_s = 30")
-        conf.write_text(text + f"\n[ota]\nhealth_timeout_s = {a.health_timeout_s}\n")
+        update_device_settings(
+            run.devdir / d.device_id,
+            {
+                "mqtt": {**idle, "connect_timeout_s": 30},
+                "ota": {"health_timeout_s": a.health_timeout_s},
+            },
+        )
     tokens_s = keys_end - t0
     return [d.device_id for d in made], {
         "devices": n,
@@ -454,19 +457,14 @@ def machine() -> dict[str, Any]:
 
 
 def print_rich(doc: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console()
     p, m, s = doc["params"], doc["machine"], doc["setup"]
-    console.print(
-        f"[bold]Campaign benchmark[/] — {p['devices']} agents, {p['image_size']} image, "
+    console = bench.report_console(
+        "Campaign benchmark",
+        f"{p['devices']} agents, {p['image_size']} image, "
         f"waves {p['waves']}, max failure rate {p['max_failure_rate']}; {m['nproc']} cores, "
-        f"{m['mem_gib']} GiB; {p['workers']} HTTPS worker(s), {p['ingest_workers']} ingest"
+        f"{m['mem_gib']} GiB; {p['workers']} HTTPS worker(s), {p['ingest_workers']} ingest",
     )
-    table = Table()
-    for col in ("phase", "figure", "value"):
-        table.add_column(col, justify="right" if col == "value" else "left")
+    table = bench.figures_table(("phase", "figure", "value"), left=("phase", "figure"))
     pv = s.get("provision", {})
     if pv:
         table.add_row("provision", "total s", str(pv["total_s"]))
@@ -506,7 +504,8 @@ def _campaign_rows(table: Any, c: dict[str, Any]) -> None:
         table.add_row(
             "",
             f"wave {w['wave']} ({w['percent']:g}%, {w['devices']} devices) s",
-            f"{_fmt(w['seconds'])} (at {_fmt(w['start_s'])} → {_fmt(w['end_s'])})",
+            f"{bench.cell(w['seconds'], 'g')} (at {bench.cell(w['start_s'], 'g')} → "
+            f"{bench.cell(w['end_s'], 'g')})",
         )
     table.add_row("", "states", ", ".join(f"{k}: {v}" for k, v in sorted(c["states"].items())))
     table.add_row(
@@ -540,15 +539,11 @@ def _campaign_rows(table: Any, c: dict[str, Any]) -> None:
     table.add_row("", "agents exited", str(c["agents_exited"]))
 
 
-def _fmt(v: float | None) -> str:
-    return "-" if v is None else f"{v:g}"
-
-
 # -- main --------------------------------------------------------------------------------------
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = bench.benchmark_parser(__doc__, keep=True)
     ap.add_argument("--devices", type=int, default=200, help="agents (default 200)")
     ap.add_argument("--image-size", default="4MiB", help="sim image size (default 4MiB)")
     ap.add_argument("--waves", default="1,10,50,100%", help="campaign waves (1,10,50,100%%)")
@@ -575,8 +570,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=2048,
         help="start no more agents below this MemAvailable (2048)",
     )
-    ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
-    ap.add_argument("--json", action="store_true", help="print one JSON document")
     args = ap.parse_args(argv)
     if not 1 <= args.devices <= _MAX_DEVICES:
         ap.error(f"--devices must be between 1 and {_MAX_DEVICES}")

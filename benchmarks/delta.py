@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _procs import emit
+from _procs import benchmark_parser, emit, figures_table, report_console
 
 from trustfleet.sim.process import stop_group
 
@@ -265,22 +265,19 @@ def fallback(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 
 
 def print_table(doc: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(width=200)
     p = doc["params"]
-    console.print(
-        f"[bold]Delta benchmark[/] — {p['size'] / (1 << 20):g} MiB simulated images, ours at zstd "
+    console = report_console(
+        "Delta benchmark",
+        f"{p['size'] / (1 << 20):g} MiB simulated images, ours at zstd "
         f"level {p['level']}; {doc['machine']['zstd']}; idle Python with the decoder imported: "
-        f"{doc['python_idle_rss_mb']} MB RSS; image build {doc['image_build_s']} s each"
+        f"{doc['python_idle_rss_mb']} MB RSS; image build {doc['image_build_s']} s each",
+        width=200,
     )
     sections = [(f"{p['size'] >> 20} MiB", doc["pairs"])]
     if "fallback" in doc:
         sections.append((f"{doc['fallback']['size'] >> 20} MiB", doc["fallback"]["pairs"]))
     for label, pairs in sections:
-        table = Table(title=label)
-        for col in (
+        cols = (
             "pair",
             "ours B",
             "% full",
@@ -291,8 +288,8 @@ def print_table(doc: dict[str, Any]) -> None:
             "apply s",
             "apply RSS MB",
             "zstd -d RSS MB",
-        ):
-            table.add_column(col, justify="left" if col == "pair" else "right")
+        )
+        table = figures_table(cols, left=("pair",), title=label)
         for name, r in pairs.items():
             z = r["zstd"]
             bs = r["bsdiff4"]
@@ -324,7 +321,7 @@ def _size(text: str) -> int:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = benchmark_parser(__doc__)
     ap.add_argument("--size", type=_size, default="64MiB", help="image size (default 64MiB)")
     ap.add_argument("--level", type=int, default=19, help="our zstd level (default 19)")
     ap.add_argument("--zstd-levels", default="19,3", help="zstd CLI levels (default 19,3)")
@@ -341,7 +338,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="pair size for bsdiff4/detools if over budget (default 16MiB)",
     )
     ap.add_argument("--detools", action="store_true", help="also measure detools (fallback pair)")
-    ap.add_argument("--json", action="store_true", help="print one JSON document")
     args = ap.parse_args(argv)
     args.zstd_levels = [int(x) for x in args.zstd_levels.split(",") if x]
     if not args.zstd_levels or not all(1 <= lv <= 22 for lv in [args.level, *args.zstd_levels]):

@@ -44,7 +44,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from _procs import cpu_model, drop_workdir, emit, progress, serve_home
+from _procs import (
+    benchmark_parser,
+    cell,
+    cpu_model,
+    drop_workdir,
+    emit,
+    figures_table,
+    progress,
+    report_console,
+    serve_home,
+)
 
 from trustfleet.sim.process import free_port, port_open, stop_group
 
@@ -358,22 +368,17 @@ def machine() -> dict[str, Any]:
 
 
 def print_rich(doc: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console()
     p = doc["params"]
-    console.print(
-        f"[bold]EST enrollment benchmark[/] — {p['workers']} server worker(s), "
+    console = report_console(
+        "EST enrollment benchmark",
+        f"{p['workers']} server worker(s), "
         f"{p['clients_procs']}x{p['concurrency']} client connections, "
         f"{p['warmup']:g} s warm-up + {p['duration']:g} s, {p['devices']} devices; "
-        f"{doc['machine']['nproc']} cores ({doc['machine']['cpu']})"
+        f"{doc['machine']['nproc']} cores ({doc['machine']['cpu']})",
     )
-    table = Table()
     cols = ("run", "req/s", "p50 ms", "p99 ms", "ok", "errors", "statuses")
     cols += ("server CPU", "client CPU", "srv ms/req", "cli ms/req")
-    for col in cols:
-        table.add_column(col, justify="right" if col not in ("run", "statuses") else "left")
+    table = figures_table(cols, left=("run", "statuses"))
     for name, label in (("enroll", "EST simpleenroll"), ("bare", "bare mTLS 1.3 handshake")):
         r = doc.get(name)
         if r is None:
@@ -381,15 +386,15 @@ def print_rich(doc: dict[str, Any]) -> None:
         table.add_row(
             label,
             f"{r['rate_per_s']:.0f}",
-            _fmt(r["p50_ms"]),
-            _fmt(r["p99_ms"]),
+            cell(r["p50_ms"], ".1f"),
+            cell(r["p99_ms"], ".1f"),
             str(r["ok"]),
             str(r["errors"]),
             ", ".join(f"{k}: {v}" for k, v in sorted(r["statuses"].items())),
             f"{r['server_cpu_util']:.0%}",
             f"{r['client_cpu_util']:.0%}",
-            _fmt(r["server_cpu_ms_per_req"], 2),
-            _fmt(r["client_cpu_ms_per_req"], 2),
+            cell(r["server_cpu_ms_per_req"], ".2f"),
+            cell(r["client_cpu_ms_per_req"], ".2f"),
         )
     console.print(table)
     if doc.get("ratio") is not None:
@@ -399,15 +404,11 @@ def print_rich(doc: dict[str, Any]) -> None:
             console.print(f"[red]{name} error:[/] {sample}", markup=True, highlight=False)
 
 
-def _fmt(v: float | None, digits: int = 1) -> str:
-    return "-" if v is None else f"{v:.{digits}f}"
-
-
 # -- main ------------------------------------------------------------------------------------
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = benchmark_parser(__doc__, keep=True)
     ap.add_argument("--duration", type=float, default=10.0, help="measured seconds (default 10)")
     ap.add_argument(
         "--warmup", type=float, default=2.0, help="seconds before measuring (default 2)"
@@ -426,8 +427,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="clients do not verify the server chain (saves client CPU on a shared machine)",
     )
-    ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
-    ap.add_argument("--json", action="store_true", help="print one JSON document")
     args = ap.parse_args(argv)
     if not 0 < args.duration <= _MAX_DURATION_S or not 0 <= args.warmup <= _MAX_DURATION_S:
         ap.error(f"--duration and --warmup must be within (0, {_MAX_DURATION_S:g}] seconds")

@@ -46,13 +46,16 @@ from pathlib import Path
 from typing import Any
 
 from _procs import (
+    benchmark_parser,
     cpu_model,
     drop_workdir,
     emit,
+    figures_table,
     interrupts_and_deadline,
     params,
     progress,
     raise_nofile,
+    report_console,
 )
 
 from trustfleet.errors import Unavailable
@@ -634,23 +637,16 @@ def machine() -> dict[str, Any]:
 
 
 def print_rich(doc: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console()
     p = doc["params"]
     m = doc["machine"]
-    console.print(
-        f"[bold]Fleet benchmark[/] — {p['devices']} devices in {p['procs']} load processes "
+    console = report_console(
+        "Fleet benchmark",
+        f"{p['devices']} devices in {p['procs']} load processes "
         f"(≤ {p['concurrency']} handshakes in flight each), {m['nproc']} cores, "
         f"{m['mosquitto']}; setup: home {doc['setup_home_s']} s, "
-        f"{doc['setup_issue_ms_per_cert']} ms/certificate"
+        f"{doc['setup_issue_ms_per_cert']} ms/certificate",
     )
-    table = Table()
-    table.add_column("phase")
-    table.add_column("figure")
-    table.add_column("value", justify="right")
-    table.add_column("target", justify="right")
+    table = figures_table(("phase", "figure", "value", "target"), left=("phase", "figure"))
     s = doc["storm"]
     table.add_row("storm", "connections held", str(s["held"]), "20,000")
     table.add_row("", "connects/s", f"{s['connects_per_s']:.0f}", "≥ 500")
@@ -702,7 +698,7 @@ def print_rich(doc: dict[str, Any]) -> None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = benchmark_parser(__doc__, keep=True)
     ap.add_argument("--devices", type=int, default=2000, help="simulated devices (default 2000)")
     ap.add_argument("--procs", type=int, default=2, help="device load processes (default 2)")
     ap.add_argument(
@@ -732,8 +728,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--phase-timeout", type=float, default=180.0, help="storm/restart bound s")
     ap.add_argument("--max-time", type=float, default=1200.0, help="whole-run bound s (1200)")
     ap.add_argument("--no-restart", action="store_true", help="skip the restart phase")
-    ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
-    ap.add_argument("--json", action="store_true", help="print one JSON document")
     args = ap.parse_args(argv)
     if not 1 <= args.devices <= _MAX_DEVICES:
         ap.error(f"--devices must be between 1 and {_MAX_DEVICES}")

@@ -21,7 +21,6 @@ Run it with the code of another commit on PYTHONPATH to get that commit's figure
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import http.client
@@ -35,7 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from _procs import emit, interrupts_and_deadline, serve_home
+from _procs import benchmark_parser, emit, interrupts_and_deadline, serve_home
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -302,10 +301,9 @@ def _print(result: dict[str, Any]) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--slow", type=int, default=300, help="slow connections (default 300)")
     parser.add_argument("--flood", type=int, default=500, help="flood requests (default 500)")
-    parser.add_argument("--json", action="store_true", help="print one JSON document")
     args = parser.parse_args()
     if not 1 <= args.slow <= 1000 or not 1 <= args.flood <= 2000:
         parser.error("--slow must be 1..1000 and --flood 1..2000")

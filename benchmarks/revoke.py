@@ -15,7 +15,6 @@ Prints p50/p99 (and every sample with --json). Loopback only; bounded in count a
 
 from __future__ import annotations
 
-import argparse
 import base64
 import http.client
 import json
@@ -31,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
-from _procs import serve_home
+from _procs import benchmark_parser, serve_home
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -226,9 +225,8 @@ def run(devices: int) -> dict[str, object]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--devices", type=int, default=20, help="devices to revoke (default 20)")
-    parser.add_argument("--json", action="store_true", help="print one JSON document")
     args = parser.parse_args()
     if not 1 <= args.devices <= MAX_DEVICES:
         parser.error(f"--devices must be 1..{MAX_DEVICES}")

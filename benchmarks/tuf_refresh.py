@@ -43,7 +43,16 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from _procs import cpu_model, drop_workdir, emit, progress, serve_home
+from _procs import (
+    benchmark_parser,
+    cpu_model,
+    drop_workdir,
+    emit,
+    figures_table,
+    progress,
+    report_console,
+    serve_home,
+)
 
 from trustfleet.sim.process import ManagedProcess, free_port, stop_group
 
@@ -409,19 +418,14 @@ def run(args: argparse.Namespace, tmp: Path, log: Any) -> dict[str, Any]:
 
 
 def print_table(doc: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console()
     p = doc["params"]
-    console.print(
-        f"[bold]TUF refresh benchmark[/] — {doc['targets_listed']} targets, targets metadata "
+    console = report_console(
+        "TUF refresh benchmark",
+        f"{doc['targets_listed']} targets, targets metadata "
         f"{doc['targets_metadata_bytes']:,} bytes, {p['reps']} repetitions; "
-        f"{doc['machine']['nproc']} cores ({doc['machine']['cpu']})"
+        f"{doc['machine']['nproc']} cores ({doc['machine']['cpu']})",
     )
-    table = Table()
-    for col in ("transport", "step", "median", "p90", "min"):
-        table.add_column(col, justify="left" if col in ("transport", "step") else "right")
+    table = figures_table(("transport", "step", "median", "p90", "min"), left=("transport", "step"))
     steps = (
         ("cold", "(a) cold refresh", "ms"),
         ("warm_new", "(b) warm, one new release", "ms"),
@@ -456,12 +460,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["_client"]:
         return client_main(argv[1])
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = benchmark_parser(__doc__, keep=True)
     ap.add_argument("--targets", type=int, default=10_000, help="targets listed (default 10000)")
     ap.add_argument("--reps", type=int, default=5, help="repetitions per step (default 5)")
     ap.add_argument("--no-mtls", action="store_true", help="skip the HTTPS server run")
-    ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
-    ap.add_argument("--json", action="store_true", help="print one JSON document")
     args = ap.parse_args(argv)
     if not 1 <= args.targets <= 200_000 or not 1 <= args.reps <= 50:
         ap.error("--targets must be 1..200000 and --reps 1..50")

@@ -5,6 +5,8 @@
 * ``postgres_db_url``: a fresh, empty database on that server for one test.
 * ``db_url``: each test once on a SQLite file and once on a fresh PostgreSQL database.
 * ``asset``: the path of a recorded test vector under ``tests/vectors/``.
+* ``vendor_ca``, ``manufactured_tpm``, ``other_manufactured_tpm``, ``swtpm``: software TPMs
+  for the suites that run swtpm (the plugin support/swtpm.py).
 
 Every test under ``tests/integration`` is marked ``integration`` and every test under
 ``tests/e2e`` is marked ``e2e`` by its path (``-m "not integration"`` selects the rest).
@@ -19,6 +21,8 @@ from pathlib import Path
 import pytest
 
 from support.postgres import PostgresCluster, PostgresUnavailable, running_cluster
+
+pytest_plugins = ["support.swtpm"]
 
 TESTS = Path(__file__).resolve().parent
 VECTORS = TESTS / "vectors"

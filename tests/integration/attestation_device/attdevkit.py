@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from datetime import datetime
 from pathlib import Path
 
 from support import releasekit
 from support.releasekit import NOW
+from support.swtpm import clone_state
 from trustfleet import __version__
 from trustfleet.agent.platform import BootEnv, DeviceLayout
 from trustfleet.agent.platform.measured_boot import DeviceTpm
@@ -31,7 +31,6 @@ from trustfleet.attestation import (
 )
 
 MODEL = "attdev-v1"
-TPM_STATE_FILE = "tpm2-00.permall"
 
 
 def image_bytes(version: str, size: int = 32 * 1024) -> bytes:
@@ -66,8 +65,7 @@ def make_device(directory: Path, key: BootKey, manufactured_tpm: Path) -> Device
     layout = DeviceLayout(directory)
     layout.env_store().write(BootEnv(boot_slot="a"))
     tpm_dir = DeviceTpm(directory).state_dir
-    tpm_dir.mkdir(mode=0o700)
-    shutil.copy2(manufactured_tpm / TPM_STATE_FILE, tpm_dir / TPM_STATE_FILE)
+    clone_state(manufactured_tpm, tpm_dir)
     return layout
 
 

@@ -12,12 +12,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from attdevkit import TPM_STATE_FILE, BootKey, make_device
+from attdevkit import BootKey, make_device
 
+from support.swtpm import STATE_FILE, clone_state
 from support.tools import require_tools
 from trustfleet.agent.platform import DeviceLayout
 from trustfleet.agent.platform.measured_boot import DeviceTpm
-from trustfleet.keystore.tpm import ManufacturerCa, SwtpmInstance, Tpm
+from trustfleet.keystore.tpm import SwtpmInstance, Tpm
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -30,31 +31,25 @@ def _needs_swtpm() -> None:
     )
 
 
-@pytest.fixture(scope="session")
-def vendor_ca(tmp_path_factory: pytest.TempPathFactory) -> ManufacturerCa:
-    """The simulated TPM manufacturer's CA."""
-    return ManufacturerCa(tmp_path_factory.mktemp("attdev-vendor"))
-
-
-def _manufacture(folder: Path, ca: ManufacturerCa) -> Path:
-    with SwtpmInstance(folder, ca=ca) as swtpm, Tpm(tcti=swtpm.tcti) as tpm:
+def _with_ak(manufactured: Path, folder: Path) -> Path:
+    with SwtpmInstance(clone_state(manufactured, folder)) as swtpm, Tpm(tcti=swtpm.tcti) as tpm:
         tpm.create_ak()
     for leftover in folder.iterdir():
-        if leftover.name != TPM_STATE_FILE:
+        if leftover.name != STATE_FILE:
             leftover.unlink()
     return folder
 
 
 @pytest.fixture(scope="session")
-def manufactured_tpm(tmp_path_factory: pytest.TempPathFactory, vendor_ca: ManufacturerCa) -> Path:
-    """A manufactured TPM state with its AK (copied per device)."""
-    return _manufacture(tmp_path_factory.mktemp("attdev-tpm"), vendor_ca)
+def manufactured_tpm(tmp_path_factory: pytest.TempPathFactory, manufactured_tpm: Path) -> Path:
+    """The manufactured TPM with its AK created, as the factory does (copied per device)."""
+    return _with_ak(manufactured_tpm, tmp_path_factory.mktemp("attdev") / "tpm")
 
 
 @pytest.fixture(scope="session")
-def other_tpm(tmp_path_factory: pytest.TempPathFactory, vendor_ca: ManufacturerCa) -> Path:
+def other_tpm(tmp_path_factory: pytest.TempPathFactory, other_manufactured_tpm: Path) -> Path:
     """Another TPM of the same vendor (another EK and AK)."""
-    return _manufacture(tmp_path_factory.mktemp("attdev-tpm2"), vendor_ca)
+    return _with_ak(other_manufactured_tpm, tmp_path_factory.mktemp("attdev") / "tpm")
 
 
 @pytest.fixture(scope="session")

@@ -10,28 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-from pathlib import Path
 
 from trustfleet import __version__
 from trustfleet.attestation import EventLogEntry, encode_evidence, measure_identity
-from trustfleet.keystore.tpm import ManufacturerCa, SwtpmInstance, Tpm
+from trustfleet.keystore.tpm import ManufacturerCa, Tpm
 
-STATE_FILE = "tpm2-00.permall"
 MODEL = "sim-v1"
-
-
-def manufacture(folder: Path, ca: ManufacturerCa) -> Path:
-    """A manufactured TPM state folder (never started: copy it)."""
-    SwtpmInstance(folder, ca=ca).setup()
-    return folder
-
-
-def clone(manufactured: Path, target: Path) -> Path:
-    """A fresh copy of a manufactured TPM (same EK: a clone of that TPM)."""
-    target.mkdir(parents=True, mode=0o700)
-    shutil.copy2(manufactured / STATE_FILE, target / STATE_FILE)
-    return target
 
 
 def vendor_bundle(ca: ManufacturerCa) -> bytes:

@@ -2,41 +2,17 @@
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from attestkit import clone, manufacture
 
-from trustfleet.keystore.tpm import ManufacturerCa, SwtpmInstance
+from support.tools import require_tools
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _needs_swtpm() -> None:
-    for tool in ("swtpm", "swtpm_setup"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} is not installed (apt-get install swtpm swtpm-tools)")
-
-
-@pytest.fixture(scope="session")
-def vendor_ca(tmp_path_factory: pytest.TempPathFactory) -> ManufacturerCa:
-    """The simulated TPM manufacturer's CA."""
-    return ManufacturerCa(tmp_path_factory.mktemp("att-vendor-ca"))
-
-
-@pytest.fixture(scope="session")
-def manufactured_tpm(tmp_path_factory: pytest.TempPathFactory, vendor_ca: ManufacturerCa) -> Path:
-    """One manufactured TPM state (copied per test)."""
-    return manufacture(tmp_path_factory.mktemp("att-tpm"), vendor_ca)
-
-
-@pytest.fixture
-def swtpm(tmp_path: Path, manufactured_tpm: Path) -> Iterator[SwtpmInstance]:
-    """A running swtpm on a fresh copy of the manufactured TPM."""
-    with SwtpmInstance(clone(manufactured_tpm, tmp_path / "tpm")) as instance:
-        yield instance
+    require_tools("swtpm", "swtpm_setup", hint="apt-get install swtpm swtpm-tools")
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ import pytest
 from attestkit import add_release, boot, evidence, vendor_bundle
 
 from trustfleet.errors import Conflict, PermissionDenied, VerificationFailed
-from trustfleet.keystore.tpm import ManufacturerCa, SwtpmInstance, Tpm
+from trustfleet.keystore.tpm import AkInfo, ManufacturerCa, SwtpmInstance, Tpm
 from trustfleet.services import attestation as att
 from trustfleet.services.runtime import Runtime
 from trustfleet.settings import AttestationSettings, CaSettings, ServerSettings
@@ -53,17 +53,24 @@ def rt(db_url: str, tmp_path: Path, vendor_ca: ManufacturerCa, t0: datetime) -> 
         engine.dispose()
 
 
-def _enroll_ak(rt: Runtime, tpm: Tpm, t0: datetime) -> None:
-    ak = tpm.create_ak(replace=True)
-    blob, secret, enrollment = att.begin_ak_enrollment(
+def _begin(
+    rt: Runtime, tpm: Tpm, ak: AkInfo, t0: datetime, *, ak_name: bytes | None = None
+) -> tuple[bytes, bytes, str]:
+    """Begin enrolling ``tpm``'s ``ak`` as DEVICE's (claiming ``ak_name`` for it, if given)."""
+    return att.begin_ak_enrollment(
         rt,
         device_id=DEVICE,
         ek_public=tpm.ek_public(),
         ek_certificate=tpm.ek_certificate(),
         ak_public=ak.public,
-        ak_name=ak.name,
+        ak_name=ak.name if ak_name is None else ak_name,
         now=t0,
     )
+
+
+def _enroll_ak(rt: Runtime, tpm: Tpm, t0: datetime) -> None:
+    ak = tpm.create_ak(replace=True)
+    blob, secret, enrollment = _begin(rt, tpm, ak, t0)
     recovered = tpm.activate_credential(blob, secret)
     key = att.finish_ak_enrollment(
         rt, device_id=DEVICE, enrollment_id=enrollment, secret=recovered, now=t0
@@ -100,27 +107,10 @@ def _quarantine(rt: Runtime) -> object:
 def test_ak_enrollment_refusals(rt: Runtime, swtpm: SwtpmInstance, t0: datetime) -> None:
     with Tpm(tcti=swtpm.tcti) as tpm:
         ak = tpm.create_ak()
-        ek, cert = tpm.ek_public(), tpm.ek_certificate()
         with pytest.raises(VerificationFailed) as bad_name:
-            att.begin_ak_enrollment(
-                rt,
-                device_id=DEVICE,
-                ek_public=ek,
-                ek_certificate=cert,
-                ak_public=ak.public,
-                ak_name=b"\x00\x0b" + bytes(32),
-                now=t0,
-            )
+            _begin(rt, tpm, ak, t0, ak_name=b"\x00\x0b" + bytes(32))
         assert bad_name.value.code == "attestation.ak.name"
-        blob, secret, enrollment = att.begin_ak_enrollment(
-            rt,
-            device_id=DEVICE,
-            ek_public=ek,
-            ek_certificate=cert,
-            ak_public=ak.public,
-            ak_name=ak.name,
-            now=t0,
-        )
+        blob, secret, enrollment = _begin(rt, tpm, ak, t0)
         with pytest.raises(PermissionDenied) as wrong:
             att.finish_ak_enrollment(
                 rt, device_id=DEVICE, enrollment_id=enrollment, secret=b"guess" * 6, now=t0
@@ -198,16 +188,7 @@ def test_operator_quarantine_is_not_lifted_by_a_pass(
     with pytest.raises(Conflict):
         att.quarantine(rt, DEVICE, reason="again", actor="operator:test", now=t0)
     with Tpm(tcti=swtpm.tcti) as tpm, pytest.raises(PermissionDenied) as refused:
-        ak = tpm.create_ak()
-        att.begin_ak_enrollment(
-            rt,
-            device_id=DEVICE,
-            ek_public=tpm.ek_public(),
-            ek_certificate=tpm.ek_certificate(),
-            ak_public=ak.public,
-            ak_name=ak.name,
-            now=t0,
-        )
+        _begin(rt, tpm, tpm.create_ak(), t0)
     assert refused.value.code == "attestation.ak.quarantined"
     att.lift_quarantine(rt, DEVICE, actor="operator:test", now=t0)
     with Tpm(tcti=swtpm.tcti) as tpm:

@@ -15,11 +15,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
+from support.certs import cert_builder
 from support.server import (
     RunningServer,
     SoftwareDevice,
@@ -91,18 +90,11 @@ def _no_client_cert(server: RunningServer, work: Path) -> Request:
 def _foreign_cert(server: RunningServer, work: Path) -> Request:
     device, body = _good(server, work)
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, device.device_id)])
     now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=1))
-        .sign(key, hashes.SHA256())
+    builder = cert_builder(
+        device.device_id, key, not_before=now - timedelta(days=1), not_after=now + timedelta(days=1)
     )
+    cert = builder.sign(key, hashes.SHA256())
     (work / "foreign.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     (work / "foreign.key").write_bytes(
         key.private_bytes(

@@ -6,10 +6,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+
+from support.certs import cert_builder
 
 SO_PIN = "so-PIN-for-tests-0001"
 USER_PIN = "user-PIN-for-tests-0001"
@@ -20,16 +20,9 @@ MakeHome = Callable[[str], Path]
 
 def self_signed_pem(key: ec.EllipticCurvePrivateKey, cn: str = "keystore-test") -> bytes:
     """A one-day self-signed certificate of ``key`` (PEM), for TLS contexts in tests."""
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
     now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=1))
-        .sign(key, hashes.SHA256())
+    builder = cert_builder(
+        cn, key, not_before=now - timedelta(minutes=5), not_after=now + timedelta(days=1)
     )
+    cert = builder.sign(key, hashes.SHA256())
     return cert.public_bytes(serialization.Encoding.PEM)

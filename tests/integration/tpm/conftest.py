@@ -1,59 +1,26 @@
 """Fixtures for TPM tests against a real swtpm, one per test, started from a manufactured copy.
 
-Manufacturing a TPM (``swtpm_setup``: EKs and certificates) takes about a second, so the
-session manufactures two (``manufactured`` and ``other_manufactured``, different EKs) with one
-simulated TPM vendor CA, and each test starts its own swtpm on a copy of one's state. Copies of
-one state are clones of one TPM (same EK); tests that need another TPM use the other.
+The manufactured TPMs and the ``swtpm`` fixture are support/swtpm.py's (a plugin of the root
+conftest); here: the tools these tests need, and a ``Tpm`` connected to a copy of either TPM.
 """
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tpm_support import STATE_FILE, clone_state
 
-from trustfleet.keystore.tpm import ManufacturerCa, SwtpmInstance, Tpm
+from support.swtpm import clone_state
+from support.tools import require_tools
+from trustfleet.keystore.tpm import SwtpmInstance, Tpm
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _needs_swtpm() -> None:
-    for tool in ("swtpm", "swtpm_setup", "tpm2_quote"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} is not installed (apt-get install swtpm swtpm-tools tpm2-tools)")
-
-
-@pytest.fixture(scope="session")
-def vendor_ca(tmp_path_factory: pytest.TempPathFactory) -> ManufacturerCa:
-    """The simulated TPM manufacturer's CA (files in a session folder)."""
-    return ManufacturerCa(tmp_path_factory.mktemp("vendor-ca"))
-
-
-def _manufacture(folder: Path, ca: ManufacturerCa) -> Path:
-    SwtpmInstance(folder, ca=ca).setup()
-    assert (folder / STATE_FILE).is_file()
-    return folder
-
-
-@pytest.fixture(scope="session")
-def manufactured(tmp_path_factory: pytest.TempPathFactory, vendor_ca: ManufacturerCa) -> Path:
-    """The state folder of one manufactured TPM (never started; copy it)."""
-    return _manufacture(tmp_path_factory.mktemp("tpm-a"), vendor_ca)
-
-
-@pytest.fixture(scope="session")
-def other_manufactured(tmp_path_factory: pytest.TempPathFactory, vendor_ca: ManufacturerCa) -> Path:
-    """The state folder of a second TPM of the same vendor (another EK)."""
-    return _manufacture(tmp_path_factory.mktemp("tpm-b"), vendor_ca)
-
-
-@pytest.fixture
-def swtpm(tmp_path: Path, manufactured: Path) -> Iterator[SwtpmInstance]:
-    """A running swtpm on a fresh copy of the manufactured TPM."""
-    with SwtpmInstance(clone_state(manufactured, tmp_path / "tpm")) as instance:
-        yield instance
+    require_tools(
+        "swtpm", "swtpm_setup", "tpm2_quote", hint="apt-get install swtpm swtpm-tools tpm2-tools"
+    )
 
 
 @pytest.fixture
@@ -64,8 +31,8 @@ def tpm(swtpm: SwtpmInstance) -> Iterator[Tpm]:
 
 
 @pytest.fixture
-def other_tpm(tmp_path: Path, other_manufactured: Path) -> Iterator[Tpm]:
+def other_tpm(tmp_path: Path, other_manufactured_tpm: Path) -> Iterator[Tpm]:
     """A ``Tpm`` on a running copy of the second TPM."""
-    state = clone_state(other_manufactured, tmp_path / "other")
+    state = clone_state(other_manufactured_tpm, tmp_path / "other")
     with SwtpmInstance(state) as instance, Tpm(tcti=instance.tcti) as connection:
         yield connection

@@ -9,9 +9,9 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from tpm_support import vendor_certificates
 
+from support.certs import cert_builder
 from trustfleet.attestation.credential import ak_name_matches, make_credential
 from trustfleet.attestation.ekcert import check_ek_certificate
 from trustfleet.errors import Conflict, InvalidInput, NotFound, VerificationFailed
@@ -30,14 +30,9 @@ def _impostor_cas() -> list[x509.Certificate]:
 
     def cert(cn: str, key: ec.EllipticCurvePrivateKey, signer: ec.EllipticCurvePrivateKey,
              issuer_cn: str) -> x509.Certificate:  # fmt: skip
+        day = timedelta(days=1)
         return (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
-            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer_cn)]))
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - timedelta(days=1))
-            .not_valid_after(now + timedelta(days=1))
+            cert_builder(cn, key, issuer_cn=issuer_cn, not_before=now - day, not_after=now + day)
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .sign(signer, hashes.SHA256())
         )

@@ -9,14 +9,15 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from tpm_support import clone_state, live_processes_mentioning
+from tpm_support import live_processes_mentioning
 
+from support.swtpm import clone_state
 from trustfleet.errors import Config, Conflict, InvalidInput, NotFound, Unavailable
 from trustfleet.keystore.tpm import ManufacturerCa, SwtpmInstance, Tpm
 
 
-def test_lifecycle_leaves_no_process_and_no_socket(tmp_path: Path, manufactured: Path) -> None:
-    state = clone_state(manufactured, tmp_path / "tpm")
+def test_lifecycle_leaves_no_process_and_no_socket(tmp_path: Path, manufactured_tpm: Path) -> None:
+    state = clone_state(manufactured_tpm, tmp_path / "tpm")
     instance = SwtpmInstance(state)
     with instance:
         pid = instance.pid
@@ -33,8 +34,8 @@ def test_lifecycle_leaves_no_process_and_no_socket(tmp_path: Path, manufactured:
     assert not Path(f"{instance.socket_path}.ctrl").exists()
 
 
-def test_restart_keeps_the_ak_and_counts_a_reset(tmp_path: Path, manufactured: Path) -> None:
-    instance = SwtpmInstance(clone_state(manufactured, tmp_path / "tpm"))
+def test_restart_keeps_the_ak_and_counts_a_reset(tmp_path: Path, manufactured_tpm: Path) -> None:
+    instance = SwtpmInstance(clone_state(manufactured_tpm, tmp_path / "tpm"))
     with instance, Tpm(tcti=instance.tcti) as tpm:
         ak = tpm.create_ak()
         resets = tpm.clock().reset_count
@@ -43,8 +44,8 @@ def test_restart_keeps_the_ak_and_counts_a_reset(tmp_path: Path, manufactured: P
         assert tpm.clock().reset_count == resets + 1
 
 
-def test_stop_kills_a_swtpm_that_ignores_sigterm(tmp_path: Path, manufactured: Path) -> None:
-    state = clone_state(manufactured, tmp_path / "tpm")
+def test_stop_kills_a_swtpm_that_ignores_sigterm(tmp_path: Path, manufactured_tpm: Path) -> None:
+    state = clone_state(manufactured_tpm, tmp_path / "tpm")
     instance = SwtpmInstance(state, stop_timeout_s=0.3)
     instance.start()
     pid = instance.pid
@@ -54,8 +55,8 @@ def test_stop_kills_a_swtpm_that_ignores_sigterm(tmp_path: Path, manufactured: P
     assert live_processes_mentioning(str(state)) == []
 
 
-def test_start_after_a_crash_replaces_stale_sockets(tmp_path: Path, manufactured: Path) -> None:
-    instance = SwtpmInstance(clone_state(manufactured, tmp_path / "tpm"))
+def test_start_after_a_crash_replaces_stale_sockets(tmp_path: Path, manufactured_tpm: Path) -> None:
+    instance = SwtpmInstance(clone_state(manufactured_tpm, tmp_path / "tpm"))
     instance.start()
     pid = instance.pid
     assert pid is not None
@@ -83,13 +84,13 @@ def test_manufacturing_needs_a_vendor_ca(tmp_path: Path) -> None:
 
 
 def test_a_long_state_folder_listens_in_a_private_runtime_folder(
-    tmp_path: Path, manufactured: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, manufactured_tpm: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Regression: `trustfleet demo --workdir <a pytest tmp path>` failed at provisioning
     # because DEVDIR/tpm/swtpm.sock.ctrl was longer than AF_UNIX allows.
     runtime = Path(tempfile.mkdtemp(prefix="tf-run-")) / "run"  # short, whatever tmp_path is
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
-    state = clone_state(manufactured, tmp_path / ("d" * 120) / "tpm")
+    state = clone_state(manufactured_tpm, tmp_path / ("d" * 120) / "tpm")
     instance = SwtpmInstance(state)
     assert instance.socket_path.parent == runtime
     assert runtime.stat().st_mode & 0o777 == 0o700
@@ -115,7 +116,7 @@ def test_an_unusable_runtime_folder_is_refused(
 
 
 def test_vendor_ca_certificates_exist_only_after_manufacturing(
-    tmp_path: Path, vendor_ca: ManufacturerCa, manufactured: Path
+    tmp_path: Path, vendor_ca: ManufacturerCa, manufactured_tpm: Path
 ) -> None:
     assert [p.name for p in vendor_ca.certificate_paths()] == [
         "swtpm-localca-rootca-cert.pem",
@@ -125,8 +126,8 @@ def test_vendor_ca_certificates_exist_only_after_manufacturing(
         ManufacturerCa(tmp_path / "unused").certificate_paths()
 
 
-def test_a_stopped_tpm_is_unavailable(tmp_path: Path, manufactured: Path) -> None:
-    instance = SwtpmInstance(clone_state(manufactured, tmp_path / "tpm"))
+def test_a_stopped_tpm_is_unavailable(tmp_path: Path, manufactured_tpm: Path) -> None:
+    instance = SwtpmInstance(clone_state(manufactured_tpm, tmp_path / "tpm"))
     with instance:
         tpm = Tpm(tcti=instance.tcti)
     with pytest.raises(Unavailable) as err:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -17,16 +16,8 @@ from tpm2_pytss.types import TPMT_SIGNATURE
 
 from trustfleet.keystore.tpm import ManufacturerCa, SwtpmInstance
 
-STATE_FILE = "tpm2-00.permall"
 BOOT_PCRS = (0, 4, 9, 10)
 TOOL_TIMEOUT_S = 30
-
-
-def clone_state(manufactured: Path, target: Path) -> Path:
-    """Copy a manufactured TPM's state (its NVRAM file) into a new folder."""
-    target.mkdir(parents=True, mode=0o700)
-    shutil.copy2(manufactured / STATE_FILE, target / STATE_FILE)
-    return target
 
 
 def vendor_certificates(ca: ManufacturerCa) -> list[x509.Certificate]:

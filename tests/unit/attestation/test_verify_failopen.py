@@ -12,7 +12,10 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 import pytest
-from attest_softdevice import (
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+from support.softdevice import (
     AGENT_ID,
     BOOTLOADER_ID,
     EPOCH,
@@ -26,9 +29,6 @@ from attest_softdevice import (
     image_bytes,
     references,
 )
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-
 from trustfleet.attestation import (
     AttestationFacts,
     AttestationPolicy,

@@ -9,7 +9,11 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import pytest
-from attest_softdevice import (
+from cryptography.hazmat.primitives.asymmetric import ec
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from support.softdevice import (
     EPOCH,
     ONE_SECOND,
     POLICY,
@@ -18,10 +22,6 @@ from attest_softdevice import (
     image_bytes,
     references,
 )
-from cryptography.hazmat.primitives.asymmetric import ec
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from trustfleet.attestation import (
     ALL_CODES,
     Challenge,

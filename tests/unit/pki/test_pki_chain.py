@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pki_hierarchy import NOW, Hierarchy, build_hierarchy
 
+from support.certs import cert_builder
 from trustfleet import pki
 from trustfleet.errors import InvalidInput, VerificationFailed
 
@@ -159,14 +160,9 @@ def _cert(
     *, ca: bool,
 ) -> x509.Certificate:  # fmt: skip
     issuer_name, issuer_key = issuer
+    day = timedelta(days=1)
     builder = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer_name)]))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW - timedelta(days=1))
-        .not_valid_after(NOW + timedelta(days=1))
+        cert_builder(name, key, issuer_cn=issuer_name, not_before=NOW - day, not_after=NOW + day)
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(

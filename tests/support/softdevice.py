@@ -3,6 +3,7 @@
 It boots like docs/attestation.md says (ROM -> PCR 0, bootloader -> 4, image -> 9, agent -> 10)
 and can misbehave the ways the tamper table needs: a different image, a log that lies, a PCR
 extended outside the log, a reboot. The verifier under test knows nothing of this class.
+The attestation unit tests and benchmarks/attest.py use it.
 """
 
 from __future__ import annotations
@@ -39,6 +40,22 @@ from trustfleet.attestation.tpmstructs import (
     qualified_name,
     tpm_name,
 )
+
+__all__ = [
+    "AGENT_ID",
+    "BOOTLOADER_ID",
+    "EPOCH",
+    "MODEL",
+    "ONE_SECOND",
+    "POLICY",
+    "RELEASES",
+    "ROM_ID",
+    "TPM_RH_ENDORSEMENT",
+    "SoftDevice",
+    "challenge_at",
+    "image_bytes",
+    "references",
+]
 
 MODEL = "sim-v1"
 ROM_ID = "trustfleet-sim-rom/sim-v1/1"
