@@ -198,7 +198,7 @@ def lift(home: HomeOpt, device_id: DeviceArg, json_out: JsonOpt = False) -> None
 
 
 # The name before 0.x: "release" read as a firmware release. Kept, hidden, for scripts.
-app.command("release", hidden=True, deprecated=True)(lift)
+app.command("release", hidden=True)(lift)
 
 
 @app.command("list")
