@@ -18,6 +18,20 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "trustfleet"
 
 # What each package may import from trustfleet (besides itself and `errors`, `configfile`,
 # `fileio`, `processes`, `wire` and `crt`, the edge utilities every package may use).
+_EVERY_PACKAGE = {
+    "keystore",
+    "pki",
+    "store",
+    "services",
+    "server",
+    "agent",
+    "settings",
+    "broker",
+    "ota",
+    "attestation",
+}
+"""What the edge packages (sim, cli) may use."""
+
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "configfile": set(),
@@ -35,31 +49,8 @@ ALLOWED: dict[str, set[str]] = {
     "services": {"keystore", "pki", "store", "settings", "ota", "attestation", "broker"},
     "server": {"keystore", "pki", "store", "services", "settings", "broker", "ota", "attestation"},
     "agent": {"keystore", "pki", "ota", "attestation"},
-    "sim": {  # at the edge: the harness drives every package
-        "keystore",
-        "pki",
-        "store",
-        "services",
-        "server",
-        "agent",
-        "settings",
-        "broker",
-        "ota",
-        "attestation",
-    },
-    "cli": {
-        "keystore",
-        "pki",
-        "store",
-        "services",
-        "server",
-        "agent",
-        "settings",
-        "broker",
-        "ota",
-        "attestation",
-        "sim",
-    },
+    "sim": _EVERY_PACKAGE,  # at the edge: the harness drives every package
+    "cli": _EVERY_PACKAGE | {"sim"},
 }
 
 
