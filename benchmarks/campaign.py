@@ -222,7 +222,7 @@ def _server_ready(log: Path) -> bool:
 
 def start_agents(run: Run, ids: list[str]) -> dict[str, Any]:
     """Start agents, at most ``--enroll-batch`` enrolling at a time, until all are online."""
-    env = {k: v for k, v in os.environ.items() if k != "TF_OTA_FAULTS"}
+    env = dict(os.environ)
     todo, online, restarts, reported = list(ids), set[str](), 0, 0
     low_memory = False
     t0 = time.perf_counter()

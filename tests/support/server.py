@@ -32,6 +32,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
 
+from support.scripts import run_script
 from trustfleet.settings import update_server_settings
 from trustfleet.sim.overrides import parse_dotted
 from trustfleet.sim.process import free_port, stop_group, wait_until
@@ -362,14 +363,7 @@ def issue_test_identity(
         "cert": str(cert),
         "key": str(key),
     }
-    result = subprocess.run(
-        [sys.executable, "-c", _ISSUE_SCRIPT, json.dumps(args)],
-        capture_output=True,
-        text=True,
-        timeout=CLI_TIMEOUT_S,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
+    run_script(_ISSUE_SCRIPT, args, timeout_s=CLI_TIMEOUT_S)
     return cert, key
 
 
