@@ -356,12 +356,14 @@ def run_verify(
     Raises:
         InvalidInput: Nothing to verify, no key, or a file that cannot be read.
     """
-    if key is None and home is None:
-        raise InvalidInput(
-            "no log key: give --key (the log's vkey) or --home",
-            hint="'trustfleet audit key --home DIR' prints the key",
-        )
-    log = parse_verifier_key(_vkey_text(key) if key else _vkey_text(str(home / AUDIT_VKEY_FILE)))
+    if key is None:
+        if home is None:
+            raise InvalidInput(
+                "no log key: give --key (the log's vkey) or --home",
+                hint="'trustfleet audit key --home DIR' prints the key",
+            )
+        key = str(home / AUDIT_VKEY_FILE)
+    log = parse_verifier_key(_vkey_text(key))
     wit = [parse_verifier_key(_vkey_text(w)) for w in witnesses]
     report = AuditReport()
     seen = _read(old_file, what="old checkpoint") if old_file else None
