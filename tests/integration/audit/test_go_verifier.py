@@ -9,19 +9,34 @@ so the cross-implementation tests (test_go_interop.py) can trust the verifier's 
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import shutil
-from collections.abc import Callable
+import ssl
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
+from support.certs import cert_builder
 from support.tlogverify import run_tlogverify, verify_fails, verify_ok
 
 ORIGIN = "trustfleet.test/go-vectors"
 SIZE = 1000  # four level-0 tiles (the last partial) and a partial level-1 tile
+LOOPBACK = ipaddress.IPv4Address("127.0.0.1")
+# The test server's certificate is valid for any date the suite may run on (Go's clock is real).
+CERT_FROM = datetime(2000, 1, 1, tzinfo=UTC)
+CERT_UNTIL = datetime(9999, 12, 31, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -215,3 +230,58 @@ def test_usage_errors_exit_2(tlogverify: Path, args: list[str]) -> None:
     result = run_tlogverify(tlogverify, *args)
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip() and result.stdout == ""
+
+
+@contextmanager
+def https_server(directory: Path, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """Serve ``directory`` over HTTPS on loopback; yields (base URL, CA certificate PEM)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        cert_builder("127.0.0.1", key, not_before=CERT_FROM, not_after=CERT_UNTIL)
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(LOOPBACK)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_pem, key_pem = tmp_path / "ca.pem", tmp_path / "key.pem"
+    cert_pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_pem.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_pem, key_pem)
+    handler = partial(QuietHandler, directory=str(directory))
+    with ThreadingHTTPServer((str(LOOPBACK), 0), handler) as server:
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"https://127.0.0.1:{server.server_address[1]}/audit/log", cert_pem
+        finally:
+            server.shutdown()
+            thread.join()
+
+
+class QuietHandler(SimpleHTTPRequestHandler):
+    """Serves files without logging each request to stderr."""
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Drop the request log."""
+
+
+def test_tiles_over_https(tlogverify: Path, vectors: Vectors, tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    shutil.copytree(vectors.root / "log", site / "audit" / "log")
+    with https_server(site, tmp_path) as (base, ca):
+        result = verify_ok(
+            tlogverify, "tiles", "--vkey", vectors.vkey, "--base", base, "--cacert", ca
+        )
+        assert result["entries"] == SIZE
+        reason = verify_fails(tlogverify, "tiles", "--vkey", vectors.vkey, "--base", base)
+        assert "certificate" in reason
+        verify_fails(
+            tlogverify, "tiles", "--vkey", vectors.vkey, "--base", base + "/missing", "--cacert", ca
+        )
