@@ -17,14 +17,18 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 __all__ = [
     "GO_HINT",
     "MAIN_GO",
+    "Vectors",
     "build_tlogverify",
     "cache_root",
+    "flip_byte",
+    "generate",
     "run_tlogverify",
     "verify_fails",
     "verify_ok",
@@ -140,3 +144,32 @@ def verify_fails(binary: Path, *args: str | Path) -> str:
     reason = result.stderr.strip()
     assert reason and "\n" not in reason, f"want one line of reason, got {reason!r}"
     return reason
+
+
+@dataclass(frozen=True)
+class Vectors:
+    """One ``tlogverify gen`` output directory and its ``vectors.json`` manifest."""
+
+    root: Path
+    manifest: dict[str, Any]
+
+    @property
+    def vkey(self) -> str:
+        """The log's Ed25519 verifier key."""
+        return str(self.manifest["vkey"])
+
+
+def generate(binary: Path, out: Path, *, size: int, seed: str, origin: str) -> Vectors:
+    """Run ``tlogverify gen``: a log of ``size`` deterministic entries, its proofs and tiles."""
+    manifest = verify_ok(
+        binary, "gen", "--n", str(size), "--seed", seed, "--origin", origin, "--out", out
+    )
+    assert json.loads((out / "vectors.json").read_text()) == manifest
+    return Vectors(root=out, manifest=manifest)
+
+
+def flip_byte(path: Path, offset: int) -> None:
+    """Change one byte of a file (a base64 character stays a base64 character)."""
+    data = bytearray(path.read_bytes())
+    data[offset] = ord("B") if data[offset] == ord("A") else ord("A")
+    path.write_bytes(bytes(data))

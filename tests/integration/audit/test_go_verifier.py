@@ -10,18 +10,15 @@ from __future__ import annotations
 
 import base64
 import ipaddress
-import json
 import shutil
 import ssl
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 from cryptography import x509
@@ -29,7 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from support.certs import cert_builder
-from support.tlogverify import run_tlogverify, verify_fails, verify_ok
+from support.tlogverify import Vectors, flip_byte, generate, run_tlogverify, verify_fails, verify_ok
 
 ORIGIN = "trustfleet.test/go-vectors"
 SIZE = 1000  # four level-0 tiles (the last partial) and a partial level-1 tile
@@ -39,31 +36,12 @@ CERT_FROM = datetime(2000, 1, 1, tzinfo=UTC)
 CERT_UNTIL = datetime(9999, 12, 31, tzinfo=UTC)
 
 
-@dataclass(frozen=True)
-class Vectors:
-    """One ``tlogverify gen`` output directory."""
-
-    root: Path
-    manifest: dict[str, Any]
-
-    @property
-    def vkey(self) -> str:
-        return str(self.manifest["vkey"])
-
-
-def generate(binary: Path, out: Path, *, size: int, seed: str, origin: str = ORIGIN) -> Vectors:
-    """Run ``tlogverify gen`` into ``out``."""
-    manifest = verify_ok(
-        binary, "gen", "--n", str(size), "--seed", seed, "--origin", origin, "--out", out
-    )
-    assert json.loads((out / "vectors.json").read_text()) == manifest
-    return Vectors(root=out, manifest=manifest)
-
-
 @pytest.fixture(scope="module")
 def vectors(tlogverify: Path, tmp_path_factory: pytest.TempPathFactory) -> Vectors:
     """Go's vectors for a log of 1,000 entries (never modified: tampering works on copies)."""
-    return generate(tlogverify, tmp_path_factory.mktemp("go") / "v", size=SIZE, seed="01ab")
+    return generate(
+        tlogverify, tmp_path_factory.mktemp("go") / "v", size=SIZE, seed="01ab", origin=ORIGIN
+    )
 
 
 @pytest.fixture
@@ -75,7 +53,7 @@ def copy(vectors: Vectors, tmp_path: Path) -> Vectors:
 
 
 def test_gen_is_deterministic(tlogverify: Path, vectors: Vectors, tmp_path: Path) -> None:
-    again = generate(tlogverify, tmp_path / "again", size=SIZE, seed="01ab")
+    again = generate(tlogverify, tmp_path / "again", size=SIZE, seed="01ab", origin=ORIGIN)
     assert again.manifest == vectors.manifest
     assert (again.root / "checkpoint").read_bytes() == (vectors.root / "checkpoint").read_bytes()
 
@@ -106,13 +84,6 @@ def consistency_args(v: Vectors, old_size: int) -> list[str | Path]:
         "consistency", "--vkey", v.vkey, "--old", v.root / f"old-{old_size}",
         "--new", v.root / "checkpoint", "--proof", v.root / f"proofs/cons-{old_size}",
     ]  # fmt: skip
-
-
-def flip_byte(path: Path, offset: int) -> None:
-    """Change one byte of a file (a base64 character stays a base64 character)."""
-    data = bytearray(path.read_bytes())
-    data[offset] = ord("B") if data[offset] == ord("A") else ord("A")
-    path.write_bytes(bytes(data))
 
 
 def flip_in_signature(path: Path) -> None:
@@ -205,7 +176,7 @@ def test_every_tamper_fails(tlogverify: Path, copy: Vectors, tamper: Tamper, arg
 def test_a_checkpoint_signed_by_another_key_fails(
     tlogverify: Path, vectors: Vectors, tmp_path: Path
 ) -> None:
-    other = generate(tlogverify, tmp_path / "other", size=SIZE, seed="ffff")
+    other = generate(tlogverify, tmp_path / "other", size=SIZE, seed="ffff", origin=ORIGIN)
     forged = Vectors(root=other.root, manifest=vectors.manifest)  # other's files, our key
     assert "signature" in verify_fails(tlogverify, *note_args(forged))
     verify_fails(tlogverify, *tiles_args(forged))

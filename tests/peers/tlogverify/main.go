@@ -172,7 +172,7 @@ func parseCheckpoint(text string) (checkpoint, error) {
 		return checkpoint{}, fail("checkpoint size %q is not a decimal number", lines[1])
 	}
 	root, err := base64.StdEncoding.DecodeString(lines[2])
-	if err != nil || len(root) != tlog.HashSize {
+	if err != nil || len(root) != tlog.HashSize || base64.StdEncoding.EncodeToString(root) != lines[2] {
 		return checkpoint{}, fail("checkpoint root %q is not a base64 SHA-256 hash", lines[2])
 	}
 	for _, ext := range lines[3:] {
