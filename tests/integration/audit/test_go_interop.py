@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from support.tlogverify import Vectors, flip_byte, generate, verify_fails, verify_ok
 from trustfleet.audit.checkpoint import Checkpoint, parse_checkpoint
 from trustfleet.audit.merkle import (
     ProofError,
@@ -49,8 +51,6 @@ from trustfleet.audit.tiles import (
     tile_width,
     verify_tiles,
 )
-
-from support.tlogverify import Vectors, flip_byte, generate, verify_fails, verify_ok
 
 ORIGIN = "trustfleet.test/audit"
 WITNESSES = ("witness.test/w1", "witness.test/w2")
@@ -256,6 +256,8 @@ def test_go_verifies_a_python_note_and_its_cosignatures(
     path = write(tmp_path / "checkpoint", format_note(note))
     wkeys = [verifier_key(w, COSIGNATURE_V1, SeededKey(w).public_bytes_raw()) for w in WITNESSES]
     witness_args = [arg for k in wkeys for arg in ("--witness", k)]
+    # Regression: the Go verifier once split a vkey on every "+", which base64 may contain.
+    assert "+" in wkeys[0].split("+", 2)[2]
     result = verify_ok(tlogverify, "note", "--vkey", pylog.vkey, "--note", path, *witness_args)
     assert result["size"] == pylog.size
     assert result["root"] == base64.b64encode(pylog.roots[pylog.size]).decode()

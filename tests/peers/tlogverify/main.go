@@ -224,7 +224,7 @@ type cosigner struct {
 
 // parseCosignerKey parses a tlog-cosignature/v1 verifier key: name+hex(keyid)+base64(0x04||key).
 func parseCosignerKey(vkey string) (cosigner, error) {
-	parts := strings.Split(vkey, "+")
+	parts := strings.SplitN(vkey, "+", 3)
 	if len(parts) != 3 || parts[0] == "" || len(parts[1]) != 8 {
 		return cosigner{}, usage("bad --witness key %q", vkey)
 	}
