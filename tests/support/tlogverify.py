@@ -1,7 +1,7 @@
 """The independent Go verifier of the audit log (tests/peers/tlogverify), built once and run.
 
-:func:`build_tlogverify` compiles ``tests/peers/tlogverify/main.go`` offline against Debian's
-``golang-golang-x-mod-dev`` into a cache directory keyed by the hash of ``main.go`` and the Go
+:func:`build_tlogverify` compiles ``tests/peers/tlogverify/*.go`` offline against Debian's
+``golang-golang-x-mod-dev`` into a cache directory keyed by the hash of the sources and the Go
 version, under an exclusive file lock, so that pytest-xdist workers and later runs share one
 binary. :func:`verify_ok` and :func:`verify_fails` run a subcommand and check its exit status
 (0: verified, 1: verification failed, 2: usage error).
@@ -23,7 +23,7 @@ from typing import Any
 
 __all__ = [
     "GO_HINT",
-    "MAIN_GO",
+    "PEER_DIR",
     "Vectors",
     "build_tlogverify",
     "cache_root",
@@ -34,7 +34,7 @@ __all__ = [
     "verify_ok",
 ]
 
-MAIN_GO = Path(__file__).resolve().parent.parent / "peers" / "tlogverify" / "main.go"
+PEER_DIR = Path(__file__).resolve().parent.parent / "peers" / "tlogverify"
 GO_HINT = "apt-get install golang-go golang-golang-x-mod-dev, or make deps"
 GOPATH = "/usr/share/gocode"  # where Debian's golang-golang-x-mod-dev installs x/mod
 BUILD_TIMEOUT_S = 240.0
@@ -64,7 +64,9 @@ def _build_key(go: str) -> str:
     version = subprocess.run(
         [go, "version"], capture_output=True, text=True, check=True, timeout=RUN_TIMEOUT_S
     ).stdout
-    digest = hashlib.sha256(MAIN_GO.read_bytes() + version.encode())
+    digest = hashlib.sha256(version.encode())
+    for source in sorted(PEER_DIR.glob("*.go")):
+        digest.update(source.name.encode() + b"\0" + source.read_bytes())
     return digest.hexdigest()[:16]
 
 
@@ -83,7 +85,7 @@ def _go_env(gocache: Path) -> dict[str, str]:
 
 
 def build_tlogverify(cache: Path, *, go: str) -> Path:
-    """Build the verifier (once per ``main.go`` and Go version) under ``cache``; returns its path.
+    """Build the verifier (once per source and Go version) under ``cache``; returns its path.
 
     Args:
         cache: The cache directory, shared by workers and runs.
@@ -100,8 +102,8 @@ def build_tlogverify(cache: Path, *, go: str) -> Path:
         target.mkdir(parents=True, exist_ok=True)
         partial = target / "tlogverify.partial"
         build = subprocess.run(
-            [go, "build", "-o", str(partial), MAIN_GO.name],
-            cwd=MAIN_GO.parent,
+            [go, "build", "-o", str(partial), "."],
+            cwd=PEER_DIR,
             env=_go_env(target / "gocache"),
             capture_output=True,
             text=True,
@@ -109,7 +111,7 @@ def build_tlogverify(cache: Path, *, go: str) -> Path:
             timeout=BUILD_TIMEOUT_S,
         )
         if build.returncode != 0:
-            raise RuntimeError(f"go build of {MAIN_GO} failed ({GO_HINT}): {build.stderr.strip()}")
+            raise RuntimeError(f"go build of {PEER_DIR} failed ({GO_HINT}): {build.stderr.strip()}")
         partial.replace(binary)
         shutil.rmtree(target / "gocache", ignore_errors=True)
     return binary

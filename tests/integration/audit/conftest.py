@@ -1,7 +1,7 @@
 """Fixtures of the audit-log tests.
 
 * ``tlogverify``: the path of the independent Go verifier (tests/peers/tlogverify), built once
-  per test run and cached by the hash of its source (support/tlogverify.py); skipped only when
+  per test run and cached by the hash of its sources (support/tlogverify.py); skipped only when
   Go is not installed.
 """
 
