@@ -10,13 +10,11 @@ of the Python-made log is rejected by it.
 from __future__ import annotations
 
 import base64
-import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from interop_support import ORIGIN, PyLog, SeededKey, make_entry, read_proof, write, write_proof
 
 from support.tlogverify import Vectors, flip_byte, generate, verify_fails, verify_ok
 from trustfleet.audit.checkpoint import Checkpoint, parse_checkpoint
@@ -41,7 +39,6 @@ from trustfleet.audit.note import (
 )
 from trustfleet.audit.tiles import (
     TILE_WIDTH,
-    append_leaves,
     consistency_proof,
     decode_entry_bundle,
     encode_entry_bundle,
@@ -52,32 +49,9 @@ from trustfleet.audit.tiles import (
     verify_tiles,
 )
 
-ORIGIN = "trustfleet.test/audit"
 WITNESSES = ("witness.test/w1", "witness.test/w2")
 COSIGNED_AT_S = 1_767_225_600  # a fixed time: tests never read the clock
 BATCHES = (1, 3, 256, 257, 600, 1000)  # tree sizes after each append
-
-
-class SeededKey:
-    """An Ed25519 key from ``cryptography`` that satisfies ``note.RawSigner``."""
-
-    def __init__(self, label: str) -> None:
-        self._key = Ed25519PrivateKey.from_private_bytes(hashlib.sha256(label.encode()).digest())
-
-    def public_bytes_raw(self) -> bytes:
-        return self._key.public_key().public_bytes_raw()
-
-    def sign(self, message: bytes) -> bytes:
-        return self._key.sign(message)
-
-
-def read_proof(path: Path) -> list[bytes]:
-    return [base64.b64decode(line) for line in path.read_text().split()]
-
-
-def write_proof(path: Path, proof: list[bytes]) -> Path:
-    path.write_text("".join(base64.b64encode(h).decode() + "\n" for h in proof))
-    return path
 
 
 # ---- Go → Python -------------------------------------------------------------------------
@@ -163,67 +137,6 @@ def test_python_rejects_a_go_proof_with_a_flipped_hash(go_vectors: Vectors) -> N
 
 
 # ---- Python → Go -------------------------------------------------------------------------
-
-
-def make_entry(i: int) -> bytes:
-    """Entry i in the log's format: canonical JSON of one event (leaf index = id - 1)."""
-    return (
-        f'{{"actor":"operator:alice","details":{{"n":{i}}},"id":{i + 1},"origin":"{ORIGIN}",'
-        f'"outcome":"ok","subject":"device-{i % 7}","time":"2026-12-02T15:00:00.{i:06d}Z",'
-        f'"type":"test.event"}}'
-    ).encode()
-
-
-@dataclass
-class PyLog:
-    """A log built by trustfleet.audit: entries, tiles and a signed checkpoint per batch."""
-
-    key: SeededKey = field(default_factory=lambda: SeededKey("log"))
-    entries: list[bytes] = field(default_factory=list)
-    tiles: dict[tuple[int, int], bytes] = field(default_factory=dict)
-    roots: dict[int, bytes] = field(default_factory=dict)
-
-    @property
-    def size(self) -> int:
-        return len(self.entries)
-
-    @property
-    def vkey(self) -> str:
-        return verifier_key(ORIGIN, ED25519, self.key.public_bytes_raw())
-
-    def read_tile(self, level: int, index: int) -> bytes:
-        return self.tiles[(level, index)]
-
-    def append(self, entries: list[bytes]) -> None:
-        update = append_leaves(
-            size=self.size, read_tile=self.read_tile, leaf_hashes=[leaf_hash(e) for e in entries]
-        )
-        self.tiles.update(update.tiles)
-        self.entries += entries
-        assert update.size == self.size
-        self.roots[self.size] = update.root
-
-    def text(self, size: int) -> str:
-        return Checkpoint(origin=ORIGIN, size=size, root=self.roots[size]).text()
-
-    def signed(self, size: int, *, name: str = ORIGIN, key: SeededKey | None = None) -> bytes:
-        return format_note(sign_note(self.text(size), name=name, signer=key or self.key))
-
-    def publish(self, base: Path) -> Path:
-        """Write the C2SP tlog-tiles layout of the whole log under ``base``."""
-        for (level, index), content in self.tiles.items():
-            write(base / tile_path(level, index, len(content) // 32), content)
-        for k in range(-(-self.size // TILE_WIDTH)):
-            bundle = self.entries[k * TILE_WIDTH : (k + 1) * TILE_WIDTH]
-            write(base / entries_path(k, len(bundle)), encode_entry_bundle(bundle))
-        write(base / "checkpoint", self.signed(self.size))
-        return base
-
-
-def write(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return path
 
 
 @pytest.fixture(scope="module")
