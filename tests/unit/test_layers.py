@@ -47,7 +47,6 @@ ALLOWED: dict[str, set[str]] = {
     "broker": {"pki"},
     "ota": {"keystore", "pki"},
     "attestation": {"pki"},
-    "audit": set(),
     "services": {"keystore", "pki", "store", "settings", "ota", "attestation", "broker"},
     "server": {"keystore", "pki", "store", "services", "settings", "broker", "ota", "attestation"},
     "agent": {"keystore", "pki", "ota", "attestation"},
