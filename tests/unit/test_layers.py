@@ -39,6 +39,7 @@ ALLOWED: dict[str, set[str]] = {
     "processes": set(),
     "wire": set(),
     "crt": set(),
+    "audit": set(),
     "settings": set(),
     "keystore": set(),
     "pki": set(),
