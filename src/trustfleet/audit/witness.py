@@ -66,7 +66,7 @@ MAX_PROOF_HASHES: Final = 63
 MAX_REQUEST_BYTES: Final = MAX_NOTE_BYTES + 32 + MAX_PROOF_HASHES * 45
 """The largest request body: the old size line, 63 proof lines, the blank line, a note."""
 
-_OLD_LINE = re.compile(rb"old (0|[1-9][0-9]{0,18})\n")
+_OLD_LINE = re.compile(rb"old (0|[1-9][0-9]{0,19})\n")
 _B64_HASH = re.compile(rb"[A-Za-z0-9+/]{43}=")
 
 
@@ -356,8 +356,4 @@ def cosign_checkpoint(
 
 def format_signature_lines(signatures: Sequence[NoteSignature]) -> bytes:
     """Note signature lines (``— name base64(key id || signature)``), as a 200 answer's body."""
-    return b"".join(
-        f"\u2014 {s.name} {base64.b64encode(s.key_id + s.signature).decode()}\n".encode()
-        for s in signatures
-    )
-
+    return "".join(signature.line() for signature in signatures).encode("utf-8")

@@ -14,7 +14,18 @@ from rich.markup import escape
 from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
 from trustfleet import __version__
-from trustfleet.cli import agent, attest, campaign, device, factory, ota, release, server, sim
+from trustfleet.cli import (
+    agent,
+    attest,
+    campaign,
+    device,
+    factory,
+    ota,
+    release,
+    server,
+    sim,
+    witness,
+)
 from trustfleet.cli._argv import normalise_flags, tidy_help
 from trustfleet.cli._common import INTERRUPTED_EXIT_CODE, Interrupted, stderr
 from trustfleet.cli.demo import demo
@@ -38,6 +49,7 @@ app.add_typer(release.app, name="release")
 app.add_typer(campaign.app, name="campaign")
 app.add_typer(attest.app, name="attest")
 app.add_typer(sim.app, name="sim")
+app.add_typer(witness.app, name="witness")
 app.command("demo")(demo)
 
 
