@@ -26,16 +26,20 @@ from trustfleet.keystore._uri import Pkcs11Uri
 if TYPE_CHECKING:
     from trustfleet.keystore._awscrt import token_tls_context
     from trustfleet.keystore._eckey import Pkcs11EcPrivateKey
-    from trustfleet.keystore._token import TokenSession, init_token, open_key, open_token
+    from trustfleet.keystore._edkey import Pkcs11Ed25519Key
+    from trustfleet.keystore._openkey import open_ed25519_key, open_key
+    from trustfleet.keystore._token import TokenSession, init_token, open_token
 
 # The names that need python-pkcs11 load it on first use (PEP 562): a device agent that is
 # already enrolled parses URIs and PIN sources but never signs through python-pkcs11, and
 # saves the library's memory.
 _LAZY = {
     "Pkcs11EcPrivateKey": "trustfleet.keystore._eckey",
+    "Pkcs11Ed25519Key": "trustfleet.keystore._edkey",
     "TokenSession": "trustfleet.keystore._token",
     "init_token": "trustfleet.keystore._token",
-    "open_key": "trustfleet.keystore._token",
+    "open_ed25519_key": "trustfleet.keystore._openkey",
+    "open_key": "trustfleet.keystore._openkey",
     "open_token": "trustfleet.keystore._token",
     "token_tls_context": "trustfleet.keystore._awscrt",  # loads awscrt
 }
@@ -48,11 +52,13 @@ __all__ = [
     "DEFAULT_MODULE_CANDIDATES",
     "PinSource",
     "Pkcs11EcPrivateKey",
+    "Pkcs11Ed25519Key",
     "Pkcs11Uri",
     "TokenSession",
     "find_module",
     "generate_pin",
     "init_token",
+    "open_ed25519_key",
     "open_key",
     "open_token",
     "token_tls_context",

@@ -1,12 +1,13 @@
-"""Tokens: initialisation, long-lived logged-in sessions, EC key generation and lookup."""
+"""Tokens: initialisation, long-lived logged-in sessions, EC and Ed25519 key generation, lookup."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import secrets
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pkcs11.exceptions as p11e
 from cryptography.hazmat.primitives import serialization
@@ -18,7 +19,7 @@ from pkcs11.util.ec import encode_ec_public_key, encode_named_curve_parameters
 from trustfleet.errors import Config, Conflict, InvalidInput, NotFound, Unavailable
 from trustfleet.keystore._cryptoki import CKU_SO, LABEL_BYTES, CkError
 from trustfleet.keystore._eckey import Pkcs11EcPrivateKey
-from trustfleet.keystore._module import find_module
+from trustfleet.keystore._edkey import ED25519_CURVE_OID, Pkcs11Ed25519Key, ed25519_public_bytes
 from trustfleet.keystore._runtime import MODULE_LOCK, LoadedModule, use_module
 from trustfleet.keystore._translate import translate
 from trustfleet.keystore._uri import Pkcs11Uri
@@ -35,6 +36,7 @@ KEY_ID_BYTES = 16
 MAX_KEY_LABEL_CHARS = 128
 # CKR_PIN_INVALID, CKR_PIN_LEN_RANGE: at initialisation these are input errors, not logins.
 _PIN_REJECTED = frozenset({0xA1, 0xA2})
+_Key = TypeVar("_Key", Pkcs11EcPrivateKey, Pkcs11Ed25519Key)
 
 
 def _check_label(label: str, what: str, max_bytes: int) -> None:
@@ -214,10 +216,16 @@ class TokenSession:
             )
 
     def _sign_digest(self, key: SignMixin, digest: bytes, *, label: str) -> bytes:
+        return self._sign(key, digest, label=label, mechanism=Mechanism.ECDSA)
+
+    def _sign_eddsa(self, key: SignMixin, message: bytes, *, label: str) -> bytes:
+        return self._sign(key, message, label=label, mechanism=Mechanism.EDDSA)
+
+    def _sign(self, key: SignMixin, data: bytes, *, label: str, mechanism: Mechanism) -> bytes:
         with self._lock:
             self._check_open()
             try:
-                return bytes(key.sign(digest, mechanism=Mechanism.ECDSA))
+                return bytes(key.sign(data, mechanism=mechanism))
             except p11e.PKCS11Error as exc:
                 action = f"signing with key '{label}'"
                 raise translate(exc, action=action, token=self._label) from exc
@@ -241,15 +249,52 @@ class TokenSession:
         """
         if curve not in CURVES:
             raise InvalidInput(f"unsupported curve '{curve}'; use one of {', '.join(CURVES)}")
+        return self._generate(
+            label, key_id=key_id, key_type=KeyType.EC, curve=CURVES[curve][0], wrap=self._wrap
+        )
+
+    def generate_ed25519_key(self, label: str, *, key_id: bytes | None = None) -> Pkcs11Ed25519Key:
+        """Generate a non-extractable Ed25519 key pair in the token (CKM_EC_EDWARDS_KEY_PAIR_GEN).
+
+        Args:
+            label: ``CKA_LABEL`` of both objects; must not exist in the token yet.
+            key_id: ``CKA_ID`` of both objects (default: 16 random bytes).
+
+        Returns:
+            The private key (sensitive, never extractable, a token object).
+
+        Raises:
+            InvalidInput: Bad label.
+            Conflict: An object with this label or a key with this id exists.
+            Config: The module does not generate Ed25519 keys.
+        """
+        return self._generate(
+            label,
+            key_id=key_id,
+            key_type=KeyType.EC_EDWARDS,
+            curve=ED25519_CURVE_OID,
+            wrap=self._wrap_ed25519,
+        )
+
+    def _generate(
+        self,
+        label: str,
+        *,
+        key_id: bytes | None,
+        key_type: KeyType,
+        curve: str,
+        wrap: Callable[..., _Key],
+    ) -> _Key:
         _check_label(label, "a key label", MAX_KEY_LABEL_CHARS)
         key_id = key_id if key_id is not None else secrets.token_bytes(KEY_ID_BYTES)
+        edwards = key_type == KeyType.EC_EDWARDS
         with self._lock:
             self._check_open()
             try:
                 self._refuse_existing(label, key_id)
                 params = self._session.create_domain_parameters(
-                    KeyType.EC,
-                    {Attribute.EC_PARAMS: encode_named_curve_parameters(CURVES[curve][0])},
+                    key_type,
+                    {Attribute.EC_PARAMS: encode_named_curve_parameters(curve)},
                     local=True,
                 )
                 public, private = params.generate_keypair(
@@ -257,13 +302,14 @@ class TokenSession:
                     label=label,
                     id=key_id,
                     capabilities=MechanismFlag.SIGN | MechanismFlag.VERIFY,
+                    mechanism=Mechanism.EC_EDWARDS_KEY_PAIR_GEN if edwards else None,
                     public_template=_PUBLIC_TEMPLATE,
                     private_template=_PRIVATE_TEMPLATE,
                 )
             except p11e.PKCS11Error as exc:
                 raise translate(exc, action="generating a key", token=self._label) from exc
             logger.info("generated %s key %r in token %r", curve, label, self._label)
-            return self._wrap(private, public, label=label, key_id=key_id, owns_session=False)
+            return wrap(private, public, label=label, key_id=key_id, owns_session=False)
 
     def _refuse_existing(self, label: str, key_id: bytes) -> None:
         for attrs, what in (({Attribute.LABEL: label}, "label"), ({Attribute.ID: key_id}, "id")):
@@ -284,7 +330,25 @@ class TokenSession:
             NotFound: No such key, or its public key object is missing.
             Conflict: More than one key matches.
         """
-        return self._find_ec_key(label=label, key_id=key_id, owns_session=False)
+        return self._find_key(label=label, key_id=key_id, owns_session=False, wrap=self._wrap)
+
+    def ed25519_key(
+        self, label: str | None = None, *, key_id: bytes | None = None
+    ) -> Pkcs11Ed25519Key:
+        """Find an Ed25519 private key by label and/or id.
+
+        Raises:
+            InvalidInput: Neither label nor id given.
+            NotFound: No such Ed25519 key, or its public key object is missing.
+            Conflict: More than one key matches.
+        """
+        return self._find_key(
+            label=label,
+            key_id=key_id,
+            owns_session=False,
+            wrap=self._wrap_ed25519,
+            key_type=KeyType.EC_EDWARDS,
+        )
 
     def key_from_uri(self, uri: Pkcs11Uri) -> Pkcs11EcPrivateKey:
         """Find the EC private key a PKCS#11 URI names in this token.
@@ -296,15 +360,36 @@ class TokenSession:
         return self._key_from_uri(uri, owns_session=False)
 
     def _key_from_uri(self, uri: Pkcs11Uri, *, owns_session: bool) -> Pkcs11EcPrivateKey:
+        self._check_uri(uri)
+        return self._find_key(
+            label=uri.object, key_id=uri.id, owns_session=owns_session, wrap=self._wrap
+        )
+
+    def _ed25519_key_from_uri(self, uri: Pkcs11Uri, *, owns_session: bool) -> Pkcs11Ed25519Key:
+        self._check_uri(uri)
+        return self._find_key(
+            label=uri.object,
+            key_id=uri.id,
+            owns_session=owns_session,
+            wrap=self._wrap_ed25519,
+            key_type=KeyType.EC_EDWARDS,
+        )
+
+    def _check_uri(self, uri: Pkcs11Uri) -> None:
         if uri.token is not None and uri.token != self._label:
             raise InvalidInput(f"the URI names token '{uri.token}', not '{self._label}'")
         if uri.type not in (None, "private"):
             raise InvalidInput(f"the URI names a '{uri.type}' object, not a private key")
-        return self._find_ec_key(label=uri.object, key_id=uri.id, owns_session=owns_session)
 
-    def _find_ec_key(
-        self, *, label: str | None, key_id: bytes | None, owns_session: bool
-    ) -> Pkcs11EcPrivateKey:
+    def _find_key(
+        self,
+        *,
+        label: str | None,
+        key_id: bytes | None,
+        owns_session: bool,
+        wrap: Callable[..., _Key],
+        key_type: KeyType = KeyType.EC,
+    ) -> _Key:
         if label is None and key_id is None:
             raise InvalidInput("name the key by label or id")
         what = f"label '{label}'" if label is not None else f"id {key_id!r}"
@@ -312,26 +397,24 @@ class TokenSession:
             self._check_open()
             try:
                 private = self._session.get_key(
-                    object_class=ObjectClass.PRIVATE_KEY,
-                    key_type=KeyType.EC,
-                    label=label,
-                    id=key_id,
+                    object_class=ObjectClass.PRIVATE_KEY, key_type=key_type, label=label, id=key_id
                 )
                 found_id = bytes(private.id)
                 public = self._session.get_key(
                     object_class=ObjectClass.PUBLIC_KEY,
-                    key_type=KeyType.EC,
+                    key_type=key_type,
                     id=found_id if found_id else None,
                     label=None if found_id else private.label,
                 )
             except p11e.NoSuchKey as exc:
+                kind = "Ed25519" if key_type == KeyType.EC_EDWARDS else "EC"
                 raise NotFound(
-                    f"no EC key pair with {what} in token '{self._label}'",
+                    f"no {kind} key pair with {what} in token '{self._label}'",
                     code="keystore.key.not_found",
                 ) from exc
             except p11e.PKCS11Error as exc:
                 raise translate(exc, action=f"looking up key {what}", token=self._label) from exc
-            return self._wrap(
+            return wrap(
                 private, public, label=private.label, key_id=found_id, owns_session=owns_session
             )
 
@@ -355,6 +438,23 @@ class TokenSession:
             owns_session=owns_session,
         )
 
+    def _wrap_ed25519(
+        self, private: Any, public: Any, *, label: str, key_id: bytes, owns_session: bool
+    ) -> Pkcs11Ed25519Key:
+        try:
+            point = bytes(public[Attribute.EC_POINT])
+        except p11e.PKCS11Error as exc:
+            raise Config(f"cannot read the public key of '{label}' from the token") from exc
+        return Pkcs11Ed25519Key(
+            signer=self,
+            handle=private,
+            public_key=ed25519_public_bytes(point, label=label),
+            label=label,
+            key_id=key_id,
+            uri=Pkcs11Uri(token=self._label, object=label, id=key_id, type="private"),
+            owns_session=owns_session,
+        )
+
 
 _PRIVATE_TEMPLATE: dict[Attribute, Any] = {
     Attribute.TOKEN: True,
@@ -373,36 +473,3 @@ _PUBLIC_TEMPLATE: dict[Attribute, Any] = {
     Attribute.ENCRYPT: False,
     Attribute.WRAP: False,
 }
-
-
-def open_key(
-    uri: Pkcs11Uri | str, *, pin: str, module: Path | None = None, conf: Path | None = None
-) -> Pkcs11EcPrivateKey:
-    """Open the EC private key a PKCS#11 URI names, in a session of its own.
-
-    Close the key (``key.close()`` or ``with``) to close that session.
-
-    Args:
-        uri: The key's URI; it must name the token.
-        pin: The token's user PIN.
-        module: The PKCS#11 module (default: the URI's ``module-path``, else a known SoftHSM2).
-        conf: The SoftHSM2 configuration to make active (None keeps the active one).
-
-    Returns:
-        The key, owning its session.
-
-    Raises:
-        InvalidInput: The URI is malformed or names no token.
-        NotFound: No such token or key.
-        PermissionDenied: The PIN is wrong.
-    """
-    parsed = Pkcs11Uri.parse(uri) if isinstance(uri, str) else uri
-    if parsed.token is None:
-        raise InvalidInput("the key URI must name the token ('token=…')")
-    module_path = module if module is not None else find_module(parsed.module_path)
-    session = open_token(module=module_path, label=parsed.token, pin=pin, conf=conf)
-    try:
-        return session._key_from_uri(parsed, owns_session=True)
-    except BaseException:
-        session.close()
-        raise
