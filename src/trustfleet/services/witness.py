@@ -23,11 +23,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from trustfleet.audit import (
     ED25519,
     Note,
+    RawSigner,
     Verifier,
     format_note,
     parse_checkpoint,
@@ -50,8 +51,11 @@ from trustfleet.settings.witness import WitnessSettings, load_witness_settings
 __all__ = [
     "ALERTS_FILE",
     "SIZE_CONTENT_TYPE",
+    "ClosableSigner",
     "Witness",
     "WitnessReply",
+    "load_state",
+    "log_verifiers",
     "origin_hash",
     "witness_alerts",
     "witness_status",
@@ -88,6 +92,14 @@ def origin_hash(origin: str) -> str:
     return hashlib.sha256(origin.encode("utf-8")).hexdigest()
 
 
+class ClosableSigner(RawSigner, Protocol):
+    """The witness's key: signs, and closes its token session."""
+
+    def close(self) -> None:
+        """Close the key's session."""
+        ...
+
+
 class Witness:
     """An open witness: its settings, the logs' keys, its state and its token key.
 
@@ -95,7 +107,11 @@ class Witness:
     """
 
     def __init__(
-        self, settings: WitnessSettings, *, signer: Any, logs: Mapping[str, Sequence[Verifier]]
+        self,
+        settings: WitnessSettings,
+        *,
+        signer: ClosableSigner,
+        logs: Mapping[str, Sequence[Verifier]],
     ) -> None:
         self.settings = settings
         self._signer = signer
