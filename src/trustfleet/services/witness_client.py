@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
 
-from trustfleet.audit import NoteSignature, parse_note
+from trustfleet.audit import MAX_NOTE_BYTES, NoteSignature, parse_note
 from trustfleet.audit.witness import format_add_checkpoint
 from trustfleet.errors import InvalidInput, Unavailable
 
@@ -66,12 +66,15 @@ def request_cosignature(
         The signature lines of a 200 answer (unverified), or the refusal.
 
     Raises:
-        InvalidInput: ``url`` is not http(s), or a 200 answer is not signature lines.
+        InvalidInput: ``url`` is not http(s), the note is too large, or a 200 answer is not
+            signature lines.
         Unavailable: The witness cannot be reached, or its answer is too large or cut.
     """
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidInput(f"witness URL {url!r} is not http(s)://host[:port][/prefix]")
+    if len(note) > MAX_NOTE_BYTES:
+        raise InvalidInput(f"the checkpoint note is larger than {MAX_NOTE_BYTES} bytes")
     body = format_add_checkpoint(old_size=old_size, proof=proof, note=note)
     path = parts.path.rstrip("/") + "/add-checkpoint"
     status, content_type, answer = _post(parts.scheme, parts.netloc, path, body,
