@@ -198,7 +198,11 @@ def log_verifiers(vkeys: Sequence[str]) -> dict[str, list[Verifier]]:
         raise InvalidInput("a witness needs at least one log key", hint="give --log VKEY")
     logs: dict[str, list[Verifier]] = {}
     for vkey in vkeys:
-        verifier = parse_verifier_key(vkey)
+        try:
+            verifier = parse_verifier_key(vkey)
+        except InvalidInput as exc:
+            exc.hint = exc.hint or "give each log's checkpoint verifier key 'name+keyid+base64'"
+            raise
         if verifier.key_type != ED25519:
             raise InvalidInput(
                 f"log key {verifier.name!r} is not an Ed25519 note key",

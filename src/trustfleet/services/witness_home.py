@@ -96,11 +96,11 @@ def init_witness_home(
         Conflict: ``home`` exists and is not empty.
         InvalidInput: A log key or the name is malformed; ``home`` is a link or a file.
     """
-    log_verifiers(logs)  # each an Ed25519 note key
     if home.is_symlink() or (home.exists() and not home.is_dir()):
         raise InvalidInput(f"{home} is not a folder", hint="give a new folder for the witness")
     if home.exists() and any(home.iterdir()):
         raise Conflict(f"{home} exists and is not empty", hint="choose a new directory")
+    log_verifiers(logs)  # each an Ed25519 note key
     created = not home.exists()
     make_dirs(home, mode=DIR_MODE)
     os.chmod(home, DIR_MODE)
