@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from trustfleet.cli._common import JsonOpt, console, emit_json, now
+from trustfleet.cli._common import INTERRUPTED_EXIT_CODE, JsonOpt, console, emit_json, now
 
 __all__ = ["app"]
 
@@ -78,7 +78,7 @@ def serve(
         typer.Option("--port", min=0, max=65535, help="Port (default: from the config)."),
     ] = None,
 ) -> None:
-    """Serve POST /add-checkpoint over HTTPS until stopped (Ctrl-C exits 0 after stopping)."""
+    """Serve POST /add-checkpoint over HTTPS until stopped (Ctrl-C exits 130, SIGTERM 0)."""
     from trustfleet.server.witness_app import serve_witness
     from trustfleet.settings.witness import load_witness_settings
 
@@ -87,13 +87,15 @@ def serve(
     def ready(url: str) -> None:
         console.print(f"[green]✓[/] witness {settings.name} serving {url} (Ctrl-C to stop)")
 
-    serve_witness(
+    received = serve_witness(
         settings,
         host=host or settings.host,
         port=settings.port if port is None else port,
         on_ready=ready,
     )
-    console.print("stopped")
+    interrupted = received == "SIGINT"
+    console.print(f"stopped: {'interrupted (Ctrl-C)' if interrupted else received + ' received'}")
+    raise typer.Exit(INTERRUPTED_EXIT_CODE if interrupted else 0)
 
 
 @app.command("status")

@@ -80,7 +80,7 @@ def serve_witness(
     host: str,
     port: int,
     on_ready: Callable[[str], None],
-) -> None:
+) -> str:
     """Serve the witness on ``https://host:port`` until SIGTERM or SIGINT.
 
     Args:
@@ -88,6 +88,9 @@ def serve_witness(
         host: The address to listen on.
         port: The port.
         on_ready: Called with the URL once it listens.
+
+    Returns:
+        The name of the signal that stopped it (``SIGTERM`` or ``SIGINT``).
 
     Raises:
         Conflict: Another witness process serves this home.
@@ -103,7 +106,7 @@ def serve_witness(
     try:
         witness = Witness.open(settings)
         try:
-            _run(settings, witness, host=host, port=port, on_ready=on_ready)
+            return _run(settings, witness, host=host, port=port, on_ready=on_ready)
         finally:
             witness.close()
     finally:
@@ -117,7 +120,7 @@ def _run(
     host: str,
     port: int,
     on_ready: Callable[[str], None],
-) -> None:
+) -> str:
     context = make_server_context(
         TlsServerConfig(
             cert_chain=settings.path(settings.tls_cert), key=settings.path(settings.tls_key)
@@ -133,8 +136,14 @@ def _run(
     bound = sock.getsockname()[1]
     loop = new_event_loop()
     stop = asyncio.Event()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, stop.set)
+    received: list[str] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        received.append(sig.name)
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
     shown = f"[{host}]" if ":" in host else host
     loop.call_soon(on_ready, f"https://{shown}:{bound}")
     try:
@@ -149,3 +158,4 @@ def _run(
         )
     finally:
         loop.close()
+    return received[0] if received else "SIGTERM"

@@ -114,7 +114,7 @@ class Witness:
         return document
 
     def restart(self) -> None:
-        self.process.stop()
+        assert self.process.stop() == 0  # SIGTERM: a clean stop
         self.process = _serve(self.home, self.port)
 
 
