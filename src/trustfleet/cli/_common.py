@@ -53,7 +53,6 @@ console = Console()
 stderr = Console(stderr=True)
 
 
-
 def _login() -> str:
     try:
         name = pwd.getpwuid(os.geteuid()).pw_name

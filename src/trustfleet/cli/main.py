@@ -26,6 +26,7 @@ from trustfleet.cli import (
     release,
     server,
     sim,
+    witness,
 )
 from trustfleet.cli._argv import normalise_flags, tidy_help
 from trustfleet.cli._common import ACTOR, INTERRUPTED_EXIT_CODE, Interrupted, cli_origin, stderr
@@ -51,6 +52,7 @@ app.add_typer(campaign.app, name="campaign")
 app.add_typer(attest.app, name="attest")
 app.add_typer(audit.app, name="audit")
 app.add_typer(sim.app, name="sim")
+app.add_typer(witness.app, name="witness")
 app.command("demo")(demo)
 
 

@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from support.tlogverify import verify_fails, verify_ok
 
 from support.runtimes import opened_home
+from support.tlogverify import verify_fails, verify_ok
 from trustfleet.audit.checkpoint import Checkpoint, parse_checkpoint
 from trustfleet.audit.note import format_note, parse_note, sign_note
 from trustfleet.cli.main import main

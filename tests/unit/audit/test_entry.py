@@ -49,7 +49,7 @@ def test_a_time_in_another_zone_is_written_in_utc() -> None:
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
-        ({"time": datetime(2026, 1, 1)}, "timezone-aware"),  # noqa: DTZ001  # naive on purpose
+        ({"time": datetime(2026, 1, 1)}, "timezone-aware"),  # naive on purpose
         ({"details": {"x": float("nan")}}, "canonical JSON"),
         ({"details": {"x": "a" * MAX_ENTRY_BYTES}}, "over 65535"),
     ],
