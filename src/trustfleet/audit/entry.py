@@ -98,7 +98,7 @@ def _no_constant(name: str) -> float:
     raise EntryError(f"entry holds {name}, which JSON does not allow")
 
 
-def decode_entry(data: bytes, *, id: int) -> AuditEntry:  # noqa: A002  # the event's id
+def decode_entry(data: bytes, *, id: int) -> AuditEntry:  # the event's id
     """Parse the bytes of entry ``id``; they must be exactly what :func:`encode_entry` writes.
 
     Raises:
@@ -118,7 +118,7 @@ def decode_entry(data: bytes, *, id: int) -> AuditEntry:  # noqa: A002  # the ev
     return entry
 
 
-def _entry_of(document: dict[str, Any], *, id: int) -> AuditEntry:  # noqa: A002
+def _entry_of(document: dict[str, Any], *, id: int) -> AuditEntry:
     texts = ("actor", "origin", "outcome", "subject", "time", "type")
     for key in texts:
         if not isinstance(document[key], str):
