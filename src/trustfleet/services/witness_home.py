@@ -26,9 +26,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from pydantic import ValidationError
 
 from trustfleet.audit import COSIGNATURE_V1, verifier_key
+from trustfleet.configfile import validate_model
 from trustfleet.errors import Conflict, InvalidInput
 from trustfleet.fileio import (
     DIR_MODE,
@@ -49,7 +49,11 @@ from trustfleet.keystore import (
     write_softhsm_conf,
 )
 from trustfleet.services.witness import log_verifiers
-from trustfleet.settings.witness import WitnessSettings, save_witness_settings
+from trustfleet.settings.witness import (
+    WITNESS_CONFIG_FILE,
+    WitnessSettings,
+    save_witness_settings,
+)
 
 __all__ = ["WITNESS_VKEY_FILE", "WitnessHome", "init_witness_home"]
 
@@ -141,15 +145,10 @@ def _settings(home: Path, *, name: str, logs: list[str], module: str) -> Witness
     raw: dict[str, object] = {"home": home, "name": name, "logs": list(dict.fromkeys(logs))}
     if module:
         raw["keystore"] = {"module": module}
-    try:
-        return WitnessSettings.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise InvalidInput(
-            f"--{where}: {first['msg'].removeprefix('Value error, ')}",
-            hint="see 'trustfleet witness init --help'",
-        ) from exc
+    path = home / WITNESS_CONFIG_FILE
+    return validate_model(
+        WitnessSettings, raw, path=path, hint="see 'trustfleet witness init --help'"
+    )
 
 
 def _make_key(settings: WitnessSettings) -> bytes:
