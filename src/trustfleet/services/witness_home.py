@@ -104,14 +104,13 @@ def init_witness_home(
         raise InvalidInput(f"{home} is not a folder", hint="give a new folder for the witness")
     if home.exists() and any(home.iterdir()):
         raise Conflict(f"{home} exists and is not empty", hint="choose a new directory")
-    log_verifiers(logs)  # each an Ed25519 note key
+    settings = _settings(home.resolve(), name=name, logs=logs, module=module or "")
+    log_verifiers(settings.logs)  # each an Ed25519 note key
     created = not home.exists()
     make_dirs(home, mode=DIR_MODE)
     os.chmod(home, DIR_MODE)
     try:
-        return _build(
-            home.resolve(), name=name, logs=logs, module=module or "", dns=dns_names, now=now
-        )
+        return _build(settings, dns=dns_names, now=now)
     except BaseException:
         if created:
             shutil.rmtree(home, ignore_errors=True)
@@ -121,9 +120,8 @@ def init_witness_home(
         raise
 
 
-def _build(
-    home: Path, *, name: str, logs: list[str], module: str, dns: tuple[str, ...], now: datetime
-) -> WitnessHome:
+def _build(settings: WitnessSettings, *, dns: tuple[str, ...], now: datetime) -> WitnessHome:
+    home = settings.home
     for sub, mode in (
         ("secrets", PRIVATE_DIR_MODE),
         ("tokens", PRIVATE_DIR_MODE),
@@ -132,9 +130,8 @@ def _build(
     ):
         (home / sub).mkdir(mode=mode)
         os.chmod(home / sub, mode)
-    settings = _settings(home, name=name, logs=logs, module=module)
     public_key = _make_key(settings)
-    vkey = verifier_key(name, COSIGNATURE_V1, public_key)
+    vkey = verifier_key(settings.name, COSIGNATURE_V1, public_key)
     write_atomic(home / WITNESS_VKEY_FILE, f"{vkey}\n".encode())
     _make_tls(settings, dns=dns, now=now)
     save_witness_settings(settings)

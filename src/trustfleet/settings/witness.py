@@ -29,7 +29,7 @@ class WitnessSettings(ConfigModel):
     """Everything a witness process needs, with paths resolved against ``home``."""
 
     home: Path
-    name: str = Field(pattern=_KEY_NAME)
+    name: str = Field(pattern=rf"^{_KEY_NAME}$")
     """The witness's name: the key name of its cosignatures (e.g. 'witness.example/w1')."""
     key: str = (
         "pkcs11:token=tf-witness;object=witness;type=private?pin-source=file:secrets/tf-witness.pin"
