@@ -51,7 +51,7 @@ from trustfleet.keystore import (
 from trustfleet.services.witness import log_verifiers
 from trustfleet.settings.witness import (
     WITNESS_CONFIG_FILE,
-    WitnessSettings,
+    WitnessHomeSettings,
     save_witness_settings,
 )
 
@@ -72,7 +72,7 @@ class WitnessHome:
         tls_cert: Its self-signed TLS certificate (what a log trusts to call it).
     """
 
-    settings: WitnessSettings
+    settings: WitnessHomeSettings
     vkey: str
     tls_cert: Path
 
@@ -120,7 +120,7 @@ def init_witness_home(
         raise
 
 
-def _build(settings: WitnessSettings, *, dns: tuple[str, ...], now: datetime) -> WitnessHome:
+def _build(settings: WitnessHomeSettings, *, dns: tuple[str, ...], now: datetime) -> WitnessHome:
     home = settings.home
     for sub, mode in (
         ("secrets", PRIVATE_DIR_MODE),
@@ -138,17 +138,17 @@ def _build(settings: WitnessSettings, *, dns: tuple[str, ...], now: datetime) ->
     return WitnessHome(settings=settings, vkey=vkey, tls_cert=settings.path(settings.tls_cert))
 
 
-def _settings(home: Path, *, name: str, logs: list[str], module: str) -> WitnessSettings:
+def _settings(home: Path, *, name: str, logs: list[str], module: str) -> WitnessHomeSettings:
     raw: dict[str, object] = {"home": home, "name": name, "logs": list(dict.fromkeys(logs))}
     if module:
         raw["keystore"] = {"module": module}
     path = home / WITNESS_CONFIG_FILE
     return validate_model(
-        WitnessSettings, raw, path=path, hint="see 'trustfleet witness init --help'"
+        WitnessHomeSettings, raw, path=path, hint="see 'trustfleet witness init --help'"
     )
 
 
-def _make_key(settings: WitnessSettings) -> bytes:
+def _make_key(settings: WitnessHomeSettings) -> bytes:
     """Make the witness's token and its Ed25519 key; return the 32-byte public key."""
     uri = Pkcs11Uri.parse(settings.key)
     if uri.token is None or uri.object is None:
@@ -168,7 +168,7 @@ def _make_key(settings: WitnessSettings) -> bytes:
     return public_key
 
 
-def _make_tls(settings: WitnessSettings, *, dns: tuple[str, ...], now: datetime) -> None:
+def _make_tls(settings: WitnessHomeSettings, *, dns: tuple[str, ...], now: datetime) -> None:
     """A self-signed TLS 1.3 server certificate (P-256) for 'witness serve'."""
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"witness {settings.name}"[:64])])

@@ -32,7 +32,7 @@ from trustfleet.services.witness import (
     witness_alerts,
     witness_status,
 )
-from trustfleet.settings.witness import WitnessSettings, save_witness_settings
+from trustfleet.settings.witness import WitnessHomeSettings, save_witness_settings
 
 ORIGIN = "log.example/audit"
 LOG_KEY = SoftEd25519Key(1)
@@ -52,15 +52,15 @@ def _vkey() -> str:
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> WitnessSettings:
+def settings(tmp_path: Path) -> WitnessHomeSettings:
     tmp_path.chmod(0o755)
     (tmp_path / "state").mkdir(mode=0o700)
-    made = WitnessSettings(home=tmp_path, name="witness.example/w1", logs=[_vkey()])
+    made = WitnessHomeSettings(home=tmp_path, name="witness.example/w1", logs=[_vkey()])
     save_witness_settings(made)
     return made
 
 
-def _open(settings: WitnessSettings) -> Witness:
+def _open(settings: WitnessHomeSettings) -> Witness:
     return Witness(settings, signer=_Signer(9), logs=log_verifiers(settings.logs))
 
 
@@ -71,7 +71,7 @@ def _body(old: int, size: int, *, root: bytes | None = None) -> bytes:
 
 
 def test_a_cosigned_checkpoint_is_kept_privately_and_survives_reopening(
-    settings: WitnessSettings,
+    settings: WitnessHomeSettings,
 ) -> None:
     reply = _open(settings).add_checkpoint(_body(0, 4), now=NOW)
     assert reply.status == 200
@@ -83,7 +83,7 @@ def test_a_cosigned_checkpoint_is_kept_privately_and_survives_reopening(
     assert (again.status, again.body, again.content_type) == (409, b"4\n", SIZE_CONTENT_TYPE)
 
 
-def test_a_split_view_is_appended_to_the_alerts(settings: WitnessSettings) -> None:
+def test_a_split_view_is_appended_to_the_alerts(settings: WitnessHomeSettings) -> None:
     witness = _open(settings)
     witness.add_checkpoint(_body(0, 4), now=NOW)
     reply = witness.add_checkpoint(_body(4, 4, root=root_of(LEAVES[:5])), now=NOW)
@@ -106,7 +106,7 @@ def test_a_split_view_is_appended_to_the_alerts(settings: WitnessSettings) -> No
     ids=["not-json", "not-a-note", "another-logs-file"],
 )
 def test_a_corrupt_or_misplaced_state_file_stops_the_witness(
-    settings: WitnessSettings, content: str | None, name: str | None
+    settings: WitnessHomeSettings, content: str | None, name: str | None
 ) -> None:
     _open(settings).add_checkpoint(_body(0, 4), now=NOW)
     path = settings.home / "state" / f"{origin_hash(ORIGIN)}.json"
