@@ -186,6 +186,8 @@ CASES: dict[str, tuple[str, str, str]] = {
     "witness-init-bad-log":
         ("witness init --home {root}/w1 --name w.example/w1 --log nonsense",
          "name+keyid+key", "verifier key"),
+    "witness-init-bad-name":
+        ("witness init --home {root}/w2 --name a+b --log x", "'name'", "witness init --help"),
     "witness-init-home-exists":
         ("witness init --home {home} --name w.example/w1 --log x", "not empty", "new directory"),
     "witness-init-home-is-a-file":

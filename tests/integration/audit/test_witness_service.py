@@ -13,10 +13,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from support.httpsprobe import raw_exchange, tls_context
 from support.server import TRUSTFLEET, run_cli
+from support.softkeys import SoftEd25519Key
 from support.waiting import wait_for
 from trustfleet.audit import (
     ED25519,
@@ -43,18 +43,7 @@ WITNESS = "witness.example/w1"
 TIMEOUT_S = 30.0
 
 
-class _Key:
-    def __init__(self, seed: int) -> None:
-        self._key = Ed25519PrivateKey.from_private_bytes(bytes([seed]) * 32)
-
-    def public_bytes_raw(self) -> bytes:
-        return self._key.public_key().public_bytes_raw()
-
-    def sign(self, message: bytes) -> bytes:
-        return self._key.sign(message)
-
-
-LOG_KEY = _Key(7)
+LOG_KEY = SoftEd25519Key(7)
 
 
 @dataclass
@@ -80,7 +69,7 @@ class Log:
         return self.tiles[(level, index)]
 
 
-def signed(checkpoint: Checkpoint, *, key: _Key = LOG_KEY) -> bytes:
+def signed(checkpoint: Checkpoint, *, key: SoftEd25519Key = LOG_KEY) -> bytes:
     return format_note(sign_note(checkpoint.text(), name=ORIGIN, signer=key))
 
 
@@ -186,7 +175,7 @@ def test_a_stale_old_size_is_409_with_the_size_the_witness_has(witness: Witness)
 
 def test_a_forged_log_signature_is_403(witness: Witness) -> None:
     log = Log()
-    answer = witness.ask(signed(log.append(5), key=_Key(8)), old_size=0)
+    answer = witness.ask(signed(log.append(5), key=SoftEd25519Key(8)), old_size=0)
     assert isinstance(answer, WitnessRefusal)
     assert (answer.status, answer.reason) == (403, "no signature by a known key")
     assert witness.cli_json("status")["logs"] == []
