@@ -27,6 +27,7 @@ from support.server import (
     make_key,
     make_software_device,
 )
+from trustfleet.cli._common import ACTOR
 from trustfleet.keystore.tpm import ManufacturerCa, SwtpmInstance, Tpm
 
 IMAGE_1 = b"server release one " * 500
@@ -235,7 +236,7 @@ def test_operator_commands(served: tuple[RunningServer, int], tmp_path: Path) ->
     assert "Traceback" not in again.stderr
     status = server.cli_json("attest", "status", device_id)
     assert status["quarantine"]["reason"] == "lost in transit"
-    assert status["quarantine"]["by"] == "operator:cli" and status["ak"] is None
+    assert status["quarantine"]["by"] == ACTOR and status["ak"] is None  # the login @ host
     listed = server.cli_json("attest", "list", "--quarantined")
     assert device_id in [d["device_id"] for d in listed["devices"]]
     assert server.cli("attest", "lift", device_id).returncode == 0
