@@ -50,6 +50,15 @@ def _flip(value: bytes, bit: int = 0) -> bytes:
     return bytes([value[0] ^ (1 << bit)]) + value[1:]
 
 
+def _variants(verify: Callable[..., None], **args: object) -> Callable[..., Callable[[], None]]:
+    """Calls of ``verify`` with ``args``, some of them changed."""
+
+    def check(**changes: object) -> Callable[[], None]:
+        return lambda: verify(**{**args, **changes})
+
+    return check
+
+
 def _fails(check: Callable[[], None], match: str | None = None) -> None:
     with pytest.raises(ProofError, match=match):
         check()
@@ -82,17 +91,7 @@ def test_every_inclusion_proof_verifies_and_every_alteration_fails() -> None:
 def _inclusion_alterations_fail(index: int, size: int, proof: list[bytes]) -> None:
     root, leaf = REF.root(size), LEAVES[index]
 
-    def check(**changes: object) -> Callable[[], None]:
-        args: dict[str, object] = {
-            "leaf": leaf,
-            "index": index,
-            "size": size,
-            "proof": proof,
-            "root": root,
-        }
-        args.update(changes)
-        return lambda: verify_inclusion(**args)  # type: ignore[arg-type]
-
+    check = _variants(verify_inclusion, leaf=leaf, index=index, size=size, proof=proof, root=root)
     for position in range(len(proof)):
         altered = [*proof[:position], _flip(proof[position]), *proof[position + 1 :]]
         _fails(check(proof=altered), "does not lead to the root")
@@ -124,27 +123,28 @@ def test_every_consistency_proof_verifies_and_every_alteration_fails() -> None:
 
 
 def _consistency_alterations_fail(old: int, new: int, proof: list[bytes]) -> None:
-    def check(**changes: object) -> Callable[[], None]:
-        args: dict[str, object] = {
-            "old_size": old,
-            "new_size": new,
-            "old_root": REF.root(old),
-            "new_root": REF.root(new),
-            "proof": proof,
-        }
-        args.update(changes)
-        return lambda: verify_consistency(**args)  # type: ignore[arg-type]
-
+    old_root, new_root = REF.root(old), REF.root(new)
+    check = _variants(
+        verify_consistency,
+        old_size=old,
+        new_size=new,
+        old_root=old_root,
+        new_root=new_root,
+        proof=proof,
+    )
     for position in range(len(proof)):
         altered = [*proof[:position], _flip(proof[position]), *proof[position + 1 :]]
         _fails(check(proof=altered), "does not lead to the (old|new) root")
-    _fails(check(old_root=_flip(REF.root(old))), "does not lead to the (old|new) root")
-    _fails(check(new_root=_flip(REF.root(new))), "does not lead to the new root")
+    _fails(check(old_root=_flip(old_root)), "does not lead to the (old|new) root")
+    _fails(check(new_root=_flip(new_root)), "does not lead to the new root")
     _fails(check(proof=[*proof, LEAVES[0]]), "consistency proof has")
     _fails(check(proof=proof[:-1]), "consistency proof has")
     _fails(check(proof=proof[1:]), "consistency proof has")
-    if REF.consistency(old, new - 1 or 1) != proof and new - 1 > old:
+    if new - 1 > old and REF.consistency(old, new - 1) != proof:
         _fails(check(new_size=new - 1, new_root=REF.root(new - 1)))
+    for other in (old - 1, old + 1):
+        if 0 < other < new and REF.consistency(other, new) != proof:
+            _fails(check(old_size=other, old_root=REF.root(other)))
 
 
 def test_random_large_trees() -> None:
