@@ -7,7 +7,7 @@
 //	note        --vkey VKEY --note FILE [--witness VKEY ...]
 //	inclusion   --vkey VKEY --note FILE --index I --entry FILE --proof FILE
 //	consistency --vkey VKEY --old FILE --new FILE --proof FILE
-//	tiles       --vkey VKEY --base DIR_OR_URL [--cacert PEM] [--max-entries N]
+//	tiles       --vkey VKEY --base DIR_OR_URL [--cacert PEM] [--max-entries N] [--witness VKEY ...]
 //	gen         --n N --seed HEX --origin ORIGIN --out DIR
 //
 // On success the result is one JSON object on stdout and the exit status is 0. A failed
@@ -258,27 +258,26 @@ func checkCosignature(n *note.Note, w cosigner) (cosignature, error) {
 	return cosignature{}, fail("no cosignature by %s", w.name)
 }
 
-func cmdNote(args []string) (any, error) {
-	fs := flag.NewFlagSet("note", flag.ContinueOnError)
-	vkey := fs.String("vkey", "", "the log's Ed25519 verifier key")
-	file := fs.String("note", "", "the signed checkpoint")
-	var witnesses multiFlag
-	fs.Var(&witnesses, "witness", "a witness's cosignature/v1 verifier key (repeatable)")
-	if err := parseFlags(fs, args, "vkey", "note"); err != nil {
-		return nil, err
-	}
-	cosigners := make([]cosigner, 0, len(witnesses))
-	for _, w := range witnesses {
-		c, err := parseCosignerKey(w)
+// witnessFlag collects --witness keys; check verifies each one's cosignature on a note.
+type witnessFlag struct{ keys multiFlag }
+
+func (w *witnessFlag) register(fs *flag.FlagSet) {
+	fs.Var(&w.keys, "witness", "a witness's cosignature/v1 verifier key (repeatable)")
+}
+
+func (w *witnessFlag) parse() ([]cosigner, error) {
+	cosigners := make([]cosigner, 0, len(w.keys))
+	for _, key := range w.keys {
+		c, err := parseCosignerKey(key)
 		if err != nil {
 			return nil, err
 		}
 		cosigners = append(cosigners, c)
 	}
-	n, c, err := openCheckpointFile(*vkey, *file)
-	if err != nil {
-		return nil, err
-	}
+	return cosigners, nil
+}
+
+func checkCosignatures(n *note.Note, cosigners []cosigner) ([]cosignature, error) {
 	found := make([]cosignature, 0, len(cosigners))
 	for _, w := range cosigners {
 		sig, err := checkCosignature(n, w)
@@ -286,6 +285,30 @@ func cmdNote(args []string) (any, error) {
 			return nil, err
 		}
 		found = append(found, sig)
+	}
+	return found, nil
+}
+
+func cmdNote(args []string) (any, error) {
+	fs := flag.NewFlagSet("note", flag.ContinueOnError)
+	vkey := fs.String("vkey", "", "the log's Ed25519 verifier key")
+	file := fs.String("note", "", "the signed checkpoint")
+	var witnesses witnessFlag
+	witnesses.register(fs)
+	if err := parseFlags(fs, args, "vkey", "note"); err != nil {
+		return nil, err
+	}
+	cosigners, err := witnesses.parse()
+	if err != nil {
+		return nil, err
+	}
+	n, c, err := openCheckpointFile(*vkey, *file)
+	if err != nil {
+		return nil, err
+	}
+	found, err := checkCosignatures(n, cosigners)
+	if err != nil {
+		return nil, err
 	}
 	return map[string]any{
 		"origin": c.Origin, "size": c.Size, "root": c.RootB64,
