@@ -171,6 +171,20 @@ CASES: dict[str, tuple[str, str, str]] = {
     "demo-workdir-is-a-file": ("demo --workdir {afile}", "is a file", "empty or new directory"),
     "demo-workdir-not-empty": ("demo --workdir {root}", "not empty", "empty or new"),
     "demo-too-few-devices": ("demo --devices 2", "--devices", "--help"),
+    # witness
+    "witness-init-bad-log":
+        ("witness init --home {root}/w1 --name w.example/w1 --log nonsense",
+         "name+keyid+key", "verifier key"),
+    "witness-init-home-exists":
+        ("witness init --home {home} --name w.example/w1 --log x", "not empty", "new directory"),
+    "witness-init-home-is-a-file":
+        ("witness init --home {afile} --name w.example/w1 --log x", "not a folder", "new folder"),
+    "witness-serve-no-home": ("witness serve --home {adir}", "no witness home", "witness init"),
+    "witness-serve-port-70000":
+        ("witness serve --home {adir} --port 70000", "--port", "--help"),
+    "witness-status-no-home": ("witness status --home {adir}", "no witness home", "witness init"),
+    "witness-alerts-home-is-a-file":
+        ("witness alerts --home {afile}", "is a file", "not a file"),
     # the root, and options every command shares
     "json-with-a-bad-value":
         ("device list --home {home} --json=maybe", "neither true nor false", "--json=false"),

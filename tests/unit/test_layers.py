@@ -29,6 +29,7 @@ _EVERY_PACKAGE = {
     "broker",
     "ota",
     "attestation",
+    "audit",
 }
 """What the edge packages (sim, cli) may use."""
 
@@ -47,8 +48,18 @@ ALLOWED: dict[str, set[str]] = {
     "broker": {"pki"},
     "ota": {"keystore", "pki"},
     "attestation": {"pki"},
-    "services": {"keystore", "pki", "store", "settings", "ota", "attestation", "broker"},
-    "server": {"keystore", "pki", "store", "services", "settings", "broker", "ota", "attestation"},
+    "services": {"keystore", "pki", "store", "settings", "ota", "attestation", "broker", "audit"},
+    "server": {
+        "keystore",
+        "pki",
+        "store",
+        "services",
+        "settings",
+        "broker",
+        "ota",
+        "attestation",
+        "audit",
+    },
     "agent": {"keystore", "pki", "ota", "attestation"},
     "sim": _EVERY_PACKAGE,  # at the edge: the harness drives every package
     "cli": _EVERY_PACKAGE | {"sim"},

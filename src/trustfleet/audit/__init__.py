@@ -1,11 +1,18 @@
-"""The tamper-evident audit log: an RFC 9162 Merkle tree published as C2SP tlog-tiles.
+"""The tamper-evident audit log (docs/audit.md): an RFC 9162 Merkle tree of the security events,
+published as C2SP tlog-tiles, with checkpoints in C2SP signed notes and witness cosignatures.
 
-:mod:`~trustfleet.audit.merkle` hashes leaves and nodes and verifies inclusion and consistency
-proofs; :mod:`~trustfleet.audit.tiles` stores the tree as tiles of 256 hashes, extends it and
-derives roots and proofs from the tiles alone; :mod:`~trustfleet.audit.note` and
-:mod:`~trustfleet.audit.checkpoint` sign and parse C2SP signed notes, cosignatures and
-checkpoints. Everything here is pure: bytes in, bytes out, an error with a one-line reason when
-something does not verify.
+Pure modules, bytes in and bytes out, each failure a one-line :class:`ProofError` /
+:class:`NoteError` / ... (all :class:`~trustfleet.errors.InvalidInput`):
+
+- :mod:`~trustfleet.audit.entry`: an event's entry bytes (canonical JSON)
+- :mod:`~trustfleet.audit.merkle`: leaf and node hashes, inclusion and consistency verification
+- :mod:`~trustfleet.audit.tiles`: the tree as tiles of 256 hashes; roots and proofs from tiles
+- :mod:`~trustfleet.audit.note`, :mod:`~trustfleet.audit.checkpoint`: signed notes, checkpoints,
+  cosignatures (the signing key stays in a token: :class:`RawSigner`)
+- :mod:`~trustfleet.audit.proof_file`: offline inclusion proofs (C2SP tlog-proof)
+- :mod:`~trustfleet.audit.logcheck`: which entries of a log changed, went missing or moved
+- :mod:`~trustfleet.audit.witness`: a witness's decisions (C2SP tlog-witness)
+- :mod:`~trustfleet.audit.context`: who acts and from where, recorded on each event
 """
 
 from trustfleet.audit.checkpoint import (

@@ -131,15 +131,12 @@ def verify_inclusion(
     _check_hash(leaf, "leaf hash")
     _check_hash(root, "root hash")
     _check_proof(proof, kind="inclusion", expected=sum(_inclusion_length(index, size)))
-    fn, sn, result = index, size - 1, leaf  # the length check makes the walk end at the root
+    # RFC 9162 §2.1.3.2 step 6. Once fn == sn the node is on the tree's right edge and every
+    # remaining hash is a left sibling, so the RFC's shifting past levels that have no sibling
+    # only serves its final "sn == 0" check, which the length check above replaces.
+    fn, sn, result = index, size - 1, leaf
     for value in proof:
-        if fn & 1 or fn == sn:
-            result = node_hash(value, result)
-            while not fn & 1 and fn != 0:
-                fn >>= 1
-                sn >>= 1
-        else:
-            result = node_hash(result, value)
+        result = node_hash(value, result) if fn & 1 or fn == sn else node_hash(result, value)
         fn >>= 1
         sn >>= 1
     if result != root:
@@ -198,7 +195,7 @@ def verify_consistency(
 def _consistency_length(old_size: int, new_size: int) -> int:
     """The number of hashes in the consistency proof between two sizes, ``0 < old < new``."""
     inner, border = _inclusion_length(old_size - 1, new_size)
-    shift = (old_size & -old_size).bit_length() - 1
+    shift = (old_size ^ (old_size - 1)).bit_length() - 1  # trailing zero bits
     seed = 0 if old_size == 1 << shift else 1
     return seed + inner - shift + border
 
@@ -208,8 +205,9 @@ def _consistency_roots(
 ) -> tuple[bytes, bytes]:
     """RFC 9162 §2.1.4.2 steps 2-7: the old and new roots the proof leads to.
 
-    The proof's length was checked first, so the walk ends exactly at the root (the RFC's
-    ``sn == 0`` checks cannot fail here).
+    The proof's length was checked first, so the walk ends exactly at the root: the RFC's
+    ``sn == 0`` checks cannot fail, and its shifting past the levels without a sibling once
+    ``fn == sn`` (the right edge, where every remaining hash is a left sibling) is not needed.
     """
     path = list(proof)
     if old_size & (old_size - 1) == 0:
@@ -223,9 +221,6 @@ def _consistency_roots(
         if fn & 1 or fn == sn:
             old_result = node_hash(value, old_result)
             new_result = node_hash(value, new_result)
-            while not fn & 1 and fn != 0:
-                fn >>= 1
-                sn >>= 1
         else:
             new_result = node_hash(new_result, value)
         fn >>= 1

@@ -134,7 +134,7 @@ def _perfect_subtrees(start: int, end: int) -> Iterator[tuple[int, int]]:
     while start < end:
         height = (end - start).bit_length() - 1
         if start:
-            height = min(height, (start & -start).bit_length() - 1)
+            height = min(height, (start ^ (start - 1)).bit_length() - 1)
         yield height, start >> height
         start += 1 << height
 

@@ -7,6 +7,10 @@ service function and presents what it returns (:func:`present_page` for lists).
 from __future__ import annotations
 
 import json
+import os
+import pwd
+import socket
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -29,6 +33,7 @@ __all__ = [
     "HomeOpt",
     "Interrupted",
     "JsonOpt",
+    "cli_origin",
     "command_runtime",
     "console",
     "device_runtime",
@@ -47,8 +52,28 @@ INTERRUPTED_EXIT_CODE = 130
 console = Console()
 stderr = Console(stderr=True)
 
-ACTOR: Final = "operator:cli"
-"""Who the security log says acted, for commands of the operator CLI."""
+
+def _login() -> str:
+    try:
+        name = pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        name = f"uid{os.geteuid()}"
+    return os.environ.get("SUDO_USER") or name
+
+
+def cli_origin() -> str:
+    """Where an operator command comes from, for the audit log: host, process, uid, tty, sudo."""
+    parts = [f"cli host={socket.gethostname()}", f"pid={os.getpid()}", f"uid={os.geteuid()}"]
+    if os.environ.get("SUDO_USER"):
+        parts.append(f"sudo_user={os.environ['SUDO_USER']}")
+    if sys.stdin.isatty():
+        parts.append(f"tty={os.ttyname(sys.stdin.fileno())}")
+    return " ".join(parts)
+
+
+ACTOR: Final = f"operator:{_login()}@{socket.gethostname()}"[:128]
+"""Who the security log says acted, for commands of the operator CLI: the login (the one that
+ran sudo, if any) at this host."""
 DEVICE_LIST_HINT: Final = "see the known devices with 'trustfleet device list --home DIR'"
 
 

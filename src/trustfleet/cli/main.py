@@ -14,9 +14,22 @@ from rich.markup import escape
 from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
 from trustfleet import __version__
-from trustfleet.cli import agent, attest, campaign, device, factory, ota, release, server, sim
+from trustfleet.audit.context import event_context
+from trustfleet.cli import (
+    agent,
+    attest,
+    audit,
+    campaign,
+    device,
+    factory,
+    ota,
+    release,
+    server,
+    sim,
+    witness,
+)
 from trustfleet.cli._argv import normalise_flags, tidy_help
-from trustfleet.cli._common import INTERRUPTED_EXIT_CODE, Interrupted, stderr
+from trustfleet.cli._common import ACTOR, INTERRUPTED_EXIT_CODE, Interrupted, cli_origin, stderr
 from trustfleet.cli.demo import demo
 from trustfleet.errors import TrustFleetError, exit_code_for
 
@@ -37,7 +50,9 @@ app.add_typer(ota.app, name="ota")
 app.add_typer(release.app, name="release")
 app.add_typer(campaign.app, name="campaign")
 app.add_typer(attest.app, name="attest")
+app.add_typer(audit.app, name="audit")
 app.add_typer(sim.app, name="sim")
+app.add_typer(witness.app, name="witness")
 app.command("demo")(demo)
 
 
@@ -66,7 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = tidy_help(typer.main.get_command(app))
     try:
         args = normalise_flags(command, list(argv) if argv is not None else sys.argv[1:])
-        result = command.main(args=args, prog_name="trustfleet", standalone_mode=False)
+        with event_context(origin=cli_origin(), operator=ACTOR):  # who and where, in the audit log
+            result = command.main(args=args, prog_name="trustfleet", standalone_mode=False)
     except NoArgsIsHelpError as exc:
         print(exc.ctx.get_help() if exc.ctx else "")
         return 2

@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, utils
 from cryptography.utils import Buffer
 
 from trustfleet.errors import Config, InvalidInput
-from trustfleet.keystore._uri import Pkcs11Uri
+from trustfleet.keystore._tokenkey import TokenKey
 
 if TYPE_CHECKING:
     from pkcs11.types import SignMixin
@@ -31,7 +31,7 @@ def _non_extractable(label: str) -> NoReturn:
     )
 
 
-class Pkcs11EcPrivateKey(ec.EllipticCurvePrivateKey):
+class Pkcs11EcPrivateKey(TokenKey[_Signer, ec.EllipticCurvePublicKey], ec.EllipticCurvePrivateKey):
     """An EC private key in a PKCS#11 token, usable wherever ``cryptography`` wants one to sign.
 
     The hash is computed in Python; the token computes ``CKM_ECDSA`` over the digest. The key
@@ -40,43 +40,6 @@ class Pkcs11EcPrivateKey(ec.EllipticCurvePrivateKey):
     Do not construct directly: use :meth:`TokenSession.generate_ec_key`,
     :meth:`TokenSession.ec_private_key` or :func:`open_key`.
     """
-
-    def __init__(
-        self,
-        *,
-        signer: _Signer,
-        handle: SignMixin,
-        public_key: ec.EllipticCurvePublicKey,
-        label: str,
-        key_id: bytes,
-        uri: Pkcs11Uri,
-        owns_session: bool = False,
-    ) -> None:
-        self._signer = signer
-        self._handle = handle
-        self._public_key = public_key
-        self._label = label
-        self._key_id = key_id
-        self._uri = uri
-        self._owns_session = owns_session
-
-    def __repr__(self) -> str:
-        return f"<Pkcs11EcPrivateKey {self._uri}>"
-
-    @property
-    def label(self) -> str:
-        """The key's ``CKA_LABEL``."""
-        return self._label
-
-    @property
-    def key_id(self) -> bytes:
-        """The key's ``CKA_ID``."""
-        return self._key_id
-
-    @property
-    def uri(self) -> Pkcs11Uri:
-        """A PKCS#11 URI naming this key (token, object, id, type=private)."""
-        return self._uri
 
     @property
     def curve(self) -> ec.EllipticCurve:
@@ -156,14 +119,3 @@ class Pkcs11EcPrivateKey(ec.EllipticCurvePrivateKey):
 
     def __deepcopy__(self, memo: dict[int, object]) -> Pkcs11EcPrivateKey:
         return self
-
-    def close(self) -> None:
-        """Close the session this key owns (keys from :func:`open_key`); otherwise nothing."""
-        if self._owns_session:
-            self._signer.close()
-
-    def __enter__(self) -> Pkcs11EcPrivateKey:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()

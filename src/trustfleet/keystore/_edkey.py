@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Final, Protocol
 
 from trustfleet.errors import Config
-from trustfleet.keystore._uri import Pkcs11Uri
+from trustfleet.keystore._tokenkey import TokenKey
 
 if TYPE_CHECKING:
     from pkcs11.types import SignMixin
@@ -61,50 +61,13 @@ def ed25519_public_bytes(ec_point: bytes, *, label: str) -> bytes:
     )
 
 
-class Pkcs11Ed25519Key:
+class Pkcs11Ed25519Key(TokenKey[_Signer, bytes]):
     """An Ed25519 private key in a PKCS#11 token: it signs, it is never exported.
 
     Signing is thread-safe (the session serialises it). Do not construct directly: use
     :meth:`TokenSession.generate_ed25519_key`, :meth:`TokenSession.ed25519_key` or
     :func:`open_ed25519_key`.
     """
-
-    def __init__(
-        self,
-        *,
-        signer: _Signer,
-        handle: SignMixin,
-        public_key: bytes,
-        label: str,
-        key_id: bytes,
-        uri: Pkcs11Uri,
-        owns_session: bool = False,
-    ) -> None:
-        self._signer = signer
-        self._handle = handle
-        self._public_key = public_key
-        self._label = label
-        self._key_id = key_id
-        self._uri = uri
-        self._owns_session = owns_session
-
-    def __repr__(self) -> str:
-        return f"<Pkcs11Ed25519Key {self._uri}>"
-
-    @property
-    def label(self) -> str:
-        """The key's ``CKA_LABEL``."""
-        return self._label
-
-    @property
-    def key_id(self) -> bytes:
-        """The key's ``CKA_ID``."""
-        return self._key_id
-
-    @property
-    def uri(self) -> Pkcs11Uri:
-        """A PKCS#11 URI naming this key (token, object, id, type=private)."""
-        return self._uri
 
     def public_bytes_raw(self) -> bytes:
         """The 32-byte Ed25519 public key (read from the token once, when the key was opened)."""
@@ -129,14 +92,3 @@ class Pkcs11Ed25519Key:
                 f"the token returned a {len(signature)}-byte signature for '{self._label}'"
             )
         return signature
-
-    def close(self) -> None:
-        """Close the session this key owns (keys from ``open_ed25519_key``); otherwise nothing."""
-        if self._owns_session:
-            self._signer.close()
-
-    def __enter__(self) -> Pkcs11Ed25519Key:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()

@@ -27,7 +27,7 @@ from trustfleet.errors import NotFound
 from trustfleet.services.ota import authorize_device
 from trustfleet.services.runtime import Runtime
 
-__all__ = ["ota_routes"]
+__all__ = ["FileStream", "inside", "ota_routes"]
 
 _METADATA_NAME = re.compile(r"timestamp\.json|[1-9][0-9]{0,9}\.(root|snapshot|targets)\.json")
 _SEGMENT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,254}")
@@ -42,11 +42,12 @@ def _not_found() -> NotFound:
     return NotFound("no such file in the update repository", code="ota.http.not_found")
 
 
-def _inside(folder: Path, relative: str) -> Path:
+def inside(folder: Path, relative: str, *, missing: Callable[[], NotFound] = _not_found) -> Path:
+    """The file ``relative`` names inside ``folder`` (never outside it), else ``missing()``."""
     base = folder.resolve()
     path = (base / relative).resolve()
     if not path.is_relative_to(base) or not path.is_file():
-        raise _not_found()
+        raise missing()
     return path
 
 
@@ -54,7 +55,7 @@ def metadata_file(repo: Path, name: str) -> Path:
     """The metadata file ``name`` names, or NotFound (code ``ota.http.not_found``)."""
     if _METADATA_NAME.fullmatch(name) is None:
         raise _not_found()
-    return _inside(repo / "metadata", name)
+    return inside(repo / "metadata", name)
 
 
 def target_file(repo: Path, path: str) -> Path:
@@ -66,7 +67,7 @@ def target_file(repo: Path, path: str) -> Path:
         or any(_SEGMENT.fullmatch(part) is None for part in parts)
     ):
         raise _not_found()
-    return _inside(repo / "targets", path)
+    return inside(repo / "targets", path)
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:

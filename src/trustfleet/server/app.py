@@ -17,14 +17,17 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from trustfleet.audit.context import event_context
 from trustfleet.errors import InvalidInput, TrustFleetError, status_for
 from trustfleet.pki import CONTENT_TYPE_CERTS_ONLY, certs_only
+from trustfleet.server._audit_routes import audit_routes
 from trustfleet.server._limits import source_key
 from trustfleet.server._ota_routes import ota_routes
 from trustfleet.server._readiness import readiness_route
@@ -75,7 +78,8 @@ def create_app(rt: Runtime, *, clock: Clock = _utcnow) -> Starlette:
     def est_route(mode: EnrollMode) -> Callable[[Request], object]:
         async def handler(request: Request) -> Response:
             body = await request.body()
-            call = functools.partial(
+            call = _with_origin(
+                request,
                 enroll,
                 rt,
                 client_cert_pem=_client_cert(request),
@@ -119,7 +123,8 @@ def create_app(rt: Runtime, *, clock: Clock = _utcnow) -> Starlette:
 
             def call() -> bytes:
                 device = authenticate_device(rt, client_cert, now=at)
-                return step(rt, device=device, body=body, now=at)
+                with event_context(origin=_origin(request)):
+                    return step(rt, device=device, body=body, now=at)
 
             answer = await asyncio.get_running_loop().run_in_executor(executor, call)
             return Response(answer, media_type="application/json")
@@ -141,6 +146,7 @@ def create_app(rt: Runtime, *, clock: Clock = _utcnow) -> Starlette:
         Route("/healthz", health, methods=["GET"]),
         Route("/readyz", readiness_route(rt.settings), methods=["GET"]),  # docs/operations.md
         *ota_routes(rt, clock=clock, guard=_guard),  # TUF repository, device mTLS (docs/ota.md)
+        *audit_routes(rt, guard=_guard),  # the audit log as tlog-tiles (docs/audit.md)
     ]
 
     app = Starlette(routes=routes, lifespan=lifespan)
@@ -178,6 +184,32 @@ async def _flush_forever(flush: Callable[..., Awaitable[None]], *, every_s: floa
     while True:
         await asyncio.sleep(every_s)
         await flush(everything=False)
+
+
+_T = TypeVar("_T")
+
+
+def _origin(request: Request) -> str:
+    """From where a request came, for the events it appends (the audit log's "origin")."""
+    peer = f"{request.client.host}:{request.client.port}" if request.client else "unknown"
+    return f"https {request.url.path} from {peer}"
+
+
+def _with_origin(
+    request: Request, fn: Callable[..., _T], *args: Any, **kwargs: Any
+) -> Callable[[], _T]:
+    """``fn(*args, **kwargs)`` to run in an executor thread, its events naming the request's origin.
+
+    The executor's threads do not inherit the event loop's context variables, so the origin is
+    set in the thread.
+    """
+    origin = _origin(request)
+
+    def call() -> _T:
+        with event_context(origin=origin):
+            return fn(*args, **kwargs)
+
+    return call
 
 
 def _guard(handler: Callable[[Request], object]) -> Callable[[Request], object]:

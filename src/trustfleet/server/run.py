@@ -30,6 +30,7 @@ from trustfleet.server._leftovers import hold_home, stop_leftovers
 from trustfleet.server._restarts import Crash, RestartPolicy
 from trustfleet.server._runloop import RunLoop
 from trustfleet.server._supervise import ProcessSpec, Supervisor
+from trustfleet.server.audit_sequencer import sequencer_process_main
 from trustfleet.server.campaign_ticker import ticker_process_main
 from trustfleet.server.ingest_worker import ingest_process_main
 from trustfleet.services.health import record_service_change
@@ -234,6 +235,7 @@ class _Service:
         for index in range(self.workers or 1):
             supervisor.start(ProcessSpec(f"https#{index}", https_worker_main, (home, self.port)))
         supervisor.start(ProcessSpec("campaigns#0", ticker_process_main, (home, self.mqtt_port)))
+        supervisor.start(ProcessSpec("audit#0", sequencer_process_main, (home,)))
         if settings.attestation.enabled and settings.broker.ingest_workers:  # ingest verifies
             supervisor.start(ProcessSpec("attest#0", attest_process_main, (home, self.mqtt_port)))
 

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from cryptography.hazmat.primitives import serialization
 
+from trustfleet.audit.context import current_operator
 from trustfleet.errors import Conflict
 from trustfleet.fileio import write_atomic
 from trustfleet.keystore import Pkcs11EcPrivateKey, TokenSession
@@ -84,7 +85,7 @@ def create_ota_repository(settings: ServerSettings, uow: UnitOfWork, *, now: dat
     with files.locked(), uow.begin() as tx:
         tx.events.append(
             type="ota.repository.created",
-            actor="operator:cli",
+            actor=current_operator(),
             subject="ota:repository",
             details={
                 "root_version": state.root.signed.version,

@@ -12,6 +12,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from trustfleet.audit.context import current_operator
 from trustfleet.errors import Config, Conflict, NotFound, VerificationFailed
 from trustfleet.fileio import (
     PRIVATE_DIR_MODE,
@@ -306,7 +307,7 @@ def _commit_release(
             )
             tx.events.append(
                 type="release.published",
-                actor="operator:cli",
+                actor=current_operator(),
                 subject=f"release:{manifest.model}/{manifest.version}",
                 details={
                     "model": manifest.model,

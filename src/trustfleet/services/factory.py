@@ -34,6 +34,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
+from trustfleet.audit.context import current_operator
 from trustfleet.configfile import validate_model
 from trustfleet.configfile.device import DEVICE_FILE, DeviceSettings, save_device_settings
 from trustfleet.errors import Conflict, InvalidInput, NotFound, VerificationFailed
@@ -282,7 +283,7 @@ def _register(
         )
         tx.events.append(
             type="device.registered",
-            actor="operator:cli",
+            actor=current_operator(),
             subject=f"device:{device_id}",
             details={
                 "model": model,

@@ -9,12 +9,14 @@ Layout of a home::
     tls/                       server certificate chains (API, broker), svc-ingest.pem
     db/ (0700)                 the SQLite store (default)
     ota/                       the OTA repository (ota/repo, 0700 for its lock) and staging (0700)
+    audit/log/                 the audit log published as C2SP tlog-tiles (docs/audit.md)
 
 Every file and folder gets an explicit mode whatever the umask (docs/architecture.md).
 
 Tokens: ``tf-root`` holds only the root CA key, ``tf-factory`` the manufacturing CA key,
-``tf-service`` the device CA key, the MQTT service key ``svc-ingest`` and the online TUF keys
-(``tuf-snapshot``, ``tuf-timestamp``); ``tf-tuf-root-1..3`` one TUF root key each,
+``tf-service`` the device CA key, the MQTT service key ``svc-ingest``, the audit log's
+checkpoint key ``audit-log`` (Ed25519; its verifier key in public/audit-log.vkey) and the online
+TUF keys (``tuf-snapshot``, ``tuf-timestamp``); ``tf-tuf-root-1..3`` one TUF root key each,
 ``tf-release`` the TUF targets key and the boot key (docs/ota.md).
 """
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import secrets
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,6 +37,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import ValidationError
 
+from trustfleet.audit.context import current_operator
+from trustfleet.audit.note import ED25519, verifier_key
 from trustfleet.errors import Conflict, InvalidInput
 from trustfleet.fileio import DIR_MODE, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, make_dirs, write_atomic
 from trustfleet.keystore import (
@@ -59,12 +64,14 @@ from trustfleet.services.ota import init_repository
 from trustfleet.settings import ServerSettings, save_server_settings
 from trustfleet.store import UnitOfWork, create_engine, migrate
 
-__all__ = ["HomeOptions", "init_server_home"]
+__all__ = ["AUDIT_VKEY_FILE", "HomeOptions", "init_server_home"]
 
 _TOKENS = {"root": "tf-root", "manufacturing": "tf-factory", "device": "tf-service"}
 _CA_CURVES = {"root": "P-384", "manufacturing": "P-256", "device": "P-256"}
 _CA_NAMES = {"manufacturing": "Manufacturing CA", "device": "Device CA"}
 _SERVICE_KEY_LABEL = "svc-ingest"  # the object in [broker] service_key's default URI
+_AUDIT_KEY_LABEL = "audit-log"  # the object in [audit] key's default URI
+AUDIT_VKEY_FILE = "public/audit-log.vkey"
 _OPTIONS = {  # the settings `server init` takes from options, for its messages
     "pki.organization": "--name",
     "api.port": "--api-port",
@@ -159,6 +166,7 @@ def _build_home(
         ("tls", DIR_MODE),
         ("db", PRIVATE_DIR_MODE),
         ("ota", DIR_MODE),
+        ("audit", DIR_MODE),
     ):
         (home / sub).mkdir(mode=mode)
         os.chmod(home / sub, mode)
@@ -187,6 +195,9 @@ def _build_home(
             settings.path(settings.broker.service_cert),
             service.public_bytes(serialization.Encoding.PEM),
         )
+        audit_key = sessions[list(_TOKENS).index("device")].generate_ed25519_key(_AUDIT_KEY_LABEL)
+        vkey = verifier_key(settings.audit.origin, ED25519, audit_key.public_bytes_raw())
+        write_atomic(home / AUDIT_VKEY_FILE, (vkey + "\n").encode("ascii"))
         _finish_home(
             home,
             settings=settings,
@@ -255,6 +266,8 @@ def _settings(home: Path, *, options: HomeOptions, module: str) -> ServerSetting
         "pki": {"organization": options.organization},
         "broker": {"port": options.mqtt_port},
         "ca": cas,
+        # A log's origin names it uniquely (C2SP tlog-checkpoint): host and a random part.
+        "audit": {"origin": f"{host_for_url}/audit/{secrets.token_hex(4)}"},
     }
     if options.store_url:
         raw["store"] = {"url": options.store_url}
@@ -380,7 +393,7 @@ def _record(
             record_certificate(tx, cert, issuer="device", kind="server", device_id=None, now=now)
         tx.events.append(
             type="server.initialized",
-            actor="operator:cli",
+            actor=current_operator(),
             subject="server",
             details={"cas": sorted(issuers), "servers": sorted(servers)},
             now=now,

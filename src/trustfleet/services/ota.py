@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from trustfleet.audit.context import current_operator
 from trustfleet.ota.manifest import image_target
 from trustfleet.ota.repository import (
     RepoState,
@@ -290,7 +291,7 @@ def _commit_rotation(
     with rt.uow.begin() as tx:
         tx.events.append(
             type=event,
-            actor="operator:cli",
+            actor=current_operator(),
             subject="ota:repository",
             details={
                 "root_version": root.version,

@@ -210,6 +210,8 @@ def _append(rt: Runtime, refusal: Refusal, *, details: dict[str, Any], now: date
                 subject=refusal.subject,
                 details=details,
                 now=now,
+                outcome="refused",
+                origin=f"https from {refusal.source}" if refusal.source else None,
             )
     except TrustFleetError:
         logger.exception("could not record the refusal %s (%s)", refusal.type, refusal.code)

@@ -5,14 +5,18 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from sqlalchemy import Engine
 
-from trustfleet.keystore import PinSource, Pkcs11Uri, find_module, open_key
+from trustfleet.keystore import PinSource, Pkcs11Uri, find_module, open_ed25519_key, open_key
 from trustfleet.pki import IssuerContext
 from trustfleet.settings import ServerSettings
 from trustfleet.store import UnitOfWork, create_engine
+
+if TYPE_CHECKING:
+    from trustfleet.keystore import Pkcs11Ed25519Key
 
 __all__ = ["Runtime"]
 
@@ -31,6 +35,7 @@ class Runtime:
     engine: Engine
     uow: UnitOfWork
     _issuers: dict[str, IssuerContext] = field(default_factory=dict)
+    _audit_key: Pkcs11Ed25519Key | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
@@ -71,6 +76,17 @@ class Runtime:
                 )
             return self._issuers[name]
 
+    def audit_key(self) -> Pkcs11Ed25519Key:
+        """The audit log's checkpoint key (Ed25519); it stays in its token."""
+        with self._lock:
+            if self._audit_key is None:
+                uri = Pkcs11Uri.parse(self.settings.audit.key)
+                pin = PinSource.parse(uri.pin_source or "", base_dir=self.settings.home).read()
+                self._audit_key = open_ed25519_key(
+                    uri, pin=pin, module=self.module, conf=self.softhsm_conf
+                )
+            return self._audit_key
+
     def release_keys(self) -> None:
         """Close the CA key sessions; keys are opened again on next use.
 
@@ -79,6 +95,9 @@ class Runtime:
         """
         with self._lock:
             issuers, self._issuers = self._issuers, {}
+            audit_key, self._audit_key = self._audit_key, None
+        if audit_key is not None:
+            audit_key.close()
         for ctx in issuers.values():
             close = getattr(ctx.key, "close", None)
             if close is not None:

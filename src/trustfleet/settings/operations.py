@@ -1,7 +1,7 @@
 """The sections of ``trustfleet.toml`` for what ``server run`` does over time.
 
-Campaigns, the OTA repository, attestation, ingest bounds and worker supervision. Each field's
-``description`` is the comment written above it in the file.
+Campaigns, the OTA repository, attestation, the audit log, ingest bounds and worker
+supervision. Each field's ``description`` is the comment written above it in the file.
 """
 
 from __future__ import annotations
@@ -12,10 +12,12 @@ from trustfleet.configfile import ConfigModel
 
 __all__ = [
     "AttestationSettings",
+    "AuditSettings",
     "CampaignSettings",
     "IngestSettings",
     "OtaSettings",
     "SupervisionSettings",
+    "WitnessSettings",
 ]
 
 
@@ -145,3 +147,34 @@ class SupervisionSettings(ConfigModel):
         if self.status_stale_s <= self.status_interval_s:
             raise ValueError("status_stale_s must be above status_interval_s")
         return self
+
+
+class WitnessSettings(ConfigModel):
+    """A witness that cosigns the audit log's checkpoints (C2SP tlog-witness, docs/audit.md)."""
+
+    url: str = Field(pattern=r"^https?://[^\s]+$", max_length=512)
+    """Its base URL: checkpoints go to <url>/add-checkpoint."""
+    key: str = Field(min_length=1, max_length=512)
+    """Its cosignature verifier key (signed-note vkey of type 0x04), as `witness init` prints it."""
+    ca: str = ""
+    """For https: the CA certificate (or the witness's own certificate) to trust, PEM."""
+
+
+class AuditSettings(ConfigModel):
+    """The tamper-evident audit log (docs/audit.md): a Merkle tree of the security events."""
+
+    origin: str = Field(default="trustfleet.local/audit", min_length=1, max_length=256)
+    """The log's name: the first line of its checkpoints and its key's name in the signed notes."""
+    key: str = (
+        "pkcs11:token=tf-service;object=audit-log;type=private"
+        "?pin-source=file:secrets/tf-service.pin"
+    )
+    """The Ed25519 checkpoint key inside the service token (RFC 7512 URI)."""
+    publish_dir: str = "audit/log"
+    """Where the log is published as C2SP tlog-tiles (served at /audit/log/ over HTTPS)."""
+    interval_s: float = Field(default=1.0, gt=0, le=60)
+    """A new checkpoint at most this often while entries arrive."""
+    batch_max: int = Field(default=100_000, ge=1, le=10_000_000)
+    """Most entries integrated into the tree per checkpoint."""
+    witnesses: list[WitnessSettings] = []
+    witness_timeout_s: float = Field(default=5.0, gt=0, le=120)

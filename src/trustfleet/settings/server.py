@@ -39,6 +39,7 @@ class ServerSettings(ConfigModel):
     campaigns: operations.CampaignSettings = operations.CampaignSettings()
     ota: operations.OtaSettings = operations.OtaSettings()
     attestation: operations.AttestationSettings = operations.AttestationSettings()
+    audit: operations.AuditSettings = operations.AuditSettings()
     ingest: operations.IngestSettings = operations.IngestSettings()
     supervision: operations.SupervisionSettings = operations.SupervisionSettings()
     ca: dict[str, sections.CaSettings]

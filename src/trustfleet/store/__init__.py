@@ -17,12 +17,18 @@ this package. Database errors arrive as :class:`~trustfleet.errors.Conflict`,
 
 from trustfleet.store import records
 from trustfleet.store._attestation import AttestationRepository
+from trustfleet.store._audit import AuditRepository
 from trustfleet.store._campaigns import CampaignRepository, NewCampaignDevice
 from trustfleet.store._certificates import CertificateRepository
 from trustfleet.store._crls import CrlRepository
 from trustfleet.store._devices import DeviceRepository
 from trustfleet.store._engine import create_engine, migrate, sqlite_url
-from trustfleet.store._events import MAX_EVENT_DETAILS_BYTES, EventRepository
+from trustfleet.store._events import (
+    MAX_EVENT_DETAILS_BYTES,
+    OUTCOMES,
+    EventRepository,
+    entry_of,
+)
 from trustfleet.store._releases import ReleaseRepository
 from trustfleet.store._rows import record_of
 from trustfleet.store._telemetry import (
@@ -41,7 +47,9 @@ __all__ = [
     "MAX_EVENT_DETAILS_BYTES",
     "MAX_LIST_LIMIT",
     "MAX_METRICS_BYTES",
+    "OUTCOMES",
     "AttestationRepository",
+    "AuditRepository",
     "CampaignRepository",
     "CertificateRepository",
     "CrlRepository",
@@ -55,6 +63,7 @@ __all__ = [
     "UnitOfWork",
     "check_metrics",
     "create_engine",
+    "entry_of",
     "migrate",
     "record_of",
     "sqlite_url",

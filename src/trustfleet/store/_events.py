@@ -1,4 +1,4 @@
-"""Repository of the append-only security event log."""
+"""Repository of the append-only security event log (the entries of the audit log)."""
 
 from __future__ import annotations
 
@@ -10,16 +10,40 @@ from typing import Final, cast
 import sqlalchemy as sa
 from sqlalchemy import func, select
 
+from trustfleet.audit.context import current_origin
+from trustfleet.audit.entry import AuditEntry, encode_entry
 from trustfleet.store import _validate as check
 from trustfleet.store._models import SecurityEventRow
 from trustfleet.store._rows import record_of
 from trustfleet.store._session import SessionHandle
 from trustfleet.store.records import JSON, SecurityEventRecord
 
-__all__ = ["MAX_EVENT_DETAILS_BYTES", "EventRepository"]
+__all__ = [
+    "MAX_EVENT_DETAILS_BYTES",
+    "OUTCOMES",
+    "EventRepository",
+    "entry_of",
+]
 
-MAX_EVENT_DETAILS_BYTES: Final = 64 * 1024
-"""Default bound on the JSON size of one event's details."""
+MAX_EVENT_DETAILS_BYTES: Final = 60 * 1024
+"""Default bound on the JSON size of one event's details (the whole entry must fit 64 KiB)."""
+
+OUTCOMES: Final = ("ok", "refused")
+"""``ok``: the change took effect; ``refused``: a request was refused and nothing changed."""
+
+
+def entry_of(event: SecurityEventRecord) -> AuditEntry:
+    """The audit-log entry of a stored event (its bytes: ``encode_entry(entry_of(event))``)."""
+    return AuditEntry(
+        id=event.id,
+        time=event.occurred_at,
+        type=event.type,
+        actor=event.actor,
+        origin=event.origin,
+        outcome=event.outcome,
+        subject=event.subject,
+        details=event.details,
+    )
 
 
 def _record(row: SecurityEventRow) -> SecurityEventRecord:
@@ -52,15 +76,19 @@ class EventRepository:
         subject: str,
         details: Mapping[str, JSON],
         now: datetime,
+        outcome: str = "ok",
+        origin: str | None = None,
     ) -> SecurityEventRecord:
         """Add an event at the end of the log.
 
         Args:
             type: Stable dotted name such as ``"certificate.issued"``.
-            actor: Who caused it, e.g. ``"operator:cli"``, ``"device:<id>"``, ``"system"``.
+            actor: Who caused it, e.g. ``"operator:alice@ops1"``, ``"device:<id>"``, ``"system"``.
             subject: What it is about, e.g. ``"device:<id>"``.
             details: A JSON object (string keys; no NaN or infinities), bounded in size.
             now: When it happened (timezone-aware).
+            outcome: One of :data:`OUTCOMES`.
+            origin: From where; default :func:`current_origin`.
 
         Returns:
             The stored event with its id.
@@ -74,6 +102,8 @@ class EventRepository:
             actor=check.text(actor, name="actor", max_chars=128),
             subject=check.text(subject, name="subject", max_chars=128),
             details=check.json_object(details, max_bytes=self._max_details_bytes),
+            origin=check.text(origin or current_origin(), name="origin", max_chars=256),
+            outcome=check.one_of(outcome, OUTCOMES, name="outcome"),
         )
         session = self._handle.session
         if session.get_bind().dialect.name == "postgresql":
@@ -84,8 +114,10 @@ class EventRepository:
         conn = session.connection()  # Core on the connection: no ORM execution layer
         row.id = (conn.scalar(_MAX_ID) or 0) + 1
         table = cast(sa.Table, SecurityEventRow.__table__)
+        record = _record(row)
+        encode_entry(entry_of(record))  # refuses what the audit log could not hold
         conn.execute(table.insert(), {c.key: getattr(row, c.key) for c in table.columns})
-        return _record(row)
+        return record
 
     def list(
         self,
@@ -94,6 +126,10 @@ class EventRepository:
         limit: int = 100,
         type: str | tuple[str, ...] | None = None,
         subject: str | None = None,
+        actor: str | None = None,
+        device: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
     ) -> builtins.list[SecurityEventRecord]:
         """Events with an id greater than ``after_id``, in log order.
 
@@ -102,24 +138,33 @@ class EventRepository:
             limit: Most events to return (1 to 1000).
             type: Only events of this type (or of these types).
             subject: Only events about this subject.
+            actor: Only events by this actor.
+            device: Only events about or by this device (``device:<id>``).
+            since: Only events at or after this time.
+            until: Only events before this time.
 
         Raises:
             InvalidInput: The page is out of range.
         """
         limit, _ = check.page(limit=limit)
-        query = (
-            select(SecurityEventRow)
-            .where(SecurityEventRow.id > after_id)
-            .order_by(SecurityEventRow.id)
-            .limit(limit)
-        )
+        row = SecurityEventRow
+        query = select(row).where(row.id > after_id).order_by(row.id).limit(limit)
         if isinstance(type, tuple):
-            query = query.where(SecurityEventRow.type.in_(type))
+            query = query.where(row.type.in_(type))
         elif type is not None:
-            query = query.where(SecurityEventRow.type == type)
+            query = query.where(row.type == type)
         if subject is not None:
-            query = query.where(SecurityEventRow.subject == subject)
-        return [_record(row) for row in self._handle.session.scalars(query)]
+            query = query.where(row.subject == subject)
+        if actor is not None:
+            query = query.where(row.actor == actor)
+        if device is not None:
+            name = f"device:{device}"
+            query = query.where(sa.or_(row.subject == name, row.actor == name))
+        if since is not None:
+            query = query.where(row.occurred_at >= check.aware(since, name="since"))
+        if until is not None:
+            query = query.where(row.occurred_at < check.aware(until, name="until"))
+        return [_record(r) for r in self._handle.session.scalars(query)]
 
     def last_about(self, subject: str, *, types: Collection[str]) -> SecurityEventRecord | None:
         """The newest event about ``subject`` whose type is one of ``types``, or None.
@@ -136,6 +181,20 @@ class EventRepository:
         )
         row = self._handle.session.scalars(query).first()
         return None if row is None else _record(row)
+
+    def entries(self, *, after_id: int, limit: int) -> builtins.list[tuple[int, bytes]]:
+        """``(id, entry bytes)`` of the events after ``after_id``, in id order, up to ``limit``.
+
+        For the audit log (integration and checks): the canonical bytes of each event's entry,
+        read through the Core layer; any ``limit`` is allowed.
+        """
+        table = cast(sa.Table, SecurityEventRow.__table__)
+        query = select(table).where(table.c.id > after_id).order_by(table.c.id).limit(limit)
+        conn = self._handle.session.connection()
+        return [
+            (row["id"], encode_entry(entry_of(SecurityEventRecord(**row))))
+            for row in conn.execute(query).mappings()
+        ]
 
     def last_id(self) -> int:
         """The id of the newest event, or 0 when the log is empty (also its length)."""

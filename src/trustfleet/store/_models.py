@@ -119,6 +119,46 @@ class SecurityEventRow(Base):
     actor: Mapped[str] = mapped_column(String(128))
     subject: Mapped[str] = mapped_column(String(128))
     details: Mapped[dict[str, Any]] = mapped_column(JSON)
+    origin: Mapped[str] = mapped_column(String(256), server_default="")
+    outcome: Mapped[str] = mapped_column(String(16), server_default="ok")
+
+
+class AuditTileRow(Base):
+    """Table ``audit_tiles``: the hash tiles of the audit log's Merkle tree (C2SP tlog-tiles).
+
+    One row per tile (level, index); ``hashes`` is its content, 32 bytes per hash. The right-most
+    tile of each level grows as entries are integrated; every other tile is full and final.
+    """
+
+    __tablename__ = "audit_tiles"
+
+    level: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    idx: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    hashes: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class AuditCheckpointRow(Base):
+    """Table ``audit_checkpoints`` (append-only): each signed checkpoint of the audit log."""
+
+    __tablename__ = "audit_checkpoints"
+
+    size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    root: Mapped[bytes] = mapped_column(LargeBinary)
+    note: Mapped[bytes] = mapped_column(LargeBinary)
+    signed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class AuditCosignatureRow(Base):
+    """Table ``audit_cosignatures``: witnesses' cosignatures of checkpoints (C2SP)."""
+
+    __tablename__ = "audit_cosignatures"
+
+    size: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("audit_checkpoints.size"), primary_key=True, autoincrement=False
+    )
+    witness: Mapped[str] = mapped_column(String(256), primary_key=True)
+    line: Mapped[str] = mapped_column(String(512))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class CrlRow(Base):

@@ -10,6 +10,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
 from trustfleet.store._attestation import AttestationRepository
+from trustfleet.store._audit import AuditRepository
 from trustfleet.store._campaigns import CampaignRepository
 from trustfleet.store._certificates import CertificateRepository
 from trustfleet.store._crls import CrlRepository
@@ -36,6 +37,7 @@ class Transaction:
         releases: Published firmware releases.
         campaigns: Update campaigns and their devices.
         attestation: AKs, challenges, verdicts and device quarantine.
+        audit: The audit log's Merkle tree: hash tiles, signed checkpoints, cosignatures.
     """
 
     def __init__(self, handle: SessionHandle, *, max_event_details_bytes: int) -> None:
@@ -47,6 +49,7 @@ class Transaction:
         self.releases = ReleaseRepository(handle)
         self.campaigns = CampaignRepository(handle)
         self.attestation = AttestationRepository(handle)
+        self.audit = AuditRepository(handle)
 
 
 class UnitOfWork:

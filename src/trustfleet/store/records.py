@@ -23,6 +23,7 @@ __all__ = [
     "AkEnrollmentRecord",
     "AttestationKeyRecord",
     "AttestationResultRecord",
+    "AuditCheckpointRecord",
     "CampaignDeviceRecord",
     "CampaignDeviceState",
     "CampaignRecord",
@@ -121,6 +122,23 @@ class CertificateRecord:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class AuditCheckpointRecord:
+    """One signed checkpoint of the audit log.
+
+    Attributes:
+        size: How many entries the tree held.
+        root: Its root hash (32 bytes).
+        note: The C2SP signed note, with the log's signature (cosignatures are kept apart).
+        signed_at: When it was signed (UTC).
+    """
+
+    size: int
+    root: bytes
+    note: bytes
+    signed_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SecurityEventRecord:
     """One entry of the append-only security event log.
 
@@ -128,9 +146,11 @@ class SecurityEventRecord:
         id: Position in the log: dense, starting at 1, in commit order.
         occurred_at: When the event happened (UTC).
         type: Stable dotted name such as ``"certificate.revoked"``.
-        actor: Who caused it, e.g. ``"operator:cli"``, ``"device:<id>"``, ``"system"``.
+        actor: Who caused it, e.g. ``"operator:alice@ops1"``, ``"device:<id>"``, ``"system"``.
         subject: What it is about, e.g. ``"device:<id>"``.
         details: Event-specific JSON object.
+        origin: From where, e.g. ``"cli host=ops1 pid=42"``, ``"est 10.0.0.7"``.
+        outcome: ``"ok"`` for a change that took effect, ``"refused"`` for a refused request.
     """
 
     id: int
@@ -139,6 +159,8 @@ class SecurityEventRecord:
     actor: str
     subject: str
     details: Mapping[str, JSON]
+    origin: str
+    outcome: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
