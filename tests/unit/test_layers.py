@@ -44,7 +44,7 @@ ALLOWED: dict[str, set[str]] = {
     "settings": set(),
     "keystore": set(),
     "pki": set(),
-    "store": set(),
+    "store": {"audit"},
     "broker": {"pki"},
     "ota": {"keystore", "pki"},
     "attestation": {"pki"},

@@ -2,13 +2,15 @@
 
 An entry is the UTF-8 JSON object of the event with its keys sorted and no spaces::
 
-    {"actor":"operator:alice@host","details":{"reason":"keyCompromise"},"id":42,
+    {"actor":"operator:alice@host","details":{"reason":"keyCompromise"},
      "origin":"cli host=ops1 pid=4242","outcome":"ok","subject":"device:d1",
      "time":"2026-12-02T15:00:00.123456Z","type":"certificate.revoked"}
 
-Entry ``id`` sits at leaf index ``id - 1`` of the Merkle tree. The encoding is a pure function
-of the event's fields, so the store keeps only the fields and anyone can recompute the bytes;
-:func:`decode_entry` is strict so that two different byte strings never decode to one event.
+Event ``id`` is the entry at leaf index ``id - 1`` of the Merkle tree: its position, which the
+tree fixes, is not repeated inside it (so an entry moved to another position can be recognised
+there). The encoding is a pure function of the event's fields, so the store keeps only the
+fields and anyone can recompute the bytes; :func:`decode_entry` is strict so that two different
+byte strings never decode to one event.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ MAX_ENTRY_BYTES: Final = 65535
 """An entry bundle stores each entry's length in two bytes (C2SP tlog-tiles)."""
 
 _TIME_FORMAT: Final = "%Y-%m-%dT%H:%M:%S.%fZ"
-_KEYS: Final = frozenset({"actor", "details", "id", "origin", "outcome", "subject", "time", "type"})
+_KEYS: Final = frozenset({"actor", "details", "origin", "outcome", "subject", "time", "type"})
 
 
 class EntryError(InvalidInput):
@@ -39,7 +41,7 @@ class AuditEntry:
     """One event as the audit log holds it.
 
     Attributes:
-        id: Position in the log, from 1 (leaf index ``id - 1``).
+        id: Position in the log, from 1 (leaf index ``id - 1``); not part of the bytes.
         time: When it happened (UTC, microseconds).
         type: Stable dotted name, e.g. ``certificate.revoked``.
         actor: Who caused it, e.g. ``operator:alice@ops1``, ``device:d1``, ``system``.
@@ -74,7 +76,6 @@ def encode_entry(entry: AuditEntry) -> bytes:
     document = {
         "actor": entry.actor,
         "details": entry.details,
-        "id": entry.id,
         "origin": entry.origin,
         "outcome": entry.outcome,
         "subject": entry.subject,
@@ -97,8 +98,8 @@ def _no_constant(name: str) -> float:
     raise EntryError(f"entry holds {name}, which JSON does not allow")
 
 
-def decode_entry(data: bytes) -> AuditEntry:
-    """Parse entry bytes; they must be exactly what :func:`encode_entry` writes.
+def decode_entry(data: bytes, *, id: int) -> AuditEntry:  # the event's id
+    """Parse the bytes of entry ``id``; they must be exactly what :func:`encode_entry` writes.
 
     Raises:
         EntryError: The bytes are not a canonical entry (named field or reason).
@@ -111,20 +112,19 @@ def decode_entry(data: bytes) -> AuditEntry:
         raise EntryError(f"entry is not UTF-8 JSON: {exc}") from None
     if not isinstance(document, dict) or set(document) != _KEYS:
         raise EntryError(f"entry must be an object with exactly the keys {sorted(_KEYS)}")
-    entry = _entry_of(document)
+    entry = _entry_of(document, id=id)
     if encode_entry(entry) != data:
         raise EntryError(f"entry {entry.id} is not in canonical form")
     return entry
 
 
-def _entry_of(document: dict[str, Any]) -> AuditEntry:
+def _entry_of(document: dict[str, Any], *, id: int) -> AuditEntry:
     texts = ("actor", "origin", "outcome", "subject", "time", "type")
     for key in texts:
         if not isinstance(document[key], str):
             raise EntryError(f"entry field {key!r} must be a string")
-    number = document["id"]
-    if not isinstance(number, int) or isinstance(number, bool) or number < 1:
-        raise EntryError("entry field 'id' must be a positive integer")
+    if id < 1:
+        raise EntryError(f"entry id {id} must be a positive integer")
     if not isinstance(document["details"], dict):
         raise EntryError("entry field 'details' must be an object")
     try:
@@ -132,7 +132,7 @@ def _entry_of(document: dict[str, Any]) -> AuditEntry:
     except ValueError:
         raise EntryError(f"entry time {document['time']!r} is not {_TIME_FORMAT}") from None
     return AuditEntry(
-        id=number,
+        id=id,
         time=time,
         type=document["type"],
         actor=document["actor"],

@@ -31,8 +31,9 @@ from trustfleet.services.audit import current_note, integrate, on_each, prove_en
 from trustfleet.services.runtime import Runtime
 from trustfleet.settings import load_server_settings
 
-EVENTS = 600  # past two full tiles of level 0, so level-1 tiles exist too
+ADDED = 600  # with the home's own events: past two full tiles of level 0, and a level-1 tile
 T0 = datetime.now(UTC).replace(microsecond=0)
+EVENTS = 0  # set by base_home: every event of the home
 
 
 def _append(rt: Runtime, count: int, *, start: int = 0) -> None:
@@ -49,15 +50,19 @@ def _append(rt: Runtime, count: int, *, start: int = 0) -> None:
 
 @pytest.fixture(scope="module")
 def base_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A home with EVENTS events, integrated in three checkpoints and published."""
+    """A home with its own events and ADDED more, integrated in three checkpoints, published."""
     home = tmp_path_factory.mktemp("audit") / "home"
     with opened_home(home, organization="Audit Test", now=T0) as rt:
         _append(rt, 100)
         assert on_each(rt, now=lambda: T0) is not None
         _append(rt, 300, start=100)
         assert on_each(rt, now=lambda: T0) is not None
-        _append(rt, EVENTS - 400, start=400)
-        assert on_each(rt, now=lambda: T0) is not None
+        _append(rt, ADDED - 400, start=400)
+        done = on_each(rt, now=lambda: T0)
+        assert done is not None
+        global EVENTS  # noqa: PLW0603  # the home's size, known once it is made
+        EVENTS = done.checkpoint.size
+        assert EVENTS >= ADDED
     yield home
 
 
@@ -76,14 +81,14 @@ class Case:
     def vkey(self) -> str:
         return (self.home / "public" / "audit-log.vkey").read_text().strip()
 
-    def sql(self, *statements: str) -> None:
+    def sql(self, statement: str, params: tuple[object, ...] = ()) -> None:
         """Run SQL on the store directly, as an attacker with the database file would."""
         with sqlite3.connect(self.db) as conn:
-            for statement in statements:
-                conn.execute(statement)
+            conn.execute(statement, params)
 
     def drop_triggers(self) -> None:
-        self.sql("DROP TRIGGER security_events_no_update", "DROP TRIGGER security_events_no_delete")
+        self.sql("DROP TRIGGER security_events_no_update")
+        self.sql("DROP TRIGGER security_events_no_delete")
 
 
 @pytest.fixture
@@ -172,7 +177,7 @@ def test_triggers_dropped_and_all_rows_rewritten(
     code, report = _verify(capsys, "--home", case.home)
     assert code != 0 and "edited" in _kinds(report)
     edited = next(f for f in report["findings"] if f["kind"] == "edited")
-    assert len(edited["entries"]) == EVENTS - EVENTS // 50  # rows already 'device:nobody' none
+    assert len(edited["entries"]) == EVENTS
 
 
 def test_a_forged_checkpoint_is_refused_here_and_by_the_go_verifier(
@@ -281,6 +286,26 @@ def test_an_inclusion_proof_verifies_offline_and_with_the_go_verifier(
     hashes.write_text("".join(base64.b64encode(h).decode() + "\n" for h in proof.hashes))
     verify_ok(tlogverify, "inclusion", "--vkey", case.vkey, "--note", note, "--index", "320",
               "--entry", entry, "--proof", hashes)  # fmt: skip
-    entry.write_bytes((proof.extra or b"").replace(b'"n":320', b'"n":999'))
+    entry.write_bytes((proof.extra or b"").replace(b'"why":"test"', b'"why":"tost"'))
     verify_fails(tlogverify, "inclusion", "--vkey", case.vkey, "--note", note, "--index", "320",
                  "--entry", entry, "--proof", hashes)  # fmt: skip
+
+
+def test_operator_actions_name_the_operator_where_and_the_outcome(
+    case: Case, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from trustfleet.cli._common import ACTOR
+
+    code = main(["device", "revoke", "dev-nosuchdevice", "--reason", "keyCompromise",
+                 "--home", str(case.home)])  # fmt: skip
+    assert code != 0
+    capsys.readouterr()
+    assert main(["audit", "log", "--home", str(case.home), "--kind", "operator.refused",
+                 "--json"]) == 0  # fmt: skip
+    entries = json.loads(capsys.readouterr().out)["entries"]
+    assert len(entries) == 1
+    refused = entries[0]
+    assert refused["actor"] == ACTOR and ACTOR.startswith("operator:") and "@" in ACTOR
+    assert refused["outcome"] == "refused" and refused["subject"] == "command:device revoke"
+    assert refused["origin"].startswith("cli host=") and " pid=" in refused["origin"]
+    assert "dev-nosuchdevice" in refused["details"]["error"]
