@@ -102,11 +102,6 @@ func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }
 
 // ---- flags -------------------------------------------------------------------------------
 
-type multiFlag []string
-
-func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
-func (m *multiFlag) Set(s string) error { *m = append(*m, s); return nil }
-
 func parseFlags(fs *flag.FlagSet, args []string, required ...string) error {
 	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
@@ -258,23 +253,27 @@ func checkCosignature(n *note.Note, w cosigner) (cosignature, error) {
 	return cosignature{}, fail("no cosignature by %s", w.name)
 }
 
-// witnessFlag collects --witness keys; check verifies each one's cosignature on a note.
-type witnessFlag struct{ keys multiFlag }
+// witnessFlag collects --witness keys, each parsed as it is given (a bad one is a usage error).
+type witnessFlag struct{ cosigners []cosigner }
 
-func (w *witnessFlag) register(fs *flag.FlagSet) {
-	fs.Var(&w.keys, "witness", "a witness's cosignature/v1 verifier key (repeatable)")
+func (w *witnessFlag) String() string { return fmt.Sprintf("%d witness keys", len(w.cosigners)) }
+
+func (w *witnessFlag) Set(vkey string) error {
+	c, err := parseCosignerKey(vkey)
+	if err != nil {
+		return err
+	}
+	w.cosigners = append(w.cosigners, c)
+	return nil
 }
 
-func (w *witnessFlag) parse() ([]cosigner, error) {
-	cosigners := make([]cosigner, 0, len(w.keys))
-	for _, key := range w.keys {
-		c, err := parseCosignerKey(key)
-		if err != nil {
-			return nil, err
-		}
-		cosigners = append(cosigners, c)
-	}
-	return cosigners, nil
+func (w *witnessFlag) register(fs *flag.FlagSet) {
+	fs.Var(w, "witness", "a witness's cosignature/v1 verifier key (repeatable)")
+}
+
+// check verifies each witness's cosignature on the note.
+func (w *witnessFlag) check(n *note.Note) ([]cosignature, error) {
+	return checkCosignatures(n, w.cosigners)
 }
 
 func checkCosignatures(n *note.Note, cosigners []cosigner) ([]cosignature, error) {
@@ -298,15 +297,11 @@ func cmdNote(args []string) (any, error) {
 	if err := parseFlags(fs, args, "vkey", "note"); err != nil {
 		return nil, err
 	}
-	cosigners, err := witnesses.parse()
-	if err != nil {
-		return nil, err
-	}
 	n, c, err := openCheckpointFile(*vkey, *file)
 	if err != nil {
 		return nil, err
 	}
-	found, err := checkCosignatures(n, cosigners)
+	found, err := witnesses.check(n)
 	if err != nil {
 		return nil, err
 	}

@@ -201,10 +201,6 @@ func cmdTiles(args []string) (any, error) {
 	if err := parseFlags(fs, args, "vkey", "base"); err != nil {
 		return nil, err
 	}
-	cosigners, err := witnesses.parse()
-	if err != nil {
-		return nil, err
-	}
 	src, err := newFetcher(*base, *cacert)
 	if err != nil {
 		return nil, err
@@ -217,7 +213,7 @@ func cmdTiles(args []string) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	found, err := checkCosignatures(n, cosigners)
+	found, err := witnesses.check(n)
 	if err != nil {
 		return nil, err
 	}
