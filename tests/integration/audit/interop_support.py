@@ -35,17 +35,21 @@ class SeededKey:
         self._key = Ed25519PrivateKey.from_private_bytes(hashlib.sha256(label.encode()).digest())
 
     def public_bytes_raw(self) -> bytes:
+        """The 32-byte public key."""
         return self._key.public_key().public_bytes_raw()
 
     def sign(self, message: bytes) -> bytes:
+        """The 64-byte Ed25519 signature of ``message``."""
         return self._key.sign(message)
 
 
 def read_proof(path: Path) -> list[bytes]:
+    """A proof file's hashes (one base64 hash per line)."""
     return [base64.b64decode(line) for line in path.read_text().split()]
 
 
 def write_proof(path: Path, proof: list[bytes]) -> Path:
+    """Write a proof as the Go verifier reads it: one base64 hash per line."""
     path.write_text("".join(base64.b64encode(h).decode() + "\n" for h in proof))
     return path
 
@@ -70,16 +74,20 @@ class PyLog:
 
     @property
     def size(self) -> int:
+        """The number of entries."""
         return len(self.entries)
 
     @property
     def vkey(self) -> str:
+        """The log key's verifier key (named after the origin)."""
         return verifier_key(ORIGIN, ED25519, self.key.public_bytes_raw())
 
     def read_tile(self, level: int, index: int) -> bytes:
+        """The tiles' ``ReadTile``: the latest content of a tile (KeyError when absent)."""
         return self.tiles[(level, index)]
 
     def append(self, entries: list[bytes]) -> None:
+        """Append entries with ``tiles.append_leaves``; records the new size's root."""
         update = append_leaves(
             size=self.size, read_tile=self.read_tile, leaf_hashes=[leaf_hash(e) for e in entries]
         )
@@ -89,9 +97,11 @@ class PyLog:
         self.roots[self.size] = update.root
 
     def text(self, size: int) -> str:
+        """The checkpoint text of the tree of ``size`` (its root must be known)."""
         return Checkpoint(origin=ORIGIN, size=size, root=self.roots[size]).text()
 
     def signed(self, size: int, *, name: str = ORIGIN, key: SeededKey | None = None) -> bytes:
+        """The checkpoint of ``size`` as a signed note (by the log key unless ``key``)."""
         return format_note(sign_note(self.text(size), name=name, signer=key or self.key))
 
     def publish(self, base: Path) -> Path:
@@ -106,6 +116,7 @@ class PyLog:
 
 
 def write(path: Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` (parents created); returns the path."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     return path

@@ -219,6 +219,14 @@ def test_go_verifies_python_consistency_proofs(
 def test_go_verifies_python_tiles(tlogverify: Path, pylog: PyLog, published: Path) -> None:
     result = verify_ok(tlogverify, "tiles", "--vkey", pylog.vkey, "--base", published)
     assert (result["size"], result["entries"]) == (pylog.size, pylog.size)
+    witness = WITNESSES[0]
+    cosig = cosign(pylog.text(pylog.size), name=witness, signer=SeededKey(witness),
+                   timestamp_s=COSIGNED_AT_S)  # fmt: skip
+    note = with_signatures(parse_note((published / "checkpoint").read_bytes()), [cosig])
+    write(published / "checkpoint", format_note(note))
+    wkey = verifier_key(witness, COSIGNATURE_V1, SeededKey(witness).public_bytes_raw())
+    args = ["tiles", "--vkey", pylog.vkey, "--base", published, "--witness", wkey]
+    assert verify_ok(tlogverify, *args)["witnesses"] == [{"name": witness, "time": COSIGNED_AT_S}]
 
 
 def swap_first_entries(base: Path) -> None:

@@ -160,6 +160,7 @@ TAMPERS: list[tuple[str, Tamper, Args]] = [
      tiles_args),
     ("tiles-missing-bundle", lambda v: (v.root / "log/tile/entries/003.p/232").unlink(),
      tiles_args),
+    ("tiles-over-max-entries", None, lambda v: [*tiles_args(v), "--max-entries", str(SIZE - 1)]),
     ("tiles-checkpoint", lambda v: flip_in_signature(v.root / "log/checkpoint"),
      tiles_args),
 ]  # fmt: skip
@@ -180,6 +181,17 @@ def test_a_checkpoint_signed_by_another_key_fails(
     forged = Vectors(root=other.root, manifest=vectors.manifest)  # other's files, our key
     assert "signature" in verify_fails(tlogverify, *note_args(forged))
     verify_fails(tlogverify, *tiles_args(forged))
+
+
+def test_tiles_of_an_older_checkpoint_read_the_full_tiles(tlogverify: Path, tmp_path: Path) -> None:
+    """A partial tile or bundle the log no longer serves is read as its full tile's prefix."""
+    big = generate(tlogverify, tmp_path / "big", size=70_000, seed="02", origin=ORIGIN)
+    half = 35_000  # level 0: bundle and tile 136.p/184, level 1: 000.p/136; only full ones exist
+    assert half in big.manifest["consistency"]
+    shutil.copy(big.root / f"old-{half}", big.root / "log" / "checkpoint")
+    assert not (big.root / "log/tile/0/136.p/184").exists()
+    result = verify_ok(tlogverify, "tiles", "--vkey", big.vkey, "--base", big.root / "log")
+    assert result["entries"] == half
 
 
 USAGE_ERRORS = [

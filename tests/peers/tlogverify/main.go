@@ -7,7 +7,7 @@
 //	note        --vkey VKEY --note FILE [--witness VKEY ...]
 //	inclusion   --vkey VKEY --note FILE --index I --entry FILE --proof FILE
 //	consistency --vkey VKEY --old FILE --new FILE --proof FILE
-//	tiles       --vkey VKEY --base DIR_OR_URL [--cacert PEM] [--max-entries N]
+//	tiles       --vkey VKEY --base DIR_OR_URL [--cacert PEM] [--max-entries N] [--witness VKEY ...]
 //	gen         --n N --seed HEX --origin ORIGIN --out DIR
 //
 // On success the result is one JSON object on stdout and the exit status is 0. A failed
@@ -101,11 +101,6 @@ func run(args []string) int {
 func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }
 
 // ---- flags -------------------------------------------------------------------------------
-
-type multiFlag []string
-
-func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
-func (m *multiFlag) Set(s string) error { *m = append(*m, s); return nil }
 
 func parseFlags(fs *flag.FlagSet, args []string, required ...string) error {
 	fs.SetOutput(io.Discard)
@@ -258,27 +253,30 @@ func checkCosignature(n *note.Note, w cosigner) (cosignature, error) {
 	return cosignature{}, fail("no cosignature by %s", w.name)
 }
 
-func cmdNote(args []string) (any, error) {
-	fs := flag.NewFlagSet("note", flag.ContinueOnError)
-	vkey := fs.String("vkey", "", "the log's Ed25519 verifier key")
-	file := fs.String("note", "", "the signed checkpoint")
-	var witnesses multiFlag
-	fs.Var(&witnesses, "witness", "a witness's cosignature/v1 verifier key (repeatable)")
-	if err := parseFlags(fs, args, "vkey", "note"); err != nil {
-		return nil, err
-	}
-	cosigners := make([]cosigner, 0, len(witnesses))
-	for _, w := range witnesses {
-		c, err := parseCosignerKey(w)
-		if err != nil {
-			return nil, err
-		}
-		cosigners = append(cosigners, c)
-	}
-	n, c, err := openCheckpointFile(*vkey, *file)
+// witnessFlag collects --witness keys, each parsed as it is given (a bad one is a usage error).
+type witnessFlag struct{ cosigners []cosigner }
+
+func (w *witnessFlag) String() string { return fmt.Sprintf("%d witness keys", len(w.cosigners)) }
+
+func (w *witnessFlag) Set(vkey string) error {
+	c, err := parseCosignerKey(vkey)
 	if err != nil {
-		return nil, err
+		return err
 	}
+	w.cosigners = append(w.cosigners, c)
+	return nil
+}
+
+func (w *witnessFlag) register(fs *flag.FlagSet) {
+	fs.Var(w, "witness", "a witness's cosignature/v1 verifier key (repeatable)")
+}
+
+// check verifies each witness's cosignature on the note.
+func (w *witnessFlag) check(n *note.Note) ([]cosignature, error) {
+	return checkCosignatures(n, w.cosigners)
+}
+
+func checkCosignatures(n *note.Note, cosigners []cosigner) ([]cosignature, error) {
 	found := make([]cosignature, 0, len(cosigners))
 	for _, w := range cosigners {
 		sig, err := checkCosignature(n, w)
@@ -286,6 +284,26 @@ func cmdNote(args []string) (any, error) {
 			return nil, err
 		}
 		found = append(found, sig)
+	}
+	return found, nil
+}
+
+func cmdNote(args []string) (any, error) {
+	fs := flag.NewFlagSet("note", flag.ContinueOnError)
+	vkey := fs.String("vkey", "", "the log's Ed25519 verifier key")
+	file := fs.String("note", "", "the signed checkpoint")
+	var witnesses witnessFlag
+	witnesses.register(fs)
+	if err := parseFlags(fs, args, "vkey", "note"); err != nil {
+		return nil, err
+	}
+	n, c, err := openCheckpointFile(*vkey, *file)
+	if err != nil {
+		return nil, err
+	}
+	found, err := witnesses.check(n)
+	if err != nil {
+		return nil, err
 	}
 	return map[string]any{
 		"origin": c.Origin, "size": c.Size, "root": c.RootB64,

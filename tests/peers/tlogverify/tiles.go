@@ -196,6 +196,8 @@ func cmdTiles(args []string) (any, error) {
 	base := fs.String("base", "", "the log's directory or https:// base URL")
 	cacert := fs.String("cacert", "", "PEM CA certificate(s) for an https:// base")
 	maxEntries := fs.Int64("max-entries", defaultMaxEntries, "refuse larger logs")
+	var witnesses witnessFlag
+	witnesses.register(fs)
 	if err := parseFlags(fs, args, "vkey", "base"); err != nil {
 		return nil, err
 	}
@@ -207,7 +209,11 @@ func cmdTiles(args []string) (any, error) {
 	if err != nil {
 		return nil, fail("checkpoint: %v", err)
 	}
-	_, c, err := openCheckpoint(*vkey, msg)
+	n, c, err := openCheckpoint(*vkey, msg)
+	if err != nil {
+		return nil, err
+	}
+	found, err := witnesses.check(n)
 	if err != nil {
 		return nil, err
 	}
@@ -217,7 +223,9 @@ func cmdTiles(args []string) (any, error) {
 	if err := checkEntries(src, c); err != nil {
 		return nil, err
 	}
-	return map[string]any{"origin": c.Origin, "size": c.Size, "root": c.RootB64, "entries": c.Size}, nil
+	return map[string]any{
+		"origin": c.Origin, "size": c.Size, "root": c.RootB64, "entries": c.Size, "witnesses": found,
+	}, nil
 }
 
 // checkEntries checks every entry of every bundle against the tree the checkpoint commits to.
