@@ -12,6 +12,7 @@ not there yet), and :func:`gather_cosignatures` asks the witnesses to cosign (C2
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -225,6 +226,7 @@ def publish(rt: Runtime, *, from_size: int = 0) -> int:
         read = tile_reader(tx)
         _write_hash_tiles(base, read=read, from_size=from_size, size=size)
         _write_entry_bundles(base, tx=tx, from_size=from_size, size=size)
+    os.sync()  # every tile and bundle on disk before the checkpoint that refers to them
     write_atomic(base / "checkpoint", note)
     return size
 
@@ -232,7 +234,7 @@ def publish(rt: Runtime, *, from_size: int = 0) -> int:
 def _write(base: Path, relative: str, data: bytes) -> None:
     path = base / relative
     make_dirs(path.parent, mode=DIR_MODE)
-    write_atomic(path, data)
+    write_atomic(path, data, sync=False)  # publish syncs them all at once
 
 
 def _write_hash_tiles(base: Path, *, read: ReadTile, from_size: int, size: int) -> None:
