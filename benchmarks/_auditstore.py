@@ -162,6 +162,8 @@ def audited_phase(rt: Runtime, *, batch: int, seconds: float, how: str) -> dict[
         worker.join(timeout=CATCH_UP_S)
     count = commits[-1][0] - first
     durable_s = checkpoints[-1][1] - start
+    during = [(size, at) for size, at, _ in checkpoints if at <= commits[-1][1]]
+    steady = (during[-1][0] - first) / (during[-1][1] - start) if during else None
     delays = sorted(_delays(commits, checkpoints))
     rounds = [round_s for *_, round_s in checkpoints]
     return {
@@ -172,6 +174,7 @@ def audited_phase(rt: Runtime, *, batch: int, seconds: float, how: str) -> dict[
         "appended_per_s": count / appended_s,
         "durable_seconds": durable_s,
         "entries_per_s": count / durable_s,
+        "steady_per_s": steady,
         "checkpoints": len(checkpoints),
         "max_round_s": max(rounds),
         "max_delay_s": delays[-1],
