@@ -123,8 +123,29 @@ def build_tree(size: int, *, batch: int, signer: MemorySigner | None = None) -> 
     return MemoryTree(size=now, root=root, tiles=tiles, figures=figures)
 
 
-def _median_us(samples: list[float]) -> float:
-    return statistics.median(samples) * 1e6
+def _one_sample(tree: MemoryTree, read: ReadTile, *, index: int, old: int) -> dict[str, float]:
+    """Make and verify one inclusion proof (leaf ``index``) and one consistency proof (from
+    ``old``); their hash counts and the seconds each step took."""
+    size, root, clock = tree.size, tree.root, time.perf_counter
+    leaf = leaf_hash(entry_bytes(index))
+    old_root = tree_root(size=old, read_tile=read)
+    t0 = clock()
+    path = inclusion_proof(index=index, size=size, read_tile=read)
+    t1 = clock()
+    verify_inclusion(leaf=leaf, index=index, size=size, proof=path, root=root)
+    t2 = clock()
+    proof = consistency_proof(old_size=old, new_size=size, read_tile=read)
+    t3 = clock()
+    verify_consistency(old_size=old, new_size=size, old_root=old_root, new_root=root, proof=proof)
+    t4 = clock()
+    return {
+        "inclusion_bytes": 32 * len(path),
+        "inclusion_make_us": (t1 - t0) * 1e6,
+        "inclusion_verify_us": (t2 - t1) * 1e6,
+        "consistency_bytes": 32 * len(proof),
+        "consistency_make_us": (t3 - t2) * 1e6,
+        "consistency_verify_us": (t4 - t3) * 1e6,
+    }
 
 
 def proof_figures(tree: MemoryTree, *, samples: int, seed: int = 11) -> dict[str, Any]:
@@ -133,46 +154,21 @@ def proof_figures(tree: MemoryTree, *, samples: int, seed: int = 11) -> dict[str
 
     Every proof made is verified; a proof that fails raises (the figures would be wrong).
     """
-    size, root, read = tree.size, tree.root, _reader(tree.tiles)
-    rng = random.Random(seed)
-    clock = time.perf_counter
-    make_inc: list[float] = []
-    check_inc: list[float] = []
-    make_con: list[float] = []
-    check_con: list[float] = []
-    inc_hashes: list[int] = []
-    con_hashes: list[int] = []
-    for _ in range(samples):
-        index, old = rng.randrange(size), rng.randrange(1, size)
-        leaf = leaf_hash(entry_bytes(index))
-        old_root = tree_root(size=old, read_tile=read)
-        t0 = clock()
-        path = inclusion_proof(index=index, size=size, read_tile=read)
-        t1 = clock()
-        verify_inclusion(leaf=leaf, index=index, size=size, proof=path, root=root)
-        t2 = clock()
-        proof = consistency_proof(old_size=old, new_size=size, read_tile=read)
-        t3 = clock()
-        verify_consistency(
-            old_size=old, new_size=size, old_root=old_root, new_root=root, proof=proof
-        )
-        t4 = clock()
-        make_inc.append(t1 - t0)
-        check_inc.append(t2 - t1)
-        make_con.append(t3 - t2)
-        check_con.append(t4 - t3)
-        inc_hashes.append(len(path))
-        con_hashes.append(len(proof))
-    return {
-        "size": size,
+    rng, read = random.Random(seed), _reader(tree.tiles)
+    runs = [
+        _one_sample(tree, read, index=rng.randrange(tree.size), old=rng.randrange(1, tree.size))
+        for _ in range(samples)
+    ]
+    figures: dict[str, Any] = {
+        "size": tree.size,
         "samples": samples,
-        "log2_bound_bytes": 32 * math.ceil(math.log2(size)),
-        "inclusion_bytes_max": 32 * max(inc_hashes),
-        "inclusion_bytes_median": 32 * statistics.median(inc_hashes),
-        "consistency_bytes_max": 32 * max(con_hashes),
-        "consistency_bytes_median": 32 * statistics.median(con_hashes),
-        "inclusion_make_us": _median_us(make_inc),
-        "inclusion_verify_us": _median_us(check_inc),
-        "consistency_make_us": _median_us(make_con),
-        "consistency_verify_us": _median_us(check_con),
+        "log2_bound_bytes": 32 * math.ceil(math.log2(tree.size)),
     }
+    for key in runs[0]:
+        values = [run[key] for run in runs]
+        if key.endswith("_bytes"):
+            figures[key + "_max"] = max(values)
+            figures[key + "_median"] = statistics.median(values)
+        else:
+            figures[key] = statistics.median(values)
+    return figures
