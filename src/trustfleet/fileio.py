@@ -93,16 +93,17 @@ def make_dirs(path: Path, *, mode: int = DIR_MODE) -> Path:
     return path
 
 
-def write_atomic(path: Path, data: bytes, *, mode: int = FILE_MODE) -> None:
+def write_atomic(path: Path, data: bytes, *, mode: int = FILE_MODE, sync: bool = True) -> None:
     """Replace ``path`` with ``data`` (file mode ``mode``), crash-safely.
 
     A symbolic link at ``path`` is replaced, never written through. Missing parent folders are
-    created with mode 0755.
+    created with mode 0755. ``sync=False`` skips the fsyncs (readers still see the old or the
+    new file, never a part): for many files made durable at once afterwards (``os.sync``).
 
     Raises:
         OSError: The file cannot be written (nothing is left behind but the old file).
     """
-    with _replacing(path, mode=mode) as out:
+    with _replacing(path, mode=mode, sync=sync) as out:
         out.write(data)
 
 
@@ -138,7 +139,7 @@ def write_new(path: Path, data: bytes, *, mode: int = FILE_MODE) -> None:
 
 
 @contextlib.contextmanager
-def _replacing(path: Path, *, mode: int) -> Iterator[BinaryIO]:
+def _replacing(path: Path, *, mode: int, sync: bool = True) -> Iterator[BinaryIO]:
     if not path.parent.is_dir():  # an existing folder (an operator's link too) is used as is
         make_dirs(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -147,13 +148,15 @@ def _replacing(path: Path, *, mode: int) -> Iterator[BinaryIO]:
         with os.fdopen(fd, "wb") as out:
             yield out
             out.flush()
-            os.fsync(out.fileno())
+            if sync:
+                os.fsync(out.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    fsync_dir(path.parent)
+    if sync:
+        fsync_dir(path.parent)
 
 
 def check_trusted(path: Path, *, what: str, parents: bool = False) -> None:

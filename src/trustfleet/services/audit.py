@@ -12,8 +12,9 @@ not there yet), and :func:`gather_cosignatures` asks the witnesses to cosign (C2
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -71,11 +72,13 @@ class Integrated:
         old_size: The tree's size before.
         checkpoint: The new checkpoint.
         note: Its signed note (the log's signature only).
+        entries: The bytes of the entries it added (ids ``old_size + 1`` on), as hashed.
     """
 
     old_size: int
     checkpoint: Checkpoint
     note: bytes
+    entries: tuple[bytes, ...] = field(default=(), repr=False)
 
 
 def record_refused_command(
@@ -201,7 +204,8 @@ def integrate(rt: Runtime, *, now: datetime) -> Integrated | None:
             sign_note(checkpoint.text(), name=settings.origin, signer=rt.audit_key())
         )
         tx.audit.add_checkpoint(size=update.size, root=update.root, note=note, signed_at=now)
-    return Integrated(old_size=old_size, checkpoint=checkpoint, note=note)
+    added = tuple(data for _, data in entries)
+    return Integrated(old_size=old_size, checkpoint=checkpoint, note=note, entries=added)
 
 
 def _check_dense(entries: list[tuple[int, bytes]], *, after: int) -> None:
@@ -236,11 +240,13 @@ def publish_dir(rt: Runtime) -> Path:
     return rt.settings.path(rt.settings.audit.publish_dir)
 
 
-def publish(rt: Runtime, *, from_size: int = 0) -> int:
+def publish(rt: Runtime, *, from_size: int = 0, entries: Sequence[bytes] = ()) -> int:
     """Write the tiles and entry bundles past ``from_size``, then the checkpoint file.
 
     ``from_size`` 0 re-publishes everything (``trustfleet audit publish``: repairs a damaged
-    copy). Returns the published size.
+    copy). ``entries``: the bytes of the entries from ``from_size + 1`` on that the caller
+    already holds (:func:`on_each`: those just integrated), not read from the store again.
+    Returns the published size.
     """
     base = publish_dir(rt)
     make_dirs(base, mode=DIR_MODE)
@@ -249,7 +255,8 @@ def publish(rt: Runtime, *, from_size: int = 0) -> int:
     with rt.uow.begin(read_only=True) as tx:
         read = tile_reader(tx)
         _write_hash_tiles(base, read=read, from_size=from_size, size=size)
-        _write_entry_bundles(base, tx=tx, from_size=from_size, size=size)
+        _write_entry_bundles(base, tx=tx, from_size=from_size, size=size, known=entries)
+    os.sync()  # every tile and bundle on disk before the checkpoint that refers to them
     write_atomic(base / "checkpoint", note)
     return size
 
@@ -257,7 +264,7 @@ def publish(rt: Runtime, *, from_size: int = 0) -> int:
 def _write(base: Path, relative: str, data: bytes) -> None:
     path = base / relative
     make_dirs(path.parent, mode=DIR_MODE)
-    write_atomic(path, data)
+    write_atomic(path, data, sync=False)  # publish syncs them all at once
 
 
 def _write_hash_tiles(base: Path, *, read: ReadTile, from_size: int, size: int) -> None:
@@ -269,19 +276,40 @@ def _write_hash_tiles(base: Path, *, read: ReadTile, from_size: int, size: int) 
         level, first, last = level + 1, first // TILE_WIDTH, last // TILE_WIDTH
 
 
-def _write_entry_bundles(base: Path, *, tx: Transaction, from_size: int, size: int) -> None:
+def _write_entry_bundles(
+    base: Path, *, tx: Transaction, from_size: int, size: int, known: Sequence[bytes]
+) -> None:
     for index in range(from_size // TILE_WIDTH, (size - 1) // TILE_WIDTH + 1 if size else 0):
         start = index * TILE_WIDTH
         width = min(TILE_WIDTH, size - start)
-        bundle = [data for _, data in tx.events.entries(after_id=start, limit=width)]
+        bundle = _bundle(tx, start, start + width, known_from=from_size, known=known)
         _write(base, entries_path(index, width), encode_entry_bundle(bundle))
+
+
+def _bundle(
+    tx: Transaction, start: int, end: int, *, known_from: int, known: Sequence[bytes]
+) -> list[bytes]:
+    """The entries at leaf indexes ``[start, end)``: from ``known`` (indexes ``known_from``
+    on) where it has them, from the store before and after."""
+    low, high = max(start, known_from), min(end, known_from + len(known))
+    if low >= high:
+        return _stored(tx, start, end)
+    held = list(known[low - known_from : high - known_from])
+    return _stored(tx, start, low) + held + _stored(tx, high, end)
+
+
+def _stored(tx: Transaction, start: int, end: int) -> list[bytes]:
+    """The stored entries at leaf indexes ``[start, end)`` (ids ``start + 1`` to ``end``)."""
+    if start >= end:
+        return []
+    return [data for _, data in tx.events.entries(after_id=start, limit=end - start)]
 
 
 def on_each(rt: Runtime, *, now: Callable[[], datetime]) -> Integrated | None:
     """One round of the sequencer: integrate, publish what is new, gather cosignatures."""
     done = integrate(rt, now=now())
     if done is not None:
-        publish(rt, from_size=done.old_size)
+        publish(rt, from_size=done.old_size, entries=done.entries)
         logger.info("audit checkpoint %d (+%d)", done.checkpoint.size,
                     done.checkpoint.size - done.old_size)  # fmt: skip
     return done

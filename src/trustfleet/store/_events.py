@@ -51,6 +51,9 @@ def _record(row: SecurityEventRow) -> SecurityEventRecord:
 
 
 _MAX_ID = select(func.max(SecurityEventRow.id))
+_TABLE = cast(sa.Table, SecurityEventRow.__table__)
+_INSERT = _TABLE.insert()
+_COLUMNS = tuple(column.key for column in _TABLE.columns)
 
 
 class EventRepository:
@@ -67,6 +70,7 @@ class EventRepository:
     ) -> None:
         self._handle = handle
         self._max_details_bytes = max_details_bytes
+        self._last_id: int | None = None  # the id this transaction appended last
 
     def append(
         self,
@@ -96,7 +100,7 @@ class EventRepository:
         Raises:
             InvalidInput: A value is malformed or the details are too large.
         """
-        row = SecurityEventRow(
+        record = SecurityEventRecord(
             occurred_at=check.aware(now, name="now"),
             type=check.event_type(type),
             actor=check.text(actor, name="actor", max_chars=128),
@@ -104,20 +108,33 @@ class EventRepository:
             details=check.json_object(details, max_bytes=self._max_details_bytes),
             origin=check.text(origin or current_origin(), name="origin", max_chars=256),
             outcome=check.one_of(outcome, OUTCOMES, name="outcome"),
+            id=self._next_id(),  # last: only once the values are valid
         )
-        session = self._handle.session
-        if session.get_bind().dialect.name == "postgresql":
-            # Held until commit or rollback: appenders take turns, so ids are dense and
-            # committed in order. Plain reads (ACCESS SHARE) are not blocked.
-            session.connection().exec_driver_sql("LOCK TABLE security_events IN EXCLUSIVE MODE")
-        # SQLite: BEGIN IMMEDIATE already holds the database's single write lock.
-        conn = session.connection()  # Core on the connection: no ORM execution layer
-        row.id = (conn.scalar(_MAX_ID) or 0) + 1
-        table = cast(sa.Table, SecurityEventRow.__table__)
-        record = _record(row)
+        conn = self._handle.session.connection()  # Core on the connection: no ORM layer
         encode_entry(entry_of(record))  # refuses what the audit log could not hold
-        conn.execute(table.insert(), {c.key: getattr(row, c.key) for c in table.columns})
+        nested = conn.in_nested_transaction()
+        self._last_id = None
+        conn.execute(_INSERT, {name: getattr(record, name) for name in _COLUMNS})
+        self._last_id = None if nested else record.id
         return record
+
+    def _next_id(self) -> int:
+        """The next id, under the log's write lock (taken here on PostgreSQL).
+
+        The lock is held until the transaction ends (the database lock on SQLite: BEGIN
+        IMMEDIATE), so after this transaction's first append outside a savepoint its last id
+        stays the log's last one: later appends need neither the lock again nor the query.
+        Inside a savepoint, whose rollback would undo the row (and a lock taken in it), both
+        are done every time.
+        """
+        conn = self._handle.session.connection()
+        if self._last_id is not None and not conn.in_nested_transaction():
+            return self._last_id + 1
+        if conn.dialect.name == "postgresql":
+            # Appenders take turns, so ids are dense and committed in order. Plain reads
+            # (ACCESS SHARE) are not blocked.
+            conn.exec_driver_sql("LOCK TABLE security_events IN EXCLUSIVE MODE")
+        return (conn.scalar(_MAX_ID) or 0) + 1
 
     def list(
         self,

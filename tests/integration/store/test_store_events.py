@@ -16,6 +16,7 @@ from trustfleet.errors import InvalidInput
 from trustfleet.store import (
     JSON,
     SecurityEventRecord,
+    Transaction,
     UnitOfWork,
     create_engine,
     migrate,
@@ -28,13 +29,33 @@ EVENTS_PER_WRITER = 200
 
 def _append(uow: UnitOfWork, now: datetime, **details: Any) -> int:
     with uow.begin() as tx:
-        return tx.events.append(
-            type="certificate.issued",
-            actor="system",
-            subject="device:d1",
-            details=details,
-            now=now,
-        ).id
+        return _append_in(tx, now, **details)
+
+
+def _append_in(tx: Transaction, now: datetime, **details: Any) -> int:
+    return tx.events.append(
+        type="certificate.issued", actor="system", subject="device:d1", details=details, now=now
+    ).id
+
+
+def test_ids_stay_dense_in_one_transaction_around_a_savepoint_and_a_rollback(
+    uow: UnitOfWork, now: datetime
+) -> None:
+    # An append after the transaction's first reuses the id it knows; not one whose row a
+    # rolled-back savepoint took away, nor one of a rolled-back transaction.
+    with uow.begin() as tx:
+        first = [_append_in(tx, now, n=n) for n in range(3)]
+        savepoint = tx.events._handle.session.begin_nested()  # the store test may reach in
+        assert _append_in(tx, now, n="undone") == 4
+        savepoint.rollback()
+        after = [_append_in(tx, now, n=n) for n in range(3, 5)]
+    with pytest.raises(RuntimeError), uow.begin() as tx:
+        _append_in(tx, now, n="rolled back")
+        raise RuntimeError
+    assert first + after == [1, 2, 3, 4, 5]
+    assert _append(uow, now, n=5) == 6
+    with uow.begin() as tx:
+        assert [e.details["n"] for e in tx.events.list()] == list(range(6))
 
 
 def test_ids_increase_and_list_pages(uow: UnitOfWork, now: datetime) -> None:
@@ -142,15 +163,17 @@ def _writer(url: str, worker: int) -> None:
     engine = create_engine(url)
     uow = UnitOfWork(engine)
     now = datetime(2025, 1, 1, tzinfo=UTC)
-    for index in range(EVENTS_PER_WRITER):
+    per_transaction = 1 if worker % 2 else 5  # a transaction of several appends, too
+    for start in range(0, EVENTS_PER_WRITER, per_transaction):
         with uow.begin() as tx:
-            tx.events.append(
-                type="device.registered",
-                actor=f"worker:{worker}",
-                subject=f"device:{worker}-{index}",
-                details={"worker": worker, "index": index},
-                now=now,
-            )
+            for index in range(start, start + per_transaction):
+                tx.events.append(
+                    type="device.registered",
+                    actor=f"worker:{worker}",
+                    subject=f"device:{worker}-{index}",
+                    details={"worker": worker, "index": index},
+                    now=now,
+                )
     engine.dispose()
 
 
