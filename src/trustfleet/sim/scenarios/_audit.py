@@ -51,8 +51,7 @@ _SQLITE = "sqlite:///"
 @stage("audit")
 def audit(fleet: SimFleet) -> Observed:
     """The story is in the log, cosigned by a witness, provable to Go, and an edit is found."""
-    rt = fleet.srv.runtime
-    work = fleet.workdir / "audit"
+    rt, work = fleet.srv.runtime, fleet.workdir / "audit"
     work.mkdir(exist_ok=True)
     log_vkey = (fleet.srv.home / AUDIT_VKEY_FILE).read_text(encoding="ascii").strip()
     if fleet.witness is None:
@@ -60,11 +59,7 @@ def audit(fleet: SimFleet) -> Observed:
     log, witness = parse_verifier_key(log_vkey), parse_verifier_key(fleet.witness.vkey)
     story = {kind: _first_id(rt, kind) for kind in STORY}
     revocation = _first_id(rt, "device.revoked", device=fleet.device("revoked"))
-    wait_until(
-        lambda: _cosigned(rt, covering=revocation, witness=witness),
-        timeout_s=COSIGNED_TIMEOUT_S,
-        what="a checkpoint holding the revocation, cosigned by the witness",
-    )
+    events = _wait_cosigned(rt, at_least=revocation, witness=witness)
     proof = prove_entry(rt, revocation)
     checkpoint = parse_checkpoint(parse_note(proof.note).text)
     signers = [v.name for v in _valid_signers(proof.note, [log, witness])]
@@ -75,15 +70,17 @@ def audit(fleet: SimFleet) -> Observed:
     in_tree = all(0 < entry <= checkpoint.size for entry in story.values())
     return Observed(
         {
-            "the story's events are in the log": in_tree,
+            f"all {events} events so far, the story's among them, are in the log": in_tree
+            and checkpoint.size >= events,
             "the checkpoint is signed by the log and cosigned by the witness": signers
             == [log.name, witness.name],
             "the Go verifier accepts the revocation's proof": go.get("ok") is not False,
             "the whole log verifies against the store": whole.ok,
             "audit verify names the edited row of a copy": named == [(revocation,)],
         },
-        _details(checkpoint, witness, proof=proof, go=go, whole=whole, edited=edited)
-        | {"revocation_entry": revocation, "story": story},
+        {"entries": events, "revocation_entry": revocation}
+        | _details(checkpoint, witness, proof=proof, go=go, whole=whole, edited=edited)
+        | {"story": story},
     )
 
 
@@ -91,6 +88,23 @@ def _first_id(rt: Runtime, kind: str, *, device: str | None = None) -> int:
     """The id of the first entry of ``kind`` (about ``device``), 0 if there is none."""
     page = list_entries(rt, kind=kind, device=device, limit=1)
     return page.items[0].id if page.items else 0
+
+
+def _wait_cosigned(rt: Runtime, *, at_least: int, witness: Verifier) -> int:
+    """Wait until a checkpoint the witness cosigned holds every event so far (and entry
+    ``at_least``); how many events there were.
+
+    Raises:
+        Unavailable: Not within ``COSIGNED_TIMEOUT_S``.
+    """
+    with rt.uow.begin(read_only=True) as tx:
+        events = tx.events.last_id()  # ids are dense: one entry per event
+    wait_until(
+        lambda: _cosigned(rt, covering=max(events, at_least), witness=witness),
+        timeout_s=COSIGNED_TIMEOUT_S,
+        what="a checkpoint holding the story, cosigned by the witness",
+    )
+    return events
 
 
 def _cosigned(rt: Runtime, *, covering: int, witness: Verifier) -> bool:
@@ -201,7 +215,6 @@ def _details(
     edited: AuditReport,
 ) -> dict[str, Any]:
     return {
-        "entries": checkpoint.size,
         "checkpoint_size": checkpoint.size,
         "cosigned_by": witness.name,
         "proof_hashes": len(proof.hashes),
