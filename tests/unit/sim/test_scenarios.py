@@ -95,3 +95,10 @@ def test_a_stage_needing_a_server_fails_readably_without_one(tmp_path: Path) -> 
     result = serve(_fleet(tmp_path))
     assert not result.ok
     assert result.reason.startswith("the fleet has no server yet")
+
+
+def test_the_audit_stage_fails_readably_without_a_server(tmp_path: Path) -> None:
+    audit = next(s for s in DEMO if s.name == "audit")
+    result = audit(_fleet(tmp_path))
+    assert not result.ok
+    assert result.reason.startswith("the fleet has no server yet")
