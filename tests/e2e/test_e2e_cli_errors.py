@@ -171,10 +171,23 @@ CASES: dict[str, tuple[str, str, str]] = {
     "demo-workdir-is-a-file": ("demo --workdir {afile}", "is a file", "empty or new directory"),
     "demo-workdir-not-empty": ("demo --workdir {root}", "not empty", "empty or new"),
     "demo-too-few-devices": ("demo --devices 2", "--devices", "--help"),
+    # audit
+    "audit-log-bad-since":
+        ("audit log --home {home} --since yesterday", "not an ISO 8601 time", "2026-12-01"),
+    "audit-checkpoint-none-yet":
+        ("audit checkpoint --home {home}", "no checkpoint yet", "audit checkpoint --now"),
+    "audit-prove-none-yet": ("audit prove 99999 --home {home}", "no checkpoint yet", "--now"),
+    "audit-verify-no-key": ("audit verify --tiles {adir}", "no log key", "audit key"),
+    "audit-verify-key-not-a-key":
+        ("audit verify --home {adir}", "neither a verifier key nor", "a vkey looks like"),
+    "audit-verify-nothing":
+        ("audit verify --key {home}/public/audit-log.vkey", "nothing to verify", "--tiles"),
     # witness
     "witness-init-bad-log":
         ("witness init --home {root}/w1 --name w.example/w1 --log nonsense",
          "name+keyid+key", "verifier key"),
+    "witness-init-bad-name":
+        ("witness init --home {root}/w2 --name a+b --log x", "'name'", "witness init --help"),
     "witness-init-home-exists":
         ("witness init --home {home} --name w.example/w1 --log x", "not empty", "new directory"),
     "witness-init-home-is-a-file":
@@ -204,7 +217,8 @@ def _same_mistake(
 
 CASES |= _same_mistake(
     ("device list", "device reopen dev-nosuchdevice", "ota status", "ota refresh-timestamp",
-     "release list", "campaign list", "attest list", "factory provision --out {adir}"),
+     "release list", "campaign list", "attest list", "factory provision --out {adir}",
+     "audit publish", "audit key"),
     mistake="home-is-a-file", wrong="--home {afile}", message="is a file", hint="not a file",
 )  # fmt: skip
 CASES |= _same_mistake(

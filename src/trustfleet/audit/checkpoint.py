@@ -11,12 +11,11 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import re
 from dataclasses import dataclass
 from typing import Final
 
-from trustfleet.audit.note import NoteError
+from trustfleet.audit._vkeys import NoteError, b64decode_strict
 
 __all__ = ["MAX_TREE_SIZE", "Checkpoint", "CheckpointError", "parse_checkpoint"]
 
@@ -67,11 +66,8 @@ class Checkpoint:
 
 
 def _parse_root(line: str) -> bytes:
-    try:
-        root = base64.b64decode(line.encode("ascii"), validate=True)
-    except (binascii.Error, UnicodeEncodeError, ValueError) as exc:
-        raise CheckpointError("checkpoint root hash is not valid base64") from exc
-    if len(root) != _ROOT_BYTES or base64.b64encode(root).decode("ascii") != line:
+    root = b64decode_strict(line, what="checkpoint root hash", error=CheckpointError)
+    if len(root) != _ROOT_BYTES:
         raise CheckpointError("checkpoint root hash is not the base64 of 32 bytes")
     return root
 

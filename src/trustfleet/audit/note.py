@@ -12,9 +12,6 @@ never sees a private key.
 from __future__ import annotations
 
 import base64
-import binascii
-import hashlib
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol
@@ -22,7 +19,19 @@ from typing import Final, Protocol
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from trustfleet.errors import InvalidInput
+from trustfleet.audit._vkeys import (
+    COSIGNATURE_V1,
+    ED25519,
+    ED25519_KEY_BYTES,
+    KEY_ID_BYTES,
+    NoteError,
+    Verifier,
+    b64decode_strict,
+    check_name,
+    key_id,
+    parse_verifier_key,
+    verifier_key,
+)
 
 __all__ = [
     "COSIGNATURE_V1",
@@ -50,22 +59,10 @@ MAX_NOTE_BYTES: Final = 64 * 1024
 """The largest signed note accepted (text and signatures, encoded)."""
 MAX_SIGNATURES: Final = 100
 """The most signature lines a note may carry (the spec asks verifiers to accept at least 16)."""
-ED25519: Final = 0x01
-"""Signature type of a plain Ed25519 note signature."""
-COSIGNATURE_V1: Final = 0x04
-"""Signature type of a timestamped Ed25519 checkpoint cosignature (cosignature/v1)."""
-
-_KEY_ID_BYTES: Final = 4
-_ED25519_KEY_BYTES: Final = 32
 _ED25519_SIG_BYTES: Final = 64
 _TIMESTAMP_BYTES: Final = 8
 _MAX_TIMESTAMP_S: Final = 2**63 - 1
 _SIG_PREFIX: Final = "\u2014 "  # em dash, space
-_KEY_TYPES: Final = frozenset({ED25519, COSIGNATURE_V1})
-
-
-class NoteError(InvalidInput):
-    """A signed note, a verifier key or a signature that is malformed or does not verify."""
 
 
 @dataclass(frozen=True)
@@ -108,126 +105,11 @@ class RawSigner(Protocol):
         ...
 
 
-def _is_valid_name(name: str) -> bool:
-    """Non-empty, no Unicode space, no plus, no control character (the spec's key name)."""
-    return bool(name) and not any(
-        ch == "+" or ch.isspace() or unicodedata.category(ch) in {"Zs", "Zl", "Zp", "Cc"}
-        for ch in name
-    )
-
-
-def _check_name(name: str) -> None:
-    if not _is_valid_name(name):
-        raise NoteError(f"invalid key name {name!r}: it must be non-empty, without spaces or '+'")
-
-
 def _check_text(text: str) -> None:
     if not text.endswith("\n"):
         raise NoteError("note text does not end in a newline")
     if any(ch < " " and ch != "\n" for ch in text):
         raise NoteError("note text contains a control character")
-
-
-def _b64decode(data: str, *, what: str) -> bytes:
-    """Strict standard base64: padded, canonical (re-encodes to the same text)."""
-    try:
-        raw = base64.b64decode(data.encode("ascii"), validate=True)
-    except (binascii.Error, UnicodeEncodeError, ValueError) as exc:
-        raise NoteError(f"{what} is not valid base64") from exc
-    if base64.b64encode(raw).decode("ascii") != data:
-        raise NoteError(f"{what} is not canonical base64")
-    return raw
-
-
-def key_id(name: str, key_type: int, public_key: bytes) -> bytes:
-    """The key id: the first 4 bytes of SHA-256(name || 0x0A || type || public key).
-
-    Args:
-        name: The key name.
-        key_type: The signature type byte (:data:`ED25519`, :data:`COSIGNATURE_V1`).
-        public_key: The encoded public key (32 bytes for Ed25519).
-
-    Returns:
-        The 4-byte key id.
-    """
-    digest = hashlib.sha256(name.encode("utf-8") + b"\n" + bytes([key_type]) + public_key)
-    return digest.digest()[:_KEY_ID_BYTES]
-
-
-def verifier_key(name: str, key_type: int, public_key: bytes) -> str:
-    """The vkey ``name+hex(key id)+base64(type || public key)``.
-
-    Args:
-        name: The key name.
-        key_type: The signature type byte.
-        public_key: The encoded public key.
-
-    Returns:
-        The verifier key text.
-
-    Raises:
-        NoteError: The name, type or key is not valid.
-    """
-    verifier = Verifier(name=name, key_type=key_type, public_key=public_key)
-    encoded = base64.b64encode(bytes([key_type]) + public_key).decode("ascii")
-    return f"{name}+{verifier.key_id.hex()}+{encoded}"
-
-
-@dataclass(frozen=True)
-class Verifier:
-    """A known public key: its name, signature type and 32-byte Ed25519 key.
-
-    Raises:
-        NoteError: The name is invalid, the type unsupported or the key not 32 bytes.
-    """
-
-    name: str
-    key_type: int
-    public_key: bytes
-
-    def __post_init__(self) -> None:
-        _check_name(self.name)
-        if self.key_type not in _KEY_TYPES:
-            raise NoteError(f"unsupported signature type 0x{self.key_type:02x} for {self.name}")
-        if len(self.public_key) != _ED25519_KEY_BYTES:
-            raise NoteError(f"the Ed25519 key of {self.name} is not 32 bytes")
-
-    @property
-    def key_id(self) -> bytes:
-        """The 4-byte key id of this key."""
-        return key_id(self.name, self.key_type, self.public_key)
-
-    def vkey(self) -> str:
-        """This verifier as a vkey string."""
-        return verifier_key(self.name, self.key_type, self.public_key)
-
-
-def parse_verifier_key(vkey: str) -> Verifier:
-    """Parse a vkey ``name+hex(key id)+base64(type || public key)``.
-
-    Args:
-        vkey: The verifier key text.
-
-    Returns:
-        The verifier (types :data:`ED25519` and :data:`COSIGNATURE_V1` only).
-
-    Raises:
-        NoteError: The vkey is malformed, of another type, or its key id does not match.
-    """
-    parts = vkey.split("+", 2)
-    if len(parts) != 3:
-        raise NoteError("verifier key is not name+keyid+key")
-    name, hex_id, key64 = parts
-    _check_name(name)
-    if len(hex_id) != 2 * _KEY_ID_BYTES or any(ch not in "0123456789abcdef" for ch in hex_id):
-        raise NoteError(f"verifier key id of {name} is not 8 lowercase hex digits")
-    raw = _b64decode(key64, what=f"verifier key of {name}")
-    if not raw:
-        raise NoteError(f"verifier key of {name} is empty")
-    verifier = Verifier(name=name, key_type=raw[0], public_key=raw[1:])
-    if verifier.key_id.hex() != hex_id:
-        raise NoteError(f"verifier key id of {name} does not match its key")
-    return verifier
 
 
 def _parse_signature_line(line: str) -> NoteSignature:
@@ -236,11 +118,11 @@ def _parse_signature_line(line: str) -> NoteSignature:
     name, sep, encoded = line[len(_SIG_PREFIX) :].partition(" ")
     if not sep or not encoded:
         raise NoteError("signature line is not '— name signature'")
-    _check_name(name)
-    raw = _b64decode(encoded, what=f"signature by {name}")
-    if len(raw) <= _KEY_ID_BYTES:
+    check_name(name)
+    raw = b64decode_strict(encoded, what=f"signature by {name}")
+    if len(raw) <= KEY_ID_BYTES:
         raise NoteError(f"signature by {name} is too short")
-    return NoteSignature(name=name, key_id=raw[:_KEY_ID_BYTES], signature=raw[_KEY_ID_BYTES:])
+    return NoteSignature(name=name, key_id=raw[:KEY_ID_BYTES], signature=raw[KEY_ID_BYTES:])
 
 
 def parse_note(data: bytes) -> Note:
@@ -296,8 +178,8 @@ def format_note(note: Note) -> bytes:
     if len(note.signatures) > MAX_SIGNATURES:
         raise NoteError(f"note has more than {MAX_SIGNATURES} signatures")
     for sig in note.signatures:
-        _check_name(sig.name)
-        if len(sig.key_id) != _KEY_ID_BYTES or not sig.signature:
+        check_name(sig.name)
+        if len(sig.key_id) != KEY_ID_BYTES or not sig.signature:
             raise NoteError(f"signature by {sig.name} has no 4-byte key id or no signature")
     encoded = (note.text + "\n" + "".join(sig.line() for sig in note.signatures)).encode()
     if len(encoded) > MAX_NOTE_BYTES:
@@ -308,7 +190,7 @@ def format_note(note: Note) -> bytes:
 def _ed25519_sign(signer: RawSigner, message: bytes) -> tuple[bytes, bytes]:
     """(public key, signature) from the signer, both checked for size."""
     public_key = signer.public_bytes_raw()
-    if len(public_key) != _ED25519_KEY_BYTES:
+    if len(public_key) != ED25519_KEY_BYTES:
         raise NoteError("the signer's public key is not a 32-byte Ed25519 key")
     signature = signer.sign(message)
     if len(signature) != _ED25519_SIG_BYTES:
@@ -331,7 +213,7 @@ def sign_note(text: str, *, name: str, signer: RawSigner) -> Note:
         NoteError: The text or the name is invalid.
     """
     _check_text(text)
-    _check_name(name)
+    check_name(name)
     public_key, signature = _ed25519_sign(signer, text.encode("utf-8"))
     sig = NoteSignature(name=name, key_id=key_id(name, ED25519, public_key), signature=signature)
     return Note(text=text, signatures=(sig,))
@@ -359,7 +241,7 @@ def cosign(
         NoteError: The text, the name or the time is invalid.
     """
     _check_text(checkpoint_text)
-    _check_name(name)
+    check_name(name)
     if not 0 <= timestamp_s <= _MAX_TIMESTAMP_S:
         raise NoteError(f"cosignature time {timestamp_s} is out of range")
     message = _cosigned_message(checkpoint_text, timestamp_s)

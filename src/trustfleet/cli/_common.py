@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from trustfleet.cli._options import HomeOpt, JsonOpt  # the home and --json, shared by all
-from trustfleet.errors import NotFound
+from trustfleet.errors import NotFound, TrustFleetError
 
 if TYPE_CHECKING:
     from trustfleet.services.runtime import Runtime
@@ -98,8 +98,21 @@ def command_runtime(home: Path) -> Iterator[Runtime]:
     rt = Runtime.open(load_server_settings(home))
     try:
         yield rt
+    except TrustFleetError as exc:  # a refused operator action is in the audit log too
+        from trustfleet.services.audit import record_refused_command
+
+        record_refused_command(rt, command=_command_words(), error=exc, now=now())
+        raise
     finally:
         rt.close()
+
+
+def _command_words() -> str:
+    """The running command's words (``device revoke``), from Click's context."""
+    from typer._click.globals import get_current_context  # Typer's own Click, as main.py
+
+    ctx = get_current_context(silent=True)
+    return ctx.command_path.removeprefix("trustfleet").strip() if ctx is not None else ""
 
 
 @contextmanager

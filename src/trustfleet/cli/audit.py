@@ -211,7 +211,7 @@ def verify(
     copy). With files: a --checkpoint, a --proof, consistency from --old to --checkpoint (or
     to the published --tiles), or a published log (--tiles) — no home needed.
     """
-    from trustfleet.services.audit_verify import run_verify
+    from trustfleet.services.audit_offline import run_verify
 
     report = run_verify(
         home=home, key=key, checkpoint_file=checkpoint_file, proof_file=proof_file,

@@ -114,11 +114,21 @@ def _entry(old: Mapping[str, Any] | None, new: Any) -> Any:
 
 
 def _table(path: tuple[str, ...], model: BaseModel, data: Mapping[str, Any]) -> list[str]:
-    lines = [f"[{'.'.join(_key(part) for part in path)}]"]
+    """A section; its lists of tables follow its keys as ``[[section.name]]`` (an array of
+    tables written among the keys would take the keys after it)."""
+    dotted = ".".join(_key(part) for part in path)
+    lines, arrays = [f"[{dotted}]"], []
     for name, info in type(model).model_fields.items():
-        if data[name] is not None:
-            lines += [*_described(info.description), *_key_value(name, data[name])]
-    return lines
+        value = data[name]
+        if value and isinstance(value, list) and all(isinstance(v, Mapping) for v in value):
+            arrays += ["", *_described(info.description)]
+            for item in value:
+                arrays += [f"[[{dotted}.{_key(name)}]]"]
+                arrays += [line for k, v in item.items() if v is not None
+                           for line in _key_value(k, v)]  # fmt: skip
+        elif value is not None:
+            lines += [*_described(info.description), *_key_value(name, value)]
+    return lines + arrays
 
 
 def _key_value(name: str, value: Any) -> list[str]:

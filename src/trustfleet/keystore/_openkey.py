@@ -45,21 +45,9 @@ def open_key(
 def open_ed25519_key(
     uri: Pkcs11Uri | str, *, pin: str, module: Path | None = None, conf: Path | None = None
 ) -> Pkcs11Ed25519Key:
-    """Open the Ed25519 private key a PKCS#11 URI names, in a session of its own (as open_key).
+    """Open the Ed25519 private key a PKCS#11 URI names, in a session of its own.
 
-    Args:
-        uri: The key's URI; it must name the token.
-        pin: The token's user PIN.
-        module: The PKCS#11 module (default: the URI's ``module-path``, else a known SoftHSM2).
-        conf: The SoftHSM2 configuration to make active (None keeps the active one).
-
-    Returns:
-        The key, owning its session (close it to close the session).
-
-    Raises:
-        InvalidInput: The URI is malformed or names no token.
-        NotFound: No such token or Ed25519 key.
-        PermissionDenied: The PIN is wrong.
+    Arguments, result and errors are those of :func:`open_key`; the key must be Ed25519.
     """
     return _open_in_own_session(uri, pin=pin, module=module, conf=conf, find=_find_ed25519)
 

@@ -29,7 +29,7 @@ from trustfleet.server._limits import ConnectionLimits
 from trustfleet.server._serve import listen_socket, new_event_loop, serve
 from trustfleet.server._tls import TlsServerConfig, make_server_context
 from trustfleet.services.witness import Witness
-from trustfleet.settings.witness import WitnessSettings
+from trustfleet.settings.witness import WitnessHomeSettings
 
 __all__ = ["create_witness_app", "serve_witness"]
 
@@ -75,7 +75,7 @@ def create_witness_app(witness: Witness, *, clock: Clock = _utcnow) -> Starlette
 
 
 def serve_witness(
-    settings: WitnessSettings,
+    settings: WitnessHomeSettings,
     *,
     host: str,
     port: int,
@@ -114,7 +114,7 @@ def serve_witness(
 
 
 def _run(
-    settings: WitnessSettings,
+    settings: WitnessHomeSettings,
     witness: Witness,
     *,
     host: str,

@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 
 from trustfleet.audit.checkpoint import Checkpoint, parse_checkpoint
+from trustfleet.audit.context import current_operator
 from trustfleet.audit.merkle import leaf_hash
 from trustfleet.audit.note import (
     ED25519,
@@ -38,7 +39,7 @@ from trustfleet.audit.tiles import (
     inclusion_proof,
     tile_path,
 )
-from trustfleet.errors import NotFound, VerificationFailed
+from trustfleet.errors import NotFound, TrustFleetError, VerificationFailed
 from trustfleet.fileio import DIR_MODE, make_dirs, write_atomic
 from trustfleet.services.queries import Page, parse_cursor
 from trustfleet.services.runtime import Runtime
@@ -55,6 +56,7 @@ __all__ = [
     "prove_entry",
     "publish",
     "publish_dir",
+    "record_refused_command",
     "tile_reader",
 ]
 
@@ -74,6 +76,29 @@ class Integrated:
     old_size: int
     checkpoint: Checkpoint
     note: bytes
+
+
+def record_refused_command(
+    rt: Runtime, *, command: str, error: TrustFleetError, now: datetime
+) -> None:
+    """Record an operator command the service refused (``operator.refused``, outcome refused).
+
+    Never raises: when even this cannot be written (the store is down), the command's own
+    error is what the operator must see.
+    """
+    try:
+        with rt.uow.begin() as tx:
+            tx.events.append(
+                type="operator.refused",
+                actor=current_operator(),
+                subject=f"command:{command or 'trustfleet'}"[:128],
+                details={"error": error.one_line()[:1000], "code": error.code or "",
+                         "category": type(error).__name__},
+                now=now,
+                outcome="refused",
+            )  # fmt: skip
+    except TrustFleetError as exc:
+        logger.info("could not record the refused command %r: %s", command, exc.one_line())
 
 
 def log_verifier_key(rt: Runtime) -> str:

@@ -8,16 +8,14 @@ this module reads files, a published log (:class:`LogSource`) or the store, and 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from trustfleet.audit.checkpoint import Checkpoint, parse_checkpoint
 from trustfleet.audit.entry import decode_entry
 from trustfleet.audit.logcheck import Finding, check_entries
 from trustfleet.audit.merkle import ProofError, leaf_hash, verify_consistency, verify_inclusion
-from trustfleet.audit.note import Verifier, parse_note, parse_verifier_key, verify_note
+from trustfleet.audit.note import Verifier, parse_note, verify_note
 from trustfleet.audit.proof_file import TlogProof
 from trustfleet.audit.tiles import (
     TILE_WIDTH,
@@ -26,12 +24,10 @@ from trustfleet.audit.tiles import (
     decode_entry_bundle,
     verify_tiles,
 )
-from trustfleet.errors import InvalidInput, TrustFleetError
+from trustfleet.errors import TrustFleetError
 from trustfleet.services.audit import current_note, publish_dir, tile_reader
-from trustfleet.services.audit_source import MAX_FILE_BYTES, LogSource
-from trustfleet.services.home import AUDIT_VKEY_FILE
+from trustfleet.services.audit_source import LogSource
 from trustfleet.services.runtime import Runtime
-from trustfleet.settings import load_server_settings
 
 __all__ = [
     "AuditReport",
@@ -40,7 +36,7 @@ __all__ = [
     "check_proof",
     "check_published",
     "check_store",
-    "run_verify",
+    "safe_reader",
 ]
 
 _ENTRY_BATCH = 10_000
@@ -254,7 +250,7 @@ def check_store(
     with rt.uow.begin(read_only=True) as tx:
         read = tile_reader(tx)
         result = check_entries(
-            size=checkpoint.size, root=checkpoint.root, read_tile=_safe(read),
+            size=checkpoint.size, root=checkpoint.root, read_tile=safe_reader(read),
             entries=_store_entries(tx),
         )  # fmt: skip
         report.findings.extend(result.findings)
@@ -264,11 +260,11 @@ def check_store(
                 + (f" ({result.pending} newer, not yet in a checkpoint)" if result.pending else "")
             )
         if seen is not None:
-            _check_seen(report, seen, checkpoint, log=log, read_tile=_safe(read))
-        _compare_published(report, rt, checkpoint, log=log, read_tile=_safe(read))
+            _check_seen(report, seen, checkpoint, log=log, read_tile=safe_reader(read))
+        _compare_published(report, rt, checkpoint, log=log, read_tile=safe_reader(read))
 
 
-def _safe(read: ReadTile) -> ReadTile:
+def safe_reader(read: ReadTile) -> ReadTile:
     """A reader whose missing tile is a ProofError (so it becomes a finding, not a crash)."""
 
     def wrapped(level: int, index: int) -> bytes:
@@ -308,105 +304,3 @@ def _compare_published(
     if copy.ok and copy.checkpoint is not None:
         check_consistency(report, copy.checkpoint, checkpoint, read_tile=read_tile)
         report.checks.append(f"the published copy at {base} verifies (size {copy.checkpoint.size})")
-
-
-def _vkey_text(value: str) -> str:
-    """A vkey given as text or as the path of a file holding it."""
-    path = Path(value)
-    if "+" not in value or path.is_file():
-        try:
-            return path.read_text(encoding="ascii").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InvalidInput(
-                f"{value!r} is neither a verifier key nor a readable key file",
-                hint="a vkey looks like name+1234abcd+AQ…; or give the file holding one",
-            ) from exc
-    return value
-
-
-def _read(path: Path, *, what: str) -> bytes:
-    try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        raise InvalidInput(f"cannot read the {what} {path}: {exc.strerror or exc}") from None
-    if len(data) > MAX_FILE_BYTES:
-        raise InvalidInput(f"the {what} {path} is larger than {MAX_FILE_BYTES} bytes")
-    return data
-
-
-def run_verify(
-    *,
-    home: Path | None,
-    key: str | None,
-    checkpoint_file: Path | None = None,
-    proof_file: Path | None = None,
-    entry_file: Path | None = None,
-    old_file: Path | None = None,
-    tiles: str | None = None,
-    ca_file: Path | None = None,
-    witnesses: Sequence[str] = (),
-    min_witnesses: int = 0,
-) -> AuditReport:
-    """What ``trustfleet audit verify`` checks, chosen by the files and options it is given.
-
-    Raises:
-        InvalidInput: Nothing to verify, no key, or a file that cannot be read.
-    """
-    if key is None:
-        if home is None:
-            raise InvalidInput(
-                "no log key: give --key (the log's vkey) or --home",
-                hint="'trustfleet audit key --home DIR' prints the key",
-            )
-        key = str(home / AUDIT_VKEY_FILE)
-    log = parse_verifier_key(_vkey_text(key))
-    wit = [parse_verifier_key(_vkey_text(w)) for w in witnesses]
-    report = AuditReport()
-    seen = _read(old_file, what="old checkpoint") if old_file else None
-    if proof_file is not None:
-        entry = _read(entry_file, what="entry") if entry_file else None
-        check_proof(report, _read(proof_file, what="proof"), log=log, witnesses=wit,
-                    min_witnesses=min_witnesses, entry=entry)  # fmt: skip
-    if tiles is not None:
-        check_published(report, LogSource(tiles, ca_file=ca_file), log=log, witnesses=wit,
-                        min_witnesses=min_witnesses, seen=seen)  # fmt: skip
-    elif checkpoint_file is not None:
-        current = check_checkpoint(report, _read(checkpoint_file, what="checkpoint"), log=log,
-                                   witnesses=wit, min_witnesses=min_witnesses)  # fmt: skip
-        if seen is not None and current is not None:
-            _consistency_offline(report, seen, current, log=log, home=home)
-    elif proof_file is None and home is not None:
-        with _home_runtime(home) as rt:
-            check_store(report, rt, log=log, witnesses=wit, seen=seen)
-    elif proof_file is None:
-        raise InvalidInput(
-            "nothing to verify",
-            hint="give --home, --checkpoint, --proof or --tiles (see --help)",
-        )
-    return report
-
-
-def _consistency_offline(
-    report: AuditReport, seen: bytes, current: Checkpoint, *, log: Verifier, home: Path | None
-) -> None:
-    old = check_checkpoint(report, seen, log=log, what="checkpoint seen before")
-    if old is None:
-        return
-    if home is None and current.size > old.size > 0:
-        report.fail("proof", "a consistency proof needs the tiles: add --tiles DIR or --home")
-        return
-    if home is None:
-        check_consistency(report, old, current, read_tile=None)
-        return
-    with _home_runtime(home) as rt, rt.uow.begin(read_only=True) as tx:
-        check_consistency(report, old, current, read_tile=_safe(tile_reader(tx)))
-
-
-@contextmanager
-def _home_runtime(home: Path) -> Iterator[Runtime]:
-    rt = Runtime.open(load_server_settings(home))
-    try:
-        yield rt
-    finally:
-        rt.close()

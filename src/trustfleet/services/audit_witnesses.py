@@ -10,7 +10,6 @@ witness and kind of refusal while it lasts.
 
 from __future__ import annotations
 
-import base64
 import logging
 import threading
 from dataclasses import dataclass
@@ -44,11 +43,6 @@ _reported_lock = threading.Lock()
 class _Target:
     size: int
     note: bytes  # the log's signature only
-
-
-def _line(signature: NoteSignature) -> str:
-    blob = base64.b64encode(signature.key_id + signature.signature).decode("ascii")
-    return f"\u2014 {signature.name} {blob}\n"
 
 
 def gather_cosignatures(rt: Runtime, *, now: datetime) -> int:
@@ -123,7 +117,7 @@ def _keep(
     verify_note(with_signatures(parse_note(target.note), mine), verifiers=[verifier])
     with rt.uow.begin() as tx:
         tx.audit.add_cosignature(
-            size=target.size, witness=verifier.name, line=_line(mine[0]), now=now
+            size=target.size, witness=verifier.name, line=mine[0].line(), now=now
         )
     with _reported_lock:
         _reported.pop(verifier.name, None)

@@ -46,7 +46,7 @@ from trustfleet.audit.witness import (
 from trustfleet.errors import Config, InvalidInput
 from trustfleet.fileio import PRIVATE_FILE_MODE, fsync_dir, write_atomic
 from trustfleet.keystore import PinSource, Pkcs11Uri, find_module, open_ed25519_key
-from trustfleet.settings.witness import WitnessSettings, load_witness_settings
+from trustfleet.settings.witness import WitnessHomeSettings, load_witness_settings
 
 __all__ = [
     "ALERTS_FILE",
@@ -108,7 +108,7 @@ class Witness:
 
     def __init__(
         self,
-        settings: WitnessSettings,
+        settings: WitnessHomeSettings,
         *,
         signer: ClosableSigner,
         logs: Mapping[str, Sequence[Verifier]],
@@ -120,7 +120,7 @@ class Witness:
         self._lock = threading.Lock()
 
     @classmethod
-    def open(cls, settings: WitnessSettings) -> Witness:
+    def open(cls, settings: WitnessHomeSettings) -> Witness:
         """Load the logs' keys and the state, and open the witness's key in its token.
 
         Raises:
@@ -212,7 +212,7 @@ def log_verifiers(vkeys: Sequence[str]) -> dict[str, list[Verifier]]:
     return logs
 
 
-def load_state(settings: WitnessSettings) -> dict[str, Cosigned]:
+def load_state(settings: WitnessHomeSettings) -> dict[str, Cosigned]:
     """The last cosigned checkpoint of each log, from ``state/``.
 
     Raises:
@@ -257,13 +257,13 @@ def _record_document(record: Cosigned) -> dict[str, Any]:
     }
 
 
-def _save_record(settings: WitnessSettings, record: Cosigned) -> None:
+def _save_record(settings: WitnessHomeSettings, record: Cosigned) -> None:
     path = settings.path(_STATE_DIR) / f"{origin_hash(record.checkpoint.origin)}.json"
     document = json.dumps(_record_document(record), indent=2, sort_keys=True) + "\n"
     write_atomic(path, document.encode("utf-8"), mode=PRIVATE_FILE_MODE)
 
 
-def _alert(settings: WitnessSettings, decision: Decision, *, now: datetime) -> None:
+def _alert(settings: WitnessHomeSettings, decision: Decision, *, now: datetime) -> None:
     """Append the evidence of a split view or a failed proof to ``alerts.jsonl``, durably."""
     evidence = decision.evidence
     if evidence is None:

@@ -26,9 +26,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from pydantic import ValidationError
 
 from trustfleet.audit import COSIGNATURE_V1, verifier_key
+from trustfleet.configfile import validate_model
 from trustfleet.errors import Conflict, InvalidInput
 from trustfleet.fileio import (
     DIR_MODE,
@@ -49,7 +49,11 @@ from trustfleet.keystore import (
     write_softhsm_conf,
 )
 from trustfleet.services.witness import log_verifiers
-from trustfleet.settings.witness import WitnessSettings, save_witness_settings
+from trustfleet.settings.witness import (
+    WITNESS_CONFIG_FILE,
+    WitnessHomeSettings,
+    save_witness_settings,
+)
 
 __all__ = ["WITNESS_VKEY_FILE", "WitnessHome", "init_witness_home"]
 
@@ -68,7 +72,7 @@ class WitnessHome:
         tls_cert: Its self-signed TLS certificate (what a log trusts to call it).
     """
 
-    settings: WitnessSettings
+    settings: WitnessHomeSettings
     vkey: str
     tls_cert: Path
 
@@ -100,14 +104,13 @@ def init_witness_home(
         raise InvalidInput(f"{home} is not a folder", hint="give a new folder for the witness")
     if home.exists() and any(home.iterdir()):
         raise Conflict(f"{home} exists and is not empty", hint="choose a new directory")
-    log_verifiers(logs)  # each an Ed25519 note key
+    settings = _settings(home.resolve(), name=name, logs=logs, module=module or "")
+    log_verifiers(settings.logs)  # each an Ed25519 note key
     created = not home.exists()
     make_dirs(home, mode=DIR_MODE)
     os.chmod(home, DIR_MODE)
     try:
-        return _build(
-            home.resolve(), name=name, logs=logs, module=module or "", dns=dns_names, now=now
-        )
+        return _build(settings, dns=dns_names, now=now)
     except BaseException:
         if created:
             shutil.rmtree(home, ignore_errors=True)
@@ -117,9 +120,8 @@ def init_witness_home(
         raise
 
 
-def _build(
-    home: Path, *, name: str, logs: list[str], module: str, dns: tuple[str, ...], now: datetime
-) -> WitnessHome:
+def _build(settings: WitnessHomeSettings, *, dns: tuple[str, ...], now: datetime) -> WitnessHome:
+    home = settings.home
     for sub, mode in (
         ("secrets", PRIVATE_DIR_MODE),
         ("tokens", PRIVATE_DIR_MODE),
@@ -128,31 +130,25 @@ def _build(
     ):
         (home / sub).mkdir(mode=mode)
         os.chmod(home / sub, mode)
-    settings = _settings(home, name=name, logs=logs, module=module)
     public_key = _make_key(settings)
-    vkey = verifier_key(name, COSIGNATURE_V1, public_key)
+    vkey = verifier_key(settings.name, COSIGNATURE_V1, public_key)
     write_atomic(home / WITNESS_VKEY_FILE, f"{vkey}\n".encode())
     _make_tls(settings, dns=dns, now=now)
     save_witness_settings(settings)
     return WitnessHome(settings=settings, vkey=vkey, tls_cert=settings.path(settings.tls_cert))
 
 
-def _settings(home: Path, *, name: str, logs: list[str], module: str) -> WitnessSettings:
+def _settings(home: Path, *, name: str, logs: list[str], module: str) -> WitnessHomeSettings:
     raw: dict[str, object] = {"home": home, "name": name, "logs": list(dict.fromkeys(logs))}
     if module:
         raw["keystore"] = {"module": module}
-    try:
-        return WitnessSettings.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise InvalidInput(
-            f"--{where}: {first['msg'].removeprefix('Value error, ')}",
-            hint="see 'trustfleet witness init --help'",
-        ) from exc
+    path = home / WITNESS_CONFIG_FILE
+    return validate_model(
+        WitnessHomeSettings, raw, path=path, hint="see 'trustfleet witness init --help'"
+    )
 
 
-def _make_key(settings: WitnessSettings) -> bytes:
+def _make_key(settings: WitnessHomeSettings) -> bytes:
     """Make the witness's token and its Ed25519 key; return the 32-byte public key."""
     uri = Pkcs11Uri.parse(settings.key)
     if uri.token is None or uri.object is None:
@@ -172,7 +168,7 @@ def _make_key(settings: WitnessSettings) -> bytes:
     return public_key
 
 
-def _make_tls(settings: WitnessSettings, *, dns: tuple[str, ...], now: datetime) -> None:
+def _make_tls(settings: WitnessHomeSettings, *, dns: tuple[str, ...], now: datetime) -> None:
     """A self-signed TLS 1.3 server certificate (P-256) for 'witness serve'."""
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"witness {settings.name}"[:64])])

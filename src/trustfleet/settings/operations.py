@@ -163,8 +163,9 @@ class WitnessSettings(ConfigModel):
 class AuditSettings(ConfigModel):
     """The tamper-evident audit log (docs/audit.md): a Merkle tree of the security events."""
 
-    origin: str = Field(default="trustfleet.local/audit", min_length=1, max_length=256)
-    """The log's name: the first line of its checkpoints and its key's name in the signed notes."""
+    origin: str = Field(default="trustfleet.local/audit", pattern=r"^[^\s+]{1,256}$")
+    """The log's name: the first line of its checkpoints and its key's name in the signed notes
+    (a schema-less URL, no spaces or '+'; C2SP tlog-checkpoint and signed-note)."""
     key: str = (
         "pkcs11:token=tf-service;object=audit-log;type=private"
         "?pin-source=file:secrets/tf-service.pin"

@@ -16,7 +16,7 @@ from trustfleet.settings.sections import KeystoreSettings
 
 __all__ = [
     "WITNESS_CONFIG_FILE",
-    "WitnessSettings",
+    "WitnessHomeSettings",
     "load_witness_settings",
     "save_witness_settings",
 ]
@@ -25,11 +25,11 @@ WITNESS_CONFIG_FILE = "witness.toml"
 _KEY_NAME = r"[^\s+\u2014]{1,256}"  # a signed-note key name: no space, '+' or em dash
 
 
-class WitnessSettings(ConfigModel):
+class WitnessHomeSettings(ConfigModel):
     """Everything a witness process needs, with paths resolved against ``home``."""
 
     home: Path
-    name: str = Field(pattern=_KEY_NAME)
+    name: str = Field(pattern=rf"^{_KEY_NAME}$")
     """The witness's name: the key name of its cosignatures (e.g. 'witness.example/w1')."""
     key: str = (
         "pkcs11:token=tf-witness;object=witness;type=private?pin-source=file:secrets/tf-witness.pin"
@@ -56,13 +56,13 @@ class WitnessSettings(ConfigModel):
         return candidate if candidate.is_absolute() else self.home / candidate
 
 
-def _check(path: Path, settings: WitnessSettings) -> None:
+def _check(path: Path, settings: WitnessHomeSettings) -> None:
     """The PKCS#11 module and the SoftHSM2 configuration are trusted."""
     check_loaded_code(settings.keystore.module, settings.path(settings.keystore.softhsm_conf))
 
 
 _FILE = ConfigFile(
-    model=WitnessSettings,
+    model=WitnessHomeSettings,
     name=WITNESS_CONFIG_FILE,
     folder_field="home",
     header=(
@@ -79,7 +79,7 @@ _FILE = ConfigFile(
 )
 
 
-def load_witness_settings(home: Path) -> WitnessSettings:
+def load_witness_settings(home: Path) -> WitnessHomeSettings:
     """Read and check ``home/witness.toml``.
 
     Raises:
@@ -89,6 +89,6 @@ def load_witness_settings(home: Path) -> WitnessSettings:
     return _FILE.load(home)
 
 
-def save_witness_settings(settings: WitnessSettings) -> Path:
+def save_witness_settings(settings: WitnessHomeSettings) -> Path:
     """Write ``settings`` to ``settings.home/witness.toml`` (atomically) and return its path."""
     return _FILE.save(settings)

@@ -289,3 +289,23 @@ def test_an_inclusion_proof_verifies_offline_and_with_the_go_verifier(
     entry.write_bytes((proof.extra or b"").replace(b'"why":"test"', b'"why":"tost"'))
     verify_fails(tlogverify, "inclusion", "--vkey", case.vkey, "--note", note, "--index", "320",
                  "--entry", entry, "--proof", hashes)  # fmt: skip
+
+
+def test_operator_actions_name_the_operator_where_and_the_outcome(
+    case: Case, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from trustfleet.cli._common import ACTOR
+
+    code = main(["device", "revoke", "dev-nosuchdevice", "--reason", "keyCompromise",
+                 "--home", str(case.home)])  # fmt: skip
+    assert code != 0
+    capsys.readouterr()
+    assert main(["audit", "log", "--home", str(case.home), "--kind", "operator.refused",
+                 "--json"]) == 0  # fmt: skip
+    entries = json.loads(capsys.readouterr().out)["entries"]
+    assert len(entries) == 1
+    refused = entries[0]
+    assert refused["actor"] == ACTOR and ACTOR.startswith("operator:") and "@" in ACTOR
+    assert refused["outcome"] == "refused" and refused["subject"] == "command:device revoke"
+    assert refused["origin"].startswith("cli host=") and " pid=" in refused["origin"]
+    assert "dev-nosuchdevice" in refused["details"]["error"]

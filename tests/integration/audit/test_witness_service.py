@@ -5,7 +5,6 @@ for cosignatures through ``request_cosignature``."""
 from __future__ import annotations
 
 import hashlib
-import json
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -13,15 +12,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from support.httpsprobe import raw_exchange, tls_context
-from support.server import TRUSTFLEET, run_cli
+from support.server import run_cli
+from support.softkeys import SoftEd25519Key
 from support.waiting import wait_for
+from support.witnesses import TIMEOUT_S, Witness, running_witness
 from trustfleet.audit import (
     ED25519,
     Checkpoint,
-    NoteSignature,
     cosignature_time,
     format_note,
     leaf_hash,
@@ -33,28 +32,16 @@ from trustfleet.audit import (
     with_signatures,
 )
 from trustfleet.audit.tiles import append_leaves, consistency_proof
-from trustfleet.services.witness_client import WitnessRefusal, request_cosignature
-from trustfleet.sim.process import ManagedProcess, free_port, port_open
+from trustfleet.services.witness_client import WitnessRefusal
+from trustfleet.sim.process import free_port, port_open
 
 pytestmark = pytest.mark.integration
 
 ORIGIN = "log.example/audit"
 WITNESS = "witness.example/w1"
-TIMEOUT_S = 30.0
 
 
-class _Key:
-    def __init__(self, seed: int) -> None:
-        self._key = Ed25519PrivateKey.from_private_bytes(bytes([seed]) * 32)
-
-    def public_bytes_raw(self) -> bytes:
-        return self._key.public_key().public_bytes_raw()
-
-    def sign(self, message: bytes) -> bytes:
-        return self._key.sign(message)
-
-
-LOG_KEY = _Key(7)
+LOG_KEY = SoftEd25519Key(7)
 
 
 @dataclass
@@ -80,69 +67,15 @@ class Log:
         return self.tiles[(level, index)]
 
 
-def signed(checkpoint: Checkpoint, *, key: _Key = LOG_KEY) -> bytes:
+def signed(checkpoint: Checkpoint, *, key: SoftEd25519Key = LOG_KEY) -> bytes:
     return format_note(sign_note(checkpoint.text(), name=ORIGIN, signer=key))
-
-
-@dataclass
-class Witness:
-    home: Path
-    port: int
-    vkey: str
-    process: ManagedProcess
-
-    @property
-    def url(self) -> str:
-        return f"https://localhost:{self.port}"
-
-    def ask(self, note: bytes, *, old_size: int, proof: list[bytes] | None = None) -> (
-        list[NoteSignature] | WitnessRefusal
-    ):  # fmt: skip
-        return request_cosignature(
-            self.url,
-            old_size=old_size,
-            proof=proof or [],
-            note=note,
-            timeout_s=TIMEOUT_S,
-            ca_file=self.home / "public" / "witness-tls.pem",
-        )
-
-    def cli_json(self, *args: str) -> dict[str, object]:
-        result = run_cli("witness", *args, "--home", self.home, "--json")
-        assert result.returncode == 0, result.stderr
-        document: dict[str, object] = json.loads(result.stdout)
-        return document
-
-    def restart(self) -> None:
-        assert self.process.stop() == 0  # SIGTERM: a clean stop
-        self.process = _serve(self.home, self.port)
-
-
-def _serve(home: Path, port: int) -> ManagedProcess:
-    process = ManagedProcess(
-        [TRUSTFLEET, "witness", "serve", "--home", home, "--port", str(port)],
-        log=home.parent / "witness.log",
-        ready=lambda: port_open(port),
-        name="trustfleet witness serve",
-    )
-    return process.start(timeout_s=TIMEOUT_S)
 
 
 @pytest.fixture
 def witness(tmp_path: Path) -> Iterator[Witness]:
     log_vkey = verifier_key(ORIGIN, ED25519, LOG_KEY.public_bytes_raw())
-    home = tmp_path / "witness"
-    result = run_cli(
-        "witness", "init", "--home", home, "--name", WITNESS, "--log", log_vkey, "--json"
-    )
-    assert result.returncode == 0, result.stderr
-    vkey = str(json.loads(result.stdout)["vkey"])
-    port = free_port()
-    running = Witness(home=home, port=port, vkey=vkey, process=_serve(home, port))
-    try:
+    with running_witness(tmp_path / "witness", name=WITNESS, log_vkey=log_vkey) as running:
         yield running
-    finally:
-        running.process.stop()
 
 
 def _cosigned(witness: Witness, note: bytes, answer: object) -> bytes:
@@ -186,7 +119,7 @@ def test_a_stale_old_size_is_409_with_the_size_the_witness_has(witness: Witness)
 
 def test_a_forged_log_signature_is_403(witness: Witness) -> None:
     log = Log()
-    answer = witness.ask(signed(log.append(5), key=_Key(8)), old_size=0)
+    answer = witness.ask(signed(log.append(5), key=SoftEd25519Key(8)), old_size=0)
     assert isinstance(answer, WitnessRefusal)
     assert (answer.status, answer.reason) == (403, "no signature by a known key")
     assert witness.cli_json("status")["logs"] == []

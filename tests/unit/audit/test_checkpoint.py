@@ -70,7 +70,7 @@ BAD_TEXTS = {
     "long-root": (f"o\n1\n{base64.b64encode(bytes(33)).decode()}\n", "base64 of 32 bytes"),
     "root-not-base64": ("o\n1\n!!!!\n", "not valid base64"),
     "root-unpadded": (f"o\n1\n{ROOT[:-1]}\n", "not valid base64"),
-    "root-non-canonical": (f"o\n1\n{ROOT[:-2]}B=\n", "base64 of 32 bytes"),
+    "root-non-canonical": (f"o\n1\n{ROOT[:-2]}B=\n", "not canonical base64"),
     "root-hex": (f"o\n1\n{bytes(32).hex()}\n", "base64 of 32 bytes"),
     "empty-extension": (f"o\n1\n{ROOT}\n\next\n", "extension line is empty"),
     "trailing-blank-line": (f"o\n1\n{ROOT}\n\n", "extension line is empty"),

@@ -5,11 +5,11 @@ from __future__ import annotations
 import base64
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from rfc9162 import Reference, ref_leaf_hash
 
+from support.softkeys import SoftEd25519Key
 from trustfleet.audit import (
     COSIGNATURE_V1,
     ED25519,
@@ -44,27 +44,16 @@ REF = Reference([ref_leaf_hash(b"event %d" % i) for i in range(40)])
 NOW_S = 1_790_000_000
 
 
-class _Key:
-    def __init__(self, seed: int) -> None:
-        self._key = Ed25519PrivateKey.from_private_bytes(bytes([seed]) * 32)
-
-    def public_bytes_raw(self) -> bytes:
-        return self._key.public_key().public_bytes_raw()
-
-    def sign(self, message: bytes) -> bytes:
-        return self._key.sign(message)
-
-
-LOG_KEY = _Key(1)
-OTHER_KEY = _Key(2)
-WITNESS_KEY = _Key(3)
+LOG_KEY = SoftEd25519Key(1)
+OTHER_KEY = SoftEd25519Key(2)
+WITNESS_KEY = SoftEd25519Key(3)
 LOG = Verifier(ORIGIN, ED25519, LOG_KEY.public_bytes_raw())
 LOGS = {ORIGIN: [LOG]}
 WITNESS_VERIFIER = Verifier(WITNESS, COSIGNATURE_V1, WITNESS_KEY.public_bytes_raw())
 
 
 def _note(
-    size: int, *, root: bytes | None = None, key: _Key = LOG_KEY, origin: str = ORIGIN
+    size: int, *, root: bytes | None = None, key: SoftEd25519Key = LOG_KEY, origin: str = ORIGIN
 ) -> Note:
     checkpoint = Checkpoint(origin, size, REF.root(size) if root is None else root)
     return sign_note(checkpoint.text(), name=ORIGIN, signer=key)

@@ -29,7 +29,7 @@ from trustfleet.settings import (
 HOME = Path("/srv/home")
 DEVICE = Path("/srv/device")
 # Fields whose values a validator shapes (a pattern, https://): not generated freely.
-SHAPED = {"service_identity", "est_url", "metadata_url", "targets_url"}
+SHAPED = {"service_identity", "est_url", "metadata_url", "targets_url", "origin"}
 
 
 def _server(**sections: Any) -> ServerSettings:
@@ -53,6 +53,19 @@ def _device_round_trip(model: DeviceSettings) -> DeviceSettings:
 def test_default_server_settings_round_trip() -> None:
     model = _server()
     assert _server_round_trip(model) == model
+
+
+def test_a_list_of_tables_in_a_section_round_trips_and_keeps_the_keys_after_it() -> None:
+    """Regression: [[witnesses]] written among [audit]'s keys took the keys after it."""
+    witnesses = [
+        {"url": "https://w1.example:9443", "key": "w1+01020304+BAAA", "ca": "public/w1.pem"},
+        {"url": "http://w2.example", "key": "w2+05060708+BBBB"},
+    ]
+    model = _server(audit={"witnesses": witnesses, "witness_timeout_s": 7.5})
+    text = render_toml_model(model, header=("header",), exclude={"home"})
+    assert text.count("[[audit.witnesses]]") == 2 and "[[witnesses]]" not in text
+    back = _server_round_trip(model)
+    assert back == model and back.audit.witness_timeout_s == 7.5
 
 
 def test_default_device_settings_round_trip() -> None:
