@@ -134,18 +134,7 @@ def _table(path: tuple[str, ...], model: BaseModel, data: Mapping[str, Any]) -> 
 def _key_value(name: str, value: Any) -> list[str]:
     if isinstance(value, Mapping):
         raise TypeError(f"{name}: a nested table inside a section is not supported")
-    if isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
-        # tomli-w would write a long one as [[name]], a table that the keys after it fall into
-        return [f"{_key(name)} = [", *(f"    {_inline_table(v)}," for v in value), "]"]
     return tomli_w.dumps({name: value}).rstrip("\n").split("\n")
-
-
-def _inline_table(item: Mapping[str, Any]) -> str:
-    """One line ``{ k = v, ... }`` (its values scalars or one-line arrays)."""
-    parts = [tomli_w.dumps({k: v}).rstrip("\n") for k, v in item.items() if v is not None]
-    if any("\n" in part for part in parts):
-        raise TypeError("a table in an array must fit on one line")
-    return "{ " + ", ".join(parts) + " }"
 
 
 def _key(name: str) -> str:

@@ -169,12 +169,3 @@ def test_an_unbounded_float_round_trips() -> None:
     """TOML has inf; a JSON-mode dump would have turned it into null and dropped the key."""
     server = _server(api={"idle_timeout_s": float("inf")})
     assert _server_round_trip(server) == server
-
-
-def test_a_list_of_long_tables_stays_in_its_section() -> None:
-    """[audit] witnesses: tomli-w would write [[witnesses]], taking the keys after it along."""
-    witness = {"url": "https://localhost:40000", "key": "w.example/w1+abcd1234+" + "B" * 44,
-               "ca": "/a/long/path/to/the/witness/home/public/witness-tls.pem"}  # fmt: skip
-    server = _server(audit={"witnesses": [witness, {**witness, "url": "https://w2:1"}],
-                            "witness_timeout_s": 7.5})  # fmt: skip
-    assert _server_round_trip(server) == server
