@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import ssl
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -79,7 +80,12 @@ class Served:
 
 def _cosigned(served: Served, witness: Verifier) -> bytes | None:
     """The served checkpoint once it holds every event and the witness's cosignature."""
-    note = served.checkpoint()
+    try:
+        note = served.checkpoint()
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:  # nothing published yet
+            return None
+        raise
     parsed = parse_note(note)
     if parse_checkpoint(parsed.text).size < served.events:
         return None

@@ -22,7 +22,8 @@ from trustfleet.audit.note import NoteError, Verifier, parse_note, parse_verifie
 from trustfleet.audit.proof_file import TlogProof
 from trustfleet.errors import InvalidInput, NotFound, Unavailable
 from trustfleet.services.audit import current_note, list_entries, prove_entry
-from trustfleet.services.audit_verify import AuditReport, run_verify
+from trustfleet.services.audit_offline import run_verify
+from trustfleet.services.audit_verify import AuditReport
 from trustfleet.services.home import AUDIT_VKEY_FILE
 from trustfleet.services.runtime import Runtime
 from trustfleet.settings import ServerSettings, load_server_settings
