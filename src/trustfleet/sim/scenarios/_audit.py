@@ -79,9 +79,9 @@ def audit(fleet: SimFleet) -> Observed:
             "the whole log verifies against the store": whole.ok,
             "audit verify names the edited row of a copy": named == [(revocation,)],
         },
-        {"entries": events, "revocation_entry": revocation}
+        {"entries": events}
         | _details(checkpoint, witness, proof=proof, go=go, whole=whole, edited=edited)
-        | {"story": story},
+        | {"revocation_entry": revocation, "story": story},
     )
 
 
