@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from support.server import curl, openssl
+from support.server import curl, openssl, run_cli
 from trustfleet.services.runtime import Runtime
 from trustfleet.settings import load_server_settings
 from trustfleet.sim.process import stop_pid_group
@@ -28,7 +29,7 @@ from trustfleet.sim.process import stop_pid_group
 pytestmark = pytest.mark.e2e
 
 STAGES = ["init", "release", "provision", "serve", "enroll", "telemetry", "reenroll",
-          "update", "rollback", "attest", "quarantine", "heal", "revoke"]  # fmt: skip
+          "update", "rollback", "attest", "quarantine", "heal", "revoke", "audit"]  # fmt: skip
 V1, V2, V3 = "1.0.0", "1.1.0", "1.2.0"
 
 
@@ -43,7 +44,7 @@ def _leftovers(workdir: Path) -> list[int]:
 def _stop_all(doc: dict[str, Any] | None, workdir: Path) -> None:
     """Stop what the kept demo left: its process groups, by the pids it reported."""
     procs = (doc or {}).get("processes") or {}
-    groups = [procs.get("server"), *(procs.get("agents") or {}).values()]
+    groups = [procs.get("server"), procs.get("witness"), *(procs.get("agents") or {}).values()]
     for pid in (p for p in groups if p):
         stop_pid_group(int(pid))
     for pid in _leftovers(workdir):  # the report was lost: the groups of what still runs
@@ -153,6 +154,35 @@ def _check_revoked(home: Path, ldevid: Path, work: Path) -> None:
     assert verdict.returncode != 0 and "revoked" in verdict.stdout + verdict.stderr
 
 
+def _check_audit(details: dict[str, Any], home: Path, witness: Path, *, revoked: str) -> None:
+    """The audit stage's figures agree with the home: the revocation's entry, the witness's
+    cosignature on the published checkpoint, the whole log verifying (the demo's home was not
+    the one it tampered with), and the edit it made named in its copy."""
+    rt = Runtime.open(load_server_settings(home))
+    try:
+        with rt.uow.begin(read_only=True) as tx:
+            (entry,) = tx.events.list(type="device.revoked", limit=10)
+    finally:
+        rt.close()
+    assert entry.subject == f"device:{revoked}" and details["revocation_entry"] == entry.id
+    assert details["checkpoint_size"] >= details["entries"] >= entry.id
+    assert details["proof_hashes"] >= 1
+    wanted = "verified" if shutil.which("go") else "Go verifier skipped"  # only where Go is absent
+    assert str(details["go_verifier"]).startswith(wanted), details["go_verifier"]
+    assert details["whole_log"] == "verifies"
+    assert details["tampered_copy"] == [f"entries edited in the database: {entry.id}"]
+    # Independently of the demo: the published checkpoint carries the witness's cosignature.
+    log_vkey = (home / "public" / "audit-log.vkey").read_text().strip()
+    witness_vkey = (witness / "public" / "witness.vkey").read_text().strip()
+    assert details["cosigned_by"] == witness_vkey.split("+", 1)[0]
+    verified = run_cli("audit", "verify", "--home", home, "--json",
+                       "--witness", witness_vkey, "--min-witnesses", "1")  # fmt: skip
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    report = json.loads(verified.stdout)
+    assert report["ok"] and report["checkpoint"]["size"] >= entry.id
+    assert any(log_vkey.split("+", 1)[0] in line for line in report["checks"])
+
+
 def test_demo_runs_every_stage_and_leaves_the_fleet_in_its_real_state(tmp_path: Path) -> None:
     workdir = tmp_path / "demo"
     with _kept_demo(workdir) as (proc, doc):
@@ -164,9 +194,12 @@ def test_demo_runs_every_stage_and_leaves_the_fleet_in_its_real_state(tmp_path: 
         for stage in doc["stages"]:
             assert set(stage) == {"name", "ok", "seconds", "details"}
         assert doc["processes"]["server"] and len(doc["processes"]["agents"]) == 4
+        assert doc["processes"]["witness"]
 
         home = workdir / "server"
         revoked = _check_fleet(_store_facts(home), workdir / "devices")
         _check_revoked(home, workdir / "devices" / revoked / "ldevid.pem", tmp_path)
+        audit = next(s["details"] for s in doc["stages"] if s["name"] == "audit")
+        _check_audit(audit, home, workdir / "witness", revoked=revoked)
     # Everything the demo left was stopped by its pid.
     assert _leftovers(workdir) == []

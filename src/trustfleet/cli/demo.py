@@ -3,7 +3,9 @@
 Everything is real: SoftHSM2 tokens for the CAs and for each device, the HTTPS service as a
 child process on a free loopback port, each device enrolling from a process of its own with its
 key in its token (awscrt mTLS), TUF-signed releases installed into A/B slots through the boot
-chain, a campaign in waves, and an OCSP and CRL check of the revocation.
+chain, a campaign in waves, an OCSP and CRL check of the revocation, and the audit log: the
+story's events in the tree, a checkpoint cosigned by a witness, the revocation's inclusion proof
+checked by the independent Go verifier, and an edited row of a copy of the store found.
 
 This module only presents: the fleet and its stages are the harness's
 (:mod:`trustfleet.sim.fleet`, :data:`trustfleet.sim.scenarios.DEMO`).
@@ -124,9 +126,10 @@ def _interrupted_note(
 
 def _processes(fleet: SimFleet) -> dict[str, Any]:
     """The process groups left running (``--keep``): stop each with ``kill -TERM -PID``."""
-    server = fleet.server
+    server, witness = fleet.server, fleet.witness
     return {
         "server": server.pid if server is not None and server.process is not None else None,
+        "witness": witness.pid if witness is not None and witness.process is not None else None,
         "agents": {
             a.device_id: a.process.pid for a in fleet.agents.values() if a.process and a.running
         },
@@ -156,7 +159,8 @@ def _report(
             f"service: {server.base_url}  home: {server.home}  devices: {fleet.devices_dir}"
         )
         pids = _processes(fleet)
-        groups = " ".join(f"-{p}" for p in [pids["server"], *pids["agents"].values()] if p)
+        leaders = [pids["server"], pids["witness"], *pids["agents"].values()]
+        groups = " ".join(f"-{p}" for p in leaders if p)
         console.print(f"stop it with: kill -TERM {groups or '?'}")
 
 

@@ -25,9 +25,11 @@ from cryptography.x509 import ocsp
 from trustfleet.errors import InvalidInput, NotFound
 from trustfleet.pki import ocsp_request_for
 from trustfleet.services.factory import provision_devices
+from trustfleet.services.home import AUDIT_VKEY_FILE
 from trustfleet.sim.agent import SimAgent
 from trustfleet.sim.process import wait_until
 from trustfleet.sim.server import SimServer, console_script
+from trustfleet.sim.witness import SimWitness
 
 __all__ = ["FLEET_ROLE", "SimFleet", "assign_roles", "utc_now"]
 
@@ -70,6 +72,7 @@ class SimFleet:
         size: How many devices :meth:`provision` makes in a scenario.
         model: The devices' hardware model.
         server: The server (set by :meth:`create_server`).
+        witness: The witness of the server's audit log (set by :meth:`add_witness`).
     """
 
     workdir: Path
@@ -81,6 +84,7 @@ class SimFleet:
         self.devices_dir = self.workdir / "devices"
         self.agents: dict[str, SimAgent] = {}
         self.roles: dict[str, str] = {}
+        self.witness: SimWitness | None = None
         self.on_progress: Callable[[str, int, int], None] = lambda _what, _done, _total: None
 
     # -- the server -------------------------------------------------------------------
@@ -94,6 +98,22 @@ class SimFleet:
             log=self.workdir / "server.log",
         )
         return self.server
+
+    def add_witness(self, *, name: str = "witness.demo/w1") -> SimWitness:
+        """A witness of the server's audit log under ``workdir/witness``: its own home, token
+        and key, served on a free loopback port, and in the server's ``[audit] witnesses``
+        (before ``server run`` starts).
+
+        Raises:
+            Unavailable: The witness could not be made or did not start.
+        """
+        vkey = (self.srv.home / AUDIT_VKEY_FILE).read_text(encoding="ascii").strip()
+        witness = SimWitness.create(
+            self.workdir / "witness", name=name, logs=[vkey], log=self.workdir / "witness.log"
+        )
+        self.witness = witness.start()
+        self.srv.configure({"audit": {"witnesses": [witness.server_entry()]}})
+        return witness
 
     @property
     def srv(self) -> SimServer:
@@ -152,11 +172,13 @@ class SimFleet:
         return [d for d, a in self.agents.items() if a.running and d not in left_out]
 
     def stop(self) -> None:
-        """Stop every agent, then the server; close the store handle."""
+        """Stop every agent, then the server, then the witness; close the store handle."""
         for agent in self.agents.values():
             agent.stop()
         if self.server is not None:
             self.server.stop()
+        if self.witness is not None:
+            self.witness.stop()
 
     # -- the fleet's state (store) ----------------------------------------------------
 

@@ -12,7 +12,7 @@ from trustfleet.sim.fleet import SimFleet
 from trustfleet.sim.scenarios import DEMO, Observed, StageResult, one_line, stage
 
 DEMO_NAMES = ["init", "release", "provision", "serve", "enroll", "telemetry", "reenroll",
-              "update", "rollback", "attest", "quarantine", "heal", "revoke"]  # fmt: skip
+              "update", "rollback", "attest", "quarantine", "heal", "revoke", "audit"]  # fmt: skip
 
 
 def _fleet(tmp_path: Path) -> SimFleet:
@@ -93,5 +93,12 @@ def test_one_line_is_bounded() -> None:
 def test_a_stage_needing_a_server_fails_readably_without_one(tmp_path: Path) -> None:
     serve = next(s for s in DEMO if s.name == "serve")
     result = serve(_fleet(tmp_path))
+    assert not result.ok
+    assert result.reason.startswith("the fleet has no server yet")
+
+
+def test_the_audit_stage_fails_readably_without_a_server(tmp_path: Path) -> None:
+    audit = next(s for s in DEMO if s.name == "audit")
+    result = audit(_fleet(tmp_path))
     assert not result.ok
     assert result.reason.startswith("the fleet has no server yet")

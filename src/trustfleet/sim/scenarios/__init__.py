@@ -8,6 +8,7 @@ error of any kind makes it a failed stage with a one-line reason. :data:`DEMO` i
 
 from __future__ import annotations
 
+from trustfleet.sim.scenarios._audit import audit
 from trustfleet.sim.scenarios._common import DEMO_ROLES
 from trustfleet.sim.scenarios._ota import rollback, update
 from trustfleet.sim.scenarios._result import Observed, Stage, StageResult, one_line, stage
@@ -38,5 +39,7 @@ DEMO: tuple[Stage, ...] = (
     quarantine,
     heal,
     revoke,
+    audit,
 )
-"""The demo: a fleet is made, enrolls, updates, attests, and loses a revoked member."""
+"""The demo: a fleet is made, enrolls, updates, attests, loses a revoked member, and every
+security decision of the story is in the tamper-evident audit log."""

@@ -16,11 +16,21 @@ _TELEMETRY_ROWS = 3
 
 @stage("init")
 def init(fleet: SimFleet) -> Observed:
-    """A new server home (CAs in SoftHSM2 tokens) on free loopback ports."""
+    """A new server home (CAs in SoftHSM2 tokens) on free loopback ports, and a witness of
+    its audit log (another party's home, token and key) that ``server run`` will ask."""
     server = fleet.create_server()
+    witness = fleet.add_witness()
     return Observed(
-        {"the CA bundle exists": server.ca_bundle.is_file()},
-        {"home": str(server.home), "api_port": server.api_port, "mqtt_port": server.mqtt_port},
+        {
+            "the CA bundle exists": server.ca_bundle.is_file(),
+            "the witness serves": witness.process is not None and witness.process.running,
+        },
+        {
+            "home": str(server.home),
+            "api_port": server.api_port,
+            "mqtt_port": server.mqtt_port,
+            "witness": witness.url,
+        },
     )
 
 
