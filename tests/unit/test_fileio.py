@@ -138,3 +138,13 @@ def test_missing_path_one_error(tmp_path: Path) -> None:
     with pytest.raises(Config) as caught:
         check_trusted(tmp_path / "nope", what="the PKCS#11 module")
     assert caught.value.code == "config.path.unreadable"
+
+
+def test_sync_filesystem_flushes_the_folder_s_filesystem_and_refuses_a_file(tmp_path: Path) -> None:
+    from trustfleet.fileio import sync_filesystem, write_atomic
+
+    write_atomic(tmp_path / "tile", b"x" * 32, sync=False)
+    sync_filesystem(tmp_path)  # syncfs(2) on the folder's filesystem: returns once done
+    assert (tmp_path / "tile").read_bytes() == b"x" * 32
+    with pytest.raises(NotADirectoryError):
+        sync_filesystem(tmp_path / "tile")

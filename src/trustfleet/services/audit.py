@@ -12,7 +12,6 @@ not there yet), and :func:`gather_cosignatures` asks the witnesses to cosign (C2
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -41,7 +40,7 @@ from trustfleet.audit.tiles import (
     tile_path,
 )
 from trustfleet.errors import NotFound, TrustFleetError, VerificationFailed
-from trustfleet.fileio import DIR_MODE, make_dirs, write_atomic
+from trustfleet.fileio import DIR_MODE, make_dirs, sync_filesystem, write_atomic
 from trustfleet.services.queries import Page, parse_cursor
 from trustfleet.services.runtime import Runtime
 from trustfleet.store import SecurityEventRecord, Transaction
@@ -178,15 +177,20 @@ def tile_reader(tx: Transaction) -> ReadTile:
 def integrate(rt: Runtime, *, now: datetime) -> Integrated | None:
     """Add the events after the last checkpoint to the tree and sign a checkpoint.
 
+    The new tree is computed and signed on a read snapshot, so appenders are not held up while
+    entries are read and hashed; the write transaction (the integrator lock) only checks that
+    no other integrator got there first and stores the tiles and the checkpoint.
+
     Returns:
-        The new checkpoint, or None when no event arrived since the last one.
+        The new checkpoint, or None when no event arrived since the last one (or another
+        integrator stored this one first).
 
     Raises:
         Unavailable: The store or the token cannot be reached (nothing is changed).
+        VerificationFailed: An event id is missing (``audit.entry_missing``).
     """
     settings = rt.settings.audit
-    with rt.uow.begin() as tx:
-        tx.audit.lock()
+    with rt.uow.begin(read_only=True) as tx:  # one snapshot: a prefix of the commit order
         latest = tx.audit.latest_checkpoint()
         old_size = latest.size if latest else 0
         entries = tx.events.entries(after_id=old_size, limit=settings.batch_max)
@@ -198,11 +202,14 @@ def integrate(rt: Runtime, *, now: datetime) -> Integrated | None:
             read_tile=tile_reader(tx),
             leaf_hashes=[leaf_hash(data) for _, data in entries],
         )
+    checkpoint = Checkpoint(origin=settings.origin, size=update.size, root=update.root)
+    note = format_note(sign_note(checkpoint.text(), name=settings.origin, signer=rt.audit_key()))
+    with rt.uow.begin() as tx:
+        tx.audit.lock()
+        now_latest = tx.audit.latest_checkpoint()
+        if (now_latest.size if now_latest else 0) != old_size:
+            return None  # another integrator (another server) extended the tree meanwhile
         tx.audit.put_tiles(update.tiles)
-        checkpoint = Checkpoint(origin=settings.origin, size=update.size, root=update.root)
-        note = format_note(
-            sign_note(checkpoint.text(), name=settings.origin, signer=rt.audit_key())
-        )
         tx.audit.add_checkpoint(size=update.size, root=update.root, note=note, signed_at=now)
     added = tuple(data for _, data in entries)
     return Integrated(old_size=old_size, checkpoint=checkpoint, note=note, entries=added)
@@ -256,7 +263,7 @@ def publish(rt: Runtime, *, from_size: int = 0, entries: Sequence[bytes] = ()) -
         read = tile_reader(tx)
         _write_hash_tiles(base, read=read, from_size=from_size, size=size)
         _write_entry_bundles(base, tx=tx, from_size=from_size, size=size, known=entries)
-    os.sync()  # every tile and bundle on disk before the checkpoint that refers to them
+    sync_filesystem(base)  # every tile and bundle on disk before the checkpoint naming them
     write_atomic(base / "checkpoint", note)
     return size
 
