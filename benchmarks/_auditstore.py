@@ -18,7 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from trustfleet.services.audit import on_each
+from trustfleet.server.audit_sequencer import run_sequencer
+from trustfleet.services.audit import Integrated, on_each
 from trustfleet.services.runtime import Runtime
 from trustfleet.settings import load_server_settings
 
@@ -97,17 +98,16 @@ def sequence(home: str, stop: _Stop, reports: _Reports) -> None:
 
 
 def sequencer_loop(rt: Runtime, stop: _Stop, reports: _Reports) -> None:
-    """The loop of ``server run``'s sequencer (``audit_sequencer.run_sequencer``), reporting
+    """``server run``'s sequencer loop (``audit_sequencer.run_sequencer``), reporting
     ``(size, monotonic time after the round, round seconds)`` after each new checkpoint."""
     rt.audit_key()  # log in to the token before the clock starts
     reports.put(("ready", 0, time.monotonic(), 0.0))
-    interval_s = rt.settings.audit.interval_s
-    while not stop.wait(interval_s):
-        t0 = time.monotonic()
-        done = on_each(rt, now=_now)
+
+    def report(done: Integrated | None, round_s: float) -> None:
         if done is not None:
-            t1 = time.monotonic()
-            reports.put(("checkpoint", done.checkpoint.size, t1, t1 - t0))
+            reports.put(("checkpoint", done.checkpoint.size, time.monotonic(), round_s))
+
+    run_sequencer(rt, stop, on_round=report)  # type: ignore[arg-type]  # a process Event too
 
 
 def _start(rt: Runtime, how: str) -> tuple[_Stop, _Reports, Any]:
