@@ -22,6 +22,7 @@ from trustfleet.audit.context import current_operator
 from trustfleet.audit.merkle import leaf_hash
 from trustfleet.audit.note import (
     ED25519,
+    MAX_NOTE_BYTES,
     Verifier,
     format_note,
     parse_note,
@@ -312,11 +313,35 @@ def _stored(tx: Transaction, start: int, end: int) -> list[bytes]:
     return [data for _, data in tx.events.entries(after_id=start, limit=end - start)]
 
 
+def _published_size(base: Path) -> int:
+    """The size of the checkpoint file in the published folder (0: none, or unreadable)."""
+    try:
+        with (base / "checkpoint").open("rb") as handle:
+            return parse_checkpoint(parse_note(handle.read(MAX_NOTE_BYTES + 1)).text).size
+    except (OSError, TrustFleetError):
+        return 0
+
+
+def _latest_size(rt: Runtime) -> int:
+    with rt.uow.begin(read_only=True) as tx:
+        latest = tx.audit.latest_checkpoint()
+    return latest.size if latest else 0
+
+
 def on_each(rt: Runtime, *, now: Callable[[], datetime]) -> Integrated | None:
-    """One round of the sequencer: integrate, publish what is new, gather cosignatures."""
+    """One round of the sequencer: integrate, then publish what the published folder lacks.
+
+    The folder is brought up to the newest checkpoint from what it holds (its own checkpoint
+    file), not from the previous checkpoint in the store: a round that stopped between the
+    store's commit and the publication (a crash) is made good by the next one.
+    """
     done = integrate(rt, now=now())
+    published = _published_size(publish_dir(rt))
     if done is not None:
-        publish(rt, from_size=done.old_size, entries=done.entries)
+        start = min(done.old_size, published)
+        publish(rt, from_size=start, entries=done.entries if start == done.old_size else ())
         logger.info("audit checkpoint %d (+%d)", done.checkpoint.size,
                     done.checkpoint.size - done.old_size)  # fmt: skip
+    elif published < _latest_size(rt):
+        publish(rt, from_size=published)
     return done
