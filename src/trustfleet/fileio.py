@@ -36,6 +36,7 @@ __all__ = [
     "copy_atomic",
     "fsync_dir",
     "make_dirs",
+    "removed_on_failure",
     "sync_filesystem",
     "write_atomic",
     "write_new",
@@ -52,6 +53,24 @@ PRIVATE_DIR_MODE = 0o700
 
 _COPY_CHUNK = 1024 * 1024
 _LIBC = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True) if os.name == "posix" else None
+
+
+@contextlib.contextmanager
+def removed_on_failure(folder: Path, *, created: bool) -> Iterator[None]:
+    """Leave nothing of a half-made ``folder`` when the block fails (a home being created).
+
+    ``created``: the caller made ``folder`` (it is removed); otherwise it was an empty folder
+    the caller was given (it is emptied again).
+    """
+    try:
+        yield
+    except BaseException:
+        if created:
+            shutil.rmtree(folder, ignore_errors=True)
+        else:
+            for child in folder.iterdir():
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+        raise
 
 
 def sync_filesystem(path: Path) -> None:

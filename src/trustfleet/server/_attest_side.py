@@ -15,23 +15,22 @@ import json
 import logging
 import os
 import secrets
-import signal
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Final
 
 from awscrt import mqtt5
 
 from trustfleet.crt import check_puback, map_crt_errors, suback_callback
 from trustfleet.errors import TrustFleetError, Unavailable
+from trustfleet.server._worker_main import run_worker
 from trustfleet.services import next_due
 from trustfleet.services.attestation import challenge_message, issue_challenge, sweep_missed
 from trustfleet.services.mqtt_client import ServiceMqttIdentity, new_client, publish_once
 from trustfleet.services.runtime import Runtime
-from trustfleet.settings import ServerSettings, load_server_settings
+from trustfleet.settings import ServerSettings
 from trustfleet.store import ChallengeTrigger
 from trustfleet.wire import ATTEST_GROUP, device_topic, shared_filters, topic_device
 
@@ -212,14 +211,4 @@ def publish_challenge(
 
 def attest_process_main(home: str, port: int) -> None:
     """Entry point of the attestation scheduler process (``multiprocessing`` spawn target)."""
-    logging.basicConfig(
-        level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s"
-    )
-    rt = Runtime.open(load_server_settings(Path(home)))
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    try:
-        AttestScheduler(rt, port=port).run(stop)
-    finally:
-        rt.close()
+    run_worker(home, lambda rt, stop: AttestScheduler(rt, port=port).run(stop))

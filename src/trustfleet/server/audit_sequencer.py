@@ -10,18 +10,16 @@ the integrator lock lets only one of them extend the tree at a time.
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 
 from trustfleet.errors import TrustFleetError
+from trustfleet.server._worker_main import run_worker
 from trustfleet.services.audit import Integrated, on_each
 from trustfleet.services.audit_witnesses import gather_cosignatures
 from trustfleet.services.runtime import Runtime
-from trustfleet.settings import load_server_settings
 
 __all__ = ["run_sequencer", "sequencer_process_main"]
 
@@ -61,14 +59,4 @@ def run_sequencer(
 
 def sequencer_process_main(home: str) -> None:
     """Entry point of the sequencer process (``multiprocessing`` spawn target)."""
-    logging.basicConfig(
-        level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s"
-    )
-    rt = Runtime.open(load_server_settings(Path(home)))
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    try:
-        run_sequencer(rt, stop)
-    finally:
-        rt.close()
+    run_worker(home, run_sequencer)

@@ -11,22 +11,21 @@ Campaign state is only in the store: a restarted ticker (or another server's) co
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 import uuid
 from concurrent.futures import Future
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Final
 
 from awscrt import mqtt5
 
 from trustfleet.crt import check_puback, map_crt_errors
 from trustfleet.errors import TrustFleetError, Unavailable
+from trustfleet.server._worker_main import run_worker
 from trustfleet.services.campaigns import tick
 from trustfleet.services.mqtt_client import ServiceMqttIdentity, command_payload, new_client
 from trustfleet.services.runtime import Runtime
-from trustfleet.settings import ServerSettings, load_server_settings
+from trustfleet.settings import ServerSettings
 from trustfleet.wire import device_topic
 
 __all__ = ["CampaignTicker", "MqttUpdateSender", "ticker_process_main"]
@@ -137,15 +136,4 @@ def ticker_process_main(home: str, port: int) -> None:
         home: The server home.
         port: The broker port.
     """
-    logging.basicConfig(
-        level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s"
-    )
-    settings = load_server_settings(Path(home))
-    rt = Runtime.open(settings)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    try:
-        CampaignTicker(settings, rt=rt, port=port).run(stop)
-    finally:
-        rt.close()
+    run_worker(home, lambda rt, stop: CampaignTicker(rt.settings, rt=rt, port=port).run(stop))

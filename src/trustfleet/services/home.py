@@ -25,7 +25,6 @@ from __future__ import annotations
 import ipaddress
 import os
 import secrets
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -40,7 +39,14 @@ from pydantic import ValidationError
 from trustfleet.audit.context import current_operator
 from trustfleet.audit.note import ED25519, verifier_key
 from trustfleet.errors import Conflict, InvalidInput
-from trustfleet.fileio import DIR_MODE, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, make_dirs, write_atomic
+from trustfleet.fileio import (
+    DIR_MODE,
+    PRIVATE_DIR_MODE,
+    PRIVATE_FILE_MODE,
+    make_dirs,
+    removed_on_failure,
+    write_atomic,
+)
 from trustfleet.keystore import (
     TokenSession,
     find_module,
@@ -113,15 +119,8 @@ def init_server_home(home: Path, *, options: HomeOptions, now: datetime) -> Serv
             hint="choose a folder you may create", code="home.path.invalid",
         ) from exc  # fmt: skip
     os.chmod(home, DIR_MODE)  # an existing empty folder too: the home is checked at each start
-    try:
+    with removed_on_failure(home, created=created):
         return _build_home(home.resolve(), options=options, ips=ips, now=now)
-    except BaseException:
-        if created:
-            shutil.rmtree(home, ignore_errors=True)
-        else:
-            for child in home.iterdir():
-                shutil.rmtree(child) if child.is_dir() else child.unlink()
-        raise
 
 
 def _check_new_home(home: Path) -> None:

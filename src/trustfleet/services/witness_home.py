@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import shutil
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -35,6 +34,7 @@ from trustfleet.fileio import (
     PRIVATE_DIR_MODE,
     PRIVATE_FILE_MODE,
     make_dirs,
+    removed_on_failure,
     write_atomic,
     write_new,
 )
@@ -109,15 +109,8 @@ def init_witness_home(
     created = not home.exists()
     make_dirs(home, mode=DIR_MODE)
     os.chmod(home, DIR_MODE)
-    try:
+    with removed_on_failure(home, created=created):
         return _build(settings, dns=dns_names, now=now)
-    except BaseException:
-        if created:
-            shutil.rmtree(home, ignore_errors=True)
-        else:
-            for child in home.iterdir():
-                shutil.rmtree(child) if child.is_dir() else child.unlink()
-        raise
 
 
 def _build(settings: WitnessHomeSettings, *, dns: tuple[str, ...], now: datetime) -> WitnessHome:
