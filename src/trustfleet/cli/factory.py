@@ -9,7 +9,15 @@ from typing import Annotated, Any, BinaryIO
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from trustfleet.cli._common import HomeOpt, JsonOpt, console, emit_json, interruptible, now
+from trustfleet.cli._common import (
+    HomeOpt,
+    JsonOpt,
+    command_runtime,
+    console,
+    emit_json,
+    interruptible,
+    now,
+)
 from trustfleet.errors import InvalidInput
 from trustfleet.settings import load_server_settings
 
@@ -94,17 +102,13 @@ def sign_csr(
     from cryptography.hazmat.primitives import serialization
 
     from trustfleet.services.factory import sign_csr as do_sign
-    from trustfleet.services.runtime import Runtime
 
     data = _read_bounded(csr)
-    settings = load_server_settings(home)
+    load_server_settings(home)  # a bad home fails before --out is created
     target = _create_out_file(out)  # before the device is registered: a bad --out changes nothing
     try:
-        rt = Runtime.open(settings)
-        try:
+        with command_runtime(home) as rt:
             device = do_sign(rt, csr_bytes=data, model=model, now=now())
-        finally:
-            rt.close()
     except BaseException:
         target.close()
         out.unlink(missing_ok=True)

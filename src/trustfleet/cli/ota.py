@@ -8,7 +8,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from trustfleet.cli._common import HomeOpt, JsonOpt, console, emit_json, now
+from trustfleet.cli._common import HomeOpt, JsonOpt, command_runtime, console, emit_json, now
 from trustfleet.settings import load_server_settings
 
 __all__ = ["app"]
@@ -17,12 +17,6 @@ app = typer.Typer(
     help="The TUF update repository: key ceremonies, rotations, timestamp refresh.",
     no_args_is_help=True,
 )
-
-
-def _runtime(home: Any) -> Any:
-    from trustfleet.services.runtime import Runtime
-
-    return Runtime.open(load_server_settings(home))
 
 
 def _print_status(doc: dict[str, Any], *, title: str | None = None) -> None:
@@ -37,12 +31,9 @@ def _print_status(doc: dict[str, Any], *, title: str | None = None) -> None:
 
 
 def _on_runtime(home: Any, action: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
-    """Open the home's runtime, run ``action`` on it, close it."""
-    rt = _runtime(home)
-    try:
+    """Open the home's runtime, run ``action`` on it, close it (a refusal is audited)."""
+    with command_runtime(home) as rt:
         return action(rt)
-    finally:
-        rt.close()
 
 
 def _report(doc: dict[str, Any], *, json_out: bool, title: str | None = None) -> None:
