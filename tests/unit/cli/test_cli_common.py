@@ -58,8 +58,15 @@ def test_command_runtime_closes_the_runtime(
         def close(self) -> None:
             closed.append(True)
 
+    from trustfleet.services import audit
+
+    refused: list[str] = []
     monkeypatch.setattr(settings, "load_server_settings", lambda home: home)
     monkeypatch.setattr(runtime, "Runtime", FakeRuntime)
+    monkeypatch.setattr(
+        audit, "record_refused_command", lambda _rt, *, error, **_: refused.append(str(error))
+    )
     with pytest.raises(TrustFleetError), _common.command_runtime(tmp_path):
         raise TrustFleetError("boom")
     assert closed == [True]
+    assert refused == ["boom"]  # a refused operator command is an entry of the audit log
