@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import random
 from collections.abc import Callable
@@ -108,6 +109,7 @@ def test_every_tile_path_round_trips(level: int | None, index: int, width: int) 
         "tile/entries/000.p/0",
         "tile/entries/x000/000",
         "tile/0/x018/x446/x744/x073/x709/x551/616",
+        "tile/entries/x018/x446/x744/x073/x709/x551/616",
         "tiles/0/000",
         "tile/0/000/",
         "/tile/0/000",
@@ -131,8 +133,9 @@ def test_malformed_tile_paths_are_refused(path: str) -> None:
         (lambda: tile_path(0, 2**64), f"tile index {2**64} is outside 0..2**64-1"),
         (lambda: tile_path(0, 0, 0), "tile width 0 is outside 1..256"),
         (lambda: entries_path(0, 257), "tile width 257 is outside 1..256"),
+        (lambda: entries_path(-1), "tile index -1 is outside 0..2**64-1"),
     ],
-    ids=["level-neg", "level-64", "index-neg", "index-2-64", "width-0", "width-257"],
+    ids=["level-neg", "level-64", "index-neg", "index-2-64", "width-0", "width-257", "entries-neg"],
 )
 def test_tile_path_refuses_out_of_range(call: Callable[[], str], reason: str) -> None:
     with pytest.raises(ProofError) as caught:
@@ -310,6 +313,12 @@ def _never(level: int, index: int) -> bytes:
     raise AssertionError(f"read tile {level}/{index}")
 
 
+def test_tile_updates_are_frozen() -> None:
+    update = append_leaves(size=0, read_tile=_never, leaf_hashes=SMALL_LEAVES[:1])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        update.size = 2  # type: ignore[misc]
+
+
 def test_appending_to_an_empty_tree_reads_nothing() -> None:
     update = append_leaves(size=0, read_tile=_never, leaf_hashes=SMALL_LEAVES[:3])
     assert (update.size, update.root) == (3, SMALL_REF.root(3))
@@ -464,7 +473,10 @@ def test_wider_stored_tiles_are_read_by_prefix() -> None:
         ),
         (lambda r: tree_root(size=-1, read_tile=r), "tree size -1 is negative"),
         (lambda r: verify_tiles(size=-1, root=EMPTY_ROOT, read_tile=r), "tree size -1 is negative"),
-        (lambda r: append_leaves(size=-1, read_tile=r, leaf_hashes=[]), "tree size -1 is negative"),
+        (
+            lambda r: append_leaves(size=-1, read_tile=r, leaf_hashes=SMALL_LEAVES[:1]),
+            "tree size -1 is negative",
+        ),
         (
             lambda r: append_leaves(size=0, read_tile=r, leaf_hashes=[b"\0" * 32, b"entry"]),
             "leaf hash 1 is 5 bytes, expected 32",
