@@ -23,6 +23,7 @@ __all__ = [
     "decode_entry_bundle",
     "encode_entry_bundle",
     "entries_path",
+    "level_counts",
     "parse_tile_path",
     "tile_path",
     "tile_width",
@@ -143,14 +144,28 @@ def tiles_for_size(size: int) -> list[tuple[int, int, int]]:
         partial one if the level has one.
     """
     found: list[tuple[int, int, int]] = []
-    level, count = 0, size
-    while count > 0:
+    for level, count in enumerate(level_counts(size)):
         full, partial = divmod(count, TILE_WIDTH)
         found.extend((level, index, TILE_WIDTH) for index in range(full))
         if partial:
             found.append((level, full, partial))
-        level, count = level + 1, count >> TILE_HEIGHT
     return found
+
+
+def level_counts(size: int) -> list[int]:
+    """The number of hashes at each tile level of a tree of ``size``, level 0 first.
+
+    Args:
+        size: The tree size.
+
+    Returns:
+        ``size``, ``size >> 8``, … down to the last non-zero one (empty for size 0).
+    """
+    counts: list[int] = []
+    while size > 0:
+        counts.append(size)
+        size >>= TILE_HEIGHT
+    return counts
 
 
 def tile_width(*, level: int, index: int, size: int) -> int:

@@ -23,6 +23,7 @@ from trustfleet.audit._tileformat import (
     decode_entry_bundle,
     encode_entry_bundle,
     entries_path,
+    level_counts,
     parse_tile_path,
     tile_path,
     tile_width,
@@ -77,7 +78,6 @@ class _TileHashes:
         self._read = read_tile
         self._size = size
         self._tiles: dict[tuple[int, int], bytes] = {}
-        self._folded: dict[tuple[int, int], bytes] = {}
 
     def tile(self, level: int, index: int) -> bytes:
         """The hashes of one tile the tree has (its prefix the tree needs, 32·width bytes)."""
@@ -96,11 +96,7 @@ class _TileHashes:
         offset = (first % TILE_WIDTH) * HASH_SIZE
         if not below:
             return content[offset : offset + HASH_SIZE]
-        key = (height, index)
-        folded = self._folded.get(key)
-        if folded is None:
-            folded = self._folded[key] = _fold(content[offset : offset + (HASH_SIZE << below)])
-        return folded
+        return _fold(content[offset : offset + (HASH_SIZE << below)])
 
     def range_hash(self, start: int, end: int) -> bytes:
         """MTH of the leaves ``[start, end)``, a range the RFC's recursion splits the tree into."""
@@ -130,11 +126,13 @@ def _fold(hashes: bytes) -> bytes:
 
 
 def _perfect_subtrees(start: int, end: int) -> Iterator[tuple[int, int]]:
-    """``(height, index)`` of the perfect subtrees ``[start, end)`` splits into, left to right."""
+    """``(height, index)`` of the perfect subtrees ``[start, end)`` splits into, left to right.
+
+    ``start`` is a multiple of a power of two at least ``end - start`` (as in every range the
+    RFC's recursion makes), so the subtrees follow the binary digits of ``end - start``.
+    """
     while start < end:
         height = (end - start).bit_length() - 1
-        if start:
-            height = min(height, (start ^ (start - 1)).bit_length() - 1)
         yield height, start >> height
         start += 1 << height
 
@@ -301,14 +299,13 @@ def verify_tiles(*, size: int, root: bytes, read_tile: ReadTile) -> None:
         ProofError: Naming the first tile that does not agree (or the right-edge tiles, when
             they do not give ``root``), or a tile that is missing or too short.
     """
-    _check_size(size)
-    if tree_root(size=size, read_tile=read_tile) != root:
+    if tree_root(size=size, read_tile=read_tile) != root:  # checks the size
         edge = [tile_path(level, index, width) for level, index, width in _edge_tiles(size)]
         raise ProofError(
             f"the tiles of the right edge ({', '.join(edge)}) do not lead to the root of size "
             f"{size}"
         )
-    for level in range(_level_count(size) - 1, 0, -1):
+    for level in reversed(range(1, len(level_counts(size)))):
         _verify_level(level, size=size, read_tile=read_tile)
 
 
@@ -328,16 +325,11 @@ def _verify_level(level: int, *, size: int, read_tile: ReadTile) -> None:
                 )
 
 
-def _level_count(size: int) -> int:
-    """The number of tile levels a tree of ``size`` has."""
-    return (size.bit_length() + TILE_HEIGHT - 1) // TILE_HEIGHT
-
-
 def _edge_tiles(size: int) -> list[tuple[int, int, int]]:
     """The partial tiles of a tree of ``size``, top level first."""
-    found = []
-    for level in range(_level_count(size) - 1, -1, -1):
-        index, width = divmod(size >> (TILE_HEIGHT * level), TILE_WIDTH)
+    found: list[tuple[int, int, int]] = []
+    for level, count in enumerate(level_counts(size)):
+        index, width = divmod(count, TILE_WIDTH)
         if width:
-            found.append((level, index, width))
+            found.insert(0, (level, index, width))
     return found
