@@ -402,7 +402,7 @@ def test_ctrl_c_stops_the_demo_and_cleans_up(tmp_path: Path, start: Callable[...
     _wait_for((workdir / "server" / "trustfleet.toml").exists, "the demo's home")
     line = _interrupted_line(*demo.interrupt())
     assert "demo stopped during stage" in line
-    assert "the service and agents were stopped" in line
+    assert "service, witness and agents were stopped" in line
 
 
 def test_ctrl_c_stops_server_init_and_removes_the_partial_home(

@@ -116,11 +116,11 @@ def _interrupted_note(
     current = running[0] if running else (results[-1].name if results else None)
     where = f"during stage '{current}'" if current else "before the first stage"
     if keep:
-        left = f"the service and agents were left running; files in {fleet.workdir}"
+        left = f"service, witness and agents were left running; files in {fleet.workdir}"
     elif temp:
-        left = "the service and agents were stopped and the temporary files removed"
+        left = "service, witness and agents were stopped and the temporary files removed"
     else:
-        left = f"the service and agents were stopped; files left in {fleet.workdir}"
+        left = f"service, witness and agents were stopped; files left in {fleet.workdir}"
     return f"demo stopped {where} after {len(done)} stage(s) ({', '.join(done) or 'none'}); {left}"
 
 
