@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 
 import pytest
 import sqlalchemy
+from alembic import command
 
 from trustfleet.audit.context import event_context
 from trustfleet.audit.entry import decode_entry, encode_entry
@@ -13,6 +14,7 @@ from trustfleet.audit.merkle import leaf_hash
 from trustfleet.audit.tiles import append_leaves, tree_root
 from trustfleet.errors import Conflict, InvalidInput
 from trustfleet.store import UnitOfWork, entry_of
+from trustfleet.store._engine import alembic_config
 
 
 def _append(uow: UnitOfWork, now: datetime, n: int, **kwargs: str) -> None:
@@ -102,3 +104,24 @@ def test_tiles_grow_and_checkpoints_are_append_only(
             conn.exec_driver_sql(statement)
     with pytest.raises(Conflict), uow.begin() as tx:
         tx.audit.add_checkpoint(size=300, root=b"\x00" * 32, note=b"again", signed_at=now)
+
+
+def test_downgrading_0007_keeps_the_events_and_their_triggers(
+    uow: UnitOfWork, engine: sqlalchemy.Engine, now: datetime
+) -> None:
+    """0007's downgrade drops its columns in place: a batch copy of the table would lose the
+    append-only triggers of 0001."""
+    _append(uow, now, 3)
+    config = alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0006")
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM security_events").scalar() == 3
+    with pytest.raises(sqlalchemy.exc.DBAPIError), engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE security_events SET actor = 'attacker'")
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+    with uow.begin(read_only=True) as tx:
+        assert [e.outcome for e in tx.events.list()] == ["ok"] * 3
