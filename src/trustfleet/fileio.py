@@ -36,6 +36,7 @@ __all__ = [
     "copy_atomic",
     "fsync_dir",
     "make_dirs",
+    "read_bounded",
     "removed_on_failure",
     "sync_filesystem",
     "write_atomic",
@@ -53,6 +54,19 @@ PRIVATE_DIR_MODE = 0o700
 
 _COPY_CHUNK = 1024 * 1024
 _LIBC = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True) if os.name == "posix" else None
+
+
+def read_bounded(path: Path, *, max_bytes: int) -> bytes | None:
+    """The bytes of the file at ``path``, or None when it holds more than ``max_bytes``.
+
+    Reads at most ``max_bytes + 1`` bytes, whatever the file's size (or a FIFO) claims.
+
+    Raises:
+        OSError: The file cannot be opened or read (the caller says which file it was).
+    """
+    with path.open("rb") as handle:
+        data = handle.read(max_bytes + 1)
+    return data if len(data) <= max_bytes else None
 
 
 @contextlib.contextmanager

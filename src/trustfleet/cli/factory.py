@@ -19,6 +19,7 @@ from trustfleet.cli._common import (
     now,
 )
 from trustfleet.errors import InvalidInput
+from trustfleet.fileio import read_bounded
 from trustfleet.settings import load_server_settings
 
 __all__ = ["app"]
@@ -153,12 +154,11 @@ def _create_out_file(out: Path) -> BinaryIO:
 
 def _read_bounded(path: Path) -> bytes:
     try:
-        with path.open("rb") as fh:
-            data = fh.read(_MAX_CSR_FILE_BYTES + 1)
+        data = read_bounded(path, max_bytes=_MAX_CSR_FILE_BYTES)
     except OSError as exc:
         raise InvalidInput(
             f"cannot read {path}: {exc.strerror}", hint="check the --csr path"
         ) from exc
-    if len(data) > _MAX_CSR_FILE_BYTES:
+    if data is None:
         raise InvalidInput(f"{path} is larger than 64 KiB; not a CSR", hint="check the --csr path")
     return data

@@ -23,10 +23,8 @@ from trustfleet.audit.merkle import leaf_hash
 from trustfleet.audit.note import (
     ED25519,
     MAX_NOTE_BYTES,
-    Verifier,
     format_note,
     parse_note,
-    parse_verifier_key,
     sign_note,
     verifier_key,
 )
@@ -41,7 +39,7 @@ from trustfleet.audit.tiles import (
     tile_path,
 )
 from trustfleet.errors import NotFound, TrustFleetError, VerificationFailed
-from trustfleet.fileio import DIR_MODE, make_dirs, sync_filesystem, write_atomic
+from trustfleet.fileio import DIR_MODE, make_dirs, read_bounded, sync_filesystem, write_atomic
 from trustfleet.services.queries import Page, parse_cursor
 from trustfleet.services.runtime import Runtime
 from trustfleet.store import SecurityEventRecord, Transaction
@@ -51,7 +49,6 @@ __all__ = [
     "current_note",
     "integrate",
     "list_entries",
-    "log_verifier",
     "log_verifier_key",
     "on_each",
     "prove_entry",
@@ -107,11 +104,6 @@ def record_refused_command(
 def log_verifier_key(rt: Runtime) -> str:
     """The log's verifier key as text (signed-note vkey: Ed25519, named after the origin)."""
     return verifier_key(rt.settings.audit.origin, ED25519, rt.audit_key().public_bytes_raw())
-
-
-def log_verifier(rt: Runtime) -> Verifier:
-    """The log's verifier (from its key in the token)."""
-    return parse_verifier_key(log_verifier_key(rt))
 
 
 def list_entries(
@@ -316,8 +308,8 @@ def _stored(tx: Transaction, start: int, end: int) -> list[bytes]:
 def _published_size(base: Path) -> int:
     """The size of the checkpoint file in the published folder (0: none, or unreadable)."""
     try:
-        with (base / "checkpoint").open("rb") as handle:
-            return parse_checkpoint(parse_note(handle.read(MAX_NOTE_BYTES + 1)).text).size
+        note = read_bounded(base / "checkpoint", max_bytes=MAX_NOTE_BYTES)
+        return parse_checkpoint(parse_note(note).text).size if note is not None else 0
     except (OSError, TrustFleetError):
         return 0
 

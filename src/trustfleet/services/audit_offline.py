@@ -14,6 +14,7 @@ from pathlib import Path
 from trustfleet.audit.checkpoint import Checkpoint
 from trustfleet.audit.note import Verifier, parse_verifier_key
 from trustfleet.errors import InvalidInput
+from trustfleet.fileio import read_bounded
 from trustfleet.services.audit import tile_reader
 from trustfleet.services.audit_source import MAX_FILE_BYTES, LogSource
 from trustfleet.services.audit_verify import (
@@ -48,11 +49,10 @@ def _vkey_text(value: str) -> str:
 
 def _read(path: Path, *, what: str) -> bytes:
     try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_FILE_BYTES + 1)
+        data = read_bounded(path, max_bytes=MAX_FILE_BYTES)
     except OSError as exc:
         raise InvalidInput(f"cannot read the {what} {path}: {exc.strerror or exc}") from None
-    if len(data) > MAX_FILE_BYTES:
+    if data is None:
         raise InvalidInput(f"the {what} {path} is larger than {MAX_FILE_BYTES} bytes")
     return data
 

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from trustfleet.audit.tiles import TILE_WIDTH, ReadTile, entries_path, tile_path, tile_width
 from trustfleet.errors import InvalidInput, NotFound, Unavailable
+from trustfleet.fileio import read_bounded
 
 __all__ = ["MAX_FILE_BYTES", "LogSource"]
 
@@ -52,34 +53,36 @@ class LogSource:
             NotFound: The file is not there.
             Unavailable: It cannot be read, or it is larger than :data:`MAX_FILE_BYTES`.
         """
-        data = self._fetch(relative) if self._url else self._open(relative)
-        if len(data) > MAX_FILE_BYTES:
-            raise Unavailable(f"{relative} is larger than {MAX_FILE_BYTES} bytes")
-        return data
+        return self._fetch(relative) if self._url else self._open(relative)
 
     def _open(self, relative: str) -> bytes:
         assert self._dir is not None  # noqa: S101  # set when there is no URL
         path = self._dir / relative
         try:
-            with path.open("rb") as handle:
-                return handle.read(MAX_FILE_BYTES + 1)
+            data = read_bounded(path, max_bytes=MAX_FILE_BYTES)
         except FileNotFoundError:
             raise NotFound(f"{path} is missing from the published log") from None
         except OSError as exc:
             raise Unavailable(f"cannot read {path}: {exc.strerror or exc}") from None
+        if data is None:
+            raise Unavailable(f"{relative} is larger than {MAX_FILE_BYTES} bytes")
+        return data
 
     def _fetch(self, relative: str) -> bytes:
         url = f"{self._url}/{relative}"
+        context = self._context
         try:
-            with urllib.request.urlopen(url, timeout=_TIMEOUT_S, context=self._context) as answer:  # noqa: S310  # https only
+            with urllib.request.urlopen(url, timeout=_TIMEOUT_S, context=context) as answer:  # noqa: S310
                 data: bytes = answer.read(MAX_FILE_BYTES + 1)
-                return data
         except urllib.error.HTTPError as exc:
             if exc.code == 404:
                 raise NotFound(f"{url} is missing from the published log") from None
             raise Unavailable(f"{url}: HTTP {exc.code}") from None
         except (urllib.error.URLError, OSError) as exc:
             raise Unavailable(f"cannot fetch {url}: {exc}") from None
+        if len(data) > MAX_FILE_BYTES:
+            raise Unavailable(f"{relative} is larger than {MAX_FILE_BYTES} bytes")
+        return data
 
     def tile_reader(self, size: int) -> ReadTile:
         """A :data:`ReadTile` over this log's hash tiles as published for a tree of ``size``."""

@@ -11,7 +11,6 @@ witness and kind of refusal while it lasts.
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -30,13 +29,13 @@ from trustfleet.services.audit import current_note, publish_dir, tile_reader
 from trustfleet.services.runtime import Runtime
 from trustfleet.services.witness_client import WitnessRefusal, request_cosignature
 from trustfleet.settings.operations import WitnessSettings
+from trustfleet.store import Transaction
 
 __all__ = ["gather_cosignatures"]
 
 logger = logging.getLogger(__name__)
 
-_reported: dict[str, str] = {}  # witness name -> the refusal last recorded (once while it lasts)
-_reported_lock = threading.Lock()
+_REFUSED = "audit.witness_refused"
 
 
 @dataclass(frozen=True)
@@ -119,8 +118,6 @@ def _keep(
         tx.audit.add_cosignature(
             size=target.size, witness=verifier.name, line=mine[0].line(), now=now
         )
-    with _reported_lock:
-        _reported.pop(verifier.name, None)
     return 1
 
 
@@ -133,19 +130,30 @@ def _record_refusal(
     size: int,
     now: datetime,
 ) -> None:
-    kind = f"{refusal.status} {refusal.reason}"
-    with _reported_lock:
-        if _reported.get(verifier.name) == kind:
-            return
-        _reported[verifier.name] = kind
-    logger.warning("witness %s refused checkpoint %d: %s", verifier.name, size, kind)
+    subject = f"witness:{verifier.name}"[:128]
+    logger.warning("witness %s refused checkpoint %d: %d %s", verifier.name, size,
+                   refusal.status, refusal.reason)  # fmt: skip
     with rt.uow.begin() as tx:
+        if _already_recorded(tx, subject, verifier.name, refusal):
+            return
         tx.events.append(
-            type="audit.witness_refused",
+            type=_REFUSED,
             actor="system",
-            subject=f"witness:{verifier.name}"[:128],
+            subject=subject,
             details={"url": witness.url, "status": refusal.status, "reason": refusal.reason,
                      "size": size, "witness_size": refusal.size},
             now=now,
             outcome="refused",
         )  # fmt: skip
+
+
+def _already_recorded(tx: Transaction, subject: str, name: str, refusal: WitnessRefusal) -> bool:
+    """The same refusal is already the newest one, and the witness has cosigned nothing since:
+    recorded once while it lasts (from the store, so every process and restart agrees)."""
+    last = tx.events.last_about(subject, types=(_REFUSED,))
+    if last is None or (last.details.get("status"), last.details.get("reason")) != (
+        refusal.status, refusal.reason,
+    ):  # fmt: skip
+        return False
+    refused_at = last.details.get("size")
+    return isinstance(refused_at, int) and refused_at > tx.audit.last_cosigned(name)

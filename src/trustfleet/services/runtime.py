@@ -60,12 +60,16 @@ class Runtime:
         path = self.settings.path(self.settings.ca[name].cert)
         return x509.load_pem_x509_certificate(path.read_bytes())
 
+    def _key_uri(self, text: str) -> tuple[Pkcs11Uri, str]:
+        """A key's RFC 7512 URI from the settings, and the PIN its pin-source names."""
+        uri = Pkcs11Uri.parse(text)
+        return uri, PinSource.parse(uri.pin_source or "", base_dir=self.settings.home).read()
+
     def issuer(self, name: str) -> IssuerContext:
         """The signing context of a CA; its key stays in its token."""
         with self._lock:
             if name not in self._issuers:
-                uri = Pkcs11Uri.parse(self.settings.ca[name].key)
-                pin = PinSource.parse(uri.pin_source or "", base_dir=self.settings.home).read()
+                uri, pin = self._key_uri(self.settings.ca[name].key)
                 key = open_key(uri, pin=pin, module=self.module, conf=self.softhsm_conf)
                 self._issuers[name] = IssuerContext(
                     cert=self.ca_certificate(name),
@@ -80,8 +84,7 @@ class Runtime:
         """The audit log's checkpoint key (Ed25519); it stays in its token."""
         with self._lock:
             if self._audit_key is None:
-                uri = Pkcs11Uri.parse(self.settings.audit.key)
-                pin = PinSource.parse(uri.pin_source or "", base_dir=self.settings.home).read()
+                uri, pin = self._key_uri(self.settings.audit.key)
                 self._audit_key = open_ed25519_key(
                     uri, pin=pin, module=self.module, conf=self.softhsm_conf
                 )

@@ -44,7 +44,7 @@ from trustfleet.audit.witness import (
     review,
 )
 from trustfleet.errors import Config, InvalidInput
-from trustfleet.fileio import PRIVATE_FILE_MODE, fsync_dir, write_atomic
+from trustfleet.fileio import PRIVATE_FILE_MODE, fsync_dir, read_bounded, write_atomic
 from trustfleet.keystore import PinSource, Pkcs11Uri, find_module, open_ed25519_key
 from trustfleet.settings.witness import WitnessHomeSettings, load_witness_settings
 
@@ -228,8 +228,8 @@ def load_state(settings: WitnessHomeSettings) -> dict[str, Cosigned]:
 
 def _read_record(path: Path) -> Cosigned:
     try:
-        raw = path.read_bytes()
-        if len(raw) > _MAX_STATE_BYTES:
+        raw = read_bounded(path, max_bytes=_MAX_STATE_BYTES)
+        if raw is None:
             raise InvalidInput("larger than a record can be")
         data = json.loads(raw)
         note = parse_note(str(data["note"]).encode("utf-8"))

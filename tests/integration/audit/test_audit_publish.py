@@ -15,7 +15,7 @@ from support.runtimes import opened_home
 from trustfleet.services.audit import integrate, on_each, publish, publish_dir
 from trustfleet.services.runtime import Runtime
 
-T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
+T0 = datetime.now(UTC).replace(microsecond=0)  # the home's certificates are made now
 
 
 def _append(rt: Runtime, count: int, *, start: int) -> None:
