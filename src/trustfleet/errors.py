@@ -19,6 +19,7 @@ __all__ = [
     "NotFound",
     "PermissionDenied",
     "TrustFleetError",
+    "Unauthenticated",
     "Unavailable",
     "VerificationFailed",
     "exit_code_for",
@@ -81,6 +82,12 @@ class PermissionDenied(TrustFleetError):
     category = "permission_denied"
 
 
+class Unauthenticated(PermissionDenied):
+    """No credential, or one that is unknown, expired or revoked (HTTP 401)."""
+
+    category = "unauthenticated"
+
+
 class Unavailable(TrustFleetError):
     """A dependency (token, database, broker) cannot be reached right now."""
 
@@ -96,6 +103,7 @@ class Config(TrustFleetError):
 HTTP_STATUS: dict[type[TrustFleetError], int] = {
     InvalidInput: 400,
     VerificationFailed: 400,
+    Unauthenticated: 401,
     PermissionDenied: 403,
     NotFound: 404,
     Conflict: 409,

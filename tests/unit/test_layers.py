@@ -17,7 +17,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[2] / "src" / "trustfleet"
 
 # What each package may import from trustfleet (besides itself and `errors`, `configfile`,
-# `fileio`, `processes`, `wire` and `crt`, the edge utilities every package may use).
+# `fileio`, `processes`, `wire`, `crt` and `rbac`, the edge utilities every package may use).
 _EVERY_PACKAGE = {
     "keystore",
     "pki",
@@ -40,6 +40,7 @@ ALLOWED: dict[str, set[str]] = {
     "processes": set(),
     "wire": set(),
     "crt": set(),
+    "rbac": set(),
     "audit": set(),
     "settings": set(),
     "keystore": set(),
@@ -129,7 +130,7 @@ def test_imports_follow_the_layering(path: Path) -> None:
     assert package in ALLOWED, (
         f"new top-level package {package}: add it to ALLOWED and ARCHITECTURE"
     )
-    edge = {"errors", "configfile", "fileio", "processes", "wire", "crt"}  # the edge utilities
+    edge = {"errors", "configfile", "fileio", "processes", "wire", "crt", "rbac"}  # edge utilities
     bad = _imports(path) - ALLOWED[package] - {package} - edge
     assert not bad, f"{path.relative_to(SRC)} imports {sorted(bad)} against the layering"
 

@@ -333,3 +333,8 @@ class AttestationResultRow(Base):
     reset_count: Mapped[int | None] = mapped_column(BigInteger)
     restart_count: Mapped[int | None] = mapped_column(BigInteger)
     clock: Mapped[int | None] = mapped_column(BigInteger)
+
+
+# The operator plane's rows live in their own module; importing it here puts them in
+# Base.metadata wherever the models are used (migrations, the models-match-schema test).
+from trustfleet.store import _operator_models  # noqa: E402, F401
