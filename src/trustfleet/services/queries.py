@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Generic, TypeVar, cast
 
 from trustfleet.errors import InvalidInput, NotFound
+from trustfleet.services._campaign_ids import require_campaign
 from trustfleet.store import MAX_LIST_LIMIT
 
 if TYPE_CHECKING:
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from trustfleet.store import (
         AttestationKeyRecord,
         AttestationResultRecord,
+        CampaignDeviceRecord,
         CampaignRecord,
         CertificateRecord,
         DeviceRecord,
@@ -38,6 +40,7 @@ __all__ = [
     "attestation_overview",
     "attestation_result",
     "attestation_status",
+    "campaign_devices",
     "device_detail",
     "list_campaigns",
     "list_devices",
@@ -193,6 +196,24 @@ def list_campaigns(rt: Runtime, *, limit: int, cursor: str | None = None) -> Pag
         return _page(
             tx, lambda t, n, o: t.campaigns.list(limit=n, offset=o), limit=limit, offset=offset
         )
+
+
+def campaign_devices(
+    rt: Runtime, campaign_id: str, *, limit: int, cursor: str | None = None
+) -> Page[CampaignDeviceRecord]:
+    """A page of one campaign's devices, by wave and id.
+
+    Raises:
+        NotFound: There is no such campaign.
+        InvalidInput: A bad cursor or limit.
+    """
+    offset = parse_cursor(cursor)
+    with rt.uow.begin(read_only=True) as tx:
+        found = require_campaign(tx, campaign_id).id
+        return _page(
+            tx, lambda t, n, o: t.campaigns.devices(found, limit=n, offset=o),
+            limit=limit, offset=offset,
+        )  # fmt: skip
 
 
 def attestation_status(rt: Runtime, device_id: str, *, limit: int) -> AttestationStatus:

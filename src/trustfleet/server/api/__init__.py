@@ -1,0 +1,59 @@
+"""The management API ``/api/v1`` (FastAPI, OpenAPI 3.1; docs/api.md, ADR 0017).
+
+:func:`create_api` builds the application that ``server/app.py`` mounts at ``/api/v1`` on the
+TLS 1.3 front end. Every route names one permission of :mod:`trustfleet.rbac`
+(``x-permission`` in the OpenAPI document), parses its input, calls one service function in a
+worker thread and presents the result; errors are RFC 9457 problem details.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from fastapi import FastAPI
+
+from trustfleet.server.api import (
+    attestation,
+    audit,
+    campaigns,
+    commands,
+    devices,
+    events,
+    factory,
+    releases,
+    tokens,
+    users,
+)
+from trustfleet.server.api._problems import install_problem_handlers
+from trustfleet.services.runtime import Runtime
+
+__all__ = ["API_PREFIX", "create_api"]
+
+API_PREFIX = "/api/v1"
+_DESCRIPTION = (
+    "Manage a TrustFleet fleet: devices, releases, campaigns, security events, the audit log, "
+    "operators and API tokens. Authenticate with `Authorization: Bearer tf_…` (see "
+    "`trustfleet token create`). Each operation's `x-permission` names the permission it needs."
+)
+
+
+def create_api(rt: Runtime, *, clock: Callable[[], datetime]) -> FastAPI:
+    """The management API over an opened runtime (mount it at :data:`API_PREFIX`)."""
+    api = FastAPI(
+        title="TrustFleet management API",
+        version="1",
+        description=_DESCRIPTION,
+        openapi_url="/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+        servers=[{"url": API_PREFIX}],
+    )
+    api.state.rt = rt
+    api.state.clock = clock
+    api.router.redirect_slashes = False  # a redirect would echo the client's Host header
+    install_problem_handlers(api)
+    routers = (users, devices, attestation, commands, releases, campaigns, events, audit, tokens)
+    for module in (*routers, factory):
+        api.include_router(module.router)
+    return api
