@@ -25,6 +25,7 @@ from trustfleet.server.api import (
     tokens,
     users,
 )
+from trustfleet.server.api._openapi import install_openapi
 from trustfleet.server.api._problems import install_problem_handlers
 from trustfleet.services.runtime import Runtime
 
@@ -56,4 +57,5 @@ def create_api(rt: Runtime, *, clock: Callable[[], datetime]) -> FastAPI:
     routers = (users, devices, attestation, commands, releases, campaigns, events, audit, tokens)
     for module in (*routers, factory):
         api.include_router(module.router)
+    install_openapi(api)
     return api

@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Annotated, Any, Final, TypeVar
 
 from fastapi import Depends, Request
-from fastapi.dependencies.utils import get_flat_dependant
+from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
@@ -135,7 +135,7 @@ def _check_parameters(request: Request) -> None:
     route = request.scope.get("route")
     if not isinstance(route, APIRoute):
         return
-    known = _known_parameters(route)
+    known = frozenset(_query_names(route.dependant))
     unknown = sorted(set(request.query_params) - known)
     if unknown:
         names = ", ".join(name[:40] for name in unknown[:5])
@@ -146,10 +146,11 @@ def _check_parameters(request: Request) -> None:
         )
 
 
-@functools.cache
-def _known_parameters(route: APIRoute) -> frozenset[str]:
-    flat = get_flat_dependant(route.dependant)
-    return frozenset(param.alias for param in flat.query_params)
+def _query_names(dependant: Dependant) -> list[str]:
+    names = [param.alias for param in dependant.query_params]
+    for sub in dependant.dependencies:
+        names += _query_names(sub)
+    return names
 
 
 def require(permission: rbac.Permission) -> Any:
