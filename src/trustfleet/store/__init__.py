@@ -15,7 +15,7 @@ this package. Database errors arrive as :class:`~trustfleet.errors.Conflict`,
 :class:`~trustfleet.errors.NotFound` or :class:`~trustfleet.errors.Unavailable`.
 """
 
-from trustfleet.store import records
+from trustfleet.store import operator_records, records
 from trustfleet.store._attestation import AttestationRepository
 from trustfleet.store._audit import AuditRepository
 from trustfleet.store._campaigns import CampaignRepository, NewCampaignDevice
@@ -29,6 +29,7 @@ from trustfleet.store._events import (
     EventRepository,
     entry_of,
 )
+from trustfleet.store._operators import OperatorRepository
 from trustfleet.store._releases import ReleaseRepository
 from trustfleet.store._rows import record_of
 from trustfleet.store._telemetry import (
@@ -40,6 +41,7 @@ from trustfleet.store._telemetry import (
 )
 from trustfleet.store._uow import Transaction, UnitOfWork
 from trustfleet.store._validate import MAX_LIST_LIMIT
+from trustfleet.store.operator_records import *  # noqa: F403  # records of tx.operators
 from trustfleet.store.records import *  # noqa: F403  # every record type is public API
 
 __all__ = [
@@ -69,3 +71,5 @@ __all__ = [
     "sqlite_url",
 ]
 __all__ += records.__all__  # the record types and their value sets, stated once there
+__all__ += ["OperatorRepository"]  # tx.operators
+__all__ += operator_records.__all__  # its records

@@ -19,6 +19,7 @@ from trustfleet.store._engine import _SQLITE_BEGIN_OPTION
 from trustfleet.store._errors import translate
 from trustfleet.store._events import MAX_EVENT_DETAILS_BYTES, EventRepository
 from trustfleet.store._metrics import MetricsRepository
+from trustfleet.store._operators import OperatorRepository
 from trustfleet.store._releases import ReleaseRepository
 from trustfleet.store._session import SessionHandle
 from trustfleet.store._telemetry import TelemetryRepository
@@ -40,6 +41,7 @@ class Transaction:
         attestation: AKs, challenges, verdicts and device quarantine.
         audit: The audit log's Merkle tree: hash tiles, signed checkpoints, cosignatures.
         metrics: Aggregates for ``/metrics``.
+        operators: Operators, passkeys, API tokens, console sessions, login throttling.
     """
 
     def __init__(self, handle: SessionHandle, *, max_event_details_bytes: int) -> None:
@@ -53,6 +55,7 @@ class Transaction:
         self.attestation = AttestationRepository(handle)
         self.audit = AuditRepository(handle)
         self.metrics = MetricsRepository(handle)
+        self.operators = OperatorRepository(handle)
 
 
 class UnitOfWork:
