@@ -60,6 +60,7 @@ __all__ = [
     "list_events",
     "list_inventory",
     "online_since",
+    "paged",
 ]
 
 T = TypeVar("T")
@@ -169,7 +170,7 @@ def online_since(rt: Runtime, *, now: datetime) -> datetime:
     return now - timedelta(seconds=rt.settings.api.online_window_s)
 
 
-def _paged(
+def paged(
     rt: Runtime,
     fetch: Callable[[Transaction, int, int], list[T]],
     *,
@@ -236,7 +237,7 @@ def list_inventory(
         cert_expires_before=filters.cert_expires_before,
         search=filters.search or None,
     )
-    page = _paged(
+    page = paged(
         rt, lambda tx, n, o: tx.inventory.page(query, sort=sort, limit=n, offset=o),
         limit=limit, cursor=cursor,
     )  # fmt: skip
@@ -297,7 +298,7 @@ def device_certificates(
         NotFound: No such device.
         InvalidInput: A bad cursor or limit.
     """
-    return _paged(
+    return paged(
         rt, lambda tx, n, o: tx.certificates.page_for_device(device_id, limit=n, offset=o),
         limit=limit, cursor=cursor, device_id=device_id,
     )  # fmt: skip
@@ -318,7 +319,7 @@ def device_telemetry(
         NotFound: No such device.
         InvalidInput: A bad cursor or limit, or a naive time.
     """
-    return _paged(
+    return paged(
         rt,
         lambda tx, n, o: tx.telemetry.page_for_device(
             device_id, since=since, until=until, limit=n, offset=o
@@ -337,7 +338,7 @@ def device_events(
         InvalidInput: A bad cursor or limit.
     """
     subject = f"device:{device_id}"
-    return _paged(
+    return paged(
         rt, lambda tx, n, o: tx.events.page(subject=subject, limit=n, offset=o),
         limit=limit, cursor=cursor, device_id=device_id,
     )  # fmt: skip
@@ -375,7 +376,7 @@ def list_events(
     """
     _choice(sort, ("-id", "id"), name="sort")
     _choice(outcome, OUTCOMES, name="outcome")
-    return _paged(
+    return paged(
         rt,
         lambda tx, n, o: tx.events.page(
             type_prefix=type_prefix, actor=actor, subject=subject, outcome=outcome,
@@ -395,7 +396,7 @@ def list_enrollments(
         InvalidInput: A bad cursor or limit.
     """
     subject = None if device_id is None else f"device:{device_id}"
-    return _paged(
+    return paged(
         rt,
         lambda tx, n, o: tx.events.page(
             types=ENROLLMENT_EVENT_TYPES, subject=subject, limit=n, offset=o
@@ -413,7 +414,7 @@ def attestation_history(
         NotFound: No such device.
         InvalidInput: A bad cursor or limit.
     """
-    return _paged(
+    return paged(
         rt, lambda tx, n, o: tx.attestation.results_page(device_id, limit=n, offset=o),
         limit=limit, cursor=cursor, device_id=device_id,
     )  # fmt: skip

@@ -20,7 +20,11 @@ from trustfleet.store._attestation import AttestationRepository
 from trustfleet.store._audit import AuditRepository
 from trustfleet.store._campaigns import CampaignRepository, NewCampaignDevice
 from trustfleet.store._certificates import CertificateRepository
-from trustfleet.store._commands import MAX_COMMAND_RESULT_BYTES, CommandRepository
+from trustfleet.store._commands import (
+    MAX_COMMAND_RESULT_BYTES,
+    CommandRepository,
+    check_command_result,
+)
 from trustfleet.store._crls import CrlRepository
 from trustfleet.store._devices import DeviceRepository
 from trustfleet.store._engine import create_engine, migrate, sqlite_url
@@ -79,6 +83,7 @@ __all__ = [
     "TelemetryRepository",
     "Transaction",
     "UnitOfWork",
+    "check_command_result",
     "check_metrics",
     "create_engine",
     "entry_of",

@@ -17,11 +17,23 @@ from trustfleet.store._session import SessionHandle, insert
 from trustfleet.store.command_records import DeviceCommandRecord
 from trustfleet.store.records import JSON
 
-__all__ = ["MAX_COMMAND_RESULT_BYTES", "CommandRepository"]
+__all__ = ["MAX_COMMAND_RESULT_BYTES", "CommandRepository", "check_command_result"]
 
 MAX_COMMAND_RESULT_BYTES: Final = 16 * 1024
 """Bound on the JSON size of a stored result (the ingest's largest MQTT payload)."""
 _TABLE = cast(sa.Table, DeviceCommandRow.__table__)
+
+
+def check_command_result(result: Mapping[str, Any]) -> dict[str, Any]:
+    """A device's result exactly as :meth:`CommandRepository.answer` stores it.
+
+    The ingest verifier calls this before a message joins a batch, so a result the store would
+    refuse is refused alone.
+
+    Raises:
+        InvalidInput: Not a JSON object or over :data:`MAX_COMMAND_RESULT_BYTES` encoded.
+    """
+    return check.json_object(result, max_bytes=MAX_COMMAND_RESULT_BYTES)
 
 
 def _record(row: Any) -> DeviceCommandRecord:
@@ -121,7 +133,7 @@ class CommandRepository:
         Raises:
             InvalidInput: The result is not a JSON object or is too large.
         """
-        body = check.json_object(result, max_bytes=MAX_COMMAND_RESULT_BYTES)
+        body = check_command_result(result)
         statement = (
             update(_TABLE)
             .where(_TABLE.c.id == id, _TABLE.c.device_id == device_id, _TABLE.c.state == "sent")
