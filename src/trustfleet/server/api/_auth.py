@@ -126,7 +126,13 @@ def _authenticate(rt: Runtime, request: Request, *, now: datetime) -> Principal:
     if view.stage != "full":
         raise Unauthenticated("the login is not complete", code="auth.session")
     if request.method not in _SAFE_METHODS:
-        check_csrf(view, request.headers.get(CSRF_HEADER))
+        try:
+            check_csrf(view, request.headers.get(CSRF_HEADER))
+        except PermissionDenied as exc:
+            with event_context(origin=origin_of(request), operator=view.principal.actor):
+                command = f"https {request.method} {request.url.path}"
+                record_refused_command(rt, command=command, error=exc, now=now)
+            raise
     return view.principal
 
 

@@ -106,7 +106,8 @@ async def _on_http(_request: Request, exc: Exception) -> Response:
     exc = cast("StarletteHTTPException", exc)
     code = _HTTP_CODES.get(exc.status_code, f"api.http_{exc.status_code}")
     detail = str(exc.detail) if exc.detail else _TITLES.get(exc.status_code, "error")
-    return problem(exc.status_code, code=code, detail=detail, headers=exc.headers)
+    headers = dict(exc.headers) if exc.headers else None
+    return problem(exc.status_code, code=code, detail=detail, headers=headers)
 
 
 async def _on_bug(request: Request, exc: Exception) -> Response:
