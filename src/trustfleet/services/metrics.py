@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Final
 
 from trustfleet.services.ingest_rejects import REJECTED_EVENT
 from trustfleet.services.inventory import online_since
+from trustfleet.store import CAMPAIGN_DEVICE_STATES, DEVICE_STATES
 
 if TYPE_CHECKING:
     from trustfleet.services.runtime import Runtime
@@ -70,11 +71,15 @@ def collect(rt: Runtime, *, now: datetime) -> FleetMetrics:
         m = tx.metrics
         by_type = m.events_by_type(types)
         checkpoint = tx.audit.latest_checkpoint()
+        states = m.devices_by_state()
+        campaign_states = m.campaign_devices_by_state(ACTIVE_CAMPAIGN_STATES)
         return FleetMetrics(
-            devices_by_state=m.devices_by_state(),
+            devices_by_state={state: states.get(state, 0) for state in DEVICE_STATES},
             online=m.devices_seen_since(online_since(rt, now=now)),
             quarantined=m.devices_quarantined(),
-            campaign_devices_by_state=m.campaign_devices_by_state(ACTIVE_CAMPAIGN_STATES),
+            campaign_devices_by_state={
+                state: campaign_states.get(state, 0) for state in CAMPAIGN_DEVICE_STATES
+            },
             attestations=m.verdicts_since(now - ATTESTATION_WINDOW),
             events={name: sum(by_type[k] for k in kinds) for name, kinds in COUNTED_EVENTS.items()},
             events_total=m.events_total(),

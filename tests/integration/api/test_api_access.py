@@ -131,7 +131,7 @@ def test_metrics_needs_a_metrics_token(api: ApiKit, fleet: object) -> None:
         api.get("/devices")  # at least one API request timed by this worker
         text = client.get(url, headers={"authorization": f"Bearer {api.token('metrics')}"}).text
     assert 'trustfleet_devices{state="enrolled"} 3.0' in text
-    assert 'trustfleet_devices{state="registered"} 2.0' in text
+    assert 'trustfleet_devices{state="manufactured"} 2.0' in text
     assert "trustfleet_enrollments_total 3.0" in text
     assert "trustfleet_devices_quarantined " in text and "trustfleet_audit_log_size " in text
     assert 'trustfleet_attestation_results_24h{result="failed"}' in text

@@ -104,7 +104,7 @@ def _one_row(rt: Runtime, device_id: str, *, now: datetime) -> inventory.Invento
             if row.device.id == device_id:
                 return row
         if page.next_cursor is None:
-            raise NotFound(f"device '{device_id}' not found", code="device.not_found")
+            raise NotFound(f"device '{device_id}' not found", code="store.device.not_found")
         cursor = page.next_cursor
 
 
