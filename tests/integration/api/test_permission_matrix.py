@@ -1,0 +1,208 @@
+"""The permission matrix, enforced: every route of the management API (and /metrics) called
+with a token of every role on a real server, against :func:`trustfleet.rbac.allowed`.
+
+The routes come from the live route table (``create_api``), checked against the served OpenAPI
+document, so a new route is in the matrix without being listed here; a route that names no
+permission fails. For each route and role: a role holding the permission gets past the
+authorisation (not 401/403, and no server error), a role without it gets 403 ``auth.forbidden``,
+and no credential gets 401. Changes that succeed act on throwaway objects (a fresh operator,
+device, token or CSR) so the order of the calls does not matter.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from apikit import ApiKit, assert_problem
+from fastapi.routing import APIRoute, iter_route_contexts
+
+from conftest import Fleet
+from support.api import csr_pem, publish_release
+from support.server import make_software_device, new_device_id
+from trustfleet import rbac
+from trustfleet.server.api import create_api
+from trustfleet.server.api._auth import permission_of
+from trustfleet.services import operators
+
+pytestmark = pytest.mark.integration
+
+MODEL = "sim-v1"
+VERSION = "1.0.0"
+_CONTEXTS = list(iter_route_contexts(create_api(None, clock=lambda: datetime.now(UTC)).routes))  # type: ignore[arg-type]
+_ROUTES = [
+    (context.path, context.original_route)
+    for context in _CONTEXTS
+    if isinstance(context.original_route, APIRoute)
+]
+_UNGUARDED = {"/openapi.json"}  # the OpenAPI document itself is public
+OPERATIONS = sorted(
+    (method, path, permission_of(route) or "")
+    for path, route in _ROUTES
+    for method in route.methods
+)
+_IDS = [f"{method} {path}" for method, path, _ in OPERATIONS]
+_unique = itertools.count()
+
+
+@dataclass(frozen=True)
+class World:
+    """Real objects for the routes' path parameters, and a place for throwaway ones."""
+
+    fleet: Fleet
+    campaign: str
+    command: str
+    work: Path
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request: method, path under /api/v1, JSON body."""
+
+    method: str
+    path: str
+    body: Any = None
+
+
+@pytest.fixture(scope="module")
+def world(api: ApiKit, fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> World:
+    work = tmp_path_factory.mktemp("matrix")
+    publish_release(api.server, work, model=MODEL, version=VERSION)
+    campaign = api.post(
+        "/campaigns",
+        {"version": VERSION, "devices": [fleet.enrolled[2]], "waves": [100], "max_failure_rate": 1},
+    )
+    assert campaign.status_code == 201, campaign.text
+    command = api.post(f"/devices/{fleet.enrolled[1]}/commands", {"name": "ping"})
+    assert command.status_code == 202, command.text
+    return World(
+        fleet=fleet, campaign=campaign.json()["id"], command=command.json()["id"], work=work
+    )
+
+
+def _throwaway_login(api: ApiKit) -> str:
+    login = f"matrix-{next(_unique)}"
+    operators.add_operator(
+        api.server.runtime, login=login, role="auditor", password=None, now=datetime.now(UTC)
+    )
+    return login
+
+
+def _path_values(api: ApiKit, world: World, path: str, *, role: str, held: bool) -> dict[str, str]:
+    """Path parameters: real objects; throwaway ones where a held change would consume them."""
+    values = {
+        "device_id": world.fleet.enrolled[0], "command_id": world.command,
+        "campaign_id": world.campaign, "login": "op-admin", "model": MODEL, "version": VERSION,
+        "entry_id": "0", "token_id": "nope",
+    }  # fmt: skip
+    if held and "{login}" in path:
+        values["login"] = _throwaway_login(api)
+    if held and "{token_id}" in path:
+        values["token_id"] = api.token(role, fresh=True).split("_")[1]
+    return values
+
+
+_BODIES: dict[tuple[str, str], Callable[[World], Any]] = {
+    ("POST", "/users"): lambda _w: {"login": f"matrix-new-{next(_unique)}", "role": "auditor"},
+    ("PUT", "/users/{login}/role"): lambda _w: {"role": "fleet-operator"},
+    ("POST", "/devices/{device_id}/revoke"): lambda _w: {},
+    ("POST", "/devices/{device_id}/quarantine"): lambda _w: {"reason": "permission matrix"},
+    ("POST", "/devices/{device_id}/commands"): lambda _w: {"name": "ping"},
+    ("POST", "/releases"): lambda _w: {"model": MODEL, "version": VERSION},
+    ("POST", "/campaigns"): lambda w: {
+        "version": VERSION,
+        "devices": [w.fleet.enrolled[2]],
+        "waves": [100],
+        "max_failure_rate": 1,
+    },  # fmt: skip
+    ("POST", "/tokens"): lambda _w: {"name": "matrix"},
+    ("POST", "/factory/csr"): lambda w: {
+        "model": MODEL,
+        "csr_pem": csr_pem(w.work, device_id=new_device_id("matrix")),
+    },  # fmt: skip
+}
+
+
+def _call(api: ApiKit, world: World, operation: tuple[str, str, str], role: str) -> Call:
+    method, path, permission = operation
+    held = rbac.allowed(role, permission)  # type: ignore[arg-type]
+    values = _path_values(api, world, path, role=role, held=held)
+    if held and path == "/devices/{device_id}/revoke":
+        values["device_id"] = make_software_device(api.server, world.work, prefix="rv").device_id
+    elif path.endswith(("/quarantine", "/lift", "/attest")):
+        values["device_id"] = world.fleet.registered[1]
+    body = _BODIES.get((method, path))
+    return Call(method, path.format(**values), body(world) if body else None)
+
+
+def test_every_route_names_a_known_permission() -> None:
+    assert len(OPERATIONS) > 30, OPERATIONS
+    for path, route in _ROUTES:
+        declared = (route.openapi_extra or {}).get("x-permission")
+        assert permission_of(route) in rbac.PERMISSIONS, path
+        assert declared == permission_of(route), (path, declared)
+    others = {c.path for c in _CONTEXTS if not isinstance(c.original_route, APIRoute)}
+    assert others == _UNGUARDED
+
+
+def test_the_served_document_has_exactly_the_route_table(api: ApiKit) -> None:
+    doc = api.get("/openapi.json", role=None).json()
+    served = sorted(
+        (method.upper(), path, operation.get("x-permission", ""))
+        for path, operations in doc["paths"].items()
+        for method, operation in operations.items()
+    )
+    assert served == OPERATIONS
+
+
+@pytest.mark.parametrize("role", rbac.ROLES)
+@pytest.mark.parametrize("operation", OPERATIONS, ids=_IDS)
+def test_a_role_may_call_a_route_exactly_when_it_holds_the_permission(
+    api: ApiKit, world: World, operation: tuple[str, str, str], role: str
+) -> None:
+    call = _call(api, world, operation, role)
+    response = api.post(call.path, call.body, role=role, method=call.method)
+    if rbac.allowed(role, operation[2]):  # type: ignore[arg-type]
+        assert response.status_code not in (401, 403), response.text
+        assert response.status_code < 500, response.text
+    else:
+        body = assert_problem(response, 403, "auth.forbidden")
+        assert operation[2] in body["detail"]
+
+
+@pytest.mark.parametrize("operation", OPERATIONS, ids=_IDS)
+def test_no_credential_is_401_on_every_route(
+    api: ApiKit, world: World, operation: tuple[str, str, str]
+) -> None:
+    call = _call(api, world, operation, "metrics")
+    response = api.post(call.path, call.body, role=None, method=call.method)
+    assert_problem(response, 401, "auth.unauthenticated")
+
+
+@pytest.mark.parametrize("role", [*rbac.ROLES, None])
+def test_metrics_follows_the_matrix(api: ApiKit, role: str | None) -> None:
+    with api.client(role) as client:
+        response = client.get(api.server.base_url + "/metrics")
+    if role is None:
+        assert_problem(response, 401, "auth.unauthenticated")
+    elif rbac.allowed(role, "metrics.read"):
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"].startswith("text/plain")
+        assert "trustfleet_devices" in response.text
+    else:
+        assert_problem(response, 403, "auth.forbidden")
+
+
+def test_the_matrix_reaches_every_role_and_permission() -> None:
+    """Each role is refused something and allowed something (else the matrix is vacuous)."""
+    permissions = {p for _, _, p in OPERATIONS} | {"metrics.read"}
+    assert permissions == set(rbac.PERMISSIONS)
+    for role in rbac.ROLES:
+        held = {p for p in permissions if rbac.allowed(role, p)}  # type: ignore[arg-type]
+        assert held, role
+        assert held != permissions or role == "admin", role
