@@ -5,11 +5,14 @@
 * :func:`publish_release`: build and publish a small release of a model in a child process
   (the signing keys live in SoftHSM2; one configuration per process).
 * :func:`csr_pem`: a fresh software key's CSR, PEM, for ``POST /factory/csr``.
+* :func:`make_world`: a published release, a campaign and a command on top of the API tests'
+  fleet (tests/integration/api/conftest.py), and real values for every path parameter.
 """
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -20,7 +23,13 @@ from cryptography.x509 import load_der_x509_csr
 from support.scripts import run_script
 from support.server import RunningServer, make_csr_der, make_key
 
-__all__ = ["UNWRITTEN_TABLES", "csr_pem", "publish_release", "row_counts"]
+__all__ = [
+    "MODEL", "UNWRITTEN_TABLES", "VERSION", "World", "csr_pem", "make_world", "publish_release",
+    "row_counts",
+]  # fmt: skip
+
+MODEL: Final = "sim-v1"
+VERSION: Final = "1.0.0"
 
 UNWRITTEN_TABLES: Final = (
     "security_events", "operators", "api_tokens", "operator_sessions", "operator_passkeys",
@@ -79,3 +88,42 @@ def csr_pem(work: Path, *, device_id: str) -> str:
     key = make_key(work / f"{device_id}.key")
     csr = load_der_x509_csr(make_csr_der(key, cn=device_id))
     return csr.public_bytes(Encoding.PEM).decode("ascii")
+
+
+@dataclass(frozen=True)
+class World:
+    """Real objects of a served home, for the routes' path parameters."""
+
+    enrolled: tuple[str, ...]
+    registered: tuple[str, ...]
+    campaign: str
+    command: str
+    work: Path
+
+    def path_parameters(self) -> dict[str, str]:
+        """A real value for every path parameter of the API (an operator: ``op-admin``)."""
+        return {
+            "device_id": self.enrolled[0], "command_id": self.command, "campaign_id": self.campaign,
+            "login": "op-admin", "model": MODEL, "version": VERSION, "entry_id": "1",
+            "token_id": "nope",
+        }  # fmt: skip
+
+
+def make_world(api: Any, fleet: Any, work: Path) -> World:
+    """Publish :data:`MODEL` :data:`VERSION`, start a campaign of ``fleet.enrolled[2]`` and ping
+    ``fleet.enrolled[1]`` through ``api`` (an ``ApiKit``) as an admin."""
+    publish_release(api.server, work, model=MODEL, version=VERSION)
+    body = {
+        "version": VERSION,
+        "devices": [fleet.enrolled[2]],
+        "waves": [100],
+        "max_failure_rate": 1,
+    }
+    campaign = api.post("/campaigns", body)
+    assert campaign.status_code == 201, campaign.text
+    command = api.post(f"/devices/{fleet.enrolled[1]}/commands", {"name": "ping"})
+    assert command.status_code == 202, command.text
+    return World(
+        enrolled=fleet.enrolled, registered=fleet.registered, campaign=campaign.json()["id"],
+        command=command.json()["id"], work=work,
+    )  # fmt: skip

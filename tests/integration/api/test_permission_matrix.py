@@ -15,7 +15,6 @@ import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,7 +22,7 @@ from apikit import ApiKit, assert_problem
 from fastapi.routing import APIRoute, iter_route_contexts
 
 from conftest import Fleet
-from support.api import csr_pem, publish_release
+from support.api import MODEL, VERSION, World, csr_pem, make_world
 from support.server import make_software_device, new_device_id
 from trustfleet import rbac
 from trustfleet.server.api import create_api
@@ -32,8 +31,6 @@ from trustfleet.services import operators
 
 pytestmark = pytest.mark.integration
 
-MODEL = "sim-v1"
-VERSION = "1.0.0"
 _CONTEXTS = list(iter_route_contexts(create_api(None, clock=lambda: datetime.now(UTC)).routes))  # type: ignore[arg-type]
 _ROUTES = [
     (context.path, context.original_route)
@@ -51,16 +48,6 @@ _unique = itertools.count()
 
 
 @dataclass(frozen=True)
-class World:
-    """Real objects for the routes' path parameters, and a place for throwaway ones."""
-
-    fleet: Fleet
-    campaign: str
-    command: str
-    work: Path
-
-
-@dataclass(frozen=True)
 class Call:
     """One request: method, path under /api/v1, JSON body."""
 
@@ -71,18 +58,7 @@ class Call:
 
 @pytest.fixture(scope="module")
 def world(api: ApiKit, fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> World:
-    work = tmp_path_factory.mktemp("matrix")
-    publish_release(api.server, work, model=MODEL, version=VERSION)
-    campaign = api.post(
-        "/campaigns",
-        {"version": VERSION, "devices": [fleet.enrolled[2]], "waves": [100], "max_failure_rate": 1},
-    )
-    assert campaign.status_code == 201, campaign.text
-    command = api.post(f"/devices/{fleet.enrolled[1]}/commands", {"name": "ping"})
-    assert command.status_code == 202, command.text
-    return World(
-        fleet=fleet, campaign=campaign.json()["id"], command=command.json()["id"], work=work
-    )
+    return make_world(api, fleet, tmp_path_factory.mktemp("matrix"))
 
 
 def _throwaway_login(api: ApiKit) -> str:
@@ -95,11 +71,7 @@ def _throwaway_login(api: ApiKit) -> str:
 
 def _path_values(api: ApiKit, world: World, path: str, *, role: str, held: bool) -> dict[str, str]:
     """Path parameters: real objects; throwaway ones where a held change would consume them."""
-    values = {
-        "device_id": world.fleet.enrolled[0], "command_id": world.command,
-        "campaign_id": world.campaign, "login": "op-admin", "model": MODEL, "version": VERSION,
-        "entry_id": "0", "token_id": "nope",
-    }  # fmt: skip
+    values = world.path_parameters()
     if held and "{login}" in path:
         values["login"] = _throwaway_login(api)
     if held and "{token_id}" in path:
@@ -116,15 +88,15 @@ _BODIES: dict[tuple[str, str], Callable[[World], Any]] = {
     ("POST", "/releases"): lambda _w: {"model": MODEL, "version": VERSION},
     ("POST", "/campaigns"): lambda w: {
         "version": VERSION,
-        "devices": [w.fleet.enrolled[2]],
+        "devices": [w.enrolled[2]],
         "waves": [100],
         "max_failure_rate": 1,
-    },  # fmt: skip
+    },
     ("POST", "/tokens"): lambda _w: {"name": "matrix"},
     ("POST", "/factory/csr"): lambda w: {
         "model": MODEL,
         "csr_pem": csr_pem(w.work, device_id=new_device_id("matrix")),
-    },  # fmt: skip
+    },
 }
 
 
@@ -135,7 +107,7 @@ def _call(api: ApiKit, world: World, operation: tuple[str, str, str], role: str)
     if held and path == "/devices/{device_id}/revoke":
         values["device_id"] = make_software_device(api.server, world.work, prefix="rv").device_id
     elif path.endswith(("/quarantine", "/lift", "/attest")):
-        values["device_id"] = world.fleet.registered[1]
+        values["device_id"] = world.registered[1]
     body = _BODIES.get((method, path))
     return Call(method, path.format(**values), body(world) if body else None)
 

@@ -1,0 +1,100 @@
+"""Property-based tests of the management API from its own OpenAPI document (schemathesis).
+
+The document is loaded from the real served ``https://…/api/v1/openapi.json`` (trusting the
+home's CA bundle); every operation is called with generated requests, with a token of each role:
+reads fully, changes with a few examples each (a throwaway home: whatever they change is theirs).
+Half the cases use real path parameters (a device, campaign, command, release) so that the
+success bodies are checked too, not only 404s. Every response must be no server error and match
+the document (status code, content type, schema). Hypothesis is derandomized: a failure
+reproduces on the next run.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import pytest
+import requests
+import schemathesis
+from apikit import ApiKit
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from schemathesis.checks import not_a_server_error
+from schemathesis.generation import GenerationMode
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from conftest import Fleet
+from support.api import World, make_world
+from trustfleet import rbac
+
+pytestmark = pytest.mark.integration
+
+CHECKS: Final = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
+READ_EXAMPLES: Final = {"admin": 25}
+"""Examples per read operation for a role (others: :data:`OTHER_READ_EXAMPLES`)."""
+OTHER_READ_EXAMPLES: Final = 6
+CHANGE_EXAMPLES: Final = {"admin": 12}
+OTHER_CHANGE_EXAMPLES: Final = 4
+_READS: Final = frozenset({"GET", "HEAD"})
+
+
+@pytest.fixture(scope="module")
+def world(api: ApiKit, fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> World:
+    return make_world(api, fleet, tmp_path_factory.mktemp("fuzz"))
+
+
+@pytest.fixture(scope="module")
+def schema(api: ApiKit) -> Any:
+    return schemathesis.openapi.from_url(
+        api.url + "/openapi.json", verify=str(api.server.ca_bundle), timeout=60
+    )
+
+
+def _strategy(operation: Any, world: World) -> Any:
+    """Generated cases, half of them with real path parameters."""
+    names = {p.name for p in operation.path_parameters}
+    real = {k: v for k, v in world.path_parameters().items() if k in names}
+    generated = operation.as_strategy(generation_mode=GenerationMode.POSITIVE)
+    if not real:
+        return generated
+    return st.one_of(generated, operation.as_strategy(path_parameters=real))
+
+
+def _exercise(
+    operation: Any, world: World, *, session: requests.Session, base_url: str, examples: int
+) -> None:
+    @settings(
+        max_examples=examples, deadline=None, derandomize=True, database=None,
+        suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate],
+    )  # fmt: skip
+    @given(case=_strategy(operation, world))
+    def run(case: Any) -> None:
+        case.call_and_validate(base_url=base_url, session=session, checks=CHECKS, timeout=60)
+
+    run()
+
+
+@pytest.mark.parametrize("role", rbac.ROLES)
+def test_every_operation_answers_as_documented(
+    api: ApiKit, world: World, schema: Any, role: str
+) -> None:
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert len(operations) > 30
+    with requests.Session() as session:
+        session.verify = str(api.server.ca_bundle)
+        session.headers["authorization"] = f"Bearer {api.token(role)}"
+        for operation in operations:
+            if operation.method.upper() in _READS:
+                examples = READ_EXAMPLES.get(role, OTHER_READ_EXAMPLES)
+            else:
+                examples = CHANGE_EXAMPLES.get(role, OTHER_CHANGE_EXAMPLES)
+            _exercise(operation, world, session=session, base_url=api.url, examples=examples)
