@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import Final
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 
 from trustfleet.server.api import (
     attestation,
@@ -29,7 +31,7 @@ from trustfleet.server.api._openapi import install_openapi
 from trustfleet.server.api._problems import install_problem_handlers
 from trustfleet.services.runtime import Runtime
 
-__all__ = ["API_PREFIX", "create_api"]
+__all__ = ["API_PREFIX", "api_routes", "create_api"]
 
 API_PREFIX = "/api/v1"
 _DESCRIPTION = (
@@ -37,6 +39,18 @@ _DESCRIPTION = (
     "operators and API tokens. Authenticate with `Authorization: Bearer tf_…` (see "
     "`trustfleet token create`). Each operation's `x-permission` names the permission it needs."
 )
+
+_ROUTERS: Final = tuple(
+    module.router
+    for module in (
+        users, devices, attestation, commands, releases, campaigns, events, audit, tokens, factory
+    )
+)  # fmt: skip
+
+
+def api_routes() -> list[APIRoute]:
+    """Every route of the API (paths relative to :data:`API_PREFIX`), in the order served."""
+    return [route for router in _ROUTERS for route in router.routes if isinstance(route, APIRoute)]
 
 
 def create_api(rt: Runtime, *, clock: Callable[[], datetime]) -> FastAPI:
@@ -54,8 +68,7 @@ def create_api(rt: Runtime, *, clock: Callable[[], datetime]) -> FastAPI:
     api.state.clock = clock
     api.router.redirect_slashes = False  # a redirect would echo the client's Host header
     install_problem_handlers(api)
-    routers = (users, devices, attestation, commands, releases, campaigns, events, audit, tokens)
-    for module in (*routers, factory):
-        api.include_router(module.router)
+    for router in _ROUTERS:
+        api.include_router(router)
     install_openapi(api)
     return api

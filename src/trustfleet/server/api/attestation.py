@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel
 
 from trustfleet.server.api._auth import CallerDep, guarded
-from trustfleet.server.api._pagination import ItemsPage, PagingDep, page_of
-from trustfleet.server.api.devices import DeviceId
-from trustfleet.server.api.schemas import AttestationOut, ReasonIn
+from trustfleet.server.api._device_lists import DeviceId, device_list_route
+from trustfleet.server.api._pagination import ItemsPage
+from trustfleet.server.api.schemas import AttestationOut, ChallengeOut, QuarantineOut, ReasonIn
 from trustfleet.services.attestation import (
     challenge_message,
     issue_challenge,
@@ -21,24 +20,9 @@ from trustfleet.services.inventory import attestation_history
 from trustfleet.services.runtime import Runtime
 from trustfleet.store import AttestationResultRecord
 
-__all__ = ["ChallengeOut", "QuarantineOut", "router"]
+__all__ = ["router"]
 
 router = APIRouter(tags=["attestation"])
-
-
-class QuarantineOut(BaseModel):
-    """A device's quarantine after a change."""
-
-    device_id: str
-    quarantined: bool
-    reason: str | None
-
-
-class ChallengeOut(BaseModel):
-    """A challenge sent to a device; its verdict shows in ``/devices/{id}/attestation``."""
-
-    device_id: str
-    challenge_id: str
 
 
 def _present(rec: AttestationResultRecord) -> AttestationOut:
@@ -49,17 +33,11 @@ def _present(rec: AttestationResultRecord) -> AttestationOut:
     )  # fmt: skip
 
 
-@router.get(
-    "/devices/{device_id}/attestation",
-    response_model=ItemsPage[AttestationOut],
-    **guarded("attestation.read"),
-)
-async def get_attestation(caller: CallerDep, device_id: DeviceId, paging: PagingDep) -> Any:
-    """A device's attestation verdicts with their findings, newest first."""
-    page = await caller.run(
-        attestation_history, caller.rt, device_id, limit=paging.limit, cursor=paging.cursor
-    )
-    return page_of(page, _present)
+device_list_route(
+    router, "attestation", response_model=ItemsPage[AttestationOut],
+    service=attestation_history, present=_present, permission="attestation.read",
+    doc="A device's attestation verdicts with their findings, newest first.",
+)  # fmt: skip
 
 
 @router.post(

@@ -7,8 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path
 
 from trustfleet.server.api._auth import CallerDep, guarded
-from trustfleet.server.api._pagination import ItemsPage, PagingDep, page_of
-from trustfleet.server.api.devices import DeviceId
+from trustfleet.server.api._device_lists import DeviceId, device_list_route
+from trustfleet.server.api._pagination import ItemsPage
 from trustfleet.server.api.schemas import CommandIn, CommandOut
 from trustfleet.services import commands as service
 from trustfleet.store import DeviceCommandRecord
@@ -26,18 +26,11 @@ def _present(rec: DeviceCommandRecord) -> CommandOut:
     )  # fmt: skip
 
 
-@router.get(
-    "/devices/{device_id}/commands",
-    response_model=ItemsPage[CommandOut],
-    **guarded("fleet.read"),
-)
-async def get_commands(caller: CallerDep, device_id: DeviceId, paging: PagingDep) -> Any:
-    """The commands sent to a device, newest first, with their results."""
-    page = await caller.run(
-        service.list_device_commands, caller.rt, device_id, limit=paging.limit,
-        cursor=paging.cursor,
-    )  # fmt: skip
-    return page_of(page, _present)
+device_list_route(
+    router, "commands", response_model=ItemsPage[CommandOut],
+    service=service.list_device_commands, present=_present, permission="fleet.read",
+    doc="The commands sent to a device, newest first, with their results.",
+)  # fmt: skip
 
 
 @router.post(

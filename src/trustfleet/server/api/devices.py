@@ -7,10 +7,11 @@ from typing import Annotated, Any, Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Query
 
 from trustfleet.errors import NotFound
 from trustfleet.server.api._auth import CallerDep, guarded
+from trustfleet.server.api._device_lists import DeviceId, device_list_route
 from trustfleet.server.api._pagination import ItemsPage, PagingDep, page_of
 from trustfleet.server.api.events import present_event
 from trustfleet.server.api.schemas import (
@@ -25,10 +26,9 @@ from trustfleet.services.revocation import revoke_device
 from trustfleet.services.runtime import Runtime
 from trustfleet.store import MAX_LIST_LIMIT, CertificateRecord, TelemetryRecord
 
-__all__ = ["DeviceId", "router"]
+__all__ = ["router"]
 
 router = APIRouter(tags=["devices"])
-DeviceId = Annotated[str, Path(max_length=64, description="The device id.")]
 _Text = Annotated[str | None, Query(max_length=64)]
 Sort = Literal[
     "id", "-id", "last_seen", "-last_seen", "cert_expiry", "-cert_expiry", "state", "model"
@@ -114,18 +114,11 @@ async def get_device(caller: CallerDep, device_id: DeviceId) -> Any:
     return _present(await caller.run(_one_row, caller.rt, device_id, now=caller.clock()))
 
 
-@router.get(
-    "/devices/{device_id}/certificates",
-    response_model=ItemsPage[CertificateOut],
-    **guarded("fleet.read"),
-)
-async def get_certificates(caller: CallerDep, device_id: DeviceId, paging: PagingDep) -> Any:
-    """A device's certificates (IDevID, LDevIDs), with their PEM."""
-    page = await caller.run(
-        inventory.device_certificates, caller.rt, device_id, limit=paging.limit,
-        cursor=paging.cursor,
-    )  # fmt: skip
-    return page_of(page, _certificate)
+device_list_route(
+    router, "certificates", response_model=ItemsPage[CertificateOut],
+    service=inventory.device_certificates, present=_certificate, permission="fleet.read",
+    doc="A device's certificates (IDevID, LDevIDs), with their PEM.",
+)  # fmt: skip
 
 
 @router.get(
@@ -148,15 +141,10 @@ async def get_telemetry(
     return page_of(page, _telemetry)
 
 
-@router.get(
-    "/devices/{device_id}/events", response_model=ItemsPage[EventOut], **guarded("fleet.read")
-)
-async def get_device_events(caller: CallerDep, device_id: DeviceId, paging: PagingDep) -> Any:
-    """The security events about a device."""
-    page = await caller.run(
-        inventory.device_events, caller.rt, device_id, limit=paging.limit, cursor=paging.cursor
-    )
-    return page_of(page, present_event)
+device_list_route(
+    router, "events", response_model=ItemsPage[EventOut], service=inventory.device_events,
+    present=present_event, permission="fleet.read", doc="The security events about a device.",
+)  # fmt: skip
 
 
 @router.get("/enrollments", response_model=ItemsPage[EventOut], **guarded("fleet.read"))

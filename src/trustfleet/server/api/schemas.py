@@ -18,6 +18,7 @@ __all__ = [
     "CampaignOut",
     "CampaignStatusOut",
     "CertificateOut",
+    "ChallengeOut",
     "CheckpointOut",
     "CommandIn",
     "CommandOut",
@@ -30,6 +31,7 @@ __all__ = [
     "OperatorIn",
     "OperatorOut",
     "ProofOut",
+    "QuarantineOut",
     "ReasonIn",
     "ReleaseIn",
     "ReleaseOut",
@@ -130,6 +132,21 @@ class AttestationOut(BaseModel):
     restart_count: int | None
     clock: int | None
     findings: list[dict[str, Any]]
+
+
+class QuarantineOut(BaseModel):
+    """A device's quarantine after a change."""
+
+    device_id: str
+    quarantined: bool
+    reason: str | None
+
+
+class ChallengeOut(BaseModel):
+    """A challenge sent to a device; its verdict shows in ``/devices/{id}/attestation``."""
+
+    device_id: str
+    challenge_id: str
 
 
 class CommandIn(_In):
