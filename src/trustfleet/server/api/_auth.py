@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Final, TypeVar
+from urllib.parse import unquote_to_bytes
 
 from fastapi import Depends, Request
 from fastapi.dependencies.models import Dependant
@@ -137,7 +138,12 @@ def _authenticate(rt: Runtime, request: Request, *, now: datetime) -> Principal:
 
 
 def _check_parameters(request: Request) -> None:
-    """Refuse query parameters the route does not declare (400 ``api.unknown_parameter``)."""
+    """Refuse query parameters the route does not declare (400 ``api.unknown_parameter``),
+    and a query string that is not UTF-8 (400 ``api.invalid``; not read with U+FFFD in it)."""
+    try:
+        unquote_to_bytes(request.scope.get("query_string", b"")).decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput("the query string is not UTF-8", code="api.invalid") from None
     route = request.scope.get("route")
     if not isinstance(route, APIRoute):
         return

@@ -37,7 +37,7 @@ _TITLES: Final = {
     405: "Method Not Allowed", 409: "Conflict", 413: "Content Too Large",
     415: "Unsupported Media Type", 500: "Internal Server Error", 503: "Service Unavailable",
 }  # fmt: skip
-_HTTP_CODES: Final = {404: "api.not_found", 405: "api.method_not_allowed"}
+_HTTP_CODES: Final = {400: "api.invalid", 404: "api.not_found", 405: "api.method_not_allowed"}
 _MAX_FIELDS: Final = 10
 
 
