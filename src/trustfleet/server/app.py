@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -34,6 +35,7 @@ from trustfleet.server._metrics import HttpMetrics, metrics_route
 from trustfleet.server._ota_routes import ota_routes
 from trustfleet.server._readiness import readiness_route
 from trustfleet.server.api import API_PREFIX, create_api
+from trustfleet.server.api._problems import outer_http_handler
 from trustfleet.services.attestation import (
     ak_activate_request,
     ak_enroll_request,
@@ -154,7 +156,12 @@ def create_app(rt: Runtime, *, clock: Clock = _utcnow) -> Starlette:
         Mount(API_PREFIX, app=create_api(rt, clock=clock)),  # management API (docs/api.md)
     ]
 
-    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(HttpMetrics)])
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(HttpMetrics)],
+        exception_handlers={HTTPException: outer_http_handler(API_PREFIX)},
+    )
     app.router.redirect_slashes = False  # a redirect would echo the client's Host header
     return app
 
