@@ -53,6 +53,12 @@ MODEL_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$"
 LOGIN_PATTERN = r"^[a-z][a-z0-9._-]{0,63}$"
 NAME_PATTERN = r"^[!-~]([ -~]{0,62}[!-~])?$"
 """A token's name: printable ASCII, no space at either end."""
+OperatorRole = Literal[
+    "admin", "security-officer", "release-manager", "fleet-operator", "factory", "auditor"
+]  # fmt: skip
+"""``rbac.OPERATOR_ROLES`` (a test checks they agree)."""
+DeviceState = Literal["manufactured", "enrolled", "revoked", "decommissioned"]
+"""``store.DEVICE_STATES`` (a test checks they agree)."""
 RevocationReason = Literal[
     "unspecified", "keyCompromise", "caCompromise", "affiliationChanged", "superseded",
     "cessationOfOperation", "privilegeWithdrawn",
@@ -304,8 +310,8 @@ class OperatorIn(_In):
     """An operator to add; without a password a one-time one is generated."""
 
     login: str = Field(pattern=LOGIN_PATTERN)
-    role: Role
-    password: str | None = Field(default=None, min_length=1, max_length=1024)
+    role: OperatorRole
+    password: str | None = Field(default=None, min_length=12, max_length=256)
 
 
 class OperatorOut(BaseModel):
@@ -331,7 +337,7 @@ class OperatorCreatedOut(BaseModel):
 class RoleIn(_In):
     """A new role."""
 
-    role: Role
+    role: OperatorRole
 
 
 class TokenIn(_In):
