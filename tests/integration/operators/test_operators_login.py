@@ -55,8 +55,10 @@ def test_a_login_opens_a_session_at_the_stage_the_role_needs(rt: Runtime) -> Non
     assert _login(rt, "bob").view.stage == "mfa-enroll"  # may change things: must enroll
     assert operators.get_operator(rt, "ann").last_login_at == NOW
     ok = [e for e in _events(rt, "operator.login") if e[0] == "ok"]
-    assert ok == [("ok", "operator:ann", {"stage": "full", "factor": "password"}),
-                  ("ok", "operator:bob", {"stage": "mfa-enroll", "factor": "password"})]  # fmt: skip
+    assert ok == [
+        ("ok", "operator:ann", {"stage": "full", "factor": "password"}),
+        ("ok", "operator:bob", {"stage": "mfa-enroll", "factor": "password"}),
+    ]
 
 
 def test_every_failure_looks_the_same_and_says_why_only_in_the_event(rt: Runtime) -> None:

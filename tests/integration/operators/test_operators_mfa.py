@@ -133,7 +133,7 @@ def test_a_passkey_answer_for_another_origin_or_rp_or_key_is_refused(rt: Runtime
     answers = (
         lambda o: key.get(o, origin="https://evil.example:8443"),
         lambda o: key.get(o, rp_id="evil.example"),
-        lambda o: stranger.get(o),
+        stranger.get,
         lambda o: "{not json",
     )
     for answer in answers:
