@@ -90,6 +90,7 @@ def add(
         console.print(
             f"one-time password: {one_time}  (shown once; to be changed at the first login)",
             highlight=False,
+            soft_wrap=True,
         )
 
 
