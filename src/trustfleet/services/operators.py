@@ -17,6 +17,7 @@ from trustfleet.errors import Conflict, InvalidInput, Unauthenticated
 from trustfleet.services import _passwords as passwords
 from trustfleet.services import _throttle as throttle
 from trustfleet.services.queries import Page, parse_cursor
+from trustfleet.services.queries import _page as page_of  # one way to page
 
 if TYPE_CHECKING:
     from trustfleet.services.runtime import Runtime
@@ -142,9 +143,9 @@ def list_operators(rt: Runtime, *, limit: int, cursor: str | None = None) -> Pag
     """
     offset = parse_cursor(cursor)
     with rt.uow.begin(read_only=True) as tx:
-        items = tx.operators.list(limit=limit, offset=offset)
-        more = len(items) == limit and bool(tx.operators.list(limit=1, offset=offset + limit))
-    return Page(tuple(items), str(offset + limit) if more else None)
+        return page_of(
+            tx, lambda t, n, o: t.operators.list(limit=n, offset=o), limit=limit, offset=offset
+        )
 
 
 def get_operator(rt: Runtime, login: str) -> OperatorRecord:
