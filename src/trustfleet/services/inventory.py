@@ -88,7 +88,8 @@ class InventoryFilter:
         quarantined: Only quarantined devices (True) or only the others (False).
         attestation: The newest verdict passed (``ok``), failed (``failed``) or there is none.
         cert_expires_before: Only devices whose newest valid LDevID ends before this time.
-        search: Only devices whose id contains this text (``%`` and ``_`` match themselves).
+        search: Only devices whose id contains this text, ignoring case (``%`` and ``_``
+            match themselves).
     """
 
     state: str | None = None
