@@ -127,7 +127,7 @@ def list_devices(
     ] = None,
     expires_within: Annotated[
         str | None,
-        typer.Option("--expires-within", help="Only LDevIDs ending within this, e.g. 7d."),
+        typer.Option("--expires-within", help="LDevID ends within this (or ended), e.g. 7d."),
     ] = None,
     search: Annotated[str | None, typer.Option("--search", help="Id substring.")] = None,
     sort: Annotated[
