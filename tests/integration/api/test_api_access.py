@@ -137,6 +137,7 @@ def test_metrics_needs_a_metrics_token(api: ApiKit, fleet: object) -> None:
         denied = client.get(url, headers={"authorization": f"Bearer {api.token('fleet-operator')}"})
         assert_problem(denied, 403, "auth.forbidden")
         api.get("/devices")  # at least one API request timed by this worker
+        api.get("/no-such-route")
         text = client.get(url, headers={"authorization": f"Bearer {api.token('metrics')}"}).text
     assert 'trustfleet_devices{state="enrolled"} 3.0' in text
     assert 'trustfleet_devices{state="manufactured"} 2.0' in text
