@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from http import HTTPStatus
 from typing import Any, Final, cast
 
 from fastapi import FastAPI, Request
@@ -34,13 +35,16 @@ logger = logging.getLogger(__name__)
 
 PROBLEM_MEDIA_TYPE: Final = "application/problem+json"
 _TYPE_BASE: Final = "https://trustfleet.dev/problems/"
-_TITLES: Final = {
-    400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-    405: "Method Not Allowed", 409: "Conflict", 413: "Content Too Large",
-    415: "Unsupported Media Type", 500: "Internal Server Error", 503: "Service Unavailable",
-}  # fmt: skip
 _HTTP_CODES: Final = {404: "api.not_found", 405: "api.method_not_allowed"}
 _MAX_FIELDS: Final = 10
+
+
+def _title(status: int) -> str:
+    """The status's reason phrase (RFC 9110), the problem's ``title``."""
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
 
 
 class ProblemResponse(JSONResponse):
@@ -60,7 +64,7 @@ def problem(
     """One problem details response (``type`` derived from ``code``)."""
     body: dict[str, Any] = {
         "type": _TYPE_BASE + code,
-        "title": _TITLES.get(status, "Error"),
+        "title": _title(status),
         "status": status,
         "detail": detail,
         "code": code,
@@ -116,7 +120,7 @@ def _http_handler(
     async def on_http(request: Request, exc: Exception) -> Response:
         exc = cast("StarletteHTTPException", exc)
         code = _HTTP_CODES.get(exc.status_code, f"api.http_{exc.status_code}")
-        detail = str(exc.detail) if exc.detail else _TITLES.get(exc.status_code, "error")
+        detail = str(exc.detail) if exc.detail else _title(exc.status_code)
         headers = {k.lower(): v for k, v in (exc.headers or {}).items()}
         if exc.status_code == 405:
             path = request.scope["path"].removeprefix(request.scope.get("root_path", ""))
