@@ -1,13 +1,17 @@
-"""docs/api.md says what ``trustfleet.rbac`` and the served routes say (matrix and resources)."""
+"""docs/api.md says what ``trustfleet.rbac`` and the served routes say (matrix and resources);
+the API's enums are the code's."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import get_args
 
 from trustfleet import rbac
-from trustfleet.server.api import api_routes
+from trustfleet.pki.crl import REASONS
+from trustfleet.server.api import api_routes, schemas
 from trustfleet.server.api._auth import permission_of
+from trustfleet.store import DEVICE_STATES
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
@@ -42,3 +46,9 @@ def test_every_route_checks_the_permission_it_declares() -> None:
         declared = (route.openapi_extra or {}).get("x-permission")
         assert declared in rbac.PERMISSIONS, route.path
         assert permission_of(route) == declared, route.path
+
+
+def test_the_api_s_enums_are_the_code_s() -> None:
+    assert get_args(schemas.OperatorRole) == rbac.OPERATOR_ROLES
+    assert get_args(schemas.DeviceState) == DEVICE_STATES
+    assert set(get_args(schemas.RevocationReason)) == set(REASONS)

@@ -18,7 +18,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from trustfleet import rbac
@@ -32,6 +32,8 @@ __all__ = ["HttpMetrics", "metrics_route"]
 
 _PREFIX: Final = "trustfleet_"
 _UNMATCHED: Final = "unmatched"
+_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+"""Methods labelled as themselves; any other is "other" (a client must not grow the labels)."""
 _BUCKETS_S: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _PROCESS_REGISTRY: Final = CollectorRegistry(auto_describe=True)
 _LATENCY: Final = Histogram(
@@ -65,7 +67,8 @@ class HttpMetrics:
         try:
             await self._app(scope, receive, sending)
         finally:
-            _LATENCY.labels(_template(scope), scope["method"], str(status)).observe(
+            method = scope["method"] if scope["method"] in _METHODS else "other"
+            _LATENCY.labels(_template(scope), method, str(status)).observe(
                 time.perf_counter() - started
             )
 
@@ -74,8 +77,8 @@ def _template(scope: Scope) -> str:
     """The route template that answered (``/api/v1/devices/{device_id}``), else "unmatched"."""
     route = scope.get("route")
     path = getattr(route, "path_format", None) or getattr(route, "path", None)
-    if not isinstance(path, str):
-        return _UNMATCHED
+    if isinstance(route, Mount) or not isinstance(path, str):
+        return _UNMATCHED  # nothing matched (a mount alone did: no route inside it)
     return str(scope.get("root_path", "")) + path
 
 

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -34,7 +35,7 @@ from trustfleet.server._metrics import HttpMetrics, metrics_route
 from trustfleet.server._ota_routes import ota_routes
 from trustfleet.server._readiness import readiness_route
 from trustfleet.server.api import API_PREFIX, create_api
-from trustfleet.server.api._problems import problem
+from trustfleet.server.api._problems import outer_http_handler
 from trustfleet.services.attestation import (
     ak_activate_request,
     ak_enroll_request,
@@ -156,21 +157,13 @@ def create_app(rt: Runtime, *, clock: Clock = _utcnow) -> Starlette:
     ]
 
     app = Starlette(
-        routes=routes, lifespan=lifespan, middleware=[Middleware(HttpMetrics)],
-        exception_handlers={404: _not_found},
-    )  # fmt: skip
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(HttpMetrics)],
+        exception_handlers={HTTPException: outer_http_handler(API_PREFIX)},
+    )
     app.router.redirect_slashes = False  # a redirect would echo the client's Host header
     return app
-
-
-async def _not_found(request: Request, exc: Exception) -> Response:
-    """404: a problem under the API's prefix (a path its mount does not match, e.g. one with an
-    encoded newline), else Starlette's plain text."""
-    path = request.url.path
-    if path == API_PREFIX or path.startswith(API_PREFIX + "/"):
-        return problem(404, code="api.not_found", detail="Not Found")
-    headers = getattr(exc, "headers", None)
-    return PlainTextResponse(str(getattr(exc, "detail", "Not Found")), 404, headers=headers)
 
 
 def _lifespan(

@@ -7,22 +7,27 @@ operator or resetting its MFA ends its sessions; disabling also revokes its API 
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import TYPE_CHECKING, Final
 
 from trustfleet import rbac
 from trustfleet.audit.context import current_operator
-from trustfleet.errors import InvalidInput, Unauthenticated
+from trustfleet.errors import Conflict, InvalidInput, Unauthenticated
 from trustfleet.services import _passwords as passwords
+from trustfleet.services import _throttle as throttle
+from trustfleet.services._throttle import LOGIN_PATTERN
 from trustfleet.services.queries import Page, parse_cursor
+from trustfleet.services.queries import _page as page_of  # one way to page
 
 if TYPE_CHECKING:
     from trustfleet.services.runtime import Runtime
-    from trustfleet.store import JSON, OperatorRecord, Transaction
+    from trustfleet.settings.sections import OperatorSettings
+    from trustfleet.store import JSON, OperatorRecord, Transaction, UnitOfWork
 
 __all__ = [
+    "FIRST_ADMIN",
     "LOGIN_PATTERN",
+    "add_first_admin",
     "add_operator",
     "change_password",
     "check_login",
@@ -35,8 +40,8 @@ __all__ = [
     "set_role",
 ]
 
-LOGIN_PATTERN: Final = re.compile(r"[a-z][a-z0-9._-]{0,63}")
-"""A login: lower case letter, then up to 63 lower case letters, digits, '.', '_', '-'."""
+FIRST_ADMIN: Final = "admin"
+"""The operator ``server init`` creates."""
 
 
 def check_login(login: str) -> str:
@@ -88,19 +93,44 @@ def add_operator(
         InvalidInput: A bad login, role or password.
         Conflict: The login is taken.
     """
+    one_time = passwords.generate_password() if password is None else None
+    record = _add(
+        rt.uow, rt.settings.operators, login=login, role=role,
+        password=password if password is not None else str(one_time),
+        must_change_password=password is None, now=now,
+    )  # fmt: skip
+    return record, one_time
+
+
+def add_first_admin(
+    uow: UnitOfWork, settings: OperatorSettings, *, password: str, now: datetime
+) -> OperatorRecord:
+    """The first operator of a new home, :data:`FIRST_ADMIN` (role ``admin``); it must change
+    its password at the first login.
+
+    Raises:
+        InvalidInput: The password is too short or too long.
+    """
+    return _add(
+        uow, settings, login=FIRST_ADMIN, role="admin", password=password,
+        must_change_password=True, now=now,
+    )  # fmt: skip
+
+
+def _add(
+    uow: UnitOfWork, settings: OperatorSettings, *, login: str, role: str, password: str,
+    must_change_password: bool, now: datetime,
+) -> OperatorRecord:  # fmt: skip
     check_login(login)
     check_operator_role(role)
-    one_time = passwords.generate_password() if password is None else None
-    chosen = passwords.check_new_password(password) if password is not None else one_time
-    assert chosen is not None  # noqa: S101  # one of the two is set
-    password_hash = passwords.hash_password(rt.settings.operators, chosen)
-    with rt.uow.begin() as tx:
+    password_hash = passwords.hash_password(settings, passwords.check_new_password(password))
+    with uow.begin() as tx:
         record = tx.operators.add(
             login=login, role=role, password_hash=password_hash,
-            must_change_password=password is None, now=now,
+            must_change_password=must_change_password, now=now,
         )  # fmt: skip
         _event(tx, "operator.added", login, now=now, details={"role": role})
-    return record, one_time
+    return record
 
 
 def list_operators(rt: Runtime, *, limit: int, cursor: str | None = None) -> Page[OperatorRecord]:
@@ -111,9 +141,9 @@ def list_operators(rt: Runtime, *, limit: int, cursor: str | None = None) -> Pag
     """
     offset = parse_cursor(cursor)
     with rt.uow.begin(read_only=True) as tx:
-        items = tx.operators.list(limit=limit, offset=offset)
-        more = len(items) == limit and bool(tx.operators.list(limit=1, offset=offset + limit))
-    return Page(tuple(items), str(offset + limit) if more else None)
+        return page_of(
+            tx, lambda t, n, o: t.operators.list(limit=n, offset=o), limit=limit, offset=offset
+        )
 
 
 def get_operator(rt: Runtime, login: str) -> OperatorRecord:
@@ -136,6 +166,7 @@ def disable_operator(rt: Runtime, login: str, *, now: datetime) -> OperatorRecor
         current = tx.operators.require(login)
         if current.disabled:
             return current
+        _keep_an_admin(tx, current)
         record = tx.operators.update(login, now=now, disabled_at=now)
         sessions = tx.operators.end_sessions(record.id, now=now)
         tokens = tx.operators.revoke_tokens(operator_id=record.id, now=now)
@@ -144,6 +175,20 @@ def disable_operator(rt: Runtime, login: str, *, now: datetime) -> OperatorRecor
             details={"sessions_ended": sessions, "tokens_revoked": tokens},
         )  # fmt: skip
         return record
+
+
+def _keep_an_admin(tx: Transaction, leaving: OperatorRecord) -> None:
+    """Refuse to disable or demote the last enabled admin (nobody could manage operators)."""
+    if (
+        leaving.role == "admin"
+        and not leaving.disabled
+        and tx.operators.count(role="admin", enabled_only=True) <= 1
+    ):
+        raise Conflict(
+            f"{leaving.login!r} is the last enabled admin",
+            hint="add or enable another admin first",
+            code="operator.last_admin",
+        )
 
 
 def enable_operator(rt: Runtime, login: str, *, now: datetime) -> OperatorRecord:
@@ -194,6 +239,7 @@ def set_role(rt: Runtime, login: str, role: str, *, now: datetime) -> OperatorRe
         current = tx.operators.require(login)
         if current.role == role:
             return current
+        _keep_an_admin(tx, current)
         record = tx.operators.update(login, now=now, role=role)
         tx.operators.end_sessions(record.id, now=now)
         _event(
@@ -206,20 +252,27 @@ def change_password(rt: Runtime, *, login: str, old: str, new: str, now: datetim
     """Change one's password (the old one must be right); clears ``must_change_password``.
 
     Raises:
-        Unauthenticated: The old password is wrong, or no such (enabled) operator (code
-            ``auth.login``).
+        Unauthenticated: The old password is wrong, or no such (enabled) operator, or the login
+            is locked (code ``auth.login``); a wrong password counts towards the lockout.
         InvalidInput: The new password is too short or too long, or equals the old one.
     """
     passwords.check_new_password(new)
     if new == old:
         raise InvalidInput("the new password equals the old one", code="operator.password.same")
     settings = rt.settings.operators
-    with rt.uow.begin(read_only=True) as tx:
-        creds = tx.operators.credentials(login)
-    if creds is None or creds.operator.disabled:
+    key = throttle.keys_for(login, "")[0]
+    with rt.uow.begin(read_only=True) as tx:  # argon2 runs outside the write lock
+        creds = tx.operators.credentials(login) if LOGIN_PATTERN.fullmatch(login) else None
+        locked = bool(throttle.locked_keys(tx, (key,), now=now))
+    if locked or creds is None or creds.operator.disabled:
         passwords.dummy_verify(settings)
-        raise Unauthenticated("login failed", code="auth.login")
-    if not passwords.verify_password(settings, creds.password_hash, old):
+        right = False
+    else:
+        right = passwords.verify_password(settings, creds.password_hash, old)
+    if not right:
+        if not locked:
+            with rt.uow.begin() as tx:
+                throttle.record_failure(tx, (key,), settings=settings, now=now)
         raise Unauthenticated("login failed", code="auth.login")
     new_hash = passwords.hash_password(settings, new)
     with rt.uow.begin() as tx:

@@ -62,7 +62,8 @@ class InventoryQuery:
         quarantined: Only quarantined devices (True) or only the others (False).
         attestation: Newest verdict passed (``ok``), failed (``failed``), or none stored.
         cert_expires_before: Only devices whose newest valid LDevID ends before this time.
-        search: Only device ids containing this text (LIKE wildcards match themselves).
+        search: Only device ids containing this text, ignoring case (``%`` and ``_`` match
+            themselves).
     """
 
     state: str | None = None
@@ -173,7 +174,7 @@ def _where(q: InventoryQuery, inv: sa.Subquery) -> builtins.list[sa.ColumnElemen
         before = check.aware(q.cert_expires_before, name="cert_expires_before")
         clauses.append(c.cert_not_after < before)
     if q.search:
-        clauses.append(c.id.contains(q.search, autoescape=True))
+        clauses.append(func.lower(c.id).contains(q.search.lower(), autoescape=True))
     return clauses
 
 
@@ -250,13 +251,12 @@ class InventoryRepository:
             .limit(20)
         )
         inv = _enriched()
-        verdicts = {
-            state: cast(int, conn.scalar(
-                select(func.count()).select_from(inv)
-                .where(_attestation_is(inv.c.attestation_ok, inv.c.attested_at, state))
-            ))
-            for state in ("ok", "failed", "none")
-        }  # fmt: skip
+        verdict = case(
+            (inv.c.attested_at.is_(None), "none"), (inv.c.attestation_ok, "ok"), else_="failed"
+        ).label("verdict")
+        verdicts = dict.fromkeys(("ok", "failed", "none"), 0)
+        for state, count in conn.execute(select(verdict, func.count()).group_by(verdict)):
+            verdicts[state] = int(count)
         since = check.aware(seen_since, name="seen_since")
         online = conn.scalar(select(func.count()).where(_D.c.last_seen_at >= since))
         quarantined = conn.scalar(select(func.count()).where(_D.c.quarantined_at.is_not(None)))

@@ -82,9 +82,17 @@ def test_validation_unknown_parameters_and_routes_are_problems(api: ApiKit) -> N
     assert_problem(api.get("/devices", sort="color"), 400, "api.invalid")
     body = assert_problem(api.get("/devices", colour="red"), 400, "api.unknown_parameter")
     assert "colour" in body["detail"]
-    assert_problem(api.get("/devices", cursor="abc"), 400, "query.bad_cursor")
+    assert_problem(api.get("/devices", cursor="abc"), 400, "api.invalid")
     assert_problem(api.get("/no-such-thing"), 404, "api.not_found")
     assert_problem(api.post("/devices"), 405, "api.method_not_allowed")
+    assert api.post("/devices", method="DELETE").headers["allow"] == "GET"
+    assert api.post("/tokens", method="PUT").headers["allow"] == "GET, POST"
+    with api.client() as client:  # paths the mount cannot route are problems too
+        assert_problem(client.get(api.server.base_url + API), 404, "api.not_found")
+        assert_problem(client.get(f"{api.url}/devices/a%0Ab"), 404, "api.not_found")
+        plain = client.get(api.server.base_url + "/nowhere")  # outside the API: as before
+    assert plain.status_code == 404 and plain.headers["content-type"].startswith("text/plain")
+    assert_problem(api.get("/devices", cursor="1" * 13), 400, "api.invalid")
     with api.client() as client:
         malformed = client.post(
             "/campaigns", content=b"{nope", headers={"content-type": "application/json"}
@@ -129,6 +137,7 @@ def test_metrics_needs_a_metrics_token(api: ApiKit, fleet: object) -> None:
         denied = client.get(url, headers={"authorization": f"Bearer {api.token('fleet-operator')}"})
         assert_problem(denied, 403, "auth.forbidden")
         api.get("/devices")  # at least one API request timed by this worker
+        api.get("/no-such-route")
         text = client.get(url, headers={"authorization": f"Bearer {api.token('metrics')}"}).text
     assert 'trustfleet_devices{state="enrolled"} 3.0' in text
     assert 'trustfleet_devices{state="manufactured"} 2.0' in text

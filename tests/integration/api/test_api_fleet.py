@@ -42,7 +42,8 @@ def test_a_devices_certificates_events_and_enrollments(api: ApiKit, fleet: Fleet
     assert [e["type"] for e in enrollments] == ["device.enrolled"]
     assert api.get(f"/devices/{device_id}/telemetry").json() == {"items": [], "next_cursor": None}
     assert api.get(f"/devices/{device_id}/attestation").json()["items"] == []
-    assert_problem(api.get("/devices/nope/certificates"), 404, "store.device.not_found")
+    assert_problem(api.get("/devices/nope-nope/certificates"), 404, "store.device.not_found")
+    assert_problem(api.get("/devices/NOPE!/certificates"), 400, "api.invalid")
 
 
 def test_commands_are_sent_and_listed(api: ApiKit, fleet: Fleet) -> None:

@@ -67,7 +67,7 @@ def create_api(rt: Runtime, *, clock: Callable[[], datetime]) -> FastAPI:
     api.state.rt = rt
     api.state.clock = clock
     api.router.redirect_slashes = False  # a redirect would echo the client's Host header
-    install_problem_handlers(api)
+    install_problem_handlers(api, routes=api_routes())
     for router in _ROUTERS:
         api.include_router(router)
     install_openapi(api)

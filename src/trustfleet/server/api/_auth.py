@@ -112,7 +112,6 @@ def _bearer(request: Request) -> str | None:
 
 def _authenticate(rt: Runtime, request: Request, *, now: datetime) -> Principal:
     """The principal of a request (thread side: the store is read)."""
-
     token = _bearer(request)
     if token is not None:
         return authenticate_token(rt, token, now=now)

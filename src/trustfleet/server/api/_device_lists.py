@@ -12,9 +12,11 @@ from trustfleet import rbac
 from trustfleet.server.api._auth import CallerDep, guarded
 from trustfleet.server.api._pagination import PagingDep, page_of
 
-__all__ = ["DeviceId", "device_list_route"]
+__all__ = ["DeviceId", "PathId", "device_list_route"]
 
-DeviceId = Annotated[str, Path(max_length=64, description="The device id.")]
+DeviceId = Annotated[str, Path(pattern=r"^[a-z0-9-]{8,64}$", description="The device id.")]
+PathId = Annotated[str, Path(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+"""A campaign, command or token id."""
 
 
 def device_list_route(  # one route's whole description

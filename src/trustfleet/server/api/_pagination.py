@@ -15,7 +15,8 @@ from trustfleet.store import MAX_LIST_LIMIT
 __all__ = ["DEFAULT_LIMIT", "ItemsPage", "Paging", "PagingDep", "page_of"]
 
 DEFAULT_LIMIT: Final = 50
-MAX_CURSOR_CHARS: Final = 128
+CURSOR_PATTERN: Final = r"^[0-9]{1,12}$"
+"""A cursor as the services give them out (an offset; ``queries.parse_cursor``)."""
 _R = TypeVar("_R")
 _M = TypeVar("_M", bound=BaseModel)
 
@@ -41,7 +42,7 @@ def _paging(
     ] = DEFAULT_LIMIT,
     cursor: Annotated[
         str | None,
-        Query(max_length=MAX_CURSOR_CHARS, description="next_cursor of the previous page."),
+        Query(pattern=CURSOR_PATTERN, description="next_cursor of the previous page."),
     ] = None,
 ) -> Paging:
     return Paging(limit=limit, cursor=cursor or None)

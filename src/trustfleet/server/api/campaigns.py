@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter
 
 from trustfleet.server.api._auth import CallerDep, guarded
+from trustfleet.server.api._device_lists import PathId
 from trustfleet.server.api._pagination import ItemsPage, PagingDep, page_of
 from trustfleet.server.api.schemas import (
     CampaignDeviceOut,
@@ -23,7 +24,7 @@ from trustfleet.store import CampaignDeviceRecord, CampaignRecord
 __all__ = ["present_campaign", "router"]
 
 router = APIRouter(tags=["campaigns"])
-CampaignId = Annotated[str, Path(max_length=64)]
+CampaignId = PathId
 _ACTION_DOCS = {
     "pause": "Pause a running or halted campaign: no new device is notified.",
     "resume": "Resume a paused or halted campaign.",

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter
 
 from trustfleet.server.api._auth import CallerDep, guarded
-from trustfleet.server.api._device_lists import DeviceId, device_list_route
+from trustfleet.server.api._device_lists import DeviceId, PathId, device_list_route
 from trustfleet.server.api._pagination import ItemsPage
 from trustfleet.server.api.schemas import CommandIn, CommandOut
 from trustfleet.services import commands as service
@@ -49,6 +49,6 @@ async def post_command(caller: CallerDep, device_id: DeviceId, body: CommandIn) 
 
 
 @router.get("/commands/{command_id}", response_model=CommandOut, **guarded("fleet.read"))
-async def get_command(caller: CallerDep, command_id: Annotated[str, Path(max_length=64)]) -> Any:
+async def get_command(caller: CallerDep, command_id: PathId) -> Any:
     """One command and, once the device answered, its result."""
     return _present(await caller.run(service.get_device_command, caller.rt, command_id))

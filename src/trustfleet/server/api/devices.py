@@ -17,6 +17,7 @@ from trustfleet.server.api.events import present_event
 from trustfleet.server.api.schemas import (
     CertificateOut,
     DeviceOut,
+    DeviceState,
     EventOut,
     RevokeIn,
     TelemetryOut,
@@ -68,7 +69,7 @@ async def get_devices(
     caller: CallerDep,
     paging: PagingDep,
     *,
-    state: _Text = None,
+    state: DeviceState | None = None,
     model: _Text = None,
     firmware_version: _Text = None,
     online: bool | None = None,

@@ -37,7 +37,7 @@ async def get_events(
     ] = None,
     actor: _Text = None,
     subject: _Text = None,
-    outcome: Annotated[str | None, Query(max_length=16)] = None,
+    outcome: Literal["ok", "refused"] | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
     sort: Literal["-id", "id"] = "-id",

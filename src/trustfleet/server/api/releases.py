@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 
 from trustfleet.server.api._auth import CallerDep, guarded
 from trustfleet.server.api._pagination import ItemsPage, PagingDep, page_of
-from trustfleet.server.api.schemas import ReleaseIn, ReleaseOut
+from trustfleet.server.api.schemas import MODEL_PATTERN, VERSION_PATTERN, ReleaseIn, ReleaseOut
 from trustfleet.services.ota import publish_release
 from trustfleet.services.queries import list_releases, published_release
 from trustfleet.store import ReleaseRecord
@@ -31,7 +31,9 @@ def present_release(rec: ReleaseRecord) -> ReleaseOut:
 async def get_releases(
     caller: CallerDep,
     paging: PagingDep,
-    model: Annotated[str | None, Query(max_length=64, description="Only this model.")] = None,
+    model: Annotated[
+        str | None, Query(pattern=MODEL_PATTERN, description="Only this model.")
+    ] = None,
 ) -> Any:
     """Published releases, newest version first."""
     page = await caller.run(
@@ -41,7 +43,11 @@ async def get_releases(
 
 
 @router.get("/releases/{model}/{version}", response_model=ReleaseOut, **guarded("releases.read"))
-async def get_release(caller: CallerDep, model: str, version: str) -> Any:
+async def get_release(
+    caller: CallerDep,
+    model: Annotated[str, Path(pattern=MODEL_PATTERN)],
+    version: Annotated[str, Path(pattern=VERSION_PATTERN)],
+) -> Any:
     """One published release."""
     rec = await caller.run(published_release, caller.rt, model=model, version=version)
     return present_release(rec)

@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from trustfleet.rbac import Role
+
 __all__ = [
     "AttestationOut",
     "CampaignDeviceOut",
@@ -46,6 +48,21 @@ __all__ = [
 
 _TEXT = 200
 _ID = 64
+VERSION_PATTERN = r"^[0-9]{1,9}\.[0-9]{1,9}\.[0-9]{1,9}$"
+MODEL_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$"
+LOGIN_PATTERN = r"^[a-z][a-z0-9._-]{0,63}$"
+NAME_PATTERN = r"^[!-~]([ -~]{0,62}[!-~])?$"
+"""A token's name: printable ASCII, no space at either end."""
+OperatorRole = Literal[
+    "admin", "security-officer", "release-manager", "fleet-operator", "factory", "auditor"
+]  # fmt: skip
+"""``rbac.OPERATOR_ROLES`` (a test checks they agree)."""
+DeviceState = Literal["manufactured", "enrolled", "revoked", "decommissioned"]
+"""``store.DEVICE_STATES`` (a test checks they agree)."""
+RevocationReason = Literal[
+    "unspecified", "keyCompromise", "caCompromise", "affiliationChanged", "superseded",
+    "cessationOfOperation", "privilegeWithdrawn",
+]  # fmt: skip
 
 
 class _In(BaseModel):
@@ -174,7 +191,7 @@ class CommandOut(BaseModel):
 class RevokeIn(_In):
     """Why a device is revoked (an RFC 5280 reason name)."""
 
-    reason: str = Field(default="unspecified", min_length=1, max_length=40)
+    reason: RevocationReason = "unspecified"
 
 
 class ReasonIn(_In):
@@ -186,8 +203,8 @@ class ReasonIn(_In):
 class ReleaseIn(_In):
     """A staged build to publish."""
 
-    model: str = Field(min_length=1, max_length=_ID)
-    version: str = Field(min_length=1, max_length=_ID)
+    model: str = Field(pattern=MODEL_PATTERN)
+    version: str = Field(pattern=VERSION_PATTERN)
 
 
 class ReleaseOut(BaseModel):
@@ -204,8 +221,8 @@ class ReleaseOut(BaseModel):
 class CampaignIn(_In):
     """A campaign to create: every enrolled device of ``model``, or the listed ``devices``."""
 
-    version: str = Field(min_length=1, max_length=_ID)
-    model: str | None = Field(default=None, min_length=1, max_length=_ID)
+    version: str = Field(pattern=VERSION_PATTERN)
+    model: str | None = Field(default=None, pattern=MODEL_PATTERN)
     devices: list[str] | None = Field(default=None, min_length=1, max_length=1000)
     waves: list[float] = Field(
         min_length=1, max_length=20, description="Cumulative percentages ending at 100."
@@ -278,7 +295,7 @@ class ProofOut(BaseModel):
 class CsrIn(_In):
     """A device's CSR to sign as its IDevID."""
 
-    model: str = Field(min_length=1, max_length=_ID)
+    model: str = Field(pattern=MODEL_PATTERN)
     csr_pem: str = Field(min_length=1, max_length=16384)
 
 
@@ -292,9 +309,9 @@ class IdevidOut(BaseModel):
 class OperatorIn(_In):
     """An operator to add; without a password a one-time one is generated."""
 
-    login: str = Field(min_length=1, max_length=_ID)
-    role: str = Field(min_length=1, max_length=_ID)
-    password: str | None = Field(default=None, min_length=1, max_length=1024)
+    login: str = Field(pattern=LOGIN_PATTERN)
+    role: OperatorRole
+    password: str | None = Field(default=None, min_length=12, max_length=256)
 
 
 class OperatorOut(BaseModel):
@@ -320,14 +337,14 @@ class OperatorCreatedOut(BaseModel):
 class RoleIn(_In):
     """A new role."""
 
-    role: str = Field(min_length=1, max_length=_ID)
+    role: OperatorRole
 
 
 class TokenIn(_In):
     """An API token to create for oneself."""
 
-    name: str = Field(min_length=1, max_length=_ID)
-    role: str | None = Field(default=None, min_length=1, max_length=_ID)
+    name: str = Field(pattern=NAME_PATTERN)
+    role: Role | None = None
     ttl_s: int = Field(default=30 * 86400, ge=60, le=366 * 86400)
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter
 
 from trustfleet import rbac
 from trustfleet.server.api._auth import CallerDep, guarded
+from trustfleet.server.api._device_lists import PathId
 from trustfleet.server.api._pagination import ItemsPage, PagingDep, page_of
 from trustfleet.server.api.schemas import TokenCreatedOut, TokenIn, TokenOut
 from trustfleet.services import api_tokens as service
@@ -48,7 +49,7 @@ async def post_token(caller: CallerDep, body: TokenIn) -> Any:
 
 
 @router.delete("/tokens/{token_id}", response_model=TokenOut, **guarded("tokens.own"))
-async def delete_token(caller: CallerDep, token_id: Annotated[str, Path(max_length=64)]) -> Any:
+async def delete_token(caller: CallerDep, token_id: PathId) -> Any:
     """Revoke a token: one's own; anyone's with users.manage."""
     p = caller.principal
     owner = None if rbac.allowed(p.role, "users.manage") else p.login

@@ -10,6 +10,7 @@ from trustfleet import rbac
 from trustfleet.server.api._auth import CallerDep, guarded
 from trustfleet.server.api._pagination import ItemsPage, PagingDep, page_of
 from trustfleet.server.api.schemas import (
+    LOGIN_PATTERN,
     MeOut,
     OperatorCreatedOut,
     OperatorIn,
@@ -22,7 +23,7 @@ from trustfleet.store import OperatorRecord
 __all__ = ["present_operator", "router"]
 
 router = APIRouter(tags=["users"])
-Login = Annotated[str, Path(max_length=64)]
+Login = Annotated[str, Path(pattern=LOGIN_PATTERN)]
 
 
 def present_operator(rec: OperatorRecord) -> OperatorOut:
