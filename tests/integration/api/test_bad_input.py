@@ -68,25 +68,30 @@ CASES: Final = {
         {"content-type": "application/x-www-form-urlencoded"},
     ),
     "unknown-role": Case(
-        "POST", "/users", 400, "operator.role.invalid", b'{"login": "eve", "role": "root"}',
-        refused_event=True,
+        "POST", "/users", 400, "api.invalid", b'{"login": "eve", "role": "root"}',
     ),
     "traversal-login": Case(
-        "POST", "/users", 400, "operator.login.invalid",
-        b'{"login": "../../etc/passwd", "role": "auditor"}',
-        refused_event=True,
+        "POST", "/users", 400, "api.invalid", b'{"login": "../../etc/passwd", "role": "auditor"}',
     ),
     "unknown-command": Case(
         "POST", "/devices/{device}/commands", 400, "api.invalid", b'{"name": "reboot"}'
+    ),
+    "taken-login": Case(
+        "POST", "/users", 409, "store.duplicate", b'{"login": "op-admin", "role": "auditor"}',
+        refused_event=True,
+    ),
+    "unknown-device-revoked": Case(
+        "POST", "/devices/no-such-device/revoke", 404, "store.device.not_found", b"{}",
+        refused_event=True,
     ),
     # lists
     "huge-limit": Case("GET", "/devices?limit=1000000000000000000000", 400, "api.invalid"),
     "negative-limit": Case("GET", "/events?limit=-1", 400, "api.invalid"),
     "zero-limit": Case("GET", "/users?limit=0", 400, "api.invalid"),
     "text-limit": Case("GET", "/tokens?limit=all", 400, "api.invalid"),
-    "bad-cursor": Case("GET", "/devices?cursor=abc", 400, "query.bad_cursor"),
-    "negative-cursor": Case("GET", "/events?cursor=-5", 400, "query.bad_cursor"),
-    "bad-release-cursor": Case("GET", "/releases?cursor=zz", 400, "query.bad_cursor"),
+    "bad-cursor": Case("GET", "/devices?cursor=abc", 400, "api.invalid"),
+    "negative-cursor": Case("GET", "/events?cursor=-5", 400, "api.invalid"),
+    "bad-release-cursor": Case("GET", "/releases?cursor=zz", 400, "api.invalid"),
     "long-cursor": Case("GET", "/devices?cursor=" + "9" * 500, 400, "api.invalid"),
     "unknown-parameter": Case("GET", "/devices?colour=red", 400, "api.unknown_parameter"),
     "unknown-parameter-on-change": Case(
@@ -101,16 +106,20 @@ CASES: Final = {
     # ids in paths
     "traversal-device": Case("GET", "/devices/..%2F..%2Fetc%2Fpasswd", 404, "api.not_found"),
     "dotdot-device": Case("GET", "/devices/%2E%2E/users", 404, "api.not_found"),
-    "backslash-device": Case("GET", "/devices/..%5C..%5Cboot.ini", 404, "store.device.not_found"),
+    "backslash-device": Case("GET", "/devices/..%5C..%5Cboot.ini", 400, "api.invalid"),
     "newline-device": Case("GET", "/devices/a%0Ab/certificates", 404, "api.not_found"),
-    "nul-device": Case("GET", "/devices/a%00b", 404, "store.device.not_found"),
+    "nul-device": Case("GET", "/devices/a%00bcdefgh", 400, "api.invalid"),
     "long-device": Case("GET", "/devices/" + "a" * 65, 400, "api.invalid"),
     "traversal-revoke": Case(
-        "POST", "/devices/..%5Cetc/revoke", 404, "store.device.not_found", b"{}",
-        refused_event=True,
+        "POST", "/devices/..%5Cetc/revoke", 400, "api.invalid", b"{}"
     ),
     "traversal-release": Case("GET", "/releases/sim-v1/..%2F..%2Froot", 404, "api.not_found"),
-    "traversal-token": Case("DELETE", "/tokens/%2E%2E", 404, "token.not_found", refused_event=True),
+    "traversal-token": Case(
+        "DELETE", "/tokens/%2E%2E", 404, "token.not_found", refused_event=True
+    ),
+    "unknown-token": Case(
+        "DELETE", "/tokens/000000000000", 404, "token.not_found", refused_event=True
+    ),
 }  # fmt: skip
 
 
