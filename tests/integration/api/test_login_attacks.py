@@ -15,7 +15,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
+from urllib.parse import urlsplit
 
+import httpx
 import pytest
 from apikit import ApiKit, assert_problem
 
@@ -216,3 +218,36 @@ def test_an_ended_or_unfinished_session_is_401(api: ApiKit) -> None:
     for cookie in (secret, step.session_secret):
         with api.client(None, cookie=f"{COOKIE}={cookie}") as client:
             assert_problem(client.get("/me"), 401, "auth.session")
+
+
+def _console_login(api: ApiKit, login: str, password: str) -> httpx.Response:
+    """``POST /console/login`` as the console's own login form sends it."""
+    public = urlsplit(api.server.runtime.settings.api.public_url)
+    headers = {"origin": f"{public.scheme}://{public.netloc}", "sec-fetch-site": "same-origin"}
+    with httpx.Client(verify=api.server.ssl_context(), timeout=60) as client:
+        return client.post(
+            api.server.base_url + "/console/login",
+            data={"login": login, "password": password},
+            headers=headers,
+        )
+
+
+def _seen(response: httpx.Response) -> tuple[int, str, list[tuple[str, str]]]:
+    headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() != "date"]
+    return response.status_code, response.text, sorted(headers)
+
+
+def test_console_login_locks_and_answers_an_unknown_login_the_same(api: ApiKit) -> None:
+    """Last in this module: the brute force locks the test client's address too."""
+    with httpx.Client(verify=api.server.ssl_context(), timeout=60) as client:
+        if client.get(api.server.base_url + "/console/login").status_code == 404:
+            pytest.skip("no web console on this branch (r12/console)")
+    _add(api, "web-brute")
+    first = _seen(_console_login(api, "web-brute", "guess-0"))
+    assert first[0] == 401 and "login failed" in first[1]
+    assert not [k for k, _ in first[2] if k.lower() == "set-cookie"]
+    assert _seen(_console_login(api, "web-nobody", "guess-0")) == first
+    for n in range(1, api.server.runtime.settings.operators.max_failures):
+        assert _seen(_console_login(api, "web-brute", f"guess-{n}")) == first
+    assert _seen(_console_login(api, "web-brute", PASSWORD)) == first
+    assert _refusals(api, "web-brute")[-1] == "locked"
