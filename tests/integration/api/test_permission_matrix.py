@@ -3,10 +3,11 @@ with a token of every role on a real server, against :func:`trustfleet.rbac.allo
 
 The routes come from the live route table (``create_api``), checked against the served OpenAPI
 document, so a new route is in the matrix without being listed here; a route that names no
-permission fails. For each route and role: a role holding the permission gets past the
-authorisation (not 401/403, and no server error), a role without it gets 403 ``auth.forbidden``,
-and no credential gets 401. Changes that succeed act on throwaway objects (a fresh operator,
-device, token or CSR) so the order of the calls does not matter.
+permission fails. For each route and role: a role holding the permission succeeds (or gets the
+one refusal its service makes, :data:`HELD_REFUSALS`), a role without it gets 403
+``auth.forbidden``, and no credential gets 401. Changes act on objects of their own (a fresh
+operator, device, campaign, token or CSR, in the state the change needs), so the order of the
+calls does not matter.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from trustfleet.services import operators
 
 pytestmark = pytest.mark.integration
 
-_CONTEXTS = list(iter_route_contexts(create_api(None, clock=lambda: datetime.now(UTC)).routes))  # type: ignore[arg-type]
+_APP = create_api(None, clock=lambda: datetime.now(UTC))  # type: ignore[arg-type]  # no runtime
+_CONTEXTS = list(iter_route_contexts(_APP.routes))  # the routes as served, routers flattened
 _ROUTES = [
     (context.path, context.original_route)
     for context in _CONTEXTS
