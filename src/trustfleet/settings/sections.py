@@ -36,6 +36,8 @@ class ApiSettings(ConfigModel):
     """Base URL written into certificates (CRL distribution point, OCSP)."""
     workers: int = Field(default=1, ge=1, le=64)
     """Worker processes sharing the port (SO_REUSEPORT)."""
+    online_window_s: float = Field(default=120.0, gt=0, le=86_400)
+    """A device is online when the service heard from it this recently (agents beat every 30 s)."""
     tls_cert: str = "tls/api-chain.pem"
     """Server certificate + device CA."""
     tls_key: str = "secrets/api-tls.key"
