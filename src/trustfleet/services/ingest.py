@@ -34,7 +34,7 @@ from trustfleet.services._ingest_checks import (
     load_body,
     parse_ts,
 )
-from trustfleet.store import NewTelemetry, UnitOfWork
+from trustfleet.store import NewTelemetry, Transaction, UnitOfWork, check_command_result
 from trustfleet.wire import DEVICE_TOPIC_ROOT, INGEST_GROUP, shared_filter
 
 __all__ = [
@@ -51,6 +51,7 @@ __all__ = [
     "Rejection",
     "RetentionOutcome",
     "apply_retention",
+    "command_result",
     "fault_code",
     "ingest_subscriptions",
     "parse_message",
@@ -151,14 +152,30 @@ def parse_message(
         check_metrics_object(body.get("metrics"))
     elif kind == "events" and not isinstance(body.get("type"), str):
         raise InvalidInput("an event needs a string 'type'", code="ingest.field")
-    elif kind == "cmd/result" and not (
-        isinstance(body.get("id"), str) and isinstance(body.get("ok"), bool)
-    ):
-        raise InvalidInput("a command result needs 'id' and 'ok'", code="ingest.field")
+    elif kind == "cmd/result":
+        command_result(body)
     ota = parse_ota_status(body) if kind == "ota/status" else None
     return DeviceMessage(
         device_id=device_id, kind=kind, ts=ts, seq=seq, body=body, ota=ota, boot=boot
     )
+
+
+def command_result(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The result a ``cmd/result`` body carries, as the store keeps it: its ``result`` object
+    (``{}`` without one) with its ``error`` text, if any, under ``"error"``.
+
+    Raises:
+        InvalidInput: No string ``id`` (at most 64 characters: a command id) or no boolean ``ok``, a
+            ``result`` that is not an object or an ``error`` that is not text (``ingest.field``),
+            or a result too large for the store (``store.details_too_large``).
+    """
+    command_id, result, error = body.get("id"), body.get("result", {}), body.get("error")
+    named = isinstance(command_id, str) and len(command_id) <= 64
+    if not named or not isinstance(body.get("ok"), bool):
+        raise InvalidInput("a command result needs 'id' and 'ok'", code="ingest.field")
+    if not isinstance(result, dict) or not isinstance(error, str | None):
+        raise InvalidInput("'result' must be an object, 'error' text", code="ingest.field")
+    return check_command_result(result if error is None else {**result, "error": error})
 
 
 def _parse_topic(topic: str) -> tuple[str, MessageKind]:
@@ -181,6 +198,7 @@ class BatchOutcome:
         refused: Messages dropped because the device is unknown, revoked or not enrolled.
         refused_devices: Those devices' ids.
         ota_applied: ``ota/status`` reports that moved a campaign row.
+        commands_answered: ``cmd/result`` messages stored as their command's answer.
     """
 
     telemetry_rows: int = 0
@@ -188,6 +206,7 @@ class BatchOutcome:
     refused: int = 0
     refused_devices: tuple[str, ...] = field(default=())
     ota_applied: int = 0
+    commands_answered: int = 0
 
     def __add__(self, other: BatchOutcome) -> BatchOutcome:
         return BatchOutcome(
@@ -196,6 +215,7 @@ class BatchOutcome:
             refused=self.refused + other.refused,
             refused_devices=tuple(sorted({*self.refused_devices, *other.refused_devices})),
             ota_applied=self.ota_applied + other.ota_applied,
+            commands_answered=self.commands_answered + other.commands_answered,
         )
 
 
@@ -241,6 +261,7 @@ def store_batch(
         tx.devices.mark_seen(dict.fromkeys((m.device_id for m in accepted), now))
         reports = [(m.device_id, m.ota) for m in accepted if m.ota is not None]
         ota = apply_ota_reports(tx, reports, now=now)
+        answered = _store_results(tx, [m for m in accepted if m.kind == "cmd/result"], now=now)
     refused = sorted({m.device_id for m in messages} - {m.device_id for m in accepted})
     for m in accepted:
         if m.kind != "telemetry":
@@ -252,7 +273,28 @@ def store_batch(
         refused=len(messages) - len(accepted),
         refused_devices=tuple(refused),
         ota_applied=ota.applied,
+        commands_answered=answered,
     )
+
+
+def _store_results(tx: Transaction, results: Sequence[DeviceMessage], *, now: datetime) -> int:
+    """Store each ``cmd/result`` in its command's row; how many answered a command.
+
+    A result for a command of another device, an unknown one or one already answered changes
+    nothing (a device cannot answer another device's command).
+    """
+    answered = 0
+    for m in results:
+        stored = tx.commands.answer(
+            m.body["id"], device_id=m.device_id, ok=m.body["ok"], result=command_result(m.body),
+            now=now,
+        )  # fmt: skip
+        if not stored:
+            logger.info(
+                "result from %s for no command of its own: %.64s", m.device_id, m.body["id"]
+            )
+        answered += stored
+    return answered
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ __all__ = [
     "BrokerSettings",
     "CaSettings",
     "KeystoreSettings",
+    "OperatorSettings",
     "PkiSettings",
     "StoreSettings",
 ]
@@ -35,6 +36,8 @@ class ApiSettings(ConfigModel):
     """Base URL written into certificates (CRL distribution point, OCSP)."""
     workers: int = Field(default=1, ge=1, le=64)
     """Worker processes sharing the port (SO_REUSEPORT)."""
+    online_window_s: float = Field(default=120.0, gt=0, le=86_400)
+    """A device is online when the service heard from it this recently (agents beat every 30 s)."""
     tls_cert: str = "tls/api-chain.pem"
     """Server certificate + device CA."""
     tls_key: str = "secrets/api-tls.key"
@@ -158,3 +161,28 @@ class PkiSettings(ConfigModel):
         if _CONTROL.search(value):
             raise ValueError("must be one line without control characters")
         return value
+
+
+class OperatorSettings(ConfigModel):
+    """Operator accounts: password hashing (argon2id), login throttling, sessions, API tokens.
+
+    The argon2id defaults are RFC 9106's second recommended option (t=3, 64 MiB, p=4).
+    """
+
+    argon2_time_cost: int = Field(default=3, ge=1, le=64)
+    """argon2id passes over memory."""
+    argon2_memory_kib: int = Field(default=64 * 1024, ge=8, le=4 * 1024 * 1024)
+    """argon2id memory per hash in KiB (64 MiB; lower only for tests)."""
+    argon2_parallelism: int = Field(default=4, ge=1, le=64)
+    """argon2id lanes."""
+    max_failures: int = Field(default=5, ge=1, le=1000)
+    """Failed logins per login name (and per client address) within failure_window_s before
+    it is locked for lockout_s; while locked every attempt fails."""
+    failure_window_s: int = Field(default=900, ge=1, le=86_400)
+    lockout_s: int = Field(default=900, ge=1, le=86_400)
+    session_idle_s: int = Field(default=900, ge=60, le=86_400)
+    """A console session ends after this long without a request."""
+    session_absolute_s: int = Field(default=28_800, ge=60, le=7 * 86_400)
+    """A console session ends this long after the login whatever happens."""
+    token_max_ttl_s: int = Field(default=90 * 86_400, ge=60, le=366 * 86_400)
+    """Longest lifetime of an API token."""

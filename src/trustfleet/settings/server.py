@@ -36,6 +36,7 @@ class ServerSettings(ConfigModel):
     store: sections.StoreSettings = sections.StoreSettings()
     keystore: sections.KeystoreSettings = sections.KeystoreSettings()
     pki: sections.PkiSettings = sections.PkiSettings()
+    operators: sections.OperatorSettings = sections.OperatorSettings()
     campaigns: operations.CampaignSettings = operations.CampaignSettings()
     ota: operations.OtaSettings = operations.OtaSettings()
     attestation: operations.AttestationSettings = operations.AttestationSettings()

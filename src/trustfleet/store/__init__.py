@@ -15,11 +15,16 @@ this package. Database errors arrive as :class:`~trustfleet.errors.Conflict`,
 :class:`~trustfleet.errors.NotFound` or :class:`~trustfleet.errors.Unavailable`.
 """
 
-from trustfleet.store import records
+from trustfleet.store import command_records, operator_records, records
 from trustfleet.store._attestation import AttestationRepository
 from trustfleet.store._audit import AuditRepository
 from trustfleet.store._campaigns import CampaignRepository, NewCampaignDevice
 from trustfleet.store._certificates import CertificateRepository
+from trustfleet.store._commands import (
+    MAX_COMMAND_RESULT_BYTES,
+    CommandRepository,
+    check_command_result,
+)
 from trustfleet.store._crls import CrlRepository
 from trustfleet.store._devices import DeviceRepository
 from trustfleet.store._engine import create_engine, migrate, sqlite_url
@@ -29,6 +34,15 @@ from trustfleet.store._events import (
     EventRepository,
     entry_of,
 )
+from trustfleet.store._inventory import (
+    ENROLLMENT_EVENT_TYPES,
+    INVENTORY_ORDERS,
+    FleetCounts,
+    InventoryEntry,
+    InventoryQuery,
+    InventoryRepository,
+)
+from trustfleet.store._operators import OperatorRepository
 from trustfleet.store._releases import ReleaseRepository
 from trustfleet.store._rows import record_of
 from trustfleet.store._telemetry import (
@@ -40,10 +54,15 @@ from trustfleet.store._telemetry import (
 )
 from trustfleet.store._uow import Transaction, UnitOfWork
 from trustfleet.store._validate import MAX_LIST_LIMIT
+from trustfleet.store.command_records import *  # noqa: F403  # public API (H2)
+from trustfleet.store.operator_records import *  # noqa: F403  # records of tx.operators
 from trustfleet.store.records import *  # noqa: F403  # every record type is public API
 
 __all__ = [
+    "ENROLLMENT_EVENT_TYPES",
+    "INVENTORY_ORDERS",
     "MAX_BOOT_CHARS",
+    "MAX_COMMAND_RESULT_BYTES",
     "MAX_EVENT_DETAILS_BYTES",
     "MAX_LIST_LIMIT",
     "MAX_METRICS_BYTES",
@@ -52,15 +71,21 @@ __all__ = [
     "AuditRepository",
     "CampaignRepository",
     "CertificateRepository",
+    "CommandRepository",
     "CrlRepository",
     "DeviceRepository",
     "EventRepository",
+    "FleetCounts",
+    "InventoryEntry",
+    "InventoryQuery",
+    "InventoryRepository",
     "NewCampaignDevice",
     "NewTelemetry",
     "ReleaseRepository",
     "TelemetryRepository",
     "Transaction",
     "UnitOfWork",
+    "check_command_result",
     "check_metrics",
     "create_engine",
     "entry_of",
@@ -68,4 +93,7 @@ __all__ = [
     "record_of",
     "sqlite_url",
 ]
+__all__ += command_records.__all__
 __all__ += records.__all__  # the record types and their value sets, stated once there
+__all__ += ["OperatorRepository"]  # tx.operators
+__all__ += operator_records.__all__  # its records

@@ -92,13 +92,24 @@ class VerdictsAndQuarantine:
 
     def results(self, device_id: str, *, limit: int = 20) -> builtins.list[AttestationResultRecord]:
         """A device's verdicts, newest first."""
-        limit, _ = check.page(limit=limit)
+        return self.results_page(device_id, limit=limit)
+
+    def results_page(
+        self, device_id: str, *, limit: int = 20, offset: int = 0
+    ) -> builtins.list[AttestationResultRecord]:
+        """A page of a device's verdicts, newest first (``offset``: skipped).
+
+        Raises:
+            InvalidInput: The page is out of range.
+        """
+        limit, offset = check.page(limit=limit, offset=offset)
         table = core_table(AttestationResultRow)
         query = (
             select(table)
             .where(table.c.device_id == device_id)
             .order_by(table.c.verified_at.desc(), table.c.id.desc())
             .limit(limit)
+            .offset(offset)
         )
         return [_result(row) for row in self._session.connection().execute(query)]
 

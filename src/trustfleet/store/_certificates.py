@@ -139,6 +139,24 @@ class CertificateRepository:
         )
         return [_record(row) for row in self._handle.session.scalars(query)]
 
+    def page_for_device(
+        self, device_id: str, *, limit: int = 100, offset: int = 0
+    ) -> builtins.list[CertificateRecord]:
+        """A page of a device's certificates, newest first.
+
+        Raises:
+            InvalidInput: The page is out of range.
+        """
+        limit, offset = check.page(limit=limit, offset=offset)
+        query = (
+            select(CertificateRow)
+            .where(CertificateRow.device_id == device_id)
+            .order_by(CertificateRow.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        return [_record(row) for row in self._handle.session.scalars(query)]
+
     def lock_for_device(self, device_id: str) -> builtins.list[CertificateRecord]:
         """A device's certificates, oldest first, locked until the transaction ends.
 

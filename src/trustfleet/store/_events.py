@@ -183,6 +183,54 @@ class EventRepository:
             query = query.where(row.occurred_at < check.aware(until, name="until"))
         return [_record(r) for r in self._handle.session.scalars(query)]
 
+    def page(
+        self,
+        *,
+        types: tuple[str, ...] | None = None,
+        type_prefix: str | None = None,
+        actor: str | None = None,
+        subject: str | None = None,
+        outcome: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        newest_first: bool = True,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> builtins.list[SecurityEventRecord]:
+        """A page of events by id (newest first unless told), every given filter applied.
+
+        Args:
+            types: Only events of these types.
+            type_prefix: Only events whose type starts with this (wildcards match themselves).
+            actor: Only events by this actor.
+            subject: Only events about this subject.
+            outcome: Only events with this outcome.
+            since: Only events at or after this time.
+            until: Only events before this time.
+            newest_first: Descending ids (True) or log order (False).
+            limit: Most events to return (1 to 1000).
+            offset: Events to skip.
+
+        Raises:
+            InvalidInput: The page is out of range or a time is naive.
+        """
+        limit, offset = check.page(limit=limit, offset=offset)
+        row = SecurityEventRow
+        order = row.id.desc() if newest_first else row.id.asc()
+        query = select(row).order_by(order).limit(limit).offset(offset)
+        if types is not None:
+            query = query.where(row.type.in_(types))
+        if type_prefix:
+            query = query.where(row.type.startswith(type_prefix, autoescape=True))
+        for column, value in ((row.actor, actor), (row.subject, subject), (row.outcome, outcome)):
+            if value is not None:
+                query = query.where(column == value)
+        if since is not None:
+            query = query.where(row.occurred_at >= check.aware(since, name="since"))
+        if until is not None:
+            query = query.where(row.occurred_at < check.aware(until, name="until"))
+        return [_record(r) for r in self._handle.session.scalars(query)]
+
     def last_about(self, subject: str, *, types: Collection[str]) -> SecurityEventRecord | None:
         """The newest event about ``subject`` whose type is one of ``types``, or None.
 

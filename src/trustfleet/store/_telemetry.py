@@ -118,6 +118,35 @@ class TelemetryRepository:
         )
         return [_record(row) for row in self._handle.session.connection().execute(query)]
 
+    def page_for_device(
+        self,
+        device_id: str,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> builtins.list[TelemetryRecord]:
+        """A device's rows, newest first, received in ``[since, until)`` when given.
+
+        Raises:
+            InvalidInput: The page is out of range or a time is naive.
+        """
+        limit, offset = check.page(limit=limit, offset=offset)
+        t = self._table
+        query = (
+            select(t)
+            .where(t.c.device_id == device_id)
+            .order_by(t.c.received_at.desc(), t.c.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        if since is not None:
+            query = query.where(t.c.received_at >= check.aware(since, name="since"))
+        if until is not None:
+            query = query.where(t.c.received_at < check.aware(until, name="until"))
+        return [_record(row) for row in self._handle.session.connection().execute(query)]
+
     def count(self, *, device_id: str | None = None) -> int:
         """How many rows there are, optionally of one device."""
         query = select(func.count()).select_from(self._table)

@@ -13,11 +13,14 @@ from trustfleet.store._attestation import AttestationRepository
 from trustfleet.store._audit import AuditRepository
 from trustfleet.store._campaigns import CampaignRepository
 from trustfleet.store._certificates import CertificateRepository
+from trustfleet.store._commands import CommandRepository
 from trustfleet.store._crls import CrlRepository
 from trustfleet.store._devices import DeviceRepository
 from trustfleet.store._engine import _SQLITE_BEGIN_OPTION
 from trustfleet.store._errors import translate
 from trustfleet.store._events import MAX_EVENT_DETAILS_BYTES, EventRepository
+from trustfleet.store._inventory import InventoryRepository
+from trustfleet.store._operators import OperatorRepository
 from trustfleet.store._releases import ReleaseRepository
 from trustfleet.store._session import SessionHandle
 from trustfleet.store._telemetry import TelemetryRepository
@@ -38,6 +41,9 @@ class Transaction:
         campaigns: Update campaigns and their devices.
         attestation: AKs, challenges, verdicts and device quarantine.
         audit: The audit log's Merkle tree: hash tiles, signed checkpoints, cosignatures.
+        operators: Operators, passkeys, API tokens, console sessions, login throttling.
+        commands: Commands sent to devices and their results.
+        inventory: The fleet inventory and its counts (read queries over devices).
     """
 
     def __init__(self, handle: SessionHandle, *, max_event_details_bytes: int) -> None:
@@ -50,6 +56,9 @@ class Transaction:
         self.campaigns = CampaignRepository(handle)
         self.attestation = AttestationRepository(handle)
         self.audit = AuditRepository(handle)
+        self.operators = OperatorRepository(handle)
+        self.commands = CommandRepository(handle)
+        self.inventory = InventoryRepository(handle)
 
 
 class UnitOfWork:
