@@ -20,9 +20,9 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.middleware import Middleware
 from starlette.routing import Mount, Route
 
 from trustfleet.audit.context import event_context

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 from urllib.parse import quote
 
 from markupsafe import Markup
@@ -186,7 +186,7 @@ def device_routes(console: Console) -> list[BaseRoute]:
     def device(ctx: Ctx) -> Response:
         device_id = ctx.path["device_id"]
         detail = device_detail(ctx.rt, device_id)
-        values = {
+        values: dict[str, Any] = {
             "detail": detail,
             "attestation": attestation_status(ctx.rt, device_id, limit=_DETAIL_ROWS),
             "events": inventory.device_events(ctx.rt, device_id, limit=_DETAIL_ROWS, cursor=None),

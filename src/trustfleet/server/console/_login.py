@@ -12,7 +12,7 @@ from __future__ import annotations
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from trustfleet.errors import InvalidInput
+from trustfleet.errors import InvalidInput, Unauthenticated
 from trustfleet.server.console._session import clear_cookie, set_cookie
 from trustfleet.server.console._web import Console, Ctx, see_other
 from trustfleet.services import auth
@@ -62,11 +62,11 @@ def login_routes(console: Console) -> list[BaseRoute]:
                 ctx.rt,
                 login=_field(ctx, "login"),
                 password=_field(ctx, "password"),
-                origin=ctx.client,
+                origin=ctx.origin,
                 now=ctx.now,
             )
-        except auth.Unauthenticated as exc:
-            return ctx.render("login.html", status=401, failed=exc.message)
+        except Unauthenticated as exc:
+            return ctx.render("login.html", status_code=401, failed=exc.message)
         return _next(ctx, step)
 
     @page(None, stages=_STEPS)
@@ -78,10 +78,10 @@ def login_routes(console: Console) -> list[BaseRoute]:
         secret = ctx.secret or ""
         try:
             step = auth.verify_totp(ctx.rt, secret, _field(ctx, "code"), now=ctx.now)
-        except auth.Unauthenticated as exc:
+        except Unauthenticated as exc:
             if exc.code == "auth.session":
                 raise
-            return ctx.render("mfa.html", status=401, failed=exc.message)
+            return ctx.render("mfa.html", status_code=401, failed=exc.message)
         return _next(ctx, step)
 
     @page(None, stages=_STEPS)
@@ -116,7 +116,7 @@ def login_routes(console: Console) -> list[BaseRoute]:
     @page(None)
     def password(ctx: Ctx) -> Response:
         if ctx.form.get("new") != ctx.form.get("again"):
-            return ctx.render("password.html", status=400, failed="the two passwords differ")
+            return ctx.render("password.html", status_code=400, failed="the two passwords differ")
         change_password(
             ctx.rt,
             login=ctx.session.principal.login,
@@ -138,9 +138,7 @@ def login_routes(console: Console) -> list[BaseRoute]:
     @page(None)
     def passkey_add(ctx: Ctx) -> Response:
         name = ctx.query.get("name", "passkey")[:64] or "passkey"
-        auth.finish_passkey_registration(
-            ctx.rt, ctx.secret or "", ctx.body, name=name, now=ctx.now
-        )
+        auth.finish_passkey_registration(ctx.rt, ctx.secret or "", ctx.body, name=name, now=ctx.now)
         return JSONResponse({"next": "/console/account?done=passkey"})
 
     @page(None, stages=frozenset({"password", "mfa-enroll", "full"}))

@@ -5,7 +5,7 @@ an admin the operators (add with a one-time password, disable, enable, reset MFA
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 from urllib.parse import quote
 
 from starlette.responses import Response
@@ -52,7 +52,11 @@ def user_routes(console: Console) -> list[BaseRoute]:
     def tokens(ctx: Ctx) -> Response:
         mine = list_tokens(ctx.rt, owner=ctx.session.principal.login, limit=PAGE_SIZE)
         return ctx.render(
-            "tokens.html", page=mine, ttls=TOKEN_TTLS_S, roles=rbac.ROLES, done=ctx.query.get("done")
+            "tokens.html",
+            page=mine,
+            ttls=TOKEN_TTLS_S,
+            roles=rbac.ROLES,
+            done=ctx.query.get("done"),
         )
 
     @page("tokens.own")
@@ -73,11 +77,13 @@ def user_routes(console: Console) -> list[BaseRoute]:
         admin = rbac.allowed(principal.role, "users.manage")
         owner = None if admin else principal.login
         revoke_token(ctx.rt, ctx.path["token_id"], now=ctx.now, owner=owner)
-        return see_other("/console/users" if ctx.form.get("back") == "users" else "/console/tokens?done=revoked")
+        return see_other(
+            "/console/users" if ctx.form.get("back") == "users" else "/console/tokens?done=revoked"
+        )
 
     @page("users.read")
     def users(ctx: Ctx) -> Response:
-        values = {
+        values: dict[str, Any] = {
             "operators": operators.list_operators(ctx.rt, limit=PAGE_SIZE),
             "tokens": list_tokens(ctx.rt, owner=None, limit=PAGE_SIZE),
             "roles": rbac.OPERATOR_ROLES,

@@ -58,7 +58,10 @@ Stage = Literal["password", "mfa-enroll", "full"]
 TEMPLATES: Final = Path(__file__).with_name("templates")
 _MAX_BODY_BYTES: Final = 64 * 1024
 _MAX_FIELDS: Final = 64
-_STEP_PAGES: Final[dict[str, str]] = {"password": "/console/mfa", "mfa-enroll": "/console/mfa/enroll"}
+_STEP_PAGES: Final[dict[str, str]] = {
+    "password": "/console/mfa",
+    "mfa-enroll": "/console/mfa/enroll",
+}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -73,7 +76,8 @@ class Ctx:
     view: SessionView | None
     secret: str | None
     now: datetime
-    client: str = field(default="unknown")
+    origin: str = field(default="unknown")
+    """The request for the events it appends: ``https POST /console/login from ip:port``."""
 
     @property
     def rt(self) -> Runtime:
@@ -86,8 +90,8 @@ class Ctx:
             raise Unauthenticated("no session", code="auth.session")
         return self.view
 
-    def render(self, template: str, *, status: int = 200, **values: Any) -> HTMLResponse:
-        return self.console.render(template, view=self.view, status=status, **values)
+    def render(self, template: str, *, status_code: int = 200, **values: Any) -> HTMLResponse:
+        return self.console.render(template, view=self.view, status_code=status_code, **values)
 
 
 Handler = Callable[[Ctx], Response]
@@ -112,7 +116,7 @@ class Console:
         self.env.globals["query"] = _query
 
     def render(
-        self, template: str, *, view: SessionView | None, status: int = 200, **values: Any
+        self, template: str, *, view: SessionView | None, status_code: int = 200, **values: Any
     ) -> HTMLResponse:
         """``template`` with ``values``, the session and what its role may do."""
         role = view.principal.role if view and view.stage == "full" else ""
@@ -120,9 +124,10 @@ class Console:
             view=view,
             csrf=view.csrf_token if view else "",
             can=lambda permission: rbac.allowed(role, permission),
+            status_code=status_code,
             **values,
         )
-        return HTMLResponse(html, status_code=status)
+        return HTMLResponse(html, status_code=status_code)
 
     def page(
         self,
@@ -146,7 +151,7 @@ class Console:
                         view=None,
                         secret=session_secret(request),
                         now=self.clock(),
-                        client=_client(request),
+                        origin=f"https {request.method} {request.url.path} from {_client(request)}",
                     )
                     rule = _Rule(permission=permission, stages=stages, public=public)
                     return await run_in_threadpool(self._run, handler, ctx, request, rule)
@@ -175,8 +180,7 @@ class Console:
                 if request.method == "POST":
                     check_csrf(view, ctx.form.get(CSRF_FIELD) or request.headers.get(CSRF_HEADER))
             operator = view.principal.actor if view else None
-            origin = f"https {request.method} {request.url.path} from {ctx.client}"
-            with event_context(origin=origin, operator=operator):
+            with event_context(origin=ctx.origin, operator=operator):
                 return handler(_with_view(ctx, view))
         except TrustFleetError as exc:
             return self.error(request, exc, view=view)
@@ -195,7 +199,7 @@ class Console:
         if request.url.path.endswith(".json") or request.headers.get(CSRF_HEADER):
             doc = {"detail": exc.message, "code": exc.code or exc.category}
             return JSONResponse(doc, status_code=status)
-        return self.render("error.html", view=view, status=status, error=exc, status_code=status)
+        return self.render("error.html", view=view, status_code=status, error=exc)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
