@@ -13,77 +13,58 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import logging
-from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
-from trustfleet import rbac
-from trustfleet.audit.context import current_operator
 from trustfleet.errors import PermissionDenied, Unauthenticated
 from trustfleet.services import _passwords as passwords
 from trustfleet.services import _throttle as throttle
-from trustfleet.services._sessions import LiveSession, csrf_of, idle_deadline, live_session
+from trustfleet.services._auth_core import (
+    LoginStep,
+    Principal,
+    SessionView,
+    first_stage,
+    login_event,
+    login_failed,
+    step_of,
+    view_of,
+)
+from trustfleet.services._auth_passkeys import (
+    finish_passkey_login,
+    finish_passkey_registration,
+    passkey_login_options,
+    passkey_registration_options,
+)
+from trustfleet.services._auth_totp import (
+    begin_totp_enrollment,
+    confirm_totp_enrollment,
+    verify_totp,
+)
+from trustfleet.services._sessions import LiveSession, live_session
 from trustfleet.services._sessions import open_session as _open_session
 from trustfleet.services.api_tokens import parse_token
 
 if TYPE_CHECKING:
     from trustfleet.services.runtime import Runtime
-    from trustfleet.store import OperatorRecord, SessionStage, Transaction
+    from trustfleet.store import OperatorCredentials, Transaction
 
 __all__ = [
     "LoginStep",
     "Principal",
     "SessionView",
     "authenticate_token",
+    "begin_totp_enrollment",
     "check_csrf",
+    "confirm_totp_enrollment",
+    "finish_passkey_login",
+    "finish_passkey_registration",
     "login_password",
     "logout",
+    "passkey_login_options",
+    "passkey_registration_options",
     "session_view",
+    "verify_totp",
 ]
-
-logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Principal:
-    """Who makes a request, and with which role."""
-
-    operator_id: int
-    login: str
-    role: str
-    """A :mod:`trustfleet.rbac` role; a token's own role."""
-    via: Literal["session", "token"]
-    token_id: str | None = None
-
-    @property
-    def actor(self) -> str:
-        """The events' actor: ``operator:<login>`` (``… token:<id>`` for a token)."""
-        if self.token_id is None:
-            return f"operator:{self.login}"
-        return f"operator:{self.login} token:{self.token_id}"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SessionView:
-    """A live console session as the console and the API see it."""
-
-    principal: Principal
-    stage: SessionStage
-    csrf_token: str
-    """HMAC-SHA256(key=session secret, b"trustfleet csrf v1"), base64url."""
-    expires_at: datetime
-    """The absolute timeout."""
-    idle_expires_at: datetime
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LoginStep:
-    """The result of a login step: the new cookie value and the session it names."""
-
-    session_secret: str
-    view: SessionView
-
 
 _INVALID_TOKEN = "invalid or expired credentials"  # noqa: S105  # a message
 
@@ -116,25 +97,6 @@ def authenticate_token(rt: Runtime, presented: str, *, now: datetime) -> Princip
             operator_id=owner.id, login=owner.login, role=token.role, via="token",
             token_id=token.id,
         )  # fmt: skip
-
-
-def view_of(live: LiveSession, rt: Runtime) -> SessionView:
-    """The :class:`SessionView` of a live session."""
-    operator = live.operator
-    return SessionView(
-        principal=Principal(
-            operator_id=operator.id, login=operator.login, role=operator.role, via="session"
-        ),
-        stage=live.session.stage,
-        csrf_token=csrf_of(live.secret),
-        expires_at=live.session.expires_at,
-        idle_expires_at=idle_deadline(live.session, rt.settings.operators),
-    )
-
-
-def step_of(live: LiveSession, rt: Runtime) -> LoginStep:
-    """The :class:`LoginStep` of a newly opened session."""
-    return LoginStep(session_secret=live.secret, view=view_of(live, rt))
 
 
 def session_view(rt: Runtime, session_secret: str, *, now: datetime) -> SessionView:
@@ -171,34 +133,13 @@ def check_csrf(view: SessionView, presented: str | None) -> None:
         )
 
 
-def first_stage(operator: OperatorRecord) -> SessionStage:
-    """The stage after the password: a second factor if one is set up (or the role needs one)."""
-    if operator.mfa_enabled:
-        return "password"
-    return "mfa-enroll" if operator.role in rbac.MFA_REQUIRED_ROLES else "full"
-
-
-def login_event(
-    tx: Transaction, login: str, *, outcome: str, details: dict[str, str], now: datetime
-) -> None:
-    """Append an ``operator.login`` event (never a password, code or secret)."""
-    if outcome != "ok":
-        logger.warning("login refused for %r: %s", login[:64], details.get("reason"))
-    tx.events.append(
-        type="operator.login", actor=current_operator(), subject=f"operator:{login[:64]}",
-        details=details, now=now, outcome=outcome,
-    )  # fmt: skip
-
-
-def login_failed() -> Unauthenticated:
-    """The one error of every failed login."""
-    return Unauthenticated("login failed", code="auth.login")
-
-
 def login_password(
     rt: Runtime, *, login: str, password: str, origin: str, now: datetime
 ) -> LoginStep:
     """Check a login and password; open a session at the first stage.
+
+    Every failure is counted (per login and per client address) and committed before the error
+    is raised; while a key is locked even the right password fails.
 
     Raises:
         Unauthenticated: "login failed" (code ``auth.login``) for an unknown login, a wrong
@@ -207,41 +148,45 @@ def login_password(
     settings = rt.settings.operators
     keys = throttle.keys_for(login, origin)
     with rt.uow.begin() as tx:
-        locked = throttle.locked_keys(tx, keys, now=now)
+        locked = bool(throttle.locked_keys(tx, keys, now=now))
         creds = None if len(login) > 64 else tx.operators.credentials(login)
-        if locked or creds is None:
-            passwords.dummy_verify(settings)
-            right = False
-        else:
-            right = passwords.verify_password(settings, creds.password_hash, password)
-        reason = (
-            "locked" if locked else
-            "unknown login" if creds is None else
-            "wrong password" if not right else
-            "disabled" if creds.operator.disabled else None
-        )  # fmt: skip
-        if reason is not None or creds is None:
-            if not locked:
-                throttle.record_failure(tx, keys, settings=settings, now=now)
-            login_event(tx, login, outcome="refused", details={"reason": str(reason)}, now=now)
-            step = None
-        else:
+        reason = _password_refusal(rt, creds, password, locked=locked)
+        if reason is None and creds is not None:
             tx.operators.clear_throttle(keys[0])
-            changes: dict[str, object] = {"last_login_at": now}
-            if passwords.needs_rehash(settings, creds.password_hash):
-                changes["password_hash"] = passwords.hash_password(settings, password)
-            operator = tx.operators.update(login, now=now, **changes)
-            stage = first_stage(operator)
-            live = _open_session(
-                tx, operator, stage=stage, origin=origin, now=now, settings=settings
-            )
-            login_event(
-                tx, login, outcome="ok", details={"stage": stage, "factor": "password"}, now=now
-            )
-            step = step_of(live, rt)
-    if step is None:
-        raise login_failed()  # after the commit: the failure is counted
-    return step
+            return _open_first(rt, tx, creds, password=password, origin=origin, now=now)
+        if not locked:
+            throttle.record_failure(tx, keys, settings=settings, now=now)
+        login_event(tx, login, outcome="refused", details={"reason": str(reason)}, now=now)
+    raise login_failed()  # after the commit: the failure is counted
+
+
+def _password_refusal(
+    rt: Runtime, creds: OperatorCredentials | None, password: str, *, locked: bool
+) -> str | None:
+    """Why a password login fails (None: it succeeds); one argon2 verification in every case."""
+    settings = rt.settings.operators
+    if locked or creds is None:
+        passwords.dummy_verify(settings)
+        return "locked" if locked else "unknown login"
+    if not passwords.verify_password(settings, creds.password_hash, password):
+        return "wrong password"
+    return "disabled" if creds.operator.disabled else None
+
+
+def _open_first(
+    rt: Runtime, tx: Transaction, creds: OperatorCredentials, *, password: str, origin: str,
+    now: datetime,
+) -> LoginStep:  # fmt: skip
+    settings = rt.settings.operators
+    login = creds.operator.login
+    changes: dict[str, object] = {"last_login_at": now}
+    if passwords.needs_rehash(settings, creds.password_hash):
+        changes["password_hash"] = passwords.hash_password(settings, password)
+    operator = tx.operators.update(login, now=now, **changes)
+    stage = first_stage(operator)
+    live = _open_session(tx, operator, stage=stage, origin=origin, now=now, settings=settings)
+    login_event(tx, login, outcome="ok", details={"stage": stage, "factor": "password"}, now=now)
+    return step_of(live, rt)
 
 
 def logout(rt: Runtime, session_secret: str, *, now: datetime) -> None:
