@@ -8,8 +8,9 @@ SameSite=Strict keeps it off cross-site requests. It has no Max-Age: the server 
 
 Every POST carries the session's CSRF token: a hidden form field ``csrf`` or, for the
 console's own ``fetch`` calls, the ``X-CSRF-Token`` header, checked by ``check_csrf``. POSTs
-must also come from the console's own origin (``Origin`` header, which browsers send on every
-POST), which covers the login form, posted before there is a session.
+must also come from the console's own origin (``Origin``, or ``Sec-Fetch-Site`` where the
+referrer policy makes the Origin ``null``), which covers the login form, posted before there
+is a session.
 """
 
 from __future__ import annotations
@@ -64,10 +65,16 @@ def public_origin(public_url: str) -> str:
 
 
 def check_origin(request: Request, expected: str) -> None:
-    """Refuse a POST whose ``Origin`` is missing or another site's.
+    """Refuse a POST that its browser does not say came from the console's own origin.
+
+    ``Origin`` must be the console's; a browser that sends ``Origin: null`` (it does for a form
+    post under ``Referrer-Policy: no-referrer``) must say ``Sec-Fetch-Site: same-origin``.
 
     Raises:
         PermissionDenied: Code ``auth.csrf``.
     """
-    if request.headers.get("origin") != expected:
+    origin = request.headers.get("origin")
+    site = request.headers.get("sec-fetch-site")
+    same = origin == expected or (origin in (None, "null") and site == "same-origin")
+    if not same or site not in (None, "same-origin"):
         raise PermissionDenied("the request did not come from the console", code="auth.csrf")
