@@ -72,7 +72,9 @@ class ConsoleSession:
     def add_operator(self, role: str) -> Operator:
         login = f"{role.replace('-', '')}{secrets.token_hex(3)}"
         password = secrets.token_urlsafe(PASSWORD_CHARS)
-        add_operator(self.fleet.srv.runtime, login=login, role=role, password=password, now=utc_now())
+        add_operator(
+            self.fleet.srv.runtime, login=login, role=role, password=password, now=utc_now()
+        )
         return Operator(login=login, password=password, role=role)
 
     def password_step(self, who: Operator) -> None:

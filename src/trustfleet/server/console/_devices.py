@@ -94,6 +94,11 @@ class _Action:
     title: str
     explain: str
     run: Callable[[Ctx, str], str]  # returns the notice shown after it
+    when: Callable[[str, bool], bool]  # offered for (device state, quarantined)
+
+
+def _live(state: str, _quarantined: bool) -> bool:
+    return state == "enrolled"
 
 
 def _revoke(ctx: Ctx, device_id: str) -> str:
@@ -136,30 +141,35 @@ ACTIONS: Final[dict[str, _Action]] = {
         explain="Every valid certificate of the device is revoked (CRL and OCSP), its broker "
         "connection is cut and reconnects are refused. This cannot be undone.",
         run=_revoke,
+        when=lambda state, _q: state not in ("revoked", "decommissioned"),
     ),
     "quarantine": _Action(
         permission="devices.quarantine",
         title="Quarantine",
         explain="The device's broker access shrinks to its update and attestation topics.",
         run=_quarantine,
+        when=lambda state, q: state == "enrolled" and not q,
     ),
     "lift": _Action(
         permission="devices.quarantine",
         title="Lift the quarantine",
         explain="The device's broker access is whole again.",
         run=_lift,
+        when=lambda _state, q: q,
     ),
     "attest": _Action(
         permission="devices.attest",
         title="Re-attest",
         explain="The device is sent a fresh TPM challenge; its verdict appears on its page.",
         run=_attest,
+        when=_live,
     ),
     "ping": _Action(
         permission="devices.command",
         title="Ping",
         explain="The device is asked to answer a ping; the result appears under Commands.",
         run=_ping,
+        when=_live,
     ),
 }
 
