@@ -11,6 +11,7 @@ from __future__ import annotations
 import secrets
 import ssl
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import httpx
@@ -118,13 +119,25 @@ class ConsoleSession:
         return self.page.locator("input[name=csrf]").first.get_attribute("value") or ""
 
 
+@contextmanager
+def _session(fleet: SimFleet, pool: BrowserPool) -> Iterator[ConsoleSession]:
+    context = pool.context(fleet.srv.home / "public" / "root-ca.pem")
+    context.set_default_timeout(UI_TIMEOUT_MS)
+    try:
+        yield ConsoleSession(fleet=fleet, context=context, page=context.new_page())
+    finally:
+        context.close()
+
+
 @pytest.fixture
 def console(console_fleet: SimFleet, browsers: BrowserPool) -> Iterator[ConsoleSession]:  # noqa: F811
     """A fresh browser context (no cookies) with one page on the fleet's console."""
-    root_ca = console_fleet.srv.home / "public" / "root-ca.pem"
-    context = browsers.context(root_ca)
-    context.set_default_timeout(UI_TIMEOUT_MS)
-    try:
-        yield ConsoleSession(fleet=console_fleet, context=context, page=context.new_page())
-    finally:
-        context.close()
+    with _session(console_fleet, browsers) as session:
+        yield session
+
+
+@pytest.fixture
+def other_console(console_fleet: SimFleet, browsers: BrowserPool) -> Iterator[ConsoleSession]:  # noqa: F811
+    """A second, separate browser context (another operator at the same time)."""
+    with _session(console_fleet, browsers) as session:
+        yield session
