@@ -1,8 +1,14 @@
-"""``trustfleet device …``: list, show, revoke devices and re-open their enrollment."""
+"""``trustfleet device …``: the inventory, one device, revocation, re-opened enrollment, and
+commands (``ping``, ``report``) with their results."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import json
+import re
+import time
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import typer
 from rich.table import Table
@@ -16,13 +22,19 @@ from trustfleet.cli._common import (
     now,
     present_done,
     present_page,
+    stderr,
 )
 from trustfleet.cli._options import CursorOpt, DeviceArg, HomeOpt, JsonOpt, LimitOpt
+from trustfleet.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from trustfleet.services.inventory import InventoryRow
+    from trustfleet.store import DeviceCommandRecord
 
 __all__ = ["app"]
 
 app = typer.Typer(
-    help="Inspect and revoke devices; re-open an enrolled device's enrollment.",
+    help="Inspect and revoke devices; re-open an enrolled device's enrollment; send commands.",
     no_args_is_help=True,
 )
 
@@ -41,29 +53,102 @@ def _cert_row(rec: Any) -> dict[str, Any]:
     }
 
 
+_EXPIRY = re.compile(r"(\d{1,5})([hd])")
+MAX_WAIT_S: Final = 300
+"""Longest ``device command --wait``."""
+POLL_S: Final = 0.5
+"""How often ``--wait`` reads the store for the answer."""
+
+
+def _within(text: str | None) -> timedelta | None:
+    """``--expires-within``: ``7d`` or ``12h``."""
+    if text is None:
+        return None
+    match = _EXPIRY.fullmatch(text.strip())
+    if match is None:
+        raise InvalidInput(
+            f"'{text[:20]}' is not a duration", hint="use e.g. 7d or 12h", code="cli.duration"
+        )
+    return timedelta(**{"days" if match.group(2) == "d" else "hours": int(match.group(1))})
+
+
+def _when(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _inventory_row(row: InventoryRow) -> dict[str, Any]:
+    d = row.device
+    verdict = {True: "ok", False: "failed", None: "none"}[row.attestation_ok]
+    return {
+        "id": d.id, "model": d.model, "state": d.state, "created_at": d.created_at.isoformat(),
+        "firmware_version": d.firmware_version, "last_seen_at": _when(d.last_seen_at),
+        "online": row.online, "cert_not_after": _when(row.cert_not_after),
+        "attestation": verdict, "attested_at": _when(row.attested_at),
+        "quarantined": row.quarantined, "slot": row.slot,
+    }  # fmt: skip
+
+
+def _inventory_cells(r: Mapping[str, Any]) -> tuple[str, ...]:
+    flags = ("online" if r["online"] else "offline") + (" quarantined" if r["quarantined"] else "")
+    return (
+        r["id"], r["model"], r["state"], r["firmware_version"] or "-",
+        (r["last_seen_at"] or "never")[:19], flags, (r["cert_not_after"] or "-")[:10],
+        r["attestation"],
+    )  # fmt: skip
+
+
 @app.command("list")
 def list_devices(
     home: HomeOpt,
     state: Annotated[
         str | None, typer.Option("--state", help="Only devices in this state.")
     ] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Only this model.")] = None,
+    firmware: Annotated[
+        str | None, typer.Option("--firmware", help="Only devices that run this release.")
+    ] = None,
+    online: Annotated[
+        bool | None,
+        typer.Option("--online/--offline", help="Only devices heard from lately (or not)."),
+    ] = None,
+    quarantined: Annotated[
+        bool | None,
+        typer.Option("--quarantined/--not-quarantined", help="Only quarantined devices (or not)."),
+    ] = None,
+    attestation: Annotated[
+        str | None,
+        typer.Option("--attestation", help="Newest verdict: ok, failed or none."),
+    ] = None,
+    expires_within: Annotated[
+        str | None,
+        typer.Option("--expires-within", help="Only LDevIDs ending within this, e.g. 7d."),
+    ] = None,
+    search: Annotated[str | None, typer.Option("--search", help="Id substring.")] = None,
+    sort: Annotated[
+        str, typer.Option("--sort", help="id, last_seen, cert_expiry, state, model (-: desc).")
+    ] = "id",
     limit: LimitOpt = 1000,
     cursor: CursorOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """List devices ordered by id, one page at a time."""
-    from trustfleet.services.queries import list_devices as query
+    """List the inventory, one page at a time: state, firmware, last seen, online, LDevID
+    expiry, attestation and quarantine of each device."""
+    from trustfleet.services.inventory import InventoryFilter, list_inventory
 
+    at = now()
+    within = _within(expires_within)
+    filters = InventoryFilter(
+        state=state, model=model, firmware_version=firmware, online=online,
+        quarantined=quarantined, attestation=attestation,  # type: ignore[arg-type]  # checked
+        cert_expires_before=None if within is None else at + within, search=search,
+    )  # fmt: skip
     with command_runtime(home) as rt:
-        page = query(rt, state=state, limit=limit, cursor=cursor)
-    rows = [
-        {"id": d.id, "model": d.model, "state": d.state, "created_at": d.created_at.isoformat()}
-        for d in page.items
-    ]
+        page = list_inventory(rt, filters=filters, sort=sort, limit=limit, cursor=cursor, now=at)
     present_page(
-        "devices", rows, next_cursor=page.next_cursor, json_out=json_out,
-        table=Table("device", "model", "state", "registered"),
-        cells=lambda r: (r["id"], r["model"], r["state"], r["created_at"]),
+        "devices", [_inventory_row(r) for r in page.items], next_cursor=page.next_cursor,
+        json_out=json_out, cells=_inventory_cells,
+        table=Table("device", "model", "state", "firmware", "last seen", "online", "cert expiry",
+                    "attestation"),
     )  # fmt: skip
 
 
@@ -143,3 +228,80 @@ def reopen(
     again = " (it was open already)" if done.already_open else ""
     line = f"device [bold]{device_id}[/] may enroll once with its IDevID until {doc['expires_at']}"
     present_done(doc, json_out=json_out, line=line + again)
+
+
+def _command_doc(c: DeviceCommandRecord) -> dict[str, Any]:
+    return {
+        "id": c.id, "device_id": c.device_id, "name": c.name, "args": dict(c.args),
+        "actor": c.actor, "state": c.state, "sent_at": c.sent_at.isoformat(), "ok": c.ok,
+        "result": None if c.result is None else dict(c.result),
+        "answered_at": _when(c.answered_at),
+    }  # fmt: skip
+
+
+@app.command("command")
+def command(
+    home: HomeOpt,
+    device_id: DeviceArg,
+    name: Annotated[str, typer.Argument(help="ping or report.")],
+    wait: Annotated[
+        str | None,
+        typer.Option("--wait", help="Wait this long for the answer and print it, e.g. 10s."),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Send a command to an enrolled device (the server must be running).
+
+    Without --wait it prints the command id; 'device commands DEVICE' shows the answer later.
+    Exits 1 when --wait ends without an answer.
+    """
+    from trustfleet.ota.campaign_rules import parse_duration
+    from trustfleet.services.commands import get_device_command, send_device_command
+
+    wait_s = None if wait is None else min(parse_duration(wait), MAX_WAIT_S)
+    with device_runtime(home) as rt:
+        sent = send_device_command(rt, device_id, name, {}, now=now())  # type: ignore[arg-type]  # checked
+        deadline = time.monotonic() + (wait_s or 0)
+        record = sent
+        while wait_s is not None and record.state == "sent" and time.monotonic() < deadline:
+            time.sleep(POLL_S)  # polls the store for the ingest's answer, bounded by --wait
+            record = get_device_command(rt, sent.id)
+    doc = _command_doc(record)
+    if json_out:
+        emit_json(doc)
+    elif record.state == "answered":
+        verdict = "[green]ok[/]" if record.ok else "[red]failed[/]"
+        console.print(f"{name} {device_id}: {verdict} {_one_line(doc['result'])}")
+    else:
+        console.print(f"[green]✓[/] sent {name} to [bold]{device_id}[/]: command {record.id}")
+    if wait_s is not None and record.state != "answered":
+        stderr.print(f"no answer from {device_id} within {wait_s} s (command {record.id})")
+        raise typer.Exit(1)
+
+
+@app.command("commands")
+def commands(
+    home: HomeOpt,
+    device_id: DeviceArg,
+    limit: LimitOpt = 50,
+    cursor: CursorOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """List the commands sent to a device and their answers, newest first."""
+    from trustfleet.services.commands import list_device_commands
+
+    with device_runtime(home) as rt:
+        page = list_device_commands(rt, device_id, limit=limit, cursor=cursor)
+    present_page(
+        "commands", [_command_doc(c) for c in page.items], next_cursor=page.next_cursor,
+        json_out=json_out, table=Table("command", "name", "state", "ok", "sent", "by", "result"),
+        cells=lambda r: (
+            r["id"], r["name"], r["state"], {True: "yes", False: "no", None: "-"}[r["ok"]],
+            r["sent_at"][:19], r["actor"], _one_line(r["result"])[:60],
+        ),
+    )  # fmt: skip
+
+
+def _one_line(value: Any) -> str:
+    """A JSON value on one line (``-`` for None)."""
+    return "-" if value is None else json.dumps(value, sort_keys=True, separators=(",", ":"))

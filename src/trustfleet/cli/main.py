@@ -26,6 +26,8 @@ from trustfleet.cli import (
     release,
     server,
     sim,
+    token,
+    user,
     witness,
 )
 from trustfleet.cli._argv import normalise_flags, tidy_help
@@ -53,6 +55,8 @@ app.add_typer(attest.app, name="attest")
 app.add_typer(audit.app, name="audit")
 app.add_typer(sim.app, name="sim")
 app.add_typer(witness.app, name="witness")
+app.add_typer(user.app, name="user")
+app.add_typer(token.app, name="token")
 app.command("demo")(demo)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -45,10 +46,21 @@ def init(
         int,
         typer.Option("--mqtt-port", min=1, max=65535, help="MQTT (TLS) port for the config."),
     ] = 8883,
+    admin_password_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--admin-password-file",
+            help="The first operator's ('admin') password, first line of this file (default: "
+            "a one-time password printed once).",
+        ),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Create a new server home: tokens, CA hierarchy, TLS certificates, store, config."""
-    from trustfleet.services.home import HomeOptions, init_server_home
+    """Create a new server home: tokens, CA hierarchy, TLS certificates, store, config, and the
+    first operator 'admin' (who must change its password at the first login)."""
+    from trustfleet.cli.user import read_password_file
+    from trustfleet.services.first_admin import create_server_home
+    from trustfleet.services.home import HomeOptions
 
     options = HomeOptions(
         organization=name,
@@ -57,20 +69,37 @@ def init(
         ip_addresses=tuple(ip or ()),
         store_url=store_url,
         mqtt_port=mqtt_port,
+        admin_password=read_password_file(admin_password_file) if admin_password_file else None,
     )
     removed = f"nothing was kept: the partly made home {home} was removed"
     with (
         interruptible(lambda: removed),
         console.status("Creating tokens, CA keys and certificates…", spinner="dots"),
     ):
-        settings = init_server_home(home, options=options, now=now())
-    summary = _summary(settings)
+        made = create_server_home(home, options=options, now=now())
+    settings = made.settings
+    summary = {**_summary(settings), "admin_login": "admin"}
+    if made.admin_password is not None:
+        summary["admin_password"] = made.admin_password
     if json_out:
         emit_json(summary)
         return
     console.print(f"[green]✓[/] server home created at [bold]{settings.home}[/]")
     console.print(f"  trust bundle: {summary['ca_bundle']}")
+    _print_admin(made.admin_password)
     console.print(f"  next: trustfleet server run --home {home}")
+
+
+def _print_admin(one_time: str | None) -> None:
+    if one_time is None:
+        console.print("  first operator: admin (the password from --admin-password-file)")
+    else:
+        console.print(
+            f"  first operator: admin, one-time password {one_time} (shown once; to be "
+            "changed at the first login)",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _summary(settings: Any) -> dict[str, Any]:

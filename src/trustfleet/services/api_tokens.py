@@ -30,12 +30,29 @@ __all__ = [
     "list_tokens",
     "may_mint",
     "parse_token",
+    "parse_ttl",
     "revoke_token",
 ]
 
 TOKEN_PATTERN: Final = re.compile(r"tf_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
 """An API token: ``tf_``, the 12-character id, ``_``, the 43-character secret."""
 _MAX_NAME_CHARS: Final = 64
+_TTL = re.compile(r"([0-9]{1,9})([smhd]?)")
+_TTL_UNIT_S: Final = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+
+def parse_ttl(text: str) -> int:
+    """A token lifetime such as ``"30d"``, ``"12h"``, ``"30m"``, ``"90s"`` (or plain seconds).
+
+    Raises:
+        InvalidInput: It is not one (code ``token.ttl``).
+    """
+    match = _TTL.fullmatch(text.strip())
+    if match is None:
+        raise InvalidInput(
+            f"'{text[:40]}' is not a lifetime", hint="e.g. 30d, 12h, 30m or 90s", code="token.ttl"
+        )
+    return int(match[1]) * _TTL_UNIT_S[match[2]]
 
 
 def format_token(token_id: str, secret: str) -> str:

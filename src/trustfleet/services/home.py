@@ -26,7 +26,7 @@ import ipaddress
 import os
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -66,6 +66,8 @@ from trustfleet.pki import (
     make_root_ca,
 )
 from trustfleet.services._certs import record_certificate
+from trustfleet.services._passwords import generate_password
+from trustfleet.services.operators import add_first_admin
 from trustfleet.services.ota import init_repository
 from trustfleet.settings import ServerSettings, save_server_settings
 from trustfleet.store import UnitOfWork, create_engine, migrate
@@ -98,6 +100,7 @@ class HomeOptions:
     store_url: str | None = None
     module: str | None = None
     mqtt_port: int = 8883
+    admin_password: str | None = field(default=None, repr=False)  # the first admin's (or made)
 
 
 def init_server_home(home: Path, *, options: HomeOptions, now: datetime) -> ServerSettings:
@@ -198,14 +201,9 @@ def _build_home(
         vkey = verifier_key(settings.audit.origin, ED25519, audit_key.public_bytes_raw())
         write_atomic(home / AUDIT_VKEY_FILE, (vkey + "\n").encode("ascii"))
         _finish_home(
-            home,
-            settings=settings,
-            options=options,
-            issuers=issuers,
-            ips=ips,
-            service=service,
+            home, settings=settings, options=options, issuers=issuers, ips=ips, service=service,
             now=now,
-        )
+        )  # fmt: skip
     finally:
         for session in sessions:
             session.close()
@@ -237,6 +235,8 @@ def _finish_home(
         _record(
             UnitOfWork(engine), issuers=issuers, servers={**servers, "service": service}, now=now
         )
+        password = options.admin_password or generate_password()  # see create_server_home
+        add_first_admin(UnitOfWork(engine), settings.operators, password=password, now=now)
     finally:
         engine.dispose()
     init_repository(settings, now=now)  # OTA tokens and keys, the TUF repository (docs/ota.md)

@@ -19,10 +19,13 @@ from trustfleet.services.queries import Page, parse_cursor
 
 if TYPE_CHECKING:
     from trustfleet.services.runtime import Runtime
-    from trustfleet.store import JSON, OperatorRecord, Transaction
+    from trustfleet.settings.sections import OperatorSettings
+    from trustfleet.store import JSON, OperatorRecord, Transaction, UnitOfWork
 
 __all__ = [
+    "FIRST_ADMIN",
     "LOGIN_PATTERN",
+    "add_first_admin",
     "add_operator",
     "change_password",
     "check_login",
@@ -37,6 +40,8 @@ __all__ = [
 
 LOGIN_PATTERN: Final = re.compile(r"[a-z][a-z0-9._-]{0,63}")
 """A login: lower case letter, then up to 63 lower case letters, digits, '.', '_', '-'."""
+FIRST_ADMIN: Final = "admin"
+"""The operator ``server init`` creates."""
 
 
 def check_login(login: str) -> str:
@@ -88,19 +93,44 @@ def add_operator(
         InvalidInput: A bad login, role or password.
         Conflict: The login is taken.
     """
+    one_time = passwords.generate_password() if password is None else None
+    record = _add(
+        rt.uow, rt.settings.operators, login=login, role=role,
+        password=password if password is not None else str(one_time),
+        must_change_password=password is None, now=now,
+    )  # fmt: skip
+    return record, one_time
+
+
+def add_first_admin(
+    uow: UnitOfWork, settings: OperatorSettings, *, password: str, now: datetime
+) -> OperatorRecord:
+    """The first operator of a new home, :data:`FIRST_ADMIN` (role ``admin``); it must change
+    its password at the first login.
+
+    Raises:
+        InvalidInput: The password is too short or too long.
+    """
+    return _add(
+        uow, settings, login=FIRST_ADMIN, role="admin", password=password,
+        must_change_password=True, now=now,
+    )  # fmt: skip
+
+
+def _add(
+    uow: UnitOfWork, settings: OperatorSettings, *, login: str, role: str, password: str,
+    must_change_password: bool, now: datetime,
+) -> OperatorRecord:  # fmt: skip
     check_login(login)
     check_operator_role(role)
-    one_time = passwords.generate_password() if password is None else None
-    chosen = passwords.check_new_password(password) if password is not None else one_time
-    assert chosen is not None  # noqa: S101  # one of the two is set
-    password_hash = passwords.hash_password(rt.settings.operators, chosen)
-    with rt.uow.begin() as tx:
+    password_hash = passwords.hash_password(settings, passwords.check_new_password(password))
+    with uow.begin() as tx:
         record = tx.operators.add(
             login=login, role=role, password_hash=password_hash,
-            must_change_password=password is None, now=now,
+            must_change_password=must_change_password, now=now,
         )  # fmt: skip
         _event(tx, "operator.added", login, now=now, details={"role": role})
-    return record, one_time
+    return record
 
 
 def list_operators(rt: Runtime, *, limit: int, cursor: str | None = None) -> Page[OperatorRecord]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from trustfleet.configfile import ConfigModel
 
@@ -186,3 +186,9 @@ class OperatorSettings(ConfigModel):
     """A console session ends this long after the login whatever happens."""
     token_max_ttl_s: int = Field(default=90 * 86_400, ge=60, le=366 * 86_400)
     """Longest lifetime of an API token."""
+
+    @model_validator(mode="after")
+    def _enough_memory_per_lane(self) -> OperatorSettings:
+        if self.argon2_memory_kib < 8 * self.argon2_parallelism:
+            raise ValueError("argon2_memory_kib must be at least 8 KiB per lane (parallelism)")
+        return self

@@ -18,7 +18,8 @@ from datetime import datetime
 from pathlib import Path
 
 from trustfleet.errors import Unavailable
-from trustfleet.services.home import HomeOptions, init_server_home
+from trustfleet.services.first_admin import create_server_home
+from trustfleet.services.home import HomeOptions
 from trustfleet.services.runtime import Runtime
 from trustfleet.settings import ServerSettings, load_server_settings, update_server_settings
 from trustfleet.sim.overrides import Changes
@@ -74,6 +75,7 @@ class SimServer:
         self.workers = workers
         self.process: ManagedProcess | None = None
         self._runtime: Runtime | None = None
+        self.admin_password: str | None = None  # the first admin's one-time one, from create()
 
     @classmethod
     def create(
@@ -96,10 +98,12 @@ class SimServer:
         options = HomeOptions(
             organization=organization, api_port=api_port, mqtt_port=mqtt_port, store_url=store_url
         )
-        init_server_home(home, options=options, now=now)
+        made = create_server_home(home, options=options, now=now)
         if overrides:
             update_server_settings(home, overrides)
-        return cls(home, api_port=api_port, mqtt_port=mqtt_port, log=log)
+        server = cls(home, api_port=api_port, mqtt_port=mqtt_port, log=log)
+        server.admin_password = made.admin_password
+        return server
 
     def __repr__(self) -> str:
         return f"<SimServer {self.home} {self.process!r}>"

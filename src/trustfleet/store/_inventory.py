@@ -250,13 +250,12 @@ class InventoryRepository:
             .limit(20)
         )
         inv = _enriched()
-        verdicts = {
-            state: cast(int, conn.scalar(
-                select(func.count()).select_from(inv)
-                .where(_attestation_is(inv.c.attestation_ok, inv.c.attested_at, state))
-            ))
-            for state in ("ok", "failed", "none")
-        }  # fmt: skip
+        verdict = case(
+            (inv.c.attested_at.is_(None), "none"), (inv.c.attestation_ok, "ok"), else_="failed"
+        ).label("verdict")
+        verdicts = dict.fromkeys(("ok", "failed", "none"), 0)
+        for state, count in conn.execute(select(verdict, func.count()).group_by(verdict)):
+            verdicts[state] = int(count)
         since = check.aware(seen_since, name="seen_since")
         online = conn.scalar(select(func.count()).where(_D.c.last_seen_at >= since))
         quarantined = conn.scalar(select(func.count()).where(_D.c.quarantined_at.is_not(None)))
