@@ -100,6 +100,11 @@ class ConsoleSession:
         expect(self.page).to_have_url(self.base + "/console/")
         return totp
 
+    def bystander(self) -> str:
+        """A device no test revokes (the fleet tests revoke the one playing "revoked")."""
+        victim = self.fleet.device("revoked")
+        return next(d for d in self.fleet.device_ids if d != victim)
+
     def cookie(self) -> dict[str, object]:
         (cookie,) = [c for c in self.context.cookies() if c["name"] == "__Host-tf_session"]
         return dict(cookie)

@@ -55,7 +55,7 @@ def test_an_auditor_reads_but_gets_403_on_an_action(console: ConsoleSession) -> 
     auditor = console.add_operator("auditor")
     console.password_step(auditor)  # a read-only role: no second factor required
     expect(console.page).to_have_url(console.base + "/console/")
-    device = console.fleet.device_ids[0]
+    device = console.bystander()
     assert console.goto(f"/console/devices/{device}") == 200
     expect(console.page.locator(".actions a")).to_have_count(0)
     assert console.goto(f"/console/devices/{device}/revoke") == 403
@@ -67,7 +67,7 @@ def test_an_auditor_reads_but_gets_403_on_an_action(console: ConsoleSession) -> 
 def test_a_post_without_the_csrf_token_is_refused(console: ConsoleSession) -> None:
     admin = console.add_operator("admin")
     console.login_with_totp(admin)
-    device = console.fleet.device_ids[0]
+    device = console.bystander()
     path = f"/console/devices/{device}/quarantine"
     for form, origin in (
         ({"reason": "test"}, None),  # no token
