@@ -4,6 +4,8 @@ inventory filter form, the Origin rule for POSTs."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -17,8 +19,11 @@ from trustfleet.server._headers import CONTENT_SECURITY_POLICY, SecurityHeaders
 from trustfleet.server.console._charts import bar_chart, line_chart
 from trustfleet.server.console._devices import inventory_filter
 from trustfleet.server.console._session import check_origin, public_origin
+from trustfleet.server.console._web import Console
+from trustfleet.services.queries import Page
 
 ORIGIN = "https://localhost:8443"
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 @pytest.mark.parametrize("chart", [bar_chart, line_chart], ids=["bar", "line"])
@@ -116,3 +121,14 @@ def test_a_post_from_the_console_passes(headers: dict[str, str]) -> None:
 def test_a_post_from_elsewhere_is_refused(headers: dict[str, str]) -> None:
     with pytest.raises(PermissionDenied):
         check_origin(_request(headers), ORIGIN)
+
+
+def test_a_list_page_links_its_next_page_with_its_filters() -> None:
+    settings = SimpleNamespace(api=SimpleNamespace(public_url=ORIGIN))
+    console = Console(SimpleNamespace(settings=settings), clock=lambda: NOW)  # type: ignore[arg-type]
+    page = Page(items=(), next_cursor="25")
+    html = console.render(
+        "events.html", view=None, page=page, query={"type": "device."}, outcomes=("",)
+    )
+    body = bytes(html.body).decode()
+    assert 'href="/console/events?type=device.&amp;cursor=25"' in body

@@ -174,45 +174,39 @@ ACTIONS: Final[dict[str, _Action]] = {
 }
 
 
+def _devices(ctx: Ctx) -> Response:
+    rows = inventory.list_inventory(
+        ctx.rt,
+        filters=inventory_filter(ctx.query),
+        sort=ctx.query.get("sort") or "id",
+        limit=PAGE_SIZE,
+        cursor=ctx.query.get("cursor") or None,
+        now=ctx.now,
+    )
+    return ctx.render("devices.html", page=rows, query=ctx.query, sorts=inventory.INVENTORY_SORTS)
+
+
+def _device(ctx: Ctx) -> Response:
+    device_id = ctx.path["device_id"]
+    telemetry = inventory.device_telemetry(
+        ctx.rt, device_id, since=None, until=None, limit=_CHART_POINTS, cursor=None
+    ).items
+    values: dict[str, Any] = {
+        "detail": device_detail(ctx.rt, device_id),
+        "attestation": attestation_status(ctx.rt, device_id, limit=_DETAIL_ROWS),
+        "events": inventory.device_events(ctx.rt, device_id, limit=_DETAIL_ROWS, cursor=None),
+        "telemetry": telemetry,
+        "commands": list_device_commands(ctx.rt, device_id, limit=_DETAIL_ROWS, cursor=None),
+        "actions": ACTIONS,
+        "chart": telemetry_chart(telemetry),
+        "done": ctx.query.get("done"),
+    }
+    return ctx.render("device.html", **values)
+
+
 def device_routes(console: Console) -> list[BaseRoute]:
     """The inventory, a device's page, and one confirm + POST route per action."""
     page = console.page
-
-    @page("fleet.read")
-    def devices(ctx: Ctx) -> Response:
-        rows = inventory.list_inventory(
-            ctx.rt,
-            filters=inventory_filter(ctx.query),
-            sort=ctx.query.get("sort") or "id",
-            limit=PAGE_SIZE,
-            cursor=ctx.query.get("cursor") or None,
-            now=ctx.now,
-        )
-        return ctx.render(
-            "devices.html", page=rows, query=ctx.query, sorts=inventory.INVENTORY_SORTS
-        )
-
-    @page("fleet.read")
-    def device(ctx: Ctx) -> Response:
-        device_id = ctx.path["device_id"]
-        detail = device_detail(ctx.rt, device_id)
-        values: dict[str, Any] = {
-            "detail": detail,
-            "attestation": attestation_status(ctx.rt, device_id, limit=_DETAIL_ROWS),
-            "events": inventory.device_events(ctx.rt, device_id, limit=_DETAIL_ROWS, cursor=None),
-            "telemetry": inventory.device_telemetry(
-                ctx.rt, device_id, since=None, until=None, limit=1, cursor=None
-            ),
-            "commands": list_device_commands(ctx.rt, device_id, limit=_DETAIL_ROWS, cursor=None),
-            "actions": ACTIONS,
-            "chart": telemetry_chart(
-                inventory.device_telemetry(
-                    ctx.rt, device_id, since=None, until=None, limit=_CHART_POINTS, cursor=None
-                ).items
-            ),
-            "done": ctx.query.get("done"),
-        }
-        return ctx.render("device.html", **values)
 
     def confirm_route(name: str, action: _Action) -> list[BaseRoute]:
         @page(action.permission)
@@ -235,8 +229,8 @@ def device_routes(console: Console) -> list[BaseRoute]:
         return [Route(path, confirm, methods=["GET"]), Route(path, run, methods=["POST"])]
 
     routes: list[BaseRoute] = [
-        Route("/devices", devices, methods=["GET"]),
-        Route("/devices/{device_id}", device, methods=["GET"]),
+        Route("/devices", page("fleet.read")(_devices), methods=["GET"]),
+        Route("/devices/{device_id}", page("fleet.read")(_device), methods=["GET"]),
     ]
     for name, action in ACTIONS.items():
         routes += confirm_route(name, action)

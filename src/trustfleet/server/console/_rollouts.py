@@ -34,49 +34,45 @@ _CONTROLS: Final[dict[str, Callable[..., CampaignRecord]]] = {
 
 def progress_doc(status: CampaignStatus) -> dict[str, Any]:
     """A campaign's progress as JSON for the page's poller (counts only, no device data)."""
-    return {
-        "state": status.campaign.state,
-        "current_wave": status.campaign.current_wave,
-        "finished": status.finished,
-        "failures": status.failures,
-        "failure_rate": status.failure_rate,
-        "states": dict(status.states),
-        "waves": [
-            {"wave": w.wave, "percent": w.percent, "size": w.size, "states": dict(w.states)}
-            for w in status.waves
-        ],
-    }
+    counts = {name: getattr(status, name) for name in ("finished", "failures", "failure_rate")}
+    waves = [
+        {"wave": w.wave, "percent": w.percent, "size": w.size, "states": dict(w.states)}
+        for w in status.waves
+    ]
+    campaign = status.campaign
+    state = {"state": campaign.state, "current_wave": campaign.current_wave}
+    return {**state, **counts, "states": dict(status.states), "waves": waves}
 
 
 def _cursor(ctx: Ctx) -> str | None:
     return ctx.query.get("cursor") or None
 
 
+def _releases(ctx: Ctx) -> Response:
+    rows = list_releases(ctx.rt, limit=PAGE_SIZE, cursor=_cursor(ctx))
+    return ctx.render("releases.html", page=rows, query=ctx.query)
+
+
+def _campaign_list(ctx: Ctx) -> Response:
+    rows = list_campaigns(ctx.rt, limit=PAGE_SIZE, cursor=_cursor(ctx))
+    return ctx.render("campaigns.html", page=rows, query=ctx.query)
+
+
+def _campaign(ctx: Ctx) -> Response:
+    status = campaign_status(ctx.rt, ctx.path["campaign_id"], limit=_STATUS_DEVICES)
+    return ctx.render(
+        "campaign.html", status=status, controls=_CONTROLS, done=ctx.query.get("done")
+    )
+
+
+def _progress(ctx: Ctx) -> Response:
+    status = campaign_status(ctx.rt, ctx.path["campaign_id"], limit=1)
+    return JSONResponse(progress_doc(status))
+
+
 def rollout_routes(console: Console) -> list[BaseRoute]:
     """Releases, campaigns, a campaign's page and JSON progress, and its controls."""
     page = console.page
-
-    @page("releases.read")
-    def releases(ctx: Ctx) -> Response:
-        rows = list_releases(ctx.rt, limit=PAGE_SIZE, cursor=_cursor(ctx))
-        return ctx.render("releases.html", page=rows, query=ctx.query)
-
-    @page("campaigns.read")
-    def campaign_list(ctx: Ctx) -> Response:
-        rows = list_campaigns(ctx.rt, limit=PAGE_SIZE, cursor=_cursor(ctx))
-        return ctx.render("campaigns.html", page=rows, query=ctx.query)
-
-    @page("campaigns.read")
-    def campaign(ctx: Ctx) -> Response:
-        status = campaign_status(ctx.rt, ctx.path["campaign_id"], limit=_STATUS_DEVICES)
-        return ctx.render(
-            "campaign.html", status=status, controls=_CONTROLS, done=ctx.query.get("done")
-        )
-
-    @page("campaigns.read")
-    def progress(ctx: Ctx) -> Response:
-        status = campaign_status(ctx.rt, ctx.path["campaign_id"], limit=1)
-        return JSONResponse(progress_doc(status))
 
     def control(name: str, step: Callable[..., CampaignRecord]) -> Route:
         @page("campaigns.manage")
@@ -89,9 +85,9 @@ def rollout_routes(console: Console) -> list[BaseRoute]:
         return Route("/campaigns/{campaign_id}/" + name, run, methods=["POST"])
 
     return [
-        Route("/releases", releases, methods=["GET"]),
-        Route("/campaigns", campaign_list, methods=["GET"]),
-        Route("/campaigns/{campaign_id}.json", progress, methods=["GET"]),
-        Route("/campaigns/{campaign_id}", campaign, methods=["GET"]),
+        Route("/releases", page("releases.read")(_releases), methods=["GET"]),
+        Route("/campaigns", page("campaigns.read")(_campaign_list), methods=["GET"]),
+        Route("/campaigns/{campaign_id}.json", page("campaigns.read")(_progress), methods=["GET"]),
+        Route("/campaigns/{campaign_id}", page("campaigns.read")(_campaign), methods=["GET"]),
         *(control(name, step) for name, step in _CONTROLS.items()),
     ]

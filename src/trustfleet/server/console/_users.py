@@ -44,60 +44,60 @@ def _ttl_s(ctx: Ctx) -> int:
     return TOKEN_TTLS_S[label]
 
 
+def _tokens(ctx: Ctx) -> Response:
+    mine = list_tokens(ctx.rt, owner=ctx.session.principal.login, limit=PAGE_SIZE)
+    return ctx.render(
+        "tokens.html",
+        page=mine,
+        ttls=TOKEN_TTLS_S,
+        roles=rbac.ROLES,
+        done=ctx.query.get("done"),
+    )
+
+
+def _token_create(ctx: Ctx) -> Response:
+    record, secret = create_token(
+        ctx.rt,
+        owner=ctx.session.principal.login,
+        name=_name(ctx, "name"),
+        role=_name(ctx, "role"),
+        ttl_s=_ttl_s(ctx),
+        now=ctx.now,
+    )
+    return ctx.render("token_created.html", token=record, secret=secret)
+
+
+def _token_revoke(ctx: Ctx) -> Response:
+    principal = ctx.session.principal
+    admin = rbac.allowed(principal.role, "users.manage")
+    owner = None if admin else principal.login
+    revoke_token(ctx.rt, ctx.path["token_id"], now=ctx.now, owner=owner)
+    return see_other(
+        "/console/users" if ctx.form.get("back") == "users" else "/console/tokens?done=revoked"
+    )
+
+
+def _users(ctx: Ctx) -> Response:
+    values: dict[str, Any] = {
+        "operators": operators.list_operators(ctx.rt, limit=PAGE_SIZE),
+        "tokens": list_tokens(ctx.rt, owner=None, limit=PAGE_SIZE),
+        "roles": rbac.OPERATOR_ROLES,
+        "steps": _OPERATOR_STEPS,
+        "done": ctx.query.get("done"),
+    }
+    return ctx.render("users.html", **values)
+
+
+def _user_add(ctx: Ctx) -> Response:
+    record, one_time = operators.add_operator(
+        ctx.rt, login=_name(ctx, "login"), role=_name(ctx, "role"), password=None, now=ctx.now
+    )
+    return ctx.render("user_added.html", operator=record, password=one_time)
+
+
 def user_routes(console: Console) -> list[BaseRoute]:
     """Tokens (one's own) and operators (users.read to see them, users.manage to change)."""
     page = console.page
-
-    @page("tokens.own")
-    def tokens(ctx: Ctx) -> Response:
-        mine = list_tokens(ctx.rt, owner=ctx.session.principal.login, limit=PAGE_SIZE)
-        return ctx.render(
-            "tokens.html",
-            page=mine,
-            ttls=TOKEN_TTLS_S,
-            roles=rbac.ROLES,
-            done=ctx.query.get("done"),
-        )
-
-    @page("tokens.own")
-    def token_create(ctx: Ctx) -> Response:
-        record, secret = create_token(
-            ctx.rt,
-            owner=ctx.session.principal.login,
-            name=_name(ctx, "name"),
-            role=_name(ctx, "role"),
-            ttl_s=_ttl_s(ctx),
-            now=ctx.now,
-        )
-        return ctx.render("token_created.html", token=record, secret=secret)
-
-    @page("tokens.own")
-    def token_revoke(ctx: Ctx) -> Response:
-        principal = ctx.session.principal
-        admin = rbac.allowed(principal.role, "users.manage")
-        owner = None if admin else principal.login
-        revoke_token(ctx.rt, ctx.path["token_id"], now=ctx.now, owner=owner)
-        return see_other(
-            "/console/users" if ctx.form.get("back") == "users" else "/console/tokens?done=revoked"
-        )
-
-    @page("users.read")
-    def users(ctx: Ctx) -> Response:
-        values: dict[str, Any] = {
-            "operators": operators.list_operators(ctx.rt, limit=PAGE_SIZE),
-            "tokens": list_tokens(ctx.rt, owner=None, limit=PAGE_SIZE),
-            "roles": rbac.OPERATOR_ROLES,
-            "steps": _OPERATOR_STEPS,
-            "done": ctx.query.get("done"),
-        }
-        return ctx.render("users.html", **values)
-
-    @page("users.manage")
-    def user_add(ctx: Ctx) -> Response:
-        record, one_time = operators.add_operator(
-            ctx.rt, login=_name(ctx, "login"), role=_name(ctx, "role"), password=None, now=ctx.now
-        )
-        return ctx.render("user_added.html", operator=record, password=one_time)
 
     def user_step(name: str, step: Callable[..., OperatorRecord]) -> Route:
         @page("users.manage")
@@ -109,10 +109,10 @@ def user_routes(console: Console) -> list[BaseRoute]:
         return Route("/users/{login}/" + name, run, methods=["POST"])
 
     return [
-        Route("/tokens", tokens, methods=["GET"]),
-        Route("/tokens", token_create, methods=["POST"]),
-        Route("/tokens/{token_id}/revoke", token_revoke, methods=["POST"]),
-        Route("/users", users, methods=["GET"]),
-        Route("/users", user_add, methods=["POST"]),
+        Route("/tokens", page("tokens.own")(_tokens), methods=["GET"]),
+        Route("/tokens", page("tokens.own")(_token_create), methods=["POST"]),
+        Route("/tokens/{token_id}/revoke", page("tokens.own")(_token_revoke), methods=["POST"]),
+        Route("/users", page("users.read")(_users), methods=["GET"]),
+        Route("/users", page("users.manage")(_user_add), methods=["POST"]),
         *(user_step(name, step) for name, step in _OPERATOR_STEPS.items()),
     ]

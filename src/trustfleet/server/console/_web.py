@@ -113,7 +113,7 @@ class Console:
         self.env.filters["when"] = _when
         self.env.globals["bar_chart"] = bar_chart
         self.env.globals["line_chart"] = line_chart
-        self.env.globals["query"] = _query
+        self.env.globals["with_query"] = _query
 
     def render(
         self, template: str, *, view: SessionView | None, status_code: int = 200, **values: Any
