@@ -82,6 +82,9 @@ def test_a_campaign_advances_on_its_page(console: ConsoleSession) -> None:
     expect(console.page).to_have_url(f"{console.base}/console/campaigns/{campaign.id}?done=resume")
     expect(console.page.locator("#campaign-finished")).to_have_text(str(len(devices)))
     assert set(fleet.firmware(devices).values()) == {V2}
+    console.goto(f"/console/devices/{devices[0]}")  # the update is in the device's history
+    expect(console.page.locator("#updates")).to_contain_text("ota.update.committed")
+    expect(console.page.locator("#updates")).to_contain_text(campaign.id)
 
 
 def _silent(fleet: SimFleet, victim: str) -> bool:

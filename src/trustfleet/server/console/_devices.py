@@ -28,9 +28,9 @@ from trustfleet.services.attestation import (
     quarantine,
 )
 from trustfleet.services.commands import list_device_commands, send_device_command
-from trustfleet.services.queries import attestation_status, device_detail
+from trustfleet.services.queries import Page, attestation_status, device_detail
 from trustfleet.services.revocation import revoke_device
-from trustfleet.store import TelemetryRecord
+from trustfleet.store import SecurityEventRecord, TelemetryRecord
 
 __all__ = ["device_routes", "inventory_filter"]
 
@@ -186,6 +186,14 @@ def _devices(ctx: Ctx) -> Response:
     return ctx.render("devices.html", page=rows, query=ctx.query, sorts=inventory.INVENTORY_SORTS)
 
 
+def _updates(ctx: Ctx, device_id: str) -> Page[SecurityEventRecord]:
+    """The device's update events (``ota.update.<state>``, each naming its campaign)."""
+    return inventory.list_events(
+        ctx.rt, type_prefix="ota.", actor=None, subject=f"device:{device_id}", outcome=None,
+        since=None, until=None, limit=_DETAIL_ROWS, cursor=None,
+    )  # fmt: skip
+
+
 def _device(ctx: Ctx) -> Response:
     device_id = ctx.path["device_id"]
     telemetry = inventory.device_telemetry(
@@ -195,6 +203,7 @@ def _device(ctx: Ctx) -> Response:
         "detail": device_detail(ctx.rt, device_id),
         "attestation": attestation_status(ctx.rt, device_id, limit=_DETAIL_ROWS),
         "events": inventory.device_events(ctx.rt, device_id, limit=_DETAIL_ROWS, cursor=None),
+        "updates": _updates(ctx, device_id),
         "telemetry": telemetry,
         "commands": list_device_commands(ctx.rt, device_id, limit=_DETAIL_ROWS, cursor=None),
         "actions": ACTIONS,
