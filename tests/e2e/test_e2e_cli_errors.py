@@ -198,6 +198,21 @@ CASES: dict[str, tuple[str, str, str]] = {
     "witness-status-no-home": ("witness status --home {adir}", "no witness home", "witness init"),
     "witness-alerts-home-is-a-file":
         ("witness alerts --home {afile}", "is a file", "not a file"),
+    # user, token
+    "user-add-bad-login":
+        ("user add Bad! --role auditor --home {home}", "is not a login", "lower case"),
+    "user-add-bad-role":
+        ("user add carl --role root --home {home}", "not an operator role", "roles:"),
+    "user-add-password-file-is-a-dir":
+        ("user add carl --role auditor --password-file {adir} --home {home}", "cannot read",
+         "check the path"),
+    "user-set-role-token-only":
+        ("user set-role admin metrics --home {home}", "not an operator role", "roles:"),
+    "token-revoke-unknown":
+        ("token revoke 0123456789ab --home {home}", "not found", "token list"),
+    "token-create-bad-ttl":
+        ("token create --owner admin --name n --role admin --ttl forever --home {home}",
+         "not a lifetime", "30d"),
     # the root, and options every command shares
     "json-with-a-bad-value":
         ("device list --home {home} --json=maybe", "neither true nor false", "--json=false"),
@@ -218,7 +233,7 @@ def _same_mistake(
 CASES |= _same_mistake(
     ("device list", "device reopen dev-nosuchdevice", "ota status", "ota refresh-timestamp",
      "release list", "campaign list", "attest list", "factory provision --out {adir}",
-     "audit publish", "audit key"),
+     "audit publish", "audit key", "user list", "token list"),
     mistake="home-is-a-file", wrong="--home {afile}", message="is a file", hint="not a file",
 )  # fmt: skip
 CASES |= _same_mistake(
@@ -234,6 +249,12 @@ CASES |= _same_mistake(
      "attest run dev-nosuchdevice", "attest quarantine dev-nosuchdevice --reason x",
      "attest lift dev-nosuchdevice", "attest release dev-nosuchdevice"),
     mistake="unknown-id", wrong="--home {home}", message="not found", hint="device list",
+)  # fmt: skip
+CASES |= _same_mistake(
+    ("user disable nobody", "user enable nobody", "user reset-mfa nobody",
+     "user set-role nobody auditor", "token create --owner nobody --name n --role auditor",
+     "token list --owner nobody"),
+    mistake="unknown-login", wrong="--home {home}", message="not found", hint="user list",
 )  # fmt: skip
 
 

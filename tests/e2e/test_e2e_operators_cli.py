@@ -34,7 +34,8 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     home = tmp_path_factory.mktemp("operators") / "home"
     summary = _json(run_cli("server", "init", "--home", home, "--api-port", str(free_port()),
                             "--json"))  # fmt: skip
-    return summary | {"home_path": home}
+    made: dict[str, Any] = {**summary, "home_path": home}
+    return made
 
 
 @pytest.fixture

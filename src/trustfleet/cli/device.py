@@ -53,23 +53,29 @@ def _cert_row(rec: Any) -> dict[str, Any]:
     }
 
 
-_EXPIRY = re.compile(r"(\d{1,5})([hd])")
+_DURATION = re.compile(r"(\d{1,5})([smhd])")
+_UNITS: Final = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 MAX_WAIT_S: Final = 300
 """Longest ``device command --wait``."""
 POLL_S: Final = 0.5
 """How often ``--wait`` reads the store for the answer."""
 
 
-def _within(text: str | None) -> timedelta | None:
-    """``--expires-within``: ``7d`` or ``12h``."""
+def _duration(text: str | None, *, example: str) -> timedelta | None:
+    """A duration such as ``30s``, ``5m``, ``12h`` or ``7d`` (None stays None)."""
     if text is None:
         return None
-    match = _EXPIRY.fullmatch(text.strip())
+    match = _DURATION.fullmatch(text.strip())
     if match is None:
         raise InvalidInput(
-            f"'{text[:20]}' is not a duration", hint="use e.g. 7d or 12h", code="cli.duration"
+            f"'{text[:20]}' is not a duration", hint=f"use e.g. {example}", code="cli.duration"
         )
-    return timedelta(**{"days" if match.group(2) == "d" else "hours": int(match.group(1))})
+    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+def _within(text: str | None) -> timedelta | None:
+    """``--expires-within``: e.g. ``7d`` or ``12h``."""
+    return _duration(text, example="7d or 12h")
 
 
 def _when(value: datetime | None) -> str | None:
@@ -121,7 +127,7 @@ def list_devices(
     ] = None,
     expires_within: Annotated[
         str | None,
-        typer.Option("--expires-within", help="Only LDevIDs ending within this, e.g. 7d."),
+        typer.Option("--expires-within", help="LDevID ends within this (or ended), e.g. 7d."),
     ] = None,
     search: Annotated[str | None, typer.Option("--search", help="Id substring.")] = None,
     sort: Annotated[
@@ -246,7 +252,10 @@ def command(
     name: Annotated[str, typer.Argument(help="ping or report.")],
     wait: Annotated[
         str | None,
-        typer.Option("--wait", help="Wait this long for the answer and print it, e.g. 10s."),
+        typer.Option(
+            "--wait",
+            help="Wait up to this long (5m at most) for the answer, e.g. 10s.",
+        ),
     ] = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -255,10 +264,10 @@ def command(
     Without --wait it prints the command id; 'device commands DEVICE' shows the answer later.
     Exits 1 when --wait ends without an answer.
     """
-    from trustfleet.ota.campaign_rules import parse_duration
     from trustfleet.services.commands import get_device_command, send_device_command
 
-    wait_s = None if wait is None else min(parse_duration(wait), MAX_WAIT_S)
+    waiting = _duration(wait, example="10s or 1m")
+    wait_s = None if waiting is None else min(waiting.total_seconds(), MAX_WAIT_S)
     with device_runtime(home) as rt:
         sent = send_device_command(rt, device_id, name, {}, now=now())  # type: ignore[arg-type]  # checked
         deadline = time.monotonic() + (wait_s or 0)
@@ -275,7 +284,7 @@ def command(
     else:
         console.print(f"[green]✓[/] sent {name} to [bold]{device_id}[/]: command {record.id}")
     if wait_s is not None and record.state != "answered":
-        stderr.print(f"no answer from {device_id} within {wait_s} s (command {record.id})")
+        stderr.print(f"no answer from {device_id} within {wait_s:g} s (command {record.id})")
         raise typer.Exit(1)
 
 

@@ -7,8 +7,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from trustfleet.cli._common import command_runtime, console, now, present_done, present_page
+from trustfleet.cli._common import (
+    command_runtime,
+    console,
+    hint_for_missing,
+    now,
+    present_done,
+    present_page,
+)
 from trustfleet.cli._options import CursorOpt, HomeOpt, JsonOpt, LimitOpt
+from trustfleet.cli.user import OPERATOR_LIST_HINT
 
 if TYPE_CHECKING:
     from trustfleet.store import ApiTokenRecord
@@ -58,7 +66,7 @@ def create(
     """Create an API token and print it once (only its SHA-256 is kept)."""
     from trustfleet.services.api_tokens import create_token, parse_ttl
 
-    with command_runtime(home) as rt:
+    with command_runtime(home) as rt, hint_for_missing(OPERATOR_LIST_HINT):
         record, secret = create_token(
             rt, owner=owner, name=name, role=role, ttl_s=parse_ttl(ttl), now=now()
         )
@@ -80,7 +88,7 @@ def list_tokens(
     """List API tokens, newest first, one page at a time."""
     from trustfleet.services.api_tokens import list_tokens as query
 
-    with command_runtime(home) as rt:
+    with command_runtime(home) as rt, hint_for_missing(OPERATOR_LIST_HINT):
         page = query(rt, owner=owner, limit=limit, cursor=cursor)
     rows = [token_document(t) for t in page.items]
     present_page(
@@ -102,7 +110,10 @@ def revoke(
     """Revoke an API token: it stops working at once."""
     from trustfleet.services.api_tokens import revoke_token
 
-    with command_runtime(home) as rt:
+    with (
+        command_runtime(home) as rt,
+        hint_for_missing("see the tokens with 'trustfleet token list'"),
+    ):
         record = revoke_token(rt, token_id, now=now())
     present_done(
         token_document(record), json_out=json_out, line=f"token [bold]{token_id}[/] revoked"

@@ -8,7 +8,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from trustfleet.cli._common import command_runtime, console, now, present_done, present_page
+from trustfleet.cli._common import (
+    command_runtime,
+    console,
+    hint_for_missing,
+    now,
+    present_done,
+    present_page,
+)
 from trustfleet.cli._options import CursorOpt, HomeOpt, JsonOpt, LimitOpt
 from trustfleet.errors import InvalidInput
 from trustfleet.fileio import read_bounded
@@ -16,7 +23,7 @@ from trustfleet.fileio import read_bounded
 if TYPE_CHECKING:
     from trustfleet.store import OperatorRecord
 
-__all__ = ["app", "operator_document", "read_password_file"]
+__all__ = ["OPERATOR_LIST_HINT", "app", "operator_document", "read_password_file"]
 
 app = typer.Typer(
     help="Operator accounts: add, list, disable and enable, reset MFA, change roles.",
@@ -28,6 +35,7 @@ _ROLES_HELP = (
     "admin, security-officer, release-manager, fleet-operator, factory or auditor (see docs/api.md)"
 )
 _MAX_PASSWORD_FILE_BYTES = 1024
+OPERATOR_LIST_HINT = "see the operators with 'trustfleet user list'"
 
 
 def read_password_file(path: Path) -> str:
@@ -124,7 +132,7 @@ def _change(home: Path, login: str, *, json_out: bool, what: str, **kwargs: Any)
         "enabled": operators.enable_operator,
         "MFA reset": operators.reset_mfa,
     }
-    with command_runtime(home) as rt:
+    with command_runtime(home) as rt, hint_for_missing(OPERATOR_LIST_HINT):
         if what == "role changed":
             record = operators.set_role(rt, login, kwargs["role"], now=now())
         else:

@@ -65,6 +65,7 @@ def check_new_password(password: str) -> str:
         raise InvalidInput(
             f"a password must be {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_CHARS} characters "
             "without control characters",
+            hint="choose a passphrase of several words",
             code="operator.password.weak",
         )
     return password

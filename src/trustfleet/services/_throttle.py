@@ -90,5 +90,7 @@ def record_failure(
     """Count one failure under each of ``keys``."""
     for key in keys:
         tx.operators.put_throttle(
-            after_failure(tx.operators.throttle(key), key, settings=settings, now=now)
+            after_failure(
+                tx.operators.throttle(key, for_update=True), key, settings=settings, now=now
+            )
         )

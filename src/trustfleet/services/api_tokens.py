@@ -18,6 +18,7 @@ from trustfleet import rbac
 from trustfleet.audit.context import current_operator
 from trustfleet.errors import InvalidInput, NotFound, PermissionDenied
 from trustfleet.services.queries import Page, parse_cursor
+from trustfleet.services.queries import _page as page_of  # one way to page
 
 if TYPE_CHECKING:
     from trustfleet.services.runtime import Runtime
@@ -131,11 +132,10 @@ def list_tokens(
     offset = parse_cursor(cursor)
     with rt.uow.begin(read_only=True) as tx:
         operator_id = None if owner is None else tx.operators.require(owner).id
-        items = tx.operators.tokens(operator_id=operator_id, limit=limit, offset=offset)
-        more = len(items) == limit and bool(
-            tx.operators.tokens(operator_id=operator_id, limit=1, offset=offset + limit)
-        )
-    return Page(tuple(items), str(offset + limit) if more else None)
+        return page_of(
+            tx, lambda t, n, o: t.operators.tokens(operator_id=operator_id, limit=n, offset=o),
+            limit=limit, offset=offset,
+        )  # fmt: skip
 
 
 def revoke_token(

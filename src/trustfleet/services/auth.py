@@ -42,7 +42,7 @@ from trustfleet.services._auth_totp import (
 )
 from trustfleet.services._sessions import LiveSession, live_session
 from trustfleet.services._sessions import open_session as _open_session
-from trustfleet.services.api_tokens import parse_token
+from trustfleet.services.api_tokens import may_mint, parse_token
 
 if TYPE_CHECKING:
     from trustfleet.services.runtime import Runtime
@@ -90,6 +90,7 @@ def authenticate_token(rt: Runtime, presented: str, *, now: datetime) -> Princip
             or now >= token.expires_at
             or owner is None
             or owner.disabled
+            or not may_mint(owner.role, token.role)  # the owner's role was lowered since
         ):
             raise Unauthenticated(_INVALID_TOKEN, code="auth.unauthenticated")
         tx.operators.touch_token(token.id, now=now)
@@ -147,14 +148,24 @@ def login_password(
     """
     settings = rt.settings.operators
     keys = throttle.keys_for(login, origin)
-    with rt.uow.begin() as tx:
+    with rt.uow.begin(read_only=True) as tx:  # argon2 runs outside the write lock
         locked = bool(throttle.locked_keys(tx, keys, now=now))
         creds = None if len(login) > 64 else tx.operators.credentials(login)
-        reason = _password_refusal(rt, creds, password, locked=locked)
+    reason = _password_refusal(rt, creds, password, locked=locked)
+    rehashed = None
+    if (
+        reason is None
+        and creds is not None
+        and passwords.needs_rehash(settings, creds.password_hash)
+    ):
+        rehashed = passwords.hash_password(settings, password)
+    with rt.uow.begin() as tx:
+        if reason is None and throttle.locked_keys(tx, keys, now=now):
+            reason = "locked"  # by failures that came in meanwhile
         if reason is None and creds is not None:
             tx.operators.clear_throttle(keys[0])
-            return _open_first(rt, tx, creds, password=password, origin=origin, now=now)
-        if not locked:
+            return _open_first(rt, tx, creds, rehashed=rehashed, origin=origin, now=now)
+        if reason != "locked":
             throttle.record_failure(tx, keys, settings=settings, now=now)
         login_event(tx, login, outcome="refused", details={"reason": str(reason)}, now=now)
     raise login_failed()  # after the commit: the failure is counted
@@ -174,14 +185,14 @@ def _password_refusal(
 
 
 def _open_first(
-    rt: Runtime, tx: Transaction, creds: OperatorCredentials, *, password: str, origin: str,
-    now: datetime,
+    rt: Runtime, tx: Transaction, creds: OperatorCredentials, *, rehashed: str | None,
+    origin: str, now: datetime,
 ) -> LoginStep:  # fmt: skip
     settings = rt.settings.operators
     login = creds.operator.login
     changes: dict[str, object] = {"last_login_at": now}
-    if passwords.needs_rehash(settings, creds.password_hash):
-        changes["password_hash"] = passwords.hash_password(settings, password)
+    if rehashed is not None:  # made with the current [operators] argon2 parameters
+        changes["password_hash"] = rehashed
     operator = tx.operators.update(login, now=now, **changes)
     stage = first_stage(operator)
     live = _open_session(tx, operator, stage=stage, origin=origin, now=now, settings=settings)

@@ -13,9 +13,11 @@ from typing import TYPE_CHECKING, Final
 
 from trustfleet import rbac
 from trustfleet.audit.context import current_operator
-from trustfleet.errors import InvalidInput, Unauthenticated
+from trustfleet.errors import Conflict, InvalidInput, Unauthenticated
 from trustfleet.services import _passwords as passwords
+from trustfleet.services import _throttle as throttle
 from trustfleet.services.queries import Page, parse_cursor
+from trustfleet.services.queries import _page as page_of  # one way to page
 
 if TYPE_CHECKING:
     from trustfleet.services.runtime import Runtime
@@ -141,9 +143,9 @@ def list_operators(rt: Runtime, *, limit: int, cursor: str | None = None) -> Pag
     """
     offset = parse_cursor(cursor)
     with rt.uow.begin(read_only=True) as tx:
-        items = tx.operators.list(limit=limit, offset=offset)
-        more = len(items) == limit and bool(tx.operators.list(limit=1, offset=offset + limit))
-    return Page(tuple(items), str(offset + limit) if more else None)
+        return page_of(
+            tx, lambda t, n, o: t.operators.list(limit=n, offset=o), limit=limit, offset=offset
+        )
 
 
 def get_operator(rt: Runtime, login: str) -> OperatorRecord:
@@ -166,6 +168,7 @@ def disable_operator(rt: Runtime, login: str, *, now: datetime) -> OperatorRecor
         current = tx.operators.require(login)
         if current.disabled:
             return current
+        _keep_an_admin(tx, current)
         record = tx.operators.update(login, now=now, disabled_at=now)
         sessions = tx.operators.end_sessions(record.id, now=now)
         tokens = tx.operators.revoke_tokens(operator_id=record.id, now=now)
@@ -174,6 +177,20 @@ def disable_operator(rt: Runtime, login: str, *, now: datetime) -> OperatorRecor
             details={"sessions_ended": sessions, "tokens_revoked": tokens},
         )  # fmt: skip
         return record
+
+
+def _keep_an_admin(tx: Transaction, leaving: OperatorRecord) -> None:
+    """Refuse to disable or demote the last enabled admin (nobody could manage operators)."""
+    if (
+        leaving.role == "admin"
+        and not leaving.disabled
+        and tx.operators.count(role="admin", enabled_only=True) <= 1
+    ):
+        raise Conflict(
+            f"{leaving.login!r} is the last enabled admin",
+            hint="add or enable another admin first",
+            code="operator.last_admin",
+        )
 
 
 def enable_operator(rt: Runtime, login: str, *, now: datetime) -> OperatorRecord:
@@ -224,6 +241,7 @@ def set_role(rt: Runtime, login: str, role: str, *, now: datetime) -> OperatorRe
         current = tx.operators.require(login)
         if current.role == role:
             return current
+        _keep_an_admin(tx, current)
         record = tx.operators.update(login, now=now, role=role)
         tx.operators.end_sessions(record.id, now=now)
         _event(
@@ -236,20 +254,27 @@ def change_password(rt: Runtime, *, login: str, old: str, new: str, now: datetim
     """Change one's password (the old one must be right); clears ``must_change_password``.
 
     Raises:
-        Unauthenticated: The old password is wrong, or no such (enabled) operator (code
-            ``auth.login``).
+        Unauthenticated: The old password is wrong, or no such (enabled) operator, or the login
+            is locked (code ``auth.login``); a wrong password counts towards the lockout.
         InvalidInput: The new password is too short or too long, or equals the old one.
     """
     passwords.check_new_password(new)
     if new == old:
         raise InvalidInput("the new password equals the old one", code="operator.password.same")
     settings = rt.settings.operators
-    with rt.uow.begin(read_only=True) as tx:
+    key = throttle.keys_for(login, "")[0]
+    with rt.uow.begin(read_only=True) as tx:  # argon2 runs outside the write lock
         creds = tx.operators.credentials(login)
-    if creds is None or creds.operator.disabled:
+        locked = bool(throttle.locked_keys(tx, (key,), now=now))
+    if locked or creds is None or creds.operator.disabled:
         passwords.dummy_verify(settings)
-        raise Unauthenticated("login failed", code="auth.login")
-    if not passwords.verify_password(settings, creds.password_hash, old):
+        right = False
+    else:
+        right = passwords.verify_password(settings, creds.password_hash, old)
+    if not right:
+        if not locked:
+            with rt.uow.begin() as tx:
+                throttle.record_failure(tx, (key,), settings=settings, now=now)
         raise Unauthenticated("login failed", code="auth.login")
     new_hash = passwords.hash_password(settings, new)
     with rt.uow.begin() as tx:

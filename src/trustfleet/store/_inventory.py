@@ -62,7 +62,8 @@ class InventoryQuery:
         quarantined: Only quarantined devices (True) or only the others (False).
         attestation: Newest verdict passed (``ok``), failed (``failed``), or none stored.
         cert_expires_before: Only devices whose newest valid LDevID ends before this time.
-        search: Only device ids containing this text (LIKE wildcards match themselves).
+        search: Only device ids containing this text, ignoring case (``%`` and ``_`` match
+            themselves).
     """
 
     state: str | None = None
@@ -173,7 +174,7 @@ def _where(q: InventoryQuery, inv: sa.Subquery) -> builtins.list[sa.ColumnElemen
         before = check.aware(q.cert_expires_before, name="cert_expires_before")
         clauses.append(c.cert_not_after < before)
     if q.search:
-        clauses.append(c.id.contains(q.search, autoescape=True))
+        clauses.append(func.lower(c.id).contains(q.search.lower(), autoescape=True))
     return clauses
 
 

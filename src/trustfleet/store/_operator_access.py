@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, delete, select, update
 
+from trustfleet.errors import Conflict
 from trustfleet.store import _validate as check
 from trustfleet.store._operator_models import (
     OPERATOR_ROLE_VALUES,
@@ -165,22 +166,31 @@ class OperatorAccessMixin:
 
     # throttling
 
-    def throttle(self, key: str) -> ThrottleRecord | None:
-        """The failures counted under ``key``, or None."""
-        row = self._handle.session.get(LoginThrottleRow, key, with_for_update=True)
+    def throttle(self, key: str, *, for_update: bool = False) -> ThrottleRecord | None:
+        """The failures counted under ``key``, or None (its row locked, if asked, until the
+        transaction ends: not in a read-only one)."""
+        query = select(LoginThrottleRow).where(LoginThrottleRow.key == key)
+        if for_update:
+            query = query.with_for_update()
+        row = self._handle.session.scalars(query.execution_options(populate_existing=True)).first()
         return None if row is None else record_of(ThrottleRecord, row)
 
     def put_throttle(self, record: ThrottleRecord) -> None:
         """Store the failures counted under ``record.key`` (replacing what was there)."""
-        session = self._handle.session
-        row = session.get(LoginThrottleRow, record.key, with_for_update=True)
-        if row is None:
-            row = LoginThrottleRow(key=check.text(record.key, name="throttle key", max_chars=128))
-            session.add(row)
-        row.failures = record.failures
-        row.window_started_at = check.aware(record.window_started_at, name="window start")
-        row.locked_until = record.locked_until
-        session.flush()
+        values = {
+            "failures": record.failures,
+            "window_started_at": check.aware(record.window_started_at, name="window start"),
+            "locked_until": record.locked_until,
+        }
+        if self._update(LoginThrottleRow, LoginThrottleRow.key == record.key, **values):
+            return
+        row = LoginThrottleRow(key=check.text(record.key, name="throttle key", max_chars=128))
+        for name, value in values.items():
+            setattr(row, name, value)
+        try:
+            insert(self._handle.session, row, duplicate="throttle key taken")
+        except Conflict:  # another failure inserted it meanwhile: this one counts over it
+            self._update(LoginThrottleRow, LoginThrottleRow.key == record.key, **values)
 
     def clear_throttle(self, key: str) -> None:
         """Forget the failures counted under ``key``."""

@@ -121,9 +121,14 @@ class OperatorRepository(OperatorAccessMixin):
         rows = self._handle.session.execute(query.limit(limit).offset(offset))
         return [_record(row, count) for row, count in rows]
 
-    def count(self) -> int:
-        """How many operators there are."""
-        return self._handle.session.scalar(select(func.count()).select_from(OperatorRow)) or 0
+    def count(self, *, role: str | None = None, enabled_only: bool = False) -> int:
+        """How many operators there are (of one role, only enabled ones, if asked)."""
+        query = select(func.count()).select_from(OperatorRow)
+        if role is not None:
+            query = query.where(OperatorRow.role == role)
+        if enabled_only:
+            query = query.where(OperatorRow.disabled_at.is_(None))
+        return self._handle.session.scalar(query) or 0
 
     def update(self, login: str, *, now: datetime, **values: Any) -> OperatorRecord:
         """Change columns of an operator (``role``, ``password_hash``, ``must_change_password``,

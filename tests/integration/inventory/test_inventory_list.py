@@ -49,6 +49,7 @@ FILTERS: dict[str, tuple[dict[str, Any], Any]] = {
         lambda d: d.cert_not_after is not None and d.cert_not_after < SOON,
     ),
     "search": ({"search": "a000"}, lambda d: "a000" in d.id),
+    "search-ignores-case": ({"search": "A0000"}, lambda d: "a0000" in d.id),
     "search-percent-is-literal": ({"search": "100%"}, lambda d: d.id == "dev-100%"),
     "search-underscore-is-literal": ({"search": "v_u"}, lambda d: d.id == "dev_under1"),
     "combined": (

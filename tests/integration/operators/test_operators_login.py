@@ -260,3 +260,40 @@ def test_operators_are_managed_and_listed_in_pages(rt: Runtime) -> None:
     assert [e[2] for e in _events(rt, "operator.role_changed")] == [
         {"from": "auditor", "to": "fleet-operator"}
     ]
+
+
+def test_the_last_enabled_admin_is_neither_disabled_nor_demoted(rt: Runtime) -> None:
+    operators.add_operator(rt, login="root", role="admin", password=PASSWORD, now=NOW)
+    with pytest.raises(Conflict) as caught:
+        operators.disable_operator(rt, "root", now=NOW)
+    assert caught.value.code == "operator.last_admin"
+    with pytest.raises(Conflict):
+        operators.set_role(rt, "root", "auditor", now=NOW)
+    operators.add_operator(rt, login="second", role="admin", password=PASSWORD, now=NOW)
+    assert operators.disable_operator(rt, "root", now=NOW).disabled
+    with pytest.raises(Conflict):
+        operators.set_role(rt, "second", "auditor", now=NOW)
+
+
+def test_a_token_stops_working_when_its_owner_loses_a_permission_it_needs(rt: Runtime) -> None:
+    operators.add_operator(rt, login="root", role="admin", password=PASSWORD, now=NOW)
+    operators.add_operator(rt, login="ann", role="admin", password=PASSWORD, now=NOW)
+    _record, token = api_tokens.create_token(
+        rt, owner="ann", name="ci", role="fleet-operator", ttl_s=600, now=NOW
+    )
+    operators.set_role(rt, "ann", "security-officer", now=NOW)  # no devices.command
+    with pytest.raises(Unauthenticated):
+        auth.authenticate_token(rt, token, now=NOW)
+    operators.set_role(rt, "ann", "fleet-operator", now=NOW)
+    assert auth.authenticate_token(rt, token, now=NOW).role == "fleet-operator"
+
+
+def test_wrong_old_passwords_count_towards_the_lockout(rt: Runtime) -> None:
+    operators.add_operator(rt, login="ann", role="auditor", password=PASSWORD, now=NOW)
+    for _ in range(rt.settings.operators.max_failures):
+        with pytest.raises(Unauthenticated):
+            operators.change_password(rt, login="ann", old="not the password", new="x" * 12,
+                                      now=NOW)  # fmt: skip
+    with pytest.raises(Unauthenticated):
+        operators.change_password(rt, login="ann", old=PASSWORD, new="x" * 12, now=NOW)
+    _refused(rt, "ann", PASSWORD)  # the login is locked too

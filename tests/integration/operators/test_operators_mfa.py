@@ -41,6 +41,16 @@ def _enrolled(rt: Runtime, login: str) -> tuple[str, auth.LoginStep]:
     return seed, full
 
 
+def _with_passkey(rt: Runtime, login: str) -> tuple[auth.LoginStep, SoftPasskey]:
+    """An operator with TOTP and a passkey (named "k"), its full session and the passkey."""
+    _seed, full = _enrolled(rt, login)
+    key = SoftPasskey(origin=RP_ORIGIN)
+    options = auth.passkey_registration_options(rt, full.session_secret, now=NOW)
+    auth.finish_passkey_registration(rt, full.session_secret, key.create(options), name="k",
+                                     now=NOW)  # fmt: skip
+    return full, key
+
+
 def test_totp_enrollment_then_a_login_with_a_code_used_once(rt: Runtime) -> None:
     seed, full = _enrolled(rt, "ann")
     assert full.view.stage == "full"
@@ -124,11 +134,7 @@ def test_a_passkey_registers_and_logs_in_and_a_repeated_counter_is_refused(rt: R
 
 
 def test_a_passkey_answer_for_another_origin_or_rp_or_key_is_refused(rt: Runtime) -> None:
-    _seed, full = _enrolled(rt, "ann")
-    key = SoftPasskey(origin=RP_ORIGIN)
-    options = auth.passkey_registration_options(rt, full.session_secret, now=NOW)
-    auth.finish_passkey_registration(rt, full.session_secret, key.create(options), name="k",
-                                     now=NOW)  # fmt: skip
+    full, key = _with_passkey(rt, "ann")
     stranger = SoftPasskey(origin=RP_ORIGIN)
     answers = (
         lambda o: key.get(o, origin="https://evil.example:8443"),
@@ -164,11 +170,7 @@ def test_passkey_steps_need_their_stage(rt: Runtime) -> None:
 
 
 def test_reset_mfa_removes_the_factors_and_ends_sessions(rt: Runtime) -> None:
-    _seed, full = _enrolled(rt, "ann")
-    key = SoftPasskey(origin=RP_ORIGIN)
-    options = auth.passkey_registration_options(rt, full.session_secret, now=NOW)
-    auth.finish_passkey_registration(rt, full.session_secret, key.create(options), name="k",
-                                     now=NOW)  # fmt: skip
+    full, _key = _with_passkey(rt, "ann")
     record = operators.reset_mfa(rt, "ann", now=NOW)
     assert (record.totp_enabled, record.passkeys) == (False, 0)
     with pytest.raises(Unauthenticated):

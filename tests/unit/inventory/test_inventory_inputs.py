@@ -8,7 +8,7 @@ from typing import Any, cast
 
 import pytest
 
-from trustfleet.cli.device import _within
+from trustfleet.cli.device import _duration, _within
 from trustfleet.errors import InvalidInput
 from trustfleet.services.commands import send_device_command
 from trustfleet.services.ingest import command_result, parse_message
@@ -98,3 +98,11 @@ def test_expires_within_takes_days_or_hours() -> None:
     for bad in ("7", "1w", "-1d", "d"):
         with pytest.raises(InvalidInput):
             _within(bad)
+
+
+def test_wait_takes_seconds_and_minutes() -> None:
+    assert _duration("10s", example="10s") == timedelta(seconds=10)
+    assert _duration("2m", example="10s") == timedelta(minutes=2)
+    with pytest.raises(InvalidInput) as caught:
+        _duration("soon", example="10s")
+    assert caught.value.hint == "use e.g. 10s"
