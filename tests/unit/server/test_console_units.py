@@ -4,6 +4,7 @@ inventory filter form, the Origin rule for POSTs."""
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from types import SimpleNamespace
 
@@ -54,7 +55,9 @@ def _get(path: str) -> httpx.Response:
         async with httpx.AsyncClient(transport=transport, base_url=ORIGIN) as client:
             return await client.get(path)
 
-    return asyncio.run(get())
+    # In a thread of its own: a session's Playwright may hold this thread's event loop.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, get()).result()
 
 
 @pytest.mark.parametrize("path", ["/console/", "/api/v1/x", "/metrics"])
