@@ -44,6 +44,8 @@ def test_an_added_operator_changes_the_one_time_password_then_is_disabled(
     expect(other_console.page).to_have_url(other_console.base + "/console/mfa/enroll")
     other_console.enroll_totp()
     expect(other_console.page).to_have_url(other_console.base + "/console/account/password")
+    other_console.goto("/console/devices")  # nothing else until the password is changed
+    expect(other_console.page).to_have_url(other_console.base + "/console/account/password")
     chosen = secrets.token_urlsafe(NEW_PASSWORD_CHARS)
     other_console.page.fill("input[name=old]", one_time)
     other_console.page.fill("input[name=new]", chosen)

@@ -23,6 +23,7 @@ __all__ = ["login_routes"]
 
 _STEPS = frozenset({"password"})
 _ENROLL = frozenset({"mfa-enroll"})
+_ANY = frozenset({"password", "mfa-enroll", "full"})
 _MAX_FIELD_CHARS = 1024
 _MIN_PASSWORD_CHARS = 12
 
@@ -162,13 +163,15 @@ def login_routes(console: Console) -> list[BaseRoute]:
         Route("/mfa/enroll", page(None, stages=_ENROLL)(_enroll_form), methods=["GET"]),
         Route("/mfa/enroll", page(None, stages=_ENROLL)(_enroll), methods=["POST"]),
         Route("/account", page(None)(_account), methods=["GET"]),
-        Route("/account/password", page(None)(_password_form), methods=["GET"]),
-        Route("/account/password", page(None)(_password), methods=["POST"]),
+        Route(
+            "/account/password", page(None, password_pending=True)(_password_form), methods=["GET"]
+        ),
+        Route("/account/password", page(None, password_pending=True)(_password), methods=["POST"]),
         Route("/account/passkey/options.json", page(None)(_passkey_options), methods=["POST"]),
         Route("/account/passkey.json", page(None)(_passkey_add), methods=["POST"]),
         Route(
             "/logout",
-            page(None, stages=frozenset({"password", "mfa-enroll", "full"}))(_logout),
+            page(None, stages=_ANY, password_pending=True)(_logout),
             methods=["POST"],
         ),
     ]

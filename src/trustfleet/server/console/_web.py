@@ -47,6 +47,7 @@ from trustfleet.server.console._session import (
     session_secret,
 )
 from trustfleet.services.auth import SessionView, check_csrf, session_view
+from trustfleet.services.operators import get_operator
 from trustfleet.services.runtime import Runtime
 
 __all__ = ["Clock", "Console", "Ctx", "Handler", "Stage", "see_other"]
@@ -135,8 +136,17 @@ class Console:
         *,
         stages: frozenset[str] = frozenset({"full"}),
         public: bool = False,
+        password_pending: bool = False,
     ) -> Callable[[Handler], Callable[[Request], Any]]:
-        """Wrap ``handler`` as a route: session, ``permission``, CSRF on POST, errors as pages."""
+        """Wrap ``handler`` as a route: session, ``permission``, CSRF on POST, errors as pages.
+
+        Args:
+            permission: What the session's role must hold (None: any signed-in operator).
+            stages: The login stages the page serves (other stages go to their step's page).
+            public: No session needed (the login page).
+            password_pending: Open before a one-time password is changed (every other page
+                sends such an operator to the password page).
+        """
 
         def wrap(handler: Handler) -> Callable[[Request], Any]:
             async def endpoint(request: Request) -> Response:
@@ -153,7 +163,12 @@ class Console:
                         now=self.clock(),
                         origin=f"https {request.method} {request.url.path} from {_client(request)}",
                     )
-                    rule = _Rule(permission=permission, stages=stages, public=public)
+                    rule = _Rule(
+                        permission=permission,
+                        stages=stages,
+                        public=public,
+                        password_pending=password_pending,
+                    )
                     return await run_in_threadpool(self._run, handler, ctx, request, rule)
                 except TrustFleetError as exc:
                     return self.error(request, exc)
@@ -162,23 +177,46 @@ class Console:
 
         return wrap
 
+    def _session(self, ctx: Ctx, rule: _Rule) -> SessionView | None:
+        """The session a request runs in (None for a public page).
+
+        Raises:
+            Unauthenticated: No session, or an ended one (code ``auth.session``).
+        """
+        if rule.public:
+            return None
+        if ctx.secret is None:
+            raise Unauthenticated("no session", code="auth.session")
+        return session_view(self.rt, ctx.secret, now=ctx.now)
+
+    def _gate(self, view: SessionView, ctx: Ctx, request: Request, rule: _Rule) -> Response | None:
+        """Where to send a session that may not see the page yet, or None to serve it.
+
+        Raises:
+            PermissionDenied: The role lacks the page's permission, or a POST's CSRF token is
+                missing or wrong.
+        """
+        if view.stage not in rule.stages:
+            return see_other(_STEP_PAGES.get(view.stage, "/console/"))
+        if rule.permission and not rbac.allowed(view.principal.role, rule.permission):
+            raise PermissionDenied(
+                f"your role ({view.principal.role}) may not {rule.permission}",
+                code="auth.forbidden",
+            )
+        if request.method == "POST":
+            check_csrf(view, ctx.form.get(CSRF_FIELD) or request.headers.get(CSRF_HEADER))
+        pending = view.stage == "full" and not rule.password_pending
+        if pending and get_operator(self.rt, view.principal.login).must_change_password:
+            return see_other("/console/account/password")
+        return None
+
     def _run(self, handler: Handler, ctx: Ctx, request: Request, rule: _Rule) -> Response:
+        view = None
         try:
-            view = None
-            if ctx.secret is not None and not rule.public:
-                view = session_view(self.rt, ctx.secret, now=ctx.now)
-            elif not rule.public:
-                raise Unauthenticated("no session", code="auth.session")
-            if view is not None:
-                if view.stage not in rule.stages:
-                    return see_other(_STEP_PAGES.get(view.stage, "/console/"))
-                if rule.permission and not rbac.allowed(view.principal.role, rule.permission):
-                    raise PermissionDenied(
-                        f"your role ({view.principal.role}) may not {rule.permission}",
-                        code="auth.forbidden",
-                    )
-                if request.method == "POST":
-                    check_csrf(view, ctx.form.get(CSRF_FIELD) or request.headers.get(CSRF_HEADER))
+            view = self._session(ctx, rule)
+            elsewhere = self._gate(view, ctx, request, rule) if view else None
+            if elsewhere is not None:
+                return elsewhere
             operator = view.principal.actor if view else None
             with event_context(origin=ctx.origin, operator=operator):
                 return handler(_with_view(ctx, view))
@@ -207,6 +245,7 @@ class _Rule:
     permission: rbac.Permission | None
     stages: frozenset[str]
     public: bool
+    password_pending: bool  # open while a one-time password is still to be changed
 
 
 def _with_view(ctx: Ctx, view: SessionView | None) -> Ctx:
