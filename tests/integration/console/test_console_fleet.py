@@ -14,9 +14,13 @@ from playwright.sync_api import Dialog, expect
 
 from conftest import ConsoleSession
 from trustfleet.services.campaigns import create_campaign
+from trustfleet.services.commands import list_device_commands
 from trustfleet.services.ota import build_release, publish_release
+from trustfleet.services.queries import attestation_status
 from trustfleet.sim.fleet import SimFleet, utc_now
 from trustfleet.sim.image import build_image
+from trustfleet.sim.process import wait_until
+from trustfleet.store import MAX_LIST_LIMIT
 
 pytestmark = pytest.mark.integration
 
@@ -85,6 +89,36 @@ def test_a_campaign_advances_on_its_page(console: ConsoleSession) -> None:
     console.goto(f"/console/devices/{devices[0]}")  # the update is in the device's history
     expect(console.page.locator("#updates")).to_contain_text("ota.update.committed")
     expect(console.page.locator("#updates")).to_contain_text(campaign.id)
+
+
+def _act(console: ConsoleSession, device_id: str, title: str, done: str) -> None:
+    """Click an action on a device's page and confirm it."""
+    console.goto(f"/console/devices/{device_id}")
+    console.page.click(f".actions a:text('{title}')")
+    console.page.click("#confirm")
+    expect(console.page).to_have_url(f"{console.base}/console/devices/{device_id}?done={done}")
+
+
+def test_ping_and_re_attest_from_the_device_page(console: ConsoleSession) -> None:
+    fleet, device = console.fleet, console.bystander()
+    rt = fleet.srv.runtime
+    console.login_with_totp(console.add_operator("admin"))
+    verdicts = len(attestation_status(rt, device, limit=MAX_LIST_LIMIT).results)
+    _act(console, device, "Re-attest", "attest")
+    _act(console, device, "Ping", "ping")
+
+    def answered() -> bool:
+        (command,) = list_device_commands(rt, device, limit=1, cursor=None).items
+        return command.state != "sent"
+
+    def attested() -> bool:
+        return len(attestation_status(rt, device, limit=MAX_LIST_LIMIT).results) > verdicts
+
+    wait_until(answered, timeout_s=AGENT_TIMEOUT_S, what="the ping's answer")
+    wait_until(attested, timeout_s=AGENT_TIMEOUT_S, what="a new verdict")
+    console.goto(f"/console/devices/{device}")
+    expect(console.page.locator("#commands tbody tr").first).to_contain_text("answered")
+    expect(console.page.locator("#verdicts tbody tr")).to_have_count(verdicts + 1)
 
 
 def _silent(fleet: SimFleet, victim: str) -> bool:
