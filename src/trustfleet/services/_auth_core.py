@@ -110,10 +110,11 @@ def login_event(
 ) -> None:  # fmt: skip
     """Append an ``operator.login`` event (never a password, code or secret); the actor is the
     session's operator for a second factor, else the caller's context."""
+    shown = throttle.shown_login(login)
     if outcome != "ok":
-        logger.warning("login refused for %r: %s", login[:64], details.get("reason"))
+        logger.warning("login refused for %r: %s", shown, details.get("reason"))
     tx.events.append(
-        type="operator.login", actor=actor or current_operator(), subject=f"operator:{login[:64]}",
+        type="operator.login", actor=actor or current_operator(), subject=f"operator:{shown}",
         details=details, now=now, outcome=outcome,
     )  # fmt: skip
 

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
 from trustfleet.errors import Unauthenticated
+from trustfleet.services._throttle import printable
 
 if TYPE_CHECKING:
     from trustfleet.settings.sections import OperatorSettings
@@ -119,7 +120,7 @@ def open_session(
         stage=stage,
         csrf_sha256=hashlib.sha256(csrf_of(secret).encode("ascii")).hexdigest(),
         mfa_method=mfa_method,
-        origin=origin,
+        origin=printable(origin) or "-",
         now=now,
         expires_at=expires_at,
     )

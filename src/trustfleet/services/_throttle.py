@@ -9,8 +9,9 @@ not excuse the guesses it made at other logins).
 from __future__ import annotations
 
 import ipaddress
+import re
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from trustfleet.store import ThrottleRecord
 
@@ -19,21 +20,37 @@ if TYPE_CHECKING:
     from trustfleet.store import Transaction
 
 __all__ = [
+    "LOGIN_PATTERN",
     "address_of",
     "after_failure",
     "is_locked",
     "keys_for",
     "locked_keys",
+    "printable",
     "record_failure",
+    "shown_login",
 ]
 
 _MAX_KEY_CHARS = 128
+LOGIN_PATTERN: Final = re.compile(r"[a-z][a-z0-9._-]{0,63}")
+"""A login: lower case letter, then up to 63 lower case letters, digits, '.', '_', '-'."""
+
+
+def shown_login(login: str) -> str:
+    """``login`` where it may be written (a key, an event), or ``(malformed)`` for a name no
+    operator can have (any length, control characters)."""
+    return login if LOGIN_PATTERN.fullmatch(login) else "(malformed)"
+
+
+def printable(text: str, *, max_chars: int = 256) -> str:
+    """``text`` cut to ``max_chars`` with every control character replaced by '?'."""
+    return "".join(c if c.isprintable() else "?" for c in text[:max_chars])
 
 
 def address_of(origin: str) -> str:
     """The client address in an origin such as ``"https POST /console/login from 10.0.0.7:5123"``
     (the port left out), or the origin itself when it names none."""
-    text = origin.rsplit(" from ", 1)[-1].strip()
+    text = printable(origin).rsplit(" from ", 1)[-1].strip()
     host = text
     if text.startswith("["):  # [v6]:port
         host = text[1 : text.find("]")] if "]" in text else text
@@ -47,7 +64,7 @@ def address_of(origin: str) -> str:
 
 def keys_for(login: str, origin: str) -> tuple[str, str]:
     """The throttle keys of a login attempt: ``login:<name>`` and ``addr:<ip>``."""
-    return (f"login:{login}"[:_MAX_KEY_CHARS], f"addr:{address_of(origin)}"[:_MAX_KEY_CHARS])
+    return (f"login:{shown_login(login)}", f"addr:{address_of(origin)}"[:_MAX_KEY_CHARS])
 
 
 def is_locked(record: ThrottleRecord | None, *, now: datetime) -> bool:

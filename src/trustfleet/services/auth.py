@@ -150,7 +150,8 @@ def login_password(
     keys = throttle.keys_for(login, origin)
     with rt.uow.begin(read_only=True) as tx:  # argon2 runs outside the write lock
         locked = bool(throttle.locked_keys(tx, keys, now=now))
-        creds = None if len(login) > 64 else tx.operators.credentials(login)
+        well_formed = throttle.LOGIN_PATTERN.fullmatch(login) is not None
+        creds = tx.operators.credentials(login) if well_formed else None
     reason = _password_refusal(rt, creds, password, locked=locked)
     rehashed = None
     if (

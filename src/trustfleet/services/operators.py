@@ -7,7 +7,6 @@ operator or resetting its MFA ends its sessions; disabling also revokes its API 
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import TYPE_CHECKING, Final
 
@@ -16,6 +15,7 @@ from trustfleet.audit.context import current_operator
 from trustfleet.errors import Conflict, InvalidInput, Unauthenticated
 from trustfleet.services import _passwords as passwords
 from trustfleet.services import _throttle as throttle
+from trustfleet.services._throttle import LOGIN_PATTERN
 from trustfleet.services.queries import Page, parse_cursor
 from trustfleet.services.queries import _page as page_of  # one way to page
 
@@ -40,8 +40,6 @@ __all__ = [
     "set_role",
 ]
 
-LOGIN_PATTERN: Final = re.compile(r"[a-z][a-z0-9._-]{0,63}")
-"""A login: lower case letter, then up to 63 lower case letters, digits, '.', '_', '-'."""
 FIRST_ADMIN: Final = "admin"
 """The operator ``server init`` creates."""
 
@@ -264,7 +262,7 @@ def change_password(rt: Runtime, *, login: str, old: str, new: str, now: datetim
     settings = rt.settings.operators
     key = throttle.keys_for(login, "")[0]
     with rt.uow.begin(read_only=True) as tx:  # argon2 runs outside the write lock
-        creds = tx.operators.credentials(login)
+        creds = tx.operators.credentials(login) if LOGIN_PATTERN.fullmatch(login) else None
         locked = bool(throttle.locked_keys(tx, (key,), now=now))
     if locked or creds is None or creds.operator.disabled:
         passwords.dummy_verify(settings)
