@@ -20,17 +20,20 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from trustfleet.audit.context import event_context
 from trustfleet.errors import InvalidInput, TrustFleetError, status_for
 from trustfleet.pki import CONTENT_TYPE_CERTS_ONLY, certs_only
 from trustfleet.server._audit_routes import audit_routes
+from trustfleet.server._headers import SecurityHeaders
 from trustfleet.server._limits import source_key
 from trustfleet.server._ota_routes import ota_routes
 from trustfleet.server._readiness import readiness_route
+from trustfleet.server.console import console_routes
 from trustfleet.services.attestation import (
     ak_activate_request,
     ak_enroll_request,
@@ -147,9 +150,11 @@ def create_app(rt: Runtime, *, clock: Clock = _utcnow) -> Starlette:
         Route("/readyz", readiness_route(rt.settings), methods=["GET"]),  # docs/operations.md
         *ota_routes(rt, clock=clock, guard=_guard),  # TUF repository, device mTLS (docs/ota.md)
         *audit_routes(rt, guard=_guard),  # the audit log as tlog-tiles (docs/audit.md)
+        Mount("/console", routes=console_routes(rt, clock=clock)),  # docs/console.md
     ]
 
-    app = Starlette(routes=routes, lifespan=lifespan)
+    middleware = [Middleware(SecurityHeaders)]  # the operator plane's headers (server/_headers.py)
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
     app.router.redirect_slashes = False  # a redirect would echo the client's Host header
     return app
 
