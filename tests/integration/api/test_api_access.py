@@ -15,7 +15,10 @@ pytestmark = pytest.mark.integration
 
 
 def test_me_names_the_principal_and_its_permissions(api: ApiKit) -> None:
-    body = api.get("/me", role="fleet-operator").json()
+    response = api.get("/me", role="fleet-operator")
+    assert response.headers["x-content-type-options"] == "nosniff"  # the operator plane's headers
+    assert "no-store" in response.headers["cache-control"]
+    body = response.json()
     assert body["login"] == "op-fleet-operator" and body["role"] == "fleet-operator"
     assert body["via"] == "token" and body["token_id"]
     assert body["actor"] == f"operator:op-fleet-operator token:{body['token_id']}"
