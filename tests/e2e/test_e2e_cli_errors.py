@@ -115,6 +115,12 @@ CASES: dict[str, tuple[str, str, str]] = {
     "device-revoke-bad-reason":
         ("device revoke dev-nosuchdevice --reason because --home {home}",
          "because", "keyCompromise"),
+    "device-command-unknown-name":
+        ("device command dev-nosuchdevice reboot --home {home}", "reboot", "one of: ping, report"),
+    "device-command-bad-wait":
+        ("device command dev-nosuchdevice ping --wait forever --home {home}", "forever", "10s"),
+    "device-commands-limit-0": ("device commands dev-nosuchdevice --limit 0 --home {home}",
+                                "--limit", "--help"),
     # agent
     "agent-enroll-corrupt-idevid":
         ("agent enroll --device {corrupt}", "idevid.pem is not a PEM certificate",

@@ -30,12 +30,14 @@ from trustfleet.audit.context import event_context
 from trustfleet.errors import InvalidInput, TrustFleetError, status_for
 from trustfleet.pki import CONTENT_TYPE_CERTS_ONLY, certs_only
 from trustfleet.server._audit_routes import audit_routes
+from trustfleet.server._headers import SecurityHeaders
 from trustfleet.server._limits import source_key
 from trustfleet.server._metrics import HttpMetrics, metrics_route
 from trustfleet.server._ota_routes import ota_routes
 from trustfleet.server._readiness import readiness_route
 from trustfleet.server.api import API_PREFIX, create_api
 from trustfleet.server.api._problems import outer_http_handler
+from trustfleet.server.console import console_routes
 from trustfleet.services.attestation import (
     ak_activate_request,
     ak_enroll_request,
@@ -152,14 +154,19 @@ def create_app(rt: Runtime, *, clock: Clock = _utcnow) -> Starlette:
         Route("/readyz", readiness_route(rt.settings), methods=["GET"]),  # docs/operations.md
         *ota_routes(rt, clock=clock, guard=_guard),  # TUF repository, device mTLS (docs/ota.md)
         *audit_routes(rt, guard=_guard),  # the audit log as tlog-tiles (docs/audit.md)
+        Mount("/console", routes=console_routes(rt, clock=clock)),  # docs/console.md
         metrics_route(rt, clock=clock),  # Prometheus, metrics.read (docs/api.md)
         Mount(API_PREFIX, app=create_api(rt, clock=clock)),  # management API (docs/api.md)
     ]
 
+    middleware = [
+        Middleware(HttpMetrics),  # request latency by route template (server/_metrics.py)
+        Middleware(SecurityHeaders),  # the operator plane's headers (server/_headers.py)
+    ]
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(HttpMetrics)],
+        middleware=middleware,
         exception_handlers={HTTPException: outer_http_handler(API_PREFIX)},
     )
     app.router.redirect_slashes = False  # a redirect would echo the client's Host header

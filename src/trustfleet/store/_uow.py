@@ -42,10 +42,10 @@ class Transaction:
         campaigns: Update campaigns and their devices.
         attestation: AKs, challenges, verdicts and device quarantine.
         audit: The audit log's Merkle tree: hash tiles, signed checkpoints, cosignatures.
-        metrics: Aggregates for ``/metrics``.
-        operators: Operators, passkeys, API tokens, console sessions, login throttling.
         commands: Commands sent to devices and their results.
         inventory: The fleet inventory and its counts (read queries over devices).
+        operators: Operators, passkeys, API tokens, console sessions, login throttling.
+        metrics: Aggregates for ``/metrics``.
     """
 
     def __init__(self, handle: SessionHandle, *, max_event_details_bytes: int) -> None:
@@ -58,10 +58,10 @@ class Transaction:
         self.campaigns = CampaignRepository(handle)
         self.attestation = AttestationRepository(handle)
         self.audit = AuditRepository(handle)
-        self.metrics = MetricsRepository(handle)
-        self.operators = OperatorRepository(handle)
         self.commands = CommandRepository(handle)
         self.inventory = InventoryRepository(handle)
+        self.operators = OperatorRepository(handle)
+        self.metrics = MetricsRepository(handle)
 
 
 class UnitOfWork:

@@ -15,7 +15,10 @@ pytestmark = pytest.mark.integration
 
 
 def test_me_names_the_principal_and_its_permissions(api: ApiKit) -> None:
-    body = api.get("/me", role="fleet-operator").json()
+    response = api.get("/me", role="fleet-operator")
+    assert response.headers["x-content-type-options"] == "nosniff"  # the operator plane's headers
+    assert "no-store" in response.headers["cache-control"]
+    body = response.json()
     assert body["login"] == "op-fleet-operator" and body["role"] == "fleet-operator"
     assert body["via"] == "token" and body["token_id"]
     assert body["actor"] == f"operator:op-fleet-operator token:{body['token_id']}"
@@ -93,6 +96,9 @@ def test_validation_unknown_parameters_and_routes_are_problems(api: ApiKit) -> N
         plain = client.get(api.server.base_url + "/nowhere")  # outside the API: as before
     assert plain.status_code == 404 and plain.headers["content-type"].startswith("text/plain")
     assert_problem(api.get("/devices", cursor="1" * 13), 400, "api.invalid")
+    for when in ("0.5", "1700000000", "2026-12-02T18:00:00"):  # RFC 3339 with a zone only
+        assert_problem(api.get("/events", since=when), 400, "api.invalid")
+    assert api.get("/events", since="2026-12-02T18:00:00Z", limit=1).status_code == 200
     with api.client() as client:
         malformed = client.post(
             "/campaigns", content=b"{nope", headers={"content-type": "application/json"}

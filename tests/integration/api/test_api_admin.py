@@ -20,8 +20,12 @@ def release(api: ApiKit, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
     built = api.server.cli("release", "build", "--version", "1.0.0", "--image", image)
     assert built.returncode == 0, built.stderr
     body = {"model": "sim-v1", "version": "1.0.0"}
+    before = api.last_event_id()
     published = api.post("/releases", body, role="release-manager")
     assert published.status_code == 201, published.text
+    (event,) = api.events(after_id=before, type_="release.published")
+    assert event.actor.startswith("operator:op-release-manager token:")
+    assert event.origin.startswith("https POST /api/v1/releases from 127.0.0.1:")
     return body
 
 
@@ -40,9 +44,12 @@ def test_a_campaign_is_created_and_controlled(
     api: ApiKit, fleet: Fleet, release: dict[str, str]
 ) -> None:
     body = {"version": "1.0.0", "model": "sim-v1", "waves": [50, 100], "max_failure_rate": 0.5}
+    before = api.last_event_id()
     made = api.post("/campaigns", body, role="release-manager")
     assert made.status_code == 201, made.text
     campaign = made.json()
+    (event,) = api.events(after_id=before, type_="campaign.created")
+    assert event.actor.startswith("operator:op-release-manager token:")
     assert campaign["state"] == "running" and campaign["waves"] == [50.0, 100.0]
     status = api.get(f"/campaigns/{campaign['id']}").json()
     assert status["campaign"]["id"] == campaign["id"]

@@ -306,3 +306,26 @@ def test_malformed_logins_and_origins_fail_like_any_other_login(rt: Runtime) -> 
     assert {e[1] for e in _events(rt, "operator.login")} == {"operator:(malformed)"}
     step = _login(rt, "ann", origin="https POST /x\x00\x1b from [2001:db8::7]:1")
     assert step.view.stage == "full"
+
+
+def test_every_refused_login_costs_one_argon2_verification(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from argon2 import PasswordHasher
+
+    operators.add_operator(rt, login="ann", role="auditor", password=PASSWORD, now=NOW)
+    operators.add_operator(rt, login="old", role="auditor", password=PASSWORD, now=NOW)
+    operators.disable_operator(rt, "old", now=NOW)
+    calls: list[str] = []
+    verify = PasswordHasher.verify
+
+    def counted(self: PasswordHasher, hash: str, password: str | bytes) -> bool:
+        calls.append(hash[:9])
+        return verify(self, hash, password)
+
+    monkeypatch.setattr(PasswordHasher, "verify", counted)
+    for login, password in (("ann", "wrong password"), ("nobody", PASSWORD), ("old", PASSWORD),
+                            ("ann\x00", PASSWORD)):  # fmt: skip
+        calls.clear()
+        _refused(rt, login, password)
+        assert calls == ["$argon2id"], login

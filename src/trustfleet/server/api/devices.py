@@ -20,6 +20,7 @@ from trustfleet.server.api.schemas import (
     DeviceState,
     EventOut,
     RevokeIn,
+    Rfc3339,
     TelemetryOut,
 )
 from trustfleet.services import inventory
@@ -75,7 +76,7 @@ async def get_devices(
     online: bool | None = None,
     quarantined: bool | None = None,
     attestation: Literal["ok", "failed", "none"] | None = None,
-    cert_expires_before: datetime | None = None,
+    cert_expires_before: Rfc3339 | None = None,
     search: _Text = None,
     sort: Sort = "id",
 ) -> Any:
@@ -131,8 +132,8 @@ async def get_telemetry(
     caller: CallerDep,
     device_id: DeviceId,
     paging: PagingDep,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Rfc3339 | None = None,
+    until: Rfc3339 | None = None,
 ) -> Any:
     """A device's telemetry received in ``[since, until)``."""
     page = await caller.run(

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 
 from trustfleet.server.api._auth import CallerDep, guarded
 from trustfleet.server.api._pagination import ItemsPage, PagingDep, page_of
-from trustfleet.server.api.schemas import EventOut
+from trustfleet.server.api.schemas import EventOut, Rfc3339
 from trustfleet.services.inventory import list_events
 from trustfleet.store import SecurityEventRecord
 
@@ -38,8 +37,8 @@ async def get_events(
     actor: _Text = None,
     subject: _Text = None,
     outcome: Literal["ok", "refused"] | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Rfc3339 | None = None,
+    until: Rfc3339 | None = None,
     sort: Literal["-id", "id"] = "-id",
 ) -> Any:
     """Security events, newest first by default; filtered by type prefix, actor, subject,

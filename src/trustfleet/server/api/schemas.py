@@ -6,10 +6,11 @@ fields refused). Presenting a store record as a model is the routers' job.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 from trustfleet.rbac import Role
 
@@ -38,6 +39,7 @@ __all__ = [
     "ReleaseIn",
     "ReleaseOut",
     "RevokeIn",
+    "Rfc3339",
     "RoleIn",
     "TelemetryOut",
     "TokenCreatedOut",
@@ -59,6 +61,20 @@ OperatorRole = Literal[
 """``rbac.OPERATOR_ROLES`` (a test checks they agree)."""
 DeviceState = Literal["manufactured", "enrolled", "revoked", "decommissioned"]
 """``store.DEVICE_STATES`` (a test checks they agree)."""
+
+
+_RFC3339_START = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt]")
+
+
+def _rfc3339_text(value: object) -> object:
+    """Times are RFC 3339 text, not a number of seconds (which pydantic would otherwise take)."""
+    if not isinstance(value, str) or not _RFC3339_START.match(value):
+        raise ValueError("expected an RFC 3339 date-time with a zone")
+    return value
+
+
+Rfc3339 = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text)]
+"""A time with its zone, as RFC 3339 text (``2026-12-02T18:00:00Z``)."""
 RevocationReason = Literal[
     "unspecified", "keyCompromise", "caCompromise", "affiliationChanged", "superseded",
     "cessationOfOperation", "privilegeWithdrawn",
