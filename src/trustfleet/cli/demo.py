@@ -139,6 +139,8 @@ def _processes(fleet: SimFleet) -> dict[str, Any]:
 def _report(
     fleet: SimFleet, results: list[StageResult], *, json_out: bool, keep: bool, ok: bool
 ) -> None:
+    from trustfleet.sim.scenarios import console_login
+
     if json_out:
         doc: dict[str, Any] = {
             "ok": ok,
@@ -147,6 +149,13 @@ def _report(
         }
         if keep:
             doc["processes"] = _processes(fleet)
+            if ok:
+                login = console_login(fleet)
+                doc["console"] = {
+                    "url": login.url,
+                    "login": login.login,
+                    "password": login.password,
+                }
         emit_json(doc)
         return
     table = Table("stage", "ok", "seconds", title="TrustFleet demo")
@@ -162,6 +171,14 @@ def _report(
         leaders = [pids["server"], pids["witness"], *pids["agents"].values()]
         groups = " ".join(f"-{p}" for p in leaders if p)
         console.print(f"stop it with: kill -TERM {groups or '?'}")
+        if ok:
+            login = console_login(fleet)
+            console.print(
+                f"console: {login.url}  login: {login.login}  one-time password: {login.password}"
+                "  (trust public/root-ca.pem of the home in your browser; the first login asks"
+                " for a new password and a TOTP enrollment)",
+                soft_wrap=True,
+            )
 
 
 if __name__ == "__main__":

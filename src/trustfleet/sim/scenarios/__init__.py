@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from trustfleet.sim.scenarios._audit import audit
 from trustfleet.sim.scenarios._common import DEMO_ROLES
+from trustfleet.sim.scenarios._console import ConsoleLogin, console, console_login
 from trustfleet.sim.scenarios._ota import rollback, update
 from trustfleet.sim.scenarios._result import Observed, Stage, StageResult, one_line, stage
 from trustfleet.sim.scenarios._setup import (
@@ -23,7 +24,17 @@ from trustfleet.sim.scenarios._setup import (
 )
 from trustfleet.sim.scenarios._trust import attest, heal, quarantine, revoke
 
-__all__ = ["DEMO", "DEMO_ROLES", "Observed", "Stage", "StageResult", "one_line", "stage"]
+__all__ = [
+    "DEMO",
+    "DEMO_ROLES",
+    "ConsoleLogin",
+    "Observed",
+    "Stage",
+    "StageResult",
+    "console_login",
+    "one_line",
+    "stage",
+]
 
 DEMO: tuple[Stage, ...] = (
     init,
@@ -40,6 +51,8 @@ DEMO: tuple[Stage, ...] = (
     heal,
     revoke,
     audit,
+    console,
 )
 """The demo: a fleet is made, enrolls, updates, attests, loses a revoked member, and every
-security decision of the story is in the tamper-evident audit log."""
+security decision of the story is in the tamper-evident audit log, which the operator plane
+(API, console, metrics) serves under roles."""
