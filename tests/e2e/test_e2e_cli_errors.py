@@ -360,6 +360,13 @@ class Started:
         return self.process.returncode, out, err
 
 
+def _as_from_a_terminal() -> None:
+    """Ctrl-C as a shell would deliver it: a worker that ran other tests (a browser, a server
+    in-process) may have left SIGINT ignored or blocked, which a child would inherit."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 @pytest.fixture
 def start() -> Iterator[Callable[..., Started]]:
     started: list[subprocess.Popen[str]] = []
@@ -371,6 +378,7 @@ def start() -> Iterator[Callable[..., Started]]:
             stderr=subprocess.PIPE,
             text=True,
             start_new_session=True,
+            preexec_fn=_as_from_a_terminal,  # noqa: PLW1509 - only resets signals, no locks
         )
         started.append(process)
         return Started(process)

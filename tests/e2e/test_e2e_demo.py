@@ -16,6 +16,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,8 @@ from trustfleet.sim.process import stop_pid_group
 pytestmark = pytest.mark.e2e
 
 STAGES = ["init", "release", "provision", "serve", "enroll", "telemetry", "reenroll",
-          "update", "rollback", "attest", "quarantine", "heal", "revoke", "audit"]  # fmt: skip
+          "update", "rollback", "attest", "quarantine", "heal", "revoke", "audit",
+          "console"]  # fmt: skip
 V1, V2, V3 = "1.0.0", "1.1.0", "1.2.0"
 
 
@@ -183,6 +185,20 @@ def _check_audit(details: dict[str, Any], home: Path, witness: Path, *, revoked:
     assert any(log_vkey.split("+", 1)[0] in line for line in report["checks"])
 
 
+def _check_console_login(login: dict[str, str], home: Path) -> None:
+    """The one-time admin login ``--keep`` printed works once, and asks for TOTP enrollment."""
+    from trustfleet.services.auth import login_password
+
+    assert login["url"].endswith("/console/login")
+    rt = Runtime.open(load_server_settings(home))
+    try:
+        step = login_password(rt, login=login["login"], password=login["password"],
+                              origin="test from 127.0.0.1:1", now=datetime.now(UTC))  # fmt: skip
+    finally:
+        rt.close()
+    assert step.view.principal.role == "admin" and step.view.stage == "mfa-enroll"
+
+
 def test_demo_runs_every_stage_and_leaves_the_fleet_in_its_real_state(tmp_path: Path) -> None:
     workdir = tmp_path / "demo"
     with _kept_demo(workdir) as (proc, doc):
@@ -201,5 +217,6 @@ def test_demo_runs_every_stage_and_leaves_the_fleet_in_its_real_state(tmp_path: 
         _check_revoked(home, workdir / "devices" / revoked / "ldevid.pem", tmp_path)
         audit = next(s["details"] for s in doc["stages"] if s["name"] == "audit")
         _check_audit(audit, home, workdir / "witness", revoked=revoked)
+        _check_console_login(doc["console"], home)
     # Everything the demo left was stopped by its pid.
     assert _leftovers(workdir) == []

@@ -41,6 +41,9 @@ def console_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimFleet
         for name in SETUP_STAGES:
             result = stages[name](fleet)
             assert result.ok, f"setup stage {name} failed: {result.to_json()}"
+        # The fleet outlives this package's tests in the worker: hold no token session between
+        # tests, or the next test of another module could not open its own token configuration.
+        fleet.srv.close_runtime()
         yield fleet
     finally:
         fleet.stop()
@@ -132,6 +135,7 @@ def _session(fleet: SimFleet, pool: BrowserPool) -> Iterator[ConsoleSession]:
         yield ConsoleSession(fleet=fleet, context=context, page=context.new_page())
     finally:
         context.close()
+        fleet.srv.close_runtime()  # see console_fleet
 
 
 @pytest.fixture

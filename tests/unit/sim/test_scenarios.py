@@ -12,7 +12,8 @@ from trustfleet.sim.fleet import SimFleet
 from trustfleet.sim.scenarios import DEMO, Observed, StageResult, one_line, stage
 
 DEMO_NAMES = ["init", "release", "provision", "serve", "enroll", "telemetry", "reenroll",
-              "update", "rollback", "attest", "quarantine", "heal", "revoke", "audit"]  # fmt: skip
+              "update", "rollback", "attest", "quarantine", "heal", "revoke", "audit",
+              "console"]  # fmt: skip
 
 
 def _fleet(tmp_path: Path) -> SimFleet:
