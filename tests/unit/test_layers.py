@@ -30,6 +30,7 @@ _EVERY_PACKAGE = {
     "ota",
     "attestation",
     "audit",
+    "monitoring",
 }
 """What the edge packages (sim, cli) may use."""
 
@@ -42,6 +43,7 @@ ALLOWED: dict[str, set[str]] = {
     "crt": set(),
     "rbac": set(),
     "audit": set(),
+    "monitoring": set(),
     "settings": set(),
     "keystore": set(),
     "pki": set(),
@@ -49,7 +51,17 @@ ALLOWED: dict[str, set[str]] = {
     "broker": {"pki"},
     "ota": {"keystore", "pki"},
     "attestation": {"pki"},
-    "services": {"keystore", "pki", "store", "settings", "ota", "attestation", "broker", "audit"},
+    "services": {
+        "keystore",
+        "pki",
+        "store",
+        "settings",
+        "ota",
+        "attestation",
+        "broker",
+        "audit",
+        "monitoring",
+    },
     "server": {
         "keystore",
         "pki",
@@ -60,8 +72,9 @@ ALLOWED: dict[str, set[str]] = {
         "ota",
         "attestation",
         "audit",
+        "monitoring",
     },
-    "agent": {"keystore", "pki", "ota", "attestation"},
+    "agent": {"keystore", "pki", "ota", "attestation", "monitoring"},
     "sim": _EVERY_PACKAGE,  # at the edge: the harness drives every package
     "cli": _EVERY_PACKAGE | {"sim"},
 }
