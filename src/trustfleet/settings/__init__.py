@@ -8,6 +8,7 @@ becoming its comment.
 
 from __future__ import annotations
 
+from trustfleet.settings.monitoring import MonitoringSettings, SyslogSettings, WebhookSettings
 from trustfleet.settings.operations import (
     AttestationSettings,
     CampaignSettings,
@@ -42,11 +43,14 @@ __all__ = [
     "CampaignSettings",
     "IngestSettings",
     "KeystoreSettings",
+    "MonitoringSettings",
     "OtaSettings",
     "PkiSettings",
     "ServerSettings",
     "StoreSettings",
     "SupervisionSettings",
+    "SyslogSettings",
+    "WebhookSettings",
     "load_server_settings",
     "save_server_settings",
     "update_server_settings",

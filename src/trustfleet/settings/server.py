@@ -13,6 +13,7 @@ from typing import Any
 from trustfleet.configfile import ConfigFile, ConfigModel, check_loaded_code
 from trustfleet.errors import Config
 from trustfleet.settings import operations, sections
+from trustfleet.settings.monitoring import MonitoringSettings
 
 __all__ = [
     "CA_NAMES",
@@ -43,6 +44,7 @@ class ServerSettings(ConfigModel):
     audit: operations.AuditSettings = operations.AuditSettings()
     ingest: operations.IngestSettings = operations.IngestSettings()
     supervision: operations.SupervisionSettings = operations.SupervisionSettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
     ca: dict[str, sections.CaSettings]
     """The three CAs (root, manufacturing, device): each key as an RFC 7512 URI (with pin-source)
     and its certificate."""

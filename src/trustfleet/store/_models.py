@@ -335,6 +335,6 @@ class AttestationResultRow(Base):
     clock: Mapped[int | None] = mapped_column(BigInteger)
 
 
-# The operator plane's rows live in their own module; importing it here puts them in
-# Base.metadata wherever the models are used (migrations, the models-match-schema test).
-from trustfleet.store import _operator_models  # noqa: E402, F401
+# The operator plane's and monitoring's rows live in their own modules; importing them puts
+# them in Base.metadata wherever the models are used (migrations, the models-match-schema test).
+from trustfleet.store import _monitor_models, _operator_models  # noqa: E402, F401
