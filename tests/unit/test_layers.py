@@ -47,7 +47,7 @@ ALLOWED: dict[str, set[str]] = {
     "settings": set(),
     "keystore": set(),
     "pki": set(),
-    "store": {"audit"},
+    "store": {"audit", "monitoring"},
     "broker": {"pki"},
     "ota": {"keystore", "pki"},
     "attestation": {"pki"},

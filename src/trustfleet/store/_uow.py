@@ -21,6 +21,7 @@ from trustfleet.store._errors import translate
 from trustfleet.store._events import MAX_EVENT_DETAILS_BYTES, EventRepository
 from trustfleet.store._inventory import InventoryRepository
 from trustfleet.store._metrics import MetricsRepository
+from trustfleet.store._monitor_metrics import MonitorMetricsRepository
 from trustfleet.store._operators import OperatorRepository
 from trustfleet.store._releases import ReleaseRepository
 from trustfleet.store._session import SessionHandle
@@ -46,6 +47,7 @@ class Transaction:
         inventory: The fleet inventory and its counts (read queries over devices).
         operators: Operators, passkeys, API tokens, console sessions, login throttling.
         metrics: Aggregates for ``/metrics``.
+        monitor_metrics: Metrics windows of devices (monitoring) and the monitor's cursor.
     """
 
     def __init__(self, handle: SessionHandle, *, max_event_details_bytes: int) -> None:
@@ -62,6 +64,7 @@ class Transaction:
         self.inventory = InventoryRepository(handle)
         self.operators = OperatorRepository(handle)
         self.metrics = MetricsRepository(handle)
+        self.monitor_metrics = MonitorMetricsRepository(handle)
 
 
 class UnitOfWork:
