@@ -9,11 +9,12 @@ from __future__ import annotations
 import ipaddress
 import math
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final, TypeVar, cast
+from typing import Any, Final, cast
 
 from trustfleet.errors import InvalidInput
+from trustfleet.monitoring._toml_table import MAX_MEMBERS, SCENARIO_CODE, SCENARIO_HINT, Table
 from trustfleet.monitoring.records import DEVICE_NUMBERS, DEVICE_SETS, SERVICE_NUMBERS, SERVICE_SETS
 
 MAX_SCENARIO_BYTES: Final = 256 * 1024
@@ -22,17 +23,11 @@ MAX_HOURS: Final = 24 * 366
 MAX_MODELS: Final = 32
 MAX_ATTACKS: Final = 64
 MAX_EFFECTS: Final = 16
-MAX_MEMBERS: Final = 256
-"""Most members one profile or effect may list or add to one window."""
 NUMBER_OPS: Final = ("add", "multiply", "set", "ramp", "periodic")
 SET_OPS: Final = ("members",)
 GENERATORS: Final = ("public-ip", "ports", "hashes", "list", "file-hash")
 NOISES: Final = ("lognormal", "poisson", "normal", "none")
 _COUNTER_WORDS: Final = ("bytes", "packets", "failed-logins", "svc-")
-_CODE: Final = "monitor.scenario.invalid"
-_HINT: Final = "see 'Scenarios and evaluation' in docs/monitoring.md for the format"
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -128,96 +123,22 @@ class Scenario:
         return tuple(dict.fromkeys(a.attack_class for a in self.attacks))
 
 
-class _Table:
-    """A TOML table read key by key; unknown keys are errors naming them."""
-
-    def __init__(self, data: object, *, where: str, source: str) -> None:
-        self.where, self.source = where, source
-        if not isinstance(data, Mapping):
-            raise self.error("must be a table")
-        self.data: Mapping[str, Any] = data
-        self.used: set[str] = set()
-
-    def error(self, problem: str, key: str | None = None) -> InvalidInput:
-        path = f"{self.where}.{key}" if key and self.where else (key or self.where or "(top)")
-        return InvalidInput(f"{self.source}: {path} {problem}", hint=_HINT, code=_CODE)
-
-    def get(self, key: str, kind: type[T] | tuple[type, ...], default: T) -> T:
-        self.used.add(key)
-        if key not in self.data:
-            return default
-        value = self.data[key]
-        bad_bool = isinstance(value, bool) and kind in (int, float, (int, float))
-        if bad_bool or not isinstance(value, kind):
-            raise self.error(f"has the wrong type ({type(value).__name__})", key)
-        return value  # type: ignore[return-value]  # checked by isinstance above
-
-    def number(self, key: str, default: float, *, low: float, high: float) -> float:
-        value = float(self.get(key, (int, float), default))
-        if not (math.isfinite(value) and low <= value <= high):
-            raise self.error(f"must be between {low:g} and {high:g} (got {value:g})", key)
-        return value
-
-    def integer(self, key: str, default: int, *, low: int, high: int) -> int:
-        value = self.get(key, int, default)
-        if not low <= value <= high:
-            raise self.error(f"must be between {low} and {high} (got {value})", key)
-        return value
-
-    def strings(self, key: str, *, check: Callable[[str], bool] | None = None) -> tuple[str, ...]:
-        items = self.get(key, list, [])
-        if len(items) > MAX_MEMBERS:
-            raise self.error(f"has more than {MAX_MEMBERS} members", key)
-        for item in items:
-            if not isinstance(item, str) or not 0 < len(item) <= 200:
-                raise self.error("must list strings of 1..200 characters", key)
-            if check and not check(item):
-                raise self.error(f"has an invalid member {item!r}", key)
-        return tuple(items)
-
-    def ports(self, key: str) -> tuple[int, ...]:
-        items = self.get(key, list, [])
-        if len(items) > MAX_MEMBERS or not all(
-            isinstance(p, int) and not isinstance(p, bool) and 1 <= p <= 65535 for p in items
-        ):
-            raise self.error(f"must list at most {MAX_MEMBERS} ports 1..65535", key)
-        return tuple(items)
-
-    def tables(self, key: str, *, most: int) -> list[_Table]:
-        items = self.get(key, list, [])
-        if len(items) > most:
-            raise self.error(f"has more than {most} entries", key)
-        return [
-            _Table(t, where=f"{self._join(key)}[{i}]", source=self.source)
-            for i, t in enumerate(items)
-        ]
-
-    def table(self, key: str) -> _Table:
-        return _Table(self.get(key, dict, {}), where=self._join(key), source=self.source)
-
-    def _join(self, key: str) -> str:
-        return f"{self.where}.{key}" if self.where else key
-
-    def done(self) -> None:
-        unknown = sorted(set(self.data) - self.used)
-        if unknown:
-            raise self.error("is not a known key", unknown[0])
-
-
 def parse_toml(text: str, *, source: str) -> dict[str, Any]:
     """The TOML document of a scenario, bounded in size."""
     if len(text.encode()) > MAX_SCENARIO_BYTES:
         raise InvalidInput(
-            f"{source}: the scenario is larger than {MAX_SCENARIO_BYTES} bytes", hint=_HINT,
-            code=_CODE,
+            f"{source}: the scenario is larger than {MAX_SCENARIO_BYTES} bytes", hint=SCENARIO_HINT,
+            code=SCENARIO_CODE,
         )  # fmt: skip
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise InvalidInput(f"{source}: not valid TOML ({exc})", hint=_HINT, code=_CODE) from exc
+        raise InvalidInput(
+            f"{source}: not valid TOML ({exc})", hint=SCENARIO_HINT, code=SCENARIO_CODE
+        ) from exc
 
 
-def read_models(top: _Table) -> dict[str, ModelProfile]:
+def read_models(top: Table) -> dict[str, ModelProfile]:
     """The ``[models.NAME]`` tables."""
     models = top.table("models")
     if len(models.data) > MAX_MODELS:
@@ -231,7 +152,7 @@ def read_models(top: _Table) -> dict[str, ModelProfile]:
     return out
 
 
-def _model(t: _Table, name: str) -> ModelProfile:
+def _model(t: Table, name: str) -> ModelProfile:
     share = t.number("share", 1.0, low=0.0, high=1e6)
     nums, sets = t.table("numbers"), t.table("sets")
     numbers = []
@@ -250,7 +171,7 @@ def _model(t: _Table, name: str) -> ModelProfile:
     return ModelProfile(name=name, share=share, numbers=tuple(numbers), sets=tuple(set_profiles))
 
 
-def _number(t: _Table, metric: str) -> NumberProfile:
+def _number(t: Table, metric: str) -> NumberProfile:
     noise = t.get("noise", str, "lognormal")
     if noise not in NOISES:
         raise t.error(f"must be one of {', '.join(NOISES)}", "noise")
@@ -275,7 +196,7 @@ def _number(t: _Table, metric: str) -> NumberProfile:
     return profile
 
 
-def _rhythm(t: _Table) -> tuple[float, ...]:
+def _rhythm(t: Table) -> tuple[float, ...]:
     raw: object = t.get("rhythm", (str, list), cast(object, "flat"))
     if isinstance(raw, list):
         if len(raw) != 24 or not all(isinstance(x, (int, float)) and x >= 0 for x in raw):
@@ -293,7 +214,7 @@ def _rhythm(t: _Table) -> tuple[float, ...]:
     )
 
 
-def _set(t: _Table, metric: str) -> SetProfile:
+def _set(t: Table, metric: str) -> SetProfile:
     draw = t.get("draw", (int, list), 0)
     pair = [draw, draw] if isinstance(draw, int) else draw
     if len(pair) != 2 or not all(isinstance(x, int) and 0 <= x <= MAX_MEMBERS for x in pair):
@@ -323,7 +244,7 @@ def _pool_member(text: str) -> bool:
         return False
 
 
-def read_attack(t: _Table, models: Mapping[str, ModelProfile]) -> Attack:
+def read_attack(t: Table, models: Mapping[str, ModelProfile]) -> Attack:
     """One ``[[attacks]]`` table."""
     klass = t.get("class", str, "")
     if not _is_name(klass):
@@ -356,7 +277,7 @@ def read_attack(t: _Table, models: Mapping[str, ModelProfile]) -> Attack:
     return attack
 
 
-def _effect(t: _Table) -> Effect:
+def _effect(t: Table) -> Effect:
     metric = t.get("metric", str, "")
     numeric = metric in DEVICE_NUMBERS + SERVICE_NUMBERS
     if not numeric and metric not in DEVICE_SETS + SERVICE_SETS:
@@ -383,7 +304,7 @@ def _effect(t: _Table) -> Effect:
     return effect
 
 
-def _check_effect(t: _Table, e: Effect, *, numeric: bool) -> None:
+def _check_effect(t: Table, e: Effect, *, numeric: bool) -> None:
     if e.op == "periodic" and e.period_s <= 0:
         raise t.error("must be > 0 for a periodic effect", "period_s")
     if numeric:

@@ -26,11 +26,11 @@ from trustfleet.monitoring._scenario_spec import (
     NumberProfile,
     Scenario,
     SetProfile,
-    _Table,
     parse_toml,
     read_attack,
     read_models,
 )
+from trustfleet.monitoring._toml_table import Table
 from trustfleet.monitoring.records import MetricsRecord
 
 __all__ = [
@@ -96,7 +96,7 @@ def load_scenario(text: str, *, source: str) -> Scenario:
 
 
 def _load(text: str, *, source: str, depth: int) -> Scenario:
-    top = _Table(parse_toml(text, source=source), where="", source=source)
+    top = Table(parse_toml(text, source=source), where="", source=source)
     head = top.table("scenario")
     base = _included(head, depth=depth)
     models = {m.name: m for m in base.models} if base else {}
@@ -123,7 +123,7 @@ def _load(text: str, *, source: str, depth: int) -> Scenario:
     return scenario
 
 
-def _included(head: _Table, *, depth: int) -> Scenario | None:
+def _included(head: Table, *, depth: int) -> Scenario | None:
     name = head.get("include", str, "")
     if not name:
         return None
