@@ -29,7 +29,9 @@ actions = [{ action = "revoke", mode = "approval" }, { action = "quarantine" }]
 """
 
 
-def finding(device: str, at: datetime, *, kind: str = "monitor.volume.high", **over: Any) -> Finding:
+def finding(
+    device: str, at: datetime, *, kind: str = "monitor.volume.high", **over: Any
+) -> Finding:
     values: dict[str, Any] = {
         "device_id": device, "kind": kind, "severity": "medium", "detector": "baseline",
         "at": at, "summary": f"{kind} on {device}", "evidence": {"all-bytes-out": 1.0},
@@ -64,7 +66,9 @@ def test_findings_dedup_within_quiet_time(home_rt: Runtime) -> None:
     later = alerts.record_findings(rt, [finding("dev-dedup-1", T0 + timedelta(minutes=25))], now=T0)
     assert later[0].change == "raised" and later[0].alert_id != first[0].alert_id
     # another kind on the same device is its own alert
-    other = alerts.record_findings(rt, [finding("dev-dedup-1", T0, kind="monitor.port.new")], now=T0)
+    other = alerts.record_findings(
+        rt, [finding("dev-dedup-1", T0, kind="monitor.port.new")], now=T0
+    )
     assert other[0].change == "raised"
     raised = [t for t in events(rt, "dev-dedup-1") if t[0] == "monitor.alert.raised"]
     assert raised == [("monitor.alert.raised", "monitor")] * 3
@@ -84,7 +88,9 @@ def test_suppressed_alert_swallows_until_its_time(home_rt: Runtime) -> None:
     assert changed.updated_by == "operator:x"
     late = alerts.record_findings(rt, [finding("dev-supp-1", T0 + timedelta(hours=1))], now=T0)
     assert late[0].change == "suppressed" and late[0].alert_id == raised.alert_id
-    after = alerts.record_findings(rt, [finding("dev-supp-1", until + timedelta(seconds=1))], now=T0)
+    after = alerts.record_findings(
+        rt, [finding("dev-supp-1", until + timedelta(seconds=1))], now=T0
+    )
     assert after[0].change == "raised"
     with pytest.raises(InvalidInput):
         alerts.suppress(rt, raised.alert_id, until=T0 - timedelta(seconds=1), actor="x", now=T0)
@@ -99,14 +105,18 @@ def test_lifecycle_and_its_conflicts(home_rt: Runtime) -> None:
     with pytest.raises(Conflict):
         alerts.acknowledge(home_rt, raised.alert_id, actor="operator:a", now=T0)
     # an acknowledged alert still collects its findings
-    joined = alerts.record_findings(home_rt, [finding("dev-life-1", T0 + timedelta(seconds=5))], now=T0)
+    joined = alerts.record_findings(
+        home_rt, [finding("dev-life-1", T0 + timedelta(seconds=5))], now=T0
+    )
     assert joined[0].change == "joined"
     done = alerts.resolve(home_rt, raised.alert_id, actor="operator:b", now=T0)
     assert done.state == "resolved"
     with pytest.raises(Conflict):
         alerts.resolve(home_rt, raised.alert_id, actor="operator:b", now=T0)
     # a finding after resolution raises a new alert even within the quiet time
-    again = alerts.record_findings(home_rt, [finding("dev-life-1", T0 + timedelta(seconds=6))], now=T0)
+    again = alerts.record_findings(
+        home_rt, [finding("dev-life-1", T0 + timedelta(seconds=6))], now=T0
+    )
     assert again[0].change == "raised"
     with pytest.raises(NotFound):
         alerts.acknowledge(home_rt, 10**9, actor="x", now=T0)
@@ -205,5 +215,5 @@ def test_bad_playbook_file_falls_back_to_the_built_in(home_rt: Runtime) -> None:
     actions = alerts.get_alert(rt, raised.alert_id).actions
     assert [(a.action, a.state) for a in actions] == [("notify", "done"), ("quarantine", "pending")]
     assert actions[0].result == "0 notification(s) queued"  # no receiver is configured
-    with pytest.raises(InvalidInput, match="rule\\[0\\].kind"):
+    with pytest.raises(InvalidInput, match=r"rule\[0\]\.kind"):
         alerts.check_playbooks_file(rt.settings.path(rt.settings.monitoring.playbooks))
