@@ -24,6 +24,8 @@ from trustfleet.errors import InvalidInput
 
 __all__ = [
     "ATTEST_GROUP",
+    "BROKER_STATS_FILTER",
+    "BROKER_STATS_TOPIC",
     "COMMAND_NAMES",
     "DEVICE_ID_PATTERN",
     "DEVICE_TOPIC_ROOT",
@@ -32,6 +34,7 @@ __all__ = [
     "INGEST_KINDS",
     "LIMITS",
     "MAX_BOOT_CHARS",
+    "MAX_BROKER_STATS_BYTES",
     "MAX_CHALLENGE_BYTES",
     "MAX_CHALLENGE_ID_CHARS",
     "MAX_COMMAND_BYTES",
@@ -46,6 +49,7 @@ __all__ = [
     "MAX_SEQ",
     "MAX_TS_CHARS",
     "PROTOCOL",
+    "SERVICE_TOPIC_ROOT",
     "SERVICE_TO_DEVICE",
     "SHARED_SUBSCRIPTIONS",
     "TOPIC_KINDS",
@@ -126,6 +130,18 @@ MAX_TS_CHARS: Final = 40
 MAX_BOOT_CHARS: Final = 32
 """The longest ``boot`` id (of ``[A-Za-z0-9_-]``)."""
 
+# -- service topics (issue 13, service-side signals; docs/mqtt.md "Broker statistics") -------
+
+SERVICE_TOPIC_ROOT: Final = f"{PROTOCOL}/s"
+"""Topics of the service itself; no device may subscribe or publish there (the guard plugin)."""
+BROKER_STATS_TOPIC: Final = f"{SERVICE_TOPIC_ROOT}/broker/stats"
+"""Where the broker's guard plugin publishes per-device counters every service window (the
+plugin repeats it as ``TF_STATS_TOPIC``; a unit test keeps the two equal)."""
+BROKER_STATS_FILTER: Final = f"$share/{INGEST_GROUP}/{BROKER_STATS_TOPIC}"
+"""The ingest workers' shared subscription to the broker's statistics (one worker per chunk)."""
+MAX_BROKER_STATS_BYTES: Final = 16 * 1024
+"""The largest statistics chunk the broker sends (``plugin_opt_stats_max_bytes``)."""
+
 LIMITS: Final[Mapping[str, int]] = {
     "MAX_PAYLOAD_BYTES": MAX_PAYLOAD_BYTES,
     "MAX_COMMAND_BYTES": MAX_COMMAND_BYTES,
@@ -141,6 +157,7 @@ LIMITS: Final[Mapping[str, int]] = {
     "MAX_SEQ": MAX_SEQ,
     "MAX_TS_CHARS": MAX_TS_CHARS,
     "MAX_BOOT_CHARS": MAX_BOOT_CHARS,
+    "MAX_BROKER_STATS_BYTES": MAX_BROKER_STATS_BYTES,
 }
 """Every limit by name (what docs/mqtt.md lists)."""
 
