@@ -267,3 +267,24 @@ def guarded(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 @pytest.fixture
 def gmqtt(fleet: Fleet, guarded: object) -> Mqtt:
     return Mqtt(fleet, guarded.config.port)  # type: ignore[attr-defined]
+
+
+STATS_INTERVAL_S = 1
+
+
+@pytest.fixture(scope="module")
+def counted(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A broker of its own whose guard publishes per-device counters every second."""
+    from trustfleet.broker import BrokerConfig
+
+    home = _broker_home(fleet, tmp_path_factory.mktemp("stats-home"))
+    config = BrokerConfig.for_home(
+        home, port=free_port(), service_identities=[SERVICE_CN], stats_interval_s=STATS_INTERVAL_S
+    )
+    with _started(fleet, config) as broker:
+        yield broker
+
+
+@pytest.fixture
+def cmqtt(fleet: Fleet, counted: object) -> Mqtt:
+    return Mqtt(fleet, counted.config.port)  # type: ignore[attr-defined]
