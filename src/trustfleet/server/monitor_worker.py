@@ -13,8 +13,9 @@ On start it replays the windows of the last learning period up to the cursor int
 detector and discards their findings, so a restarted monitor neither learns the fleet again
 nor raises again what it already raised. The cursor moves only after the alerts of its page
 are committed: a crash in between scores the page again, and alerts join the open ones
-(``alert_quiet_s``), so nothing is lost and nothing is raised twice. State is bounded by the
-detector's ``max_devices``; a page is at most :data:`PAGE` windows.
+(``alert_quiet_s``), so nothing is lost and nothing is raised twice. When the rules file
+changes, the detector is rebuilt with it and the learning period replayed again. State is
+bounded by the detector's ``max_devices``; a page is at most :data:`PAGE` windows.
 """
 
 from __future__ import annotations
@@ -142,6 +143,8 @@ class MonitorWorker:
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.rt = rt
+        self._own_detector = detector is None
+        self._rules_stamp = self._stamp()
         self.detector = detector if detector is not None else build_detector(rt)
         """None: not installed; the monitor then only notifies and collects."""
         self.hooks = hooks if hooks is not None else MonitorHooks.installed()
@@ -173,6 +176,33 @@ class MonitorWorker:
         logger.info("monitor replayed %d windows up to %d", count, self.cursor)
         return count
 
+    def _stamp(self) -> tuple[int, int] | None:
+        rules = self.rt.settings.monitoring.rules
+        try:
+            st = self.rt.settings.path(rules).stat() if rules else None
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size) if st is not None else None
+
+    def reload_if_changed(self) -> bool:
+        """Rebuild the detector (and replay) when the rules file changed; whether it did.
+
+        A rules file that does not load keeps the running detector (logged).
+        """
+        stamp = self._stamp()
+        if not self._own_detector or stamp == self._rules_stamp:
+            return False
+        self._rules_stamp = stamp
+        try:
+            detector = build_detector(self.rt)
+        except Config as exc:
+            logger.error("new rules refused, the running ones stay: %s", exc.one_line())
+            return False
+        self.detector = detector
+        self.replay()
+        logger.info("monitor: rules reloaded")
+        return True
+
     def _observe(self, records: Sequence[MetricsRecord]) -> list[Finding]:
         if self.detector is None:
             return []
@@ -183,6 +213,7 @@ class MonitorWorker:
 
     def step(self) -> StepReport:
         """Score what arrived since the cursor (bounded), then notify and collect."""
+        self.reload_if_changed()
         report = StepReport(cursor=self.cursor)
         for _ in range(MAX_PAGES_PER_STEP if self.detector is not None else 0):
             with self.rt.uow.begin() as tx:
