@@ -51,4 +51,5 @@ def test_the_detect_stage_catches_and_quarantines_the_exfiltrator(fleet: SimFlee
     assert details["other_alerts"] == {}
     assert fleet.quarantine_of(details["device"]) is not None
     counts = fleet.metrics_counts()
-    assert all(counts[d] >= 2 for d in fleet.running()), counts
+    assert counts[details["device"]] >= 1
+    assert all(counts[d] >= 2 for d in fleet.running(but=[details["device"]])), counts
