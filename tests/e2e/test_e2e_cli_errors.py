@@ -173,6 +173,8 @@ CASES: dict[str, tuple[str, str, str]] = {
         ("sim image --version 1.0.0 --size 1MiB --out /proc/nope/x.bin", "/proc/nope", "writable"),
     "sim-image-bad-size":
         ("sim image --version 1.0.0 --size lots --out {root}/x.bin", "lots", "MiB"),
+    "sim-fleet-unknown-scenario":
+        ("sim fleet --scenario no-such-scenario", "no-such-scenario", "built-in"),
     # demo
     "demo-workdir-is-a-file": ("demo --workdir {afile}", "is a file", "empty or new directory"),
     "demo-workdir-not-empty": ("demo --workdir {root}", "not empty", "empty or new"),
