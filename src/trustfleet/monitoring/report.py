@@ -246,6 +246,10 @@ _CUSTOM_SETS: Final[Mapping[str, tuple[str, Callable[[str], str | None], str]]] 
 }
 
 
+_CUSTOM_KEYS: Final = frozenset({*_CUSTOM_NUMBERS, *_CUSTOM_SETS})
+_WHERE: Final = {name: f"metrics.{name}" for name in _PORTS}
+
+
 class _Limits:
     __slots__ = ("chars", "members")
 
@@ -254,11 +258,24 @@ class _Limits:
         self.chars = chars
 
 
+_PORT_KEYS: Final = frozenset({"port", "interface"})
+_EST_KEYS: Final = frozenset({"established_connections"})
+_CONN_LIST_KEYS: Final = frozenset({"connections", "total"})
+_CONN_KEYS: Final = frozenset({"remote_addr", "local_port", "local_interface"})
+_SECTION_KEYS: Final = frozenset({"ports", "total"})
+_HEADER_KEYS: Final = frozenset({"report_id", "version"})
+_TOP_KEYS: Final = frozenset({"header", "ts", "interval_s", "metrics", "custom_metrics"})
+
+
 def _ports(section: dict[str, Any], where: str, lim: _Limits) -> frozenset[str]:
-    items = _list(section["ports"], f"{where}.ports", lim.members)
+    items = _list(section["ports"], where + ".ports", lim.members)
     out: set[str] = set()
     for item in items:
-        entry = _obj(item, f"{where}.ports[]", frozenset({"port", "interface"}))
+        port = item.get("port") if type(item) is dict and len(item) == 1 else None
+        if type(port) is int and 1 <= port <= 65535:  # the usual case, checked fast
+            out.add(str(port))
+            continue
+        entry = _obj(item, f"{where}.ports[]", _PORT_KEYS)
         if "port" not in entry:
             raise _bad("shape", f"{where}.ports[] needs a 'port'")
         out.add(str(_port(entry["port"], f"{where}.ports[].port")))
@@ -267,11 +284,11 @@ def _ports(section: dict[str, Any], where: str, lim: _Limits) -> frozenset[str]:
 
 def _connections(section: object, lim: _Limits, numbers: dict[str, float]) -> frozenset[str] | None:
     where = "metrics.tcp_connections"
-    body = _obj(section, where, frozenset({"established_connections"}))
+    body = _obj(section, where, _EST_KEYS)
     est = _obj(
         body.get("established_connections", {}),
         f"{where}.established_connections",
-        frozenset({"connections", "total"}),
+        _CONN_LIST_KEYS,
     )
     if "total" in est:
         numbers["num-established-tcp-connections"] = _count(est["total"], f"{where} total")
@@ -279,9 +296,8 @@ def _connections(section: object, lim: _Limits, numbers: dict[str, float]) -> fr
         return None
     items = _list(est["connections"], f"{where} connections", lim.members)
     out: set[str] = set()
-    allowed = frozenset({"remote_addr", "local_port", "local_interface"})
     for item in items:
-        conn = _obj(item, f"{where} connections[]", allowed)
+        conn = _obj(item, "tcp_connections connections[]", _CONN_KEYS)
         remote = _member(conn.get("remote_addr"), "remote_addr", lim.chars)
         endpoint = _endpoint(remote)
         if endpoint is None:
@@ -302,8 +318,8 @@ def _decode_metrics(
     for section_name, (set_name, total_name) in _PORTS.items():
         if section_name not in metrics:
             continue
-        where = f"metrics.{section_name}"
-        section = _obj(metrics[section_name], where, frozenset({"ports", "total"}))
+        where = _WHERE[section_name]
+        section = _obj(metrics[section_name], where, _SECTION_KEYS)
         if "ports" in section:
             sets[set_name] = _ports(section, where, lim)
         if "total" in section:
@@ -330,7 +346,7 @@ def _single(value: object, name: str, key: str) -> object:
 def _decode_custom(
     value: object, lim: _Limits, numbers: dict[str, float], sets: dict[str, frozenset[str]]
 ) -> None:
-    custom = _obj(value, "custom_metrics", frozenset({*_CUSTOM_NUMBERS, *_CUSTOM_SETS}))
+    custom = _obj(value, "custom_metrics", _CUSTOM_KEYS)
     for name, raw in custom.items():
         if name in _CUSTOM_NUMBERS:
             numbers[name] = _count(_single(raw, name, "number"), name, _CUSTOM_NUMBERS[name])
@@ -338,8 +354,10 @@ def _decode_custom(
         key, check, what = _CUSTOM_SETS[name]
         items = _list(_single(raw, name, key), name, lim.members)
         out: set[str] = set()
+        chars = lim.chars
         for item in items:
-            member = check(_member(item, name, lim.chars))
+            fast = type(item) is str and 0 < len(item) <= chars
+            member = check(item if fast else _member(item, name, chars))
             if member is None:
                 raise _bad(what, f"{str(item)[:60]!r} is not a valid member of {name}")
             out.add(member)
@@ -347,7 +365,7 @@ def _decode_custom(
 
 
 def _header(value: object) -> None:
-    header = _obj(value, "header", frozenset({"report_id", "version"}))
+    header = _obj(value, "header", _HEADER_KEYS)
     rid = header.get("report_id")
     if isinstance(rid, bool) or not isinstance(rid, int) or not 0 <= rid <= _MAX_REPORT_ID:
         raise _bad("header", "header.report_id must be an integer 0..2^63-1")
@@ -377,8 +395,7 @@ def _parse(payload: bytes, max_bytes: int) -> dict[str, Any]:
         document = json.loads(payload)
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise _bad("json", "the report is not UTF-8 JSON") from None
-    allowed = frozenset({"header", "ts", "interval_s", "metrics", "custom_metrics"})
-    return _obj(document, "the report", allowed)
+    return _obj(document, "the report", _TOP_KEYS)
 
 
 def decode_report(
