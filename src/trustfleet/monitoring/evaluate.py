@@ -154,7 +154,7 @@ class _Tally:
         self.findings += 1
         span = next(
             (s for s in self.by_device.get(finding.device_id, ())
-             if s.start <= finding.at <= s.end + self.grace),
+             if s.start < finding.at <= s.end + self.grace),
             None,
         )  # fmt: skip
         if span is not None and (span not in self.first or finding.at < self.first[span]):
