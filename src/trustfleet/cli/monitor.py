@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Final
+from typing import TYPE_CHECKING, Annotated, Final
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from trustfleet.cli._common import JsonOpt, console, emit_json, interruptible
-from trustfleet.errors import InvalidInput, Unavailable
+from trustfleet.errors import InvalidInput
 
 if TYPE_CHECKING:
     from trustfleet.monitoring.evaluate import Evaluation
@@ -77,25 +76,11 @@ def _scenario(name_or_file: str) -> Scenario:
     return resolve_scenario(text, read_file=name_or_file)
 
 
-def _detection_module(name: str) -> Any:
-    """``trustfleet.monitoring.<name>`` of the detection work (pipeline, rules), or one error."""
-    try:
-        return importlib.import_module(f"trustfleet.monitoring.{name}")
-    except ModuleNotFoundError as exc:
-        raise Unavailable(
-            f"this build has no detection {name} (trustfleet.monitoring.{name})",
-            hint="install a TrustFleet build with security monitoring's detection",
-            code="monitor.detection.missing",
-        ) from exc
-
-
 def _detector(learning_hours: float) -> Detector:
-    """The detection pipeline (FleetDetector), learning for ``learning_hours`` of simulated time."""
-    pipeline = _detection_module("pipeline")
-    detector: Detector = pipeline.FleetDetector(
-        pipeline.DetectorConfig(learning_s=learning_hours * 3600)
-    )
-    return detector
+    """The detection pipeline, learning for ``learning_hours`` of simulated time."""
+    from trustfleet.monitoring.pipeline import DetectorConfig, FleetDetector
+
+    return FleetDetector(DetectorConfig(learning_s=learning_hours * 3600))
 
 
 @app.command("evaluate", help=_EVALUATE_HELP)
@@ -217,18 +202,13 @@ def rules_check(
     json_out: JsonOpt = False,
 ) -> None:
     """Check a rules file: it loads, or one line names the key and the problem."""
+    from trustfleet.monitoring.rules import load_rules
+
     text = _read_text(file, what="rules", option="FILE")
-    rules = _detection_module("rules").load_rules(text, source=str(file))
-    doc = {"file": str(file), "ok": True, "rules": _rule_count(rules)}
+    rules = load_rules(text, source=str(file))
+    models = sorted(rules.models)
     if json_out:
-        emit_json(doc)
+        emit_json({"file": str(file), "ok": True, "models": models})
         return
-    console.print(f"[green]✓[/] {file}: the rules load")
-
-
-def _rule_count(rules: object) -> int | None:
-    """How many rules a RuleSet holds, if it says (H1's RuleSet is a sized collection or not)."""
-    try:
-        return len(rules)  # type: ignore[arg-type]  # RuleSet may define __len__
-    except TypeError:
-        return None
+    names = ", ".join(models) or "none"
+    console.print(f"[green]✓[/] {file}: the rules load (models with their own rules: {names})")

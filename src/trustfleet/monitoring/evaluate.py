@@ -174,7 +174,9 @@ def evaluate(
 
     Args:
         scenario: The scenario.
-        detector: The detector under test (fresh: it learns from the run's first hours).
+        detector: The detector under test (fresh: it learns from the run's first hours). If it
+            has a ``flush()`` returning findings (one that scores in batches), it is called at
+            the end of the run.
         devices: Fleet size.
         hours: Simulated time.
         seed: Makes the run reproducible.
@@ -222,6 +224,10 @@ def _score(
         done += 1
         if progress is not None and done % _PROGRESS_EVERY == 0:
             progress(done, total)
+    flush = getattr(detector, "flush", None)  # a detector that scores in batches (FleetDetector)
+    if callable(flush):
+        for finding in flush():
+            add(finding)
     if progress is not None:
         progress(done, total)
     return done
