@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from support.monitoring_scenarios import BASE, small
@@ -152,3 +154,12 @@ def test_bad_scenario_names_the_key(case: str) -> None:
     assert words in info.value.message, info.value.message
     assert info.value.message.startswith("bad.toml: ")
     assert info.value.hint and "docs/monitoring.md" in info.value.hint
+
+
+def test_the_example_in_the_docs_loads() -> None:
+    docs = Path(__file__).resolve().parents[3] / "docs" / "monitoring.md"
+    text = docs.read_text().split("### The file format", 1)[1]
+    example = text.split("```toml\n", 1)[1].split("```", 1)[0]
+    s = load_scenario(example, source="docs/monitoring.md")
+    assert s.attack_classes == ("exfil-at-night",)
+    assert {m.name for m in s.models} >= {"cam-v2", "thermo-s1", "gw-x1"}
