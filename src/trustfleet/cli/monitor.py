@@ -148,21 +148,31 @@ def _seconds(value: float | None) -> str:
 
 
 def _print_evaluation(result: Evaluation) -> None:
+    from trustfleet.monitoring.evaluate import FALSE_ALARM_TARGET, RECALL_TARGET
+
     table = Table(title=f"{result.scenario}: {result.devices} devices, {result.hours:g} h")
-    for column in ("class", "attacked", "recall", "TTD median", "TTD p95", "target"):
-        table.add_column(column)
+    table.add_column("class", no_wrap=True)
+    for column in ("recall", "TTD p50", "TTD p95", "FA/1000 dh", "met"):
+        table.add_column(column, no_wrap=True)
     for c in result.classes:
         recall = "-" if c.recall is None else f"{c.recall:.2f} ({c.detected}/{c.attacked})"
         table.add_row(
-            c.attack_class, str(c.attacked), recall, _seconds(c.ttd_median_s),
-            _seconds(c.ttd_p95_s), _mark(c.met),
+            c.attack_class, recall, _seconds(c.ttd_median_s), _seconds(c.ttd_p95_s), "",
+            _mark(c.met),
         )  # fmt: skip
+    table.add_row(
+        f"normal ({result.normal_device_hours:,.0f} dh)", "", "", "",
+        f"{result.false_alarms_per_1000h:.2f} ({result.false_alarms})",
+        _mark(result.false_alarms_met),
+    )  # fmt: skip
     console.print(table)
     console.print(
-        f"false alarms: {result.false_alarms} in {result.normal_device_hours:,.0f} normal "
-        f"device-hours = {result.false_alarms_per_1000h:.2f} per 1,000 device-hours "
-        f"(target <= 1) {_mark(result.false_alarms_met)}"
+        f"targets: recall >= {RECALL_TARGET} on each class, <= {FALSE_ALARM_TARGET:g} false "
+        "alarm per 1,000 device-hours of normal time after learning"
     )
+    if result.false_alarm_kinds:
+        kinds = ", ".join(f"{k} {n}" for k, n in result.false_alarm_kinds.items())
+        console.print(f"false alarms by kind: {kinds}")
     console.print(
         f"{result.records:,} records, {result.findings:,} findings, {result.alerts:,} alerts; "
         f"{result.records_per_s:,.0f} records/s"

@@ -295,15 +295,15 @@ class DeviceBehaviour:
         digest = hashlib.sha256(f"{self._key}/{interval}/{b}".encode()).digest()
         rng = np.random.default_rng(int.from_bytes(digest[:16], "big"))
         vals = self._noisy(rng, interval, mids)
+        sets = self._window_sets(_rng(int.from_bytes(digest[16:], "big")), rel_end, interval)
+        for row, metric in self._derived:
+            vals[row] = [len(s.get(metric, ())) for s in sets]
         scale = interval / 300.0
         for row, e, span in self._number_effects:
             factor = scale if self._counter[row] else 1.0
             vals[row] = _apply_number(
                 vals[row], e, rel_end, interval=interval, span=span, scale=factor
             )
-        sets = self._window_sets(_rng(int.from_bytes(digest[16:], "big")), rel_end, interval)
-        for row, metric in self._derived:
-            vals[row] = [len(s.get(metric, ())) for s in sets]
         vals = np.clip(vals, self._low, self._high)
         vals = np.where(self._integer[:, None], np.round(vals), vals)
         dev_sets = [{m: v for m, v in s.items() if not m.startswith("svc-")} for s in sets]

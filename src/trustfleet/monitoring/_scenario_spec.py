@@ -270,11 +270,32 @@ def read_attack(t: Table, models: Mapping[str, ModelProfile]) -> Attack:
         effects=tuple(_effect(e) for e in t.tables("effects", most=MAX_EFFECTS)),
     )
     t.done()
+    _check_metrics_reported(t, attack, models)
     if (attack.devices > 0) == (attack.fraction > 0):
         raise t.error("must give exactly one of devices (a count) or fraction (0..1)", "devices")
     if not attack.effects:
         raise t.error("must list at least one effect", "effects")
     return attack
+
+
+_DERIVED_FROM: Final = {
+    "num-listening-tcp-ports": "listening-tcp-ports",
+    "num-listening-udp-ports": "listening-udp-ports",
+}
+
+
+def _check_metrics_reported(t: Table, attack: Attack, models: Mapping[str, ModelProfile]) -> None:
+    """A numeric effect must change a metric every targeted model reports."""
+    for i, e in enumerate(attack.effects):
+        if e.op == "members":
+            continue
+        for name in attack.models or tuple(models):
+            m = models[name]
+            reported = {p.metric for p in m.numbers}
+            reported |= {n for n, s in _DERIVED_FROM.items() if s in {p.metric for p in m.sets}}
+            if e.metric not in reported:
+                problem = f"is {e.metric}, which model {name} does not report (no profile)"
+                raise t.error(problem, f"effects[{i}].metric")
 
 
 def _effect(t: Table) -> Effect:

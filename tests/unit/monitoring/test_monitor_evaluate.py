@@ -57,6 +57,7 @@ def test_an_oracle_has_full_recall_no_false_alarms_and_one_window_to_detect() ->
     (x,) = result.classes
     assert (x.attack_class, x.attacked, x.detected, x.recall) == ("x", 2, 2, 1.0)
     assert x.ttd_median_s == x.ttd_p95_s == 300.0
+    assert x.first_kinds == {"monitor.o": 2}
     assert result.false_alarms == 0 and result.false_alarms_per_1000h == 0
     assert result.targets_met
     assert result.records == DEVICES * HOURS * 12
@@ -68,6 +69,7 @@ def test_flagging_everything_is_one_false_alarm_per_device_with_dedup() -> None:
     assert result.classes[0].recall == 1.0
     assert result.classes[0].ttd_median_s == 300.0
     assert result.false_alarms == DEVICES  # one open alert per device from the end of learning
+    assert result.false_alarm_kinds == {"monitor.all": DEVICES}
     assert abs(result.false_alarms_per_1000h - DEVICES * 1000 / NORMAL_HOURS) < 1e-9
     assert not result.targets_met
 

@@ -180,6 +180,17 @@ def test_fixed_members_stay_the_same_and_count_in_the_derived_number() -> None:
     assert counts == {2}
 
 
+def test_a_number_effect_on_a_derived_count_applies() -> None:
+    extra = '\n[models.m1.sets.listening-tcp-ports]\nmembers = ["22"]\n'
+    records, attacked = _run(
+        with_effects(
+            '{ metric = "num-listening-tcp-ports", op = "add", value = 2 }', extra_models=extra
+        )
+    )
+    for r in _by_device(records)[sorted(attacked)[0]]:
+        assert r.numbers["num-listening-tcp-ports"] == (3 if _inside(r) else 1)
+
+
 def test_new_hashes_and_a_changed_watched_file() -> None:
     hashes = '{ metric = "executables", op = "members", generator = "hashes", count = 2 }'
     inside, _ = _sets_inside(hashes, "executables")

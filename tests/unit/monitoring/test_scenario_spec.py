@@ -119,6 +119,9 @@ BAD: dict[str, tuple[str, str]] = {
         (_effect('{ metric = "all-bytes-out", op = "members" }'), "attacks[0].effects[0].op"),
     "number-op-on-a-set":
         (_effect('{ metric = "executables", op = "add" }'), "attacks[0].effects[0].op"),
+    "effect-on-a-metric-the-model-lacks":
+        (_effect('{ metric = "cpu-percent", op = "add", value = 1 }'),
+         "effects[0].metric is cpu-percent"),
     "unknown-effect-metric": (_effect('{ metric = "bytes", op = "add" }'), "effects[0].metric"),
     "periodic-without-period":
         (_effect('{ metric = "all-bytes-out", op = "periodic", value = 1 }'),
