@@ -235,3 +235,22 @@ def test_attack_classes_get_different_devices() -> None:
     assert len({sp.device_id for sp in spans}) == 16
     per_class = {c: sum(sp.attack_class == c for sp in spans) for c in s.attack_classes}
     assert set(per_class.values()) == {2}
+
+
+def test_live_windows_of_another_length_scale_counters_not_gauges() -> None:
+    extra = '\n[models.m1.numbers.cpu-percent]\nlevel = 20\nnoise = "none"\n'
+    s = small(BASE + extra)
+    live = DeviceBehaviour(s, device_index=0, device_id="dev-live", model="m1", seed=1, start=START)
+    r = live.record(START + timedelta(minutes=1), 60)
+    assert r.device_id == "dev-live" and r.interval_s == 60 and r.source == "device"
+    assert r.numbers["all-bytes-out"] == 200  # 1000 per 5 minutes
+    assert r.numbers["cpu-percent"] == 20
+    assert live.service_record(r.end, 60) is None  # the model has no svc- profile
+
+
+def test_a_model_the_scenario_lacks_follows_the_plan_s_model() -> None:
+    live = DeviceBehaviour(
+        small(), device_index=3, device_id="dev-x", model="other", seed=1, start=START
+    )
+    r = live.record(START + timedelta(minutes=5), 300)
+    assert r.model == "other" and r.numbers["all-bytes-out"] == 1000

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from support.monitoring_scenarios import BASE, small
 from trustfleet.errors import InvalidInput
@@ -166,3 +169,34 @@ def test_the_example_in_the_docs_loads() -> None:
     s = load_scenario(example, source="docs/monitoring.md")
     assert s.attack_classes == ("exfil-at-night",)
     assert {m.name for m in s.models} >= {"cam-v2", "thermo-s1", "gw-x1"}
+
+
+def _toml_float(f: float) -> str:
+    if math.isnan(f):
+        return "nan"
+    if math.isinf(f):
+        return "inf" if f > 0 else "-inf"
+    return repr(f)
+
+
+_VALUES = st.one_of(
+    st.integers(min_value=-(2**40), max_value=2**40).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(_toml_float),
+    st.booleans().map(lambda b: "true" if b else "false"),
+    st.text(max_size=20).map(lambda t: '"' + t.replace("\\", "").replace('"', "") + '"'),
+    st.lists(st.integers(min_value=-5, max_value=70_000), max_size=5).map(str),
+)
+_KEYS = ("interval_s", "devices", "hours", "learning_hours", "level", "onset_h", "duration_h")
+
+
+@settings(max_examples=200, deadline=None)
+@given(key=st.sampled_from(_KEYS), value=_VALUES)
+def test_any_value_for_a_key_loads_or_is_one_invalid_input(key: str, value: str) -> None:
+    lines = [
+        f"{key} = {value}" if line.startswith(f"{key} =") else line for line in BASE.split("\n")
+    ]
+    try:
+        load_scenario("\n".join(lines), source="fuzz.toml")
+    except InvalidInput as exc:
+        assert exc.code == "monitor.scenario.invalid"
+        assert exc.message.startswith("fuzz.toml: ")
