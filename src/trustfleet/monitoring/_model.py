@@ -2,7 +2,7 @@
 
 Each cohort keeps a bounded, seeded reservoir of the feature vectors of its learning window,
 fits an IsolationForest on it once the cohort has learned, and then scores in batches: a window
-whose features all stay near the usual is not scored at all (the gate), the rest are queued and
+whose features all stay below the gate is not scored at all, the rest are queued and
 scored together. A window scoring below every training window (less a margin) is an outlier;
 its explanation is each feature's deviation from the training median in training IQRs, the
 largest first.
@@ -29,7 +29,8 @@ class ModelParams:
         max_samples: IsolationForest's max_samples.
         reservoir: Training vectors kept per cohort (reservoir sampling).
         min_samples: Fewest training vectors to fit a model.
-        gate: A window is scored only when a feature's absolute value reaches this.
+        gate: A window is scored only when a feature reaches this (more than usual: less
+            traffic, fewer processes are not what an attack looks like).
         quantile: An outlier scores below this quantile of the training windows' scores…
         margin: …less this margin.
         seed: The random seed (reservoir and forest).
@@ -40,7 +41,7 @@ class ModelParams:
     reservoir: int = 4096
     min_samples: int = 200
     gate: float = 3.0
-    quantile: float = 0.002
+    quantile: float = 0.0
     margin: float = 0.02
     seed: int = 13
 
@@ -131,7 +132,7 @@ class CohortModel:
         """Queue a vector for scoring if it passes the gate; returns whether it was queued."""
         gate = self.params.gate
         for v in vector:
-            if v >= gate or v <= -gate:
+            if v >= gate:
                 self._queue.append((key, vector))
                 return True
         return False
