@@ -59,9 +59,9 @@ def fleet_plan(scenario: Scenario, *, devices: int, seed: int) -> tuple[DevicePl
             if i not in taken and (not attack.models or m in attack.models)
         ]  # fmt: skip
         want = attack.devices or max(1, round(attack.fraction * len(eligible)))
-        rng = _rng(f"{seed}/attack/{index}")
+        rng = _rng(f"{seed}/attack/{index}/{attack.attack_class}")
         for device in sorted(rng.sample(eligible, min(want, len(eligible)))):
-            onset_h = _rng(f"{seed}/onset/{index}/{device}").uniform(*attack.onset_h)
+            onset_h = _rng(f"{seed}/onset/{attack.attack_class}/{device}").uniform(*attack.onset_h)
             onset_s = float(round(onset_h * 3600))
             span = (index, onset_s, onset_s + round(attack.duration_h * 3600))
             taken.setdefault(device, []).append(span)
