@@ -89,6 +89,11 @@ def _public_ip(rng: random.Random) -> str:
     return f"{a}.{b}.{c}.{rng.randrange(1, 255)}"
 
 
+def _host(network: str, rng: random.Random) -> str:
+    net = ipaddress.ip_network(network)
+    return str(net[rng.randrange(1, max(net.num_addresses - 1, 2))])
+
+
 def _random_hash(rng: random.Random) -> str:
     return f"{rng.getrandbits(256):064x}"
 
@@ -131,9 +136,16 @@ class _SetState:
 class _SetEffect:
     """An attack's change to a set-valued metric on one device, with its fixed draws."""
 
-    def __init__(self, effect: Effect, *, onset_s: float, end_s: float, rng: random.Random) -> None:
+    def __init__(
+        self, effect: Effect, *, onset_s: float, end_s: float, rng: random.Random,
+        normal: frozenset[str],
+    ) -> None:  # fmt: skip
         self.effect, self.onset_s, self.end_s = effect, onset_s, end_s
-        self.fixed = self._draw(rng)
+        if effect.op == "remove":  # the listed members, or some of the device's usual ones
+            usual = sorted(normal)
+            self.fixed = list(effect.values) or rng.sample(usual, min(effect.count, len(usual)))
+        else:
+            self.fixed = self._draw(rng)
 
     def _draw(self, rng: random.Random) -> list[str]:
         e = self.effect
@@ -141,6 +153,8 @@ class _SetEffect:
             return [_public_ip(rng) for _ in range(e.count)]
         if e.generator == "hashes":
             return [_random_hash(rng) for _ in range(e.count)]
+        if e.generator == "network":
+            return [_host(rng.choice(e.values), rng) for _ in range(e.count)]
         if e.generator == "ports":
             return [str(p) for p in rng.sample(list(e.ports), min(e.count, len(e.ports)))]
         if e.generator == "file-hash":
@@ -148,7 +162,8 @@ class _SetEffect:
         return list(e.values)
 
     def members(self, rng: random.Random) -> list[str]:
-        return self._draw(rng) if self.effect.fresh else self.fixed
+        fresh = self.effect.fresh and self.effect.op == "members"
+        return self._draw(rng) if fresh else self.fixed
 
 
 def _active(rel_end: Floats, interval: int, onset: float, end: float) -> npt.NDArray[np.bool_]:
@@ -224,8 +239,11 @@ class DeviceBehaviour:
             for e in scenario.attacks[attack_index].effects:
                 if e.metric in t.rows:
                     self._number_effects.append((t.rows[e.metric], e, (onset_s, end_s)))
-                elif e.op == "members":
-                    self._set_effects.append(_SetEffect(e, onset_s=onset_s, end_s=end_s, rng=rng))
+                elif e.op in ("members", "remove"):
+                    state = self._sets.get(e.metric)
+                    normal = state.fixed if state else frozenset()
+                    fx = _SetEffect(e, onset_s=onset_s, end_s=end_s, rng=rng, normal=normal)
+                    self._set_effects.append(fx)
         self._cache: tuple[int, int, _Block] | None = None
 
     def record(self, end: datetime, interval_s: int) -> MetricsRecord:
@@ -332,6 +350,9 @@ class DeviceBehaviour:
 def _add_members(sets: dict[str, frozenset[str]], fx: _SetEffect, members: list[str]) -> None:
     e = fx.effect
     current = sets.get(e.metric, frozenset())
+    if e.op == "remove":
+        sets[e.metric] = current.difference(members)
+        return
     if e.generator == "file-hash":
         paths = {m.split("=", 1)[0] for m in members}
         current = frozenset(m for m in current if m.split("=", 1)[0] not in paths)

@@ -191,6 +191,29 @@ def test_a_number_effect_on_a_derived_count_applies() -> None:
         assert r.numbers["num-listening-tcp-ports"] == (3 if _inside(r) else 1)
 
 
+def test_hosts_of_a_network_for_an_inside_scan() -> None:
+    effect = (
+        '{ metric = "destination-ip-addresses", op = "members", generator = "network", '
+        'values = ["10.1.2.0/24"], count = 4, fresh = true }'
+    )
+    inside, normal = _sets_inside(effect, "destination-ip-addresses")
+    for s in inside:
+        new = s - normal
+        assert 1 <= len(new) <= 4 and all(a.startswith("10.1.2.") for a in new)
+
+
+def test_remove_listed_members_and_some_usual_ones() -> None:
+    extra = '\n[models.m1.sets.listening-tcp-ports]\nmembers = ["22", "8883"]\n'
+    effect = '{ metric = "listening-tcp-ports", op = "remove", values = ["8883"] }'
+    inside, normal = _sets_inside(effect, "listening-tcp-ports", extra)
+    assert normal == {"22", "8883"} and set(inside) == {frozenset({"22"})}
+    extra = "\n[models.m1.sets.executables]\nhashes = 5\n"
+    inside, normal = _sets_inside(
+        '{ metric = "executables", op = "remove", count = 2 }', "executables", extra
+    )
+    assert len(set(inside)) == 1 and inside[0] < normal and len(normal - inside[0]) == 2
+
+
 def test_new_hashes_and_a_changed_watched_file() -> None:
     hashes = '{ metric = "executables", op = "members", generator = "hashes", count = 2 }'
     inside, _ = _sets_inside(hashes, "executables")

@@ -145,6 +145,9 @@ BAD: dict[str, tuple[str, str]] = {
     "file-hash-on-destinations":
         (_effect('{ metric = "destination-ip-addresses", op = "members", generator = "file-hash", '
                  'values = ["/bin/x"] }'), "effects[0].generator"),
+    "network-generator-without-networks":
+        (_effect('{ metric = "destination-ip-addresses", op = "members", generator = "network", '
+                 'values = ["10.0.0.1"] }'), "effects[0].values"),
     "too-many-new-members":
         (_effect('{ metric = "executables", op = "members", generator = "hashes", count = 5000 }'),
          "effects[0].count"),
