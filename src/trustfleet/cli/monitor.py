@@ -110,33 +110,41 @@ def evaluate_command(
     ] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    from trustfleet.monitoring.evaluate import evaluate
-
     chosen = _scenario(scenario)
-    n = devices or chosen.devices
-    h = hours or chosen.hours
     learn = chosen.learning_hours if learning_hours is None else learning_hours
-    detector = _detector(learn)
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console, disable=json_out, transient=True,
-    ) as bar:  # fmt: skip
-        task = bar.add_task(f"scoring {chosen.name}", total=None)
-
-        def step(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        with interruptible(lambda: "the evaluation was stopped; nothing was written"):
-            result = evaluate(
-                chosen, detector=detector, devices=n, hours=h, seed=seed, learning_hours=learn,
-                progress=step,
-            )  # fmt: skip
+    result = _evaluate_with_progress(
+        chosen, devices=devices or chosen.devices, hours=hours or chosen.hours, seed=seed,
+        learning_hours=learn, quiet=json_out,
+    )  # fmt: skip
     if json_out:
         emit_json(result.to_json())
     else:
         _print_evaluation(result)
     if not result.targets_met:
         raise typer.Exit(TARGETS_MISSED_EXIT_CODE)
+
+
+def _evaluate_with_progress(
+    scenario: Scenario, *, devices: int, hours: float, seed: int, learning_hours: float,
+    quiet: bool,
+) -> Evaluation:  # fmt: skip
+    from trustfleet.monitoring.evaluate import evaluate
+
+    detector = _detector(learning_hours)
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, disable=quiet, transient=True,
+    ) as bar:  # fmt: skip
+        task = bar.add_task(f"scoring {scenario.name}", total=None)
+
+        def step(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        with interruptible(lambda: "the evaluation was stopped; nothing was written"):
+            return evaluate(
+                scenario, detector=detector, devices=devices, hours=hours, seed=seed,
+                learning_hours=learning_hours, progress=step,
+            )  # fmt: skip
 
 
 def _mark(ok: bool) -> str:
