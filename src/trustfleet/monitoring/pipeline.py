@@ -73,6 +73,8 @@ class DetectorConfig:
         z_cohort: …and above the cohort's hour-of-day profile by this many of its spreads…
         z_cohort_alone: Or far above the cohort's profile (and somewhat above the device's).
         min_ratio: …and at least this many times the expected value.
+        z_joint: Two or more metrics of a window above their device's baselines by this many
+            spreads (and min_ratio) count together.
         cohort_known_devices: A member seen by this many devices of the cohort while they
             learned is not new to any of them.
         new_destination_windows: A lone new destination is raised once seen in this many
@@ -85,6 +87,8 @@ class DetectorConfig:
         max_devices: Devices kept in memory (the least recently seen go first).
         max_members: Members remembered per set per device (and flagged ones).
         model: Whether the IsolationForest runs.
+        service_model: Whether it also scores service windows (off: their sparse counts made
+            it raise false alarms on the built-in scenarios; baselines and rules cover them).
         model_params: Its constants.
         model_batch: Queued windows that trigger a batch scoring.
         model_max_delay_s: The longest (simulated) delay before a queued window is scored.
@@ -97,8 +101,9 @@ class DetectorConfig:
     z_device: float = 6.0
     z_cohort: float = 3.0
     z_cohort_alone: float = 12.0
+    z_joint: float = 4.0
     min_ratio: float = 3.0
-    cohort_known_devices: int = 1
+    cohort_known_devices: int = 2
     new_destination_windows: int = 2
     known_prefixes: bool = True
     scan_destinations: int = 8
@@ -107,6 +112,7 @@ class DetectorConfig:
     max_devices: int = 100_000
     max_members: int = 512
     model: bool = True
+    service_model: bool = False
     model_params: ModelParams = field(default_factory=ModelParams)
     model_batch: int = 512
     model_max_delay_s: float = 900.0
@@ -284,6 +290,7 @@ class FleetDetector:
             xs,
             _DEV_NAMES,
             z_device=self.config.z_device,
+            z_joint=self.config.z_joint,
             z_cohort_alone=self.config.z_cohort_alone,
             min_log_ratio=self._log_min_ratio,
         )
@@ -330,12 +337,13 @@ class FleetDetector:
             xs,
             SERVICE_TRACKED,
             z_device=self.config.z_device,
+            z_joint=self.config.z_joint,
             z_cohort_alone=self.config.z_cohort_alone,
             min_log_ratio=self._log_min_ratio,
         )
         if hits:
             out.append(self._baseline_finding(rec, hits, exfil_hint=False))
-        if cohort.svc_model.fitted:
+        if self.config.service_model and cohort.svc_model.fitted:
             self._queue(cohort.svc_model, rec, features, t)
         return out
 
