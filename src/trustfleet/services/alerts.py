@@ -174,7 +174,9 @@ def _record_one(
 def _choice(value: str | None, allowed: Sequence[str], *, name: str) -> None:
     if value is not None and value not in allowed:
         raise InvalidInput(
-            f"{name} {value[:32]!r} is not one of {', '.join(allowed)}", code="alert.filter"
+            f"{name} {value[:32]!r} is not one of {', '.join(allowed)}",
+            hint=f"give --{name} one of {', '.join(allowed)}",
+            code="alert.filter",
         )
 
 
