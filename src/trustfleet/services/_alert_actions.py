@@ -127,15 +127,18 @@ def action_event(
 
 def plan_actions(
     tx: Transaction, alert: AlertRecord, *, playbook: Playbook, settings: MonitoringSettings,
-    now: datetime,
+    now: datetime, skip: frozenset[str] = frozenset(),
 ) -> list[int]:  # fmt: skip
-    """Record the playbook's actions for a new alert; the ids of the automatic ones to run.
+    """Record the playbook's actions for an alert; the ids of the automatic ones to run.
 
     ``notify`` queues one outbox row per receiver and is done at once; ``approval`` actions wait
     (``monitor.action.pending``); other automatic ones are returned to run after the commit.
+    Actions named in ``skip`` (asked for already, before an escalation) are left out.
     """
     auto: list[int] = []
     for planned in playbook.plan(alert.kind, alert.severity):
+        if planned.action in skip:
+            continue
         action = tx.alert_actions.add(
             alert_id=alert.id, action=planned.action, mode=planned.mode, state="pending", now=now
         )
