@@ -118,6 +118,8 @@ def record_findings(
     Returns:
         One change per finding recorded, in time order.
     """
+    if not findings:
+        return []
     quiet_s = rt.settings.monitoring.alert_quiet_s
     playbook = _playbook(rt)
     changes: list[AlertChange] = []
