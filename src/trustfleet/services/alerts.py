@@ -151,7 +151,7 @@ def _record_one(
         change = "joined" if continues(last.last_seen, f.at, quiet_s=quiet_s) else None
     if last is not None and change is not None:
         joined = tx.alerts.join(
-            last.id, severity=f.severity, summary=f.summary, evidence=f.evidence, at=f.at, now=now
+            last, severity=f.severity, summary=f.summary, evidence=f.evidence, at=f.at, now=now
         )
         auto: list[int] = []
         if change == "joined" and joined.severity != last.severity:
@@ -169,10 +169,11 @@ def _record_one(
                  "detector": f.detector, "summary": alert.summary},
         now=now,
     )  # fmt: skip
-    auto = plan_actions(tx, alert, playbook=playbook, settings=rt.settings.monitoring, now=now)
-    actions = tuple(a.id for a in tx.alert_actions.for_alert(alert.id))
+    asked, auto = plan_actions(
+        tx, alert, playbook=playbook, settings=rt.settings.monitoring, now=now
+    )
     raised = AlertChange(
-        alert_id=alert.id, device_id=f.device_id, kind=f.kind, change="raised", actions=actions
+        alert_id=alert.id, device_id=f.device_id, kind=f.kind, change="raised", actions=tuple(asked)
     )
     return raised, auto
 
@@ -189,9 +190,10 @@ def _escalate(
         now=now,
     )  # fmt: skip
     asked = frozenset(a.action for a in tx.alert_actions.for_alert(alert.id))
-    return plan_actions(
+    _ids, auto = plan_actions(
         tx, alert, playbook=playbook, settings=rt.settings.monitoring, now=now, skip=asked
     )
+    return auto
 
 
 # -- reads -------------------------------------------------------------------------------------
