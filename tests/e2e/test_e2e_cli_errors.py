@@ -238,6 +238,15 @@ CASES: dict[str, tuple[str, str, str]] = {
         ("monitor rules check {root}/none.toml", "no rules file", "FILE"),
     "monitor-rules-check-not-toml":
         ("monitor rules check {afile}", "not valid TOML", "rules file"),
+    # alerts
+    "alerts-list-bad-state":
+        ("alerts list --state gone --home {home}", "'gone' is not one of", "open"),
+    "alerts-list-bad-severity":
+        ("alerts list --severity huge --home {home}", "'huge' is not one of", "critical"),
+    "alerts-show-not-a-number":
+        ("alerts show abc --home {home}", "valid integer", "alerts show --help"),
+    "alerts-suppress-bad-for":
+        ("alerts suppress 1 --for forever --home {home}", "forever", "2h"),
     # the root, and options every command shares
     "json-with-a-bad-value":
         ("device list --home {home} --json=maybe", "neither true nor false", "--json=false"),
@@ -274,6 +283,14 @@ CASES |= _same_mistake(
      "attest run dev-nosuchdevice", "attest quarantine dev-nosuchdevice --reason x",
      "attest lift dev-nosuchdevice", "attest release dev-nosuchdevice"),
     mistake="unknown-id", wrong="--home {home}", message="not found", hint="device list",
+)  # fmt: skip
+CASES |= _same_mistake(
+    tuple(f"alerts {verb} 999999" for verb in ("show", "ack", "resolve")),
+    mistake="unknown-id", wrong="--home {home}", message="not found", hint="alerts list",
+)  # fmt: skip
+CASES |= _same_mistake(
+    tuple(f"alerts {verb} 999999" for verb in ("approve", "reject")),
+    mistake="unknown-id", wrong="--home {home}", message="not found", hint="alerts show",
 )  # fmt: skip
 CASES |= _same_mistake(
     ("user disable nobody", "user enable nobody", "user reset-mfa nobody",
