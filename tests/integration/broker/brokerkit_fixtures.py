@@ -76,7 +76,9 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     base = tmp_path_factory.mktemp("bk")
     work = base / "work"
     work.mkdir()
-    with running_server(base) as server:
+    # Service windows of one second: the server's broker publishes its statistics every second
+    # and its ingest stores them (test_broker_stats.py), without slowing the other tests.
+    with running_server(base, settings={"monitoring.service_window_s": "1"}) as server:
         identities = []
         for prefix in ("a", "b"):
             device = make_software_device(server, work, prefix=prefix)

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from brokerkit_fixtures import Fleet, Mqtt, Subscriber
 
 from support.waiting import wait_for
+from trustfleet.monitoring import MetricsRecord
 from trustfleet.monitoring.service_window import (
     BrokerCounters,
     BrokerStats,
@@ -146,3 +147,38 @@ def test_a_reload_does_not_count_connected_devices_again(
         )
     totals = reader.totals()[a]
     assert (totals.connects, totals.disconnects, totals.messages) == (1, 1, 2)
+
+
+def test_the_running_server_stores_the_broker_s_counters_as_service_windows(
+    fleet: Fleet,
+) -> None:
+    """End to end: the server's own broker publishes, its ingest workers (sharing
+    ``$share/ingest/tf/v1/s/broker/stats``) store ``source="service"`` windows that end on
+    ``service_window_s`` boundaries."""
+    from trustfleet.settings import load_server_settings
+
+    settings = load_server_settings(fleet.server.home)
+    server_mqtt = Mqtt(fleet, settings.broker.port)
+    device = fleet.new_device("sig")
+    topic = f"tf/v1/d/{device.name}/telemetry"
+    sent = server_mqtt.pub(device, topic, "", stdin="one\ntwo\nthree\n", extra=("-l",))
+    assert sent.returncode == 0, sent.stderr
+    rt = fleet.server.runtime
+
+    def windows() -> list[MetricsRecord] | None:
+        with rt.uow.begin(read_only=True) as tx:
+            mine = [
+                r
+                for _, r in tx.monitor_metrics.after(0, limit=1000)
+                if r.device_id == device.name and r.source == "service"
+            ]
+        total = sum(r.numbers["svc-disconnects"] for r in mine)
+        return mine if total >= 1 else None
+
+    found = wait_for(windows, what="the device's service windows from the running server")
+    assert sum(r.numbers["svc-messages-in"] for r in found) == 3
+    assert sum(r.numbers["svc-bytes-in"] for r in found) == len("onetwothree")
+    assert sum(r.numbers["svc-connect-attempts"] for r in found) == 1
+    assert all(r.interval_s == 1 and r.end.microsecond == 0 for r in found)
+    addresses = frozenset().union(*(r.sets["svc-source-addresses"] for r in found))
+    assert addresses == {"127.0.0.1"}
