@@ -290,3 +290,16 @@ def counted(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 @pytest.fixture
 def cmqtt(fleet: Fleet, counted: object) -> Mqtt:
     return Mqtt(fleet, counted.config.port)  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def one_slot(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A broker whose guard counts one device at a time (stats every second)."""
+    from trustfleet.broker import BrokerConfig
+
+    home = _broker_home(fleet, tmp_path_factory.mktemp("slot-home"))
+    base = BrokerConfig.for_home(
+        home, port=free_port(), service_identities=[SERVICE_CN], stats_interval_s=STATS_INTERVAL_S
+    )
+    with _started(fleet, BrokerConfig(**{**base.__dict__, "stats_max_devices": 1})) as broker:
+        yield broker

@@ -182,3 +182,30 @@ def test_the_running_server_stores_the_broker_s_counters_as_service_windows(
     assert all(r.interval_s == 1 and r.end.microsecond == 0 for r in found)
     addresses = frozenset().union(*(r.sets["svc-source-addresses"] for r in found))
     assert addresses == {"127.0.0.1"}
+
+
+def test_a_full_table_counts_newcomers_as_untracked(fleet: Fleet, one_slot: object) -> None:
+    """The table is bounded: while A holds the one slot (connected), B's activity is only
+    counted as ``untracked``, and B never appears in a chunk."""
+    mqtt = Mqtt(fleet, one_slot.config.port)  # type: ignore[attr-defined]
+    a, b = fleet.a.name, fleet.b.name
+    with _stats(fleet, mqtt) as reader:
+        stream = mqtt.pub_stream(fleet.a, f"tf/v1/d/{a}/telemetry")
+        try:
+            assert stream.stdin is not None
+            stream.stdin.write("hello\n")
+            stream.stdin.flush()
+            wait_for(
+                lambda: reader.totals().get(a, BrokerCounters()).messages >= 1,
+                what="A counted",
+            )
+            assert mqtt.pub(fleet.b, f"tf/v1/d/{b}/telemetry", "x").returncode == 0
+            wait_for(
+                lambda: sum(c.untracked for c in reader.chunks) >= 3,
+                what="B's connect, publish and disconnect counted as untracked",
+            )
+        finally:
+            if stream.stdin:
+                stream.stdin.close()
+            stream.wait(timeout=20)
+    assert b not in reader.totals()
