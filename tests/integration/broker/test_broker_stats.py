@@ -115,6 +115,31 @@ def test_device_activity_is_counted_and_published(fleet: Fleet, cmqtt: Mqtt) -> 
     assert len({chunk.boot for chunk in reader.chunks}) == 1
 
 
+def test_nobody_but_the_broker_publishes_statistics(fleet: Fleet, cmqtt: Mqtt) -> None:
+    """A forged chunk from a device (denied by the guard, and counted) or from a service
+    identity (the ACL file grants it read only) never reaches a reader of the statistics."""
+    a = fleet.a.name
+    forged = (
+        '{"v":1,"boot":"%s","seq":1,"part":0,"end":0,"interval_s":1,"untracked":0,'
+        '"unattributed":0,"devices":{}}'
+    )
+    with _stats(fleet, cmqtt) as reader:
+        assert cmqtt.pub(fleet.a, BROKER_STATS_TOPIC, forged % "forgeddevice").returncode == 0
+        assert (
+            cmqtt.pub(fleet.service, BROKER_STATS_TOPIC, forged % "forgedservice").returncode == 0
+        )
+        wait_for(
+            lambda: reader.totals().get(a, BrokerCounters()).denied >= 1,
+            what="the device's forged publish counted as denied",
+        )
+        assert cmqtt.pub(fleet.a, f"tf/v1/d/{a}/telemetry", "after").returncode == 0
+        wait_for(
+            lambda: reader.totals().get(a, BrokerCounters()).disconnects >= 2,
+            what="both of A's sessions counted (the forged chunks had their chance)",
+        )
+    assert not [c for c in reader.chunks if c.boot.startswith("forged")]
+
+
 def test_a_reload_does_not_count_connected_devices_again(
     fleet: Fleet, cmqtt: Mqtt, counted: object
 ) -> None:
