@@ -42,11 +42,14 @@ __all__ = [
     "MAX_COMMAND_NAME_CHARS",
     "MAX_EVIDENCE_BYTES",
     "MAX_METRICS",
+    "MAX_METRICS_REPORT_BYTES",
     "MAX_METRIC_NAME_CHARS",
     "MAX_NONCE_BYTES",
     "MAX_PAYLOAD_BYTES",
     "MAX_REQUESTED_PCRS",
     "MAX_SEQ",
+    "MAX_SET_MEMBERS",
+    "MAX_SET_MEMBER_CHARS",
     "MAX_TS_CHARS",
     "PROTOCOL",
     "SERVICE_TOPIC_ROOT",
@@ -79,14 +82,15 @@ TopicKind = Literal[
     "cmd/result",
     "ota/status",
     "attest/evidence",
+    "metrics",
     "cmd",
     "ota/cmd",
     "attest/challenge",
 ]
 TOPIC_KINDS: Final[tuple[TopicKind, ...]] = get_args(TopicKind)
 """Every topic below ``tf/v1/d/<id>/``: device -> service first, then service -> device."""
-DEVICE_TO_SERVICE: Final[tuple[TopicKind, ...]] = TOPIC_KINDS[:5]
-SERVICE_TO_DEVICE: Final[tuple[TopicKind, ...]] = TOPIC_KINDS[5:]
+DEVICE_TO_SERVICE: Final[tuple[TopicKind, ...]] = TOPIC_KINDS[:6]
+SERVICE_TO_DEVICE: Final[tuple[TopicKind, ...]] = TOPIC_KINDS[6:]
 INGEST_KINDS: Final[tuple[TopicKind, ...]] = ("telemetry", "events", "cmd/result", "ota/status")
 """What the ingest workers store (evidence goes to the attestation verifier)."""
 INGEST_GROUP: Final = "ingest"
@@ -94,7 +98,7 @@ INGEST_GROUP: Final = "ingest"
 ATTEST_GROUP: Final = "attest"
 """The shared-subscription group of the attestation schedulers (boot announcements)."""
 SHARED_SUBSCRIPTIONS: Final[Mapping[str, tuple[TopicKind, ...]]] = {
-    INGEST_GROUP: (*INGEST_KINDS, "attest/evidence"),
+    INGEST_GROUP: (*INGEST_KINDS, "attest/evidence", "metrics"),
     ATTEST_GROUP: ("events",),
 }
 """What each worker group of the service subscribes to, as shared subscriptions."""
@@ -129,6 +133,12 @@ MAX_TS_CHARS: Final = 40
 """The longest ``ts`` text."""
 MAX_BOOT_CHARS: Final = 32
 """The longest ``boot`` id (of ``[A-Za-z0-9_-]``)."""
+MAX_METRICS_REPORT_BYTES: Final = MAX_PAYLOAD_BYTES
+"""The largest metrics report (``metrics``); never above :data:`MAX_PAYLOAD_BYTES`."""
+MAX_SET_MEMBERS: Final = 128
+"""Items in one list of a metrics report (ports, connections, addresses, hashes, files)."""
+MAX_SET_MEMBER_CHARS: Final = 320
+"""One string in a metrics report (``remote_addr``, an address, a hash, ``path=sha256``)."""
 
 # -- service topics (issue 13, service-side signals; docs/mqtt.md "Broker statistics") -------
 
@@ -157,6 +167,9 @@ LIMITS: Final[Mapping[str, int]] = {
     "MAX_SEQ": MAX_SEQ,
     "MAX_TS_CHARS": MAX_TS_CHARS,
     "MAX_BOOT_CHARS": MAX_BOOT_CHARS,
+    "MAX_METRICS_REPORT_BYTES": MAX_METRICS_REPORT_BYTES,
+    "MAX_SET_MEMBERS": MAX_SET_MEMBERS,
+    "MAX_SET_MEMBER_CHARS": MAX_SET_MEMBER_CHARS,
     "MAX_BROKER_STATS_BYTES": MAX_BROKER_STATS_BYTES,
 }
 """Every limit by name (what docs/mqtt.md lists)."""

@@ -22,6 +22,7 @@ from trustfleet.cli import (
     campaign,
     device,
     factory,
+    monitor,
     ota,
     release,
     server,
@@ -57,6 +58,7 @@ app.add_typer(sim.app, name="sim")
 app.add_typer(witness.app, name="witness")
 app.add_typer(user.app, name="user")
 app.add_typer(token.app, name="token")
+app.add_typer(monitor.app, name="monitor")
 app.command("demo")(demo)
 
 

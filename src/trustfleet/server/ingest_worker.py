@@ -23,7 +23,6 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -33,6 +32,7 @@ from awscrt import mqtt5
 
 from trustfleet.crt import CRT_ERRORS, suback_callback
 from trustfleet.errors import Conflict, TrustFleetError, Unavailable
+from trustfleet.server._ingest_counters import IngestCounters
 from trustfleet.services.attestation import evidence_device, handle_evidence
 from trustfleet.services.ingest import (
     MESSAGE_FAULTS,
@@ -46,6 +46,11 @@ from trustfleet.services.ingest import (
     store_isolating,
 )
 from trustfleet.services.ingest_rejects import RejectLimiter, write_rejections
+from trustfleet.services.monitor_ingest import (
+    MetricsIngest,
+    apply_metrics_retention,
+    metrics_device,
+)
 from trustfleet.services.mqtt_client import ServiceMqttIdentity, new_client
 from trustfleet.services.service_signals import ingest_broker_stats
 from trustfleet.settings import ServerSettings, load_server_settings
@@ -81,27 +86,6 @@ def ingest_client_id(identity: str) -> str:
     spawned workers.)
     """
     return f"{identity}-ingest-{os.getpid()}-{secrets.token_hex(4)}"
-
-
-@dataclass
-class IngestCounters:
-    """What one worker did since it started (logged at stop)."""
-
-    received: int = 0
-    stored_rows: int = 0
-    accepted: int = 0
-    malformed: int = 0
-    refused: int = 0
-    overflow: int = 0
-    failed_batches: int = 0
-    isolated: int = 0
-    """Valid-looking messages the store refused, dropped alone after splitting their batch."""
-    faults: int = 0
-    """Messages whose processing raised (every drop, by code in ``by_code``)."""
-    rejected_events: int = 0
-    broker_stats_windows: int = 0
-    """Service windows stored from the broker's statistics (docs/monitoring.md)."""
-    by_code: dict[str, int] = field(default_factory=dict)
 
 
 _Item = tuple[str, bytes, Any]  # topic, payload, puback control handle (None for QoS 0)
@@ -146,6 +130,7 @@ class IngestWorker:
             max_devices=settings.ingest.rejected_max_devices,
         )
         self._port = port
+        self._metrics = MetricsIngest(settings, uow=uow)
         self._client: mqtt5.Client | None = None
 
     def run(self, stop: threading.Event) -> None:
@@ -293,7 +278,7 @@ class IngestWorker:
         to_store: list[_Item] = []
         dropped: list[_Item] = []
         batch = self._broker_stats(batch, now=now)
-        for item in batch:
+        for item in self._metrics_of(batch, now=now):
             topic, payload, _handle = item
             device_id = evidence_device(topic)
             if device_id is not None:
@@ -317,6 +302,26 @@ class IngestWorker:
         if outcome.refused_devices:
             logger.info("dropped messages of devices not enrolled: %s", outcome.refused_devices)
         self._ack(to_store)
+
+    def _metrics_of(self, batch: list[_Item], *, now: datetime) -> list[_Item]:
+        """Decode the batch's metrics reports and store them in one transaction; the rest."""
+        items = [item for item in batch if metrics_device(item[0])]
+        decode = self._metrics.decode
+        decoded = [
+            self._guarded(t, partial(decode, metrics_device(t) or "", p, now=now), now=now)
+            for t, p, _ in items
+        ]
+        try:
+            outcome = self._metrics.store([r for r in decoded if r is not None], now=now)
+        except Unavailable as exc:  # the decoded ones stay unacknowledged: the broker resends
+            logger.warning("metrics batch failed: %s", exc.one_line())
+            self._ack([item for item, r in zip(items, decoded, strict=True) if r is None])
+        else:
+            for device_id, code in outcome.rejected:
+                self._count_drop(device_id, code, now=now)
+            self.counters.stored_rows += outcome.stored
+            self._ack(items)
+        return [item for item in batch if not metrics_device(item[0])]
 
     def _broker_stats(self, batch: list[_Item], *, now: datetime) -> list[_Item]:
         """Store the broker's statistics chunks of ``batch``; the rest of it is returned.
@@ -377,6 +382,8 @@ class IngestWorker:
                 retention_days=broker.telemetry_retention_days,
                 max_rows=broker.telemetry_max_rows,
             )
+            days = self.settings.monitoring.metrics_retention_days
+            apply_metrics_retention(self.uow, now=self._now(), retention_days=days)
         except TrustFleetError as exc:
             logger.warning("telemetry retention failed: %s", exc.one_line())
 

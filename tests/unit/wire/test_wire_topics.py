@@ -107,6 +107,7 @@ def test_shared_filters_of_the_worker_groups() -> None:
         "$share/ingest/tf/v1/d/+/cmd/result",
         "$share/ingest/tf/v1/d/+/ota/status",
         "$share/ingest/tf/v1/d/+/attest/evidence",
+        "$share/ingest/tf/v1/d/+/metrics",
     )
     assert wire.shared_filters(wire.ATTEST_GROUP) == ("$share/attest/tf/v1/d/+/events",)
     assert wire.device_filter("+") == "tf/v1/d/+/#"
