@@ -96,7 +96,8 @@ def rule_findings(
                 "monitor.destination.suspicious_port",
                 rules.suspicious_severity,
                 at=at,
-                summary=f"{len(eps)} connection(s) to suspicious remote port(s) {'/'.join(sorted(bad))}",
+                summary=f"{len(eps)} connection(s) to suspicious remote port(s) "
+                f"{'/'.join(sorted(bad))}",
                 evidence={
                     "metrics": {"remote-endpoints": eps[:20], "count": len(eps)},
                     "window_s": window,
