@@ -12,6 +12,7 @@ Windows end on multiples of the window length since the Unix epoch (:func:`close
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -120,7 +121,7 @@ def _device_counters(doc: Any) -> BrokerCounters:
     return BrokerCounters(**values, addresses=_addresses(doc.get("a", [])))
 
 
-def _header(doc: dict[str, Any], *, device_id_pattern: Any) -> dict[str, Any]:
+def _header(doc: dict[str, Any], *, device_id_pattern: re.Pattern[str]) -> dict[str, Any]:
     boot = doc.get("boot")
     if not isinstance(boot, str) or not 0 < len(boot) <= 32 or not boot.isalnum():
         raise _bad("'boot' must be a short alphanumeric id")
@@ -135,7 +136,9 @@ def _header(doc: dict[str, Any], *, device_id_pattern: Any) -> dict[str, Any]:
     return {"boot": boot, "interval_s": interval_s, "end": end, "devices": devices}
 
 
-def decode_broker_stats(payload: bytes, *, max_bytes: int, device_id_pattern: Any) -> BrokerStats:
+def decode_broker_stats(
+    payload: bytes, *, max_bytes: int, device_id_pattern: re.Pattern[str]
+) -> BrokerStats:
     """Parse and check one statistics chunk of the broker's guard plugin.
 
     Args:

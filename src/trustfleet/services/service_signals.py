@@ -177,7 +177,10 @@ def record_broker_stats(
             records = _records(
                 end=end, interval_s=interval_s, broker=broker, store=store, devices=known
             )
-            stored += tx.monitor_metrics.add_many(records, received_at=now)
+            added = tx.monitor_metrics.add_many(records, received_at=now)
+        stored += added
+        if added < len(records):  # redelivered, or built already by collect_service_windows
+            logger.info("service window %s: %d devices already stored", end, len(records) - added)
         if len(known) < len(broker):
             logger.info("broker statistics of %d unknown devices skipped", len(broker) - len(known))
     return stored

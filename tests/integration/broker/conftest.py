@@ -9,4 +9,5 @@ from brokerkit_fixtures import (  # noqa: F401  # fixtures, found by pytest here
     gmqtt,
     guarded,
     mqtt,
+    one_slot,
 )

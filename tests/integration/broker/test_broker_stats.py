@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from brokerkit_fixtures import Fleet, Mqtt, Subscriber
 
 from support.waiting import wait_for
+from trustfleet.monitoring import MetricsRecord
 from trustfleet.monitoring.service_window import (
     BrokerCounters,
     BrokerStats,
@@ -114,6 +115,31 @@ def test_device_activity_is_counted_and_published(fleet: Fleet, cmqtt: Mqtt) -> 
     assert len({chunk.boot for chunk in reader.chunks}) == 1
 
 
+def test_nobody_but_the_broker_publishes_statistics(fleet: Fleet, cmqtt: Mqtt) -> None:
+    """A forged chunk from a device (denied by the guard, and counted) or from a service
+    identity (the ACL file grants it read only) never reaches a reader of the statistics."""
+    a = fleet.a.name
+    forged = (
+        '{"v":1,"boot":"%s","seq":1,"part":0,"end":0,"interval_s":1,"untracked":0,'
+        '"unattributed":0,"devices":{}}'
+    )
+    with _stats(fleet, cmqtt) as reader:
+        assert cmqtt.pub(fleet.a, BROKER_STATS_TOPIC, forged % "forgeddevice").returncode == 0
+        assert (
+            cmqtt.pub(fleet.service, BROKER_STATS_TOPIC, forged % "forgedservice").returncode == 0
+        )
+        wait_for(
+            lambda: reader.totals().get(a, BrokerCounters()).denied >= 1,
+            what="the device's forged publish counted as denied",
+        )
+        assert cmqtt.pub(fleet.a, f"tf/v1/d/{a}/telemetry", "after").returncode == 0
+        wait_for(
+            lambda: reader.totals().get(a, BrokerCounters()).disconnects >= 2,
+            what="both of A's sessions counted (the forged chunks had their chance)",
+        )
+    assert not [c for c in reader.chunks if c.boot.startswith("forged")]
+
+
 def test_a_reload_does_not_count_connected_devices_again(
     fleet: Fleet, cmqtt: Mqtt, counted: object
 ) -> None:
@@ -146,3 +172,65 @@ def test_a_reload_does_not_count_connected_devices_again(
         )
     totals = reader.totals()[a]
     assert (totals.connects, totals.disconnects, totals.messages) == (1, 1, 2)
+
+
+def test_the_running_server_stores_the_broker_s_counters_as_service_windows(
+    fleet: Fleet,
+) -> None:
+    """End to end: the server's own broker publishes, its ingest workers (sharing
+    ``$share/ingest/tf/v1/s/broker/stats``) store ``source="service"`` windows that end on
+    ``service_window_s`` boundaries."""
+    from trustfleet.settings import load_server_settings
+
+    settings = load_server_settings(fleet.server.home)
+    server_mqtt = Mqtt(fleet, settings.broker.port)
+    device = fleet.new_device("sig")
+    topic = f"tf/v1/d/{device.name}/telemetry"
+    sent = server_mqtt.pub(device, topic, "", stdin="one\ntwo\nthree\n", extra=("-l",))
+    assert sent.returncode == 0, sent.stderr
+    rt = fleet.server.runtime
+
+    def windows() -> list[MetricsRecord] | None:
+        with rt.uow.begin(read_only=True) as tx:
+            mine = [
+                r
+                for _, r in tx.monitor_metrics.after(0, limit=1000)
+                if r.device_id == device.name and r.source == "service"
+            ]
+        total = sum(r.numbers["svc-disconnects"] for r in mine)
+        return mine if total >= 1 else None
+
+    found = wait_for(windows, what="the device's service windows from the running server")
+    assert sum(r.numbers["svc-messages-in"] for r in found) == 3
+    assert sum(r.numbers["svc-bytes-in"] for r in found) == len("onetwothree")
+    assert sum(r.numbers["svc-connect-attempts"] for r in found) == 1
+    assert all(r.interval_s == 1 and r.end.microsecond == 0 for r in found)
+    addresses = frozenset().union(*(r.sets["svc-source-addresses"] for r in found))
+    assert addresses == {"127.0.0.1"}
+
+
+def test_a_full_table_counts_newcomers_as_untracked(fleet: Fleet, one_slot: object) -> None:
+    """The table is bounded: while A holds the one slot (connected), B's activity is only
+    counted as ``untracked``, and B never appears in a chunk."""
+    mqtt = Mqtt(fleet, one_slot.config.port)  # type: ignore[attr-defined]
+    a, b = fleet.a.name, fleet.b.name
+    with _stats(fleet, mqtt) as reader:
+        stream = mqtt.pub_stream(fleet.a, f"tf/v1/d/{a}/telemetry")
+        try:
+            assert stream.stdin is not None
+            stream.stdin.write("hello\n")
+            stream.stdin.flush()
+            wait_for(
+                lambda: reader.totals().get(a, BrokerCounters()).messages >= 1,
+                what="A counted",
+            )
+            assert mqtt.pub(fleet.b, f"tf/v1/d/{b}/telemetry", "x").returncode == 0
+            wait_for(
+                lambda: sum(c.untracked for c in reader.chunks) >= 3,
+                what="B's connect, publish and disconnect counted as untracked",
+            )
+        finally:
+            if stream.stdin:
+                stream.stdin.close()
+            stream.wait(timeout=20)
+    assert b not in reader.totals()
