@@ -29,7 +29,6 @@ from typing import Final
 
 from trustfleet.errors import Config, TrustFleetError
 from trustfleet.monitoring import Detector, Finding, MetricsRecord
-from trustfleet.monitoring.pipeline import DetectorConfig, FleetDetector
 from trustfleet.monitoring.rules import default_rules, load_rules
 from trustfleet.server._worker_main import run_worker
 from trustfleet.services.alerts import record_findings
@@ -90,6 +89,9 @@ def build_detector(rt: Runtime) -> Detector:
                          code="monitor.rules.invalid") from exc  # fmt: skip
     else:
         rules = default_rules()
+    # numpy and scikit-learn load in monitor#0 only, not in server run's parent process.
+    from trustfleet.monitoring.pipeline import DetectorConfig, FleetDetector  # noqa: PLC0415
+
     config = DetectorConfig(
         learning_s=settings.learning_hours * 3600, max_devices=settings.max_devices
     )
