@@ -52,6 +52,7 @@ CURSOR: Final = "monitor"
 """The monitor's row in ``monitor_cursor``."""
 PAGE: Final = 1000
 """Windows read and scored per transaction."""
+_REPLAY_SKEW: Final = timedelta(hours=1)
 MAX_PAGES_PER_STEP: Final = 20
 """Pages scored in one step before notifications get their turn."""
 
@@ -142,7 +143,10 @@ class MonitorWorker:
         since = self.now() - timedelta(hours=settings.learning_hours)
         with self.rt.uow.begin() as tx:
             self.cursor = tx.monitor_metrics.cursor(CURSOR)
-        after, count = 0, 0
+            # Windows ending in the period were received after its start, give or take the
+            # devices' clock skew: read from there, not from the first window kept.
+            after = tx.monitor_metrics.first_id_since(since - _REPLAY_SKEW)
+        count = 0
         while after < self.cursor:
             with self.rt.uow.begin() as tx:
                 page = tx.monitor_metrics.after(after, limit=PAGE)
