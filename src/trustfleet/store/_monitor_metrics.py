@@ -91,9 +91,11 @@ class MonitorMetricsRepository:
     def first_id_since(self, received_at: datetime) -> int:
         """The id just before the first window received at or after ``received_at`` (the
         ``after_id`` to read from; the newest id when none is that recent)."""
-        first = self._handle.session.connection().execute(
-            select(sa.func.min(_TABLE.c.id)).where(_TABLE.c.received_at >= received_at)
-        ).scalar()
+        first = (
+            self._handle.session.connection()
+            .execute(select(sa.func.min(_TABLE.c.id)).where(_TABLE.c.received_at >= received_at))
+            .scalar()
+        )
         return int(first) - 1 if first is not None else self.last_id()
 
     def last_id(self) -> int:
