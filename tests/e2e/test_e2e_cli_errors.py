@@ -219,6 +219,23 @@ CASES: dict[str, tuple[str, str, str]] = {
     "token-create-bad-ttl":
         ("token create --owner admin --name n --role admin --ttl forever --home {home}",
          "not a lifetime", "30d"),
+    # monitor
+    "monitor-evaluate-missing-file":
+        ("monitor evaluate --scenario {root}/none.toml", "no scenario file", "--scenario"),
+    "monitor-evaluate-not-toml":
+        ("monitor evaluate --scenario {afile}", "not valid TOML", "Scenarios and evaluation"),
+    "monitor-evaluate-scenario-is-a-dir":
+        ("monitor evaluate --scenario {adir}", "not a regular file", "--scenario"),
+    "monitor-evaluate-unknown-name":
+        ("monitor evaluate --scenario nosuch", "nosuch", "all-attacks"),
+    "monitor-evaluate-devices-0":
+        ("monitor evaluate --scenario normal --devices 0", "--devices", "--help"),
+    "monitor-scenarios-bad-json":
+        ("monitor scenarios --json=maybe", "neither true nor false", "--json=false"),
+    "monitor-rules-check-missing-file":
+        ("monitor rules check {root}/none.toml", "no rules file", "FILE"),
+    "monitor-rules-check-not-toml":
+        ("monitor rules check {afile}", "not valid TOML", "rules file"),
     # the root, and options every command shares
     "json-with-a-bad-value":
         ("device list --home {home} --json=maybe", "neither true nor false", "--json=false"),
@@ -282,8 +299,9 @@ def _leaf_commands() -> set[str]:
 
 
 def _command_of(case_id: str) -> str:
-    words = [w for w in CASES[case_id][0].split() if not w.startswith("-")][:2]
-    return " ".join(words) if " ".join(words) in _leaf_commands() else words[0]
+    words = [w for w in CASES[case_id][0].split() if not w.startswith("-")][:3]
+    leaves = _leaf_commands()
+    return next((" ".join(words[:n]) for n in (3, 2) if " ".join(words[:n]) in leaves), words[0])
 
 
 def test_every_command_has_bad_input_cases() -> None:
