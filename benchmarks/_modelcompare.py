@@ -4,8 +4,8 @@ Runs the detection pipeline on the built-in ``all-attacks`` scenario and taps th
 feature vectors the cohort models see: those of the learning window train both detectors, those
 after it are scored. A window is an attack window when its device is under attack (ground
 truth) of a class whose windows the device metrics show (the service-side classes and
-one-window tampering are left out of both sides). Figures: ROC AUC, recall of attack windows at a 0.1 % false-positive rate on normal
-windows, and CPU seconds to train and to score.
+one-window tampering are left out of both sides). Figures: ROC AUC, recall of attack windows
+at a 0.1 % false-positive rate on normal windows, and CPU seconds to train and to score.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from trustfleet.monitoring.scenario import (
     ground_truth,
     load_scenario,
 )
-
 
 DEVICE_CLASSES = frozenset(
     {"burst-exfiltration", "botnet-scanning", "backdoor-listener", "c2-beaconing"}
@@ -61,7 +60,9 @@ def _vectors(devices: int, hours: float, seed: int) -> tuple[Any, Any, Any]:
         _model.CohortModel.learn, _model.CohortModel.queue = learn, queue  # type: ignore[method-assign]
     rows, labels = [], []
     for key, vector in scored:
-        classes = {s.attack_class for s in spans if s.device_id == key[0] and s.start <= key[1] <= s.end}
+        classes = {
+            s.attack_class for s in spans if s.device_id == key[0] and s.start <= key[1] <= s.end
+        }
         if classes and not classes & DEVICE_CLASSES:
             continue  # an attack a device window cannot show (service side, one window)
         rows.append(vector)
@@ -101,7 +102,10 @@ def compare(*, devices: int, hours: float, seed: int) -> dict[str, Any]:
         return out
     names = [str(i) for i in range(train.shape[1])]
     low, high = train.min(axis=0), train.max(axis=0)
-    limits = {n: (float(a), float(b) if b > a else float(a) + 1.0) for n, a, b in zip(names, low, high, strict=True)}
+    limits = {
+        n: (float(a), float(b) if b > a else float(a) + 1.0)
+        for n, a, b in zip(names, low, high, strict=True)
+    }
     hst = anomaly.HalfSpaceTrees(n_trees=25, height=8, window_size=250, limits=limits, seed=13)
     t0 = time.process_time()
     for row in train:
