@@ -24,6 +24,8 @@ from trustfleet.errors import InvalidInput
 
 __all__ = [
     "ATTEST_GROUP",
+    "BROKER_STATS_FILTER",
+    "BROKER_STATS_TOPIC",
     "COMMAND_NAMES",
     "DEVICE_ID_PATTERN",
     "DEVICE_TOPIC_ROOT",
@@ -32,6 +34,7 @@ __all__ = [
     "INGEST_KINDS",
     "LIMITS",
     "MAX_BOOT_CHARS",
+    "MAX_BROKER_STATS_BYTES",
     "MAX_CHALLENGE_BYTES",
     "MAX_CHALLENGE_ID_CHARS",
     "MAX_COMMAND_BYTES",
@@ -49,6 +52,7 @@ __all__ = [
     "MAX_SET_MEMBER_CHARS",
     "MAX_TS_CHARS",
     "PROTOCOL",
+    "SERVICE_TOPIC_ROOT",
     "SERVICE_TO_DEVICE",
     "SHARED_SUBSCRIPTIONS",
     "TOPIC_KINDS",
@@ -136,6 +140,18 @@ MAX_SET_MEMBERS: Final = 128
 MAX_SET_MEMBER_CHARS: Final = 320
 """One string in a metrics report (``remote_addr``, an address, a hash, ``path=sha256``)."""
 
+# -- service topics (issue 13, service-side signals; docs/mqtt.md "Broker statistics") -------
+
+SERVICE_TOPIC_ROOT: Final = f"{PROTOCOL}/s"
+"""Topics of the service itself; no device may subscribe or publish there (the guard plugin)."""
+BROKER_STATS_TOPIC: Final = f"{SERVICE_TOPIC_ROOT}/broker/stats"
+"""Where the broker's guard plugin publishes per-device counters every service window (the
+plugin repeats it as ``TF_STATS_TOPIC``; a unit test keeps the two equal)."""
+BROKER_STATS_FILTER: Final = f"$share/{INGEST_GROUP}/{BROKER_STATS_TOPIC}"
+"""The ingest workers' shared subscription to the broker's statistics (one worker per chunk)."""
+MAX_BROKER_STATS_BYTES: Final = 16 * 1024
+"""The largest statistics chunk the broker sends (``plugin_opt_stats_max_bytes``)."""
+
 LIMITS: Final[Mapping[str, int]] = {
     "MAX_PAYLOAD_BYTES": MAX_PAYLOAD_BYTES,
     "MAX_COMMAND_BYTES": MAX_COMMAND_BYTES,
@@ -154,6 +170,7 @@ LIMITS: Final[Mapping[str, int]] = {
     "MAX_METRICS_REPORT_BYTES": MAX_METRICS_REPORT_BYTES,
     "MAX_SET_MEMBERS": MAX_SET_MEMBERS,
     "MAX_SET_MEMBER_CHARS": MAX_SET_MEMBER_CHARS,
+    "MAX_BROKER_STATS_BYTES": MAX_BROKER_STATS_BYTES,
 }
 """Every limit by name (what docs/mqtt.md lists)."""
 

@@ -173,6 +173,8 @@ CASES: dict[str, tuple[str, str, str]] = {
         ("sim image --version 1.0.0 --size 1MiB --out /proc/nope/x.bin", "/proc/nope", "writable"),
     "sim-image-bad-size":
         ("sim image --version 1.0.0 --size lots --out {root}/x.bin", "lots", "MiB"),
+    "sim-fleet-unknown-scenario":
+        ("sim fleet --scenario no-such-scenario", "no-such-scenario", "built-in"),
     # demo
     "demo-workdir-is-a-file": ("demo --workdir {afile}", "is a file", "empty or new directory"),
     "demo-workdir-not-empty": ("demo --workdir {root}", "not empty", "empty or new"),
@@ -236,6 +238,15 @@ CASES: dict[str, tuple[str, str, str]] = {
         ("monitor rules check {root}/none.toml", "no rules file", "FILE"),
     "monitor-rules-check-not-toml":
         ("monitor rules check {afile}", "not valid TOML", "rules file"),
+    # alerts
+    "alerts-list-bad-state":
+        ("alerts list --state gone --home {home}", "'gone' is not one of", "open"),
+    "alerts-list-bad-severity":
+        ("alerts list --severity huge --home {home}", "'huge' is not one of", "critical"),
+    "alerts-show-not-a-number":
+        ("alerts show abc --home {home}", "valid integer", "alerts show --help"),
+    "alerts-suppress-bad-for":
+        ("alerts suppress 1 --for forever --home {home}", "forever", "2h"),
     # the root, and options every command shares
     "json-with-a-bad-value":
         ("device list --home {home} --json=maybe", "neither true nor false", "--json=false"),
@@ -272,6 +283,14 @@ CASES |= _same_mistake(
      "attest run dev-nosuchdevice", "attest quarantine dev-nosuchdevice --reason x",
      "attest lift dev-nosuchdevice", "attest release dev-nosuchdevice"),
     mistake="unknown-id", wrong="--home {home}", message="not found", hint="device list",
+)  # fmt: skip
+CASES |= _same_mistake(
+    tuple(f"alerts {verb} 999999" for verb in ("show", "ack", "resolve")),
+    mistake="unknown-id", wrong="--home {home}", message="not found", hint="alerts list",
+)  # fmt: skip
+CASES |= _same_mistake(
+    tuple(f"alerts {verb} 999999" for verb in ("approve", "reject")),
+    mistake="unknown-id", wrong="--home {home}", message="not found", hint="alerts show",
 )  # fmt: skip
 CASES |= _same_mistake(
     ("user disable nobody", "user enable nobody", "user reset-mfa nobody",

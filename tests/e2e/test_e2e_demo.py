@@ -26,12 +26,13 @@ from support.server import curl, openssl, run_cli
 from trustfleet.services.runtime import Runtime
 from trustfleet.settings import load_server_settings
 from trustfleet.sim.process import stop_pid_group
+from trustfleet.store.alert_records import AlertQuery
 
 pytestmark = pytest.mark.e2e
 
 STAGES = ["init", "release", "provision", "serve", "enroll", "telemetry", "reenroll",
           "update", "rollback", "attest", "quarantine", "heal", "revoke", "audit",
-          "console"]  # fmt: skip
+          "detect", "console"]  # fmt: skip
 V1, V2, V3 = "1.0.0", "1.1.0", "1.2.0"
 
 
@@ -86,6 +87,10 @@ def _store_facts(home: Path) -> dict[str, Any]:
                 "firmware": {d.id: d.firmware_version for d in devices},
                 "telemetry": {d: tx.telemetry.count(device_id=d) for d in ids},
                 "quarantined": [d for d in ids if tx.attestation.quarantine(d) is not None],
+                "alerts": {
+                    d: [a.kind for a in tx.alerts.page(AlertQuery(device_id=d))] for d in ids
+                },
+                "metrics": tx.monitor_metrics.counts(source="device"),
                 "campaigns": sorted(c.state for c in tx.campaigns.list(limit=10)),
                 "events": [(e.type, e.subject) for e in tx.events.list(limit=1000)],
                 "last_verdicts": {
@@ -110,7 +115,7 @@ def _ocsp_says(home: Path, ldevid: Path, url: str, work: Path) -> str:
     return text.decode()
 
 
-def _check_fleet(facts: dict[str, Any], devices: Path) -> str:
+def _check_fleet(facts: dict[str, Any], devices: Path, *, exfiltrated: str) -> str:
     """The store's fleet is what the demo's stages should have left; the revoked device's id."""
     states = facts["states"]
     (revoked,) = [d for d, s in states.items() if s == "revoked"]
@@ -122,10 +127,17 @@ def _check_fleet(facts: dict[str, Any], devices: Path) -> str:
     (healed,) = [d for d, v in firmware.items() if v == V3]
     (rolled_back,) = [d for d, v in firmware.items() if v in (None, V1)]
     assert sorted(v for d, v in firmware.items() if d not in (healed, rolled_back)) == [V2, V2]
-    # The tampered device was quarantined, then released after it healed; none is now.
+    # The tampered device was quarantined, then released after it healed; the exfiltrating one
+    # (detect) is quarantined now, by the monitor's playbook, with an alert of its own.
     assert ("device.quarantined", f"device:{healed}") in facts["events"]
     assert ("device.released", f"device:{healed}") in facts["events"]
-    assert facts["quarantined"] == []
+    assert facts["quarantined"] == [exfiltrated]
+    assert any(
+        k.startswith(("monitor.destination.", "monitor.volume."))
+        for k in facts["alerts"][exfiltrated]
+    )
+    reporting = [d for d, s in states.items() if s == "enrolled"]
+    assert all(facts["metrics"].get(d, 0) >= 2 for d in reporting), facts["metrics"]
     assert facts["last_verdicts"][healed] == [True]
     assert ("device.revoked", f"device:{revoked}") in facts["events"]
     assert all(n >= 3 for n in facts["telemetry"].values()), facts["telemetry"]
@@ -213,7 +225,10 @@ def test_demo_runs_every_stage_and_leaves_the_fleet_in_its_real_state(tmp_path: 
         assert doc["processes"]["witness"]
 
         home = workdir / "server"
-        revoked = _check_fleet(_store_facts(home), workdir / "devices")
+        detect = next(s["details"] for s in doc["stages"] if s["name"] == "detect")
+        revoked = _check_fleet(
+            _store_facts(home), workdir / "devices", exfiltrated=detect["device"]
+        )
         _check_revoked(home, workdir / "devices" / revoked / "ldevid.pem", tmp_path)
         audit = next(s["details"] for s in doc["stages"] if s["name"] == "audit")
         _check_audit(audit, home, workdir / "witness", revoked=revoked)

@@ -32,6 +32,7 @@ from trustfleet.agent._tpmhooks import ensure_ak_enrolled
 from trustfleet.agent.attester import Attester
 from trustfleet.agent.certfacts import CertFacts, read_pem_cert_facts
 from trustfleet.agent.link import MqttLink, topic
+from trustfleet.agent.metrics import MetricsReporter, metrics_reporter
 from trustfleet.agent.outbox import Message, Outbox
 from trustfleet.agent.platform.bootloader import BootResult
 from trustfleet.agent.platform.faults import NO_FAULTS, Faults
@@ -136,6 +137,7 @@ class _Agent:
                              link_connected=lambda: self.link is not None and self.link.connected,
                              identity_ok=self._identity_ok, faults=faults)  # fmt: skip
         self.attester = Attester(settings.directory, boot=boot, notify=self.wake.set)
+        self.reporter: MetricsReporter | None = metrics_reporter(settings, faults=faults, now=now)
         try:
             self.version = metadata.version("trustfleet")
         except metadata.PackageNotFoundError:
@@ -383,6 +385,7 @@ class _Agent:
             self.answer_commands()
             self._emit_ota()
             self._emit_evidence()
+            self._emit_metrics(t)
             if self.ota.reboot.is_set():
                 self.exit_code = REBOOT_EXIT_CODE
                 self._deliver_before_exit()
@@ -390,7 +393,8 @@ class _Agent:
             if self._renewal_due():
                 self._renew()
             self._pump()
-            self._wait(min(next_telemetry, next_heartbeat) - time.monotonic())
+            due = min(next_telemetry, next_heartbeat, self._metrics_due())
+            self._wait(due - time.monotonic())
         self._flush()
 
     def run_update(self, request: UpdateRequest | None) -> None:
@@ -421,9 +425,21 @@ class _Agent:
 
     def _emit_evidence(self) -> None:
         for payload in self.attester.drain():  # the raw evidence (docs/attestation.md)
-            self.seq += 1
-            where = topic(self.settings.device.id, "attest/evidence")
-            self.outbox.put(Message(seq=self.seq, topic=where, payload=payload))
+            self._put_raw("attest/evidence", payload)
+
+    def _put_raw(self, leaf: str, payload: bytes) -> None:
+        self.seq += 1
+        where = topic(self.settings.device.id, leaf)
+        self.outbox.put(Message(seq=self.seq, topic=where, payload=payload))
+
+    def _emit_metrics(self, mono: float) -> None:
+        payload = self.reporter.due(mono) if self.reporter is not None else None
+        if payload is not None:  # a Device Defender report (docs/mqtt.md, metrics)
+            self._put_raw("metrics", payload)
+            self.result.published["metrics"] = self.result.published.get("metrics", 0) + 1
+
+    def _metrics_due(self) -> float:
+        return self.reporter.next_due() if self.reporter is not None else float("inf")
 
     def _identity_ok(self) -> bool:
         return self.cert is not None and self.cert.not_after > self.now()

@@ -1,7 +1,8 @@
 """Mosquitto's executables on this host, and the guard plugin built from the package's C source.
 
-The guard (``plugin/tf_guard.c``, docs/adr/0011-broker-guard.md) is compiled with the host's C
-compiler against Mosquitto's plugin headers (Debian: ``mosquitto-dev``, ``libssl-dev``) into
+The guard (``plugin/tf_guard.c`` with its service-side signals ``plugin/tf_stats.c``, compiled as
+one unit; docs/adr/0011-broker-guard.md) is compiled with the host's C compiler against
+Mosquitto's plugin headers (Debian: ``mosquitto-dev``, ``libssl-dev``) into
 ``HOME/broker/tf_guard-<hash of the source>.so``: built once per source version, atomically.
 """
 
@@ -23,7 +24,7 @@ __all__ = ["build_guard", "find_dynsec_plugin", "find_mosquitto", "guard_source"
 
 _MOSQUITTO_CANDIDATES = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
 _PLUGIN_NAME = "mosquitto_dynamic_security.so"
-_GUARD_SOURCE = "tf_guard.c"
+_GUARD_SOURCES = ("tf_stats.c", "tf_guard.c")  # one translation unit, in this order
 _GUARD_PREFIX = "tf_guard-"
 _CFLAGS = ("-std=c11", "-D_POSIX_C_SOURCE=200809L", "-O2", "-Wall", "-Wextra", "-Werror",
            "-fPIC", "-shared")  # fmt: skip
@@ -78,8 +79,9 @@ def find_dynsec_plugin(configured: Path | None) -> Path:
 
 
 def guard_source() -> bytes:
-    """The guard plugin's C source, as shipped in the package."""
-    return resources.files("trustfleet.broker").joinpath("plugin", _GUARD_SOURCE).read_bytes()
+    """The guard plugin's C source, as shipped in the package (its files, concatenated)."""
+    plugin = resources.files("trustfleet.broker").joinpath("plugin")
+    return b"\n".join(plugin.joinpath(name).read_bytes() for name in _GUARD_SOURCES)
 
 
 def build_guard(directory: Path, *, timeout_s: float, mode: int = 0o644) -> Path:

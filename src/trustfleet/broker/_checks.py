@@ -75,6 +75,9 @@ def check_limits(config: BrokerConfig) -> None:
         ("device_rate_per_s", config.device_rate_per_s, 0.01, 1e5),
         ("device_burst", config.device_burst, 1, 1e6),
         ("device_max_inflight", config.device_max_inflight, 1, 65535),
+        ("stats_interval_s", config.stats_interval_s, 0, 86_400),
+        ("stats_max_devices", config.stats_max_devices, 1, 1e7),
+        ("stats_max_bytes", config.stats_max_bytes, 2048, _MAX_PACKET_BYTES),
         ("max_queued_messages", config.max_queued_messages, 1, 1e9),
         ("packet_limit_bytes", config.packet_limit_bytes, 1024, _MAX_PACKET_BYTES),
     ]
@@ -84,6 +87,8 @@ def check_limits(config: BrokerConfig) -> None:
                 f"The broker's {name} {value} is outside {low:g}..{high:g}.",
                 code="broker.limit",
             )
+    if int(config.stats_interval_s) != config.stats_interval_s:
+        raise Config("The broker's stats_interval_s must be whole seconds.", code="broker.limit")
     if config.packet_limit_bytes < config.device_max_payload_bytes + 256:
         raise Config(
             "The broker's max_packet_bytes leaves no room for a device's largest message.",

@@ -26,6 +26,7 @@ from trustfleet.broker._names import (
     UNPRIVILEGED_USER,
 )
 from trustfleet.errors import Config
+from trustfleet.wire import BROKER_STATS_TOPIC, MAX_BROKER_STATS_BYTES
 
 __all__ = [
     "ADMIN_USERNAME",
@@ -146,6 +147,10 @@ class BrokerConfig:
         control_timeout_s: Bound on each step of a dynamic-security exchange.
         reload_timeout_s: How long ``reload_crl`` waits for Mosquitto to confirm the reload.
         compile_timeout_s: Bound on building the guard plugin with the C compiler.
+        stats_interval_s: How often the guard publishes each device's counters on
+            ``tf/v1/s/broker/stats`` (the ``[monitoring] service_window_s``; 0: never).
+        stats_max_devices: Devices the guard counts at once (the least active are not).
+        stats_max_bytes: Largest statistics chunk the guard publishes.
         max_restarts: Consecutive restarts before the supervisor gives up.
         restart_backoff_s: First restart delay; doubles per consecutive restart.
         max_backoff_s: Ceiling of the restart delay.
@@ -172,6 +177,9 @@ class BrokerConfig:
     control_timeout_s: float = 5.0
     reload_timeout_s: float = 5.0
     compile_timeout_s: float = 60.0
+    stats_interval_s: int = 60
+    stats_max_devices: int = 100_000
+    stats_max_bytes: int = MAX_BROKER_STATS_BYTES
     max_restarts: int = 5
     restart_backoff_s: float = 0.2
     max_backoff_s: float = 10.0
@@ -216,6 +224,7 @@ class BrokerConfig:
         device_max_payload_bytes: int = 16 * 1024,
         device_rate_per_s: float = 20.0,
         device_burst: int = 100,
+        stats_interval_s: int = 60,
     ) -> BrokerConfig:
         """A configuration for a server home made by ``trustfleet server init``.
 
@@ -231,6 +240,7 @@ class BrokerConfig:
             device_max_payload_bytes: Largest payload a device may publish.
             device_rate_per_s: A device's sustained publish rate.
             device_burst: Publications a device may send at once above its rate.
+            stats_interval_s: How often the guard publishes per-device counters (0: never).
 
         Returns:
             The configuration.
@@ -252,6 +262,7 @@ class BrokerConfig:
             device_max_payload_bytes=device_max_payload_bytes,
             device_rate_per_s=device_rate_per_s,
             device_burst=device_burst,
+            stats_interval_s=stats_interval_s,
         )
 
 
@@ -294,6 +305,9 @@ def render_mosquitto_conf(config: BrokerConfig, *, view: Path, guard: Path, dyns
             f"plugin_opt_device_max_payload {config.device_max_payload_bytes}",
             f"plugin_opt_device_rate_per_s {config.device_rate_per_s!r}",
             f"plugin_opt_device_burst {config.device_burst}",
+            f"plugin_opt_stats_interval_s {config.stats_interval_s}",
+            f"plugin_opt_stats_max_devices {config.stats_max_devices}",
+            f"plugin_opt_stats_max_bytes {config.stats_max_bytes}",
             f"plugin {dynsec}",
             f"plugin_opt_config_file {run / p.dynsec_state.name}",
             "",
@@ -327,6 +341,7 @@ def render_acl(config: BrokerConfig) -> str:
         lines += [
             f"user {name}",
             f"topic read {DEVICE_TOPIC_ROOT}/+/#",
+            f"topic read {BROKER_STATS_TOPIC}",
             f"topic write {DEVICE_TOPIC_ROOT}/+/cmd",
             f"topic write {DEVICE_TOPIC_ROOT}/+/ota/cmd",
             f"topic write {DEVICE_TOPIC_ROOT}/+/attest/challenge",

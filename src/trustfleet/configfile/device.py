@@ -23,6 +23,7 @@ __all__ = [
     "DeviceSection",
     "DeviceSettings",
     "IdentitySection",
+    "MonitoringSection",
     "MqttSection",
     "OtaSection",
     "ServerSection",
@@ -143,6 +144,31 @@ class OtaSection(ConfigModel):
         return value
 
 
+MIN_METRICS_INTERVAL_S = 1
+"""The floor of ``[monitoring] interval_s`` (the simulation reports every second)."""
+
+
+class MonitoringSection(ConfigModel):
+    """Security monitoring: a metrics report (AWS IoT Device Defender's shape) on
+    tf/v1/d/<id>/metrics every interval_s (docs/agent.md, docs/monitoring.md)."""
+
+    enabled: bool = True
+    interval_s: int = Field(default=300, ge=MIN_METRICS_INTERVAL_S, le=86400)
+    """The window of one report (Device Defender's minimum is 300 s)."""
+    watched_files: list[str] = Field(default=[], max_length=32)
+    """Files whose SHA-256 is reported (watched-files: path=sha256)."""
+    auth_log: str = ""
+    """A log of failed logins (e.g. /var/log/auth.log) read from where it was left; empty: none."""
+
+    @field_validator("watched_files")
+    @classmethod
+    def _paths(cls, value: list[str]) -> list[str]:
+        for path in value:
+            if not path or len(path) > 255 or any(ord(c) < 32 or c == "=" for c in path):
+                raise ValueError(f"{path[:40]!r} is not a path to watch (1-255 characters, no '=')")
+        return value
+
+
 class DeviceSettings(ConfigModel):
     """The whole ``device.toml``, with paths resolved against the device directory.
 
@@ -157,6 +183,7 @@ class DeviceSettings(ConfigModel):
     mqtt: MqttSection | None = None
     agent: AgentSection = AgentSection()
     ota: OtaSection = OtaSection()
+    monitoring: MonitoringSection = MonitoringSection()
 
     def path(self, relative: str) -> Path:
         """Resolve a path from the file against the device directory."""

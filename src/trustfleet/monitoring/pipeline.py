@@ -11,6 +11,7 @@ its cohort (model) learns, except by the rules.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -360,7 +361,8 @@ class FleetDetector:
             if fresh:
                 cap = self.config.max_members
                 counts = cohort.members.setdefault(name, {})
-                for m in fresh:
+                for member in fresh:
+                    m = sys.intern(member)  # one copy for the cohort: devices hold references
                     if len(known) < cap:
                         known.add(m)
                     if m in counts or len(counts) < cap * 16:

@@ -54,6 +54,9 @@ class BrokerSide:
             device_max_payload_bytes=settings.broker.max_payload_bytes,
             device_rate_per_s=settings.broker.device_rate_per_s,
             device_burst=settings.broker.device_burst,
+            stats_interval_s=settings.monitoring.service_window_s
+            if settings.monitoring.enabled
+            else 0,
         )
         self.broker = Broker(self.config)
         self.feed = RevocationFeed(rt.uow, issuer="device")

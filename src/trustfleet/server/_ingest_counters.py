@@ -23,4 +23,6 @@ class IngestCounters:
     faults: int = 0
     """Messages whose processing raised (every drop, by code in ``by_code``)."""
     rejected_events: int = 0
+    broker_stats_windows: int = 0
+    """Service windows stored from the broker's statistics (docs/monitoring.md)."""
     by_code: dict[str, int] = field(default_factory=dict)

@@ -52,9 +52,16 @@ from trustfleet.services.monitor_ingest import (
     metrics_device,
 )
 from trustfleet.services.mqtt_client import ServiceMqttIdentity, new_client
+from trustfleet.services.service_signals import ingest_broker_stats
 from trustfleet.settings import ServerSettings, load_server_settings
 from trustfleet.store import UnitOfWork, create_engine
-from trustfleet.wire import INGEST_GROUP, shared_filters, topic_device
+from trustfleet.wire import (
+    BROKER_STATS_FILTER,
+    BROKER_STATS_TOPIC,
+    INGEST_GROUP,
+    shared_filters,
+    topic_device,
+)
 
 __all__ = ["IngestCounters", "IngestWorker", "ingest_process_main"]
 
@@ -191,7 +198,7 @@ class IngestWorker:
             return
         subscriptions = [
             mqtt5.Subscription(topic_filter=topic, qos=mqtt5.QoS.AT_LEAST_ONCE)
-            for topic in shared_filters(INGEST_GROUP)
+            for topic in _filters()
         ]
         future = client.subscribe(mqtt5.SubscribePacket(subscriptions=subscriptions))
         future.add_done_callback(
@@ -199,7 +206,7 @@ class IngestWorker:
         )
 
     def _subscribed(self, _codes: list[int]) -> None:
-        logger.info("ingest subscribed to %s", ", ".join(shared_filters(INGEST_GROUP)))
+        logger.info("ingest subscribed to %s", ", ".join(_filters()))
         self.subscribed.set()
 
     def _ack(self, items: list[_Item]) -> None:
@@ -270,6 +277,7 @@ class IngestWorker:
         parsed: list[DeviceMessage] = []
         to_store: list[_Item] = []
         dropped: list[_Item] = []
+        batch = self._broker_stats(batch, now=now)
         for item in self._metrics_of(batch, now=now):
             topic, payload, _handle = item
             device_id = evidence_device(topic)
@@ -314,6 +322,22 @@ class IngestWorker:
             self.counters.stored_rows += outcome.stored
             self._ack(items)
         return [item for item in batch if not metrics_device(item[0])]
+
+    def _broker_stats(self, batch: list[_Item], *, now: datetime) -> list[_Item]:
+        """Store the broker's statistics chunks of ``batch``; the rest of it is returned.
+        A chunk is acknowledged once stored or refused, not on a store outage (resent)."""
+        stats = [item for item in batch if item[0] == BROKER_STATS_TOPIC]
+        if stats:
+            try:
+                payloads = [payload for _topic, payload, _handle in stats]
+                stored = ingest_broker_stats(self, payloads, now=now)
+                self.counters.broker_stats_windows += stored
+                self._ack(stats)
+            except TrustFleetError as exc:
+                logger.warning("broker statistics not stored: %s", exc.one_line())
+                if not isinstance(exc, Unavailable):
+                    self._ack(stats)
+        return [item for item in batch if item[0] != BROKER_STATS_TOPIC]
 
     def _parse(self, topic: str, payload: bytes, now: datetime) -> DeviceMessage:
         return parse_message(topic, payload, now=now, limits=self._limits)
@@ -362,6 +386,11 @@ class IngestWorker:
             apply_metrics_retention(self.uow, now=self._now(), retention_days=days)
         except TrustFleetError as exc:
             logger.warning("telemetry retention failed: %s", exc.one_line())
+
+
+def _filters() -> tuple[str, ...]:
+    """The worker's shared subscriptions: device topics, then the broker's statistics."""
+    return (*shared_filters(INGEST_GROUP), BROKER_STATS_FILTER)
 
 
 def ingest_process_main(home: str, port: int, index: int, ready: Any) -> None:

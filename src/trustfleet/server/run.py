@@ -33,6 +33,7 @@ from trustfleet.server._supervise import ProcessSpec, Supervisor
 from trustfleet.server.audit_sequencer import sequencer_process_main
 from trustfleet.server.campaign_ticker import ticker_process_main
 from trustfleet.server.ingest_worker import ingest_process_main
+from trustfleet.server.monitor_worker import monitor_process_main
 from trustfleet.services.health import record_service_change
 from trustfleet.services.runtime import Runtime
 from trustfleet.settings import ServerSettings
@@ -238,6 +239,8 @@ class _Service:
         supervisor.start(ProcessSpec("audit#0", sequencer_process_main, (home,)))
         if settings.attestation.enabled and settings.broker.ingest_workers:  # ingest verifies
             supervisor.start(ProcessSpec("attest#0", attest_process_main, (home, self.mqtt_port)))
+        if settings.monitoring.enabled:
+            supervisor.start(ProcessSpec("monitor#0", monitor_process_main, (home,)))
 
     def _report(self, children: int, broker_stopped: bool) -> StopReport:
         received = self.signals.received

@@ -123,6 +123,22 @@ class SimAgent:
         else:
             path.unlink(missing_ok=True)
 
+    def follow_scenario(
+        self, source: str, *, device_index: int, devices: int, seed: int = 0,
+        profile: str = "", interval_s: int = 1,
+    ) -> None:  # fmt: skip
+        """Make the device's metrics follow a scenario (a file or a built-in name), reported
+        every ``interval_s``; other faults are kept. Takes effect at the next start.
+        """
+        path = self.directory / FAULT_FILE
+        doc: dict[str, Any] = json.loads(path.read_text("utf-8")) if path.is_file() else {}
+        doc["metrics_scenario"] = {
+            "source": source, "device_index": device_index, "devices": devices, "seed": seed,
+            "profile": profile,
+        }  # fmt: skip
+        write_atomic(path, json.dumps(doc).encode("utf-8"))
+        self.configure({"monitoring": {"enabled": True, "interval_s": interval_s}})
+
     def tamper_active_image(self, *, offset: int, length: int) -> None:
         """An attacker's change: overwrite ``length`` bytes of the booted slot's image."""
         slot = self.boot_env()["boot_slot"]

@@ -30,6 +30,7 @@ from trustfleet.sim.agent import SimAgent
 from trustfleet.sim.process import wait_until
 from trustfleet.sim.server import SimServer, console_script
 from trustfleet.sim.witness import SimWitness
+from trustfleet.store.alert_records import AlertQuery
 
 __all__ = ["FLEET_ROLE", "SimFleet", "assign_roles", "utc_now"]
 
@@ -39,6 +40,7 @@ _OCSP_MAX_BYTES = 64 * 1024
 _CRL_MAX_BYTES = 1024 * 1024
 _HTTP_TIMEOUT_S = 10.0
 _PAGE = 1000
+_MAX_ALERTS = 100_000
 
 
 def utc_now() -> datetime:
@@ -234,6 +236,57 @@ class SimFleet:
             return counts if all(counts[d] >= since[d] + rows for d in wanted) else None
 
         return wait_until(grown, timeout_s=timeout_s, what=f"{rows} telemetry row(s) each")
+
+    # -- metrics and alerts (issue 13) -------------------------------------------------
+
+    def follow_scenario(
+        self, scenario: str, device_ids: Sequence[str], *, seed: int = 0, profile: str = "",
+        interval_s: int = 1,
+    ) -> None:  # fmt: skip
+        """Make the metrics of ``device_ids`` follow ``scenario`` (file or built-in name) as
+        devices 0, 1, … of one fleet; running agents restart to take it up."""
+        for index, device_id in enumerate(device_ids):
+            agent = self.agents[device_id]
+            agent.follow_scenario(
+                scenario, device_index=index, devices=len(device_ids), seed=seed,
+                profile=profile, interval_s=interval_s,
+            )  # fmt: skip
+            if agent.running:
+                agent.restart()
+
+    def metrics_counts(self) -> dict[str, int]:
+        """How many device metrics windows the store holds per device."""
+        with self.srv.runtime.uow.begin(read_only=True) as tx:
+            counts = tx.monitor_metrics.counts(source="device")
+        return {d: counts.get(d, 0) for d in self.device_ids}
+
+    def wait_metrics(
+        self, device_ids: Iterable[str], *, windows: int, since: dict[str, int], timeout_s: float
+    ) -> dict[str, int]:
+        """Wait until each device has ``windows`` more metrics windows than ``since``.
+
+        Raises:
+            Unavailable: Not within ``timeout_s``.
+        """
+        wanted = list(device_ids)
+
+        def grown() -> dict[str, int] | None:
+            counts = self.metrics_counts()
+            return counts if all(counts[d] >= since.get(d, 0) + windows for d in wanted) else None
+
+        return wait_until(grown, timeout_s=timeout_s, what=f"{windows} metrics window(s) each")
+
+    def alert_kinds(self) -> dict[str, list[str]]:
+        """The kinds of every device's alerts (any state), by device."""
+        kinds: dict[str, list[str]] = {}
+        with self.srv.runtime.uow.begin(read_only=True) as tx:
+            for offset in range(0, _MAX_ALERTS, _PAGE):
+                page = tx.alerts.page(AlertQuery(), limit=_PAGE, offset=offset)
+                for alert in page:
+                    kinds.setdefault(alert.device_id, []).append(alert.kind)
+                if len(page) < _PAGE:
+                    break
+        return {d: sorted(k) for d, k in kinds.items()}
 
     # -- independent clients ----------------------------------------------------------
 

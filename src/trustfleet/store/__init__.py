@@ -15,7 +15,8 @@ this package. Database errors arrive as :class:`~trustfleet.errors.Conflict`,
 :class:`~trustfleet.errors.NotFound` or :class:`~trustfleet.errors.Unavailable`.
 """
 
-from trustfleet.store import command_records, operator_records, records
+from trustfleet.store import alert_records, command_records, operator_records, records
+from trustfleet.store._alerts import MAX_EVIDENCE_BYTES, AlertActionRepository, AlertRepository
 from trustfleet.store._attestation import AttestationRepository
 from trustfleet.store._audit import AuditRepository
 from trustfleet.store._campaigns import CampaignRepository, NewCampaignDevice
@@ -42,6 +43,7 @@ from trustfleet.store._inventory import (
     InventoryQuery,
     InventoryRepository,
 )
+from trustfleet.store._notifications import MAX_NOTIFICATION_BYTES, NotificationRepository
 from trustfleet.store._operators import OperatorRepository
 from trustfleet.store._releases import ReleaseRepository
 from trustfleet.store._rows import record_of
@@ -54,6 +56,7 @@ from trustfleet.store._telemetry import (
 )
 from trustfleet.store._uow import Transaction, UnitOfWork
 from trustfleet.store._validate import MAX_LIST_LIMIT
+from trustfleet.store.alert_records import *  # noqa: F403  # records of tx.alerts & co
 from trustfleet.store.command_records import *  # noqa: F403  # public API (H2)
 from trustfleet.store.operator_records import *  # noqa: F403  # records of tx.operators
 from trustfleet.store.records import *  # noqa: F403  # every record type is public API
@@ -97,3 +100,6 @@ __all__ += command_records.__all__
 __all__ += records.__all__  # the record types and their value sets, stated once there
 __all__ += ["OperatorRepository"]  # tx.operators
 __all__ += operator_records.__all__  # its records
+__all__ += ["MAX_EVIDENCE_BYTES", "MAX_NOTIFICATION_BYTES"]  # alerts and outbox bounds
+__all__ += ["AlertActionRepository", "AlertRepository", "NotificationRepository"]
+__all__ += alert_records.__all__

@@ -93,6 +93,14 @@ class MonitorMetricsRepository:
         value = self._handle.session.connection().execute(select(sa.func.max(_TABLE.c.id)))
         return int(value.scalar() or 0)
 
+    def counts(self, *, source: str | None = None) -> dict[str, int]:
+        """How many windows each device has (of ``source`` only, if given)."""
+        query = select(_TABLE.c.device_id, sa.func.count()).group_by(_TABLE.c.device_id)
+        if source is not None:
+            query = query.where(_TABLE.c.source == source)
+        rows = self._handle.session.connection().execute(query)
+        return {str(device_id): int(n) for device_id, n in rows}
+
     def delete_before(self, cutoff: datetime) -> int:
         """Drop windows received before ``cutoff`` (retention). Returns how many."""
         result = self._handle.session.connection().execute(

@@ -9,6 +9,7 @@ import sqlalchemy
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
+from trustfleet.store._alerts import AlertActionRepository, AlertRepository
 from trustfleet.store._attestation import AttestationRepository
 from trustfleet.store._audit import AuditRepository
 from trustfleet.store._campaigns import CampaignRepository
@@ -22,6 +23,7 @@ from trustfleet.store._events import MAX_EVENT_DETAILS_BYTES, EventRepository
 from trustfleet.store._inventory import InventoryRepository
 from trustfleet.store._metrics import MetricsRepository
 from trustfleet.store._monitor_metrics import MonitorMetricsRepository
+from trustfleet.store._notifications import NotificationRepository
 from trustfleet.store._operators import OperatorRepository
 from trustfleet.store._releases import ReleaseRepository
 from trustfleet.store._session import SessionHandle
@@ -48,6 +50,9 @@ class Transaction:
         operators: Operators, passkeys, API tokens, console sessions, login throttling.
         metrics: Aggregates for ``/metrics``.
         monitor_metrics: Metrics windows of devices (monitoring) and the monitor's cursor.
+        alerts: Security alerts (deduplicated findings) and their lifecycle.
+        alert_actions: The actions playbooks asked for alerts.
+        notifications: The outbox of webhooks and syslog messages.
     """
 
     def __init__(self, handle: SessionHandle, *, max_event_details_bytes: int) -> None:
@@ -65,6 +70,9 @@ class Transaction:
         self.operators = OperatorRepository(handle)
         self.metrics = MetricsRepository(handle)
         self.monitor_metrics = MonitorMetricsRepository(handle)
+        self.alerts = AlertRepository(handle)
+        self.alert_actions = AlertActionRepository(handle)
+        self.notifications = NotificationRepository(handle)
 
 
 class UnitOfWork:

@@ -76,7 +76,9 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     base = tmp_path_factory.mktemp("bk")
     work = base / "work"
     work.mkdir()
-    with running_server(base) as server:
+    # Service windows of one second: the server's broker publishes its statistics every second
+    # and its ingest stores them (test_broker_stats.py), without slowing the other tests.
+    with running_server(base, settings={"monitoring.service_window_s": "1"}) as server:
         identities = []
         for prefix in ("a", "b"):
             device = make_software_device(server, work, prefix=prefix)
@@ -267,3 +269,37 @@ def guarded(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 @pytest.fixture
 def gmqtt(fleet: Fleet, guarded: object) -> Mqtt:
     return Mqtt(fleet, guarded.config.port)  # type: ignore[attr-defined]
+
+
+STATS_INTERVAL_S = 1
+
+
+@pytest.fixture(scope="module")
+def counted(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A broker of its own whose guard publishes per-device counters every second."""
+    from trustfleet.broker import BrokerConfig
+
+    home = _broker_home(fleet, tmp_path_factory.mktemp("stats-home"))
+    config = BrokerConfig.for_home(
+        home, port=free_port(), service_identities=[SERVICE_CN], stats_interval_s=STATS_INTERVAL_S
+    )
+    with _started(fleet, config) as broker:
+        yield broker
+
+
+@pytest.fixture
+def cmqtt(fleet: Fleet, counted: object) -> Mqtt:
+    return Mqtt(fleet, counted.config.port)  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def one_slot(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A broker whose guard counts one device at a time (stats every second)."""
+    from trustfleet.broker import BrokerConfig
+
+    home = _broker_home(fleet, tmp_path_factory.mktemp("slot-home"))
+    base = BrokerConfig.for_home(
+        home, port=free_port(), service_identities=[SERVICE_CN], stats_interval_s=STATS_INTERVAL_S
+    )
+    with _started(fleet, BrokerConfig(**{**base.__dict__, "stats_max_devices": 1})) as broker:
+        yield broker

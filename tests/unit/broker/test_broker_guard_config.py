@@ -83,6 +83,10 @@ def test_acl_file_keeps_service_and_device_grants() -> None:
         ({"device_max_inflight": 0}, "broker.limit"),
         ({"device_max_payload_bytes": 10}, "broker.limit"),
         ({"max_packet_bytes": 16 * 1024}, "broker.limit"),
+        ({"stats_interval_s": -1}, "broker.limit"),
+        ({"stats_interval_s": 1.5}, "broker.limit"),
+        ({"stats_max_devices": 0}, "broker.limit"),
+        ({"stats_max_bytes": 1024}, "broker.limit"),
     ],
     ids=[
         "broker_as_root",
@@ -95,9 +99,27 @@ def test_acl_file_keeps_service_and_device_grants() -> None:
         "zero_inflight",
         "tiny_payload",
         "packet_smaller_than_payload",
+        "negative_stats_interval",
+        "fractional_stats_interval",
+        "no_stats_devices",
+        "stats_chunk_too_small",
     ],
 )
 def test_unsafe_values_refused(changes: dict[str, object], code: str) -> None:
     with pytest.raises(Config) as caught:
         _config(**changes)
     assert caught.value.code == code
+
+
+def test_guard_statistics_options_and_who_may_read_them() -> None:
+    """Issue 13: the guard publishes per-device counters every service window on a topic
+    only services read (devices are refused by the guard itself)."""
+    lines = _conf(_config(stats_interval_s=30, stats_max_devices=500, stats_max_bytes=4096))
+    assert "plugin_opt_stats_interval_s 30" in lines
+    assert "plugin_opt_stats_max_devices 500" in lines
+    assert "plugin_opt_stats_max_bytes 4096" in lines
+    assert "plugin_opt_stats_interval_s 0" in _conf(_config(stats_interval_s=0))  # off
+    acl = render_acl(_config())
+    service = acl.split("user svc.ingest\n", 1)[1].split("\n\n", 1)[0]
+    assert "topic read tf/v1/s/broker/stats" in service.splitlines()
+    assert acl.count("tf/v1/s/broker/stats") == 1  # nobody else

@@ -70,6 +70,9 @@ def test_every_topic_mentioned_in_the_doc_is_one_the_code_builds() -> None:
     placeholders = r"<id>|<its id>|<device-id>|\+"
     sample = "dev-00001"
     for text in set(re.findall(r"`((?:\$share/<group>/)?tf/v1[^`]*)`", DOC)):
+        if text.startswith(wire.SERVICE_TOPIC_ROOT + "/"):
+            assert text == wire.BROKER_STATS_TOPIC, text  # the one service topic
+            continue
         body = re.sub(r"^\$share/<group>/", "", text)
         head, _, leaf = re.sub(placeholders, sample, body, count=1).partition(f"/{sample}/")
         assert head == wire.DEVICE_TOPIC_ROOT, text
@@ -79,3 +82,12 @@ def test_every_topic_mentioned_in_the_doc_is_one_the_code_builds() -> None:
             assert any(kind.startswith(leaf[:-1]) for kind in wire.TOPIC_KINDS), text
         else:
             assert wire.parse_device_topic(wire.device_topic(sample, leaf)) == (sample, leaf), text
+
+
+def test_broker_stats_topic_is_wire_s_in_the_plugin_and_the_doc() -> None:
+    source = (GUARD_C.parent / "tf_stats.c").read_text(encoding="utf-8")
+    match = re.search(r'^#define TF_STATS_TOPIC "([^"]*)"', source, flags=re.MULTILINE)
+    assert match is not None
+    assert match.group(1) == wire.BROKER_STATS_TOPIC
+    assert f"`{wire.BROKER_STATS_FILTER}`" in DOC
+    assert f"## Broker statistics (service topic `{wire.BROKER_STATS_TOPIC}`)" in DOC

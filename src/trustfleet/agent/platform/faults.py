@@ -18,7 +18,10 @@ Examples: ``installing:error``, ``downloading:kill``, ``write:kill@123456``.
 
 ``DEVDIR/<id>/faults.json`` holds the simulated device's own faults: ``{"health_check":
 "fail"}`` makes every health check of a new slot fail (the demo's rollback device);
-``{"boot": "skip_verify"}`` glitches the measured boot's verification away (tamper tests).
+``{"boot": "skip_verify"}`` glitches the measured boot's verification away (tamper tests);
+``{"metrics_scenario": {"source": "normal", "device_index": 3, "devices": 10, "seed": 1,
+"profile": "gw-x1"}}`` makes the device's metrics reports follow a scenario (a built-in name or
+a TOML file) as the fleet's ``device_index``-th device, instead of reading ``/proc``.
 """
 
 from __future__ import annotations
@@ -33,7 +36,16 @@ from typing import Final, Literal
 from trustfleet.agent.platform._files import read_json
 from trustfleet.errors import Config, Unavailable
 
-__all__ = ["FAULT_FILE", "NO_FAULTS", "OPTION", "POINTS", "Fault", "FaultPlan", "Faults"]
+__all__ = [
+    "FAULT_FILE",
+    "NO_FAULTS",
+    "OPTION",
+    "POINTS",
+    "Fault",
+    "FaultPlan",
+    "Faults",
+    "MetricsScenario",
+]
 
 OPTION = "--faults"
 """The simulation entry point's option that lists updater faults."""
@@ -125,6 +137,51 @@ def _act(fault: Fault) -> None:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class MetricsScenario:
+    """The scenario a simulated device's metrics follow (``faults.json`` ``metrics_scenario``).
+
+    Attributes:
+        source: A scenario file (relative to the device folder) or a built-in scenario's name.
+        device_index: The device's place in the scenario's fleet (decides its attacks).
+        devices: The fleet size the attacks are planned for.
+        seed: Makes the behaviour reproducible.
+        profile: The scenario's model the device behaves as ("": chosen by the scenario).
+    """
+
+    source: str
+    device_index: int = 0
+    devices: int = 1
+    seed: int = 0
+    profile: str = ""
+
+    @classmethod
+    def from_json(cls, doc: object, *, directory: Path) -> MetricsScenario | None:
+        """Read ``metrics_scenario``; None when absent.
+
+        Raises:
+            Config: It is malformed (code ``agent.scenario``).
+        """
+        if doc is None:
+            return None
+        types = {"source": str, "device_index": int, "devices": int, "seed": int, "profile": str}
+        if (
+            not isinstance(doc, dict)
+            or not isinstance(doc.get("source"), str)
+            or any(k not in types or type(v) is not types[k] for k, v in doc.items())
+        ):
+            raise Config(
+                f"{FAULT_FILE}: metrics_scenario is malformed",
+                hint='use {"source": "<file or name>", "device_index": n, "devices": n, '
+                '"seed": n, "profile": "<model>"}',
+                code="agent.scenario",
+            )
+        source = doc["source"]
+        if "/" in source or source.endswith(".toml"):
+            source = str(directory / source)
+        return cls(**{**doc, "source": source})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Faults:
     """The faults a simulated device injects (the default, :data:`NO_FAULTS`: none).
 
@@ -134,12 +191,14 @@ class Faults:
         boot_skip_verify: The measured boot skips verifying the slot (a glitch).
         spec: The ``--faults`` text the plan came from, passed on to the boot child and
             across reboots ("" for none).
+        metrics_scenario: The scenario the device's metrics follow (None: ``/proc``).
     """
 
     plan: FaultPlan = field(default_factory=FaultPlan)
     health_check: str | None = None
     boot_skip_verify: bool = False
     spec: str = ""
+    metrics_scenario: MetricsScenario | None = None
 
     @classmethod
     def for_simulation(cls, directory: Path, *, spec: str | None = None) -> Faults:
@@ -156,6 +215,9 @@ class Faults:
             health_check=f"simulated health-check failure ({FAULT_FILE})" if failing else None,
             boot_skip_verify=doc.get("boot") == "skip_verify",
             spec=text,
+            metrics_scenario=MetricsScenario.from_json(
+                doc.get("metrics_scenario"), directory=directory
+            ),
         )
 
 

@@ -21,9 +21,12 @@
  * device_rate_per_s messages per second (burst device_burst). Allowed checks DEFER, so the
  * dynamic-security plugin (quarantine) and the ACL file still decide after this plugin.
  * MOSQ_EVT_DISCONNECT: forget a device's bucket once it is full again.
+ * Service-side signals (tf_stats.c, compiled with this file): every callback above counts
+ * what it saw of a device; MOSQ_EVT_TICK publishes the counters every stats_interval_s.
  *
  * Options (plugin_opt_*): services (space-separated identities), device_max_payload,
- * device_rate_per_s, device_burst. Every value is checked; a bad one fails the start.
+ * device_rate_per_s, device_burst, stats_interval_s (0: off), stats_max_devices,
+ * stats_max_bytes. Every value is checked; a bad one fails the start.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -65,6 +68,7 @@ struct tf_state {
 	struct tf_bucket *table[TF_BUCKETS];
 	unsigned long refused_connects;
 	unsigned long refused_acl;
+	struct tf_stats_table stats;
 };
 
 
@@ -129,9 +133,14 @@ static bool client_id_allowed(const char *id, const char *cn, bool device)
 		&& !is_device_id(id);
 }
 
-static int refuse_connect(struct tf_state *st, struct mosquitto *client, const char *why)
+static int refuse_connect(struct tf_state *st, struct mosquitto *client, const char *cn, const char *why)
 {
 	st->refused_connects++;
+	if(cn && is_device_id(cn)){
+		stats_connect(&st->stats, cn, client, mosquitto_client_address(client), true);
+	}else{
+		st->stats.unattributed++;
+	}
 	mosquitto_log_printf(MOSQ_LOG_NOTICE, "tf_guard: refused CONNECT from %s (client id '%.80s'): %s",
 			mosquitto_client_address(client), mosquitto_client_id(client) ? mosquitto_client_id(client) : "",
 			why);
@@ -148,22 +157,24 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 
 	if(!certificate_cn(ed->client, cn, &has_cert)){
 		if(!has_cert) return MOSQ_ERR_PLUGIN_DEFER; /* the admin socket: dynamic security */
-		return refuse_connect(st, ed->client, "certificate without a single usable CN");
+		return refuse_connect(st, ed->client, NULL, "certificate without a single usable CN");
 	}
 	bool device = is_device_id(cn);
 	if(!device && !is_service(st, cn)){
-		return refuse_connect(st, ed->client, "CN is neither a device id nor a service identity");
+		return refuse_connect(st, ed->client, NULL, "CN is neither a device id nor a service identity");
 	}
 	if(ed->username && strcmp(ed->username, cn)){
-		return refuse_connect(st, ed->client, "username differs from the certificate CN");
+		return refuse_connect(st, ed->client, cn, "username differs from the certificate CN");
 	}
 	if(!client_id_allowed(mosquitto_client_id(ed->client), cn, device)){
-		return refuse_connect(st, ed->client, device
+		return refuse_connect(st, ed->client, cn, device
 				? "a device's client id must equal its certificate CN"
 				: "a service's client id must be '<CN>-<suffix>'");
 	}
 	int rc = mosquitto_set_username(ed->client, cn);
-	return rc == MOSQ_ERR_SUCCESS ? MOSQ_ERR_SUCCESS : MOSQ_ERR_AUTH;
+	if(rc != MOSQ_ERR_SUCCESS) return MOSQ_ERR_AUTH;
+	if(device) stats_connect(&st->stats, cn, ed->client, mosquitto_client_address(ed->client), false);
+	return MOSQ_ERR_SUCCESS;
 }
 
 /* ---- rate ------------------------------------------------------------------------- */
@@ -241,6 +252,7 @@ static bool inside_namespace(const char *topic, const char *id)
 static int deny(struct tf_state *st, const char *id, const char *what, const char *topic)
 {
 	st->refused_acl++;
+	stats_denied(&st->stats, id);
 	mosquitto_log_printf(MOSQ_LOG_DEBUG, "tf_guard: denied %s of '%.120s' to %s", what, topic ? topic : "", id);
 	return MOSQ_ERR_ACL_DENIED;
 }
@@ -255,6 +267,7 @@ static int device_acl(struct tf_state *st, struct mosquitto_evt_acl_check *ed, c
 			if(!inside_namespace(ed->topic, id)) return deny(st, id, "READ", ed->topic);
 			return MOSQ_ERR_PLUGIN_DEFER;
 		case MOSQ_ACL_WRITE:
+			stats_publish_seen(&st->stats, id, (unsigned long)ed->payloadlen);
 			if(!inside_namespace(ed->topic, id)) return deny(st, id, "PUBLISH", ed->topic);
 			if(ed->retain) return deny(st, id, "retained PUBLISH", ed->topic);
 			if((long)ed->payloadlen > st->max_payload) return deny(st, id, "oversize PUBLISH", ed->topic);
@@ -279,7 +292,21 @@ static int on_disconnect(int event, void *event_data, void *userdata)
 	struct mosquitto_evt_disconnect *ed = event_data;
 	const char *username = mosquitto_client_username(ed->client);
 	(void)event;
-	if(username && is_device_id(username)) bucket_forget_if_full(userdata, username);
+	const char *client_id = mosquitto_client_id(ed->client);
+	struct tf_state *st = userdata;
+	if(!username || !is_device_id(username)) return MOSQ_ERR_SUCCESS;
+	bucket_forget_if_full(st, username);
+	/* Only a connection the guard accepted has its client id equal to its username. */
+	if(client_id && !strcmp(client_id, username)) stats_disconnect(&st->stats, username, ed->client);
+	return MOSQ_ERR_SUCCESS;
+}
+
+static int on_tick(int event, void *event_data, void *userdata)
+{
+	struct tf_state *st = userdata;
+	(void)event;
+	(void)event_data;
+	stats_tick(&st->stats);
 	return MOSQ_ERR_SUCCESS;
 }
 
@@ -319,6 +346,7 @@ static bool parse_services(struct tf_state *st, const char *value)
 static bool parse_options(struct tf_state *st, struct mosquitto_opt *opts, int count)
 {
 	double payload = 16384, rate = 20, burst = 100;
+	double interval = 60, max_devices = 100000, max_bytes = 16384;
 	for(int i = 0; i < count; i++){
 		const char *k = opts[i].key, *v = opts[i].value;
 		bool ok;
@@ -326,6 +354,9 @@ static bool parse_options(struct tf_state *st, struct mosquitto_opt *opts, int c
 		else if(!strcmp(k, "device_max_payload")) ok = parse_number(v, 1, 268435455, &payload);
 		else if(!strcmp(k, "device_rate_per_s")) ok = parse_number(v, 0.001, 1e6, &rate);
 		else if(!strcmp(k, "device_burst")) ok = parse_number(v, 1, 1e6, &burst);
+		else if(!strcmp(k, "stats_interval_s")) ok = parse_number(v, 0, 86400, &interval) && interval == (long)interval;
+		else if(!strcmp(k, "stats_max_devices")) ok = parse_number(v, 1, 1e7, &max_devices);
+		else if(!strcmp(k, "stats_max_bytes")) ok = parse_number(v, 2048, 268435455, &max_bytes);
 		else ok = false;
 		if(!ok){
 			mosquitto_log_printf(MOSQ_LOG_ERR, "tf_guard: bad option plugin_opt_%s", k);
@@ -335,6 +366,9 @@ static bool parse_options(struct tf_state *st, struct mosquitto_opt *opts, int c
 	st->max_payload = (long)payload;
 	st->rate_per_s = rate;
 	st->burst = burst;
+	st->stats.interval_s = (long)interval;
+	st->stats.max_devices = (long)max_devices;
+	st->stats.max_bytes = (long)max_bytes;
 	return true;
 }
 
@@ -356,15 +390,18 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 		return MOSQ_ERR_INVAL;
 	}
 	st->pid = identifier;
+	stats_init(&st->stats);
 	if(mosquitto_callback_register(identifier, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL, st)
 			|| mosquitto_callback_register(identifier, MOSQ_EVT_ACL_CHECK, on_acl_check, NULL, st)
-			|| mosquitto_callback_register(identifier, MOSQ_EVT_DISCONNECT, on_disconnect, NULL, st)){
+			|| mosquitto_callback_register(identifier, MOSQ_EVT_DISCONNECT, on_disconnect, NULL, st)
+			|| mosquitto_callback_register(identifier, MOSQ_EVT_TICK, on_tick, NULL, st)){
 		free(st);
 		return MOSQ_ERR_UNKNOWN;
 	}
 	*userdata = st;
 	mosquitto_log_printf(MOSQ_LOG_INFO, "tf_guard: %d service identities, device payload <= %ld bytes, "
-			"%.3f msg/s (burst %.0f)", st->service_count, st->max_payload, st->rate_per_s, st->burst);
+			"%.3f msg/s (burst %.0f); stats every %ld s on " TF_STATS_TOPIC, st->service_count,
+			st->max_payload, st->rate_per_s, st->burst, st->stats.interval_s);
 	return MOSQ_ERR_SUCCESS;
 }
 
@@ -377,6 +414,8 @@ int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *opts, int opt
 	mosquitto_callback_unregister(st->pid, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL);
 	mosquitto_callback_unregister(st->pid, MOSQ_EVT_ACL_CHECK, on_acl_check, NULL);
 	mosquitto_callback_unregister(st->pid, MOSQ_EVT_DISCONNECT, on_disconnect, NULL);
+	mosquitto_callback_unregister(st->pid, MOSQ_EVT_TICK, on_tick, NULL);
+	stats_cleanup(&st->stats);
 	for(int i = 0; i < TF_BUCKETS; i++){
 		struct tf_bucket *b = st->table[i];
 		while(b){

@@ -5,6 +5,7 @@ from __future__ import annotations
 from trustfleet.sim.fleet import SimFleet
 from trustfleet.sim.process import wait_until
 from trustfleet.sim.scenarios._common import AGENT_TIMEOUT_S, DEMO_ROLES, V1, publish, within
+from trustfleet.sim.scenarios._detect import monitoring_files
 from trustfleet.sim.scenarios._result import Observed, stage
 
 __all__ = ["enroll", "init", "provision", "reenroll", "release", "serve", "telemetry"]
@@ -20,6 +21,7 @@ def init(fleet: SimFleet) -> Observed:
     its audit log (another party's home, token and key) that ``server run`` will ask."""
     server = fleet.create_server()
     witness = fleet.add_witness()
+    monitoring_files(fleet)  # the rules and playbook the detect stage rewrites
     return Observed(
         {
             "the CA bundle exists": server.ca_bundle.is_file(),
