@@ -136,8 +136,9 @@ def _check_fleet(facts: dict[str, Any], devices: Path, *, exfiltrated: str) -> s
         k.startswith(("monitor.destination.", "monitor.volume."))
         for k in facts["alerts"][exfiltrated]
     )
-    reporting = [d for d, s in states.items() if s == "enrolled"]
+    reporting = [d for d, s in states.items() if s == "enrolled" and d != exfiltrated]
     assert all(facts["metrics"].get(d, 0) >= 2 for d in reporting), facts["metrics"]
+    assert facts["metrics"].get(exfiltrated, 0) >= 1  # quarantined after its first window(s)
     assert facts["last_verdicts"][healed] == [True]
     assert ("device.revoked", f"device:{revoked}") in facts["events"]
     assert all(n >= 3 for n in facts["telemetry"].values()), facts["telemetry"]

@@ -20,18 +20,21 @@ bounded by the detector's ``max_devices``; a page is at most :data:`PAGE` window
 
 from __future__ import annotations
 
-import importlib
 import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Final
 
 from trustfleet.errors import Config, TrustFleetError
 from trustfleet.monitoring import Detector, Finding, MetricsRecord
+from trustfleet.monitoring.rules import default_rules, load_rules
 from trustfleet.server._worker_main import run_worker
+from trustfleet.services.alerts import record_findings
+from trustfleet.services.notify import deliver_due
 from trustfleet.services.runtime import Runtime
+from trustfleet.services.service_signals import collect_service_windows
 
 __all__ = [
     "CURSOR",
@@ -49,52 +52,30 @@ CURSOR: Final = "monitor"
 """The monitor's row in ``monitor_cursor``."""
 PAGE: Final = 1000
 """Windows read and scored per transaction."""
+_REPLAY_SKEW: Final = timedelta(hours=1)
 MAX_PAGES_PER_STEP: Final = 20
 """Pages scored in one step before notifications get their turn."""
 
 
-def _optional(module: str, name: str) -> Any:
-    """A function of another helper's module, or None while it is not merged yet."""
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
-        return None
+_FindingsRecorder = Callable[..., Sequence[object]]
 
 
 @dataclass(frozen=True)
 class MonitorHooks:
-    """The services the monitor calls (None: that part of issue 13 is not installed)."""
+    """The services the monitor calls (tests may pass their own)."""
 
-    record_findings: Callable[..., Sequence[Any]] | None
-    deliver_due: Callable[..., Any] | None
-    collect_service_windows: Callable[..., int] | None
-
-    @classmethod
-    def installed(cls) -> MonitorHooks:
-        """The services as installed (``services.alerts``, ``notify``, ``service_signals``)."""
-        return cls(
-            record_findings=_optional("trustfleet.services.alerts", "record_findings"),
-            deliver_due=_optional("trustfleet.services.notify", "deliver_due"),
-            collect_service_windows=_optional(
-                "trustfleet.services.service_signals", "collect_service_windows"
-            ),
-        )
+    record_findings: _FindingsRecorder = record_findings
+    deliver_due: Callable[..., object] = deliver_due
+    collect_service_windows: Callable[..., int] = collect_service_windows
 
 
-def build_detector(rt: Runtime) -> Detector | None:
-    """The fleet detector per ``[monitoring]`` (learning period, rules file); None when the
-    detector is not installed (windows are then kept, not scored).
+def build_detector(rt: Runtime) -> Detector:
+    """The fleet detector per ``[monitoring]`` (learning period, device bound, rules file).
 
     Raises:
         Config: The rules file cannot be read or is invalid.
     """
     settings = rt.settings.monitoring
-    pipeline = _optional("trustfleet.monitoring.pipeline", "FleetDetector")
-    config_type = _optional("trustfleet.monitoring.pipeline", "DetectorConfig")
-    if pipeline is None or config_type is None:
-        logger.error("the fleet detector is not installed: metrics are kept, not scored")
-        return None
-    rules_mod = importlib.import_module("trustfleet.monitoring.rules")
     if settings.rules:
         path = rt.settings.path(settings.rules)
         try:
@@ -103,15 +84,19 @@ def build_detector(rt: Runtime) -> Detector | None:
             raise Config(f"cannot read the rules {path}: {exc.strerror}",
                          code="monitor.rules.unreadable") from exc  # fmt: skip
         try:
-            rules = rules_mod.load_rules(text, source=str(path))
+            rules = load_rules(text, source=str(path))
         except TrustFleetError as exc:
             raise Config(exc.one_line(), hint="check it with 'trustfleet monitor rules check'",
                          code="monitor.rules.invalid") from exc  # fmt: skip
     else:
-        rules = rules_mod.default_rules()
-    config = config_type(learning_s=settings.learning_hours * 3600)
-    detector: Detector = pipeline(config, rules=rules)
-    return detector
+        rules = default_rules()
+    # numpy and scikit-learn load in monitor#0 only, not in server run's parent process.
+    from trustfleet.monitoring.pipeline import DetectorConfig, FleetDetector  # noqa: PLC0415
+
+    config = DetectorConfig(
+        learning_s=settings.learning_hours * 3600, max_devices=settings.max_devices
+    )
+    return FleetDetector(config, rules=rules)
 
 
 @dataclass
@@ -145,9 +130,8 @@ class MonitorWorker:
         self.rt = rt
         self._own_detector = detector is None
         self._rules_stamp = self._stamp()
-        self.detector = detector if detector is not None else build_detector(rt)
-        """None: not installed; the monitor then only notifies and collects."""
-        self.hooks = hooks if hooks is not None else MonitorHooks.installed()
+        self.detector: Detector = detector if detector is not None else build_detector(rt)
+        self.hooks = hooks if hooks is not None else MonitorHooks()
         self.now = now
         self.cursor = 0
         self.replayed = 0
@@ -155,13 +139,14 @@ class MonitorWorker:
 
     def replay(self) -> int:
         """Feed the last learning period's windows up to the cursor; discard their findings."""
-        if self.detector is None:
-            return 0
         settings = self.rt.settings.monitoring
         since = self.now() - timedelta(hours=settings.learning_hours)
         with self.rt.uow.begin() as tx:
             self.cursor = tx.monitor_metrics.cursor(CURSOR)
-        after, count = 0, 0
+            # Windows ending in the period were received after its start, give or take the
+            # devices' clock skew: read from there, not from the first window kept.
+            after = tx.monitor_metrics.first_id_since(since - _REPLAY_SKEW)
+        count = 0
         while after < self.cursor:
             with self.rt.uow.begin() as tx:
                 page = tx.monitor_metrics.after(after, limit=PAGE)
@@ -204,8 +189,6 @@ class MonitorWorker:
         return True
 
     def _observe(self, records: Sequence[MetricsRecord]) -> list[Finding]:
-        if self.detector is None:
-            return []
         many = getattr(self.detector, "observe_many", None)
         if many is not None:
             return list(many(records))
@@ -215,7 +198,7 @@ class MonitorWorker:
         """Score what arrived since the cursor (bounded), then notify and collect."""
         self.reload_if_changed()
         report = StepReport(cursor=self.cursor)
-        for _ in range(MAX_PAGES_PER_STEP if self.detector is not None else 0):
+        for _ in range(MAX_PAGES_PER_STEP):
             with self.rt.uow.begin() as tx:
                 page = tx.monitor_metrics.after(self.cursor, limit=PAGE)
             if not page:
@@ -224,7 +207,7 @@ class MonitorWorker:
             report.windows += len(page)
             report.findings += len(findings)
             now = self.now()
-            if findings and self.hooks.record_findings is not None:
+            if findings:
                 report.alerts += len(self.hooks.record_findings(self.rt, findings, now=now))
             with self.rt.uow.begin() as tx:  # after the alerts are committed (module doc)
                 tx.monitor_metrics.set_cursor(CURSOR, page[-1][0], now=now)
@@ -234,14 +217,11 @@ class MonitorWorker:
 
     def _side_jobs(self) -> None:
         now = self.now()
-        if self.hooks.deliver_due is not None:
-            self._guard("notifications", lambda: self.hooks.deliver_due(self.rt, now=now))  # type: ignore[misc]  # checked above
-        collect = self.hooks.collect_service_windows
+        self._guard("notifications", lambda: self.hooks.deliver_due(self.rt, now=now))
         window = timedelta(seconds=self.rt.settings.monitoring.service_window_s)
-        if collect is not None and (
-            self._next_service_window is None or now >= self._next_service_window
-        ):
+        if self._next_service_window is None or now >= self._next_service_window:
             self._next_service_window = now + window
+            collect = self.hooks.collect_service_windows
             self._guard("service windows", lambda: collect(self.rt, now=now))
 
     def _guard(self, what: str, call: Callable[[], object]) -> None:

@@ -43,6 +43,13 @@ _PAGE = 1000
 _MAX_ALERTS = 100_000
 
 
+def _service_side(evidence: Any) -> bool:
+    """Whether an alert's evidence names ``svc-`` metrics only."""
+    metrics = evidence.get("metrics") if isinstance(evidence, dict) else None
+    names = list(metrics) if isinstance(metrics, dict) else []
+    return bool(names) and all(str(n).startswith("svc-") for n in names)
+
+
 def utc_now() -> datetime:
     """The current time, UTC (the harness passes time to the services explicitly)."""
     return datetime.now(UTC)
@@ -276,14 +283,17 @@ class SimFleet:
 
         return wait_until(grown, timeout_s=timeout_s, what=f"{windows} metrics window(s) each")
 
-    def alert_kinds(self) -> dict[str, list[str]]:
-        """The kinds of every device's alerts (any state), by device."""
+    def alert_kinds(self, *, service_side: bool | None = None) -> dict[str, list[str]]:
+        """The kinds of every device's alerts (any state), by device; with ``service_side``,
+        only the alerts whose evidence is (True) or is not (False) service-side signals only
+        (``svc-`` metrics: what the broker, EST and attestation saw)."""
         kinds: dict[str, list[str]] = {}
         with self.srv.runtime.uow.begin(read_only=True) as tx:
             for offset in range(0, _MAX_ALERTS, _PAGE):
                 page = tx.alerts.page(AlertQuery(), limit=_PAGE, offset=offset)
                 for alert in page:
-                    kinds.setdefault(alert.device_id, []).append(alert.kind)
+                    if service_side is None or _service_side(alert.evidence) == service_side:
+                        kinds.setdefault(alert.device_id, []).append(alert.kind)
                 if len(page) < _PAGE:
                     break
         return {d: sorted(k) for d, k in kinds.items()}

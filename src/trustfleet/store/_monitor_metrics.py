@@ -88,6 +88,14 @@ class MonitorMetricsRepository:
         rows = self._handle.session.connection().execute(query)
         return [(int(row.id), _record(row)) for row in rows]
 
+    def first_id_since(self, received_at: datetime) -> int:
+        """The id just before the first window received at or after ``received_at`` (the
+        ``after_id`` to read from; the newest id when none is that recent)."""
+        first = self._handle.session.connection().execute(
+            select(sa.func.min(_TABLE.c.id)).where(_TABLE.c.received_at >= received_at)
+        ).scalar()
+        return int(first) - 1 if first is not None else self.last_id()
+
     def last_id(self) -> int:
         """The newest window's id (0 when there is none)."""
         value = self._handle.session.connection().execute(select(sa.func.max(_TABLE.c.id)))

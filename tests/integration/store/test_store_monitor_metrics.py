@@ -60,3 +60,20 @@ def test_cursor_and_retention(uow: UnitOfWork) -> None:
         assert tx.monitor_metrics.cursor("monitor") == 9
         assert tx.monitor_metrics.delete_before(NOW + timedelta(days=1)) == 1
         assert len(tx.monitor_metrics.after(0)) == 1
+
+
+def test_counts_and_where_a_period_starts(uow: UnitOfWork) -> None:
+    with uow.begin() as tx:
+        tx.devices.add(id="dev-0000000d", model="m", now=NOW)
+        tx.devices.add(id="dev-0000000e", model="m", now=NOW)
+        assert tx.monitor_metrics.first_id_since(NOW) == 0  # nothing yet
+        tx.monitor_metrics.add_many([_window("dev-0000000d", 0)], received_at=NOW)
+        later = [_window("dev-0000000d", 1), _window("dev-0000000e", 1, source="service")]
+        tx.monitor_metrics.add_many(later, received_at=NOW + timedelta(hours=1))
+    with uow.begin(read_only=True) as tx:
+        ids = [i for i, _ in tx.monitor_metrics.after(0)]
+        assert tx.monitor_metrics.first_id_since(NOW + timedelta(minutes=30)) == ids[0]
+        assert tx.monitor_metrics.first_id_since(NOW - timedelta(days=1)) == ids[0] - 1
+        assert tx.monitor_metrics.first_id_since(NOW + timedelta(days=1)) == ids[-1]
+        assert tx.monitor_metrics.counts() == {"dev-0000000d": 2, "dev-0000000e": 1}
+        assert tx.monitor_metrics.counts(source="device") == {"dev-0000000d": 2}

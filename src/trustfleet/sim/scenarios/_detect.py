@@ -35,7 +35,7 @@ PLAYBOOKS_FILE: Final = "monitor/playbooks.toml"
 PROFILE: Final = "gw-x1"
 """The scenario model the demo's devices behave as."""
 SEED: Final = 13
-DETECT_TIMEOUT_S: Final = 20.0
+DETECT_TIMEOUT_S: Final = 60.0
 _LEARN_WINDOWS: Final = 900
 """Windows of the normal behaviour the allow-list is computed from (15 min at 1 s)."""
 _EXFILTRATION: Final = {
@@ -148,14 +148,15 @@ def detect(fleet: SimFleet) -> Observed:
     live = [d for d, s in fleet.device_states(fleet.running()).items() if s == "enrolled"]
     thief, normal = live[0], live[1:]
     allowed = _write_rules(fleet, len(live))
-    before = fleet.alert_kinds()
+    before = fleet.alert_kinds(service_side=False)
+    before_service = fleet.alert_kinds(service_side=True)
     started = utc_now()
     since = fleet.metrics_counts()
     _start_scenarios(fleet, normal, thief)
     # Not the thief's: it may be quarantined (its publishing refused) after its first window.
     fleet.wait_metrics(normal, windows=2, since=since, timeout_s=AGENT_TIMEOUT_S)
     raised = wait_until(
-        lambda: _new_alerts(before, fleet.alert_kinds()).get(thief),
+        lambda: _new_alerts(before, fleet.alert_kinds(service_side=False)).get(thief),
         timeout_s=DETECT_TIMEOUT_S, what="an alert for the exfiltrating device",
     )  # fmt: skip
     record = wait_until(
@@ -166,15 +167,16 @@ def detect(fleet: SimFleet) -> Observed:
         last_id = tx.monitor_metrics.last_id()
     wait_until(lambda: _scored_up_to(fleet, last_id), timeout_s=DETECT_TIMEOUT_S,
                what="the monitor to score every window")  # fmt: skip
-    new = _new_alerts(before, fleet.alert_kinds())
+    new = _new_alerts(before, fleet.alert_kinds(service_side=False))
     others = {d: k for d, k in new.items() if d in normal}
     elsewhere = {d: k for d, k in new.items() if d != thief and d not in normal}
+    service = _new_alerts(before_service, fleet.alert_kinds(service_side=True))
     return Observed(
         {
             "an alert is raised for the exfiltrating device": bool(raised),
             "the playbook quarantines it": record is not None,
             "its telemetry is blocked while the others flow": blocked,
-            "no other reporting device raised an alert": not others,
+            "no other reporting device raised an alert from its metrics": not others,
         },
         {
             "device": thief,
@@ -183,7 +185,12 @@ def detect(fleet: SimFleet) -> Observed:
             "reporting_devices": len(live),
             "allowed_networks": len(allowed),
             "other_alerts": others,
-            "alerts_of_devices_not_reporting": elsewhere,  # e.g. the revoked one's refusals
-            "alerts_before_stage": sum(len(k) for k in before.values()),
+            "alerts_of_devices_not_reporting": elsewhere,
+            # Earlier stages' real events (the tampered device's failed attestation, the revoked
+            # one's refused connections) may raise service-side alerts when their window ends.
+            "service_side_alerts": service,
+            "alerts_before_stage": sum(
+                len(k) for k in (*before.values(), *before_service.values())
+            ),
         },
     )
