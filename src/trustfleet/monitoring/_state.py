@@ -127,9 +127,10 @@ class Device:
     def nbytes(self) -> int:
         """Approximate memory (bytes)."""
         size = 400 + self.level.nbytes() + self.svc_level.nbytes()
-        for group in (self.known, self.flagged):
-            for members in group.values():
-                size += 216 + sum(90 + len(m) for m in members)
+        for members in self.known.values():  # interned: a set slot and a share of the string
+            size += 216 + 40 * len(members)
+        for members in self.flagged.values():
+            size += 216 + sum(90 + len(m) for m in members)
         size += sum(180 + len(p) + len(h) for p, h in self.files.items())
         size += sum(200 + 8 * len(t) for t in self.novel.values())
         size += 216 + 90 * (len(self.beacons) + len(self.prev_endpoints) + len(self.prev_ports))

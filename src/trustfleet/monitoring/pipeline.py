@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Final
 
 from trustfleet.monitoring import _checks
 from trustfleet.monitoring._baseline import BaselineParams, update_and_score
-from trustfleet.monitoring._model import CohortModel, ModelParams, Outlier
+from trustfleet.monitoring._config import DetectorConfig
+from trustfleet.monitoring._model import CohortModel, Outlier
+from trustfleet.monitoring._setlearning import SETS, SetLearning
 from trustfleet.monitoring._state import (
     DEVICE_TRACKED,
     RATIO,
@@ -27,7 +28,7 @@ from trustfleet.monitoring._state import (
     floors_for,
     log_values,
 )
-from trustfleet.monitoring.records import Finding, MetricsRecord, Severity
+from trustfleet.monitoring.records import Finding, MetricsRecord
 from trustfleet.monitoring.rules import ModelRules, RuleSet, default_rules
 
 __all__ = ["FINDING_KINDS", "DetectorConfig", "FleetDetector"]
@@ -51,84 +52,10 @@ FINDING_KINDS: Final[tuple[str, ...]] = (
 """Every kind of finding the pipeline raises (docs/monitoring.md#detection)."""
 
 _EMPTY: Final[frozenset[str]] = frozenset()
-_PREFIXES: Final = "destination-networks"
 _DEV_NAMES: Final = (*DEVICE_TRACKED, RATIO)
-_RATIO_AT: Final = len(DEVICE_TRACKED)
-_SETS: Final[tuple[tuple[str, str, Severity], ...]] = (
-    ("destination-ip-addresses", "monitor.destination.new", "medium"),
-    ("remote-ports", "monitor.destination.new", "medium"),
-    ("listening-tcp-ports", "monitor.port.new", "high"),
-    ("listening-udp-ports", "monitor.port.new", "high"),
-    ("executables", "monitor.executable.new", "high"),
-)
 
 
-@dataclass(frozen=True)
-class DetectorConfig:
-    """The detection pipeline's settings (H4 builds it from ``[monitoring]``).
-
-    Attributes:
-        learning_s: How long a device (baselines, sets) and a cohort (model) learn first.
-        z_device: A metric counts when above the device's expected value by this many spreads…
-        z_cohort: …and above the cohort's hour-of-day profile by this many of its spreads…
-        z_cohort_alone: Or far above the cohort's profile (and somewhat above the device's).
-        min_ratio: …and at least this many times the expected value.
-        z_joint: Two or more metrics of a window above their device's baselines by this many
-            spreads (and min_ratio) count together.
-        cohort_known_devices: A member seen by this many devices of the cohort while they
-            learned is not new to any of them.
-        new_destination_windows: A lone new destination is raised once seen in this many
-            windows (two or more new ones in a window are raised at once).
-        known_prefixes: A new address in a /24 (/64) the device or its cohort used while
-            learning is not new (CDN and pool churn).
-        scan_destinations: New destinations in one window that make a scan (high).
-        beacon_windows: Regular windows with a new destination that make a beacon.
-        beacon_max_cv: The most irregularity (gap stddev / mean) a beacon may have.
-        max_devices: Devices kept in memory (the least recently seen go first).
-        max_members: Members remembered per set per device (and flagged ones).
-        model: Whether the IsolationForest runs.
-        service_model: Whether it also scores service windows (off: their sparse counts made
-            it raise false alarms on the built-in scenarios; baselines and rules cover them).
-        model_params: Its constants.
-        model_batch: Queued windows that trigger a batch scoring.
-        model_max_delay_s: The longest (simulated) delay before a queued window is scored.
-        device_alpha: EWMA weight in a device's level.
-        cohort_alpha: EWMA weight in a cohort's time-of-day profile.
-        season_slot_s: The time-of-day profile's resolution (1800: half hours; divides a day).
-    """
-
-    learning_s: float = 24 * 3600.0
-    z_device: float = 6.0
-    z_cohort: float = 3.0
-    z_cohort_alone: float = 12.0
-    z_joint: float = 4.0
-    min_ratio: float = 3.0
-    cohort_known_devices: int = 2
-    new_destination_windows: int = 2
-    known_prefixes: bool = True
-    scan_destinations: int = 8
-    beacon_windows: int = 6
-    beacon_max_cv: float = 0.1
-    max_devices: int = 100_000
-    max_members: int = 512
-    model: bool = True
-    service_model: bool = False
-    model_params: ModelParams = field(default_factory=ModelParams)
-    model_batch: int = 512
-    model_max_delay_s: float = 900.0
-    device_alpha: float = 0.02
-    cohort_alpha: float = 0.01
-    season_slot_s: int = 1800
-
-
-def _network(address: str) -> str:
-    """The /24 (IPv4) or /64 (IPv6, written in full groups) an address belongs to."""
-    if ":" in address:
-        return ":".join(address.split(":")[:4])
-    return address.rpartition(".")[0]
-
-
-class FleetDetector:
+class FleetDetector(SetLearning):
     """The whole pipeline for a fleet; implements ``Detector``.
 
     Args:
@@ -231,6 +158,33 @@ class FleetDetector:
             return self._service(record, t, dev, cohort, rules, learning=learning)
         return self._device(record, t, dev, cohort, rules, learning=learning)
 
+    def _device_rules(
+        self, rec: MetricsRecord, dev: Device, rules: ModelRules
+    ) -> tuple[list[Finding], frozenset[str], float, int]:
+        """Rules and watched files of a device window; its remote ports, churn, file changes."""
+        sets = rec.sets
+        endpoints = sets.get("remote-endpoints", _EMPTY)
+        if endpoints != dev.prev_endpoints:
+            ports = frozenset(e.rpartition(":")[2] for e in endpoints)
+            union = len(endpoints | dev.prev_endpoints)
+            churn = len(endpoints ^ dev.prev_endpoints) / union if union else 0.0
+            dev.prev_endpoints, dev.prev_ports = endpoints, ports
+        else:
+            ports, churn = dev.prev_ports, 0.0
+        out = _checks.rule_findings(
+            rec.numbers, sets, ports, rules, device_id=rec.device_id, at=rec.end,
+            window=rec.interval_s,
+        )  # fmt: skip
+        changes = 0
+        files = sets.get("watched-files")
+        if files is not None and files != dev.files_seen:
+            dev.files_seen = files
+            found = _checks.file_changes(files, dev.files, rules)
+            changes = len(found)
+            if found and rules.watched_immutable:
+                out.append(self._file_finding(rec, found, rules))
+        return out, ports, churn, changes
+
     def _device(
         self,
         rec: MetricsRecord,
@@ -242,31 +196,7 @@ class FleetDetector:
         learning: bool,
     ) -> list[Finding]:
         sets = rec.sets
-        endpoints = sets.get("remote-endpoints", _EMPTY)
-        if endpoints != dev.prev_endpoints:
-            ports = frozenset(e.rpartition(":")[2] for e in endpoints)
-            union = len(endpoints | dev.prev_endpoints)
-            churn = len(endpoints ^ dev.prev_endpoints) / union if union else 0.0
-            dev.prev_endpoints, dev.prev_ports = endpoints, ports
-        else:
-            ports, churn = dev.prev_ports, 0.0
-        out = _checks.rule_findings(
-            rec.numbers,
-            sets,
-            ports,
-            rules,
-            device_id=rec.device_id,
-            at=rec.end,
-            window=rec.interval_s,
-        )
-        changes = 0
-        files = sets.get("watched-files")
-        if files is not None and files != dev.files_seen:
-            dev.files_seen = files
-            found = _checks.file_changes(files, dev.files, rules)
-            changes = len(found)
-            if found and rules.watched_immutable:
-                out.append(self._file_finding(rec, found, rules))
+        out, ports, churn, changes = self._device_rules(rec, dev, rules)
         xs = log_values(rec.numbers, DEVICE_TRACKED)
         bo, bi = xs[0], xs[1]
         xs.append(bo - bi if bo is not None and bi is not None else None)
@@ -275,7 +205,7 @@ class FleetDetector:
             xs, hour, cohort.season, dev.level, self._dev_params, hot_z=self.config.z_cohort
         )
         new = self._sets(rec, sets, ports, dev, cohort, learning=learning)
-        counts = [float(len(new.get(n, ()))) for n, _, _ in _SETS]
+        counts = [float(len(new.get(n, ()))) for n, _, _ in SETS]
         features = score.device_z
         features += [counts[0], counts[1], counts[2] + counts[3], counts[4], float(changes)]
         features.append(round(churn * 4, 3))
@@ -348,147 +278,6 @@ class FleetDetector:
         return out
 
     # -- sets ----------------------------------------------------------------------------------
-
-    def _learn_or_new(
-        self, name: str, members: frozenset[str], dev: Device, cohort: Cohort, learning: bool
-    ) -> list[str]:
-        known = dev.known.get(name)
-        if known is None:
-            known = dev.known[name] = set()
-        if learning:
-            fresh = members - known
-            if fresh:
-                cap = self.config.max_members
-                counts = cohort.members.setdefault(name, {})
-                for m in fresh:
-                    if len(known) < cap:
-                        known.add(m)
-                    if m in counts or len(counts) < cap * 16:
-                        counts[m] = counts.get(m, 0) + 1
-            return []
-        flagged = dev.flagged.setdefault(name, set())
-        return _checks.novelty(
-            members,
-            known,
-            flagged,
-            cohort.members.get(name, {}),
-            cohort_min=self.config.cohort_known_devices,
-        )
-
-    def _sets(
-        self,
-        rec: MetricsRecord,
-        sets: Any,
-        ports: frozenset[str],
-        dev: Device,
-        cohort: Cohort,
-        *,
-        learning: bool,
-    ) -> dict[str, list[str]]:
-        new: dict[str, list[str]] = {}
-        for name, _, _ in _SETS:
-            members = ports if name == "remote-ports" else sets.get(name)
-            if members is None:
-                continue
-            found = self._learn_or_new(name, members, dev, cohort, learning)
-            if name == "destination-ip-addresses" and self.config.known_prefixes:
-                found = self._prefix_filter(members, found, dev, cohort, learning=learning)
-            if found:
-                new[name] = found
-        return new
-
-    def _prefix_filter(
-        self,
-        members: frozenset[str],
-        found: list[str],
-        dev: Device,
-        cohort: Cohort,
-        *,
-        learning: bool,
-    ) -> list[str]:
-        """Learn destination networks (/24, /64) while learning; later, a new address in a
-        network the device or its cohort used is not new (CDN and pool churn)."""
-        if learning:
-            nets = frozenset(_network(m) for m in members)
-            self._learn_or_new(_PREFIXES, nets, dev, cohort, learning)
-            return found
-        known = dev.known.get(_PREFIXES, set())
-        counts = cohort.members.get(_PREFIXES, {})
-        return [m for m in found if (n := _network(m)) not in known and n not in counts]
-
-    def _novelty_findings(
-        self, rec: MetricsRecord, dev: Device, new: dict[str, list[str]], out: list[Finding]
-    ) -> None:
-        dests = new.get("destination-ip-addresses")
-        if dests and len(dests) == 1:  # a lone one counts once it comes back
-            seen = dev.novel.get(dests[0], ())
-            if len(seen) < self.config.new_destination_windows:
-                del new["destination-ip-addresses"]
-        if "destination-ip-addresses" not in new:
-            new.pop("remote-ports", None)  # remote ports are evidence of a destination finding
-        by_kind: dict[str, dict[str, list[str]]] = {}
-        severity: dict[str, Severity] = {}
-        cap = self.config.max_members
-        for name, kind, sev in _SETS:
-            if name in new:
-                by_kind.setdefault(kind, {})[name] = new[name]
-                severity[kind] = sev
-                flagged = dev.flagged[name]
-                if len(flagged) < cap:
-                    flagged.update(new[name])
-        if len(new.get("destination-ip-addresses", ())) >= self.config.scan_destinations:
-            by_kind["monitor.destination.scan"] = by_kind.pop("monitor.destination.new")
-            severity["monitor.destination.scan"] = "high"
-        for kind, metrics in by_kind.items():
-            text = "; ".join(f"{len(v)} new {k} ({', '.join(v[:3])})" for k, v in metrics.items())
-            evidence = {
-                "metrics": {k: v[:20] for k, v in metrics.items()},
-                "counts": {k: len(v) for k, v in metrics.items()},
-                "window_s": rec.interval_s,
-            }
-            out.append(
-                Finding(rec.device_id, kind, severity[kind], "baseline", rec.end, text, evidence)
-            )
-
-    def _beacons(
-        self, rec: MetricsRecord, t: float, dev: Device, sets: Any, out: list[Finding]
-    ) -> None:
-        dests = sets.get("destination-ip-addresses")
-        if not dests:
-            return
-        found = _checks.beacon_check(
-            dests,
-            dev.known.get("destination-ip-addresses", set()),
-            dev.novel,
-            t,
-            windows=self.config.beacon_windows,
-            max_cv=self.config.beacon_max_cv,
-            max_tracked=32,
-        )
-        for dest, period, count in found:
-            if dest in dev.beacons:
-                continue
-            if len(dev.beacons) < self.config.max_members:
-                dev.beacons.add(dest)
-            out.append(
-                Finding(
-                    rec.device_id,
-                    "monitor.beacon",
-                    "high",
-                    "baseline",
-                    rec.end,
-                    f"regular connections to new destination {dest} every ~{period:.0f} s "
-                    f"({count} windows)",
-                    {
-                        "metrics": {
-                            "destination": dest,
-                            "period_s": round(period, 1),
-                            "windows": count,
-                        },
-                        "window_s": rec.interval_s,
-                    },
-                )
-            )
 
     # -- findings -----------------------------------------------------------------------------
 

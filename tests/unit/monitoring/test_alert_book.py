@@ -20,7 +20,7 @@ CONTINUES = {
     "no-open-alert": (None, 0, False),
     "same-time": (T0, 0, True),
     "within-quiet": (T0, 59, True),
-    "exactly-quiet": (T0, 60, True),
+    "exactly-quiet": (T0, 60, False),  # quiet for quiet_s: a new alert (H3's rule too)
     "after-quiet": (T0, 61, False),
     "older-than-last": (T0, -5, True),
 }

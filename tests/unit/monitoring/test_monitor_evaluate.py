@@ -5,9 +5,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 from support.monitoring_scenarios import START, small
-from trustfleet.monitoring.evaluate import Evaluation, evaluate
+from trustfleet.monitoring.evaluate import FALSE_ALARM_TARGET, Evaluation, evaluate
 from trustfleet.monitoring.records import Finding, MetricsRecord
-from trustfleet.monitoring.scenario import AttackSpan, ground_truth
+from trustfleet.monitoring.scenario import (
+    AttackSpan,
+    builtin_scenarios,
+    ground_truth,
+    load_scenario,
+)
 
 DEVICES, HOURS, SEED = 10, 12, 4
 WINDOWS_AFTER_LEARNING = (12 - 2) * 12 + 1  # ends at 2 h, 2 h 5 min, …, 12 h
@@ -100,3 +105,48 @@ def test_progress_reaches_the_total_and_json_has_the_figures() -> None:
     doc = result.to_json()
     assert doc["classes"][0]["class"] == "x"  # type: ignore[index]
     assert doc["false_alarm_target"] == 1.0 and doc["recall_target"] == 0.95
+
+
+class NaiveNovelty:
+    """Flags any set member the device has not shown before (after its first day)."""
+
+    def __init__(self) -> None:
+        self.seen: dict[tuple[str, str], set[str]] = {}
+
+    def observe(self, record: MetricsRecord) -> list[Finding]:
+        out = []
+        for metric, members in record.sets.items():
+            known = self.seen.setdefault((record.device_id, metric), set())
+            if known and members - known and record.end - START > timedelta(hours=24):
+                out.append(
+                    Finding(record.device_id, f"new.{metric}", "low", "rule", record.end, metric)
+                )
+            known |= members
+        return out
+
+
+class NaiveThreshold:
+    """Flags bytes out above three times the device's mean of its first day."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, list[float]] = {}
+
+    def observe(self, record: MetricsRecord) -> list[Finding]:
+        value = record.numbers.get("all-bytes-out")
+        if value is None:
+            return []
+        total = self.sums.setdefault(record.device_id, [0.0, 0.0])
+        if record.end - START <= timedelta(hours=24):
+            total[0] += value
+            total[1] += 1
+            return []
+        if value > 3 * total[0] / total[1]:
+            return [Finding(record.device_id, "volume", "low", "rule", record.end, "bytes out")]
+        return []
+
+
+def test_the_normal_scenario_fools_naive_detectors() -> None:
+    normal = load_scenario(builtin_scenarios()["normal"], source="normal.toml")
+    for naive in (NaiveNovelty(), NaiveThreshold()):
+        result = evaluate(normal, detector=naive, devices=12, hours=72, seed=2, start=START)
+        assert result.false_alarms_per_1000h > 10 * FALSE_ALARM_TARGET, type(naive).__name__
