@@ -7,8 +7,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from responsekit import T0, configured
 
-from conftest import T0, configured
 from support.runtimes import new_idevid
 from trustfleet.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from trustfleet.monitoring import Finding
