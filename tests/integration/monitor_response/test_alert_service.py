@@ -239,3 +239,19 @@ def test_bad_playbook_file_falls_back_to_the_built_in(home_rt: Runtime) -> None:
     assert actions[0].result == "0 notification(s) queued"  # no receiver is configured
     with pytest.raises(InvalidInput, match=r"rule\[0\]\.kind"):
         alerts.check_playbooks_file(rt.settings.path(rt.settings.monitoring.playbooks))
+
+
+def test_a_playbook_others_may_change_is_not_used(home_rt: Runtime) -> None:
+    rt = configured(home_rt, playbook=AUTO_QUARANTINE + "\n# group-writable\n")
+    rt.settings.path(rt.settings.monitoring.playbooks).chmod(0o664)
+    device(rt, "dev-unsafe-pb")
+    found = finding("dev-unsafe-pb", T0, kind="monitor.destination.new", severity="high")
+    (raised,) = alerts.record_findings(rt, [found], now=T0)
+    # the built-in playbook instead: nothing automatic, the device is not quarantined
+    assert [a.action for a in alerts.get_alert(rt, raised.alert_id).actions] == ["notify"]
+    with rt.uow.begin(read_only=True) as tx:
+        assert tx.attestation.quarantine("dev-unsafe-pb") is None
+    with pytest.raises(InvalidInput, match="larger than"):
+        big = rt.settings.path("big.toml")
+        big.write_text("#" * 70_000)
+        alerts.check_playbooks_file(big)
