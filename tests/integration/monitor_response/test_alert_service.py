@@ -74,8 +74,17 @@ def test_findings_dedup_within_quiet_time(home_rt: Runtime) -> None:
     assert raised == [("monitor.alert.raised", "monitor")] * 3
 
 
-def test_unknown_device_skipped(home_rt: Runtime) -> None:
+def test_unknown_device_and_bad_findings_skipped(home_rt: Runtime) -> None:
     assert alerts.record_findings(home_rt, [finding("dev-nobody", T0)], now=T0) == []
+    device(home_rt, "dev-badfind")
+    bad = [
+        finding("dev-badfind", T0, kind="monitor." + "x" * 80),
+        finding("dev-badfind", T0, severity="extreme"),
+        finding("dev-badfind", T0.replace(tzinfo=None)),
+    ]
+    good = finding("dev-badfind", T0 + timedelta(seconds=1))
+    changes = alerts.record_findings(home_rt, [*bad, good], now=T0)
+    assert [c.change for c in changes] == ["raised"]
 
 
 def test_suppressed_alert_swallows_until_its_time(home_rt: Runtime) -> None:
