@@ -23,12 +23,13 @@ def continues(last_seen: datetime | None, at: datetime, *, quiet_s: float) -> bo
         quiet_s: How long an alert must be quiet before the next finding opens a new one.
 
     Returns:
-        True when the finding joins the open alert (no later than ``quiet_s`` after its last
-        finding; a finding older than the last one joins too), False when it opens a new alert.
+        True when the finding joins the open alert (less than ``quiet_s`` after its last
+        finding; a finding older than the last one joins too), False when it opens a new alert
+        (the alert had been quiet ``quiet_s`` or longer, or there is none).
     """
     if last_seen is None:
         return False
-    return (at - last_seen).total_seconds() <= quiet_s
+    return (at - last_seen).total_seconds() < quiet_s
 
 
 class AlertBook:
