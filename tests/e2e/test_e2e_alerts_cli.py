@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from support.server import free_port, init_home, run_cli
-from trustfleet.monitoring import Finding
+from trustfleet.monitoring import Finding, Severity
 from trustfleet.services.alerts import record_findings
 from trustfleet.services.runtime import Runtime
 from trustfleet.settings import load_server_settings
@@ -19,6 +19,10 @@ from trustfleet.settings import load_server_settings
 pytestmark = pytest.mark.e2e
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+KINDS: list[tuple[str, Severity]] = [
+    ("monitor.destination.new", "high"),
+    ("monitor.port.new", "critical"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +38,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str, 
         findings = [
             Finding(device_id=device_id, kind=kind, severity=sev, detector="rule",
                     at=T0 + timedelta(minutes=n), summary=f"{kind} seen", evidence={"n": n})
-            for n, (kind, sev) in enumerate(
-                [("monitor.destination.new", "high"), ("monitor.port.new", "critical")]
-            )
+            for n, (kind, sev) in enumerate(KINDS)
         ]  # fmt: skip
         ids = [c.alert_id for c in record_findings(rt, findings, now=T0)]
     finally:

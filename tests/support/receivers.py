@@ -173,16 +173,16 @@ def syslog_listener(transport: str) -> Iterator[tuple[int, list[Syslog]]]:
             with lock:
                 messages.extend(parse_rfc5424(f) for f in parse_octet_counted(stream))
 
-    server: socketserver.BaseServer
+    server: socketserver.ThreadingUDPServer | socketserver.ThreadingTCPServer
     if transport == "udp":
         server = socketserver.ThreadingUDPServer(("127.0.0.1", 0), Udp)
     else:
         server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Tcp)
-    server.daemon_threads = True  # type: ignore[attr-defined]
+    server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
     try:
-        yield server.server_address[1], messages  # type: ignore[misc]
+        yield int(server.server_address[1]), messages
     finally:
         server.shutdown()
         server.server_close()

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Final
 
 from trustfleet.errors import Config, Conflict, InvalidInput, TrustFleetError
+from trustfleet.fileio import check_trusted, read_bounded
 from trustfleet.monitoring.notify_format import AlertNotice, webhook_body
 from trustfleet.monitoring.playbooks import (
     MAX_PLAYBOOK_BYTES,
@@ -73,13 +74,17 @@ def check_playbooks_file(path: Path, *, settings: MonitoringSettings | None = No
         InvalidInput: Unreadable, too large or invalid (``monitor.playbook.invalid``).
     """
     try:
-        with path.open("rb") as f:
-            data = f.read(MAX_PLAYBOOK_BYTES + 1)
-        text = data.decode("utf-8")
+        data = read_bounded(path, max_bytes=MAX_PLAYBOOK_BYTES)
+        text = "" if data is None else data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidInput(
             f"cannot read the playbook {path}: {exc}", code="monitor.playbook.invalid"
         ) from exc
+    if data is None:
+        raise InvalidInput(
+            f"{path}: (file): larger than {MAX_PLAYBOOK_BYTES} bytes",
+            code="monitor.playbook.invalid",
+        )
     playbook = load_playbooks(text, source=str(path))
     if settings is not None:
         playbook.check_receivers(receiver_channels(settings))
@@ -90,13 +95,15 @@ def playbook_of(settings: ServerSettings) -> Playbook:
     """The home's playbook (``[monitoring] playbooks``), or the built-in one.
 
     Raises:
-        Config: The configured playbook is unreadable or invalid.
+        Config: The configured playbook is unreadable, invalid, or writable by someone else.
     """
     monitoring = settings.monitoring
     if not monitoring.playbooks:
         return default_playbook()
+    path = settings.path(monitoring.playbooks)
+    check_trusted(path, what="the playbook")  # it may revoke devices: only we may change it
     try:
-        return check_playbooks_file(settings.path(monitoring.playbooks), settings=monitoring)
+        return check_playbooks_file(path, settings=monitoring)
     except InvalidInput as exc:
         raise Config(exc.message, hint=exc.hint, code=exc.code) from exc
 

@@ -63,6 +63,8 @@ logger = logging.getLogger(__name__)
 
 MAX_SUPPRESS_S: Final = 30 * 86_400
 """Longest suppression."""
+_MAX_KIND_CHARS: Final = 64
+_DETECTORS: Final = ("rule", "baseline", "model")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -107,8 +109,10 @@ def record_findings(
 ) -> list[AlertChange]:
     """Store findings as alerts and run the playbook for each new alert.
 
-    Findings of unknown devices are skipped (logged). Automatic actions run after the alerts
-    are committed; their failures are recorded (``monitor.action.failed``), never raised.
+    Findings of unknown devices, and findings the store cannot hold (a kind over 64
+    characters, an unknown severity or detector, a naive time), are skipped and logged.
+    Automatic actions run after the alerts are committed; their failures are recorded
+    (``monitor.action.failed``), never raised.
 
     Args:
         rt: The runtime.
@@ -125,7 +129,7 @@ def record_findings(
     changes: list[AlertChange] = []
     auto: list[int] = []
     with rt.uow.begin() as tx:
-        for finding in sorted(findings, key=lambda f: f.at):
+        for finding in sorted(_acceptable(findings), key=lambda f: f.at):
             change, to_run = _record_one(tx, finding, playbook, rt=rt, quiet_s=quiet_s, now=now)
             if change is not None:
                 changes.append(change)
@@ -133,6 +137,28 @@ def record_findings(
     for action_id in auto:
         run_action(rt, action_id, expect="pending", actor=MONITOR_ACTOR, now=now)
     return changes
+
+
+def _acceptable(findings: Sequence[Finding]) -> list[Finding]:
+    kept = []
+    for f in findings:
+        problem = _unacceptable(f)
+        if problem is None:
+            kept.append(f)
+        else:
+            logger.warning("finding about %r skipped: %s", f.device_id[:64], problem)
+    return kept
+
+
+def _unacceptable(f: Finding) -> str | None:
+    """Why the store could not hold a finding (one bad finding never blocks the others)."""
+    if not 0 < len(f.kind) <= _MAX_KIND_CHARS or not f.kind.isascii() or not f.kind.isprintable():
+        return f"kind {f.kind[:80]!r} is not 1 to {_MAX_KIND_CHARS} printable ASCII characters"
+    if f.severity not in SEVERITIES or f.detector not in _DETECTORS:
+        return f"severity {f.severity!r} or detector {f.detector!r} unknown"
+    if f.at.tzinfo is None or not 0 < len(f.device_id) <= _MAX_KIND_CHARS:
+        return "naive time or bad device id"
+    return None
 
 
 def _record_one(

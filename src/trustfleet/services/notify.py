@@ -18,6 +18,7 @@ from typing import Final
 from urllib.parse import urlsplit
 
 from trustfleet.errors import InvalidInput, TrustFleetError, Unavailable
+from trustfleet.fileio import read_bounded
 from trustfleet.monitoring.notify_format import (
     SIGNATURE_HEADER,
     notice_from_json,
@@ -148,17 +149,19 @@ def _send(rt: Runtime, item: NotificationRecord, *, now: datetime) -> None:
 def _secret(rt: Runtime, hook: WebhookSettings) -> bytes:
     path = rt.settings.path(hook.secret_file)
     try:
-        with path.open("rb") as f:
-            data = f.read(MAX_SECRET_BYTES + 1)
+        data = read_bounded(path, max_bytes=MAX_SECRET_BYTES) or b""
+        if path.stat().st_mode & 0o077:
+            logger.warning("the secret of webhook %r is readable by others: chmod 600 %s",
+                           hook.name, path)  # fmt: skip
     except OSError as exc:
         raise Unavailable(
             f"cannot read the secret of webhook {hook.name!r}: {exc.strerror}",
             code="monitor.notify.secret",
         ) from exc
     secret = data.strip()
-    if not secret or len(data) > MAX_SECRET_BYTES:
+    if not secret:
         raise InvalidInput(
-            f"the secret of webhook {hook.name!r} is empty or too long",
+            f"the secret of webhook {hook.name!r} is empty or over {MAX_SECRET_BYTES} bytes",
             code="monitor.notify.secret",
         )
     return secret

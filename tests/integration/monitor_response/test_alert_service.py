@@ -7,8 +7,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from responsekit import T0, configured
 
-from conftest import T0, configured
 from support.runtimes import new_idevid
 from trustfleet.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from trustfleet.monitoring import Finding
@@ -74,8 +74,17 @@ def test_findings_dedup_within_quiet_time(home_rt: Runtime) -> None:
     assert raised == [("monitor.alert.raised", "monitor")] * 3
 
 
-def test_unknown_device_skipped(home_rt: Runtime) -> None:
+def test_unknown_device_and_bad_findings_skipped(home_rt: Runtime) -> None:
     assert alerts.record_findings(home_rt, [finding("dev-nobody", T0)], now=T0) == []
+    device(home_rt, "dev-badfind")
+    bad = [
+        finding("dev-badfind", T0, kind="monitor." + "x" * 80),
+        finding("dev-badfind", T0, severity="extreme"),
+        finding("dev-badfind", T0.replace(tzinfo=None)),
+    ]
+    good = finding("dev-badfind", T0 + timedelta(seconds=1))
+    changes = alerts.record_findings(home_rt, [*bad, good], now=T0)
+    assert [c.change for c in changes] == ["raised"]
 
 
 def test_suppressed_alert_swallows_until_its_time(home_rt: Runtime) -> None:
@@ -239,3 +248,19 @@ def test_bad_playbook_file_falls_back_to_the_built_in(home_rt: Runtime) -> None:
     assert actions[0].result == "0 notification(s) queued"  # no receiver is configured
     with pytest.raises(InvalidInput, match=r"rule\[0\]\.kind"):
         alerts.check_playbooks_file(rt.settings.path(rt.settings.monitoring.playbooks))
+
+
+def test_a_playbook_others_may_change_is_not_used(home_rt: Runtime) -> None:
+    rt = configured(home_rt, playbook=AUTO_QUARANTINE + "\n# group-writable\n")
+    rt.settings.path(rt.settings.monitoring.playbooks).chmod(0o664)
+    device(rt, "dev-unsafe-pb")
+    found = finding("dev-unsafe-pb", T0, kind="monitor.destination.new", severity="high")
+    (raised,) = alerts.record_findings(rt, [found], now=T0)
+    # the built-in playbook instead: nothing automatic, the device is not quarantined
+    assert [a.action for a in alerts.get_alert(rt, raised.alert_id).actions] == ["notify"]
+    with rt.uow.begin(read_only=True) as tx:
+        assert tx.attestation.quarantine("dev-unsafe-pb") is None
+    with pytest.raises(InvalidInput, match="larger than"):
+        big = rt.settings.path("big.toml")
+        big.write_text("#" * 70_000)
+        alerts.check_playbooks_file(big)

@@ -10,8 +10,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from responsekit import T0, configured
 
-from conftest import T0, configured
 from support.receivers import WebhookReceiver, syslog_listener, tls_files, webhook_receiver
 from support.runtimes import new_idevid
 from support.waiting import wait_for

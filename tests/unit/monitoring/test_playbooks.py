@@ -117,5 +117,5 @@ def test_continues_rule() -> None:
     t = datetime(2026, 1, 1, tzinfo=UTC)
     assert not continues(None, t, quiet_s=60)
     assert continues(t, t + timedelta(seconds=59), quiet_s=60)
-    assert not continues(t, t + timedelta(seconds=60), quiet_s=60)
+    assert not continues(t, t + timedelta(seconds=60), quiet_s=60)  # quiet for quiet_s: new
     assert continues(t, t - timedelta(seconds=500), quiet_s=60)  # late arrival joins
