@@ -46,6 +46,7 @@ Permission = Literal[
     "audit.read",  # the audit log (checkpoints, proofs)
     "users.read",  # operators and API tokens of everyone
     "metrics.read",  # /metrics
+    "alerts.read",  # security alerts with their actions and notifications
     # changes
     "devices.command",  # ping, report
     "devices.revoke",
@@ -56,19 +57,21 @@ Permission = Literal[
     "campaigns.manage",  # create, pause, resume, abort, retry
     "users.manage",  # add, disable, reset MFA, change roles; other operators' tokens
     "tokens.own",  # create, list and revoke one's own API tokens
+    "alerts.manage",  # acknowledge, resolve, suppress alerts; approve or reject their actions
 ]
 
 PERMISSIONS: Final[tuple[Permission, ...]] = (
     "fleet.read", "attestation.read", "releases.read", "campaigns.read", "events.read",
-    "audit.read", "users.read", "metrics.read", "devices.command", "devices.revoke",
-    "devices.quarantine", "devices.attest", "devices.provision", "releases.publish",
-    "campaigns.manage", "users.manage", "tokens.own",
+    "audit.read", "users.read", "metrics.read", "alerts.read", "devices.command",
+    "devices.revoke", "devices.quarantine", "devices.attest", "devices.provision",
+    "releases.publish", "campaigns.manage", "users.manage", "tokens.own", "alerts.manage",
 )  # fmt: skip
 
 MUTATING: Final[frozenset[Permission]] = frozenset(
     {
         "devices.command", "devices.revoke", "devices.quarantine", "devices.attest",
         "devices.provision", "releases.publish", "campaigns.manage", "users.manage",
+        "alerts.manage",
     }
 )  # fmt: skip
 """Permissions that change the fleet or who may act on it."""
@@ -80,11 +83,20 @@ _READ_ALL: Final = frozenset[Permission](
 _MATRIX: Final[dict[Role, frozenset[Permission]]] = {
     "admin": frozenset(PERMISSIONS),
     "security-officer": _READ_ALL
-    | {"audit.read", "devices.revoke", "devices.quarantine", "devices.attest", "tokens.own"},
+    | {
+        "audit.read",
+        "devices.revoke",
+        "devices.quarantine",
+        "devices.attest",
+        "tokens.own",
+        "alerts.read",
+        "alerts.manage",
+    },
     "release-manager": _READ_ALL | {"releases.publish", "campaigns.manage", "tokens.own"},
-    "fleet-operator": _READ_ALL | {"devices.command", "tokens.own"},
+    "fleet-operator": _READ_ALL | {"devices.command", "tokens.own", "alerts.read"},
     "factory": frozenset({"fleet.read", "devices.provision", "tokens.own"}),
-    "auditor": _READ_ALL | {"audit.read", "users.read", "metrics.read", "tokens.own"},
+    "auditor": _READ_ALL
+    | {"audit.read", "users.read", "metrics.read", "tokens.own", "alerts.read"},
     "metrics": frozenset({"metrics.read"}),
 }
 
@@ -96,11 +108,16 @@ MFA_REQUIRED_ROLES: Final[frozenset[Role]] = frozenset(r for r in ROLES if _MATR
 
 ROLE_DESCRIPTIONS: Final[dict[Role, str]] = {
     "admin": "everything, including operators, roles and every token",
-    "security-officer": "revoke, quarantine and lift, re-attest; reads all and the audit log",
+    "security-officer": (
+        "revoke, quarantine and lift, re-attest; handle alerts and approve their actions; "
+        "reads all and the audit log"
+    ),
     "release-manager": "publish releases; create, pause, resume, abort and retry campaigns",
-    "fleet-operator": "send commands (ping, report); reads the fleet",
+    "fleet-operator": "send commands (ping, report); reads the fleet and its alerts",
     "factory": "provisioning only (register devices, sign IDevIDs); reads the inventory",
-    "auditor": "read-only: the fleet, events, the audit log, operators and tokens, metrics",
+    "auditor": (
+        "read-only: the fleet, events, alerts, the audit log, operators and tokens, metrics"
+    ),
     "metrics": "a scraper's token: /metrics only",
 }
 

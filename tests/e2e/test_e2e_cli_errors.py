@@ -173,6 +173,8 @@ CASES: dict[str, tuple[str, str, str]] = {
         ("sim image --version 1.0.0 --size 1MiB --out /proc/nope/x.bin", "/proc/nope", "writable"),
     "sim-image-bad-size":
         ("sim image --version 1.0.0 --size lots --out {root}/x.bin", "lots", "MiB"),
+    "sim-fleet-unknown-scenario":
+        ("sim fleet --scenario no-such-scenario", "no-such-scenario", "built-in"),
     # demo
     "demo-workdir-is-a-file": ("demo --workdir {afile}", "is a file", "empty or new directory"),
     "demo-workdir-not-empty": ("demo --workdir {root}", "not empty", "empty or new"),
@@ -219,6 +221,32 @@ CASES: dict[str, tuple[str, str, str]] = {
     "token-create-bad-ttl":
         ("token create --owner admin --name n --role admin --ttl forever --home {home}",
          "not a lifetime", "30d"),
+    # monitor
+    "monitor-evaluate-missing-file":
+        ("monitor evaluate --scenario {root}/none.toml", "no scenario file", "--scenario"),
+    "monitor-evaluate-not-toml":
+        ("monitor evaluate --scenario {afile}", "not valid TOML", "Scenarios and evaluation"),
+    "monitor-evaluate-scenario-is-a-dir":
+        ("monitor evaluate --scenario {adir}", "not a regular file", "--scenario"),
+    "monitor-evaluate-unknown-name":
+        ("monitor evaluate --scenario nosuch", "nosuch", "all-attacks"),
+    "monitor-evaluate-devices-0":
+        ("monitor evaluate --scenario normal --devices 0", "--devices", "--help"),
+    "monitor-scenarios-bad-json":
+        ("monitor scenarios --json=maybe", "neither true nor false", "--json=false"),
+    "monitor-rules-check-missing-file":
+        ("monitor rules check {root}/none.toml", "no rules file", "FILE"),
+    "monitor-rules-check-not-toml":
+        ("monitor rules check {afile}", "not valid TOML", "rules file"),
+    # alerts
+    "alerts-list-bad-state":
+        ("alerts list --state gone --home {home}", "'gone' is not one of", "open"),
+    "alerts-list-bad-severity":
+        ("alerts list --severity huge --home {home}", "'huge' is not one of", "critical"),
+    "alerts-show-not-a-number":
+        ("alerts show abc --home {home}", "valid integer", "alerts show --help"),
+    "alerts-suppress-bad-for":
+        ("alerts suppress 1 --for forever --home {home}", "forever", "2h"),
     # the root, and options every command shares
     "json-with-a-bad-value":
         ("device list --home {home} --json=maybe", "neither true nor false", "--json=false"),
@@ -257,6 +285,14 @@ CASES |= _same_mistake(
     mistake="unknown-id", wrong="--home {home}", message="not found", hint="device list",
 )  # fmt: skip
 CASES |= _same_mistake(
+    tuple(f"alerts {verb} 999999" for verb in ("show", "ack", "resolve")),
+    mistake="unknown-id", wrong="--home {home}", message="not found", hint="alerts list",
+)  # fmt: skip
+CASES |= _same_mistake(
+    tuple(f"alerts {verb} 999999" for verb in ("approve", "reject")),
+    mistake="unknown-id", wrong="--home {home}", message="not found", hint="alerts show",
+)  # fmt: skip
+CASES |= _same_mistake(
     ("user disable nobody", "user enable nobody", "user reset-mfa nobody",
      "user set-role nobody auditor", "token create --owner nobody --name n --role auditor",
      "token list --owner nobody"),
@@ -282,8 +318,9 @@ def _leaf_commands() -> set[str]:
 
 
 def _command_of(case_id: str) -> str:
-    words = [w for w in CASES[case_id][0].split() if not w.startswith("-")][:2]
-    return " ".join(words) if " ".join(words) in _leaf_commands() else words[0]
+    words = [w for w in CASES[case_id][0].split() if not w.startswith("-")][:3]
+    leaves = _leaf_commands()
+    return next((" ".join(words[:n]) for n in (3, 2) if " ".join(words[:n]) in leaves), words[0])
 
 
 def test_every_command_has_bad_input_cases() -> None:

@@ -105,7 +105,7 @@ class World:
         return {
             "device_id": self.enrolled[0], "command_id": self.command, "campaign_id": self.campaign,
             "login": "op-admin", "model": MODEL, "version": VERSION, "entry_id": "1",
-            "token_id": "nope",
+            "token_id": "nope", "alert_id": "1", "action_id": "1",
         }  # fmt: skip
 
 

@@ -17,6 +17,7 @@ from trustfleet import __version__
 from trustfleet.audit.context import event_context
 from trustfleet.cli import (
     agent,
+    alerts,
     attest,
     audit,
     campaign,
@@ -59,6 +60,7 @@ app.add_typer(witness.app, name="witness")
 app.add_typer(user.app, name="user")
 app.add_typer(token.app, name="token")
 app.add_typer(monitor.app, name="monitor")
+app.add_typer(alerts.app, name="alerts")
 app.command("demo")(demo)
 
 

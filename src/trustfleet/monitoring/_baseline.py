@@ -44,18 +44,19 @@ class BaselineParams:
 
 
 class Season:
-    """A cohort's hour-of-day profile of M metrics: mean and absolute deviation per hour."""
+    """A cohort's time-of-day profile of M metrics: mean and absolute deviation per slot of the
+    day (``slots`` of them: 24 are hours, 48 half hours)."""
 
     __slots__ = ("count", "mean", "spread")
 
-    def __init__(self, metrics: int) -> None:
-        self.mean = [[0.0] * metrics for _ in range(HOURS)]
-        self.spread = [[0.0] * metrics for _ in range(HOURS)]
-        self.count = [0] * HOURS
+    def __init__(self, metrics: int, slots: int = HOURS) -> None:
+        self.mean = [[0.0] * metrics for _ in range(slots)]
+        self.spread = [[0.0] * metrics for _ in range(slots)]
+        self.count = [0] * slots
 
     def nbytes(self) -> int:
         """Approximate memory (bytes)."""
-        return HOURS * len(self.mean[0]) * 2 * 32 + HOURS * 32
+        return len(self.count) * (len(self.mean[0]) * 2 * 32 + 32)
 
 
 class Level:
@@ -101,7 +102,7 @@ def update_and_score(
 
     Args:
         xs: The window's metrics in log space (None: not reported).
-        hour: Hour of day (0..23) of the window's end.
+        hour: The slot of the day (0..slots-1) of the window's end.
         season: The cohort's profile (updated in place).
         level: The device's level (updated in place).
         params: The constants.
@@ -163,9 +164,10 @@ def update_and_score(
 
 
 def _open_hour(season: Season, hour: int) -> None:
-    """Start an hour's profile from the last hour learned (not from one device's window)."""
-    for back in range(1, HOURS):
-        prev = (hour - back) % HOURS
+    """Start a slot's profile from the last slot learned (not from one device's window)."""
+    slots = len(season.count)
+    for back in range(1, slots):
+        prev = (hour - back) % slots
         if season.count[prev]:
             season.mean[hour] = list(season.mean[prev])
             season.spread[hour] = list(season.spread[prev])

@@ -20,13 +20,13 @@ from typing import Final, cast
 import numpy as np
 import numpy.typing as npt
 
-from trustfleet.monitoring._scenario_spec import Effect, ModelProfile, Scenario, SetProfile
+from trustfleet.monitoring._profile_tables import fixed_members, tables
+from trustfleet.monitoring._scenario_spec import Effect, Scenario, SetProfile
 from trustfleet.monitoring.records import MetricsRecord
 
-_BLOCK: Final = 32
+_BLOCK: Final = 16
 """Windows computed at once per device."""
-_DERIVED: Final = {"num-listening-tcp-ports": "listening-tcp-ports",
-                   "num-listening-udp-ports": "listening-udp-ports"}  # fmt: skip
+_MAX_SHARED_UNIONS: Final = 64
 _FIRST_OCTETS: Final = tuple(
     a for a in range(1, 224) if a not in (10, 100, 127, 169, 172, 192, 198, 203)
 )
@@ -59,9 +59,9 @@ def fleet_plan(scenario: Scenario, *, devices: int, seed: int) -> tuple[DevicePl
             if i not in taken and (not attack.models or m in attack.models)
         ]  # fmt: skip
         want = attack.devices or max(1, round(attack.fraction * len(eligible)))
-        rng = _rng(f"{seed}/attack/{index}")
+        rng = _rng(f"{seed}/attack/{index}/{attack.attack_class}")
         for device in sorted(rng.sample(eligible, min(want, len(eligible)))):
-            onset_h = _rng(f"{seed}/onset/{index}/{device}").uniform(*attack.onset_h)
+            onset_h = _rng(f"{seed}/onset/{attack.attack_class}/{device}").uniform(*attack.onset_h)
             onset_s = float(round(onset_h * 3600))
             span = (index, onset_s, onset_s + round(attack.duration_h * 3600))
             taken.setdefault(device, []).append(span)
@@ -89,22 +89,21 @@ def _public_ip(rng: random.Random) -> str:
     return f"{a}.{b}.{c}.{rng.randrange(1, 255)}"
 
 
+def _host(network: str, rng: random.Random) -> str:
+    net = ipaddress.ip_network(network)
+    return str(net[rng.randrange(1, max(net.num_addresses - 1, 2))])
+
+
 def _random_hash(rng: random.Random) -> str:
     return f"{rng.getrandbits(256):064x}"
-
-
-def _model_hash(model: str, what: str) -> str:
-    return hashlib.sha256(f"{model}/{what}".encode()).hexdigest()
 
 
 class _SetState:
     """A set-valued metric of one device: fixed members and what is drawn per window."""
 
     def __init__(self, profile: SetProfile, *, model: str, rng: random.Random) -> None:
-        fixed = set(profile.members)
-        fixed.update(_model_hash(model, f"exe/{i}") for i in range(profile.hashes))
-        fixed.update(f"{p}={_model_hash(model, p)}" for p in profile.files)
-        self.fixed = frozenset(fixed)
+        self.fixed = fixed_members(model, profile)
+        self._unions: dict[tuple[str, ...], frozenset[str]] = {}
         nets = {p: ipaddress.ip_network(p) for p in profile.pool if "/" in p}
         self.networks = {
             p: (int(n.network_address) + 1, n.num_addresses - 2) for p, n in nets.items()
@@ -117,8 +116,15 @@ class _SetState:
         n = rng.randint(*self.draw) if self.draw[1] else 0
         if not n:
             return self.fixed
-        drawn = [self._resolve(p, rng) for p in rng.sample(self.pool, n)]
-        return self.fixed.union(drawn)
+        drawn = tuple(self._resolve(p, rng) for p in rng.sample(self.pool, n))
+        if self.networks:  # drawn hosts of networks: a new set every time
+            return self.fixed.union(drawn)
+        union = self._unions.get(drawn)
+        if union is None:  # few combinations: share them (bounded)
+            union = self.fixed.union(drawn)
+            if len(self._unions) < _MAX_SHARED_UNIONS:
+                self._unions[drawn] = union
+        return union
 
     def _resolve(self, member: str, rng: random.Random) -> str:
         net = self.networks.get(member)
@@ -130,9 +136,16 @@ class _SetState:
 class _SetEffect:
     """An attack's change to a set-valued metric on one device, with its fixed draws."""
 
-    def __init__(self, effect: Effect, *, onset_s: float, end_s: float, rng: random.Random) -> None:
+    def __init__(
+        self, effect: Effect, *, onset_s: float, end_s: float, rng: random.Random,
+        normal: frozenset[str],
+    ) -> None:  # fmt: skip
         self.effect, self.onset_s, self.end_s = effect, onset_s, end_s
-        self.fixed = self._draw(rng)
+        if effect.op == "remove":  # the listed members, or some of the device's usual ones
+            usual = sorted(normal)
+            self.fixed = list(effect.values) or rng.sample(usual, min(effect.count, len(usual)))
+        else:
+            self.fixed = self._draw(rng)
 
     def _draw(self, rng: random.Random) -> list[str]:
         e = self.effect
@@ -140,6 +153,8 @@ class _SetEffect:
             return [_public_ip(rng) for _ in range(e.count)]
         if e.generator == "hashes":
             return [_random_hash(rng) for _ in range(e.count)]
+        if e.generator == "network":
+            return [_host(rng.choice(e.values), rng) for _ in range(e.count)]
         if e.generator == "ports":
             return [str(p) for p in rng.sample(list(e.ports), min(e.count, len(e.ports)))]
         if e.generator == "file-hash":
@@ -147,7 +162,8 @@ class _SetEffect:
         return list(e.values)
 
     def members(self, rng: random.Random) -> list[str]:
-        return self._draw(rng) if self.effect.fresh else self.fixed
+        fresh = self.effect.fresh and self.effect.op == "members"
+        return self._draw(rng) if fresh else self.fixed
 
 
 def _active(rel_end: Floats, interval: int, onset: float, end: float) -> npt.NDArray[np.bool_]:
@@ -184,10 +200,9 @@ def _apply_number(
 
 @dataclass(frozen=True)
 class _Block:
-    device_rows: list[list[float]]
-    service_rows: list[list[float]]
-    device_sets: list[dict[str, frozenset[str]]]
-    service_sets: list[dict[str, frozenset[str]]]
+    device_rows: Floats  # (windows, device metrics)
+    service_rows: Floats
+    sets: list[dict[str, frozenset[str]]]  # every set metric, per window
 
 
 class DeviceBehaviour:
@@ -216,64 +231,36 @@ class DeviceBehaviour:
         self._start_ts = start.timestamp()
         self._key = f"{seed}/{device_index}"
         rng = _rng(f"{self._key}/init")
-        self._numbers(profile)
+        self._t = t = tables(profile)
         self._sets = {s.metric: _SetState(s, model=profile.name, rng=rng) for s in profile.sets}
         self._number_effects: list[tuple[int, Effect, tuple[float, float]]] = []
         self._set_effects: list[_SetEffect] = []
         for attack_index, onset_s, end_s in plan.attacks:
             for e in scenario.attacks[attack_index].effects:
-                if e.metric in self._rows:
-                    self._number_effects.append((self._rows[e.metric], e, (onset_s, end_s)))
-                elif e.op == "members":
-                    self._set_effects.append(_SetEffect(e, onset_s=onset_s, end_s=end_s, rng=rng))
+                if e.metric in t.rows:
+                    self._number_effects.append((t.rows[e.metric], e, (onset_s, end_s)))
+                elif e.op in ("members", "remove"):
+                    state = self._sets.get(e.metric)
+                    normal = state.fixed if state else frozenset()
+                    fx = _SetEffect(e, onset_s=onset_s, end_s=end_s, rng=rng, normal=normal)
+                    self._set_effects.append(fx)
         self._cache: tuple[int, int, _Block] | None = None
-
-    def _numbers(self, profile: ModelProfile) -> None:
-        nums = list(profile.numbers)
-        have = {p.metric for p in nums} | {s.metric for s in profile.sets}
-        derived = [n for n, s in _DERIVED.items() if s in have and n not in have]
-        names = [p.metric for p in nums] + derived
-        self._rows = {name: i for i, name in enumerate(names)}
-        self._derived = [(self._rows[n], _DERIVED[n]) for n in derived]
-        self._device_idx = [i for i, n in enumerate(names) if not n.startswith("svc-")]
-        self._service_idx = [i for i, n in enumerate(names) if n.startswith("svc-")]
-        self._device_names = [names[i] for i in self._device_idx]
-        self._service_names = [names[i] for i in self._service_idx]
-        pad = [0.0] * len(derived)
-        self._level = np.array([p.level for p in nums] + pad)
-        self._rhythm = np.array([p.rhythm for p in nums] + [(1.0,) * 24] * len(derived))
-        self._sigma = np.array([p.sigma for p in nums] + pad)[:, None]
-        self._counter = np.array([p.counter for p in nums] + [False] * len(derived))
-        kinds = [p.noise for p in nums] + ["none"] * len(derived)
-        self._lognormal = np.array([k == "lognormal" for k in kinds])[:, None]
-        self._normal = np.array([k == "normal" for k in kinds])[:, None]
-        self._poisson = np.array([k == "poisson" for k in kinds])
-        self._spike = np.array(
-            [(p.spike_probability, p.spike_factor) for p in nums] + [(0, 1)] * len(derived)
-        )
-        self._syncs = [(i, p) for i, p in enumerate(nums) if p.sync_hour >= 0]
-        self._low = np.array([p.minimum for p in nums] + pad)[:, None]
-        self._high = np.array([p.maximum for p in nums] + [1e15] * len(derived))[:, None]
-        self._integer = np.array([p.integer for p in nums] + [True] * len(derived))
 
     def record(self, end: datetime, interval_s: int) -> MetricsRecord:
         """The device's own view of the window ending at ``end`` (``source="device"``)."""
         block, w = self._locate(end, interval_s)
-        return MetricsRecord(
-            self.device_id, self.model, "device", end, interval_s,
-            dict(zip(self._device_names, block.device_rows[w], strict=True)), block.device_sets[w],
-        )  # fmt: skip
+        sets = {m: v for m, v in block.sets[w].items() if not m.startswith("svc-")}
+        numbers = dict(zip(self._t.device_names, block.device_rows[w].tolist(), strict=True))
+        return MetricsRecord(self.device_id, self.model, "device", end, interval_s, numbers, sets)
 
     def service_record(self, end: datetime, interval_s: int) -> MetricsRecord | None:
         """The service's view of the device in the window (svc- metrics), or None if it has none."""
-        if not self._service_names and not any(s.startswith("svc-") for s in self._sets):
+        if not self._t.has_service:
             return None
         block, w = self._locate(end, interval_s)
-        return MetricsRecord(
-            self.device_id, self.model, "service", end, interval_s,
-            dict(zip(self._service_names, block.service_rows[w], strict=True)),
-            block.service_sets[w],
-        )  # fmt: skip
+        sets = {m: v for m, v in block.sets[w].items() if m.startswith("svc-")}
+        numbers = dict(zip(self._t.service_names, block.service_rows[w].tolist(), strict=True))
+        return MetricsRecord(self.device_id, self.model, "service", end, interval_s, numbers, sets)
 
     def window(self, k: int, *, end: datetime) -> tuple[MetricsRecord, MetricsRecord | None]:
         """Both views of the ``k``-th window (0-based) of the scenario's interval (fast path)."""
@@ -289,45 +276,41 @@ class DeviceBehaviour:
         return cached[2], w
 
     def _block(self, interval: int, b: int) -> _Block:
+        t = self._t
         k = np.arange(b * _BLOCK, (b + 1) * _BLOCK, dtype=np.float64)
         rel_end = (k + 1) * interval
         mids = self._start_ts + rel_end - interval / 2
         digest = hashlib.sha256(f"{self._key}/{interval}/{b}".encode()).digest()
-        rng = np.random.default_rng(int.from_bytes(digest[:16], "big"))
-        vals = self._noisy(rng, interval, mids)
+        vals = self._noisy(
+            np.random.default_rng(int.from_bytes(digest[:16], "big")), interval, mids
+        )
+        sets = self._window_sets(_rng(int.from_bytes(digest[16:], "big")), rel_end, interval)
+        for row, metric in t.derived:
+            vals[row] = [len(s.get(metric, ())) for s in sets]
         scale = interval / 300.0
         for row, e, span in self._number_effects:
-            factor = scale if self._counter[row] else 1.0
+            factor = scale if t.counter[row] else 1.0
             vals[row] = _apply_number(
                 vals[row], e, rel_end, interval=interval, span=span, scale=factor
             )
-        sets = self._window_sets(_rng(int.from_bytes(digest[16:], "big")), rel_end, interval)
-        for row, metric in self._derived:
-            vals[row] = [len(s.get(metric, ())) for s in sets]
-        vals = np.clip(vals, self._low, self._high)
-        vals = np.where(self._integer[:, None], np.round(vals), vals)
-        dev_sets = [{m: v for m, v in s.items() if not m.startswith("svc-")} for s in sets]
-        svc_sets = [{m: v for m, v in s.items() if m.startswith("svc-")} for s in sets]
-        return _Block(
-            vals[self._device_idx].T.tolist(),
-            vals[self._service_idx].T.tolist(),
-            dev_sets,
-            svc_sets,
-        )
+        vals = np.clip(vals, t.low, t.high)
+        vals = np.where(t.integer, np.round(vals), vals)
+        return _Block(vals[t.device_idx].T.copy(), vals[t.service_idx].T.copy(), sets)
 
     def _noisy(self, rng: np.random.Generator, interval: int, mids: Floats) -> Floats:
+        t = self._t
         hours = ((mids % 86_400) // 3600).astype(np.intp)
-        scale = np.where(self._counter, interval / 300.0, 1.0)
-        base = (self._level * scale)[:, None] * self._rhythm[:, hours]
+        scale = np.where(t.counter, interval / 300.0, 1.0)
+        base = (t.level * scale)[:, None] * t.rhythm[:, hours]
         z = rng.standard_normal(base.shape)
-        vals = np.where(self._lognormal, base * np.exp(self._sigma * z - self._sigma**2 / 2), base)
-        vals = np.where(self._normal, base * (1 + self._sigma * z), vals)
-        if self._poisson.any():
-            vals[self._poisson] = rng.poisson(base[self._poisson])
-        spikes = rng.random(base.shape) < self._spike[:, 0:1]
-        vals = np.where(spikes, vals * self._spike[:, 1:2], vals)
+        vals = np.where(t.lognormal, base * np.exp(t.sigma * z - t.sigma**2 / 2), base)
+        vals = np.where(t.normal, base * (1 + t.sigma * z), vals)
+        if t.poisson.any():
+            vals[t.poisson] = rng.poisson(base[t.poisson])
+        spikes = rng.random(base.shape) < t.spike_p
+        vals = np.where(spikes, vals * t.spike_f, vals)
         tod = mids % 86_400
-        for row, p in self._syncs:
+        for row, p in t.syncs:
             lo = p.sync_hour * 3600.0
             inside = (tod >= lo) & (tod < lo + p.sync_minutes * 60)
             vals[row] = np.where(inside, vals[row] * p.sync_factor, vals[row])
@@ -367,6 +350,9 @@ class DeviceBehaviour:
 def _add_members(sets: dict[str, frozenset[str]], fx: _SetEffect, members: list[str]) -> None:
     e = fx.effect
     current = sets.get(e.metric, frozenset())
+    if e.op == "remove":
+        sets[e.metric] = current.difference(members)
+        return
     if e.generator == "file-hash":
         paths = {m.split("=", 1)[0] for m in members}
         current = frozenset(m for m in current if m.split("=", 1)[0] not in paths)

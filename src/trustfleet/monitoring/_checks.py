@@ -96,8 +96,7 @@ def rule_findings(
                 "monitor.destination.suspicious_port",
                 rules.suspicious_severity,
                 at=at,
-                summary=f"{len(eps)} connection(s) to suspicious remote port(s) "
-                f"{'/'.join(sorted(bad))}",
+                summary=f"{len(eps)} connection(s) to suspicious port(s) {'/'.join(sorted(bad))}",
                 evidence={
                     "metrics": {"remote-endpoints": eps[:20], "count": len(eps)},
                     "window_s": window,
@@ -223,22 +222,35 @@ def baseline_findings(
     names: tuple[str, ...],
     *,
     z_device: float,
+    z_joint: float,
     z_cohort_alone: float,
     min_log_ratio: float,
 ) -> dict[str, dict[str, float]]:
-    """The metrics of a window above both baselines (or far above the cohort's), with evidence.
+    """The metrics of a window above both baselines, with their evidence.
 
-    ``score.hot`` holds the metrics above both baselines by the cohort threshold already.
+    A metric counts when it is above its device's baseline by ``z_device`` spreads (and
+    ``min_log_ratio``), or far above its cohort's profile (``z_cohort_alone``), or when two or
+    more metrics are above their device's baselines by ``z_joint`` together. ``score.hot``
+    holds the metrics above both baselines by the cohort threshold already.
     """
-    hits: dict[str, dict[str, float]] = {}
-    for i, dz, cz, exp, spread in score.hot:
+    chosen: list[tuple[int, float, float, float, float]] = []
+    joint: list[tuple[int, float, float, float, float]] = []
+    for hot in score.hot:
+        i, dz, cz, exp, _ = hot
         x = xs[i]
         if x is None:
             continue
-        if dz > z_device:
-            if x - exp < min_log_ratio:
-                continue
-        elif cz <= z_cohort_alone:
+        big = x - exp >= min_log_ratio
+        if (dz > z_device and big) or cz > z_cohort_alone:
+            chosen.append(hot)
+        elif dz > z_joint and big:
+            joint.append(hot)
+    if len(joint) + len(chosen) >= 2:
+        chosen += joint
+    hits: dict[str, dict[str, float]] = {}
+    for i, dz, cz, exp, spread in chosen:
+        x = xs[i]
+        if x is None:  # not reached: hot metrics were reported
             continue
         top = exp + z_device * spread
         plain = names[i] != "out-in-ratio"

@@ -24,8 +24,8 @@ MAX_MODELS: Final = 32
 MAX_ATTACKS: Final = 64
 MAX_EFFECTS: Final = 16
 NUMBER_OPS: Final = ("add", "multiply", "set", "ramp", "periodic")
-SET_OPS: Final = ("members",)
-GENERATORS: Final = ("public-ip", "ports", "hashes", "list", "file-hash")
+SET_OPS: Final = ("members", "remove")
+GENERATORS: Final = ("public-ip", "network", "ports", "hashes", "list", "file-hash")
 NOISES: Final = ("lognormal", "poisson", "normal", "none")
 _COUNTER_WORDS: Final = ("bytes", "packets", "failed-logins", "svc-")
 
@@ -235,6 +235,10 @@ def _set(t: Table, metric: str) -> SetProfile:
     return profile
 
 
+def _is_network(text: str) -> bool:
+    return "/" in text and _pool_member(text)
+
+
 def _pool_member(text: str) -> bool:
     if "/" not in text:
         return True
@@ -270,11 +274,32 @@ def read_attack(t: Table, models: Mapping[str, ModelProfile]) -> Attack:
         effects=tuple(_effect(e) for e in t.tables("effects", most=MAX_EFFECTS)),
     )
     t.done()
+    _check_metrics_reported(t, attack, models)
     if (attack.devices > 0) == (attack.fraction > 0):
         raise t.error("must give exactly one of devices (a count) or fraction (0..1)", "devices")
     if not attack.effects:
         raise t.error("must list at least one effect", "effects")
     return attack
+
+
+_DERIVED_FROM: Final = {
+    "num-listening-tcp-ports": "listening-tcp-ports",
+    "num-listening-udp-ports": "listening-udp-ports",
+}
+
+
+def _check_metrics_reported(t: Table, attack: Attack, models: Mapping[str, ModelProfile]) -> None:
+    """A numeric effect must change a metric every targeted model reports."""
+    for i, e in enumerate(attack.effects):
+        if e.op in SET_OPS:
+            continue
+        for name in attack.models or tuple(models):
+            m = models[name]
+            reported = {p.metric for p in m.numbers}
+            reported |= {n for n, s in _DERIVED_FROM.items() if s in {p.metric for p in m.sets}}
+            if e.metric not in reported:
+                problem = f"is {e.metric}, which model {name} does not report (no profile)"
+                raise t.error(problem, f"effects[{i}].metric")
 
 
 def _effect(t: Table) -> Effect:
@@ -309,8 +334,12 @@ def _check_effect(t: Table, e: Effect, *, numeric: bool) -> None:
         raise t.error("must be > 0 for a periodic effect", "period_s")
     if numeric:
         return
+    if e.op == "remove":
+        return
     if e.generator not in GENERATORS:
         raise t.error(f"must be one of {', '.join(GENERATORS)}", "generator")
+    if e.generator == "network" and not (e.values and all(_is_network(v) for v in e.values)):
+        raise t.error("must list networks (e.g. 10.0.0.0/24) for generator network", "values")
     if e.generator in ("list", "file-hash") and not e.values:
         raise t.error(f"must list the members (or paths) for generator {e.generator}", "values")
     if e.generator == "ports" and not e.ports:

@@ -141,11 +141,11 @@ class Cohort:
 
     __slots__ = ("first", "fitted", "members", "model", "season", "svc_model", "svc_season")
 
-    def __init__(self, name: str, first: float, params: ModelParams) -> None:
+    def __init__(self, name: str, first: float, params: ModelParams, *, slots: int) -> None:
         self.first = first
         self.fitted = False
-        self.season = Season(len(DEVICE_TRACKED) + 1)
-        self.svc_season = Season(len(SERVICE_TRACKED))
+        self.season = Season(len(DEVICE_TRACKED) + 1, slots)
+        self.svc_season = Season(len(SERVICE_TRACKED), slots)
         self.members: dict[str, dict[str, int]] = {}
         self.model = CohortModel(DEVICE_FEATURES, params, salt=f"{name}:device")
         self.svc_model = CohortModel(SERVICE_FEATURES, params, salt=f"{name}:service")

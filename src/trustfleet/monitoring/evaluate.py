@@ -13,8 +13,9 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final
 
@@ -61,6 +62,7 @@ class ClassResult:
         recall: ``detected / attacked`` (None when no device was attacked in the run).
         ttd_median_s: Median time to detect, simulated seconds (None: nothing detected).
         ttd_p95_s: 95th percentile (nearest rank) of the time to detect.
+        first_kinds: Kinds of the first finding on each detected device, with their counts.
     """
 
     attack_class: str
@@ -69,6 +71,7 @@ class ClassResult:
     recall: float | None
     ttd_median_s: float | None
     ttd_p95_s: float | None
+    first_kinds: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def met(self) -> bool:
@@ -92,6 +95,8 @@ class Evaluation:
     normal_device_hours: float
     classes: tuple[ClassResult, ...]
     elapsed_s: float
+    false_alarm_kinds: Mapping[str, int] = field(default_factory=dict)
+    """False alarms by finding kind (what to tune)."""
 
     @property
     def false_alarms_per_1000h(self) -> float:
@@ -123,11 +128,12 @@ class Evaluation:
             "findings": self.findings, "alerts": self.alerts, "false_alarms": self.false_alarms,
             "normal_device_hours": round(self.normal_device_hours, 3),
             "false_alarms_per_1000h": round(self.false_alarms_per_1000h, 4),
+            "false_alarm_kinds": dict(self.false_alarm_kinds),
             "false_alarm_target": FALSE_ALARM_TARGET, "recall_target": RECALL_TARGET,
             "classes": [
                 {"class": c.attack_class, "attacked": c.attacked, "detected": c.detected,
                  "recall": c.recall, "ttd_median_s": c.ttd_median_s, "ttd_p95_s": c.ttd_p95_s,
-                 "met": c.met}
+                 "first_kinds": dict(c.first_kinds), "met": c.met}
                 for c in self.classes
             ],
             "targets_met": self.targets_met, "elapsed_s": round(self.elapsed_s, 3),
@@ -146,7 +152,8 @@ class _Tally:
             self.by_device.setdefault(span.device_id, []).append(span)
         self.grace = timedelta(seconds=grace_s)
         self.learning_end = learning_end
-        self.first: dict[AttackSpan, datetime] = {}
+        self.first: dict[AttackSpan, Finding] = {}
+        self.fa_kinds: Counter[str] = Counter()
         self.book = AlertBook(quiet_s)
         self.findings = self.false_alarms = 0
 
@@ -154,15 +161,16 @@ class _Tally:
         self.findings += 1
         span = next(
             (s for s in self.by_device.get(finding.device_id, ())
-             if s.start <= finding.at <= s.end + self.grace),
+             if s.start < finding.at <= s.end + self.grace),
             None,
         )  # fmt: skip
-        if span is not None and (span not in self.first or finding.at < self.first[span]):
-            self.first[span] = finding.at
+        if span is not None and (span not in self.first or finding.at < self.first[span].at):
+            self.first[span] = finding
         if finding.at < self.learning_end:
             return
         if self.book.add(finding) and span is None:
             self.false_alarms += 1
+            self.fa_kinds[finding.kind] += 1
 
 
 def evaluate(
@@ -174,7 +182,9 @@ def evaluate(
 
     Args:
         scenario: The scenario.
-        detector: The detector under test (fresh: it learns from the run's first hours).
+        detector: The detector under test (fresh: it learns from the run's first hours). If it
+            has a ``flush()`` returning findings (one that scores in batches), it is called at
+            the end of the run.
         devices: Fleet size.
         hours: Simulated time.
         seed: Makes the run reproducible.
@@ -207,6 +217,7 @@ def evaluate(
         normal_device_hours=_normal_hours(spans, devices=devices, learning_end=learning_end,
                                           end=end_of_run, grace_s=grace_s),
         classes=_classes(scenario, spans, tally.first), elapsed_s=elapsed,
+        false_alarm_kinds=dict(tally.fa_kinds.most_common()),
     )  # fmt: skip
 
 
@@ -222,6 +233,10 @@ def _score(
         done += 1
         if progress is not None and done % _PROGRESS_EVERY == 0:
             progress(done, total)
+    flush = getattr(detector, "flush", None)  # a detector that scores in batches (FleetDetector)
+    if callable(flush):
+        for finding in flush():
+            add(finding)
     if progress is not None:
         progress(done, total)
     return done
@@ -266,12 +281,13 @@ def _normal_hours(
 
 
 def _classes(
-    scenario: Scenario, spans: list[AttackSpan], first: dict[AttackSpan, datetime]
+    scenario: Scenario, spans: list[AttackSpan], first: dict[AttackSpan, Finding]
 ) -> tuple[ClassResult, ...]:
     out = []
     for klass in scenario.attack_classes:
         mine = [s for s in spans if s.attack_class == klass]
-        ttds = sorted((first[s] - s.start).total_seconds() for s in mine if s in first)
+        ttds = sorted((first[s].at - s.start).total_seconds() for s in mine if s in first)
+        kinds = Counter(first[s].kind for s in mine if s in first)
         out.append(
             ClassResult(
                 attack_class=klass,
@@ -280,6 +296,7 @@ def _classes(
                 recall=len(ttds) / len(mine) if mine else None,
                 ttd_median_s=statistics.median(ttds) if ttds else None,
                 ttd_p95_s=ttds[max(math.ceil(0.95 * len(ttds)) - 1, 0)] if ttds else None,
+                first_kinds=dict(kinds.most_common()),
             )
         )
     return tuple(out)

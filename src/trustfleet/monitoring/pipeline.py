@@ -51,6 +51,7 @@ FINDING_KINDS: Final[tuple[str, ...]] = (
 """Every kind of finding the pipeline raises (docs/monitoring.md#detection)."""
 
 _EMPTY: Final[frozenset[str]] = frozenset()
+_PREFIXES: Final = "destination-networks"
 _DEV_NAMES: Final = (*DEVICE_TRACKED, RATIO)
 _RATIO_AT: Final = len(DEVICE_TRACKED)
 _SETS: Final[tuple[tuple[str, str, Severity], ...]] = (
@@ -72,41 +73,59 @@ class DetectorConfig:
         z_cohort: …and above the cohort's hour-of-day profile by this many of its spreads…
         z_cohort_alone: Or far above the cohort's profile (and somewhat above the device's).
         min_ratio: …and at least this many times the expected value.
+        z_joint: Two or more metrics of a window above their device's baselines by this many
+            spreads (and min_ratio) count together.
         cohort_known_devices: A member seen by this many devices of the cohort while they
             learned is not new to any of them.
         new_destination_windows: A lone new destination is raised once seen in this many
             windows (two or more new ones in a window are raised at once).
+        known_prefixes: A new address in a /24 (/64) the device or its cohort used while
+            learning is not new (CDN and pool churn).
         scan_destinations: New destinations in one window that make a scan (high).
         beacon_windows: Regular windows with a new destination that make a beacon.
         beacon_max_cv: The most irregularity (gap stddev / mean) a beacon may have.
         max_devices: Devices kept in memory (the least recently seen go first).
         max_members: Members remembered per set per device (and flagged ones).
         model: Whether the IsolationForest runs.
+        service_model: Whether it also scores service windows (off: their sparse counts made
+            it raise false alarms on the built-in scenarios; baselines and rules cover them).
         model_params: Its constants.
         model_batch: Queued windows that trigger a batch scoring.
         model_max_delay_s: The longest (simulated) delay before a queued window is scored.
         device_alpha: EWMA weight in a device's level.
-        cohort_alpha: EWMA weight in a cohort's hour-of-day profile.
+        cohort_alpha: EWMA weight in a cohort's time-of-day profile.
+        season_slot_s: The time-of-day profile's resolution (1800: half hours; divides a day).
     """
 
     learning_s: float = 24 * 3600.0
     z_device: float = 6.0
     z_cohort: float = 3.0
     z_cohort_alone: float = 12.0
+    z_joint: float = 4.0
     min_ratio: float = 3.0
-    cohort_known_devices: int = 1
+    cohort_known_devices: int = 2
     new_destination_windows: int = 2
+    known_prefixes: bool = True
     scan_destinations: int = 8
     beacon_windows: int = 6
     beacon_max_cv: float = 0.1
     max_devices: int = 100_000
     max_members: int = 512
     model: bool = True
+    service_model: bool = False
     model_params: ModelParams = field(default_factory=ModelParams)
     model_batch: int = 512
     model_max_delay_s: float = 900.0
     device_alpha: float = 0.02
     cohort_alpha: float = 0.01
+    season_slot_s: int = 1800
+
+
+def _network(address: str) -> str:
+    """The /24 (IPv4) or /64 (IPv6, written in full groups) an address belongs to."""
+    if ":" in address:
+        return ":".join(address.split(":")[:4])
+    return address.rpartition(".")[0]
 
 
 class FleetDetector:
@@ -125,6 +144,8 @@ class FleetDetector:
         self._rules_cache: dict[str, ModelRules] = {}
         self._pending: dict[int, float] = {}  # id(model) -> oldest queued window time
         self._log_min_ratio = math.log(config.min_ratio)
+        self._slot_s = float(config.season_slot_s)
+        self._slots = max(1, round(86_400 / config.season_slot_s))
         self._dev_params = BaselineParams(
             config.device_alpha, config.cohort_alpha, 4.0, floors_for(_DEV_NAMES)
         )
@@ -184,7 +205,9 @@ class FleetDetector:
         cohort = self._cohorts.get(record.model)
         if cohort is None:
             params = self.config.model_params
-            cohort = self._cohorts[record.model] = Cohort(record.model, t, params)
+            cohort = self._cohorts[record.model] = Cohort(
+                record.model, t, params, slots=self._slots
+            )
         rules = self._rules_cache.get(record.model)
         if rules is None:
             rules = self._rules_cache[record.model] = self.rules.for_model(record.model)
@@ -247,7 +270,7 @@ class FleetDetector:
         xs = log_values(rec.numbers, DEVICE_TRACKED)
         bo, bi = xs[0], xs[1]
         xs.append(bo - bi if bo is not None and bi is not None else None)
-        hour = int(t // 3600) % 24
+        hour = int((t - rec.interval_s / 2) // self._slot_s) % self._slots
         score = update_and_score(
             xs, hour, cohort.season, dev.level, self._dev_params, hot_z=self.config.z_cohort
         )
@@ -267,6 +290,7 @@ class FleetDetector:
             xs,
             _DEV_NAMES,
             z_device=self.config.z_device,
+            z_joint=self.config.z_joint,
             z_cohort_alone=self.config.z_cohort_alone,
             min_log_ratio=self._log_min_ratio,
         )
@@ -296,7 +320,7 @@ class FleetDetector:
             window=rec.interval_s,
         )
         xs = log_values(rec.numbers, SERVICE_TRACKED)
-        hour = int(t // 3600) % 24
+        hour = int((t - rec.interval_s / 2) // self._slot_s) % self._slots
         score = update_and_score(
             xs, hour, cohort.svc_season, dev.svc_level, self._svc_params, hot_z=self.config.z_cohort
         )
@@ -313,12 +337,13 @@ class FleetDetector:
             xs,
             SERVICE_TRACKED,
             z_device=self.config.z_device,
+            z_joint=self.config.z_joint,
             z_cohort_alone=self.config.z_cohort_alone,
             min_log_ratio=self._log_min_ratio,
         )
         if hits:
             out.append(self._baseline_finding(rec, hits, exfil_hint=False))
-        if cohort.svc_model.fitted:
+        if self.config.service_model and cohort.svc_model.fitted:
             self._queue(cohort.svc_model, rec, features, t)
         return out
 
@@ -366,9 +391,30 @@ class FleetDetector:
             if members is None:
                 continue
             found = self._learn_or_new(name, members, dev, cohort, learning)
+            if name == "destination-ip-addresses" and self.config.known_prefixes:
+                found = self._prefix_filter(members, found, dev, cohort, learning=learning)
             if found:
                 new[name] = found
         return new
+
+    def _prefix_filter(
+        self,
+        members: frozenset[str],
+        found: list[str],
+        dev: Device,
+        cohort: Cohort,
+        *,
+        learning: bool,
+    ) -> list[str]:
+        """Learn destination networks (/24, /64) while learning; later, a new address in a
+        network the device or its cohort used is not new (CDN and pool churn)."""
+        if learning:
+            nets = frozenset(_network(m) for m in members)
+            self._learn_or_new(_PREFIXES, nets, dev, cohort, learning)
+            return found
+        known = dev.known.get(_PREFIXES, set())
+        counts = cohort.members.get(_PREFIXES, {})
+        return [m for m in found if (n := _network(m)) not in known and n not in counts]
 
     def _novelty_findings(
         self, rec: MetricsRecord, dev: Device, new: dict[str, list[str]], out: list[Finding]

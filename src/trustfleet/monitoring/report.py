@@ -39,6 +39,8 @@ from functools import lru_cache
 from typing import Any, Final, cast
 
 from trustfleet.errors import InvalidInput
+from trustfleet.monitoring._report_encode import encode_custom, encode_metrics, iso
+from trustfleet.monitoring._report_names import CUSTOM_NUMBERS, MAX_COUNT, NET, PORTS
 from trustfleet.monitoring.records import MetricsRecord
 
 __all__ = [
@@ -55,80 +57,10 @@ DEFAULT_MAX_MEMBER_CHARS: Final = 320
 """Default bound on one set member (``wire.MAX_SET_MEMBER_CHARS`` is the same value)."""
 MAX_INTERVAL_S: Final = 7 * 24 * 3600
 """The longest window a report may describe."""
-_MAX_COUNT: Final = 2**63 - 1
 _MAX_TS_CHARS: Final = 40
 _MAX_REPORT_ID: Final = 2**63 - 1
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _PATH_BAD = re.compile(r"[\x00-\x1f\x7f]")
-
-# custom metric name -> (record name, value key, kind)
-_CUSTOM_NUMBERS: Final[Mapping[str, float]] = {
-    "num-processes": float(_MAX_COUNT),
-    "cpu-percent": 100.0,
-    "memory-percent": 100.0,
-    "failed-logins": float(_MAX_COUNT),
-}
-"""Custom numeric metrics and their upper bound."""
-_NET: Final[Mapping[str, str]] = {
-    "bytes_in": "all-bytes-in",
-    "bytes_out": "all-bytes-out",
-    "packets_in": "all-packets-in",
-    "packets_out": "all-packets-out",
-}
-_PORTS: Final[Mapping[str, tuple[str, str]]] = {
-    "listening_tcp_ports": ("listening-tcp-ports", "num-listening-tcp-ports"),
-    "listening_udp_ports": ("listening-udp-ports", "num-listening-udp-ports"),
-}
-
-
-# -- encoding -------------------------------------------------------------------------------
-
-
-def _iso(end: datetime) -> str:
-    return end.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _num(value: float) -> int | float:
-    return int(value) if float(value).is_integer() else float(value)
-
-
-def _encode_metrics(record: MetricsRecord) -> dict[str, Any]:
-    numbers, sets = record.numbers, record.sets
-    metrics: dict[str, Any] = {}
-    for section, (set_name, total_name) in _PORTS.items():
-        body: dict[str, Any] = {}
-        if set_name in sets:
-            body["ports"] = [{"port": int(p)} for p in sorted(sets[set_name], key=int)]
-        if total_name in numbers:
-            body["total"] = _num(numbers[total_name])
-        if body:
-            metrics[section] = body
-    net = {key: _num(numbers[name]) for key, name in _NET.items() if name in numbers}
-    if net:
-        metrics["network_stats"] = net
-    est: dict[str, Any] = {}
-    if "remote-endpoints" in sets:
-        est["connections"] = [{"remote_addr": ep} for ep in sorted(sets["remote-endpoints"])]
-    if "num-established-tcp-connections" in numbers:
-        est["total"] = _num(numbers["num-established-tcp-connections"])
-    if est:
-        metrics["tcp_connections"] = {"established_connections": est}
-    return metrics
-
-
-def _encode_custom(record: MetricsRecord) -> dict[str, Any]:
-    custom: dict[str, Any] = {
-        name: [{"number": _num(record.numbers[name])}]
-        for name in _CUSTOM_NUMBERS
-        if name in record.numbers
-    }
-    if "destination-ip-addresses" in record.sets:
-        ips = sorted(record.sets["destination-ip-addresses"])
-        custom["destination-ip-addresses"] = [{"ip_list": ips}]
-    for name in ("executables", "watched-files"):
-        if name in record.sets:
-            custom[name] = [{"string_list": sorted(record.sets[name])}]
-    return custom
 
 
 def encode_report(record: MetricsRecord, *, report_id: int) -> bytes:
@@ -148,10 +80,10 @@ def encode_report(record: MetricsRecord, *, report_id: int) -> bytes:
     """
     document = {
         "header": {"report_id": int(report_id), "version": REPORT_VERSION},
-        "ts": _iso(record.end),
+        "ts": iso(record.end),
         "interval_s": int(record.interval_s),
-        "metrics": _encode_metrics(record),
-        "custom_metrics": _encode_custom(record),
+        "metrics": encode_metrics(record),
+        "custom_metrics": encode_custom(record),
     }
     return json.dumps(document, separators=(",", ":"), allow_nan=False).encode()
 
@@ -176,7 +108,7 @@ def _obj(value: object, where: str, allowed: frozenset[str]) -> dict[str, Any]:
     return value
 
 
-def _count(value: object, where: str, upper: float = _MAX_COUNT) -> float:
+def _count(value: object, where: str, upper: float = MAX_COUNT) -> float:
     kind = type(value)  # exact types: a bool is not a number here
     if kind is not int and kind is not float:
         raise _bad("number", f"{where} must be a number")
@@ -246,6 +178,10 @@ _CUSTOM_SETS: Final[Mapping[str, tuple[str, Callable[[str], str | None], str]]] 
 }
 
 
+_CUSTOM_KEYS: Final = frozenset({*CUSTOM_NUMBERS, *_CUSTOM_SETS})
+_WHERE: Final = {name: f"metrics.{name}" for name in PORTS}
+
+
 class _Limits:
     __slots__ = ("chars", "members")
 
@@ -254,11 +190,24 @@ class _Limits:
         self.chars = chars
 
 
+_PORT_KEYS: Final = frozenset({"port", "interface"})
+_EST_KEYS: Final = frozenset({"established_connections"})
+_CONN_LIST_KEYS: Final = frozenset({"connections", "total"})
+_CONN_KEYS: Final = frozenset({"remote_addr", "local_port", "local_interface"})
+_SECTION_KEYS: Final = frozenset({"ports", "total"})
+_HEADER_KEYS: Final = frozenset({"report_id", "version"})
+_TOP_KEYS: Final = frozenset({"header", "ts", "interval_s", "metrics", "custom_metrics"})
+
+
 def _ports(section: dict[str, Any], where: str, lim: _Limits) -> frozenset[str]:
-    items = _list(section["ports"], f"{where}.ports", lim.members)
+    items = _list(section["ports"], where + ".ports", lim.members)
     out: set[str] = set()
     for item in items:
-        entry = _obj(item, f"{where}.ports[]", frozenset({"port", "interface"}))
+        port = item.get("port") if type(item) is dict and len(item) == 1 else None
+        if type(port) is int and 1 <= port <= 65535:  # the usual case, checked fast
+            out.add(str(port))
+            continue
+        entry = _obj(item, f"{where}.ports[]", _PORT_KEYS)
         if "port" not in entry:
             raise _bad("shape", f"{where}.ports[] needs a 'port'")
         out.add(str(_port(entry["port"], f"{where}.ports[].port")))
@@ -267,11 +216,11 @@ def _ports(section: dict[str, Any], where: str, lim: _Limits) -> frozenset[str]:
 
 def _connections(section: object, lim: _Limits, numbers: dict[str, float]) -> frozenset[str] | None:
     where = "metrics.tcp_connections"
-    body = _obj(section, where, frozenset({"established_connections"}))
+    body = _obj(section, where, _EST_KEYS)
     est = _obj(
         body.get("established_connections", {}),
         f"{where}.established_connections",
-        frozenset({"connections", "total"}),
+        _CONN_LIST_KEYS,
     )
     if "total" in est:
         numbers["num-established-tcp-connections"] = _count(est["total"], f"{where} total")
@@ -279,9 +228,8 @@ def _connections(section: object, lim: _Limits, numbers: dict[str, float]) -> fr
         return None
     items = _list(est["connections"], f"{where} connections", lim.members)
     out: set[str] = set()
-    allowed = frozenset({"remote_addr", "local_port", "local_interface"})
     for item in items:
-        conn = _obj(item, f"{where} connections[]", allowed)
+        conn = _obj(item, "tcp_connections connections[]", _CONN_KEYS)
         remote = _member(conn.get("remote_addr"), "remote_addr", lim.chars)
         endpoint = _endpoint(remote)
         if endpoint is None:
@@ -292,26 +240,26 @@ def _connections(section: object, lim: _Limits, numbers: dict[str, float]) -> fr
     return frozenset(out)
 
 
-_METRIC_KEYS: Final = frozenset({*_PORTS, "network_stats", "tcp_connections"})
+_METRIC_KEYS: Final = frozenset({*PORTS, "network_stats", "tcp_connections"})
 
 
 def _decode_metrics(
     value: object, lim: _Limits, numbers: dict[str, float], sets: dict[str, frozenset[str]]
 ) -> None:
     metrics = _obj(value, "metrics", _METRIC_KEYS)
-    for section_name, (set_name, total_name) in _PORTS.items():
+    for section_name, (set_name, total_name) in PORTS.items():
         if section_name not in metrics:
             continue
-        where = f"metrics.{section_name}"
-        section = _obj(metrics[section_name], where, frozenset({"ports", "total"}))
+        where = _WHERE[section_name]
+        section = _obj(metrics[section_name], where, _SECTION_KEYS)
         if "ports" in section:
             sets[set_name] = _ports(section, where, lim)
         if "total" in section:
             numbers[total_name] = _count(section["total"], f"{where}.total")
     if "network_stats" in metrics:
-        net = _obj(metrics["network_stats"], "metrics.network_stats", frozenset(_NET))
+        net = _obj(metrics["network_stats"], "metrics.network_stats", frozenset(NET))
         for key, value_ in net.items():
-            numbers[_NET[key]] = _count(value_, f"network_stats.{key}")
+            numbers[NET[key]] = _count(value_, f"network_stats.{key}")
     if "tcp_connections" in metrics:
         endpoints = _connections(metrics["tcp_connections"], lim, numbers)
         if endpoints is not None:
@@ -330,16 +278,18 @@ def _single(value: object, name: str, key: str) -> object:
 def _decode_custom(
     value: object, lim: _Limits, numbers: dict[str, float], sets: dict[str, frozenset[str]]
 ) -> None:
-    custom = _obj(value, "custom_metrics", frozenset({*_CUSTOM_NUMBERS, *_CUSTOM_SETS}))
+    custom = _obj(value, "custom_metrics", _CUSTOM_KEYS)
     for name, raw in custom.items():
-        if name in _CUSTOM_NUMBERS:
-            numbers[name] = _count(_single(raw, name, "number"), name, _CUSTOM_NUMBERS[name])
+        if name in CUSTOM_NUMBERS:
+            numbers[name] = _count(_single(raw, name, "number"), name, CUSTOM_NUMBERS[name])
             continue
         key, check, what = _CUSTOM_SETS[name]
         items = _list(_single(raw, name, key), name, lim.members)
         out: set[str] = set()
+        chars = lim.chars
         for item in items:
-            member = check(_member(item, name, lim.chars))
+            fast = type(item) is str and 0 < len(item) <= chars
+            member = check(item if fast else _member(item, name, chars))
             if member is None:
                 raise _bad(what, f"{str(item)[:60]!r} is not a valid member of {name}")
             out.add(member)
@@ -347,7 +297,7 @@ def _decode_custom(
 
 
 def _header(value: object) -> None:
-    header = _obj(value, "header", frozenset({"report_id", "version"}))
+    header = _obj(value, "header", _HEADER_KEYS)
     rid = header.get("report_id")
     if isinstance(rid, bool) or not isinstance(rid, int) or not 0 <= rid <= _MAX_REPORT_ID:
         raise _bad("header", "header.report_id must be an integer 0..2^63-1")
@@ -377,8 +327,7 @@ def _parse(payload: bytes, max_bytes: int) -> dict[str, Any]:
         document = json.loads(payload)
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise _bad("json", "the report is not UTF-8 JSON") from None
-    allowed = frozenset({"header", "ts", "interval_s", "metrics", "custom_metrics"})
-    return _obj(document, "the report", allowed)
+    return _obj(document, "the report", _TOP_KEYS)
 
 
 def decode_report(

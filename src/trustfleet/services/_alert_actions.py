@@ -7,6 +7,7 @@ run at once with actor ``monitor``; approval actions wait for an operator. Each 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 from collections.abc import Mapping
@@ -127,31 +128,40 @@ def action_event(
 
 def plan_actions(
     tx: Transaction, alert: AlertRecord, *, playbook: Playbook, settings: MonitoringSettings,
-    now: datetime,
-) -> list[int]:  # fmt: skip
-    """Record the playbook's actions for a new alert; the ids of the automatic ones to run.
+    now: datetime, skip: frozenset[str] = frozenset(),
+) -> tuple[list[int], list[int]]:  # fmt: skip
+    """Record the playbook's actions for an alert: the ids of all, and of the automatic ones to
+    run after the commit.
 
     ``notify`` queues one outbox row per receiver and is done at once; ``approval`` actions wait
     (``monitor.action.pending``); other automatic ones are returned to run after the commit.
+    Actions named in ``skip`` (asked for already, before an escalation) are left out.
     """
+    asked: list[int] = []
     auto: list[int] = []
     for planned in playbook.plan(alert.kind, alert.severity):
+        if planned.action in skip:
+            continue
         action = tx.alert_actions.add(
             alert_id=alert.id, action=planned.action, mode=planned.mode, state="pending", now=now
         )
+        asked.append(action.id)
         if planned.action == "notify":
             queued = _queue_notices(tx, alert, planned, settings=settings, now=now)
             tx.alert_actions.transition(
                 action.id, expect="pending", state="done", now=now, by=MONITOR_ACTOR,
                 result=f"{queued} notification(s) queued",
             )  # fmt: skip
-            done = tx.alert_actions.require(action.id)
+            done = dataclasses.replace(
+                action, state="done", decided_by=MONITOR_ACTOR, decided_at=now,
+                result=f"{queued} notification(s) queued", updated_at=now,
+            )  # fmt: skip
             action_event(tx, "done", done, alert, actor=MONITOR_ACTOR, now=now)
         elif planned.mode == "approval":
             action_event(tx, "pending", action, alert, actor=MONITOR_ACTOR, now=now)
         else:
             auto.append(action.id)
-    return auto
+    return asked, auto
 
 
 def _queue_notices(

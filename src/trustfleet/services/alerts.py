@@ -4,8 +4,10 @@ A finding joins the open (or acknowledged) alert of its device and kind while th
 not been quiet for ``[monitoring] alert_quiet_s`` (:func:`trustfleet.monitoring.alerts.continues`);
 otherwise it raises a new alert (``monitor.alert.raised``) and the playbook runs: notifications
 are queued, automatic actions run at once with actor ``monitor``, approval actions wait for
-:func:`approve_action` or :func:`reject_action`. A suppressed alert swallows the findings of
-its device and kind until its time is up. Every change writes a security event.
+:func:`approve_action` or :func:`reject_action`. A finding that raises an open alert's severity
+escalates it (``monitor.alert.escalated``): the playbook's actions for the new severity that
+were not asked for yet follow. A suppressed alert swallows the findings of its device and kind
+until its time is up. Every change writes a security event.
 """
 
 from __future__ import annotations
@@ -116,6 +118,8 @@ def record_findings(
     Returns:
         One change per finding recorded, in time order.
     """
+    if not findings:
+        return []
     quiet_s = rt.settings.monitoring.alert_quiet_s
     playbook = _playbook(rt)
     changes: list[AlertChange] = []
@@ -146,10 +150,15 @@ def _record_one(
     elif last is not None and last.state in ("open", "acknowledged"):
         change = "joined" if continues(last.last_seen, f.at, quiet_s=quiet_s) else None
     if last is not None and change is not None:
-        tx.alerts.join(
-            last.id, severity=f.severity, summary=f.summary, evidence=f.evidence, at=f.at, now=now
+        joined = tx.alerts.join(
+            last, severity=f.severity, summary=f.summary, evidence=f.evidence, at=f.at, now=now
         )
-        return AlertChange(alert_id=last.id, device_id=f.device_id, kind=f.kind, change=change), []
+        auto: list[int] = []
+        if change == "joined" and joined.severity != last.severity:
+            auto = _escalate(tx, joined, playbook, rt=rt, was=last.severity, now=now)
+        return AlertChange(
+            alert_id=last.id, device_id=f.device_id, kind=f.kind, change=change
+        ), auto
     alert = tx.alerts.add(
         device_id=f.device_id, kind=f.kind, severity=f.severity, detector=f.detector,
         summary=f.summary, evidence=f.evidence, at=f.at, now=now,
@@ -160,12 +169,31 @@ def _record_one(
                  "detector": f.detector, "summary": alert.summary},
         now=now,
     )  # fmt: skip
-    auto = plan_actions(tx, alert, playbook=playbook, settings=rt.settings.monitoring, now=now)
-    actions = tuple(a.id for a in tx.alert_actions.for_alert(alert.id))
+    asked, auto = plan_actions(
+        tx, alert, playbook=playbook, settings=rt.settings.monitoring, now=now
+    )
     raised = AlertChange(
-        alert_id=alert.id, device_id=f.device_id, kind=f.kind, change="raised", actions=actions
+        alert_id=alert.id, device_id=f.device_id, kind=f.kind, change="raised", actions=tuple(asked)
     )
     return raised, auto
+
+
+def _escalate(
+    tx: Transaction, alert: AlertRecord, playbook: Playbook, *, rt: Runtime, was: str,
+    now: datetime,
+) -> list[int]:  # fmt: skip
+    """An open alert got a higher severity: ``monitor.alert.escalated``, and the playbook's
+    actions for the new severity that were not asked for yet."""
+    tx.events.append(
+        type="monitor.alert.escalated", actor=MONITOR_ACTOR, subject=f"device:{alert.device_id}",
+        details={"alert": alert.id, "kind": alert.kind, "from": was, "to": alert.severity},
+        now=now,
+    )  # fmt: skip
+    asked = frozenset(a.action for a in tx.alert_actions.for_alert(alert.id))
+    _ids, auto = plan_actions(
+        tx, alert, playbook=playbook, settings=rt.settings.monitoring, now=now, skip=asked
+    )
+    return auto
 
 
 # -- reads -------------------------------------------------------------------------------------
@@ -174,7 +202,9 @@ def _record_one(
 def _choice(value: str | None, allowed: Sequence[str], *, name: str) -> None:
     if value is not None and value not in allowed:
         raise InvalidInput(
-            f"{name} {value[:32]!r} is not one of {', '.join(allowed)}", code="alert.filter"
+            f"{name} {value[:32]!r} is not one of {', '.join(allowed)}",
+            hint=f"give --{name} one of {', '.join(allowed)}",
+            code="alert.filter",
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import dataclasses
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Final, cast
@@ -86,7 +87,7 @@ class AlertRepository:
             self._handle.session, row,
             duplicate="alert exists", missing_reference=f"device {device_id!r} not found",
         )  # fmt: skip
-        return self.require(int(row.id))
+        return _alert(row)
 
     def get(self, id: int) -> AlertRecord | None:
         """The alert with this id, or None."""
@@ -121,7 +122,7 @@ class AlertRepository:
 
     def join(
         self,
-        id: int,
+        current: AlertRecord,
         *,
         severity: str,
         summary: str,
@@ -129,18 +130,18 @@ class AlertRepository:
         at: datetime,
         now: datetime,
     ) -> AlertRecord:
-        """Add a finding to an alert: count it, keep the highest severity and the latest detail."""
-        current = self.require(id)
-        newer = at >= current.last_seen
-        higher = ALERT_SEVERITIES.index(severity) > ALERT_SEVERITIES.index(current.severity)
+        """Add a finding to an alert (``current``, as just read in this transaction): count it,
+        keep the highest severity and the latest detail. Returns the alert as updated."""
         values: dict[str, Any] = {"findings": current.findings + 1, "updated_at": now}
-        if higher:
+        if ALERT_SEVERITIES.index(severity) > ALERT_SEVERITIES.index(current.severity):
             values["severity"] = severity
-        if newer:
+        if at >= current.last_seen:
             values |= {"last_seen": at, "summary": (summary or "-")[:300]}
             values["evidence"] = _evidence(evidence)
-        self._conn().execute(update(_ALERTS).where(_ALERTS.c.id == id).values(**values))
-        return self.require(id)
+        counted = {**values, "findings": _ALERTS.c.findings + 1}  # atomic in SQL
+        statement = update(_ALERTS).where(_ALERTS.c.id == current.id).values(**counted)
+        self._conn().execute(statement)
+        return dataclasses.replace(current, **values)
 
     def set_state(
         self,
@@ -220,7 +221,7 @@ class AlertActionRepository:
             self._handle.session, row,
             duplicate="action exists", missing_reference=f"alert {alert_id} not found",
         )  # fmt: skip
-        return self.require(int(row.id))
+        return record_of(AlertActionRecord, row)
 
     def get(self, id: int) -> AlertActionRecord | None:
         """The action with this id, or None."""

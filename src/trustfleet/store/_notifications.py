@@ -54,7 +54,7 @@ class NotificationRepository:
             self._handle.session, row,
             duplicate="notification exists", missing_reference=f"alert {alert_id} not found",
         )  # fmt: skip
-        return cast(NotificationRecord, self.get(int(row.id)))
+        return record_of(NotificationRecord, row)
 
     def get(self, id: int) -> NotificationRecord | None:
         """The notification with this id, or None."""

@@ -4,6 +4,7 @@ to the token's principal with the request's origin."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,8 @@ from cryptography.x509 import load_der_x509_csr
 
 from conftest import Fleet
 from support.server import make_csr_der, make_key, new_device_id
+from trustfleet.monitoring import Finding
+from trustfleet.services.alerts import record_findings
 
 pytestmark = pytest.mark.integration
 
@@ -123,3 +126,56 @@ def test_factory_signs_a_csr(api: ApiKit, tmp_path: Path) -> None:
     assert_problem(again, 409, "conflict")
     junk = api.post("/factory/csr", {"model": "sim-v1", "csr_pem": "junk"}, role="factory")
     assert_problem(junk, 400, "invalid_input")
+
+
+# -- /alerts: lists and filters, lifecycle, approvals that really act, problems --------------
+
+
+def _raise_alert(
+    api: ApiKit, device_id: str, kind: str, severity: str = "critical"
+) -> tuple[int, int]:
+    now = datetime.now(UTC)
+    found = Finding(
+        device_id=device_id, kind=kind, severity=severity, detector="model", at=now,
+        summary=f"{kind} on {device_id}", evidence={"features": ["all-bytes-out"]},
+    )  # fmt: skip
+    (change,) = record_findings(api.server.runtime, [found], now=now)
+    return change.alert_id, change.actions[-1]
+
+
+def test_list_get_and_lifecycle(api: ApiKit, fleet: Fleet) -> None:
+    device = fleet.enrolled[0]
+    alert_id, _ = _raise_alert(api, device, "monitor.api.listed")
+    _raise_alert(api, device, "monitor.api.other", severity="low")
+    page = api.get("/alerts", role="auditor", device_id=device, severity="critical").json()
+    assert alert_id in [a["id"] for a in page["items"]]
+    assert {a["severity"] for a in page["items"]} == {"critical"}
+    one = api.get(f"/alerts/{alert_id}", role="fleet-operator").json()
+    assert one["kind"] == "monitor.api.listed" and one["evidence"]["features"] == ["all-bytes-out"]
+    assert [(a["action"], a["state"]) for a in one["actions"]] == [
+        ("notify", "done"), ("quarantine", "pending"),
+    ]  # fmt: skip
+    acked = api.post(f"/alerts/{alert_id}/ack", role="security-officer").json()
+    assert acked["state"] == "acknowledged" and acked["updated_by"].startswith("operator:")
+    assert_problem(api.post(f"/alerts/{alert_id}/ack"), 409, "alert.state")
+    until = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    quiet = api.post(f"/alerts/{alert_id}/suppress", {"until": until}).json()
+    assert quiet["state"] == "suppressed"
+    too_far = (datetime.now(UTC) + timedelta(days=40)).isoformat()
+    assert_problem(
+        api.post(f"/alerts/{alert_id}/suppress", {"until": too_far}), 400, "alert.suppress.until"
+    )
+    assert api.post(f"/alerts/{alert_id}/resolve").json()["state"] == "resolved"
+    assert_problem(api.get("/alerts/987654321"), 404, "alert.not_found")
+    assert_problem(api.post("/alerts/actions/987654321/approve"), 404, "alert.action.not_found")
+
+
+def test_approval_really_quarantines(api: ApiKit, fleet: Fleet) -> None:
+    device = fleet.registered[0]
+    _, action_id = _raise_alert(api, device, "monitor.api.approve")
+    done = api.post(f"/alerts/actions/{action_id}/approve", role="security-officer").json()
+    assert done["state"] == "done" and done["result"] == "quarantined"
+    with api.server.runtime.uow.begin(read_only=True) as tx:
+        quarantine = tx.attestation.quarantine(device)
+    assert quarantine is not None and quarantine.by.startswith("operator:")
+    assert_problem(api.post(f"/alerts/actions/{action_id}/reject"), 409, "alert.action.state")

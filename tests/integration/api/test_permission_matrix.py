@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import pytest
@@ -26,9 +26,11 @@ from conftest import Fleet
 from support.api import MODEL, VERSION, World, csr_pem, make_world
 from support.server import make_software_device, new_device_id
 from trustfleet import rbac
+from trustfleet.monitoring import Finding
 from trustfleet.server.api import create_api
 from trustfleet.server.api._auth import permission_of
 from trustfleet.services import operators
+from trustfleet.services.alerts import record_findings
 
 pytestmark = pytest.mark.integration
 
@@ -95,6 +97,9 @@ _BODIES: dict[tuple[str, str], Callable[[World], Any]] = {
         "max_failure_rate": 1,
     },
     ("POST", "/tokens"): lambda _w: {"name": "matrix"},
+    ("POST", "/alerts/{alert_id}/suppress"): lambda _w: {
+        "until": (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    },
     ("POST", "/factory/csr"): lambda w: {
         "model": MODEL,
         "csr_pem": csr_pem(w.work, device_id=new_device_id("matrix")),
@@ -118,7 +123,26 @@ def _fresh_campaign(api: ApiKit, world: World, *, paused: bool = False) -> str:
     return campaign_id
 
 
+def _fresh_alert(api: ApiKit, world: World, *, device_id: str | None = None) -> dict[str, str]:
+    """A new critical alert (the built-in playbook: notify, quarantine waiting for approval)."""
+    found = Finding(
+        device_id=device_id or world.enrolled[0], kind=f"monitor.matrix.k{next(_unique)}",
+        severity="critical", detector="rule", at=datetime.now(UTC), summary="matrix",
+    )  # fmt: skip
+    (change,) = record_findings(api.server.runtime, [found], now=datetime.now(UTC))
+    return {"alert_id": str(change.alert_id), "action_id": str(change.actions[-1])}
+
+
 _FRESH: dict[str, Callable[[ApiKit, World], dict[str, str]]] = {
+    "/alerts/{alert_id}": _fresh_alert,
+    "/alerts/{alert_id}/ack": _fresh_alert,
+    "/alerts/{alert_id}/resolve": _fresh_alert,
+    "/alerts/{alert_id}/suppress": _fresh_alert,
+    # approving quarantines the alert's device: a device of its own
+    "/alerts/actions/{action_id}/approve": lambda a, w: _fresh_alert(
+        a, w, device_id=_fresh_device(a, w)
+    ),
+    "/alerts/actions/{action_id}/reject": _fresh_alert,
     "/devices/{device_id}/revoke": lambda a, w: {"device_id": _fresh_device(a, w)},
     "/devices/{device_id}/quarantine": lambda a, w: {"device_id": _fresh_device(a, w)},
     "/devices/{device_id}/lift": lambda a, w: {"device_id": _fresh_device(a, w, quarantined=True)},

@@ -159,6 +159,28 @@ def test_auto_quarantine_really_quarantines(home_rt: Runtime) -> None:
     assert action.state == "done" and action.result == "already quarantined"
 
 
+def test_escalation_runs_the_new_severity_s_actions(home_rt: Runtime) -> None:
+    rt = configured(home_rt, playbook=AUTO_QUARANTINE)
+    device(rt, "dev-escalate")
+    low = finding("dev-escalate", T0, kind="monitor.destination.new", severity="medium")
+    (raised,) = alerts.record_findings(rt, [low], now=T0)
+    assert raised.actions == ()  # below the rule's min_severity
+    high = finding("dev-escalate", T0 + timedelta(seconds=30), kind="monitor.destination.new",
+                   severity="high")  # fmt: skip
+    (joined,) = alerts.record_findings(rt, [high], now=T0)
+    assert joined.change == "joined" and joined.alert_id == raised.alert_id
+    detail = alerts.get_alert(rt, raised.alert_id)
+    assert detail.alert.severity == "high"
+    assert [(a.action, a.state) for a in detail.actions] == [("quarantine", "done")]
+    with rt.uow.begin(read_only=True) as tx:
+        assert tx.attestation.quarantine("dev-escalate") is not None
+    again = finding("dev-escalate", T0 + timedelta(seconds=60), kind="monitor.destination.new",
+                    severity="critical")  # fmt: skip
+    alerts.record_findings(rt, [again], now=T0)  # escalates again: quarantine is not asked twice
+    assert len(alerts.get_alert(rt, raised.alert_id).actions) == 1
+    assert ("monitor.alert.escalated", "monitor") in events(rt, "dev-escalate")
+
+
 def test_approval_revoke_really_revokes(home_rt: Runtime) -> None:
     rt = configured(home_rt, playbook=AUTO_QUARANTINE)
     device(rt, "dev-appr-1")

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from trustfleet.server.api import (
+    alerts,
     attestation,
     audit,
     campaigns,
@@ -35,15 +36,16 @@ __all__ = ["API_PREFIX", "api_routes", "create_api"]
 
 API_PREFIX = "/api/v1"
 _DESCRIPTION = (
-    "Manage a TrustFleet fleet: devices, releases, campaigns, security events, the audit log, "
-    "operators and API tokens. Authenticate with `Authorization: Bearer tf_…` (see "
+    "Manage a TrustFleet fleet: devices, releases, campaigns, security events, alerts, the audit "
+    "log, operators and API tokens. Authenticate with `Authorization: Bearer tf_…` (see "
     "`trustfleet token create`). Each operation's `x-permission` names the permission it needs."
 )
 
 _ROUTERS: Final = tuple(
     module.router
     for module in (
-        users, devices, attestation, commands, releases, campaigns, events, audit, tokens, factory
+        users, devices, attestation, commands, releases, campaigns, events, audit, tokens, factory,
+        alerts,
     )
 )  # fmt: skip
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
+from trustfleet.server.console._alerts import alert_routes
 from trustfleet.server.console._devices import device_routes
 from trustfleet.server.console._login import login_routes
 from trustfleet.server.console._overview import overview_routes
@@ -38,6 +39,7 @@ def console_routes(rt: Runtime, *, clock: Clock) -> list[BaseRoute]:
         *device_routes(console),
         *rollout_routes(console),
         *security_routes(console),
+        *alert_routes(console),
         *user_routes(console),
         Mount("/static", StaticFiles(directory=STATIC), name="console-static"),
     ]

@@ -152,7 +152,8 @@ def detect(fleet: SimFleet) -> Observed:
     started = utc_now()
     since = fleet.metrics_counts()
     _start_scenarios(fleet, normal, thief)
-    fleet.wait_metrics(live, windows=2, since=since, timeout_s=AGENT_TIMEOUT_S)
+    # Not the thief's: it may be quarantined (its publishing refused) after its first window.
+    fleet.wait_metrics(normal, windows=2, since=since, timeout_s=AGENT_TIMEOUT_S)
     raised = wait_until(
         lambda: _new_alerts(before, fleet.alert_kinds()).get(thief),
         timeout_s=DETECT_TIMEOUT_S, what="an alert for the exfiltrating device",
@@ -165,13 +166,15 @@ def detect(fleet: SimFleet) -> Observed:
         last_id = tx.monitor_metrics.last_id()
     wait_until(lambda: _scored_up_to(fleet, last_id), timeout_s=DETECT_TIMEOUT_S,
                what="the monitor to score every window")  # fmt: skip
-    others = {d: k for d, k in _new_alerts(before, fleet.alert_kinds()).items() if d != thief}
+    new = _new_alerts(before, fleet.alert_kinds())
+    others = {d: k for d, k in new.items() if d in normal}
+    elsewhere = {d: k for d, k in new.items() if d != thief and d not in normal}
     return Observed(
         {
             "an alert is raised for the exfiltrating device": bool(raised),
             "the playbook quarantines it": record is not None,
             "its telemetry is blocked while the others flow": blocked,
-            "no other device raised an alert": not others,
+            "no other reporting device raised an alert": not others,
         },
         {
             "device": thief,
@@ -180,6 +183,7 @@ def detect(fleet: SimFleet) -> Observed:
             "reporting_devices": len(live),
             "allowed_networks": len(allowed),
             "other_alerts": others,
+            "alerts_of_devices_not_reporting": elsewhere,  # e.g. the revoked one's refusals
             "alerts_before_stage": sum(len(k) for k in before.values()),
         },
     )
