@@ -81,12 +81,15 @@ class Score:
     Attributes:
         device_z: Residual from the device's own expected value, in its spreads (clipped to
             ±30, a model feature).
+        lift: Residual from the device's own expected value (log space: log of the ratio),
+            0.0 for a metric not reported.
         hot: (metric index, device z, cohort z, expected value, device spread) of the metrics
             whose device and cohort z both exceed ``hot_z``: the candidates for a finding.
     """
 
     device_z: list[float]
     hot: list[tuple[int, float, float, float, float]]
+    lift: list[float]
 
 
 def update_and_score(
@@ -122,10 +125,9 @@ def update_and_score(
     clip, floors = params.clip, params.floors
     warm = s_n >= _WARM and d_n >= _WARM
     dz: list[float] = []
+    lift = [0.0] * len(xs)
     hot: list[tuple[int, float, float, float, float]] = []
-    i = -1
-    for x in xs:
-        i += 1
+    for i, x in enumerate(xs):
         if x is None:
             dz.append(0.0)
             continue
@@ -135,6 +137,7 @@ def update_and_score(
         r = rc - d_mean[i]
         d_sp = d_spread[i] + floor
         z = r / d_sp
+        lift[i] = r
         dz.append(30.0 if z > 30.0 else (-30.0 if z < -30.0 else z))
         if z > hot_z and rc > hot_z * c_sp:
             hot.append((i, z, rc / c_sp, x - r, d_sp))
@@ -160,7 +163,7 @@ def update_and_score(
             d_spread[i] += a_d * ((r if r > 0 else -r) - d_spread[i])
     season.count[hour] = s_n + 1
     level.count = d_n + 1
-    return Score(device_z=dz, hot=hot)
+    return Score(device_z=dz, hot=hot, lift=lift)
 
 
 def _open_hour(season: Season, hour: int) -> None:

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from trustfleet.monitoring._baseline import Score
-from trustfleet.monitoring.records import Finding, Severity
+from trustfleet.monitoring.records import Finding, MetricsRecord, Severity
 from trustfleet.monitoring.rules import ModelRules
 
 __all__ = [
@@ -272,3 +272,31 @@ def baseline_kind(hits: Mapping[str, object], *, exfil_hint: bool) -> tuple[str,
     if high and exfil_hint:
         return kind, "critical" if "all-bytes-out" in hits else "high"
     return kind, "high" if high else "medium"
+
+
+def sustained_evidence(x: float, exp: float, z: float, lasted_s: float) -> dict[str, float]:
+    """The evidence of one metric in a sustained run (values out of log space)."""
+    return {
+        "value": round(math.expm1(x), 3),
+        "expected": round(math.expm1(exp), 3),
+        "z": round(z, 1),
+        "lasted_s": round(lasted_s),
+    }
+
+
+def sustained_finding(rec: MetricsRecord, metrics: dict[str, dict[str, float]]) -> Finding:
+    """``monitor.metric.sustained``: metrics above both baselines in every window for long."""
+    text = ", ".join(
+        f"{m} {v['value']:g} (usually ~{v['expected']:g}) for {v['lasted_s']:g} s"
+        for m, v in metrics.items()
+    )
+    volume = any(m in _VOLUME for m in metrics)
+    return Finding(
+        rec.device_id,
+        "monitor.volume.sustained" if volume else "monitor.metric.sustained",
+        "high" if volume else "medium",
+        "baseline",
+        rec.end,
+        "sustained: " + text,
+        {"metrics": metrics, "window_s": rec.interval_s},
+    )

@@ -27,6 +27,15 @@ class DetectorConfig:
             windows (two or more new ones in a window are raised at once).
         known_prefixes: A new address in a /24 (/64) the device or its cohort used while
             learning is not new (CDN and pool churn).
+        sustained_s: A metric above its device's baseline (by ``z_sustained`` spreads and
+            ``sustained_ratio``) in every window for this long is raised even when no single
+            window is extreme (a miner's CPU, a slow ramp).
+        z_sustained: See ``sustained_s``.
+        drift_ratio: A metric this many times the device's reference level (its level when
+            learning ended, followed with ``reference_alpha``) for ``sustained_s`` is raised
+            too: a baseline that followed a slow ramp does not hide it.
+        reference_alpha: EWMA weight with which the reference follows the device's level.
+        sustained_ratio: How many times its expected value such a metric must be.
         scan_destinations: New destinations in one window that make a scan (high).
         beacon_windows: Regular windows with a new destination that make a beacon.
         beacon_max_cv: The most irregularity (gap stddev / mean) a beacon may have.
@@ -52,6 +61,11 @@ class DetectorConfig:
     cohort_known_devices: int = 2
     new_destination_windows: int = 2
     known_prefixes: bool = True
+    sustained_s: float = 3600.0
+    sustained_ratio: float = 1.5
+    z_sustained: float = 3.0
+    drift_ratio: float = 3.0
+    reference_alpha: float = 0.002
     scan_destinations: int = 8
     beacon_windows: int = 6
     beacon_max_cv: float = 0.1

@@ -106,6 +106,8 @@ class Device:
         "novel",
         "prev_endpoints",
         "prev_ports",
+        "reference",
+        "streaks",
         "svc_level",
     )
 
@@ -123,10 +125,12 @@ class Device:
         self.prev_ports: frozenset[str] = frozenset()
         self.novel: dict[str, list[float]] = {}
         self.beacons: set[str] = set()
+        self.streaks: dict[int, float] = {}  # metric index -> when its sustained run began
+        self.reference: list[float] = []  # the level when learning ended, followed slowly
 
     def nbytes(self) -> int:
         """Approximate memory (bytes)."""
-        size = 400 + self.level.nbytes() + self.svc_level.nbytes()
+        size = 400 + self.level.nbytes() + self.svc_level.nbytes() + 56 + 32 * len(self.reference)
         for members in self.known.values():  # interned: a set slot and a share of the string
             size += 216 + 40 * len(members)
         for members in self.flagged.values():

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from typing import Final
 
 from trustfleet.monitoring import _checks
-from trustfleet.monitoring._baseline import BaselineParams, update_and_score
+from trustfleet.monitoring._baseline import BaselineParams, Score, update_and_score
 from trustfleet.monitoring._config import DetectorConfig
 from trustfleet.monitoring._model import CohortModel, Outlier
 from trustfleet.monitoring._setlearning import SETS, SetLearning
@@ -47,6 +47,8 @@ FINDING_KINDS: Final[tuple[str, ...]] = (
     "monitor.beacon",
     "monitor.volume.high",
     "monitor.metric.high",
+    "monitor.volume.sustained",
+    "monitor.metric.sustained",
     "monitor.model.outlier",
 )
 """Every kind of finding the pipeline raises (docs/monitoring.md#detection)."""
@@ -71,6 +73,8 @@ class FleetDetector(SetLearning):
         self._rules_cache: dict[str, ModelRules] = {}
         self._pending: dict[int, float] = {}  # id(model) -> oldest queued window time
         self._log_min_ratio = math.log(config.min_ratio)
+        self._log_sustained_ratio = math.log(config.sustained_ratio)
+        self._log_drift_ratio = math.log(config.drift_ratio)
         self._slot_s = float(config.season_slot_s)
         self._slots = max(1, round(86_400 / config.season_slot_s))
         self._dev_params = BaselineParams(
@@ -224,8 +228,11 @@ class FleetDetector(SetLearning):
             z_cohort_alone=self.config.z_cohort_alone,
             min_log_ratio=self._log_min_ratio,
         )
+        sustained = self._sustained(score, xs, dev, t, rec.interval_s)
         if hits:
             out.append(self._baseline_finding(rec, hits, exfil_hint=bool(counts[0])))
+        elif sustained:
+            out.append(_checks.sustained_finding(rec, sustained))
         if cohort.model.fitted:
             self._queue(cohort.model, rec, features, t)
         return out
@@ -301,6 +308,44 @@ class FleetDetector(SetLearning):
                 "window_s": rec.interval_s,
             },
         )
+
+    def _sustained(
+        self, score: Score, xs: list[float | None], dev: Device, t: float, interval_s: int
+    ) -> dict[str, dict[str, float]]:
+        """The metrics that have been above their device's baseline (by ``z_sustained`` spreads
+        and ``sustained_ratio``) in every window for ``sustained_s`` (raised once per run)."""
+        above: dict[int, tuple[float, float, float]] = {}
+        floor, z_min, streaks = self._log_sustained_ratio, self.config.z_sustained, dev.streaks
+        zs, level, ref = score.device_z, dev.level.mean, self._reference(dev)
+        for i, r in enumerate(score.lift):
+            x, z = xs[i], zs[i]
+            if x is None:
+                continue
+            # A run starts well above the device's baseline and lasts while the metric stays
+            # sustained_ratio times its expected value (the baseline's spread grows with it);
+            # or the metric is drift_ratio times the device's slow reference level.
+            drift = r + level[i] - ref[i]
+            if (r >= floor and (z > z_min or i in streaks)) or drift >= self._log_drift_ratio:
+                above[i] = (x, x - r, z)
+        due: dict[str, dict[str, float]] = {}
+        for i in [i for i in streaks if i not in above]:
+            del streaks[i]
+        for i, (x, exp, dz) in above.items():
+            began = streaks.setdefault(i, t - interval_s)
+            if t - began >= self.config.sustained_s:
+                streaks[i] = math.inf  # raised: quiet until the run ends
+                due[_DEV_NAMES[i]] = _checks.sustained_evidence(x, exp, dz, t - began)
+        return due
+
+    def _reference(self, dev: Device) -> list[float]:
+        """The device's reference level: its level when learning ended, then followed slowly."""
+        ref, level, a = dev.reference, dev.level.mean, self.config.reference_alpha
+        if not ref:
+            ref.extend(level)
+        else:
+            for i, m in enumerate(level):
+                ref[i] += a * (m - ref[i])
+        return ref
 
     def _baseline_finding(
         self, rec: MetricsRecord, hits: dict[str, dict[str, float]], *, exfil_hint: bool

@@ -142,7 +142,7 @@ def resolve_scenario(text_or_name: str, *, read_file: str | None) -> Scenario:
     if text_or_name not in builtins:
         raise InvalidInput(
             f"no scenario file or built-in scenario named {text_or_name!r}",
-            hint=f"give a TOML file or one of: {', '.join(builtins)}",
+            hint=f"give a TOML file or a built-in scenario: {', '.join(builtins)}",
             code="monitor.scenario.unknown",
         )
     return load_scenario(builtins[text_or_name], source=f"{text_or_name}.toml")

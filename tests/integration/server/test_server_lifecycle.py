@@ -44,6 +44,7 @@ COMPONENTS = {
     "workers.campaigns",
     "workers.attest",
     "workers.audit",
+    "workers.monitor",
 }
 
 
@@ -131,8 +132,8 @@ def test_kill_9_leaves_no_child_and_the_next_start_serves(tmp_path: Path) -> Non
     server = Server(home, log=tmp_path / "killed.log")
     try:
         server.wait_serving()
-        assert wait_for(lambda: len(home.children()) == 6), home.children()
-        children = home.children()  # 5 workers + mosquitto
+        assert wait_for(lambda: len(home.children()) == 7), home.children()
+        children = home.children()  # 6 workers + mosquitto
         os.kill(server.proc.pid, signal.SIGKILL)
         server.proc.wait(WAIT_S)
         assert wait_for(lambda: not [p for p in children.values() if alive(p)]), {
