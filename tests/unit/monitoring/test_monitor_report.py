@@ -269,6 +269,18 @@ _HOSTILE: list[tuple[str, bytes, str]] = [
         _bytes(_doc(**{"custom_metrics__executables": [{"string_list": ["bash"]}]})),
         "member",
     ),
+    (  # the one-match fast path for digests must not let one bad member through
+        "executable-upper-case-among-good",
+        _bytes(_doc(**{"custom_metrics__executables": [{"string_list": ["a" * 64, "A" * 64]}]})),
+        "member",
+    ),
+    (
+        "executable-newline-joined",
+        _bytes(
+            _doc(**{"custom_metrics__executables": [{"string_list": ["a" * 64 + "\n" + "b" * 64]}]})
+        ),
+        "member",
+    ),
     (
         "member-too-long",
         _bytes(
