@@ -204,9 +204,13 @@ class FleetDetector(SetLearning):
         xs = log_values(rec.numbers, DEVICE_TRACKED)
         bo, bi = xs[0], xs[1]
         xs.append(bo - bi if bo is not None and bi is not None else None)
-        hour = int((t - rec.interval_s / 2) // self._slot_s) % self._slots
         score = update_and_score(
-            xs, hour, cohort.season, dev.level, self._dev_params, hot_z=self.config.z_cohort
+            xs,
+            self._slot(rec, t),
+            cohort.season,
+            dev.level,
+            self._dev_params,
+            hot_z=self.config.z_cohort,
         )
         new = self._sets(rec, sets, ports, dev, cohort, learning=learning)
         counts = [float(len(new.get(n, ()))) for n, _, _ in SETS]
@@ -214,20 +218,11 @@ class FleetDetector(SetLearning):
         features += [counts[0], counts[1], counts[2] + counts[3], counts[4], float(changes)]
         features.append(round(churn * 4, 3))
         if learning:
-            if t - dev.first >= self.config.learning_s / 4 and not cohort.fitted:
-                cohort.model.learn(features)
+            self._learn(cohort.model, dev, cohort, t, features)
             return out
         self._beacons(rec, t, dev, sets, out)
         self._novelty_findings(rec, dev, new, out)
-        hits = _checks.baseline_findings(
-            score,
-            xs,
-            _DEV_NAMES,
-            z_device=self.config.z_device,
-            z_joint=self.config.z_joint,
-            z_cohort_alone=self.config.z_cohort_alone,
-            min_log_ratio=self._log_min_ratio,
-        )
+        hits = self._baseline_hits(score, xs, _DEV_NAMES)
         sustained = self._sustained(score, xs, dev, t, rec.interval_s)
         if hits:
             out.append(self._baseline_finding(rec, hits, exfil_hint=bool(counts[0])))
@@ -257,34 +252,52 @@ class FleetDetector(SetLearning):
             window=rec.interval_s,
         )
         xs = log_values(rec.numbers, SERVICE_TRACKED)
-        hour = int((t - rec.interval_s / 2) // self._slot_s) % self._slots
         score = update_and_score(
-            xs, hour, cohort.svc_season, dev.svc_level, self._svc_params, hot_z=self.config.z_cohort
+            xs,
+            self._slot(rec, t),
+            cohort.svc_season,
+            dev.svc_level,
+            self._svc_params,
+            hot_z=self.config.z_cohort,
         )
         sources = rec.sets.get("svc-source-addresses", _EMPTY)
         new = self._learn_or_new("svc-source-addresses", sources, dev, cohort, learning)
         features = score.device_z
         features.append(float(len(new)))
         if learning:
-            if t - dev.first >= self.config.learning_s / 4 and not cohort.fitted:
-                cohort.svc_model.learn(features)
+            self._learn(cohort.svc_model, dev, cohort, t, features)
             return out
-        hits = _checks.baseline_findings(
-            score,
-            xs,
-            SERVICE_TRACKED,
-            z_device=self.config.z_device,
-            z_joint=self.config.z_joint,
-            z_cohort_alone=self.config.z_cohort_alone,
-            min_log_ratio=self._log_min_ratio,
-        )
+        hits = self._baseline_hits(score, xs, SERVICE_TRACKED)
         if hits:
             out.append(self._baseline_finding(rec, hits, exfil_hint=False))
         if self.config.service_model and cohort.svc_model.fitted:
             self._queue(cohort.svc_model, rec, features, t)
         return out
 
-    # -- sets ----------------------------------------------------------------------------------
+    def _slot(self, rec: MetricsRecord, t: float) -> int:
+        """The hour-of-day slot of a window (by its middle)."""
+        return int((t - rec.interval_s / 2) // self._slot_s) % self._slots
+
+    def _learn(
+        self, model: CohortModel, dev: Device, cohort: Cohort, t: float, features: list[float]
+    ) -> None:
+        """Teach the cohort's model a learning window (past a device's first quarter)."""
+        if t - dev.first >= self.config.learning_s / 4 and not cohort.fitted:
+            model.learn(features)
+
+    def _baseline_hits(
+        self, score: Score, xs: list[float | None], names: tuple[str, ...]
+    ) -> dict[str, dict[str, float]]:
+        config = self.config
+        return _checks.baseline_findings(
+            score,
+            xs,
+            names,
+            z_device=config.z_device,
+            z_joint=config.z_joint,
+            z_cohort_alone=config.z_cohort_alone,
+            min_log_ratio=self._log_min_ratio,
+        )
 
     # -- findings -----------------------------------------------------------------------------
 
