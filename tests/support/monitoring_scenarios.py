@@ -4,6 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from trustfleet.monitoring.evaluate import (
+    FALSE_ALARM_TARGET,
+    RECALL_TARGET,
+    Evaluation,
+    evaluate,
+)
+from trustfleet.monitoring.pipeline import DetectorConfig, FleetDetector
 from trustfleet.monitoring.scenario import Scenario, load_scenario
 
 START = datetime(2026, 3, 2, tzinfo=UTC)
@@ -44,3 +51,17 @@ def with_effects(effects: str, *, extra_models: str = "") -> Scenario:
         f"effects = [{effects}]",
     )
     return small(text + extra_models)
+
+
+def short_run(scenario: Scenario, *, devices: int = 32, hours: float = 62.0) -> Evaluation:
+    """The scenario's short run (seed 13) through a fresh detector learning for its hours."""
+    detector = FleetDetector(DetectorConfig(learning_s=scenario.learning_hours * 3600))
+    return evaluate(scenario, detector=detector, devices=devices, hours=hours, seed=13)
+
+
+def assert_meets_targets(result: Evaluation) -> None:
+    """Issue 13's targets: few false alarms, and every attack class attacked and recalled."""
+    assert result.false_alarms_per_1000h <= FALSE_ALARM_TARGET, result.to_json()
+    for klass in result.classes:
+        assert klass.attacked > 0, klass
+        assert klass.recall is not None and klass.recall >= RECALL_TARGET, result.to_json()

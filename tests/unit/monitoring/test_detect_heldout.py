@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from trustfleet.monitoring.evaluate import FALSE_ALARM_TARGET, RECALL_TARGET, evaluate
-from trustfleet.monitoring.pipeline import DetectorConfig, FleetDetector
+from support.monitoring_scenarios import assert_meets_targets, short_run
 from trustfleet.monitoring.scenario import load_scenario
 
 VECTORS = Path(__file__).resolve().parents[2] / "vectors" / "monitoring"
@@ -23,9 +22,4 @@ def test_there_are_held_out_scenarios() -> None:
 @pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
 def test_held_out_scenario_meets_the_targets(path: Path) -> None:
     scenario = load_scenario(path.read_text(), source=str(path))
-    detector = FleetDetector(DetectorConfig(learning_s=scenario.learning_hours * 3600))
-    result = evaluate(scenario, detector=detector, devices=32, hours=62.0, seed=13)
-    assert result.false_alarms_per_1000h <= FALSE_ALARM_TARGET, result.to_json()
-    for klass in result.classes:
-        assert klass.attacked > 0, klass
-        assert klass.recall is not None and klass.recall >= RECALL_TARGET, result.to_json()
+    assert_meets_targets(short_run(scenario))

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from trustfleet.monitoring.evaluate import FALSE_ALARM_TARGET, RECALL_TARGET, evaluate
-from trustfleet.monitoring.pipeline import DetectorConfig, FleetDetector
+from support.monitoring_scenarios import assert_meets_targets, short_run
 from trustfleet.monitoring.scenario import builtin_scenarios, load_scenario
 
 DEVICES = 32
@@ -20,9 +19,4 @@ HOURS = 62.0
 @pytest.mark.parametrize("name", sorted(builtin_scenarios()))
 def test_builtin_scenario_meets_the_targets(name: str) -> None:
     scenario = load_scenario(builtin_scenarios()[name], source=name)
-    detector = FleetDetector(DetectorConfig(learning_s=scenario.learning_hours * 3600))
-    result = evaluate(scenario, detector=detector, devices=DEVICES, hours=HOURS, seed=13)
-    assert result.false_alarms_per_1000h <= FALSE_ALARM_TARGET, result.to_json()
-    for klass in result.classes:
-        assert klass.attacked > 0, klass
-        assert klass.recall is not None and klass.recall >= RECALL_TARGET, result.to_json()
+    assert_meets_targets(short_run(scenario, devices=DEVICES, hours=HOURS))
