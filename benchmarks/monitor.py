@@ -40,6 +40,7 @@ from trustfleet.monitoring.scenario import (
     generate,
     load_scenario,
 )
+from trustfleet.wire import MAX_METRICS_REPORT_BYTES, MAX_SET_MEMBER_CHARS, MAX_SET_MEMBERS
 
 HELD_OUT = Path(__file__).resolve().parents[1] / "tests" / "vectors" / "monitoring"
 
@@ -57,8 +58,9 @@ def _fleet(devices: int, hours: float, seed: int) -> list[tuple[bytes | None, Me
 
 def _decode(payload: bytes, rec: MetricsRecord) -> MetricsRecord:
     return decode_report(
-        payload, device_id=rec.device_id, model=rec.model, now=rec.end, max_bytes=65_536,
-        max_set_members=1024, max_past_s=86_400, max_future_s=300,
+        payload, device_id=rec.device_id, model=rec.model, now=rec.end,
+        max_bytes=MAX_METRICS_REPORT_BYTES, max_set_members=MAX_SET_MEMBERS,
+        max_member_chars=MAX_SET_MEMBER_CHARS, max_past_s=86_400, max_future_s=300,
     )  # fmt: skip
 
 
