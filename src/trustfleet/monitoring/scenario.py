@@ -30,7 +30,7 @@ from trustfleet.monitoring._scenario_spec import (
     read_attack,
     read_models,
 )
-from trustfleet.monitoring._toml_table import Table
+from trustfleet.monitoring._toml_table import SCENARIO_CODE, Table
 from trustfleet.monitoring.records import MetricsRecord
 
 __all__ = [
@@ -157,12 +157,12 @@ def _check_run(devices: int, hours: float) -> None:
     if not 1 <= devices <= MAX_DEVICES:
         raise InvalidInput(
             f"devices must be 1..{MAX_DEVICES} (got {devices})", hint="use a smaller fleet",
-            code="monitor.scenario.invalid",
+            code=SCENARIO_CODE,
         )  # fmt: skip
     if not 0 < hours <= MAX_HOURS:
         raise InvalidInput(
             f"hours must be > 0 and <= {MAX_HOURS} (got {hours:g})", hint="use a shorter run",
-            code="monitor.scenario.invalid",
+            code=SCENARIO_CODE,
         )  # fmt: skip
 
 
