@@ -9,11 +9,12 @@ there, then compared exactly. A device can never subscribe to the statistics.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from brokerkit_fixtures import Fleet, Mqtt, Subscriber
 
+from support.identities import Identity
 from support.waiting import wait_for
 from trustfleet.monitoring import MetricsRecord
 from trustfleet.monitoring.service_window import (
@@ -51,6 +52,10 @@ class StatsReader:
                     )
                 )
 
+    def of(self, device_id: str) -> BrokerCounters:
+        """The device's counters summed so far (zero before its first chunk)."""
+        return self.totals().get(device_id, BrokerCounters())
+
     def totals(self) -> dict[str, BrokerCounters]:
         found: dict[str, BrokerCounters] = {}
         for chunk in list(self.chunks):
@@ -69,6 +74,25 @@ def _stats(fleet: Fleet, mqtt: Mqtt) -> Iterator[StatsReader]:
         yield StatsReader(sub)
     finally:
         sub.close()
+
+
+@contextmanager
+def _session(mqtt: Mqtt, device: Identity, topic: str) -> Iterator[Callable[[str], None]]:
+    """One connected session of ``device`` publishing each line given to the yielded function
+    on ``topic``; it disconnects when the block ends."""
+    stream = mqtt.pub_stream(device, topic)
+    assert stream.stdin is not None
+    stdin = stream.stdin
+
+    def send(line: str) -> None:
+        stdin.write(line + "\n")
+        stdin.flush()
+
+    try:
+        yield send
+    finally:
+        stdin.close()
+        stream.wait(timeout=20)
 
 
 def test_device_activity_is_counted_and_published(fleet: Fleet, cmqtt: Mqtt) -> None:
@@ -129,12 +153,12 @@ def test_nobody_but_the_broker_publishes_statistics(fleet: Fleet, cmqtt: Mqtt) -
             cmqtt.pub(fleet.service, BROKER_STATS_TOPIC, forged % "forgedservice").returncode == 0
         )
         wait_for(
-            lambda: reader.totals().get(a, BrokerCounters()).denied >= 1,
+            lambda: reader.of(a).denied >= 1,
             what="the device's forged publish counted as denied",
         )
         assert cmqtt.pub(fleet.a, f"tf/v1/d/{a}/telemetry", "after").returncode == 0
         wait_for(
-            lambda: reader.totals().get(a, BrokerCounters()).disconnects >= 2,
+            lambda: reader.of(a).disconnects >= 2,
             what="both of A's sessions counted (the forged chunks had their chance)",
         )
     assert not [c for c in reader.chunks if c.boot.startswith("forged")]
@@ -146,28 +170,14 @@ def test_a_reload_does_not_count_connected_devices_again(
     """A CRL reload (SIGHUP) re-authenticates every connected client: not a new CONNECT."""
     a = fleet.a.name
     with _stats(fleet, cmqtt) as reader:
-        stream = cmqtt.pub_stream(fleet.a, f"tf/v1/d/{a}/telemetry")
-        try:
-            assert stream.stdin is not None
-            stream.stdin.write("first\n")
-            stream.stdin.flush()
-            wait_for(
-                lambda: reader.totals().get(a, BrokerCounters()).messages >= 1,
-                what="the first message counted",
-            )
+        with _session(cmqtt, fleet.a, f"tf/v1/d/{a}/telemetry") as send:
+            send("first")
+            wait_for(lambda: reader.of(a).messages >= 1, what="the first message counted")
             counted.reload_crl(fleet.device_crl())  # type: ignore[attr-defined]
-            stream.stdin.write("second\n")
-            stream.stdin.flush()
-            wait_for(
-                lambda: reader.totals().get(a, BrokerCounters()).messages >= 2,
-                what="the second message counted",
-            )
-        finally:
-            if stream.stdin:
-                stream.stdin.close()
-            stream.wait(timeout=20)
+            send("second")
+            wait_for(lambda: reader.of(a).messages >= 2, what="the second message counted")
         wait_for(
-            lambda: reader.totals().get(a, BrokerCounters()).disconnects >= 1,
+            lambda: reader.of(a).disconnects >= 1,
             what="the disconnect counted",
         )
     totals = reader.totals()[a]
@@ -214,23 +224,15 @@ def test_a_full_table_counts_newcomers_as_untracked(fleet: Fleet, one_slot: obje
     counted as ``untracked``, and B never appears in a chunk."""
     mqtt = Mqtt(fleet, one_slot.config.port)  # type: ignore[attr-defined]
     a, b = fleet.a.name, fleet.b.name
-    with _stats(fleet, mqtt) as reader:
-        stream = mqtt.pub_stream(fleet.a, f"tf/v1/d/{a}/telemetry")
-        try:
-            assert stream.stdin is not None
-            stream.stdin.write("hello\n")
-            stream.stdin.flush()
-            wait_for(
-                lambda: reader.totals().get(a, BrokerCounters()).messages >= 1,
-                what="A counted",
-            )
-            assert mqtt.pub(fleet.b, f"tf/v1/d/{b}/telemetry", "x").returncode == 0
-            wait_for(
-                lambda: sum(c.untracked for c in reader.chunks) >= 3,
-                what="B's connect, publish and disconnect counted as untracked",
-            )
-        finally:
-            if stream.stdin:
-                stream.stdin.close()
-            stream.wait(timeout=20)
+    with (
+        _stats(fleet, mqtt) as reader,
+        _session(mqtt, fleet.a, f"tf/v1/d/{a}/telemetry") as send,
+    ):
+        send("hello")
+        wait_for(lambda: reader.of(a).messages >= 1, what="A counted")
+        assert mqtt.pub(fleet.b, f"tf/v1/d/{b}/telemetry", "x").returncode == 0
+        wait_for(
+            lambda: sum(c.untracked for c in reader.chunks) >= 3,
+            what="B's connect, publish and disconnect counted as untracked",
+        )
     assert b not in reader.totals()
