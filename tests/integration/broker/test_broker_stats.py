@@ -23,7 +23,12 @@ from trustfleet.monitoring.service_window import (
     decode_broker_stats,
     merge_counters,
 )
-from trustfleet.wire import BROKER_STATS_TOPIC, DEVICE_ID_PATTERN, MAX_BROKER_STATS_BYTES
+from trustfleet.wire import (
+    BROKER_STATS_TOPIC,
+    DEVICE_ID_PATTERN,
+    MAX_BROKER_STATS_BYTES,
+    device_topic,
+)
 
 NOT_AUTHORIZED = 135
 REFUSED_V311 = 128
@@ -102,10 +107,10 @@ def test_device_activity_is_counted_and_published(fleet: Fleet, cmqtt: Mqtt) -> 
     a, b = fleet.a.name, fleet.b.name
     lines = ["0123456789", "abcdefghij", "klmnopqrst"]
     with _stats(fleet, cmqtt) as reader:
-        telemetry = f"tf/v1/d/{a}/telemetry"
+        telemetry = device_topic(a, "telemetry")
         result = cmqtt.pub(fleet.a, telemetry, "", stdin="\n".join(lines) + "\n", extra=("-l",))
         assert result.returncode == 0, result.stderr
-        assert cmqtt.pub(fleet.a, f"tf/v1/d/{b}/telemetry", "stolen").returncode == 0
+        assert cmqtt.pub(fleet.a, device_topic(b, "telemetry"), "stolen").returncode == 0
         spy = cmqtt.sub(fleet.a, [BROKER_STATS_TOPIC], count=1, wait_s=2)
         try:
             assert spy.wait_subscribed(), spy.finish()
@@ -113,7 +118,7 @@ def test_device_activity_is_counted_and_published(fleet: Fleet, cmqtt: Mqtt) -> 
             assert f"{BROKER_STATS_TOPIC} {{" not in spy.finish()  # no chunk delivered
         finally:
             spy.close()
-        refused = cmqtt.pub(fleet.b, f"tf/v1/d/{b}/telemetry", "x", client_id="not-b-client-id")
+        refused = cmqtt.pub(fleet.b, device_topic(b, "telemetry"), "x", client_id="not-b-client-id")
         assert refused.returncode != 0
 
         def settled() -> bool:
@@ -156,7 +161,7 @@ def test_nobody_but_the_broker_publishes_statistics(fleet: Fleet, cmqtt: Mqtt) -
             lambda: reader.of(a).denied >= 1,
             what="the device's forged publish counted as denied",
         )
-        assert cmqtt.pub(fleet.a, f"tf/v1/d/{a}/telemetry", "after").returncode == 0
+        assert cmqtt.pub(fleet.a, device_topic(a, "telemetry"), "after").returncode == 0
         wait_for(
             lambda: reader.of(a).disconnects >= 2,
             what="both of A's sessions counted (the forged chunks had their chance)",
@@ -170,7 +175,7 @@ def test_a_reload_does_not_count_connected_devices_again(
     """A CRL reload (SIGHUP) re-authenticates every connected client: not a new CONNECT."""
     a = fleet.a.name
     with _stats(fleet, cmqtt) as reader:
-        with _session(cmqtt, fleet.a, f"tf/v1/d/{a}/telemetry") as send:
+        with _session(cmqtt, fleet.a, device_topic(a, "telemetry")) as send:
             send("first")
             wait_for(lambda: reader.of(a).messages >= 1, what="the first message counted")
             counted.reload_crl(fleet.device_crl())  # type: ignore[attr-defined]
@@ -195,7 +200,7 @@ def test_the_running_server_stores_the_broker_s_counters_as_service_windows(
     settings = load_server_settings(fleet.server.home)
     server_mqtt = Mqtt(fleet, settings.broker.port)
     device = fleet.new_device("sig")
-    topic = f"tf/v1/d/{device.name}/telemetry"
+    topic = device_topic(device.name, "telemetry")
     sent = server_mqtt.pub(device, topic, "", stdin="one\ntwo\nthree\n", extra=("-l",))
     assert sent.returncode == 0, sent.stderr
     rt = fleet.server.runtime
@@ -226,11 +231,11 @@ def test_a_full_table_counts_newcomers_as_untracked(fleet: Fleet, one_slot: obje
     a, b = fleet.a.name, fleet.b.name
     with (
         _stats(fleet, mqtt) as reader,
-        _session(mqtt, fleet.a, f"tf/v1/d/{a}/telemetry") as send,
+        _session(mqtt, fleet.a, device_topic(a, "telemetry")) as send,
     ):
         send("hello")
         wait_for(lambda: reader.of(a).messages >= 1, what="A counted")
-        assert mqtt.pub(fleet.b, f"tf/v1/d/{b}/telemetry", "x").returncode == 0
+        assert mqtt.pub(fleet.b, device_topic(b, "telemetry"), "x").returncode == 0
         wait_for(
             lambda: sum(c.untracked for c in reader.chunks) >= 3,
             what="B's connect, publish and disconnect counted as untracked",
