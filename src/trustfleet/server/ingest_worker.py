@@ -32,6 +32,7 @@ from awscrt import mqtt5
 
 from trustfleet.crt import CRT_ERRORS, suback_callback
 from trustfleet.errors import Conflict, TrustFleetError, Unavailable
+from trustfleet.monitoring import MetricsRecord
 from trustfleet.server._ingest_counters import IngestCounters
 from trustfleet.services.attestation import evidence_device, handle_evidence
 from trustfleet.services.ingest import (
@@ -305,12 +306,18 @@ class IngestWorker:
 
     def _metrics_of(self, batch: list[_Item], *, now: datetime) -> list[_Item]:
         """Decode the batch's metrics reports and store them in one transaction; the rest."""
-        items = [item for item in batch if metrics_device(item[0])]
-        decode = self._metrics.decode
-        decoded = [
-            self._guarded(t, partial(decode, metrics_device(t) or "", p, now=now), now=now)
-            for t, p, _ in items
-        ]
+        items: list[_Item] = []
+        decoded: list[MetricsRecord | None] = []
+        rest: list[_Item] = []
+        for item in batch:
+            topic, payload, _handle = item
+            device_id = metrics_device(topic)  # once per message: this is the hot path
+            if device_id is None:
+                rest.append(item)
+                continue
+            decode = partial(self._metrics.decode, device_id, payload, now=now)
+            items.append(item)
+            decoded.append(self._guarded(topic, decode, now=now))
         try:
             outcome = self._metrics.store([r for r in decoded if r is not None], now=now)
         except Unavailable as exc:  # the decoded ones stay unacknowledged: the broker resends
@@ -321,7 +328,7 @@ class IngestWorker:
                 self._count_drop(device_id, code, now=now)
             self.counters.stored_rows += outcome.stored
             self._ack(items)
-        return [item for item in batch if not metrics_device(item[0])]
+        return rest
 
     def _broker_stats(self, batch: list[_Item], *, now: datetime) -> list[_Item]:
         """Store the broker's statistics chunks of ``batch``; the rest of it is returned.

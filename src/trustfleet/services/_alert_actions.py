@@ -34,6 +34,7 @@ __all__ = [
     "ACTION_PERMISSION",
     "MONITOR_ACTOR",
     "action_event",
+    "alert_event",
     "check_playbooks_file",
     "plan_actions",
     "playbook_of",
@@ -108,10 +109,12 @@ def playbook_of(settings: ServerSettings) -> Playbook:
         raise Config(exc.message, hint=exc.hint, code=exc.code) from exc
 
 
-def _event(
+def alert_event(
     tx: Transaction, kind: str, *, actor: str, alert: AlertRecord, details: Mapping[str, JSON],
     now: datetime,
 ) -> None:  # fmt: skip
+    """Write a ``monitor.*`` event about an alert: on its device, the alert's id and kind
+    first, then ``details``."""
     tx.events.append(
         type=kind, actor=actor, subject=f"device:{alert.device_id}",
         details={"alert": alert.id, "kind": alert.kind, **details}, now=now,
@@ -130,7 +133,7 @@ def action_event(
     }
     if action.result:
         details["result"] = action.result
-    _event(tx, f"monitor.action.{state}", actor=actor, alert=alert, details=details, now=now)
+    alert_event(tx, f"monitor.action.{state}", actor=actor, alert=alert, details=details, now=now)
 
 
 def plan_actions(

@@ -27,6 +27,7 @@ from trustfleet.services._alert_actions import (
     ACTION_PERMISSION,
     MONITOR_ACTOR,
     action_event,
+    alert_event,
     check_playbooks_file,
     plan_actions,
     playbook_of,
@@ -37,6 +38,7 @@ from trustfleet.services.queries import Page
 from trustfleet.services.runtime import Runtime
 from trustfleet.store import (
     ALERT_STATE_VALUES,
+    JSON,
     AlertActionRecord,
     AlertQuery,
     AlertRecord,
@@ -189,10 +191,9 @@ def _record_one(
         device_id=f.device_id, kind=f.kind, severity=f.severity, detector=f.detector,
         summary=f.summary, evidence=f.evidence, at=f.at, now=now,
     )  # fmt: skip
-    tx.events.append(
-        type="monitor.alert.raised", actor=MONITOR_ACTOR, subject=f"device:{f.device_id}",
-        details={"alert": alert.id, "kind": f.kind, "severity": f.severity,
-                 "detector": f.detector, "summary": alert.summary},
+    alert_event(
+        tx, "monitor.alert.raised", actor=MONITOR_ACTOR, alert=alert,
+        details={"severity": f.severity, "detector": f.detector, "summary": alert.summary},
         now=now,
     )  # fmt: skip
     asked, auto = plan_actions(
@@ -210,10 +211,9 @@ def _escalate(
 ) -> list[int]:  # fmt: skip
     """An open alert got a higher severity: ``monitor.alert.escalated``, and the playbook's
     actions for the new severity that were not asked for yet."""
-    tx.events.append(
-        type="monitor.alert.escalated", actor=MONITOR_ACTOR, subject=f"device:{alert.device_id}",
-        details={"alert": alert.id, "kind": alert.kind, "from": was, "to": alert.severity},
-        now=now,
+    alert_event(
+        tx, "monitor.alert.escalated", actor=MONITOR_ACTOR, alert=alert,
+        details={"from": was, "to": alert.severity}, now=now,
     )  # fmt: skip
     asked = frozenset(a.action for a in tx.alert_actions.for_alert(alert.id))
     _ids, auto = plan_actions(
@@ -281,13 +281,10 @@ def _change_state(
                 f"alerts can be {to}", code="alert.state",
             )  # fmt: skip
         changed = tx.alerts.set_state(alert_id, to, by=actor, now=now, suppressed_until=until)
-        details: dict[str, str | int] = {"alert": alert_id, "kind": alert.kind, "from": alert.state}
+        details: dict[str, JSON] = {"from": alert.state}
         if until is not None:
             details["until"] = until.isoformat()
-        tx.events.append(
-            type=f"monitor.alert.{to}", actor=actor, subject=f"device:{alert.device_id}",
-            details=details, now=now,
-        )  # fmt: skip
+        alert_event(tx, f"monitor.alert.{to}", actor=actor, alert=alert, details=details, now=now)
     return changed
 
 

@@ -64,10 +64,9 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _Key = tuple[datetime, int]  # window end, interval
 
 
-def decode_chunks(payloads: Iterable[bytes]) -> tuple[list[BrokerStats], int]:
-    """The valid statistics chunks among ``payloads``, and how many were refused (logged)."""
+def decode_chunks(payloads: Iterable[bytes]) -> list[BrokerStats]:
+    """The valid statistics chunks among ``payloads`` (a refused one is logged and skipped)."""
     chunks: list[BrokerStats] = []
-    refused = 0
     for payload in payloads:
         try:
             chunks.append(
@@ -76,9 +75,8 @@ def decode_chunks(payloads: Iterable[bytes]) -> tuple[list[BrokerStats], int]:
                 )
             )
         except InvalidInput as exc:
-            refused += 1
             logger.warning("broker statistics chunk refused: %s", exc.one_line())
-    return chunks, refused
+    return chunks
 
 
 def _group(chunks: Sequence[BrokerStats]) -> dict[_Key, dict[str, BrokerCounters]]:
@@ -193,8 +191,7 @@ def ingest_broker_stats(rt: StoreContext, payloads: Sequence[bytes], *, now: dat
     Raises:
         Unavailable: The store is down (the chunks are to be redelivered).
     """
-    chunks, _refused = decode_chunks(payloads)
-    return record_broker_stats(rt, chunks, now=now)
+    return record_broker_stats(rt, decode_chunks(payloads), now=now)
 
 
 def collect_service_windows(

@@ -8,13 +8,16 @@ these rows.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, get_args
 
 from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
+from trustfleet.monitoring import SEVERITIES
+from trustfleet.monitoring.playbooks import ACTIONS, MODES
 from trustfleet.store._models import Base, _check_one_of
 from trustfleet.store._types import EventId, UTCDateTime
+from trustfleet.store.alert_records import ALERT_STATE_VALUES, ActionState
 
 __all__ = [
     "ACTION_MODES",
@@ -34,12 +37,12 @@ __all__ = [
 ]
 
 METRICS_SOURCES: tuple[str, ...] = ("device", "service")
-ALERT_SEVERITIES: tuple[str, ...] = ("low", "medium", "high", "critical")
+ALERT_SEVERITIES: tuple[str, ...] = SEVERITIES
 ALERT_DETECTORS: tuple[str, ...] = ("rule", "baseline", "model")
-ALERT_STATES: tuple[str, ...] = ("open", "acknowledged", "resolved", "suppressed")
-ALERT_ACTIONS: tuple[str, ...] = ("notify", "reattest", "quarantine", "revoke")
-ACTION_MODES: tuple[str, ...] = ("auto", "approval")
-ACTION_STATES: tuple[str, ...] = ("pending", "approved", "rejected", "done", "failed")
+ALERT_STATES: tuple[str, ...] = ALERT_STATE_VALUES
+ALERT_ACTIONS: tuple[str, ...] = ACTIONS
+ACTION_MODES: tuple[str, ...] = MODES
+ACTION_STATES: tuple[str, ...] = get_args(ActionState)
 NOTIFICATION_CHANNELS: tuple[str, ...] = ("webhook", "syslog")
 NOTIFICATION_STATES: tuple[str, ...] = ("pending", "sent", "failed")
 

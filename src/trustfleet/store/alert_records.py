@@ -8,6 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Literal
 
+from trustfleet.monitoring import Severity
+from trustfleet.monitoring.playbooks import Action, Mode
+
 __all__ = [
     "ALERT_STATE_VALUES",
     "ActionState",
@@ -53,7 +56,7 @@ class AlertRecord:
     id: int
     device_id: str
     kind: str
-    severity: Literal["low", "medium", "high", "critical"]
+    severity: Severity
     detector: Literal["rule", "baseline", "model"]
     state: AlertState
     summary: str
@@ -96,8 +99,8 @@ class AlertActionRecord:
 
     id: int
     alert_id: int
-    action: Literal["notify", "reattest", "quarantine", "revoke"]
-    mode: Literal["auto", "approval"]
+    action: Action
+    mode: Mode
     state: ActionState
     decided_by: str | None
     decided_at: datetime | None

@@ -9,11 +9,12 @@ there, then compared exactly. A device can never subscribe to the statistics.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from brokerkit_fixtures import Fleet, Mqtt, Subscriber
 
+from support.identities import Identity
 from support.waiting import wait_for
 from trustfleet.monitoring import MetricsRecord
 from trustfleet.monitoring.service_window import (
@@ -22,7 +23,12 @@ from trustfleet.monitoring.service_window import (
     decode_broker_stats,
     merge_counters,
 )
-from trustfleet.wire import BROKER_STATS_TOPIC, DEVICE_ID_PATTERN, MAX_BROKER_STATS_BYTES
+from trustfleet.wire import (
+    BROKER_STATS_TOPIC,
+    DEVICE_ID_PATTERN,
+    MAX_BROKER_STATS_BYTES,
+    device_topic,
+)
 
 NOT_AUTHORIZED = 135
 REFUSED_V311 = 128
@@ -51,6 +57,10 @@ class StatsReader:
                     )
                 )
 
+    def of(self, device_id: str) -> BrokerCounters:
+        """The device's counters summed so far (zero before its first chunk)."""
+        return self.totals().get(device_id, BrokerCounters())
+
     def totals(self) -> dict[str, BrokerCounters]:
         found: dict[str, BrokerCounters] = {}
         for chunk in list(self.chunks):
@@ -71,6 +81,25 @@ def _stats(fleet: Fleet, mqtt: Mqtt) -> Iterator[StatsReader]:
         sub.close()
 
 
+@contextmanager
+def _session(mqtt: Mqtt, device: Identity, topic: str) -> Iterator[Callable[[str], None]]:
+    """One connected session of ``device`` publishing each line given to the yielded function
+    on ``topic``; it disconnects when the block ends."""
+    stream = mqtt.pub_stream(device, topic)
+    assert stream.stdin is not None
+    stdin = stream.stdin
+
+    def send(line: str) -> None:
+        stdin.write(line + "\n")
+        stdin.flush()
+
+    try:
+        yield send
+    finally:
+        stdin.close()
+        stream.wait(timeout=20)
+
+
 def test_device_activity_is_counted_and_published(fleet: Fleet, cmqtt: Mqtt) -> None:
     """Publishes (count and bytes), a denied publish, a denied subscription to the statistics
     themselves, a refused CONNECT (wrong client id), connects and disconnects, the source
@@ -78,10 +107,10 @@ def test_device_activity_is_counted_and_published(fleet: Fleet, cmqtt: Mqtt) -> 
     a, b = fleet.a.name, fleet.b.name
     lines = ["0123456789", "abcdefghij", "klmnopqrst"]
     with _stats(fleet, cmqtt) as reader:
-        telemetry = f"tf/v1/d/{a}/telemetry"
+        telemetry = device_topic(a, "telemetry")
         result = cmqtt.pub(fleet.a, telemetry, "", stdin="\n".join(lines) + "\n", extra=("-l",))
         assert result.returncode == 0, result.stderr
-        assert cmqtt.pub(fleet.a, f"tf/v1/d/{b}/telemetry", "stolen").returncode == 0
+        assert cmqtt.pub(fleet.a, device_topic(b, "telemetry"), "stolen").returncode == 0
         spy = cmqtt.sub(fleet.a, [BROKER_STATS_TOPIC], count=1, wait_s=2)
         try:
             assert spy.wait_subscribed(), spy.finish()
@@ -89,7 +118,7 @@ def test_device_activity_is_counted_and_published(fleet: Fleet, cmqtt: Mqtt) -> 
             assert f"{BROKER_STATS_TOPIC} {{" not in spy.finish()  # no chunk delivered
         finally:
             spy.close()
-        refused = cmqtt.pub(fleet.b, f"tf/v1/d/{b}/telemetry", "x", client_id="not-b-client-id")
+        refused = cmqtt.pub(fleet.b, device_topic(b, "telemetry"), "x", client_id="not-b-client-id")
         assert refused.returncode != 0
 
         def settled() -> bool:
@@ -129,12 +158,12 @@ def test_nobody_but_the_broker_publishes_statistics(fleet: Fleet, cmqtt: Mqtt) -
             cmqtt.pub(fleet.service, BROKER_STATS_TOPIC, forged % "forgedservice").returncode == 0
         )
         wait_for(
-            lambda: reader.totals().get(a, BrokerCounters()).denied >= 1,
+            lambda: reader.of(a).denied >= 1,
             what="the device's forged publish counted as denied",
         )
-        assert cmqtt.pub(fleet.a, f"tf/v1/d/{a}/telemetry", "after").returncode == 0
+        assert cmqtt.pub(fleet.a, device_topic(a, "telemetry"), "after").returncode == 0
         wait_for(
-            lambda: reader.totals().get(a, BrokerCounters()).disconnects >= 2,
+            lambda: reader.of(a).disconnects >= 2,
             what="both of A's sessions counted (the forged chunks had their chance)",
         )
     assert not [c for c in reader.chunks if c.boot.startswith("forged")]
@@ -146,28 +175,14 @@ def test_a_reload_does_not_count_connected_devices_again(
     """A CRL reload (SIGHUP) re-authenticates every connected client: not a new CONNECT."""
     a = fleet.a.name
     with _stats(fleet, cmqtt) as reader:
-        stream = cmqtt.pub_stream(fleet.a, f"tf/v1/d/{a}/telemetry")
-        try:
-            assert stream.stdin is not None
-            stream.stdin.write("first\n")
-            stream.stdin.flush()
-            wait_for(
-                lambda: reader.totals().get(a, BrokerCounters()).messages >= 1,
-                what="the first message counted",
-            )
+        with _session(cmqtt, fleet.a, device_topic(a, "telemetry")) as send:
+            send("first")
+            wait_for(lambda: reader.of(a).messages >= 1, what="the first message counted")
             counted.reload_crl(fleet.device_crl())  # type: ignore[attr-defined]
-            stream.stdin.write("second\n")
-            stream.stdin.flush()
-            wait_for(
-                lambda: reader.totals().get(a, BrokerCounters()).messages >= 2,
-                what="the second message counted",
-            )
-        finally:
-            if stream.stdin:
-                stream.stdin.close()
-            stream.wait(timeout=20)
+            send("second")
+            wait_for(lambda: reader.of(a).messages >= 2, what="the second message counted")
         wait_for(
-            lambda: reader.totals().get(a, BrokerCounters()).disconnects >= 1,
+            lambda: reader.of(a).disconnects >= 1,
             what="the disconnect counted",
         )
     totals = reader.totals()[a]
@@ -185,7 +200,7 @@ def test_the_running_server_stores_the_broker_s_counters_as_service_windows(
     settings = load_server_settings(fleet.server.home)
     server_mqtt = Mqtt(fleet, settings.broker.port)
     device = fleet.new_device("sig")
-    topic = f"tf/v1/d/{device.name}/telemetry"
+    topic = device_topic(device.name, "telemetry")
     sent = server_mqtt.pub(device, topic, "", stdin="one\ntwo\nthree\n", extra=("-l",))
     assert sent.returncode == 0, sent.stderr
     rt = fleet.server.runtime
@@ -214,23 +229,15 @@ def test_a_full_table_counts_newcomers_as_untracked(fleet: Fleet, one_slot: obje
     counted as ``untracked``, and B never appears in a chunk."""
     mqtt = Mqtt(fleet, one_slot.config.port)  # type: ignore[attr-defined]
     a, b = fleet.a.name, fleet.b.name
-    with _stats(fleet, mqtt) as reader:
-        stream = mqtt.pub_stream(fleet.a, f"tf/v1/d/{a}/telemetry")
-        try:
-            assert stream.stdin is not None
-            stream.stdin.write("hello\n")
-            stream.stdin.flush()
-            wait_for(
-                lambda: reader.totals().get(a, BrokerCounters()).messages >= 1,
-                what="A counted",
-            )
-            assert mqtt.pub(fleet.b, f"tf/v1/d/{b}/telemetry", "x").returncode == 0
-            wait_for(
-                lambda: sum(c.untracked for c in reader.chunks) >= 3,
-                what="B's connect, publish and disconnect counted as untracked",
-            )
-        finally:
-            if stream.stdin:
-                stream.stdin.close()
-            stream.wait(timeout=20)
+    with (
+        _stats(fleet, mqtt) as reader,
+        _session(mqtt, fleet.a, device_topic(a, "telemetry")) as send,
+    ):
+        send("hello")
+        wait_for(lambda: reader.of(a).messages >= 1, what="A counted")
+        assert mqtt.pub(fleet.b, device_topic(b, "telemetry"), "x").returncode == 0
+        wait_for(
+            lambda: sum(c.untracked for c in reader.chunks) >= 3,
+            what="B's connect, publish and disconnect counted as untracked",
+        )
     assert b not in reader.totals()

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from trustfleet.monitoring.service_window import decode_broker_stats
-from trustfleet.wire import DEVICE_ID_PATTERN
+from trustfleet.wire import BROKER_STATS_TOPIC, DEVICE_ID_PATTERN
 
 PLUGIN = Path(__file__).resolve().parents[3] / "src" / "trustfleet" / "broker" / "plugin"
 MAX_BYTES = 2048
@@ -98,7 +98,7 @@ def _windows(lines: list[str]) -> list[list[bytes]]:
             windows.append([])
         else:
             topic, _, payload = line.partition(" ")
-            assert topic == "tf/v1/s/broker/stats"
+            assert topic == BROKER_STATS_TOPIC
             windows[-1].append(payload.encode())
     return windows[:-1]
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict
 
+from trustfleet.monitoring import Severity
 from trustfleet.server.api._auth import CallerDep, guarded
 from trustfleet.server.api._pagination import ItemsPage, PagingDep, page_of
 from trustfleet.server.api.schemas import Rfc3339
@@ -21,6 +22,7 @@ from trustfleet.services.alerts import (
     suppress,
 )
 from trustfleet.store import AlertActionRecord, AlertRecord, NotificationRecord
+from trustfleet.store.alert_records import ActionState, AlertState
 
 __all__ = ["AlertActionOut", "AlertDetailOut", "AlertOut", "SuppressIn", "router"]
 
@@ -35,9 +37,9 @@ class AlertOut(BaseModel):
     id: int
     device_id: str
     kind: str
-    severity: Literal["low", "medium", "high", "critical"]
+    severity: Severity
     detector: str
-    state: Literal["open", "acknowledged", "resolved", "suppressed"]
+    state: AlertState
     summary: str
     evidence: dict[str, Any]
     findings: int
@@ -56,7 +58,7 @@ class AlertActionOut(BaseModel):
     alert_id: int
     action: Literal["notify", "reattest", "quarantine", "revoke"]
     mode: Literal["auto", "approval"]
-    state: Literal["pending", "approved", "rejected", "done", "failed"]
+    state: ActionState
     decided_by: str | None
     decided_at: datetime | None
     result: str | None
@@ -119,10 +121,10 @@ async def get_alerts(
     caller: CallerDep,
     paging: PagingDep,
     *,
-    state: Literal["open", "acknowledged", "resolved", "suppressed"] | None = None,
+    state: AlertState | None = None,
     device_id: Annotated[str | None, Query(max_length=64)] = None,
     kind: Annotated[str | None, Query(max_length=64)] = None,
-    severity: Literal["low", "medium", "high", "critical"] | None = None,
+    severity: Severity | None = None,
 ) -> Any:
     """Alerts, most recently seen first; filtered by state, device, kind and severity."""
     page = await caller.run(

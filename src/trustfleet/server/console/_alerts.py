@@ -10,6 +10,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from trustfleet.errors import InvalidInput
+from trustfleet.monitoring import SEVERITIES
 from trustfleet.server.console._web import Console, Ctx, see_other
 from trustfleet.services.alerts import (
     acknowledge,
@@ -25,7 +26,7 @@ __all__ = ["alert_routes"]
 
 PAGE_SIZE: Final = 50
 _MAX_TEXT: Final = 64
-_SEVERITIES: Final = ("", "low", "medium", "high", "critical")
+_SEVERITIES: Final = ("", *SEVERITIES)  # "": any
 
 
 def _number(ctx: Ctx, key: str) -> int:
