@@ -201,6 +201,18 @@ def test_a_bad_scenario_is_a_config_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    "data", [b"\xff\xfe not text", b"#" * (2 << 20)], ids=["not-utf8", "too-large"]
+)
+def test_a_scenario_file_is_read_bounded_as_text(tmp_path: Path, data: bytes) -> None:
+    path = tmp_path / "big.toml"
+    path.write_bytes(data)
+    with pytest.raises(Config) as caught:
+        ScenarioCollector.from_scenario(str(path), device_id=DEVICE, model="m", profile="",
+                                        device_index=0, devices=1, seed=0, start=NOW)  # fmt: skip
+    assert caught.value.code == "agent.scenario"
+
+
+@pytest.mark.parametrize(
     "doc",
     [
         {"source": 3},
