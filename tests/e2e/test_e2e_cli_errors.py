@@ -175,6 +175,8 @@ CASES: dict[str, tuple[str, str, str]] = {
         ("sim image --version 1.0.0 --size lots --out {root}/x.bin", "lots", "MiB"),
     "sim-fleet-unknown-scenario":
         ("sim fleet --scenario no-such-scenario", "no-such-scenario", "built-in"),
+    "sim-fleet-missing-file":
+        ("sim fleet --scenario {root}/none.toml", "no scenario file", "--scenario"),
     # demo
     "demo-workdir-is-a-file": ("demo --workdir {afile}", "is a file", "empty or new directory"),
     "demo-workdir-not-empty": ("demo --workdir {root}", "not empty", "empty or new"),

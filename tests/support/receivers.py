@@ -21,8 +21,8 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
+from support.certs import cert_builder
 from support.syslogparse import Syslog, parse_octet_counted, parse_rfc5424
 from trustfleet.errors import VerificationFailed
 from trustfleet.monitoring.notify_format import SIGNATURE_HEADER, verify_webhook
@@ -30,6 +30,7 @@ from trustfleet.monitoring.notify_format import SIGNATURE_HEADER, verify_webhook
 __all__ = ["WebhookReceiver", "syslog_listener", "tls_files", "webhook_receiver"]
 
 MAX_BODY_BYTES = 64 * 1024
+_CA_CN = "receiver test CA"
 
 
 @dataclass
@@ -110,20 +111,14 @@ def webhook_receiver(
 
 
 def _cert(
-    cn: str, key: ec.EllipticCurvePrivateKey, *, issuer: x509.Name | None,
+    cn: str, key: ec.EllipticCurvePrivateKey, *, issuer: str | None,
     signer: ec.EllipticCurvePrivateKey,
 ) -> x509.Certificate:  # fmt: skip
     now = dt.datetime.now(dt.UTC)  # TLS checks validity against the real clock
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(issuer or name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-    )
+    builder = cert_builder(
+        cn, key, issuer_cn=issuer, not_before=now - dt.timedelta(hours=1),
+        not_after=now + dt.timedelta(days=1),
+    )  # fmt: skip
     if issuer is None:
         ca = x509.BasicConstraints(ca=True, path_length=0)
         usage = x509.KeyUsage(False, False, False, False, False, True, True, False, False)
@@ -140,9 +135,9 @@ def _cert(
 def tls_files(folder: Path) -> tuple[Path, Path, Path]:
     """A CA and a server certificate for 127.0.0.1 signed by it: (ca.pem, cert.pem, key.pem)."""
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = _cert("receiver test CA", ca_key, issuer=None, signer=ca_key)
+    ca = _cert(_CA_CN, ca_key, issuer=None, signer=ca_key)
     key = ec.generate_private_key(ec.SECP256R1())
-    cert = _cert("127.0.0.1", key, issuer=ca.subject, signer=ca_key)
+    cert = _cert("127.0.0.1", key, issuer=_CA_CN, signer=ca_key)
     paths = folder / "ca.pem", folder / "cert.pem", folder / "key.pem"
     paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))

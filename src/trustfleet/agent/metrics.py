@@ -22,7 +22,8 @@ from typing import Protocol
 from trustfleet.agent._proc_collector import AUTH_FAILURE_MARKERS, ProcCollector, ProcLimits
 from trustfleet.agent.platform.faults import Faults
 from trustfleet.agent.settings import DeviceSettings
-from trustfleet.errors import Config, TrustFleetError
+from trustfleet.errors import Config, InvalidInput, TrustFleetError
+from trustfleet.fileio import read_bounded
 from trustfleet.monitoring import MetricsRecord
 from trustfleet.monitoring.report import encode_report
 from trustfleet.wire import MAX_METRICS_REPORT_BYTES, MAX_SET_MEMBER_CHARS, MAX_SET_MEMBERS
@@ -39,6 +40,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+_MAX_SCENARIO_BYTES = 1 << 20
+"""The largest scenario file a simulated device reads."""
 
 
 class MetricsCollector(Protocol):
@@ -82,15 +86,17 @@ class ScenarioCollector:
         path = Path(source)
         try:
             if path.is_file():
-                text = path.read_text(encoding="utf-8")[: 1 << 20]
-                scenario = resolve_scenario(text, read_file=str(path))
+                data = read_bounded(path, max_bytes=_MAX_SCENARIO_BYTES)
+                if data is None:
+                    raise InvalidInput(f"larger than {_MAX_SCENARIO_BYTES} bytes")
+                scenario = resolve_scenario(data.decode("utf-8"), read_file=str(path))
             else:
                 scenario = resolve_scenario(source, read_file=None)
             behaviour = DeviceBehaviour(
                 scenario, device_index=device_index, device_id=device_id,
                 model=profile or model, seed=seed, start=start, devices=devices,
             )  # fmt: skip
-        except (OSError, TrustFleetError) as exc:
+        except (OSError, UnicodeDecodeError, TrustFleetError) as exc:
             raise Config(
                 f"metrics scenario {source[:80]!r}: {exc}",
                 hint="see docs/monitoring.md (scenarios)",

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from trustfleet.monitoring.records import Detector
     from trustfleet.monitoring.scenario import Scenario
 
-__all__ = ["app"]
+__all__ = ["app", "scenario_option"]
 
 app = typer.Typer(
     help="Security monitoring: evaluate detection against scenarios, list them, check rules.",
@@ -64,12 +64,15 @@ def _read_text(path: Path, *, what: str, option: str) -> str:
         ) from exc  # fmt: skip
 
 
-def _scenario(name_or_file: str) -> Scenario:
-    from trustfleet.monitoring.scenario import builtin_scenarios, resolve_scenario
+def scenario_option(name_or_file: str) -> Scenario:
+    """The scenario ``--scenario`` names: a built-in name, or a TOML file read bounded.
+
+    Raises:
+        InvalidInput: No such built-in or file, or the file is too large, not UTF-8 or invalid.
+    """
+    from trustfleet.monitoring.scenario import resolve_scenario
 
     looks_like_path = "/" in name_or_file or name_or_file.endswith(".toml")
-    if name_or_file in builtin_scenarios() and not Path(name_or_file).exists():
-        return resolve_scenario(name_or_file, read_file=None)
     if not looks_like_path and not Path(name_or_file).exists():
         return resolve_scenario(name_or_file, read_file=None)  # unknown name: lists the built-ins
     text = _read_text(Path(name_or_file), what="scenario", option="--scenario")
@@ -110,7 +113,7 @@ def evaluate_command(
     ] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    chosen = _scenario(scenario)
+    chosen = scenario_option(scenario)
     learn = chosen.learning_hours if learning_hours is None else learning_hours
     result = _evaluate_with_progress(
         chosen, devices=devices or chosen.devices, hours=hours or chosen.hours, seed=seed,

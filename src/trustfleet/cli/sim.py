@@ -72,13 +72,11 @@ def fleet(
 ) -> None:
     """Serve a simulated fleet whose agents' metrics follow a scenario; report what the
     monitor raised."""
-    from trustfleet.monitoring.scenario import resolve_scenario
+    from trustfleet.cli.monitor import scenario_option
     from trustfleet.sim.fleet import SimFleet
     from trustfleet.sim.live import run_scenario_fleet
 
-    path = Path(scenario)
-    text = path.read_text(encoding="utf-8") if path.is_file() else scenario
-    resolve_scenario(text, read_file=str(path) if path.is_file() else None)  # refuse it early
+    scenario_option(scenario)  # refuse a bad one before the fleet is made
     root = workdir or Path(tempfile.mkdtemp(prefix="trustfleet-sim-"))
     sim = SimFleet(root, size=devices)
     try:

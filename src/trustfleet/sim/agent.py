@@ -19,7 +19,7 @@ from typing import Any
 
 from cryptography import x509
 
-from trustfleet.agent.platform.faults import FAULT_FILE
+from trustfleet.agent.platform.faults import FAULT_FILE, MetricsScenario
 from trustfleet.configfile.device import DeviceSettings, update_device_settings
 from trustfleet.fileio import write_atomic
 from trustfleet.sim.overrides import Changes
@@ -132,10 +132,9 @@ class SimAgent:
         """
         path = self.directory / FAULT_FILE
         doc: dict[str, Any] = json.loads(path.read_text("utf-8")) if path.is_file() else {}
-        doc["metrics_scenario"] = {
-            "source": source, "device_index": device_index, "devices": devices, "seed": seed,
-            "profile": profile,
-        }  # fmt: skip
+        doc["metrics_scenario"] = MetricsScenario(
+            source=source, device_index=device_index, devices=devices, seed=seed, profile=profile
+        ).to_json()
         write_atomic(path, json.dumps(doc).encode("utf-8"))
         self.configure({"monitoring": {"enabled": True, "interval_s": interval_s}})
 

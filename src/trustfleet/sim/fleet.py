@@ -24,6 +24,7 @@ from cryptography.x509 import ocsp
 
 from trustfleet.errors import InvalidInput, NotFound
 from trustfleet.pki import ocsp_request_for
+from trustfleet.server.monitor_worker import CURSOR as MONITOR_CURSOR
 from trustfleet.services.factory import provision_devices
 from trustfleet.services.home import AUDIT_VKEY_FILE
 from trustfleet.sim.agent import SimAgent
@@ -282,6 +283,21 @@ class SimFleet:
             return counts if all(counts[d] >= since.get(d, 0) + windows for d in wanted) else None
 
         return wait_until(grown, timeout_s=timeout_s, what=f"{windows} metrics window(s) each")
+
+    def wait_monitor_scored(self, *, timeout_s: float) -> None:
+        """Wait until the monitor has scored every metrics window stored now.
+
+        Raises:
+            Unavailable: Not within ``timeout_s``.
+        """
+        with self.srv.runtime.uow.begin(read_only=True) as tx:
+            last_id = tx.monitor_metrics.last_id()
+
+        def scored() -> bool:
+            with self.srv.runtime.uow.begin(read_only=True) as tx:
+                return tx.monitor_metrics.cursor(MONITOR_CURSOR) >= last_id
+
+        wait_until(scored, timeout_s=timeout_s, what="the monitor to score every window")
 
     def alert_kinds(self, *, service_side: bool | None = None) -> dict[str, list[str]]:
         """The kinds of every device's alerts (any state), by device; with ``service_side``,

@@ -201,6 +201,18 @@ def test_a_bad_scenario_is_a_config_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    "data", [b"\xff\xfe not text", b"#" * (2 << 20)], ids=["not-utf8", "too-large"]
+)
+def test_a_scenario_file_is_read_bounded_as_text(tmp_path: Path, data: bytes) -> None:
+    path = tmp_path / "big.toml"
+    path.write_bytes(data)
+    with pytest.raises(Config) as caught:
+        ScenarioCollector.from_scenario(str(path), device_id=DEVICE, model="m", profile="",
+                                        device_index=0, devices=1, seed=0, start=NOW)  # fmt: skip
+    assert caught.value.code == "agent.scenario"
+
+
+@pytest.mark.parametrize(
     "doc",
     [
         {"source": 3},
@@ -224,3 +236,9 @@ def test_faults_json_names_a_scenario_file_in_the_device_folder(tmp_path: Path) 
     assert got == MetricsScenario(source=str(tmp_path / "mine.toml"), device_index=2, devices=5,
                                   seed=7, profile="gw-x1")  # fmt: skip
     assert os.path.isabs(got.source)
+
+
+def test_a_metrics_scenario_written_by_the_harness_reads_back(tmp_path: Path) -> None:
+    chosen = MetricsScenario(source="normal", device_index=1, devices=3, seed=4, profile="gw-x1")
+    (tmp_path / "faults.json").write_text(json.dumps({"metrics_scenario": chosen.to_json()}))
+    assert Faults.for_simulation(tmp_path).metrics_scenario == chosen

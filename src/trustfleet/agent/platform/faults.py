@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 import re
 import signal
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Final, Literal
 
@@ -179,6 +179,10 @@ class MetricsScenario:
         if "/" in source or source.endswith(".toml"):
             source = str(directory / source)
         return cls(**{**doc, "source": source})
+
+    def to_json(self) -> dict[str, object]:
+        """The ``metrics_scenario`` value that :meth:`from_json` reads back."""
+        return asdict(self)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

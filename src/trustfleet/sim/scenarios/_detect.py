@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import tomllib
+from collections import Counter
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any, Final
@@ -118,21 +119,13 @@ def _write_rules(fleet: SimFleet, devices: int) -> list[str]:
 
 
 def _new_alerts(before: dict[str, list[str]], after: dict[str, list[str]]) -> dict[str, list[str]]:
+    """The kinds in ``after`` beyond those in ``before`` (as multisets), by device."""
     out = {}
     for device_id, kinds in after.items():
-        old = list(before.get(device_id, []))
-        new = list(kinds)
-        for kind in old:
-            if kind in new:
-                new.remove(kind)
+        new = Counter(kinds) - Counter(before.get(device_id, []))
         if new:
-            out[device_id] = new
+            out[device_id] = sorted(new.elements())
     return out
-
-
-def _scored_up_to(fleet: SimFleet, last_id: int) -> bool:
-    with fleet.srv.runtime.uow.begin(read_only=True) as tx:
-        return tx.monitor_metrics.cursor("monitor") >= last_id
 
 
 def _start_scenarios(fleet: SimFleet, normal: Sequence[str], thief: str) -> None:
@@ -163,10 +156,7 @@ def detect(fleet: SimFleet) -> Observed:
         lambda: fleet.quarantine_of(thief), timeout_s=DETECT_TIMEOUT_S, what="the quarantine"
     )
     blocked = wait_silent(fleet, thief, others=normal, rows=3, timeout_s=AGENT_TIMEOUT_S)
-    with fleet.srv.runtime.uow.begin(read_only=True) as tx:
-        last_id = tx.monitor_metrics.last_id()
-    wait_until(lambda: _scored_up_to(fleet, last_id), timeout_s=DETECT_TIMEOUT_S,
-               what="the monitor to score every window")  # fmt: skip
+    fleet.wait_monitor_scored(timeout_s=DETECT_TIMEOUT_S)
     new = _new_alerts(before, fleet.alert_kinds(service_side=False))
     others = {d: k for d, k in new.items() if d in normal}
     elsewhere = {d: k for d, k in new.items() if d != thief and d not in normal}
