@@ -1,6 +1,7 @@
 """Security monitoring: device and service metrics, detectors, alerts and playbooks (pure)."""
 
 from trustfleet.monitoring.records import (
+    DETECTORS,
     DEVICE_NUMBERS,
     DEVICE_SETS,
     SERVICE_NUMBERS,
@@ -14,6 +15,7 @@ from trustfleet.monitoring.records import (
 )
 
 __all__ = [
+    "DETECTORS",
     "DEVICE_NUMBERS",
     "DEVICE_SETS",
     "SERVICE_NUMBERS",

@@ -16,12 +16,14 @@ from datetime import datetime
 from typing import Any, Final, Literal, Protocol
 
 __all__ = [
+    "DETECTORS",
     "DEVICE_NUMBERS",
     "DEVICE_SETS",
     "SERVICE_NUMBERS",
     "SERVICE_SETS",
     "SEVERITIES",
     "Detector",
+    "DetectorKind",
     "Finding",
     "MetricsRecord",
     "Severity",
@@ -31,6 +33,8 @@ __all__ = [
 Source = Literal["device", "service"]
 Severity = Literal["low", "medium", "high", "critical"]
 SEVERITIES: Final[tuple[Severity, ...]] = ("low", "medium", "high", "critical")
+DetectorKind = Literal["rule", "baseline", "model"]
+DETECTORS: Final[tuple[DetectorKind, ...]] = ("rule", "baseline", "model")
 
 DEVICE_NUMBERS: Final[tuple[str, ...]] = (
     "all-bytes-in",  # bytes received in the window, every interface but loopback
@@ -116,7 +120,7 @@ class Finding:
     device_id: str
     kind: str
     severity: Severity
-    detector: Literal["rule", "baseline", "model"]
+    detector: DetectorKind
     at: datetime
     summary: str
     evidence: Mapping[str, Any] = field(default_factory=dict)

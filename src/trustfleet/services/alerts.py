@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Final, Literal
 
 from trustfleet.errors import Config, Conflict, InvalidInput, PermissionDenied
-from trustfleet.monitoring import SEVERITIES, Finding
+from trustfleet.monitoring import DETECTORS, SEVERITIES, Finding
 from trustfleet.monitoring.alerts import continues
 from trustfleet.monitoring.playbooks import Playbook, default_playbook
 from trustfleet.rbac import permissions_of
@@ -66,7 +66,6 @@ logger = logging.getLogger(__name__)
 MAX_SUPPRESS_S: Final = 30 * 86_400
 """Longest suppression."""
 _MAX_KIND_CHARS: Final = 64
-_DETECTORS: Final = ("rule", "baseline", "model")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -156,7 +155,7 @@ def _unacceptable(f: Finding) -> str | None:
     """Why the store could not hold a finding (one bad finding never blocks the others)."""
     if not 0 < len(f.kind) <= _MAX_KIND_CHARS or not f.kind.isascii() or not f.kind.isprintable():
         return f"kind {f.kind[:80]!r} is not 1 to {_MAX_KIND_CHARS} printable ASCII characters"
-    if f.severity not in SEVERITIES or f.detector not in _DETECTORS:
+    if f.severity not in SEVERITIES or f.detector not in DETECTORS:
         return f"severity {f.severity!r} or detector {f.detector!r} unknown"
     if f.at.tzinfo is None or not 0 < len(f.device_id) <= _MAX_KIND_CHARS:
         return "naive time or bad device id"

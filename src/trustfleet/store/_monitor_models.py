@@ -13,7 +13,7 @@ from typing import Any, get_args
 from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from trustfleet.monitoring import SEVERITIES
+from trustfleet.monitoring import DETECTORS, SEVERITIES
 from trustfleet.monitoring.playbooks import ACTIONS, MODES
 from trustfleet.store._models import Base, _check_one_of
 from trustfleet.store._types import EventId, UTCDateTime
@@ -38,7 +38,7 @@ __all__ = [
 
 METRICS_SOURCES: tuple[str, ...] = ("device", "service")
 ALERT_SEVERITIES: tuple[str, ...] = SEVERITIES
-ALERT_DETECTORS: tuple[str, ...] = ("rule", "baseline", "model")
+ALERT_DETECTORS: tuple[str, ...] = DETECTORS
 ALERT_STATES: tuple[str, ...] = ALERT_STATE_VALUES
 ALERT_ACTIONS: tuple[str, ...] = ACTIONS
 ACTION_MODES: tuple[str, ...] = MODES
