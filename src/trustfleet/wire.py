@@ -268,8 +268,12 @@ def encode_device_message(
 
 # -- commands (service -> device: cmd, ota/cmd) ---------------------------------------------
 
-COMMAND_NAMES: Final = ("ping", "report", "update")
-"""The commands the service sends (``update`` on ``ota/cmd``, the others on ``cmd``)."""
+COMMAND_NAMES: Final = ("ping", "report", "update", "reenroll", "decommission")
+"""The commands the service sends (``update`` on ``ota/cmd``, the others on ``cmd``).
+
+``reenroll`` (``{"rekey": bool}``): enroll again now (with a new key generated in the token if
+``rekey``); ``decommission`` (``{"nonce": hex}``): wipe keys and sealed data and answer with
+signed wipe evidence (docs/lifecycle.md)."""
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ becoming its comment.
 
 from __future__ import annotations
 
+from trustfleet.settings.lifecycle import LifecycleSettings
 from trustfleet.settings.monitoring import MonitoringSettings, SyslogSettings, WebhookSettings
 from trustfleet.settings.operations import (
     AttestationSettings,
@@ -43,6 +44,7 @@ __all__ = [
     "CampaignSettings",
     "IngestSettings",
     "KeystoreSettings",
+    "LifecycleSettings",
     "MonitoringSettings",
     "OtaSettings",
     "PkiSettings",

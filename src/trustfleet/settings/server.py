@@ -13,6 +13,7 @@ from typing import Any
 from trustfleet.configfile import ConfigFile, ConfigModel, check_loaded_code
 from trustfleet.errors import Config
 from trustfleet.settings import operations, sections
+from trustfleet.settings.lifecycle import LifecycleSettings
 from trustfleet.settings.monitoring import MonitoringSettings
 
 __all__ = [
@@ -45,6 +46,7 @@ class ServerSettings(ConfigModel):
     ingest: operations.IngestSettings = operations.IngestSettings()
     supervision: operations.SupervisionSettings = operations.SupervisionSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
+    lifecycle: LifecycleSettings = LifecycleSettings()
     ca: dict[str, sections.CaSettings]
     """The three CAs (root, manufacturing, device): each key as an RFC 7512 URI (with pin-source)
     and its certificate."""

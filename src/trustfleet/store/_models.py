@@ -337,4 +337,8 @@ class AttestationResultRow(Base):
 
 # The operator plane's and monitoring's rows live in their own modules; importing them puts
 # them in Base.metadata wherever the models are used (migrations, the models-match-schema test).
-from trustfleet.store import _monitor_models, _operator_models  # noqa: E402, F401
+from trustfleet.store import (  # noqa: E402, F401
+    _lifecycle_models,
+    _monitor_models,
+    _operator_models,
+)

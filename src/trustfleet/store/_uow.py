@@ -21,6 +21,11 @@ from trustfleet.store._engine import _SQLITE_BEGIN_OPTION
 from trustfleet.store._errors import translate
 from trustfleet.store._events import MAX_EVENT_DETAILS_BYTES, EventRepository
 from trustfleet.store._inventory import InventoryRepository
+from trustfleet.store._lifecycle import (
+    CaRepository,
+    DecommissionRepository,
+    ExpiryNoticeRepository,
+)
 from trustfleet.store._metrics import MetricsRepository
 from trustfleet.store._monitor_metrics import MonitorMetricsRepository
 from trustfleet.store._notifications import NotificationRepository
@@ -73,6 +78,9 @@ class Transaction:
         self.alerts = AlertRepository(handle)
         self.alert_actions = AlertActionRepository(handle)
         self.notifications = NotificationRepository(handle)
+        self.cas = CaRepository(handle)
+        self.decommissions = DecommissionRepository(handle)
+        self.expiry_notices = ExpiryNoticeRepository(handle)
 
 
 class UnitOfWork:
