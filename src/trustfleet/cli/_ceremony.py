@@ -69,8 +69,8 @@ def ceremony_keys(
         tokens: The tokens that may take part (their custodians are asked in this order).
 
     Raises:
-        InvalidInput: No offline folder known, a malformed ``--pin-file``, a PIN file for a
-            token that takes no part, or no PINs and no terminal to ask them
+        InvalidInput: No offline folder known, a malformed ``--pin-file``, or no PINs and no
+            terminal to ask them
             (codes ``ceremony.offline.missing``, ``ceremony.pin_file``, ``ceremony.pin.missing``).
         Config: A PIN file is missing, open to others or too large.
     """
@@ -82,13 +82,10 @@ def ceremony_keys(
 
     folder = offline_folder(settings, offline)
     files = parse_pin_files(pin_files or [])
-    unknown = sorted(set(files) - set(tokens))
-    if unknown:
-        raise InvalidInput(
-            f"token '{unknown[0]}' takes no part in this ceremony",
-            hint="its tokens: " + ", ".join(tokens), code="ceremony.pin_file",
-        )  # fmt: skip
-    pins = {token: read_pin_file(path) for token, path in files.items()} or _ask(tokens)
+    # PIN files of tokens that take no part are not read (one set of files serves every ceremony)
+    pins = {t: read_pin_file(path) for t, path in files.items() if t in tokens}
+    if not files:
+        pins = _ask(tokens)
     return CeremonyKeys(offline=folder, pins=pins)
 
 

@@ -1,4 +1,5 @@
-"""The CA hierarchy of a new home: the root CA in the offline folder, the others in the home.
+"""The CA hierarchy of a new home (the root CA in the offline folder, the others in the home)
+and its TLS server certificates.
 
 Order (one SoftHSM2 configuration active at a time, ADR 0002): the manufacturing and device
 CA keys are generated in the home's tokens ``tf-factory`` and ``tf-service`` (PINs in
@@ -9,6 +10,8 @@ certificate, both intermediate certificates and the first root CRL.
 
 from __future__ import annotations
 
+import ipaddress
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -16,16 +19,24 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
-from trustfleet.fileio import write_atomic
+from trustfleet.fileio import PRIVATE_FILE_MODE, write_atomic
 from trustfleet.keystore import generate_pin, init_token, open_token, write_pin_file
-from trustfleet.pki import DEVICE_CA, MANUFACTURING_CA, IssuerContext, issue_ca, make_root_ca
+from trustfleet.pki import (
+    DEVICE_CA,
+    MANUFACTURING_CA,
+    IssuerContext,
+    issue_ca,
+    issue_server_certificate,
+    make_root_ca,
+)
 from trustfleet.services._offline import ROOT_CA_LABEL, ROOT_CA_TOKEN, OfflineFolder
 from trustfleet.services.ceremony import root_crl_der
 from trustfleet.settings import ServerSettings
 
-__all__ = ["HOME_CA_TOKENS", "MadeCas", "make_cas"]
+__all__ = ["HOME_CA_TOKENS", "MadeCas", "make_cas", "make_server_certs"]
 
 HOME_CA_TOKENS = {"manufacturing": "tf-factory", "device": "tf-service"}
 _CURVES = {"root": "P-384", "manufacturing": "P-256", "device": "P-256"}
@@ -113,3 +124,50 @@ def _offline_root(
         days = settings.lifecycle.root_crl_validity_days
         crl = root_crl_der(root, revoked=[], number=1, now=now, validity_days=days)
     return MadeCas(certs=certs, root_crl=crl, root_crl_next_update=now + timedelta(days=days))
+
+
+def make_server_certs(
+    *,
+    settings: ServerSettings,
+    issuer: IssuerContext,
+    dns: tuple[str, ...],
+    ips: list[ipaddress.IPv4Address | ipaddress.IPv6Address],
+    now: datetime,
+) -> dict[str, x509.Certificate]:
+    """The API's and the broker's TLS keys (files, 0600: the only keys on disk) and
+    certificate chains, issued by the device CA."""
+    certs: dict[str, x509.Certificate] = {}
+    for name, cert_rel, key_rel in (
+        ("api", settings.api.tls_cert, settings.api.tls_key),
+        ("broker", settings.broker.tls_cert, settings.broker.tls_key),
+    ):
+        key = ec.generate_private_key(ec.SECP256R1())
+        key_pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        _write_private(settings.path(key_rel), key_pem)
+        cert = issue_server_certificate(
+            issuer=issuer,
+            public_key=key.public_key(),
+            common_name=f"trustfleet-{name}",
+            dns_names=list(dns),
+            ip_addresses=ips,
+            now=now,
+            validity=timedelta(days=397),
+        )
+        chain = cert.public_bytes(serialization.Encoding.PEM) + issuer.cert.public_bytes(
+            serialization.Encoding.PEM
+        )
+        write_atomic(settings.path(cert_rel), chain)
+        certs[name] = cert
+    return certs
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(path, flags, PRIVATE_FILE_MODE)
+    with os.fdopen(fd, "wb") as fh:
+        os.fchmod(fh.fileno(), PRIVATE_FILE_MODE)
+        fh.write(data)

@@ -29,13 +29,12 @@ import os
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import ValidationError
 
 from trustfleet.audit.context import current_operator
@@ -44,7 +43,6 @@ from trustfleet.errors import Conflict, InvalidInput
 from trustfleet.fileio import (
     DIR_MODE,
     PRIVATE_DIR_MODE,
-    PRIVATE_FILE_MODE,
     make_dirs,
     removed_on_failure,
     write_atomic,
@@ -56,9 +54,9 @@ from trustfleet.keystore import (
     open_token,
     write_softhsm_conf,
 )
-from trustfleet.pki import IssuerContext, issue_server_certificate, issue_service_certificate
+from trustfleet.pki import IssuerContext, issue_service_certificate
 from trustfleet.services._certs import record_certificate
-from trustfleet.services._home_cas import HOME_CA_TOKENS, MadeCas, make_cas
+from trustfleet.services._home_cas import HOME_CA_TOKENS, MadeCas, make_cas, make_server_certs
 from trustfleet.services._offline import (
     ROOT_CA_LABEL,
     ROOT_CA_TOKEN,
@@ -222,7 +220,7 @@ def _build_home(
             home, settings=settings, session=session, device=device, now=now
         )
         dns = tuple(dict.fromkeys(("localhost", *options.dns_names)))
-        servers = _make_server_certs(settings=settings, issuer=device, dns=dns, ips=ips, now=now)
+        servers = make_server_certs(settings=settings, issuer=device, dns=dns, ips=ips, now=now)
     _finish_home(
         home, settings=settings, options=options, cas=cas, servers={**servers, "service": service},
         offline=offline, pins=pins, now=now,
@@ -332,51 +330,6 @@ def _settings(
             f"{_OPTIONS.get(where, where)}: {first['msg'].removeprefix('Value error, ')}",
             hint="see 'trustfleet server init --help'", code="home.option.invalid",
         ) from exc  # fmt: skip
-
-
-def _make_server_certs(
-    *,
-    settings: ServerSettings,
-    issuer: IssuerContext,
-    dns: tuple[str, ...],
-    ips: list[ipaddress.IPv4Address | ipaddress.IPv6Address],
-    now: datetime,
-) -> dict[str, x509.Certificate]:
-    certs: dict[str, x509.Certificate] = {}
-    for name, cert_rel, key_rel in (
-        ("api", settings.api.tls_cert, settings.api.tls_key),
-        ("broker", settings.broker.tls_cert, settings.broker.tls_key),
-    ):
-        key = ec.generate_private_key(ec.SECP256R1())
-        key_pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        _write_private(settings.path(key_rel), key_pem)
-        cert = issue_server_certificate(
-            issuer=issuer,
-            public_key=key.public_key(),
-            common_name=f"trustfleet-{name}",
-            dns_names=list(dns),
-            ip_addresses=ips,
-            now=now,
-            validity=timedelta(days=397),
-        )
-        chain = cert.public_bytes(serialization.Encoding.PEM) + issuer.cert.public_bytes(
-            serialization.Encoding.PEM
-        )
-        write_atomic(settings.path(cert_rel), chain)
-        certs[name] = cert
-    return certs
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    fd = os.open(path, flags, PRIVATE_FILE_MODE)
-    with os.fdopen(fd, "wb") as fh:
-        os.fchmod(fh.fileno(), PRIVATE_FILE_MODE)
-        fh.write(data)
 
 
 def _record(

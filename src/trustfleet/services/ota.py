@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from trustfleet.errors import Conflict
 from trustfleet.ota.manifest import image_target
 from trustfleet.ota.repository import (
     RepoState,
@@ -161,7 +162,16 @@ def init_offline_repository(
 
     Returns:
         The repository's status, and the PINs by file name (empty if written).
+
+    Raises:
+        Conflict: The home already has a repository (code ``ota.repo.exists``); nothing made.
     """
+    if repo_files(settings).exists():
+        raise Conflict(
+            f"an OTA repository exists already in {repo_files(settings).root}",
+            hint="use 'trustfleet ota status' to inspect it",
+            code="ota.repo.exists",
+        )
     if (offline / OFFLINE_CONF).exists():
         folder = OfflineFolder.open(offline)
     else:

@@ -50,6 +50,15 @@ def https_status(url: str, *, cafile: Path, timeout_s: float = PROBE_TIMEOUT_S) 
         return None
 
 
+def _offline_of(home: Path) -> Path:
+    """The offline folder a home names (``[lifecycle] offline_dir``), else ``home/../offline``."""
+    if (home / "trustfleet.toml").is_file():
+        named = load_server_settings(home).lifecycle.offline_dir
+        if named:
+            return Path(named)
+    return home.parent / "offline"
+
+
 class SimServer:
     """A server home and its ``trustfleet server run`` process.
 
@@ -59,9 +68,10 @@ class SimServer:
         mqtt_port: The broker's port to pass to ``server run`` (default: the home's).
         log: Where the process writes (default: ``home/../server.log``).
         workers: HTTPS worker processes.
-        offline: The offline folder (default: ``home/../offline``).
-        pins_dir: The offline tokens' PIN files ``<token>.pin`` (default:
-            ``home/../offline-pins``), what custodians would type in a ceremony.
+        offline: The offline folder (default: the home's ``[lifecycle] offline_dir``, else
+            ``home/../offline``).
+        pins_dir: The offline tokens' PIN files ``<token>.pin`` (default: beside the offline
+            folder, ``<offline>-pins``), what custodians would type in a ceremony.
     """
 
     def __init__(
@@ -76,8 +86,8 @@ class SimServer:
         pins_dir: Path | None = None,
     ) -> None:
         self.home = home
-        self.offline = offline or home.parent / "offline"
-        self.pins_dir = pins_dir or home.parent / "offline-pins"
+        self.offline = offline or _offline_of(home)
+        self.pins_dir = pins_dir or self.offline.with_name(self.offline.name + "-pins")
         self._api_port = api_port
         self._mqtt_port = mqtt_port
         self.log = log or home.parent / "server.log"
