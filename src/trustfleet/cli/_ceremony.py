@@ -10,6 +10,7 @@ PIN files the command fails with one line: nothing moves the offline root withou
 from __future__ import annotations
 
 import getpass
+import logging
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -80,6 +81,8 @@ def ceremony_keys(
         read_pin_file,
     )
 
+    # A wrong PIN is one error line naming the token; keystore's log warning would repeat it.
+    logging.getLogger("trustfleet.keystore").setLevel(logging.ERROR)
     folder = offline_folder(settings, offline)
     files = parse_pin_files(pin_files or [])
     # PIN files of tokens that take no part are not read (one set of files serves every ceremony)
