@@ -45,6 +45,7 @@ from trustfleet.store import Transaction
 __all__ = [
     "ROOT_CA_TOKEN",
     "CeremonyKeys",
+    "find_offline_folder",
     "issue_intermediate",
     "parse_pin_files",
     "present_tokens",
@@ -125,6 +126,15 @@ def read_pin_file(path: Path) -> str:
         Config: Missing, open to group or others, too large, empty or not UTF-8.
     """
     return PinSource(kind="file", location=str(path.expanduser().absolute())).read()
+
+
+def find_offline_folder(path: Path) -> Path:
+    """The offline folder at ``path``, checked before any custodian types a PIN.
+
+    Raises:
+        Unavailable: It is not there (code ``ceremony.offline.missing``).
+    """
+    return OfflineFolder.open(path).path
 
 
 def present_tokens(keys: CeremonyKeys, *, tokens: Sequence[str], threshold: int) -> list[str]:
