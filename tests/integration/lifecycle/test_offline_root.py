@@ -242,3 +242,13 @@ def test_server_init_prints_each_pin_once_without_pins_out(tmp_path: Path) -> No
     for path in (tmp_path / "h").rglob("*"):
         if path.is_file():
             assert not any(pin.encode() in path.read_bytes() for pin in pins.values()), path
+
+
+def test_server_init_failing_late_removes_the_offline_folder_too(tmp_path: Path) -> None:
+    """The store is unreachable: the offline tokens were made already, and go with the rest."""
+    url = f"postgresql+psycopg://u:p@127.0.0.1:{free_port()}/x"  # nothing listens there
+    failed = run_cli("server", "init", "--home", tmp_path / "h", "--api-port", str(free_port()),
+                     "--store-url", url, "--pins-out", tmp_path / "pins")  # fmt: skip
+    assert failed.returncode != 0 and "Traceback" not in failed.stderr
+    assert "database is unavailable" in failed.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
