@@ -30,6 +30,7 @@ from support.server import (
     openssl,
     run_cli,
 )
+from trustfleet.errors import Unavailable
 from trustfleet.sim.process import free_port
 from trustfleet.sim.server import SimServer, console_script
 
@@ -138,6 +139,9 @@ def test_online_paths_work_without_the_offline_folder(
     before = server.cli_json("ota", "status")["roles"]["timestamp"]["version"]
     after = server.cli_json("ota", "refresh-timestamp")["roles"]["timestamp"]["version"]
     assert after == before + 1
+    with pytest.raises(Unavailable) as caught:
+        server.runtime.issuer("root")
+    assert caught.value.code == "ca.offline" and "run a ceremony" in caught.value.message
     status = {ca["name"]: ca for ca in server.cli_json("ca", "status")["cas"]}
     assert status["root"]["offline"] is True and status["device"]["offline"] is False
     assert status["device"]["crl_number"] >= 1 and status["root"]["state"] == "active"
