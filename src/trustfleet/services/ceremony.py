@@ -275,7 +275,11 @@ def sign_root_crl(rt: Runtime, keys: CeremonyKeys, *, now: datetime) -> bytes:
         crl = x509.load_der_x509_crl(der)
         record_ceremony(
             tx, kind="crl_root", custodians=[ROOT_CA_TOKEN], now=now,
-            details={"crl_number": _crl_number(crl), "next_update": crl.next_update_utc},
+            details={
+                "crl_number": _crl_number(crl),
+                "next_update": crl.next_update_utc,
+                "revoked": [format(entry.serial_number, "x") for entry in crl],
+            },
         )  # fmt: skip
     return der
 

@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import pty
+import select
 import stat
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -256,3 +260,44 @@ def test_server_init_failing_late_removes_the_offline_folder_too(tmp_path: Path)
     assert failed.returncode != 0 and "Traceback" not in failed.stderr
     assert "database is unavailable" in failed.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def _answer_prompts(argv: list[str], answers: list[str], *, timeout_s: float = 120) -> str:
+    """Run ``argv`` on a terminal (a pty as stdin), typing each answer after each PIN prompt
+    (getpass flushes what was typed before it asks); its stdout."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(argv, stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    os.close(slave)
+    assert proc.stderr is not None
+    deadline = time.monotonic() + timeout_s
+    try:
+        for answer in answers:
+            seen = b""
+            while not seen.endswith(b"absent): "):
+                ready, _, _ = select.select([proc.stderr], [], [], deadline - time.monotonic())
+                assert ready, f"no prompt within {timeout_s} s: {seen!r}"
+                byte = proc.stderr.read(1)
+                assert byte, f"exited before the prompt: {seen!r}"
+                seen += byte
+            os.write(master, answer.encode() + b"\n")
+        out, err = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err.decode()
+    return out.decode()
+
+
+def test_custodians_type_their_pins_at_a_prompt(server: RunningServer) -> None:
+    sim = _sim(server)
+    pins = {t: p.read_text().strip() for t, p in sim.pin_files().items()}
+    argv = [str(console_script("trustfleet")), "ota", "rotate-root", "--home", str(server.home)]
+    version = _root_version(server)
+    out = _answer_prompts(
+        [*argv, "--offline", str(sim.offline), "--json"],
+        [pins["tf-tuf-root-1"], "", pins["tf-tuf-root-3"]],  # custodian 2 is absent
+    )
+    assert json.loads(out)["roles"]["root"]["version"] == version + 1
+    assert not any(pin in out for pin in pins.values())  # never echoed
