@@ -276,9 +276,9 @@ def _answer_prompts(argv: list[str], answers: list[str], *, timeout_s: float = 1
             while not seen.endswith(b"absent): "):
                 ready, _, _ = select.select([proc.stderr], [], [], deadline - time.monotonic())
                 assert ready, f"no prompt within {timeout_s} s: {seen!r}"
-                byte = proc.stderr.read(1)
-                assert byte, f"exited before the prompt: {seen!r}"
-                seen += byte
+                chunk = os.read(proc.stderr.fileno(), 4096)  # unbuffered: select sees the rest
+                assert chunk, f"exited before the prompt: {seen!r}"
+                seen += chunk
             os.write(master, answer.encode() + b"\n")
         out, err = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
     finally:
