@@ -19,6 +19,7 @@ the pending file exists nothing of the old identity has changed (docs/lifecycle.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -51,8 +52,9 @@ _CURVES = {"secp256r1": "P-256", "secp384r1": "P-384"}
 
 def next_key(key: TokenKey) -> TokenKey:
     """The same token and PIN, the label of a re-key's new key (``<label>.next``)."""
-    return TokenKey(uri=key.uri, module=key.module, conf=key.conf, token=key.token,
-                    label=key.label + ".next", pin=key.pin)  # fmt: skip
+    label = key.label + ".next"
+    uri = dataclasses.replace(key.uri, object=label, id=None)
+    return dataclasses.replace(key, uri=uri, label=label)
 
 
 def _open(key: TokenKey) -> TokenSession:
