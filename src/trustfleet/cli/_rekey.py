@@ -55,6 +55,7 @@ def run_reenroll(
     if timeout_s is not None and not 0 < timeout_s <= MAX_TIMEOUT_S:
         raise InvalidInput(
             f"--timeout must be between 0 and {MAX_TIMEOUT_S:.0f} seconds",
+            hint="e.g. --timeout 600",
             code="rekey.timeout",
         )
     with device_runtime(home) as rt:
