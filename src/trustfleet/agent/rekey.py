@@ -141,6 +141,10 @@ def answer_reenroll(host: ReenrollHost, command: Command) -> dict[str, Any]:
     except TrustFleetError as exc:
         logger.warning("reenroll (rekey=%s) failed: %s", rekey, exc.one_line())
         return _failed(command, exc.message, code=exc.code or exc.category)
+    except OSError as exc:  # the device folder could not be written
+        logger.warning("reenroll (rekey=%s) failed: %s", rekey, exc)
+        return _failed(command, f"cannot write the device folder: {exc.strerror or exc}",
+                       code="agent.reenroll.io")  # fmt: skip
     finally:
         host._start_link()
     host.cert = read_pem_cert_facts(_pem(done.certificate))

@@ -147,3 +147,24 @@ def test_a_pending_certificate_for_no_key_leaves_the_old_identity(tmp_path: Path
     with _session(settings, pin) as s:
         assert private_key_labels(s) == ["identity"]
     recover_rekey(settings)  # set aside: the next start runs as before
+
+
+@pytest.mark.parametrize("pending", ["garbage", "stranger"], ids=["not-a-certificate", "no-key"])
+def test_an_unusable_pending_file_after_the_old_key_moved_puts_it_back(
+    tmp_path: Path, pending: str
+) -> None:
+    settings, pin = _device(tmp_path)
+    stranger = ec.generate_private_key(ec.SECP256R1())
+    with _session(settings, pin) as s:
+        old = s.generate_ec_key("identity")
+        old_spki = _spki(old.public_key())
+        rename_key_pair(s, "identity", "identity.old")
+    content = (
+        b"not a certificate" if pending == "garbage" else _cert(stranger, stranger.public_key())
+    )
+    pending_path(settings).write_bytes(content)
+    with pytest.raises(Config):
+        recover_rekey(settings)
+    with _session(settings, pin) as s:
+        assert private_key_labels(s) == ["identity"]
+        assert _spki(s.ec_private_key(label="identity").public_key()) == old_spki
