@@ -65,13 +65,21 @@ def _rss_kb(pid: int) -> int:
     return 0
 
 
-def _counters(process: ManagedProcess) -> dict[str, Any]:
-    process.signal(signal.SIGTERM)
-    assert process.proc is not None
-    process.proc.wait(120)
+def _counters(process: ManagedProcess) -> dict[str, Any] | None:
+    """SIGTERM the agent (it flushes and prints its counters); None if it printed none."""
+    with contextlib.suppress(ProcessLookupError):
+        process.signal(signal.SIGTERM)
+    try:
+        if process.proc is not None:
+            process.proc.wait(120)
+    finally:
+        process.stop()
     text = process.log.read_text(errors="replace")
-    start = text.rindex("\n{\n") + 1 if "\n{\n" in text else text.index("{\n")
-    counters: dict[str, Any] = json.loads(text[start : text.rindex("}") + 1])
+    at = text.rfind("\n{\n")
+    try:
+        counters: dict[str, Any] = json.loads(text[at + 1 : text.rindex("}") + 1])
+    except ValueError:
+        return None  # it died before printing them (its log says why)
     return counters
 
 
@@ -103,8 +111,8 @@ def _run_batch(fleet: SimFleet, model: str, ids: list[str], say: Any) -> dict[st
         rss = [_rss_kb(p.pid) for p in processes.values()]
         say(f"{model}: {len(ids)} agents publishing; re-keying")
         started = time.monotonic()
-        done = fleet.srv.cli("device", "rekey", "--model", model, "--wait", "--timeout", "900",
-                             "--json", timeout_s=1200)  # fmt: skip
+        done = fleet.srv.cli("device", "rekey", "--model", model, "--wait", "--timeout", "300",
+                             "--json", timeout_s=600)  # fmt: skip
         wall_s = time.monotonic() - started
         doc = json.loads(done.stdout) if done.stdout.strip() else {"error": done.stderr}
         fleet.wait_telemetry(ids, rows=2, since=fleet.telemetry_counts(), timeout_s=300)
@@ -153,7 +161,8 @@ def run(args: Any, tmp: Path, say: Any) -> dict[str, Any]:
         fleet.srv.close_runtime()
         fleet.srv.start()
         results = [_run_batch(fleet, model, ids, say) for model, ids in batches]
-        counters = {d: c for r in results for d, c in r["counters"].items()}
+        counters = {d: c for r in results for d, c in r["counters"].items() if c is not None}
+        crashed = sorted(d for r in results for d, c in r["counters"].items() if c is None)
         lost = _lost(fleet, counters)
         commands = [c["id"] for r in results for c in r["cli"].get("commands", [])]
         per_device = _completion_s(fleet, commands)
@@ -177,6 +186,7 @@ def run(args: Any, tmp: Path, say: Any) -> dict[str, Any]:
         "telemetry_lost": sum(max(v, 0) for v in lost.values()),
         "telemetry_duplicated": sum(-min(v, 0) for v in lost.values()),
         "reconnects": sum(c["reconnects"] for c in counters.values()),
+        "agents_without_counters": crashed,
         "agent_rss_mb": {
             "median": statistics.median(rss) / 1024 if rss else None,
             "max": max(rss, default=0) / 1024,
