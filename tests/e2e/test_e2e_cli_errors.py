@@ -286,9 +286,10 @@ CASES |= _same_mistake(
 )
 CASES |= _same_mistake(
     ("device show dev-nosuchdevice", "device revoke dev-nosuchdevice --reason keyCompromise",
-     "device reopen dev-nosuchdevice", "device rekey dev-nosuchdevice", "attest status dev-nosuchdevice",
-     "attest run dev-nosuchdevice", "attest quarantine dev-nosuchdevice --reason x",
-     "attest lift dev-nosuchdevice", "attest release dev-nosuchdevice"),
+     "device reopen dev-nosuchdevice", "device rekey dev-nosuchdevice",
+     "attest status dev-nosuchdevice", "attest run dev-nosuchdevice",
+     "attest quarantine dev-nosuchdevice --reason x", "attest lift dev-nosuchdevice",
+     "attest release dev-nosuchdevice"),
     mistake="unknown-id", wrong="--home {home}", message="not found", hint="device list",
 )  # fmt: skip
 CASES |= _same_mistake(
