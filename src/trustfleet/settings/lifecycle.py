@@ -37,3 +37,5 @@ class LifecycleSettings(ConfigModel):
     """Where server run puts the backup it takes before migrating the store forward."""
     backup_before_migrate: bool = True
     """Take a backup before a newer version migrates the store (server run)."""
+    decommission_poll_s: float = Field(default=0.5, gt=0, le=300)
+    """How often server run checks decommission answers (wipe evidence) and overdue requests."""
