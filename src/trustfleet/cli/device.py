@@ -314,3 +314,8 @@ def commands(
 def _one_line(value: Any) -> str:
     """A JSON value on one line (``-`` for None)."""
     return "-" if value is None else json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+from trustfleet.cli._device_decommission import register as _register_decommission  # noqa: E402
+
+_register_decommission(app)
