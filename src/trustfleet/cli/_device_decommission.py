@@ -19,11 +19,13 @@ from trustfleet.cli._common import (
     stderr,
 )
 from trustfleet.cli._options import DeviceArg, HomeOpt, JsonOpt, LimitOpt
+from trustfleet.errors import NotFound
 
 if TYPE_CHECKING:
+    from trustfleet.services.runtime import Runtime
     from trustfleet.store.lifecycle_records import DecommissionRecord
 
-__all__ = ["register"]
+__all__ = ["decommission_summary", "register", "shown_state"]
 
 POLL_S: Final = 0.25
 MAX_TIMEOUT_S: Final = 3600.0
@@ -124,6 +126,26 @@ def decommissions(
             (r["reason"] or "-")[:60],
         ),
     )  # fmt: skip
+
+
+def decommission_summary(rt: Runtime, device_id: str) -> dict[str, Any] | None:
+    """The device's decommission for ``device show`` (None: it has none)."""
+    from trustfleet.services.decommission import get_decommission
+
+    try:
+        record = get_decommission(rt, device_id)
+    except NotFound:
+        return None
+    doc = _doc(record)
+    return {k: doc[k] for k in ("state", "shown", "flagged", "reason", "requested_at",
+                                 "completed_at")}  # fmt: skip
+
+
+def shown_state(state: str, summary: dict[str, Any] | None) -> str:
+    """``decommissioned (unverified)`` (flagged) when the wipe was not proven; else the state."""
+    if state == "decommissioned" and summary is not None and summary["flagged"]:
+        return "[yellow]decommissioned (unverified)[/]"
+    return state
 
 
 def register(app: typer.Typer) -> None:
