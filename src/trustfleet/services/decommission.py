@@ -25,7 +25,7 @@ from typing import Any, Final
 from cryptography import x509
 
 from trustfleet.attestation.wipe import verify_wipe_evidence
-from trustfleet.errors import Conflict, InvalidInput, NotFound, Unavailable
+from trustfleet.errors import Conflict, InvalidInput, NotFound, TrustFleetError, Unavailable
 from trustfleet.services.commands import Publisher
 from trustfleet.services.mqtt_client import publish_once
 from trustfleet.services.revocation import regenerate_crl
@@ -57,6 +57,8 @@ REASON: Final = "cessationOfOperation"
 NONCE_BYTES: Final = 32
 REFUSED_EVENT: Final = "device.decommission.evidence_refused"
 _ANSWERS_LOOKED_AT: Final = 20
+MAX_REASON_CHARS: Final = 300
+"""What the store keeps of an unverified decommission's reason."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,11 +181,11 @@ def _finish(
     verified = reason is None
     record = tx.decommissions.complete(
         device_id, state="verified" if verified else "unverified", evidence=evidence,
-        reason=reason, now=now,
+        reason=None if reason is None else reason[:MAX_REASON_CHARS], now=now,
     )  # fmt: skip
     details: dict[str, Any] = {"verified": verified, "reason": REASON, "serials": serials}
     if reason is not None:
-        details["unverified_reason"] = reason[:300]
+        details["unverified_reason"] = reason[:MAX_REASON_CHARS]
     tx.events.append(type="device.decommissioned", actor=actor, subject=_subject(device_id),
                      details=details, now=now)  # fmt: skip
     return record
@@ -245,7 +247,7 @@ def receive_evidence(
             codes, reason = list(verdict.codes), verdict.reason()
         tx.events.append(
             type=REFUSED_EVENT, actor=_subject(device_id), subject=_subject(device_id),
-            details={"command": command_id, "codes": codes, "reason": reason[:300]},
+            details={"command": command_id, "codes": codes, "reason": reason[:MAX_REASON_CHARS]},
             now=now, outcome="refused",
         )  # fmt: skip
     logger.warning("wipe evidence of %s refused: %s", device_id, reason)
@@ -291,6 +293,9 @@ def expire_overdue(rt: Runtime, *, now: datetime) -> list[str]:
                         now=now)  # fmt: skip
         except Conflict:
             continue  # another process ended it meanwhile
+        except TrustFleetError as exc:  # one bad row must not hold the others back
+            logger.error("could not end the decommission of %s: %s", device_id, exc.one_line())
+            continue
         logger.warning("device %s decommissioned unverified: %s", device_id, reason)
         done.append(device_id)
     return done
@@ -305,6 +310,9 @@ def sweep(rt: Runtime, *, now: datetime) -> SweepOutcome:
             done = receive_evidence(rt, device_id=device_id, command_id=command_id,
                                     result=result, now=now)  # fmt: skip
         except (NotFound, Conflict):
+            continue
+        except TrustFleetError as exc:  # one bad answer must not hold the others back
+            logger.error("could not check the evidence of %s: %s", device_id, exc.one_line())
             continue
         (verified if done is not None else refused).append(device_id)
     expired = expire_overdue(rt, now=now)
