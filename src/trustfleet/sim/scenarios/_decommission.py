@@ -74,12 +74,13 @@ def decommission(fleet: SimFleet) -> Observed:
     doc: dict[str, Any] = json.loads(asked.stdout) if asked.returncode == 0 else {}
     with fleet.srv.runtime.uow.begin(read_only=True) as tx:
         certs = tx.certificates.list_for_device(device_id)
-    reasons = {c.revocation_reason for c in certs}
+    reasons = {c.revocation_reason for c in certs}  # earlier renewals: superseded
     refused = refusals(fleet, device_id, clone, ldevid_pem)
     again = agent.run_once()
     checks = {
         "the wipe evidence is verified": doc.get("state") == "verified",
-        "every certificate is revoked cessationOfOperation": reasons == {"cessationOfOperation"},
+        "every certificate is revoked (cessationOfOperation)": "cessationOfOperation" in reasons
+        and reasons <= {"cessationOfOperation", "superseded"},
         "OCSP says revoked": fleet.ocsp_status(ldevid) == "REVOKED",
         "the agent refuses to run again": again.returncode != 0
         and "decommissioned" in again.stderr,
