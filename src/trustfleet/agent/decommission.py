@@ -178,9 +178,10 @@ def _erase_file(path: Path) -> bool:
 
 def _describe_keys(token: TokenSession) -> list[dict[str, str]]:
     from trustfleet.attestation.wipe import spki_sha256  # noqa: PLC0415
+    from trustfleet.keystore import private_key_labels  # noqa: PLC0415
 
     described = []
-    for label in token.key_labels():
+    for label in sorted(set(private_key_labels(token))):
         try:
             spki = spki_sha256(token.ec_private_key(label=label).public_key())
         except TrustFleetError:
@@ -195,14 +196,18 @@ def _sign_and_destroy(
     from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
 
     from trustfleet.attestation.wipe import signature_hash, signing_input  # noqa: PLC0415
+    from trustfleet.keystore import (  # noqa: PLC0415
+        destroy_key_objects,
+        destroy_key_pair,
+        private_key_labels,
+    )
 
-    for label in token.key_labels():
-        if label != identity_label:
-            token.destroy_keys(label=label)
+    for label in set(private_key_labels(token)) - {identity_label}:
+        destroy_key_pair(token, label)
     identity = token.ec_private_key(label=identity_label)
     curve = identity.public_key().curve
     signature = identity.sign(signing_input(document), ec.ECDSA(signature_hash(curve)))
-    token.destroy_keys()  # the identity key, and anything left
+    destroy_key_objects(token)  # the identity key, and anything left
     return {**document, "signature": base64.b64encode(signature).decode("ascii")}
 
 

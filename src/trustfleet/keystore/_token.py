@@ -20,7 +20,6 @@ from trustfleet.errors import Config, Conflict, InvalidInput, NotFound, Unavaila
 from trustfleet.keystore._cryptoki import CKU_SO, LABEL_BYTES, CkError
 from trustfleet.keystore._eckey import Pkcs11EcPrivateKey
 from trustfleet.keystore._edkey import ED25519_CURVE_OID, Pkcs11Ed25519Key, ed25519_public_bytes
-from trustfleet.keystore._objects import destroy_key_objects, private_key_labels
 from trustfleet.keystore._runtime import MODULE_LOCK, LoadedModule, use_module
 from trustfleet.keystore._translate import translate
 from trustfleet.keystore._uri import Pkcs11Uri
@@ -455,19 +454,6 @@ class TokenSession:
             uri=Pkcs11Uri(token=self._label, object=label, id=key_id, type="private"),
             owns_session=owns_session,
         )
-
-    def key_labels(self) -> list[str]:
-        """The labels of every private key in the token (sorted)."""
-        with self._lock:
-            self._check_open()
-            return private_key_labels(self._session, token=self._label)
-
-    def destroy_keys(self, *, label: str | None = None) -> int:
-        """Destroy key objects (private, public, secret): all of them, or those labelled
-        ``label``. Keys opened from this session stop working. Returns how many went."""
-        with self._lock:
-            self._check_open()
-            return destroy_key_objects(self._session, label=label, token=self._label)
 
 
 _PRIVATE_TEMPLATE: dict[Attribute, Any] = {

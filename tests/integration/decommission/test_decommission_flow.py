@@ -86,10 +86,10 @@ def _token_keys(directory: Path) -> list[str]:
         "import sys; from pathlib import Path\n"
         "from trustfleet.agent.settings import load_device_settings\n"
         "from trustfleet.agent._tls import token_key\n"
-        "from trustfleet.keystore import open_token\n"
+        "from trustfleet.keystore import open_token, private_key_labels\n"
         "k = token_key(load_device_settings(Path(sys.argv[1])))\n"
         "with open_token(module=k.module, label=k.token, pin=k.pin, conf=k.conf) as t:\n"
-        "    print(','.join(t.key_labels()))\n"
+        "    print(','.join(private_key_labels(t)))\n"
     )
     out = subprocess.run([sys.executable, "-c", script, str(directory)], capture_output=True,
                          text=True, timeout=60, check=True)  # fmt: skip
