@@ -26,11 +26,9 @@ from cryptography import x509
 
 from trustfleet.attestation.wipe import verify_wipe_evidence
 from trustfleet.errors import Conflict, InvalidInput, NotFound, TrustFleetError, Unavailable
-from trustfleet.services.commands import Publisher
-from trustfleet.services.mqtt_client import publish_once
 from trustfleet.services.revocation import regenerate_crl
 from trustfleet.services.runtime import Runtime
-from trustfleet.settings import ServerSettings
+from trustfleet.services.service_mqtt import OneShotServiceMqtt, ServiceMqtt
 from trustfleet.store import Transaction
 from trustfleet.store.lifecycle_records import DECOMMISSION_STATE_VALUES, DecommissionRecord
 from trustfleet.wire import device_topic, encode_command
@@ -78,17 +76,13 @@ class SweepOutcome:
     expired: tuple[str, ...] = ()
 
 
-def _publish(settings: ServerSettings, topic: str, payload: bytes, what: str) -> None:
-    publish_once(settings, topic, payload, what=what)
-
-
 def _subject(device_id: str) -> str:
     return f"device:{device_id}"
 
 
 def request_decommission(
     rt: Runtime,
-    client: Publisher | None,
+    client: ServiceMqtt | None,
     device_id: str,
     *,
     actor: str,
@@ -98,8 +92,9 @@ def request_decommission(
 
     Args:
         rt: The runtime (store only).
-        client: How to publish the command (None: a short-lived service MQTT client; call
-            it from a process that does not log in to the service token via python-pkcs11).
+        client: The service MQTT client that publishes the command (None: a one-shot one;
+            either logs in to the service token through awscrt, so call this from a process
+            that does not log in to it through python-pkcs11).
         device_id: The device.
         actor: Who asks (an operator, or ``system``).
         now: The current time (timezone-aware).
@@ -144,7 +139,9 @@ def request_decommission(
             details={"command": command_id, "deadline": record.deadline.isoformat()}, now=now,
         )  # fmt: skip
     try:
-        (client or _publish)(rt.settings, topic, payload, f"'decommission' to {device_id}")
+        (client or OneShotServiceMqtt(rt.settings)).publish(
+            topic, payload, what=f"'decommission' to {device_id}"
+        )
     except Unavailable as exc:
         with rt.uow.begin() as tx:
             tx.commands.mark_failed(command_id, reason=exc.message)

@@ -37,7 +37,6 @@ from trustfleet.services.decommission import (
 from trustfleet.services.enrollment import enroll
 from trustfleet.services.revocation import current_crl
 from trustfleet.services.runtime import Runtime
-from trustfleet.settings import ServerSettings
 
 pytestmark = pytest.mark.integration
 
@@ -79,7 +78,8 @@ class Published:
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes]] = []
 
-    def __call__(self, _settings: ServerSettings, topic: str, payload: bytes, _what: str) -> None:
+    def publish(self, topic: str, payload: bytes, *, what: str) -> None:
+        assert what
         self.sent.append((topic, payload))
 
 
