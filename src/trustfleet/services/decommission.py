@@ -36,6 +36,7 @@ from trustfleet.wire import device_topic, encode_command
 __all__ = [
     "COMMAND",
     "REASON",
+    "REFUSED_EVENT",
     "DecommissionSent",
     "SweepOutcome",
     "decommission_offline",
@@ -263,11 +264,15 @@ def _new_answers(rt: Runtime) -> list[tuple[str, str, Mapping[str, Any]]]:
     with rt.uow.begin(read_only=True) as tx:
         for record in tx.decommissions.list(state="pending", limit=1000):
             refused = _refusals(tx, record.device_id)
-            for cmd in tx.commands.page_for_device(record.device_id, limit=_ANSWERS_LOOKED_AT):
-                if (cmd.name == COMMAND and cmd.state == "answered" and cmd.id not in refused
-                        and cmd.args.get("nonce") == record.nonce):  # fmt: skip
-                    found.append((record.device_id, cmd.id, cmd.result or {}))
-                    break
+            commands = tx.commands.page_for_device(record.device_id, limit=_ANSWERS_LOOKED_AT)
+            found += [
+                (record.device_id, cmd.id, cmd.result or {})
+                for cmd in reversed(commands)  # the oldest answer first
+                if cmd.name == COMMAND
+                and cmd.state == "answered"
+                and cmd.id not in refused
+                and cmd.args.get("nonce") == record.nonce
+            ]
     return found
 
 

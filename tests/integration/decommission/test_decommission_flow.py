@@ -32,6 +32,8 @@ from trustfleet.attestation.wipe import (
     spki_sha256,
     unsigned_evidence,
 )
+from trustfleet.services.decommission import REFUSED_EVENT as REFUSED
+from trustfleet.services.decommission import request_decommission
 from trustfleet.sim.fleet import SimFleet, utc_now
 from trustfleet.sim.process import wait_until
 from trustfleet.sim.scenarios import DEMO
@@ -174,12 +176,17 @@ def test_offline_device_ends_unverified(fleet: SimFleet) -> None:
     assert event.details["verified"] is False and event.actor == "system"
 
 
-def _answer(fleet: SimFleet, device_id: str, evidence: Any) -> None:
-    """Store an answer to the device's newest decommission command, as ingest would."""
+class _Attacker:
+    """Takes the command instead of the device (whose agent is stopped)."""
+
+    def publish(self, topic: str, payload: bytes, *, what: str) -> None:
+        assert topic.endswith("/cmd") and what
+
+
+def _answer(fleet: SimFleet, command_id: str, device_id: str, evidence: Any) -> None:
+    """Store an answer to the command, as ingest would."""
     with fleet.srv.runtime.uow.begin() as tx:
-        (cmd,) = [c for c in tx.commands.page_for_device(device_id, limit=5)
-                  if c.name == "decommission" and c.state == "sent"][:1]  # fmt: skip
-        assert tx.commands.answer(cmd.id, device_id=device_id, ok=True,
+        assert tx.commands.answer(command_id, device_id=device_id, ok=True,
                                   result={"evidence": evidence}, now=utc_now())  # fmt: skip
 
 
@@ -197,29 +204,29 @@ def _forged(device_id: str, nonce: str) -> dict[str, Any]:
 def test_forged_and_replayed_evidence_is_refused(fleet: SimFleet) -> None:
     agent = fleet.agent("forger")
     device_id = agent.device_id
-    agent.stop()  # the attacker answers instead
-    assert fleet.srv.cli("device", "decommission", device_id, "--yes").returncode == 0
-    _answer(fleet, device_id, _forged(device_id, _record(fleet, device_id).nonce))
-    wait_until(lambda: _events(fleet, device_id, "device.decommission.evidence_refused"),
-               timeout_s=WAIT_S, what="the forged evidence refused")  # fmt: skip
-    assert _record(fleet, device_id).state == "pending"
-    # Sent again (same nonce); answered with another device's genuine evidence: a replay.
-    assert fleet.srv.cli("device", "decommission", device_id, "--yes").returncode == 0
+    agent.stop()
+    rt = fleet.srv.runtime
+    # Asked twice (the second re-sends the same nonce); both answers come at once, well
+    # within the deadline: one forged (signed by another key), one replayed (another device's
+    # genuine evidence, or a forged one for another device if that test did not run).
+    first = request_decommission(rt, _Attacker(), device_id, actor="operator:t", now=utc_now())
+    second = request_decommission(rt, _Attacker(), device_id, actor="operator:t", now=utc_now())
+    assert second.decommission.nonce == first.decommission.nonce
     replayed = _record(fleet, fleet.device("wiped"))
     genuine = replayed.evidence if replayed and replayed.evidence else _forged("x" * 8, "00" * 32)
-    _answer(fleet, device_id, genuine)
-    wait_until(lambda: len(_events(fleet, device_id, "device.decommission.evidence_refused")) == 2,
-               timeout_s=WAIT_S, what="the replayed evidence refused")  # fmt: skip
-    codes = [
-        e.details["codes"]
-        for e in _events(fleet, device_id, "device.decommission.evidence_refused")
-    ]
-    assert "wipe.signature" in codes[0]
-    assert "wipe.nonce.mismatch" in codes[1] and "wipe.device.mismatch" in codes[1]
+    _answer(fleet, first.command_id, device_id, _forged(device_id, first.decommission.nonce))
+    _answer(fleet, second.command_id, device_id, genuine)
+    refused = wait_until(
+        lambda: (e := _events(fleet, device_id, REFUSED)) and len(e) == 2 and e,
+        timeout_s=WAIT_S, what="both answers refused",
+    )  # fmt: skip
+    codes = {e.details["command"]: e.details["codes"] for e in refused}
+    assert "wipe.signature" in codes[first.command_id]
+    assert {"wipe.nonce.mismatch", "wipe.device.mismatch"} <= set(codes[second.command_id])
     wait_until(lambda: _record(fleet, device_id).state != "pending",
                timeout_s=TIMEOUT_S + WAIT_S, what="the deadline")  # fmt: skip
     record = _record(fleet, device_id)
     assert record.state == "unverified"
     assert (record.reason or "").startswith("wipe evidence refused")
-    with fleet.srv.runtime.uow.begin(read_only=True) as tx:
+    with rt.uow.begin(read_only=True) as tx:
         assert tx.devices.require(device_id).state == "decommissioned"

@@ -107,9 +107,12 @@ def test_verified_evidence_retires_the_device(rt: Runtime) -> None:
     device = _enrolled(rt)
     published = Published()
     sent = request_decommission(rt, published, device.id, actor="operator:t", now=_now())
-    ((topic, payload),) = published.sent
+    ((topic, payload),) = published.sent[:1]
     assert topic == f"tf/v1/d/{device.id}/cmd" and sent.decommission.nonce.encode() in payload
     assert len(sent.decommission.nonce) == 64  # 256 bits
+    again = request_decommission(rt, published, device.id, actor="operator:t", now=_now())
+    assert again.decommission.nonce == sent.decommission.nonce  # re-sent, same nonce
+    assert again.command_id != sent.command_id and len(published.sent) == 2
     _answer(rt, device.id, _evidence(device, sent.decommission.nonce))
     outcome = sweep(rt, now=_now())
     assert outcome.verified == (device.id,)
