@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from cryptography.hazmat.primitives import serialization
 
-from trustfleet.errors import Conflict, NotFound
+from trustfleet.errors import Conflict, NotFound, Unavailable
 from trustfleet.pki import (
     CertStatusAnswer,
     RevokedEntry,
@@ -40,11 +40,17 @@ certificates (the root certifies only them; its CRL gives their status)."""
 def current_crl(rt: Runtime, issuer: str, *, now: datetime) -> bytes:
     """The DER CRL of an issuing CA, reissued first if it is missing or near its nextUpdate.
 
+    An offline CA's CRL (the root's) is served as stored, even stale: only a ceremony signs
+    it (``trustfleet ca crl-root``); the expiry watch reports it before it lapses.
+
     Raises:
         NotFound: No CA of that name.
+        Unavailable: An offline CA has no stored CRL (code ``ca.offline``).
     """
     if issuer not in rt.settings.ca:
         raise NotFound(f"no CA named '{issuer}'", hint="one of: " + ", ".join(rt.settings.ca))
+    if rt.is_offline(issuer):
+        return _stored_crl(rt, issuer)
     margin = timedelta(hours=rt.settings.pki.crl_refresh_margin_hours)
     for _attempt in range(3):
         with rt.uow.begin() as tx:
@@ -59,15 +65,29 @@ def current_crl(rt: Runtime, issuer: str, *, now: datetime) -> bytes:
     raise Conflict(f"the CRL of '{issuer}' keeps changing", hint="retry in a moment")
 
 
+def _stored_crl(rt: Runtime, issuer: str) -> bytes:
+    with rt.uow.begin(read_only=True) as tx:
+        record = tx.crls.get(issuer)
+    if record is None:
+        raise Unavailable(
+            f"the {issuer} CA is offline and has no CRL yet",
+            hint="sign it in a ceremony: trustfleet ca crl-root",
+            code="ca.offline",
+        )
+    return record.der
+
+
 def refresh_crls(rt: Runtime, *, now: datetime) -> list[str]:
-    """Reissue every CRL that is missing or within the refresh margin of its nextUpdate.
+    """Reissue every online CA's CRL that is missing or within the refresh margin of its
+    nextUpdate (an offline CA's CRL is signed only in a ceremony).
 
     Returns:
-        The names of the CAs whose CRL was checked (all of them).
+        The names of the CAs whose CRL was checked (the online ones).
     """
-    for issuer in rt.settings.ca:
+    online = [issuer for issuer in rt.settings.ca if not rt.is_offline(issuer)]
+    for issuer in online:
         current_crl(rt, issuer, now=now)
-    return list(rt.settings.ca)
+    return online
 
 
 def regenerate_crl(rt: Runtime, tx: Transaction, issuer: str, *, now: datetime) -> bytes:
