@@ -134,6 +134,8 @@ def test_verified_wipe_then_refused_everywhere(fleet: SimFleet, tmp_path: Path) 
     assert [k["label"] for k in destroyed["token_keys"]] == ["identity"]
     assert {"tpm-clear", "tpm/datakey.sealed", "state.enc"} <= set(destroyed["sealed"])
 
+    record = _record(fleet, device_id)
+    print(f"\ndecommission: request -> verified {record.completed_at - record.requested_at}")
     wait_until(lambda: not agent.running, timeout_s=WAIT_S, what="the agent to stop by itself")
     assert _token_keys(directory) == []
     assert "0x81010002" not in _persistent_handles(directory)
