@@ -335,6 +335,18 @@ def _leaf_commands() -> set[str]:
     }
 
 
+CASES |= {
+    "device-decommission-unknown-id": (
+        "device decommission dev-nosuchdevice --yes --home {home}", "not found", "device list"),
+    "device-decommission-offline-unknown-id": (
+        "device decommission dev-nosuchdevice --offline --yes --home {home}", "not found",
+        "device list"),
+    "device-decommissions-bad-state": (
+        "device decommissions --state gone --home {home}", "unknown decommission state",
+        "one of: pending, verified, unverified"),
+}  # fmt: skip
+
+
 def _command_of(case_id: str) -> str:
     words = [w for w in CASES[case_id][0].split() if not w.startswith("-")][:3]
     leaves = _leaf_commands()

@@ -32,7 +32,7 @@ pytestmark = pytest.mark.e2e
 
 STAGES = ["init", "release", "provision", "serve", "enroll", "telemetry", "reenroll",
           "update", "rollback", "attest", "quarantine", "heal", "revoke", "audit",
-          "detect", "console"]  # fmt: skip
+          "detect", "console", "decommission"]  # fmt: skip
 V1, V2, V3 = "1.0.0", "1.1.0", "1.2.0"
 
 
@@ -93,6 +93,13 @@ def _store_facts(home: Path) -> dict[str, Any]:
                 "metrics": tx.monitor_metrics.counts(source="device"),
                 "campaigns": sorted(c.state for c in tx.campaigns.list(limit=10)),
                 "events": [(e.type, e.subject) for e in tx.events.list(limit=1000)],
+                "decommissions": {r.device_id: r.state for r in tx.decommissions.list()},
+                "revocation_reasons": {
+                    d: sorted(
+                        {c.revocation_reason or "" for c in tx.certificates.list_for_device(d)}
+                    )
+                    for d in ids
+                },
                 "last_verdicts": {
                     d: [r.ok for r in tx.attestation.results(d, limit=1)] for d in ids
                 },
@@ -119,7 +126,7 @@ def _check_fleet(facts: dict[str, Any], devices: Path, *, exfiltrated: str) -> s
     """The store's fleet is what the demo's stages should have left; the revoked device's id."""
     states = facts["states"]
     (revoked,) = [d for d, s in states.items() if s == "revoked"]
-    assert sorted(states.values()) == ["enrolled", "enrolled", "enrolled", "revoked"]
+    assert sorted(states.values()) == ["decommissioned", "enrolled", "enrolled", "revoked"]
     # The fleet updated (completed), the unhealthy device halted its campaign, the healing
     # release completed.
     assert facts["campaigns"] == ["completed", "completed", "halted"]
@@ -198,6 +205,19 @@ def _check_audit(details: dict[str, Any], home: Path, witness: Path, *, revoked:
     assert any(log_vkey.split("+", 1)[0] in line for line in report["checks"])
 
 
+def _check_decommissioned(facts: dict[str, Any], devices: Path, retired: str) -> None:
+    """The decommission stage left a verified wipe: the store, the events and the folder."""
+    assert facts["states"][retired] == "decommissioned"
+    assert facts["decommissions"] == {retired: "verified"}
+    # Every certificate is revoked: cessationOfOperation, or superseded by an earlier renewal.
+    assert "cessationOfOperation" in facts["revocation_reasons"][retired]
+    assert set(facts["revocation_reasons"][retired]) <= {"cessationOfOperation", "superseded"}
+    assert ("device.decommissioned", f"device:{retired}") in facts["events"]
+    marker = json.loads((devices / retired / "decommissioned.json").read_text(encoding="utf-8"))
+    assert marker["evidence"]["device_id"] == retired
+    assert not (devices / retired / "state.enc").exists()
+
+
 def _check_console_login(login: dict[str, str], home: Path) -> None:
     """The one-time admin login ``--keep`` printed works once, and asks for TOTP enrollment."""
     from trustfleet.services.auth import login_password
@@ -222,7 +242,8 @@ def test_demo_runs_every_stage_and_leaves_the_fleet_in_its_real_state(tmp_path: 
         assert proc.returncode == 0
         for stage in doc["stages"]:
             assert set(stage) == {"name", "ok", "seconds", "details"}
-        assert doc["processes"]["server"] and len(doc["processes"]["agents"]) == 4
+        # The decommissioned device's agent stopped by itself after its wipe.
+        assert doc["processes"]["server"] and len(doc["processes"]["agents"]) == 3
         assert doc["processes"]["witness"]
 
         home = workdir / "server"
@@ -234,5 +255,7 @@ def test_demo_runs_every_stage_and_leaves_the_fleet_in_its_real_state(tmp_path: 
         audit = next(s["details"] for s in doc["stages"] if s["name"] == "audit")
         _check_audit(audit, home, workdir / "witness", revoked=revoked)
         _check_console_login(doc["console"], home)
+        retired = next(s["details"] for s in doc["stages"] if s["name"] == "decommission")
+        _check_decommissioned(_store_facts(home), workdir / "devices", retired["device"])
     # Everything the demo left was stopped by its pid.
     assert _leftovers(workdir) == []

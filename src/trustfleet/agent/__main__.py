@@ -64,7 +64,7 @@ def _parser(*, simulated: bool) -> argparse.ArgumentParser:
         command.add_argument("--json", action="store_true", help="print one JSON document")
         if simulated:
             command.add_argument(OPTION, default="", help="updater faults (simulation only)")
-    from trustfleet.agent._tpmhooks import add_commands  # noqa: PLC0415  # attest, ak-enroll
+    from trustfleet.agent._tpmhooks import add_commands  # noqa: PLC0415  # attest, ak-enroll, wipe
 
     add_commands(commands)
     return parser
@@ -103,7 +103,7 @@ def _entry(args: argparse.Namespace, *, simulated: bool) -> AgentEntry:
 def _dispatch(args: argparse.Namespace, *, entry: AgentEntry, stop: threading.Event) -> int:
     if args.command == "boot":
         return _boot_once(args.device, as_json=args.json, faults=entry.faults)
-    if args.command in ("attest", "ak-enroll"):  # child processes of the agent (TPM)
+    if args.command in ("attest", "ak-enroll", "wipe"):  # child processes of the agent
         from trustfleet.agent._tpmhooks import run_command  # noqa: PLC0415
 
         return run_command(args, now=_now)

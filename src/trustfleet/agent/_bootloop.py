@@ -139,11 +139,13 @@ def run_boot_loop(
         TrustFleetError: What the agent's run raised (not on a trial boot).
     """
     from trustfleet.agent._tpmhooks import power_off, power_on  # noqa: PLC0415
+    from trustfleet.agent.decommission import refuse_if_decommissioned  # noqa: PLC0415
     from trustfleet.agent.settings import load_device_settings  # noqa: PLC0415
     from trustfleet.agent.updater.worker import REBOOT_EXIT_CODE  # noqa: PLC0415
 
     summaries: list[RunSummary] = []
     settings = load_device_settings(device)
+    refuse_if_decommissioned(settings.directory)
     lock = hold_device(settings.directory)  # before the TPM: one agent per device folder
     power_on(settings.directory)  # a boot resets the TPM (no-op for a device without one)
     booted = boot_in_child(settings.directory, entry=entry)

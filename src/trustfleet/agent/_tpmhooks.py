@@ -42,7 +42,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-COMMANDS = frozenset({"attest", "ak-enroll"})
+COMMANDS = frozenset({"attest", "ak-enroll", "wipe"})
 _MAX_MANIFEST_BYTES = 64 * 1024
 
 
@@ -156,10 +156,12 @@ def add_commands(commands: Any) -> None:
     attest.add_argument("--slot", choices=("a", "b"), help="the slot this boot runs")
     enroll = commands.add_parser("ak-enroll", help="bind the TPM's AK at the service (once)")
     enroll.add_argument("--device", type=Path, required=True, help="the device folder")
+    wipe = commands.add_parser("wipe", help="decommission: wipe keys, sealed data (child)")
+    wipe.add_argument("--device", type=Path, required=True, help="the device folder")
 
 
 def run_command(args: argparse.Namespace, *, now: Callable[[], datetime]) -> int:
-    """Run ``attest`` (evidence on stdout) or ``ak-enroll``.
+    """Run ``attest`` (evidence on stdout), ``ak-enroll`` or ``wipe`` (wipe evidence on stdout).
 
     Raises:
         TrustFleetError: Whatever failed (the caller prints one line).
@@ -171,6 +173,10 @@ def run_command(args: argparse.Namespace, *, now: Callable[[], datetime]) -> int
         evidence = attest_main(args.device, payload, release=args.release, slot=args.slot)
         sys.stdout.buffer.write(evidence + b"\n")
         return 0
+    if args.command == "wipe":
+        from trustfleet.agent.decommission import run_wipe_command  # noqa: PLC0415
+
+        return run_wipe_command(args.device, now=now())
     from trustfleet.agent.akenroll import enroll_ak  # noqa: PLC0415
     from trustfleet.agent.settings import load_device_settings  # noqa: PLC0415
 

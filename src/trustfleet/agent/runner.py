@@ -31,6 +31,7 @@ from trustfleet.agent._tls import token_key
 from trustfleet.agent._tpmhooks import ensure_ak_enrolled
 from trustfleet.agent.attester import Attester
 from trustfleet.agent.certfacts import CertFacts, read_pem_cert_facts
+from trustfleet.agent.decommission import answer_decommission, refuse_if_decommissioned
 from trustfleet.agent.link import MqttLink, topic
 from trustfleet.agent.metrics import MetricsReporter, metrics_reporter
 from trustfleet.agent.outbox import Message, Outbox
@@ -91,6 +92,7 @@ def run_agent(
         Unavailable: The service or the broker could not be reached (``once``), or the
             messages were not acknowledged in time.
     """
+    refuse_if_decommissioned(settings.directory)
     agent = _Agent(settings, now=now, stop=stop or threading.Event(), boot=boot, faults=faults)
     try:
         if update is not None:
@@ -245,6 +247,9 @@ class _Agent:
         self._drop_link()
         self.attester.close()
 
+    def before_wipe(self) -> None:
+        self.attester.close()  # the wipe's child uses the TPM: no challenge meanwhile
+
     # -- messages ---------------------------------------------------------------------------
 
     def emit(self, leaf: str, document: dict[str, Any]) -> int:
@@ -294,6 +299,8 @@ class _Agent:
             return self.ota.answer_update(command.id, command.args)
         if command.name == "reenroll":
             return answer_reenroll(self, command)
+        if command.name == "decommission":
+            return answer_decommission(self, command)
         return {"id": command.id, "ok": False, "result": {},
                 "error": f"unknown command '{command.name[:64]}'"}  # fmt: skip
 

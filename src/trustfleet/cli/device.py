@@ -24,6 +24,8 @@ from trustfleet.cli._common import (
     present_page,
     stderr,
 )
+from trustfleet.cli._device_decommission import decommission_summary, shown_state
+from trustfleet.cli._device_decommission import register as _register_decommission
 from trustfleet.cli._options import CursorOpt, DeviceArg, HomeOpt, JsonOpt, LimitOpt
 from trustfleet.errors import InvalidInput
 
@@ -90,14 +92,15 @@ def _inventory_row(row: InventoryRow) -> dict[str, Any]:
         "firmware_version": d.firmware_version, "last_seen_at": _when(d.last_seen_at),
         "online": row.online, "cert_not_after": _when(row.cert_not_after),
         "attestation": verdict, "attested_at": _when(row.attested_at),
-        "quarantined": row.quarantined, "slot": row.slot,
+        "quarantined": row.quarantined, "slot": row.slot, "decommission": row.decommission,
     }  # fmt: skip
 
 
 def _inventory_cells(r: Mapping[str, Any]) -> tuple[str, ...]:
     flags = ("online" if r["online"] else "offline") + (" quarantined" if r["quarantined"] else "")
+    state = "decommissioned (unverified)" if r["decommission"] == "unverified" else r["state"]
     return (
-        r["id"], r["model"], r["state"], r["firmware_version"] or "-",
+        r["id"], r["model"], state, r["firmware_version"] or "-",
         (r["last_seen_at"] or "never")[:19], flags, (r["cert_not_after"] or "-")[:10],
         r["attestation"],
     )  # fmt: skip
@@ -169,6 +172,7 @@ def show(
 
     with device_runtime(home) as rt:
         detail = device_detail(rt, device_id)
+        retired = decommission_summary(rt, device_id)
     device = detail.device
     rows = [_cert_row(c) for c in detail.certificates]
     doc: dict[str, Any] = {
@@ -179,11 +183,13 @@ def show(
         "updated_at": device.updated_at.isoformat(),
         "last_seen_at": device.last_seen_at.isoformat() if device.last_seen_at else None,
         "certificates": rows,
+        "decommission": retired,
     }
     if json_out:
         emit_json(doc)
         return
-    console.print(f"[bold]{device.id}[/]  model={device.model}  state={device.state}")
+    state = shown_state(device.state, retired)
+    console.print(f"[bold]{device.id}[/]  model={device.model}  state={state}")
     table = Table("kind", "issuer", "serial", "status", "not after")
     for c in rows:
         table.add_row(c["kind"], c["issuer"], c["serial"], c["status"], c["not_after"])
@@ -368,3 +374,6 @@ def commands(
 def _one_line(value: Any) -> str:
     """A JSON value on one line (``-`` for None)."""
     return "-" if value is None else json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+_register_decommission(app)

@@ -27,7 +27,12 @@ if TYPE_CHECKING:
     from trustfleet.keystore._awscrt import token_tls_context
     from trustfleet.keystore._eckey import Pkcs11EcPrivateKey
     from trustfleet.keystore._edkey import Pkcs11Ed25519Key
-    from trustfleet.keystore._objects import destroy_key_pair, private_key_labels, rename_key_pair
+    from trustfleet.keystore._objects import (
+        destroy_key_objects,
+        destroy_key_pair,
+        private_key_labels,
+        rename_key_pair,
+    )
     from trustfleet.keystore._openkey import open_ed25519_key, open_key
     from trustfleet.keystore._token import TokenSession, init_token, open_token
 
@@ -38,6 +43,7 @@ _LAZY = {
     "Pkcs11EcPrivateKey": "trustfleet.keystore._eckey",
     "Pkcs11Ed25519Key": "trustfleet.keystore._edkey",
     "TokenSession": "trustfleet.keystore._token",
+    "destroy_key_objects": "trustfleet.keystore._objects",
     "destroy_key_pair": "trustfleet.keystore._objects",
     "private_key_labels": "trustfleet.keystore._objects",
     "rename_key_pair": "trustfleet.keystore._objects",
@@ -59,6 +65,7 @@ __all__ = [
     "Pkcs11Ed25519Key",
     "Pkcs11Uri",
     "TokenSession",
+    "destroy_key_objects",
     "destroy_key_pair",
     "find_module",
     "generate_pin",

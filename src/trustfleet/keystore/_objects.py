@@ -1,4 +1,5 @@
-"""Key pairs in a token by label: list, rename, destroy (a device's re-key, docs/lifecycle.md).
+"""Key pairs in a token by label: list, rename, destroy (a device's re-key, docs/lifecycle.md);
+every key object at once (a device's wipe).
 
 A key pair is the private and the public key object that share a ``CKA_LABEL``
 (:meth:`TokenSession.generate_ec_key` gives both the same label and id). Renaming changes
@@ -18,7 +19,7 @@ from trustfleet.errors import Conflict, NotFound
 from trustfleet.keystore._token import MAX_KEY_LABEL_CHARS, TokenSession, _check_label
 from trustfleet.keystore._translate import translate
 
-__all__ = ["destroy_key_pair", "private_key_labels", "rename_key_pair"]
+__all__ = ["destroy_key_objects", "destroy_key_pair", "private_key_labels", "rename_key_pair"]
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +96,28 @@ def destroy_key_pair(session: TokenSession, label: str) -> int:
     if objects:
         logger.info("destroyed key %r (%d objects) in token %r", label, len(objects), session.label)
     return len(objects)
+
+
+def destroy_key_objects(session: TokenSession) -> int:
+    """Destroy every key object of the token (private, public and secret keys); how many.
+
+    Certificates and data objects stay. Keys opened from the session stop working.
+
+    Raises:
+        Unavailable: The session is closed or the token failed.
+    """
+    destroyed = 0
+    with session._lock:
+        session._check_open()
+        try:
+            for cls in (*_KEY_CLASSES, ObjectClass.SECRET_KEY):
+                for obj in list(session._session.get_objects({Attribute.CLASS: cls})):
+                    obj.destroy()
+                    destroyed += 1
+        except p11e.PKCS11Error as exc:
+            raise translate(exc, action="destroying every key", token=session.label) from exc
+    logger.info("destroyed every key (%d objects) in token %r", destroyed, session.label)
+    return destroyed
 
 
 def _objects(session: TokenSession, label: str) -> list[Any]:

@@ -22,6 +22,7 @@ from trustfleet.server._broker_side import BrokerSide
 from trustfleet.server._leftovers import ChildRecord, run_dir
 from trustfleet.server._readiness import STATUS_FILE, Component, write_status
 from trustfleet.server._supervise import Supervisor
+from trustfleet.services.decommission import sweep as sweep_decommissions
 from trustfleet.services.ota import refresh_timestamp_if_due
 from trustfleet.services.runtime import Runtime
 from trustfleet.settings import ServerSettings
@@ -53,13 +54,21 @@ class RunLoop:
         self.status_path = run_dir(settings.home) / STATUS_FILE
         self._admin = _AdminProbe(side.config.paths.admin_socket)
         self._timestamps: threading.Thread | None = None
+        self._decommissions: threading.Thread | None = None
 
-    def start_timestamps(self, stopping: threading.Event) -> None:
+    def start_threads(self, stopping: threading.Event) -> None:
+        """Start the TUF timestamp refresh and the decommission sweep (daemon threads)."""
         self._timestamps = threading.Thread(
             target=_refresh_timestamp_forever, args=(self.rt, stopping), name="tuf-timestamp",
             daemon=True,
         )  # fmt: skip
         self._timestamps.start()
+        # Wipe evidence revokes and signs CRLs: this process logs in through python-pkcs11.
+        self._decommissions = threading.Thread(
+            target=_sweep_decommissions_forever, args=(self.rt, stopping),
+            name="decommissions", daemon=True,
+        )  # fmt: skip
+        self._decommissions.start()
 
     def supervise(self, stopping: threading.Event) -> None:
         next_status = 0.0
@@ -124,8 +133,9 @@ class RunLoop:
         return Component("store", True)
 
     def close(self) -> None:
-        if self._timestamps is not None and self._timestamps.is_alive():
-            self._timestamps.join(timeout=_TIMESTAMP_JOIN_S)
+        for thread in (self._timestamps, self._decommissions):
+            if thread is not None and thread.is_alive():
+                thread.join(timeout=_TIMESTAMP_JOIN_S)
         self.status_path.unlink(missing_ok=True)
         self.record_file.clear()
 
@@ -180,3 +190,19 @@ def _refresh_timestamp_forever(rt: Runtime, stopping: threading.Event) -> None:
             logger.exception("TUF timestamp refresh failed")
         if stopping.wait(rt.settings.ota.timestamp_check_s):
             return
+
+
+def _sweep_decommissions_forever(rt: Runtime, stopping: threading.Event) -> None:
+    """Check wipe evidence and expire overdue decommissions ([lifecycle] decommission_poll_s)."""
+    while not stopping.wait(rt.settings.lifecycle.decommission_poll_s):
+        try:
+            outcome = sweep_decommissions(rt, now=datetime.now(UTC))
+        except TrustFleetError as exc:
+            logger.warning("decommission sweep failed: %s", exc.one_line())
+            continue
+        except Exception:
+            logger.exception("decommission sweep failed")
+            continue
+        if outcome.verified or outcome.expired:
+            logger.info("decommissioned: verified %s, unverified %s",
+                        list(outcome.verified), list(outcome.expired))  # fmt: skip

@@ -206,7 +206,7 @@ class _Service:
     ) -> ServiceStatus | None:
         """Start the broker and the children; None if a signal came meanwhile."""
         assert self.port is not None and self.mqtt_port is not None  # noqa: S101  # post_init
-        loop.start_timestamps(self.signals.event)
+        loop.start_threads(self.signals.event)
         if not side.start() and side.error is not None and side.error.code == "broker.port_in_use":
             raise side.error
         if self.signals.event.is_set():

@@ -17,7 +17,7 @@ the service, so :attr:`InventoryRow.slot` is None until it is.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Final, Literal, TypeVar
 
@@ -114,6 +114,8 @@ class InventoryRow:
         attested_at: When that verdict was made.
         quarantined: Whether it is quarantined.
         slot: Its boot slot, when the service knows it (not stored yet: None).
+        decommission: For a decommissioned device, ``verified`` or ``unverified`` (flagged:
+            no proof of the wipe); else None.
     """
 
     device: DeviceRecord
@@ -123,6 +125,7 @@ class InventoryRow:
     attested_at: datetime | None
     quarantined: bool
     slot: str | None
+    decommission: str | None = None
 
 
 def paged(
@@ -196,7 +199,19 @@ def list_inventory(
         rt, lambda tx, n, o: tx.inventory.page(query, sort=sort, limit=n, offset=o),
         limit=limit, cursor=cursor,
     )  # fmt: skip
-    return Page(tuple(_row(e, seen_since) for e in page.items), page.next_cursor)
+    rows = tuple(_row(e, seen_since) for e in page.items)
+    return Page(_with_decommissions(rt, rows), page.next_cursor)
+
+
+def _with_decommissions(rt: Runtime, rows: tuple[InventoryRow, ...]) -> tuple[InventoryRow, ...]:
+    """Say, for each decommissioned device, whether its wipe was verified."""
+    retired = [r.device.id for r in rows if r.device.state == "decommissioned"]
+    if not retired:
+        return rows
+    with rt.uow.begin(read_only=True) as tx:
+        found = {d: tx.decommissions.get(d) for d in retired}
+    states = {d: rec.state for d, rec in found.items() if rec is not None}
+    return tuple(replace(r, decommission=states.get(r.device.id)) for r in rows)
 
 
 def _row(entry: InventoryEntry, seen_since: datetime) -> InventoryRow:

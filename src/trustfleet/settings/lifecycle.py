@@ -40,3 +40,5 @@ class LifecycleSettings(ConfigModel):
     rekey_rate_per_s: float = Field(default=20.0, gt=0, le=1000)
     """'device rekey' and 'device reenroll' send at most this many commands a second (the
     devices' EST requests follow them)."""
+    decommission_poll_s: float = Field(default=0.5, gt=0, le=300)
+    """How often server run checks decommission answers (wipe evidence) and overdue requests."""

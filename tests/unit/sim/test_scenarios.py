@@ -13,7 +13,7 @@ from trustfleet.sim.scenarios import DEMO, Observed, StageResult, one_line, stag
 
 DEMO_NAMES = ["init", "release", "provision", "serve", "enroll", "telemetry", "reenroll",
               "update", "rollback", "attest", "quarantine", "heal", "revoke", "audit",
-              "detect", "console"]  # fmt: skip
+              "detect", "console", "decommission"]  # fmt: skip
 
 
 def _fleet(tmp_path: Path) -> SimFleet:

@@ -23,7 +23,7 @@ from tpm2_pytss.types import (
     TPMU_HA,
 )
 
-from trustfleet.errors import InvalidInput
+from trustfleet.errors import InvalidInput, NotFound
 from trustfleet.keystore.tpm import _keys, _objects, _seal
 from trustfleet.keystore.tpm._policy import SHA256_BYTES, pcr_selection_bytes
 from trustfleet.keystore.tpm._tss import TSS2_Exception, translate
@@ -322,3 +322,52 @@ class Tpm:
         return self._call(
             "unsealing", "tpm.unseal.policy", lambda esapi: _seal.unseal(esapi, parts)
         )
+
+    # -- wipe (decommission) ---------------------------------------------------------------
+
+    def evict_ak(self) -> AkInfo | None:
+        """Remove the persistent AK (TPM2_EvictControl); what it was, or None if absent.
+
+        Raises:
+            Unavailable: The TPM refused or cannot be reached.
+        """
+        try:
+            info = self.ak()
+        except NotFound:
+            return None
+
+        def run(esapi: Any) -> None:
+            tr = _keys.open_ak(esapi, self._ak_handle)
+            esapi.evict_control(ESYS_TR.OWNER, tr, self._ak_handle)
+            esapi.tr_close(tr)
+
+        self._call("evicting the AK", "tpm.ak.evict", run)
+        return info
+
+    def flush_transient(self) -> int:
+        """Flush every loaded transient object (TPM2_FlushContext); how many.
+
+        Raises:
+            Unavailable: The TPM refused or cannot be reached.
+        """
+
+        def run(esapi: Any) -> int:
+            found = _objects.handles(esapi, int(TPM2_HT.TRANSIENT))
+            for handle in found:
+                tr = esapi.tr_from_tpmpublic(handle)
+                esapi.flush_context(tr)
+            return len(found)
+
+        return self._call("flushing transient objects", "tpm.flush", run)
+
+    def clear(self) -> None:
+        """TPM2_Clear with the lockout hierarchy (empty authorization): a new storage primary
+        seed (every blob sealed under the SRK is undecryptable), owner and endorsement
+        persistent objects flushed, owner authorizations reset. The EPS (so the EK and its
+        certificate) is kept.
+
+        Raises:
+            Unavailable: The TPM refused (lockout authorization set, or ``disableClear``;
+                code ``tpm.clear``) or cannot be reached.
+        """
+        self._call("clearing the TPM", "tpm.clear", lambda esapi: esapi.clear(ESYS_TR.LOCKOUT))

@@ -16,6 +16,8 @@ from trustfleet.server.api._pagination import ItemsPage, PagingDep, page_of
 from trustfleet.server.api.events import present_event
 from trustfleet.server.api.schemas import (
     CertificateOut,
+    DecommissionIn,
+    DecommissionOut,
     DeviceOut,
     DeviceState,
     EventOut,
@@ -24,9 +26,11 @@ from trustfleet.server.api.schemas import (
     TelemetryOut,
 )
 from trustfleet.services import inventory
+from trustfleet.services.decommission import decommission_offline, request_decommission
 from trustfleet.services.revocation import revoke_device
 from trustfleet.services.runtime import Runtime
 from trustfleet.store import MAX_LIST_LIMIT, CertificateRecord, TelemetryRecord
+from trustfleet.store.lifecycle_records import DecommissionRecord
 
 __all__ = ["router"]
 
@@ -171,3 +175,27 @@ async def post_revoke(caller: CallerDep, device_id: DeviceId, body: RevokeIn) ->
         now=caller.clock(),
     )  # fmt: skip
     return _present(await caller.run(_one_row, caller.rt, device_id, now=caller.clock()))
+
+
+def _decommission(rt: Runtime, device_id: str, *, offline: bool, actor: str,
+                  now: datetime) -> DecommissionRecord:  # fmt: skip
+    if offline:
+        return decommission_offline(rt, device_id, actor=actor, now=now)
+    return request_decommission(rt, None, device_id, actor=actor, now=now).decommission
+
+
+@router.post(
+    "/devices/{device_id}/decommission", response_model=DecommissionOut,
+    **guarded("devices.revoke"),
+)  # fmt: skip
+async def post_decommission(caller: CallerDep, device_id: DeviceId, body: DecommissionIn) -> Any:
+    """Decommission a device: it wipes itself and proves it, or (offline) it is retired now."""
+    rec = await caller.run(
+        _decommission, caller.rt, device_id, offline=body.offline,
+        actor=caller.principal.actor, now=caller.clock(),
+    )  # fmt: skip
+    return DecommissionOut(
+        device_id=rec.device_id, state=rec.state, flagged=rec.state == "unverified",
+        requested_by=rec.requested_by, requested_at=rec.requested_at, deadline=rec.deadline,
+        completed_at=rec.completed_at, reason=rec.reason,
+    )  # fmt: skip

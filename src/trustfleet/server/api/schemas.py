@@ -26,6 +26,8 @@ __all__ = [
     "CommandIn",
     "CommandOut",
     "CsrIn",
+    "DecommissionIn",
+    "DecommissionOut",
     "DeviceOut",
     "EventOut",
     "IdevidOut",
@@ -382,3 +384,24 @@ class TokenCreatedOut(BaseModel):
 
     token: TokenOut
     secret: str
+
+
+class DecommissionIn(_In):
+    """How to decommission: ask the device to wipe itself (default), or, with ``offline``,
+    retire a device known to be gone at once (unverified)."""
+
+    offline: bool = False
+
+
+class DecommissionOut(BaseModel):
+    """A device's decommission: ``pending`` (waiting for wipe evidence), ``verified`` or
+    ``unverified`` (flagged: no proof of the wipe)."""
+
+    device_id: str
+    state: Literal["pending", "verified", "unverified"]
+    flagged: bool
+    requested_by: str
+    requested_at: datetime
+    deadline: datetime
+    completed_at: datetime | None
+    reason: str | None

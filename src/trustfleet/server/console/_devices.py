@@ -194,6 +194,16 @@ def _updates(ctx: Ctx, device_id: str) -> Page[SecurityEventRecord]:
     )  # fmt: skip
 
 
+def _decommission_of(ctx: Ctx, device_id: str) -> Any:
+    """The device's decommission (a flagged ``unverified`` one shows), or None."""
+    from trustfleet.services.decommission import get_decommission  # noqa: PLC0415
+
+    try:
+        return get_decommission(ctx.rt, device_id)
+    except NotFound:
+        return None
+
+
 def _device(ctx: Ctx) -> Response:
     device_id = ctx.path["device_id"]
     telemetry = inventory.device_telemetry(
@@ -207,6 +217,7 @@ def _device(ctx: Ctx) -> Response:
         "telemetry": telemetry,
         "commands": list_device_commands(ctx.rt, device_id, limit=_DETAIL_ROWS, cursor=None),
         "actions": ACTIONS,
+        "decommission": _decommission_of(ctx, device_id),
         "chart": telemetry_chart(telemetry),
         "done": ctx.query.get("done"),
     }

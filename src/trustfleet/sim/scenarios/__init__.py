@@ -11,6 +11,7 @@ from __future__ import annotations
 from trustfleet.sim.scenarios._audit import audit
 from trustfleet.sim.scenarios._common import DEMO_ROLES
 from trustfleet.sim.scenarios._console import ConsoleLogin, console, console_login
+from trustfleet.sim.scenarios._decommission import decommission
 from trustfleet.sim.scenarios._detect import detect
 from trustfleet.sim.scenarios._ota import rollback, update
 from trustfleet.sim.scenarios._result import Observed, Stage, StageResult, one_line, stage
@@ -54,8 +55,10 @@ DEMO: tuple[Stage, ...] = (
     audit,
     detect,
     console,
+    decommission,
 )
 """The demo: a fleet is made, enrolls, updates, attests, loses a revoked member, and every
 security decision of the story is in the tamper-evident audit log; the fleet's metrics catch an
 exfiltrating device, which the playbook quarantines; the operator plane (API, console, metrics)
-serves it all under roles."""
+serves it all under roles; last, a device is retired: it wipes itself, proves it, and is refused
+everywhere (it runs last so that no stage counts on that device)."""
