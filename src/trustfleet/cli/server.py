@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from trustfleet.cli import _backup
 from trustfleet.cli._common import HomeOpt, JsonOpt, console, emit_json, interruptible, now
 from trustfleet.settings import load_server_settings
 
@@ -176,3 +177,8 @@ def run(
         on_stopped=stopped,
     )  # fmt: skip
     raise typer.Exit(code)
+
+
+app.command("backup")(_backup.backup)
+app.command("restore")(_backup.restore)
+app.command("check")(_backup.check)

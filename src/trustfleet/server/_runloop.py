@@ -22,6 +22,7 @@ from trustfleet.server._broker_side import BrokerSide
 from trustfleet.server._leftovers import ChildRecord, run_dir
 from trustfleet.server._readiness import STATUS_FILE, Component, write_status
 from trustfleet.server._supervise import Supervisor
+from trustfleet.services.expiry import watch_expiries
 from trustfleet.services.ota import refresh_timestamp_if_due
 from trustfleet.services.runtime import Runtime
 from trustfleet.settings import ServerSettings
@@ -53,6 +54,7 @@ class RunLoop:
         self.status_path = run_dir(settings.home) / STATUS_FILE
         self._admin = _AdminProbe(side.config.paths.admin_socket)
         self._timestamps: threading.Thread | None = None
+        self._expiries: threading.Thread | None = None
 
     def start_timestamps(self, stopping: threading.Event) -> None:
         self._timestamps = threading.Thread(
@@ -60,6 +62,11 @@ class RunLoop:
             daemon=True,
         )  # fmt: skip
         self._timestamps.start()
+        self._expiries = threading.Thread(
+            target=_watch_expiries_forever, args=(self.rt, stopping), name="expiry-watch",
+            daemon=True,
+        )  # fmt: skip
+        self._expiries.start()
 
     def supervise(self, stopping: threading.Event) -> None:
         next_status = 0.0
@@ -124,8 +131,9 @@ class RunLoop:
         return Component("store", True)
 
     def close(self) -> None:
-        if self._timestamps is not None and self._timestamps.is_alive():
-            self._timestamps.join(timeout=_TIMESTAMP_JOIN_S)
+        for thread in (self._timestamps, self._expiries):
+            if thread is not None and thread.is_alive():
+                thread.join(timeout=_TIMESTAMP_JOIN_S)
         self.status_path.unlink(missing_ok=True)
         self.record_file.clear()
 
@@ -179,4 +187,18 @@ def _refresh_timestamp_forever(rt: Runtime, stopping: threading.Event) -> None:
         except Exception:
             logger.exception("TUF timestamp refresh failed")
         if stopping.wait(rt.settings.ota.timestamp_check_s):
+            return
+
+
+def _watch_expiries_forever(rt: Runtime, stopping: threading.Event) -> None:
+    """Raise expiry notices every ``[lifecycle] expiry_check_s`` (docs/lifecycle.md); never
+    raises."""
+    while True:
+        try:
+            watch_expiries(rt, now=datetime.now(UTC))
+        except TrustFleetError as exc:
+            logger.warning("expiry watch failed: %s", exc.one_line())
+        except Exception:
+            logger.exception("expiry watch failed")
+        if stopping.wait(rt.settings.lifecycle.expiry_check_s):
             return

@@ -314,7 +314,7 @@ def decrypt_chunks(
         try:
             plain = aead.decrypt(_nonce(prefix, counter, last=last), sealed, aad)
         except InvalidTag as exc:
-            what = "cut short" if last else "changed"
+            what = "changed or cut short" if last else "changed"
             raise VerificationFailed(
                 f"the backup was {what} (chunk {counter} fails authentication)",
                 hint=_TAMPERED_HINT, code="backup.tampered",
