@@ -153,6 +153,8 @@ def run(
         else:
             mqtt = f"[red]MQTT broker not running[/] ({status.broker_error}; retrying)"
             ingest = ""
+        if status.migrated:
+            console.print(status.migrated, soft_wrap=True, highlight=False)
         if status.leftovers_stopped:
             left = ", ".join(status.leftovers_stopped)
             console.print(f"stopped what a killed earlier run left: {left}", soft_wrap=True)
