@@ -252,7 +252,7 @@ def take_backup(
     files = walk.writer.file_count
     logger.info("backup of %s written to %s (%d files)", home, out, files)
     report = BackupReport(
-        out=out, files=files, bytes=walk.writer.bytes_written, schema_revision=revision,
+        out=out_abs, files=files, bytes=walk.writer.bytes_written, schema_revision=revision,
         skipped=tuple(walk.skipped), kdf=str(key.header["kdf"]["name"]),
     )  # fmt: skip
     _record(rt, report, now=now)

@@ -168,14 +168,27 @@ class EncryptingWriter:
         out.write(self._aad)
 
     def write(self, data: bytes) -> int:
-        """Buffer ``data``; whole chunks are encrypted and written as they fill."""
-        self._buffer += data
-        while len(self._buffer) > self._chunk:  # keep ≥ 1 byte back for the last chunk
-            self._emit(bytes(self._buffer[: self._chunk]), last=False)
-            del self._buffer[: self._chunk]
+        """Buffer ``data``; whole chunks are encrypted and written as they fill.
+
+        A full chunk is kept back until more data follows: the last chunk is only known at
+        :meth:`close`.
+        """
+        view = memoryview(data)
+        if self._buffer:
+            room = self._chunk - len(self._buffer)
+            self._buffer += view[:room]
+            view = view[room:]
+            if not view:
+                return len(data)
+            self._emit(bytes(self._buffer), last=False)
+            self._buffer.clear()
+        while len(view) > self._chunk:
+            self._emit(view[: self._chunk], last=False)
+            view = view[self._chunk :]
+        self._buffer += view
         return len(data)
 
-    def _emit(self, plain: bytes, *, last: bool) -> None:
+    def _emit(self, plain: bytes | memoryview, *, last: bool) -> None:
         if self._counter >= 2**32 - 1:
             raise InvalidInput("backup too large for one file", code="backup.too_large")
         sealed = self._aead.encrypt(

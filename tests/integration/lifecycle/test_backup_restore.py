@@ -33,6 +33,7 @@ IMAGE_BYTES = 8 * 1024 * 1024  # the demo's lineage and size
 AGENT_TIMEOUT_S = 120.0
 CLI_TIMEOUT_S = 180.0
 PASSPHRASE = "restore drill: four long words"
+START_TIMEOUT_S = 180.0  # a loaded 2-core CI host: the stages' own bound is 60 s
 
 
 @dataclass
@@ -48,6 +49,12 @@ class Restored:
 def _tf(*args: str | Path) -> subprocess.CompletedProcess[str]:
     argv = [str(console_script("trustfleet")), *map(str, args)]
     return subprocess.run(argv, capture_output=True, text=True, timeout=CLI_TIMEOUT_S, check=False)
+
+
+def _stop_server_and_agents(fleet: SimFleet) -> None:
+    for agent in fleet.agents.values():
+        agent.stop()
+    fleet.srv.stop()
 
 
 def _publish_v2(fleet: SimFleet) -> None:
@@ -83,11 +90,11 @@ def restored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Restored]:
         made = fleet.srv.cli("server", "backup", "--out", out, "--passphrase-file", passphrase,
                              "--json", timeout_s=CLI_TIMEOUT_S)  # fmt: skip  # while it serves
         assert made.returncode == 0, made.stderr
-        fleet.stop()
+        _stop_server_and_agents(fleet)  # the witness keeps running
         home = work / "restored"
         done = _tf("server", "restore", out, "--home", home, "--passphrase-file", passphrase)
         assert done.returncode == 0, done.stderr
-        fleet.server = SimServer(home, log=work / "restored.log").start()
+        fleet.server = SimServer(home, log=work / "restored.log").start(timeout_s=START_TIMEOUT_S)
         yield Restored(fleet, out, passphrase, home, cert, json.loads(made.stdout))
     finally:
         fleet.stop()
@@ -249,9 +256,9 @@ def test_server_run_upgrades_a_home_of_the_previous_schema(restored: Restored) -
     """The last test of the module: the restored home, taken back to schema 0009, restarted."""
     fleet, server = restored.fleet, restored.fleet.srv
     states = fleet.device_states()
-    fleet.stop()
+    _stop_server_and_agents(fleet)
     _downgrade(server.home, "0009")
-    server.start()
+    server.start(timeout_s=START_TIMEOUT_S)
     rt = server.runtime
     assert schema_revision(rt.engine) == head_revision()
     copies = list((server.home / "backups").glob("pre-migrate-0009-*"))

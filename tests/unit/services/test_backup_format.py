@@ -204,3 +204,18 @@ def test_hostile_archives_refused(tmp_path: Path, chunks: list[bytes]) -> None:
     with pytest.raises((InvalidInput, VerificationFailed)):
         ArchiveReader(dest, limits=ArchiveLimits(max_file_bytes=1 << 20)).extract(iter(chunks))
     assert not (tmp_path / "evil").exists()
+
+
+@pytest.mark.parametrize(
+    "sizes", [[64], [64, 64], [128], [200, 1, 63, 64, 65], [0, 0, 64], [63, 1, 1]], ids=str
+)
+def test_any_write_sizes_round_trip(sizes: list[int]) -> None:
+    key = _small_chunks(bc.key_for_passphrase(PASS, cost=FAST))
+    out, plain = io.BytesIO(), b""
+    writer = bc.EncryptingWriter(out, key)
+    for index, size in enumerate(sizes):
+        piece = bytes([index]) * size
+        writer.write(piece)
+        plain += piece
+    writer.close()
+    assert _open(out.getvalue(), passphrase=PASS) == plain
