@@ -122,7 +122,7 @@ def run_server(
     try:
         lock = hold_home(settings.home)
         try:
-            upgrade = upgrade_store(settings, now=datetime.now(UTC))  # a copy first, if behind
+            upgrade = _upgrade(settings)
             service = _Service(settings, signals, port=port, workers=workers, mqtt_port=mqtt_port)
             service.migrated = _migrated_text(upgrade)
             report = service.run(on_ready or (lambda _status: None))
@@ -133,6 +133,16 @@ def run_server(
     if on_stopped is not None:
         on_stopped(report)
     return report.exit_code
+
+
+def _upgrade(settings: ServerSettings) -> UpgradeReport | None:
+    """Migrate a store that is behind (a copy first); a store that cannot be reached now is
+    left to the readiness check (``/readyz`` reports it), as before migrations ran here."""
+    try:
+        return upgrade_store(settings, now=datetime.now(UTC))
+    except Unavailable as exc:
+        logger.warning("cannot check the store's schema at start: %s", exc.one_line())
+        return None
 
 
 def _migrated_text(report: UpgradeReport | None) -> str | None:
