@@ -181,7 +181,8 @@ def schema_revision(engine: sqlalchemy.Engine) -> str | None:
     """
     try:
         with engine.connect() as connection:
-            return MigrationContext.configure(connection).get_current_revision()
+            reading = connection.execution_options(**{_SQLITE_BEGIN_OPTION: "DEFERRED"})
+            return MigrationContext.configure(reading).get_current_revision()
     except sa_exc.SQLAlchemyError as exc:
         error = translate(exc)
         if error is None:
