@@ -197,6 +197,33 @@ def test_refused_restores_leave_nothing(restored: Restored, tmp_path: Path, how:
         assert not target.exists()
 
 
+def test_a_backup_to_a_recipient_key_restores_with_its_identity(
+    restored: Restored, tmp_path: Path
+) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    identity = X25519PrivateKey.generate()
+    key_file, pub_file = tmp_path / "id.pem", tmp_path / "id.pub"
+    key_file.write_bytes(identity.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ))  # fmt: skip
+    pub_file.write_bytes(identity.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ))  # fmt: skip
+    out = tmp_path / "to-recipient.tfbackup"
+    made = _tf("server", "backup", "--home", restored.home, "--out", out, "--recipient", pub_file,
+               "--json")  # fmt: skip  # the restored server serves meanwhile
+    assert made.returncode == 0, made.stderr
+    assert json.loads(made.stdout)["encryption"] == "x25519"
+    home = tmp_path / "again"
+    done = _tf("server", "restore", out, "--home", home, "--identity", key_file, "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["source_home"] == str(restored.home.resolve())
+    assert (home / "trustfleet.toml").is_file()
+
+
 # --- upgrades -------------------------------------------------------------------------------
 
 
