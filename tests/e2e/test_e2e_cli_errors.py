@@ -88,6 +88,18 @@ CASES: dict[str, tuple[str, str, str]] = {
     "server-run-home-is-a-file":
         ("server run --home {afile}", "is a file, not a directory", "not a file"),
     "server-run-no-home": ("server run --home {adir}", "no server home", "server init"),
+    "server-backup-no-key":
+        ("server backup --home {home} --out {root}/b.tfbackup", "exactly one of", "encrypted"),
+    "server-backup-out-is-a-folder":
+        ("server backup --home {home} --out {adir} --passphrase-file {afile}", "is a link or a "
+         "folder", "new file name"),
+    "server-restore-not-a-backup":
+        ("server restore {afile} --home {root}/r1 --passphrase-file {afile}",
+         "not a TrustFleet backup", "not a TrustFleet backup"),
+    "server-restore-into-a-home": ("server restore {afile} --home {home} --passphrase-file {afile}",
+                                   "not empty", "new folder"),
+    "server-check-home-is-a-file":
+        ("server check --home {afile}", "is a file, not a directory", "not a file"),
     # factory
     "factory-provision-out-is-a-file":
         ("factory provision --home {home} --out {afile}", "not a folder", "folder for the device"),

@@ -93,9 +93,12 @@ def command_runtime(home: Path) -> Iterator[Runtime]:
         Config: The home or its settings are missing or invalid.
     """
     from trustfleet.services.runtime import Runtime  # keeps --help fast
+    from trustfleet.services.upgrade import upgrade_store
     from trustfleet.settings import load_server_settings
 
-    rt = Runtime.open(load_server_settings(home))
+    settings = load_server_settings(home)
+    upgrade_store(settings, now=now())  # a newer version migrates the store, a copy first
+    rt = Runtime.open(settings)
     try:
         yield rt
     except TrustFleetError as exc:  # a refused operator action is in the audit log too

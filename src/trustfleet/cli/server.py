@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from trustfleet.cli import _backup
 from trustfleet.cli._ceremony import print_offline_pins
 from trustfleet.cli._common import HomeOpt, JsonOpt, console, emit_json, interruptible, now
 from trustfleet.settings import load_server_settings
@@ -182,6 +183,8 @@ def run(
         else:
             mqtt = f"[red]MQTT broker not running[/] ({status.broker_error}; retrying)"
             ingest = ""
+        if status.migrated:
+            console.print(status.migrated, soft_wrap=True, highlight=False)
         if status.leftovers_stopped:
             left = ", ".join(status.leftovers_stopped)
             console.print(f"stopped what a killed earlier run left: {left}", soft_wrap=True)
@@ -206,3 +209,8 @@ def run(
         on_stopped=stopped,
     )  # fmt: skip
     raise typer.Exit(code)
+
+
+app.command("backup")(_backup.backup)
+app.command("restore")(_backup.restore)
+app.command("check")(_backup.check)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from trustfleet.keystore._conflock import conf_lock
 from trustfleet.keystore._lazy import lazy_attributes
 from trustfleet.keystore._module import DEFAULT_MODULE_CANDIDATES, find_module, write_softhsm_conf
 from trustfleet.keystore._pin import PinSource, generate_pin, write_pin_file
@@ -65,6 +66,7 @@ __all__ = [
     "Pkcs11Ed25519Key",
     "Pkcs11Uri",
     "TokenSession",
+    "conf_lock",
     "destroy_key_objects",
     "destroy_key_pair",
     "find_module",

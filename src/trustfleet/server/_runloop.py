@@ -23,6 +23,7 @@ from trustfleet.server._leftovers import ChildRecord, run_dir
 from trustfleet.server._readiness import STATUS_FILE, Component, write_status
 from trustfleet.server._supervise import Supervisor
 from trustfleet.services.decommission import sweep as sweep_decommissions
+from trustfleet.services.expiry import watch_expiries
 from trustfleet.services.ota import refresh_timestamp_if_due
 from trustfleet.services.runtime import Runtime
 from trustfleet.settings import ServerSettings
@@ -55,9 +56,11 @@ class RunLoop:
         self._admin = _AdminProbe(side.config.paths.admin_socket)
         self._timestamps: threading.Thread | None = None
         self._decommissions: threading.Thread | None = None
+        self._expiries: threading.Thread | None = None
 
     def start_threads(self, stopping: threading.Event) -> None:
-        """Start the TUF timestamp refresh and the decommission sweep (daemon threads)."""
+        """Start the TUF timestamp refresh, the decommission sweep and the expiry watch (daemon
+        threads)."""
         self._timestamps = threading.Thread(
             target=_refresh_timestamp_forever, args=(self.rt, stopping), name="tuf-timestamp",
             daemon=True,
@@ -69,6 +72,11 @@ class RunLoop:
             name="decommissions", daemon=True,
         )  # fmt: skip
         self._decommissions.start()
+        self._expiries = threading.Thread(
+            target=_watch_expiries_forever, args=(self.rt, stopping), name="expiry-watch",
+            daemon=True,
+        )  # fmt: skip
+        self._expiries.start()
 
     def supervise(self, stopping: threading.Event) -> None:
         next_status = 0.0
@@ -133,7 +141,7 @@ class RunLoop:
         return Component("store", True)
 
     def close(self) -> None:
-        for thread in (self._timestamps, self._decommissions):
+        for thread in (self._timestamps, self._decommissions, self._expiries):
             if thread is not None and thread.is_alive():
                 thread.join(timeout=_TIMESTAMP_JOIN_S)
         self.status_path.unlink(missing_ok=True)
@@ -206,3 +214,17 @@ def _sweep_decommissions_forever(rt: Runtime, stopping: threading.Event) -> None
         if outcome.verified or outcome.expired:
             logger.info("decommissioned: verified %s, unverified %s",
                         list(outcome.verified), list(outcome.expired))  # fmt: skip
+
+
+def _watch_expiries_forever(rt: Runtime, stopping: threading.Event) -> None:
+    """Raise expiry notices every ``[lifecycle] expiry_check_s`` (docs/lifecycle.md); never
+    raises."""
+    while True:
+        try:
+            watch_expiries(rt, now=datetime.now(UTC))
+        except TrustFleetError as exc:
+            logger.warning("expiry watch failed: %s", exc.one_line())
+        except Exception:
+            logger.exception("expiry watch failed")
+        if stopping.wait(rt.settings.lifecycle.expiry_check_s):
+            return

@@ -36,6 +36,7 @@ from trustfleet.server.ingest_worker import ingest_process_main
 from trustfleet.server.monitor_worker import monitor_process_main
 from trustfleet.services.health import record_service_change
 from trustfleet.services.runtime import Runtime
+from trustfleet.services.upgrade import UpgradeReport, upgrade_store
 from trustfleet.settings import ServerSettings
 
 __all__ = ["ServiceStatus", "StopReport", "run_server"]
@@ -58,6 +59,7 @@ class ServiceStatus:
         ingest_workers: How many ingest processes run.
         ingest_ready: Whether all of them had their subscriptions granted in time.
         leftovers_stopped: Processes a killed earlier run had left, stopped at start.
+        migrated: The store's migration at start ("0009 → 0010, copy in …"), if one ran.
     """
 
     api_port: int
@@ -67,6 +69,7 @@ class ServiceStatus:
     ingest_workers: int
     ingest_ready: bool
     leftovers_stopped: tuple[str, ...] = ()
+    migrated: str | None = None
 
 
 @dataclass(frozen=True)
@@ -119,7 +122,9 @@ def run_server(
     try:
         lock = hold_home(settings.home)
         try:
+            upgrade = _upgrade(settings)
             service = _Service(settings, signals, port=port, workers=workers, mqtt_port=mqtt_port)
+            service.migrated = _migrated_text(upgrade)
             report = service.run(on_ready or (lambda _status: None))
         finally:
             lock.release()
@@ -128,6 +133,23 @@ def run_server(
     if on_stopped is not None:
         on_stopped(report)
     return report.exit_code
+
+
+def _upgrade(settings: ServerSettings) -> UpgradeReport | None:
+    """Migrate a store that is behind (a copy first); a store that cannot be reached now is
+    left to the readiness check (``/readyz`` reports it), as before migrations ran here."""
+    try:
+        return upgrade_store(settings, now=datetime.now(UTC))
+    except Unavailable as exc:
+        logger.warning("cannot check the store's schema at start: %s", exc.one_line())
+        return None
+
+
+def _migrated_text(report: UpgradeReport | None) -> str | None:
+    if report is None:
+        return None
+    copy = f", a copy of the store first in {report.backup}" if report.backup else ""
+    return f"store migrated from schema {report.from_revision} to {report.to_revision}{copy}"
 
 
 def require_free_port(host: str, port: int, *, what: str, option: str) -> None:
@@ -156,6 +178,7 @@ class _Service:
     port: int | None
     workers: int | None
     mqtt_port: int | None
+    migrated: str | None = None
     _ready: list[Any] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -224,6 +247,7 @@ class _Service:
             ingest_workers=len(self._ready),
             ingest_ready=ingest_ready,
             leftovers_stopped=tuple(leftovers),
+            migrated=self.migrated,
         )
 
     def _start_children(self, supervisor: Supervisor) -> None:

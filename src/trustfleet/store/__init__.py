@@ -28,7 +28,13 @@ from trustfleet.store._commands import (
 )
 from trustfleet.store._crls import CrlRepository
 from trustfleet.store._devices import DeviceRepository
-from trustfleet.store._engine import create_engine, migrate, sqlite_url
+from trustfleet.store._engine import (
+    create_engine,
+    head_revision,
+    migrate,
+    schema_revision,
+    sqlite_url,
+)
 from trustfleet.store._events import (
     MAX_EVENT_DETAILS_BYTES,
     OUTCOMES,
@@ -103,3 +109,4 @@ __all__ += operator_records.__all__  # its records
 __all__ += ["MAX_EVIDENCE_BYTES", "MAX_NOTIFICATION_BYTES"]  # alerts and outbox bounds
 __all__ += ["AlertActionRepository", "AlertRepository", "NotificationRepository"]
 __all__ += alert_records.__all__
+__all__ += ["head_revision", "schema_revision"]  # upgrades (services.upgrade)

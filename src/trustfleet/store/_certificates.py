@@ -235,6 +235,18 @@ class CertificateRepository:
             query = query.where(CertificateRow.kind == kind)
         return self._handle.session.scalar(query) or 0
 
+    def expiring(self, *, kind: CertificateKind, before: datetime) -> tuple[int, datetime | None]:
+        """How many valid certificates of ``kind`` end before ``before``, and the soonest end
+        (the expiry watch; expired ones count too)."""
+        check.one_of(kind, CERTIFICATE_KINDS, name="kind")
+        query = select(func.count(), func.min(CertificateRow.not_after)).where(
+            CertificateRow.kind == kind,
+            CertificateRow.status == "valid",
+            CertificateRow.not_after < check.aware(before, name="before"),
+        )
+        count, soonest = self._handle.session.execute(query).one()
+        return int(count or 0), soonest
+
     def revoke(self, issuer: str, serial: str, *, reason: str, now: datetime) -> CertificateRecord:
         """Mark a certificate revoked.
 

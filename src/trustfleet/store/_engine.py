@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import sqlite3
 from pathlib import Path
@@ -10,6 +11,8 @@ from typing import Any, Final
 import sqlalchemy
 from alembic import command
 from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, make_url
@@ -18,7 +21,15 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from trustfleet.errors import Config
 from trustfleet.store._errors import translate
 
-__all__ = ["BUSY_TIMEOUT_S", "alembic_config", "create_engine", "migrate", "sqlite_url"]
+__all__ = [
+    "BUSY_TIMEOUT_S",
+    "alembic_config",
+    "create_engine",
+    "head_revision",
+    "migrate",
+    "schema_revision",
+    "sqlite_url",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -151,3 +162,29 @@ def migrate(engine: sqlalchemy.Engine) -> None:
             raise
         raise error from exc
     logger.info("database schema is at the newest revision")
+
+
+@functools.cache
+def head_revision() -> str:
+    """The newest schema revision this version of TrustFleet ships."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if head is None:  # pragma: no cover - the package always ships migrations
+        raise Config("no schema migrations found in the package")
+    return head
+
+
+def schema_revision(engine: sqlalchemy.Engine) -> str | None:
+    """The store's schema revision (None: an empty database, never migrated).
+
+    Raises:
+        Unavailable: The database cannot be reached.
+    """
+    try:
+        with engine.connect() as connection:
+            reading = connection.execution_options(**{_SQLITE_BEGIN_OPTION: "DEFERRED"})
+            return MigrationContext.configure(reading).get_current_revision()
+    except sa_exc.SQLAlchemyError as exc:
+        error = translate(exc)
+        if error is None:
+            raise
+        raise error from exc

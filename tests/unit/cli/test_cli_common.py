@@ -46,7 +46,7 @@ def test_command_runtime_closes_the_runtime(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     from trustfleet import settings
-    from trustfleet.services import runtime
+    from trustfleet.services import runtime, upgrade
 
     closed: list[bool] = []
 
@@ -63,6 +63,7 @@ def test_command_runtime_closes_the_runtime(
     refused: list[str] = []
     monkeypatch.setattr(settings, "load_server_settings", lambda home: home)
     monkeypatch.setattr(runtime, "Runtime", FakeRuntime)
+    monkeypatch.setattr(upgrade, "upgrade_store", lambda _settings, *, now: None)
     monkeypatch.setattr(
         audit, "record_refused_command", lambda _rt, *, error, **_: refused.append(str(error))
     )
