@@ -20,12 +20,14 @@ from trustfleet.broker._config import (
     render_mosquitto_conf,
 )
 from trustfleet.broker._supervisor import Broker
+from trustfleet.broker._trust import BrokerCa
 
 __all__ = [
     "ADMIN_USERNAME",
     "DEVICE_TOPIC_ROOT",
     "UNPRIVILEGED_USER",
     "Broker",
+    "BrokerCa",
     "BrokerConfig",
     "BrokerPaths",
     "render_acl",

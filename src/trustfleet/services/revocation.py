@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from cryptography.hazmat.primitives import serialization
 
-from trustfleet.errors import Conflict, NotFound
+from trustfleet.errors import Conflict
 from trustfleet.pki import (
     CertStatusAnswer,
     RevokedEntry,
