@@ -14,7 +14,9 @@ A rollover moves a kind of CA (``device`` or ``manufacturing``) to a new generat
    compromise; ``superseded`` stays what a device's re-enrollment to the new CA wrote), valid
    until the CA certificate's own end; state ``retired``: the broker, EST and OCSP stop trusting
    it. Refused while devices still hold a valid certificate of it unless ``force``, and always
-   while the server's own certificates come from it (``server rotate-tls`` first).
+   while the server's own certificates come from it (``server rotate-tls`` first). The server's
+   older certificates of it are not listed (they were replaced, not compromised, and a running
+   service process may still hold one until its restart).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from trustfleet.pki import DEVICE_CA, MANUFACTURING_CA, IssuerContext, issue_ca
 from trustfleet.services._certs import record_certificate, serial_hex
 from trustfleet.services.revocation import regenerate_crl
 from trustfleet.services.runtime import Runtime
+from trustfleet.services.tls_rotation import tls_issuers
 from trustfleet.settings import update_server_settings
 from trustfleet.store import Transaction
 from trustfleet.store.lifecycle_records import CaRecord
@@ -211,28 +214,30 @@ def retire_ca(rt: Runtime, name: str, *, force: bool, now: datetime) -> CaStep:
                 hint="activate its successor first", code="ca.state",
             )  # fmt: skip
         valid = [c for c in tx.certificates.list_valid(name, now=now) if c.kind != "ca"]
-        _check_retirable(ca, valid, force=force)
+        _check_retirable(rt, ca, valid, force=force)
         held = [c for c in valid if c.kind == _HOLDER_KIND[ca.kind]]
-        for rec in valid:
+        for rec in held:
             tx.certificates.revoke(rec.issuer, rec.serial, reason=CESSATION, now=now)
         until = rt.ca_certificate(name).not_valid_after_utc
         regenerate_crl(rt, tx, name, now=now, next_update=max(until, now + timedelta(hours=1)))
         tx.cas.set_state(name, "retired", now=now)
         for device_id in sorted({c.device_id for c in held if c.device_id}):
             _event(tx, "device.ca_retired", name, {"ca": name}, now=now, subject=device_id)
-        _event(tx, "ca.rollover.retired", name, {"kind": ca.kind, "revoked": len(valid),
+        _event(tx, "ca.rollover.retired", name, {"kind": ca.kind, "revoked": len(held),
                "devices": len(held), "forced": force}, now=now)  # fmt: skip
         publish_trust_bundle(rt, tx)
-    logger.info("CA %s retired (%d certificates revoked)", name, len(valid))
-    return CaStep(name, ca.kind, "retired", revoked=len(valid), holders=len(held))
+    logger.info("CA %s retired (%d certificates revoked)", name, len(held))
+    return CaStep(name, ca.kind, "retired", revoked=len(held), holders=len(held))
 
 
-def _check_retirable(ca: CaRecord, valid: Sequence[CertificateRecord], *, force: bool) -> None:
-    servers = [c for c in valid if c.kind == "server"]
+def _check_retirable(
+    rt: Runtime, ca: CaRecord, valid: Sequence[CertificateRecord], *, force: bool
+) -> None:
+    subject = rt.ca_certificate(ca.name).subject
+    servers = sorted(name for name, issuer in tls_issuers(rt).items() if issuer == subject)
     if servers:
         raise Conflict(
-            f"{len(servers)} server certificate(s) (HTTPS, broker, service MQTT) still come "
-            f"from CA '{ca.name}'",
+            f"the server's {', '.join(servers)} certificate(s) still come from CA '{ca.name}'",
             hint="run 'trustfleet server rotate-tls' first", code="ca.retire.server",
         )  # fmt: skip
     held = {c.device_id for c in valid if c.kind == _HOLDER_KIND[ca.kind]}
