@@ -50,13 +50,23 @@ class EnrollOutcome:
     path: Path
 
 
-def enroll_device(settings: DeviceSettings, *, mode: Mode, now: datetime) -> EnrollOutcome:
+def enroll_device(
+    settings: DeviceSettings,
+    *,
+    mode: Mode,
+    now: datetime,
+    csr_key: TokenKey | None = None,
+    target: Path | None = None,
+) -> EnrollOutcome:
     """Enroll (or re-enroll) a device and store its new LDevID next to its settings.
 
     Args:
         settings: The device's settings.
         mode: ``enroll`` authenticates with the IDevID, ``reenroll`` with the current LDevID.
         now: The current time (checked against the returned certificate).
+        csr_key: The key the CSR certifies and is signed by (default: the identity key, which
+            also authenticates the TLS connection); a re-key passes its new key here.
+        target: Where the new LDevID is written (default: ``[identity] ldevid``).
 
     Returns:
         The new certificate and where it was written.
@@ -67,7 +77,7 @@ def enroll_device(settings: DeviceSettings, *, mode: Mode, now: datetime) -> Enr
         Unavailable: The service could not be reached.
     """
     key = token_key(settings)
-    csr_der = _make_csr(settings, key=key)
+    csr_der = _make_csr(settings, key=csr_key or key)
     client_cert = settings.path(
         settings.identity.idevid if mode == "enroll" else settings.identity.ldevid
     )
@@ -91,7 +101,7 @@ def enroll_device(settings: DeviceSettings, *, mode: Mode, now: datetime) -> Enr
             f"the service refused the {mode}ment ({status}): {reason}", code="agent.est.refused"
         )
     cert = _pick_certificate(parse_certs_only(body), csr_der=csr_der, device_id=settings.device.id)
-    target = settings.path(settings.identity.ldevid)
+    target = target or settings.path(settings.identity.ldevid)
     write_atomic(target, cert.public_bytes(serialization.Encoding.PEM))
     logger.info("device %s %sed; LDevID serial %x", settings.device.id, mode, cert.serial_number)
     return EnrollOutcome(device_id=settings.device.id, certificate=cert, path=target)

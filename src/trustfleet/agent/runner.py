@@ -36,6 +36,7 @@ from trustfleet.agent.metrics import MetricsReporter, metrics_reporter
 from trustfleet.agent.outbox import Message, Outbox
 from trustfleet.agent.platform.bootloader import BootResult
 from trustfleet.agent.platform.faults import NO_FAULTS, Faults
+from trustfleet.agent.rekey import answer_reenroll, key_matches, recover_rekey
 from trustfleet.agent.settings import DeviceSettings, require_mqtt
 from trustfleet.agent.updater.worker import REBOOT_EXIT_CODE, OtaWorker, UpdateJob
 from trustfleet.errors import Conflict, TrustFleetError, Unavailable
@@ -146,13 +147,14 @@ class _Agent:
     # -- identity ---------------------------------------------------------------------------
 
     def ensure_identity(self) -> None:
+        recover_rekey(self.settings)  # a re-key interrupted after its certificate arrived
         path = self.settings.path(self.settings.identity.ldevid)
         cert = load_cert(path) if path.is_file() else None
-        # The LDevID certifies the same identity key as the IDevID: comparing their public keys
-        # needs neither the token nor `cryptography` (kept out of the agent's steady state).
+        # The LDevID certifies the identity key (the IDevID's, or the one a re-key recorded):
+        # comparing public keys needs neither the token nor `cryptography` (agent/rekey.py).
         idevid = require_cert(self.settings.path(self.settings.identity.idevid))
         when = self.now()
-        same_key = cert is not None and idevid is not None and cert.spki == idevid.spki
+        same_key = cert is not None and key_matches(self.settings, ldevid=cert, idevid=idevid)
         if cert is None or not same_key or cert.not_after <= when:
             why = "no LDevID" if cert is None else "LDevID unusable (other key or expired)"
             logger.info("%s: enrolling with the IDevID", why)
@@ -290,6 +292,8 @@ class _Agent:
             return {"id": command.id, "ok": True, "result": self.report()}
         if command.name == "update":
             return self.ota.answer_update(command.id, command.args)
+        if command.name == "reenroll":
+            return answer_reenroll(self, command)
         return {"id": command.id, "ok": False, "result": {},
                 "error": f"unknown command '{command.name[:64]}'"}  # fmt: skip
 

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from trustfleet.keystore._awscrt import token_tls_context
     from trustfleet.keystore._eckey import Pkcs11EcPrivateKey
     from trustfleet.keystore._edkey import Pkcs11Ed25519Key
+    from trustfleet.keystore._objects import destroy_key_pair, private_key_labels, rename_key_pair
     from trustfleet.keystore._openkey import open_ed25519_key, open_key
     from trustfleet.keystore._token import TokenSession, init_token, open_token
 
@@ -37,6 +38,9 @@ _LAZY = {
     "Pkcs11EcPrivateKey": "trustfleet.keystore._eckey",
     "Pkcs11Ed25519Key": "trustfleet.keystore._edkey",
     "TokenSession": "trustfleet.keystore._token",
+    "destroy_key_pair": "trustfleet.keystore._objects",
+    "private_key_labels": "trustfleet.keystore._objects",
+    "rename_key_pair": "trustfleet.keystore._objects",
     "init_token": "trustfleet.keystore._token",
     "open_ed25519_key": "trustfleet.keystore._openkey",
     "open_key": "trustfleet.keystore._openkey",
@@ -55,12 +59,15 @@ __all__ = [
     "Pkcs11Ed25519Key",
     "Pkcs11Uri",
     "TokenSession",
+    "destroy_key_pair",
     "find_module",
     "generate_pin",
     "init_token",
     "open_ed25519_key",
     "open_key",
     "open_token",
+    "private_key_labels",
+    "rename_key_pair",
     "token_tls_context",
     "write_pin_file",
     "write_softhsm_conf",

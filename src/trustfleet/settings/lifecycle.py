@@ -37,3 +37,6 @@ class LifecycleSettings(ConfigModel):
     """Where server run puts the backup it takes before migrating the store forward."""
     backup_before_migrate: bool = True
     """Take a backup before a newer version migrates the store (server run)."""
+    rekey_rate_per_s: float = Field(default=20.0, gt=0, le=1000)
+    """'device rekey' and 'device reenroll' send at most this many commands a second (the
+    devices' EST requests follow them)."""

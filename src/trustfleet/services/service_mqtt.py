@@ -1,0 +1,98 @@
+"""One service MQTT connection for many commands (a fleet re-key sends hundreds).
+
+:func:`trustfleet.services.mqtt_client.publish_once` connects once per message; a command to a
+whole fleet goes through one :class:`ServiceMqttClient` instead: connected once, every publish
+QoS 1 and acknowledged (PUBACK) before the next. Like every service client it logs in to the
+``tf-service`` token through awscrt, so use it from a process that does not also log in to that
+token through python-pkcs11 (the CLI's device runtime, the API's workers).
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import Future
+from types import TracebackType
+from typing import Final, Protocol
+
+from awscrt import mqtt5
+
+from trustfleet.crt import map_crt_errors, publish_and_wait
+from trustfleet.services.mqtt_client import CONNECT_TIMEOUT_S, ServiceMqttIdentity, new_client
+from trustfleet.settings import ServerSettings
+
+__all__ = ["ServiceMqtt", "ServiceMqttClient"]
+
+logger = logging.getLogger(__name__)
+
+_HINT: Final = "is 'trustfleet server run' running?"
+
+
+class ServiceMqtt(Protocol):
+    """Publishes one message (QoS 1) and returns once the broker acknowledged it."""
+
+    def publish(self, topic: str, payload: bytes, *, what: str) -> None:
+        """Publish ``payload`` on ``topic``.
+
+        Raises:
+            Unavailable: Not connected, refused, or not acknowledged in time.
+        """
+        ...
+
+
+class ServiceMqttClient:
+    """A connected service client (``with ServiceMqttClient(settings) as client: ...``).
+
+    Args:
+        settings: The server home (its service identity and broker).
+        port: The broker port (default: from the settings).
+        timeout_s: Bound on connecting and on each PUBACK.
+    """
+
+    def __init__(
+        self,
+        settings: ServerSettings,
+        *,
+        port: int | None = None,
+        timeout_s: float = CONNECT_TIMEOUT_S,
+    ) -> None:
+        self._timeout_s = timeout_s
+        self._connected: Future[None] = Future()
+        self._client = new_client(
+            ServiceMqttIdentity.from_settings(settings, port=port), on_connected=self._on_connected
+        )
+
+    def _on_connected(self) -> None:
+        if not self._connected.done():
+            self._connected.set_result(None)
+
+    def __enter__(self) -> ServiceMqttClient:
+        """Connect (bounded).
+
+        Raises:
+            Unavailable: The broker could not be reached in time.
+        """
+        self._client.start()
+        try:
+            with map_crt_errors("connect to the broker", hint=_HINT):
+                self._connected.result(timeout=self._timeout_s)
+        except BaseException:
+            self._client.stop()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._client.stop()
+
+    def publish(self, topic: str, payload: bytes, *, what: str) -> None:
+        """Publish ``payload`` on ``topic`` (QoS 1) and wait for the PUBACK.
+
+        Raises:
+            Unavailable: Refused (``mqtt.puback``) or not acknowledged in time.
+        """
+        packet = mqtt5.PublishPacket(topic=topic, payload=payload, qos=mqtt5.QoS.AT_LEAST_ONCE)
+        publish_and_wait(self._client, packet, timeout_s=self._timeout_s, what=what, hint=_HINT)
