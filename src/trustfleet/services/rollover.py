@@ -213,9 +213,9 @@ def retire_ca(rt: Runtime, name: str, *, force: bool, now: datetime) -> CaStep:
                 f"CA '{name}' is {ca.state}; only a retiring or standby CA is retired",
                 hint="activate its successor first", code="ca.state",
             )  # fmt: skip
-        valid = [c for c in tx.certificates.list_valid(name, now=now) if c.kind != "ca"]
-        _check_retirable(rt, ca, valid, force=force)
-        held = [c for c in valid if c.kind == _HOLDER_KIND[ca.kind]]
+        held = [c for c in tx.certificates.list_valid(name, now=now)
+                if c.kind == _HOLDER_KIND[ca.kind]]  # fmt: skip
+        _check_retirable(rt, ca, _waiting(tx, ca, held), force=force)
         for rec in held:
             tx.certificates.revoke(rec.issuer, rec.serial, reason=CESSATION, now=now)
         until = rt.ca_certificate(name).not_valid_after_utc
@@ -230,9 +230,19 @@ def retire_ca(rt: Runtime, name: str, *, force: bool, now: datetime) -> CaStep:
     return CaStep(name, ca.kind, "retired", revoked=len(held), holders=len(held))
 
 
-def _check_retirable(
-    rt: Runtime, ca: CaRecord, valid: Sequence[CertificateRecord], *, force: bool
-) -> None:
+def _waiting(tx: Transaction, ca: CaRecord, held: Sequence[CertificateRecord]) -> set[str]:
+    """The devices that still need the CA: every holder of an LDevID of a device CA; of a
+    manufacturing CA, the devices not enrolled yet (an enrolled device's IDevID only serves a
+    'device reopen')."""
+    ids = {c.device_id for c in held if c.device_id}
+    if ca.kind == "device":
+        return ids
+    return {
+        d for d in ids if (dev := tx.devices.get(d)) is not None and dev.state == "manufactured"
+    }
+
+
+def _check_retirable(rt: Runtime, ca: CaRecord, waiting: set[str], *, force: bool) -> None:
     subject = rt.ca_certificate(ca.name).subject
     servers = sorted(name for name, issuer in tls_issuers(rt).items() if issuer == subject)
     if servers:
@@ -240,10 +250,9 @@ def _check_retirable(
             f"the server's {', '.join(servers)} certificate(s) still come from CA '{ca.name}'",
             hint="run 'trustfleet server rotate-tls' first", code="ca.retire.server",
         )  # fmt: skip
-    held = {c.device_id for c in valid if c.kind == _HOLDER_KIND[ca.kind]}
-    if held and not force:
+    if waiting and not force:
         raise Conflict(
-            f"{len(held)} device(s) still hold a valid certificate of CA '{ca.name}'",
+            f"{len(waiting)} device(s) still hold a valid certificate of CA '{ca.name}'",
             hint="re-enroll them ('trustfleet device reenroll --all --wait'), or --force: "
             "their certificates are revoked and they must go through 'device reopen'",
             code="ca.retire.devices",
