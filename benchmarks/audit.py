@@ -77,7 +77,9 @@ def _store_rows(
     """Raw and audited phases, for each batch size, in one new home on this store."""
     log = progress(quiet=args.json)
     home = work / f"home-{label}"
-    options = HomeOptions(organization="Audit Bench", store_url=url)
+    options = HomeOptions(
+        organization="Audit Bench", store_url=url, pins_out=work / f"pins-{label}"
+    )
     init_server_home(home, options=options, now=datetime.now(UTC))
     rt = Runtime.open(load_server_settings(home))
     rows = []

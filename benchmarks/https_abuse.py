@@ -238,7 +238,9 @@ def run(*, slow: int, flood_requests: int) -> dict[str, Any]:
     try:
         home = work / "home"
         init_server_home(
-            home, options=HomeOptions(api_port=api_port, mqtt_port=mqtt_port), now=datetime.now(UTC)
+            home,
+            options=HomeOptions(api_port=api_port, mqtt_port=mqtt_port, pins_out=work / "pins"),
+            now=datetime.now(UTC),
         )
         target = home / "ota" / "repo" / "targets" / TARGET
         target.parent.mkdir(parents=True, exist_ok=True)

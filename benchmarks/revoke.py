@@ -162,7 +162,8 @@ def run(devices: int) -> dict[str, object]:
     try:
         home = work / "home"
         now = datetime.now(UTC)
-        init_server_home(home, options=HomeOptions(api_port=api_port, mqtt_port=mqtt_port), now=now)
+        options = HomeOptions(api_port=api_port, mqtt_port=mqtt_port, pins_out=work / "pins")
+        init_server_home(home, options=options, now=now)
         bundle = home / "public" / "ca-bundle.pem"
         server = serve_home(
             home, ready=lambda: port_open(api_port) and port_open(mqtt_port), timeout_s=READY_S

@@ -369,7 +369,9 @@ def run(args: argparse.Namespace, tmp: Path, log: Any) -> dict[str, Any]:
     home = tmp / "home"
     log(f"creating a server home in {tmp} …")
     init_server_home(
-        home, options=HomeOptions(api_port=port, mqtt_port=mqtt_port), now=datetime.now(UTC)
+        home,
+        options=HomeOptions(api_port=port, mqtt_port=mqtt_port, pins_out=tmp / "pins"),
+        now=datetime.now(UTC),
     )
     log(f"adding {args.targets} targets …")
     bulk = add_bulk(home, args.targets)

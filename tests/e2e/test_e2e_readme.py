@@ -92,7 +92,8 @@ def test_readme_using_it_in_its_order(tmp_path: Path, agents: Callable[[Path], N
         assert {d["device_id"]: d["state"] for d in status["devices"]} == {kept: "committed"}
         verdict = _ok(server, "attest", "run", kept)
         assert verdict["ok"] is True and verdict["release"] == "1.1.0", verdict
-        rotated = _ok(server, "ota", "rotate-root")
+        assert server.sim is not None  # the custodians' PIN files (README: they type them)
+        rotated = _ok(server, "ota", "rotate-root", *server.sim.ceremony_args())
         assert rotated["roles"]["root"]["version"] == 2
         narrow = run_cli("campaign", "list", "--home", server.home, env={"COLUMNS": "80"})
         assert narrow.returncode == 0, narrow.stderr

@@ -29,7 +29,10 @@ __all__ = ["csr", "home_runtime", "new_idevid", "opened_home"]
 @contextmanager
 def opened_home(home: Path, *, organization: str, now: datetime) -> Iterator[Runtime]:
     """A new server home in ``home`` (made at ``now``), opened; closed when the block ends."""
-    init_server_home(home, options=HomeOptions(organization=organization), now=now)
+    options = HomeOptions(
+        organization=organization, pins_out=home.parent / f"{home.name}-offline-pins"
+    )
+    init_server_home(home, options=options, now=now)
     runtime = Runtime.open(load_server_settings(home))
     try:
         yield runtime

@@ -97,6 +97,8 @@ def init_home(
     The broker's port is a free one unless given: tests never assume 8883 is free.
     """
     args: list[str] = ["server", "init", "--home", str(home), "--api-port", str(port), "--json"]
+    # The offline folder <home>-offline (the default) and its PINs where SimServer looks.
+    args += ["--pins-out", str(home.parent / f"{home.name}-offline-pins")]
     args += ["--mqtt-port", str(mqtt_port or free_port())]
     if store_url:
         args += ["--store-url", store_url]

@@ -7,13 +7,14 @@ custodians' PINs); ``activate`` and ``retire`` work on the online home (docs/lif
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
+from trustfleet.cli._ceremony import OfflineOpt, PinFileOpt, ceremony_keys
 from trustfleet.cli._common import HomeOpt, JsonOpt, command_runtime, now, present_done
 
-__all__ = ["app", "start_with_root"]
+__all__ = ["app"]
 
 app = typer.Typer(
     help="Roll a device or manufacturing CA over to a new one with no downtime.",
@@ -23,12 +24,26 @@ app = typer.Typer(
 NameArg = Annotated[str, typer.Argument(help="The CA, e.g. device-2 (see 'trustfleet ca status').")]
 
 
-def start_with_root(home: Any, *, kind: str, root: Any, json_out: bool) -> None:
-    """``ca rollover start`` once the ceremony opened the root CA (``root``: IssuerContext)."""
+@app.command("start")
+def start(
+    home: HomeOpt,
+    kind: Annotated[
+        str, typer.Option("--kind", help="device or manufacturing.", show_default=False)
+    ],
+    offline: OfflineOpt = None,
+    pin_file: PinFileOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Ceremony: a new CA of that kind (key in the online token, certificate from the offline
+    root; PIN of tf-root), published and trusted, not issuing yet (standby)."""
+    from trustfleet.services.ceremony import ROOT_CA_TOKEN
     from trustfleet.services.rollover import start_rollover
 
     with command_runtime(home) as rt:
-        step = start_rollover(rt, kind=kind, root=root, now=now())
+        keys = ceremony_keys(
+            rt.settings, offline=offline, pin_files=pin_file, tokens=[ROOT_CA_TOKEN]
+        )
+        step = start_rollover(rt, keys, kind=kind, now=now())
     present_done(
         asdict(step), json_out=json_out,
         line=f"CA '{step.name}' made (standby, trusted, not issuing yet); next: "

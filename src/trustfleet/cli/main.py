@@ -20,6 +20,7 @@ from trustfleet.cli import (
     alerts,
     attest,
     audit,
+    ca,
     campaign,
     device,
     factory,
@@ -51,6 +52,7 @@ app.add_typer(factory.app, name="factory")
 app.add_typer(device.app, name="device")
 app.add_typer(agent.app, name="agent")
 app.add_typer(ota.app, name="ota")
+app.add_typer(ca.app, name="ca")
 app.add_typer(release.app, name="release")
 app.add_typer(campaign.app, name="campaign")
 app.add_typer(attest.app, name="attest")

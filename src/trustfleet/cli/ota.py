@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
+from trustfleet.cli._ceremony import (
+    OfflineOpt,
+    PinFileOpt,
+    ceremony_keys,
+    offline_folder,
+    print_offline_pins,
+)
 from trustfleet.cli._common import HomeOpt, JsonOpt, command_runtime, console, emit_json, now
 from trustfleet.settings import load_server_settings
 
@@ -44,12 +52,27 @@ def _report(doc: dict[str, Any], *, json_out: bool, title: str | None = None) ->
 
 
 @app.command("init")
-def init(home: HomeOpt, json_out: JsonOpt = False) -> None:
-    """Create the OTA tokens, keys and TUF repository (for a home made before OTA)."""
-    from trustfleet.services.ota import init_repository
+def init(
+    home: HomeOpt,
+    offline: OfflineOpt = None,
+    pins_out: Annotated[
+        Path | None,
+        typer.Option("--pins-out", help="Write the root tokens' PINs here (default: shown once)."),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Create the OTA tokens, keys and TUF repository (for a home made before OTA); the TUF
+    root tokens go to the offline folder (made if new), each with its own PIN."""
+    from trustfleet.services.ota import init_offline_repository
 
-    doc = init_repository(load_server_settings(home), now=now())
+    settings = load_server_settings(home)
+    folder = offline_folder(settings, offline)
+    doc, pins = init_offline_repository(settings, offline=folder, pins_out=pins_out, now=now())
+    if pins and json_out:
+        doc = {**doc, "offline_pins": pins}
     _report(doc, json_out=json_out, title="[green]✓[/] OTA repository created")
+    if pins and not json_out:
+        print_offline_pins(pins)
 
 
 @app.command("status")
@@ -60,22 +83,43 @@ def status(home: HomeOpt, json_out: JsonOpt = False) -> None:
     _report(_on_runtime(home, repository_status), json_out=json_out)
 
 
+def _ceremony(rt: Any, offline: Path | None, pin_file: list[str] | None) -> Any:
+    """The custodians' keys for a TUF root ceremony (tokens tf-tuf-root-1..N)."""
+    from trustfleet.services.ota import root_token
+
+    tokens = [root_token(i) for i in range(1, rt.settings.ota.root_keys + 1)]
+    return ceremony_keys(rt.settings, offline=offline, pin_files=pin_file, tokens=tokens)
+
+
 @app.command("rotate-root")
-def rotate_root(home: HomeOpt, json_out: JsonOpt = False) -> None:
-    """Root key ceremony: a new key in each root token, a new root signed by old and new keys."""
+def rotate_root(
+    home: HomeOpt,
+    offline: OfflineOpt = None,
+    pin_file: PinFileOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Root key ceremony (at least the root threshold of custodians): a new key in each present
+    custodian's token, root N+1 signed by old and new keys; an absent custodian's key stays."""
     from trustfleet.services.ota import rotate_root as do_rotate
 
-    doc = _on_runtime(home, lambda rt: do_rotate(rt, now=now()))
+    doc = _on_runtime(home, lambda rt: do_rotate(rt, _ceremony(rt, offline, pin_file), now=now()))
     version = doc["roles"]["root"]["version"]
     _report(doc, json_out=json_out, title=f"[green]✓[/] root rotated: version {version}")
 
 
 @app.command("rotate-online")
-def rotate_online(home: HomeOpt, json_out: JsonOpt = False) -> None:
-    """Replace the snapshot and timestamp keys (needs the root tokens)."""
+def rotate_online(
+    home: HomeOpt,
+    offline: OfflineOpt = None,
+    pin_file: PinFileOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Ceremony: replace the snapshot and timestamp keys through root N+1 (root threshold)."""
     from trustfleet.services.ota import rotate_online_keys
 
-    doc = _on_runtime(home, lambda rt: rotate_online_keys(rt, now=now()))
+    doc = _on_runtime(
+        home, lambda rt: rotate_online_keys(rt, _ceremony(rt, offline, pin_file), now=now())
+    )
     _report(doc, json_out=json_out, title="[green]✓[/] snapshot and timestamp keys rotated")
 
 

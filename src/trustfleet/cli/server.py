@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from trustfleet.cli._ceremony import print_offline_pins
 from trustfleet.cli._common import HomeOpt, JsonOpt, console, emit_json, interruptible, now
 from trustfleet.settings import load_server_settings
 
@@ -54,10 +55,27 @@ def init(
             "a one-time password printed once).",
         ),
     ] = None,
+    offline: Annotated[
+        Path | None,
+        typer.Option(
+            "--offline",
+            help="The offline folder for the root CA and TUF root tokens (default: "
+            "<home>-offline beside the home); move it to the custodians' media.",
+        ),
+    ] = None,
+    pins_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--pins-out",
+            help="Write the offline tokens' PINs here, one 0600 file per token (for "
+            "automation; default: shown once).",
+        ),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Create a new server home: tokens, CA hierarchy, TLS certificates, store, config, and the
-    first operator 'admin' (who must change its password at the first login)."""
+    first operator 'admin' (who must change its password at the first login). The root CA key
+    and the TUF root keys go to tokens in an offline folder whose PINs the home never keeps."""
     from trustfleet.cli.user import read_password_file
     from trustfleet.services.first_admin import create_server_home
     from trustfleet.services.home import HomeOptions
@@ -70,8 +88,10 @@ def init(
         store_url=store_url,
         mqtt_port=mqtt_port,
         admin_password=read_password_file(admin_password_file) if admin_password_file else None,
+        offline=offline,
+        pins_out=pins_out,
     )
-    removed = f"nothing was kept: the partly made home {home} was removed"
+    removed = f"nothing was kept: the partly made home {home} and offline folder were removed"
     with (
         interruptible(lambda: removed),
         console.status("Creating tokens, CA keys and certificates…", spinner="dots"),
@@ -81,11 +101,20 @@ def init(
     summary = {**_summary(settings), "admin_login": "admin"}
     if made.admin_password is not None:
         summary["admin_password"] = made.admin_password
+    if made.offline_pins:
+        summary["offline_pins"] = dict(made.offline_pins)
+    if pins_out is not None:
+        summary["pins_out"] = str(pins_out)
     if json_out:
         emit_json(summary)
         return
     console.print(f"[green]✓[/] server home created at [bold]{settings.home}[/]")
     console.print(f"  trust bundle: {summary['ca_bundle']}")
+    console.print(f"  offline folder: {summary['offline']} (not needed by 'server run')")
+    if made.offline_pins:
+        print_offline_pins(made.offline_pins)
+    else:
+        console.print(f"  offline tokens' PINs written to {pins_out}")
     _print_admin(made.admin_password)
     console.print(f"  next: trustfleet server run --home {home}")
 
@@ -109,6 +138,7 @@ def _summary(settings: Any) -> dict[str, Any]:
         "mqtt_port": settings.broker.port,
         "ca_bundle": str(settings.path("public/ca-bundle.pem")),
         "config": str(settings.home / "trustfleet.toml"),
+        "offline": settings.lifecycle.offline_dir,
     }
 
 

@@ -4,23 +4,29 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Mapping
 from datetime import datetime
 
 from cryptography.hazmat.primitives import serialization
+from securesystemslib.signer import Signer, SSlibKey  # type: ignore[attr-defined]
 
 from trustfleet.audit.context import current_operator
 from trustfleet.errors import Conflict
 from trustfleet.fileio import write_atomic
-from trustfleet.keystore import Pkcs11EcPrivateKey, TokenSession
+from trustfleet.keystore import Pkcs11EcPrivateKey, TokenSession, init_token, open_token
 from trustfleet.ota.repository import RepoKeys, RepoState, create_repository
-from trustfleet.ota.signer import Pkcs11Signer, public_key_for
+from trustfleet.ota.signer import public_key_for
+from trustfleet.services._offline import OfflineFolder, module_of
 from trustfleet.services._ota_keys import (
     BOOT_KEY_LABEL,
     BOOT_KEY_PEM,
     RELEASE_TOKEN,
+    ROOT_LABEL,
     SERVICE_TOKEN,
     KeyRef,
     ensure_token,
+    home_signer,
+    offline_signer,
     open_home_token,
     repo_files,
     root_token,
@@ -41,10 +47,20 @@ _INITIAL_LABELS = {
 }
 
 
-def create_ota_repository(settings: ServerSettings, uow: UnitOfWork, *, now: datetime) -> RepoState:
+def create_ota_repository(
+    settings: ServerSettings,
+    uow: UnitOfWork,
+    *,
+    offline: OfflineFolder,
+    offline_pins: Mapping[str, str],
+    now: datetime,
+) -> RepoState:
     """Create the OTA tokens and keys, the boot key, and root/targets/snapshot/timestamp v1.
 
-    Tokens whose PIN file exists are reused (``tf-service``); the others are created.
+    The root tokens ``tf-tuf-root-1..N`` are made in the offline folder with the PINs
+    ``offline_pins`` (by file name: ``tf-tuf-root-1.pin``, ``tf-tuf-root-1.so-pin``…); the
+    home keeps none of them. Home tokens whose PIN file exists are reused (``tf-service``); the
+    others are created.
 
     Raises:
         Conflict: The home already has a repository (code ``ota.repo.exists``).
@@ -56,32 +72,27 @@ def create_ota_repository(settings: ServerSettings, uow: UnitOfWork, *, now: dat
             hint="use 'trustfleet ota status' to inspect it",
             code="ota.repo.exists",
         )
-    ota = settings.ota
-    tokens = [root_token(i) for i in range(1, ota.root_keys + 1)] + [RELEASE_TOKEN, SERVICE_TOKEN]
-    with contextlib.ExitStack() as stack:
-        sessions: dict[str, TokenSession] = {}
-        for label in dict.fromkeys(tokens):
-            ensure_token(settings, label)
-            sessions[label] = stack.enter_context(open_home_token(settings, label))
-        roots = [
-            sessions[root_token(i)].generate_ec_key("tuf-root", curve="P-256")
-            for i in range(1, ota.root_keys + 1)
-        ]
-        online = {
-            role: sessions[token].generate_ec_key(label, curve="P-256")
-            for role, (token, label) in _INITIAL_LABELS.items()
-        }
-        boot = sessions[RELEASE_TOKEN].generate_ec_key(BOOT_KEY_LABEL, curve="P-256")
-        state = _sign_initial(settings, roots=roots, online=online, now=now)
-        key_map = {
-            public_key_for(key).keyid: KeyRef(token=root_token(i), label=key.label)
-            for i, key in enumerate(roots, start=1)
-        }
-        for role, key in online.items():
-            key_map[public_key_for(key).keyid] = KeyRef(
-                token=_INITIAL_LABELS[role][0], label=key.label
+    pins = offline_pins
+    roots = _offline_root_keys(settings, offline=offline, pins=pins)
+    online = _online_keys(settings)
+    signers: dict[str, list[Signer]] = {
+        "root": [
+            offline_signer(
+                settings, offline.conf, ref, pin=offline_pins[f"{ref.token}.pin"], key=key
             )
-        _write_boot_key(settings, boot)
+            for key, ref in roots
+        ],
+        **{role: [home_signer(settings, ref, key=key)] for role, (key, ref) in online.items()},
+    }
+    keys = RepoKeys(
+        root=tuple(key for key, _ in roots),
+        root_threshold=settings.ota.root_threshold,
+        targets=online["targets"][0],
+        snapshot=online["snapshot"][0],
+        timestamp=online["timestamp"][0],
+    )
+    state = create_repository(keys=keys, signers=signers, expiry=expiry_of(settings.ota), now=now)
+    key_map = {key.keyid: ref for key, ref in [*roots, *online.values()]}
     with files.locked(), uow.begin() as tx:
         tx.events.append(
             type="ota.repository.created",
@@ -89,7 +100,7 @@ def create_ota_repository(settings: ServerSettings, uow: UnitOfWork, *, now: dat
             subject="ota:repository",
             details={
                 "root_version": state.root.signed.version,
-                "root_threshold": ota.root_threshold,
+                "root_threshold": settings.ota.root_threshold,
                 "root_keyids": list(state.root.signed.roles["root"].keyids),
             },
             now=now,
@@ -100,25 +111,36 @@ def create_ota_repository(settings: ServerSettings, uow: UnitOfWork, *, now: dat
     return state
 
 
-def _sign_initial(
-    settings: ServerSettings,
-    *,
-    roots: list[Pkcs11EcPrivateKey],
-    online: dict[str, Pkcs11EcPrivateKey],
-    now: datetime,
-) -> RepoState:
-    keys = RepoKeys(
-        root=tuple(public_key_for(key) for key in roots),
-        root_threshold=settings.ota.root_threshold,
-        targets=public_key_for(online["targets"]),
-        snapshot=public_key_for(online["snapshot"]),
-        timestamp=public_key_for(online["timestamp"]),
-    )
-    signers = {
-        "root": [Pkcs11Signer(key) for key in roots],
-        **{role: [Pkcs11Signer(key)] for role, key in online.items()},
-    }
-    return create_repository(keys=keys, signers=signers, expiry=expiry_of(settings.ota), now=now)
+def _offline_root_keys(
+    settings: ServerSettings, *, offline: OfflineFolder, pins: Mapping[str, str]
+) -> list[tuple[SSlibKey, KeyRef]]:
+    """A new token per TUF root key in the offline folder, each with its own PIN."""
+    module = module_of(settings)
+    made: list[tuple[SSlibKey, KeyRef]] = []
+    for i in range(1, settings.ota.root_keys + 1):
+        token = root_token(i)
+        pin, so_pin = pins[f"{token}.pin"], pins[f"{token}.so-pin"]
+        init_token(module=module, conf=offline.conf, label=token, so_pin=so_pin, user_pin=pin)
+        with open_token(module=module, label=token, pin=pin, conf=offline.conf) as session:
+            key = session.generate_ec_key(ROOT_LABEL, curve="P-256")
+            made.append((public_key_for(key), KeyRef(token=token, label=ROOT_LABEL)))
+    return made
+
+
+def _online_keys(settings: ServerSettings) -> dict[str, tuple[SSlibKey, KeyRef]]:
+    """The targets, snapshot and timestamp keys and the boot key, in the home's tokens."""
+    made: dict[str, tuple[SSlibKey, KeyRef]] = {}
+    with contextlib.ExitStack() as stack:
+        sessions: dict[str, TokenSession] = {}
+        for label in (RELEASE_TOKEN, SERVICE_TOKEN):
+            ensure_token(settings, label)
+            sessions[label] = stack.enter_context(open_home_token(settings, label))
+        for role, (token, label) in _INITIAL_LABELS.items():
+            key = sessions[token].generate_ec_key(label, curve="P-256")
+            made[role] = (public_key_for(key), KeyRef(token=token, label=label))
+        boot = sessions[RELEASE_TOKEN].generate_ec_key(BOOT_KEY_LABEL, curve="P-256")
+        _write_boot_key(settings, boot)
+    return made
 
 
 def _write_boot_key(settings: ServerSettings, boot: Pkcs11EcPrivateKey) -> None:

@@ -10,6 +10,7 @@ no key material).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from securesystemslib.signer import Key  # type: ignore[attr-defined]  # re-exported
 
 from trustfleet.errors import Config, NotFound
 from trustfleet.fileio import write_atomic
@@ -35,6 +37,7 @@ from trustfleet.keystore import (
 from trustfleet.ota import RepoFiles
 from trustfleet.ota.release import boot_key_sha256 as release_boot_key_sha256
 from trustfleet.ota.signer import Pkcs11Signer
+from trustfleet.services._offline import OfflineSigner
 from trustfleet.settings import ServerSettings
 
 __all__ = [
@@ -43,11 +46,14 @@ __all__ = [
     "KEY_MAP",
     "PUBLIC_ROOT",
     "RELEASE_TOKEN",
+    "ROOT_LABEL",
     "SERVICE_TOKEN",
     "KeyRef",
     "boot_key_sha256",
     "ensure_token",
+    "home_signer",
     "load_key_map",
+    "offline_signer",
     "open_home_token",
     "open_signer",
     "open_signers",
@@ -63,6 +69,7 @@ BOOT_KEY_LABEL = "boot"
 BOOT_KEY_PEM = "public/boot-key.pem"
 PUBLIC_ROOT = "public/tuf-root.json"
 KEY_MAP = "ota/keys.json"
+ROOT_LABEL = "tuf-root"  # the first key in each root token; later ones tuf-root-r<version>
 
 
 def root_token(index: int) -> str:
@@ -129,6 +136,21 @@ def open_token_key(settings: ServerSettings, ref: KeyRef) -> Pkcs11EcPrivateKey:
     uri = Pkcs11Uri(token=ref.token, object=ref.label, type="private")
     pin = _token_pin(settings, ref.token)
     return open_key(uri, pin=pin, module=_module(settings), conf=_conf(settings))
+
+
+def home_signer(settings: ServerSettings, ref: KeyRef, *, key: Key) -> OfflineSigner:
+    """A TUF signer for a key in a home token, opened for each signature."""
+    return OfflineSigner(key=key, opener=functools.partial(open_token_key, settings, ref))
+
+
+def offline_signer(
+    settings: ServerSettings, conf: Path, ref: KeyRef, *, pin: str, key: Key
+) -> OfflineSigner:
+    """A TUF signer for a key in an offline token (configuration ``conf``), opened for each
+    signature with its custodian's ``pin``."""
+    uri = Pkcs11Uri(token=ref.token, object=ref.label, type="private")
+    opener = functools.partial(open_key, uri, pin=pin, module=_module(settings), conf=conf)
+    return OfflineSigner(key=key, opener=opener)
 
 
 def open_signer(settings: ServerSettings, keyid: str, keys: dict[str, KeyRef]) -> Pkcs11Signer:

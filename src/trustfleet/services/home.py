@@ -13,11 +13,13 @@ Layout of a home::
 
 Every file and folder gets an explicit mode whatever the umask (docs/architecture.md).
 
-Tokens: ``tf-root`` holds only the root CA key, ``tf-factory`` the manufacturing CA key,
+Offline tokens (in the offline folder, not in the home; their PINs are with custodians):
+``tf-root`` holds only the root CA key, ``tf-tuf-root-1..N`` one TUF root key each.
+Home tokens: ``tf-factory`` the manufacturing CA key,
 ``tf-service`` the device CA key, the MQTT service key ``svc-ingest``, the audit log's
 checkpoint key ``audit-log`` (Ed25519; its verifier key in public/audit-log.vkey) and the online
-TUF keys (``tuf-snapshot``, ``tuf-timestamp``); ``tf-tuf-root-1..3`` one TUF root key each,
-``tf-release`` the TUF targets key and the boot key (docs/ota.md).
+TUF keys (``tuf-snapshot``, ``tuf-timestamp``); ``tf-release`` the TUF targets key and the
+boot key (docs/ota.md).
 """
 
 from __future__ import annotations
@@ -25,15 +27,14 @@ from __future__ import annotations
 import ipaddress
 import os
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import ValidationError
 
 from trustfleet.audit.context import current_operator
@@ -42,41 +43,37 @@ from trustfleet.errors import Conflict, InvalidInput
 from trustfleet.fileio import (
     DIR_MODE,
     PRIVATE_DIR_MODE,
-    PRIVATE_FILE_MODE,
     make_dirs,
     removed_on_failure,
     write_atomic,
 )
 from trustfleet.keystore import (
+    PinSource,
     TokenSession,
     find_module,
-    generate_pin,
-    init_token,
     open_token,
-    write_pin_file,
     write_softhsm_conf,
 )
-from trustfleet.pki import (
-    DEVICE_CA,
-    MANUFACTURING_CA,
-    IssuerContext,
-    issue_ca,
-    issue_server_certificate,
-    issue_service_certificate,
-    make_root_ca,
-)
+from trustfleet.pki import IssuerContext, issue_service_certificate
 from trustfleet.services._certs import record_certificate
+from trustfleet.services._home_cas import HOME_CA_TOKENS, MadeCas, make_cas, make_server_certs
+from trustfleet.services._offline import (
+    ROOT_CA_LABEL,
+    ROOT_CA_TOKEN,
+    OfflineFolder,
+    default_offline_dir,
+    new_offline_folders,
+    new_offline_pins,
+    write_pins,
+)
 from trustfleet.services._passwords import generate_password
 from trustfleet.services.operators import add_first_admin
 from trustfleet.services.ota import init_repository
-from trustfleet.settings import ServerSettings, save_server_settings
+from trustfleet.settings import OtaSettings, ServerSettings, save_server_settings
 from trustfleet.store import UnitOfWork, create_engine, migrate
 
 __all__ = ["AUDIT_VKEY_FILE", "HomeOptions", "init_server_home"]
 
-_TOKENS = {"root": "tf-root", "manufacturing": "tf-factory", "device": "tf-service"}
-_CA_CURVES = {"root": "P-384", "manufacturing": "P-256", "device": "P-256"}
-_CA_NAMES = {"manufacturing": "Manufacturing CA", "device": "Device CA"}
 _SERVICE_KEY_LABEL = "svc-ingest"  # the object in [broker] service_key's default URI
 _AUDIT_KEY_LABEL = "audit-log"  # the object in [audit] key's default URI
 AUDIT_VKEY_FILE = "public/audit-log.vkey"
@@ -101,18 +98,31 @@ class HomeOptions:
     module: str | None = None
     mqtt_port: int = 8883
     admin_password: str | None = field(default=None, repr=False)  # the first admin's (or made)
+    offline: Path | None = None  # the offline folder (default: <home>-offline beside the home)
+    pins_out: Path | None = None  # where the offline tokens' PINs are written (0600 files)
+    offline_pins: Mapping[str, str] | None = field(default=None, repr=False)
+    """The offline tokens' PINs by file name (``tf-root.pin``, ``tf-root.so-pin``…; see
+    ``new_offline_pins``); made and written to ``pins_out`` when not given."""
 
 
 def init_server_home(home: Path, *, options: HomeOptions, now: datetime) -> ServerSettings:
     """Create a new server home; on any failure nothing of it is left behind.
 
+    The root CA key and the TUF root keys go to tokens in the offline folder
+    (``options.offline``), whose PINs are ``options.offline_pins`` (written to
+    ``options.pins_out`` if given); the home keeps none of them (docs/lifecycle.md).
+
     Raises:
         Conflict: ``home`` exists and is not empty.
         InvalidInput: A name or address is malformed; ``home`` is a link, a file, or cannot
-            be created (code ``home.path.invalid``).
+            be created (code ``home.path.invalid``); the offline or PIN folder is not new or
+            is inside the home (``offline.path.invalid``); neither PINs nor a PIN folder
+            were given (``home.pins.missing``).
     """
     _check_new_home(home)
     ips = _parse_ips(options.ip_addresses)
+    offline = options.offline or default_offline_dir(home)
+    pins = _offline_pins(options)
     created = not home.exists()
     try:
         make_dirs(home, mode=DIR_MODE)
@@ -122,8 +132,27 @@ def init_server_home(home: Path, *, options: HomeOptions, now: datetime) -> Serv
             hint="choose a folder you may create", code="home.path.invalid",
         ) from exc  # fmt: skip
     os.chmod(home, DIR_MODE)  # an existing empty folder too: the home is checked at each start
-    with removed_on_failure(home, created=created):
-        return _build_home(home.resolve(), options=options, ips=ips, now=now)
+    with (
+        removed_on_failure(home, created=created),
+        new_offline_folders(home, offline=offline, pins_out=options.pins_out) as folder,
+    ):
+        settings = _build_home(
+            home.resolve(), options=options, ips=ips, offline=folder, pins=pins, now=now
+        )
+        if options.pins_out is not None:
+            write_pins(options.pins_out, pins)
+        return settings
+
+
+def _offline_pins(options: HomeOptions) -> Mapping[str, str]:
+    if options.offline_pins is not None:
+        return options.offline_pins
+    if options.pins_out is None:
+        raise InvalidInput(
+            "the offline tokens' PINs must go somewhere",
+            hint="give a folder for them with --pins-out", code="home.pins.missing",
+        )  # fmt: skip
+    return new_offline_pins(OtaSettings().root_keys)
 
 
 def _check_new_home(home: Path) -> None:
@@ -159,6 +188,8 @@ def _build_home(
     *,
     options: HomeOptions,
     ips: list[ipaddress.IPv4Address | ipaddress.IPv6Address],
+    offline: OfflineFolder,
+    pins: Mapping[str, str],
     now: datetime,
 ) -> ServerSettings:
     for sub, mode in (
@@ -176,38 +207,52 @@ def _build_home(
     conf = write_softhsm_conf(
         home / "tokens" / "softhsm2.conf", token_dir=home / "tokens" / "store"
     )
-    settings = _settings(home, options=options, module=options.module or "")
-    sessions: list[TokenSession] = []
-    try:
-        issuers = _make_cas(
-            home, settings=settings, module=module, conf=conf, sessions=sessions, now=now
-        )
-        # The service's MQTT key lives in the service token next to the device CA key.
-        service_key = sessions[list(_TOKENS).index("device")].generate_ec_key(
-            _SERVICE_KEY_LABEL, curve="P-256"
-        )
-        service = issue_service_certificate(
-            issuer=issuers["device"],
-            public_key=service_key.public_key(),
-            identity=settings.broker.service_identity,
-            organization=settings.pki.organization,
-            now=now,
-        )
-        write_atomic(
-            settings.path(settings.broker.service_cert),
-            service.public_bytes(serialization.Encoding.PEM),
-        )
-        audit_key = sessions[list(_TOKENS).index("device")].generate_ed25519_key(_AUDIT_KEY_LABEL)
-        vkey = verifier_key(settings.audit.origin, ED25519, audit_key.public_bytes_raw())
-        write_atomic(home / AUDIT_VKEY_FILE, (vkey + "\n").encode("ascii"))
-        _finish_home(
-            home, settings=settings, options=options, issuers=issuers, ips=ips, service=service,
-            now=now,
+    settings = _settings(home, options=options, module=options.module or "", offline=offline)
+    cas = make_cas(settings, module=module, conf=conf, offline=offline, offline_pins=pins, now=now)
+    token = HOME_CA_TOKENS["device"]
+    pin = PinSource.parse(f"file:secrets/{token}.pin", base_dir=home).read()
+    with open_token(module=module, label=token, pin=pin, conf=conf) as session:
+        device = IssuerContext(
+            cert=cas.certs["device"], key=session.ec_private_key(label="device-ca"),
+            crl_url=settings.crl_url("device"), ocsp_url=settings.ocsp_url(),
         )  # fmt: skip
-    finally:
-        for session in sessions:
-            session.close()
+        service = _service_identity(
+            home, settings=settings, session=session, device=device, now=now
+        )
+        dns = tuple(dict.fromkeys(("localhost", *options.dns_names)))
+        servers = make_server_certs(settings=settings, issuer=device, dns=dns, ips=ips, now=now)
+    _finish_home(
+        home, settings=settings, options=options, cas=cas, servers={**servers, "service": service},
+        offline=offline, pins=pins, now=now,
+    )  # fmt: skip
     return settings
+
+
+def _service_identity(
+    home: Path,
+    *,
+    settings: ServerSettings,
+    session: TokenSession,
+    device: IssuerContext,
+    now: datetime,
+) -> x509.Certificate:
+    """The service's MQTT key and certificate and the audit log's key, in the service token."""
+    service_key = session.generate_ec_key(_SERVICE_KEY_LABEL, curve="P-256")
+    service = issue_service_certificate(
+        issuer=device,
+        public_key=service_key.public_key(),
+        identity=settings.broker.service_identity,
+        organization=settings.pki.organization,
+        now=now,
+    )
+    write_atomic(
+        settings.path(settings.broker.service_cert),
+        service.public_bytes(serialization.Encoding.PEM),
+    )
+    audit_key = session.generate_ed25519_key(_AUDIT_KEY_LABEL)
+    vkey = verifier_key(settings.audit.origin, ED25519, audit_key.public_bytes_raw())
+    write_atomic(home / AUDIT_VKEY_FILE, (vkey + "\n").encode("ascii"))
+    return service
 
 
 def _finish_home(
@@ -215,35 +260,33 @@ def _finish_home(
     *,
     settings: ServerSettings,
     options: HomeOptions,
-    issuers: dict[str, IssuerContext],
-    ips: list[ipaddress.IPv4Address | ipaddress.IPv6Address],
-    service: x509.Certificate,
+    cas: MadeCas,
+    servers: dict[str, x509.Certificate],
+    offline: OfflineFolder,
+    pins: Mapping[str, str],
     now: datetime,
 ) -> None:
-    dns = tuple(dict.fromkeys(("localhost", *options.dns_names)))
-    servers = _make_server_certs(
-        settings=settings, issuer=issuers["device"], dns=dns, ips=ips, now=now
-    )
     bundle = b"".join(
-        issuers[name].cert.public_bytes(serialization.Encoding.PEM)
+        cas.certs[name].public_bytes(serialization.Encoding.PEM)
         for name in ("root", "manufacturing", "device")
     )
     write_atomic(home / "public" / "ca-bundle.pem", bundle)
     engine = create_engine(settings.store_url())
     try:
         migrate(engine)
-        _record(
-            UnitOfWork(engine), issuers=issuers, servers={**servers, "service": service}, now=now
-        )
+        _record(UnitOfWork(engine), cas=cas, servers=servers, now=now)
         password = options.admin_password or generate_password()  # see create_server_home
         add_first_admin(UnitOfWork(engine), settings.operators, password=password, now=now)
     finally:
         engine.dispose()
-    init_repository(settings, now=now)  # OTA tokens and keys, the TUF repository (docs/ota.md)
+    # OTA tokens and keys (root keys in the offline folder), the TUF repository (docs/ota.md)
+    init_repository(settings, offline=offline, offline_pins=pins, now=now)
     save_server_settings(settings)  # rendered from the model by tomli-w
 
 
-def _settings(home: Path, *, options: HomeOptions, module: str) -> ServerSettings:
+def _settings(
+    home: Path, *, options: HomeOptions, module: str, offline: OfflineFolder
+) -> ServerSettings:
     host_for_url = (
         "localhost" if options.api_host in ("127.0.0.1", "localhost", "::1") else options.api_host
     )
@@ -253,7 +296,12 @@ def _settings(home: Path, *, options: HomeOptions, module: str) -> ServerSetting
             f"?pin-source=file:secrets/{token}.pin",
             "cert": f"public/{name}-ca.pem",
         }
-        for name, token in _TOKENS.items()
+        for name, token in HOME_CA_TOKENS.items()
+    }
+    # No pin-source: the root CA is offline (its PIN is with its custodian; Runtime.is_offline).
+    cas["root"] = {
+        "key": f"pkcs11:token={ROOT_CA_TOKEN};object={ROOT_CA_LABEL};type=private",
+        "cert": "public/root-ca.pem",
     }
     raw: dict[str, Any] = {
         "home": home,
@@ -267,6 +315,7 @@ def _settings(home: Path, *, options: HomeOptions, module: str) -> ServerSetting
         "ca": cas,
         # A log's origin names it uniquely (C2SP tlog-checkpoint): host and a random part.
         "audit": {"origin": f"{host_for_url}/audit/{secrets.token_hex(4)}"},
+        "lifecycle": {"offline_dir": str(offline.path)},  # a hint for ceremonies only
     }
     if options.store_url:
         raw["store"] = {"url": options.store_url}
@@ -283,117 +332,22 @@ def _settings(home: Path, *, options: HomeOptions, module: str) -> ServerSetting
         ) from exc  # fmt: skip
 
 
-def _make_cas(
-    home: Path,
-    *,
-    settings: ServerSettings,
-    module: Path,
-    conf: Path,
-    sessions: list[TokenSession],
-    now: datetime,
-) -> dict[str, IssuerContext]:
-    keys: dict[str, ec.EllipticCurvePrivateKey] = {}
-    for name, token in _TOKENS.items():
-        pin = generate_pin()
-        write_pin_file(home / "secrets" / f"{token}.pin", pin)
-        so_pin = generate_pin()
-        write_pin_file(home / "secrets" / f"{token}.so-pin", so_pin)
-        init_token(module=module, conf=conf, label=token, so_pin=so_pin, user_pin=pin)
-        session = open_token(module=module, label=token, pin=pin, conf=conf)
-        sessions.append(session)
-        keys[name] = session.generate_ec_key(f"{name}-ca", curve=_CA_CURVES[name])
-    org = settings.pki.organization
-    root_cert = make_root_ca(key=keys["root"], organization=org, now=now)
-    root = IssuerContext(
-        cert=root_cert, key=keys["root"], crl_url=settings.crl_url("root"), ocsp_url=None
-    )
-    issuers = {"root": root}
-    for name, profile in (("manufacturing", MANUFACTURING_CA), ("device", DEVICE_CA)):
-        cert = issue_ca(
-            issuer=root,
-            public_key=keys[name].public_key(),
-            common_name=f"{org} {_CA_NAMES[name]}",
-            organization=org,
-            profile=profile,
-            now=now,
-        )
-        issuers[name] = IssuerContext(
-            cert=cert,
-            key=keys[name],
-            crl_url=settings.crl_url(name),
-            ocsp_url=settings.ocsp_url() if name == "device" else None,
-        )
-    for name, ctx in issuers.items():
-        write_atomic(
-            settings.path(settings.ca[name].cert), ctx.cert.public_bytes(serialization.Encoding.PEM)
-        )
-    return issuers
-
-
-def _make_server_certs(
-    *,
-    settings: ServerSettings,
-    issuer: IssuerContext,
-    dns: tuple[str, ...],
-    ips: list[ipaddress.IPv4Address | ipaddress.IPv6Address],
-    now: datetime,
-) -> dict[str, x509.Certificate]:
-    certs: dict[str, x509.Certificate] = {}
-    for name, cert_rel, key_rel in (
-        ("api", settings.api.tls_cert, settings.api.tls_key),
-        ("broker", settings.broker.tls_cert, settings.broker.tls_key),
-    ):
-        key = ec.generate_private_key(ec.SECP256R1())
-        key_pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        _write_private(settings.path(key_rel), key_pem)
-        cert = issue_server_certificate(
-            issuer=issuer,
-            public_key=key.public_key(),
-            common_name=f"trustfleet-{name}",
-            dns_names=list(dns),
-            ip_addresses=ips,
-            now=now,
-            validity=timedelta(days=397),
-        )
-        chain = cert.public_bytes(serialization.Encoding.PEM) + issuer.cert.public_bytes(
-            serialization.Encoding.PEM
-        )
-        write_atomic(settings.path(cert_rel), chain)
-        certs[name] = cert
-    return certs
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    fd = os.open(path, flags, PRIVATE_FILE_MODE)
-    with os.fdopen(fd, "wb") as fh:
-        os.fchmod(fh.fileno(), PRIVATE_FILE_MODE)
-        fh.write(data)
-
-
 def _record(
-    uow: UnitOfWork,
-    *,
-    issuers: dict[str, IssuerContext],
-    servers: dict[str, x509.Certificate],
-    now: datetime,
+    uow: UnitOfWork, *, cas: MadeCas, servers: dict[str, x509.Certificate], now: datetime
 ) -> None:
-    parents = {"root": "root", "manufacturing": "root", "device": "root"}
     with uow.begin() as tx:
-        for name, ctx in issuers.items():
-            record_certificate(
-                tx, ctx.cert, issuer=parents[name], kind="ca", device_id=None, now=now
-            )
+        for cert in cas.certs.values():
+            record_certificate(tx, cert, issuer="root", kind="ca", device_id=None, now=now)
         for cert in servers.values():
             record_certificate(tx, cert, issuer="device", kind="server", device_id=None, now=now)
+        tx.crls.put(
+            issuer="root", crl_number=1, this_update=now, next_update=cas.root_crl_next_update,
+            der=cas.root_crl,
+        )  # fmt: skip
         tx.events.append(
             type="server.initialized",
             actor=current_operator(),
             subject="server",
-            details={"cas": sorted(issuers), "servers": sorted(servers)},
+            details={"cas": sorted(cas.certs), "servers": sorted(servers)},
             now=now,
         )

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from trustfleet.audit.context import current_operator
+from trustfleet.errors import Conflict
 from trustfleet.ota.manifest import image_target
 from trustfleet.ota.repository import (
     RepoState,
@@ -25,26 +25,23 @@ from trustfleet.ota.repository import (
     refresh_timestamp,
     timestamp_due,
 )
-from trustfleet.ota.repository import (
-    rotate_online_keys as _rotate_online_keys,
-)
-from trustfleet.ota.repository import (
-    rotate_root as _rotate_root,
-)
-from trustfleet.ota.signer import Pkcs11Signer, public_key_for
 from trustfleet.ota.versions import check_model
+from trustfleet.services._offline import (
+    OFFLINE_CONF,
+    ROOT_CA_TOKEN,
+    OfflineFolder,
+    new_offline_pins,
+    write_pins,
+)
 from trustfleet.services._ota_access import authorize_device
+from trustfleet.services._ota_ceremony import rotate_online_keys, rotate_root
 from trustfleet.services._ota_init import create_ota_repository
 from trustfleet.services._ota_keys import (
-    SERVICE_TOKEN,
-    KeyRef,
     boot_key_sha256,
     load_key_map,
-    open_home_token,
     open_signers,
     repo_files,
     root_token,
-    save_key_map,
 )
 from trustfleet.services._ota_release import build_release, publish_release
 from trustfleet.services._ota_state import expiry_of, load_state, write_state
@@ -57,10 +54,12 @@ __all__ = [
     "authorize_device",
     "build_release",
     "device_provisioning",
+    "init_offline_repository",
     "init_repository",
     "publish_release",
     "refresh_timestamp_if_due",
     "repository_status",
+    "root_token",
     "rotate_online_keys",
     "rotate_root",
 ]
@@ -127,11 +126,18 @@ def _runtime(rt: Runtime | ServerSettings) -> Iterator[Runtime]:
         opened.close()
 
 
-def init_repository(rt: Runtime | ServerSettings, *, now: datetime) -> dict[str, Any]:
+def init_repository(
+    rt: Runtime | ServerSettings,
+    *,
+    offline: OfflineFolder,
+    offline_pins: Mapping[str, str],
+    now: datetime,
+) -> dict[str, Any]:
     """Create the OTA tokens, keys and repository of a home (``server init``, ``ota init``).
 
-    Writes ``public/boot-key.pem``, ``public/tuf-root.json`` and the event
-    ``ota.repository.created``.
+    The TUF root tokens are made in the offline folder with ``offline_pins`` (by file name,
+    ``tf-tuf-root-1.pin``, ``tf-tuf-root-1.so-pin``…). Writes ``public/boot-key.pem``,
+    ``public/tuf-root.json`` and the event ``ota.repository.created``.
 
     Returns:
         The new repository's status (see :func:`repository_status`).
@@ -140,8 +146,45 @@ def init_repository(rt: Runtime | ServerSettings, *, now: datetime) -> dict[str,
         Conflict: The home already has a repository (code ``ota.repo.exists``).
     """
     with _runtime(rt) as opened:
-        state = create_ota_repository(opened.settings, opened.uow, now=now)
+        opened.release_keys()  # the offline configuration becomes active meanwhile
+        state = create_ota_repository(
+            opened.settings, opened.uow, offline=offline, offline_pins=offline_pins, now=now
+        )
         return _status(opened.settings, state)
+
+
+def init_offline_repository(
+    settings: ServerSettings, *, offline: Path, pins_out: Path | None, now: datetime
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """``ota init``: the repository of a home made before OTA, its TUF root tokens in the
+    offline folder ``offline`` (made if new), their PINs written to ``pins_out`` (0600 files,
+    written first) or returned to be shown once.
+
+    Returns:
+        The repository's status, and the PINs by file name (empty if written).
+
+    Raises:
+        Conflict: The home already has a repository (code ``ota.repo.exists``); nothing made.
+    """
+    if repo_files(settings).exists():
+        raise Conflict(
+            f"an OTA repository exists already in {repo_files(settings).root}",
+            hint="use 'trustfleet ota status' to inspect it",
+            code="ota.repo.exists",
+        )
+    if (offline / OFFLINE_CONF).exists():
+        folder = OfflineFolder.open(offline)
+    else:
+        folder = OfflineFolder.create(offline)
+    pins = {
+        name: pin
+        for name, pin in new_offline_pins(settings.ota.root_keys).items()
+        if not name.startswith(f"{ROOT_CA_TOKEN}.")
+    }
+    if pins_out is not None:
+        write_pins(pins_out, pins)
+    doc = init_repository(settings, offline=folder, offline_pins=pins, now=now)
+    return doc, {} if pins_out is not None else pins
 
 
 def _status(settings: ServerSettings, state: RepoState) -> dict[str, Any]:
@@ -187,120 +230,3 @@ def refresh_timestamp_if_due(rt: Runtime, *, now: datetime, force: bool = False)
         write_state(settings, files, new, ["timestamp"])
     logger.info("refreshed the TUF timestamp (version %d)", new.timestamp.signed.version)
     return True
-
-
-def _root_keyids(state: RepoState) -> list[str]:
-    return list(state.root.signed.roles["root"].keyids)
-
-
-def rotate_root(rt: Runtime, *, now: datetime) -> dict[str, Any]:
-    """Root key ceremony: a new key in each root token and a new root version.
-
-    The new root is signed by the previous root's keys (all that can be opened, at least the
-    threshold) and by every new key. Writes the event ``ota.root.rotated``.
-
-    Returns:
-        The repository's status after the rotation.
-
-    Raises:
-        VerificationFailed: The old or the new threshold is not met.
-    """
-    settings, files = rt.settings, repo_files(rt.settings)
-    with files.locked():
-        state = load_state(files)
-        keys = load_key_map(settings)
-        version = state.root.signed.version + 1
-        label = f"tuf-root-r{version}"
-        with contextlib.ExitStack() as stack:
-            old = stack.enter_context(open_signers(settings, _root_keyids(state), keys))
-            new: list[Pkcs11Signer] = []
-            for i in range(1, settings.ota.root_keys + 1):
-                session = stack.enter_context(open_home_token(settings, root_token(i)))
-                key = session.generate_ec_key(label, curve="P-256")
-                new.append(Pkcs11Signer(key))
-                keys[public_key_for(key).keyid] = KeyRef(token=root_token(i), label=label)
-            rotated = _rotate_root(
-                state,
-                new_keys=[s.public_key for s in new],
-                threshold=settings.ota.root_threshold,
-                old_signers=old,
-                new_signers=new,
-                expiry=expiry_of(settings.ota),
-                now=now,
-            )
-        _commit_rotation(
-            rt, files, rotated, keys, event="ota.root.rotated", previous=state, now=now
-        )
-    return _status(settings, rotated)
-
-
-def rotate_online_keys(rt: Runtime, *, now: datetime) -> dict[str, Any]:
-    """Replace the snapshot and timestamp keys (in ``tf-service``) through a new root version.
-
-    Needs the root tokens (a threshold of root signatures). Writes ``ota.online_keys.rotated``.
-
-    Returns:
-        The repository's status after the rotation.
-    """
-    settings, files = rt.settings, repo_files(rt.settings)
-    with files.locked():
-        state = load_state(files)
-        keys = load_key_map(settings)
-        version = state.root.signed.version + 1
-        with contextlib.ExitStack() as stack:
-            root_signers = stack.enter_context(open_signers(settings, _root_keyids(state), keys))
-            session = stack.enter_context(open_home_token(settings, SERVICE_TOKEN))
-            online: dict[str, Pkcs11Signer] = {}
-            for role in ("snapshot", "timestamp"):
-                label = f"tuf-{role}-r{version}"
-                key = session.generate_ec_key(label, curve="P-256")
-                online[role] = Pkcs11Signer(key)
-                keys[public_key_for(key).keyid] = KeyRef(token=SERVICE_TOKEN, label=label)
-            rotated = _rotate_online_keys(
-                state,
-                snapshot_key=online["snapshot"].public_key,
-                timestamp_key=online["timestamp"].public_key,
-                signers={
-                    "root": root_signers,
-                    "snapshot": [online["snapshot"]],
-                    "timestamp": [online["timestamp"]],
-                },
-                expiry=expiry_of(settings.ota),
-                now=now,
-            )
-        _commit_rotation(
-            rt, files, rotated, keys, event="ota.online_keys.rotated", previous=state, now=now
-        )
-    return _status(settings, rotated)
-
-
-def _commit_rotation(
-    rt: Runtime,
-    files: Any,
-    state: RepoState,
-    keys: dict[str, KeyRef],
-    *,
-    event: str,
-    previous: RepoState,
-    now: datetime,
-) -> None:
-    roles = ["root"]
-    if state.timestamp.signed.version != previous.timestamp.signed.version:
-        roles += ["snapshot", "timestamp"]
-    root = state.root.signed
-    with rt.uow.begin() as tx:
-        tx.events.append(
-            type=event,
-            actor=current_operator(),
-            subject="ota:repository",
-            details={
-                "root_version": root.version,
-                "root_keyids": list(root.roles["root"].keyids),
-                "snapshot_keyids": list(root.roles["snapshot"].keyids),
-                "timestamp_keyids": list(root.roles["timestamp"].keyids),
-            },
-            now=now,
-        )
-        save_key_map(rt.settings, keys)
-        write_state(rt.settings, files, state, roles)
-    logger.info("%s: root version %d", event, root.version)

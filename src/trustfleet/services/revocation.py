@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from cryptography.hazmat.primitives import serialization
 
-from trustfleet.errors import Conflict
+from trustfleet.errors import Conflict, Unavailable
 from trustfleet.pki import (
     CertStatusAnswer,
     RevokedEntry,
@@ -42,10 +42,16 @@ that is not retired answers (docs/lifecycle.md); a retired one's certificates ge
 def current_crl(rt: Runtime, issuer: str, *, now: datetime) -> bytes:
     """The DER CRL of an issuing CA, reissued first if it is missing or near its nextUpdate.
 
+    An offline CA's CRL (the root's) is served as stored, even stale: only a ceremony signs
+    it (``trustfleet ca crl-root``); the expiry watch reports it before it lapses.
+
     Raises:
         NotFound: No CA of that name.
+        Unavailable: An offline CA has no stored CRL (code ``ca.offline``).
     """
     rt.ca_certificate(issuer)  # NotFound; a CA made since this process started is found too
+    if rt.is_offline(issuer):
+        return _stored_crl(rt, issuer)
     margin = timedelta(hours=rt.settings.pki.crl_refresh_margin_hours)
     for _attempt in range(3):
         with rt.uow.begin() as tx:
@@ -63,20 +69,34 @@ def current_crl(rt: Runtime, issuer: str, *, now: datetime) -> bytes:
     raise Conflict(f"the CRL of '{issuer}' keeps changing", hint="retry in a moment")
 
 
+def _stored_crl(rt: Runtime, issuer: str) -> bytes:
+    with rt.uow.begin(read_only=True) as tx:
+        record = tx.crls.get(issuer)
+    if record is None:
+        raise Unavailable(
+            f"the {issuer} CA is offline and has no CRL yet",
+            hint="sign it in a ceremony: trustfleet ca crl-root",
+            code="ca.offline",
+        )
+    return record.der
+
+
 def refresh_crls(rt: Runtime, *, now: datetime) -> list[str]:
-    """Reissue every CRL that is missing or within the refresh margin of its nextUpdate.
+    """Reissue every online CA's CRL that is missing or within the refresh margin of its
+    nextUpdate (an offline CA's CRL is signed only in a ceremony).
 
     A retired CA keeps its final CRL (:func:`current_crl`).
 
     Returns:
-        The names of the CAs whose CRL was checked (all of them).
+        The names of the CAs whose CRL was checked (the online ones).
     """
     with rt.uow.begin(read_only=True) as tx:
         registered = [ca.name for ca in tx.cas.list()]
     names = list(dict.fromkeys([*rt.settings.ca, *registered]))
-    for issuer in names:
+    online = [issuer for issuer in names if not rt.is_offline(issuer)]
+    for issuer in online:
         current_crl(rt, issuer, now=now)
-    return names
+    return online
 
 
 def regenerate_crl(

@@ -35,8 +35,8 @@ from trustfleet.audit.context import current_operator
 from trustfleet.errors import Conflict, InvalidInput
 from trustfleet.fileio import write_atomic
 from trustfleet.keystore import PinSource, Pkcs11Uri, open_token
-from trustfleet.pki import DEVICE_CA, MANUFACTURING_CA, IssuerContext, issue_ca
 from trustfleet.services._certs import record_certificate, serial_hex
+from trustfleet.services.ceremony import CeremonyKeys, issue_intermediate, record_ceremony
 from trustfleet.services.revocation import regenerate_crl
 from trustfleet.services.runtime import Runtime
 from trustfleet.services.tls_rotation import tls_issuers
@@ -65,7 +65,6 @@ CESSATION: Final = "cessationOfOperation"
 """The reason the final CRL of a retired CA gives its still-valid certificates."""
 _TOKENS: Final = {"device": "tf-service", "manufacturing": "tf-factory"}
 _CURVE: Final = "P-256"
-_TITLES: Final = {"device": "Device CA", "manufacturing": "Manufacturing CA"}
 _HOLDER_KIND: Final = {"device": "ldevid", "manufacturing": "idevid"}
 _MAX_CAS: Final = 999
 
@@ -119,58 +118,67 @@ def next_ca_name(kind: str, existing: Iterable[str]) -> str:
     return f"{kind}-{nxt}"
 
 
-def start_rollover(rt: Runtime, *, kind: str, root: IssuerContext, now: datetime) -> CaStep:
-    """Make the next CA of ``kind``: key in its token, certificate from ``root``, state standby.
+def start_rollover(rt: Runtime, keys: CeremonyKeys, *, kind: str, now: datetime) -> CaStep:
+    """Make the next CA of ``kind``: key in its token, certificate from the offline root (a
+    ceremony: ``keys`` holds the offline folder and the PIN of ``tf-root``), state standby.
 
     Args:
         rt: The runtime of the home.
+        keys: What the custodians brought (services.ceremony).
         kind: ``device`` or ``manufacturing``.
-        root: The root CA's signing context (from the ceremony: ``ceremony.root_ca``).
         now: The current time.
 
     Raises:
         InvalidInput: Not a kind that rolls over.
         Conflict: A rollover of that kind is already under way (a standby or retiring CA).
+        Unavailable, PermissionDenied: The offline folder or the root PIN (services.ceremony).
     """
-    with rt.uow.begin(read_only=True) as tx:
-        known = tx.cas.list(kind=kind) if kind in ROLLOVER_KINDS else []
-    name = next_ca_name(kind, [*(ca.name for ca in known), *rt.settings.ca])
-    busy = [ca.name for ca in known if ca.state in ("standby", "retiring")]
-    if busy:
-        raise Conflict(
-            f"CA '{busy[0]}' of kind {kind} is still {_state_of(known, busy[0])}",
-            hint=f"finish that rollover first ('trustfleet ca rollover activate|retire {busy[0]}')",
-            code="ca.rollover.busy",
-        )
+    name = _next_name(rt, kind)
     token = _TOKENS[kind]
     key_rel = f"pkcs11:token={token};object={name}-ca;type=private"
     key_rel += f"?pin-source=file:secrets/{token}.pin"
     public_key = _generate_key(rt, Pkcs11Uri.parse(key_rel), label=f"{name}-ca")
-    validity = timedelta(days=rt.settings.lifecycle.intermediate_validity_days)
-    cert = issue_ca(
-        issuer=root, public_key=public_key,
-        common_name=f"{rt.settings.pki.organization} {_TITLES[kind]} {name.rsplit('-', 1)[1]}",
-        organization=rt.settings.pki.organization,
-        profile=DEVICE_CA if kind == "device" else MANUFACTURING_CA, now=now, validity=validity,
-    )  # fmt: skip
+    rt.release_keys()  # the offline folder has its own SoftHSM2 configuration (ADR 0002)
+    kind_: RolloverKind = "device" if kind == "device" else "manufacturing"
+    cert = issue_intermediate(
+        rt.settings, keys, kind=kind_, name=name, public_key=public_key, now=now
+    )
     cert_rel = f"public/{name}-ca.pem"
     write_atomic(rt.settings.path(cert_rel), cert.public_bytes(serialization.Encoding.PEM))
     rt.settings = update_server_settings(
         rt.settings.home, {"ca": {name: {"key": key_rel, "cert": cert_rel}}}
     )
+    serial = serial_hex(cert.serial_number)
     with rt.uow.begin() as tx:
         record_certificate(tx, cert, issuer="root", kind="ca", device_id=None, now=now)
         tx.cas.add(name=name, kind=kind, state="standby", now=now)
         regenerate_crl(rt, tx, name, now=now)
         details: dict[str, JSON] = {
             "kind": kind,
-            "serial": serial_hex(cert.serial_number),
+            "serial": serial,
             "not_after": cert.not_valid_after_utc.isoformat(),
         }
         _event(tx, "ca.rollover.started", name, details, now=now)
+        record_ceremony(tx, kind="intermediate", custodians=list(keys.pins),
+                        details={"ca": name, **details}, now=now)  # fmt: skip
         publish_trust_bundle(rt, tx)
     logger.info("CA %s made (standby)", name)
-    return CaStep(name, kind, "standby", serial=serial_hex(cert.serial_number))
+    return CaStep(name, kind, "standby", serial=serial)
+
+
+def _next_name(rt: Runtime, kind: str) -> str:
+    with rt.uow.begin(read_only=True) as tx:
+        known = tx.cas.list(kind=kind) if kind in ROLLOVER_KINDS else []
+    name = next_ca_name(kind, [*(ca.name for ca in known), *rt.settings.ca])
+    busy = [ca for ca in known if ca.state in ("standby", "retiring")]
+    if busy:
+        raise Conflict(
+            f"CA '{busy[0].name}' of kind {kind} is still {busy[0].state}",
+            hint=f"finish that rollover first ('trustfleet ca rollover activate|retire "
+            f"{busy[0].name}')",
+            code="ca.rollover.busy",
+        )
+    return name
 
 
 def activate_ca(rt: Runtime, name: str, *, now: datetime) -> CaStep:
@@ -278,10 +286,6 @@ def _generate_key(rt: Runtime, uri: Pkcs11Uri, *, label: str) -> ec.EllipticCurv
         module=rt.module, label=uri.token or "", pin=pin, conf=rt.softhsm_conf
     ) as session:
         return session.generate_ec_key(label, curve=_CURVE).public_key()
-
-
-def _state_of(cas: list[CaRecord], name: str) -> str:
-    return next(ca.state for ca in cas if ca.name == name)
 
 
 def _event(

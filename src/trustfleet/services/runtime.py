@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from cryptography import x509
 from sqlalchemy import Engine
 
-from trustfleet.errors import NotFound
+from trustfleet.errors import NotFound, Unavailable
 from trustfleet.keystore import PinSource, Pkcs11Uri, find_module, open_ed25519_key, open_key
 from trustfleet.pki import IssuerContext
 from trustfleet.settings import CaSettings, ServerSettings, load_server_settings
@@ -36,8 +36,8 @@ def ca_kind(name: str) -> str:
 class Runtime:
     """The store and the CAs of one server home, opened once per process.
 
-    CA keys are opened on first use (the root key only for a root CRL or a ceremony), so a
-    process that never signs with a CA never logs in to its token.
+    CA keys are opened on first use, so a process that never signs with a CA never logs in to
+    its token. The root CA is offline: only a ceremony signs with it.
     """
 
     settings: ServerSettings
@@ -90,8 +90,24 @@ class Runtime:
         uri = Pkcs11Uri.parse(text)
         return uri, PinSource.parse(uri.pin_source or "", base_dir=self.settings.home).read()
 
+    def is_offline(self, name: str) -> bool:
+        """Whether CA ``name`` is offline: its key URI names no ``pin-source`` (its PIN is with
+        custodians; it signs only in a ceremony, ``trustfleet.services.ceremony``)."""
+        return Pkcs11Uri.parse(self._ca_settings(name).key).pin_source is None
+
     def issuer(self, name: str) -> IssuerContext:
-        """The signing context of a CA; its key stays in its token."""
+        """The signing context of a CA; its key stays in its token.
+
+        Raises:
+            Unavailable: The CA is offline (code ``ca.offline``).
+        """
+        if self.is_offline(name):
+            raise Unavailable(
+                f"the {name} CA is offline; run a ceremony",
+                hint="its key signs only in a ceremony with the offline folder "
+                "(see 'trustfleet ca --help')",
+                code="ca.offline",
+            )
         with self._lock:
             if name not in self._issuers:
                 uri, pin = self._key_uri(self._ca_settings(name).key)

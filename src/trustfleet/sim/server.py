@@ -14,10 +14,12 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
 from trustfleet.errors import Unavailable
+from trustfleet.services.ceremony import CeremonyKeys, read_pin_file
 from trustfleet.services.first_admin import create_server_home
 from trustfleet.services.home import HomeOptions
 from trustfleet.services.runtime import Runtime
@@ -48,6 +50,15 @@ def https_status(url: str, *, cafile: Path, timeout_s: float = PROBE_TIMEOUT_S) 
         return None
 
 
+def _offline_of(home: Path) -> Path:
+    """The offline folder a home names (``[lifecycle] offline_dir``), else ``home/../offline``."""
+    if (home / "trustfleet.toml").is_file():
+        named = load_server_settings(home).lifecycle.offline_dir
+        if named:
+            return Path(named)
+    return home.parent / "offline"
+
+
 class SimServer:
     """A server home and its ``trustfleet server run`` process.
 
@@ -57,6 +68,10 @@ class SimServer:
         mqtt_port: The broker's port to pass to ``server run`` (default: the home's).
         log: Where the process writes (default: ``home/../server.log``).
         workers: HTTPS worker processes.
+        offline: The offline folder (default: the home's ``[lifecycle] offline_dir``, else
+            ``home/../offline``).
+        pins_dir: The offline tokens' PIN files ``<token>.pin`` (default: beside the offline
+            folder, ``<offline>-pins``), what custodians would type in a ceremony.
     """
 
     def __init__(
@@ -67,8 +82,12 @@ class SimServer:
         mqtt_port: int | None = None,
         log: Path | None = None,
         workers: int = 1,
+        offline: Path | None = None,
+        pins_dir: Path | None = None,
     ) -> None:
         self.home = home
+        self.offline = offline or _offline_of(home)
+        self.pins_dir = pins_dir or self.offline.with_name(self.offline.name + "-pins")
         self._api_port = api_port
         self._mqtt_port = mqtt_port
         self.log = log or home.parent / "server.log"
@@ -95,13 +114,18 @@ class SimServer:
             InvalidInput: An override names an unknown setting or has a refused value.
         """
         api_port, mqtt_port = free_port(), free_port()
+        offline, pins_dir = home.parent / "offline", home.parent / "offline-pins"
         options = HomeOptions(
-            organization=organization, api_port=api_port, mqtt_port=mqtt_port, store_url=store_url
-        )
+            organization=organization, api_port=api_port, mqtt_port=mqtt_port,
+            store_url=store_url, offline=offline, pins_out=pins_dir,
+        )  # fmt: skip
         made = create_server_home(home, options=options, now=now)
         if overrides:
             update_server_settings(home, overrides)
-        server = cls(home, api_port=api_port, mqtt_port=mqtt_port, log=log)
+        server = cls(
+            home, api_port=api_port, mqtt_port=mqtt_port, log=log, offline=offline,
+            pins_dir=pins_dir,
+        )  # fmt: skip
         server.admin_password = made.admin_password
         return server
 
@@ -141,6 +165,28 @@ class SimServer:
         if self.process is None:
             raise Unavailable("the server was not started")
         return self.process.pid
+
+    # -- ceremonies -------------------------------------------------------------------
+
+    def pin_files(self, tokens: Sequence[str] | None = None) -> dict[str, Path]:
+        """The PIN file of each offline token (``tokens``: only those; default: all)."""
+        found = {path.name.removesuffix(".pin"): path for path in self.pins_dir.glob("*.pin")}
+        if tokens is None:
+            return dict(sorted(found.items()))
+        return {token: found[token] for token in tokens}
+
+    def ceremony_args(self, tokens: Sequence[str] | None = None) -> list[str]:
+        """``--offline DIR --pin-file TOKEN=PATH …`` for a ceremony command (``tokens``: the
+        custodians present; default: all)."""
+        args = ["--offline", str(self.offline)]
+        for token, path in self.pin_files(tokens).items():
+            args += ["--pin-file", f"{token}={path}"]
+        return args
+
+    def ceremony_keys(self, tokens: Sequence[str] | None = None) -> CeremonyKeys:
+        """The offline folder and the PINs of ``tokens`` (default: all) for service calls."""
+        pins = {token: read_pin_file(path) for token, path in self.pin_files(tokens).items()}
+        return CeremonyKeys(offline=self.offline, pins=pins)
 
     # -- its process ------------------------------------------------------------------
 

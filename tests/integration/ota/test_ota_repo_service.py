@@ -26,10 +26,11 @@ from support.runtimes import home_runtime
 from trustfleet.errors import Conflict, NotFound, VerificationFailed
 from trustfleet.ota.manifest import parse_manifest
 from trustfleet.ota.release import verify_boot_signature
+from trustfleet.services.ceremony import CeremonyKeys
 from trustfleet.services.ota import (
     build_release,
     device_provisioning,
-    init_repository,
+    init_offline_repository,
     publish_release,
     refresh_timestamp_if_due,
     repository_status,
@@ -37,10 +38,16 @@ from trustfleet.services.ota import (
     rotate_root,
 )
 from trustfleet.services.runtime import Runtime
+from trustfleet.sim.server import SimServer
 
 pytestmark = pytest.mark.integration
 
 MODEL = "sim-v1"
+
+
+def _keys(rt: Runtime) -> CeremonyKeys:
+    """Every custodian of the home's offline folder (SimServer's layout: support.runtimes)."""
+    return SimServer(rt.settings.home).ceremony_keys()
 
 
 def _now() -> datetime:
@@ -175,11 +182,11 @@ def test_root_and_online_key_rotation_are_followed(
     device.updater().refresh()
     old_root_keys = repository_status(rt)["roles"]["root"]["keyids"]
 
-    status = rotate_root(rt, now=_now())
+    status = rotate_root(rt, _keys(rt), now=_now())
     assert status["roles"]["root"]["threshold"] == 2
     assert not set(status["roles"]["root"]["keyids"]) & set(old_root_keys)
     old_timestamp_key = status["roles"]["timestamp"]["keyids"]
-    status = rotate_online_keys(rt, now=_now())
+    status = rotate_online_keys(rt, _keys(rt), now=_now())
     assert status["roles"]["timestamp"]["keyids"] != old_timestamp_key
     version = status["roles"]["root"]["version"]
 
@@ -204,7 +211,8 @@ def test_refusals(rt: Runtime, tmp_path: Path) -> None:
     with pytest.raises(NotFound):
         publish_release(rt, model=MODEL, version="7.0.0", now=_now())
     with pytest.raises(Conflict):
-        init_repository(rt, now=_now())
+        init_offline_repository(rt.settings, offline=tmp_path / "o", pins_out=None, now=_now())
+    assert not (tmp_path / "o").exists()
     image = _image(tmp_path / "2.0.0.bin", seed=b"two", size=8192)
     build_release(rt, image=image, version="2.0.0", model=MODEL, min_version=None, now=_now())
     staged = rt.settings.path(rt.settings.ota.staging_dir) / MODEL / "2.0.0" / "image.bin"

@@ -12,6 +12,7 @@ import pytest
 
 from support.server import init_home, run_cli
 from trustfleet.sim.process import free_port
+from trustfleet.sim.server import SimServer
 
 pytestmark = pytest.mark.integration
 
@@ -64,7 +65,7 @@ def test_ota_commands(home: Path) -> None:
     assert roles["root"]["threshold"] == 2 and len(roles["root"]["keyids"]) == 3  # type: ignore[index]
     refreshed = _ok(home, "ota", "refresh-timestamp")
     assert refreshed["roles"]["timestamp"]["version"] == roles["timestamp"]["version"] + 1  # type: ignore[index]
-    rotated = _ok(home, "ota", "rotate-root")
+    rotated = _ok(home, "ota", "rotate-root", *SimServer(home).ceremony_args())
     assert rotated["roles"]["root"]["version"] == roles["root"]["version"] + 1  # type: ignore[index]
     # rotate-online and the init refusal are covered in test_ota_repo_service.py.
 

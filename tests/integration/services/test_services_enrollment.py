@@ -270,7 +270,11 @@ def test_racing_renewals_with_one_certificate_issue_once(
     rt.release_keys()  # one SoftHSM2 configuration per process (ADR 0002): the module home's
     home = tmp_path_factory.mktemp("race") / "home"
     init_server_home(
-        home, options=HomeOptions(organization="Race Test", store_url=db_url), now=_now()
+        home,
+        options=HomeOptions(
+            organization="Race Test", store_url=db_url, pins_out=home.parent / "offline-pins"
+        ),
+        now=_now(),
     )
     settings = load_server_settings(home)
     runtimes = [Runtime.open(settings) for _ in range(racers)]

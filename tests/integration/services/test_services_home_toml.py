@@ -26,7 +26,8 @@ NAME = 'O"Brien \\ Ünïcode'
 
 def test_home_named_with_a_quote_writes_toml_that_loads(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    init_server_home(home, options=HomeOptions(organization=NAME), now=NOW)
+    options = HomeOptions(organization=NAME, pins_out=tmp_path / "pins")
+    init_server_home(home, options=options, now=NOW)
     raw = tomllib.loads((home / "trustfleet.toml").read_text(encoding="utf-8"))
     assert raw["pki"]["organization"] == NAME
     assert raw["ota"]["repo_dir"] == "ota/repo"  # paths stay relative to the home
@@ -49,7 +50,9 @@ def test_home_named_with_a_quote_writes_toml_that_loads(tmp_path: Path) -> None:
 def test_home_named_with_a_newline_is_refused_and_not_created(tmp_path: Path) -> None:
     home = tmp_path / "home"
     with pytest.raises(InvalidInput) as caught:
-        init_server_home(home, options=HomeOptions(organization="two\nlines"), now=NOW)
+        options = HomeOptions(organization="two\nlines", pins_out=tmp_path / "pins")
+        init_server_home(home, options=options, now=NOW)
     assert caught.value.message.startswith("--name: ")
     assert "one line" in caught.value.message
     assert not home.exists()
+    assert not (tmp_path / "home-offline").exists() and not (tmp_path / "pins").exists()
