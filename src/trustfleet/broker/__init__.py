@@ -20,7 +20,7 @@ from trustfleet.broker._config import (
     render_mosquitto_conf,
 )
 from trustfleet.broker._supervisor import Broker
-from trustfleet.broker._trust import BrokerCa
+from trustfleet.broker._trust import BrokerCa, TrustFiles, render_trust, subject_hash
 
 __all__ = [
     "ADMIN_USERNAME",
@@ -30,6 +30,9 @@ __all__ = [
     "BrokerCa",
     "BrokerConfig",
     "BrokerPaths",
+    "TrustFiles",
     "render_acl",
     "render_mosquitto_conf",
+    "render_trust",
+    "subject_hash",
 ]

@@ -21,7 +21,7 @@ from OpenSSL import crypto
 
 from trustfleet.broker._files import crl_pem, write_atomic
 
-__all__ = ["BrokerCa", "TrustFiles", "render_trust", "write_trust"]
+__all__ = ["BrokerCa", "TrustFiles", "render_trust", "subject_hash", "write_trust"]
 
 _PEM = serialization.Encoding.PEM
 

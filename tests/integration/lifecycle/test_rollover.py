@@ -54,8 +54,8 @@ def test_every_running_device_ends_on_the_new_ca(moved: dict[str, Any]) -> None:
 
 
 _CA_EVENTS = (
-    "ceremony.intermediate",
     "ca.rollover.started",
+    "ceremony.intermediate",
     "ca.rollover.activated",
     "server.tls.rotated",
     "ca.rollover.retired",
