@@ -130,6 +130,11 @@ CASES: dict[str, tuple[str, str, str]] = {
         ("device command dev-nosuchdevice ping --wait forever --home {home}", "forever", "10s"),
     "device-commands-limit-0": ("device commands dev-nosuchdevice --limit 0 --home {home}",
                                 "--limit", "--help"),
+    "device-rekey-no-target": ("device rekey --home {home}", "exactly one", "--model"),
+    "device-rekey-two-targets":
+        ("device reenroll dev-nosuchdevice --all --home {home}", "exactly one", "--all"),
+    "device-rekey-bad-timeout":
+        ("device rekey --all --wait --timeout -1 --home {home}", "--timeout", "--timeout 600"),
     # agent
     "agent-enroll-corrupt-idevid":
         ("agent enroll --device {corrupt}", "idevid.pem is not a PEM certificate",
@@ -290,9 +295,10 @@ CASES |= _same_mistake(
 )
 CASES |= _same_mistake(
     ("device show dev-nosuchdevice", "device revoke dev-nosuchdevice --reason keyCompromise",
-     "device reopen dev-nosuchdevice", "attest status dev-nosuchdevice",
-     "attest run dev-nosuchdevice", "attest quarantine dev-nosuchdevice --reason x",
-     "attest lift dev-nosuchdevice", "attest release dev-nosuchdevice"),
+     "device reopen dev-nosuchdevice", "device rekey dev-nosuchdevice",
+     "attest status dev-nosuchdevice", "attest run dev-nosuchdevice",
+     "attest quarantine dev-nosuchdevice --reason x", "attest lift dev-nosuchdevice",
+     "attest release dev-nosuchdevice"),
     mistake="unknown-id", wrong="--home {home}", message="not found", hint="device list",
 )  # fmt: skip
 CASES |= _same_mistake(

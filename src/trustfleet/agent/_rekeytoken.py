@@ -19,6 +19,7 @@ the pending file exists nothing of the old identity has changed (docs/lifecycle.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -51,8 +52,9 @@ _CURVES = {"secp256r1": "P-256", "secp384r1": "P-384"}
 
 def next_key(key: TokenKey) -> TokenKey:
     """The same token and PIN, the label of a re-key's new key (``<label>.next``)."""
-    return TokenKey(uri=key.uri, module=key.module, conf=key.conf, token=key.token,
-                    label=key.label + ".next", pin=key.pin)  # fmt: skip
+    label = key.label + ".next"
+    uri = dataclasses.replace(key.uri, object=label, id=None)
+    return dataclasses.replace(key, uri=uri, label=label)
 
 
 def _open(key: TokenKey) -> TokenSession:
@@ -121,29 +123,47 @@ def finish_pending(settings: DeviceSettings) -> x509.Certificate | None:
     pending = pending_path(settings)
     if not pending.is_file():
         return None
-    cert = x509.load_pem_x509_certificate(pending.read_bytes()[:_MAX_CERT_BYTES])
-    want = _public_der(cert.public_key())
+    try:
+        cert: x509.Certificate | None = x509.load_pem_x509_certificate(
+            pending.read_bytes()[:_MAX_CERT_BYTES]
+        )
+    except ValueError:
+        cert = None
+    want = _public_der(cert.public_key()) if cert is not None else b""
     key = token_key(settings)
-    label, fresh, old = key.label, key.label + ".next", key.label + ".old"
     with _open(key) as session:
-        if _key_der(session, label) != want:
-            if _key_der(session, fresh) != want:
-                os.replace(pending, pending.with_name(pending.name + ".bad"))
-                raise Config(
-                    f"{pending} certifies none of the keys in token '{key.token}'",
-                    hint="the device keeps its old identity; re-key it again",
-                    code="agent.rekey.pending_mismatch",
-                )
-            destroy_key_pair(session, old)
-            if label in private_key_labels(session):
-                rename_key_pair(session, label, old)
-            rename_key_pair(session, fresh, label)
-        destroy_key_pair(session, old)
-        destroy_key_pair(session, fresh)
+        switched = _switch(session, key.label, want)
+    if cert is None or not switched:
+        os.replace(pending, pending.with_name(pending.name + ".bad"))
+        raise Config(
+            f"{pending} is no certificate for a key in token '{key.token}'",
+            hint="the device keeps its old identity; re-key it again",
+            code="agent.rekey.pending_mismatch",
+        )
     _record_key(settings, want)
     os.replace(pending, settings.path(settings.identity.ldevid))
     logger.info("re-key finished: LDevID serial %x is in use", cert.serial_number)
     return cert
+
+
+def _switch(session: TokenSession, label: str, want: bytes) -> bool:
+    """Steps 1-3: the key whose public key is ``want`` ends as ``label``, the others gone.
+
+    Returns False (and keeps, or puts back, the old key as ``label``) when no key is ``want``.
+    """
+    fresh, old = label + ".next", label + ".old"
+    if not want or _key_der(session, label) != want:
+        if not want or _key_der(session, fresh) != want:
+            if label not in private_key_labels(session) and old in private_key_labels(session):
+                rename_key_pair(session, old, label)  # undo step 1: the old identity stays
+            return False
+        destroy_key_pair(session, old)
+        if label in private_key_labels(session):
+            rename_key_pair(session, label, old)
+        rename_key_pair(session, fresh, label)
+    destroy_key_pair(session, old)
+    destroy_key_pair(session, fresh)
+    return True
 
 
 def _record_key(settings: DeviceSettings, spki_der: bytes) -> None:

@@ -141,6 +141,10 @@ def answer_reenroll(host: ReenrollHost, command: Command) -> dict[str, Any]:
     except TrustFleetError as exc:
         logger.warning("reenroll (rekey=%s) failed: %s", rekey, exc.one_line())
         return _failed(command, exc.message, code=exc.code or exc.category)
+    except OSError as exc:  # the device folder could not be written
+        logger.warning("reenroll (rekey=%s) failed: %s", rekey, exc)
+        return _failed(command, f"cannot write the device folder: {exc.strerror or exc}",
+                       code="agent.reenroll.io")  # fmt: skip
     finally:
         host._start_link()
     host.cert = read_pem_cert_facts(_pem(done.certificate))
@@ -169,13 +173,16 @@ def reenroll_now(settings: DeviceSettings, *, rekey: bool, now: datetime) -> Ree
 
     fresh = _when_free(lambda: token.generate_next_key(settings))
     target = pending_path(settings)
+    failure: TrustFleetError | None = None
     try:
         _when_free(
             lambda: enroll_device(settings, mode="reenroll", now=now, csr_key=fresh, target=target)
         )
-    except TrustFleetError:
+    except TrustFleetError as exc:
+        failure = _without_frames(exc)  # the frames hold awscrt's logged-in TLS context
+    if failure is not None:
         _discard(lambda: token.discard_next_key(settings))
-        raise
+        raise failure
     cert = _when_free(lambda: token.finish_pending(settings))
     if cert is None:  # pragma: no cover - the pending file was written just above
         raise InvalidInput("the new LDevID vanished before the switch", code="agent.rekey.lost")
@@ -193,6 +200,15 @@ def _when_free(step: Callable[[], _T]) -> _T:
                 raise
             gc.collect()
             time.sleep(0.1)
+
+
+def _without_frames(exc: TrustFleetError) -> TrustFleetError:
+    """The error without its tracebacks (nor its causes'), so their frames can be collected."""
+    link: BaseException | None = exc
+    while link is not None:
+        link.__traceback__ = None
+        link = link.__cause__ or link.__context__
+    return exc
 
 
 def _discard(step: Callable[[], None]) -> None:

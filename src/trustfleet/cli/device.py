@@ -288,6 +288,58 @@ def command(
         raise typer.Exit(1)
 
 
+_ModelOpt = Annotated[str | None, typer.Option("--model", help="Every enrolled device of it.")]
+_AllOpt = Annotated[bool, typer.Option("--all", help="Every enrolled device of the fleet.")]
+_WaitOpt = Annotated[bool, typer.Option("--wait", help="Wait for the answers (progress).")]
+_TimeoutOpt = Annotated[
+    float | None,
+    typer.Option("--timeout", help="Longest --wait in seconds ([lifecycle] rekey_timeout_s)."),
+]
+_TargetArg = Annotated[str | None, typer.Argument(help="The device (or --model / --all).")]
+
+
+@app.command("rekey")
+def rekey(
+    home: HomeOpt,
+    device_id: _TargetArg = None,
+    model: _ModelOpt = None,
+    fleet: _AllOpt = False,
+    wait: _WaitOpt = False,
+    timeout: _TimeoutOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Devices generate new keys in their tokens and enroll them; old LDevIDs are superseded.
+
+    The server must be running. Exits 1 when a device failed, or --wait ended with devices
+    still pending (they keep their old keys and certificates, and keep working).
+    """
+    from trustfleet.cli._rekey import Target, run_reenroll
+
+    target = Target(device_id=device_id, model=model, fleet=fleet)
+    run_reenroll(home, target, rekey=True, wait=wait, timeout_s=timeout, json_out=json_out)
+
+
+@app.command("reenroll")
+def reenroll(
+    home: HomeOpt,
+    device_id: _TargetArg = None,
+    model: _ModelOpt = None,
+    fleet: _AllOpt = False,
+    wait: _WaitOpt = False,
+    timeout: _TimeoutOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Devices renew their LDevIDs now (same keys); old LDevIDs are superseded.
+
+    The server must be running. Exits 1 when a device failed, or --wait ended with devices
+    still pending.
+    """
+    from trustfleet.cli._rekey import Target, run_reenroll
+
+    target = Target(device_id=device_id, model=model, fleet=fleet)
+    run_reenroll(home, target, rekey=False, wait=wait, timeout_s=timeout, json_out=json_out)
+
+
 @app.command("commands")
 def commands(
     home: HomeOpt,

@@ -9,23 +9,34 @@ pass. The rules (docs/est.md, "Which certificate may enroll"):
   only while an operator's re-open (``trustfleet device reopen``) is open and unused;
 * ``simplereenroll`` with an LDevID: only with the device's current one (the newest valid
   LDevID): a superseded, revoked or older certificate cannot renew itself.
+
+:func:`check_csr_key` decides the key a CSR may certify (RFC 7030 §4.2.2 lets a re-enrollment
+change it): the presented certificate's own key (a renewal), or a key no certificate of the
+device ever held (a re-key). A key of an earlier certificate of the device — superseded,
+revoked, or the IDevID's after a re-key — never comes back (``est.csr.key_reused``).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from trustfleet.errors import PermissionDenied
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from trustfleet.errors import InvalidInput, PermissionDenied
 from trustfleet.store.records import CertificateRecord, DeviceRecord
 
 __all__ = [
     "ENROLLABLE_STATES",
     "SUPERSEDED",
     "EnrollMode",
+    "KeyChange",
     "ReopenGrant",
+    "check_csr_key",
     "check_enrollment",
     "current_ldevid",
 ]
@@ -48,6 +59,59 @@ class ReopenGrant:
 
     event_id: int
     expires_at: datetime
+
+
+@dataclass(frozen=True)
+class KeyChange:
+    """A re-key: the SHA-256 fingerprints of the old and the new SubjectPublicKeyInfo."""
+
+    old_key_sha256: str
+    new_key_sha256: str
+
+
+def key_fingerprint(der_spki: bytes) -> str:
+    """SHA-256 (lowercase hex) of a DER SubjectPublicKeyInfo."""
+    return hashlib.sha256(der_spki).hexdigest()
+
+
+def _spki(cert_der: bytes) -> bytes:
+    public = x509.load_der_x509_certificate(cert_der).public_key()
+    return public.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def check_csr_key(
+    csr_spki: bytes,
+    *,
+    presented: CertificateRecord,
+    certificates: Sequence[CertificateRecord],
+) -> KeyChange | None:
+    """Decide whether a CSR's key may be certified for the holder of ``presented``.
+
+    Args:
+        csr_spki: The CSR's SubjectPublicKeyInfo (DER).
+        presented: The store's record of the TLS client certificate (IDevID or LDevID).
+        certificates: All the device's certificates.
+
+    Returns:
+        None for the presented certificate's own key, the :class:`KeyChange` for a new one.
+
+    Raises:
+        InvalidInput: The key is one an earlier certificate of the device held
+            (``est.csr.key_reused``).
+    """
+    new = key_fingerprint(csr_spki)
+    old = key_fingerprint(_spki(presented.der))
+    if new == old:
+        return None
+    if any(key_fingerprint(_spki(c.der)) == new for c in certificates):
+        raise InvalidInput(
+            "The CSR key is refused: an earlier certificate of this device holds it.",
+            hint="generate a new key in the device's token (a re-key never reuses an old key)",
+            code="est.csr.key_reused",
+        )
+    return KeyChange(old_key_sha256=old, new_key_sha256=new)
 
 
 def current_ldevid(certificates: Sequence[CertificateRecord]) -> CertificateRecord | None:

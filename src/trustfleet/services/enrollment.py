@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from trustfleet.errors import Conflict, InvalidInput, PermissionDenied, TrustFleetError
 from trustfleet.pki import LDEVID, CsrPolicy, check_csr, issue_device_certificate, parse_csr_body
@@ -28,7 +29,9 @@ from trustfleet.services._certs import record_certificate, serial_hex
 from trustfleet.services._enroll_rules import (
     SUPERSEDED,
     EnrollMode,
+    KeyChange,
     ReopenGrant,
+    check_csr_key,
     check_enrollment,
 )
 from trustfleet.services.refusals import ANONYMOUS, Refusal, RefusalSink, write_refusal
@@ -81,9 +84,11 @@ def enroll(
         device = _admit(found, mode=mode, now=now)
         csr = parse_csr_body(body, max_bytes=rt.settings.api.max_body_bytes)
         check_csr(csr, expected_device_id=device.id, policy=CsrPolicy())
+        change = _key_change(csr, found)
         return _issue(
-            rt, csr, device=device, client_cert_pem=client_cert_pem or "", mode=mode, now=now
-        )
+            rt, csr, device=device, client_cert_pem=client_cert_pem or "", mode=mode, now=now,
+            change=change,
+        )  # fmt: skip
     except TrustFleetError as exc:
         _record_refusal(rt, exc, device_id=device_id, mode=mode, now=now, sink=refusals)
         raise
@@ -218,6 +223,20 @@ def _admit(found: _Presented, *, mode: EnrollMode, now: datetime) -> DeviceRecor
     return device
 
 
+def _key_change(csr: x509.CertificateSigningRequest, found: _Presented) -> KeyChange | None:
+    """A re-key (RFC 7030 §4.2.2: a new key in ``simplereenroll``), or None for the same key.
+
+    Raises:
+        InvalidInput: The key is an earlier one of the device (``est.csr.key_reused``).
+    """
+    if found.record is None:  # pragma: no cover - _admit refused an unknown certificate
+        return None
+    spki = csr.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return check_csr_key(spki, presented=found.record, certificates=found.certificates)
+
+
 def _pem_fingerprint(pem: str) -> str:
     """SHA-256 of the DER inside a PEM certificate (the TLS layer produced the PEM)."""
     body = "".join(line for line in pem.splitlines() if line and not line.startswith("-----"))
@@ -250,6 +269,7 @@ def _issue(
     client_cert_pem: str,
     mode: EnrollMode,
     now: datetime,
+    change: KeyChange | None = None,
 ) -> x509.Certificate:
     device_id = device.id
     with rt.uow.begin(read_only=True) as tx:
@@ -296,7 +316,33 @@ def _issue(
             details=details,
             now=now,
         )
+        if change is not None:
+            _record_rekey(tx, device_id, change, cert=cert, superseded=superseded, now=now)
     return cert
+
+
+def _record_rekey(
+    tx: Transaction,
+    device_id: str,
+    change: KeyChange,
+    *,
+    cert: x509.Certificate,
+    superseded: list[JSON],
+    now: datetime,
+) -> None:
+    """The ``device.rekeyed`` event: the old and new key fingerprints (SHA-256 of the SPKI)."""
+    tx.events.append(
+        type="device.rekeyed",
+        actor=f"device:{device_id}",
+        subject=f"device:{device_id}",
+        details={
+            "old_key_sha256": change.old_key_sha256,
+            "new_key_sha256": change.new_key_sha256,
+            "serial": serial_hex(cert.serial_number),
+            "superseded": superseded,
+        },
+        now=now,
+    )
 
 
 def _supersede(

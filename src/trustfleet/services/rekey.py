@@ -34,6 +34,7 @@ __all__ = [
     "MAX_SELECTED",
     "ReenrollProgress",
     "reenroll_progress",
+    "rekey_device",
     "request_reenroll",
     "select_devices",
 ]
@@ -179,6 +180,45 @@ def _send_one(
             tx.commands.mark_failed(command_id, reason=exc.message)
             failed = tx.commands.get(command_id)
         return failed or record
+    return record
+
+
+def rekey_device(
+    rt: Runtime,
+    device_id: str,
+    *,
+    rekey: bool,
+    actor: str,
+    now: datetime,
+    client: ServiceMqtt | None = None,
+) -> DeviceCommandRecord:
+    """Re-key (or re-enroll) one enrolled device: the API's ``POST /devices/{id}/rekey``.
+
+    Args:
+        rt: The runtime.
+        device_id: The device.
+        rekey: New key (True) or renewed certificate (False).
+        actor: Who asks.
+        now: The time of the row and the event.
+        client: How to publish (default: a short-lived service client for this one message).
+
+    Raises:
+        NotFound: No such device.
+        Conflict: The device is not enrolled (``command.not_enrolled``).
+        Unavailable: The broker did not take the command (the row is marked ``failed``).
+    """
+    from trustfleet.services.service_mqtt import OneShotServiceMqtt  # noqa: PLC0415  # awscrt
+
+    with rt.uow.begin(read_only=True) as tx:
+        (target,) = select_devices(tx, device_id=device_id)
+    publisher = client or OneShotServiceMqtt(rt.settings)
+    (record,) = request_reenroll(rt, publisher, [target], rekey=rekey, actor=actor, now=now)
+    if record.state == "failed":
+        raise Unavailable(
+            f"the command was not sent: {_reason(record)}",
+            hint="is 'trustfleet server run' running?",
+            code="mqtt.unavailable",
+        )
     return record
 
 

@@ -17,10 +17,15 @@ from typing import Final, Protocol
 from awscrt import mqtt5
 
 from trustfleet.crt import map_crt_errors, publish_and_wait
-from trustfleet.services.mqtt_client import CONNECT_TIMEOUT_S, ServiceMqttIdentity, new_client
+from trustfleet.services.mqtt_client import (
+    CONNECT_TIMEOUT_S,
+    ServiceMqttIdentity,
+    new_client,
+    publish_once,
+)
 from trustfleet.settings import ServerSettings
 
-__all__ = ["ServiceMqtt", "ServiceMqttClient"]
+__all__ = ["OneShotServiceMqtt", "ServiceMqtt", "ServiceMqttClient"]
 
 logger = logging.getLogger(__name__)
 
@@ -96,3 +101,18 @@ class ServiceMqttClient:
         """
         packet = mqtt5.PublishPacket(topic=topic, payload=payload, qos=mqtt5.QoS.AT_LEAST_ONCE)
         publish_and_wait(self._client, packet, timeout_s=self._timeout_s, what=what, hint=_HINT)
+
+
+class OneShotServiceMqtt:
+    """A :class:`ServiceMqtt` that connects for each message (one command from the API)."""
+
+    def __init__(self, settings: ServerSettings) -> None:
+        self._settings = settings
+
+    def publish(self, topic: str, payload: bytes, *, what: str) -> None:
+        """Publish with :func:`~trustfleet.services.mqtt_client.publish_once`.
+
+        Raises:
+            Unavailable: The broker cannot be reached, refused, or did not acknowledge.
+        """
+        publish_once(self._settings, topic, payload, what=what)

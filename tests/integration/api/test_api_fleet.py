@@ -179,3 +179,24 @@ def test_approval_really_quarantines(api: ApiKit, fleet: Fleet) -> None:
         quarantine = tx.attestation.quarantine(device)
     assert quarantine is not None and quarantine.by.startswith("operator:")
     assert_problem(api.post(f"/alerts/actions/{action_id}/reject"), 409, "alert.action.state")
+
+
+def test_a_rekey_is_sent_as_a_reenroll_command(api: ApiKit, fleet: Fleet) -> None:
+    device_id = fleet.enrolled[0]
+    before = api.last_event_id()
+    sent = api.post(f"/devices/{device_id}/rekey", role="security-officer")
+    assert sent.status_code == 202, sent.text
+    command = sent.json()
+    assert (command["name"], command["args"], command["state"]) == (
+        "reenroll",
+        {"rekey": True},
+        "sent",
+    )
+    (event,) = api.events(after_id=before, type_="device.rekey.requested")
+    assert event.subject == f"device:{device_id}" and event.details["command"] == command["id"]
+    assert event.actor.startswith("operator:op-security-officer")
+    denied = api.post(f"/devices/{device_id}/rekey", role="fleet-operator")
+    assert denied.status_code == 403, denied.text
+    not_enrolled = api.post(f"/devices/{fleet.registered[0]}/rekey")
+    assert_problem(not_enrolled, 409, "command.not_enrolled")
+    assert_problem(api.post("/devices/nope-nope/rekey"), 404, "store.device.not_found")

@@ -11,6 +11,7 @@ from trustfleet.server.api._device_lists import DeviceId, PathId, device_list_ro
 from trustfleet.server.api._pagination import ItemsPage
 from trustfleet.server.api.schemas import CommandIn, CommandOut
 from trustfleet.services import commands as service
+from trustfleet.services.rekey import rekey_device
 from trustfleet.store import DeviceCommandRecord
 
 __all__ = ["router"]
@@ -43,6 +44,21 @@ async def post_command(caller: CallerDep, device_id: DeviceId, body: CommandIn) 
     """Send ``ping`` or ``report`` to a device; poll ``/commands/{id}`` for its result."""
     rec = await caller.run(
         service.send_device_command, caller.rt, device_id, body.name, body.args,
+        now=caller.clock(),
+    )  # fmt: skip
+    return _present(rec)
+
+
+@router.post(
+    "/devices/{device_id}/rekey",
+    response_model=CommandOut,
+    status_code=202,
+    **guarded("devices.revoke"),
+)
+async def post_rekey(caller: CallerDep, device_id: DeviceId) -> Any:
+    """The device makes a new key in its token and enrolls it; its old LDevID is superseded."""
+    rec = await caller.run(
+        rekey_device, caller.rt, device_id, rekey=True, actor=caller.principal.actor,
         now=caller.clock(),
     )  # fmt: skip
     return _present(rec)
