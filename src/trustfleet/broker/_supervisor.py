@@ -28,7 +28,7 @@ from trustfleet.broker._files import (
     write_atomic,
 )
 from trustfleet.broker._process import accepts, raise_open_files, tail_of, terminate
-from trustfleet.broker._trust import BrokerCa, TrustFiles, render_trust, write_trust
+from trustfleet.broker._trust import BrokerCa, load_ca, trust_files, write_trust
 from trustfleet.errors import Config, InvalidInput, TrustFleetError, Unavailable
 from trustfleet.pki import DEVICE_ID_PATTERN
 from trustfleet.processes import die_with_parent_preexec
@@ -109,7 +109,7 @@ class Broker:
                 raise InvalidInput("The broker is already started.", code="broker.started")
             binary = find_mosquitto(self.config.mosquitto)
             dynsec = find_dynsec_plugin(self.config.dynsec_plugin)
-            files = self._trust_files(crl_der, trust)
+            files = trust_files(self.config.paths, crl_der=crl_der, trust=trust)
             directory = self.config.paths.directory
             directory.mkdir(mode=0o700, exist_ok=True)
             guard = build_guard(directory, timeout_s=self.config.compile_timeout_s)
@@ -118,7 +118,7 @@ class Broker:
                 self.config, view=self._view(), guard=guard, dynsec=dynsec,
                 crl=files.crlfile, cafile=files.cafile,
             )  # fmt: skip
-            self._write_trust(files)
+            write_trust(files, self.config.paths)
             self._stopping.clear()
             self.failure = None
             try:
@@ -190,9 +190,9 @@ class Broker:
             VerificationFailed: A CRL is not its CA's.
             Unavailable: Mosquitto is not running or did not confirm the reload in time.
         """
-        files = self._trust_files(None, trust)
+        files = trust_files(self.config.paths, crl_der=None, trust=trust)
         with self._lock:
-            self._write_trust(files)
+            write_trust(files, self.config.paths)
             self._sighup()
 
     def reload_tls(self) -> None:
@@ -223,17 +223,6 @@ class Broker:
         mark = self.config.paths.log.stat().st_size
         os.kill(pid, signal.SIGHUP)
         self._await_log(_RELOAD_MARK, after=mark, timeout_s=self.config.reload_timeout_s)
-
-    def _trust_files(self, crl_der: bytes | None, trust: Sequence[BrokerCa]) -> TrustFiles:
-        if not trust:
-            if crl_der is None:
-                raise InvalidInput("Give the device CA's CRL.", code="broker.crl.missing")
-            trust = [BrokerCa(cert=self._device_ca(), crl_der=crl_der)]
-        return render_trust(trust, root=self._root_ca())
-
-    def _write_trust(self, files: TrustFiles) -> None:
-        p = self.config.paths
-        write_trust(files, cafile=p.cafile, crlfile=p.crlfile, capath=p.capath)
 
     def kick(self, username: str) -> None:
         """Disconnect every live connection authenticated as ``username``.
@@ -334,10 +323,7 @@ class Broker:
     # -- internals -------------------------------------------------------------------
 
     def _device_ca(self) -> x509.Certificate:
-        return _load_ca(self.config.paths.device_ca)
-
-    def _root_ca(self) -> x509.Certificate:
-        return _load_ca(self.config.paths.root_ca)
+        return load_ca(self.config.paths.device_ca)
 
     def _open_directory(self) -> None:
         """Keep ``HOME/broker`` open: Mosquitto inherits it and reaches its files through it.
@@ -471,10 +457,3 @@ class Broker:
             f"Mosquitto did not confirm the reload within {timeout_s} s.",
             code="broker.reload_timeout",
         )
-
-
-def _load_ca(path: Path) -> x509.Certificate:
-    try:
-        return x509.load_pem_x509_certificate(path.read_bytes())
-    except (OSError, ValueError) as exc:
-        raise Config(f"Cannot read the CA certificate {path}.", code="broker.device_ca") from exc

@@ -19,9 +19,19 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from OpenSSL import crypto
 
+from trustfleet.broker._config import BrokerPaths
 from trustfleet.broker._files import crl_pem, write_atomic
+from trustfleet.errors import Config, InvalidInput
 
-__all__ = ["BrokerCa", "TrustFiles", "render_trust", "subject_hash", "write_trust"]
+__all__ = [
+    "BrokerCa",
+    "TrustFiles",
+    "load_ca",
+    "render_trust",
+    "subject_hash",
+    "trust_files",
+    "write_trust",
+]
 
 _PEM = serialization.Encoding.PEM
 
@@ -81,7 +91,7 @@ def render_trust(cas: Sequence[BrokerCa], *, root: x509.Certificate) -> TrustFil
     )
 
 
-def write_trust(files: TrustFiles, *, cafile: Path, crlfile: Path, capath: Path) -> None:
+def write_trust(files: TrustFiles, paths: BrokerPaths) -> None:
     """Write the trust files (each atomically, 0644, root's); stale ``trust.d`` entries go.
 
     Mosquitto reads the CRL file only on SIGHUP: the caller signals it right after
@@ -91,6 +101,7 @@ def write_trust(files: TrustFiles, *, cafile: Path, crlfile: Path, capath: Path)
     Raises:
         Config: A file cannot be written.
     """
+    cafile, crlfile, capath = paths.cafile, paths.crlfile, paths.capath
     capath.mkdir(mode=0o755, exist_ok=True)
     capath.chmod(0o755)
     write_atomic(crlfile, files.crlfile, mode=0o644)
@@ -100,3 +111,32 @@ def write_trust(files: TrustFiles, *, cafile: Path, crlfile: Path, capath: Path)
         if stale.name not in files.hashed:
             stale.unlink(missing_ok=True)
     write_atomic(cafile, files.cafile, mode=0o644)
+
+
+def trust_files(
+    paths: BrokerPaths, *, crl_der: bytes | None, trust: Sequence[BrokerCa]
+) -> TrustFiles:
+    """The trust files for ``trust`` (or, for a home with one device CA, its CRL ``crl_der``).
+
+    Raises:
+        InvalidInput: Neither was given, or a CRL is malformed.
+        VerificationFailed: A CRL is not its CA's.
+        Config: A CA certificate of the home cannot be read.
+    """
+    if not trust:
+        if crl_der is None:
+            raise InvalidInput("Give the device CA's CRL.", code="broker.crl.missing")
+        trust = [BrokerCa(cert=load_ca(paths.device_ca), crl_der=crl_der)]
+    return render_trust(trust, root=load_ca(paths.root_ca))
+
+
+def load_ca(path: Path) -> x509.Certificate:
+    """A CA certificate of the home (PEM).
+
+    Raises:
+        Config: It cannot be read.
+    """
+    try:
+        return x509.load_pem_x509_certificate(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise Config(f"Cannot read the CA certificate {path}.", code="broker.device_ca") from exc
