@@ -229,13 +229,14 @@ def retire_ca(rt: Runtime, name: str, *, force: bool, now: datetime) -> CaStep:
         until = rt.ca_certificate(name).not_valid_after_utc
         regenerate_crl(rt, tx, name, now=now, next_update=max(until, now + timedelta(hours=1)))
         tx.cas.set_state(name, "retired", now=now)
-        for device_id in sorted({c.device_id for c in held if c.device_id}):
+        devices = sorted({c.device_id for c in held if c.device_id})
+        for device_id in devices:
             _event(tx, "device.ca_retired", name, {"ca": name}, now=now, subject=device_id)
         _event(tx, "ca.rollover.retired", name, {"kind": ca.kind, "revoked": len(held),
-               "devices": len(held), "forced": force}, now=now)  # fmt: skip
+               "devices": len(devices), "forced": force}, now=now)  # fmt: skip
         publish_trust_bundle(rt, tx)
     logger.info("CA %s retired (%d certificates revoked)", name, len(held))
-    return CaStep(name, ca.kind, "retired", revoked=len(held), holders=len(held))
+    return CaStep(name, ca.kind, "retired", revoked=len(held), holders=len(devices))
 
 
 def _waiting(tx: Transaction, ca: CaRecord, held: Sequence[CertificateRecord]) -> set[str]:
