@@ -153,6 +153,16 @@ CASES: dict[str, tuple[str, str, str]] = {
         ("ota rotate-root --home /proc/nope", "no server home", "server init"),
     "ota-rotate-online-no-home":
         ("ota rotate-online --home {adir}", "no server home", "server init"),
+    # Regression (issue 14): with every PIN online, rotate-root moved the TUF root unattended.
+    "ota-rotate-root-no-terminal-no-pin-files":
+        ("ota rotate-root --home {home}", "no terminal", "--pin-file"),
+    "ota-rotate-online-bad-pin-file": ("ota rotate-online --home {home} --pin-file x", "TOKEN=PATH",
+                                       "--pin-file"),
+    # ca
+    "ca-status-no-home": ("ca status --home {adir}", "no server home", "server init"),
+    "ca-crl-root-no-offline-folder":
+        ("ca crl-root --home {home} --offline {adir}", "no offline folder", "--offline"),
+    "ca-crl-root-no-terminal": ("ca crl-root --home {home}", "no terminal", "--pin-file"),
     # release
     "release-build-missing-image":
         ("release build --home {home} --version 1.0.0 --image {root}/none.bin", "none.bin", "path"),

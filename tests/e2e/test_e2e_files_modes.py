@@ -46,9 +46,11 @@ def test_umask_group_writable_tree(tmp_path: Path, umask: int) -> None:
     devices = tmp_path / "devices"
     ok("factory", "provision", "--home", home, "--out", devices, "--count", "1", umask=umask)
 
-    assert writable_by_others(home, devices) == []
+    offline = tmp_path / "home-offline"  # the offline root's tokens (issue 14), beside the home
+    assert writable_by_others(home, devices, offline) == []
     for private in ("secrets", "tokens", "db", "ota/repo", "ota/staging"):
         assert mode(home / private) == 0o700, private
+    assert mode(offline) == mode(offline / "tokens") == 0o700
     assert mode(home / "trustfleet.toml") == 0o644
     assert mode(home / "tokens" / "softhsm2.conf") == 0o644
     (device,) = devices.iterdir()

@@ -10,6 +10,7 @@ PIN files the command fails with one line: nothing moves the offline root withou
 from __future__ import annotations
 
 import getpass
+import logging
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -73,15 +74,19 @@ def ceremony_keys(
             terminal to ask them
             (codes ``ceremony.offline.missing``, ``ceremony.pin_file``, ``ceremony.pin.missing``).
         Config: A PIN file is missing, open to others or too large.
+        Unavailable: The offline folder is not there (code ``ceremony.offline.missing``).
     """
     from trustfleet.services.ceremony import (  # keeps --help fast
         CeremonyKeys,
+        find_offline_folder,
         parse_pin_files,
         read_pin_file,
     )
 
-    folder = offline_folder(settings, offline)
+    # A wrong PIN is one error line naming the token; keystore's log warning would repeat it.
+    logging.getLogger("trustfleet.keystore").setLevel(logging.ERROR)
     files = parse_pin_files(pin_files or [])
+    folder = find_offline_folder(offline_folder(settings, offline))  # before anyone types a PIN
     # PIN files of tokens that take no part are not read (one set of files serves every ceremony)
     pins = {t: read_pin_file(path) for t, path in files.items() if t in tokens}
     if not files:

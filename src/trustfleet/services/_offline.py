@@ -61,6 +61,7 @@ __all__ = [
 ROOT_CA_TOKEN = "tf-root"  # noqa: S105  # a token label, not a password
 ROOT_CA_LABEL = "root-ca"
 OFFLINE_CONF = "softhsm2.conf"
+_TOKENDIR_PREFIX = "directories.tokendir = "  # the line write_softhsm_conf writes
 _PIN_SUFFIX = ".pin"
 _SO_PIN_SUFFIX = ".so-pin"
 
@@ -116,18 +117,24 @@ class OfflineFolder:
 
     @classmethod
     def open(cls, path: Path) -> OfflineFolder:
-        """An existing offline folder.
+        """An existing offline folder, wherever it is mounted now.
+
+        Media move: if its SoftHSM2 configuration names the token store at another path (the
+        folder was moved or mounted elsewhere), the configuration is written again for here.
 
         Raises:
             Unavailable: It is not there (code ``ceremony.offline.missing``).
         """
         folder = cls(path.expanduser().resolve())
-        if not folder.conf.is_file():
+        if not folder.conf.is_file() or not (folder.path / "tokens").is_dir():
             raise Unavailable(
                 f"no offline folder at {path} (no {OFFLINE_CONF})",
                 hint="bring the custodians' offline folder and pass it with --offline",
                 code="ceremony.offline.missing",
             )
+        tokens = folder.path / "tokens"
+        if _TOKENDIR_PREFIX + str(tokens) + "\n" not in folder.conf.read_text(encoding="utf-8"):
+            write_softhsm_conf(folder.conf, token_dir=tokens)  # moved since the last ceremony
         return folder
 
 

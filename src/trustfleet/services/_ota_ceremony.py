@@ -96,6 +96,36 @@ def _old_signers(
     ]
 
 
+def _new_root_keys(
+    settings: ServerSettings,
+    *,
+    keys: CeremonyKeys,
+    folder: OfflineFolder,
+    refs: list[tuple[str, KeyRef]],
+    present: list[str],
+    state: RepoState,
+    key_map: dict[str, KeyRef],
+) -> tuple[list[Key], list[Signer]]:
+    """A new key in each present custodian's token (recorded in ``key_map``); an absent
+    custodian's current key is kept. Returns the new root's keys and the new keys' signers."""
+    label = f"tuf-root-r{state.root.signed.version + 1}"
+    new_keys: list[Key] = []
+    new_signers: list[Signer] = []
+    module = module_of(settings)
+    for keyid, ref in refs:
+        if ref.token not in present:  # an absent custodian keeps the current key
+            new_keys.append(state.root.signed.keys[keyid])
+            continue
+        pin = keys.pin(ref.token)
+        with open_token(module=module, label=ref.token, pin=pin, conf=folder.conf) as token:
+            public = public_key_for(token.generate_ec_key(label, curve="P-256"))
+        new_ref = KeyRef(token=ref.token, label=label)
+        key_map[public.keyid] = new_ref
+        new_keys.append(public)
+        new_signers.append(offline_signer(settings, folder.conf, new_ref, pin=pin, key=public))
+    return new_keys, new_signers
+
+
 def rotate_root(rt: Runtime, keys: CeremonyKeys, *, now: datetime) -> dict[str, Any]:
     """Root key ceremony: a new key in the token of each custodian present, root N+1.
 
@@ -120,21 +150,10 @@ def rotate_root(rt: Runtime, keys: CeremonyKeys, *, now: datetime) -> dict[str, 
         old = _old_signers(
             settings, keys=keys, folder=folder, refs=refs, present=present, state=state
         )
-        label = f"tuf-root-r{state.root.signed.version + 1}"
-        new_keys: list[Key] = []
-        new_signers: list[Signer] = []
-        module = module_of(settings)
-        for keyid, ref in refs:
-            if ref.token not in present:  # an absent custodian keeps the current key
-                new_keys.append(state.root.signed.keys[keyid])
-                continue
-            pin = keys.pin(ref.token)
-            with open_token(module=module, label=ref.token, pin=pin, conf=folder.conf) as token:
-                public = public_key_for(token.generate_ec_key(label, curve="P-256"))
-            new_ref = KeyRef(token=ref.token, label=label)
-            key_map[public.keyid] = new_ref
-            new_keys.append(public)
-            new_signers.append(offline_signer(settings, folder.conf, new_ref, pin=pin, key=public))
+        new_keys, new_signers = _new_root_keys(
+            settings, keys=keys, folder=folder, refs=refs, present=present, state=state,
+            key_map=key_map,
+        )  # fmt: skip
         rotated = _rotate_root(
             state, new_keys=new_keys, threshold=settings.ota.root_threshold, old_signers=old,
             new_signers=new_signers, expiry=expiry_of(settings.ota), now=now,

@@ -93,6 +93,21 @@ def create_ota_repository(
     )
     state = create_repository(keys=keys, signers=signers, expiry=expiry_of(settings.ota), now=now)
     key_map = {key.keyid: ref for key, ref in [*roots, *online.values()]}
+    _store_initial(settings, uow, state=state, key_map=key_map, now=now)
+    logger.info("created the OTA repository in %s", files.root)
+    return state
+
+
+def _store_initial(
+    settings: ServerSettings,
+    uow: UnitOfWork,
+    *,
+    state: RepoState,
+    key_map: dict[str, KeyRef],
+    now: datetime,
+) -> None:
+    """The event, the key map and the metadata files, under the lock, in one transaction."""
+    files = repo_files(settings)
     with files.locked(), uow.begin() as tx:
         tx.events.append(
             type="ota.repository.created",
@@ -107,8 +122,6 @@ def create_ota_repository(
         )
         save_key_map(settings, key_map)
         write_state(settings, files, state, ["root", "targets", "snapshot", "timestamp"])
-    logger.info("created the OTA repository in %s", files.root)
-    return state
 
 
 def _offline_root_keys(

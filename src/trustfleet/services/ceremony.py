@@ -45,6 +45,7 @@ from trustfleet.store import Transaction
 __all__ = [
     "ROOT_CA_TOKEN",
     "CeremonyKeys",
+    "find_offline_folder",
     "issue_intermediate",
     "parse_pin_files",
     "present_tokens",
@@ -125,6 +126,15 @@ def read_pin_file(path: Path) -> str:
         Config: Missing, open to group or others, too large, empty or not UTF-8.
     """
     return PinSource(kind="file", location=str(path.expanduser().absolute())).read()
+
+
+def find_offline_folder(path: Path) -> Path:
+    """The offline folder at ``path``, checked before any custodian types a PIN.
+
+    Raises:
+        Unavailable: It is not there (code ``ceremony.offline.missing``).
+    """
+    return OfflineFolder.open(path).path
 
 
 def present_tokens(keys: CeremonyKeys, *, tokens: Sequence[str], threshold: int) -> list[str]:
@@ -265,7 +275,11 @@ def sign_root_crl(rt: Runtime, keys: CeremonyKeys, *, now: datetime) -> bytes:
         crl = x509.load_der_x509_crl(der)
         record_ceremony(
             tx, kind="crl_root", custodians=[ROOT_CA_TOKEN], now=now,
-            details={"crl_number": _crl_number(crl), "next_update": crl.next_update_utc},
+            details={
+                "crl_number": _crl_number(crl),
+                "next_update": crl.next_update_utc,
+                "revoked": [format(entry.serial_number, "x") for entry in crl],
+            },
         )  # fmt: skip
     return der
 
