@@ -293,7 +293,9 @@ _AllOpt = Annotated[bool, typer.Option("--all", help="Every enrolled device of t
 _WaitOpt = Annotated[bool, typer.Option("--wait", help="Wait for the answers (progress).")]
 _TimeoutOpt = Annotated[
     float | None,
-    typer.Option("--timeout", help="Longest --wait in seconds ([lifecycle] rekey_timeout_s)."),
+    typer.Option(
+        "--timeout", help="Longest --wait in seconds (default: lifecycle rekey_timeout_s)."
+    ),
 ]
 _TargetArg = Annotated[str | None, typer.Argument(help="The device (or --model / --all).")]
 
