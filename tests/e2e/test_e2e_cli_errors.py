@@ -88,6 +88,15 @@ CASES: dict[str, tuple[str, str, str]] = {
     "server-run-home-is-a-file":
         ("server run --home {afile}", "is a file, not a directory", "not a file"),
     "server-run-no-home": ("server run --home {adir}", "no server home", "server init"),
+    "server-rotate-tls-no-home":
+        ("server rotate-tls --home {adir}", "no server home", "server init"),
+    # ca rollover (docs/lifecycle.md)
+    "ca-rollover-start-no-home":
+        ("ca rollover start --home {adir} --kind device", "no server home", "server init"),
+    "ca-rollover-activate-unknown":
+        ("ca rollover activate device-9 --home {home}", "no CA named 'device-9'", "ca status"),
+    "ca-rollover-retire-active":
+        ("ca rollover retire device --home {home}", "is active", "activate its successor"),
     "server-backup-no-key":
         ("server backup --home {home} --out {root}/b.tfbackup", "exactly one of", "encrypted"),
     "server-backup-out-is-a-folder":

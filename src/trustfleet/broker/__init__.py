@@ -20,14 +20,19 @@ from trustfleet.broker._config import (
     render_mosquitto_conf,
 )
 from trustfleet.broker._supervisor import Broker
+from trustfleet.broker._trust import BrokerCa, TrustFiles, render_trust, subject_hash
 
 __all__ = [
     "ADMIN_USERNAME",
     "DEVICE_TOPIC_ROOT",
     "UNPRIVILEGED_USER",
     "Broker",
+    "BrokerCa",
     "BrokerConfig",
     "BrokerPaths",
+    "TrustFiles",
     "render_acl",
     "render_mosquitto_conf",
+    "render_trust",
+    "subject_hash",
 ]

@@ -78,6 +78,11 @@ class BrokerPaths:
         return self.directory / "device-trust.pem"
 
     @property
+    def capath(self) -> Path:
+        """Device CAs trusted since the listener started (broker/_trust.py)."""
+        return self.directory / "trust.d"
+
+    @property
     def crlfile(self) -> Path:
         return self.directory / "device-ca.crl.pem"
 
@@ -318,6 +323,7 @@ def render_mosquitto_conf(config: BrokerConfig, *, view: Path, guard: Path, dyns
             f"certfile {at(p.certfile)}",
             f"keyfile {at(p.keyfile)}",
             f"cafile {at(p.cafile)}",
+            f"capath {at(p.capath)}",
             f"crlfile {at(p.crlfile)}",
             "tls_version tlsv1.3",
             "require_certificate true",

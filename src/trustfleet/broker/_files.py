@@ -182,7 +182,13 @@ def _prepare_directories(config: BrokerConfig, owner: Owner) -> None:
 
 
 def write_all(
-    config: BrokerConfig, *, view: Path, guard: Path, dynsec: Path, crl: bytes
+    config: BrokerConfig,
+    *,
+    view: Path,
+    guard: Path,
+    dynsec: Path,
+    crl: bytes,
+    cafile: bytes | None = None,
 ) -> AdminCredentials:
     """Render and write every file Mosquitto reads; return the admin credentials.
 
@@ -191,7 +197,9 @@ def write_all(
         view: ``HOME/broker`` as Mosquitto reaches it (``/proc/self/fd/N``).
         guard: The guard plugin (in ``HOME/broker``).
         dynsec: The dynamic-security plugin.
-        crl: The device CA's CRL, PEM (already checked).
+        crl: The device CAs' CRLs, PEM (already checked).
+        cafile: The trusted device CAs and the root, PEM (default: the home's device CA and
+            root; broker/_trust.py writes ``trust.d`` and passes its own).
 
     Raises:
         Config: A file cannot be read or written, or the broker's user does not exist.
@@ -216,7 +224,7 @@ def write_all(
     # what is in run/.
     conf = render_mosquitto_conf(config, view=view, guard=guard, dynsec=dynsec)
     files: list[tuple[Path, bytes, int, Owner | None]] = [
-        (p.cafile, p.device_ca.read_bytes() + p.root_ca.read_bytes(), 0o644, None),
+        (p.cafile, cafile or p.device_ca.read_bytes() + p.root_ca.read_bytes(), 0o644, None),
         (p.crlfile, crl, 0o644, None),
         (p.certfile, p.tls_cert.read_bytes(), 0o644, None),
         (p.keyfile, p.tls_key.read_bytes(), 0o600, owner),

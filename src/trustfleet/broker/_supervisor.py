@@ -9,7 +9,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from trustfleet.broker._files import (
     write_atomic,
 )
 from trustfleet.broker._process import accepts, raise_open_files, tail_of, terminate
+from trustfleet.broker._trust import BrokerCa, load_ca, trust_files, write_trust
 from trustfleet.errors import Config, InvalidInput, TrustFleetError, Unavailable
 from trustfleet.pki import DEVICE_ID_PATTERN
 from trustfleet.processes import die_with_parent_preexec
@@ -88,11 +89,14 @@ class Broker:
             proc = self._process
             return proc.pid if proc is not None and proc.poll() is None else None
 
-    def start(self, *, crl_der: bytes, monitor: bool = True) -> None:
+    def start(
+        self, *, crl_der: bytes | None = None, trust: Sequence[BrokerCa] = (), monitor: bool = True
+    ) -> None:
         """Write the configuration and start Mosquitto; return once its listener accepts.
 
         Args:
-            crl_der: The device CA's current CRL, DER.
+            crl_der: The device CA's current CRL, DER (a home with one device CA).
+            trust: Every device CA with its CRL (a CA rollover; replaces ``crl_der``).
             monitor: Run a thread that restarts Mosquitto if it dies (else call ``poll``).
 
         Raises:
@@ -105,14 +109,16 @@ class Broker:
                 raise InvalidInput("The broker is already started.", code="broker.started")
             binary = find_mosquitto(self.config.mosquitto)
             dynsec = find_dynsec_plugin(self.config.dynsec_plugin)
-            crl = crl_pem(crl_der, issuer=self._device_ca())
+            files = trust_files(self.config.paths, crl_der=crl_der, trust=trust)
             directory = self.config.paths.directory
             directory.mkdir(mode=0o700, exist_ok=True)
             guard = build_guard(directory, timeout_s=self.config.compile_timeout_s)
             self._open_directory()
             self._admin = write_all(
-                self.config, view=self._view(), guard=guard, dynsec=dynsec, crl=crl
-            )
+                self.config, view=self._view(), guard=guard, dynsec=dynsec,
+                crl=files.crlfile, cafile=files.cafile,
+            )  # fmt: skip
+            write_trust(files, self.config.paths)
             self._stopping.clear()
             self.failure = None
             try:
@@ -172,12 +178,51 @@ class Broker:
         pem = crl_pem(crl_der, issuer=self._device_ca())
         with self._lock:
             write_atomic(self.config.paths.crlfile, pem, mode=0o644)  # root's, world-readable
-            pid = self.pid
-            if pid is None:
-                raise Unavailable("The broker is not running.", code="broker.not_running")
-            mark = self.config.paths.log.stat().st_size
-            os.kill(pid, signal.SIGHUP)
-            self._await_log(_RELOAD_MARK, after=mark, timeout_s=self.config.reload_timeout_s)
+            self._sighup()
+
+    def reload_trust(self, trust: Sequence[BrokerCa]) -> None:
+        """Trust exactly these device CAs from now on, with their CRLs (a CA rollover).
+
+        A new CA is found by new handshakes through ``trust.d``; the CRLs are reloaded
+        (SIGHUP); live connections stay (broker/_trust.py).
+
+        Raises:
+            VerificationFailed: A CRL is not its CA's.
+            Unavailable: Mosquitto is not running or did not confirm the reload in time.
+        """
+        files = trust_files(self.config.paths, crl_der=None, trust=trust)
+        with self._lock:
+            write_trust(files, self.config.paths)
+            self._sighup()
+
+    def reload_tls(self) -> None:
+        """Install the broker's rotated certificate chain and key (``server rotate-tls``).
+
+        Mosquitto 2.0 loads its listener's certfile and keyfile again on SIGHUP: new
+        handshakes see the new certificate, live connections stay.
+
+        Raises:
+            Config: The files cannot be read or written.
+            Unavailable: Mosquitto is not running or did not confirm the reload in time.
+        """
+        p = self.config.paths
+        try:
+            chain, key = p.tls_cert.read_bytes(), p.tls_key.read_bytes()
+        except OSError as exc:
+            raise Config(f"Cannot read {exc.filename}: {exc.strerror}.", code="broker.tls") from exc
+        with self._lock:
+            write_atomic(p.certfile, chain, mode=0o644)
+            write_atomic(p.keyfile, key, mode=0o600, owner=broker_owner(self.config.run_as))
+            self._sighup()
+
+    def _sighup(self) -> None:
+        """Signal Mosquitto to reload and wait for its log to say so (caller holds the lock)."""
+        pid = self.pid
+        if pid is None:
+            raise Unavailable("The broker is not running.", code="broker.not_running")
+        mark = self.config.paths.log.stat().st_size
+        os.kill(pid, signal.SIGHUP)
+        self._await_log(_RELOAD_MARK, after=mark, timeout_s=self.config.reload_timeout_s)
 
     def kick(self, username: str) -> None:
         """Disconnect every live connection authenticated as ``username``.
@@ -278,13 +323,7 @@ class Broker:
     # -- internals -------------------------------------------------------------------
 
     def _device_ca(self) -> x509.Certificate:
-        try:
-            return x509.load_pem_x509_certificate(self.config.paths.device_ca.read_bytes())
-        except (OSError, ValueError) as exc:
-            raise Config(
-                f"Cannot read the device CA certificate {self.config.paths.device_ca}.",
-                code="broker.device_ca",
-            ) from exc
+        return load_ca(self.config.paths.device_ca)
 
     def _open_directory(self) -> None:
         """Keep ``HOME/broker`` open: Mosquitto inherits it and reaches its files through it.

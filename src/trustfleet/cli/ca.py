@@ -7,6 +7,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from trustfleet.cli._ca_rollover import app as rollover_app
 from trustfleet.cli._ceremony import OfflineOpt, PinFileOpt, ceremony_keys
 from trustfleet.cli._common import HomeOpt, JsonOpt, command_runtime, console, emit_json, now
 
@@ -16,6 +17,7 @@ app = typer.Typer(
     help="The CAs of the home: status, and ceremonies with the offline root CA.",
     no_args_is_help=True,
 )
+app.add_typer(rollover_app, name="rollover")
 
 
 def _text(value: Any) -> str:

@@ -211,6 +211,26 @@ def run(
     raise typer.Exit(code)
 
 
+@app.command("rotate-tls")
+def rotate_tls_command(home: HomeOpt, json_out: JsonOpt = False) -> None:
+    """Issue new TLS server certificates (HTTPS, broker: new keys) and a new service MQTT
+    certificate from the active device CA.
+
+    A running 'server run' loads them within [broker] revocation_poll_s without dropping a
+    connection (docs/lifecycle.md).
+    """
+    from trustfleet.cli._common import command_runtime, present_done
+    from trustfleet.services.tls_rotation import rotate_tls
+
+    with command_runtime(home) as rt:
+        done = rotate_tls(rt, now=now())
+    document = {"issuer": done.issuer, "serials": done.serials, "previous": done.previous}
+    line = f"TLS certificates rotated; issued by CA '{done.issuer}' " + ", ".join(
+        f"{name} {serial}" for name, serial in done.serials.items()
+    )
+    present_done(document, json_out=json_out, line=line)
+
+
 app.command("backup")(_backup.backup)
 app.command("restore")(_backup.restore)
 app.command("check")(_backup.check)

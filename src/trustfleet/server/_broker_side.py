@@ -2,9 +2,10 @@
 
 :class:`BrokerSide` owns the supervised Mosquitto of a server home. Its :meth:`tick` (called
 by the parent's supervision loop) follows the store with a
-:class:`~trustfleet.services.revocation_feed.RevocationFeed`: a new device-CA CRL is
-installed with ``reload_crl`` (new handshakes of a revoked device fail), then every newly
-revoked device is kicked (its live connections end). The revoking process only writes the
+:class:`~trustfleet.services.revocation_feed.RevocationFeed` and the CA registry: a new CRL of
+any device CA, or a change in the set of device CAs (a rollover), is installed with
+``reload_trust`` (new handshakes of a revoked device fail; a new CA is trusted), then every
+newly revoked device is kicked (its live connections end). The revoking process only writes the
 store, so any process on any host may revoke.
 """
 
@@ -17,7 +18,7 @@ from typing import Final
 
 from trustfleet.broker import Broker, BrokerConfig
 from trustfleet.errors import TrustFleetError
-from trustfleet.services.revocation import current_crl
+from trustfleet.services.ca_trust import TrustVersion, device_trust, trust_version
 from trustfleet.services.revocation_feed import RevocationFeed
 from trustfleet.services.runtime import Runtime
 
@@ -64,6 +65,7 @@ class BrokerSide:
         self._next_start = 0.0
         self._next_poll = 0.0
         self._reload_pending = False
+        self._trust: TrustVersion | None = None  # what the broker's trust files hold
         self._kicks: dict[str, int] = {}
         self._applied: set[str] | None = None  # quarantines the broker holds, as last applied
         self._next_resync = 0.0
@@ -78,8 +80,9 @@ class BrokerSide:
         self._next_start = time.monotonic() + START_RETRY_S
         try:
             self.feed.prime()  # before reading the CRL: a revocation in between is not lost
-            crl = current_crl(self.rt, "device", now=datetime.now(UTC))
-            self.broker.start(crl_der=crl)
+            version = trust_version(self.rt)
+            self.broker.start(trust=device_trust(self.rt, now=datetime.now(UTC)))
+            self._trust = version
         except TrustFleetError as exc:
             self.error = exc
             logger.error("MQTT broker not started: %s", exc.one_line())
@@ -106,8 +109,8 @@ class BrokerSide:
         except TrustFleetError as exc:
             logger.warning("revocation poll failed: %s", exc.one_line())
             return
-        if changes.crl_der is not None or self._reload_pending:
-            self._reload(changes.crl_der, changes.crl_number)
+        if changes.crl_der is not None or self._reload_pending or self._trust_changed():
+            self._reload()
         for device_id in changes.revoked_devices:
             self._kicks.setdefault(device_id, 0)
         self._kick_pending()
@@ -117,21 +120,26 @@ class BrokerSide:
         """Stop Mosquitto (its whole process group)."""
         self.broker.stop()
 
-    def _reload(self, der: bytes | None, number: int | None) -> None:
+    def _trust_changed(self) -> bool:
+        """Whether a device CA or one of their CRLs changed since the last install."""
         try:
-            if der is None:  # a retry: read the current CRL again
-                with self.rt.uow.begin(read_only=True) as tx:
-                    record = tx.crls.get("device")
-                if record is None:
-                    return
-                der, number = record.der, record.crl_number
-            self.broker.reload_crl(der)
+            return trust_version(self.rt) != self._trust
+        except TrustFleetError as exc:
+            logger.warning("CA poll failed: %s", exc.one_line())
+            return False
+
+    def _reload(self) -> None:
+        """Install every device CA and its current CRL (one CA, or two during a rollover)."""
+        try:
+            version = trust_version(self.rt)
+            self.broker.reload_trust(device_trust(self.rt, now=datetime.now(UTC)))
         except TrustFleetError as exc:
             self._reload_pending = True
             logger.warning("broker CRL reload failed (will retry): %s", exc.one_line())
             return
         self._reload_pending = False
-        logger.info("broker reloaded the device CA CRL #%s", number)
+        self._trust = version
+        logger.info("broker reloaded the device CAs and their CRLs %s", version)
 
     def _sync_quarantines(self) -> None:
         """Make the broker's quarantined devices those of the store (its source of truth).

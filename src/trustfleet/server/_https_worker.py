@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
+from OpenSSL import SSL
+
 from trustfleet.errors import TrustFleetError
 from trustfleet.server._limits import limits_from_settings
 from trustfleet.server._serve import listen_socket, new_event_loop, serve
@@ -38,6 +40,19 @@ async def _refresh_crls_forever(rt: Runtime, *, stop: asyncio.Event) -> None:
             await asyncio.wait_for(stop.wait(), timeout=interval_s)
 
 
+def _reload_tls(tls: TlsServerConfig, contexts: list[SSL.Context]) -> None:
+    """SIGHUP: a new TLS context from the files (``server rotate-tls``; a new CA bundle).
+
+    New connections get it; open ones keep theirs. A half-written pair keeps the old one.
+    """
+    try:
+        contexts[:] = [make_server_context(tls)]
+    except TrustFleetError as exc:
+        logger.warning("TLS files not reloaded, the previous ones stay: %s", exc.one_line())
+        return
+    logger.info("TLS server certificate reloaded")
+
+
 def https_worker_main(home: str, port: int) -> None:
     """Entry point of one HTTPS worker (``multiprocessing`` spawn target)."""
     logging.basicConfig(
@@ -46,23 +61,30 @@ def https_worker_main(home: str, port: int) -> None:
     settings = load_server_settings(Path(home))
     rt = Runtime.open(settings)
     api = settings.api
-    context = make_server_context(
-        TlsServerConfig(
-            cert_chain=settings.path(api.tls_cert),
-            key=settings.path(api.tls_key),
-            client_ca=settings.path("public/ca-bundle.pem"),
-        )
+    tls = TlsServerConfig(
+        cert_chain=settings.path(api.tls_cert),
+        key=settings.path(api.tls_key),
+        client_ca=settings.path("public/ca-bundle.pem"),
     )
+    contexts = [make_server_context(tls)]
     limits = limits_from_settings(api)
     sock = listen_socket(api.host, port, reuse_port=True)
     loop = new_event_loop()
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, _reload_tls, tls, contexts)
     refresher = loop.create_task(_refresh_crls_forever(rt, stop=stop))
     try:
         loop.run_until_complete(
-            serve(app=create_app(rt), sock=sock, context=context, limits=limits, stop=stop)
+            serve(
+                app=create_app(rt),
+                sock=sock,
+                context=contexts[0],
+                limits=limits,
+                stop=stop,
+                current_context=lambda: contexts[-1],
+            )
         )
     finally:
         refresher.cancel()

@@ -1,8 +1,9 @@
 """The parent's periodic work in ``server run``: supervision, broker sync, records, readiness.
 
 Every tick (:data:`TICK_S`) it lets the supervisor restart dead children, lets the broker side
-apply revocations and quarantines, keeps ``HOME/run/children.json`` current, and every
-``[supervision] status_interval_s`` writes the status file behind ``/readyz``.
+apply revocations and quarantines, reloads rotated TLS files (``_tls_watch``), keeps
+``HOME/run/children.json`` current, and every ``[supervision] status_interval_s`` writes the
+status file behind ``/readyz``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from trustfleet.server._broker_side import BrokerSide
 from trustfleet.server._leftovers import ChildRecord, run_dir
 from trustfleet.server._readiness import STATUS_FILE, Component, write_status
 from trustfleet.server._supervise import Supervisor
+from trustfleet.server._tls_watch import TlsWatch
 from trustfleet.services.decommission import sweep as sweep_decommissions
 from trustfleet.services.expiry import watch_expiries
 from trustfleet.services.ota import refresh_timestamp_if_due
@@ -54,6 +56,7 @@ class RunLoop:
         self.record_file = ChildRecord(settings.home)
         self.status_path = run_dir(settings.home) / STATUS_FILE
         self._admin = _AdminProbe(side.config.paths.admin_socket)
+        self.tls = TlsWatch(settings, side, supervisor)
         self._timestamps: threading.Thread | None = None
         self._decommissions: threading.Thread | None = None
         self._expiries: threading.Thread | None = None
@@ -83,6 +86,7 @@ class RunLoop:
         while not stopping.wait(TICK_S):
             self.supervisor.check()
             self.side.tick()
+            self.tls.tick()
             self.record()
             if time.monotonic() >= next_status:
                 self.write_status()

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+from collections.abc import Callable
 
 import uvloop
 from OpenSSL import SSL
@@ -58,12 +59,14 @@ async def serve(
     limits: ConnectionLimits,
     stop: asyncio.Event,
     gate: ConnectionGate | None = None,
+    current_context: Callable[[], SSL.Context] | None = None,
 ) -> None:
     """Serve HTTPS on ``sock`` until ``stop`` is set.
 
     The application's ASGI lifespan (if it has one) starts before the first connection and
     stops after the listener closes. ``gate`` caps the connections (one per worker process; a
-    new one from ``limits`` if not given).
+    new one from ``limits`` if not given). ``current_context``, if given, is asked for the TLS
+    context of each new connection (a rotated certificate; ``context`` is then the first one).
     """
     loop = asyncio.get_running_loop()
     addr = sock.getsockname()
@@ -72,7 +75,11 @@ async def serve(
 
     def factory() -> TlsHttpProtocol:
         return TlsHttpProtocol(
-            context=context, app=app, limits=limits, server_addr=server_addr, gate=shared_gate
+            context=current_context() if current_context else context,
+            app=app,
+            limits=limits,
+            server_addr=server_addr,
+            gate=shared_gate,
         )
 
     lifespan = Lifespan(app)

@@ -69,7 +69,7 @@ def create_app(rt: Runtime, *, clock: Clock = _utcnow) -> Starlette:
     the rest when the worker stops. There are no redirects: a path with a trailing slash is
     404, never a ``Location`` built from the client's ``Host`` header.
     """
-    cacerts_body = certs_only([rt.ca_certificate("device"), rt.ca_certificate("root")])
+    cacerts_cache: dict[str, bytes] = {}
     executor = ThreadPoolExecutor(max_workers=_ENROLL_THREADS, thread_name_prefix="est")
     api = rt.settings.api
     refusals = RefusalRecorder(
@@ -80,7 +80,13 @@ def create_app(rt: Runtime, *, clock: Clock = _utcnow) -> Starlette:
     lifespan = _lifespan(rt, refusals, executor=executor, clock=clock)
 
     async def cacerts(_request: Request) -> Response:
-        return _pkcs7(cacerts_body, CONTENT_TYPE_CERTS_ONLY)
+        # RFC 7030 §4.1.3: the CA that issues now (a rollover moves it), then the root.
+        with rt.uow.begin(read_only=True) as tx:
+            active = tx.cas.active("device").name
+        if active not in cacerts_cache:
+            chain = [rt.ca_certificate(active), rt.ca_certificate("root")]
+            cacerts_cache[active] = certs_only(chain)
+        return _pkcs7(cacerts_cache[active], CONTENT_TYPE_CERTS_ONLY)
 
     def est_route(mode: EnrollMode) -> Callable[[Request], object]:
         async def handler(request: Request) -> Response:

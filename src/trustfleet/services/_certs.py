@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
+from trustfleet.errors import NotFound
 from trustfleet.store import CertificateKind, Transaction
+from trustfleet.store.lifecycle_records import CaRecord
 
-__all__ = ["fingerprint", "record_certificate", "serial_hex"]
+if TYPE_CHECKING:
+    from trustfleet.services.runtime import Runtime
+
+__all__ = ["fingerprint", "issuer_name", "record_certificate", "serial_hex"]
 
 
 def serial_hex(serial: int) -> str:
@@ -44,3 +51,17 @@ def record_certificate(
         der=cert.public_bytes(serialization.Encoding.DER),
         now=now,
     )
+
+
+def issuer_name(rt: Runtime, cert: x509.Certificate, cas: Iterable[CaRecord]) -> str:
+    """The name of the CA among ``cas`` that issued ``cert`` (by subject, then signature).
+
+    Raises:
+        NotFound: None of them did.
+    """
+    for ca in cas:
+        ca_cert = rt.ca_certificate(ca.name)
+        if ca_cert.subject == cert.issuer:
+            cert.verify_directly_issued_by(ca_cert)
+            return ca.name
+    raise NotFound("the certificate's issuer is not a trusted CA of this home")

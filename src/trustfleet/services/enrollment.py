@@ -169,6 +169,7 @@ class _Presented:
     certificates: tuple[CertificateRecord, ...]
     reopen: ReopenGrant | None
     quarantined: bool
+    issuer_retired: bool = False
 
 
 def _lookup(rt: Runtime, client_cert_pem: str | None, *, now: datetime) -> _Presented:
@@ -184,16 +185,26 @@ def _lookup(rt: Runtime, client_cert_pem: str | None, *, now: datetime) -> _Pres
         device = tx.devices.get(record.device_id) if record and record.device_id else None
         if device is None:
             return _Presented(record, None, (), None, quarantined=False)
+        ca = tx.cas.get(record.issuer) if record is not None else None
         return _Presented(
             record,
             device,
             tuple(tx.certificates.list_for_device(device.id)),
             _open_reopen(rt, tx, device.id, now=now),
             quarantined=tx.attestation.quarantine(device.id) is not None,
+            issuer_retired=ca is not None and ca.state == "retired",
         )
 
 
 def _admit(found: _Presented, *, mode: EnrollMode, now: datetime) -> DeviceRecord:
+    if found.issuer_retired and found.record is not None:
+        # Before the revocation check: its final CRL revoked it, the CA's retirement is why.
+        raise PermissionDenied(
+            f"the certificate comes from CA '{found.record.issuer}', which is retired",
+            hint="the operator re-opens the device ('trustfleet device reopen') so it enrolls "
+            "with its IDevID",
+            code="ca.retired",
+        )
     device = check_enrollment(
         mode=mode,
         presented=found.record,
@@ -261,8 +272,10 @@ def _issue(
     change: KeyChange | None = None,
 ) -> x509.Certificate:
     device_id = device.id
+    with rt.uow.begin(read_only=True) as tx:
+        issuer_name = tx.cas.active("device").name  # a rollover moves it (docs/lifecycle.md)
     cert = issue_device_certificate(
-        issuer=rt.issuer("device"),
+        issuer=rt.issuer(issuer_name),
         public_key=csr.public_key(),
         device_id=device_id,
         profile=LDEVID,
@@ -283,7 +296,9 @@ def _issue(
             reopen=reopen,
             now=now,
         )
-        record_certificate(tx, cert, issuer="device", kind="ldevid", device_id=device_id, now=now)
+        record_certificate(
+            tx, cert, issuer=issuer_name, kind="ldevid", device_id=device_id, now=now
+        )
         superseded = _supersede(rt, tx, certs, by=cert, now=now)
         if current.state == "manufactured":
             tx.devices.set_state(device_id, "enrolled", now=now)
@@ -348,14 +363,16 @@ def _supersede(
         return []
     for rec in old:
         tx.certificates.revoke(rec.issuer, rec.serial, reason=SUPERSEDED, now=now)
-    regenerate_crl(rt, tx, "device", now=now)
+    issuers = sorted({rec.issuer for rec in old})  # two during a rollover
+    for issuer in issuers:
+        regenerate_crl(rt, tx, issuer, now=now)
     serials: list[JSON] = [rec.serial for rec in old]
     device_id = old[0].device_id
     tx.events.append(
         type="certificate.superseded",
         actor=f"device:{device_id}",
         subject=f"device:{device_id}",
-        details={"serials": serials, "by": serial_hex(by.serial_number), "issuer": "device"},
+        details={"serials": serials, "by": serial_hex(by.serial_number), "issuer": issuers[0]},
         now=now,
     )
     return serials

@@ -62,7 +62,7 @@ from trustfleet.pki import (
     new_device_id,
     validate_device_id,
 )
-from trustfleet.services._certs import record_certificate
+from trustfleet.services._certs import issuer_name, record_certificate
 from trustfleet.services._factory_tpm import manufacture_device_tpm
 from trustfleet.services._ota_keys import BOOT_KEY_PEM
 from trustfleet.services.ota import DeviceOtaBundle, device_provisioning
@@ -261,8 +261,10 @@ def _json_line(document: Mapping[str, object]) -> bytes:
 def _issue_idevid(
     rt: Runtime, *, device_id: str, public_key: CertificatePublicKeyTypes, model: str, now: datetime
 ) -> x509.Certificate:
+    with rt.uow.begin(read_only=True) as tx:
+        active = tx.cas.active("manufacturing").name  # a rollover moves it (docs/lifecycle.md)
     return issue_device_certificate(
-        issuer=rt.issuer("manufacturing"),
+        issuer=rt.issuer(active),
         public_key=public_key,
         device_id=device_id,
         profile=IDEVID,
@@ -278,9 +280,8 @@ def _register(
 ) -> None:
     with rt.uow.begin() as tx:
         tx.devices.add(id=device_id, model=model, state="manufactured", now=now)
-        record_certificate(
-            tx, cert, issuer="manufacturing", kind="idevid", device_id=device_id, now=now
-        )
+        issuer = issuer_name(rt, cert, tx.cas.trusted("manufacturing"))
+        record_certificate(tx, cert, issuer=issuer, kind="idevid", device_id=device_id, now=now)
         tx.events.append(
             type="device.registered",
             actor=current_operator(),

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from cryptography.hazmat.primitives import serialization
 
-from trustfleet.errors import Conflict, NotFound, Unavailable
+from trustfleet.errors import Conflict, Unavailable
 from trustfleet.pki import (
     CertStatusAnswer,
     RevokedEntry,
@@ -33,8 +33,10 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 OCSP_ISSUERS = ("device", "manufacturing")
-"""The CAs whose certificates the OCSP responder answers for: the two that issue device
-certificates (the root certifies only them; its CRL gives their status)."""
+"""The kinds of CA whose certificates the OCSP responder answers for: the two that issue device
+certificates (the root certifies only them; its CRL gives their status). Every CA of these kinds
+that is not retired answers (docs/lifecycle.md); a retired one's certificates get
+``unauthorized``, as for any CA the responder does not serve: its final CRL is their status."""
 
 
 def current_crl(rt: Runtime, issuer: str, *, now: datetime) -> bytes:
@@ -47,14 +49,16 @@ def current_crl(rt: Runtime, issuer: str, *, now: datetime) -> bytes:
         NotFound: No CA of that name.
         Unavailable: An offline CA has no stored CRL (code ``ca.offline``).
     """
-    if issuer not in rt.settings.ca:
-        raise NotFound(f"no CA named '{issuer}'", hint="one of: " + ", ".join(rt.settings.ca))
+    rt.ca_certificate(issuer)  # NotFound; a CA made since this process started is found too
     if rt.is_offline(issuer):
         return _stored_crl(rt, issuer)
     margin = timedelta(hours=rt.settings.pki.crl_refresh_margin_hours)
     for _attempt in range(3):
         with rt.uow.begin() as tx:
             record = tx.crls.get(issuer)
+            ca = tx.cas.get(issuer)
+        if record is not None and ca is not None and ca.state == "retired":
+            return record.der  # its final CRL (services/rollover.py): never reissued
         if record is not None and now < record.next_update - margin:
             return record.der
         try:
@@ -81,21 +85,34 @@ def refresh_crls(rt: Runtime, *, now: datetime) -> list[str]:
     """Reissue every online CA's CRL that is missing or within the refresh margin of its
     nextUpdate (an offline CA's CRL is signed only in a ceremony).
 
+    A retired CA keeps its final CRL (:func:`current_crl`).
+
     Returns:
         The names of the CAs whose CRL was checked (the online ones).
     """
-    online = [issuer for issuer in rt.settings.ca if not rt.is_offline(issuer)]
+    with rt.uow.begin(read_only=True) as tx:
+        registered = [ca.name for ca in tx.cas.list()]
+    names = list(dict.fromkeys([*rt.settings.ca, *registered]))
+    online = [issuer for issuer in names if not rt.is_offline(issuer)]
     for issuer in online:
         current_crl(rt, issuer, now=now)
     return online
 
 
-def regenerate_crl(rt: Runtime, tx: Transaction, issuer: str, *, now: datetime) -> bytes:
+def regenerate_crl(
+    rt: Runtime,
+    tx: Transaction,
+    issuer: str,
+    *,
+    now: datetime,
+    next_update: datetime | None = None,
+) -> bytes:
     """Sign and store a new CRL for ``issuer`` inside the caller's transaction.
 
     Certificates that expired more than one CRL lifetime ago are left out (RFC 5280 §3.3:
     each has then been listed on a CRL issued after its expiry), so the CRL stays the size of
-    the live revoked certificates although every renewal supersedes one.
+    the live revoked certificates although every renewal supersedes one. ``next_update``
+    overrides ``[pki] crl_validity_hours`` (a retired CA's final CRL: services/rollover.py).
     """
     validity = timedelta(hours=rt.settings.pki.crl_validity_hours)
     revoked = [
@@ -109,7 +126,7 @@ def regenerate_crl(rt: Runtime, tx: Transaction, issuer: str, *, now: datetime) 
         )
     ]
     number = tx.crls.next_number(issuer)
-    next_update = now + validity
+    next_update = next_update or now + validity
     crl = build_crl(
         issuer=rt.issuer(issuer),
         revoked=revoked,
@@ -166,8 +183,11 @@ def answer_ocsp(rt: Runtime, request_der: bytes, *, now: datetime) -> bytes:
     (LDevIDs: the device CA; IDevIDs: the manufacturing CA), like its CRL. A request about any
     other CA's certificate gets ``unauthorized``.
     """
-    cas = {name: rt.ca_certificate(name) for name in OCSP_ISSUERS if name in rt.settings.ca}
-    issuer = requested_issuer(request_der, cas) or "device"  # device: refuses it, says why
+    with rt.uow.begin(read_only=True) as tx:
+        serving = [ca.name for kind in OCSP_ISSUERS for ca in tx.cas.trusted(kind)]
+        active = tx.cas.active("device").name
+    cas = {name: rt.ca_certificate(name) for name in serving}
+    issuer = requested_issuer(request_der, cas) or active  # the active one refuses it, says why
 
     def lookup(serial: int) -> CertStatusAnswer:
         with rt.uow.begin(read_only=True) as tx:

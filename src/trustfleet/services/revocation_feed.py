@@ -14,10 +14,16 @@ from trustfleet.store import UnitOfWork
 __all__ = ["RevocationChanges", "RevocationFeed"]
 
 _DEVICE_PREFIX = "device:"
-_CUT_EVENTS = ("device.revoked", "certificate.superseded", "device.decommissioned")
+_CUT_EVENTS = (
+    "device.revoked",
+    "certificate.superseded",
+    "device.decommissioned",
+    "device.ca_retired",
+)
 """Events after which a device's live sessions must end: a revoked or decommissioned device,
-and a superseded LDevID (a session opened with a stolen certificate must not outlive the
-owner's renewal)."""
+a superseded LDevID (a session opened with a stolen certificate must not outlive the owner's
+renewal), and a device whose CA was retired under it (services/rollover.py: its final CRL
+revokes it)."""
 _PAGE = 1000
 
 

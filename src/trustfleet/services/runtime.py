@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,18 +11,25 @@ from typing import TYPE_CHECKING
 from cryptography import x509
 from sqlalchemy import Engine
 
-from trustfleet.errors import Unavailable
+from trustfleet.errors import NotFound, Unavailable
 from trustfleet.keystore import PinSource, Pkcs11Uri, find_module, open_ed25519_key, open_key
 from trustfleet.pki import IssuerContext
-from trustfleet.settings import ServerSettings
+from trustfleet.settings import CaSettings, ServerSettings, load_server_settings
 from trustfleet.store import UnitOfWork, create_engine
 
 if TYPE_CHECKING:
-    from trustfleet.keystore import Pkcs11Ed25519Key
+    from trustfleet.errors import NotFound
+from trustfleet.keystore import Pkcs11Ed25519Key
 
-__all__ = ["Runtime"]
+__all__ = ["Runtime", "ca_kind"]
 
-_OCSP_CAS = ("device", "manufacturing")
+_OCSP_KINDS = ("device", "manufacturing")
+_CA_NAME = re.compile(r"(root|manufacturing|device)(-[1-9][0-9]{0,5})?")
+
+
+def ca_kind(name: str) -> str:
+    """The kind of a CA from its name: ``device-2`` is a device CA (docs/lifecycle.md)."""
+    return name.split("-", 1)[0]
 
 
 @dataclass
@@ -57,9 +65,25 @@ class Runtime:
         return self.settings.path(conf) if conf else None
 
     def ca_certificate(self, name: str) -> x509.Certificate:
-        """The certificate of a CA, from the home's public folder."""
-        path = self.settings.path(self.settings.ca[name].cert)
+        """The certificate of a CA, from the home's public folder.
+
+        Raises:
+            NotFound: No CA of that name in trustfleet.toml, even after reading it again.
+        """
+        path = self.settings.path(self._ca_settings(name).cert)
         return x509.load_pem_x509_certificate(path.read_bytes())
+
+    def _ca_settings(self, name: str) -> CaSettings:
+        """A CA's section, reading trustfleet.toml again for a CA made since this process
+        started (a rollover in another process)."""
+        if name not in self.settings.ca:
+            if not _CA_NAME.fullmatch(name):  # no file read for a name from a bad request
+                raise NotFound(f"no CA named '{name}'", hint="see 'trustfleet ca status'")
+            fresh = load_server_settings(self.settings.home)
+            if name not in fresh.ca:
+                raise NotFound(f"no CA named '{name}'", hint="see 'trustfleet ca status'")
+            self.settings = fresh
+        return self.settings.ca[name]
 
     def _key_uri(self, text: str) -> tuple[Pkcs11Uri, str]:
         """A key's RFC 7512 URI from the settings, and the PIN its pin-source names."""
@@ -69,7 +93,7 @@ class Runtime:
     def is_offline(self, name: str) -> bool:
         """Whether CA ``name`` is offline: its key URI names no ``pin-source`` (its PIN is with
         custodians; it signs only in a ceremony, ``trustfleet.services.ceremony``)."""
-        return Pkcs11Uri.parse(self.settings.ca[name].key).pin_source is None
+        return Pkcs11Uri.parse(self._ca_settings(name).key).pin_source is None
 
     def issuer(self, name: str) -> IssuerContext:
         """The signing context of a CA; its key stays in its token.
@@ -86,14 +110,14 @@ class Runtime:
             )
         with self._lock:
             if name not in self._issuers:
-                uri, pin = self._key_uri(self.settings.ca[name].key)
+                uri, pin = self._key_uri(self._ca_settings(name).key)
                 key = open_key(uri, pin=pin, module=self.module, conf=self.softhsm_conf)
                 self._issuers[name] = IssuerContext(
                     cert=self.ca_certificate(name),
                     key=key,
                     crl_url=self.settings.crl_url(name),
                     # The CAs the OCSP responder answers for (revocation.OCSP_ISSUERS).
-                    ocsp_url=self.settings.ocsp_url() if name in _OCSP_CAS else None,
+                    ocsp_url=self.settings.ocsp_url() if ca_kind(name) in _OCSP_KINDS else None,
                 )
             return self._issuers[name]
 

@@ -6,6 +6,7 @@ call :func:`load_server_settings`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,8 @@ __all__ = [
 
 CA_NAMES = ("root", "manufacturing", "device")
 CONFIG_FILE = "trustfleet.toml"
+_CA_NAME = re.compile(r"(root|manufacturing|device)(-[1-9][0-9]{0,5})?")
+"""A CA's name: its kind, then ``-<n>`` for a later generation (``device-2``; api.md)."""
 
 
 class ServerSettings(ConfigModel):
@@ -48,8 +51,8 @@ class ServerSettings(ConfigModel):
     monitoring: MonitoringSettings = MonitoringSettings()
     lifecycle: LifecycleSettings = LifecycleSettings()
     ca: dict[str, sections.CaSettings]
-    """The three CAs (root, manufacturing, device): each key as an RFC 7512 URI (with pin-source)
-    and its certificate."""
+    """The CAs (root, manufacturing, device, and later generations such as device-2): each key
+    as an RFC 7512 URI (with pin-source) and its certificate."""
 
     def path(self, relative: str) -> Path:
         """Resolve a path from the file against the home directory."""
@@ -78,6 +81,13 @@ def _check(path: Path, settings: ServerSettings) -> None:
     lacking = [name for name in CA_NAMES if name not in settings.ca]
     if lacking:
         raise Config(f"{path}: no [ca.{lacking[0]}] section", hint="restore it from a backup")
+    odd = [name for name in settings.ca if not _CA_NAME.fullmatch(name)]
+    if odd:
+        raise Config(
+            f"{path}: [ca.{odd[0]}] is not a CA name",
+            hint="a CA is root, manufacturing or device, or a later one such as device-2",
+            code="config.ca.name",
+        )
     check_loaded_code(settings.keystore.module, settings.path(settings.keystore.softhsm_conf))
 
 

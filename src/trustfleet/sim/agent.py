@@ -58,13 +58,16 @@ class SimAgent:
         """Whether its agent process runs."""
         return self.process is not None and self.process.running
 
-    def start(self) -> SimAgent:
+    def start(self, *, summary: bool = False) -> SimAgent:
         """Boot the device: the simulated agent's boot loop in its own session (returns at once).
 
         Readiness is the product's state (enrolled, telemetry stored), which the fleet waits on.
+        With ``summary`` the agent prints its run summary as JSON into its log when it stops
+        (what it published and had acknowledged: :meth:`last_summary`).
         """
         self.stop()
         argv: list[str | Path] = [sys.executable, "-m", SIMULATED_ENTRY, "run"]
+        argv += ["--json"] if summary else []
         argv += ["--device", self.directory]
         self.process = ManagedProcess(argv, log=self.log, name=f"agent {self.device_id}")
         self.process.start()
@@ -75,6 +78,18 @@ class SimAgent:
         if self.process is not None:
             self.process.stop()
             self.process = None
+
+    def last_summary(self) -> dict[str, Any] | None:
+        """The last run summary in the log (an agent started with ``summary``), or None."""
+        text = self.log.read_text(encoding="utf-8", errors="replace") if self.log.exists() else ""
+        start = text.rfind("\n{\n")
+        if start < 0:
+            return None
+        try:
+            document, _end = json.JSONDecoder().raw_decode(text, start + 1)
+        except ValueError:
+            return None
+        return document if isinstance(document, dict) else None
 
     def restart(self) -> SimAgent:
         """Reboot the device (stop, then start)."""

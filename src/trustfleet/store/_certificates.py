@@ -216,6 +216,20 @@ class CertificateRepository:
         rows = self._handle.session.connection().execute(query)
         return [(serial, revoked_at, reason) for serial, revoked_at, reason in rows]
 
+    def list_valid(self, issuer: str, *, now: datetime) -> builtins.list[CertificateRecord]:
+        """The certificates of one issuer neither revoked nor expired at ``now``, oldest first
+        (a CA's retirement revokes them on its final CRL)."""
+        query = (
+            select(CertificateRow)
+            .where(
+                CertificateRow.issuer == issuer,
+                CertificateRow.status == "valid",
+                CertificateRow.not_after > check.aware(now, name="now"),
+            )
+            .order_by(CertificateRow.id)
+        )
+        return [_record(row) for row in self._handle.session.scalars(query)]
+
     def count(
         self,
         *,
