@@ -111,6 +111,14 @@ def restore(
         Path | None,
         typer.Option("--identity", help="The X25519 private key (PEM) the backup was made for."),
     ] = None,
+    store_url: Annotated[
+        str | None,
+        typer.Option(
+            "--store-url",
+            help="An EMPTY PostgreSQL database to load the store into (a backup of a "
+            "PostgreSQL store needs one).",
+        ),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Restore a backup into a new server home; then 'server run --home' serves it."""
@@ -128,7 +136,9 @@ def restore(
         else {"identity": load_identity(_read_small(identity, what="identity file"))}  # type: ignore[arg-type]  # one is given
     )
     with _progress(json_out, "restoring") as step:
-        report = restore_backup(source, home=home, now=now(), progress=step, **secret)
+        report = restore_backup(
+            source, home=home, now=now(), progress=step, store_url=store_url, **secret
+        )
     doc = {"home": str(report.home), "files": report.files, "bytes": report.bytes, **report.meta}
     if json_out:
         emit_json(doc)

@@ -2,10 +2,12 @@
 
 What goes in, in this order (so that what is copied later never refers to what is missing):
 the audit log's tiles (before the store: the store's events are a superset of the tiles), a
-snapshot of the SQLite store (the online backup API, one read transaction while writers go
-on), the OTA folder with the TUF repository (holding its writers' ``flock``), the tokens
-(holding ``tokens/softhsm2.conf.lock``, the lock every process holds while it logs in), then
-everything else: configuration, secrets, public, tls, broker configuration, tpm-vendor.
+snapshot of the store (SQLite: the online backup API, one read transaction while writers go
+on; PostgreSQL: ``pg_dump --format=custom``, one repeatable-read transaction, stored as
+``db/trustfleet.pgdump``), the OTA folder with the TUF repository (holding its writers'
+``flock``), the tokens (holding ``tokens/softhsm2.conf.lock``, the lock every process holds
+while it logs in), then everything else: configuration, secrets, public, tls, broker
+configuration, tpm-vendor.
 Left out: ``run/`` and ``broker/run/`` (what processes write while they run), the store's
 own files (replaced by the snapshot), the ``[lifecycle] backup_dir``, dotfiles (locks and
 temporaries), links, sockets and devices (named in the report). The offline folder of the
@@ -36,8 +38,10 @@ from trustfleet.keystore import conf_lock
 from trustfleet.services._ota_keys import repo_files
 from trustfleet.services.backup_archive import ArchiveWriter
 from trustfleet.services.backup_crypto import BackupKey, EncryptingWriter
+from trustfleet.services.backup_pg import DUMP_NAME, is_postgres, pg_dump
 from trustfleet.services.runtime import Runtime
 from trustfleet.settings import ServerSettings
+from trustfleet.store import schema_revision
 
 __all__ = ["BackupReport", "sqlite_path", "sqlite_snapshot", "take_backup"]
 
@@ -72,20 +76,18 @@ class BackupReport:
 
 
 def sqlite_path(settings: ServerSettings) -> Path:
-    """The SQLite file of a home.
+    """The SQLite file of a home (a PostgreSQL store has none).
 
     Raises:
-        Config: The store is PostgreSQL (code ``backup.store.unsupported``).
+        Config: The store is not SQLite (code ``backup.store.unsupported``).
     """
     url = make_url(settings.store_url())
     if not url.drivername.startswith("sqlite") or not url.database:
         raise Config(
-            "server backup copies SQLite stores only; this home's store is "
-            f"{url.drivername.split('+')[0]}",
-            hint="back up PostgreSQL with pg_dump (docs/operations.md), then the home with "
-            "'server backup' after switching [store] url to a SQLite copy",
+            f"the store is {url.drivername.split('+')[0]}, not a SQLite file",
+            hint="a PostgreSQL store is copied with pg_dump (services.backup_pg)",
             code="backup.store.unsupported",
-        )  # fmt: skip
+        )
     return Path(url.database)
 
 
@@ -214,14 +216,13 @@ def take_backup(
         progress: Called as bytes are added.
 
     Raises:
-        Config: The store is not SQLite.
+        Config: PostgreSQL without ``pg_dump``, or ``pg_dump`` failed.
         InvalidInput: ``out`` is unusable, or a file changed size while it was read.
         Unavailable: The TUF repository stayed locked.
     """
     settings = rt.settings
     home = settings.home.resolve()
-    db = sqlite_path(settings).resolve()
-    db_rel = str(db.relative_to(home)) if db.is_relative_to(home) else "db/trustfleet.sqlite3"
+    snapshot, db_rel, tmp_parent = _snapshot_of(rt, home)
     expected, done = _estimate(home), 0
 
     def advance(size: int) -> None:
@@ -239,11 +240,12 @@ def take_backup(
         exclude.add(str(out_abs.relative_to(home)))
     with (
         _output(out) as handle,
-        tempfile.TemporaryDirectory(dir=db.parent, prefix=".backup-") as tmp,
+        tempfile.TemporaryDirectory(dir=tmp_parent, prefix=".backup-") as tmp,
     ):
+        os.chmod(tmp, 0o700)
         sink = EncryptingWriter(handle, key)
         walk = _Walk(home, ArchiveWriter(sink), exclude, advance)
-        revision = _add_consistent(settings, walk, db=db, db_rel=db_rel, tmp=Path(tmp))
+        revision = _add_consistent(settings, walk, snapshot, db_rel=db_rel, tmp=Path(tmp))
         for name in sorted(os.listdir(home)):
             if name not in _FIRST and not name.startswith(".") and name not in exclude:
                 walk.tree(name)
@@ -273,15 +275,36 @@ def _record(rt: Runtime, report: BackupReport, *, now: datetime) -> None:
         )  # fmt: skip
 
 
+def _snapshot_of(rt: Runtime, home: Path) -> tuple[Callable[[Path], str], str, Path]:
+    """How the store is copied (into a path; returns its revision), where it goes, a tmp parent."""
+    url = rt.settings.store_url()
+    if is_postgres(url):
+
+        def dump(dest: Path) -> str:
+            revision = schema_revision(rt.engine) or ""  # migrations run only at start
+            pg_dump(url, dest)
+            return revision
+
+        return dump, f"db/{DUMP_NAME}", home
+    db = sqlite_path(rt.settings).resolve()
+    db_rel = str(db.relative_to(home)) if db.is_relative_to(home) else "db/trustfleet.sqlite3"
+    return (lambda dest: sqlite_snapshot(db, dest)), db_rel, db.parent
+
+
 def _add_consistent(
-    settings: ServerSettings, walk: _Walk, *, db: Path, db_rel: str, tmp: Path
+    settings: ServerSettings,
+    walk: _Walk,
+    take: Callable[[Path], str],
+    *,
+    db_rel: str,
+    tmp: Path,
 ) -> str:
     """The audit log, the store's snapshot, the OTA folder and the tokens, in that order."""
     home = walk.home
     if (home / "audit").is_dir():
         walk.tree("audit")
-    snapshot = tmp / "store.sqlite3"
-    revision = sqlite_snapshot(db, snapshot)
+    snapshot = tmp / "store.snapshot"
+    revision = take(snapshot)
     parent = ""
     for part in db_rel.split("/")[:-1]:
         parent = f"{parent}/{part}" if parent else part
@@ -305,7 +328,7 @@ def _meta(settings: ServerSettings, *, db_rel: str, revision: str, now: datetime
         "created_at": now.isoformat(),
         "trustfleet_version": __version__,
         "source_home": str(settings.home.resolve()),
-        "store": "sqlite",
+        "store": "postgresql" if db_rel.endswith(DUMP_NAME) else "sqlite",
         "store_path": db_rel,
         "schema_revision": revision,
         "public_url": settings.api.public_url,

@@ -4,8 +4,12 @@ The new folder must be new or empty; on any failure (wrong passphrase, a changed
 bad entry) nothing of it is left. Every file and folder gets the mode recorded in the backup
 (those of docs/architecture.md, "A server home"). Paths in ``trustfleet.toml`` are relative to
 the home, so they stay right; what held the old home's absolute path is written again: the
-SoftHSM2 configuration (its token folder) and an absolute SQLite ``[store] url``. The restore
-is recorded as a ``server.restored`` security event in the restored store.
+SoftHSM2 configuration (its token folder) and an absolute SQLite ``[store] url``. A backup of a
+PostgreSQL store holds a ``pg_dump`` (``db/trustfleet.pgdump``): it is loaded with
+``pg_restore`` into the EMPTY database named by ``store_url`` (required; a database with tables
+is refused before anything is unpacked), ``[store] url`` is set to it and the dump is removed
+from the new home. The restore is recorded as a ``server.restored`` security event in the
+restored store.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from trustfleet.keystore import write_softhsm_conf
 from trustfleet.services.backup import sqlite_path
 from trustfleet.services.backup_archive import ArchiveLimits, ArchiveReader
 from trustfleet.services.backup_crypto import decrypt_chunks, read_header
+from trustfleet.services.backup_pg import check_empty, pg_restore
 from trustfleet.settings import load_server_settings, update_server_settings
 from trustfleet.store import UnitOfWork, create_engine
 
@@ -97,15 +102,25 @@ def restore_backup(
     now: datetime,
     limits: ArchiveLimits | None = None,
     progress: Callable[[int, int], None] | None = None,
+    store_url: str | None = None,
 ) -> RestoreReport:
     """Unpack the backup ``source`` into the new folder ``home``.
 
+    Args:
+        store_url: An EMPTY PostgreSQL database for a backup of a PostgreSQL store (required
+            for one, refused for a SQLite one).
+
     Raises:
-        Conflict: ``home`` is not empty.
-        InvalidInput: A wrong kind of key, a malformed file or entry, an unsafe path or mode.
+        Conflict: ``home`` is not empty; the ``store_url`` database has tables.
+        InvalidInput: A wrong kind of key, a malformed file or entry, an unsafe path or mode;
+            ``store_url`` missing for a PostgreSQL backup (``restore.store_url.missing``) or
+            given for a SQLite one (``restore.store_url.unexpected``).
         VerificationFailed: Wrong passphrase or identity, a changed or cut file.
+        Config: ``pg_restore`` is missing or failed.
     """
     created = _check_new_home(home)
+    if store_url is not None:
+        check_empty(store_url)
     with _open_backup(source) as stream:
         total = os.fstat(stream.fileno()).st_size
         header = read_header(stream)
@@ -125,6 +140,7 @@ def restore_backup(
             restored = reader.extract(_prepend(first, chunks))
             os.chmod(home, DIR_MODE)
             meta = dict(restored.meta)
+            _load_store(home, meta, store_url)
             _fix_paths(home, meta)
             _record(home, meta, now=now)
     logger.info("restored %s into %s", source, home)
@@ -146,9 +162,33 @@ def _fix_paths(home: Path, meta: dict[str, Any]) -> None:
         if token_dir is not None and token_dir.is_relative_to(old_home):
             write_softhsm_conf(conf, token_dir=home / token_dir.relative_to(old_home))
     store_rel = str(meta.get("store_path") or "db/trustfleet.sqlite3")
-    if sqlite_path(settings).resolve() != (home / store_rel).resolve():
+    if meta.get("store") == "postgresql":
+        pass  # [store] url set by _load_store
+    elif sqlite_path(settings).resolve() != (home / store_rel).resolve():
         update_server_settings(home, {"store": {"url": f"sqlite:///{store_rel}"}})
     (home / "run").mkdir(mode=PRIVATE_DIR_MODE, exist_ok=True)
+
+
+def _load_store(home: Path, meta: dict[str, Any], store_url: str | None) -> None:
+    """A PostgreSQL backup: its dump loaded into ``store_url``, ``[store] url`` set to it."""
+    if meta.get("store") != "postgresql":
+        if store_url is not None:
+            raise InvalidInput(
+                "this backup holds a SQLite store; --store-url is for a PostgreSQL one",
+                hint="restore without --store-url", code="restore.store_url.unexpected",
+            )  # fmt: skip
+        return
+    if store_url is None:
+        raise InvalidInput(
+            "this backup holds a PostgreSQL store: give the empty database to restore it into",
+            hint="create an empty database, then add --store-url postgresql+psycopg://USER@HOST/DB",
+            code="restore.store_url.missing",
+        )  # fmt: skip
+    dump = home / str(meta.get("store_path") or "db/trustfleet.pgdump")
+    check_empty(store_url)  # again: it may have been filled while the files were unpacked
+    pg_restore(store_url, dump)
+    update_server_settings(home, {"store": {"url": store_url}})
+    dump.unlink()
 
 
 def _token_dir(conf: Path) -> Path | None:

@@ -11,8 +11,8 @@ backup API) and ``trustfleet.toml``, both 0600, in a 0700 folder. It holds no ke
 PIN (those are in ``tokens/`` and ``secrets/``, which a migration never touches) but holds
 what the store holds (operators' password hashes, TOTP secrets, device records), like
 ``db/`` beside it; it exists to go back to the previous version. A full, encrypted backup is
-``server backup``. A PostgreSQL store is not copied: with ``backup_before_migrate`` on, the
-upgrade stops and asks for a ``pg_dump`` first.
+``server backup``. A PostgreSQL store is copied with ``pg_dump --format=custom`` into
+``trustfleet.pgdump`` (0600) in the same kind of folder (``pg_restore`` puts it back).
 """
 
 from __future__ import annotations
@@ -24,12 +24,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
-
 from trustfleet.audit.context import current_operator
-from trustfleet.errors import Config
 from trustfleet.fileio import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, fsync_dir, make_dirs
 from trustfleet.services.backup import sqlite_path, sqlite_snapshot
+from trustfleet.services.backup_pg import DUMP_NAME, is_postgres, pg_dump
 from trustfleet.settings import CONFIG_FILE, ServerSettings
 from trustfleet.store import UnitOfWork, create_engine, head_revision, migrate, schema_revision
 
@@ -60,7 +58,8 @@ def upgrade_store(settings: ServerSettings, *, now: datetime) -> UpgradeReport |
     left alone (None).
 
     Raises:
-        Config: PostgreSQL with ``backup_before_migrate`` on (code ``upgrade.backup.pg``).
+        Config: PostgreSQL with ``backup_before_migrate`` on and no working ``pg_dump``
+            (codes ``backup.pg.missing``, ``backup.pg.dump``).
         Unavailable: The store cannot be reached.
     """
     engine = create_engine(settings.store_url())
@@ -82,22 +81,17 @@ def upgrade_store(settings: ServerSettings, *, now: datetime) -> UpgradeReport |
 
 
 def _copy_store(settings: ServerSettings, *, revision: str, now: datetime) -> Path:
-    url = make_url(settings.store_url())
-    if not url.drivername.startswith("sqlite"):
-        raise Config(
-            f"the store is at schema {revision} and this version migrates it; "
-            "a PostgreSQL store is not copied automatically",
-            hint="take a pg_dump of the database, then set [lifecycle] backup_before_migrate = "
-            "false for this start (docs/operations.md)",
-            code="upgrade.backup.pg",
-        )  # fmt: skip
     folder = make_dirs(settings.path(settings.lifecycle.backup_dir), mode=PRIVATE_DIR_MODE)
     os.chmod(folder, PRIVATE_DIR_MODE)
     name = f"pre-migrate-{revision}-{now.strftime('%Y%m%dT%H%M%S%fZ')}"
     staging = folder / f".{name}.tmp"
     staging.mkdir(mode=PRIVATE_DIR_MODE)
     try:
-        sqlite_snapshot(sqlite_path(settings), staging / "trustfleet.sqlite3")
+        url = settings.store_url()
+        if is_postgres(url):
+            pg_dump(url, staging / DUMP_NAME)
+        else:
+            sqlite_snapshot(sqlite_path(settings), staging / "trustfleet.sqlite3")
         shutil.copyfile(settings.home / CONFIG_FILE, staging / CONFIG_FILE)
         os.chmod(staging / CONFIG_FILE, PRIVATE_FILE_MODE)
         os.replace(staging, folder / name)
