@@ -107,6 +107,9 @@ CASES: dict[str, tuple[str, str, str]] = {
          "not a TrustFleet backup", "not a TrustFleet backup"),
     "server-restore-into-a-home": ("server restore {afile} --home {home} --passphrase-file {afile}",
                                    "not empty", "new folder"),
+    "server-restore-store-url-not-postgres":
+        ("server restore {afile} --home {root}/r2 --passphrase-file {afile} --store-url "
+         "sqlite:///x.sqlite3", "must name a PostgreSQL database", "empty database"),
     "server-check-home-is-a-file":
         ("server check --home {afile}", "is a file, not a directory", "not a file"),
     # factory

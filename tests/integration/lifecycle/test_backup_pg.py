@@ -144,9 +144,11 @@ def test_without_store_url_one_line_and_nothing_left(pg_home: PgHome) -> None:
     proc = _tf("server", "restore", pg_home.backup, "--home", home, "--passphrase-file",
                pg_home.passphrase)  # fmt: skip
     assert proc.returncode != 0
-    assert "PostgreSQL store" in proc.stderr + proc.stdout
-    assert "--store-url" in proc.stderr + proc.stdout
-    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    message, _, hint = lines[0].partition(" Hint: ")
+    assert "PostgreSQL store" in message
+    assert "--store-url" in hint
     assert not home.exists()
 
 
