@@ -29,7 +29,7 @@ from trustfleet.errors import Conflict, InvalidInput
 from trustfleet.fileio import DIR_MODE, PRIVATE_DIR_MODE, make_dirs, removed_on_failure
 from trustfleet.keystore import write_softhsm_conf
 from trustfleet.services.backup import sqlite_path
-from trustfleet.services.backup_archive import ArchiveLimits, ArchiveReader
+from trustfleet.services.backup_archive import ArchiveLimits, ArchiveReader, check_path
 from trustfleet.services.backup_crypto import decrypt_chunks, read_header
 from trustfleet.services.backup_pg import check_empty, pg_restore
 from trustfleet.settings import load_server_settings, update_server_settings
@@ -184,7 +184,7 @@ def _load_store(home: Path, meta: dict[str, Any], store_url: str | None) -> None
             hint="create an empty database, then add --store-url postgresql+psycopg://USER@HOST/DB",
             code="restore.store_url.missing",
         )  # fmt: skip
-    dump = home / str(meta.get("store_path") or "db/trustfleet.pgdump")
+    dump = home / check_path(str(meta.get("store_path") or "db/trustfleet.pgdump"))
     check_empty(store_url)  # again: it may have been filled while the files were unpacked
     pg_restore(store_url, dump)
     update_server_settings(home, {"store": {"url": store_url}})
