@@ -18,10 +18,13 @@ A failure before step 3 removes the temporary folder and leaves the old one as i
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -47,7 +50,14 @@ from trustfleet.services.factory import (
 )
 from trustfleet.services.runtime import Runtime
 
-__all__ = ["MARKER", "REPROVISIONED_EVENT", "Reprovisioned", "check_wiped", "reprovision_device"]
+__all__ = [
+    "MARKER",
+    "REPROVISIONED_EVENT",
+    "Reprovisioned",
+    "check_wiped",
+    "folder_lock",
+    "reprovision_device",
+]
 
 MARKER: Final = "decommissioned.json"
 """The agent's wipe marker (``agent.decommission.MARKER``; services may not import the agent)."""
@@ -122,7 +132,36 @@ def reprovision_device(rt: Runtime, *, directory: Path, now: datetime) -> Reprov
         Conflict: Its device is not decommissioned in this home.
         Unavailable: The token, the TPM or the store failed (the folder is unchanged).
     """
-    old_id, model = check_wiped(directory)
+    check_wiped(directory)
+    with folder_lock(directory):
+        return _reprovision_locked(rt, directory=directory, now=now)
+
+
+@contextmanager
+def folder_lock(directory: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the device folder (two reprovisions of one folder exclude
+    each other; the loser finds the folder busy or gone).
+
+    Raises:
+        Conflict: Another reprovision holds it (code ``factory.reprovision.busy``).
+    """
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise Conflict(
+                f"{directory} is being reprovisioned by another process",
+                hint="wait for it to finish",
+                code="factory.reprovision.busy",
+            ) from exc
+        yield
+    finally:
+        os.close(fd)
+
+
+def _reprovision_locked(rt: Runtime, *, directory: Path, now: datetime) -> Reprovisioned:
+    old_id, model = check_wiped(directory)  # again, under the lock: the folder may be gone
     _require_decommissioned(rt, old_id)
     ota = _ota_bundle(rt, model=model)
     new_id = new_device_id()
