@@ -65,6 +65,11 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Work:
     corrupt = root / "corrupt" / device.name
     shutil.copytree(device, corrupt, symlinks=True)
     (corrupt / "idevid.pem").write_text("-----BEGIN CERTIFICATE-----\ngarbage\n")
+    marked = root / "marked" / device.name  # a wipe marker, but the device is not decommissioned
+    shutil.copytree(device, marked, symlinks=True)
+    (marked / "decommissioned.json").write_text(
+        json.dumps({"evidence": {"device_id": device.name}})
+    )
     return Work(root=root, home=home, device=device, corrupt_device=corrupt)
 
 
@@ -120,6 +125,14 @@ CASES: dict[str, tuple[str, str, str]] = {
          "folder for the device"),
     "factory-provision-count-0":
         ("factory provision --home {home} --out {adir} --count 0", "--count", "--count 10"),
+    "factory-provision-no-target":
+        ("factory provision --home {home}", "either --out", "--reprovision"),
+    "factory-provision-reprovision-not-wiped":
+        ("factory provision --home {home} --reprovision {device}", "no decommissioned.json",
+         "wiped itself"),
+    "factory-provision-reprovision-not-decommissioned":
+        ("factory provision --home {home} --reprovision {root}/marked/{device_id}",
+         "not decommissioned", "decommission it first"),
     "factory-sign-csr-missing-csr":
         ("factory sign-csr --home {home} --csr {root}/none.csr --out {root}/o.pem",
          "none.csr", "--csr"),

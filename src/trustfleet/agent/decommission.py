@@ -71,7 +71,7 @@ def refuse_if_decommissioned(directory: Path) -> None:
             f"device folder {directory} was decommissioned (its keys are destroyed): "
             "the agent will not run",
             hint="return the hardware to service through the factory ('trustfleet factory "
-            "provision' gives it a new identity)",
+            "provision --reprovision FOLDER' gives it a new identity)",
             code="agent.decommissioned",
         )
 

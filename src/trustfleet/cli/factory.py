@@ -35,16 +35,33 @@ _MAX_CSR_FILE_BYTES = 64 * 1024
 def provision(
     home: HomeOpt,
     out: Annotated[
-        Path, typer.Option("--out", help="Directory that receives one folder per device.")
-    ],
+        Path | None, typer.Option("--out", help="Directory that receives one folder per device.")
+    ] = None,
     count: Annotated[int, typer.Option("--count", help="How many devices (1-10000).")] = 1,
     model: Annotated[str, typer.Option("--model", help="Hardware model name.")] = "sim-v1",
+    reprovision: Annotated[
+        Path | None,
+        typer.Option(
+            "--reprovision",
+            help="Return a wiped (decommissioned) device folder to service: same TPM, new "
+            "key, new device id, new IDevID (instead of --out).",
+        ),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Create virtual devices, each with its own SoftHSM2 token, key and IDevID."""
     from trustfleet.services.factory import prepare_out_dir, provision_devices
     from trustfleet.services.runtime import Runtime
 
+    if reprovision is not None and out is None:
+        _reprovision(home, reprovision, json_out=json_out)
+        return
+    if out is None or reprovision is not None:
+        raise InvalidInput(
+            "give either --out (new devices) or --reprovision (a wiped device folder)",
+            hint="e.g. --out devices --count 10, or --reprovision devices/<old-id>",
+            code="factory.provision.target",
+        )
     if not 1 <= count <= 10_000:
         raise InvalidInput("--count must be between 1 and 10000", hint="e.g. --count 10")
     prepare_out_dir(out)  # before the runtime opens: a bad --out fails at once
@@ -85,6 +102,23 @@ def provision(
         emit_json({"devices": rows})
         return
     console.print(f"[green]✓[/] {len(rows)} device(s) provisioned in {out}")
+
+
+def _reprovision(home: Path, folder: Path, *, json_out: bool) -> None:
+    from trustfleet.services.reprovision import check_wiped, reprovision_device
+
+    check_wiped(folder)  # before the runtime opens: a wrong folder fails at once
+    with command_runtime(home) as rt:
+        done = reprovision_device(rt, directory=folder, now=now())
+    row = {**_device_row(done), "previous_device_id": done.previous_device_id, "tpm": done.tpm}
+    if json_out:
+        emit_json(row)
+        return
+    console.print(
+        f"[green]✓[/] {done.previous_device_id} returned to service as "
+        f"[bold]{done.device_id}[/] in {done.directory} (new key and IDevID"
+        f"{', same TPM' if done.tpm else ''})"
+    )
 
 
 @app.command("sign-csr")

@@ -167,8 +167,21 @@ def begin_ak_enrollment(
 
 
 def _check_same_tpm(rt: Runtime, *, device_id: str, ek_public: bytes) -> None:
+    """One TPM, one live device: refuse an EK of another TPM, or one another device still uses.
+
+    A TPM returned to service (docs/lifecycle.md, "Return to service") comes back under a new
+    id: its EK is accepted once every other device bound to it is decommissioned.
+    """
     with rt.uow.begin(read_only=True) as tx:
         current = tx.attestation.get_key(device_id)
+        others = [d for d in tx.attestation.devices_for_ek(ek_public) if d != device_id]
+        live = [d for d in others if tx.devices.require(d).state != "decommissioned"]
+    if live:
+        raise Conflict(
+            f"this TPM (EK) is bound to device '{live[0]}', which is not decommissioned",
+            hint="decommission that device, then return the hardware through the factory",
+            code="attestation.ek.in_use",
+        )
     if current is not None and current.ek_public != ek_public:
         raise Conflict(
             f"device '{device_id}' has an AK from another TPM (EK)",

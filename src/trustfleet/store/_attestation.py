@@ -128,6 +128,17 @@ class AttestationRepository(VerdictsAndQuarantine):
         )
         return None if row is None else _key(row)
 
+    def devices_for_ek(self, ek_public: bytes) -> builtins.list[str]:
+        """The devices whose AK was bound to this EK (one TPM), by id."""
+        table = core_table(AttestationKeyRow)
+        rows = self._session.connection().execute(
+            select(table.c.device_id)
+            .where(table.c.ek_public == ek_public)
+            .order_by(table.c.device_id)
+            .limit(100)
+        )
+        return [str(row.device_id) for row in rows]
+
     def last_challenges(self, *, limit: int = 1000, offset: int = 0) -> dict[str, datetime | None]:
         """Enrolled devices with an AK and the issue time of their newest challenge.
 

@@ -54,12 +54,18 @@ def rt(db_url: str, tmp_path: Path, vendor_ca: ManufacturerCa, t0: datetime) -> 
 
 
 def _begin(
-    rt: Runtime, tpm: Tpm, ak: AkInfo, t0: datetime, *, ak_name: bytes | None = None
+    rt: Runtime,
+    tpm: Tpm,
+    ak: AkInfo,
+    t0: datetime,
+    *,
+    ak_name: bytes | None = None,
+    device_id: str = DEVICE,
 ) -> tuple[bytes, bytes, str]:
-    """Begin enrolling ``tpm``'s ``ak`` as DEVICE's (claiming ``ak_name`` for it, if given)."""
+    """Begin enrolling ``tpm``'s ``ak`` as the device's (claiming ``ak_name`` for it, if given)."""
     return att.begin_ak_enrollment(
         rt,
-        device_id=DEVICE,
+        device_id=device_id,
         ek_public=tpm.ek_public(),
         ek_certificate=tpm.ek_certificate(),
         ak_public=ak.public,
@@ -131,6 +137,33 @@ def test_ak_enrollment_refusals(rt: Runtime, swtpm: SwtpmInstance, t0: datetime)
             )
     assert _events(rt).count("attestation.ak.refused") == 4
     assert _events(rt).count("attestation.ak.enrolled") == 1
+
+
+def test_same_tpm_under_a_new_id_once_the_old_is_decommissioned(
+    rt: Runtime, swtpm: SwtpmInstance, t0: datetime
+) -> None:
+    """Return to service (docs/lifecycle.md): the EK of a decommissioned device may serve a new
+    id; while its first device is not decommissioned, it may not."""
+    reborn = "dev-att-0002"
+    with rt.uow.begin() as tx:
+        tx.devices.add(id=reborn, model="sim-v1", state="enrolled", now=t0)
+    with Tpm(tcti=swtpm.tcti) as tpm:
+        _enroll_ak(rt, tpm, t0)
+        ak = tpm.create_ak(replace=True)
+        with pytest.raises(Conflict) as in_use:
+            _begin(rt, tpm, ak, t0, device_id=reborn)
+        assert in_use.value.code == "attestation.ek.in_use"
+        assert DEVICE in in_use.value.message
+        with rt.uow.begin() as tx:
+            tx.devices.set_state(DEVICE, "decommissioned", now=t0)
+        blob, secret, enrollment = _begin(rt, tpm, ak, t0, device_id=reborn)
+        recovered = tpm.activate_credential(blob, secret)
+        key = att.finish_ak_enrollment(
+            rt, device_id=reborn, enrollment_id=enrollment, secret=recovered, now=t0
+        )
+    assert key.ak_name == ak.name.hex()
+    with rt.uow.begin(read_only=True) as tx:
+        assert tx.attestation.devices_for_ek(key.ek_public) == [DEVICE, reborn]
 
 
 def test_pass_tamper_quarantine_and_auto_release(

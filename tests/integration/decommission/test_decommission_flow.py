@@ -1,13 +1,15 @@
 """Decommission with wipe evidence, end to end: a real server, real agents with SoftHSM2 tokens
 and swtpm TPMs.
 
-One fleet for the module: three TPM devices enrolled and publishing, a short
+One fleet for the module: four TPM devices enrolled and publishing, a short
 ``[lifecycle] decommission_timeout_s``. A device wipes itself and its evidence is verified
 (checked independently: its token has no key object left, tpm2-tools finds no persistent AK,
 the sealed files are gone), then a copy of its token taken before the wipe is refused by EST
 and the broker, and the update repository and ingest refuse the device. A device that is
 offline ends unverified at the deadline; forged and replayed evidence is refused and the
-request ends unverified with the reason.
+request ends unverified with the reason. A fourth device is wiped and returned to service
+through the factory (``factory provision --reprovision``): a new id enrolls, binds an AK to
+the same TPM (EK) and publishes, while its old id stays refused.
 """
 
 from __future__ import annotations
@@ -32,8 +34,10 @@ from trustfleet.attestation.wipe import (
     spki_sha256,
     unsigned_evidence,
 )
+from trustfleet.services import reprovision
 from trustfleet.services.decommission import REFUSED_EVENT as REFUSED
 from trustfleet.services.decommission import request_decommission
+from trustfleet.sim.agent import SimAgent
 from trustfleet.sim.fleet import SimFleet, utc_now
 from trustfleet.sim.process import wait_until
 from trustfleet.sim.scenarios import DEMO
@@ -44,13 +48,13 @@ pytestmark = pytest.mark.integration
 TIMEOUT_S = 12.0
 """The fleet's decommission_timeout_s: long enough for a wipe, short for the expiry tests."""
 WAIT_S = 60.0
-ROLES = ("wiped", "gone", "forger")
+ROLES = ("wiped", "gone", "forger", "rma")
 _LIVELY = {"telemetry_interval_s": 1.0, "heartbeat_interval_s": 5.0, "connect_timeout_s": 3.0}
 
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimFleet]:
-    """Three TPM devices enrolled, publishing, their AKs on record."""
+    """Four TPM devices enrolled, publishing, their AKs on record."""
     require_tools("mosquitto", "swtpm", "tpm2_getcap", hint="apt-get install tpm2-tools swtpm")
     fleet = SimFleet(tmp_path_factory.mktemp("decommission"), size=len(ROLES))
     stages = {stage.name: stage for stage in DEMO}
@@ -232,3 +236,68 @@ def test_forged_and_replayed_evidence_is_refused(fleet: SimFleet) -> None:
     assert (record.reason or "").startswith("wipe evidence refused")
     with rt.uow.begin(read_only=True) as tx:
         assert tx.devices.require(device_id).state == "decommissioned"
+
+
+def _listing(directory: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(directory)): p.read_bytes() if p.is_file() else b"/"
+            for p in sorted(directory.rglob("*")) if not p.is_socket()}  # fmt: skip
+
+
+def _wipe(fleet: SimFleet, agent: SimAgent) -> None:
+    asked = fleet.srv.cli("device", "decommission", agent.device_id, "--yes", "--wait",
+                          "--timeout", str(WAIT_S), "--json")  # fmt: skip
+    assert asked.returncode == 0, asked.stderr
+    assert json.loads(asked.stdout)["state"] == "verified"
+    wait_until(lambda: not agent.running, timeout_s=WAIT_S, what="the agent to stop by itself")
+
+
+def test_return_to_service(
+    fleet: SimFleet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    agent = fleet.agent("rma")
+    old_id, folder = agent.device_id, agent.directory
+    with fleet.srv.runtime.uow.begin(read_only=True) as tx:
+        ek_public = tx.attestation.get_key(old_id).ek_public
+    clone = clone_folder(agent, tmp_path / "clone")
+    refused = fleet.srv.cli("factory", "provision", "--reprovision", folder)
+    assert refused.returncode != 0 and "decommissioned.json" in refused.stderr, refused.stderr
+    _wipe(fleet, agent)
+
+    # A failure half-way leaves the folder as it was, and no sibling behind.
+    before = _listing(folder)
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(reprovision, "_register", broken)
+    with pytest.raises(OSError):
+        reprovision.reprovision_device(fleet.srv.runtime, directory=folder, now=utc_now())
+    monkeypatch.undo()
+    assert _listing(folder) == before
+    assert [p.name for p in folder.parent.iterdir() if p.name.startswith(".")] == []
+
+    made = fleet.srv.cli("factory", "provision", "--reprovision", folder, "--json")
+    assert made.returncode == 0, made.stderr
+    doc = json.loads(made.stdout)
+    new_id, directory = doc["device_id"], Path(doc["directory"])
+    assert doc["previous_device_id"] == old_id and doc["tpm"] is True and new_id != old_id
+    assert not folder.exists() and directory == folder.parent / new_id
+    assert not (directory / "decommissioned.json").exists()
+    assert fleet.device_states([new_id]) == {new_id: "manufactured"}
+    (event,) = _events(fleet, new_id, reprovision.REPROVISIONED_EVENT)
+    assert event.details["previous_device_id"] == old_id
+
+    reborn = SimAgent(directory)
+    fleet.agents[new_id] = reborn  # stopped with the fleet
+    reborn.configure({"mqtt": _LIVELY})
+    reborn.start()
+    wait_until(lambda: _ak_name(fleet, new_id), timeout_s=WAIT_S, what="the new AK enrolled")
+    with fleet.srv.runtime.uow.begin(read_only=True) as tx:
+        assert tx.attestation.get_key(new_id).ek_public == ek_public  # the same TPM
+        assert tx.devices.require(new_id).state == "enrolled"
+    wait_until(lambda: fleet.telemetry_counts().get(new_id, 0) > 0, timeout_s=WAIT_S,
+               what="telemetry from the new id")  # fmt: skip
+
+    assert clone.enroll().returncode != 0  # the old IDevID stays refused at EST
+    shown = json.loads(fleet.srv.cli("device", "show", old_id, "--json").stdout)
+    assert shown["state"] == "decommissioned"
