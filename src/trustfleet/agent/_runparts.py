@@ -1,17 +1,29 @@
-"""Small parts of the agent's run: its summary, schedule arithmetic, certificate loading."""
+"""Small parts of the agent's run: its summary, schedule arithmetic, certificate loading,
+enrollment once the token is free."""
 
 from __future__ import annotations
 
+import gc
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
 
 from trustfleet.agent.certfacts import CertFacts, read_pem_cert_facts
-from trustfleet.errors import Config, InvalidInput
+from trustfleet.errors import Config, Conflict, InvalidInput
 
-__all__ = ["RunSummary", "load_cert", "next_time"]
+if TYPE_CHECKING:
+    from trustfleet.agent.settings import DeviceSettings
+
+__all__ = ["Mode", "RunSummary", "enroll_when_released", "load_cert", "next_time"]
 
 logger = logging.getLogger("trustfleet.agent.runner")
+
+Mode = Literal["enroll", "reenroll"]
+
+_TOKEN_RELEASE_S = 10.0  # how long a re-enrollment waits for awscrt to release the token
 
 
 @dataclass
@@ -68,3 +80,24 @@ def load_cert(path: Any) -> CertFacts | None:
     except (InvalidInput, OSError):
         logger.warning("%s is not a PEM certificate; enrolling again", path)
         return None
+
+
+def enroll_when_released(
+    settings: DeviceSettings, mode: Mode, *, now: Callable[[], datetime]
+) -> CertFacts:
+    """Enroll (EST ``mode``), retrying while awscrt still holds a logged-in session of the
+    released MQTT client (bounded by ``_TOKEN_RELEASE_S``); the new LDevID's facts."""
+    # Loaded here: enrollment needs `cryptography` and the token library; the steady state
+    # does not, and the agent's resident memory stays lower without them.
+    from trustfleet.agent.est import enroll_device  # noqa: PLC0415
+
+    deadline = time.monotonic() + _TOKEN_RELEASE_S
+    while True:
+        try:
+            outcome = enroll_device(settings, mode=mode, now=now())
+            return read_pem_cert_facts(outcome.path.read_bytes())
+        except Conflict:
+            if time.monotonic() >= deadline:
+                raise
+            gc.collect()
+            time.sleep(0.1)

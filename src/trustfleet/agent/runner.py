@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 from importlib import metadata
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from trustfleet.agent._messages import (
     Command,
@@ -26,11 +26,18 @@ from trustfleet.agent._messages import (
     render,
     simulated_metrics,
 )
-from trustfleet.agent._runparts import RunSummary, load_cert, next_time, require_cert
+from trustfleet.agent._runparts import (
+    Mode,
+    RunSummary,
+    enroll_when_released,
+    load_cert,
+    next_time,
+    require_cert,
+)
 from trustfleet.agent._tls import token_key
 from trustfleet.agent._tpmhooks import ensure_ak_enrolled
 from trustfleet.agent.attester import Attester
-from trustfleet.agent.certfacts import CertFacts, read_pem_cert_facts
+from trustfleet.agent.certfacts import CertFacts
 from trustfleet.agent.decommission import answer_decommission, refuse_if_decommissioned
 from trustfleet.agent.link import MqttLink, topic
 from trustfleet.agent.metrics import MetricsReporter, metrics_reporter
@@ -40,12 +47,10 @@ from trustfleet.agent.platform.faults import NO_FAULTS, Faults
 from trustfleet.agent.rekey import answer_reenroll, key_matches, recover_rekey
 from trustfleet.agent.settings import DeviceSettings, require_mqtt
 from trustfleet.agent.updater.worker import REBOOT_EXIT_CODE, OtaWorker, UpdateJob
-from trustfleet.errors import Conflict, TrustFleetError, Unavailable
+from trustfleet.errors import TrustFleetError, Unavailable
 
 if TYPE_CHECKING:
     from trustfleet.agent.updater.engine import UpdateRequest
-
-Mode = Literal["enroll", "reenroll"]
 
 __all__ = ["RunSummary", "run_agent"]
 
@@ -53,7 +58,6 @@ logger = logging.getLogger(__name__)
 
 _TICK_S = 0.2
 _STOP_CLIENT_S = 5.0
-_TOKEN_RELEASE_S = 10.0  # how long a re-enrollment waits for awscrt to release the token
 
 
 def run_agent(
@@ -160,29 +164,12 @@ class _Agent:
         if cert is None or not same_key or cert.not_after <= when:
             why = "no LDevID" if cert is None else "LDevID unusable (other key or expired)"
             logger.info("%s: enrolling with the IDevID", why)
-            self.cert = self._enroll("enroll")
+            self.cert = enroll_when_released(self.settings, "enroll", now=self.now)
             self.result.enrolled = True
             return
         self.cert = cert
         if self._renewal_due():
             self._renew()
-
-    def _enroll(self, mode: Mode) -> CertFacts:
-        # Loaded here: enrollment needs `cryptography` and the token library; the steady state
-        # does not, and the agent's resident memory stays lower without them.
-        from trustfleet.agent.est import enroll_device  # noqa: PLC0415
-
-        deadline = time.monotonic() + _TOKEN_RELEASE_S
-        while True:
-            try:
-                outcome = enroll_device(self.settings, mode=mode, now=self.now())
-                return read_pem_cert_facts(outcome.path.read_bytes())
-            except Conflict:
-                # awscrt still holds a logged-in session of the released MQTT client.
-                if time.monotonic() >= deadline:
-                    raise
-                gc.collect()
-                time.sleep(0.1)
 
     def _renewal_due(self) -> bool:
         if self.cert is None or time.monotonic() < self.next_renewal_try:
@@ -200,7 +187,7 @@ class _Agent:
         had_link = self.link is not None
         self._drop_link()
         try:
-            self.cert = self._enroll(mode)
+            self.cert = enroll_when_released(self.settings, mode, now=self.now)
         except TrustFleetError as exc:
             logger.warning("renewal failed: %s (next try in %.0fs)", exc.one_line(),
                            self.settings.agent.reenroll_retry_s)  # fmt: skip

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,39 +20,22 @@ from trustfleet.broker._control import run_commands
 from trustfleet.broker._dynsec import quarantine_commands, release_commands
 from trustfleet.broker._files import (
     AdminCredentials,
-    Owner,
     broker_owner,
     crl_pem,
     write_all,
     write_atomic,
 )
-from trustfleet.broker._process import accepts, raise_open_files, tail_of, terminate
+from trustfleet.broker._launch import launch
+from trustfleet.broker._process import terminate
 from trustfleet.broker._trust import BrokerCa, load_ca, trust_files, write_trust
 from trustfleet.errors import Config, InvalidInput, TrustFleetError, Unavailable
 from trustfleet.pki import DEVICE_ID_PATTERN
-from trustfleet.processes import die_with_parent_preexec
 
 __all__ = ["Broker"]
 
 logger = logging.getLogger(__name__)
 
 _RELOAD_MARK = b"Reloading config."
-
-
-def _child_setup(wanted: int, owner: Owner, die_with_parent: Callable[[], None]) -> None:
-    """In the child before exec: become ``owner``, then die with ``server run``, raise fds.
-
-    Mosquitto started as root drops to its ``user`` by itself, but the kernel clears the
-    parent-death signal at that change of uid (a ``kill -9`` of ``server run`` would leave it
-    serving, with nobody to kick revoked devices). So the child drops first and asks for the
-    signal after: it then survives the exec, and Mosquitto (not root) skips its own drop.
-    """
-    if owner.uid is not None and owner.gid is not None:
-        os.setgroups([])
-        os.setgid(owner.gid)
-        os.setuid(owner.uid)
-    die_with_parent()
-    raise_open_files(wanted)
 
 
 class Broker:
@@ -345,74 +327,13 @@ class Broker:
         assert self._dir_fd is not None  # noqa: S101  # opened by start
         return Path(f"/proc/self/fd/{self._dir_fd}")
 
-    def _child_owner(self) -> Owner:
-        """Whom Mosquitto starts as: ``run_as`` when we are root (a port below 1024 needs root
-        to bind, so there Mosquitto drops privileges itself and ``children.json`` is what stops
-        it after a ``kill -9``)."""
-        if self.config.port < 1024:
-            return Owner(uid=None, gid=None)
-        return broker_owner(self.config.run_as)
-
     def _spawn(self, binary: Path) -> None:
-        paths = self.config.paths
-        view = self._view()
-        with paths.log.open("ab") as log:
-            self._process = subprocess.Popen(
-                [str(binary), "-c", str(view / paths.conf.name)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                pass_fds=(self._dir_fd,) if self._dir_fd is not None else (),
-                start_new_session=True,
-                preexec_fn=functools.partial(  # noqa: PLW1509  # set*id, prctl, setrlimit: no locks
-                    _child_setup,
-                    self.config.max_open_files,
-                    self._child_owner(),
-                    die_with_parent_preexec(),
-                ),
-            )
-        self._started_at = time.monotonic()
         try:
-            self._await_ready(log_offset=0)
+            self._process = launch(self.config, binary, view=self._view(), dir_fd=self._dir_fd)
         except TrustFleetError:
-            terminate(self._process, timeout_s=self.config.stop_timeout_s)
             self._process = None
             raise
-        logger.info("mosquitto %s listening on %s", self._process.pid, self.config.port)
-
-    def _await_ready(self, *, log_offset: int) -> None:
-        deadline = time.monotonic() + self.config.start_timeout_s
-        proc = self._process
-        assert proc is not None  # noqa: S101  # set by the caller
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise self._startup_error(proc.returncode)
-            if self.config.paths.admin_socket.exists() and accepts(
-                self.config.host, self.config.port
-            ):
-                return
-            time.sleep(0.05)
-        raise Unavailable(
-            f"Mosquitto did not listen on port {self.config.port} within "
-            f"{self.config.start_timeout_s} s.",
-            hint=f"See {self.config.paths.log}.",
-            code="broker.start_timeout",
-        )
-
-    def _startup_error(self, returncode: int) -> TrustFleetError:
-        tail = tail_of(self.config.paths.log)
-        if "Address already in use" in tail:
-            return Unavailable(
-                f"The broker port {self.config.port} is already in use.",
-                hint="Choose another port or stop what is listening there.",
-                code="broker.port_in_use",
-            )
-        last = tail.strip().splitlines()[-1] if tail.strip() else "no output"
-        return Config(
-            f"Mosquitto exited with status {returncode} at start: {last}",
-            hint=f"See {self.config.paths.log} and {self.config.paths.conf}.",
-            code="broker.start_failed",
-        )
+        self._started_at = time.monotonic()
 
     def _restart(self) -> bool:
         if self._consecutive >= self.config.max_restarts:

@@ -306,46 +306,46 @@ _TimeoutOpt = Annotated[
 _TargetArg = Annotated[str | None, typer.Argument(help="The device (or --model / --all).")]
 
 
-@app.command("rekey")
-def rekey(
-    home: HomeOpt,
-    device_id: _TargetArg = None,
-    model: _ModelOpt = None,
-    fleet: _AllOpt = False,
-    wait: _WaitOpt = False,
-    timeout: _TimeoutOpt = None,
-    json_out: JsonOpt = False,
-) -> None:
-    """Devices generate new keys in their tokens and enroll them; old LDevIDs are superseded.
+def _register_reenroll(name: str, *, rekey: bool, doc: str) -> None:
+    """``device rekey`` and ``device reenroll``: one command body, ``rekey`` tells them apart."""
+
+    def command(
+        home: HomeOpt,
+        device_id: _TargetArg = None,
+        model: _ModelOpt = None,
+        fleet: _AllOpt = False,
+        wait: _WaitOpt = False,
+        timeout: _TimeoutOpt = None,
+        json_out: JsonOpt = False,
+    ) -> None:
+        from trustfleet.cli._rekey import Target, run_reenroll
+
+        target = Target(device_id=device_id, model=model, fleet=fleet)
+        run_reenroll(home, target, rekey=rekey, wait=wait, timeout_s=timeout, json_out=json_out)
+
+    command.__doc__ = doc
+    command.__name__ = name
+    app.command(name)(command)
+
+
+_register_reenroll(
+    "rekey",
+    rekey=True,
+    doc="""Devices generate new keys in their tokens and enroll them; old LDevIDs are superseded.
 
     The server must be running. Exits 1 when a device failed, or --wait ended with devices
     still pending (they keep their old keys and certificates, and keep working).
-    """
-    from trustfleet.cli._rekey import Target, run_reenroll
-
-    target = Target(device_id=device_id, model=model, fleet=fleet)
-    run_reenroll(home, target, rekey=True, wait=wait, timeout_s=timeout, json_out=json_out)
-
-
-@app.command("reenroll")
-def reenroll(
-    home: HomeOpt,
-    device_id: _TargetArg = None,
-    model: _ModelOpt = None,
-    fleet: _AllOpt = False,
-    wait: _WaitOpt = False,
-    timeout: _TimeoutOpt = None,
-    json_out: JsonOpt = False,
-) -> None:
-    """Devices renew their LDevIDs now (same keys); old LDevIDs are superseded.
+    """,
+)
+_register_reenroll(
+    "reenroll",
+    rekey=False,
+    doc="""Devices renew their LDevIDs now (same keys); old LDevIDs are superseded.
 
     The server must be running. Exits 1 when a device failed, or --wait ended with devices
     still pending.
-    """
-    from trustfleet.cli._rekey import Target, run_reenroll
-
-    target = Target(device_id=device_id, model=model, fleet=fleet)
-    run_reenroll(home, target, rekey=False, wait=wait, timeout_s=timeout, json_out=json_out)
+    """,
+)
 
 
 @app.command("commands")

@@ -16,6 +16,7 @@ Before anything is generated every given PIN is tried, so a wrong PIN changes no
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -64,10 +65,40 @@ def _root_refs(state: RepoState, keys: dict[str, KeyRef]) -> list[tuple[str, Key
     return refs
 
 
+@dataclass(frozen=True)
+class _Custody:
+    """The custodians at a root ceremony: the root's key references, the offline folder, and
+    the tokens present (threshold checked, every PIN tried)."""
+
+    settings: ServerSettings
+    keys: CeremonyKeys
+    state: RepoState
+    refs: list[tuple[str, KeyRef]]
+    folder: OfflineFolder
+    present: list[str]
+
+    @property
+    def absent(self) -> list[str]:
+        """The tokens of the root keys whose custodians are not here."""
+        return [ref.token for _, ref in self.refs if ref.token not in self.present]
+
+    def old_signers(self) -> list[Signer]:
+        """Signers for the present custodians' current root keys."""
+        return [
+            offline_signer(
+                self.settings, self.folder.conf, ref, pin=self.keys.pin(ref.token),
+                key=self.state.root.signed.keys[keyid],
+            )
+            for keyid, ref in self.refs
+            if ref.token in self.present
+        ]  # fmt: skip
+
+
 def _custodians(
-    settings: ServerSettings, keys: CeremonyKeys, refs: list[tuple[str, KeyRef]], state: RepoState
-) -> tuple[OfflineFolder, list[str]]:
+    settings: ServerSettings, keys: CeremonyKeys, key_map: dict[str, KeyRef], state: RepoState
+) -> _Custody:
     """The offline folder and the root tokens present (threshold checked, PINs tried)."""
+    refs = _root_refs(state, key_map)
     folder = OfflineFolder.open(keys.offline)
     tokens = list(dict.fromkeys(ref.token for _, ref in refs))
     threshold = state.root.signed.roles["root"].threshold
@@ -75,54 +106,27 @@ def _custodians(
     module = module_of(settings)
     for token in present:  # a wrong PIN fails here, before anything is made
         open_token(module=module, label=token, pin=keys.pin(token), conf=folder.conf).close()
-    return folder, present
+    return _Custody(settings, keys, state, refs, folder, present)
 
 
-def _old_signers(
-    settings: ServerSettings,
-    *,
-    keys: CeremonyKeys,
-    folder: OfflineFolder,
-    refs: list[tuple[str, KeyRef]],
-    present: list[str],
-    state: RepoState,
-) -> list[Signer]:
-    return [
-        offline_signer(
-            settings, folder.conf, ref, pin=keys.pin(ref.token), key=state.root.signed.keys[keyid]
-        )
-        for keyid, ref in refs
-        if ref.token in present
-    ]
-
-
-def _new_root_keys(
-    settings: ServerSettings,
-    *,
-    keys: CeremonyKeys,
-    folder: OfflineFolder,
-    refs: list[tuple[str, KeyRef]],
-    present: list[str],
-    state: RepoState,
-    key_map: dict[str, KeyRef],
-) -> tuple[list[Key], list[Signer]]:
+def _new_root_keys(c: _Custody, key_map: dict[str, KeyRef]) -> tuple[list[Key], list[Signer]]:
     """A new key in each present custodian's token (recorded in ``key_map``); an absent
     custodian's current key is kept. Returns the new root's keys and the new keys' signers."""
-    label = f"tuf-root-r{state.root.signed.version + 1}"
+    label = f"tuf-root-r{c.state.root.signed.version + 1}"
     new_keys: list[Key] = []
     new_signers: list[Signer] = []
-    module = module_of(settings)
-    for keyid, ref in refs:
-        if ref.token not in present:  # an absent custodian keeps the current key
-            new_keys.append(state.root.signed.keys[keyid])
+    module = module_of(c.settings)
+    for keyid, ref in c.refs:
+        if ref.token not in c.present:  # an absent custodian keeps the current key
+            new_keys.append(c.state.root.signed.keys[keyid])
             continue
-        pin = keys.pin(ref.token)
-        with open_token(module=module, label=ref.token, pin=pin, conf=folder.conf) as token:
+        pin = c.keys.pin(ref.token)
+        with open_token(module=module, label=ref.token, pin=pin, conf=c.folder.conf) as token:
             public = public_key_for(token.generate_ec_key(label, curve="P-256"))
         new_ref = KeyRef(token=ref.token, label=label)
         key_map[public.keyid] = new_ref
         new_keys.append(public)
-        new_signers.append(offline_signer(settings, folder.conf, new_ref, pin=pin, key=public))
+        new_signers.append(offline_signer(c.settings, c.folder.conf, new_ref, pin=pin, key=public))
     return new_keys, new_signers
 
 
@@ -145,23 +149,17 @@ def rotate_root(rt: Runtime, keys: CeremonyKeys, *, now: datetime) -> dict[str, 
     with files.locked():
         state = load_state(files)
         key_map = load_key_map(settings)
-        refs = _root_refs(state, key_map)
-        folder, present = _custodians(settings, keys, refs, state)
-        old = _old_signers(
-            settings, keys=keys, folder=folder, refs=refs, present=present, state=state
-        )
-        new_keys, new_signers = _new_root_keys(
-            settings, keys=keys, folder=folder, refs=refs, present=present, state=state,
-            key_map=key_map,
-        )  # fmt: skip
+        custody = _custodians(settings, keys, key_map, state)
+        old = custody.old_signers()
+        new_keys, new_signers = _new_root_keys(custody, key_map)
         rotated = _rotate_root(
             state, new_keys=new_keys, threshold=settings.ota.root_threshold, old_signers=old,
             new_signers=new_signers, expiry=expiry_of(settings.ota), now=now,
         )  # fmt: skip
-        absent = [ref.token for _, ref in refs if ref.token not in present]
         _commit_rotation(
             rt, files, rotated, key_map, event="ota.root.rotated", previous=state, now=now,
-            ceremony=("rotate_root", present, {"rotated": present, "kept": absent}),
+            ceremony=("rotate_root", custody.present,
+                      {"rotated": custody.present, "kept": custody.absent}),
         )  # fmt: skip
     return {"repo_dir": str(files.root), **describe(rotated)}
 
@@ -183,11 +181,8 @@ def rotate_online_keys(rt: Runtime, keys: CeremonyKeys, *, now: datetime) -> dic
     with files.locked():
         state = load_state(files)
         key_map = load_key_map(settings)
-        refs = _root_refs(state, key_map)
-        folder, present = _custodians(settings, keys, refs, state)
-        root_signers = _old_signers(
-            settings, keys=keys, folder=folder, refs=refs, present=present, state=state
-        )
+        custody = _custodians(settings, keys, key_map, state)
+        root_signers = custody.old_signers()
         version = state.root.signed.version + 1
         online: dict[str, Signer] = {}
         with open_home_token(settings, SERVICE_TOKEN) as session:
@@ -207,7 +202,7 @@ def rotate_online_keys(rt: Runtime, keys: CeremonyKeys, *, now: datetime) -> dic
         )  # fmt: skip
         _commit_rotation(
             rt, files, rotated, key_map, event="ota.online_keys.rotated", previous=state,
-            now=now, ceremony=("rotate_online", present, {}),
+            now=now, ceremony=("rotate_online", custody.present, {}),
         )  # fmt: skip
     return {"repo_dir": str(files.root), **describe(rotated)}
 

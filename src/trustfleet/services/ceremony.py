@@ -35,9 +35,9 @@ from trustfleet.pki import (
     RevokedEntry,
     build_crl,
     issue_ca,
-    parse_reason,
 )
 from trustfleet.services._offline import ROOT_CA_TOKEN, OfflineFolder, module_of
+from trustfleet.services.revocation import crl_entries
 from trustfleet.services.runtime import Runtime
 from trustfleet.settings import ServerSettings
 from trustfleet.store import Transaction
@@ -238,18 +238,9 @@ def regenerate_root_crl(
     Lists every certificate the root issued that is revoked (intermediate CAs); valid
     ``[lifecycle] root_crl_validity_days``. Writes no event (see :func:`sign_root_crl`).
     """
-    revoked = [
-        RevokedEntry(
-            serial=int(serial, 16),
-            revoked_at=revoked_at or now,
-            reason=parse_reason(reason) if reason else None,
-        )
-        for serial, revoked_at, reason in tx.certificates.revoked_entries(
-            "root", expired_before=now - timedelta(days=settings.lifecycle.root_crl_validity_days)
-        )
-    ]
-    number = tx.crls.next_number("root")
     validity_days = settings.lifecycle.root_crl_validity_days
+    revoked = crl_entries(tx, "root", lifetime=timedelta(days=validity_days), now=now)
+    number = tx.crls.next_number("root")
     with root_ca(settings, keys) as root:
         der = root_crl_der(
             root, revoked=revoked, number=number, now=now, validity_days=validity_days

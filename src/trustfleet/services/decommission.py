@@ -26,7 +26,7 @@ from cryptography import x509
 
 from trustfleet.attestation.wipe import verify_wipe_evidence
 from trustfleet.errors import Conflict, InvalidInput, NotFound, TrustFleetError, Unavailable
-from trustfleet.services.revocation import regenerate_crl
+from trustfleet.services.revocation import revoke_all_certificates
 from trustfleet.services.runtime import Runtime
 from trustfleet.services.service_mqtt import OneShotServiceMqtt, ServiceMqtt
 from trustfleet.store import Transaction
@@ -154,14 +154,9 @@ def request_decommission(
 def _retire(rt: Runtime, tx: Transaction, device_id: str, *, now: datetime) -> list[str]:
     """Revoke every valid certificate ``cessationOfOperation``, reissue the CRLs, mark the
     device decommissioned; the revoked ``issuer:serial`` names."""
-    revoked = [
-        tx.certificates.revoke(rec.issuer, rec.serial, reason=REASON, now=now)
-        for rec in tx.certificates.list_for_device(device_id)
-        if rec.status == "valid"
-    ]
-    tx.devices.set_state(device_id, "decommissioned", now=now)
-    for issuer in sorted({rec.issuer for rec in revoked}):
-        regenerate_crl(rt, tx, issuer, now=now)
+    revoked = revoke_all_certificates(
+        rt, tx, device_id, reason=REASON, state="decommissioned", now=now
+    )
     return [f"{r.issuer}:{r.serial}" for r in revoked]
 
 

@@ -4,7 +4,8 @@ The TLS layer proves that the client holds the key of the certificate it present
 decides whether that certificate may enroll: it must be one this service issued (matched by
 SHA-256 fingerprint in the store, which is stronger than a chain check), of the right kind,
 unrevoked, within its validity, and belong to a device in a state that may enroll; an IDevID
-enrolls a device once (again only after an operator's :func:`reopen_enrollment`) and only the
+enrolls a device once (again only after an operator's :func:`reopen_enrollment`,
+services/_reopen.py) and only the
 current LDevID renews (services/_enroll_rules.py). Each issuance supersedes the device's
 previous LDevIDs in the same transaction: revoked with reason ``superseded``, on a reissued
 CRL (so OCSP says so too), with a ``certificate.superseded`` event. Refusals are recorded as
@@ -23,7 +24,7 @@ from datetime import datetime, timedelta
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from trustfleet.errors import Conflict, InvalidInput, PermissionDenied, TrustFleetError
+from trustfleet.errors import PermissionDenied, TrustFleetError
 from trustfleet.pki import LDEVID, CsrPolicy, check_csr, issue_device_certificate, parse_csr_body
 from trustfleet.services._certs import record_certificate, serial_hex
 from trustfleet.services._enroll_rules import (
@@ -34,6 +35,7 @@ from trustfleet.services._enroll_rules import (
     check_csr_key,
     check_enrollment,
 )
+from trustfleet.services._reopen import Reopened, open_reopen, reopen_enrollment
 from trustfleet.services.refusals import ANONYMOUS, Refusal, RefusalSink, write_refusal
 from trustfleet.services.revocation import regenerate_crl
 from trustfleet.services.runtime import Runtime
@@ -43,9 +45,6 @@ from trustfleet.store.records import JSON, CertificateRecord, DeviceRecord
 __all__ = ["EnrollMode", "Reopened", "enroll", "reopen_enrollment"]
 
 logger = logging.getLogger(__name__)
-
-_MAX_REASON_CHARS = 256
-_REOPEN_AND_ISSUANCE = ("device.reopened", "device.enrolled", "device.reenrolled")
 
 
 def enroll(
@@ -95,72 +94,6 @@ def enroll(
 
 
 @dataclass(frozen=True)
-class Reopened:
-    """An open re-open of a device's enrollment.
-
-    Attributes:
-        device_id: The device.
-        event_id: The ``device.reopened`` event that opened it.
-        expires_at: When it lapses if no enrollment used it.
-        already_open: It was open before this call (no new event was written).
-    """
-
-    device_id: str
-    event_id: int
-    expires_at: datetime
-    already_open: bool
-
-
-def reopen_enrollment(
-    rt: Runtime, device_id: str, *, actor: str, reason: str | None, now: datetime
-) -> Reopened:
-    """Allow an enrolled device exactly one more enrollment with its IDevID (``simpleenroll``).
-
-    For a device that lost its LDevID (reflashed, token replaced). The re-open is a
-    ``device.reopened`` security event; the next issuance to the device (by either EST
-    operation) uses it up, and it lapses after ``[pki] reopen_validity_hours``. Calling it
-    again while one is open changes nothing.
-
-    Raises:
-        NotFound: No such device.
-        InvalidInput: The reason is over 256 characters.
-        Conflict: The device is not enrolled (a manufactured one may enroll as it is; a
-            revoked or decommissioned one never again).
-    """
-    if reason is not None and len(reason) > _MAX_REASON_CHARS:
-        raise InvalidInput(
-            f"the reason is longer than {_MAX_REASON_CHARS} characters",
-            code="enrollment.reopen.reason",
-        )
-    with rt.uow.begin() as tx:
-        device = tx.devices.require(device_id)
-        if device.state != "enrolled":
-            hint = (
-                "a manufactured device may enroll with its IDevID as it is"
-                if device.state == "manufactured"
-                else "a revoked device stays revoked: provision a new identity"
-            )
-            raise Conflict(
-                f"device '{device_id}' is {device.state}: only an enrolled device is re-opened",
-                hint=hint,
-                code="enrollment.reopen.state",
-            )
-        grant = _open_reopen(rt, tx, device_id, now=now)
-        if grant is not None:
-            return Reopened(device_id, grant.event_id, grant.expires_at, already_open=True)
-        expires_at = now + timedelta(hours=rt.settings.pki.reopen_validity_hours)
-        event = tx.events.append(
-            type="device.reopened",
-            actor=actor,
-            subject=f"device:{device_id}",
-            details={"expires_at": expires_at.isoformat(), "reason": reason or ""},
-            now=now,
-        )
-    logger.info("enrollment of %s re-opened until %s", device_id, expires_at.isoformat())
-    return Reopened(device_id, event.id, expires_at, already_open=False)
-
-
-@dataclass(frozen=True)
 class _Presented:
     """What the store knows about the presented client certificate and its device."""
 
@@ -190,7 +123,7 @@ def _lookup(rt: Runtime, client_cert_pem: str | None, *, now: datetime) -> _Pres
             record,
             device,
             tuple(tx.certificates.list_for_device(device.id)),
-            _open_reopen(rt, tx, device.id, now=now),
+            open_reopen(rt, tx, device.id, now=now),
             quarantined=tx.attestation.quarantine(device.id) is not None,
             issuer_retired=ca is not None and ca.state == "retired",
         )
@@ -243,24 +176,6 @@ def _pem_fingerprint(pem: str) -> str:
     return hashlib.sha256(base64.b64decode(body)).hexdigest()
 
 
-def _open_reopen(
-    rt: Runtime, tx: Transaction, device_id: str, *, now: datetime
-) -> ReopenGrant | None:
-    """The device's re-open if the newest of its re-opens and issuances is an unexpired re-open."""
-    last = tx.events.last_about(f"device:{device_id}", types=_REOPEN_AND_ISSUANCE)
-    if last is None or last.type != "device.reopened":
-        return None
-    # The end the operator was told (kept in the event), else the configured window.
-    expires_at = last.occurred_at + timedelta(hours=rt.settings.pki.reopen_validity_hours)
-    recorded = last.details.get("expires_at")
-    if isinstance(recorded, str):
-        try:
-            expires_at = min(expires_at, datetime.fromisoformat(recorded))
-        except ValueError:
-            logger.warning("device.reopened event %d has a malformed expires_at", last.id)
-    return ReopenGrant(event_id=last.id, expires_at=expires_at) if now < expires_at else None
-
-
 def _issue(
     rt: Runtime,
     csr: x509.CertificateSigningRequest,
@@ -287,7 +202,7 @@ def _issue(
         # The rules again, under the device's row locks: a revocation or another enrollment
         # of this device may have landed since the first check.
         certs = tx.certificates.lock_for_device(device_id)
-        reopen = _open_reopen(rt, tx, device_id, now=now)
+        reopen = open_reopen(rt, tx, device_id, now=now)
         current = check_enrollment(
             mode=mode,
             presented=tx.certificates.get_by_sha256(_pem_fingerprint(client_cert_pem)),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from typing import Literal
 
 from cryptography.hazmat.primitives import serialization
 
@@ -24,9 +25,11 @@ from trustfleet.store.records import CertificateRecord
 __all__ = [
     "OCSP_ISSUERS",
     "answer_ocsp",
+    "crl_entries",
     "current_crl",
     "refresh_crls",
     "regenerate_crl",
+    "revoke_all_certificates",
     "revoke_device",
 ]
 
@@ -99,6 +102,23 @@ def refresh_crls(rt: Runtime, *, now: datetime) -> list[str]:
     return online
 
 
+def crl_entries(
+    tx: Transaction, issuer: str, *, lifetime: timedelta, now: datetime
+) -> list[RevokedEntry]:
+    """The entries of ``issuer``'s next CRL: its revoked certificates, less those that
+    expired more than one CRL ``lifetime`` before ``now`` (RFC 5280 §3.3)."""
+    return [
+        RevokedEntry(
+            serial=int(serial, 16),
+            revoked_at=revoked_at or now,
+            reason=parse_reason(reason) if reason else None,
+        )
+        for serial, revoked_at, reason in tx.certificates.revoked_entries(
+            issuer, expired_before=now - lifetime
+        )
+    ]
+
+
 def regenerate_crl(
     rt: Runtime,
     tx: Transaction,
@@ -115,16 +135,7 @@ def regenerate_crl(
     overrides ``[pki] crl_validity_hours`` (a retired CA's final CRL: services/rollover.py).
     """
     validity = timedelta(hours=rt.settings.pki.crl_validity_hours)
-    revoked = [
-        RevokedEntry(
-            serial=int(serial, 16),
-            revoked_at=revoked_at or now,
-            reason=parse_reason(reason) if reason else None,
-        )
-        for serial, revoked_at, reason in tx.certificates.revoked_entries(
-            issuer, expired_before=now - validity
-        )
-    ]
+    revoked = crl_entries(tx, issuer, lifetime=validity, now=now)
     number = tx.crls.next_number(issuer)
     next_update = next_update or now + validity
     crl = build_crl(
@@ -137,6 +148,33 @@ def regenerate_crl(
     der = crl.public_bytes(serialization.Encoding.DER)
     tx.crls.put(issuer=issuer, crl_number=number, this_update=now, next_update=next_update, der=der)
     return der
+
+
+def revoke_all_certificates(
+    rt: Runtime,
+    tx: Transaction,
+    device_id: str,
+    *,
+    reason: str,
+    state: Literal["revoked", "decommissioned"],
+    now: datetime,
+) -> list[CertificateRecord]:
+    """Revoke every valid certificate of a device for ``reason``, set the device's ``state``
+    and reissue the CRLs of the CAs concerned, inside the caller's transaction (so the store
+    never holds a revoked certificate its CRL does not list). Writes no event.
+
+    Returns:
+        The revoked certificates.
+    """
+    revoked = [
+        tx.certificates.revoke(rec.issuer, rec.serial, reason=reason, now=now)
+        for rec in tx.certificates.list_for_device(device_id)
+        if rec.status == "valid"
+    ]
+    tx.devices.set_state(device_id, state, now=now)
+    for issuer in sorted({rec.issuer for rec in revoked}):
+        regenerate_crl(rt, tx, issuer, now=now)
+    return revoked
 
 
 def revoke_device(
@@ -157,14 +195,9 @@ def revoke_device(
         device = tx.devices.require(device_id)
         if device.state in ("revoked", "decommissioned"):
             raise Conflict(f"device '{device_id}' is already {device.state}")
-        revoked = [
-            tx.certificates.revoke(rec.issuer, rec.serial, reason=reason, now=now)
-            for rec in tx.certificates.list_for_device(device_id)
-            if rec.status == "valid"
-        ]
-        tx.devices.set_state(device_id, "revoked", now=now)
-        for issuer in sorted({rec.issuer for rec in revoked}):
-            regenerate_crl(rt, tx, issuer, now=now)
+        revoked = revoke_all_certificates(
+            rt, tx, device_id, reason=reason, state="revoked", now=now
+        )
         tx.events.append(
             type="device.revoked",
             actor=actor,

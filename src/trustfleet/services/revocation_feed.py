@@ -34,8 +34,9 @@ class RevocationChanges:
     Attributes:
         crl_der: The issuer's new CRL (DER) if its number changed, else None.
         crl_number: That CRL's number.
-        revoked_devices: Devices revoked, or whose LDevID was superseded, since the previous
-            poll, in log order: their live sessions are cut once the CRL is reloaded.
+        revoked_devices: Devices revoked, decommissioned, whose LDevID was superseded or
+            whose CA was retired since the previous poll, in log order: their live sessions
+            are cut once the CRL is reloaded.
     """
 
     crl_der: bytes | None = None
@@ -47,8 +48,8 @@ class RevocationChanges:
 
 
 class RevocationFeed:
-    """Follows one issuer's CRL number and the ``device.revoked`` and
-    ``certificate.superseded`` events in the store.
+    """Follows one issuer's CRL number and the events that end a device's sessions
+    (``_CUT_EVENTS``: revoked, superseded, decommissioned, CA retired) in the store.
 
     Args:
         uow: The store.

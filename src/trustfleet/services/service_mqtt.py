@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import Future
-from types import TracebackType
 from typing import Final, Protocol
 
 from awscrt import mqtt5
@@ -85,12 +84,8 @@ class ServiceMqttClient:
             raise
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
+        """Disconnect, whatever ended the block."""
         self._client.stop()
 
     def publish(self, topic: str, payload: bytes, *, what: str) -> None:

@@ -1,17 +1,23 @@
-"""Revocation bites: CRL reload plus kick end a revoked device's session and its reconnects."""
+"""Revocation bites: CRL reload plus kick end a revoked device's session and its reconnects;
+a decommission or a CA retirement ends a live session as a revocation does."""
 
 from __future__ import annotations
 
 import subprocess
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from brokerkit_fixtures import Fleet, Mqtt
 
 from support.waiting import eventually, logged
 from trustfleet.broker import Broker
+from trustfleet.services.revocation_feed import RevocationFeed
+from trustfleet.services.runtime import Runtime
+from trustfleet.settings import load_server_settings
 
 DISCONNECT_WAIT_S = 10
+SESSION_ENDING_EVENTS = ("device.revoked", "device.decommissioned", "device.ca_retired")
 
 
 def openssl_verify(cafile: Path, crlfile: Path, cert: Path) -> str:
@@ -77,3 +83,42 @@ def test_revoked_device_is_kicked_and_refused(fleet: Fleet, broker: Broker, mqtt
             watcher.close()
     assert live.proc.returncode is not None
     assert "after-revoke" not in "".join(live.lines)
+
+
+def test_decommission_and_ca_retirement_end_the_session(
+    fleet: Fleet, broker: Broker, mqtt: Mqtt
+) -> None:
+    """Regression: the revocation feed names a device after ``device.decommissioned`` and
+    ``device.ca_retired`` too (not only ``device.revoked``), so the broker side kicks it.
+
+    Each event is written to the running server's store as its service writes it; the feed
+    (as server/_broker_side.py polls it) must name the device, and the kick ends its session.
+    """
+    device = fleet.new_device("cut")
+    log = broker.config.paths.log
+    gone_after = ("disconnected", "been disc")
+    rt = Runtime.open(load_server_settings(fleet.server.home))
+    try:
+        feed = RevocationFeed(rt.uow, issuer="device")
+        feed.prime()
+        for event_type in SESSION_ENDING_EVENTS:
+            live = mqtt.sub(device, [f"tf/v1/d/{device.name}/cmd"], count=5, wait_s=20)
+            try:
+                assert live.wait_subscribed(), live.finish()
+                offset = log.stat().st_size
+                with rt.uow.begin() as tx:
+                    tx.events.append(
+                        type=event_type, actor="test", subject=f"device:{device.name}",
+                        details={}, now=datetime.now(UTC),
+                    )  # fmt: skip
+                cut = feed.poll().revoked_devices
+                assert device.name in cut, (event_type, cut)
+                broker.kick(device.name)
+                gone = tuple(f"Client {live.client_id} {end}" for end in gone_after)
+                assert _wait_for_log(log, *gone, after=offset, timeout_s=DISCONNECT_WAIT_S), (
+                    event_type
+                )
+            finally:
+                live.close()
+    finally:
+        rt.close()
