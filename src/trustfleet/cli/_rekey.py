@@ -50,7 +50,7 @@ def run_reenroll(
         Unavailable: The broker cannot be reached (is the server running?).
     """
     from trustfleet.audit.context import current_operator  # keeps --help fast
-    from trustfleet.services.rekey import select_devices
+    from trustfleet.services.rekey import targeted_devices
 
     if timeout_s is not None and not 0 < timeout_s <= MAX_TIMEOUT_S:
         raise InvalidInput(
@@ -59,10 +59,9 @@ def run_reenroll(
             code="rekey.timeout",
         )
     with device_runtime(home) as rt:
-        with rt.uow.begin(read_only=True) as tx:
-            ids = select_devices(
-                tx, device_id=target.device_id, model=target.model, fleet=target.fleet
-            )
+        ids = targeted_devices(
+            rt, device_id=target.device_id, model=target.model, fleet=target.fleet
+        )
         sent = _send(rt, ids, rekey=rekey, actor=current_operator(), json_out=json_out)
         limit_s = timeout_s or rt.settings.lifecycle.rekey_timeout_s
         progress = _await(rt, sent, timeout_s=limit_s if wait else 0.0, json_out=json_out)

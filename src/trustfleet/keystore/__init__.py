@@ -20,7 +20,12 @@ from typing import TYPE_CHECKING
 
 from trustfleet.keystore._conflock import conf_lock
 from trustfleet.keystore._lazy import lazy_attributes
-from trustfleet.keystore._module import DEFAULT_MODULE_CANDIDATES, find_module, write_softhsm_conf
+from trustfleet.keystore._module import (
+    DEFAULT_MODULE_CANDIDATES,
+    find_module,
+    softhsm_token_dir,
+    write_softhsm_conf,
+)
 from trustfleet.keystore._pin import PinSource, generate_pin, write_pin_file
 from trustfleet.keystore._uri import Pkcs11Uri
 
@@ -77,6 +82,7 @@ __all__ = [
     "open_token",
     "private_key_labels",
     "rename_key_pair",
+    "softhsm_token_dir",
     "token_tls_context",
     "write_pin_file",
     "write_softhsm_conf",

@@ -66,6 +66,27 @@ def find_module(explicit: str | Path | None = None) -> Path:
     )
 
 
+_TOKENDIR_KEY = "directories.tokendir"
+_MAX_CONF_BYTES = 64 * 1024
+
+
+def softhsm_token_dir(conf_path: Path) -> Path | None:
+    """The token directory a SoftHSM2 configuration names (its first 64 KiB), or None.
+
+    None too when the file cannot be read: the caller decides whether that matters.
+    """
+    try:
+        with conf_path.open("rb") as fh:
+            text = fh.read(_MAX_CONF_BYTES).decode("utf-8", errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip() == _TOKENDIR_KEY:
+            return Path(value.strip())
+    return None
+
+
 def write_softhsm_conf(conf_path: Path, *, token_dir: Path) -> Path:
     """Write a SoftHSM2 configuration that keeps its tokens in ``token_dir``.
 
@@ -96,7 +117,7 @@ def write_softhsm_conf(conf_path: Path, *, token_dir: Path) -> Path:
         conf_path = conf_path.expanduser().resolve()
         text = (
             "# Written by TrustFleet.\n"
-            f"directories.tokendir = {token_dir}\n"
+            f"{_TOKENDIR_KEY} = {token_dir}\n"
             "objectstore.backend = file\n"
             "log.level = ERROR\n"
             "slots.removable = false\n"

@@ -35,6 +35,7 @@ from trustfleet.keystore import (
     Pkcs11Uri,
     find_module,
     generate_pin,
+    softhsm_token_dir,
     write_pin_file,
     write_softhsm_conf,
 )
@@ -61,7 +62,6 @@ __all__ = [
 ROOT_CA_TOKEN = "tf-root"  # noqa: S105  # a token label, not a password
 ROOT_CA_LABEL = "root-ca"
 OFFLINE_CONF = "softhsm2.conf"
-_TOKENDIR_PREFIX = "directories.tokendir = "  # the line write_softhsm_conf writes
 _PIN_SUFFIX = ".pin"
 _SO_PIN_SUFFIX = ".so-pin"
 
@@ -133,7 +133,7 @@ class OfflineFolder:
                 code="ceremony.offline.missing",
             )
         tokens = folder.path / "tokens"
-        if _TOKENDIR_PREFIX + str(tokens) + "\n" not in folder.conf.read_text(encoding="utf-8"):
+        if softhsm_token_dir(folder.conf) != tokens:
             write_softhsm_conf(folder.conf, token_dir=tokens)  # moved since the last ceremony
         return folder
 

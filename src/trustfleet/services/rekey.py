@@ -37,6 +37,7 @@ __all__ = [
     "rekey_device",
     "request_reenroll",
     "select_devices",
+    "targeted_devices",
 ]
 
 logger = logging.getLogger(__name__)
@@ -66,6 +67,18 @@ class ReenrollProgress:
     def total(self) -> int:
         """All the commands counted."""
         return self.done + self.failed + self.pending
+
+
+def targeted_devices(
+    rt: Runtime,
+    *,
+    device_id: str | None = None,
+    model: str | None = None,
+    fleet: bool = False,
+) -> list[str]:
+    """:func:`select_devices` in its own read transaction (for the CLI)."""
+    with rt.uow.begin(read_only=True) as tx:
+        return select_devices(tx, device_id=device_id, model=model, fleet=fleet)
 
 
 def select_devices(

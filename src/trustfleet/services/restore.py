@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from trustfleet.audit.context import current_operator
 from trustfleet.errors import Conflict, InvalidInput
 from trustfleet.fileio import DIR_MODE, PRIVATE_DIR_MODE, make_dirs, removed_on_failure
-from trustfleet.keystore import write_softhsm_conf
+from trustfleet.keystore import softhsm_token_dir, write_softhsm_conf
 from trustfleet.services.backup import sqlite_path
 from trustfleet.services.backup_archive import ArchiveLimits, ArchiveReader, check_path
 from trustfleet.services.backup_crypto import decrypt_chunks, read_header
@@ -158,7 +158,7 @@ def _fix_paths(home: Path, meta: dict[str, Any]) -> None:
     conf = settings.path(settings.keystore.softhsm_conf)
     old_home = str(meta.get("source_home") or "")
     if old_home and conf.is_file() and conf.is_relative_to(home):
-        token_dir = _token_dir(conf)
+        token_dir = softhsm_token_dir(conf)
         if token_dir is not None and token_dir.is_relative_to(old_home):
             write_softhsm_conf(conf, token_dir=home / token_dir.relative_to(old_home))
     store_rel = str(meta.get("store_path") or "db/trustfleet.sqlite3")
@@ -189,15 +189,6 @@ def _load_store(home: Path, meta: dict[str, Any], store_url: str | None) -> None
     pg_restore(store_url, dump)
     update_server_settings(home, {"store": {"url": store_url}})
     dump.unlink()
-
-
-def _token_dir(conf: Path) -> Path | None:
-    """The ``directories.tokendir`` a SoftHSM2 configuration names."""
-    for line in conf.read_text(encoding="utf-8", errors="replace").splitlines()[:200]:
-        name, sep, value = line.partition("=")
-        if sep and name.strip() == "directories.tokendir":
-            return Path(value.strip())
-    return None
 
 
 def _record(home: Path, meta: dict[str, Any], *, now: datetime) -> None:

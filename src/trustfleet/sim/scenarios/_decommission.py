@@ -14,6 +14,7 @@ from trustfleet.services.ota import authorize_device
 from trustfleet.sim.agent import SimAgent
 from trustfleet.sim.fleet import SimFleet, utc_now
 from trustfleet.sim.scenarios._result import Observed, stage
+from trustfleet.wire import device_topic
 
 __all__ = ["decommission", "pick_retiree", "refusals"]
 
@@ -49,7 +50,9 @@ def refusals(fleet: SimFleet, device_id: str, clone: SimAgent, ldevid_pem: str) 
         ota_refused = True
     now = utc_now()
     body = {"ts": now.isoformat(), "seq": 1, "metrics": {"temp_c": 21}}
-    message = parse_message(f"tf/v1/d/{device_id}/telemetry", json.dumps(body).encode(), now=now)
+    message = parse_message(
+        device_topic(device_id, "telemetry"), json.dumps(body).encode(), now=now
+    )
     return {
         "EST refuses its IDevID": clone.enroll().returncode != 0,
         "the broker refuses its LDevID": clone.run_once().returncode != 0,
