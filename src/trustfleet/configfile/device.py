@@ -134,6 +134,11 @@ class OtaSection(ConfigModel):
     max_targets_bytes: int = Field(default=32 << 20, ge=4096, le=1 << 30)
     max_download_attempts: int = Field(default=3, ge=1, le=20)
     progress_reports: int = Field(default=4, ge=1, le=100)
+    allowed_builders: list[str] = Field(default=[], max_length=16)
+    """Builders (SLSA builder ids) whose releases this device installs: a release whose signed
+    provenance names another builder is refused. Empty: any builder (written by the factory
+    from the server's [supply_chain] allowed_builders of the model)."""
+    max_provenance_bytes: int = Field(default=256 * 1024, ge=4096, le=16 << 20)
 
     @field_validator("metadata_url", "targets_url")
     @classmethod

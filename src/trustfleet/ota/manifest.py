@@ -20,17 +20,22 @@ from trustfleet.ota.versions import Version, check_model, parse_version
 
 __all__ = [
     "MAX_MANIFEST_BYTES",
+    "SBOM_FORMATS",
     "SCHEMA",
     "BootSignature",
     "DeltaRef",
     "ImageRef",
     "Measurement",
+    "ProvenanceRef",
     "ReleaseManifest",
+    "SbomRef",
     "delta_target",
     "image_target",
     "manifest_target",
     "parse_manifest",
+    "provenance_target",
     "render_manifest",
+    "sbom_target",
 ]
 
 SCHEMA = "trustfleet.release/1"
@@ -46,6 +51,13 @@ _MANIFEST_FIELDS = frozenset(
     "schema model version min_version created_at image boot deltas measurements".split()  # noqa: SIM905
 )
 """The top-level fields (one string: a multi-line literal would hide lines from coverage)."""
+_OPTIONAL_FIELDS = frozenset({"sbom", "provenance"})
+"""Top-level fields a manifest may add (docs/supply-chain.md); absent in older releases."""
+SBOM_FORMATS = ("cyclonedx", "spdx")
+"""The SBOM formats a release may carry (JSON encodings of CycloneDX 1.4-1.6 and SPDX 2.2-2.3)."""
+_SBOM_FILES = {"cyclonedx": "sbom.cdx.json", "spdx": "sbom.spdx.json"}
+_MAX_COMPONENTS = 1 << 24
+_NONE: frozenset[str] = frozenset()
 
 
 def manifest_target(model: str, version: str) -> str:
@@ -56,6 +68,16 @@ def manifest_target(model: str, version: str) -> str:
 def image_target(model: str, version: str) -> str:
     """The TUF target path of a release's full image."""
     return f"{model}/{version}/image.bin"
+
+
+def sbom_target(model: str, version: str, sbom_format: str) -> str:
+    """The TUF target path of a release's SBOM (``sbom.cdx.json`` or ``sbom.spdx.json``)."""
+    return f"{model}/{version}/{_SBOM_FILES[sbom_format]}"
+
+
+def provenance_target(model: str, version: str) -> str:
+    """The TUF target path of a release's provenance: a DSSE envelope of an in-toto Statement."""
+    return f"{model}/{version}/provenance.dsse.json"
 
 
 def delta_target(model: str, version: str, from_version: str) -> str:
@@ -101,6 +123,29 @@ class Measurement:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SbomRef:
+    """The release's bill of materials: a TUF target of its own, bound here by its digest."""
+
+    target: str
+    format: str
+    """One of :data:`SBOM_FORMATS`."""
+    length: int
+    sha256: str
+    components: int
+    """How many components (CycloneDX, nested ones included) or packages (SPDX) it lists."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProvenanceRef:
+    """The release's provenance: a DSSE envelope (in-toto Statement v1 with an SLSA Provenance
+    v1 predicate whose subject is the image), signed by the release (TUF targets) key."""
+
+    target: str
+    length: int
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ReleaseManifest:
     """A parsed release manifest (docs/ota.md)."""
 
@@ -112,6 +157,8 @@ class ReleaseManifest:
     boot: BootSignature
     deltas: tuple[DeltaRef, ...] = ()
     measurements: tuple[Measurement, ...] = field(default=())
+    sbom: SbomRef | None = None
+    provenance: ProvenanceRef | None = None
 
     @property
     def version_key(self) -> Version:
@@ -168,6 +215,18 @@ def render_manifest(manifest: ReleaseManifest) -> bytes:
             for m in manifest.measurements
         ],
     }
+    if manifest.sbom is not None:
+        sbom = manifest.sbom
+        doc["sbom"] = {
+            "target": sbom.target,
+            "format": sbom.format,
+            "length": sbom.length,
+            "sha256": sbom.sha256,
+            "components": sbom.components,
+        }
+    if manifest.provenance is not None:
+        prov = manifest.provenance
+        doc["provenance"] = {"target": prov.target, "length": prov.length, "sha256": prov.sha256}
     return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
@@ -184,7 +243,7 @@ def parse_manifest(data: bytes, *, max_bytes: int = MAX_MANIFEST_BYTES) -> Relea
         doc = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise _bad("not UTF-8 JSON") from exc
-    fields = _object(doc, "manifest", _MANIFEST_FIELDS)
+    fields = _object(doc, "manifest", _MANIFEST_FIELDS, optional=_OPTIONAL_FIELDS)
     if fields["schema"] != SCHEMA:
         raise _bad(f"schema is not '{SCHEMA}'")
     version, min_version = fields["version"], fields["min_version"]
@@ -207,6 +266,8 @@ def parse_manifest(data: bytes, *, max_bytes: int = MAX_MANIFEST_BYTES) -> Relea
             _measurement(m)
             for m in _array(fields["measurements"], "measurements", _MAX_MEASUREMENTS)
         ),
+        sbom=_sbom(fields["sbom"]) if "sbom" in fields else None,
+        provenance=_provenance(fields["provenance"]) if "provenance" in fields else None,
     )
 
 
@@ -218,11 +279,13 @@ def _bad(why: str) -> InvalidInput:
     )
 
 
-def _object(value: Any, name: str, keys: frozenset[str] | set[str]) -> dict[str, Any]:
+def _object(
+    value: Any, name: str, keys: frozenset[str] | set[str], *, optional: frozenset[str] = _NONE
+) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise _bad(f"'{name}' is not an object")
-    if set(value) != keys:
-        extra, missing = sorted(set(value) - keys), sorted(keys - set(value))
+    if not keys <= set(value) <= keys | optional:
+        extra, missing = sorted(set(value) - keys - optional), sorted(keys - set(value))
         raise _bad(f"'{name}' has unknown fields {extra}" if extra else f"'{name}' lacks {missing}")
     return value
 
@@ -312,3 +375,28 @@ def _measurement(value: Any) -> Measurement:
     if not isinstance(component, str) or _COMPONENT.fullmatch(component) is None:
         raise _bad("'measurement.component' is not a component name")
     return Measurement(pcr=pcr, component=component, sha256=_hex64(doc["sha256"], "sha256"))
+
+
+def _sbom(value: Any) -> SbomRef:
+    doc = _object(value, "sbom", {"target", "format", "length", "sha256", "components"})
+    if doc["format"] not in SBOM_FORMATS:
+        raise _bad(f"'sbom.format' must be one of {list(SBOM_FORMATS)}")
+    components = _count(doc["components"], "sbom.components")
+    if components > _MAX_COMPONENTS:
+        raise _bad("'sbom.components' is too large")
+    return SbomRef(
+        target=_target(doc["target"], "sbom.target"),
+        format=str(doc["format"]),
+        length=_count(doc["length"], "sbom.length"),
+        sha256=_hex64(doc["sha256"], "sbom.sha256"),
+        components=components,
+    )
+
+
+def _provenance(value: Any) -> ProvenanceRef:
+    doc = _object(value, "provenance", {"target", "length", "sha256"})
+    return ProvenanceRef(
+        target=_target(doc["target"], "provenance.target"),
+        length=_count(doc["length"], "provenance.length"),
+        sha256=_hex64(doc["sha256"], "provenance.sha256"),
+    )

@@ -33,6 +33,7 @@ from trustfleet.settings.server import (
     save_server_settings,
     update_server_settings,
 )
+from trustfleet.settings.supply_chain import SupplyChainSettings
 
 __all__ = [
     "CA_NAMES",
@@ -51,6 +52,7 @@ __all__ = [
     "ServerSettings",
     "StoreSettings",
     "SupervisionSettings",
+    "SupplyChainSettings",
     "SyslogSettings",
     "WebhookSettings",
     "load_server_settings",

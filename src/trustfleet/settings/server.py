@@ -16,6 +16,7 @@ from trustfleet.errors import Config
 from trustfleet.settings import operations, sections
 from trustfleet.settings.lifecycle import LifecycleSettings
 from trustfleet.settings.monitoring import MonitoringSettings
+from trustfleet.settings.supply_chain import SupplyChainSettings
 
 __all__ = [
     "CA_NAMES",
@@ -50,6 +51,7 @@ class ServerSettings(ConfigModel):
     supervision: operations.SupervisionSettings = operations.SupervisionSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
     lifecycle: LifecycleSettings = LifecycleSettings()
+    supply_chain: SupplyChainSettings = SupplyChainSettings()
     ca: dict[str, sections.CaSettings]
     """The CAs (root, manufacturing, device, and later generations such as device-2): each key
     as an RFC 7512 URI (with pin-source) and its certificate."""
