@@ -103,8 +103,8 @@ def build(out: Path, *, root: Path = ROOT) -> dict[str, object]:
     outputs["SHA256SUMS"] = "".join(f"{digests[n]}  {n}\n" for n in sorted(digests)).encode()
     try:
         out.mkdir(parents=True, exist_ok=True)
-        for name, data in sorted(outputs.items()):
-            _write(out / name, data)
+        for name, data in sorted(outputs.items(), key=lambda item: item[0] == "SHA256SUMS"):
+            _write(out / name, data)  # SHA256SUMS last: it never names files not yet written
     except OSError as exc:
         raise BuildError(f"cannot write into {out}: {exc}") from exc
     files = [
@@ -135,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("\n".join(requirement_lines(dists[args.what[1]], project_version())))
             return 0
         result = build(args.out)
-    except BuildError as exc:
+    except (BuildError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if args.json:

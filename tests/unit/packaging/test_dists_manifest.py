@@ -22,7 +22,7 @@ from packaging.utils import canonicalize_name
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "packaging"))
 
-from _dists import Dist, load_dists, select_files, source_files  # noqa: E402
+from _dists import BuildError, Dist, load_dists, select_files, source_files  # noqa: E402
 from _sbom import resolve_closure  # noqa: E402
 
 SRC = ROOT / "src"
@@ -168,3 +168,56 @@ def test_no_server_requirement_in_the_device_closure() -> None:
     server_top = {canonicalize_name(Requirement(r).name) for r in _dists()["server"].requires}
     assert not server_top & _closure("agent")
     assert _closure("server") - _closure("agent")  # the server closure is much bigger
+
+
+def _tree(tmp_path: Path, manifest: str) -> Path:
+    (tmp_path / "packaging").mkdir()
+    (tmp_path / "packaging" / "dists.toml").write_text(manifest, encoding="utf-8")
+    (tmp_path / "src" / "trustfleet" / "__pycache__").mkdir(parents=True)
+    (tmp_path / "src" / "trustfleet" / "__init__.py").write_text("")
+    (tmp_path / "src" / "trustfleet" / "server.py").write_text("")
+    (tmp_path / "src" / "trustfleet" / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"")
+    (tmp_path / "src" / "trustfleet" / "native.so").write_bytes(b"")
+    return tmp_path
+
+
+_MANIFEST = """
+[agent]
+name = "a"
+summary = "s"
+readme = "r"
+files = [{files}]
+requires = []
+[server]
+name = "b"
+summary = "s"
+readme = "r"
+files = ["trustfleet/**"]
+requires = []
+"""
+
+
+def test_caches_and_native_files_are_never_shipped(tmp_path: Path) -> None:
+    root = _tree(tmp_path, _MANIFEST.format(files='"trustfleet/__init__.py"'))
+    split = select_files(load_dists(root), source_files(root / "src"))
+    assert split == {"agent": ["trustfleet/__init__.py"], "server": ["trustfleet/server.py"]}
+
+
+def test_an_agent_pattern_matching_nothing_is_refused(tmp_path: Path) -> None:
+    root = _tree(tmp_path, _MANIFEST.format(files='"trustfleet/__init__.py", "trustfleet/typo.py"'))
+    with pytest.raises(BuildError, match=r"typo\.py"):
+        select_files(load_dists(root), source_files(root / "src"))
+
+
+@pytest.mark.parametrize(
+    "manifest", ["[agent]\nname = 1\n", "not toml ["], ids=["tables", "syntax"]
+)
+def test_a_broken_manifest_is_one_build_error(tmp_path: Path, manifest: str) -> None:
+    with pytest.raises(BuildError):
+        load_dists(_tree(tmp_path, manifest))
+
+
+def test_an_incomplete_table_is_named(tmp_path: Path) -> None:
+    broken = _MANIFEST.replace('summary = "s"\n', "", 1).format(files='"trustfleet/__init__.py"')
+    with pytest.raises(BuildError, match=r"\[agent\] is incomplete"):
+        load_dists(_tree(tmp_path, broken))
