@@ -117,3 +117,15 @@ def test_the_device_wheel_names_no_server_requirement(builds: tuple[Path, Path])
     assert "trustfleet/agent/__main__.py" in names
     assert not any(n.startswith(("trustfleet/server/", "trustfleet/store/")) for n in names)
     assert not any("__pycache__" in n or n.endswith((".pyc", ".so")) for n in names)
+
+
+def test_the_server_sbom_holds_the_agent_and_its_closure(builds: tuple[Path, Path]) -> None:
+    agent = json.loads(next(builds[0].glob("trustfleet_agent-*.cdx.json")).read_text())
+    server = json.loads(next(builds[0].glob("trustfleet-*.cdx.json")).read_text())
+    version = agent["metadata"]["component"]["version"]
+    server_refs = {c["bom-ref"] for c in server["components"]}
+    assert f"pkg:pypi/trustfleet-agent@{version}" in server_refs
+    assert {c["bom-ref"] for c in agent["components"]} < server_refs
+    names = {c["name"].lower() for c in agent["components"]}
+    assert not names & SERVER_ONLY
+    assert agent["metadata"]["timestamp"].startswith("2023-11-14T22:13:20")  # the epoch
