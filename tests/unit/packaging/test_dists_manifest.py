@@ -8,6 +8,7 @@ a device requirement, and no server package enters the device closure.
 from __future__ import annotations
 
 import ast
+import re
 import sys
 import tomllib
 from collections.abc import Iterator
@@ -221,3 +222,27 @@ def test_an_incomplete_table_is_named(tmp_path: Path) -> None:
     broken = _MANIFEST.replace('summary = "s"\n', "", 1).format(files='"trustfleet/__init__.py"')
     with pytest.raises(BuildError, match=r"\[agent\] is incomplete"):
         load_dists(_tree(tmp_path, broken))
+
+
+def _named_modules(path: str) -> Iterator[str]:
+    """Dotted ``trustfleet.…`` names in string constants (import_module, ``-m`` targets…)."""
+    tree = ast.parse((SRC / path).read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        value = node.value if isinstance(node, ast.Constant) else None
+        if isinstance(value, str) and re.fullmatch(r"trustfleet(\.[A-Za-z_]\w*)+", value):
+            yield value
+
+
+def test_modules_the_device_set_names_in_strings_are_device_modules() -> None:
+    every = set(source_files(SRC))
+    agent = set(_split()["agent"])
+    allowed = set(_dists()["agent"].lazy_imports)
+    outside = []
+    for path in (p for p in _split()["agent"] if p.endswith(".py")):
+        for dotted in _named_modules(path):
+            parts = dotted.split(".")
+            prefixes = (".".join(parts[:i]) for i in range(len(parts), 0, -1))
+            module = next((m for m in prefixes if _module_file(m, every)), None)
+            if module and module not in allowed and _module_file(module, every) not in agent:
+                outside.append((path, dotted))
+    assert not outside, f"device files naming server modules: {outside}"
