@@ -6,6 +6,7 @@
   its path) and installs the device wheel into it OFFLINE: ``pip install --no-index
   --find-links .venv/wheelhouse`` (the wheelhouse ``scripts/bootstrap.sh`` builds), with pip's
   own configuration switched off so no other index or folder can supply a package.
+* The session fixtures :func:`device_dists` and :func:`device_venv` do both once.
 * :func:`closure` is the pure part: the dependency closure of requirement lines, each
   distribution's requirements read from a wheel's METADATA (our two) or from the dev venv's
   installed metadata (everything else). :func:`server_only` is the server wheel's closure minus
@@ -26,6 +27,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -40,6 +42,8 @@ __all__ = [
     "build_dists",
     "closure",
     "dev_venv_requires",
+    "device_dists",
+    "device_venv",
     "local_then_dev",
     "make_device_venv",
     "offline_env",
@@ -99,7 +103,11 @@ def offline_env() -> dict[str, str]:
 
 
 def build_dists(out: Path) -> BuiltDists:
-    """Both distributions by ``packaging/build.py --out OUT`` (raises with its output on failure)."""
+    """Both distributions by ``packaging/build.py --out OUT``.
+
+    Raises:
+        AssertionError: The build failed (with its last output).
+    """
     proc = subprocess.run(
         [sys.executable, str(BUILD), "--out", str(out)],
         capture_output=True, text=True, timeout=BUILD_TIMEOUT_S, check=False, cwd=REPO,
@@ -256,3 +264,15 @@ def sbom_names(path: Path) -> frozenset[str]:
             names.add(canonicalize_name(str(component["name"])))
             stack.extend(component.get("components", []))
     return frozenset(names)
+
+
+@pytest.fixture(scope="session")
+def device_dists(tmp_path_factory: pytest.TempPathFactory) -> BuiltDists:
+    """Both distributions, built once per session (``packaging/build.py --out``)."""
+    return build_dists(tmp_path_factory.mktemp("dists"))
+
+
+@pytest.fixture(scope="session")
+def device_venv(tmp_path_factory: pytest.TempPathFactory, device_dists: BuiltDists) -> DeviceVenv:
+    """A fresh venv with the device wheel alone, installed offline from the wheelhouse."""
+    return make_device_venv(tmp_path_factory.mktemp("device-venv") / "venv", device_dists)
