@@ -4,7 +4,11 @@ VENV  := .venv
 PY    := $(VENV)/bin/python
 export TF_REQUIRE_POSTGRES ?= 1
 
-.PHONY: deps demo test unit test-timeshift lint typecheck bench clean conformance conformance-dir \
+# The two distributions, their SBOMs and SHA256SUMS into dist/ (ADR 0020), dated by the last commit.
+dist: deps
+	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct) $(PY) packaging/build.py --out dist
+
+.PHONY: dist deps demo test unit test-timeshift lint typecheck bench clean conformance conformance-dir \
         conformance-if-present mutation mutation-fast
 
 deps:
@@ -14,8 +18,8 @@ demo: deps
 	@$(PY) -m trustfleet.cli.demo
 
 test: deps
-	$(VENV)/bin/ruff check src tests benchmarks
-	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks packaging
+	$(VENV)/bin/ruff format --check src tests benchmarks packaging
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -q -p no:cacheprovider -n 2 --dist loadfile
 	$(MAKE) --no-print-directory test-timeshift
@@ -52,8 +56,8 @@ mutation-fast: deps
 	$(PY) tests/mutation/run.py --fast --min-score $(MUTATION_MIN)
 
 lint: deps
-	$(VENV)/bin/ruff check src tests benchmarks
-	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks packaging
+	$(VENV)/bin/ruff format --check src tests benchmarks packaging
 
 typecheck: deps
 	$(VENV)/bin/mypy

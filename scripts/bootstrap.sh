@@ -31,6 +31,16 @@ stamp=.venv/.trustfleet-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "bootstrap: installing the project into .venv"
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+  # The development project is `trustfleet-dev` (ADR 0020); an older checkout installed this
+  # tree as `trustfleet`: remove that editable install (only when it points here) first, so its
+  # uninstall cannot take the console scripts the new install writes.
+  stale=$(.venv/bin/python -m pip show trustfleet 2>/dev/null \
+          | sed -n 's/^Editable project location: //p' || true)
+  if [ -n "$stale" ] && [ "$(realpath "$stale")" = "$(realpath .)" ]; then
+    echo "bootstrap: removing the editable 'trustfleet' install of this checkout (now trustfleet-dev)"
+    .venv/bin/python -m pip uninstall -q -y trustfleet
+  fi
+  rm -rf src/trustfleet.egg-info  # its metadata (on sys.path via src/) would still say `trustfleet`
   .venv/bin/python -m pip install -q -e '.[dev]'
   touch "$stamp"
 fi

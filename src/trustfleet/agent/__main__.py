@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn
 
+from trustfleet import product_version
 from trustfleet.agent._bootloop import (
     DEVICE_ENTRY,
     SIMULATED_MODULE,
@@ -53,6 +54,9 @@ class _Parser(argparse.ArgumentParser):
 def _parser(*, simulated: bool) -> argparse.ArgumentParser:
     prog = f"python -m {SIMULATED_MODULE}" if simulated else "trustfleet-agent"
     parser = _Parser(prog=prog, description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--version", action="version", version=f"trustfleet-agent {product_version()}"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="enroll if needed, then keep the MQTT link")
     run.add_argument("--once", action="store_true", help="one round, then exit")

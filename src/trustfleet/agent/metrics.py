@@ -77,11 +77,19 @@ class ScenarioCollector:
         Raises:
             Config: The scenario cannot be read or is invalid (code ``agent.scenario``).
         """
-        # Only a simulated device needs the scenario engine (and numpy): imported here.
-        from trustfleet.monitoring.scenario import (  # noqa: PLC0415
-            DeviceBehaviour,
-            resolve_scenario,
-        )
+        # Only a simulated device needs the scenario engine (and numpy): imported here. It ships
+        # with the server distribution, not trustfleet-agent (ADR 0020).
+        try:
+            from trustfleet.monitoring.scenario import (  # noqa: PLC0415
+                DeviceBehaviour,
+                resolve_scenario,
+            )
+        except ImportError as exc:
+            raise Config(
+                f"metrics scenario {source[:80]!r}: the scenario engine is not installed",
+                hint="scenarios are for simulated devices; install the 'trustfleet' distribution",
+                code="agent.scenario",
+            ) from exc
 
         path = Path(source)
         try:

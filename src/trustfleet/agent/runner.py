@@ -15,9 +15,9 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
-from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
+from trustfleet import product_version
 from trustfleet.agent._messages import (
     Command,
     new_boot_id,
@@ -145,10 +145,7 @@ class _Agent:
                              identity_ok=self._identity_ok, faults=faults)  # fmt: skip
         self.attester = Attester(settings.directory, boot=boot, notify=self.wake.set)
         self.reporter: MetricsReporter | None = metrics_reporter(settings, faults=faults, now=now)
-        try:
-            self.version = metadata.version("trustfleet")
-        except metadata.PackageNotFoundError:
-            self.version = "unknown"
+        self.version = product_version()
 
     # -- identity ---------------------------------------------------------------------------
 

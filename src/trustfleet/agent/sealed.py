@@ -26,7 +26,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from trustfleet import __version__
 from trustfleet.agent.platform._files import write_atomic
 from trustfleet.agent.platform.measured_boot import TPM_FOLDER, boot_events
 from trustfleet.errors import InvalidInput, VerificationFailed
@@ -60,9 +59,12 @@ _LOCKED: Final = "sealed.locked"
 
 
 def boot_pcr_values(
-    *, model: str, image_sha256: bytes, agent_version: str = __version__
+    *, model: str, image_sha256: bytes, agent_version: str | None = None
 ) -> dict[int, bytes]:
-    """PCRs 0, 4, 9, 10 after a good boot of ``image_sha256`` (the sealing policy's values)."""
+    """PCRs 0, 4, 9, 10 after a good boot of ``image_sha256`` (the sealing policy's values).
+
+    ``agent_version`` defaults to the installed product's version.
+    """
     events = boot_events(model=model, image_sha256=image_sha256, agent_version=agent_version)
     return expected_pcrs(events)
 

@@ -13,7 +13,7 @@ from rich.markup import escape
 # Typer bundles Click privately; its usage errors are caught here to print one line.
 from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
-from trustfleet import __version__
+from trustfleet import product_version
 from trustfleet.audit.context import event_context
 from trustfleet.cli import (
     agent,
@@ -68,7 +68,7 @@ app.command("demo")(demo)
 
 def _show_version(value: bool) -> None:
     if value:
-        print(f"trustfleet {__version__}")
+        print(f"trustfleet {product_version()}")
         raise typer.Exit(0)
 
 

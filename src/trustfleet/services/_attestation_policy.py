@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from trustfleet import __version__
+from trustfleet import product_version
 from trustfleet.attestation import (
     AttestationPolicy,
     ModelReference,
@@ -45,9 +45,7 @@ __all__ = [
 ]
 
 
-def model_reference(
-    model: str, *, agent_versions: Iterable[str] = (__version__,)
-) -> ModelReference:
+def model_reference(model: str, *, agent_versions: Iterable[str] | None = None) -> ModelReference:
     """The reference digests of a model's fixed boot stages (the simulated platform).
 
     These are what the service publishes per model for ``rom``, ``bootloader`` and ``agent``
@@ -58,13 +56,12 @@ def model_reference(
         model: The hardware model.
         agent_versions: The agent versions accepted (default: this package's version).
     """
+    versions = tuple(agent_versions) if agent_versions is not None else (product_version(),)
     return ModelReference(
         model=model,
         rom=frozenset({measure_identity(SIM_ROM_IDENTITY.format(model=model))}),
         bootloader=frozenset({measure_identity(SIM_BOOTLOADER_IDENTITY.format(model=model))}),
-        agent=frozenset(
-            measure_identity(SIM_AGENT_IDENTITY.format(version=v)) for v in agent_versions
-        ),
+        agent=frozenset(measure_identity(SIM_AGENT_IDENTITY.format(version=v)) for v in versions),
     )
 
 

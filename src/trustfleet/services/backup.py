@@ -30,7 +30,7 @@ from typing import Any, BinaryIO, Final
 
 from sqlalchemy.engine import make_url
 
-from trustfleet import __version__
+from trustfleet import product_version
 from trustfleet.audit.context import current_operator
 from trustfleet.errors import Config, InvalidInput
 from trustfleet.fileio import PRIVATE_FILE_MODE, fsync_dir
@@ -326,7 +326,7 @@ def _add_consistent(
 def _meta(settings: ServerSettings, *, db_rel: str, revision: str, now: datetime) -> dict[str, Any]:
     return {
         "created_at": now.isoformat(),
-        "trustfleet_version": __version__,
+        "trustfleet_version": product_version(),
         "source_home": str(settings.home.resolve()),
         "store": "postgresql" if db_rel.endswith(DUMP_NAME) else "sqlite",
         "store_path": db_rel,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -198,6 +199,19 @@ def test_a_bad_scenario_is_a_config_error(tmp_path: Path) -> None:
         ScenarioCollector.from_scenario("no-such-scenario", device_id=DEVICE, model="m", profile="",
                                         device_index=0, devices=1, seed=0, start=NOW)  # fmt: skip
     assert caught.value.code == "agent.scenario"
+
+
+def test_without_the_server_distribution_a_scenario_is_one_config_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # trustfleet-agent does not ship trustfleet.monitoring.scenario (ADR 0020).
+    monkeypatch.setitem(sys.modules, "trustfleet.monitoring.scenario", None)
+    with pytest.raises(Config) as caught:
+        ScenarioCollector.from_scenario("normal", device_id=DEVICE, model="m", profile="",
+                                        device_index=0, devices=1, seed=0, start=NOW)  # fmt: skip
+    assert caught.value.code == "agent.scenario"
+    assert "not installed" in caught.value.one_line()
+    assert "\n" not in caught.value.one_line()
 
 
 @pytest.mark.parametrize(

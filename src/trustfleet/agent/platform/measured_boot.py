@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from trustfleet import __version__
+from trustfleet import product_version
 from trustfleet.agent.platform._files import read_json, write_atomic, write_json
 from trustfleet.agent.platform._tpmpower import PID_FILE, SwtpmPower, recorded_pid
 from trustfleet.agent.platform.bootenv import BootEnvStore, Slot
@@ -99,19 +99,20 @@ def _identity(identity: str) -> bytes:
 
 
 def boot_events(
-    *, model: str, image_sha256: bytes, agent_version: str = __version__
+    *, model: str, image_sha256: bytes, agent_version: str | None = None
 ) -> list[tuple[int, bytes]]:
     """The ``(pcr, digest)`` extends of a good boot of ``image_sha256`` on ``model``.
 
     Replayed with :func:`trustfleet.keystore.tpm.expected_pcrs` they give the PCR values of
     that boot, the policy sealed storage is bound to (also for a boot that has not happened
-    yet: the next slot's image).
+    yet: the next slot's image). ``agent_version`` defaults to :func:`trustfleet.product_version`.
     """
+    version = agent_version if agent_version is not None else product_version()
     return [
         (ROM_PCR, _identity(ROM_IDENTITY.format(model=model))),
         (BOOTLOADER_PCR, _identity(BOOTLOADER_IDENTITY.format(model=model))),
         (IMAGE_PCR, image_sha256),
-        (AGENT_PCR, _identity(AGENT_IDENTITY.format(version=agent_version))),
+        (AGENT_PCR, _identity(AGENT_IDENTITY.format(version=version))),
     ]
 
 
@@ -232,7 +233,7 @@ def measured_boot(
     tpm: Tpm,
     env_store: BootEnvStore,
     slots: Slots,
-    agent_version: str = __version__,
+    agent_version: str | None = None,
     skip_verify: bool = False,
 ) -> BootResult:
     """ROM → bootloader → image → agent, each stage measured before it runs.
@@ -265,7 +266,8 @@ def measured_boot(
         result = _glitched_boot(env_store=env_store, slots=slots, measurer=measurer)
     else:
         result = boot(directory, env_store=env_store, slots=slots, measurer=measurer)
-    detail = AGENT_IDENTITY.format(version=agent_version)
+    version = agent_version if agent_version is not None else product_version()
+    detail = AGENT_IDENTITY.format(version=version)
     measurer.extend(AGENT_PCR, "agent", _identity(detail), detail)
     return result
 
