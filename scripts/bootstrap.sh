@@ -57,6 +57,7 @@ if [ ! -f "$wheelhouse/.stamp" ] || [ packaging/dists.toml -nt "$wheelhouse/.sta
     echo "bootstrap: packaging/build.py named no device requirement" >&2
     exit 1
   fi
+  rm -rf "$wheelhouse"  # exactly the current requirements, nothing left from older ones
   mkdir -p "$wheelhouse"
   .venv/bin/python -m pip wheel -q -w "$wheelhouse" "${agent_requirements[@]}"
   touch "$wheelhouse/.stamp"

@@ -3,9 +3,10 @@
 Both wheels are built (``packaging/build.py``), the device wheel alone goes into a fresh venv,
 offline from the wheelhouse, and:
 
-* the venv holds no server-only distribution (the server wheel's dependency closure minus the
-  device wheel's, resolved against the dev venv), and everything it holds is in the device
-  SBOM the build wrote — so the SBOM is right too;
+* the venv holds no server-only distribution (what the server wheel requires by name, and what
+  their closure pulls in that the device's own requirements do not, resolved against the dev
+  venv), and everything it holds is in the device SBOM the build wrote — so the SBOM is right
+  too;
 * in the venv ``trustfleet`` is the venv's copy (run outside the checkout, no PYTHONPATH) and
   neither ``trustfleet.server`` nor SQLAlchemy imports;
 * a real server (from the dev venv) and a device provisioned by the factory (SoftHSM2 token,

@@ -9,8 +9,9 @@
 * The session fixtures :func:`device_dists` and :func:`device_venv` do both once.
 * :func:`closure` is the pure part: the dependency closure of requirement lines, each
   distribution's requirements read from a wheel's METADATA (our two) or from the dev venv's
-  installed metadata (everything else). :func:`server_only` is the server wheel's closure minus
-  the device wheel's: the names that must never appear in a device installation.
+  installed metadata (everything else). :func:`server_only_names` are the names that must
+  never appear in a device installation: what the server wheel requires by name, and what
+  their closure pulls in that the device's own requirements do not.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ __all__ = [
     "offline_env",
     "sbom_names",
     "server_only",
+    "server_only_names",
     "wheel_meta",
 ]
 
@@ -246,11 +248,32 @@ def local_then_dev(wheels: Mapping[str, WheelMeta]) -> Requires:
     return requires
 
 
+def server_only_names(
+    *, device: WheelMeta, server: WheelMeta, requires: Requires
+) -> frozenset[str]:
+    """The distributions a device installation must never hold.
+
+    Anchored on what the server distribution declares, so that a device requirement cannot
+    make a server package "shared" by pulling it in: every distribution the server wheel
+    requires by name (but the device wheel), the server wheel itself, and whatever their
+    closure pulls in that the device wheel's own requirements (those the server does not also
+    name) do not.
+    """
+    named = {canonicalize_name(Requirement(line).name) for line in server.requires}
+    own = [line for line in server.requires if canonicalize_name(Requirement(line).name)
+           != device.name]  # fmt: skip
+    device_own = [
+        line for line in device.requires if canonicalize_name(Requirement(line).name) not in named
+    ]
+    pulled = closure(own, requires=requires) - closure(device_own, requires=requires)
+    return frozenset((named - {device.name}) | {server.name} | pulled)
+
+
 def server_only(dists: BuiltDists) -> frozenset[str]:
-    """The server wheel's closure minus the device wheel's (each including the wheel itself)."""
+    """:func:`server_only_names` of the two built wheels, resolved against the dev venv."""
     device, server = wheel_meta(dists.device_wheel), wheel_meta(dists.server_wheel)
     requires = local_then_dev({device.name: device, server.name: server})
-    return closure([server.name], requires=requires) - closure([device.name], requires=requires)
+    return server_only_names(device=device, server=server, requires=requires)
 
 
 def sbom_names(path: Path) -> frozenset[str]:

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 
 import pytest
 
-from support.devicedist import closure
+from support.devicedist import WheelMeta, closure, server_only_names
 
 _TABLE: Mapping[str, Sequence[str]] = {
     "agent": ["awscrt>=0.20", "tuf>=5", "pydantic>=2"],
@@ -65,10 +65,34 @@ def test_markers_extras_and_names(lines: list[str], expected: set[str]) -> None:
     assert _closure(*lines) == expected
 
 
-def test_a_grown_device_closure_is_caught() -> None:
-    """A device requirement that pulls a server package in, two levels down, is found."""
-    server_only = _closure("server") - _closure("agent")
-    grown = _closure("agent", "grown")
-    assert sorted(grown & server_only) == [
-        "click", "markdown-it-py", "mdurl", "pygments", "rich", "typer",
-    ]  # fmt: skip
+_DEVICE = WheelMeta(name="agent", version="1.0", requires=tuple(_TABLE["agent"]))
+_SERVER = WheelMeta(name="server", version="1.0", requires=tuple(_TABLE["server"]))
+
+
+def _device_with(*lines: str) -> WheelMeta:
+    return WheelMeta(name="agent", version="1.0", requires=(*_DEVICE.requires, *lines))
+
+
+def test_server_only_names() -> None:
+    only = server_only_names(device=_DEVICE, server=_SERVER, requires=_requires)
+    assert only == {
+        "server", "sqlalchemy", "typer", "uvloop", "click", "rich", "pygments",
+        "markdown-it-py", "mdurl",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("grown_by", "caught"),
+    [
+        ("typer>=0.9", {"typer", "click", "rich", "pygments", "markdown-it-py", "mdurl"}),
+        ("grown", {"typer"}),  # what the server names is caught, however deep
+        ("SQLAlchemy", {"sqlalchemy"}),
+    ],
+    ids=["a-server-requirement-named", "two-levels-down", "the-store"],
+)
+def test_a_grown_device_closure_is_caught(grown_by: str, caught: set[str]) -> None:
+    """A device requirement that is, or pulls in, a server package: the grown device's closure
+    meets the server-only names however the device's own requirements changed."""
+    device = _device_with(grown_by)
+    only = server_only_names(device=device, server=_SERVER, requires=_requires)
+    assert closure(device.requires, requires=_requires) & only == caught
