@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
+import trustfleet
+
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "packaging"))
 
-import trustfleet  # noqa: E402
 from _dists import DEFAULT_EPOCH, BuildError, source_date_epoch  # noqa: E402
 from _wheel import WheelSpec, build_wheel, wheel_filename  # noqa: E402
 
