@@ -44,3 +44,21 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q -e '.[dev]'
   touch "$stamp"
 fi
+
+# The device distribution's wheelhouse (issue 17): the device wheel's requirements as wheels, so
+# the tests install the device wheel OFFLINE into a fresh venv (`pip install --no-index
+# --find-links .venv/wheelhouse`). Redone when packaging/dists.toml is newer than its stamp.
+# tpm2-pytss builds from source here (libtss2-dev and pkg-config are in PACKAGES).
+wheelhouse=.venv/wheelhouse
+if [ ! -f "$wheelhouse/.stamp" ] || [ packaging/dists.toml -nt "$wheelhouse/.stamp" ]; then
+  echo "bootstrap: building the device wheelhouse in $wheelhouse"
+  mapfile -t agent_requirements < <(.venv/bin/python packaging/build.py requirements agent)
+  if [ ${#agent_requirements[@]} -eq 0 ]; then
+    echo "bootstrap: packaging/build.py named no device requirement" >&2
+    exit 1
+  fi
+  rm -rf "$wheelhouse"  # exactly the current requirements, nothing left from older ones
+  mkdir -p "$wheelhouse"
+  .venv/bin/python -m pip wheel -q -w "$wheelhouse" "${agent_requirements[@]}"
+  touch "$wheelhouse/.stamp"
+fi

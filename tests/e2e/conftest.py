@@ -1,4 +1,5 @@
-"""A running server shared by the CLI end-to-end module."""
+"""A running server shared by the CLI end-to-end module; the device distribution's build and
+venv (issue 17), built once per session for the tests that ask for them."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from support.devicedist import device_dists, device_venv  # noqa: F401  # session fixtures
 from support.server import RunningServer, running_server
 
 

@@ -6,14 +6,20 @@ a :class:`~trustfleet.sim.process.ManagedProcess`, or one-shot commands (``agent
 ``agent run --once``) as child processes, and reads what the device holds on disk (its LDevID,
 its boot environment). Simulated faults go in the device folder's fault file, which only the
 simulated entry point reads.
+
+With ``agent_command`` the agent runs from another installation instead: e.g. the device
+distribution's ``trustfleet-agent`` console script in a venv of its own (issue 17), run as
+``<agent_command> run --device DIR`` (the device's entry point: no faults) in the device folder
+with no ``PYTHONPATH``, so it imports that installation and nothing of the checkout.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +44,17 @@ class SimAgent:
 
     Args:
         directory: The device folder (``device.toml``, tokens, slots).
+        agent_command: The agent of another installation (e.g. ``[venv/bin/trustfleet-agent]``),
+            run as ``<agent_command> run --device DIR``; default: this interpreter's simulated
+            entry point (:data:`SIMULATED_ENTRY`, which reads the fault file).
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(
+        self, directory: Path, *, agent_command: Sequence[str | os.PathLike[str]] | None = None
+    ) -> None:
         self.directory = directory
         self.device_id = directory.name
+        self.agent_command = tuple(agent_command) if agent_command is not None else None
         self.process: ManagedProcess | None = None
 
     def __repr__(self) -> str:
@@ -66,12 +78,27 @@ class SimAgent:
         (what it published and had acknowledged: :meth:`last_summary`).
         """
         self.stop()
-        argv: list[str | Path] = [sys.executable, "-m", SIMULATED_ENTRY, "run"]
+        argv: list[str | os.PathLike[str]] = [*self._entry(), "run"]
         argv += ["--json"] if summary else []
         argv += ["--device", self.directory]
-        self.process = ManagedProcess(argv, log=self.log, name=f"agent {self.device_id}")
+        env, cwd = self._environment()
+        self.process = ManagedProcess(
+            argv, log=self.log, env=env, cwd=cwd, name=f"agent {self.device_id}"
+        )
         self.process.start()
         return self
+
+    def _entry(self) -> list[str | os.PathLike[str]]:
+        if self.agent_command is not None:
+            return list(self.agent_command)
+        return [sys.executable, "-m", SIMULATED_ENTRY]
+
+    def _environment(self) -> tuple[dict[str, str] | None, Path | None]:
+        """Another installation's agent: no ``PYTHONPATH``, started in the device folder."""
+        if self.agent_command is None:
+            return None, None
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+        return env, self.directory
 
     def stop(self) -> None:
         """Stop the agent's process group (SIGTERM, then SIGKILL after a bound)."""

@@ -83,12 +83,15 @@ class SimFleet:
         model: The devices' hardware model.
         server: The server (set by :meth:`create_server`).
         witness: The witness of the server's audit log (set by :meth:`add_witness`).
+        agent_command: The agent of another installation the devices run (see
+            :class:`~trustfleet.sim.agent.SimAgent`); None: this interpreter's simulated agent.
     """
 
     workdir: Path
     size: int = 4
     model: str = "sim-v1"
     server: SimServer | None = None
+    agent_command: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         self.devices_dir = self.workdir / "devices"
@@ -146,7 +149,9 @@ class SimFleet:
             self.srv.runtime, out_dir=self.devices_dir, count=count, model=self.model, now=utc_now()
         )
         ids = [d.device_id for d in made]
-        self.agents = {d: SimAgent(self.devices_dir / d) for d in ids}
+        self.agents = {
+            d: SimAgent(self.devices_dir / d, agent_command=self.agent_command) for d in ids
+        }
         self.roles = assign_roles(ids, roles)
         return ids
 
