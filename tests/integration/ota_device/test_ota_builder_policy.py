@@ -9,7 +9,9 @@ wrote:
 * device P is provisioned with ``sim-v1=urn:example:builder:ci`` and installs 1.1.0 built by CI;
 * the server then builds 1.2.0 as ``urn:example:builder:other`` (its own allowed list extended,
   so the server accepts it): P refuses it (``release.provenance.builder``) and stays on 1.1.0
-  with its inactive slot untouched, F installs it.
+  with its inactive slot untouched, F installs it;
+* a campaign of 1.3.0 (another builder) with both agents online: P's row ends ``refused``
+  with the code, counted as a failure, F's ``committed``.
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from otadevkit import agent, update
+from otadevkit import RunningAgent, agent, update
 
 from support.server import RunningServer, override_settings, running_server
 from support.tools import require_tools
+from support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -126,3 +129,34 @@ def test_builder_policy_refuses_a_release_from_another_builder(fleet: PolicyFlee
     # A device provisioned without a policy installs the same release.
     code, doc = update(fleet.free, "1.2.0")
     assert (code, doc["outcome"], doc["firmware_version"]) == (0, "committed", "1.2.0"), doc
+
+
+def _cli_json(server: RunningServer, *args: str) -> Any:
+    done = server.cli(*args, "--json")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_a_campaign_counts_the_policy_refusal(fleet: PolicyFleet) -> None:
+    _policy(fleet.server.home, f"sim-v1={CI}", f"sim-v1={OTHER}", builder=OTHER)
+    _release(fleet.server, fleet.work, "1.3.0")
+    running = [RunningAgent(fleet.policed), RunningAgent(fleet.free)]
+    try:
+        created = _cli_json(fleet.server, "campaign", "create", "--release", "1.3.0",
+                            "--waves", "100%", "--max-failure-rate", "60%")  # fmt: skip
+
+        def finished() -> Any:
+            status = _cli_json(fleet.server, "campaign", "status", created["id"])
+            rows = {d["device_id"]: d for d in status["devices"]}
+            done = {"refused", "committed", "failed", "rolled_back", "timed_out"}
+            return status if all(r["state"] in done for r in rows.values()) else None
+
+        status = wait_for(finished, what="both devices to finish the campaign", timeout_s=180)
+    finally:
+        for agent_run in running:
+            agent_run.stop()
+    rows = {d["device_id"]: d for d in status["devices"]}
+    policed, free = rows[fleet.policed.name], rows[fleet.free.name]
+    assert (policed["state"], policed["code"]) == ("refused", "release.provenance.builder")
+    assert free["state"] == "committed", free
+    assert status["failures"] == 1, status
