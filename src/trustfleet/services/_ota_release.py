@@ -44,13 +44,13 @@ from trustfleet.services._ota_keys import (
     open_token_key,
     repo_files,
 )
+from trustfleet.services._ota_state import expiry_of, load_state, write_state
 from trustfleet.services._ota_supply import (
     attest_release,
     published_details,
     stage_attestations,
     staged_attestations,
 )
-from trustfleet.services._ota_state import expiry_of, load_state, write_state
 from trustfleet.services.runtime import Runtime
 from trustfleet.settings import ServerSettings
 from trustfleet.store import MAX_LIST_LIMIT, ReleaseRecord
@@ -285,10 +285,10 @@ def publish_release(
         files.put_target(ref.target, sha256=ref.sha256, source=path)
         custom = {"kind": "delta", **base, "from_version": ref.from_version}
         targets.append(make_target(ref.target, length=ref.length, sha256=ref.sha256, custom=custom))
-    for kind, path, length, data in attested:
+    for kind, name, length, data in attested:
         sha = hashlib.sha256(data).hexdigest()
-        files.put_target(path, sha256=sha, source=data)
-        targets.append(make_target(path, length=length, sha256=sha, custom={"kind": kind, **base}))
+        files.put_target(name, sha256=sha, source=data)
+        targets.append(make_target(name, length=length, sha256=sha, custom={"kind": kind, **base}))
     digest = hashlib.sha256(manifest_bytes).hexdigest()
     target = manifest_target(model, version)
     files.put_target(target, sha256=digest, source=manifest_bytes)

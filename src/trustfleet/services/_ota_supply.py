@@ -18,8 +18,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from cyclonedx.schema import SchemaVersion
+from cyclonedx.validation.json import JsonStrictValidator
 from securesystemslib.signer import Key  # type: ignore[attr-defined]  # re-exported, no __all__
 
+import trustfleet
 from trustfleet.errors import InvalidInput, NotFound, VerificationFailed
 from trustfleet.fileio import PRIVATE_FILE_MODE, write_atomic
 from trustfleet.ota.dsse import parse_envelope, render_envelope, sign_envelope
@@ -70,8 +73,6 @@ class ReleaseAttestations:
 
 
 def _product_version() -> str:
-    import trustfleet
-
     version = getattr(trustfleet, "product_version", None)  # issue 17 dists; older: __version__
     return str(version()) if callable(version) else trustfleet.__version__
 
@@ -96,9 +97,6 @@ def _builder_id(settings: ServerSettings, model: str) -> str:
 
 def _validate_cyclonedx(data: bytes, spec_version: str) -> None:
     """cyclonedx-python-lib's JSON schema validation (its errors translated here, once)."""
-    from cyclonedx.schema import SchemaVersion
-    from cyclonedx.validation.json import JsonStrictValidator
-
     schema = _CDX_SCHEMAS.get(spec_version)
     if schema is None:
         raise _bad_sbom(f"CycloneDX {spec_version} is not supported")
@@ -222,7 +220,8 @@ def attest_release(
     Raises:
         InvalidInput: A real image without SBOM (``ota.sbom.required``), an invalid SBOM
             (``ota.sbom.invalid``), a bad material or builder id.
-        VerificationFailed: The builder is not allowed for the model (``release.provenance.builder``).
+        VerificationFailed: The builder is not allowed for the model
+            (``release.provenance.builder``).
     """
     builder = _builder_id(settings, manifest.model)
     sbom_bytes, info = _sbom(settings, manifest=manifest, image=image, sbom=sbom, now=now)

@@ -20,9 +20,10 @@ from typing import Any
 
 from securesystemslib.signer import Key  # type: ignore[attr-defined]  # re-exported, no __all__
 from tuf.api import exceptions
-from tuf.api.metadata import Metadata, Root
-from tuf.ngclient import Updater, UpdaterConfig
+from tuf.api.metadata import Metadata, Root  # type: ignore[attr-defined]  # re-exported, no __all__
+from tuf.ngclient.config import UpdaterConfig
 from tuf.ngclient.fetcher import FetcherInterface
+from tuf.ngclient.updater import Updater
 
 from trustfleet.errors import InvalidInput
 from trustfleet.ota.manifest import (
@@ -44,8 +45,16 @@ from trustfleet.ota.versions import check_model, parse_version
 from trustfleet.services._ota_keys import PUBLIC_ROOT, repo_files
 from trustfleet.services.runtime import Runtime
 from trustfleet.settings import ServerSettings
+from trustfleet.settings.supply_chain import SupplyChainSettings
 
-__all__ = ["limits_of", "verify_home_release", "verify_published_release"]
+__all__ = [
+    "CHECKS",
+    "checks_of",
+    "default_limits",
+    "limits_of",
+    "verify_home_release",
+    "verify_published_release",
+]
 
 _SCHEME = "local"
 _CHUNK = 64 * 1024
@@ -81,6 +90,17 @@ class _FolderFetcher(FetcherInterface):
 def limits_of(settings: ServerSettings) -> VerifyLimits:
     """The verifier's bounds from a home's ``[supply_chain]`` settings."""
     chain = settings.supply_chain
+    return VerifyLimits(
+        max_manifest_bytes=MAX_MANIFEST_BYTES,
+        max_sbom_bytes=chain.max_sbom_bytes,
+        max_sbom_components=chain.max_sbom_components,
+        max_provenance_bytes=chain.max_provenance_bytes,
+    )
+
+
+def default_limits() -> VerifyLimits:
+    """The verifier's bounds for a repository verified without a home (the defaults)."""
+    chain = SupplyChainSettings()
     return VerifyLimits(
         max_manifest_bytes=MAX_MANIFEST_BYTES,
         max_sbom_bytes=chain.max_sbom_bytes,
@@ -173,7 +193,7 @@ def verify_published_release(
     if not (repo / "metadata").is_dir():
         raise InvalidInput(
             f"{repo} is not a TUF repository folder (no metadata/)",
-            hint="give the published repository folder (HOME/ota/repository)",
+            hint="give the published repository folder (HOME/ota/repo)",
             code="release.repo.missing",
         )
     try:
@@ -209,3 +229,48 @@ def verify_home_release(rt: Runtime, *, model: str, version: str) -> ReleaseVerd
         allowed_builders=settings.supply_chain.builders_for(model),
         limits=limits_of(settings),
     )
+
+
+CHECKS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("TUF metadata", ("release.tuf.",)),
+    ("manifest", ("release.manifest.",)),
+    ("image digest", ("release.image.",)),
+    ("SBOM", ("release.sbom.",)),
+    (
+        "provenance signature",
+        tuple(f"release.provenance.{w}" for w in ("missing", "digest", "invalid", "signature")),
+    ),
+    ("provenance subject", ("release.provenance.subject",)),
+    ("provenance builder", ("release.provenance.builder",)),
+)
+"""The rows of ``release verify``: a check's name and the finding codes that refuse it."""
+
+_GATES = {"manifest": "TUF metadata", "image digest": "manifest", "SBOM": "manifest"}
+_GATES |= {"provenance signature": "manifest", "provenance subject": "provenance signature"}
+_GATES |= {"provenance builder": "provenance subject"}
+
+
+def checks_of(verdict: ReleaseVerdict) -> list[tuple[str, str, str]]:
+    """The verdict as ``release verify``'s table: ``(check, status, reason)`` per check.
+
+    ``status`` is ``ok``, ``refused`` (reason: the findings' messages) or ``not checked``
+    (a check it depends on was refused).
+    """
+    rows: list[tuple[str, str, str]] = []
+    status: dict[str, str] = {}
+    for name, codes in CHECKS:
+        found = [f for f in verdict.findings if f.code.startswith(codes)]
+        gate = _GATES.get(name)
+        if gate == "manifest":  # a manifest of another version is refused, yet read on
+            gated = verdict.image_sha256 is None
+        else:
+            gated = gate is not None and status.get(gate) != "ok"
+        if found:
+            status[name] = "refused"
+            reason = "; ".join(f"{f.code}: {f.message}" for f in found)
+        elif gated:
+            status[name], reason = "not checked", f"needs {gate}"
+        else:
+            status[name], reason = "ok", ""
+        rows.append((name, status[name], reason))
+    return rows
