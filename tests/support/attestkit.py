@@ -8,6 +8,7 @@ them, so the release-chain verifier can be tested without a repository.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
@@ -87,8 +88,27 @@ def release_files(
     image: bytes | None = None,
     builder: str = BUILDER,
     components: int = 3,
+    subject_sha256: str | None = None,
+    envelope_edit: Callable[[bytes], bytes] | None = None,
+    declared_components: int | None = None,
+    with_sbom: bool = True,
+    with_provenance: bool = True,
 ) -> Release:
-    """A complete, intact release of ``image`` (default: bytes naming the version)."""
+    """A release of ``image`` (default: bytes naming the version), intact unless told.
+
+    Args:
+        signer: Signs the provenance (the release key, or another key for a tamper case).
+        model: The model.
+        version: The version.
+        image: The image bytes.
+        builder: The builder id the provenance names.
+        components: How many components the SBOM lists.
+        subject_sha256: The provenance's subject (default: the image's digest).
+        envelope_edit: Edits the signed envelope's bytes before the manifest binds them.
+        declared_components: The count the manifest claims (default: ``components``).
+        with_sbom: Whether the manifest names an SBOM.
+        with_provenance: Whether the manifest names a provenance.
+    """
     image = image if image is not None else f"image of {model} {version}".encode()
     digest = hashlib.sha256(image).hexdigest()
     sbom = cyclonedx_for_image(
@@ -105,26 +125,33 @@ def release_files(
     )
     statement = render_statement(
         sample_provenance(
-            subject_sha256=digest,
+            subject_sha256=subject_sha256 or digest,
             builder_id=builder,
             parameters={"model": model, "version": version},
             materials=(Material("file:image.bin", digest),),
         )
     )
     envelope = render_envelope(sign_envelope(statement, signer=signer))
+    if envelope_edit is not None:
+        envelope = envelope_edit(envelope)
     plain = parse_manifest(manifest_for(BootKey(), image, version=version, model=model))
     sbom_path, sbom_len, sbom_sha = _ref_of(sbom_target(model, version, "cyclonedx"), sbom)
     prov_path, prov_len, prov_sha = _ref_of(provenance_target(model, version), envelope)
+    sbom_ref = SbomRef(
+        target=sbom_path,
+        format="cyclonedx",
+        length=sbom_len,
+        sha256=sbom_sha,
+        components=components if declared_components is None else declared_components,
+    )
     manifest = replace(
         plain,
-        sbom=SbomRef(
-            target=sbom_path,
-            format="cyclonedx",
-            length=sbom_len,
-            sha256=sbom_sha,
-            components=components,
+        sbom=sbom_ref if with_sbom else None,
+        provenance=(
+            ProvenanceRef(target=prov_path, length=prov_len, sha256=prov_sha)
+            if with_provenance
+            else None
         ),
-        provenance=ProvenanceRef(target=prov_path, length=prov_len, sha256=prov_sha),
     )
     release = Release(model=model, version=version, image=image)
     release.put(image_target(model, version), image, fetched=False)

@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 
 __all__ = ["dumps", "load"]
 
-_MAX_DEPTH = 64
+_MAX_DEPTH = 100
 """Deepest nesting of arrays and objects read (our documents nest a few levels)."""
 
 

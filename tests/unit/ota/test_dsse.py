@@ -181,7 +181,7 @@ def _doc(**changes: Any) -> bytes:
     [
         (b"x" * (MAX + 1), "larger than"),
         (b"\xff", "not UTF-8"),
-        (b"[" * 100 + b"]" * 100, "nested deeper"),
+        (b"[" * 101 + b"]" * 101, "nested deeper"),
         (b'{"payload":"e30=","payload":"e30="}', "appears twice"),
         (b'{"payload":NaN}', "is not JSON"),
         (b"[]", "not an object"),
