@@ -27,6 +27,7 @@ _SPDX_VERSIONS = {"SPDX-2.2": "2.2", "SPDX-2.3": "2.3"}
 _SPDX_ID = re.compile(r"SPDXRef-[A-Za-z0-9.-]+")
 _SPDX_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
 _CREATORS = ("Person: ", "Organization: ", "Tool: ")
+_HEX = re.compile(r"[0-9a-fA-F]+")
 
 
 class SbomProblem(ValueError):
@@ -128,7 +129,7 @@ def _component(value: Any, path: str, spec: str, refs: set[str]) -> dict[str, An
         hashed = _object(entry, where)
         _string(hashed, "alg", where)
         content = _string(hashed, "content", where)
-        if not content or any(c not in "0123456789abcdefABCDEF" for c in content):
+        if _HEX.fullmatch(str(content)) is None:
             raise SbomProblem(f"{where}.content is not hex")
     return comp
 

@@ -8,13 +8,20 @@ stack. Integers are bounded by Python's digit limit (a ``ValueError`` we transla
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
+from itertools import accumulate
 from typing import Any, NoReturn
 
 __all__ = ["dumps", "load"]
 
-_MAX_DEPTH = 64
+_MAX_DEPTH = 100
 """Deepest nesting of arrays and objects read (our documents nest a few levels)."""
+
+
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 
 
 class _Refused(ValueError):
@@ -35,25 +42,13 @@ def _constant(name: str) -> NoReturn:
 
 
 def _depth_ok(text: str) -> bool:
-    """Whether brackets nest at most :data:`_MAX_DEPTH` deep (strings skipped)."""
-    depth, in_string, escaped = 0, False, False
-    for char in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            if depth > _MAX_DEPTH:
-                return False
-        elif char in "]}":
-            depth -= 1
-    return True
+    """Whether brackets nest at most :data:`_MAX_DEPTH` deep, outside strings.
+
+    Exact for valid JSON (which is all ``json.loads`` then accepts); regular expressions keep it
+    at C speed on megabyte SBOMs.
+    """
+    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
+    return max(accumulate(map(_STEP.__getitem__, brackets), initial=0)) <= _MAX_DEPTH
 
 
 def load(data: bytes, *, max_bytes: int, bad: Callable[[str], Exception]) -> Any:

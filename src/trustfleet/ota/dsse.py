@@ -154,7 +154,8 @@ def verify_envelope(
 ) -> tuple[str, ...]:
     """Verify an envelope's signatures over its PAE.
 
-    Only signatures whose keyid names a key of ``keys`` count, each key once.
+    Only signatures whose keyid names a key of ``keys`` count, each key once. A signature
+    without a keyid (optional in DSSE) is tried against every key not yet counted.
 
     Args:
         env: The envelope.
@@ -178,11 +179,16 @@ def verify_envelope(
     message = pae(env.payload_type, env.payload)
     verified: list[str] = []
     for signature in env.signatures:
-        key = keys.get(signature.keyid)
-        if key is None or signature.keyid in verified:
-            continue
-        if _verifies(key, signature, message):
-            verified.append(signature.keyid)
+        named = [signature.keyid] if signature.keyid else list(keys)
+        for keyid in named:
+            key = keys.get(keyid)
+            if (
+                key is not None
+                and keyid not in verified
+                and _verifies(key, keyid, signature.sig, message)
+            ):
+                verified.append(keyid)
+                break
     if len(verified) < threshold:
         raise VerificationFailed(
             f"the envelope carries {len(verified)} valid signature(s) by trusted keys,"
@@ -193,10 +199,14 @@ def verify_envelope(
     return tuple(verified)
 
 
-def _verifies(key: Key, signature: EnvelopeSignature, message: bytes) -> bool:
-    """Whether ``key`` verifies ``signature`` over ``message`` (securesystemslib's errors)."""
+def _verifies(key: Key, keyid: str, sig: bytes, message: bytes) -> bool:
+    """Whether ``key`` (trusted as ``keyid``) verifies ``sig`` over ``message``.
+
+    The one place securesystemslib's verification errors are translated. A key whose own id
+    is not ``keyid`` (a mis-built key map) verifies nothing.
+    """
     try:
-        key.verify_signature(Signature(signature.keyid, signature.sig.hex()), message)
+        key.verify_signature(Signature(keyid, sig.hex()), message)
     except UnverifiedSignatureError:  # VerificationError is a subclass
         return False
     return True
