@@ -250,6 +250,10 @@ def test_a_builder_not_allowed_for_the_model_is_refused(home: Path, tmp_path: Pa
 VERIFY_USAGE = {
     "neither": (["--version", "1.0.0"], "give either --home"),
     "root-missing": (["--version", "1.0.0", "--repo", "{home}", "--root", "/nonexistent"], "root"),
+    "root-not-tuf": (
+        ["--version", "1.0.0", "--repo", "{home}/ota/repo", "--root", "{home}/trustfleet.toml"],
+        "not TUF root metadata",
+    ),
 }
 
 
