@@ -41,6 +41,8 @@ _VERSION_KEY = "trustfleet"
 """The key of ``runDetails.builder.version`` (an SLSA map) naming our builder's version."""
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s\x00-\x1f\x7f]+")
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})")
+"""RFC 3339 date-time (upper-case T and Z, as python's ``fromisoformat`` reads them)."""
 _MAX_STRING = 1024
 _MAX_PARAMETERS = 64
 _MAX_MATERIALS = 1100
@@ -272,7 +274,7 @@ def _run(value: Any) -> tuple[str, str, str, datetime, datetime]:
 
 def _time(value: Any, name: str) -> datetime:
     text = _string(value, name)
-    if "T" not in text.upper() or len(text) > 40:
+    if _RFC3339.fullmatch(text) is None:
         raise _bad(f"'{name}' is not an RFC 3339 time")
     try:
         when = datetime.fromisoformat(text)  # Python 3.11 reads a trailing "Z"

@@ -142,6 +142,14 @@ def _check_provenance(
         provenance = parse_statement(env.payload, max_bytes=max_bytes)
     except InvalidInput as exc:
         raise _invalid(exc.message) from exc
+    _check_policy(provenance, image_sha256=image_sha256, allowed_builders=allowed_builders)
+    return provenance, signed_by
+
+
+def _check_policy(
+    provenance: Provenance, *, image_sha256: str, allowed_builders: Sequence[str]
+) -> None:
+    """Refuse a verified provenance about another image or by a builder not allowed."""
     if provenance.subject_sha256 != image_sha256:
         raise VerificationFailed(
             f"provenance refused: its subject is the image {provenance.subject_sha256[:16]}…,"
@@ -155,7 +163,6 @@ def _check_provenance(
             hint="build with an allowed builder ([supply_chain] allowed_builders)",
             code="release.provenance.builder",
         )
-    return provenance, signed_by
 
 
 def _invalid(why: str) -> InvalidInput:

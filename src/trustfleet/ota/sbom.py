@@ -112,15 +112,8 @@ def cyclonedx_for_image(
             (code ``ota.sbom.invalid``).
     """
     serial = uuid.uuid5(_SERIAL_NAMESPACE, f"urn:trustfleet:sbom:{model}/{version}/{image_sha256}")
-    image = {
-        "type": "firmware",
-        "bom-ref": f"urn:trustfleet:image:{model}:{version}",
-        "name": model,
-        "version": version,
-        "hashes": [{"alg": "SHA-256", "content": image_sha256}],
-        "properties": [{"name": "trustfleet:image:length", "value": str(image_length)}],
-    }
-    entries = _components(components)
+    image = _image_component(model, version, image_sha256, image_length)
+    entries = _components(components, taken=image["bom-ref"])
     doc: dict[str, Any] = {
         "bomFormat": "CycloneDX",
         "specVersion": "1.6",
@@ -144,8 +137,19 @@ def cyclonedx_for_image(
     return _strict_json.dumps(doc)
 
 
-def _components(components: Sequence[Component]) -> list[dict[str, Any]]:
-    entries: dict[str, dict[str, Any]] = {}
+def _image_component(model: str, version: str, sha256: str, length: int) -> dict[str, Any]:
+    return {
+        "type": "firmware",
+        "bom-ref": f"urn:trustfleet:image:{model}:{version}",
+        "name": model,
+        "version": version,
+        "hashes": [{"alg": "SHA-256", "content": sha256}],
+        "properties": [{"name": "trustfleet:image:length", "value": str(length)}],
+    }
+
+
+def _components(components: Sequence[Component], *, taken: str) -> list[dict[str, Any]]:
+    entries: dict[str, dict[str, Any]] = {taken: {}}
     for comp in sorted(set(components), key=lambda c: (c.name, c.version, c.purl, c.kind)):
         if comp.kind not in COMPONENT_TYPES["1.6"]:
             raise _bad(f"component '{comp.name[:60]}' has the unknown type '{comp.kind[:40]}'")
@@ -160,6 +164,7 @@ def _components(components: Sequence[Component]) -> list[dict[str, Any]]:
         if comp.sha256 is not None:
             entry["hashes"] = [{"alg": "SHA-256", "content": comp.sha256}]
         entries[ref] = entry
+    del entries[taken]
     return list(entries.values())
 
 

@@ -25,7 +25,7 @@ from tuf.ngclient.config import UpdaterConfig
 from tuf.ngclient.fetcher import FetcherInterface
 from tuf.ngclient.updater import Updater
 
-from trustfleet.errors import InvalidInput
+from trustfleet.errors import InvalidInput, NotFound
 from trustfleet.ota.manifest import (
     MAX_MANIFEST_BYTES,
     SBOM_FORMATS,
@@ -162,6 +162,18 @@ def _trusted(
     return digests, keys
 
 
+def _check_root(data: bytes) -> None:
+    """Refuse a trusted root that is not TUF root metadata (a usage error, not a finding)."""
+    try:
+        Metadata[Root].from_bytes(data)
+    except (exceptions.RepositoryError, ValueError, KeyError, TypeError) as exc:
+        raise InvalidInput(
+            f"the trusted root is not TUF root metadata: {str(exc)[:120]}",
+            hint="give the TUF root you trust, e.g. HOME/public/tuf-root.json",
+            code="release.verify.root",
+        ) from exc
+
+
 def verify_published_release(
     *,
     repo: Path,
@@ -186,10 +198,12 @@ def verify_published_release(
         The verdict; a TUF refusal is the one finding ``release.tuf.metadata``.
 
     Raises:
-        InvalidInput: A bad model or version, or no repository folder (``release.repo.missing``).
+        InvalidInput: A bad model or version, a trusted root that is not TUF root metadata
+            (``release.verify.root``), or no repository folder (``release.repo.missing``).
     """
     check_model(model)
     parse_version(version)
+    _check_root(trusted_root)
     if not (repo / "metadata").is_dir():
         raise InvalidInput(
             f"{repo} is not a TUF repository folder (no metadata/)",
@@ -221,9 +235,17 @@ def verify_published_release(
 def verify_home_release(rt: Runtime, *, model: str, version: str) -> ReleaseVerdict:
     """Verify a release of this home's repository, trusting the home's published TUF root."""
     settings = rt.settings
+    try:
+        trusted_root = settings.path(PUBLIC_ROOT).read_bytes()
+    except OSError as exc:
+        raise NotFound(
+            f"the home has no {PUBLIC_ROOT}",
+            hint="create the OTA repository with 'trustfleet ota init'",
+            code="ota.repo.missing",
+        ) from exc
     return verify_published_release(
         repo=repo_files(settings).root,
-        trusted_root=settings.path(PUBLIC_ROOT).read_bytes(),
+        trusted_root=trusted_root,
         model=model,
         version=version,
         allowed_builders=settings.supply_chain.builders_for(model),

@@ -5,6 +5,7 @@ copied repository folder with only the public TUF root, the tamper table, bad SB
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import shutil
 import subprocess
@@ -121,8 +122,10 @@ def test_the_published_event_names_the_digests_and_the_builder(home: Path) -> No
             events = tx.events.list(type="release.published", limit=100)
     finally:
         rt.close()
-    details = [e.details for e in events if e.details["version"] == "1.1.0"][0]
-    shown = _ok(home, "release", "show", "--version", "1.1.0")["manifest"]
+    details = next(e.details for e in events if e.details["version"] == "1.1.0")
+    shown = json.loads(
+        _target_file(home / "ota" / "repo", f"{MODEL}/1.1.0/release.json").read_bytes()
+    )
     assert details["sbom_sha256"] == shown["sbom"]["sha256"]
     assert details["provenance_sha256"] == shown["provenance"]["sha256"]
     assert details["sbom_components"] == shown["sbom"]["components"]
@@ -150,49 +153,51 @@ def test_independent_readers_accept_the_envelope_and_the_sbom(home: Path) -> Non
     assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(sbom) is None
 
 
-@pytest.mark.parametrize(
-    ("doc", "fmt", "count"),
-    [(cyclonedx_doc(components=3), "cyclonedx", 3), (spdx_doc(packages=4), "spdx", 4)],
-    ids=["cyclonedx", "spdx"],
-)
-def test_a_real_image_takes_a_supplied_sbom(
-    home: Path, tmp_path: Path, doc: dict[str, Any], fmt: str, count: int
-) -> None:
+def test_a_real_image_takes_a_supplied_sbom(home: Path, tmp_path: Path) -> None:
+    """A CycloneDX SBOM is staged; an SPDX one goes the whole way to 'release verify'."""
     image = tmp_path / "real.bin"
     image.write_bytes(bytes(range(256)) * 256)
-    sbom = write_sbom(tmp_path / "sbom.json", doc)
-    version = f"3.{count}.0"
-    result = run_cli("release", "build", "--home", home, "--version", version, "--image", image,
-                     "--model", "real-v1", "--sbom", sbom)  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    assert f"SBOM {fmt} with {count} components" in " ".join(result.stdout.split())
-    _ok(home, "release", "publish", "--version", version, "--model", "real-v1")
-    verified = _ok(home, "release", "verify", "--version", version, "--model", "real-v1")
-    assert verified["ok"] and verified["sbom"]["format"] == fmt
-    assert verified["provenance"]["materials"][1]["uri"] == "file:sbom.json"
+    for version, doc, fmt, count in (
+        ("3.3.0", cyclonedx_doc(components=3), "cyclonedx", 3),
+        ("3.4.0", spdx_doc(packages=4), "spdx", 4),
+    ):
+        sbom = write_sbom(tmp_path / f"{fmt}.json", doc)
+        result = run_cli("release", "build", "--home", home, "--version", version, "--image",
+                         image, "--model", "real-v1", "--sbom", sbom)  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert f"SBOM {fmt} with {count} components" in " ".join(result.stdout.split())
+    staged = home / "ota" / "staging" / "real-v1" / "3.3.0" / "sbom.cdx.json"
+    assert staged.read_bytes() == (tmp_path / "cyclonedx.json").read_bytes()
+    _ok(home, "release", "publish", "--version", "3.4.0", "--model", "real-v1")
+    verified = _ok(home, "release", "verify", "--version", "3.4.0", "--model", "real-v1")
+    assert verified["ok"] and verified["sbom"]["format"] == "spdx"
+    assert verified["provenance"]["materials"][1]["uri"] == "file:spdx.json"
 
 
-def _big_components() -> dict[str, Any]:
-    return cyclonedx_doc(components=50_001)
-
-
-BAD_SBOMS: dict[str, tuple[Callable[[Path], list[str]], str]] = {
-    "real-image-without-sbom": (lambda _: [], "its SBOM must be supplied"),
-    "not-json": (lambda p: ["--sbom", str(_write(p, b"not json {"))], "SBOM refused"),
+BAD_SBOMS: dict[str, tuple[Callable[[Path], tuple[Path, list[str]]], str, str]] = {
+    "not-json": (lambda p: (_write(p, b"not json {"), []), "ota.sbom.invalid", "JSON"),
     "wrong-bomformat": (
-        lambda p: ["--sbom", str(_write(p, json.dumps({**cyclonedx_doc(), "bomFormat": "X"})))],
-        "SBOM refused",
+        lambda p: (_write(p, json.dumps({**cyclonedx_doc(), "bomFormat": "X"})), []),
+        "ota.sbom.invalid",
+        "bomFormat",
     ),
-    "oversize": (lambda p: ["--sbom", str(_write(p, b" " * (8 << 20) + b"{}"))], "larger than"),
+    "oversize": (
+        lambda p: (_write(p, b" " * (8 << 20) + b"{}"), []), "ota.sbom.invalid", "larger than"
+    ),
     "too-many-components": (
-        lambda p: ["--sbom", str(_write(p, json.dumps(_big_components())))],
-        "SBOM refused",
+        lambda p: (_write(p, json.dumps(cyclonedx_doc(components=50_001))), []),
+        "ota.sbom.invalid",
+        "components",
+    ),
+    "schema-refuses": (
+        lambda p: (_write(p, json.dumps({**cyclonedx_doc(), "version": "one"})), []),
+        "ota.sbom.invalid",
+        "",
     ),
     "bad-material": (
-        lambda p: ["--sbom", str(write_sbom(p)), "--material", "nodigest"],
-        "material",
+        lambda p: (write_sbom(p), ["nodigest"]), "ota.provenance.material", "nodigest"
     ),
-}
+}  # fmt: skip
 
 
 def _write(path: Path, data: bytes | str) -> Path:
@@ -200,17 +205,38 @@ def _write(path: Path, data: bytes | str) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def runtime(home: Path) -> Iterator[Any]:
+    from trustfleet.services.runtime import Runtime
+    from trustfleet.settings import load_server_settings
+
+    rt = Runtime.open(load_server_settings(home))
+    yield rt
+    rt.close()
+
+
 @pytest.mark.parametrize("case", list(BAD_SBOMS.values()), ids=list(BAD_SBOMS))
-def test_a_bad_sbom_is_refused_with_one_line(
-    home: Path, tmp_path: Path, case: tuple[Callable[[Path], list[str]], str]
+def test_a_bad_sbom_is_refused(
+    runtime: Any, home: Path, tmp_path: Path, case: tuple[Callable[..., Any], str, str]
 ) -> None:
-    extra, expected = case
-    image = tmp_path / "real.bin"
-    image.write_bytes(b"\x7fELF" + bytes(4096))
-    args = ["release", "build", "--home", home, "--version", "9.0.0", "--image", image]
-    line = _one_error_line(run_cli(*args, "--model", "real-v1", *extra(tmp_path / "sbom.json")))
-    assert expected in line and "Hint" in line
+    from trustfleet.errors import TrustFleetError
+    from trustfleet.services.ota import build_release
+
+    make, code, words = case
+    sbom, materials = make(tmp_path / "sbom.json")
+    image = _write(tmp_path / "real.bin", b"\x7fELF" + bytes(4096))
+    with pytest.raises(TrustFleetError) as info:
+        build_release(runtime, image=image, version="9.0.0", model="real-v1", min_version=None,
+                      now=_now(), sbom=sbom, materials=materials)  # fmt: skip
+    assert info.value.code == code and words in info.value.message and info.value.hint
     assert not (home / "ota" / "staging" / "real-v1" / "9.0.0").exists()
+
+
+def test_a_real_image_without_sbom_is_refused_with_one_line(home: Path, tmp_path: Path) -> None:
+    image = _write(tmp_path / "real.bin", b"\x7fELF" + bytes(4096))
+    args = ["release", "build", "--home", home, "--version", "9.0.0", "--image", image]
+    line = _one_error_line(run_cli(*args, "--model", "real-v1"))
+    assert "its SBOM must be supplied" in line and "--sbom FILE" in line
 
 
 def test_a_builder_not_allowed_for_the_model_is_refused(home: Path, tmp_path: Path) -> None:
@@ -223,9 +249,11 @@ def test_a_builder_not_allowed_for_the_model_is_refused(home: Path, tmp_path: Pa
 
 VERIFY_USAGE = {
     "neither": (["--version", "1.0.0"], "give either --home"),
-    "repo-without-root": (["--version", "1.0.0", "--repo", "/tmp"], "--root"),
-    "bad-version": (["--version", "1.0", "--repo", "/tmp", "--root", "/tmp/x"], "version"),
     "root-missing": (["--version", "1.0.0", "--repo", "{home}", "--root", "/nonexistent"], "root"),
+    "root-not-tuf": (
+        ["--version", "1.0.0", "--repo", "{home}/ota/repo", "--root", "{home}/trustfleet.toml"],
+        "not TUF root metadata",
+    ),
 }
 
 
@@ -234,9 +262,156 @@ def test_release_verify_bad_arguments_fail_with_one_line(
     home: Path, case: tuple[list[str], str]
 ) -> None:
     args, expected = case
-    line = _one_error_line(run_cli("release", "verify", *[a.replace("{home}", str(home)) for a in args]))
+    line = _one_error_line(
+        run_cli("release", "verify", *[a.replace("{home}", str(home)) for a in args])
+    )
     assert expected in line
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+# --- the tamper table: a COPY of the published repository, verified with the public root ---
+
+
+class Tamper:
+    """What a tamper case may use: the copied repository, the home, a forged envelope."""
+
+    def __init__(self, repo: Path, home: Path, forged: bytes) -> None:
+        self.repo, self.home, self.forged = repo, home, forged
+
+    def file(self, version: str, name: str) -> Path:
+        return _target_file(self.repo, f"{MODEL}/{version}/{name}")
+
+    def relist(self, version: str, name: str, data: bytes) -> None:
+        """Publish ``data`` as the target, name it in an edited manifest, and sign new TUF
+        targets/snapshot/timestamp with the home's online keys (an insider's re-listing)."""
+        from trustfleet.ota import RepoFiles
+        from trustfleet.ota.repository import make_target
+        from trustfleet.services._ota_release import with_targets
+        from trustfleet.services._ota_state import write_state
+        from trustfleet.settings import load_server_settings
+
+        settings, files = load_server_settings(self.home), RepoFiles(self.repo)
+        path, manifest_path = f"{MODEL}/{version}/{name}", f"{MODEL}/{version}/release.json"
+        manifest = json.loads(self.file(version, "release.json").read_bytes())
+        sha = hashlib.sha256(data).hexdigest()
+        manifest["provenance"] |= {"length": len(data), "sha256": sha}
+        manifest_bytes = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
+        msha = hashlib.sha256(manifest_bytes).hexdigest()
+        files.put_target(path, sha256=sha, source=data)
+        files.put_target(manifest_path, sha256=msha, source=manifest_bytes)
+        custom = {"model": MODEL, "version": version}
+        targets = [
+            make_target(path, length=len(data), sha256=sha,
+                        custom={"kind": "provenance", **custom}),
+            make_target(manifest_path, length=len(manifest_bytes), sha256=msha,
+                        custom={"kind": "manifest", **custom}),
+        ]  # fmt: skip
+        with files.locked():
+            new = with_targets(settings, files, targets, now=_now())
+            write_state(settings, files, new, ["targets", "snapshot", "timestamp"])
+
+
+@pytest.fixture(scope="module")
+def forged(home: Path) -> bytes:
+    """1.1.0's provenance statement in an envelope signed by a second SoftHSM2 key."""
+    from trustfleet.ota.dsse import parse_envelope, render_envelope, sign_envelope
+    from trustfleet.ota.signer import Pkcs11Signer
+    from trustfleet.services._ota_keys import ensure_token, open_home_token
+    from trustfleet.settings import load_server_settings
+
+    settings = load_server_settings(home)
+    envelope = _target_file(home / "ota" / "repo", f"{MODEL}/1.1.0/provenance.dsse.json")
+    payload = parse_envelope(envelope.read_bytes(), max_bytes=1 << 20).payload
+    ensure_token(settings, "tf-test-other")
+    with open_home_token(settings, "tf-test-other") as session:
+        signer = Pkcs11Signer(session.generate_ec_key("other-release"))
+        return render_envelope(sign_envelope(payload, signer=signer))
+
+
+def _swap_sbom(t: Tamper) -> None:
+    t.file("1.1.0", "sbom.cdx.json").write_bytes(t.file("1.0.0", "sbom.cdx.json").read_bytes())
+
+
+def _other_provenance(t: Tamper) -> None:
+    other = t.file("1.0.0", "provenance.dsse.json").read_bytes()
+    t.file("1.1.0", "provenance.dsse.json").write_bytes(other)
+
+
+def _resigned(t: Tamper) -> None:
+    t.file("1.1.0", "provenance.dsse.json").write_bytes(t.forged)
+
+
+def _edited_payload(t: Tamper) -> None:
+    path = t.file("1.1.0", "provenance.dsse.json")
+    env = json.loads(path.read_bytes())
+    statement = base64.b64decode(env["payload"]).replace(BUILDER.encode(), b"urn:evil:builder")
+    env["payload"] = base64.b64encode(statement).decode()
+    path.write_text(json.dumps(env))
+
+
+def _edited_manifest(t: Tamper) -> None:
+    path = t.file("1.1.0", "release.json")
+    path.write_bytes(path.read_bytes().replace(b'"min_version":"1.0.0"', b'"min_version":"1.1.0"'))
+
+
+def _edited_targets(t: Tamper) -> None:
+    _swap_sbom(t)
+    meta = sorted(
+        (t.repo / "metadata").glob("*.targets.json"), key=lambda p: int(p.name.split(".")[0])
+    )[-1]
+    doc = json.loads(meta.read_bytes())
+    entry = doc["signed"]["targets"][f"{MODEL}/1.1.0/sbom.cdx.json"]
+    data = t.file("1.0.0", "sbom.cdx.json").read_bytes()
+    entry["hashes"]["sha256"] = hashlib.sha256(data).hexdigest()
+    meta.write_text(json.dumps(doc))
+
+
+def _relisted_resigned(t: Tamper) -> None:
+    t.relist("1.1.0", "provenance.dsse.json", t.forged)
+
+
+def _relisted_other_image(t: Tamper) -> None:
+    t.relist("1.1.0", "provenance.dsse.json", t.file("1.0.0", "provenance.dsse.json").read_bytes())
+
+
+TAMPERS: dict[str, tuple[Callable[[Tamper], None], str, str]] = {
+    "sbom-swapped": (_swap_sbom, "SBOM", "release.sbom.digest"),
+    "provenance-of-another-release": (
+        _other_provenance, "provenance signature", "release.provenance.digest"
+    ),
+    "envelope-signed-by-another-key": (
+        _resigned, "provenance signature", "release.provenance.digest"
+    ),
+    "envelope-payload-edited": (
+        _edited_payload, "provenance signature", "release.provenance.digest"
+    ),
+    "manifest-edited": (_edited_manifest, "manifest", "release.manifest.digest"),
+    "targets-metadata-edited": (_edited_targets, "TUF metadata", "release.tuf.metadata"),
+    "relisted-envelope-by-another-key": (
+        _relisted_resigned, "provenance signature", "release.provenance.signature"
+    ),
+    "relisted-provenance-of-another-image": (
+        _relisted_other_image, "provenance subject", "release.provenance.subject"
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(TAMPERS.values()), ids=list(TAMPERS))
+def test_release_verify_refuses_each_tampered_copy_with_its_reason(
+    home: Path, forged: bytes, tmp_path: Path, case: tuple[Callable[[Tamper], None], str, str]
+) -> None:
+    tamper, check, code = case
+    copy = tmp_path / "repo"
+    shutil.copytree(home / "ota" / "repo", copy)
+    tamper(Tamper(copy, home, forged))
+    result = _verify_repo(copy, home, "1.1.0")
+    assert result.returncode == 7, result.stdout + result.stderr
+    doc = json.loads(result.stdout)
+    rows = {row["check"]: row for row in doc["checks"]}
+    assert rows[check]["status"] == "refused" and code in rows[check]["reason"], rows
+    assert not doc["ok"] and "Traceback" not in result.stderr
+    if code == "release.tuf.metadata":
+        assert "TUF refused" in rows[check]["reason"]

@@ -86,8 +86,12 @@ def test_image_sbom_of_no_components_is_valid() -> None:
             ],
             "share the bom-ref",
         ),
+        (
+            [Component(name="x", version="1", purl="urn:trustfleet:image:gw-1:1.2.0")],
+            "share the bom-ref",
+        ),
     ],
-    ids=["unknown-kind", "shared-purl"],
+    ids=["unknown-kind", "shared-purl", "image-bom-ref"],
 )
 def test_image_sbom_refusals(components: list[Component], why: str) -> None:
     with pytest.raises(InvalidInput, match=why) as info:
