@@ -63,6 +63,7 @@ MODELS = 10
 LIVE_MODEL = "bench-live"
 LOOKUPS = 200
 _READY_TIMEOUT_S = 60.0
+_SBOM = {"bomFormat": "CycloneDX", "specVersion": "1.6", "version": 1, "components": []}
 _CHILD_TIMEOUT_S = 600.0
 
 
@@ -134,10 +135,18 @@ class Publisher:
         version = f"2.0.{self.count}"
         image = self._tmp / f"live-{version}.bin"
         image.write_bytes(os.urandom(64 * 1024))
+        sbom = image.with_suffix(".cdx.json")  # a real image needs its SBOM (issue 17)
+        sbom.write_text(json.dumps(_SBOM))
         started = time.perf_counter()
         now = datetime.now(UTC)
         build_release(
-            self._rt, image=image, version=version, model=LIVE_MODEL, min_version=None, now=now
+            self._rt,
+            image=image,
+            version=version,
+            model=LIVE_MODEL,
+            min_version=None,
+            now=now,
+            sbom=sbom,
         )
         publish_release(self._rt, model=LIVE_MODEL, version=version, now=now)
         self.seconds.append(time.perf_counter() - started)

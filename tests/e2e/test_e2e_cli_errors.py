@@ -203,6 +203,11 @@ CASES: dict[str, tuple[str, str, str]] = {
         ("release publish --home {home} --version 7.7.7", "not built", "release build"),
     "release-show-unknown":
         ("release show --home {home} --version 7.7.7", "no published release", "release list"),
+    "release-build-real-image-without-sbom":
+        ("release build --home {home} --version 8.8.8 --image {afile}", "must be supplied",
+         "--sbom FILE"),
+    "release-verify-no-repository":
+        ("release verify --version 1.0.0", "give either --home", "--repo DIR with --root FILE"),
     # campaign
     "campaign-create-unpublished-release":
         ("campaign create --home {home} --release 7.7.7 --waves 100 --max-failure-rate 5%",

@@ -247,6 +247,8 @@ def test_demo_runs_every_stage_and_leaves_the_fleet_in_its_real_state(tmp_path: 
         assert doc["processes"]["witness"]
 
         home = workdir / "server"
+        released = next(s["details"] for s in doc["stages"] if s["name"] == "release")
+        assert released["sbom_components"] > 0 and released["provenance_verified"], released
         detect = next(s["details"] for s in doc["stages"] if s["name"] == "detect")
         revoked = _check_fleet(
             _store_facts(home), workdir / "devices", exfiltrated=detect["device"]

@@ -29,6 +29,7 @@ from support.cliguard import (
     writable_by_others,
 )
 from support.locks import hold_lock
+from support.sbom import write_sbom
 
 # --- Finding 1 and 5: explicit modes under any umask ------------------------------------------
 
@@ -40,7 +41,7 @@ def test_umask_group_writable_tree(tmp_path: Path, umask: int) -> None:
     image = tmp_path / "image.bin"
     image.write_bytes(os.urandom(64 * 1024))
     ok("release", "build", "--home", home, "--model", "sim-v1", "--version", "1.0.0",
-       "--image", image, umask=umask)  # fmt: skip
+       "--image", image, "--sbom", write_sbom(tmp_path / "sbom.json"), umask=umask)  # fmt: skip
     ok("release", "publish", "--home", home, "--model", "sim-v1", "--version", "1.0.0",
        umask=umask)  # fmt: skip
     devices = tmp_path / "devices"
@@ -65,11 +66,11 @@ def test_staged_firmware_private(tmp_path: Path) -> None:
     image = tmp_path / "image.bin"
     image.write_bytes(os.urandom(64 * 1024))
     ok("release", "build", "--home", home, "--model", "sim-v1", "--version", "1.0.0",
-       "--image", image)  # fmt: skip
+       "--image", image, "--sbom", write_sbom(tmp_path / "sbom.json"))  # fmt: skip
     staged = home / "ota" / "staging" / "sim-v1" / "1.0.0"
     assert [mode(p) for p in (staged.parent.parent, staged.parent, staged)] == [0o700] * 3
-    assert mode(staged / "image.bin") == 0o600
-    assert mode(staged / "release.json") == 0o600
+    for name in ("image.bin", "release.json", "sbom.cdx.json", "provenance.dsse.json"):
+        assert mode(staged / name) == 0o600, name
 
 
 @pytest.mark.skipif(not HAVE_SWTPM, reason="swtpm is not installed: devices get no TPM")
@@ -78,7 +79,9 @@ def test_vendor_ca_key_mode(tmp_path: Path) -> None:
     home = init(tmp_path / "home", umask=0)
     image = tmp_path / "image.bin"
     image.write_bytes(os.urandom(64 * 1024))
-    ok("release", "build", "--home", home, "--version", "1.0.0", "--image", image, umask=0)
+    sbom = write_sbom(tmp_path / "sbom.json")
+    ok("release", "build", "--home", home, "--version", "1.0.0", "--image", image, "--sbom", sbom,
+       umask=0)  # fmt: skip
     ok("release", "publish", "--home", home, "--version", "1.0.0", umask=0)
     ok("factory", "provision", "--home", home, "--out", tmp_path / "d", umask=0)
     vendor = home / "tpm-vendor"

@@ -20,6 +20,7 @@ import sqlalchemy
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import load_der_x509_csr
 
+from support.sbom import write_sbom
 from support.scripts import run_script
 from support.server import RunningServer, make_csr_der, make_key
 
@@ -48,7 +49,7 @@ from trustfleet.settings import load_server_settings
 a = json.loads(sys.argv[1])
 rt = Runtime.open(load_server_settings(Path(a["home"])))
 build_release(rt, image=Path(a["image"]), version=a["version"], model=a["model"],
-              min_version=None, now=datetime.now(UTC))
+              min_version=None, now=datetime.now(UTC), sbom=Path(a["sbom"]))
 publish_release(rt, model=a["model"], version=a["version"], now=datetime.now(UTC))
 rt.close()
 """
@@ -79,6 +80,7 @@ def publish_release(server: RunningServer, work: Path, *, model: str, version: s
     image.write_bytes(block * (_IMAGE_BYTES // len(block)))
     args: dict[str, Any] = {
         "home": str(server.home), "image": str(image), "model": model, "version": version,
+        "sbom": str(write_sbom(work / f"{model}-{version}.cdx.json")),
     }  # fmt: skip
     run_script(_PUBLISH, args, timeout_s=300)
 

@@ -164,12 +164,13 @@ def sign_csr(
     )
 
 
-def _device_row(d: Any) -> dict[str, str]:
+def _device_row(d: Any) -> dict[str, Any]:
     return {
         "device_id": d.device_id,
         "model": d.model,
         "directory": str(d.directory),
         "idevid_serial": format(d.certificate.serial_number, "x"),
+        "allowed_builders": list(d.allowed_builders),
     }
 
 

@@ -21,6 +21,7 @@ from trustfleet.cli._common import (
     present_page,
 )
 from trustfleet.cli._options import CursorOpt, HomeOpt, JsonOpt, LimitOpt
+from trustfleet.cli._release_verify import show_attestations, verdict_doc, verify_command
 
 __all__ = ["app"]
 
@@ -53,21 +54,42 @@ def build(
         str | None,
         typer.Option("--min-version", help="Lowest installed version it may be installed over."),
     ] = None,
+    sbom: Annotated[
+        Path | None,
+        typer.Option(
+            "--sbom",
+            help="The image's SBOM (CycloneDX or SPDX JSON); required unless it is a "
+            "simulated image, which lists its own components.",
+        ),
+    ] = None,
+    material: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--material", help="A further build input for the provenance: URI=sha256:HEX."
+        ),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Sign an image with the boot key and stage it (HOME/ota/staging/<model>/<version>/)."""
+    """Sign an image, record its SBOM and signed provenance, stage it (HOME/ota/staging/…)."""
     from trustfleet.ota.manifest import render_manifest
     from trustfleet.services.ota import build_release
 
     with command_runtime(home) as rt:
         manifest = build_release(
-            rt, image=image, version=version, model=model, min_version=min_version, now=now()
-        )
-    doc = json.loads(render_manifest(manifest))
+            rt, image=image, version=version, model=model, min_version=min_version, now=now(),
+            sbom=sbom, materials=tuple(material or ()),
+        )  # fmt: skip
+        builder = rt.settings.supply_chain.builder_id
+    doc = {**json.loads(render_manifest(manifest)), "builder_id": builder}
     line = (
         f"staged {model} {version} ({manifest.image.length} bytes, "
         f"sha256 {manifest.image.sha256[:16]}…, min_version {manifest.min_version})"
     )
+    if manifest.sbom is not None:
+        line += (
+            f"; SBOM {manifest.sbom.format} with {manifest.sbom.components} components; "
+            f"provenance signed, builder {builder}"
+        )
     present_done(doc, json_out=json_out, line=line)
 
 
@@ -129,10 +151,16 @@ def show(
     check_model(model)
     parse_version(version)
     from trustfleet.services.queries import published_release
+    from trustfleet.services.release_verify import verify_home_release
 
     with command_runtime(home) as rt, hint_for_missing(_LIST_HINT):
         record = published_release(rt, model=model, version=version)
-    doc = {**_record_doc(record), "manifest": json.loads(record.manifest)}
+        verdict = verify_home_release(rt, model=model, version=version)
+    doc = {
+        **_record_doc(record),
+        "manifest": json.loads(record.manifest),
+        "verification": verdict_doc(verdict),
+    }
     if json_out:
         emit_json(doc)
         return
@@ -144,3 +172,7 @@ def show(
     console.print(f"boot key: {man['boot']['key_sha256']}  signature: {len(signature)} bytes")
     for d in man["deltas"]:
         console.print(f"delta from {d['from_version']}: {d['length']} bytes ({d['target']})")
+    show_attestations(man, doc["verification"])
+
+
+app.command("verify")(verify_command)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,12 @@ from trustfleet.services._ota_keys import (
     repo_files,
 )
 from trustfleet.services._ota_state import expiry_of, load_state, write_state
+from trustfleet.services._ota_supply import (
+    attest_release,
+    published_details,
+    stage_attestations,
+    staged_attestations,
+)
 from trustfleet.services.runtime import Runtime
 from trustfleet.settings import ServerSettings
 from trustfleet.store import MAX_LIST_LIMIT, ReleaseRecord
@@ -98,9 +105,21 @@ def _refuse_published(rt: Runtime, model: str, version: str) -> list[ReleaseReco
 
 
 def build_release(
-    rt: Runtime, *, image: Path, version: str, model: str, min_version: str | None, now: datetime
+    rt: Runtime,
+    *,
+    image: Path,
+    version: str,
+    model: str,
+    min_version: str | None,
+    now: datetime,
+    sbom: Path | None = None,
+    materials: Sequence[str] = (),
 ) -> ReleaseManifest:
-    """Sign an image with the boot key and stage it with its manifest (no deltas yet).
+    """Sign an image with the boot key and stage it with its manifest, SBOM and provenance.
+
+    The staged folder holds ``image.bin``, ``release.json`` (naming the SBOM and provenance
+    by digest), ``sbom.cdx.json`` or ``sbom.spdx.json`` and ``provenance.dsse.json`` (a DSSE
+    envelope signed by the TUF targets key in the release token), all 0600. No deltas yet.
 
     Args:
         rt: The server home's runtime.
@@ -110,13 +129,20 @@ def build_release(
         min_version: The lowest installed version it may go over (default: the lowest
             published version of the model, or ``version`` for the first release).
         now: The build time.
+        sbom: The SBOM of a real image (CycloneDX or SPDX JSON); a simulated image brings
+            its component list.
+        materials: Further build inputs recorded in the provenance, ``URI=sha256:HEX``.
 
     Returns:
         The staged manifest.
 
     Raises:
-        InvalidInput: Bad version, model or image. NotFound: no image file.
+        InvalidInput: Bad version, model or image; a real image without SBOM
+            (``ota.sbom.required``), an invalid SBOM (``ota.sbom.invalid``) or material.
+        NotFound: No image file.
         Conflict: The version is published already (code ``ota.release.exists``).
+        VerificationFailed: ``[supply_chain] builder_id`` is not allowed for the model
+            (``release.provenance.builder``).
     """
     staged = staged_dir(rt, model=model, version=version)
     published = _refuse_published(rt, model, version)
@@ -136,14 +162,21 @@ def build_release(
         )
     finally:
         key.close()
+    made = attest_release(
+        rt.settings, manifest=manifest, image=image, sbom=sbom, materials=materials, now=now
+    )
+    manifest = replace(manifest, sbom=made.sbom_ref, provenance=made.provenance_ref)
     _private_staging(rt, staged)
     copy_atomic(image, staged / "image.bin", mode=PRIVATE_FILE_MODE)
+    stage_attestations(staged, made)
     write_atomic(staged / "release.json", render_manifest(manifest), mode=PRIVATE_FILE_MODE)
     logger.info("staged release %s %s in %s", model, version, staged)
     return manifest
 
 
-def _load_staged(rt: Runtime, model: str, version: str) -> tuple[ReleaseManifest, Path]:
+def _load_staged(
+    rt: Runtime, model: str, version: str
+) -> tuple[ReleaseManifest, Path, list[tuple[str, str, int, bytes]]]:
     staged = staged_dir(rt, model=model, version=version)
     try:
         manifest = parse_manifest((staged / "release.json").read_bytes())
@@ -169,7 +202,9 @@ def _load_staged(rt: Runtime, model: str, version: str) -> tuple[ReleaseManifest
     if not isinstance(public, ec.EllipticCurvePublicKey):
         raise Config("public/boot-key.pem is not an EC key", code="ota.boot_key.invalid")
     verify_boot_signature(manifest, public_key=public)
-    return manifest, image
+    chain = rt.settings.supply_chain
+    limit = max(chain.max_sbom_bytes, chain.max_provenance_bytes)
+    return manifest, image, staged_attestations(staged, manifest, max_bytes=limit)
 
 
 def _make_deltas(
@@ -226,7 +261,7 @@ def publish_release(
         NotFound: The release was not built. Conflict: It is published already.
         VerificationFailed: The staged files changed since the build.
     """
-    manifest, image = _load_staged(rt, model, version)
+    manifest, image, attested = _load_staged(rt, model, version)
     published = _refuse_published(rt, model, version)
     lower = [r for r in published if parse_version(r.version) < manifest.version_key]
     previous = lower[: rt.settings.ota.delta_from_previous]
@@ -250,6 +285,10 @@ def publish_release(
         files.put_target(ref.target, sha256=ref.sha256, source=path)
         custom = {"kind": "delta", **base, "from_version": ref.from_version}
         targets.append(make_target(ref.target, length=ref.length, sha256=ref.sha256, custom=custom))
+    for kind, name, length, data in attested:
+        sha = hashlib.sha256(data).hexdigest()
+        files.put_target(name, sha256=sha, source=data)
+        targets.append(make_target(name, length=length, sha256=sha, custom={"kind": kind, **base}))
     digest = hashlib.sha256(manifest_bytes).hexdigest()
     target = manifest_target(model, version)
     files.put_target(target, sha256=digest, source=manifest_bytes)
@@ -258,8 +297,14 @@ def publish_release(
             target, length=len(manifest_bytes), sha256=digest, custom={"kind": "manifest", **base}
         )
     )
+    supply = published_details(manifest, attested)
     return _commit_release(
-        rt, manifest=manifest, manifest_bytes=manifest_bytes, targets=targets, now=now
+        rt,
+        manifest=manifest,
+        manifest_bytes=manifest_bytes,
+        targets=targets,
+        supply=supply,
+        now=now,
     )
 
 
@@ -289,6 +334,7 @@ def _commit_release(
     manifest: ReleaseManifest,
     manifest_bytes: bytes,
     targets: list[TargetFile],
+    supply: dict[str, Any],
     now: datetime,
 ) -> ReleaseRecord:
     settings, files = rt.settings, repo_files(rt.settings)
@@ -317,6 +363,7 @@ def _commit_release(
                     "image_length": manifest.image.length,
                     "deltas": [d.from_version for d in manifest.deltas],
                     "targets_version": new.targets.signed.version,
+                    **supply,
                 },
                 now=now,
             )

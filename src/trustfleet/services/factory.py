@@ -83,6 +83,8 @@ class ProvisionedDevice:
     model: str
     directory: Path | None
     certificate: x509.Certificate
+    allowed_builders: tuple[str, ...] = ()
+    """The builders whose releases it installs (``[ota] allowed_builders``; empty: any)."""
 
 
 def provision_devices(
@@ -202,13 +204,16 @@ def _certify(
             manufacture_device_tpm(rt, directory)
     bundle = rt.settings.path("public/ca-bundle.pem").read_bytes()
     write_atomic(directory / "ca-bundle.pem", bundle)
-    save_device_settings(
-        _device_settings(rt, directory=directory, device_id=device_id, model=model)
-    )
+    settings = _device_settings(rt, directory=directory, device_id=device_id, model=model)
+    save_device_settings(settings)
     write_atomic(directory / "idevid.pem", cert.public_bytes(serialization.Encoding.PEM))
     _register(rt, cert, device_id=device_id, model=model, source="factory.provision", now=now)
     return ProvisionedDevice(
-        device_id=device_id, model=model, directory=directory, certificate=cert
+        device_id=device_id,
+        model=model,
+        directory=directory,
+        certificate=cert,
+        allowed_builders=tuple(settings.ota.allowed_builders),
     )
 
 
@@ -355,6 +360,10 @@ def _device_settings(rt: Runtime, *, directory: Path, device_id: str, model: str
             "host": urlsplit(base).hostname or "localhost",
             "port": rt.settings.broker.port,
             "max_payload_bytes": rt.settings.broker.max_payload_bytes,
+        },
+        "ota": {  # the device's builder policy (docs/supply-chain.md)
+            "allowed_builders": rt.settings.supply_chain.builders_for(model),
+            "max_provenance_bytes": rt.settings.supply_chain.max_provenance_bytes,
         },
     }
     return validate_model(

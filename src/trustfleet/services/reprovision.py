@@ -77,6 +77,8 @@ class Reprovisioned:
     directory: Path
     certificate: x509.Certificate
     tpm: bool
+    allowed_builders: tuple[str, ...] = ()
+    """The builders whose releases it installs (``[ota] allowed_builders``; empty: any)."""
 
 
 def check_wiped(directory: Path) -> tuple[str, str]:
@@ -176,7 +178,8 @@ def _reprovision_locked(rt: Runtime, *, directory: Path, now: datetime) -> Repro
             _write_boot_chain(rt, staging, ota=ota, model=model)
         bundle = rt.settings.path("public/ca-bundle.pem").read_bytes()
         write_atomic(staging / "ca-bundle.pem", bundle)
-        save_device_settings(_device_settings(rt, directory=staging, device_id=new_id, model=model))
+        settings = _device_settings(rt, directory=staging, device_id=new_id, model=model)
+        save_device_settings(settings)
         write_atomic(staging / "idevid.pem", cert.public_bytes(serialization.Encoding.PEM))
         _register(rt, cert, device_id=new_id, old_id=old_id, model=model, now=now)
     except BaseException:
@@ -184,7 +187,8 @@ def _reprovision_locked(rt: Runtime, *, directory: Path, now: datetime) -> Repro
         raise
     final = _swap(directory, staging, parent / new_id)
     return Reprovisioned(device_id=new_id, previous_device_id=old_id, model=model,
-                         directory=final, certificate=cert, tpm=has_tpm)  # fmt: skip
+                         directory=final, certificate=cert, tpm=has_tpm,
+                         allowed_builders=tuple(settings.ota.allowed_builders))  # fmt: skip
 
 
 def _move_hardware(rt: Runtime, old: Path, staging: Path, *, with_tpm: bool) -> bool:

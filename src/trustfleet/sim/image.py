@@ -8,6 +8,10 @@ filesystem::
     ...    file data, each file starting on a 4 KiB block
     ...    free space (zeros) up to the image size
 
+The format itself (superblock, table) is :mod:`trustfleet.ota.simimage`. The last file,
+``etc/trustfleet/components.json``, lists the image's components (its binaries, with their
+lineage generation and SHA-256), which ``release build`` turns into the release's SBOM.
+
 Files are ELF-like binaries (code drawn from a shared instruction vocabulary, strings, a
 symbol table), configs, data pages and high-entropy blobs (``.gz``/``.png``). Versions of one
 seed form a lineage (see :mod:`trustfleet.sim._image_lineage`): a patch or minor release edits a
@@ -20,13 +24,21 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import struct
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from trustfleet.errors import InvalidInput
+from trustfleet.ota.sbom import Component
+from trustfleet.ota.simimage import (
+    BLOCK,
+    COMPONENTS_FILE,
+    ENTRY,
+    Superblock,
+    pack_entry,
+    pack_superblock,
+    render_components,
+)
 from trustfleet.ota.versions import parse_version
 from trustfleet.sim._image_content import generate, rng_for, vocabulary
 from trustfleet.sim._image_lineage import FileRecipe, StepKind, apply_step, initial_files
@@ -47,12 +59,6 @@ MAX_IMAGE_BYTES = 1 << 30
 MAX_LINEAGE_STEPS = 4096
 """At most this many release steps (major + minor + patch numbers) from the lineage root."""
 
-_MAGIC = b"TFSIMG01"
-_FORMAT = 1
-_BLOCK = 4096
-_SUPER = struct.Struct("<8sI16s16sIQQQQ")
-_ENTRY = struct.Struct("<64sQQB3xI4x")
-_KIND_CODE = {"bin": 1, "blob": 2, "cfg": 3, "data": 4}
 _SIZE = re.compile(r"\s*([0-9]{1,13})\s*(B|KiB|MiB|GiB|K|M|G)?\s*", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20}
 _UNITS |= {"g": 1 << 30, "gib": 1 << 30}
@@ -149,34 +155,62 @@ def _file_bytes(recipe: FileRecipe, *, seed: str) -> bytes:
     return bytes(data)
 
 
-def _layout(files: list[FileRecipe], *, size_bytes: int, version: str) -> list[int]:
-    table_end = _BLOCK + len(files) * _ENTRY.size
-    offset = -(-table_end // _BLOCK) * _BLOCK
+def _too_small(version: str, needed: int, size_bytes: int) -> InvalidInput:
+    return InvalidInput(
+        f"version {version} needs {needed} bytes, more than the image size {size_bytes}",
+        hint="build a larger image (e.g. --size 64MiB)",
+        code="sim.image.too_small",
+    )
+
+
+def _blocks(size: int) -> int:
+    return -(-max(1, size) // BLOCK) * BLOCK
+
+
+def _layout(files: list[FileRecipe], *, size_bytes: int, version: str) -> tuple[list[int], int]:
+    """Offsets of the files, and where the component list goes (after them)."""
+    table_end = BLOCK + (len(files) + 1) * ENTRY.size
+    offset = _blocks(table_end)
     offsets = []
     for recipe in files:
         offsets.append(offset)
-        offset += -(-max(1, recipe.size) // _BLOCK) * _BLOCK
+        offset += _blocks(recipe.size)
     if offset > size_bytes:
-        raise InvalidInput(
-            f"version {version} needs {offset} bytes, more than the image size {size_bytes}",
-            hint="build a larger image (e.g. --size 64MiB)",
-            code="sim.image.too_small",
-        )
-    return offsets
+        raise _too_small(version, offset, size_bytes)
+    return offsets, offset
+
+
+def _origin(recipe: FileRecipe, *, seed: str) -> str:
+    """The version whose release step created (or rebuilt) a file: its lineage generation."""
+    step = recipe.seed.removeprefix(f"{seed}/").split("/", 1)[0]
+    return "0.0.0" if step == "root" else step
+
+
+def _component(recipe: FileRecipe, content: bytes, *, seed: str) -> Component:
+    name = recipe.name.rsplit("/", 1)[-1]
+    version = f"{_origin(recipe, seed=seed)}-p{len(recipe.edits)}"
+    return Component(
+        name=name,
+        version=version,
+        purl=f"pkg:generic/{name}@{version}",
+        sha256=hashlib.sha256(content).hexdigest(),
+    )
 
 
 def _write_files(
     fh: BinaryIO, files: list[FileRecipe], offsets: list[int], *, seed: str
-) -> list[bytes]:
-    entries = []
+) -> tuple[list[bytes], list[Component]]:
+    entries, components = [], []
     for recipe, offset in zip(files, offsets, strict=True):
         content = _file_bytes(recipe, seed=seed)
         fh.seek(offset)
         fh.write(content)
-        name = recipe.name.encode()[:64]
-        kind = _KIND_CODE[recipe.kind]
-        entries.append(_ENTRY.pack(name, offset, len(content), kind, zlib.crc32(content)))
-    return entries
+        entries.append(
+            pack_entry(name=recipe.name, offset=offset, content=content, kind=recipe.kind)
+        )
+        if recipe.kind == "bin":
+            components.append(_component(recipe, content, seed=seed))
+    return entries, components
 
 
 def _write_image(
@@ -184,26 +218,31 @@ def _write_image(
     files: list[FileRecipe],
     offsets: list[int],
     *,
+    end: int,
     version: str,
     seed: str,
     size_bytes: int,
 ) -> None:
-    entries = _write_files(fh, files, offsets, seed=seed)
+    entries, components = _write_files(fh, files, offsets, seed=seed)
+    listing = render_components(components)
+    if end + len(listing) > size_bytes:
+        raise _too_small(version, end + len(listing), size_bytes)
+    fh.seek(end)
+    fh.write(listing)
+    entries.append(pack_entry(name=COMPONENTS_FILE, offset=end, content=listing, kind="cfg"))
     fh.truncate(size_bytes)
-    superblock = _SUPER.pack(
-        _MAGIC,
-        _FORMAT,
-        version.encode(),
-        hashlib.sha256(seed.encode()).digest()[:16],
-        len(files),
-        _BLOCK,
-        len(entries) * _ENTRY.size,
-        offsets[0] if offsets else _BLOCK,
-        size_bytes,
+    superblock = Superblock(
+        version=version,
+        seed_digest=hashlib.sha256(seed.encode()).digest()[:16],
+        files=len(entries),
+        table_offset=BLOCK,
+        table_bytes=len(entries) * ENTRY.size,
+        data_offset=offsets[0] if offsets else end,
+        size=size_bytes,
     )
     fh.seek(0)
-    fh.write(superblock)
-    fh.seek(_BLOCK)
+    fh.write(pack_superblock(superblock))
+    fh.seek(BLOCK)
     fh.write(b"".join(entries))
     fh.flush()
     os.fsync(fh.fileno())
@@ -227,16 +266,21 @@ def build_image(out: Path, *, version: str, size_bytes: int, seed: str = "sim-v1
     """
     _check_size(size_bytes)
     files = _recipes(version=version, size_bytes=size_bytes, seed=seed)
-    offsets = _layout(files, size_bytes=size_bytes, version=version)
+    offsets, end = _layout(files, size_bytes=size_bytes, version=version)
     tmp = out.with_name(f".{out.name}.part")
     try:
         with tmp.open("wb") as fh:
-            _write_image(fh, files, offsets, version=version, seed=seed, size_bytes=size_bytes)
+            _write_image(
+                fh, files, offsets, end=end, version=version, seed=seed, size_bytes=size_bytes
+            )
         digest = hashlib.sha256()
         with tmp.open("rb") as fh:
             while chunk := fh.read(1 << 20):
                 digest.update(chunk)
         tmp.replace(out)
+    except InvalidInput:
+        tmp.unlink(missing_ok=True)
+        raise
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise InvalidInput(
@@ -250,5 +294,5 @@ def build_image(out: Path, *, version: str, size_bytes: int, seed: str = "sim-v1
         seed=seed,
         length=size_bytes,
         sha256=digest.hexdigest(),
-        files=len(files),
+        files=len(files) + 1,
     )

@@ -8,6 +8,7 @@ import pytest
 from apikit import ApiKit, assert_problem
 
 from conftest import Fleet
+from support.sbom import write_sbom
 
 pytestmark = pytest.mark.integration
 
@@ -17,7 +18,10 @@ def release(api: ApiKit, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
     """A staged build 1.0.0 of sim-v1 (``release build`` stays a CLI step), published by the API."""
     image = Path(tmp_path_factory.mktemp("release")) / "image.bin"
     image.write_bytes(bytes(range(256)) * 64)
-    built = api.server.cli("release", "build", "--version", "1.0.0", "--image", image)
+    sbom = write_sbom(image.with_name("sbom.json"))
+    built = api.server.cli(
+        "release", "build", "--version", "1.0.0", "--image", image, "--sbom", sbom
+    )
     assert built.returncode == 0, built.stderr
     body = {"model": "sim-v1", "version": "1.0.0"}
     before = api.last_event_id()

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from tuf.ngclient import Updater
 
 from support.runtimes import home_runtime
+from support.sbom import write_sbom
 from trustfleet.errors import Conflict, NotFound, VerificationFailed
 from trustfleet.ota.manifest import parse_manifest
 from trustfleet.ota.release import verify_boot_signature
@@ -118,7 +119,10 @@ def _image(path: Path, *, seed: bytes, size: int) -> Path:
 
 def _publish(rt: Runtime, tmp: Path, version: str, *, seed: bytes, size: int) -> bytes:
     image = _image(tmp / f"{version}.bin", seed=seed, size=size)
-    build_release(rt, image=image, version=version, model=MODEL, min_version=None, now=_now())
+    sbom = write_sbom(tmp / f"{version}.cdx.json")
+    build_release(
+        rt, image=image, version=version, model=MODEL, min_version=None, now=_now(), sbom=sbom
+    )
     publish_release(rt, model=MODEL, version=version, now=_now())
     return image.read_bytes()
 
@@ -214,7 +218,10 @@ def test_refusals(rt: Runtime, tmp_path: Path) -> None:
         init_offline_repository(rt.settings, offline=tmp_path / "o", pins_out=None, now=_now())
     assert not (tmp_path / "o").exists()
     image = _image(tmp_path / "2.0.0.bin", seed=b"two", size=8192)
-    build_release(rt, image=image, version="2.0.0", model=MODEL, min_version=None, now=_now())
+    sbom = write_sbom(tmp_path / "2.0.0.cdx.json")
+    build_release(
+        rt, image=image, version="2.0.0", model=MODEL, min_version=None, now=_now(), sbom=sbom
+    )
     staged = rt.settings.path(rt.settings.ota.staging_dir) / MODEL / "2.0.0" / "image.bin"
     staged.write_bytes(b"tampered" + staged.read_bytes()[8:])
     with pytest.raises(VerificationFailed):

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from support.identities import issue_software_service_identity
+from support.sbom import write_sbom
 from support.scripts import run_script
 from support.server import (
     RunningServer,
@@ -53,7 +54,7 @@ a = json.loads(sys.argv[1])
 rt = Runtime.open(load_server_settings(Path(a["home"])))
 for model, image in a["releases"]:
     build_release(rt, image=Path(image), version="1.0.0", model=model, min_version=None,
-                  now=datetime.now(UTC))
+                  now=datetime.now(UTC), sbom=Path(a["sbom"]))
     publish_release(rt, model=model, version="1.0.0", now=datetime.now(UTC))
 rt.close()
 """
@@ -61,7 +62,12 @@ rt.close()
 
 def _publish(server: RunningServer, releases: list[tuple[str, Path]]) -> None:
     """Build and publish releases in one child process (one SoftHSM2 configuration each)."""
-    args = {"home": str(server.home), "releases": [(m, str(p)) for m, p in releases]}
+    sbom = write_sbom(releases[0][1].with_name("sbom.cdx.json"))
+    args = {
+        "home": str(server.home),
+        "releases": [(m, str(p)) for m, p in releases],
+        "sbom": str(sbom),
+    }
     run_script(_PUBLISH, args, timeout_s=300)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from support.sbom import write_sbom
 from support.server import init_home, run_cli
 from trustfleet.sim.process import free_port
 from trustfleet.sim.server import SimServer
@@ -43,7 +44,8 @@ def _one_error_line(result: subprocess.CompletedProcess[str]) -> str:
 def test_build_publish_list_show(home: Path, tmp_path: Path) -> None:
     image = tmp_path / "image.bin"
     image.write_bytes(bytes(range(256)) * 1024)
-    built = _ok(home, "release", "build", "--version", "1.0.0", "--image", image)
+    sbom = write_sbom(tmp_path / "sbom.json")
+    built = _ok(home, "release", "build", "--version", "1.0.0", "--image", image, "--sbom", sbom)
     assert built["min_version"] == "1.0.0" and built["deltas"] == []
     staged = home / "ota" / "staging" / "sim-v1" / "1.0.0"
     assert (staged / "image.bin").read_bytes() == image.read_bytes()

@@ -152,3 +152,20 @@ def test_a_corrupt_partial_is_deleted_and_refused(tmp_path: Path) -> None:
         assert caught.value.code == "ota.tuf.hash"
         assert not part.exists()
         assert client.download(target).read_bytes() == DATA  # a clean retry succeeds
+
+
+def test_targets_keys_come_from_the_trusted_root_and_follow_its_rotations(tmp_path: Path) -> None:
+    """What the builder policy verifies release provenance with (docs/supply-chain.md)."""
+    repo = SimRepo()
+    with serving(repo) as (url, _):
+        client = new_client(url, tmp_path, repo.root_bytes(1))
+        client.refresh()
+        first = {s.public_key.keyid for s in repo.signers[Targets.type]}
+        assert set(client.targets_keys()) == first
+        repo.rotate_root((Targets.type,))
+        repo.publish()
+        client.refresh()
+        rotated = {s.public_key.keyid for s in repo.signers[Targets.type]}
+        assert set(client.targets_keys()) == rotated and not rotated & first
+        keyid = next(iter(rotated))
+        assert client.targets_keys()[keyid] == repo.root.keys[keyid]

@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 
 from support.runtimes import home_runtime
+from trustfleet.configfile.device import load_device_settings
 from trustfleet.pki import DEVICE_ID_PATTERN
 from trustfleet.services.factory import provision_devices
 from trustfleet.services.runtime import Runtime
+from trustfleet.settings.supply_chain import SupplyChainSettings
 
 pytestmark = pytest.mark.integration
 
@@ -72,3 +74,24 @@ def test_interrupted_provisioning_leaves_only_complete_devices(rt: Runtime, tmp_
     assert after - before == 2
     assert len(present) == 2
     assert all(row is not None for row in rows)
+
+
+def test_devices_get_their_models_builder_policy(rt: Runtime, tmp_path: Path) -> None:
+    """device.toml [ota] allowed_builders = [supply_chain] builders_for(model); else empty."""
+    saved = rt.settings
+    chain = SupplyChainSettings(
+        allowed_builders=["m2=urn:example:builder:ci", "m3=urn:other", "m2=urn:example:b2"],
+        max_provenance_bytes=64 * 1024,
+    )
+    rt.settings = saved.model_copy(update={"supply_chain": chain})
+    try:
+        (policed,) = provision_devices(rt, out_dir=tmp_path / "p", count=1, model="m2", now=NOW)
+        (free,) = provision_devices(rt, out_dir=tmp_path / "f", count=1, model="m1", now=NOW)
+    finally:
+        rt.settings = saved
+    assert policed.allowed_builders == ("urn:example:builder:ci", "urn:example:b2")
+    ota = load_device_settings(tmp_path / "p" / policed.device_id).ota
+    assert ota.allowed_builders == ["urn:example:builder:ci", "urn:example:b2"]
+    assert ota.max_provenance_bytes == 64 * 1024
+    assert free.allowed_builders == ()
+    assert load_device_settings(tmp_path / "f" / free.device_id).ota.allowed_builders == []

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+
+from securesystemslib.signer import Key
 
 from support import releasekit
 from support.releasekit import BootKey
@@ -66,6 +68,8 @@ class LocalRepository:
         self.files: dict[str, tuple[bytes, dict[str, Any]]] = {}
         self.refreshes = 0
         self.on_download: Callable[[str], None] | None = None
+        self.keys: dict[str, Key] = {}
+        """What :meth:`targets_keys` answers (the targets role's keys of the trusted root)."""
 
     def add(self, path: str, data: bytes, custom: dict[str, Any]) -> None:
         self.files[path] = (data, {"trustfleet": custom})
@@ -123,6 +127,9 @@ class LocalRepository:
         return TargetFile(
             path=path, length=len(data), sha256=digest, custom=MappingProxyType(custom)
         )
+
+    def targets_keys(self) -> Mapping[str, Key]:
+        return self.keys
 
     def targets(self) -> list[TargetFile]:
         return [t for p in sorted(self.files) if (t := self.target(p)) is not None]

@@ -13,6 +13,8 @@ from trustfleet.ota.manifest import ReleaseManifest, manifest_target, parse_mani
 from trustfleet.ota.versions import Version, parse_version
 
 if TYPE_CHECKING:
+    from securesystemslib.signer import Key  # type: ignore[attr-defined]  # re-exported
+
     from trustfleet.agent.updater.tufclient import TargetFile
 
 __all__ = [
@@ -40,6 +42,10 @@ class Repository(Protocol):
 
     def targets(self) -> list[TargetFile]:
         """Every listed target."""
+        ...
+
+    def targets_keys(self) -> Mapping[str, Key]:
+        """The targets role's keys from the trusted root (they sign release provenance)."""
         ...
 
     def download(

@@ -36,6 +36,7 @@ from trustfleet.agent.platform.bootloader import (
 )
 from trustfleet.agent.platform.faults import FaultPlan
 from trustfleet.agent.platform.layout import DeviceLayout
+from trustfleet.agent.updater._builders import check_builder
 from trustfleet.agent.updater._install import write_delta, write_image
 from trustfleet.agent.updater._reports import REPORTED, OtaReport, ProgressThrottle
 from trustfleet.agent.updater._state import OtaState, State, load_state, save_state
@@ -73,11 +74,13 @@ class Step:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EngineLimits:
-    """Bounds of an update (``[ota]`` in ``device.toml``)."""
+    """Bounds and builder policy of an update (``[ota]`` in ``device.toml``)."""
 
     max_manifest_bytes: int = MAX_MANIFEST_BYTES
     max_image_bytes: int = 1 << 30
     progress_reports: int = 4
+    allowed_builders: tuple[str, ...] = ()
+    max_provenance_bytes: int = 256 * 1024
 
 
 class UpdateEngine:
@@ -238,6 +241,11 @@ class UpdateEngine:
             installed=installed,
             floor=self._state.floor,
             max_image_bytes=self._limits.max_image_bytes,
+        ) or check_builder(
+            repo,
+            manifest,
+            allowed_builders=self._limits.allowed_builders,
+            max_bytes=self._limits.max_provenance_bytes,
         )
         if refusal is not None:
             return self._refuse(refusal, version=manifest.version)

@@ -25,9 +25,11 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from securesystemslib.signer import Key  # type: ignore[attr-defined]  # re-exported
 from tuf.api.metadata import (  # type: ignore[attr-defined]  # re-exported, no __all__ there
     TargetFile as TufTargetFile,
 )
+from tuf.api.metadata import Targets  # type: ignore[attr-defined]  # re-exported
 from tuf.ngclient._internal.trusted_metadata_set import TrustedMetadataSet
 from tuf.ngclient.config import EnvelopeType, UpdaterConfig
 from tuf.ngclient.fetcher import FetcherInterface
@@ -163,6 +165,17 @@ class TufClient:
         except Exception as exc:
             raise translate(exc, doing=f"looking up {path}") from exc
         return None if info is None else self._convert(info)
+
+    def targets_keys(self) -> Mapping[str, Key]:
+        """The keys of the top-level targets role, by keyid, from the TRUSTED root.
+
+        The root is the one this client verified at its last refresh (after any rotations),
+        never the repository's unverified copy; release provenance (DSSE) is signed by this
+        role's key (docs/supply-chain.md).
+        """
+        root = _trusted(self._refreshed()).root
+        role = root.roles[Targets.type]
+        return MappingProxyType({k: root.keys[k] for k in role.keyids if k in root.keys})
 
     def targets(self) -> list[TargetFile]:
         """Every target the top-level targets role lists (delegations not walked)."""

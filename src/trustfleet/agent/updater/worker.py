@@ -225,7 +225,11 @@ class OtaWorker:
             report=self._on_report,
             now=self._now,
             faults=self._faults.plan,
-            limits=options_of(EngineLimits, self.settings.ota),
+            limits=options_of(
+                EngineLimits,
+                self.settings.ota,
+                allowed_builders=tuple(self.settings.ota.allowed_builders),
+            ),
         )
 
     def _on_report(self, report: OtaReport) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 from trustfleet.errors import Unavailable
 from trustfleet.services.campaigns import campaign_status, create_campaign
 from trustfleet.services.ota import build_release, publish_release
+from trustfleet.services.release_verify import verify_home_release
 from trustfleet.sim.fleet import SimFleet, utc_now
 from trustfleet.sim.image import build_image
 from trustfleet.sim.process import wait_until
@@ -50,10 +51,15 @@ def publish(fleet: SimFleet, version: str) -> dict[str, Any]:
     )
     record = publish_release(rt, model=fleet.model, version=version, now=utc_now())
     image.unlink()
+    verdict = verify_home_release(rt, model=fleet.model, version=version)
     return {
         "version": record.version,
         "image_bytes": info.length,
         "targets_version": record.targets_version,
+        "sbom_components": verdict.sbom.components if verdict.sbom is not None else None,
+        "provenance_verified": verdict.ok,
+        "builder": verdict.provenance.builder_id if verdict.provenance is not None else None,
+        "findings": [f.code for f in verdict.findings],
     }
 
 

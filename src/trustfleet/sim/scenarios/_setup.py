@@ -38,9 +38,18 @@ def init(fleet: SimFleet) -> Observed:
 
 @stage("release")
 def release(fleet: SimFleet) -> Observed:
-    """The first firmware release, signed and published in the TUF repository."""
+    """The first firmware release, signed and published in the TUF repository with its SBOM
+    and signed provenance, which verify offline from the published repository."""
     published = publish(fleet, V1)
-    return Observed({f"release {V1} is published": published["version"] == V1}, published)
+    components = published["sbom_components"]
+    return Observed(
+        {
+            f"release {V1} is published": published["version"] == V1,
+            f"its SBOM lists {components} components": bool(components),
+            "its provenance verified": published["provenance_verified"],
+        },
+        published,
+    )
 
 
 @stage("provision")
