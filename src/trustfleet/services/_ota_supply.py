@@ -118,9 +118,15 @@ def _read_sbom(path: Path, *, max_bytes: int) -> bytes:
         with path.open("rb") as fh:
             data = fh.read(max_bytes + 1)
     except FileNotFoundError as exc:
-        raise NotFound(f"no SBOM file {path}", code="ota.sbom.missing") from exc
+        raise NotFound(
+            f"no SBOM file {path}", hint="check the --sbom path", code="ota.sbom.missing"
+        ) from exc
     except OSError as exc:
-        raise InvalidInput(f"cannot read {path}: {exc.strerror}", code="ota.sbom.invalid") from exc
+        raise InvalidInput(
+            f"cannot read {path}: {exc.strerror}",
+            hint="give a readable CycloneDX or SPDX JSON file",
+            code="ota.sbom.invalid",
+        ) from exc
     if len(data) > max_bytes:
         raise _bad_sbom(f"larger than [supply_chain] max_sbom_bytes ({max_bytes})")
     return data
@@ -246,10 +252,21 @@ def attest_release(
         builder_version=_product_version(),
     )
     envelope = _sign(settings, render_statement(statement))
+    return _attestations(manifest, sbom=(sbom_bytes, info), envelope=envelope, statement=statement)
+
+
+def _attestations(
+    manifest: ReleaseManifest,
+    *,
+    sbom: tuple[bytes, SbomInfo],
+    envelope: bytes,
+    statement: Provenance,
+) -> ReleaseAttestations:
+    sbom_bytes, info = sbom
     return ReleaseAttestations(
         sbom=sbom_bytes,
         sbom_ref=SbomRef(
-            target=sbom_path,
+            target=sbom_target(manifest.model, manifest.version, info.format),
             format=info.format,
             length=len(sbom_bytes),
             sha256=hashlib.sha256(sbom_bytes).hexdigest(),
