@@ -20,7 +20,6 @@ from typing import Any
 
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
-from securesystemslib.signer import Key  # type: ignore[attr-defined]  # re-exported, no __all__
 
 import trustfleet
 from trustfleet.errors import InvalidInput, NotFound, VerificationFailed
@@ -51,7 +50,6 @@ __all__ = [
     "ReleaseAttestations",
     "attest_release",
     "published_details",
-    "release_keys",
     "stage_attestations",
     "staged_attestations",
 ]
@@ -188,13 +186,6 @@ def _materials(
         Material(uri=f"file:{sbom[0]}", sha256=hashlib.sha256(sbom[1]).hexdigest()),
         *given,
     )
-
-
-def release_keys(settings: ServerSettings) -> dict[str, Key]:
-    """The TUF targets role's keys (keyid → Key) from the home's current root."""
-    state = load_state(repo_files(settings))
-    root = state.root.signed
-    return {k: root.keys[k] for k in root.roles["targets"].keyids}
 
 
 def _sign(settings: ServerSettings, statement: bytes) -> bytes:
