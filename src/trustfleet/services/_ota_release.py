@@ -285,10 +285,7 @@ def publish_release(
         files.put_target(ref.target, sha256=ref.sha256, source=path)
         custom = {"kind": "delta", **base, "from_version": ref.from_version}
         targets.append(make_target(ref.target, length=ref.length, sha256=ref.sha256, custom=custom))
-    for kind, name, length, data in attested:
-        sha = hashlib.sha256(data).hexdigest()
-        files.put_target(name, sha256=sha, source=data)
-        targets.append(make_target(name, length=length, sha256=sha, custom={"kind": kind, **base}))
+    targets += _attested_targets(files, attested, base)
     digest = hashlib.sha256(manifest_bytes).hexdigest()
     target = manifest_target(model, version)
     files.put_target(target, sha256=digest, source=manifest_bytes)
@@ -306,6 +303,18 @@ def publish_release(
         supply=supply,
         now=now,
     )
+
+
+def _attested_targets(
+    files: RepoFiles, attested: list[tuple[str, str, int, bytes]], base: dict[str, str]
+) -> list[TargetFile]:
+    """Store the SBOM and provenance as target files; their TUF target descriptions."""
+    targets = []
+    for kind, name, length, data in attested:
+        sha = hashlib.sha256(data).hexdigest()
+        files.put_target(name, sha256=sha, source=data)
+        targets.append(make_target(name, length=length, sha256=sha, custom={"kind": kind, **base}))
+    return targets
 
 
 def with_targets(

@@ -20,7 +20,6 @@ from typing import Any
 
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
-from securesystemslib.signer import Key  # type: ignore[attr-defined]  # re-exported, no __all__
 
 import trustfleet
 from trustfleet.errors import InvalidInput, NotFound, VerificationFailed
@@ -51,7 +50,6 @@ __all__ = [
     "ReleaseAttestations",
     "attest_release",
     "published_details",
-    "release_keys",
     "stage_attestations",
     "staged_attestations",
 ]
@@ -118,9 +116,15 @@ def _read_sbom(path: Path, *, max_bytes: int) -> bytes:
         with path.open("rb") as fh:
             data = fh.read(max_bytes + 1)
     except FileNotFoundError as exc:
-        raise NotFound(f"no SBOM file {path}", code="ota.sbom.missing") from exc
+        raise NotFound(
+            f"no SBOM file {path}", hint="check the --sbom path", code="ota.sbom.missing"
+        ) from exc
     except OSError as exc:
-        raise InvalidInput(f"cannot read {path}: {exc.strerror}", code="ota.sbom.invalid") from exc
+        raise InvalidInput(
+            f"cannot read {path}: {exc.strerror}",
+            hint="give a readable CycloneDX or SPDX JSON file",
+            code="ota.sbom.invalid",
+        ) from exc
     if len(data) > max_bytes:
         raise _bad_sbom(f"larger than [supply_chain] max_sbom_bytes ({max_bytes})")
     return data
@@ -184,13 +188,6 @@ def _materials(
     )
 
 
-def release_keys(settings: ServerSettings) -> dict[str, Key]:
-    """The TUF targets role's keys (keyid → Key) from the home's current root."""
-    state = load_state(repo_files(settings))
-    root = state.root.signed
-    return {k: root.keys[k] for k in root.roles["targets"].keyids}
-
-
 def _sign(settings: ServerSettings, statement: bytes) -> bytes:
     state = load_state(repo_files(settings))
     keyid = state.root.signed.roles["targets"].keyids[0]
@@ -246,10 +243,21 @@ def attest_release(
         builder_version=_product_version(),
     )
     envelope = _sign(settings, render_statement(statement))
+    return _attestations(manifest, sbom=(sbom_bytes, info), envelope=envelope, statement=statement)
+
+
+def _attestations(
+    manifest: ReleaseManifest,
+    *,
+    sbom: tuple[bytes, SbomInfo],
+    envelope: bytes,
+    statement: Provenance,
+) -> ReleaseAttestations:
+    sbom_bytes, info = sbom
     return ReleaseAttestations(
         sbom=sbom_bytes,
         sbom_ref=SbomRef(
-            target=sbom_path,
+            target=sbom_target(manifest.model, manifest.version, info.format),
             format=info.format,
             length=len(sbom_bytes),
             sha256=hashlib.sha256(sbom_bytes).hexdigest(),

@@ -5,16 +5,19 @@ An auditor needs only a copy of the published repository folder (``metadata/`` a
 exactly as a device does: the root chain from the trusted root (every rotation), then the
 timestamp, snapshot and targets, each checked for signatures, versions, expiry and length/hash
 against its parent — through a local ``FetcherInterface`` that reads the folder with bounds.
-The bytes of the manifest, SBOM and provenance targets and the digests the verified targets
-metadata lists for them then go to the pure verifier
+The stored image is hashed (streamed) against its TUF digest. The bytes of the manifest, SBOM
+and provenance targets and the digests the verified targets metadata lists for them then go to
+the pure verifier
 (:func:`trustfleet.ota.release_verify.verify_release_chain`), with the keys of the targets role
 of the verified root as the release keys (the provenance is signed by the targets key).
 """
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -58,6 +61,7 @@ __all__ = [
 
 _SCHEME = "local"
 _CHUNK = 64 * 1024
+_IMAGE_CHUNK = 1 << 20
 _MAX_ROOT_BYTES = 512 * 1024
 _MAX_METADATA_BYTES = 16 << 20
 
@@ -221,7 +225,7 @@ def verify_published_release(
         for path, digest in digests.items()
         if path != image_target(model, version)
     }
-    return verify_release_chain(
+    verdict = verify_release_chain(
         model=model,
         version=version,
         targets=digests,
@@ -230,6 +234,27 @@ def verify_published_release(
         allowed_builders=allowed_builders,
         limits=limits,
     )
+    image = image_target(model, version)
+    stored = _image_finding(repo, image, digests[image]) if image in digests else None
+    return verdict if stored is None else replace(verdict, findings=(*verdict.findings, stored))
+
+
+def _image_finding(repo: Path, path: str, digest: TargetDigest) -> ReleaseFinding | None:
+    """The stored image's bytes against its TUF digest (streamed, at most its listed length)."""
+    directory, _, name = path.rpartition("/")
+    sha, length = hashlib.sha256(), 0
+    try:
+        with (repo / "targets" / directory / f"{digest.sha256}.{name}").open("rb") as fh:
+            while length <= digest.length and (chunk := fh.read(_IMAGE_CHUNK)):
+                sha.update(chunk)
+                length += len(chunk)
+    except OSError:
+        return ReleaseFinding("release.image.digest", f"{path} is missing from the repository")
+    if (length, sha.hexdigest()) != (digest.length, digest.sha256):
+        return ReleaseFinding(
+            "release.image.digest", f"the stored {path} does not match its TUF target digest"
+        )
+    return None
 
 
 def verify_home_release(rt: Runtime, *, model: str, version: str) -> ReleaseVerdict:

@@ -377,7 +377,12 @@ def _relisted_other_image(t: Tamper) -> None:
     t.relist("1.1.0", "provenance.dsse.json", t.file("1.0.0", "provenance.dsse.json").read_bytes())
 
 
+def _swap_image(t: Tamper) -> None:
+    t.file("1.1.0", "image.bin").write_bytes(t.file("1.0.0", "image.bin").read_bytes())
+
+
 TAMPERS: dict[str, tuple[Callable[[Tamper], None], str, str]] = {
+    "image-swapped": (_swap_image, "image digest", "release.image.digest"),
     "sbom-swapped": (_swap_sbom, "SBOM", "release.sbom.digest"),
     "provenance-of-another-release": (
         _other_provenance, "provenance signature", "release.provenance.digest"
