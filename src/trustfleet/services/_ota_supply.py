@@ -21,7 +21,7 @@ from typing import Any
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 
-import trustfleet
+from trustfleet import product_version
 from trustfleet.errors import InvalidInput, NotFound, VerificationFailed
 from trustfleet.fileio import PRIVATE_FILE_MODE, write_atomic
 from trustfleet.ota.dsse import parse_envelope, render_envelope, sign_envelope
@@ -68,11 +68,6 @@ class ReleaseAttestations:
     provenance: bytes
     provenance_ref: ProvenanceRef
     statement: Provenance
-
-
-def _product_version() -> str:
-    version = getattr(trustfleet, "product_version", None)  # issue 17 dists; older: __version__
-    return str(version()) if callable(version) else trustfleet.__version__
 
 
 def _builder_id(settings: ServerSettings, model: str) -> str:
@@ -154,7 +149,7 @@ def _sbom(
             image_length=manifest.image.length,
             components=components,
             timestamp=now,
-            product_version=_product_version(),
+            product_version=product_version(),
         )
     else:
         data = _read_sbom(sbom, max_bytes=chain.max_sbom_bytes)
@@ -240,7 +235,7 @@ def attest_release(
         invocation_id=f"urn:uuid:{uuid.uuid4()}",
         started_on=now,
         finished_on=now,
-        builder_version=_product_version(),
+        builder_version=product_version(),
     )
     envelope = _sign(settings, render_statement(statement))
     return _attestations(manifest, sbom=(sbom_bytes, info), envelope=envelope, statement=statement)
