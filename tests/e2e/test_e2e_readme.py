@@ -61,6 +61,9 @@ def _release(server: RunningServer, work: Path, version: str) -> None:
     assert made.returncode == 0, made.stderr
     _ok(server, "release", "build", "--version", version, "--image", image)
     _ok(server, "release", "publish", "--version", version)
+    if version != "1.0.0":  # the README verifies the release it rolls out
+        verified = _ok(server, "release", "verify", "--version", version)
+        assert verified["ok"] is True, verified
 
 
 def _campaign_done(server: RunningServer, campaign_id: str) -> Callable[[], Any]:
