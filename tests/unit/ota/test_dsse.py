@@ -17,6 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from securesystemslib.signer import CryptoSigner, SSlibKey
 
+from support.jsonvalues import json_values
 from trustfleet.errors import Config, InvalidInput, VerificationFailed
 from trustfleet.ota.dsse import (
     PAYLOAD_TYPE,
@@ -30,13 +31,6 @@ from trustfleet.ota.dsse import (
 )
 
 MAX = 64 * 1024
-_JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4)
-    ),
-    max_leaves=20,
-)
 
 
 @pytest.fixture(scope="module")
@@ -241,7 +235,7 @@ def test_arbitrary_bytes_only_invalid_input(data: bytes) -> None:
         parse_envelope(data, max_bytes=256)
 
 
-@given(_JSON, st.booleans())
+@given(json_values, st.booleans())
 def test_arbitrary_json_only_invalid_input(doc: Any, wrap: bool) -> None:
     if wrap:
         doc = {"payload": "e30=", "payloadType": doc, "signatures": doc}

@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from support.attestkit import sample_provenance
+from support.jsonvalues import json_values
 from trustfleet.errors import InvalidInput
 from trustfleet.ota.provenance import (
     BUILD_TYPE,
@@ -196,13 +197,6 @@ def test_arbitrary_bytes_only_invalid_input(data: bytes) -> None:
         parse_statement(data, max_bytes=256)
 
 
-_JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
-    lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=10), inner, max_size=3)
-    ),
-    max_leaves=12,
-)
 _PATHS = [
     "subject",
     "subject.0",
@@ -218,7 +212,7 @@ _PATHS = [
 ]
 
 
-@given(st.sampled_from(_PATHS), _JSON)
+@given(st.sampled_from(_PATHS), json_values)
 def test_arbitrary_json_in_any_field_only_invalid_input(path: str, value: Any) -> None:
     with contextlib.suppress(InvalidInput):
         parse_statement(_edit(path, value), max_bytes=MAX)

@@ -18,6 +18,7 @@ from cyclonedx.validation.json import JsonStrictValidator
 from hypothesis import given
 from hypothesis import strategies as st
 
+from support.jsonvalues import json_values
 from trustfleet.errors import InvalidInput
 from trustfleet.ota.sbom import Component, SbomInfo, check_sbom, cyclonedx_for_image
 
@@ -348,13 +349,6 @@ def test_arbitrary_bytes_only_invalid_input(data: bytes) -> None:
         check_sbom(data, max_bytes=256, max_components=10)
 
 
-_JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(max_size=10),
-    lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=10), inner, max_size=3)
-    ),
-    max_leaves=12,
-)
 _KEYS = [
     "components",
     "metadata",
@@ -369,7 +363,7 @@ _KEYS = [
 ]
 
 
-@given(st.booleans(), st.sampled_from(_KEYS), _JSON, _JSON)
+@given(st.booleans(), st.sampled_from(_KEYS), json_values, json_values)
 def test_arbitrary_json_only_invalid_input(spdx: bool, key: str, value: Any, item: Any) -> None:
     doc = _spdx() if spdx else _cyclonedx()
     doc["packages" if spdx else "components"].append(item)
