@@ -201,12 +201,9 @@ def _verified_by(
     The one place securesystemslib's verification errors are translated. A key whose own id
     is not the one it is trusted as (a mis-built key map) verifies nothing.
     """
-    for keyid in keyids:
-        key = keys.get(keyid)
-        if key is None:
-            continue
+    for keyid in (k for k in keyids if k in keys):
         try:
-            key.verify_signature(Signature(keyid, signature.sig.hex()), message)
+            keys[keyid].verify_signature(Signature(keyid, signature.sig.hex()), message)
         except UnverifiedSignatureError:  # VerificationError is a subclass
             continue
         return keyid

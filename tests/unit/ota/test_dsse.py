@@ -228,6 +228,9 @@ def test_parse_refusals(data: bytes, why: str) -> None:
 def test_url_safe_unpadded_base64_is_read() -> None:
     env = parse_envelope(_doc(payload="-_8", signatures=[{"sig": "MEU"}]), max_bytes=MAX)
     assert env.payload == b"\xfb\xff" and env.signatures == (EnvelopeSignature("", b"0E"),)
+    assert parse_envelope(_doc(payload="AAAX"), max_bytes=MAX).payload == b"\x00\x00\x17"
+    with pytest.raises(InvalidInput, match="'sig' is not base64"):
+        parse_envelope(_doc(signatures=[{"sig": "M"}]), max_bytes=MAX)
 
 
 @given(st.binary(max_size=300))
