@@ -370,3 +370,28 @@ def test_arbitrary_json_only_invalid_input(spdx: bool, key: str, value: Any, ite
     doc[key] = value
     with contextlib.suppress(InvalidInput):
         _check(doc)
+
+
+def test_cyclonedx_fields_and_limits() -> None:
+    for changes in (
+        {"version": "1.0"},
+        {"purl": 7},
+        {"hashes": [{"content": "ab"}]},
+        {"components": [{"type": "library", "name": "n", "components": {}}]},
+    ):
+        with pytest.raises(InvalidInput, match=r"components\[3\]"):
+            _check(_cyclonedx(components=_component(**changes)))
+    assert _check(_cyclonedx(version=2)).components == 5
+    assert _check(_deep(31)).components == 32  # 32 levels: the limit
+    with pytest.raises(InvalidInput, match="nest deeper than 32"):
+        _check(_deep(32))
+    first = [{"type": "library"}, {"type": "widget", "name": "w"}]
+    with pytest.raises(InvalidInput, match=r"components\[0\]\.name is missing"):
+        _check(_cyclonedx(components=first))  # the first problem in document order
+
+
+def test_spdx_fields_and_limits() -> None:
+    with pytest.raises(InvalidInput, match=r"document\.name is empty"):
+        _check(_spdx(name=""))
+    assert _check(_spdx(), max_components=2).components == 2
+    assert _check(_without(_spdx(), "packages")).components == 0
