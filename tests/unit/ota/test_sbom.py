@@ -374,7 +374,7 @@ def test_arbitrary_json_only_invalid_input(spdx: bool, key: str, value: Any, ite
 
 def test_cyclonedx_fields_and_limits() -> None:
     for changes in (
-        {"version": "1.0"},
+        {"version": 1},
         {"purl": 7},
         {"hashes": [{"content": "ab"}]},
         {"components": [{"type": "library", "name": "n", "components": {}}]},
