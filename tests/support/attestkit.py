@@ -93,6 +93,8 @@ def release_files(
     declared_components: int | None = None,
     with_sbom: bool = True,
     with_provenance: bool = True,
+    statement_edit: Callable[[bytes], bytes] | None = None,
+    declared_format: str = "cyclonedx",
 ) -> Release:
     """A release of ``image`` (default: bytes naming the version), intact unless told.
 
@@ -108,6 +110,8 @@ def release_files(
         declared_components: The count the manifest claims (default: ``components``).
         with_sbom: Whether the manifest names an SBOM.
         with_provenance: Whether the manifest names a provenance.
+        statement_edit: Edits the statement's bytes before they are signed.
+        declared_format: The SBOM format the manifest claims (the file is CycloneDX).
     """
     image = image if image is not None else f"image of {model} {version}".encode()
     digest = hashlib.sha256(image).hexdigest()
@@ -131,6 +135,8 @@ def release_files(
             materials=(Material("file:image.bin", digest),),
         )
     )
+    if statement_edit is not None:
+        statement = statement_edit(statement)
     envelope = render_envelope(sign_envelope(statement, signer=signer))
     if envelope_edit is not None:
         envelope = envelope_edit(envelope)
@@ -139,7 +145,7 @@ def release_files(
     prov_path, prov_len, prov_sha = _ref_of(provenance_target(model, version), envelope)
     sbom_ref = SbomRef(
         target=sbom_path,
-        format="cyclonedx",
+        format=declared_format,
         length=sbom_len,
         sha256=sbom_sha,
         components=components if declared_components is None else declared_components,

@@ -1,6 +1,6 @@
 """The structural checks of :func:`trustfleet.ota.sbom.check_sbom`, one per format.
 
-Each checker raises :class:`SbomProblem` naming the first problem with its JSON path
+Each checker raises :class:`SbomError` naming the first problem with its JSON path
 (``components[3].name is missing``); ``check_sbom`` turns it into ``InvalidInput``. Standard
 library only (devices import this).
 """
@@ -11,7 +11,7 @@ import re
 import uuid
 from typing import Any
 
-__all__ = ["COMPONENT_TYPES", "SbomProblem", "check_cyclonedx", "check_spdx"]
+__all__ = ["COMPONENT_TYPES", "SbomError", "check_cyclonedx", "check_spdx"]
 
 _TYPES_14 = frozenset(
     "application framework library container operating-system device firmware file".split()  # noqa: SIM905
@@ -30,31 +30,31 @@ _CREATORS = ("Person: ", "Organization: ", "Tool: ")
 _HEX = re.compile(r"[0-9a-fA-F]+")
 
 
-class SbomProblem(ValueError):
+class SbomError(ValueError):
     """The first structural problem found in an SBOM."""
 
 
 def _string(doc: dict[str, Any], key: str, path: str, *, required: bool = True) -> str | None:
     if key not in doc:
         if required:
-            raise SbomProblem(f"{path}.{key} is missing")
+            raise SbomError(f"{path}.{key} is missing")
         return None
     value = doc[key]
     if not isinstance(value, str) or len(value) > _MAX_STRING:
-        raise SbomProblem(f"{path}.{key} is not a string of at most {_MAX_STRING} characters")
+        raise SbomError(f"{path}.{key} is not a string of at most {_MAX_STRING} characters")
     return value
 
 
 def _object(value: Any, path: str) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise SbomProblem(f"{path} is not an object")
+        raise SbomError(f"{path} is not an object")
     return value
 
 
 def _array(doc: dict[str, Any], key: str, path: str) -> list[Any]:
     value = doc.get(key, [])
     if not isinstance(value, list):
-        raise SbomProblem(f"{path}{key} is not an array")
+        raise SbomError(f"{path}{key} is not an array")
     return value
 
 
@@ -66,19 +66,19 @@ def check_cyclonedx(doc: dict[str, Any], *, max_components: int) -> tuple[str, i
         the serial number (empty when absent).
 
     Raises:
-        SbomProblem: The first problem found.
+        SbomError: The first problem found.
     """
     if doc.get("bomFormat") != "CycloneDX":
-        raise SbomProblem("bomFormat is not 'CycloneDX'")
+        raise SbomError("bomFormat is not 'CycloneDX'")
     spec = doc.get("specVersion")
     if not isinstance(spec, str) or spec not in COMPONENT_TYPES:
-        raise SbomProblem(f"specVersion must be one of {sorted(COMPONENT_TYPES)}")
+        raise SbomError(f"specVersion must be one of {sorted(COMPONENT_TYPES)}")
     serial = _string(doc, "serialNumber", "bom", required=False) or ""
     if serial:
         _serial(serial)
     version = doc.get("version", 1)
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise SbomProblem("version must be an integer of at least 1")
+        raise SbomError("version must be an integer of at least 1")
     refs: set[str] = set()
     metadata = _object(doc.get("metadata", {}), "metadata")
     if "component" in metadata:
@@ -90,11 +90,11 @@ def check_cyclonedx(doc: dict[str, Any], *, max_components: int) -> tuple[str, i
         item, path, depth = stack.pop()
         count += 1
         if count > max_components:
-            raise SbomProblem(f"lists more than {max_components} components")
+            raise SbomError(f"lists more than {max_components} components")
         comp = _component(item, path, spec, refs)
         nested = _array(comp, "components", f"{path}.")
         if nested and depth >= _MAX_DEPTH:
-            raise SbomProblem(f"{path}.components nest deeper than {_MAX_DEPTH} levels")
+            raise SbomError(f"{path}.components nest deeper than {_MAX_DEPTH} levels")
         stack.extend(
             (sub, f"{path}.components[{j}]", depth + 1)
             for j, sub in reversed(list(enumerate(nested)))
@@ -108,21 +108,21 @@ def _serial(serial: str) -> None:
     except ValueError:
         ok = False
     if not ok:
-        raise SbomProblem("serialNumber is not a urn:uuid: URN")
+        raise SbomError("serialNumber is not a urn:uuid: URN")
 
 
 def _component(value: Any, path: str, spec: str, refs: set[str]) -> dict[str, Any]:
     comp = _object(value, path)
     kind = _string(comp, "type", path)
     if kind not in COMPONENT_TYPES[spec]:
-        raise SbomProblem(f"{path}.type '{str(kind)[:40]}' is not a CycloneDX {spec} type")
+        raise SbomError(f"{path}.type '{str(kind)[:40]}' is not a CycloneDX {spec} type")
     _string(comp, "name", path)
     _string(comp, "version", path, required=False)
     _string(comp, "purl", path, required=False)
     ref = _string(comp, "bom-ref", path, required=False)
     if ref is not None:
         if ref in refs:
-            raise SbomProblem(f"{path}.bom-ref '{ref[:80]}' is not unique")
+            raise SbomError(f"{path}.bom-ref '{ref[:80]}' is not unique")
         refs.add(ref)
     for index, entry in enumerate(_array(comp, "hashes", f"{path}.")):
         where = f"{path}.hashes[{index}]"
@@ -130,7 +130,7 @@ def _component(value: Any, path: str, spec: str, refs: set[str]) -> dict[str, An
         _string(hashed, "alg", where)
         content = _string(hashed, "content", where)
         if _HEX.fullmatch(str(content)) is None:
-            raise SbomProblem(f"{where}.content is not hex")
+            raise SbomError(f"{where}.content is not hex")
     return comp
 
 
@@ -141,49 +141,49 @@ def check_spdx(doc: dict[str, Any], *, max_packages: int) -> tuple[str, int, str
         The spec version (``2.3``), the package count and the document namespace.
 
     Raises:
-        SbomProblem: The first problem found.
+        SbomError: The first problem found.
     """
     spec = _SPDX_VERSIONS.get(str(doc.get("spdxVersion")))
     if spec is None:
-        raise SbomProblem(f"spdxVersion must be one of {sorted(_SPDX_VERSIONS)}")
+        raise SbomError(f"spdxVersion must be one of {sorted(_SPDX_VERSIONS)}")
     if doc.get("dataLicense") != "CC0-1.0":
-        raise SbomProblem("dataLicense is not 'CC0-1.0'")
+        raise SbomError("dataLicense is not 'CC0-1.0'")
     if doc.get("SPDXID") != "SPDXRef-DOCUMENT":
-        raise SbomProblem("SPDXID is not 'SPDXRef-DOCUMENT'")
+        raise SbomError("SPDXID is not 'SPDXRef-DOCUMENT'")
     if not _string(doc, "name", "document"):
-        raise SbomProblem("document.name is empty")
+        raise SbomError("document.name is empty")
     namespace = str(_string(doc, "documentNamespace", "document"))
     if ":" not in namespace or "#" in namespace:
-        raise SbomProblem("documentNamespace is not a URI without '#'")
+        raise SbomError("documentNamespace is not a URI without '#'")
     _creation(_object(doc.get("creationInfo"), "creationInfo"))
     packages = _array(doc, "packages", "")
     if len(packages) > max_packages:
-        raise SbomProblem(f"lists more than {max_packages} packages")
+        raise SbomError(f"lists more than {max_packages} packages")
     ids: set[str] = set()
     for index, value in enumerate(packages):
         path = f"packages[{index}]"
         package = _object(value, path)
         spdx_id = str(_string(package, "SPDXID", path))
         if _SPDX_ID.fullmatch(spdx_id) is None:
-            raise SbomProblem(f"{path}.SPDXID is not 'SPDXRef-' and letters, digits, '.', '-'")
+            raise SbomError(f"{path}.SPDXID is not 'SPDXRef-' and letters, digits, '.', '-'")
         if spdx_id in ids:
-            raise SbomProblem(f"{path}.SPDXID '{spdx_id[:80]}' is not unique")
+            raise SbomError(f"{path}.SPDXID '{spdx_id[:80]}' is not unique")
         ids.add(spdx_id)
         _string(package, "name", path)
         if not _string(package, "downloadLocation", path):
-            raise SbomProblem(f"{path}.downloadLocation is empty")
+            raise SbomError(f"{path}.downloadLocation is empty")
     return spec, len(packages), namespace
 
 
 def _creation(info: dict[str, Any]) -> None:
     created = str(_string(info, "created", "creationInfo"))
     if _SPDX_TIME.fullmatch(created) is None:
-        raise SbomProblem("creationInfo.created is not YYYY-MM-DDThh:mm:ssZ")
+        raise SbomError("creationInfo.created is not YYYY-MM-DDThh:mm:ssZ")
     creators = _array(info, "creators", "creationInfo.")
     if not creators:
-        raise SbomProblem("creationInfo.creators is missing or empty")
+        raise SbomError("creationInfo.creators is missing or empty")
     for index, creator in enumerate(creators):
         if not isinstance(creator, str) or not creator.startswith(_CREATORS):
-            raise SbomProblem(
+            raise SbomError(
                 f"creationInfo.creators[{index}] is not 'Person: ', 'Organization: ' or 'Tool: '"
             )

@@ -179,16 +179,10 @@ def verify_envelope(
     message = pae(env.payload_type, env.payload)
     verified: list[str] = []
     for signature in env.signatures:
-        named = [signature.keyid] if signature.keyid else list(keys)
-        for keyid in named:
-            key = keys.get(keyid)
-            if (
-                key is not None
-                and keyid not in verified
-                and _verifies(key, keyid, signature.sig, message)
-            ):
-                verified.append(keyid)
-                break
+        candidates = [signature.keyid] if signature.keyid else list(keys)
+        keyid = _verified_by(keys, [k for k in candidates if k not in verified], signature, message)
+        if keyid is not None:
+            verified.append(keyid)
     if len(verified) < threshold:
         raise VerificationFailed(
             f"the envelope carries {len(verified)} valid signature(s) by trusted keys,"
@@ -199,17 +193,21 @@ def verify_envelope(
     return tuple(verified)
 
 
-def _verifies(key: Key, keyid: str, sig: bytes, message: bytes) -> bool:
-    """Whether ``key`` (trusted as ``keyid``) verifies ``sig`` over ``message``.
+def _verified_by(
+    keys: Mapping[str, Key], keyids: list[str], signature: EnvelopeSignature, message: bytes
+) -> str | None:
+    """The first of ``keyids`` whose trusted key verifies ``signature`` over ``message``.
 
     The one place securesystemslib's verification errors are translated. A key whose own id
-    is not ``keyid`` (a mis-built key map) verifies nothing.
+    is not the one it is trusted as (a mis-built key map) verifies nothing.
     """
-    try:
-        key.verify_signature(Signature(keyid, sig.hex()), message)
-    except UnverifiedSignatureError:  # VerificationError is a subclass
-        return False
-    return True
+    for keyid in (k for k in keyids if k in keys):
+        try:
+            keys[keyid].verify_signature(Signature(keyid, signature.sig.hex()), message)
+        except UnverifiedSignatureError:  # VerificationError is a subclass
+            continue
+        return keyid
+    return None
 
 
 def _bad(why: str) -> InvalidInput:
@@ -230,14 +228,13 @@ def _fields(doc: Any, name: str, keys: set[str], *, optional: set[str]) -> dict[
     return doc
 
 
-def _b64(value: Any, name: str, *, max_bytes: int | None = None) -> bytes:
+def _b64(value: Any, name: str) -> bytes:
+    """Standard or URL-safe base64, padded or not (the alphabet checked by :data:`_B64`)."""
     if not isinstance(value, str) or _B64.fullmatch(value) is None:
         raise _bad(f"'{name}' is not base64")
-    if max_bytes is not None and len(value) > 2 * max_bytes:
-        raise _bad(f"'{name}' is too long")
     text = value.rstrip("=").replace("-", "+").replace("_", "/")
     try:
-        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+        return base64.b64decode(text.ljust(len(text) + -len(text) % 4, "="))
     except (binascii.Error, ValueError) as exc:
         raise _bad(f"'{name}' is not base64") from exc
 
@@ -247,7 +244,7 @@ def _signature(value: Any) -> EnvelopeSignature:
     keyid = doc.get("keyid", "")
     if not isinstance(keyid, str) or len(keyid) > _MAX_KEYID_CHARS:
         raise _bad("'keyid' must be a string")
-    sig = _b64(doc["sig"], "sig", max_bytes=_MAX_SIG_BYTES)
+    sig = _b64(doc["sig"], "sig")
     if not 0 < len(sig) <= _MAX_SIG_BYTES:
         raise _bad("'sig' has an impossible length")
     return EnvelopeSignature(keyid, sig)

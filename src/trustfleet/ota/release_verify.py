@@ -219,7 +219,7 @@ class _Run:
         self.prov: Provenance | None = None
         self.signed_by: tuple[str, ...] = ()
 
-    def add(self, code: str, message: str) -> None:
+    def _finding(self, code: str, message: str) -> None:
         self.findings.append(ReleaseFinding(code, message))
 
     def verdict(
@@ -242,15 +242,19 @@ class _Run:
         manifest's ``bound`` length and digest); else a finding and None."""
         listed, data = self.targets.get(path), self.files.get(path)
         if listed is None or data is None:
-            why = "is not listed in the TUF targets" if listed is None else "was not fetched"
-            self.add(f"release.{kind}.missing", f"{path} {why}")
+            self._finding(
+                f"release.{kind}.missing",
+                f"{path} is not listed in the TUF targets"
+                if listed is None
+                else f"{path} was not fetched",
+            )
             return None
         digest = hashlib.sha256(data).hexdigest()
         if (len(data), digest) != (listed.length, listed.sha256):
-            self.add(f"release.{kind}.digest", f"{path} does not match its TUF target digest")
+            self._finding(f"release.{kind}.digest", f"{path} does not match its TUF target digest")
             return None
         if bound is not None and (len(data), digest) != bound:
-            self.add(f"release.{kind}.digest", f"{path} is not the one the manifest names")
+            self._finding(f"release.{kind}.digest", f"{path} is not the one the manifest names")
             return None
         return data
 
@@ -261,10 +265,10 @@ class _Run:
         try:
             manifest = parse_manifest(data, max_bytes=limits.max_manifest_bytes)
         except InvalidInput as exc:
-            self.add("release.manifest.invalid", exc.message)
+            self._finding("release.manifest.invalid", exc.message)
             return None
         if (manifest.model, manifest.version) != (model, version):
-            self.add(
+            self._finding(
                 "release.manifest.mismatch",
                 f"the manifest is for {manifest.model} {manifest.version}, not {model} {version}",
             )
@@ -274,7 +278,7 @@ class _Run:
         ref = manifest.image
         listed = self.targets.get(ref.target)
         if listed is None or (listed.length, listed.sha256) != (ref.length, ref.sha256):
-            self.add(
+            self._finding(
                 "release.image.digest",
                 f"the manifest's image {ref.target} does not match its TUF target",
             )
@@ -282,7 +286,7 @@ class _Run:
     def sbom(self, manifest: ReleaseManifest, limits: VerifyLimits) -> None:
         ref = manifest.sbom
         if ref is None:
-            self.add("release.sbom.missing", "the manifest names no SBOM")
+            self._finding("release.sbom.missing", "the manifest names no SBOM")
             return
         data = self.fetched(ref.target, "sbom", bound=(ref.length, ref.sha256))
         if data is None:
@@ -292,13 +296,13 @@ class _Run:
                 data, max_bytes=limits.max_sbom_bytes, max_components=limits.max_sbom_components
             )
         except InvalidInput as exc:
-            self.add("release.sbom.invalid", exc.message)
+            self._finding("release.sbom.invalid", exc.message)
             return
         if info.format != ref.format:
-            self.add("release.sbom.invalid", f"the SBOM is {info.format}, not {ref.format}")
+            self._finding("release.sbom.invalid", f"the SBOM is {info.format}, not {ref.format}")
             return
         if info.components != ref.components:
-            self.add(
+            self._finding(
                 "release.sbom.count",
                 f"the SBOM lists {info.components} components, the manifest {ref.components}",
             )
@@ -314,7 +318,7 @@ class _Run:
     ) -> None:
         ref = manifest.provenance
         if ref is None:
-            self.add("release.provenance.missing", "the manifest names no provenance")
+            self._finding("release.provenance.missing", "the manifest names no provenance")
             return
         data = self.fetched(ref.target, "provenance", bound=(ref.length, ref.sha256))
         if data is None:
@@ -328,4 +332,4 @@ class _Run:
                 max_bytes=limits.max_provenance_bytes,
             )
         except (InvalidInput, VerificationFailed) as exc:
-            self.add(exc.code or "release.provenance.invalid", exc.message)
+            self._finding(str(exc.code), exc.message)  # _check_provenance's errors carry codes

@@ -19,7 +19,7 @@ from typing import Any
 
 from trustfleet.errors import InvalidInput
 from trustfleet.ota import _strict_json
-from trustfleet.ota._sbom_formats import COMPONENT_TYPES, SbomProblem, check_cyclonedx, check_spdx
+from trustfleet.ota._sbom_formats import COMPONENT_TYPES, SbomError, check_cyclonedx, check_spdx
 
 __all__ = ["Component", "SbomInfo", "check_sbom", "cyclonedx_for_image"]
 
@@ -74,7 +74,7 @@ def check_sbom(data: bytes, *, max_bytes: int, max_components: int) -> SbomInfo:
         if "spdxVersion" in doc:
             spec, count, serial = check_spdx(doc, max_packages=max_components)
             return SbomInfo(format="spdx", spec_version=spec, components=count, serial=serial)
-    except SbomProblem as exc:  # the checkers name the problem
+    except SbomError as exc:  # the checkers name the problem
         raise _bad(str(exc)) from exc
     raise _bad("neither CycloneDX ('bomFormat') nor SPDX ('spdxVersion') JSON")
 

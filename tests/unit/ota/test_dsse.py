@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import json
 import re
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from securesystemslib.signer import CryptoSigner, SSlibKey
 
+from support.jsonvalues import json_values
 from trustfleet.errors import Config, InvalidInput, VerificationFailed
 from trustfleet.ota.dsse import (
     PAYLOAD_TYPE,
@@ -30,13 +32,6 @@ from trustfleet.ota.dsse import (
 )
 
 MAX = 64 * 1024
-_JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4)
-    ),
-    max_leaves=20,
-)
 
 
 @pytest.fixture(scope="module")
@@ -185,19 +180,19 @@ def _doc(**changes: Any) -> bytes:
         (b'{"payload":"e30=","payload":"e30="}', "appears twice"),
         (b'{"payload":NaN}', "is not JSON"),
         (b"[]", "not an object"),
-        (_doc(payload=None), "lacks ['payload']"),
-        (_doc(extra=1), "unknown fields ['extra']"),
+        (_doc(payload=None), "'envelope' lacks ['payload']"),
+        (_doc(extra=1), "'envelope' has unknown fields ['extra']"),
         (_doc(payloadType=""), "payloadType"),
         (_doc(payloadType=7), "payloadType"),
-        (_doc(payload="e"), "not base64"),
+        (_doc(payload="e"), "'payload' is not base64"),
         (_doc(payload="e3 0="), "not base64"),
         (_doc(payload=5), "not base64"),
         (_doc(signatures=[]), "1 to 16"),
         (_doc(signatures=[{"keyid": "k", "sig": "MEU="}] * 17), "1 to 16"),
-        (_doc(signatures=[{"keyid": "k"}]), "lacks ['sig']"),
+        (_doc(signatures=[{"keyid": "k"}]), "'signature' lacks ['sig']"),
         (_doc(signatures=[{"keyid": 1, "sig": "MEU="}]), "keyid"),
-        (_doc(signatures=[{"sig": ""}]), "impossible length"),
-        (_doc(signatures=[{"sig": "A" * 4000}]), "too long"),
+        (_doc(signatures=[{"sig": ""}]), "'sig' has an impossible length"),
+        (_doc(signatures=[{"sig": "A" * 1368 + "AAAA"}]), "'sig' has an impossible length"),
         (_doc(signatures=[{"sig": "MEU=", "cert": "x"}]), "unknown fields"),
     ],
     ids=[
@@ -233,6 +228,9 @@ def test_parse_refusals(data: bytes, why: str) -> None:
 def test_url_safe_unpadded_base64_is_read() -> None:
     env = parse_envelope(_doc(payload="-_8", signatures=[{"sig": "MEU"}]), max_bytes=MAX)
     assert env.payload == b"\xfb\xff" and env.signatures == (EnvelopeSignature("", b"0E"),)
+    assert parse_envelope(_doc(payload="AAAX"), max_bytes=MAX).payload == b"\x00\x00\x17"
+    with pytest.raises(InvalidInput, match="'sig' is not base64"):
+        parse_envelope(_doc(signatures=[{"sig": "M"}]), max_bytes=MAX)
 
 
 @given(st.binary(max_size=300))
@@ -241,7 +239,7 @@ def test_arbitrary_bytes_only_invalid_input(data: bytes) -> None:
         parse_envelope(data, max_bytes=256)
 
 
-@given(_JSON, st.booleans())
+@given(json_values, st.booleans())
 def test_arbitrary_json_only_invalid_input(doc: Any, wrap: bool) -> None:
     if wrap:
         doc = {"payload": "e30=", "payloadType": doc, "signatures": doc}
@@ -255,3 +253,28 @@ def test_arbitrary_json_only_invalid_input(doc: Any, wrap: bool) -> None:
 def test_round_trip_property(payload: bytes, payload_type: str, sig: bytes) -> None:
     env = Envelope(payload_type, payload, (EnvelopeSignature("key", sig),))
     assert parse_envelope(render_envelope(env), max_bytes=MAX) == env
+
+
+def test_bounds_at_their_limits() -> None:
+    assert PAYLOAD_TYPE == "application/vnd.in-toto+json"
+    at_limit = [{"keyid": "k" * 256, "sig": base64.b64encode(b"s" * 1024).decode()}] * 16
+    env = parse_envelope(_doc(payloadType="t" * 256, signatures=at_limit), max_bytes=MAX)
+    assert len(env.signatures) == 16 and len(env.signatures[0].sig) == 1024
+    for changes in (
+        {"payloadType": "t" * 257},
+        {"signatures": [{"keyid": "k" * 257, "sig": "MEU="}]},
+        {"signatures": [{"sig": base64.b64encode(b"s" * 1025).decode()}]},
+    ):
+        with pytest.raises(InvalidInput):
+            parse_envelope(_doc(**changes), max_bytes=MAX)
+    with pytest.raises(InvalidInput) as info:
+        verify_envelope(env, keys={}, threshold=0)
+    assert info.value.code == "ota.dsse.threshold"
+
+
+def test_values_are_frozen_with_slots() -> None:
+    values = [EnvelopeSignature("k", b"s"), Envelope("t", b"p", ())]
+    for value in values:
+        assert not hasattr(value, "__dict__")
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(value, dataclasses.fields(value)[0].name, "x")

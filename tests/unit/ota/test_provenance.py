@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import re
 from datetime import UTC, datetime, timedelta, timezone
@@ -13,18 +14,21 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from support.attestkit import sample_provenance
+from support.jsonvalues import json_values
 from trustfleet.errors import InvalidInput
 from trustfleet.ota.provenance import (
     BUILD_TYPE,
     PREDICATE_TYPE,
     STATEMENT_TYPE,
     Material,
+    Provenance,
     parse_material,
     parse_statement,
     render_statement,
 )
 
 MAX = 256 * 1024
+SHA = "0" * 64
 _TEXT = st.text(min_size=1, max_size=30)
 
 
@@ -128,24 +132,42 @@ _SUBJECT = {"name": "image.bin", "digest": {"sha256": "a" * 64}}
         (_edit("subject", []), "exactly one"),
         (_edit("subject", [_SUBJECT, _SUBJECT]), "exactly one"),
         (_edit("subject.0.digest", {"sha256": "A" * 64}), "64 lowercase hex"),
-        (_edit("subject.0.digest", {"sha256": "a" * 64, "sha512": "b" * 128}), "unknown fields"),
+        (
+            _edit("subject.0.digest", {"sha256": "a" * 64, "sha512": "b" * 128}),
+            "'subject[0].digest' has unknown fields",
+        ),
         (_edit("subject.0.digest", {"sha512": "b" * 128}), "unknown fields"),
-        (_edit("subject.0.name", ""), "subject[0].name"),
+        (_edit("subject.0.name", ""), "'subject[0].name' must be"),
         (_edit("predicate.buildDefinition.externalParameters", {"model": 1}), "externalParameters"),
         (_edit("predicate.buildDefinition.externalParameters", ["model"]), "externalParameters"),
-        (_edit("predicate.buildDefinition.buildType", ...), "lacks ['buildType']"),
+        (
+            _edit("predicate.buildDefinition.buildType", ...),
+            "'buildDefinition' lacks ['buildType']",
+        ),
         (_edit("predicate.buildDefinition.resolvedDependencies", {}), "resolvedDependencies"),
-        (_edit("predicate.buildDefinition.resolvedDependencies.0.digest", {}), "lacks ['sha256']"),
-        (_edit("predicate.runDetails.builder.id", 3), "builder.id"),
+        (
+            _edit("predicate.buildDefinition.resolvedDependencies.0.digest", {}),
+            "'resolvedDependencies[0].digest' lacks ['sha256']",
+        ),
+        (_edit("predicate.runDetails.builder.id", 3), "'builder.id' must be"),
         (_edit("predicate.runDetails.builder.version", "1.0"), "builder.version"),
-        (_edit("predicate.runDetails.metadata.startedOn", "2026-11-21"), "RFC 3339"),
-        (_edit("predicate.runDetails.metadata.startedOn", "2026-11-21T12:00:00"), "RFC 3339"),
+        (
+            _edit("predicate.runDetails.metadata.startedOn", "2026-11-21"),
+            "'startedOn' is not an RFC 3339",
+        ),
+        (
+            _edit("predicate.runDetails.metadata.finishedOn", "2026-11-21T12:00:00"),
+            "'finishedOn' is not an RFC 3339",
+        ),
         (_edit("predicate.runDetails.metadata.startedOn", "20261121T120000Z"), "RFC 3339"),
         (_edit("predicate.runDetails.metadata.startedOn", "2026-11-21T12Z"), "RFC 3339"),
         (_edit("predicate.runDetails.metadata.startedOn", "0001-01-01T00:00:00+01:00"), "RFC 3339"),
         (_edit("predicate.runDetails.metadata.finishedOn", "2026-11-21T11:00:00Z"), "before"),
-        (_edit("predicate.runDetails.metadata.invocationId", ...), "lacks ['invocationId']"),
-        (_edit("predicate.extra", {}), "unknown fields"),
+        (
+            _edit("predicate.runDetails.metadata.invocationId", ...),
+            "'metadata' lacks ['invocationId']",
+        ),
+        (_edit("predicate.extra", {}), "'predicate' has unknown fields"),
     ],
     ids=[
         "oversize",
@@ -196,13 +218,6 @@ def test_arbitrary_bytes_only_invalid_input(data: bytes) -> None:
         parse_statement(data, max_bytes=256)
 
 
-_JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
-    lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=10), inner, max_size=3)
-    ),
-    max_leaves=12,
-)
 _PATHS = [
     "subject",
     "subject.0",
@@ -218,7 +233,66 @@ _PATHS = [
 ]
 
 
-@given(st.sampled_from(_PATHS), _JSON)
+@given(st.sampled_from(_PATHS), json_values)
 def test_arbitrary_json_in_any_field_only_invalid_input(path: str, value: Any) -> None:
     with contextlib.suppress(InvalidInput):
         parse_statement(_edit(path, value), max_bytes=MAX)
+
+
+_GOLDEN = (
+    b'{"_type":"https://in-toto.io/Statement/v1","predicate":{"buildDefinition":{"buildType":'
+    b'"urn:trustfleet:release-build:v1","externalParameters":{"min_version":"0.0.1","model":"m",'
+    b'"version":"1.0.0"},"resolvedDependencies":[{"digest":{"sha256":"' + b"a" * 64 + b'"},'
+    b'"uri":"file:image.bin"}]},"runDetails":{"builder":{"id":"urn:trustfleet:builder:release-cli",'
+    b'"version":{"trustfleet":"0.17.0"}},"metadata":{"finishedOn":"2026-11-21T12:00:03Z",'
+    b'"invocationId":"urn:uuid:00000000-0000-4000-8000-000000000001","startedOn":'
+    b'"2026-11-21T12:00:00Z"}}},"predicateType":"https://slsa.dev/provenance/v1","subject":'
+    b'[{"digest":{"sha256":"' + b"a" * 64 + b'"},"name":"image.bin"}]}'
+)
+
+
+def test_known_answer_rendering() -> None:
+    assert render_statement(sample_provenance()) == _GOLDEN
+    assert (STATEMENT_TYPE, PREDICATE_TYPE, BUILD_TYPE) == (
+        "https://in-toto.io/Statement/v1",
+        "https://slsa.dev/provenance/v1",
+        "urn:trustfleet:release-build:v1",
+    )
+
+
+def _parsed(path: str, value: Any) -> Any:
+    return parse_statement(_edit(path, value), max_bytes=MAX)
+
+
+def test_bounds_at_their_limits() -> None:
+    definition = "predicate.buildDefinition"
+    ok = _parsed(f"{definition}.externalParameters", {f"k{i}": "v" * 1024 for i in range(64)})
+    assert len(ok.parameters) == 64
+    refused: list[tuple[str, Any]] = [
+        (f"{definition}.externalParameters", {f"k{i}": "v" for i in range(65)}),
+        (f"{definition}.externalParameters", {"k": "v" * 1025}),
+        (f"{definition}.externalParameters", {"": "v"}),
+        (f"{definition}.resolvedDependencies", [{"uri": "u", "digest": {"sha256": SHA}}] * 1101),
+    ]
+    for path, value in refused:
+        with pytest.raises(InvalidInput):
+            _parsed(path, value)
+    many = _parsed(
+        f"{definition}.resolvedDependencies", [{"uri": "u", "digest": {"sha256": SHA}}] * 1100
+    )
+    assert len(many.materials) == 1100
+    same = _parsed("predicate.runDetails.metadata.finishedOn", "2026-11-21T12:00:00Z")
+    assert same.finished_on == same.started_on
+    uri = "a:" + "b" * 1022
+    assert parse_material(f"{uri}=sha256:{SHA}").uri == uri
+    with pytest.raises(InvalidInput):
+        parse_material(f"{uri}b=sha256:{SHA}")
+
+
+def test_values_are_frozen_keyword_only_with_slots() -> None:
+    for value in (Material("u", SHA), sample_provenance()):
+        assert not hasattr(value, "__dict__")
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(value, dataclasses.fields(value)[0].name, "x")
+    with pytest.raises(TypeError):
+        Provenance(*[None] * 10)  # type: ignore[misc]

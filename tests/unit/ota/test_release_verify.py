@@ -4,6 +4,7 @@ with its code (issue 17 §3, the tamper table); ``check_provenance`` as a device
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from trustfleet.ota.manifest import (
 )
 from trustfleet.ota.release_verify import (
     ReleaseFinding,
+    ReleaseVerdict,
     TargetDigest,
     check_provenance,
     verify_release_chain,
@@ -195,6 +197,18 @@ CASES = {
     "sbom-not-an-sbom": Case(
         lambda: _put(release_files(RELEASE_KEY), SBOM, b"{}"), ("release.sbom.digest",)
     ),
+    "signed-statement-of-another-predicate": Case(
+        lambda: release_files(
+            RELEASE_KEY,
+            statement_edit=lambda b: b.replace(
+                b"slsa.dev/provenance/v1", b"slsa.dev/provenance/v0.2"
+            ),
+        ),
+        ("release.provenance.invalid",),
+    ),
+    "sbom-format-not-the-manifests": Case(
+        lambda: release_files(RELEASE_KEY, declared_format="spdx"), ("release.sbom.invalid",)
+    ),
     "builder-not-allowed": Case(
         lambda: release_files(RELEASE_KEY), ("release.provenance.builder",), ("urn:other",)
     ),
@@ -286,3 +300,27 @@ def test_check_provenance_as_a_device_runs_it(changes: dict[str, Any], code: str
     with pytest.raises((InvalidInput, VerificationFailed)) as info:
         check_provenance(release.files[PROVENANCE], **args)
     assert info.value.code == code and info.value.hint
+
+
+def test_verdict_values_are_frozen() -> None:
+    release = release_files(RELEASE_KEY)
+    verdict = verify_release_chain(
+        model="m",
+        version="1.0.0",
+        targets=release.targets,
+        files=release.files,
+        release_keys=KEYS,
+        limits=LIMITS,
+    )
+    values = [
+        verdict,
+        ReleaseFinding("c", "m"),
+        TargetDigest(1, "a"),
+        LIMITS,
+    ]
+    for value in values:
+        assert not hasattr(value, "__dict__")  # slots
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(value, dataclasses.fields(value)[0].name, "x")
+    with pytest.raises(TypeError):  # keyword-only
+        ReleaseVerdict("m", "1.0.0", (), None, None, None, ())  # type: ignore[misc]

@@ -18,6 +18,7 @@ from cyclonedx.validation.json import JsonStrictValidator
 from hypothesis import given
 from hypothesis import strategies as st
 
+from support.jsonvalues import json_values
 from trustfleet.errors import InvalidInput
 from trustfleet.ota.sbom import Component, SbomInfo, check_sbom, cyclonedx_for_image
 
@@ -348,13 +349,6 @@ def test_arbitrary_bytes_only_invalid_input(data: bytes) -> None:
         check_sbom(data, max_bytes=256, max_components=10)
 
 
-_JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(max_size=10),
-    lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=10), inner, max_size=3)
-    ),
-    max_leaves=12,
-)
 _KEYS = [
     "components",
     "metadata",
@@ -369,10 +363,35 @@ _KEYS = [
 ]
 
 
-@given(st.booleans(), st.sampled_from(_KEYS), _JSON, _JSON)
+@given(st.booleans(), st.sampled_from(_KEYS), json_values, json_values)
 def test_arbitrary_json_only_invalid_input(spdx: bool, key: str, value: Any, item: Any) -> None:
     doc = _spdx() if spdx else _cyclonedx()
     doc["packages" if spdx else "components"].append(item)
     doc[key] = value
     with contextlib.suppress(InvalidInput):
         _check(doc)
+
+
+def test_cyclonedx_fields_and_limits() -> None:
+    for changes in (
+        {"version": 1},
+        {"purl": 7},
+        {"hashes": [{"content": "ab"}]},
+        {"components": [{"type": "library", "name": "n", "components": {}}]},
+    ):
+        with pytest.raises(InvalidInput, match=r"components\[3\]"):
+            _check(_cyclonedx(components=_component(**changes)))
+    assert _check(_cyclonedx(version=2)).components == 5
+    assert _check(_deep(31)).components == 32  # 32 levels: the limit
+    with pytest.raises(InvalidInput, match="nest deeper than 32"):
+        _check(_deep(32))
+    first = [{"type": "library"}, {"type": "widget", "name": "w"}]
+    with pytest.raises(InvalidInput, match=r"components\[0\]\.name is missing"):
+        _check(_cyclonedx(components=first))  # the first problem in document order
+
+
+def test_spdx_fields_and_limits() -> None:
+    with pytest.raises(InvalidInput, match=r"document\.name is empty"):
+        _check(_spdx(name=""))
+    assert _check(_spdx(), max_components=2).components == 2
+    assert _check(_without(_spdx(), "packages")).components == 0
