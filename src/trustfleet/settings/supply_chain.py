@@ -29,8 +29,9 @@ class SupplyChainSettings(ConfigModel):
     """Per model, the builders whose releases its devices accept, as "MODEL=BUILDER-URI" (one
     entry per pair). Written into device.toml by 'factory provision'; 'release build' refuses
     another builder for such a model. A model not listed accepts any builder."""
-    max_sbom_bytes: int = Field(default=8 << 20, ge=4096, le=256 << 20)
-    """The largest SBOM 'release build --sbom' reads."""
+    max_sbom_bytes: int = Field(default=32 << 20, ge=4096, le=256 << 20)
+    """The largest SBOM 'release build --sbom' reads (50,000 components with hashes take about
+    14 MB of CycloneDX JSON)."""
     max_sbom_components: int = Field(default=50_000, ge=1, le=1_000_000)
     """The most components (CycloneDX, nested included) or packages (SPDX) an SBOM may list."""
     max_provenance_bytes: int = Field(default=256 * 1024, ge=4096, le=16 << 20)

@@ -20,6 +20,7 @@ from securesystemslib.signer import Key
 
 from support.sbom import cyclonedx_doc, spdx_doc, write_sbom
 from support.server import init_home, override_settings, run_cli
+from trustfleet.settings import SupplyChainSettings
 from trustfleet.sim.image import build_image
 from trustfleet.sim.process import free_port
 
@@ -182,7 +183,9 @@ BAD_SBOMS: dict[str, tuple[Callable[[Path], tuple[Path, list[str]]], str, str]] 
         "bomFormat",
     ),
     "oversize": (
-        lambda p: (_write(p, b" " * (8 << 20) + b"{}"), []), "ota.sbom.invalid", "larger than"
+        lambda p: (_write(p, b" " * SupplyChainSettings().max_sbom_bytes + b"{}"), []),
+        "ota.sbom.invalid",
+        "larger than",
     ),
     "too-many-components": (
         lambda p: (_write(p, json.dumps(cyclonedx_doc(components=50_001))), []),
