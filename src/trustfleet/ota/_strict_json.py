@@ -13,7 +13,7 @@ from collections.abc import Callable
 from itertools import accumulate
 from typing import Any, NoReturn
 
-__all__ = ["dumps", "load"]
+__all__ = ["dumps", "fields", "load"]
 
 _MAX_DEPTH = 100
 """Deepest nesting of arrays and objects read (our documents nest a few levels)."""
@@ -79,6 +79,38 @@ def load(data: bytes, *, max_bytes: int, bad: Callable[[str], Exception]) -> Any
         raise bad(str(exc)) from exc
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, int digit limit
         raise bad("not valid JSON") from exc
+
+
+def fields(
+    doc: Any,
+    name: str,
+    keys: frozenset[str] | set[str],
+    optional: frozenset[str] | set[str] = frozenset(),
+    *,
+    bad: Callable[[str], Exception],
+) -> dict[str, Any]:
+    """``doc`` as an object with all of ``keys``, and besides them only ``optional`` ones.
+
+    Args:
+        doc: A parsed JSON value.
+        name: What the value is called in the refusal (``'predicate'``).
+        keys: The fields it must have.
+        optional: The fields it may have as well.
+        bad: Builds the caller's error from a reason.
+
+    Returns:
+        ``doc`` itself.
+
+    Raises:
+        Exception: What ``bad`` builds, for a non-object, unknown fields or missing ones.
+    """
+    if not isinstance(doc, dict):
+        raise bad(f"'{name}' is not an object")
+    present = set(doc)
+    if not keys <= present <= keys | optional:
+        extra, missing = sorted(present - keys - optional), sorted(keys - present)
+        raise bad(f"'{name}' has unknown fields {extra}" if extra else f"'{name}' lacks {missing}")
+    return doc
 
 
 def dumps(doc: Any) -> bytes:

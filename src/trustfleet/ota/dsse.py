@@ -137,7 +137,7 @@ def parse_envelope(data: bytes, *, max_bytes: int) -> Envelope:
             16 signatures (code ``ota.dsse.invalid``).
     """
     doc = _strict_json.load(data, max_bytes=max_bytes, bad=_bad)
-    _fields(doc, "envelope", {"payload", "payloadType", "signatures"}, optional=set())
+    _strict_json.fields(doc, "envelope", {"payload", "payloadType", "signatures"}, bad=_bad)
     payload_type = doc["payloadType"]
     if not isinstance(payload_type, str) or not 0 < len(payload_type) <= _MAX_TYPE_CHARS:
         raise _bad("'payloadType' must be a non-empty string")
@@ -218,16 +218,6 @@ def _bad(why: str) -> InvalidInput:
     )
 
 
-def _fields(doc: Any, name: str, keys: set[str], *, optional: set[str]) -> dict[str, Any]:
-    if not isinstance(doc, dict):
-        raise _bad(f"'{name}' is not an object")
-    present = set(doc)
-    if not keys <= present <= keys | optional:
-        extra, missing = sorted(present - keys - optional), sorted(keys - present)
-        raise _bad(f"'{name}' has unknown fields {extra}" if extra else f"'{name}' lacks {missing}")
-    return doc
-
-
 def _b64(value: Any, name: str) -> bytes:
     """Standard or URL-safe base64, padded or not (the alphabet checked by :data:`_B64`)."""
     if not isinstance(value, str) or _B64.fullmatch(value) is None:
@@ -240,7 +230,7 @@ def _b64(value: Any, name: str) -> bytes:
 
 
 def _signature(value: Any) -> EnvelopeSignature:
-    doc = _fields(value, "signature", {"sig"}, optional={"keyid"})
+    doc = _strict_json.fields(value, "signature", {"sig"}, {"keyid"}, bad=_bad)
     keyid = doc.get("keyid", "")
     if not isinstance(keyid, str) or len(keyid) > _MAX_KEYID_CHARS:
         raise _bad("'keyid' must be a string")

@@ -49,7 +49,6 @@ _MAX_MATERIALS = 1100
 _PREDICATE = frozenset({"buildDefinition", "runDetails"})
 _DEFINITION = frozenset({"buildType", "externalParameters"})
 _DEFINITION_OPTIONAL = frozenset({"internalParameters", "resolvedDependencies"})
-_NONE: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,10 +156,11 @@ def parse_statement(data: bytes, *, max_bytes: int) -> Provenance:
             one subject with a ``sha256`` digest of 64 lowercase hex digits, non-string
             parameters, missing builder or times (code ``ota.provenance.invalid``).
     """
-    doc = _fields(
+    doc = _strict_json.fields(
         _strict_json.load(data, max_bytes=max_bytes, bad=_bad),
         "statement",
         frozenset({"_type", "subject", "predicateType", "predicate"}),
+        bad=_bad,
     )
     if doc["_type"] != STATEMENT_TYPE:
         raise _bad(f"'_type' is not '{STATEMENT_TYPE}'")
@@ -170,9 +170,13 @@ def parse_statement(data: bytes, *, max_bytes: int) -> Provenance:
     if not isinstance(subject, list) or len(subject) != 1:
         raise _bad("'subject' must list exactly one artifact (the image)")
     name, sha256 = _descriptor(subject[0], "subject[0]", name_key="name")
-    predicate = _fields(doc["predicate"], "predicate", _PREDICATE)
-    definition = _fields(
-        predicate["buildDefinition"], "buildDefinition", _DEFINITION, _DEFINITION_OPTIONAL
+    predicate = _strict_json.fields(doc["predicate"], "predicate", _PREDICATE, bad=_bad)
+    definition = _strict_json.fields(
+        predicate["buildDefinition"],
+        "buildDefinition",
+        _DEFINITION,
+        _DEFINITION_OPTIONAL,
+        bad=_bad,
     )
     builder_id, builder_version, invocation, started, finished = _run(predicate["runDetails"])
     return Provenance(
@@ -204,18 +208,6 @@ def _bad(why: str) -> InvalidInput:
     )
 
 
-def _fields(
-    doc: Any, name: str, keys: frozenset[str], optional: frozenset[str] = _NONE
-) -> dict[str, Any]:
-    if not isinstance(doc, dict):
-        raise _bad(f"'{name}' is not an object")
-    present = set(doc)
-    if not keys <= present <= keys | optional:
-        extra, missing = sorted(present - keys - optional), sorted(keys - present)
-        raise _bad(f"'{name}' has unknown fields {extra}" if extra else f"'{name}' lacks {missing}")
-    return doc
-
-
 def _string(value: Any, name: str, *, empty: bool = False) -> str:
     if not isinstance(value, str) or len(value) > _MAX_STRING or (not empty and not value):
         raise _bad(f"'{name}' must be a string of 1 to {_MAX_STRING} characters")
@@ -223,8 +215,8 @@ def _string(value: Any, name: str, *, empty: bool = False) -> str:
 
 
 def _descriptor(value: Any, name: str, *, name_key: str) -> tuple[str, str]:
-    doc = _fields(value, name, frozenset({name_key, "digest"}))
-    digest = _fields(doc["digest"], f"{name}.digest", frozenset({"sha256"}))
+    doc = _strict_json.fields(value, name, frozenset({name_key, "digest"}), bad=_bad)
+    digest = _strict_json.fields(doc["digest"], f"{name}.digest", frozenset({"sha256"}), bad=_bad)
     sha256 = digest["sha256"]
     if not isinstance(sha256, str) or _HEX64.fullmatch(sha256) is None:
         raise _bad(f"'{name}.digest.sha256' must be 64 lowercase hex digits")
@@ -251,13 +243,18 @@ def _materials(value: Any) -> tuple[Material, ...]:
 
 
 def _run(value: Any) -> tuple[str, str, str, datetime, datetime]:
-    run = _fields(value, "runDetails", frozenset({"builder", "metadata"}))
-    builder = _fields(run["builder"], "builder", frozenset({"id"}), frozenset({"version"}))
+    run = _strict_json.fields(value, "runDetails", frozenset({"builder", "metadata"}), bad=_bad)
+    builder = _strict_json.fields(
+        run["builder"], "builder", frozenset({"id"}), frozenset({"version"}), bad=_bad
+    )
     version = builder.get("version", {})
     if not isinstance(version, dict) or not all(isinstance(v, str) for v in version.values()):
         raise _bad("'builder.version' must be an object of strings")
-    meta = _fields(
-        run["metadata"], "metadata", frozenset({"invocationId", "startedOn", "finishedOn"})
+    meta = _strict_json.fields(
+        run["metadata"],
+        "metadata",
+        frozenset({"invocationId", "startedOn", "finishedOn"}),
+        bad=_bad,
     )
     started = _time(meta["startedOn"], "startedOn")
     finished = _time(meta["finishedOn"], "finishedOn")
