@@ -44,6 +44,7 @@ __all__ = [
     "SoftwareDevice",
     "StoreSnapshot",
     "certs_from_pkcs7",
+    "cli_json",
     "curl",
     "enroll_software",
     "free_port",
@@ -53,6 +54,7 @@ __all__ = [
     "make_key",
     "make_software_device",
     "new_device_id",
+    "one_error_line",
     "openssl",
     "run_cli",
     "running_server",
@@ -82,6 +84,23 @@ def run_cli(
         cwd=cwd,
         check=False,
     )
+
+
+def cli_json(home: Path, *args: str | os.PathLike[str]) -> dict[str, Any]:
+    """Run ``trustfleet ARGS --home HOME --json``, assert it succeeded, return its JSON object."""
+    result = run_cli(*args, "--home", home, "--json")
+    assert result.returncode == 0, result.stderr
+    doc: dict[str, Any] = json.loads(result.stdout)
+    return doc
+
+
+def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The one line a refused command printed on stderr (a non-zero exit, no traceback)."""
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr + result.stdout
+    found = lines(result.stderr)
+    assert len(found) == 1, result.stderr
+    return found[0]
 
 
 def init_home(

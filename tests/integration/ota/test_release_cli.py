@@ -3,15 +3,13 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from support.sbom import write_sbom
-from support.server import init_home, run_cli
+from support.server import cli_json, init_home, one_error_line, run_cli
 from trustfleet.sim.process import free_port
 from trustfleet.sim.server import SimServer
 
@@ -26,49 +24,36 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     yield path
 
 
-def _ok(home: Path, *args: str | Path) -> dict[str, object]:
-    result = run_cli(*args, "--home", home, "--json")
-    assert result.returncode == 0, result.stderr
-    doc: dict[str, object] = json.loads(result.stdout)
-    return doc
-
-
-def _one_error_line(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr + result.stdout
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    return lines[0]
-
-
 def test_build_publish_list_show(home: Path, tmp_path: Path) -> None:
     image = tmp_path / "image.bin"
     image.write_bytes(bytes(range(256)) * 1024)
     sbom = write_sbom(tmp_path / "sbom.json")
-    built = _ok(home, "release", "build", "--version", "1.0.0", "--image", image, "--sbom", sbom)
+    built = cli_json(
+        home, "release", "build", "--version", "1.0.0", "--image", image, "--sbom", sbom
+    )
     assert built["min_version"] == "1.0.0" and built["deltas"] == []
     staged = home / "ota" / "staging" / "sim-v1" / "1.0.0"
     assert (staged / "image.bin").read_bytes() == image.read_bytes()
-    published = _ok(home, "release", "publish", "--version", "1.0.0")
+    published = cli_json(home, "release", "publish", "--version", "1.0.0")
     assert published["version"] == "1.0.0" and published["deltas"] == []
-    listed = _ok(home, "release", "list")["releases"]
-    assert [r["version"] for r in listed] == ["1.0.0"]  # type: ignore[attr-defined,index]
-    shown = _ok(home, "release", "show", "--version", "1.0.0")
+    listed = cli_json(home, "release", "list")["releases"]
+    assert [r["version"] for r in listed] == ["1.0.0"]
+    shown = cli_json(home, "release", "show", "--version", "1.0.0")
     manifest = shown["manifest"]
-    assert manifest["image"]["length"] == 256 * 1024  # type: ignore[index]
-    assert manifest["measurements"][0]["pcr"] == 9  # type: ignore[index]
-    line = _one_error_line(run_cli("release", "publish", "--version", "1.0.0", "--home", home))
+    assert manifest["image"]["length"] == 256 * 1024
+    assert manifest["measurements"][0]["pcr"] == 9
+    line = one_error_line(run_cli("release", "publish", "--version", "1.0.0", "--home", home))
     assert "published already" in line and "Hint" in line
 
 
 def test_ota_commands(home: Path) -> None:
-    status = _ok(home, "ota", "status")
+    status = cli_json(home, "ota", "status")
     roles = status["roles"]
-    assert roles["root"]["threshold"] == 2 and len(roles["root"]["keyids"]) == 3  # type: ignore[index]
-    refreshed = _ok(home, "ota", "refresh-timestamp")
-    assert refreshed["roles"]["timestamp"]["version"] == roles["timestamp"]["version"] + 1  # type: ignore[index]
-    rotated = _ok(home, "ota", "rotate-root", *SimServer(home).ceremony_args())
-    assert rotated["roles"]["root"]["version"] == roles["root"]["version"] + 1  # type: ignore[index]
+    assert roles["root"]["threshold"] == 2 and len(roles["root"]["keyids"]) == 3
+    refreshed = cli_json(home, "ota", "refresh-timestamp")
+    assert refreshed["roles"]["timestamp"]["version"] == roles["timestamp"]["version"] + 1
+    rotated = cli_json(home, "ota", "rotate-root", *SimServer(home).ceremony_args())
+    assert rotated["roles"]["root"]["version"] == roles["root"]["version"] + 1
     # rotate-online and the init refusal are covered in test_ota_repo_service.py.
 
 
@@ -92,6 +77,6 @@ def test_bad_input_fails_with_one_line(
     image = tmp_path / "img"
     image.write_bytes(b"x" * 4096)
     args = [a.replace("{image}", str(image)) for a in args]
-    line = _one_error_line(run_cli(*args, "--home", home))
+    line = one_error_line(run_cli(*args, "--home", home))
     assert expected in line
     assert "Hint" in line

@@ -19,7 +19,7 @@ from securesystemslib.dsse import Envelope as SslibEnvelope
 from securesystemslib.signer import Key
 
 from support.sbom import cyclonedx_doc, spdx_doc, write_sbom
-from support.server import init_home, override_settings, run_cli
+from support.server import cli_json, init_home, one_error_line, override_settings, run_cli
 from trustfleet.settings import SupplyChainSettings
 from trustfleet.sim.image import build_image
 from trustfleet.sim.process import free_port
@@ -39,25 +39,10 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     override_settings(path, {"supply_chain.allowed_builders": '["locked-v1=urn:other:builder"]'})
     for version in ("1.0.0", "1.1.0"):
         image = build_image(base / f"{version}.bin", version=version, size_bytes=SIZE).path
-        _ok(path, "release", "build", "--version", version, "--image", image,
+        cli_json(path, "release", "build", "--version", version, "--image", image,
             "--material", f"git+https://example.com/fw@v{version}=sha256:{'ab' * 32}")  # fmt: skip
-        _ok(path, "release", "publish", "--version", version)
+        cli_json(path, "release", "publish", "--version", version)
     yield path
-
-
-def _ok(home: Path, *args: str | Path) -> dict[str, Any]:
-    result = run_cli(*args, "--home", home, "--json")
-    assert result.returncode == 0, result.stderr
-    doc: dict[str, Any] = json.loads(result.stdout)
-    return doc
-
-
-def _one_error_line(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr + result.stdout
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    return lines[0]
 
 
 def _targets(repo: Path) -> dict[str, Any]:
@@ -82,7 +67,7 @@ def _verify_repo(repo: Path, home: Path, version: str) -> subprocess.CompletedPr
 
 
 def test_a_published_release_binds_its_sbom_and_provenance(home: Path) -> None:
-    shown = _ok(home, "release", "show", "--version", "1.1.0")
+    shown = cli_json(home, "release", "show", "--version", "1.1.0")
     manifest = shown["manifest"]
     assert manifest["sbom"]["format"] == "cyclonedx" and manifest["sbom"]["components"] > 0
     repo = home / "ota" / "repo"
@@ -101,7 +86,7 @@ def test_a_published_release_binds_its_sbom_and_provenance(home: Path) -> None:
 def test_release_verify_passes_from_the_home_and_from_a_copied_repository(
     home: Path, tmp_path: Path
 ) -> None:
-    verified = _ok(home, "release", "verify", "--version", "1.1.0")
+    verified = cli_json(home, "release", "verify", "--version", "1.1.0")
     assert verified["ok"] and {c["status"] for c in verified["checks"]} == {"ok"}
     assert verified["provenance"]["subject"]["sha256"] == verified["image_sha256"]
     uris = [m["uri"] for m in verified["provenance"]["materials"]]
@@ -169,8 +154,8 @@ def test_a_real_image_takes_a_supplied_sbom(home: Path, tmp_path: Path) -> None:
         assert f"SBOM {fmt} with {count} components" in " ".join(result.stdout.split())
     staged = home / "ota" / "staging" / "real-v1" / "3.3.0" / "sbom.cdx.json"
     assert staged.read_bytes() == (tmp_path / "cyclonedx.json").read_bytes()
-    _ok(home, "release", "publish", "--version", "3.4.0", "--model", "real-v1")
-    verified = _ok(home, "release", "verify", "--version", "3.4.0", "--model", "real-v1")
+    cli_json(home, "release", "publish", "--version", "3.4.0", "--model", "real-v1")
+    verified = cli_json(home, "release", "verify", "--version", "3.4.0", "--model", "real-v1")
     assert verified["ok"] and verified["sbom"]["format"] == "spdx"
     assert verified["provenance"]["materials"][1]["uri"] == "file:spdx.json"
 
@@ -238,7 +223,7 @@ def test_a_bad_sbom_is_refused(
 def test_a_real_image_without_sbom_is_refused_with_one_line(home: Path, tmp_path: Path) -> None:
     image = _write(tmp_path / "real.bin", b"\x7fELF" + bytes(4096))
     args = ["release", "build", "--home", home, "--version", "9.0.0", "--image", image]
-    line = _one_error_line(run_cli(*args, "--model", "real-v1"))
+    line = one_error_line(run_cli(*args, "--model", "real-v1"))
     assert "its SBOM must be supplied" in line and "--sbom FILE" in line
 
 
@@ -246,7 +231,7 @@ def test_a_builder_not_allowed_for_the_model_is_refused(home: Path, tmp_path: Pa
     image = build_image(tmp_path / "l.bin", version="1.0.0", size_bytes=SIZE).path
     args = ["release", "build", "--home", home, "--version", "1.0.0", "--image", image]
     result = run_cli(*args, "--model", "locked-v1")
-    line = _one_error_line(result)
+    line = one_error_line(result)
     assert "not allowed for model locked-v1" in line and result.returncode == 7
 
 
@@ -265,7 +250,7 @@ def test_release_verify_bad_arguments_fail_with_one_line(
     home: Path, case: tuple[list[str], str]
 ) -> None:
     args, expected = case
-    line = _one_error_line(
+    line = one_error_line(
         run_cli("release", "verify", *[a.replace("{home}", str(home)) for a in args])
     )
     assert expected in line
