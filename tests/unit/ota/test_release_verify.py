@@ -39,6 +39,19 @@ SBOM = sbom_target("m", "1.0.0", "cyclonedx")
 PROVENANCE = provenance_target("m", "1.0.0")
 
 
+def _verify(release: Release, allowed_builders: tuple[str, ...] = ()) -> ReleaseVerdict:
+    """Verify ``release`` (model ``m``, 1.0.0) under :data:`KEYS` and the kit's limits."""
+    return verify_release_chain(
+        model="m",
+        version="1.0.0",
+        targets=release.targets,
+        files=release.files,
+        release_keys=KEYS,
+        allowed_builders=allowed_builders,
+        limits=LIMITS,
+    )
+
+
 def _edit_envelope(change: Callable[[dict[str, object]], None]) -> Callable[[bytes], bytes]:
     def edit(data: bytes) -> bytes:
         doc = json.loads(data)
@@ -225,15 +238,7 @@ CASES = {
 def test_tamper_table(name: str) -> None:
     case = CASES[name]
     release = case.make()
-    verdict = verify_release_chain(
-        model="m",
-        version="1.0.0",
-        targets=release.targets,
-        files=release.files,
-        release_keys=KEYS,
-        allowed_builders=case.allowed,
-        limits=LIMITS,
-    )
+    verdict = _verify(release, allowed_builders=case.allowed)
     assert tuple(f.code for f in verdict.findings) == case.codes
     assert verdict.ok is (not case.codes)
     assert all(f.message for f in verdict.findings)
@@ -254,14 +259,7 @@ def test_sbom_not_an_sbom_but_bound_by_the_manifest() -> None:
     manifest["sbom"].update(length=len(sbom), sha256=hashlib.sha256(sbom).hexdigest())
     release.put(SBOM, sbom)
     release.put(MANIFEST, json.dumps(manifest).encode())
-    verdict = verify_release_chain(
-        model="m",
-        version="1.0.0",
-        targets=release.targets,
-        files=release.files,
-        release_keys=KEYS,
-        limits=LIMITS,
-    )
+    verdict = _verify(release)
     assert verdict.findings == (
         ReleaseFinding("release.sbom.invalid", verdict.findings[0].message),
     )
@@ -304,14 +302,7 @@ def test_check_provenance_as_a_device_runs_it(changes: dict[str, Any], code: str
 
 def test_verdict_values_are_frozen() -> None:
     release = release_files(RELEASE_KEY)
-    verdict = verify_release_chain(
-        model="m",
-        version="1.0.0",
-        targets=release.targets,
-        files=release.files,
-        release_keys=KEYS,
-        limits=LIMITS,
-    )
+    verdict = _verify(release)
     values = [
         verdict,
         ReleaseFinding("c", "m"),
