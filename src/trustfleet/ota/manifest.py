@@ -13,9 +13,11 @@ import json
 import re
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from trustfleet.errors import InvalidInput
+from trustfleet.ota import _strict_json
 from trustfleet.ota.versions import Version, check_model, parse_version
 
 __all__ = [
@@ -57,7 +59,6 @@ SBOM_FORMATS = ("cyclonedx", "spdx")
 """The SBOM formats a release may carry (JSON encodings of CycloneDX 1.4-1.6 and SPDX 2.2-2.3)."""
 _SBOM_FILES = {"cyclonedx": "sbom.cdx.json", "spdx": "sbom.spdx.json"}
 _MAX_COMPONENTS = 1 << 24
-_NONE: frozenset[str] = frozenset()
 
 
 def manifest_target(model: str, version: str) -> str:
@@ -279,15 +280,8 @@ def _bad(why: str) -> InvalidInput:
     )
 
 
-def _object(
-    value: Any, name: str, keys: frozenset[str] | set[str], *, optional: frozenset[str] = _NONE
-) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise _bad(f"'{name}' is not an object")
-    if not keys <= set(value) <= keys | optional:
-        extra, missing = sorted(set(value) - keys - optional), sorted(keys - set(value))
-        raise _bad(f"'{name}' has unknown fields {extra}" if extra else f"'{name}' lacks {missing}")
-    return value
+_object = partial(_strict_json.fields, bad=_bad)
+"""``value`` as an object with all of ``keys`` and besides them only ``optional`` ones."""
 
 
 def _array(value: Any, name: str, limit: int) -> list[Any]:
