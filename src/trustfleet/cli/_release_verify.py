@@ -11,6 +11,7 @@ from rich.table import Table
 from trustfleet.cli._common import command_runtime, console, emit_json
 from trustfleet.cli._options import JsonOpt
 from trustfleet.errors import InvalidInput, VerificationFailed, exit_code_for
+from trustfleet.fileio import read_bounded
 
 if TYPE_CHECKING:
     from trustfleet.ota.release_verify import ReleaseVerdict
@@ -93,15 +94,14 @@ def _usage(message: str) -> InvalidInput:
 
 def _read_root(path: Path) -> bytes:
     try:
-        with path.open("rb") as fh:
-            data = fh.read(_MAX_ROOT_BYTES + 1)
+        data = read_bounded(path, max_bytes=_MAX_ROOT_BYTES)
     except OSError as exc:
         raise InvalidInput(
             f"cannot read the trusted root {path}: {exc.strerror}",
             hint="give the TUF root you trust, e.g. HOME/public/tuf-root.json",
             code="release.verify.root",
         ) from exc
-    if len(data) > _MAX_ROOT_BYTES:
+    if data is None:
         raise InvalidInput(
             f"{path} is larger than {_MAX_ROOT_BYTES} bytes", code="release.verify.root"
         )

@@ -23,7 +23,7 @@ from cyclonedx.validation.json import JsonStrictValidator
 
 from trustfleet import product_version
 from trustfleet.errors import InvalidInput, NotFound, VerificationFailed
-from trustfleet.fileio import PRIVATE_FILE_MODE, write_atomic
+from trustfleet.fileio import PRIVATE_FILE_MODE, read_bounded, write_atomic
 from trustfleet.ota.dsse import parse_envelope, render_envelope, sign_envelope
 from trustfleet.ota.manifest import (
     ProvenanceRef,
@@ -108,8 +108,7 @@ def _bad_sbom(why: str) -> InvalidInput:
 
 def _read_sbom(path: Path, *, max_bytes: int) -> bytes:
     try:
-        with path.open("rb") as fh:
-            data = fh.read(max_bytes + 1)
+        data = read_bounded(path, max_bytes=max_bytes)
     except FileNotFoundError as exc:
         raise NotFound(
             f"no SBOM file {path}", hint="check the --sbom path", code="ota.sbom.missing"
@@ -120,7 +119,7 @@ def _read_sbom(path: Path, *, max_bytes: int) -> bytes:
             hint="give a readable CycloneDX or SPDX JSON file",
             code="ota.sbom.invalid",
         ) from exc
-    if len(data) > max_bytes:
+    if data is None:
         raise _bad_sbom(f"larger than [supply_chain] max_sbom_bytes ({max_bytes})")
     return data
 
