@@ -26,8 +26,6 @@ LOCK_FILE: Final = "agent.lock"
 LOCK_ENV: Final = "TRUSTFLEET_DEVICE_LOCK_FD"
 """How a re-executed agent (a reboot) finds the lock it already holds."""
 TOKENS_DIR: Final = "tokens"
-_TOKENDIR_KEY: Final = "directories.tokendir"
-_MAX_CONF_BYTES: Final = 64 * 1024
 
 
 def hold_device(directory: Path) -> HeldLock:
@@ -59,23 +57,12 @@ def follow_folder(conf: Path, directory: Path) -> None:
     tokens = directory / TOKENS_DIR
     if not conf.resolve().is_relative_to(directory) or not tokens.is_dir():
         return
-    current = _tokendir(conf)
+    # Imported here so the boot loop stays lean (its only caller, agent/_tls.py, has them loaded).
+    from trustfleet.keystore import softhsm_token_dir, write_softhsm_conf  # noqa: PLC0415
+
+    current = softhsm_token_dir(conf)
     if current is None or current == tokens:
         return
-    from trustfleet.keystore import write_softhsm_conf  # noqa: PLC0415  # keeps the boot loop lean
 
     logger.info("device folder moved or copied: SoftHSM2 tokens now in %s", tokens)
     write_softhsm_conf(conf, token_dir=tokens)
-
-
-def _tokendir(conf: Path) -> Path | None:
-    try:
-        with conf.open("rb") as fh:
-            text = fh.read(_MAX_CONF_BYTES).decode("utf-8", errors="replace")
-    except OSError:
-        return None
-    for line in text.splitlines():
-        key, sep, value = line.partition("=")
-        if sep and key.strip() == _TOKENDIR_KEY:
-            return Path(value.strip())
-    return None
