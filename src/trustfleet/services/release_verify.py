@@ -14,7 +14,6 @@ of the verified root as the release keys (the provenance is signed by the target
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
@@ -29,6 +28,7 @@ from tuf.ngclient.fetcher import FetcherInterface
 from tuf.ngclient.updater import Updater
 
 from trustfleet.errors import InvalidInput, NotFound
+from trustfleet.ota import RepoFiles, hash_file
 from trustfleet.ota.manifest import (
     MAX_MANIFEST_BYTES,
     SBOM_FORMATS,
@@ -61,7 +61,6 @@ __all__ = [
 
 _SCHEME = "local"
 _CHUNK = 64 * 1024
-_IMAGE_CHUNK = 1 << 20
 _MAX_ROOT_BYTES = 512 * 1024
 _MAX_METADATA_BYTES = 16 << 20
 
@@ -133,9 +132,8 @@ def _release_paths(model: str, version: str) -> list[str]:
 
 def _read_target(repo: Path, path: str, digest: TargetDigest, *, max_bytes: int) -> bytes:
     """The stored bytes of a target (hash-prefixed name), at most ``max_bytes`` + 1."""
-    directory, _, name = path.rpartition("/")
     try:
-        with (repo / "targets" / directory / f"{digest.sha256}.{name}").open("rb") as fh:
+        with RepoFiles(repo).target_file(path, digest.sha256).open("rb") as fh:
             return fh.read(max_bytes + 1)
     except OSError:
         return b""  # the chain verifier reports it as a digest mismatch
@@ -241,16 +239,15 @@ def verify_published_release(
 
 def _image_finding(repo: Path, path: str, digest: TargetDigest) -> ReleaseFinding | None:
     """The stored image's bytes against its TUF digest (streamed, at most its listed length)."""
-    directory, _, name = path.rpartition("/")
-    sha, length = hashlib.sha256(), 0
     try:
-        with (repo / "targets" / directory / f"{digest.sha256}.{name}").open("rb") as fh:
-            while length <= digest.length and (chunk := fh.read(_IMAGE_CHUNK)):
-                sha.update(chunk)
-                length += len(chunk)
-    except OSError:
+        stored = hash_file(
+            RepoFiles(repo).target_file(path, digest.sha256), max_bytes=digest.length
+        )
+    except (NotFound, OSError):
         return ReleaseFinding("release.image.digest", f"{path} is missing from the repository")
-    if (length, sha.hexdigest()) != (digest.length, digest.sha256):
+    except InvalidInput:  # not a regular file, or longer than TUF lists
+        stored = None
+    if stored != (digest.length, digest.sha256):
         return ReleaseFinding(
             "release.image.digest", f"the stored {path} does not match its TUF target digest"
         )
