@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 PACKAGES=(softhsm2 opensc mosquitto mosquitto-clients swtpm swtpm-tools tpm2-tools libtss2-dev
           libengine-pkcs11-openssl postgresql openssl curl python3-venv
           zstd pkg-config gcc python3-dev faketime mosquitto-dev libmosquitto-dev libssl-dev
-          golang-go golang-golang-x-mod-dev chromium libnss3-tools fonts-dejavu-core)
+          golang-go golang-golang-x-mod-dev chromium libnss3-tools fonts-dejavu-core
+          libcoap3-bin cmake libcunit1-dev autoconf automake libtool)
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi

@@ -31,6 +31,7 @@ _EVERY_PACKAGE = {
     "attestation",
     "audit",
     "monitoring",
+    "lwm2m",
 }
 """What the edge packages (sim, cli) may use."""
 
@@ -51,6 +52,7 @@ ALLOWED: dict[str, set[str]] = {
     "broker": {"pki"},
     "ota": {"keystore", "pki"},
     "attestation": {"pki"},
+    "lwm2m": {"keystore", "pki", "ota", "settings"},
     "services": {
         "keystore",
         "pki",
@@ -61,6 +63,7 @@ ALLOWED: dict[str, set[str]] = {
         "broker",
         "audit",
         "monitoring",
+        "lwm2m",
     },
     "server": {
         "keystore",
@@ -73,6 +76,7 @@ ALLOWED: dict[str, set[str]] = {
         "attestation",
         "audit",
         "monitoring",
+        "lwm2m",
     },
     "agent": {"keystore", "pki", "ota", "attestation", "monitoring"},
     "sim": _EVERY_PACKAGE,  # at the edge: the harness drives every package

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
@@ -23,6 +23,7 @@ __all__ = [
     "DeviceSection",
     "DeviceSettings",
     "IdentitySection",
+    "Lwm2mSection",
     "MonitoringSection",
     "MqttSection",
     "OtaSection",
@@ -174,6 +175,39 @@ class MonitoringSection(ConfigModel):
         return value
 
 
+class Lwm2mSection(ConfigModel):
+    """A constrained device speaking LwM2M over CoAP and DTLS instead of MQTT (docs/lwm2m.md).
+
+    Written by 'factory provision --protocol lwm2m'; read by the simulator's LwM2M client.
+    """
+
+    security: Literal["psk", "cert"] = "psk"
+    """DTLS mode: "psk" (the pre-shared key below, in the device token) or "cert" (the LDevID
+    and the identity key in the device token)."""
+    server_uri: str = "coaps://127.0.0.1:5684"
+    """The bootstrap server when bootstrap is true, else the device-management server."""
+    bootstrap: bool = True
+    """Ask the bootstrap server for the device-management server and its credential first."""
+    psk_identity: str = ""
+    """The factory (bootstrap) PSK identity; empty in certificate mode."""
+    psk_label: str = "lwm2m-psk"
+    """Label of the pre-shared key, a secret-key object in the device token."""
+    manifest_key: str = "lwm2m-manifest-key.pem"
+    """The public key firmware manifests must be signed with (COSE_Sign1, ADR 0022)."""
+    lifetime_s: int = Field(default=300, ge=30, le=86_400)
+    """The registration lifetime the device asks for."""
+    firmware_dir: str = "lwm2m-firmware"
+    """Where the simulated device keeps its installed image and its state."""
+
+    @field_validator("server_uri")
+    @classmethod
+    def _coaps(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme != "coaps" or not parts.hostname:
+            raise ValueError("must be a coaps:// URI with a host")
+        return value
+
+
 class DeviceSettings(ConfigModel):
     """The whole ``device.toml``, with paths resolved against the device directory.
 
@@ -189,6 +223,8 @@ class DeviceSettings(ConfigModel):
     agent: AgentSection = AgentSection()
     ota: OtaSection = OtaSection()
     monitoring: MonitoringSection = MonitoringSection()
+    lwm2m: Lwm2mSection | None = None
+    """Only on a constrained device (LwM2M instead of MQTT)."""
 
     def path(self, relative: str) -> Path:
         """Resolve a path from the file against the device directory."""

@@ -9,6 +9,7 @@ becoming its comment.
 from __future__ import annotations
 
 from trustfleet.settings.lifecycle import LifecycleSettings
+from trustfleet.settings.lwm2m import Lwm2mSettings
 from trustfleet.settings.monitoring import MonitoringSettings, SyslogSettings, WebhookSettings
 from trustfleet.settings.operations import (
     AttestationSettings,
@@ -46,6 +47,7 @@ __all__ = [
     "IngestSettings",
     "KeystoreSettings",
     "LifecycleSettings",
+    "Lwm2mSettings",
     "MonitoringSettings",
     "OtaSettings",
     "PkiSettings",

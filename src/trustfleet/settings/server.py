@@ -15,6 +15,7 @@ from trustfleet.configfile import ConfigFile, ConfigModel, check_loaded_code
 from trustfleet.errors import Config
 from trustfleet.settings import operations, sections
 from trustfleet.settings.lifecycle import LifecycleSettings
+from trustfleet.settings.lwm2m import Lwm2mSettings
 from trustfleet.settings.monitoring import MonitoringSettings
 from trustfleet.settings.supply_chain import SupplyChainSettings
 
@@ -52,6 +53,7 @@ class ServerSettings(ConfigModel):
     monitoring: MonitoringSettings = MonitoringSettings()
     lifecycle: LifecycleSettings = LifecycleSettings()
     supply_chain: SupplyChainSettings = SupplyChainSettings()
+    lwm2m: Lwm2mSettings = Lwm2mSettings()
     ca: dict[str, sections.CaSettings]
     """The CAs (root, manufacturing, device, and later generations such as device-2): each key
     as an RFC 7512 URI (with pin-source) and its certificate."""
