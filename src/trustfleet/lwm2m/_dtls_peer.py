@@ -156,7 +156,9 @@ class PeerTable:
         assert isinstance(note, HandshakeNote)
         cipher = connection.get_cipher_name() or ""
         if "PSK" in cipher and note.psk_identity is not None:
-            peer.identity = PeerIdentity(mode="psk", identity=note.psk_identity, address=peer.address)
+            peer.identity = PeerIdentity(
+                mode="psk", identity=note.psk_identity, address=peer.address
+            )
         else:
             name = peer_common_name(connection)
             if name is None:

@@ -217,6 +217,6 @@ class SslFactory:
                 return 0
             _FFI.memmove(psk, key, len(key))
             return len(key)
-        except Exception:  # noqa: BLE001 - the C boundary: refuse, never raise into OpenSSL
+        except Exception:
             logger.exception("PSK lookup failed; handshake refused")
             return 0

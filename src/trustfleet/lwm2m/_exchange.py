@@ -21,8 +21,8 @@ from typing import Final
 
 from trustfleet.errors import InvalidInput, Unavailable
 from trustfleet.lwm2m.coap import (
-    Code,
     CoapFormatError,
+    Code,
     Message,
     MessageType,
     decode,
@@ -157,10 +157,11 @@ class Exchange:
                 raise Unavailable("The device has no session.", code="lwm2m.coap.unreachable")
             if attempt:
                 self.stats.retransmissions += 1
-            acked = asyncio.ensure_future(pending.acked.wait())
+            acked: asyncio.Future[object] = asyncio.ensure_future(pending.acked.wait())
+            answer: asyncio.Future[object] = pending.future  # type: ignore[assignment]  # only waited on
             try:
                 done, _ = await asyncio.wait(
-                    {pending.future, acked}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                    {answer, acked}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
                 )
             finally:
                 acked.cancel()
@@ -196,7 +197,7 @@ class Exchange:
             return
         if message.code == Code.EMPTY:
             self._on_empty(address, message)
-        elif message.is_request():
+        elif message.is_request:
             self._on_request(address, message)
         else:
             self._on_response(address, message)
@@ -273,7 +274,7 @@ class Exchange:
         response = await self._handler(address, message)
         if response is None:
             return
-        if response.type == MessageType.NON or response.type == MessageType.CON:
+        if response.type in (MessageType.NON, MessageType.CON):
             response = Message(
                 type=response.type,
                 code=response.code,

@@ -100,9 +100,7 @@ def bootstrap_steps(plan: BootstrapPlan) -> tuple[BootstrapStep, ...]:
     return (
         BootstrapStep(method="delete", path="/0"),
         BootstrapStep(method="delete", path="/1"),
-        BootstrapStep(
-            method="write", path=f"/0/{DM_SECURITY_INSTANCE}", resources=_security(plan)
-        ),
+        BootstrapStep(method="write", path=f"/0/{DM_SECURITY_INSTANCE}", resources=_security(plan)),
         BootstrapStep(method="write", path=f"/1/{DM_SERVER_INSTANCE}", resources=_server(plan)),
         BootstrapStep(method="finish", path="/bs"),
     )

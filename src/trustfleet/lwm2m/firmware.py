@@ -2,7 +2,8 @@
 
 The server writes Package URI ``/5/0/1``, observes State ``/5/0/3`` and Update Result
 ``/5/0/5``, executes Update ``/5/0/2`` when the state is Downloaded, and maps what the device
-reports to the campaign's per-device states (:data:`trustfleet.ota.campaign_rules.DeviceUpdateState`).
+reports to the campaign's per-device states
+(:data:`trustfleet.ota.campaign_rules.DeviceUpdateState`).
 No I/O.
 """
 
@@ -23,8 +24,8 @@ __all__ = [
     "Action",
     "FirmwareProgress",
     "Result",
-    "apply",
     "State",
+    "apply",
     "campaign_state",
     "next_action",
     "observe_value",

@@ -46,7 +46,8 @@ _MAX_LIFETIME_DIGITS: Final = 10
 
 @dataclass(frozen=True, slots=True)
 class LifetimeBounds:
-    """The lifetime clamp (``[lwm2m] min_lifetime_s``, ``max_lifetime_s``, ``default_lifetime_s``)."""
+    """The lifetime clamp: ``[lwm2m] min_lifetime_s``, ``max_lifetime_s``,
+    ``default_lifetime_s``."""
 
     min_s: int
     max_s: int
@@ -194,7 +195,7 @@ def object_paths(links: Sequence[str], *, max_links: int) -> tuple[str, ...]:
 def expiry_grace_s(*, ack_timeout_s: float, max_retransmit: int) -> float:
     """The grace after a lifetime before a registration is dropped: RFC 7252 MAX_TRANSMIT_WAIT
     (an Update sent at the last moment may still be retransmitted that long)."""
-    return ack_timeout_s * (2 ** (max_retransmit + 1) - 1) * 1.5
+    return float(ack_timeout_s * ((1 << (max_retransmit + 1)) - 1) * 1.5)
 
 
 def is_expired(registration: Registration, *, now: datetime, grace_s: float) -> bool:
@@ -272,6 +273,11 @@ class RegistrationTable:
         self._by_device[device_id] = registration
         self._by_location[location] = device_id
         return registration, previous
+
+    def at(self, location: str) -> Registration | None:
+        """The registration at ``location``, whoever owns it."""
+        owner = self._by_location.get(location)
+        return self._by_device.get(owner) if owner is not None else None
 
     def owned(self, location: str, *, device_id: str) -> Registration:
         """The registration at ``location``, which must belong to ``device_id``.
