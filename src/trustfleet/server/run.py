@@ -33,6 +33,7 @@ from trustfleet.server._supervise import ProcessSpec, Supervisor
 from trustfleet.server.audit_sequencer import sequencer_process_main
 from trustfleet.server.campaign_ticker import ticker_process_main
 from trustfleet.server.ingest_worker import ingest_process_main
+from trustfleet.server.lwm2m_worker import lwm2m_process_main
 from trustfleet.server.monitor_worker import monitor_process_main
 from trustfleet.services.health import record_service_change
 from trustfleet.services.runtime import Runtime
@@ -265,6 +266,8 @@ class _Service:
             supervisor.start(ProcessSpec("attest#0", attest_process_main, (home, self.mqtt_port)))
         if settings.monitoring.enabled:
             supervisor.start(ProcessSpec("monitor#0", monitor_process_main, (home,)))
+        if settings.lwm2m.enabled:
+            supervisor.start(ProcessSpec("lwm2m#0", lwm2m_process_main, (home,)))
 
     def _report(self, children: int, broker_stopped: bool) -> StopReport:
         received = self.signals.received
