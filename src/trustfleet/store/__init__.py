@@ -15,7 +15,13 @@ this package. Database errors arrive as :class:`~trustfleet.errors.Conflict`,
 :class:`~trustfleet.errors.NotFound` or :class:`~trustfleet.errors.Unavailable`.
 """
 
-from trustfleet.store import alert_records, command_records, operator_records, records
+from trustfleet.store import (
+    alert_records,
+    command_records,
+    lwm2m_records,
+    operator_records,
+    records,
+)
 from trustfleet.store._alerts import MAX_EVIDENCE_BYTES, AlertActionRepository, AlertRepository
 from trustfleet.store._attestation import AttestationRepository
 from trustfleet.store._audit import AuditRepository
@@ -49,6 +55,7 @@ from trustfleet.store._inventory import (
     InventoryQuery,
     InventoryRepository,
 )
+from trustfleet.store._lwm2m import Lwm2mRepository
 from trustfleet.store._notifications import MAX_NOTIFICATION_BYTES, NotificationRepository
 from trustfleet.store._operators import OperatorRepository
 from trustfleet.store._releases import ReleaseRepository
@@ -64,6 +71,7 @@ from trustfleet.store._uow import Transaction, UnitOfWork
 from trustfleet.store._validate import MAX_LIST_LIMIT
 from trustfleet.store.alert_records import *  # noqa: F403  # records of tx.alerts & co
 from trustfleet.store.command_records import *  # noqa: F403  # public API (H2)
+from trustfleet.store.lwm2m_records import *  # noqa: F403  # records of tx.lwm2m
 from trustfleet.store.operator_records import *  # noqa: F403  # records of tx.operators
 from trustfleet.store.records import *  # noqa: F403  # every record type is public API
 
@@ -110,3 +118,5 @@ __all__ += ["MAX_EVIDENCE_BYTES", "MAX_NOTIFICATION_BYTES"]  # alerts and outbox
 __all__ += ["AlertActionRepository", "AlertRepository", "NotificationRepository"]
 __all__ += alert_records.__all__
 __all__ += ["head_revision", "schema_revision"]  # upgrades (services.upgrade)
+__all__ += ["Lwm2mRepository"]  # tx.lwm2m
+__all__ += lwm2m_records.__all__

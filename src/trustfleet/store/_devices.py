@@ -15,7 +15,7 @@ from trustfleet.store import _validate as check
 from trustfleet.store._models import DeviceRow
 from trustfleet.store._rows import record_of
 from trustfleet.store._session import SessionHandle, insert
-from trustfleet.store.records import DEVICE_STATES, DeviceRecord, DeviceState
+from trustfleet.store.records import DEVICE_PROTOCOLS, DEVICE_STATES, DeviceRecord, DeviceState
 
 __all__ = ["DeviceRepository"]
 
@@ -34,7 +34,13 @@ class DeviceRepository:
         self._handle = handle
 
     def add(
-        self, *, id: str, model: str, state: DeviceState = "manufactured", now: datetime
+        self,
+        *,
+        id: str,
+        model: str,
+        state: DeviceState = "manufactured",
+        protocol: str = "mqtt",
+        now: datetime,
     ) -> DeviceRecord:
         """Register a device.
 
@@ -42,6 +48,7 @@ class DeviceRepository:
             id: The device identifier (1 to 64 characters).
             model: The hardware model (1 to 128 characters).
             state: The initial state.
+            protocol: ``mqtt`` or ``lwm2m``.
             now: The current time (timezone-aware); becomes ``created_at`` and ``updated_at``.
 
         Returns:
@@ -56,6 +63,7 @@ class DeviceRepository:
             id=check.text(id, name="device id", max_chars=64),
             model=check.text(model, name="model", max_chars=128),
             state=check.one_of(state, DEVICE_STATES, name="state"),
+            protocol=check.one_of(protocol, DEVICE_PROTOCOLS, name="protocol"),
             created_at=now,
             updated_at=now,
         )

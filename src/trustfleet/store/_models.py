@@ -77,6 +77,7 @@ class DeviceRow(Base):
     quarantine_reason: Mapped[str | None] = mapped_column(String(256))
     quarantined_by: Mapped[str | None] = mapped_column(String(128))
     quarantine_release: Mapped[str | None] = mapped_column(String(32))
+    protocol: Mapped[str] = mapped_column(String(8), server_default="mqtt")
 
 
 class CertificateRow(Base):

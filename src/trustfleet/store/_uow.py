@@ -26,6 +26,7 @@ from trustfleet.store._lifecycle import (
     DecommissionRepository,
     ExpiryNoticeRepository,
 )
+from trustfleet.store._lwm2m import Lwm2mRepository
 from trustfleet.store._metrics import MetricsRepository
 from trustfleet.store._monitor_metrics import MonitorMetricsRepository
 from trustfleet.store._notifications import NotificationRepository
@@ -58,6 +59,7 @@ class Transaction:
         alerts: Security alerts (deduplicated findings) and their lifecycle.
         alert_actions: The actions playbooks asked for alerts.
         notifications: The outbox of webhooks and syslog messages.
+        lwm2m: LwM2M credentials (ciphertext), registrations and firmware manifests.
     """
 
     def __init__(self, handle: SessionHandle, *, max_event_details_bytes: int) -> None:
@@ -81,6 +83,7 @@ class Transaction:
         self.cas = CaRepository(handle)
         self.decommissions = DecommissionRepository(handle)
         self.expiry_notices = ExpiryNoticeRepository(handle)
+        self.lwm2m = Lwm2mRepository(handle)
 
 
 class UnitOfWork:

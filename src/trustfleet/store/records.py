@@ -18,6 +18,7 @@ __all__ = [
     "CERTIFICATE_STATUSES",
     "CHALLENGE_OUTCOMES",
     "CHALLENGE_TRIGGERS",
+    "DEVICE_PROTOCOLS",
     "DEVICE_STATES",
     "JSON",
     "AkEnrollmentRecord",
@@ -51,6 +52,8 @@ DeviceState = Literal["manufactured", "enrolled", "revoked", "decommissioned"]
 CertificateKind = Literal["ca", "server", "idevid", "ldevid"]
 CertificateStatus = Literal["valid", "revoked"]
 
+DEVICE_PROTOCOLS: Final[tuple[str, ...]] = ("mqtt", "lwm2m")
+"""How a device talks to the service: MQTT over TLS, or LwM2M over CoAP and DTLS."""
 DEVICE_STATES: Final[tuple[DeviceState, ...]] = (
     "manufactured",
     "enrolled",
@@ -73,6 +76,7 @@ class DeviceRecord:
         updated_at: When the record last changed (UTC).
         last_seen_at: When the service last received an MQTT message from it (UTC), if ever.
         firmware_version: The release the device last reported committed, if any.
+        protocol: ``mqtt`` or ``lwm2m`` (how the device talks to the service).
     """
 
     id: str
@@ -82,6 +86,7 @@ class DeviceRecord:
     updated_at: datetime
     last_seen_at: datetime | None = None
     firmware_version: str | None = None
+    protocol: str = "mqtt"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
