@@ -172,7 +172,7 @@ class PeerTable:
         note = peer.connection.get_app_data()
         assert isinstance(note, HandshakeNote)
         if note.psk_identity is not None:
-            code = "lwm2m.dtls.psk_unknown"
+            code = "lwm2m.dtls.psk_mismatch" if note.psk_found else "lwm2m.dtls.psk_unknown"
         elif note.revoked:
             code = "lwm2m.dtls.cert_revoked"
         elif note.verify_errors:

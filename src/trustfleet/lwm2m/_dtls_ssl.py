@@ -41,6 +41,7 @@ class HandshakeNote:
 
     address: tuple[str, int]
     psk_identity: str | None = None
+    psk_found: bool = False
     verify_errors: list[int] = field(default_factory=list)
 
     @property
@@ -215,6 +216,7 @@ class SslFactory:
             key = self._psk_lookup(identity)
             if key is None or not 0 < len(key) <= max_psk_len:
                 return 0
+            self._note(conn).psk_found = True
             _FFI.memmove(psk, key, len(key))
             return len(key)
         except Exception:  # noqa: BLE001 - the C boundary: refuse, never raise into OpenSSL
