@@ -11,13 +11,7 @@ from dataclasses import dataclass
 from OpenSSL import SSL
 
 from trustfleet.lwm2m._dtls_records import pack_records
-from trustfleet.lwm2m._dtls_ssl import (
-    HandshakeNote,
-    SslFactory,
-    Step,
-    peer_common_name,
-    run_step,
-)
+from trustfleet.lwm2m._dtls_ssl import SslFactory, Step, note_of, peer_common_name, run_step
 from trustfleet.lwm2m.ports import PeerIdentity
 
 __all__ = ["Peer", "PeerTable"]
@@ -108,7 +102,7 @@ class PeerTable:
             self._handshake(peer)
         else:
             peer.last_seen = self._clock()
-            self._read_records(peer)
+            self._read_records(peer, peer.identity)
 
     def _listen(self, context: SSL.Context, data: bytes, address: Address) -> None:
         """The stateless phase: no state is kept until a ClientHello has a valid cookie."""
@@ -152,8 +146,7 @@ class PeerTable:
         if result.step is not Step.DONE:
             self._refuse(peer, result.detail)
             return
-        note = connection.get_app_data()
-        assert isinstance(note, HandshakeNote)
+        note = note_of(connection)
         cipher = connection.get_cipher_name() or ""
         if "PSK" in cipher and note.psk_identity is not None:
             peer.identity = PeerIdentity(
@@ -168,13 +161,12 @@ class PeerTable:
         peer.last_seen = self._clock()
         self.counts["established"] += 1
         logger.info("DTLS session with %s as %s (%s)", peer.address, peer.identity.identity, cipher)
-        self._read_records(peer)
+        self._read_records(peer, peer.identity)
 
     def _refuse(self, peer: Peer, detail: str) -> None:
-        note = peer.connection.get_app_data()
-        assert isinstance(note, HandshakeNote)
+        note = note_of(peer.connection)
         if note.psk_identity is not None:
-            code = "lwm2m.dtls.psk_unknown"
+            code = "lwm2m.dtls.psk_mismatch" if note.psk_found else "lwm2m.dtls.psk_unknown"
         elif note.revoked:
             code = "lwm2m.dtls.cert_revoked"
         elif note.verify_errors:
@@ -190,8 +182,7 @@ class PeerTable:
         if self._on_refusal is not None:
             self._on_refusal(peer.address, code, identity, detail)
 
-    def _read_records(self, peer: Peer) -> None:
-        assert peer.identity is not None
+    def _read_records(self, peer: Peer, identity: PeerIdentity) -> None:
         received = 0
         while True:
             result = run_step(lambda: peer.connection.recv(_READ_BYTES))
@@ -208,7 +199,7 @@ class PeerTable:
                 self.drops["peer_buffer"] += 1
                 self._close(peer)
                 return
-            self._on_record(peer.identity, result.value)
+            self._on_record(identity, result.value)
         self._flush(peer.connection, peer.address)
 
     # -- outgoing, timers -----------------------------------------------------------------
@@ -242,8 +233,7 @@ class PeerTable:
             if peer.identity is None:
                 if now - peer.started >= handshake_timeout_s:
                     self.drops["handshake_timeout"] += 1
-                    note = peer.connection.get_app_data()
-                    identity = note.psk_identity if isinstance(note, HandshakeNote) else None
+                    identity = note_of(peer.connection).psk_identity
                     self._report(peer, "lwm2m.dtls.handshake_timeout", identity, "timed out")
                     continue
                 timeout = run_step(peer.connection.DTLSv1_get_timeout)

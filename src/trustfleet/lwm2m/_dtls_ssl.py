@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from cryptography import x509
 from cryptography.hazmat.bindings.openssl.binding import Binding
@@ -23,7 +23,15 @@ from OpenSSL import SSL, crypto
 from trustfleet.errors import Config
 from trustfleet.lwm2m._dtls_records import CookieJar
 
-__all__ = ["HandshakeNote", "SslFactory", "Step", "StepResult", "run_step"]
+__all__ = [
+    "HandshakeNote",
+    "SslFactory",
+    "Step",
+    "StepResult",
+    "note_of",
+    "peer_common_name",
+    "run_step",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +49,7 @@ class HandshakeNote:
 
     address: tuple[str, int]
     psk_identity: str | None = None
+    psk_found: bool = False
     verify_errors: list[int] = field(default_factory=list)
 
     @property
@@ -93,6 +102,11 @@ def _load_crls(crl_file: Path) -> list[x509.CertificateRevocationList]:
     data = crl_file.read_bytes()
     blocks = [_CRL_BEGIN + part for part in data.split(_CRL_BEGIN)[1:]]
     return [x509.load_pem_x509_crl(block) for block in blocks]
+
+
+def note_of(conn: SSL.Connection) -> HandshakeNote:
+    """The note :meth:`SslFactory.connection` attached to ``conn``."""
+    return cast(HandshakeNote, conn.get_app_data())
 
 
 def peer_common_name(connection: SSL.Connection) -> str | None:
@@ -168,7 +182,8 @@ class SslFactory:
                 )
             if self._crl_file is not None and self._crl_file.exists():
                 store = ctx.get_cert_store()
-                assert store is not None  # a fresh context always has one
+                if store is None:  # a fresh context always has one
+                    raise ValueError("no certificate store")
                 for crl in _load_crls(self._crl_file):
                     store.add_crl(crl)
                 store.set_flags(crypto.X509StoreFlags.CRL_CHECK)
@@ -185,9 +200,7 @@ class SslFactory:
 
     @staticmethod
     def _note(conn: SSL.Connection) -> HandshakeNote:
-        note = conn.get_app_data()
-        assert isinstance(note, HandshakeNote)  # set by connection()
-        return note
+        return note_of(conn)
 
     def _cookie_generate(self, conn: SSL.Connection) -> bytes:
         return self._cookies.generate(self._note(conn).address)
@@ -215,6 +228,7 @@ class SslFactory:
             key = self._psk_lookup(identity)
             if key is None or not 0 < len(key) <= max_psk_len:
                 return 0
+            self._note(conn).psk_found = True
             _FFI.memmove(psk, key, len(key))
             return len(key)
         except Exception:

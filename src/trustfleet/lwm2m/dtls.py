@@ -12,6 +12,7 @@ by OpenSSL without touching the session. docs/lwm2m.md, "DTLS".
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -237,9 +238,7 @@ class DtlsServer:
         self._peers.close_matching(lambda _identity: True)
         if self._ticker is not None:
             self._ticker.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
-            except asyncio.CancelledError:
-                pass
         if self._transport is not None:
             self._transport.close()
