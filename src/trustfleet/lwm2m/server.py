@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Final, Literal
 
 from trustfleet.errors import (
@@ -44,7 +45,7 @@ from trustfleet.lwm2m.registration import (
     parse_register_query,
     parse_update_query,
 )
-from trustfleet.settings import ServerSettings
+from trustfleet.settings.lwm2m import Lwm2mSettings
 
 __all__ = ["Lwm2mServer", "ServerStats"]
 
@@ -100,27 +101,30 @@ class Lwm2mServer:
     """The LwM2M 1.1 server of ``lwm2m#0``.
 
     Args:
-        settings: The server settings (``[lwm2m]`` and the broker's trust files).
+        settings: ``[lwm2m]``.
         backend: The service behind it.
+        dtls: The DTLS endpoint (``DtlsServerConfig.from_settings``: ``[lwm2m]`` and the
+            broker's device trust files).
         clock: Monotonic seconds (message layer, rates).
         now: Wall-clock time for the backend's records.
     """
 
     def __init__(
         self,
-        settings: ServerSettings,
+        settings: Lwm2mSettings,
         backend: Lwm2mBackend,
         *,
+        dtls: DtlsServerConfig,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        cfg = settings.lwm2m
+        cfg = settings
         self._cfg = cfg
         self._backend = backend
         self._clock = clock
         self._now = now
         self._dtls = DtlsServer(
-            DtlsServerConfig.from_settings(settings),
+            dtls,
             psk_lookup=self._psk,
             on_record=self._on_record,
             on_refusal=self._on_refusal,
@@ -527,17 +531,28 @@ class Lwm2mServer:
         access = self._access.get(device_id)
         if registration is None or access is None:
             return
-        try:
-            if not access.quarantined:
-                self._store(device_id, await self.read(device_id, _DEVICE_PATH))
-                listed = {p.split("/")[1] for p in registration.objects}
-                for path in self._cfg.observe:
-                    if path.split("/")[1] in listed:
-                        self._store(device_id, await self.observe(device_id, path))
-            if device_id in self._firmware:
-                await self._observe_firmware(device_id)
-        except TrustFleetError as exc:
-            logger.warning("lwm2m: device %s: %s", device_id, exc.one_line())
+        listed = {p.split("/")[1] for p in registration.objects}
+        steps: list[Callable[[], Coroutine[object, object, None]]] = []
+        if not access.quarantined:
+            steps.append(lambda: self._read_and_store(device_id, _DEVICE_PATH))
+            steps += [
+                partial(self._observe_and_store, device_id, path)
+                for path in self._cfg.observe
+                if path.split("/")[1] in listed
+            ]
+        if device_id in self._firmware:
+            steps.append(lambda: self._observe_firmware(device_id))
+        for step in steps:  # one refused path (Wakaama: 4.04 for /3303) does not stop the others
+            try:
+                await step()
+            except TrustFleetError as exc:
+                logger.warning("lwm2m: device %s: %s", device_id, exc.one_line())
+
+    async def _read_and_store(self, device_id: str, path: str) -> None:
+        self._store(device_id, await self.read(device_id, path))
+
+    async def _observe_and_store(self, device_id: str, path: str) -> None:
+        self._store(device_id, await self.observe(device_id, path))
 
     def _allowed(self, device_id: str) -> bool:
         rate = self._rates.setdefault(

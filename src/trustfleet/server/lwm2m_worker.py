@@ -27,11 +27,13 @@ _STOP_POLL_S: Final = 0.2
 
 async def _serve(rt: Runtime, stop: threading.Event) -> None:
     # pyOpenSSL and the LwM2M stack load in lwm2m#0 only, not in server run's parent process.
+    from trustfleet.lwm2m.dtls import DtlsServerConfig  # noqa: PLC0415
     from trustfleet.lwm2m.server import Lwm2mServer  # noqa: PLC0415
     from trustfleet.services.lwm2m import lwm2m_backend  # noqa: PLC0415
 
     with lwm2m_backend(rt.settings) as backend:
-        server = Lwm2mServer(rt.settings, backend)
+        dtls = DtlsServerConfig.from_settings(rt.settings)
+        server = Lwm2mServer(rt.settings.lwm2m, backend, dtls=dtls)
         host, port = await server.start()
         logger.info("lwm2m server on %s:%d", host, port)
         try:
