@@ -52,24 +52,27 @@ class FakeBackend:
     refusals: list[str] = field(default_factory=list)
     firmware_states: list[tuple[str, int, int]] = field(default_factory=list)
     jobs: dict[str, FirmwareJob] = field(default_factory=dict)
+    psks: dict[str, Credential] = field(default_factory=dict)
     packages: dict[tuple[str, str], FirmwareJob] = field(default_factory=dict)
 
     def psk_credential(self, identity: str) -> Credential | None:
-        return None
+        return self.psks.get(identity)
 
     def admit(
         self, peer: PeerIdentity, *, endpoint: str, purpose: Purpose, now: datetime
     ) -> DeviceAccess:
-        allowed = self.devices.get(peer.identity)
-        if peer.identity in self.revoked or allowed is None:
+        device = peer.identity
+        if peer.mode == "psk":
+            device = self.psks[peer.identity].device_id
+        allowed = self.devices.get(device)
+        if device in self.revoked or allowed is None:
             raise PermissionDenied("Unknown or revoked device.", code="lwm2m.unknown")
-        if endpoint != peer.identity:
+        if endpoint != device:
             raise PermissionDenied("Endpoint mismatch.", code="lwm2m.endpoint_mismatch")
         if purpose != allowed:
             raise PermissionDenied("Wrong credential purpose.", code="lwm2m.purpose")
         return DeviceAccess(
-            device_id=peer.identity, model="m1", purpose=purpose,
-            quarantined=peer.identity in self.quarantined,
+            device_id=device, model="m1", purpose=purpose, quarantined=device in self.quarantined,
         )  # fmt: skip
 
     def bootstrap_plan(self, access: DeviceAccess, *, now: datetime) -> BootstrapPlan:

@@ -5,6 +5,7 @@ firmware (Block2 package serving, object 5 driver), quarantine and revocation.""
 from __future__ import annotations
 
 import hashlib
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ from lwm2m_harness import Device, FakeBackend, Running, image
 
 from trustfleet.lwm2m import content
 from trustfleet.lwm2m.coap import Block, Code, Message, Option, option_uint, request, response_to
-from trustfleet.lwm2m.ports import FirmwareJob
+from trustfleet.lwm2m.ports import Credential, FirmwareJob
 
 LINKS = b'</>;rt="oma.lwm2m";ct=110,</1/0>,</3/0>,</3303/0>,</5/0>'
 DEVICE_INFO = b'[{"bn":"/3/0/","n":"0","vs":"ACME"},{"n":"3","vs":"1.0.0"},{"n":"9","v":97}]'
@@ -277,3 +278,45 @@ def test_revocation_closes_session_and_drops_registration(
     wait_for(lambda: ("dev-00000001", "revoked") in backend.deregistrations)
     assert running.server.registrations() == []
     device.close()
+
+
+PSK = b"secret-psk-01234"
+
+
+def coap_client(
+    port: int, *args: str, identity: str, key: bytes
+) -> subprocess.CompletedProcess[str]:
+    """libcoap's coap-client-openssl in PSK mode (one request; it exits after the response)."""
+    return subprocess.run(  # fixed argv, test peer
+        ["coap-client-openssl", "-u", identity, "-k", key.decode(), "-B", "10", *args],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+
+
+def test_psk_register_with_coap_client(running: Running, backend: FakeBackend) -> None:
+    backend.devices["dev-00000003"] = "dm"
+    backend.psks["dev-00000003:dm"] = Credential(
+        identity="dev-00000003:dm", device_id="dev-00000003", purpose="dm", key=PSK
+    )
+    uri = f"coaps://127.0.0.1:{running.port}/rd?ep=dev-00000003&lt=60&lwm2m=1.1"
+    result = coap_client(running.port, "-m", "post", "-t", "40", "-e", "</3/0>", uri,
+                         identity="dev-00000003:dm", key=PSK)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    wait_for(lambda: len(backend.registrations) == 1)
+    registration = backend.registrations[0][0]
+    assert (registration.device_id, registration.mode, registration.objects) == (
+        "dev-00000003",
+        "psk",
+        ("/3/0",),
+    )
+
+
+def test_psk_wrong_key_refused(running: Running, backend: FakeBackend) -> None:
+    backend.devices["dev-00000003"] = "dm"
+    backend.psks["dev-00000003:dm"] = Credential(
+        identity="dev-00000003:dm", device_id="dev-00000003", purpose="dm", key=PSK
+    )
+    uri = f"coaps://127.0.0.1:{running.port}/rd?ep=dev-00000003"
+    coap_client(running.port, "-m", "post", "-e", "</3/0>", uri,
+                identity="dev-00000003:dm", key=b"wrong-key-000000")  # fmt: skip
+    assert backend.registrations == []
