@@ -130,6 +130,10 @@ def test_senml_json_wakaama_style() -> None:
         b'[{"n":"/3/0/9","v":1,"s":3}]',
         b'[{"n":"/3/0/9","vd":"@@"}]',
         b"[" * 5000,
+        b'[{"n":"/3/0/9","v":1' + b"0" * 400 + b"}]",
+        b'[{"n":"/3303/0/5700","v":1' + b"0" * 400 + b"}]",
+        b'[{"n":"/3303/0/5700","v":1,"t":1' + b"0" * 400 + b"}]",
+        b'[{"n":"/3303/0/5700","v":1e400}]',
         b"\xff",
     ],
     ids=[
@@ -145,6 +149,10 @@ def test_senml_json_wakaama_style() -> None:
         "unknown-field",
         "bad-base64",
         "deep-nesting",
+        "huge-int",
+        "huge-int-for-float",
+        "huge-time",
+        "float-overflow",
         "not-utf8",
     ],
 )
@@ -181,7 +189,14 @@ def test_text_and_opaque() -> None:
         encode_values([Value(path="/1/0/1", value=60)], content_format=0, base_path="/1/0/1")
         == b"60"
     )
-    for bad, path in ((b"x", "/3/0/9"), (b"inf", "/3303/0/5700"), (b"2", "/1/0/6"), (b"1", "/3/0")):
+    for bad, path in (
+        (b"x", "/3/0/9"),
+        (b"inf", "/3303/0/5700"),
+        (b"9" * 30, "/3/0/9"),
+        (b" 1", "/3/0/9"),
+        (b"2", "/1/0/6"),
+        (b"1", "/3/0"),
+    ):
         with pytest.raises(ContentError):
             decode_values(bad, content_format=content.TEXT, base_path=path)
     with pytest.raises(ContentError):
