@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import cbor2
@@ -273,3 +274,27 @@ def test_arbitrary_bytes_only_content_error(fmt: int, data: bytes) -> None:
         )
     except ContentError as exc:
         assert isinstance(exc, InvalidInput)
+
+
+_json_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**30), max_value=10**30),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from(["/3/0/", "/3303/0/5700", "9", "5700", "", "/", "AQI", "@"]),
+)
+_fields_st = st.sampled_from(["bn", "bt", "bu", "n", "u", "v", "vs", "vb", "vd", "vlo", "t", "x"])
+_records_st = st.lists(
+    st.dictionaries(_fields_st, st.one_of(_json_scalars, st.lists(_json_scalars, max_size=2))),
+    max_size=6,
+)
+
+
+@given(records=_records_st, base=st.sampled_from(["/", "/3", "/3/0", "/3303/0", "/3/0/9"]))
+def test_structured_senml_only_content_error(records: list[dict[str, object]], base: str) -> None:
+    for fmt, data in (
+        (content.SENML_JSON, json.dumps(records).encode()),
+        (content.SENML_CBOR, cbor2.dumps(records)),
+    ):
+        with contextlib.suppress(ContentError):
+            decode_values(data, content_format=fmt, base_path=base, max_values=8)

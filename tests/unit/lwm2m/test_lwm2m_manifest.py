@@ -10,6 +10,8 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from hypothesis import given
+from hypothesis import strategies as st
 
 from trustfleet.errors import VerificationFailed
 from trustfleet.lwm2m.manifest import Manifest, sign_manifest, verify_manifest
@@ -150,3 +152,34 @@ def test_refused(make: Callable[[], bytes], kw: dict[str, object], code: str) ->
 def test_resigned_good_payload_verifies_and_higher_sequence_is_fine() -> None:
     assert _verify(_resign({1: -7, 4: b"k"}, _GOOD_PAYLOAD)) == _MANIFEST
     assert _verify(_signed(sequence=9)).sequence == 9
+
+
+_cbor_values = st.recursive(
+    st.one_of(st.integers(), st.binary(max_size=40), st.text(max_size=20), st.booleans()),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=5), st.dictionaries(st.integers(-40, 10), inner, max_size=8)
+    ),
+    max_leaves=20,
+)
+
+
+@given(body=_cbor_values, payload=_cbor_values, tag=st.sampled_from([18, 98, 0]))
+def test_hostile_cbor_only_verification_failed(body: object, payload: object, tag: int) -> None:
+    candidates = [
+        cbor2.dumps(cbor2.CBORTag(tag, body)),
+        cbor2.dumps(
+            cbor2.CBORTag(
+                18, [cbor2.dumps({1: -7, 4: b"k"}), {}, cbor2.dumps(payload), b"\x00" * 64]
+            )
+        ),
+        cbor2.dumps(body),
+    ]
+    for data in candidates:
+        with pytest.raises(VerificationFailed):
+            _verify(data, max_bytes=4096)
+
+
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_only_verification_failed(data: bytes) -> None:
+    with pytest.raises(VerificationFailed):
+        _verify(data)
