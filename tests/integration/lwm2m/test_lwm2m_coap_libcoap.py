@@ -8,6 +8,7 @@ responses and Block2 transfers that libcoap reassembles and prints.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable, Iterator
 import socket
 import subprocess
 
@@ -20,16 +21,15 @@ CLIENT = shutil.which("coap-client-openssl")
 pytestmark = pytest.mark.skipif(CLIENT is None, reason="libcoap3-bin (coap-client-openssl) missing")
 
 
-def _serve(sock: socket.socket, handler: object, *, rounds: int) -> list[coap.Message]:
+def _serve(
+    sock: socket.socket, handler: Callable[[coap.Message], coap.Message], *, rounds: int
+) -> list[coap.Message]:
     seen = []
     for _ in range(rounds):
         data, peer = sock.recvfrom(2048)
         message = coap.decode(data)
         seen.append(message)
-        assert callable(handler)
-        reply = handler(message)
-        if reply is not None:
-            sock.sendto(coap.encode(reply), peer)
+        sock.sendto(coap.encode(handler(message)), peer)
     return seen
 
 
@@ -41,11 +41,11 @@ def _client(args: list[str]) -> subprocess.Popen[bytes]:
 
 
 @pytest.fixture
-def udp() -> socket.socket:
+def udp() -> Iterator[socket.socket]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
     sock.settimeout(10)
-    yield sock  # type: ignore[misc]
+    yield sock
     sock.close()
 
 
@@ -110,3 +110,29 @@ def test_block1_upload_parsed(udp: socket.socket) -> None:
     assert received.decode() == text
     assert [r.block1() for r in requests][-1] == Block(num=4, more=False, szx=1)
     _finish(proc)
+
+
+def test_observe_notifications_printed_by_libcoap(udp: socket.socket) -> None:
+    port = udp.getsockname()[1]
+    proc = _client(["-s", "3", f"coap://127.0.0.1:{port}/3303/0/5700"])
+    data, peer = udp.recvfrom(2048)
+    req = coap.decode(data)
+    assert req.observe() == 0 and req.uri_path() == ("3303", "0", "5700")
+    first = coap.response_to(
+        req, Code.CONTENT, payload=b"21.5", options=((Option.OBSERVE, coap.option_uint(1)),)
+    )
+    udp.sendto(coap.encode(first), peer)
+    notification = coap.Message(
+        type=coap.MessageType.CON,
+        code=Code.CONTENT,
+        message_id=(req.message_id + 1) & 0xFFFF,
+        token=req.token,
+        options=((Option.OBSERVE, coap.option_uint(2)), (Option.CONTENT_FORMAT, b"")),
+        payload=b"22.0",
+    )
+    udp.sendto(coap.encode(notification), peer)
+    ack = coap.decode(udp.recvfrom(2048)[0])
+    assert ack.type in (coap.MessageType.ACK, coap.MessageType.RST)
+    assert ack.message_id == notification.message_id and ack.is_empty
+    out = _finish(proc)
+    assert b"21.5" in out and b"22.0" in out
