@@ -8,9 +8,9 @@ responses and Block2 transfers that libcoap reassembles and prints.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterator
 import socket
 import subprocess
+from collections.abc import Callable, Iterator
 
 import pytest
 
