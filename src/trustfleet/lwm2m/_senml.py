@@ -27,6 +27,7 @@ _CBOR_LABELS_BACK = {name: label for label, name in _CBOR_LABELS.items()}
 _VALUE_KEYS = ("v", "vs", "vb", "vd", "vlo")
 _KNOWN = frozenset({"bn", "bt", "bu", "n", "u", "t", *_VALUE_KEYS})
 _INT_TYPES = (ResourceType.INTEGER, ResourceType.UNSIGNED, ResourceType.TIME)
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 
 
 def _refuse_constant(name: str) -> object:
@@ -104,8 +105,14 @@ def _text(value: object, fmt: str) -> str:
     return value
 
 
+def _in_range(value: int | float) -> bool:
+    if isinstance(value, int):
+        return _INT64_MIN <= value <= _INT64_MAX
+    return math.isfinite(value)
+
+
 def _number(value: object, fmt: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float) or not _in_range(value):
         raise ContentError(fmt, "time is not a finite number")
     return float(value)
 
@@ -115,10 +122,12 @@ def _value(path: LwM2MPath, key: str, raw: object, fmt: str) -> Scalar:
     if key == "v":
         if isinstance(raw, bool) or not isinstance(raw, int | float):
             raise ContentError(fmt, "v is not a number")
-        if isinstance(raw, float) and not math.isfinite(raw):
-            raise ContentError(fmt, "v is not finite")
+        if not _in_range(raw):
+            raise ContentError(fmt, "v is not finite or outside 64-bit integers")
         integral = isinstance(raw, int) or raw.is_integer()
         if definition is not None and definition.type in _INT_TYPES and integral:
+            if not _INT64_MIN <= int(raw) <= _INT64_MAX:
+                raise ContentError(fmt, "v is outside 64-bit integers")
             return int(raw)
         return float(raw) if definition is not None else raw
     if key == "vb":

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+import re
 from collections.abc import Sequence
 
 from trustfleet.lwm2m._senml import (
@@ -50,6 +51,7 @@ SENML_JSON = 110
 SENML_CBOR = 112
 LWM2M_TLV = 11542
 _INT_TYPES = (ResourceType.INTEGER, ResourceType.UNSIGNED, ResourceType.TIME)
+_INTEGER = re.compile(r"-?[0-9]{1,19}")
 
 
 def decode_values(
@@ -94,7 +96,12 @@ def _from_text(path: LwM2MPath, payload: bytes) -> int | float | bool | str | by
     kind = ResourceType.STRING if definition is None else definition.type
     try:
         if kind in _INT_TYPES:
-            return int(text, 10)
+            if not _INTEGER.fullmatch(text):
+                raise ValueError("not a decimal integer")
+            integer = int(text, 10)
+            if not -(1 << 63) <= integer < 1 << 63:
+                raise ValueError("outside 64-bit integers")
+            return integer
         if kind is ResourceType.FLOAT:
             number = float(text)
             if not math.isfinite(number):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import cbor2
@@ -130,6 +131,10 @@ def test_senml_json_wakaama_style() -> None:
         b'[{"n":"/3/0/9","v":1,"s":3}]',
         b'[{"n":"/3/0/9","vd":"@@"}]',
         b"[" * 5000,
+        b'[{"n":"/3/0/9","v":1' + b"0" * 400 + b"}]",
+        b'[{"n":"/3303/0/5700","v":1' + b"0" * 400 + b"}]",
+        b'[{"n":"/3303/0/5700","v":1,"t":1' + b"0" * 400 + b"}]",
+        b'[{"n":"/3303/0/5700","v":1e400}]',
         b"\xff",
     ],
     ids=[
@@ -145,6 +150,10 @@ def test_senml_json_wakaama_style() -> None:
         "unknown-field",
         "bad-base64",
         "deep-nesting",
+        "huge-int",
+        "huge-int-for-float",
+        "huge-time",
+        "float-overflow",
         "not-utf8",
     ],
 )
@@ -181,7 +190,14 @@ def test_text_and_opaque() -> None:
         encode_values([Value(path="/1/0/1", value=60)], content_format=0, base_path="/1/0/1")
         == b"60"
     )
-    for bad, path in ((b"x", "/3/0/9"), (b"inf", "/3303/0/5700"), (b"2", "/1/0/6"), (b"1", "/3/0")):
+    for bad, path in (
+        (b"x", "/3/0/9"),
+        (b"inf", "/3303/0/5700"),
+        (b"9" * 30, "/3/0/9"),
+        (b" 1", "/3/0/9"),
+        (b"2", "/1/0/6"),
+        (b"1", "/3/0"),
+    ):
         with pytest.raises(ContentError):
             decode_values(bad, content_format=content.TEXT, base_path=path)
     with pytest.raises(ContentError):
@@ -258,3 +274,27 @@ def test_arbitrary_bytes_only_content_error(fmt: int, data: bytes) -> None:
         )
     except ContentError as exc:
         assert isinstance(exc, InvalidInput)
+
+
+_json_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**30), max_value=10**30),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from(["/3/0/", "/3303/0/5700", "9", "5700", "", "/", "AQI", "@"]),
+)
+_fields_st = st.sampled_from(["bn", "bt", "bu", "n", "u", "v", "vs", "vb", "vd", "vlo", "t", "x"])
+_records_st = st.lists(
+    st.dictionaries(_fields_st, st.one_of(_json_scalars, st.lists(_json_scalars, max_size=2))),
+    max_size=6,
+)
+
+
+@given(records=_records_st, base=st.sampled_from(["/", "/3", "/3/0", "/3303/0", "/3/0/9"]))
+def test_structured_senml_only_content_error(records: list[dict[str, object]], base: str) -> None:
+    for fmt, data in (
+        (content.SENML_JSON, json.dumps(records).encode()),
+        (content.SENML_CBOR, cbor2.dumps(records)),
+    ):
+        with contextlib.suppress(ContentError):
+            decode_values(data, content_format=fmt, base_path=base, max_values=8)
