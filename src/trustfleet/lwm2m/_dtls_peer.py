@@ -14,12 +14,23 @@ from trustfleet.lwm2m._dtls_records import pack_records
 from trustfleet.lwm2m._dtls_ssl import SslFactory, Step, note_of, peer_common_name, run_step
 from trustfleet.lwm2m.ports import PeerIdentity
 
-__all__ = ["Peer", "PeerTable"]
+__all__ = ["Peer", "PeerTable", "is_client_hello"]
 
 logger = logging.getLogger(__name__)
 
 Address = tuple[str, int]
 _READ_BYTES = 65_536
+_HANDSHAKE, _CLIENT_HELLO = 22, 1
+
+
+def is_client_hello(data: bytes) -> bool:
+    """Whether ``data`` starts with an epoch-0 handshake record carrying a ClientHello."""
+    return (
+        len(data) > 13
+        and data[0] == _HANDSHAKE
+        and data[3:5] == b"\0\0"
+        and data[13] == _CLIENT_HELLO
+    )
 
 
 @dataclass(slots=True)
@@ -57,6 +68,7 @@ class PeerTable:
         self._on_refusal = on_refusal
         self._clock = clock
         self._peers: dict[Address, Peer] = {}
+        self._handshaking: set[Address] = set()
         self._transport: asyncio.DatagramTransport | None = None
         self.counts: Counter[str] = Counter()
         self.drops: Counter[str] = Counter()
@@ -66,11 +78,15 @@ class PeerTable:
 
     @property
     def sessions(self) -> int:
-        return sum(1 for peer in self._peers.values() if peer.identity is not None)
+        return len(self._peers) - len(self._handshaking)
 
     @property
     def handshakes(self) -> int:
-        return sum(1 for peer in self._peers.values() if peer.identity is None)
+        return len(self._handshaking)
+
+    def _forget(self, address: Address) -> None:
+        self._peers.pop(address, None)
+        self._handshaking.discard(address)
 
     def get(self, address: Address) -> Peer | None:
         peer = self._peers.get(address)
@@ -97,6 +113,11 @@ class PeerTable:
         if peer is None:
             self._listen(context, data, address)
             return
+        if peer.identity is not None and is_client_hello(data):
+            # RFC 6347 4.2.8: a client that lost its state starts again from the same address;
+            # the old session goes once the new ClientHello has proved the address (cookie).
+            self._listen(context, data, address)
+            return
         peer.connection.bio_write(data)
         if peer.identity is None:
             self._handshake(peer)
@@ -117,7 +138,10 @@ class PeerTable:
             else:
                 self.drops["no_cookie"] += 1
             return
-        if self.handshakes >= self._max_handshakes:
+        if address in self._peers:
+            self._forget(address)
+            self.drops["replaced"] += 1
+        if len(self._handshaking) >= self._max_handshakes:
             self.drops["max_handshakes"] += 1
             return
         if len(self._peers) >= self._max_peers and not self._evict_idle():
@@ -126,6 +150,7 @@ class PeerTable:
         now = self._clock()
         peer = Peer(address=address, connection=connection, started=now, last_seen=now)
         self._peers[address] = peer
+        self._handshaking.add(address)
         self._handshake(peer)
 
     def _evict_idle(self) -> bool:
@@ -159,6 +184,7 @@ class PeerTable:
                 return
             peer.identity = PeerIdentity(mode="cert", identity=name, address=peer.address)
         peer.last_seen = self._clock()
+        self._handshaking.discard(peer.address)
         self.counts["established"] += 1
         logger.info("DTLS session with %s as %s (%s)", peer.address, peer.identity.identity, cipher)
         self._read_records(peer, peer.identity)
@@ -176,7 +202,7 @@ class PeerTable:
         self._report(peer, code, note.psk_identity, detail)
 
     def _report(self, peer: Peer, code: str, identity: str | None, detail: str) -> None:
-        self._peers.pop(peer.address, None)
+        self._forget(peer.address)
         self.counts["refused"] += 1
         logger.info("DTLS handshake with %s refused: %s (%s)", peer.address, code, detail)
         if self._on_refusal is not None:
@@ -215,7 +241,7 @@ class PeerTable:
     def _close(self, peer: Peer) -> None:
         run_step(peer.connection.shutdown)
         self._flush(peer.connection, peer.address)
-        self._peers.pop(peer.address, None)
+        self._forget(peer.address)
 
     def close_matching(self, predicate: Callable[[PeerIdentity], bool]) -> int:
         matching = [

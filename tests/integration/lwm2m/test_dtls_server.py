@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
 import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -17,6 +19,12 @@ from trustfleet.lwm2m.ports import PeerIdentity
 
 PSK_CIPHER = "PSK-AES128-CCM8:@SECLEVEL=0"
 ECDSA_CIPHER = "ECDHE-ECDSA-AES128-CCM8:@SECLEVEL=0"
+
+
+def _lookup(identity: str) -> bytes | None:
+    if identity == "boom":
+        raise RuntimeError("the store is down")
+    return bytes.fromhex(PSK_HEX) if identity == "dev-0001" else None
 
 
 class Harness:
@@ -38,7 +46,7 @@ class Harness:
         self.now = 1000.0
         self.server = DtlsServer(
             config,
-            psk_lookup=lambda identity: bytes.fromhex(PSK_HEX) if identity == "dev-0001" else None,
+            psk_lookup=_lookup,
             on_record=self._record,
             on_refusal=lambda _addr, code, identity, _detail: self.refusals.append(
                 (code, identity)
@@ -158,6 +166,14 @@ def test_close_peers_sends_close_notify(pki: ThrowawayPki) -> None:
     run(pki, body)
 
 
+async def until(condition: Callable[[], bool], *, attempts: int = 150) -> None:
+    for _ in range(attempts):
+        if condition():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("condition not reached")
+
+
 def _in_thread(func: Callable[[], Any]) -> Awaitable[Any]:
     return asyncio.get_running_loop().run_in_executor(None, func)
 
@@ -203,7 +219,7 @@ def test_spoofed_hello_flood_gets_only_hello_verify_requests(pki: ThrowawayPki) 
                 sock.settimeout(5)
                 sock.sendto(hello, ("127.0.0.1", h.port))
             for sock in socks:
-                sizes.append(len(await _in_thread(lambda s=sock: s.recv(65536))))
+                sizes.append(len(await _in_thread(functools.partial(sock.recv, 65536))))
             assert h.server.stats().handshakes == 0 and h.server.stats().sessions == 0
         finally:
             for sock in socks:
@@ -225,9 +241,8 @@ def test_max_handshakes_and_handshake_timeout(pki: ThrowawayPki) -> None:
                 client.step()  # ClientHello
                 await _in_thread(client.receive)  # HelloVerifyRequest
                 client.step()  # ClientHello with the cookie: a handshake slot
-            await asyncio.sleep(0.5)
+            await until(lambda: h.server.stats().dropped.get("max_handshakes") == 1)
             assert h.server.stats().handshakes == 1
-            assert h.server.stats().dropped.get("max_handshakes") == 1
             h.now += 60
             h.server.tick()
             assert h.server.stats().handshakes == 0
@@ -248,7 +263,7 @@ def test_idle_sessions_expire_and_max_peers_evicts_oldest(pki: ThrowawayPki) -> 
             for client in clients:
                 await _in_thread(client.handshake)
                 h.now += 1
-            await asyncio.sleep(0.3)
+            await until(lambda: h.server.stats().dropped.get("evicted") == 1)
             assert h.server.stats().sessions == 2
             assert h.server.stats().dropped.get("evicted") == 1
             h.now += 700
@@ -260,3 +275,107 @@ def test_idle_sessions_expire_and_max_peers_evicts_oldest(pki: ThrowawayPki) -> 
                 client.close()
 
     run(pki, body, max_peers=2, idle_timeout_s=600.0)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("-psk_identity", "dev-0001", "-psk", PSK_HEX, "-cipher", "PSK-AES128-GCM-SHA256"),
+        ("-psk_identity", "dev-0001", "-psk", PSK_HEX, "-cipher", PSK_CIPHER),
+    ],
+    ids=["psk_gcm", "psk_ccm8"],
+)
+def test_psk_suites_negotiate_and_the_key_is_never_logged(
+    pki: ThrowawayPki, args: tuple[str, ...], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+
+    async def body(h: Harness) -> None:
+        client = await s_client(h.port, *args)
+        try:
+            assert await echo_once(client) == b"echo:hello\n"
+        finally:
+            await stop(client)
+
+    run(pki, body)
+    assert PSK_HEX not in caplog.text and "dev-0001" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("case", "code"),
+    [
+        # DTLS drops records that fail to decrypt (RFC 6347 4.1.2.7): the server never sees the
+        # wrong key as such, the handshake stalls and times out, naming the identity.
+        ("wrong_psk", "lwm2m.dtls.handshake_timeout"),
+        ("lookup_raises", "lwm2m.dtls.psk_unknown"),
+        ("untrusted_ca", "lwm2m.dtls.cert_invalid"),
+        ("no_client_cert", "lwm2m.dtls.handshake_failed"),
+    ],
+    ids=["wrong_psk", "lookup_raises", "untrusted_ca", "no_client_cert"],
+)
+def test_refused_handshakes(pki: ThrowawayPki, tmp_path: Path, case: str, code: str) -> None:
+    other = make_pki(tmp_path / "other") if case == "untrusted_ca" else pki
+    cert, key, _ = other.issue("dev-0042")
+    args = {
+        "wrong_psk": ("-psk_identity", "dev-0001", "-psk", "ff" * 16, "-cipher", PSK_CIPHER),
+        "lookup_raises": ("-psk_identity", "boom", "-psk", PSK_HEX, "-cipher", PSK_CIPHER),
+        "untrusted_ca": ("-cert", str(cert), "-key", str(key), "-cipher", ECDSA_CIPHER),
+        "no_client_cert": ("-cipher", ECDSA_CIPHER),
+    }[case]
+
+    async def body(h: Harness) -> None:
+        client = await s_client(h.port, *args)
+        try:
+            if case == "wrong_psk":
+                await until(lambda: h.server.stats().handshakes == 1)
+                await asyncio.sleep(0.5)  # let it reach the key exchange (not asserted on)
+                h.now += 60
+                h.server.tick()
+            else:
+                await asyncio.wait_for(client.wait(), 15)
+        finally:
+            await stop(client)
+        good = await s_client(
+            h.port, "-psk_identity", "dev-0001", "-psk", PSK_HEX, "-cipher", PSK_CIPHER
+        )
+        try:  # the server is unaffected
+            assert await echo_once(good) == b"echo:hello\n"
+        finally:
+            await stop(good)
+
+    h = run(pki, body)
+    assert [c for c, _ in h.refusals] == [code]
+
+
+def test_new_client_hello_from_a_known_address_replaces_the_session(pki: ThrowawayPki) -> None:
+    cert, key, _ = pki.issue("dev-0050")
+
+    async def body(h: Harness) -> None:
+        first = PyDtlsClient(h.port, cert=cert, key=key, ciphers=ECDSA_CIPHER)
+        local_port = first.sock.getsockname()[1]
+        await _in_thread(first.handshake)
+        first.close()  # the device reboots: same address, no DTLS state
+        second = PyDtlsClient(
+            h.port, cert=cert, key=key, ciphers=ECDSA_CIPHER, local_port=local_port
+        )
+        try:
+            await _in_thread(second.handshake)
+            second.send(b"again")
+            assert await _in_thread(second.recv) == b"echo:again"
+        finally:
+            second.close()
+
+    h = run(pki, body)
+    assert h.server.stats().dropped.get("replaced") == 1
+
+
+def test_garbage_from_unknown_addresses_creates_nothing(pki: ThrowawayPki) -> None:
+    async def body(h: Harness) -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            for junk in (b"", b"\x16", b"\x16\xfe\xfd" + b"\xff" * 40, bytes(range(256))):
+                sock.sendto(junk, ("127.0.0.1", h.port))
+            await asyncio.sleep(0.3)
+        stats = h.server.stats()
+        assert (stats.sessions, stats.handshakes, stats.hello_verify_requests) == (0, 0, 0)
+
+    run(pki, body)
