@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import shutil
 import socket
+import subprocess
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from OpenSSL import SSL
 from trustfleet.lwm2m.dtls import DtlsServer, DtlsServerConfig
 from trustfleet.lwm2m.ports import PeerIdentity
 
+ASCII_PSK = b"an-ascii-psk-for-libcoap"  # coap-client's -k takes text
 PSK_CIPHER = "PSK-AES128-CCM8:@SECLEVEL=0"
 ECDSA_CIPHER = "ECDHE-ECDSA-AES128-CCM8:@SECLEVEL=0"
 
@@ -24,7 +27,7 @@ ECDSA_CIPHER = "ECDHE-ECDSA-AES128-CCM8:@SECLEVEL=0"
 def _lookup(identity: str) -> bytes | None:
     if identity == "boom":
         raise RuntimeError("the store is down")
-    return bytes.fromhex(PSK_HEX) if identity == "dev-0001" else None
+    return {"dev-0001": bytes.fromhex(PSK_HEX), "dev-ascii": ASCII_PSK}.get(identity)
 
 
 class Harness:
@@ -44,6 +47,7 @@ class Harness:
             **bounds,
         )
         self.now = 1000.0
+        self.server_reply: Callable[[bytes], bytes] = lambda data: b"echo:" + data
         self.server = DtlsServer(
             config,
             psk_lookup=_lookup,
@@ -57,7 +61,7 @@ class Harness:
 
     def _record(self, peer: PeerIdentity, data: bytes) -> None:
         self.records.append((peer, data))
-        self.server.send(peer.address, b"echo:" + data)
+        self.server.send(peer.address, self.server_reply(data))
 
 
 def run(pki: ThrowawayPki, body: Callable[[Harness], Awaitable[None]], **bounds: Any) -> Harness:
@@ -379,3 +383,37 @@ def test_garbage_from_unknown_addresses_creates_nothing(pki: ThrowawayPki) -> No
         assert (stats.sessions, stats.handshakes, stats.hello_verify_requests) == (0, 0, 0)
 
     run(pki, body)
+
+
+def _coap_content(request: bytes) -> bytes:
+    """A piggybacked 2.05 Content "hi" answering a CoAP request (enough for coap-client)."""
+    token_length = request[0] & 0x0F
+    return bytes([0x60 | token_length, 0x45]) + request[2 : 4 + token_length] + b"\xffhi"
+
+
+@pytest.mark.parametrize("mode", ["psk", "cert"])
+def test_libcoap_client_interop(pki: ThrowawayPki, mode: str) -> None:
+    if shutil.which("coap-client-openssl") is None:
+        pytest.skip("coap-client-openssl (libcoap3-bin) is not installed")
+    cert, key, _ = pki.issue("dev-0060")
+    creds = {
+        "psk": ("-u", "dev-ascii", "-k", ASCII_PSK.decode()),
+        "cert": ("-c", str(cert), "-j", str(key), "-C", str(pki.ca_file)),
+    }[mode]
+    output: list[bytes] = []
+
+    async def body(h: Harness) -> None:
+        h.server_reply = _coap_content
+        process = await asyncio.create_subprocess_exec(
+            "coap-client-openssl", "-m", "get", *creds, f"coaps://127.0.0.1:{h.port}/3/0/0",
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            out, _ = await asyncio.wait_for(process.communicate(), 30)
+            output.append(out)
+        finally:
+            await stop(process)
+
+    h = run(pki, body)
+    assert output == [b"hi\n"]
+    assert [p.mode for p, _ in h.records] == [mode]
