@@ -20,6 +20,7 @@ logger = logging.getLogger(__name__)
 
 Address = tuple[str, int]
 _READ_BYTES = 65_536
+_IDLE_SCAN_S = 1.0  # sessions are scanned for idleness this often (handshakes: every tick)
 _HANDSHAKE, _CLIENT_HELLO = 22, 1
 
 
@@ -69,6 +70,7 @@ class PeerTable:
         self._clock = clock
         self._peers: dict[Address, Peer] = {}
         self._handshaking: set[Address] = set()
+        self._idle_scanned = clock()
         self._transport: asyncio.DatagramTransport | None = None
         self.counts: Counter[str] = Counter()
         self.drops: Counter[str] = Counter()
@@ -254,18 +256,22 @@ class PeerTable:
         return len(matching)
 
     def tick(self, *, handshake_timeout_s: float, idle_timeout_s: float) -> None:
+        """Handshakes (at most ``max_handshakes``) each tick; sessions' idleness once a second."""
         now = self._clock()
-        for peer in list(self._peers.values()):
-            if peer.identity is None:
-                if now - peer.started >= handshake_timeout_s:
-                    self.drops["handshake_timeout"] += 1
-                    identity = note_of(peer.connection).psk_identity
-                    self._report(peer, "lwm2m.dtls.handshake_timeout", identity, "timed out")
-                    continue
-                timeout = run_step(peer.connection.DTLSv1_get_timeout)
-                if timeout.step is Step.DONE and timeout.value is not None and timeout.value <= 0:
-                    run_step(peer.connection.DTLSv1_handle_timeout)
-                    self._flush(peer.connection, peer.address)
-            elif now - peer.last_seen >= idle_timeout_s:
-                self.drops["idle"] += 1
-                self._close(peer)
+        for address in list(self._handshaking):
+            peer = self._peers[address]
+            if now - peer.started >= handshake_timeout_s:
+                self.drops["handshake_timeout"] += 1
+                identity = note_of(peer.connection).psk_identity
+                self._report(peer, "lwm2m.dtls.handshake_timeout", identity, "timed out")
+                continue
+            timeout = run_step(peer.connection.DTLSv1_get_timeout)
+            if timeout.step is Step.DONE and timeout.value is not None and timeout.value <= 0:
+                run_step(peer.connection.DTLSv1_handle_timeout)
+                self._flush(peer.connection, peer.address)
+        if now - self._idle_scanned >= _IDLE_SCAN_S:
+            self._idle_scanned = now
+            for peer in list(self._peers.values()):
+                if peer.identity is not None and now - peer.last_seen >= idle_timeout_s:
+                    self.drops["idle"] += 1
+                    self._close(peer)
