@@ -236,6 +236,10 @@ class PeerTable:
         peer = self.get(address)
         if peer is None or len(data) > self._max_peer_buffer_bytes:
             return False
+        mtu = run_step(peer.connection.get_cleartext_mtu)
+        if mtu.step is Step.DONE and isinstance(mtu.value, int) and len(data) > mtu.value:
+            self.drops["send_too_large"] += 1  # one record must fit one datagram
+            return False
         result = run_step(lambda: peer.connection.send(data))
         self._flush(peer.connection, address)
         return result.step is Step.DONE

@@ -38,7 +38,7 @@ class Harness:
         config = DtlsServerConfig(
             host="127.0.0.1",
             port=0,
-            modes=("psk", "cert"),
+            modes=bounds.pop("modes", ("psk", "cert")),
             ciphers=("ECDHE-ECDSA-AES128-CCM8", "PSK-AES128-CCM8", "PSK-AES128-GCM-SHA256"),
             cert_chain=cert,
             key_file=key,
@@ -116,7 +116,10 @@ def test_unknown_psk_identity_refused(pki: ThrowawayPki) -> None:
     assert h.records == []
 
 
-def test_cert_ecdsa_ccm8_echo(pki: ThrowawayPki) -> None:
+@pytest.mark.parametrize(
+    "cipher", [ECDSA_CIPHER, "ECDHE-ECDSA-AES128-GCM-SHA256"], ids=["ccm8", "gcm"]
+)
+def test_cert_ecdsa_echo(pki: ThrowawayPki, cipher: str) -> None:
     cert, key, _ = pki.issue("dev-0001")
 
     async def body(h: Harness) -> None:
@@ -417,3 +420,48 @@ def test_libcoap_client_interop(pki: ThrowawayPki, mode: str) -> None:
     h = run(pki, body)
     assert output == [b"hi\n"]
     assert [p.mode for p, _ in h.records] == [mode]
+
+
+@pytest.mark.parametrize(
+    ("modes", "cipher"),
+    [(("psk",), ECDSA_CIPHER), (("cert",), PSK_CIPHER)],
+    ids=["cert_when_psk_only", "psk_when_cert_only"],
+)
+def test_a_mode_that_is_off_is_refused(
+    pki: ThrowawayPki, modes: tuple[str, ...], cipher: str
+) -> None:
+    cert, key, _ = pki.issue("dev-0070")
+    args = ("-cert", str(cert), "-key", str(key), "-psk_identity", "dev-0001", "-psk", PSK_HEX)
+
+    async def body(h: Harness) -> None:
+        client = await s_client(h.port, *args, "-cipher", cipher)
+        try:
+            await asyncio.wait_for(client.wait(), 15)
+        finally:
+            await stop(client)
+
+    h = run(pki, body, modes=modes)
+    assert h.records == [] and [c for c, _ in h.refusals] == ["lwm2m.dtls.handshake_failed"]
+
+
+def test_send_refuses_what_does_not_fit(pki: ThrowawayPki) -> None:
+    cert, key, _ = pki.issue("dev-0080")
+    results: list[bool] = []
+
+    async def body(h: Harness) -> None:
+        client = PyDtlsClient(h.port, cert=cert, key=key, ciphers=ECDSA_CIPHER)
+        try:
+            await _in_thread(client.handshake)
+            client.send(b"x")
+            assert await _in_thread(client.recv) == b"echo:x"
+            address = h.records[0][0].address
+            results.append(h.server.send(address, b"y" * 1200))
+            results.append(h.server.send(address, b"y" * 4000))  # above the record MTU
+            results.append(h.server.send(address, b"z" * 20_000))  # above max_peer_buffer_bytes
+            results.append(h.server.send(("127.0.0.1", 9), b"nobody"))
+            assert await _in_thread(client.recv) == b"y" * 1200
+        finally:
+            client.close()
+
+    run(pki, body)
+    assert results == [True, False, False, False]
