@@ -111,6 +111,9 @@ class PeerTable:
     # -- incoming -------------------------------------------------------------------------
 
     def datagram(self, context: SSL.Context, data: bytes, address: Address) -> None:
+        if not data:
+            self.drops["empty"] += 1
+            return
         peer = self._peers.get(address)
         if peer is None:
             self._listen(context, data, address)
@@ -120,7 +123,9 @@ class PeerTable:
             # the old session goes once the new ClientHello has proved the address (cookie).
             self._listen(context, data, address)
             return
-        peer.connection.bio_write(data)
+        if run_step(lambda: peer.connection.bio_write(data)).step is not Step.DONE:
+            self.drops["record"] += 1
+            return
         if peer.identity is None:
             self._handshake(peer)
         else:
@@ -130,7 +135,9 @@ class PeerTable:
     def _listen(self, context: SSL.Context, data: bytes, address: Address) -> None:
         """The stateless phase: no state is kept until a ClientHello has a valid cookie."""
         connection = self._factory.connection(context, address)
-        connection.bio_write(data)
+        if run_step(lambda: connection.bio_write(data)).step is not Step.DONE:
+            self.drops["no_cookie"] += 1
+            return
         result = run_step(connection.DTLSv1_listen)
         if result.step is not Step.DONE:
             out = run_step(lambda: connection.bio_read(_READ_BYTES))
