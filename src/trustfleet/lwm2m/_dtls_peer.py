@@ -14,12 +14,24 @@ from trustfleet.lwm2m._dtls_records import pack_records
 from trustfleet.lwm2m._dtls_ssl import SslFactory, Step, note_of, peer_common_name, run_step
 from trustfleet.lwm2m.ports import PeerIdentity
 
-__all__ = ["Peer", "PeerTable"]
+__all__ = ["Peer", "PeerTable", "is_client_hello"]
 
 logger = logging.getLogger(__name__)
 
 Address = tuple[str, int]
 _READ_BYTES = 65_536
+_IDLE_SCAN_S = 1.0  # sessions are scanned for idleness this often (handshakes: every tick)
+_HANDSHAKE, _CLIENT_HELLO = 22, 1
+
+
+def is_client_hello(data: bytes) -> bool:
+    """Whether ``data`` starts with an epoch-0 handshake record carrying a ClientHello."""
+    return (
+        len(data) > 13
+        and data[0] == _HANDSHAKE
+        and data[3:5] == b"\0\0"
+        and data[13] == _CLIENT_HELLO
+    )
 
 
 @dataclass(slots=True)
@@ -57,6 +69,8 @@ class PeerTable:
         self._on_refusal = on_refusal
         self._clock = clock
         self._peers: dict[Address, Peer] = {}
+        self._handshaking: set[Address] = set()
+        self._idle_scanned = clock()
         self._transport: asyncio.DatagramTransport | None = None
         self.counts: Counter[str] = Counter()
         self.drops: Counter[str] = Counter()
@@ -66,11 +80,15 @@ class PeerTable:
 
     @property
     def sessions(self) -> int:
-        return sum(1 for peer in self._peers.values() if peer.identity is not None)
+        return len(self._peers) - len(self._handshaking)
 
     @property
     def handshakes(self) -> int:
-        return sum(1 for peer in self._peers.values() if peer.identity is None)
+        return len(self._handshaking)
+
+    def _forget(self, address: Address) -> None:
+        self._peers.pop(address, None)
+        self._handshaking.discard(address)
 
     def get(self, address: Address) -> Peer | None:
         peer = self._peers.get(address)
@@ -93,11 +111,21 @@ class PeerTable:
     # -- incoming -------------------------------------------------------------------------
 
     def datagram(self, context: SSL.Context, data: bytes, address: Address) -> None:
+        if not data:
+            self.drops["empty"] += 1
+            return
         peer = self._peers.get(address)
         if peer is None:
             self._listen(context, data, address)
             return
-        peer.connection.bio_write(data)
+        if peer.identity is not None and is_client_hello(data):
+            # RFC 6347 4.2.8: a client that lost its state starts again from the same address;
+            # the old session goes once the new ClientHello has proved the address (cookie).
+            self._listen(context, data, address)
+            return
+        if run_step(lambda: peer.connection.bio_write(data)).step is not Step.DONE:
+            self.drops["record"] += 1
+            return
         if peer.identity is None:
             self._handshake(peer)
         else:
@@ -107,7 +135,9 @@ class PeerTable:
     def _listen(self, context: SSL.Context, data: bytes, address: Address) -> None:
         """The stateless phase: no state is kept until a ClientHello has a valid cookie."""
         connection = self._factory.connection(context, address)
-        connection.bio_write(data)
+        if run_step(lambda: connection.bio_write(data)).step is not Step.DONE:
+            self.drops["no_cookie"] += 1
+            return
         result = run_step(connection.DTLSv1_listen)
         if result.step is not Step.DONE:
             out = run_step(lambda: connection.bio_read(_READ_BYTES))
@@ -117,7 +147,10 @@ class PeerTable:
             else:
                 self.drops["no_cookie"] += 1
             return
-        if self.handshakes >= self._max_handshakes:
+        if address in self._peers:
+            self._forget(address)
+            self.drops["replaced"] += 1
+        if len(self._handshaking) >= self._max_handshakes:
             self.drops["max_handshakes"] += 1
             return
         if len(self._peers) >= self._max_peers and not self._evict_idle():
@@ -126,6 +159,7 @@ class PeerTable:
         now = self._clock()
         peer = Peer(address=address, connection=connection, started=now, last_seen=now)
         self._peers[address] = peer
+        self._handshaking.add(address)
         self._handshake(peer)
 
     def _evict_idle(self) -> bool:
@@ -159,6 +193,7 @@ class PeerTable:
                 return
             peer.identity = PeerIdentity(mode="cert", identity=name, address=peer.address)
         peer.last_seen = self._clock()
+        self._handshaking.discard(peer.address)
         self.counts["established"] += 1
         logger.info("DTLS session with %s as %s (%s)", peer.address, peer.identity.identity, cipher)
         self._read_records(peer, peer.identity)
@@ -176,7 +211,7 @@ class PeerTable:
         self._report(peer, code, note.psk_identity, detail)
 
     def _report(self, peer: Peer, code: str, identity: str | None, detail: str) -> None:
-        self._peers.pop(peer.address, None)
+        self._forget(peer.address)
         self.counts["refused"] += 1
         logger.info("DTLS handshake with %s refused: %s (%s)", peer.address, code, detail)
         if self._on_refusal is not None:
@@ -208,6 +243,10 @@ class PeerTable:
         peer = self.get(address)
         if peer is None or len(data) > self._max_peer_buffer_bytes:
             return False
+        mtu = run_step(peer.connection.get_cleartext_mtu)
+        if mtu.step is Step.DONE and isinstance(mtu.value, int) and len(data) > mtu.value:
+            self.drops["send_too_large"] += 1  # one record must fit one datagram
+            return False
         result = run_step(lambda: peer.connection.send(data))
         self._flush(peer.connection, address)
         return result.step is Step.DONE
@@ -215,7 +254,7 @@ class PeerTable:
     def _close(self, peer: Peer) -> None:
         run_step(peer.connection.shutdown)
         self._flush(peer.connection, peer.address)
-        self._peers.pop(peer.address, None)
+        self._forget(peer.address)
 
     def close_matching(self, predicate: Callable[[PeerIdentity], bool]) -> int:
         matching = [
@@ -228,18 +267,22 @@ class PeerTable:
         return len(matching)
 
     def tick(self, *, handshake_timeout_s: float, idle_timeout_s: float) -> None:
+        """Handshakes (at most ``max_handshakes``) each tick; sessions' idleness once a second."""
         now = self._clock()
-        for peer in list(self._peers.values()):
-            if peer.identity is None:
-                if now - peer.started >= handshake_timeout_s:
-                    self.drops["handshake_timeout"] += 1
-                    identity = note_of(peer.connection).psk_identity
-                    self._report(peer, "lwm2m.dtls.handshake_timeout", identity, "timed out")
-                    continue
-                timeout = run_step(peer.connection.DTLSv1_get_timeout)
-                if timeout.step is Step.DONE and timeout.value is not None and timeout.value <= 0:
-                    run_step(peer.connection.DTLSv1_handle_timeout)
-                    self._flush(peer.connection, peer.address)
-            elif now - peer.last_seen >= idle_timeout_s:
-                self.drops["idle"] += 1
-                self._close(peer)
+        for address in list(self._handshaking):
+            peer = self._peers[address]
+            if now - peer.started >= handshake_timeout_s:
+                self.drops["handshake_timeout"] += 1
+                identity = note_of(peer.connection).psk_identity
+                self._report(peer, "lwm2m.dtls.handshake_timeout", identity, "timed out")
+                continue
+            timeout = run_step(peer.connection.DTLSv1_get_timeout)
+            if timeout.step is Step.DONE and timeout.value is not None and timeout.value <= 0:
+                run_step(peer.connection.DTLSv1_handle_timeout)
+                self._flush(peer.connection, peer.address)
+        if now - self._idle_scanned >= _IDLE_SCAN_S:
+            self._idle_scanned = now
+            for peer in list(self._peers.values()):
+                if peer.identity is not None and now - peer.last_seen >= idle_timeout_s:
+                    self.drops["idle"] += 1
+                    self._close(peer)

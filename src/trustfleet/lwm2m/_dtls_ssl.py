@@ -41,6 +41,7 @@ _LIB: Any = _BINDING.lib
 _MAX_PSK_IDENTITY_BYTES = 128  # RFC 4279: identities up to 2^16, LwM2M uses short ones
 _CRL_BEGIN = b"-----BEGIN X509 CRL-----"
 _X509_V_ERR_CERT_REVOKED = 23
+_DTLS1_2_VERSION = 0xFEFD  # DTLS 1.0 (RFC 4347) is refused
 
 
 @dataclass(slots=True)
@@ -166,19 +167,22 @@ class SslFactory:
     def _build(self) -> SSL.Context:
         ctx = SSL.Context(SSL.DTLS_SERVER_METHOD)
         ctx.set_options(SSL.OP_NO_QUERY_MTU | SSL.OP_NO_TICKET)
+        ctx.set_min_proto_version(_DTLS1_2_VERSION)
         ctx.set_cipher_list(_cipher_string(self._ciphers).encode())
         ctx.set_cookie_generate_callback(self._cookie_generate)
         ctx.set_cookie_verify_callback(self._cookie_verify)
         if "psk" in self._modes:
             _LIB.SSL_CTX_set_psk_server_callback(ctx._context, self._psk_callback)
-        if "cert" in self._modes and self._cert_chain is not None and self._key_file is not None:
+        if "cert" in self._modes:
+            if self._cert_chain is None or self._key_file is None:
+                raise ValueError("certificate mode needs the server's chain and key")
             ctx.use_certificate_chain_file(str(self._cert_chain))
             ctx.use_privatekey_file(str(self._key_file))
             ctx.check_privatekey()
             if self._ca_file is not None or self._ca_path is not None:
                 ctx.load_verify_locations(
                     str(self._ca_file) if self._ca_file else None,
-                    str(self._ca_path) if self._ca_path else None,
+                    str(self._ca_path) if self._ca_path and self._ca_path.is_dir() else None,
                 )
             if self._crl_file is not None and self._crl_file.exists():
                 store = ctx.get_cert_store()

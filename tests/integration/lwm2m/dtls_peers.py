@@ -109,6 +109,7 @@ def make_pki(directory: Path) -> ThrowawayPki:
         )
         .sign(key, hashes.SHA256())
     )
+    directory.mkdir(parents=True, exist_ok=True)
     pki = ThrowawayPki(directory=directory, ca_key=key, ca_cert=cert)
     pki.ca_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     pki.write_crl([])
@@ -140,7 +141,9 @@ async def stop(process: asyncio.subprocess.Process) -> None:
 class PyDtlsClient:
     """A blocking pyOpenSSL DTLS client over memory BIOs and a UDP socket (tests only)."""
 
-    def __init__(self, port: int, *, cert: Path, key: Path, ciphers: str) -> None:
+    def __init__(
+        self, port: int, *, cert: Path, key: Path, ciphers: str, local_port: int = 0
+    ) -> None:
         ctx = SSL.Context(SSL.DTLS_CLIENT_METHOD)
         ctx.set_cipher_list(ciphers.encode())
         ctx.use_certificate_file(str(cert))
@@ -148,6 +151,8 @@ class PyDtlsClient:
         self.conn = SSL.Connection(ctx, None)
         self.conn.set_connect_state()
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", local_port))
         self.sock.connect(("127.0.0.1", port))
         self.sock.settimeout(5)
         self.last_sent = b""
