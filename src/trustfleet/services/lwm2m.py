@@ -14,7 +14,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from trustfleet.errors import PermissionDenied, TrustFleetError
 from trustfleet.lwm2m.ports import (
@@ -35,7 +35,14 @@ from trustfleet.services.runtime import Runtime
 from trustfleet.settings import ServerSettings
 from trustfleet.store import JSON, NewTelemetry, Transaction
 
-__all__ = ["ServiceLwm2mBackend", "create_credential", "end_credentials", "lwm2m_backend"]
+__all__ = [
+    "ServiceLwm2mBackend",
+    "create_credential",
+    "end_credentials",
+    "lwm2m_backend",
+    "registration_summary",
+    "server_uri",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -55,11 +62,21 @@ def create_credential(
     purpose: Purpose,
     size_bytes: int,
     now: datetime,
+    key: bytes | None = None,
 ) -> tuple[str, bytes]:
     """Create a device's PSK credential (ciphertext in the store; event without key material).
 
     The bootstrap credential's identity is the device id, a ``dm`` one's ``<device-id>:dm``
     (``<device-id>:dm<n>`` after the first, so an ended identity is never reused).
+
+    Args:
+        tx: The open transaction.
+        vault: Encrypts the key in ``tf-service``.
+        device_id: The device.
+        purpose: ``bootstrap`` or ``dm``.
+        size_bytes: Size of a new key.
+        now: The current time.
+        key: The key to store (the factory made it first), else a new one.
 
     Returns:
         The identity and the key (to hand to the device once).
@@ -70,7 +87,7 @@ def create_credential(
     while identity in taken:
         n += 1
         identity = f"{device_id}:dm{n}"
-    key = new_psk(size_bytes)
+    key = new_psk(size_bytes) if key is None else key
     nonce, ciphertext = vault.encrypt(key, identity=identity, device_id=device_id)
     tx.lwm2m.add_credential(
         identity=identity,
@@ -343,6 +360,33 @@ class ServiceLwm2mBackend:
         )
         self.vault.forget()
         return ids, events[-1].id
+
+
+def registration_summary(rt: Runtime, device_id: str) -> dict[str, Any] | None:
+    """A device's LwM2M registration for ``device show`` (None if it never registered)."""
+    with rt.uow.begin(read_only=True) as tx:
+        r = tx.lwm2m.registration(device_id)
+    if r is None:
+        return None
+    return {
+        "status": "ended" if r.ended_at else "registered",
+        "end_reason": r.end_reason,
+        "location": r.location,
+        "lifetime_s": r.lifetime_s,
+        "binding": r.binding,
+        "lwm2m_version": r.lwm2m_version,
+        "objects": list(r.objects),
+        "address": r.address,
+        "mode": r.mode,
+        "registered_at": r.registered_at.isoformat(),
+        "updated_at": r.updated_at.isoformat(),
+        "expires_at": r.expires_at.isoformat(),
+        "firmware": {
+            "state": r.firmware_state,
+            "result": r.firmware_result,
+            "version": r.firmware_version,
+        },
+    }
 
 
 def server_uri(settings: ServerSettings) -> str:

@@ -150,6 +150,21 @@ class DeviceRepository:
         self._handle.session.flush()
         return _record(row)
 
+    def set_protocol(self, id: str, protocol: str, *, now: datetime) -> DeviceRecord:
+        """Set how a device talks to the service (``mqtt`` or ``lwm2m``).
+
+        Raises:
+            NotFound: There is no such device.
+            InvalidInput: The protocol is unknown.
+        """
+        check.one_of(protocol, DEVICE_PROTOCOLS, name="protocol")
+        now = check.aware(now, name="now")
+        row = self._locked(id)
+        row.protocol = protocol
+        row.updated_at = now
+        self._handle.session.flush()
+        return _record(row)
+
     def _locked(self, id: str) -> DeviceRow:
         row = self._handle.session.get(DeviceRow, id, with_for_update=True)
         if row is None:
