@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -27,9 +27,13 @@ from trustfleet.lwm2m.ports import (
     Reading,
     Registration,
 )
+from trustfleet.ota.campaign_rules import IN_FLIGHT_STATES
+from trustfleet.ota.manifest import image_target
+from trustfleet.ota.status_report import OtaStatus
+from trustfleet.services._campaign_reports import apply_ota_reports
 from trustfleet.services._lwm2m_psk import PskVault, new_psk
-from trustfleet.services._lwm2m_rules import ACCESS_EVENT_TYPES, metric_name
-from trustfleet.services._ota_keys import SERVICE_TOKEN, open_home_token
+from trustfleet.services._lwm2m_rules import ACCESS_EVENT_TYPES, campaign_state, metric_name
+from trustfleet.services._ota_keys import SERVICE_TOKEN, open_home_token, repo_files
 from trustfleet.services.refusals import Refusal, RefusalPolicy, RefusalRecorder
 from trustfleet.services.runtime import Runtime
 from trustfleet.settings import ServerSettings
@@ -331,19 +335,56 @@ class ServiceLwm2mBackend:
         self.refusals.record(self.rt, refusal)
 
     def firmware_job(self, device_id: str, *, now: datetime) -> FirmwareJob | None:
-        """The firmware update waiting for this device (not delivered over LwM2M yet)."""
-        return None
+        """The release a running campaign notified this device of, with its signed manifest."""
+        with self.rt.uow.begin(read_only=True) as tx:
+            found = tx.lwm2m.firmware_campaign(device_id, states=sorted(IN_FLIGHT_STATES))
+            device = tx.devices.get(device_id)
+        if found is None or device is None:
+            return None
+        campaign_id, version, _state = found
+        job = self.firmware_package(device.model, version)
+        if job is None:
+            return None
+        return replace(job, device_id=device_id, campaign_id=campaign_id)
 
     def firmware_package(self, model: str, version: str) -> FirmwareJob | None:
-        """The manifest and image of a release (not delivered over LwM2M yet)."""
-        return None
+        """The signed manifest and image of a published release (None: unknown or unsigned)."""
+        with self.rt.uow.begin(read_only=True) as tx:
+            release = tx.releases.get(model=model, version=version)
+            manifest = tx.lwm2m.manifest(model=model, version=version)
+        if release is None or manifest is None:
+            return None
+        image = repo_files(self._settings).target_file(
+            image_target(model, version), release.image_sha256
+        )
+        return FirmwareJob(
+            device_id="", model=model, version=version, campaign_id=None,
+            package_uri=f"{server_uri(self._settings)}/fw/{model}/{version}/manifest",
+            manifest=manifest.manifest, image=image, image_size=release.image_length,
+            image_sha256=release.image_sha256,
+        )  # fmt: skip
 
     def record_firmware_state(
         self, device_id: str, *, version: str | None, state: int, result: int, now: datetime
     ) -> None:
-        """Store object 5's State and Update Result on the registration."""
+        """Store object 5's State and Update Result; move the device's campaign row."""
         with self.rt.uow.begin() as tx:
             tx.lwm2m.set_firmware(device_id, state=state, result=result, version=version)
+            found = tx.lwm2m.firmware_campaign(device_id, states=sorted(IN_FLIGHT_STATES))
+            if found is None:
+                return
+            campaign_id, target, _row_state = found
+            moved, reason = campaign_state(
+                state=state, result=result, version=version, target=target
+            )
+            if moved == "notified":
+                return
+            report = OtaStatus(
+                state=moved, campaign=campaign_id,
+                version=version if moved == "committed" else None,
+                reason=reason, code=None if reason is None else f"lwm2m.firmware.{reason}",
+            )  # fmt: skip
+            apply_ota_reports(tx, [(device_id, report)], now=now)
 
     def access_changes(self, cursor: int) -> tuple[list[str], int]:
         """Devices whose access changed since ``cursor`` (a security-log event id)."""

@@ -188,6 +188,19 @@ class DeviceRepository:
         rows = self._handle.session.execute(query)
         return {id_: cast(DeviceState, state) for id_, state in rows}
 
+    def protocols(self, ids: Iterable[str]) -> dict[str, str]:
+        """The protocol of each listed device that exists (one query; unknown ids left out).
+
+        Raises:
+            InvalidInput: Too many ids.
+        """
+        wanted = sorted(set(ids))
+        check.page(limit=max(1, len(wanted)))
+        if not wanted:
+            return {}
+        query = select(DeviceRow.id, DeviceRow.protocol).where(DeviceRow.id.in_(wanted))
+        return {str(id_): str(protocol) for id_, protocol in self._handle.session.execute(query)}
+
     def mark_seen(self, seen: Mapping[str, datetime]) -> None:
         """Move each device's ``last_seen_at`` forward to the given time (never backward).
 
