@@ -7,12 +7,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from support.server import cli_json, init_home, one_error_line, run_cli
 from trustfleet.configfile.device import load_device_settings
+from trustfleet.errors import VerificationFailed
 from trustfleet.keystore import PinSource, find_module, open_token
+from trustfleet.lwm2m.manifest import verify_manifest
 from trustfleet.services.lwm2m import lwm2m_backend
+from trustfleet.services.lwm2m_manifests import manifest_public_key_pem
 from trustfleet.settings.server import load_server_settings
+from trustfleet.sim.image import build_image
 from trustfleet.sim.process import free_port
 
 
@@ -48,6 +54,10 @@ def test_provision_psk(
     assert section.bootstrap is bootstrap and section.psk_identity == row["psk_identity"]
     assert section.server_uri.startswith("coaps://")
     key = _device_psk(directory, section.psk_label)
+    pem = (directory / section.manifest_key).read_bytes()
+    assert serialization.load_pem_public_key(pem).public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ) == manifest_public_key_pem(load_server_settings(home))
     with lwm2m_backend(load_server_settings(home)) as backend:
         credential = backend.psk_credential(row["psk_identity"])
         with backend.rt.uow.begin(read_only=True) as tx:
@@ -73,3 +83,27 @@ def test_provision_cert_and_bad_options(home: Path, tmp_path: Path) -> None:
     for bad in (("--protocol", "coap"), ("--protocol", "lwm2m", "--security", "rpk")):
         result = run_cli("factory", "provision", "--home", home, "--out", tmp_path / "x", *bad)
         assert "must be" in one_error_line(result)
+
+
+def test_release_publish_signs_a_manifest(home: Path, tmp_path: Path) -> None:
+    for version in ("1.0.0", "1.1.0"):
+        image = build_image(tmp_path / f"{version}.bin", version=version, size_bytes=4096).path
+        cli_json(home, "release", "build", "--version", version, "--image", image)
+        cli_json(home, "release", "publish", "--version", version)
+    settings = load_server_settings(home)
+    public = serialization.load_pem_public_key(manifest_public_key_pem(settings))
+    assert isinstance(public, ec.EllipticCurvePublicKey)
+    with lwm2m_backend(settings) as backend:
+        packages = [backend.firmware_package("sim-v1", v) for v in ("1.0.0", "1.1.0")]
+    sequences = []
+    for job in packages:
+        assert job is not None and job.image.is_file() and job.image.stat().st_size == 4096
+        manifest = verify_manifest(job.manifest, public_key=public, model="sim-v1", min_sequence=0,
+                                   max_bytes=4096)  # fmt: skip
+        assert manifest.image_sha256 == job.image_sha256 and manifest.version == job.version
+        assert manifest.image_path == f"/fw/sim-v1/{job.version}/image"
+        sequences.append(manifest.sequence)
+    assert sequences == [1, 2]
+    with pytest.raises(VerificationFailed):  # the older release is a rollback past sequence 2
+        verify_manifest(packages[0].manifest, public_key=public, model="sim-v1",  # type: ignore[union-attr]
+                        min_sequence=2, max_bytes=4096)  # fmt: skip
