@@ -93,6 +93,7 @@ def _inventory_row(row: InventoryRow) -> dict[str, Any]:
         "online": row.online, "cert_not_after": _when(row.cert_not_after),
         "attestation": verdict, "attested_at": _when(row.attested_at),
         "quarantined": row.quarantined, "slot": row.slot, "decommission": row.decommission,
+        "protocol": d.protocol,
     }  # fmt: skip
 
 
@@ -100,7 +101,7 @@ def _inventory_cells(r: Mapping[str, Any]) -> tuple[str, ...]:
     flags = ("online" if r["online"] else "offline") + (" quarantined" if r["quarantined"] else "")
     state = "decommissioned (unverified)" if r["decommission"] == "unverified" else r["state"]
     return (
-        r["id"], r["model"], state, r["firmware_version"] or "-",
+        r["id"], r["model"], r["protocol"], state, r["firmware_version"] or "-",
         (r["last_seen_at"] or "never")[:19], flags, (r["cert_not_after"] or "-")[:10],
         r["attestation"],
     )  # fmt: skip
@@ -156,8 +157,8 @@ def list_devices(
     present_page(
         "devices", [_inventory_row(r) for r in page.items], next_cursor=page.next_cursor,
         json_out=json_out, cells=_inventory_cells,
-        table=Table("device", "model", "state", "firmware", "last seen", "online", "cert expiry",
-                    "attestation"),
+        table=Table("device", "model", "protocol", "state", "firmware", "last seen", "online",
+                    "cert expiry", "attestation"),
     )  # fmt: skip
 
 
@@ -168,11 +169,13 @@ def show(
     json_out: JsonOpt = False,
 ) -> None:
     """Show one device and its certificates."""
+    from trustfleet.services.lwm2m import registration_summary
     from trustfleet.services.queries import device_detail
 
     with device_runtime(home) as rt:
         detail = device_detail(rt, device_id)
         retired = decommission_summary(rt, device_id)
+        registration = registration_summary(rt, device_id)
     device = detail.device
     rows = [_cert_row(c) for c in detail.certificates]
     doc: dict[str, Any] = {
@@ -184,12 +187,22 @@ def show(
         "last_seen_at": device.last_seen_at.isoformat() if device.last_seen_at else None,
         "certificates": rows,
         "decommission": retired,
+        "protocol": device.protocol,
+        "lwm2m": registration,
     }
     if json_out:
         emit_json(doc)
         return
     state = shown_state(device.state, retired)
-    console.print(f"[bold]{device.id}[/]  model={device.model}  state={state}")
+    console.print(
+        f"[bold]{device.id}[/]  model={device.model}  protocol={device.protocol}  state={state}"
+    )
+    if registration is not None:
+        console.print(
+            f"LwM2M: {registration['status']} {registration['location']} from "
+            f"{registration['address']} ({registration['mode']}), lifetime "
+            f"{registration['lifetime_s']} s, objects {' '.join(registration['objects'])}"
+        )
     table = Table("kind", "issuer", "serial", "status", "not after")
     for c in rows:
         table.add_row(c["kind"], c["issuer"], c["serial"], c["status"], c["not_after"])

@@ -47,6 +47,19 @@ def provision(
             "key, new device id, new IDevID (instead of --out).",
         ),
     ] = None,
+    protocol: Annotated[
+        str, typer.Option("--protocol", help="How the devices talk: mqtt or lwm2m.")
+    ] = "mqtt",
+    security: Annotated[
+        str, typer.Option("--security", help="LwM2M DTLS mode: psk or cert.")
+    ] = "psk",
+    no_bootstrap: Annotated[
+        bool,
+        typer.Option(
+            "--no-bootstrap",
+            help="LwM2M psk: give a device-management credential at once (no bootstrap).",
+        ),
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Create virtual devices, each with its own SoftHSM2 token, key and IDevID."""
@@ -64,6 +77,7 @@ def provision(
         )
     if not 1 <= count <= 10_000:
         raise InvalidInput("--count must be between 1 and 10000", hint="e.g. --count 10")
+    _check_lwm2m_options(protocol, security)
     prepare_out_dir(out)  # before the runtime opens: a bad --out fails at once
     rt = Runtime.open(load_server_settings(home))
     done = {"key": 0, "device": 0}
@@ -95,9 +109,19 @@ def provision(
                 devices = provision_devices(
                     rt, out_dir=out, count=count, model=model, now=now(), on_progress=step
                 )
+                psk_identities = _make_lwm2m(
+                    rt, devices, protocol=protocol, security=security, bootstrap=not no_bootstrap
+                )
     finally:
         rt.close()
-    rows = [_device_row(d) for d in devices]
+    rows = [
+        {
+            **_device_row(d),
+            "protocol": protocol,
+            **({"psk_identity": psk_identities[d.device_id]} if psk_identities else {}),
+        }
+        for d in devices
+    ]
     if json_out:
         emit_json({"devices": rows})
         return
@@ -162,6 +186,26 @@ def sign_csr(
     console.print(
         f"[green]✓[/] device [bold]{device.device_id}[/] registered; IDevID written to {out}"
     )
+
+
+def _check_lwm2m_options(protocol: str, security: str) -> None:
+    if protocol not in {"mqtt", "lwm2m"}:
+        raise InvalidInput("--protocol must be mqtt or lwm2m", code="factory.protocol.invalid")
+    if security not in {"psk", "cert"}:
+        raise InvalidInput("--security must be psk or cert", code="factory.security.invalid")
+
+
+def _make_lwm2m(
+    rt: Any, devices: Any, *, protocol: str, security: str, bootstrap: bool
+) -> dict[str, str | None]:
+    if protocol != "lwm2m":
+        return {}
+    from trustfleet.services.lwm2m_factory import make_lwm2m_devices
+
+    pairs = [(d.device_id, d.directory) for d in devices]
+    if security == "psk":
+        return make_lwm2m_devices(rt, pairs, security="psk", bootstrap=bootstrap, now=now())
+    return make_lwm2m_devices(rt, pairs, security="cert", bootstrap=False, now=now())
 
 
 def _device_row(d: Any) -> dict[str, Any]:

@@ -179,8 +179,12 @@ def _notify(
         if not device_ids:
             return 0
         args = {"version": campaign.version, "campaign": campaign.id}
+        protocols = tx.devices.protocols(device_ids)
         for device_id in device_ids:
-            send(device_id, dict(args))
+            # An LwM2M device gets no MQTT command: marked notified, its job appears for the
+            # LwM2M server (services.lwm2m firmware_job), which drives object 5.
+            if protocols.get(device_id) != "lwm2m":
+                send(device_id, dict(args))
         if flush is not None:
             flush()
         tx.campaigns.mark_notified(campaign_id, device_ids, now=now)

@@ -51,6 +51,7 @@ from trustfleet.services._ota_supply import (
     stage_attestations,
     staged_attestations,
 )
+from trustfleet.services.lwm2m_manifests import open_targets_key, store_release_manifest
 from trustfleet.services.runtime import Runtime
 from trustfleet.settings import ServerSettings
 from trustfleet.store import MAX_LIST_LIMIT, ReleaseRecord
@@ -349,7 +350,16 @@ def _commit_release(
     settings, files = rt.settings, repo_files(rt.settings)
     with files.locked():
         new = with_targets(settings, files, targets, now=now)
-        with rt.uow.begin() as tx:
+        with open_targets_key(settings) as targets_key, rt.uow.begin() as tx:
+            store_release_manifest(  # for LwM2M devices (ADR 0022)
+                tx,
+                targets_key,
+                model=manifest.model,
+                version=manifest.version,
+                image_sha256=manifest.image.sha256,
+                image_size=manifest.image.length,
+                now=now,
+            )
             record = tx.releases.add(
                 model=manifest.model,
                 version=manifest.version,

@@ -12,9 +12,9 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from trustfleet.errors import PermissionDenied, TrustFleetError
 from trustfleet.lwm2m.ports import (
@@ -27,15 +27,26 @@ from trustfleet.lwm2m.ports import (
     Reading,
     Registration,
 )
+from trustfleet.ota.campaign_rules import IN_FLIGHT_STATES
+from trustfleet.ota.manifest import image_target
+from trustfleet.ota.status_report import OtaStatus
+from trustfleet.services._campaign_reports import apply_ota_reports
 from trustfleet.services._lwm2m_psk import PskVault, new_psk
-from trustfleet.services._lwm2m_rules import ACCESS_EVENT_TYPES, metric_name
-from trustfleet.services._ota_keys import SERVICE_TOKEN, open_home_token
+from trustfleet.services._lwm2m_rules import ACCESS_EVENT_TYPES, campaign_state, metric_name
+from trustfleet.services._ota_keys import SERVICE_TOKEN, open_home_token, repo_files
 from trustfleet.services.refusals import Refusal, RefusalPolicy, RefusalRecorder
 from trustfleet.services.runtime import Runtime
 from trustfleet.settings import ServerSettings
 from trustfleet.store import JSON, NewTelemetry, Transaction
 
-__all__ = ["ServiceLwm2mBackend", "create_credential", "end_credentials", "lwm2m_backend"]
+__all__ = [
+    "ServiceLwm2mBackend",
+    "create_credential",
+    "end_credentials",
+    "lwm2m_backend",
+    "registration_summary",
+    "server_uri",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -55,11 +66,21 @@ def create_credential(
     purpose: Purpose,
     size_bytes: int,
     now: datetime,
+    key: bytes | None = None,
 ) -> tuple[str, bytes]:
     """Create a device's PSK credential (ciphertext in the store; event without key material).
 
     The bootstrap credential's identity is the device id, a ``dm`` one's ``<device-id>:dm``
     (``<device-id>:dm<n>`` after the first, so an ended identity is never reused).
+
+    Args:
+        tx: The open transaction.
+        vault: Encrypts the key in ``tf-service``.
+        device_id: The device.
+        purpose: ``bootstrap`` or ``dm``.
+        size_bytes: Size of a new key.
+        now: The current time.
+        key: The key to store (the factory made it first), else a new one.
 
     Returns:
         The identity and the key (to hand to the device once).
@@ -70,7 +91,7 @@ def create_credential(
     while identity in taken:
         n += 1
         identity = f"{device_id}:dm{n}"
-    key = new_psk(size_bytes)
+    key = new_psk(size_bytes) if key is None else key
     nonce, ciphertext = vault.encrypt(key, identity=identity, device_id=device_id)
     tx.lwm2m.add_credential(
         identity=identity,
@@ -314,19 +335,56 @@ class ServiceLwm2mBackend:
         self.refusals.record(self.rt, refusal)
 
     def firmware_job(self, device_id: str, *, now: datetime) -> FirmwareJob | None:
-        """The firmware update waiting for this device (not delivered over LwM2M yet)."""
-        return None
+        """The release a running campaign notified this device of, with its signed manifest."""
+        with self.rt.uow.begin(read_only=True) as tx:
+            found = tx.lwm2m.firmware_campaign(device_id, states=sorted(IN_FLIGHT_STATES))
+            device = tx.devices.get(device_id)
+        if found is None or device is None:
+            return None
+        campaign_id, version, _state = found
+        job = self.firmware_package(device.model, version)
+        if job is None:
+            return None
+        return replace(job, device_id=device_id, campaign_id=campaign_id)
 
     def firmware_package(self, model: str, version: str) -> FirmwareJob | None:
-        """The manifest and image of a release (not delivered over LwM2M yet)."""
-        return None
+        """The signed manifest and image of a published release (None: unknown or unsigned)."""
+        with self.rt.uow.begin(read_only=True) as tx:
+            release = tx.releases.get(model=model, version=version)
+            manifest = tx.lwm2m.manifest(model=model, version=version)
+        if release is None or manifest is None:
+            return None
+        image = repo_files(self._settings).target_file(
+            image_target(model, version), release.image_sha256
+        )
+        return FirmwareJob(
+            device_id="", model=model, version=version, campaign_id=None,
+            package_uri=f"{server_uri(self._settings)}/fw/{model}/{version}/manifest",
+            manifest=manifest.manifest, image=image, image_size=release.image_length,
+            image_sha256=release.image_sha256,
+        )  # fmt: skip
 
     def record_firmware_state(
         self, device_id: str, *, version: str | None, state: int, result: int, now: datetime
     ) -> None:
-        """Store object 5's State and Update Result on the registration."""
+        """Store object 5's State and Update Result; move the device's campaign row."""
         with self.rt.uow.begin() as tx:
             tx.lwm2m.set_firmware(device_id, state=state, result=result, version=version)
+            found = tx.lwm2m.firmware_campaign(device_id, states=sorted(IN_FLIGHT_STATES))
+            if found is None:
+                return
+            campaign_id, target, _row_state = found
+            moved, reason = campaign_state(
+                state=state, result=result, version=version, target=target
+            )
+            if moved == "notified":
+                return
+            report = OtaStatus(
+                state=moved, campaign=campaign_id,
+                version=version if moved == "committed" else None,
+                reason=reason, code=None if reason is None else f"lwm2m.firmware.{reason}",
+            )  # fmt: skip
+            apply_ota_reports(tx, [(device_id, report)], now=now)
 
     def access_changes(self, cursor: int) -> tuple[list[str], int]:
         """Devices whose access changed since ``cursor`` (a security-log event id)."""
@@ -343,6 +401,33 @@ class ServiceLwm2mBackend:
         )
         self.vault.forget()
         return ids, events[-1].id
+
+
+def registration_summary(rt: Runtime, device_id: str) -> dict[str, Any] | None:
+    """A device's LwM2M registration for ``device show`` (None if it never registered)."""
+    with rt.uow.begin(read_only=True) as tx:
+        r = tx.lwm2m.registration(device_id)
+    if r is None:
+        return None
+    return {
+        "status": "ended" if r.ended_at else "registered",
+        "end_reason": r.end_reason,
+        "location": r.location,
+        "lifetime_s": r.lifetime_s,
+        "binding": r.binding,
+        "lwm2m_version": r.lwm2m_version,
+        "objects": list(r.objects),
+        "address": r.address,
+        "mode": r.mode,
+        "registered_at": r.registered_at.isoformat(),
+        "updated_at": r.updated_at.isoformat(),
+        "expires_at": r.expires_at.isoformat(),
+        "firmware": {
+            "state": r.firmware_state,
+            "result": r.firmware_result,
+            "version": r.firmware_version,
+        },
+    }
 
 
 def server_uri(settings: ServerSettings) -> str:

@@ -18,6 +18,7 @@ from trustfleet.pki import (
     respond,
 )
 from trustfleet.services._certs import serial_hex
+from trustfleet.services.lwm2m import end_credentials
 from trustfleet.services.runtime import Runtime
 from trustfleet.store import Transaction
 from trustfleet.store.records import CertificateRecord
@@ -161,7 +162,8 @@ def revoke_all_certificates(
 ) -> list[CertificateRecord]:
     """Revoke every valid certificate of a device for ``reason``, set the device's ``state``
     and reissue the CRLs of the CAs concerned, inside the caller's transaction (so the store
-    never holds a revoked certificate its CRL does not list). Writes no event.
+    never holds a revoked certificate its CRL does not list). Ends the device's LwM2M PSK
+    credentials too (their ``lwm2m.credential.ended`` events are its only events).
 
     Returns:
         The revoked certificates.
@@ -172,6 +174,7 @@ def revoke_all_certificates(
         if rec.status == "valid"
     ]
     tx.devices.set_state(device_id, state, now=now)
+    end_credentials(tx, device_id, reason=state, now=now)
     for issuer in sorted({rec.issuer for rec in revoked}):
         regenerate_crl(rt, tx, issuer, now=now)
     return revoked

@@ -150,6 +150,21 @@ class DeviceRepository:
         self._handle.session.flush()
         return _record(row)
 
+    def set_protocol(self, id: str, protocol: str, *, now: datetime) -> DeviceRecord:
+        """Set how a device talks to the service (``mqtt`` or ``lwm2m``).
+
+        Raises:
+            NotFound: There is no such device.
+            InvalidInput: The protocol is unknown.
+        """
+        check.one_of(protocol, DEVICE_PROTOCOLS, name="protocol")
+        now = check.aware(now, name="now")
+        row = self._locked(id)
+        row.protocol = protocol
+        row.updated_at = now
+        self._handle.session.flush()
+        return _record(row)
+
     def _locked(self, id: str) -> DeviceRow:
         row = self._handle.session.get(DeviceRow, id, with_for_update=True)
         if row is None:
@@ -172,6 +187,19 @@ class DeviceRepository:
         query = select(DeviceRow.id, DeviceRow.state).where(DeviceRow.id.in_(wanted))
         rows = self._handle.session.execute(query)
         return {id_: cast(DeviceState, state) for id_, state in rows}
+
+    def protocols(self, ids: Iterable[str]) -> dict[str, str]:
+        """The protocol of each listed device that exists (one query; unknown ids left out).
+
+        Raises:
+            InvalidInput: Too many ids.
+        """
+        wanted = sorted(set(ids))
+        check.page(limit=max(1, len(wanted)))
+        if not wanted:
+            return {}
+        query = select(DeviceRow.id, DeviceRow.protocol).where(DeviceRow.id.in_(wanted))
+        return {str(id_): str(protocol) for id_, protocol in self._handle.session.execute(query)}
 
     def mark_seen(self, seen: Mapping[str, datetime]) -> None:
         """Move each device's ``last_seen_at`` forward to the given time (never backward).

@@ -14,6 +14,7 @@ from trustfleet.store._lwm2m_models import (
     Lwm2mManifestRow,
     Lwm2mRegistrationRow,
 )
+from trustfleet.store._models import CampaignDeviceRow, CampaignRow
 from trustfleet.store._rows import record_of
 from trustfleet.store._session import SessionHandle, insert
 from trustfleet.store.lwm2m_records import (
@@ -192,6 +193,24 @@ class Lwm2mRepository:
             row.firmware_version = check.text(version, name="firmware version", max_chars=32)
         self._handle.session.flush()
         return _registration(row)
+
+    def firmware_campaign(
+        self, device_id: str, *, states: Sequence[str]
+    ) -> tuple[str, str, str] | None:
+        """The running campaign whose row of this device is in one of ``states``, as
+        (campaign id, version, row state); the newest such campaign."""
+        c, cd = CampaignRow.__table__.c, CampaignDeviceRow.__table__.c
+        query = (
+            select(c.id, c.version, cd.state)
+            .select_from(
+                CampaignDeviceRow.__table__.join(CampaignRow.__table__, cd.campaign_id == c.id)
+            )
+            .where(cd.device_id == device_id, c.state == "running", cd.state.in_(list(states)))
+            .order_by(c.created_at.desc())
+            .limit(1)
+        )
+        row = self._handle.session.execute(query).first()
+        return None if row is None else (str(row[0]), str(row[1]), str(row[2]))
 
     # -- manifests -----------------------------------------------------------------------------
 

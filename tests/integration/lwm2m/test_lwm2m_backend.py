@@ -18,6 +18,7 @@ from trustfleet.services.lwm2m import (
     end_credentials,
     lwm2m_backend,
 )
+from trustfleet.services.revocation import revoke_device
 from trustfleet.settings.server import load_server_settings
 from trustfleet.sim.process import free_port
 
@@ -105,13 +106,16 @@ def test_registration_readings_and_revocation(backend: ServiceLwm2mBackend) -> N
         stored = tx.lwm2m.registration("lw-reg-0001")
         rows = tx.telemetry.list_for_device("lw-reg-0001")
         types = [e.type for e in tx.events.list(subject="device:lw-reg-0001", limit=100)]
-        tx.devices.set_state("lw-reg-0001", "revoked", now=NOW)
-        ended = end_credentials(tx, "lw-reg-0001", reason="revoked", now=NOW)
     assert stored is not None and stored.end_reason == "deregistered"
     assert stored.firmware_result == 1 and stored.objects == ("/3/0", "/3303/0")
     assert rows[0].metrics == {"temperature": 21.5}
     assert {"lwm2m.registered", "lwm2m.deregistered"} <= set(types)
+    revoke_device(backend.rt, "lw-reg-0001", reason="keyCompromise", actor="test", now=NOW)
+    with backend.rt.uow.begin(read_only=True) as tx:
+        ended = [c.identity for c in tx.lwm2m.credentials("lw-reg-0001") if c.ended_at]
     assert ended == ["lw-reg-0001"]
+    with backend.rt.uow.begin() as tx:  # a second call ends nothing more
+        assert end_credentials(tx, "lw-reg-0001", reason="revoked", now=NOW) == []
     changed, after = backend.access_changes(cursor)
     assert "lw-reg-0001" in changed and after > cursor
     assert backend.psk_credential("lw-reg-0001") is None
