@@ -157,6 +157,7 @@ class Lwm2mServer:
         self._address: dict[str, Address] = {}
         self._firmware: dict[str, firmware.FirmwareProgress] = {}
         self._rates: dict[str, _Rate] = {}
+        self._quarantine_noted: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._cursor = 0
         self.stats = ServerStats()
@@ -415,6 +416,7 @@ class Lwm2mServer:
             self._exchange.cancel_observations(address)
         self._access.pop(device_id, None)
         self._rates.pop(device_id, None)
+        self._quarantine_noted.discard(device_id)
         await asyncio.to_thread(
             self._backend.record_deregistration,
             device_id,
@@ -449,10 +451,23 @@ class Lwm2mServer:
         )
 
     # -- device management (server-initiated) ---------------------------------------------------
-    def _device_address(self, device_id: str) -> Address:
+    def _device_address(self, device_id: str, path: str) -> Address:
+        """The registered device's address; a quarantined device only for object 5.
+
+        Raises:
+            NotFound: Not registered (code ``lwm2m.device.unregistered``).
+            PermissionDenied: Quarantined and ``path`` is not the firmware object
+                (code ``lwm2m.device.quarantined``).
+        """
         address = self._address.get(device_id)
         if address is None:
             raise NotFound("The device is not registered.", code="lwm2m.device.unregistered")
+        access = self._access.get(device_id)
+        if access is not None and access.quarantined and not path.startswith("/5/"):
+            raise PermissionDenied(
+                "The device is quarantined: only registration and firmware update.",
+                code="lwm2m.device.quarantined",
+            )
         return address
 
     async def read(self, device_id: str, path: str) -> tuple[content.Value, ...]:
@@ -464,7 +479,7 @@ class Lwm2mServer:
             InvalidInput: An answer that does not decode.
         """
         answer = await self._exchange.request(
-            self._device_address(device_id),
+            self._device_address(device_id, path),
             request(Code.GET, path=path, message_id=0),
         )
         return self._values(answer, path)
@@ -487,7 +502,7 @@ class Lwm2mServer:
         """
         payload = content.encode_values(values, content_format=content.LWM2M_TLV, base_path=path)
         answer = await self._exchange.request(
-            self._device_address(device_id),
+            self._device_address(device_id, path),
             request(
                 Code.PUT, path=path, message_id=0, payload=payload, content_format=content.LWM2M_TLV
             ),
@@ -504,7 +519,7 @@ class Lwm2mServer:
             NotFound: Not registered. Unavailable: No answer. InvalidInput: The device refused.
         """
         answer = await self._exchange.request(
-            self._device_address(device_id),
+            self._device_address(device_id, path),
             request(Code.POST, path=path, message_id=0, payload=arguments),
         )
         if answer.code != Code.CHANGED:
@@ -514,7 +529,7 @@ class Lwm2mServer:
 
     async def observe(self, device_id: str, path: str) -> tuple[content.Value, ...]:
         """Observe a path; its current values, and every notification goes to the store."""
-        address = self._device_address(device_id)
+        address = self._device_address(device_id, path)
 
         def notify(_address: Address, message: Message) -> None:
             self._notified(device_id, path, message)
@@ -577,10 +592,27 @@ class Lwm2mServer:
             self._firmware_report(device_id, values)
             return
         access = self._access.get(device_id)
-        if access is None or access.quarantined or not self._allowed(device_id):
+        if access is not None and access.quarantined:
+            self._quarantine_drop(device_id)
+            return
+        if access is None or not self._allowed(device_id):
             self.stats.notifications_dropped += 1
             return
         self._store(device_id, values)
+
+    def _quarantine_drop(self, device_id: str) -> None:
+        """A quarantined device's notification is not stored; the first one of each
+        registration says so in the security log (the backend bounds refusals too)."""
+        self.stats.notifications_dropped += 1
+        if device_id in self._quarantine_noted:
+            return
+        self._quarantine_noted.add(device_id)
+        address = self._address.get(device_id)
+        if address is not None:
+            self._refuse(
+                address, "lwm2m.quarantine.notification", device_id,
+                "notifications of a quarantined device are not stored",
+            )  # fmt: skip
 
     def _store(self, device_id: str, values: Sequence[content.Value]) -> None:
         readings = [

@@ -14,6 +14,7 @@ import pytest
 from dtls_peers import ThrowawayPki, make_pki
 from lwm2m_harness import Device, FakeBackend, Running, image
 
+from trustfleet.errors import PermissionDenied
 from trustfleet.lwm2m import content
 from trustfleet.lwm2m.coap import Block, Code, Message, Option, option_uint, request, response_to
 from trustfleet.lwm2m.ports import Credential, FirmwareJob
@@ -257,14 +258,45 @@ def test_firmware_job_driven_and_package_served(
     device.close()
 
 
-def test_quarantined_device_not_read(
+def test_quarantined_device_registers_but_is_not_read(
     pki: ThrowawayPki, running: Running, backend: FakeBackend
 ) -> None:
     backend.quarantined.add("dev-00000001")
     device = _device(pki, running, "dev-00000001")
     assert register(device).code == Code.CREATED
-    time.sleep(0.5)
-    assert backend.readings == []
+    with pytest.raises(PermissionDenied) as info:
+        running.call(running.server.execute("dev-00000001", "/3/0/4"))
+    assert info.value.code == "lwm2m.device.quarantined"
+    assert backend.readings == [] and device.seen == []
+    device.close()
+
+
+def test_registration_expires(pki: ThrowawayPki, backend: FakeBackend) -> None:
+    server = Running(pki, backend, min_lifetime_s=1, ack_timeout_s=0.05, max_retransmit=0)
+    try:
+        device = _device(pki, server, "dev-00000001")
+        query = ["ep=dev-00000001", "lt=1"]
+        message = request(Code.POST, path="/rd", message_id=device.mid(), token=b"r", query=query)
+        answer = device.call(message)
+        assert answer.code == Code.CREATED
+        wait_for(lambda: backend.deregistrations == [("dev-00000001", "expired")])
+        device.close()
+    finally:
+        server.close()
+
+
+def test_register_block1(pki: ThrowawayPki, running: Running, backend: FakeBackend) -> None:
+    device = _device(pki, running, "dev-00000001")
+    links = b",".join(b"</%d/0>" % n for n in range(1, 30))
+    chunks = [links[i : i + 32] for i in range(0, len(links), 32)]
+    for num, chunk in enumerate(chunks):
+        more = num < len(chunks) - 1
+        answer = device.call(request(
+            Code.POST, path="/rd", message_id=device.mid(), token=b"b%d" % num,
+            query=["ep=dev-00000001"], payload=chunk,
+            options=[(Option.BLOCK1, Block(num=num, more=more, szx=1).encode())]))  # fmt: skip
+        assert answer.code == (Code.CONTINUE if more else Code.CREATED)
+    assert len(backend.registrations[0][0].objects) == 29
     device.close()
 
 
