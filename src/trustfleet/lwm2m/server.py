@@ -27,9 +27,10 @@ from trustfleet.errors import (
     TrustFleetError,
     Unavailable,
 )
-from trustfleet.lwm2m import content, firmware
+from trustfleet.lwm2m import content
 from trustfleet.lwm2m._blockwise import block_slice, etag_for, read_block
 from trustfleet.lwm2m._exchange import Address, BlockAssembler, Exchange, ExchangeConfig
+from trustfleet.lwm2m._firmware_driver import FirmwareDriver
 from trustfleet.lwm2m.bootstrap import BootstrapStep, bootstrap_steps
 from trustfleet.lwm2m.coap import Code, Message, Option, request, response_to
 from trustfleet.lwm2m.dtls import DtlsServer, DtlsServerConfig
@@ -52,7 +53,6 @@ __all__ = ["Lwm2mServer", "ServerStats"]
 logger = logging.getLogger(__name__)
 
 _KNOWN_OPTIONS: Final = frozenset(int(o) for o in Option)
-_FIRMWARE_PATHS: Final = (firmware.STATE, firmware.UPDATE_RESULT)
 _DEVICE_PATH: Final = "/3/0"
 _DropReason = Literal["deregistered", "expired", "revoked", "quarantined"]
 
@@ -155,11 +155,11 @@ class Lwm2mServer:
         )
         self._access: dict[str, DeviceAccess] = {}
         self._address: dict[str, Address] = {}
-        self._firmware: dict[str, firmware.FirmwareProgress] = {}
         self._rates: dict[str, _Rate] = {}
         self._quarantine_noted: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._cursor = 0
+        self._firmware = FirmwareDriver(self, backend, spawn=self._spawn, now=now)
         self.stats = ServerStats()
         self.address: Address | None = None
 
@@ -555,8 +555,8 @@ class Lwm2mServer:
                 for path in self._cfg.observe
                 if path.split("/")[1] in listed
             ]
-        if device_id in self._firmware:
-            steps.append(lambda: self._observe_firmware(device_id))
+        if self._firmware.active(device_id):
+            steps.append(lambda: self._firmware.observe(device_id))
         for step in steps:  # one refused path (Wakaama: 4.04 for /3303) does not stop the others
             try:
                 await step()
@@ -589,7 +589,7 @@ class Lwm2mServer:
             self.stats.notifications_dropped += 1
             return
         if path.startswith("/5/"):
-            self._firmware_report(device_id, values)
+            self._firmware.report(device_id, values)
             return
         access = self._access.get(device_id)
         if access is not None and access.quarantined:
@@ -634,78 +634,8 @@ class Lwm2mServer:
         except TrustFleetError as exc:
             logger.warning("lwm2m: readings of %s not stored: %s", device_id, exc.one_line())
 
-    # -- firmware -------------------------------------------------------------------------------
     async def _firmware_check(self) -> None:
-        for registration in self._table:
-            device_id = registration.device_id
-            if device_id in self._firmware or not any(
-                p == "/5" or p.startswith("/5/") for p in registration.objects
-            ):
-                continue
-            job = await asyncio.to_thread(self._backend.firmware_job, device_id, now=self._now())
-            if job is None:
-                continue
-            self._firmware[device_id] = firmware.FirmwareProgress(version=job.version)
-            try:
-                await self.write(
-                    device_id,
-                    firmware.PACKAGE_URI,
-                    [content.Value(path=firmware.PACKAGE_URI, value=job.package_uri)],
-                )
-                await self._observe_firmware(device_id)
-            except TrustFleetError as exc:
-                self._firmware.pop(device_id, None)
-                logger.warning("lwm2m: firmware for %s: %s", device_id, exc.one_line())
-
-    async def _observe_firmware(self, device_id: str) -> None:
-        for path in _FIRMWARE_PATHS:
-            self._firmware_report(device_id, await self.observe(device_id, path))
-
-    def _firmware_report(self, device_id: str, values: Sequence[content.Value]) -> None:
-        progress = self._firmware.get(device_id)
-        if progress is None:
-            return
-        before = progress
-        for value in values:
-            if value.path in _FIRMWARE_PATHS:
-                try:
-                    progress = firmware.apply(progress, path=value.path, value=value.value)
-                except InvalidInput:
-                    continue
-        action = firmware.next_action(progress)
-        if action == "execute":
-            progress = firmware.FirmwareProgress(
-                version=progress.version,
-                state=progress.state,
-                result=progress.result,
-                executed=True,
-            )
-            self._spawn(self._execute_update(device_id))
-        if action in ("succeeded", "failed"):
-            self._firmware.pop(device_id, None)
-        else:
-            self._firmware[device_id] = progress
-        if (progress.state, progress.result) != (before.state, before.result) or action != "wait":
-            self._spawn(self._record_firmware(device_id, progress))
-
-    async def _execute_update(self, device_id: str) -> None:
-        try:
-            await self.execute(device_id, firmware.UPDATE)
-        except TrustFleetError as exc:
-            logger.warning("lwm2m: update of %s: %s", device_id, exc.one_line())
-
-    async def _record_firmware(self, device_id: str, progress: firmware.FirmwareProgress) -> None:
-        try:
-            await asyncio.to_thread(
-                self._backend.record_firmware_state,
-                device_id,
-                version=progress.version,
-                state=int(progress.state),
-                result=int(progress.result),
-                now=self._now(),
-            )
-        except TrustFleetError as exc:
-            logger.warning("lwm2m: firmware state of %s: %s", device_id, exc.one_line())
+        await self._firmware.check(list(self._table))
 
     # -- housekeeping: expiry and revocation ------------------------------------------------------
     async def _housekeeping(self) -> None:
