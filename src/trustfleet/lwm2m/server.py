@@ -346,7 +346,7 @@ class Lwm2mServer:
             now=now,
         )
         self._access[access.device_id] = access
-        self._address[access.device_id] = peer.address
+        self._move(access.device_id, peer.address, again=True)
         await asyncio.to_thread(
             self._backend.record_registration, registration, previous=previous, now=now
         )
@@ -355,6 +355,15 @@ class Lwm2mServer:
             (int(Option.LOCATION_PATH), part.encode()) for part in registration.location.split("/")
         ]
         return response_to(message, Code.CREATED, options=options)
+
+    def _move(self, device_id: str, address: Address, *, again: bool) -> bool:
+        """Record the device's address; its observations at an old address (or all of them when
+        it registers again: the client forgets them, Core TS 6.2.1) are dropped. True if moved."""
+        old = self._address.get(device_id)
+        if old is not None and (old != address or again):
+            self._exchange.cancel_observations(old)
+        self._address[device_id] = address
+        return old != address
 
     def _continue(self, message: Message) -> Message:
         block = message.block1()
@@ -394,8 +403,7 @@ class Lwm2mServer:
             address=f"{peer.address[0]}:{peer.address[1]}",
             now=now,
         )
-        moved = self._address.get(access.device_id) != peer.address
-        self._address[access.device_id] = peer.address
+        moved = self._move(access.device_id, peer.address, again=False)
         await asyncio.to_thread(
             self._backend.record_registration, current, previous=previous, now=now
         )
