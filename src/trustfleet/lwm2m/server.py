@@ -32,7 +32,7 @@ from trustfleet.lwm2m._blockwise import block_slice, etag_for, read_block
 from trustfleet.lwm2m._exchange import Address, BlockAssembler, Exchange, ExchangeConfig
 from trustfleet.lwm2m._firmware_driver import FirmwareDriver
 from trustfleet.lwm2m.bootstrap import BootstrapStep, bootstrap_steps
-from trustfleet.lwm2m.coap import Code, Message, Option, request, response_to
+from trustfleet.lwm2m.coap import Code, Message, MessageType, Option, request, response_to
 from trustfleet.lwm2m.dtls import DtlsServer, DtlsServerConfig
 from trustfleet.lwm2m.links import parse_links
 from trustfleet.lwm2m.ports import DeviceAccess, Lwm2mBackend, PeerIdentity, Reading
@@ -77,6 +77,22 @@ _CODE_BY_CATEGORY: Final[tuple[tuple[type[TrustFleetError], int], ...]] = (
     (Unavailable, Code.SERVICE_UNAVAILABLE),
     (InvalidInput, Code.BAD_REQUEST),
 )
+
+
+def _respond(
+    req: Message,
+    code: int,
+    *,
+    payload: bytes = b"",
+    options: Sequence[tuple[int, bytes]] = (),
+    content_format: int | None = None,
+) -> Message:
+    """The response to a device's request: piggybacked on the ACK of a CON request, a NON
+    response to a NON request (its message id is assigned by the message layer)."""
+    return response_to(
+        req, code, payload=payload, options=options, content_format=content_format,
+        message_id=None if req.type == MessageType.CON else 0,
+    )  # fmt: skip
 
 
 def _coap_code(exc: TrustFleetError) -> int:
@@ -236,13 +252,13 @@ class Lwm2mServer:
         if peer is None:
             return None
         if message.unknown_critical(_KNOWN_OPTIONS):
-            return response_to(message, Code.BAD_OPTION)
+            return _respond(message, Code.BAD_OPTION)
         try:
             return await self._route(peer, message)
         except TrustFleetError as exc:
             if isinstance(exc, PermissionDenied):
                 self._refuse(address, exc.code or "lwm2m.denied", peer.identity, exc.message)
-            return response_to(message, _coap_code(exc))
+            return _respond(message, _coap_code(exc))
 
     async def _route(self, peer: PeerIdentity, message: Message) -> Message:
         path, method = message.uri_path(), message.code
@@ -259,8 +275,8 @@ class Lwm2mServer:
                 return await self._serve_firmware(peer, message, path[1], path[2], path[3])
             location = "fw"
         if path in (("bs",), ("rd",)) or location is not None:
-            return response_to(message, Code.METHOD_NOT_ALLOWED)
-        return response_to(message, Code.NOT_FOUND)
+            return _respond(message, Code.METHOD_NOT_ALLOWED)
+        return _respond(message, Code.NOT_FOUND)
 
     async def _payload(self, peer: PeerIdentity, message: Message) -> bytes | None:
         """The whole payload (Block1 assembled), or None while blocks are still coming."""
@@ -290,7 +306,7 @@ class Lwm2mServer:
         plan = await asyncio.to_thread(self._backend.bootstrap_plan, access, now=now)
         steps = bootstrap_steps(plan)
         self._spawn(self._run_bootstrap(peer.address, access.device_id, steps))
-        return response_to(message, Code.CHANGED)
+        return _respond(message, Code.CHANGED)
 
     async def _run_bootstrap(
         self, address: Address, device_id: str, steps: Sequence[BootstrapStep]
@@ -354,7 +370,7 @@ class Lwm2mServer:
         options = [
             (int(Option.LOCATION_PATH), part.encode()) for part in registration.location.split("/")
         ]
-        return response_to(message, Code.CREATED, options=options)
+        return _respond(message, Code.CREATED, options=options)
 
     def _move(self, device_id: str, address: Address, *, again: bool) -> bool:
         """Record the device's address; its observations at an old address (or all of them when
@@ -368,7 +384,7 @@ class Lwm2mServer:
     def _continue(self, message: Message) -> Message:
         block = message.block1()
         assert block is not None  # noqa: S101  # only called while blocks are coming
-        return response_to(message, Code.CONTINUE, options=[(int(Option.BLOCK1), block.encode())])
+        return _respond(message, Code.CONTINUE, options=[(int(Option.BLOCK1), block.encode())])
 
     async def _admitted_owner(self, peer: PeerIdentity, location: str) -> DeviceAccess:
         registration = self._table.at(location)
@@ -409,12 +425,12 @@ class Lwm2mServer:
         )
         if moved or objects is not None:
             self._spawn(self._after_registration(access.device_id))
-        return response_to(message, Code.CHANGED)
+        return _respond(message, Code.CHANGED)
 
     async def _deregister(self, peer: PeerIdentity, message: Message, location: str) -> Message:
         access = await self._admitted_owner(peer, location)
         await self._drop(access.device_id, reason="deregistered")
-        return response_to(message, Code.DELETED)
+        return _respond(message, Code.DELETED)
 
     async def _drop(self, device_id: str, *, reason: _DropReason) -> None:
         if self._table.remove(device_id) is None:
@@ -450,7 +466,7 @@ class Lwm2mServer:
             piece = block_slice(block, total=job.image_size, block_size=self._cfg.block_size)
             data = await asyncio.to_thread(read_block, job.image, piece)
             etag = etag_for(job.image_sha256)
-        return response_to(
+        return _respond(
             message,
             Code.CONTENT,
             payload=data,

@@ -16,7 +16,16 @@ from lwm2m_harness import Device, FakeBackend, Running, image
 
 from trustfleet.errors import PermissionDenied
 from trustfleet.lwm2m import content
-from trustfleet.lwm2m.coap import Block, Code, Message, Option, option_uint, request, response_to
+from trustfleet.lwm2m.coap import (
+    Block,
+    Code,
+    Message,
+    MessageType,
+    Option,
+    option_uint,
+    request,
+    response_to,
+)
 from trustfleet.lwm2m.ports import Credential, FirmwareJob
 
 LINKS = b'</>;rt="oma.lwm2m";ct=110,</1/0>,</3/0>,</3303/0>,</5/0>'
@@ -174,6 +183,10 @@ def test_bad_requests_and_garbage(pki: ThrowawayPki, running: Running) -> None:
     ]  # fmt: skip
     for message, code in cases:
         assert device.call(message).code == code
+    # a NON request gets a NON response with its own message id
+    non = request(Code.GET, path="/nothing", message_id=device.mid(), token=b"n", confirmable=False)
+    answer = device.call(non)
+    assert (answer.type, answer.code) == (MessageType.NON, Code.NOT_FOUND)
     assert running.server._exchange.stats.malformed >= 1  # the counter
     device.close()
 
