@@ -6,6 +6,8 @@ import asyncio
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from trustfleet.errors import InvalidInput, Unavailable
 from trustfleet.lwm2m._exchange import Address, BlockAssembler, Exchange, ExchangeConfig
@@ -42,7 +44,8 @@ def _exchange(wire: Wire, *, ack_timeout_s: float = 0.01, max_retransmit: int = 
 
     async def handler(_address: Address, message: Message) -> Message | None:
         calls.append(message)
-        return response_to(message, Code.CHANGED, payload=b"%d" % len(calls))
+        mid = None if message.type == MessageType.CON else 0
+        return response_to(message, Code.CHANGED, payload=b"%d" % len(calls), message_id=mid)
 
     config = ExchangeConfig(
         ack_timeout_s=ack_timeout_s, max_retransmit=max_retransmit,
@@ -223,3 +226,17 @@ def test_block1_stale_dropped() -> None:
     assembler.add(PEER, ("rd",), num=0, size=16, more=True, payload=b"x" * 16, now=0)
     with pytest.raises(InvalidInput):
         assembler.add(PEER, ("rd",), num=1, size=16, more=False, payload=b"y", now=11)
+
+
+@given(st.lists(st.binary(max_size=64), max_size=20))
+@settings(max_examples=200, deadline=None)
+def test_any_datagrams_never_raise(datagrams: list[bytes]) -> None:
+    async def scenario() -> None:
+        wire = Wire()
+        exchange = _exchange(wire)
+        for data in datagrams:
+            exchange.receive(PEER, data)
+        await _settle()
+        await exchange.close()
+
+    asyncio.run(scenario())
