@@ -24,13 +24,19 @@ class ContentError(InvalidInput):
 class Value:
     """One resource (instance) value at an LwM2M path such as ``/3303/0/5700``.
 
-    ``objlnk`` values are text ``"oid:iid"``; ``time`` values are integer seconds.
+    ``objlnk`` values are text ``"oid:iid"``; ``time`` values are integer seconds. The ``repr``
+    of a value of the Security object (``/0/...``, which holds pre-shared keys) hides the value.
     """
 
     path: str
     value: Scalar
     unit: str | None = None
     time: float | None = None
+
+    def __repr__(self) -> str:
+        hidden = self.path == "/0" or self.path.startswith("/0/")
+        shown = "<hidden>" if hidden else repr(self.value)
+        return f"Value(path={self.path!r}, value={shown}, unit={self.unit!r}, time={self.time!r})"
 
 
 def parse_path(text: str, fmt: str) -> LwM2MPath:

@@ -298,3 +298,20 @@ def test_structured_senml_only_content_error(records: list[dict[str, object]], b
     ):
         with contextlib.suppress(ContentError):
             decode_values(data, content_format=fmt, base_path=base, max_values=8)
+
+
+def test_bootstrap_security_write_round_trip_and_hidden_psk() -> None:
+    values = [
+        Value(path="/0/1/0", value="coaps://127.0.0.1:5684"),
+        Value(path="/0/1/1", value=False),
+        Value(path="/0/1/2", value=0),
+        Value(path="/0/1/3", value=b"dev-0001:dm"),
+        Value(path="/0/1/5", value=bytes(range(16))),
+        Value(path="/0/1/10", value=1),
+    ]
+    for fmt in (content.LWM2M_TLV, content.SENML_CBOR, content.SENML_JSON):
+        data = encode_values(values, content_format=fmt, base_path="/0/1")
+        assert decode_values(data, content_format=fmt, base_path="/0/1") == tuple(values)
+    assert "000102" not in repr(values[4]) and "\\x00\\x01" not in repr(values)
+    assert "hidden" in repr(values[4])
+    assert "21.5" in repr(Value(path="/3303/0/5700", value=21.5))
