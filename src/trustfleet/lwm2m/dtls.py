@@ -223,7 +223,7 @@ class DtlsServer:
         """Re-read the CA and CRL files; new handshakes use them, sessions are kept.
 
         Raises:
-            Config: The files cannot be read.
+            Config: The files cannot be read; the previous trust stays in force.
         """
         self._context = self._factory.build()
 
