@@ -184,7 +184,7 @@ class SslFactory:
                     str(self._ca_file) if self._ca_file else None,
                     str(self._ca_path) if self._ca_path and self._ca_path.is_dir() else None,
                 )
-            if self._crl_file is not None and self._crl_file.exists():
+            if self._crl_file is not None:  # missing: OSError, a Config error (fail closed)
                 store = ctx.get_cert_store()
                 if store is None:  # a fresh context always has one
                     raise ValueError("no certificate store")

@@ -130,7 +130,13 @@ class _Protocol(asyncio.DatagramProtocol):
 
 
 class DtlsServer:
-    """A DTLS 1.2 server on one UDP socket, handing decrypted records to ``on_record``."""
+    """A DTLS 1.2 server on one UDP socket, handing decrypted records to ``on_record``.
+
+    Everything runs on the event loop's thread: ``psk_lookup``, ``on_record`` and
+    ``on_refusal`` are called there (they must be quick and must not raise), and ``send``,
+    ``close_peers`` and ``reload_trust`` must be called there (from another thread, through
+    ``loop.call_soon_threadsafe``).
+    """
 
     def __init__(
         self,
@@ -217,7 +223,7 @@ class DtlsServer:
         """Re-read the CA and CRL files; new handshakes use them, sessions are kept.
 
         Raises:
-            Config: The files cannot be read.
+            Config: The files cannot be read; the previous trust stays in force.
         """
         self._context = self._factory.build()
 

@@ -16,6 +16,7 @@ import pytest
 from dtls_peers import PSK_HEX, PyDtlsClient, ThrowawayPki, make_pki, s_client, stop
 from OpenSSL import SSL
 
+from trustfleet.errors import Config
 from trustfleet.lwm2m.dtls import DtlsServer, DtlsServerConfig
 from trustfleet.lwm2m.ports import PeerIdentity
 
@@ -465,3 +466,10 @@ def test_send_refuses_what_does_not_fit(pki: ThrowawayPki) -> None:
 
     run(pki, body)
     assert results == [True, False, False, False]
+
+
+def test_certificate_mode_without_its_crl_file_fails_closed(pki: ThrowawayPki) -> None:
+    pki.crl_file.unlink()
+    with pytest.raises(Config) as caught:
+        Harness(pki)
+    assert caught.value.code == "lwm2m.dtls.config"
