@@ -87,7 +87,7 @@ def test_provision_cert_and_bad_options(home: Path, tmp_path: Path) -> None:
 
 def test_release_publish_signs_a_manifest(home: Path, tmp_path: Path) -> None:
     for version in ("1.0.0", "1.1.0"):
-        image = build_image(tmp_path / f"{version}.bin", version=version, size_bytes=4096).path
+        image = build_image(tmp_path / f"{version}.bin", version=version, size_bytes=65536).path
         cli_json(home, "release", "build", "--version", version, "--image", image)
         cli_json(home, "release", "publish", "--version", version)
     settings = load_server_settings(home)
@@ -97,7 +97,7 @@ def test_release_publish_signs_a_manifest(home: Path, tmp_path: Path) -> None:
         packages = [backend.firmware_package("sim-v1", v) for v in ("1.0.0", "1.1.0")]
     sequences = []
     for job in packages:
-        assert job is not None and job.image.is_file() and job.image.stat().st_size == 4096
+        assert job is not None and job.image.is_file() and job.image.stat().st_size == 65536
         manifest = verify_manifest(job.manifest, public_key=public, model="sim-v1", min_sequence=0,
                                    max_bytes=4096)  # fmt: skip
         assert manifest.image_sha256 == job.image_sha256 and manifest.version == job.version
