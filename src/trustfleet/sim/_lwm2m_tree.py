@@ -154,6 +154,10 @@ class ObjectTree:
     def _selected(self, path: tuple[int, ...]) -> list[tuple[int, int, int]]:
         return sorted(key for key in self.resources if key[: len(path)] == path)
 
+    def handle_read(self, path: tuple[int, ...]) -> Reply:
+        """Read ``path`` (also what a notification of an observation carries)."""
+        return self._read(path)
+
     def _read(self, path: tuple[int, ...]) -> Reply:
         if path and path[0] == 0:
             return Reply(code=UNAUTHORIZED)  # security object: never readable by a server
