@@ -124,6 +124,8 @@ class _Datagrams(asyncio.DatagramProtocol):
 
     def error_received(self, exc: Exception) -> None:
         logger.debug("DTLS client socket error: %s", exc)
+        with contextlib.suppress(asyncio.QueueFull):
+            self.queue.put_nowait(b"")  # wakes the reader: ICMP said nobody listens there
 
 
 class DtlsClient:
@@ -207,6 +209,12 @@ class DtlsClient:
             conn.handle_timeout()
             self._flush()
             return False
+        if not data:
+            raise Unavailable(
+                f"nothing listens on UDP {self._server}",
+                hint="is the LwM2M server running?",
+                code="lwm2m.dtls.unreachable",
+            )
         conn.feed(data)
         return True
 

@@ -7,6 +7,7 @@ meanwhile are answered through the ``on_request`` callback (the pure handler).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import Callable
@@ -90,23 +91,27 @@ class CoapLink:
         )
 
     async def _wait_response(self, request: Message, *, timeout_s: float) -> Message | None:
-        acked = False
-        while True:
-            message = await self.receive(timeout_s=timeout_s * (4 if acked else 1))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while (left_s := deadline - loop.time()) > 0:
+            message = await self.receive(timeout_s=left_s)
             if message is None:
                 return None
+            if message.is_request:
+                continue
             if message.type == MessageType.ACK and message.message_id == request.message_id:
                 if message.code == Code.EMPTY:
-                    acked = True  # a separate response follows
+                    deadline = loop.time() + 4 * timeout_s  # a separate response follows
                     continue
                 return message
-            if message.is_response and message.token == request.token:
+            if message.token == request.token:
                 if message.type == MessageType.CON:
                     await self.send(empty_ack(message))
                 return message
+        return None
 
     async def receive(self, *, timeout_s: float) -> Message | None:
-        """Wait for one message; server requests are answered here and not returned."""
+        """Wait for one message (None on timeout); a server request is answered, then returned."""
         while True:
             try:
                 data = await self._client.recv(timeout_s=timeout_s)
@@ -119,7 +124,6 @@ class CoapLink:
                 continue
             if message.is_request:
                 await self._answer(message)
-                continue
             return message
 
     async def _answer(self, message: Message) -> None:

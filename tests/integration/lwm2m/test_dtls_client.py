@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from trustfleet.errors import TrustFleetError, VerificationFailed
+from trustfleet.errors import TrustFleetError, Unavailable, VerificationFailed
 from trustfleet.keystore import (
     find_module,
     init_token,
@@ -23,7 +23,7 @@ from trustfleet.keystore import (
     write_pin_file,
     write_softhsm_conf,
 )
-from trustfleet.lwm2m.dtls_client import DtlsClient, DtlsClientConfig, handshake_once
+from trustfleet.lwm2m.dtls_client import DtlsClient, DtlsClientConfig
 
 PSK = bytes.fromhex("00112233445566778899aabbccddeeff")
 IDENTITY = "dev-00000001"
@@ -79,9 +79,23 @@ def _start(started: list[SServer], args: list[str]) -> SServer:
 
 
 async def _connect_with_retry(config: DtlsClientConfig) -> DtlsClient:
-    client = DtlsClient(config)
-    await client.connect()  # s_server retransmission covers a server still starting
-    return client
+    """Connect, retrying while s_server has not bound its port yet (ICMP port unreachable)."""
+    for _ in range(50):
+        client = DtlsClient(config)
+        try:
+            await client.connect()
+        except Unavailable as exc:
+            if exc.code != "lwm2m.dtls.unreachable":
+                raise
+            await asyncio.sleep(0.1)
+            continue
+        return client
+    raise AssertionError("s_server never listened")
+
+
+async def _handshake_with_retry(config: DtlsClientConfig) -> None:
+    client = await _connect_with_retry(config)
+    await client.close()
 
 
 def _psk_config(port: int, cipher: str, key: bytes = PSK) -> DtlsClientConfig:
@@ -133,7 +147,7 @@ def test_bad_psk_never_connects(s_server: list[SServer]) -> None:
         handshake_timeout_s=3,
     )
     with pytest.raises(TrustFleetError) as caught:
-        asyncio.run(handshake_once(config))
+        asyncio.run(_handshake_with_retry(config))
     # DTLS drops records that fail their MAC: the server's Finished never comes.
     assert caught.value.code in {"lwm2m.dtls.refused", "lwm2m.dtls.timeout"}
     assert PSK.hex() not in repr(config) and "psk_key" not in repr(config)
@@ -260,5 +274,5 @@ def test_certificate_with_token_key(s_server: list[SServer], certs: CertSetup) -
 def test_wrong_server_ca_refused(s_server: list[SServer], certs: CertSetup) -> None:
     server = _start(s_server, certs.server_args())
     with pytest.raises(VerificationFailed) as caught:
-        asyncio.run(handshake_once(certs.config(server.port, ca_file=certs.other_ca)))
+        asyncio.run(_handshake_with_retry(certs.config(server.port, ca_file=certs.other_ca)))
     assert caught.value.code == "lwm2m.dtls.server_unverified"
