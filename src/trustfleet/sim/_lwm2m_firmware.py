@@ -10,7 +10,6 @@ matching Update Result (5 integrity, 6 unsupported package, 7 invalid URI) and S
 from __future__ import annotations
 
 import hashlib
-import importlib
 import logging
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -19,8 +18,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from trustfleet.errors import TrustFleetError, VerificationFailed
-from trustfleet.fileio import write_atomic
+from trustfleet.fileio import read_bounded, write_atomic
 from trustfleet.lwm2m.coap import Code, Option, request
+from trustfleet.lwm2m.manifest import Manifest, verify_manifest
 from trustfleet.sim._lwm2m_coap import BlockDownload
 from trustfleet.sim._lwm2m_state import DeviceState, save_state
 from trustfleet.sim._lwm2m_tree import (
@@ -40,6 +40,7 @@ __all__ = ["MAX_IMAGE_BYTES", "MAX_MANIFEST_BYTES", "download_firmware", "instal
 logger = logging.getLogger(__name__)
 
 MAX_MANIFEST_BYTES = 16_384
+MAX_KEY_BYTES = 16_384
 MAX_IMAGE_BYTES = 64 * 1024 * 1024
 IMAGE_FILE = "image.bin"
 PENDING_FILE = "pending-version"
@@ -61,27 +62,25 @@ async def fetch(link: CoapLink, path: tuple[str, ...], *, max_bytes: int) -> byt
     return bytes(download.received)
 
 
-def _verify_manifest(device: Device, data: bytes) -> tuple[str, str, int, str]:
-    """(version, image path, image size, image SHA-256 hex) of a verified manifest."""
-    try:  # trustfleet.lwm2m.manifest (helper 2) may be absent from a partial build: fail closed
-        manifest = importlib.import_module("trustfleet.lwm2m.manifest")
-    except ImportError as exc:
-        raise VerificationFailed(
-            "this build has no manifest verifier", code="lwm2m.manifest.unavailable"
-        ) from exc
-    key = serialization.load_pem_public_key(
-        device.settings.path(device.section.manifest_key).read_bytes()
-    )
+def _verify_manifest(device: Device, data: bytes) -> Manifest:
+    """The manifest, verified with the trusted key, for this model, not older than the last one."""
+    key_path = device.settings.path(device.section.manifest_key)
+    raw = read_bounded(key_path, max_bytes=MAX_KEY_BYTES) if key_path.exists() else None
+    try:
+        key = serialization.load_pem_public_key(raw) if raw is not None else None
+    except ValueError:
+        key = None
     if not isinstance(key, ec.EllipticCurvePublicKey):
-        raise VerificationFailed("the manifest key is not an EC key", code="lwm2m.manifest.key")
-    found = manifest.verify_manifest(
+        raise VerificationFailed(
+            f"no trusted EC manifest key at {key_path}", code="lwm2m.manifest.key"
+        )
+    return verify_manifest(
         data,
         public_key=key,
         model=device.settings.device.model,
-        min_sequence=0,
+        min_sequence=device.state.sequence + 1,
         max_bytes=MAX_MANIFEST_BYTES,
     )
-    return str(found.version), str(found.image_path), int(found.image_size), str(found.image_sha256)
 
 
 async def download_firmware(device: Device, link: CoapLink, uri: str) -> None:
@@ -94,7 +93,7 @@ async def download_firmware(device: Device, link: CoapLink, uri: str) -> None:
         return
     try:
         manifest_bytes = await fetch(link, path, max_bytes=MAX_MANIFEST_BYTES)
-        version, image_path, size, sha256 = _verify_manifest(device, manifest_bytes)
+        manifest = _verify_manifest(device, manifest_bytes)
     except VerificationFailed as exc:
         logger.warning("firmware manifest refused: %s", exc.code)
         tree.set_firmware(state=FW_IDLE, result=RESULT_UNSUPPORTED)
@@ -103,27 +102,33 @@ async def download_firmware(device: Device, link: CoapLink, uri: str) -> None:
         logger.warning("firmware manifest download failed: %s", exc.code)
         tree.set_firmware(state=FW_IDLE, result=RESULT_URI_INVALID)
         return
-    image_parts = tuple(part for part in image_path.split("/") if part)
+    image_parts = tuple(part for part in manifest.image_path.split("/") if part)
     try:
-        image = await fetch(link, image_parts, max_bytes=min(size, MAX_IMAGE_BYTES))
+        image = await fetch(link, image_parts, max_bytes=min(manifest.image_size, MAX_IMAGE_BYTES))
     except TrustFleetError as exc:
         logger.warning("firmware image download failed: %s", exc.code)
         tree.set_firmware(state=FW_IDLE, result=RESULT_INTEGRITY)
         return
-    if len(image) != size or hashlib.sha256(image).hexdigest() != sha256.lower():
+    digest = hashlib.sha256(image).hexdigest()
+    if len(image) != manifest.image_size or digest != manifest.image_sha256.lower():
         tree.set_firmware(state=FW_IDLE, result=RESULT_INTEGRITY)
         return
     device.firmware_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(device.firmware_dir / IMAGE_FILE, image)
-    write_atomic(device.firmware_dir / PENDING_FILE, version.encode())
+    write_atomic(
+        device.firmware_dir / PENDING_FILE, f"{manifest.version}\n{manifest.sequence}".encode()
+    )
     tree.set_firmware(state=FW_DOWNLOADED)
 
 
 def install_firmware(device: Device) -> None:
     """Install the downloaded image: it becomes the running version (a reboot follows)."""
-    version = (device.firmware_dir / PENDING_FILE).read_text(encoding="utf-8").strip()
+    version, sequence = (device.firmware_dir / PENDING_FILE).read_text(encoding="utf-8").split()
     device.state = DeviceState(
-        version=version, dm_uri=device.state.dm_uri, dm_identity=device.state.dm_identity
+        version=version,
+        sequence=int(sequence),
+        dm_uri=device.state.dm_uri,
+        dm_identity=device.state.dm_identity,
     )
     save_state(device.firmware_dir, device.state)
     (device.firmware_dir / PENDING_FILE).unlink()

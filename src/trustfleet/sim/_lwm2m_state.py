@@ -25,6 +25,8 @@ class DeviceState:
     """What the device remembers across restarts."""
 
     version: str = INITIAL_VERSION
+    sequence: int = 0
+    """The installed manifest's sequence number (a lower one is a rollback)."""
     dm_uri: str = ""
     dm_identity: str = ""
 
@@ -45,6 +47,7 @@ def load_state(directory: Path) -> DeviceState:
         data = json.loads(raw)
         return DeviceState(
             version=str(data["version"]),
+            sequence=int(data.get("sequence", 0)),
             dm_uri=str(data.get("dm_uri", "")),
             dm_identity=str(data.get("dm_identity", "")),
         )

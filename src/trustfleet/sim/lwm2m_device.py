@@ -32,7 +32,7 @@ from trustfleet.lwm2m.dtls_client import DtlsClient, DtlsClientConfig
 from trustfleet.sim._lwm2m_coap import encode_reply, handle_message
 from trustfleet.sim._lwm2m_firmware import download_firmware, install_firmware
 from trustfleet.sim._lwm2m_link import CoapLink
-from trustfleet.sim._lwm2m_state import DeviceState, load_state, save_state
+from trustfleet.sim._lwm2m_state import load_state, save_state
 from trustfleet.sim._lwm2m_token import DM_SUFFIX, DeviceToken, device_token
 from trustfleet.sim._lwm2m_tree import CONTENT, Action, ObjectTree
 
@@ -161,7 +161,7 @@ class Device:
         uri, identity, secret = dm
         if secret:
             self.token.store_psk(self.section.psk_label + DM_SUFFIX, secret)
-        self.state = DeviceState(version=self.state.version, dm_uri=uri, dm_identity=identity)
+        self.state = dataclasses.replace(self.state, dm_uri=uri, dm_identity=identity)
         save_state(self.firmware_dir, self.state)
         self.run.bootstrapped = True
 
@@ -300,9 +300,13 @@ class Device:
             )
 
 
-async def run_device(directory: Path, *, once: bool) -> DeviceRun:
-    """Run the device in ``directory`` until SIGTERM/SIGINT (or one reading with ``once``)."""
+async def run_device(
+    directory: Path, *, once: bool, stop: asyncio.Event | None = None
+) -> DeviceRun:
+    """Run the device in ``directory`` until SIGTERM/SIGINT, ``stop``, or one reading (``once``)."""
     device = Device(load_device_settings(directory), once=once)
+    if stop is not None:
+        device.stopping = stop
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):

@@ -9,17 +9,22 @@ real LwM2M server is tests/integration/lwm2m/test_sim_device.py.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from trustfleet.configfile.device import DeviceSettings, save_device_settings
 from trustfleet.keystore import find_module, init_token, write_pin_file, write_softhsm_conf
 from trustfleet.lwm2m import PeerIdentity
-from trustfleet.lwm2m.coap import Code, Message, MessageType, Option, decode, encode, request
+from trustfleet.lwm2m.coap import Block, Code, Message, MessageType, Option, decode, encode, request
 from trustfleet.lwm2m.dtls import DtlsServer, DtlsServerConfig
+from trustfleet.lwm2m.manifest import Manifest, sign_manifest
 from trustfleet.sim._lwm2m_token import device_token
 from trustfleet.sim.lwm2m_device import main, run_device
 
@@ -45,6 +50,10 @@ class ScriptedPeer:
     answers: asyncio.Queue[tuple[PeerIdentity, Message]] = field(default_factory=asyncio.Queue)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     observed: list[Message] = field(default_factory=list)
+    files: dict[str, bytes] = field(default_factory=dict)
+    firmware_uri: str = ""
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    versions: list[str] = field(default_factory=list)
 
     def on_record(self, peer: PeerIdentity, data: bytes) -> None:
         message = decode(data)
@@ -64,7 +73,10 @@ class ScriptedPeer:
                 options=((Option.LOCATION_PATH, b"rd"), (Option.LOCATION_PATH, b"7")),
             )
             self.server.send(peer.address, encode(reply))
-            self.tasks.append(asyncio.ensure_future(self._observe(peer)))
+            scenario = self._firmware(peer) if self.firmware_uri else self._observe(peer)
+            self.tasks.append(asyncio.ensure_future(scenario))
+        elif path in self.files and message.code == Code.GET:
+            self.server.send(peer.address, encode(_block(message, self.files[path])))
         elif path == "/rd/7" and message.code == Code.DELETE:
             self.server.send(peer.address, encode(_ack(message, Code.DELETED)))
         else:
@@ -117,6 +129,52 @@ class ScriptedPeer:
             Code.GET, path="/3303/0", message_id=201, token=b"ob", options=((Option.OBSERVE, b""),)
         )
         self.observed.append(await self._call(peer, message))
+
+    async def _firmware(self, peer: PeerIdentity) -> None:
+        uri = self.firmware_uri.encode()
+        write = request(
+            Code.PUT, path="/5/0/1", message_id=301, token=b"f1", payload=uri, content_format=0
+        )
+        self.versions.append(f"write {(await self._call(peer, write)).code}")
+        for attempt in range(200):
+            state = await self._call(
+                peer, request(Code.GET, path="/5/0/3", message_id=400 + attempt, token=b"f2")
+            )
+            if state.payload != b"1":
+                break
+            await asyncio.sleep(0.05)
+        self.versions.append(f"state {state.payload.decode()}")
+        if state.payload == b"2":
+            execute = request(Code.POST, path="/5/0/2", message_id=302, token=b"f3")
+            self.versions.append(f"execute {(await self._call(peer, execute)).code}")
+        for mid in (303, 304):
+            answer = await self._call(
+                peer,
+                request(
+                    Code.GET,
+                    path=f"/{5 if mid == 303 else 3}/0/{5 if mid == 303 else 3}",
+                    message_id=mid,
+                    token=b"f4",
+                ),
+            )
+            self.versions.append(answer.payload.decode())
+        self.stop.set()
+
+
+def _block(message: Message, content: bytes) -> Message:
+    block = message.block2() or Block(num=0, more=False, szx=2)
+    size = block.size
+    chunk = content[block.num * size : (block.num + 1) * size]
+    more = (block.num + 1) * size < len(content)
+    option = (Option.BLOCK2, Block(num=block.num, more=more, szx=block.szx).encode())
+    return Message(
+        type=MessageType.ACK,
+        code=Code.CONTENT,
+        message_id=message.message_id,
+        token=message.token,
+        options=(option,),
+        payload=chunk,
+    )
 
 
 def _ack(message: Message, code: int, *, options: tuple[tuple[int, bytes], ...] = ()) -> Message:
@@ -195,3 +253,72 @@ def test_device_without_server_fails_in_one_line(
     assert main(["--device", str(folder), "--once"]) == 1
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert "UDP" in error and "Traceback" not in error
+
+
+def _signed(key: ec.EllipticCurvePrivateKey, image: bytes, *, version: str, sequence: int) -> bytes:
+    manifest = Manifest(
+        model="sim-v1",
+        version=version,
+        sequence=sequence,
+        image_path="/fw/img",
+        image_size=len(image),
+        image_sha256=hashlib.sha256(image).hexdigest(),
+    )
+    return sign_manifest(
+        manifest,
+        sign=lambda data: key.sign(data, ec.ECDSA(hashes.SHA256())),
+        algorithm="ES256",
+        key_id=b"k1",
+    )
+
+
+FIRMWARE_CASES = [
+    ("good", True, None, ["write 68", "state 2", "execute 68", "1", "2.0.0"]),
+    ("tampered-image", True, b"x", ["write 68", "state 0", "5", "1.0.0"]),
+    ("untrusted-signer", False, None, ["write 68", "state 0", "6", "1.0.0"]),
+]
+
+
+@pytest.mark.parametrize(
+    ("trusted", "tamper", "expected"),
+    [case[1:] for case in FIRMWARE_CASES],
+    ids=[case[0] for case in FIRMWARE_CASES],
+)
+def test_firmware_pull_and_update(
+    tmp_path: Path, trusted: bool, tamper: bytes | None, expected: list[str]
+) -> None:
+    signer = ec.generate_private_key(ec.SECP256R1())
+    trusted_key = signer if trusted else ec.generate_private_key(ec.SECP256R1())
+    image = bytes(range(256)) * 20  # 5 KiB: several 1 KiB Block2 blocks
+    manifest = _signed(signer, image, version="2.0.0", sequence=1)
+
+    async def run() -> tuple[ScriptedPeer, dict[str, object]]:
+        peer = ScriptedPeer()
+        peer.files = {"/fw/m": manifest, "/fw/img": image + (tamper or b"")}
+        keys = {DEVICE: BOOTSTRAP_PSK, f"{DEVICE}:dm": DM_PSK}
+        config = DtlsServerConfig(
+            host="127.0.0.1", port=0, modes=("psk",), ciphers=("PSK-AES128-GCM-SHA256",)
+        )
+        server = DtlsServer(config, psk_lookup=keys.get, on_record=peer.on_record)
+        peer.server = server
+        _, port = await server.start()
+        peer.dm_uri = peer.firmware_uri = f"coaps://127.0.0.1:{port}"
+        peer.firmware_uri += "/fw/m"
+        try:
+            folder = await asyncio.to_thread(_device_folder, tmp_path, port)
+            (folder / "lwm2m-manifest-key.pem").write_bytes(
+                trusted_key.public_key().public_bytes(
+                    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+                )
+            )
+            result = await asyncio.wait_for(run_device(folder, once=False, stop=peer.stop), 60)
+        finally:
+            for task in peer.tasks:
+                task.cancel()
+            await server.close()
+        return peer, dataclasses.asdict(result)
+
+    peer, result = asyncio.run(run())
+    assert peer.versions == expected
+    assert result["firmware_version"] == expected[-1]
+    assert peer.seen[-1] == f"{DEVICE}:dm DELETE /rd/7"
