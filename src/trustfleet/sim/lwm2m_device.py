@@ -232,7 +232,7 @@ class Device:
         self.tree.set_reading(20.0 + random.uniform(-2.0, 2.0))  # noqa: S311  # a simulated sensor
         for token, path in list(self.observations.items()):
             reply = self.tree.handle_read(path)
-            payload, form = encode_reply(reply, single=len(path) == 3)
+            payload, form = encode_reply(reply, path=path)
             self.observe_seq += 1
             options = [(Option.OBSERVE, option_uint(self.observe_seq & 0xFFFFFF))]
             if form is not None:

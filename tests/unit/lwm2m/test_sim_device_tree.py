@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
-import struct
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from trustfleet.errors import InvalidInput
 from trustfleet.lwm2m.coap import Block, Code, Message, MessageType, Option, option_uint, request
-from trustfleet.sim._lwm2m_coap import LWM2M_TLV, TEXT, BlockDownload, decode_tlv, handle_message
+from trustfleet.lwm2m.content import SENML_JSON, decode_values
+from trustfleet.sim._lwm2m_coap import LWM2M_TLV, TEXT, BlockDownload, handle_message
 from trustfleet.sim._lwm2m_tree import (
     FW_DOWNLOADED,
     FW_DOWNLOADING,
@@ -67,8 +64,8 @@ def test_observe_temperature_instance_senml() -> None:
     message = _req(Code.GET, "/3303/0").with_options([(Option.OBSERVE, option_uint(0))])
     answer = handle_message(_tree(), message, bootstrap=False)
     assert answer.observe() == 0
-    records = json.loads(answer.payload)
-    assert {"n": "/3303/0/5701", "vs": "Cel"} in records
+    values = decode_values(answer.payload, content_format=SENML_JSON, base_path="/3303/0")
+    assert {(value.path, value.value) for value in values} >= {("/3303/0/5701", "Cel")}
 
 
 def test_bootstrap_writes_then_finish_names_dm_server() -> None:
@@ -130,17 +127,25 @@ def test_firmware_states_package_uri_to_update() -> None:
     assert (tree.value(3, 0, 3), tree.value(5, 0, 3), tree.value(5, 0, 5)) == ("1.1.0", 0, 1)
 
 
-def test_tlv_float_and_int() -> None:
-    payload = _tlv(3, 0, struct.pack(">d", 21.25))
-    assert decode_tlv(payload, path=(3303, 0)) == (((3303, 0, 0), payload[-8:]),)
-    values = decode_tlv(_tlv(3, 1, b"\x01\x2c"), path=(1, 0))
-    assert values == (((1, 0, 1), 300),)
+def test_server_write_of_lifetime_in_tlv_is_refused_to_dm_but_taken_from_bootstrap() -> None:
+    tree = _tree()
+    payload = _tlv(3, 1, b"\x01\x2c")
+    dm = handle_message(
+        tree, _req(Code.PUT, "/1/0", payload=payload, form=LWM2M_TLV), bootstrap=False
+    )
+    assert dm.code == Code.UNAUTHORIZED
+    bs = handle_message(
+        tree, _req(Code.PUT, "/1/0", payload=payload, form=LWM2M_TLV), bootstrap=True
+    )
+    assert bs.code == Code.CHANGED and tree.value(1, 0, 1) == 300
 
 
 @given(st.binary(max_size=64))
-def test_tlv_never_raises_other_errors(data: bytes) -> None:
-    with contextlib.suppress(InvalidInput):
-        decode_tlv(data, path=(0,))
+def test_garbage_writes_answer_a_code_never_raise(data: bytes) -> None:
+    answer = handle_message(
+        _tree(), _req(Code.PUT, "/0", payload=data, form=LWM2M_TLV), bootstrap=True
+    )
+    assert answer.code in {Code.CHANGED, Code.BAD_REQUEST}
 
 
 def _block_response(num: int, more: bool, payload: bytes, *, code: int = Code.CONTENT) -> Message:
