@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from support.server import RunningServer, running_server
+from support.server import RunningServer, run_cli, running_server
 from trustfleet.sim.process import stop_group
 
 DEVICE_TIMEOUT_S = 120
@@ -40,7 +40,7 @@ def _provision(server: RunningServer, out: Path, *, security: str) -> Path:
         "1",
         "--protocol",
         "lwm2m",
-        "--lwm2m-security",
+        "--security",
         security,
     )
     if result.returncode != 0 and "No such option" in result.stderr:
@@ -69,6 +69,9 @@ def test_device_registers_reports_and_deregisters(
     lwm2m_server: RunningServer, tmp_path: Path, security: str
 ) -> None:
     folder = _provision(lwm2m_server, tmp_path / "devices", security=security)
+    if security == "cert":  # the DTLS certificate is the LDevID, issued at enrollment (EST)
+        enrolled = run_cli("agent", "enroll", "--device", folder)
+        assert enrolled.returncode == 0, enrolled.stderr
     code, out, err = _run_device(folder, "--once", "--json")
     assert code == 0, err
     run = json.loads(out)
