@@ -30,6 +30,7 @@ __all__ = [
     "LdevidToken",
     "OpensslDtlsServer",
     "ldevid_token",
+    "read_token_secret",
 ]
 
 SOFTHSM_MODULE = Path("/usr/lib/softhsm/libsofthsm2.so")
@@ -152,28 +153,37 @@ def ldevid_token(folder: Path, *, device_id: str, ca: InteropCa, now: datetime) 
     )
 
 
+def read_token_secret(*, softhsm_conf: Path, pin: str, label: str) -> bytes:
+    """The value of a readable secret-key object in a SoftHSM2 token (a device's PSK, as the
+    device itself reads it), with ``pkcs11-tool``."""
+    tool = shutil.which("pkcs11-tool") or "pkcs11-tool"
+    done = subprocess.run(
+        [tool, "--module", str(SOFTHSM_MODULE), "--login", "--pin", pin,
+         "--read-object", "--type", "secrkey", "--label", label],
+        env={**os.environ, "SOFTHSM2_CONF": str(softhsm_conf)},
+        capture_output=True, check=True, timeout=TOOL_TIMEOUT_S, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    return done.stdout
+
+
 class OpensslDtlsServer:
     """``openssl s_server -dtls1_2`` on 127.0.0.1:``port`` in its own session, stdin held open.
 
     Args:
         port: The UDP port.
         log: Where its output goes (``-state``: handshake steps, the peer's subject, cipher, data).
+        state: Log the handshake steps (``-state``; False for benchmarks).
         args: The mode's arguments, e.g. ``["-nocert", "-psk", HEX, "-cipher", CCM8_CIPHERS]``
             or ``["-cert", c, "-key", k, "-Verify", "2", "-CAfile", ca]``.
     """
 
-    def __init__(self, port: int, *, log: Path, args: list[str]) -> None:
+    def __init__(self, port: int, *, log: Path, args: list[str], state: bool = True) -> None:
         self.port = port
         self.log = log
+        verbosity = ["-state"] if state else []
         self.argv = [
-            "openssl",
-            "s_server",
-            "-dtls1_2",
-            "-accept",
-            f"127.0.0.1:{port}",
-            "-state",
-            *args,
-        ]
+            "openssl", "s_server", "-dtls1_2", "-accept", f"127.0.0.1:{port}", *verbosity, *args,
+        ]  # fmt: skip
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __repr__(self) -> str:  # the argv may hold a PSK: never shown

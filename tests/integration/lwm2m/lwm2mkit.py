@@ -8,9 +8,6 @@ the CLI or the store shows in one place.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from support.dtls_peers import read_token_secret
 from support.server import RunningServer, running_server
 from support.wakaama import free_udp_port
 from trustfleet.sim.process import wait_until
@@ -35,7 +33,6 @@ WAIT_S = 60.0
 
 # The suites run once the LwM2M server (helper 3) is merged; until then they skip, by name.
 pytest.importorskip("trustfleet.lwm2m.server", reason="the LwM2M server is not merged yet")
-SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 
 
 @dataclass
@@ -136,11 +133,4 @@ def provision_lwm2m(
 def read_device_psk(device: Lwm2mDevice, *, label: str = "lwm2m-psk") -> bytes:
     """The PSK the factory put into the device's own token (a readable secret-key object, the
     constrained device's secure storage), read with ``pkcs11-tool`` as the device would."""
-    tool = shutil.which("pkcs11-tool") or "pkcs11-tool"
-    done = subprocess.run(
-        [tool, "--module", SOFTHSM_MODULE, "--login", "--pin", device.pin,
-         "--read-object", "--type", "secrkey", "--label", label],
-        env={**os.environ, "SOFTHSM2_CONF": str(device.softhsm_conf)},
-        capture_output=True, check=True, timeout=60, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
-    return done.stdout
+    return read_token_secret(softhsm_conf=device.softhsm_conf, pin=device.pin, label=label)
