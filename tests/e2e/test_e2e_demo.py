@@ -31,7 +31,7 @@ from trustfleet.store.alert_records import AlertQuery
 pytestmark = pytest.mark.e2e
 
 STAGES = ["init", "release", "provision", "serve", "enroll", "telemetry", "reenroll",
-          "update", "rollback", "attest", "quarantine", "heal", "revoke", "audit",
+          "update", "rollback", "attest", "quarantine", "heal", "revoke", "lwm2m", "audit",
           "detect", "console", "decommission"]  # fmt: skip
 V1, V2, V3 = "1.0.0", "1.1.0", "1.2.0"
 

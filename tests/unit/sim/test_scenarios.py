@@ -12,7 +12,7 @@ from trustfleet.sim.fleet import SimFleet
 from trustfleet.sim.scenarios import DEMO, Observed, StageResult, one_line, stage
 
 DEMO_NAMES = ["init", "release", "provision", "serve", "enroll", "telemetry", "reenroll",
-              "update", "rollback", "attest", "quarantine", "heal", "revoke", "audit",
+              "update", "rollback", "attest", "quarantine", "heal", "revoke", "lwm2m", "audit",
               "detect", "console", "decommission"]  # fmt: skip
 
 

@@ -13,6 +13,7 @@ from trustfleet.sim.scenarios._common import DEMO_ROLES
 from trustfleet.sim.scenarios._console import ConsoleLogin, console, console_login
 from trustfleet.sim.scenarios._decommission import decommission
 from trustfleet.sim.scenarios._detect import detect
+from trustfleet.sim.scenarios._lwm2m import lwm2m
 from trustfleet.sim.scenarios._ota import rollback, update
 from trustfleet.sim.scenarios._result import Observed, Stage, StageResult, one_line, stage
 from trustfleet.sim.scenarios._setup import (
@@ -52,6 +53,7 @@ DEMO: tuple[Stage, ...] = (
     quarantine,
     heal,
     revoke,
+    lwm2m,
     audit,
     detect,
     console,
@@ -60,5 +62,6 @@ DEMO: tuple[Stage, ...] = (
 """The demo: a fleet is made, enrolls, updates, attests, loses a revoked member, and every
 security decision of the story is in the tamper-evident audit log; the fleet's metrics catch an
 exfiltrating device, which the playbook quarantines; the operator plane (API, console, metrics)
-serves it all under roles; last, a device is retired: it wipes itself, proves it, and is refused
+serves it all under roles; a constrained device speaks LwM2M over CoAP and DTLS to the same PKI,
+releases and revocation; last, a device is retired: it wipes itself, proves it, and is refused
 everywhere (it runs last so that no stage counts on that device)."""

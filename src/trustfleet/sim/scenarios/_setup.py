@@ -6,6 +6,7 @@ from trustfleet.sim.fleet import SimFleet
 from trustfleet.sim.process import wait_until
 from trustfleet.sim.scenarios._common import AGENT_TIMEOUT_S, DEMO_ROLES, V1, publish, within
 from trustfleet.sim.scenarios._detect import monitoring_files
+from trustfleet.sim.scenarios._lwm2m import demo_lwm2m_settings
 from trustfleet.sim.scenarios._result import Observed, stage
 
 __all__ = ["enroll", "init", "provision", "reenroll", "release", "serve", "telemetry"]
@@ -20,6 +21,7 @@ def init(fleet: SimFleet) -> Observed:
     """A new server home (CAs in SoftHSM2 tokens) on free loopback ports, and a witness of
     its audit log (another party's home, token and key) that ``server run`` will ask."""
     server = fleet.create_server()
+    server.configure(demo_lwm2m_settings())  # the lwm2m stage's constrained device
     witness = fleet.add_witness()
     monitoring_files(fleet)  # the rules and playbook the detect stage rewrites
     return Observed(

@@ -1,0 +1,27 @@
+"""Fixtures of the LwM2M integration suites: the independent peers (Wakaama, coap-client)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from support.wakaama import WakaamaUnavailable, build_client
+
+
+@pytest.fixture(scope="session")
+def wakaama_binary() -> Path:
+    """Wakaama's tinydtls example client, built once (skipped without cmake or a compiler)."""
+    try:
+        return build_client()
+    except WakaamaUnavailable as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def coap_client_installed() -> None:
+    """Skip unless coap-client-openssl, SoftHSM2 and pkcs11-tool are installed."""
+    for tool in ("coap-client-openssl", "softhsm2-util", "pkcs11-tool", "openssl"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} not installed")
