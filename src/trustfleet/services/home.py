@@ -57,6 +57,7 @@ from trustfleet.keystore import (
 from trustfleet.pki import IssuerContext, issue_service_certificate
 from trustfleet.services._certs import record_certificate
 from trustfleet.services._home_cas import HOME_CA_TOKENS, MadeCas, make_cas, make_server_certs
+from trustfleet.services._lwm2m_psk import PSK_WRAP_LABEL
 from trustfleet.services._offline import (
     ROOT_CA_LABEL,
     ROOT_CA_TOKEN,
@@ -236,7 +237,8 @@ def _service_identity(
     device: IssuerContext,
     now: datetime,
 ) -> x509.Certificate:
-    """The service's MQTT key and certificate and the audit log's key, in the service token."""
+    """The service's MQTT key and certificate, the audit log's key and the LwM2M PSK wrapping
+    key, in the service token."""
     service_key = session.generate_ec_key(_SERVICE_KEY_LABEL, curve="P-256")
     service = issue_service_certificate(
         issuer=device,
@@ -252,6 +254,7 @@ def _service_identity(
     audit_key = session.generate_ed25519_key(_AUDIT_KEY_LABEL)
     vkey = verifier_key(settings.audit.origin, ED25519, audit_key.public_bytes_raw())
     write_atomic(home / AUDIT_VKEY_FILE, (vkey + "\n").encode("ascii"))
+    session.generate_aes_key(PSK_WRAP_LABEL)  # LwM2M PSKs at rest (ADR 0022)
     return service
 
 

@@ -122,3 +122,23 @@ def test_registration_readings_and_revocation(backend: ServiceLwm2mBackend) -> N
     peer = PeerIdentity(mode="cert", identity="lw-reg-0001", address=ADDR)
     with pytest.raises(PermissionDenied):
         backend.admit(peer, endpoint="lw-reg-0001", purpose="dm", now=NOW)
+
+
+def test_ciphertext_moved_to_another_identity_does_not_decrypt(
+    backend: ServiceLwm2mBackend,
+) -> None:
+    identity = _device(backend, "lw-aad-0001")
+    with backend.rt.uow.begin() as tx:
+        stolen = tx.lwm2m.credential(identity)
+        assert stolen is not None
+        tx.lwm2m.add_credential(
+            identity="lw-aad-0001:dm",
+            device_id="lw-aad-0001",
+            purpose="dm",
+            ciphertext=stolen.ciphertext,
+            nonce=stolen.nonce,
+            now=NOW,
+        )
+    assert backend.psk_credential("lw-aad-0001:dm") is None  # AAD binds identity and device
+    assert backend.psk_credential(identity) is not None
+    assert backend.psk_credential("x" * 129) is None
