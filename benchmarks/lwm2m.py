@@ -65,7 +65,6 @@ RECV_S = 10.0
 def dtls_server_main(port_file: str, identity: str, key_hex: str) -> int:
     """Child process: our DtlsServer alone, PSK from memory; writes its port, runs until killed."""
     from trustfleet.lwm2m.dtls import DtlsServer, DtlsServerConfig
-
     from trustfleet.settings.lwm2m import Lwm2mSettings
 
     bounds = Lwm2mSettings()
@@ -157,10 +156,9 @@ async def _device(
     port: int, directory: Path, *, seconds: float, period_s: float, registered: list[str]
 ) -> int:
     """One device: handshake, register, answer the Observe, notify; its notifications sent."""
-    from trustfleet.lwm2m.dtls_client import DtlsClient, DtlsClientConfig
-
     from trustfleet.configfile.device import load_device_settings
     from trustfleet.lwm2m import coap
+    from trustfleet.lwm2m.dtls_client import DtlsClient, DtlsClientConfig
 
     settings = load_device_settings(directory)
     section = settings.lwm2m
