@@ -175,6 +175,10 @@ class Lwm2mServer:
         self._quarantine_noted: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._cursor = 0
+        self._trust_files = tuple(
+            path for path in (dtls.crl_file, dtls.ca_file) if path is not None
+        )
+        self._trust_stamp = self._stamp_trust()
         self._firmware = FirmwareDriver(self, backend, spawn=self._spawn, now=now)
         self.stats = ServerStats()
         self.address: Address | None = None
@@ -323,6 +327,11 @@ class Lwm2mServer:
                     continue  # nothing to delete: fine
                 logger.warning("bootstrap of %s: %s answered %s", device_id, step.path, answer.code)
                 return
+        # Bootstrap-Finish acknowledged: end the bootstrap session, so that the device's next
+        # handshake (to the device-management server, which may be this same address) uses the
+        # credential just written; a client that kept the session would otherwise register
+        # with its bootstrap credential, which is refused (Wakaama/tinydtls does that).
+        self._dtls.close_peers(lambda peer: peer.address == address)
 
     def _bootstrap_message(self, step: BootstrapStep) -> Message:
         if step.method == "delete":
@@ -662,7 +671,30 @@ class Lwm2mServer:
         await self._firmware.check(list(self._table))
 
     # -- housekeeping: expiry and revocation ------------------------------------------------------
+    def _stamp_trust(self) -> tuple[int, ...]:
+        """The trust files' modification times (-1: absent), to notice a new CRL or CA."""
+        stamps = []
+        for path in self._trust_files:
+            try:
+                stamps.append(path.stat().st_mtime_ns)
+            except OSError:
+                stamps.append(-1)
+        return tuple(stamps)
+
+    def _reload_trust_if_changed(self) -> None:
+        """A new CRL (a revocation) or CA file: new handshakes check against it."""
+        stamp = self._stamp_trust()
+        if stamp == self._trust_stamp:
+            return
+        try:
+            self._dtls.reload_trust()
+        except TrustFleetError as exc:  # half-written file: the next tick retries
+            logger.warning("lwm2m: device trust not reloaded: %s", exc.one_line())
+            return
+        self._trust_stamp = stamp
+
     async def _housekeeping(self) -> None:
+        self._reload_trust_if_changed()
         now = self._now()
         for registration in self._table.expired(now=now, grace_s=self._grace_s):
             await self._drop(registration.device_id, reason="expired")

@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from support.wakaama import WakaamaUnavailable, build_client
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One ``server run`` with ``[lwm2m] enabled`` per test module (a server takes tens of
+    seconds to start); each test makes its own devices, so tests do not see each other's."""
+    from lwm2mkit import lwm2m_server  # imports trustfleet.lwm2m.server (skips without it)
+
+    with lwm2m_server(tmp_path_factory.mktemp("lwm2m-server")) as running:
+        yield running
 
 
 @pytest.fixture(scope="session")

@@ -1,37 +1,27 @@
 """The simulated LwM2M device against a real 'trustfleet server run' with [lwm2m] enabled.
 
-Needs the whole of issue 15 merged: the LwM2M worker (helper 3), the backend and the factory's
-'--protocol lwm2m' (helper 4). Until the factory can make an LwM2M device the test skips with
-that reason; after the merge it runs the device process and checks what the server recorded.
+One server per module (the ``srv`` fixture of conftest.py); the device process runs once
+against it and the test checks what it reports and what the server recorded.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from support.server import RunningServer, run_cli, running_server
+from support.server import run_cli
 from trustfleet.sim.process import stop_group
 
 DEVICE_TIMEOUT_S = 120
 
 
-@pytest.fixture
-def lwm2m_server(tmp_path: Path) -> Iterator[RunningServer]:
-    if importlib.util.find_spec("trustfleet.server.lwm2m_worker") is None:
-        pytest.skip("the LwM2M worker of 'server run' (helper 3's part) is not in this build")
-    with running_server(tmp_path, settings={"lwm2m.enabled": "true", "lwm2m.port": "0"}) as server:
-        yield server
-
-
-def _provision(server: RunningServer, out: Path, *, security: str) -> Path:
-    result = server.cli(
+def _provision(srv: Any, out: Path, *, security: str) -> Path:
+    result = srv.server.cli(
         "factory",
         "provision",
         "--out",
@@ -43,8 +33,6 @@ def _provision(server: RunningServer, out: Path, *, security: str) -> Path:
         "--security",
         security,
     )
-    if result.returncode != 0 and "No such option" in result.stderr:
-        pytest.skip("'factory provision --protocol lwm2m' is not in this build (helper 4's part)")
     assert result.returncode == 0, result.stderr
     (folder,) = [path for path in out.iterdir() if (path / "device.toml").exists()]
     return folder
@@ -65,10 +53,8 @@ def _run_device(folder: Path, *args: str) -> tuple[int, str, str]:
 
 
 @pytest.mark.parametrize("security", ["psk", "cert"], ids=["psk-bootstrap", "certificate"])
-def test_device_registers_reports_and_deregisters(
-    lwm2m_server: RunningServer, tmp_path: Path, security: str
-) -> None:
-    folder = _provision(lwm2m_server, tmp_path / "devices", security=security)
+def test_device_registers_reports_and_deregisters(srv: Any, tmp_path: Path, security: str) -> None:
+    folder = _provision(srv, tmp_path / "devices", security=security)
     if security == "cert":  # the DTLS certificate is the LDevID, issued at enrollment (EST)
         enrolled = run_cli("agent", "enroll", "--device", folder)
         assert enrolled.returncode == 0, enrolled.stderr

@@ -10,22 +10,14 @@ What Wakaama does on the wire is in docs/lwm2m.md (``## Independent peers``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from lwm2mkit import Lwm2mServer, lwm2m_server, provision_lwm2m, read_device_psk
+from lwm2mkit import Lwm2mServer, provision_lwm2m, read_device_psk
 
 from support.wakaama import WakaamaClient, free_udp_port
 
 WAKAAMA_DOWNLOADED = 1
 """Wakaama's example firmware object starts in state 1 (Downloaded) and stays there."""
-
-
-@pytest.fixture
-def srv(tmp_path: Path) -> Iterator[Lwm2mServer]:
-    with lwm2m_server(tmp_path) as running:
-        yield running
 
 
 def test_wakaama_bootstraps_registers_reports_and_is_cut_off(
