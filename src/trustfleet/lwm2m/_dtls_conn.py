@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trustfleet.lwm2m._dtls_records import pack_records
 from trustfleet.lwm2m._libssl import (
     BIO_C_SET_BUF_MEM_EOF_RETURN,
     BIO_CTRL_PENDING,
@@ -31,9 +32,8 @@ from trustfleet.lwm2m._libssl import (
     libs,
 )
 
-__all__ = ["DTLS_HEADER_BYTES", "Credentials", "SslConnection", "split_records"]
+__all__ = ["Credentials", "SslConnection"]
 
-DTLS_HEADER_BYTES = 13
 MAX_PSK_BYTES = 64
 
 
@@ -53,34 +53,6 @@ class Credentials:
 
     def __repr__(self) -> str:
         return f"Credentials(psk_identity={self.psk_identity!r}, certificate={self.certificate})"
-
-
-def split_records(data: bytes) -> list[bytes]:
-    """Split a byte stream of whole DTLS records into the records (a partial tail is kept whole)."""
-    records: list[bytes] = []
-    offset = 0
-    while offset < len(data):
-        if len(data) - offset < DTLS_HEADER_BYTES:
-            records.append(data[offset:])
-            break
-        length = int.from_bytes(data[offset + 11 : offset + 13], "big")
-        end = min(len(data), offset + DTLS_HEADER_BYTES + length)
-        records.append(data[offset:end])
-        offset = end
-    return records
-
-
-def _pack(records: list[bytes], mtu_bytes: int) -> list[bytes]:
-    datagrams: list[bytes] = []
-    current = b""
-    for record in records:
-        if current and len(current) + len(record) > mtu_bytes:
-            datagrams.append(current)
-            current = b""
-        current += record
-    if current:
-        datagrams.append(current)
-    return datagrams
 
 
 class SslConnection:
@@ -231,7 +203,7 @@ class SslConnection:
             return []
         buffer = ctypes.create_string_buffer(pending)
         count = self._fn("BIO_read", wbio, buffer, pending)
-        return _pack(split_records(buffer.raw[: max(count, 0)]), self._mtu_bytes)
+        return pack_records(buffer.raw[: max(count, 0)], max_datagram_bytes=self._mtu_bytes)
 
     def read(self, max_bytes: int) -> tuple[bytes | None, int]:
         """One ``SSL_read``: (plaintext or None, SSL_get_error code when None)."""
