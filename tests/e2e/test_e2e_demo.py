@@ -26,6 +26,7 @@ from support.server import curl, openssl, run_cli
 from trustfleet.services.runtime import Runtime
 from trustfleet.settings import load_server_settings
 from trustfleet.sim.process import stop_pid_group
+from trustfleet.sim.scenarios import LWM2M_MODEL
 from trustfleet.store.alert_records import AlertQuery
 
 pytestmark = pytest.mark.e2e
@@ -66,7 +67,7 @@ def _kept_demo(workdir: Path) -> Iterator[tuple[subprocess.CompletedProcess[str]
             [str(cli), "demo", "--devices", "4", "--workdir", str(workdir), "--keep", "--json"],
             capture_output=True,
             text=True,
-            timeout=420,
+            timeout=600,
             check=False,
         )
         doc = json.loads(proc.stdout)
@@ -80,9 +81,11 @@ def _store_facts(home: Path) -> dict[str, Any]:
     rt = Runtime.open(load_server_settings(home))
     try:
         with rt.uow.begin(read_only=True) as tx:
-            devices = tx.devices.list(limit=100)
+            every = tx.devices.list(limit=100)
+            devices = [d for d in every if d.protocol == "mqtt"]  # the lwm2m stage's: below
             ids = [d.id for d in devices]
             return {
+                "lwm2m_states": sorted(d.state for d in every if d.protocol == "lwm2m"),
                 "states": {d.id: d.state for d in devices},
                 "firmware": {d.id: d.firmware_version for d in devices},
                 "telemetry": {d: tx.telemetry.count(device_id=d) for d in ids},
@@ -91,7 +94,12 @@ def _store_facts(home: Path) -> dict[str, Any]:
                     d: [a.kind for a in tx.alerts.page(AlertQuery(device_id=d))] for d in ids
                 },
                 "metrics": tx.monitor_metrics.counts(source="device"),
-                "campaigns": sorted(c.state for c in tx.campaigns.list(limit=10)),
+                "campaigns": sorted(
+                    c.state for c in tx.campaigns.list(limit=10) if c.model != LWM2M_MODEL
+                ),
+                "lwm2m_campaigns": sorted(
+                    c.state for c in tx.campaigns.list(limit=10) if c.model == LWM2M_MODEL
+                ),
                 "events": [(e.type, e.subject) for e in tx.events.list(limit=1000)],
                 "decommissions": {r.device_id: r.state for r in tx.decommissions.list()},
                 "revocation_reasons": {
@@ -130,6 +138,9 @@ def _check_fleet(facts: dict[str, Any], devices: Path, *, exfiltrated: str) -> s
     # The fleet updated (completed), the unhealthy device halted its campaign, the healing
     # release completed.
     assert facts["campaigns"] == ["completed", "completed", "halted"]
+    # The lwm2m stage's constrained device took its firmware campaign and was revoked.
+    assert facts["lwm2m_campaigns"] == ["completed"]
+    assert facts["lwm2m_states"] == ["revoked"]
     firmware = facts["firmware"]
     (healed,) = [d for d, v in firmware.items() if v == V3]
     (rolled_back,) = [d for d, v in firmware.items() if v in (None, V1)]

@@ -202,6 +202,15 @@ class SimFleet:
         with self.srv.runtime.uow.begin(read_only=True) as tx:
             return {d: tx.devices.require(d).state for d in device_ids or self.device_ids}
 
+    def inventory_states(self) -> dict[str, str]:
+        """Every device of the store (the fleet's and any other, e.g. the LwM2M stage's), with
+        its state."""
+        states: dict[str, str] = {}
+        with self.srv.runtime.uow.begin(read_only=True) as tx:
+            while page := tx.devices.list(limit=1000, offset=len(states)):
+                states.update({record.id: record.state for record in page})
+        return states
+
     def firmware(self, device_ids: Iterable[str] | None = None) -> dict[str, str | None]:
         """Each device's firmware version as the store knows it."""
         with self.srv.runtime.uow.begin(read_only=True) as tx:

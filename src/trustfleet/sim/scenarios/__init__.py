@@ -13,7 +13,7 @@ from trustfleet.sim.scenarios._common import DEMO_ROLES
 from trustfleet.sim.scenarios._console import ConsoleLogin, console, console_login
 from trustfleet.sim.scenarios._decommission import decommission
 from trustfleet.sim.scenarios._detect import detect
-from trustfleet.sim.scenarios._lwm2m import lwm2m
+from trustfleet.sim.scenarios._lwm2m import LWM2M_MODEL, lwm2m
 from trustfleet.sim.scenarios._ota import rollback, update
 from trustfleet.sim.scenarios._result import Observed, Stage, StageResult, one_line, stage
 from trustfleet.sim.scenarios._setup import (
@@ -30,6 +30,7 @@ from trustfleet.sim.scenarios._trust import attest, heal, quarantine, revoke
 __all__ = [
     "DEMO",
     "DEMO_ROLES",
+    "LWM2M_MODEL",
     "ConsoleLogin",
     "Observed",
     "Stage",

@@ -96,7 +96,7 @@ def console(fleet: SimFleet) -> Observed:
     auditor, scraper = _tokens(fleet)
     revoked = fleet.device("revoked")
     listed = _inventory(fleet, auditor)
-    in_store = fleet.device_states()
+    in_store = fleet.inventory_states()
     events = _call(fleet, "/api/v1/events?type=device.revoked&limit=10", token=auditor).json()
     actors = {e["actor"] for e in events["items"] if e["subject"] == f"device:{revoked}"}
     refused = _call(fleet, f"/api/v1/devices/{revoked}/revoke", token=auditor, method="POST")
