@@ -194,6 +194,10 @@ async def _device(
             token = message.token
             first = _reading(message, observe=0, mid=message.message_id, ack=True, value=20.0)
             await client.send(coap.encode(first))
+        elif message.type == coap.MessageType.CON and message.is_request:
+            # Anything else the server asks first (its read of /3/0): "not here", at once, so
+            # that it goes on to the Observe instead of retransmitting.
+            await client.send(coap.encode(coap.response_to(message, coap.Code.NOT_FOUND)))
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         await asyncio.sleep(period_s)
