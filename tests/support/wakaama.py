@@ -174,6 +174,9 @@ class WakaamaClient:
         ]  # fmt: skip
         if bootstrap:
             self.argv.append("-b")
+        stdbuf = shutil.which("stdbuf")
+        if stdbuf is not None:  # its states go to a file: line-buffered, or they come late
+            self.argv = [stdbuf, "-oL", "-eL", *self.argv]
         self.endpoint = endpoint
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None

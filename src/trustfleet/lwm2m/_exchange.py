@@ -272,7 +272,13 @@ class Exchange:
 
     async def _answer(self, address: Address, message: Message) -> None:
         response = await self._handler(address, message)
+        key = (address, message.message_id)
         if response is None:
+            # Nothing was sent (e.g. the request came on a session that closed meanwhile): a
+            # retransmission, typically over the peer's next session, is a new request, not a
+            # duplicate to swallow for EXCHANGE_LIFETIME.
+            if key in self._seen and self._seen[key][1] is None:
+                del self._seen[key]
             return
         if response.type in (MessageType.NON, MessageType.CON):
             response = Message(
@@ -284,10 +290,22 @@ class Exchange:
                 payload=response.payload,
             )
         data = encode(response)
-        key = (address, message.message_id)
         if key in self._seen:
             self._seen[key] = (self._seen[key][0], data)
         self._send(address, data)
+
+    def forget_peer(self, address: Address) -> int:
+        """Forget the duplicate-detection entries of ``address`` (its DTLS session ended).
+
+        Message ids are matched within one DTLS session (RFC 7252 §9.1.1): a client that
+        re-handshakes from the same address may resend a request with the same message id,
+        which is new on the new session and must not get the old session's cached answer (or
+        none at all). Returns how many entries were dropped.
+        """
+        keys = [key for key in self._seen if key[0] == address]
+        for key in keys:
+            del self._seen[key]
+        return len(keys)
 
     def _raw_send(self, address: Address, message: Message) -> None:
         self._send(address, encode(message))

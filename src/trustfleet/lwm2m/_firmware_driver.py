@@ -29,6 +29,10 @@ OBSERVED: Final = (firmware.STATE, firmware.UPDATE_RESULT)
 class DeviceOperations(Protocol):
     """What the driver asks of the server (``Lwm2mServer``)."""
 
+    async def read(self, device_id: str, path: str) -> tuple[content.Value, ...]:
+        """Read a path."""
+        ...
+
     async def write(self, device_id: str, path: str, values: Sequence[content.Value]) -> None:
         """Write resources."""
         ...
@@ -69,6 +73,17 @@ class FirmwareDriver:
         self._spawn = spawn
         self._now = now
         self._jobs: dict[str, firmware.FirmwareProgress] = {}
+        self._unread: set[str] = set()
+        """Registered devices listing object 5 whose State was not read since they registered."""
+
+    def registered(self, device_id: str) -> None:
+        """The device (listing object 5) registered: read its State at the next check if it has
+        no job then."""
+        self._unread.add(device_id)
+
+    def dropped(self, device_id: str) -> None:
+        """The device's registration ended."""
+        self._unread.discard(device_id)
 
     def active(self, device_id: str) -> bool:
         """Whether a job of this device is in progress."""
@@ -82,7 +97,14 @@ class FirmwareDriver:
                 continue
             job = await asyncio.to_thread(self._backend.firmware_job, device_id, now=self._now())
             if job is None:
+                if device_id in self._unread:
+                    self._unread.discard(device_id)
+                    try:
+                        await self.snapshot(device_id)
+                    except TrustFleetError as exc:
+                        logger.warning("lwm2m: firmware state of %s: %s", device_id, exc.one_line())
                 continue
+            self._unread.discard(device_id)
             self._jobs[device_id] = firmware.FirmwareProgress(version=job.version)
             uri = content.Value(path=firmware.PACKAGE_URI, value=job.package_uri)
             try:
@@ -91,6 +113,33 @@ class FirmwareDriver:
             except TrustFleetError as exc:
                 self._jobs.pop(device_id, None)
                 logger.warning("lwm2m: firmware for %s: %s", device_id, exc.one_line())
+
+    async def snapshot(self, device_id: str) -> None:
+        """Read State and Update Result of a device without a firmware job and record them
+        (once after each registration, from :meth:`check`), so the store shows object 5 before
+        any campaign; a device with a job is left to the job (whose reports carry the version).
+        """
+        if self.active(device_id):
+            return
+        reported: dict[str, int] = {}
+        for path in OBSERVED:
+            for value in await self._ops.read(device_id, path):
+                if value.path == path and isinstance(value.value, int):
+                    reported[path] = int(value.value)
+        state = reported.get(firmware.STATE)
+        result = reported.get(firmware.UPDATE_RESULT, int(firmware.Result.INITIAL))
+        if state is None or state not in firmware.State.__members__.values():
+            return
+        if result not in firmware.Result.__members__.values():
+            return
+        await asyncio.to_thread(
+            self._backend.record_firmware_state,
+            device_id,
+            version=None,
+            state=state,
+            result=result,
+            now=self._now(),
+        )
 
     async def observe(self, device_id: str) -> None:
         """Observe State and Update Result (again, after the device registered again)."""

@@ -173,6 +173,9 @@ class Lwm2mServer:
         self._address: dict[str, Address] = {}
         self._rates: dict[str, _Rate] = {}
         self._quarantine_noted: set[str] = set()
+        self._finishing: set[tuple[Address, str]] = set()
+        """Bootstrap sessions (address, PSK identity) Bootstrap-Finish was sent on: their
+        requests are not answered (the session is about to close, see ``_run_bootstrap``)."""
         self._tasks: set[asyncio.Task[None]] = set()
         self._cursor = 0
         self._trust_files = tuple(
@@ -253,7 +256,7 @@ class Lwm2mServer:
     async def _handle(self, address: Address, message: Message) -> Message | None:
         self.stats.requests += 1
         peer = self._dtls.peer(address)
-        if peer is None:
+        if peer is None or (address, peer.identity) in self._finishing:
             return None
         if message.unknown_critical(_KNOWN_OPTIONS):
             return _respond(message, Code.BAD_OPTION)
@@ -309,14 +312,34 @@ class Lwm2mServer:
         )
         plan = await asyncio.to_thread(self._backend.bootstrap_plan, access, now=now)
         steps = bootstrap_steps(plan)
-        self._spawn(self._run_bootstrap(peer.address, access.device_id, steps))
+        self._spawn(self._run_bootstrap(peer, access.device_id, steps))
         return _respond(message, Code.CHANGED)
 
     async def _run_bootstrap(
-        self, address: Address, device_id: str, steps: Sequence[BootstrapStep]
+        self, peer: PeerIdentity, device_id: str, steps: Sequence[BootstrapStep]
     ) -> None:
         await asyncio.sleep(0)  # the 2.04 goes first
+        address = peer.address
+        session = (address, peer.identity)
+        try:
+            await self._bootstrap_steps(address, device_id, steps, session=session)
+        finally:
+            self._finishing.discard(session)
+
+    async def _bootstrap_steps(
+        self,
+        address: Address,
+        device_id: str,
+        steps: Sequence[BootstrapStep],
+        *,
+        session: tuple[Address, str],
+    ) -> None:
         for step in steps:
+            if step.method == "finish":
+                # From here on the client may send its Register at once, over this (bootstrap)
+                # session; it is left unanswered, and its retransmission over the next session
+                # (with the credential just written) is handled as a new request.
+                self._finishing.add(session)
             try:
                 answer = await self._exchange.request(address, self._bootstrap_message(step))
             except TrustFleetError as exc:
@@ -332,6 +355,7 @@ class Lwm2mServer:
         # credential just written; a client that kept the session would otherwise register
         # with its bootstrap credential, which is refused (Wakaama/tinydtls does that).
         self._dtls.close_peers(lambda peer: peer.address == address)
+        self._exchange.forget_peer(address)
 
     def _bootstrap_message(self, step: BootstrapStep) -> Message:
         if step.method == "delete":
@@ -450,6 +474,7 @@ class Lwm2mServer:
         self._access.pop(device_id, None)
         self._rates.pop(device_id, None)
         self._quarantine_noted.discard(device_id)
+        self._firmware.dropped(device_id)
         await asyncio.to_thread(
             self._backend.record_deregistration,
             device_id,
@@ -590,6 +615,8 @@ class Lwm2mServer:
             ]
         if self._firmware.active(device_id):
             steps.append(lambda: self._firmware.observe(device_id))
+        elif "5" in listed:
+            self._firmware.registered(device_id)  # its State is read at the next check
         for step in steps:  # one refused path (Wakaama: 4.04 for /3303) does not stop the others
             try:
                 await step()
@@ -727,5 +754,7 @@ class Lwm2mServer:
                 or p.address == address
             )
         )
+        if address is not None:
+            self._exchange.forget_peer(address)
         logger.info("lwm2m: access of %s ended; %d sessions closed", device_id, closed)
         await self._drop(device_id, reason="revoked")

@@ -80,6 +80,66 @@ def test_duplicate_request_answered_from_cache() -> None:
     asyncio.run(scenario())
 
 
+def test_rehandshake_register_not_swallowed_as_duplicate() -> None:
+    """Regression (Wakaama after bootstrap): its Register went over the bootstrap session just
+    as the server closed it, so nothing answered it; the retransmission with the same message
+    id over the new DTLS session must be handled, not dropped as a duplicate for
+    EXCHANGE_LIFETIME (the client then never reached STATE_READY)."""
+
+    async def scenario() -> None:
+        wire = Wire()
+        session_open = False
+
+        async def handler(_address: Address, message: Message) -> Message | None:
+            if not session_open:
+                return None  # the server's handler: no session with this address any more
+            return response_to(message, Code.CREATED, message_id=None)
+
+        exchange = Exchange(
+            ExchangeConfig(
+                ack_timeout_s=1.0, max_retransmit=2, exchange_lifetime_s=10.0,
+                max_payload_bytes=1024,
+            ),
+            send=wire.send, handler=handler, clock=lambda: wire.now_s, rng=random.Random(1),
+        )  # fmt: skip
+        data = encode(request(Code.POST, path="/rd", message_id=42, token=b"r"))
+        exchange.receive(PEER, data)
+        await _settle()
+        assert wire.sent == []
+        session_open = True  # the client's new handshake, then its retransmission
+        wire.now_s = 2.0
+        exchange.receive(PEER, data)
+        await _settle()
+        assert [(m.code, m.message_id) for _, m in wire.sent] == [(Code.CREATED, 42)]
+        assert exchange.stats.duplicates == 0
+
+    asyncio.run(scenario())
+
+
+def test_forget_peer_drops_cached_answers_of_the_ended_session() -> None:
+    """A request answered on a session that then closed is new on the peer's next session
+    (RFC 7252 §9.1.1: message ids are matched within one DTLS session)."""
+
+    async def scenario() -> None:
+        wire = Wire()
+        exchange = _exchange(wire)
+        other: Address = ("127.0.0.1", 40001)
+        data = encode(request(Code.POST, path="/rd", message_id=9, token=b"r"))
+        exchange.receive(PEER, data)
+        exchange.receive(other, data)
+        await _settle()
+        assert exchange.forget_peer(PEER) == 1
+        exchange.receive(PEER, data)
+        exchange.receive(other, data)
+        await _settle()
+        assert [(a, m.payload) for a, m in wire.sent] == [
+            (PEER, b"1"), (other, b"2"), (other, b"2"), (PEER, b"3"),
+        ]  # fmt: skip  # the cached answer is resent at once, the new one from a task
+        assert exchange.stats.duplicates == 1
+
+    asyncio.run(scenario())
+
+
 @pytest.mark.parametrize(
     "data",
     [b"", b"\x40", b"\x80\x01\x00\x01", b"\x48\x01\x00\x01abc", b"\x40\x01\x00\x01\xff"],
