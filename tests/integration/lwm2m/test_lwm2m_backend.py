@@ -22,7 +22,7 @@ from trustfleet.services.revocation import revoke_device
 from trustfleet.settings.server import load_server_settings
 from trustfleet.sim.process import free_port
 
-NOW = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+NOW = datetime.now(UTC)  # real time: the home has real certificates (any date works)
 ADDR = ("127.0.0.1", 40000)
 
 

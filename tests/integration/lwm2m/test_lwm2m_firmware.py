@@ -18,7 +18,7 @@ from trustfleet.settings.server import load_server_settings
 from trustfleet.sim.process import free_port
 from trustfleet.store import NewCampaignDevice
 
-NOW = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+NOW = datetime.now(UTC)  # real time: the home has real certificates (any date works)
 MODEL = "lw-model"
 SHA = "ab" * 32
 

@@ -36,8 +36,11 @@ _MODES = ("psk", "cert")
 
 def upgrade() -> None:
     """Add ``devices.protocol`` and the three tables."""
-    with op.batch_alter_table("devices") as batch:
-        batch.add_column(sa.Column("protocol", sa.String(8), nullable=False, server_default="mqtt"))
+    # A plain ADD COLUMN (SQLite and PostgreSQL both have it): a batch alter would recreate
+    # ``devices``, and dropping the old table fails once other tables' rows reference it.
+    op.add_column(
+        "devices", sa.Column("protocol", sa.String(8), nullable=False, server_default="mqtt")
+    )
     op.create_table(
         "lwm2m_credentials",
         sa.Column("identity", sa.String(128), nullable=False),
@@ -94,5 +97,4 @@ def downgrade() -> None:
     op.drop_table("lwm2m_registrations")
     op.drop_index("ix_lwm2m_credentials_device_id", table_name="lwm2m_credentials")
     op.drop_table("lwm2m_credentials")
-    with op.batch_alter_table("devices") as batch:
-        batch.drop_column("protocol")
+    op.drop_column("devices", "protocol")  # plain DROP COLUMN (SQLite >= 3.35), as above
