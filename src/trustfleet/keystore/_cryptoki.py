@@ -15,6 +15,8 @@ import ctypes
 from dataclasses import dataclass
 from pathlib import Path
 
+from trustfleet.errors import InvalidInput
+
 CK_ULONG = ctypes.c_ulong
 CK_RV = ctypes.c_ulong
 CK_BBOOL = ctypes.c_ubyte
@@ -30,6 +32,19 @@ CKF_SERIAL_SESSION = 0x4
 CKU_SO = 0
 CKU_USER = 1
 LABEL_BYTES = 32
+MAX_KEY_LABEL_CHARS = 128
+"""The longest key label (UTF-8 bytes) the keystore gives an object."""
+
+
+def check_label(label: str, what: str, max_bytes: int) -> None:
+    """A token or key label: 1 to ``max_bytes`` bytes of UTF-8.
+
+    Raises:
+        InvalidInput: Empty or too long.
+    """
+    if not label or len(label.encode("utf-8")) > max_bytes:
+        raise InvalidInput(f"{what} must be 1 to {max_bytes} bytes of UTF-8")
+
 
 # The v2.x function list, in the order of the standard, up to the last function we use.
 _FUNCTION_NAMES = (

@@ -16,7 +16,8 @@ import pkcs11.exceptions as p11e
 from pkcs11 import Attribute, ObjectClass
 
 from trustfleet.errors import Conflict, NotFound
-from trustfleet.keystore._token import MAX_KEY_LABEL_CHARS, TokenSession, _check_label
+from trustfleet.keystore._cryptoki import MAX_KEY_LABEL_CHARS, check_label
+from trustfleet.keystore._token import TokenSession
 from trustfleet.keystore._translate import translate
 
 __all__ = ["destroy_key_objects", "destroy_key_pair", "private_key_labels", "rename_key_pair"]
@@ -55,7 +56,7 @@ def rename_key_pair(session: TokenSession, label: str, new_label: str) -> None:
         NotFound: No object has ``label``.
         Conflict: An object with ``new_label`` exists already.
     """
-    _check_label(new_label, "a key label", MAX_KEY_LABEL_CHARS)
+    check_label(new_label, "a key label", MAX_KEY_LABEL_CHARS)
     with session._lock:
         session._check_open()
         try:

@@ -1,22 +1,28 @@
 """Secret-key objects: an AES-256-GCM wrapping key used inside the token, and small readable
 secrets (a constrained device's pre-shared key in its own token).
 
-The functions take a python-pkcs11 session; :class:`~trustfleet.keystore.TokenSession` calls them
-under its lock and translates PKCS#11 errors.
+The functions take a python-pkcs11 session; :class:`SecretKeyOps` gives
+:class:`~trustfleet.keystore.TokenSession` its secret-key methods over them (run under the
+session's lock, PKCS#11 errors translated, by ``TokenSession._run``).
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
+import pkcs11.exceptions as p11e
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11.mechanisms import GCMParams
 
-from trustfleet.errors import Conflict, NotFound
+from trustfleet.errors import Conflict, NotFound, VerificationFailed
+from trustfleet.keystore._cryptoki import MAX_KEY_LABEL_CHARS, check_label
 
 __all__ = [
     "GCM_NONCE_BYTES",
+    "SecretKeyOps",
     "create_secret",
     "gcm_decrypt",
     "gcm_encrypt",
@@ -24,6 +30,10 @@ __all__ = [
     "has_secret",
     "read_secret",
 ]
+
+logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 GCM_NONCE_BYTES = 12
 AES_KEY_BITS = 256
@@ -87,10 +97,19 @@ def gcm_encrypt(
 def gcm_decrypt(
     session: Any, label: str, ciphertext: bytes, *, nonce: bytes, aad: bytes, token: str
 ) -> bytes:
-    """Decrypt (and authenticate) with AES-GCM under key ``label``."""
+    """Decrypt (and authenticate) with AES-GCM under key ``label``.
+
+    Raises:
+        VerificationFailed: The tag does not match (wrong key, nonce, AAD or ciphertext).
+    """
     key = _require(session, label, token)
     param = GCMParams(nonce, aad, 128)
-    return bytes(key.decrypt(ciphertext, mechanism=Mechanism.AES_GCM, mechanism_param=param))
+    try:
+        return bytes(key.decrypt(ciphertext, mechanism=Mechanism.AES_GCM, mechanism_param=param))
+    except (p11e.EncryptedDataInvalid, p11e.EncryptedDataLenRange) as exc:
+        raise VerificationFailed(
+            "a ciphertext does not decrypt under its key", code="keystore.decrypt.failed"
+        ) from exc
 
 
 def create_secret(session: Any, label: str, value: bytes, *, token: str) -> None:
@@ -121,3 +140,73 @@ def read_secret(session: Any, label: str, *, token: str) -> bytes:
     """The value of a readable secret key."""
     key = _require(session, label, token)
     return bytes(key[Attribute.VALUE])
+
+
+class _Runs(Protocol):
+    _label: str
+
+    def _run(self, action: str, op: Callable[..., _T], *args: Any, **kwargs: Any) -> _T: ...
+
+
+class SecretKeyOps:
+    """The secret-key methods of :class:`~trustfleet.keystore.TokenSession`."""
+
+    def generate_aes_key(self: _Runs, label: str) -> None:
+        """Generate a non-extractable AES-256 key that only encrypts and decrypts in the token.
+
+        Raises:
+            Conflict: A secret key with this label exists.
+        """
+        check_label(label, "a key label", MAX_KEY_LABEL_CHARS)
+        self._run("generating an AES key", generate_aes_key, label)
+        logger.info("generated AES key %r in token %r", label, self._label)
+
+    def has_secret_key(self: _Runs, label: str) -> bool:
+        """Whether a secret-key object with this label exists."""
+        return self._run("finding a secret key", _has_secret, label)
+
+    def aes_gcm_encrypt(
+        self: _Runs, label: str, plaintext: bytes, *, aad: bytes
+    ) -> tuple[bytes, bytes]:
+        """AES-GCM encryption under key ``label`` inside the token.
+
+        Returns:
+            The random 12-byte nonce and the ciphertext with its 16-byte tag.
+
+        Raises:
+            NotFound: No such key.
+        """
+        return self._run("encrypting", gcm_encrypt, label, plaintext, aad=aad)
+
+    def aes_gcm_decrypt(
+        self: _Runs, label: str, ciphertext: bytes, *, nonce: bytes, aad: bytes
+    ) -> bytes:
+        """AES-GCM decryption under key ``label`` inside the token.
+
+        Raises:
+            NotFound: No such key.
+            VerificationFailed: The tag does not match (wrong key, nonce, AAD or ciphertext).
+        """
+        return self._run("decrypting", gcm_decrypt, label, ciphertext, nonce=nonce, aad=aad)
+
+    def create_secret(self: _Runs, label: str, value: bytes) -> None:
+        """Store a secret the token's user may read back (a device's pre-shared key).
+
+        Raises:
+            Conflict: A secret key with this label exists.
+        """
+        check_label(label, "a key label", MAX_KEY_LABEL_CHARS)
+        self._run("storing a secret", create_secret, label, value)
+
+    def read_secret(self: _Runs, label: str) -> bytes:
+        """The value of a readable secret (see :meth:`create_secret`).
+
+        Raises:
+            NotFound: No such secret.
+        """
+        return self._run("reading a secret", read_secret, label)
+
+
+def _has_secret(session: Any, label: str, *, token: str) -> bool:
+    del token  # the signature of the other secret-key operations
+    return has_secret(session, label)

@@ -22,13 +22,18 @@ from trustfleet.errors import (
     InvalidInput,
     NotFound,
     Unavailable,
-    VerificationFailed,
 )
-from trustfleet.keystore import _secretkey
-from trustfleet.keystore._cryptoki import CKU_SO, LABEL_BYTES, CkError
+from trustfleet.keystore._cryptoki import (
+    CKU_SO,
+    LABEL_BYTES,
+    MAX_KEY_LABEL_CHARS,
+    CkError,
+    check_label,
+)
 from trustfleet.keystore._eckey import Pkcs11EcPrivateKey
 from trustfleet.keystore._edkey import ED25519_CURVE_OID, Pkcs11Ed25519Key, ed25519_public_bytes
 from trustfleet.keystore._runtime import MODULE_LOCK, LoadedModule, use_module
+from trustfleet.keystore._secretkey import SecretKeyOps
 from trustfleet.keystore._translate import translate
 from trustfleet.keystore._uri import Pkcs11Uri
 
@@ -41,21 +46,10 @@ CURVES: dict[str, tuple[str, type[ec.EllipticCurve]]] = {
 """Curves the keystore generates keys on: name → (PKCS#11 named curve, cryptography class)."""
 
 KEY_ID_BYTES = 16
-MAX_KEY_LABEL_CHARS = 128
 # CKR_PIN_INVALID, CKR_PIN_LEN_RANGE: at initialisation these are input errors, not logins.
 _PIN_REJECTED = frozenset({0xA1, 0xA2})
 _Key = TypeVar("_Key", Pkcs11EcPrivateKey, Pkcs11Ed25519Key)
 _T = TypeVar("_T")
-
-
-def _has_secret(session: Any, label: str, *, token: str) -> bool:
-    del token  # the signature of the other secret-key operations
-    return _secretkey.has_secret(session, label)
-
-
-def _check_label(label: str, what: str, max_bytes: int) -> None:
-    if not label or len(label.encode("utf-8")) > max_bytes:
-        raise InvalidInput(f"{what} must be 1 to {max_bytes} bytes of UTF-8")
 
 
 def init_token(*, module: Path, conf: Path | None, label: str, so_pin: str, user_pin: str) -> None:
@@ -74,7 +68,7 @@ def init_token(*, module: Path, conf: Path | None, label: str, so_pin: str, user
         InvalidInput: The label or a PIN is not acceptable to the token.
         Config: Another configuration is busy (see ``use_module``).
     """
-    _check_label(label, "a token label", LABEL_BYTES)
+    check_label(label, "a token label", LABEL_BYTES)
     if not so_pin or not user_pin:
         raise InvalidInput("the SO PIN and the user PIN must not be empty")
     with use_module(module, conf) as loaded:
@@ -160,7 +154,7 @@ def open_token(*, module: Path, label: str, pin: str, conf: Path | None) -> Toke
         return opened
 
 
-class TokenSession:
+class TokenSession(SecretKeyOps):
     """A logged-in session on one token. Use :func:`open_token` to get one.
 
     All operations are serialised by one lock for every session of the process
@@ -299,7 +293,7 @@ class TokenSession:
         curve: str,
         wrap: Callable[..., _Key],
     ) -> _Key:
-        _check_label(label, "a key label", MAX_KEY_LABEL_CHARS)
+        check_label(label, "a key label", MAX_KEY_LABEL_CHARS)
         key_id = key_id if key_id is not None else secrets.token_bytes(KEY_ID_BYTES)
         edwards = key_type == KeyType.EC_EDWARDS
         with self._lock:
@@ -452,75 +446,15 @@ class TokenSession:
             owns_session=owns_session,
         )
 
-    def _secret_op(self, action: str, op: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+    def _run(self, action: str, op: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        """``op(session, *args, token=label, **kwargs)`` under the lock, PKCS#11 errors
+        translated (the secret-key operations of :class:`SecretKeyOps`)."""
         with self._lock:
             self._check_open()
             try:
                 return op(self._session, *args, token=self._label, **kwargs)
             except p11e.PKCS11Error as exc:
                 raise translate(exc, action=action, token=self._label) from exc
-
-    def generate_aes_key(self, label: str) -> None:
-        """Generate a non-extractable AES-256 key that only encrypts and decrypts in the token.
-
-        Raises:
-            Conflict: A secret key with this label exists.
-        """
-        _check_label(label, "a key label", MAX_KEY_LABEL_CHARS)
-        self._secret_op("generating an AES key", _secretkey.generate_aes_key, label)
-        logger.info("generated AES key %r in token %r", label, self._label)
-
-    def has_secret_key(self, label: str) -> bool:
-        """Whether a secret-key object with this label exists."""
-        return self._secret_op("finding a secret key", _has_secret, label)
-
-    def aes_gcm_encrypt(self, label: str, plaintext: bytes, *, aad: bytes) -> tuple[bytes, bytes]:
-        """AES-GCM encryption under key ``label`` inside the token.
-
-        Returns:
-            The random 12-byte nonce and the ciphertext with its 16-byte tag.
-
-        Raises:
-            NotFound: No such key.
-        """
-        return self._secret_op("encrypting", _secretkey.gcm_encrypt, label, plaintext, aad=aad)
-
-    def aes_gcm_decrypt(self, label: str, ciphertext: bytes, *, nonce: bytes, aad: bytes) -> bytes:
-        """AES-GCM decryption under key ``label`` inside the token.
-
-        Raises:
-            NotFound: No such key.
-            VerificationFailed: The tag does not match (wrong key, nonce, AAD or ciphertext).
-        """
-        with self._lock:
-            self._check_open()
-            try:
-                return _secretkey.gcm_decrypt(
-                    self._session, label, ciphertext, nonce=nonce, aad=aad, token=self._label
-                )
-            except (p11e.EncryptedDataInvalid, p11e.EncryptedDataLenRange) as exc:
-                raise VerificationFailed(
-                    "a ciphertext does not decrypt under its key", code="keystore.decrypt.failed"
-                ) from exc
-            except p11e.PKCS11Error as exc:
-                raise translate(exc, action="decrypting", token=self._label) from exc
-
-    def create_secret(self, label: str, value: bytes) -> None:
-        """Store a secret the token's user may read back (a device's pre-shared key).
-
-        Raises:
-            Conflict: A secret key with this label exists.
-        """
-        _check_label(label, "a key label", MAX_KEY_LABEL_CHARS)
-        self._secret_op("storing a secret", _secretkey.create_secret, label, value)
-
-    def read_secret(self, label: str) -> bytes:
-        """The value of a readable secret (see :meth:`create_secret`).
-
-        Raises:
-            NotFound: No such secret.
-        """
-        return self._secret_op("reading a secret", _secretkey.read_secret, label)
 
     def _wrap_ed25519(
         self, private: Any, public: Any, *, label: str, key_id: bytes, owns_session: bool
