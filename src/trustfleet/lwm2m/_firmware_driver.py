@@ -1,4 +1,5 @@
-"""The firmware update driver of the LwM2M server (object 5, pull; OMA LwM2M 1.1 Core TS E.6).
+"""The firmware update driver of the LwM2M server (object 5, pull; OMA LwM2M 1.1 Core TS E.6),
+and the packages it points devices to (``/fw/<model>/<version>/{manifest,image}``, Block2).
 
 Every ``[lwm2m] firmware_check_s`` the server hands it the registrations; for a device that
 lists object 5 and has a job (``Lwm2mBackend.firmware_job``) it writes Package URI ``/5/0/1``,
@@ -15,8 +16,11 @@ from collections.abc import Callable, Coroutine, Iterable, Sequence
 from datetime import datetime
 from typing import Final, Protocol
 
-from trustfleet.errors import InvalidInput, TrustFleetError
+from trustfleet.errors import InvalidInput, NotFound, TrustFleetError
 from trustfleet.lwm2m import content, firmware
+from trustfleet.lwm2m._blockwise import block_slice, etag_for, read_block
+from trustfleet.lwm2m._responses import respond
+from trustfleet.lwm2m.coap import Code, Message
 from trustfleet.lwm2m.ports import Lwm2mBackend, Registration
 
 __all__ = ["DeviceOperations", "FirmwareDriver"]
@@ -75,6 +79,35 @@ class FirmwareDriver:
         self._jobs: dict[str, firmware.FirmwareProgress] = {}
         self._unread: set[str] = set()
         """Registered devices listing object 5 whose State was not read since they registered."""
+
+    async def serve(
+        self, message: Message, *, model: str, version: str, part: str, block_size: int
+    ) -> Message:
+        """A block (Block2) of a published release's manifest or image (``GET /fw/...``); the
+        image is read from disk block by block, never whole.
+
+        Raises:
+            NotFound: No such release (code ``lwm2m.fw.unknown``).
+        """
+        job = await asyncio.to_thread(self._backend.firmware_package, model, version)
+        if job is None:
+            raise NotFound("No such firmware package.", code="lwm2m.fw.unknown")
+        block = message.block2()
+        if part == "manifest":
+            piece = block_slice(block, total=len(job.manifest), block_size=block_size)
+            data = job.manifest[piece.offset : piece.offset + piece.length]
+            etag = etag_for(job.manifest)
+        else:
+            piece = block_slice(block, total=job.image_size, block_size=block_size)
+            data = await asyncio.to_thread(read_block, job.image, piece)
+            etag = etag_for(job.image_sha256)
+        return respond(
+            message,
+            Code.CONTENT,
+            payload=data,
+            options=piece.options(etag=etag),
+            content_format=content.OPAQUE,
+        )
 
     def registered(self, device_id: str) -> None:
         """The device (listing object 5) registered: read its State at the next check if it has

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from trustfleet.errors import Config
 from trustfleet.lwm2m._dtls_peer import Peer, PeerTable
 from trustfleet.lwm2m._dtls_records import CookieJar
 from trustfleet.lwm2m._dtls_ssl import SslFactory
@@ -163,6 +164,7 @@ class DtlsServer:
             mtu_bytes=min(config.max_datagram_bytes, 1400),
         )
         self._context = self._factory.build()
+        self._trust_stamp = self._stamp_trust()
         self._peers = PeerTable(
             factory=self._factory,
             max_peers=config.max_peers,
@@ -226,6 +228,32 @@ class DtlsServer:
             Config: The files cannot be read; the previous trust stays in force.
         """
         self._context = self._factory.build()
+
+    def reload_trust_if_changed(self) -> bool:
+        """Re-read the trust when the CRL or CA file changed (a revocation published by
+        ``server run``'s parent); True if it did. A file caught half-written stays in force
+        until the next call.
+        """
+        stamp = self._stamp_trust()
+        if stamp == self._trust_stamp:
+            return False
+        try:
+            self.reload_trust()
+        except Config as exc:
+            logger.warning("lwm2m: device trust not reloaded: %s", exc.one_line())
+            return False
+        self._trust_stamp = stamp
+        return True
+
+    def _stamp_trust(self) -> tuple[int, ...]:
+        """The trust files' modification times (-1: absent)."""
+        stamps = []
+        for path in (self._config.crl_file, self._config.ca_file):
+            try:
+                stamps.append(path.stat().st_mtime_ns if path is not None else -1)
+            except OSError:
+                stamps.append(-1)
+        return tuple(stamps)
 
     def stats(self) -> DtlsStats:
         """The counters now."""

@@ -5,8 +5,11 @@ management (read, write, execute, observe; notifications stored as readings), fi
 (object 5 pull: Package URI, State/Update Result observed, Update executed; packages served
 block-wise under ``/fw/``), quarantine and revocation. docs/lwm2m.md, "LwM2M server".
 
-Errors of a request are mapped to a CoAP code at one place (:func:`_coap_code`); backend calls
-run in a worker thread except the PSK lookup, which runs inside the handshake.
+The parts: the bootstrap interface (``_bootstrap_flow.py``), the devices and the operations on
+them (``_devices.py``), firmware jobs and packages (``_firmware_driver.py``), the message layer
+(``_exchange.py``). Errors of a request are mapped to a CoAP code at one place
+(``_responses.coap_code``); backend calls run in a worker thread except the PSK lookup, which
+runs inside the handshake.
 """
 
 from __future__ import annotations
@@ -20,19 +23,14 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Final, Literal
 
-from trustfleet.errors import (
-    InvalidInput,
-    NotFound,
-    PermissionDenied,
-    TrustFleetError,
-    Unavailable,
-)
+from trustfleet.errors import InvalidInput, NotFound, PermissionDenied, TrustFleetError
 from trustfleet.lwm2m import content
-from trustfleet.lwm2m._blockwise import block_slice, etag_for, read_block
+from trustfleet.lwm2m._bootstrap_flow import BootstrapFlow
+from trustfleet.lwm2m._devices import DeviceManagement, decode_answer
 from trustfleet.lwm2m._exchange import Address, BlockAssembler, Exchange, ExchangeConfig
 from trustfleet.lwm2m._firmware_driver import FirmwareDriver
-from trustfleet.lwm2m.bootstrap import BootstrapStep, bootstrap_steps
-from trustfleet.lwm2m.coap import Code, Message, MessageType, Option, request, response_to
+from trustfleet.lwm2m._responses import coap_code, respond
+from trustfleet.lwm2m.coap import Code, Message, Option
 from trustfleet.lwm2m.dtls import DtlsServer, DtlsServerConfig
 from trustfleet.lwm2m.links import parse_links
 from trustfleet.lwm2m.ports import DeviceAccess, Lwm2mBackend, PeerIdentity, Reading
@@ -65,52 +63,6 @@ class ServerStats:
     refused: dict[str, int] = field(default_factory=dict)
     readings_stored: int = 0
     notifications_dropped: int = 0
-
-
-_CODE_BY_ERROR: Final[dict[str, int]] = {
-    "lwm2m.coap.too_large": Code.REQUEST_ENTITY_TOO_LARGE,
-    "lwm2m.coap.incomplete": Code.REQUEST_ENTITY_INCOMPLETE,
-}
-_CODE_BY_CATEGORY: Final[tuple[tuple[type[TrustFleetError], int], ...]] = (
-    (PermissionDenied, Code.FORBIDDEN),
-    (NotFound, Code.NOT_FOUND),
-    (Unavailable, Code.SERVICE_UNAVAILABLE),
-    (InvalidInput, Code.BAD_REQUEST),
-)
-
-
-def _respond(
-    req: Message,
-    code: int,
-    *,
-    payload: bytes = b"",
-    options: Sequence[tuple[int, bytes]] = (),
-    content_format: int | None = None,
-) -> Message:
-    """The response to a device's request: piggybacked on the ACK of a CON request, a NON
-    response to a NON request (its message id is assigned by the message layer)."""
-    return response_to(
-        req, code, payload=payload, options=options, content_format=content_format,
-        message_id=None if req.type == MessageType.CON else 0,
-    )  # fmt: skip
-
-
-def _coap_code(exc: TrustFleetError) -> int:
-    """The one mapping of errors to CoAP response codes."""
-    if exc.code in _CODE_BY_ERROR:
-        return _CODE_BY_ERROR[exc.code]
-    for category, code in _CODE_BY_CATEGORY:
-        if isinstance(exc, category):
-            return code
-    return Code.INTERNAL_SERVER_ERROR
-
-
-@dataclass(slots=True)
-class _Rate:
-    """A token bucket for one device's notifications."""
-
-    tokens: float
-    at_s: float
 
 
 class Lwm2mServer:
@@ -169,19 +121,14 @@ class Lwm2mServer:
         self._grace_s = expiry_grace_s(
             ack_timeout_s=cfg.ack_timeout_s, max_retransmit=cfg.max_retransmit
         )
-        self._access: dict[str, DeviceAccess] = {}
-        self._address: dict[str, Address] = {}
-        self._rates: dict[str, _Rate] = {}
-        self._quarantine_noted: set[str] = set()
-        self._finishing: set[tuple[Address, str]] = set()
-        """Bootstrap sessions (address, PSK identity) Bootstrap-Finish was sent on: their
-        requests are not answered (the session is about to close, see ``_run_bootstrap``)."""
+        self._devices = DeviceManagement(
+            self._exchange, max_notifications_per_s=cfg.max_notifications_per_s, clock=clock
+        )
         self._tasks: set[asyncio.Task[None]] = set()
         self._cursor = 0
-        self._trust_files = tuple(
-            path for path in (dtls.crl_file, dtls.ca_file) if path is not None
+        self._bootstrap = BootstrapFlow(
+            exchange=self._exchange, dtls=self._dtls, backend=backend, spawn=self._spawn, now=now
         )
-        self._trust_stamp = self._stamp_trust()
         self._firmware = FirmwareDriver(self, backend, spawn=self._spawn, now=now)
         self.stats = ServerStats()
         self.address: Address | None = None
@@ -256,22 +203,22 @@ class Lwm2mServer:
     async def _handle(self, address: Address, message: Message) -> Message | None:
         self.stats.requests += 1
         peer = self._dtls.peer(address)
-        if peer is None or (address, peer.identity) in self._finishing:
+        if peer is None or self._bootstrap.finishing((address, peer.identity)):
             return None
         if message.unknown_critical(_KNOWN_OPTIONS):
-            return _respond(message, Code.BAD_OPTION)
+            return respond(message, Code.BAD_OPTION)
         try:
             return await self._route(peer, message)
         except TrustFleetError as exc:
             if isinstance(exc, PermissionDenied):
                 self._refuse(address, exc.code or "lwm2m.denied", peer.identity, exc.message)
-            return _respond(message, _coap_code(exc))
+            return respond(message, coap_code(exc))
 
     async def _route(self, peer: PeerIdentity, message: Message) -> Message:
         path, method = message.uri_path(), message.code
         location = location_of(path)
         if path in (("bs",), ("rd",)) and method == Code.POST:
-            entry = self._bootstrap_request if path == ("bs",) else self._register
+            entry = self._bootstrap.request if path == ("bs",) else self._register
             return await entry(peer, message)
         if location is not None and method == Code.POST:
             return await self._update(peer, message, location)
@@ -279,11 +226,18 @@ class Lwm2mServer:
             return await self._deregister(peer, message, location)
         if len(path) == 4 and path[0] == "fw" and path[3] in ("manifest", "image"):
             if method == Code.GET:
-                return await self._serve_firmware(peer, message, path[1], path[2], path[3])
+                if self._devices.at(peer.address) is None:
+                    raise PermissionDenied(
+                        "Firmware only for registered devices.", code="lwm2m.fw.denied"
+                    )
+                return await self._firmware.serve(
+                    message, model=path[1], version=path[2], part=path[3],
+                    block_size=self._cfg.block_size,
+                )  # fmt: skip
             location = "fw"
         if path in (("bs",), ("rd",)) or location is not None:
-            return _respond(message, Code.METHOD_NOT_ALLOWED)
-        return _respond(message, Code.NOT_FOUND)
+            return respond(message, Code.METHOD_NOT_ALLOWED)
+        return respond(message, Code.NOT_FOUND)
 
     async def _payload(self, peer: PeerIdentity, message: Message) -> bytes | None:
         """The whole payload (Block1 assembled), or None while blocks are still coming."""
@@ -300,78 +254,6 @@ class Lwm2mServer:
             more=block.more,
             payload=message.payload,
             now=self._clock(),
-        )
-
-    async def _bootstrap_request(self, peer: PeerIdentity, message: Message) -> Message:
-        endpoint = next((q[3:] for q in message.uri_query() if q.startswith("ep=")), None)
-        if not endpoint:
-            raise InvalidInput("Bootstrap-Request without 'ep'.", code="lwm2m.bs.ep")
-        now = self._now()
-        access = await asyncio.to_thread(
-            self._backend.admit, peer, endpoint=endpoint, purpose="bootstrap", now=now
-        )
-        plan = await asyncio.to_thread(self._backend.bootstrap_plan, access, now=now)
-        steps = bootstrap_steps(plan)
-        self._spawn(self._run_bootstrap(peer, access.device_id, steps))
-        return _respond(message, Code.CHANGED)
-
-    async def _run_bootstrap(
-        self, peer: PeerIdentity, device_id: str, steps: Sequence[BootstrapStep]
-    ) -> None:
-        await asyncio.sleep(0)  # the 2.04 goes first
-        address = peer.address
-        session = (address, peer.identity)
-        try:
-            await self._bootstrap_steps(address, device_id, steps, session=session)
-        finally:
-            self._finishing.discard(session)
-
-    async def _bootstrap_steps(
-        self,
-        address: Address,
-        device_id: str,
-        steps: Sequence[BootstrapStep],
-        *,
-        session: tuple[Address, str],
-    ) -> None:
-        for step in steps:
-            if step.method == "finish":
-                # From here on the client may send its Register at once, over this (bootstrap)
-                # session; it is left unanswered, and its retransmission over the next session
-                # (with the credential just written) is handled as a new request.
-                self._finishing.add(session)
-            try:
-                answer = await self._exchange.request(address, self._bootstrap_message(step))
-            except TrustFleetError as exc:
-                logger.warning("bootstrap of %s stopped: %s", device_id, exc.one_line())
-                return
-            if answer.code not in (Code.DELETED, Code.CHANGED, Code.CREATED):
-                if step.method == "delete":
-                    continue  # nothing to delete: fine
-                logger.warning("bootstrap of %s: %s answered %s", device_id, step.path, answer.code)
-                return
-        # Bootstrap-Finish acknowledged: end the bootstrap session, so that the device's next
-        # handshake (to the device-management server, which may be this same address) uses the
-        # credential just written; a client that kept the session would otherwise register
-        # with its bootstrap credential, which is refused (Wakaama/tinydtls does that).
-        self._dtls.close_peers(lambda peer: peer.address == address)
-        self._exchange.forget_peer(address)
-
-    def _bootstrap_message(self, step: BootstrapStep) -> Message:
-        if step.method == "delete":
-            return request(Code.DELETE, path=step.path, message_id=0)
-        if step.method == "finish":
-            return request(Code.POST, path=step.path, message_id=0)
-        values = [content.Value(path=f"{step.path}/{rid}", value=v) for rid, v in step.resources]
-        payload = content.encode_values(
-            values, content_format=content.LWM2M_TLV, base_path=step.path
-        )
-        return request(
-            Code.PUT,
-            path=step.path,
-            message_id=0,
-            payload=payload,
-            content_format=content.LWM2M_TLV,
         )
 
     async def _register(self, peer: PeerIdentity, message: Message) -> Message:
@@ -394,8 +276,8 @@ class Lwm2mServer:
             mode=peer.mode,
             now=now,
         )
-        self._access[access.device_id] = access
-        self._move(access.device_id, peer.address, again=True)
+        self._devices.access[access.device_id] = access
+        self._devices.move(access.device_id, peer.address, again=True)
         await asyncio.to_thread(
             self._backend.record_registration, registration, previous=previous, now=now
         )
@@ -403,21 +285,12 @@ class Lwm2mServer:
         options = [
             (int(Option.LOCATION_PATH), part.encode()) for part in registration.location.split("/")
         ]
-        return _respond(message, Code.CREATED, options=options)
-
-    def _move(self, device_id: str, address: Address, *, again: bool) -> bool:
-        """Record the device's address; its observations at an old address (or all of them when
-        it registers again: the client forgets them, Core TS 6.2.1) are dropped. True if moved."""
-        old = self._address.get(device_id)
-        if old is not None and (old != address or again):
-            self._exchange.cancel_observations(old)
-        self._address[device_id] = address
-        return old != address
+        return respond(message, Code.CREATED, options=options)
 
     def _continue(self, message: Message) -> Message:
         block = message.block1()
         assert block is not None  # noqa: S101  # only called while blocks are coming
-        return _respond(message, Code.CONTINUE, options=[(int(Option.BLOCK1), block.encode())])
+        return respond(message, Code.CONTINUE, options=[(int(Option.BLOCK1), block.encode())])
 
     async def _admitted_owner(self, peer: PeerIdentity, location: str) -> DeviceAccess:
         registration = self._table.at(location)
@@ -427,7 +300,7 @@ class Lwm2mServer:
             self._backend.admit, peer, endpoint=registration.endpoint, purpose="dm", now=self._now()
         )
         self._table.owned(location, device_id=access.device_id)
-        self._access[access.device_id] = access
+        self._devices.access[access.device_id] = access
         return access
 
     async def _update(self, peer: PeerIdentity, message: Message, location: str) -> Message:
@@ -452,28 +325,23 @@ class Lwm2mServer:
             address=f"{peer.address[0]}:{peer.address[1]}",
             now=now,
         )
-        moved = self._move(access.device_id, peer.address, again=False)
+        moved = self._devices.move(access.device_id, peer.address, again=False)
         await asyncio.to_thread(
             self._backend.record_registration, current, previous=previous, now=now
         )
         if moved or objects is not None:
             self._spawn(self._after_registration(access.device_id))
-        return _respond(message, Code.CHANGED)
+        return respond(message, Code.CHANGED)
 
     async def _deregister(self, peer: PeerIdentity, message: Message, location: str) -> Message:
         access = await self._admitted_owner(peer, location)
         await self._drop(access.device_id, reason="deregistered")
-        return _respond(message, Code.DELETED)
+        return respond(message, Code.DELETED)
 
     async def _drop(self, device_id: str, *, reason: _DropReason) -> None:
         if self._table.remove(device_id) is None:
             return
-        address = self._address.pop(device_id, None)
-        if address is not None:
-            self._exchange.cancel_observations(address)
-        self._access.pop(device_id, None)
-        self._rates.pop(device_id, None)
-        self._quarantine_noted.discard(device_id)
+        self._devices.forget(device_id)
         self._firmware.dropped(device_id)
         await asyncio.to_thread(
             self._backend.record_deregistration,
@@ -482,126 +350,28 @@ class Lwm2mServer:
             now=self._now(),
         )
 
-    async def _serve_firmware(
-        self, peer: PeerIdentity, message: Message, model: str, version: str, part: str
-    ) -> Message:
-        device = next((d for d, a in self._address.items() if a == peer.address), None)
-        if device is None:
-            raise PermissionDenied("Firmware only for registered devices.", code="lwm2m.fw.denied")
-        job = await asyncio.to_thread(self._backend.firmware_package, model, version)
-        if job is None:
-            raise NotFound("No such firmware package.", code="lwm2m.fw.unknown")
-        block = message.block2()
-        if part == "manifest":
-            piece = block_slice(block, total=len(job.manifest), block_size=self._cfg.block_size)
-            data = job.manifest[piece.offset : piece.offset + piece.length]
-            etag = etag_for(job.manifest)
-        else:
-            piece = block_slice(block, total=job.image_size, block_size=self._cfg.block_size)
-            data = await asyncio.to_thread(read_block, job.image, piece)
-            etag = etag_for(job.image_sha256)
-        return _respond(
-            message,
-            Code.CONTENT,
-            payload=data,
-            options=piece.options(etag=etag),
-            content_format=content.OPAQUE,
-        )
-
-    # -- device management (server-initiated) ---------------------------------------------------
-    def _device_address(self, device_id: str, path: str) -> Address:
-        """The registered device's address; a quarantined device only for object 5.
-
-        Raises:
-            NotFound: Not registered (code ``lwm2m.device.unregistered``).
-            PermissionDenied: Quarantined and ``path`` is not the firmware object
-                (code ``lwm2m.device.quarantined``).
-        """
-        address = self._address.get(device_id)
-        if address is None:
-            raise NotFound("The device is not registered.", code="lwm2m.device.unregistered")
-        access = self._access.get(device_id)
-        if access is not None and access.quarantined and not path.startswith("/5/"):
-            raise PermissionDenied(
-                "The device is quarantined: only registration and firmware update.",
-                code="lwm2m.device.quarantined",
-            )
-        return address
-
+    # -- device management (server-initiated; the operations are DeviceManagement's) ---------
     async def read(self, device_id: str, path: str) -> tuple[content.Value, ...]:
-        """Read a path of a registered device (``/3/0``, ``/3303/0/5700``).
-
-        Raises:
-            NotFound: Not registered, or the device answered 4.04.
-            Unavailable: No answer.
-            InvalidInput: An answer that does not decode.
-        """
-        answer = await self._exchange.request(
-            self._device_address(device_id, path),
-            request(Code.GET, path=path, message_id=0),
-        )
-        return self._values(answer, path)
-
-    def _values(self, answer: Message, path: str) -> tuple[content.Value, ...]:
-        if answer.code != Code.CONTENT:
-            raise NotFound(
-                f"The device answered {answer.code} for {path}.", code="lwm2m.device.read"
-            )
-        fmt = answer.content_format()
-        return content.decode_values(
-            answer.payload, content_format=content.TEXT if fmt is None else fmt, base_path=path
-        )
+        """Read a path of a registered device (see :meth:`DeviceManagement.read`)."""
+        return await self._devices.read(device_id, path)
 
     async def write(self, device_id: str, path: str, values: Sequence[content.Value]) -> None:
-        """Write (replace) resources of a registered device, in TLV.
-
-        Raises:
-            NotFound: Not registered. Unavailable: No answer. InvalidInput: The device refused.
-        """
-        payload = content.encode_values(values, content_format=content.LWM2M_TLV, base_path=path)
-        answer = await self._exchange.request(
-            self._device_address(device_id, path),
-            request(
-                Code.PUT, path=path, message_id=0, payload=payload, content_format=content.LWM2M_TLV
-            ),
-        )
-        if answer.code != Code.CHANGED:
-            raise InvalidInput(
-                f"The device answered {answer.code} to a write.", code="lwm2m.device.write"
-            )
+        """Write resources of a registered device (see :meth:`DeviceManagement.write`)."""
+        await self._devices.write(device_id, path, values)
 
     async def execute(self, device_id: str, path: str, *, arguments: bytes = b"") -> None:
-        """Execute a resource (``/3/0/4`` reboot, ``/5/0/2`` update).
-
-        Raises:
-            NotFound: Not registered. Unavailable: No answer. InvalidInput: The device refused.
-        """
-        answer = await self._exchange.request(
-            self._device_address(device_id, path),
-            request(Code.POST, path=path, message_id=0, payload=arguments),
-        )
-        if answer.code != Code.CHANGED:
-            raise InvalidInput(
-                f"The device answered {answer.code} to execute.", code="lwm2m.device.execute"
-            )
+        """Execute a resource (see :meth:`DeviceManagement.execute`)."""
+        await self._devices.execute(device_id, path, arguments=arguments)
 
     async def observe(self, device_id: str, path: str) -> tuple[content.Value, ...]:
         """Observe a path; its current values, and every notification goes to the store."""
-        address = self._device_address(device_id, path)
-
-        def notify(_address: Address, message: Message) -> None:
-            self._notified(device_id, path, message)
-
-        answer = await self._exchange.request(
-            address,
-            request(Code.GET, path=path, message_id=0, options=[(int(Option.OBSERVE), b"")]),
-            observe=notify,
+        return await self._devices.observe(
+            device_id, path, on_notify=partial(self._notified, device_id, path)
         )
-        return self._values(answer, path)
 
     async def _after_registration(self, device_id: str) -> None:
         registration = self._table.get(device_id)
-        access = self._access.get(device_id)
+        access = self._devices.access.get(device_id)
         if registration is None or access is None:
             return
         listed = {p.split("/")[1] for p in registration.objects}
@@ -629,33 +399,19 @@ class Lwm2mServer:
     async def _observe_and_store(self, device_id: str, path: str) -> None:
         self._store(device_id, await self.observe(device_id, path))
 
-    def _allowed(self, device_id: str) -> bool:
-        rate = self._rates.setdefault(
-            device_id, _Rate(self._cfg.max_notifications_per_s, self._clock())
-        )
-        now_s = self._clock()
-        limit = self._cfg.max_notifications_per_s
-        rate.tokens = min(limit, rate.tokens + (now_s - rate.at_s) * limit)
-        rate.at_s = now_s
-        if rate.tokens < 1:
-            return False
-        rate.tokens -= 1
-        return True
-
     def _notified(self, device_id: str, path: str, message: Message) -> None:
         try:
-            values = self._values(message, path)
+            values = decode_answer(message, path)
         except TrustFleetError:
             self.stats.notifications_dropped += 1
             return
         if path.startswith("/5/"):
             self._firmware.report(device_id, values)
             return
-        access = self._access.get(device_id)
-        if access is not None and access.quarantined:
+        if self._devices.quarantined(device_id):
             self._quarantine_drop(device_id)
             return
-        if access is None or not self._allowed(device_id):
+        if device_id not in self._devices.access or not self._devices.allowed(device_id):
             self.stats.notifications_dropped += 1
             return
         self._store(device_id, values)
@@ -664,10 +420,9 @@ class Lwm2mServer:
         """A quarantined device's notification is not stored; the first one of each
         registration says so in the security log (the backend bounds refusals too)."""
         self.stats.notifications_dropped += 1
-        if device_id in self._quarantine_noted:
+        if not self._devices.first_note(device_id):
             return
-        self._quarantine_noted.add(device_id)
-        address = self._address.get(device_id)
+        address = self._devices.address.get(device_id)
         if address is not None:
             self._refuse(
                 address, "lwm2m.quarantine.notification", device_id,
@@ -698,30 +453,8 @@ class Lwm2mServer:
         await self._firmware.check(list(self._table))
 
     # -- housekeeping: expiry and revocation ------------------------------------------------------
-    def _stamp_trust(self) -> tuple[int, ...]:
-        """The trust files' modification times (-1: absent), to notice a new CRL or CA."""
-        stamps = []
-        for path in self._trust_files:
-            try:
-                stamps.append(path.stat().st_mtime_ns)
-            except OSError:
-                stamps.append(-1)
-        return tuple(stamps)
-
-    def _reload_trust_if_changed(self) -> None:
-        """A new CRL (a revocation) or CA file: new handshakes check against it."""
-        stamp = self._stamp_trust()
-        if stamp == self._trust_stamp:
-            return
-        try:
-            self._dtls.reload_trust()
-        except TrustFleetError as exc:  # half-written file: the next tick retries
-            logger.warning("lwm2m: device trust not reloaded: %s", exc.one_line())
-            return
-        self._trust_stamp = stamp
-
     async def _housekeeping(self) -> None:
-        self._reload_trust_if_changed()
+        self._dtls.reload_trust_if_changed()  # a revocation's new CRL, for new handshakes
         now = self._now()
         for registration in self._table.expired(now=now, grace_s=self._grace_s):
             await self._drop(registration.device_id, reason="expired")
@@ -731,7 +464,7 @@ class Lwm2mServer:
 
     async def _recheck(self, device_id: str) -> None:
         registration = self._table.get(device_id)
-        address = self._address.get(device_id)
+        address = self._devices.address.get(device_id)
         peer = self._dtls.peer(address) if address is not None else None
         if registration is not None and peer is not None:
             try:
@@ -745,7 +478,7 @@ class Lwm2mServer:
             except PermissionDenied:
                 pass
             else:
-                self._access[device_id] = access
+                self._devices.access[device_id] = access
                 return
         closed = self._dtls.close_peers(
             lambda p: (
