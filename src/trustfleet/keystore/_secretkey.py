@@ -29,6 +29,7 @@ __all__ = [
     "generate_aes_key",
     "has_secret",
     "read_secret",
+    "replace_secret",
 ]
 
 logger = logging.getLogger(__name__)
@@ -136,6 +137,15 @@ def create_secret(session: Any, label: str, value: bytes, *, token: str) -> None
     )
 
 
+def replace_secret(session: Any, label: str, value: bytes, *, token: str) -> None:
+    """Store ``value`` as the readable secret ``label``, destroying any secret key so labelled."""
+    for old in session.get_objects(
+        {Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.LABEL: label}
+    ):
+        old.destroy()
+    create_secret(session, label, value, token=token)
+
+
 def read_secret(session: Any, label: str, *, token: str) -> bytes:
     """The value of a readable secret key."""
     key = _require(session, label, token)
@@ -197,6 +207,12 @@ class SecretKeyOps:
         """
         check_label(label, "a key label", MAX_KEY_LABEL_CHARS)
         self._run("storing a secret", create_secret, label, value)
+
+    def replace_secret(self: _Runs, label: str, value: bytes) -> None:
+        """Store a readable secret in place of any secret key with this label (a device's
+        pre-shared key written again by a bootstrap server)."""
+        check_label(label, "a key label", MAX_KEY_LABEL_CHARS)
+        self._run("storing a secret", replace_secret, label, value)
 
     def read_secret(self: _Runs, label: str) -> bytes:
         """The value of a readable secret (see :meth:`create_secret`).

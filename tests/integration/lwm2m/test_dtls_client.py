@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from support import aio
 from trustfleet.errors import TrustFleetError, Unavailable, VerificationFailed
 from trustfleet.keystore import (
     find_module,
@@ -128,7 +129,7 @@ def test_psk_echo(s_server: list[SServer], cipher: str) -> None:
         finally:
             await client.close()
 
-    negotiated, answer = asyncio.run(run())
+    negotiated, answer = aio.run(run())
     assert negotiated == cipher.split(":", maxsplit=1)[0]
     assert answer == b"pong\n"
 
@@ -147,7 +148,7 @@ def test_bad_psk_never_connects(s_server: list[SServer]) -> None:
         handshake_timeout_s=3,
     )
     with pytest.raises(TrustFleetError) as caught:
-        asyncio.run(_handshake_with_retry(config))
+        aio.run(_handshake_with_retry(config))
     # DTLS drops records that fail their MAC: the server's Finished never comes.
     assert caught.value.code in {"lwm2m.dtls.refused", "lwm2m.dtls.timeout"}
     assert PSK.hex() not in repr(config) and "psk_key" not in repr(config)
@@ -268,13 +269,13 @@ def test_certificate_with_token_key(s_server: list[SServer], certs: CertSetup) -
         finally:
             await client.close()
 
-    assert asyncio.run(run()) == b"pong\n"
+    assert aio.run(run()) == b"pong\n"
     # s_server accepts the next session once the first closed: the benchmark's unit of work.
-    asyncio.run(handshake_once(certs.config(server.port, ca_file=certs.ca)))
+    aio.run(handshake_once(certs.config(server.port, ca_file=certs.ca)))
 
 
 def test_wrong_server_ca_refused(s_server: list[SServer], certs: CertSetup) -> None:
     server = _start(s_server, certs.server_args())
     with pytest.raises(VerificationFailed) as caught:
-        asyncio.run(_handshake_with_retry(certs.config(server.port, ca_file=certs.other_ca)))
+        aio.run(_handshake_with_retry(certs.config(server.port, ca_file=certs.other_ca)))
     assert caught.value.code == "lwm2m.dtls.server_unverified"

@@ -16,6 +16,7 @@ import pytest
 from dtls_peers import PSK_HEX, PyDtlsClient, ThrowawayPki, make_pki, s_client, stop
 from OpenSSL import SSL
 
+from support import aio
 from trustfleet.errors import Config
 from trustfleet.lwm2m.dtls import DtlsServer, DtlsServerConfig
 from trustfleet.lwm2m.ports import PeerIdentity
@@ -75,7 +76,7 @@ def run(pki: ThrowawayPki, body: Callable[[Harness], Awaitable[None]], **bounds:
         finally:
             await harness.server.close()
 
-    asyncio.run(main())
+    aio.run(main())
     return harness
 
 

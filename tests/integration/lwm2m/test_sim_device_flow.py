@@ -19,6 +19,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from support import aio
 from trustfleet.configfile.device import DeviceSettings, save_device_settings
 from trustfleet.keystore import find_module, init_token, write_pin_file, write_softhsm_conf
 from trustfleet.lwm2m import PeerIdentity
@@ -235,7 +236,7 @@ def test_bootstrap_register_observe_deregister(tmp_path: Path) -> None:
             await server.close()
         return peer, json.loads(json.dumps(result.__dict__ if hasattr(result, "__dict__") else {}))
 
-    peer, _ = asyncio.run(run())
+    peer, _ = aio.run(run())
     assert peer.seen[0] == f"{DEVICE} POST /bs"
     assert peer.seen[1:5] == ["bs-answer 66", "bs-answer 68", "bs-answer 68", "bs-answer 68"]
     assert f"{DEVICE}:dm POST /rd" in peer.seen
@@ -318,7 +319,7 @@ def test_firmware_pull_and_update(
             await server.close()
         return peer, dataclasses.asdict(result)
 
-    peer, result = asyncio.run(run())
+    peer, result = aio.run(run())
     assert peer.versions == expected
     assert result["firmware_version"] == expected[-1]
     assert peer.seen[-1] == f"{DEVICE}:dm DELETE /rd/7"

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from support import aio
 from trustfleet.errors import InvalidInput, Unavailable
 from trustfleet.lwm2m._exchange import Address, BlockAssembler, Exchange, ExchangeConfig
 from trustfleet.lwm2m.coap import (
@@ -77,7 +78,7 @@ def test_duplicate_request_answered_from_cache() -> None:
         await _settle()
         assert wire.sent[-1][1].payload == b"2"
 
-    asyncio.run(scenario())
+    aio.run(scenario())
 
 
 def test_rehandshake_register_not_swallowed_as_duplicate() -> None:
@@ -113,7 +114,7 @@ def test_rehandshake_register_not_swallowed_as_duplicate() -> None:
         assert [(m.code, m.message_id) for _, m in wire.sent] == [(Code.CREATED, 42)]
         assert exchange.stats.duplicates == 0
 
-    asyncio.run(scenario())
+    aio.run(scenario())
 
 
 def test_forget_peer_drops_cached_answers_of_the_ended_session() -> None:
@@ -137,7 +138,7 @@ def test_forget_peer_drops_cached_answers_of_the_ended_session() -> None:
         ]  # fmt: skip  # the cached answer is resent at once, the new one from a task
         assert exchange.stats.duplicates == 1
 
-    asyncio.run(scenario())
+    aio.run(scenario())
 
 
 @pytest.mark.parametrize(
@@ -153,7 +154,7 @@ def test_malformed_dropped(data: bytes) -> None:
         await _settle()
         assert wire.sent == [] and exchange.stats.malformed == 1
 
-    asyncio.run(scenario())
+    aio.run(scenario())
 
 
 def test_request_retransmitted_then_times_out() -> None:
@@ -167,7 +168,7 @@ def test_request_retransmitted_then_times_out() -> None:
         assert len(wire.sent) == 3 and len(mids) == 1
         assert exchange.stats.retransmissions == 2
 
-    asyncio.run(scenario())
+    aio.run(scenario())
 
 
 def test_piggybacked_and_separate_responses() -> None:
@@ -196,7 +197,7 @@ def test_piggybacked_and_separate_responses() -> None:
         assert (await task).payload == b"y"
         assert wire.sent[-1][1].type == MessageType.ACK and wire.sent[-1][1].message_id == 999
 
-    asyncio.run(scenario())
+    aio.run(scenario())
 
 
 def test_unknown_response_reset_and_rst_fails_request() -> None:
@@ -215,7 +216,7 @@ def test_unknown_response_reset_and_rst_fails_request() -> None:
         with pytest.raises(Unavailable):
             await task
 
-    asyncio.run(scenario())
+    aio.run(scenario())
 
 
 def test_observation_notifications() -> None:
@@ -240,7 +241,7 @@ def test_observation_notifications() -> None:
         exchange.receive(PEER, encode(note))
         assert got == [b"1"] and wire.sent[-1][1].type == MessageType.RST
 
-    asyncio.run(scenario())
+    aio.run(scenario())
 
 
 def test_no_session_is_unavailable() -> None:
@@ -251,7 +252,7 @@ def test_no_session_is_unavailable() -> None:
             await _exchange(wire).request(PEER, request(Code.GET, path="/3/0", message_id=0))
         assert info.value.code == "lwm2m.coap.unreachable"
 
-    asyncio.run(scenario())
+    aio.run(scenario())
 
 
 def test_block1_assembly() -> None:
@@ -299,4 +300,4 @@ def test_any_datagrams_never_raise(datagrams: list[bytes]) -> None:
         await _settle()
         await exchange.close()
 
-    asyncio.run(scenario())
+    aio.run(scenario())

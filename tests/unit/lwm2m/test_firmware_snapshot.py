@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from support import aio
 from trustfleet.errors import Unavailable
 from trustfleet.lwm2m import content
 from trustfleet.lwm2m._firmware_driver import FirmwareDriver
@@ -68,7 +69,7 @@ def _run(fakes: Fakes, *, registered: bool) -> None:
         await driver.check([REG])  # once per registration
         await asyncio.gather(*tasks)
 
-    asyncio.run(scenario())
+    aio.run(scenario())
 
 
 def test_state_read_and_recorded_once_after_registration() -> None:
