@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, BinaryIO
+from typing import Annotated, Any, BinaryIO, Literal
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -63,7 +63,8 @@ def provision(
     json_out: JsonOpt = False,
 ) -> None:
     """Create virtual devices, each with its own SoftHSM2 token, key and IDevID."""
-    from trustfleet.services.factory import prepare_out_dir, provision_devices
+    from trustfleet.services.factory import prepare_out_dir
+    from trustfleet.services.lwm2m_factory import provision_with_protocol
     from trustfleet.services.runtime import Runtime
 
     if reprovision is not None and out is None:
@@ -77,7 +78,7 @@ def provision(
         )
     if not 1 <= count <= 10_000:
         raise InvalidInput("--count must be between 1 and 10000", hint="e.g. --count 10")
-    _check_lwm2m_options(protocol, security)
+    _protocol(protocol), _security(security)  # bad options fail before any work
     prepare_out_dir(out)  # before the runtime opens: a bad --out fails at once
     rt = Runtime.open(load_server_settings(home))
     done = {"key": 0, "device": 0}
@@ -106,12 +107,11 @@ def provision(
                 progress.advance(keys if kind == "key" else certs)
 
             with interruptible(so_far):
-                devices = provision_devices(
-                    rt, out_dir=out, count=count, model=model, now=now(), on_progress=step
-                )
-                psk_identities = _make_lwm2m(
-                    rt, devices, protocol=protocol, security=security, bootstrap=not no_bootstrap
-                )
+                devices, psk_identities = provision_with_protocol(
+                    rt, out_dir=out, count=count, model=model,
+                    protocol=_protocol(protocol), security=_security(security),
+                    bootstrap=not no_bootstrap, now=now(), on_progress=step,
+                )  # fmt: skip
     finally:
         rt.close()
     rows = [
@@ -188,24 +188,20 @@ def sign_csr(
     )
 
 
-def _check_lwm2m_options(protocol: str, security: str) -> None:
-    if protocol not in {"mqtt", "lwm2m"}:
+_PROTOCOLS: dict[str, Literal["mqtt", "lwm2m"]] = {"mqtt": "mqtt", "lwm2m": "lwm2m"}
+_SECURITY: dict[str, Literal["psk", "cert"]] = {"psk": "psk", "cert": "cert"}
+
+
+def _protocol(value: str) -> Literal["mqtt", "lwm2m"]:
+    if value not in _PROTOCOLS:
         raise InvalidInput("--protocol must be mqtt or lwm2m", code="factory.protocol.invalid")
-    if security not in {"psk", "cert"}:
+    return _PROTOCOLS[value]
+
+
+def _security(value: str) -> Literal["psk", "cert"]:
+    if value not in _SECURITY:
         raise InvalidInput("--security must be psk or cert", code="factory.security.invalid")
-
-
-def _make_lwm2m(
-    rt: Any, devices: Any, *, protocol: str, security: str, bootstrap: bool
-) -> dict[str, str | None]:
-    if protocol != "lwm2m":
-        return {}
-    from trustfleet.services.lwm2m_factory import make_lwm2m_devices
-
-    pairs = [(d.device_id, d.directory) for d in devices]
-    if security == "psk":
-        return make_lwm2m_devices(rt, pairs, security="psk", bootstrap=bootstrap, now=now())
-    return make_lwm2m_devices(rt, pairs, security="cert", bootstrap=False, now=now())
+    return _SECURITY[value]
 
 
 def _device_row(d: Any) -> dict[str, Any]:

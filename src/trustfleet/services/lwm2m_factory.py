@@ -10,7 +10,7 @@ for its LDevID as an MQTT device does.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
@@ -21,11 +21,12 @@ from trustfleet.fileio import write_atomic
 from trustfleet.keystore import PinSource, open_token
 from trustfleet.services._lwm2m_psk import PskVault, new_psk
 from trustfleet.services._ota_keys import SERVICE_TOKEN, open_home_token
+from trustfleet.services.factory import ProvisionedDevice, provision_devices
 from trustfleet.services.lwm2m import create_credential, server_uri
 from trustfleet.services.lwm2m_manifests import MANIFEST_KEY_FILE, manifest_public_key_pem
 from trustfleet.services.runtime import Runtime
 
-__all__ = ["PSK_LABEL", "make_lwm2m_devices"]
+__all__ = ["PSK_LABEL", "make_lwm2m_devices", "provision_with_protocol"]
 
 logger = logging.getLogger(__name__)
 
@@ -97,3 +98,35 @@ def make_lwm2m_devices(
         }
         update_device_settings(directory, {"lwm2m": section})
     return identities
+
+
+def provision_with_protocol(
+    rt: Runtime,
+    *,
+    out_dir: Path,
+    count: int,
+    model: str,
+    protocol: Literal["mqtt", "lwm2m"],
+    security: Literal["psk", "cert"],
+    bootstrap: bool,
+    now: datetime,
+    on_progress: Callable[[str], None] | None = None,
+) -> tuple[list[ProvisionedDevice], dict[str, str | None]]:
+    """``factory provision``: devices as :func:`~trustfleet.services.factory.provision_devices`
+    makes them, then, for ``protocol`` lwm2m, made LwM2M devices (:func:`make_lwm2m_devices`;
+    ``bootstrap`` only in PSK mode).
+
+    Returns:
+        The devices, and each LwM2M device's PSK identity (None in certificate mode; empty for
+        MQTT devices).
+    """
+    devices = provision_devices(
+        rt, out_dir=out_dir, count=count, model=model, now=now, on_progress=on_progress
+    )
+    if protocol != "lwm2m":
+        return devices, {}
+    pairs = [(d.device_id, d.directory) for d in devices if d.directory is not None]
+    identities = make_lwm2m_devices(
+        rt, pairs, security=security, bootstrap=bootstrap and security == "psk", now=now
+    )
+    return devices, identities
