@@ -7,14 +7,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from trustfleet.errors import InvalidInput, NotFound, PermissionDenied
 from trustfleet.lwm2m import content
 from trustfleet.lwm2m._exchange import Address, Exchange
 from trustfleet.lwm2m.coap import Code, Message, Option, request
-from trustfleet.lwm2m.ports import DeviceAccess
+from trustfleet.lwm2m.ports import DeviceAccess, Reading
 
-__all__ = ["DeviceManagement", "decode_answer"]
+__all__ = ["DeviceManagement", "decode_answer", "readings_of"]
 
 
 @dataclass(slots=True)
@@ -38,6 +39,20 @@ def decode_answer(answer: Message, path: str) -> tuple[content.Value, ...]:
     return content.decode_values(
         answer.payload, content_format=content.TEXT if fmt is None else fmt, base_path=path
     )
+
+
+def readings_of(values: Sequence[content.Value]) -> list[Reading]:
+    """The values a device reported as readings for the store (opaque values are not)."""
+    return [
+        Reading(
+            path=v.path,
+            value=v.value,
+            unit=v.unit,
+            time=datetime.fromtimestamp(v.time, UTC) if v.time is not None else None,
+        )
+        for v in values
+        if not isinstance(v.value, bytes)
+    ]
 
 
 class DeviceManagement:

@@ -26,14 +26,14 @@ from typing import Final, Literal
 from trustfleet.errors import InvalidInput, NotFound, PermissionDenied, TrustFleetError
 from trustfleet.lwm2m import content
 from trustfleet.lwm2m._bootstrap_flow import BootstrapFlow
-from trustfleet.lwm2m._devices import DeviceManagement, decode_answer
+from trustfleet.lwm2m._devices import DeviceManagement, decode_answer, readings_of
 from trustfleet.lwm2m._exchange import Address, BlockAssembler, Exchange, ExchangeConfig
 from trustfleet.lwm2m._firmware_driver import FirmwareDriver
 from trustfleet.lwm2m._responses import coap_code, respond
 from trustfleet.lwm2m.coap import Code, Message, Option
 from trustfleet.lwm2m.dtls import DtlsServer, DtlsServerConfig
 from trustfleet.lwm2m.links import parse_links
-from trustfleet.lwm2m.ports import DeviceAccess, Lwm2mBackend, PeerIdentity, Reading
+from trustfleet.lwm2m.ports import DeviceAccess, Lwm2mBackend, PeerIdentity
 from trustfleet.lwm2m.registration import (
     LifetimeBounds,
     RegistrationTable,
@@ -95,7 +95,7 @@ class Lwm2mServer:
             dtls,
             psk_lookup=self._psk,
             on_record=self._on_record,
-            on_refusal=self._on_refusal,
+            on_refusal=self._refuse,
             clock=clock,
         )
         self._exchange = Exchange(
@@ -181,20 +181,24 @@ class Lwm2mServer:
     def _on_record(self, peer: PeerIdentity, data: bytes) -> None:
         self._exchange.receive(peer.address, data)
 
-    def _on_refusal(
-        self, address: tuple[str, int], code: str, identity: str | None, detail: str
-    ) -> None:
-        self._refuse(address, code, identity, detail)
-
     def _refuse(self, address: Address, code: str, identity: str | None, detail: str) -> None:
+        """A refusal seen in a callback (the DTLS handshake's): recorded in the security log
+        off the event loop (a store write must not hold up other devices)."""
+        self._spawn(self._record_refusal(address, code, identity, detail))
+
+    async def _record_refusal(
+        self, address: Address, code: str, identity: str | None, detail: str
+    ) -> None:
         self.stats.refused[code] = self.stats.refused.get(code, 0) + 1
+        now = self._now()
         try:
-            self._backend.record_refusal(
+            await asyncio.to_thread(
+                self._backend.record_refusal,
                 address=f"{address[0]}:{address[1]}",
                 code=code,
                 identity=identity,
                 detail=detail,
-                now=self._now(),
+                now=now,
             )
         except TrustFleetError as exc:
             logger.warning("cannot record a refusal: %s", exc.one_line())
@@ -211,7 +215,10 @@ class Lwm2mServer:
             return await self._route(peer, message)
         except TrustFleetError as exc:
             if isinstance(exc, PermissionDenied):
-                self._refuse(address, exc.code or "lwm2m.denied", peer.identity, exc.message)
+                # recorded before the answer leaves, like the other security events
+                await self._record_refusal(
+                    address, exc.code or "lwm2m.denied", peer.identity, exc.message
+                )
             return respond(message, coap_code(exc))
 
     async def _route(self, peer: PeerIdentity, message: Message) -> Message:
@@ -394,10 +401,10 @@ class Lwm2mServer:
                 logger.warning("lwm2m: device %s: %s", device_id, exc.one_line())
 
     async def _read_and_store(self, device_id: str, path: str) -> None:
-        self._store(device_id, await self.read(device_id, path))
+        await self._store(device_id, await self.read(device_id, path))
 
     async def _observe_and_store(self, device_id: str, path: str) -> None:
-        self._store(device_id, await self.observe(device_id, path))
+        await self._store(device_id, await self.observe(device_id, path))
 
     def _notified(self, device_id: str, path: str, message: Message) -> None:
         try:
@@ -414,7 +421,7 @@ class Lwm2mServer:
         if device_id not in self._devices.access or not self._devices.allowed(device_id):
             self.stats.notifications_dropped += 1
             return
-        self._store(device_id, values)
+        self._spawn(self._store(device_id, values))  # the store write off the event loop
 
     def _quarantine_drop(self, device_id: str) -> None:
         """A quarantined device's notification is not stored; the first one of each
@@ -429,22 +436,13 @@ class Lwm2mServer:
                 "notifications of a quarantined device are not stored",
             )  # fmt: skip
 
-    def _store(self, device_id: str, values: Sequence[content.Value]) -> None:
-        readings = [
-            Reading(
-                path=v.path,
-                value=v.value,
-                unit=v.unit,
-                time=datetime.fromtimestamp(v.time, UTC) if v.time is not None else None,
-            )
-            for v in values
-            if not isinstance(v.value, bytes)
-        ]
+    async def _store(self, device_id: str, values: Sequence[content.Value]) -> None:
+        readings = readings_of(values)
         if not readings:
             return
         try:
-            self.stats.readings_stored += self._backend.store_readings(
-                device_id, readings, now=self._now()
+            self.stats.readings_stored += await asyncio.to_thread(
+                self._backend.store_readings, device_id, readings, now=self._now()
             )
         except TrustFleetError as exc:
             logger.warning("lwm2m: readings of %s not stored: %s", device_id, exc.one_line())
