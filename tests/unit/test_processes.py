@@ -78,3 +78,42 @@ def test_identity_tells_a_reused_pid_apart(tmp_path: Path) -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+_WATCHER = """
+import sys, time
+from trustfleet.processes import die_with_process
+die_with_process(int(sys.argv[1]))
+print("watching", flush=True)
+time.sleep(120)
+"""
+
+
+def _watcher(pid: int) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", _WATCHER, str(pid)], stdout=subprocess.PIPE, text=True
+    )
+
+
+def test_die_with_process_follows_a_process_that_is_not_the_parent() -> None:
+    """The server's children watch the supervisor, not their parent (the fork server)."""
+    watched = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    watcher = _watcher(watched.pid)
+    try:
+        assert watcher.stdout is not None and watcher.stdout.readline().strip() == "watching"
+        assert watcher.poll() is None
+        watched.kill()
+        watched.wait()
+        assert watcher.wait(timeout=30) == -9
+    finally:
+        for proc in (watched, watcher):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def test_die_with_process_of_a_gone_pid_exits_at_once() -> None:
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    watcher = _watcher(gone.pid)
+    assert watcher.wait(timeout=30) == 1

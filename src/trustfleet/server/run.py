@@ -45,6 +45,14 @@ __all__ = ["ServiceStatus", "StopReport", "run_server"]
 logger = logging.getLogger(__name__)
 
 _INGEST_READY_TIMEOUT_S: Final = 20.0
+_CHILD_MODULES: Final = tuple(
+    f.__module__
+    for f in (
+        ingest_process_main, https_worker_main, ticker_process_main, sequencer_process_main,
+        attest_process_main, monitor_process_main, lwm2m_process_main,
+    )
+)  # fmt: skip
+"""What the fork server imports once, before it forks the children (their entry points)."""
 EXIT_INTERRUPTED: Final = 130
 
 
@@ -201,6 +209,7 @@ class _Service:
         side = BrokerSide(rt, port=self.mqtt_port)
         supervisor = Supervisor(
             RestartPolicy.from_settings(sup),
+            preload=_CHILD_MODULES,
             stop_timeout_s=sup.stop_timeout_s,
             on_change=lambda kind, change, crash: _record_change(rt, kind, change, crash),
         )

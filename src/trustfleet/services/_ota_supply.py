@@ -18,9 +18,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from cyclonedx.schema import SchemaVersion
-from cyclonedx.validation.json import JsonStrictValidator
-
 from trustfleet import product_version
 from trustfleet.errors import InvalidInput, NotFound, VerificationFailed
 from trustfleet.fileio import PRIVATE_FILE_MODE, read_bounded, write_atomic
@@ -93,6 +90,12 @@ def _validate_cyclonedx(data: bytes, spec_version: str) -> None:
     schema = _CDX_SCHEMAS.get(spec_version)
     if schema is None:
         raise _bad_sbom(f"CycloneDX {spec_version} is not supported")
+    # Imported here, not at the top: jsonschema's format checkers (rfc3987_syntax builds a
+    # grammar) cost seconds of CPU at import, and every `server run` child and CLI command
+    # imports this module (docs/benchmarks.md, "start-up").
+    from cyclonedx.schema import SchemaVersion  # noqa: PLC0415
+    from cyclonedx.validation.json import JsonStrictValidator  # noqa: PLC0415
+
     error = JsonStrictValidator(SchemaVersion[schema]).validate_str(data.decode("utf-8"))
     if error is not None:
         raise _bad_sbom(f"the CycloneDX schema refuses it: {str(error.data)[:200]}")
