@@ -11,21 +11,22 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["run"]
+__all__ = ["in_thread", "run"]
 
 T = TypeVar("T")
 
 
-def run(coro: Coroutine[Any, Any, T]) -> T:
-    """``asyncio.run(coro)`` in a new thread; its result, or its exception re-raised here."""
+def in_thread(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` in a new thread (no event loop running there); its result, or its
+    exception re-raised here. For code that calls ``asyncio.run`` itself (a ``main``)."""
     outcome: dict[str, Any] = {}
 
     def target() -> None:
         try:
-            outcome["value"] = asyncio.run(coro)
+            outcome["value"] = fn(*args)
         except BaseException as exc:  # handed to the test's thread as it is
             outcome["error"] = exc
 
@@ -34,4 +35,9 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     thread.join()
     if "error" in outcome:
         raise outcome["error"]
-    return outcome["value"]  # type: ignore[no-any-return]  # T of the coroutine
+    return outcome["value"]  # type: ignore[no-any-return]  # T of fn
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(coro)`` in a new thread; its result, or its exception re-raised here."""
+    return in_thread(asyncio.run, coro)

@@ -205,11 +205,14 @@ class MqttLink:
         handler(raw)
 
     def _on_connected(self, data: mqtt5.LifecycleConnectSuccessData) -> None:
+        # SUBSCRIBE is queued before any message may be published on this connection: the
+        # broker handles them in order, so whoever sees our first message (agent.started) can
+        # count on the command topics being subscribed.
+        self._subscribe()
         with self._lock:
             self._connected = True
             self.connections += 1
         logger.info("connected to the broker (%s:%d)", self._mqtt.host, self._mqtt.port)
-        self._subscribe()
         self._on_change()
 
     def _on_failure(self, data: mqtt5.LifecycleConnectFailureData) -> None:

@@ -251,7 +251,7 @@ def test_device_without_server_fails_in_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     folder = _device_folder(tmp_path, 9)  # nothing listens on UDP 9 here
-    assert main(["--device", str(folder), "--once"]) == 1
+    assert aio.in_thread(main, ["--device", str(folder), "--once"]) == 1
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert "UDP" in error and "Traceback" not in error
 

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 
@@ -63,6 +63,13 @@ rel.verify_boot_signature = lambda *args, **kwargs: None
 rel.publish_release(rt, model=a["model"], version=a["version"], now=datetime.now(UTC))
 rt.close()
 """
+
+
+class ServedFleet(Protocol):
+    """What :class:`Mqtt` and :func:`agent_online` need: the running server and a work folder."""
+
+    server: RunningServer
+    work: Path
 
 
 @dataclass
@@ -237,7 +244,7 @@ class Mqtt:
     An MQTT client that shares no code with the agent.
     """
 
-    def __init__(self, fleet: OtaFleet, device: Path) -> None:
+    def __init__(self, fleet: ServedFleet, device: Path) -> None:
         from support.identities import service_identity
 
         self.device_id = device.name
@@ -327,7 +334,7 @@ class RunningAgent:
 
 
 @contextmanager
-def agent_online(fleet: OtaFleet, device: Path) -> Iterator[Mqtt]:
+def agent_online(fleet: ServedFleet, device: Path) -> Iterator[Mqtt]:
     """The device's boot loop running, watched over MQTT from the moment it announced its
     start; the agent is stopped and the watcher closed when the block ends."""
     mqtt = Mqtt(fleet, device)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from otadevkit import RunningAgent, agent, update
+from otadevkit import agent, agent_online, update
 
 from support.server import RunningServer, override_settings, running_server
 from support.tools import require_tools
@@ -140,8 +140,9 @@ def _cli_json(server: RunningServer, *args: str) -> Any:
 def test_a_campaign_counts_the_policy_refusal(fleet: PolicyFleet) -> None:
     _policy(fleet.server.home, f"sim-v1={CI}", f"sim-v1={OTHER}", builder=OTHER)
     _release(fleet.server, fleet.work, "1.3.0")
-    running = [RunningAgent(fleet.policed), RunningAgent(fleet.free)]
-    try:
+    # Both agents online (subscribed) before the campaign notifies them: an update command is
+    # sent once and an agent's MQTT session is clean, so one still starting would miss it.
+    with agent_online(fleet, fleet.policed), agent_online(fleet, fleet.free):
         created = _cli_json(fleet.server, "campaign", "create", "--release", "1.3.0",
                             "--waves", "100%", "--max-failure-rate", "60%")  # fmt: skip
 
@@ -152,9 +153,6 @@ def test_a_campaign_counts_the_policy_refusal(fleet: PolicyFleet) -> None:
             return status if all(r["state"] in done for r in rows.values()) else None
 
         status = wait_for(finished, what="both devices to finish the campaign", timeout_s=180)
-    finally:
-        for agent_run in running:
-            agent_run.stop()
     rows = {d["device_id"]: d for d in status["devices"]}
     policed, free = rows[fleet.policed.name], rows[fleet.free.name]
     assert (policed["state"], policed["code"]) == ("refused", "release.provenance.builder")
