@@ -40,12 +40,12 @@ from trustfleet.services.runtime import Runtime
 from trustfleet.services.upgrade import UpgradeReport, upgrade_store
 from trustfleet.settings import ServerSettings
 
-__all__ = ["ServiceStatus", "StopReport", "run_server"]
+__all__ = ["CHILD_MODULES", "ServiceStatus", "StopReport", "run_server"]
 
 logger = logging.getLogger(__name__)
 
 _INGEST_READY_TIMEOUT_S: Final = 20.0
-_CHILD_MODULES: Final = tuple(
+CHILD_MODULES: Final = tuple(
     f.__module__
     for f in (
         ingest_process_main, https_worker_main, ticker_process_main, sequencer_process_main,
@@ -209,7 +209,7 @@ class _Service:
         side = BrokerSide(rt, port=self.mqtt_port)
         supervisor = Supervisor(
             RestartPolicy.from_settings(sup),
-            preload=_CHILD_MODULES,
+            preload=CHILD_MODULES,
             stop_timeout_s=sup.stop_timeout_s,
             on_change=lambda kind, change, crash: _record_change(rt, kind, change, crash),
         )
