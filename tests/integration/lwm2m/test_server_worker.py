@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from support.server import running_server
+from support.waiting import wait_for
 from trustfleet.services.lwm2m import lwm2m_backend
 from trustfleet.settings.server import load_server_settings
 
@@ -24,6 +25,16 @@ def _udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _udp_bound(port: int) -> bool:
+    """Whether something (the lwm2m#0 worker) holds UDP ``port`` on loopback."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
 
 
 def test_server_run_serves_lwm2m(tmp_path: Path) -> None:
@@ -43,17 +54,21 @@ def test_server_run_serves_lwm2m(tmp_path: Path) -> None:
                     identity=f"{DEVICE}:dm", device_id=DEVICE, purpose="dm",
                     ciphertext=ciphertext, nonce=nonce, now=now,
                 )  # fmt: skip
+            # /readyz counts a worker process that is alive; under load its socket may not be
+            # bound yet (a ClientHello then meets a closed port and coap-client still exits 0).
+            wait_for(lambda: _udp_bound(port), what=f"lwm2m#0 bound to UDP {port}", timeout_s=60)
             result = subprocess.run(
-                ["coap-client-openssl", "-u", f"{DEVICE}:dm", "-k", KEY.decode(), "-B", "10",
+                ["coap-client-openssl", "-u", f"{DEVICE}:dm", "-k", KEY.decode(), "-B", "20",
                  "-m", "post", "-t", "40", "-e", "</3/0>,</3303/0>",
                  f"coaps://127.0.0.1:{port}/rd?ep={DEVICE}&lt=60&lwm2m=1.1"],
                 capture_output=True, text=True, timeout=30, check=False,
             )  # fmt: skip
             assert result.returncode == 0, result.stderr
-            for _ in range(100):
+            found = None
+            for _ in range(300):
                 with backend.rt.uow.begin(read_only=True) as tx:
                     found = tx.lwm2m.registration(DEVICE)
                 if found is not None:
                     break
                 time.sleep(0.1)
-            assert found is not None
+            assert found is not None, (result.stdout, result.stderr)
