@@ -88,6 +88,16 @@ def free_udp_port(host: str = "127.0.0.1") -> int:
         return port
 
 
+def udp_bound(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether something holds UDP ``port`` on ``host`` (a server that has bound its socket)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
 def _require_tools() -> None:
     missing = [tool for tool in ("cmake", "make") if shutil.which(tool) is None]
     if shutil.which("cc") is None and shutil.which("gcc") is None:

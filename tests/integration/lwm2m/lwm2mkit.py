@@ -18,7 +18,7 @@ import pytest
 
 from support.dtls_peers import read_token_secret
 from support.server import RunningServer, running_server
-from support.wakaama import free_udp_port
+from support.wakaama import free_udp_port, udp_bound
 from trustfleet.sim.process import wait_until
 
 __all__ = [
@@ -99,6 +99,8 @@ def lwm2m_server(
         **(settings or {}),
     }
     with running_server(tmp_path, settings=merged) as server:
+        # /readyz counts lwm2m#0 once its process is alive; its socket may come a moment later.
+        wait_until(lambda: udp_bound(port), timeout_s=60, what=f"lwm2m#0 bound to UDP {port}")
         yield Lwm2mServer(server=server, port=port)
 
 

@@ -6,7 +6,6 @@ registration lands in the store; /readyz lists the LwM2M workers.
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 from datetime import UTC, datetime
@@ -14,6 +13,7 @@ from pathlib import Path
 
 from support.server import running_server
 from support.waiting import wait_for
+from support.wakaama import free_udp_port, udp_bound
 from trustfleet.services.lwm2m import lwm2m_backend
 from trustfleet.settings.server import load_server_settings
 
@@ -21,24 +21,8 @@ KEY = b"worker-test-psk-0123"
 DEVICE = "lw-worker-0001"
 
 
-def _udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _udp_bound(port: int) -> bool:
-    """Whether something (the lwm2m#0 worker) holds UDP ``port`` on loopback."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-    return False
-
-
 def test_server_run_serves_lwm2m(tmp_path: Path) -> None:
-    port = _udp_port()
+    port = free_udp_port()
     settings = {"lwm2m.enabled": "true", "lwm2m.port": str(port)}
     with running_server(tmp_path, settings=settings) as server:
         components = server.request("GET", "/readyz").json()["components"]
@@ -56,7 +40,7 @@ def test_server_run_serves_lwm2m(tmp_path: Path) -> None:
                 )  # fmt: skip
             # /readyz counts a worker process that is alive; under load its socket may not be
             # bound yet (a ClientHello then meets a closed port and coap-client still exits 0).
-            wait_for(lambda: _udp_bound(port), what=f"lwm2m#0 bound to UDP {port}", timeout_s=60)
+            wait_for(lambda: udp_bound(port), what=f"lwm2m#0 bound to UDP {port}", timeout_s=60)
             result = subprocess.run(
                 ["coap-client-openssl", "-u", f"{DEVICE}:dm", "-k", KEY.decode(), "-B", "20",
                  "-m", "post", "-t", "40", "-e", "</3/0>,</3303/0>",
