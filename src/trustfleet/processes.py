@@ -23,7 +23,6 @@ import select
 import signal
 import sys
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,35 +174,19 @@ def die_with_parent(*, parent_pid: int, sig: signal.Signals = signal.SIGTERM) ->
 def die_with_process(pid: int, *, sig: signal.Signals = signal.SIGKILL) -> None:
     """Send ``sig`` to this process when process ``pid`` (not necessarily its parent) exits.
 
-    A daemon thread waits on a pidfd of ``pid`` (Linux 5.3+; else it polls once a second).
-    Exits at once if ``pid`` is already gone.
+    A daemon thread waits on a pidfd of ``pid`` (Linux 5.3+). Exits at once if ``pid`` is
+    already gone.
     """
     try:
         fd = os.pidfd_open(pid)
     except ProcessLookupError:
         os._exit(1)
-    except (AttributeError, OSError):
-        fd = -1
 
     def watch() -> None:
-        if fd >= 0:
-            select.select([fd], [], [])  # readable once pid has exited
-        else:
-            while _exists(pid):
-                time.sleep(1.0)
+        select.select([fd], [], [])  # readable once pid has exited
         os.kill(os.getpid(), sig)
 
     threading.Thread(target=watch, name=f"die-with-{pid}", daemon=True).start()
-
-
-def _exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def die_with_parent_preexec(sig: signal.Signals = signal.SIGTERM) -> Callable[[], None]:

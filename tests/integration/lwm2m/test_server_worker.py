@@ -11,9 +11,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from support.server import running_server
-from support.waiting import wait_for
-from support.wakaama import free_udp_port, udp_bound
+from lwm2mkit import lwm2m_server
+
 from trustfleet.services.lwm2m import lwm2m_backend
 from trustfleet.settings.server import load_server_settings
 
@@ -22,9 +21,8 @@ DEVICE = "lw-worker-0001"
 
 
 def test_server_run_serves_lwm2m(tmp_path: Path) -> None:
-    port = free_udp_port()
-    settings = {"lwm2m.enabled": "true", "lwm2m.port": str(port)}
-    with running_server(tmp_path, settings=settings) as server:
+    with lwm2m_server(tmp_path) as srv:  # handed out once lwm2m#0 holds its UDP port
+        server, port = srv.server, srv.port
         components = server.request("GET", "/readyz").json()["components"]
         assert any(c["name"] == "workers.lwm2m" and c["up"] for c in components), components
         now = datetime.now(UTC)
@@ -38,9 +36,6 @@ def test_server_run_serves_lwm2m(tmp_path: Path) -> None:
                     identity=f"{DEVICE}:dm", device_id=DEVICE, purpose="dm",
                     ciphertext=ciphertext, nonce=nonce, now=now,
                 )  # fmt: skip
-            # /readyz counts a worker process that is alive; under load its socket may not be
-            # bound yet (a ClientHello then meets a closed port and coap-client still exits 0).
-            wait_for(lambda: udp_bound(port), what=f"lwm2m#0 bound to UDP {port}", timeout_s=60)
             result = subprocess.run(
                 ["coap-client-openssl", "-u", f"{DEVICE}:dm", "-k", KEY.decode(), "-B", "20",
                  "-m", "post", "-t", "40", "-e", "</3/0>,</3303/0>",
