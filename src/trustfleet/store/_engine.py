@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any, Final
 
@@ -112,11 +113,29 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> N
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-        cursor.execute("PRAGMA journal_mode = WAL")
+        _enable_wal(cursor)
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")
     finally:
         cursor.close()
+
+
+def _enable_wal(cursor: sqlite3.Cursor) -> None:
+    # Turning a new database to WAL takes its exclusive lock; two connections doing it at once
+    # deadlock on their shared locks, and SQLite answers one of them SQLITE_BUSY at once, without
+    # its busy handler. Retry that within the busy timeout (a regression test opens four at once).
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    delay = 0.005
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            busy = getattr(exc, "sqlite_errorname", "").startswith("SQLITE_BUSY")
+            if not busy or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
 
 
 def _sqlite_on_begin(connection: Connection) -> None:
