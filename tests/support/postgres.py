@@ -184,6 +184,12 @@ def _stop(cluster: PostgresCluster) -> None:
     )  # fmt: skip
 
 
+def restart(cluster: PostgresCluster) -> None:
+    """Stop the server (fast shutdown: every session ends) and start it again on its port."""
+    _stop(cluster)
+    _start(cluster)
+
+
 @contextmanager
 def running_cluster() -> Iterator[PostgresCluster]:
     """Create, start, and afterwards stop and delete a throwaway cluster.

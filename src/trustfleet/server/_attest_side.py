@@ -211,4 +211,4 @@ def publish_challenge(
 
 def attest_process_main(home: str, port: int) -> None:
     """Entry point of the attestation scheduler process (``multiprocessing`` spawn target)."""
-    run_worker(home, lambda rt, stop: AttestScheduler(rt, port=port).run(stop))
+    run_worker(home, lambda rt, stop: AttestScheduler(rt, port=port).run(stop), role="attestation")

@@ -20,6 +20,7 @@ from trustfleet.server.app import create_app
 from trustfleet.services.revocation import refresh_crls
 from trustfleet.services.runtime import Runtime
 from trustfleet.settings import load_server_settings
+from trustfleet.store import Leadership
 
 __all__ = ["https_worker_main"]
 
@@ -29,15 +30,23 @@ _CRL_CHECK_INTERVAL_S: Final = 300.0
 
 
 async def _refresh_crls_forever(rt: Runtime, *, stop: asyncio.Event) -> None:
-    """Keep every CRL fresh even when nobody fetches it (RFC 5280 §5: issue before nextUpdate)."""
+    """Keep every CRL fresh even when nobody fetches it (RFC 5280 §5: issue before nextUpdate).
+
+    One HTTPS worker among every service host's does it: the one leading ``crl-refresh``.
+    """
     interval_s = _CRL_CHECK_INTERVAL_S
-    while not stop.is_set():
-        try:
-            refresh_crls(rt, now=datetime.now(UTC))
-        except TrustFleetError as exc:
-            logger.warning("CRL refresh failed: %s", exc.one_line())
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=interval_s)
+    leadership = Leadership(rt.engine, "crl-refresh")
+    try:
+        while not stop.is_set():
+            try:
+                if leadership.held():
+                    refresh_crls(rt, now=datetime.now(UTC))
+            except TrustFleetError as exc:
+                logger.warning("CRL refresh failed: %s", exc.one_line())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=interval_s)
+    finally:
+        leadership.release()
 
 
 def _reload_tls(tls: TlsServerConfig, contexts: list[SSL.Context]) -> None:

@@ -14,12 +14,14 @@ import socket
 import stat
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
 from trustfleet.errors import NotFound, TrustFleetError
 from trustfleet.server._broker_side import BrokerSide
+from trustfleet.server._leading import lead
 from trustfleet.server._leftovers import ChildRecord, run_dir
 from trustfleet.server._readiness import STATUS_FILE, Component, write_status
 from trustfleet.server._supervise import Supervisor
@@ -63,23 +65,27 @@ class RunLoop:
 
     def start_threads(self, stopping: threading.Event) -> None:
         """Start the TUF timestamp refresh, the decommission sweep and the expiry watch (daemon
-        threads)."""
-        self._timestamps = threading.Thread(
-            target=_refresh_timestamp_forever, args=(self.rt, stopping), name="tuf-timestamp",
-            daemon=True,
-        )  # fmt: skip
-        self._timestamps.start()
+        threads, each running while this host leads its role: ``_leading.lead``)."""
+
+        rt, check_s = self.rt, self.settings.supervision.leader_check_s
+
+        def leading(
+            role: str, loop: Callable[[Runtime, threading.Event], None]
+        ) -> threading.Thread:
+            thread = threading.Thread(
+                target=lead,
+                args=(rt.engine, role, lambda term: loop(rt, term), stopping),
+                kwargs={"check_s": check_s},
+                name=role,
+                daemon=True,
+            )
+            thread.start()
+            return thread
+
+        self._timestamps = leading("tuf-timestamp", _refresh_timestamp_forever)
         # Wipe evidence revokes and signs CRLs: this process logs in through python-pkcs11.
-        self._decommissions = threading.Thread(
-            target=_sweep_decommissions_forever, args=(self.rt, stopping),
-            name="decommissions", daemon=True,
-        )  # fmt: skip
-        self._decommissions.start()
-        self._expiries = threading.Thread(
-            target=_watch_expiries_forever, args=(self.rt, stopping), name="expiry-watch",
-            daemon=True,
-        )  # fmt: skip
-        self._expiries.start()
+        self._decommissions = leading("decommissions", _sweep_decommissions_forever)
+        self._expiries = leading("expiry-watch", _watch_expiries_forever)
 
     def supervise(self, stopping: threading.Event) -> None:
         next_status = 0.0

@@ -13,14 +13,24 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from trustfleet.server._leading import lead
 from trustfleet.services.runtime import Runtime
 from trustfleet.settings import load_server_settings
 
 __all__ = ["run_worker"]
 
 
-def run_worker(home: str, loop: Callable[[Runtime, threading.Event], None]) -> None:
-    """Run ``loop(rt, stop)`` in this (spawned) process until SIGTERM or SIGINT sets ``stop``."""
+def run_worker(
+    home: str, loop: Callable[[Runtime, threading.Event], None], *, role: str | None = None
+) -> None:
+    """Run ``loop(rt, stop)`` in this (forked) process until SIGTERM or SIGINT sets ``stop``.
+
+    Args:
+        home: The server home.
+        loop: The worker's loop.
+        role: A singleton's role: the loop runs only while this process leads it
+            (:func:`trustfleet.server._leading.lead`).
+    """
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
@@ -29,6 +39,10 @@ def run_worker(home: str, loop: Callable[[Runtime, threading.Event], None]) -> N
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
-        loop(rt, stop)
+        if role is None:
+            loop(rt, stop)
+        else:
+            check_s = rt.settings.supervision.leader_check_s
+            lead(rt.engine, role, lambda term: loop(rt, term), stop, check_s=check_s)
     finally:
         rt.close()

@@ -59,4 +59,4 @@ def run_sequencer(
 
 def sequencer_process_main(home: str) -> None:
     """Entry point of the sequencer process (``multiprocessing`` spawn target)."""
-    run_worker(home, run_sequencer)
+    run_worker(home, run_sequencer, role="audit")

@@ -136,4 +136,8 @@ def ticker_process_main(home: str, port: int) -> None:
         home: The server home.
         port: The broker port.
     """
-    run_worker(home, lambda rt, stop: CampaignTicker(rt.settings, rt=rt, port=port).run(stop))
+    run_worker(
+        home,
+        lambda rt, stop: CampaignTicker(rt.settings, rt=rt, port=port).run(stop),
+        role="campaigns",
+    )

@@ -247,4 +247,4 @@ class MonitorWorker:
 
 def monitor_process_main(home: str) -> None:
     """Entry point of ``monitor#0`` (``multiprocessing`` spawn target)."""
-    run_worker(home, lambda rt, stop: MonitorWorker(rt).run(stop))
+    run_worker(home, lambda rt, stop: MonitorWorker(rt).run(stop), role="monitor")

@@ -139,6 +139,11 @@ class SupervisionSettings(ConfigModel):
     status_stale_s: float = Field(default=10.0, gt=0, le=3600)
     stop_timeout_s: float = Field(default=5.0, gt=0, le=120)
     """SIGTERM, then SIGKILL after this long."""
+    leader_check_s: float = Field(default=1.0, ge=0.1, le=30)
+    """Singletons (campaign ticker, attestation scheduler, audit sequencer, monitor, CRL and
+    TUF timestamp refresh, expiry watch, decommission sweep) run on one service host at a time
+    when several share a PostgreSQL store: the leader checks its lock and the others try to
+    take it this often (docs/deployment.md)."""
 
     @model_validator(mode="after")
     def _consistent(self) -> SupervisionSettings:

@@ -55,6 +55,7 @@ from trustfleet.store._inventory import (
     InventoryQuery,
     InventoryRepository,
 )
+from trustfleet.store._leadership import Leadership, role_holders
 from trustfleet.store._lwm2m import Lwm2mRepository
 from trustfleet.store._notifications import MAX_NOTIFICATION_BYTES, NotificationRepository
 from trustfleet.store._operators import OperatorRepository
@@ -120,3 +121,4 @@ __all__ += alert_records.__all__
 __all__ += ["head_revision", "schema_revision"]  # upgrades (services.upgrade)
 __all__ += ["Lwm2mRepository"]  # tx.lwm2m
 __all__ += lwm2m_records.__all__
+__all__ += ["Leadership", "role_holders"]  # singletons across service hosts (ADR 0023)
