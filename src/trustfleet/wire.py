@@ -58,6 +58,7 @@ __all__ = [
     "TOPIC_KINDS",
     "Command",
     "TopicKind",
+    "amqp_routing_key",
     "decode_command",
     "device_filter",
     "device_topic",
@@ -67,6 +68,7 @@ __all__ = [
     "shared_filter",
     "shared_filters",
     "topic_device",
+    "topic_of_routing_key",
 ]
 
 PROTOCOL: Final = "tf/v1"
@@ -212,6 +214,20 @@ def topic_device(topic: str) -> str | None:
         return None
     device_id, slash, rest = topic[len(prefix) :].partition("/")
     return device_id if slash and rest and DEVICE_ID_PATTERN.fullmatch(device_id) else None
+
+
+def amqp_routing_key(topic: str) -> str:
+    """The routing key of ``amq.topic`` that RabbitMQ's MQTT plugin gives an MQTT topic or filter.
+
+    Levels are joined by ``.`` instead of ``/``; the filter wildcard ``+`` is ``*`` (``#`` stays).
+    Our topics never hold a ``.``: device ids are ``[a-z0-9-]``, kinds are fixed.
+    """
+    return topic.replace("/", ".").replace("+", "*")
+
+
+def topic_of_routing_key(key: str) -> str:
+    """The MQTT topic of a routing key of a message published by an MQTT client (the inverse)."""
+    return key.replace(".", "/")
 
 
 def device_filter(device_id: str) -> str:
