@@ -19,6 +19,7 @@ from trustfleet.broker._config import (
     render_acl,
     render_mosquitto_conf,
 )
+from trustfleet.broker._port import DeviceBroker, SyncReport
 from trustfleet.broker._supervisor import Broker
 from trustfleet.broker._trust import BrokerCa, TrustFiles, render_trust, subject_hash
 
@@ -30,6 +31,8 @@ __all__ = [
     "BrokerCa",
     "BrokerConfig",
     "BrokerPaths",
+    "DeviceBroker",
+    "SyncReport",
     "TrustFiles",
     "render_acl",
     "render_mosquitto_conf",

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from trustfleet.broker._files import (
     write_atomic,
 )
 from trustfleet.broker._launch import launch
+from trustfleet.broker._port import SyncReport
 from trustfleet.broker._process import terminate
 from trustfleet.broker._trust import BrokerCa, load_ca, trust_files, write_trust
 from trustfleet.errors import Config, InvalidInput, TrustFleetError, Unavailable
@@ -270,6 +271,11 @@ class Broker:
         """
         self._control(release_commands(device_id), tolerate="not found")
         logger.info("released %s at the broker", device_id)
+
+    def sync_devices(self, active: Iterable[str]) -> SyncReport:
+        """Nothing to do: the guard plugin admits any device by its certificate and CRL."""
+        del active
+        return SyncReport()
 
     def quarantined(self) -> set[str]:
         """The devices confined now (the plugin's clients of the device-id form)."""

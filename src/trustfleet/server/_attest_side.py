@@ -123,15 +123,19 @@ class AttestScheduler:
             offset += _PAGE
 
     def _challenge(self, device_id: str, trigger: ChallengeTrigger, now: datetime) -> None:
-        client = self._client
         try:
             challenge = issue_challenge(self.rt, device_id=device_id, now=now, trigger=trigger)
         except TrustFleetError as exc:
             logger.info("no %s challenge for %s: %s", trigger, device_id, exc.one_line())
             return
+        topic, payload = challenge_message(device_id, challenge)
+        self._send(device_id, topic, payload)
+
+    def _send(self, device_id: str, topic: str, payload: bytes) -> None:
+        """Publish a challenge (QoS 1); a failure is logged: the challenge counts as missed."""
+        client = self._client
         if client is None:
             return
-        topic, payload = challenge_message(device_id, challenge)
         packet = mqtt5.PublishPacket(topic=topic, payload=payload, qos=mqtt5.QoS.AT_LEAST_ONCE)
         try:
             with map_crt_errors(f"publish the challenge to {device_id}"):
@@ -160,8 +164,11 @@ class AttestScheduler:
 
     def _on_publish(self, data: mqtt5.PublishReceivedData) -> None:
         packet = data.publish_packet
-        payload = bytes(packet.payload or b"")
-        device_id = topic_device(packet.topic or "")
+        self.note_boot(packet.topic or "", bytes(packet.payload or b""))
+
+    def note_boot(self, topic: str, payload: bytes) -> None:
+        """Remember a device's ``agent.started`` event: it gets a challenge at the next tick."""
+        device_id = topic_device(topic)
         if device_id is None or len(payload) > self.rt.settings.broker.max_payload_bytes:
             return
         try:
@@ -211,4 +218,13 @@ def publish_challenge(
 
 def attest_process_main(home: str, port: int) -> None:
     """Entry point of the attestation scheduler process (``multiprocessing`` spawn target)."""
-    run_worker(home, lambda rt, stop: AttestScheduler(rt, port=port).run(stop), role="attestation")
+
+    def loop(rt: Runtime, stop: threading.Event) -> None:
+        if rt.settings.broker.kind == "rabbitmq":
+            from trustfleet.server._attest_amqp import AmqpAttestScheduler  # noqa: PLC0415
+
+            AmqpAttestScheduler(rt, port=port).run(stop)
+        else:
+            AttestScheduler(rt, port=port).run(stop)
+
+    run_worker(home, loop, role="attestation")

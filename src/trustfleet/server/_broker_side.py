@@ -14,13 +14,17 @@ from __future__ import annotations
 import logging
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Final
 
-from trustfleet.broker import Broker, BrokerConfig
-from trustfleet.errors import TrustFleetError
+from trustfleet.broker import Broker, BrokerConfig, DeviceBroker
+from trustfleet.broker.rabbitmq import ManagementEndpoint, RabbitBroker, RabbitConfig
+from trustfleet.errors import Config, TrustFleetError
+from trustfleet.services.amqp_client import AmqpEndpoint
 from trustfleet.services.ca_trust import TrustVersion, device_trust, trust_version
 from trustfleet.services.revocation_feed import RevocationFeed
 from trustfleet.services.runtime import Runtime
+from trustfleet.settings import ServerSettings
 
 __all__ = ["BrokerSide"]
 
@@ -29,6 +33,7 @@ logger = logging.getLogger(__name__)
 START_RETRY_S: Final = 30.0
 """How long to wait before trying again to start a broker that could not start."""
 MAX_KICK_ATTEMPTS: Final = 5
+_PAGE: Final = 1000
 QUARANTINE_RESYNC_S: Final = 30.0
 """How often the broker's quarantines are compared with the store even when nothing changed."""
 
@@ -59,7 +64,13 @@ class BrokerSide:
             if settings.monitoring.enabled
             else 0,
         )
-        self.broker = Broker(self.config)
+        self.broker: DeviceBroker = (
+            _rabbit(settings, root_ca=self.config.paths.root_ca)
+            if settings.broker.kind == "rabbitmq"
+            else Broker(self.config)
+        )
+        self.attached = False  # RabbitMQ: whether the last start (attach) worked
+        self._next_sync = 0.0
         self.feed = RevocationFeed(rt.uow, issuer="device")
         self.error: TrustFleetError | None = None
         self._next_start = 0.0
@@ -71,9 +82,14 @@ class BrokerSide:
         self._next_resync = 0.0
 
     @property
+    def external(self) -> bool:
+        """Whether the broker is an operator's cluster (RabbitMQ) rather than our Mosquitto."""
+        return self.rt.settings.broker.kind == "rabbitmq"
+
+    @property
     def running(self) -> bool:
-        """Whether Mosquitto runs now."""
-        return self.broker.pid is not None
+        """Whether Mosquitto runs now (RabbitMQ: whether the service is attached)."""
+        return self.attached if self.external else self.broker.pid is not None
 
     def start(self) -> bool:
         """Start Mosquitto with the current device-CA CRL; False (and logged) if it cannot."""
@@ -89,8 +105,13 @@ class BrokerSide:
             return False
         self.error = None
         self._applied = None
-        pid, host = self.broker.pid, self.config.host
-        logger.info("MQTT broker (mosquitto %s) on %s:%d", pid, host, self.port)
+        self.attached = self.external
+        if self.external:
+            logger.info("attached to the RabbitMQ cluster (%s)", self.rt.settings.rabbitmq.vhost)
+            self._sync_devices(force=True)
+        else:
+            pid, host = self.broker.pid, self.config.host
+            logger.info("MQTT broker (mosquitto %s) on %s:%d", pid, host, self.port)
         self._sync_quarantines()  # the broker's dynamic state starts empty at every start
         return True
 
@@ -114,6 +135,7 @@ class BrokerSide:
         for device_id in changes.revoked_devices:
             self._kicks.setdefault(device_id, 0)
         self._kick_pending()
+        self._sync_devices(force=bool(changes.revoked_devices))
         self._sync_quarantines()
 
     def stop(self) -> None:
@@ -164,6 +186,23 @@ class BrokerSide:
         except TrustFleetError as exc:
             logger.warning("quarantine sync failed (will retry): %s", exc.one_line())
 
+    def _sync_devices(self, *, force: bool) -> None:
+        """Admit the enrolled MQTT devices at the broker (RabbitMQ: their users), every
+        ``[rabbitmq] device_sync_s`` or at once after a revocation."""
+        if not self.external or (not force and time.monotonic() < self._next_sync):
+            return
+        self._next_sync = time.monotonic() + self.rt.settings.rabbitmq.device_sync_s
+        try:
+            report = self.broker.sync_devices(_mqtt_devices(self.rt))
+        except TrustFleetError as exc:
+            logger.warning("device sync with the broker failed (will retry): %s", exc.one_line())
+            self._next_sync = 0.0
+            return
+        if report.added or report.removed:
+            logger.info(
+                "broker users: %d added, %d removed", len(report.added), len(report.removed)
+            )
+
     def _kick_pending(self) -> None:
         if self._reload_pending:
             return  # kick only once new handshakes are refused, or the device comes back
@@ -179,3 +218,44 @@ class BrokerSide:
                 continue
             del self._kicks[device_id]
             logger.info("revoked device %s kicked from the broker", device_id)
+
+
+def _mqtt_devices(rt: Runtime) -> set[str]:
+    """The enrolled devices that speak MQTT (a page of the store at a time)."""
+    found: set[str] = set()
+    offset = 0
+    with rt.uow.begin(read_only=True) as tx:
+        while True:
+            page = tx.devices.list(state="enrolled", limit=_PAGE, offset=offset)
+            found.update(d.id for d in page if d.protocol == "mqtt")
+            if len(page) < _PAGE:
+                return found
+            offset += _PAGE
+
+
+def _rabbit(settings: ServerSettings, *, root_ca: Path) -> RabbitBroker:
+    """The RabbitMQ adapter of ``[rabbitmq]``.
+
+    Raises:
+        Config: The password file cannot be read, or no management URL is set.
+    """
+    rabbit = settings.rabbitmq
+    if not rabbit.management_urls or not rabbit.trust_dirs:
+        raise Config(
+            '[broker] kind = "rabbitmq" needs [rabbitmq] management_urls and trust_dirs',
+            hint="docs/deployment.md shows a whole [rabbitmq] section",
+            code="broker.rabbitmq.settings",
+        )
+    amqp = AmqpEndpoint.from_settings(settings)
+    endpoint = ManagementEndpoint(
+        urls=tuple(rabbit.management_urls), username=amqp.username, password=amqp.password,
+        cafile=amqp.cafile, timeout_s=rabbit.request_timeout_s,
+    )  # fmt: skip
+    return RabbitBroker(
+        RabbitConfig(
+            endpoint=endpoint,
+            vhost=rabbit.vhost,
+            trust_dirs=tuple(settings.path(d) for d in rabbit.trust_dirs),
+            root_ca=root_ca,
+        )
+    )

@@ -124,7 +124,9 @@ class RunLoop:
         found = [
             self._store(),
             Component("broker", side.running, broker_detail),
-            self._admin(),
+            Component("broker.admin", side.running, "RabbitMQ management API")
+            if side.external
+            else self._admin(),
         ]
         if self.ready:
             subscribed = sum(1 for event in self.ready if event.is_set())

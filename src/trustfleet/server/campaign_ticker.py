@@ -22,13 +22,14 @@ from awscrt import mqtt5
 from trustfleet.crt import check_puback, map_crt_errors
 from trustfleet.errors import TrustFleetError, Unavailable
 from trustfleet.server._worker_main import run_worker
+from trustfleet.services.amqp_client import AmqpEndpoint, AmqpPublisher
 from trustfleet.services.campaigns import tick
 from trustfleet.services.mqtt_client import ServiceMqttIdentity, command_payload, new_client
 from trustfleet.services.runtime import Runtime
 from trustfleet.settings import ServerSettings
 from trustfleet.wire import device_topic
 
-__all__ = ["CampaignTicker", "MqttUpdateSender", "ticker_process_main"]
+__all__ = ["AmqpUpdateSender", "CampaignTicker", "MqttUpdateSender", "ticker_process_main"]
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +92,39 @@ class MqttUpdateSender:
             check_puback(result, what="an update command")
 
 
+class AmqpUpdateSender:
+    """Publishes ``update`` commands through RabbitMQ's ``amq.topic`` (``[broker] kind =
+    "rabbitmq"``); each publish returns once the broker confirmed it, so ``flush`` has nothing
+    left to wait for. Same calls as :class:`MqttUpdateSender`.
+    """
+
+    def __init__(self, endpoint: AmqpEndpoint) -> None:
+        self.connected = threading.Event()
+        self._publisher = AmqpPublisher(endpoint)
+
+    def start(self) -> None:
+        """Count as connected: the first publish connects (and reports if it cannot)."""
+        self.connected.set()
+
+    def stop(self) -> None:
+        """Close the connection."""
+        self._publisher.close()
+
+    def __call__(self, device_id: str, args: dict[str, Any]) -> None:
+        """Publish the command on the device's ``ota/cmd``, confirmed by the broker.
+
+        Raises:
+            InvalidInput: Not a device id, or the command is too large.
+            Unavailable: No node, or no confirmation.
+        """
+        topic = device_topic(device_id, "ota/cmd")
+        _command_id, payload = command_payload("update", args)
+        self._publisher.publish(topic, payload)
+
+    def flush(self) -> None:
+        """Nothing: every publish was confirmed when it returned."""
+
+
 class CampaignTicker:
     """Steps every running campaign each ``[campaigns] tick_s``.
 
@@ -103,7 +137,11 @@ class CampaignTicker:
     def __init__(self, settings: ServerSettings, *, rt: Runtime, port: int | None = None) -> None:
         self.settings = settings
         self.rt = rt
-        self.sender = MqttUpdateSender(ServiceMqttIdentity.from_settings(settings, port=port))
+        self.sender: MqttUpdateSender | AmqpUpdateSender = (
+            AmqpUpdateSender(AmqpEndpoint.from_settings(settings))
+            if settings.broker.kind == "rabbitmq"
+            else MqttUpdateSender(ServiceMqttIdentity.from_settings(settings, port=port))
+        )
 
     def run(self, stop: threading.Event) -> None:
         """Connect, then tick until ``stop`` is set."""

@@ -136,8 +136,7 @@ class IngestWorker:
 
     def run(self, stop: threading.Event) -> None:
         """Connect, subscribe (again after every reconnect) and ingest until ``stop``."""
-        self._client = self._new_client(stop)
-        self._client.start()
+        self._start_source(stop)
         next_retention = time.monotonic()
         try:
             while not stop.is_set():
@@ -149,7 +148,7 @@ class IngestWorker:
                     self._retention()
                     next_retention = time.monotonic() + self.settings.broker.retention_interval_s
         finally:
-            self._client.stop()
+            self._stop_source()
             self._write_rejections(flush=True)
             c = self.counters
             logger.info(
@@ -158,6 +157,16 @@ class IngestWorker:
                 c.received, c.stored_rows, c.faults, c.isolated, c.refused, c.rejected_events,
                 c.by_code,
             )  # fmt: skip
+
+    # -- where messages come from: MQTT shared subscriptions (an AMQP queue: _ingest_amqp) ----
+
+    def _start_source(self, stop: threading.Event) -> None:
+        self._client = self._new_client(stop)
+        self._client.start()
+
+    def _stop_source(self) -> None:
+        if self._client is not None:
+            self._client.stop()
 
     def _new_client(self, stop: threading.Event) -> mqtt5.Client:
         """The MQTT client; a token that fails transiently (observed under load: SoftHSM2's
@@ -417,7 +426,12 @@ def ingest_process_main(home: str, port: int, index: int, ready: Any) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    worker = IngestWorker(settings, uow=UnitOfWork(engine), port=port, run_retention=index == 0)
+    kind: type[IngestWorker] = IngestWorker
+    if settings.broker.kind == "rabbitmq":
+        from trustfleet.server._ingest_amqp import AmqpIngestWorker  # noqa: PLC0415  # a cycle
+
+        kind = AmqpIngestWorker
+    worker = kind(settings, uow=UnitOfWork(engine), port=port, run_retention=index == 0)
 
     def relay_ready() -> None:
         if worker.subscribed.wait(timeout=3600) and not stop.is_set():

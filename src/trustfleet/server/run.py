@@ -201,9 +201,10 @@ class _Service:
         leftovers = stop_leftovers(home, timeout_s=sup.stop_timeout_s)
         assert self.port is not None and self.mqtt_port is not None  # noqa: S101  # post_init
         require_free_port(self.settings.api.host, self.port, what="HTTPS", option="--api-port")
-        require_free_port(
-            self.settings.broker.host, self.mqtt_port, what="MQTT", option="--mqtt-port"
-        )
+        if self.settings.broker.kind == "mosquitto":  # RabbitMQ's nodes are the operator's
+            require_free_port(
+                self.settings.broker.host, self.mqtt_port, what="MQTT", option="--mqtt-port"
+            )
         os.environ[HOME_ENV] = str(home)  # children inherit it: a later run can tell them
         rt = Runtime.open(self.settings)
         side = BrokerSide(rt, port=self.mqtt_port)

@@ -171,11 +171,22 @@ def publish_once(
     """Publish one QoS 1 message with a short-lived service client and wait for its PUBACK.
 
     Call it from a process that has not logged in to the service token through python-pkcs11.
+    On RabbitMQ (``[broker] kind = "rabbitmq"``) it publishes through ``amq.topic`` with a
+    publisher confirm instead.
 
     Raises:
         Unavailable: The broker cannot be reached, refused the message, or did not acknowledge
-            in time (code ``mqtt.puback`` or ``mqtt.unavailable``).
+            in time (code ``mqtt.puback`` or ``mqtt.unavailable``; ``broker.amqp``).
     """
+    if settings.broker.kind == "rabbitmq":
+        from trustfleet.services.amqp_client import AmqpEndpoint, AmqpPublisher  # noqa: PLC0415
+
+        publisher = AmqpPublisher(AmqpEndpoint.from_settings(settings))
+        try:
+            publisher.publish(topic, payload)
+        finally:
+            publisher.close()
+        return
     connected: Future[None] = Future()
 
     def on_connected() -> None:

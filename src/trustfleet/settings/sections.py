@@ -6,6 +6,7 @@ Each field's ``description`` is the comment written above it in the file.
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -72,6 +73,9 @@ class BrokerSettings(ConfigModel):
     (docs/mqtt.md).
     """
 
+    kind: Literal["mosquitto", "rabbitmq"] = "mosquitto"
+    """mosquitto: server run starts and supervises Mosquitto (one host). rabbitmq: server run
+    attaches to the RabbitMQ cluster of [rabbitmq] (several hosts; ADR 0024)."""
     tls_cert: str = "tls/broker-chain.pem"
     tls_key: str = "secrets/broker-tls.key"
     host: str = "127.0.0.1"

@@ -17,6 +17,7 @@ from trustfleet.settings import operations, sections
 from trustfleet.settings.lifecycle import LifecycleSettings
 from trustfleet.settings.lwm2m import Lwm2mSettings
 from trustfleet.settings.monitoring import MonitoringSettings
+from trustfleet.settings.rabbitmq import RabbitSettings
 from trustfleet.settings.supply_chain import SupplyChainSettings
 
 __all__ = [
@@ -54,6 +55,7 @@ class ServerSettings(ConfigModel):
     lifecycle: LifecycleSettings = LifecycleSettings()
     supply_chain: SupplyChainSettings = SupplyChainSettings()
     lwm2m: Lwm2mSettings = Lwm2mSettings()
+    rabbitmq: RabbitSettings = RabbitSettings()
     ca: dict[str, sections.CaSettings]
     """The CAs (root, manufacturing, device, and later generations such as device-2): each key
     as an RFC 7512 URI (with pin-source) and its certificate."""

@@ -29,7 +29,8 @@ from trustfleet.settings import (
 HOME = Path("/srv/home")
 DEVICE = Path("/srv/device")
 # Fields whose values a validator shapes (a pattern, https://): not generated freely.
-SHAPED = {"service_identity", "est_url", "metadata_url", "targets_url", "origin"}
+SHAPED = {"service_identity", "est_url", "metadata_url", "targets_url", "origin",
+          "username", "vhost", "ingest_queue", "attest_queue"}  # fmt: skip  # shaped or non-empty
 
 
 def _server(**sections: Any) -> ServerSettings:

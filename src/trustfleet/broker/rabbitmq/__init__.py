@@ -10,7 +10,6 @@ from trustfleet.broker.rabbitmq._broker import (
     CRL_DIR,
     RabbitBroker,
     RabbitConfig,
-    SyncReport,
     require_nodes,
 )
 from trustfleet.broker.rabbitmq._mgmt import ManagementApi, ManagementEndpoint
@@ -32,7 +31,6 @@ __all__ = [
     "ManagementEndpoint",
     "RabbitBroker",
     "RabbitConfig",
-    "SyncReport",
     "crl_folder",
     "device_permissions",
     "require_nodes",

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from trustfleet.broker._files import write_atomic
-from trustfleet.broker._trust import BrokerCa
+from trustfleet.broker._port import SyncReport
+from trustfleet.broker._trust import BrokerCa, load_ca
 from trustfleet.broker.rabbitmq._mgmt import ManagementApi, ManagementEndpoint
 from trustfleet.broker.rabbitmq._rules import (
     DEVICE_TAG,
@@ -30,7 +30,7 @@ from trustfleet.broker.rabbitmq._rules import (
 )
 from trustfleet.errors import TrustFleetError, Unavailable
 
-__all__ = ["CA_BUNDLE", "CRL_DIR", "RabbitBroker", "RabbitConfig", "SyncReport", "require_nodes"]
+__all__ = ["CA_BUNDLE", "CRL_DIR", "RabbitBroker", "RabbitConfig", "require_nodes"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,19 +50,13 @@ class RabbitConfig:
         endpoint: The management API.
         vhost: The vhost of the devices' MQTT connections.
         trust_dirs: One trust folder per node (or one shared by all), which the node reads.
+        root_ca: The root CA certificate (PEM), last in every CA bundle.
     """
 
     endpoint: ManagementEndpoint
     vhost: str
     trust_dirs: Sequence[Path]
-
-
-@dataclass(frozen=True, slots=True)
-class SyncReport:
-    """What one :meth:`RabbitBroker.sync_devices` changed."""
-
-    added: tuple[str, ...]
-    removed: tuple[str, ...]
+    root_ca: Path
 
 
 class RabbitBroker:
@@ -79,7 +73,7 @@ class RabbitBroker:
         """None: TrustFleet does not run the nodes."""
         return None
 
-    def start(self, *, trust: Sequence[BrokerCa], root: x509.Certificate) -> None:
+    def start(self, *, trust: Sequence[BrokerCa]) -> None:
         """Attach: check that a node answers, then install the trust files.
 
         Raises:
@@ -89,13 +83,13 @@ class RabbitBroker:
         down = [str(n.get("name")) for n in self.api.nodes() if not n.get("running")]
         if down:
             logger.warning("RabbitMQ nodes not running: %s", ", ".join(down))
-        self.reload_trust(trust, root=root)
+        self.reload_trust(trust)
 
     def stop(self) -> None:
         """Detach (the nodes keep running: the operator's)."""
         self._users = None
 
-    def reload_trust(self, trust: Sequence[BrokerCa], *, root: x509.Certificate) -> None:
+    def reload_trust(self, trust: Sequence[BrokerCa]) -> None:
         """Write every node's CA bundle and CRL folder (each file atomically; stale CRLs go).
 
         Raises:
@@ -105,7 +99,7 @@ class RabbitBroker:
         """
         crls = crl_folder(trust)
         bundle = b"".join(ca.cert.public_bytes(_PEM) for ca in trust if ca.trusted)
-        bundle += root.public_bytes(_PEM)
+        bundle += load_ca(self.config.root_ca).public_bytes(_PEM)
         for folder in self.config.trust_dirs:
             crl_dir = folder / CRL_DIR
             crl_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
@@ -115,6 +109,9 @@ class RabbitBroker:
                 if stale.name not in crls:
                     stale.unlink(missing_ok=True)
             write_atomic(folder / CA_BUNDLE, bundle, mode=0o644)
+
+    def reload_tls(self) -> None:
+        """Nothing: the nodes' server certificates are the operator's (docs/deployment.md)."""
 
     def kick(self, username: str) -> None:
         """Close every connection of ``username`` on every node.
