@@ -32,7 +32,7 @@ import string
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -514,7 +514,7 @@ def _stop_node(cluster: RabbitCluster, node: RabbitNode, proc: ManagedProcess) -
     proc.stop(timeout_s=STOP_TIMEOUT_S)
 
 
-def _wait(check: Any, node: RabbitNode, *, timeout_s: float, what: str) -> None:
+def _wait(check: Callable[[], object], node: RabbitNode, *, timeout_s: float, what: str) -> None:
     try:
         wait_until(check, timeout_s=timeout_s, what=what, poll_s=0.5)
     except Unavailable as exc:
