@@ -7,7 +7,7 @@ PACKAGES=(softhsm2 opensc mosquitto mosquitto-clients swtpm swtpm-tools tpm2-too
           libengine-pkcs11-openssl postgresql openssl curl python3-venv
           zstd pkg-config gcc python3-dev faketime mosquitto-dev libmosquitto-dev libssl-dev
           golang-go golang-golang-x-mod-dev chromium libnss3-tools fonts-dejavu-core
-          libcoap3-bin cmake libcunit1-dev autoconf automake libtool)
+          libcoap3-bin cmake libcunit1-dev autoconf automake libtool rabbitmq-server)
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
@@ -23,6 +23,14 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # Debian's postgresql package may start a cluster on 5432; we never use it (tests start their own).
+# Debian's rabbitmq-server package may start a system node (5672, 25672, epmd on 4369) where
+# systemd runs; we never use it either (tests/support/rabbitmq.py starts its own nodes and epmd
+# on free loopback ports): stop and disable that unit, by its unit name, never by process name.
+if [ -d /run/systemd/system ] && command -v systemctl >/dev/null \
+   && systemctl is-enabled --quiet rabbitmq-server 2>/dev/null; then
+  echo "bootstrap: stopping and disabling Debian's rabbitmq-server unit (tests start their own)"
+  $SUDO systemctl disable --now rabbitmq-server
+fi
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   echo "bootstrap: creating .venv"

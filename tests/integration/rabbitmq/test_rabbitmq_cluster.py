@@ -1,0 +1,321 @@
+"""A real two-node RabbitMQ 3.10 cluster: clustering, MQTT over TLS 1.3 with client
+certificates, MQTT -> quorum queue across nodes, topic permissions, and revocation by CRL.
+
+The clients are independent of the broker and of each other: paho-mqtt (driven by hand with
+``loop()``, so it never reconnects behind a test's back) over Python's ``ssl`` contexts, and
+pika for AMQP 0-9-1.
+"""
+
+from __future__ import annotations
+
+import secrets
+import socket
+import ssl
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pika
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from pika.adapters.blocking_connection import BlockingChannel
+
+from support.rabbitmq import RabbitCluster, RabbitNode
+from support.rabbitmq_pki import ClientCert, TestCa
+from support.waiting import eventually, logged, wait_for
+
+pytestmark = pytest.mark.rabbitmq
+
+CONNECT_TIMEOUT_S = 15.0
+
+
+def _context(
+    ca_file: Path,
+    client: ClientCert | None,
+    *,
+    max_version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_3,
+) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(cafile=str(ca_file))
+    ctx.minimum_version = min(ssl.TLSVersion.TLSv1_2, max_version)
+    ctx.maximum_version = max_version
+    if client is not None:
+        ctx.load_cert_chain(str(client.cert), str(client.key))
+    return ctx
+
+
+def tls_alert(port: int, ctx: ssl.SSLContext, *, wait_s: float = 3.0) -> str | None:
+    """The TLS alert the broker ends a handshake with (e.g. ``SSLV3_ALERT_CERTIFICATE_REVOKED``),
+    or None when it accepted the client (then it waits for an MQTT CONNECT: nothing to read).
+
+    In TLS 1.3 the server checks the client certificate after the client finished its side of
+    the handshake, so its alert arrives at the first read.
+    """
+    with socket.create_connection(("127.0.0.1", port), timeout=wait_s) as raw:
+        try:
+            with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+                tls.recv(1)
+        except ssl.SSLError as exc:
+            return str(exc.reason)
+        except TimeoutError:
+            return None
+    return None
+
+
+@dataclass
+class MqttSession:
+    """A paho client on one broker port, and what happened to it."""
+
+    client: mqtt.Client
+    connected: bool = False
+    refused: str | None = None
+    disconnected: bool = False
+    acked: set[int] = field(default_factory=set)
+
+    def pump(self, until: Callable[[], bool], *, timeout_s: float = CONNECT_TIMEOUT_S) -> bool:
+        """Run the client's network loop until ``until()`` or the connection ends."""
+        deadline = time.monotonic() + timeout_s
+        while not until() and time.monotonic() < deadline:
+            if self.disconnected:
+                break
+            try:
+                rc = self.client.loop(timeout=0.1)
+            except (ssl.SSLError, OSError) as exc:
+                self.refused = self.refused or f"{type(exc).__name__}: {exc}"
+                self.disconnected = True
+                break
+            if rc != mqtt.MQTT_ERR_SUCCESS:
+                self.refused = self.refused or f"loop: {mqtt.error_string(rc)}"
+                self.disconnected = True
+        return until()
+
+    def publish(self, topic: str, payload: bytes) -> bool:
+        """Publish at QoS 1; whether the broker acknowledged it (PUBACK)."""
+        info = self.client.publish(topic, payload, qos=1)
+        return self.pump(lambda: info.mid in self.acked)
+
+
+@contextmanager
+def mqtt_session(port: int, ctx: ssl.SSLContext, *, client_id: str) -> Iterator[MqttSession]:
+    """An MQTT 3.1.1 connection over TLS; ``connected`` or ``refused`` tell how it went."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
+    client.tls_set_context(ctx)
+    session = MqttSession(client)
+
+    def on_connect(_c: object, _u: object, _f: object, reason: object, _p: object) -> None:
+        session.connected = not getattr(reason, "is_failure", True)
+        if not session.connected:
+            session.refused = f"CONNACK {reason}"
+
+    def on_disconnect(_c: object, _u: object, _f: object, reason: object, _p: object) -> None:
+        session.disconnected = True
+        session.refused = session.refused or f"disconnected: {reason}"
+
+    def on_publish(_c: object, _u: object, mid: int, _r: object, _p: object) -> None:
+        session.acked.add(mid)
+
+    client.on_connect, client.on_disconnect, client.on_publish = (
+        on_connect, on_disconnect, on_publish,
+    )  # fmt: skip
+    try:
+        client.connect("localhost", port, keepalive=60)
+    except (ssl.SSLError, OSError) as exc:
+        session.refused = f"{type(exc).__name__}: {exc}"
+        session.disconnected = True
+    else:
+        session.pump(lambda: session.connected)
+    try:
+        yield session
+    finally:
+        if not session.disconnected:
+            client.disconnect()
+        client.socket() and client.loop(timeout=0.1)
+
+
+@dataclass(frozen=True)
+class Device:
+    """A device identity: certificate, broker user, topics."""
+
+    cert: ClientCert
+
+    @property
+    def cn(self) -> str:
+        return self.cert.cn
+
+    @property
+    def telemetry(self) -> str:
+        return f"tf/{self.cn}/telemetry"
+
+
+@pytest.fixture
+def new_device(rabbit: RabbitCluster, rabbit_pki: TestCa) -> Callable[[], Device]:
+    """Make a device: a certificate of the test CA and a broker user that may publish and
+    subscribe under ``tf/<cn>/`` only."""
+
+    def make() -> Device:
+        cn = f"dev-{secrets.token_hex(5)}"
+        own = rf"^tf\.{cn}\..*$"
+        rabbit.add_device_user(cn, write_topics=own, read_topics=own)
+        return Device(rabbit_pki.client(cn))
+
+    return make
+
+
+def _tls(pki: TestCa, device: Device | None) -> ssl.SSLContext:
+    return _context(pki.ca_file, None if device is None else device.cert)
+
+
+def test_cluster_status_lists_both_nodes_running(rabbit: RabbitCluster) -> None:
+    want = {node.name for node in rabbit.nodes}
+    assert len(want) == 2
+    for node in rabbit.nodes:
+        status = rabbit.ctl_json(node, "cluster_status")
+        assert set(status["running_nodes"]) == want
+        assert set(status["disk_nodes"]) == want
+
+
+@pytest.mark.parametrize("index", [0, 1], ids=["node1", "node2"])
+def test_device_with_certificate_connects_over_tls13(
+    rabbit: RabbitCluster, rabbit_pki: TestCa, new_device: Callable[[], Device], index: int
+) -> None:
+    device, node = new_device(), rabbit.nodes[index]
+    assert tls_alert(node.mqtt_tls_port, _tls(rabbit_pki, device)) is None
+    with mqtt_session(node.mqtt_tls_port, _tls(rabbit_pki, device), client_id=device.cn) as s:
+        assert s.connected, s.refused
+        tls = s.client.socket()
+        assert isinstance(tls, ssl.SSLSocket)
+        assert tls.version() == "TLSv1.3"
+        (conn,) = [c for c in rabbit.mqtt_connections(node) if c.client_id == device.cn]
+        assert conn.user == device.cn  # certificate login: the user is the CN
+
+
+def _no_cert(pki: TestCa, device: Device) -> ssl.SSLContext:
+    return _context(pki.ca_file, None)
+
+
+def _unknown_ca(pki: TestCa, device: Device) -> ssl.SSLContext:
+    other = TestCa(pki.folder / "other", name="TF Unknown CA")
+    return _context(pki.ca_file, other.client(device.cn))
+
+
+def _tls12_only(pki: TestCa, device: Device) -> ssl.SSLContext:
+    return _context(pki.ca_file, device.cert, max_version=ssl.TLSVersion.TLSv1_2)
+
+
+REFUSED = {  # the client's TLS context, and the alert the broker answers it with
+    "no_client_certificate": (_no_cert, "TLSV13_ALERT_CERTIFICATE_REQUIRED"),
+    "client_certificate_of_unknown_ca": (_unknown_ca, "TLSV1_ALERT_UNKNOWN_CA"),
+    "tls12_only_client": (_tls12_only, "TLSV1_ALERT_PROTOCOL_VERSION"),
+}
+
+
+@pytest.mark.parametrize(("make_context", "alert"), REFUSED.values(), ids=REFUSED.keys())
+def test_client_is_refused(
+    rabbit: RabbitCluster,
+    rabbit_pki: TestCa,
+    new_device: Callable[[], Device],
+    make_context: Callable[[TestCa, Device], ssl.SSLContext],
+    alert: str,
+) -> None:
+    device = new_device()
+    ctx = make_context(rabbit_pki, device)
+    for node in rabbit.nodes:
+        assert tls_alert(node.mqtt_tls_port, ctx) == alert
+        with mqtt_session(node.mqtt_tls_port, ctx, client_id=device.cn) as session:
+            assert not session.connected
+            assert session.refused
+        assert device.cn not in {c.user for c in rabbit.mqtt_connections(node)}
+
+
+@contextmanager
+def _telemetry_queue(
+    rabbit: RabbitCluster, node: RabbitNode
+) -> Iterator[tuple[BlockingChannel, str]]:
+    connection = pika.BlockingConnection(rabbit.amqp_parameters(node))
+    try:
+        channel = connection.channel()
+        queue = f"tf-telemetry-{secrets.token_hex(4)}"
+        channel.queue_declare(queue, durable=True, arguments={"x-queue-type": "quorum"})
+        channel.queue_bind(queue, "amq.topic", routing_key="tf.*.telemetry")
+        try:
+            yield channel, queue
+        finally:
+            channel.queue_delete(queue)
+    finally:
+        connection.close()
+
+
+def test_mqtt_publish_on_node1_reaches_quorum_queue_consumed_on_node2(
+    rabbit: RabbitCluster, rabbit_pki: TestCa, new_device: Callable[[], Device]
+) -> None:
+    device = new_device()
+    node1, node2 = rabbit.nodes
+    payload = secrets.token_bytes(24)
+    with _telemetry_queue(rabbit, node2) as (channel, queue):
+        queues = rabbit.ctl_json(node2, "list_queues", "name", "type", "durable")
+        assert {"name": queue, "type": "quorum", "durable": True} in queues
+        with mqtt_session(
+            node1.mqtt_tls_port, _tls(rabbit_pki, device), client_id=device.cn
+        ) as session:
+            assert session.connected, session.refused
+            assert session.publish(device.telemetry, payload)
+
+        def fetch() -> tuple[Any, Any, bytes] | None:
+            method, props, body = channel.basic_get(queue, auto_ack=False)
+            return None if method is None else (method, props, body)
+
+        method, _props, body = wait_for(fetch, what="the telemetry message on node 2")
+        assert body == payload
+        assert method.routing_key == f"tf.{device.cn}.telemetry"
+        assert method.redelivered is False
+        channel.basic_ack(method.delivery_tag)
+        assert channel.basic_get(queue, auto_ack=True) == (None, None, None)
+
+
+def test_publish_to_another_devices_topic_closes_the_connection(
+    rabbit: RabbitCluster, rabbit_pki: TestCa, new_device: Callable[[], Device]
+) -> None:
+    device, other = new_device(), new_device()
+    node = rabbit.nodes[0]
+    log_offset = node.log_file.stat().st_size
+    with mqtt_session(node.mqtt_tls_port, _tls(rabbit_pki, device), client_id=device.cn) as s:
+        assert s.connected, s.refused
+        assert s.publish(device.telemetry, b"own topic")  # allowed
+        assert not s.publish(other.telemetry, b"not mine")
+        assert s.disconnected  # MQTT 3.1.1 has no NACK: 3.10 closes the connection
+    # 3.10 says so in the node log only: access_refused, then an authorization failure.
+    refusal = (
+        f"access to topic 'tf.{other.cn}.telemetry' in exchange 'amq.topic' in vhost '/' "
+        f"refused for user '{device.cn}'"
+    )
+    assert eventually(lambda: logged(node.log_file, refusal, after=log_offset), timeout_s=10)
+    assert logged(node.log_file, "is closing due to an authorization failure", after=log_offset)
+
+
+def test_revoked_certificate_is_refused_on_both_nodes_and_live_connection_closed(
+    rabbit: RabbitCluster, rabbit_pki: TestCa, new_device: Callable[[], Device]
+) -> None:
+    device = new_device()
+    node2 = rabbit.nodes[1]
+    ctx = _tls(rabbit_pki, device)
+    with mqtt_session(node2.mqtt_tls_port, ctx, client_id=device.cn) as live:
+        assert live.connected, live.refused
+        rabbit_pki.publish_crl(revoke=device.cert.serial)  # no reload: see support.rabbitmq
+        for node in rabbit.nodes:
+            assert tls_alert(node.mqtt_tls_port, ctx) == "SSLV3_ALERT_CERTIFICATE_REVOKED"
+            with mqtt_session(node.mqtt_tls_port, ctx, client_id=f"{device.cn}-new") as again:
+                assert not again.connected, f"revoked certificate accepted on {node.name}"
+        # A new CRL does not end a connection made before it ...
+        assert device.cn in {c.user for c in rabbit.mqtt_connections(node2)}
+        assert live.publish(device.telemetry, b"still up")
+        # ... rabbitmqctl close_connection on the node that holds it does.
+        closed = rabbit.close_mqtt_connections(node2, user=device.cn, reason="certificate revoked")
+        assert closed == 1
+        assert live.pump(lambda: live.disconnected)
+    assert eventually(
+        lambda: device.cn not in {c.user for c in rabbit.mqtt_connections(node2)}, timeout_s=15
+    )
