@@ -3,6 +3,7 @@ SHELL := /bin/bash
 VENV  := .venv
 PY    := $(VENV)/bin/python
 export TF_REQUIRE_POSTGRES ?= 1
+export TF_REQUIRE_RABBITMQ ?= 1
 
 # The two distributions, their SBOMs and SHA256SUMS into dist/ (ADR 0020), dated by the last commit.
 dist: deps

@@ -50,6 +50,9 @@ class DeviceBroker(Protocol):
     def kick(self, username: str) -> None:
         """End every live connection of ``username``."""
 
+    def follow_up(self) -> None:
+        """Periodic work of the adapter (each revocation poll); never raises."""
+
     def quarantine(self, device_id: str) -> None:
         """Confine a device to its ``ota/`` and ``attest/`` topics."""
 

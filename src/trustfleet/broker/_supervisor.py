@@ -272,6 +272,9 @@ class Broker:
         self._control(release_commands(device_id), tolerate="not found")
         logger.info("released %s at the broker", device_id)
 
+    def follow_up(self) -> None:
+        """Nothing: Mosquitto ends a kicked client's connection at once."""
+
     def sync_devices(self, active: Iterable[str]) -> SyncReport:
         """Nothing to do: the guard plugin admits any device by its certificate and CRL."""
         del active

@@ -135,6 +135,7 @@ class BrokerSide:
         for device_id in changes.revoked_devices:
             self._kicks.setdefault(device_id, 0)
         self._kick_pending()
+        self.broker.follow_up()
         self._sync_devices(force=bool(changes.revoked_devices))
         self._sync_quarantines()
 

@@ -9,131 +9,22 @@ pika for AMQP 0-9-1.
 from __future__ import annotations
 
 import secrets
-import socket
 import ssl
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import pika
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 from pika.adapters.blocking_connection import BlockingChannel
 
+from support.mqtt311 import client_context, mqtt_session, tls_alert
 from support.rabbitmq import RabbitCluster, RabbitNode
 from support.rabbitmq_pki import ClientCert, TestCa
 from support.waiting import eventually, logged, wait_for
 
 pytestmark = pytest.mark.rabbitmq
-
-CONNECT_TIMEOUT_S = 15.0
-
-
-def _context(
-    ca_file: Path,
-    client: ClientCert | None,
-    *,
-    max_version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_3,
-) -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.load_verify_locations(cafile=str(ca_file))
-    ctx.minimum_version = min(ssl.TLSVersion.TLSv1_2, max_version)
-    ctx.maximum_version = max_version
-    if client is not None:
-        ctx.load_cert_chain(str(client.cert), str(client.key))
-    return ctx
-
-
-def tls_alert(port: int, ctx: ssl.SSLContext, *, wait_s: float = 3.0) -> str | None:
-    """The TLS alert the broker ends a handshake with (e.g. ``SSLV3_ALERT_CERTIFICATE_REVOKED``),
-    or None when it accepted the client (then it waits for an MQTT CONNECT: nothing to read).
-
-    In TLS 1.3 the server checks the client certificate after the client finished its side of
-    the handshake, so its alert arrives at the first read.
-    """
-    with socket.create_connection(("127.0.0.1", port), timeout=wait_s) as raw:
-        try:
-            with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
-                tls.recv(1)
-        except ssl.SSLError as exc:
-            return str(exc.reason)
-        except TimeoutError:
-            return None
-    return None
-
-
-@dataclass
-class MqttSession:
-    """A paho client on one broker port, and what happened to it."""
-
-    client: mqtt.Client
-    connected: bool = False
-    refused: str | None = None
-    disconnected: bool = False
-    acked: set[int] = field(default_factory=set)
-
-    def pump(self, until: Callable[[], bool], *, timeout_s: float = CONNECT_TIMEOUT_S) -> bool:
-        """Run the client's network loop until ``until()`` or the connection ends."""
-        deadline = time.monotonic() + timeout_s
-        while not until() and time.monotonic() < deadline:
-            if self.disconnected:
-                break
-            try:
-                rc = self.client.loop(timeout=0.1)
-            except (ssl.SSLError, OSError) as exc:
-                self.refused = self.refused or f"{type(exc).__name__}: {exc}"
-                self.disconnected = True
-                break
-            if rc != mqtt.MQTT_ERR_SUCCESS:
-                self.refused = self.refused or f"loop: {mqtt.error_string(rc)}"
-                self.disconnected = True
-        return until()
-
-    def publish(self, topic: str, payload: bytes) -> bool:
-        """Publish at QoS 1; whether the broker acknowledged it (PUBACK)."""
-        info = self.client.publish(topic, payload, qos=1)
-        return self.pump(lambda: info.mid in self.acked)
-
-
-@contextmanager
-def mqtt_session(port: int, ctx: ssl.SSLContext, *, client_id: str) -> Iterator[MqttSession]:
-    """An MQTT 3.1.1 connection over TLS; ``connected`` or ``refused`` tell how it went."""
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
-    client.tls_set_context(ctx)
-    session = MqttSession(client)
-
-    def on_connect(_c: object, _u: object, _f: object, reason: object, _p: object) -> None:
-        session.connected = not getattr(reason, "is_failure", True)
-        if not session.connected:
-            session.refused = f"CONNACK {reason}"
-
-    def on_disconnect(_c: object, _u: object, _f: object, reason: object, _p: object) -> None:
-        session.disconnected = True
-        session.refused = session.refused or f"disconnected: {reason}"
-
-    def on_publish(_c: object, _u: object, mid: int, _r: object, _p: object) -> None:
-        session.acked.add(mid)
-
-    client.on_connect, client.on_disconnect, client.on_publish = (
-        on_connect, on_disconnect, on_publish,
-    )  # fmt: skip
-    try:
-        client.connect("localhost", port, keepalive=60)
-    except (ssl.SSLError, OSError) as exc:
-        session.refused = f"{type(exc).__name__}: {exc}"
-        session.disconnected = True
-    else:
-        session.pump(lambda: session.connected)
-    try:
-        yield session
-    finally:
-        if not session.disconnected:
-            client.disconnect()
-        client.socket() and client.loop(timeout=0.1)
 
 
 @dataclass(frozen=True)
@@ -166,7 +57,7 @@ def new_device(rabbit: RabbitCluster, rabbit_pki: TestCa) -> Callable[[], Device
 
 
 def _tls(pki: TestCa, device: Device | None) -> ssl.SSLContext:
-    return _context(pki.ca_file, None if device is None else device.cert)
+    return client_context(pki.ca_file, None if device is None else device.cert)
 
 
 def test_cluster_status_lists_both_nodes_running(rabbit: RabbitCluster) -> None:
@@ -194,16 +85,16 @@ def test_device_with_certificate_connects_over_tls13(
 
 
 def _no_cert(pki: TestCa, device: Device) -> ssl.SSLContext:
-    return _context(pki.ca_file, None)
+    return client_context(pki.ca_file, None)
 
 
 def _unknown_ca(pki: TestCa, device: Device) -> ssl.SSLContext:
     other = TestCa(pki.folder / "other", name="TF Unknown CA")
-    return _context(pki.ca_file, other.client(device.cn))
+    return client_context(pki.ca_file, other.client(device.cn))
 
 
 def _tls12_only(pki: TestCa, device: Device) -> ssl.SSLContext:
-    return _context(pki.ca_file, device.cert, max_version=ssl.TLSVersion.TLSv1_2)
+    return client_context(pki.ca_file, device.cert, max_version=ssl.TLSVersion.TLSv1_2)
 
 
 REFUSED = {  # the client's TLS context, and the alert the broker answers it with

@@ -12,6 +12,7 @@ CA bundle when a listener starts.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,8 @@ CA_BUNDLE: Final = "ca.pem"
 """In a node's trust folder: the trusted device CAs and the root (its ``cacertfile``)."""
 CRL_DIR: Final = "crl"
 """In a node's trust folder: the hashed CRL folder (its ``ssl_crl_hash_dir``)."""
+KICK_FOLLOW_UP_S: Final = 15.0
+"""How long a kicked user's connections are looked for again (the API's listing lags)."""
 _TOPIC_EXCHANGE: Final = "amq.topic"
 _PEM = serialization.Encoding.PEM
 
@@ -67,6 +70,7 @@ class RabbitBroker:
         self.api = ManagementApi(config.endpoint)
         self.failure: TrustFleetError | None = None
         self._users: set[str] | None = None  # device users as last seen or made
+        self._kicked: dict[str, float] = {}  # user -> until when to close its connections
 
     @property
     def pid(self) -> int | None:
@@ -114,12 +118,33 @@ class RabbitBroker:
         """Nothing: the nodes' server certificates are the operator's (docs/deployment.md)."""
 
     def kick(self, username: str) -> None:
-        """Close every connection of ``username`` on every node.
+        """Close every connection of ``username`` on every node, now and for
+        :data:`KICK_FOLLOW_UP_S` (see :meth:`follow_up`).
 
         Raises:
             Unavailable: The management API cannot be reached.
         """
-        self.api.close_connections_of(username, reason="revoked by TrustFleet")
+        self._kicked[username] = time.monotonic() + KICK_FOLLOW_UP_S
+        self._close(username)
+
+    def follow_up(self) -> None:
+        """Close again what was kicked lately: the management API lists an MQTT connection
+        only once its first statistics arrive, so one made just before a kick is found by a
+        later look. Never raises (logged)."""
+        now = time.monotonic()
+        for username, until in list(self._kicked.items()):
+            if now > until:
+                del self._kicked[username]
+                continue
+            try:
+                self._close(username)
+            except TrustFleetError as exc:
+                logger.info("follow-up kick of %s: %s", username, exc.one_line())
+
+    def _close(self, username: str) -> None:
+        for name in self.api.connections_of(username):
+            self.api.close_connection(name, reason="closed by TrustFleet")
+            logger.info("closed %s's connection %s", username, name)
 
     def admit(self, device_id: str, *, quarantined: bool = False) -> None:
         """Create the device's user with its permissions (again: the same result).

@@ -104,19 +104,27 @@ class ManagementApi:
 
     def topic_permissions(self, vhost: str) -> list[dict[str, Any]]:
         """Every user's topic permissions in ``vhost`` (``user``, ``exchange``, ``write``, …)."""
-        found = self._call("GET", f"/api/topic-permissions/{_q(vhost)}")
+        found = self._call("GET", f"/api/vhosts/{_q(vhost)}/topic-permissions")
         return [p for p in found if isinstance(p, dict)] if isinstance(found, list) else []
 
     def connections_of(self, user: str) -> list[str]:
-        """The names of the user's connections, on every node."""
-        found = self._call("GET", f"/api/connections/username/{_q(user)}", missing_ok=True)
-        items = found if isinstance(found, list) else []
-        return [str(c["name"]) for c in items if isinstance(c, dict) and "name" in c]
+        """The names of the user's connections, on every node.
 
-    def close_connections_of(self, user: str, *, reason: str) -> None:
-        """Close every connection of the user, on every node."""
+        The API lists an MQTT connection once its first statistics arrive (seconds after it
+        was made; ``/api/connections/username/`` does not list MQTT connections on 3.10).
+        """
+        found = self._call("GET", "/api/connections?columns=name,user")
+        items = found if isinstance(found, list) else []
+        return [
+            str(c["name"])
+            for c in items
+            if isinstance(c, dict) and c.get("user") == user and "name" in c
+        ]
+
+    def close_connection(self, name: str, *, reason: str) -> None:
+        """Close one connection, wherever it is (gone already: nothing to do)."""
         self._call(
-            "DELETE", f"/api/connections/username/{_q(user)}", missing_ok=True,
+            "DELETE", f"/api/connections/{_q(name)}", missing_ok=True,
             headers={"X-Reason": reason[:200]},
         )  # fmt: skip
 
