@@ -6,7 +6,8 @@
 :class:`~trustfleet.errors.Unavailable` with a short reason and a stable code. The MQTT 5
 helpers wait for (or check) the broker's acknowledgements: a PUBACK or SUBACK whose reason code
 refuses is :class:`~trustfleet.errors.Unavailable` too (``mqtt.puback``, ``mqtt.suback``), as
-the service always reported it.
+the service always reported it; :func:`suback311_callback` does the same for an MQTT 3.1.1
+SUBACK (awscrt's ``SubscribeError``, the refusal 0x80).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from contextlib import contextmanager
 from typing import Any, Final
 
 from awscrt import io as crt_io
-from awscrt import mqtt5
+from awscrt import mqtt, mqtt5
 from awscrt.exceptions import AwsCrtError
 
 from trustfleet.errors import TrustFleetError, Unavailable
@@ -32,6 +33,7 @@ __all__ = [
     "map_crt_errors",
     "one_thread_bootstrap",
     "publish_and_wait",
+    "suback311_callback",
     "suback_callback",
     "subscribe_and_wait",
 ]
@@ -178,5 +180,28 @@ def suback_callback(
             return
         if on_granted is not None:
             on_granted(codes)
+
+    return done
+
+
+def suback311_callback(*, what: str) -> Callable[[Future[Any]], None]:
+    """A done-callback for an MQTT 3.1.1 ``connection.subscribe(...)`` future.
+
+    MQTT 3.1.1 has no reason codes: the broker grants a QoS or refuses with 0x80, which awscrt
+    raises as ``SubscribeError``. The callback logs a warning (the reason only) when the
+    subscribe failed or was refused; awscrt's thread must not raise.
+    """
+
+    def done(future: Future[Any]) -> None:
+        try:
+            with map_crt_errors(f"subscribe to {what}"):
+                try:
+                    future.result()
+                except mqtt.SubscribeError as exc:
+                    raise Unavailable(
+                        f"the broker refused {what} (0x80)", code="mqtt.suback"
+                    ) from exc
+        except Unavailable as exc:
+            logger.warning("%s", exc.one_line())
 
     return done

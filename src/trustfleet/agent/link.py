@@ -7,6 +7,10 @@ queued message is lost. Reconnection is awscrt's: exponential backoff with full 
 
 Publishing is driven by the caller (:meth:`MqttLink.pump`): messages are handed to awscrt only
 while connected, at most ``max_in_flight`` at a time, and leave the outbox on their PUBACK.
+
+:class:`Link` is what the agent needs of a link; :class:`MqttLink` and
+:class:`~trustfleet.agent.link311.Mqtt311Link` (MQTT 3.1.1, ``[mqtt] protocol = "3.1.1"``)
+both satisfy it.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from awscrt import io as crt_io
 from awscrt import mqtt5
@@ -37,16 +41,61 @@ from trustfleet.crt import (
 from trustfleet.errors import Unavailable
 from trustfleet.wire import TopicKind, device_topic
 
-__all__ = ["MqttLink", "topic"]
+__all__ = [
+    "Link",
+    "MqttLink",
+    "await_connected",
+    "next_generation",
+    "socket_options",
+    "topic",
+]
 
 logger = logging.getLogger(__name__)
 
 _GENERATIONS = itertools.count(1)
 
 
+def next_generation() -> int:
+    """A new link's ``generation``, unique in the process whatever the link's MQTT version."""
+    return next(_GENERATIONS)
+
+
 def topic(device_id: str, leaf: str) -> str:
     """The device's topic of kind ``leaf`` (:func:`trustfleet.wire.device_topic`)."""
     return device_topic(device_id, leaf)
+
+
+class Link(Protocol):
+    """One client session of the device with one certificate, whatever the MQTT version."""
+
+    generation: int
+    """Names this link in the outbox (messages it has in flight)."""
+    connections: int
+    """Successful connections so far (reconnections included)."""
+    last_error: str
+    """Why the last connection attempt or connection failed ("" if none did)."""
+
+    @property
+    def connected(self) -> bool:
+        """True between CONNACK and disconnection."""
+        ...
+
+    def start(self) -> None:
+        """Start connecting (and reconnecting) in the background."""
+
+    def stop(self, *, timeout_s: float) -> None:
+        """Disconnect and stop reconnecting; wait (bounded) until the client has stopped."""
+
+    def pump(self) -> int:
+        """Hand queued messages to the client while connected; how many were handed over."""
+        ...
+
+    def wait_connected(self, *, timeout_s: float, poll: Callable[[float], None]) -> None:
+        """Wait until connected, polling with ``poll(seconds)``.
+
+        Raises:
+            Unavailable: Not connected within ``timeout_s``.
+        """
 
 
 class MqttLink:
@@ -86,7 +135,7 @@ class MqttLink:
         self._on_ota_command = on_ota_command
         self._on_challenge = on_challenge
         self._on_change = on_change
-        self.generation = next(_GENERATIONS)
+        self.generation = next_generation()
         self._lock = threading.Lock()
         self._connected = False
         self._stopped = threading.Event()
@@ -107,7 +156,7 @@ class MqttLink:
             port=m.port,
             tls_ctx=tls,
             bootstrap=one_thread_bootstrap(),
-            socket_options=_socket_options(m),
+            socket_options=socket_options(m),
             connect_options=mqtt5.ConnectPacket(
                 client_id=self._device_id,
                 keep_alive_interval_sec=m.keepalive_s,
@@ -237,17 +286,28 @@ class MqttLink:
         Raises:
             Unavailable: Not connected within ``timeout_s``.
         """
-        deadline = time.monotonic() + timeout_s
-        while not self.connected:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise Unavailable(
-                    f"cannot connect to the broker at {self._mqtt.host}:{self._mqtt.port}: "
-                    f"{self.last_error or 'no answer'}",
-                    hint="is the broker running, and is the device's LDevID valid?",
-                    code="agent.mqtt.connect",
-                )
-            poll(min(left, 0.2))
+        await_connected(self, mqtt=self._mqtt, timeout_s=timeout_s, poll=poll)
+
+
+def await_connected(
+    link: Link, *, mqtt: MqttSection, timeout_s: float, poll: Callable[[float], None]
+) -> None:
+    """Wait until ``link`` is connected, polling with ``poll(seconds)`` (both links use it).
+
+    Raises:
+        Unavailable: Not connected within ``timeout_s``.
+    """
+    deadline = time.monotonic() + timeout_s
+    while not link.connected:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise Unavailable(
+                f"cannot connect to the broker at {mqtt.host}:{mqtt.port}: "
+                f"{link.last_error or 'no answer'}",
+                hint="is the broker running, and is the device's LDevID valid?",
+                code="agent.mqtt.connect",
+            )
+        poll(min(left, 0.2))
 
 
 def _relay(link: MqttLink, method: str) -> Callable[[Any], None]:
@@ -282,7 +342,8 @@ def _settle(
     wake()
 
 
-def _socket_options(mqtt: MqttSection) -> crt_io.SocketOptions:
+def socket_options(mqtt: MqttSection) -> crt_io.SocketOptions:
+    """TCP options of a link: ``connect_timeout_s`` and TCP keep-alive (both links use it)."""
     options = crt_io.SocketOptions()
     options.connect_timeout_ms = int(mqtt.connect_timeout_s * 1000)
     options.keep_alive = True

@@ -39,7 +39,8 @@ from trustfleet.agent._tpmhooks import ensure_ak_enrolled
 from trustfleet.agent.attester import Attester
 from trustfleet.agent.certfacts import CertFacts
 from trustfleet.agent.decommission import answer_decommission, refuse_if_decommissioned
-from trustfleet.agent.link import MqttLink, topic
+from trustfleet.agent.link import Link, MqttLink, topic
+from trustfleet.agent.link311 import Mqtt311Link
 from trustfleet.agent.metrics import MetricsReporter, metrics_reporter
 from trustfleet.agent.outbox import Message, Outbox
 from trustfleet.agent.platform.bootloader import BootResult
@@ -130,7 +131,7 @@ class _Agent:
         self.outbox = Outbox(max_messages=self.mqtt.queue_max_messages)
         self.commands: queue.SimpleQueue[bytes] = queue.SimpleQueue()
         self.wake = threading.Event()
-        self.link: MqttLink | None = None
+        self.link: Link | None = None
         self.cert: CertFacts | None = None
         self.started = time.monotonic()
         self.seq = 0
@@ -198,9 +199,13 @@ class _Agent:
 
     # -- link -------------------------------------------------------------------------------
 
-    def _start_link(self) -> MqttLink:
+    def _start_link(self) -> Link:
         mqtt_max = self.mqtt.max_payload_bytes
-        link = self.link = MqttLink(
+        # [mqtt] protocol: MQTT 5, or 3.1.1 for a broker without it (RabbitMQ 3.10)
+        kind: type[MqttLink] | type[Mqtt311Link] = (
+            Mqtt311Link if self.mqtt.protocol == "3.1.1" else MqttLink
+        )
+        link = self.link = kind(
             self.settings,
             mqtt=self.mqtt,
             key=self.key,

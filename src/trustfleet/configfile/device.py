@@ -82,6 +82,9 @@ class MqttSection(ConfigModel):
 
     host: str = ""
     port: int = Field(ge=1, le=65535)
+    protocol: Literal["5", "3.1.1"] = "5"
+    """MQTT version the agent speaks: "5", or "3.1.1" for a broker without MQTT 5 (e.g. the
+    MQTT plugin of RabbitMQ 3.10)."""
     keepalive_s: int = Field(default=30, ge=5, le=3600)
     """MQTT keep-alive interval."""
     telemetry_interval_s: float = Field(default=10.0, ge=0.2, le=86400)
