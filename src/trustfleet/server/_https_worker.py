@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
@@ -32,21 +33,28 @@ _CRL_CHECK_INTERVAL_S: Final = 300.0
 async def _refresh_crls_forever(rt: Runtime, *, stop: asyncio.Event) -> None:
     """Keep every CRL fresh even when nobody fetches it (RFC 5280 §5: issue before nextUpdate).
 
-    One HTTPS worker among every service host's does it: the one leading ``crl-refresh``.
+    One HTTPS worker among every service host's does it: the one leading ``crl-refresh``. The
+    others try to take the lead every ``[supervision] leader_check_s`` (off the event loop), so a
+    dead leader is replaced within about that long.
     """
-    interval_s = _CRL_CHECK_INTERVAL_S
+    check_s = rt.settings.supervision.leader_check_s
     leadership = Leadership(rt.engine, "crl-refresh")
+    next_refresh = 0.0
     try:
         while not stop.is_set():
-            try:
-                if leadership.held():
+            leading = await asyncio.to_thread(leadership.held)
+            if leading and time.monotonic() >= next_refresh:
+                next_refresh = time.monotonic() + _CRL_CHECK_INTERVAL_S
+                try:
                     refresh_crls(rt, now=datetime.now(UTC))
-            except TrustFleetError as exc:
-                logger.warning("CRL refresh failed: %s", exc.one_line())
+                except TrustFleetError as exc:
+                    logger.warning("CRL refresh failed: %s", exc.one_line())
+            elif not leading:
+                next_refresh = 0.0  # on taking the lead: refresh at once
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=interval_s)
+                await asyncio.wait_for(stop.wait(), timeout=check_s)
     finally:
-        leadership.release()
+        await asyncio.to_thread(leadership.release)
 
 
 def _reload_tls(tls: TlsServerConfig, contexts: list[SSL.Context]) -> None:
