@@ -132,6 +132,8 @@ class _Agent:
         self.commands: queue.SimpleQueue[bytes] = queue.SimpleQueue()
         self.wake = threading.Event()
         self.link: Link | None = None
+        self._address = 0  # which of [mqtt] host and fallback the link uses
+        self._down_since: float | None = None  # when the link was last seen without connection
         self.cert: CertFacts | None = None
         self.started = time.monotonic()
         self.seq = 0
@@ -205,9 +207,11 @@ class _Agent:
         kind: type[MqttLink] | type[Mqtt311Link] = (
             Mqtt311Link if self.mqtt.protocol == "3.1.1" else MqttLink
         )
+        addresses = self.mqtt.addresses()
+        host, port = addresses[self._address % len(addresses)]
         link = self.link = kind(
             self.settings,
-            mqtt=self.mqtt,
+            mqtt=self.mqtt.model_copy(update={"host": host, "port": port}),
             key=self.key,
             client_cert=self.settings.path(self.settings.identity.ldevid),
             outbox=self.outbox,
@@ -218,6 +222,26 @@ class _Agent:
         )
         link.start()
         return link
+
+    def _fail_over(self, now: float) -> None:
+        """After ``[mqtt] failover_after_s`` without a connection, try the next address."""
+        link = self.link
+        if link is None or link.connected or len(self.mqtt.fallback) == 0:
+            self._down_since = None
+            return
+        if self._down_since is None:
+            self._down_since = now
+            return
+        if now - self._down_since < self.mqtt.failover_after_s:
+            return
+        self._down_since = None
+        self._address += 1
+        addresses = self.mqtt.addresses()
+        host, port = addresses[self._address % len(addresses)]
+        logger.warning("no broker connection for %.0f s; trying %s:%d", self.mqtt.failover_after_s,
+                       host, port)  # fmt: skip
+        self._drop_link()
+        self._start_link()
 
     def _drop_link(self) -> None:
         link, self.link = self.link, None
@@ -392,8 +416,11 @@ class _Agent:
                 break
             if self._renewal_due():
                 self._renew()
+            self._fail_over(t)
             self._pump()
             due = min(next_telemetry, next_heartbeat, self._metrics_due())
+            if self._down_since is not None:
+                due = min(due, self._down_since + self.mqtt.failover_after_s)
             self._wait(due - time.monotonic())
         self._flush()
 

@@ -85,6 +85,11 @@ class MqttSection(ConfigModel):
     protocol: Literal["5", "3.1.1"] = "5"
     """MQTT version the agent speaks: "5", or "3.1.1" for a broker without MQTT 5 (e.g. the
     MQTT plugin of RabbitMQ 3.10)."""
+    fallback: list[str] = Field(default_factory=list, max_length=8)
+    """Other addresses of the same broker ("host:port", e.g. the other nodes of a RabbitMQ
+    cluster), tried in turn after failover_after_s without a connection; queued messages
+    follow the device to the next one (nothing leaves the outbox before its PUBACK)."""
+    failover_after_s: float = Field(default=10.0, gt=0, le=3600)
     keepalive_s: int = Field(default=30, ge=5, le=3600)
     """MQTT keep-alive interval."""
     telemetry_interval_s: float = Field(default=10.0, ge=0.2, le=86400)
@@ -107,7 +112,19 @@ class MqttSection(ConfigModel):
     def _backoff_order(self) -> MqttSection:
         if self.backoff_max_s < self.backoff_initial_s:
             raise ValueError("backoff_max_s must be at least backoff_initial_s")
+        for address in self.fallback:
+            host, sep, port = address.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+                raise ValueError(f"fallback entries are host:port, not {address[:80]!r}")
         return self
+
+    def addresses(self) -> list[tuple[str, int]]:
+        """Where the broker is: ``(host, port)`` first, then each fallback."""
+        found = [(self.host, self.port)]
+        for address in self.fallback:
+            host, _, port = address.rpartition(":")
+            found.append((host.strip("[]"), int(port)))
+        return found
 
 
 class AgentSection(ConfigModel):

@@ -1,4 +1,4 @@
-"""Scale-out on real engines: two service hosts, one PostgreSQL store, a two-node RabbitMQ cluster.
+"""Scale-out on real engines: two service hosts, one PostgreSQL store, a 3-node RabbitMQ cluster.
 
 ``scaleout`` (module scope) makes service host A with ``server init`` on a fresh PostgreSQL
 database, host B as a copy of A's home (its SoftHSM2 configuration names A's token folder: one
@@ -6,7 +6,8 @@ token store shared, as a network HSM would be), starts a RabbitMQ cluster whose 
 CAs and read their CRLs from the trust folder both hosts write, points both homes at it
 (``[broker] kind = "rabbitmq"``) and starts ``server run`` on both. Devices come from the
 factory service, enroll over EST at host A and run the simulated agent over MQTT 3.1.1, the
-first device on node 1, the second on node 2. Everything is stopped by process id or group.
+first device on node 1, the second on node 2, each with the other nodes as fallbacks.
+Everything is stopped by process id or group.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from trustfleet.sim.process import free_port
 from trustfleet.sim.server import SimServer
 
 DEVICES = 2
+NODES = 3  # a quorum queue keeps its majority when one node dies
+FAILOVER_S = 3.0
 
 
 def _rabbit_settings(rabbit: RabbitCluster, trust: Path) -> dict[str, object]:
@@ -79,22 +82,26 @@ def scaleout(
         b.start()
         for index, device_id in enumerate(fleet.provision(DEVICES)):
             node = rabbit.nodes[index % len(rabbit.nodes)]
+            others = [f"localhost:{n.mqtt_tls_port}" for n in rabbit.nodes if n != node]
             agent = fleet.agent(device_id)
-            agent.configure({"mqtt": {"host": "localhost", "port": node.mqtt_tls_port,
-                                      "protocol": "3.1.1"}})  # fmt: skip
+            agent.configure({"mqtt": {
+                "host": "localhost", "port": node.mqtt_tls_port, "protocol": "3.1.1",
+                "fallback": others, "failover_after_s": FAILOVER_S,
+                "telemetry_interval_s": 1.0,
+            }})  # fmt: skip
             enrolled = agent.enroll()
             assert enrolled.returncode == 0, enrolled.stderr
-            agent.start()
+            agent.start(summary=True)
         yield Scaleout(a=a, b=b, rabbit=rabbit, fleet=fleet, store_url=store_url, trust=trust)
 
 
 def _cluster(stack: ExitStack, root: Path, a: SimServer, trust: Path) -> RabbitCluster:
-    """Two nodes trusting host A's CAs, reading the CRLs from ``trust`` (empty until a host
+    """Three nodes trusting host A's CAs, reading the CRLs from ``trust`` (empty until a host
     attaches), serving host A's broker certificate."""
     try:
         return stack.enter_context(
             rabbitmq_cluster(
-                root / "rabbit", nodes=2,
+                root / "rabbit", nodes=NODES,
                 server_cert=a.home / "tls" / "broker-chain.pem",
                 server_key=a.home / "secrets" / "broker-tls.key",
                 ca_bundle=a.ca_bundle, crl_dir=trust / "crl",

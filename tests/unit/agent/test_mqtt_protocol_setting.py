@@ -79,3 +79,28 @@ def test_other_versions_are_refused_by_name(device: Path, value: Any) -> None:
 def test_the_model_refuses_them_too(value: Any) -> None:
     with pytest.raises(ValueError, match="protocol"):
         MqttSection.model_validate({"port": 8883, "protocol": value})
+
+
+def test_fallback_addresses_follow_the_first(device: Path) -> None:
+    updated = update_device_settings(
+        device, {"mqtt": {"host": "node1", "fallback": ["node2:8884", "[::1]:8885"]}}
+    )
+    assert updated.mqtt is not None
+    assert updated.mqtt.addresses() == [("node1", 8883), ("node2", 8884), ("::1", 8885)]
+
+
+BAD_FALLBACK = {
+    "no_port": "node2",
+    "empty_host": ":8883",
+    "port_not_a_number": "node2:http",
+    "port_zero": "node2:0",
+    "port_too_large": "node2:65536",
+}
+
+
+@pytest.mark.parametrize("entry", BAD_FALLBACK.values(), ids=BAD_FALLBACK.keys())
+def test_a_bad_fallback_is_refused_and_the_file_kept(device: Path, entry: str) -> None:
+    before = (device / "device.toml").read_bytes()
+    with pytest.raises(Config, match="host:port"):
+        update_device_settings(device, {"mqtt": {"fallback": [entry]}})
+    assert (device / "device.toml").read_bytes() == before

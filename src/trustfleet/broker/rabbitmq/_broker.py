@@ -39,6 +39,8 @@ CA_BUNDLE: Final = "ca.pem"
 """In a node's trust folder: the trusted device CAs and the root (its ``cacertfile``)."""
 CRL_DIR: Final = "crl"
 """In a node's trust folder: the hashed CRL folder (its ``ssl_crl_hash_dir``)."""
+SESSION_POLICY: Final = "trustfleet-mqtt-sessions"
+"""The policy that mirrors the MQTT plugin's session queues on every node."""
 KICK_FOLLOW_UP_S: Final = 15.0
 """How long a kicked user's connections are looked for again (the API's listing lags)."""
 _TOPIC_EXCHANGE: Final = "amq.topic"
@@ -87,6 +89,12 @@ class RabbitBroker:
         down = [str(n.get("name")) for n in self.api.nodes() if not n.get("running")]
         if down:
             logger.warning("RabbitMQ nodes not running: %s", ", ".join(down))
+        # Each MQTT session's queue is a classic queue on the node the device first reached:
+        # mirrored on every node, a device whose node died can open its session on another.
+        self.api.put_policy(
+            self.config.vhost, SESSION_POLICY, pattern="^mqtt-subscription-", apply_to="queues",
+            definition={"ha-mode": "all", "ha-sync-mode": "automatic"},
+        )  # fmt: skip
         self.reload_trust(trust)
 
     def stop(self) -> None:

@@ -102,6 +102,13 @@ class ManagementApi:
         body = {"exchange": exchange, "write": write, "read": read}
         self._call("PUT", f"/api/topic-permissions/{_q(vhost)}/{_q(user)}", body)
 
+    def put_policy(
+        self, vhost: str, name: str, *, pattern: str, apply_to: str, definition: dict[str, Any]
+    ) -> None:
+        """Create or replace a policy of ``vhost``."""
+        body = {"pattern": pattern, "apply-to": apply_to, "definition": definition, "priority": 0}
+        self._call("PUT", f"/api/policies/{_q(vhost)}/{_q(name)}", body)
+
     def topic_permissions(self, vhost: str) -> list[dict[str, Any]]:
         """Every user's topic permissions in ``vhost`` (``user``, ``exchange``, ``write``, …)."""
         found = self._call("GET", f"/api/vhosts/{_q(vhost)}/topic-permissions")
