@@ -127,10 +127,8 @@ class TestCa:
         cert_path, key_path = _write_pair(self.folder, f"client-{cn}", cert, _key_pem(key))
         return ClientCert(cn=cn, cert=cert_path, key=key_path, serial=cert.serial_number)
 
-    def publish_crl(self, *, revoke: int | None = None) -> Path:
-        """Sign a new CRL (revoking serial ``revoke`` too) into the hashed CRL folder."""
-        if revoke is not None:
-            self.revoked.setdefault(revoke, datetime.now(UTC) - timedelta(seconds=5))
+    def crl(self) -> x509.CertificateRevocationList:
+        """A new CRL listing every serial revoked so far (``revoked``)."""
         builder = (
             x509.CertificateRevocationListBuilder()
             .issuer_name(self.cert.subject)
@@ -142,8 +140,13 @@ class TestCa:
             builder = builder.add_revoked_certificate(
                 x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(when).build()
             )
-        crl = builder.sign(self.key, hashes.SHA256())
-        return write_hashed_crl(self.crl_dir, crl.public_bytes(serialization.Encoding.PEM))
+        return builder.sign(self.key, hashes.SHA256())
+
+    def publish_crl(self, *, revoke: int | None = None) -> Path:
+        """Sign a new CRL (revoking serial ``revoke`` too) into the hashed CRL folder."""
+        if revoke is not None:
+            self.revoked.setdefault(revoke, datetime.now(UTC) - timedelta(seconds=5))
+        return write_hashed_crl(self.crl_dir, self.crl().public_bytes(serialization.Encoding.PEM))
 
 
 def _ca_usage() -> x509.KeyUsage:

@@ -14,8 +14,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 
 from support.mqtt311 import MqttSession, client_context, mqtt_session, tls_alert
 from support.rabbitmq import RabbitCluster, RabbitNode
@@ -138,18 +137,7 @@ def test_quarantine_keeps_ota_and_attest_and_release_restores(
 
 
 def _crl_der(pki: TestCa) -> bytes:
-    builder = (
-        x509.CertificateRevocationListBuilder()
-        .issuer_name(pki.cert.subject)
-        .last_update(datetime.now(UTC) - timedelta(minutes=5))
-        .next_update(datetime.now(UTC) + timedelta(days=1))
-        .add_extension(x509.CRLNumber(secrets.randbits(63)), critical=False)
-    )
-    for serial, when in pki.revoked.items():
-        entry = x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(when)
-        builder = builder.add_revoked_certificate(entry.build())
-    crl = builder.sign(pki.key, hashes.SHA256())
-    return crl.public_bytes(serialization.Encoding.DER)
+    return pki.crl().public_bytes(serialization.Encoding.DER)
 
 
 def test_revocation_refuses_new_handshakes_on_both_nodes_and_closes_the_live_one(
