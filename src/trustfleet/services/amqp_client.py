@@ -29,6 +29,7 @@ from trustfleet.wire import amqp_routing_key, topic_of_routing_key
 
 __all__ = [
     "AMQP_ERRORS",
+    "MAX_PASSWORD_BYTES",
     "TOPIC_EXCHANGE",
     "AmqpEndpoint",
     "AmqpPublisher",
@@ -104,12 +105,21 @@ class AmqpEndpoint:
                 hint="write the service user's password there (mode 0600)",
                 code="broker.amqp.password",
             ) from exc
-        if len(password) > MAX_PASSWORD_BYTES:
-            raise Config(f"{path} is too large for a password", code="broker.amqp.password")
+        try:
+            text = password.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            text = ""
+        if len(password) > MAX_PASSWORD_BYTES or not text:
+            raise Config(
+                f"{path} does not hold a password (one line of UTF-8, at most "
+                f"{MAX_PASSWORD_BYTES} bytes)",
+                hint="write the service user's password there (mode 0600)",
+                code="broker.amqp.password",
+            )
         return cls(
             urls=tuple(rabbit.amqp_urls),
             username=rabbit.username,
-            password=password.decode(errors="strict").strip(),
+            password=text,
             vhost=rabbit.vhost,
             cafile=str(settings.path(rabbit.cafile)) if rabbit.cafile else None,
             timeout_s=rabbit.request_timeout_s,

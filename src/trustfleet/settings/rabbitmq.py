@@ -14,7 +14,8 @@ from trustfleet.configfile import ConfigModel
 
 __all__ = ["RabbitSettings"]
 
-_URL = r"^(https?|amqps?)://[^\s/]+(/[^\s]*)?$"
+_HTTP_URL = r"^https?://[^\s/]+(/[^\s]*)?$"
+_AMQP_URL = r"^amqps?://[^\s/]+/?$"
 
 
 class RabbitSettings(ConfigModel):
@@ -50,7 +51,11 @@ class RabbitSettings(ConfigModel):
 
     @model_validator(mode="after")
     def _urls(self) -> RabbitSettings:
-        for url in (*self.management_urls, *self.amqp_urls):
-            if not re.match(_URL, url):
-                raise ValueError(f"not a URL: {url[:80]!r}")
+        for urls, pattern, what in (
+            (self.management_urls, _HTTP_URL, "management_urls are http(s)://host:port"),
+            (self.amqp_urls, _AMQP_URL, "amqp_urls are amqp(s)://host:port"),
+        ):
+            for url in urls:
+                if not re.match(pattern, url):
+                    raise ValueError(f"{what}, not {url[:80]!r}")
         return self

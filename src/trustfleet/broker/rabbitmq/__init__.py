@@ -10,7 +10,6 @@ from trustfleet.broker.rabbitmq._broker import (
     CRL_DIR,
     RabbitBroker,
     RabbitConfig,
-    require_nodes,
 )
 from trustfleet.broker.rabbitmq._mgmt import ManagementApi, ManagementEndpoint
 from trustfleet.broker.rabbitmq._rules import (
@@ -33,5 +32,4 @@ __all__ = [
     "RabbitConfig",
     "crl_folder",
     "device_permissions",
-    "require_nodes",
 ]

@@ -29,9 +29,9 @@ from trustfleet.broker.rabbitmq._rules import (
     crl_folder,
     device_permissions,
 )
-from trustfleet.errors import TrustFleetError, Unavailable
+from trustfleet.errors import TrustFleetError
 
-__all__ = ["CA_BUNDLE", "CRL_DIR", "RabbitBroker", "RabbitConfig", "require_nodes"]
+__all__ = ["CA_BUNDLE", "CRL_DIR", "RabbitBroker", "RabbitConfig"]
 
 logger = logging.getLogger(__name__)
 
@@ -246,15 +246,3 @@ class RabbitBroker:
             self.config.vhost, device_id, exchange=_TOPIC_EXCHANGE,
             write=rules.topic_write, read=rules.topic_read,
         )  # fmt: skip
-
-
-def require_nodes(api: ManagementApi) -> list[str]:
-    """The running nodes' names.
-
-    Raises:
-        Unavailable: None runs.
-    """
-    running = [str(n.get("name")) for n in api.nodes() if n.get("running")]
-    if not running:
-        raise Unavailable("no RabbitMQ node runs", code="broker.rabbitmq.down")
-    return running
