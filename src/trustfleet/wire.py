@@ -64,6 +64,7 @@ __all__ = [
     "device_topic",
     "encode_command",
     "encode_device_message",
+    "group_filters",
     "parse_device_topic",
     "shared_filter",
     "shared_filters",
@@ -244,6 +245,14 @@ def device_filter(device_id: str) -> str:
 def shared_filters(group: str) -> tuple[str, ...]:
     """Every shared subscription of a worker group (:data:`SHARED_SUBSCRIPTIONS`)."""
     return tuple(shared_filter(group, kind) for kind in SHARED_SUBSCRIPTIONS[group])
+
+
+def group_filters(group: str) -> tuple[str, ...]:
+    """A worker group's filters without ``$share`` (``tf/v1/d/+/<kind>``): what a RabbitMQ
+    group queue is bound for, where the queue itself shares the messages out."""
+    return tuple(
+        shared_filter(group, kind).split("/", 2)[2] for kind in SHARED_SUBSCRIPTIONS[group]
+    )
 
 
 def shared_filter(group: str, kind: str) -> str:

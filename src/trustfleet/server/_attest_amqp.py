@@ -14,9 +14,8 @@ from typing import Final
 
 from trustfleet.errors import Unavailable
 from trustfleet.server._attest_side import AttestScheduler
-from trustfleet.server._ingest_amqp import group_filters
 from trustfleet.services.amqp_client import AmqpEndpoint, AmqpPublisher, Delivery, consume_forever
-from trustfleet.wire import ATTEST_GROUP
+from trustfleet.wire import ATTEST_GROUP, group_filters
 
 __all__ = ["AmqpAttestScheduler"]
 

@@ -18,18 +18,13 @@ from typing import Any, Final
 
 from trustfleet.server.ingest_worker import QUEUE_PUT_TIMEOUT_S, IngestWorker
 from trustfleet.services.amqp_client import AmqpEndpoint, Delivery, consume_forever
-from trustfleet.wire import DEVICE_TOPIC_ROOT, INGEST_GROUP, SHARED_SUBSCRIPTIONS
+from trustfleet.wire import INGEST_GROUP, group_filters
 
-__all__ = ["AmqpIngestWorker", "group_filters"]
+__all__ = ["AmqpIngestWorker"]
 
 logger = logging.getLogger(__name__)
 
 JOIN_S: Final = 10.0
-
-
-def group_filters(group: str) -> tuple[str, ...]:
-    """The MQTT filters a worker group's queue is bound for (its shared ones, unshared)."""
-    return tuple(f"{DEVICE_TOPIC_ROOT}/+/{kind}" for kind in SHARED_SUBSCRIPTIONS[group])
 
 
 class AmqpIngestWorker(IngestWorker):

@@ -23,6 +23,7 @@ from trustfleet.errors import Config
 from trustfleet.wire import (
     DEVICE_ID_PATTERN,
     DEVICE_TO_SERVICE,
+    DEVICE_TOPIC_ROOT,
     SERVICE_TO_DEVICE,
     amqp_routing_key,
 )
@@ -61,7 +62,7 @@ class DevicePermissions:
 
 
 def _kinds(device_id: str, kinds: Sequence[str]) -> str:
-    root = re.escape(amqp_routing_key(f"tf/v1/d/{device_id}"))
+    root = re.escape(amqp_routing_key(f"{DEVICE_TOPIC_ROOT}/{device_id}"))
     alternatives = "|".join(re.escape(amqp_routing_key(k)) for k in kinds)
     return f"^{root}\\.({alternatives})$"
 
