@@ -172,6 +172,13 @@ class RabbitCluster:
         self.admin_password = admin_password
         self.start_s = 0.0
         """How long the cluster took to start and form (seconds; for printing only)."""
+        self._procs: dict[str, ManagedProcess] = {}
+
+    def process_group(self, node: RabbitNode) -> int | None:
+        """The process group of ``node``'s VM (its script's pid), None when it is not running:
+        what a benchmark measures, and what a test may signal."""
+        proc = self._procs.get(node.name)
+        return proc.pid if proc is not None and proc.running else None
 
     # -- the CLI ---------------------------------------------------------------------------
 
@@ -366,9 +373,12 @@ def _base_env(paths: _Paths, *, epmd_port: int) -> dict[str, str]:
     }
 
 
-def _conf(node: RabbitNode, *, admin_user: str, admin_password: str) -> dict[str, str]:
-    """The node's ``rabbitmq.conf`` (sysctl format) as keys and values."""
-    return {
+def _conf(
+    node: RabbitNode, *, admin_user: str, admin_password: str, bare: bool = False
+) -> dict[str, str]:
+    """The node's ``rabbitmq.conf`` (sysctl format) as keys and values (``bare``: MQTT clients
+    log in anonymously as the administrator instead of as their certificate's CN)."""
+    conf = {
         "listeners.tcp.default": f"127.0.0.1:{node.amqp_port}",
         "listeners.ssl": "none",
         "loopback_users": "none",
@@ -391,12 +401,22 @@ def _conf(node: RabbitNode, *, admin_user: str, admin_password: str) -> dict[str
         "log.file.level": "info",
         "log.console": "false",
     }
+    if bare:
+        conf |= {
+            "mqtt.allow_anonymous": "true",
+            "mqtt.ssl_cert_login": "false",
+            "mqtt.default_user": admin_user,
+            "mqtt.default_pass": admin_password,
+        }
+    return conf
 
 
-def _advanced_config(paths: _Paths) -> list[tuple[Atom, list[tuple[Atom, object]]]]:
+def _advanced_config(
+    paths: _Paths, *, bare: bool = False
+) -> list[tuple[Atom, list[tuple[Atom, object]]]]:
     """The ``advanced.config`` terms: the TLS options (the CRL cache cannot be said in
     rabbitmq.conf on 3.10, and ``ssl_options`` set here replaces the whole list, so all of it
-    is here)."""
+    is here). ``bare``: no CRL check."""
     crl_cache = (Atom("ssl_crl_hash_dir"), (Atom("internal"), [(Atom("dir"), paths.crl_dir)]))
     ssl_options: list[tuple[Atom, object]] = [
         (Atom("cacertfile"), paths.ca_bundle),
@@ -405,20 +425,21 @@ def _advanced_config(paths: _Paths) -> list[tuple[Atom, list[tuple[Atom, object]
         (Atom("versions"), [Atom("tlsv1.3")]),
         (Atom("verify"), Atom("verify_peer")),
         (Atom("fail_if_no_peer_cert"), True),
-        (Atom("crl_check"), Atom("peer")),
-        (Atom("crl_cache"), crl_cache),
     ]
+    if not bare:
+        ssl_options += [(Atom("crl_check"), Atom("peer")), (Atom("crl_cache"), crl_cache)]
     return [(Atom("rabbit"), [(Atom("ssl_options"), ssl_options)])]
 
 
 def _write_node_files(
-    node: RabbitNode, paths: _Paths, *, admin_user: str, admin_password: str
+    node: RabbitNode, paths: _Paths, *, admin_user: str, admin_password: str, bare: bool
 ) -> None:
     (node.base / "log").mkdir(parents=True, exist_ok=True)
     (node.base / "mnesia").mkdir(exist_ok=True)
-    conf = _conf(node, admin_user=admin_user, admin_password=admin_password)
+    conf = _conf(node, admin_user=admin_user, admin_password=admin_password, bare=bare)
     (node.base / "rabbitmq.conf").write_text("".join(f"{k} = {v}\n" for k, v in conf.items()))
-    (node.base / "advanced.config").write_text(erlang_term(_advanced_config(paths)) + ".\n")
+    advanced = _advanced_config(paths, bare=bare)
+    (node.base / "advanced.config").write_text(erlang_term(advanced) + ".\n")
     (node.base / "enabled_plugins").write_text(erlang_term([Atom(p) for p in PLUGINS]) + ".\n")
 
 
@@ -488,6 +509,7 @@ def _start_node(
         name=node.name,
     )
     proc.start()
+    cluster._procs[node.name] = proc
     stack.callback(_stop_node, cluster, node, proc)
 
     def booted() -> bool:
@@ -543,6 +565,7 @@ def rabbitmq_cluster(
     ca_bundle: Path,
     crl_dir: Path,
     start_timeout_s: float = NODE_START_TIMEOUT_S,
+    bare: bool = False,
 ) -> Iterator[RabbitCluster]:
     """Start a RabbitMQ cluster of ``nodes`` nodes on loopback; stop and delete it afterwards.
 
@@ -555,6 +578,10 @@ def rabbitmq_cluster(
         crl_dir: The hashed CRL folder (``support.rabbitmq_pki.write_hashed_crl``); each client
             certificate's issuer needs a CRL there, or the handshake fails (``crl_check = peer``).
         start_timeout_s: Bound on one node's boot.
+        bare: A stock broker for baselines (benchmarks/fleet.py): client certificates are
+            verified against ``ca_bundle`` but no CRL is checked (``crl_dir`` is unused), and
+            MQTT clients log in anonymously as the administrator (no per-device user or topic
+            permission).
 
     Yields:
         The running cluster, every node listed as running by ``cluster_status``.
@@ -595,7 +622,9 @@ def rabbitmq_cluster(
             admin_password=admin_password,
         )
         for node in members:
-            _write_node_files(node, paths, admin_user=admin_user, admin_password=admin_password)
+            _write_node_files(
+                node, paths, admin_user=admin_user, admin_password=admin_password, bare=bare
+            )
         _start_node(cluster, members[0], stack, start_timeout_s=start_timeout_s)
         for node in members[1:]:
             _start_node(cluster, node, stack, start_timeout_s=start_timeout_s)
