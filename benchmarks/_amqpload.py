@@ -50,6 +50,7 @@ class Sink:
         self.dups = 0
         self.seen: set[tuple[str, int]] = set()
         self.latency_ms: list[float] = []
+        self.t_last_new = 0.0  # wall clock of the last message not seen before
         self.consuming = threading.Event()
 
     def take(self, topic: str, body: bytes) -> None:
@@ -70,6 +71,7 @@ class Sink:
             else:
                 self.seen.add(key)
                 self.latency_ms.append((now - sent) * 1000.0)
+                self.t_last_new = now
 
     def stats(self) -> dict[str, Any]:
         with self.lock:
@@ -77,6 +79,7 @@ class Sink:
             return {
                 "received": self.received,
                 "unique": len(self.seen),
+                "t_last_new": self.t_last_new,
                 "dups": self.dups,
                 "bad": self.bad,
                 "p50_ms": _pct(lat, 50),
@@ -90,6 +93,7 @@ class Sink:
             self.received = self.dups = self.bad = 0
             self.seen.clear()
             self.latency_ms.clear()
+            self.t_last_new = 0.0
 
 
 def _pct(sorted_values: list[float], pct: float) -> float | None:

@@ -312,6 +312,7 @@ class Fleet:
         self.dups = 0
         self.seen: set[tuple[str, int]] = set()
         self.latency_ms: list[float] = []
+        self.t_last_new = 0.0  # wall clock of the last message not seen before
         self.bad = 0
         self.suback_codes: list[int] = []
 
@@ -467,6 +468,7 @@ class Fleet:
         else:
             self.seen.add(key)
             self.latency_ms.append((now - sent) * 1000.0)
+            self.t_last_new = now
         return mid
 
     async def pinger(self) -> None:
@@ -553,6 +555,7 @@ class Fleet:
         return {
             "received": self.received,
             "unique": len(self.seen),
+            "t_last_new": self.t_last_new,
             "dups": self.dups,
             "bad": self.bad,
             "p50_ms": _pct(lat, 50),
@@ -565,6 +568,7 @@ class Fleet:
         self.received = self.dups = self.bad = 0
         self.seen.clear()
         self.latency_ms.clear()
+        self.t_last_new = 0.0
 
     async def quit(self) -> None:
         self.closing = True
