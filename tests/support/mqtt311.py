@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -68,6 +69,10 @@ class MqttSession:
     refused: str | None = None
     disconnected: bool = False
     acked: set[int] = field(default_factory=set)
+    granted: dict[int, list[int]] = field(default_factory=dict)
+    """SUBACK return codes by message id (128: refused)."""
+    received: list[tuple[str, bytes]] = field(default_factory=list)
+    """Messages delivered to its subscriptions: (topic, payload)."""
 
     def pump(self, until: Callable[[], bool], *, timeout_s: float = CONNECT_TIMEOUT_S) -> bool:
         """Run the client's network loop until ``until()`` or the connection ends."""
@@ -91,6 +96,12 @@ class MqttSession:
         info = self.client.publish(topic, payload, qos=1)
         return self.pump(lambda: info.mid in self.acked)
 
+    def subscribe(self, topic_filter: str) -> bool:
+        """Subscribe at QoS 1; whether the broker granted it (SUBACK without 128)."""
+        _rc, mid = self.client.subscribe(topic_filter, qos=1)
+        self.pump(lambda: mid in self.granted)
+        return mid in self.granted and 128 not in self.granted[mid]
+
 
 @contextmanager
 def mqtt_session(port: int, ctx: ssl.SSLContext, *, client_id: str) -> Iterator[MqttSession]:
@@ -111,9 +122,16 @@ def mqtt_session(port: int, ctx: ssl.SSLContext, *, client_id: str) -> Iterator[
     def on_publish(_c: object, _u: object, mid: int, _r: object, _p: object) -> None:
         session.acked.add(mid)
 
+    def on_subscribe(_c: object, _u: object, mid: int, codes: list[Any], _p: object) -> None:
+        session.granted[mid] = [int(getattr(c, "value", c)) for c in codes]
+
+    def on_message(_c: object, _u: object, message: mqtt.MQTTMessage) -> None:
+        session.received.append((message.topic, bytes(message.payload)))
+
     client.on_connect, client.on_disconnect, client.on_publish = (
         on_connect, on_disconnect, on_publish,
     )  # fmt: skip
+    client.on_subscribe, client.on_message = on_subscribe, on_message
     try:
         client.connect("localhost", port, keepalive=60)
     except (ssl.SSLError, OSError) as exc:

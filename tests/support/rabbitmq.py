@@ -46,6 +46,7 @@ from trustfleet.errors import Unavailable
 from trustfleet.sim.process import ManagedProcess, free_port, port_open, wait_until
 
 __all__ = [
+    "PEM_CACHE_CLEAN_MS",
     "Atom",
     "MqttConnection",
     "RabbitCluster",
@@ -64,6 +65,9 @@ MGMT_TIMEOUT_S = 30.0
 CLUSTER_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
 LOG_TAIL_CHARS = 4000
+PEM_CACHE_CLEAN_MS = 5000
+"""How often each node's ``ssl`` application re-checks the PEM files it cached (the CA bundle)
+and drops those that changed (``ssl_pem_cache_clean``; OTP's default is 2 minutes)."""
 PLUGINS = ("rabbitmq_mqtt", "rabbitmq_management")
 MQTT_EXCHANGE = "amq.topic"
 VHOST = "/"
@@ -416,7 +420,7 @@ def _advanced_config(
 ) -> list[tuple[Atom, list[tuple[Atom, object]]]]:
     """The ``advanced.config`` terms: the TLS options (the CRL cache cannot be said in
     rabbitmq.conf on 3.10, and ``ssl_options`` set here replaces the whole list, so all of it
-    is here). ``bare``: no CRL check."""
+    is here), and how often the cached CA bundle is re-checked. ``bare``: no CRL check."""
     crl_cache = (Atom("ssl_crl_hash_dir"), (Atom("internal"), [(Atom("dir"), paths.crl_dir)]))
     ssl_options: list[tuple[Atom, object]] = [
         (Atom("cacertfile"), paths.ca_bundle),
@@ -428,7 +432,10 @@ def _advanced_config(
     ]
     if not bare:
         ssl_options += [(Atom("crl_check"), Atom("peer")), (Atom("crl_cache"), crl_cache)]
-    return [(Atom("rabbit"), [(Atom("ssl_options"), ssl_options)])]
+    return [
+        (Atom("rabbit"), [(Atom("ssl_options"), ssl_options)]),
+        (Atom("ssl"), [(Atom("ssl_pem_cache_clean"), PEM_CACHE_CLEAN_MS)]),
+    ]
 
 
 def _write_node_files(

@@ -308,6 +308,14 @@ class AmqpPublisher:
             self.close()
             raise
 
+    def open(self) -> None:
+        """Connect now (a publish connects by itself when needed).
+
+        Raises:
+            Unavailable: No node accepted a connection.
+        """
+        self._open()
+
     def close(self) -> None:
         """Close the connection (never raises)."""
         conn, self._conn, self._channel = self._conn, None, None

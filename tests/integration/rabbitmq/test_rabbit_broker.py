@@ -12,6 +12,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -29,6 +30,8 @@ from trustfleet.broker.rabbitmq import (
     RabbitConfig,
 )
 from trustfleet.errors import Unavailable
+from trustfleet.services.service_mqtt import ServiceMqttClient
+from trustfleet.settings import ServerSettings
 from trustfleet.sim.process import free_port
 from trustfleet.wire import device_topic
 
@@ -173,3 +176,50 @@ def test_no_management_api_is_unavailable_with_a_hint(
         dead.sync_devices({"dev-000000000001"})
     assert caught.value.code == "broker.rabbitmq.unavailable"
     assert "management_urls" in (caught.value.hint or "")
+
+
+def _service_settings(rabbit: RabbitCluster, home: Path, amqp_ports: list[int]) -> ServerSettings:
+    """A home whose broker is the cluster: ``[broker] kind = "rabbitmq"`` and its password file."""
+    password = home / "secrets" / "rabbitmq.password"
+    password.parent.mkdir(parents=True)
+    password.write_text(rabbit.admin_password)
+    password.chmod(0o600)
+    return ServerSettings(
+        home=home, ca={}, broker={"kind": "rabbitmq"},
+        rabbitmq={"amqp_urls": [f"amqp://127.0.0.1:{p}" for p in amqp_ports],
+                  "username": rabbit.admin_user, "request_timeout_s": 3.0},
+    )  # fmt: skip
+
+
+def test_the_service_client_sends_commands_over_amqp_to_the_device(
+    rabbit: RabbitCluster,
+    broker: RabbitBroker,
+    device: Callable[[], ClientCert],
+    connect: Callable[[RabbitNode, ClientCert], MqttSession],
+    tmp_path: Path,
+) -> None:
+    """What a fleet re-key or a CA rollover sends (one connection, each command confirmed)
+    reaches the device subscribed on the other node, in order."""
+    a = device()
+    broker.admit(a.cn)
+    session = connect(rabbit.nodes[1], a)
+    assert session.connected, session.refused
+    topic = device_topic(a.cn, "cmd")
+    assert session.subscribe(topic)
+    sent = [f'{{"n":{n}}}'.encode() for n in range(3)]
+    settings = _service_settings(rabbit, tmp_path, [rabbit.nodes[0].amqp_port])
+    with ServiceMqttClient(settings) as client:
+        for payload in sent:
+            client.publish(topic, payload, what="a command")
+    assert session.pump(lambda: len(session.received) >= len(sent), timeout_s=10.0)
+    assert session.received == [(topic, p) for p in sent]
+
+
+def test_the_service_client_without_a_node_is_unavailable(
+    rabbit: RabbitCluster, tmp_path: Path
+) -> None:
+    settings = _service_settings(rabbit, tmp_path, [free_port()])
+    with pytest.raises(Unavailable) as caught, ServiceMqttClient(settings):
+        pass
+    assert caught.value.code == "broker.amqp"
+    assert "amqp_urls" in (caught.value.hint or "")

@@ -8,8 +8,10 @@ pika for AMQP 0-9-1.
 
 from __future__ import annotations
 
+import os
 import secrets
 import ssl
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,12 +19,14 @@ from typing import Any
 
 import pika
 import pytest
+from cryptography.hazmat.primitives import serialization
 from pika.adapters.blocking_connection import BlockingChannel
 
 from support.mqtt311 import client_context, mqtt_session, tls_alert
-from support.rabbitmq import RabbitCluster, RabbitNode
-from support.rabbitmq_pki import ClientCert, TestCa
+from support.rabbitmq import PEM_CACHE_CLEAN_MS, RabbitCluster, RabbitNode
+from support.rabbitmq_pki import ClientCert, TestCa, write_hashed_crl
 from support.waiting import eventually, logged, wait_for
+from trustfleet.sim.process import wait_until
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -210,3 +214,33 @@ def test_revoked_certificate_is_refused_on_both_nodes_and_live_connection_closed
     assert eventually(
         lambda: device.cn not in {c.user for c in rabbit.mqtt_connections(node2)}, timeout_s=15
     )
+
+
+def test_a_ca_added_to_the_bundle_is_trusted_without_a_restart(
+    rabbit: RabbitCluster, rabbit_pki: TestCa, new_device: Callable[[], Device]
+) -> None:
+    """A CA rollover writes a new bundle (``ca.pem`` of the trust folder); with
+    ``ssl_pem_cache_clean`` set the nodes trust it within that interval, no
+    ``ssl:clear_pem_cache()`` needed (docs/deployment.md)."""
+    second = TestCa(rabbit_pki.folder / "second", name="TF Second Device CA")
+    device = new_device()
+    cert = second.client(device.cn)  # the same device, moved to the new CA
+    write_hashed_crl(rabbit_pki.crl_dir, second.crl().public_bytes(serialization.Encoding.PEM))
+    ctx = client_context(rabbit_pki.ca_file, cert)
+    assert all(tls_alert(n.mqtt_tls_port, ctx) == "TLSV1_ALERT_UNKNOWN_CA" for n in rabbit.nodes)
+    original = rabbit_pki.ca_file.read_bytes()
+    staging = rabbit_pki.ca_file.with_suffix(".tmp")
+    staging.write_bytes(original + second.cert.public_bytes(serialization.Encoding.PEM))
+    started = time.monotonic()
+    os.replace(staging, rabbit_pki.ca_file)  # as the service writes it: atomically
+    try:
+        for node in rabbit.nodes:
+            wait_until(lambda n=node: tls_alert(n.mqtt_tls_port, ctx) is None,
+                       timeout_s=PEM_CACHE_CLEAN_MS / 1000 * 4 + 10, poll_s=0.5,
+                       what=f"{node.name} trusting the new CA")  # fmt: skip
+        print(f"\nnew CA trusted by both nodes after {time.monotonic() - started:.1f} s")
+        with mqtt_session(rabbit.nodes[1].mqtt_tls_port, ctx, client_id=device.cn) as session:
+            assert session.connected, session.refused
+    finally:
+        staging.write_bytes(original)
+        os.replace(staging, rabbit_pki.ca_file)

@@ -4,7 +4,9 @@
 database, host B as a copy of A's home (its SoftHSM2 configuration names A's token folder: one
 token store shared, as a network HSM would be), starts a RabbitMQ cluster whose nodes trust A's
 CAs and read their CRLs from the trust folder both hosts write, points both homes at it
-(``[broker] kind = "rabbitmq"``) and starts ``server run`` on both. Devices come from the
+(``[broker] kind = "rabbitmq"``) and starts ``server run`` on both. The TUF repository and the
+published audit log live in a folder outside both homes (``[ota] repo_dir``, ``[audit]
+publish_dir``), as on the shared storage of docs/deployment.md. Devices come from the
 factory service, enroll over EST at host A and run the simulated agent over MQTT 3.1.1, the
 first device on node 1, the second on node 2, each with the other nodes as fallbacks.
 Everything is stopped by process id or group.
@@ -43,6 +45,26 @@ def _rabbit_settings(rabbit: RabbitCluster, trust: Path) -> dict[str, object]:
     }
 
 
+def _share(a: SimServer, shared: Path) -> None:
+    """Move the folders the singletons write (the TUF repository, the published audit log)
+    out of A's home into ``shared``, as on the shared storage of docs/deployment.md, and point
+    A's settings (copied into B's home) at them."""
+    folders = {}
+    for section, key, name in (
+        ("ota", "repo_dir", "ota-repo"),
+        ("audit", "publish_dir", "audit-log"),
+    ):
+        here = a.home / getattr(getattr(a.settings, section), key)
+        there = shared / name
+        there.parent.mkdir(parents=True, exist_ok=True)
+        if here.exists():
+            shutil.move(here, there)
+        else:
+            there.mkdir()
+        folders[section] = {key: str(there)}
+    a.configure(folders)
+
+
 def _host_b(a: SimServer, root: Path) -> SimServer:
     """Host B: A's home copied (the token folder stays A's), its own HTTPS port."""
     home = root / "b" / "home"
@@ -66,6 +88,7 @@ def scaleout(
         overrides={"attestation": {"enabled": False}, "monitoring": {"enabled": False}},
     )  # fmt: skip
     fleet.server = a
+    _share(a, root / "shared")
     trust = root / "rabbit-trust"
     (trust / "crl").mkdir(parents=True)
     with ExitStack() as stack:

@@ -2,7 +2,8 @@
 
 Devices on both nodes are stored once by the ingest workers of both hosts (competing consumers
 of one quorum queue); a revocation made through host A cuts the device off on node 2; a
-quarantine is one rule for the whole cluster; when host A dies, host B leads every singleton;
+quarantine is one rule for the whole cluster; both hosts serve the one audit log that the
+leader publishes into the shared folder; when host A dies, host B leads every singleton;
 when a node dies, its device fails over to another node and no QoS 1 telemetry is lost.
 Independent checks: ``rabbitmqctl``, the management API's own view, TLS handshakes from Python.
 """
@@ -12,7 +13,10 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import ssl
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +26,11 @@ from scaleoutkit import Scaleout
 
 from support.postgres import PostgresCluster, restart
 from support.rabbitmq import RabbitNode
+from trustfleet.audit.checkpoint import parse_checkpoint
+from trustfleet.audit.note import MAX_NOTE_BYTES, parse_note
 from trustfleet.broker.rabbitmq import device_permissions
 from trustfleet.sim.process import wait_until
+from trustfleet.sim.server import SimServer
 from trustfleet.store import create_engine, role_holders
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.postgres, pytest.mark.integration]
@@ -103,6 +110,42 @@ def test_a_quarantine_is_one_rule_on_every_node(scaleout: Scaleout) -> None:
     )  # fmt: skip
 
 
+def _checkpoint_size(host: SimServer) -> int | None:
+    """The size in the audit log checkpoint ``host`` serves (None: none published yet)."""
+    context = ssl.create_default_context(cafile=str(host.ca_bundle))
+    url = f"{host.base_url}/audit/log/checkpoint"
+    try:
+        with urllib.request.urlopen(url, context=context, timeout=10) as resp:  # noqa: S310 - https to our server
+            note: bytes = resp.read(MAX_NOTE_BYTES)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return None
+        raise
+    return parse_checkpoint(parse_note(note).text).size
+
+
+def test_both_hosts_serve_the_one_audit_log_the_leader_publishes(scaleout: Scaleout) -> None:
+    a, b = scaleout.a, scaleout.b
+    wait_until(lambda: _checkpoint_size(a) is not None, timeout_s=WAIT_S,
+               what="a published audit checkpoint", poll_s=0.5)  # fmt: skip
+    before = _checkpoint_size(a) or 0
+    device_id = scaleout.fleet.device_ids[0]
+    for host, action in (
+        (b, ["quarantine", device_id, "--reason", "audit"]),
+        (a, ["lift", device_id]),
+    ):
+        done = host.cli("attest", *action, "--json")
+        assert done.returncode == 0, done.stderr
+
+    # Whichever host leads `audit` publishes into the shared folder; both serve the same log.
+    def grown_on_both() -> bool:
+        size = _checkpoint_size(a)
+        return size is not None and size >= before + 2 and _checkpoint_size(b) == size
+
+    wait_until(grown_on_both, timeout_s=WAIT_S, what="both hosts serving the grown audit log",
+               poll_s=0.5)  # fmt: skip
+
+
 def test_both_hosts_recover_from_a_postgresql_restart(
     scaleout: Scaleout, postgres_cluster: PostgresCluster
 ) -> None:
@@ -179,6 +222,13 @@ def test_host_b_takes_over_every_singleton_when_host_a_dies(scaleout: Scaleout) 
     fleet = scaleout.fleet  # devices keep being stored, through host B alone
     alive = [d for d in fleet.device_ids if fleet.agent(d).running and d != fleet.device_ids[1]]
     fleet.wait_telemetry(alive, rows=2, since=fleet.telemetry_counts(), timeout_s=WAIT_S)
+    # B's audit sequencer goes on publishing the one log in the shared folder.
+    before = _checkpoint_size(b) or 0
+    for action in (["quarantine", alive[0], "--reason", "audit"], ["lift", alive[0]]):
+        done = b.cli("attest", *action, "--json")
+        assert done.returncode == 0, done.stderr
+    wait_until(lambda: (_checkpoint_size(b) or 0) >= before + 2, timeout_s=WAIT_S,
+               what="host B publishing the audit log", poll_s=0.5)  # fmt: skip
 
 
 def test_a_node_dies_its_device_fails_over_and_no_telemetry_is_lost(scaleout: Scaleout) -> None:
