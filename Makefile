@@ -22,7 +22,7 @@ test: deps
 	$(VENV)/bin/ruff check src tests benchmarks packaging
 	$(VENV)/bin/ruff format --check src tests benchmarks packaging
 	$(VENV)/bin/mypy
-	$(VENV)/bin/pytest -q -p no:cacheprovider -n 2 --dist loadfile
+	$(VENV)/bin/pytest -q -p no:cacheprovider -n 2 --dist loadfile --durations=30
 	$(MAKE) --no-print-directory test-timeshift
 	$(MAKE) --no-print-directory mutation-fast
 	$(MAKE) --no-print-directory conformance-if-present
