@@ -25,9 +25,10 @@ import json
 import sys
 import threading
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from _received import Received, rss_kib
 
 from trustfleet.services.amqp_client import (
     AmqpEndpoint,
@@ -41,66 +42,26 @@ _POLL_S = 0.2
 
 
 class Sink:
-    """What the consumer received: counts, duplicates by (topic, seq), latencies."""
+    """What the consumer received (:class:`Received` under a lock: consumer and command
+    threads), and whether it is consuming."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.received = 0
-        self.bad = 0
-        self.dups = 0
-        self.seen: set[tuple[str, int]] = set()
-        self.latency_ms: list[float] = []
-        self.t_last_new = 0.0  # wall clock of the last message not seen before
+        self.inbox = Received()
         self.consuming = threading.Event()
 
     def take(self, topic: str, body: bytes) -> None:
         now = time.time()
-        try:
-            msg = json.loads(body)
-            key = (topic, int(msg["seq"]))
-            sent = datetime.fromisoformat(msg["ts"]).timestamp()
-        except (ValueError, KeyError, TypeError):
-            with self.lock:
-                self.received += 1
-                self.bad += 1
-            return
         with self.lock:
-            self.received += 1
-            if key in self.seen:
-                self.dups += 1
-            else:
-                self.seen.add(key)
-                self.latency_ms.append((now - sent) * 1000.0)
-                self.t_last_new = now
+            self.inbox.take(topic, body, now)
 
     def stats(self) -> dict[str, Any]:
         with self.lock:
-            lat = sorted(self.latency_ms)
-            return {
-                "received": self.received,
-                "unique": len(self.seen),
-                "t_last_new": self.t_last_new,
-                "dups": self.dups,
-                "bad": self.bad,
-                "p50_ms": _pct(lat, 50),
-                "p99_ms": _pct(lat, 99),
-                "max_ms": lat[-1] if lat else None,
-                "suback_codes": [],
-            }
+            return {**self.inbox.stats(), "suback_codes": []}
 
     def reset(self) -> None:
         with self.lock:
-            self.received = self.dups = self.bad = 0
-            self.seen.clear()
-            self.latency_ms.clear()
-            self.t_last_new = 0.0
-
-
-def _pct(sorted_values: list[float], pct: float) -> float | None:
-    if not sorted_values:
-        return None
-    k = min(len(sorted_values) - 1, max(0, round(pct / 100 * len(sorted_values) + 0.5) - 1))
-    return round(sorted_values[k], 3)
+            self.inbox.reset()
 
 
 def _endpoint(cfg: dict[str, Any]) -> AmqpEndpoint:
@@ -163,13 +124,6 @@ def _answer(obj: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
-def _rss_kib() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
@@ -192,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             "reconnects": 0,
             "errors": 0,
             "error_samples": [],
-            "rss_kib": _rss_kib(),
+            "rss_kib": rss_kib(),
             "cpu_s": time.process_time(),
         }
 

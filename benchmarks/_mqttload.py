@@ -32,7 +32,6 @@ jitter (bounded by ``backoff_max_s``), at most ``concurrency`` handshakes in fli
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import random
@@ -45,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from _procs import raise_nofile
+from _received import Received, pct, rss_kib
 from _tlsbio import CHUNK, client_context, flush_bio, handshake_step, pem_certs
 from OpenSSL import SSL, crypto
 
@@ -308,12 +308,7 @@ class Fleet:
         self.acked = 0
         self.skipped = 0
         # service receiving
-        self.received = 0
-        self.dups = 0
-        self.seen: set[tuple[str, int]] = set()
-        self.latency_ms: list[float] = []
-        self.t_last_new = 0.0  # wall clock of the last message not seen before
-        self.bad = 0
+        self.inbox = Received()
         self.suback_codes: list[int] = []
 
     # connection management
@@ -455,20 +450,7 @@ class Fleet:
         if self.v5:
             plen, pos = _decode_varint(body, pos)
             pos += plen
-        self.received += 1
-        try:
-            msg = json.loads(body[pos:])
-            key = (topic.decode(), int(msg["seq"]))
-            sent = datetime.fromisoformat(msg["ts"]).timestamp()
-        except (ValueError, KeyError, TypeError):
-            self.bad += 1
-            return mid
-        if key in self.seen:
-            self.dups += 1
-        else:
-            self.seen.add(key)
-            self.latency_ms.append((now - sent) * 1000.0)
-            self.t_last_new = now
+        self.inbox.take(topic.decode(), body[pos:], now)
         return mid
 
     async def pinger(self) -> None:
@@ -546,29 +528,15 @@ class Fleet:
             "reconnects": self.reconnects,
             "errors": self.error_count,
             "error_samples": self.errors,
-            "rss_kib": _rss_kib(),
+            "rss_kib": rss_kib(),
             "cpu_s": time.process_time(),
         }
 
     def service_stats(self) -> dict[str, Any]:
-        lat = sorted(self.latency_ms)
-        return {
-            "received": self.received,
-            "unique": len(self.seen),
-            "t_last_new": self.t_last_new,
-            "dups": self.dups,
-            "bad": self.bad,
-            "p50_ms": _pct(lat, 50),
-            "p99_ms": _pct(lat, 99),
-            "max_ms": lat[-1] if lat else None,
-            "suback_codes": sorted(set(self.suback_codes)),
-        }
+        return {**self.inbox.stats(), "suback_codes": sorted(set(self.suback_codes))}
 
     def reset_service(self) -> None:
-        self.received = self.dups = self.bad = 0
-        self.seen.clear()
-        self.latency_ms.clear()
-        self.t_last_new = 0.0
+        self.inbox.reset()
 
     async def quit(self) -> None:
         self.closing = True
@@ -591,21 +559,6 @@ def _decode_varint(data: bytes, pos: int) -> tuple[int, int]:
         mult *= 128
         if not byte & 0x80:
             return value, pos
-
-
-def _pct(sorted_values: list[float], pct: float) -> float | None:
-    if not sorted_values:
-        return None
-    k = min(len(sorted_values) - 1, max(0, round(pct / 100 * len(sorted_values) + 0.5) - 1))
-    return round(sorted_values[k], 3)
-
-
-def _rss_kib() -> int:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 # -- command loop ----------------------------------------------------------------------------
@@ -647,8 +600,8 @@ async def _main_async(cfg: dict[str, Any], *, service: bool) -> None:
                         "t_start": t0,
                         "first_connack": fleet.first_connack,
                         "last_connack": fleet.last_connack,
-                        "p50_ms": _pct(lat, 50),
-                        "p99_ms": _pct(lat, 99),
+                        "p50_ms": pct(lat, 50),
+                        "p99_ms": pct(lat, 99),
                     }
                 )
             elif name == "status":
