@@ -32,6 +32,13 @@ if [ -d /run/systemd/system ] && command -v systemctl >/dev/null \
   $SUDO systemctl disable --now rabbitmq-server
 fi
 PY=${PYTHON:-python3}
+# A .venv copied or moved from another checkout keeps that checkout's paths in its scripts'
+# first lines (pytest, ruff, trustfleet would run the other tree, or nothing once it is gone).
+if [ -x .venv/bin/python ] && [ -f .venv/bin/pip ] \
+   && [ "$(head -n 1 .venv/bin/pip)" != "#!$(pwd)/.venv/bin/python" ]; then
+  echo "bootstrap: .venv was made for $(head -n 1 .venv/bin/pip | cut -c3-); making it anew here"
+  rm -rf .venv
+fi
 if [ ! -x .venv/bin/python ]; then
   echo "bootstrap: creating .venv"
   "$PY" -m venv .venv
